@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs the whole test suite (unit + real-kernel integration tests) and prints one plain summary line:
+#   N passed, N failed[, N skipped]
+# Integration tests need root (network namespaces, iptables); without root they are skipped loudly.
+# Extra arguments go to `dotnet test` (e.g. ./test.sh --filter "FullyQualifiedName~Policy").
+set -uo pipefail
+cd "$(dirname "$0")"
+
+results=$(mktemp -d /tmp/egress-test-results.XXXXXX)
+trap 'rm -rf "$results"' EXIT
+
+dotnet test Egress.sln -c Release --logger "trx" --logger "console;verbosity=normal" \
+  --results-directory "$results" "$@"
+rc=$?
+
+total=0 passed=0 failed=0
+shopt -s nullglob
+trx_files=("$results"/*.trx)
+for trx in "${trx_files[@]}"; do
+  counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)
+  get() { printf '%s' "$counters" | grep -o " $1=\"[0-9]*\"" | grep -o '[0-9]*'; }
+  total=$((total + $(get total)))
+  passed=$((passed + $(get passed)))
+  failed=$((failed + $(get failed) + $(get error) + $(get timeout) + $(get aborted)))
+done
+skipped=$((total - passed - failed))
+
+if [ "${#trx_files[@]}" -eq 0 ]; then
+  echo "no test results were produced (build failure?)" >&2
+  [ "$rc" -eq 0 ] && rc=1
+  failed=1
+fi
+
+if [ "$skipped" -gt 0 ]; then
+  echo "$passed passed, $failed failed, $skipped skipped"
+else
+  echo "$passed passed, $failed failed"
+fi
+if [ "$failed" -gt 0 ] && [ "$rc" -eq 0 ]; then rc=1; fi
+exit "$rc"
