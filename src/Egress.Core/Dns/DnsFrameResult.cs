@@ -1,0 +1,14 @@
+namespace Egress.Dns;
+
+/// <summary>The outcome of reading one length-prefixed DNS message from a stream.</summary>
+public enum DnsFrameResult
+{
+    /// <summary>A whole message was read.</summary>
+    Complete,
+
+    /// <summary>More bytes are needed.</summary>
+    Incomplete,
+
+    /// <summary>The frame declares a length of 0, which no DNS message has; the stream should be closed.</summary>
+    Empty,
+}
