@@ -1,0 +1,44 @@
+namespace Egress.Configuration;
+
+/// <summary>
+/// An error in a configuration source, located at the offending key or value. The message reads
+/// <c>file:line:col: error: what (key 'section.key')</c>, the form compilers use, so editors can jump to it.
+/// </summary>
+public sealed class ConfigurationException : Exception
+{
+    /// <summary>Creates an error located at <paramref name="location"/>.</summary>
+    /// <param name="location">Where the offending key or value is.</param>
+    /// <param name="key">The dotted key path the error is about (<c>egress.destinations</c>), or null for TOML syntax errors.</param>
+    /// <param name="problem">What is wrong, without location or key (<c>expected a boolean, found a string</c>).</param>
+    public ConfigurationException(SourceLocation location, string? key, string problem)
+        : base(Format(location, key, problem))
+    {
+        ArgumentNullException.ThrowIfNull(location.SourceName);
+        ArgumentNullException.ThrowIfNull(problem);
+        SourceName = location.SourceName;
+        Line = location.Line;
+        Column = location.Column;
+        Key = key;
+        Problem = problem;
+    }
+
+    /// <summary>Gets the name of the source (usually the file path).</summary>
+    public string SourceName { get; }
+
+    /// <summary>Gets the 1-based line of the error, or 0 when it concerns a default value that is not in the source.</summary>
+    public int Line { get; }
+
+    /// <summary>Gets the 1-based column of the error, or 0 when it concerns a default value that is not in the source.</summary>
+    public int Column { get; }
+
+    /// <summary>Gets the dotted key path the error is about, or null for TOML syntax errors.</summary>
+    public string? Key { get; }
+
+    /// <summary>Gets what is wrong, without location or key.</summary>
+    public string Problem { get; }
+
+    private static string Format(SourceLocation location, string? key, string problem) =>
+        key is null
+            ? $"{location}: error: {problem}"
+            : $"{location}: error: {problem} (key '{key}')";
+}

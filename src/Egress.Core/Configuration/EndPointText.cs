@@ -1,0 +1,116 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Egress.Configuration;
+
+/// <summary>Parses the textual IP endpoints of the configuration: <c>IPv4:PORT</c>, <c>[IPv6]:PORT</c>, and for DNS upstreams also a bare address.</summary>
+internal static class EndPointText
+{
+    /// <summary>Parses a listen address; the port is required and must be 1–65535.</summary>
+    public static bool TryParseListen(string text, [NotNullWhen(true)] out IPEndPoint? endPoint, [NotNullWhen(false)] out string? problem) =>
+        TryParse(text, defaultPort: null, out endPoint, out problem);
+
+    /// <summary>Parses a DNS upstream; a missing port means 53.</summary>
+    public static bool TryParseUpstream(string text, [NotNullWhen(true)] out IPEndPoint? endPoint, [NotNullWhen(false)] out string? problem) =>
+        TryParse(text, defaultPort: 53, out endPoint, out problem);
+
+    private static bool TryParse(string text, int? defaultPort, [NotNullWhen(true)] out IPEndPoint? endPoint, [NotNullWhen(false)] out string? problem)
+    {
+        endPoint = null;
+        string host;
+        string? port = null;
+        bool bracketed = text.StartsWith('[');
+        if (bracketed)
+        {
+            int close = text.IndexOf(']', StringComparison.Ordinal);
+            if (close < 0)
+            {
+                problem = "missing ']'";
+                return false;
+            }
+
+            host = text[1..close];
+            string rest = text[(close + 1)..];
+            if (rest.Length > 0)
+            {
+                if (rest[0] != ':')
+                {
+                    problem = "expected ':' and a port after ']'";
+                    return false;
+                }
+
+                port = rest[1..];
+            }
+        }
+        else
+        {
+            int colon = text.IndexOf(':', StringComparison.Ordinal);
+            if (colon >= 0 && colon == text.LastIndexOf(':'))
+            {
+                host = text[..colon];
+                port = text[(colon + 1)..];
+            }
+            else
+            {
+                // No colon (IPv4) or several (a bare IPv6 address, which cannot carry a port).
+                host = text;
+            }
+        }
+
+        if (!TryParseAddress(host, bracketed, out IPAddress? address, out problem))
+        {
+            return false;
+        }
+
+        int portNumber;
+        if (port is not null)
+        {
+            if (!int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out portNumber) || portNumber is < 1 or > 65535)
+            {
+                problem = "port must be a number between 1 and 65535";
+                return false;
+            }
+        }
+        else if (defaultPort is int fallback)
+        {
+            portNumber = fallback;
+        }
+        else
+        {
+            problem = address.AddressFamily == AddressFamily.InterNetworkV6
+                ? "missing port (write \"[address]:port\")"
+                : "missing port (write \"address:port\")";
+            return false;
+        }
+
+        endPoint = new IPEndPoint(address, portNumber);
+        return true;
+    }
+
+    private static bool TryParseAddress(string host, bool bracketed, [NotNullWhen(true)] out IPAddress? address, [NotNullWhen(false)] out string? problem)
+    {
+        problem = null;
+        if (!IPAddress.TryParse(host, out address))
+        {
+            problem = "not an IP address";
+            return false;
+        }
+
+        if (address.AddressFamily == AddressFamily.InterNetworkV6)
+        {
+            return true;
+        }
+
+        // IPAddress.TryParse also takes shorthand like "127.1" or "10"; only the dotted quad is accepted.
+        if (bracketed || !string.Equals(address.ToString(), host, StringComparison.Ordinal))
+        {
+            problem = bracketed ? "brackets are only for IPv6 addresses" : "not a dotted-quad IPv4 address";
+            address = null;
+            return false;
+        }
+
+        return true;
+    }
+}

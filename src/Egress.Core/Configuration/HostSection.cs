@@ -1,0 +1,27 @@
+using System.Net;
+
+namespace Egress.Configuration;
+
+/// <summary>The <c>[host]</c> section: egress-host on the parent instance.</summary>
+public sealed class HostSection
+{
+    internal HostSection(TimeSpan connectTimeout, TimeSpan headerTimeout, IReadOnlyList<IPEndPoint> dnsUpstreams, TimeSpan dnsTimeout)
+    {
+        ConnectTimeout = connectTimeout;
+        HeaderTimeout = headerTimeout;
+        DnsUpstreams = dnsUpstreams;
+        DnsTimeout = dnsTimeout;
+    }
+
+    /// <summary>Gets how long the host waits for an outbound connection to open (<c>host.connect_timeout_ms</c>, default 5 s).</summary>
+    public TimeSpan ConnectTimeout { get; }
+
+    /// <summary>Gets how long the host waits for a tunnel stream's request header (<c>host.header_timeout_ms</c>, default 5 s).</summary>
+    public TimeSpan HeaderTimeout { get; }
+
+    /// <summary>Gets the DNS resolvers queries are forwarded to (<c>host.dns_upstreams</c>); empty (the default) means the system's resolvers.</summary>
+    public IReadOnlyList<IPEndPoint> DnsUpstreams { get; }
+
+    /// <summary>Gets how long the host waits for an upstream DNS answer (<c>host.dns_timeout_ms</c>, default 2 s).</summary>
+    public TimeSpan DnsTimeout { get; }
+}

@@ -1,0 +1,13 @@
+namespace Egress.Configuration;
+
+/// <summary>The <c>[relay]</c> section: byte relaying between a client and its destination.</summary>
+public sealed class RelaySection
+{
+    internal RelaySection(TimeSpan idleTimeout) => IdleTimeout = idleTimeout;
+
+    /// <summary>
+    /// Gets how long a relayed connection may carry no bytes in either direction before it is closed
+    /// (<c>relay.idle_timeout_seconds</c>, default 1 h); <see cref="Timeout.InfiniteTimeSpan"/> when the file sets 0.
+    /// </summary>
+    public TimeSpan IdleTimeout { get; }
+}

@@ -1,0 +1,165 @@
+using Egress.Configuration;
+
+namespace Egress.Tests.Configuration;
+
+public sealed class ConfigurationErrorTests
+{
+    private const string Source = "enclave.toml";
+
+    [TestCase("[egress]\nenabeld = true\n", 2, 1, "egress.enabeld", "unknown key; did you mean 'enabled'?", TestName = "Typo in a key of [egress]")]
+    [TestCase("[egres]\nenabled = true\n", 1, 2, "egres", "unknown key; did you mean 'egress'?", TestName = "Typo in a section name")]
+    [TestCase("colour = \"red\"\n", 1, 1, "colour", "unknown key", TestName = "Unknown top-level key")]
+    [TestCase("version = 1\nnmae = \"x\"\n", 2, 1, "nmae", "unknown key; did you mean 'name'?", TestName = "Typo in an Evervault top-level key")]
+    [TestCase("[egress.extra]\nx = 1\n", 1, 9, "egress.extra", "unknown key", TestName = "Unknown sub-table of an Egress section")]
+    [TestCase("egress = { enabled = true, destinationz = [] }\n", 1, 28, "egress.destinationz", "unknown key; did you mean 'destinations'?", TestName = "Unknown key in an inline table")]
+    [TestCase("[tunnel]\nstatus_timeout = 10000\n", 2, 1, "tunnel.status_timeout", "unknown key; did you mean 'status_timeout_ms'?", TestName = "Duration key without its unit")]
+    [TestCase("[enclave]\nproxy_port = 4444\n", 2, 1, "enclave.proxy_port", "unknown key", TestName = "proxy_port is not a key (proxy_listen is)")]
+    [TestCase("[host]\n\n  dns_upstream = []\n", 3, 3, "host.dns_upstream", "unknown key; did you mean 'dns_upstreams'?", TestName = "Unknown key in [host], indented")]
+    [TestCase("[dns]\nttl_floor = 1\n", 2, 1, "dns.ttl_floor", "unknown key; did you mean 'ttl_floor_seconds'?", TestName = "Unknown key in [dns]")]
+    [TestCase("[relay]\nidle_timeout_ms = 1\n", 2, 1, "relay.idle_timeout_ms", "unknown key; did you mean 'idle_timeout_seconds'?", TestName = "Duration key with the wrong unit")]
+    [TestCase("[relay]\nkeepalive = true\n", 2, 1, "relay.keepalive", "unknown key", TestName = "Unknown key in [relay]")]
+    [TestCase("[egress]\nports = [\"443\"]\n", 2, 1, "egress.ports", "Evervault's v0 'ports' setting is not supported by Egress; remove it", TestName = "Evervault v0 egress.ports")]
+    public void UnknownKeysPointAtTheKey(string text, int line, int column, string key, string problem) =>
+        AssertError(text, line, column, key, problem);
+
+    [TestCase("[egress]\nenabled = \"yes\"\n", 2, 11, "egress.enabled", "expected a boolean, found a string", TestName = "String where a boolean is expected")]
+    [TestCase("egress.enabled = 1\n", 1, 18, "egress.enabled", "expected a boolean, found an integer", TestName = "Integer where a boolean is expected (dotted key)")]
+    [TestCase("[egress]\nenabled = 1979-05-27\n", 2, 11, "egress.enabled", "expected a boolean, found a date-time", TestName = "Date where a boolean is expected")]
+    [TestCase("egress = true\n", 1, 10, "egress", "expected a table, found a boolean", TestName = "Boolean where a section is expected")]
+    [TestCase("[[egress]]\nenabled = true\n", 1, 3, "egress", "expected a table, found an array", TestName = "Array of tables where a section is expected")]
+    [TestCase("[egress]\ndestinations = \"api.example.com\"\n", 2, 16, "egress.destinations", "expected an array of strings, found a string", TestName = "String where an array is expected")]
+    [TestCase("[egress]\ndestinations = [\"a\", 5]\n", 2, 22, "egress.destinations", "expected a string, found an integer", TestName = "Integer inside the destinations array")]
+    [TestCase("[egress]\ndestinations = [[\"a\"]]\n", 2, 17, "egress.destinations", "expected a string, found an array", TestName = "Nested array inside the destinations array")]
+    [TestCase("[host]\ndns_timeout_ms = 2.5\n", 2, 18, "host.dns_timeout_ms", "expected an integer, found a float", TestName = "Float where an integer is expected")]
+    [TestCase("[host]\ndns_timeout_ms = \"2s\"\n", 2, 18, "host.dns_timeout_ms", "expected an integer, found a string", TestName = "String where an integer is expected")]
+    [TestCase("[tunnel]\nenclave_endpoint = 4433\n", 2, 20, "tunnel.enclave_endpoint", "expected a string, found an integer", TestName = "Integer where a string is expected")]
+    [TestCase("[enclave]\ndns_listen = \"127.0.0.1:53\"\n", 2, 14, "enclave.dns_listen", "expected an array of strings, found a string", TestName = "String where a list of addresses is expected")]
+    public void TypeErrorsPointAtTheValue(string text, int line, int column, string key, string problem) =>
+        AssertError(text, line, column, key, problem);
+
+    [TestCase("[host]\nconnect_timeout_ms = -5\n", 2, 22, "host.connect_timeout_ms", "must be between 1 and 2147483647, found -5", TestName = "Negative timeout")]
+    [TestCase("[host]\nheader_timeout_ms = 0\n", 2, 21, "host.header_timeout_ms", "must be between 1 and 2147483647, found 0", TestName = "Zero millisecond timeout")]
+    [TestCase("[enclave]\ndns_query_timeout_ms = 2147483648\n", 2, 24, "enclave.dns_query_timeout_ms", "must be between 1 and 2147483647, found 2147483648", TestName = "Timeout longer than a timer can wait")]
+    [TestCase("[relay]\nidle_timeout_seconds = -1\n", 2, 24, "relay.idle_timeout_seconds", "must be between 0 and 2147483, found -1", TestName = "Negative idle timeout")]
+    [TestCase("[relay]\nidle_timeout_seconds = 2147484\n", 2, 24, "relay.idle_timeout_seconds", "must be between 0 and 2147483, found 2147484", TestName = "Idle timeout too long")]
+    [TestCase("[dns]\ngrace_seconds = -1\n", 2, 17, "dns.grace_seconds", "must be between 0 and 2147483, found -1", TestName = "Negative grace")]
+    [TestCase("[dns]\ncache_max_entries = 0\n", 2, 21, "dns.cache_max_entries", "must be between 1 and 2147483647, found 0", TestName = "Empty cache")]
+    [TestCase("[dns]\ncache_max_entries = 0x80000000\n", 2, 21, "dns.cache_max_entries", "must be between 1 and 2147483647, found 2147483648", TestName = "Cache size beyond int")]
+    [TestCase("[tunnel]\nstatus_timeout_ms = 5000\n", 2, 21, "tunnel.status_timeout_ms", "tunnel.status_timeout_ms (5000) must be greater than host.connect_timeout_ms (5000), or the enclave gives up before the host reports", TestName = "Status timeout equal to the connect timeout")]
+    [TestCase("[host]\nconnect_timeout_ms = 20000\n", 2, 22, "host.connect_timeout_ms", "tunnel.status_timeout_ms (10000) must be greater than host.connect_timeout_ms (20000), or the enclave gives up before the host reports", TestName = "Connect timeout above the default status timeout")]
+    [TestCase("[host]\nconnect_timeout_ms = 3000\n[tunnel]\nstatus_timeout_ms = 2000\n", 4, 21, "tunnel.status_timeout_ms", "tunnel.status_timeout_ms (2000) must be greater than host.connect_timeout_ms (3000), or the enclave gives up before the host reports", TestName = "Both timeouts set: points at the status timeout")]
+    public void InvalidValuesPointAtTheValue(string text, int line, int column, string key, string problem) =>
+        AssertError(text, line, column, key, problem);
+
+    [TestCase("[enclave]\nproxy_listen = [\"127.0.0.1\"]\n", 2, 17, "invalid listen address \"127.0.0.1\": missing port (write \"address:port\")", TestName = "Listen address without port")]
+    [TestCase("[enclave]\nproxy_listen = [\"::1\"]\n", 2, 17, "invalid listen address \"::1\": missing port (write \"[address]:port\")", TestName = "IPv6 listen address without port")]
+    [TestCase("[enclave]\nproxy_listen = [\"::1:4444\"]\n", 2, 17, "invalid listen address \"::1:4444\": missing port (write \"[address]:port\")", TestName = "IPv6 listen address with an unbracketed port")]
+    [TestCase("[enclave]\nproxy_listen = [\"127.0.0.1:0\"]\n", 2, 17, "invalid listen address \"127.0.0.1:0\": port must be a number between 1 and 65535", TestName = "Listen port 0")]
+    [TestCase("[enclave]\nproxy_listen = [\"127.0.0.1:65536\"]\n", 2, 17, "invalid listen address \"127.0.0.1:65536\": port must be a number between 1 and 65535", TestName = "Listen port 65536")]
+    [TestCase("[enclave]\nproxy_listen = [\"127.0.0.1:+80\"]\n", 2, 17, "invalid listen address \"127.0.0.1:+80\": port must be a number between 1 and 65535", TestName = "Listen port with a sign")]
+    [TestCase("[enclave]\nproxy_listen = [\"localhost:4444\"]\n", 2, 17, "invalid listen address \"localhost:4444\": not an IP address", TestName = "Host name as listen address")]
+    [TestCase("[enclave]\nproxy_listen = [\"127.1:4444\"]\n", 2, 17, "invalid listen address \"127.1:4444\": not a dotted-quad IPv4 address", TestName = "Shorthand IPv4 listen address")]
+    [TestCase("[enclave]\nproxy_listen = [\"[127.0.0.1]:4444\"]\n", 2, 17, "invalid listen address \"[127.0.0.1]:4444\": brackets are only for IPv6 addresses", TestName = "Bracketed IPv4 listen address")]
+    [TestCase("[enclave]\nproxy_listen = [\"[::1:4444\"]\n", 2, 17, "invalid listen address \"[::1:4444\": missing ']'", TestName = "Unclosed bracket")]
+    [TestCase("[enclave]\nproxy_listen = [\"[::1]4444\"]\n", 2, 17, "invalid listen address \"[::1]4444\": expected ':' and a port after ']'", TestName = "No colon after the bracket")]
+    [TestCase("[enclave]\nproxy_listen = []\n", 2, 16, "must list at least one address", TestName = "Empty proxy listen list")]
+    [TestCase("[enclave]\nproxy_listen = [\"127.0.0.1:4444\", \"127.0.0.1:4444\"]\n", 2, 35, "\"127.0.0.1:4444\" is listed twice", TestName = "Listen address listed twice")]
+    public void InvalidProxyListenAddressesPointAtTheEntry(string text, int line, int column, string problem) =>
+        AssertError(text, line, column, "enclave.proxy_listen", problem);
+
+    [Test]
+    public void InvalidDnsListenAddressPointsAtTheEntryOnItsOwnLine() =>
+        AssertError("[enclave]\ndns_listen = [\n  \"127.0.0.1:53\",\n  \"10.0.0.1\",\n]\n", 4, 3, "enclave.dns_listen", "invalid listen address \"10.0.0.1\": missing port (write \"address:port\")");
+
+    [TestCase("[host]\ndns_upstreams = [\"dns.google\"]\n", 2, 18, "invalid DNS upstream \"dns.google\": not an IP address", TestName = "Host name as DNS upstream")]
+    [TestCase("[host]\ndns_upstreams = [\"10.0.0.2:0\"]\n", 2, 18, "invalid DNS upstream \"10.0.0.2:0\": port must be a number between 1 and 65535", TestName = "DNS upstream port 0")]
+    [TestCase("[host]\ndns_upstreams = [\"10.0.0.2\", \"10.0.0.2:53\"]\n", 2, 30, "\"10.0.0.2:53\" is listed twice", TestName = "DNS upstream listed twice (default port)")]
+    public void InvalidDnsUpstreamsPointAtTheEntry(string text, int line, int column, string problem) =>
+        AssertError(text, line, column, "host.dns_upstreams", problem);
+
+    [Test]
+    public void TyposAreFoundWithCrLfLineEndings() =>
+        AssertError("version = 1\r\n\r\n[egress]\r\nenabled = true\r\nenabeld = true\r\n", 5, 1, "egress.enabeld", "unknown key; did you mean 'enabled'?");
+
+    [Test]
+    public void ValueErrorsAreFoundWithCrLfLineEndings() =>
+        AssertError("[host]\r\nconnect_timeout_ms = 1\r\ndns_timeout_ms = -1\r\n", 3, 18, "host.dns_timeout_ms", "must be between 1 and 2147483647, found -1");
+
+    [Test]
+    public void SyntaxErrorHasItsLocationAndNoKey()
+    {
+        ConfigurationException error = Fail("[egress]\nenabled = tru\n");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.SourceName, Is.EqualTo(Source));
+            Assert.That(error.Line, Is.EqualTo(2));
+            Assert.That(error.Column, Is.EqualTo(11));
+            Assert.That(error.Key, Is.Null);
+            Assert.That(error.Message, Does.StartWith("enclave.toml:2:11: error: "));
+            Assert.That(error.Message, Does.Contain("tru"));
+            Assert.That(error.Message, Does.Not.Contain("(key '"));
+        });
+    }
+
+    [Test]
+    public void UnterminatedStringIsASyntaxErrorOnItsLine()
+    {
+        ConfigurationException error = Fail("[egress]\r\ndestinations = [\"api.example.com]\r\n");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.Line, Is.EqualTo(2));
+            Assert.That(error.Key, Is.Null);
+            Assert.That(error.Message, Does.StartWith($"enclave.toml:2:{error.Column}: error: "));
+        });
+    }
+
+    [Test]
+    public void DuplicateKeyIsReportedAtTheSecondDefinition()
+    {
+        ConfigurationException error = Fail("[egress]\nenabled = false\nenabled = true\n");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((error.Line, error.Column), Is.EqualTo((3, 1)));
+            Assert.That(error.Key, Is.Null);
+            Assert.That(error.Message, Does.StartWith("enclave.toml:3:1: error: "));
+        });
+    }
+
+    [Test]
+    public void RedefinedSectionIsReportedAtTheSecondHeader()
+    {
+        ConfigurationException error = Fail("[egress]\nenabled = true\n\n[egress]\ndestinations = []\n");
+
+        Assert.That((error.Line, error.Column), Is.EqualTo((4, 1)));
+    }
+
+    [Test]
+    public void ValueErrorInAnEvervaultTableIsNotChecked()
+    {
+        // Evervault's tables are opaque to Egress: their contents are Evervault's business.
+        EgressConfiguration configuration = EgressConfiguration.Parse("[scaling]\ndesired_replicas = \"two\"\nwhatever = 1\n", Source);
+
+        Assert.That(configuration.Egress.Enabled, Is.False);
+    }
+
+    private static void AssertError(string text, int line, int column, string key, string problem)
+    {
+        ConfigurationException error = Fail(text);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.Message, Is.EqualTo($"{Source}:{line}:{column}: error: {problem} (key '{key}')"));
+            Assert.That(error.SourceName, Is.EqualTo(Source));
+            Assert.That(error.Line, Is.EqualTo(line));
+            Assert.That(error.Column, Is.EqualTo(column));
+            Assert.That(error.Key, Is.EqualTo(key));
+            Assert.That(error.Problem, Is.EqualTo(problem));
+        });
+    }
+
+    private static ConfigurationException Fail(string text) =>
+        Assert.Throws<ConfigurationException>(() => EgressConfiguration.Parse(text, Source))!;
+}
