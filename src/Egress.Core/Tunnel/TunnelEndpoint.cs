@@ -1,0 +1,336 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Egress.Vsock;
+
+namespace Egress.Tunnel;
+
+/// <summary>
+/// Where tunnel streams go: a VSOCK, Unix domain socket or TCP address, parsed from one string.
+/// </summary>
+/// <remarks>
+/// Accepted forms (scheme case-insensitive):
+/// <list type="bullet">
+/// <item><c>vsock://CID:PORT</c> — CID a decimal number or <c>any</c>, <c>parent</c> (3), <c>host</c> (2),
+/// <c>local</c> (1); PORT a decimal number 1-4294967294 or <c>any</c>. Canonical: <c>vsock://3:4433</c>,
+/// <c>vsock://any:4433</c>.</item>
+/// <item><c>unix:/path</c> — an absolute path of at most 107 UTF-8 bytes. The URI spelling <c>unix:///path</c>
+/// is accepted too and means the same; the canonical form is <c>unix:/path</c>. Relative paths,
+/// <c>unix://host/path</c> and abstract socket names are rejected.</item>
+/// <item><c>tcp://HOST:PORT</c> — HOST an IPv4 literal in dotted-quad form or an IPv6 literal in brackets
+/// (<c>tcp://[::1]:4433</c>); PORT 1-65535. Host names are rejected: nothing resolves names inside an enclave.</item>
+/// </list>
+/// <see cref="ToString"/> returns the canonical form, which <see cref="Parse"/> reads back to an equal endpoint.
+/// </remarks>
+public sealed class TunnelEndpoint
+{
+    private const string AcceptedForms = "vsock://CID:PORT, unix:/path, tcp://HOST:PORT (HOST an IP literal, IPv6 in brackets)";
+    private const string VsockScheme = "vsock://";
+    private const string UnixScheme = "unix:";
+    private const string TcpScheme = "tcp://";
+    private const int MaxUnixPathBytes = 107;
+
+    private readonly string _text;
+
+    private TunnelEndpoint(TunnelTransport transport, EndPoint endPoint, string text)
+    {
+        Transport = transport;
+        EndPoint = endPoint;
+        _text = text;
+    }
+
+    /// <summary>The kind of socket this endpoint needs.</summary>
+    public TunnelTransport Transport { get; }
+
+    /// <summary>
+    /// The address: a <see cref="VsockEndPoint"/>, <see cref="UnixDomainSocketEndPoint"/> or <see cref="IPEndPoint"/>,
+    /// according to <see cref="Transport"/>.
+    /// </summary>
+    public EndPoint EndPoint { get; }
+
+    /// <summary>Parses one of the accepted forms listed on <see cref="TunnelEndpoint"/>.</summary>
+    /// <param name="text">The text, e.g. <c>vsock://3:4433</c>, <c>unix:/run/egress.sock</c> or <c>tcp://127.0.0.1:4433</c>.</param>
+    /// <returns>The endpoint.</returns>
+    /// <exception cref="FormatException">The text is malformed; the message names it and lists the accepted forms.</exception>
+    public static TunnelEndpoint Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return TryParse(text, out TunnelEndpoint? endpoint, out string? error) ? endpoint : throw new FormatException(error);
+    }
+
+    /// <summary>Parses one of the accepted forms listed on <see cref="TunnelEndpoint"/> without throwing.</summary>
+    /// <param name="text">The text to parse.</param>
+    /// <param name="endpoint">The endpoint, when the text is valid.</param>
+    /// <param name="error">Otherwise, a message naming the text, what is wrong and the accepted forms.</param>
+    /// <returns>Whether the text is valid.</returns>
+    public static bool TryParse(
+        [NotNullWhen(true)] string? text,
+        [NotNullWhen(true)] out TunnelEndpoint? endpoint,
+        [NotNullWhen(false)] out string? error)
+    {
+        string? reason;
+        if (string.IsNullOrEmpty(text))
+        {
+            endpoint = null;
+            reason = "it is empty";
+        }
+        else if (text.StartsWith(VsockScheme, StringComparison.OrdinalIgnoreCase))
+        {
+            endpoint = VsockEndPoint.TryParse(text, out VsockEndPoint? vsock, out reason)
+                ? new TunnelEndpoint(TunnelTransport.Vsock, vsock, vsock.ToString())
+                : null;
+        }
+        else if (text.StartsWith(UnixScheme, StringComparison.OrdinalIgnoreCase))
+        {
+            endpoint = TryParseUnix(text.AsSpan(UnixScheme.Length), out reason);
+        }
+        else if (text.StartsWith(TcpScheme, StringComparison.OrdinalIgnoreCase))
+        {
+            endpoint = TryParseTcp(text.AsSpan(TcpScheme.Length), out reason);
+        }
+        else
+        {
+            endpoint = null;
+            int colon = text.IndexOf(':', StringComparison.Ordinal);
+            reason = colon > 0 ? $"the scheme '{text[..colon]}' is not supported" : "it has no scheme";
+        }
+
+        error = endpoint is null ? $"Invalid tunnel endpoint '{text}': {reason}. Accepted forms: {AcceptedForms}." : null;
+        return endpoint is not null;
+    }
+
+    /// <summary>
+    /// Creates an unconnected, unbound socket of the matching family: VSOCK (see <see cref="VsockSocket.Create"/>),
+    /// Unix stream, or TCP with <see cref="Socket.NoDelay"/> set.
+    /// </summary>
+    /// <returns>A new socket that the caller owns.</returns>
+    public Socket CreateSocket()
+    {
+        switch (Transport)
+        {
+            case TunnelTransport.Vsock:
+                return VsockSocket.Create();
+            case TunnelTransport.Unix:
+                return new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            default:
+                var socket = new Socket(EndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+                socket.NoDelay = true;
+                return socket;
+        }
+    }
+
+    /// <summary>Creates a socket and connects it to this endpoint.</summary>
+    /// <param name="cancellationToken">Cancels the connection attempt.</param>
+    /// <returns>The connected socket, which the caller owns. On failure the socket is disposed and the error thrown.</returns>
+    public async ValueTask<Socket> ConnectAsync(CancellationToken cancellationToken)
+    {
+        Socket socket = CreateSocket();
+        try
+        {
+            await socket.ConnectAsync(EndPoint, cancellationToken).ConfigureAwait(false);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Creates a socket, binds it to this endpoint and listens.
+    /// </summary>
+    /// <remarks>
+    /// For <c>unix:</c>, a socket file left at the path by a process that is gone is deleted first. A path that
+    /// exists but is not a socket (a regular file, a directory, a symbolic link) is never deleted, and neither is a
+    /// socket that a live process still accepts on: both raise <see cref="IOException"/>. (Liveness is checked by
+    /// connecting once; a live listener sees that connection close without data.) Disposing the returned socket
+    /// removes the file again. For <c>tcp:</c>, SO_REUSEADDR is set so a restart can rebind at once.
+    /// </remarks>
+    /// <param name="backlog">The maximum length of the pending connection queue.</param>
+    /// <returns>The listening socket, which the caller owns.</returns>
+    /// <exception cref="IOException">The Unix path is occupied by something this method must not delete.</exception>
+    /// <exception cref="SocketException">bind or listen failed (for example, address in use).</exception>
+    public Socket Listen(int backlog = 512)
+    {
+        if (EndPoint is UnixDomainSocketEndPoint unix)
+        {
+            RemoveStaleSocketFile(unix);
+        }
+
+        Socket socket = CreateSocket();
+        try
+        {
+            if (Transport == TunnelTransport.Tcp)
+            {
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            }
+
+            socket.Bind(EndPoint);
+            socket.Listen(backlog);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The canonical form of this endpoint, e.g. <c>vsock://3:4433</c>, <c>unix:/run/egress.sock</c> or <c>tcp://[::1]:4433</c>.</summary>
+    /// <returns>Text that <see cref="Parse"/> reads back to the same endpoint.</returns>
+    public override string ToString() => _text;
+
+    private void RemoveStaleSocketFile(UnixDomainSocketEndPoint endPoint)
+    {
+        string path = endPoint.ToString();
+        if (!TunnelEndpointSocketFile.Exists(path, out bool isSocket))
+        {
+            return;
+        }
+
+        if (!isSocket)
+        {
+            throw new IOException($"Cannot listen on {this}: '{path}' exists and is not a socket; refusing to delete it.");
+        }
+
+        using (var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+        {
+            // Non-blocking: a live listener with a full backlog answers EAGAIN instead of stalling us.
+            probe.Blocking = false;
+            try
+            {
+                probe.Connect(endPoint);
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused)
+            {
+                File.Delete(path);
+                return;
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
+            {
+                // Someone is listening; fall through.
+            }
+        }
+
+        throw new IOException($"Cannot listen on {this}: another process is accepting connections on '{path}'.");
+    }
+
+    private static TunnelEndpoint? TryParseUnix(ReadOnlySpan<char> rest, out string? reason)
+    {
+        if (rest.StartsWith("//", StringComparison.Ordinal))
+        {
+            // unix:///path is the URI spelling of unix:/path; unix://host/path names a host, which means nothing here.
+            rest = rest[2..];
+            if (!rest.IsEmpty && !rest.StartsWith('/'))
+            {
+                reason = "a unix: endpoint has no host; write unix:/path or unix:///path";
+                return null;
+            }
+        }
+
+        if (rest.IsEmpty)
+        {
+            reason = "the path is missing";
+            return null;
+        }
+
+        if (!rest.StartsWith('/'))
+        {
+            reason = "the path must be absolute";
+            return null;
+        }
+
+        if (rest.Contains('\0'))
+        {
+            reason = "the path contains a NUL character";
+            return null;
+        }
+
+        string path = rest.ToString();
+        int bytes = Encoding.UTF8.GetByteCount(path);
+        if (bytes > MaxUnixPathBytes)
+        {
+            reason = string.Create(CultureInfo.InvariantCulture, $"the path is {bytes} bytes long; a Unix socket path holds at most {MaxUnixPathBytes}");
+            return null;
+        }
+
+        reason = null;
+        return new TunnelEndpoint(TunnelTransport.Unix, new UnixDomainSocketEndPoint(path), UnixScheme + path);
+    }
+
+    private static TunnelEndpoint? TryParseTcp(ReadOnlySpan<char> rest, out string? reason)
+    {
+        ReadOnlySpan<char> host;
+        ReadOnlySpan<char> afterHost;
+        if (rest.StartsWith('['))
+        {
+            int close = rest.IndexOf(']');
+            if (close < 0)
+            {
+                reason = "the '[' of the IPv6 address is not closed";
+                return null;
+            }
+
+            host = rest[1..close];
+            afterHost = rest[(close + 1)..];
+        }
+        else
+        {
+            int colon = rest.IndexOf(':');
+            host = colon < 0 ? rest : rest[..colon];
+            afterHost = colon < 0 ? [] : rest[colon..];
+            if (afterHost.LastIndexOf(':') > 0)
+            {
+                reason = "an IPv6 address must be written in brackets, e.g. tcp://[::1]:4433";
+                return null;
+            }
+        }
+
+        if (host.IsEmpty)
+        {
+            reason = "the host is missing";
+            return null;
+        }
+
+        if (!TryParseAddressLiteral(host, bracketed: rest.StartsWith('['), out IPAddress? address))
+        {
+            reason = $"'{host}' is not an IP address literal (host names are not accepted: nothing resolves names inside an enclave)";
+            return null;
+        }
+
+        if (!afterHost.StartsWith(':'))
+        {
+            reason = "the port is missing";
+            return null;
+        }
+
+        if (!ushort.TryParse(afterHost[1..], NumberStyles.None, CultureInfo.InvariantCulture, out ushort port) || port == 0)
+        {
+            reason = $"the port '{afterHost[1..]}' is not a decimal number 1-65535";
+            return null;
+        }
+
+        var endPoint = new IPEndPoint(address, port);
+        reason = null;
+        return new TunnelEndpoint(TunnelTransport.Tcp, endPoint, TcpScheme + endPoint.ToString());
+    }
+
+    private static bool TryParseAddressLiteral(ReadOnlySpan<char> host, bool bracketed, [NotNullWhen(true)] out IPAddress? address)
+    {
+        if (!IPAddress.TryParse(host, out address))
+        {
+            return false;
+        }
+
+        if (bracketed)
+        {
+            return address.AddressFamily == AddressFamily.InterNetworkV6;
+        }
+
+        // IPAddress.TryParse also takes "127.1", "0x7f.0.0.1" and "2130706433"; only the dotted quad is an IPv4 literal.
+        return address.AddressFamily == AddressFamily.InterNetwork && host.SequenceEqual(address.ToString());
+    }
+}

@@ -1,0 +1,91 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Interception;
+
+namespace Egress.Tests.Interception;
+
+/// <summary>Connections that reach the listener directly, in the test's own network namespace.</summary>
+public sealed class OriginalDestinationLoopbackTests
+{
+    [Test]
+    public async Task IPv4LoopbackConnectionIsNotRedirected()
+    {
+        using Socket listener = Listen(new IPEndPoint(IPAddress.Loopback, 0), dualMode: false);
+
+        (Socket client, Socket accepted) = await ConnectAsync(listener, IPAddress.Loopback);
+        using (client)
+        using (accepted)
+        {
+            AssertNotRedirected(OriginalDestination.Read(accepted));
+        }
+    }
+
+    [Test]
+    public async Task IPv6LoopbackConnectionIsNotRedirected()
+    {
+        using Socket listener = Listen(new IPEndPoint(IPAddress.IPv6Loopback, 0), dualMode: false);
+
+        (Socket client, Socket accepted) = await ConnectAsync(listener, IPAddress.IPv6Loopback);
+        using (client)
+        using (accepted)
+        {
+            AssertNotRedirected(OriginalDestination.Read(accepted));
+        }
+    }
+
+    [Test]
+    public async Task IPv4ClientOfDualModeListenerIsNotRedirected()
+    {
+        using Socket listener = Listen(new IPEndPoint(IPAddress.IPv6Any, 0), dualMode: true);
+
+        (Socket client, Socket accepted) = await ConnectAsync(listener, IPAddress.Loopback);
+        using (client)
+        using (accepted)
+        {
+            Assert.That(((IPEndPoint)accepted.RemoteEndPoint!).Address.IsIPv4MappedToIPv6, Is.True, "precondition: v4-mapped remote");
+            AssertNotRedirected(OriginalDestination.Read(accepted));
+        }
+    }
+
+    [Test]
+    public void UnixSocketFails()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"egress-od-{Guid.NewGuid():N}.sock");
+        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        listener.Bind(new UnixDomainSocketEndPoint(path));
+
+        OriginalDestinationResult result = OriginalDestination.Read(listener);
+
+        Assert.That(result.Status, Is.EqualTo(OriginalDestinationStatus.Failed));
+        Assert.That(result.Destination, Is.Null);
+        Assert.That(result.Detail, Does.Contain("not an IP socket"));
+    }
+
+    private static void AssertNotRedirected(OriginalDestinationResult result)
+    {
+        Assert.That(result.Status, Is.EqualTo(OriginalDestinationStatus.NotRedirected), result.Detail);
+        Assert.That(result.Destination, Is.Null);
+        Assert.That(result.Detail, Is.Not.Empty);
+    }
+
+    internal static Socket Listen(IPEndPoint endPoint, bool dualMode)
+    {
+        var listener = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        if (dualMode)
+        {
+            listener.DualMode = true;
+        }
+
+        listener.Bind(endPoint);
+        listener.Listen();
+        return listener;
+    }
+
+    private static async Task<(Socket Client, Socket Accepted)> ConnectAsync(Socket listener, IPAddress address)
+    {
+        var client = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await client.ConnectAsync(new IPEndPoint(address, ((IPEndPoint)listener.LocalEndPoint!).Port), timeout.Token);
+        return (client, await listener.AcceptAsync(timeout.Token));
+    }
+}

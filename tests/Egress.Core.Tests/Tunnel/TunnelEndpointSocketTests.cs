@@ -1,0 +1,210 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Tunnel;
+using Egress.Vsock;
+
+namespace Egress.Tests.Tunnel;
+
+public sealed class TunnelEndpointSocketTests
+{
+    private DirectoryInfo _directory = null!;
+
+    [SetUp]
+    public void CreateDirectory() => _directory = Directory.CreateTempSubdirectory("egress-te-");
+
+    [TearDown]
+    public void DeleteDirectory() => _directory.Delete(recursive: true);
+
+    [Test]
+    public async Task UnixListenConnectEcho()
+    {
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse("unix:" + SocketPath());
+        using Socket listener = endpoint.Listen();
+
+        await AssertEchoAsync(endpoint, listener);
+    }
+
+    [Test]
+    public async Task UnixListenReplacesStaleSocketFile()
+    {
+        string path = SocketPath();
+        MakeStaleSocketFile(path);
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse("unix:" + path);
+
+        using Socket listener = endpoint.Listen();
+
+        await AssertEchoAsync(endpoint, listener);
+    }
+
+    [Test]
+    public void UnixListenRefusesToDeleteARegularFile()
+    {
+        string path = SocketPath();
+        File.WriteAllText(path, "precious");
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse("unix:" + path);
+
+        Assert.That(() => endpoint.Listen(), Throws.InstanceOf<IOException>().With.Message.Contains($"'{path}' exists and is not a socket"));
+        Assert.That(File.ReadAllText(path), Is.EqualTo("precious"));
+    }
+
+    [Test]
+    public void UnixListenRefusesToDeleteADirectory()
+    {
+        string path = SocketPath();
+        Directory.CreateDirectory(path);
+
+        Assert.That(() => TunnelEndpoint.Parse("unix:" + path).Listen(), Throws.InstanceOf<IOException>().With.Message.Contains("is not a socket"));
+        Assert.That(Directory.Exists(path), Is.True);
+    }
+
+    [Test]
+    public void UnixListenRefusesToFollowASymbolicLinkToAStaleSocket()
+    {
+        string target = SocketPath();
+        MakeStaleSocketFile(target);
+        string link = Path.Combine(_directory.FullName, "link.sock");
+        File.CreateSymbolicLink(link, target);
+
+        Assert.That(() => TunnelEndpoint.Parse("unix:" + link).Listen(), Throws.InstanceOf<IOException>().With.Message.Contains("is not a socket"));
+        Assert.That(File.Exists(target), Is.True);
+    }
+
+    [Test]
+    public async Task UnixListenRefusesToStealALiveListenersSocket()
+    {
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse("unix:" + SocketPath());
+        using Socket first = endpoint.Listen();
+
+        Assert.That(() => endpoint.Listen(), Throws.InstanceOf<IOException>().With.Message.Contains("another process is accepting connections"));
+
+        // The liveness probe shows up at the live listener as a connection closed without data.
+        using (Socket probe = await first.AcceptAsync())
+        {
+            Assert.That(await probe.ReceiveAsync(new byte[1]), Is.Zero);
+        }
+
+        await AssertEchoAsync(endpoint, first);
+    }
+
+    [Test]
+    public void UnixConnectToMissingPathThrowsSocketException()
+    {
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse("unix:" + SocketPath());
+
+        Assert.That(async () => await endpoint.ConnectAsync(CancellationToken.None), Throws.InstanceOf<SocketException>());
+    }
+
+    [Test]
+    public async Task TcpIPv4LoopbackListenConnectEcho()
+    {
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse($"tcp://127.0.0.1:{FreeTcpPort(IPAddress.Loopback)}");
+        using Socket listener = endpoint.Listen();
+
+        Assert.That(listener.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress), Is.Not.Zero);
+        await AssertEchoAsync(endpoint, listener);
+    }
+
+    [Test]
+    public async Task TcpIPv6LoopbackListenConnectEcho()
+    {
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse($"tcp://[::1]:{FreeTcpPort(IPAddress.IPv6Loopback)}");
+        using Socket listener = endpoint.Listen();
+
+        await AssertEchoAsync(endpoint, listener);
+    }
+
+    [Test]
+    public async Task TcpConnectedSocketHasNoDelay()
+    {
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse($"tcp://127.0.0.1:{FreeTcpPort(IPAddress.Loopback)}");
+        using Socket listener = endpoint.Listen();
+
+        using Socket client = await endpoint.ConnectAsync(CancellationToken.None);
+
+        Assert.That(client.NoDelay, Is.True);
+        Assert.That(client.RemoteEndPoint, Is.EqualTo(endpoint.EndPoint));
+    }
+
+    [Test]
+    public void CreateSocketMatchesTheTransport()
+    {
+        using Socket unix = TunnelEndpoint.Parse("unix:/x").CreateSocket();
+        using Socket tcp4 = TunnelEndpoint.Parse("tcp://127.0.0.1:1").CreateSocket();
+        using Socket tcp6 = TunnelEndpoint.Parse("tcp://[::1]:1").CreateSocket();
+
+        Assert.That((unix.AddressFamily, unix.SocketType), Is.EqualTo((AddressFamily.Unix, SocketType.Stream)));
+        Assert.That((tcp4.AddressFamily, tcp4.ProtocolType, tcp4.NoDelay), Is.EqualTo((AddressFamily.InterNetwork, ProtocolType.Tcp, true)));
+        Assert.That((tcp6.AddressFamily, tcp6.ProtocolType, tcp6.NoDelay), Is.EqualTo((AddressFamily.InterNetworkV6, ProtocolType.Tcp, true)));
+    }
+
+    [Test]
+    public void VsockListenOnAnyCidBindsAndListens()
+    {
+        if (!VsockSocket.IsSupported)
+        {
+            Assert.Ignore("VSOCK needs Linux with /dev/vsock; this machine has none.");
+        }
+
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse("vsock://any:any");
+
+        using Socket listener = endpoint.Listen();
+
+        Assert.That(listener.AddressFamily, Is.EqualTo(AddressFamily.Unknown));
+        Assert.That(((VsockEndPoint)listener.LocalEndPoint!).Cid, Is.EqualTo(VsockEndPoint.AnyCid));
+        Assert.That(listener.IsBound, Is.True);
+    }
+
+    private string SocketPath() => Path.Combine(_directory.FullName, "egress.sock");
+
+    /// <summary>Leaves a socket file at <paramref name="path"/> that no process listens on.</summary>
+    private void MakeStaleSocketFile(string path)
+    {
+        string bindPath = Path.Combine(_directory.FullName, "bound.sock");
+        using (var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+        {
+            socket.Bind(new UnixDomainSocketEndPoint(bindPath));
+            socket.Listen();
+
+            // The runtime unlinks the path it bound when the socket is disposed; a renamed file survives, as after a crash.
+            File.Move(bindPath, path);
+        }
+
+        Assert.That(File.Exists(path), Is.True, "precondition: a stale socket file exists");
+    }
+
+    private static int FreeTcpPort(IPAddress address)
+    {
+        using var probe = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        probe.Bind(new IPEndPoint(address, 0));
+        return ((IPEndPoint)probe.LocalEndPoint!).Port;
+    }
+
+    private static async Task AssertEchoAsync(TunnelEndpoint endpoint, Socket listener)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        ValueTask<Socket> accepting = listener.AcceptAsync(timeout.Token);
+        using Socket client = await endpoint.ConnectAsync(timeout.Token);
+        using Socket server = await accepting;
+
+        byte[] request = [1, 2, 3, 4, 5];
+        await client.SendAsync(request, timeout.Token);
+        byte[] received = await ReceiveExactlyAsync(server, request.Length, timeout.Token);
+        await server.SendAsync(received, timeout.Token);
+        byte[] echoed = await ReceiveExactlyAsync(client, request.Length, timeout.Token);
+
+        Assert.That(echoed, Is.EqualTo(request));
+    }
+
+    private static async Task<byte[]> ReceiveExactlyAsync(Socket socket, int length, CancellationToken cancellationToken)
+    {
+        byte[] buffer = new byte[length];
+        for (int read = 0; read < length;)
+        {
+            int n = await socket.ReceiveAsync(buffer.AsMemory(read), cancellationToken);
+            Assert.That(n, Is.Not.Zero, $"the peer closed after {read} of {length} bytes");
+            read += n;
+        }
+
+        return buffer;
+    }
+}

@@ -1,0 +1,132 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Tunnel;
+using Egress.Vsock;
+
+namespace Egress.Tests.Tunnel;
+
+public sealed class TunnelEndpointTests
+{
+    private const string Forms = "vsock://CID:PORT, unix:/path, tcp://HOST:PORT";
+
+    [TestCase("vsock://3:4433", "vsock://3:4433", 3u, 4433u)]
+    [TestCase("vsock://any:4433", "vsock://any:4433", VsockEndPoint.AnyCid, 4433u)]
+    [TestCase("vsock://parent:5000", "vsock://3:5000", 3u, 5000u)]
+    [TestCase("Vsock://16:1", "vsock://16:1", 16u, 1u)]
+    public void ParsesVsock(string text, string canonical, uint cid, uint port)
+    {
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse(text);
+
+        Assert.That(endpoint.Transport, Is.EqualTo(TunnelTransport.Vsock));
+        Assert.That(endpoint.EndPoint, Is.EqualTo(new VsockEndPoint(cid, port)));
+        Assert.That(endpoint.ToString(), Is.EqualTo(canonical));
+    }
+
+    [TestCase("unix:/run/egress/egress.sock", "/run/egress/egress.sock")]
+    [TestCase("unix:///run/egress/egress.sock", "/run/egress/egress.sock")]
+    [TestCase("UNIX:/tmp/a b?c#d.sock", "/tmp/a b?c#d.sock")]
+    [TestCase("unix:/", "/")]
+    public void ParsesUnix(string text, string path)
+    {
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse(text);
+
+        Assert.That(endpoint.Transport, Is.EqualTo(TunnelTransport.Unix));
+        Assert.That(endpoint.EndPoint, Is.InstanceOf<UnixDomainSocketEndPoint>());
+        Assert.That(endpoint.EndPoint.ToString(), Is.EqualTo(path));
+        Assert.That(endpoint.ToString(), Is.EqualTo("unix:" + path));
+    }
+
+    [TestCase("tcp://127.0.0.1:4433", "127.0.0.1", 4433, "tcp://127.0.0.1:4433")]
+    [TestCase("tcp://0.0.0.0:1", "0.0.0.0", 1, "tcp://0.0.0.0:1")]
+    [TestCase("tcp://[::1]:4433", "::1", 4433, "tcp://[::1]:4433")]
+    [TestCase("TCP://[2001:DB8:0:0::10]:65535", "2001:db8::10", 65535, "tcp://[2001:db8::10]:65535")]
+    [TestCase("tcp://[::ffff:10.0.0.1]:80", "::ffff:10.0.0.1", 80, "tcp://[::ffff:10.0.0.1]:80")]
+    [TestCase("tcp://10.0.0.1:080", "10.0.0.1", 80, "tcp://10.0.0.1:80")]
+    public void ParsesTcp(string text, string address, int port, string canonical)
+    {
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse(text);
+
+        Assert.That(endpoint.Transport, Is.EqualTo(TunnelTransport.Tcp));
+        Assert.That(endpoint.EndPoint, Is.EqualTo(new IPEndPoint(IPAddress.Parse(address), port)));
+        Assert.That(endpoint.ToString(), Is.EqualTo(canonical));
+    }
+
+    [TestCase("vsock://any:4433")]
+    [TestCase("vsock://3:4294967294")]
+    [TestCase("unix:/run/egress.sock")]
+    [TestCase("tcp://127.0.0.1:4433")]
+    [TestCase("tcp://[fe80::1%2]:4433")]
+    public void CanonicalFormRoundTrips(string canonical)
+    {
+        TunnelEndpoint parsed = TunnelEndpoint.Parse(canonical);
+        TunnelEndpoint reparsed = TunnelEndpoint.Parse(parsed.ToString());
+
+        Assert.That(parsed.ToString(), Is.EqualTo(canonical));
+        Assert.That(reparsed.Transport, Is.EqualTo(parsed.Transport));
+        Assert.That(reparsed.EndPoint, Is.EqualTo(parsed.EndPoint));
+    }
+
+    [TestCase("", "empty")]
+    [TestCase("vsock://x:1", "CID 'x'")]
+    [TestCase("vsock://3:0", "port '0'")]
+    [TestCase("vsock://3", "port is missing")]
+    [TestCase("unix:", "path is missing")]
+    [TestCase("unix://", "path is missing")]
+    [TestCase("unix:relative.sock", "absolute")]
+    [TestCase("unix://host/path.sock", "no host")]
+    [TestCase("tcp://host:1", "'host' is not an IP address literal")]
+    [TestCase("tcp://localhost:4433", "host names are not accepted")]
+    [TestCase("tcp://1.2.3.4", "port is missing")]
+    [TestCase("tcp://1.2.3.4:", "port ''")]
+    [TestCase("tcp://127.0.0.1:0", "port '0'")]
+    [TestCase("tcp://127.0.0.1:65536", "port '65536'")]
+    [TestCase("tcp://127.0.0.1:-1", "port '-1'")]
+    [TestCase("tcp://127.0.0.1:4433/", "port '4433/'")]
+    [TestCase("tcp://127.1:4433", "'127.1' is not an IP address literal")]
+    [TestCase("tcp://2130706433:4433", "'2130706433' is not an IP address literal")]
+    [TestCase("tcp://::1:4433", "brackets")]
+    [TestCase("tcp://[::1:4433", "not closed")]
+    [TestCase("tcp://[127.0.0.1]:4433", "not an IP address literal")]
+    [TestCase("tcp://[::1]4433", "port is missing")]
+    [TestCase("tcp://:4433", "host is missing")]
+    [TestCase("http://127.0.0.1:80", "scheme 'http'")]
+    [TestCase("/run/egress.sock", "no scheme")]
+    [TestCase(" tcp://127.0.0.1:4433", "scheme ' tcp'")]
+    public void RejectsMalformedInputNamingItAndTheAcceptedForms(string text, string reason)
+    {
+        Assert.That(
+            () => TunnelEndpoint.Parse(text),
+            Throws.InstanceOf<FormatException>()
+                .With.Message.Contains($"'{text}'")
+                .And.Message.Contains(reason)
+                .And.Message.Contains(Forms));
+
+        Assert.That(TunnelEndpoint.TryParse(text, out TunnelEndpoint? endpoint, out string? error), Is.False);
+        Assert.That(endpoint, Is.Null);
+        Assert.That(error, Does.Contain($"'{text}'").And.Contain(Forms));
+    }
+
+    [Test]
+    public void RejectsUnixPathLongerThanSunPath()
+    {
+        string text = "unix:/" + new string('a', 107);
+
+        Assert.That(() => TunnelEndpoint.Parse(text), Throws.InstanceOf<FormatException>().With.Message.Contains("108 bytes long"));
+        Assert.That(TunnelEndpoint.Parse("unix:/" + new string('a', 106)).EndPoint.ToString(), Has.Length.EqualTo(107));
+    }
+
+    [Test]
+    public void TryParseSucceedsWithoutError()
+    {
+        Assert.That(TunnelEndpoint.TryParse("tcp://[::1]:1", out TunnelEndpoint? endpoint, out string? error), Is.True);
+        Assert.That(endpoint!.EndPoint, Is.EqualTo(new IPEndPoint(IPAddress.IPv6Loopback, 1)));
+        Assert.That(error, Is.Null);
+    }
+
+    [Test]
+    public void TryParseOfNullIsFalse()
+    {
+        Assert.That(TunnelEndpoint.TryParse(null, out _, out string? error), Is.False);
+        Assert.That(error, Does.Contain("empty").And.Contain(Forms));
+    }
+}

@@ -1,0 +1,150 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Vsock;
+
+namespace Egress.Tests.Vsock;
+
+public sealed class VsockEndPointTests
+{
+    [TestCase(VsockEndPoint.AnyCid, VsockEndPoint.AnyPort)]
+    [TestCase(VsockEndPoint.ParentCid, 4433u)]
+    [TestCase(VsockEndPoint.HypervisorCid, 1u)]
+    [TestCase(16u, 5000u)]
+    [TestCase(uint.MaxValue - 1, uint.MaxValue - 1)]
+    [TestCase(0x01020304u, 0x0A0B0C0Du)]
+    public void SerializeThenCreateRoundTrips(uint cid, uint port)
+    {
+        var endPoint = new VsockEndPoint(cid, port);
+
+        var created = (VsockEndPoint)endPoint.Create(endPoint.Serialize());
+
+        Assert.That((created.Cid, created.Port), Is.EqualTo((cid, port)));
+    }
+
+    [Test]
+    public void SerializeWritesSockaddrVmInHostByteOrder()
+    {
+        Assume.That(BitConverter.IsLittleEndian, Is.True, "the expected bytes below are little-endian");
+
+        SocketAddress address = new VsockEndPoint(cid: 0x01020304, port: 0x0A0B0C0D).Serialize();
+
+        Assert.That(address.Size, Is.EqualTo(16));
+        Assert.That(
+            address.Buffer.Span[..address.Size].ToArray(),
+            Is.EqualTo(new byte[] { 40, 0, 0, 0, 0x0D, 0x0C, 0x0B, 0x0A, 0x04, 0x03, 0x02, 0x01, 0, 0, 0, 0 }));
+    }
+
+    [Test]
+    public void SerializeOfAnyCidAnyPortIsAllOnes()
+    {
+        SocketAddress address = new VsockEndPoint(VsockEndPoint.AnyCid, VsockEndPoint.AnyPort).Serialize();
+
+        Assert.That(
+            address.Buffer.Span[..address.Size].ToArray(),
+            Is.EqualTo(new byte[] { 40, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0 }));
+    }
+
+    [Test]
+    public void CreateReadsKernelBytesAndIgnoresFlags()
+    {
+        var address = new SocketAddress(AddressFamily.Unknown, 16);
+        byte[] bytes = [40, 0, 0, 0, 0x51, 0x11, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0];
+        bytes.CopyTo(address.Buffer.Span);
+
+        var created = (VsockEndPoint)new VsockEndPoint(0, 0).Create(address);
+
+        Assert.That(created, Is.EqualTo(new VsockEndPoint(VsockEndPoint.ParentCid, 4433)));
+    }
+
+    [Test]
+    public void CreateRejectsOtherFamilies()
+    {
+        SocketAddress inet = new IPEndPoint(IPAddress.Loopback, 4433).Serialize();
+        var sixteenBytesOfFamilyTwo = new SocketAddress(AddressFamily.Unknown, 16);
+        sixteenBytesOfFamilyTwo.Buffer.Span[0] = 2;
+
+        Assert.That(() => new VsockEndPoint(3, 1).Create(inet), Throws.ArgumentException);
+        Assert.That(
+            () => new VsockEndPoint(3, 1).Create(sixteenBytesOfFamilyTwo),
+            Throws.ArgumentException.With.Message.Contains("got 2"));
+    }
+
+    [TestCase(8)]
+    [TestCase(15)]
+    [TestCase(17)]
+    [TestCase(28)]
+    public void CreateRejectsWrongSize(int size)
+    {
+        var address = new SocketAddress(AddressFamily.Unknown, size);
+        address.Buffer.Span[0] = 40;
+
+        Assert.That(
+            () => new VsockEndPoint(3, 1).Create(address),
+            Throws.ArgumentException.With.Message.Contains($"got {size}"));
+    }
+
+    [Test]
+    public void AddressFamilyIsUnknownNotForty() =>
+        Assert.That(new VsockEndPoint(3, 4433).AddressFamily, Is.EqualTo(AddressFamily.Unknown));
+
+    [TestCase("vsock://3:4433", 3u, 4433u, "vsock://3:4433")]
+    [TestCase("vsock://parent:4433", 3u, 4433u, "vsock://3:4433")]
+    [TestCase("vsock://host:80", 2u, 80u, "vsock://2:80")]
+    [TestCase("vsock://local:1", 1u, 1u, "vsock://1:1")]
+    [TestCase("vsock://any:4433", VsockEndPoint.AnyCid, 4433u, "vsock://any:4433")]
+    [TestCase("vsock://4294967295:any", VsockEndPoint.AnyCid, VsockEndPoint.AnyPort, "vsock://any:any")]
+    [TestCase("VSOCK://ANY:ANY", VsockEndPoint.AnyCid, VsockEndPoint.AnyPort, "vsock://any:any")]
+    [TestCase("vsock://0:4294967294", 0u, 4294967294u, "vsock://0:4294967294")]
+    [TestCase("vsock://16:007", 16u, 7u, "vsock://16:7")]
+    public void ParseAcceptsAndFormatsCanonically(string text, uint cid, uint port, string canonical)
+    {
+        VsockEndPoint parsed = VsockEndPoint.Parse(text);
+
+        Assert.That((parsed.Cid, parsed.Port), Is.EqualTo((cid, port)));
+        Assert.That(parsed.ToString(), Is.EqualTo(canonical));
+        Assert.That(VsockEndPoint.Parse(canonical), Is.EqualTo(parsed));
+    }
+
+    [TestCase("")]
+    [TestCase("3:4433")]
+    [TestCase("vsock://")]
+    [TestCase("vsock://3")]
+    [TestCase("vsock://3:")]
+    [TestCase("vsock://:4433")]
+    [TestCase("vsock://x:1")]
+    [TestCase("vsock://-3:1")]
+    [TestCase("vsock://+3:1")]
+    [TestCase("vsock:// 3:1")]
+    [TestCase("vsock://3:4433 ")]
+    [TestCase("vsock://4294967296:1")]
+    [TestCase("vsock://3:0")]
+    [TestCase("vsock://3:4294967295")]
+    [TestCase("vsock://3:4433:1")]
+    [TestCase("vsock://3:4433/path")]
+    [TestCase("tcp://3:4433")]
+    public void ParseRejectsGarbageNamingInputAndForm(string text)
+    {
+        Assert.That(
+            () => VsockEndPoint.Parse(text),
+            Throws.InstanceOf<FormatException>()
+                .With.Message.Contains($"'{text}'")
+                .And.Message.Contains("vsock://CID:PORT"));
+        Assert.That(VsockEndPoint.TryParse(text, out VsockEndPoint? endPoint), Is.False);
+        Assert.That(endPoint, Is.Null);
+    }
+
+    [Test]
+    public void TryParseOfNullIsFalse() => Assert.That(VsockEndPoint.TryParse(null, out _), Is.False);
+
+    [Test]
+    public void EqualityIsByCidAndPort()
+    {
+        var a = new VsockEndPoint(3, 4433);
+
+        Assert.That(a, Is.EqualTo(new VsockEndPoint(3, 4433)));
+        Assert.That(a.GetHashCode(), Is.EqualTo(new VsockEndPoint(3, 4433).GetHashCode()));
+        Assert.That(a, Is.Not.EqualTo(new VsockEndPoint(4433, 3)));
+        Assert.That(a, Is.Not.EqualTo(new VsockEndPoint(3, 4434)));
+        Assert.That(a.Equals((object?)null), Is.False);
+    }
+}
