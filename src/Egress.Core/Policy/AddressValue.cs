@@ -1,0 +1,29 @@
+using System.Buffers.Binary;
+using System.Net;
+
+namespace Egress.Policy;
+
+/// <summary>
+/// An address as one 128-bit number. IPv4 addresses are stored in their IPv4-mapped form (<c>::ffff:a.b.c.d</c>),
+/// so an IPv4 address and its mapped IPv6 form are the same value.
+/// </summary>
+internal static class AddressValue
+{
+    private static readonly UInt128 MappedPrefix = new(0, 0x0000_FFFF_0000_0000);
+    private static readonly UInt128 MappedMask = new(ulong.MaxValue, 0xFFFF_FFFF_0000_0000);
+
+    public static UInt128 Of(IPAddress address)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        _ = address.TryWriteBytes(bytes, out int written);
+        return written == 4
+            ? FromIPv4(BinaryPrimitives.ReadUInt32BigEndian(bytes))
+            : BinaryPrimitives.ReadUInt128BigEndian(bytes);
+    }
+
+    public static UInt128 FromIPv4(uint address) => MappedPrefix | address;
+
+    public static bool IsIPv4(UInt128 value) => (value & MappedMask) == MappedPrefix;
+
+    public static uint LowIPv4(UInt128 value) => (uint)value;
+}

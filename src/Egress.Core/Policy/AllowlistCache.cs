@@ -1,0 +1,199 @@
+using System.Collections.Concurrent;
+using System.Net;
+
+namespace Egress.Policy;
+
+/// <summary>
+/// Addresses learned from DNS answers to allowed names, each with the names it was learned from and their expiry
+/// (the answer's TTL, at least <see cref="AllowlistCacheOptions.TtlFloor"/>). An address is live until its latest
+/// expiry plus <see cref="AllowlistCacheOptions.Grace"/>, then remembered as expired for
+/// <see cref="AllowlistCacheOptions.ExpiredRetention"/> so denials can be explained. IPv4-mapped IPv6 addresses are
+/// the same entry as their IPv4 address. Thread-safe: lookups take no lock and do not allocate; writes are serialised.
+/// </summary>
+public sealed class AllowlistCache
+{
+    /// <summary>The most names kept per address.</summary>
+    public const int MaxNamesPerAddress = 8;
+
+    private static readonly long MaxTtlTicks = TimeSpan.FromSeconds(int.MaxValue).Ticks;
+
+    private readonly ConcurrentDictionary<UInt128, LearnedAddress> _entries = new();
+    private readonly Lock _writeLock = new();
+    private readonly TimeProvider _timeProvider;
+    private readonly long _floorTicks;
+    private readonly long _graceTicks;
+    private readonly long _retentionTicks;
+    private readonly int _maxEntries;
+    private int _count;
+    private long _evictions;
+
+    /// <summary>Creates a cache with default options.</summary>
+    public AllowlistCache()
+        : this(new AllowlistCacheOptions())
+    {
+    }
+
+    /// <summary>Creates a cache.</summary>
+    /// <param name="options">The settings; durations must not be negative and MaxEntries must be positive.</param>
+    public AllowlistCache(AllowlistCacheOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(options.TimeProvider, nameof(options) + "." + nameof(options.TimeProvider));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.TtlFloor, TimeSpan.Zero, nameof(options) + "." + nameof(options.TtlFloor));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.Grace, TimeSpan.Zero, nameof(options) + "." + nameof(options.Grace));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.ExpiredRetention, TimeSpan.Zero, nameof(options) + "." + nameof(options.ExpiredRetention));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxEntries, 1, nameof(options) + "." + nameof(options.MaxEntries));
+        _timeProvider = options.TimeProvider;
+        _floorTicks = Math.Min(options.TtlFloor.Ticks, MaxTtlTicks);
+        _graceTicks = Math.Min(options.Grace.Ticks, MaxTtlTicks);
+        _retentionTicks = Math.Min(options.ExpiredRetention.Ticks, MaxTtlTicks);
+        _maxEntries = options.MaxEntries;
+    }
+
+    /// <summary>The number of addresses held (live and remembered expired ones).</summary>
+    public int Count => Volatile.Read(ref _count);
+
+    /// <summary>How many addresses were removed to stay within <see cref="AllowlistCacheOptions.MaxEntries"/>.</summary>
+    public long Evictions => Interlocked.Read(ref _evictions);
+
+    private long Now => _timeProvider.GetUtcNow().UtcTicks;
+
+    /// <summary>
+    /// Records that <paramref name="name"/> resolved to <paramref name="address"/>. Learning again extends the expiry
+    /// (never shortens it). When the cache is full, a new address first evicts the addresses past retention, else the
+    /// ones whose allowance ends first (a batch of MaxEntries/64, at least one).
+    /// </summary>
+    /// <param name="name">The allowed name that was asked; stored in lower case without a trailing dot.</param>
+    /// <param name="address">An address from the answer.</param>
+    /// <param name="ttl">The record's TTL; raised to the floor.</param>
+    public void Learn(string name, IPAddress address, TimeSpan ttl)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        ArgumentNullException.ThrowIfNull(address);
+        string normalized = (name.EndsWith('.') ? name[..^1] : name).ToLowerInvariant();
+        UInt128 key = AddressValue.Of(address);
+        lock (_writeLock)
+        {
+            long now = Now;
+            long expiresAt = now + Math.Max(Math.Min(ttl.Ticks, MaxTtlTicks), _floorTicks);
+            if (_entries.TryGetValue(key, out LearnedAddress? known))
+            {
+                _entries[key] = known.With(normalized, expiresAt, ForgetThrough(now), MaxNamesPerAddress);
+                return;
+            }
+
+            if (_count >= _maxEntries)
+            {
+                Evict(now);
+            }
+
+            _entries[key] = LearnedAddress.Create(normalized, expiresAt);
+            Interlocked.Increment(ref _count);
+        }
+    }
+
+    /// <summary>What the cache knows about <paramref name="address"/>. Takes no lock and does not allocate.</summary>
+    /// <param name="address">The destination address.</param>
+    /// <returns>The state, the best name and the time until expiry or since it.</returns>
+    public CacheLookup Lookup(IPAddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        if (!_entries.TryGetValue(AddressValue.Of(address), out LearnedAddress? known))
+        {
+            return default;
+        }
+
+        long now = Now;
+        LearnedName latest = known.Latest;
+        long graceEnds = latest.ExpiresAt + _graceTicks;
+        if (now < latest.ExpiresAt)
+        {
+            return new CacheLookup(CacheState.Live, latest.Name, inGrace: false, TimeSpan.FromTicks(latest.ExpiresAt - now));
+        }
+
+        if (now < graceEnds)
+        {
+            return new CacheLookup(CacheState.Live, latest.Name, inGrace: true, TimeSpan.FromTicks(graceEnds - now));
+        }
+
+        return now - graceEnds < _retentionTicks
+            ? new CacheLookup(CacheState.Expired, latest.Name, inGrace: false, TimeSpan.FromTicks(now - graceEnds))
+            : default;
+    }
+
+    /// <summary>Removes addresses and names expired for longer than the retention.</summary>
+    /// <returns>The number of addresses removed.</returns>
+    public int Prune()
+    {
+        lock (_writeLock)
+        {
+            long forgetThrough = ForgetThrough(Now);
+            int removed = 0;
+            foreach (var (key, known) in _entries)
+            {
+                LearnedAddress? kept = known.Forget(forgetThrough);
+                if (kept is null)
+                {
+                    Remove(key);
+                    removed++;
+                }
+                else if (!ReferenceEquals(kept, known))
+                {
+                    _entries[key] = kept;
+                }
+            }
+
+            return removed;
+        }
+    }
+
+    internal IReadOnlyList<LearnedName> NamesOf(IPAddress address) =>
+        _entries.TryGetValue(AddressValue.Of(address), out LearnedAddress? known) ? known.Names : [];
+
+    /// <summary>Names expiring at or before this tick are past grace and retention.</summary>
+    private long ForgetThrough(long now) => now - _graceTicks - _retentionTicks;
+
+    private void Evict(long now)
+    {
+        long forgetThrough = ForgetThrough(now);
+        int batch = Math.Max(1, _maxEntries / 64);
+        var earliest = new PriorityQueue<UInt128, long>(batch + 1, Comparer<long>.Create((a, b) => b.CompareTo(a)));
+        long evicted = 0;
+        foreach (var (key, known) in _entries)
+        {
+            long expiresAt = known.Latest.ExpiresAt;
+            if (expiresAt <= forgetThrough)
+            {
+                Remove(key);
+                evicted++;
+            }
+            else if (earliest.Count < batch)
+            {
+                earliest.Enqueue(key, expiresAt);
+            }
+            else if (earliest.TryPeek(out _, out long latestKept) && expiresAt < latestKept)
+            {
+                earliest.EnqueueDequeue(key, expiresAt);
+            }
+        }
+
+        if (evicted == 0)
+        {
+            while (earliest.TryDequeue(out UInt128 key, out _))
+            {
+                Remove(key);
+                evicted++;
+            }
+        }
+
+        Interlocked.Add(ref _evictions, evicted);
+    }
+
+    private void Remove(UInt128 key)
+    {
+        if (_entries.TryRemove(key, out _))
+        {
+            Interlocked.Decrement(ref _count);
+        }
+    }
+}

@@ -1,0 +1,31 @@
+namespace Egress.Policy;
+
+/// <summary>The answer of <see cref="AllowlistCache.Lookup"/>.</summary>
+public readonly struct CacheLookup
+{
+    internal CacheLookup(CacheState state, string name, bool inGrace, TimeSpan time)
+    {
+        State = state;
+        Name = name;
+        InGrace = inGrace;
+        Time = time;
+    }
+
+    /// <summary>Live, expired or never learned.</summary>
+    public CacheState State { get; }
+
+    /// <summary>
+    /// The name the address was learned from: among its names the one expiring last (a live one when any is live,
+    /// else the most recently expired); null when never learned.
+    /// </summary>
+    public string? Name { get; }
+
+    /// <summary>True when live only thanks to the grace period (the expiry has passed).</summary>
+    public bool InGrace { get; }
+
+    /// <summary>
+    /// Live: the time until expiry, or when <see cref="InGrace"/> the grace left. Expired: the time since grace ended.
+    /// Never learned: zero.
+    /// </summary>
+    public TimeSpan Time { get; }
+}

@@ -1,0 +1,14 @@
+namespace Egress.Policy;
+
+/// <summary>What an <see cref="AllowlistCache"/> knows about an address.</summary>
+public enum CacheState
+{
+    /// <summary>Never learned, or forgotten after <see cref="AllowlistCacheOptions.ExpiredRetention"/>.</summary>
+    NeverLearned,
+
+    /// <summary>Learned and allowed: before its expiry, or inside the grace period after it.</summary>
+    Live,
+
+    /// <summary>Learned, but its expiry and grace period have passed.</summary>
+    Expired,
+}

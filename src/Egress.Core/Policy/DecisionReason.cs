@@ -1,0 +1,35 @@
+namespace Egress.Policy;
+
+/// <summary>Why a <see cref="PolicyDecision"/> allowed or denied.</summary>
+public enum DecisionReason
+{
+    /// <summary>Denied: egress is disabled.</summary>
+    EgressDisabled,
+
+    /// <summary>Allowed: an address or network entry covers the address (even inside an internal range).</summary>
+    StaticEntry,
+
+    /// <summary>Denied: the address is in an internal range and no address or network entry covers it.</summary>
+    InternalRange,
+
+    /// <summary>Allowed: the list holds <c>*</c>.</summary>
+    AllowAll,
+
+    /// <summary>Allowed: a host name or wildcard entry matches the name.</summary>
+    NameEntry,
+
+    /// <summary>Allowed: the address was learned from an allowed name and its TTL has not expired.</summary>
+    Learned,
+
+    /// <summary>Allowed: the address was learned from an allowed name; its TTL expired but the grace period has not.</summary>
+    LearnedInGrace,
+
+    /// <summary>Denied: the address was learned from an allowed name, but TTL and grace have expired.</summary>
+    LearnedExpired,
+
+    /// <summary>Denied: the address was never learned from an allowed name (or was forgotten).</summary>
+    NeverLearned,
+
+    /// <summary>Denied: no entry matches the name.</summary>
+    NameNotAllowed,
+}

@@ -1,0 +1,67 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Net;
+
+namespace Egress.Policy;
+
+/// <summary>
+/// One entry of an Evervault-compatible <c>destinations = [...]</c> list: a host name, <c>*.domain</c>, <c>*</c>,
+/// an IP address or a CIDR network. Entries name hosts only: ports, URLs and scope ids are rejected.
+/// Names compare case-insensitively and a trailing dot is ignored. A network with host bits set after its prefix
+/// (<c>10.0.0.1/8</c>) and the /0 networks are rejected rather than widened silently.
+/// </summary>
+public sealed class DestinationRule
+{
+    internal DestinationRule(DestinationRuleKind kind, string text, string? hostName, IPAddress? address, IPNetwork? network)
+    {
+        Kind = kind;
+        Text = text;
+        HostName = hostName;
+        Address = address;
+        Network = network;
+    }
+
+    /// <summary>What the entry allows.</summary>
+    public DestinationRuleKind Kind { get; }
+
+    /// <summary>The canonical entry: lower case, no trailing dot, addresses and networks in standard notation.</summary>
+    public string Text { get; }
+
+    /// <summary>
+    /// For <see cref="DestinationRuleKind.ExactHost"/> the host; for <see cref="DestinationRuleKind.WildcardSubdomain"/>
+    /// the domain whose subdomains match (<c>example.com</c> for <c>*.example.com</c>); otherwise <see langword="null"/>.
+    /// </summary>
+    public string? HostName { get; }
+
+    /// <summary>The address of an <see cref="DestinationRuleKind.Address"/> entry, otherwise <see langword="null"/>.</summary>
+    public IPAddress? Address { get; }
+
+    /// <summary>The network of a <see cref="DestinationRuleKind.Network"/> entry, otherwise <see langword="null"/>.</summary>
+    public IPNetwork? Network { get; }
+
+    /// <summary>Parses one destination entry.</summary>
+    /// <param name="entry">The entry as written in the configuration.</param>
+    /// <returns>The rule.</returns>
+    /// <exception cref="PolicyException">The entry is invalid; the message names it and says why.</exception>
+    public static DestinationRule Parse(string entry) =>
+        TryParse(entry, out var rule, out var error) ? rule : throw new PolicyException([error]);
+
+    /// <summary>Parses one destination entry without throwing.</summary>
+    /// <param name="entry">The entry as written in the configuration.</param>
+    /// <param name="rule">The rule, when valid.</param>
+    /// <param name="error">When invalid, a message naming the entry and why, e.g.
+    /// <c>invalid destination "api.example.com:443": ports are not supported ...</c>.</param>
+    /// <returns><see langword="true"/> when the entry is valid.</returns>
+    public static bool TryParse(
+        string? entry,
+        [NotNullWhen(true)] out DestinationRule? rule,
+        [NotNullWhen(false)] out string? error)
+    {
+        string? reason = DestinationRuleParser.TryParse(entry ?? string.Empty, out rule);
+        error = reason is null ? null : $"invalid destination \"{entry}\": {reason}";
+        return rule is not null;
+    }
+
+    /// <summary>The canonical entry (<see cref="Text"/>).</summary>
+    /// <returns><see cref="Text"/>.</returns>
+    public override string ToString() => Text;
+}

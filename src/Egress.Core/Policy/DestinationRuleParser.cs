@@ -1,0 +1,273 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Egress.Policy;
+
+/// <summary>The syntax of destination entries; returns a reason instead of throwing.</summary>
+internal static class DestinationRuleParser
+{
+    private const int MaxNameLength = 253;
+    private const int MaxLabelLength = 63;
+    private const string WildcardPlacement = "'*' may only stand alone (\"*\") or be the whole leftmost label (\"*.example.com\")";
+
+    /// <summary>Parses <paramref name="entry"/>; returns <see langword="null"/> on success, else the reason.</summary>
+    public static string? TryParse(string entry, out DestinationRule? rule)
+    {
+        rule = null;
+        if (entry.Length == 0)
+        {
+            return "entry is empty";
+        }
+
+        foreach (char c in entry)
+        {
+            if (char.IsWhiteSpace(c))
+            {
+                return "contains whitespace";
+            }
+        }
+
+        if (entry.Contains("://", StringComparison.Ordinal))
+        {
+            return "URLs are not supported; give the host only";
+        }
+
+        string text = entry.EndsWith('.') ? entry[..^1] : entry;
+        if (text.Length == 0)
+        {
+            return "names no host";
+        }
+
+        if (text == "*")
+        {
+            rule = new DestinationRule(DestinationRuleKind.AllowAll, "*", null, null, null);
+            return null;
+        }
+
+        if (text.Contains('/', StringComparison.Ordinal))
+        {
+            return ParseNetwork(text, out rule);
+        }
+
+        if (text.Contains('%', StringComparison.Ordinal))
+        {
+            return "scope ids (%) are not supported";
+        }
+
+        if (text.StartsWith('['))
+        {
+            if (text.EndsWith(']'))
+            {
+                return ParseAddress(text[1..^1], requireIPv6: true, out rule);
+            }
+
+            return text.Contains("]:", StringComparison.Ordinal) ? PortReason(text) : "has an unbalanced '['";
+        }
+
+        if (text.Contains(':', StringComparison.Ordinal))
+        {
+            return text.IndexOf(':', StringComparison.Ordinal) == text.LastIndexOf(':')
+                ? PortReason(text)
+                : ParseAddress(text, requireIPv6: true, out rule);
+        }
+
+        if (IsDigitsAndDots(text))
+        {
+            return ParseAddress(text, requireIPv6: false, out rule);
+        }
+
+        if (text.StartsWith("*.", StringComparison.Ordinal))
+        {
+            string domain = text[2..];
+            string? domainReason = domain.Contains('*', StringComparison.Ordinal) ? WildcardPlacement : CheckHostName(domain);
+            if (domainReason is null)
+            {
+                domain = domain.ToLowerInvariant();
+                rule = new DestinationRule(DestinationRuleKind.WildcardSubdomain, "*." + domain, domain, null, null);
+            }
+
+            return domainReason;
+        }
+
+        if (text.Contains('*', StringComparison.Ordinal))
+        {
+            return WildcardPlacement;
+        }
+
+        string? reason = CheckHostName(text);
+        if (reason is null)
+        {
+            string host = text.ToLowerInvariant();
+            rule = new DestinationRule(DestinationRuleKind.ExactHost, host, host, null, null);
+        }
+
+        return reason;
+    }
+
+    private static string PortReason(string text) =>
+        $"ports are not supported; destinations name hosts only (remove \"{text[text.LastIndexOf(':')..]}\")";
+
+    private static string? ParseAddress(string text, bool requireIPv6, out DestinationRule? rule)
+    {
+        rule = null;
+        string? reason = TryParseAddress(text, requireIPv6, out IPAddress? address);
+        if (address is not null)
+        {
+            rule = new DestinationRule(DestinationRuleKind.Address, address.ToString(), null, address, null);
+        }
+
+        return reason;
+    }
+
+    private static string? ParseNetwork(string text, out DestinationRule? rule)
+    {
+        rule = null;
+        int slash = text.LastIndexOf('/');
+        string addressText = text[..slash];
+        string prefixText = text[(slash + 1)..];
+        bool isIPv6 = addressText.Contains(':', StringComparison.Ordinal);
+        string? reason = TryParseAddress(addressText, isIPv6, out IPAddress? address);
+        if (address is null)
+        {
+            return reason;
+        }
+
+        int maxPrefix = isIPv6 ? 128 : 32;
+        if (prefixText.Length is 0 or > 3 || !IsDigits(prefixText)
+            || !int.TryParse(prefixText, NumberStyles.None, CultureInfo.InvariantCulture, out int prefix) || prefix > maxPrefix)
+        {
+            return $"prefix length \"/{prefixText}\" is not a number from 0 to {maxPrefix}";
+        }
+
+        if (prefix == 0)
+        {
+            return "a /0 network would also open internal ranges such as instance metadata; use \"*\" for all public destinations";
+        }
+
+        var network = new IPNetwork(MaskHostBits(address, prefix), prefix);
+        if (!network.BaseAddress.Equals(address))
+        {
+            return $"has host bits set after /{prefix} (did you mean \"{network}\"?)";
+        }
+
+        rule = new DestinationRule(DestinationRuleKind.Network, network.ToString(), null, null, network);
+        return null;
+    }
+
+    private static IPAddress MaskHostBits(IPAddress address, int prefix)
+    {
+        byte[] bytes = address.GetAddressBytes();
+        for (int bit = prefix; bit < bytes.Length * 8; bit++)
+        {
+            bytes[bit / 8] &= (byte)~(0x80 >> (bit % 8));
+        }
+
+        return new IPAddress(bytes);
+    }
+
+    private static string? TryParseAddress(string text, bool requireIPv6, out IPAddress? address)
+    {
+        address = null;
+        if (requireIPv6)
+        {
+            if (text.Contains('[', StringComparison.Ordinal) || text.Contains(']', StringComparison.Ordinal)
+                || text.Contains('%', StringComparison.Ordinal)
+                || !IPAddress.TryParse(text, out IPAddress? parsed) || parsed.AddressFamily != AddressFamily.InterNetworkV6)
+            {
+                return "is not a valid IPv6 address";
+            }
+
+            address = parsed;
+            return null;
+        }
+
+        // Strict dotted decimal: IPAddress.TryParse would also take "10" (0.0.0.10), "0x7f.1" and octal "010".
+        string[] parts = text.Split('.');
+        if (parts.Length != 4)
+        {
+            return "is not a valid IPv4 address (expected four dotted decimal numbers)";
+        }
+
+        Span<byte> bytes = stackalloc byte[4];
+        for (int i = 0; i < 4; i++)
+        {
+            string part = parts[i];
+            if (part.Length is 0 or > 3 || !IsDigits(part)
+                || !byte.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out bytes[i]))
+            {
+                return "is not a valid IPv4 address (each part must be a number from 0 to 255)";
+            }
+
+            if (part.Length > 1 && part[0] == '0')
+            {
+                return "is not a valid IPv4 address (leading zeros are ambiguous: octal or decimal?)";
+            }
+        }
+
+        address = new IPAddress(bytes);
+        return null;
+    }
+
+    private static string? CheckHostName(string name)
+    {
+        if (name.Length > MaxNameLength)
+        {
+            return $"name is longer than {MaxNameLength} characters";
+        }
+
+        string lastLabel = string.Empty;
+        foreach (Range range in name.AsSpan().Split('.'))
+        {
+            string label = name[range];
+            if (label.Length == 0)
+            {
+                return "has an empty label";
+            }
+
+            if (label.Length > MaxLabelLength)
+            {
+                return $"label \"{label}\" is longer than {MaxLabelLength} characters";
+            }
+
+            foreach (char c in label)
+            {
+                if (!char.IsAscii(c))
+                {
+                    return $"contains non-ASCII character '{c}'; use the punycode (xn--) form";
+                }
+
+                if (!char.IsAsciiLetterOrDigit(c) && c is not '-' and not '_')
+                {
+                    return $"contains invalid character '{c}'";
+                }
+            }
+
+            if (label[0] == '-' || label[^1] == '-')
+            {
+                return $"label \"{label}\" starts or ends with a hyphen";
+            }
+
+            lastLabel = label;
+        }
+
+        return IsDigits(lastLabel)
+            ? $"last label \"{lastLabel}\" is numeric: neither a host name nor a dotted decimal IPv4 address"
+            : null;
+    }
+
+    private static bool IsDigits(string text) => text.AsSpan().IndexOfAnyExceptInRange('0', '9') < 0;
+
+    private static bool IsDigitsAndDots(string text)
+    {
+        foreach (char c in text)
+        {
+            if (!char.IsAsciiDigit(c) && c != '.')
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+}

@@ -1,0 +1,108 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Net;
+
+namespace Egress.Policy;
+
+/// <summary>
+/// Address ranges an enclave must never reach through a learned name or <c>*</c>: loopback, unspecified,
+/// link-local (instance metadata), private, shared (CGNAT), unique-local, multicast, broadcast and reserved space,
+/// including IPv4 internal addresses written as IPv4-mapped (<c>::ffff:a.b.c.d</c>), IPv4-compatible
+/// (<c>::a.b.c.d</c>) or NAT64 (<c>64:ff9b::a.b.c.d</c>) IPv6 addresses.
+/// Documentation and benchmarking ranges (192.0.2.0/24, 198.18.0.0/15, 198.51.100.0/24, 203.0.113.0/24,
+/// 2001:db8::/32) are ordinary addresses.
+/// </summary>
+public static class InternalRanges
+{
+    private const string ViaCompatible = " via IPv4-compatible ::/96";
+    private const string ViaNat64 = " via NAT64 64:ff9b::/96";
+
+    private static readonly UInt128 Nat64Prefix = AddressValue.Of(IPAddress.Parse("64:ff9b::"));
+
+    // Most specific first: the first match names the range.
+    private static readonly (AddressBlock Block, string Name, string CompatibleName, string Nat64Name)[] IPv4Ranges =
+    [
+        IPv4("255.255.255.255/32", "broadcast 255.255.255.255"),
+        IPv4("127.0.0.0/8", "loopback 127.0.0.0/8"),
+        IPv4("0.0.0.0/8", "unspecified 0.0.0.0/8"),
+        IPv4("169.254.0.0/16", "link-local 169.254.0.0/16 (instance metadata)"),
+        IPv4("10.0.0.0/8", "private 10.0.0.0/8"),
+        IPv4("172.16.0.0/12", "private 172.16.0.0/12"),
+        IPv4("192.168.0.0/16", "private 192.168.0.0/16"),
+        IPv4("100.64.0.0/10", "shared CGNAT 100.64.0.0/10"),
+        IPv4("224.0.0.0/4", "multicast 224.0.0.0/4"),
+        IPv4("240.0.0.0/4", "reserved 240.0.0.0/4"),
+    ];
+
+    private static readonly (AddressBlock Block, string Name)[] IPv6Ranges =
+    [
+        (AddressBlock.Parse("::/128"), "unspecified ::"),
+        (AddressBlock.Parse("::1/128"), "loopback ::1"),
+        (AddressBlock.Parse("fd00:ec2::254/128"), "instance metadata fd00:ec2::254 (unique local fc00::/7)"),
+        (AddressBlock.Parse("fe80::/10"), "link-local fe80::/10"),
+        (AddressBlock.Parse("fec0::/10"), "site-local fec0::/10 (deprecated)"),
+        (AddressBlock.Parse("fc00::/7"), "unique local fc00::/7"),
+        (AddressBlock.Parse("ff00::/8"), "multicast ff00::/8"),
+    ];
+
+    /// <summary>Tells whether <paramref name="address"/> is internal and names its range. Does not allocate.</summary>
+    /// <param name="address">The address to classify; an IPv4-mapped IPv6 address is classified as its IPv4 address.</param>
+    /// <param name="rangeName">The range, e.g. <c>link-local 169.254.0.0/16 (instance metadata)</c>, when internal.</param>
+    /// <returns><see langword="true"/> when the address is internal.</returns>
+    public static bool TryClassify(IPAddress address, [NotNullWhen(true)] out string? rangeName)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        return TryClassify(AddressValue.Of(address), out rangeName);
+    }
+
+    internal static bool TryClassify(UInt128 value, [NotNullWhen(true)] out string? rangeName)
+    {
+        rangeName = null;
+        if (AddressValue.IsIPv4(value))
+        {
+            int index = IndexOfIPv4Range(value);
+            rangeName = index < 0 ? null : IPv4Ranges[index].Name;
+            return rangeName is not null;
+        }
+
+        foreach (var (block, name) in IPv6Ranges)
+        {
+            if (block.Contains(value))
+            {
+                rangeName = name;
+                return true;
+            }
+        }
+
+        UInt128 upper96 = value >> 32;
+        if (upper96 == UInt128.Zero)
+        {
+            int index = IndexOfIPv4Range(value);
+            rangeName = index < 0 ? null : IPv4Ranges[index].CompatibleName;
+        }
+        else if (upper96 == Nat64Prefix >> 32)
+        {
+            int index = IndexOfIPv4Range(value);
+            rangeName = index < 0 ? null : IPv4Ranges[index].Nat64Name;
+        }
+
+        return rangeName is not null;
+    }
+
+    /// <summary>The IPv4 range holding the low 32 bits of <paramref name="value"/>, or -1.</summary>
+    private static int IndexOfIPv4Range(UInt128 value)
+    {
+        UInt128 mapped = AddressValue.FromIPv4(AddressValue.LowIPv4(value));
+        for (int i = 0; i < IPv4Ranges.Length; i++)
+        {
+            if (IPv4Ranges[i].Block.Contains(mapped))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    private static (AddressBlock, string, string, string) IPv4(string cidr, string name) =>
+        (AddressBlock.Parse(cidr), name, name + ViaCompatible, name + ViaNat64);
+}

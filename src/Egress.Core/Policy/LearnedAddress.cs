@@ -1,0 +1,96 @@
+namespace Egress.Policy;
+
+/// <summary>
+/// The names one address was learned from. Immutable: the cache swaps in a new instance on every change, so
+/// lookups read it without locks.
+/// </summary>
+internal sealed class LearnedAddress
+{
+    private readonly LearnedName[] _names;
+
+    private LearnedAddress(LearnedName[] names)
+    {
+        _names = names;
+        LearnedName latest = names[0];
+        foreach (LearnedName name in names)
+        {
+            if (name.ExpiresAt > latest.ExpiresAt)
+            {
+                latest = name;
+            }
+        }
+
+        Latest = latest;
+    }
+
+    /// <summary>The name expiring last.</summary>
+    public LearnedName Latest { get; }
+
+    public IReadOnlyList<LearnedName> Names => _names;
+
+    public static LearnedAddress Create(string name, long expiresAt) => new([new LearnedName(name, expiresAt)]);
+
+    /// <summary>
+    /// Adds <paramref name="name"/> or extends its expiry (never shortens it), drops names expiring at or before
+    /// <paramref name="forgetThrough"/>, and keeps at most <paramref name="maxNames"/> names: a new name replaces the
+    /// one expiring first when it expires later, else it is not kept.
+    /// </summary>
+    public LearnedAddress With(string name, long expiresAt, long forgetThrough, int maxNames)
+    {
+        var names = new List<LearnedName>(_names.Length + 1);
+        bool found = false;
+        foreach (LearnedName known in _names)
+        {
+            if (string.Equals(known.Name, name, StringComparison.OrdinalIgnoreCase))
+            {
+                names.Add(known with { ExpiresAt = Math.Max(known.ExpiresAt, expiresAt) });
+                found = true;
+            }
+            else if (known.ExpiresAt > forgetThrough)
+            {
+                names.Add(known);
+            }
+        }
+
+        if (!found)
+        {
+            if (names.Count < maxNames)
+            {
+                names.Add(new LearnedName(name, expiresAt));
+            }
+            else
+            {
+                int first = 0;
+                for (int i = 1; i < names.Count; i++)
+                {
+                    if (names[i].ExpiresAt < names[first].ExpiresAt)
+                    {
+                        first = i;
+                    }
+                }
+
+                if (names[first].ExpiresAt < expiresAt)
+                {
+                    names[first] = new LearnedName(name, expiresAt);
+                }
+            }
+        }
+
+        return new LearnedAddress([.. names]);
+    }
+
+    /// <summary>
+    /// Drops names expiring at or before <paramref name="forgetThrough"/>: this instance when none do, null when all do.
+    /// </summary>
+    public LearnedAddress? Forget(long forgetThrough)
+    {
+        if (Latest.ExpiresAt <= forgetThrough)
+        {
+            return null;
+        }
+
+        return Array.TrueForAll(_names, name => name.ExpiresAt > forgetThrough)
+            ? this
+            : new LearnedAddress(Array.FindAll(_names, name => name.ExpiresAt > forgetThrough));
+    }
+}
