@@ -1,0 +1,91 @@
+using Egress.Dns;
+using Egress.Tests.Dns.Vectors;
+using FsCheck;
+using FsCheck.Fluent;
+
+namespace Egress.Tests.Dns;
+
+/// <summary>Random and mutated messages never make a reader throw, and readers keep their contracts.</summary>
+public sealed class DnsHostileInputProperties
+{
+    private static readonly byte[][] Seeds =
+    [
+        .. new[]
+        {
+            DnsVectors.ATestAResponse, DnsVectors.WwwBTestAResponse, DnsVectors.MixedCaseAaaaResponse, DnsVectors.DeepBTestAResponse,
+            DnsVectors.ManyTestAUdpResponse, DnsVectors.ATestAEdnsResponse, DnsVectors.TxtTestTxtResponse, DnsVectors.ATestAQuery,
+            DnsVectors.ManyTestAEdnsQuery, DnsVectors.MixedCaseAaaaQuery,
+        }.Select(Convert.FromHexString),
+    ];
+
+    [FsCheck.NUnit.Property(MaxTest = 2000)]
+    public Property RandomBytesNeverThrow() => Prop.ForAll(ArbMap.Default.ArbFor<byte[]>(), CheckEveryReader);
+
+    [FsCheck.NUnit.Property(MaxTest = 2000)]
+    public Property RandomBodiesBehindAPlausibleHeaderNeverThrow()
+    {
+        Gen<byte[]> gen =
+            from response in ArbMap.Default.GeneratorFor<bool>()
+            from anCount in Gen.Choose(0, 5)
+            from arCount in Gen.Choose(0, 2)
+            from body in ArbMap.Default.GeneratorFor<byte[]>()
+            select (byte[])[0x12, 0x34, response ? (byte)0x81 : (byte)0x01, 0x80, 0, 1, 0, (byte)anCount, 0, 0, 0, (byte)arCount, .. body];
+
+        return Prop.ForAll(gen.ToArbitrary(), CheckEveryReader);
+    }
+
+    [FsCheck.NUnit.Property(MaxTest = 3000)]
+    public Property MutatedRealMessagesNeverThrow()
+    {
+        Gen<(int Seed, (int Position, byte Value)[] Mutations, int Cut)> gen =
+            from seed in Gen.Choose(0, Seeds.Length - 1)
+            from mutations in Gen.Zip(Gen.Choose(0, 1000), ArbMap.Default.GeneratorFor<byte>()).ArrayOf()
+            from cut in Gen.Choose(0, 1000)
+            select (seed, mutations, cut);
+
+        return Prop.ForAll(gen.ToArbitrary(), input =>
+        {
+            byte[] message = (byte[])Seeds[input.Seed].Clone();
+            foreach ((int position, byte value) in input.Mutations)
+            {
+                message[position % message.Length] = value;
+            }
+
+            CheckEveryReader(message.AsSpan(0, message.Length - (input.Cut % 8 == 0 ? input.Cut % message.Length : 0)).ToArray());
+        });
+    }
+
+    private static void CheckEveryReader(byte[] message)
+    {
+        _ = DnsHeader.TryRead(message, out _);
+        _ = DnsMessage.IsTruncated(message);
+
+        DnsParseError questionError = DnsMessage.TryParseQuestion(message, out DnsQuestion question, out int questionEnd);
+        Assert.That(questionError == DnsParseError.None ? questionEnd <= message.Length && question.Name.Length <= DnsMessage.MaxNameLength : questionEnd == 0, Is.True);
+        Assert.That(DnsMessage.TryReadQuestionName(message, new char[DnsMessage.MaxNameLength], out _), Is.EqualTo(questionError));
+
+        var records = new List<DnsAddressRecord>();
+        DnsParseError extractError = DnsMessage.ExtractAddresses(message, records);
+        Assert.That(extractError == DnsParseError.None || records.Count == 0, Is.True, "addresses from a malformed message");
+        Assert.That(records.All(r => r.Ttl >= TimeSpan.Zero && r.Ttl <= TimeSpan.FromSeconds(int.MaxValue)), Is.True);
+
+        foreach ((int rcode, Func<byte[], byte[], int> write) in new (int, Func<byte[], byte[], int>)[]
+        {
+            (5, (query, destination) => DnsMessage.WriteRefused(query, destination)),
+            (2, (query, destination) => DnsMessage.WriteServFail(query, destination)),
+            (1, (query, destination) => DnsMessage.WriteFormErr(query, destination)),
+        })
+        {
+            byte[] destination = new byte[DnsMessage.MaxErrorResponseLength];
+            int length = write(message, destination);
+            if (length < 0)
+            {
+                continue;
+            }
+
+            Assert.That(length, Is.InRange(DnsHeader.Length, DnsMessage.MaxErrorResponseLength));
+            Assert.That(DnsHeader.TryRead(destination.AsSpan(0, length), out DnsHeader header), Is.True);
+            Assert.That((header.IsResponse, header.ResponseCode, header.Id), Is.EqualTo((true, (byte)rcode, DnsMessage.ReadId(message))));
+        }
+    }
+}
