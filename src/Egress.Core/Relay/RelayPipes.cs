@@ -1,0 +1,83 @@
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using Pipelines.Sockets.Unofficial;
+
+namespace Egress.Relay;
+
+/// <summary>Creates, closes and resets the socket connections that hosts hand to <see cref="DuplexRelay"/>.</summary>
+public static class RelayPipes
+{
+    /// <summary>Pause a producer once this many bytes wait unread in one direction of one connection.</summary>
+    internal const long PauseWriterThreshold = 1024 * 1024;
+
+    /// <summary>Resume a paused producer once the unread bytes drop below this.</summary>
+    internal const long ResumeWriterThreshold = 512 * 1024;
+
+    /// <summary>Segment size, which is also the size of one socket receive.</summary>
+    internal const int MinimumSegmentSize = 64 * 1024;
+
+    /// <summary>The options used for both the send and the receive pipe of every relay connection.</summary>
+    internal static PipeOptions PipeOptions { get; } = new(
+        pool: null,
+        readerScheduler: PipeScheduler.ThreadPool,
+        writerScheduler: PipeScheduler.ThreadPool,
+        pauseWriterThreshold: PauseWriterThreshold,
+        resumeWriterThreshold: ResumeWriterThreshold,
+        minimumSegmentSize: MinimumSegmentSize,
+        useSynchronizationContext: false);
+
+    /// <summary>Wraps a connected stream socket (TCP, Unix or VSOCK) in a pipe pair tuned for relaying.</summary>
+    /// <param name="socket">A connected stream socket; the connection takes ownership of it.</param>
+    /// <returns>The connection; close it with <see cref="CloseAsync"/> (or <see cref="Reset"/> its socket on errors).</returns>
+    public static SocketConnection CreateConnection(Socket socket)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        return SocketConnection.Create(socket, PipeOptions, PipeOptions, SocketConnectionOptions.ZeroLengthReads);
+    }
+
+    /// <summary>
+    /// Completes the connection's output, waits until its send loop has written every buffered byte to the socket
+    /// and shut the send side down, then disposes the connection. Disposing earlier would drop the unsent tail.
+    /// </summary>
+    /// <param name="connection">The connection to close.</param>
+    /// <param name="cancellationToken">Stops waiting (e.g. a peer that never reads); the connection is disposed regardless.</param>
+    /// <returns>A task that completes when the connection is disposed.</returns>
+    public static async ValueTask CloseAsync(SocketConnection connection, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        var sent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+#pragma warning disable CS0618 // Obsolete, but System.IO.Pipelines.Pipe (which SocketConnection sends from) still raises it; it is the only signal that the send loop ended.
+        connection.Output.OnReaderCompleted(static (_, state) => ((TaskCompletionSource)state!).TrySetResult(), sent);
+#pragma warning restore CS0618
+        try
+        {
+            connection.Output.Complete();
+            await sent.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Give up on the tail; fall through to dispose.
+        }
+        finally
+        {
+            connection.Dispose();
+        }
+    }
+
+    /// <summary>Closes the socket abortively: SO_LINGER 0 makes the kernel send RST instead of FIN. Use for denials and errors.</summary>
+    /// <param name="socket">The socket to reset; already closed sockets are ignored.</param>
+    public static void Reset(Socket socket)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        try
+        {
+            socket.LingerState = new LingerOption(enable: true, seconds: 0);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Not a socket that supports linger, or already closed: closing below is all that is left.
+        }
+
+        socket.Dispose();
+    }
+}
