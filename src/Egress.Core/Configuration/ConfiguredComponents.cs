@@ -1,0 +1,70 @@
+using Egress.Policy;
+using Egress.Tunnel;
+
+namespace Egress.Configuration;
+
+/// <summary>
+/// Builds the runtime parts both hosts need from a configuration, reporting an invalid destination entry or tunnel
+/// endpoint at its <c>file:line:col</c>, like every other configuration error.
+/// </summary>
+public static class ConfiguredComponents
+{
+    /// <summary>Creates the allowlist cache with the <c>[dns]</c> TTL floor, grace and size bound.</summary>
+    /// <param name="configuration">The configuration.</param>
+    /// <param name="timeProvider">The clock; the system clock when null.</param>
+    /// <returns>An empty cache.</returns>
+    public static AllowlistCache CreateCache(this EgressConfiguration configuration, TimeProvider? timeProvider = null)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        return new AllowlistCache(new AllowlistCacheOptions
+        {
+            TtlFloor = configuration.Dns.TtlFloor,
+            Grace = configuration.Dns.Grace,
+            MaxEntries = configuration.Dns.CacheMaxEntries,
+            TimeProvider = timeProvider ?? TimeProvider.System,
+        });
+    }
+
+    /// <summary>Creates the policy from <c>[egress]</c>.</summary>
+    /// <param name="configuration">The configuration.</param>
+    /// <param name="cache">The cache of DNS-learned addresses the policy consults.</param>
+    /// <returns>The policy.</returns>
+    /// <exception cref="ConfigurationException">A destination entry is invalid; the message gives its location.</exception>
+    public static EgressPolicy CreatePolicy(this EgressConfiguration configuration, AllowlistCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var destinations = configuration.Egress.Destinations;
+        for (var i = 0; i < destinations.Count; i++)
+        {
+            if (!DestinationRule.TryParse(destinations[i], out _, out var error))
+            {
+                throw configuration.CreateException("egress.destinations", error, i);
+            }
+        }
+
+        return EgressPolicy.Create(configuration.Egress.Enabled, destinations, cache);
+    }
+
+    /// <summary>Parses a tunnel endpoint given on the command line, or else the configured one.</summary>
+    /// <param name="configuration">The configuration.</param>
+    /// <param name="side">Which side's endpoint: the enclave connects, the host listens.</param>
+    /// <param name="commandLineValue">The <c>--tunnel</c> value, which overrides the file when given.</param>
+    /// <returns>The endpoint.</returns>
+    /// <exception cref="ConfigurationException">The configured value is malformed (with its location).</exception>
+    /// <exception cref="FormatException">The command-line value is malformed.</exception>
+    public static TunnelEndpoint GetTunnelEndpoint(this EgressConfiguration configuration, TunnelSide side, string? commandLineValue)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        if (commandLineValue is not null)
+        {
+            return TunnelEndpoint.Parse(commandLineValue);
+        }
+
+        var (key, value) = side == TunnelSide.Enclave
+            ? ("tunnel.enclave_endpoint", configuration.Tunnel.EnclaveEndpoint)
+            : ("tunnel.host_endpoint", configuration.Tunnel.HostEndpoint);
+        return TunnelEndpoint.TryParse(value, out var endpoint, out var error)
+            ? endpoint
+            : throw configuration.CreateException(key, error!);
+    }
+}

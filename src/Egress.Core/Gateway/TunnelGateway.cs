@@ -1,0 +1,53 @@
+using System.Net;
+using Egress.Connections;
+using Egress.Policy;
+using Microsoft.Extensions.Logging;
+
+namespace Egress.Gateway;
+
+/// <summary>
+/// The parent side of egress: accepts tunnel streams from the enclave, re-checks every destination with its own
+/// policy (defence in depth: a compromised enclave proxy gains nothing), dials with a timeout, answers the status and
+/// relays.
+/// </summary>
+public sealed class TunnelGateway : IAsyncDisposable
+{
+    private readonly TunnelGatewayOptions _options;
+    private readonly TunnelStreamHandler _handler;
+    private readonly ILogger _logger;
+    private ConnectionListener? _listener;
+
+    /// <summary>Creates a gateway; call <see cref="Start"/> to listen.</summary>
+    /// <param name="options">Tunnel endpoint and timeouts.</param>
+    /// <param name="policy">The parent's own allowlist (same configuration, own DNS-learned cache).</param>
+    /// <param name="loggerFactory">Where decisions are logged.</param>
+    public TunnelGateway(TunnelGatewayOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(policy);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        _options = options;
+        _logger = loggerFactory.CreateLogger("Egress.Gateway");
+        _handler = new TunnelStreamHandler(options, policy, _logger);
+    }
+
+    /// <summary>Gets the bound tunnel endpoint once started.</summary>
+    public EndPoint? LocalEndPoint { get; private set; }
+
+    /// <summary>Binds the tunnel endpoint and starts accepting streams.</summary>
+    public void Start()
+    {
+        var socket = _options.Listen.Listen();
+        LocalEndPoint = socket.LocalEndPoint;
+        _listener = new ConnectionListener(socket, $"gateway {_options.Listen}", _handler.HandleAsync, _logger);
+        _listener.Start();
+        GatewayLog.Listening(_logger, _options.Listen.ToString());
+    }
+
+    /// <summary>Stops accepting, lets live streams finish up to the drain deadline, then aborts them.</summary>
+    /// <returns>A task that completes when every stream has ended.</returns>
+    public Task StopAsync() => _listener?.StopAsync(_options.ShutdownDrain) ?? Task.CompletedTask;
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync() => _listener?.DisposeAsync() ?? ValueTask.CompletedTask;
+}

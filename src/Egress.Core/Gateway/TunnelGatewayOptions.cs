@@ -1,0 +1,23 @@
+using Egress.Relay;
+using Egress.Tunnel;
+
+namespace Egress.Gateway;
+
+/// <summary>Settings of the parent-side tunnel gateway.</summary>
+public sealed class TunnelGatewayOptions
+{
+    /// <summary>Gets where tunnel streams are accepted (<c>vsock://any:PORT</c> in production).</summary>
+    public required TunnelEndpoint Listen { get; init; }
+
+    /// <summary>Gets how long a new stream may take to send its request header.</summary>
+    public TimeSpan HeaderTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Gets how long a connection to a destination may take.</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Gets the relay settings (idle timeout, clock).</summary>
+    public RelayOptions Relay { get; init; } = RelayOptions.Default;
+
+    /// <summary>Gets how long a stop lets live streams finish before aborting them.</summary>
+    public TimeSpan ShutdownDrain { get; init; } = TimeSpan.FromSeconds(10);
+}

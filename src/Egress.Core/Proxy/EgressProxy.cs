@@ -1,0 +1,91 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Connections;
+using Egress.Policy;
+using Microsoft.Extensions.Logging;
+
+namespace Egress.Proxy;
+
+/// <summary>
+/// The enclave side of egress: accepts the connections iptables redirected to it, reads each one's original
+/// destination, decides it with the policy, opens a tunnel stream to the parent, and relays once the parent says
+/// the destination is connected. Denied or failed connections are reset so the application fails fast.
+/// </summary>
+public sealed class EgressProxy : IAsyncDisposable
+{
+    private readonly EgressProxyOptions _options;
+    private readonly ProxyConnectionHandler _handler;
+    private readonly ILogger _logger;
+    private readonly List<ConnectionListener> _listeners = [];
+
+    /// <summary>Creates a proxy; call <see cref="Start"/> to listen.</summary>
+    /// <param name="options">Listen addresses, tunnel endpoint and timeouts.</param>
+    /// <param name="policy">The allowlist.</param>
+    /// <param name="loggerFactory">Where decisions are logged (one line per connection).</param>
+    public EgressProxy(EgressProxyOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(policy);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        _options = options;
+        _logger = loggerFactory.CreateLogger("Egress.Proxy");
+        _handler = new ProxyConnectionHandler(options, policy, _logger);
+    }
+
+    /// <summary>Gets the addresses actually listened on (an IPv6 address is skipped where IPv6 is unavailable).</summary>
+    public IReadOnlyList<EndPoint> LocalEndPoints { get; private set; } = [];
+
+    /// <summary>Binds every listen address and starts accepting.</summary>
+    /// <exception cref="SocketException">An address cannot be bound (e.g. already in use).</exception>
+    public void Start()
+    {
+        var bound = new List<EndPoint>();
+        foreach (var address in _options.Listen)
+        {
+            var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                if (address.AddressFamily == AddressFamily.InterNetworkV6)
+                {
+                    socket.DualMode = false;
+                }
+
+                socket.Bind(address);
+                socket.Listen(1024);
+            }
+            catch (SocketException ex) when (address.AddressFamily == AddressFamily.InterNetworkV6
+                && ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.AddressFamilyNotSupported)
+            {
+                socket.Dispose();
+                ProxyLog.IPv6Unavailable(_logger, address);
+                continue;
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+
+            var listener = new ConnectionListener(socket, $"proxy {address}", _handler.HandleAsync, _logger);
+            _listeners.Add(listener);
+            bound.Add(socket.LocalEndPoint!);
+            listener.Start();
+            ProxyLog.Listening(_logger, socket.LocalEndPoint!, _options.Tunnel.ToString());
+        }
+
+        LocalEndPoints = bound;
+    }
+
+    /// <summary>Stops accepting, lets live connections finish up to the drain deadline, then aborts them.</summary>
+    /// <returns>A task that completes when every connection has ended.</returns>
+    public Task StopAsync() => Task.WhenAll(_listeners.Select(l => l.StopAsync(_options.ShutdownDrain)));
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var listener in _listeners)
+        {
+            await listener.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}
