@@ -27,6 +27,10 @@ public static class RelayPipes
         useSynchronizationContext: false);
 
     /// <summary>Wraps a connected stream socket (TCP, Unix or VSOCK) in a pipe pair tuned for relaying.</summary>
+    /// <remarks>
+    /// 64 KiB segments (one socket receive each); at most about 1 MiB buffered per pipe before the producer pauses
+    /// (resuming below 512 KiB). Zero-length reads are on, so an idle connection waits without renting a receive buffer.
+    /// </remarks>
     /// <param name="socket">A connected stream socket; the connection takes ownership of it.</param>
     /// <returns>The connection; close it with <see cref="CloseAsync"/> (or <see cref="Reset"/> its socket on errors).</returns>
     public static SocketConnection CreateConnection(Socket socket)
