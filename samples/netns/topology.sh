@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The Egress test topology with plain iproute2, for the demo and for poking around by hand.
+#
+#   samples/netns/topology.sh up   [PREFIX]   # creates PREFIX-enclave, PREFIX-parent, PREFIX-world
+#   samples/netns/topology.sh down [PREFIX]   # kills what runs inside them and deletes them
+#
+# enclave: only lo (like a Nitro Enclave). parent: 198.18.0.1/15 and 2001:db8::1/64 on a veth to world, default
+# routes into world. world: 198.18.0.10 (allowed in the demo), 198.18.0.99 (denied), 198.18.0.53 (DNS),
+# 169.254.169.254 (metadata look-alike) and 2001:db8::10. 198.18.0.0/15 (RFC 2544) and 2001:db8::/32 never leave
+# the machine. Source this file to get the egress_netns_up / egress_netns_down functions.
+
+egress_netns_up() {
+    local prefix=${1:-egress-demo} enc par wld
+    enc="$prefix-enclave" par="$prefix-parent" wld="$prefix-world"
+    local vp="${prefix:0:9}-p" vw="${prefix:0:9}-w"   # interface names are at most 15 characters
+    for ns in "$enc" "$par" "$wld"; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+    done
+    ip -n "$par" link add "$vp" type veth peer name "$vw" netns "$wld"
+    ip -n "$par" addr add 198.18.0.1/15 dev "$vp"
+    ip -n "$par" -6 addr add 2001:db8::1/64 dev "$vp" nodad
+    ip -n "$par" link set "$vp" up
+    for address in 198.18.0.10/15 198.18.0.11/15 198.18.1.20/15 198.18.0.99/15 198.18.0.53/15 169.254.169.254/32; do
+        ip -n "$wld" addr add "$address" dev "$vw"
+    done
+    ip -n "$wld" -6 addr add 2001:db8::10/64 dev "$vw" nodad
+    ip -n "$wld" link set "$vw" up
+    ip -n "$par" route add default via 198.18.0.10 dev "$vp"
+    ip -n "$par" route add 169.254.169.254/32 via 198.18.0.10 dev "$vp"
+    ip -n "$par" -6 route add default via 2001:db8::10 dev "$vp"
+}
+
+egress_netns_down() {
+    local prefix=${1:-egress-demo} ns pids
+    for ns in "$prefix-enclave" "$prefix-parent" "$prefix-world"; do
+        if ip netns list | grep -qx -e "$ns" -e "$ns (id: .*)"; then
+            # Only processes living inside our own namespaces.
+            pids=$(ip netns pids "$ns" 2>/dev/null || true)
+            if [ -n "$pids" ]; then
+                # shellcheck disable=SC2086
+                kill $pids 2>/dev/null || true
+                sleep 0.5
+                # shellcheck disable=SC2086
+                kill -9 $pids 2>/dev/null || true
+            fi
+            ip netns delete "$ns"
+        fi
+    done
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    set -euo pipefail
+    case "${1:-}" in
+        up) egress_netns_up "${2:-egress-demo}" ;;
+        down) egress_netns_down "${2:-egress-demo}" ;;
+        *) echo "usage: $0 up|down [PREFIX]" >&2; exit 2 ;;
+    esac
+fi

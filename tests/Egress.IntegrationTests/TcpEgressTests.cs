@@ -1,0 +1,140 @@
+using System.Diagnostics;
+using System.Net;
+using Egress.IntegrationTests.Infrastructure;
+
+namespace Egress.IntegrationTests;
+
+/// <summary>
+/// Unmodified clients in the enclave namespace reach the world only through egress-enclave → tunnel → egress-host,
+/// under the allowlist ["198.18.0.10", "198.18.1.0/24", "2001:db8::/64"].
+/// </summary>
+[TestFixture]
+public sealed class TcpEgressTests : EgressFixture
+{
+    private static readonly TimeSpan LargeTransferTimeout = TimeSpan.FromSeconds(120);
+
+    [TestCase(WorldPorts.Http)]
+    [TestCase(WorldPorts.HttpAlt)]
+    public async Task CurlToAnAllowedAddressGetsTheKnownFile(int port)
+    {
+        var body = await Clients.CurlAsync(Topology.Enclave, $"http://198.18.0.10:{port}/");
+        var whoami = await Clients.CurlAsync(Topology.Enclave, $"http://198.18.0.10:{port}/whoami");
+        Assert.Multiple(() =>
+        {
+            Assert.That(body.ExitCode, Is.Zero, body.ToString);
+            Assert.That(body.StandardOutput, Is.EqualTo(World.Nginx.IndexBody));
+            Assert.That(whoami.StandardOutput, Is.EqualTo($"198.18.0.10 {port}\n"), whoami.ToString);
+        });
+    }
+
+    [Test]
+    public async Task CurlToAnIpv6LiteralInTheAllowedPrefixGetsTheKnownFile()
+    {
+        var body = await Clients.CurlAsync(Topology.Enclave, "http://[2001:db8::10]/", "-g");
+        var whoami = await Clients.CurlAsync(Topology.Enclave, "http://[2001:db8::10]/whoami", "-g");
+        Assert.Multiple(() =>
+        {
+            Assert.That(body.ExitCode, Is.Zero, body.ToString);
+            Assert.That(body.StandardOutput, Is.EqualTo(World.Nginx.IndexBody));
+            Assert.That(whoami.StandardOutput, Is.EqualTo("2001:db8::10 80\n"), whoami.ToString);
+        });
+    }
+
+    [Test]
+    public async Task RawTcpToAnAddressInTheAllowedCidrRoundTrips()
+    {
+        var acceptedBefore = World.Echo.AcceptedCount;
+        var result = await Clients.NcAsync(Topology.Enclave, "egress raw tcp round trip\n"u8.ToArray(), "-N", "-w", "5", "198.18.1.20", $"{WorldPorts.Echo}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.Zero, result.ToString);
+            Assert.That(result.StandardOutput, Is.EqualTo("egress raw tcp round trip\n"));
+            Assert.That(World.Echo.AcceptedCount, Is.EqualTo(acceptedBefore + 1));
+        });
+    }
+
+    [TestCase("198.18.0.99")]
+    [TestCase("198.18.0.11")]
+    [TestCase("169.254.169.254")]
+    public async Task ADestinationNotAllowedIsRefusedFastAndTheEnclaveLogsWhy(string address)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var curl = await Clients.CurlAsync(Topology.Enclave, $"http://{address}/");
+        var elapsed = stopwatch.Elapsed;
+        var logLine = await LogLineAsync(Deployment.Enclave, "denied", $"{address}:80");
+        Assert.Multiple(() =>
+        {
+            Assert.That(curl.ExitCode, Is.AnyOf(Clients.RefusedOrReset), curl.ToString);
+            Assert.That(elapsed, Is.LessThan(TimeSpan.FromSeconds(1)), "a denial must be immediate, not a timeout");
+            Assert.That(logLine, Is.Not.Null, () => $"no enclave log line names {address}:80 as denied:\n{Deployment.Enclave.Output}");
+            Assert.That(logLine, Does.Match($@"{Escape(address)}:80\S*:?\s+\S+"), "the line must give a reason after the destination");
+            Assert.That(World.Nginx.WasReachedOn(IPAddress.Parse(address)), Is.False, "the request reached the world");
+        });
+    }
+
+    [Test]
+    public async Task AServerThatSpeaksFirstIsHeardWithoutTheClientSending()
+    {
+        // nc sends nothing (stdin is empty, no -N so no FIN) and quits 2 s after its stdin ends.
+        var result = await Clients.NcAsync(Topology.Enclave, [], "-q", "2", "198.18.0.10", $"{WorldPorts.Banner}");
+        Assert.That(result.StandardOutput, Is.EqualTo(ServerBehaviours.Banner), result.ToString);
+    }
+
+    [Test]
+    public async Task AReplySentAfterTheClientsEofArrivesCompleteRepeatedly()
+    {
+        var expected = DeterministicBytes.Sha256(ServerBehaviours.ReplyAfterEofSeed, ServerBehaviours.ReplyAfterEofLength);
+        for (var attempt = 0; attempt < 10; attempt++)
+        {
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            var (length, sha256) = await TransferClient.HalfCloseThenReceiveAsync(
+                Topology.Enclave, new IPEndPoint(WorldAddresses.Allowed, WorldPorts.ReplyAfterEof), new byte[1000], cts.Token);
+            Assert.That((length, Convert.ToHexStringLower(sha256)), Is.EqualTo((ServerBehaviours.ReplyAfterEofLength, Convert.ToHexStringLower(expected))), $"attempt {attempt}");
+        }
+    }
+
+    [Test]
+    public async Task AReplySentAfterEofArrivesCompleteThroughNcAndSha256sum()
+    {
+        var expected = Convert.ToHexStringLower(DeterministicBytes.Sha256(ServerBehaviours.ReplyAfterEofSeed, ServerBehaviours.ReplyAfterEofLength));
+        var result = await Clients.ShellAsync(Topology.Enclave, $"head -c 1000 /dev/zero | nc -N -w 10 198.18.0.10 {WorldPorts.ReplyAfterEof} | sha256sum");
+        Assert.That(result.StandardOutput, Is.EqualTo($"{expected}  -\n"), result.ToString);
+    }
+
+    [Test]
+    public async Task Upload256MiBArrivesIntact()
+    {
+        const long length = 256L * 1024 * 1024;
+        const ulong seed = 0x256_0001;
+        using var cts = new CancellationTokenSource(LargeTransferTimeout);
+        var expected = DeterministicBytes.Sha256(seed, length);
+        var sinkAnswer = await TransferClient.UploadAsync(Topology.Enclave, new IPEndPoint(WorldAddresses.Allowed, WorldPorts.Sha256Sink), seed, length, cts.Token);
+        Assert.That(Convert.ToHexStringLower(sinkAnswer), Is.EqualTo(Convert.ToHexStringLower(expected)));
+    }
+
+    [Test]
+    public async Task Download256MiBArrivesIntact()
+    {
+        const long length = 256L * 1024 * 1024;
+        const ulong seed = 0x256_0002;
+        using var cts = new CancellationTokenSource(LargeTransferTimeout);
+        var expected = DeterministicBytes.Sha256(seed, length);
+        var (received, sha256) = await TransferClient.DownloadAsync(Topology.Enclave, new IPEndPoint(WorldAddresses.Allowed, WorldPorts.Source), seed, length, cts.Token);
+        Assert.That((received, Convert.ToHexStringLower(sha256)), Is.EqualTo((length, Convert.ToHexStringLower(expected))));
+    }
+
+    [Test]
+    public async Task AClosedPortIsRefusedFastNotHung()
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var curl = await Clients.CurlAsync(Topology.Enclave, $"http://198.18.0.10:{WorldPorts.Closed}/");
+        var elapsed = stopwatch.Elapsed;
+        Assert.Multiple(() =>
+        {
+            Assert.That(curl.ExitCode, Is.AnyOf(Clients.RefusedOrReset), curl.ToString);
+            Assert.That(elapsed, Is.LessThan(TimeSpan.FromSeconds(2)), "a refused destination must not look like a hang");
+        });
+    }
+
+    private static string Escape(string address) => System.Text.RegularExpressions.Regex.Escape(address);
+}
