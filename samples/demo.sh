@@ -16,7 +16,7 @@ REPO=$(dirname "$HERE")
 PREFIX=egress-demo
 ENCLAVE=$PREFIX-enclave PARENT=$PREFIX-parent WORLD=$PREFIX-world
 ALLOWED=198.18.0.10 DENIED=198.18.0.99
-CONFIG=${EGRESS_DEMO_CONFIG:-$HERE/netns/demo-enclave.toml}
+CONFIG=${EGRESS_DEMO_CONFIG:-$HERE/enclave.toml}
 # shellcheck source=netns/topology.sh
 . "$HERE/netns/topology.sh"
 

@@ -328,7 +328,7 @@ public sealed class EgressConfigurationTests
         {
             Assert.That(configuration.SourceName, Is.EqualTo(path));
             Assert.That(configuration.Egress.Enabled, Is.True);
-            Assert.That(configuration.Egress.Destinations, Is.EqualTo(new[] { "198.18.0.0/15", "*.egress.test", "api.egress.test" }));
+            Assert.That(configuration.Egress.Destinations, Is.EqualTo(new[] { "198.18.0.10", "2001:db8::/64", "*.egress.test", "api.example.com" }));
             Assert.That(configuration.Tunnel.EnclaveEndpoint, Is.EqualTo("vsock://3:4433"));
             Assert.That(configuration.Enclave.ProxyListen, Is.EqualTo(EgressConfiguration.Default.Enclave.ProxyListen));
             Assert.That(configuration.Relay.IdleTimeout, Is.EqualTo(TimeSpan.FromHours(1)));
