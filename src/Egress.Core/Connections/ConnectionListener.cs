@@ -112,12 +112,12 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "{Listener}: accept failed ({Error}); retrying")]
+    [LoggerMessage(EventId = 11, Level = LogLevel.Warning, Message = "{Listener}: accept failed ({Error}); retrying")]
     private static partial void LogAcceptFailed(ILogger logger, string listener, SocketError error);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "{Listener}: connection handler failed")]
+    [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "{Listener}: connection handler failed")]
     private static partial void LogHandlerFailed(ILogger logger, Exception exception, string listener);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "{Listener}: shutdown deadline reached, aborting {Count} live connections")]
+    [LoggerMessage(EventId = 13, Level = LogLevel.Warning, Message = "{Listener}: shutdown deadline reached, aborting {Count} live connections")]
     private static partial void LogAborting(ILogger logger, string listener, int count);
 }

@@ -9,33 +9,36 @@ namespace Egress.Gateway;
 /// <summary>The parent gateway's log lines: one per stream decision, naming the destination and the reason.</summary>
 internal static partial class GatewayLog
 {
-    [LoggerMessage(Level = LogLevel.Information, Message = "gateway listening on {Tunnel}")]
+    /// <summary>Formats the enclave's host name hint for a log line: empty without one.</summary>
+    public static string HintText(string? hint) => hint is null ? string.Empty : $" (for {hint})";
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "gateway listening on {Tunnel}")]
     public static partial void Listening(ILogger logger, string tunnel);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "denied {Destination} (name hint {Hint}): {Decision}")]
+    [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} {Decision}")]
     public static partial void Denied(ILogger logger, IPEndPoint destination, string? hint, PolicyDecision decision);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "connected {Destination} (name hint {Hint}): {Decision}")]
+    [LoggerMessage(EventId = 203, Level = LogLevel.Information, Message = "connection to {Destination}{Hint} {Decision}, connected")]
     public static partial void Connected(ILogger logger, IPEndPoint destination, string? hint, PolicyDecision decision);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "failed {Destination} (name hint {Hint}): {Status}: {Detail}")]
+    [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} failed: {Status}: {Detail}")]
     public static partial void ConnectFailed(ILogger logger, IPEndPoint destination, string? hint, TunnelStatus status, string? detail);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "rejected stream: unsupported kind {Kind}")]
+    [LoggerMessage(EventId = 205, Level = LogLevel.Warning, Message = "rejected stream: unsupported kind {Kind}")]
     public static partial void Unsupported(ILogger logger, TunnelRequestKind kind);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "rejected stream: invalid request ({Result}), answered {Status}")]
+    [LoggerMessage(EventId = 206, Level = LogLevel.Warning, Message = "rejected stream: invalid request ({Result}), answered {Status}")]
     public static partial void BadRequest(ILogger logger, TunnelReadResult result, TunnelStatus status);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "rejected stream: no complete request within {TimeoutMs} ms")]
+    [LoggerMessage(EventId = 207, Level = LogLevel.Warning, Message = "rejected stream: no complete request within {TimeoutMs} ms")]
     public static partial void HeaderTimeout(ILogger logger, double timeoutMs);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "stream closed before sending a request")]
+    [LoggerMessage(EventId = 208, Level = LogLevel.Debug, Message = "stream closed before sending a request")]
     public static partial void ClosedBeforeRequest(ILogger logger);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "stream failed: {Error}")]
+    [LoggerMessage(EventId = 209, Level = LogLevel.Warning, Message = "stream failed: {Error}")]
     public static partial void StreamFailed(ILogger logger, string error);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "closed {Destination}: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}, {DurationMs:F0} ms")]
+    [LoggerMessage(EventId = 210, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}, {DurationMs:F0} ms")]
     public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, double durationMs);
 }

@@ -35,7 +35,7 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
             }
 
             var destination = request.Value.Destination!;
-            var hint = request.Value.HostHint;
+            var hint = GatewayLog.HintText(request.Value.HostHint);
             var decision = policy.CheckAddress(destination.Address);
             if (!decision.IsAllowed)
             {

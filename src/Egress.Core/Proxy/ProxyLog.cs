@@ -10,33 +10,33 @@ namespace Egress.Proxy;
 /// <summary>The enclave proxy's log lines: one per decision, each naming the destination and the reason.</summary>
 internal static partial class ProxyLog
 {
-    [LoggerMessage(Level = LogLevel.Information, Message = "proxy listening on {EndPoint}, tunnel {Tunnel}")]
+    [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "proxy listening on {EndPoint}, tunnel {Tunnel}")]
     public static partial void Listening(ILogger logger, EndPoint endPoint, string tunnel);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "proxy not listening on {EndPoint}: IPv6 is unavailable here")]
+    [LoggerMessage(EventId = 102, Level = LogLevel.Warning, Message = "proxy not listening on {EndPoint}: IPv6 is unavailable here")]
     public static partial void IPv6Unavailable(ILogger logger, IPEndPoint endPoint);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "refused connection from {Client}: not redirected ({Status}: {Detail}); connect through the DNAT rule, not to the proxy port")]
+    [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "refused connection from {Client}: not redirected ({Status}: {Detail}); connect through the DNAT rule, not to the proxy port")]
     public static partial void NotRedirected(ILogger logger, EndPoint? client, OriginalDestinationStatus status, string? detail);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "denied {Destination}: {Decision}")]
+    [LoggerMessage(EventId = 104, Level = LogLevel.Warning, Message = "connection to {Destination} {Decision}")]
     public static partial void Denied(ILogger logger, IPEndPoint destination, PolicyDecision decision);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "allowed {Destination}: {Decision}")]
+    [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "connection to {Destination} {Decision}")]
     public static partial void Allowed(ILogger logger, IPEndPoint destination, PolicyDecision decision);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "failed {Destination}: parent answered {Status}: {Detail}")]
+    [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "connection to {Destination} failed: parent answered {Status}: {Detail}")]
     public static partial void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "failed {Destination}: invalid answer from the parent ({Result})")]
+    [LoggerMessage(EventId = 107, Level = LogLevel.Warning, Message = "connection to {Destination} failed: invalid answer from the parent ({Result})")]
     public static partial void BadParentResponse(ILogger logger, IPEndPoint destination, TunnelReadResult result);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "failed {Destination}: no answer from the parent within {TimeoutMs} ms")]
+    [LoggerMessage(EventId = 108, Level = LogLevel.Warning, Message = "connection to {Destination} failed: no answer from the parent within {TimeoutMs} ms")]
     public static partial void ParentTimedOut(ILogger logger, IPEndPoint destination, double timeoutMs);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "failed {Destination}: tunnel {Tunnel} unavailable: {Error}")]
+    [LoggerMessage(EventId = 109, Level = LogLevel.Warning, Message = "connection to {Destination} failed: tunnel {Tunnel} unavailable: {Error}")]
     public static partial void TunnelUnavailable(ILogger logger, IPEndPoint destination, string tunnel, string error);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "closed {Destination}: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}, {DurationMs:F0} ms")]
+    [LoggerMessage(EventId = 110, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}, {DurationMs:F0} ms")]
     public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, double durationMs);
 }
