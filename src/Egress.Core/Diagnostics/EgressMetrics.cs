@@ -1,0 +1,102 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Egress.Policy;
+
+namespace Egress.Diagnostics;
+
+/// <summary>
+/// The metrics of both hosts, on the meter named <see cref="MeterName"/> (instrument names in OpenTelemetry style,
+/// visible with <c>dotnet-counters monitor --counters Egress</c> and exported by egress-host in Prometheus format).
+/// Every instrument carries an <c>egress.side</c> tag (<c>enclave</c> or <c>parent</c>).
+/// </summary>
+public sealed class EgressMetrics
+{
+    /// <summary>The name of the meter.</summary>
+    public const string MeterName = "Egress";
+
+    private readonly Counter<long> _connections;
+    private readonly UpDownCounter<long> _activeConnections;
+    private readonly Histogram<double> _connectionDuration;
+    private readonly Counter<long> _bytes;
+    private readonly Counter<long> _dnsQueries;
+    private readonly Counter<long> _tunnelErrors;
+    private readonly KeyValuePair<string, object?> _side;
+
+    /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/>.</summary>
+    /// <param name="meterFactory">The factory (from dependency injection, or <c>new ServiceCollection().AddMetrics()</c>).</param>
+    /// <param name="side">Which host records: <c>enclave</c> or <c>parent</c>.</param>
+    /// <param name="cache">The allowlist cache whose size and evictions are observed; null for none.</param>
+    public EgressMetrics(IMeterFactory meterFactory, string side, AllowlistCache? cache = null)
+    {
+        ArgumentNullException.ThrowIfNull(meterFactory);
+        ArgumentException.ThrowIfNullOrEmpty(side);
+        _side = new("egress.side", side);
+        var meter = meterFactory.Create(MeterName);
+        _connections = meter.CreateCounter<long>(
+            "egress.connections", "{connection}", "Connections handled, by outcome and reason.");
+        _activeConnections = meter.CreateUpDownCounter<long>(
+            "egress.connections.active", "{connection}", "Connections being relayed now.");
+        _connectionDuration = meter.CreateHistogram<double>(
+            "egress.connection.duration", "s", "How long relayed connections lasted, by the first cause of their end.");
+        _bytes = meter.CreateCounter<long>(
+            "egress.relay.bytes", "By", "Bytes relayed, by direction (out: towards the destination).");
+        _dnsQueries = meter.CreateCounter<long>(
+            "egress.dns.queries", "{query}", "DNS queries, by outcome.");
+        _tunnelErrors = meter.CreateCounter<long>(
+            "egress.tunnel.errors", "{error}", "Tunnel streams that failed, by kind.");
+        if (cache is not null)
+        {
+            meter.CreateObservableGauge(
+                "egress.cache.entries", () => new Measurement<int>(cache.Count, _side), "{address}", "Addresses learned from DNS answers.");
+            meter.CreateObservableCounter(
+                "egress.cache.evictions", () => new Measurement<long>(cache.Evictions, _side), "{address}", "Learned addresses evicted by the size bound.");
+        }
+    }
+
+    /// <summary>Counts a connection decision (<paramref name="outcome"/>: allowed, denied, failed).</summary>
+    internal void Connection(string outcome, string reason)
+    {
+        if (_connections.Enabled)
+        {
+            _connections.Add(1, _side, new("egress.outcome", outcome), new("egress.reason", reason));
+        }
+    }
+
+    /// <summary>Marks a relay as started.</summary>
+    internal void RelayStarted() => _activeConnections.Add(1, _side);
+
+    /// <summary>Records a finished relay: bytes each way and its duration by cause.</summary>
+    internal void RelayEnded(long bytesOut, long bytesIn, TimeSpan duration, string cause)
+    {
+        _activeConnections.Add(-1, _side);
+        if (_bytes.Enabled)
+        {
+            _bytes.Add(bytesOut, _side, new("egress.direction", "out"));
+            _bytes.Add(bytesIn, _side, new("egress.direction", "in"));
+        }
+
+        if (_connectionDuration.Enabled)
+        {
+            var tags = new TagList { _side, { "egress.cause", cause } };
+            _connectionDuration.Record(duration.TotalSeconds, tags);
+        }
+    }
+
+    /// <summary>Counts a DNS query by outcome (forwarded, refused, servfail, formerr, truncated).</summary>
+    internal void DnsQuery(string outcome)
+    {
+        if (_dnsQueries.Enabled)
+        {
+            _dnsQueries.Add(1, _side, new("egress.outcome", outcome));
+        }
+    }
+
+    /// <summary>Counts a failed tunnel stream by kind (unavailable, timeout, bad_response, bad_request, ...).</summary>
+    internal void TunnelError(string kind)
+    {
+        if (_tunnelErrors.Enabled)
+        {
+            _tunnelErrors.Add(1, _side, new("egress.error", kind));
+        }
+    }
+}
