@@ -1,0 +1,98 @@
+#!/bin/sh
+# Installs egress-host on the parent instance as a systemd service.
+#
+#   deploy/host/install.sh [--from DIR] [--config FILE] [--prefix DIR] [--force-config] [--enable]
+#
+#   --from DIR       a published egress-host (a directory containing the egress-host executable). Without it, the
+#                    script publishes one from this repository (needs the .NET 10 SDK): self-contained, linux-x64.
+#   --config FILE    enclave.toml, the same file the enclave image was built with   [samples/enclave.toml]
+#   --prefix DIR     where the program goes                                            [/opt/egress]
+#   --force-config   replace an existing /etc/egress/enclave.toml (it is kept otherwise)
+#   --enable         systemctl enable --now egress-host after installing
+#
+# Installs: PREFIX/egress-host, PREFIX/README.md, /etc/egress/enclave.toml (0644),
+# /etc/systemd/system/egress-host.service. DESTDIR=/some/dir stages the files under that directory instead and
+# skips systemctl (for packaging or a dry run).
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+from= config="$root/samples/enclave.toml" prefix=/opt/egress force_config=no enable=no
+DESTDIR=${DESTDIR:-}
+
+fail() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
+say() { printf 'install: %s\n' "$*"; }
+
+while [ "$#" -gt 0 ]; do
+  case $1 in
+    --from) [ "$#" -ge 2 ] || fail "--from needs a directory"; from=$2; shift 2 ;;
+    --config) [ "$#" -ge 2 ] || fail "--config needs a file"; config=$2; shift 2 ;;
+    --prefix) [ "$#" -ge 2 ] || fail "--prefix needs a directory"; prefix=$2; shift 2 ;;
+    --force-config) force_config=yes; shift ;;
+    --enable) enable=yes; shift ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) fail "unknown argument '$1' (see --help)" ;;
+  esac
+done
+
+case $prefix in /*) ;; *) fail "--prefix must be an absolute path" ;; esac
+[ -r "$config" ] || fail "configuration '$config' not found or not readable"
+if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then fail "run as root (or set DESTDIR to stage the files)"; fi
+
+staging=
+cleanup() { if [ -n "$staging" ]; then rm -rf "$staging"; fi; }
+trap cleanup EXIT
+
+if [ -z "$from" ]; then
+  command -v dotnet >/dev/null 2>&1 || fail "no --from DIR and no dotnet SDK to publish egress-host with"
+  staging=$(mktemp -d)
+  say "publishing egress-host (self-contained, linux-x64)"
+  dotnet publish "$root/src/Egress.Host/Egress.Host.csproj" -c Release -r linux-x64 --self-contained \
+    -p:PublishSingleFile=true -p:DebugType=none -p:GenerateDocumentationFile=false -o "$staging" -v q -nologo >&2 ||
+    fail "dotnet publish failed"
+  from=$staging
+fi
+[ -x "$from/egress-host" ] || fail "'$from/egress-host' not found or not executable"
+
+bin_dir="$DESTDIR$prefix"
+etc_dir="$DESTDIR/etc/egress"
+unit_dir="$DESTDIR/etc/systemd/system"
+mkdir -p "$bin_dir" "$etc_dir" "$unit_dir"
+
+# Copy to a temporary name, then rename: a running egress-host keeps its old file.
+cp "$from/egress-host" "$bin_dir/.egress-host.new" && chmod 0755 "$bin_dir/.egress-host.new" &&
+  mv -f "$bin_dir/.egress-host.new" "$bin_dir/egress-host" || fail "cannot install $bin_dir/egress-host"
+install -m 0644 "$root/deploy/README.md" "$bin_dir/README.md" || fail "cannot install $bin_dir/README.md"
+say "installed $bin_dir/egress-host"
+
+if [ -e "$etc_dir/enclave.toml" ] && [ "$force_config" = no ]; then
+  if cmp -s "$config" "$etc_dir/enclave.toml"; then
+    say "kept $etc_dir/enclave.toml (unchanged)"
+  else
+    say "kept $etc_dir/enclave.toml, which differs from $config (use --force-config to replace it)"
+  fi
+else
+  install -m 0644 "$config" "$etc_dir/enclave.toml" || fail "cannot install $etc_dir/enclave.toml"
+  say "installed $etc_dir/enclave.toml"
+fi
+
+sed -e "s|/opt/egress/|$prefix/|g" "$here/egress-host.service" > "$unit_dir/egress-host.service.new" &&
+  chmod 0644 "$unit_dir/egress-host.service.new" &&
+  mv -f "$unit_dir/egress-host.service.new" "$unit_dir/egress-host.service" || fail "cannot install the unit"
+say "installed $unit_dir/egress-host.service"
+
+if [ -n "$DESTDIR" ]; then
+  say "staged under $DESTDIR; systemctl skipped"
+  exit 0
+fi
+if [ ! -d /run/systemd/system ]; then
+  say "systemd is not running here; start it with: $prefix/egress-host --config /etc/egress/enclave.toml"
+  exit 0
+fi
+systemctl daemon-reload || fail "systemctl daemon-reload failed"
+if [ "$enable" = yes ]; then
+  systemctl enable --now egress-host.service || fail "systemctl enable --now egress-host failed (journalctl -u egress-host)"
+  say "egress-host is running: systemctl status egress-host"
+else
+  say "next: systemctl enable --now egress-host"
+fi

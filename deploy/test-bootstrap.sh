@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Runs deploy/enclave/bootstrap.sh for real, as root, inside fresh network namespaces (each one a stand-in for an
+# enclave: only lo, down), with the real egress-enclave binary, and checks what it did:
+#   1. lo up, redirect rules and default route in place, proxy listening, the application ran (exit code kept),
+#      resolv.conf untouched when no DNS forwarder listens (EGRESS_DNS=auto);
+#   2. with a DNS listener on 127.0.0.1:53 and EGRESS_DNS=on, resolv.conf points at 127.0.0.1;
+#   3. a missing configuration fails before anything starts;
+#   4. EGRESS_DNS=on without a forwarder fails after a bounded wait, stops egress-enclave, never runs the app;
+#   5. egress-enclave exiting at start (invalid configuration) fails at once with its exit code.
+# Namespaces are named eg-boot-*; each case removes its namespace and the processes in it, also on failure.
+# Usage: deploy/test-bootstrap.sh   (builds src/Egress.Enclave in Release unless EGRESS_ENCLAVE_BIN is set)
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bootstrap="$root/deploy/enclave/bootstrap.sh"
+
+if [ "$(id -u)" -ne 0 ]; then echo "test-bootstrap.sh: needs root (network namespaces, iptables)" >&2; exit 1; fi
+for tool in ip iptables ss socat; do
+  command -v "$tool" >/dev/null || { echo "test-bootstrap.sh: '$tool' not found (apt-get install iproute2 iptables socat)" >&2; exit 1; }
+done
+
+if [ -z "${EGRESS_ENCLAVE_BIN:-}" ]; then
+  EGRESS_ENCLAVE_BIN="$root/src/Egress.Enclave/bin/Release/net10.0/egress-enclave"
+  dotnet build "$root/src/Egress.Enclave/Egress.Enclave.csproj" -c Release -v q -nologo >/dev/null ||
+    { echo "test-bootstrap.sh: building egress-enclave failed" >&2; exit 1; }
+fi
+
+work=$(mktemp -d /tmp/egress-test-bootstrap.XXXXXX)
+ns=""
+cleanup_ns() {
+  [ -n "$ns" ] || return 0
+  for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+  ip netns del "$ns" 2>/dev/null
+  ns=""
+}
+trap 'cleanup_ns; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+
+new_ns() {
+  cleanup_ns
+  ns="eg-boot-$$-$1"
+  ip netns add "$ns" || { echo "test-bootstrap.sh: cannot create namespace $ns" >&2; exit 1; }
+  printf 'nameserver 192.0.2.53 # before bootstrap\n' > "$work/resolv.conf"
+}
+
+# The tunnel is a Unix socket nobody serves (no connection is made through it here); a DNS forwarder, if this
+# egress-enclave has one, listens on 5353 so that case 2's stand-in owns port 53.
+cat > "$work/enclave.toml" <<TOML
+[egress]
+enabled = true
+destinations = ["198.18.0.0/15"]
+[tunnel]
+enclave_endpoint = "unix:$work/tunnel.sock"
+[enclave]
+proxy_listen = ["127.0.0.1:4444"]
+dns_listen = ["127.0.0.1:5353"]
+TOML
+printf '[egress]\nenabled = maybe\n' > "$work/bad.toml"
+
+passed=0 failed=0
+out="$work/out.txt"
+check() { # check DESCRIPTION COMMAND...
+  if "${@:2}"; then passed=$((passed + 1)); echo "  ok   $1"
+  else failed=$((failed + 1)); echo "  FAIL $1"; fi
+}
+has() { grep -qF -- "$1" "$out"; }
+lacks() { ! grep -qF -- "$1" "$out"; }
+show_output_if_failed() { [ "$failed" -eq "$1" ] || { echo "  --- output ---"; sed 's/^/  | /' "$out"; }; }
+
+run_bootstrap() { # run_bootstrap ENV-ASSIGNMENTS... -- APP...
+  local envs=()
+  while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+  shift
+  timeout 60 ip netns exec "$ns" env EGRESS_ENCLAVE_BIN="$EGRESS_ENCLAVE_BIN" EGRESS_CONFIG="$work/enclave.toml" \
+    EGRESS_RESOLV_CONF="$work/resolv.conf" EGRESS_START_TIMEOUT=20 "${envs[@]}" sh "$bootstrap" "$@" >"$out" 2>&1
+}
+
+# The application: prints what it sees inside the "enclave", then exits 7 (to check its exit code is kept).
+app='echo "APP RAN"; ip -o link show lo; ip route show default; iptables -w -t nat -S OUTPUT; iptables -w -t nat -S POSTROUTING; ss -Hltn "sport = :4444"; echo "resolv: $(cat "$EGRESS_RESOLV_CONF")"; exit 7'
+
+echo "1. happy path (EGRESS_DNS=auto, no forwarder on :53)"
+new_ns happy; before=$failed
+run_bootstrap EGRESS_DNS=auto EGRESS_DNS_WAIT=1 -- sh -c "$app"; rc=$?
+check "exit code is the application's (7)" test "$rc" -eq 7
+check "application ran" has "APP RAN"
+check "lo is up" has "<LOOPBACK,UP,LOWER_UP>"
+check "default route via lo" has "default via 127.0.0.1 dev lo"
+check "DNAT rule to the proxy" has "-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:4444"
+check "SNAT rule for the unspecified source" has "-A POSTROUTING -s 0.0.0.0/32 -o lo -j SNAT --to-source 127.0.0.1"
+check "proxy listening while the application runs" has "127.0.0.1:4444"
+check "resolv.conf untouched without a forwarder" has "resolv: nameserver 192.0.2.53 # before bootstrap"
+check "says why resolv.conf was left" has "no forwarder on 127.0.0.1:53"
+check "egress-enclave still running after the application exited" test -n "$(ip netns pids "$ns")"
+show_output_if_failed "$before"
+
+echo "2. DNS (EGRESS_DNS=on, a listener on 127.0.0.1:53)"
+new_ns dns; before=$failed
+ip netns exec "$ns" ip link set dev lo up
+ip netns exec "$ns" socat -u UDP4-RECV:53,bind=127.0.0.1 /dev/null & socat_pid=$!
+run_bootstrap EGRESS_DNS=on -- sh -c "$app"; rc=$?
+kill "$socat_pid" 2>/dev/null; wait "$socat_pid" 2>/dev/null
+check "exit code is the application's (7)" test "$rc" -eq 7
+check "resolv.conf points at 127.0.0.1" has "resolv: nameserver 127.0.0.1"
+check "resolv.conf file content exact" test "$(cat "$work/resolv.conf")" = "nameserver 127.0.0.1"
+show_output_if_failed "$before"
+
+echo "3. missing configuration"
+new_ns noconfig; before=$failed
+run_bootstrap EGRESS_CONFIG="$work/absent.toml" -- sh -c "$app"; rc=$?
+check "exit code 1" test "$rc" -eq 1
+check "names the missing file" has "bootstrap: error: configuration '$work/absent.toml' not found"
+check "application did not run" lacks "APP RAN"
+check "no rules applied" test -z "$(ip netns exec "$ns" iptables -w -t nat -S OUTPUT | grep DNAT)"
+show_output_if_failed "$before"
+
+echo "4. EGRESS_DNS=on without a forwarder"
+new_ns nodns; before=$failed
+run_bootstrap EGRESS_DNS=on EGRESS_START_TIMEOUT=1 -- sh -c "$app"; rc=$?
+check "exit code 1" test "$rc" -eq 1
+check "says no forwarder listens" has "EGRESS_DNS=on but no DNS forwarder listens on 127.0.0.1:53 within 1s"
+check "application did not run" lacks "APP RAN"
+check "egress-enclave was stopped" test -z "$(ip netns pids "$ns")"
+show_output_if_failed "$before"
+
+echo "5. egress-enclave fails at start"
+new_ns badconfig; before=$failed
+run_bootstrap EGRESS_CONFIG="$work/bad.toml" -- sh -c "$app"; rc=$?
+check "exit code 1" test "$rc" -eq 1
+check "reports egress-enclave's exit code (2)" has "egress-enclave exited (code 2) before listening on 127.0.0.1:4444/tcp"
+check "egress-enclave's own message is shown" has "bad.toml:2:"
+check "application did not run" lacks "APP RAN"
+show_output_if_failed "$before"
+
+cleanup_ns
+if [ "$failed" -eq 0 ]; then
+  echo "test-bootstrap.sh: all $passed checks passed"
+else
+  echo "test-bootstrap.sh: $failed of $((passed + failed)) checks FAILED"
+  exit 1
+fi
