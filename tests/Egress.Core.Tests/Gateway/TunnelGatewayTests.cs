@@ -228,7 +228,8 @@ public sealed class TunnelGatewayTests
         Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset), "the destination sees RST, not a clean end");
         Assert.That(await _logs.WaitForLineAsync("aborting"), Does.EndWith(": shutdown deadline reached, aborting 1 live connections"));
         Assert.That(await _logs.WaitForLineAsync("closed "), Does.Contain(": 0 bytes out, 0 bytes in, Cancelled, "));
-        Assert.That(() => new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified).Connect(_endpoint.EndPoint), Throws.InstanceOf<SocketException>(), "no longer accepting");
+        using var late = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        Assert.That(() => late.Connect(_endpoint.EndPoint), Throws.InstanceOf<SocketException>(), "no longer accepting");
     }
 
     [TestCase(SocketError.ConnectionRefused, TunnelStatus.ConnectionRefused)]
