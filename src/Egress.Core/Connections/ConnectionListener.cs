@@ -52,7 +52,11 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
         }
 
         var live = Task.WhenAll(_connections.Values);
-        if (await Task.WhenAny(live, Task.Delay(drain)).ConfigureAwait(false) != live)
+        try
+        {
+            await live.WaitAsync(drain).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
         {
             LogAborting(_logger, Name, _connections.Count);
             await _abortConnections.CancelAsync().ConfigureAwait(false);
@@ -88,14 +92,16 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
                 continue;
             }
 
+            // Tracked before it starts: a handler that finishes at once must still find its entry to remove.
             var id = Interlocked.Increment(ref _nextId);
-            _connections[id] = RunAsync(id, socket);
+            var run = new Task<Task>(() => RunAsync(id, socket));
+            _connections[id] = run.Unwrap();
+            run.Start(TaskScheduler.Default);
         }
     }
 
     private async Task RunAsync(long id, Socket socket)
     {
-        await Task.Yield();
         try
         {
             await _handler(socket, _abortConnections.Token).ConfigureAwait(false);

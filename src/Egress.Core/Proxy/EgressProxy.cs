@@ -42,9 +42,11 @@ public sealed class EgressProxy : IAsyncDisposable
         var bound = new List<EndPoint>();
         foreach (var address in _options.Listen)
         {
-            var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            Socket? socket = null;
             try
             {
+                // Created inside the try: where IPv6 is compiled out, socket() itself fails with EAFNOSUPPORT.
+                socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
                 if (address.AddressFamily == AddressFamily.InterNetworkV6)
                 {
                     socket.DualMode = false;
@@ -56,13 +58,13 @@ public sealed class EgressProxy : IAsyncDisposable
             catch (SocketException ex) when (address.AddressFamily == AddressFamily.InterNetworkV6
                 && ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.AddressFamilyNotSupported)
             {
-                socket.Dispose();
+                socket?.Dispose();
                 ProxyLog.IPv6Unavailable(_logger, address);
                 continue;
             }
             catch
             {
-                socket.Dispose();
+                socket?.Dispose();
                 throw;
             }
 

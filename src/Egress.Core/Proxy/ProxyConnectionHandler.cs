@@ -37,8 +37,7 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
             return;
         }
 
-        var hint = decision.Reason == DecisionReason.Learned ? decision.Subject : null;
-        var tunnel = await OpenTunnelAsync(destination, hint, aborted).ConfigureAwait(false);
+        var tunnel = await OpenTunnelAsync(destination, HostHintFor(decision), aborted).ConfigureAwait(false);
         if (tunnel is null)
         {
             RelayPipes.Reset(client);
@@ -58,6 +57,16 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
 
         ProxyLog.Closed(logger, destination, result.BytesAToB, result.BytesBToA, result.FirstCause, result.Duration.TotalMilliseconds);
     }
+
+    /// <summary>
+    /// The name an address was learned from, as the request's host hint. A learned name the hint format cannot
+    /// carry (a wildcard entry matches any label bytes) is left out rather than failing the connection.
+    /// </summary>
+    internal static string? HostHintFor(PolicyDecision decision) =>
+        decision.Reason is DecisionReason.Learned or DecisionReason.LearnedInGrace
+            && decision.Subject is { } name && TunnelHostHint.IsValid(name.AsSpan())
+            ? name
+            : null;
 
     /// <summary>Connects a tunnel stream, sends the request and waits for Ok; null (after logging why) otherwise.</summary>
     private async Task<SocketConnection?> OpenTunnelAsync(IPEndPoint destination, string? hint, CancellationToken aborted)

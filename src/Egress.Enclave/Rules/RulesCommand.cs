@@ -10,10 +10,14 @@ namespace Egress.Enclave.Rules;
 internal sealed class RulesCommand(TextWriter output, TextWriter error)
 {
     private static readonly string[] Programs = ["ip", "iptables", "ip6tables"];
+    private static readonly string[] LoopbackShowUp = ["link", "show", "dev", "lo", "up"];
+    private static readonly string[] LoopbackUp = ["link", "set", "dev", "lo", "up"];
 
     public int Print(int proxyPort)
     {
         output.WriteLine("# Egress redirect rules (egress-enclave rules --apply runs these idempotently)");
+        output.WriteLine("# bring loopback up if it is down (an enclave may boot with lo down; --remove leaves it up)");
+        output.WriteLine(string.Join(' ', ["ip", .. LoopbackUp]));
         foreach (var rule in RedirectRules.For(proxyPort))
         {
             output.WriteLine($"# {rule.Description}");
@@ -32,6 +36,11 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error)
     public int Apply(int proxyPort, bool force)
     {
         if (!CanChangeRules(requireEnclaveShape: !force))
+        {
+            return 1;
+        }
+
+        if (!EnsureLoopbackUp())
         {
             return 1;
         }
@@ -109,6 +118,29 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error)
         }
 
         return failed ? 1 : 0;
+    }
+
+    /// <summary>
+    /// The routes via lo cannot be added while lo is down ("Nexthop has invalid gateway"), and an enclave may boot
+    /// with it down: bring it up first. Removing the rules leaves it up (other loopback users need it).
+    /// </summary>
+    private bool EnsureLoopbackUp()
+    {
+        if (ProcessRunner.Run("ip", LoopbackShowUp).StandardOutput.Trim().Length > 0)
+        {
+            output.WriteLine("present: loopback interface up");
+            return true;
+        }
+
+        var result = ProcessRunner.Run("ip", LoopbackUp);
+        if (result.ExitCode != 0)
+        {
+            error.WriteLine($"error: 'ip {string.Join(' ', LoopbackUp)}' failed (exit {result.ExitCode}): {result.StandardError.Trim()}");
+            return false;
+        }
+
+        output.WriteLine($"added: loopback interface up: ip {string.Join(' ', LoopbackUp)}");
+        return true;
     }
 
     private static bool IsInPlace(RedirectRule rule)

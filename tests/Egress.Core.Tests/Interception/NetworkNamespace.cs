@@ -36,11 +36,19 @@ internal sealed partial class NetworkNamespace : IDisposable
         return missing.Length == 0 ? null : $"missing tools: {string.Join(", ", missing)} (apt-get install iproute2 iptables)";
     }
 
-    /// <summary>Creates a namespace named <c>egress-od-RANDOM</c> with <c>lo</c> up and default routes via <c>lo</c>.</summary>
-    public static NetworkNamespace Create()
+    /// <summary>
+    /// Creates a namespace named <c>egress-od-RANDOM</c> with <c>lo</c> up and default routes via <c>lo</c>, or, when
+    /// <paramref name="bare"/>, as the kernel makes it (only <c>lo</c>, down, no routes).
+    /// </summary>
+    public static NetworkNamespace Create(bool bare = false)
     {
         var ns = new NetworkNamespace($"egress-od-{Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4))}");
         Run("ip", "netns", "add", ns.Name);
+        if (bare)
+        {
+            return ns;
+        }
+
         try
         {
             ns.Run("ip", "link", "set", "lo", "up");
@@ -56,7 +64,8 @@ internal sealed partial class NetworkNamespace : IDisposable
     }
 
     /// <summary>Runs a command inside the namespace (<c>ip netns exec</c>); throws with its stderr if it fails.</summary>
-    public void Run(params string[] command) => Run("ip", ["netns", "exec", Name, .. command]);
+    /// <returns>What the command wrote to standard output.</returns>
+    public string Run(params string[] command) => Run("ip", ["netns", "exec", Name, .. command]);
 
     /// <summary>Runs <paramref name="create"/> on a new thread that has entered the namespace.</summary>
     public T InNamespace<T>(Func<T> create)
@@ -88,7 +97,7 @@ internal sealed partial class NetworkNamespace : IDisposable
 
     public void Dispose() => Run("ip", "netns", "delete", Name);
 
-    private static void Run(string fileName, params string[] arguments)
+    private static string Run(string fileName, params string[] arguments)
     {
         var start = new ProcessStartInfo(fileName) { RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (string argument in arguments)
@@ -97,13 +106,15 @@ internal sealed partial class NetworkNamespace : IDisposable
         }
 
         using Process process = Process.Start(start)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         string stderr = process.StandardError.ReadToEnd();
-        process.StandardOutput.ReadToEnd();
         process.WaitForExit();
         if (process.ExitCode != 0)
         {
             throw new InvalidOperationException($"'{fileName} {string.Join(' ', arguments)}' exited with {process.ExitCode}: {stderr.Trim()}");
         }
+
+        return stdout.GetAwaiter().GetResult();
     }
 
     private static bool OnPath(string tool) =>

@@ -1,0 +1,108 @@
+using System.Net;
+using Egress.Configuration;
+using Egress.Policy;
+using Egress.Tunnel;
+
+namespace Egress.Tests.Configuration;
+
+public sealed class ConfiguredComponentsTests
+{
+    private const string Source = "enclave.toml";
+
+    [Test]
+    public void InvalidDestinationIsReportedAtItsArrayElement()
+    {
+        var configuration = EgressConfiguration.Parse("[egress]\ndestinations = [\n  \"api.example.com\",\n  \"a.*.com\",\n]\n", Source);
+        Assert.That(DestinationRule.TryParse("a.*.com", out _, out string? problem), Is.False);
+
+        var error = Assert.Throws<ConfigurationException>(() => configuration.CreatePolicy(configuration.CreateCache()));
+
+        Assert.That(error!.Message, Is.EqualTo($"{Source}:4:3: error: {problem} (key 'egress.destinations')"));
+        Assert.That((error.Line, error.Column, error.Key, error.Problem), Is.EqualTo((4, 3, "egress.destinations", problem)));
+    }
+
+    [Test]
+    public void ValidDestinationsMakeThePolicy()
+    {
+        var configuration = EgressConfiguration.Parse("[egress]\nenabled = true\ndestinations = [\"api.example.com\", \"10.1.2.3\"]\n", Source);
+
+        EgressPolicy policy = configuration.CreatePolicy(configuration.CreateCache());
+
+        Assert.That(policy.IsEnabled, Is.True);
+        Assert.That(policy.Destinations.Select(d => d.Text), Is.EqualTo(new[] { "api.example.com", "10.1.2.3" }));
+        Assert.That(policy.CheckAddress(IPAddress.Parse("10.1.2.3")).Reason, Is.EqualTo(DecisionReason.StaticEntry));
+    }
+
+    [Test]
+    public void CacheTakesTheDnsSection()
+    {
+        var configuration = EgressConfiguration.Parse("[dns]\nttl_floor_seconds = 7\ngrace_seconds = 9\ncache_max_entries = 11\n", Source);
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        AllowlistCache cache = configuration.CreateCache(time);
+        var policy = EgressPolicy.Create(true, ["api.example.com"], cache);
+        var address = IPAddress.Parse("198.51.100.1");
+
+        policy.Learn("api.example.com", address, TimeSpan.FromSeconds(1));
+        time.Advance(TimeSpan.FromSeconds(6));
+        PolicyDecision live = policy.CheckAddress(address);
+        time.Advance(TimeSpan.FromSeconds(2));
+        PolicyDecision grace = policy.CheckAddress(address);
+        time.Advance(TimeSpan.FromSeconds(9));
+        PolicyDecision expired = policy.CheckAddress(address);
+
+        Assert.That((live.Reason, grace.Reason, expired.Reason), Is.EqualTo((DecisionReason.Learned, DecisionReason.LearnedInGrace, DecisionReason.LearnedExpired)), "TTL floor 7 s, then 9 s grace");
+    }
+
+    [TestCase(TunnelSide.Enclave, "vsock://3:4433")]
+    [TestCase(TunnelSide.Host, "vsock://any:4433")]
+    public void DefaultTunnelEndpoints(TunnelSide side, string expected) =>
+        Assert.That(EgressConfiguration.Default.GetTunnelEndpoint(side, null).ToString(), Is.EqualTo(expected));
+
+    [TestCase(TunnelSide.Enclave, "unix:/run/enclave.sock")]
+    [TestCase(TunnelSide.Host, "unix:/run/host.sock")]
+    public void ConfiguredTunnelEndpointPerSide(TunnelSide side, string expected)
+    {
+        var configuration = EgressConfiguration.Parse("[tunnel]\nenclave_endpoint = \"unix:/run/enclave.sock\"\nhost_endpoint = \"unix:/run/host.sock\"\n", Source);
+
+        Assert.That(configuration.GetTunnelEndpoint(side, null).ToString(), Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void CommandLineTunnelOverridesTheFileEvenWhenTheFileValueIsInvalid()
+    {
+        var configuration = EgressConfiguration.Parse("[tunnel]\nenclave_endpoint = \"bogus\"\n", Source);
+
+        Assert.That(configuration.GetTunnelEndpoint(TunnelSide.Enclave, "tcp://127.0.0.1:4433").ToString(), Is.EqualTo("tcp://127.0.0.1:4433"));
+    }
+
+    [Test]
+    public void InvalidCommandLineTunnelIsAFormatError()
+    {
+        Assert.That(TunnelEndpoint.TryParse("unix:relative", out _, out string? problem), Is.False);
+
+        Assert.That(
+            () => EgressConfiguration.Default.GetTunnelEndpoint(TunnelSide.Host, "unix:relative"),
+            Throws.TypeOf<FormatException>().With.Message.EqualTo(problem));
+    }
+
+    [TestCase(TunnelSide.Enclave, "enclave_endpoint", "vsock://3")]
+    [TestCase(TunnelSide.Host, "host_endpoint", "unix:relative.sock")]
+    public void InvalidTunnelEndpointInTheFileIsReportedAtItsValue(TunnelSide side, string key, string value)
+    {
+        var configuration = EgressConfiguration.Parse($"# tunnel\n[tunnel]\n{key} = \"{value}\"\n", Source);
+        Assert.That(TunnelEndpoint.TryParse(value, out _, out string? problem), Is.False);
+
+        var error = Assert.Throws<ConfigurationException>(() => configuration.GetTunnelEndpoint(side, null));
+
+        Assert.That((error!.Line, error.Column, error.Key, error.Problem), Is.EqualTo((3, key.Length + 4, $"tunnel.{key}", problem)));
+        Assert.That(error.Message, Does.StartWith($"{Source}:3:{key.Length + 4}: error: Invalid tunnel endpoint '{value}'"));
+    }
+
+    [Test]
+    public void OtherSidesInvalidEndpointIsNotReported()
+    {
+        var configuration = EgressConfiguration.Parse("[tunnel]\nhost_endpoint = \"nonsense\"\n", Source);
+
+        Assert.That(configuration.GetTunnelEndpoint(TunnelSide.Enclave, null).ToString(), Is.EqualTo("vsock://3:4433"));
+    }
+}

@@ -1,0 +1,176 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Connections;
+using Microsoft.Extensions.Logging;
+
+namespace Egress.Tests.Connections;
+
+public sealed class ConnectionListenerTests
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(10);
+
+    private CollectingLoggerFactory _logs = null!;
+    private ILogger _logger = null!;
+
+    [SetUp]
+    public void CreateLogger()
+    {
+        _logs = new CollectingLoggerFactory();
+        _logger = _logs.CreateLogger("test");
+    }
+
+    [TearDown]
+    public void DisposeLogs() => _logs.Dispose();
+
+    [Test]
+    public async Task StopLetsLiveConnectionsFinishWithinTheDrain()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var handled = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var listener = Start(async (socket, aborted) =>
+        {
+            using (socket)
+            {
+                await release.Task;
+                handled.SetResult(aborted.IsCancellationRequested);
+            }
+        }, out IPEndPoint endPoint);
+        using Socket client = await ConnectAsync(endPoint);
+        await WaitUntilAsync(() => listener.ActiveConnections == 1);
+
+        Task stop = listener.StopAsync(TimeSpan.FromSeconds(30));
+        await Task.Delay(50);
+        Assert.That(stop.IsCompleted, Is.False, "stop waits for the live connection");
+        release.SetResult();
+        await stop.WaitAsync(HangGuard);
+
+        Assert.That(await handled.Task, Is.False, "finished on its own, not aborted");
+        Assert.That(listener.ActiveConnections, Is.Zero);
+        Assert.That(_logs.Lines, Has.None.Contains("aborting"));
+    }
+
+    [Test]
+    public async Task StopAbortsConnectionsStillLiveAtTheDeadline()
+    {
+        var observed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var listener = Start(async (socket, aborted) =>
+        {
+            using (socket)
+            {
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, aborted);
+                }
+                catch (OperationCanceledException)
+                {
+                    observed.SetResult();
+                }
+            }
+        }, out IPEndPoint endPoint);
+        using Socket first = await ConnectAsync(endPoint);
+        using Socket second = await ConnectAsync(endPoint);
+        await WaitUntilAsync(() => listener.ActiveConnections == 2);
+
+        await listener.StopAsync(TimeSpan.FromMilliseconds(100)).WaitAsync(HangGuard);
+
+        Assert.That(observed.Task.IsCompletedSuccessfully, Is.True, "the handler saw its token cancelled");
+        Assert.That(listener.ActiveConnections, Is.Zero);
+        Assert.That(_logs.Lines, Does.Contain("Warning: test listener: shutdown deadline reached, aborting 2 live connections"));
+    }
+
+    [Test]
+    public async Task StoppedListenerRefusesNewConnections()
+    {
+        var listener = Start((socket, _) => { socket.Dispose(); return Task.CompletedTask; }, out IPEndPoint endPoint);
+        await listener.DisposeAsync();
+
+        var error = Assert.ThrowsAsync<SocketException>(async () => await ConnectAsync(endPoint));
+        Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionRefused));
+        await listener.StopAsync(TimeSpan.Zero).WaitAsync(HangGuard);
+    }
+
+    [Test]
+    public async Task ThrowingHandlerCostsOneConnectionNotTheLoop()
+    {
+        int calls = 0;
+        await using var listener = Start((socket, _) =>
+        {
+            if (Interlocked.Increment(ref calls) == 1)
+            {
+                throw new InvalidOperationException("handler bug");
+            }
+
+            socket.Send("ok"u8);
+            socket.Dispose();
+            return Task.CompletedTask;
+        }, out IPEndPoint endPoint);
+
+        using Socket failed = await ConnectAsync(endPoint);
+        var buffer = new byte[16];
+        int firstRead = await failed.ReceiveAsync(buffer).WaitAsync(HangGuard);
+        using Socket served = await ConnectAsync(endPoint);
+        int secondRead = await served.ReceiveAsync(buffer).WaitAsync(HangGuard);
+
+        Assert.That(firstRead, Is.Zero, "the failed connection's socket is closed");
+        Assert.That(secondRead, Is.EqualTo(2));
+        Assert.That(_logs.Lines, Does.Contain("Error: test listener: connection handler failed | InvalidOperationException: handler bug"));
+    }
+
+    [Test]
+    public async Task HandlersThatFinishAtOnceAreNotLeftTracked()
+    {
+        const int Connections = 200;
+        int handled = 0;
+        await using var listener = Start((socket, _) =>
+        {
+            socket.Dispose();
+            Interlocked.Increment(ref handled);
+            return Task.CompletedTask;
+        }, out IPEndPoint endPoint);
+
+        for (int i = 0; i < Connections; i++)
+        {
+            using Socket client = await ConnectAsync(endPoint);
+        }
+
+        await WaitUntilAsync(() => Volatile.Read(ref handled) == Connections);
+        await WaitUntilAsync(() => listener.ActiveConnections == 0);
+        Assert.That(listener.ActiveConnections, Is.Zero);
+    }
+
+    private static async Task<Socket> ConnectAsync(IPEndPoint endPoint)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            await socket.ConnectAsync(endPoint).WaitAsync(HangGuard);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + HangGuard;
+        while (!condition())
+        {
+            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), "condition not reached");
+            await Task.Delay(5);
+        }
+    }
+
+    private ConnectionListener Start(Func<Socket, CancellationToken, Task> handler, out IPEndPoint endPoint)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        socket.Listen(512);
+        endPoint = (IPEndPoint)socket.LocalEndPoint!;
+        var listener = new ConnectionListener(socket, "test listener", handler, _logger);
+        listener.Start();
+        return listener;
+    }
+}

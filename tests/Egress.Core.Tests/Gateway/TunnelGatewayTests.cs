@@ -1,0 +1,295 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Egress.Gateway;
+using Egress.Policy;
+using Egress.Tunnel;
+
+namespace Egress.Tests.Gateway;
+
+/// <summary>
+/// A real <see cref="TunnelGateway"/> on a Unix socket in a temp directory, driven by raw tunnel requests; the
+/// destinations are loopback servers (127.0.0.1 is internal, so policies list it explicitly).
+/// </summary>
+public sealed class TunnelGatewayTests
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(10);
+
+    private string _directory = null!;
+    private TunnelEndpoint _endpoint = null!;
+    private CollectingLoggerFactory _logs = null!;
+    private TunnelGateway? _gateway;
+
+    [SetUp]
+    public void CreateDirectory()
+    {
+        _directory = Directory.CreateTempSubdirectory("egress-gw-").FullName;
+        _endpoint = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
+        _logs = new CollectingLoggerFactory();
+    }
+
+    [TearDown]
+    public async Task StopGateway()
+    {
+        if (_gateway is not null)
+        {
+            await _gateway.DisposeAsync();
+        }
+
+        _logs.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    [Test]
+    public async Task AllowedDestinationIsAnsweredOkThenRelayedBothWaysWithHalfClose()
+    {
+        StartGateway(["127.0.0.1"]);
+        using var echo = new EchoServer();
+        byte[] payload = Encoding.ASCII.GetBytes("sent in the same write as the header");
+        byte[] more = new byte[256 * 1024];
+        Random.Shared.NextBytes(more);
+
+        using Socket stream = await TunnelClient.ConnectAsync(_endpoint);
+        await TunnelClient.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint, "echo.example"), payload);
+        TunnelResponse response = await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        Task<byte[]> echoed = TunnelClient.ReadToEndAsync(stream);
+        await stream.SendAsync(more);
+        stream.Shutdown(SocketShutdown.Send);
+
+        Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.Ok)));
+        Assert.That(await echoed.WaitAsync(HangGuard), Is.EqualTo(payload.Concat(more).ToArray()), "echo up to the half-close, then end of stream");
+        Assert.That(await echo.Served.WaitAsync(HangGuard), Is.EqualTo(payload.Length + more.Length));
+        string total = (payload.Length + more.Length).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Assert.That(
+            await _logs.WaitForLineAsync("connected "),
+            Is.EqualTo($"Information: connected {echo.EndPoint} (name hint echo.example): allowed: static entry \"127.0.0.1\""));
+        Assert.That(
+            await _logs.WaitForLineAsync("closed "),
+            Does.StartWith($"Information: closed {echo.EndPoint}: {total} bytes out, {total} bytes in, BothCompleted, "));
+    }
+
+    [Test]
+    public async Task DestinationNotListedIsDeniedWithTheReason()
+    {
+        StartGateway(["127.0.0.1", "api.example.com"]);
+
+        (TunnelResponse response, byte[] rest) = await RequestAsync(TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Parse("198.51.100.7"), 443), "api.example.com"));
+
+        Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: denied: never learned from an allowed name")));
+        Assert.That(rest, Is.Empty, "the stream ends after the status");
+        Assert.That(
+            await _logs.WaitForLineAsync("denied "),
+            Is.EqualTo("Warning: denied 198.51.100.7:443 (name hint api.example.com): denied: never learned from an allowed name"));
+    }
+
+    [Test]
+    public async Task InternalAddressIsDeniedEvenWithAllowAll()
+    {
+        StartGateway(["*"]);
+
+        (TunnelResponse response, byte[] rest) = await RequestAsync(TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Parse("169.254.169.254"), 80)));
+
+        Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: denied: internal range link-local 169.254.0.0/16 (instance metadata)")));
+        Assert.That(rest, Is.Empty);
+    }
+
+    [Test]
+    public async Task IPv4MappedInternalAddressIsDeniedToo()
+    {
+        StartGateway(["*"]);
+
+        (TunnelResponse response, _) = await RequestAsync(TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Parse("::ffff:169.254.169.254"), 80)));
+
+        Assert.That(response.Status, Is.EqualTo(TunnelStatus.DeniedByPolicy));
+    }
+
+    [Test]
+    public async Task ClosedPortIsConnectionRefused()
+    {
+        StartGateway(["127.0.0.1"]);
+        // Bound but not listening: the port stays ours, and the kernel answers a SYN with RST.
+        using var bound = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        bound.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var closed = (IPEndPoint)bound.LocalEndPoint!;
+
+        (TunnelResponse response, byte[] rest) = await RequestAsync(TunnelRequest.ForTcp(closed));
+
+        Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.ConnectionRefused, "Connection refused")));
+        Assert.That(rest, Is.Empty);
+        Assert.That(
+            await _logs.WaitForLineAsync("failed "),
+            Is.EqualTo($"Warning: failed {closed} (name hint (null)): ConnectionRefused: Connection refused"));
+    }
+
+    [Test]
+    public async Task BroadcastDestinationIsUnreachable()
+    {
+        // TCP to a broadcast address fails locally with ENETUNREACH: no packet leaves the machine.
+        StartGateway(["255.255.255.255"]);
+
+        (TunnelResponse response, _) = await RequestAsync(TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Broadcast, 80)));
+
+        Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.Unreachable, "Network is unreachable")));
+    }
+
+    [Test]
+    public async Task DestinationThatNeverAnswersTimesOut()
+    {
+        StartGateway(["127.0.0.1"], connectTimeout: TimeSpan.FromMilliseconds(200));
+        // A listener whose accept queue is full drops further SYNs: a deterministic local blackhole.
+        using var full = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        full.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        full.Listen(0);
+        var blackhole = (IPEndPoint)full.LocalEndPoint!;
+        var fillers = await FillAcceptQueueAsync(blackhole);
+        try
+        {
+            (TunnelResponse response, byte[] rest) = await RequestAsync(TunnelRequest.ForTcp(blackhole));
+
+            Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.TimedOut, "no answer within 200 ms")));
+            Assert.That(rest, Is.Empty);
+        }
+        finally
+        {
+            fillers.ForEach(s => s.Dispose());
+        }
+    }
+
+    [TestCase(new byte[] { 2, 1, 0, 8, 4, 127, 0, 0, 1, 0, 80, 0 }, TunnelStatus.UnsupportedVersion, "invalid request: UnsupportedVersion")]
+    [TestCase(new byte[] { 1, 9, 0, 0 }, TunnelStatus.UnsupportedKind, "invalid request: UnsupportedKind")]
+    [TestCase(new byte[] { 1, 1, 0xFF, 0xFF }, TunnelStatus.BadRequest, "invalid request: Oversize")]
+    [TestCase(new byte[] { 1, 1, 0, 8, 5, 127, 0, 0, 1, 0, 80, 0 }, TunnelStatus.BadRequest, "invalid request: InvalidAddressFamily")]
+    [TestCase(new byte[] { 1, 1, 0, 8, 4, 127, 0, 0, 1, 0, 0, 0 }, TunnelStatus.BadRequest, "invalid request: InvalidPort")]
+    [TestCase(new byte[] { 1, 1, 0, 9, 4, 127, 0, 0, 1, 0, 80, 0, 0 }, TunnelStatus.BadRequest, "invalid request: LengthMismatch")]
+    public async Task MalformedHeaderIsAnsweredWithItsStatusThenClosed(byte[] header, TunnelStatus status, string detail)
+    {
+        StartGateway(["127.0.0.1"]);
+        using Socket stream = await TunnelClient.ConnectAsync(_endpoint);
+        await stream.SendAsync(header);
+
+        TunnelResponse response = await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        byte[] rest = await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard);
+
+        Assert.That(response, Is.EqualTo(new TunnelResponse(status, detail)));
+        Assert.That(rest, Is.Empty);
+    }
+
+    [Test]
+    public async Task SlowHeaderIsAnsweredBadRequestAfterTheHeaderTimeoutThenClosed()
+    {
+        StartGateway(["127.0.0.1"], headerTimeout: TimeSpan.FromMilliseconds(200));
+        using Socket stream = await TunnelClient.ConnectAsync(_endpoint);
+        await stream.SendAsync(new byte[] { TunnelCodec.Version });
+
+        TunnelResponse response = await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        byte[] rest = await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard);
+
+        Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.BadRequest, "no complete request within the header timeout")));
+        Assert.That(rest, Is.Empty);
+        Assert.That(await _logs.WaitForLineAsync("rejected stream"), Is.EqualTo("Warning: rejected stream: no complete request within 200 ms"));
+    }
+
+    [Test]
+    public async Task StreamsClosedBeforeARequestDoNotDisturbTheGateway()
+    {
+        StartGateway(["127.0.0.1"]);
+        using (await TunnelClient.ConnectAsync(_endpoint))
+        {
+        }
+
+        using (Socket partial = await TunnelClient.ConnectAsync(_endpoint))
+        {
+            await partial.SendAsync(new byte[] { 1, 1, 0 });
+            partial.Shutdown(SocketShutdown.Send);
+            Assert.That(await TunnelClient.ReadToEndAsync(partial).WaitAsync(HangGuard), Is.Empty, "no answer to a truncated header");
+        }
+
+        using var echo = new EchoServer();
+        (TunnelResponse response, _) = await RequestAsync(TunnelRequest.ForTcp(echo.EndPoint));
+
+        Assert.That(response.Status, Is.EqualTo(TunnelStatus.Ok));
+        Assert.That(await _logs.WaitForLineAsync("stream closed before"), Is.EqualTo("Debug: stream closed before sending a request"));
+        Assert.That(_logs.Lines, Has.None.Contains("handler failed"));
+    }
+
+    [Test]
+    public async Task StopAbortsLiveStreamsAfterTheDrainAndResetsTheDestination()
+    {
+        StartGateway(["127.0.0.1"], drain: TimeSpan.FromMilliseconds(100));
+        using var echo = new EchoServer();
+        using Socket stream = await TunnelClient.ConnectAsync(_endpoint);
+        await TunnelClient.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint));
+        Assert.That((await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
+        await echo.Accepted.WaitAsync(HangGuard);
+
+        await _gateway!.StopAsync().WaitAsync(HangGuard);
+
+        var error = Assert.ThrowsAsync<SocketException>(async () => await echo.Served.WaitAsync(HangGuard));
+        Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset), "the destination sees RST, not a clean end");
+        Assert.That(await _logs.WaitForLineAsync("aborting"), Does.EndWith(": shutdown deadline reached, aborting 1 live connections"));
+        Assert.That(await _logs.WaitForLineAsync("closed "), Does.Contain(": 0 bytes out, 0 bytes in, Cancelled, "));
+        using var late = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        Assert.That(() => late.Connect(_endpoint.EndPoint), Throws.InstanceOf<SocketException>(), "no longer accepting");
+    }
+
+    [TestCase(SocketError.ConnectionRefused, TunnelStatus.ConnectionRefused)]
+    [TestCase(SocketError.NetworkUnreachable, TunnelStatus.Unreachable)]
+    [TestCase(SocketError.HostUnreachable, TunnelStatus.Unreachable)]
+    [TestCase(SocketError.NetworkDown, TunnelStatus.Unreachable)]
+    [TestCase(SocketError.HostDown, TunnelStatus.Unreachable)]
+    [TestCase(SocketError.AddressNotAvailable, TunnelStatus.Unreachable)]
+    [TestCase(SocketError.TimedOut, TunnelStatus.TimedOut)]
+    [TestCase(SocketError.AccessDenied, TunnelStatus.Failure)]
+    [TestCase(SocketError.ConnectionReset, TunnelStatus.Failure)]
+    public void DialerMapsSocketErrorsToStatuses(SocketError error, TunnelStatus status) =>
+        Assert.That(DestinationDialer.StatusFor(error), Is.EqualTo(status));
+
+    private static async Task<List<Socket>> FillAcceptQueueAsync(IPEndPoint listener)
+    {
+        var connected = new List<Socket>();
+        for (int i = 0; i < 16; i++)
+        {
+            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            connected.Add(socket);
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMilliseconds(300));
+            try
+            {
+                await socket.ConnectAsync(listener, timeout.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                return connected;
+            }
+        }
+
+        Assert.Fail("the accept queue never filled up");
+        return connected;
+    }
+
+    private void StartGateway(string[] destinations, TimeSpan? headerTimeout = null, TimeSpan? connectTimeout = null, TimeSpan? drain = null)
+    {
+        var policy = EgressPolicy.Create(true, destinations, new AllowlistCache(new AllowlistCacheOptions()));
+        var options = new TunnelGatewayOptions
+        {
+            Listen = _endpoint,
+            HeaderTimeout = headerTimeout ?? TimeSpan.FromSeconds(5),
+            ConnectTimeout = connectTimeout ?? TimeSpan.FromSeconds(5),
+            ShutdownDrain = drain ?? TimeSpan.FromSeconds(5),
+        };
+        _gateway = new TunnelGateway(options, policy, _logs);
+        _gateway.Start();
+    }
+
+    private async Task<(TunnelResponse Response, byte[] Remainder)> RequestAsync(TunnelRequest request)
+    {
+        using Socket stream = await TunnelClient.ConnectAsync(_endpoint);
+        await TunnelClient.SendAsync(stream, request);
+        TunnelResponse response = await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        if (response.Status == TunnelStatus.Ok)
+        {
+            return (response, []);
+        }
+
+        return (response, await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard));
+    }
+}

@@ -1,0 +1,268 @@
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using System.Text;
+using Egress.Gateway;
+using Egress.Interception;
+using Egress.Policy;
+using Egress.Proxy;
+using Egress.Tests.Gateway;
+using Egress.Tests.Interception;
+using Egress.Tunnel;
+
+namespace Egress.Tests.Proxy;
+
+/// <summary>
+/// The whole path as in production, on one machine: a client inside a private network namespace set up like an
+/// enclave (routes via lo, the <see cref="RedirectRules"/> DNAT), the <see cref="EgressProxy"/> listening inside it,
+/// a Unix-socket tunnel (reachable from every namespace) to a <see cref="TunnelGateway"/> in the root namespace, and
+/// the destination: a server on this machine's own non-loopback address in the root namespace. Inside the enclave
+/// namespace that address is just another outbound destination (DNAT'd to the proxy); in the root namespace it is
+/// local, so the gateway's dial never leaves the machine. Denied destinations are never dialed.
+/// </summary>
+public sealed class EgressProxyNamespaceTests
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(10);
+    private static readonly IPEndPoint NeverDialed = new(IPAddress.Parse("198.51.100.8"), 80);
+
+    private NetworkNamespace? _namespace;
+    private IPAddress _hostAddress = null!;
+    private int _proxyPort;
+    private string _directory = null!;
+    private CollectingLoggerFactory _enclaveLogs = null!;
+    private CollectingLoggerFactory _hostLogs = null!;
+    private TunnelGateway? _gateway;
+    private EgressProxy? _proxy;
+
+    [OneTimeSetUp]
+    public void CreateEnclaveNamespace()
+    {
+        if (NetworkNamespace.Unavailability() is { } reason)
+        {
+            Assert.Ignore($"SKIPPED: the proxy's end-to-end DNAT tests did not run: {reason}.");
+        }
+
+        _hostAddress = NetworkInterface.GetAllNetworkInterfaces()
+            .Where(n => n.OperationalStatus == OperationalStatus.Up && n.NetworkInterfaceType != NetworkInterfaceType.Loopback)
+            .SelectMany(n => n.GetIPProperties().UnicastAddresses)
+            .Select(a => a.Address)
+            .FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork && !IPAddress.IsLoopback(a))!;
+        if (_hostAddress is null)
+        {
+            Assert.Ignore("SKIPPED: the proxy's end-to-end DNAT tests did not run: this machine has no non-loopback IPv4 address to serve as a local destination.");
+        }
+
+        _namespace = NetworkNamespace.Create();
+        _proxyPort = _namespace.InNamespace(() =>
+        {
+            using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            return ((IPEndPoint)probe.LocalEndPoint!).Port;
+        });
+        foreach (RedirectRule rule in RedirectRules.For(_proxyPort))
+        {
+            _namespace.Run([rule.Program, .. rule.Add]);
+        }
+    }
+
+    [OneTimeTearDown]
+    public void DeleteEnclaveNamespace() => _namespace?.Dispose();
+
+    [SetUp]
+    public void CreateDirectory()
+    {
+        _directory = Directory.CreateTempSubdirectory("egress-e2e-").FullName;
+        _enclaveLogs = new CollectingLoggerFactory();
+        _hostLogs = new CollectingLoggerFactory();
+    }
+
+    [TearDown]
+    public async Task StopEverything()
+    {
+        if (_proxy is not null)
+        {
+            await _proxy.DisposeAsync();
+            _proxy = null;
+        }
+
+        if (_gateway is not null)
+        {
+            await _gateway.DisposeAsync();
+            _gateway = null;
+        }
+
+        _enclaveLogs.Dispose();
+        _hostLogs.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    [Test]
+    public async Task AllowedDestinationIsRelayedBothWaysWithHalfClose()
+    {
+        using var server = new EchoServer(_hostAddress);
+        TunnelEndpoint tunnel = StartGateway([_hostAddress.ToString()]);
+        StartProxy(tunnel, [_hostAddress.ToString()]);
+        byte[] request = Encoding.ASCII.GetBytes("GET / HTTP/1.0\r\n\r\n");
+
+        using Socket client = await ConnectFromEnclaveAsync(server.EndPoint);
+        await client.SendAsync(request);
+        client.Shutdown(SocketShutdown.Send);
+        byte[] echoed = await TunnelClient.ReadToEndAsync(client).WaitAsync(HangGuard);
+
+        Assert.That(echoed, Is.EqualTo(request));
+        Assert.That(await server.Served.WaitAsync(HangGuard), Is.EqualTo(request.Length));
+        Assert.That(
+            await _enclaveLogs.WaitForLineAsync("allowed "),
+            Is.EqualTo($"Information: allowed {server.EndPoint}: allowed: static entry \"{_hostAddress}\""));
+        Assert.That(
+            await _enclaveLogs.WaitForLineAsync("closed "),
+            Does.StartWith($"Information: closed {server.EndPoint}: {request.Length} bytes out, {request.Length} bytes in, BothCompleted, "));
+        Assert.That(await _hostLogs.WaitForLineAsync("connected "), Does.StartWith($"Information: connected {server.EndPoint} (name hint (null)): "));
+    }
+
+    [Test]
+    public async Task ServerSpeaksFirstWithoutTheClientSendingAnything()
+    {
+        byte[] banner = Encoding.ASCII.GetBytes("220 smtp.example ESMTP ready\r\n");
+        using var server = new EchoServer(_hostAddress, banner);
+        TunnelEndpoint tunnel = StartGateway([_hostAddress.ToString()]);
+        StartProxy(tunnel, [_hostAddress.ToString()]);
+
+        using Socket client = await ConnectFromEnclaveAsync(server.EndPoint);
+        var received = new byte[banner.Length];
+        await TunnelClient.ReadExactlyAsync(client, received).WaitAsync(HangGuard);
+
+        Assert.That(received, Is.EqualTo(banner));
+    }
+
+    [Test]
+    public async Task DeniedByTheEnclavePolicyIsResetWithoutOpeningATunnel()
+    {
+        TunnelEndpoint tunnel = StartGateway(["*"]);
+        StartProxy(tunnel, [_hostAddress.ToString()]);
+        var destination = new IPEndPoint(IPAddress.Parse("198.51.100.7"), 80);
+
+        await AssertResetAsync(destination);
+        Assert.That(await _enclaveLogs.WaitForLineAsync("denied "), Is.EqualTo("Warning: denied 198.51.100.7:80: denied: never learned from an allowed name"));
+        Assert.That(_hostLogs.Lines, Has.Exactly(1).Items, "the gateway only logged that it listens");
+    }
+
+    [Test]
+    public async Task DeniedByTheParentIsResetAndLoggedWithTheParentsReason()
+    {
+        TunnelEndpoint tunnel = StartGateway([_hostAddress.ToString()]);
+        StartProxy(tunnel, [NeverDialed.Address.ToString()]);
+
+        await AssertResetAsync(NeverDialed);
+        Assert.That(
+            await _enclaveLogs.WaitForLineAsync("failed "),
+            Is.EqualTo($"Warning: failed {NeverDialed}: parent answered DeniedByPolicy: parent: denied: never learned from an allowed name"));
+    }
+
+    [Test]
+    public async Task TunnelDownIsResetAndLoggedAsUnavailable()
+    {
+        var tunnel = TunnelEndpoint.Parse($"unix:{_directory}/nobody-listens.sock");
+        StartProxy(tunnel, [NeverDialed.Address.ToString()]);
+
+        await AssertResetAsync(NeverDialed);
+        Assert.That(await _enclaveLogs.WaitForLineAsync("failed "), Does.StartWith($"Warning: failed {NeverDialed}: tunnel {tunnel} unavailable: "));
+    }
+
+    [Test]
+    public async Task ParentThatNeverAnswersIsResetAfterTheStatusTimeout()
+    {
+        var tunnel = TunnelEndpoint.Parse($"unix:{_directory}/silent.sock");
+        using Socket silent = tunnel.Listen();
+        var accepted = silent.AcceptAsync();
+        StartProxy(tunnel, [NeverDialed.Address.ToString()], statusTimeout: TimeSpan.FromMilliseconds(300));
+
+        Task reset = AssertResetAsync(NeverDialed);
+        using Socket stream = await accepted.WaitAsync(HangGuard);
+
+        await reset;
+        Assert.That(await _enclaveLogs.WaitForLineAsync("failed "), Is.EqualTo($"Warning: failed {NeverDialed}: no answer from the parent within 300 ms"));
+    }
+
+    [Test]
+    public async Task StopDrainsThenAbortsALiveRelay()
+    {
+        using var server = new EchoServer(_hostAddress);
+        TunnelEndpoint tunnel = StartGateway([_hostAddress.ToString()]);
+        StartProxy(tunnel, [_hostAddress.ToString()], drain: TimeSpan.FromMilliseconds(100));
+        using Socket client = await ConnectFromEnclaveAsync(server.EndPoint);
+        await client.SendAsync("x"u8.ToArray());
+        await TunnelClient.ReadExactlyAsync(client, new byte[1]).WaitAsync(HangGuard);
+
+        await _proxy!.StopAsync().WaitAsync(HangGuard);
+
+        await AssertResetAsync(client);
+        Assert.That(await _enclaveLogs.WaitForLineAsync("closed "), Does.StartWith($"Information: closed {server.EndPoint}: 1 bytes out, 1 bytes in, Cancelled, "));
+    }
+
+    /// <summary>Connects from the enclave and expects a reset: on loopback the RST can beat the connect's completion.</summary>
+    private async Task AssertResetAsync(IPEndPoint destination)
+    {
+        Socket client = _namespace!.InNamespace(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        using (client)
+        {
+            var error = Assert.ThrowsAsync<SocketException>(async () =>
+            {
+                await client.ConnectAsync(destination).WaitAsync(HangGuard);
+                await client.ReceiveAsync(new byte[64]).WaitAsync(HangGuard);
+            });
+            Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset), "the application sees RST, not a clean end");
+        }
+    }
+
+    private static async Task AssertResetAsync(Socket client)
+    {
+        var error = Assert.ThrowsAsync<SocketException>(async () => await client.ReceiveAsync(new byte[64]).WaitAsync(HangGuard));
+        Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset), "the application sees RST, not a clean end");
+    }
+
+    private TunnelEndpoint StartGateway(string[] destinations)
+    {
+        var tunnel = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
+        var options = new TunnelGatewayOptions { Listen = tunnel, ConnectTimeout = TimeSpan.FromSeconds(2) };
+        _gateway = new TunnelGateway(options, Policy(destinations), _hostLogs);
+        _gateway.Start();
+        return tunnel;
+    }
+
+    private void StartProxy(TunnelEndpoint tunnel, string[] destinations, TimeSpan? statusTimeout = null, TimeSpan? drain = null)
+    {
+        var options = new EgressProxyOptions
+        {
+            Listen = [new IPEndPoint(IPAddress.Loopback, _proxyPort)],
+            Tunnel = tunnel,
+            StatusTimeout = statusTimeout ?? TimeSpan.FromSeconds(5),
+            ShutdownDrain = drain ?? TimeSpan.FromSeconds(5),
+        };
+        _proxy = new EgressProxy(options, Policy(destinations), _enclaveLogs);
+        // The listening socket is created by Start: run it inside the namespace (a socket keeps its namespace).
+        _namespace!.InNamespace(() =>
+        {
+            _proxy.Start();
+            return 0;
+        });
+    }
+
+    private async Task<Socket> ConnectFromEnclaveAsync(IPEndPoint destination)
+    {
+        Socket client = _namespace!.InNamespace(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        try
+        {
+            await client.ConnectAsync(destination).WaitAsync(HangGuard);
+            return client;
+        }
+        catch
+        {
+            client.Dispose();
+            throw;
+        }
+    }
+
+    private static EgressPolicy Policy(string[] destinations) =>
+        EgressPolicy.Create(true, destinations, new AllowlistCache(new AllowlistCacheOptions()));
+}

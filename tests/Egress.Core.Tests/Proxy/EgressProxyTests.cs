@@ -1,0 +1,89 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Policy;
+using Egress.Proxy;
+using Egress.Tunnel;
+
+namespace Egress.Tests.Proxy;
+
+/// <summary>The proxy in the root namespace, where nothing is redirected, and its choice of host hint.</summary>
+public sealed class EgressProxyTests
+{
+    [Test]
+    public async Task DirectConnectionIsResetAndLoggedAsNotRedirected()
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-px-").FullName;
+        using var logs = new CollectingLoggerFactory();
+        var options = new EgressProxyOptions
+        {
+            Listen = [new IPEndPoint(IPAddress.Loopback, 0)],
+            Tunnel = TunnelEndpoint.Parse($"unix:{directory}/tunnel.sock"),
+        };
+        var policy = EgressPolicy.Create(true, ["*"], new AllowlistCache(new AllowlistCacheOptions()));
+        try
+        {
+            await using var proxy = new EgressProxy(options, policy, logs);
+            proxy.Start();
+            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            client.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+
+            // On loopback the RST can beat the connect's completion: a reset either there or on the first read.
+            var error = Assert.ThrowsAsync<SocketException>(async () =>
+            {
+                await client.ConnectAsync(proxy.LocalEndPoints[0]);
+                await client.ReceiveAsync(new byte[16]).WaitAsync(TimeSpan.FromSeconds(10));
+            });
+
+            Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset));
+            string line = await logs.WaitForLineAsync("refused connection");
+            Assert.That(line, Does.StartWith($"Warning: refused connection from {client.LocalEndPoint}: not redirected (NotRedirected: "));
+            Assert.That(line, Does.EndWith("); connect through the DNAT rule, not to the proxy port"));
+            Assert.That(logs.Lines, Does.Contain($"Information: proxy listening on {proxy.LocalEndPoints[0]}, tunnel {options.Tunnel}"));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Test]
+    public async Task StartListensOnEveryAddress()
+    {
+        using var logs = new CollectingLoggerFactory();
+        var options = new EgressProxyOptions
+        {
+            Listen = [new IPEndPoint(IPAddress.Loopback, 0), new IPEndPoint(IPAddress.IPv6Loopback, 0)],
+            Tunnel = TunnelEndpoint.Parse("unix:/nonexistent/tunnel.sock"),
+        };
+        await using var proxy = new EgressProxy(options, EgressPolicy.Create(true, [], new AllowlistCache(new AllowlistCacheOptions())), logs);
+
+        proxy.Start();
+
+        Assert.That(proxy.LocalEndPoints.Select(e => ((IPEndPoint)e).Address), Is.EqualTo(new[] { IPAddress.Loopback, IPAddress.IPv6Loopback }));
+        Assert.That(proxy.LocalEndPoints.Select(e => ((IPEndPoint)e).Port), Has.None.EqualTo(0));
+    }
+
+    [Test]
+    public async Task StartFailsWhenTheAddressIsTaken()
+    {
+        using var taken = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        taken.Listen();
+        using var logs = new CollectingLoggerFactory();
+        var options = new EgressProxyOptions { Listen = [(IPEndPoint)taken.LocalEndPoint!], Tunnel = TunnelEndpoint.Parse("unix:/nonexistent/tunnel.sock") };
+        await using var proxy = new EgressProxy(options, EgressPolicy.Create(true, [], new AllowlistCache(new AllowlistCacheOptions())), logs);
+
+        var error = Assert.Throws<SocketException>(proxy.Start);
+
+        Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.AddressAlreadyInUse));
+    }
+
+    [TestCase(DecisionReason.Learned, "api.example.com", "api.example.com")]
+    [TestCase(DecisionReason.LearnedInGrace, "api.example.com", "api.example.com")]
+    [TestCase(DecisionReason.Learned, "odd name.example.com", null)]
+    [TestCase(DecisionReason.Learned, "caf\u00e9.example.com", null)]
+    [TestCase(DecisionReason.StaticEntry, "10.0.0.1", null)]
+    [TestCase(DecisionReason.AllowAll, "*", null)]
+    public void HostHintIsALearnedNameTheTunnelCanCarry(DecisionReason reason, string subject, string? hint) =>
+        Assert.That(ProxyConnectionHandler.HostHintFor(new PolicyDecision(true, reason, subject, TimeSpan.FromSeconds(1))), Is.EqualTo(hint));
+}
