@@ -1,4 +1,6 @@
 using Egress.Configuration;
+using Egress.Dns;
+using Egress.Enclave.Check;
 using Egress.Enclave.Rules;
 using Egress.Hosting;
 using Egress.Interception;
@@ -10,8 +12,15 @@ const string Usage = """
 
     Usage:
       egress-enclave [--config PATH] [--tunnel ENDPOINT] [--log-level LEVEL]
-          Run the egress proxy: every outbound TCP connection redirected by the rules is checked against
-          [egress] destinations and carried to egress-host on the parent through the tunnel.
+          Run the egress proxy and the DNS forwarder. Every outbound TCP connection redirected by the rules is
+          checked against [egress] destinations and carried to egress-host on the parent through the tunnel.
+          The DNS forwarder listens on [enclave] dns_listen (default 127.0.0.1:53, UDP and TCP; point the
+          enclave's resolv.conf at it): names outside the allowlist get REFUSED, allowed names are resolved by
+          the parent and the answered addresses become allowed for their TTL (plus [dns] grace).
+      egress-enclave check TARGET [--config PATH]
+          Explain what the policy says about TARGET (NAME, IP, NAME:PORT, IPv4:PORT or [IPv6]:PORT): for a
+          name, whether DNS answers it and which entry matched; for an address, whether a connection is
+          allowed and why. Static rules only (no live cache). Exit 0 allowed, 1 denied.
       egress-enclave rules [--apply | --remove] [--proxy-port PORT] [--force]
           Print (default), apply idempotently, or remove the routing and iptables rules that redirect all
           outbound TCP to the proxy. Needs root. --force applies them even where interfaces other than lo exist.
@@ -44,6 +53,36 @@ if (command.Has("--help"))
 }
 
 var verb = command.Positional.Count > 0 ? command.Positional[0] : "run";
+if (verb == "check")
+{
+    if (command.Positional.Count != 2)
+    {
+        return Fail("check needs exactly one TARGET (NAME, IP, NAME:PORT, IPv4:PORT or [IPv6]:PORT)");
+    }
+
+    if (!CheckTarget.TryParse(command.Positional[1], out var target, out var targetError))
+    {
+        return Fail($"check: {targetError}");
+    }
+
+    var checkedConfiguration = HostRuntime.LoadConfiguration(command.Value("--config"), Console.Error);
+    if (checkedConfiguration is null)
+    {
+        return HostRuntime.UsageError;
+    }
+
+    try
+    {
+        var checkedPolicy = checkedConfiguration.CreatePolicy(checkedConfiguration.CreateCache());
+        return new CheckCommand(checkedConfiguration, checkedPolicy, Console.Out).Run(target);
+    }
+    catch (ConfigurationException ex)
+    {
+        Console.Error.WriteLine(ex.Message);
+        return HostRuntime.UsageError;
+    }
+}
+
 if (command.Positional.Count > 1 || verb is not ("run" or "rules"))
 {
     Console.Error.WriteLine($"error: unexpected argument '{command.Positional[^1]}' (see --help)");
@@ -87,6 +126,7 @@ if (configuration is null)
 }
 
 EgressProxyOptions options;
+DnsForwarderOptions dnsOptions;
 Egress.Policy.EgressPolicy policy;
 try
 {
@@ -97,6 +137,13 @@ try
         Tunnel = configuration.GetTunnelEndpoint(TunnelSide.Enclave, command.Value("--tunnel")),
         StatusTimeout = configuration.Tunnel.StatusTimeout,
         Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout },
+    };
+    dnsOptions = new DnsForwarderOptions
+    {
+        Listen = configuration.Enclave.DnsListen,
+        Tunnel = options.Tunnel,
+        QueryTimeout = configuration.Enclave.DnsQueryTimeout,
+        StatusTimeout = configuration.Tunnel.StatusTimeout,
     };
 }
 catch (ConfigurationException ex)
@@ -121,13 +168,28 @@ catch (System.Net.Sockets.SocketException ex)
     return 1;
 }
 
+await using var dns = new DnsForwarder(dnsOptions, policy, loggerFactory);
+try
+{
+    dns.Start();
+}
+catch (System.Net.Sockets.SocketException ex)
+{
+    var privileged = dnsOptions.Listen.Any(e => e.Port is > 0 and < 1024)
+        ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+        : string.Empty;
+    Console.Error.WriteLine($"error: cannot listen for DNS on {string.Join(", ", dnsOptions.Listen)} (UDP and TCP): {ex.Message}{privileged}; "
+        + "is another resolver (systemd-resolved, dnsmasq) bound there? Change [enclave] dns_listen or stop it.");
+    return 1;
+}
+
 var stop = HostRuntime.WaitForStopSignalAsync(out var signals);
 using (signals)
 {
     await stop;
 }
 
-await proxy.StopAsync();
+await Task.WhenAll(proxy.StopAsync(), dns.StopAsync());
 return 0;
 
 static int Fail(string message)

@@ -1,20 +1,29 @@
+using System.Net;
 using Egress.Configuration;
 using Egress.Gateway;
 using Egress.Hosting;
+using Egress.Host;
 using Egress.Relay;
 
 const string Usage = """
     egress-host: transparent, allowlisted egress for AWS Nitro Enclaves (the parent instance side).
 
     Usage:
-      egress-host [--config PATH] [--tunnel ENDPOINT] [--log-level LEVEL]
+      egress-host [--config PATH] [--tunnel ENDPOINT] [--dns-upstream IP[:PORT]]... [--log-level LEVEL]
           Accept tunnel streams from egress-enclave, re-check every destination against the same enclave.toml
           (internal ranges such as 169.254.169.254 are refused unless listed by IP/CIDR), dial it and relay.
+          DNS streams: every query's name is re-checked (REFUSED when not allowed), forwarded to the upstream
+          resolvers (UDP, TCP when truncated, failing over in order within [host] dns_timeout_ms), and the
+          answered addresses are learned so connections to them are allowed.
 
     Options:
       --config PATH        enclave.toml (default: ./enclave.toml), the same file the enclave uses
       --tunnel ENDPOINT    where to listen, overriding [tunnel] host_endpoint:
                            vsock://any:4433 (production), unix:/path, tcp://127.0.0.1:4433
+      --dns-upstream IP[:PORT]
+                           a resolver to forward DNS queries to (repeatable, tried in order; port 53 by
+                           default; IPv6 as [addr]:port); overrides [host] dns_upstreams. Without either,
+                           the parent's own resolvers from its resolv.conf are used
       --log-level LEVEL    Trace, Debug, Information (default), Warning, Error
       -h, --help           show this help
 
@@ -23,7 +32,7 @@ const string Usage = """
 
 var command = CommandLine.Parse(
     args,
-    optionsWithValue: new HashSet<string> { "--config", "--tunnel", "--log-level" },
+    optionsWithValue: new HashSet<string> { "--config", "--tunnel", "--log-level", "--dns-upstream" },
     flags: new HashSet<string> { "--help" },
     out var parseError);
 if (command is null)
@@ -56,6 +65,18 @@ if (configuration is null)
     return HostRuntime.UsageError;
 }
 
+var upstreams = new List<IPEndPoint>();
+foreach (var text in command.Values("--dns-upstream"))
+{
+    if (!DnsUpstreamText.TryParse(text, out var upstream))
+    {
+        Console.Error.WriteLine($"error: --dns-upstream '{text}' is not IPv4[:PORT], IPv6 or [IPv6]:PORT");
+        return HostRuntime.UsageError;
+    }
+
+    upstreams.Add(upstream);
+}
+
 TunnelGatewayOptions options;
 Egress.Policy.EgressPolicy policy;
 try
@@ -67,6 +88,8 @@ try
         HeaderTimeout = configuration.Host.HeaderTimeout,
         ConnectTimeout = configuration.Host.ConnectTimeout,
         Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout },
+        DnsUpstreams = upstreams.Count > 0 ? upstreams : configuration.Host.DnsUpstreams,
+        DnsTimeout = configuration.Host.DnsTimeout,
     };
 }
 catch (ConfigurationException ex)

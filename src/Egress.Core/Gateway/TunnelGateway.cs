@@ -8,7 +8,7 @@ namespace Egress.Gateway;
 /// <summary>
 /// The parent side of egress: accepts tunnel streams from the enclave, re-checks every destination with its own
 /// policy (defence in depth: a compromised enclave proxy gains nothing), dials with a timeout, answers the status and
-/// relays.
+/// relays; serves DNS streams by forwarding each query to the upstream resolvers after its own name check.
 /// </summary>
 public sealed class TunnelGateway : IAsyncDisposable
 {
@@ -28,8 +28,19 @@ public sealed class TunnelGateway : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _options = options;
         _logger = loggerFactory.CreateLogger("Egress.Gateway");
-        _handler = new TunnelStreamHandler(options, policy, _logger);
+        var upstreams = options.DnsUpstreams.Count > 0 ? options.DnsUpstreams : SystemDnsResolvers.Find();
+        if (upstreams.Count == 0)
+        {
+            GatewayLog.NoDnsUpstreams(_logger);
+        }
+
+        var dns = new DnsUpstreamClient(upstreams, options.DnsTimeout, options.Relay.TimeProvider);
+        _handler = new TunnelStreamHandler(options, policy, dns, _logger);
+        DnsUpstreams = upstreams;
     }
+
+    /// <summary>Gets the resolvers DNS streams are answered from: the configured ones, else the system's.</summary>
+    public IReadOnlyList<IPEndPoint> DnsUpstreams { get; }
 
     /// <summary>Gets the bound tunnel endpoint once started.</summary>
     public EndPoint? LocalEndPoint { get; private set; }
@@ -42,6 +53,10 @@ public sealed class TunnelGateway : IAsyncDisposable
         _listener = new ConnectionListener(socket, $"gateway {_options.Listen}", _handler.HandleAsync, _logger);
         _listener.Start();
         GatewayLog.Listening(_logger, _options.Listen.ToString());
+        if (DnsUpstreams.Count > 0)
+        {
+            GatewayLog.DnsUpstreams(_logger, string.Join(", ", DnsUpstreams));
+        }
     }
 
     /// <summary>Stops accepting, lets live streams finish up to the drain deadline, then aborts them.</summary>

@@ -1,3 +1,4 @@
+using System.Net;
 using Egress.Relay;
 using Egress.Tunnel;
 
@@ -20,4 +21,11 @@ public sealed class TunnelGatewayOptions
 
     /// <summary>Gets how long a stop lets live streams finish before aborting them.</summary>
     public TimeSpan ShutdownDrain { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Gets the resolvers DNS queries are forwarded to, in order of preference; empty (the default) means
+    /// the system's resolvers (its resolv.conf), found when the gateway is created.</summary>
+    public IReadOnlyList<IPEndPoint> DnsUpstreams { get; init; } = [];
+
+    /// <summary>Gets how long a DNS query may take across all upstreams before the enclave gets SERVFAIL.</summary>
+    public TimeSpan DnsTimeout { get; init; } = TimeSpan.FromSeconds(2);
 }

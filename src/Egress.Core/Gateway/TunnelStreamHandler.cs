@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Egress.Dns;
 using Egress.Policy;
 using Egress.Relay;
 using Egress.Tunnel;
@@ -8,11 +9,15 @@ using Pipelines.Sockets.Unofficial;
 namespace Egress.Gateway;
 
 /// <summary>
-/// One tunnel stream: request under a header timeout, policy re-check, dial, status, relay. Every failure that can
+/// One tunnel stream: request under a header timeout, then for TCP: policy re-check, dial, status, relay; for
+/// DNS: status Ok, then framed queries answered through the upstream resolvers (see <see cref="UpstreamDnsAnswerer"/>). Every failure that can
 /// be answered gets a status before the stream closes; nothing here throws to the accept loop.
 /// </summary>
-internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPolicy policy, ILogger logger)
+internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPolicy policy, DnsUpstreamClient dnsUpstreams, ILogger logger)
 {
+    /// <summary>The most queries of one tunnel DNS stream answered at once; further frames wait.</summary>
+    private const int MaxDnsInFlight = 1024;
+
     private static readonly TimeSpan CloseDeadline = TimeSpan.FromSeconds(30);
 
     public async Task HandleAsync(Socket streamSocket, CancellationToken aborted)
@@ -24,6 +29,12 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
             var request = await ReadRequestAsync(tunnel, aborted).ConfigureAwait(false);
             if (request is null)
             {
+                return;
+            }
+
+            if (request.Value.Kind == TunnelRequestKind.Dns)
+            {
+                await ServeDnsAsync(tunnel, aborted).ConfigureAwait(false);
                 return;
             }
 
@@ -78,6 +89,23 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
                 await RelayPipes.CloseAsync(upstream, closing.Token).ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>Answers Ok, then serves the stream's framed queries until the enclave closes it.</summary>
+    private async Task ServeDnsAsync(SocketConnection tunnel, CancellationToken aborted)
+    {
+        TunnelCodec.WriteResponse(tunnel.Output, new TunnelResponse(TunnelStatus.Ok));
+        var flushed = await tunnel.Output.FlushAsync(aborted).ConfigureAwait(false);
+        if (flushed.IsCompleted)
+        {
+            return;
+        }
+
+        GatewayLog.DnsStreamOpened(logger, string.Join(", ", dnsUpstreams.Upstreams));
+        var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, logger, aborted);
+        await DnsFramedConnection.ServeAsync(
+            tunnel, answerer, MaxDnsInFlight, Timeout.InfiniteTimeSpan, options.Relay.TimeProvider, logger, aborted).ConfigureAwait(false);
+        GatewayLog.DnsStreamClosed(logger);
     }
 
     private async Task<TunnelRequest?> ReadRequestAsync(SocketConnection tunnel, CancellationToken aborted)

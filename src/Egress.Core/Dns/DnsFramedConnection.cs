@@ -1,0 +1,137 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Pipelines.Sockets.Unofficial;
+
+namespace Egress.Dns;
+
+/// <summary>
+/// Serves length-prefixed DNS queries on a duplex pipe (a client's DNS-over-TCP connection, RFC 7766, or a tunnel
+/// DNS stream on the parent): queries are answered concurrently, up to a limit (further frames wait), and each
+/// answer is written as soon as it is ready, in any order. Ends after the idle timeout, on an empty frame, or when
+/// the peer closes, once every answer has been written; the caller closes the pipe.
+/// </summary>
+internal sealed class DnsFramedConnection
+{
+    private readonly IDuplexPipe _pipe;
+    private readonly IDnsAnswerer _answerer;
+    private readonly ILogger _logger;
+    private readonly int _maxInFlight;
+    private readonly SemaphoreSlim _slots;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+
+    private DnsFramedConnection(IDuplexPipe pipe, IDnsAnswerer answerer, int maxInFlight, ILogger logger)
+    {
+        _pipe = pipe;
+        _answerer = answerer;
+        _logger = logger;
+        _maxInFlight = maxInFlight;
+        _slots = new SemaphoreSlim(maxInFlight, maxInFlight);
+    }
+
+    /// <summary>Serves <paramref name="pipe"/> until it ends; never throws for I/O errors.</summary>
+    /// <param name="pipe">The connection, positioned at the first frame.</param>
+    /// <param name="answerer">Answers each query.</param>
+    /// <param name="maxInFlight">The most queries answered at once.</param>
+    /// <param name="idleTimeout">How long to wait for a frame; <see cref="Timeout.InfiniteTimeSpan"/> for ever.</param>
+    /// <param name="time">The clock of the idle timeout.</param>
+    /// <param name="logger">Where unexpected failures are logged.</param>
+    /// <param name="aborted">Ends serving at once.</param>
+    /// <returns>A task that completes when reading has ended and every answer was written.</returns>
+    public static async Task ServeAsync(
+        IDuplexPipe pipe, IDnsAnswerer answerer, int maxInFlight, TimeSpan idleTimeout, TimeProvider time, ILogger logger, CancellationToken aborted)
+    {
+        var connection = new DnsFramedConnection(pipe, answerer, maxInFlight, logger);
+        try
+        {
+            await connection.ReadLoopAsync(idleTimeout, time, aborted).ConfigureAwait(false);
+        }
+        finally
+        {
+            connection._slots.Dispose();
+            connection._writeLock.Dispose();
+        }
+    }
+
+    private async Task ReadLoopAsync(TimeSpan idleTimeout, TimeProvider time, CancellationToken aborted)
+    {
+        using var idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, aborted);
+        PipeReader input = _pipe.Input;
+        try
+        {
+            while (true)
+            {
+                idle.CancelAfter(idleTimeout);
+                ReadResult read = await input.ReadAsync(linked.Token).ConfigureAwait(false);
+                ReadOnlySequence<byte> buffer = read.Buffer;
+                DnsFrameResult frame;
+                while ((frame = DnsTcpFraming.TryReadMessage(ref buffer, out ReadOnlySequence<byte> message)) == DnsFrameResult.Complete)
+                {
+                    idle.CancelAfter(Timeout.InfiniteTimeSpan);
+                    await _slots.WaitAsync(linked.Token).ConfigureAwait(false);
+                    byte[] query = ArrayPool<byte>.Shared.Rent((int)message.Length);
+                    message.CopyTo(query);
+                    _ = AnswerAsync(query, (int)message.Length, aborted);
+                }
+
+                input.AdvanceTo(buffer.Start, buffer.End);
+                if (frame == DnsFrameResult.Empty || read.IsCompleted || read.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or InvalidOperationException
+            or ConnectionResetException or ConnectionAbortedException or ObjectDisposedException)
+        {
+            // Idle, aborted or reset: stop reading.
+        }
+
+        // Let the answers in flight be written before the caller closes the output.
+        for (int i = 0; i < _maxInFlight; i++)
+        {
+            await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+    }
+
+    private async Task AnswerAsync(byte[] query, int length, CancellationToken aborted)
+    {
+        byte[] response = ArrayPool<byte>.Shared.Rent(DnsTcpFraming.MaxMessageLength);
+        try
+        {
+            int answer = await _answerer.AnswerAsync(query.AsMemory(0, length), response, udp: false).ConfigureAwait(false);
+            if (answer > 0)
+            {
+                await _writeLock.WaitAsync(aborted).ConfigureAwait(false);
+                try
+                {
+                    DnsTcpFraming.WriteMessage(_pipe.Output, response.AsSpan(0, answer));
+                    await _pipe.Output.FlushAsync(aborted).ConfigureAwait(false);
+                }
+                finally
+                {
+                    _writeLock.Release();
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or InvalidOperationException
+            or ConnectionResetException or ConnectionAbortedException or ObjectDisposedException)
+        {
+            // The peer went away: nothing to answer to.
+        }
+#pragma warning disable CA1031 // A fire-and-forget answer must never take the process down.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            DnsLog.HandlerFailed(_logger, ex);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(response);
+            ArrayPool<byte>.Shared.Return(query);
+            _slots.Release();
+        }
+    }
+}

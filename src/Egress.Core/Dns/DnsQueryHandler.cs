@@ -1,0 +1,78 @@
+using Egress.Policy;
+using Microsoft.Extensions.Logging;
+
+namespace Egress.Dns;
+
+/// <summary>
+/// What the enclave forwarder does with one query, whichever transport it came on: malformed gets FORMERR (or is
+/// dropped when it cannot be answered), a name outside the allowlist gets REFUSED without anything being
+/// forwarded, an allowed name goes to the parent and its answer comes back verbatim (only the ID was rewritten on
+/// the wire and restored), after its addresses were learned. A UDP answer larger than the client accepts is
+/// replaced by a TC=1 stand-in so the client retries over TCP.
+/// </summary>
+internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, ILogger logger) : IDnsAnswerer
+{
+    private const int Drop = -1;
+
+    private const int Forward = -2;
+
+    /// <inheritdoc />
+    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp)
+    {
+        int local = Screen(query.Span, response.Span, out DnsQuestion question, out int questionEnd);
+        if (local != Forward)
+        {
+            return local;
+        }
+
+        var (status, length) = await pool.ExchangeAsync(query, response).ConfigureAwait(false);
+        if (status != DnsExchangeStatus.Answered)
+        {
+            DnsLog.QueryFailed(logger, question.Name, DnsTypeName.Of(question.Type), status.ToString());
+            return DnsMessage.WriteServFail(query.Span, response.Span);
+        }
+
+        if (!DnsForwarding.IsAnswerTo(query.Span, response.Span[..length]))
+        {
+            DnsLog.QueryFailed(logger, question.Name, DnsTypeName.Of(question.Type), "the parent's answer does not match the question");
+            return DnsMessage.WriteServFail(query.Span, response.Span);
+        }
+
+        return Deliver(query.Span, response.Span[..length], response.Span, question, questionEnd, udp);
+    }
+
+    private int Screen(ReadOnlySpan<byte> query, Span<byte> response, out DnsQuestion question, out int questionEnd)
+    {
+        DnsParseError error = DnsMessage.TryParseQuestion(query, out question, out questionEnd);
+        if (error != DnsParseError.None)
+        {
+            int length = DnsMessage.WriteFormErr(query, response);
+            DnsLog.Malformed(logger, error, length < 0 ? "dropped" : "answered FORMERR");
+            return length < 0 ? Drop : length;
+        }
+
+        PolicyDecision decision = policy.CheckName(question.Name);
+        if (!decision.IsAllowed)
+        {
+            DnsLog.Refused(logger, question.Name, DnsTypeName.Of(question.Type), decision);
+            return DnsMessage.WriteRefused(query, response);
+        }
+
+        return Forward;
+    }
+
+    private int Deliver(ReadOnlySpan<byte> query, ReadOnlySpan<byte> answer, Span<byte> response, DnsQuestion question, int questionEnd, bool udp)
+    {
+        DnsAnswerLearner.Learn(policy, question.Name, answer, logger);
+        DnsLog.Answered(logger, question.Name, DnsTypeName.Of(question.Type), DnsForwarding.ResponseCode(answer), answer.Length);
+        int limit = udp ? DnsForwarding.ClientUdpLimit(query, questionEnd) : DnsTcpFraming.MaxMessageLength;
+        if (answer.Length <= limit)
+        {
+            return answer.Length;
+        }
+
+        DnsLog.TruncatedForClient(logger, question.Name, answer.Length, limit);
+        int truncated = DnsForwarding.WriteTruncated(answer, response);
+        return truncated >= 0 ? truncated : DnsMessage.WriteServFail(query, response);
+    }
+}

@@ -1,0 +1,85 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+
+namespace Egress.Dns;
+
+/// <summary>
+/// Serves DNS over UDP on one socket: one receive loop, each datagram answered concurrently from pooled buffers.
+/// Beyond <see cref="MaxInFlight"/> unanswered queries new datagrams are dropped (the client retries).
+/// </summary>
+internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, ILogger logger)
+{
+    /// <summary>The most queries answered at once per socket.</summary>
+    public const int MaxInFlight = 4096;
+
+    private const int MaxQueryLength = 4096;
+
+    private readonly EndPoint _name = socket.LocalEndPoint!;
+    private int _inFlight;
+
+    public async Task RunAsync(CancellationToken stopping)
+    {
+        while (!stopping.IsCancellationRequested)
+        {
+            byte[] query = ArrayPool<byte>.Shared.Rent(MaxQueryLength);
+            var client = new SocketAddress(socket.AddressFamily);
+            int received;
+            try
+            {
+                received = await socket.ReceiveFromAsync(query, SocketFlags.None, client, stopping).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException && stopping.IsCancellationRequested)
+            {
+                ArrayPool<byte>.Shared.Return(query);
+                return;
+            }
+            catch (SocketException ex)
+            {
+                // An ICMP error for an earlier answer, for one: keep serving.
+                ArrayPool<byte>.Shared.Return(query);
+                DnsLog.ReceiveFailed(logger, _name, ex.Message);
+                continue;
+            }
+
+            if (Interlocked.Increment(ref _inFlight) > MaxInFlight)
+            {
+                DnsLog.Overloaded(logger, Interlocked.Decrement(ref _inFlight));
+                ArrayPool<byte>.Shared.Return(query);
+                continue;
+            }
+
+            _ = AnswerAsync(query, received, client, stopping);
+        }
+    }
+
+    private async Task AnswerAsync(byte[] query, int length, SocketAddress client, CancellationToken stopping)
+    {
+        byte[] response = ArrayPool<byte>.Shared.Rent(DnsTcpFraming.MaxMessageLength);
+        try
+        {
+            int answer = await handler.AnswerAsync(query.AsMemory(0, length), response, udp: true).ConfigureAwait(false);
+            if (answer > 0)
+            {
+                await socket.SendToAsync(response.AsMemory(0, answer), SocketFlags.None, client, stopping).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The client went away or we are stopping: nothing to answer to.
+        }
+#pragma warning disable CA1031 // A fire-and-forget answer must never take the process down.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            DnsLog.HandlerFailed(logger, ex);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(response);
+            ArrayPool<byte>.Shared.Return(query);
+            Interlocked.Decrement(ref _inFlight);
+        }
+    }
+}

@@ -1,0 +1,43 @@
+using Egress.Dns;
+using Egress.Policy;
+using Microsoft.Extensions.Logging;
+
+namespace Egress.Gateway;
+
+/// <summary>
+/// The parent's answer to each query on a tunnel DNS stream: the name is checked again with the parent's own
+/// policy (REFUSED when denied: a compromised enclave forwarder gains nothing), the query goes to the upstream
+/// resolvers, and the answered addresses are learned into the parent's own cache so its connect check allows
+/// them. SERVFAIL when no upstream answers in time.
+/// </summary>
+internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient upstreams, ILogger logger, CancellationToken aborted) : IDnsAnswerer
+{
+    /// <inheritdoc />
+    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp)
+    {
+        DnsParseError error = DnsMessage.TryParseQuestion(query.Span, out DnsQuestion question, out _);
+        if (error != DnsParseError.None)
+        {
+            int length = DnsMessage.WriteFormErr(query.Span, response.Span);
+            GatewayLog.DnsMalformed(logger, error);
+            return length;
+        }
+
+        PolicyDecision decision = policy.CheckName(question.Name);
+        if (!decision.IsAllowed)
+        {
+            GatewayLog.DnsDenied(logger, question.Name, DnsTypeName.Of(question.Type), decision);
+            return DnsMessage.WriteRefused(query.Span, response.Span);
+        }
+
+        int answer = await upstreams.ResolveAsync(query, response, aborted).ConfigureAwait(false);
+        if (answer < 0)
+        {
+            GatewayLog.DnsUpstreamFailed(logger, question.Name, DnsTypeName.Of(question.Type), upstreams.Upstreams.Count);
+            return DnsMessage.WriteServFail(query.Span, response.Span);
+        }
+
+        DnsAnswerLearner.Learn(policy, question.Name, response.Span[..answer], logger);
+        return answer;
+    }
+}

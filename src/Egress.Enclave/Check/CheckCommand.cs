@@ -1,0 +1,48 @@
+using System.Globalization;
+using Egress.Configuration;
+using Egress.Policy;
+
+namespace Egress.Enclave.Check;
+
+/// <summary>
+/// <c>egress-enclave check TARGET</c>: explains what the configured policy says about a name or an address. It
+/// runs without the forwarder's live cache of learned addresses, so it explains the static rules only, and says so.
+/// Exit code 0 when allowed, 1 when denied.
+/// </summary>
+internal sealed class CheckCommand(EgressConfiguration configuration, EgressPolicy policy, TextWriter output)
+{
+    public int Run(CheckTarget target)
+    {
+        string port = target.Port is int p ? string.Create(CultureInfo.InvariantCulture, $", port {p} (ports are not part of the policy)") : string.Empty;
+        bool allowed;
+        if (target.Name is not null)
+        {
+            var decision = policy.CheckName(target.Name);
+            allowed = decision.IsAllowed;
+            output.WriteLine($"target:  name {target.Name}{port}");
+            output.WriteLine($"dns:     {decision}");
+            output.WriteLine(allowed
+                ? $"         the DNS forwarder forwards queries for this name to the parent and answers them unchanged"
+                : $"         the DNS forwarder answers REFUSED at once; nothing is forwarded");
+            output.WriteLine(allowed
+                ? $"connect: allowed to the addresses answered for this name, for their TTL (at least {Seconds(configuration.Dns.TtlFloor)}) plus {Seconds(configuration.Dns.Grace)} grace; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"
+                : "connect: denied to any address learned for this name (none will be)");
+        }
+        else
+        {
+            var decision = policy.CheckAddress(target.Address!);
+            allowed = decision.IsAllowed;
+            output.WriteLine($"target:  address {target.Address}{port}");
+            output.WriteLine($"connect: {decision}");
+            if (decision.Reason == DecisionReason.NeverLearned)
+            {
+                output.WriteLine("         at run time it is allowed while the DNS forwarder has learned it from an answer for an allowed name");
+            }
+        }
+
+        output.WriteLine("note:    explains the static rules of the configuration; this command has no access to the running forwarder's cache of learned addresses");
+        return allowed ? 0 : 1;
+    }
+
+    private static string Seconds(TimeSpan value) => string.Create(CultureInfo.InvariantCulture, $"{value.TotalSeconds:0.###} s");
+}

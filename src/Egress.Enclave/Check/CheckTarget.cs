@@ -1,0 +1,69 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using System.Net;
+
+namespace Egress.Enclave.Check;
+
+/// <summary>What <c>egress-enclave check</c> is asked about: a name or an IP address, with an optional port.</summary>
+internal sealed record CheckTarget(string? Name, IPAddress? Address, int? Port)
+{
+    /// <summary>Parses NAME, IP, NAME:PORT, IPv4:PORT or [IPv6]:PORT (a bare IPv6 address has no port).</summary>
+    public static bool TryParse(string text, [NotNullWhen(true)] out CheckTarget? target, [NotNullWhen(false)] out string? error)
+    {
+        target = null;
+        error = null;
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            error = "the target is empty";
+            return false;
+        }
+
+        if (!text.StartsWith('[') && IPAddress.TryParse(text, out var bare) && (text.Contains(':', StringComparison.Ordinal) || text == bare.ToString()))
+        {
+            target = new CheckTarget(null, bare, null);
+            return true;
+        }
+
+        string host = text;
+        int? port = null;
+        int colon = text.LastIndexOf(':');
+        if (colon >= 0)
+        {
+            host = text[..colon];
+            if (!int.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int number) || number is < 1 or > 65535)
+            {
+                error = $"'{text[(colon + 1)..]}' is not a port (1-65535)";
+                return false;
+            }
+
+            port = number;
+        }
+
+        if (host.StartsWith('[') && host.EndsWith(']'))
+        {
+            if (!IPAddress.TryParse(host[1..^1], out var v6) || v6.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
+            {
+                error = $"'{host}' is not an IPv6 address";
+                return false;
+            }
+
+            target = new CheckTarget(null, v6, port);
+            return true;
+        }
+
+        if (IPAddress.TryParse(host, out var v4) && host == v4.ToString())
+        {
+            target = new CheckTarget(null, v4, port);
+            return true;
+        }
+
+        if (host.Length == 0 || host.Contains(':', StringComparison.Ordinal) || host.Contains('[', StringComparison.Ordinal))
+        {
+            error = $"'{text}' is not NAME, IP, NAME:PORT, IPv4:PORT or [IPv6]:PORT";
+            return false;
+        }
+
+        target = new CheckTarget(host.TrimEnd('.'), null, port);
+        return true;
+    }
+}

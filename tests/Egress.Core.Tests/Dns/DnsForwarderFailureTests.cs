@@ -1,0 +1,129 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Dns;
+
+namespace Egress.Tests.Dns;
+
+/// <summary>Timeouts, failover and tunnel failures, end to end through both hops.</summary>
+public sealed class DnsForwarderFailureTests
+{
+    [Test]
+    public async Task SilentUpstreamGivesServFailAfterTheParentsTimeout()
+    {
+        await using var upstream = new FakeUpstreamDns(TestZone.Answer);
+        await using var harness = await DnsTunnelHarness.StartAsync([upstream.EndPoint], parentTimeout: TimeSpan.FromMilliseconds(300));
+
+        byte[] query = DnsQueryBytes.Build(0x5E4F, "slow.x.test");
+        byte[] answer = await harness.UdpAsync(query);
+
+        Assert.That(answer, Is.EqualTo(ServFail(query)));
+        Assert.That(harness.ParentLog.Lines, Has.One.EqualTo("Warning: SERVFAIL for DNS slow.x.test A: none of 1 upstreams answered in time"));
+    }
+
+    [Test]
+    public async Task ParentSlowerThanTheQueryTimeoutGivesServFailAndTheForwarderGoesOn()
+    {
+        await using var upstream = new FakeUpstreamDns(TestZone.Answer);
+        await using var harness = await DnsTunnelHarness.StartAsync(
+            [upstream.EndPoint], parentTimeout: TimeSpan.FromSeconds(30), queryTimeout: TimeSpan.FromMilliseconds(300), streams: 1);
+
+        byte[] query = DnsQueryBytes.Build(0x0001, "slow.x.test");
+        Assert.That(await harness.UdpAsync(query), Is.EqualTo(ServFail(query)));
+        Assert.That(harness.EnclaveLog.Lines, Has.One.EqualTo("Warning: SERVFAIL for DNS slow.x.test A: TimedOut"));
+
+        // Same stream, same client ID: answered.
+        byte[] next = await harness.UdpAsync(DnsQueryBytes.Build(0x0001, "a.x.test"));
+        Assert.That((DnsQueryBytes.Rcode(next), DnsQueryBytes.AnswerCount(next)), Is.EqualTo((0, 1)));
+    }
+
+    [Test]
+    public async Task SilentFirstUpstreamFailsOverToTheSecond()
+    {
+        await using var silent = new FakeUpstreamDns((_, _) => FakeAnswer.Silence);
+        await using var good = new FakeUpstreamDns(TestZone.Answer);
+        await using var harness = await DnsTunnelHarness.StartAsync([silent.EndPoint, good.EndPoint], parentTimeout: TimeSpan.FromSeconds(1));
+
+        byte[] answer = await harness.UdpAsync(DnsQueryBytes.Build(2, "a.x.test"));
+
+        Assert.That((DnsQueryBytes.Rcode(answer), DnsQueryBytes.AnswerCount(answer)), Is.EqualTo((0, 1)));
+        Assert.That(silent.Queries.Select(q => q.Name), Is.EqualTo(new[] { "a.x.test" }));
+        Assert.That(good.Queries.Select(q => q.Name), Is.EqualTo(new[] { "a.x.test" }));
+    }
+
+    [Test]
+    public async Task DeadFirstUpstreamFailsOverToTheSecond()
+    {
+        IPEndPoint dead;
+        using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
+        {
+            probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            dead = (IPEndPoint)probe.LocalEndPoint!;
+        }
+
+        await using var good = new FakeUpstreamDns(TestZone.Answer);
+        await using var harness = await DnsTunnelHarness.StartAsync([dead, good.EndPoint]);
+
+        byte[] answer = await harness.UdpAsync(DnsQueryBytes.Build(3, "api.y.test"));
+
+        Assert.That((DnsQueryBytes.Rcode(answer), DnsQueryBytes.AnswerCount(answer)), Is.EqualTo((0, 1)));
+        Assert.That(good.Queries.Select(q => q.Name), Is.EqualTo(new[] { "api.y.test" }));
+    }
+
+    [Test]
+    public async Task TunnelStreamDyingMidFlightFailsPendingQueriesAndTheNextQueryReconnects()
+    {
+        await using var upstream = new FakeUpstreamDns(TestZone.Answer);
+        await using var harness = await DnsTunnelHarness.StartAsync([upstream.EndPoint], parentTimeout: TimeSpan.FromSeconds(60), queryTimeout: TimeSpan.FromSeconds(60));
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        socket.Connect(harness.EndPoint);
+        byte[][] queries = [.. Enumerable.Range(1, 3).Select(id => DnsQueryBytes.Build((ushort)id, "slow.x.test"))];
+        foreach (byte[] query in queries)
+        {
+            await socket.SendAsync(query, SocketFlags.None);
+        }
+
+        await WaitForAsync(() => upstream.Queries.Count == 3);
+        await harness.StopGatewayAsync();
+
+        var answers = new List<byte[]>();
+        for (int i = 0; i < 3; i++)
+        {
+            answers.Add(await DnsTunnelHarness.ReceiveAsync(socket));
+        }
+
+        Assert.That(answers.OrderBy(a => DnsMessage.ReadId(a)), Is.EqualTo(queries.Select(ServFail)));
+
+        // With the parent back, the next query opens a new stream.
+        await harness.StartGatewayAsync();
+        byte[] next = await harness.UdpAsync(DnsQueryBytes.Build(4, "a.x.test"));
+        Assert.That((DnsQueryBytes.Rcode(next), DnsQueryBytes.AnswerCount(next)), Is.EqualTo((0, 1)));
+    }
+
+    [Test]
+    public async Task NoParentGivesServFail()
+    {
+        await using var upstream = new FakeUpstreamDns(TestZone.Answer);
+        await using var harness = await DnsTunnelHarness.StartAsync([upstream.EndPoint]);
+        await harness.StopGatewayAsync();
+
+        byte[] query = DnsQueryBytes.Build(5, "a.x.test");
+        Assert.That(await harness.UdpAsync(query), Is.EqualTo(ServFail(query)));
+        Assert.That(upstream.Queries, Is.Empty);
+    }
+
+    private static byte[] ServFail(byte[] query)
+    {
+        byte[] buffer = new byte[DnsMessage.MaxErrorResponseLength];
+        return buffer[..DnsMessage.WriteServFail(query, buffer)];
+    }
+
+    private static async Task WaitForAsync(Func<bool> condition)
+    {
+        for (int i = 0; i < 500 && !condition(); i++)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.That(condition(), Is.True, "condition not reached within 5 s");
+    }
+}

@@ -1,0 +1,298 @@
+using System.Net;
+using DnsClient;
+using DnsClient.Protocol;
+using Egress.Dns;
+using Egress.Policy;
+
+namespace Egress.Tests.Dns;
+
+/// <summary>The enclave forwarder end to end: client → DnsForwarder → unix tunnel → TunnelGateway → fake upstream.</summary>
+public sealed class DnsForwarderTests
+{
+    private FakeUpstreamDns _upstream = null!;
+    private DnsTunnelHarness _harness = null!;
+
+    [SetUp]
+    public async Task SetUp()
+    {
+        _upstream = new FakeUpstreamDns(TestZone.Answer);
+        _harness = await DnsTunnelHarness.StartAsync([_upstream.EndPoint]);
+    }
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        await _harness.DisposeAsync();
+        await _upstream.DisposeAsync();
+    }
+
+    [Test]
+    public async Task AllowedNameIsAnsweredWithTheUpstreamsBytes()
+    {
+        byte[] query = DnsQueryBytes.Build(0x4242, "a.x.test");
+        byte[] answer = await _harness.UdpAsync(query);
+
+        Assert.That(_upstream.Answers.TryDequeue(out byte[]? upstreamAnswer), Is.True);
+        // The upstream answered the parent's (random) ID; with the client's ID it is exactly what the client got.
+        DnsMessage.WriteId(upstreamAnswer, 0x4242);
+        Assert.That(answer, Is.EqualTo(upstreamAnswer));
+        Assert.That(_upstream.Queries.Single(), Is.EqualTo(new FakeQuery("a.x.test", 1, false)));
+    }
+
+    [Test]
+    public async Task AllowedNameOverTcpIsAnsweredWithTheUpstreamsBytes()
+    {
+        byte[] answer = await _harness.TcpAsync(DnsQueryBytes.Build(7, "api.y.test"));
+
+        Assert.That(_upstream.Answers.TryDequeue(out byte[]? upstreamAnswer), Is.True);
+        DnsMessage.WriteId(upstreamAnswer, 7);
+        Assert.That(answer, Is.EqualTo(upstreamAnswer));
+    }
+
+    [Test]
+    public async Task DeniedNameIsRefusedWithoutForwardingAndLoggedOnce()
+    {
+        byte[] query = DnsQueryBytes.Build(0x1111, "evil.example");
+        byte[] answer = await _harness.UdpAsync(query);
+
+        byte[] expected = new byte[DnsMessage.MaxErrorResponseLength];
+        int length = DnsMessage.WriteRefused(query, expected);
+        Assert.That(answer, Is.EqualTo(expected[..length]));
+        Assert.That(DnsQueryBytes.Rcode(answer), Is.EqualTo(5));
+        Assert.That(_upstream.Queries, Is.Empty);
+        Assert.That(
+            _harness.EnclaveLog.Lines.Where(l => l.Contains("evil.example", StringComparison.Ordinal)),
+            Is.EqualTo(new[] { "Warning: refused DNS evil.example A: denied: name not in allowlist" }));
+    }
+
+    [Test]
+    public async Task MixedCaseNamesAreAllowedAndAnsweredAsAsked()
+    {
+        var result = await _harness.Client().QueryAsync("API.Y.Test", QueryType.A);
+
+        Assert.That(result.HasError, Is.False, result.ErrorMessage);
+        Assert.That(result.Answers.ARecords().Select(a => a.Address), Is.EqualTo(new[] { IPAddress.Parse("198.18.0.11") }));
+        Assert.That(_upstream.Queries.Single().Name, Is.EqualTo("API.Y.Test"));
+        Assert.That(_harness.EnclavePolicy.CheckAddress(IPAddress.Parse("198.18.0.11")).Subject, Is.EqualTo("api.y.test"));
+    }
+
+    [TestCase("a.deep.test", 0)]
+    [TestCase("b.a.deep.test", 0)]
+    [TestCase("deep.test", 5)]
+    [TestCase("x.test", 5)]
+    [TestCase("y.test", 5)]
+    [TestCase("b.api.y.test", 5)]
+    public async Task WildcardsMatchAnyDepthBelowTheirDomainButNotTheApex(string name, int rcode)
+    {
+        byte[] answer = await _harness.UdpAsync(DnsQueryBytes.Build(3, name));
+
+        Assert.That(DnsQueryBytes.Rcode(answer), Is.EqualTo(rcode));
+        Assert.That(_upstream.Queries.Select(q => q.Name), rcode == 0 ? Is.EqualTo(new[] { name }) : Is.Empty);
+    }
+
+    [Test]
+    public async Task AnsweredAddressesAreLearnedOnBothSides()
+    {
+        var v4 = IPAddress.Parse("198.18.0.10");
+        var v6 = IPAddress.Parse("2001:db8::10");
+        Assert.That(_harness.EnclavePolicy.CheckAddress(v4).Reason, Is.EqualTo(DecisionReason.NeverLearned));
+        Assert.That(_harness.ParentPolicy.CheckAddress(v4).Reason, Is.EqualTo(DecisionReason.NeverLearned));
+
+        var client = _harness.Client();
+        await client.QueryAsync("a.x.test", QueryType.A);
+        await client.QueryAsync("a.x.test", QueryType.AAAA);
+
+        foreach (var policy in new[] { _harness.EnclavePolicy, _harness.ParentPolicy })
+        {
+            foreach (var address in new[] { v4, v6 })
+            {
+                PolicyDecision decision = policy.CheckAddress(address);
+                Assert.That((decision.Reason, decision.Subject), Is.EqualTo((DecisionReason.Learned, "a.x.test")), address.ToString());
+            }
+        }
+    }
+
+    [Test]
+    public async Task CnameChainToAnOutsideNameLearnsTheFinalAddressUnderTheQuestionName()
+    {
+        var result = await _harness.Client().QueryAsync("c.x.test", QueryType.A);
+
+        Assert.That(result.Answers.CnameRecords().Single().CanonicalName.Value, Is.EqualTo("outside.z.test."));
+        var final = IPAddress.Parse("198.18.0.20");
+        foreach (var policy in new[] { _harness.EnclavePolicy, _harness.ParentPolicy })
+        {
+            PolicyDecision decision = policy.CheckAddress(final);
+            Assert.That((decision.Reason, decision.Subject), Is.EqualTo((DecisionReason.Learned, "c.x.test")));
+            Assert.That(decision.Time!.Value, Is.LessThanOrEqualTo(TimeSpan.FromSeconds(60)));
+        }
+
+        // The outside name itself stays outside the allowlist.
+        Assert.That((await _harness.UdpAsync(DnsQueryBytes.Build(9, "outside.z.test")))[3] & 0x0F, Is.EqualTo(5));
+    }
+
+    [Test]
+    public async Task RebindingAnswerIsPassedOnButNotLearnedOnEitherSide()
+    {
+        var result = await _harness.Client().QueryAsync("meta.x.test", QueryType.A);
+
+        var metadata = IPAddress.Parse("169.254.169.254");
+        Assert.That(result.Answers.ARecords().Single().Address, Is.EqualTo(metadata));
+        Assert.That(_harness.EnclavePolicy.CheckAddress(metadata).Reason, Is.EqualTo(DecisionReason.InternalRange));
+        Assert.That(_harness.ParentPolicy.CheckAddress(metadata).Reason, Is.EqualTo(DecisionReason.InternalRange));
+        Assert.That(_harness.EnclaveLog.Lines, Has.One.StartsWith("Warning: DNS rebinding refused: meta.x.test answered 169.254.169.254"));
+        Assert.That(_harness.ParentLog.Lines, Has.One.StartsWith("Warning: DNS rebinding refused: meta.x.test answered 169.254.169.254"));
+    }
+
+    [Test]
+    public async Task LargeAnswerIsTruncatedForAUdpClientWithoutEdnsWhichThenGetsItAllOverTcp()
+    {
+        byte[] query = DnsQueryBytes.Build(0x0B16, "big.x.test");
+        byte[] udpAnswer = await _harness.UdpAsync(query);
+
+        Assert.That(DnsQueryBytes.Truncated(udpAnswer), Is.True);
+        Assert.That(DnsQueryBytes.AnswerCount(udpAnswer), Is.EqualTo(0));
+        Assert.That(udpAnswer[..2], Is.EqualTo(query[..2]));
+        Assert.That(udpAnswer[12..], Is.EqualTo(query[12..]), "question only");
+
+        byte[] tcpAnswer = await _harness.TcpAsync(query);
+        Assert.That(tcpAnswer, Has.Length.GreaterThan(512));
+        Assert.That(DnsQueryBytes.Truncated(tcpAnswer), Is.False);
+        Assert.That(DnsQueryBytes.AnswerCount(tcpAnswer), Is.EqualTo(TestZone.BigRecordCount));
+        // The parent itself had to fall back to TCP for both: the upstream truncates a 512-byte client.
+        Assert.That(_upstream.Queries.Select(q => q.Tcp), Is.EqualTo(new[] { false, true, false, true }));
+    }
+
+    [Test]
+    public async Task LargeAnswerFitsAnEdnsClientsAdvertisedSizeOverUdp()
+    {
+        byte[] answer = await _harness.UdpAsync(DnsQueryBytes.Build(0x0E, "big.x.test", ednsSize: 4096));
+
+        Assert.That(DnsQueryBytes.Truncated(answer), Is.False);
+        Assert.That(DnsQueryBytes.AnswerCount(answer), Is.EqualTo(TestZone.BigRecordCount));
+        Assert.That(_upstream.Queries.Select(q => q.Tcp), Is.EqualTo(new[] { false }));
+    }
+
+    [Test]
+    public async Task DnsClientRetriesOverTcpAndGetsTheFullAnswer()
+    {
+        var result = await _harness.Client().QueryAsync("big.x.test", QueryType.A);
+
+        Assert.That(result.HasError, Is.False, result.ErrorMessage);
+        Assert.That(
+            result.Answers.ARecords().Select(a => a.Address.ToString()),
+            Is.EqualTo(Enumerable.Range(1, TestZone.BigRecordCount).Select(i => $"198.18.1.{i}")));
+        Assert.That(_harness.EnclavePolicy.CheckAddress(IPAddress.Parse("198.18.1.40")).IsAllowed, Is.True);
+    }
+
+    [Test]
+    public async Task MalformedQueriesNeverStopTheForwarder()
+    {
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+        socket.Connect(_harness.EndPoint);
+        byte[][] garbage =
+        [
+            [0xFF],
+            [1, 2, 3, 4, 5, 6, 7],
+            new DnsMessageBuilder().Header(0x0F0F, 0x8180, 1, 0, 0, 0).Question("a.x.test").ToArray(), // a response: dropped
+            [.. Enumerable.Range(0, 600).Select(i => (byte)(i * 37))],
+        ];
+        foreach (byte[] datagram in garbage)
+        {
+            await socket.SendAsync(datagram, System.Net.Sockets.SocketFlags.None);
+        }
+
+        // A header announcing one question whose name runs past the end: FORMERR without a question.
+        byte[] cut = DnsQueryBytes.Build(0x0C07, "a.x.test")[..16];
+        await socket.SendAsync(cut, System.Net.Sockets.SocketFlags.None);
+
+        // Too short and response-flagged datagrams get nothing; the 600 random bytes (ID 0x0025, QR clear) get FORMERR.
+        var answers = new[] { await DnsTunnelHarness.ReceiveAsync(socket), await DnsTunnelHarness.ReceiveAsync(socket) }.ToDictionary(a => DnsMessage.ReadId(a));
+        Assert.That(answers.Keys, Is.EquivalentTo(new ushort[] { 0x0025, 0x0C07 }));
+        Assert.That(DnsQueryBytes.Rcode(answers[0x0025]), Is.EqualTo(1));
+        Assert.That(answers[0x0C07], Is.EqualTo(new byte[] { 0x0C, 0x07, 0x81, 0x81, 0, 0, 0, 0, 0, 0, 0, 0 }));
+
+        // Two questions: FORMERR too; then a valid query is still answered.
+        byte[] two = new DnsMessageBuilder().Header(0x0D0D, 0x0100, 2, 0, 0, 0).Question("a.x.test").Question("a.x.test").ToArray();
+        await socket.SendAsync(two, System.Net.Sockets.SocketFlags.None);
+        Assert.That(DnsQueryBytes.Rcode(await DnsTunnelHarness.ReceiveAsync(socket)), Is.EqualTo(1));
+
+        await socket.SendAsync(DnsQueryBytes.Build(0x0A0A, "a.x.test"), System.Net.Sockets.SocketFlags.None);
+        byte[] answer = await DnsTunnelHarness.ReceiveAsync(socket);
+        Assert.That((DnsMessage.ReadId(answer), DnsQueryBytes.Rcode(answer), DnsQueryBytes.AnswerCount(answer)), Is.EqualTo(((ushort)0x0A0A, 0, 1)));
+        Assert.That(_upstream.Queries.Select(q => q.Name), Is.EqualTo(new[] { "a.x.test" }));
+
+        // On TCP an empty frame closes that connection only.
+        using (var broken = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp))
+        {
+            await broken.ConnectAsync(_harness.EndPoint);
+            await broken.SendAsync(new byte[] { 0, 0, 0, 12 }, System.Net.Sockets.SocketFlags.None);
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            Assert.That(await broken.ReceiveAsync(new byte[16], System.Net.Sockets.SocketFlags.None, timeout.Token), Is.EqualTo(0));
+        }
+
+        var tcp = await _harness.TcpAsync(DnsQueryBytes.Build(0x0B0B, "a.x.test"));
+        Assert.That((DnsMessage.ReadId(tcp), DnsQueryBytes.Rcode(tcp)), Is.EqualTo(((ushort)0x0B0B, 0)));
+    }
+
+    [Test]
+    public async Task TwoHundredConcurrentQueriesWithCollidingClientIdsAreAllAnsweredCorrectly()
+    {
+        const int Clients = 4;
+        const int PerClient = 50;
+        var sockets = Enumerable.Range(0, Clients).Select(_ =>
+        {
+            var s = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+            s.Connect(_harness.EndPoint);
+            return s;
+        }).ToArray();
+        try
+        {
+            // Every client uses IDs 1..50, so 4 queries with each ID are in flight at once: only ID rewriting keeps them apart.
+            var receivers = sockets.Select(async (socket, c) =>
+            {
+                var got = new Dictionary<ushort, byte[]>();
+                while (got.Count < PerClient)
+                {
+                    byte[] answer = await DnsTunnelHarness.ReceiveAsync(socket);
+                    got[DnsMessage.ReadId(answer)] = answer;
+                }
+
+                return got;
+            }).ToArray();
+            await Task.WhenAll(sockets.SelectMany((socket, c) => Enumerable.Range(1, PerClient).Select(id =>
+                socket.SendAsync(DnsQueryBytes.Build((ushort)id, $"n{(c * PerClient) + id}.x.test"), System.Net.Sockets.SocketFlags.None))));
+            var results = await Task.WhenAll(receivers);
+
+            for (int c = 0; c < Clients; c++)
+            {
+                for (ushort id = 1; id <= PerClient; id++)
+                {
+                    byte[] answer = results[c][id];
+                    int n = (c * PerClient) + id;
+                    Assert.That(DnsMessage.TryParseQuestion(answer.AsSpan(), out _, out _), Is.EqualTo(DnsParseError.NotAQuery));
+                    var addresses = new List<DnsAddressRecord>();
+                    Assert.That(DnsMessage.ExtractAddresses(answer, addresses), Is.EqualTo(DnsParseError.None));
+                    Assert.That(addresses.Select(a => (a.OwnerName, a.Address.ToString())), Is.EqualTo(new[] { ($"n{n}.x.test", TestZone.AddressOf(n)) }));
+                }
+            }
+
+            Assert.That(_upstream.Queries, Has.Count.EqualTo(Clients * PerClient));
+        }
+        finally
+        {
+            foreach (var socket in sockets)
+            {
+                socket.Dispose();
+            }
+        }
+    }
+
+    [Test]
+    public async Task SpoofedUpstreamDatagramWithAWrongIdIsIgnored()
+    {
+        var result = await _harness.Client().QueryAsync("spoof.x.test", QueryType.A);
+
+        Assert.That(result.Answers.ARecords().Single().Address, Is.EqualTo(IPAddress.Parse("198.18.0.30")));
+        Assert.That(_harness.ParentPolicy.CheckAddress(IPAddress.Parse("6.6.6.6")).Reason, Is.EqualTo(DecisionReason.NeverLearned));
+    }
+}

@@ -1,0 +1,22 @@
+namespace Egress.Tests.Dns;
+
+/// <summary>Raw standard queries (RD=1) for tests that talk to the forwarder without a DNS library.</summary>
+internal static class DnsQueryBytes
+{
+    public static byte[] Build(ushort id, string name, ushort type = 1, ushort? ednsSize = null)
+    {
+        var builder = new DnsMessageBuilder().Header(id, 0x0100, 1, 0, 0, ednsSize is null ? (ushort)0 : (ushort)1).Question(name, type);
+        if (ednsSize is ushort size)
+        {
+            builder = builder.Root().UInt16(41).UInt16(size).UInt32(0).UInt16(0);
+        }
+
+        return builder.ToArray();
+    }
+
+    public static int Rcode(byte[] response) => response[3] & 0x0F;
+
+    public static int AnswerCount(byte[] response) => (response[6] << 8) | response[7];
+
+    public static bool Truncated(byte[] response) => (response[2] & 0x02) != 0;
+}

@@ -1,0 +1,35 @@
+using System.Globalization;
+
+namespace Egress.Tests.Dns;
+
+/// <summary>The canned records the fake upstreams answer in the forwarder tests.</summary>
+internal static class TestZone
+{
+    public const int BigRecordCount = 40;
+
+    public static FakeAnswer Answer(string name, ushort type)
+    {
+        if (name.StartsWith('n') && name.EndsWith(".x.test", StringComparison.Ordinal)
+            && int.TryParse(name.AsSpan(1, name.Length - 8), NumberStyles.None, CultureInfo.InvariantCulture, out int n))
+        {
+            return FakeAnswer.Of(FakeRecord.A(name, AddressOf(n)));
+        }
+
+        return (name, type) switch
+        {
+            ("a.x.test", 28) => FakeAnswer.Of(FakeRecord.Aaaa("a.x.test", "2001:db8::10")),
+            ("a.x.test", _) => FakeAnswer.Of(FakeRecord.A("a.x.test", "198.18.0.10")),
+            ("api.y.test", _) => FakeAnswer.Of(FakeRecord.A("api.y.test", "198.18.0.11")),
+            ("c.x.test", _) => FakeAnswer.Of(FakeRecord.Cname("c.x.test", "outside.z.test", 120), FakeRecord.A("outside.z.test", "198.18.0.20", 60)),
+            ("meta.x.test", _) => FakeAnswer.Of(FakeRecord.A("meta.x.test", "169.254.169.254")),
+            ("big.x.test", _) => new FakeAnswer([.. Enumerable.Range(1, BigRecordCount).Select(i => FakeRecord.A("big.x.test", $"198.18.1.{i}"))]),
+            ("slow.x.test", _) => FakeAnswer.Silence,
+            ("spoof.x.test", _) => new FakeAnswer([FakeRecord.A("spoof.x.test", "198.18.0.30")], SpoofFirst: true),
+            ("a.deep.test", _) => FakeAnswer.Of(FakeRecord.A("a.deep.test", "198.18.0.40")),
+            ("b.a.deep.test", _) => FakeAnswer.Of(FakeRecord.A("b.a.deep.test", "198.18.0.41")),
+            _ => new FakeAnswer([], Rcode: 3),
+        };
+    }
+
+    public static string AddressOf(int n) => $"198.18.{2 + (n / 250)}.{1 + (n % 250)}";
+}
