@@ -61,11 +61,11 @@ public sealed class TunnelGatewayTests
         Assert.That(await echo.Served.WaitAsync(HangGuard), Is.EqualTo(payload.Length + more.Length));
         string total = (payload.Length + more.Length).ToString(System.Globalization.CultureInfo.InvariantCulture);
         Assert.That(
-            await _logs.WaitForLineAsync("connected "),
-            Is.EqualTo($"Information: connected {echo.EndPoint} (name hint echo.example): allowed: static entry \"127.0.0.1\""));
+            await _logs.WaitForLineAsync(", connected"),
+            Is.EqualTo($"Information: connection to {echo.EndPoint} (for echo.example) allowed: static entry \"127.0.0.1\", connected"));
         Assert.That(
-            await _logs.WaitForLineAsync("closed "),
-            Does.StartWith($"Information: closed {echo.EndPoint}: {total} bytes out, {total} bytes in, BothCompleted, "));
+            await _logs.WaitForLineAsync(" closed: "),
+            Does.StartWith($"Information: connection to {echo.EndPoint} closed: {total} bytes out, {total} bytes in, BothCompleted, "));
     }
 
     [Test]
@@ -78,8 +78,8 @@ public sealed class TunnelGatewayTests
         Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: denied: never learned from an allowed name")));
         Assert.That(rest, Is.Empty, "the stream ends after the status");
         Assert.That(
-            await _logs.WaitForLineAsync("denied "),
-            Is.EqualTo("Warning: denied 198.51.100.7:443 (name hint api.example.com): denied: never learned from an allowed name"));
+            await _logs.WaitForLineAsync(" denied: "),
+            Is.EqualTo("Warning: connection to 198.51.100.7:443 (for api.example.com) denied: never learned from an allowed name"));
     }
 
     [Test]
@@ -117,8 +117,8 @@ public sealed class TunnelGatewayTests
         Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.ConnectionRefused, "Connection refused")));
         Assert.That(rest, Is.Empty);
         Assert.That(
-            await _logs.WaitForLineAsync("failed "),
-            Is.EqualTo($"Warning: failed {closed} (name hint (null)): ConnectionRefused: Connection refused"));
+            await _logs.WaitForLineAsync(" failed: "),
+            Is.EqualTo($"Warning: connection to {closed} failed: ConnectionRefused: Connection refused"));
     }
 
     [Test]
@@ -227,7 +227,7 @@ public sealed class TunnelGatewayTests
         var error = Assert.ThrowsAsync<SocketException>(async () => await echo.Served.WaitAsync(HangGuard));
         Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset), "the destination sees RST, not a clean end");
         Assert.That(await _logs.WaitForLineAsync("aborting"), Does.EndWith(": shutdown deadline reached, aborting 1 live connections"));
-        Assert.That(await _logs.WaitForLineAsync("closed "), Does.Contain(": 0 bytes out, 0 bytes in, Cancelled, "));
+        Assert.That(await _logs.WaitForLineAsync(" closed: "), Does.Contain(" closed: 0 bytes out, 0 bytes in, Cancelled, "));
         using var late = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         Assert.That(() => late.Connect(_endpoint.EndPoint), Throws.InstanceOf<SocketException>(), "no longer accepting");
     }
