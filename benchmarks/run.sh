@@ -1,0 +1,459 @@
+#!/usr/bin/env bash
+# Egress benchmark suite against real peers (socat, HAProxy, dnsmasq, no proxy at all), on network namespaces.
+#
+#   sudo benchmarks/run.sh            # full run (~10 minutes): prints the ratio table, rewrites docs/benchmarks.md
+#   sudo benchmarks/run.sh --smoke    # every measurement, very briefly (< 2 minutes); exits non-zero if a path
+#                                     # fails to carry traffic; docs untouched (for CI)
+# Options: --no-install (fail instead of apt-get installing missing tools), --no-docs (full run, docs untouched),
+#          --keep (keep the run directory with logs and raw results),
+#          --only=throughput,latency,connrate,memory,dns,micro (run only these sections; implies --no-docs).
+#
+# Topology (all on this machine; no packet leaves it):
+#   enclave ns  only lo; `egress-enclave rules --apply` (route via lo + DNAT of all TCP to 127.0.0.1:4444);
+#               egress-enclave, the first hop of the socat and HAProxy chains, the clients (iperf3, egress-bench-tool,
+#               dnsperf)
+#   parent ns   veth 198.18.0.1/24; egress-host, the second hop of the socat and HAProxy chains, the dnsmasq pair
+#   world ns    veth 198.18.0.10/24; iperf3 -s, the echo server, the authoritative dnsmasq
+#   tunnel      Unix sockets in the run directory (reachable from every namespace), one per chain
+# Paths measured: egress (app -> DNAT -> egress-enclave -> unix -> egress-host -> server), socat 2-hop and HAProxy
+# 2-hop (app -> 127.0.0.1:port -> hop 1 -> unix -> hop 2 -> server), direct (parent ns -> world ns over the veth,
+# no proxy).
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+
+mode=full install=1 docs=1 keep=0 only=""
+for arg in "$@"; do
+  case "$arg" in
+    --smoke) mode=smoke ;;
+    --no-install) install=0 ;;
+    --no-docs) docs=0 ;;
+    --keep) keep=1 ;;
+    --only=*) only=",${arg#--only=}," ;;
+    -h|--help) sed -n "2,22p" "$0"; exit 0 ;;
+    *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ "$mode" = smoke ] || [ -n "$only" ] && docs=0
+want() { [ -z "$only" ] || [[ "$only" == *",$1,"* ]]; }
+
+if [ "$mode" = smoke ]; then
+  repeats=1 tp_seconds=1 lat_seconds=1 cr_seconds=1 cr_concurrency=8 hold=100 socat_hold=100 dns_seconds=1
+else
+  repeats=3 tp_seconds=5 lat_seconds=3 cr_seconds=5 cr_concurrency=16 hold=10000 socat_hold=1000 dns_seconds=5
+fi
+if [ -n "${BENCH_CONCURRENCY:-}" ]; then cr_concurrency=$BENCH_CONCURRENCY  # for experiments
+fi
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, iptables)"
+
+# --- prerequisites ----------------------------------------------------------------------------------------------
+need=(iperf3:iperf3 socat:socat haproxy:haproxy dnsperf:dnsperf dnsmasq:dnsmasq-base ip:iproute2 iptables:iptables
+      ss:iproute2 pgrep:procps python3:python3-minimal)
+missing=()
+for pair in "${need[@]}"; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  [ "$install" -eq 1 ] || die "missing tools (packages: ${missing[*]}); run without --no-install"
+  log "installing ${missing[*]}"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+fi
+command -v dotnet >/dev/null || die "dotnet SDK not found"
+
+# --- build --------------------------------------------------------------------------------------------------------
+log "building Release (hosts, benchmark tools, micro-benchmarks)"
+out="$repo/benchmarks/.build"
+for project in src/Egress.Enclave src/Egress.Host benchmarks/Egress.Benchmarks.Tools benchmarks/Egress.Benchmarks; do
+  name=$(basename "$project")
+  dotnet build "$repo/$project" -c Release -v q -nologo -o "$out/$name" >"/tmp/egress-bench-build-$name.log" 2>&1 \
+    || { tail -30 "/tmp/egress-bench-build-$name.log" >&2; die "build of $project failed"; }
+done
+enclave_bin="$out/Egress.Enclave/egress-enclave"
+host_bin="$out/Egress.Host/egress-host"
+tool="$out/Egress.Benchmarks.Tools/egress-bench-tool"
+
+# --- run directory, namespaces, teardown ---------------------------------------------------------------------------
+run=$(mktemp -d /tmp/egress-bench.XXXXXX)
+results="$run/results.txt"
+: >"$results"
+tag="eb$$"
+ns_enc="$tag-enclave" ns_par="$tag-parent" ns_wld="$tag-world"
+veth_p="${tag}p" veth_w="${tag}w"
+pids=()
+failures=()
+
+cleanup() {
+  local pid child
+  for pid in "${pids[@]}"; do
+    for child in $(pgrep -P "$pid" 2>/dev/null); do kill "$child" 2>/dev/null; done
+    kill "$pid" 2>/dev/null
+  done
+  for pid in "${pids[@]}"; do
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  for ns in "$ns_enc" "$ns_par" "$ns_wld"; do ip netns del "$ns" 2>/dev/null; done
+  rm -rf "/etc/netns/$ns_enc"
+  if [ "$keep" -eq 1 ]; then log "kept $run"; else rm -rf "$run"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Two sockets per relayed connection per host: the fd limit (hard limit; raising it needs CAP_SYS_RESOURCE) caps the
+# number of idle connections the memory measurement can hold.
+ulimit -n "$(ulimit -Hn)"
+fd_limit=$(ulimit -n)
+if [ $((hold * 2 + 300)) -gt "$fd_limit" ]; then
+  hold=$(((fd_limit - 300) / 2))
+  log "open-files limit $fd_limit: holding $hold connections instead of 10000"
+fi
+
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+# start NAME NS CMD...: runs CMD in NS in the background (ip netns exec execs, so $! is CMD's pid), logs to run dir.
+start() {
+  local name=$1 ns=$2; shift 2
+  ip netns exec "$ns" "$@" >"$run/$name.log" 2>&1 &
+  pids+=("$!")
+  eval "pid_${name//-/_}=$!"
+}
+pid_of() { local var="pid_${1//-/_}"; printf '%s' "${!var}"; }
+wait_until() { # wait_until SECONDS DESCRIPTION CMD...
+  local deadline=$((SECONDS + $1)) what=$2; shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || die "timed out waiting for $what"
+    sleep 0.1
+  done
+}
+tcp_listening() { [ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2")" ]; }
+udp_listening() { [ -n "$(ip netns exec "$1" ss -Hlun "sport = :$2")" ]; }
+record() { echo "$*" >>"$results"; }
+fail() { failures+=("$*"); log "FAILED: $*"; }
+
+log "namespaces $ns_enc, $ns_par, $ns_wld (run directory $run)"
+for ns in "$ns_enc" "$ns_par" "$ns_wld"; do
+  ip netns add "$ns" || die "ip netns add $ns"
+  ip -n "$ns" link set lo up
+  # Short runs of many connections: reuse TIME_WAIT ports and use the whole port range (each namespace has its own).
+  in_ns "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1
+done
+ip -n "$ns_par" link add "$veth_p" type veth peer name "$veth_w" netns "$ns_wld" || die "veth"
+ip -n "$ns_par" addr add 198.18.0.1/24 dev "$veth_p"
+ip -n "$ns_wld" addr add 198.18.0.10/24 dev "$veth_w"
+ip -n "$ns_par" link set "$veth_p" up
+ip -n "$ns_wld" link set "$veth_w" up
+mkdir -p "/etc/netns/$ns_enc" && echo "nameserver 127.0.0.1" >"/etc/netns/$ns_enc/resolv.conf"
+in_ns "$ns_enc" "$enclave_bin" rules --apply >"$run/rules.log" 2>&1 || { cat "$run/rules.log" >&2; die "egress-enclave rules --apply"; }
+
+world=198.18.0.10
+iperf_port=5201 echo_port=7000
+
+# --- servers (world) ----------------------------------------------------------------------------------------------
+start iperf-server "$ns_wld" iperf3 -s -B "$world" -p "$iperf_port"
+start echo-server "$ns_wld" "$tool" echo-server --listen "$world:$echo_port"
+# The authoritative upstream both DNS chains end at: every name below bench.egress.test is 198.18.0.10, TTL 300.
+start dnsmasq-c "$ns_wld" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --pid-file \
+  --bind-interfaces --listen-address="$world" --port=53 --address=/bench.egress.test/"$world" --local-ttl=300 \
+  --log-facility="$run/dnsmasq-c.syslog"
+wait_until 20 "iperf3 -s" tcp_listening "$ns_wld" "$iperf_port"
+wait_until 20 "echo server" tcp_listening "$ns_wld" "$echo_port"
+wait_until 20 "dnsmasq C" udp_listening "$ns_wld" 53
+
+# --- egress chain ---------------------------------------------------------------------------------------------------
+cat >"$run/enclave.toml" <<EOF
+[egress]
+enabled = true
+destinations = ["198.18.0.0/15", "*.bench.egress.test"]
+
+[tunnel]
+enclave_endpoint = "unix:$run/egress.sock"
+host_endpoint = "unix:$run/egress.sock"
+
+[enclave]
+proxy_listen = ["127.0.0.1:4444"]
+dns_listen = ["127.0.0.1:53"]
+
+[host]
+dns_upstreams = ["$world:53"]
+EOF
+# Warning: no per-connection log lines (the peers log nothing either).
+# BENCH_HOST_ENV="NAME=value ..." sets environment variables for the two egress hosts only (for experiments, e.g.
+# DOTNET_ThreadPool_ForceMinWorkerThreads=32); word-split on purpose.
+# shellcheck disable=SC2086
+start egress-host "$ns_par" env ${BENCH_HOST_ENV:-} "$host_bin" --config "$run/enclave.toml" --log-level Warning
+wait_until 30 "egress-host" test -S "$run/egress.sock"
+# shellcheck disable=SC2086
+start egress-enclave "$ns_enc" env ${BENCH_HOST_ENV:-} "$enclave_bin" --config "$run/enclave.toml" --log-level Warning
+wait_until 30 "egress-enclave" tcp_listening "$ns_enc" 4444
+
+# --- socat chain: hop 1 in the enclave ns listens on 127.0.0.1, hop 2 in the parent ns dials the world; 64 KiB
+#     transfer buffer (socat's default is 8 KiB; Egress reads 64 KiB at a time) and TCP_NODELAY like Egress ----------
+socat_iperf=5002 socat_echo=5007
+for target in iperf:$socat_iperf:$iperf_port echo:$socat_echo:$echo_port; do
+  IFS=: read -r what port dest <<<"$target"
+  start "socat2-$what" "$ns_par" socat -b 65536 "UNIX-LISTEN:$run/socat-$what.sock,fork,backlog=4096" "TCP:$world:$dest,nodelay"
+  wait_until 20 "socat hop 2 ($what)" test -S "$run/socat-$what.sock"
+  start "socat1-$what" "$ns_enc" socat -b 65536 "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr,nodelay,backlog=4096" \
+    "UNIX-CONNECT:$run/socat-$what.sock"
+  wait_until 20 "socat hop 1 ($what)" tcp_listening "$ns_enc" "$port"
+done
+
+# --- HAProxy chain: tcp mode, default tuning, unix socket between the two instances -----------------------------------
+ha_iperf=5102 ha_echo=5107
+ha_maxconn=$((hold + 100))
+ha_common="global
+  maxconn $ha_maxconn
+defaults
+  mode tcp
+  maxconn $ha_maxconn
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h"
+cat >"$run/haproxy2.cfg" <<EOF
+$ha_common
+frontend iperf
+  bind unix@$run/ha-iperf.sock
+  default_backend iperf
+backend iperf
+  server world $world:$iperf_port
+frontend echo
+  bind unix@$run/ha-echo.sock
+  default_backend echo
+backend echo
+  server world $world:$echo_port
+EOF
+cat >"$run/haproxy1.cfg" <<EOF
+$ha_common
+frontend iperf
+  bind 127.0.0.1:$ha_iperf
+  default_backend iperf
+backend iperf
+  server parent unix@$run/ha-iperf.sock
+frontend echo
+  bind 127.0.0.1:$ha_echo
+  default_backend echo
+backend echo
+  server parent unix@$run/ha-echo.sock
+EOF
+start haproxy2 "$ns_par" haproxy -db -f "$run/haproxy2.cfg"
+wait_until 20 "haproxy hop 2" test -S "$run/ha-echo.sock"
+start haproxy1 "$ns_enc" haproxy -db -f "$run/haproxy1.cfg"
+wait_until 20 "haproxy hop 1" tcp_listening "$ns_enc" "$ha_echo"
+
+# path -> namespace of the client, iperf3 target, echo target
+paths=(egress haproxy socat direct)
+declare -A client_ns=([egress]=$ns_enc [haproxy]=$ns_enc [socat]=$ns_enc [direct]=$ns_par)
+declare -A iperf_target=([egress]="$world $iperf_port" [haproxy]="127.0.0.1 $ha_iperf" [socat]="127.0.0.1 $socat_iperf" [direct]="$world $iperf_port")
+declare -A echo_target=([egress]="$world:$echo_port" [haproxy]="127.0.0.1:$ha_echo" [socat]="127.0.0.1:$socat_echo" [direct]="$world:$echo_port")
+declare -A hop_pids=([egress]="$(pid_of egress-enclave) $(pid_of egress-host)" [haproxy]="$(pid_of haproxy1) $(pid_of haproxy2)"
+                     [socat]="$(pid_of socat1-iperf) $(pid_of socat2-iperf)" [direct]="")
+
+# CPU ticks (own + reaped children, so socat's forks count) of a process.
+cpu_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+clk_tck=$(getconf CLK_TCK)
+# cpu_begin PATH ... cpu_end PATH METRIC ... cpu_record: % of one core each hop of PATH used in between.
+cpu_begin() { cpu_before=(); local pid; for pid in ${hop_pids[$1]}; do cpu_before+=("$(cpu_ticks "$pid")"); done; cpu_start=$(date +%s%N); }
+cpu_end() {
+  local elapsed_ms=$((($(date +%s%N) - cpu_start) / 1000000)) hop=0 pid
+  cpu_lines=()
+  for pid in ${hop_pids[$1]}; do
+    cpu_lines+=("$2.$1.hop$((hop + 1)) $(((($(cpu_ticks "$pid") - cpu_before[hop]) * 100000 / clk_tck) / elapsed_ms))")
+    hop=$((hop + 1))
+  done
+}
+cpu_record() { local line; for line in "${cpu_lines[@]}"; do record "$line"; done; }
+
+# --- throughput -------------------------------------------------------------------------------------------------------
+if want throughput; then
+log "throughput: iperf3 -t $tp_seconds, $repeats repeat(s) per path"
+for ((r = 1; r <= repeats; r++)); do
+  for path in "${paths[@]}"; do
+    read -r host port <<<"${iperf_target[$path]}"
+    cpu_begin "$path"
+    json=$(in_ns "${client_ns[$path]}" iperf3 -c "$host" -p "$port" -t "$tp_seconds" -J 2>&1)
+    cpu_end "$path" cpu_pct
+    gbps=$(python3 -c 'import json,sys
+try: print("%.3f" % (json.loads(sys.stdin.read())["end"]["sum_received"]["bits_per_second"] / 1e9))
+except Exception: print("0")' <<<"$json")
+    if [ "$gbps" = 0 ] || [ "$gbps" = 0.000 ]; then
+      fail "throughput via $path carried no traffic: $(tail -c 300 <<<"$json")"
+      continue
+    fi
+    record "throughput_gbps.$path $gbps"
+    cpu_record
+    log "  $path: $gbps Gbit/s"
+  done
+done
+fi
+
+# --- latency ----------------------------------------------------------------------------------------------------------
+if want latency; then
+log "latency: 1-byte ping-pong for $lat_seconds s, $repeats repeat(s) per path"
+for ((r = 1; r <= repeats; r++)); do
+  for path in "${paths[@]}"; do
+    line=$(in_ns "${client_ns[$path]}" "$tool" latency --target "${echo_target[$path]}" --seconds "$lat_seconds" 2>&1) \
+      || { fail "latency via $path: $line"; continue; }
+    p50=$(grep -o 'p50_us=[0-9.]*' <<<"$line" | cut -d= -f2)
+    p99=$(grep -o 'p99_us=[0-9.]*' <<<"$line" | cut -d= -f2)
+    record "rtt_p50_us.$path $p50"
+    record "rtt_p99_us.$path $p99"
+    log "  $path: $line"
+  done
+done
+fi
+
+# --- connection rate --------------------------------------------------------------------------------------------------
+if want connrate; then
+hop_pids[socat]="$(pid_of socat1-echo) $(pid_of socat2-echo)"  # the echo chain from here on
+log "connection rate: $cr_concurrency loops for $cr_seconds s, $repeats repeat(s) per path"
+for ((r = 1; r <= repeats; r++)); do
+  for path in "${paths[@]}"; do
+    cpu_begin "$path"
+    line=$(in_ns "${client_ns[$path]}" "$tool" connrate --target "${echo_target[$path]}" --seconds "$cr_seconds" \
+      --concurrency "$cr_concurrency" 2>&1) || { fail "connection rate via $path: $line"; continue; }
+    cpu_end "$path" cpu_cr_pct
+    record "conn_per_s.$path $(grep -o 'per_second=[0-9]*' <<<"$line" | cut -d= -f2)"
+    cpu_record
+    log "  $path: $line; CPU % per hop: ${cpu_lines[*]}"
+    sleep 1
+  done
+done
+fi
+
+# --- memory per idle relayed connection -------------------------------------------------------------------------------
+if want memory; then
+hop_pids[socat]="$(pid_of socat1-echo) $(pid_of socat2-echo)"
+rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+# Proportional set size of a process and its children (socat forks one process per connection; Pss splits the pages
+# they share instead of counting them once per process).
+pss_tree_kib() {
+  local total=0 pid
+  for pid in "$1" $(pgrep -P "$1"); do
+    total=$((total + $(awk '/^Pss:/{print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+# measure_memory PATH COUNT METRIC: holds COUNT idle connections through PATH, records bytes per connection per hop.
+measure_memory() {
+  local path=$1 count=$2 metric=$3 pids_of_hops=(${hop_pids[$1]}) before=() after=() i
+  for i in 0 1; do before[$i]=$($metric "${pids_of_hops[$i]}"); done
+  start "hold-$path" "${client_ns[$path]}" "$tool" hold --target "${echo_target[$path]}" --count "$count" --parallel 32
+  local hold_pid deadline=$((SECONDS + 300))
+  hold_pid=$(pid_of "hold-$path")
+  until grep -q '^ready' "$run/hold-$path.log" 2>/dev/null; do
+    if ! kill -0 "$hold_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then break; fi
+    sleep 0.5
+  done
+  if ! grep -q "^ready held=$count failed=0" "$run/hold-$path.log" 2>/dev/null; then
+    fail "memory via $path: could not hold $count connections: $(tail -3 "$run/hold-$path.log" | tr '\n' ' ')"
+  else
+    sleep 2
+    for i in 0 1; do after[$i]=$($metric "${pids_of_hops[$i]}"); done
+    for i in 0 1; do
+      record "mem_bytes_per_conn.$path.hop$((i + 1)) $(((after[i] - before[i]) * 1024 / count))"
+    done
+    record "mem_conns.$path $count"
+    log "  $path: $count connections: hop 1 ${before[0]} -> ${after[0]} KiB, hop 2 ${before[1]} -> ${after[1]} KiB"
+  fi
+  kill "$hold_pid" 2>/dev/null
+  wait "$hold_pid" 2>/dev/null
+  sleep 3
+}
+log "memory: idle relayed connections ($hold for egress and HAProxy, $socat_hold for socat)"
+measure_memory egress "$hold" rss_kib
+measure_memory haproxy "$hold" rss_kib
+measure_memory socat "$socat_hold" pss_tree_kib
+fi
+
+# --- DNS ----------------------------------------------------------------------------------------------------------
+if want dns; then
+log "DNS: dnsperf for $dns_seconds s, $repeats repeat(s) per path"
+for ((i = 0; i < 1000; i++)); do echo "n$i.bench.egress.test A"; done >"$run/queries.txt"
+# The peer: two non-caching dnsmasq forwarders in series in the parent ns (A -> B -> the authoritative C in world).
+start dnsmasq-b "$ns_par" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --pid-file \
+  --bind-interfaces --listen-address=127.0.0.1 --port=5302 --cache-size=0 --dns-forward-max=1000 \
+  --server="$world#53" --log-facility="$run/dnsmasq-b.syslog"
+start dnsmasq-a "$ns_par" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --pid-file \
+  --bind-interfaces --listen-address=127.0.0.1 --port=5301 --cache-size=0 --dns-forward-max=1000 \
+  --server="127.0.0.1#5302" --log-facility="$run/dnsmasq-a.syslog"
+wait_until 20 "dnsmasq A" udp_listening "$ns_par" 5301
+wait_until 20 "dnsmasq B" udp_listening "$ns_par" 5302
+declare -A dns_ns=([egress]=$ns_enc [dnsmasq]=$ns_par) dns_port=([egress]=53 [dnsmasq]=5301)
+dns_paths=(dnsmasq)
+if probe=$(in_ns "$ns_enc" "$tool" dns-probe --server 127.0.0.1:53 --name probe.bench.egress.test --timeout-ms 3000 2>&1); then
+  dns_paths=(egress dnsmasq)
+else
+  log "SKIP DNS through egress: nothing answers on 127.0.0.1:53 in the enclave namespace ($probe);"
+  log "     this egress-enclave build has no DNS forwarder yet (or it failed to start: see $run/egress-enclave.log)"
+  record "dns_skipped egress"
+fi
+for ((r = 1; r <= repeats; r++)); do
+  for path in "${dns_paths[@]}"; do
+    # Saturation: 100 queries outstanding; queries per second, and every query must be answered.
+    perf=$(in_ns "${dns_ns[$path]}" dnsperf -s 127.0.0.1 -p "${dns_port[$path]}" -d "$run/queries.txt" \
+      -l "$dns_seconds" -q 100 -t 2 2>&1)
+    qps=$(awk '/Queries per second:/{print $4}' <<<"$perf")
+    lost=$(awk '/Queries lost:/{print $3}' <<<"$perf")
+    completed=$(awk '/Queries completed:/{print $3}' <<<"$perf")
+    if [ -z "$qps" ] || [ "${completed:-0}" = 0 ]; then fail "DNS via $path answered nothing: $(tail -5 <<<"$perf")"; continue; fi
+    record "dns_qps.$path $qps"
+    record "dns_lost.$path $lost"
+    # Latency: the same queries at a fixed 1,000 qps, every answer's latency (dnsperf -v), p50 and p99.
+    lat=$(in_ns "${dns_ns[$path]}" dnsperf -s 127.0.0.1 -p "${dns_port[$path]}" -d "$run/queries.txt" \
+      -l "$dns_seconds" -Q 1000 -t 2 -v 2>&1 | python3 -c '
+import sys
+l = sorted(float(p[-1]) for p in (x.split() for x in sys.stdin) if len(p) >= 4 and p[0] == ">")
+print("%.1f %.1f" % (l[len(l) // 2] * 1e6, l[int(len(l) * 0.99)] * 1e6) if l else "")')
+    if [ -n "$lat" ]; then
+      record "dns_p50_us.$path ${lat% *}"
+      record "dns_p99_us.$path ${lat#* }"
+    fi
+    log "  $path: $qps qps, lost $lost; at 1000 qps p50/p99 ${lat:-?} us"
+  done
+done
+fi
+
+# --- micro-benchmarks -------------------------------------------------------------------------------------------------
+if want micro; then
+log "micro-benchmarks (BenchmarkDotNet, in-process)"
+bdn_args=(--artifacts "$run/bdn")
+[ "$mode" = smoke ] && bdn_args+=(--smoke)
+if ! "$out/Egress.Benchmarks/Egress.Benchmarks" "${bdn_args[@]}" >"$run/bdn.log" 2>&1; then
+  tail -20 "$run/bdn.log" >&2
+  fail "micro-benchmarks"
+fi
+fi
+
+# --- report ---------------------------------------------------------------------------------------------------------
+info="$run/machine.txt"
+{
+  echo "date $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "nproc $(nproc)"
+  echo "cpu $(lscpu | awk -F: '/Model name/{gsub(/^ +/, "", $2); print $2; exit}')"
+  echo "kernel $(uname -r)"
+  echo "dotnet $(dotnet --version)"
+  echo "iperf3 $(iperf3 --version | head -1 | awk '{print $2}')"
+  echo "haproxy $(haproxy -v | head -1 | awk '{print $3}')"
+  echo "socat $(socat -V | awk '/socat version/{print $3; exit}')"
+  echo "dnsmasq $(dnsmasq --version | head -1 | awk '{print $3}')"
+  echo "dnsperf $(dnsperf -h 2>&1 | awk '/^Version/{print $2}')"
+  echo "mode $mode"
+  echo "repeats $repeats"
+  echo "durations throughput ${tp_seconds}s, latency ${lat_seconds}s, connection rate ${cr_seconds}s x $cr_concurrency loops, DNS ${dns_seconds}s"
+} >"$info"
+report_args=(--results "$results" --machine "$info" --bdn "$run/bdn/results")
+[ "$docs" -eq 1 ] && report_args+=(--docs "$repo/docs/benchmarks.md")
+python3 "$here/report.py" "${report_args[@]}" || fail "report"
+
+if [ "${#failures[@]}" -gt 0 ]; then
+  log "${#failures[@]} failure(s):"
+  for f in "${failures[@]}"; do log "  $f"; done
+  exit 1
+fi
+log "done"
