@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Egress in five seconds, on one Linux machine, with network namespaces standing in for the enclave and its parent:
 #
-#   enclave (only lo) --unix socket, the VSOCK stand-in--> parent --veth--> world (nginx on 198.18.0.10 and .99)
+#   enclave (only lo) --unix socket, the VSOCK stand-in--> parent --veth--> world (nginx on 198.18.0.10, .11 and .99;
+#                                                                                 dnsmasq on 198.18.0.53)
 #
-# It builds the hosts, applies the enclave's redirect rules, then runs an unmodified curl inside the enclave to an
-# allowed destination (works) and to a denied one (refused), and shows the log lines that explain each.
+# It builds the hosts, applies the enclave's redirect rules, points the enclave's resolv.conf at egress-enclave's DNS
+# forwarder, then runs unmodified clients inside the enclave: curl to an allowed address (works) and to a denied one
+# (refused), curl to an allowed name whose address is listed nowhere (works: the forwarder learned it from the
+# answer), dig for a name outside the allowlist (REFUSED), and shows the log lines that explain each.
 # Everything is torn down on exit. Needs root and the .NET 10 SDK; installs the Debian packages it uses if missing.
 #
 #   sudo samples/demo.sh
-#   EGRESS_DEMO_CONFIG=path/to/enclave.toml sudo -E samples/demo.sh   # another allowlist (must allow 198.18.0.10)
+#   EGRESS_DEMO_CONFIG=path/to/enclave.toml sudo -E samples/demo.sh   # another allowlist (must allow 198.18.0.10 and
+#                                                                      # hello.egress.test, not 198.18.0.99 or evil.example)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,6 +20,7 @@ REPO=$(dirname "$HERE")
 PREFIX=egress-demo
 ENCLAVE=$PREFIX-enclave PARENT=$PREFIX-parent WORLD=$PREFIX-world
 ALLOWED=198.18.0.10 DENIED=198.18.0.99
+NAME=hello.egress.test NAME_ADDRESS=198.18.0.11 DENIED_NAME=evil.example DNS=198.18.0.53
 CONFIG=${EGRESS_DEMO_CONFIG:-$HERE/enclave.toml}
 # shellcheck source=netns/topology.sh
 . "$HERE/netns/topology.sh"
@@ -27,7 +32,7 @@ die() { echo "demo: $*" >&2; exit 1; }
 command -v dotnet >/dev/null || die "the .NET 10 SDK is required (https://dot.net); dotnet is not on PATH"
 
 missing=()
-for tool in ip:iproute2 iptables:iptables curl:curl nginx:nginx-light dnsmasq:dnsmasq-base nc:netcat-openbsd; do
+for tool in ip:iproute2 iptables:iptables curl:curl nginx:nginx-light dnsmasq:dnsmasq-base nc:netcat-openbsd dig:bind9-dnsutils; do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -42,7 +47,7 @@ cleanup() {
     trap - EXIT INT TERM
     set +e
     egress_netns_down "$PREFIX"
-    rm -rf "$WORK"
+    rm -rf "$WORK" "/etc/netns/$ENCLAVE"
     if ip netns list | grep -q "^$PREFIX-"; then
         echo "demo: namespaces left behind: $(ip netns list | grep "^$PREFIX-")" >&2
         status=1
@@ -77,6 +82,7 @@ ENCLAVE_DLL=$REPO/src/Egress.Enclave/bin/Release/net10.0/egress-enclave.dll
 
 say "creating namespaces $ENCLAVE, $PARENT, $WORLD"
 egress_netns_down "$PREFIX"   # a previous run that was killed hard
+rm -rf "/etc/netns/$ENCLAVE"
 egress_netns_up "$PREFIX"
 
 say "world: nginx on $ALLOWED and $DENIED (both would answer)"
@@ -98,14 +104,24 @@ NGINX
 ip netns exec "$WORLD" nginx -p "$WORK" -e "$WORK/nginx-error.log" -c "$WORK/nginx.conf" -g 'daemon off;' &
 wait_for "nginx" $! "$WORK/nginx-error.log" listening "$WORLD" 80
 
+say "world: dnsmasq on $DNS, the parent's DNS upstream ($NAME -> $NAME_ADDRESS, $DENIED_NAME -> $DENIED)"
+ip netns exec "$WORLD" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
+    --bind-interfaces --listen-address=$DNS --user=root --pid-file="$WORK/dnsmasq.pid" --log-facility=- --local=/#/ --local-ttl=300 \
+    --host-record=$NAME,$NAME_ADDRESS --host-record=$DENIED_NAME,$DENIED > "$WORK/dnsmasq.log" 2>&1 &
+wait_for "dnsmasq" $! "$WORK/dnsmasq.log" ip netns exec "$WORLD" dig +time=1 +tries=1 "@$DNS" $NAME
+
 say "parent: egress-host on unix:$WORK/tunnel.sock"
-ip netns exec "$PARENT" dotnet "$HOST_DLL" --config "$CONFIG" --tunnel "unix:$WORK/tunnel.sock" > "$WORK/host.log" 2>&1 &
+ip netns exec "$PARENT" dotnet "$HOST_DLL" --config "$CONFIG" --tunnel "unix:$WORK/tunnel.sock" --dns-upstream $DNS \
+    > "$WORK/host.log" 2>&1 &
 wait_for "egress-host" $! "$WORK/host.log" test -S "$WORK/tunnel.sock"
 
-say "enclave: egress-enclave rules --apply, then the proxy"
+say "enclave: egress-enclave rules --apply, then the proxy and the DNS forwarder; resolv.conf -> 127.0.0.1"
 ip netns exec "$ENCLAVE" dotnet "$ENCLAVE_DLL" rules --apply
+mkdir -p "/etc/netns/$ENCLAVE"   # ip netns exec bind-mounts this over /etc/resolv.conf
+echo "nameserver 127.0.0.1" > "/etc/netns/$ENCLAVE/resolv.conf"
 ip netns exec "$ENCLAVE" dotnet "$ENCLAVE_DLL" --config "$CONFIG" --tunnel "unix:$WORK/tunnel.sock" > "$WORK/enclave.log" 2>&1 &
 wait_for "egress-enclave" $! "$WORK/enclave.log" listening "$ENCLAVE" 4444
+wait_for "the DNS forwarder" $! "$WORK/enclave.log" listening "$ENCLAVE" 53
 
 result=0
 say "inside the enclave: curl http://$ALLOWED/   (allowed)"
@@ -122,11 +138,28 @@ else
     echo "-> refused (curl exit $?), as configured"
 fi
 
+say "inside the enclave: curl http://$NAME/   (allowed by name; $NAME_ADDRESS is listed nowhere)"
+if ip netns exec "$ENCLAVE" curl -sS --max-time 5 "http://$NAME/"; then
+    echo "-> allowed: the DNS forwarder learned $NAME_ADDRESS from the answer for $NAME"
+else
+    echo "-> UNEXPECTED: curl failed (exit $?)"; result=1
+fi
+
+say "inside the enclave: dig $DENIED_NAME   (a name not in the allowlist)"
+answer=$(ip netns exec "$ENCLAVE" dig +time=5 +tries=1 "$DENIED_NAME" || true)
+printf '%s\n' "$answer" | grep -E "status:|SERVER:"
+if printf '%s\n' "$answer" | grep -q "status: REFUSED"; then
+    echo "-> REFUSED by the enclave's forwarder; the query never left the enclave"
+else
+    echo "-> UNEXPECTED: not refused"; result=1
+fi
+
 sleep 0.3   # let the hosts flush their log lines
+pattern="$ALLOWED|$DENIED|$NAME_ADDRESS|$NAME|$DENIED_NAME"
 say "why: egress-enclave's log"
-grep -E "$ALLOWED|$DENIED" "$WORK/enclave.log" || echo "(no enclave log line names $ALLOWED or $DENIED)"
+grep -E "$pattern" "$WORK/enclave.log" || echo "(no enclave log line names $ALLOWED, $DENIED, $NAME or $DENIED_NAME)"
 say "why: egress-host's log"
-grep -E "$ALLOWED|$DENIED" "$WORK/host.log" || echo "(no host log line names $ALLOWED or $DENIED)"
+grep -E "$pattern" "$WORK/host.log" || echo "(no host log line names $ALLOWED, $DENIED, $NAME or $DENIED_NAME)"
 
 if [ "$result" -ne 0 ]; then
     say "full logs"

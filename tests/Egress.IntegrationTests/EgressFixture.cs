@@ -24,8 +24,15 @@ public abstract class EgressFixture
         Root.RequireOrIgnore();
         topology = await Topology.CreateAsync();
         world = await topology.StartWorldServicesAsync();
-        deployment = await EgressDeployment.StartAsync(topology, EnclaveConfig.Render(EnclaveConfig.DefaultDestinations));
+        await PrepareAsync(topology);
+        deployment = await EgressDeployment.StartAsync(topology, ConfigToml);
     }
+
+    /// <summary>The enclave.toml both hosts run with.</summary>
+    internal virtual string ConfigToml => EnclaveConfig.Render(EnclaveConfig.DefaultDestinations);
+
+    /// <summary>Runs after the world services start and before the hosts are deployed (e.g. a DNS upstream).</summary>
+    internal virtual Task PrepareAsync(Topology topology) => Task.CompletedTask;
 
     [OneTimeTearDown]
     public async Task TearDown()

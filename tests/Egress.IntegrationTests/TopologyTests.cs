@@ -20,7 +20,8 @@ public sealed class TopologyTests
         Root.RequireOrIgnore();
         topology = await Topology.CreateAsync();
         world = await topology.StartWorldServicesAsync();
-        await topology.StartDnsmasqAsync(("api.example.test", WorldAddresses.Allowed), ("api.example.test", WorldAddresses.AllowedV6));
+        await topology.StartDnsmasqAsync(
+            DnsmasqRecord.Host("api.example.test", WorldAddresses.Allowed), DnsmasqRecord.Host("api.example.test", WorldAddresses.AllowedV6));
     }
 
     [OneTimeTearDown]

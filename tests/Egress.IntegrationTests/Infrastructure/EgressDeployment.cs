@@ -5,11 +5,14 @@ namespace Egress.IntegrationTests.Infrastructure;
 /// <summary>
 /// The system under test deployed on a <see cref="Topology"/>: egress-host in the parent namespace listening on a
 /// Unix socket (the VSOCK stand-in), the enclave's iptables/route rules applied with `egress-enclave rules --apply`,
-/// and egress-enclave in the enclave namespace with its proxy on 127.0.0.1:4444 and [::1]:4444.
+/// and egress-enclave in the enclave namespace with its proxy on 127.0.0.1:4444 and [::1]:4444 and its DNS forwarder on
+/// 127.0.0.1:53 (UDP and TCP).
 /// </summary>
 internal sealed class EgressDeployment
 {
     public const int ProxyPort = 4444;
+
+    public const int DnsPort = 53;
 
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(15);
 
@@ -53,28 +56,31 @@ internal sealed class EgressDeployment
         var enclave = topology.StartProcess("egress-enclave", topology.Enclave,
             HostBinaries.Enclave("--config", configPath, "--tunnel", tunnel));
         await Wait.UntilAsync(
-            async () => enclave.HasExited || (await IsListeningAsync(topology.Enclave, IPAddress.Loopback).ConfigureAwait(false)
-                && await IsListeningAsync(topology.Enclave, IPAddress.IPv6Loopback).ConfigureAwait(false)),
+            async () => enclave.HasExited || (await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.Loopback, ProxyPort).ConfigureAwait(false)
+                && await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.IPv6Loopback, ProxyPort).ConfigureAwait(false)
+                && await IsListeningAsync(topology.Enclave, "-Hlun", IPAddress.Loopback, DnsPort).ConfigureAwait(false)
+                && await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.Loopback, DnsPort).ConfigureAwait(false)),
             ReadyTimeout,
-            () => $"egress-enclave is not listening on 127.0.0.1:{ProxyPort} and [::1]:{ProxyPort}: {enclave}").ConfigureAwait(false);
+            () => $"egress-enclave is not listening on 127.0.0.1:{ProxyPort}, [::1]:{ProxyPort} and 127.0.0.1:{DnsPort} (UDP and TCP): {enclave}").ConfigureAwait(false);
         Assert.That(enclave.HasExited, Is.False, () => $"egress-enclave exited during startup: {enclave}");
 
         return new EgressDeployment(configPath, tunnelSocket, host, enclave);
     }
 
     /// <summary>
-    /// Checks with `ss` that something listens for <paramref name="address"/> on the proxy port (specific or wildcard
-    /// bind); a probe connection would itself be a logged proxy decision.
+    /// Checks with `ss` (<paramref name="ssOptions"/>: -Hltn for TCP, -Hlun for UDP) that something listens for
+    /// <paramref name="address"/> on <paramref name="port"/> (specific or wildcard bind); a probe connection or query
+    /// would itself be a logged decision.
     /// </summary>
-    private static async Task<bool> IsListeningAsync(string namespaceName, IPAddress address)
+    private static async Task<bool> IsListeningAsync(string namespaceName, string ssOptions, IPAddress address, int port)
     {
-        var result = await Command.RunInNamespaceAsync(namespaceName, TimeSpan.FromSeconds(5), "ss", "-Hltn", "sport", "=", $":{ProxyPort}").ConfigureAwait(false);
+        var result = await Command.RunInNamespaceAsync(namespaceName, TimeSpan.FromSeconds(5), "ss", ssOptions, "sport", "=", $":{port}").ConfigureAwait(false);
         string[] accepted = address.Equals(IPAddress.IPv6Loopback)
-            ? [$"[::1]:{ProxyPort}", $"[::]:{ProxyPort}", $"*:{ProxyPort}"]
-            : [$"127.0.0.1:{ProxyPort}", $"0.0.0.0:{ProxyPort}", $"*:{ProxyPort}"];
+            ? [$"[::1]:{port}", $"[::]:{port}", $"*:{port}"]
+            : [$"127.0.0.1:{port}", $"0.0.0.0:{port}", $"*:{port}"];
         return result.ExitCode == 0 && result.StandardOutput
             .Split('\n', StringSplitOptions.RemoveEmptyEntries)
             .Select(line => line.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-            .Any(columns => columns.Length >= 4 && columns[0] == "LISTEN" && accepted.Contains(columns[3]));
+            .Any(columns => columns.Length >= 4 && columns[0] is "LISTEN" or "UNCONN" && accepted.Contains(columns[3]));
     }
 }

@@ -77,12 +77,15 @@ internal sealed class Topology : IAsyncDisposable
     }
 
     /// <summary>dnsmasq at 198.18.0.53 in the world answering only <paramref name="records"/>.</summary>
-    public async Task<DnsmasqServer> StartDnsmasqAsync(params (string Name, IPAddress Address)[] records)
+    public async Task<DnsmasqServer> StartDnsmasqAsync(params DnsmasqRecord[] records)
     {
         var dnsmasq = await DnsmasqServer.StartAsync(this, records).ConfigureAwait(false);
         resources.Push(dnsmasq);
         return dnsmasq;
     }
+
+    /// <summary>Points the enclave namespace's resolv.conf at <paramref name="nameserver"/> (for clients run with `ip netns exec`).</summary>
+    public void SetEnclaveNameserver(IPAddress nameserver) => resources.Push(NamespaceResolvConf.Write(Enclave, nameserver));
 
     /// <summary>nginx plus every C# world server (echo, banner, reply-after-EOF, SHA-256 sink, source).</summary>
     public async Task<WorldServices> StartWorldServicesAsync()

@@ -17,32 +17,40 @@ internal static class TunnelProbe
 
     public const byte StatusDeniedByPolicy = 1;
 
-    public static byte[] TcpRequest(IPEndPoint destination)
+    public const byte StatusOk = 0;
+
+    public static byte[] TcpRequest(IPEndPoint destination, string hint = "")
     {
         if (destination.AddressFamily != AddressFamily.InterNetwork)
         {
             throw new ArgumentException("the probe only builds IPv4 requests", nameof(destination));
         }
 
-        const int bodyLength = 1 + 4 + 2 + 1;
+        var hintBytes = Encoding.ASCII.GetBytes(hint);
+        var bodyLength = 1 + 4 + 2 + 1 + hintBytes.Length;
         var request = new byte[4 + bodyLength];
         request[0] = Version;
         request[1] = 1; // kind: TCP
-        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(2), bodyLength);
+        BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(2), (ushort)bodyLength);
         request[4] = 4; // family: IPv4
         destination.Address.TryWriteBytes(request.AsSpan(5, 4), out _);
         BinaryPrimitives.WriteUInt16BigEndian(request.AsSpan(9), (ushort)destination.Port);
-        request[11] = 0; // hint length
+        request[11] = (byte)hintBytes.Length;
+        hintBytes.CopyTo(request.AsSpan(12));
         return request;
     }
 
-    /// <summary>Sends one request on a fresh tunnel stream and reads the status response.</summary>
-    public static async Task<TunnelResponse> RequestAsync(string tunnelSocketPath, IPEndPoint destination, CancellationToken cancellationToken)
+    /// <summary>Sends one request without a host hint on a fresh tunnel stream and reads the status response.</summary>
+    public static Task<TunnelResponse> RequestAsync(string tunnelSocketPath, IPEndPoint destination, CancellationToken cancellationToken) =>
+        RequestAsync(tunnelSocketPath, destination, string.Empty, cancellationToken);
+
+    /// <summary>Sends one request on a fresh tunnel stream and reads the status response (then closes the stream).</summary>
+    public static async Task<TunnelResponse> RequestAsync(string tunnelSocketPath, IPEndPoint destination, string hint, CancellationToken cancellationToken)
     {
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         await socket.ConnectAsync(new UnixDomainSocketEndPoint(tunnelSocketPath), cancellationToken).ConfigureAwait(false);
         await using var stream = new NetworkStream(socket, ownsSocket: false);
-        await stream.WriteAsync(TcpRequest(destination), cancellationToken).ConfigureAwait(false);
+        await stream.WriteAsync(TcpRequest(destination, hint), cancellationToken).ConfigureAwait(false);
         var header = new byte[3];
         await stream.ReadExactlyAsync(header, cancellationToken).ConfigureAwait(false);
         var detail = new byte[header[2]];

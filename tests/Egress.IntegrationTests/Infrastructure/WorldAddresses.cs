@@ -29,6 +29,15 @@ internal static class WorldAddresses
     /// <summary>A metadata-service-like address that truly exists in the world namespace and would answer.</summary>
     public static readonly IPAddress Metadata = IPAddress.Parse("169.254.169.254");
 
+    /// <summary>Reached only through a name: the address a CNAME chain ends at.</summary>
+    public static readonly IPAddress ViaCname = IPAddress.Parse("198.18.2.10");
+
+    /// <summary>Reached only through a name: the address of a name with a 1 s TTL.</summary>
+    public static readonly IPAddress ShortTtl = IPAddress.Parse("198.18.2.20");
+
+    /// <summary>Reached only through a name: the address of a name under a wildcard entry.</summary>
+    public static readonly IPAddress ViaWildcard = IPAddress.Parse("198.18.2.30");
+
     /// <summary>The parent namespace's IPv6 end of the veth.</summary>
     public static readonly IPAddress ParentV6 = IPAddress.Parse("2001:db8::1");
 
@@ -39,5 +48,6 @@ internal static class WorldAddresses
     public static readonly (IPAddress Address, int PrefixLength)[] WorldV4 =
     [
         (Allowed, 15), (Unlisted, 15), (InAllowedCidr, 15), (Denied, 15), (Dns, 15), (Metadata, 32),
+        (ViaCname, 15), (ShortTtl, 15), (ViaWildcard, 15),
     ];
 }
