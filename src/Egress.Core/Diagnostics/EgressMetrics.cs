@@ -16,6 +16,9 @@ public sealed class EgressMetrics
     /// <summary>The name of the meter.</summary>
     public const string MeterName = "Egress";
 
+    /// <summary>Bucket bounds in seconds, from a quick request to an hour-long idle session.</summary>
+    private static readonly double[] DurationBuckets = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600];
+
     private readonly Counter<long> _connections;
     private readonly UpDownCounter<long> _activeConnections;
     private readonly Histogram<double> _connectionDuration;
@@ -39,7 +42,11 @@ public sealed class EgressMetrics
         _activeConnections = meter.CreateUpDownCounter<long>(
             "egress.connections.active", "{connection}", "Connections being relayed now.");
         _connectionDuration = meter.CreateHistogram<double>(
-            "egress.connection.duration", "s", "How long relayed connections lasted, by the first cause of their end.");
+            "egress.connection.duration",
+            "s",
+            "How long relayed connections lasted, by the first cause of their end.",
+            tags: null,
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
         _bytes = meter.CreateCounter<long>(
             "egress.relay.bytes", "By", "Bytes relayed, by direction (out: towards the destination).");
         _dnsQueries = meter.CreateCounter<long>(
