@@ -48,7 +48,7 @@ const string Usage = """
 
     Examples:
       egress-host --config /etc/egress/enclave.toml
-      egress-host --config enclave.toml --metrics-listen 127.0.0.1:9464 && curl -s http://127.0.0.1:9464/metrics
+      egress-host --config enclave.toml --metrics-listen 127.0.0.1:9464     # then: curl -s http://127.0.0.1:9464/metrics
       egress-host --config enclave.toml --tunnel unix:/tmp/egress.sock --dns-upstream 10.0.0.2 --log-format json
 
     Exit codes: 0 stopped cleanly, 1 runtime failure (the tunnel or metrics address cannot be bound),
