@@ -1,22 +1,31 @@
+using System.Diagnostics.Metrics;
+using System.Net.Sockets;
 using Egress.Configuration;
+using Egress.Diagnostics;
 using Egress.Dns;
 using Egress.Enclave.Check;
 using Egress.Enclave.Rules;
 using Egress.Hosting;
 using Egress.Interception;
+using Egress.Policy;
 using Egress.Proxy;
 using Egress.Relay;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 const string Usage = """
     egress-enclave: transparent, allowlisted egress for an AWS Nitro Enclave (the enclave side).
 
     Usage:
-      egress-enclave [--config PATH] [--tunnel ENDPOINT] [--log-level LEVEL]
-          Run the egress proxy and the DNS forwarder. Every outbound TCP connection redirected by the rules is
-          checked against [egress] destinations and carried to egress-host on the parent through the tunnel.
-          The DNS forwarder listens on [enclave] dns_listen (default 127.0.0.1:53, UDP and TCP; point the
-          enclave's resolv.conf at it): names outside the allowlist get REFUSED, allowed names are resolved by
-          the parent and the answered addresses become allowed for their TTL (plus [dns] grace).
+      egress-enclave [--config PATH] [--tunnel ENDPOINT] [--log-level LEVEL] [--log-format text|json]
+          Run the egress proxy and the DNS forwarder until SIGTERM or SIGINT. Every outbound TCP connection
+          redirected by the rules is checked against [egress] destinations and carried to egress-host on the
+          parent through the tunnel. The DNS forwarder listens on [enclave] dns_listen (default 127.0.0.1:53,
+          UDP and TCP; point the enclave's resolv.conf at it): names outside the allowlist get REFUSED, allowed
+          names are resolved by the parent and the answered addresses become allowed for their TTL (plus
+          [dns] grace). On SIGTERM/SIGINT it stops accepting, lets live connections finish for up to
+          [relay] shutdown_drain_seconds (default 10), then aborts the rest and exits 0.
       egress-enclave check TARGET [--config PATH]
           Explain what the policy says about TARGET (NAME, IP, NAME:PORT, IPv4:PORT or [IPv6]:PORT): for a
           name, whether DNS answers it and which entry matched; for an address, whether a connection is
@@ -27,17 +36,31 @@ const string Usage = """
 
     Options:
       --config PATH        enclave.toml (default: ./enclave.toml)
-      --tunnel ENDPOINT    where egress-host listens, overriding [tunnel] enclave_endpoint:
-                           vsock://3:4433 (production; CID 3 is the parent), unix:/path, tcp://127.0.0.1:4433
-      --log-level LEVEL    Trace, Debug, Information (default), Warning, Error
+      --tunnel ENDPOINT    where egress-host listens, overriding [tunnel] enclave_endpoint (default
+                           vsock://3:4433; CID 3 is the parent); tests: unix:/path, tcp://127.0.0.1:4433
+      --log-level LEVEL    Trace, Debug, Information (default), Warning, Error or Critical
+      --log-format FORMAT  text (default): one line per event, "2025-01-31T12:00:00.000Z info: Category[id] message";
+                           json: one JSON object per line (Timestamp, EventId, LogLevel, Category, Message, State)
+      --proxy-port PORT    rules only: the proxy port the rules redirect to (default 4444)
+      --apply, --remove    rules only: apply or remove the rules instead of printing them
+      --force              rules only: apply even where network interfaces other than lo exist
       -h, --help           show this help
 
-    Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad command line or configuration.
+    Examples:
+      egress-enclave rules --apply && egress-enclave --config /etc/egress/enclave.toml
+      egress-enclave check api.stripe.com:443 --config enclave.toml
+      egress-enclave --tunnel unix:/tmp/egress.sock --log-format json --log-level Debug
+
+    Metrics: meter "Egress" (connections, relayed bytes, DNS queries, tunnel errors, learned addresses), readable
+    with dotnet-counters monitor --counters Egress -n egress-enclave.
+
+    Exit codes: 0 stopped cleanly (or check: allowed), 1 runtime failure (a listener cannot bind; check: denied),
+    2 bad command line or configuration (the message names file:line:col).
     """;
 
 var command = CommandLine.Parse(
     args,
-    optionsWithValue: new HashSet<string> { "--config", "--tunnel", "--log-level", "--proxy-port" },
+    optionsWithValue: new HashSet<string> { "--config", "--tunnel", "--log-level", "--log-format", "--proxy-port" },
     flags: new HashSet<string> { "--help", "--apply", "--remove", "--force" },
     out var parseError);
 if (command is null)
@@ -114,9 +137,14 @@ if (command.Has("--apply") || command.Has("--remove") || command.Has("--force") 
     return Fail("--apply, --remove, --force and --proxy-port belong to the 'rules' command");
 }
 
-if (!HostRuntime.IsValidLogLevel(command.Value("--log-level")))
+if (!HostRuntime.TryParseLogLevel(command.Value("--log-level"), out var logLevel))
 {
-    return Fail($"--log-level '{command.Value("--log-level")}' is not one of Trace, Debug, Information, Warning, Error");
+    return Fail($"--log-level '{command.Value("--log-level")}' is not one of {HostRuntime.LogLevelNames}");
+}
+
+if (!HostRuntime.TryParseLogFormat(command.Value("--log-format"), out var jsonLogs))
+{
+    return Fail($"--log-format '{command.Value("--log-format")}' is not text or json");
 }
 
 var configuration = HostRuntime.LoadConfiguration(command.Value("--config"), Console.Error);
@@ -127,16 +155,19 @@ if (configuration is null)
 
 EgressProxyOptions options;
 DnsForwarderOptions dnsOptions;
-Egress.Policy.EgressPolicy policy;
+AllowlistCache cache;
+EgressPolicy policy;
 try
 {
-    policy = configuration.CreatePolicy(configuration.CreateCache());
+    cache = configuration.CreateCache();
+    policy = configuration.CreatePolicy(cache);
     options = new EgressProxyOptions
     {
         Listen = configuration.Enclave.ProxyListen,
         Tunnel = configuration.GetTunnelEndpoint(TunnelSide.Enclave, command.Value("--tunnel")),
         StatusTimeout = configuration.Tunnel.StatusTimeout,
         Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout },
+        ShutdownDrain = configuration.Relay.ShutdownDrain,
     };
     dnsOptions = new DnsForwarderOptions
     {
@@ -156,41 +187,61 @@ catch (FormatException ex)
     return Fail($"--tunnel: {ex.Message}");
 }
 
-using var loggerFactory = HostRuntime.CreateLoggerFactory(command.Value("--log-level"));
-await using var proxy = new EgressProxy(options, policy, loggerFactory);
-try
+var builder = HostRuntime.CreateBuilder(logLevel, jsonLogs, configuration.Relay.ShutdownDrain);
+builder.Services.AddSingleton(services => new EgressMetrics(services.GetRequiredService<IMeterFactory>(), "enclave", cache));
+builder.Services.AddSingleton(services => new EgressProxy(
+    new EgressProxyOptions
+    {
+        Listen = options.Listen,
+        Tunnel = options.Tunnel,
+        StatusTimeout = options.StatusTimeout,
+        Relay = options.Relay,
+        ShutdownDrain = options.ShutdownDrain,
+        Metrics = services.GetRequiredService<EgressMetrics>(),
+    },
+    policy,
+    services.GetRequiredService<ILoggerFactory>()));
+builder.Services.AddSingleton(services => new DnsForwarder(
+    new DnsForwarderOptions
+    {
+        Listen = dnsOptions.Listen,
+        Tunnel = dnsOptions.Tunnel,
+        QueryTimeout = dnsOptions.QueryTimeout,
+        StatusTimeout = dnsOptions.StatusTimeout,
+        Metrics = services.GetRequiredService<EgressMetrics>(),
+    },
+    policy,
+    services.GetRequiredService<ILoggerFactory>()));
+builder.Services.AddSingleton<IHostedService>(services =>
 {
-    proxy.Start();
-}
-catch (System.Net.Sockets.SocketException ex)
+    var proxy = services.GetRequiredService<EgressProxy>();
+    return new ListenerService(
+        proxy.Start,
+        proxy.StopAsync,
+        ex => ex is SocketException socketError ? $"cannot listen on {string.Join(", ", options.Listen)}: {socketError.Message}" : null);
+});
+builder.Services.AddSingleton<IHostedService>(services =>
 {
-    Console.Error.WriteLine($"error: cannot listen on {string.Join(", ", options.Listen)}: {ex.Message}");
-    return 1;
-}
+    var dns = services.GetRequiredService<DnsForwarder>();
+    return new ListenerService(dns.Start, dns.StopAsync, DescribeDnsBindFailure);
+});
 
-await using var dns = new DnsForwarder(dnsOptions, policy, loggerFactory);
-try
+using var host = builder.Build();
+return await HostRuntime.RunAsync(host);
+
+string? DescribeDnsBindFailure(Exception exception)
 {
-    dns.Start();
-}
-catch (System.Net.Sockets.SocketException ex)
-{
+    if (exception is not SocketException ex)
+    {
+        return null;
+    }
+
     var privileged = dnsOptions.Listen.Any(e => e.Port is > 0 and < 1024)
         ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
         : string.Empty;
-    Console.Error.WriteLine($"error: cannot listen for DNS on {string.Join(", ", dnsOptions.Listen)} (UDP and TCP): {ex.Message}{privileged}; "
-        + "is another resolver (systemd-resolved, dnsmasq) bound there? Change [enclave] dns_listen or stop it.");
-    return 1;
+    return $"cannot listen for DNS on {string.Join(", ", dnsOptions.Listen)} (UDP and TCP): {ex.Message}{privileged}; "
+        + "is another resolver (systemd-resolved, dnsmasq) bound there? Change [enclave] dns_listen or stop it.";
 }
-
-var stop = HostRuntime.WaitForStopSignalAsync(out var signals);
-using (signals)
-{
-    await stop;
-}
-
-await Task.WhenAll(proxy.StopAsync(), dns.StopAsync());
-return 0;
 
 static int Fail(string message)
 {

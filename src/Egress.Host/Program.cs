@@ -1,39 +1,64 @@
+using System.Diagnostics.Metrics;
 using System.Net;
+using System.Net.Sockets;
 using Egress.Configuration;
+using Egress.Diagnostics;
 using Egress.Gateway;
 using Egress.Hosting;
 using Egress.Host;
+using Egress.Policy;
 using Egress.Relay;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 const string Usage = """
     egress-host: transparent, allowlisted egress for AWS Nitro Enclaves (the parent instance side).
 
     Usage:
       egress-host [--config PATH] [--tunnel ENDPOINT] [--dns-upstream IP[:PORT]]... [--log-level LEVEL]
+                  [--log-format text|json] [--metrics-listen IP:PORT [--metrics-allow-remote]]
           Accept tunnel streams from egress-enclave, re-check every destination against the same enclave.toml
           (internal ranges such as 169.254.169.254 are refused unless listed by IP/CIDR), dial it and relay.
           DNS streams: every query's name is re-checked (REFUSED when not allowed), forwarded to the upstream
           resolvers (UDP, TCP when truncated, failing over in order within [host] dns_timeout_ms), and the
-          answered addresses are learned so connections to them are allowed.
+          answered addresses are learned so connections to them are allowed. Runs until SIGTERM or SIGINT: then
+          it stops accepting, ends idle DNS streams, lets live connections finish for up to
+          [relay] shutdown_drain_seconds (default 10), aborts the rest and exits 0. Under systemd (Type=notify)
+          it reports READY once listening and logs in journald's format.
 
     Options:
       --config PATH        enclave.toml (default: ./enclave.toml), the same file the enclave uses
-      --tunnel ENDPOINT    where to listen, overriding [tunnel] host_endpoint:
-                           vsock://any:4433 (production), unix:/path, tcp://127.0.0.1:4433
+      --tunnel ENDPOINT    where to listen, overriding [tunnel] host_endpoint (default vsock://any:4433);
+                           tests: unix:/path, tcp://127.0.0.1:4433
       --dns-upstream IP[:PORT]
                            a resolver to forward DNS queries to (repeatable, tried in order; port 53 by
                            default; IPv6 as [addr]:port); overrides [host] dns_upstreams. Without either,
                            the parent's own resolvers from its resolv.conf are used
-      --log-level LEVEL    Trace, Debug, Information (default), Warning, Error
+      --log-level LEVEL    Trace, Debug, Information (default), Warning, Error or Critical
+      --log-format FORMAT  text (default): one line per event, "2025-01-31T12:00:00.000Z info: Category[id] message";
+                           json: one JSON object per line (Timestamp, EventId, LogLevel, Category, Message, State)
+      --metrics-listen IP:PORT
+                           serve Prometheus metrics at http://IP:PORT/metrics (default: off), overriding
+                           [host] metrics_listen; loopback addresses only (127.0.0.1:9464, [::1]:9464)
+      --metrics-allow-remote
+                           allow a non-loopback --metrics-listen / metrics_listen (the endpoint has no
+                           authentication: firewall it)
       -h, --help           show this help
 
-    Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad command line or configuration.
+    Examples:
+      egress-host --config /etc/egress/enclave.toml
+      egress-host --config enclave.toml --metrics-listen 127.0.0.1:9464     # then: curl -s http://127.0.0.1:9464/metrics
+      egress-host --config enclave.toml --tunnel unix:/tmp/egress.sock --dns-upstream 10.0.0.2 --log-format json
+
+    Exit codes: 0 stopped cleanly, 1 runtime failure (the tunnel or metrics address cannot be bound),
+    2 bad command line or configuration (the message names file:line:col).
     """;
 
 var command = CommandLine.Parse(
     args,
-    optionsWithValue: new HashSet<string> { "--config", "--tunnel", "--log-level", "--dns-upstream" },
-    flags: new HashSet<string> { "--help" },
+    optionsWithValue: new HashSet<string> { "--config", "--tunnel", "--log-level", "--log-format", "--dns-upstream", "--metrics-listen" },
+    flags: new HashSet<string> { "--help", "--metrics-allow-remote" },
     out var parseError);
 if (command is null)
 {
@@ -53,10 +78,20 @@ if (command.Positional.Count > 0)
     return HostRuntime.UsageError;
 }
 
-if (!HostRuntime.IsValidLogLevel(command.Value("--log-level")))
+if (!HostRuntime.TryParseLogLevel(command.Value("--log-level"), out var logLevel))
 {
-    Console.Error.WriteLine($"error: --log-level '{command.Value("--log-level")}' is not one of Trace, Debug, Information, Warning, Error");
-    return HostRuntime.UsageError;
+    return Fail($"--log-level '{command.Value("--log-level")}' is not one of {HostRuntime.LogLevelNames}");
+}
+
+if (!HostRuntime.TryParseLogFormat(command.Value("--log-format"), out var jsonLogs))
+{
+    return Fail($"--log-format '{command.Value("--log-format")}' is not text or json");
+}
+
+IPEndPoint? metricsListen = null;
+if (command.Value("--metrics-listen") is { } metricsText && !MetricsEndPoint.TryParse(metricsText, out metricsListen))
+{
+    return Fail($"--metrics-listen '{metricsText}' is not IPv4:PORT or [IPv6]:PORT");
 }
 
 var configuration = HostRuntime.LoadConfiguration(command.Value("--config"), Console.Error);
@@ -70,27 +105,38 @@ foreach (var text in command.Values("--dns-upstream"))
 {
     if (!DnsUpstreamText.TryParse(text, out var upstream))
     {
-        Console.Error.WriteLine($"error: --dns-upstream '{text}' is not IPv4[:PORT], IPv6 or [IPv6]:PORT");
-        return HostRuntime.UsageError;
+        return Fail($"--dns-upstream '{text}' is not IPv4[:PORT], IPv6 or [IPv6]:PORT");
     }
 
     upstreams.Add(upstream);
 }
 
 TunnelGatewayOptions options;
-Egress.Policy.EgressPolicy policy;
+AllowlistCache cache;
+EgressPolicy policy;
 try
 {
-    policy = configuration.CreatePolicy(configuration.CreateCache());
+    cache = configuration.CreateCache();
+    policy = configuration.CreatePolicy(cache);
     options = new TunnelGatewayOptions
     {
         Listen = configuration.GetTunnelEndpoint(TunnelSide.Host, command.Value("--tunnel")),
         HeaderTimeout = configuration.Host.HeaderTimeout,
         ConnectTimeout = configuration.Host.ConnectTimeout,
         Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout },
+        ShutdownDrain = configuration.Relay.ShutdownDrain,
         DnsUpstreams = upstreams.Count > 0 ? upstreams : configuration.Host.DnsUpstreams,
         DnsTimeout = configuration.Host.DnsTimeout,
     };
+
+    if (metricsListen is null && configuration.Host.MetricsListen is { } configured)
+    {
+        metricsListen = configured;
+        if (!MetricsEndPoint.IsLoopback(configured) && !command.Has("--metrics-allow-remote"))
+        {
+            throw configuration.CreateException("host.metrics_listen", MetricsEndPoint.NotLoopbackProblem);
+        }
+    }
 }
 catch (ConfigurationException ex)
 {
@@ -99,27 +145,56 @@ catch (ConfigurationException ex)
 }
 catch (FormatException ex)
 {
-    Console.Error.WriteLine($"error: --tunnel: {ex.Message}");
+    return Fail($"--tunnel: {ex.Message}");
+}
+
+if (metricsListen is not null && !MetricsEndPoint.IsLoopback(metricsListen) && !command.Has("--metrics-allow-remote"))
+{
+    return Fail($"--metrics-listen {metricsListen}: {MetricsEndPoint.NotLoopbackProblem}");
+}
+
+var builder = HostRuntime.CreateBuilder(logLevel, jsonLogs, configuration.Relay.ShutdownDrain);
+builder.Services.AddSingleton(services => new EgressMetrics(services.GetRequiredService<IMeterFactory>(), "parent", cache));
+if (metricsListen is not null)
+{
+    MetricsEndPoint.AddPrometheus(builder.Services, metricsListen);
+}
+
+builder.Services.AddSingleton(services => new TunnelGateway(
+    new TunnelGatewayOptions
+    {
+        Listen = options.Listen,
+        HeaderTimeout = options.HeaderTimeout,
+        ConnectTimeout = options.ConnectTimeout,
+        Relay = options.Relay,
+        ShutdownDrain = options.ShutdownDrain,
+        DnsUpstreams = options.DnsUpstreams,
+        DnsTimeout = options.DnsTimeout,
+        Metrics = services.GetRequiredService<EgressMetrics>(),
+    },
+    policy,
+    services.GetRequiredService<ILoggerFactory>()));
+builder.Services.AddSingleton<IHostedService>(services =>
+{
+    var gateway = services.GetRequiredService<TunnelGateway>();
+    return new ListenerService(
+        gateway.Start,
+        gateway.StopAsync,
+        ex => ex switch
+        {
+            SocketException => $"cannot listen on {options.Listen}: {ex.Message}",
+            IOException => ex.Message,
+            _ => null,
+        });
+});
+
+using var host = builder.Build();
+return await HostRuntime.RunAsync(host, ex => ex.InnerException is HttpListenerException listenerError
+    ? $"cannot serve metrics on http://{metricsListen}/metrics: {listenerError.Message}"
+    : null);
+
+static int Fail(string message)
+{
+    Console.Error.WriteLine($"error: {message}");
     return HostRuntime.UsageError;
 }
-
-using var loggerFactory = HostRuntime.CreateLoggerFactory(command.Value("--log-level"));
-await using var gateway = new TunnelGateway(options, policy, loggerFactory);
-try
-{
-    gateway.Start();
-}
-catch (Exception ex) when (ex is System.Net.Sockets.SocketException or IOException)
-{
-    Console.Error.WriteLine($"error: cannot listen on {options.Listen}: {ex.Message}");
-    return 1;
-}
-
-var stop = HostRuntime.WaitForStopSignalAsync(out var signals);
-using (signals)
-{
-    await stop;
-}
-
-await gateway.StopAsync();
-return 0;

@@ -1,32 +1,136 @@
-using System.Runtime.InteropServices;
+using System.Text.Json;
 using Egress.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 
 namespace Egress.Hosting;
 
-/// <summary>What both hosts do the same way: logging, reading the configuration, waiting for a stop signal.</summary>
+/// <summary>What both hosts do the same way: options, logging, reading the configuration, running the Generic Host.</summary>
 internal static class HostRuntime
 {
+    /// <summary>Exit code for a runtime failure (a listener cannot bind, the host fails to start).</summary>
+    public const int RuntimeError = 1;
+
     /// <summary>Exit code for a bad command line or configuration.</summary>
     public const int UsageError = 2;
 
-    public static ILoggerFactory CreateLoggerFactory(string? level)
+    /// <summary>The log levels <c>--log-level</c> accepts, by name only.</summary>
+    public const string LogLevelNames = "Trace, Debug, Information, Warning, Error, Critical";
+
+    /// <summary>How long a stop may take beyond the drain: the abort, the handlers' grace and the sockets' close.</summary>
+    private static readonly TimeSpan StopMargin = TimeSpan.FromSeconds(10);
+
+    /// <summary>Parses <c>--log-level</c> by name (case-insensitive; numbers such as "42" are refused).</summary>
+    public static bool TryParseLogLevel(string? text, out LogLevel level)
     {
-        var minimum = level is null ? LogLevel.Information : Enum.Parse<LogLevel>(level, ignoreCase: true);
-        return LoggerFactory.Create(builder => builder
-            .SetMinimumLevel(minimum)
-            .AddSimpleConsole(options =>
+        level = LogLevel.Information;
+        if (text is null)
+        {
+            return true;
+        }
+
+        foreach (var name in Enum.GetNames<LogLevel>())
+        {
+            if (name != nameof(LogLevel.None) && string.Equals(name, text, StringComparison.OrdinalIgnoreCase))
+            {
+                level = Enum.Parse<LogLevel>(name);
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Parses <c>--log-format</c>: <c>text</c> (default) or <c>json</c>.</summary>
+    public static bool TryParseLogFormat(string? text, out bool json)
+    {
+        json = string.Equals(text, "json", StringComparison.Ordinal);
+        return text is null or "text" or "json";
+    }
+
+    /// <summary>
+    /// A Generic Host builder without the defaults (no appsettings.json, no environment variables, no command-line
+    /// configuration): logging to the console in the chosen format, under systemd its lifetime (sd_notify READY once
+    /// every listener is bound, STOPPING on SIGTERM) and journald's format for text, and a shutdown timeout that
+    /// covers the drain.
+    /// </summary>
+    public static HostApplicationBuilder CreateBuilder(LogLevel level, bool json, TimeSpan drain)
+    {
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+        {
+            DisableDefaults = true,
+            ApplicationName = "egress",
+            ContentRootPath = AppContext.BaseDirectory,
+        });
+        builder.Services.Configure<HostOptions>(options => options.ShutdownTimeout = drain + StopMargin);
+        builder.Services.Configure<ConsoleLifetimeOptions>(options => options.SuppressStatusMessages = true);
+        builder.Services.AddSystemd();
+        builder.Services.AddMetrics();
+
+        var logging = builder.Logging;
+        logging.ClearProviders();
+        logging.SetMinimumLevel(level);
+
+        // The hosting infrastructure's own lines (started, stopping) add nothing to the hosts' own, and a start
+        // failure is reported by RunAsync as one line on stderr rather than a stack trace.
+        logging.AddFilter("Microsoft", LogLevel.Warning);
+        logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
+        if (json)
+        {
+            logging.AddJsonConsole(options =>
+            {
+                options.UseUtcTimestamp = true;
+                options.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+                options.JsonWriterOptions = new JsonWriterOptions { Indented = false };
+            });
+        }
+        else if (SystemdHelpers.IsSystemdService())
+        {
+            // journald stamps each line itself and reads the <N> priority prefix.
+            logging.AddSystemdConsole();
+        }
+        else
+        {
+            logging.AddSimpleConsole(options =>
             {
                 options.SingleLine = true;
                 options.UseUtcTimestamp = true;
                 options.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
                 options.ColorBehavior = LoggerColorBehavior.Disabled;
-            }));
+            });
+        }
+
+        return builder;
     }
 
-    public static bool IsValidLogLevel(string? level) =>
-        level is null || Enum.TryParse<LogLevel>(level, ignoreCase: true, out _);
+    /// <summary>
+    /// Starts the host (every listener binds), waits for SIGTERM/SIGINT/SIGQUIT and stops it (drain, then abort).
+    /// A listener that cannot bind ends the run with one clear line on stderr and <see cref="RuntimeError"/>; so does
+    /// any other start failure <paramref name="describeStartFailure"/> recognises.
+    /// </summary>
+    public static async Task<int> RunAsync(IHost host, Func<Exception, string?>? describeStartFailure = null)
+    {
+        try
+        {
+            await host.StartAsync().ConfigureAwait(false);
+        }
+        catch (ListenerStartException ex)
+        {
+            await Console.Error.WriteLineAsync($"error: {ex.Message}").ConfigureAwait(false);
+            return RuntimeError;
+        }
+        catch (Exception ex) when (describeStartFailure?.Invoke(ex) is { } message)
+        {
+            await Console.Error.WriteLineAsync($"error: {message}").ConfigureAwait(false);
+            return RuntimeError;
+        }
+
+        await host.WaitForShutdownAsync().ConfigureAwait(false);
+        return 0;
+    }
 
     /// <summary>Reads the configuration; on failure writes one <c>file:line:col</c> line and returns null.</summary>
     public static EgressConfiguration? LoadConfiguration(string? path, TextWriter error)
@@ -56,28 +160,5 @@ internal static class HostRuntime
         }
 
         return null;
-    }
-
-    /// <summary>Completes when SIGTERM, SIGINT or SIGQUIT arrives (the signal is consumed: the caller shuts down).</summary>
-    public static Task WaitForStopSignalAsync(out IDisposable registrations)
-    {
-        var stopped = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var handlers = new List<PosixSignalRegistration>();
-        foreach (var signal in new[] { PosixSignal.SIGTERM, PosixSignal.SIGINT, PosixSignal.SIGQUIT })
-        {
-            handlers.Add(PosixSignalRegistration.Create(signal, context =>
-            {
-                context.Cancel = true;
-                stopped.TrySetResult();
-            }));
-        }
-
-        registrations = new Registrations(handlers);
-        return stopped.Task;
-    }
-
-    private sealed class Registrations(List<PosixSignalRegistration> handlers) : IDisposable
-    {
-        public void Dispose() => handlers.ForEach(h => h.Dispose());
     }
 }

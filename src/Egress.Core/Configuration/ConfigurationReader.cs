@@ -19,9 +19,9 @@ internal sealed class ConfigurationReader
     private static readonly string[] EgressKeys = ["enabled", "destinations"];
     private static readonly string[] TunnelKeys = ["enclave_endpoint", "host_endpoint", "status_timeout_ms"];
     private static readonly string[] EnclaveKeys = ["proxy_listen", "dns_listen", "dns_query_timeout_ms"];
-    private static readonly string[] HostKeys = ["connect_timeout_ms", "header_timeout_ms", "dns_upstreams", "dns_timeout_ms"];
+    private static readonly string[] HostKeys = ["connect_timeout_ms", "header_timeout_ms", "dns_upstreams", "dns_timeout_ms", "metrics_listen"];
     private static readonly string[] DnsKeys = ["ttl_floor_seconds", "grace_seconds", "cache_max_entries"];
-    private static readonly string[] RelayKeys = ["idle_timeout_seconds"];
+    private static readonly string[] RelayKeys = ["idle_timeout_seconds", "shutdown_drain_seconds"];
 
     private readonly string text;
     private readonly string sourceName;
@@ -44,6 +44,8 @@ internal sealed class ConfigurationReader
     private long graceSeconds = 60;
     private long cacheMaxEntries = 65_536;
     private long idleTimeoutSeconds = 3_600;
+    private long shutdownDrainSeconds = 10;
+    private IPEndPoint? metricsListen;
 
     public ConfigurationReader(string text, string sourceName)
     {
@@ -228,6 +230,9 @@ internal sealed class ConfigurationReader
             case "dns_timeout_ms":
                 dnsTimeoutMs = ReadInteger(path, keyLocation, 1, MaxMilliseconds);
                 break;
+            case "metrics_listen":
+                metricsListen = ReadEndPoint(path, keyLocation);
+                break;
             default:
                 throw UnknownKey(key, path, keyLocation, HostKeys);
         }
@@ -257,6 +262,9 @@ internal sealed class ConfigurationReader
         {
             case "idle_timeout_seconds":
                 idleTimeoutSeconds = ReadInteger(path, keyLocation, 0, MaxSeconds);
+                break;
+            case "shutdown_drain_seconds":
+                shutdownDrainSeconds = ReadInteger(path, keyLocation, 0, 3_600);
                 break;
             default:
                 throw UnknownKey(key, path, keyLocation, RelayKeys);
@@ -324,6 +332,14 @@ internal sealed class ConfigurationReader
         }
 
         return entries;
+    }
+
+    private IPEndPoint ReadEndPoint(string path, SourceLocation keyLocation)
+    {
+        string text = ReadString(path, keyLocation);
+        return EndPointText.TryParseListen(text, out IPEndPoint? endPoint, out string? problem)
+            ? endPoint
+            : throw new ConfigurationException(locations[path], path, $"invalid listen address \"{text}\": {problem}");
     }
 
     private IPEndPoint[] ReadEndPoints(string path, SourceLocation keyLocation, bool listen)
@@ -400,9 +416,9 @@ internal sealed class ConfigurationReader
         new EgressSection(egressEnabled, Array.AsReadOnly(destinations)),
         new TunnelSection(enclaveEndpoint, hostEndpoint, TimeSpan.FromMilliseconds(statusTimeoutMs)),
         new EnclaveSection(Array.AsReadOnly(proxyListen), Array.AsReadOnly(dnsListen), TimeSpan.FromMilliseconds(dnsQueryTimeoutMs)),
-        new HostSection(TimeSpan.FromMilliseconds(connectTimeoutMs), TimeSpan.FromMilliseconds(headerTimeoutMs), Array.AsReadOnly(dnsUpstreams), TimeSpan.FromMilliseconds(dnsTimeoutMs)),
+        new HostSection(TimeSpan.FromMilliseconds(connectTimeoutMs), TimeSpan.FromMilliseconds(headerTimeoutMs), Array.AsReadOnly(dnsUpstreams), TimeSpan.FromMilliseconds(dnsTimeoutMs), metricsListen),
         new DnsSection(TimeSpan.FromSeconds(ttlFloorSeconds), TimeSpan.FromSeconds(graceSeconds), (int)cacheMaxEntries),
-        new RelaySection(idleTimeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(idleTimeoutSeconds)),
+        new RelaySection(idleTimeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(idleTimeoutSeconds), TimeSpan.FromSeconds(shutdownDrainSeconds)),
         locations);
 
     private ConfigurationException UnknownKey(string key, string path, SourceLocation keyLocation, string[] known)

@@ -5,8 +5,9 @@ namespace Egress.Configuration;
 /// <summary>The <c>[host]</c> section: egress-host on the parent instance.</summary>
 public sealed class HostSection
 {
-    internal HostSection(TimeSpan connectTimeout, TimeSpan headerTimeout, IReadOnlyList<IPEndPoint> dnsUpstreams, TimeSpan dnsTimeout)
+    internal HostSection(TimeSpan connectTimeout, TimeSpan headerTimeout, IReadOnlyList<IPEndPoint> dnsUpstreams, TimeSpan dnsTimeout, IPEndPoint? metricsListen)
     {
+        MetricsListen = metricsListen;
         ConnectTimeout = connectTimeout;
         HeaderTimeout = headerTimeout;
         DnsUpstreams = dnsUpstreams;
@@ -24,4 +25,8 @@ public sealed class HostSection
 
     /// <summary>Gets how long the host waits for an upstream DNS answer (<c>host.dns_timeout_ms</c>, default 2 s).</summary>
     public TimeSpan DnsTimeout { get; }
+
+    /// <summary>Gets where egress-host serves its metrics in Prometheus text format (<c>host.metrics_listen</c>, e.g.
+    /// <c>"127.0.0.1:9464"</c>); null (the default) serves none.</summary>
+    public IPEndPoint? MetricsListen { get; }
 }

@@ -3,11 +3,21 @@ namespace Egress.Configuration;
 /// <summary>The <c>[relay]</c> section: byte relaying between a client and its destination.</summary>
 public sealed class RelaySection
 {
-    internal RelaySection(TimeSpan idleTimeout) => IdleTimeout = idleTimeout;
+    internal RelaySection(TimeSpan idleTimeout, TimeSpan shutdownDrain)
+    {
+        IdleTimeout = idleTimeout;
+        ShutdownDrain = shutdownDrain;
+    }
 
     /// <summary>
     /// Gets how long a relayed connection may carry no bytes in either direction before it is closed
     /// (<c>relay.idle_timeout_seconds</c>, default 1 h); <see cref="Timeout.InfiniteTimeSpan"/> when the file sets 0.
     /// </summary>
     public TimeSpan IdleTimeout { get; }
+
+    /// <summary>
+    /// Gets how long a stop (SIGTERM, SIGINT) lets relayed connections finish before aborting them
+    /// (<c>relay.shutdown_drain_seconds</c>, 0 to 3600, default 10 s; 0 aborts at once).
+    /// </summary>
+    public TimeSpan ShutdownDrain { get; }
 }

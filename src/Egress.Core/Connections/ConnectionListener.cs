@@ -7,6 +7,8 @@ namespace Egress.Connections;
 /// <summary>
 /// Accepts connections on one listening socket and runs a handler for each, tracking them so that a stop can let
 /// live connections finish up to a deadline and then abort the rest. A failing handler never stops the loop.
+/// Handlers get the abort token; long-lived handlers that sit idle between requests (a tunnel DNS stream) also
+/// observe <see cref="Stopping"/> to end promptly once a stop begins instead of holding it for the whole drain.
 /// </summary>
 internal sealed partial class ConnectionListener : IAsyncDisposable
 {
@@ -35,9 +37,18 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     /// <summary>Connections currently being handled.</summary>
     public int ActiveConnections => _connections.Count;
 
+    /// <summary>Gets how long a stop waits, after aborting, for handlers to notice; beyond it they are abandoned.</summary>
+    public TimeSpan AbortGrace { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Gets a token cancelled when a stop begins (accepting has ended; live connections may still drain).</summary>
+    public CancellationToken Stopping => _stopAccepting.Token;
+
     public void Start() => _acceptLoop ??= Task.Run(AcceptLoopAsync);
 
-    /// <summary>Stops accepting, waits for live connections up to <paramref name="drain"/>, then aborts them.</summary>
+    /// <summary>
+    /// Stops accepting, waits for live connections up to <paramref name="drain"/>, then aborts them and waits a
+    /// few seconds more; a handler that ignores its abort token is then abandoned (logged) so a stop always ends.
+    /// </summary>
     public async Task StopAsync(TimeSpan drain)
     {
         if (!_stopAccepting.IsCancellationRequested)
@@ -60,7 +71,14 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
         {
             LogAborting(_logger, Name, _connections.Count);
             await _abortConnections.CancelAsync().ConfigureAwait(false);
-            await live.ConfigureAwait(false);
+            try
+            {
+                await live.WaitAsync(AbortGrace).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                LogAbandoned(_logger, Name, _connections.Count, AbortGrace.TotalMilliseconds);
+            }
         }
     }
 
@@ -126,4 +144,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
 
     [LoggerMessage(EventId = 13, Level = LogLevel.Warning, Message = "{Listener}: shutdown deadline reached, aborting {Count} live connections")]
     private static partial void LogAborting(ILogger logger, string listener, int count);
+
+    [LoggerMessage(EventId = 14, Level = LogLevel.Error, Message = "{Listener}: {Count} connection handlers ignored the abort for {GraceMs} ms; stopping without them")]
+    private static partial void LogAbandoned(ILogger logger, string listener, int count, double graceMs);
 }

@@ -1,18 +1,23 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Egress.Policy;
+using Egress.Relay;
 
 namespace Egress.Diagnostics;
 
 /// <summary>
 /// The metrics of both hosts, on the meter named <see cref="MeterName"/> (instrument names in OpenTelemetry style,
 /// visible with <c>dotnet-counters monitor --counters Egress</c> and exported by egress-host in Prometheus format).
-/// Every instrument carries an <c>egress.side</c> tag (<c>enclave</c> or <c>parent</c>).
+/// Every instrument carries an <c>egress.side</c> tag (<c>enclave</c> or <c>parent</c>). Pass one instance to the
+/// components of a host through their options' <c>Metrics</c> property; without it they record nothing.
 /// </summary>
 public sealed class EgressMetrics
 {
     /// <summary>The name of the meter.</summary>
     public const string MeterName = "Egress";
+
+    /// <summary>Bucket bounds in seconds, from a quick request to an hour-long idle session.</summary>
+    private static readonly double[] DurationBuckets = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600];
 
     private readonly Counter<long> _connections;
     private readonly UpDownCounter<long> _activeConnections;
@@ -37,7 +42,11 @@ public sealed class EgressMetrics
         _activeConnections = meter.CreateUpDownCounter<long>(
             "egress.connections.active", "{connection}", "Connections being relayed now.");
         _connectionDuration = meter.CreateHistogram<double>(
-            "egress.connection.duration", "s", "How long relayed connections lasted, by the first cause of their end.");
+            "egress.connection.duration",
+            "s",
+            "How long relayed connections lasted, by the first cause of their end.",
+            tags: null,
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
         _bytes = meter.CreateCounter<long>(
             "egress.relay.bytes", "By", "Bytes relayed, by direction (out: towards the destination).");
         _dnsQueries = meter.CreateCounter<long>(
@@ -53,7 +62,11 @@ public sealed class EgressMetrics
         }
     }
 
-    /// <summary>Counts a connection decision (<paramref name="outcome"/>: allowed, denied, failed).</summary>
+    /// <summary>Gets the side tag's value (<c>enclave</c> or <c>parent</c>).</summary>
+    internal string Side => (string)_side.Value!;
+
+    /// <summary>Counts a connection decision (<paramref name="outcome"/>: allowed, denied, failed; <paramref name="reason"/>:
+    /// a <see cref="DecisionReason"/> or <see cref="Tunnel.TunnelStatus"/> name, or what failed locally).</summary>
     internal void Connection(string outcome, string reason)
     {
         if (_connections.Enabled)
@@ -66,7 +79,7 @@ public sealed class EgressMetrics
     internal void RelayStarted() => _activeConnections.Add(1, _side);
 
     /// <summary>Records a finished relay: bytes each way and its duration by cause.</summary>
-    internal void RelayEnded(long bytesOut, long bytesIn, TimeSpan duration, string cause)
+    internal void RelayEnded(long bytesOut, long bytesIn, TimeSpan duration, RelayShutdownCause cause)
     {
         _activeConnections.Add(-1, _side);
         if (_bytes.Enabled)
@@ -77,12 +90,12 @@ public sealed class EgressMetrics
 
         if (_connectionDuration.Enabled)
         {
-            var tags = new TagList { _side, { "egress.cause", cause } };
+            var tags = new TagList { _side, { "egress.cause", cause.ToString() } };
             _connectionDuration.Record(duration.TotalSeconds, tags);
         }
     }
 
-    /// <summary>Counts a DNS query by outcome (forwarded, refused, servfail, formerr, truncated).</summary>
+    /// <summary>Counts a DNS query by outcome (forwarded, truncated, refused, servfail, formerr, dropped).</summary>
     internal void DnsQuery(string outcome)
     {
         if (_dnsQueries.Enabled)
@@ -91,7 +104,8 @@ public sealed class EgressMetrics
         }
     }
 
-    /// <summary>Counts a failed tunnel stream by kind (unavailable, timeout, bad_response, bad_request, ...).</summary>
+    /// <summary>Counts a failed tunnel stream by kind (unavailable, connect_timeout, status_timeout, bad_response on the
+    /// enclave; header_timeout, bad_request, unsupported_kind, stream_failed on the parent).</summary>
     internal void TunnelError(string kind)
     {
         if (_tunnelErrors.Enabled)

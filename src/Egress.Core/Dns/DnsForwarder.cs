@@ -45,7 +45,7 @@ public sealed class DnsForwarder : IAsyncDisposable
         _options = options;
         _logger = loggerFactory.CreateLogger("Egress.Dns");
         _pool = new DnsTunnelPool(options, _logger, _stopping.Token);
-        _handler = new DnsQueryHandler(policy, _pool, _logger);
+        _handler = new DnsQueryHandler(policy, _pool, options.Metrics, _logger);
     }
 
     /// <summary>Gets the addresses actually served (UDP and TCP share each one), with ephemeral ports resolved.</summary>
@@ -152,7 +152,7 @@ public sealed class DnsForwarder : IAsyncDisposable
         try
         {
             await DnsFramedConnection.ServeAsync(
-                connection, _handler, MaxTcpInFlight, _options.TcpIdleTimeout, _options.TimeProvider, _logger, aborted).ConfigureAwait(false);
+                connection, _handler, MaxTcpInFlight, _options.TcpIdleTimeout, _options.TimeProvider, _logger, _stopping.Token, aborted).ConfigureAwait(false);
         }
         finally
         {

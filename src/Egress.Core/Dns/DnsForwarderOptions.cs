@@ -1,4 +1,5 @@
 using System.Net;
+using Egress.Diagnostics;
 using Egress.Tunnel;
 
 namespace Egress.Dns;
@@ -24,6 +25,9 @@ public sealed class DnsForwarderOptions
 
     /// <summary>Gets how long a client's DNS-over-TCP connection may stay idle before it is closed.</summary>
     public TimeSpan TcpIdleTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Gets where connections, relays, DNS queries and tunnel errors are counted; null (the default) records nothing.</summary>
+    public EgressMetrics? Metrics { get; init; }
 
     /// <summary>Gets the clock for timeouts.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;

@@ -9,8 +9,8 @@ namespace Egress.Dns;
 /// <summary>
 /// Serves length-prefixed DNS queries on a duplex pipe (a client's DNS-over-TCP connection, RFC 7766, or a tunnel
 /// DNS stream on the parent): queries are answered concurrently, up to a limit (further frames wait), and each
-/// answer is written as soon as it is ready, in any order. Ends after the idle timeout, on an empty frame, or when
-/// the peer closes, once every answer has been written; the caller closes the pipe.
+/// answer is written as soon as it is ready, in any order. Ends after the idle timeout, on an empty frame, when
+/// the peer closes, or when the server is stopping, once every answer has been written; the caller closes the pipe.
 /// </summary>
 internal sealed class DnsFramedConnection
 {
@@ -37,15 +37,23 @@ internal sealed class DnsFramedConnection
     /// <param name="idleTimeout">How long to wait for a frame; <see cref="Timeout.InfiniteTimeSpan"/> for ever.</param>
     /// <param name="time">The clock of the idle timeout.</param>
     /// <param name="logger">Where unexpected failures are logged.</param>
+    /// <param name="stopping">Stops reading further queries; those in flight are still answered.</param>
     /// <param name="aborted">Ends serving at once.</param>
     /// <returns>A task that completes when reading has ended and every answer was written.</returns>
     public static async Task ServeAsync(
-        IDuplexPipe pipe, IDnsAnswerer answerer, int maxInFlight, TimeSpan idleTimeout, TimeProvider time, ILogger logger, CancellationToken aborted)
+        IDuplexPipe pipe,
+        IDnsAnswerer answerer,
+        int maxInFlight,
+        TimeSpan idleTimeout,
+        TimeProvider time,
+        ILogger logger,
+        CancellationToken stopping,
+        CancellationToken aborted)
     {
         var connection = new DnsFramedConnection(pipe, answerer, maxInFlight, logger);
         try
         {
-            await connection.ReadLoopAsync(idleTimeout, time, aborted).ConfigureAwait(false);
+            await connection.ReadLoopAsync(idleTimeout, time, stopping, aborted).ConfigureAwait(false);
         }
         finally
         {
@@ -54,10 +62,10 @@ internal sealed class DnsFramedConnection
         }
     }
 
-    private async Task ReadLoopAsync(TimeSpan idleTimeout, TimeProvider time, CancellationToken aborted)
+    private async Task ReadLoopAsync(TimeSpan idleTimeout, TimeProvider time, CancellationToken stopping, CancellationToken aborted)
     {
         using var idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, aborted);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, stopping, aborted);
         PipeReader input = _pipe.Input;
         try
         {
@@ -86,7 +94,7 @@ internal sealed class DnsFramedConnection
         catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or InvalidOperationException
             or ConnectionResetException or ConnectionAbortedException or ObjectDisposedException)
         {
-            // Idle, aborted or reset: stop reading.
+            // Idle, stopping, aborted or reset: stop reading.
         }
 
         // Let the answers in flight be written before the caller closes the output.

@@ -1,3 +1,4 @@
+using Egress.Diagnostics;
 using Egress.Policy;
 using Microsoft.Extensions.Logging;
 
@@ -10,7 +11,7 @@ namespace Egress.Dns;
 /// the wire and restored), after its addresses were learned. A UDP answer larger than the client accepts is
 /// replaced by a TC=1 stand-in so the client retries over TCP.
 /// </summary>
-internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, ILogger logger) : IDnsAnswerer
+internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, EgressMetrics? metrics, ILogger logger) : IDnsAnswerer
 {
     private const int Drop = -1;
 
@@ -29,12 +30,14 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, I
         if (status != DnsExchangeStatus.Answered)
         {
             DnsLog.QueryFailed(logger, question.Name, DnsTypeName.Of(question.Type), status.ToString());
+            metrics?.DnsQuery("servfail");
             return DnsMessage.WriteServFail(query.Span, response.Span);
         }
 
         if (!DnsForwarding.IsAnswerTo(query.Span, response.Span[..length]))
         {
             DnsLog.QueryFailed(logger, question.Name, DnsTypeName.Of(question.Type), "the parent's answer does not match the question");
+            metrics?.DnsQuery("servfail");
             return DnsMessage.WriteServFail(query.Span, response.Span);
         }
 
@@ -48,6 +51,7 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, I
         {
             int length = DnsMessage.WriteFormErr(query, response);
             DnsLog.Malformed(logger, error, length < 0 ? "dropped" : "answered FORMERR");
+            metrics?.DnsQuery(length < 0 ? "dropped" : "formerr");
             return length < 0 ? Drop : length;
         }
 
@@ -55,6 +59,7 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, I
         if (!decision.IsAllowed)
         {
             DnsLog.Refused(logger, question.Name, DnsTypeName.Of(question.Type), decision);
+            metrics?.DnsQuery("refused");
             return DnsMessage.WriteRefused(query, response);
         }
 
@@ -68,10 +73,12 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, I
         int limit = udp ? DnsForwarding.ClientUdpLimit(query, questionEnd) : DnsTcpFraming.MaxMessageLength;
         if (answer.Length <= limit)
         {
+            metrics?.DnsQuery("forwarded");
             return answer.Length;
         }
 
         DnsLog.TruncatedForClient(logger, question.Name, answer.Length, limit);
+        metrics?.DnsQuery("truncated");
         int truncated = DnsForwarding.WriteTruncated(answer, response);
         return truncated >= 0 ? truncated : DnsMessage.WriteServFail(query, response);
     }

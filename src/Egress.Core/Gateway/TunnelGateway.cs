@@ -50,7 +50,10 @@ public sealed class TunnelGateway : IAsyncDisposable
     {
         var socket = _options.Listen.Listen();
         LocalEndPoint = socket.LocalEndPoint;
-        _listener = new ConnectionListener(socket, $"gateway {_options.Listen}", _handler.HandleAsync, _logger);
+        ConnectionListener? listener = null;
+        listener = new ConnectionListener(
+            socket, $"gateway {_options.Listen}", (stream, aborted) => _handler.HandleAsync(stream, listener!.Stopping, aborted), _logger);
+        _listener = listener;
         _listener.Start();
         GatewayLog.Listening(_logger, _options.Listen.ToString());
         if (DnsUpstreams.Count > 0)

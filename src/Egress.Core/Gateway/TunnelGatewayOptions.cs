@@ -1,4 +1,5 @@
 using System.Net;
+using Egress.Diagnostics;
 using Egress.Relay;
 using Egress.Tunnel;
 
@@ -18,6 +19,9 @@ public sealed class TunnelGatewayOptions
 
     /// <summary>Gets the relay settings (idle timeout, clock).</summary>
     public RelayOptions Relay { get; init; } = RelayOptions.Default;
+
+    /// <summary>Gets where connections, relays, DNS queries and tunnel errors are counted; null (the default) records nothing.</summary>
+    public EgressMetrics? Metrics { get; init; }
 
     /// <summary>Gets how long a stop lets live streams finish before aborting them.</summary>
     public TimeSpan ShutdownDrain { get; init; } = TimeSpan.FromSeconds(10);

@@ -10,8 +10,9 @@ namespace Egress.Gateway;
 
 /// <summary>
 /// One tunnel stream: request under a header timeout, then for TCP: policy re-check, dial, status, relay; for
-/// DNS: status Ok, then framed queries answered through the upstream resolvers (see <see cref="UpstreamDnsAnswerer"/>). Every failure that can
-/// be answered gets a status before the stream closes; nothing here throws to the accept loop.
+/// DNS: status Ok, then framed queries answered through the upstream resolvers (see <see cref="UpstreamDnsAnswerer"/>)
+/// until the enclave closes the stream or the gateway is stopping (queries in flight are answered first). Every
+/// failure that can be answered gets a status before the stream closes; nothing here throws to the accept loop.
 /// </summary>
 internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPolicy policy, DnsUpstreamClient dnsUpstreams, ILogger logger)
 {
@@ -20,8 +21,9 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
 
     private static readonly TimeSpan CloseDeadline = TimeSpan.FromSeconds(30);
 
-    public async Task HandleAsync(Socket streamSocket, CancellationToken aborted)
+    public async Task HandleAsync(Socket streamSocket, CancellationToken stopping, CancellationToken aborted)
     {
+        var metrics = options.Metrics;
         var tunnel = RelayPipes.CreateConnection(streamSocket);
         SocketConnection? upstream = null;
         try
@@ -34,13 +36,14 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
 
             if (request.Value.Kind == TunnelRequestKind.Dns)
             {
-                await ServeDnsAsync(tunnel, aborted).ConfigureAwait(false);
+                await ServeDnsAsync(tunnel, stopping, aborted).ConfigureAwait(false);
                 return;
             }
 
             if (request.Value.Kind != TunnelRequestKind.TcpConnect)
             {
                 GatewayLog.Unsupported(logger, request.Value.Kind);
+                metrics?.TunnelError("unsupported_kind");
                 await AnswerAsync(tunnel, TunnelStatus.UnsupportedKind, $"{request.Value.Kind} streams are not served by this gateway", aborted).ConfigureAwait(false);
                 return;
             }
@@ -51,6 +54,7 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
             if (!decision.IsAllowed)
             {
                 GatewayLog.Denied(logger, destination, hint, decision);
+                metrics?.Connection("denied", decision.Reason.ToString());
                 await AnswerAsync(tunnel, TunnelStatus.DeniedByPolicy, "parent: " + decision.ToString(), aborted).ConfigureAwait(false);
                 return;
             }
@@ -60,6 +64,7 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
             if (socket is null)
             {
                 GatewayLog.ConnectFailed(logger, destination, hint, status, detail);
+                metrics?.Connection("failed", status.ToString());
                 await AnswerAsync(tunnel, status, detail, aborted).ConfigureAwait(false);
                 return;
             }
@@ -73,12 +78,16 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
             }
 
             GatewayLog.Connected(logger, destination, hint, decision);
+            metrics?.Connection("allowed", decision.Reason.ToString());
+            metrics?.RelayStarted();
             var result = await DuplexRelay.RunAsync(tunnel, upstream, options.Relay, aborted).ConfigureAwait(false);
+            metrics?.RelayEnded(result.BytesAToB, result.BytesBToA, result.Duration, result.FirstCause);
             GatewayLog.Closed(logger, destination, result.BytesAToB, result.BytesBToA, result.FirstCause, result.Duration.TotalMilliseconds);
         }
         catch (Exception ex) when (ex is OperationCanceledException or SocketException or IOException or ConnectionResetException or ConnectionAbortedException)
         {
             GatewayLog.StreamFailed(logger, ex.Message);
+            metrics?.TunnelError("stream_failed");
         }
         finally
         {
@@ -91,8 +100,8 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
         }
     }
 
-    /// <summary>Answers Ok, then serves the stream's framed queries until the enclave closes it.</summary>
-    private async Task ServeDnsAsync(SocketConnection tunnel, CancellationToken aborted)
+    /// <summary>Answers Ok, then serves the stream's framed queries until the enclave closes it or a stop begins.</summary>
+    private async Task ServeDnsAsync(SocketConnection tunnel, CancellationToken stopping, CancellationToken aborted)
     {
         TunnelCodec.WriteResponse(tunnel.Output, new TunnelResponse(TunnelStatus.Ok));
         var flushed = await tunnel.Output.FlushAsync(aborted).ConfigureAwait(false);
@@ -102,9 +111,9 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
         }
 
         GatewayLog.DnsStreamOpened(logger, string.Join(", ", dnsUpstreams.Upstreams));
-        var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, logger, aborted);
+        var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, options.Metrics, logger, aborted);
         await DnsFramedConnection.ServeAsync(
-            tunnel, answerer, MaxDnsInFlight, Timeout.InfiniteTimeSpan, options.Relay.TimeProvider, logger, aborted).ConfigureAwait(false);
+            tunnel, answerer, MaxDnsInFlight, Timeout.InfiniteTimeSpan, options.Relay.TimeProvider, logger, stopping, aborted).ConfigureAwait(false);
         GatewayLog.DnsStreamClosed(logger);
     }
 
@@ -121,6 +130,7 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
         catch (OperationCanceledException) when (deadline.IsCancellationRequested)
         {
             GatewayLog.HeaderTimeout(logger, options.HeaderTimeout.TotalMilliseconds);
+            options.Metrics?.TunnelError("header_timeout");
             await AnswerAsync(tunnel, TunnelStatus.BadRequest, "no complete request within the header timeout", aborted).ConfigureAwait(false);
             return null;
         }
@@ -135,6 +145,7 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
             default:
                 var status = TunnelCodec.StatusFor(result);
                 GatewayLog.BadRequest(logger, result, status);
+                options.Metrics?.TunnelError("bad_request");
                 await AnswerAsync(tunnel, status, $"invalid request: {result}", aborted).ConfigureAwait(false);
                 return null;
         }

@@ -1,3 +1,4 @@
+using Egress.Diagnostics;
 using Egress.Dns;
 using Egress.Policy;
 using Microsoft.Extensions.Logging;
@@ -10,7 +11,7 @@ namespace Egress.Gateway;
 /// resolvers, and the answered addresses are learned into the parent's own cache so its connect check allows
 /// them. SERVFAIL when no upstream answers in time.
 /// </summary>
-internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient upstreams, ILogger logger, CancellationToken aborted) : IDnsAnswerer
+internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient upstreams, EgressMetrics? metrics, ILogger logger, CancellationToken aborted) : IDnsAnswerer
 {
     /// <inheritdoc />
     public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp)
@@ -20,6 +21,7 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
         {
             int length = DnsMessage.WriteFormErr(query.Span, response.Span);
             GatewayLog.DnsMalformed(logger, error);
+            metrics?.DnsQuery(length < 0 ? "dropped" : "formerr");
             return length;
         }
 
@@ -27,6 +29,7 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
         if (!decision.IsAllowed)
         {
             GatewayLog.DnsDenied(logger, question.Name, DnsTypeName.Of(question.Type), decision);
+            metrics?.DnsQuery("refused");
             return DnsMessage.WriteRefused(query.Span, response.Span);
         }
 
@@ -34,10 +37,12 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
         if (answer < 0)
         {
             GatewayLog.DnsUpstreamFailed(logger, question.Name, DnsTypeName.Of(question.Type), upstreams.Upstreams.Count);
+            metrics?.DnsQuery("servfail");
             return DnsMessage.WriteServFail(query.Span, response.Span);
         }
 
         DnsAnswerLearner.Learn(policy, question.Name, response.Span[..answer], logger);
+        metrics?.DnsQuery("forwarded");
         return answer;
     }
 }

@@ -24,6 +24,7 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
         if (original.Status != OriginalDestinationStatus.Redirected)
         {
             ProxyLog.NotRedirected(logger, client.RemoteEndPoint, original.Status, original.Detail);
+            options.Metrics?.Connection("failed", "NotRedirected");
             RelayPipes.Reset(client);
             return;
         }
@@ -33,6 +34,7 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
         if (!decision.IsAllowed)
         {
             ProxyLog.Denied(logger, destination, decision);
+            options.Metrics?.Connection("denied", decision.Reason.ToString());
             RelayPipes.Reset(client);
             return;
         }
@@ -47,7 +49,11 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
         client.NoDelay = true;
         var app = RelayPipes.CreateConnection(client);
         ProxyLog.Allowed(logger, destination, decision);
+        var metrics = options.Metrics;
+        metrics?.Connection("allowed", decision.Reason.ToString());
+        metrics?.RelayStarted();
         var result = await DuplexRelay.RunAsync(app, tunnel, options.Relay, aborted).ConfigureAwait(false);
+        metrics?.RelayEnded(result.BytesAToB, result.BytesBToA, result.Duration, result.FirstCause);
         using (var closing = new CancellationTokenSource(CloseDeadline))
         {
             await Task.WhenAll(
@@ -78,9 +84,22 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
         {
             socket = await options.Tunnel.ConnectAsync(linked.Token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is SocketException or OperationCanceledException or IOException)
+        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+        {
+            ProxyLog.Stopping(logger, destination);
+            options.Metrics?.Connection("failed", "Stopping");
+            return null;
+        }
+        catch (OperationCanceledException)
+        {
+            ProxyLog.TunnelConnectTimedOut(logger, destination, options.Tunnel.ToString(), options.StatusTimeout.TotalMilliseconds);
+            Failed("TunnelTimedOut", "connect_timeout");
+            return null;
+        }
+        catch (Exception ex) when (ex is SocketException or IOException)
         {
             ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), ex.Message);
+            Failed("TunnelUnavailable", "unavailable");
             return null;
         }
 
@@ -98,23 +117,38 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
             if (result == TunnelReadResult.Complete)
             {
                 ProxyLog.ParentRefused(logger, destination, response.Status, response.Detail ?? string.Empty);
+                options.Metrics?.Connection(response.Status == TunnelStatus.DeniedByPolicy ? "denied" : "failed", response.Status.ToString());
             }
             else
             {
                 ProxyLog.BadParentResponse(logger, destination, result);
+                Failed("BadParentResponse", "bad_response");
             }
+        }
+        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+        {
+            ProxyLog.Stopping(logger, destination);
+            options.Metrics?.Connection("failed", "Stopping");
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
             ProxyLog.ParentTimedOut(logger, destination, options.StatusTimeout.TotalMilliseconds);
+            Failed("ParentTimedOut", "status_timeout");
         }
         catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or ConnectionResetException or ConnectionAbortedException)
         {
             ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), ex.Message);
+            Failed("TunnelUnavailable", "unavailable");
         }
 
         RelayPipes.Reset(socket);
         tunnel.Dispose();
         return null;
+    }
+
+    private void Failed(string reason, string tunnelError)
+    {
+        options.Metrics?.Connection("failed", reason);
+        options.Metrics?.TunnelError(tunnelError);
     }
 }

@@ -37,6 +37,12 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 109, Level = LogLevel.Warning, Message = "connection to {Destination} failed: tunnel {Tunnel} unavailable: {Error}")]
     public static partial void TunnelUnavailable(ILogger logger, IPEndPoint destination, string tunnel, string error);
 
+    [LoggerMessage(EventId = 111, Level = LogLevel.Warning, Message = "connection to {Destination} failed: timed out connecting to the tunnel {Tunnel} after {TimeoutMs} ms")]
+    public static partial void TunnelConnectTimedOut(ILogger logger, IPEndPoint destination, string tunnel, double timeoutMs);
+
+    [LoggerMessage(EventId = 112, Level = LogLevel.Information, Message = "connection to {Destination} not carried: stopping")]
+    public static partial void Stopping(ILogger logger, IPEndPoint destination);
+
     [LoggerMessage(EventId = 110, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}, {DurationMs:F0} ms")]
     public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, double durationMs);
 }

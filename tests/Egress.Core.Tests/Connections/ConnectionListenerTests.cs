@@ -79,6 +79,43 @@ public sealed class ConnectionListenerTests
     }
 
     [Test]
+    public async Task StoppingTokenLetsAnIdleHandlerEndBeforeTheDrain()
+    {
+        ConnectionListener? self = null;
+        var listener = Start(async (socket, aborted) =>
+        {
+            using (socket)
+            {
+                await Task.Delay(Timeout.Infinite, self!.Stopping).ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+        }, out IPEndPoint endPoint);
+        self = listener;
+        using Socket client = await ConnectAsync(endPoint);
+        await WaitUntilAsync(() => listener.ActiveConnections == 1);
+
+        await listener.StopAsync(TimeSpan.FromSeconds(30)).WaitAsync(HangGuard);
+
+        Assert.That(listener.ActiveConnections, Is.Zero);
+        Assert.That(_logs.Lines, Has.None.Contains("aborting"));
+        await listener.DisposeAsync();
+    }
+
+    [Test]
+    public async Task StopGivesUpOnAHandlerThatIgnoresItsAbortToken()
+    {
+        var release = new TaskCompletionSource();
+        await using var listener = Start((socket, _) => release.Task, out IPEndPoint endPoint, abortGrace: TimeSpan.FromMilliseconds(100));
+        using Socket client = await ConnectAsync(endPoint);
+        await WaitUntilAsync(() => listener.ActiveConnections == 1);
+
+        await listener.StopAsync(TimeSpan.FromMilliseconds(50)).WaitAsync(HangGuard);
+
+        Assert.That(listener.ActiveConnections, Is.EqualTo(1), "still running, abandoned");
+        Assert.That(_logs.Lines, Does.Contain("Error: test listener: 1 connection handlers ignored the abort for 100 ms; stopping without them"));
+        release.SetResult();
+    }
+
+    [Test]
     public async Task StoppedListenerRefusesNewConnections()
     {
         var listener = Start((socket, _) => { socket.Dispose(); return Task.CompletedTask; }, out IPEndPoint endPoint);
@@ -163,13 +200,13 @@ public sealed class ConnectionListenerTests
         }
     }
 
-    private ConnectionListener Start(Func<Socket, CancellationToken, Task> handler, out IPEndPoint endPoint)
+    private ConnectionListener Start(Func<Socket, CancellationToken, Task> handler, out IPEndPoint endPoint, TimeSpan? abortGrace = null)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         socket.Listen(512);
         endPoint = (IPEndPoint)socket.LocalEndPoint!;
-        var listener = new ConnectionListener(socket, "test listener", handler, _logger);
+        var listener = new ConnectionListener(socket, "test listener", handler, _logger) { AbortGrace = abortGrace ?? TimeSpan.FromSeconds(5) };
         listener.Start();
         return listener;
     }
