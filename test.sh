@@ -25,10 +25,15 @@ for trx in "${trx_files[@]}"; do
 done
 skipped=$((total - passed - failed))
 
-if [ "${#trx_files[@]}" -eq 0 ]; then
-  echo "no test results were produced (build failure?)" >&2
-  [ "$rc" -eq 0 ] && rc=1
+if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+  # dotnet test failed without a failing test: a project did not build, or a test host crashed.
+  echo "dotnet test exited with $rc without a failing test result (build failure or crashed test host?)" >&2
   failed=1
+fi
+if [ "${#trx_files[@]}" -eq 0 ]; then
+  echo "no test results were produced" >&2
+  [ "$rc" -eq 0 ] && rc=1
+  [ "$failed" -eq 0 ] && failed=1
 fi
 
 if [ "$skipped" -gt 0 ]; then

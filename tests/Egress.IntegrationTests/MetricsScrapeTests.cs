@@ -27,7 +27,7 @@ public sealed partial class MetricsScrapeTests
         Root.RequireOrIgnore();
         topology = await Topology.CreateAsync();
         world = await topology.StartWorldServicesAsync();
-        await topology.StartDnsmasqAsync((AllowedName, IPAddress.Parse("198.18.0.10")));
+        await topology.StartDnsmasqAsync(DnsmasqRecord.Host(AllowedName, IPAddress.Parse("198.18.0.10")));
         string toml = EnclaveConfig.Render([.. EnclaveConfig.DefaultDestinations, AllowedName]);
         toml = toml.Replace("[host]\n", $"[host]\nmetrics_listen = \"{MetricsAddress}\"\n", StringComparison.Ordinal);
         deployment = await EgressDeployment.StartAsync(topology, toml);
