@@ -10,6 +10,7 @@ using Egress.Interception;
 using Egress.Policy;
 using Egress.Proxy;
 using Egress.Relay;
+using Egress.Tunnel;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -153,29 +154,14 @@ if (configuration is null)
     return HostRuntime.UsageError;
 }
 
-EgressProxyOptions options;
-DnsForwarderOptions dnsOptions;
+TunnelEndpoint tunnel;
 AllowlistCache cache;
 EgressPolicy policy;
 try
 {
     cache = configuration.CreateCache();
     policy = configuration.CreatePolicy(cache);
-    options = new EgressProxyOptions
-    {
-        Listen = configuration.Enclave.ProxyListen,
-        Tunnel = configuration.GetTunnelEndpoint(TunnelSide.Enclave, command.Value("--tunnel")),
-        StatusTimeout = configuration.Tunnel.StatusTimeout,
-        Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout },
-        ShutdownDrain = configuration.Relay.ShutdownDrain,
-    };
-    dnsOptions = new DnsForwarderOptions
-    {
-        Listen = configuration.Enclave.DnsListen,
-        Tunnel = options.Tunnel,
-        QueryTimeout = configuration.Enclave.DnsQueryTimeout,
-        StatusTimeout = configuration.Tunnel.StatusTimeout,
-    };
+    tunnel = configuration.GetTunnelEndpoint(TunnelSide.Enclave, command.Value("--tunnel"));
 }
 catch (ConfigurationException ex)
 {
@@ -192,11 +178,11 @@ builder.Services.AddSingleton(services => new EgressMetrics(services.GetRequired
 builder.Services.AddSingleton(services => new EgressProxy(
     new EgressProxyOptions
     {
-        Listen = options.Listen,
-        Tunnel = options.Tunnel,
-        StatusTimeout = options.StatusTimeout,
-        Relay = options.Relay,
-        ShutdownDrain = options.ShutdownDrain,
+        Listen = configuration.Enclave.ProxyListen,
+        Tunnel = tunnel,
+        StatusTimeout = configuration.Tunnel.StatusTimeout,
+        Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout },
+        ShutdownDrain = configuration.Relay.ShutdownDrain,
         Metrics = services.GetRequiredService<EgressMetrics>(),
     },
     policy,
@@ -204,10 +190,10 @@ builder.Services.AddSingleton(services => new EgressProxy(
 builder.Services.AddSingleton(services => new DnsForwarder(
     new DnsForwarderOptions
     {
-        Listen = dnsOptions.Listen,
-        Tunnel = dnsOptions.Tunnel,
-        QueryTimeout = dnsOptions.QueryTimeout,
-        StatusTimeout = dnsOptions.StatusTimeout,
+        Listen = configuration.Enclave.DnsListen,
+        Tunnel = tunnel,
+        QueryTimeout = configuration.Enclave.DnsQueryTimeout,
+        StatusTimeout = configuration.Tunnel.StatusTimeout,
         Metrics = services.GetRequiredService<EgressMetrics>(),
     },
     policy,
@@ -218,7 +204,7 @@ builder.Services.AddSingleton<IHostedService>(services =>
     return new ListenerService(
         proxy.Start,
         proxy.StopAsync,
-        ex => ex is SocketException socketError ? $"cannot listen on {string.Join(", ", options.Listen)}: {socketError.Message}" : null);
+        ex => ex is SocketException socketError ? $"cannot listen on {string.Join(", ", configuration.Enclave.ProxyListen)}: {socketError.Message}" : null);
 });
 builder.Services.AddSingleton<IHostedService>(services =>
 {
@@ -236,10 +222,11 @@ string? DescribeDnsBindFailure(Exception exception)
         return null;
     }
 
-    var privileged = dnsOptions.Listen.Any(e => e.Port is > 0 and < 1024)
+    var dnsListen = configuration.Enclave.DnsListen;
+    var privileged = dnsListen.Any(e => e.Port is > 0 and < 1024)
         ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
         : string.Empty;
-    return $"cannot listen for DNS on {string.Join(", ", dnsOptions.Listen)} (UDP and TCP): {ex.Message}{privileged}; "
+    return $"cannot listen for DNS on {string.Join(", ", dnsListen)} (UDP and TCP): {ex.Message}{privileged}; "
         + "is another resolver (systemd-resolved, dnsmasq) bound there? Change [enclave] dns_listen or stop it.";
 }
 

@@ -8,6 +8,7 @@ using Egress.Hosting;
 using Egress.Host;
 using Egress.Policy;
 using Egress.Relay;
+using Egress.Tunnel;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -111,23 +112,14 @@ foreach (var text in command.Values("--dns-upstream"))
     upstreams.Add(upstream);
 }
 
-TunnelGatewayOptions options;
+TunnelEndpoint listen;
 AllowlistCache cache;
 EgressPolicy policy;
 try
 {
     cache = configuration.CreateCache();
     policy = configuration.CreatePolicy(cache);
-    options = new TunnelGatewayOptions
-    {
-        Listen = configuration.GetTunnelEndpoint(TunnelSide.Host, command.Value("--tunnel")),
-        HeaderTimeout = configuration.Host.HeaderTimeout,
-        ConnectTimeout = configuration.Host.ConnectTimeout,
-        Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout },
-        ShutdownDrain = configuration.Relay.ShutdownDrain,
-        DnsUpstreams = upstreams.Count > 0 ? upstreams : configuration.Host.DnsUpstreams,
-        DnsTimeout = configuration.Host.DnsTimeout,
-    };
+    listen = configuration.GetTunnelEndpoint(TunnelSide.Host, command.Value("--tunnel"));
 
     if (metricsListen is null && configuration.Host.MetricsListen is { } configured)
     {
@@ -163,13 +155,13 @@ if (metricsListen is not null)
 builder.Services.AddSingleton(services => new TunnelGateway(
     new TunnelGatewayOptions
     {
-        Listen = options.Listen,
-        HeaderTimeout = options.HeaderTimeout,
-        ConnectTimeout = options.ConnectTimeout,
-        Relay = options.Relay,
-        ShutdownDrain = options.ShutdownDrain,
-        DnsUpstreams = options.DnsUpstreams,
-        DnsTimeout = options.DnsTimeout,
+        Listen = listen,
+        HeaderTimeout = configuration.Host.HeaderTimeout,
+        ConnectTimeout = configuration.Host.ConnectTimeout,
+        Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout },
+        ShutdownDrain = configuration.Relay.ShutdownDrain,
+        DnsUpstreams = upstreams.Count > 0 ? upstreams : configuration.Host.DnsUpstreams,
+        DnsTimeout = configuration.Host.DnsTimeout,
         Metrics = services.GetRequiredService<EgressMetrics>(),
     },
     policy,
@@ -182,7 +174,7 @@ builder.Services.AddSingleton<IHostedService>(services =>
         gateway.StopAsync,
         ex => ex switch
         {
-            SocketException => $"cannot listen on {options.Listen}: {ex.Message}",
+            SocketException => $"cannot listen on {listen}: {ex.Message}",
             IOException => ex.Message,
             _ => null,
         });
