@@ -41,7 +41,8 @@ public sealed class DnsForwarderFailureTests
     {
         await using var silent = new FakeUpstreamDns((_, _) => FakeAnswer.Silence);
         await using var good = new FakeUpstreamDns(TestZone.Answer);
-        await using var harness = await DnsTunnelHarness.StartAsync([silent.EndPoint, good.EndPoint], parentTimeout: TimeSpan.FromSeconds(1));
+        await using var harness = await DnsTunnelHarness.StartAsync([silent.EndPoint, good.EndPoint], parentTimeout: TimeSpan.FromSeconds(4));
+        // Each upstream gets an equal share (2 s) of the parent timeout: generous, so a loaded machine cannot starve the good one.
 
         byte[] answer = await harness.UdpAsync(DnsQueryBytes.Build(2, "a.x.test"));
 
