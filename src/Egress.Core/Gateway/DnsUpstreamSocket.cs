@@ -308,10 +308,11 @@ internal sealed class DnsUpstreamSocket : IDisposable
             drained = _retired && _pending.Count == 0;
         }
 
-        query.Answer(datagram);
         if (drained)
         {
-            Close();
+            Close(); // Nothing is pending any more; the datagram stays in the buffer.
         }
+
+        query.Answer(datagram);
     }
 }
