@@ -8,14 +8,15 @@ namespace Egress.Dns;
 /// One query in flight on a tunnel DNS stream: the slot the stream's reader completes when the answer with its
 /// wire ID arrives (or the sweeper when its deadline passes). Pooled and awaited as a <see cref="ValueTask{T}"/>,
 /// so a query costs no task or completion-source allocation. Exactly one party completes it: whoever removes it
-/// from the stream's pending table.
+/// from the stream's pending table, outside the table's lock: the awaiting code runs inline on the completing
+/// thread (the stream's read loop for an answer), which saves a thread-pool hop per query.
 /// </summary>
 internal sealed class DnsPendingQuery : IValueTaskSource<DnsExchangeStatus>
 {
     private const int MaxPooled = 256;
     private static readonly ConcurrentQueue<DnsPendingQuery> Pool = new();
 
-    private ManualResetValueTaskSourceCore<DnsExchangeStatus> _core = new() { RunContinuationsAsynchronously = true };
+    private ManualResetValueTaskSourceCore<DnsExchangeStatus> _core = new() { RunContinuationsAsynchronously = false };
 
     private DnsPendingQuery()
     {

@@ -79,6 +79,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
     /// <summary>Fails every pending query whose deadline has passed with <see cref="DnsExchangeStatus.TimedOut"/>.</summary>
     public void Sweep(long now)
     {
+        DnsPendingQuery[] expired;
         lock (_lock)
         {
             foreach (var (id, query) in _pending)
@@ -90,12 +91,13 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
                 }
             }
 
-            foreach (DnsPendingQuery query in _expired)
-            {
-                query.Complete(DnsExchangeStatus.TimedOut);
-            }
+            expired = TakeExpired();
+        }
 
-            _expired.Clear();
+        // Completed outside the lock: continuations run inline.
+        foreach (DnsPendingQuery query in expired)
+        {
+            query.Complete(DnsExchangeStatus.TimedOut);
         }
     }
 
@@ -238,7 +240,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
 
     private void Fail(SocketConnection connection, string reason, DnsExchangeStatus status = DnsExchangeStatus.StreamFailed)
     {
-        int failed;
+        DnsPendingQuery[] expired;
         lock (_lock)
         {
             if (!ReferenceEquals(_connection, connection))
@@ -249,14 +251,16 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
             _connection = null;
             _expired.AddRange(_pending.Values);
             _pending.Clear();
-            failed = _expired.Count;
-            foreach (DnsPendingQuery query in _expired)
-            {
-                query.Complete(status);
-            }
-
-            _expired.Clear();
+            expired = TakeExpired();
         }
+
+        // Completed outside the lock: continuations run inline.
+        foreach (DnsPendingQuery query in expired)
+        {
+            query.Complete(status);
+        }
+
+        int failed = expired.Length;
 
         if (status == DnsExchangeStatus.StreamFailed)
         {
@@ -265,5 +269,17 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
 
         RelayPipes.Reset(connection.Socket);
         connection.Dispose();
+    }
+
+    private DnsPendingQuery[] TakeExpired()
+    {
+        if (_expired.Count == 0)
+        {
+            return [];
+        }
+
+        DnsPendingQuery[] taken = [.. _expired];
+        _expired.Clear();
+        return taken;
     }
 }

@@ -7,12 +7,18 @@ namespace Egress.Dns;
 
 /// <summary>
 /// Serves DNS over UDP on one socket: one receive loop, each datagram answered concurrently from pooled buffers.
-/// Beyond <see cref="MaxInFlight"/> unanswered queries new datagrams are dropped (the client retries).
+/// Beyond <see cref="MaxInFlight"/> unanswered queries new datagrams are dropped (the client retries). Answers are
+/// sent with a synchronous, non-blocking <c>sendto</c> from whichever thread completed the query: no thread-pool
+/// hop, and no concurrent <see cref="Socket.SendToAsync(ReadOnlyMemory{byte}, SocketFlags, SocketAddress, CancellationToken)"/>
+/// on one socket (which, on .NET 10, intermittently throws NullReferenceException under load, losing the answer).
 /// </summary>
 internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, ILogger logger)
 {
     /// <summary>The most queries answered at once per socket.</summary>
     public const int MaxInFlight = 4096;
+
+    /// <summary>The receive buffer asked for (the kernel caps it at net.core.rmem_max): absorbs bursts of queries.</summary>
+    public const int ReceiveBufferBytes = 1 << 20;
 
     private const int MaxQueryLength = 4096;
 
@@ -21,6 +27,15 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, ILo
 
     public async Task RunAsync(CancellationToken stopping)
     {
+        try
+        {
+            socket.ReceiveBufferSize = ReceiveBufferBytes;
+        }
+        catch (SocketException ex)
+        {
+            DnsLog.ReceiveFailed(logger, _name, ex.Message);
+        }
+
         while (!stopping.IsCancellationRequested)
         {
             byte[] query = ArrayPool<byte>.Shared.Rent(MaxQueryLength);
@@ -50,11 +65,11 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, ILo
                 continue;
             }
 
-            _ = AnswerAsync(query, received, client, stopping);
+            _ = AnswerAsync(query, received, client);
         }
     }
 
-    private async Task AnswerAsync(byte[] query, int length, SocketAddress client, CancellationToken stopping)
+    private async Task AnswerAsync(byte[] query, int length, SocketAddress client)
     {
         byte[] response = ArrayPool<byte>.Shared.Rent(DnsTcpFraming.MaxMessageLength);
         try
@@ -62,7 +77,7 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, ILo
             int answer = await handler.AnswerAsync(query.AsMemory(0, length), response, udp: true).ConfigureAwait(false);
             if (answer > 0)
             {
-                await socket.SendToAsync(response.AsMemory(0, answer), SocketFlags.None, client, stopping).ConfigureAwait(false);
+                socket.SendTo(response.AsSpan(0, answer), SocketFlags.None, client);
             }
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)

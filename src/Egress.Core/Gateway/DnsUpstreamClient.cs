@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using Egress.Dns;
 
 namespace Egress.Gateway;
@@ -10,13 +9,30 @@ namespace Egress.Gateway;
 /// Sends a query to the upstream resolvers and returns their answer verbatim: UDP first (the query as the enclave
 /// sent it, EDNS included), TCP when the UDP answer is truncated; on a timeout or error the next upstream is tried,
 /// each attempt getting an equal share of what is left of the overall timeout. Toward the upstream the query
-/// carries a random ID from a fresh socket with a random source port, and a UDP answer counts only when its ID and
-/// question match (anything else is ignored as spoofed or stray).
+/// carries a random ID, over a small rotating pool of connected UDP sockets with random source ports per upstream
+/// (<see cref="DnsUpstreamSocketPool"/>), and a UDP answer counts only when its ID and question match (anything else
+/// is ignored as spoofed or stray). Timeouts are enforced by one sweeper timer, not a timer per query.
 /// </summary>
-internal sealed class DnsUpstreamClient(IReadOnlyList<IPEndPoint> upstreams, TimeSpan timeout, TimeProvider time)
+internal sealed class DnsUpstreamClient : IDisposable
 {
+    private readonly IReadOnlyList<IPEndPoint> _upstreams;
+    private readonly TimeSpan _timeout;
+    private readonly TimeProvider _time;
+    private readonly DnsUpstreamSocketPool[] _pools;
+    private readonly ITimer _sweeper;
+
+    public DnsUpstreamClient(IReadOnlyList<IPEndPoint> upstreams, TimeSpan timeout, TimeProvider time)
+    {
+        _upstreams = upstreams;
+        _timeout = timeout;
+        _time = time;
+        _pools = [.. upstreams.Select(u => new DnsUpstreamSocketPool(u, time))];
+        TimeSpan period = TimeSpan.FromTicks(Math.Clamp(timeout.Ticks / 20, TimeSpan.TicksPerMillisecond * 10, TimeSpan.TicksPerMillisecond * 100));
+        _sweeper = time.CreateTimer(static state => ((DnsUpstreamClient)state!).Sweep(), this, period, period);
+    }
+
     /// <summary>Gets the resolvers, in order of preference.</summary>
-    public IReadOnlyList<IPEndPoint> Upstreams => upstreams;
+    public IReadOnlyList<IPEndPoint> Upstreams => _upstreams;
 
     /// <summary>Resolves <paramref name="query"/>; its ID is restored before this returns.</summary>
     /// <param name="query">The query.</param>
@@ -26,23 +42,22 @@ internal sealed class DnsUpstreamClient(IReadOnlyList<IPEndPoint> upstreams, Tim
     public async ValueTask<int> ResolveAsync(Memory<byte> query, Memory<byte> response, CancellationToken aborted)
     {
         ushort originalId = DnsMessage.ReadId(query.Span);
-        DnsMessage.WriteId(query.Span, (ushort)RandomNumberGenerator.GetInt32(ushort.MaxValue + 1));
         try
         {
-            long start = time.GetTimestamp();
-            for (int i = 0; i < upstreams.Count; i++)
+            long start = _time.GetTimestamp();
+            for (int i = 0; i < _pools.Length; i++)
             {
-                TimeSpan left = timeout - time.GetElapsedTime(start);
+                TimeSpan left = _timeout - _time.GetElapsedTime(start);
                 if (left <= TimeSpan.Zero)
                 {
                     break;
                 }
 
-                TimeSpan share = left / (upstreams.Count - i);
-                int length = await ExchangeUdpAsync(upstreams[i], query, response, share, aborted).ConfigureAwait(false);
+                TimeSpan share = left / (_pools.Length - i);
+                int length = await ExchangeUdpAsync(_pools[i], query, response, share, aborted).ConfigureAwait(false);
                 if (length > 0 && DnsMessage.IsTruncated(response.Span[..length]))
                 {
-                    length = await ExchangeTcpAsync(upstreams[i], query, response, share, aborted).ConfigureAwait(false);
+                    length = await ExchangeTcpAsync(_pools[i].Upstream, query, response, share, aborted).ConfigureAwait(false);
                 }
 
                 if (length > 0)
@@ -60,39 +75,62 @@ internal sealed class DnsUpstreamClient(IReadOnlyList<IPEndPoint> upstreams, Tim
         }
     }
 
-    private async ValueTask<int> ExchangeUdpAsync(IPEndPoint upstream, ReadOnlyMemory<byte> query, Memory<byte> response, TimeSpan limit, CancellationToken aborted)
+    /// <summary>Closes the sockets; queries in flight fail.</summary>
+    public void Dispose()
     {
-        using var socket = new Socket(upstream.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
-        using var deadline = new CancellationTokenSource(limit, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, aborted);
+        _sweeper.Dispose();
+        foreach (DnsUpstreamSocketPool pool in _pools)
+        {
+            pool.Dispose();
+        }
+    }
+
+    private async ValueTask<int> ExchangeUdpAsync(DnsUpstreamSocketPool pool, Memory<byte> query, Memory<byte> response, TimeSpan limit, CancellationToken aborted)
+    {
+        aborted.ThrowIfCancellationRequested();
+        long deadline = _time.GetTimestamp() + (long)(limit.TotalSeconds * _time.TimestampFrequency);
+        DnsUpstreamQuery pending = DnsUpstreamQuery.Rent(query, response, deadline);
         try
         {
-            // Connected: the kernel drops datagrams from any other address or port.
-            socket.Connect(upstream);
-            await socket.SendAsync(query, SocketFlags.None, linked.Token).ConfigureAwait(false);
-            while (true)
+            if (!pool.TrySend(pending))
             {
-                int received = await socket.ReceiveAsync(response, SocketFlags.None, linked.Token).ConfigureAwait(false);
-                if (DnsForwarding.IsAnswerTo(query.Span, response.Span[..received]))
-                {
-                    return received;
-                }
+                return -1;
             }
+
+            int result;
+            using (aborted.UnsafeRegister(static state => Abort((DnsUpstreamQuery)state!), pending))
+            {
+                result = await pending.WaitAsync().ConfigureAwait(false);
+            }
+
+            if (result == DnsUpstreamQuery.Aborted)
+            {
+                throw new OperationCanceledException(aborted);
+            }
+
+            return result;
         }
-        catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
+        finally
         {
-            return -1;
+            pending.Return();
         }
-        catch (SocketException)
+    }
+
+    private static void Abort(DnsUpstreamQuery query) => query.Socket?.TryCancel(query, DnsUpstreamQuery.Aborted);
+
+    private void Sweep()
+    {
+        long now = _time.GetTimestamp();
+        foreach (DnsUpstreamSocketPool pool in _pools)
         {
-            return -1;
+            pool.Sweep(now);
         }
     }
 
     private async ValueTask<int> ExchangeTcpAsync(IPEndPoint upstream, ReadOnlyMemory<byte> query, Memory<byte> response, TimeSpan limit, CancellationToken aborted)
     {
         using var socket = new Socket(upstream.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        using var deadline = new CancellationTokenSource(limit, time);
+        using var deadline = new CancellationTokenSource(limit, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, aborted);
         try
         {

@@ -15,6 +15,7 @@ public sealed class TunnelGateway : IAsyncDisposable
     private readonly TunnelGatewayOptions _options;
     private readonly TunnelStreamHandler _handler;
     private readonly ILogger _logger;
+    private readonly DnsUpstreamClient _dns;
     private ConnectionListener? _listener;
 
     /// <summary>Creates a gateway; call <see cref="Start"/> to listen.</summary>
@@ -34,8 +35,8 @@ public sealed class TunnelGateway : IAsyncDisposable
             GatewayLog.NoDnsUpstreams(_logger);
         }
 
-        var dns = new DnsUpstreamClient(upstreams, options.DnsTimeout, options.Relay.TimeProvider);
-        _handler = new TunnelStreamHandler(options, policy, dns, _logger);
+        _dns = new DnsUpstreamClient(upstreams, options.DnsTimeout, options.Relay.TimeProvider);
+        _handler = new TunnelStreamHandler(options, policy, _dns, _logger);
         DnsUpstreams = upstreams;
     }
 
@@ -67,5 +68,13 @@ public sealed class TunnelGateway : IAsyncDisposable
     public Task StopAsync() => _listener?.StopAsync(_options.ShutdownDrain) ?? Task.CompletedTask;
 
     /// <inheritdoc />
-    public ValueTask DisposeAsync() => _listener?.DisposeAsync() ?? ValueTask.CompletedTask;
+    public async ValueTask DisposeAsync()
+    {
+        if (_listener is not null)
+        {
+            await _listener.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _dns.Dispose();
+    }
 }

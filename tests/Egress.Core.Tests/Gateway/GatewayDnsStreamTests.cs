@@ -109,7 +109,7 @@ public sealed class GatewayDnsStreamTests
     [Test]
     public async Task UpstreamClientWithNoUpstreamsFailsAndRestoresTheQueryId()
     {
-        var client = new DnsUpstreamClient([], TimeSpan.FromMilliseconds(200), TimeProvider.System);
+        using var client = new DnsUpstreamClient([], TimeSpan.FromMilliseconds(200), TimeProvider.System);
         byte[] query = DnsQueryBytes.Build(0x7777, "a.x.test");
 
         Assert.That(await client.ResolveAsync(query, new byte[65536], CancellationToken.None), Is.EqualTo(-1));
@@ -119,7 +119,7 @@ public sealed class GatewayDnsStreamTests
     [Test]
     public async Task UpstreamClientUsesARandomIdUpstreamAndRestoresTheClients()
     {
-        var client = new DnsUpstreamClient([_upstream.EndPoint], TimeSpan.FromSeconds(2), TimeProvider.System);
+        using var client = new DnsUpstreamClient([_upstream.EndPoint], TimeSpan.FromSeconds(2), TimeProvider.System);
         var upstreamIds = new HashSet<ushort>();
         for (int i = 0; i < 8; i++)
         {
