@@ -62,13 +62,10 @@ public sealed class DnsForwarder : IAsyncDisposable
         {
             foreach (IPEndPoint address in _options.Listen)
             {
-                Socket udp = Bind(address, SocketType.Dgram, ProtocolType.Udp);
+                (Socket udp, Socket tcp) = BindPair(address);
                 sockets.Add(udp);
-                var local = (IPEndPoint)udp.LocalEndPoint!;
-                Socket tcp = Bind(local, SocketType.Stream, ProtocolType.Tcp);
                 sockets.Add(tcp);
-                tcp.Listen(512);
-                bound.Add(local);
+                bound.Add((IPEndPoint)udp.LocalEndPoint!);
             }
         }
         catch
@@ -119,6 +116,38 @@ public sealed class DnsForwarder : IAsyncDisposable
 
         _pool.Dispose();
         _stopping.Dispose();
+    }
+
+    /// <summary>
+    /// Binds UDP and TCP on the same address and port. With port 0 the kernel picks the UDP port, and that number
+    /// may already be taken for TCP by someone else: then another UDP port is tried (a few times), instead of failing.
+    /// </summary>
+    private static (Socket Udp, Socket Tcp) BindPair(IPEndPoint address)
+    {
+        const int EphemeralAttempts = 16;
+        for (int attempt = 1; ; attempt++)
+        {
+            Socket udp = Bind(address, SocketType.Dgram, ProtocolType.Udp);
+            Socket? tcp = null;
+            try
+            {
+                tcp = Bind((IPEndPoint)udp.LocalEndPoint!, SocketType.Stream, ProtocolType.Tcp);
+                tcp.Listen(512);
+                return (udp, tcp);
+            }
+            catch (SocketException ex) when (address.Port == 0 && attempt < EphemeralAttempts
+                && ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+            {
+                tcp?.Dispose();
+                udp.Dispose();
+            }
+            catch
+            {
+                tcp?.Dispose();
+                udp.Dispose();
+                throw;
+            }
+        }
     }
 
     private static Socket Bind(IPEndPoint address, SocketType type, ProtocolType protocol)
