@@ -8,51 +8,51 @@ namespace Egress.Dns;
 /// <summary>The DNS forwarders' log lines (the enclave's and, for learning, the parent's).</summary>
 internal static partial class DnsLog
 {
-    [LoggerMessage(Level = LogLevel.Information, Message = "dns forwarder listening on {EndPoint} (udp+tcp), tunnel {Tunnel}")]
+    [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "dns forwarder listening on {EndPoint} (udp+tcp), tunnel {Tunnel}")]
     public static partial void Listening(ILogger logger, EndPoint endPoint, string tunnel);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "refused DNS {Name} {Type}: {Decision}")]
+    [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "refused DNS {Name} {Type}: {Decision}")]
     public static partial void Refused(ILogger logger, string name, string type, PolicyDecision decision);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "malformed DNS query ({Error}): {Action}")]
+    [LoggerMessage(EventId = 303, Level = LogLevel.Debug, Message = "malformed DNS query ({Error}): {Action}")]
     public static partial void Malformed(ILogger logger, DnsParseError error, string action);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "answered DNS {Name} {Type}: rcode {Rcode}, {Length} bytes")]
+    [LoggerMessage(EventId = 304, Level = LogLevel.Debug, Message = "answered DNS {Name} {Type}: rcode {Rcode}, {Length} bytes")]
     public static partial void Answered(ILogger logger, string name, string type, int rcode, int length);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: {Status}")]
+    [LoggerMessage(EventId = 305, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: {Status}")]
     public static partial void QueryFailed(ILogger logger, string name, string type, string status);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "DNS {Name}: {Length}-byte answer exceeds the client's UDP limit {Limit}; sent TC=1 so it retries over TCP")]
+    [LoggerMessage(EventId = 306, Level = LogLevel.Debug, Message = "DNS {Name}: {Length}-byte answer exceeds the client's UDP limit {Limit}; sent TC=1 so it retries over TCP")]
     public static partial void TruncatedForClient(ILogger logger, string name, int length, int limit);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "learned {Address} for {Name}, TTL {TtlSeconds} s")]
+    [LoggerMessage(EventId = 307, Level = LogLevel.Debug, Message = "learned {Address} for {Name}, TTL {TtlSeconds} s")]
     public static partial void Learned(ILogger logger, IPAddress address, string name, double ttlSeconds);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "DNS rebinding refused: {Name} answered {Address}: {Result}")]
+    [LoggerMessage(EventId = 308, Level = LogLevel.Warning, Message = "DNS rebinding refused: {Name} answered {Address}: {Result}")]
     public static partial void RebindingRefused(ILogger logger, string name, IPAddress address, LearnResult result);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "DNS answer for {Name} not learned ({Error})")]
+    [LoggerMessage(EventId = 309, Level = LogLevel.Debug, Message = "DNS answer for {Name} not learned ({Error})")]
     public static partial void Unlearnable(ILogger logger, string name, DnsParseError error);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "dns stream {Index} opened to {Tunnel}")]
+    [LoggerMessage(EventId = 310, Level = LogLevel.Information, Message = "dns stream {Index} opened to {Tunnel}")]
     public static partial void StreamOpened(ILogger logger, int index, string tunnel);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "dns stream {Index} to {Tunnel} refused ({Result}, {Status}: {Detail})")]
+    [LoggerMessage(EventId = 311, Level = LogLevel.Warning, Message = "dns stream {Index} to {Tunnel} refused ({Result}, {Status}: {Detail})")]
     public static partial void StreamRefused(ILogger logger, int index, string tunnel, TunnelReadResult result, TunnelStatus status, string detail);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "dns stream {Index}: tunnel {Tunnel} unavailable: {Error}")]
+    [LoggerMessage(EventId = 312, Level = LogLevel.Warning, Message = "dns stream {Index}: tunnel {Tunnel} unavailable: {Error}")]
     public static partial void StreamUnavailable(ILogger logger, int index, string tunnel, string error);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "dns stream {Index} failed ({Reason}); {Pending} pending queries answered SERVFAIL")]
+    [LoggerMessage(EventId = 313, Level = LogLevel.Warning, Message = "dns stream {Index} failed ({Reason}); {Pending} pending queries answered SERVFAIL")]
     public static partial void StreamFailed(ILogger logger, int index, string reason, int pending);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "dns forwarder: {Listener} receive failed: {Error}")]
+    [LoggerMessage(EventId = 314, Level = LogLevel.Warning, Message = "dns forwarder: {Listener} receive failed: {Error}")]
     public static partial void ReceiveFailed(ILogger logger, EndPoint listener, string error);
 
-    [LoggerMessage(Level = LogLevel.Error, Message = "dns forwarder: answering a query failed")]
+    [LoggerMessage(EventId = 315, Level = LogLevel.Error, Message = "dns forwarder: answering a query failed")]
     public static partial void HandlerFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "dns forwarder: {InFlight} queries in flight; dropped a UDP query")]
+    [LoggerMessage(EventId = 316, Level = LogLevel.Warning, Message = "dns forwarder: {InFlight} queries in flight; dropped a UDP query")]
     public static partial void Overloaded(ILogger logger, int inFlight);
 }

@@ -43,24 +43,24 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 210, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}, {DurationMs:F0} ms")]
     public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, double durationMs);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "DNS upstreams: {Upstreams}")]
+    [LoggerMessage(EventId = 251, Level = LogLevel.Information, Message = "DNS upstreams: {Upstreams}")]
     public static partial void DnsUpstreams(ILogger logger, string upstreams);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "dns stream opened; upstreams {Upstreams}")]
+    [LoggerMessage(EventId = 252, Level = LogLevel.Information, Message = "dns stream opened; upstreams {Upstreams}")]
     public static partial void DnsStreamOpened(ILogger logger, string upstreams);
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "dns stream closed")]
+    [LoggerMessage(EventId = 253, Level = LogLevel.Information, Message = "dns stream closed")]
     public static partial void DnsStreamClosed(ILogger logger);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "refused DNS {Name} {Type}: parent: {Decision}")]
+    [LoggerMessage(EventId = 254, Level = LogLevel.Warning, Message = "refused DNS {Name} {Type}: parent: {Decision}")]
     public static partial void DnsDenied(ILogger logger, string name, string type, PolicyDecision decision);
 
-    [LoggerMessage(Level = LogLevel.Debug, Message = "malformed DNS query on a tunnel stream ({Error})")]
+    [LoggerMessage(EventId = 255, Level = LogLevel.Debug, Message = "malformed DNS query on a tunnel stream ({Error})")]
     public static partial void DnsMalformed(ILogger logger, DnsParseError error);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: none of {Count} upstreams answered in time")]
+    [LoggerMessage(EventId = 256, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: none of {Count} upstreams answered in time")]
     public static partial void DnsUpstreamFailed(ILogger logger, string name, string type, int count);
 
-    [LoggerMessage(Level = LogLevel.Warning, Message = "no DNS upstreams: none configured and none found in the system's resolver configuration; DNS queries will get SERVFAIL")]
+    [LoggerMessage(EventId = 257, Level = LogLevel.Warning, Message = "no DNS upstreams: none configured and none found in the system's resolver configuration; DNS queries will get SERVFAIL")]
     public static partial void NoDnsUpstreams(ILogger logger);
 }
