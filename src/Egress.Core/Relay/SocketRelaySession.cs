@@ -111,7 +111,12 @@ internal sealed class SocketRelaySession
                 }
 
                 Touch();
-                await SendAllAsync(destination, buffer.AsMemory(0, read)).ConfigureAwait(false);
+                for (int sent = 0; sent < read;)
+                {
+                    // Inline rather than a helper: an async helper would allocate whenever the send has to wait.
+                    sent += await destination.SendAsync(buffer.AsMemory(sent, read - sent), SocketFlags.None).ConfigureAwait(false);
+                }
+
                 moved += read;
                 Touch();
 
