@@ -4,7 +4,6 @@ using Egress.Policy;
 using Egress.Relay;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
-using Pipelines.Sockets.Unofficial;
 
 namespace Egress.Gateway;
 
@@ -24,8 +23,8 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
     public async Task HandleAsync(Socket streamSocket, CancellationToken stopping, CancellationToken aborted)
     {
         var metrics = options.Metrics;
-        var tunnel = RelayPipes.CreateConnection(streamSocket);
-        SocketConnection? upstream = null;
+        var tunnel = streamSocket;
+        Socket? upstream = null;
         try
         {
             var request = await ReadRequestAsync(tunnel, aborted).ConfigureAwait(false);
@@ -69,65 +68,59 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
                 return;
             }
 
-            upstream = RelayPipes.CreateConnection(socket);
-            TunnelCodec.WriteResponse(tunnel.Output, new TunnelResponse(TunnelStatus.Ok));
-            var flushed = await tunnel.Output.FlushAsync(aborted).ConfigureAwait(false);
-            if (flushed.IsCompleted)
-            {
-                return;
-            }
-
+            upstream = socket;
+            await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
             GatewayLog.Connected(logger, destination, hint, decision);
             metrics?.Connection("allowed", decision.Reason.ToString());
             metrics?.RelayStarted();
-            var result = await DuplexRelay.RunAsync(tunnel, upstream, options.Relay, aborted).ConfigureAwait(false);
+            var result = await SocketRelay.RunAsync(tunnel, upstream, options.Relay, aborted).ConfigureAwait(false);
             metrics?.RelayEnded(result.BytesAToB, result.BytesBToA, result.Duration, result.FirstCause);
             GatewayLog.Closed(logger, destination, result.BytesAToB, result.BytesBToA, result.FirstCause, result.Duration.TotalMilliseconds);
         }
-        catch (Exception ex) when (ex is OperationCanceledException or SocketException or IOException or ConnectionResetException or ConnectionAbortedException)
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
         {
             GatewayLog.StreamFailed(logger, ex.Message);
             metrics?.TunnelError("stream_failed");
         }
         finally
         {
-            using var closing = new CancellationTokenSource(CloseDeadline);
-            await RelayPipes.CloseAsync(tunnel, closing.Token).ConfigureAwait(false);
-            if (upstream is not null)
-            {
-                await RelayPipes.CloseAsync(upstream, closing.Token).ConfigureAwait(false);
-            }
+            TunnelHandshake.Close(tunnel);
+            upstream?.Dispose();
         }
     }
 
     /// <summary>Answers Ok, then serves the stream's framed queries until the enclave closes it or a stop begins.</summary>
-    private async Task ServeDnsAsync(SocketConnection tunnel, CancellationToken stopping, CancellationToken aborted)
+    private async Task ServeDnsAsync(Socket streamSocket, CancellationToken stopping, CancellationToken aborted)
     {
-        TunnelCodec.WriteResponse(tunnel.Output, new TunnelResponse(TunnelStatus.Ok));
-        var flushed = await tunnel.Output.FlushAsync(aborted).ConfigureAwait(false);
-        if (flushed.IsCompleted)
-        {
-            return;
-        }
-
+        await TunnelHandshake.SendResponseAsync(streamSocket, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
         GatewayLog.DnsStreamOpened(logger, string.Join(", ", dnsUpstreams.Upstreams));
         var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, options.Metrics, logger, aborted);
-        await DnsFramedConnection.ServeAsync(
-            tunnel, answerer, MaxDnsInFlight, Timeout.InfiniteTimeSpan, options.Relay.TimeProvider, logger, stopping, aborted).ConfigureAwait(false);
+        var tunnel = RelayPipes.CreateConnection(streamSocket);
+        try
+        {
+            await DnsFramedConnection.ServeAsync(
+                tunnel, answerer, MaxDnsInFlight, Timeout.InfiniteTimeSpan, options.Relay.TimeProvider, logger, stopping, aborted).ConfigureAwait(false);
+        }
+        finally
+        {
+            using var closing = new CancellationTokenSource(CloseDeadline);
+            await RelayPipes.CloseAsync(tunnel, closing.Token).ConfigureAwait(false);
+        }
+
         GatewayLog.DnsStreamClosed(logger);
     }
 
-    private async Task<TunnelRequest?> ReadRequestAsync(SocketConnection tunnel, CancellationToken aborted)
+    private async Task<TunnelRequest?> ReadRequestAsync(Socket tunnel, CancellationToken aborted)
     {
-        using var deadline = new CancellationTokenSource(options.HeaderTimeout, options.Relay.TimeProvider);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, aborted);
         TunnelReadResult result;
         TunnelRequest request;
         try
         {
-            (result, request) = await TunnelCodec.ReadRequestAsync(tunnel.Input, linked.Token).ConfigureAwait(false);
+            using var deadline = new CancellationTokenSource(options.HeaderTimeout, options.Relay.TimeProvider);
+            using var linked = aborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), deadline);
+            (result, request) = await TunnelHandshake.ReadRequestAsync(tunnel, deadline.Token).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
         {
             GatewayLog.HeaderTimeout(logger, options.HeaderTimeout.TotalMilliseconds);
             options.Metrics?.TunnelError("header_timeout");
@@ -151,9 +144,6 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
         }
     }
 
-    private static async Task AnswerAsync(SocketConnection tunnel, TunnelStatus status, string? detail, CancellationToken aborted)
-    {
-        TunnelCodec.WriteResponse(tunnel.Output, new TunnelResponse(status, detail));
-        await tunnel.Output.FlushAsync(aborted).ConfigureAwait(false);
-    }
+    private static async Task AnswerAsync(Socket tunnel, TunnelStatus status, string? detail, CancellationToken aborted) =>
+        await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(status, detail), aborted).ConfigureAwait(false);
 }

@@ -5,19 +5,16 @@ using Egress.Policy;
 using Egress.Relay;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
-using Pipelines.Sockets.Unofficial;
 
 namespace Egress.Proxy;
 
 /// <summary>
 /// One redirected connection: original destination, policy, tunnel stream, parent's status, relay. Never reads the
 /// application's bytes before the tunnel is up (server-speaks-first protocols work): the application's socket is
-/// only wrapped for relaying after the parent answered Ok.
+/// only read by the relay after the parent answered Ok.
 /// </summary>
 internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressPolicy policy, ILogger logger)
 {
-    private static readonly TimeSpan CloseDeadline = TimeSpan.FromSeconds(30);
-
     public async Task HandleAsync(Socket client, CancellationToken aborted)
     {
         var original = OriginalDestination.Read(client);
@@ -39,7 +36,7 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
             return;
         }
 
-        var tunnel = await OpenTunnelAsync(destination, HostHintFor(decision), aborted).ConfigureAwait(false);
+        var (tunnel, following) = await OpenTunnelAsync(destination, HostHintFor(decision), aborted).ConfigureAwait(false);
         if (tunnel is null)
         {
             RelayPipes.Reset(client);
@@ -47,19 +44,22 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
         }
 
         client.NoDelay = true;
-        var app = RelayPipes.CreateConnection(client);
         ProxyLog.Allowed(logger, destination, decision);
         var metrics = options.Metrics;
         metrics?.Connection("allowed", decision.Reason.ToString());
         metrics?.RelayStarted();
-        var result = await DuplexRelay.RunAsync(app, tunnel, options.Relay, aborted).ConfigureAwait(false);
-        metrics?.RelayEnded(result.BytesAToB, result.BytesBToA, result.Duration, result.FirstCause);
-        using (var closing = new CancellationTokenSource(CloseDeadline))
+        RelayResult result;
+        try
         {
-            await Task.WhenAll(
-                RelayPipes.CloseAsync(app, closing.Token).AsTask(),
-                RelayPipes.CloseAsync(tunnel, closing.Token).AsTask()).ConfigureAwait(false);
+            result = await SocketRelay.RunAsync(client, tunnel, ReadOnlyMemory<byte>.Empty, following, options.Relay, aborted).ConfigureAwait(false);
         }
+        finally
+        {
+            client.Dispose();
+            tunnel.Dispose();
+        }
+
+        metrics?.RelayEnded(result.BytesAToB, result.BytesBToA, result.Duration, result.FirstCause);
 
         ProxyLog.Closed(logger, destination, result.BytesAToB, result.BytesBToA, result.FirstCause, result.Duration.TotalMilliseconds);
     }
@@ -74,44 +74,45 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
             ? name
             : null;
 
-    /// <summary>Connects a tunnel stream, sends the request and waits for Ok; null (after logging why) otherwise.</summary>
-    private async Task<SocketConnection?> OpenTunnelAsync(IPEndPoint destination, string? hint, CancellationToken aborted)
+    /// <summary>
+    /// Connects a tunnel stream, sends the request and waits for Ok; null (after logging why) otherwise. The bytes that
+    /// arrived after the status in the same receive are the destination's first bytes, for the application.
+    /// </summary>
+    private async Task<(Socket? Tunnel, ReadOnlyMemory<byte> Following)> OpenTunnelAsync(IPEndPoint destination, string? hint, CancellationToken aborted)
     {
         using var timeout = new CancellationTokenSource(options.StatusTimeout, options.Relay.TimeProvider);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, aborted);
+        using var linked = aborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout);
         Socket socket;
         try
         {
-            socket = await options.Tunnel.ConnectAsync(linked.Token).ConfigureAwait(false);
+            socket = await options.Tunnel.ConnectAsync(timeout.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
             ProxyLog.Stopping(logger, destination);
             options.Metrics?.Connection("failed", "Stopping");
-            return null;
+            return (null, default);
         }
         catch (OperationCanceledException)
         {
             ProxyLog.TunnelConnectTimedOut(logger, destination, options.Tunnel.ToString(), options.StatusTimeout.TotalMilliseconds);
             Failed("TunnelTimedOut", "connect_timeout");
-            return null;
+            return (null, default);
         }
         catch (Exception ex) when (ex is SocketException or IOException)
         {
             ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), ex.Message);
             Failed("TunnelUnavailable", "unavailable");
-            return null;
+            return (null, default);
         }
 
-        var tunnel = RelayPipes.CreateConnection(socket);
         try
         {
-            TunnelCodec.WriteRequest(tunnel.Output, TunnelRequest.ForTcp(destination, hint));
-            await tunnel.Output.FlushAsync(linked.Token).ConfigureAwait(false);
-            var (result, response) = await TunnelCodec.ReadResponseAsync(tunnel.Input, linked.Token).ConfigureAwait(false);
+            var (result, response, following) = await TunnelHandshake.RequestAsync(
+                socket, TunnelRequest.ForTcp(destination, hint), timeout.Token).ConfigureAwait(false);
             if (result == TunnelReadResult.Complete && response.Status == TunnelStatus.Ok)
             {
-                return tunnel;
+                return (socket, following);
             }
 
             if (result == TunnelReadResult.Complete)
@@ -135,15 +136,14 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
             ProxyLog.ParentTimedOut(logger, destination, options.StatusTimeout.TotalMilliseconds);
             Failed("ParentTimedOut", "status_timeout");
         }
-        catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or ConnectionResetException or ConnectionAbortedException)
+        catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
         {
             ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), ex.Message);
             Failed("TunnelUnavailable", "unavailable");
         }
 
         RelayPipes.Reset(socket);
-        tunnel.Dispose();
-        return null;
+        return (null, default);
     }
 
     private void Failed(string reason, string tunnelError)

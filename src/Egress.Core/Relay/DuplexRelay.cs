@@ -3,6 +3,11 @@ using System.IO.Pipelines;
 namespace Egress.Relay;
 
 /// <summary>Copies bytes both ways between two duplex pipes, with exact half-close, abort-on-error and an idle timeout.</summary>
+/// <remarks>
+/// For two plain connected sockets use <see cref="SocketRelay"/>: it copies socket to socket with one copy per chunk and
+/// no pipes (the proxy's and the gateway's TCP streams use it). Use this relay when a side is a pipe: a framed or
+/// transformed stream, an in-memory peer, or a socket already wrapped by <see cref="RelayPipes.CreateConnection"/>.
+/// </remarks>
 public static class DuplexRelay
 {
     /// <summary>

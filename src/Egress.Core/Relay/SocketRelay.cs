@@ -1,0 +1,49 @@
+using System.Net.Sockets;
+
+namespace Egress.Relay;
+
+/// <summary>
+/// Copies bytes both ways between two connected stream sockets, with exact half-close, reset-on-error and an idle
+/// timeout. This is the relay for socket-to-socket paths (the proxy's and the gateway's TCP streams): one loop per
+/// direction moves each chunk straight from one socket to the other, with one copy and no pipes.
+/// </summary>
+/// <remarks>
+/// Use <see cref="DuplexRelay"/> instead when a side is not a plain socket (a pipe, a framed protocol, a test double).
+/// </remarks>
+public static class SocketRelay
+{
+    /// <summary>Copies <paramref name="a"/> to <paramref name="b"/> and <paramref name="b"/> to <paramref name="a"/> until both directions have finished.</summary>
+    /// <inheritdoc cref="RunAsync(Socket, Socket, ReadOnlyMemory{byte}, ReadOnlyMemory{byte}, RelayOptions, CancellationToken)"/>
+    public static Task<RelayResult> RunAsync(Socket a, Socket b, RelayOptions options, CancellationToken cancellationToken) =>
+        RunAsync(a, b, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, options, cancellationToken);
+
+    /// <summary>
+    /// Copies <paramref name="a"/> to <paramref name="b"/> and <paramref name="b"/> to <paramref name="a"/> until both
+    /// directions have finished, first sending bytes that the caller already read from either side.
+    /// </summary>
+    /// <remarks>
+    /// <para>An idle direction waits with a zero-byte receive and holds no buffer; a buffer is rented from the shared
+    /// array pool while data flows and returned when the direction goes idle again.</para>
+    /// <para>End of stream on one socket shuts down the other socket's send side (FIN) while the opposite direction
+    /// keeps flowing. A receive or send error, the idle timeout or cancellation resets both sockets (RST, not FIN) so
+    /// no peer mistakes an abort for a clean end.</para>
+    /// <para>The method does not throw for I/O failures; they are reported in the result. Every byte counted in the
+    /// result has been accepted by the receiving socket's kernel buffer when the method returns. The caller still
+    /// owns both sockets and disposes them afterwards (after a reset they are already closed).</para>
+    /// </remarks>
+    /// <param name="a">One side, e.g. the application's socket or the tunnel stream.</param>
+    /// <param name="b">The other side.</param>
+    /// <param name="readFromA">Bytes already read from <paramref name="a"/>: sent to <paramref name="b"/> before anything else, and counted.</param>
+    /// <param name="readFromB">Bytes already read from <paramref name="b"/>: sent to <paramref name="a"/> before anything else, and counted.</param>
+    /// <param name="options">Idle timeout and clock.</param>
+    /// <param name="cancellationToken">Aborts the relay with <see cref="RelayShutdownCause.Cancelled"/>.</param>
+    /// <returns>Byte counts, the first cause and the duration.</returns>
+    public static Task<RelayResult> RunAsync(
+        Socket a, Socket b, ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, RelayOptions options, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        ArgumentNullException.ThrowIfNull(options);
+        return new SocketRelaySession(a, b, options).RunAsync(readFromA, readFromB, cancellationToken);
+    }
+}

@@ -1,0 +1,158 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Net.Sockets;
+
+namespace Egress.Tunnel;
+
+/// <summary>
+/// The tunnel header exchange straight over a stream socket (no pipes), before a <see cref="Relay.SocketRelay"/> takes
+/// over. The enclave sends the request and reads the response; the parent reads the request and sends the response.
+/// </summary>
+internal static class TunnelHandshake
+{
+    /// <summary>Receive size while reading a response: bytes that follow the header in the same receive are kept for the caller.</summary>
+    internal const int ResponseReceiveSize = 4096;
+
+    /// <summary>
+    /// Enclave side: sends <paramref name="request"/> with one send, then receives until a whole response header has arrived.
+    /// </summary>
+    /// <returns>
+    /// The read result; the response when it is <see cref="TunnelReadResult.Complete"/>; and the bytes that arrived after
+    /// the header in the same receive (the destination's first bytes, e.g. a banner), which belong to the application
+    /// before anything else. <see cref="TunnelReadResult.TruncatedStream"/> when the stream ends first.
+    /// </returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="SocketException">The send or a receive failed.</exception>
+    public static async ValueTask<(TunnelReadResult Result, TunnelResponse Response, ReadOnlyMemory<byte> Following)> RequestAsync(
+        Socket tunnel, TunnelRequest request, CancellationToken cancellationToken)
+    {
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(ResponseReceiveSize);
+        try
+        {
+            int length = TunnelCodec.WriteRequest(request, buffer);
+            await SendAllAsync(tunnel, buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+            int filled = 0;
+            while (true)
+            {
+                int read = await tunnel.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    return (TunnelReadResult.TruncatedStream, default, ReadOnlyMemory<byte>.Empty);
+                }
+
+                filled += read;
+                var received = new ReadOnlySequence<byte>(buffer, 0, filled);
+                TunnelReadResult result = TunnelCodec.TryReadResponse(ref received, out TunnelResponse response);
+                if (result == TunnelReadResult.Incomplete)
+                {
+                    continue; // the largest response is far smaller than the buffer, so it always fits
+                }
+
+                ReadOnlyMemory<byte> following = result == TunnelReadResult.Complete && !received.IsEmpty
+                    ? received.ToArray()
+                    : ReadOnlyMemory<byte>.Empty;
+                return (result, response, following);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Parent side: receives one request header, never a byte past it (whatever the enclave sent after the header
+    /// stays in the socket for the relay or the DNS server).
+    /// </summary>
+    /// <returns>
+    /// The read result and, when it is <see cref="TunnelReadResult.Complete"/>, the request. Errors in the prefix are
+    /// reported as soon as their bytes arrive; <see cref="TunnelReadResult.TruncatedStream"/> when the stream ends first.
+    /// </returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="SocketException">A receive failed.</exception>
+    public static async ValueTask<(TunnelReadResult Result, TunnelRequest Request)> ReadRequestAsync(Socket tunnel, CancellationToken cancellationToken)
+    {
+        const int prefixLength = 4;
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(TunnelCodec.MaxRequestLength);
+        try
+        {
+            int needed = prefixLength;
+            int filled = 0;
+            while (true)
+            {
+                int read = await tunnel.ReceiveAsync(buffer.AsMemory(filled, needed - filled), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    return (TunnelReadResult.TruncatedStream, default);
+                }
+
+                filled += read;
+                var received = new ReadOnlySequence<byte>(buffer, 0, filled);
+                TunnelReadResult result = TunnelCodec.TryReadRequest(ref received, out TunnelRequest request);
+                if (result != TunnelReadResult.Incomplete)
+                {
+                    return (result, request);
+                }
+
+                if (filled == prefixLength)
+                {
+                    // The prefix passed the codec's checks, so the body length is within the request limit.
+                    needed = prefixLength + BinaryPrimitives.ReadUInt16BigEndian(buffer.AsSpan(2));
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Parent side: sends <paramref name="response"/> with one send.</summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="SocketException">The send failed.</exception>
+    public static async ValueTask SendResponseAsync(Socket tunnel, TunnelResponse response, CancellationToken cancellationToken)
+    {
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(TunnelCodec.MaxResponseLength);
+        try
+        {
+            int length = TunnelCodec.WriteResponse(response, buffer);
+            await SendAllAsync(tunnel, buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Closes a stream that ends after an answer without a relay: shuts the send side down (FIN after the answer),
+    /// discards bytes the peer already sent (unread bytes would make the close send RST and could destroy the answer
+    /// in flight), then disposes the socket. Already closed sockets are ignored.
+    /// </summary>
+    public static void Close(Socket tunnel)
+    {
+        try
+        {
+            tunnel.Shutdown(SocketShutdown.Send);
+            Span<byte> discard = stackalloc byte[512];
+            while (tunnel.Available > 0 && tunnel.Receive(discard, SocketFlags.None) > 0)
+            {
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Reset or closed already: disposing is all that is left.
+        }
+
+        tunnel.Dispose();
+    }
+
+    private static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
+    {
+        while (!bytes.IsEmpty)
+        {
+            int sent = await socket.SendAsync(bytes, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            bytes = bytes[sent..];
+        }
+    }
+}

@@ -1,0 +1,249 @@
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using Egress.Relay;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Relay;
+
+/// <summary>client ⇄ (A) relay (B) ⇄ server over real socket pairs.</summary>
+public sealed class SocketRelayTests
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(30);
+
+    [TestCase(SocketTransport.Unix)]
+    [TestCase(SocketTransport.Tcp)]
+    public async Task BothWaysArriveWholeAndEndCleanly(SocketTransport transport)
+    {
+        using var chain = await Chain.ConnectAsync(transport);
+        byte[] up = DuplexRelayTests.RandomBytes(300_000, seed: 1);
+        byte[] down = DuplexRelayTests.RandomBytes(500_000, seed: 2);
+
+        Task<RelayResult> relay = chain.RunAsync(RelayOptions.Default);
+        (byte[] atServer, byte[] atClient) = await chain.ExchangeAsync(up, [1000, 70_000, 1], down, [65_536]);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(atServer, Is.EqualTo(up));
+            Assert.That(atClient, Is.EqualTo(down));
+            Assert.That(result.BytesAToB, Is.EqualTo(up.Length));
+            Assert.That(result.BytesBToA, Is.EqualTo(down.Length));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.BothCompleted));
+            Assert.That(result.Error, Is.Null);
+        });
+    }
+
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task DataKeepsFlowingTowardsTheSideThatClosedFirst(bool clientClosesFirst)
+    {
+        using var chain = await Chain.ConnectAsync(SocketTransport.Tcp);
+        Socket first = clientClosesFirst ? chain.Client : chain.Server;
+        Socket second = clientClosesFirst ? chain.Server : chain.Client;
+        byte[] reply = DuplexRelayTests.RandomBytes(1024 * 1024, seed: 3);
+
+        Task<RelayResult> relay = chain.RunAsync(RelayOptions.Default);
+        await first.SendAsync("question"u8.ToArray());
+        first.Shutdown(SocketShutdown.Send);
+        byte[] question = await SocketIo.ReadToEndAsync(second).WaitAsync(HangGuard);
+        await second.SendAsync(reply);
+        second.Shutdown(SocketShutdown.Send);
+        byte[] answer = await SocketIo.ReadToEndAsync(first).WaitAsync(HangGuard);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(question, Is.EqualTo("question"u8.ToArray()));
+            Assert.That(answer, Is.EqualTo(reply));
+            Assert.That(clientClosesFirst ? result.BytesBToA : result.BytesAToB, Is.EqualTo(reply.Length));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.BothCompleted));
+        });
+    }
+
+    [TestCase(SocketTransport.Unix)]
+    [TestCase(SocketTransport.Tcp)]
+    public async Task LargeReplyAfterClientEndOfStreamIsNeverTruncated(SocketTransport transport)
+    {
+        const int ReplySize = 4 * 1024 * 1024;
+        var failures = new List<string>();
+        for (int run = 0; run < 30; run++)
+        {
+            using var chain = await Chain.ConnectAsync(transport);
+            chain.Client.ReceiveBufferSize = 32 * 1024; // a small window keeps the tail queued inside the chain
+            chain.RelayA.SendBufferSize = 64 * 1024;
+            byte[] request = DuplexRelayTests.RandomBytes(1000 + run, seed: run);
+            byte[] reply = DuplexRelayTests.RandomBytes(ReplySize, seed: 1000 + run);
+
+            Task<RelayResult> relay = chain.RunAsync(RelayOptions.Default);
+            (byte[] atServer, byte[] atClient) = await chain.ExchangeAsync(request, [request.Length], reply, [ReplySize], serverWaitsForEnd: true);
+            RelayResult result = await relay.WaitAsync(HangGuard);
+            chain.DisposeRelaySockets();
+
+            if (!atServer.AsSpan().SequenceEqual(request) || !SHA256.HashData(atClient).AsSpan().SequenceEqual(SHA256.HashData(reply))
+                || result.BytesAToB != request.Length || result.BytesBToA != ReplySize || result.FirstCause != RelayShutdownCause.BothCompleted)
+            {
+                failures.Add($"run {run}: client got {atClient.Length} of {ReplySize} bytes, relay {result}");
+            }
+        }
+
+        Assert.That(failures, Is.Empty);
+    }
+
+    [TestCase(true, RelayShutdownCause.AReadError)]
+    [TestCase(false, RelayShutdownCause.BReadError)]
+    public async Task ResetOnOneSideResetsTheOtherAndNamesTheSide(bool clientResets, RelayShutdownCause expected)
+    {
+        using var chain = await Chain.ConnectAsync(SocketTransport.Tcp);
+        Task<RelayResult> relay = chain.RunAsync(RelayOptions.Default);
+        await chain.Server.SendAsync("hello"u8.ToArray());
+        Assert.That(await SocketIo.ReadExactlyAsync(chain.Client, 5).WaitAsync(HangGuard), Is.EqualTo("hello"u8.ToArray()));
+
+        RelayPipes.Reset(clientResets ? chain.Client : chain.Server);
+        SocketError otherEnd = await SocketIo.ReadUntilEndAsync(clientResets ? chain.Server : chain.Client).WaitAsync(HangGuard);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(otherEnd, Is.EqualTo(SocketError.ConnectionReset), "the other peer must see RST, not a clean FIN");
+            Assert.That(result.FirstCause, Is.EqualTo(expected));
+            Assert.That(result.Error, Is.InstanceOf<SocketException>());
+            Assert.That(result.BytesBToA, Is.EqualTo(5));
+        });
+    }
+
+    [Test]
+    public async Task IdleTimeoutResetsBothSidesAndActivityPostponesIt()
+    {
+        var time = new FakeTimeProvider();
+        using var chain = await Chain.ConnectAsync(SocketTransport.Tcp);
+        Task<RelayResult> relay = chain.RunAsync(new RelayOptions { IdleTimeout = TimeSpan.FromSeconds(30), TimeProvider = time });
+
+        time.Advance(TimeSpan.FromSeconds(20));
+        await chain.Client.SendAsync("ping"u8.ToArray());
+        Assert.That(await SocketIo.ReadExactlyAsync(chain.Server, 4).WaitAsync(HangGuard), Is.EqualTo("ping"u8.ToArray()));
+        time.Advance(TimeSpan.FromSeconds(20)); // 40 s after the start, 20 s after the last byte
+        Assert.That(relay.IsCompleted, Is.False);
+
+        time.Advance(TimeSpan.FromSeconds(10));
+        RelayResult result = await relay.WaitAsync(HangGuard);
+        SocketError client = await SocketIo.ReadUntilEndAsync(chain.Client).WaitAsync(HangGuard);
+        SocketError server = await SocketIo.ReadUntilEndAsync(chain.Server).WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.IdleTimeout));
+            Assert.That(result.Error, Is.Null);
+            Assert.That(result.BytesAToB, Is.EqualTo(4));
+            Assert.That(result.Duration, Is.EqualTo(TimeSpan.FromSeconds(50)));
+            Assert.That(client, Is.EqualTo(SocketError.ConnectionReset));
+            Assert.That(server, Is.EqualTo(SocketError.ConnectionReset));
+        });
+    }
+
+    [Test]
+    public async Task CancellationResetsBothSides()
+    {
+        using var chain = await Chain.ConnectAsync(SocketTransport.Tcp);
+        using var cancel = new CancellationTokenSource();
+        Task<RelayResult> relay = chain.RunAsync(RelayOptions.Default, cancel.Token);
+        await chain.Client.SendAsync("x"u8.ToArray());
+        await SocketIo.ReadExactlyAsync(chain.Server, 1).WaitAsync(HangGuard);
+
+        await cancel.CancelAsync();
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.Cancelled));
+            Assert.That(result.Error, Is.Null);
+            Assert.That(result.BytesAToB, Is.EqualTo(1));
+            Assert.That(await SocketIo.ReadUntilEndAsync(chain.Client).WaitAsync(HangGuard), Is.EqualTo(SocketError.ConnectionReset));
+            Assert.That(await SocketIo.ReadUntilEndAsync(chain.Server).WaitAsync(HangGuard), Is.EqualTo(SocketError.ConnectionReset));
+        });
+    }
+
+    [Test]
+    public async Task BytesAlreadyReadAreSentFirstAndCounted()
+    {
+        using var chain = await Chain.ConnectAsync(SocketTransport.Unix);
+        byte[] banner = "220 mail.example ESMTP\r\n"u8.ToArray();
+        byte[] early = "EHLO"u8.ToArray();
+
+        // The server's next bytes are already queued when the relay starts: the banner must still come first.
+        await chain.Server.SendAsync("250 ok\r\n"u8.ToArray());
+        chain.Server.Shutdown(SocketShutdown.Send);
+        Task<RelayResult> relay = SocketRelay.RunAsync(chain.RelayA, chain.RelayB, early, banner, RelayOptions.Default, CancellationToken.None);
+        chain.Client.Shutdown(SocketShutdown.Send);
+        byte[] atClient = await SocketIo.ReadToEndAsync(chain.Client).WaitAsync(HangGuard);
+        byte[] atServer = await SocketIo.ReadToEndAsync(chain.Server).WaitAsync(HangGuard);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(atClient, Is.EqualTo("220 mail.example ESMTP\r\n250 ok\r\n"u8.ToArray()));
+            Assert.That(atServer, Is.EqualTo(early));
+            Assert.That(result.BytesBToA, Is.EqualTo(atClient.Length));
+            Assert.That(result.BytesAToB, Is.EqualTo(early.Length));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.BothCompleted));
+        });
+    }
+
+    /// <summary>client ⇄ relayA, relayB ⇄ server.</summary>
+    private sealed class Chain : IDisposable
+    {
+        private readonly SocketPair _front;
+        private readonly SocketPair _back;
+
+        private Chain(SocketPair front, SocketPair back)
+        {
+            _front = front;
+            _back = back;
+        }
+
+        public Socket Client => _front.Left;
+
+        public Socket RelayA => _front.Right;
+
+        public Socket RelayB => _back.Left;
+
+        public Socket Server => _back.Right;
+
+        public static async Task<Chain> ConnectAsync(SocketTransport transport) =>
+            new(await SocketPair.ConnectAsync(transport), await SocketPair.ConnectAsync(transport));
+
+        public Task<RelayResult> RunAsync(RelayOptions options, CancellationToken cancellationToken = default) =>
+            SocketRelay.RunAsync(RelayA, RelayB, options, cancellationToken);
+
+        /// <summary>
+        /// Client sends <paramref name="up"/>, server sends <paramref name="down"/> (after the client's end of stream when
+        /// <paramref name="serverWaitsForEnd"/>), each then shuts down; returns what each end read to its end of stream.
+        /// </summary>
+        public async Task<(byte[] AtServer, byte[] AtClient)> ExchangeAsync(
+            byte[] up, int[] upChunks, byte[] down, int[] downChunks, bool serverWaitsForEnd = false)
+        {
+            Task<byte[]> atClient = SocketIo.ReadToEndAsync(Client);
+            Task sendUp = SocketIo.SendChunkedAsync(Client, up, upChunks, shutdown: true);
+            Task<byte[]> atServer = SocketIo.ReadToEndAsync(Server);
+            if (serverWaitsForEnd)
+            {
+                await atServer.WaitAsync(HangGuard);
+            }
+
+            Task sendDown = SocketIo.SendChunkedAsync(Server, down, downChunks, shutdown: true);
+            await Task.WhenAll(sendUp, sendDown, atServer, atClient).WaitAsync(HangGuard);
+            return (await atServer, await atClient);
+        }
+
+        public void DisposeRelaySockets()
+        {
+            RelayA.Dispose();
+            RelayB.Dispose();
+        }
+
+        public void Dispose()
+        {
+            _front.Dispose();
+            _back.Dispose();
+        }
+    }
+}

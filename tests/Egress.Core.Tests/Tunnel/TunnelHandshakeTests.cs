@@ -1,0 +1,178 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Tests.Relay;
+using Egress.Tunnel;
+
+namespace Egress.Tests.Tunnel;
+
+public sealed class TunnelHandshakeTests
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(30);
+
+    [Test]
+    public async Task RequestSplitOneByteAtATimeIsReadWithoutConsumingWhatFollows()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        TunnelRequest sent = TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Parse("2001:db8::7"), 587), "smtp.example.com");
+        byte[] bytes = Encode(sent);
+
+        Task<(TunnelReadResult Result, TunnelRequest Request)> reading = TunnelHandshake.ReadRequestAsync(pair.Right, CancellationToken.None).AsTask();
+        foreach (byte b in bytes)
+        {
+            await pair.Left.SendAsync(new[] { b });
+            await Task.Delay(1);
+        }
+
+        await pair.Left.SendAsync("early"u8.ToArray());
+        var (result, request) = await reading.WaitAsync(HangGuard);
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(result, Is.EqualTo(TunnelReadResult.Complete));
+            Assert.That(request, Is.EqualTo(sent));
+            Assert.That(await SocketIo.ReadExactlyAsync(pair.Right, 5), Is.EqualTo("early"u8.ToArray()), "bytes after the header stay in the socket");
+        });
+    }
+
+    [Test]
+    public async Task ResponseAndBannerInOneSegmentDeliverTheBanner()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        TunnelRequest request = TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Parse("198.18.0.10"), 25), null);
+        byte[] expectedRequest = Encode(request);
+        byte[] banner = "220 mail.example ESMTP\r\n"u8.ToArray();
+
+        var handshake = TunnelHandshake.RequestAsync(pair.Left, request, CancellationToken.None).AsTask();
+        byte[] atParent = await SocketIo.ReadExactlyAsync(pair.Right, expectedRequest.Length).WaitAsync(HangGuard);
+        byte[] response = new byte[TunnelCodec.MaxResponseLength];
+        int length = TunnelCodec.WriteResponse(new TunnelResponse(TunnelStatus.Ok), response);
+        await pair.Right.SendAsync(response.AsSpan(0, length).ToArray().Concat(banner).ToArray());
+        var (result, received, following) = await handshake.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(atParent, Is.EqualTo(expectedRequest));
+            Assert.That(result, Is.EqualTo(TunnelReadResult.Complete));
+            Assert.That(received, Is.EqualTo(new TunnelResponse(TunnelStatus.Ok)));
+            Assert.That(following.ToArray(), Is.EqualTo(banner));
+        });
+    }
+
+    [Test]
+    public async Task ResponseWithDetailSplitAcrossSendsHasNothingFollowing()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        var handshake = TunnelHandshake.RequestAsync(pair.Left, TunnelRequest.ForDns(), CancellationToken.None).AsTask();
+        await SocketIo.ReadExactlyAsync(pair.Right, 4).WaitAsync(HangGuard);
+        byte[] response = new byte[TunnelCodec.MaxResponseLength];
+        int length = TunnelCodec.WriteResponse(new TunnelResponse(TunnelStatus.DeniedByPolicy, "no"), response);
+        await pair.Right.SendAsync(response.AsMemory(0, 2));
+        await Task.Delay(10);
+        await pair.Right.SendAsync(response.AsMemory(2, length - 2));
+        var (result, received, following) = await handshake.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result, Is.EqualTo(TunnelReadResult.Complete));
+            Assert.That(received, Is.EqualTo(new TunnelResponse(TunnelStatus.DeniedByPolicy, "no")));
+            Assert.That(following.IsEmpty, Is.True);
+        });
+    }
+
+    [TestCase(new byte[] { 2 }, TunnelReadResult.UnsupportedVersion)]
+    [TestCase(new byte[] { 1, 9 }, TunnelReadResult.UnsupportedKind)]
+    [TestCase(new byte[] { 1, 1, 0x01, 0x2D }, TunnelReadResult.Oversize)]
+    [TestCase(new byte[] { 1, 2, 0, 1, 0 }, TunnelReadResult.LengthMismatch)]
+    [TestCase(new byte[] { 1, 1, 0, 8, 5, 1, 2, 3, 4, 0, 25, 0 }, TunnelReadResult.InvalidAddressFamily)]
+    public async Task MalformedRequestIsReportedAsSoonAsItsBytesArrive(byte[] bytes, TunnelReadResult expected)
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        await pair.Left.SendAsync(bytes); // nothing more is sent and the stream stays open
+
+        var (result, _) = await TunnelHandshake.ReadRequestAsync(pair.Right, CancellationToken.None).AsTask().WaitAsync(HangGuard);
+
+        Assert.That(result, Is.EqualTo(expected));
+    }
+
+    [Test]
+    public async Task UnknownResponseStatusIsReported()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        await pair.Right.SendAsync(new byte[] { TunnelCodec.Version, 0xEE, 0 });
+
+        var (result, _, following) = await TunnelHandshake.RequestAsync(pair.Left, TunnelRequest.ForDns(), CancellationToken.None)
+            .AsTask().WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result, Is.EqualTo(TunnelReadResult.UnknownStatus));
+            Assert.That(following.IsEmpty, Is.True);
+        });
+    }
+
+    [Test]
+    public async Task PeerClosingMidRequestIsATruncatedStream()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        byte[] bytes = Encode(TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Loopback, 443), "a.example"));
+        await pair.Left.SendAsync(bytes.AsMemory(0, bytes.Length - 1));
+        pair.Left.Shutdown(SocketShutdown.Send);
+
+        var (result, _) = await TunnelHandshake.ReadRequestAsync(pair.Right, CancellationToken.None).AsTask().WaitAsync(HangGuard);
+
+        Assert.That(result, Is.EqualTo(TunnelReadResult.TruncatedStream));
+    }
+
+    [Test]
+    public async Task PeerClosingMidResponseIsATruncatedStream()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        await pair.Right.SendAsync(new byte[] { TunnelCodec.Version, (byte)TunnelStatus.Ok });
+        pair.Right.Shutdown(SocketShutdown.Send);
+
+        var (result, _, _) = await TunnelHandshake.RequestAsync(pair.Left, TunnelRequest.ForDns(), CancellationToken.None)
+            .AsTask().WaitAsync(HangGuard);
+
+        Assert.That(result, Is.EqualTo(TunnelReadResult.TruncatedStream));
+    }
+
+    [Test]
+    public async Task CancellationStopsWaitingForTheResponse()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        using var cancel = new CancellationTokenSource();
+        var handshake = TunnelHandshake.RequestAsync(pair.Left, TunnelRequest.ForDns(), cancel.Token).AsTask();
+        await SocketIo.ReadExactlyAsync(pair.Right, 4).WaitAsync(HangGuard);
+
+        await cancel.CancelAsync();
+
+        Assert.That(async () => await handshake.WaitAsync(HangGuard), Throws.InstanceOf<OperationCanceledException>());
+    }
+
+    [Test]
+    public async Task CloseAfterAnAnswerEndsWithFinEvenWithUnreadBytes()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        await pair.Left.SendAsync(new byte[] { 7, 1, 2, 3, 4, 5, 6, 7, 8 });
+        var (result, _) = await TunnelHandshake.ReadRequestAsync(pair.Right, CancellationToken.None).AsTask().WaitAsync(HangGuard);
+        await TunnelHandshake.SendResponseAsync(pair.Right, new TunnelResponse(TunnelStatus.UnsupportedVersion, "v7"), CancellationToken.None);
+        await Task.Delay(10); // let the unread bytes land before the close
+        TunnelHandshake.Close(pair.Right);
+
+        byte[] answer = await SocketIo.ReadExactlyAsync(pair.Left, 5).WaitAsync(HangGuard);
+        SocketError end = await SocketIo.ReadUntilEndAsync(pair.Left).WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result, Is.EqualTo(TunnelReadResult.UnsupportedVersion));
+            Assert.That(answer, Is.EqualTo(new byte[] { TunnelCodec.Version, (byte)TunnelStatus.UnsupportedVersion, 2, (byte)'v', (byte)'7' }));
+            Assert.That(end, Is.EqualTo(SocketError.Success), "a clean FIN, not RST");
+        });
+    }
+
+    private static byte[] Encode(TunnelRequest request)
+    {
+        byte[] buffer = new byte[TunnelCodec.MaxRequestLength];
+        return buffer.AsSpan(0, TunnelCodec.WriteRequest(request, buffer)).ToArray();
+    }
+}
