@@ -94,9 +94,10 @@ public sealed class DuplexRelayTests
         var a = new PipePeer();
         var b = new PipePeer();
         Task<RelayResult> run = DuplexRelay.RunAsync(a.Side, b.Side, NoTimeout, CancellationToken.None);
-        await a.Writer.CompleteAsync(); // A already half-closed: its direction is finished cleanly
+        await a.Writer.CompleteAsync(); // A half-closes: its direction finishes cleanly...
+        Assert.That(await PipeIo.ReadToEndAsync(b.Reader), Is.Empty, "B.Output is half-closed cleanly before the error");
 
-        var reset = new IOException("upstream reset");
+        var reset = new IOException("upstream reset"); // ...and only then does B fail
         await b.Writer.CompleteAsync(reset);
         RelayResult result = await run;
 
@@ -106,7 +107,6 @@ public sealed class DuplexRelayTests
             Assert.That(result.Error, Is.SameAs(reset));
         });
         Assert.ThrowsAsync<IOException>(async () => await PipeIo.ReadToEndAsync(a.Reader));
-        Assert.That(await PipeIo.ReadToEndAsync(b.Reader), Is.Empty, "B.Output was half-closed cleanly before the error");
     }
 
     [Test]
