@@ -10,18 +10,9 @@ internal sealed class RelaySession
     /// <summary>Most bytes written to a destination before awaiting its flush, so backpressure bounds memory.</summary>
     internal const int MaxChunk = 64 * 1024;
 
-    private static readonly TimerCallback s_onIdleTimer = static state => ((RelaySession)state!).CheckIdle();
-    private static readonly Action<object?> s_onCancelled = static state => ((RelaySession)state!).Abort(RelayShutdownCause.Cancelled, null);
-
     private readonly IDuplexPipe _a;
     private readonly IDuplexPipe _b;
-    private readonly TimeProvider _time;
-    private readonly TimeSpan _idleTimeout;
-    private readonly bool _tracksIdle;
-    private ITimer? _idleTimer;
-    private long _lastActivity;
-    private int _cause;
-    private Exception? _error;
+    private readonly RelayMonitor _monitor;
     private Exception? _abortError;
     private CancellationToken _cancellationToken;
 
@@ -29,50 +20,26 @@ internal sealed class RelaySession
     {
         _a = a;
         _b = b;
-        _time = options.TimeProvider ?? throw new ArgumentException("TimeProvider is required.", nameof(options));
-        TimeSpan? idle = options.IdleTimeout;
-        if (idle is { } timeout && timeout != Timeout.InfiniteTimeSpan)
-        {
-            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero, nameof(options));
-            _idleTimeout = timeout;
-            _tracksIdle = true;
-        }
+        _monitor = new RelayMonitor(options, AbortPipes);
     }
 
     /// <summary>The first terminal cause so far (<see cref="RelayShutdownCause.None"/> while running normally).</summary>
-    public RelayShutdownCause Cause => (RelayShutdownCause)Volatile.Read(ref _cause);
+    public RelayShutdownCause Cause => _monitor.Cause;
 
     private bool IsAborted => Volatile.Read(ref _abortError) is not null;
 
+    /// <summary>Records <paramref name="cause"/> (if first) and aborts the relay (the first time only).</summary>
+    internal void Abort(RelayShutdownCause cause, Exception? error) => _monitor.Abort(cause, error);
+
     public async Task<RelayResult> RunAsync(CancellationToken cancellationToken)
     {
-        long start = _time.GetTimestamp();
-        _lastActivity = start;
         _cancellationToken = cancellationToken;
-        if (_tracksIdle)
-        {
-            // Created disarmed and armed after the field is set, so the callback always sees the timer.
-            _idleTimer = _time.CreateTimer(s_onIdleTimer, this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-            _idleTimer.Change(_idleTimeout, Timeout.InfiniteTimeSpan);
-        }
-
-        long aToB;
-        long bToA;
-        try
-        {
-            using CancellationTokenRegistration registration = cancellationToken.UnsafeRegister(s_onCancelled, this);
-            Task<long> forward = PumpAsync(_a.Input, _b.Output, fromA: true);
-            Task<long> backward = PumpAsync(_b.Input, _a.Output, fromA: false);
-            aToB = await forward.ConfigureAwait(false);
-            bToA = await backward.ConfigureAwait(false);
-        }
-        finally
-        {
-            _idleTimer?.Dispose();
-        }
-
-        TrySetCause(RelayShutdownCause.BothCompleted, null);
-        return new RelayResult(aToB, bToA, Cause, _error, _time.GetElapsedTime(start));
+        _monitor.Start(cancellationToken);
+        Task<long> forward = PumpAsync(_a.Input, _b.Output, fromA: true);
+        Task<long> backward = PumpAsync(_b.Input, _a.Output, fromA: false);
+        long aToB = await forward.ConfigureAwait(false); // the pumps never throw
+        long bToA = await backward.ConfigureAwait(false);
+        return _monitor.Finish(aToB, bToA);
     }
 
     /// <summary>Copies one direction; never throws. Completes both of its pipe ends on exit.</summary>
@@ -97,7 +64,7 @@ internal sealed class RelaySession
                 }
                 catch (Exception ex)
                 {
-                    Abort(fromA ? RelayShutdownCause.AReadError : RelayShutdownCause.BReadError, ex);
+                    _monitor.Abort(fromA ? RelayShutdownCause.AReadError : RelayShutdownCause.BReadError, ex);
                     completion = ex;
                     break;
                 }
@@ -109,9 +76,9 @@ internal sealed class RelaySession
                     continue; // loop top sees the abort; a foreign CancelPendingRead is ignored
                 }
 
-                if (_tracksIdle && !buffer.IsEmpty)
+                if (!buffer.IsEmpty)
                 {
-                    Volatile.Write(ref _lastActivity, _time.GetTimestamp());
+                    _monitor.Touch();
                 }
 
                 ReadOnlySequence<byte> remaining = buffer;
@@ -131,7 +98,7 @@ internal sealed class RelaySession
                     }
                     catch (Exception ex)
                     {
-                        Abort(fromA ? RelayShutdownCause.BWriteError : RelayShutdownCause.AWriteError, ex);
+                        _monitor.Abort(fromA ? RelayShutdownCause.BWriteError : RelayShutdownCause.AWriteError, ex);
                         completion = ex;
                         stop = true;
                         break;
@@ -140,7 +107,7 @@ internal sealed class RelaySession
                     if (flush.IsCompleted)
                     {
                         // The destination's consumer is gone: that side closed. End this direction only.
-                        TrySetCause(fromA ? RelayShutdownCause.BOutputClosed : RelayShutdownCause.AOutputClosed, null);
+                        _monitor.TrySetCause(fromA ? RelayShutdownCause.BOutputClosed : RelayShutdownCause.AOutputClosed, null);
                         stop = true;
                         break;
                     }
@@ -171,26 +138,10 @@ internal sealed class RelaySession
         return moved;
     }
 
-    private bool TrySetCause(RelayShutdownCause cause, Exception? error)
+    /// <summary>The abort (called once by the monitor): resets socket sides and wakes both pumps so they complete every pipe end.</summary>
+    private void AbortPipes(RelayShutdownCause cause, Exception? error)
     {
-        if (error is not null)
-        {
-            Interlocked.CompareExchange(ref _error, error, null);
-        }
-
-        return Interlocked.CompareExchange(ref _cause, (int)cause, (int)RelayShutdownCause.None) == (int)RelayShutdownCause.None;
-    }
-
-    /// <summary>Records <paramref name="cause"/> (if first), resets socket sides and wakes both pumps so they complete every pipe end.</summary>
-    internal void Abort(RelayShutdownCause cause, Exception? error)
-    {
-        TrySetCause(cause, error);
-        Exception abortError = error ?? CreateAbortError(cause);
-        if (Interlocked.CompareExchange(ref _abortError, abortError, null) is not null)
-        {
-            return;
-        }
-
+        Volatile.Write(ref _abortError, error ?? CreateAbortError(cause));
         ResetIfSocket(_a);
         ResetIfSocket(_b);
         _a.Input.CancelPendingRead();
@@ -201,7 +152,7 @@ internal sealed class RelaySession
 
     private Exception CreateAbortError(RelayShutdownCause cause) => cause switch
     {
-        RelayShutdownCause.IdleTimeout => new TimeoutException($"The relay moved no data for {_idleTimeout}."),
+        RelayShutdownCause.IdleTimeout => new TimeoutException($"The relay moved no data for {_monitor.IdleTimeout}."),
         RelayShutdownCause.Cancelled => new OperationCanceledException("The relay was cancelled.", _cancellationToken),
         _ => new IOException($"The relay was aborted ({cause})."),
     };
@@ -211,30 +162,6 @@ internal sealed class RelaySession
         if (pipe is SocketConnection connection)
         {
             RelayPipes.Reset(connection.Socket);
-        }
-    }
-
-    private void CheckIdle()
-    {
-        if (IsAborted)
-        {
-            return;
-        }
-
-        TimeSpan idleFor = _time.GetElapsedTime(Volatile.Read(ref _lastActivity));
-        if (idleFor >= _idleTimeout)
-        {
-            Abort(RelayShutdownCause.IdleTimeout, null);
-            return;
-        }
-
-        try
-        {
-            _idleTimer?.Change(_idleTimeout - idleFor, Timeout.InfiniteTimeSpan);
-        }
-        catch (ObjectDisposedException)
-        {
-            // The relay finished while this check ran.
         }
     }
 }

@@ -1,0 +1,125 @@
+namespace Egress.Relay;
+
+/// <summary>
+/// What both relays (<see cref="DuplexRelay"/> and <see cref="SocketRelay"/>) share: the first cause of shutdown and
+/// the first error (recorded once; later events do not overwrite them), the idle watchdog (one timer per relay
+/// re-armed for the remaining time, reading a last-activity timestamp that the copy loops touch), and cancellation.
+/// Idleness and cancellation become one call to the owner's abort callback, which is invoked at most once.
+/// </summary>
+internal sealed class RelayMonitor
+{
+    private static readonly TimerCallback s_onIdleTimer = static state => ((RelayMonitor)state!).CheckIdle();
+    private static readonly Action<object?> s_onCancelled = static state => ((RelayMonitor)state!).Abort(RelayShutdownCause.Cancelled, null);
+
+    private readonly Action<RelayShutdownCause, Exception?> _abort;
+    private readonly TimeProvider _time;
+    private readonly TimeSpan _idleTimeout;
+    private readonly bool _tracksIdle;
+    private ITimer? _idleTimer;
+    private CancellationTokenRegistration _cancellation;
+    private long _start;
+    private long _lastActivity;
+    private int _cause;
+    private int _aborted;
+    private Exception? _error;
+
+    /// <param name="options">The idle timeout (null or infinite: none) and the clock.</param>
+    /// <param name="abort">Stops the owner's copy loops; called once, on the first abort.</param>
+    public RelayMonitor(RelayOptions options, Action<RelayShutdownCause, Exception?> abort)
+    {
+        _abort = abort;
+        _time = options.TimeProvider ?? throw new ArgumentException("TimeProvider is required.", nameof(options));
+        TimeSpan? idle = options.IdleTimeout;
+        if (idle is { } timeout && timeout != Timeout.InfiniteTimeSpan)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero, nameof(options));
+            _idleTimeout = timeout;
+            _tracksIdle = true;
+        }
+    }
+
+    public TimeSpan IdleTimeout => _idleTimeout;
+
+    public bool IsAborted => Volatile.Read(ref _aborted) != 0;
+
+    public RelayShutdownCause Cause => (RelayShutdownCause)Volatile.Read(ref _cause);
+
+    /// <summary>Starts the clock, the idle watchdog and the cancellation hook.</summary>
+    public void Start(CancellationToken cancellationToken)
+    {
+        _start = _time.GetTimestamp();
+        _lastActivity = _start;
+        if (_tracksIdle)
+        {
+            // Created disarmed and armed after the field is set, so the callback always sees the timer.
+            _idleTimer = _time.CreateTimer(s_onIdleTimer, this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _idleTimer.Change(_idleTimeout, Timeout.InfiniteTimeSpan);
+        }
+
+        _cancellation = cancellationToken.UnsafeRegister(s_onCancelled, this);
+    }
+
+    /// <summary>Records that bytes moved now (cheap: one timestamp write, only when an idle timeout is set).</summary>
+    public void Touch()
+    {
+        if (_tracksIdle)
+        {
+            Volatile.Write(ref _lastActivity, _time.GetTimestamp());
+        }
+    }
+
+    /// <summary>Records <paramref name="cause"/> if no cause was recorded yet, and <paramref name="error"/> if it is the first.</summary>
+    /// <returns>Whether <paramref name="cause"/> is the first cause.</returns>
+    public bool TrySetCause(RelayShutdownCause cause, Exception? error)
+    {
+        if (error is not null)
+        {
+            Interlocked.CompareExchange(ref _error, error, null);
+        }
+
+        return Interlocked.CompareExchange(ref _cause, (int)cause, (int)RelayShutdownCause.None) == (int)RelayShutdownCause.None;
+    }
+
+    /// <summary>Records <paramref name="cause"/> (if first) and, the first time only, stops the owner's loops.</summary>
+    public void Abort(RelayShutdownCause cause, Exception? error)
+    {
+        TrySetCause(cause, error);
+        if (Interlocked.Exchange(ref _aborted, 1) == 0)
+        {
+            _abort(cause, error);
+        }
+    }
+
+    /// <summary>Stops the watchdog and the cancellation hook, and builds the result (both ends clean unless a cause came first).</summary>
+    public RelayResult Finish(long bytesAToB, long bytesBToA)
+    {
+        _cancellation.Dispose();
+        _idleTimer?.Dispose();
+        TrySetCause(RelayShutdownCause.BothCompleted, null);
+        return new RelayResult(bytesAToB, bytesBToA, Cause, Volatile.Read(ref _error), _time.GetElapsedTime(_start));
+    }
+
+    private void CheckIdle()
+    {
+        if (IsAborted)
+        {
+            return;
+        }
+
+        TimeSpan idleFor = _time.GetElapsedTime(Volatile.Read(ref _lastActivity));
+        if (idleFor >= _idleTimeout)
+        {
+            Abort(RelayShutdownCause.IdleTimeout, null);
+            return;
+        }
+
+        try
+        {
+            _idleTimer?.Change(_idleTimeout - idleFor, Timeout.InfiniteTimeSpan);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The relay finished while this check ran.
+        }
+    }
+}
