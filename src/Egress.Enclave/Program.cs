@@ -59,6 +59,8 @@ const string Usage = """
     2 bad command line or configuration (the message names file:line:col).
     """;
 
+HostRuntime.PreferInlineSocketCompletions();
+
 var command = CommandLine.Parse(
     args,
     optionsWithValue: new HashSet<string> { "--config", "--tunnel", "--log-level", "--log-format", "--proxy-port" },

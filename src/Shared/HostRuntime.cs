@@ -23,6 +23,24 @@ internal static class HostRuntime
     /// <summary>How long a stop may take beyond the drain: the abort, the handlers' grace and the sockets' close.</summary>
     private static readonly TimeSpan StopMargin = TimeSpan.FromSeconds(10);
 
+    /// <summary>The .NET runtime's switch that runs socket continuations on the epoll thread instead of the thread pool.</summary>
+    public const string InlineSocketCompletionsVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+
+    /// <summary>
+    /// Turns on inline socket completions unless the environment already decides (set it to 0 to opt out). The relay's
+    /// continuations only copy bytes and never block, so running them on the epoll thread saves a thread-pool hand-off
+    /// per chunk and per hop: measured with benchmarks/run.sh, CPU per hop during bulk transfer fell from 83 % / 72 % to
+    /// 64 % / 46 % of a core and the 1-byte RTT p99 from ~1.4 ms to ~0.14 ms. The runtime reads the variable when the
+    /// first socket is used, so this must run before any socket exists (first thing in Main).
+    /// </summary>
+    public static void PreferInlineSocketCompletions()
+    {
+        if (Environment.GetEnvironmentVariable(InlineSocketCompletionsVariable) is null)
+        {
+            Environment.SetEnvironmentVariable(InlineSocketCompletionsVariable, "1");
+        }
+    }
+
     /// <summary>Parses <c>--log-level</c> by name (case-insensitive; numbers such as "42" are refused).</summary>
     public static bool TryParseLogLevel(string? text, out LogLevel level)
     {
