@@ -91,7 +91,11 @@ internal ref struct DnsNameReader
                     }
 
                     int target = ((lengthOctet & 0x3F) << 8) | message[position + 1];
-                    if (target >= message.Length)
+
+                    // No name lives in the 12-byte header: a pointer into it would read the ID and counts as a name,
+                    // which differ between the enclave, the parent and the upstream (the name checked would not be
+                    // the name resolved).
+                    if (target >= message.Length || target < DnsHeader.Length)
                     {
                         return DnsParseError.PointerOutOfRange;
                     }

@@ -36,6 +36,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
             return false;
         }
 
+        ushort id;
         lock (_lock)
         {
             if (!ReferenceEquals(_connection, connection) || _pending.Count >= ushort.MaxValue)
@@ -48,12 +49,31 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
                 _nextId++;
             }
 
-            DnsMessage.WriteId(query.Span, _nextId);
-            _pending.Add(_nextId, pending);
-            _nextId++;
+            id = _nextId++;
+            DnsMessage.WriteId(query.Span, id);
+            _pending.Add(id, pending);
         }
 
-        await _writeLock.WaitAsync(stopping).ConfigureAwait(false);
+        try
+        {
+            await _writeLock.WaitAsync(stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping before the query was written: unregister it (unless a failure already took it), so the
+            // caller, which answers SERVFAIL on false, is the only one that completes it.
+            lock (_lock)
+            {
+                if (_pending.TryGetValue(id, out DnsPendingQuery? registered) && ReferenceEquals(registered, pending))
+                {
+                    _pending.Remove(id);
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
         try
         {
             DnsTcpFraming.WriteMessage(connection.Output, query.Span);

@@ -36,6 +36,7 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
             return;
         }
 
+        client.NoDelay = true; // before the tunnel exists: nothing can leak if it throws
         var (tunnel, following) = await OpenTunnelAsync(destination, HostHintFor(decision), aborted).ConfigureAwait(false);
         if (tunnel is null)
         {
@@ -43,7 +44,6 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
             return;
         }
 
-        client.NoDelay = true;
         ProxyLog.Allowed(logger, destination, decision);
         var metrics = options.Metrics;
         metrics?.Connection("allowed", decision.Reason.ToString());

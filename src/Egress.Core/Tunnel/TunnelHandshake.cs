@@ -124,19 +124,31 @@ internal static class TunnelHandshake
         }
     }
 
+    /// <summary>The most unread bytes <see cref="Close"/> discards before it closes anyway.</summary>
+    internal const int MaxDrainOnClose = 64 * 1024;
+
     /// <summary>
     /// Closes a stream that ends after an answer without a relay: shuts the send side down (FIN after the answer),
     /// discards bytes the peer already sent (unread bytes would make the close send RST and could destroy the answer
-    /// in flight), then disposes the socket. Already closed sockets are ignored.
+    /// in flight; at most <see cref="MaxDrainOnClose"/>), then disposes the socket. Already closed sockets are ignored.
     /// </summary>
     public static void Close(Socket tunnel)
     {
         try
         {
             tunnel.Shutdown(SocketShutdown.Send);
-            Span<byte> discard = stackalloc byte[512];
-            while (tunnel.Available > 0 && tunnel.Receive(discard, SocketFlags.None) > 0)
+
+            // Bounded: a peer that keeps writing must not pin this thread; past the bound the close may reset.
+            Span<byte> discard = stackalloc byte[4096];
+            for (int drained = 0; drained < MaxDrainOnClose && tunnel.Available > 0;)
             {
+                int read = tunnel.Receive(discard, SocketFlags.None);
+                if (read <= 0)
+                {
+                    break;
+                }
+
+                drained += read;
             }
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)

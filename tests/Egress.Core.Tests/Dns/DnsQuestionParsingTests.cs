@@ -88,12 +88,13 @@ public sealed class DnsQuestionParsingTests
     }
 
     [Test]
-    public void ReadsACompressionPointerIntoTheHeaderAsLabels()
+    public void RejectsACompressionPointerIntoTheHeader()
     {
-        // Offset 2 holds flags 0x01 0x00 then QDCOUNT 0x00...: a one-byte label "\0", so no text form.
+        // Offset 2 holds the flags, then QDCOUNT: bytes that differ between the enclave, the parent and the upstream
+        // (the ID at offset 0 too), so a name read from there would not be the name that gets resolved.
         byte[] query = DnsMessageBuilder.Query().Pointer(2).UInt16(1).UInt16(1).ToArray();
 
-        AssertFails(query, DnsParseError.BadCharacter);
+        AssertFails(query, DnsParseError.PointerOutOfRange);
     }
 
     [TestCaseSource(nameof(Queries))]
