@@ -20,15 +20,24 @@ internal sealed class DnsFramedConnection
     private readonly int _maxInFlight;
     private readonly SemaphoreSlim _slots;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly CancellationTokenSource _stalled = new();
+    private readonly TimeProvider _time;
 
-    private DnsFramedConnection(IDuplexPipe pipe, IDnsAnswerer answerer, int maxInFlight, ILogger logger)
+    private DnsFramedConnection(IDuplexPipe pipe, IDnsAnswerer answerer, int maxInFlight, TimeProvider time, ILogger logger)
     {
         _pipe = pipe;
         _answerer = answerer;
         _logger = logger;
+        _time = time;
         _maxInFlight = maxInFlight;
         _slots = new SemaphoreSlim(maxInFlight, maxInFlight);
     }
+
+    /// <summary>
+    /// How long one answer may wait for the peer to take it. A peer that stops reading ends the connection, so it
+    /// cannot make the server hold its answers (and their buffers) for ever.
+    /// </summary>
+    internal static TimeSpan WriteTimeout { get; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Serves <paramref name="pipe"/> until it ends; never throws for I/O errors.</summary>
     /// <param name="pipe">The connection, positioned at the first frame.</param>
@@ -50,7 +59,7 @@ internal sealed class DnsFramedConnection
         CancellationToken stopping,
         CancellationToken aborted)
     {
-        var connection = new DnsFramedConnection(pipe, answerer, maxInFlight, logger);
+        var connection = new DnsFramedConnection(pipe, answerer, maxInFlight, time, logger);
         try
         {
             await connection.ReadLoopAsync(idleTimeout, time, stopping, aborted).ConfigureAwait(false);
@@ -59,13 +68,14 @@ internal sealed class DnsFramedConnection
         {
             connection._slots.Dispose();
             connection._writeLock.Dispose();
+            connection._stalled.Dispose();
         }
     }
 
     private async Task ReadLoopAsync(TimeSpan idleTimeout, TimeProvider time, CancellationToken stopping, CancellationToken aborted)
     {
         using var idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, stopping, aborted);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, stopping, aborted, _stalled.Token);
         PipeReader input = _pipe.Input;
         try
         {
@@ -110,19 +120,33 @@ internal sealed class DnsFramedConnection
         try
         {
             int answer = await _answerer.AnswerAsync(query.AsMemory(0, length), response, udp: false).ConfigureAwait(false);
-            if (answer > 0)
+            if (answer > 0 && !_stalled.IsCancellationRequested)
             {
-                await _writeLock.WaitAsync(aborted).ConfigureAwait(false);
+                // Hold only what the answer needs while it waits for the writer, not a 64 KiB buffer.
+                byte[] sized = ArrayPool<byte>.Shared.Rent(answer);
+                response.AsSpan(0, answer).CopyTo(sized);
+                ArrayPool<byte>.Shared.Return(response);
+                response = sized;
+
+                using var timeout = new CancellationTokenSource(WriteTimeout, _time);
+                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted, _stalled.Token, timeout.Token);
+                await _writeLock.WaitAsync(deadline.Token).ConfigureAwait(false);
                 try
                 {
                     DnsTcpFraming.WriteMessage(_pipe.Output, response.AsSpan(0, answer));
-                    await _pipe.Output.FlushAsync(aborted).ConfigureAwait(false);
+                    await _pipe.Output.FlushAsync(deadline.Token).ConfigureAwait(false);
                 }
                 finally
                 {
                     _writeLock.Release();
                 }
             }
+        }
+        catch (OperationCanceledException) when (!aborted.IsCancellationRequested && !_stalled.IsCancellationRequested)
+        {
+            // The peer took no answer for WriteTimeout: stop reading its queries and fail the ones waiting.
+            DnsLog.PeerNotReading(_logger, WriteTimeout.TotalSeconds);
+            await _stalled.CancelAsync().ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or InvalidOperationException
             or ConnectionResetException or ConnectionAbortedException or ObjectDisposedException)

@@ -1,0 +1,77 @@
+using System.IO.Pipelines;
+using Egress.Dns;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Dns;
+
+public sealed class DnsFramedConnectionTests
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(10);
+
+    [Test]
+    public async Task PeerThatStopsReadingAnswersEndsTheConnectionAfterTheWriteTimeout()
+    {
+        var time = new FakeTimeProvider();
+        using var logs = new CollectingLoggerFactory();
+        var toServer = new Pipe();
+        // Nobody reads the server's output, and it holds at most 1 KiB: the first flush of a 2 KiB answer blocks.
+        var fromServer = new Pipe(new PipeOptions(pauseWriterThreshold: 1024, resumeWriterThreshold: 512, useSynchronizationContext: false));
+        var side = new DuplexPipe(toServer.Reader, fromServer.Writer);
+
+        Task serving = DnsFramedConnection.ServeAsync(
+            side, new FixedSizeAnswerer(2048), maxInFlight: 4, Timeout.InfiniteTimeSpan, time,
+            logs.CreateLogger("test"), CancellationToken.None, CancellationToken.None);
+
+        byte[] query = DnsQueryBytes.Build(1, "a.x.test");
+        for (int i = 0; i < 3; i++)
+        {
+            DnsTcpFraming.WriteMessage(toServer.Writer, query);
+        }
+
+        await toServer.Writer.FlushAsync();
+        await WaitUntilAsync(() => fromServer.Reader.TryRead(out ReadResult r) && Peek(fromServer.Reader, r));
+
+        time.Advance(DnsFramedConnection.WriteTimeout - TimeSpan.FromSeconds(1));
+        await Task.Delay(100);
+        Assert.That(serving.IsCompleted, Is.False, "still within the write timeout");
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        await serving.WaitAsync(HangGuard);
+        Assert.That(logs.Lines, Has.Some.Contains("the peer took no answer for 10 s"));
+    }
+
+    private static bool Peek(PipeReader reader, ReadResult result)
+    {
+        bool any = !result.Buffer.IsEmpty;
+        reader.AdvanceTo(result.Buffer.Start); // look without consuming: the peer "does not read"
+        return any;
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        DateTime giveUp = DateTime.UtcNow + HangGuard;
+        while (!condition())
+        {
+            Assert.That(DateTime.UtcNow, Is.LessThan(giveUp), "the server never started answering");
+            await Task.Delay(10);
+        }
+    }
+
+    private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
+    }
+
+    private sealed class FixedSizeAnswerer(int size) : IDnsAnswerer
+    {
+        public ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp)
+        {
+            query.Span.CopyTo(response.Span);
+            response.Span[query.Length..size].Fill(0x2a);
+            return ValueTask.FromResult(size);
+        }
+    }
+}
