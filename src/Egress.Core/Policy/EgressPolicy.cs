@@ -6,8 +6,9 @@ namespace Egress.Policy;
 /// <summary>
 /// The allowlist: decides DNS questions by name and connections by address. An address is allowed when an address or
 /// network entry covers it (even inside an internal range); otherwise internal ranges are denied, even with <c>*</c>
-/// or when a name resolved to them; then <c>*</c> allows; then the <see cref="AllowlistCache"/> decides. Enabled
-/// with no entries denies everything. Checks on the allow path do not allocate.
+/// or when a name resolved to them; then <c>*</c> allows; then the <see cref="AllowlistCache"/> decides (only when
+/// the list holds a name entry, so a list without names ignores whatever the cache holds). Enabled with no entries
+/// denies everything. Checks do not allocate. Call <see cref="AllowlistCache.Prune"/> periodically.
 /// </summary>
 public sealed class EgressPolicy
 {

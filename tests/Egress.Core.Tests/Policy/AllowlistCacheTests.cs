@@ -1,0 +1,527 @@
+using System.Net;
+using Egress.Policy;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Policy;
+
+public sealed class AllowlistCacheTests
+{
+    private static readonly IPAddress Address = IPAddress.Parse("198.18.0.10");
+    private static readonly TimeSpan Tick = TimeSpan.FromTicks(1);
+
+    private FakeTimeProvider _time = null!;
+
+    [SetUp]
+    public void SetUp() => _time = new FakeTimeProvider();
+
+    [Test]
+    public void UnknownAddressWasNeverLearned()
+    {
+        CacheLookup lookup = NewCache().Lookup(Address);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(lookup.State, Is.EqualTo(CacheState.NeverLearned));
+            Assert.That(lookup.Name, Is.Null);
+            Assert.That(lookup.InGrace, Is.False);
+            Assert.That(lookup.Time, Is.EqualTo(TimeSpan.Zero));
+        });
+    }
+
+    [Test]
+    public void LearnedAddressIsLiveUntilItsTtl()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(120));
+        _time.Advance(TimeSpan.FromSeconds(78));
+
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, TimeSpan.FromSeconds(42));
+    }
+
+    [TestCase(0)]
+    [TestCase(5)]
+    [TestCase(29)]
+    [TestCase(-10)]
+    public void TtlBelowFloorIsRaisedToFloor(int ttlSeconds)
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(ttlSeconds));
+
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, TimeSpan.FromSeconds(30));
+    }
+
+    [Test]
+    public void TtlAboveFloorIsKept()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(31));
+
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, TimeSpan.FromSeconds(31));
+    }
+
+    [Test]
+    public void HugeTtlDoesNotOverflow()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.MaxValue);
+
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, TimeSpan.FromSeconds(int.MaxValue));
+    }
+
+    [Test]
+    public void ExpiryGraceAndRetentionBoundariesAreExact()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(100));
+
+        _time.Advance(TimeSpan.FromSeconds(100) - Tick);
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, Tick);
+
+        _time.Advance(Tick);
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: true, TimeSpan.FromSeconds(60));
+
+        _time.Advance(TimeSpan.FromSeconds(60) - Tick);
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: true, Tick);
+
+        _time.Advance(Tick);
+        AssertLookup(cache.Lookup(Address), CacheState.Expired, "api.example.com", inGrace: false, TimeSpan.Zero);
+
+        _time.Advance(TimeSpan.FromSeconds(12));
+        AssertLookup(cache.Lookup(Address), CacheState.Expired, "api.example.com", inGrace: false, TimeSpan.FromSeconds(12));
+
+        _time.Advance(TimeSpan.FromHours(1) - TimeSpan.FromSeconds(12) - Tick);
+        AssertLookup(cache.Lookup(Address), CacheState.Expired, "api.example.com", inGrace: false, TimeSpan.FromHours(1) - Tick);
+        Assert.That(cache.Prune(), Is.Zero);
+        Assert.That(cache.Count, Is.EqualTo(1));
+
+        _time.Advance(Tick);
+        AssertLookup(cache.Lookup(Address), CacheState.NeverLearned, null, inGrace: false, TimeSpan.Zero);
+        Assert.That(cache.Count, Is.EqualTo(1), "forgotten but not yet pruned");
+        Assert.That(cache.Prune(), Is.EqualTo(1));
+        Assert.That(cache.Count, Is.Zero);
+    }
+
+    [Test]
+    public void OptionsSetFloorGraceAndRetention()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions
+        {
+            TimeProvider = _time,
+            TtlFloor = TimeSpan.FromSeconds(5),
+            Grace = TimeSpan.FromSeconds(7),
+            ExpiredRetention = TimeSpan.FromSeconds(11),
+        });
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, TimeSpan.FromSeconds(5));
+
+        _time.Advance(TimeSpan.FromSeconds(5));
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: true, TimeSpan.FromSeconds(7));
+
+        _time.Advance(TimeSpan.FromSeconds(7));
+        AssertLookup(cache.Lookup(Address), CacheState.Expired, "api.example.com", inGrace: false, TimeSpan.Zero);
+
+        _time.Advance(TimeSpan.FromSeconds(11));
+        AssertLookup(cache.Lookup(Address), CacheState.NeverLearned, null, inGrace: false, TimeSpan.Zero);
+    }
+
+    [Test]
+    public void RelearningExtends()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(60));
+        _time.Advance(TimeSpan.FromSeconds(50));
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(60));
+
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, TimeSpan.FromSeconds(60));
+    }
+
+    [Test]
+    public void RelearningAfterExpiryMakesLiveAgain()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(60));
+        _time.Advance(TimeSpan.FromSeconds(500));
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(60));
+
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, TimeSpan.FromSeconds(60));
+    }
+
+    [Test]
+    public void RelearningWithShorterTtlDoesNotShorten()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
+        _time.Advance(TimeSpan.FromSeconds(10));
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(30));
+
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, TimeSpan.FromSeconds(290));
+    }
+
+    [Test]
+    public void NamesAreStoredLowerCaseWithoutTrailingDotAndMergedCaseInsensitively()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("API.Example.COM.", Address, TimeSpan.FromSeconds(60));
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(90));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.NamesOf(Address).Select(name => name.Name), Is.EqualTo(new[] { "api.example.com" }));
+            Assert.That(cache.Lookup(Address).Name, Is.EqualTo("api.example.com"));
+            Assert.That(cache.Lookup(Address).Time, Is.EqualTo(TimeSpan.FromSeconds(90)));
+        });
+    }
+
+    [Test]
+    public void BestNameIsTheLiveOneExpiringLast()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("a.example.com", Address, TimeSpan.FromSeconds(100));
+        cache.Learn("b.example.com", Address, TimeSpan.FromSeconds(200));
+        cache.Learn("c.example.com", Address, TimeSpan.FromSeconds(150));
+
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "b.example.com", inGrace: false, TimeSpan.FromSeconds(200));
+
+        _time.Advance(TimeSpan.FromSeconds(100));
+        cache.Learn("a.example.com", Address, TimeSpan.FromSeconds(120));
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "a.example.com", inGrace: false, TimeSpan.FromSeconds(120));
+    }
+
+    [Test]
+    public void ExpiredAddressNamesTheMostRecentlyExpiredName()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("a.example.com", Address, TimeSpan.FromSeconds(100));
+        cache.Learn("b.example.com", Address, TimeSpan.FromSeconds(40));
+        _time.Advance(TimeSpan.FromSeconds(172));
+
+        AssertLookup(cache.Lookup(Address), CacheState.Expired, "a.example.com", inGrace: false, TimeSpan.FromSeconds(12));
+    }
+
+    [Test]
+    public void KeepsAtMostEightNamesDroppingTheOneExpiringFirst()
+    {
+        AllowlistCache cache = NewCache();
+        for (int i = 1; i <= 9; i++)
+        {
+            cache.Learn($"n{i}.example.com", Address, TimeSpan.FromSeconds(100 + i));
+        }
+
+        cache.Learn("short.example.com", Address, TimeSpan.FromSeconds(30));
+
+        Assert.That(
+            cache.NamesOf(Address).Select(name => name.Name).Order(),
+            Is.EqualTo(Enumerable.Range(2, 8).Select(i => $"n{i}.example.com")));
+    }
+
+    [Test]
+    public void RelearningDropsForgottenNames()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("old.example.com", Address, TimeSpan.FromSeconds(30));
+        _time.Advance(TimeSpan.FromSeconds(30 + 60) + TimeSpan.FromHours(1));
+        cache.Learn("new.example.com", Address, TimeSpan.FromSeconds(30));
+
+        Assert.That(cache.NamesOf(Address).Select(name => name.Name), Is.EqualTo(new[] { "new.example.com" }));
+    }
+
+    [Test]
+    public void PruneDropsForgottenNamesButKeepsTheAddress()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("old.example.com", Address, TimeSpan.FromSeconds(30));
+        cache.Learn("new.example.com", Address, TimeSpan.FromHours(5));
+        _time.Advance(TimeSpan.FromHours(2));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Prune(), Is.Zero);
+            Assert.That(cache.Count, Is.EqualTo(1));
+            Assert.That(cache.NamesOf(Address).Select(name => name.Name), Is.EqualTo(new[] { "new.example.com" }));
+        });
+    }
+
+    [Test]
+    public void IPv4MappedAddressIsTheSameEntry()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", IPAddress.Parse("::ffff:198.18.0.10"), TimeSpan.FromSeconds(60));
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(90));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Count, Is.EqualTo(1));
+            Assert.That(cache.Lookup(Address).Time, Is.EqualTo(TimeSpan.FromSeconds(90)));
+            Assert.That(cache.Lookup(IPAddress.Parse("::ffff:198.18.0.10")).State, Is.EqualTo(CacheState.Live));
+            Assert.That(cache.Lookup(IPAddress.Parse("::198.18.0.10")).State, Is.EqualTo(CacheState.NeverLearned));
+        });
+    }
+
+    [Test]
+    public void IPv6AddressesAreDistinct()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", IPAddress.Parse("2001:db8::1"), TimeSpan.FromSeconds(60));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Lookup(IPAddress.Parse("2001:DB8:0::1")).State, Is.EqualTo(CacheState.Live));
+            Assert.That(cache.Lookup(IPAddress.Parse("2001:db8::2")).State, Is.EqualTo(CacheState.NeverLearned));
+        });
+    }
+
+    [Test]
+    public void FullCacheEvictsTheAddressExpiringFirst()
+    {
+        AllowlistCache cache = NewCache(maxEntries: 4);
+        cache.Learn("a.example.com", Ip(1), TimeSpan.FromSeconds(400));
+        cache.Learn("b.example.com", Ip(2), TimeSpan.FromSeconds(100));
+        cache.Learn("c.example.com", Ip(3), TimeSpan.FromSeconds(300));
+        cache.Learn("d.example.com", Ip(4), TimeSpan.FromSeconds(200));
+        Assert.That(cache.Evictions, Is.Zero);
+
+        cache.Learn("e.example.com", Ip(5), TimeSpan.FromSeconds(50));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Count, Is.EqualTo(4));
+            Assert.That(cache.Evictions, Is.EqualTo(1));
+            Assert.That(cache.Lookup(Ip(2)).State, Is.EqualTo(CacheState.NeverLearned));
+            Assert.That(new[] { 1, 3, 4, 5 }.Select(i => cache.Lookup(Ip(i)).State), Is.All.EqualTo(CacheState.Live));
+        });
+    }
+
+    [Test]
+    public void FullCacheEvictsExpiredBeforeLive()
+    {
+        AllowlistCache cache = NewCache(maxEntries: 3);
+        cache.Learn("live.example.com", Ip(1), TimeSpan.FromSeconds(1000));
+        _time.Advance(TimeSpan.FromSeconds(10));
+        cache.Learn("old.example.com", Ip(2), TimeSpan.FromSeconds(30));
+        _time.Advance(TimeSpan.FromSeconds(10));
+        cache.Learn("older.example.com", Ip(3), TimeSpan.FromSeconds(30));
+        _time.Advance(TimeSpan.FromSeconds(200));
+        Assert.That(cache.Lookup(Ip(2)).State, Is.EqualTo(CacheState.Expired));
+
+        cache.Learn("new.example.com", Ip(4), TimeSpan.FromSeconds(30));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Evictions, Is.EqualTo(1));
+            Assert.That(cache.Lookup(Ip(2)).State, Is.EqualTo(CacheState.NeverLearned));
+            Assert.That(cache.Lookup(Ip(3)).State, Is.EqualTo(CacheState.Expired));
+            Assert.That(cache.Lookup(Ip(1)).State, Is.EqualTo(CacheState.Live));
+            Assert.That(cache.Lookup(Ip(4)).State, Is.EqualTo(CacheState.Live));
+        });
+    }
+
+    [Test]
+    public void FullCacheFirstEvictsEveryForgottenAddress()
+    {
+        AllowlistCache cache = NewCache(maxEntries: 4);
+        for (int i = 1; i <= 3; i++)
+        {
+            cache.Learn("old.example.com", Ip(i), TimeSpan.FromSeconds(30));
+        }
+
+        _time.Advance(TimeSpan.FromHours(2));
+        cache.Learn("live.example.com", Ip(4), TimeSpan.FromSeconds(30));
+        cache.Learn("new.example.com", Ip(5), TimeSpan.FromSeconds(30));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Evictions, Is.EqualTo(3));
+            Assert.That(cache.Count, Is.EqualTo(2));
+            Assert.That(cache.Lookup(Ip(4)).State, Is.EqualTo(CacheState.Live));
+            Assert.That(cache.Lookup(Ip(5)).State, Is.EqualTo(CacheState.Live));
+        });
+    }
+
+    [Test]
+    public void EvictionRemovesABatchOfOneSixtyFourth()
+    {
+        AllowlistCache cache = NewCache(maxEntries: 128);
+        for (int i = 0; i < 128; i++)
+        {
+            cache.Learn("a.example.com", Ip(i), TimeSpan.FromSeconds(100 + i));
+        }
+
+        cache.Learn("a.example.com", Ip(500), TimeSpan.FromSeconds(30));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Evictions, Is.EqualTo(2));
+            Assert.That(cache.Count, Is.EqualTo(127));
+            Assert.That(cache.Lookup(Ip(0)).State, Is.EqualTo(CacheState.NeverLearned));
+            Assert.That(cache.Lookup(Ip(1)).State, Is.EqualTo(CacheState.NeverLearned));
+            Assert.That(cache.Lookup(Ip(2)).State, Is.EqualTo(CacheState.Live));
+        });
+    }
+
+    [Test]
+    public void RelearningAKnownAddressInAFullCacheDoesNotEvict()
+    {
+        AllowlistCache cache = NewCache(maxEntries: 2);
+        cache.Learn("a.example.com", Ip(1), TimeSpan.FromSeconds(60));
+        cache.Learn("b.example.com", Ip(2), TimeSpan.FromSeconds(60));
+        cache.Learn("c.example.com", Ip(1), TimeSpan.FromSeconds(60));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Evictions, Is.Zero);
+            Assert.That(cache.Count, Is.EqualTo(2));
+        });
+    }
+
+    [Test]
+    public void RejectsInvalidOptionsAndArguments()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.Throws<ArgumentOutOfRangeException>(() => _ = new AllowlistCache(new AllowlistCacheOptions { MaxEntries = 0 }));
+            Assert.Throws<ArgumentOutOfRangeException>(() => _ = new AllowlistCache(new AllowlistCacheOptions { TtlFloor = TimeSpan.FromSeconds(-1) }));
+            Assert.Throws<ArgumentOutOfRangeException>(() => _ = new AllowlistCache(new AllowlistCacheOptions { Grace = TimeSpan.FromSeconds(-1) }));
+            Assert.Throws<ArgumentOutOfRangeException>(() => _ = new AllowlistCache(new AllowlistCacheOptions { ExpiredRetention = TimeSpan.FromSeconds(-1) }));
+            Assert.Throws<ArgumentNullException>(() => _ = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = null! }));
+            Assert.Throws<ArgumentException>(() => NewCache().Learn("", Address, TimeSpan.Zero));
+            Assert.Throws<ArgumentNullException>(() => NewCache().Learn("a.example.com", null!, TimeSpan.Zero));
+        });
+    }
+
+    [Test]
+    public void DefaultOptions()
+    {
+        var options = new AllowlistCacheOptions();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(options.TtlFloor, Is.EqualTo(TimeSpan.FromSeconds(30)));
+            Assert.That(options.Grace, Is.EqualTo(TimeSpan.FromSeconds(60)));
+            Assert.That(options.ExpiredRetention, Is.EqualTo(TimeSpan.FromHours(1)));
+            Assert.That(options.MaxEntries, Is.EqualTo(65536));
+            Assert.That(options.TimeProvider, Is.SameAs(TimeProvider.System));
+        });
+    }
+
+    [Test]
+    public void LookupDoesNotAllocate()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(60));
+        IPAddress miss = IPAddress.Parse("2001:db8::1");
+        IPAddress mapped = IPAddress.Parse("::ffff:198.18.0.10");
+        _ = cache.Lookup(Address);
+        _ = cache.Lookup(miss);
+        _ = cache.Lookup(mapped);
+        int live = 0;
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++)
+        {
+            live += cache.Lookup(Address).State == CacheState.Live ? 1 : 0;
+            live += cache.Lookup(miss).State == CacheState.Live ? 1 : 0;
+            live += cache.Lookup(mapped).State == CacheState.Live ? 1 : 0;
+        }
+
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Multiple(() =>
+        {
+            Assert.That(allocated, Is.Zero);
+            Assert.That(live, Is.EqualTo(200));
+        });
+    }
+
+    [Test]
+    public void ConcurrentLearnAndLookupStayConsistent()
+    {
+        const int Addresses = 64;
+        AllowlistCache cache = NewCache();
+        int inconsistent = 0;
+
+        Parallel.For(0, 8, worker =>
+        {
+            for (int round = 0; round < 2000; round++)
+            {
+                int i = (round * 7 + worker) % Addresses;
+                if (worker % 2 == 0)
+                {
+                    cache.Learn($"host{i}.example.com", Ip(i), TimeSpan.FromSeconds(60 + round % 5));
+                    cache.Learn($"alias{i}.example.com", Ip(i), TimeSpan.FromSeconds(30));
+                }
+                else
+                {
+                    CacheLookup lookup = cache.Lookup(Ip(i));
+                    bool consistent = lookup.State == CacheState.NeverLearned
+                        ? lookup.Name is null
+                        : lookup.State == CacheState.Live && !lookup.InGrace
+                          && (lookup.Name == $"host{i}.example.com" || lookup.Name == $"alias{i}.example.com");
+                    if (!consistent)
+                    {
+                        Interlocked.Increment(ref inconsistent);
+                    }
+                }
+            }
+        });
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(inconsistent, Is.Zero);
+            Assert.That(cache.Count, Is.EqualTo(Addresses));
+            Assert.That(cache.Evictions, Is.Zero);
+            Assert.That(Enumerable.Range(0, Addresses).Select(i => cache.Lookup(Ip(i)).Name), Is.EqualTo(Enumerable.Range(0, Addresses).Select(i => $"host{i}.example.com")));
+            Assert.That(Enumerable.Range(0, Addresses).Select(i => cache.NamesOf(Ip(i)).Count), Is.All.EqualTo(2));
+        });
+    }
+
+    [Test]
+    public void ConcurrentLearningOfNewAddressesStaysWithinTheBound()
+    {
+        const int Workers = 8;
+        const int PerWorker = 1000;
+        AllowlistCache cache = NewCache(maxEntries: 100);
+        int overBound = 0;
+
+        Parallel.For(0, Workers, worker =>
+        {
+            for (int i = 0; i < PerWorker; i++)
+            {
+                cache.Learn("a.example.com", Ip(worker * PerWorker + i), TimeSpan.FromSeconds(60));
+                if (cache.Count > 100)
+                {
+                    Interlocked.Increment(ref overBound);
+                }
+            }
+        });
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(overBound, Is.Zero);
+            Assert.That(cache.Count + cache.Evictions, Is.EqualTo(Workers * PerWorker), "every address added is held or was evicted");
+            Assert.That(cache.Count, Is.LessThanOrEqualTo(100));
+        });
+    }
+
+    [Test]
+    public void UsesTheClockOfTheOptionsOnly()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(60));
+        _time.Advance(TimeSpan.FromDays(1));
+
+        Assert.That(cache.Lookup(Address).State, Is.EqualTo(CacheState.NeverLearned));
+    }
+
+    private static IPAddress Ip(int i) => new(new byte[] { (byte)(10 + (i >> 16)), (byte)(i >> 8), (byte)i, 7 });
+
+    private static void AssertLookup(CacheLookup lookup, CacheState state, string? name, bool inGrace, TimeSpan time) =>
+        Assert.Multiple(() =>
+        {
+            Assert.That(lookup.State, Is.EqualTo(state));
+            Assert.That(lookup.Name, Is.EqualTo(name));
+            Assert.That(lookup.InGrace, Is.EqualTo(inGrace));
+            Assert.That(lookup.Time, Is.EqualTo(time));
+        });
+
+    private AllowlistCache NewCache(int maxEntries = 65536) =>
+        new(new AllowlistCacheOptions { TimeProvider = _time, MaxEntries = maxEntries });
+}

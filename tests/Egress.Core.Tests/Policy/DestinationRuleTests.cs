@@ -1,0 +1,189 @@
+using System.Net;
+using Egress.Policy;
+
+namespace Egress.Tests.Policy;
+
+public sealed class DestinationRuleTests
+{
+    [TestCase("api.example.com", DestinationRuleKind.ExactHost, "api.example.com", "api.example.com")]
+    [TestCase("API.Example.COM", DestinationRuleKind.ExactHost, "api.example.com", "api.example.com")]
+    [TestCase("api.example.com.", DestinationRuleKind.ExactHost, "api.example.com", "api.example.com")]
+    [TestCase("localhost", DestinationRuleKind.ExactHost, "localhost", "localhost")]
+    [TestCase("_dmarc.example.com", DestinationRuleKind.ExactHost, "_dmarc.example.com", "_dmarc.example.com")]
+    [TestCase("xn--bcher-kva.example", DestinationRuleKind.ExactHost, "xn--bcher-kva.example", "xn--bcher-kva.example")]
+    [TestCase("1password.com", DestinationRuleKind.ExactHost, "1password.com", "1password.com")]
+    [TestCase("*.example.com", DestinationRuleKind.WildcardSubdomain, "*.example.com", "example.com")]
+    [TestCase("*.EXAMPLE.com.", DestinationRuleKind.WildcardSubdomain, "*.example.com", "example.com")]
+    [TestCase("*.com", DestinationRuleKind.WildcardSubdomain, "*.com", "com")]
+    [TestCase("*", DestinationRuleKind.AllowAll, "*", null)]
+    [TestCase("*.", DestinationRuleKind.AllowAll, "*", null)]
+    public void ParsesNames(string entry, DestinationRuleKind kind, string text, string? hostName)
+    {
+        DestinationRule rule = DestinationRule.Parse(entry);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(rule.Kind, Is.EqualTo(kind));
+            Assert.That(rule.Text, Is.EqualTo(text));
+            Assert.That(rule.ToString(), Is.EqualTo(text));
+            Assert.That(rule.HostName, Is.EqualTo(hostName));
+            Assert.That(rule.Address, Is.Null);
+            Assert.That(rule.Network, Is.Null);
+        });
+    }
+
+    [TestCase("198.18.0.10", "198.18.0.10")]
+    [TestCase("0.0.0.0", "0.0.0.0")]
+    [TestCase("255.255.255.255", "255.255.255.255")]
+    [TestCase("2001:db8::1", "2001:db8::1")]
+    [TestCase("[2001:db8::1]", "2001:db8::1")]
+    [TestCase("2001:DB8:0:0::1", "2001:db8::1")]
+    [TestCase("::1", "::1")]
+    [TestCase("::ffff:10.0.0.1", "::ffff:10.0.0.1")]
+    public void ParsesAddresses(string entry, string text)
+    {
+        DestinationRule rule = DestinationRule.Parse(entry);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(rule.Kind, Is.EqualTo(DestinationRuleKind.Address));
+            Assert.That(rule.Text, Is.EqualTo(text));
+            Assert.That(rule.Address, Is.EqualTo(IPAddress.Parse(text)));
+            Assert.That(rule.HostName, Is.Null);
+            Assert.That(rule.Network, Is.Null);
+        });
+    }
+
+    [TestCase("198.18.0.0/15", "198.18.0.0/15")]
+    [TestCase("10.0.0.5/32", "10.0.0.5/32")]
+    [TestCase("128.0.0.0/1", "128.0.0.0/1")]
+    [TestCase("2001:db8::/32", "2001:db8::/32")]
+    [TestCase("2001:DB8::/32", "2001:db8::/32")]
+    [TestCase("fd00::1/128", "fd00::1/128")]
+    public void ParsesNetworks(string entry, string text)
+    {
+        DestinationRule rule = DestinationRule.Parse(entry);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(rule.Kind, Is.EqualTo(DestinationRuleKind.Network));
+            Assert.That(rule.Text, Is.EqualTo(text));
+            Assert.That(rule.Network, Is.EqualTo(IPNetwork.Parse(text)));
+            Assert.That(rule.Address, Is.Null);
+        });
+    }
+
+    [TestCase("", "entry is empty")]
+    [TestCase(".", "names no host")]
+    [TestCase(" api.example.com", "contains whitespace")]
+    [TestCase("api.example.com ", "contains whitespace")]
+    [TestCase("api example.com", "contains whitespace")]
+    [TestCase("api.example.com\t", "contains whitespace")]
+    [TestCase("https://api.example.com", "URLs are not supported; give the host only")]
+    [TestCase("api.example.com:443", "ports are not supported; destinations name hosts only (remove \":443\")")]
+    [TestCase("198.18.0.10:587", "ports are not supported; destinations name hosts only (remove \":587\")")]
+    [TestCase("[2001:db8::1]:443", "ports are not supported; destinations name hosts only (remove \":443\")")]
+    [TestCase("[2001:db8::1", "has an unbalanced '['")]
+    [TestCase("[api.example.com]", "is not a valid IPv6 address")]
+    [TestCase("2001:db8::g", "is not a valid IPv6 address")]
+    [TestCase("fe80::1%eth0", "scope ids (%) are not supported")]
+    [TestCase("api_example!.com", "contains invalid character '!'")]
+    [TestCase("bücher.example", "contains non-ASCII character 'ü'; use the punycode (xn--) form")]
+    [TestCase("-api.example.com", "label \"-api\" starts or ends with a hyphen")]
+    [TestCase("api-.example.com", "label \"api-\" starts or ends with a hyphen")]
+    [TestCase("api..example.com", "has an empty label")]
+    [TestCase(".example.com", "has an empty label")]
+    [TestCase("example.com..", "has an empty label")]
+    [TestCase("a.*.com", "'*' may only stand alone (\"*\") or be the whole leftmost label (\"*.example.com\")")]
+    [TestCase("**.example.com", "'*' may only stand alone (\"*\") or be the whole leftmost label (\"*.example.com\")")]
+    [TestCase("*.*.example.com", "'*' may only stand alone (\"*\") or be the whole leftmost label (\"*.example.com\")")]
+    [TestCase("*example.com", "'*' may only stand alone (\"*\") or be the whole leftmost label (\"*.example.com\")")]
+    [TestCase("api.*", "'*' may only stand alone (\"*\") or be the whole leftmost label (\"*.example.com\")")]
+    [TestCase("*..com", "has an empty label")]
+    [TestCase("0x7f.0.0.1", "last label \"1\" is numeric: neither a host name nor a dotted decimal IPv4 address")]
+    [TestCase("api.123", "last label \"123\" is numeric: neither a host name nor a dotted decimal IPv4 address")]
+    [TestCase("10", "is not a valid IPv4 address (expected four dotted decimal numbers)")]
+    [TestCase("1.2.3", "is not a valid IPv4 address (expected four dotted decimal numbers)")]
+    [TestCase("1.2.3.4.5", "is not a valid IPv4 address (expected four dotted decimal numbers)")]
+    [TestCase("1.2.3.256", "is not a valid IPv4 address (each part must be a number from 0 to 255)")]
+    [TestCase("1.2..4", "is not a valid IPv4 address (each part must be a number from 0 to 255)")]
+    [TestCase("010.0.0.1", "is not a valid IPv4 address (leading zeros are ambiguous: octal or decimal?)")]
+    [TestCase("10.0.0.0/33", "prefix length \"/33\" is not a number from 0 to 32")]
+    [TestCase("2001:db8::/129", "prefix length \"/129\" is not a number from 0 to 128")]
+    [TestCase("10.0.0.0/", "prefix length \"/\" is not a number from 0 to 32")]
+    [TestCase("10.0.0.0/8a", "prefix length \"/8a\" is not a number from 0 to 32")]
+    [TestCase("10.0.0.0/-8", "prefix length \"/-8\" is not a number from 0 to 32")]
+    [TestCase("10.0.0.0/0008", "prefix length \"/0008\" is not a number from 0 to 32")]
+    [TestCase("10/8", "is not a valid IPv4 address (expected four dotted decimal numbers)")]
+    [TestCase("api.example.com/24", "is not a valid IPv4 address (expected four dotted decimal numbers)")]
+    [TestCase("[2001:db8::]/32", "is not a valid IPv6 address")]
+    [TestCase("10.0.0.1/8", "has host bits set after /8 (did you mean \"10.0.0.0/8\"?)")]
+    [TestCase("198.18.0.1/15", "has host bits set after /15 (did you mean \"198.18.0.0/15\"?)")]
+    [TestCase("2001:db8::1/32", "has host bits set after /32 (did you mean \"2001:db8::/32\"?)")]
+    [TestCase("0.0.0.0/0", "a /0 network would also open internal ranges such as instance metadata; use \"*\" for all public destinations")]
+    [TestCase("::/0", "a /0 network would also open internal ranges such as instance metadata; use \"*\" for all public destinations")]
+    public void RejectsInvalidEntriesNamingEntryAndReason(string entry, string reason)
+    {
+        bool parsed = DestinationRule.TryParse(entry, out DestinationRule? rule, out string? error);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(parsed, Is.False);
+            Assert.That(rule, Is.Null);
+            Assert.That(error, Is.EqualTo($"invalid destination \"{entry}\": {reason}"));
+        });
+    }
+
+    [Test]
+    public void RejectsLabelLongerThan63()
+    {
+        string label63 = new('a', 63);
+        string label64 = new('a', 64);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(DestinationRule.TryParse(label63 + ".com", out _, out _), Is.True);
+            Assert.That(DestinationRule.TryParse(label64 + ".com", out _, out string? error), Is.False);
+            Assert.That(error, Is.EqualTo($"invalid destination \"{label64}.com\": label \"{label64}\" is longer than 63 characters"));
+        });
+    }
+
+    [Test]
+    public void RejectsNameLongerThan253()
+    {
+        string label = new('a', 63);
+        string name253 = $"{label}.{label}.{label}.{new string('b', 61)}";
+        string name254 = name253 + "b";
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(name253, Has.Length.EqualTo(253));
+            Assert.That(DestinationRule.TryParse(name253, out _, out _), Is.True);
+            Assert.That(DestinationRule.TryParse(name253 + ".", out _, out _), Is.True, "the trailing dot does not count");
+            Assert.That(DestinationRule.TryParse(name254, out _, out string? error), Is.False);
+            Assert.That(error, Is.EqualTo($"invalid destination \"{name254}\": name is longer than 253 characters"));
+        });
+    }
+
+    [Test]
+    public void NullEntryIsEmpty()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(DestinationRule.TryParse(null, out _, out string? error), Is.False);
+            Assert.That(error, Is.EqualTo("invalid destination \"\": entry is empty"));
+        });
+    }
+
+    [Test]
+    public void ParseThrowsPolicyExceptionWithTheMessage()
+    {
+        var exception = Assert.Throws<PolicyException>(() => DestinationRule.Parse("api.example.com:443"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(exception.Errors, Is.EqualTo(new[] { "invalid destination \"api.example.com:443\": ports are not supported; destinations name hosts only (remove \":443\")" }));
+            Assert.That(exception.Message, Is.EqualTo(exception.Errors[0]));
+        });
+    }
+}

@@ -1,0 +1,511 @@
+using System.Net;
+using Egress.Policy;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Policy;
+
+public sealed class EgressPolicyTests
+{
+    private FakeTimeProvider _time = null!;
+    private AllowlistCache _cache = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _time = new FakeTimeProvider();
+        _cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+    }
+
+    [Test]
+    public void CreateParsesEntriesInOrder()
+    {
+        EgressPolicy policy = Policy("API.example.com.", "*.Example.org", "198.18.0.0/15", "[2001:db8::1]", "*");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.IsEnabled, Is.True);
+            Assert.That(policy.Destinations.Select(rule => rule.Text), Is.EqualTo(new[] { "api.example.com", "*.example.org", "198.18.0.0/15", "2001:db8::1", "*" }));
+        });
+    }
+
+    [Test]
+    public void CreateCollectsEveryInvalidEntry()
+    {
+        var exception = Assert.Throws<PolicyException>(() => Policy("ok.example.com", "api.example.com:443", "a.*.com", "10.0.0.1/8"));
+
+        string[] expected =
+        [
+            "invalid destination \"api.example.com:443\": ports are not supported; destinations name hosts only (remove \":443\")",
+            "invalid destination \"a.*.com\": '*' may only stand alone (\"*\") or be the whole leftmost label (\"*.example.com\")",
+            "invalid destination \"10.0.0.1/8\": has host bits set after /8 (did you mean \"10.0.0.0/8\"?)",
+        ];
+        Assert.Multiple(() =>
+        {
+            Assert.That(exception.Errors, Is.EqualTo(expected));
+            Assert.That(exception.Message, Is.EqualTo(string.Join(Environment.NewLine, expected)));
+        });
+    }
+
+    [Test]
+    public void CreateAcceptsDuplicates()
+    {
+        EgressPolicy policy = Policy("api.example.com", "API.example.com", "10.0.0.5", "10.0.0.5");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.Destinations, Has.Count.EqualTo(4));
+            Assert.That(policy.CheckName("api.example.com").ToString(), Is.EqualTo("allowed: name matches \"api.example.com\""));
+        });
+    }
+
+    // ---- CheckName ----
+
+    [TestCase("api.example.com", "allowed: name matches \"api.example.com\"")]
+    [TestCase("API.EXAMPLE.COM", "allowed: name matches \"api.example.com\"")]
+    [TestCase("api.example.com.", "allowed: name matches \"api.example.com\"")]
+    [TestCase("www.example.com", "denied: name not in allowlist")]
+    [TestCase("example.com", "denied: name not in allowlist")]
+    [TestCase("api.example.com.evil.net", "denied: name not in allowlist")]
+    [TestCase("xapi.example.com", "denied: name not in allowlist")]
+    [TestCase("a.api.example.com", "denied: name not in allowlist")]
+    [TestCase("", "denied: name not in allowlist")]
+    [TestCase(".", "denied: name not in allowlist")]
+    public void CheckNameExactHost(string name, string decision) =>
+        Assert.That(Policy("api.example.com").CheckName(name).ToString(), Is.EqualTo(decision));
+
+    [TestCase("a.example.com", true)]
+    [TestCase("A.Example.Com.", true)]
+    [TestCase("a.b.c.d.example.com", true)]
+    [TestCase("_acme.example.com", true)]
+    [TestCase("example.com", false)]
+    [TestCase("example.com.", false)]
+    [TestCase("badexample.com", false)]
+    [TestCase("a.badexample.com", false)]
+    [TestCase("example.com.evil.net", false)]
+    [TestCase("a.example.co", false)]
+    [TestCase("com", false)]
+    [TestCase(".example.com", false)]
+    public void CheckNameWildcardMatchesAnyDepthButNotTheApex(string name, bool allowed)
+    {
+        PolicyDecision decision = Policy("*.example.com").CheckName(name);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(decision.IsAllowed, Is.EqualTo(allowed));
+            Assert.That(decision.Reason, Is.EqualTo(allowed ? DecisionReason.NameEntry : DecisionReason.NameNotAllowed));
+            Assert.That(decision.Subject, Is.EqualTo(allowed ? "*.example.com" : null));
+        });
+    }
+
+    [Test]
+    public void CheckNameReportsTheMostSpecificEntry()
+    {
+        EgressPolicy policy = Policy("*", "*.com", "*.example.com", "*.api.example.com", "exact.api.example.com");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.CheckName("exact.api.example.com").Subject, Is.EqualTo("exact.api.example.com"));
+            Assert.That(policy.CheckName("x.exact.api.example.com").Subject, Is.EqualTo("*.api.example.com"));
+            Assert.That(policy.CheckName("v1.api.example.com").Subject, Is.EqualTo("*.api.example.com"));
+            Assert.That(policy.CheckName("api.example.com").Subject, Is.EqualTo("*.example.com"));
+            Assert.That(policy.CheckName("example.com").Subject, Is.EqualTo("*.com"));
+            Assert.That(policy.CheckName("example.net").ToString(), Is.EqualTo("allowed: allow-all entry \"*\""));
+            Assert.That(policy.CheckName("example.net").Reason, Is.EqualTo(DecisionReason.AllowAll));
+        });
+    }
+
+    [Test]
+    public void CheckNameIgnoresAddressEntries()
+    {
+        EgressPolicy policy = Policy("198.18.0.10", "198.18.0.0/15");
+
+        Assert.That(policy.CheckName("198.18.0.10").ToString(), Is.EqualTo("denied: name not in allowlist"));
+    }
+
+    [Test]
+    public void CheckNameTakesSpans()
+    {
+        EgressPolicy policy = Policy("*.example.com");
+
+        Assert.That(policy.CheckName("x.a.example.com".AsSpan(2)).Subject, Is.EqualTo("*.example.com"));
+    }
+
+    // ---- CheckAddress ----
+
+    [Test]
+    public void DisabledDeniesEverything()
+    {
+        EgressPolicy policy = EgressPolicy.Create(enabled: false, ["*", "api.example.com", "198.18.0.10", "10.0.0.0/8"], _cache);
+        _cache.Learn("api.example.com", IPAddress.Parse("198.18.0.11"), TimeSpan.FromSeconds(60));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.IsEnabled, Is.False);
+            Assert.That(policy.CheckAddress(IPAddress.Parse("198.18.0.10")).ToString(), Is.EqualTo("denied: egress disabled"));
+            Assert.That(policy.CheckAddress(IPAddress.Parse("198.18.0.11")).ToString(), Is.EqualTo("denied: egress disabled"));
+            Assert.That(policy.CheckAddress(IPAddress.Parse("10.1.2.3")).Reason, Is.EqualTo(DecisionReason.EgressDisabled));
+            Assert.That(policy.CheckAddress(IPAddress.Parse("8.8.8.8")).IsAllowed, Is.False);
+            Assert.That(policy.CheckName("api.example.com").ToString(), Is.EqualTo("denied: egress disabled"));
+            Assert.That(policy.Learn("api.example.com", IPAddress.Parse("8.8.8.8"), TimeSpan.FromSeconds(60)).ToString(), Is.EqualTo("not learned: egress disabled"));
+        });
+    }
+
+    [Test]
+    public void EnabledWithNoEntriesDeniesEverything()
+    {
+        EgressPolicy policy = Policy();
+        _cache.Learn("api.example.com", IPAddress.Parse("198.18.0.11"), TimeSpan.FromSeconds(60));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.CheckAddress(IPAddress.Parse("198.18.0.11")).ToString(), Is.EqualTo("denied: never learned from an allowed name"));
+            Assert.That(policy.CheckAddress(IPAddress.Parse("8.8.8.8")).ToString(), Is.EqualTo("denied: never learned from an allowed name"));
+            Assert.That(policy.CheckName("api.example.com").ToString(), Is.EqualTo("denied: name not in allowlist"));
+            Assert.That(policy.Learn("api.example.com", IPAddress.Parse("8.8.8.8"), TimeSpan.FromSeconds(60)).ToString(), Is.EqualTo("not learned: name not in allowlist"));
+        });
+    }
+
+    [TestCase("198.18.0.10", "allowed: static entry \"198.18.0.10\"")]
+    [TestCase("::ffff:198.18.0.10", "allowed: static entry \"198.18.0.10\"")]
+    [TestCase("198.18.0.11", "denied: never learned from an allowed name")]
+    [TestCase("10.0.0.5", "allowed: static entry \"10.0.0.5\"")]
+    [TestCase("10.0.0.6", "denied: internal range private 10.0.0.0/8")]
+    [TestCase("192.168.7.1", "allowed: static entry \"192.168.0.0/16\"")]
+    [TestCase("::ffff:192.168.7.1", "allowed: static entry \"192.168.0.0/16\"")]
+    [TestCase("192.169.0.1", "denied: never learned from an allowed name")]
+    [TestCase("2001:db8::1", "allowed: static entry \"2001:db8::1\"")]
+    [TestCase("2001:db8::2", "denied: never learned from an allowed name")]
+    [TestCase("fd00:1::9", "allowed: static entry \"fd00:1::/64\"")]
+    [TestCase("fd00:2::9", "denied: internal range unique local fc00::/7")]
+    [TestCase("169.254.169.254", "denied: internal range link-local 169.254.0.0/16 (instance metadata)")]
+    [TestCase("::ffff:169.254.169.254", "denied: internal range link-local 169.254.0.0/16 (instance metadata)")]
+    [TestCase("fd00:ec2::254", "denied: internal range instance metadata fd00:ec2::254 (unique local fc00::/7)")]
+    public void StaticEntriesAllowEvenInternalAddresses(string address, string decision)
+    {
+        EgressPolicy policy = Policy("198.18.0.10", "10.0.0.5", "192.168.0.0/16", "[2001:db8::1]", "fd00:1::/64");
+
+        Assert.That(policy.CheckAddress(IPAddress.Parse(address)).ToString(), Is.EqualTo(decision));
+    }
+
+    [Test]
+    public void StaticEntryDecisionCarriesTheEntry()
+    {
+        PolicyDecision decision = Policy("198.18.0.0/15").CheckAddress(IPAddress.Parse("198.19.1.1"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(decision.IsAllowed, Is.True);
+            Assert.That(decision.Reason, Is.EqualTo(DecisionReason.StaticEntry));
+            Assert.That(decision.Subject, Is.EqualTo("198.18.0.0/15"));
+            Assert.That(decision.Time, Is.Null);
+            Assert.That(decision.ToString(), Is.EqualTo("allowed: static entry \"198.18.0.0/15\""));
+        });
+    }
+
+    [Test]
+    public void NarrowestNetworkIsReported()
+    {
+        EgressPolicy policy = Policy("10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.CheckAddress(IPAddress.Parse("10.1.2.3")).Subject, Is.EqualTo("10.1.2.0/24"));
+            Assert.That(policy.CheckAddress(IPAddress.Parse("10.1.3.3")).Subject, Is.EqualTo("10.1.0.0/16"));
+            Assert.That(policy.CheckAddress(IPAddress.Parse("10.2.3.3")).Subject, Is.EqualTo("10.0.0.0/8"));
+        });
+    }
+
+    [Test]
+    public void IPv6NetworksDoNotCoverIPv4AddressesUnlessWrittenAsMapped()
+    {
+        EgressPolicy policy = Policy("::/8", "::ffff:172.16.0.0/108");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.CheckAddress(IPAddress.Parse("10.1.2.3")).ToString(), Is.EqualTo("denied: internal range private 10.0.0.0/8"));
+            Assert.That(policy.CheckAddress(IPAddress.Parse("::1")).ToString(), Is.EqualTo("allowed: static entry \"::/8\""));
+            Assert.That(policy.CheckAddress(IPAddress.Parse("172.16.9.9")).ToString(), Is.EqualTo("allowed: static entry \"::ffff:172.16.0.0/108\""));
+        });
+    }
+
+    [TestCase("8.8.8.8", "allowed: allow-all entry \"*\"")]
+    [TestCase("198.18.0.10", "allowed: allow-all entry \"*\"")]
+    [TestCase("2001:db8::1", "allowed: allow-all entry \"*\"")]
+    [TestCase("169.254.169.254", "denied: internal range link-local 169.254.0.0/16 (instance metadata)")]
+    [TestCase("127.0.0.1", "denied: internal range loopback 127.0.0.0/8")]
+    [TestCase("::1", "denied: internal range loopback ::1")]
+    [TestCase("::ffff:10.0.0.1", "denied: internal range private 10.0.0.0/8")]
+    [TestCase("::10.0.0.1", "denied: internal range private 10.0.0.0/8 via IPv4-compatible ::/96")]
+    [TestCase("64:ff9b::a9fe:a9fe", "denied: internal range link-local 169.254.0.0/16 (instance metadata) via NAT64 64:ff9b::/96")]
+    [TestCase("fd00:ec2::254", "denied: internal range instance metadata fd00:ec2::254 (unique local fc00::/7)")]
+    [TestCase("255.255.255.255", "denied: internal range broadcast 255.255.255.255")]
+    public void AllowAllNeverOpensInternalRanges(string address, string decision) =>
+        Assert.That(Policy("*").CheckAddress(IPAddress.Parse(address)).ToString(), Is.EqualTo(decision));
+
+    [Test]
+    public void LearnedAddressIsAllowedUntilExpiryThenInGraceThenDenied()
+    {
+        EgressPolicy policy = Policy("api.example.com");
+        IPAddress address = IPAddress.Parse("198.18.0.10");
+        LearnResult learned = policy.Learn("API.Example.com.", address, TimeSpan.FromSeconds(120));
+        Assert.That(learned.ToString(), Is.EqualTo("learned"));
+
+        _time.Advance(TimeSpan.FromSeconds(78));
+        PolicyDecision live = policy.CheckAddress(address);
+        Assert.Multiple(() =>
+        {
+            Assert.That(live.IsAllowed, Is.True);
+            Assert.That(live.Reason, Is.EqualTo(DecisionReason.Learned));
+            Assert.That(live.Subject, Is.EqualTo("api.example.com"));
+            Assert.That(live.Time, Is.EqualTo(TimeSpan.FromSeconds(42)));
+            Assert.That(live.ToString(), Is.EqualTo("allowed: learned from api.example.com, expires in 42s"));
+        });
+
+        _time.Advance(TimeSpan.FromSeconds(42.5));
+        PolicyDecision grace = policy.CheckAddress(address);
+        Assert.Multiple(() =>
+        {
+            Assert.That(grace.IsAllowed, Is.True);
+            Assert.That(grace.Reason, Is.EqualTo(DecisionReason.LearnedInGrace));
+            Assert.That(grace.Time, Is.EqualTo(TimeSpan.FromSeconds(59.5)));
+            Assert.That(grace.ToString(), Is.EqualTo("allowed: learned from api.example.com, TTL expired, in grace for 1m0s"));
+        });
+
+        _time.Advance(TimeSpan.FromSeconds(72.25));
+        PolicyDecision expired = policy.CheckAddress(address);
+        Assert.Multiple(() =>
+        {
+            Assert.That(expired.IsAllowed, Is.False);
+            Assert.That(expired.Reason, Is.EqualTo(DecisionReason.LearnedExpired));
+            Assert.That(expired.Time, Is.EqualTo(TimeSpan.FromSeconds(12.75)));
+            Assert.That(expired.ToString(), Is.EqualTo("denied: learned from api.example.com, expired 12s ago"));
+        });
+
+        _time.Advance(TimeSpan.FromHours(1));
+        Assert.That(policy.CheckAddress(address).ToString(), Is.EqualTo("denied: never learned from an allowed name"));
+    }
+
+    [TestCase(0.25, "allowed: learned from api.example.com, expires in 1s")]
+    [TestCase(59, "allowed: learned from api.example.com, expires in 59s")]
+    [TestCase(60, "allowed: learned from api.example.com, expires in 1m0s")]
+    [TestCase(3725, "allowed: learned from api.example.com, expires in 1h2m5s")]
+    [TestCase(90061, "allowed: learned from api.example.com, expires in 25h1m1s")]
+    public void DurationsAreWholeSecondsRoundedUpWhenRemaining(double remainingSeconds, string text)
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time, TtlFloor = TimeSpan.Zero });
+        EgressPolicy policy = EgressPolicy.Create(enabled: true, ["api.example.com"], cache);
+        _ = policy.Learn("api.example.com", IPAddress.Parse("198.18.0.10"), TimeSpan.FromSeconds(remainingSeconds));
+
+        Assert.That(policy.CheckAddress(IPAddress.Parse("198.18.0.10")).ToString(), Is.EqualTo(text));
+    }
+
+    [TestCase(0, "denied: learned from api.example.com, expired 0s ago")]
+    [TestCase(0.99, "denied: learned from api.example.com, expired 0s ago")]
+    [TestCase(125.5, "denied: learned from api.example.com, expired 2m5s ago")]
+    public void DurationsAreWholeSecondsRoundedDownWhenElapsed(double elapsedSeconds, string text)
+    {
+        EgressPolicy policy = Policy("api.example.com");
+        _ = policy.Learn("api.example.com", IPAddress.Parse("198.18.0.10"), TimeSpan.FromSeconds(30));
+        _time.Advance(TimeSpan.FromSeconds(90 + elapsedSeconds));
+
+        Assert.That(policy.CheckAddress(IPAddress.Parse("198.18.0.10")).ToString(), Is.EqualTo(text));
+    }
+
+    [Test]
+    public void NeverLearnedDecision()
+    {
+        PolicyDecision decision = Policy("api.example.com").CheckAddress(IPAddress.Parse("198.18.0.10"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(decision.IsAllowed, Is.False);
+            Assert.That(decision.Reason, Is.EqualTo(DecisionReason.NeverLearned));
+            Assert.That(decision.Subject, Is.Null);
+            Assert.That(decision.Time, Is.Null);
+            Assert.That(decision.ToString(), Is.EqualTo("denied: never learned from an allowed name"));
+        });
+    }
+
+    [Test]
+    public void InternalRangeDecisionCarriesTheRange()
+    {
+        PolicyDecision decision = Policy("api.example.com").CheckAddress(IPAddress.Parse("169.254.169.254"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(decision.IsAllowed, Is.False);
+            Assert.That(decision.Reason, Is.EqualTo(DecisionReason.InternalRange));
+            Assert.That(decision.Subject, Is.EqualTo("link-local 169.254.0.0/16 (instance metadata)"));
+            Assert.That(decision.ToString(), Is.EqualTo("denied: internal range link-local 169.254.0.0/16 (instance metadata)"));
+        });
+    }
+
+    [Test]
+    public void NameDecisionCarriesTheEntry()
+    {
+        PolicyDecision decision = Policy("*.example.com").CheckName("a.example.com");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(decision.IsAllowed, Is.True);
+            Assert.That(decision.Reason, Is.EqualTo(DecisionReason.NameEntry));
+            Assert.That(decision.Subject, Is.EqualTo("*.example.com"));
+            Assert.That(decision.Time, Is.Null);
+        });
+    }
+
+    // ---- Learn ----
+
+    [TestCase("127.0.0.1", "loopback 127.0.0.0/8")]
+    [TestCase("169.254.169.254", "link-local 169.254.0.0/16 (instance metadata)")]
+    [TestCase("10.0.0.1", "private 10.0.0.0/8")]
+    [TestCase("::ffff:192.168.1.1", "private 192.168.0.0/16")]
+    [TestCase("fd00:ec2::254", "instance metadata fd00:ec2::254 (unique local fc00::/7)")]
+    [TestCase("::1", "loopback ::1")]
+    public void AnswersIntoInternalRangesAreNotLearned(string address, string rangeName)
+    {
+        EgressPolicy policy = Policy("*", "api.example.com");
+        IPAddress ip = IPAddress.Parse(address);
+
+        LearnResult result = policy.Learn("api.example.com", ip, TimeSpan.FromSeconds(60));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.IsLearned, Is.False);
+            Assert.That(result.Outcome, Is.EqualTo(LearnOutcome.InternalRange));
+            Assert.That(result.RangeName, Is.EqualTo(rangeName));
+            Assert.That(result.ToString(), Is.EqualTo($"not learned: internal range {rangeName} (DNS rebinding protection)"));
+            Assert.That(_cache.Count, Is.Zero);
+            Assert.That(policy.CheckAddress(ip).ToString(), Is.EqualTo($"denied: internal range {rangeName}"));
+        });
+    }
+
+    [Test]
+    public void InternalAddressInTheCacheIsStillDenied()
+    {
+        EgressPolicy policy = Policy("api.example.com");
+        _cache.Learn("api.example.com", IPAddress.Parse("10.0.0.1"), TimeSpan.FromSeconds(60));
+
+        Assert.That(policy.CheckAddress(IPAddress.Parse("10.0.0.1")).ToString(), Is.EqualTo("denied: internal range private 10.0.0.0/8"));
+    }
+
+    [Test]
+    public void InternalAnswersCoveredByAnExplicitEntryAreLearned()
+    {
+        EgressPolicy policy = Policy("internal.example.com", "10.0.0.0/24", "fd00:1::5");
+
+        LearnResult v4 = policy.Learn("internal.example.com", IPAddress.Parse("10.0.0.7"), TimeSpan.FromSeconds(60));
+        LearnResult v6 = policy.Learn("internal.example.com", IPAddress.Parse("fd00:1::5"), TimeSpan.FromSeconds(60));
+        LearnResult outside = policy.Learn("internal.example.com", IPAddress.Parse("10.0.1.7"), TimeSpan.FromSeconds(60));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(v4.Outcome, Is.EqualTo(LearnOutcome.Learned));
+            Assert.That(v4.IsLearned, Is.True);
+            Assert.That(v4.RangeName, Is.Null);
+            Assert.That(v6.Outcome, Is.EqualTo(LearnOutcome.Learned));
+            Assert.That(outside.Outcome, Is.EqualTo(LearnOutcome.InternalRange));
+            Assert.That(_cache.Count, Is.EqualTo(2));
+            Assert.That(_cache.Lookup(IPAddress.Parse("10.0.0.7")).Name, Is.EqualTo("internal.example.com"));
+        });
+    }
+
+    [Test]
+    public void AnswersForNamesOutsideTheAllowlistAreNotLearned()
+    {
+        EgressPolicy policy = Policy("*.example.com");
+
+        LearnResult apex = policy.Learn("example.com", IPAddress.Parse("198.18.0.10"), TimeSpan.FromSeconds(60));
+        LearnResult other = policy.Learn("evil.net", IPAddress.Parse("198.18.0.11"), TimeSpan.FromSeconds(60));
+        LearnResult allowed = policy.Learn("a.example.com", IPAddress.Parse("198.18.0.12"), TimeSpan.FromSeconds(60));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(apex.Outcome, Is.EqualTo(LearnOutcome.NameNotAllowed));
+            Assert.That(other.ToString(), Is.EqualTo("not learned: name not in allowlist"));
+            Assert.That(allowed.IsLearned, Is.True);
+            Assert.That(_cache.Count, Is.EqualTo(1));
+            Assert.That(policy.CheckAddress(IPAddress.Parse("198.18.0.10")).Reason, Is.EqualTo(DecisionReason.NeverLearned));
+            Assert.That(policy.CheckAddress(IPAddress.Parse("198.18.0.12")).ToString(), Is.EqualTo("allowed: learned from a.example.com, expires in 1m0s"));
+        });
+    }
+
+    [Test]
+    public void AllowAllTakesPrecedenceOverTheCache()
+    {
+        EgressPolicy policy = Policy("*");
+        _ = policy.Learn("api.example.com", IPAddress.Parse("198.18.0.10"), TimeSpan.FromSeconds(60));
+
+        Assert.That(policy.CheckAddress(IPAddress.Parse("198.18.0.10")).ToString(), Is.EqualTo("allowed: allow-all entry \"*\""));
+    }
+
+    [Test]
+    public void StaticEntryTakesPrecedenceOverTheCache()
+    {
+        EgressPolicy policy = Policy("api.example.com", "198.18.0.10");
+        _ = policy.Learn("api.example.com", IPAddress.Parse("198.18.0.10"), TimeSpan.FromSeconds(60));
+
+        Assert.That(policy.CheckAddress(IPAddress.Parse("198.18.0.10")).ToString(), Is.EqualTo("allowed: static entry \"198.18.0.10\""));
+    }
+
+    [Test]
+    public void ArgumentsAreChecked()
+    {
+        EgressPolicy policy = Policy("api.example.com");
+
+        Assert.Multiple(() =>
+        {
+            Assert.Throws<ArgumentNullException>(() => EgressPolicy.Create(true, null!, _cache));
+            Assert.Throws<ArgumentNullException>(() => EgressPolicy.Create(true, [], null!));
+            Assert.Throws<ArgumentNullException>(() => policy.CheckAddress(null!));
+            Assert.Throws<ArgumentNullException>(() => policy.CheckName((string)null!));
+            Assert.Throws<ArgumentNullException>(() => policy.Learn(null!, IPAddress.Loopback, TimeSpan.Zero));
+            Assert.Throws<ArgumentNullException>(() => policy.Learn("api.example.com", null!, TimeSpan.Zero));
+        });
+    }
+
+    [Test]
+    public void ChecksDoNotAllocate()
+    {
+        EgressPolicy policy = Policy("api.example.com", "*.example.org", "198.18.0.0/15", "10.0.0.5");
+        EgressPolicy allowAll = Policy("*");
+        IPAddress learned = IPAddress.Parse("203.0.113.9");
+        _ = policy.Learn("api.example.com", learned, TimeSpan.FromSeconds(60));
+        IPAddress[] addresses = [learned, IPAddress.Parse("198.19.0.1"), IPAddress.Parse("10.0.0.5"), IPAddress.Parse("169.254.169.254"), IPAddress.Parse("8.8.8.8")];
+        string[] names = ["API.example.com.", "a.b.example.org", "example.org", "evil.net"];
+        int allowed = Run();
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 50; i++)
+        {
+            allowed += Run();
+        }
+
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Multiple(() =>
+        {
+            Assert.That(allocated, Is.Zero);
+            Assert.That(allowed, Is.EqualTo(51 * 12));
+        });
+
+        int Run()
+        {
+            int count = 0;
+            foreach (IPAddress address in addresses)
+            {
+                count += policy.CheckAddress(address).IsAllowed ? 1 : 0;
+                count += allowAll.CheckAddress(address).IsAllowed ? 1 : 0;
+            }
+
+            foreach (string name in names)
+            {
+                count += policy.CheckName(name).IsAllowed ? 1 : 0;
+                count += allowAll.CheckName(name).IsAllowed ? 1 : 0;
+            }
+
+            return count;
+        }
+    }
+
+    private EgressPolicy Policy(params string[] destinations) => EgressPolicy.Create(enabled: true, destinations, _cache);
+}
