@@ -18,7 +18,10 @@ public sealed class AllowlistCache
     private static readonly long MaxTtlTicks = TimeSpan.FromSeconds(int.MaxValue).Ticks;
 
     private readonly ConcurrentDictionary<UInt128, LearnedAddress> _entries = new();
+    private static readonly long PruneIntervalTicks = TimeSpan.FromMinutes(1).Ticks;
+
     private readonly Lock _writeLock = new();
+    private long _lastPrune;
     private readonly TimeProvider _timeProvider;
     private readonly long _floorTicks;
     private readonly long _graceTicks;
@@ -75,6 +78,13 @@ public sealed class AllowlistCache
         lock (_writeLock)
         {
             long now = Now;
+            if (now - _lastPrune >= PruneIntervalTicks)
+            {
+                // Amortised upkeep: at most once a minute, the learner forgets what is past retention.
+                _lastPrune = now;
+                PruneLocked(now);
+            }
+
             long expiresAt = now + Math.Max(Math.Min(ttl.Ticks, MaxTtlTicks), _floorTicks);
             if (_entries.TryGetValue(key, out LearnedAddress? known))
             {
@@ -121,30 +131,38 @@ public sealed class AllowlistCache
             : default;
     }
 
-    /// <summary>Removes addresses and names expired for longer than the retention.</summary>
+    /// <summary>
+    /// Removes addresses and names expired for longer than the retention. <see cref="Learn"/> also does this by itself,
+    /// at most once a minute; call it to forget sooner.
+    /// </summary>
     /// <returns>The number of addresses removed.</returns>
     public int Prune()
     {
         lock (_writeLock)
         {
-            long forgetThrough = ForgetThrough(Now);
-            int removed = 0;
-            foreach (var (key, known) in _entries)
-            {
-                LearnedAddress? kept = known.Forget(forgetThrough);
-                if (kept is null)
-                {
-                    Remove(key);
-                    removed++;
-                }
-                else if (!ReferenceEquals(kept, known))
-                {
-                    _entries[key] = kept;
-                }
-            }
-
-            return removed;
+            return PruneLocked(Now);
         }
+    }
+
+    private int PruneLocked(long now)
+    {
+        long forgetThrough = ForgetThrough(now);
+        int removed = 0;
+        foreach (var (key, known) in _entries)
+        {
+            LearnedAddress? kept = known.Forget(forgetThrough);
+            if (kept is null)
+            {
+                Remove(key);
+                removed++;
+            }
+            else if (!ReferenceEquals(kept, known))
+            {
+                _entries[key] = kept;
+            }
+        }
+
+        return removed;
     }
 
     internal IReadOnlyList<LearnedName> NamesOf(IPAddress address) =>

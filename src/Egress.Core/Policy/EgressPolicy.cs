@@ -8,7 +8,7 @@ namespace Egress.Policy;
 /// network entry covers it (even inside an internal range); otherwise internal ranges are denied, even with <c>*</c>
 /// or when a name resolved to them; then <c>*</c> allows; then the <see cref="AllowlistCache"/> decides (only when
 /// the list holds a name entry, so a list without names ignores whatever the cache holds). Enabled with no entries
-/// denies everything. Checks do not allocate. Call <see cref="AllowlistCache.Prune"/> periodically.
+/// denies everything. Checks do not allocate.
 /// </summary>
 public sealed class EgressPolicy
 {

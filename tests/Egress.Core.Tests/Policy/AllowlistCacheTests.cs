@@ -102,6 +102,21 @@ public sealed class AllowlistCacheTests
     }
 
     [Test]
+    public void LearningForgetsWhatIsPastRetentionByItself()
+    {
+        AllowlistCache cache = NewCache();
+        IPAddress other = IPAddress.Parse("198.18.0.11");
+        cache.Learn("old.example.com", Address, TimeSpan.FromSeconds(30));
+
+        // Past TTL + grace + retention (30 s + 60 s + 1 h): the next Learn prunes without anyone calling Prune.
+        _time.Advance(TimeSpan.FromSeconds(90) + TimeSpan.FromHours(1) + Tick);
+        cache.Learn("new.example.com", other, TimeSpan.FromSeconds(30));
+
+        Assert.That(cache.Count, Is.EqualTo(1));
+        Assert.That(cache.Prune(), Is.Zero, "nothing left to prune");
+    }
+
+    [Test]
     public void OptionsSetFloorGraceAndRetention()
     {
         var cache = new AllowlistCache(new AllowlistCacheOptions
@@ -318,13 +333,22 @@ public sealed class AllowlistCacheTests
     [Test]
     public void FullCacheFirstEvictsEveryForgottenAddress()
     {
-        AllowlistCache cache = NewCache(maxEntries: 4);
+        // No floor, grace or retention: an address is forgotten as soon as its TTL ends, sooner than Learn's own
+        // once-a-minute prune would remove it, so the size bound meets forgotten addresses and must evict them first.
+        var cache = new AllowlistCache(new AllowlistCacheOptions
+        {
+            TimeProvider = _time,
+            MaxEntries = 4,
+            TtlFloor = TimeSpan.Zero,
+            Grace = TimeSpan.Zero,
+            ExpiredRetention = TimeSpan.Zero,
+        });
         for (int i = 1; i <= 3; i++)
         {
-            cache.Learn("old.example.com", Ip(i), TimeSpan.FromSeconds(30));
+            cache.Learn("old.example.com", Ip(i), TimeSpan.FromSeconds(1));
         }
 
-        _time.Advance(TimeSpan.FromHours(2));
+        _time.Advance(TimeSpan.FromSeconds(10));
         cache.Learn("live.example.com", Ip(4), TimeSpan.FromSeconds(30));
         cache.Learn("new.example.com", Ip(5), TimeSpan.FromSeconds(30));
 
