@@ -7,7 +7,8 @@ namespace Egress.Policy;
 /// Address ranges an enclave must never reach through a learned name or <c>*</c>: loopback, unspecified,
 /// link-local (instance metadata), private, shared (CGNAT), unique-local, multicast, broadcast and reserved space,
 /// including IPv4 internal addresses written as IPv4-mapped (<c>::ffff:a.b.c.d</c>), IPv4-compatible
-/// (<c>::a.b.c.d</c>) or NAT64 (<c>64:ff9b::a.b.c.d</c>) IPv6 addresses.
+/// (<c>::a.b.c.d</c>), NAT64 (<c>64:ff9b::a.b.c.d</c>), IPv4-translated (<c>::ffff:0:a.b.c.d</c>) or 6to4
+/// (<c>2002:aabb:ccdd::/48</c>) IPv6 addresses, and the local-use NAT64 prefix 64:ff9b:1::/48.
 /// Documentation and benchmarking ranges (192.0.2.0/24, 198.18.0.0/15, 198.51.100.0/24, 203.0.113.0/24,
 /// 2001:db8::/32) are ordinary addresses.
 /// </summary>
@@ -15,11 +16,15 @@ public static class InternalRanges
 {
     private const string ViaCompatible = " via IPv4-compatible ::/96";
     private const string ViaNat64 = " via NAT64 64:ff9b::/96";
+    private const string ViaTranslated = " via IPv4-translated ::ffff:0:0/96";
+    private const string Via6to4 = " via 6to4 2002::/16";
 
     private static readonly UInt128 Nat64Prefix = AddressValue.Of(IPAddress.Parse("64:ff9b::"));
+    private static readonly UInt128 TranslatedPrefix = AddressValue.Of(IPAddress.Parse("::ffff:0:0:0"));
+    private static readonly AddressBlock SixToFour = AddressBlock.Parse("2002::/16");
 
     // Most specific first: the first match names the range.
-    private static readonly (AddressBlock Block, string Name, string CompatibleName, string Nat64Name)[] IPv4Ranges =
+    private static readonly (AddressBlock Block, string Name, string CompatibleName, string Nat64Name, string TranslatedName, string SixToFourName)[] IPv4Ranges =
     [
         IPv4("255.255.255.255/32", "broadcast 255.255.255.255"),
         IPv4("127.0.0.0/8", "loopback 127.0.0.0/8"),
@@ -42,6 +47,7 @@ public static class InternalRanges
         (AddressBlock.Parse("fec0::/10"), "site-local fec0::/10 (deprecated)"),
         (AddressBlock.Parse("fc00::/7"), "unique local fc00::/7"),
         (AddressBlock.Parse("ff00::/8"), "multicast ff00::/8"),
+        (AddressBlock.Parse("64:ff9b:1::/48"), "local-use NAT64 64:ff9b:1::/48 (not globally reachable)"),
     ];
 
     /// <summary>Tells whether <paramref name="address"/> is internal and names its range. Does not allocate.</summary>
@@ -84,6 +90,17 @@ public static class InternalRanges
             int index = IndexOfIPv4Range(value);
             rangeName = index < 0 ? null : IPv4Ranges[index].Nat64Name;
         }
+        else if (upper96 == TranslatedPrefix >> 32)
+        {
+            int index = IndexOfIPv4Range(value);
+            rangeName = index < 0 ? null : IPv4Ranges[index].TranslatedName;
+        }
+        else if (SixToFour.Contains(value))
+        {
+            // 2002:AABB:CCDD::/48 carries the IPv4 address AA.BB.CC.DD in bits 16 to 47.
+            int index = IndexOfIPv4Range(value >> 80);
+            rangeName = index < 0 ? null : IPv4Ranges[index].SixToFourName;
+        }
 
         return rangeName is not null;
     }
@@ -103,6 +120,6 @@ public static class InternalRanges
         return -1;
     }
 
-    private static (AddressBlock, string, string, string) IPv4(string cidr, string name) =>
-        (AddressBlock.Parse(cidr), name, name + ViaCompatible, name + ViaNat64);
+    private static (AddressBlock, string, string, string, string, string) IPv4(string cidr, string name) =>
+        (AddressBlock.Parse(cidr), name, name + ViaCompatible, name + ViaNat64, name + ViaTranslated, name + Via6to4);
 }
