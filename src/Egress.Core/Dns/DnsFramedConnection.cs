@@ -20,12 +20,14 @@ internal sealed class DnsFramedConnection
     private readonly int _maxInFlight;
     private readonly SemaphoreSlim _slots;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
-    private readonly CancellationTokenSource _stalled = new();
+    private readonly CancellationTokenSource _writes;
     private readonly TimeProvider _time;
+    private int _stalled;
 
-    private DnsFramedConnection(IDuplexPipe pipe, IDnsAnswerer answerer, int maxInFlight, TimeProvider time, ILogger logger)
+    private DnsFramedConnection(IDuplexPipe pipe, IDnsAnswerer answerer, int maxInFlight, TimeProvider time, ILogger logger, CancellationToken aborted)
     {
         _pipe = pipe;
+        _writes = CancellationTokenSource.CreateLinkedTokenSource(aborted);
         _answerer = answerer;
         _logger = logger;
         _time = time;
@@ -59,7 +61,7 @@ internal sealed class DnsFramedConnection
         CancellationToken stopping,
         CancellationToken aborted)
     {
-        var connection = new DnsFramedConnection(pipe, answerer, maxInFlight, time, logger);
+        var connection = new DnsFramedConnection(pipe, answerer, maxInFlight, time, logger, aborted);
         try
         {
             await connection.ReadLoopAsync(idleTimeout, time, stopping, aborted).ConfigureAwait(false);
@@ -68,14 +70,14 @@ internal sealed class DnsFramedConnection
         {
             connection._slots.Dispose();
             connection._writeLock.Dispose();
-            connection._stalled.Dispose();
+            connection._writes.Dispose();
         }
     }
 
     private async Task ReadLoopAsync(TimeSpan idleTimeout, TimeProvider time, CancellationToken stopping, CancellationToken aborted)
     {
         using var idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, stopping, aborted, _stalled.Token);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, stopping, _writes.Token);
         PipeReader input = _pipe.Input;
         try
         {
@@ -120,21 +122,37 @@ internal sealed class DnsFramedConnection
         try
         {
             int answer = await _answerer.AnswerAsync(query.AsMemory(0, length), response, udp: false).ConfigureAwait(false);
-            if (answer > 0 && !_stalled.IsCancellationRequested)
+            if (answer > 0 && !_writes.IsCancellationRequested)
             {
-                // Hold only what the answer needs while it waits for the writer, not a 64 KiB buffer.
-                byte[] sized = ArrayPool<byte>.Shared.Rent(answer);
-                response.AsSpan(0, answer).CopyTo(sized);
-                ArrayPool<byte>.Shared.Return(response);
-                response = sized;
+                if (!_writeLock.Wait(0))
+                {
+                    // Another answer is being written: hold only what this one needs while it waits, not 64 KiB.
+                    byte[] sized = ArrayPool<byte>.Shared.Rent(answer);
+                    response.AsSpan(0, answer).CopyTo(sized);
+                    ArrayPool<byte>.Shared.Return(response);
+                    response = sized;
 
-                using var timeout = new CancellationTokenSource(WriteTimeout, _time);
-                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(aborted, _stalled.Token, timeout.Token);
-                await _writeLock.WaitAsync(deadline.Token).ConfigureAwait(false);
+                    using var waited = new CancellationTokenSource(WriteTimeout, _time);
+                    using var wait = CancellationTokenSource.CreateLinkedTokenSource(_writes.Token, waited.Token);
+                    await _writeLock.WaitAsync(wait.Token).ConfigureAwait(false);
+                }
+
                 try
                 {
                     DnsTcpFraming.WriteMessage(_pipe.Output, response.AsSpan(0, answer));
-                    await _pipe.Output.FlushAsync(deadline.Token).ConfigureAwait(false);
+                    ValueTask<FlushResult> flush = _pipe.Output.FlushAsync(_writes.Token);
+                    if (!flush.IsCompleted)
+                    {
+                        // Only a flush that has to wait for the peer pays for a deadline.
+                        using var taken = new CancellationTokenSource(WriteTimeout, _time);
+                        using CancellationTokenRegistration stall = taken.Token.UnsafeRegister(
+                            static state => ((CancellationTokenSource)state!).Cancel(), _writes);
+                        await flush.ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        flush.GetAwaiter().GetResult();
+                    }
                 }
                 finally
                 {
@@ -142,11 +160,15 @@ internal sealed class DnsFramedConnection
                 }
             }
         }
-        catch (OperationCanceledException) when (!aborted.IsCancellationRequested && !_stalled.IsCancellationRequested)
+        catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
         {
             // The peer took no answer for WriteTimeout: stop reading its queries and fail the ones waiting.
-            DnsLog.PeerNotReading(_logger, WriteTimeout.TotalSeconds);
-            await _stalled.CancelAsync().ConfigureAwait(false);
+            if (Interlocked.Exchange(ref _stalled, 1) == 0)
+            {
+                DnsLog.PeerNotReading(_logger, WriteTimeout.TotalSeconds);
+            }
+
+            await _writes.CancelAsync().ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or InvalidOperationException
             or ConnectionResetException or ConnectionAbortedException or ObjectDisposedException)
