@@ -61,21 +61,10 @@ const string Usage = """
 
 HostRuntime.PreferInlineSocketCompletions();
 
-var command = CommandLine.Parse(
-    args,
-    optionsWithValue: new HashSet<string> { "--config", "--tunnel", "--log-level", "--log-format", "--proxy-port" },
-    flags: new HashSet<string> { "--help", "--apply", "--remove", "--force" },
-    out var parseError);
+var command = HostRuntime.ParseCommandLine(args, Usage, ["--proxy-port"], ["--apply", "--remove", "--force"], out var exitCode);
 if (command is null)
 {
-    Console.Error.WriteLine($"error: {parseError}");
-    return HostRuntime.UsageError;
-}
-
-if (command.Has("--help"))
-{
-    Console.WriteLine(Usage);
-    return 0;
+    return exitCode;
 }
 
 var verb = command.Positional.Count > 0 ? command.Positional[0] : "run";
@@ -140,14 +129,9 @@ if (command.Has("--apply") || command.Has("--remove") || command.Has("--force") 
     return Fail("--apply, --remove, --force and --proxy-port belong to the 'rules' command");
 }
 
-if (!HostRuntime.TryParseLogLevel(command.Value("--log-level"), out var logLevel))
+if (!HostRuntime.TryReadLogging(command, out var logLevel, out var jsonLogs))
 {
-    return Fail($"--log-level '{command.Value("--log-level")}' is not one of {HostRuntime.LogLevelNames}");
-}
-
-if (!HostRuntime.TryParseLogFormat(command.Value("--log-format"), out var jsonLogs))
-{
-    return Fail($"--log-format '{command.Value("--log-format")}' is not text or json");
+    return HostRuntime.UsageError;
 }
 
 var configuration = HostRuntime.LoadConfiguration(command.Value("--config"), Console.Error);

@@ -58,21 +58,10 @@ const string Usage = """
 
 HostRuntime.PreferInlineSocketCompletions();
 
-var command = CommandLine.Parse(
-    args,
-    optionsWithValue: new HashSet<string> { "--config", "--tunnel", "--log-level", "--log-format", "--dns-upstream", "--metrics-listen" },
-    flags: new HashSet<string> { "--help", "--metrics-allow-remote" },
-    out var parseError);
+var command = HostRuntime.ParseCommandLine(args, Usage, ["--dns-upstream", "--metrics-listen"], ["--metrics-allow-remote"], out var exitCode);
 if (command is null)
 {
-    Console.Error.WriteLine($"error: {parseError}");
-    return HostRuntime.UsageError;
-}
-
-if (command.Has("--help"))
-{
-    Console.WriteLine(Usage);
-    return 0;
+    return exitCode;
 }
 
 if (command.Positional.Count > 0)
@@ -81,14 +70,9 @@ if (command.Positional.Count > 0)
     return HostRuntime.UsageError;
 }
 
-if (!HostRuntime.TryParseLogLevel(command.Value("--log-level"), out var logLevel))
+if (!HostRuntime.TryReadLogging(command, out var logLevel, out var jsonLogs))
 {
-    return Fail($"--log-level '{command.Value("--log-level")}' is not one of {HostRuntime.LogLevelNames}");
-}
-
-if (!HostRuntime.TryParseLogFormat(command.Value("--log-format"), out var jsonLogs))
-{
-    return Fail($"--log-format '{command.Value("--log-format")}' is not text or json");
+    return HostRuntime.UsageError;
 }
 
 IPEndPoint? metricsListen = null;
