@@ -36,6 +36,24 @@ if [ "${#trx_files[@]}" -eq 0 ]; then
   [ "$failed" -eq 0 ] && failed=1
 fi
 
+# Name every test that did not pass, with the first line of its message, just above the summary line, so a
+# log that keeps only its tail still says what failed.
+if [ "$failed" -gt 0 ]; then
+  for trx in "${trx_files[@]}"; do
+    awk '
+      /<UnitTestResult / {
+        name = ""; bad = 0
+        if (match($0, /testName="[^"]*"/)) name = substr($0, RSTART + 10, RLENGTH - 11)
+        if ($0 ~ /outcome="(Failed|Error|Timeout|Aborted)"/) { bad = 1; printf "FAILED %s\n", name; shown = 0 }
+      }
+      bad && !shown && /<Message>/ {
+        line = $0; sub(/.*<Message>/, "", line); sub(/<\/Message>.*/, "", line)
+        printf "       %s\n", substr(line, 1, 300); shown = 1
+      }
+    ' "$trx" | sed -e 's/&quot;/"/g' -e 's/&lt;/</g' -e 's/&gt;/>/g' -e 's/&amp;/\&/g'
+  done
+fi
+
 if [ "$skipped" -gt 0 ]; then
   echo "$passed passed, $failed failed, $skipped skipped"
 else

@@ -14,7 +14,7 @@ public sealed class DnsFramedConnectionTests
     [TestCase(3)]
     public async Task PeerThatStopsReadingAnswersEndsTheConnectionAfterTheWriteTimeout(int queries)
     {
-        var time = new FakeTimeProvider();
+        var time = new DeadlineCountingTimeProvider(DnsFramedConnection.WriteTimeout);
         using var logs = new CollectingLoggerFactory();
         var toServer = new Pipe();
         // Nobody reads the server's output, and it holds at most 1 KiB: the first flush of a 2 KiB answer blocks.
@@ -33,6 +33,10 @@ public sealed class DnsFramedConnectionTests
 
         await toServer.Writer.FlushAsync();
         await WaitUntilAsync(() => fromServer.Reader.TryRead(out ReadResult r) && Peek(fromServer.Reader, r));
+
+        // The answer's bytes reach the pipe a moment before its deadline is armed: advancing the clock in between
+        // would start the deadline late. Every answer arms one (the blocked flush, and each answer behind it).
+        await WaitUntilAsync(() => time.DeadlinesArmed >= queries);
 
         time.Advance(DnsFramedConnection.WriteTimeout - TimeSpan.FromSeconds(1));
         await Task.Delay(100);
@@ -55,8 +59,27 @@ public sealed class DnsFramedConnectionTests
         DateTime giveUp = DateTime.UtcNow + HangGuard;
         while (!condition())
         {
-            Assert.That(DateTime.UtcNow, Is.LessThan(giveUp), "the server never started answering");
+            Assert.That(DateTime.UtcNow, Is.LessThan(giveUp), "the server never got that far");
             await Task.Delay(10);
+        }
+    }
+
+    /// <summary>A fake clock that counts the timers created with a given due time.</summary>
+    private sealed class DeadlineCountingTimeProvider(TimeSpan deadline) : FakeTimeProvider
+    {
+        private int _armed;
+
+        public int DeadlinesArmed => Volatile.Read(ref _armed);
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            ITimer timer = base.CreateTimer(callback, state, dueTime, period);
+            if (dueTime == deadline)
+            {
+                Interlocked.Increment(ref _armed);
+            }
+
+            return timer;
         }
     }
 
