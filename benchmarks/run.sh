@@ -181,7 +181,9 @@ dns_listen = ["127.0.0.1:53"]
 
 [host]
 dns_upstreams = ["$world:53"]
+${BENCH_EXTRA_TOML:-}
 EOF
+# BENCH_EXTRA_TOML is appended to that file (for experiments, e.g. BENCH_EXTRA_TOML=$'[relay]\nsplice = false').
 # Warning: no per-connection log lines (the peers log nothing either).
 # BENCH_HOST_ENV="NAME=value ..." sets environment variables for the two egress hosts only (for experiments, e.g.
 # DOTNET_ThreadPool_ForceMinWorkerThreads=32); word-split on purpose.

@@ -167,7 +167,7 @@ builder.Services.AddSingleton(services => new EgressProxy(
         Listen = configuration.Enclave.ProxyListen,
         Tunnel = tunnel,
         StatusTimeout = configuration.Tunnel.StatusTimeout,
-        Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout },
+        Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout, UseSplice = configuration.Relay.Splice },
         ShutdownDrain = configuration.Relay.ShutdownDrain,
         Metrics = services.GetRequiredService<EgressMetrics>(),
     },

@@ -144,7 +144,7 @@ builder.Services.AddSingleton(services => new TunnelGateway(
         Listen = listen,
         HeaderTimeout = configuration.Host.HeaderTimeout,
         ConnectTimeout = configuration.Host.ConnectTimeout,
-        Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout },
+        Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout, UseSplice = configuration.Relay.Splice },
         ShutdownDrain = configuration.Relay.ShutdownDrain,
         DnsUpstreams = upstreams.Count > 0 ? upstreams : configuration.Host.DnsUpstreams,
         DnsTimeout = configuration.Host.DnsTimeout,

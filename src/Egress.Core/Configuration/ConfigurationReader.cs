@@ -21,7 +21,7 @@ internal sealed class ConfigurationReader
     private static readonly string[] EnclaveKeys = ["proxy_listen", "dns_listen", "dns_query_timeout_ms"];
     private static readonly string[] HostKeys = ["connect_timeout_ms", "header_timeout_ms", "dns_upstreams", "dns_timeout_ms", "metrics_listen"];
     private static readonly string[] DnsKeys = ["ttl_floor_seconds", "grace_seconds", "cache_max_entries"];
-    private static readonly string[] RelayKeys = ["idle_timeout_seconds", "shutdown_drain_seconds"];
+    private static readonly string[] RelayKeys = ["idle_timeout_seconds", "shutdown_drain_seconds", "splice"];
 
     private readonly string text;
     private readonly string sourceName;
@@ -45,6 +45,7 @@ internal sealed class ConfigurationReader
     private long cacheMaxEntries = 65_536;
     private long idleTimeoutSeconds = 3_600;
     private long shutdownDrainSeconds = 10;
+    private bool splice = true;
     private IPEndPoint? metricsListen;
 
     public ConfigurationReader(string text, string sourceName)
@@ -266,6 +267,9 @@ internal sealed class ConfigurationReader
             case "shutdown_drain_seconds":
                 shutdownDrainSeconds = ReadInteger(path, keyLocation, 0, 3_600);
                 break;
+            case "splice":
+                splice = ReadBoolean(path, keyLocation);
+                break;
             default:
                 throw UnknownKey(key, path, keyLocation, RelayKeys);
         }
@@ -418,7 +422,7 @@ internal sealed class ConfigurationReader
         new EnclaveSection(Array.AsReadOnly(proxyListen), Array.AsReadOnly(dnsListen), TimeSpan.FromMilliseconds(dnsQueryTimeoutMs)),
         new HostSection(TimeSpan.FromMilliseconds(connectTimeoutMs), TimeSpan.FromMilliseconds(headerTimeoutMs), Array.AsReadOnly(dnsUpstreams), TimeSpan.FromMilliseconds(dnsTimeoutMs), metricsListen),
         new DnsSection(TimeSpan.FromSeconds(ttlFloorSeconds), TimeSpan.FromSeconds(graceSeconds), (int)cacheMaxEntries),
-        new RelaySection(idleTimeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(idleTimeoutSeconds), TimeSpan.FromSeconds(shutdownDrainSeconds)),
+        new RelaySection(idleTimeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(idleTimeoutSeconds), TimeSpan.FromSeconds(shutdownDrainSeconds), splice),
         locations);
 
     private ConfigurationException UnknownKey(string key, string path, SourceLocation keyLocation, string[] known)

@@ -3,10 +3,11 @@ namespace Egress.Configuration;
 /// <summary>The <c>[relay]</c> section: byte relaying between a client and its destination.</summary>
 public sealed class RelaySection
 {
-    internal RelaySection(TimeSpan idleTimeout, TimeSpan shutdownDrain)
+    internal RelaySection(TimeSpan idleTimeout, TimeSpan shutdownDrain, bool splice)
     {
         IdleTimeout = idleTimeout;
         ShutdownDrain = shutdownDrain;
+        Splice = splice;
     }
 
     /// <summary>
@@ -20,4 +21,10 @@ public sealed class RelaySection
     /// (<c>relay.shutdown_drain_seconds</c>, 0 to 3600, default 10 s; 0 aborts at once).
     /// </summary>
     public TimeSpan ShutdownDrain { get; }
+
+    /// <summary>
+    /// Gets whether relayed TCP bytes move between sockets with splice(2), through a kernel pipe, rather than being
+    /// copied through the process (<c>relay.splice</c>, default <see langword="true"/>; see <see cref="Relay.RelayOptions.UseSplice"/>).
+    /// </summary>
+    public bool Splice { get; }
 }

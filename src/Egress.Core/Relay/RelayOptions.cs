@@ -12,6 +12,12 @@ public sealed record RelayOptions
     /// </summary>
     public TimeSpan? IdleTimeout { get; init; }
 
+    /// <summary>
+    /// Whether <see cref="SocketRelay"/> moves bytes with splice(2) through a kernel pipe instead of copying them through
+    /// user space (Linux only; default on). A socket type that cannot splice falls back to copying by itself.
+    /// </summary>
+    public bool UseSplice { get; init; } = true;
+
     /// <summary>The clock used for the idle timeout and <see cref="RelayResult.Duration"/>.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 }

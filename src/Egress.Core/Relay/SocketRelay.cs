@@ -5,7 +5,7 @@ namespace Egress.Relay;
 /// <summary>
 /// Copies bytes both ways between two connected stream sockets, with exact half-close, reset-on-error and an idle
 /// timeout. This is the relay for socket-to-socket paths (the proxy's and the gateway's TCP streams): one loop per
-/// direction moves each chunk straight from one socket to the other, with one copy and no pipes.
+/// direction moves each chunk straight from one socket to the other, through a kernel pipe (splice) or one buffer.
 /// </summary>
 /// <remarks>
 /// Use <see cref="DuplexRelay"/> instead when a side is not a plain socket (a pipe, a framed protocol, a test double).
@@ -24,6 +24,10 @@ public static class SocketRelay
     /// <remarks>
     /// <para>An idle direction waits with a zero-byte receive and holds no buffer; a buffer is rented from the shared
     /// array pool while data flows and returned when the direction goes idle again.</para>
+    /// <para>With <see cref="RelayOptions.UseSplice"/> (the default, on Linux) bytes move socket to socket through a
+    /// kernel pipe with splice(2) and never enter the process, except the first few KiB after a direction wakes up (small
+    /// messages are cheaper to copy) and the head of a burst whose destination is full. Both sockets are switched to
+    /// non-blocking mode (<see cref="Socket.Blocking"/>) for this.</para>
     /// <para>End of stream on one socket shuts down the other socket's send side (FIN) while the opposite direction
     /// keeps flowing. A receive or send error, the idle timeout or cancellation resets both sockets (RST, not FIN) so
     /// no peer mistakes an abort for a clean end.</para>

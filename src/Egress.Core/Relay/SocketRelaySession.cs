@@ -1,121 +1,64 @@
-using System.Buffers;
 using System.Net.Sockets;
 
 namespace Egress.Relay;
 
-/// <summary>One running <see cref="SocketRelay"/>: two copy loops and their <see cref="RelayMonitor"/>.</summary>
-internal sealed class SocketRelaySession
+/// <summary>
+/// One running <see cref="SocketRelay"/>: two direction loops and their <see cref="RelayMonitor"/>. A direction moves
+/// bytes with splice(2) through a kernel pipe (<see cref="RelayOptions.UseSplice"/>, on Linux) or copies them through a
+/// pooled buffer.
+/// </summary>
+internal sealed partial class SocketRelaySession
 {
-    /// <summary>Size of the buffer a flowing direction rents; one receive and one send move at most this much.</summary>
-    internal const int BufferSize = 64 * 1024;
-
     private readonly Socket _a;
     private readonly Socket _b;
     private readonly RelayMonitor _monitor;
+    private readonly bool _splice;
 
     public SocketRelaySession(Socket a, Socket b, RelayOptions options)
     {
         _a = a;
         _b = b;
         _monitor = new RelayMonitor(options, ResetBoth);
+        _splice = options.UseSplice && OperatingSystem.IsLinux();
     }
+
+    /// <summary>Bytes that went socket to socket through a kernel pipe, A to B and B to A (the rest was copied).</summary>
+    internal long SplicedAToB { get; private set; }
+
+    /// <inheritdoc cref="SplicedAToB"/>
+    internal long SplicedBToA { get; private set; }
 
     public async Task<RelayResult> RunAsync(ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, CancellationToken cancellationToken)
     {
         _monitor.Start(cancellationToken);
-        Task<long> forward = CopyAsync(_a, _b, readFromA, fromA: true);
-        Task<long> backward = CopyAsync(_b, _a, readFromB, fromA: false);
-        long aToB = await forward.ConfigureAwait(false); // the copy loops never throw
+        bool splice = _splice && CanSplice();
+        Task<long> forward = splice ? SpliceAsync(_a, _b, readFromA, fromA: true) : CopyAsync(_a, _b, readFromA, fromA: true);
+        Task<long> backward = splice ? SpliceAsync(_b, _a, readFromB, fromA: false) : CopyAsync(_b, _a, readFromB, fromA: false);
+        long aToB = await forward.ConfigureAwait(false); // the direction loops never throw
         long bToA = await backward.ConfigureAwait(false);
         return _monitor.Finish(aToB, bToA);
     }
 
-    /// <summary>Copies one direction until end of stream (forwarded as a half-close) or an error (which aborts both); never throws.</summary>
-    private async Task<long> CopyAsync(Socket source, Socket destination, ReadOnlyMemory<byte> pending, bool fromA)
+    /// <summary>
+    /// Puts both sockets in non-blocking mode, which splice needs: a TCP socket waits in splice according to its own
+    /// mode, not the splice flags, and a socket only becomes non-blocking by itself on its first asynchronous operation.
+    /// </summary>
+    /// <returns>False if a socket is already closed (the copy loops then report it).</returns>
+    private bool CanSplice()
     {
-        long moved = 0;
-        byte[]? buffer = null;
-        bool receiving = false;
         try
         {
-            if (!pending.IsEmpty)
-            {
-                await SendAllAsync(destination, pending).ConfigureAwait(false);
-                moved += pending.Length;
-                _monitor.Touch();
-            }
-
-            bool full = false;
-            while (true)
-            {
-                receiving = true;
-                if (!full)
-                {
-                    // Wait for data without a buffer; an idle direction holds none.
-                    ValueTask<int> ready = source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
-                    if (!ready.IsCompleted && buffer is not null)
-                    {
-                        ArrayPool<byte>.Shared.Return(buffer);
-                        buffer = null;
-                    }
-
-                    await ready.ConfigureAwait(false);
-                }
-
-                buffer ??= ArrayPool<byte>.Shared.Rent(BufferSize);
-                int read = await source.ReceiveAsync(buffer.AsMemory(), SocketFlags.None).ConfigureAwait(false);
-                receiving = false;
-                if (read == 0)
-                {
-                    destination.Shutdown(SocketShutdown.Send);
-                    break;
-                }
-
-                _monitor.Touch();
-                for (int sent = 0; sent < read;)
-                {
-                    // Inline rather than a helper: an async helper would allocate whenever the send has to wait.
-                    sent += await destination.SendAsync(buffer.AsMemory(sent, read - sent), SocketFlags.None).ConfigureAwait(false);
-                }
-
-                moved += read;
-                _monitor.Touch();
-
-                // A full buffer means more is probably queued: receive again straight away.
-                full = read == buffer.Length;
-            }
+            _a.Blocking = false;
+            _b.Blocking = false;
+            return true;
         }
-        catch (Exception ex)
+        catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
         {
-            if (!_monitor.IsAborted)
-            {
-                RelayShutdownCause cause = receiving
-                    ? fromA ? RelayShutdownCause.AReadError : RelayShutdownCause.BReadError
-                    : fromA ? RelayShutdownCause.BWriteError : RelayShutdownCause.AWriteError;
-                _monitor.Abort(cause, ex);
-            }
-        }
-        finally
-        {
-            if (buffer is not null)
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
-        }
-
-        return moved;
-    }
-
-    private static async ValueTask SendAllAsync(Socket destination, ReadOnlyMemory<byte> bytes)
-    {
-        while (!bytes.IsEmpty)
-        {
-            int sent = await destination.SendAsync(bytes, SocketFlags.None).ConfigureAwait(false);
-            bytes = bytes[sent..];
+            return false;
         }
     }
 
-    /// <summary>The abort: resetting both sockets ends both copy loops (their pending operations fail).</summary>
+    /// <summary>The abort: resetting both sockets ends both direction loops (their pending operations fail).</summary>
     private void ResetBoth(RelayShutdownCause _, Exception? __)
     {
         RelayPipes.Reset(_a);

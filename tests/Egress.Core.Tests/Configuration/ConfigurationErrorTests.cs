@@ -40,6 +40,7 @@ public sealed class ConfigurationErrorTests
     [TestCase("[host]\nconnect_timeout_ms = -5\n", 2, 22, "host.connect_timeout_ms", "must be between 1 and 2147483647, found -5", TestName = "Negative timeout")]
     [TestCase("[host]\nheader_timeout_ms = 0\n", 2, 21, "host.header_timeout_ms", "must be between 1 and 2147483647, found 0", TestName = "Zero millisecond timeout")]
     [TestCase("[enclave]\ndns_query_timeout_ms = 2147483648\n", 2, 24, "enclave.dns_query_timeout_ms", "must be between 1 and 2147483647, found 2147483648", TestName = "Timeout longer than a timer can wait")]
+    [TestCase("[relay]\nsplice = \"no\"\n", 2, 10, "relay.splice", "expected a boolean, found a string", TestName = "String where the splice switch is expected")]
     [TestCase("[relay]\nidle_timeout_seconds = -1\n", 2, 24, "relay.idle_timeout_seconds", "must be between 0 and 2147483, found -1", TestName = "Negative idle timeout")]
     [TestCase("[relay]\nidle_timeout_seconds = 2147484\n", 2, 24, "relay.idle_timeout_seconds", "must be between 0 and 2147483, found 2147484", TestName = "Idle timeout too long")]
     [TestCase("[dns]\ngrace_seconds = -1\n", 2, 17, "dns.grace_seconds", "must be between 0 and 2147483, found -1", TestName = "Negative grace")]

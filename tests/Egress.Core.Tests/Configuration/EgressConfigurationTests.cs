@@ -35,6 +35,7 @@ public sealed class EgressConfigurationTests
 
         [relay]
         idle_timeout_seconds = 120
+        splice = false
         """;
 
     // Shaped like the files evervault-cli writes (`ev enclave init` and later commands), values invented.
@@ -103,6 +104,7 @@ public sealed class EgressConfigurationTests
             Assert.That(configuration.Dns.Grace, Is.EqualTo(TimeSpan.FromSeconds(60)));
             Assert.That(configuration.Dns.CacheMaxEntries, Is.EqualTo(65536));
             Assert.That(configuration.Relay.IdleTimeout, Is.EqualTo(TimeSpan.FromHours(1)));
+            Assert.That(configuration.Relay.Splice, Is.True);
             Assert.That(configuration.GetLocation("egress.enabled"), Is.Null);
         });
     }
@@ -141,6 +143,7 @@ public sealed class EgressConfigurationTests
             Assert.That(configuration.Dns.Grace, Is.EqualTo(TimeSpan.FromSeconds(15)));
             Assert.That(configuration.Dns.CacheMaxEntries, Is.EqualTo(1024));
             Assert.That(configuration.Relay.IdleTimeout, Is.EqualTo(TimeSpan.FromMinutes(2)));
+            Assert.That(configuration.Relay.Splice, Is.False);
         });
     }
 
@@ -371,5 +374,6 @@ public sealed class EgressConfigurationTests
             Assert.That(actual.Dns.Grace, Is.EqualTo(expected.Dns.Grace));
             Assert.That(actual.Dns.CacheMaxEntries, Is.EqualTo(expected.Dns.CacheMaxEntries));
             Assert.That(actual.Relay.IdleTimeout, Is.EqualTo(expected.Relay.IdleTimeout));
+            Assert.That(actual.Relay.Splice, Is.EqualTo(expected.Relay.Splice));
         });
 }

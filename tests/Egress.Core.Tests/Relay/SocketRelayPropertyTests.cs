@@ -8,25 +8,25 @@ namespace Egress.Tests.Relay;
 
 public sealed class SocketRelayPropertyTests
 {
-    [Property(MaxTest = 40)]
-    public bool EveryByteArrivesInOrderBothWays(PositiveInt seed, bool tcp, NonEmptyArray<PositiveInt> chunksUp, NonEmptyArray<PositiveInt> chunksDown)
+    [Property(MaxTest = 60)]
+    public bool EveryByteArrivesInOrderBothWays(PositiveInt seed, bool tcp, bool splice, NonEmptyArray<PositiveInt> chunksUp, NonEmptyArray<PositiveInt> chunksDown)
     {
         var random = new Random(seed.Get);
         byte[] up = DuplexRelayTests.RandomBytes(random.Next(0, 400_000), random.Next());
         byte[] down = DuplexRelayTests.RandomBytes(random.Next(0, 400_000), random.Next());
         int scale = random.Next(1, 20_000);
-        return Relay(tcp ? SocketTransport.Tcp : SocketTransport.Unix, up, down, Sizes(chunksUp, scale), Sizes(chunksDown, scale))
+        return Relay(tcp ? SocketTransport.Tcp : SocketTransport.Unix, new RelayOptions { UseSplice = splice }, up, down, Sizes(chunksUp, scale), Sizes(chunksDown, scale))
             .GetAwaiter().GetResult();
     }
 
     private static int[] Sizes(NonEmptyArray<PositiveInt> chunks, int scale)
         => Array.ConvertAll(chunks.Get, c => (int)Math.Min((long)c.Get * scale, 1_000_000));
 
-    private static async Task<bool> Relay(SocketTransport transport, byte[] up, byte[] down, int[] chunksUp, int[] chunksDown)
+    private static async Task<bool> Relay(SocketTransport transport, RelayOptions options, byte[] up, byte[] down, int[] chunksUp, int[] chunksDown)
     {
         using SocketPair front = await SocketPair.ConnectAsync(transport);
         using SocketPair back = await SocketPair.ConnectAsync(transport);
-        Task<RelayResult> run = SocketRelay.RunAsync(front.Right, back.Left, RelayOptions.Default, CancellationToken.None);
+        Task<RelayResult> run = SocketRelay.RunAsync(front.Right, back.Left, options, CancellationToken.None);
         Task<byte[]> atClient = SocketIo.ReadToEndAsync(front.Left);
         Task<byte[]> atServer = SocketIo.ReadToEndAsync(back.Right);
         Task sendUp = SocketIo.SendChunkedAsync(front.Left, up, chunksUp, shutdown: true);

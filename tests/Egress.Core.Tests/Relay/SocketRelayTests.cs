@@ -5,10 +5,14 @@ using Microsoft.Extensions.Time.Testing;
 
 namespace Egress.Tests.Relay;
 
-/// <summary>client ⇄ (A) relay (B) ⇄ server over real socket pairs.</summary>
-public sealed class SocketRelayTests
+/// <summary>client ⇄ (A) relay (B) ⇄ server over real socket pairs; every test both splicing and copying.</summary>
+[TestFixture(true)]
+[TestFixture(false)]
+public sealed class SocketRelayTests(bool splice)
 {
     private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(30);
+
+    private RelayOptions Options { get; } = new() { UseSplice = splice };
 
     [TestCase(SocketTransport.Unix)]
     [TestCase(SocketTransport.Tcp)]
@@ -18,7 +22,7 @@ public sealed class SocketRelayTests
         byte[] up = DuplexRelayTests.RandomBytes(300_000, seed: 1);
         byte[] down = DuplexRelayTests.RandomBytes(500_000, seed: 2);
 
-        Task<RelayResult> relay = chain.RunAsync(RelayOptions.Default);
+        Task<RelayResult> relay = chain.RunAsync(Options);
         (byte[] atServer, byte[] atClient) = await chain.ExchangeAsync(up, [1000, 70_000, 1], down, [65_536]);
         RelayResult result = await relay.WaitAsync(HangGuard);
 
@@ -42,7 +46,7 @@ public sealed class SocketRelayTests
         Socket second = clientClosesFirst ? chain.Server : chain.Client;
         byte[] reply = DuplexRelayTests.RandomBytes(1024 * 1024, seed: 3);
 
-        Task<RelayResult> relay = chain.RunAsync(RelayOptions.Default);
+        Task<RelayResult> relay = chain.RunAsync(Options);
         await first.SendAsync("question"u8.ToArray());
         first.Shutdown(SocketShutdown.Send);
         byte[] question = await SocketIo.ReadToEndAsync(second).WaitAsync(HangGuard);
@@ -74,7 +78,7 @@ public sealed class SocketRelayTests
             byte[] request = DuplexRelayTests.RandomBytes(1000 + run, seed: run);
             byte[] reply = DuplexRelayTests.RandomBytes(ReplySize, seed: 1000 + run);
 
-            Task<RelayResult> relay = chain.RunAsync(RelayOptions.Default);
+            Task<RelayResult> relay = chain.RunAsync(Options);
             (byte[] atServer, byte[] atClient) = await chain.ExchangeAsync(request, [request.Length], reply, [ReplySize], serverWaitsForEnd: true);
             RelayResult result = await relay.WaitAsync(HangGuard);
             chain.DisposeRelaySockets();
@@ -94,7 +98,7 @@ public sealed class SocketRelayTests
     public async Task ResetOnOneSideResetsTheOtherAndNamesTheSide(bool clientResets, RelayShutdownCause expected)
     {
         using var chain = await Chain.ConnectAsync(SocketTransport.Tcp);
-        Task<RelayResult> relay = chain.RunAsync(RelayOptions.Default);
+        Task<RelayResult> relay = chain.RunAsync(Options);
         await chain.Server.SendAsync("hello"u8.ToArray());
         Assert.That(await SocketIo.ReadExactlyAsync(chain.Client, 5).WaitAsync(HangGuard), Is.EqualTo("hello"u8.ToArray()));
 
@@ -116,7 +120,7 @@ public sealed class SocketRelayTests
     {
         var time = new FakeTimeProvider();
         using var chain = await Chain.ConnectAsync(SocketTransport.Tcp);
-        Task<RelayResult> relay = chain.RunAsync(new RelayOptions { IdleTimeout = TimeSpan.FromSeconds(30), TimeProvider = time });
+        Task<RelayResult> relay = chain.RunAsync(Options with { IdleTimeout = TimeSpan.FromSeconds(30), TimeProvider = time });
 
         time.Advance(TimeSpan.FromSeconds(20));
         await chain.Client.SendAsync("ping"u8.ToArray());
@@ -145,7 +149,7 @@ public sealed class SocketRelayTests
     {
         using var chain = await Chain.ConnectAsync(SocketTransport.Tcp);
         using var cancel = new CancellationTokenSource();
-        Task<RelayResult> relay = chain.RunAsync(RelayOptions.Default, cancel.Token);
+        Task<RelayResult> relay = chain.RunAsync(Options, cancel.Token);
         await chain.Client.SendAsync("x"u8.ToArray());
         await SocketIo.ReadExactlyAsync(chain.Server, 1).WaitAsync(HangGuard);
 
@@ -172,7 +176,7 @@ public sealed class SocketRelayTests
         // The server's next bytes are already queued when the relay starts: the banner must still come first.
         await chain.Server.SendAsync("250 ok\r\n"u8.ToArray());
         chain.Server.Shutdown(SocketShutdown.Send);
-        Task<RelayResult> relay = SocketRelay.RunAsync(chain.RelayA, chain.RelayB, early, banner, RelayOptions.Default, CancellationToken.None);
+        Task<RelayResult> relay = SocketRelay.RunAsync(chain.RelayA, chain.RelayB, early, banner, Options, CancellationToken.None);
         chain.Client.Shutdown(SocketShutdown.Send);
         byte[] atClient = await SocketIo.ReadToEndAsync(chain.Client).WaitAsync(HangGuard);
         byte[] atServer = await SocketIo.ReadToEndAsync(chain.Server).WaitAsync(HangGuard);
@@ -184,6 +188,103 @@ public sealed class SocketRelayTests
             Assert.That(atServer, Is.EqualTo(early));
             Assert.That(result.BytesBToA, Is.EqualTo(atClient.Length));
             Assert.That(result.BytesAToB, Is.EqualTo(early.Length));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.BothCompleted));
+        });
+    }
+
+    [TestCase(SocketTransport.Unix)]
+    [TestCase(SocketTransport.Tcp)]
+    public async Task BulkBytesGoThroughTheKernelPipeWhenSplicingAndThroughTheProcessOtherwise(SocketTransport transport)
+    {
+        using var chain = await Chain.ConnectAsync(transport);
+        byte[] up = DuplexRelayTests.RandomBytes(8 * 1024 * 1024, seed: 11);
+        var session = new SocketRelaySession(chain.RelayA, chain.RelayB, Options);
+
+        Task<RelayResult> relay = session.RunAsync(ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
+        (byte[] atServer, byte[] atClient) = await chain.ExchangeAsync(up, [up.Length], [], [1]);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(SHA256.HashData(atServer), Is.EqualTo(SHA256.HashData(up)));
+            Assert.That(atClient, Is.Empty);
+            Assert.That(result.BytesAToB, Is.EqualTo(up.Length));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.BothCompleted));
+            if (splice)
+            {
+                // Only the first few KiB after each wake-up, and the head of a full destination, are copied.
+                Assert.That(session.SplicedAToB, Is.GreaterThan(up.Length / 2), "most bytes spliced");
+                Assert.That(session.SplicedAToB, Is.LessThanOrEqualTo(up.Length));
+            }
+            else
+            {
+                Assert.That(session.SplicedAToB, Is.Zero);
+            }
+        });
+    }
+
+    [Test]
+    public async Task ADestinationThatReadsSlowlyGetsEveryByteInOrder()
+    {
+        using var chain = await Chain.ConnectAsync(SocketTransport.Tcp);
+        chain.Server.ReceiveBufferSize = 16 * 1024;
+        chain.RelayB.SendBufferSize = 16 * 1024; // the relay's destination fills up and must be waited on, again and again
+        byte[] up = DuplexRelayTests.RandomBytes(2 * 1024 * 1024, seed: 12);
+
+        Task<RelayResult> relay = chain.RunAsync(Options);
+        Task send = SocketIo.SendChunkedAsync(chain.Client, up, [up.Length], shutdown: true);
+        var received = new MemoryStream();
+        byte[] buffer = new byte[1024];
+        int read;
+        while ((read = await chain.Server.ReceiveAsync(buffer).WaitAsync(HangGuard)) > 0)
+        {
+            received.Write(buffer, 0, read);
+            if (received.Length % (128 * 1024) < read)
+            {
+                await Task.Delay(2);
+            }
+        }
+
+        await send.WaitAsync(HangGuard);
+        chain.Server.Shutdown(SocketShutdown.Send);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(SHA256.HashData(received.ToArray()), Is.EqualTo(SHA256.HashData(up)), "every byte, in order");
+            Assert.That(result.BytesAToB, Is.EqualTo(up.Length));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.BothCompleted));
+        });
+    }
+
+    [Test]
+    public async Task MessagesAroundTheCopyThresholdArriveWholeOneAtATime()
+    {
+        using var chain = await Chain.ConnectAsync(SocketTransport.Tcp);
+        int[] sizes = [1, 4095, 4096, 4097, 8192, 32_768, 65_535, 65_536, 65_537, 300_000, 2];
+        Task<RelayResult> relay = chain.RunAsync(Options);
+
+        long total = 0;
+        foreach (int size in sizes)
+        {
+            byte[] question = DuplexRelayTests.RandomBytes(size, seed: size);
+            await SocketIo.SendChunkedAsync(chain.Client, question, [size], shutdown: false);
+            Assert.That(await SocketIo.ReadExactlyAsync(chain.Server, size).WaitAsync(HangGuard), Is.EqualTo(question), $"{size} bytes up");
+
+            byte[] answer = DuplexRelayTests.RandomBytes(size, seed: -size);
+            await SocketIo.SendChunkedAsync(chain.Server, answer, [size], shutdown: false);
+            Assert.That(await SocketIo.ReadExactlyAsync(chain.Client, size).WaitAsync(HangGuard), Is.EqualTo(answer), $"{size} bytes down");
+            total += size;
+        }
+
+        chain.Client.Shutdown(SocketShutdown.Send);
+        chain.Server.Shutdown(SocketShutdown.Send);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.BytesAToB, Is.EqualTo(total));
+            Assert.That(result.BytesBToA, Is.EqualTo(total));
             Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.BothCompleted));
         });
     }

@@ -1,0 +1,97 @@
+using System.Buffers;
+using System.Net.Sockets;
+
+namespace Egress.Relay;
+
+/// <summary>The copying direction loop: receive into a pooled buffer, send it on.</summary>
+internal sealed partial class SocketRelaySession
+{
+    /// <summary>Size of the buffer a flowing direction rents; one receive and one send move at most this much.</summary>
+    internal const int BufferSize = 64 * 1024;
+
+    /// <summary>Copies one direction until end of stream (forwarded as a half-close) or an error (which aborts both); never throws.</summary>
+    private async Task<long> CopyAsync(Socket source, Socket destination, ReadOnlyMemory<byte> pending, bool fromA)
+    {
+        long moved = 0;
+        byte[]? buffer = null;
+        bool receiving = false;
+        try
+        {
+            if (!pending.IsEmpty)
+            {
+                await SendAllAsync(destination, pending).ConfigureAwait(false);
+                moved += pending.Length;
+                _monitor.Touch();
+            }
+
+            bool full = false;
+            while (true)
+            {
+                receiving = true;
+                if (!full)
+                {
+                    // Wait for data without a buffer; an idle direction holds none.
+                    ValueTask<int> ready = source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
+                    if (!ready.IsCompleted && buffer is not null)
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer);
+                        buffer = null;
+                    }
+
+                    await ready.ConfigureAwait(false);
+                }
+
+                buffer ??= ArrayPool<byte>.Shared.Rent(BufferSize);
+                int read = await source.ReceiveAsync(buffer.AsMemory(), SocketFlags.None).ConfigureAwait(false);
+                receiving = false;
+                if (read == 0)
+                {
+                    destination.Shutdown(SocketShutdown.Send);
+                    break;
+                }
+
+                _monitor.Touch();
+                for (int sent = 0; sent < read;)
+                {
+                    // Inline rather than a helper: an async helper would allocate whenever the send has to wait.
+                    sent += await destination.SendAsync(buffer.AsMemory(sent, read - sent), SocketFlags.None).ConfigureAwait(false);
+                }
+
+                moved += read;
+                _monitor.Touch();
+
+                // A full buffer means more is probably queued: receive again straight away.
+                full = read == buffer.Length;
+            }
+        }
+        catch (Exception ex)
+        {
+            if (!_monitor.IsAborted)
+            {
+                RelayShutdownCause cause = receiving
+                    ? fromA ? RelayShutdownCause.AReadError : RelayShutdownCause.BReadError
+                    : fromA ? RelayShutdownCause.BWriteError : RelayShutdownCause.AWriteError;
+                _monitor.Abort(cause, ex);
+            }
+        }
+        finally
+        {
+            if (buffer is not null)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
+        return moved;
+    }
+
+    private static async ValueTask SendAllAsync(Socket destination, ReadOnlyMemory<byte> bytes)
+    {
+        while (!bytes.IsEmpty)
+        {
+            int sent = await destination.SendAsync(bytes, SocketFlags.None).ConfigureAwait(false);
+            bytes = bytes[sent..];
+        }
+    }
+
+}

@@ -1,0 +1,182 @@
+using System.Buffers;
+using System.Net.Sockets;
+
+namespace Egress.Relay;
+
+/// <summary>
+/// The splicing direction loop: socket to kernel pipe to socket with splice(2), so the bytes never enter user space.
+/// Readiness still comes from the socket engine: a zero-byte receive waits for data without holding a pipe, and a
+/// destination that has no room is waited on by sending a small head of the pipe's content through user space.
+/// </summary>
+internal sealed partial class SocketRelaySession
+{
+    /// <summary>A fill at least this large suggests more is queued: splice again before waiting for readiness.</summary>
+    private const int SpliceAgainThreshold = SplicePipe.Capacity / 2;
+
+    /// <summary>What a direction copies after waking up before it splices: a message this small or smaller is only copied.</summary>
+    private const int SmallRead = 4 * 1024;
+
+    /// <summary>How much of the pipe goes through user space when the destination is full (the send waits for room).</summary>
+    private const int WaitChunk = 8 * 1024;
+
+    /// <summary>Moves one direction until end of stream (forwarded as a half-close) or an error (which aborts both); never throws.</summary>
+    private async Task<long> SpliceAsync(Socket source, Socket destination, ReadOnlyMemory<byte> pending, bool fromA)
+    {
+        long moved = 0;
+        long spliced = 0;
+        SplicePipe? pipe = null;
+        bool receiving = false;
+        try
+        {
+            if (!pending.IsEmpty)
+            {
+                await SendAllAsync(destination, pending).ConfigureAwait(false);
+                moved += pending.Length;
+                _monitor.Touch();
+            }
+
+            SafeSocketHandle from = source.SafeHandle;
+            SafeSocketHandle to = destination.SafeHandle;
+            bool likelyMore = false;
+            while (true)
+            {
+                receiving = true;
+                if (!likelyMore)
+                {
+                    // Wait for data without a pipe; an idle direction holds none.
+                    ValueTask<int> ready = source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
+                    if (!ready.IsCompleted && pipe is not null)
+                    {
+                        SplicePipe.Return(pipe);
+                        pipe = null;
+                    }
+
+                    await ready.ConfigureAwait(false);
+
+                    // A few bytes are cheaper to copy than to splice (a page per message); a full small read means a
+                    // burst is queued, and the rest of it is spliced.
+                    byte[] small = ArrayPool<byte>.Shared.Rent(SmallRead);
+                    try
+                    {
+                        int got = await source.ReceiveAsync(small.AsMemory(0, SmallRead), SocketFlags.None).ConfigureAwait(false);
+                        receiving = false;
+                        if (got == 0)
+                        {
+                            destination.Shutdown(SocketShutdown.Send);
+                            break;
+                        }
+
+                        _monitor.Touch();
+                        for (int done = 0; done < got;)
+                        {
+                            done += await destination.SendAsync(small.AsMemory(done, got - done), SocketFlags.None).ConfigureAwait(false);
+                        }
+
+                        moved += got;
+                        _monitor.Touch();
+                        if (got < SmallRead)
+                        {
+                            continue;
+                        }
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(small);
+                    }
+
+                    receiving = true;
+                }
+
+                pipe ??= SplicePipe.Rent();
+                int read = pipe.FillFrom(from);
+                if (read == SplicePipe.WouldBlock)
+                {
+                    likelyMore = false;
+                    continue;
+                }
+
+                if (read == SplicePipe.Unsupported)
+                {
+                    // This socket type cannot splice on this kernel: copy through user space for the rest.
+                    receiving = false;
+                    return moved + await CopyAsync(source, destination, ReadOnlyMemory<byte>.Empty, fromA).ConfigureAwait(false);
+                }
+
+                receiving = false;
+                if (read == 0)
+                {
+                    destination.Shutdown(SocketShutdown.Send);
+                    break;
+                }
+
+                _monitor.Touch();
+                bool destinationSplices = true;
+                while (pipe.Buffered > 0)
+                {
+                    int sent = destinationSplices ? pipe.DrainTo(to) : SplicePipe.Unsupported;
+                    if (sent > 0)
+                    {
+                        moved += sent;
+                        spliced += sent;
+                        continue;
+                    }
+
+                    // No room at the destination (the send below waits for it), or a destination that cannot splice.
+                    destinationSplices = sent != SplicePipe.Unsupported;
+                    byte[] chunk = ArrayPool<byte>.Shared.Rent(destinationSplices ? WaitChunk : SplicePipe.Capacity);
+                    try
+                    {
+                        int length = pipe.ReadInto(chunk);
+                        for (int done = 0; done < length;)
+                        {
+                            // Inline rather than a helper: an async helper would allocate whenever the send has to wait.
+                            done += await destination.SendAsync(chunk.AsMemory(done, length - done), SocketFlags.None).ConfigureAwait(false);
+                        }
+
+                        moved += length;
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(chunk);
+                    }
+                }
+
+                _monitor.Touch();
+                if (!destinationSplices)
+                {
+                    return moved + await CopyAsync(source, destination, ReadOnlyMemory<byte>.Empty, fromA).ConfigureAwait(false);
+                }
+
+                likelyMore = read >= SpliceAgainThreshold;
+            }
+        }
+        catch (Exception ex)
+        {
+            if (!_monitor.IsAborted)
+            {
+                RelayShutdownCause cause = receiving
+                    ? fromA ? RelayShutdownCause.AReadError : RelayShutdownCause.BReadError
+                    : fromA ? RelayShutdownCause.BWriteError : RelayShutdownCause.AWriteError;
+                _monitor.Abort(cause, ex);
+            }
+        }
+        finally
+        {
+            if (pipe is not null)
+            {
+                SplicePipe.Return(pipe); // closed instead of pooled if an abort left bytes in it
+            }
+
+            if (fromA)
+            {
+                SplicedAToB = spliced;
+            }
+            else
+            {
+                SplicedBToA = spliced;
+            }
+        }
+
+        return moved;
+    }
+}

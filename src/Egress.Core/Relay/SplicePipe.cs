@@ -1,0 +1,158 @@
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace Egress.Relay;
+
+/// <summary>
+/// A kernel pipe that one relay direction moves bytes through with splice(2): socket to pipe, pipe to socket, without
+/// the bytes crossing into user space (pages are moved, not copied, where both socket types allow it: TCP and Unix).
+/// The pipe counts what it holds; a direction rents one while data flows and returns it, empty, when it goes idle.
+/// The sockets must be in non-blocking mode: the pipe end never waits, but a blocking TCP socket waits inside splice.
+/// </summary>
+internal sealed class SplicePipe : IDisposable
+{
+    /// <summary>What one fill asks for: the default pipe capacity (16 pages).</summary>
+    public const int Capacity = 64 * 1024;
+
+    /// <summary>The source has nothing to read now, or the destination has no room now.</summary>
+    public const int WouldBlock = -1;
+
+    /// <summary>The socket does not support splice (EINVAL); the caller copies through user space instead.</summary>
+    public const int Unsupported = -2;
+
+    /// <summary>Empty pipes kept for reuse; beyond this, returned pipes are closed.</summary>
+    private const int PoolLimit = 64;
+
+    private static readonly ConcurrentBag<SplicePipe> s_pool = [];
+    private static int s_pooled;
+
+    private readonly SafeFileHandle _read;
+    private readonly SafeFileHandle _write;
+
+    private SplicePipe((SafeFileHandle Read, SafeFileHandle Write) ends)
+    {
+        _read = ends.Read;
+        _write = ends.Write;
+    }
+
+    /// <summary>Bytes in the pipe: moved in and not yet moved out.</summary>
+    public int Buffered { get; private set; }
+
+    /// <summary>An empty pipe from the pool, or a new one.</summary>
+    /// <exception cref="IOException">No pipe could be created.</exception>
+    public static SplicePipe Rent()
+    {
+        if (s_pool.TryTake(out SplicePipe? pipe))
+        {
+            Interlocked.Decrement(ref s_pooled);
+            return pipe;
+        }
+
+        return new SplicePipe(SpliceNative.CreatePipe());
+    }
+
+    /// <summary>Gives the pipe back for reuse if it is empty; a pipe still holding bytes (an aborted relay) is closed.</summary>
+    public static void Return(SplicePipe pipe)
+    {
+        if (pipe.Buffered == 0 && Interlocked.Increment(ref s_pooled) <= PoolLimit)
+        {
+            s_pool.Add(pipe);
+            return;
+        }
+
+        if (pipe.Buffered == 0)
+        {
+            Interlocked.Decrement(ref s_pooled);
+        }
+
+        pipe.Dispose();
+    }
+
+    /// <summary>Moves up to the pipe's free room from <paramref name="source"/> into the pipe.</summary>
+    /// <returns>Bytes moved; 0 at end of stream; <see cref="WouldBlock"/> or <see cref="Unsupported"/>.</returns>
+    /// <exception cref="SocketException">The receive failed (e.g. the peer reset the connection).</exception>
+    /// <exception cref="ObjectDisposedException">The socket was closed (the relay was aborted).</exception>
+    public int FillFrom(SafeSocketHandle source)
+    {
+        nint moved;
+        do
+        {
+            moved = SpliceNative.Splice(source, 0, _write, 0, (nuint)(Capacity - Buffered), SpliceNative.Move | SpliceNative.NonBlock);
+        }
+        while (moved < 0 && Marshal.GetLastPInvokeError() == SpliceNative.Interrupted);
+
+        if (moved < 0)
+        {
+            return Failed("splice from socket");
+        }
+
+        Buffered += (int)moved;
+        return (int)moved;
+    }
+
+    /// <summary>Moves as much of the pipe's content as <paramref name="destination"/> takes now.</summary>
+    /// <returns>Bytes moved (the socket accepted them); <see cref="WouldBlock"/> or <see cref="Unsupported"/>.</returns>
+    /// <exception cref="SocketException">The send failed (e.g. the peer reset the connection).</exception>
+    /// <exception cref="ObjectDisposedException">The socket was closed (the relay was aborted).</exception>
+    public int DrainTo(SafeSocketHandle destination)
+    {
+        nint moved;
+        do
+        {
+            moved = SpliceNative.Splice(_read, 0, destination, 0, (nuint)Buffered, SpliceNative.Move | SpliceNative.NonBlock);
+        }
+        while (moved < 0 && Marshal.GetLastPInvokeError() == SpliceNative.Interrupted);
+
+        if (moved < 0)
+        {
+            return Failed("splice to socket");
+        }
+
+        Buffered -= (int)moved;
+        return (int)moved;
+    }
+
+    /// <summary>Reads bytes out of the pipe into user memory (for a destination that must be waited on, or cannot splice).</summary>
+    /// <returns>Bytes read, at most <paramref name="buffer"/>'s length and never more than <see cref="Buffered"/>.</returns>
+    public unsafe int ReadInto(Span<byte> buffer)
+    {
+        int wanted = Math.Min(buffer.Length, Buffered);
+        nint read;
+        fixed (byte* p = buffer)
+        {
+            do
+            {
+                read = SpliceNative.Read(_read, p, (nuint)wanted);
+            }
+            while (read < 0 && Marshal.GetLastPInvokeError() == SpliceNative.Interrupted);
+        }
+
+        if (read < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw new IOException($"read from relay pipe: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})");
+        }
+
+        Buffered -= (int)read;
+        return (int)read;
+    }
+
+    public void Dispose()
+    {
+        _read.Dispose();
+        _write.Dispose();
+    }
+
+    private static int Failed(string operation)
+    {
+        int errno = Marshal.GetLastPInvokeError();
+        return errno switch
+        {
+            SpliceNative.WouldBlock => WouldBlock,
+            SpliceNative.Invalid => Unsupported,
+            _ => throw SpliceNative.ToSocketException(errno, operation),
+        };
+    }
+}
