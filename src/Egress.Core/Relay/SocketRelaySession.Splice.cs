@@ -38,6 +38,7 @@ internal sealed partial class SocketRelaySession
             SafeSocketHandle from = source.SafeHandle;
             SafeSocketHandle to = destination.SafeHandle;
             bool likelyMore = false;
+            bool streaming = false; // the last fill brought more than a small read: skip the copy on the next wake-up
             while (true)
             {
                 receiving = true;
@@ -52,7 +53,10 @@ internal sealed partial class SocketRelaySession
                     }
 
                     await ready.ConfigureAwait(false);
+                }
 
+                if (!likelyMore && !streaming)
+                {
                     // A few bytes are cheaper to copy than to splice (a page per message); a full small read means a
                     // burst is queued, and the rest of it is spliced.
                     byte[] small = ArrayPool<byte>.Shared.Rent(SmallRead);
@@ -148,6 +152,7 @@ internal sealed partial class SocketRelaySession
                 }
 
                 likelyMore = read >= SpliceAgainThreshold;
+                streaming = read > SmallRead;
             }
         }
         catch (Exception ex)
