@@ -199,7 +199,11 @@ internal static class HostRuntime
         return 0;
     }
 
-    /// <summary>Reads the configuration; on failure writes one <c>file:line:col</c> line and returns null.</summary>
+    /// <summary>
+    /// Reads the configuration; on failure writes one <c>file:line:col</c> line and returns null. A valid configuration
+    /// with entries that are probably not meant (<see cref="ConfiguredComponents.GetWarnings"/>) gets one
+    /// <c>file:line:col: warning:</c> line per entry and is returned.
+    /// </summary>
     public static EgressConfiguration? LoadConfiguration(string? path, TextWriter error)
     {
         path ??= File.Exists("enclave.toml") ? "enclave.toml" : null;
@@ -211,7 +215,13 @@ internal static class HostRuntime
 
         try
         {
-            return EgressConfiguration.Load(path);
+            var configuration = EgressConfiguration.Load(path);
+            foreach (var warning in configuration.GetWarnings())
+            {
+                error.WriteLine(warning);
+            }
+
+            return configuration;
         }
         catch (ConfigurationException ex)
         {

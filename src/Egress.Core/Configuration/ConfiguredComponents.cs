@@ -45,6 +45,41 @@ public static class ConfiguredComponents
         return EgressPolicy.Create(configuration.Egress.Enabled, destinations, cache);
     }
 
+    /// <summary>
+    /// Lists what in <c>[egress]</c> is valid but probably not meant: an IP network entry broader than an internal range
+    /// it contains (instance metadata, loopback, private ranges) opens that range too, because explicit entries are
+    /// trusted. Each warning is located like an error:
+    /// <c>enclave.toml:3:17: warning: destination "0.0.0.0/1" also allows internal ranges it does not name: ... (key 'egress.destinations')</c>.
+    /// </summary>
+    /// <param name="configuration">The configuration.</param>
+    /// <returns>The warnings, in the order of the entries; empty when there are none.</returns>
+    public static IReadOnlyList<string> GetWarnings(this EgressConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        var warnings = new List<string>();
+        var destinations = configuration.Egress.Destinations;
+        for (var i = 0; i < destinations.Count; i++)
+        {
+            if (!DestinationRule.TryParse(destinations[i], out var rule, out _) || rule.Network is not { } network)
+            {
+                continue;
+            }
+
+            var opened = InternalRanges.OpenedWithoutNaming(network);
+            if (opened.Count > 0)
+            {
+                var location = configuration.GetLocation("egress.destinations", i)
+                    ?? configuration.GetLocation("egress.destinations")
+                    ?? new SourceLocation(configuration.SourceName, 0, 0);
+                warnings.Add(
+                    $"{location}: warning: destination \"{destinations[i]}\" also allows internal ranges it does not name: "
+                    + $"{string.Join(", ", opened)}; if that is meant, list them as entries of their own (key 'egress.destinations')");
+            }
+        }
+
+        return warnings;
+    }
+
     /// <summary>Parses a tunnel endpoint given on the command line, or else the configured one.</summary>
     /// <param name="configuration">The configuration.</param>
     /// <param name="side">Which side's endpoint: the enclave connects, the host listens.</param>

@@ -19,6 +19,9 @@ internal readonly struct AddressBlock
         _isIPv4 = prefixLength >= 96 && AddressValue.IsIPv4(first);
     }
 
+    /// <summary>The first address of the block.</summary>
+    public UInt128 First => _first;
+
     /// <summary>The prefix length in 128-bit terms (an IPv4 /8 is 104).</summary>
     public int PrefixLength { get; }
 

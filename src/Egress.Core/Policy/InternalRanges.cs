@@ -50,6 +50,52 @@ public static class InternalRanges
         (AddressBlock.Parse("64:ff9b:1::/48"), "local-use NAT64 64:ff9b:1::/48 (not globally reachable)"),
     ];
 
+    // IPv6 blocks whose addresses embed an IPv4 address and are classified by it (see TryClassify).
+    private static readonly (AddressBlock Block, string Name)[] EmbeddedIPv4Forms =
+    [
+        (AddressBlock.Parse("::/96"), "IPv4-compatible ::/96 (every internal IPv4 range in that form)"),
+        (AddressBlock.Parse("64:ff9b::/96"), "NAT64 64:ff9b::/96 (every internal IPv4 range in that form)"),
+        (AddressBlock.Parse("::ffff:0:0:0/96"), "IPv4-translated ::ffff:0:0/96 (every internal IPv4 range in that form)"),
+        (AddressBlock.Parse("2002::/16"), "6to4 2002::/16 (every internal IPv4 range in that form)"),
+    ];
+
+    /// <summary>
+    /// Names the internal ranges that <paramref name="network"/> contains while being broader than each of them: what an
+    /// explicit allowlist entry opens without naming it (<c>0.0.0.0/1</c> opens 10.0.0.0/8 and 127.0.0.0/8; the entry
+    /// <c>10.0.0.0/8</c> itself names its range and opens nothing unnamed).
+    /// </summary>
+    /// <param name="network">An allowlist entry's network.</param>
+    /// <returns>The ranges, most specific first within each family; empty when there are none.</returns>
+    internal static List<string> OpenedWithoutNaming(IPNetwork network)
+    {
+        AddressBlock entry = AddressBlock.From(network);
+        var names = new List<string>();
+        foreach (var range in IPv4Ranges)
+        {
+            AddIfOpened(entry, range.Block, range.Name, names);
+        }
+
+        foreach (var (block, name) in IPv6Ranges)
+        {
+            AddIfOpened(entry, block, name, names);
+        }
+
+        foreach (var (block, name) in EmbeddedIPv4Forms)
+        {
+            AddIfOpened(entry, block, name, names);
+        }
+
+        return names;
+    }
+
+    private static void AddIfOpened(AddressBlock entry, AddressBlock range, string name, List<string> names)
+    {
+        if (entry.PrefixLength < range.PrefixLength && entry.Contains(range.First))
+        {
+            names.Add(name);
+        }
+    }
+
     /// <summary>Tells whether <paramref name="address"/> is internal and names its range. Does not allocate.</summary>
     /// <param name="address">The address to classify; an IPv4-mapped IPv6 address is classified as its IPv4 address.</param>
     /// <param name="rangeName">The range, e.g. <c>link-local 169.254.0.0/16 (instance metadata)</c>, when internal.</param>

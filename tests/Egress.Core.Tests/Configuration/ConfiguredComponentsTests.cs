@@ -22,6 +22,27 @@ public sealed class ConfiguredComponentsTests
     }
 
     [Test]
+    public void ABroadNetworkEntryIsWarnedAboutAtItsArrayElement()
+    {
+        var configuration = EgressConfiguration.Parse(
+            "[egress]\nenabled = true\ndestinations = [\n  \"api.example.com\",\n  \"0.0.0.0/1\",\n  \"10.0.0.0/8\",\n  \"198.18.0.0/15\",\n]\n", Source);
+
+        IReadOnlyList<string> warnings = configuration.GetWarnings();
+
+        Assert.That(warnings, Has.Count.EqualTo(1), "10.0.0.0/8 names its range; the others open none");
+        Assert.That(warnings[0], Does.StartWith($"{Source}:5:3: warning: destination \"0.0.0.0/1\" also allows internal ranges it does not name: loopback 127.0.0.0/8, "));
+        Assert.That(warnings[0], Does.EndWith("(key 'egress.destinations')"));
+    }
+
+    [Test]
+    public void TheSampleConfigurationHasNoWarnings()
+    {
+        var configuration = EgressConfiguration.Load(Path.Combine(TestContext.CurrentContext.TestDirectory, "..", "..", "..", "..", "..", "samples", "enclave.toml"));
+
+        Assert.That(configuration.GetWarnings(), Is.Empty);
+    }
+
+    [Test]
     public void ValidDestinationsMakeThePolicy()
     {
         var configuration = EgressConfiguration.Parse("[egress]\nenabled = true\ndestinations = [\"api.example.com\", \"10.1.2.3\"]\n", Source);

@@ -185,4 +185,39 @@ public sealed class InternalRangesTests
             Assert.That(internalCount, Is.EqualTo(rounds * 400));
         });
     }
+
+    [TestCase("0.0.0.0/1", new[] { "loopback 127.0.0.0/8", "unspecified 0.0.0.0/8", "private 10.0.0.0/8", "shared CGNAT 100.64.0.0/10" })]
+    [TestCase("128.0.0.0/1", new[] { "broadcast 255.255.255.255", "link-local 169.254.0.0/16 (instance metadata)", "private 172.16.0.0/12", "private 192.168.0.0/16", "multicast 224.0.0.0/4", "reserved 240.0.0.0/4" })]
+    [TestCase("169.254.0.0/15", new[] { "link-local 169.254.0.0/16 (instance metadata)" })]
+    [TestCase("2000::/3", new[] { "6to4 2002::/16 (every internal IPv4 range in that form)" })]
+    [TestCase("fd00::/8", new[] { "instance metadata fd00:ec2::254 (unique local fc00::/7)" })]
+    [TestCase("fc00::/7", new[] { "instance metadata fd00:ec2::254 (unique local fc00::/7)" }, TestName = "Naming the unique local range still opens the instance metadata address inside it")]
+    public void ABroaderNetworkOpensTheInternalRangesInsideIt(string network, string[] expected) =>
+        Assert.That(InternalRanges.OpenedWithoutNaming(IPNetwork.Parse(network)), Is.EqualTo(expected));
+
+    [TestCase("10.0.0.0/8")]
+    [TestCase("10.1.0.0/16")]
+    [TestCase("169.254.169.254/32")]
+    [TestCase("198.18.0.0/15")]
+    [TestCase("8.0.0.0/7")]
+    [TestCase("2001:db8::/32")]
+    public void ANetworkThatNamesItsRangeOrMissesThemAllOpensNothingUnnamed(string network) =>
+        Assert.That(InternalRanges.OpenedWithoutNaming(IPNetwork.Parse(network)), Is.Empty);
+
+    [Test]
+    public void EverythingOpensEveryRangeOfItsFamily()
+    {
+        List<string> v4 = InternalRanges.OpenedWithoutNaming(IPNetwork.Parse("0.0.0.0/0"));
+        List<string> v6 = InternalRanges.OpenedWithoutNaming(IPNetwork.Parse("::/0"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(v4, Has.Count.EqualTo(10));
+            Assert.That(v4, Has.Member("link-local 169.254.0.0/16 (instance metadata)"));
+            Assert.That(v6, Has.Count.EqualTo(12), "8 IPv6 ranges and 4 forms that embed IPv4");
+            Assert.That(v6, Has.Member("loopback ::1"));
+            Assert.That(v6, Has.Member("IPv4-compatible ::/96 (every internal IPv4 range in that form)"));
+            Assert.That(v6, Has.None.Contains("127.0.0.0/8"), "an IPv6 entry never matches IPv4 destinations");
+        });
+    }
 }
