@@ -91,7 +91,14 @@ internal sealed partial class SocketRelaySession
                     receiving = true;
                 }
 
-                pipe ??= SplicePipe.Rent();
+                pipe ??= _rentPipe();
+                if (pipe is null)
+                {
+                    // No pipe to be had (out of descriptors): copy through user space rather than fail the connection.
+                    receiving = false;
+                    return moved + await CopyAsync(source, destination, ReadOnlyMemory<byte>.Empty, fromA).ConfigureAwait(false);
+                }
+
                 int read = pipe.FillFrom(from);
                 if (read == SplicePipe.WouldBlock)
                 {

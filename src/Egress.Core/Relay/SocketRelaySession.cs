@@ -13,13 +13,24 @@ internal sealed partial class SocketRelaySession
     private readonly Socket _b;
     private readonly RelayMonitor _monitor;
     private readonly bool _splice;
+    private readonly Func<SplicePipe?> _rentPipe;
 
     public SocketRelaySession(Socket a, Socket b, RelayOptions options)
+        : this(a, b, options, SplicePipe.TryRent)
+    {
+    }
+
+    /// <param name="a">One side.</param>
+    /// <param name="b">The other side.</param>
+    /// <param name="options">Idle timeout, clock, splicing.</param>
+    /// <param name="rentPipe">Where a splicing direction gets its pipe; null means none can be had (it copies instead).</param>
+    internal SocketRelaySession(Socket a, Socket b, RelayOptions options, Func<SplicePipe?> rentPipe)
     {
         _a = a;
         _b = b;
         _monitor = new RelayMonitor(options, ResetBoth);
         _splice = options.UseSplice && OperatingSystem.IsLinux();
+        _rentPipe = rentPipe;
     }
 
     /// <summary>Bytes that went socket to socket through a kernel pipe, A to B and B to A (the rest was copied).</summary>

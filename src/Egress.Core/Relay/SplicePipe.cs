@@ -30,11 +30,19 @@ internal sealed class SplicePipe : IDisposable
 
     private readonly SafeFileHandle _read;
     private readonly SafeFileHandle _write;
+    private readonly bool _poolable;
 
-    private SplicePipe((SafeFileHandle Read, SafeFileHandle Write) ends)
+    /// <summary>Wraps two descriptors as a relay pipe that is never pooled (tests pass descriptors that are not a pipe).</summary>
+    internal SplicePipe(SafeFileHandle read, SafeFileHandle write)
+        : this(read, write, poolable: false)
     {
-        _read = ends.Read;
-        _write = ends.Write;
+    }
+
+    private SplicePipe(SafeFileHandle read, SafeFileHandle write, bool poolable)
+    {
+        _read = read;
+        _write = write;
+        _poolable = poolable;
     }
 
     /// <summary>Bytes in the pipe: moved in and not yet moved out.</summary>
@@ -50,19 +58,34 @@ internal sealed class SplicePipe : IDisposable
             return pipe;
         }
 
-        return new SplicePipe(SpliceNative.CreatePipe());
+        var (read, write) = SpliceNative.CreatePipe();
+        return new SplicePipe(read, write, poolable: true);
+    }
+
+    /// <summary>An empty pipe from the pool, a new one, or null when none can be created (e.g. out of descriptors).</summary>
+    public static SplicePipe? TryRent()
+    {
+        try
+        {
+            return Rent();
+        }
+        catch (IOException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Gives the pipe back for reuse if it is empty; a pipe still holding bytes (an aborted relay) is closed.</summary>
     public static void Return(SplicePipe pipe)
     {
-        if (pipe.Buffered == 0 && Interlocked.Increment(ref s_pooled) <= PoolLimit)
+        bool reusable = pipe._poolable && pipe.Buffered == 0;
+        if (reusable && Interlocked.Increment(ref s_pooled) <= PoolLimit)
         {
             s_pool.Add(pipe);
             return;
         }
 
-        if (pipe.Buffered == 0)
+        if (reusable)
         {
             Interlocked.Decrement(ref s_pooled);
         }
