@@ -9,7 +9,6 @@ using Egress.Hosting;
 using Egress.Interception;
 using Egress.Policy;
 using Egress.Proxy;
-using Egress.Relay;
 using Egress.Tunnel;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -167,7 +166,7 @@ builder.Services.AddSingleton(services => new EgressProxy(
         Listen = configuration.Enclave.ProxyListen,
         Tunnel = tunnel,
         StatusTimeout = configuration.Tunnel.StatusTimeout,
-        Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout, UseSplice = configuration.Relay.Splice },
+        Relay = configuration.CreateRelayOptions(),
         ShutdownDrain = configuration.Relay.ShutdownDrain,
         Metrics = services.GetRequiredService<EgressMetrics>(),
     },

@@ -7,7 +7,6 @@ using Egress.Gateway;
 using Egress.Hosting;
 using Egress.Host;
 using Egress.Policy;
-using Egress.Relay;
 using Egress.Tunnel;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -144,7 +143,7 @@ builder.Services.AddSingleton(services => new TunnelGateway(
         Listen = listen,
         HeaderTimeout = configuration.Host.HeaderTimeout,
         ConnectTimeout = configuration.Host.ConnectTimeout,
-        Relay = new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout, UseSplice = configuration.Relay.Splice },
+        Relay = configuration.CreateRelayOptions(),
         ShutdownDrain = configuration.Relay.ShutdownDrain,
         DnsUpstreams = upstreams.Count > 0 ? upstreams : configuration.Host.DnsUpstreams,
         DnsTimeout = configuration.Host.DnsTimeout,

@@ -1,4 +1,5 @@
 using Egress.Policy;
+using Egress.Relay;
 using Egress.Tunnel;
 
 namespace Egress.Configuration;
@@ -43,6 +44,15 @@ public static class ConfiguredComponents
         }
 
         return EgressPolicy.Create(configuration.Egress.Enabled, destinations, cache);
+    }
+
+    /// <summary>Creates the relay settings from <c>[relay]</c>: the idle timeout and whether to splice.</summary>
+    /// <param name="configuration">The configuration.</param>
+    /// <returns>The options, with the system clock.</returns>
+    public static RelayOptions CreateRelayOptions(this EgressConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        return new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout, UseSplice = configuration.Relay.Splice };
     }
 
     /// <summary>

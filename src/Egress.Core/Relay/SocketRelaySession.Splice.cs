@@ -164,13 +164,7 @@ internal sealed partial class SocketRelaySession
         }
         catch (Exception ex)
         {
-            if (!_monitor.IsAborted)
-            {
-                RelayShutdownCause cause = receiving
-                    ? fromA ? RelayShutdownCause.AReadError : RelayShutdownCause.BReadError
-                    : fromA ? RelayShutdownCause.BWriteError : RelayShutdownCause.AWriteError;
-                _monitor.Abort(cause, ex);
-            }
+            AbortOnError(ex, receiving, fromA);
         }
         finally
         {

@@ -51,6 +51,21 @@ internal sealed partial class SocketRelaySession
     }
 
     /// <summary>
+    /// A direction loop failed: records which side failed and how (unless the relay was already aborted, which is what
+    /// made the loop fail), and aborts both directions.
+    /// </summary>
+    private void AbortOnError(Exception error, bool receiving, bool fromA)
+    {
+        if (!_monitor.IsAborted)
+        {
+            RelayShutdownCause cause = receiving
+                ? fromA ? RelayShutdownCause.AReadError : RelayShutdownCause.BReadError
+                : fromA ? RelayShutdownCause.BWriteError : RelayShutdownCause.AWriteError;
+            _monitor.Abort(cause, error);
+        }
+    }
+
+    /// <summary>
     /// Puts both sockets in non-blocking mode, which splice needs: a TCP socket waits in splice according to its own
     /// mode, not the splice flags, and a socket only becomes non-blocking by itself on its first asynchronous operation.
     /// </summary>

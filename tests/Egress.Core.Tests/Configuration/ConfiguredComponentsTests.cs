@@ -43,6 +43,20 @@ public sealed class ConfiguredComponentsTests
     }
 
     [Test]
+    public void RelayOptionsTakeTheRelaySection()
+    {
+        var configured = EgressConfiguration.Parse("[relay]\nidle_timeout_seconds = 120\nsplice = false\n", Source).CreateRelayOptions();
+        var defaults = EgressConfiguration.Parse(string.Empty, Source).CreateRelayOptions();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((configured.IdleTimeout, configured.UseSplice), Is.EqualTo(((TimeSpan?)TimeSpan.FromMinutes(2), false)));
+            Assert.That((defaults.IdleTimeout, defaults.UseSplice), Is.EqualTo(((TimeSpan?)TimeSpan.FromHours(1), true)));
+            Assert.That(configured.TimeProvider, Is.SameAs(TimeProvider.System));
+        });
+    }
+
+    [Test]
     public void ValidDestinationsMakeThePolicy()
     {
         var configuration = EgressConfiguration.Parse("[egress]\nenabled = true\ndestinations = [\"api.example.com\", \"10.1.2.3\"]\n", Source);
