@@ -7,7 +7,10 @@ namespace Egress.Benchmarks.Tools;
 /// <summary>One connection, one byte out and one byte back per round trip, blocking calls on one thread.</summary>
 internal static class LatencyClient
 {
+    // At least this many round trips and this long before measuring: a host started just before (--only=latency) still
+    // runs unoptimised code for its first few hundred milliseconds, until the runtime's tiered compilation catches up.
     private const int WarmupRoundTrips = 2000;
+    private static readonly TimeSpan WarmupTime = TimeSpan.FromSeconds(1);
 
     public static int Run(IPEndPoint target, int seconds)
     {
@@ -15,7 +18,8 @@ internal static class LatencyClient
         socket.Connect(target);
         byte[] one = [42];
         byte[] reply = new byte[1];
-        for (int i = 0; i < WarmupRoundTrips; i++)
+        long warmUntil = Stopwatch.GetTimestamp() + (long)(WarmupTime.TotalSeconds * Stopwatch.Frequency);
+        for (int i = 0; i < WarmupRoundTrips || Stopwatch.GetTimestamp() < warmUntil; i++)
         {
             RoundTrip(socket, one, reply);
         }
