@@ -147,6 +147,7 @@ builder.Services.AddSingleton(services => new TunnelGateway(
         ShutdownDrain = configuration.Relay.ShutdownDrain,
         DnsUpstreams = upstreams.Count > 0 ? upstreams : configuration.Host.DnsUpstreams,
         DnsTimeout = configuration.Host.DnsTimeout,
+        MaxStreams = configuration.Host.MaxStreams,
         Metrics = services.GetRequiredService<EgressMetrics>(),
     },
     policy,

@@ -19,7 +19,7 @@ internal sealed class ConfigurationReader
     private static readonly string[] EgressKeys = ["enabled", "destinations"];
     private static readonly string[] TunnelKeys = ["enclave_endpoint", "host_endpoint", "status_timeout_ms"];
     private static readonly string[] EnclaveKeys = ["proxy_listen", "dns_listen", "dns_query_timeout_ms"];
-    private static readonly string[] HostKeys = ["connect_timeout_ms", "header_timeout_ms", "dns_upstreams", "dns_timeout_ms", "metrics_listen"];
+    private static readonly string[] HostKeys = ["connect_timeout_ms", "header_timeout_ms", "dns_upstreams", "dns_timeout_ms", "metrics_listen", "max_streams"];
     private static readonly string[] DnsKeys = ["ttl_floor_seconds", "grace_seconds", "cache_max_entries"];
     private static readonly string[] RelayKeys = ["idle_timeout_seconds", "shutdown_drain_seconds", "splice"];
 
@@ -43,6 +43,7 @@ internal sealed class ConfigurationReader
     private long ttlFloorSeconds = 30;
     private long graceSeconds = 60;
     private long cacheMaxEntries = 65_536;
+    private long maxStreams;
     private long idleTimeoutSeconds = 3_600;
     private long shutdownDrainSeconds = 10;
     private bool splice = true;
@@ -234,6 +235,9 @@ internal sealed class ConfigurationReader
             case "metrics_listen":
                 metricsListen = ReadEndPoint(path, keyLocation);
                 break;
+            case "max_streams":
+                maxStreams = ReadInteger(path, keyLocation, 0, int.MaxValue);
+                break;
             default:
                 throw UnknownKey(key, path, keyLocation, HostKeys);
         }
@@ -420,7 +424,7 @@ internal sealed class ConfigurationReader
         new EgressSection(egressEnabled, Array.AsReadOnly(destinations)),
         new TunnelSection(enclaveEndpoint, hostEndpoint, TimeSpan.FromMilliseconds(statusTimeoutMs)),
         new EnclaveSection(Array.AsReadOnly(proxyListen), Array.AsReadOnly(dnsListen), TimeSpan.FromMilliseconds(dnsQueryTimeoutMs)),
-        new HostSection(TimeSpan.FromMilliseconds(connectTimeoutMs), TimeSpan.FromMilliseconds(headerTimeoutMs), Array.AsReadOnly(dnsUpstreams), TimeSpan.FromMilliseconds(dnsTimeoutMs), metricsListen),
+        new HostSection(TimeSpan.FromMilliseconds(connectTimeoutMs), TimeSpan.FromMilliseconds(headerTimeoutMs), Array.AsReadOnly(dnsUpstreams), TimeSpan.FromMilliseconds(dnsTimeoutMs), metricsListen, (int)maxStreams),
         new DnsSection(TimeSpan.FromSeconds(ttlFloorSeconds), TimeSpan.FromSeconds(graceSeconds), (int)cacheMaxEntries),
         new RelaySection(idleTimeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(idleTimeoutSeconds), TimeSpan.FromSeconds(shutdownDrainSeconds), splice),
         locations);

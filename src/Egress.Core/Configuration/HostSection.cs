@@ -5,8 +5,9 @@ namespace Egress.Configuration;
 /// <summary>The <c>[host]</c> section: egress-host on the parent instance.</summary>
 public sealed class HostSection
 {
-    internal HostSection(TimeSpan connectTimeout, TimeSpan headerTimeout, IReadOnlyList<IPEndPoint> dnsUpstreams, TimeSpan dnsTimeout, IPEndPoint? metricsListen)
+    internal HostSection(TimeSpan connectTimeout, TimeSpan headerTimeout, IReadOnlyList<IPEndPoint> dnsUpstreams, TimeSpan dnsTimeout, IPEndPoint? metricsListen, int maxStreams)
     {
+        MaxStreams = maxStreams;
         MetricsListen = metricsListen;
         ConnectTimeout = connectTimeout;
         HeaderTimeout = headerTimeout;
@@ -29,4 +30,9 @@ public sealed class HostSection
     /// <summary>Gets where egress-host serves its metrics in Prometheus text format (<c>host.metrics_listen</c>, e.g.
     /// <c>"127.0.0.1:9464"</c>); null (the default) serves none.</summary>
     public IPEndPoint? MetricsListen { get; }
+
+    /// <summary>Gets how many tunnel streams (relayed connections and DNS streams) the host serves at once
+    /// (<c>host.max_streams</c>); a stream beyond it is answered with a failure naming the limit. 0 (the default) sets
+    /// no limit beyond the process's open-files limit.</summary>
+    public int MaxStreams { get; }
 }

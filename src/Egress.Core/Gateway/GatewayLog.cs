@@ -43,6 +43,9 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 210, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}, {DurationMs:F0} ms")]
     public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, double durationMs);
 
+    [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target}: stream limit reached (host.max_streams = {Limit})")]
+    public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, string target, int limit);
+
     [LoggerMessage(EventId = 251, Level = LogLevel.Information, Message = "DNS upstreams: {Upstreams}")]
     public static partial void DnsUpstreams(ILogger logger, string upstreams);
 

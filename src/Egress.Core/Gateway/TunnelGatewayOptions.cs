@@ -30,6 +30,10 @@ public sealed class TunnelGatewayOptions
     /// the system's resolvers (its resolv.conf), found when the gateway is created.</summary>
     public IReadOnlyList<IPEndPoint> DnsUpstreams { get; init; } = [];
 
+    /// <summary>Gets how many streams are served at once, counted from accept to close; a stream beyond it gets status
+    /// Failure naming the limit once its request is read. 0 (the default) sets no limit.</summary>
+    public int MaxStreams { get; init; }
+
     /// <summary>Gets how long a DNS query may take across all upstreams before the enclave gets SERVFAIL.</summary>
     public TimeSpan DnsTimeout { get; init; } = TimeSpan.FromSeconds(2);
 }

@@ -20,16 +20,29 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
 
     private static readonly TimeSpan CloseDeadline = TimeSpan.FromSeconds(30);
 
+    private int _openStreams;
+
     public async Task HandleAsync(Socket streamSocket, CancellationToken stopping, CancellationToken aborted)
     {
         var metrics = options.Metrics;
         var tunnel = streamSocket;
         Socket? upstream = null;
+        int open = Interlocked.Increment(ref _openStreams);
         try
         {
             var request = await ReadRequestAsync(tunnel, aborted).ConfigureAwait(false);
             if (request is null)
             {
+                return;
+            }
+
+            if (options.MaxStreams > 0 && open > options.MaxStreams)
+            {
+                // Answered after the request is read, so that the enclave gets the reason rather than a reset stream.
+                var target = request.Value.Destination is { } to ? $" to {to}" : string.Empty;
+                GatewayLog.StreamLimit(logger, request.Value.Kind, target, options.MaxStreams);
+                metrics?.TunnelError("stream_limit");
+                await AnswerAsync(tunnel, TunnelStatus.Failure, $"parent: stream limit reached (host.max_streams = {options.MaxStreams})", aborted).ConfigureAwait(false);
                 return;
             }
 
@@ -86,6 +99,7 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
         {
             TunnelHandshake.Close(tunnel);
             upstream?.Dispose();
+            Interlocked.Decrement(ref _openStreams);
         }
     }
 

@@ -44,6 +44,7 @@ public sealed class ConfigurationErrorTests
     [TestCase("[relay]\nidle_timeout_seconds = -1\n", 2, 24, "relay.idle_timeout_seconds", "must be between 0 and 2147483, found -1", TestName = "Negative idle timeout")]
     [TestCase("[relay]\nidle_timeout_seconds = 2147484\n", 2, 24, "relay.idle_timeout_seconds", "must be between 0 and 2147483, found 2147484", TestName = "Idle timeout too long")]
     [TestCase("[dns]\ngrace_seconds = -1\n", 2, 17, "dns.grace_seconds", "must be between 0 and 2147483, found -1", TestName = "Negative grace")]
+    [TestCase("[host]\nmax_streams = -1\n", 2, 15, "host.max_streams", "must be between 0 and 2147483647, found -1", TestName = "Negative stream limit")]
     [TestCase("[dns]\ncache_max_entries = 0\n", 2, 21, "dns.cache_max_entries", "must be between 1 and 2147483647, found 0", TestName = "Empty cache")]
     [TestCase("[dns]\ncache_max_entries = 0x80000000\n", 2, 21, "dns.cache_max_entries", "must be between 1 and 2147483647, found 2147483648", TestName = "Cache size beyond int")]
     [TestCase("[tunnel]\nstatus_timeout_ms = 5000\n", 2, 21, "tunnel.status_timeout_ms", "tunnel.status_timeout_ms (5000) must be greater than host.connect_timeout_ms (5000), or the enclave gives up before the host reports", TestName = "Status timeout equal to the connect timeout")]

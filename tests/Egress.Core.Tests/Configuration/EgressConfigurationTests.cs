@@ -27,6 +27,7 @@ public sealed class EgressConfigurationTests
         header_timeout_ms = 1500
         dns_upstreams = ["10.0.0.2", "10.0.0.3:5353", "[2001:db8::1]:54", "2001:db8::2", "[2001:db8::3]"]
         dns_timeout_ms = 900
+        max_streams = 20000
 
         [dns]
         ttl_floor_seconds = 0
@@ -100,6 +101,7 @@ public sealed class EgressConfigurationTests
             Assert.That(configuration.Host.HeaderTimeout, Is.EqualTo(TimeSpan.FromSeconds(5)));
             Assert.That(configuration.Host.DnsUpstreams, Is.Empty);
             Assert.That(configuration.Host.DnsTimeout, Is.EqualTo(TimeSpan.FromSeconds(2)));
+            Assert.That(configuration.Host.MaxStreams, Is.Zero, "no limit");
             Assert.That(configuration.Dns.TtlFloor, Is.EqualTo(TimeSpan.FromSeconds(30)));
             Assert.That(configuration.Dns.Grace, Is.EqualTo(TimeSpan.FromSeconds(60)));
             Assert.That(configuration.Dns.CacheMaxEntries, Is.EqualTo(65536));
@@ -139,6 +141,7 @@ public sealed class EgressConfigurationTests
                 IPEndPoint.Parse("[2001:db8::2]:53"), IPEndPoint.Parse("[2001:db8::3]:53"),
             }));
             Assert.That(configuration.Host.DnsTimeout, Is.EqualTo(TimeSpan.FromMilliseconds(900)));
+            Assert.That(configuration.Host.MaxStreams, Is.EqualTo(20000));
             Assert.That(configuration.Dns.TtlFloor, Is.EqualTo(TimeSpan.Zero));
             Assert.That(configuration.Dns.Grace, Is.EqualTo(TimeSpan.FromSeconds(15)));
             Assert.That(configuration.Dns.CacheMaxEntries, Is.EqualTo(1024));

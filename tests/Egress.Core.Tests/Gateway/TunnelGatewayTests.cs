@@ -69,6 +69,37 @@ public sealed class TunnelGatewayTests
     }
 
     [Test]
+    public async Task StreamBeyondTheLimitIsAnsweredWithTheLimitAndAClosedStreamFreesItsPlace()
+    {
+        StartGateway(["127.0.0.1"], maxStreams: 1);
+        using var first = new EchoServer();
+        using var later = new EchoServer();
+        using Socket held = await TunnelClient.ConnectAsync(_endpoint);
+        await TunnelClient.SendAsync(held, TunnelRequest.ForTcp(first.EndPoint));
+        Assert.That(await TunnelClient.ReadResponseAsync(held).WaitAsync(HangGuard), Is.EqualTo(new TunnelResponse(TunnelStatus.Ok)));
+
+        (TunnelResponse refused, byte[] rest) = await RequestAsync(TunnelRequest.ForTcp(later.EndPoint));
+
+        Assert.That(refused, Is.EqualTo(new TunnelResponse(TunnelStatus.Failure, "parent: stream limit reached (host.max_streams = 1)")));
+        Assert.That(rest, Is.Empty, "the stream ends after the status");
+        Assert.That(
+            await _logs.WaitForLineAsync("host.max_streams"),
+            Is.EqualTo($"Warning: rejected TcpConnect stream to {later.EndPoint}: stream limit reached (host.max_streams = 1)"));
+        Assert.That(later.Accepted.IsCompleted, Is.False, "a refused stream dials nothing");
+
+        held.Shutdown(SocketShutdown.Send);
+        await TunnelClient.ReadToEndAsync(held).WaitAsync(HangGuard);
+        // The held stream's handler releases its place just after the relay ends; until then a request is refused.
+        TunnelResponse response = refused;
+        for (var deadline = DateTime.UtcNow + HangGuard; response.Status != TunnelStatus.Ok && DateTime.UtcNow < deadline;)
+        {
+            (response, _) = await RequestAsync(TunnelRequest.ForTcp(later.EndPoint));
+        }
+
+        Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.Ok)), "served once the held stream has closed");
+    }
+
+    [Test]
     public async Task DestinationNotListedIsDeniedWithTheReason()
     {
         StartGateway(["127.0.0.1", "api.example.com"]);
@@ -266,7 +297,7 @@ public sealed class TunnelGatewayTests
         return connected;
     }
 
-    private void StartGateway(string[] destinations, TimeSpan? headerTimeout = null, TimeSpan? connectTimeout = null, TimeSpan? drain = null)
+    private void StartGateway(string[] destinations, TimeSpan? headerTimeout = null, TimeSpan? connectTimeout = null, TimeSpan? drain = null, int maxStreams = 0)
     {
         var policy = EgressPolicy.Create(true, destinations, new AllowlistCache(new AllowlistCacheOptions()));
         var options = new TunnelGatewayOptions
@@ -275,6 +306,7 @@ public sealed class TunnelGatewayTests
             HeaderTimeout = headerTimeout ?? TimeSpan.FromSeconds(5),
             ConnectTimeout = connectTimeout ?? TimeSpan.FromSeconds(5),
             ShutdownDrain = drain ?? TimeSpan.FromSeconds(5),
+            MaxStreams = maxStreams,
         };
         _gateway = new TunnelGateway(options, policy, _logs);
         _gateway.Start();
