@@ -53,7 +53,7 @@ public sealed class TunnelGateway : IAsyncDisposable
         LocalEndPoint = socket.LocalEndPoint;
         ConnectionListener? listener = null;
         listener = new ConnectionListener(
-            socket, $"gateway {_options.Listen}", (stream, aborted) => _handler.HandleAsync(stream, listener!.Stopping, aborted), _logger);
+            socket, $"gateway {_options.Listen}", (stream, aborted) => _handler.HandleAsync(stream, listener!, aborted), _logger);
         _listener = listener;
         _listener.Start();
         GatewayLog.Listening(_logger, _options.Listen.ToString());

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Egress.Connections;
 using Egress.Dns;
 using Egress.Policy;
 using Egress.Relay;
@@ -20,14 +21,15 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
 
     private static readonly TimeSpan CloseDeadline = TimeSpan.FromSeconds(30);
 
-    private int _openStreams;
-
-    public async Task HandleAsync(Socket streamSocket, CancellationToken stopping, CancellationToken aborted)
+    /// <param name="streamSocket">The accepted stream.</param>
+    /// <param name="listener">The gateway's listener: its live streams (this one included) and its stop signal.</param>
+    /// <param name="aborted">Cancelled when the stop aborts live streams.</param>
+    public async Task HandleAsync(Socket streamSocket, ConnectionListener listener, CancellationToken aborted)
     {
+        var stopping = listener.Stopping;
         var metrics = options.Metrics;
         var tunnel = streamSocket;
         Socket? upstream = null;
-        int open = Interlocked.Increment(ref _openStreams);
         try
         {
             var request = await ReadRequestAsync(tunnel, aborted).ConfigureAwait(false);
@@ -36,7 +38,7 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
                 return;
             }
 
-            if (options.MaxStreams > 0 && open > options.MaxStreams)
+            if (options.MaxStreams > 0 && listener.ActiveConnections > options.MaxStreams)
             {
                 // Answered after the request is read, so that the enclave gets the reason rather than a reset stream.
                 var target = request.Value.Destination is { } to ? $" to {to}" : string.Empty;
@@ -99,7 +101,6 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
         {
             TunnelHandshake.Close(tunnel);
             upstream?.Dispose();
-            Interlocked.Decrement(ref _openStreams);
         }
     }
 
