@@ -29,14 +29,32 @@ public static class RelayPipes
     /// <summary>Wraps a connected stream socket (TCP, Unix or VSOCK) in a pipe pair tuned for relaying.</summary>
     /// <remarks>
     /// 64 KiB segments (one socket receive each); at most about 1 MiB buffered per pipe before the producer pauses
-    /// (resuming below 512 KiB). Zero-length reads are on, so an idle connection waits without renting a receive buffer.
+    /// (resuming below 512 KiB). Zero-length reads are on where the socket can say how many bytes are queued
+    /// (FIONREAD, which the zero-length read path asks after each wake-up), so an idle connection waits without
+    /// renting a receive buffer. AF_VSOCK answers FIONREAD with EOPNOTSUPP on kernels without SIOCINQ support for
+    /// VSOCK, a recent addition (the VM suite's Linux 6.1 among them): there every read waits with a rented buffer.
     /// </remarks>
     /// <param name="socket">A connected stream socket; the connection takes ownership of it.</param>
     /// <returns>The connection; close it with <see cref="CloseAsync"/> (or <see cref="Reset"/> its socket on errors).</returns>
     public static SocketConnection CreateConnection(Socket socket)
     {
         ArgumentNullException.ThrowIfNull(socket);
-        return SocketConnection.Create(socket, PipeOptions, PipeOptions, SocketConnectionOptions.ZeroLengthReads);
+        SocketConnectionOptions options = CanCountQueuedBytes(socket) ? SocketConnectionOptions.ZeroLengthReads : SocketConnectionOptions.None;
+        return SocketConnection.Create(socket, PipeOptions, PipeOptions, options);
+    }
+
+    /// <summary>Whether FIONREAD works on the socket (<see cref="Socket.Available"/> does not throw).</summary>
+    internal static bool CanCountQueuedBytes(Socket socket)
+    {
+        try
+        {
+            _ = socket.Available;
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
     }
 
     /// <summary>
