@@ -45,6 +45,8 @@ const string Usage = """
       --apply, --remove    rules only: apply or remove the rules instead of printing them
       --force              rules only: apply even where network interfaces other than lo exist
       -h, --help           show this help
+      --version            print the version (with the git commit it was built from), the .NET runtime and
+                           the RID, and exit
 
     Examples:
       egress-enclave rules --apply && egress-enclave --config /etc/egress/enclave.toml
@@ -198,6 +200,7 @@ builder.Services.AddSingleton<IHostedService>(services =>
 });
 
 using var host = builder.Build();
+HostRuntime.LogStart(host, "Egress.Enclave");
 return await HostRuntime.RunAsync(host);
 
 string? DescribeDnsBindFailure(Exception exception)
