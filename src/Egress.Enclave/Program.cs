@@ -144,10 +144,12 @@ if (configuration is null)
 TunnelEndpoint tunnel;
 AllowlistCache cache;
 EgressPolicy policy;
+PolicyDigest policyDigest;
 try
 {
     cache = configuration.CreateCache();
     policy = configuration.CreatePolicy(cache);
+    policyDigest = configuration.GetPolicyDigest();
     tunnel = configuration.GetTunnelEndpoint(TunnelSide.Enclave, command.Value("--tunnel"));
 }
 catch (ConfigurationException ex)
@@ -200,7 +202,7 @@ builder.Services.AddSingleton<IHostedService>(services =>
 });
 
 using var host = builder.Build();
-HostRuntime.LogStart(host, "Egress.Enclave");
+HostRuntime.LogStart(host, "Egress.Enclave", policyDigest);
 return await HostRuntime.RunAsync(host);
 
 string? DescribeDnsBindFailure(Exception exception)

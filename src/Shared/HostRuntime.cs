@@ -182,11 +182,15 @@ internal static class HostRuntime
         return builder;
     }
 
-    /// <summary>Logs, under <paramref name="category"/>, the line every start begins with: <see cref="HostVersion.Text"/>.</summary>
-    public static void LogStart(IHost host, string category)
+    /// <summary>
+    /// Logs, under <paramref name="category"/>, the two lines every start begins with: <see cref="HostVersion.Text"/>
+    /// and the policy digest, which the other side logs too (they differ when the two read different policies).
+    /// </summary>
+    public static void LogStart(IHost host, string category, PolicyDigest policy)
     {
         var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger(category);
         HostLog.Starting(logger, HostVersion.Text);
+        HostLog.Policy(logger, policy);
     }
 
     /// <summary>
