@@ -45,6 +45,8 @@ const string Usage = """
       --apply, --remove    rules only: apply or remove the rules instead of printing them
       --force              rules only: apply even where network interfaces other than lo exist
       -h, --help           show this help
+      --version            print the version (with the git commit it was built from), the .NET runtime and
+                           the RID, and exit
 
     Examples:
       egress-enclave rules --apply && egress-enclave --config /etc/egress/enclave.toml
@@ -142,10 +144,12 @@ if (configuration is null)
 TunnelEndpoint tunnel;
 AllowlistCache cache;
 EgressPolicy policy;
+PolicyDigest policyDigest;
 try
 {
     cache = configuration.CreateCache();
     policy = configuration.CreatePolicy(cache);
+    policyDigest = configuration.GetPolicyDigest();
     tunnel = configuration.GetTunnelEndpoint(TunnelSide.Enclave, command.Value("--tunnel"));
 }
 catch (ConfigurationException ex)
@@ -198,6 +202,7 @@ builder.Services.AddSingleton<IHostedService>(services =>
 });
 
 using var host = builder.Build();
+HostRuntime.LogStart(host, "Egress.Enclave", policyDigest);
 return await HostRuntime.RunAsync(host);
 
 string? DescribeDnsBindFailure(Exception exception)

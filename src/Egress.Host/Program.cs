@@ -45,6 +45,8 @@ const string Usage = """
                            allow a non-loopback --metrics-listen / metrics_listen (the endpoint has no
                            authentication: firewall it)
       -h, --help           show this help
+      --version            print the version (with the git commit it was built from), the .NET runtime and
+                           the RID, and exit
 
     Examples:
       egress-host --config /etc/egress/enclave.toml
@@ -100,10 +102,12 @@ foreach (var text in command.Values("--dns-upstream"))
 TunnelEndpoint listen;
 AllowlistCache cache;
 EgressPolicy policy;
+PolicyDigest policyDigest;
 try
 {
     cache = configuration.CreateCache();
     policy = configuration.CreatePolicy(cache);
+    policyDigest = configuration.GetPolicyDigest();
     listen = configuration.GetTunnelEndpoint(TunnelSide.Host, command.Value("--tunnel"));
 
     if (metricsListen is null && configuration.Host.MetricsListen is { } configured)
@@ -167,6 +171,7 @@ builder.Services.AddSingleton<IHostedService>(services =>
 });
 
 using var host = builder.Build();
+HostRuntime.LogStart(host, "Egress.Host", policyDigest);
 return await HostRuntime.RunAsync(host, ex => ex.InnerException is HttpListenerException listenerError
     ? $"cannot serve metrics on http://{metricsListen}/metrics: {listenerError.Message}"
     : null);

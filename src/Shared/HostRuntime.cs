@@ -43,8 +43,9 @@ internal static class HostRuntime
 
     /// <summary>
     /// Reads the command line both hosts share: their own options plus <c>--config</c>, <c>--tunnel</c>,
-    /// <c>--log-level</c>, <c>--log-format</c> and <c>--help</c>. Returns null when the program should exit now: after
-    /// printing <paramref name="usage"/> (exit code 0) or an error naming the offending word (exit code 2).
+    /// <c>--log-level</c>, <c>--log-format</c>, <c>--help</c> and <c>--version</c>. Returns null when the program should
+    /// exit now: after printing <see cref="HostVersion.Text"/> and <paramref name="usage"/> (<c>--help</c>) or the
+    /// version alone (<c>--version</c>), exit code 0, or an error naming the offending word (exit code 2).
     /// </summary>
     public static CommandLine? ParseCommandLine(
         string[] args, string usage, string[] ownOptions, string[] ownFlags, out int exitCode)
@@ -52,7 +53,7 @@ internal static class HostRuntime
         var command = CommandLine.Parse(
             args,
             optionsWithValue: new HashSet<string>(["--config", "--tunnel", "--log-level", "--log-format", .. ownOptions]),
-            flags: new HashSet<string>(["--help", .. ownFlags]),
+            flags: new HashSet<string>(["--help", "--version", .. ownFlags]),
             out var parseError);
         exitCode = 0;
         if (command is null)
@@ -64,7 +65,15 @@ internal static class HostRuntime
 
         if (command.Has("--help"))
         {
+            Console.WriteLine(HostVersion.Text);
+            Console.WriteLine();
             Console.WriteLine(usage);
+            return null;
+        }
+
+        if (command.Has("--version"))
+        {
+            Console.WriteLine(HostVersion.Text);
             return null;
         }
 
@@ -171,6 +180,17 @@ internal static class HostRuntime
         }
 
         return builder;
+    }
+
+    /// <summary>
+    /// Logs, under <paramref name="category"/>, the two lines every start begins with: <see cref="HostVersion.Text"/>
+    /// and the policy digest, which the other side logs too (they differ when the two read different policies).
+    /// </summary>
+    public static void LogStart(IHost host, string category, PolicyDigest policy)
+    {
+        var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger(category);
+        HostLog.Starting(logger, HostVersion.Text);
+        HostLog.Policy(logger, policy);
     }
 
     /// <summary>

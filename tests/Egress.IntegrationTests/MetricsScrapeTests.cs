@@ -104,13 +104,15 @@ public sealed partial class MetricsScrapeTests
         Assert.Multiple(() =>
         {
             Assert.That(host.ExitCode, Is.Zero, host.ToString);
-            Assert.That(entries, Has.Count.GreaterThanOrEqualTo(2), host.ToString);
-            Assert.That(entries.Select(e => e.GetProperty("Category").GetString()), Has.All.EqualTo("Egress.Gateway"));
+            Assert.That(entries, Has.Count.GreaterThanOrEqualTo(4), host.ToString);
+            Assert.That(entries.Select(e => e.GetProperty("Category").GetString()), Is.EqualTo(new[] { "Egress.Host", "Egress.Host" }.Concat(Enumerable.Repeat("Egress.Gateway", entries.Count - 2))));
             Assert.That(entries.Select(e => e.GetProperty("LogLevel").GetString()), Has.All.EqualTo("Information"));
             Assert.That(entries.Select(e => e.GetProperty("Timestamp").GetString()), Has.All.Match(TimestampPattern()));
-            Assert.That(entries[0].GetProperty("Message").GetString(), Is.EqualTo($"gateway listening on unix:{socket}"));
-            Assert.That(entries[0].GetProperty("EventId").GetInt32(), Is.EqualTo(201));
-            Assert.That(entries[0].GetProperty("State").GetProperty("Tunnel").GetString(), Is.EqualTo($"unix:{socket}"));
+            Assert.That(entries.Select(e => e.GetProperty("EventId").GetInt32()).Take(3), Is.EqualTo(new[] { 1, 2, 201 }));
+            Assert.That(entries[0].GetProperty("State").GetProperty("Version").GetString(), Does.StartWith("egress-host "));
+            Assert.That(entries[1].GetProperty("State").GetProperty("Digest").GetString(), Does.Match("^sha256:[0-9a-f]{12}$"));
+            Assert.That(entries[2].GetProperty("Message").GetString(), Is.EqualTo($"gateway listening on unix:{socket}"));
+            Assert.That(entries[2].GetProperty("State").GetProperty("Tunnel").GetString(), Is.EqualTo($"unix:{socket}"));
         });
     }
 

@@ -46,6 +46,20 @@ public static class ConfiguredComponents
         return EgressPolicy.Create(configuration.Egress.Enabled, destinations, cache);
     }
 
+    /// <summary>
+    /// Computes the digest of the settings that decide allow and deny (<c>[egress]</c> and <c>[dns]</c>; see
+    /// <see cref="PolicyDigest"/>). Both hosts log it at start; log it too when composing a side of your own, so that
+    /// the two sides can be compared.
+    /// </summary>
+    /// <param name="configuration">The configuration.</param>
+    /// <returns>The digest; the same for files that differ only in comments, whitespace, order or per-side settings.</returns>
+    /// <exception cref="ConfigurationException">A destination entry is invalid; the message gives its location.</exception>
+    public static PolicyDigest GetPolicyDigest(this EgressConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        return PolicyDigest.Compute(configuration);
+    }
+
     /// <summary>Creates the relay settings from <c>[relay]</c>: the idle timeout and whether to splice.</summary>
     /// <param name="configuration">The configuration.</param>
     /// <returns>The options, with the system clock.</returns>

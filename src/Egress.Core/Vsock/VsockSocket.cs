@@ -52,7 +52,13 @@ public static class VsockSocket
     /// <summary>Reads this machine's own context id with IOCTL_VM_SOCKETS_GET_LOCAL_CID on <c>/dev/vsock</c>.</summary>
     /// <returns>The local CID (inside a Nitro Enclave, the enclave's CID).</returns>
     /// <exception cref="PlatformNotSupportedException"><see cref="IsSupported"/> is false.</exception>
-    /// <exception cref="IOException">The ioctl failed; the message carries the errno.</exception>
+    /// <exception cref="UnauthorizedAccessException">
+    /// <c>/dev/vsock</c> exists but this process may not open it for reading (by default it is root's, mode 0600).
+    /// </exception>
+    /// <exception cref="IOException">
+    /// <c>/dev/vsock</c> cannot be opened for another reason (a <see cref="FileNotFoundException"/> when it was removed
+    /// after the check), or the ioctl failed; the message carries the errno.
+    /// </exception>
     public static uint GetLocalCid()
     {
         if (!IsSupported)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Egress.Configuration;
+using Egress.Hosting;
 using Egress.Policy;
 
 namespace Egress.Enclave.Check;
@@ -15,6 +16,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
     {
         string port = target.Port is int p ? string.Create(CultureInfo.InvariantCulture, $", port {p} (ports are not part of the policy)") : string.Empty;
         bool allowed;
+        output.WriteLine($"policy:  {HostLog.Describe(configuration.GetPolicyDigest())}; egress-enclave and egress-host log it at start");
         if (target.Name is not null)
         {
             var decision = policy.CheckName(target.Name);

@@ -81,7 +81,7 @@ public sealed class VsockSocketTests
     [Test]
     public void LocalCidIsAConcreteContextId()
     {
-        uint cid = VsockSocket.GetLocalCid();
+        uint cid = LocalCidOrIgnore();
 
         Assert.That(cid, Is.Not.EqualTo(VsockEndPoint.AnyCid));
         Assert.That(cid, Is.GreaterThan(VsockEndPoint.LocalCid));
@@ -90,11 +90,28 @@ public sealed class VsockSocketTests
     [Test]
     public void LocalCidIsBindable()
     {
-        uint cid = VsockSocket.GetLocalCid();
+        uint cid = LocalCidOrIgnore();
         using Socket listener = VsockSocket.Create();
 
         listener.Bind(new VsockEndPoint(cid, VsockEndPoint.AnyPort));
 
         Assert.That(((VsockEndPoint)listener.LocalEndPoint!).Cid, Is.EqualTo(cid));
+    }
+
+    /// <summary>
+    /// The local CID, or the test is ignored when <c>/dev/vsock</c> exists but this user may not open it (root's, mode
+    /// 0600, on most machines): sockets need no access to the device, the CID ioctl does.
+    /// </summary>
+    private static uint LocalCidOrIgnore()
+    {
+        try
+        {
+            return VsockSocket.GetLocalCid();
+        }
+        catch (UnauthorizedAccessException ex)
+        {
+            Assert.Ignore($"/dev/vsock exists but this user ({Environment.UserName}) may not open it, so the local CID cannot be read: {ex.Message} Run as root or as a user with read access to /dev/vsock.");
+            throw;
+        }
     }
 }

@@ -1,0 +1,26 @@
+using Egress.Configuration;
+using Microsoft.Extensions.Logging;
+
+namespace Egress.Hosting;
+
+/// <summary>The lines both hosts log themselves (the components log the rest).</summary>
+internal static partial class HostLog
+{
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "starting {Version}")]
+    public static partial void Starting(ILogger logger, string version);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "policy {Digest} (egress {Egress}, {Destinations}); the enclave and the parent must log the same")]
+    public static partial void Policy(ILogger logger, string digest, string egress, string destinations);
+
+    /// <summary>The policy digest with what it covers, as the log line and <c>egress-enclave check</c> show it:
+    /// <c>sha256:1a2b3c4d5e6f (egress enabled, 3 destinations)</c>.</summary>
+    public static string Describe(PolicyDigest digest) => $"{digest} (egress {Egress(digest)}, {Destinations(digest)})";
+
+    /// <summary>Logs the policy digest (<see cref="PolicyDigest"/>).</summary>
+    public static void Policy(ILogger logger, PolicyDigest digest) => Policy(logger, digest.ToString(), Egress(digest), Destinations(digest));
+
+    private static string Egress(PolicyDigest digest) => digest.EgressEnabled ? "enabled" : "disabled";
+
+    private static string Destinations(PolicyDigest digest) =>
+        digest.DestinationCount == 1 ? "1 destination" : $"{digest.DestinationCount} destinations";
+}
