@@ -1,0 +1,104 @@
+using Egress.IntegrationTests.Infrastructure;
+
+namespace Egress.IntegrationTests.Vm;
+
+/// <summary>
+/// The VM suite (tests/vm): the real hosts over real AF_VSOCK, on a kernel with only the Nitro enclave kernel's
+/// netfilter set (no nf_tables), in a QEMU guest. The guest runs every case once (in <see cref="RunGuestAsync"/>)
+/// and reports one line per case; each case here is one test, so the runner counts them. A case the guest did
+/// not report fails. Skipped only where QEMU cannot run (not root, not x86_64, no QEMU, no kernel package), with
+/// the reason.
+/// </summary>
+[TestFixture]
+[Category("VM")]
+public sealed class VsockVmTests
+{
+    /// <summary>Every case tests/vm/guest.sh reports, in its order.</summary>
+    public static readonly string[] Cases =
+    [
+        "enclave-kernel-has-no-nf_tables",
+        "rules-apply",
+        "host-listens-on-vsock",
+        "enclave-starts",
+        "tcp-allowed-ipv4",
+        "tcp-allowed-ipv6",
+        "tcp-denied",
+        "dns-allowed-udp",
+        "dns-allowed-tcp",
+        "dns-denied-name",
+        "learned-address",
+        "bulk-upload",
+        "bulk-download",
+        "half-close",
+        "server-speaks-first",
+        "host-killed-app-learns",
+        "host-restarted-service-resumes",
+        "host-killed-mid-transfer-app-learns",
+        "sigterm-drain",
+        "rules-remove",
+    ];
+
+    private static readonly TimeSpan SuiteTimeout = TimeSpan.FromMinutes(20);
+
+    private VmResults? _results;
+
+    [OneTimeSetUp]
+    public async Task RunGuestAsync()
+    {
+        Root.RequireOrIgnore();
+        var suite = Path.Combine(RepositoryRoot(), "tests", "vm", "suite.sh");
+        var output = Directory.CreateTempSubdirectory("egress-vm.").FullName;
+        var run = await Command.RunAsync([suite, "--bin", AppContext.BaseDirectory, "--out", output], SuiteTimeout);
+        TestContext.Progress.WriteLine($"VM suite ({run.Elapsed.TotalSeconds:F0} s), console and logs in {output}:\n{run.StandardOutput}{run.StandardError}");
+        if (run.ExitCode == 77)
+        {
+            Assert.Ignore($"SKIPPED: the VM suite cannot run here: {run.StandardError.Trim()}");
+        }
+
+        _results = VmResults.Read(Path.Combine(output, "results"), run.ToString());
+    }
+
+    [TestCaseSource(nameof(Cases))]
+    public void Case(string name)
+    {
+        var results = _results ?? throw new InvalidOperationException("the VM suite did not run");
+        Assert.That(results.Outcomes.TryGetValue(name, out var outcome), Is.True,
+            () => $"the guest did not report '{name}' (it stopped early or the case list changed): {results.Tail}");
+        TestContext.Out.WriteLine(outcome.Detail);
+        Assert.That(outcome.Passed, Is.True, () => $"{name}: {outcome.Detail}");
+    }
+
+    [Test]
+    public void GuestRanEveryCaseAndNoOther()
+    {
+        var results = _results ?? throw new InvalidOperationException("the VM suite did not run");
+        Assert.Multiple(() =>
+        {
+            Assert.That(results.Finished, Is.True, () => $"the guest did not finish: {results.Tail}");
+            Assert.That(results.Outcomes.Keys.Except(Cases), Is.Empty, "cases the guest reported that this list does not name");
+        });
+    }
+
+    /// <summary>Splice on a VSOCK socket is measured, not judged: the system calls egress-host made for 64 MiB.</summary>
+    [Test]
+    public void SpliceOnVsockIsMeasured()
+    {
+        var results = _results ?? throw new InvalidOperationException("the VM suite did not run");
+        Assert.That(results.Measurements.TryGetValue("splice-on-vsock", out var measurement), Is.True, "no splice measurement (strace missing?)");
+        TestContext.Out.WriteLine(measurement);
+        Assert.That(measurement, Does.Match(@"splice=\d*"));
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "Egress.sln")))
+            {
+                return directory.FullName;
+            }
+        }
+
+        throw new InvalidOperationException($"no Egress.sln above {AppContext.BaseDirectory}");
+    }
+}

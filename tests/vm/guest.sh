@@ -1,0 +1,362 @@
+#!/bin/bash
+# The VM suite's guest side: PID 1 of a QEMU guest booted by tests/vm/run-vm.sh. It makes the guest look like a
+# Nitro enclave and its parent, runs the project's own hosts over real AF_VSOCK, runs each case with unmodified
+# clients and writes one line per case to /vm-out/results:
+#   PASS <case> | <detail>      FAIL <case> | <reason>      INFO <what> | <measurement>
+# and "END" when every case has run. It powers the guest off at the end, whatever happens.
+#
+# What it loads: only modules that the Nitro enclave kernel has built in (no nf_tables), then module autoloading is
+# switched off, so iptables-nft fails here as it does in a real enclave. Namespaces: "enc" (only lo, the redirect
+# rules from `egress-enclave rules --apply`, egress-enclave, the apps), "par" (egress-host on vsock://any:PORT, a
+# veth to the world), "wld" (servers on 198.18.0.0/15 and 2001:db8::/32, dnsmasq as the upstream resolver).
+# egress-enclave dials vsock://1:PORT (VMADDR_CID_LOCAL through vsock_loopback); VSOCK ignores network namespaces,
+# so it crosses from "enc" to "par" as it crosses the VM boundary on Nitro.
+# /vm-out/guest.env (written by tests/vm/suite.sh) names the hosts to run: EGRESS_BIN (folder with
+# egress-enclave.dll and egress-host.dll) and DOTNET.
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 LC_ALL=C.UTF-8
+
+mount -t proc proc /proc 2>/dev/null
+mount -t sysfs sys /sys 2>/dev/null
+mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts 2>/dev/null && mount -t tmpfs tmpfs /dev/shm 2>/dev/null
+mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /tmp && mkdir -p /run/netns /var/run
+mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+
+RESULTS=/vm-out/results
+W=/tmp/vm
+mkdir -p "$W"
+: > "$RESULTS"
+poweroff_now() { cp "$W"/*.log /vm-out/ 2>/dev/null; sync; echo o > /proc/sysrq-trigger; sleep 30; }
+trap poweroff_now EXIT
+# wait_until SECONDS COMMAND...: polls COMMAND every 0.1 s until it succeeds (0) or SECONDS pass (1). Under TCG a
+# process start costs tens of milliseconds or more, so waits are bounded by time, never by a count of tries.
+wait_until() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.1
+  done
+}
+
+# Each line ends with the guest's uptime in seconds, so a slow step shows.
+report() { printf '%s %s | %s [%ss]\n' "$1" "$2" "$3" "$SECONDS" | tee -a "$RESULTS" | sed 's/^/vm-case: /'; }
+pass() { report PASS "$@"; }
+fail() { report FAIL "$@"; }
+info() { report INFO "$@"; }
+# tail of a log, one line, for a failure reason
+tail_of() { tail -n "${2:-5}" "$1" 2>/dev/null | tr '\n' ' ' | cut -c1-900; }
+
+# shellcheck disable=SC1091
+. /vm-out/vm.env
+# shellcheck disable=SC1091
+. /vm-out/guest.env
+ENCLAVE=("$DOTNET" "$EGRESS_BIN/egress-enclave.dll")
+HOST=("$DOTNET" "$EGRESS_BIN/egress-host.dll")
+PORT=4433
+in_enc() { ip netns exec enc "$@"; }
+
+# --- the enclave kernel's netfilter set ---------------------------------------------------------------------------
+for m in vsock_loopback veth ip_tables iptable_nat iptable_filter ip6_tables ip6table_nat ip6table_filter \
+  nf_conntrack nf_nat xt_nat xt_REDIRECT ipt_REJECT ip6t_REJECT xt_conntrack xt_addrtype; do
+  modprobe -d "$EGRESS_VM_MODULES" -S "$EGRESS_VM_KVER" "$m" || echo "vm: modprobe $m failed"
+done
+echo /bin/false > /proc/sys/kernel/modprobe
+
+# --- topology -----------------------------------------------------------------------------------------------------
+ip link set lo up
+for ns in enc par wld; do ip netns add $ns; ip -n $ns link set lo up; done
+ip link add par0 netns par type veth peer name wld0 netns wld
+ip -n par addr add 198.18.0.1/15 dev par0
+ip -n par addr add 2001:db8::1/64 dev par0 nodad
+ip -n par link set par0 up
+for a in 198.18.0.10 198.18.0.20 198.18.0.30 198.18.0.53; do ip -n wld addr add $a/15 dev wld0; done
+ip -n wld addr add 2001:db8::10/64 dev wld0 nodad
+ip -n wld link set wld0 up
+mkdir -p /etc/netns/enc && echo "nameserver 127.0.0.1" > /etc/netns/enc/resolv.conf
+
+# --- world servers (socat forks one process per connection) -----------------------------------------------------
+head -c $((64 * 1024 * 1024)) /dev/urandom > "$W/blob64"
+head -c $((4 * 1024 * 1024)) /dev/urandom > "$W/blob4"
+SHA64=$(sha256sum < "$W/blob64" | cut -c1-64)
+SHA4=$(sha256sum < "$W/blob4" | cut -c1-64)
+world() { ip netns exec wld socat -t 30 "$@" 2>>"$W/world.log" & }
+mkdir -p "$W/www" && echo "hello from the world" > "$W/www/index.html"
+(cd "$W/www" && exec ip netns exec wld /usr/bin/python3 -m http.server 8080 --bind :: >>"$W/world.log" 2>&1) &
+# socat's address syntax gives ',', ':' and ';' meanings of their own: each server's shell lives in a file.
+printf '#!/bin/sh\nprintf "220 banner from the world\\r\\n"\nexec cat\n' > "$W/banner.sh"
+printf '#!/bin/sh\ncat >/dev/null\nexec cat %s\n' "$W/blob4" > "$W/after-eof.sh"
+printf '#!/bin/sh\nsha256sum | cut -c1-64\n' > "$W/sink.sh"
+printf '#!/bin/sh\nexec cat %s\n' "$W/blob64" > "$W/source.sh"
+chmod +x "$W"/*.sh
+world TCP-LISTEN:7001,fork,reuseaddr EXEC:cat
+world TCP-LISTEN:7002,fork,reuseaddr EXEC:"$W/banner.sh"
+world TCP-LISTEN:7003,fork,reuseaddr EXEC:"$W/after-eof.sh"
+world TCP-LISTEN:7004,fork,reuseaddr EXEC:"$W/sink.sh"
+world TCP-LISTEN:7005,fork,reuseaddr EXEC:"$W/source.sh"
+ip netns exec wld dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces --listen-address=198.18.0.53 \
+  --port=53 --user=root --pid-file="$W/dnsmasq.pid" --log-facility="$W/dnsmasq.log" --log-queries \
+  --host-record=api.allowed.test,198.18.0.20 --host-record=denied.test,198.18.0.30 &
+
+world_ready() { ip netns exec wld ss -Hltn 'sport = :8080' | grep -q LISTEN && ip netns exec wld ss -Hlun 'sport = :53' | grep -q 53; }
+wait_until 60 world_ready || echo "vm: the world's servers did not start: $(tail_of "$W/world.log")"
+
+cat > "$W/enclave.toml" <<EOF
+[egress]
+enabled = true
+destinations = ["198.18.0.10", "2001:db8::10", "api.allowed.test"]
+
+# Timeouts for TCG, where a first query also pays for the JIT of the whole DNS path on both hosts.
+[tunnel]
+enclave_endpoint = "vsock://1:$PORT"
+host_endpoint = "vsock://any:$PORT"
+status_timeout_ms = 20000
+
+[enclave]
+dns_query_timeout_ms = 15000
+
+[host]
+connect_timeout_ms = 5000
+dns_timeout_ms = 10000
+dns_upstreams = ["198.18.0.53"]
+
+[relay]
+shutdown_drain_seconds = 20
+EOF
+
+# egress-host says when it listens (ss cannot list VSOCK sockets here: vsock_diag is not loaded, as in an enclave).
+host_listening() { [ "$(grep -c "gateway listening on vsock://any:$PORT" "$W/host.log" 2>/dev/null)" -gt "$1" ] || ! kill -0 $HOST_PID 2>/dev/null; }
+start_host() {
+  local before
+  before=$(grep -c "gateway listening on vsock://any:$PORT" "$W/host.log" 2>/dev/null)
+  ip netns exec par "${HOST[@]}" --config "$W/enclave.toml" >>"$W/host.log" 2>&1 &
+  HOST_PID=$!
+  wait_until 60 host_listening "${before:-0}" && kill -0 $HOST_PID 2>/dev/null
+}
+listening_in_enc() { in_enc ss -Hltn "sport = :$1" | grep -q LISTEN; }
+enclave_ready() { ! kill -0 $ENCLAVE_PID 2>/dev/null || { listening_in_enc 4444 && in_enc ss -Hlun 'sport = :53' | grep -q 53; }; }
+start_enclave() {
+  # Not through in_enc: a function run in the background is a subshell, and its PID is not egress-enclave's.
+  ip netns exec enc "${ENCLAVE[@]}" --config "$W/enclave.toml" >>"$W/enclave.log" 2>&1 &
+  ENCLAVE_PID=$!
+  wait_until 60 enclave_ready && kill -0 $ENCLAVE_PID 2>/dev/null
+}
+
+# --- case: nf_tables is absent, as in the Nitro enclave kernel ---------------------------------------------------
+if out=$(in_enc iptables-nft -w -t nat -S OUTPUT 2>&1); then
+  fail enclave-kernel-has-no-nf_tables "iptables-nft works here, so this guest does not stand in for the enclave kernel: $out"
+else
+  pass enclave-kernel-has-no-nf_tables "iptables-nft fails as in a Nitro enclave: $(echo "$out" | head -n 1)"
+fi
+
+# --- case: rules --apply on that kernel ------------------------------------------------------------------------------
+if out=$(in_enc "${ENCLAVE[@]}" rules --apply --config "$W/enclave.toml" 2>&1); then
+  if in_enc iptables-legacy -w -t nat -S OUTPUT | grep -q DNAT && in_enc ip6tables-legacy -w -t nat -S OUTPUT | grep -q DNAT; then
+    pass rules-apply "exit 0, DNAT rules in the legacy tables (v4 and v6): $(echo "$out" | grep -i netfilter | head -n 1)"
+  else
+    fail rules-apply "exit 0 but no DNAT rule in iptables-legacy/ip6tables-legacy: $(echo "$out" | tr '\n' ' ' | cut -c1-600)"
+  fi
+else
+  fail rules-apply "$(echo "$out" | tr '\n' ' ' | cut -c1-600)"
+fi
+
+if start_host; then pass host-listens-on-vsock "egress-host listens on vsock://any:$PORT"
+else fail host-listens-on-vsock "$(tail_of "$W/host.log")"; fi
+if start_enclave; then pass enclave-starts "egress-enclave listens on 127.0.0.1:4444 and 127.0.0.1:53 in the lo-only namespace"
+else fail enclave-starts "$(tail_of "$W/enclave.log")"; fi
+
+# --- case: allowed TCP (HTTP through both hosts, v4 and v6) ------------------------------------------------------
+body=$(in_enc curl -sS --max-time 20 http://198.18.0.10:8080/ 2>&1)
+[ "$body" = "hello from the world" ] && pass tcp-allowed-ipv4 "curl http://198.18.0.10:8080/ got the world's page" \
+  || fail tcp-allowed-ipv4 "curl: $body; enclave: $(tail_of "$W/enclave.log" 3)"
+body=$(in_enc curl -sS --max-time 20 'http://[2001:db8::10]:8080/' 2>&1)
+[ "$body" = "hello from the world" ] && pass tcp-allowed-ipv6 "curl http://[2001:db8::10]:8080/ got the world's page" \
+  || fail tcp-allowed-ipv6 "curl: $body; enclave: $(tail_of "$W/enclave.log" 3)"
+
+# --- case: denied TCP (an address not listed; must fail fast, never reach the world) -------------------------------
+start=$(date +%s%N)
+out=$(in_enc curl -sS --max-time 20 http://198.18.0.30:8080/ 2>&1); rc=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+if [ $rc -ne 0 ] && [ $ms -lt 10000 ] && grep -q "198.18.0.30" "$W/enclave.log"; then
+  pass tcp-denied "curl exit $rc after ${ms} ms; enclave: $(grep '198.18.0.30' "$W/enclave.log" | tail -n 1 | cut -c1-300)"
+else
+  fail tcp-denied "curl exit $rc after ${ms} ms: $out"
+fi
+
+# --- case: DNS over UDP and TCP through the VSOCK DNS stream ------------------------------------------------------
+for transport in udp tcp; do
+  flag=; [ $transport = tcp ] && flag=+tcp
+  out=$(in_enc dig +time=20 +tries=1 $flag @127.0.0.1 api.allowed.test A +short 2>&1)
+  [ "$out" = "198.18.0.20" ] && pass dns-allowed-$transport "dig $flag api.allowed.test -> $out" \
+    || fail dns-allowed-$transport "dig $flag: $out; enclave: $(tail_of "$W/enclave.log" 3); host: $(tail_of "$W/host.log" 3)"
+done
+out=$(in_enc dig +time=20 +tries=1 @127.0.0.1 denied.test A 2>&1)
+status=$(echo "$out" | sed -n 's/.*status: \([A-Z]*\).*/\1/p')
+if [ -n "$status" ] && [ "$status" != NOERROR ] && ! grep -q denied.test "$W/dnsmasq.log"; then
+  pass dns-denied-name "denied.test answered $status by the enclave, never asked upstream"
+else
+  fail dns-denied-name "status '$status'; dnsmasq saw: $(grep denied.test "$W/dnsmasq.log" | head -n 1)"
+fi
+
+# --- case: a learned address (allowed only through the DNS answer) ------------------------------------------------
+# 198.18.0.20 is not listed: egress-enclave has learned it from the answers above.
+body=$(in_enc curl -sS --max-time 20 http://api.allowed.test:8080/ 2>&1)
+[ "$body" = "hello from the world" ] && pass learned-address "curl http://api.allowed.test:8080/ (198.18.0.20, learned from DNS) got the page" \
+  || fail learned-address "curl: $body; enclave: $(tail_of "$W/enclave.log" 3); host: $(tail_of "$W/host.log" 3)"
+
+# --- case: bulk both ways, sha256 ----------------------------------------------------------------------------------
+got=$(in_enc socat -t 60 -T 60 - TCP:198.18.0.10:7004 < "$W/blob64" 2>&1)
+[ "$got" = "$SHA64" ] && pass bulk-upload "64 MiB to the world, sha256 equal" || fail bulk-upload "world saw sha256 '$got', sent $SHA64"
+got=$(in_enc socat -t 60 -T 60 -u TCP:198.18.0.10:7005 - 2>/dev/null | sha256sum | cut -c1-64)
+[ "$got" = "$SHA64" ] && pass bulk-download "64 MiB from the world, sha256 equal" || fail bulk-download "received sha256 $got, sent $SHA64"
+
+# --- case: splice on a VSOCK socket, measured: which system calls egress-host makes while 64 MiB goes through ------
+if command -v strace >/dev/null; then
+  strace -f -c -o "$W/strace-host" -e trace=splice,recvfrom,sendto,recvmsg,sendmsg,read,write -p $HOST_PID 2>/dev/null &
+  strace_pid=$!
+  sleep 2
+  in_enc socat -t 60 -T 60 -u TCP:198.18.0.10:7005 - 2>/dev/null | sha256sum >/dev/null
+  kill -INT $strace_pid; wait $strace_pid 2>/dev/null
+  calls() { awk -v c="$1" '$NF == c {print $4}' "$W/strace-host"; }
+  info splice-on-vsock "egress-host during a 64 MiB download: splice=$(calls splice) recvfrom=$(calls recvfrom) sendto=$(calls sendto) read=$(calls read) write=$(calls write) calls"
+fi
+
+# --- case: half-close (the app sends, shuts down its write side, then reads a 4 MiB reply) --------------------------
+got=$(printf 'request' | in_enc socat -t 60 -T 60 - TCP:198.18.0.10:7003 2>/dev/null | sha256sum | cut -c1-64)
+[ "$got" = "$SHA4" ] && pass half-close "4 MiB reply after the app's EOF, sha256 equal" || fail half-close "reply sha256 $got, expected $SHA4"
+
+# --- case: a server that speaks first ---------------------------------------------------------------------------------
+got=$(in_enc /usr/bin/python3 - <<'EOF' 2>&1
+import socket
+s = socket.create_connection(("198.18.0.10", 7002), timeout=15)
+print(s.makefile("rb").readline().decode().strip())
+EOF
+)
+[ "$got" = "220 banner from the world" ] && pass server-speaks-first "banner received before the app sent anything" || fail server-speaks-first "$got"
+
+# --- case: egress-host killed under a live connection: the app must learn within 1 s --------------------------------
+cat > "$W/hold.py" <<'EOF'
+import socket, sys, time, os
+s = socket.create_connection(("198.18.0.10", 7001), timeout=15)
+s.sendall(b"ping\n")
+assert s.recv(100) == b"ping\n"
+open(sys.argv[1], "w").write("ready")
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
+start = time.monotonic()
+s.settimeout(10)
+try:
+    data = s.recv(100)
+    outcome = "EOF" if data == b"" else "data %r" % data
+except socket.timeout:
+    outcome = "nothing (timed out)"
+except OSError as e:
+    outcome = "error %s" % (e.strerror or e)
+print("%s after %.3f s" % (outcome, time.monotonic() - start))
+EOF
+rm -f "$W/ready" "$W/go"
+in_enc /usr/bin/python3 "$W/hold.py" "$W/ready" "$W/go" > "$W/hold.out" 2>&1 &
+hold=$!
+wait_until 30 test -e "$W/ready"
+touch "$W/go"; kill -9 $HOST_PID
+wait $hold
+got=$(cat "$W/hold.out")
+secs=$(echo "$got" | sed -n 's/.* after \([0-9.]*\) s$/\1/p')
+if [ -n "$secs" ] && awk -v s="$secs" 'BEGIN { exit !(s < 1.0) }' && ! echo "$got" | grep -q "^nothing"; then
+  pass host-killed-app-learns "egress-host killed with SIGKILL: the app saw $got"
+else
+  fail host-killed-app-learns "egress-host killed with SIGKILL: the app saw $got"
+fi
+
+# --- case: egress-host restarted: service resumes without restarting egress-enclave ---------------------------------
+if start_host; then
+  body=$(in_enc curl -sS --max-time 20 http://198.18.0.10:8080/ 2>&1)
+  out=$(in_enc dig +time=20 +tries=1 @127.0.0.1 api.allowed.test A +short 2>&1)
+  if [ "$body" = "hello from the world" ] && [ "$out" = "198.18.0.20" ]; then
+    pass host-restarted-service-resumes "after the restart: HTTP and DNS work, same egress-enclave (pid $ENCLAVE_PID)"
+  else
+    fail host-restarted-service-resumes "curl: $body; dig: $out; enclave: $(tail_of "$W/enclave.log" 3)"
+  fi
+else
+  fail host-restarted-service-resumes "egress-host did not listen again: $(tail_of "$W/host.log")"
+fi
+
+# --- case: egress-host killed while it sends: the app, reading as fast as it can, must learn within 1 s -------------
+cat > "$W/stream.py" <<'EOF'
+import socket, sys, time
+s = socket.create_connection(("198.18.0.10", 7005), timeout=15)
+got = 0
+while got < 1 << 20:
+    got += len(s.recv(65536))
+open(sys.argv[1], "w").write("ready")
+s.settimeout(10)
+try:
+    while True:
+        data = s.recv(65536)
+        if not data:
+            outcome = "EOF"
+            break
+        got += len(data)
+        time.sleep(0.001)
+except socket.timeout:
+    outcome = "nothing (timed out)"
+except OSError as e:
+    outcome = "error %s" % (e.strerror or e)
+print("%.3f %s after %d bytes" % (time.time(), outcome, got))
+EOF
+rm -f "$W/ready"
+in_enc /usr/bin/python3 "$W/stream.py" "$W/ready" > "$W/stream.out" 2>&1 &
+stream=$!
+wait_until 60 test -e "$W/ready"
+killed=$(date +%s.%N); kill -9 $HOST_PID
+wait $stream
+got=$(cat "$W/stream.out")
+secs=$(echo "$got" | awk -v k="$killed" '{ printf "%.3f", $1 - k }')
+if echo "$got" | grep -qE '^[0-9.]+ (EOF|error)' && awk -v s="$secs" 'BEGIN { exit !(s < 1.0) }'; then
+  pass host-killed-mid-transfer-app-learns "egress-host killed with SIGKILL while sending 64 MiB: the app saw ${got#* } ${secs} s after the kill"
+else
+  fail host-killed-mid-transfer-app-learns "egress-host killed with SIGKILL while sending 64 MiB: the app saw ${got#* } ${secs} s after the kill"
+fi
+start_host || fail host-killed-mid-transfer-app-learns "egress-host did not listen again: $(tail_of "$W/host.log")"
+
+# --- case: SIGTERM drain: egress-enclave stops accepting, a live connection finishes, then it exits 0 -------------
+rm -f "$W/ready" "$W/go"
+cat > "$W/drain.py" <<'EOF'
+import socket, sys, time, os
+s = socket.create_connection(("198.18.0.10", 7001), timeout=15)
+open(sys.argv[1], "w").write("ready")
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
+s.sendall(b"after sigterm\n")
+print(s.recv(100).decode().strip())
+s.close()
+EOF
+in_enc /usr/bin/python3 "$W/drain.py" "$W/ready" "$W/go" > "$W/drain.out" 2>&1 &
+drain=$!
+wait_until 30 test -e "$W/ready"
+kill -TERM $ENCLAVE_PID
+not_listening() { ! listening_in_enc 4444; }
+wait_until 10 not_listening
+listening_after=$(listening_in_enc 4444 && echo yes || echo no)
+touch "$W/go"; wait $drain
+start=$(date +%s%N)
+wait $ENCLAVE_PID; code=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+got=$(cat "$W/drain.out")
+if [ "$got" = "after sigterm" ] && [ $listening_after = no ] && [ $code -eq 0 ] && [ $ms -lt 15000 ]; then
+  pass sigterm-drain "stopped listening, the live connection still echoed, exit 0 ${ms} ms after it closed"
+else
+  fail sigterm-drain "echo '$got', still listening: $listening_after, exit $code after ${ms} ms; $(tail_of "$W/enclave.log" 3)"
+fi
+
+# --- case: rules --remove ---------------------------------------------------------------------------------------------
+if out=$(in_enc "${ENCLAVE[@]}" rules --remove --config "$W/enclave.toml" 2>&1) \
+  && ! in_enc iptables-legacy -w -t nat -S OUTPUT | grep -q DNAT && ! in_enc ip6tables-legacy -w -t nat -S OUTPUT | grep -q DNAT; then
+  pass rules-remove "exit 0, no DNAT rule left in the legacy tables"
+else
+  fail rules-remove "$(echo "$out" | tr '\n' ' ' | cut -c1-600); left: $(in_enc iptables-legacy -w -t nat -S OUTPUT | grep DNAT)"
+fi
+
+kill $HOST_PID 2>/dev/null; wait $HOST_PID 2>/dev/null
+echo END >> "$RESULTS"
+echo "vm: all cases ran"
