@@ -33,9 +33,11 @@ internal sealed record NetfilterSelection(IReadOnlyList<NetfilterPrograms> Backe
 /// the legacy ip_tables interface (iptables-legacy) works. A backend is found as <c>iptables-nft</c> /
 /// <c>iptables-legacy</c>, or, where those names do not exist, as a plain <c>iptables</c> whose <c>-V</c> names that
 /// backend; it works when <c>-w -t nat -S OUTPUT</c> succeeds. Auto prefers nf_tables unless the Egress rules are
-/// already in the legacy tables only.
+/// already in the legacy tables only. Where nf_tables works, the legacy tables are probed only if a legacy nat table
+/// is in use (<paramref name="legacyNatInUse"/>): the kernel creates a namespace's legacy table on first use, and once
+/// it exists iptables-nft warns about it on every call, so auto never creates one it does not need.
 /// </summary>
-internal sealed class NetfilterSelector(ICommandRunner runner)
+internal sealed class NetfilterSelector(ICommandRunner runner, Func<bool> legacyNatInUse)
 {
     private static readonly string[] ProbeArguments = ["-w", "-t", "nat", "-S", "OUTPUT"];
     private static readonly string[] VersionArguments = ["-V"];
@@ -135,6 +137,15 @@ internal sealed class NetfilterSelector(ICommandRunner runner)
         }
 
         var nft = Probe(NetfilterBackend.Nft);
+        if (nft.Works && !legacyNatInUse())
+        {
+            return new NetfilterSelection(
+                [nft.Programs!],
+                $"netfilter: nft ({nft.Finding}; no legacy nat table is in use, so no rules are there)",
+                null,
+                null);
+        }
+
         var legacy = Probe(NetfilterBackend.Legacy);
         if (!nft.Works && !legacy.Works)
         {
@@ -174,6 +185,28 @@ internal sealed class NetfilterSelector(ICommandRunner runner)
             ? "warning: the Egress rules are in both the nf_tables and the iptables-legacy tables, and both apply; rules --remove removes them from both"
             : null;
         return new NetfilterSelection([nft.Programs!], $"netfilter: nft (both work; auto prefers nf_tables: {nft.Finding})", warning, null);
+    }
+
+    /// <summary>
+    /// Whether this network namespace has a legacy (ip_tables) nat table, IPv4 or IPv6: the kernel lists the legacy
+    /// tables in use in /proc/net/ip_tables_names and ip6_tables_names (absent while the module is not loaded). If
+    /// they cannot be read, assume it does, and probe.
+    /// </summary>
+    public static bool ReadLegacyNatInUse()
+    {
+        try
+        {
+            return new[] { "/proc/net/ip_tables_names", "/proc/net/ip6_tables_names" }
+                .Any(path => File.Exists(path) && File.ReadLines(path).Any(line => line.Trim() == "nat"));
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return true;
+        }
     }
 
     private static string FirstLine(string text) =>

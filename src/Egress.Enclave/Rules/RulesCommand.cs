@@ -11,10 +11,14 @@ namespace Egress.Enclave.Rules;
 /// </summary>
 internal sealed record RulesSettings(IReadOnlyList<IPEndPoint> ProxyTargets, NetfilterBackend Netfilter, string NetfilterSource);
 
-/// <summary>The facts about this machine that <c>rules</c> checks; <see cref="Current"/> reads the real ones.</summary>
-internal sealed record RulesEnvironment(bool IsPrivileged, IReadOnlyList<string> OtherInterfaces, bool IPv6Enabled)
+/// <summary>
+/// The facts about this machine that <c>rules</c> checks; <see cref="Current"/> reads the real ones.
+/// <see cref="LegacyNatInUse"/> is asked when needed (see <see cref="NetfilterSelector"/>).
+/// </summary>
+internal sealed record RulesEnvironment(bool IsPrivileged, IReadOnlyList<string> OtherInterfaces, bool IPv6Enabled, Func<bool> LegacyNatInUse)
 {
-    public static RulesEnvironment Current() => new(Environment.IsPrivilegedProcess, ReadOtherInterfaces(), ReadIPv6Enabled());
+    public static RulesEnvironment Current() =>
+        new(Environment.IsPrivilegedProcess, ReadOtherInterfaces(), ReadIPv6Enabled(), NetfilterSelector.ReadLegacyNatInUse);
 
     private static string[] ReadOtherInterfaces() =>
         Directory.Exists("/sys/class/net")
@@ -47,7 +51,7 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
     private static readonly string[] LoopbackShowUp = ["link", "show", "dev", "lo", "up"];
     private static readonly string[] LoopbackUp = ["link", "set", "dev", "lo", "up"];
 
-    private readonly NetfilterSelector selector = new(runner);
+    private readonly NetfilterSelector selector = new(runner, environment.LegacyNatInUse);
 
     public int Print(RulesSettings settings)
     {

@@ -32,6 +32,9 @@ internal sealed class FakeSystem : ICommandRunner
 
     public bool LoopbackUp { get; set; }
 
+    /// <summary>Whether a legacy nat table exists: as in the kernel, from the first legacy nat command on.</summary>
+    public bool LegacyNatInUse { get; set; }
+
     /// <summary>Every command run, as a command line.</summary>
     public List<string> Calls { get; } = [];
 
@@ -76,6 +79,7 @@ internal sealed class FakeSystem : ICommandRunner
             throw new InvalidOperationException($"unexpected command: {program} {string.Join(' ', arguments)}");
         }
 
+        LegacyNatInUse |= backend == NetfilterBackend.Legacy;
         var key = (backend, program.StartsWith("ip6", StringComparison.Ordinal));
         if (!_tables.TryGetValue(key, out var table))
         {

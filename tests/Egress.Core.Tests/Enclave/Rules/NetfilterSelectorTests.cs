@@ -15,15 +15,27 @@ public sealed class NetfilterSelectorTests
     public void CreateSystem() => _system = new FakeSystem();
 
     [Test]
-    public void AutoPrefersNfTablesWhereBothWork()
+    public void AutoTakesNfTablesAndLeavesLegacyTablesNobodyUsesAlone()
     {
         var selection = Select(NetfilterBackend.Auto);
 
         Assert.That(selection.Error, Is.Null);
         Assert.That(selection.Backends, Is.EqualTo(new[] { Nft }));
-        Assert.That(selection.Explanation, Is.EqualTo("netfilter: nft (both work; auto prefers nf_tables: iptables-nft works)"));
+        Assert.That(selection.Explanation, Is.EqualTo("netfilter: nft (iptables-nft works; no legacy nat table is in use, so no rules are there)"));
         Assert.That(selection.Warning, Is.Null);
-        Assert.That(_system.Calls, Does.Contain("iptables-nft -w -t nat -S OUTPUT"), "a real probe, not a guess");
+        Assert.That(_system.Calls, Is.EqualTo(new[] { "iptables-nft -w -t nat -S OUTPUT" }), "a real probe of nft, and none of legacy (it would create the legacy nat table)");
+    }
+
+    [Test]
+    public void AutoPrefersNfTablesWhereBothWorkAndTheLegacyTablesHoldNoRules()
+    {
+        _system.LegacyNatInUse = true;
+
+        var selection = Select(NetfilterBackend.Auto);
+
+        Assert.That(selection.Backends, Is.EqualTo(new[] { Nft }));
+        Assert.That(selection.Explanation, Is.EqualTo("netfilter: nft (both work; auto prefers nf_tables: iptables-nft works)"));
+        Assert.That(_system.Calls, Does.Contain("iptables-legacy -w -t nat -S OUTPUT"));
     }
 
     [Test]
@@ -50,6 +62,7 @@ public sealed class NetfilterSelectorTests
     [Test]
     public void AutoTakesNftWhereLegacyFails()
     {
+        _system.LegacyNatInUse = true;
         _system.Broken[NetfilterBackend.Legacy] = FakeSystem.NoLegacyNat;
 
         var selection = Select(NetfilterBackend.Auto);
@@ -61,6 +74,8 @@ public sealed class NetfilterSelectorTests
     [Test]
     public void AutoKeepsRulesThatAreAlreadyInTheLegacyTables()
     {
+        _system.LegacyNatInUse = true;
+
         var selection = Select(NetfilterBackend.Auto, holdsRules: p => p.Backend == NetfilterBackend.Legacy);
 
         Assert.That(selection.Backends, Is.EqualTo(new[] { Legacy }));
@@ -71,6 +86,8 @@ public sealed class NetfilterSelectorTests
     [Test]
     public void AutoWarnsWhenRulesAreInBothTables()
     {
+        _system.LegacyNatInUse = true;
+
         var selection = Select(NetfilterBackend.Auto, holdsRules: _ => true);
 
         Assert.That(selection.Backends, Is.EqualTo(new[] { Nft }));
@@ -78,12 +95,15 @@ public sealed class NetfilterSelectorTests
     }
 
     [Test]
-    public void RemovalUsesEveryBackendThatWorks()
+    public void RemovalUsesEveryBackendThatWorksAndMayHoldRules()
     {
+        var unusedLegacy = Select(NetfilterBackend.Auto, forRemoval: true);
+        _system.LegacyNatInUse = true;
         var both = Select(NetfilterBackend.Auto, forRemoval: true);
         _system.Broken[NetfilterBackend.Nft] = FakeSystem.NoNfTables;
         var legacyOnly = Select(NetfilterBackend.Auto, forRemoval: true);
 
+        Assert.That(unusedLegacy.Backends, Is.EqualTo(new[] { Nft }));
         Assert.That(both.Backends, Is.EqualTo(new[] { Nft, Legacy }));
         Assert.That(both.Explanation, Is.EqualTo("netfilter: nft and legacy (both work; removing from both)"));
         Assert.That(legacyOnly.Backends, Is.EqualTo(new[] { Legacy }));
@@ -156,7 +176,7 @@ public sealed class NetfilterSelectorTests
         var selection = Select(NetfilterBackend.Auto);
 
         Assert.That(selection.Backends, Is.EqualTo(new[] { new NetfilterPrograms(NetfilterBackend.Nft, "iptables", "ip6tables") }));
-        Assert.That(selection.Explanation, Is.EqualTo("netfilter: nft (iptables works; legacy: no iptables-legacy, and iptables is the nft variant (iptables v1.8.9 (nf_tables)))"));
+        Assert.That(selection.Explanation, Is.EqualTo("netfilter: nft (iptables works; no legacy nat table is in use, so no rules are there)"));
     }
 
     [Test]
@@ -194,5 +214,5 @@ public sealed class NetfilterSelectorTests
     }
 
     private NetfilterSelection Select(NetfilterBackend setting, bool forRemoval = false, Func<NetfilterPrograms, bool>? holdsRules = null) =>
-        new NetfilterSelector(_system).Select(setting, "set by --netfilter", forRemoval, holdsRules ?? (_ => false));
+        new NetfilterSelector(_system, () => _system.LegacyNatInUse).Select(setting, "set by --netfilter", forRemoval, holdsRules ?? (_ => false));
 }

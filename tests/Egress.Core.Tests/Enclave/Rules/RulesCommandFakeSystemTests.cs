@@ -125,7 +125,8 @@ public sealed class RulesCommandFakeSystemTests
         Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: false), Is.EqualTo(TableV4));
         Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true), Is.EqualTo(TableV6));
         Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false), Is.Empty);
-        Assert.That(Output[0], Is.EqualTo("netfilter: nft (both work; auto prefers nf_tables: iptables-nft works)"));
+        Assert.That(Output[0], Is.EqualTo("netfilter: nft (iptables-nft works; no legacy nat table is in use, so no rules are there)"));
+        Assert.That(_system.LegacyNatInUse, Is.False, "auto did not create a legacy nat table");
     }
 
     [Test]
@@ -251,7 +252,7 @@ public sealed class RulesCommandFakeSystemTests
     [Test]
     public void ApplyRefusesWhereOtherInterfacesExistUnlessForced()
     {
-        var command = new RulesCommand(_output, _error, _system, new RulesEnvironment(true, ["eth0"], true));
+        var command = new RulesCommand(_output, _error, _system, new RulesEnvironment(true, ["eth0"], true, () => _system.LegacyNatInUse));
 
         Assert.That(command.Apply(Settings(), force: false), Is.EqualTo(1));
         Assert.That(_system.Calls, Is.Empty);
@@ -265,5 +266,5 @@ public sealed class RulesCommandFakeSystemTests
         writer.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
 
     private RulesCommand Command(bool privileged = true, bool ipv6 = true) =>
-        new(_output, _error, _system, new RulesEnvironment(privileged, [], ipv6));
+        new(_output, _error, _system, new RulesEnvironment(privileged, [], ipv6, () => _system.LegacyNatInUse));
 }
