@@ -149,7 +149,6 @@ ip -n "$ns_wld" addr add 198.18.0.10/24 dev "$veth_w"
 ip -n "$ns_par" link set "$veth_p" up
 ip -n "$ns_wld" link set "$veth_w" up
 mkdir -p "/etc/netns/$ns_enc" && echo "nameserver 127.0.0.1" >"/etc/netns/$ns_enc/resolv.conf"
-in_ns "$ns_enc" "$enclave_bin" rules --apply >"$run/rules.log" 2>&1 || { cat "$run/rules.log" >&2; die "egress-enclave rules --apply"; }
 
 world=198.18.0.10
 iperf_port=5201 echo_port=7000
@@ -184,6 +183,8 @@ dns_upstreams = ["$world:53"]
 ${BENCH_EXTRA_TOML:-}
 EOF
 # BENCH_EXTRA_TOML is appended to that file (for experiments, e.g. BENCH_EXTRA_TOML=$'[relay]\nsplice = false').
+# The redirect rules take the proxy endpoint (and the netfilter backend) from the same file.
+in_ns "$ns_enc" "$enclave_bin" rules --apply --config "$run/enclave.toml" >"$run/rules.log" 2>&1 || { cat "$run/rules.log" >&2; die "egress-enclave rules --apply"; }
 # Warning: no per-connection log lines (the peers log nothing either).
 # BENCH_HOST_ENV="NAME=value ..." sets environment variables for the two egress hosts only (for experiments, e.g.
 # DOTNET_ThreadPool_ForceMinWorkerThreads=32); word-split on purpose.

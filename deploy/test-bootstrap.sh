@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Runs deploy/enclave/bootstrap.sh for real, as root, inside fresh network namespaces (each one a stand-in for an
 # enclave: only lo, down), with the real egress-enclave binary, and checks what it did:
-#   1. lo up, redirect rules and default route in place, proxy listening, the application ran (exit code kept),
-#      resolv.conf untouched when no DNS forwarder listens (EGRESS_DNS=auto);
+#   1. lo up, redirect rules (in nf_tables, auto's choice where it works) and default route in place, the proxy
+#      listening on both endpoints of [enclave] proxy_listen (port 4455: read from the configuration, not assumed),
+#      the application ran (exit code kept), resolv.conf untouched when no DNS forwarder listens (EGRESS_DNS=auto);
 #   2. with a DNS listener on 127.0.0.1:53 and EGRESS_DNS=on, resolv.conf points at 127.0.0.1;
 #   3. a missing configuration fails before anything starts;
 #   4. EGRESS_DNS=on without a forwarder fails after a bounded wait, stops egress-enclave, never runs the app;
-#   5. egress-enclave exiting at start (invalid configuration) fails at once with its exit code.
+#   5. egress-enclave exiting at start (a tunnel endpoint only the proxy reads) fails at once with its exit code;
+#   6. an invalid configuration fails at the rules step, before egress-enclave starts;
+#   7. EGRESS_NETFILTER=legacy puts the rules into the iptables-legacy tables (as on the Nitro enclave kernel);
+#   8. EGRESS_PROXY_PORT (no longer read) and a bad EGRESS_NETFILTER are refused before anything changes.
 # Namespaces are named eg-boot-*; each case removes its namespace and the processes in it, also on failure.
 # Usage: deploy/test-bootstrap.sh   (builds src/Egress.Enclave in Release unless EGRESS_ENCLAVE_BIN is set)
 set -uo pipefail
@@ -14,7 +18,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bootstrap="$root/deploy/enclave/bootstrap.sh"
 
 if [ "$(id -u)" -ne 0 ]; then echo "test-bootstrap.sh: needs root (network namespaces, iptables)" >&2; exit 1; fi
-for tool in ip iptables ss socat; do
+for tool in ip iptables iptables-legacy iptables-nft ss socat; do
   command -v "$tool" >/dev/null || { echo "test-bootstrap.sh: '$tool' not found (apt-get install iproute2 iptables socat)" >&2; exit 1; }
 done
 
@@ -51,10 +55,12 @@ destinations = ["198.18.0.0/15"]
 [tunnel]
 enclave_endpoint = "unix:$work/tunnel.sock"
 [enclave]
-proxy_listen = ["127.0.0.1:4444"]
+proxy_listen = ["127.0.0.1:4455", "[::1]:4455"]
 dns_listen = ["127.0.0.1:5353"]
 TOML
 printf '[egress]\nenabled = maybe\n' > "$work/bad.toml"
+# Valid for the rules (which read [enclave]), refused by egress-enclave when it starts (the tunnel endpoint).
+sed 's|^enclave_endpoint = .*|enclave_endpoint = "bogus://x"|' "$work/enclave.toml" > "$work/badtunnel.toml"
 
 passed=0 failed=0
 out="$work/out.txt"
@@ -75,7 +81,7 @@ run_bootstrap() { # run_bootstrap ENV-ASSIGNMENTS... -- APP...
 }
 
 # The application: prints what it sees inside the "enclave", then exits 7 (to check its exit code is kept).
-app='echo "APP RAN"; ip -o link show lo; ip route show default; iptables -w -t nat -S OUTPUT; iptables -w -t nat -S POSTROUTING; ss -Hltn "sport = :4444"; echo "resolv: $(cat "$EGRESS_RESOLV_CONF")"; exit 7'
+app='echo "APP RAN"; ip -o link show lo; ip route show default; iptables-nft -w -t nat -S OUTPUT 2>/dev/null; iptables-nft -w -t nat -S POSTROUTING 2>/dev/null; echo "legacy:"; iptables-legacy -w -t nat -S OUTPUT; ss -Hltn "sport = :4455"; echo "resolv: $(cat "$EGRESS_RESOLV_CONF")"; exit 7'
 
 echo "1. happy path (EGRESS_DNS=auto, no forwarder on :53)"
 new_ns happy; before=$failed
@@ -84,9 +90,12 @@ check "exit code is the application's (7)" test "$rc" -eq 7
 check "application ran" has "APP RAN"
 check "lo is up" has "<LOOPBACK,UP,LOWER_UP>"
 check "default route via lo" has "default via 127.0.0.1 dev lo"
-check "DNAT rule to the proxy" has "-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:4444"
+check "netfilter backend chosen and said" has "netfilter: nft (iptables-nft works; no legacy nat table is in use"
+check "DNAT rule to the configured proxy port" has "-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:4455"
 check "SNAT rule for the unspecified source" has "-A POSTROUTING -s 0.0.0.0/32 -o lo -j SNAT --to-source 127.0.0.1"
-check "proxy listening while the application runs" has "127.0.0.1:4444"
+check "IPv6 DNAT rule to the configured proxy port" test -n "$(ip netns exec "$ns" ip6tables-nft -w -t nat -S OUTPUT 2>/dev/null | grep -F -- '--to-destination [::1]:4455')"
+check "waited for both proxy endpoints" has "is listening on 127.0.0.1:4455 [::1]:4455"
+check "proxy listening while the application runs" has "127.0.0.1:4455"
 check "resolv.conf untouched without a forwarder" has "resolv: nameserver 192.0.2.53 # before bootstrap"
 check "says why resolv.conf was left" has "no forwarder on 127.0.0.1:53"
 check "egress-enclave still running after the application exited" test -n "$(ip netns pids "$ns")"
@@ -122,12 +131,46 @@ check "egress-enclave was stopped" test -z "$(ip netns pids "$ns")"
 show_output_if_failed "$before"
 
 echo "5. egress-enclave fails at start"
+new_ns badtunnel; before=$failed
+run_bootstrap EGRESS_CONFIG="$work/badtunnel.toml" -- sh -c "$app"; rc=$?
+check "exit code 1" test "$rc" -eq 1
+check "reports egress-enclave's exit code (2)" has "egress-enclave exited (code 2) before listening on 127.0.0.1:4455/tcp"
+check "egress-enclave's own message is shown" has "badtunnel.toml:5:20: error: Invalid tunnel endpoint 'bogus://x'"
+check "application did not run" lacks "APP RAN"
+show_output_if_failed "$before"
+
+echo "6. invalid configuration stops at the rules"
 new_ns badconfig; before=$failed
 run_bootstrap EGRESS_CONFIG="$work/bad.toml" -- sh -c "$app"; rc=$?
 check "exit code 1" test "$rc" -eq 1
-check "reports egress-enclave's exit code (2)" has "egress-enclave exited (code 2) before listening on 127.0.0.1:4444/tcp"
+check "names the rules step and its exit code" has "bootstrap: error: '$EGRESS_ENCLAVE_BIN rules --apply' failed (exit 2)"
 check "egress-enclave's own message is shown" has "bad.toml:2:"
+check "egress-enclave was never started" lacks "before listening"
 check "application did not run" lacks "APP RAN"
+check "no rules applied" test -z "$(ip netns exec "$ns" iptables -w -t nat -S OUTPUT | grep DNAT)"
+show_output_if_failed "$before"
+
+echo "7. EGRESS_NETFILTER=legacy"
+new_ns legacy; before=$failed
+run_bootstrap EGRESS_NETFILTER=legacy EGRESS_DNS=off -- sh -c "$app"; rc=$?
+check "exit code is the application's (7)" test "$rc" -eq 7
+check "says legacy and why" has "netfilter: legacy (set by --netfilter; iptables-legacy works)"
+check "DNAT rule in the legacy table" sh -c "sed -n '/^legacy:/,\$p' '$out' | grep -qF -- '--to-destination 127.0.0.1:4455'"
+check "nothing in nf_tables" test -z "$(ip netns exec "$ns" iptables-nft -w -t nat -S 2>/dev/null | grep -e '^-A')"
+check "IPv6 DNAT rule in the legacy table" test -n "$(ip netns exec "$ns" ip6tables-legacy -w -t nat -S OUTPUT | grep -F -- '--to-destination [::1]:4455')"
+show_output_if_failed "$before"
+
+echo "8. refused settings"
+new_ns settings; before=$failed
+run_bootstrap EGRESS_PROXY_PORT=4444 -- sh -c "$app"; rc_port=$?
+port_out=$(cat "$out")
+run_bootstrap EGRESS_NETFILTER=nftables -- sh -c "$app"; rc=$?
+check "EGRESS_PROXY_PORT: exit code 1" test "$rc_port" -eq 1
+check "EGRESS_PROXY_PORT: says the port comes from the configuration" grep -qF "bootstrap: error: EGRESS_PROXY_PORT is no longer used: the proxy port comes from [enclave] proxy_listen" <<<"$port_out"
+check "EGRESS_NETFILTER=nftables: exit code 1" test "$rc" -eq 1
+check "EGRESS_NETFILTER=nftables: names the accepted values" has "bootstrap: error: EGRESS_NETFILTER='nftables' is not one of auto, nft, legacy (or empty)"
+check "application did not run" lacks "APP RAN"
+check "nothing changed (lo still down)" test -z "$(ip netns exec "$ns" ip link show dev lo up)"
 show_output_if_failed "$before"
 
 cleanup_ns

@@ -116,7 +116,7 @@ ip netns exec "$PARENT" dotnet "$HOST_DLL" --config "$CONFIG" --tunnel "unix:$WO
 wait_for "egress-host" $! "$WORK/host.log" test -S "$WORK/tunnel.sock"
 
 say "enclave: egress-enclave rules --apply, then the proxy and the DNS forwarder; resolv.conf -> 127.0.0.1"
-ip netns exec "$ENCLAVE" dotnet "$ENCLAVE_DLL" rules --apply
+ip netns exec "$ENCLAVE" dotnet "$ENCLAVE_DLL" rules --apply --config "$CONFIG"
 mkdir -p "/etc/netns/$ENCLAVE"   # ip netns exec bind-mounts this over /etc/resolv.conf
 echo "nameserver 127.0.0.1" > "/etc/netns/$ENCLAVE/resolv.conf"
 ip netns exec "$ENCLAVE" dotnet "$ENCLAVE_DLL" --config "$CONFIG" --tunnel "unix:$WORK/tunnel.sock" > "$WORK/enclave.log" 2>&1 &

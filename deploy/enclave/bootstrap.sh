@@ -4,9 +4,13 @@
 #   bootstrap.sh [APP [ARGS...]]
 #
 # 1. brings up lo (an enclave starts with it down and has no other interface);
-# 2. applies the redirect rules (egress-enclave rules --apply: default route via lo, iptables DNAT to the proxy);
+# 2. applies the redirect rules: egress-enclave rules --apply --config $EGRESS_CONFIG (default route via lo, DNAT
+#    of all TCP to the proxy endpoints of [enclave] proxy_listen, in the netfilter backend that works here: nf_tables
+#    via iptables-nft, else iptables-legacy, as on the Nitro enclave kernel, which has no nf_tables; see
+#    EGRESS_NETFILTER). Its "proxy: ADDRESS:PORT ..." lines name the endpoints the proxy must listen on: the port
+#    is read from the configuration alone, never given twice;
 # 3. starts egress-enclave --config $EGRESS_CONFIG in the background;
-# 4. waits (bounded) until the proxy listens on 127.0.0.1:$EGRESS_PROXY_PORT;
+# 4. waits (bounded) until the proxy listens on each of those endpoints;
 # 5. DNS: when the forwarder listens on 127.0.0.1:53, writes "nameserver 127.0.0.1" to $EGRESS_RESOLV_CONF;
 # 6. exec "$@" (the application replaces this shell; egress-enclave keeps running beside it).
 #    Without arguments it waits for egress-enclave instead.
@@ -14,20 +18,24 @@
 #
 # Environment (defaults in brackets):
 #   EGRESS_ENCLAVE_BIN     egress-enclave executable                          [/opt/egress/egress-enclave]
-#   EGRESS_CONFIG          enclave.toml                                       [/etc/egress/enclave.toml]
+#   EGRESS_CONFIG          enclave.toml (also the source of the proxy port)   [/etc/egress/enclave.toml]
 #   EGRESS_RESOLV_CONF     resolv.conf to point at the DNS forwarder          [/etc/resolv.conf]
-#   EGRESS_PROXY_PORT      proxy port ([enclave] proxy_listen must match)     [4444]
+#   EGRESS_NETFILTER       auto, nft or legacy: the netfilter backend for the rules (rules --netfilter), overriding
+#                          [enclave] netfilter; empty: the configuration decides (its default, auto, probes: nft where
+#                          nf_tables works, else legacy)                                                          []
 #   EGRESS_DNS             auto: write resolv.conf if the forwarder listens on 127.0.0.1:53 once the proxy is up
 #                          (waiting up to EGRESS_DNS_WAIT more seconds); on: require it; off: leave resolv.conf  [auto]
 #   EGRESS_DNS_WAIT        seconds auto mode waits for the DNS forwarder after the proxy is up                    [2]
-#   EGRESS_START_TIMEOUT   seconds to wait for the proxy (and, with EGRESS_DNS=on, the forwarder)                 [15]
+#   EGRESS_START_TIMEOUT   seconds to wait for each proxy endpoint (and, with EGRESS_DNS=on, the forwarder)       [15]
 #   EGRESS_ENCLAVE_ARGS    extra arguments for egress-enclave, split on spaces (e.g. "--log-level Debug")         []
+# EGRESS_PROXY_PORT is no longer read (the port is [enclave] proxy_listen's); setting it is an error, so that a
+# stale value cannot silently disagree with the configuration.
 set -u
 
 EGRESS_ENCLAVE_BIN=${EGRESS_ENCLAVE_BIN:-/opt/egress/egress-enclave}
 EGRESS_CONFIG=${EGRESS_CONFIG:-/etc/egress/enclave.toml}
 EGRESS_RESOLV_CONF=${EGRESS_RESOLV_CONF:-/etc/resolv.conf}
-EGRESS_PROXY_PORT=${EGRESS_PROXY_PORT:-4444}
+EGRESS_NETFILTER=${EGRESS_NETFILTER:-}
 EGRESS_DNS=${EGRESS_DNS:-auto}
 EGRESS_DNS_WAIT=${EGRESS_DNS_WAIT:-2}
 EGRESS_START_TIMEOUT=${EGRESS_START_TIMEOUT:-15}
@@ -48,15 +56,18 @@ fail() {
 
 is_number() { case $1 in ''|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }
 
-# listening tcp|udp PORT: something is bound to 127.0.0.1:PORT (or the wildcard address) and listening.
+# listening tcp|udp ADDRESS:PORT: something is bound to ADDRESS:PORT (or to a wildcard address that covers it:
+# [::] and * for IPv6; also 0.0.0.0 for IPv4) and listening.
 listening() {
+  port=${2##*:}
+  case $2 in \[*) v4any= ;; *) v4any="0.0.0.0:$port" ;; esac
   if [ "$1" = tcp ]; then flags=-Hltn; else flags=-Hlun; fi
-  ss $flags "sport = :$2" 2>/dev/null | awk -v port=":$2" '
-    $4 == "127.0.0.1" port || $4 == "0.0.0.0" port || $4 == "*" port || $4 == "[::]" port { found = 1 }
+  ss $flags "sport = :$port" 2>/dev/null | awk -v want="$2" -v v4any="$v4any" -v port=":$port" '
+    $4 == want || (v4any != "" && $4 == v4any) || $4 == "*" port || $4 == "[::]" port { found = 1 }
     END { exit found ? 0 : 1 }'
 }
 
-# wait_for tcp|udp PORT SECONDS: 0 once listening, 1 on timeout; fails the bootstrap if egress-enclave exits.
+# wait_for tcp|udp ADDRESS:PORT SECONDS: 0 once listening, 1 on timeout; fails the bootstrap if egress-enclave exits.
 wait_for() {
   tries=$(( $3 * 10 ))
   while [ "$tries" -gt 0 ]; do
@@ -65,7 +76,7 @@ wait_for() {
       wait "$enclave_pid"
       code=$?
       enclave_pid=
-      fail "egress-enclave exited (code $code) before listening on 127.0.0.1:$2/$1; see its messages above"
+      fail "egress-enclave exited (code $code) before listening on $2/$1; see its messages above"
     fi
     sleep 0.1
     tries=$((tries - 1))
@@ -74,12 +85,13 @@ wait_for() {
 }
 
 # --- checks -------------------------------------------------------------------------------------------------------
-is_number "$EGRESS_PROXY_PORT" && [ "$EGRESS_PROXY_PORT" -ge 1 ] && [ "$EGRESS_PROXY_PORT" -le 65535 ] ||
-  fail "EGRESS_PROXY_PORT='$EGRESS_PROXY_PORT' is not a port (1-65535)"
+[ -z "${EGRESS_PROXY_PORT+set}" ] ||
+  fail "EGRESS_PROXY_PORT is no longer used: the proxy port comes from [enclave] proxy_listen in '$EGRESS_CONFIG'; unset it"
 is_number "$EGRESS_START_TIMEOUT" && [ "$EGRESS_START_TIMEOUT" -ge 1 ] ||
   fail "EGRESS_START_TIMEOUT='$EGRESS_START_TIMEOUT' is not a whole number of seconds >= 1"
 is_number "$EGRESS_DNS_WAIT" || fail "EGRESS_DNS_WAIT='$EGRESS_DNS_WAIT' is not a whole number of seconds"
 case $EGRESS_DNS in auto|on|off) ;; *) fail "EGRESS_DNS='$EGRESS_DNS' is not one of auto, on, off" ;; esac
+case $EGRESS_NETFILTER in ''|auto|nft|legacy) ;; *) fail "EGRESS_NETFILTER='$EGRESS_NETFILTER' is not one of auto, nft, legacy (or empty)" ;; esac
 [ -x "$EGRESS_ENCLAVE_BIN" ] || fail "egress-enclave not found or not executable at '$EGRESS_ENCLAVE_BIN' (set EGRESS_ENCLAVE_BIN)"
 [ -r "$EGRESS_CONFIG" ] || fail "configuration '$EGRESS_CONFIG' not found or not readable (set EGRESS_CONFIG)"
 for tool in ip ss awk; do
@@ -90,8 +102,19 @@ done
 ip link set dev lo up || fail "cannot bring up lo (needs CAP_NET_ADMIN)"
 
 # --- 2. redirect rules --------------------------------------------------------------------------------------------
-"$EGRESS_ENCLAVE_BIN" rules --apply --proxy-port "$EGRESS_PROXY_PORT" >&2 ||
-  fail "'$EGRESS_ENCLAVE_BIN rules --apply' failed; outbound connections would not be redirected"
+# Its output is shown once it is done, and read for the "proxy: ADDRESS:PORT ..." lines.
+if [ -n "$EGRESS_NETFILTER" ]; then
+  rules_out=$("$EGRESS_ENCLAVE_BIN" rules --apply --config "$EGRESS_CONFIG" --netfilter "$EGRESS_NETFILTER")
+else
+  rules_out=$("$EGRESS_ENCLAVE_BIN" rules --apply --config "$EGRESS_CONFIG")
+fi
+code=$?
+[ -z "$rules_out" ] || printf '%s\n' "$rules_out" >&2
+[ "$code" -eq 0 ] ||
+  fail "'$EGRESS_ENCLAVE_BIN rules --apply' failed (exit $code); outbound connections would not be redirected"
+proxy_endpoints=$(printf '%s\n' "$rules_out" | awk '$1 == "proxy:" { printf "%s%s", sep, $2; sep = " " }')
+[ -n "$proxy_endpoints" ] ||
+  fail "'$EGRESS_ENCLAVE_BIN rules --apply' named no proxy endpoint (no \"proxy: ADDRESS:PORT\" line); is that egress-enclave older than this script?"
 
 # --- 3. the proxy -------------------------------------------------------------------------------------------------
 # shellcheck disable=SC2086 # EGRESS_ENCLAVE_ARGS is split on purpose
@@ -100,19 +123,23 @@ enclave_pid=$!
 trap 'fail "interrupted"' INT TERM
 
 # --- 4. wait for it -----------------------------------------------------------------------------------------------
-wait_for tcp "$EGRESS_PROXY_PORT" "$EGRESS_START_TIMEOUT" ||
-  fail "egress-enclave did not listen on 127.0.0.1:$EGRESS_PROXY_PORT within ${EGRESS_START_TIMEOUT}s (does [enclave] proxy_listen match EGRESS_PROXY_PORT?)"
-say "egress-enclave (pid $enclave_pid) is listening on 127.0.0.1:$EGRESS_PROXY_PORT"
+set -f # "[::1]:4444" is not a file pattern
+for endpoint in $proxy_endpoints; do
+  wait_for tcp "$endpoint" "$EGRESS_START_TIMEOUT" ||
+    fail "egress-enclave did not listen on $endpoint within ${EGRESS_START_TIMEOUT}s (the rules redirect there, from [enclave] proxy_listen in '$EGRESS_CONFIG')"
+done
+set +f
+say "egress-enclave (pid $enclave_pid) is listening on $proxy_endpoints"
 
 # --- 5. DNS -------------------------------------------------------------------------------------------------------
 dns=no
 case $EGRESS_DNS in
   on)
-    wait_for udp 53 "$EGRESS_START_TIMEOUT" && dns=yes ||
+    wait_for udp 127.0.0.1:53 "$EGRESS_START_TIMEOUT" && dns=yes ||
       fail "EGRESS_DNS=on but no DNS forwarder listens on 127.0.0.1:53 within ${EGRESS_START_TIMEOUT}s"
     ;;
   auto)
-    if listening udp 53 || { [ "$EGRESS_DNS_WAIT" -gt 0 ] && wait_for udp 53 "$EGRESS_DNS_WAIT"; }; then dns=yes; fi
+    if listening udp 127.0.0.1:53 || { [ "$EGRESS_DNS_WAIT" -gt 0 ] && wait_for udp 127.0.0.1:53 "$EGRESS_DNS_WAIT"; }; then dns=yes; fi
     ;;
 esac
 if [ "$dns" = yes ]; then

@@ -30,9 +30,17 @@ const string Usage = """
           Explain what the policy says about TARGET (NAME, IP, NAME:PORT, IPv4:PORT or [IPv6]:PORT): for a
           name, whether DNS answers it and which entry matched; for an address, whether a connection is
           allowed and why. Static rules only (no live cache). Exit 0 allowed, 1 denied.
-      egress-enclave rules [--apply | --remove] [--proxy-port PORT] [--force]
+      egress-enclave rules [--apply | --remove] [--config PATH] [--netfilter auto|nft|legacy] [--force]
           Print (default), apply idempotently, or remove the routing and iptables rules that redirect all
-          outbound TCP to the proxy. Needs root. --force applies them even where interfaces other than lo exist.
+          outbound TCP to the proxy at [enclave] proxy_listen (per family its loopback endpoint, e.g.
+          127.0.0.1:4444 and [::1]:4444; a family it does not listen in is not redirected). Applying and
+          removing need root. The iptables rules go into the netfilter backend named by --netfilter or
+          [enclave] netfilter; auto (the default) probes: nf_tables (iptables-nft) where it works, else the
+          legacy tables (iptables-legacy; the Nitro enclave kernel has no nf_tables), keeping rules already in
+          the legacy tables there. A "netfilter: ..." line says which and why. --remove removes the rules from
+          every backend that works (auto) or from the one named. --apply ends with one line per redirect
+          target, "proxy: ADDRESS:PORT (...)": where the proxy must listen (scripts wait for it there).
+          --force applies them even where interfaces other than lo exist.
 
     Options:
       --config PATH        enclave.toml (default: ./enclave.toml)
@@ -41,7 +49,7 @@ const string Usage = """
       --log-level LEVEL    Trace, Debug, Information (default), Warning, Error or Critical
       --log-format FORMAT  text (default): one line per event, "2025-01-31T12:00:00.000Z info: Category[id] message";
                            json: one JSON object per line (Timestamp, EventId, LogLevel, Category, Message, State)
-      --proxy-port PORT    rules only: the proxy port the rules redirect to (default 4444)
+      --netfilter BACKEND  rules only: auto, nft or legacy, overriding [enclave] netfilter (default auto)
       --apply, --remove    rules only: apply or remove the rules instead of printing them
       --force              rules only: apply even where network interfaces other than lo exist
       -h, --help           show this help
@@ -49,26 +57,38 @@ const string Usage = """
                            the RID, and exit
 
     Examples:
-      egress-enclave rules --apply && egress-enclave --config /etc/egress/enclave.toml
+      egress-enclave rules --apply --config /etc/egress/enclave.toml && egress-enclave --config /etc/egress/enclave.toml
       egress-enclave check api.stripe.com:443 --config enclave.toml
       egress-enclave --tunnel unix:/tmp/egress.sock --log-format json --log-level Debug
 
     Metrics: meter "Egress" (connections, relayed bytes, DNS queries, tunnel errors, learned addresses), readable
     with dotnet-counters monitor --counters Egress -n egress-enclave.
 
-    Exit codes: 0 stopped cleanly (or check: allowed), 1 runtime failure (a listener cannot bind; check: denied),
-    2 bad command line or configuration (the message names file:line:col).
+    Exit codes: 0 stopped cleanly (or check: allowed; rules: done), 1 runtime failure (a listener cannot bind;
+    check: denied; rules: a command failed, no root, or no working netfilter backend), 2 bad command line or
+    configuration (the message names file:line:col).
     """;
 
 HostRuntime.PreferInlineSocketCompletions();
 
-var command = HostRuntime.ParseCommandLine(args, Usage, ["--proxy-port"], ["--apply", "--remove", "--force"], out var exitCode);
+// --proxy-port is still recognised, only to say where the port comes from now.
+var command = HostRuntime.ParseCommandLine(args, Usage, ["--proxy-port", "--netfilter"], ["--apply", "--remove", "--force"], out var exitCode);
 if (command is null)
 {
     return exitCode;
 }
 
+if (command.Value("--proxy-port") is not null)
+{
+    return Fail("--proxy-port is gone: rules redirect to the proxy's [enclave] proxy_listen addresses, read from --config PATH");
+}
+
 var verb = command.Positional.Count > 0 ? command.Positional[0] : "run";
+if (verb != "rules" && (command.Has("--apply") || command.Has("--remove") || command.Has("--force") || command.Value("--netfilter") is not null))
+{
+    return Fail("--apply, --remove, --force and --netfilter belong to the 'rules' command");
+}
+
 if (verb == "check")
 {
     if (command.Positional.Count != 2)
@@ -107,27 +127,7 @@ if (command.Positional.Count > 1 || verb is not ("run" or "rules"))
 
 if (verb == "rules")
 {
-    var portText = command.Value("--proxy-port");
-    var port = RedirectRules.DefaultProxyPort;
-    if (portText is not null && (!int.TryParse(portText, out port) || port is < 1 or > 65535))
-    {
-        Console.Error.WriteLine($"error: --proxy-port '{portText}' is not a port (1-65535)");
-        return HostRuntime.UsageError;
-    }
-
-    var rules = new RulesCommand(Console.Out, Console.Error);
-    return (command.Has("--apply"), command.Has("--remove")) switch
-    {
-        (true, true) => Fail("--apply and --remove exclude each other"),
-        (true, false) => rules.Apply(port, command.Has("--force")),
-        (false, true) => rules.Remove(port),
-        _ => rules.Print(port),
-    };
-}
-
-if (command.Has("--apply") || command.Has("--remove") || command.Has("--force") || command.Value("--proxy-port") is not null)
-{
-    return Fail("--apply, --remove, --force and --proxy-port belong to the 'rules' command");
+    return RunRules(command);
 }
 
 if (!HostRuntime.TryReadLogging(command, out var logLevel, out var jsonLogs))
@@ -218,6 +218,58 @@ string? DescribeDnsBindFailure(Exception exception)
         : string.Empty;
     return $"cannot listen for DNS on {string.Join(", ", dnsListen)} (UDP and TCP): {ex.Message}{privileged}; "
         + "is another resolver (systemd-resolved, dnsmasq) bound there? Change [enclave] dns_listen or stop it.";
+}
+
+static int RunRules(CommandLine command)
+{
+    foreach (var option in (string[])["--tunnel", "--log-level", "--log-format"])
+    {
+        if (command.Value(option) is not null)
+        {
+            return Fail($"{option} does not apply to 'rules'");
+        }
+    }
+
+    if (command.Has("--apply") && command.Has("--remove"))
+    {
+        return Fail("--apply and --remove exclude each other");
+    }
+
+    NetfilterBackend? netfilterOption = null;
+    if (command.Value("--netfilter") is { } netfilterText)
+    {
+        if (!NetfilterSelector.TryParse(netfilterText, out var parsed))
+        {
+            return Fail($"--netfilter '{netfilterText}' is not auto, nft (nf_tables, iptables-nft) or legacy (iptables-legacy)");
+        }
+
+        netfilterOption = parsed;
+    }
+
+    var configuration = HostRuntime.LoadConfiguration(command.Value("--config"), Console.Error);
+    if (configuration is null)
+    {
+        return HostRuntime.UsageError;
+    }
+
+    IReadOnlyList<System.Net.IPEndPoint> targets;
+    try
+    {
+        targets = RedirectRules.Targets(configuration.Enclave.ProxyListen);
+    }
+    catch (ArgumentException ex)
+    {
+        Console.Error.WriteLine(configuration.CreateException("enclave.proxy_listen", ex.Message).Message);
+        return HostRuntime.UsageError;
+    }
+
+    var settings = netfilterOption is { } chosen
+        ? new RulesSettings(targets, chosen, "set by --netfilter")
+        : new RulesSettings(targets, configuration.Enclave.Netfilter, $"set by [enclave] netfilter in {configuration.GetLocation("enclave.netfilter")?.ToString() ?? configuration.SourceName}");
+    var rules = new RulesCommand(Console.Out, Console.Error, ProcessRunner.Instance, RulesEnvironment.Current());
+    return command.Has("--apply") ? rules.Apply(settings, command.Has("--force"))
+        : command.Has("--remove") ? rules.Remove(settings)
+        : rules.Print(settings);
 }
 
 static int Fail(string message)

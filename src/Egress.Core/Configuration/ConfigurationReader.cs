@@ -18,7 +18,7 @@ internal sealed class ConfigurationReader
     private static readonly string[] TopLevelKeys = ["egress", "tunnel", "enclave", "host", "dns", "relay", .. EvervaultKeys.Names];
     private static readonly string[] EgressKeys = ["enabled", "destinations"];
     private static readonly string[] TunnelKeys = ["enclave_endpoint", "host_endpoint", "status_timeout_ms"];
-    private static readonly string[] EnclaveKeys = ["proxy_listen", "dns_listen", "dns_query_timeout_ms"];
+    private static readonly string[] EnclaveKeys = ["proxy_listen", "dns_listen", "dns_query_timeout_ms", "netfilter"];
     private static readonly string[] HostKeys = ["connect_timeout_ms", "header_timeout_ms", "dns_upstreams", "dns_timeout_ms", "metrics_listen", "max_streams"];
     private static readonly string[] DnsKeys = ["ttl_floor_seconds", "grace_seconds", "cache_max_entries"];
     private static readonly string[] RelayKeys = ["idle_timeout_seconds", "shutdown_drain_seconds", "splice"];
@@ -36,6 +36,7 @@ internal sealed class ConfigurationReader
     private IPEndPoint[] proxyListen = [new(IPAddress.Loopback, 4444), new(IPAddress.IPv6Loopback, 4444)];
     private IPEndPoint[] dnsListen = [new(IPAddress.Loopback, 53)];
     private long dnsQueryTimeoutMs = 5_000;
+    private NetfilterBackend netfilter = NetfilterBackend.Auto;
     private long connectTimeoutMs = 5_000;
     private long headerTimeoutMs = 5_000;
     private IPEndPoint[] dnsUpstreams = [];
@@ -211,6 +212,9 @@ internal sealed class ConfigurationReader
             case "dns_query_timeout_ms":
                 dnsQueryTimeoutMs = ReadInteger(path, keyLocation, 1, MaxMilliseconds);
                 break;
+            case "netfilter":
+                netfilter = ReadNetfilter(path, keyLocation);
+                break;
             default:
                 throw UnknownKey(key, path, keyLocation, EnclaveKeys);
         }
@@ -277,6 +281,21 @@ internal sealed class ConfigurationReader
             default:
                 throw UnknownKey(key, path, keyLocation, RelayKeys);
         }
+    }
+
+    private NetfilterBackend ReadNetfilter(string path, SourceLocation keyLocation)
+    {
+        string value = ReadString(path, keyLocation);
+        return value switch
+        {
+            "auto" => NetfilterBackend.Auto,
+            "nft" => NetfilterBackend.Nft,
+            "legacy" => NetfilterBackend.Legacy,
+            _ => throw new ConfigurationException(
+                locations[path],
+                path,
+                $"expected \"auto\", \"nft\" (nf_tables, iptables-nft) or \"legacy\" (iptables-legacy), found \"{value}\""),
+        };
     }
 
     private bool ReadBoolean(string path, SourceLocation keyLocation)
@@ -423,7 +442,7 @@ internal sealed class ConfigurationReader
         sourceName,
         new EgressSection(egressEnabled, Array.AsReadOnly(destinations)),
         new TunnelSection(enclaveEndpoint, hostEndpoint, TimeSpan.FromMilliseconds(statusTimeoutMs)),
-        new EnclaveSection(Array.AsReadOnly(proxyListen), Array.AsReadOnly(dnsListen), TimeSpan.FromMilliseconds(dnsQueryTimeoutMs)),
+        new EnclaveSection(Array.AsReadOnly(proxyListen), Array.AsReadOnly(dnsListen), TimeSpan.FromMilliseconds(dnsQueryTimeoutMs), netfilter),
         new HostSection(TimeSpan.FromMilliseconds(connectTimeoutMs), TimeSpan.FromMilliseconds(headerTimeoutMs), Array.AsReadOnly(dnsUpstreams), TimeSpan.FromMilliseconds(dnsTimeoutMs), metricsListen, (int)maxStreams),
         new DnsSection(TimeSpan.FromSeconds(ttlFloorSeconds), TimeSpan.FromSeconds(graceSeconds), (int)cacheMaxEntries),
         new RelaySection(idleTimeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(idleTimeoutSeconds), TimeSpan.FromSeconds(shutdownDrainSeconds), splice),

@@ -5,11 +5,12 @@ namespace Egress.Configuration;
 /// <summary>The <c>[enclave]</c> section: listeners of egress-enclave.</summary>
 public sealed class EnclaveSection
 {
-    internal EnclaveSection(IReadOnlyList<IPEndPoint> proxyListen, IReadOnlyList<IPEndPoint> dnsListen, TimeSpan dnsQueryTimeout)
+    internal EnclaveSection(IReadOnlyList<IPEndPoint> proxyListen, IReadOnlyList<IPEndPoint> dnsListen, TimeSpan dnsQueryTimeout, NetfilterBackend netfilter)
     {
         ProxyListen = proxyListen;
         DnsListen = dnsListen;
         DnsQueryTimeout = dnsQueryTimeout;
+        Netfilter = netfilter;
     }
 
     /// <summary>Gets the addresses the transparent TCP proxy listens on (<c>enclave.proxy_listen</c>, default 127.0.0.1:4444 and [::1]:4444); never empty.</summary>
@@ -20,4 +21,10 @@ public sealed class EnclaveSection
 
     /// <summary>Gets how long the DNS forwarder waits for the parent's answer (<c>enclave.dns_query_timeout_ms</c>, default 5 s).</summary>
     public TimeSpan DnsQueryTimeout { get; }
+
+    /// <summary>
+    /// Gets the netfilter backend <c>egress-enclave rules</c> uses (<c>enclave.netfilter</c>: <c>"auto"</c>, the default,
+    /// <c>"nft"</c> or <c>"legacy"</c>).
+    /// </summary>
+    public NetfilterBackend Netfilter { get; }
 }

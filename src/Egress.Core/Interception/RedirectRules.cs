@@ -1,4 +1,5 @@
-using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 
 namespace Egress.Interception;
 
@@ -7,38 +8,125 @@ namespace Egress.Interception;
 /// egress proxy: a default route via <c>lo</c> (an enclave has no other interface), a DNAT rule in
 /// <c>nat OUTPUT</c> for all TCP not addressed to loopback, and an SNAT rule for the unspecified source the
 /// kernel picks for such connections. IPv4 and IPv6 alike. One place for these rules: the enclave host prints,
-/// applies and removes exactly this list.
+/// applies and removes exactly this list. The netfilter steps name the plain <c>iptables</c> and <c>ip6tables</c>;
+/// a caller that picks a backend (<c>iptables-legacy</c>, <c>iptables-nft</c>) substitutes the program.
 /// </summary>
 public static class RedirectRules
 {
     /// <summary>The proxy port used when none is configured.</summary>
     public const int DefaultProxyPort = 4444;
 
-    /// <summary>The steps, in the order they are applied (removal runs them in reverse).</summary>
+    /// <summary>The steps for a proxy on 127.0.0.1 and [::1], in the order they are applied (removal runs them in reverse).</summary>
     /// <param name="proxyPort">The port the proxy listens on, on 127.0.0.1 and [::1].</param>
+    /// <returns>The IPv4 and IPv6 steps.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="proxyPort"/> is not 1–65535.</exception>
     public static IReadOnlyList<RedirectRule> For(int proxyPort = DefaultProxyPort)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(proxyPort, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(proxyPort, 65535);
-        var port = proxyPort.ToString(CultureInfo.InvariantCulture);
+        return Build(new IPEndPoint(IPAddress.Loopback, proxyPort), new IPEndPoint(IPAddress.IPv6Loopback, proxyPort));
+    }
 
-        return
-        [
-            Route("IPv4 default route via loopback", ipv6: false, ["route"], ["default", "via", "127.0.0.1", "dev", "lo"]),
-            Route("IPv6 default route via loopback", ipv6: true, ["-6", "route"], ["default", "dev", "lo"]),
-            Netfilter(
+    /// <summary>
+    /// The steps for a proxy listening on <paramref name="proxyListen"/> (<c>enclave.proxy_listen</c>), in the order
+    /// they are applied. Each address family gets its steps only when the proxy listens in that family; the DNAT target
+    /// is the family's endpoint from <see cref="Targets"/>.
+    /// </summary>
+    /// <param name="proxyListen">Where the proxy listens: IPv4 and/or IPv6 endpoints.</param>
+    /// <returns>The steps of every family the proxy listens in.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="proxyListen"/> is null.</exception>
+    /// <exception cref="ArgumentException">See <see cref="Targets"/>.</exception>
+    public static IReadOnlyList<RedirectRule> ForProxyListen(IReadOnlyList<IPEndPoint> proxyListen)
+    {
+        var targets = Targets(proxyListen);
+        return Build(
+            targets.FirstOrDefault(t => t.AddressFamily == AddressFamily.InterNetwork),
+            targets.FirstOrDefault(t => t.AddressFamily == AddressFamily.InterNetworkV6));
+    }
+
+    /// <summary>
+    /// Where the DNAT rules send redirected connections, IPv4 first: per address family, the first listen endpoint
+    /// whose address is loopback (kept as is) or unspecified (0.0.0.0 becomes 127.0.0.1, [::] becomes [::1]).
+    /// Redirected connections travel over <c>lo</c>, so only the proxy's loopback listeners can take them. The proxy's
+    /// IPv6 sockets are IPv6 only: an IPv6 endpoint never takes IPv4 connections. A family without an endpoint gets no
+    /// target.
+    /// </summary>
+    /// <param name="proxyListen">Where the proxy listens: IPv4 and/or IPv6 endpoints.</param>
+    /// <returns>One or two endpoints, at most one per family.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="proxyListen"/> is null.</exception>
+    /// <exception cref="ArgumentException">
+    /// <paramref name="proxyListen"/> is empty, or lists endpoints of a family none of which is loopback or unspecified
+    /// (the message says which and what to listen on instead).
+    /// </exception>
+    public static IReadOnlyList<IPEndPoint> Targets(IReadOnlyList<IPEndPoint> proxyListen)
+    {
+        ArgumentNullException.ThrowIfNull(proxyListen);
+        if (proxyListen.Count == 0)
+        {
+            throw new ArgumentException("The proxy listens nowhere: list at least one endpoint such as 127.0.0.1:4444.");
+        }
+
+        var targets = new List<IPEndPoint>(2);
+        foreach (var (family, loopback, name) in new[]
+        {
+            (AddressFamily.InterNetwork, IPAddress.Loopback, "IPv4"),
+            (AddressFamily.InterNetworkV6, IPAddress.IPv6Loopback, "IPv6"),
+        })
+        {
+            var inFamily = proxyListen.Where(e => e.AddressFamily == family).ToList();
+            if (inFamily.Count == 0)
+            {
+                continue;
+            }
+
+            var usable = inFamily.FirstOrDefault(e => IPAddress.IsLoopback(e.Address) || IsUnspecified(e.Address))
+                ?? throw new ArgumentException(
+                    $"The proxy's {name} listen address{(inFamily.Count > 1 ? "es" : string.Empty)} ({string.Join(", ", inFamily)}) "
+                    + $"cannot take redirected connections: they travel over lo, so the proxy must also listen on a loopback address, "
+                    + $"such as {new IPEndPoint(loopback, inFamily[0].Port)}.");
+            targets.Add(IsUnspecified(usable.Address) ? new IPEndPoint(loopback, usable.Port) : usable);
+        }
+
+        return targets;
+    }
+
+    private static bool IsUnspecified(IPAddress address) =>
+        address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
+
+    private static RedirectRule[] Build(IPEndPoint? ipv4Target, IPEndPoint? ipv6Target)
+    {
+        var rules = new List<RedirectRule>(6);
+        if (ipv4Target is not null)
+        {
+            rules.Add(Route("IPv4 default route via loopback", ipv6: false, ["route"], ["default", "via", "127.0.0.1", "dev", "lo"]));
+        }
+
+        if (ipv6Target is not null)
+        {
+            rules.Add(Route("IPv6 default route via loopback", ipv6: true, ["-6", "route"], ["default", "dev", "lo"]));
+        }
+
+        if (ipv4Target is not null)
+        {
+            rules.Add(Netfilter(
                 "redirect all IPv4 TCP not to loopback to the proxy", "iptables", "OUTPUT",
-                ["-p", "tcp", "!", "-d", "127.0.0.0/8", "-j", "DNAT", "--to-destination", "127.0.0.1:" + port]),
-            Netfilter(
+                ["-p", "tcp", "!", "-d", "127.0.0.0/8", "-j", "DNAT", "--to-destination", ipv4Target.ToString()]));
+            rules.Add(Netfilter(
                 "give redirected IPv4 connections a loopback source", "iptables", "POSTROUTING",
-                ["-o", "lo", "-s", "0.0.0.0/32", "-j", "SNAT", "--to-source", "127.0.0.1"]),
-            Netfilter(
+                ["-o", "lo", "-s", "0.0.0.0/32", "-j", "SNAT", "--to-source", "127.0.0.1"]));
+        }
+
+        if (ipv6Target is not null)
+        {
+            rules.Add(Netfilter(
                 "redirect all IPv6 TCP not to loopback to the proxy", "ip6tables", "OUTPUT",
-                ["-p", "tcp", "!", "-d", "::1/128", "-j", "DNAT", "--to-destination", "[::1]:" + port]),
-            Netfilter(
+                ["-p", "tcp", "!", "-d", "::1/128", "-j", "DNAT", "--to-destination", ipv6Target.ToString()]));
+            rules.Add(Netfilter(
                 "give redirected IPv6 connections a loopback source", "ip6tables", "POSTROUTING",
-                ["-o", "lo", "-s", "::/128", "-j", "SNAT", "--to-source", "::1"]),
-        ];
+                ["-o", "lo", "-s", "::/128", "-j", "SNAT", "--to-source", "::1"]));
+        }
+
+        return [.. rules];
     }
 
     private static RedirectRule Route(string description, bool ipv6, string[] prefix, string[] route) =>

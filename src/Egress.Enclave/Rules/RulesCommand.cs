@@ -1,189 +1,31 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Configuration;
 using Egress.Interception;
 
 namespace Egress.Enclave.Rules;
 
 /// <summary>
-/// <c>egress-enclave rules [--apply | --remove]</c>: prints, applies (idempotently) or removes the redirect rules
-/// from <see cref="RedirectRules"/>. Applying is all or nothing: if a step fails, the steps this run added are
-/// undone before it reports the failure.
+/// What <c>rules</c> works from: where the proxy's redirected connections go (from <c>[enclave] proxy_listen</c>, see
+/// <see cref="RedirectRules.Targets"/>) and the netfilter backend setting with where it came from.
 /// </summary>
-internal sealed class RulesCommand(TextWriter output, TextWriter error)
+internal sealed record RulesSettings(IReadOnlyList<IPEndPoint> ProxyTargets, NetfilterBackend Netfilter, string NetfilterSource);
+
+/// <summary>
+/// The facts about this machine that <c>rules</c> checks; <see cref="Current"/> reads the real ones.
+/// <see cref="LegacyNatInUse"/> is asked when needed (see <see cref="NetfilterSelector"/>).
+/// </summary>
+internal sealed record RulesEnvironment(bool IsPrivileged, IReadOnlyList<string> OtherInterfaces, bool IPv6Enabled, Func<bool> LegacyNatInUse)
 {
-    private static readonly string[] Programs = ["ip", "iptables", "ip6tables"];
-    private static readonly string[] LoopbackShowUp = ["link", "show", "dev", "lo", "up"];
-    private static readonly string[] LoopbackUp = ["link", "set", "dev", "lo", "up"];
+    public static RulesEnvironment Current() =>
+        new(Environment.IsPrivilegedProcess, ReadOtherInterfaces(), ReadIPv6Enabled(), NetfilterSelector.ReadLegacyNatInUse);
 
-    public int Print(int proxyPort)
-    {
-        output.WriteLine("# Egress redirect rules (egress-enclave rules --apply runs these idempotently)");
-        output.WriteLine("# bring loopback up if it is down (an enclave may boot with lo down; --remove leaves it up)");
-        output.WriteLine(string.Join(' ', ["ip", .. LoopbackUp]));
-        foreach (var rule in RedirectRules.For(proxyPort))
-        {
-            output.WriteLine($"# {rule.Description}");
-            output.WriteLine(rule.AddCommandLine);
-        }
+    private static string[] ReadOtherInterfaces() =>
+        Directory.Exists("/sys/class/net")
+            ? [.. Directory.GetDirectories("/sys/class/net").Select(d => Path.GetFileName(d)).Where(n => n != "lo")]
+            : [];
 
-        output.WriteLine("# egress-enclave rules --remove undoes them:");
-        foreach (var rule in RedirectRules.For(proxyPort).Reverse())
-        {
-            output.WriteLine(rule.RemoveCommandLine);
-        }
-
-        return 0;
-    }
-
-    public int Apply(int proxyPort, bool force)
-    {
-        if (!CanChangeRules(requireEnclaveShape: !force))
-        {
-            return 1;
-        }
-
-        if (!EnsureLoopbackUp())
-        {
-            return 1;
-        }
-
-        var ipv6 = IPv6Enabled();
-        var added = new List<RedirectRule>();
-        foreach (var rule in RedirectRules.For(proxyPort))
-        {
-            if (rule.IsIPv6 && !ipv6)
-            {
-                output.WriteLine($"skipped: {rule.Description} (IPv6 is disabled here)");
-                continue;
-            }
-
-            if (IsInPlace(rule))
-            {
-                output.WriteLine($"present: {rule.Description}");
-                continue;
-            }
-
-            var result = ProcessRunner.Run(rule.Program, rule.Add);
-            if (result.ExitCode != 0)
-            {
-                error.WriteLine($"error: '{rule.AddCommandLine}' failed (exit {result.ExitCode}): {result.StandardError.Trim()}");
-                foreach (var undo in Enumerable.Reverse(added))
-                {
-                    var undone = ProcessRunner.Run(undo.Program, undo.Remove);
-                    error.WriteLine(undone.ExitCode == 0
-                        ? $"rolled back: {undo.Description}"
-                        : $"error: could not roll back '{undo.RemoveCommandLine}': {undone.StandardError.Trim()}");
-                }
-
-                return 1;
-            }
-
-            added.Add(rule);
-            output.WriteLine($"added: {rule.Description}: {rule.AddCommandLine}");
-        }
-
-        return 0;
-    }
-
-    public int Remove(int proxyPort)
-    {
-        if (!CanChangeRules(requireEnclaveShape: false))
-        {
-            return 1;
-        }
-
-        var ipv6 = IPv6Enabled();
-        var failed = false;
-        foreach (var rule in RedirectRules.For(proxyPort).Reverse())
-        {
-            if (rule.IsIPv6 && !ipv6)
-            {
-                continue;
-            }
-
-            // iptables allows duplicates: remove every copy, never more than a bounded number.
-            var removed = 0;
-            while (removed < 64 && IsInPlace(rule))
-            {
-                var result = ProcessRunner.Run(rule.Program, rule.Remove);
-                if (result.ExitCode != 0)
-                {
-                    error.WriteLine($"error: '{rule.RemoveCommandLine}' failed (exit {result.ExitCode}): {result.StandardError.Trim()}");
-                    failed = true;
-                    break;
-                }
-
-                removed++;
-            }
-
-            output.WriteLine(removed > 0 ? $"removed: {rule.Description}" : $"absent: {rule.Description}");
-        }
-
-        return failed ? 1 : 0;
-    }
-
-    /// <summary>
-    /// The routes via lo cannot be added while lo is down ("Nexthop has invalid gateway"), and an enclave may boot
-    /// with it down: bring it up first. Removing the rules leaves it up (other loopback users need it).
-    /// </summary>
-    private bool EnsureLoopbackUp()
-    {
-        if (ProcessRunner.Run("ip", LoopbackShowUp).StandardOutput.Trim().Length > 0)
-        {
-            output.WriteLine("present: loopback interface up");
-            return true;
-        }
-
-        var result = ProcessRunner.Run("ip", LoopbackUp);
-        if (result.ExitCode != 0)
-        {
-            error.WriteLine($"error: 'ip {string.Join(' ', LoopbackUp)}' failed (exit {result.ExitCode}): {result.StandardError.Trim()}");
-            return false;
-        }
-
-        output.WriteLine($"added: loopback interface up: ip {string.Join(' ', LoopbackUp)}");
-        return true;
-    }
-
-    private static bool IsInPlace(RedirectRule rule)
-    {
-        var check = ProcessRunner.Run(rule.Program, rule.Check);
-        return rule.CheckPrintsMatch
-            ? check.ExitCode == 0 && check.StandardOutput.Trim().Length > 0
-            : check.ExitCode == 0;
-    }
-
-    private bool CanChangeRules(bool requireEnclaveShape)
-    {
-        if (!Environment.IsPrivilegedProcess)
-        {
-            error.WriteLine("error: changing routes and iptables rules needs root (run as root, or with CAP_NET_ADMIN)");
-            return false;
-        }
-
-        var missing = Programs.Where(p => ProcessRunner.FindOnPath(p) is null).ToList();
-        if (missing.Count > 0)
-        {
-            error.WriteLine($"error: {string.Join(", ", missing)} not found on PATH (Debian/Ubuntu: apt-get install iproute2 iptables; Amazon Linux: yum install iproute iptables)");
-            return false;
-        }
-
-        if (requireEnclaveShape)
-        {
-            // An enclave has only the loopback interface. Routing everything via lo on a machine with real
-            // interfaces would cut it off the network: refuse unless told otherwise.
-            var others = Directory.Exists("/sys/class/net")
-                ? Directory.GetDirectories("/sys/class/net").Select(Path.GetFileName).Where(n => n != "lo").ToList()
-                : [];
-            if (others.Count > 0)
-            {
-                error.WriteLine($"error: this network namespace has interfaces other than lo ({string.Join(", ", others)}); an enclave has none. Routing all traffic via lo here would cut this machine off. Use --force if you really mean it.");
-                return false;
-            }
-        }
-
-        return true;
-    }
-
-    private static bool IPv6Enabled()
+    private static bool ReadIPv6Enabled()
     {
         try
         {
@@ -194,5 +36,292 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error)
         {
             return false;
         }
+    }
+}
+
+/// <summary>
+/// <c>egress-enclave rules [--apply | --remove]</c>: prints, applies (idempotently) or removes the redirect rules
+/// from <see cref="RedirectRules"/>, with the iptables programs of the netfilter backend that works here
+/// (<see cref="NetfilterSelector"/>). Applying is all or nothing: if a step fails, the steps this run added are
+/// undone before it reports the failure. A successful apply ends with one <c>proxy: ADDRESS:PORT ...</c> line per
+/// redirect target, for scripts that wait for the proxy to listen there.
+/// </summary>
+internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommandRunner runner, RulesEnvironment environment)
+{
+    private static readonly string[] LoopbackShowUp = ["link", "show", "dev", "lo", "up"];
+    private static readonly string[] LoopbackUp = ["link", "set", "dev", "lo", "up"];
+
+    private readonly NetfilterSelector selector = new(runner, environment.LegacyNatInUse);
+
+    public int Print(RulesSettings settings)
+    {
+        var rules = RedirectRules.ForProxyListen(settings.ProxyTargets);
+        output.WriteLine("# Egress redirect rules (egress-enclave rules --apply runs these idempotently)");
+
+        NetfilterPrograms? programs;
+        if (environment.IsPrivileged)
+        {
+            var selection = selector.Select(settings.Netfilter, settings.NetfilterSource, forRemoval: false, p => HoldsRules(p, rules));
+            if (selection.Error is not null)
+            {
+                error.WriteLine($"error: {selection.Error}");
+                return 1;
+            }
+
+            output.WriteLine($"# {selection.Explanation}");
+            if (selection.Warning is not null)
+            {
+                output.WriteLine($"# {selection.Warning}");
+            }
+
+            programs = selection.Backends[0];
+        }
+        else if (settings.Netfilter == NetfilterBackend.Auto)
+        {
+            output.WriteLine("# netfilter: not probed (that needs root); shown with plain iptables/ip6tables. rules --apply uses iptables-nft where nf_tables works, else iptables-legacy");
+            programs = null;
+        }
+        else
+        {
+            programs = selector.Resolve(settings.Netfilter, out var problem);
+            output.WriteLine(programs is null
+                ? $"# netfilter: {NetfilterSelector.Name(settings.Netfilter)} ({settings.NetfilterSource}), but {problem}; shown with plain iptables/ip6tables"
+                : $"# netfilter: {programs.Name} ({settings.NetfilterSource}; not probed, that needs root)");
+        }
+
+        output.WriteLine("# bring loopback up if it is down (an enclave may boot with lo down; --remove leaves it up)");
+        output.WriteLine(string.Join(' ', ["ip", .. LoopbackUp]));
+        foreach (var note in MissingFamilies(settings))
+        {
+            output.WriteLine($"# skipped: {note}");
+        }
+
+        var shown = rules.Select(r => programs?.Adapt(r) ?? r).ToList();
+        foreach (var rule in shown)
+        {
+            output.WriteLine($"# {rule.Description}");
+            output.WriteLine(rule.AddCommandLine);
+        }
+
+        output.WriteLine("# egress-enclave rules --remove undoes them:");
+        foreach (var rule in Enumerable.Reverse(shown))
+        {
+            output.WriteLine(rule.RemoveCommandLine);
+        }
+
+        return 0;
+    }
+
+    public int Apply(RulesSettings settings, bool force)
+    {
+        if (!CanChangeRules(requireEnclaveShape: !force))
+        {
+            return 1;
+        }
+
+        var rules = RedirectRules.ForProxyListen(settings.ProxyTargets);
+        var selection = selector.Select(settings.Netfilter, settings.NetfilterSource, forRemoval: false, p => HoldsRules(p, rules));
+        if (!Report(selection))
+        {
+            return 1;
+        }
+
+        if (!EnsureLoopbackUp())
+        {
+            return 1;
+        }
+
+        foreach (var note in MissingFamilies(settings))
+        {
+            output.WriteLine($"skipped: {note}");
+        }
+
+        var programs = selection.Backends[0];
+        var added = new List<RedirectRule>();
+        var redirected = new HashSet<AddressFamily>();
+        foreach (var rule in rules.Select(programs.Adapt))
+        {
+            if (rule.IsIPv6 && !environment.IPv6Enabled)
+            {
+                output.WriteLine($"skipped: {Label(rule)} (IPv6 is disabled here)");
+                continue;
+            }
+
+            redirected.Add(rule.IsIPv6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork);
+            if (IsInPlace(rule))
+            {
+                output.WriteLine($"present: {Label(rule)}");
+                continue;
+            }
+
+            var result = runner.Run(rule.Program, rule.Add);
+            if (result.ExitCode != 0)
+            {
+                error.WriteLine($"error: '{rule.AddCommandLine}' failed (exit {result.ExitCode}): {result.StandardError.Trim()}");
+                foreach (var undo in Enumerable.Reverse(added))
+                {
+                    var undone = runner.Run(undo.Program, undo.Remove);
+                    error.WriteLine(undone.ExitCode == 0
+                        ? $"rolled back: {Label(undo)}"
+                        : $"error: could not roll back '{undo.RemoveCommandLine}': {undone.StandardError.Trim()}");
+                }
+
+                return 1;
+            }
+
+            added.Add(rule);
+            output.WriteLine($"added: {rule.Description}: {rule.AddCommandLine}");
+        }
+
+        foreach (var target in settings.ProxyTargets.Where(t => redirected.Contains(t.AddressFamily)))
+        {
+            var family = target.AddressFamily == AddressFamily.InterNetwork ? "IPv4" : "IPv6";
+            output.WriteLine($"proxy: {target} (redirected {family} TCP goes here: the proxy must listen on it)");
+        }
+
+        return 0;
+    }
+
+    public int Remove(RulesSettings settings)
+    {
+        if (!CanChangeRules(requireEnclaveShape: false))
+        {
+            return 1;
+        }
+
+        var rules = RedirectRules.ForProxyListen(settings.ProxyTargets);
+        var selection = selector.Select(settings.Netfilter, settings.NetfilterSource, forRemoval: true, p => HoldsRules(p, rules));
+        if (!Report(selection))
+        {
+            return 1;
+        }
+
+        var failed = false;
+        foreach (var rule in rules.Reverse())
+        {
+            if (rule.IsIPv6 && !environment.IPv6Enabled)
+            {
+                continue;
+            }
+
+            // A route once; a netfilter rule from every backend selected (both, in auto mode where both work).
+            IEnumerable<RedirectRule> variants = rule.Program == "ip" ? [rule] : selection.Backends.Select(b => b.Adapt(rule));
+            foreach (var variant in variants)
+            {
+                failed |= !RemoveAllCopies(variant);
+            }
+        }
+
+        return failed ? 1 : 0;
+    }
+
+    private static string Label(RedirectRule rule) => rule.Program == "ip" ? rule.Description : $"{rule.Description} ({rule.Program})";
+
+    /// <summary>Notes for address families <c>[enclave] proxy_listen</c> has no address in: they get no rules.</summary>
+    private static IEnumerable<string> MissingFamilies(RulesSettings settings)
+    {
+        foreach (var (family, name) in new[] { (AddressFamily.InterNetwork, "IPv4"), (AddressFamily.InterNetworkV6, "IPv6") })
+        {
+            if (!settings.ProxyTargets.Any(t => t.AddressFamily == family))
+            {
+                yield return $"{name} rules ([enclave] proxy_listen has no {name} address, so {name} TCP is not redirected; an enclave has no {name} route of its own, so such connections fail)";
+            }
+        }
+    }
+
+    private bool Report(NetfilterSelection selection)
+    {
+        if (selection.Error is not null)
+        {
+            error.WriteLine($"error: {selection.Error}");
+            return false;
+        }
+
+        output.WriteLine(selection.Explanation);
+        if (selection.Warning is not null)
+        {
+            error.WriteLine(selection.Warning);
+        }
+
+        return true;
+    }
+
+    private bool HoldsRules(NetfilterPrograms programs, IReadOnlyList<RedirectRule> rules) =>
+        rules.Where(r => r.Program != "ip" && (environment.IPv6Enabled || !r.IsIPv6)).Select(programs.Adapt).Any(IsInPlace);
+
+    /// <summary>iptables allows duplicates: removes every copy, never more than a bounded number.</summary>
+    private bool RemoveAllCopies(RedirectRule rule)
+    {
+        var removed = 0;
+        while (removed < 64 && IsInPlace(rule))
+        {
+            var result = runner.Run(rule.Program, rule.Remove);
+            if (result.ExitCode != 0)
+            {
+                error.WriteLine($"error: '{rule.RemoveCommandLine}' failed (exit {result.ExitCode}): {result.StandardError.Trim()}");
+                return false;
+            }
+
+            removed++;
+        }
+
+        output.WriteLine(removed > 0 ? $"removed: {Label(rule)}" : $"absent: {Label(rule)}");
+        return true;
+    }
+
+    /// <summary>
+    /// The routes via lo cannot be added while lo is down ("Nexthop has invalid gateway"), and an enclave may boot
+    /// with it down: bring it up first. Removing the rules leaves it up (other loopback users need it).
+    /// </summary>
+    private bool EnsureLoopbackUp()
+    {
+        if (runner.Run("ip", LoopbackShowUp).StandardOutput.Trim().Length > 0)
+        {
+            output.WriteLine("present: loopback interface up");
+            return true;
+        }
+
+        var result = runner.Run("ip", LoopbackUp);
+        if (result.ExitCode != 0)
+        {
+            error.WriteLine($"error: 'ip {string.Join(' ', LoopbackUp)}' failed (exit {result.ExitCode}): {result.StandardError.Trim()}");
+            return false;
+        }
+
+        output.WriteLine($"added: loopback interface up: ip {string.Join(' ', LoopbackUp)}");
+        return true;
+    }
+
+    private bool IsInPlace(RedirectRule rule)
+    {
+        var check = runner.Run(rule.Program, rule.Check);
+        return rule.CheckPrintsMatch
+            ? check.ExitCode == 0 && check.StandardOutput.Trim().Length > 0
+            : check.ExitCode == 0;
+    }
+
+    private bool CanChangeRules(bool requireEnclaveShape)
+    {
+        if (!environment.IsPrivileged)
+        {
+            error.WriteLine("error: changing routes and iptables rules needs root (run as root, or with CAP_NET_ADMIN)");
+            return false;
+        }
+
+        if (!runner.Exists("ip"))
+        {
+            error.WriteLine("error: ip not found on PATH (Debian/Ubuntu: apt-get install iproute2; Amazon Linux: yum install iproute)");
+            return false;
+        }
+
+        if (requireEnclaveShape && environment.OtherInterfaces.Count > 0)
+        {
+            // An enclave has only the loopback interface. Routing everything via lo on a machine with real
+            // interfaces would cut it off the network: refuse unless told otherwise.
+            error.WriteLine($"error: this network namespace has interfaces other than lo ({string.Join(", ", environment.OtherInterfaces)}); an enclave has none. Routing all traffic via lo here would cut this machine off. Use --force if you really mean it.");
+            return false;
+        }
+
+        return true;
     }
 }

@@ -21,6 +21,7 @@ public sealed class EgressConfigurationTests
         proxy_listen = ["127.0.0.1:5555", "[::1]:5556"]
         dns_listen = ["127.0.0.1:5353", "[::1]:5353"]
         dns_query_timeout_ms = 4000
+        netfilter = "legacy"
 
         [host]
         connect_timeout_ms = 3000
@@ -97,6 +98,7 @@ public sealed class EgressConfigurationTests
             Assert.That(configuration.Enclave.ProxyListen, Is.EqualTo(new[] { new IPEndPoint(IPAddress.Loopback, 4444), new IPEndPoint(IPAddress.IPv6Loopback, 4444) }));
             Assert.That(configuration.Enclave.DnsListen, Is.EqualTo(new[] { new IPEndPoint(IPAddress.Loopback, 53) }));
             Assert.That(configuration.Enclave.DnsQueryTimeout, Is.EqualTo(TimeSpan.FromSeconds(5)));
+            Assert.That(configuration.Enclave.Netfilter, Is.EqualTo(NetfilterBackend.Auto));
             Assert.That(configuration.Host.ConnectTimeout, Is.EqualTo(TimeSpan.FromSeconds(5)));
             Assert.That(configuration.Host.HeaderTimeout, Is.EqualTo(TimeSpan.FromSeconds(5)));
             Assert.That(configuration.Host.DnsUpstreams, Is.Empty);
@@ -133,6 +135,7 @@ public sealed class EgressConfigurationTests
             Assert.That(configuration.Enclave.ProxyListen, Is.EqualTo(new[] { IPEndPoint.Parse("127.0.0.1:5555"), IPEndPoint.Parse("[::1]:5556") }));
             Assert.That(configuration.Enclave.DnsListen, Is.EqualTo(new[] { IPEndPoint.Parse("127.0.0.1:5353"), IPEndPoint.Parse("[::1]:5353") }));
             Assert.That(configuration.Enclave.DnsQueryTimeout, Is.EqualTo(TimeSpan.FromSeconds(4)));
+            Assert.That(configuration.Enclave.Netfilter, Is.EqualTo(NetfilterBackend.Legacy));
             Assert.That(configuration.Host.ConnectTimeout, Is.EqualTo(TimeSpan.FromSeconds(3)));
             Assert.That(configuration.Host.HeaderTimeout, Is.EqualTo(TimeSpan.FromMilliseconds(1500)));
             Assert.That(configuration.Host.DnsUpstreams, Is.EqualTo(new[]
@@ -160,7 +163,8 @@ public sealed class EgressConfigurationTests
         EgressConfiguration configuration = EgressConfiguration.Parse(crlf, Source);
 
         AssertSameValues(configuration, lf);
-        Assert.That(configuration.GetLocation("host.dns_timeout_ms"), Is.EqualTo(new SourceLocation(Source, 19, 18)));
+        Assert.That(configuration.GetLocation("host.dns_timeout_ms"), Is.EqualTo(new SourceLocation(Source, 20, 18)));
+        Assert.That(configuration.GetLocation("enclave.netfilter"), Is.EqualTo(new SourceLocation(Source, 14, 13)));
     }
 
     [Test]
@@ -303,6 +307,12 @@ public sealed class EgressConfigurationTests
         });
     }
 
+    [TestCase("auto", NetfilterBackend.Auto)]
+    [TestCase("nft", NetfilterBackend.Nft)]
+    [TestCase("legacy", NetfilterBackend.Legacy)]
+    public void NetfilterTakesEachBackendByName(string value, NetfilterBackend expected) =>
+        Assert.That(EgressConfiguration.Parse($"[enclave]\nnetfilter = \"{value}\"\n", Source).Enclave.Netfilter, Is.EqualTo(expected));
+
     [Test]
     public void LoadNamesErrorsAfterThePath()
     {
@@ -369,6 +379,7 @@ public sealed class EgressConfigurationTests
             Assert.That(actual.Enclave.ProxyListen, Is.EqualTo(expected.Enclave.ProxyListen));
             Assert.That(actual.Enclave.DnsListen, Is.EqualTo(expected.Enclave.DnsListen));
             Assert.That(actual.Enclave.DnsQueryTimeout, Is.EqualTo(expected.Enclave.DnsQueryTimeout));
+            Assert.That(actual.Enclave.Netfilter, Is.EqualTo(expected.Enclave.Netfilter));
             Assert.That(actual.Host.ConnectTimeout, Is.EqualTo(expected.Host.ConnectTimeout));
             Assert.That(actual.Host.HeaderTimeout, Is.EqualTo(expected.Host.HeaderTimeout));
             Assert.That(actual.Host.DnsUpstreams, Is.EqualTo(expected.Host.DnsUpstreams));

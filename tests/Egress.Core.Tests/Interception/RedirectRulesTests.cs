@@ -1,3 +1,4 @@
+using System.Net;
 using Egress.Interception;
 
 namespace Egress.Tests.Interception;
@@ -78,4 +79,66 @@ public sealed class RedirectRulesTests
     [TestCase(65535)]
     public void PortRangeEndsAreAccepted(int port) =>
         Assert.That(RedirectRules.For(port)[2].AddCommandLine, Does.EndWith($"127.0.0.1:{port}"));
+
+    [Test]
+    public void DefaultProxyListenGivesTheDefaultRules() =>
+        Assert.That(
+            RedirectRules.ForProxyListen([IPEndPoint.Parse("127.0.0.1:4444"), IPEndPoint.Parse("[::1]:4444")]).Select(r => r.AddCommandLine),
+            Is.EqualTo(DefaultAddLines));
+
+    [Test]
+    public void EachFamilyRedirectsToItsOwnListenPort()
+    {
+        var rules = RedirectRules.ForProxyListen([IPEndPoint.Parse("[::1]:6666"), IPEndPoint.Parse("127.0.0.1:5555")]);
+
+        Assert.That(rules.Select(r => r.AddCommandLine), Is.EqualTo(DefaultAddLines
+            .Select(line => line.Replace("127.0.0.1:4444", "127.0.0.1:5555", StringComparison.Ordinal).Replace("[::1]:4444", "[::1]:6666", StringComparison.Ordinal))));
+        Assert.That(rules[2].AddCommandLine, Does.EndWith("--to-destination 127.0.0.1:5555"));
+        Assert.That(rules[4].AddCommandLine, Does.EndWith("--to-destination [::1]:6666"));
+    }
+
+    [Test]
+    public void AFamilyWithoutAListenerGetsNoSteps()
+    {
+        var ipv4Only = RedirectRules.ForProxyListen([IPEndPoint.Parse("127.0.0.1:4444")]);
+        var ipv6Only = RedirectRules.ForProxyListen([IPEndPoint.Parse("[::1]:4444")]);
+
+        Assert.That(ipv4Only.Select(r => r.AddCommandLine), Is.EqualTo(DefaultAddLines.Where(line => line.StartsWith("iptables", StringComparison.Ordinal) || line.StartsWith("ip route", StringComparison.Ordinal))));
+        Assert.That(ipv4Only.Select(r => r.IsIPv6), Has.All.False);
+        Assert.That(ipv6Only.Select(r => r.AddCommandLine), Is.EqualTo(DefaultAddLines.Where(line => line.StartsWith("ip6tables", StringComparison.Ordinal) || line.StartsWith("ip -6 route", StringComparison.Ordinal))));
+        Assert.That(ipv6Only.Select(r => r.IsIPv6), Has.All.True);
+    }
+
+    [Test]
+    public void WildcardListenersAreReachedOnLoopback() =>
+        Assert.That(
+            RedirectRules.Targets([IPEndPoint.Parse("0.0.0.0:4000"), IPEndPoint.Parse("[::]:4001")]),
+            Is.EqualTo(new[] { IPEndPoint.Parse("127.0.0.1:4000"), IPEndPoint.Parse("[::1]:4001") }));
+
+    [Test]
+    public void OtherLoopbackAddressesAreKept() =>
+        Assert.That(RedirectRules.ForProxyListen([IPEndPoint.Parse("127.0.0.2:4444")])[1].AddCommandLine, Does.EndWith("--to-destination 127.0.0.2:4444"));
+
+    [Test]
+    public void TheFirstLoopbackListenerOfAFamilyIsTheTarget() =>
+        Assert.That(
+            RedirectRules.Targets([IPEndPoint.Parse("10.0.0.5:4444"), IPEndPoint.Parse("[::1]:7000"), IPEndPoint.Parse("127.0.0.1:5000"), IPEndPoint.Parse("127.0.0.1:5001")]),
+            Is.EqualTo(new[] { IPEndPoint.Parse("127.0.0.1:5000"), IPEndPoint.Parse("[::1]:7000") }));
+
+    [Test]
+    public void AFamilyListeningOnlyOffLoopbackIsRefusedWithAWayOut()
+    {
+        Assert.That(
+            () => RedirectRules.ForProxyListen([IPEndPoint.Parse("10.0.0.5:4444"), IPEndPoint.Parse("[::1]:4444")]),
+            Throws.ArgumentException.With.Message.StartsWith(
+                "The proxy's IPv4 listen address (10.0.0.5:4444) cannot take redirected connections: they travel over lo, so the proxy must also listen on a loopback address, such as 127.0.0.1:4444."));
+        Assert.That(
+            () => RedirectRules.Targets([IPEndPoint.Parse("127.0.0.1:4444"), IPEndPoint.Parse("[2001:db8::1]:4444"), IPEndPoint.Parse("[2001:db8::2]:4444")]),
+            Throws.ArgumentException.With.Message.StartsWith("The proxy's IPv6 listen addresses ([2001:db8::1]:4444, [2001:db8::2]:4444) cannot take redirected connections")
+                .And.Message.Contains("such as [::1]:4444."));
+    }
+
+    [Test]
+    public void NoListenerAtAllIsRefused() =>
+        Assert.That(() => RedirectRules.ForProxyListen([]), Throws.ArgumentException.With.Message.StartsWith("The proxy listens nowhere"));
 }

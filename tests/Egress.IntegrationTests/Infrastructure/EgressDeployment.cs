@@ -50,7 +50,7 @@ internal sealed class EgressDeployment
             () => $"egress-host did not create {tunnelSocket}: {host}").ConfigureAwait(false);
         Assert.That(host.HasExited, Is.False, () => $"egress-host exited during startup: {host}");
 
-        var rules = await Command.RunInNamespaceAsync(topology.Enclave, ReadyTimeout, HostBinaries.Enclave("rules", "--apply")).ConfigureAwait(false);
+        var rules = await Command.RunInNamespaceAsync(topology.Enclave, ReadyTimeout, HostBinaries.Enclave("rules", "--apply", "--config", configPath)).ConfigureAwait(false);
         Assert.That(rules.ExitCode, Is.Zero, () => $"egress-enclave rules --apply failed: {rules}");
 
         var enclave = topology.StartProcess("egress-enclave", topology.Enclave,

@@ -6,14 +6,17 @@ namespace Egress.Tests.Enclave.Rules;
 
 /// <summary>
 /// <c>egress-enclave rules</c> as a user runs it: the built egress-enclave.dll under <c>ip netns exec</c> in a fresh
-/// namespace (apply, idempotence, remove, the refusal where other interfaces exist), and printing without root.
+/// namespace (apply, idempotence, remove, the refusal where other interfaces exist, the legacy netfilter backend,
+/// the proxy endpoints from the configuration), and printing without root.
 /// </summary>
 [NonParallelizable]
 public sealed class RulesCommandTests
 {
-    private static readonly string[] Descriptions = [.. RedirectRules.For().Select(r => r.Description)];
+    private static readonly RedirectRule[] NftRules = [.. RedirectRules.For().Select(Nft)];
 
     private NetworkNamespace? _namespace;
+    private string _directory = null!;
+    private string _config = null!;
 
     private static string EnclaveDll
     {
@@ -38,24 +41,42 @@ public sealed class RulesCommandTests
         Assume.That(File.Exists(EnclaveDll), Is.True, $"egress-enclave.dll not built at {EnclaveDll}");
         Assume.That(File.Exists("/proc/net/if_inet6"), Is.True, "these tests expect IPv6 to be available");
         _namespace = NetworkNamespace.Create(bare: true);
+        _directory = Directory.CreateTempSubdirectory("egress-rules-").FullName;
+        if (!OperatingSystem.IsWindows())
+        {
+            // Readable by the unprivileged user the printing test runs as.
+            File.SetUnixFileMode(_directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        }
+        _config = WriteConfig("defaults.toml", "# all defaults: proxy_listen = [\"127.0.0.1:4444\", \"[::1]:4444\"], netfilter = \"auto\"\n");
     }
 
     [TearDown]
-    public void DeleteNamespace() => _namespace?.Dispose();
+    public void DeleteNamespace()
+    {
+        _namespace?.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
 
     [Test]
     public void ApplyAddsExactlyTheRulesThenIsIdempotentAndRemoveLeavesNone()
     {
-        var first = RunInNamespace("rules", "--apply");
-        var second = RunInNamespace("rules", "--apply");
-        string natV4 = _namespace!.Run("iptables", "-t", "nat", "-S");
-        string natV6 = _namespace.Run("ip6tables", "-t", "nat", "-S");
+        var first = RunInNamespace("rules", "--apply", "--config", _config);
+        var second = RunInNamespace("rules", "--apply", "--config", _config);
+        string natV4 = _namespace!.Run("iptables-nft", "-t", "nat", "-S");
+        string natV6 = _namespace.Run("ip6tables-nft", "-t", "nat", "-S");
         string routesV4 = _namespace.Run("ip", "route", "show");
         string routesV6Default = _namespace.Run("ip", "-6", "route", "show", "default");
+        string[] proxyLines =
+        [
+            "proxy: 127.0.0.1:4444 (redirected IPv4 TCP goes here: the proxy must listen on it)",
+            "proxy: [::1]:4444 (redirected IPv6 TCP goes here: the proxy must listen on it)",
+        ];
+        const string Chosen = "netfilter: nft (iptables-nft works; no legacy nat table is in use, so no rules are there)";
 
         Assert.That(first, Is.EqualTo(new CommandResult(0,
-            ["added: loopback interface up: ip link set dev lo up", .. RedirectRules.For().Select(r => $"added: {r.Description}: {r.AddCommandLine}")], [])));
-        Assert.That(second, Is.EqualTo(new CommandResult(0, ["present: loopback interface up", .. Descriptions.Select(d => $"present: {d}")], [])));
+            [Chosen, "added: loopback interface up: ip link set dev lo up", .. NftRules.Select(r => $"added: {r.Description}: {r.AddCommandLine}"), .. proxyLines], [])));
+        Assert.That(second, Is.EqualTo(new CommandResult(0,
+            [Chosen, "present: loopback interface up", .. NftRules.Select(r => $"present: {Label(r)}"), .. proxyLines], [])));
         Assert.That(Rules(natV4), Is.EqualTo(new[]
         {
             "-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:4444",
@@ -69,25 +90,101 @@ public sealed class RulesCommandTests
         Assert.That(routesV4.Trim(), Is.EqualTo("default via 127.0.0.1 dev lo"));
         Assert.That(routesV6Default, Does.StartWith("default dev lo "));
 
-        var removed = RunInNamespace("rules", "--remove");
-        var again = RunInNamespace("rules", "--remove");
+        var removed = RunInNamespace("rules", "--remove", "--config", _config);
+        var again = RunInNamespace("rules", "--remove", "--config", _config);
 
-        Assert.That(removed, Is.EqualTo(new CommandResult(0, [.. Descriptions.Reverse().Select(d => $"removed: {d}")], [])));
-        Assert.That(again, Is.EqualTo(new CommandResult(0, [.. Descriptions.Reverse().Select(d => $"absent: {d}")], [])));
-        Assert.That(Rules(_namespace.Run("iptables", "-t", "nat", "-S")), Is.Empty);
-        Assert.That(Rules(_namespace.Run("ip6tables", "-t", "nat", "-S")), Is.Empty);
+        Assert.That(removed, Is.EqualTo(new CommandResult(0, [Chosen, .. NftRules.Reverse().Select(r => $"removed: {Label(r)}")], [])));
+        Assert.That(again, Is.EqualTo(new CommandResult(0, [Chosen, .. NftRules.Reverse().Select(r => $"absent: {Label(r)}")], [])));
+        Assert.That(File.Exists("/proc/net/ip_tables_names") ? _namespace.Run("cat", "/proc/net/ip_tables_names") : string.Empty, Does.Not.Contain("nat"),
+            "no legacy nat table was created in this namespace");
+        Assert.That(Rules(_namespace.Run("iptables-nft", "-t", "nat", "-S")), Is.Empty);
+        Assert.That(Rules(_namespace.Run("ip6tables-nft", "-t", "nat", "-S")), Is.Empty);
         Assert.That(_namespace.Run("ip", "route", "show").Trim(), Is.Empty);
         Assert.That(_namespace.Run("ip", "-6", "route", "show", "default").Trim(), Is.Empty);
     }
 
     [Test]
-    public void CustomProxyPortIsTheDnatTarget()
+    public void TheConfiguredProxyListenEndpointsAreTheDnatTargets()
     {
-        var applied = RunInNamespace("rules", "--apply", "--proxy-port", "8080");
+        string config = WriteConfig("ports.toml", "[enclave]\nproxy_listen = [\"127.0.0.1:8080\", \"[::1]:8081\"]\n");
 
-        Assert.That(applied.ExitCode, Is.Zero, string.Join('\n', applied.Error));
+        var applied = RunInNamespace("rules", "--apply", "--config", config);
+
+        Assert.That(applied.ExitCode, Is.Zero, applied.ToString());
         Assert.That(Rules(_namespace!.Run("iptables", "-t", "nat", "-S"))[0], Is.EqualTo("-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:8080"));
-        Assert.That(Rules(_namespace.Run("ip6tables", "-t", "nat", "-S"))[0], Is.EqualTo("-A OUTPUT ! -d ::1/128 -p tcp -j DNAT --to-destination [::1]:8080"));
+        Assert.That(Rules(_namespace.Run("ip6tables", "-t", "nat", "-S"))[0], Is.EqualTo("-A OUTPUT ! -d ::1/128 -p tcp -j DNAT --to-destination [::1]:8081"));
+        Assert.That(applied.Output.Where(l => l.StartsWith("proxy: ", StringComparison.Ordinal)).Select(l => l.Split(' ')[1]), Is.EqualTo(new[] { "127.0.0.1:8080", "[::1]:8081" }));
+    }
+
+    [Test]
+    public void TheLegacyBackendFromTheConfigurationHoldsTheRulesAndAutoRemoveFindsThem()
+    {
+        string config = WriteConfig("legacy.toml", "[enclave]\nnetfilter = \"legacy\"\n");
+
+        var applied = RunInNamespace("rules", "--apply", "--config", config);
+        string legacyV4 = _namespace!.Run("iptables-legacy", "-t", "nat", "-S");
+        string legacyV6 = _namespace.Run("ip6tables-legacy", "-t", "nat", "-S");
+        string nftV4 = _namespace.Run("iptables-nft", "-t", "nat", "-S");
+        var autoApplied = RunInNamespace("rules", "--apply", "--config", _config);
+        string nftAfterAuto = _namespace.Run("iptables-nft", "-t", "nat", "-S");
+        var removed = RunInNamespace("rules", "--remove", "--config", _config);
+
+        Assert.That(applied.ExitCode, Is.Zero, applied.ToString());
+        Assert.That(applied.Output[0], Is.EqualTo($"netfilter: legacy (set by [enclave] netfilter in {config}:2:13; iptables-legacy works)"));
+        Assert.That(Rules(legacyV4), Is.EqualTo(new[]
+        {
+            "-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:4444",
+            "-A POSTROUTING -s 0.0.0.0/32 -o lo -j SNAT --to-source 127.0.0.1",
+        }));
+        Assert.That(Rules(legacyV6), Has.Length.EqualTo(2));
+        Assert.That(Rules(nftV4), Is.Empty, "nothing in nf_tables");
+
+        Assert.That(autoApplied.ExitCode, Is.Zero, autoApplied.ToString());
+        Assert.That(autoApplied.Output[0], Does.StartWith("netfilter: legacy (both work, but the Egress rules are already in the iptables-legacy tables"));
+        Assert.That(Rules(nftAfterAuto), Is.Empty, "auto stays with the tables that hold the rules");
+
+        Assert.That(removed.ExitCode, Is.Zero, removed.ToString());
+        Assert.That(removed.Output[0], Is.EqualTo("netfilter: nft and legacy (both work; removing from both)"));
+        Assert.That(removed.Output, Does.Contain("removed: redirect all IPv4 TCP not to loopback to the proxy (iptables-legacy)")
+            .And.Contain("absent: redirect all IPv4 TCP not to loopback to the proxy (iptables-nft)"));
+        Assert.That(Rules(_namespace.Run("iptables-legacy", "-t", "nat", "-S")), Is.Empty);
+        Assert.That(Rules(_namespace.Run("ip6tables-legacy", "-t", "nat", "-S")), Is.Empty);
+    }
+
+    [Test]
+    public void TheNetfilterOptionOverridesTheConfiguration()
+    {
+        string config = WriteConfig("nft.toml", "[enclave]\nnetfilter = \"nft\"\n");
+
+        var applied = RunInNamespace("rules", "--apply", "--config", config, "--netfilter", "legacy");
+
+        Assert.That(applied.ExitCode, Is.Zero, applied.ToString());
+        Assert.That(applied.Output[0], Is.EqualTo("netfilter: legacy (set by --netfilter; iptables-legacy works)"));
+        Assert.That(Rules(_namespace!.Run("iptables-legacy", "-t", "nat", "-S")), Has.Length.EqualTo(2));
+        Assert.That(Rules(_namespace.Run("iptables-nft", "-t", "nat", "-S")), Is.Empty);
+    }
+
+    [Test]
+    public void BadInputIsRefusedBeforeAnythingChanges()
+    {
+        string offLoopback = WriteConfig("off-loopback.toml", "[enclave]\nproxy_listen = [\"10.1.2.3:4444\"]\n");
+
+        var proxyPort = RunInNamespace("rules", "--apply", "--config", _config, "--proxy-port", "8080");
+        var noConfig = RunInNamespace("rules", "--apply");
+        var notLoopback = RunInNamespace("rules", "--apply", "--config", offLoopback);
+        var badBackend = RunInNamespace("rules", "--apply", "--config", _config, "--netfilter", "nftables");
+        var logLevel = RunInNamespace("rules", "--config", _config, "--log-level", "Debug");
+        var netfilterElsewhere = RunInNamespace("check", "example.com", "--config", _config, "--netfilter", "legacy");
+
+        Assert.That(proxyPort, Is.EqualTo(new CommandResult(2, [], ["error: --proxy-port is gone: rules redirect to the proxy's [enclave] proxy_listen addresses, read from --config PATH"])));
+        Assert.That(noConfig, Is.EqualTo(new CommandResult(2, [], ["error: no configuration: pass --config PATH (enclave.toml), or run where ./enclave.toml exists"])));
+        Assert.That(notLoopback, Is.EqualTo(new CommandResult(2, [],
+            [$"{offLoopback}:2:16: error: The proxy's IPv4 listen address (10.1.2.3:4444) cannot take redirected connections: they travel over lo, so the proxy must also listen on a loopback address, such as 127.0.0.1:4444. (key 'enclave.proxy_listen')"])));
+        Assert.That(badBackend, Is.EqualTo(new CommandResult(2, [], ["error: --netfilter 'nftables' is not auto, nft (nf_tables, iptables-nft) or legacy (iptables-legacy)"])));
+        Assert.That(logLevel, Is.EqualTo(new CommandResult(2, [], ["error: --log-level does not apply to 'rules'"])));
+        Assert.That(netfilterElsewhere, Is.EqualTo(new CommandResult(2, [], ["error: --apply, --remove, --force and --netfilter belong to the 'rules' command"])));
+        Assert.That(Rules(_namespace!.Run("iptables", "-t", "nat", "-S")), Is.Empty);
+        Assert.That(_namespace.Run("ip", "route", "show").Trim(), Is.Empty);
     }
 
     [Test]
@@ -95,12 +192,12 @@ public sealed class RulesCommandTests
     {
         _namespace!.Run("ip", "link", "add", "egt0", "type", "veth", "peer", "name", "egt1");
 
-        var refused = RunInNamespace("rules", "--apply");
+        var refused = RunInNamespace("rules", "--apply", "--config", _config);
         string natAfterRefusal = _namespace.Run("iptables", "-t", "nat", "-S");
-        var forced = RunInNamespace("rules", "--apply", "--force");
+        var forced = RunInNamespace("rules", "--apply", "--force", "--config", _config);
 
         Assert.That(refused.ExitCode, Is.EqualTo(1));
-        Assert.That(refused.Output, Is.Empty);
+        Assert.That(refused.Output, Is.Empty, "refused before probing netfilter");
         Assert.That(refused.Error, Has.Count.EqualTo(1));
         Assert.That(refused.Error[0], Does.StartWith("error: this network namespace has interfaces other than lo (").And.Contain("egt0").And.Contain("egt1").And.EndWith("Use --force if you really mean it."));
         Assert.That(Rules(natAfterRefusal), Is.Empty, "nothing applied");
@@ -111,12 +208,15 @@ public sealed class RulesCommandTests
     [Test]
     public void PrintNeedsNoRootAndShowsAddThenRemoveLines()
     {
-        var printed = Run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "dotnet", EnclaveDll, "rules", "--proxy-port", "8080"]);
+        string config = WriteConfig("print.toml", "[enclave]\nproxy_listen = [\"127.0.0.1:8080\", \"[::1]:8080\"]\n");
+
+        var printed = Run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "dotnet", EnclaveDll, "rules", "--config", config]);
 
         var rules = RedirectRules.For(8080);
         string[] expected =
         [
             "# Egress redirect rules (egress-enclave rules --apply runs these idempotently)",
+            "# netfilter: not probed (that needs root); shown with plain iptables/ip6tables. rules --apply uses iptables-nft where nf_tables works, else iptables-legacy",
             "# bring loopback up if it is down (an enclave may boot with lo down; --remove leaves it up)",
             "ip link set dev lo up",
             .. rules.SelectMany(r => new[] { $"# {r.Description}", r.AddCommandLine }),
@@ -129,20 +229,33 @@ public sealed class RulesCommandTests
     [Test]
     public void ApplyWithoutRootIsRefused()
     {
-        var refused = Run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "dotnet", EnclaveDll, "rules", "--apply"]);
+        var refused = Run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "dotnet", EnclaveDll, "rules", "--apply", "--config", _config]);
 
         Assert.That(refused, Is.EqualTo(new CommandResult(1, [], ["error: changing routes and iptables rules needs root (run as root, or with CAP_NET_ADMIN)"])));
+    }
+
+    private static RedirectRule Nft(RedirectRule rule) =>
+        rule.Program is "iptables" or "ip6tables" ? rule with { Program = rule.Program + "-nft" } : rule;
+
+    private static string Label(RedirectRule rule) => rule.Program == "ip" ? rule.Description : $"{rule.Description} ({rule.Program})";
+
+    private string WriteConfig(string name, string text)
+    {
+        string path = Path.Combine(_directory, name);
+        File.WriteAllText(path, text);
+        return path;
     }
 
     private static string[] Rules(string listing) =>
         [.. listing.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(line => line.StartsWith("-A ", StringComparison.Ordinal))];
 
+    // Run in the test's own directory, which has no enclave.toml: a missing --config is not answered by a stray file.
     private CommandResult RunInNamespace(params string[] arguments) =>
-        Run(["ip", "netns", "exec", _namespace!.Name, "dotnet", EnclaveDll, .. arguments]);
+        Run(["ip", "netns", "exec", _namespace!.Name, "dotnet", EnclaveDll, .. arguments], _directory);
 
-    private static CommandResult Run(string[] command)
+    private static CommandResult Run(string[] command, string workingDirectory = "/tmp")
     {
-        var start = new ProcessStartInfo(command[0]) { RedirectStandardError = true, RedirectStandardOutput = true, WorkingDirectory = "/tmp" };
+        var start = new ProcessStartInfo(command[0]) { RedirectStandardError = true, RedirectStandardOutput = true, WorkingDirectory = workingDirectory };
         foreach (string argument in command[1..])
         {
             start.ArgumentList.Add(argument);

@@ -1,0 +1,218 @@
+using Egress.Configuration;
+using Egress.Enclave.Rules;
+
+namespace Egress.Tests.Enclave.Rules;
+
+/// <summary>Which netfilter backend the rules go into, decided by probing a <see cref="FakeSystem"/>.</summary>
+public sealed class NetfilterSelectorTests
+{
+    private static readonly NetfilterPrograms Nft = new(NetfilterBackend.Nft, "iptables-nft", "ip6tables-nft");
+    private static readonly NetfilterPrograms Legacy = new(NetfilterBackend.Legacy, "iptables-legacy", "ip6tables-legacy");
+
+    private FakeSystem _system = null!;
+
+    [SetUp]
+    public void CreateSystem() => _system = new FakeSystem();
+
+    [Test]
+    public void AutoTakesNfTablesAndLeavesLegacyTablesNobodyUsesAlone()
+    {
+        var selection = Select(NetfilterBackend.Auto);
+
+        Assert.That(selection.Error, Is.Null);
+        Assert.That(selection.Backends, Is.EqualTo(new[] { Nft }));
+        Assert.That(selection.Explanation, Is.EqualTo("netfilter: nft (iptables-nft works; no legacy nat table is in use, so no rules are there)"));
+        Assert.That(selection.Warning, Is.Null);
+        Assert.That(_system.Calls, Is.EqualTo(new[] { "iptables-nft -w -t nat -S OUTPUT" }), "a real probe of nft, and none of legacy (it would create the legacy nat table)");
+    }
+
+    [Test]
+    public void AutoPrefersNfTablesWhereBothWorkAndTheLegacyTablesHoldNoRules()
+    {
+        _system.LegacyNatInUse = true;
+
+        var selection = Select(NetfilterBackend.Auto);
+
+        Assert.That(selection.Backends, Is.EqualTo(new[] { Nft }));
+        Assert.That(selection.Explanation, Is.EqualTo("netfilter: nft (both work; auto prefers nf_tables: iptables-nft works)"));
+        Assert.That(_system.Calls, Does.Contain("iptables-legacy -w -t nat -S OUTPUT"));
+    }
+
+    [Test]
+    public void AutoTakesLegacyWhereTheKernelHasNoNfTables()
+    {
+        _system.Broken[NetfilterBackend.Nft] = FakeSystem.NoNfTables;
+
+        var selection = Select(NetfilterBackend.Auto);
+
+        Assert.That(selection.Error, Is.Null);
+        Assert.That(selection.Backends, Is.EqualTo(new[] { Legacy }));
+        Assert.That(selection.Explanation, Is.EqualTo($"netfilter: legacy (iptables-nft failed: {FakeSystem.NoNfTables})"));
+    }
+
+    [Test]
+    public void NftSayingItFailedCountsAsFailedWhateverItsExitCode()
+    {
+        _system.Broken[NetfilterBackend.Nft] = FakeSystem.NoNfTables;
+        _system.FailuresExitZero = true;
+
+        Assert.That(Select(NetfilterBackend.Auto).Backends, Is.EqualTo(new[] { Legacy }));
+    }
+
+    [Test]
+    public void AutoTakesNftWhereLegacyFails()
+    {
+        _system.LegacyNatInUse = true;
+        _system.Broken[NetfilterBackend.Legacy] = FakeSystem.NoLegacyNat;
+
+        var selection = Select(NetfilterBackend.Auto);
+
+        Assert.That(selection.Backends, Is.EqualTo(new[] { Nft }));
+        Assert.That(selection.Explanation, Is.EqualTo($"netfilter: nft (iptables-nft works; legacy: iptables-legacy failed: {FakeSystem.NoLegacyNat})"));
+    }
+
+    [Test]
+    public void AutoKeepsRulesThatAreAlreadyInTheLegacyTables()
+    {
+        _system.LegacyNatInUse = true;
+
+        var selection = Select(NetfilterBackend.Auto, holdsRules: p => p.Backend == NetfilterBackend.Legacy);
+
+        Assert.That(selection.Backends, Is.EqualTo(new[] { Legacy }));
+        Assert.That(selection.Explanation, Does.StartWith("netfilter: legacy (both work, but the Egress rules are already in the iptables-legacy tables;"));
+        Assert.That(selection.Warning, Is.Null);
+    }
+
+    [Test]
+    public void AutoWarnsWhenRulesAreInBothTables()
+    {
+        _system.LegacyNatInUse = true;
+
+        var selection = Select(NetfilterBackend.Auto, holdsRules: _ => true);
+
+        Assert.That(selection.Backends, Is.EqualTo(new[] { Nft }));
+        Assert.That(selection.Warning, Does.StartWith("warning: the Egress rules are in both the nf_tables and the iptables-legacy tables"));
+    }
+
+    [Test]
+    public void RemovalUsesEveryBackendThatWorksAndMayHoldRules()
+    {
+        var unusedLegacy = Select(NetfilterBackend.Auto, forRemoval: true);
+        _system.LegacyNatInUse = true;
+        var both = Select(NetfilterBackend.Auto, forRemoval: true);
+        _system.Broken[NetfilterBackend.Nft] = FakeSystem.NoNfTables;
+        var legacyOnly = Select(NetfilterBackend.Auto, forRemoval: true);
+
+        Assert.That(unusedLegacy.Backends, Is.EqualTo(new[] { Nft }));
+        Assert.That(both.Backends, Is.EqualTo(new[] { Nft, Legacy }));
+        Assert.That(both.Explanation, Is.EqualTo("netfilter: nft and legacy (both work; removing from both)"));
+        Assert.That(legacyOnly.Backends, Is.EqualTo(new[] { Legacy }));
+    }
+
+    [Test]
+    public void ExplicitLegacyNeitherProbesNorTouchesNft()
+    {
+        var selection = Select(NetfilterBackend.Legacy);
+
+        Assert.That(selection.Backends, Is.EqualTo(new[] { Legacy }));
+        Assert.That(selection.Explanation, Is.EqualTo("netfilter: legacy (set by --netfilter; iptables-legacy works)"));
+        Assert.That(_system.Calls, Has.None.Contains("nft"));
+    }
+
+    [Test]
+    public void ExplicitNftOnAKernelWithoutNfTablesIsAnErrorThatSaysWhatToDo()
+    {
+        _system.Broken[NetfilterBackend.Nft] = FakeSystem.NoNfTables;
+
+        var selection = Select(NetfilterBackend.Nft);
+
+        Assert.That(selection.Backends, Is.Empty);
+        Assert.That(selection.Error, Is.EqualTo(
+            $"netfilter nft (set by --netfilter) does not work here: iptables-nft failed: {FakeSystem.NoNfTables}. "
+            + "This kernel may lack nf_tables (the Nitro enclave kernel does): set [enclave] netfilter = \"legacy\" or \"auto\", or pass --netfilter legacy."));
+    }
+
+    [Test]
+    public void NoWorkingBackendIsAnErrorNamingBothFailures()
+    {
+        _system.Broken[NetfilterBackend.Nft] = FakeSystem.NoNfTables;
+        _system.Broken[NetfilterBackend.Legacy] = FakeSystem.NoLegacyNat;
+
+        var selection = Select(NetfilterBackend.Auto);
+
+        Assert.That(selection.Backends, Is.Empty);
+        Assert.That(selection.Error, Does.StartWith($"no netfilter backend works here: iptables-nft failed: {FakeSystem.NoNfTables}; iptables-legacy failed: {FakeSystem.NoLegacyNat}."));
+    }
+
+    [Test]
+    public void WithoutIptablesTheErrorSaysWhatToInstall()
+    {
+        _system.Programs.Clear();
+        _system.Programs.Add("ip");
+
+        var selection = Select(NetfilterBackend.Auto);
+
+        Assert.That(selection.Error, Does.Contain("neither iptables-nft nor iptables found (Debian/Ubuntu: apt-get install iptables"));
+        Assert.That(selection.Error, Does.Contain("neither iptables-legacy nor iptables found"));
+    }
+
+    [Test]
+    public void PlainLegacyIptablesStandsInWhereTheSuffixedNamesAreMissing()
+    {
+        _system.Programs.ExceptWith(["iptables-nft", "ip6tables-nft", "iptables-legacy", "ip6tables-legacy"]);
+        _system.PlainVersion = "iptables v1.8.4 (legacy)";
+
+        var selection = Select(NetfilterBackend.Auto);
+
+        Assert.That(selection.Backends, Is.EqualTo(new[] { new NetfilterPrograms(NetfilterBackend.Legacy, "iptables", "ip6tables") }));
+        Assert.That(selection.Explanation, Is.EqualTo("netfilter: legacy (no iptables-nft, and iptables is the legacy variant (iptables v1.8.4 (legacy)))"));
+    }
+
+    [Test]
+    public void PlainNfTablesIptablesStandsInForNft()
+    {
+        _system.Programs.ExceptWith(["iptables-nft", "ip6tables-nft", "iptables-legacy", "ip6tables-legacy"]);
+
+        var selection = Select(NetfilterBackend.Auto);
+
+        Assert.That(selection.Backends, Is.EqualTo(new[] { new NetfilterPrograms(NetfilterBackend.Nft, "iptables", "ip6tables") }));
+        Assert.That(selection.Explanation, Is.EqualTo("netfilter: nft (iptables works; no legacy nat table is in use, so no rules are there)"));
+    }
+
+    [Test]
+    public void IptablesOlderThanTheNftVariantIsLegacy()
+    {
+        _system.Programs.ExceptWith(["iptables-nft", "ip6tables-nft", "iptables-legacy", "ip6tables-legacy"]);
+        _system.PlainVersion = "iptables v1.6.1";
+
+        Assert.That(Select(NetfilterBackend.Nft).Error, Does.Contain("no iptables-nft, and iptables is the legacy variant (iptables v1.6.1)"));
+        Assert.That(Select(NetfilterBackend.Legacy).Backends, Is.EqualTo(new[] { new NetfilterPrograms(NetfilterBackend.Legacy, "iptables", "ip6tables") }));
+    }
+
+    [TestCase("auto", NetfilterBackend.Auto)]
+    [TestCase("nft", NetfilterBackend.Nft)]
+    [TestCase("legacy", NetfilterBackend.Legacy)]
+    public void BackendNamesParse(string text, NetfilterBackend expected)
+    {
+        Assert.That(NetfilterSelector.TryParse(text, out var backend), Is.True);
+        Assert.That(backend, Is.EqualTo(expected));
+        Assert.That(NetfilterSelector.Name(backend), Is.EqualTo(text));
+    }
+
+    [TestCase("nftables")]
+    [TestCase("Legacy")]
+    [TestCase("")]
+    public void OtherBackendNamesDoNotParse(string text) =>
+        Assert.That(NetfilterSelector.TryParse(text, out _), Is.False);
+
+    [Test]
+    public void AdaptReplacesOnlyTheIptablesPrograms()
+    {
+        var rules = Egress.Interception.RedirectRules.For().Select(Legacy.Adapt).Select(r => r.Program);
+
+        Assert.That(rules, Is.EqualTo(new[] { "ip", "ip", "iptables-legacy", "iptables-legacy", "ip6tables-legacy", "ip6tables-legacy" }));
+    }
+
+    private NetfilterSelection Select(NetfilterBackend setting, bool forRemoval = false, Func<NetfilterPrograms, bool>? holdsRules = null) =>
+        new NetfilterSelector(_system, () => _system.LegacyNatInUse).Select(setting, "set by --netfilter", forRemoval, holdsRules ?? (_ => false));
+}

@@ -1,0 +1,270 @@
+using System.Net;
+using Egress.Configuration;
+using Egress.Enclave.Rules;
+
+namespace Egress.Tests.Enclave.Rules;
+
+/// <summary>
+/// <see cref="RulesCommand"/> against a <see cref="FakeSystem"/>: which tables the rules land in and are removed from,
+/// where they redirect to, and what the command says, including on a kernel without nf_tables (as in a Nitro enclave).
+/// </summary>
+public sealed class RulesCommandFakeSystemTests
+{
+    private static readonly IPEndPoint[] DefaultTargets = [IPEndPoint.Parse("127.0.0.1:4444"), IPEndPoint.Parse("[::1]:4444")];
+
+    private static readonly string[] TableV4 =
+    [
+        "-A OUTPUT -p tcp ! -d 127.0.0.0/8 -j DNAT --to-destination 127.0.0.1:4444",
+        "-A POSTROUTING -o lo -s 0.0.0.0/32 -j SNAT --to-source 127.0.0.1",
+    ];
+
+    private static readonly string[] TableV6 =
+    [
+        "-A OUTPUT -p tcp ! -d ::1/128 -j DNAT --to-destination [::1]:4444",
+        "-A POSTROUTING -o lo -s ::/128 -j SNAT --to-source ::1",
+    ];
+
+    private FakeSystem _system = null!;
+    private StringWriter _output = null!;
+    private StringWriter _error = null!;
+
+    private string[] Output => Lines(_output);
+
+    private string[] Error => Lines(_error);
+
+    [SetUp]
+    public void CreateSystem()
+    {
+        _system = new FakeSystem();
+        _output = new StringWriter();
+        _error = new StringWriter();
+    }
+
+    [TearDown]
+    public void DisposeWriters()
+    {
+        _output.Dispose();
+        _error.Dispose();
+    }
+
+    [Test]
+    public void WithoutNfTablesApplyPutsEveryRuleIntoTheLegacyTables()
+    {
+        _system.Broken[NetfilterBackend.Nft] = FakeSystem.NoNfTables;
+
+        int exit = Command().Apply(Settings(), force: false);
+
+        Assert.That(exit, Is.Zero, string.Join('\n', Error));
+        Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false), Is.EqualTo(TableV4));
+        Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: true), Is.EqualTo(TableV6));
+        Assert.That(_system.Calls.Where(c => c.StartsWith("iptables-nft", StringComparison.Ordinal) || c.StartsWith("ip6tables-nft", StringComparison.Ordinal)),
+            Is.EqualTo(new[] { "iptables-nft -w -t nat -S OUTPUT" }), "nft is probed, never written to");
+        Assert.That(_system.Routes, Is.EquivalentTo(new[] { "default via 127.0.0.1 dev lo", "-6 default dev lo" }));
+        Assert.That(Output, Is.EqualTo(new[]
+        {
+            $"netfilter: legacy (iptables-nft failed: {FakeSystem.NoNfTables})",
+            "added: loopback interface up: ip link set dev lo up",
+            "added: IPv4 default route via loopback: ip route replace default via 127.0.0.1 dev lo",
+            "added: IPv6 default route via loopback: ip -6 route replace default dev lo",
+            "added: redirect all IPv4 TCP not to loopback to the proxy: iptables-legacy -w -t nat -A OUTPUT -p tcp ! -d 127.0.0.0/8 -j DNAT --to-destination 127.0.0.1:4444",
+            "added: give redirected IPv4 connections a loopback source: iptables-legacy -w -t nat -A POSTROUTING -o lo -s 0.0.0.0/32 -j SNAT --to-source 127.0.0.1",
+            "added: redirect all IPv6 TCP not to loopback to the proxy: ip6tables-legacy -w -t nat -A OUTPUT -p tcp ! -d ::1/128 -j DNAT --to-destination [::1]:4444",
+            "added: give redirected IPv6 connections a loopback source: ip6tables-legacy -w -t nat -A POSTROUTING -o lo -s ::/128 -j SNAT --to-source ::1",
+            "proxy: 127.0.0.1:4444 (redirected IPv4 TCP goes here: the proxy must listen on it)",
+            "proxy: [::1]:4444 (redirected IPv6 TCP goes here: the proxy must listen on it)",
+        }));
+        Assert.That(Error, Is.Empty);
+    }
+
+    [Test]
+    public void WithoutNfTablesRemoveTakesTheRulesOutOfTheLegacyTables()
+    {
+        _system.Broken[NetfilterBackend.Nft] = FakeSystem.NoNfTables;
+        Assert.That(Command().Apply(Settings(), force: false), Is.Zero);
+        _output.GetStringBuilder().Clear();
+
+        int exit = Command().Remove(Settings());
+
+        Assert.That(exit, Is.Zero, string.Join('\n', Error));
+        Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false), Is.Empty);
+        Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: true), Is.Empty);
+        Assert.That(_system.Routes, Is.Empty);
+        Assert.That(Output, Is.EqualTo(new[]
+        {
+            $"netfilter: legacy (iptables-nft failed: {FakeSystem.NoNfTables})",
+            "removed: give redirected IPv6 connections a loopback source (ip6tables-legacy)",
+            "removed: redirect all IPv6 TCP not to loopback to the proxy (ip6tables-legacy)",
+            "removed: give redirected IPv4 connections a loopback source (iptables-legacy)",
+            "removed: redirect all IPv4 TCP not to loopback to the proxy (iptables-legacy)",
+            "removed: IPv6 default route via loopback",
+            "removed: IPv4 default route via loopback",
+        }));
+    }
+
+    [Test]
+    public void AutoApplyLeavesRulesInTheLegacyTablesWhereTheyAre()
+    {
+        Assert.That(Command().Apply(Settings(NetfilterBackend.Legacy), force: false), Is.Zero);
+        _output.GetStringBuilder().Clear();
+
+        int exit = Command().Apply(Settings(), force: false);
+
+        Assert.That(exit, Is.Zero, string.Join('\n', Error));
+        Assert.That(Output[0], Does.StartWith("netfilter: legacy (both work, but the Egress rules are already in the iptables-legacy tables;"));
+        Assert.That(Output, Does.Contain("present: redirect all IPv4 TCP not to loopback to the proxy (iptables-legacy)"));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: false), Is.Empty);
+        Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false), Is.EqualTo(TableV4), "not added twice");
+    }
+
+    [Test]
+    public void AutoApplyWhereBothWorkUsesNfTables()
+    {
+        int exit = Command().Apply(Settings(), force: false);
+
+        Assert.That(exit, Is.Zero, string.Join('\n', Error));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: false), Is.EqualTo(TableV4));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true), Is.EqualTo(TableV6));
+        Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false), Is.Empty);
+        Assert.That(Output[0], Is.EqualTo("netfilter: nft (iptables-nft works; no legacy nat table is in use, so no rules are there)"));
+        Assert.That(_system.LegacyNatInUse, Is.False, "auto did not create a legacy nat table");
+    }
+
+    [Test]
+    public void AutoRemoveTakesTheRulesOutOfBothBackends()
+    {
+        Assert.That(Command().Apply(Settings(NetfilterBackend.Legacy), force: false), Is.Zero);
+        Assert.That(Command().Apply(Settings(NetfilterBackend.Nft), force: false), Is.Zero);
+        _output.GetStringBuilder().Clear();
+
+        int exit = Command().Remove(Settings());
+
+        Assert.That(exit, Is.Zero, string.Join('\n', Error));
+        foreach (var backend in new[] { NetfilterBackend.Nft, NetfilterBackend.Legacy })
+        {
+            Assert.That(_system.Table(backend, ipv6: false), Is.Empty, backend.ToString());
+            Assert.That(_system.Table(backend, ipv6: true), Is.Empty, backend.ToString());
+        }
+
+        Assert.That(Output[0], Is.EqualTo("netfilter: nft and legacy (both work; removing from both)"));
+        Assert.That(Output, Does.Contain("removed: redirect all IPv4 TCP not to loopback to the proxy (iptables-nft)")
+            .And.Contain("removed: redirect all IPv4 TCP not to loopback to the proxy (iptables-legacy)"));
+    }
+
+    [Test]
+    public void ExplicitNftRemoveLeavesTheLegacyTablesAlone()
+    {
+        Assert.That(Command().Apply(Settings(NetfilterBackend.Legacy), force: false), Is.Zero);
+
+        Assert.That(Command().Remove(Settings(NetfilterBackend.Nft)), Is.Zero);
+
+        Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false), Is.EqualTo(TableV4));
+    }
+
+    [Test]
+    public void TheConfiguredEndpointsAreTheDnatTargets()
+    {
+        int exit = Command().Apply(Settings(targets: [IPEndPoint.Parse("127.0.0.1:5555"), IPEndPoint.Parse("[::1]:6666")]), force: false);
+
+        Assert.That(exit, Is.Zero, string.Join('\n', Error));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: false)[0], Does.EndWith("--to-destination 127.0.0.1:5555"));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true)[0], Does.EndWith("--to-destination [::1]:6666"));
+        Assert.That(Output.Where(l => l.StartsWith("proxy: ", StringComparison.Ordinal)).Select(l => l.Split(' ')[1]), Is.EqualTo(new[] { "127.0.0.1:5555", "[::1]:6666" }));
+    }
+
+    [Test]
+    public void AFamilyTheProxyDoesNotListenInIsNotRedirectedAndSaysSo()
+    {
+        int exit = Command().Apply(Settings(targets: [IPEndPoint.Parse("127.0.0.1:4444")]), force: false);
+
+        Assert.That(exit, Is.Zero, string.Join('\n', Error));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true), Is.Empty);
+        Assert.That(_system.Routes, Is.EquivalentTo(new[] { "default via 127.0.0.1 dev lo" }));
+        Assert.That(Output, Does.Contain("skipped: IPv6 rules ([enclave] proxy_listen has no IPv6 address, so IPv6 TCP is not redirected; an enclave has no IPv6 route of its own, so such connections fail)"));
+        Assert.That(Output.Where(l => l.StartsWith("proxy: ", StringComparison.Ordinal)), Is.EqualTo(new[] { "proxy: 127.0.0.1:4444 (redirected IPv4 TCP goes here: the proxy must listen on it)" }));
+    }
+
+    [Test]
+    public void WhereIPv6IsDisabledNoIPv6RuleOrProxyLineIsWritten()
+    {
+        int exit = Command(ipv6: false).Apply(Settings(), force: false);
+
+        Assert.That(exit, Is.Zero, string.Join('\n', Error));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true), Is.Empty);
+        Assert.That(Output, Does.Contain("skipped: redirect all IPv6 TCP not to loopback to the proxy (ip6tables-nft) (IPv6 is disabled here)"));
+        Assert.That(Output.Count(l => l.StartsWith("proxy: ", StringComparison.Ordinal)), Is.EqualTo(1));
+    }
+
+    [Test]
+    public void WithNoWorkingBackendApplyChangesNothing()
+    {
+        _system.Broken[NetfilterBackend.Nft] = FakeSystem.NoNfTables;
+        _system.Broken[NetfilterBackend.Legacy] = FakeSystem.NoLegacyNat;
+
+        int exit = Command().Apply(Settings(), force: false);
+
+        Assert.That(exit, Is.EqualTo(1));
+        Assert.That(Error, Has.Length.EqualTo(1));
+        Assert.That(Error[0], Does.StartWith("error: no netfilter backend works here:"));
+        Assert.That(_system.LoopbackUp, Is.False);
+        Assert.That(_system.Routes, Is.Empty);
+    }
+
+    [Test]
+    public void AFailingStepRollsBackWhatThisRunAdded()
+    {
+        _system.Programs.Remove("ip6tables-legacy");
+        _system.Broken[NetfilterBackend.Nft] = FakeSystem.NoNfTables;
+
+        int exit = Command().Apply(Settings(), force: false);
+
+        Assert.That(exit, Is.EqualTo(1));
+        Assert.That(Error[0], Does.StartWith("error: 'ip6tables-legacy -w -t nat -A OUTPUT").And.Contain("(exit 127)"));
+        Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false), Is.Empty);
+        Assert.That(_system.Routes, Is.Empty);
+        Assert.That(Error, Does.Contain("rolled back: redirect all IPv4 TCP not to loopback to the proxy (iptables-legacy)"));
+    }
+
+    [Test]
+    public void PrintWithoutRootShowsThePlainProgramsAndSaysWhy()
+    {
+        int exit = Command(privileged: false).Print(Settings());
+
+        Assert.That(exit, Is.Zero);
+        Assert.That(Output[1], Is.EqualTo("# netfilter: not probed (that needs root); shown with plain iptables/ip6tables. rules --apply uses iptables-nft where nf_tables works, else iptables-legacy"));
+        Assert.That(Output, Does.Contain("iptables -w -t nat -A OUTPUT -p tcp ! -d 127.0.0.0/8 -j DNAT --to-destination 127.0.0.1:4444"));
+        Assert.That(_system.Calls, Is.Empty, "nothing probed or changed");
+    }
+
+    [Test]
+    public void PrintAsRootWithoutNfTablesShowsTheLegacyCommands()
+    {
+        _system.Broken[NetfilterBackend.Nft] = FakeSystem.NoNfTables;
+
+        int exit = Command().Print(Settings());
+
+        Assert.That(exit, Is.Zero);
+        Assert.That(Output[1], Is.EqualTo($"# netfilter: legacy (iptables-nft failed: {FakeSystem.NoNfTables})"));
+        Assert.That(Output, Does.Contain("iptables-legacy -w -t nat -A OUTPUT -p tcp ! -d 127.0.0.0/8 -j DNAT --to-destination 127.0.0.1:4444")
+            .And.Contain("ip6tables-legacy -w -t nat -D POSTROUTING -o lo -s ::/128 -j SNAT --to-source ::1"));
+        Assert.That(_system.Calls.Where(c => c.Contains(" -A ", StringComparison.Ordinal) || c.Contains(" replace ", StringComparison.Ordinal)), Is.Empty, "printing changes nothing");
+    }
+
+    [Test]
+    public void ApplyRefusesWhereOtherInterfacesExistUnlessForced()
+    {
+        var command = new RulesCommand(_output, _error, _system, new RulesEnvironment(true, ["eth0"], true, () => _system.LegacyNatInUse));
+
+        Assert.That(command.Apply(Settings(), force: false), Is.EqualTo(1));
+        Assert.That(_system.Calls, Is.Empty);
+        Assert.That(command.Apply(Settings(), force: true), Is.Zero);
+    }
+
+    private static RulesSettings Settings(NetfilterBackend netfilter = NetfilterBackend.Auto, IPEndPoint[]? targets = null) =>
+        new(targets ?? DefaultTargets, netfilter, "set by --netfilter");
+
+    private static string[] Lines(StringWriter writer) =>
+        writer.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+    private RulesCommand Command(bool privileged = true, bool ipv6 = true) =>
+        new(_output, _error, _system, new RulesEnvironment(privileged, [], ipv6, () => _system.LegacyNatInUse));
+}
