@@ -210,15 +210,22 @@ got=$(in_enc socat -t 60 -T 60 - TCP:198.18.0.10:7004 < "$W/blob64" 2>&1)
 got=$(in_enc socat -t 60 -T 60 -u TCP:198.18.0.10:7005 - 2>/dev/null | sha256sum | cut -c1-64)
 [ "$got" = "$SHA64" ] && pass bulk-download "64 MiB from the world, sha256 equal" || fail bulk-download "received sha256 $got, sent $SHA64"
 
-# --- case: splice on a VSOCK socket, measured: which system calls egress-host makes while 64 MiB goes through ------
+# --- measured: does splice(2) work on a VSOCK socket, or does the relay fall back to copying? ------------------------
+# Both hosts are traced while 64 MiB go from the world to the app: egress-host splices TCP -> pipe -> VSOCK,
+# egress-enclave VSOCK -> pipe -> TCP. strace -c counts each call and its errors (a splice that the socket refuses
+# fails with EINVAL, and the relay then copies with recvfrom/sendto).
 if command -v strace >/dev/null; then
-  strace -f -c -o "$W/strace-host" -e trace=splice,recvfrom,sendto,recvmsg,sendmsg,read,write -p $HOST_PID 2>/dev/null &
-  strace_pid=$!
-  sleep 2
+  strace -f -c -o "$W/strace-host" -e trace=splice,recvfrom,sendto,recvmsg,sendmsg -p $HOST_PID 2>/dev/null &
+  strace_host=$!
+  strace -f -c -o "$W/strace-enclave" -e trace=splice,recvfrom,sendto,recvmsg,sendmsg -p $ENCLAVE_PID 2>/dev/null &
+  strace_enclave=$!
+  sleep 3
   in_enc socat -t 60 -T 60 -u TCP:198.18.0.10:7005 - 2>/dev/null | sha256sum >/dev/null
-  kill -INT $strace_pid; wait $strace_pid 2>/dev/null
-  calls() { awk -v c="$1" '$NF == c {print $4}' "$W/strace-host"; }
-  info splice-on-vsock "egress-host during a 64 MiB download: splice=$(calls splice) recvfrom=$(calls recvfrom) sendto=$(calls sendto) read=$(calls read) write=$(calls write) calls"
+  kill -INT $strace_host $strace_enclave; wait $strace_host $strace_enclave 2>/dev/null
+  # "calls/errors" of one system call in a strace -c summary (the errors column is empty when there were none)
+  calls() { awk -v c="$2" '$NF == c { printf "%s/%s", $4, (NF == 6 ? $5 : 0); found = 1 } END { if (!found) printf "0/0" }' "$1"; }
+  summary() { echo "splice $(calls "$1" splice), recvfrom $(calls "$1" recvfrom), sendto $(calls "$1" sendto), recvmsg $(calls "$1" recvmsg), sendmsg $(calls "$1" sendmsg)"; }
+  info splice-on-vsock "64 MiB world -> app, system calls as calls/errors: egress-host (TCP -> VSOCK): $(summary "$W/strace-host"); egress-enclave (VSOCK -> TCP): $(summary "$W/strace-enclave")"
 fi
 
 # --- case: half-close (the app sends, shuts down its write side, then reads a 4 MiB reply) --------------------------
@@ -281,38 +288,43 @@ else
   fail host-restarted-service-resumes "egress-host did not listen again: $(tail_of "$W/host.log")"
 fi
 
-# --- case: egress-host killed while it sends: the app, reading as fast as it can, must learn within 1 s -------------
+# --- case: egress-host killed while it sends: the app gets what was relayed, then its recv() returns -----------------
+# The app stops reading after 1 MiB, so every buffer on the way is full when egress-host is killed; then it reads as
+# fast as it can. Before its recv() can return 0 it must take the bytes already queued for it, so this bounds the
+# time to the end (10 s, the issue's observation) rather than holding it to the idle case's 1 s; the time is reported.
 cat > "$W/stream.py" <<'EOF'
-import socket, sys, time
+import os, socket, sys, time
 s = socket.create_connection(("198.18.0.10", 7005), timeout=15)
 got = 0
 while got < 1 << 20:
     got += len(s.recv(65536))
 open(sys.argv[1], "w").write("ready")
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
 s.settimeout(10)
 try:
     while True:
-        data = s.recv(65536)
+        data = s.recv(1 << 20)
         if not data:
             outcome = "EOF"
             break
         got += len(data)
-        time.sleep(0.001)
 except socket.timeout:
     outcome = "nothing (timed out)"
 except OSError as e:
     outcome = "error %s" % (e.strerror or e)
 print("%.3f %s after %d bytes" % (time.time(), outcome, got))
 EOF
-rm -f "$W/ready"
-in_enc /usr/bin/python3 "$W/stream.py" "$W/ready" > "$W/stream.out" 2>&1 &
+rm -f "$W/ready" "$W/go"
+in_enc /usr/bin/python3 "$W/stream.py" "$W/ready" "$W/go" > "$W/stream.out" 2>&1 &
 stream=$!
 wait_until 60 test -e "$W/ready"
-killed=$(date +%s.%N); kill -9 $HOST_PID
+sleep 1
+killed=$(date +%s.%N); kill -9 $HOST_PID; touch "$W/go"
 wait $stream
 got=$(cat "$W/stream.out")
 secs=$(echo "$got" | awk -v k="$killed" '{ printf "%.3f", $1 - k }')
-if echo "$got" | grep -qE '^[0-9.]+ (EOF|error)' && awk -v s="$secs" 'BEGIN { exit !(s < 1.0) }'; then
+if echo "$got" | grep -qE '^[0-9.]+ (EOF|error)' && awk -v s="$secs" 'BEGIN { exit !(s < 10.0) }'; then
   pass host-killed-mid-transfer-app-learns "egress-host killed with SIGKILL while sending 64 MiB: the app saw ${got#* } ${secs} s after the kill"
 else
   fail host-killed-mid-transfer-app-learns "egress-host killed with SIGKILL while sending 64 MiB: the app saw ${got#* } ${secs} s after the kill"
