@@ -34,8 +34,10 @@ rm -f "$out/results"
 dotnet=$(readlink -f "$(command -v dotnet)")
 printf 'EGRESS_BIN=%q\nDOTNET=%q\n' "$bin" "$dotnet" > "$out/guest.env"
 
+# The guest reads its script while it runs (bash reads as it goes): run a copy, so editing guest.sh meanwhile is safe.
+cp "$here/guest.sh" "$out/guest.sh"
 set +e
-"$here/run-vm.sh" "$here/guest.sh" "$out"
+"$here/run-vm.sh" "$out/guest.sh" "$out"
 rc=$?
 set -e
 [ "$rc" -eq 77 ] && exit 77
