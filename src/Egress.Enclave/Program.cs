@@ -33,7 +33,8 @@ const string Usage = """
       egress-enclave rules [--apply | --remove] [--config PATH] [--netfilter auto|nft|legacy] [--force]
           Print (default), apply idempotently, or remove the routing and iptables rules that redirect all
           outbound TCP to the proxy at [enclave] proxy_listen (per family its loopback endpoint, e.g.
-          127.0.0.1:4444 and [::1]:4444; a family it does not listen in is not redirected). Applying and
+          127.0.0.1:4444 and [::1]:4444; a family it does not listen in is redirected to a loopback port where
+          nothing listens, so it is refused, never let through). Applying and
           removing need root. The iptables rules go into the netfilter backend named by --netfilter or
           [enclave] netfilter; auto (the default) probes: nf_tables (iptables-nft) where it works, else the
           legacy tables (iptables-legacy; the Nitro enclave kernel has no nf_tables), keeping rules already in

@@ -29,19 +29,25 @@ public static class RedirectRules
 
     /// <summary>
     /// The steps for a proxy listening on <paramref name="proxyListen"/> (<c>enclave.proxy_listen</c>), in the order
-    /// they are applied. Each address family gets its steps only when the proxy listens in that family; the DNAT target
-    /// is the family's endpoint from <see cref="Targets"/>.
+    /// they are applied. The DNAT target of each family is its endpoint from <see cref="Targets"/>. A family the proxy
+    /// does not listen in is routed and redirected all the same, to its own loopback address at the other family's
+    /// port, where the proxy does not listen (its IPv6 sockets are IPv6 only): its connections are refused there, and
+    /// never leave around the proxy.
     /// </summary>
     /// <param name="proxyListen">Where the proxy listens: IPv4 and/or IPv6 endpoints.</param>
-    /// <returns>The steps of every family the proxy listens in.</returns>
+    /// <returns>The steps of both families.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="proxyListen"/> is null.</exception>
     /// <exception cref="ArgumentException">See <see cref="Targets"/>.</exception>
     public static IReadOnlyList<RedirectRule> ForProxyListen(IReadOnlyList<IPEndPoint> proxyListen)
     {
         var targets = Targets(proxyListen);
+        var ipv4 = targets.FirstOrDefault(t => t.AddressFamily == AddressFamily.InterNetwork);
+        var ipv6 = targets.FirstOrDefault(t => t.AddressFamily == AddressFamily.InterNetworkV6);
         return Build(
-            targets.FirstOrDefault(t => t.AddressFamily == AddressFamily.InterNetwork),
-            targets.FirstOrDefault(t => t.AddressFamily == AddressFamily.InterNetworkV6));
+            ipv4 ?? new IPEndPoint(IPAddress.Loopback, ipv6!.Port),
+            ipv6 ?? new IPEndPoint(IPAddress.IPv6Loopback, ipv4!.Port),
+            ipv4Refused: ipv4 is null,
+            ipv6Refused: ipv6 is null);
     }
 
     /// <summary>
@@ -93,8 +99,9 @@ public static class RedirectRules
     private static bool IsUnspecified(IPAddress address) =>
         address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
 
-    private static RedirectRule[] Build(IPEndPoint? ipv4Target, IPEndPoint? ipv6Target)
+    private static RedirectRule[] Build(IPEndPoint? ipv4Target, IPEndPoint? ipv6Target, bool ipv4Refused = false, bool ipv6Refused = false)
     {
+        const string Refused = " (the proxy does not listen in this family: refused there)";
         var rules = new List<RedirectRule>(6);
         if (ipv4Target is not null)
         {
@@ -109,7 +116,7 @@ public static class RedirectRules
         if (ipv4Target is not null)
         {
             rules.Add(Netfilter(
-                "redirect all IPv4 TCP not to loopback to the proxy", "iptables", "OUTPUT",
+                "redirect all IPv4 TCP not to loopback to the proxy" + (ipv4Refused ? Refused : string.Empty), "iptables", "OUTPUT",
                 ["-p", "tcp", "!", "-d", "127.0.0.0/8", "-j", "DNAT", "--to-destination", ipv4Target.ToString()]));
             rules.Add(Netfilter(
                 "give redirected IPv4 connections a loopback source", "iptables", "POSTROUTING",
@@ -119,7 +126,7 @@ public static class RedirectRules
         if (ipv6Target is not null)
         {
             rules.Add(Netfilter(
-                "redirect all IPv6 TCP not to loopback to the proxy", "ip6tables", "OUTPUT",
+                "redirect all IPv6 TCP not to loopback to the proxy" + (ipv6Refused ? Refused : string.Empty), "ip6tables", "OUTPUT",
                 ["-p", "tcp", "!", "-d", "::1/128", "-j", "DNAT", "--to-destination", ipv6Target.ToString()]));
             rules.Add(Netfilter(
                 "give redirected IPv6 connections a loopback source", "ip6tables", "POSTROUTING",

@@ -93,7 +93,7 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
         output.WriteLine(string.Join(' ', ["ip", .. LoopbackUp]));
         foreach (var note in MissingFamilies(settings))
         {
-            output.WriteLine($"# skipped: {note}");
+            output.WriteLine($"# note: {note}");
         }
 
         var shown = rules.Select(r => programs?.Adapt(r) ?? r).ToList();
@@ -133,7 +133,7 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
 
         foreach (var note in MissingFamilies(settings))
         {
-            output.WriteLine($"skipped: {note}");
+            output.WriteLine($"note: {note}");
         }
 
         var programs = selection.Backends[0];
@@ -217,14 +217,14 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
 
     private static string Label(RedirectRule rule) => rule.Program == "ip" ? rule.Description : $"{rule.Description} ({rule.Program})";
 
-    /// <summary>Notes for address families <c>[enclave] proxy_listen</c> has no address in: they get no rules.</summary>
+    /// <summary>Notes for address families <c>[enclave] proxy_listen</c> has no address in: they are redirected to a port where nothing listens.</summary>
     private static IEnumerable<string> MissingFamilies(RulesSettings settings)
     {
         foreach (var (family, name) in new[] { (AddressFamily.InterNetwork, "IPv4"), (AddressFamily.InterNetworkV6, "IPv6") })
         {
             if (!settings.ProxyTargets.Any(t => t.AddressFamily == family))
             {
-                yield return $"{name} rules ([enclave] proxy_listen has no {name} address, so {name} TCP is not redirected; an enclave has no {name} route of its own, so such connections fail)";
+                yield return $"{name} proxy ([enclave] proxy_listen has no {name} address: {name} TCP is redirected all the same, to a loopback port where the proxy does not listen, so it is refused and never leaves around the proxy)";
             }
         }
     }

@@ -98,15 +98,21 @@ public sealed class RedirectRulesTests
     }
 
     [Test]
-    public void AFamilyWithoutAListenerGetsNoSteps()
+    public void AFamilyWithoutAListenerIsStillRedirectedToAPortWhereTheProxyDoesNotListen()
     {
+        // Fail closed: without its rules, that family's TCP would leave wherever a route leads, around the proxy.
         var ipv4Only = RedirectRules.ForProxyListen([IPEndPoint.Parse("127.0.0.1:4444")]);
-        var ipv6Only = RedirectRules.ForProxyListen([IPEndPoint.Parse("[::1]:4444")]);
+        var ipv6Only = RedirectRules.ForProxyListen([IPEndPoint.Parse("[::1]:5555")]);
 
-        Assert.That(ipv4Only.Select(r => r.AddCommandLine), Is.EqualTo(DefaultAddLines.Where(line => line.StartsWith("iptables", StringComparison.Ordinal) || line.StartsWith("ip route", StringComparison.Ordinal))));
-        Assert.That(ipv4Only.Select(r => r.IsIPv6), Has.All.False);
-        Assert.That(ipv6Only.Select(r => r.AddCommandLine), Is.EqualTo(DefaultAddLines.Where(line => line.StartsWith("ip6tables", StringComparison.Ordinal) || line.StartsWith("ip -6 route", StringComparison.Ordinal))));
-        Assert.That(ipv6Only.Select(r => r.IsIPv6), Has.All.True);
+        Assert.Multiple(() =>
+        {
+            Assert.That(ipv4Only.Select(r => r.AddCommandLine), Is.EqualTo(DefaultAddLines));
+            Assert.That(ipv4Only.Single(r => r.IsIPv6 && r.Program == "ip6tables" && r.Add.Contains("DNAT")).Description, Does.Contain("does not listen"));
+            Assert.That(ipv4Only.Single(r => !r.IsIPv6 && r.Program == "iptables" && r.Add.Contains("DNAT")).Description, Does.Not.Contain("does not listen"));
+            Assert.That(ipv6Only.Select(r => r.AddCommandLine), Has.Some.EndWith("--to-destination 127.0.0.1:5555"));
+            Assert.That(ipv6Only.Select(r => r.AddCommandLine), Has.Some.EndWith("--to-destination [::1]:5555"));
+            Assert.That(ipv6Only.Count, Is.EqualTo(6));
+        });
     }
 
     [Test]
@@ -117,7 +123,7 @@ public sealed class RedirectRulesTests
 
     [Test]
     public void OtherLoopbackAddressesAreKept() =>
-        Assert.That(RedirectRules.ForProxyListen([IPEndPoint.Parse("127.0.0.2:4444")])[1].AddCommandLine, Does.EndWith("--to-destination 127.0.0.2:4444"));
+        Assert.That(RedirectRules.ForProxyListen([IPEndPoint.Parse("127.0.0.2:4444")]).Select(r => r.AddCommandLine), Has.Some.EndWith("--to-destination 127.0.0.2:4444"));
 
     [Test]
     public void TheFirstLoopbackListenerOfAFamilyIsTheTarget() =>

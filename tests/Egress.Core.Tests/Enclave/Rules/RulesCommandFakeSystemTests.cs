@@ -172,14 +172,14 @@ public sealed class RulesCommandFakeSystemTests
     }
 
     [Test]
-    public void AFamilyTheProxyDoesNotListenInIsNotRedirectedAndSaysSo()
+    public void AFamilyTheProxyDoesNotListenInIsRedirectedToAClosedPortAndSaysSo()
     {
         int exit = Command().Apply(Settings(targets: [IPEndPoint.Parse("127.0.0.1:4444")]), force: false);
 
         Assert.That(exit, Is.Zero, string.Join('\n', Error));
-        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true), Is.Empty);
-        Assert.That(_system.Routes, Is.EquivalentTo(new[] { "default via 127.0.0.1 dev lo" }));
-        Assert.That(Output, Does.Contain("skipped: IPv6 rules ([enclave] proxy_listen has no IPv6 address, so IPv6 TCP is not redirected; an enclave has no IPv6 route of its own, so such connections fail)"));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true)[0], Does.EndWith("--to-destination [::1]:4444"));
+        Assert.That(_system.Routes, Is.EquivalentTo(new[] { "default via 127.0.0.1 dev lo", "-6 default dev lo" }));
+        Assert.That(Output, Does.Contain("note: IPv6 proxy ([enclave] proxy_listen has no IPv6 address: IPv6 TCP is redirected all the same, to a loopback port where the proxy does not listen, so it is refused and never leaves around the proxy)"));
         Assert.That(Output.Where(l => l.StartsWith("proxy: ", StringComparison.Ordinal)), Is.EqualTo(new[] { "proxy: 127.0.0.1:4444 (redirected IPv4 TCP goes here: the proxy must listen on it)" }));
     }
 
