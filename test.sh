@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole test suite (unit + real-kernel integration tests) and prints one plain summary line:
+# Runs the whole test suite (unit, real-kernel integration and the VM suite in tests/vm) and prints one plain summary line:
 #   N passed, N failed[, N skipped]
 # Integration tests need root (network namespaces, iptables); without root they are skipped loudly.
 # Extra arguments go to `dotnet test` (e.g. ./test.sh --filter "FullyQualifiedName~Policy").

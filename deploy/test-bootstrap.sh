@@ -118,7 +118,7 @@ run_bootstrap EGRESS_CONFIG="$work/absent.toml" -- sh -c "$app"; rc=$?
 check "exit code 1" test "$rc" -eq 1
 check "names the missing file" has "bootstrap: error: configuration '$work/absent.toml' not found"
 check "application did not run" lacks "APP RAN"
-check "no rules applied" test -z "$(ip netns exec "$ns" iptables -w -t nat -S OUTPUT | grep DNAT)"
+check "no rules applied" test -z "$( (ip netns exec "$ns" iptables-nft -w -t nat -S OUTPUT; ip netns exec "$ns" iptables-legacy -w -t nat -S OUTPUT) 2>/dev/null | grep DNAT)"
 show_output_if_failed "$before"
 
 echo "4. EGRESS_DNS=on without a forwarder"
@@ -147,7 +147,7 @@ check "names the rules step and its exit code" has "bootstrap: error: '$EGRESS_E
 check "egress-enclave's own message is shown" has "bad.toml:2:"
 check "egress-enclave was never started" lacks "before listening"
 check "application did not run" lacks "APP RAN"
-check "no rules applied" test -z "$(ip netns exec "$ns" iptables -w -t nat -S OUTPUT | grep DNAT)"
+check "no rules applied" test -z "$( (ip netns exec "$ns" iptables-nft -w -t nat -S OUTPUT; ip netns exec "$ns" iptables-legacy -w -t nat -S OUTPUT) 2>/dev/null | grep DNAT)"
 show_output_if_failed "$before"
 
 echo "7. EGRESS_NETFILTER=legacy"

@@ -55,6 +55,8 @@ public sealed partial class VersionTests
         Assert.Multiple(() =>
         {
             Assert.That(help.ExitCode, Is.Zero, help.ToString);
+            Assert.That(version.ExitCode, Is.Zero, version.ToString);
+            Assert.That(version.StandardOutput, Does.StartWith(Path.GetFileNameWithoutExtension(dll) + " "), version.ToString);
             Assert.That(help.StandardOutput, Does.StartWith(version.StandardOutput), help.ToString);
             Assert.That(help.StandardOutput, Does.Contain("\n  --version "), help.ToString);
         });

@@ -20,12 +20,12 @@ export HOME=/root DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 LC_ALL=C.UTF-8
 mount -t proc proc /proc 2>/dev/null
 mount -t sysfs sys /sys 2>/dev/null
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts 2>/dev/null && mount -t tmpfs tmpfs /dev/shm 2>/dev/null
-mount -t tmpfs tmpfs /run && mount -t tmpfs tmpfs /tmp && mkdir -p /run/netns /var/run
+# /tmp stays this machine's (through the overlay, so writable): the repository and its build may live there.
+mount -t tmpfs tmpfs /run && mkdir -p /run/netns /var/run
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 
 RESULTS=/vm-out/results
-W=/tmp/vm
-mkdir -p "$W"
+W=$(mktemp -d /tmp/egress-vm-guest.XXXXXX)
 : > "$RESULTS"
 poweroff_now() { cp "$W"/*.log /vm-out/ 2>/dev/null; sync; echo o > /proc/sysrq-trigger; sleep 30; }
 trap poweroff_now EXIT
@@ -134,7 +134,10 @@ start_host() {
   wait_until 60 host_listening "${before:-0}" && kill -0 $HOST_PID 2>/dev/null
 }
 listening_in_enc() { in_enc ss -Hltn "sport = :$1" | grep -q LISTEN; }
-enclave_ready() { ! kill -0 $ENCLAVE_PID 2>/dev/null || { listening_in_enc 4444 && in_enc ss -Hlun 'sport = :53' | grep -q 53; }; }
+enclave_ready() {
+  ! kill -0 $ENCLAVE_PID 2>/dev/null || in_enc ss -Htuln '( sport = :4444 or sport = :53 )' |
+    awk '$5 == "127.0.0.1:4444" { v4 = 1 } $5 == "[::1]:4444" { v6 = 1 } $1 == "udp" && $5 == "127.0.0.1:53" { dns = 1 } END { exit !(v4 && v6 && dns) }'
+}
 start_enclave() {
   # Not through in_enc: a function run in the background is a subshell, and its PID is not egress-enclave's.
   ip netns exec enc "${ENCLAVE[@]}" --config "$W/enclave.toml" >>"$W/enclave.log" 2>&1 &
@@ -143,10 +146,11 @@ start_enclave() {
 }
 
 # --- case: nf_tables is absent, as in the Nitro enclave kernel ---------------------------------------------------
-if out=$(in_enc iptables-nft -w -t nat -S OUTPUT 2>&1); then
-  fail enclave-kernel-has-no-nf_tables "iptables-nft works here, so this guest does not stand in for the enclave kernel: $out"
-else
+out=$(in_enc iptables-nft -w -t nat -S OUTPUT 2>&1)
+if echo "$out" | grep -q "Failed to initialize nft"; then
   pass enclave-kernel-has-no-nf_tables "iptables-nft fails as in a Nitro enclave: $(echo "$out" | head -n 1)"
+else
+  fail enclave-kernel-has-no-nf_tables "iptables-nft did not fail for want of nf_tables, so this guest does not stand in for the enclave kernel: $out"
 fi
 
 # --- case: rules --apply on that kernel ------------------------------------------------------------------------------
@@ -177,8 +181,8 @@ body=$(in_enc curl -sS --max-time 20 'http://[2001:db8::10]:8080/' 2>&1)
 start=$(date +%s%N)
 out=$(in_enc curl -sS --max-time 20 http://198.18.0.30:8080/ 2>&1); rc=$?
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
-if [ $rc -ne 0 ] && [ $ms -lt 10000 ] && grep -q "198.18.0.30" "$W/enclave.log"; then
-  pass tcp-denied "curl exit $rc after ${ms} ms; enclave: $(grep '198.18.0.30' "$W/enclave.log" | tail -n 1 | cut -c1-300)"
+if [ $rc -ne 0 ] && [ $ms -lt 10000 ] && grep -q "connection to 198.18.0.30:8080 denied" "$W/enclave.log"; then
+  pass tcp-denied "curl exit $rc after ${ms} ms; enclave: $(grep 'connection to 198.18.0.30:8080 denied' "$W/enclave.log" | tail -n 1 | cut -c1-300)"
 else
   fail tcp-denied "curl exit $rc after ${ms} ms: $out"
 fi
@@ -324,12 +328,16 @@ killed=$(date +%s.%N); kill -9 $HOST_PID; touch "$W/go"
 wait $stream
 got=$(cat "$W/stream.out")
 secs=$(echo "$got" | awk -v k="$killed" '{ printf "%.3f", $1 - k }')
+bytes=$(echo "$got" | sed -n 's/.* after \([0-9]*\) bytes$/\1/p')
+# A clean EOF on a stream cut short is the tunnel v1 limit (its end is only a FIN; tunnel v2 carries the cause): said, not judged here.
+cut=; [ -n "$bytes" ] && [ "$bytes" -lt $((64 * 1024 * 1024)) ] && echo "$got" | grep -q " EOF " && cut=" (cut short, yet a clean EOF: tunnel v1 cannot tell the app)"
 if echo "$got" | grep -qE '^[0-9.]+ (EOF|error)' && awk -v s="$secs" 'BEGIN { exit !(s < 10.0) }'; then
-  pass host-killed-mid-transfer-app-learns "egress-host killed with SIGKILL while sending 64 MiB: the app saw ${got#* } ${secs} s after the kill"
+  pass host-killed-mid-transfer-recv-returns "egress-host killed with SIGKILL while sending 64 MiB: the app saw ${got#* } ${secs} s after the kill$cut"
 else
-  fail host-killed-mid-transfer-app-learns "egress-host killed with SIGKILL while sending 64 MiB: the app saw ${got#* } ${secs} s after the kill"
+  fail host-killed-mid-transfer-recv-returns "egress-host killed with SIGKILL while sending 64 MiB: the app saw ${got#* } ${secs} s after the kill"
 fi
-start_host || fail host-killed-mid-transfer-app-learns "egress-host did not listen again: $(tail_of "$W/host.log")"
+if start_host; then pass host-restarted-again "egress-host listens again after the second kill"
+else fail host-restarted-again "egress-host did not listen again: $(tail_of "$W/host.log")"; fi
 
 # --- case: SIGTERM drain: egress-enclave stops accepting, a live connection finishes, then it exits 0 -------------
 rm -f "$W/ready" "$W/go"

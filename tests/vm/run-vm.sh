@@ -68,7 +68,11 @@ if [ ! -f "$initrd" ] || [ "$here/initramfs-init" -nt "$initrd" ]; then
 fi
 
 # The guest reads where the kernel's modules are from here (its own /lib/modules does not have them).
-printf 'EGRESS_VM_MODULES=%s\nEGRESS_VM_KVER=%s\n' "$kdir" "$kver" > "$out/vm.env"
+printf 'EGRESS_VM_MODULES=%q\nEGRESS_VM_KVER=%q\n' "$kdir" "$kver" > "$out/vm.env"
+# QEMU splits -append on spaces and -fsdev options on commas: refuse paths it would misread.
+for path in "$guest" "$out"; do
+  case $path in *[[:space:],]*) echo "run-vm: '$path' has a space or comma, which QEMU's options cannot carry" >&2; exit 2 ;; esac
+done
 
 # --- boot -------------------------------------------------------------------------------------------------------
 set +e

@@ -44,7 +44,7 @@ public static class RelayPipes
     }
 
     /// <summary>Whether FIONREAD works on the socket (<see cref="Socket.Available"/> does not throw).</summary>
-    internal static bool CanCountQueuedBytes(Socket socket)
+    private static bool CanCountQueuedBytes(Socket socket)
     {
         try
         {

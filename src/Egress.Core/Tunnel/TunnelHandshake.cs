@@ -139,6 +139,8 @@ internal static class TunnelHandshake
             tunnel.Shutdown(SocketShutdown.Send);
 
             // Bounded: a peer that keeps writing must not pin this thread; past the bound the close may reset.
+            // Where FIONREAD is not supported (AF_VSOCK before SIOCINQ support), Available throws and the drain is
+            // skipped: harmless there, as closing a VSOCK socket with unread bytes sends a shutdown, not a reset.
             Span<byte> discard = stackalloc byte[4096];
             for (int drained = 0; drained < MaxDrainOnClose && tunnel.Available > 0;)
             {

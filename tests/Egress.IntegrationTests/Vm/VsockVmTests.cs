@@ -33,7 +33,8 @@ public sealed class VsockVmTests
         "server-speaks-first",
         "host-killed-app-learns",
         "host-restarted-service-resumes",
-        "host-killed-mid-transfer-app-learns",
+        "host-killed-mid-transfer-recv-returns",
+        "host-restarted-again",
         "sigterm-drain",
         "rules-remove",
     ];
@@ -52,7 +53,14 @@ public sealed class VsockVmTests
         TestContext.Progress.WriteLine($"VM suite ({run.Elapsed.TotalSeconds:F0} s), console and logs in {output}:\n{run.StandardOutput}{run.StandardError}");
         if (run.ExitCode == 77)
         {
-            Assert.Ignore($"SKIPPED: the VM suite cannot run here: {run.StandardError.Trim()}");
+            // CI installs QEMU and can download the kernel: there a skip would hide that the VSOCK path never ran.
+            var reason = $"the VM suite cannot run here: {run.StandardError.Trim()}";
+            if (Environment.GetEnvironmentVariable("CI") == "true")
+            {
+                Assert.Fail($"{reason} (under CI=true this is a failure, not a skip)");
+            }
+
+            Assert.Ignore($"SKIPPED: {reason}");
         }
 
         _results = VmResults.Read(Path.Combine(output, "results"), run.ToString());
@@ -79,14 +87,26 @@ public sealed class VsockVmTests
         });
     }
 
-    /// <summary>Splice on a VSOCK socket is measured, not judged: the system calls egress-host made for 64 MiB.</summary>
+    /// <summary>
+    /// Splice on a VSOCK socket, measured: the system calls each host made while 64 MiB went from the world to the
+    /// app. Measured on Linux 6.1: both hosts splice (egress-host into the VSOCK socket, egress-enclave out of it), so
+    /// neither falls back to copying. Fails if a kernel or relay change makes either host stop splicing.
+    /// </summary>
     [Test]
-    public void SpliceOnVsockIsMeasured()
+    public void BothHostsSpliceOnTheVsockSocket()
     {
         var results = _results ?? throw new InvalidOperationException("the VM suite did not run");
         Assert.That(results.Measurements.TryGetValue("splice-on-vsock", out var measurement), Is.True, "no splice measurement (strace missing?)");
         TestContext.Out.WriteLine(measurement);
-        Assert.That(measurement, Does.Match(@"egress-host .*splice \d+/\d+.*egress-enclave .*splice \d+/\d+"));
+        var match = System.Text.RegularExpressions.Regex.Match(measurement!, @"egress-host .*?splice (\d+)/(\d+).*egress-enclave .*?splice (\d+)/(\d+)");
+        Assert.That(match.Success, Is.True, measurement);
+        int Successful(int group) => int.Parse(match.Groups[group].Value, System.Globalization.CultureInfo.InvariantCulture)
+            - int.Parse(match.Groups[group + 1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Successful(1), Is.GreaterThan(0), "egress-host made no successful splice: it copied instead");
+            Assert.That(Successful(3), Is.GreaterThan(0), "egress-enclave made no successful splice: it copied instead");
+        });
     }
 
     private static string RepositoryRoot()
