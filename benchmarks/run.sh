@@ -33,7 +33,7 @@ for arg in "$@"; do
     --no-docs) docs=0 ;;
     --keep) keep=1 ;;
     --only=*) only=",${arg#--only=}," ;;
-    -h|--help) sed -n "2,24p" "$0"; exit 0 ;;
+    -h|--help) sed -n "2,22p" "$0"; exit 0 ;;
     *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
