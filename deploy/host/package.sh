@@ -106,4 +106,4 @@ done
 kill -TERM "$pid"
 rc=0; wait "$pid" || rc=$?
 [ "$rc" -eq 0 ] || { cat "$t/run.txt" >&2; fail "the installed egress-host exited $rc on SIGTERM"; }
-say "ok: extracted; the packaged egress-host runs (no SDK used); install.sh staged it under DESTDIR; it listened and stopped cleanly"
+say "ok: extracted; the packaged (self-contained) egress-host runs; install.sh staged it under DESTDIR; the installed one listened and stopped cleanly"
