@@ -7,6 +7,8 @@
 # Options: --no-install (fail instead of apt-get installing missing tools), --no-docs (full run, docs untouched),
 #          --keep (keep the run directory with logs and raw results),
 #          --only=throughput,latency,connrate,memory,dns,micro (run only these sections; implies --no-docs).
+# Environment: EGRESS_ENCLAVE_BIN=/path/to/egress-enclave measures that executable instead of the Release build (e.g. a
+#          Native AOT publish; egress-host stays the Release build); BENCH_* variables are described where used.
 #
 # Topology (all on this machine; no packet leaves it):
 #   enclave ns  only lo; `egress-enclave rules --apply` (route via lo + DNAT of all TCP to 127.0.0.1:4444);
@@ -74,7 +76,9 @@ for project in src/Egress.Enclave src/Egress.Host benchmarks/Egress.Benchmarks.T
   dotnet build "$repo/$project" -c Release -v q -nologo -o "$out/$name" >"/tmp/egress-bench-build-$name.log" 2>&1 \
     || { tail -30 "/tmp/egress-bench-build-$name.log" >&2; die "build of $project failed"; }
 done
-enclave_bin="$out/Egress.Enclave/egress-enclave"
+enclave_bin="${EGRESS_ENCLAVE_BIN:-$out/Egress.Enclave/egress-enclave}"
+[ -x "$enclave_bin" ] || die "EGRESS_ENCLAVE_BIN=$enclave_bin is not an executable"
+[ -z "${EGRESS_ENCLAVE_BIN:-}" ] || log "egress-enclave under test: $enclave_bin"
 host_bin="$out/Egress.Host/egress-host"
 tool="$out/Egress.Benchmarks.Tools/egress-bench-tool"
 
@@ -447,6 +451,7 @@ info="$run/machine.txt"
   echo "dnsmasq $(dnsmasq --version | head -1 | awk '{print $3}')"
   echo "dnsperf $(dnsperf -h 2>&1 | awk '/^Version/{print $2}')"
   echo "mode $mode"
+  echo "enclave_bin $enclave_bin"
   echo "repeats $repeats"
   echo "durations throughput ${tp_seconds}s, latency ${lat_seconds}s, connection rate ${cr_seconds}s x $cr_concurrency loops, DNS ${dns_seconds}s"
 } >"$info"

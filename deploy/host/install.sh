@@ -3,9 +3,12 @@
 #
 #   deploy/host/install.sh [--from DIR] [--config FILE] [--prefix DIR] [--force-config] [--enable]
 #
-#   --from DIR       a published egress-host (a directory containing the egress-host executable). Without it, the
-#                    script publishes one from this repository (needs the .NET 10 SDK): self-contained, linux-x64.
-#   --config FILE    enclave.toml, the same file the enclave image was built with   [samples/enclave.toml]
+#   --from DIR       a published egress-host (a directory containing the egress-host executable). Default: run
+#                    from an extracted package (deploy/host/package.sh), the egress-host beside this script; run
+#                    from the repository, one published now (needs the .NET 10 SDK; self-contained, this machine's
+#                    architecture).
+#   --config FILE    enclave.toml, the same file the enclave image was built with
+#                    [the package's enclave.toml, or samples/enclave.toml in the repository]
 #   --prefix DIR     where the program goes                                            [/opt/egress]
 #   --force-config   replace an existing /etc/egress/enclave.toml (it is kept otherwise)
 #   --enable         systemctl enable --now egress-host after installing
@@ -16,8 +19,13 @@
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-from= config="$root/samples/enclave.toml" prefix=/opt/egress force_config=no enable=no
+if [ -x "$here/egress-host" ]; then
+  # An extracted package (deploy/host/package.sh): the program, unit, README and sample configuration are beside us.
+  root= from=$here config="$here/enclave.toml" readme="$here/README.md"
+else
+  root=$(cd "$here/../.." && pwd) from= config="$root/samples/enclave.toml" readme="$root/deploy/README.md"
+fi
+prefix=/opt/egress force_config=no enable=no
 DESTDIR=${DESTDIR:-}
 
 fail() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
@@ -30,7 +38,7 @@ while [ "$#" -gt 0 ]; do
     --prefix) [ "$#" -ge 2 ] || fail "--prefix needs a directory"; prefix=$2; shift 2 ;;
     --force-config) force_config=yes; shift ;;
     --enable) enable=yes; shift ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) fail "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -45,9 +53,10 @@ trap cleanup EXIT
 
 if [ -z "$from" ]; then
   command -v dotnet >/dev/null 2>&1 || fail "no --from DIR and no dotnet SDK to publish egress-host with"
+  case $(uname -m) in x86_64) rid=linux-x64 ;; aarch64) rid=linux-arm64 ;; *) fail "unsupported architecture $(uname -m)" ;; esac
   staging=$(mktemp -d)
-  say "publishing egress-host (self-contained, linux-x64)"
-  dotnet publish "$root/src/Egress.Host/Egress.Host.csproj" -c Release -r linux-x64 --self-contained \
+  say "publishing egress-host (self-contained, $rid)"
+  dotnet publish "$root/src/Egress.Host/Egress.Host.csproj" -c Release -r "$rid" --self-contained \
     -p:PublishSingleFile=true -p:DebugType=none -p:GenerateDocumentationFile=false -o "$staging" -v q -nologo >&2 ||
     fail "dotnet publish failed"
   from=$staging
@@ -62,7 +71,7 @@ mkdir -p "$bin_dir" "$etc_dir" "$unit_dir"
 # Copy to a temporary name, then rename: a running egress-host keeps its old file.
 cp "$from/egress-host" "$bin_dir/.egress-host.new" && chmod 0755 "$bin_dir/.egress-host.new" &&
   mv -f "$bin_dir/.egress-host.new" "$bin_dir/egress-host" || fail "cannot install $bin_dir/egress-host"
-install -m 0644 "$root/deploy/README.md" "$bin_dir/README.md" || fail "cannot install $bin_dir/README.md"
+install -m 0644 "$readme" "$bin_dir/README.md" || fail "cannot install $bin_dir/README.md"
 say "installed $bin_dir/egress-host"
 
 if [ -e "$etc_dir/enclave.toml" ] && [ "$force_config" = no ]; then

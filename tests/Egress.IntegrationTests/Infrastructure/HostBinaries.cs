@@ -3,6 +3,8 @@ namespace Egress.IntegrationTests.Infrastructure;
 /// <summary>
 /// The hosts under test, built next to this assembly by the project references (egress-enclave.dll,
 /// egress-host.dll), run as <c>dotnet &lt;dll&gt;</c>. Missing binaries are a failure, not a skip.
+/// EGRESS_ENCLAVE_BIN=/path/to/egress-enclave runs that executable instead (e.g. the Native AOT publish the enclave
+/// image ships); egress-host stays the built one.
 /// </summary>
 internal static class HostBinaries
 {
@@ -27,7 +29,10 @@ internal static class HostBinaries
     }
 
     /// <summary>argv for `egress-enclave ARGS`.</summary>
-    public static string[] Enclave(params string[] arguments) => [Dotnet, EnclaveDll, .. arguments];
+    public static string[] Enclave(params string[] arguments) =>
+        Environment.GetEnvironmentVariable("EGRESS_ENCLAVE_BIN") is { Length: > 0 } executable
+            ? [executable, .. arguments]
+            : [Dotnet, EnclaveDll, .. arguments];
 
     /// <summary>argv for `egress-host ARGS`.</summary>
     public static string[] Host(params string[] arguments) => [Dotnet, HostDll, .. arguments];
