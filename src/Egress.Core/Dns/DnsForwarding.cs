@@ -62,12 +62,16 @@ internal static class DnsForwarding
 
     /// <summary>
     /// Writes what a UDP client gets instead of a response too large for it: the response's header with TC=1 and
-    /// its question, no records (RFC 2181 §9), so the client asks again over TCP.
+    /// its question, no records (RFC 2181 §9), so the client asks again over TCP; plus an OPT record when the
+    /// query has EDNS (RFC 6891 §7), as every synthesized answer (<see cref="DnsMessage.AppendOpt"/>).
     /// </summary>
+    /// <param name="query">The client's query.</param>
+    /// <param name="queryQuestionEnd">Where the query's question section ends.</param>
     /// <param name="response">The full response.</param>
-    /// <param name="destination">Receives the answer; <see cref="DnsMessage.MaxErrorResponseLength"/> bytes suffice.</param>
+    /// <param name="destination">Receives the answer; <see cref="DnsMessage.MaxErrorResponseLength"/> bytes suffice.
+    /// It may be the buffer that holds <paramref name="response"/>.</param>
     /// <returns>The number of bytes written, or -1 when the response has no readable single question.</returns>
-    public static int WriteTruncated(ReadOnlySpan<byte> response, Span<byte> destination)
+    public static int WriteTruncated(ReadOnlySpan<byte> query, int queryQuestionEnd, ReadOnlySpan<byte> response, Span<byte> destination)
     {
         if (!DnsHeader.TryRead(response, out DnsHeader header) || header.QdCount != 1
             || DnsName.Skip(response, DnsHeader.Length, out int nameEnd) != DnsParseError.None
@@ -87,7 +91,7 @@ internal static class DnsForwarding
         response[..length].CopyTo(destination);
         BinaryPrimitives.WriteUInt16BigEndian(destination[2..], (ushort)(header.Flags | 0x0200));
         destination.Slice(6, 6).Clear();
-        return length;
+        return length + DnsMessage.AppendOpt(query, queryQuestionEnd, destination, length, header.ResponseCode, infoCode: null);
     }
 
     /// <summary>

@@ -11,11 +11,11 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "dns forwarder listening on {EndPoint} (udp+tcp), tunnel {Tunnel}")]
     public static partial void Listening(ILogger logger, EndPoint endPoint, string tunnel);
 
-    [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "refused DNS {Name} {Type}: {Decision}")]
-    public static partial void Refused(ILogger logger, string name, string type, PolicyDecision decision);
+    [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "denied DNS {Name} {Type}: {Decision}; answered NXDOMAIN")]
+    public static partial void Denied(ILogger logger, string name, string type, PolicyDecision decision);
 
-    [LoggerMessage(EventId = 303, Level = LogLevel.Debug, Message = "malformed DNS query ({Error}): {Action}")]
-    public static partial void Malformed(ILogger logger, DnsParseError error, string action);
+    [LoggerMessage(EventId = 303, Level = LogLevel.Debug, Message = "DNS query not forwarded ({Reason}): {Action}")]
+    public static partial void NotForwarded(ILogger logger, string reason, string action);
 
     [LoggerMessage(EventId = 304, Level = LogLevel.Debug, Message = "answered DNS {Name} {Type}: rcode {Rcode}, {Length} bytes")]
     public static partial void Answered(ILogger logger, string name, string type, int rcode, int length);

@@ -16,13 +16,15 @@ public static class DnsMessage
     /// <summary>The most CNAME records <see cref="ExtractAddresses"/> follows from the question name.</summary>
     public const int MaxCnameChainLength = 16;
 
-    /// <summary>The largest message <see cref="WriteRefused"/>, <see cref="WriteServFail"/> and
-    /// <see cref="WriteFormErr"/> produce: a header and one uncompressed question (271 bytes, so it always fits
-    /// a 512-byte UDP message).</summary>
-    public const int MaxErrorResponseLength = DnsHeader.Length + DnsName.MaxWireLength + 4;
+    /// <summary>The largest message <see cref="WriteRefused"/>, <see cref="WriteServFail"/>,
+    /// <see cref="WriteFormErr"/> and the denial produce: a header, one uncompressed question (271 bytes) and an OPT
+    /// record with an Extended DNS Error option, so it always fits a 512-byte UDP message.</summary>
+    public const int MaxErrorResponseLength = DnsHeader.Length + DnsName.MaxWireLength + 4 + DnsEdns.MaxOptLength;
 
     private const byte RcodeFormErr = 1;
     private const byte RcodeServFail = 2;
+    private const byte RcodeNxDomain = 3;
+    private const byte RcodeNotImp = 4;
     private const byte RcodeRefused = 5;
 
     /// <summary>Reads the single question of a standard query.</summary>
@@ -85,10 +87,9 @@ public static class DnsMessage
 
     /// <summary>
     /// Writes a REFUSED answer to <paramref name="query"/>: same ID and opcode, QR=1, AA=0, TC=0, RD and CD copied,
-    /// RA=1, AD=0, RCODE 5, the question copied (uncompressed), and no answer, authority or additional records.
-    /// An EDNS OPT record of the query is not echoed: a response without OPT tells the client the responder does
-    /// not do EDNS (RFC 6891 §7), which is harmless for an answer with no records, and it keeps the answer within
-    /// <see cref="MaxErrorResponseLength"/> bytes.
+    /// RA=1, AD=0, RCODE 5, the question copied (uncompressed), and no answer or authority records. When the query
+    /// has a well-formed EDNS OPT record, the answer has one too (RFC 6891 §7: payload size 1232, VERSION 0, DO
+    /// copied, no options); without one, or when it is malformed, the answer has none.
     /// </summary>
     /// <param name="query">The query to answer.</param>
     /// <param name="destination">Receives the answer; must hold at least <see cref="MaxErrorResponseLength"/> bytes.</param>
@@ -96,7 +97,7 @@ public static class DnsMessage
     /// question cannot be read.</returns>
     /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than <see cref="MaxErrorResponseLength"/>.</exception>
     public static int WriteRefused(ReadOnlySpan<byte> query, Span<byte> destination) =>
-        WriteErrorResponse(query, destination, RcodeRefused, questionRequired: true);
+        WriteErrorResponse(query, destination, RcodeRefused, questionRequired: true, infoCode: null);
 
     /// <summary>Writes a SERVFAIL answer (RCODE 2) to <paramref name="query"/>, built exactly like
     /// <see cref="WriteRefused"/>.</summary>
@@ -105,7 +106,7 @@ public static class DnsMessage
     /// <returns>The number of bytes written, or -1 as for <see cref="WriteRefused"/>.</returns>
     /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than <see cref="MaxErrorResponseLength"/>.</exception>
     public static int WriteServFail(ReadOnlySpan<byte> query, Span<byte> destination) =>
-        WriteErrorResponse(query, destination, RcodeServFail, questionRequired: true);
+        WriteErrorResponse(query, destination, RcodeServFail, questionRequired: true, infoCode: null);
 
     /// <summary>Writes a FORMERR answer (RCODE 1) to <paramref name="query"/>, built like <see cref="WriteRefused"/>
     /// except that the question is copied only when QDCOUNT is 1 and the question can be read; otherwise the answer
@@ -115,7 +116,49 @@ public static class DnsMessage
     /// <returns>The number of bytes written, or -1 when the message is shorter than a header or is not a query.</returns>
     /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than <see cref="MaxErrorResponseLength"/>.</exception>
     public static int WriteFormErr(ReadOnlySpan<byte> query, Span<byte> destination) =>
-        WriteErrorResponse(query, destination, RcodeFormErr, questionRequired: false);
+        WriteErrorResponse(query, destination, RcodeFormErr, questionRequired: false, infoCode: null);
+
+    /// <summary>
+    /// Writes the answer to a name the policy denies: NXDOMAIN (RCODE 3), built like <see cref="WriteRefused"/>, with
+    /// an RFC 8914 Extended DNS Error option (INFO-CODE 15 Blocked, see <see cref="DnsEdns.InfoCodeBlocked"/>,
+    /// EXTRA-TEXT "egress policy: name not in allowlist") in the OPT record when the query has EDNS. NXDOMAIN rather
+    /// than REFUSED because it is the one final negative answer every stub resolver takes at once: musl ignores
+    /// REFUSED (it waits for its timeout, then fails temporarily, and stops walking its search list), and glibc's
+    /// getnameinfo turns it into EAI_AGAIN instead of falling back to the numeric address.
+    /// </summary>
+    /// <param name="query">The query to answer.</param>
+    /// <param name="destination">Receives the answer; must hold at least <see cref="MaxErrorResponseLength"/> bytes.</param>
+    /// <returns>The number of bytes written, or -1 as for <see cref="WriteRefused"/>.</returns>
+    internal static int WriteDenied(ReadOnlySpan<byte> query, Span<byte> destination) =>
+        WriteErrorResponse(query, destination, RcodeNxDomain, questionRequired: true, infoCode: DnsEdns.InfoCodeBlocked);
+
+    /// <summary>Writes a NOTIMP answer (RCODE 4) for a query whose opcode is not QUERY, built like
+    /// <see cref="WriteFormErr"/> (the question is copied when there is a readable one).</summary>
+    /// <param name="query">The query to answer.</param>
+    /// <param name="destination">Receives the answer; must hold at least <see cref="MaxErrorResponseLength"/> bytes.</param>
+    /// <returns>The number of bytes written, or -1 as for <see cref="WriteFormErr"/>.</returns>
+    internal static int WriteNotImp(ReadOnlySpan<byte> query, Span<byte> destination) =>
+        WriteErrorResponse(query, destination, RcodeNotImp, questionRequired: false, infoCode: null);
+
+    /// <summary>Writes a BADVERS answer (RFC 6891 §6.1.3: extended RCODE 16) to a query asking for an EDNS version
+    /// other than 0, built like <see cref="WriteFormErr"/>.</summary>
+    /// <param name="query">The query to answer.</param>
+    /// <param name="destination">Receives the answer; must hold at least <see cref="MaxErrorResponseLength"/> bytes.</param>
+    /// <returns>The number of bytes written, or -1 as for <see cref="WriteFormErr"/>.</returns>
+    internal static int WriteBadVers(ReadOnlySpan<byte> query, Span<byte> destination) =>
+        WriteErrorResponse(query, destination, DnsEdns.BadVers, questionRequired: false, infoCode: null);
+
+    /// <summary>True for a query (QR clear) whose opcode is not QUERY (0): IQUERY, STATUS, NOTIFY, UPDATE...</summary>
+    /// <param name="message">A message.</param>
+    /// <returns>Whether it deserves NOTIMP.</returns>
+    internal static bool HasUnimplementedOpcode(ReadOnlySpan<byte> message) =>
+        DnsHeader.TryRead(message, out DnsHeader header) && !header.IsResponse && header.Opcode != 0;
+
+    /// <summary>Reads the EDNS OPT record of a query whose question section ends at <paramref name="questionEnd"/>.</summary>
+    /// <param name="query">The query.</param>
+    /// <param name="questionEnd">Where its question section ends.</param>
+    /// <returns>What was found.</returns>
+    internal static DnsEdns ReadEdns(ReadOnlySpan<byte> query, int questionEnd) => DnsEdns.Read(query, questionEnd);
 
     /// <summary>Whether the TC (truncated) flag is set. A message shorter than 3 bytes reads as not truncated.</summary>
     /// <param name="response">The response message.</param>
@@ -182,7 +225,13 @@ public static class DnsMessage
         return DnsParseError.None;
     }
 
-    private static int WriteErrorResponse(ReadOnlySpan<byte> query, Span<byte> destination, byte rcode, bool questionRequired)
+    /// <summary>
+    /// The one place answers are synthesized (every RCODE, both forwarders): header, the question when readable
+    /// (required unless <paramref name="questionRequired"/> is false), and an OPT record when the query has a
+    /// well-formed one (RFC 6891 §7; with <paramref name="infoCode"/> as an Extended DNS Error option).
+    /// <see cref="DnsForwarding.WriteTruncated"/> uses <see cref="AppendOpt"/> for the same OPT record.
+    /// </summary>
+    private static int WriteErrorResponse(ReadOnlySpan<byte> query, Span<byte> destination, int rcode, bool questionRequired, ushort? infoCode)
     {
         if (destination.Length < MaxErrorResponseLength)
         {
@@ -196,6 +245,7 @@ public static class DnsMessage
 
         int length = DnsHeader.Length;
         bool hasQuestion = false;
+        int recordsStart = -1;
         if (header.QdCount == 1
             && DnsName.CopyUncompressed(query, DnsHeader.Length, destination[DnsHeader.Length..], out int nameLength, out int nameEnd) == DnsParseError.None
             && query.Length - nameEnd >= 4)
@@ -204,18 +254,44 @@ public static class DnsMessage
             query.Slice(nameEnd, 4).CopyTo(destination[length..]);
             length += 4;
             hasQuestion = true;
+            recordsStart = nameEnd + 4;
         }
         else if (questionRequired)
         {
             return -1;
         }
+        else if (header.QdCount == 0)
+        {
+            recordsStart = DnsHeader.Length;
+        }
 
         const int OpcodeRdCd = 0x7800 | 0x0100 | 0x0010;
         const int QrRa = 0x8000 | 0x0080;
         BinaryPrimitives.WriteUInt16BigEndian(destination, header.Id);
-        BinaryPrimitives.WriteUInt16BigEndian(destination[2..], (ushort)((header.Flags & OpcodeRdCd) | QrRa | rcode));
+        BinaryPrimitives.WriteUInt16BigEndian(destination[2..], (ushort)((header.Flags & OpcodeRdCd) | QrRa | (rcode & 0xF)));
         BinaryPrimitives.WriteUInt16BigEndian(destination[4..], hasQuestion ? (ushort)1 : (ushort)0);
         destination.Slice(6, 6).Clear();
+        if (recordsStart >= 0)
+        {
+            length += AppendOpt(query, recordsStart, destination, length, rcode, infoCode);
+        }
+
         return length;
+    }
+
+    /// <summary>Appends the OPT record of a synthesized answer when <paramref name="query"/> has a well-formed one,
+    /// and counts it in ARCOUNT.</summary>
+    /// <returns>The number of bytes appended (0 without EDNS).</returns>
+    internal static int AppendOpt(ReadOnlySpan<byte> query, int recordsStart, Span<byte> answer, int answerLength, int rcode, ushort? infoCode)
+    {
+        DnsEdns edns = DnsEdns.Read(query, recordsStart);
+        if (edns.State != DnsEdnsState.Present || answer.Length - answerLength < DnsEdns.MaxOptLength)
+        {
+            return 0;
+        }
+
+        int written = edns.WriteOpt(answer[answerLength..], rcode, infoCode, infoCode is null ? default : DnsEdns.DeniedExtraText);
+        BinaryPrimitives.WriteUInt16BigEndian(answer[10..], (ushort)(BinaryPrimitives.ReadUInt16BigEndian(answer[10..]) + 1));
+        return written;
     }
 }

@@ -5,17 +5,18 @@ using Microsoft.Extensions.Logging;
 namespace Egress.Dns;
 
 /// <summary>
-/// What the enclave forwarder does with one query, whichever transport it came on: malformed gets FORMERR (or is
-/// dropped when it cannot be answered), a name outside the allowlist gets REFUSED without anything being
-/// forwarded, an allowed name goes to the parent and its answer comes back verbatim (only the ID was rewritten on
-/// the wire and restored), after its addresses were learned. A UDP answer larger than the client accepts is
+/// What the enclave forwarder does with one query, whichever transport it came on: an opcode other than QUERY gets
+/// NOTIMP, malformed gets FORMERR (or is dropped when it cannot be answered), an EDNS version other than 0 gets
+/// BADVERS, a name outside the allowlist gets NXDOMAIN (with an Extended DNS Error when the query has EDNS) without
+/// anything being forwarded, an allowed name goes to the parent and its answer comes back verbatim (only the ID was
+/// rewritten on the wire and restored), after its addresses were learned. A UDP answer larger than the client accepts is
 /// replaced by a TC=1 stand-in so the client retries over TCP.
 /// </summary>
 internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, EgressMetrics? metrics, ILogger logger) : IDnsAnswerer
 {
     private const int Drop = -1;
 
-    private const int Forward = -2;
+    private const int Forward = DnsScreening.Forward;
 
     /// <inheritdoc />
     public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp)
@@ -46,21 +47,20 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, E
 
     private int Screen(ReadOnlySpan<byte> query, Span<byte> response, out DnsQuestion question, out int questionEnd)
     {
-        DnsParseError error = DnsMessage.TryParseQuestion(query, out question, out questionEnd);
-        if (error != DnsParseError.None)
+        int length = DnsScreening.Screen(query, response, out question, out questionEnd, out string outcome, out string reason);
+        if (length != DnsScreening.Forward)
         {
-            int length = DnsMessage.WriteFormErr(query, response);
-            DnsLog.Malformed(logger, error, length < 0 ? "dropped" : "answered FORMERR");
-            metrics?.DnsQuery(length < 0 ? "dropped" : "formerr");
+            DnsLog.NotForwarded(logger, reason, length < 0 ? "dropped" : "answered " + outcome.ToUpperInvariant());
+            metrics?.DnsQuery(length < 0 ? "dropped" : outcome);
             return length < 0 ? Drop : length;
         }
 
         PolicyDecision decision = policy.CheckName(question.Name);
         if (!decision.IsAllowed)
         {
-            DnsLog.Refused(logger, question.Name, DnsTypeName.Of(question.Type), decision);
-            metrics?.DnsQuery("refused");
-            return DnsMessage.WriteRefused(query, response);
+            DnsLog.Denied(logger, question.Name, DnsTypeName.Of(question.Type), decision);
+            metrics?.DnsQuery("denied");
+            return DnsMessage.WriteDenied(query, response);
         }
 
         return Forward;
@@ -79,7 +79,7 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, E
 
         DnsLog.TruncatedForClient(logger, question.Name, answer.Length, limit);
         metrics?.DnsQuery("truncated");
-        int truncated = DnsForwarding.WriteTruncated(answer, response);
+        int truncated = DnsForwarding.WriteTruncated(query, questionEnd, answer, response);
         return truncated >= 0 ? truncated : DnsMessage.WriteServFail(query, response);
     }
 }

@@ -55,11 +55,11 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 253, Level = LogLevel.Information, Message = "dns stream closed")]
     public static partial void DnsStreamClosed(ILogger logger);
 
-    [LoggerMessage(EventId = 254, Level = LogLevel.Warning, Message = "refused DNS {Name} {Type}: parent: {Decision}")]
+    [LoggerMessage(EventId = 254, Level = LogLevel.Warning, Message = "denied DNS {Name} {Type}: parent: {Decision}; answered NXDOMAIN")]
     public static partial void DnsDenied(ILogger logger, string name, string type, PolicyDecision decision);
 
-    [LoggerMessage(EventId = 255, Level = LogLevel.Debug, Message = "malformed DNS query on a tunnel stream ({Error})")]
-    public static partial void DnsMalformed(ILogger logger, DnsParseError error);
+    [LoggerMessage(EventId = 255, Level = LogLevel.Debug, Message = "DNS query on a tunnel stream not forwarded ({Reason}): {Action}")]
+    public static partial void DnsNotForwarded(ILogger logger, string reason, string action);
 
     [LoggerMessage(EventId = 256, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: none of {Count} upstreams answered in time")]
     public static partial void DnsUpstreamFailed(ILogger logger, string name, string type, int count);

@@ -7,7 +7,7 @@ namespace Egress.Gateway;
 
 /// <summary>
 /// The parent's answer to each query on a tunnel DNS stream: the name is checked again with the parent's own
-/// policy (REFUSED when denied: a compromised enclave forwarder gains nothing), the query goes to the upstream
+/// policy (NXDOMAIN when denied, as in the enclave: a compromised enclave forwarder gains nothing), the query goes to the upstream
 /// resolvers, and the answered addresses are learned into the parent's own cache so its connect check allows
 /// them. SERVFAIL when no upstream answers in time.
 /// </summary>
@@ -16,12 +16,11 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
     /// <inheritdoc />
     public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp)
     {
-        DnsParseError error = DnsMessage.TryParseQuestion(query.Span, out DnsQuestion question, out _);
-        if (error != DnsParseError.None)
+        int length = DnsScreening.Screen(query.Span, response.Span, out DnsQuestion question, out _, out string outcome, out string reason);
+        if (length != DnsScreening.Forward)
         {
-            int length = DnsMessage.WriteFormErr(query.Span, response.Span);
-            GatewayLog.DnsMalformed(logger, error);
-            metrics?.DnsQuery(length < 0 ? "dropped" : "formerr");
+            GatewayLog.DnsNotForwarded(logger, reason, length < 0 ? "dropped" : "answered " + outcome.ToUpperInvariant());
+            metrics?.DnsQuery(length < 0 ? "dropped" : outcome);
             return length;
         }
 
@@ -29,8 +28,8 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
         if (!decision.IsAllowed)
         {
             GatewayLog.DnsDenied(logger, question.Name, DnsTypeName.Of(question.Type), decision);
-            metrics?.DnsQuery("refused");
-            return DnsMessage.WriteRefused(query.Span, response.Span);
+            metrics?.DnsQuery("denied");
+            return DnsMessage.WriteDenied(query.Span, response.Span);
         }
 
         int answer = await upstreams.ResolveAsync(query, response, aborted).ConfigureAwait(false);

@@ -128,7 +128,7 @@ public sealed class EgressMetricsTests
 
         Assert.Multiple(async () =>
         {
-            Assert.That(queries.GetMeasurementSnapshot().Select(m => (string?)m.Tags["egress.outcome"]), Is.EquivalentTo(new[] { "refused", "formerr" }));
+            Assert.That(queries.GetMeasurementSnapshot().Select(m => (string?)m.Tags["egress.outcome"]), Is.EquivalentTo(new[] { "denied", "formerr" }));
             Assert.That(await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard), Is.Not.Empty, "the two answers, then end of stream");
             Assert.That(_logs.Lines, Has.None.Contains("aborting"));
             Assert.That(_logs.Lines, Has.One.EqualTo("Information: dns stream closed"));

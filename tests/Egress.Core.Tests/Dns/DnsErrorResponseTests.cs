@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using DnsClient;
+using DnsClient.Protocol;
 using Egress.Dns;
 using Egress.Tests.Dns.Vectors;
 
@@ -10,7 +11,8 @@ public sealed class DnsErrorResponseTests
 {
     private delegate int Writer(ReadOnlySpan<byte> query, Span<byte> destination);
 
-    private static readonly Writer[] Writers = [DnsMessage.WriteRefused, DnsMessage.WriteServFail, DnsMessage.WriteFormErr];
+    private static readonly Writer[] Writers =
+        [DnsMessage.WriteRefused, DnsMessage.WriteServFail, DnsMessage.WriteFormErr, DnsMessage.WriteDenied, DnsMessage.WriteNotImp, DnsMessage.WriteBadVers];
 
     [Test]
     public void RefusedIsByteForByteWhatDnsmasqAnswers()
@@ -32,10 +34,13 @@ public sealed class DnsErrorResponseTests
     }
 
     [Test]
-    public void EdnsOptRecordIsNotEchoed()
+    public void AnEdnsQueryGetsAnOptRecordWithoutOptions()
     {
-        // many.test A with an OPT record (ARCOUNT 1): the answer has ARCOUNT 0 and ends after the question.
-        Assert.That(Write(DnsMessage.WriteRefused, DnsVectors.ManyTestAEdnsQuery), Is.EqualTo("100581850001000000000000046d616e7904746573740000010001"));
+        // many.test A with an OPT record (payload 4096, DO clear): ARCOUNT 1, OPT owner root, TYPE 41, CLASS 1232,
+        // TTL 0 (EXTENDED-RCODE 0, VERSION 0, DO 0), RDLENGTH 0.
+        Assert.That(Write(DnsMessage.WriteRefused, DnsVectors.ManyTestAEdnsQuery), Is.EqualTo("100581850001000000000001046d616e7904746573740000010001" + "00002904d0000000000000"));
+        Assert.That(Write(DnsMessage.WriteServFail, DnsVectors.ManyTestAEdnsQuery), Is.EqualTo("100581820001000000000001046d616e7904746573740000010001" + "00002904d0000000000000"));
+        Assert.That(Write(DnsMessage.WriteFormErr, DnsVectors.ManyTestAEdnsQuery), Is.EqualTo("100581810001000000000001046d616e7904746573740000010001" + "00002904d0000000000000"));
     }
 
     [Test]
@@ -80,9 +85,19 @@ public sealed class DnsErrorResponseTests
         byte[] query = DnsMessageBuilder.Query().Question(name).ToArray();
         byte[] destination = new byte[DnsMessage.MaxErrorResponseLength];
 
-        Assert.That(DnsMessage.MaxErrorResponseLength, Is.EqualTo(271));
+        Assert.That(DnsMessage.MaxErrorResponseLength, Is.EqualTo(271 + 53));
         Assert.That(DnsMessage.WriteRefused(query, destination), Is.EqualTo(271));
-        Assert.That(destination.AsSpan(12).SequenceEqual(query.AsSpan(12)), Is.True);
+        Assert.That(destination.AsSpan(12, 259).SequenceEqual(query.AsSpan(12)), Is.True);
+    }
+
+    [Test]
+    public void LongestQuestionWithEdnsDenialFitsTheDocumentedMaximum()
+    {
+        string name = string.Join('.', new string('a', 63), new string('b', 63), new string('c', 63), new string('d', 61));
+        byte[] query = DnsMessageBuilder.Query(ar: 1).Question(name).Opt(1232, 0).ToArray();
+        byte[] destination = new byte[DnsMessage.MaxErrorResponseLength];
+
+        Assert.That(DnsMessage.WriteDenied(query, destination), Is.EqualTo(DnsMessage.MaxErrorResponseLength));
     }
 
     [Test]
@@ -160,12 +175,13 @@ public sealed class DnsErrorResponseTests
 
     [TestCase(5, DnsHeaderResponseCode.Refused)]
     [TestCase(2, DnsHeaderResponseCode.ServerFailure)]
+    [TestCase(3, DnsHeaderResponseCode.NotExistentDomain)]
     public async Task DnsClientReadsTheAnswer(int rcode, DnsHeaderResponseCode expected)
     {
         using var cancellation = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         using var server = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
         var endpoint = (IPEndPoint)server.Client.LocalEndPoint!;
-        Task responder = RespondOnceAsync(server, rcode == 5 ? DnsMessage.WriteRefused : DnsMessage.WriteServFail, cancellation.Token);
+        Task responder = RespondOnceAsync(server, rcode switch { 5 => DnsMessage.WriteRefused, 3 => DnsMessage.WriteDenied, _ => DnsMessage.WriteServFail }, cancellation.Token);
         var client = new LookupClient(new LookupClientOptions(new NameServer(endpoint))
         {
             UseCache = false,
@@ -185,7 +201,7 @@ public sealed class DnsErrorResponseTests
             Assert.That(response.Header.RecursionAvailable, Is.True);
             Assert.That(response.Header.RecursionDesired, Is.True);
             Assert.That(response.Answers, Is.Empty);
-            Assert.That(response.Additionals, Is.Empty);
+            Assert.That(response.Additionals.Select(r => r.RecordType), Is.EqualTo(new[] { ResourceRecordType.OPT }), "DnsClient asks with EDNS");
             Assert.That(response.Questions.Select(q => (q.QueryName.Value, q.QuestionType)), Is.EqualTo(new[] { ("Api.Example.test.", QueryType.AAAA) }));
         });
     }

@@ -50,19 +50,19 @@ public sealed class DnsForwarderTests
     }
 
     [Test]
-    public async Task DeniedNameIsRefusedWithoutForwardingAndLoggedOnce()
+    public async Task DeniedNameGetsNxDomainWithoutForwardingAndIsLoggedOnce()
     {
         byte[] query = DnsQueryBytes.Build(0x1111, "evil.example");
         byte[] answer = await _harness.UdpAsync(query);
 
         byte[] expected = new byte[DnsMessage.MaxErrorResponseLength];
-        int length = DnsMessage.WriteRefused(query, expected);
+        int length = DnsMessage.WriteDenied(query, expected);
         Assert.That(answer, Is.EqualTo(expected[..length]));
-        Assert.That(DnsQueryBytes.Rcode(answer), Is.EqualTo(5));
+        Assert.That(DnsQueryBytes.Rcode(answer), Is.EqualTo(3));
         Assert.That(_upstream.Queries, Is.Empty);
         Assert.That(
             _harness.EnclaveLog.Lines.Where(l => l.Contains("evil.example", StringComparison.Ordinal)),
-            Is.EqualTo(new[] { "Warning: refused DNS evil.example A: denied: name not in allowlist" }));
+            Is.EqualTo(new[] { "Warning: denied DNS evil.example A: denied: name not in allowlist; answered NXDOMAIN" }));
     }
 
     [Test]
@@ -78,10 +78,10 @@ public sealed class DnsForwarderTests
 
     [TestCase("a.deep.test", 0)]
     [TestCase("b.a.deep.test", 0)]
-    [TestCase("deep.test", 5)]
-    [TestCase("x.test", 5)]
-    [TestCase("y.test", 5)]
-    [TestCase("b.api.y.test", 5)]
+    [TestCase("deep.test", 3)]
+    [TestCase("x.test", 3)]
+    [TestCase("y.test", 3)]
+    [TestCase("b.api.y.test", 3)]
     public async Task WildcardsMatchAnyDepthBelowTheirDomainButNotTheApex(string name, int rcode)
     {
         byte[] answer = await _harness.UdpAsync(DnsQueryBytes.Build(3, name));
@@ -127,7 +127,7 @@ public sealed class DnsForwarderTests
         }
 
         // The outside name itself stays outside the allowlist.
-        Assert.That((await _harness.UdpAsync(DnsQueryBytes.Build(9, "outside.z.test")))[3] & 0x0F, Is.EqualTo(5));
+        Assert.That((await _harness.UdpAsync(DnsQueryBytes.Build(9, "outside.z.test")))[3] & 0x0F, Is.EqualTo(3));
     }
 
     [Test]
@@ -205,10 +205,11 @@ public sealed class DnsForwarderTests
         byte[] cut = DnsQueryBytes.Build(0x0C07, "a.x.test")[..16];
         await socket.SendAsync(cut, System.Net.Sockets.SocketFlags.None);
 
-        // Too short and response-flagged datagrams get nothing; the 600 random bytes (ID 0x0025, QR clear) get FORMERR.
+        // Too short and response-flagged datagrams get nothing; the 600 random bytes (ID 0x0025, QR clear, opcode 9)
+        // get NOTIMP.
         var answers = new[] { await DnsTunnelHarness.ReceiveAsync(socket), await DnsTunnelHarness.ReceiveAsync(socket) }.ToDictionary(a => DnsMessage.ReadId(a));
         Assert.That(answers.Keys, Is.EquivalentTo(new ushort[] { 0x0025, 0x0C07 }));
-        Assert.That(DnsQueryBytes.Rcode(answers[0x0025]), Is.EqualTo(1));
+        Assert.That(DnsQueryBytes.Rcode(answers[0x0025]), Is.EqualTo(4));
         Assert.That(answers[0x0C07], Is.EqualTo(new byte[] { 0x0C, 0x07, 0x81, 0x81, 0, 0, 0, 0, 0, 0, 0, 0 }));
 
         // Two questions: FORMERR too; then a valid query is still answered.

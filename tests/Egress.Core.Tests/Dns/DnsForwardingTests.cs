@@ -33,7 +33,8 @@ public sealed class DnsForwardingTests
             .A("big.x.test", "198.18.1.1").A("big.x.test", "198.18.1.2").ToArray();
         byte[] destination = new byte[DnsMessage.MaxErrorResponseLength];
 
-        int length = DnsForwarding.WriteTruncated(response, destination);
+        byte[] query = DnsMessageBuilder.Query().Question("Big.x.test").ToArray();
+        int length = DnsForwarding.WriteTruncated(query, query.Length, response, destination);
 
         byte[] expected = new DnsMessageBuilder().Header(0xABCD, 0x8780, 1, 0, 0, 0).Question("Big.x.test").ToArray();
         Assert.That(destination[..length], Is.EqualTo(expected));
@@ -44,7 +45,8 @@ public sealed class DnsForwardingTests
     {
         byte[] response = new DnsMessageBuilder().Header(1, 0x8180, 1, 0, 0, 0).Labels("cut").ToArray();
 
-        Assert.That(DnsForwarding.WriteTruncated(response, new byte[DnsMessage.MaxErrorResponseLength]), Is.EqualTo(-1));
+        byte[] query = DnsMessageBuilder.Query().Question("cut").ToArray();
+        Assert.That(DnsForwarding.WriteTruncated(query, query.Length, response, new byte[DnsMessage.MaxErrorResponseLength]), Is.EqualTo(-1));
     }
 
     [Test]

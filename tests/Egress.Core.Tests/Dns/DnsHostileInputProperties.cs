@@ -16,6 +16,7 @@ public sealed class DnsHostileInputProperties
             DnsVectors.ManyTestAUdpResponse, DnsVectors.ATestAEdnsResponse, DnsVectors.TxtTestTxtResponse, DnsVectors.ATestAQuery,
             DnsVectors.ManyTestAEdnsQuery, DnsVectors.MixedCaseAaaaQuery,
         }.Select(Convert.FromHexString),
+        DnsMessageBuilder.Query(ar: 1).Question("a.test").Opt(1232, 0x8000, 0, 15, 0, 3, 0, 15, 65).ToArray(),
     ];
 
     [FsCheck.NUnit.Property(MaxTest = 2000)]
@@ -64,6 +65,11 @@ public sealed class DnsHostileInputProperties
         Assert.That(questionError == DnsParseError.None ? questionEnd <= message.Length && question.Name.Length <= DnsMessage.MaxNameLength : questionEnd == 0, Is.True);
         Assert.That(DnsMessage.TryReadQuestionName(message, new char[DnsMessage.MaxNameLength], out _), Is.EqualTo(questionError));
 
+        for (int end = 0; end <= message.Length + 1; end += 5)
+        {
+            _ = DnsMessage.ReadEdns(message, end);
+        }
+
         var records = new List<DnsAddressRecord>();
         DnsParseError extractError = DnsMessage.ExtractAddresses(message, records);
         Assert.That(extractError == DnsParseError.None || records.Count == 0, Is.True, "addresses from a malformed message");
@@ -74,6 +80,10 @@ public sealed class DnsHostileInputProperties
             (5, (query, destination) => DnsMessage.WriteRefused(query, destination)),
             (2, (query, destination) => DnsMessage.WriteServFail(query, destination)),
             (1, (query, destination) => DnsMessage.WriteFormErr(query, destination)),
+            (3, (query, destination) => DnsMessage.WriteDenied(query, destination)),
+            (4, (query, destination) => DnsMessage.WriteNotImp(query, destination)),
+            (0, (query, destination) => DnsMessage.WriteBadVers(query, destination)),
+            (-1, (query, destination) => DnsScreening.Screen(query, destination, out _, out _, out _, out _)),
         })
         {
             byte[] destination = new byte[DnsMessage.MaxErrorResponseLength];
@@ -85,7 +95,12 @@ public sealed class DnsHostileInputProperties
 
             Assert.That(length, Is.InRange(DnsHeader.Length, DnsMessage.MaxErrorResponseLength));
             Assert.That(DnsHeader.TryRead(destination.AsSpan(0, length), out DnsHeader header), Is.True);
-            Assert.That((header.IsResponse, header.ResponseCode, header.Id), Is.EqualTo((true, (byte)rcode, DnsMessage.ReadId(message))));
+            Assert.That((header.IsResponse, header.Id), Is.EqualTo((true, DnsMessage.ReadId(message))));
+            Assert.That(header.ResponseCode, rcode < 0 ? Is.AnyOf((byte)0, (byte)1, (byte)4) : Is.EqualTo((byte)rcode));
+            Assert.That(header.ArCount, Is.LessThanOrEqualTo(1));
+            int recordsStart = header.QdCount == 0 ? DnsHeader.Length : DnsName.Skip(destination.AsSpan(0, length), DnsHeader.Length, out int nameEnd) == DnsParseError.None ? nameEnd + 4 : -1;
+            Assert.That(recordsStart, Is.GreaterThan(0), "an answer whose question does not read back");
+            Assert.That(DnsMessage.ReadEdns(destination.AsSpan(0, length), recordsStart).State, Is.Not.EqualTo(DnsEdnsState.Malformed), "an answer whose records do not read back");
         }
     }
 }

@@ -69,6 +69,11 @@ internal sealed class DnsMessageBuilder
     public DnsMessageBuilder Fixed(ushort type, uint ttl, ushort rdLength, ushort @class = 1) =>
         UInt16(type).UInt16(@class).UInt32(ttl).UInt16(rdLength);
 
+    /// <summary>An EDNS OPT record (RFC 6891 §6.1.2): root owner, CLASS = payload size, TTL = EXTENDED-RCODE,
+    /// VERSION, DO and Z, then the raw options.</summary>
+    public DnsMessageBuilder Opt(ushort payloadSize, uint ttl, params byte[] options) =>
+        Root().Fixed(41, ttl, (ushort)options.Length, payloadSize).Bytes(options);
+
     public DnsMessageBuilder A(string owner, string address, uint ttl = 300) =>
         Name(owner).Fixed(1, ttl, 4).Bytes(IPAddress.Parse(address).GetAddressBytes());
 

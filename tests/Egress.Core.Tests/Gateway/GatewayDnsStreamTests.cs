@@ -67,7 +67,7 @@ public sealed class GatewayDnsStreamTests
     }
 
     [Test]
-    public async Task ParentRefusesADeniedNameItselfWithoutAskingTheUpstream()
+    public async Task ParentDeniesADeniedNameItselfWithNxDomainWithoutAskingTheUpstream()
     {
         using Socket stream = await OpenDnsStreamAsync();
         byte[] query = DnsQueryBytes.Build(0x0BAD, "metadata.internal");
@@ -75,9 +75,9 @@ public sealed class GatewayDnsStreamTests
 
         byte[] answer = await DnsTunnelHarness.ReadFrameAsync(stream);
         byte[] expected = new byte[DnsMessage.MaxErrorResponseLength];
-        Assert.That(answer, Is.EqualTo(expected[..DnsMessage.WriteRefused(query, expected)]));
+        Assert.That(answer, Is.EqualTo(expected[..DnsMessage.WriteDenied(query, expected)]));
         Assert.That(_upstream.Queries, Is.Empty);
-        Assert.That(_log.Lines, Has.One.EqualTo("Warning: refused DNS metadata.internal A: parent: denied: name not in allowlist"));
+        Assert.That(_log.Lines, Has.One.EqualTo("Warning: denied DNS metadata.internal A: parent: denied: name not in allowlist; answered NXDOMAIN"));
     }
 
     [Test]
