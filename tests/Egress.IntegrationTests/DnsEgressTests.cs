@@ -38,6 +38,8 @@ public sealed class DnsEgressTests : EgressFixture
 
     private DnsmasqServer Dnsmasq => dnsmasq ?? throw new InvalidOperationException("no dnsmasq");
 
+    private string? muslBinary;
+
     internal override string ConfigToml => EnclaveConfig.Render(Destinations, ttlFloorSeconds: 1, graceSeconds: 1);
 
     internal override async Task PrepareAsync(Topology topology)
@@ -75,16 +77,74 @@ public sealed class DnsEgressTests : EgressFixture
 
     [TestCase("+notcp")]
     [TestCase("+tcp")]
-    public async Task ADeniedNameIsRefusedWithoutReachingTheUpstream(string transportOption)
+    public async Task ADeniedNameGetsNxDomainWithAnExtendedErrorWithoutReachingTheUpstream(string transportOption)
     {
         var dig = await Clients.DigAsync(Topology.Enclave, transportOption, Denied);
-        var logLine = await LogLineAsync(Deployment.Enclave, $"refused DNS {Denied} A: denied: name not in allowlist");
+        var plain = await Clients.DigAsync(Topology.Enclave, transportOption, "+noedns", Denied);
+        var logLine = await LogLineAsync(Deployment.Enclave, $"denied DNS {Denied} A: denied: name not in allowlist; answered NXDOMAIN");
         Assert.Multiple(() =>
         {
-            Assert.That(dig.Status, Is.EqualTo("REFUSED"), dig.ToString);
+            Assert.That(dig.Status, Is.EqualTo("NXDOMAIN"), dig.ToString);
             Assert.That(dig.Answers, Is.Empty);
-            Assert.That(logLine, Is.Not.Null, () => $"no enclave log line explains the refusal:\n{Deployment.Enclave.Output}");
-            Assert.That(Dnsmasq.WasAsked(Denied), Is.False, "a refused name reached the upstream");
+            Assert.That(dig.Command.StandardOutput, Does.Contain("; EDE: 15 (Blocked): (egress policy: name not in allowlist)"), dig.ToString);
+            Assert.That(plain.Status, Is.EqualTo("NXDOMAIN"), plain.ToString);
+            Assert.That(plain.Command.StandardOutput, Does.Not.Contain("OPT PSEUDOSECTION"), "no OPT record for a query without EDNS");
+            Assert.That(logLine, Is.Not.Null, () => $"no enclave log line explains the denial:\n{Deployment.Enclave.Output}");
+            Assert.That(Dnsmasq.WasAsked(Denied), Is.False, "a denied name reached the upstream");
+        });
+    }
+
+    [Test]
+    public async Task MuslGetsAFinalNegativeAnswerForADeniedNameAtOnce()
+    {
+        var lookup = await MuslResolver.LookUpAsync(await MuslBinaryAsync(), Topology.Enclave, Denied);
+        await TestContext.Out.WriteLineAsync($"musl getaddrinfo({Denied}): {lookup}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(lookup.Error, Is.EqualTo(MuslResolver.NameDoesNotResolve), lookup.ToString);
+            Assert.That(lookup.Milliseconds, Is.LessThan(1000), lookup.ToString);
+            Assert.That(Dnsmasq.WasAsked(Denied), Is.False, "a denied name reached the upstream");
+        });
+    }
+
+    [Test]
+    public async Task MuslWalksTheSearchListPastADeniedCandidateToAnAllowedName()
+    {
+        // ndots:5: musl asks www.allowed.test.corp.example first (denied), and goes on to the name as given only
+        // when that first answer is a final negative one (NXDOMAIN), not a REFUSED it ignores.
+        var resolvConf = Path.Combine("/etc/netns", Topology.Enclave, "resolv.conf");
+        var original = await File.ReadAllTextAsync(resolvConf);
+        MuslLookup lookup;
+        try
+        {
+            await File.WriteAllTextAsync(resolvConf, original + "search corp.example\noptions ndots:5\n");
+            lookup = await MuslResolver.LookUpAsync(await MuslBinaryAsync(), Topology.Enclave, Www);
+        }
+        finally
+        {
+            await File.WriteAllTextAsync(resolvConf, original);
+        }
+
+        await TestContext.Out.WriteLineAsync($"musl getaddrinfo({Www}) with search corp.example, ndots:5: {lookup}");
+        var logLine = await LogLineAsync(Deployment.Enclave, $"denied DNS {Www}.corp.example A");
+        Assert.Multiple(() =>
+        {
+            Assert.That(lookup.Error, Is.Null, lookup.ToString);
+            Assert.That(lookup.Addresses, Does.Contain("198.18.0.10"), lookup.ToString);
+            Assert.That(lookup.Milliseconds, Is.LessThan(1000), lookup.ToString);
+            Assert.That(logLine, Is.Not.Null, () => $"the search-list candidate was not denied:\n{Deployment.Enclave.Output}");
+        });
+    }
+
+    [Test]
+    public async Task GlibcGetentSaysNotFoundForADeniedNameAtOnce()
+    {
+        var getent = await Command.RunInNamespaceAsync(Topology.Enclave, Clients.Timeout, "getent", "hosts", Denied);
+        await TestContext.Out.WriteLineAsync($"getent hosts {Denied}: {getent}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(getent.ExitCode, Is.EqualTo(2), getent.ToString);
+            Assert.That(getent.Elapsed, Is.LessThan(TimeSpan.FromSeconds(1)), getent.ToString);
         });
     }
 
@@ -97,8 +157,8 @@ public sealed class DnsEgressTests : EgressFixture
         {
             Assert.That(deep.Status, Is.EqualTo("NOERROR"), deep.ToString);
             Assert.That(deep.AnswerData, Is.EqualTo(new[] { "198.18.2.30" }), deep.ToString);
-            Assert.That(apex.Status, Is.EqualTo("REFUSED"), apex.ToString);
-            Assert.That(Dnsmasq.WasAsked(WildApex), Is.False, "the refused apex reached the upstream");
+            Assert.That(apex.Status, Is.EqualTo("NXDOMAIN"), apex.ToString);
+            Assert.That(Dnsmasq.WasAsked(WildApex), Is.False, "the denied apex reached the upstream");
         });
     }
 
@@ -110,7 +170,7 @@ public sealed class DnsEgressTests : EgressFixture
         {
             Assert.That(dig.Status, Is.EqualTo("NOERROR"), dig.ToString);
             Assert.That(dig.Answers, Is.EqualTo(new[] { new DigRecord("WwW.Allowed.TEST.", DnsmasqServer.DefaultTtlSeconds, "A", "198.18.0.10") }), dig.ToString);
-            Assert.That(Deployment.Enclave.Output, Does.Not.Contain("refused DNS WwW.Allowed.TEST"));
+            Assert.That(Deployment.Enclave.Output, Does.Not.Contain("denied DNS WwW.Allowed.TEST"));
         });
     }
 
@@ -181,7 +241,7 @@ public sealed class DnsEgressTests : EgressFixture
                 new DigRecord($"{Cdn}.", DnsmasqServer.DefaultTtlSeconds, "CNAME", $"{Edge}."),
                 new DigRecord($"{Edge}.", DnsmasqServer.DefaultTtlSeconds, "A", "198.18.2.10"),
             }), dig.ToString);
-            Assert.That(direct.Status, Is.EqualTo("REFUSED"), "the CNAME target itself is not in the allowlist");
+            Assert.That(direct.Status, Is.EqualTo("NXDOMAIN"), "the CNAME target itself is not in the allowlist");
             Assert.That(whoami.StandardOutput, Is.EqualTo("198.18.2.10 80\n"), whoami.ToString);
             Assert.That(logLine, Is.Not.Null, () => $"no enclave log line allows 198.18.2.10:80 as learned from {Cdn}:\n{Deployment.Enclave.Output}");
         });
@@ -302,7 +362,7 @@ public sealed class DnsEgressTests : EgressFixture
         }
 
         var denied = EnclaveDnsClient.Query(Topology.Enclave, Denied, QueryType.A);
-        Assert.That(denied.Header.ResponseCode, Is.EqualTo(DnsHeaderResponseCode.Refused));
+        Assert.That(denied.Header.ResponseCode, Is.EqualTo(DnsHeaderResponseCode.NotExistentDomain));
     }
 
     [TestCase(Www, 0, "dns:     allowed: name matches \"www.allowed.test\"")]
@@ -329,4 +389,6 @@ public sealed class DnsEgressTests : EgressFixture
 
     private Task<CommandResult> CheckAsync(string target) =>
         Command.RunAsync(HostBinaries.Enclave("check", target, "--config", Deployment.ConfigPath), Clients.Timeout);
+
+    private async Task<string> MuslBinaryAsync() => muslBinary ??= await MuslResolver.BuildAsync(Topology.WorkDirectory);
 }
