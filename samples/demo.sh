@@ -7,7 +7,7 @@
 # It builds the hosts, applies the enclave's redirect rules, points the enclave's resolv.conf at egress-enclave's DNS
 # forwarder, then runs unmodified clients inside the enclave: curl to an allowed address (works) and to a denied one
 # (refused), curl to an allowed name whose address is listed nowhere (works: the forwarder learned it from the
-# answer), dig for a name outside the allowlist (REFUSED), and shows the log lines that explain each.
+# answer), dig for a name outside the allowlist (NXDOMAIN), and shows the log lines that explain each.
 # Everything is torn down on exit. Needs root and the .NET 10 SDK; installs the Debian packages it uses if missing.
 #
 #   sudo samples/demo.sh
@@ -147,11 +147,11 @@ fi
 
 say "inside the enclave: dig $DENIED_NAME   (a name not in the allowlist)"
 answer=$(ip netns exec "$ENCLAVE" dig +time=5 +tries=1 "$DENIED_NAME" || true)
-printf '%s\n' "$answer" | grep -E "status:|SERVER:"
-if printf '%s\n' "$answer" | grep -q "status: REFUSED"; then
-    echo "-> REFUSED by the enclave's forwarder; the query never left the enclave"
+printf '%s\n' "$answer" | grep -E "status:|EDE:|SERVER:"
+if printf '%s\n' "$answer" | grep -q "status: NXDOMAIN"; then
+    echo "-> NXDOMAIN from the enclave's forwarder; the query never left the enclave"
 else
-    echo "-> UNEXPECTED: not refused"; result=1
+    echo "-> UNEXPECTED: not denied with NXDOMAIN"; result=1
 fi
 
 sleep 0.3   # let the hosts flush their log lines
