@@ -291,6 +291,23 @@ public sealed class DnsEgressTests : EgressFixture
     }
 
     [Test]
+    public async Task ATruncatedUdpAnswerKeepsEveryWholeRecordThatFits()
+    {
+        // dig +ignore keeps the UDP answer despite TC=1: 12 + 22 (question) + 16 per record with a pointer: 29
+        // records fit 512 bytes (dnsmasq's own cut is 29 too); before, the forwarder sent none.
+        var expected = BigAddresses.Select(address => address.ToString()).ToArray();
+        var cut = await Clients.DigAsync(Topology.Enclave, "+noedns", "+notcp", "+ignore", Big);
+        Assert.Multiple(() =>
+        {
+            Assert.That(cut.Flags, Does.Contain("tc"), cut.ToString);
+            Assert.That(cut.Transport, Is.EqualTo("UDP"), cut.ToString);
+            Assert.That(cut.Status, Is.EqualTo("NOERROR"), cut.ToString);
+            Assert.That(cut.AnswerData, Has.Count.EqualTo(29), cut.ToString);
+            Assert.That(cut.AnswerData, Is.SubsetOf(expected), cut.ToString);
+        });
+    }
+
+    [Test]
     public async Task ALearnedAddressExpiresAfterTtlFloorAndGraceAndResolvingAgainAllowsItAgain()
     {
         var url = $"http://{WorldAddresses.ShortTtl}/whoami";

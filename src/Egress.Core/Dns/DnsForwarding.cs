@@ -61,17 +61,22 @@ internal static class DnsForwarding
     }
 
     /// <summary>
-    /// Writes what a UDP client gets instead of a response too large for it: the response's header with TC=1 and
-    /// its question, no records (RFC 2181 §9), so the client asks again over TCP; plus an OPT record when the
-    /// query has EDNS (RFC 6891 §7), as every synthesized answer (<see cref="DnsMessage.AppendOpt"/>).
+    /// Writes what a UDP client gets instead of a response too large for it: the response with TC=1, cut after the
+    /// last whole record that fits <paramref name="limit"/> (RFC 2181 §9 lets a truncated answer keep the records
+    /// that fit, as dnsmasq and BIND do; a stub resolver that does not retry over TCP still gets addresses), with
+    /// the section counts set to the records kept. The response's own OPT record, and anything after it, is not
+    /// kept; an OPT record is appended instead when the query has EDNS (room for it is kept), as on every answer the
+    /// forwarder makes up (<see cref="DnsMessage.AppendOpt"/>). The client sees TC=1 and may retry over TCP.
     /// </summary>
     /// <param name="query">The client's query.</param>
     /// <param name="queryQuestionEnd">Where the query's question section ends.</param>
     /// <param name="response">The full response.</param>
-    /// <param name="destination">Receives the answer; <see cref="DnsMessage.MaxErrorResponseLength"/> bytes suffice.
-    /// It may be the buffer that holds <paramref name="response"/>.</param>
-    /// <returns>The number of bytes written, or -1 when the response has no readable single question.</returns>
-    public static int WriteTruncated(ReadOnlySpan<byte> query, int queryQuestionEnd, ReadOnlySpan<byte> response, Span<byte> destination)
+    /// <param name="limit">The largest message the client takes (at least 512).</param>
+    /// <param name="destination">Receives the answer; it may be the buffer that holds <paramref name="response"/>
+    /// (the kept records stay where they are). The answer is cut to fit it too.</param>
+    /// <returns>The number of bytes written, or -1 when the response has no readable single question or the
+    /// question alone does not fit.</returns>
+    public static int WriteTruncated(ReadOnlySpan<byte> query, int queryQuestionEnd, ReadOnlySpan<byte> response, int limit, Span<byte> destination)
     {
         if (!DnsHeader.TryRead(response, out DnsHeader header) || header.QdCount != 1
             || DnsName.Skip(response, DnsHeader.Length, out int nameEnd) != DnsParseError.None
@@ -80,17 +85,47 @@ internal static class DnsForwarding
             return -1;
         }
 
+        int reserve = DnsEdns.Read(query, queryQuestionEnd).State == DnsEdnsState.Present ? DnsEdns.OptLength : 0;
+        int room = Math.Min(limit, destination.Length) - reserve;
         int length = nameEnd + 4;
-        if (destination.Length < length)
+        if (room < length)
         {
             return -1;
         }
 
-        // The question name is the first name of the message, so it cannot hold a compression pointer that the
-        // copy would break: the raw bytes are the question as the response wrote it.
+        // Keep a prefix of whole records: compression pointers only point backwards, so every kept name stays
+        // readable. Stop at the first record that does not fit, cannot be read, or is the response's OPT.
+        Span<ushort> kept = stackalloc ushort[3];
+        ReadOnlySpan<int> counts = [header.AnCount, header.NsCount, header.ArCount];
+        int section = 0;
+        while (section < 3)
+        {
+            if (kept[section] == counts[section])
+            {
+                section++;
+                continue;
+            }
+
+            if (DnsName.Skip(response, length, out int ownerEnd) != DnsParseError.None || response.Length - ownerEnd < RecordFixedLength)
+            {
+                break;
+            }
+
+            int end = ownerEnd + RecordFixedLength + BinaryPrimitives.ReadUInt16BigEndian(response[(ownerEnd + 8)..]);
+            if (end > response.Length || end > room || BinaryPrimitives.ReadUInt16BigEndian(response[ownerEnd..]) == OptType)
+            {
+                break;
+            }
+
+            length = end;
+            kept[section]++;
+        }
+
         response[..length].CopyTo(destination);
         BinaryPrimitives.WriteUInt16BigEndian(destination[2..], (ushort)(header.Flags | 0x0200));
-        destination.Slice(6, 6).Clear();
+        BinaryPrimitives.WriteUInt16BigEndian(destination[6..], kept[0]);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[8..], kept[1]);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[10..], kept[2]);
         return length + DnsMessage.AppendOpt(query, queryQuestionEnd, destination, length, header.ResponseCode, infoCode: null);
     }
 

@@ -285,7 +285,8 @@ public static class DnsMessage
     internal static int AppendOpt(ReadOnlySpan<byte> query, int recordsStart, Span<byte> answer, int answerLength, int rcode, ushort? infoCode)
     {
         DnsEdns edns = DnsEdns.Read(query, recordsStart);
-        if (edns.State != DnsEdnsState.Present || answer.Length - answerLength < DnsEdns.MaxOptLength)
+        int optLength = DnsEdns.OptLength + (infoCode is null ? 0 : 4 + 2 + DnsEdns.DeniedExtraText.Length);
+        if (edns.State != DnsEdnsState.Present || answer.Length - answerLength < optLength)
         {
             return 0;
         }

@@ -9,8 +9,8 @@ namespace Egress.Dns;
 /// NOTIMP, malformed gets FORMERR (or is dropped when it cannot be answered), an EDNS version other than 0 gets
 /// BADVERS, a name outside the allowlist gets NXDOMAIN (with an Extended DNS Error when the query has EDNS) without
 /// anything being forwarded, an allowed name goes to the parent and its answer comes back verbatim (only the ID was
-/// rewritten on the wire and restored), after its addresses were learned. A UDP answer larger than the client accepts is
-/// replaced by a TC=1 stand-in so the client retries over TCP.
+/// rewritten on the wire and restored), after its addresses were learned. A UDP answer larger than the client
+/// accepts is cut to the whole records that fit, with TC=1, so the client may retry over TCP.
 /// </summary>
 internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, EgressMetrics? metrics, ILogger logger) : IDnsAnswerer
 {
@@ -79,7 +79,7 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, E
 
         DnsLog.TruncatedForClient(logger, question.Name, answer.Length, limit);
         metrics?.DnsQuery("truncated");
-        int truncated = DnsForwarding.WriteTruncated(query, questionEnd, answer, response);
+        int truncated = DnsForwarding.WriteTruncated(query, questionEnd, answer, limit, response);
         return truncated >= 0 ? truncated : DnsMessage.WriteServFail(query, response);
     }
 }

@@ -76,7 +76,7 @@ public sealed class DnsDenialTests
         byte[] destination = new byte[DnsMessage.MaxErrorResponseLength];
         DnsMessage.TryParseQuestion(query, out _, out int questionEnd);
 
-        int length = DnsForwarding.WriteTruncated(query, questionEnd, response, destination);
+        int length = DnsForwarding.WriteTruncated(query, questionEnd, response, response.Length + 10, destination);
 
         Assert.That(
             Convert.ToHexStringLower(destination, 0, length),

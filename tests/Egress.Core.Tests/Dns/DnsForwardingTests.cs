@@ -34,9 +34,11 @@ public sealed class DnsForwardingTests
         byte[] destination = new byte[DnsMessage.MaxErrorResponseLength];
 
         byte[] query = DnsMessageBuilder.Query().Question("Big.x.test").ToArray();
-        int length = DnsForwarding.WriteTruncated(query, query.Length, response, destination);
 
-        byte[] expected = new DnsMessageBuilder().Header(0xABCD, 0x8780, 1, 0, 0, 0).Question("Big.x.test").ToArray();
+        // Room for the question and one of the two records.
+        int length = DnsForwarding.WriteTruncated(query, query.Length, response, response.Length - 1, destination);
+
+        byte[] expected = new DnsMessageBuilder().Header(0xABCD, 0x8780, 1, 1, 0, 0).Question("Big.x.test").A("big.x.test", "198.18.1.1").ToArray();
         Assert.That(destination[..length], Is.EqualTo(expected));
     }
 
@@ -46,7 +48,7 @@ public sealed class DnsForwardingTests
         byte[] response = new DnsMessageBuilder().Header(1, 0x8180, 1, 0, 0, 0).Labels("cut").ToArray();
 
         byte[] query = DnsMessageBuilder.Query().Question("cut").ToArray();
-        Assert.That(DnsForwarding.WriteTruncated(query, query.Length, response, new byte[DnsMessage.MaxErrorResponseLength]), Is.EqualTo(-1));
+        Assert.That(DnsForwarding.WriteTruncated(query, query.Length, response, 512, new byte[DnsMessage.MaxErrorResponseLength]), Is.EqualTo(-1));
     }
 
     [Test]

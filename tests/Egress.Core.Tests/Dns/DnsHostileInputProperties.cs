@@ -70,6 +70,16 @@ public sealed class DnsHostileInputProperties
             _ = DnsMessage.ReadEdns(message, end);
         }
 
+        byte[] ednsQuery = DnsMessageBuilder.Query(ar: 1).Question("a.test").Opt(512, 0).ToArray();
+        byte[] truncated = new byte[2048];
+        int truncatedLength = DnsForwarding.WriteTruncated(ednsQuery, 24, message, 512, truncated);
+        if (truncatedLength >= 0)
+        {
+            Assert.That(truncatedLength, Is.InRange(DnsHeader.Length, 512));
+            Assert.That(DnsName.Skip(truncated.AsSpan(0, truncatedLength), DnsHeader.Length, out int cutQuestionEnd), Is.EqualTo(DnsParseError.None));
+            Assert.That(DnsMessage.ReadEdns(truncated.AsSpan(0, truncatedLength), cutQuestionEnd + 4).State, Is.EqualTo(DnsEdnsState.Present), "a truncated answer whose records do not read back");
+        }
+
         var records = new List<DnsAddressRecord>();
         DnsParseError extractError = DnsMessage.ExtractAddresses(message, records);
         Assert.That(extractError == DnsParseError.None || records.Count == 0, Is.True, "addresses from a malformed message");
