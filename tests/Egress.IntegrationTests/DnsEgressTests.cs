@@ -149,6 +149,23 @@ public sealed class DnsEgressTests : EgressFixture
     }
 
     [Test]
+    public async Task GlibcGetnameinfoFallsBackToTheNumericAddressWhenTheReverseNameIsDenied()
+    {
+        // The PTR name 99.0.18.198.in-addr.arpa is not in the allowlist. glibc's getnameinfo without NI_NAMEREQD
+        // gives the numeric address for a final negative answer, but EAI_AGAIN for REFUSED.
+        var script = "import socket,sys\ntry:\n print(socket.getnameinfo(('198.18.0.99', 80), 0)[0])\n"
+            + "except socket.gaierror as e:\n print('error', e)\n sys.exit(2)\n";
+        var lookup = await Command.RunInNamespaceAsync(Topology.Enclave, Clients.Timeout, "python3", "-c", script);
+        await TestContext.Out.WriteLineAsync($"getnameinfo(198.18.0.99): {lookup}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(lookup.ExitCode, Is.Zero, lookup.ToString);
+            Assert.That(lookup.StandardOutput.Trim(), Is.EqualTo("198.18.0.99"), lookup.ToString);
+            Assert.That(lookup.Elapsed, Is.LessThan(TimeSpan.FromSeconds(3)), () => $"python's start included, but no resolver timeout: {lookup}");
+        });
+    }
+
+    [Test]
     public async Task AWildcardEntryMatchesADeepSubdomainButNotTheApex()
     {
         var deep = await Clients.DigAsync(Topology.Enclave, DeepWild);
