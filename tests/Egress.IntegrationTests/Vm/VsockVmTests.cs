@@ -43,12 +43,14 @@ public sealed class VsockVmTests
 
     private VmResults? _results;
 
+    private string? _output;
+
     [OneTimeSetUp]
     public async Task RunGuestAsync()
     {
         Root.RequireOrIgnore();
         var suite = Path.Combine(RepositoryRoot(), "tests", "vm", "suite.sh");
-        var output = Directory.CreateTempSubdirectory("egress-vm.").FullName;
+        var output = _output = Directory.CreateTempSubdirectory("egress-vm.").FullName;
         var run = await Command.RunAsync([suite, "--bin", AppContext.BaseDirectory, "--out", output], SuiteTimeout);
         TestContext.Progress.WriteLine($"VM suite ({run.Elapsed.TotalSeconds:F0} s), console and logs in {output}:\n{run.StandardOutput}{run.StandardError}");
         if (run.ExitCode == 77)
@@ -64,6 +66,17 @@ public sealed class VsockVmTests
         }
 
         _results = VmResults.Read(Path.Combine(output, "results"), run.ToString());
+    }
+
+    /// <summary>The console and logs stay only when something failed (their folder is named in the output).</summary>
+    [OneTimeTearDown]
+    public void RemoveOutputWhenAllPassed()
+    {
+        var results = _results;
+        if (_output is not null && results is { Finished: true } && Cases.All(c => results.Outcomes.TryGetValue(c, out var o) && o.Passed))
+        {
+            Directory.Delete(_output, recursive: true);
+        }
     }
 
     [TestCaseSource(nameof(Cases))]
