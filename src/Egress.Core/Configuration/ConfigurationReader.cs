@@ -19,7 +19,7 @@ internal sealed class ConfigurationReader
     private static readonly string[] EgressKeys = ["enabled", "destinations"];
     private static readonly string[] TunnelKeys = ["enclave_endpoint", "host_endpoint", "status_timeout_ms"];
     private static readonly string[] EnclaveKeys = ["proxy_listen", "dns_listen", "dns_query_timeout_ms", "netfilter"];
-    private static readonly string[] HostKeys = ["connect_timeout_ms", "header_timeout_ms", "dns_upstreams", "dns_timeout_ms", "metrics_listen", "max_streams"];
+    private static readonly string[] HostKeys = ["connect_timeout_ms", "header_timeout_ms", "dns_upstreams", "dns_timeout_ms", "metrics_listen", "max_streams", "keepalive_idle_seconds", "keepalive_interval_seconds", "keepalive_probes"];
     private static readonly string[] DnsKeys = ["ttl_floor_seconds", "grace_seconds", "cache_max_entries"];
     private static readonly string[] RelayKeys = ["idle_timeout_seconds", "shutdown_drain_seconds", "splice"];
 
@@ -45,6 +45,9 @@ internal sealed class ConfigurationReader
     private long graceSeconds = 60;
     private long cacheMaxEntries = 65_536;
     private long maxStreams;
+    private long keepAliveIdleSeconds = 60;
+    private long keepAliveIntervalSeconds = 10;
+    private long keepAliveProbes = 6;
     private long idleTimeoutSeconds = 3_600;
     private long shutdownDrainSeconds = 10;
     private bool splice = true;
@@ -241,6 +244,16 @@ internal sealed class ConfigurationReader
                 break;
             case "max_streams":
                 maxStreams = ReadInteger(path, keyLocation, 0, int.MaxValue);
+                break;
+            case "keepalive_idle_seconds":
+                // Linux caps TCP_KEEPIDLE and TCP_KEEPINTVL at 32767 s (MAX_TCP_KEEPIDLE) and TCP_KEEPCNT at 127.
+                keepAliveIdleSeconds = ReadInteger(path, keyLocation, 0, 32_767);
+                break;
+            case "keepalive_interval_seconds":
+                keepAliveIntervalSeconds = ReadInteger(path, keyLocation, 1, 32_767);
+                break;
+            case "keepalive_probes":
+                keepAliveProbes = ReadInteger(path, keyLocation, 1, 127);
                 break;
             default:
                 throw UnknownKey(key, path, keyLocation, HostKeys);
@@ -443,7 +456,8 @@ internal sealed class ConfigurationReader
         new EgressSection(egressEnabled, Array.AsReadOnly(destinations)),
         new TunnelSection(enclaveEndpoint, hostEndpoint, TimeSpan.FromMilliseconds(statusTimeoutMs)),
         new EnclaveSection(Array.AsReadOnly(proxyListen), Array.AsReadOnly(dnsListen), TimeSpan.FromMilliseconds(dnsQueryTimeoutMs), netfilter),
-        new HostSection(TimeSpan.FromMilliseconds(connectTimeoutMs), TimeSpan.FromMilliseconds(headerTimeoutMs), Array.AsReadOnly(dnsUpstreams), TimeSpan.FromMilliseconds(dnsTimeoutMs), metricsListen, (int)maxStreams),
+        new HostSection(TimeSpan.FromMilliseconds(connectTimeoutMs), TimeSpan.FromMilliseconds(headerTimeoutMs), Array.AsReadOnly(dnsUpstreams), TimeSpan.FromMilliseconds(dnsTimeoutMs), metricsListen, (int)maxStreams,
+            TimeSpan.FromSeconds(keepAliveIdleSeconds), TimeSpan.FromSeconds(keepAliveIntervalSeconds), (int)keepAliveProbes),
         new DnsSection(TimeSpan.FromSeconds(ttlFloorSeconds), TimeSpan.FromSeconds(graceSeconds), (int)cacheMaxEntries),
         new RelaySection(idleTimeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(idleTimeoutSeconds), TimeSpan.FromSeconds(shutdownDrainSeconds), splice),
         locations);

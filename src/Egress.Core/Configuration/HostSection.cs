@@ -5,9 +5,13 @@ namespace Egress.Configuration;
 /// <summary>The <c>[host]</c> section: egress-host on the parent instance.</summary>
 public sealed class HostSection
 {
-    internal HostSection(TimeSpan connectTimeout, TimeSpan headerTimeout, IReadOnlyList<IPEndPoint> dnsUpstreams, TimeSpan dnsTimeout, IPEndPoint? metricsListen, int maxStreams)
+    internal HostSection(TimeSpan connectTimeout, TimeSpan headerTimeout, IReadOnlyList<IPEndPoint> dnsUpstreams, TimeSpan dnsTimeout, IPEndPoint? metricsListen, int maxStreams,
+        TimeSpan keepAliveIdle, TimeSpan keepAliveInterval, int keepAliveProbes)
     {
         MaxStreams = maxStreams;
+        KeepAliveIdle = keepAliveIdle;
+        KeepAliveInterval = keepAliveInterval;
+        KeepAliveProbes = keepAliveProbes;
         MetricsListen = metricsListen;
         ConnectTimeout = connectTimeout;
         HeaderTimeout = headerTimeout;
@@ -35,4 +39,16 @@ public sealed class HostSection
     /// (<c>host.max_streams</c>); a stream beyond it is answered with a failure naming the limit. 0 (the default) sets
     /// no limit beyond the process's open-files limit.</summary>
     public int MaxStreams { get; }
+
+    /// <summary>Gets how long an outbound (destination) connection may be idle before the kernel sends the first TCP
+    /// keepalive probe (<c>host.keepalive_idle_seconds</c>, default 60 s); <see cref="TimeSpan.Zero"/> turns keepalive
+    /// off.</summary>
+    public TimeSpan KeepAliveIdle { get; }
+
+    /// <summary>Gets the time between unanswered keepalive probes (<c>host.keepalive_interval_seconds</c>, default 10 s).</summary>
+    public TimeSpan KeepAliveInterval { get; }
+
+    /// <summary>Gets how many unanswered keepalive probes end an outbound connection (<c>host.keepalive_probes</c>,
+    /// default 6): with the defaults a dead destination is noticed after 60 + 6 × 10 = 120 s.</summary>
+    public int KeepAliveProbes { get; }
 }

@@ -8,7 +8,7 @@ namespace Egress.Gateway;
 internal static class DestinationDialer
 {
     public static async Task<(Socket? Socket, TunnelStatus Status, string? Detail)> ConnectAsync(
-        IPEndPoint destination, TimeSpan timeout, TimeProvider timeProvider, CancellationToken aborted)
+        IPEndPoint destination, TimeSpan timeout, TcpKeepAlive keepAlive, TimeProvider timeProvider, CancellationToken aborted)
     {
         using var deadline = new CancellationTokenSource(timeout, timeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, aborted);
@@ -17,6 +17,7 @@ internal static class DestinationDialer
         {
             // Created inside the try: without IPv6, socket() fails and the enclave must still get an answer.
             socket = new Socket(destination.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            keepAlive.Apply(socket);
             await socket.ConnectAsync(destination, linked.Token).ConfigureAwait(false);
             return (socket, TunnelStatus.Ok, null);
         }
@@ -45,4 +46,33 @@ internal static class DestinationDialer
         SocketError.TimedOut => TunnelStatus.TimedOut,
         _ => TunnelStatus.Failure,
     };
+}
+
+/// <summary>TCP keepalive for a destination socket: the kernel probes an idle connection and, when a peer stops
+/// answering, fails the next read with ETIMEDOUT (<see cref="SocketError.TimedOut"/>).</summary>
+/// <param name="Idle">Idle time before the first probe (TCP_KEEPIDLE, whole seconds); zero leaves keepalive off.</param>
+/// <param name="Interval">Time between unanswered probes (TCP_KEEPINTVL, whole seconds).</param>
+/// <param name="Probes">Unanswered probes that end the connection (TCP_KEEPCNT).</param>
+internal readonly record struct TcpKeepAlive(TimeSpan Idle, TimeSpan Interval, int Probes)
+{
+    public static TcpKeepAlive Off => default;
+
+    public bool Enabled => Idle > TimeSpan.Zero;
+
+    /// <summary>The seconds after which a silent peer is given up: idle + probes × interval.</summary>
+    public double DeadAfterSeconds => Idle.TotalSeconds + Probes * Interval.TotalSeconds;
+
+    public void Apply(Socket socket)
+    {
+        if (!Enabled)
+        {
+            return;
+        }
+
+        // .NET takes seconds for all three on Linux (setsockopt SOL_TCP TCP_KEEPIDLE / TCP_KEEPINTVL / TCP_KEEPCNT).
+        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, Math.Max(1, (int)Idle.TotalSeconds));
+        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, Math.Max(1, (int)Interval.TotalSeconds));
+        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, Math.Max(1, Probes));
+    }
 }

@@ -43,6 +43,9 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 210, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}, {DurationMs:F0} ms")]
     public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, double durationMs);
 
+    [LoggerMessage(EventId = 212, Level = LogLevel.Warning, Message = "connection to {Destination} aborted: the destination stopped answering keepalive probes ({Probes} unanswered, {DeadAfterSeconds} s after the last data); tunnel stream reset")]
+    public static partial void KeepAliveTimedOut(ILogger logger, IPEndPoint destination, int probes, double deadAfterSeconds);
+
     [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target}: stream limit reached (host.max_streams = {Limit})")]
     public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, string target, int limit);
 

@@ -36,4 +36,15 @@ public sealed class TunnelGatewayOptions
 
     /// <summary>Gets how long a DNS query may take across all upstreams before the enclave gets SERVFAIL.</summary>
     public TimeSpan DnsTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Gets how long a destination connection may be idle before the first TCP keepalive probe (default
+    /// 60 s); <see cref="TimeSpan.Zero"/> leaves keepalive off. Whole seconds; a dead destination then ends the relay
+    /// with a timed-out read, and the enclave's connection with it.</summary>
+    public TimeSpan KeepAliveIdle { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Gets the time between unanswered keepalive probes on a destination connection (default 10 s).</summary>
+    public TimeSpan KeepAliveInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Gets how many unanswered keepalive probes end a destination connection (default 6).</summary>
+    public int KeepAliveProbes { get; init; } = 6;
 }

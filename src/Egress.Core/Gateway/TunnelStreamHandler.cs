@@ -21,6 +21,8 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
 
     private static readonly TimeSpan CloseDeadline = TimeSpan.FromSeconds(30);
 
+    private readonly TcpKeepAlive keepAlive = new(options.KeepAliveIdle, options.KeepAliveInterval, options.KeepAliveProbes);
+
     /// <param name="streamSocket">The accepted stream.</param>
     /// <param name="listener">The gateway's listener: its live streams (this one included) and its stop signal.</param>
     /// <param name="aborted">Cancelled when the stop aborts live streams.</param>
@@ -74,7 +76,7 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
             }
 
             var (socket, status, detail) = await DestinationDialer.ConnectAsync(
-                destination, options.ConnectTimeout, options.Relay.TimeProvider, aborted).ConfigureAwait(false);
+                destination, options.ConnectTimeout, keepAlive, options.Relay.TimeProvider, aborted).ConfigureAwait(false);
             if (socket is null)
             {
                 GatewayLog.ConnectFailed(logger, destination, hint, status, detail);
@@ -91,6 +93,11 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
             var result = await SocketRelay.RunAsync(tunnel, upstream, options.Relay, aborted).ConfigureAwait(false);
             metrics?.RelayEnded(result.BytesAToB, result.BytesBToA, result.Duration, result.FirstCause);
             GatewayLog.Closed(logger, destination, result.BytesAToB, result.BytesBToA, result.FirstCause, result.Duration.TotalMilliseconds);
+            if (result.FirstCause == RelayShutdownCause.BReadError && keepAlive.Enabled
+                && result.Error is SocketException { SocketErrorCode: SocketError.TimedOut } or IOException { InnerException: SocketException { SocketErrorCode: SocketError.TimedOut } })
+            {
+                GatewayLog.KeepAliveTimedOut(logger, destination, keepAlive.Probes, keepAlive.DeadAfterSeconds);
+            }
         }
         catch (Exception ex) when (ex is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
         {

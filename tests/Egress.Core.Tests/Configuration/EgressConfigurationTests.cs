@@ -29,6 +29,9 @@ public sealed class EgressConfigurationTests
         dns_upstreams = ["10.0.0.2", "10.0.0.3:5353", "[2001:db8::1]:54", "2001:db8::2", "[2001:db8::3]"]
         dns_timeout_ms = 900
         max_streams = 20000
+        keepalive_idle_seconds = 30
+        keepalive_interval_seconds = 5
+        keepalive_probes = 4
 
         [dns]
         ttl_floor_seconds = 0
@@ -104,6 +107,13 @@ public sealed class EgressConfigurationTests
             Assert.That(configuration.Host.DnsUpstreams, Is.Empty);
             Assert.That(configuration.Host.DnsTimeout, Is.EqualTo(TimeSpan.FromSeconds(2)));
             Assert.That(configuration.Host.MaxStreams, Is.Zero, "no limit");
+            Assert.That(configuration.Host.KeepAliveIdle, Is.EqualTo(TimeSpan.FromSeconds(60)));
+            Assert.That(configuration.Host.KeepAliveInterval, Is.EqualTo(TimeSpan.FromSeconds(10)));
+            Assert.That(configuration.Host.KeepAliveProbes, Is.EqualTo(6));
+            Assert.That(
+                configuration.Host.KeepAliveIdle + (configuration.Host.KeepAliveProbes * configuration.Host.KeepAliveInterval),
+                Is.LessThan(TimeSpan.FromSeconds(350)),
+                "a dead destination is noticed before an AWS NAT gateway drops the idle flow");
             Assert.That(configuration.Dns.TtlFloor, Is.EqualTo(TimeSpan.FromSeconds(30)));
             Assert.That(configuration.Dns.Grace, Is.EqualTo(TimeSpan.FromSeconds(60)));
             Assert.That(configuration.Dns.CacheMaxEntries, Is.EqualTo(65536));
@@ -145,6 +155,9 @@ public sealed class EgressConfigurationTests
             }));
             Assert.That(configuration.Host.DnsTimeout, Is.EqualTo(TimeSpan.FromMilliseconds(900)));
             Assert.That(configuration.Host.MaxStreams, Is.EqualTo(20000));
+            Assert.That(configuration.Host.KeepAliveIdle, Is.EqualTo(TimeSpan.FromSeconds(30)));
+            Assert.That(configuration.Host.KeepAliveInterval, Is.EqualTo(TimeSpan.FromSeconds(5)));
+            Assert.That(configuration.Host.KeepAliveProbes, Is.EqualTo(4));
             Assert.That(configuration.Dns.TtlFloor, Is.EqualTo(TimeSpan.Zero));
             Assert.That(configuration.Dns.Grace, Is.EqualTo(TimeSpan.FromSeconds(15)));
             Assert.That(configuration.Dns.CacheMaxEntries, Is.EqualTo(1024));
@@ -384,6 +397,9 @@ public sealed class EgressConfigurationTests
             Assert.That(actual.Host.HeaderTimeout, Is.EqualTo(expected.Host.HeaderTimeout));
             Assert.That(actual.Host.DnsUpstreams, Is.EqualTo(expected.Host.DnsUpstreams));
             Assert.That(actual.Host.DnsTimeout, Is.EqualTo(expected.Host.DnsTimeout));
+            Assert.That(actual.Host.KeepAliveIdle, Is.EqualTo(expected.Host.KeepAliveIdle));
+            Assert.That(actual.Host.KeepAliveInterval, Is.EqualTo(expected.Host.KeepAliveInterval));
+            Assert.That(actual.Host.KeepAliveProbes, Is.EqualTo(expected.Host.KeepAliveProbes));
             Assert.That(actual.Dns.TtlFloor, Is.EqualTo(expected.Dns.TtlFloor));
             Assert.That(actual.Dns.Grace, Is.EqualTo(expected.Dns.Grace));
             Assert.That(actual.Dns.CacheMaxEntries, Is.EqualTo(expected.Dns.CacheMaxEntries));
