@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
+using Egress.Diagnostics;
 using Microsoft.Extensions.Logging;
 
 namespace Egress.Dns;
@@ -11,8 +12,13 @@ namespace Egress.Dns;
 /// sent with a synchronous, non-blocking <c>sendto</c> from whichever thread completed the query: no thread-pool
 /// hop, and no concurrent <see cref="Socket.SendToAsync(ReadOnlyMemory{byte}, SocketFlags, SocketAddress, CancellationToken)"/>
 /// on one socket (which, on .NET 10, intermittently throws NullReferenceException under load, losing the answer).
+/// A datagram larger than <see cref="MaxQueryLength"/> is never forwarded cut short: it is received into one byte
+/// more than that, so a longer one shows (the kernel drops the rest of a datagram that does not fit, MSG_TRUNC, which
+/// .NET's ReceiveFrom does not report), and is answered FORMERR at once, from its header and question, without being
+/// forwarded (a real stub sends queries of a few hundred bytes; a client that sends more learns at once instead of
+/// timing out, and the FORMERR is never larger than the query, so nothing is amplified).
 /// </summary>
-internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, ILogger logger)
+internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, EgressMetrics? metrics, ILogger logger)
 {
     /// <summary>The most queries answered at once per socket.</summary>
     public const int MaxInFlight = 4096;
@@ -20,7 +26,8 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, ILo
     /// <summary>The receive buffer asked for (the kernel caps it at net.core.rmem_max): absorbs bursts of queries.</summary>
     public const int ReceiveBufferBytes = 1 << 20;
 
-    private const int MaxQueryLength = 4096;
+    /// <summary>The largest UDP query forwarded.</summary>
+    public const int MaxQueryLength = 4096;
 
     private readonly EndPoint _name = socket.LocalEndPoint!;
     private int _inFlight;
@@ -38,12 +45,12 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, ILo
 
         while (!stopping.IsCancellationRequested)
         {
-            byte[] query = ArrayPool<byte>.Shared.Rent(MaxQueryLength);
+            byte[] query = ArrayPool<byte>.Shared.Rent(MaxQueryLength + 1);
             var client = new SocketAddress(socket.AddressFamily);
             int received;
             try
             {
-                received = await socket.ReceiveFromAsync(query, SocketFlags.None, client, stopping).ConfigureAwait(false);
+                received = await socket.ReceiveFromAsync(query.AsMemory(0, MaxQueryLength + 1), SocketFlags.None, client, stopping).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException && stopping.IsCancellationRequested)
             {
@@ -58,6 +65,13 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, ILo
                 continue;
             }
 
+            if (received > MaxQueryLength)
+            {
+                RefuseTooLarge(query, client);
+                ArrayPool<byte>.Shared.Return(query);
+                continue;
+            }
+
             if (Interlocked.Increment(ref _inFlight) > MaxInFlight)
             {
                 DnsLog.Overloaded(logger, Interlocked.Decrement(ref _inFlight));
@@ -66,6 +80,27 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, ILo
             }
 
             _ = AnswerAsync(query, received, client);
+        }
+    }
+
+    private void RefuseTooLarge(byte[] query, SocketAddress client)
+    {
+        Span<byte> response = stackalloc byte[DnsMessage.MaxErrorResponseLength];
+        int length = DnsMessage.WriteFormErr(query.AsSpan(0, MaxQueryLength), response);
+        DnsLog.UdpQueryTooLarge(logger, MaxQueryLength, length > 0 ? "answered FORMERR" : "dropped");
+        metrics?.DnsQuery(length > 0 ? "formerr" : "dropped");
+        if (length <= 0)
+        {
+            return;
+        }
+
+        try
+        {
+            socket.SendTo(response[..length], SocketFlags.None, client);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // The client went away or we are stopping: nothing to answer to.
         }
     }
 

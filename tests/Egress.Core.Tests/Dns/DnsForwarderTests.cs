@@ -65,6 +65,25 @@ public sealed class DnsForwarderTests
     }
 
     [Test]
+    public async Task UdpQueryLargerThanTheListenersLimitGetsFormErrAndIsNotForwardedCutShort()
+    {
+        // Readable as a query for an allowed name if cut to its first 4,096 bytes.
+        byte[] query = DnsQueryBytes.BuildWithTrailingBytes(0x5000, "a.x.test", 5000);
+        byte[] answer = await _harness.UdpAsync(query);
+
+        byte[] expected = new byte[DnsMessage.MaxErrorResponseLength];
+        int length = DnsMessage.WriteFormErr(query, expected);
+        Assert.That(answer, Is.EqualTo(expected[..length]));
+        Assert.That(DnsQueryBytes.Rcode(answer), Is.EqualTo(1));
+        Assert.That(_upstream.Queries, Is.Empty);
+        Assert.That(_harness.EnclaveLog.Lines, Has.One.EqualTo("Warning: DNS query over UDP larger than 4096 bytes not forwarded: answered FORMERR"));
+
+        // A query of exactly the limit is still forwarded.
+        byte[] atLimit = await _harness.UdpAsync(DnsQueryBytes.BuildWithTrailingBytes(0x4096, "a.x.test", 4096));
+        Assert.That((DnsQueryBytes.Rcode(atLimit), DnsQueryBytes.AnswerCount(atLimit)), Is.EqualTo((0, 1)));
+    }
+
+    [Test]
     public async Task DeniedNameGetsNxDomainWithoutForwardingAndIsLoggedOnce()
     {
         byte[] query = DnsQueryBytes.Build(0x1111, "evil.example");

@@ -24,6 +24,14 @@ internal static class DnsQueryBytes
         return [.. head, .. record, .. new byte[rdLength]];
     }
 
+    /// <summary>A query for <paramref name="name"/> followed by zeros up to <paramref name="length"/> bytes (no
+    /// record counts them): what remains readable when such a datagram is cut short.</summary>
+    public static byte[] BuildWithTrailingBytes(ushort id, string name, int length)
+    {
+        byte[] query = Build(id, name);
+        return [.. query, .. new byte[length - query.Length]];
+    }
+
     public static int Rcode(byte[] response) => response[3] & 0x0F;
 
     public static int AnswerCount(byte[] response) => (response[6] << 8) | response[7];
