@@ -12,8 +12,9 @@ namespace Egress.Dns;
 /// sent with a synchronous, non-blocking <c>sendto</c> from whichever thread completed the query: no thread-pool
 /// hop, and no concurrent <see cref="Socket.SendToAsync(ReadOnlyMemory{byte}, SocketFlags, SocketAddress, CancellationToken)"/>
 /// on one socket (which, on .NET 10, intermittently throws NullReferenceException under load, losing the answer).
-/// A datagram larger than <see cref="MaxQueryLength"/> is never forwarded cut short: it is received into one byte
-/// more than that, so a longer one shows (the kernel drops the rest of a datagram that does not fit, MSG_TRUNC, which
+/// Datagrams are received into one buffer of one byte more than <see cref="MaxQueryLength"/> and each query copied
+/// into a pooled buffer of its own size. A datagram larger than <see cref="MaxQueryLength"/> is never forwarded cut
+/// short: it fills the receive buffer, so it shows (the kernel drops the rest of a datagram that does not fit, MSG_TRUNC, which
 /// .NET's ReceiveFrom does not report), and is answered FORMERR at once, from its header and question, without being
 /// forwarded (a real stub sends queries of a few hundred bytes; a client that sends more learns at once instead of
 /// timing out, and the FORMERR is never larger than the query, so nothing is amplified).
@@ -43,41 +44,42 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
             DnsLog.ReceiveFailed(logger, _name, ex.Message);
         }
 
+        // One byte more than the largest query forwarded: a datagram that fills it was longer.
+        byte[] datagram = new byte[MaxQueryLength + 1];
         while (!stopping.IsCancellationRequested)
         {
-            byte[] query = ArrayPool<byte>.Shared.Rent(MaxQueryLength + 1);
             var client = new SocketAddress(socket.AddressFamily);
             int received;
             try
             {
-                received = await socket.ReceiveFromAsync(query.AsMemory(0, MaxQueryLength + 1), SocketFlags.None, client, stopping).ConfigureAwait(false);
+                received = await socket.ReceiveFromAsync(datagram, SocketFlags.None, client, stopping).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException && stopping.IsCancellationRequested)
             {
-                ArrayPool<byte>.Shared.Return(query);
                 return;
             }
             catch (SocketException ex)
             {
                 // An ICMP error for an earlier answer, for one: keep serving.
-                ArrayPool<byte>.Shared.Return(query);
                 DnsLog.ReceiveFailed(logger, _name, ex.Message);
                 continue;
             }
 
             if (received > MaxQueryLength)
             {
-                RefuseTooLarge(query, client);
-                ArrayPool<byte>.Shared.Return(query);
+                RefuseTooLarge(datagram, client);
                 continue;
             }
 
             if (Interlocked.Increment(ref _inFlight) > MaxInFlight)
             {
                 DnsLog.Overloaded(logger, Interlocked.Decrement(ref _inFlight));
-                ArrayPool<byte>.Shared.Return(query);
                 continue;
             }
+
+            // Each query held only as long as it is: a few dozen bytes for most.
+            byte[] query = ArrayPool<byte>.Shared.Rent(received);
+            datagram.AsSpan(0, received).CopyTo(query);
 
             _ = AnswerAsync(query, received, client);
         }
