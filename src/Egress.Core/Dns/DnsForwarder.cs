@@ -78,7 +78,7 @@ public sealed class DnsForwarder : IAsyncDisposable
         {
             Socket udp = sockets[i];
             _udpSockets.Add(udp);
-            _udpLoops.Add(Task.Run(() => new DnsUdpListener(udp, _handler, _logger).RunAsync(_stopping.Token)));
+            _udpLoops.Add(Task.Run(() => new DnsUdpListener(udp, _handler, _options.Metrics, _logger).RunAsync(_stopping.Token)));
             var listener = new ConnectionListener(sockets[i + 1], $"dns {bound[i / 2]}", ServeTcpAsync, _logger);
             _tcpListeners.Add(listener);
             listener.Start();

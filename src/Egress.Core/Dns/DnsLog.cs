@@ -56,6 +56,9 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 316, Level = LogLevel.Warning, Message = "dns forwarder: {InFlight} queries in flight; dropped a UDP query")]
     public static partial void Overloaded(ILogger logger, int inFlight);
 
+    [LoggerMessage(EventId = 318, Level = LogLevel.Warning, Message = "DNS query over UDP larger than {Limit} bytes not forwarded: {Action}")]
+    public static partial void UdpQueryTooLarge(ILogger logger, int limit, string action);
+
     [LoggerMessage(EventId = 317, Level = LogLevel.Warning, Message = "DNS over TCP: the peer took no answer for {Seconds} s; closing the connection")]
     public static partial void PeerNotReading(ILogger logger, double seconds);
 }

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
+using Egress.Diagnostics;
 using Microsoft.Extensions.Logging;
 
 namespace Egress.Dns;
@@ -11,8 +12,14 @@ namespace Egress.Dns;
 /// sent with a synchronous, non-blocking <c>sendto</c> from whichever thread completed the query: no thread-pool
 /// hop, and no concurrent <see cref="Socket.SendToAsync(ReadOnlyMemory{byte}, SocketFlags, SocketAddress, CancellationToken)"/>
 /// on one socket (which, on .NET 10, intermittently throws NullReferenceException under load, losing the answer).
+/// Datagrams are received into one buffer of one byte more than <see cref="MaxQueryLength"/> and each query copied
+/// into a pooled buffer of its own size. A datagram larger than <see cref="MaxQueryLength"/> is never forwarded cut
+/// short: it fills the receive buffer, so it shows (the kernel drops the rest of a datagram that does not fit, MSG_TRUNC, which
+/// .NET's ReceiveFrom does not report), and is answered FORMERR at once, from its header and question, without being
+/// forwarded (a real stub sends queries of a few hundred bytes; a client that sends more learns at once instead of
+/// timing out, and the FORMERR is never larger than the query, so nothing is amplified).
 /// </summary>
-internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, ILogger logger)
+internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, EgressMetrics? metrics, ILogger logger)
 {
     /// <summary>The most queries answered at once per socket.</summary>
     public const int MaxInFlight = 4096;
@@ -20,7 +27,8 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, ILo
     /// <summary>The receive buffer asked for (the kernel caps it at net.core.rmem_max): absorbs bursts of queries.</summary>
     public const int ReceiveBufferBytes = 1 << 20;
 
-    private const int MaxQueryLength = 4096;
+    /// <summary>The largest UDP query forwarded.</summary>
+    public const int MaxQueryLength = 4096;
 
     private readonly EndPoint _name = socket.LocalEndPoint!;
     private int _inFlight;
@@ -36,36 +44,65 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, ILo
             DnsLog.ReceiveFailed(logger, _name, ex.Message);
         }
 
+        // One byte more than the largest query forwarded: a datagram that fills it was longer.
+        byte[] datagram = new byte[MaxQueryLength + 1];
         while (!stopping.IsCancellationRequested)
         {
-            byte[] query = ArrayPool<byte>.Shared.Rent(MaxQueryLength);
             var client = new SocketAddress(socket.AddressFamily);
             int received;
             try
             {
-                received = await socket.ReceiveFromAsync(query, SocketFlags.None, client, stopping).ConfigureAwait(false);
+                received = await socket.ReceiveFromAsync(datagram, SocketFlags.None, client, stopping).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException && stopping.IsCancellationRequested)
             {
-                ArrayPool<byte>.Shared.Return(query);
                 return;
             }
             catch (SocketException ex)
             {
                 // An ICMP error for an earlier answer, for one: keep serving.
-                ArrayPool<byte>.Shared.Return(query);
                 DnsLog.ReceiveFailed(logger, _name, ex.Message);
+                continue;
+            }
+
+            if (received > MaxQueryLength)
+            {
+                RefuseTooLarge(datagram, client);
                 continue;
             }
 
             if (Interlocked.Increment(ref _inFlight) > MaxInFlight)
             {
                 DnsLog.Overloaded(logger, Interlocked.Decrement(ref _inFlight));
-                ArrayPool<byte>.Shared.Return(query);
                 continue;
             }
 
+            // Each query held only as long as it is: a few dozen bytes for most.
+            byte[] query = ArrayPool<byte>.Shared.Rent(received);
+            datagram.AsSpan(0, received).CopyTo(query);
+
             _ = AnswerAsync(query, received, client);
+        }
+    }
+
+    private void RefuseTooLarge(byte[] query, SocketAddress client)
+    {
+        Span<byte> response = stackalloc byte[DnsMessage.MaxErrorResponseLength];
+        int length = DnsMessage.WriteFormErr(query.AsSpan(0, MaxQueryLength), response);
+        DnsLog.UdpQueryTooLarge(logger, MaxQueryLength, length > 0 ? "answered FORMERR" : "dropped");
+        metrics?.DnsQuery(length > 0 ? "formerr" : "dropped");
+        if (length <= 0)
+        {
+            return;
+        }
+
+        try
+        {
+            socket.SendTo(response[..length], SocketFlags.None, client);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // The client went away or we are stopping: nothing to answer to.
         }
     }
 

@@ -11,10 +11,16 @@ namespace Egress.Gateway;
 /// each attempt getting an equal share of what is left of the overall timeout. Toward the upstream the query
 /// carries a random ID, over a small rotating pool of connected UDP sockets with random source ports per upstream
 /// (<see cref="DnsUpstreamSocketPool"/>), and a UDP answer counts only when its ID and question match (anything else
-/// is ignored as spoofed or stray). Timeouts are enforced by one sweeper timer, not a timer per query.
+/// is ignored as spoofed or stray). Timeouts are enforced by one sweeper timer, not a timer per query. A query
+/// larger than a UDP datagram can carry (over <see cref="DnsForwarding.MaxUdpMessage"/> bytes, or refused by the
+/// kernel with EMSGSIZE) goes over TCP instead (RFC 7766: TCP carries up to 65,535 bytes); it never touches, let
+/// alone closes, a shared UDP socket.
 /// </summary>
 internal sealed class DnsUpstreamClient : IDisposable
 {
+    /// <summary>The UDP exchange's result when the kernel refused the query as too large (EMSGSIZE): TCP next.</summary>
+    private const int TooLargeForUdp = -4;
+
     private readonly IReadOnlyList<IPEndPoint> _upstreams;
     private readonly TimeSpan _timeout;
     private readonly TimeProvider _time;
@@ -38,13 +44,17 @@ internal sealed class DnsUpstreamClient : IDisposable
     /// <param name="query">The query.</param>
     /// <param name="response">Receives the answer (at least 65535 bytes), with the query's ID.</param>
     /// <param name="aborted">Ends the attempt at once.</param>
-    /// <returns>The answer's length, or -1 when no upstream answered in time.</returns>
+    /// <returns>The answer's length; <see cref="DnsUpstreamQuery.Failed"/> when no upstream answered in time;
+    /// <see cref="DnsUpstreamQuery.SocketFailed"/> when the last upstream tried failed with a socket error (refused,
+    /// unreachable) instead.</returns>
     public async ValueTask<int> ResolveAsync(Memory<byte> query, Memory<byte> response, CancellationToken aborted)
     {
         ushort originalId = DnsMessage.ReadId(query.Span);
         try
         {
             long start = _time.GetTimestamp();
+            int failure = DnsUpstreamQuery.Failed;
+            bool tcpOnly = IsTooLargeForUdp(query.Length);
             for (int i = 0; i < _pools.Length; i++)
             {
                 TimeSpan left = _timeout - _time.GetElapsedTime(start);
@@ -54,8 +64,8 @@ internal sealed class DnsUpstreamClient : IDisposable
                 }
 
                 TimeSpan share = left / (_pools.Length - i);
-                int length = await ExchangeUdpAsync(_pools[i], query, response, share, aborted).ConfigureAwait(false);
-                if (length > 0 && DnsMessage.IsTruncated(response.Span[..length]))
+                int length = tcpOnly ? TooLargeForUdp : await ExchangeUdpAsync(_pools[i], query, response, share, aborted).ConfigureAwait(false);
+                if (length == TooLargeForUdp || (length > 0 && DnsMessage.IsTruncated(response.Span[..length])))
                 {
                     length = await ExchangeTcpAsync(_pools[i].Upstream, query, response, share, aborted).ConfigureAwait(false);
                 }
@@ -65,15 +75,21 @@ internal sealed class DnsUpstreamClient : IDisposable
                     DnsMessage.WriteId(response.Span, originalId);
                     return length;
                 }
+
+                failure = length == DnsUpstreamQuery.SocketFailed ? length : DnsUpstreamQuery.Failed;
             }
 
-            return -1;
+            return failure;
         }
         finally
         {
             DnsMessage.WriteId(query.Span, originalId);
         }
     }
+
+    /// <summary>Whether a query of <paramref name="length"/> bytes is larger than a UDP datagram can carry
+    /// (65,507 bytes over IPv4; taken for IPv6 too), so it goes to the upstreams over TCP only.</summary>
+    public static bool IsTooLargeForUdp(int length) => length > DnsForwarding.MaxUdpMessage;
 
     /// <summary>Closes the sockets; queries in flight fail.</summary>
     public void Dispose()
@@ -92,9 +108,9 @@ internal sealed class DnsUpstreamClient : IDisposable
         DnsUpstreamQuery pending = DnsUpstreamQuery.Rent(query, response, deadline);
         try
         {
-            if (!pool.TrySend(pending))
+            if (!pool.TrySend(pending, out SocketError error))
             {
-                return -1;
+                return error == SocketError.MessageSize ? TooLargeForUdp : DnsUpstreamQuery.SocketFailed;
             }
 
             int result;

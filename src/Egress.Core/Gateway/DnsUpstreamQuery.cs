@@ -14,11 +14,14 @@ namespace Egress.Gateway;
 /// </summary>
 internal sealed class DnsUpstreamQuery : IValueTaskSource<int>, IThreadPoolWorkItem
 {
-    /// <summary>The result of a query that got no answer (timed out, or its socket failed).</summary>
+    /// <summary>The result of a query that got no answer in time.</summary>
     public const int Failed = -1;
 
     /// <summary>The result of a query ended by the abort token.</summary>
     public const int Aborted = -2;
+
+    /// <summary>The result of a query whose socket failed or closed (e.g. the upstream refused: ICMP port unreachable).</summary>
+    public const int SocketFailed = -3;
 
     private const int MaxPooled = 1024;
     private static readonly ConcurrentQueue<DnsUpstreamQuery> Pool = new();

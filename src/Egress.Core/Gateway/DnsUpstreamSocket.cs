@@ -10,8 +10,11 @@ namespace Egress.Gateway;
 /// from any other address or port), carrying many queries at once: each gets a random wire ID unused among the
 /// socket's pending queries, and a datagram completes a query only when its ID and question (QR set, name ignoring
 /// case, type, class) match that query; anything else is ignored as spoofed or stray. One receive loop delivers the
-/// answers. A socket error (e.g. ICMP port unreachable) fails every pending query at once and closes the socket. A
-/// retired socket takes no new queries and closes once its last pending query is done.
+/// answers. A send error about the message itself (EMSGSIZE: larger than UDP can carry; ENOBUFS or EAGAIN: no room
+/// for it just now) fails that send alone: the socket stays open and its other queries stay pending. Any other error
+/// (e.g. ICMP port unreachable reported as ECONNREFUSED) means the socket or its upstream is broken: every pending
+/// query fails at once with <see cref="DnsUpstreamQuery.SocketFailed"/> and the socket closes. A retired socket
+/// takes no new queries and closes once its last pending query is done.
 /// </summary>
 internal sealed class DnsUpstreamSocket : IDisposable
 {
@@ -84,8 +87,16 @@ internal sealed class DnsUpstreamSocket : IDisposable
     /// caller completes nothing; on true the receive loop, <see cref="Sweep"/>, <see cref="TryCancel"/> or a failure
     /// completes the query exactly once.
     /// </summary>
-    public bool TrySend(DnsUpstreamQuery query)
+    public bool TrySend(DnsUpstreamQuery query) => TrySend(query, out _);
+
+    /// <summary>
+    /// As <see cref="TrySend(DnsUpstreamQuery)"/>; <paramref name="error"/> is the send's error when the send itself
+    /// failed (<see cref="SocketError.MessageSize"/>: the query is too large for UDP, try TCP), otherwise
+    /// <see cref="SocketError.Success"/>.
+    /// </summary>
+    public bool TrySend(DnsUpstreamQuery query, out SocketError error)
     {
+        error = SocketError.Success;
         ushort id;
         lock (_lock)
         {
@@ -101,7 +112,6 @@ internal sealed class DnsUpstreamSocket : IDisposable
             Sent++;
         }
 
-        SocketError error;
         try
         {
             _socket.Send(query.Query.Span, SocketFlags.None, out error);
@@ -124,10 +134,23 @@ internal sealed class DnsUpstreamSocket : IDisposable
             }
         }
 
-        // E.g. a refusal (ICMP port unreachable) reported on this send: the upstream is not serving.
+        if (IsAboutTheMessage(error))
+        {
+            return false; // This query alone: the socket and its other pending queries are fine.
+        }
+
+        // E.g. a refusal (ICMP port unreachable) reported on this send: the upstream is not serving this socket.
         Close();
         return false;
     }
+
+    /// <summary>
+    /// Whether a send error concerns the message rather than the socket: EMSGSIZE (larger than a UDP datagram can
+    /// carry), ENOBUFS or EAGAIN (no buffer for it just now). Such an error must not close a socket other queries
+    /// share.
+    /// </summary>
+    public static bool IsAboutTheMessage(SocketError error) =>
+        error is SocketError.MessageSize or SocketError.NoBufferSpaceAvailable or SocketError.WouldBlock;
 
     /// <summary>Stops taking queries; the socket closes once its pending queries are done.</summary>
     public void Retire()
@@ -209,7 +232,7 @@ internal sealed class DnsUpstreamSocket : IDisposable
             _pending.Clear();
         }
 
-        FailCollected(DnsUpstreamQuery.Failed);
+        FailCollected(DnsUpstreamQuery.SocketFailed);
         _socket.Dispose();
     }
 

@@ -49,11 +49,19 @@ internal sealed class DnsUpstreamSocketPool : IDisposable
     public IPEndPoint Upstream => _upstream;
 
     /// <summary>
-    /// Sends <paramref name="query"/> on one of the sockets (see <see cref="DnsUpstreamSocket.TrySend"/>); false
+    /// Sends <paramref name="query"/> on one of the sockets (see <see cref="DnsUpstreamSocket.TrySend(DnsUpstreamQuery)"/>); false
     /// when no socket could take it (none could be opened, sending failed, or every wire ID of every socket is in use).
     /// </summary>
-    public bool TrySend(DnsUpstreamQuery query)
+    public bool TrySend(DnsUpstreamQuery query) => TrySend(query, out _);
+
+    /// <summary>
+    /// As <see cref="TrySend(DnsUpstreamQuery)"/>; when a send failed because of the message itself
+    /// (<see cref="DnsUpstreamSocket.IsAboutTheMessage"/>, e.g. <see cref="SocketError.MessageSize"/>) no other socket
+    /// is tried (each would fail the same way) and <paramref name="error"/> says why.
+    /// </summary>
+    public bool TrySend(DnsUpstreamQuery query, out SocketError error)
     {
+        error = SocketError.Success;
         for (int i = 0; i < _sockets.Length; i++)
         {
             int slot = (int)(Interlocked.Increment(ref _next) % (uint)_sockets.Length);
@@ -67,9 +75,14 @@ internal sealed class DnsUpstreamSocketPool : IDisposable
                 }
             }
 
-            if (socket.TrySend(query))
+            if (socket.TrySend(query, out error))
             {
                 return true;
+            }
+
+            if (DnsUpstreamSocket.IsAboutTheMessage(error))
+            {
+                return false;
             }
         }
 

@@ -64,8 +64,11 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 255, Level = LogLevel.Debug, Message = "DNS query on a tunnel stream not forwarded ({Reason}): {Action}")]
     public static partial void DnsNotForwarded(ILogger logger, string reason, string action);
 
-    [LoggerMessage(EventId = 256, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: none of {Count} upstreams answered in time")]
-    public static partial void DnsUpstreamFailed(ILogger logger, string name, string type, int count);
+    [LoggerMessage(EventId = 256, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: {Reason}")]
+    public static partial void DnsUpstreamFailed(ILogger logger, string name, string type, string reason);
+
+    [LoggerMessage(EventId = 258, Level = LogLevel.Warning, Message = "DNS {Name} {Type}: query too large for UDP ({Length} bytes); sent to the upstreams over TCP")]
+    public static partial void DnsQueryTooLargeForUdp(ILogger logger, string name, string type, int length);
 
     [LoggerMessage(EventId = 257, Level = LogLevel.Warning, Message = "no DNS upstreams: none configured and none found in the system's resolver configuration; DNS queries will get SERVFAIL")]
     public static partial void NoDnsUpstreams(ILogger logger);

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Egress.Diagnostics;
 using Egress.Dns;
 using Egress.Policy;
@@ -9,7 +10,8 @@ namespace Egress.Gateway;
 /// The parent's answer to each query on a tunnel DNS stream: the name is checked again with the parent's own
 /// policy (NXDOMAIN when denied, as in the enclave: a compromised enclave forwarder gains nothing), the query goes to the upstream
 /// resolvers, and the answered addresses are learned into the parent's own cache so its connect check allows
-/// them. SERVFAIL when no upstream answers in time.
+/// them. SERVFAIL when no upstream answers in time, with the reason logged. A query too large for UDP (only possible
+/// from a TCP client) goes to the upstreams over TCP, logged as such.
 /// </summary>
 internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient upstreams, EgressMetrics? metrics, ILogger logger, CancellationToken aborted) : IDnsAnswerer
 {
@@ -32,10 +34,22 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
             return DnsMessage.WriteDenied(query.Span, response.Span);
         }
 
+        bool tcpOnly = DnsUpstreamClient.IsTooLargeForUdp(query.Length);
+        if (tcpOnly)
+        {
+            GatewayLog.DnsQueryTooLargeForUdp(logger, question.Name, DnsTypeName.Of(question.Type), query.Length);
+        }
+
         int answer = await upstreams.ResolveAsync(query, response, aborted).ConfigureAwait(false);
         if (answer < 0)
         {
-            GatewayLog.DnsUpstreamFailed(logger, question.Name, DnsTypeName.Of(question.Type), upstreams.Upstreams.Count);
+            string why = (answer, tcpOnly) switch
+            {
+                (_, true) => $"query too large for UDP ({query.Length} bytes) and no upstream answered it over TCP in time",
+                (DnsUpstreamQuery.SocketFailed, _) => "the upstream refused or was unreachable (socket error)",
+                _ => "none of " + upstreams.Upstreams.Count.ToString(CultureInfo.InvariantCulture) + " upstreams answered in time",
+            };
+            GatewayLog.DnsUpstreamFailed(logger, question.Name, DnsTypeName.Of(question.Type), why);
             metrics?.DnsQuery("servfail");
             return DnsMessage.WriteServFail(query.Span, response.Span);
         }

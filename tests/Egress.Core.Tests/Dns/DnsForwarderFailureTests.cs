@@ -71,6 +71,24 @@ public sealed class DnsForwarderFailureTests
     }
 
     [Test]
+    public async Task RefusingOnlyUpstreamGivesServFailLoggedAsARefusalNotATimeout()
+    {
+        IPEndPoint dead;
+        using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
+        {
+            probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            dead = (IPEndPoint)probe.LocalEndPoint!;
+        }
+
+        // A parent timeout longer than the enclave's: only the refusal (ICMP port unreachable) can end it in time.
+        await using var harness = await DnsTunnelHarness.StartAsync([dead], parentTimeout: TimeSpan.FromMinutes(5));
+        byte[] query = DnsQueryBytes.Build(4, "api.y.test");
+
+        Assert.That(await harness.UdpAsync(query), Is.EqualTo(ServFail(query)));
+        Assert.That(harness.ParentLog.Lines, Has.One.EqualTo("Warning: SERVFAIL for DNS api.y.test A: the upstream refused or was unreachable (socket error)"));
+    }
+
+    [Test]
     public async Task TunnelStreamDyingMidFlightFailsPendingQueriesAndTheNextQueryReconnects()
     {
         await using var upstream = new FakeUpstreamDns(TestZone.Answer);

@@ -50,6 +50,40 @@ public sealed class DnsForwarderTests
     }
 
     [Test]
+    public async Task QueryTooLargeForUdpOverTcpGoesToTheUpstreamOverTcpAndIsLoggedWithItsSize()
+    {
+        byte[] query = DnsQueryBytes.BuildPadded(0x0D0D, "a.x.test", DnsForwarding.MaxUdpMessage + 1);
+        byte[] answer = await _harness.TcpAsync(query);
+
+        Assert.That((DnsMessage.ReadId(answer), DnsQueryBytes.Rcode(answer), DnsQueryBytes.AnswerCount(answer)), Is.EqualTo((0x0D0D, 0, 1)));
+        Assert.That(_upstream.Queries.Single(), Is.EqualTo(new FakeQuery("a.x.test", 1, true)));
+        Assert.That(_harness.ParentLog.Lines, Has.One.EqualTo("Warning: DNS a.x.test A: query too large for UDP (65508 bytes); sent to the upstreams over TCP"));
+
+        // The parent's shared UDP sockets still serve.
+        byte[] next = await _harness.UdpAsync(DnsQueryBytes.Build(0x0E0E, "a.x.test"));
+        Assert.That((DnsQueryBytes.Rcode(next), DnsQueryBytes.AnswerCount(next)), Is.EqualTo((0, 1)));
+    }
+
+    [Test]
+    public async Task UdpQueryLargerThanTheListenersLimitGetsFormErrAndIsNotForwardedCutShort()
+    {
+        // Readable as a query for an allowed name if cut to its first 4,096 bytes.
+        byte[] query = DnsQueryBytes.BuildWithTrailingBytes(0x5000, "a.x.test", 5000);
+        byte[] answer = await _harness.UdpAsync(query);
+
+        byte[] expected = new byte[DnsMessage.MaxErrorResponseLength];
+        int length = DnsMessage.WriteFormErr(query, expected);
+        Assert.That(answer, Is.EqualTo(expected[..length]));
+        Assert.That(DnsQueryBytes.Rcode(answer), Is.EqualTo(1));
+        Assert.That(_upstream.Queries, Is.Empty);
+        Assert.That(_harness.EnclaveLog.Lines, Has.One.EqualTo("Warning: DNS query over UDP larger than 4096 bytes not forwarded: answered FORMERR"));
+
+        // A query of exactly the limit is still forwarded.
+        byte[] atLimit = await _harness.UdpAsync(DnsQueryBytes.BuildWithTrailingBytes(0x4096, "a.x.test", 4096));
+        Assert.That((DnsQueryBytes.Rcode(atLimit), DnsQueryBytes.AnswerCount(atLimit)), Is.EqualTo((0, 1)));
+    }
+
+    [Test]
     public async Task DeniedNameGetsNxDomainWithoutForwardingAndIsLoggedOnce()
     {
         byte[] query = DnsQueryBytes.Build(0x1111, "evil.example");

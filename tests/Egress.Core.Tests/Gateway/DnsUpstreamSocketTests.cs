@@ -172,6 +172,64 @@ public sealed class DnsUpstreamSocketTests
     }
 
     [Test]
+    public async Task AQueryTooLargeForUdpFailsAloneWithoutClosingTheSharedSocketOrItsPendingQuery()
+    {
+        using var pool = new DnsUpstreamSocketPool(_upstreamEndPoint, new FakeTimeProvider(), socketCount: 1);
+        DnsUpstreamQuery normal = DnsUpstreamQuery.Rent(DnsQueryBytes.Build(1, "a.x.test"), new byte[65536], long.MaxValue);
+        Assert.That(pool.TrySend(normal), Is.True);
+        var (sent, from) = await ReceiveQueryAsync();
+        DnsUpstreamSocket shared = normal.Socket!;
+
+        // One byte over what a UDP datagram carries (65,507): the kernel refuses the send with EMSGSIZE.
+        byte[] huge = DnsQueryBytes.BuildPadded(2, "b.x.test", DnsForwarding.MaxUdpMessage + 1);
+        DnsUpstreamQuery oversize = DnsUpstreamQuery.Rent(huge, new byte[65536], long.MaxValue);
+        Assert.That(pool.TrySend(oversize), Is.False);
+        oversize.Return();
+        Assert.That((shared.IsClosed, shared.PendingCount), Is.EqualTo((false, 1)), "the shared socket and its pending query");
+
+        byte[] answer = AnswerTo(sent);
+        await _upstream.SendToAsync(answer, from);
+        Assert.That(normal.Response[..await normal.WaitAsync().AsTask().WaitAsync(Guard)].ToArray(), Is.EqualTo(answer));
+        normal.Return();
+
+        // The same socket (same source port) carries the next query.
+        DnsUpstreamQuery next = DnsUpstreamQuery.Rent(DnsQueryBytes.Build(3, "c.x.test"), new byte[65536], long.MaxValue);
+        Assert.That(pool.TrySend(next), Is.True);
+        Assert.That(next.Socket, Is.SameAs(shared));
+        var (_, nextFrom) = await ReceiveQueryAsync();
+        Assert.That(nextFrom, Is.EqualTo(from));
+        shared.TryCancel(next, DnsUpstreamQuery.Aborted);
+        await next.WaitAsync().AsTask().WaitAsync(Guard);
+        next.Return();
+    }
+
+    [Test]
+    public async Task ClientSendsAQueryTooLargeForUdpOverTcpWhileAPendingUdpQueryStillGetsItsAnswer()
+    {
+        await using var fake = new FakeUpstreamDns(TestZone.Answer);
+        using var client = new DnsUpstreamClient([fake.EndPoint], TimeSpan.FromMinutes(5), TimeProvider.System);
+        byte[] silentResponse = new byte[65536];
+        using var abort = new CancellationTokenSource();
+        Task<int> silent = client.ResolveAsync(DnsQueryBytes.Build(1, "slow.x.test"), silentResponse, abort.Token).AsTask();
+        while (fake.Queries.IsEmpty)
+        {
+            await Task.Delay(10);
+        }
+
+        byte[] response = new byte[65536];
+        byte[] huge = DnsQueryBytes.BuildPadded(0x6565, "a.x.test", DnsForwarding.MaxUdpMessage + 1);
+        int length = await client.ResolveAsync(huge, response, CancellationToken.None).AsTask().WaitAsync(Guard);
+        Assert.That(length, Is.GreaterThan(0));
+        Assert.That((DnsMessage.ReadId(response), DnsQueryBytes.Rcode(response[..length]), DnsQueryBytes.AnswerCount(response[..length])), Is.EqualTo((0x6565, 0, 1)));
+        Assert.That(fake.Queries, Is.EqualTo(new[] { new FakeQuery("slow.x.test", 1, false), new FakeQuery("a.x.test", 1, true) }));
+
+        // The UDP query pending meanwhile was not failed by the oversize one: only the abort ends it.
+        Assert.That(silent.IsCompleted, Is.False);
+        await abort.CancelAsync();
+        Assert.That(async () => await silent.WaitAsync(Guard), Throws.InstanceOf<OperationCanceledException>());
+    }
+
+    [Test]
     public async Task ClientAbortEndsAQueryTheUpstreamIgnores()
     {
         using var client = new DnsUpstreamClient([_upstreamEndPoint], TimeSpan.FromMinutes(5), TimeProvider.System);
