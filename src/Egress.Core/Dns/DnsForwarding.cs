@@ -80,7 +80,8 @@ internal static class DnsForwarding
     {
         if (!DnsHeader.TryRead(response, out DnsHeader header) || header.QdCount != 1
             || DnsName.Skip(response, DnsHeader.Length, out int nameEnd) != DnsParseError.None
-            || response.Length - nameEnd < 4)
+            || response.Length - nameEnd < 4
+            || DnsName.Skip(response[..nameEnd], DnsHeader.Length, out _) != DnsParseError.None)
         {
             return -1;
         }
@@ -93,8 +94,10 @@ internal static class DnsForwarding
             return -1;
         }
 
-        // Keep a prefix of whole records: compression pointers only point backwards, so every kept name stays
-        // readable. Stop at the first record that does not fit, cannot be read, or is the response's OPT.
+        // Keep a prefix of whole records. Every kept name must read within the kept prefix: pointers only point
+        // backwards, but a hostile name can point back into earlier bytes and run on from there past what is kept
+        // (found by the hostile-input properties). Stop at the first record that does not fit, cannot be read (in
+        // the whole response or in the prefix), or is the response's OPT.
         Span<ushort> kept = stackalloc ushort[3];
         ReadOnlySpan<int> counts = [header.AnCount, header.NsCount, header.ArCount];
         int section = 0;
@@ -112,7 +115,8 @@ internal static class DnsForwarding
             }
 
             int end = ownerEnd + RecordFixedLength + BinaryPrimitives.ReadUInt16BigEndian(response[(ownerEnd + 8)..]);
-            if (end > response.Length || end > room || BinaryPrimitives.ReadUInt16BigEndian(response[ownerEnd..]) == OptType)
+            if (end > response.Length || end > room || BinaryPrimitives.ReadUInt16BigEndian(response[ownerEnd..]) == OptType
+                || DnsName.Skip(response[..end], length, out _) != DnsParseError.None)
             {
                 break;
             }

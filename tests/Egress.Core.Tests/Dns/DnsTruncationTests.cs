@@ -50,6 +50,26 @@ public sealed class DnsTruncationTests
     }
 
     [Test]
+    public void ARecordWhoseOwnerNameReadsPastTheKeptPrefixIsNotKept()
+    {
+        // Found by DnsHostileInputProperties (a mutated www.b.test answer): answer 1's owner is a pointer back into
+        // the question's type and class, from where the name runs on through answer 1 and into answer 2. Answer 2
+        // is not kept (the OPT record takes its place), so answer 1, kept, would no longer read back.
+        byte[] response = Convert.FromHexString(
+            "100485800001000300000000046465F870016204746573740000010001C01A000500010000003C000C037777770162047465737414"
+            + "C029000500010000007800080163047465737400C0410001000100000E100004C612000B");
+        byte[] query = DnsMessageBuilder.Query(ar: 1).Question("a.test").Opt(512, 0).ToArray();
+        byte[] destination = new byte[2048];
+
+        int length = DnsForwarding.WriteTruncated(query, 24, response, 512, destination);
+
+        byte[] answer = destination.AsSpan(0, length).ToArray();
+        Assert.That(DnsName.Skip(answer, DnsHeader.Length, out int questionEnd), Is.EqualTo(DnsParseError.None));
+        Assert.That(DnsMessage.ReadEdns(answer, questionEnd + 4).State, Is.EqualTo(DnsEdnsState.Present), "the truncated answer reads back");
+        Assert.That(Convert.ToHexStringLower(answer, 6, 6), Is.EqualTo("000000000001"), "no answer record kept; the OPT record");
+    }
+
+    [Test]
     public void TheAnswerInPlaceOfTheResponseIsTheSame()
     {
         // The forwarder writes the truncated answer over the response it holds.
