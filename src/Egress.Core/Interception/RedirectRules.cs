@@ -16,7 +16,7 @@ public static class RedirectRules
     /// <summary>The proxy port used when none is configured.</summary>
     public const int DefaultProxyPort = 4444;
 
-    /// <summary>The steps for a proxy on 127.0.0.1 and [::1], in the order they are applied (removal runs them in reverse).</summary>
+    /// <summary>The steps for a proxy on 127.0.0.1 and [::1] at one port (<see cref="ForProxyListen"/> with those two endpoints), in the order they are applied (removal runs them in reverse).</summary>
     /// <param name="proxyPort">The port the proxy listens on, on 127.0.0.1 and [::1].</param>
     /// <returns>The IPv4 and IPv6 steps.</returns>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="proxyPort"/> is not 1–65535.</exception>
@@ -24,7 +24,7 @@ public static class RedirectRules
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(proxyPort, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(proxyPort, 65535);
-        return Build(new IPEndPoint(IPAddress.Loopback, proxyPort), new IPEndPoint(IPAddress.IPv6Loopback, proxyPort));
+        return ForProxyListen([new IPEndPoint(IPAddress.Loopback, proxyPort), new IPEndPoint(IPAddress.IPv6Loopback, proxyPort)]);
     }
 
     /// <summary>
@@ -99,41 +99,26 @@ public static class RedirectRules
     private static bool IsUnspecified(IPAddress address) =>
         address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
 
-    private static RedirectRule[] Build(IPEndPoint? ipv4Target, IPEndPoint? ipv6Target, bool ipv4Refused = false, bool ipv6Refused = false)
+    private static RedirectRule[] Build(IPEndPoint ipv4Target, IPEndPoint ipv6Target, bool ipv4Refused, bool ipv6Refused)
     {
         const string Refused = " (the proxy does not listen in this family: refused there)";
-        var rules = new List<RedirectRule>(6);
-        if (ipv4Target is not null)
-        {
-            rules.Add(Route("IPv4 default route via loopback", ipv6: false, ["route"], ["default", "via", "127.0.0.1", "dev", "lo"]));
-        }
-
-        if (ipv6Target is not null)
-        {
-            rules.Add(Route("IPv6 default route via loopback", ipv6: true, ["-6", "route"], ["default", "dev", "lo"]));
-        }
-
-        if (ipv4Target is not null)
-        {
-            rules.Add(Netfilter(
+        return
+        [
+            Route("IPv4 default route via loopback", ipv6: false, ["route"], ["default", "via", "127.0.0.1", "dev", "lo"]),
+            Route("IPv6 default route via loopback", ipv6: true, ["-6", "route"], ["default", "dev", "lo"]),
+            Netfilter(
                 "redirect all IPv4 TCP not to loopback to the proxy" + (ipv4Refused ? Refused : string.Empty), "iptables", "OUTPUT",
-                ["-p", "tcp", "!", "-d", "127.0.0.0/8", "-j", "DNAT", "--to-destination", ipv4Target.ToString()]));
-            rules.Add(Netfilter(
+                ["-p", "tcp", "!", "-d", "127.0.0.0/8", "-j", "DNAT", "--to-destination", ipv4Target.ToString()]),
+            Netfilter(
                 "give redirected IPv4 connections a loopback source", "iptables", "POSTROUTING",
-                ["-o", "lo", "-s", "0.0.0.0/32", "-j", "SNAT", "--to-source", "127.0.0.1"]));
-        }
-
-        if (ipv6Target is not null)
-        {
-            rules.Add(Netfilter(
+                ["-o", "lo", "-s", "0.0.0.0/32", "-j", "SNAT", "--to-source", "127.0.0.1"]),
+            Netfilter(
                 "redirect all IPv6 TCP not to loopback to the proxy" + (ipv6Refused ? Refused : string.Empty), "ip6tables", "OUTPUT",
-                ["-p", "tcp", "!", "-d", "::1/128", "-j", "DNAT", "--to-destination", ipv6Target.ToString()]));
-            rules.Add(Netfilter(
+                ["-p", "tcp", "!", "-d", "::1/128", "-j", "DNAT", "--to-destination", ipv6Target.ToString()]),
+            Netfilter(
                 "give redirected IPv6 connections a loopback source", "ip6tables", "POSTROUTING",
-                ["-o", "lo", "-s", "::/128", "-j", "SNAT", "--to-source", "::1"]));
-        }
-
-        return [.. rules];
+                ["-o", "lo", "-s", "::/128", "-j", "SNAT", "--to-source", "::1"]),
+        ];
     }
 
     private static RedirectRule Route(string description, bool ipv6, string[] prefix, string[] route) =>
