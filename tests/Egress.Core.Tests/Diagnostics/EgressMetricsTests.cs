@@ -71,10 +71,10 @@ public sealed class EgressMetricsTests
         Assert.Multiple(() =>
         {
             Assert.That(connection.Value, Is.EqualTo(1));
-            Assert.That(connection.Tags, Is.EquivalentTo(Tags(("egress.side", "parent"), ("egress.outcome", "allowed"), ("egress.reason", "StaticEntry"))));
+            Assert.That(connection.Tags, Is.EquivalentTo(Tags(("egress.side", "parent"), ("egress.outcome", "allowed"), ("egress.reason", "static_entry"))));
             Assert.That(active.GetMeasurementSnapshot().Select(m => m.Value), Is.EqualTo(new long[] { 1, -1 }));
             Assert.That(bytes.GetMeasurementSnapshot().Select(m => (m.Value, m.Tags["egress.direction"])), Is.EquivalentTo(new[] { (1000L, (object?)"out"), (1000L, "in") }));
-            Assert.That(duration.LastMeasurement!.Tags["egress.cause"], Is.EqualTo("BothCompleted"));
+            Assert.That(duration.LastMeasurement!.Tags["egress.cause"], Is.EqualTo("both_completed"));
             Assert.That(duration.LastMeasurement.Value, Is.GreaterThan(0));
         });
     }
@@ -93,7 +93,7 @@ public sealed class EgressMetricsTests
         await RequestAsync(TunnelRequest.ForTcp(closed));
 
         var seen = connections.GetMeasurementSnapshot().Select(m => ((string?)m.Tags["egress.outcome"], (string?)m.Tags["egress.reason"], m.Value));
-        Assert.That(seen, Is.EqualTo(new[] { ("denied", "InternalRange", 1L), ("failed", "ConnectionRefused", 1L) }));
+        Assert.That(seen, Is.EqualTo(new[] { ("denied", "internal_range", 1L), ("failed", "connection_refused", 1L) }));
     }
 
     [Test]
@@ -161,7 +161,7 @@ public sealed class EgressMetricsTests
             await connections.WaitForMeasurementsAsync(1).WaitAsync(HangGuard);
         }
 
-        Assert.That(connections.LastMeasurement!.Tags, Is.EquivalentTo(Tags(("egress.side", "enclave"), ("egress.outcome", "failed"), ("egress.reason", "NotRedirected"))));
+        Assert.That(connections.LastMeasurement!.Tags, Is.EquivalentTo(Tags(("egress.side", "enclave"), ("egress.outcome", "failed"), ("egress.reason", "not_redirected"))));
     }
 
     [Test]
