@@ -9,14 +9,14 @@ public sealed class ConnectionListenerTests
 {
     private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(10);
 
-    private CollectingLoggerFactory _logs = null!;
+    private LogCapture _logs = null!;
     private ILogger _logger = null!;
 
     [SetUp]
     public void CreateLogger()
     {
-        _logs = new CollectingLoggerFactory();
-        _logger = _logs.CreateLogger("test");
+        _logs = new LogCapture();
+        _logger = _logs.Factory.CreateLogger("test");
     }
 
     [TearDown]

@@ -22,7 +22,7 @@ public sealed class EgressMetricsTests
 
     private string _directory = null!;
     private TunnelEndpoint _endpoint = null!;
-    private CollectingLoggerFactory _logs = null!;
+    private LogCapture _logs = null!;
     private TestMeterFactory _meters = null!;
     private TunnelGateway? _gateway;
 
@@ -31,7 +31,7 @@ public sealed class EgressMetricsTests
     {
         _directory = Directory.CreateTempSubdirectory("egress-metrics-").FullName;
         _endpoint = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
-        _logs = new CollectingLoggerFactory();
+        _logs = new LogCapture();
         _meters = new TestMeterFactory();
     }
 
@@ -145,7 +145,7 @@ public sealed class EgressMetricsTests
             Tunnel = _endpoint,
             Metrics = new EgressMetrics(_meters, "enclave"),
         };
-        await using (var proxy = new EgressProxy(options, EgressPolicy.Create(true, [], new AllowlistCache(new AllowlistCacheOptions())), _logs))
+        await using (var proxy = new EgressProxy(options, EgressPolicy.Create(true, [], new AllowlistCache(new AllowlistCacheOptions())), _logs.Factory))
         {
             proxy.Start();
             using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
@@ -203,7 +203,7 @@ public sealed class EgressMetricsTests
             DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 9)],
             Metrics = new EgressMetrics(_meters, "parent"),
         };
-        _gateway = new TunnelGateway(options, policy, _logs);
+        _gateway = new TunnelGateway(options, policy, _logs.Factory);
         _gateway.Start();
     }
 

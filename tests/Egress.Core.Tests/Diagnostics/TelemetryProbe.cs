@@ -17,24 +17,22 @@ internal sealed class TelemetryProbe : IDisposable
 
     public TelemetryProbe(string side)
     {
-        Logs = new FakeLogCollector();
-        Logger = new FakeLogger(Logs);
-        LoggerFactory = Microsoft.Extensions.Logging.LoggerFactory.Create(builder => builder.AddProvider(new FakeLoggerProvider(Logs)).SetMinimumLevel(LogLevel.Trace));
+        Logger = new FakeLogger(Logs.Collector);
         Metrics = new EgressMetrics(_meters, side);
         _connections = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.connections");
         _tunnelErrors = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.tunnel.errors");
     }
 
-    public FakeLogCollector Logs { get; }
+    public LogCapture Logs { get; } = new();
 
     public FakeLogger Logger { get; }
 
-    public ILoggerFactory LoggerFactory { get; }
+    public ILoggerFactory LoggerFactory => Logs.Factory;
 
     public EgressMetrics Metrics { get; }
 
     /// <summary>The event ids logged so far, in order.</summary>
-    public IReadOnlyList<int> EventIds => [.. Logs.GetSnapshot().Select(r => r.Id.Id)];
+    public IReadOnlyList<int> EventIds => Logs.EventIds;
 
     /// <summary>Every <c>egress.connections</c> count so far as (outcome, reason).</summary>
     public IReadOnlyList<(string? Outcome, string? Reason)> Connections =>
@@ -44,25 +42,13 @@ internal sealed class TelemetryProbe : IDisposable
     public IReadOnlyList<string?> TunnelErrors => [.. _tunnelErrors.GetMeasurementSnapshot().Select(m => (string?)m.Tags["egress.error"])];
 
     /// <summary>Waits until a record with <paramref name="eventId"/> is logged (logged after the socket work it describes).</summary>
-    public async Task WaitForEventAsync(int eventId)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!EventIds.Contains(eventId))
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                Assert.Fail($"event {eventId} was not logged; events: {string.Join(", ", EventIds)}");
-            }
-
-            await Task.Delay(10);
-        }
-    }
+    public Task WaitForEventAsync(int eventId) => Logs.WaitForEventAsync(eventId);
 
     public void Dispose()
     {
         _connections.Dispose();
         _tunnelErrors.Dispose();
-        LoggerFactory.Dispose();
+        Logs.Dispose();
         _meters.Dispose();
     }
 }

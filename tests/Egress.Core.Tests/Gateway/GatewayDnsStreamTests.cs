@@ -18,7 +18,7 @@ public sealed class GatewayDnsStreamTests
     private string _directory = null!;
     private TunnelGateway _gateway = null!;
     private EgressPolicy _policy = null!;
-    private CapturingLoggerFactory _log = null!;
+    private LogCapture _log = null!;
     private TunnelEndpoint _tunnel = null!;
 
     [SetUp]
@@ -28,8 +28,8 @@ public sealed class GatewayDnsStreamTests
         _directory = Directory.CreateTempSubdirectory("egress-gwdns-").FullName;
         _tunnel = TunnelEndpoint.Parse("unix:" + Path.Combine(_directory, "t.sock"));
         _policy = EgressPolicy.Create(true, DnsTunnelHarness.Destinations, new AllowlistCache());
-        _log = new CapturingLoggerFactory();
-        _gateway = new TunnelGateway(new TunnelGatewayOptions { Listen = _tunnel, DnsUpstreams = [_upstream.EndPoint] }, _policy, _log);
+        _log = new LogCapture();
+        _gateway = new TunnelGateway(new TunnelGatewayOptions { Listen = _tunnel, DnsUpstreams = [_upstream.EndPoint] }, _policy, _log.Factory);
         _gateway.Start();
     }
 

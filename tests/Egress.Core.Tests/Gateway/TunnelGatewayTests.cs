@@ -17,7 +17,7 @@ public sealed class TunnelGatewayTests
 
     private string _directory = null!;
     private TunnelEndpoint _endpoint = null!;
-    private CollectingLoggerFactory _logs = null!;
+    private LogCapture _logs = null!;
     private TunnelGateway? _gateway;
 
     [SetUp]
@@ -25,7 +25,7 @@ public sealed class TunnelGatewayTests
     {
         _directory = Directory.CreateTempSubdirectory("egress-gw-").FullName;
         _endpoint = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
-        _logs = new CollectingLoggerFactory();
+        _logs = new LogCapture();
     }
 
     [TearDown]
@@ -308,7 +308,7 @@ public sealed class TunnelGatewayTests
             ShutdownDrain = drain ?? TimeSpan.FromSeconds(5),
             MaxStreams = maxStreams,
         };
-        _gateway = new TunnelGateway(options, policy, _logs);
+        _gateway = new TunnelGateway(options, policy, _logs.Factory);
         _gateway.Start();
     }
 

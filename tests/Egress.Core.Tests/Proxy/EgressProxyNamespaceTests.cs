@@ -29,8 +29,8 @@ public sealed class EgressProxyNamespaceTests
     private IPAddress _hostAddress = null!;
     private int _proxyPort;
     private string _directory = null!;
-    private CollectingLoggerFactory _enclaveLogs = null!;
-    private CollectingLoggerFactory _hostLogs = null!;
+    private LogCapture _enclaveLogs = null!;
+    private LogCapture _hostLogs = null!;
     private TunnelGateway? _gateway;
     private EgressProxy? _proxy;
 
@@ -72,8 +72,8 @@ public sealed class EgressProxyNamespaceTests
     public void CreateDirectory()
     {
         _directory = Directory.CreateTempSubdirectory("egress-e2e-").FullName;
-        _enclaveLogs = new CollectingLoggerFactory();
-        _hostLogs = new CollectingLoggerFactory();
+        _enclaveLogs = new LogCapture();
+        _hostLogs = new LogCapture();
     }
 
     [TearDown]
@@ -225,7 +225,7 @@ public sealed class EgressProxyNamespaceTests
     {
         var tunnel = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
         var options = new TunnelGatewayOptions { Listen = tunnel, ConnectTimeout = TimeSpan.FromSeconds(2) };
-        _gateway = new TunnelGateway(options, Policy(destinations), _hostLogs);
+        _gateway = new TunnelGateway(options, Policy(destinations), _hostLogs.Factory);
         _gateway.Start();
         return tunnel;
     }
@@ -239,7 +239,7 @@ public sealed class EgressProxyNamespaceTests
             StatusTimeout = statusTimeout ?? TimeSpan.FromSeconds(5),
             ShutdownDrain = drain ?? TimeSpan.FromSeconds(5),
         };
-        _proxy = new EgressProxy(options, Policy(destinations), _enclaveLogs);
+        _proxy = new EgressProxy(options, Policy(destinations), _enclaveLogs.Factory);
         // The listening socket is created by Start: run it inside the namespace (a socket keeps its namespace).
         _namespace!.InNamespace(() =>
         {
