@@ -28,6 +28,11 @@ internal sealed class LogCapture : IDisposable
     /// <summary>Gets the event ids logged so far, in order.</summary>
     public IReadOnlyList<int> EventIds => [.. Records.Select(r => r.Id.Id)];
 
+    /// <summary>The value of <paramref name="key"/> (a message template's hole, e.g. <c>Name</c>) in every record with
+    /// <paramref name="eventId"/>, in order: what a log line says, without matching its text.</summary>
+    public IReadOnlyList<string?> Values(int eventId, string key) =>
+        [.. Records.Where(r => r.Id.Id == eventId).Select(r => r.GetStructuredStateValue(key))];
+
     /// <summary>Gets every record as <c>Level: message</c> (plus <c> | exception type: message</c>), for the tests
     /// whose point is the text of a line.</summary>
     public IReadOnlyList<string> Lines => [.. Records.Select(Format)];

@@ -38,7 +38,7 @@ public sealed class EgressProxyTests
             string line = await logs.WaitForLineAsync("refused connection");
             Assert.That(line, Does.StartWith($"Warning: refused connection from {client.LocalEndPoint}: not redirected (NotRedirected: "));
             Assert.That(line, Does.EndWith("); connect through the DNAT rule, not to the proxy port"));
-            Assert.That(logs.Lines, Does.Contain($"Information: proxy listening on {proxy.LocalEndPoints[0]}, tunnel {options.Tunnel}"));
+            Assert.That(logs.Values(101, "EndPoint"), Is.EqualTo(new[] { $"{proxy.LocalEndPoints[0]}" }), "listening logged");
         }
         finally
         {
