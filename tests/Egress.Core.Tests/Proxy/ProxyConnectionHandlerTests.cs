@@ -161,6 +161,23 @@ public sealed class ProxyConnectionHandlerTests
     }
 
     [Test]
+    public async Task ParentThatClosesWithoutAnsweringIsABadResponse()
+    {
+        var handling = Handler(Redirected(Listed)).HandleAsync(_accepted, CancellationToken.None);
+        using (Socket parent = await AcceptTunnelAsync())
+        {
+            await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+            parent.Shutdown(SocketShutdown.Send);
+        }
+
+        var result = await handling.WaitAsync(HangGuard);
+
+        await AssertOutcomeAsync(result, ConnectionOutcome.BadParentResponse, ("failed", "bad_parent_response"), eventId: 107, reset: true);
+        Assert.That(result.ReadResult, Is.EqualTo(TunnelReadResult.TruncatedStream));
+        Assert.That(_probe.TunnelErrors, Is.EqualTo(new[] { "bad_response" }));
+    }
+
+    [Test]
     public async Task ParentSilentBeyondTheStatusTimeoutTimesOut()
     {
         var handling = Handler(Redirected(Listed)).HandleAsync(_accepted, CancellationToken.None);
