@@ -16,6 +16,7 @@ namespace Egress.Tunnel;
 public sealed class TunnelClient
 {
     private readonly TimeProvider _timeProvider;
+    private readonly Func<CancellationToken, ValueTask<Socket>> _connect;
 
     /// <summary>Creates a client for the parent at <paramref name="parent"/>.</summary>
     /// <param name="parent">Where the parent accepts tunnel streams, e.g. <c>vsock://3:4433</c>.</param>
@@ -27,6 +28,12 @@ public sealed class TunnelClient
     /// <exception cref="ArgumentNullException"><paramref name="parent"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="statusTimeout"/> is zero or negative.</exception>
     public TunnelClient(TunnelEndpoint parent, TimeSpan? statusTimeout = null, TimeProvider? timeProvider = null)
+        : this(parent, statusTimeout, timeProvider, connect: null)
+    {
+    }
+
+    /// <summary>The public constructor with the stream's connect injectable (tests: a fake that fails or hangs).</summary>
+    internal TunnelClient(TunnelEndpoint parent, TimeSpan? statusTimeout, TimeProvider? timeProvider, Func<CancellationToken, ValueTask<Socket>>? connect)
     {
         ArgumentNullException.ThrowIfNull(parent);
         var timeout = statusTimeout ?? TimeSpan.FromSeconds(10);
@@ -34,6 +41,7 @@ public sealed class TunnelClient
         Parent = parent;
         StatusTimeout = timeout;
         _timeProvider = timeProvider ?? TimeProvider.System;
+        _connect = connect ?? parent.ConnectAsync;
     }
 
     /// <summary>Gets where tunnel streams are opened.</summary>
@@ -78,7 +86,7 @@ public sealed class TunnelClient
         Socket socket;
         try
         {
-            socket = await Parent.ConnectAsync(timeout.Token).ConfigureAwait(false);
+            socket = await _connect(timeout.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -102,7 +110,7 @@ public sealed class TunnelClient
 
             return result == TunnelReadResult.Complete
                 ? new TunnelConnectResult(TunnelConnectError.Refused, response.Status, response.Detail, null, default)
-                : TunnelConnectResult.Failed(TunnelConnectError.BadResponse, result.ToString());
+                : new TunnelConnectResult(TunnelConnectError.BadResponse, null, result.ToString(), null, default) { ReadResult = result };
         }
         catch (OperationCanceledException)
         {

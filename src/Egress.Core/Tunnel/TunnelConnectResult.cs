@@ -39,6 +39,9 @@ public sealed class TunnelConnectResult
     /// </summary>
     public ReadOnlyMemory<byte> ReceivedAfterStatus { get; }
 
+    /// <summary>Gets the header defect for <see cref="TunnelConnectError.BadResponse"/>; Complete otherwise.</summary>
+    internal TunnelReadResult ReadResult { get; init; } = TunnelReadResult.Complete;
+
     internal static TunnelConnectResult Failed(TunnelConnectError error, string? detail) => new(error, null, detail, null, default);
 
     /// <inheritdoc />
