@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Egress.Connections;
 using Egress.Policy;
-using Egress.Relay;
+using Egress.Sockets;
 using Microsoft.Extensions.Logging;
 using Pipelines.Sockets.Unofficial;
 
@@ -177,7 +177,7 @@ public sealed class DnsForwarder : IAsyncDisposable
 
     private async Task ServeTcpAsync(Socket socket, CancellationToken aborted)
     {
-        SocketConnection connection = SocketConnection.Create(socket);
+        SocketConnection connection = SocketPipe.Create(socket);
         try
         {
             await DnsFramedConnection.ServeAsync(
@@ -186,7 +186,7 @@ public sealed class DnsForwarder : IAsyncDisposable
         finally
         {
             using var closing = new CancellationTokenSource(CloseDeadline);
-            await RelayPipes.CloseAsync(connection, closing.Token).ConfigureAwait(false);
+            await SocketPipe.CloseAsync(connection, closing.Token).ConfigureAwait(false);
         }
     }
 }

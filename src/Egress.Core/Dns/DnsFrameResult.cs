@@ -11,4 +11,7 @@ public enum DnsFrameResult
 
     /// <summary>The frame declares a length of 0, which no DNS message has; the stream should be closed.</summary>
     Empty,
+
+    /// <summary>The frame declares a length above the reader's limit; the stream should be closed.</summary>
+    TooLarge,
 }

@@ -5,8 +5,10 @@ namespace Egress.Dns;
 
 /// <summary>
 /// DNS-over-TCP framing (RFC 1035 section 4.2.2): each message is preceded by its length as a big-endian
-/// 16-bit integer. Used on tunnel DNS streams in both directions. A zero length is a protocol error: it is never
-/// written and is reported as <see cref="DnsFrameResult.Empty"/> when read.
+/// 16-bit integer (RFC 7766 section 8). The one framer of every DNS stream: client DNS-over-TCP connections, tunnel
+/// DNS streams in both directions and TCP to the upstream resolvers (streams read it through
+/// <see cref="DnsFrameReader"/>). A zero length is a protocol error: it is never written and is reported as
+/// <see cref="DnsFrameResult.Empty"/> when read.
 /// </summary>
 public static class DnsTcpFraming
 {
@@ -26,7 +28,15 @@ public static class DnsTcpFraming
     /// <see cref="DnsFrameResult.Complete"/>, <see cref="DnsFrameResult.Incomplete"/>, or
     /// <see cref="DnsFrameResult.Empty"/> for a zero-length frame.
     /// </returns>
-    public static DnsFrameResult TryReadMessage(ref ReadOnlySequence<byte> buffer, out ReadOnlySequence<byte> message)
+    public static DnsFrameResult TryReadMessage(ref ReadOnlySequence<byte> buffer, out ReadOnlySequence<byte> message) =>
+        TryReadMessage(ref buffer, MaxMessageLength, out message);
+
+    /// <summary>
+    /// As <see cref="TryReadMessage(ref ReadOnlySequence{byte}, out ReadOnlySequence{byte})"/>, and
+    /// <see cref="DnsFrameResult.TooLarge"/> (buffer untouched) as soon as the prefix declares more than
+    /// <paramref name="maxMessageLength"/> bytes, before the message itself has arrived.
+    /// </summary>
+    internal static DnsFrameResult TryReadMessage(ref ReadOnlySequence<byte> buffer, int maxMessageLength, out ReadOnlySequence<byte> message)
     {
         message = default;
         var reader = new SequenceReader<byte>(buffer);
@@ -39,6 +49,11 @@ public static class DnsTcpFraming
         if (length == 0)
         {
             return DnsFrameResult.Empty;
+        }
+
+        if (length > maxMessageLength)
+        {
+            return DnsFrameResult.TooLarge;
         }
 
         if (reader.Remaining < length)

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
-using Egress.Relay;
+using Egress.Sockets;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 using Pipelines.Sockets.Unofficial;
@@ -164,7 +164,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
             using var timeout = new CancellationTokenSource(options.StatusTimeout, options.TimeProvider);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, stopping);
             Socket socket = await options.Tunnel.ConnectAsync(linked.Token).ConfigureAwait(false);
-            connection = RelayPipes.CreateConnection(socket);
+            connection = SocketPipe.Create(socket);
             TunnelCodec.WriteRequest(connection.Output, TunnelRequest.ForDns());
             await connection.Output.FlushAsync(linked.Token).ConfigureAwait(false);
             var (result, response) = await TunnelCodec.ReadResponseAsync(connection.Input, linked.Token).ConfigureAwait(false);
@@ -202,31 +202,22 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
 
     private async Task ReadLoopAsync(SocketConnection connection)
     {
-        string reason = "the parent closed the stream";
+        string reason;
+        var frames = new DnsFrameReader(connection.Input);
         try
         {
-            while (true)
+            DnsStreamRead read;
+            while ((read = await frames.ReadAsync(stopping).ConfigureAwait(false)) == DnsStreamRead.Message)
             {
-                ReadResult read = await connection.Input.ReadAsync(stopping).ConfigureAwait(false);
-                ReadOnlySequence<byte> buffer = read.Buffer;
-                DnsFrameResult frame;
-                while ((frame = DnsTcpFraming.TryReadMessage(ref buffer, out ReadOnlySequence<byte> message)) == DnsFrameResult.Complete)
-                {
-                    Deliver(message);
-                }
-
-                connection.Input.AdvanceTo(buffer.Start, buffer.End);
-                if (frame == DnsFrameResult.Empty)
-                {
-                    reason = "the parent sent an empty frame";
-                    break;
-                }
-
-                if (read.IsCompleted || read.IsCanceled)
-                {
-                    break;
-                }
+                Deliver(frames.Message);
             }
+
+            reason = read switch
+            {
+                DnsStreamRead.EmptyFrame => "the parent sent an empty frame",
+                DnsStreamRead.Truncated => "the parent closed the stream in the middle of a frame",
+                _ => "the parent closed the stream",
+            };
         }
         catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or InvalidOperationException
             or ConnectionResetException or ConnectionAbortedException or OperationCanceledException)
@@ -287,7 +278,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
             DnsLog.StreamFailed(logger, index, reason, failed);
         }
 
-        RelayPipes.Reset(connection.Socket);
+        SocketReset.Reset(connection.Socket);
         connection.Dispose();
     }
 

@@ -1,7 +1,9 @@
-using System.Buffers.Binary;
+using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using Egress.Dns;
+using Egress.Sockets;
+using Pipelines.Sockets.Unofficial;
 
 namespace Egress.Gateway;
 
@@ -145,51 +147,44 @@ internal sealed class DnsUpstreamClient : IDisposable
 
     private async ValueTask<int> ExchangeTcpAsync(IPEndPoint upstream, ReadOnlyMemory<byte> query, Memory<byte> response, TimeSpan limit, CancellationToken aborted)
     {
-        using var socket = new Socket(upstream.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var socket = new Socket(upstream.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        SocketConnection? connection = null;
         using var deadline = new CancellationTokenSource(limit, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, aborted);
         try
         {
             await socket.ConnectAsync(upstream, linked.Token).ConfigureAwait(false);
-            byte[] frame = new byte[DnsTcpFraming.PrefixLength + query.Length];
-            DnsTcpFraming.WriteMessage(query.Span, frame);
-            await socket.SendAsync(frame, SocketFlags.None, linked.Token).ConfigureAwait(false);
-            if (!await ReceiveExactlyAsync(socket, response[..DnsTcpFraming.PrefixLength], linked.Token).ConfigureAwait(false))
+            connection = SocketPipe.Create(socket);
+            DnsTcpFraming.WriteMessage(connection.Output, query.Span);
+            await connection.Output.FlushAsync(linked.Token).ConfigureAwait(false);
+            var frames = new DnsFrameReader(connection.Input, response.Length);
+            if (await frames.ReadAsync(linked.Token).ConfigureAwait(false) != DnsStreamRead.Message)
             {
                 return -1;
             }
 
-            int length = BinaryPrimitives.ReadUInt16BigEndian(response.Span);
-            if (length == 0 || !await ReceiveExactlyAsync(socket, response[..length], linked.Token).ConfigureAwait(false))
-            {
-                return -1;
-            }
-
+            int length = (int)frames.Message.Length;
+            frames.Message.CopyTo(response.Span);
             return DnsForwarding.IsAnswerTo(query.Span, response.Span[..length]) ? length : -1;
         }
         catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
         {
             return -1;
         }
-        catch (SocketException)
+        catch (Exception ex) when (ex is SocketException or IOException or ConnectionResetException or ConnectionAbortedException)
         {
             return -1;
         }
-    }
-
-    private static async ValueTask<bool> ReceiveExactlyAsync(Socket socket, Memory<byte> buffer, CancellationToken cancellationToken)
-    {
-        while (!buffer.IsEmpty)
+        finally
         {
-            int received = await socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-            if (received == 0)
+            if (connection is null)
             {
-                return false;
+                socket.Dispose();
             }
-
-            buffer = buffer[received..];
+            else
+            {
+                connection.Dispose();
+            }
         }
-
-        return true;
     }
 }

@@ -3,6 +3,7 @@ using Egress.Connections;
 using Egress.Dns;
 using Egress.Policy;
 using Egress.Relay;
+using Egress.Sockets;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 
@@ -117,7 +118,7 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
         await TunnelHandshake.SendResponseAsync(streamSocket, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
         GatewayLog.DnsStreamOpened(logger, string.Join(", ", dnsUpstreams.Upstreams));
         var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, options.Metrics, logger, aborted);
-        var tunnel = RelayPipes.CreateConnection(streamSocket);
+        var tunnel = SocketPipe.Create(streamSocket);
         try
         {
             await DnsFramedConnection.ServeAsync(
@@ -126,7 +127,7 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
         finally
         {
             using var closing = new CancellationTokenSource(CloseDeadline);
-            await RelayPipes.CloseAsync(tunnel, closing.Token).ConfigureAwait(false);
+            await SocketPipe.CloseAsync(tunnel, closing.Token).ConfigureAwait(false);
         }
 
         GatewayLog.DnsStreamClosed(logger);

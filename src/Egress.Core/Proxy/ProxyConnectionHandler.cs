@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Egress.Interception;
 using Egress.Policy;
 using Egress.Relay;
+using Egress.Sockets;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 
@@ -22,7 +23,7 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
         {
             ProxyLog.NotRedirected(logger, client.RemoteEndPoint, original.Status, original.Detail);
             options.Metrics?.Connection("failed", "NotRedirected");
-            RelayPipes.Reset(client);
+            SocketReset.Reset(client);
             return;
         }
 
@@ -32,7 +33,7 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
         {
             ProxyLog.Denied(logger, destination, decision);
             options.Metrics?.Connection("denied", decision.Reason.ToString());
-            RelayPipes.Reset(client);
+            SocketReset.Reset(client);
             return;
         }
 
@@ -40,7 +41,7 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
         var (tunnel, following) = await OpenTunnelAsync(destination, HostHintFor(decision), aborted).ConfigureAwait(false);
         if (tunnel is null)
         {
-            RelayPipes.Reset(client);
+            SocketReset.Reset(client);
             return;
         }
 
@@ -142,7 +143,7 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
             Failed("TunnelUnavailable", "unavailable");
         }
 
-        RelayPipes.Reset(socket);
+        SocketReset.Reset(socket);
         return (null, default);
     }
 

@@ -88,6 +88,19 @@ public sealed class DnsTcpFramingTests
     }
 
     [Test]
+    public void FrameAboveTheLimitIsTooLargeAndUntouched()
+    {
+        var buffer = new ReadOnlySequence<byte>(Hex.Bytes("02 01 42"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(DnsTcpFraming.TryReadMessage(ref buffer, 512, out ReadOnlySequence<byte> message), Is.EqualTo(DnsFrameResult.TooLarge));
+            Assert.That(message.IsEmpty, Is.True);
+            Assert.That(buffer.Length, Is.EqualTo(3));
+        });
+    }
+
+    [Test]
     public void MaximumSizeMessageRoundTrips()
     {
         byte[] message = new byte[DnsTcpFraming.MaxMessageLength];
