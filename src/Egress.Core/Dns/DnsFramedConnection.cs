@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using Egress.Dns.Wire;
 using Microsoft.Extensions.Logging;
 using Pipelines.Sockets.Unofficial;
 

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using Egress.Connections;
 using Egress.Dns;
+using Egress.Dns.Upstream;
 using Egress.Policy;
 using Egress.Relay;
 using Egress.Sockets;

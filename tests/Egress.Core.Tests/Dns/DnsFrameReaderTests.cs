@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using Egress.Dns;
+using Egress.Dns.Wire;
 using Egress.Tests.Tunnel;
 
 namespace Egress.Tests.Dns;

@@ -1,5 +1,6 @@
 using System.IO.Pipelines;
 using Egress.Dns;
+using Egress.Dns.Wire;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 

@@ -1,5 +1,6 @@
 using System.Buffers;
 using Egress.Dns;
+using Egress.Dns.Wire;
 using Egress.Tests.Tunnel;
 
 namespace Egress.Tests.Dns;

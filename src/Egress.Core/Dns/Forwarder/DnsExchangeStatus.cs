@@ -1,4 +1,4 @@
-namespace Egress.Dns;
+namespace Egress.Dns.Forwarder;
 
 /// <summary>How a query sent through a tunnel DNS stream ended.</summary>
 internal enum DnsExchangeStatus

@@ -2,9 +2,10 @@ using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using Egress.Diagnostics;
+using Egress.Dns.Wire;
 using Microsoft.Extensions.Logging;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Forwarder;
 
 /// <summary>
 /// Serves DNS over UDP on one socket: one receive loop, each datagram answered concurrently from pooled buffers.

@@ -1,8 +1,9 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Threading.Tasks.Sources;
+using Egress.Dns.Wire;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Forwarder;
 
 /// <summary>
 /// One query in flight on a tunnel DNS stream: the slot the stream's reader completes when the answer with its

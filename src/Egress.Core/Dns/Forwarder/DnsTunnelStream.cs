@@ -1,12 +1,13 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using Egress.Dns.Wire;
 using Egress.Sockets;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 using Pipelines.Sockets.Unofficial;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Forwarder;
 
 /// <summary>
 /// One long-lived tunnel DNS stream that multiplexes queries: each query gets a wire ID unique among the stream's

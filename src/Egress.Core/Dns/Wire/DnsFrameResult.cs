@@ -1,4 +1,4 @@
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>The outcome of reading one length-prefixed DNS message from a stream.</summary>
 public enum DnsFrameResult

@@ -1,8 +1,9 @@
 using Egress.Diagnostics;
+using Egress.Dns.Wire;
 using Egress.Policy;
 using Microsoft.Extensions.Logging;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Forwarder;
 
 /// <summary>
 /// What the enclave forwarder does with one query, whichever transport it came on: an opcode other than QUERY gets

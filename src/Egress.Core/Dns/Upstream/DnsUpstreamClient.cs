@@ -1,11 +1,11 @@
 using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
-using Egress.Dns;
+using Egress.Dns.Wire;
 using Egress.Sockets;
 using Pipelines.Sockets.Unofficial;
 
-namespace Egress.Gateway;
+namespace Egress.Dns.Upstream;
 
 /// <summary>
 /// Sends a query to the upstream resolvers and returns their answer verbatim: UDP first (the query as the enclave

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>The fixed 12-byte header of a DNS message (RFC 1035 §4.1.1), read from raw bytes.</summary>
 public readonly record struct DnsHeader

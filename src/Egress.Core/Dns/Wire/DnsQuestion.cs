@@ -1,4 +1,4 @@
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>The question of a DNS query.</summary>
 /// <param name="Name">The query name in dotted form as on the wire: original case, no trailing dot (empty for

@@ -1,4 +1,4 @@
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>
 /// Walks the labels of a (possibly compressed) name in a DNS message without allocating, enforcing the wire

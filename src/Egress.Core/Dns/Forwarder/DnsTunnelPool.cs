@@ -1,6 +1,7 @@
+using Egress.Dns.Wire;
 using Microsoft.Extensions.Logging;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Forwarder;
 
 /// <summary>
 /// A few long-lived tunnel DNS streams that all queries share (round robin; each opens on first use), and the

@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>Why <see cref="DnsFrameReader.ReadAsync"/> returned.</summary>
 internal enum DnsStreamRead

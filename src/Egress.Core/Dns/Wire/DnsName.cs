@@ -1,4 +1,4 @@
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>Allocation-free operations on (possibly compressed) names inside a DNS message.</summary>
 internal static class DnsName

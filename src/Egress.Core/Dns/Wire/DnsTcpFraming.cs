@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>
 /// DNS-over-TCP framing (RFC 1035 section 4.2.2): each message is preceded by its length as a big-endian

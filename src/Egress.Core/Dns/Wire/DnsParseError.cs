@@ -1,4 +1,4 @@
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>Why a DNS message (or a part of it) could not be read. Parsers return this instead of throwing.</summary>
 public enum DnsParseError

@@ -1,9 +1,9 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
-using Egress.Dns;
+using Egress.Dns.Wire;
 
-namespace Egress.Gateway;
+namespace Egress.Dns.Upstream;
 
 /// <summary>
 /// One UDP socket connected to one upstream (the kernel picks a random ephemeral source port and drops datagrams

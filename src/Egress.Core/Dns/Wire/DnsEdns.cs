@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>Whether a query carries an EDNS OPT record (RFC 6891), and whether it can be read.</summary>
 internal enum DnsEdnsState

@@ -1,6 +1,6 @@
 using System.Net;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>An address answered for a query name, directly or through its CNAME chain.</summary>
 /// <param name="Address">The IPv4 (A) or IPv6 (AAAA) address.</param>

@@ -1,6 +1,6 @@
 using System.Net;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>
 /// Finds the addresses a response gives for its question name. Records are trusted only along the CNAME chain

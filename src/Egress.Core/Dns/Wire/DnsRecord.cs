@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>The position and fixed fields of one resource record inside a DNS message (RFC 1035 §4.1.3).</summary>
 /// <param name="OwnerOffset">Where the owner name starts.</param>

@@ -1,4 +1,4 @@
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>Mnemonics of common QTYPEs for log lines.</summary>
 internal static class DnsTypeName

@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace Egress.Gateway;
+namespace Egress.Dns.Upstream;
 
 /// <summary>
 /// A few connected UDP sockets to one upstream that queries share round robin, instead of a socket per query.

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>
 /// Reads and builds raw DNS messages (RFC 1035) for a forwarder that relays messages verbatim and only inspects

@@ -1,7 +1,7 @@
 using System.Net;
 using DnsClient;
 
-namespace Egress.Gateway;
+namespace Egress.Dns.Upstream;
 
 /// <summary>Finds the parent instance's own resolvers (resolv.conf) with DnsClient, never falling back to a public resolver.</summary>
 internal static class SystemDnsResolvers

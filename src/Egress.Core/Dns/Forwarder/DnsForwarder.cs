@@ -6,7 +6,7 @@ using Egress.Sockets;
 using Microsoft.Extensions.Logging;
 using Pipelines.Sockets.Unofficial;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Forwarder;
 
 /// <summary>
 /// The enclave's DNS forwarder: serves UDP and TCP on the configured addresses, refuses names outside the

@@ -1,8 +1,8 @@
 using System.Collections.Concurrent;
 using System.Threading.Tasks.Sources;
-using Egress.Dns;
+using Egress.Dns.Wire;
 
-namespace Egress.Gateway;
+namespace Egress.Dns.Upstream;
 
 /// <summary>
 /// One UDP query in flight to an upstream: the slot an <see cref="DnsUpstreamSocket"/>'s receive loop completes

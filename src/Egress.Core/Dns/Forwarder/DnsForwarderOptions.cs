@@ -2,7 +2,7 @@ using System.Net;
 using Egress.Diagnostics;
 using Egress.Tunnel;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Forwarder;
 
 /// <summary>Settings of the enclave's DNS forwarder.</summary>
 public sealed class DnsForwarderOptions

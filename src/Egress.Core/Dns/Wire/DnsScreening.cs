@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>
 /// What both forwarders (the enclave's and the parent's) answer before a query's name is even looked at: NOTIMP

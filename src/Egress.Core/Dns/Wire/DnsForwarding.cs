@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace Egress.Dns;
+namespace Egress.Dns.Wire;
 
 /// <summary>
 /// Wire checks both forwarders share: the UDP size a client can take, the truncated stand-in answer for a

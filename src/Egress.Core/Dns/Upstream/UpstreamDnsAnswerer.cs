@@ -1,10 +1,11 @@
 using System.Globalization;
 using Egress.Diagnostics;
-using Egress.Dns;
+using Egress.Dns.Wire;
+using Egress.Gateway;
 using Egress.Policy;
 using Microsoft.Extensions.Logging;
 
-namespace Egress.Gateway;
+namespace Egress.Dns.Upstream;
 
 /// <summary>
 /// The parent's answer to each query on a tunnel DNS stream: the name is checked again with the parent's own
