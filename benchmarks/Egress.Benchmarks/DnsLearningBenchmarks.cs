@@ -3,6 +3,7 @@ using System.Text;
 using System.Threading.Tasks.Sources;
 using BenchmarkDotNet.Attributes;
 using Egress.Dns;
+using Egress.Dns.Wire;
 using Egress.Policy;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -21,6 +22,7 @@ public class DnsLearningBenchmarks
     private const string Name = "www.api.bench.egress.test";
 
     private readonly HopSource _hop = new();
+    private readonly List<DnsAddressRecord> _records = [];
     private byte[] _answer = null!;
     private EgressPolicy _policy = null!;
 
@@ -42,6 +44,14 @@ public class DnsLearningBenchmarks
 
     [Benchmark(Baseline = true, Description = "Learn inline (as on the I/O thread)")]
     public int LearnInline() => DnsAnswerLearner.Learn(_policy, Name, _answer, NullLogger.Instance);
+
+    [Benchmark(Description = "parse only (DnsMessage.ExtractAddresses)")]
+    public int ParseOnly()
+    {
+        _records.Clear();
+        DnsMessage.ExtractAddresses(_answer, _records);
+        return _records.Count;
+    }
 
     [Benchmark(Description = "Learn on the thread pool, awaited")]
     public ValueTask<int> LearnOnThreadPool() => _hop.Run(this, learn: true);
