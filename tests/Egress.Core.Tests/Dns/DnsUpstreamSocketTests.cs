@@ -4,10 +4,9 @@ using Egress.Dns;
 using Egress.Dns.Upstream;
 using Egress.Dns.Wire;
 using Egress.Gateway;
-using Egress.Tests.Dns;
 using Microsoft.Extensions.Time.Testing;
 
-namespace Egress.Tests.Gateway;
+namespace Egress.Tests.Dns;
 
 /// <summary>
 /// The parent's shared upstream UDP sockets against a hand-driven upstream: strict answer matching (ID and
