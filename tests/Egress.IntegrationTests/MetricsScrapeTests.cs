@@ -78,7 +78,7 @@ public sealed partial class MetricsScrapeTests
         Assert.Multiple(() =>
         {
             // The enclave denied 198.18.0.99 itself: the parent counts only what reached it.
-            Assert.That(Sample(scrape, "egress_connections_total", ("egress_side", "parent"), ("egress_outcome", "allowed"), ("egress_reason", "StaticEntry")), Is.EqualTo(1));
+            Assert.That(Sample(scrape, "egress_connections_total", ("egress_side", "parent"), ("egress_outcome", "allowed"), ("egress_reason", "static_entry")), Is.EqualTo(1));
             Assert.That(Sample(scrape, "egress_connections_total", ("egress_outcome", "denied")), Is.Null);
             Assert.That(Sample(scrape, "egress_dns_queries_total", ("egress_side", "parent"), ("egress_outcome", "forwarded")), Is.GreaterThanOrEqualTo(1));
             Assert.That(Sample(scrape, "egress_relay_bytes_total", ("egress_direction", "out")), Is.GreaterThan(0));

@@ -66,7 +66,8 @@ public sealed class EgressMetrics
     internal string Side => (string)_side.Value!;
 
     /// <summary>Counts a connection decision (<paramref name="outcome"/>: allowed, denied, failed; <paramref name="reason"/>:
-    /// a <see cref="DecisionReason"/> or <see cref="Tunnel.TunnelStatus"/> name, or what failed locally).</summary>
+    /// a <see cref="DecisionReason"/> or <see cref="Tunnel.TunnelStatus"/> name, or what failed locally, in snake_case
+    /// (see <see cref="MetricTag"/>)).</summary>
     internal void Connection(string outcome, string reason)
     {
         if (_connections.Enabled)
@@ -90,7 +91,7 @@ public sealed class EgressMetrics
 
         if (_connectionDuration.Enabled)
         {
-            var tags = new TagList { _side, { "egress.cause", cause.ToString() } };
+            var tags = new TagList { _side, { "egress.cause", MetricTag.Of(cause) } };
             _connectionDuration.Record(duration.TotalSeconds, tags);
         }
     }

@@ -7,8 +7,18 @@ namespace Egress.Gateway;
 /// <summary>Connects to a destination with a timeout and maps the outcome to the tunnel status the enclave gets.</summary>
 internal static class DestinationDialer
 {
+    /// <summary>Connects <paramref name="socket"/> to <paramref name="destination"/>; throws <see cref="SocketException"/>
+    /// on failure and <see cref="OperationCanceledException"/> when cancelled.</summary>
+    public delegate ValueTask Connect(Socket socket, IPEndPoint destination, CancellationToken cancellationToken);
+
+    /// <param name="destination">Where to connect.</param>
+    /// <param name="timeout">How long the connect may take (answered TimedOut after it).</param>
+    /// <param name="keepAlive">Keepalive for the destination socket.</param>
+    /// <param name="timeProvider">The clock of the timeout.</param>
+    /// <param name="aborted">Ends the attempt at once (thrown).</param>
+    /// <param name="connect">How the socket is connected; null for <see cref="Socket.ConnectAsync(EndPoint, CancellationToken)"/>.</param>
     public static async Task<(Socket? Socket, TunnelStatus Status, string? Detail)> ConnectAsync(
-        IPEndPoint destination, TimeSpan timeout, TcpKeepAlive keepAlive, TimeProvider timeProvider, CancellationToken aborted)
+        IPEndPoint destination, TimeSpan timeout, TcpKeepAlive keepAlive, TimeProvider timeProvider, CancellationToken aborted, Connect? connect = null)
     {
         using var deadline = new CancellationTokenSource(timeout, timeProvider);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, aborted);
@@ -18,7 +28,7 @@ internal static class DestinationDialer
             // Created inside the try: without IPv6, socket() fails and the enclave must still get an answer.
             socket = new Socket(destination.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             keepAlive.Apply(socket);
-            await socket.ConnectAsync(destination, linked.Token).ConfigureAwait(false);
+            await (connect is null ? socket.ConnectAsync(destination, linked.Token) : connect(socket, destination, linked.Token)).ConfigureAwait(false);
             return (socket, TunnelStatus.Ok, null);
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested)

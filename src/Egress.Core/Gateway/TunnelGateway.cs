@@ -24,6 +24,12 @@ public sealed class TunnelGateway : IAsyncDisposable
     /// <param name="policy">The parent's own allowlist (same configuration, own DNS-learned cache).</param>
     /// <param name="loggerFactory">Where decisions are logged.</param>
     public TunnelGateway(TunnelGatewayOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
+        : this(options, policy, loggerFactory, connect: null)
+    {
+    }
+
+    /// <summary>Creates a gateway whose destination sockets are connected by <paramref name="connect"/> (tests).</summary>
+    internal TunnelGateway(TunnelGatewayOptions options, EgressPolicy policy, ILoggerFactory loggerFactory, DestinationDialer.Connect? connect)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(policy);
@@ -37,7 +43,7 @@ public sealed class TunnelGateway : IAsyncDisposable
         }
 
         _dns = new DnsUpstreamClient(upstreams, options.DnsTimeout, options.Relay.TimeProvider);
-        _handler = new TunnelStreamHandler(options, policy, _dns, _logger);
+        _handler = new TunnelStreamHandler(options, policy, _dns, _logger, connect);
         DnsUpstreams = upstreams;
     }
 

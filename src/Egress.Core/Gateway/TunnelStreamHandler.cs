@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Sockets;
 using Egress.Connections;
 using Egress.Dns;
@@ -14,9 +15,17 @@ namespace Egress.Gateway;
 /// One tunnel stream: request under a header timeout, then for TCP: policy re-check, dial, status, relay; for
 /// DNS: status Ok, then framed queries answered through the upstream resolvers (see <see cref="UpstreamDnsAnswerer"/>)
 /// until the enclave closes the stream or the gateway is stopping (queries in flight are answered first). Every
-/// failure that can be answered gets a status before the stream closes; nothing here throws to the accept loop.
+/// path ends in one <see cref="GatewayStreamResult"/>, from which <see cref="CompleteAsync"/> logs, counts and answers
+/// the status before the stream closes; nothing here throws to the accept loop.
 /// </summary>
-internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPolicy policy, DnsUpstreamClient dnsUpstreams, ILogger logger)
+/// <param name="options">The gateway's settings.</param>
+/// <param name="policy">The parent's allowlist.</param>
+/// <param name="dnsUpstreams">The resolvers DNS streams are answered from.</param>
+/// <param name="logger">Where each stream's outcome is logged.</param>
+/// <param name="connect">Connects a destination socket (<see cref="Socket.ConnectAsync(EndPoint, CancellationToken)"/>
+/// in production; a fake in tests, e.g. one that never completes, to reach the connect timeout).</param>
+internal sealed class TunnelStreamHandler(
+    TunnelGatewayOptions options, EgressPolicy policy, DnsUpstreamClient dnsUpstreams, ILogger logger, DestinationDialer.Connect? connect = null)
 {
     /// <summary>The most queries of one tunnel DNS stream answered at once; further frames wait.</summary>
     private const int MaxDnsInFlight = 1024;
@@ -28,88 +37,149 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
     /// <param name="streamSocket">The accepted stream.</param>
     /// <param name="listener">The gateway's listener: its live streams (this one included) and its stop signal.</param>
     /// <param name="aborted">Cancelled when the stop aborts live streams.</param>
-    public async Task HandleAsync(Socket streamSocket, ConnectionListener listener, CancellationToken aborted)
+    /// <returns>The stream's outcome, already logged, counted and answered.</returns>
+    public async Task<GatewayStreamResult> HandleAsync(Socket streamSocket, ConnectionListener listener, CancellationToken aborted)
     {
-        var stopping = listener.Stopping;
-        var metrics = options.Metrics;
         var tunnel = streamSocket;
-        Socket? upstream = null;
         try
         {
-            var request = await ReadRequestAsync(tunnel, aborted).ConfigureAwait(false);
-            if (request is null)
-            {
-                return;
-            }
-
-            if (options.MaxStreams > 0 && listener.ActiveConnections > options.MaxStreams)
-            {
-                // Answered after the request is read, so that the enclave gets the reason rather than a reset stream.
-                var target = request.Value.Destination is { } to ? $" to {to}" : string.Empty;
-                GatewayLog.StreamLimit(logger, request.Value.Kind, target, options.MaxStreams);
-                metrics?.TunnelError("stream_limit");
-                await AnswerAsync(tunnel, TunnelStatus.Failure, $"parent: stream limit reached (host.max_streams = {options.MaxStreams})", aborted).ConfigureAwait(false);
-                return;
-            }
-
-            if (request.Value.Kind == TunnelRequestKind.Dns)
-            {
-                await ServeDnsAsync(tunnel, stopping, aborted).ConfigureAwait(false);
-                return;
-            }
-
-            if (request.Value.Kind != TunnelRequestKind.TcpConnect)
-            {
-                GatewayLog.Unsupported(logger, request.Value.Kind);
-                metrics?.TunnelError("unsupported_kind");
-                await AnswerAsync(tunnel, TunnelStatus.UnsupportedKind, $"{request.Value.Kind} streams are not served by this gateway", aborted).ConfigureAwait(false);
-                return;
-            }
-
-            var destination = request.Value.Destination!;
-            var hint = GatewayLog.HintText(request.Value.HostHint);
-            var decision = policy.CheckAddress(destination.Address);
-            if (!decision.IsAllowed)
-            {
-                GatewayLog.Denied(logger, destination, hint, decision);
-                metrics?.Connection("denied", decision.Reason.ToString());
-                await AnswerAsync(tunnel, TunnelStatus.DeniedByPolicy, "parent: " + decision.ToString(), aborted).ConfigureAwait(false);
-                return;
-            }
-
-            var (socket, status, detail) = await DestinationDialer.ConnectAsync(
-                destination, options.ConnectTimeout, keepAlive, options.Relay.TimeProvider, aborted).ConfigureAwait(false);
-            if (socket is null)
-            {
-                GatewayLog.ConnectFailed(logger, destination, hint, status, detail);
-                metrics?.Connection("failed", status.ToString());
-                await AnswerAsync(tunnel, status, detail, aborted).ConfigureAwait(false);
-                return;
-            }
-
-            upstream = socket;
-            await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
-            GatewayLog.Connected(logger, destination, hint, decision);
-            metrics?.Connection("allowed", decision.Reason.ToString());
-            metrics?.RelayStarted();
-            var result = await SocketRelay.RunAsync(tunnel, upstream, options.Relay, aborted).ConfigureAwait(false);
-            metrics?.RelayEnded(result.BytesAToB, result.BytesBToA, result.Duration, result.FirstCause);
-            GatewayLog.Closed(logger, destination, result.BytesAToB, result.BytesBToA, result.FirstCause, result.Duration.TotalMilliseconds);
-            if (result.FirstCause == RelayShutdownCause.BReadError && keepAlive.Enabled
-                && result.Error is SocketException { SocketErrorCode: SocketError.TimedOut } or IOException { InnerException: SocketException { SocketErrorCode: SocketError.TimedOut } })
-            {
-                GatewayLog.KeepAliveTimedOut(logger, destination, keepAlive.Probes, keepAlive.DeadAfterSeconds);
-            }
+            var result = await RunAsync(tunnel, listener, aborted).ConfigureAwait(false);
+            await CompleteAsync(tunnel, result, aborted).ConfigureAwait(false);
+            return result;
         }
         catch (Exception ex) when (ex is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
         {
-            GatewayLog.StreamFailed(logger, ex.Message);
-            metrics?.TunnelError("stream_failed");
+            var failed = GatewayStreamResult.Failed(ex.Message);
+            Record(failed);
+            return failed;
         }
         finally
         {
             TunnelHandshake.Close(tunnel);
-            upstream?.Dispose();
+        }
+    }
+
+    private async Task<GatewayStreamResult> RunAsync(Socket tunnel, ConnectionListener listener, CancellationToken aborted)
+    {
+        var (read, request) = await ReadRequestAsync(tunnel, aborted).ConfigureAwait(false);
+        if (read is { } failed)
+        {
+            return failed;
+        }
+
+        if (options.MaxStreams > 0 && listener.ActiveConnections > options.MaxStreams)
+        {
+            // Answered after the request is read, so that the enclave gets the reason rather than a reset stream.
+            return GatewayStreamResult.StreamLimitOf(request, options.MaxStreams);
+        }
+
+        if (request.Kind == TunnelRequestKind.Dns)
+        {
+            await ServeDnsAsync(tunnel, listener.Stopping, aborted).ConfigureAwait(false);
+            return GatewayStreamResult.DnsServed(request);
+        }
+
+        if (request.Kind != TunnelRequestKind.TcpConnect)
+        {
+            return GatewayStreamResult.Unsupported(request);
+        }
+
+        var destination = request.Destination!;
+        var decision = policy.CheckAddress(destination.Address);
+        if (!decision.IsAllowed)
+        {
+            return GatewayStreamResult.Denied(request, decision);
+        }
+
+        var (upstream, status, detail) = await DestinationDialer.ConnectAsync(
+            destination, options.ConnectTimeout, keepAlive, options.Relay.TimeProvider, aborted, connect).ConfigureAwait(false);
+        if (upstream is null)
+        {
+            return GatewayStreamResult.ConnectFailed(request, status, detail);
+        }
+
+        using (upstream)
+        {
+            await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
+            GatewayLog.Connected(logger, destination, GatewayLog.HintText(request.HostHint), decision);
+            Count(GatewayStreamResult.Relayed(request, decision, relay: null));
+            options.Metrics?.RelayStarted();
+            var relay = await SocketRelay.RunAsync(tunnel, upstream, options.Relay, aborted).ConfigureAwait(false);
+            return GatewayStreamResult.Relayed(request, decision, relay);
+        }
+    }
+
+    /// <summary>The one place a stream's outcome is logged and counted, and its status answered.</summary>
+    private async Task CompleteAsync(Socket tunnel, GatewayStreamResult result, CancellationToken aborted)
+    {
+        Record(result);
+        if (result.Answer is { } answer)
+        {
+            await TunnelHandshake.SendResponseAsync(tunnel, answer, aborted).ConfigureAwait(false);
+        }
+    }
+
+    private void Record(GatewayStreamResult result)
+    {
+        var request = result.Request;
+        switch (result.Outcome)
+        {
+            case StreamOutcome.Relayed:
+                var relay = result.Relay!;
+                options.Metrics?.RelayEnded(relay.BytesAToB, relay.BytesBToA, relay.Duration, relay.FirstCause);
+                GatewayLog.Closed(logger, request.Destination!, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, relay.Duration.TotalMilliseconds);
+                if (relay.FirstCause == RelayShutdownCause.BReadError && keepAlive.Enabled
+                    && relay.Error is SocketException { SocketErrorCode: SocketError.TimedOut } or IOException { InnerException: SocketException { SocketErrorCode: SocketError.TimedOut } })
+                {
+                    GatewayLog.KeepAliveTimedOut(logger, request.Destination!, keepAlive.Probes, keepAlive.DeadAfterSeconds);
+                }
+
+                break;
+            case StreamOutcome.DnsServed:
+                GatewayLog.DnsStreamClosed(logger);
+                break;
+            case StreamOutcome.ClosedBeforeRequest:
+                GatewayLog.ClosedBeforeRequest(logger);
+                break;
+            case StreamOutcome.HeaderTimeout:
+                GatewayLog.HeaderTimeout(logger, options.HeaderTimeout.TotalMilliseconds);
+                break;
+            case StreamOutcome.BadRequest:
+                GatewayLog.BadRequest(logger, result.ReadResult, result.Status);
+                break;
+            case StreamOutcome.StreamLimit:
+                GatewayLog.StreamLimit(logger, request.Kind, request.Destination is { } to ? $" to {to}" : string.Empty, result.Limit);
+                break;
+            case StreamOutcome.UnsupportedKind:
+                GatewayLog.Unsupported(logger, request.Kind);
+                break;
+            case StreamOutcome.Denied:
+                GatewayLog.Denied(logger, request.Destination!, GatewayLog.HintText(request.HostHint), result.Decision);
+                break;
+            case StreamOutcome.ConnectFailed:
+                GatewayLog.ConnectFailed(logger, request.Destination!, GatewayLog.HintText(request.HostHint), result.Status, result.Detail);
+                break;
+            case StreamOutcome.StreamFailed:
+                GatewayLog.StreamFailed(logger, result.Detail ?? string.Empty);
+                break;
+        }
+
+        if (result.Outcome != StreamOutcome.Relayed)
+        {
+            Count(result);
+        }
+
+        if (result.TunnelError is { } kind)
+        {
+            options.Metrics?.TunnelError(kind);
+        }
+    }
+
+    private void Count(GatewayStreamResult result)
+    {
+        if (result.ConnectionTags is var (outcome, reason))
+        {
+            options.Metrics?.Connection(outcome, reason);
         }
     }
 
@@ -130,11 +200,10 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
             using var closing = new CancellationTokenSource(CloseDeadline);
             await SocketPipe.CloseAsync(tunnel, closing.Token).ConfigureAwait(false);
         }
-
-        GatewayLog.DnsStreamClosed(logger);
     }
 
-    private async Task<TunnelRequest?> ReadRequestAsync(Socket tunnel, CancellationToken aborted)
+    /// <summary>Reads the request under the header timeout: the request, or the outcome that ends the stream.</summary>
+    private async Task<(GatewayStreamResult? Failed, TunnelRequest Request)> ReadRequestAsync(Socket tunnel, CancellationToken aborted)
     {
         TunnelReadResult result;
         TunnelRequest request;
@@ -146,28 +215,14 @@ internal sealed class TunnelStreamHandler(TunnelGatewayOptions options, EgressPo
         }
         catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
         {
-            GatewayLog.HeaderTimeout(logger, options.HeaderTimeout.TotalMilliseconds);
-            options.Metrics?.TunnelError("header_timeout");
-            await AnswerAsync(tunnel, TunnelStatus.BadRequest, "no complete request within the header timeout", aborted).ConfigureAwait(false);
-            return null;
+            return (GatewayStreamResult.HeaderTimedOut, default);
         }
 
-        switch (result)
+        return result switch
         {
-            case TunnelReadResult.Complete:
-                return request;
-            case TunnelReadResult.TruncatedStream:
-                GatewayLog.ClosedBeforeRequest(logger);
-                return null;
-            default:
-                var status = TunnelCodec.StatusFor(result);
-                GatewayLog.BadRequest(logger, result, status);
-                options.Metrics?.TunnelError("bad_request");
-                await AnswerAsync(tunnel, status, $"invalid request: {result}", aborted).ConfigureAwait(false);
-                return null;
-        }
+            TunnelReadResult.Complete => (null, request),
+            TunnelReadResult.TruncatedStream => (GatewayStreamResult.ClosedBeforeRequest, default),
+            _ => (GatewayStreamResult.BadRequestOf(result), default),
+        };
     }
-
-    private static async Task AnswerAsync(Socket tunnel, TunnelStatus status, string? detail, CancellationToken aborted) =>
-        await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(status, detail), aborted).ConfigureAwait(false);
 }

@@ -12,57 +12,36 @@ namespace Egress.Proxy;
 /// <summary>
 /// One redirected connection: original destination, policy, tunnel stream, parent's status, relay. Never reads the
 /// application's bytes before the tunnel is up (server-speaks-first protocols work): the application's socket is
-/// only read by the relay after the parent answered Ok.
+/// only read by the relay after the parent answered Ok. Every path ends in one <see cref="ProxyConnectionResult"/>,
+/// and <see cref="Complete"/> logs, counts and resets or closes from it.
 /// </summary>
-internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressPolicy policy, ILogger logger)
+/// <param name="options">The proxy's settings.</param>
+/// <param name="policy">The enclave's allowlist.</param>
+/// <param name="logger">Where each connection's outcome is logged.</param>
+/// <param name="originalDestination">Reads an accepted socket's original destination (<see cref="OriginalDestination.Read"/>
+/// in production; a fake in tests, which need neither root nor iptables).</param>
+/// <param name="connectTunnel">Opens a tunnel stream to the parent (<see cref="TunnelEndpoint.ConnectAsync"/> in
+/// production); it throws <see cref="SocketException"/> or <see cref="IOException"/> when the tunnel is unavailable.</param>
+internal sealed class ProxyConnectionHandler(
+    EgressProxyOptions options,
+    EgressPolicy policy,
+    ILogger logger,
+    Func<Socket, OriginalDestinationResult> originalDestination,
+    Func<CancellationToken, ValueTask<Socket>> connectTunnel)
 {
-    public async Task HandleAsync(Socket client, CancellationToken aborted)
+    /// <summary>Creates the production handler: SO_ORIGINAL_DST and the options' tunnel endpoint.</summary>
+    public ProxyConnectionHandler(EgressProxyOptions options, EgressPolicy policy, ILogger logger)
+        : this(options, policy, logger, OriginalDestination.Read, options.Tunnel.ConnectAsync)
     {
-        var original = OriginalDestination.Read(client);
-        if (original.Status != OriginalDestinationStatus.Redirected)
-        {
-            ProxyLog.NotRedirected(logger, client.RemoteEndPoint, original.Status, original.Detail);
-            options.Metrics?.Connection("failed", "NotRedirected");
-            SocketReset.Reset(client);
-            return;
-        }
+    }
 
-        var destination = original.Destination!;
-        var decision = policy.CheckAddress(destination.Address);
-        if (!decision.IsAllowed)
-        {
-            ProxyLog.Denied(logger, destination, decision);
-            options.Metrics?.Connection("denied", decision.Reason.ToString());
-            SocketReset.Reset(client);
-            return;
-        }
-
-        client.NoDelay = true; // before the tunnel exists: nothing can leak if it throws
-        var (tunnel, following) = await OpenTunnelAsync(destination, HostHintFor(decision), aborted).ConfigureAwait(false);
-        if (tunnel is null)
-        {
-            SocketReset.Reset(client);
-            return;
-        }
-
-        ProxyLog.Allowed(logger, destination, decision);
-        var metrics = options.Metrics;
-        metrics?.Connection("allowed", decision.Reason.ToString());
-        metrics?.RelayStarted();
-        RelayResult result;
-        try
-        {
-            result = await SocketRelay.RunAsync(client, tunnel, ReadOnlyMemory<byte>.Empty, following, options.Relay, aborted).ConfigureAwait(false);
-        }
-        finally
-        {
-            client.Dispose();
-            tunnel.Dispose();
-        }
-
-        metrics?.RelayEnded(result.BytesAToB, result.BytesBToA, result.Duration, result.FirstCause);
-
-        ProxyLog.Closed(logger, destination, result.BytesAToB, result.BytesBToA, result.FirstCause, result.Duration.TotalMilliseconds);
+    /// <summary>Handles one accepted connection to its end; never throws for a network failure.</summary>
+    /// <returns>The outcome, already logged and counted.</returns>
+    public async Task<ProxyConnectionResult> HandleAsync(Socket client, CancellationToken aborted)
+    {
+        var result = await RunAsync(client, aborted).ConfigureAwait(false);
+        Complete(client, result);
+        return result;
     }
 
     /// <summary>
@@ -75,81 +54,163 @@ internal sealed class ProxyConnectionHandler(EgressProxyOptions options, EgressP
             ? name
             : null;
 
+    private async Task<ProxyConnectionResult> RunAsync(Socket client, CancellationToken aborted)
+    {
+        var original = originalDestination(client);
+        if (original.Status != OriginalDestinationStatus.Redirected)
+        {
+            return ProxyConnectionResult.NotRedirected(original.Status, original.Detail);
+        }
+
+        var destination = original.Destination!;
+        var decision = policy.CheckAddress(destination.Address);
+        if (!decision.IsAllowed)
+        {
+            return ProxyConnectionResult.Denied(destination, decision);
+        }
+
+        client.NoDelay = true; // before the tunnel exists: nothing can leak if it throws
+        var (tunnel, following, failure) = await OpenTunnelAsync(destination, HostHintFor(decision), aborted).ConfigureAwait(false);
+        if (tunnel is null)
+        {
+            return failure;
+        }
+
+        Started(ProxyConnectionResult.Relayed(destination, decision, relay: null));
+        RelayResult relay;
+        try
+        {
+            relay = await SocketRelay.RunAsync(client, tunnel, ReadOnlyMemory<byte>.Empty, following, options.Relay, aborted).ConfigureAwait(false);
+        }
+        finally
+        {
+            tunnel.Dispose();
+        }
+
+        return ProxyConnectionResult.Relayed(destination, decision, relay);
+    }
+
+    /// <summary>Logs and counts an allowed connection whose relay starts now (its decision is counted at once, not
+    /// when an hour-long relay ends).</summary>
+    private void Started(ProxyConnectionResult allowed)
+    {
+        ProxyLog.Allowed(logger, allowed.Destination!, allowed.Decision);
+        options.Metrics?.Connection(allowed.MetricOutcome, allowed.MetricReason);
+        options.Metrics?.RelayStarted();
+    }
+
+    /// <summary>The one place a connection's outcome is logged, counted, and its socket reset or closed.</summary>
+    private void Complete(Socket client, ProxyConnectionResult result)
+    {
+        var destination = result.Destination!;
+        switch (result.Outcome)
+        {
+            case ConnectionOutcome.Relayed:
+                var relay = result.Relay!;
+                options.Metrics?.RelayEnded(relay.BytesAToB, relay.BytesBToA, relay.Duration, relay.FirstCause);
+                ProxyLog.Closed(logger, destination, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, relay.Duration.TotalMilliseconds);
+                break;
+            case ConnectionOutcome.NotRedirected:
+                ProxyLog.NotRedirected(logger, client.RemoteEndPoint, result.RedirectStatus, result.Detail);
+                break;
+            case ConnectionOutcome.Denied:
+                ProxyLog.Denied(logger, destination, result.Decision);
+                break;
+            case ConnectionOutcome.ParentRefused:
+                ProxyLog.ParentRefused(logger, destination, result.ParentStatus, result.Detail ?? string.Empty);
+                break;
+            case ConnectionOutcome.BadParentResponse:
+                ProxyLog.BadParentResponse(logger, destination, result.ReadResult);
+                break;
+            case ConnectionOutcome.StatusTimeout:
+                ProxyLog.ParentTimedOut(logger, destination, options.StatusTimeout.TotalMilliseconds);
+                break;
+            case ConnectionOutcome.TunnelConnectTimeout:
+                ProxyLog.TunnelConnectTimedOut(logger, destination, options.Tunnel.ToString(), options.StatusTimeout.TotalMilliseconds);
+                break;
+            case ConnectionOutcome.TunnelUnavailable:
+                ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), result.Detail ?? string.Empty);
+                break;
+            case ConnectionOutcome.Stopping:
+                ProxyLog.Stopping(logger, destination);
+                break;
+        }
+
+        if (result.Outcome != ConnectionOutcome.Relayed)
+        {
+            options.Metrics?.Connection(result.MetricOutcome, result.MetricReason);
+        }
+
+        if (result.TunnelError is { } kind)
+        {
+            options.Metrics?.TunnelError(kind);
+        }
+
+        if (result.ResetsClient)
+        {
+            SocketReset.Reset(client);
+        }
+        else
+        {
+            client.Dispose();
+        }
+    }
+
     /// <summary>
-    /// Connects a tunnel stream, sends the request and waits for Ok; null (after logging why) otherwise. The bytes that
-    /// arrived after the status in the same receive are the destination's first bytes, for the application.
+    /// Connects a tunnel stream, sends the request and waits for Ok; otherwise no socket and the failure. The bytes
+    /// that arrived after the status in the same receive are the destination's first bytes, for the application.
     /// </summary>
-    private async Task<(Socket? Tunnel, ReadOnlyMemory<byte> Following)> OpenTunnelAsync(IPEndPoint destination, string? hint, CancellationToken aborted)
+    private async Task<(Socket? Tunnel, ReadOnlyMemory<byte> Following, ProxyConnectionResult Failure)> OpenTunnelAsync(
+        IPEndPoint destination, string? hint, CancellationToken aborted)
     {
         using var timeout = new CancellationTokenSource(options.StatusTimeout, options.Relay.TimeProvider);
         using var linked = aborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout);
         Socket socket;
         try
         {
-            socket = await options.Tunnel.ConnectAsync(timeout.Token).ConfigureAwait(false);
+            socket = await connectTunnel(timeout.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
-            ProxyLog.Stopping(logger, destination);
-            options.Metrics?.Connection("failed", "Stopping");
-            return (null, default);
+            return (null, default, ProxyConnectionResult.Failed(ConnectionOutcome.Stopping, destination));
         }
         catch (OperationCanceledException)
         {
-            ProxyLog.TunnelConnectTimedOut(logger, destination, options.Tunnel.ToString(), options.StatusTimeout.TotalMilliseconds);
-            Failed("TunnelTimedOut", "connect_timeout");
-            return (null, default);
+            return (null, default, ProxyConnectionResult.Failed(ConnectionOutcome.TunnelConnectTimeout, destination));
         }
         catch (Exception ex) when (ex is SocketException or IOException)
         {
-            ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), ex.Message);
-            Failed("TunnelUnavailable", "unavailable");
-            return (null, default);
+            return (null, default, ProxyConnectionResult.Failed(ConnectionOutcome.TunnelUnavailable, destination, ex.Message));
         }
 
+        ProxyConnectionResult failure;
         try
         {
-            var (result, response, following) = await TunnelHandshake.RequestAsync(
+            var (read, response, following) = await TunnelHandshake.RequestAsync(
                 socket, TunnelRequest.ForTcp(destination, hint), timeout.Token).ConfigureAwait(false);
-            if (result == TunnelReadResult.Complete && response.Status == TunnelStatus.Ok)
+            if (read == TunnelReadResult.Complete && response.Status == TunnelStatus.Ok)
             {
-                return (socket, following);
+                return (socket, following, default);
             }
 
-            if (result == TunnelReadResult.Complete)
-            {
-                ProxyLog.ParentRefused(logger, destination, response.Status, response.Detail ?? string.Empty);
-                options.Metrics?.Connection(response.Status == TunnelStatus.DeniedByPolicy ? "denied" : "failed", response.Status.ToString());
-            }
-            else
-            {
-                ProxyLog.BadParentResponse(logger, destination, result);
-                Failed("BadParentResponse", "bad_response");
-            }
+            failure = read == TunnelReadResult.Complete
+                ? ProxyConnectionResult.ParentRefused(destination, response.Status, response.Detail)
+                : ProxyConnectionResult.BadParentResponse(destination, read);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
-            ProxyLog.Stopping(logger, destination);
-            options.Metrics?.Connection("failed", "Stopping");
+            failure = ProxyConnectionResult.Failed(ConnectionOutcome.Stopping, destination);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
-            ProxyLog.ParentTimedOut(logger, destination, options.StatusTimeout.TotalMilliseconds);
-            Failed("ParentTimedOut", "status_timeout");
+            failure = ProxyConnectionResult.Failed(ConnectionOutcome.StatusTimeout, destination);
         }
         catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
         {
-            ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), ex.Message);
-            Failed("TunnelUnavailable", "unavailable");
+            failure = ProxyConnectionResult.Failed(ConnectionOutcome.TunnelUnavailable, destination, ex.Message);
         }
 
         SocketReset.Reset(socket);
-        return (null, default);
-    }
-
-    private void Failed(string reason, string tunnelError)
-    {
-        options.Metrics?.Connection("failed", reason);
-        options.Metrics?.TunnelError(tunnelError);
+        return (null, default, failure);
     }
 }

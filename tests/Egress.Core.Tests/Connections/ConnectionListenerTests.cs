@@ -9,14 +9,14 @@ public sealed class ConnectionListenerTests
 {
     private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(10);
 
-    private CollectingLoggerFactory _logs = null!;
+    private LogCapture _logs = null!;
     private ILogger _logger = null!;
 
     [SetUp]
     public void CreateLogger()
     {
-        _logs = new CollectingLoggerFactory();
-        _logger = _logs.CreateLogger("test");
+        _logs = new LogCapture();
+        _logger = _logs.Factory.CreateLogger("test");
     }
 
     [TearDown]
@@ -46,7 +46,7 @@ public sealed class ConnectionListenerTests
 
         Assert.That(await handled.Task, Is.False, "finished on its own, not aborted");
         Assert.That(listener.ActiveConnections, Is.Zero);
-        Assert.That(_logs.Lines, Has.None.Contains("aborting"));
+        Assert.That(_logs.EventIds, Has.None.EqualTo(13), "nothing aborted");
     }
 
     [Test]
@@ -75,7 +75,7 @@ public sealed class ConnectionListenerTests
 
         Assert.That(observed.Task.IsCompletedSuccessfully, Is.True, "the handler saw its token cancelled");
         Assert.That(listener.ActiveConnections, Is.Zero);
-        Assert.That(_logs.Lines, Does.Contain("Warning: test listener: shutdown deadline reached, aborting 2 live connections"));
+        Assert.That(_logs.Values(13, "Count"), Is.EqualTo(new[] { "2" }), "aborted the two live connections");
     }
 
     [Test]
@@ -96,7 +96,7 @@ public sealed class ConnectionListenerTests
         await listener.StopAsync(TimeSpan.FromSeconds(30)).WaitAsync(HangGuard);
 
         Assert.That(listener.ActiveConnections, Is.Zero);
-        Assert.That(_logs.Lines, Has.None.Contains("aborting"));
+        Assert.That(_logs.EventIds, Has.None.EqualTo(13), "nothing aborted");
         await listener.DisposeAsync();
     }
 
@@ -111,7 +111,7 @@ public sealed class ConnectionListenerTests
         await listener.StopAsync(TimeSpan.FromMilliseconds(50)).WaitAsync(HangGuard);
 
         Assert.That(listener.ActiveConnections, Is.EqualTo(1), "still running, abandoned");
-        Assert.That(_logs.Lines, Does.Contain("Error: test listener: 1 connection handlers ignored the abort for 100 ms; stopping without them"));
+        Assert.That((_logs.Values(14, "Count"), _logs.Values(14, "GraceMs")), Is.EqualTo((new[] { "1" }, new[] { "100" })));
         release.SetResult();
     }
 
@@ -150,7 +150,7 @@ public sealed class ConnectionListenerTests
 
         Assert.That(firstRead, Is.Zero, "the failed connection's socket is closed");
         Assert.That(secondRead, Is.EqualTo(2));
-        Assert.That(_logs.Lines, Does.Contain("Error: test listener: connection handler failed | InvalidOperationException: handler bug"));
+        Assert.That(_logs.Records.Where(r => r.Id.Id == 12).Select(r => r.Exception?.Message), Is.EqualTo(new[] { "handler bug" }));
     }
 
     [Test]

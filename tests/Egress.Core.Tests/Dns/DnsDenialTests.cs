@@ -117,7 +117,7 @@ public sealed class DnsDenialTests
     {
         byte[] query = DnsMessageBuilder.Query(ar: 1).Question("a.test").Opt(1232, 0x8000, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8).ToArray();
 
-        Assert.That(DnsScreening.Screen(query, new byte[DnsMessage.MaxErrorResponseLength], out DnsQuestion question, out _, out _, out _), Is.EqualTo(DnsScreening.Forward));
+        Assert.That(DnsScreening.Screen(query, new byte[DnsMessage.MaxErrorResponseLength], out DnsQuestion question, out _), Is.Null);
         Assert.That(question.Name, Is.EqualTo("a.test"));
     }
 
@@ -171,7 +171,9 @@ public sealed class DnsDenialTests
     private static string Screen(byte[] query, out string outcome)
     {
         byte[] destination = new byte[DnsMessage.MaxErrorResponseLength];
-        int length = DnsScreening.Screen(query, destination, out _, out _, out outcome, out _);
+        DnsQueryResult result = DnsScreening.Screen(query, destination, out _, out _)!.Value;
+        outcome = result.MetricTag;
+        int length = result.Length;
         Assert.That(length, Is.GreaterThan(0));
         return Convert.ToHexStringLower(destination, 0, length);
     }

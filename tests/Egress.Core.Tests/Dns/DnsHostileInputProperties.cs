@@ -94,7 +94,7 @@ public sealed class DnsHostileInputProperties
             (3, (query, destination) => DnsMessage.WriteDenied(query, destination)),
             (4, (query, destination) => DnsMessage.WriteNotImp(query, destination)),
             (0, (query, destination) => DnsMessage.WriteBadVers(query, destination)),
-            (-1, (query, destination) => DnsScreening.Screen(query, destination, out _, out _, out _, out _)),
+            (-1, (query, destination) => DnsScreening.Screen(query, destination, out _, out _)?.Length ?? -2),
         })
         {
             byte[] destination = new byte[DnsMessage.MaxErrorResponseLength];

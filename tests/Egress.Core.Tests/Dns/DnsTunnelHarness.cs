@@ -42,7 +42,7 @@ internal sealed class DnsTunnelHarness : IAsyncDisposable
                 StreamCount = streams,
             },
             EnclavePolicy,
-            EnclaveLog);
+            EnclaveLog.Factory);
     }
 
     public TunnelEndpoint Tunnel { get; }
@@ -51,9 +51,9 @@ internal sealed class DnsTunnelHarness : IAsyncDisposable
 
     public EgressPolicy ParentPolicy { get; }
 
-    public CapturingLoggerFactory EnclaveLog { get; } = new();
+    public LogCapture EnclaveLog { get; } = new();
 
-    public CapturingLoggerFactory ParentLog { get; } = new();
+    public LogCapture ParentLog { get; } = new();
 
     public DnsForwarder Forwarder { get; }
 
@@ -73,7 +73,7 @@ internal sealed class DnsTunnelHarness : IAsyncDisposable
         _gateway = new TunnelGateway(
             new TunnelGatewayOptions { Listen = Tunnel, DnsUpstreams = _upstreams, DnsTimeout = _parentTimeout, ShutdownDrain = TimeSpan.Zero },
             ParentPolicy,
-            ParentLog);
+            ParentLog.Factory);
         _gateway.Start();
         return Task.CompletedTask;
     }

@@ -17,7 +17,7 @@ public sealed class TunnelGatewayTests
 
     private string _directory = null!;
     private TunnelEndpoint _endpoint = null!;
-    private CollectingLoggerFactory _logs = null!;
+    private LogCapture _logs = null!;
     private TunnelGateway? _gateway;
 
     [SetUp]
@@ -25,7 +25,7 @@ public sealed class TunnelGatewayTests
     {
         _directory = Directory.CreateTempSubdirectory("egress-gw-").FullName;
         _endpoint = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
-        _logs = new CollectingLoggerFactory();
+        _logs = new LogCapture();
     }
 
     [TearDown]
@@ -63,9 +63,9 @@ public sealed class TunnelGatewayTests
         Assert.That(
             await _logs.WaitForLineAsync(", connected"),
             Is.EqualTo($"Information: connection to {echo.EndPoint} (for echo.example) allowed: static entry \"127.0.0.1\", connected"));
-        Assert.That(
-            await _logs.WaitForLineAsync(" closed: "),
-            Does.StartWith($"Information: connection to {echo.EndPoint} closed: {total} bytes out, {total} bytes in, BothCompleted, "));
+        await _logs.WaitForEventAsync(210);
+        Assert.That((_logs.Values(210, "BytesOut"), _logs.Values(210, "BytesIn")), Is.EqualTo((new[] { total }, new[] { total })));
+        Assert.That(_logs.Values(210, "Cause"), Is.EqualTo(new[] { "BothCompleted" }));
     }
 
     [Test]
@@ -82,9 +82,8 @@ public sealed class TunnelGatewayTests
 
         Assert.That(refused, Is.EqualTo(new TunnelResponse(TunnelStatus.Failure, "parent: stream limit reached (host.max_streams = 1)")));
         Assert.That(rest, Is.Empty, "the stream ends after the status");
-        Assert.That(
-            await _logs.WaitForLineAsync("host.max_streams"),
-            Is.EqualTo($"Warning: rejected TcpConnect stream to {later.EndPoint}: stream limit reached (host.max_streams = 1)"));
+        Assert.That((await _logs.WaitForEventAsync(211)).GetStructuredStateValue("Target"), Is.EqualTo($" to {later.EndPoint}"));
+        Assert.That(_logs.Values(211, "Limit"), Is.EqualTo(new[] { "1" }));
         Assert.That(later.Accepted.IsCompleted, Is.False, "a refused stream dials nothing");
 
         held.Shutdown(SocketShutdown.Send);
@@ -108,9 +107,7 @@ public sealed class TunnelGatewayTests
 
         Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: denied: never learned from an allowed name")));
         Assert.That(rest, Is.Empty, "the stream ends after the status");
-        Assert.That(
-            await _logs.WaitForLineAsync(" denied: "),
-            Is.EqualTo("Warning: connection to 198.51.100.7:443 (for api.example.com) denied: never learned from an allowed name"));
+        Assert.That((await _logs.WaitForEventAsync(202)).GetStructuredStateValue("Hint"), Is.EqualTo(" (for api.example.com)"));
     }
 
     [Test]
@@ -147,9 +144,7 @@ public sealed class TunnelGatewayTests
 
         Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.ConnectionRefused, "Connection refused")));
         Assert.That(rest, Is.Empty);
-        Assert.That(
-            await _logs.WaitForLineAsync(" failed: "),
-            Is.EqualTo($"Warning: connection to {closed} failed: ConnectionRefused: Connection refused"));
+        Assert.That((await _logs.WaitForEventAsync(204)).GetStructuredStateValue("Status"), Is.EqualTo("ConnectionRefused"));
     }
 
     [Test]
@@ -217,7 +212,7 @@ public sealed class TunnelGatewayTests
 
         Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.BadRequest, "no complete request within the header timeout")));
         Assert.That(rest, Is.Empty);
-        Assert.That(await _logs.WaitForLineAsync("rejected stream"), Is.EqualTo("Warning: rejected stream: no complete request within 200 ms"));
+        Assert.That((await _logs.WaitForEventAsync(207)).GetStructuredStateValue("TimeoutMs"), Is.EqualTo("200"));
     }
 
     [Test]
@@ -239,8 +234,8 @@ public sealed class TunnelGatewayTests
         (TunnelResponse response, _) = await RequestAsync(TunnelRequest.ForTcp(echo.EndPoint));
 
         Assert.That(response.Status, Is.EqualTo(TunnelStatus.Ok));
-        Assert.That(await _logs.WaitForLineAsync("stream closed before"), Is.EqualTo("Debug: stream closed before sending a request"));
-        Assert.That(_logs.Lines, Has.None.Contains("handler failed"));
+        await _logs.WaitForEventAsync(208);
+        Assert.That(_logs.EventIds, Has.None.EqualTo(12), "no handler failed");
     }
 
     [Test]
@@ -257,8 +252,8 @@ public sealed class TunnelGatewayTests
 
         var error = Assert.ThrowsAsync<SocketException>(async () => await echo.Served.WaitAsync(HangGuard));
         Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset), "the destination sees RST, not a clean end");
-        Assert.That(await _logs.WaitForLineAsync("aborting"), Does.EndWith(": shutdown deadline reached, aborting 1 live connections"));
-        Assert.That(await _logs.WaitForLineAsync(" closed: "), Does.Contain(" closed: 0 bytes out, 0 bytes in, Cancelled, "));
+        Assert.That((await _logs.WaitForEventAsync(13)).GetStructuredStateValue("Count"), Is.EqualTo("1"));
+        Assert.That((await _logs.WaitForEventAsync(210)).GetStructuredStateValue("Cause"), Is.EqualTo("Cancelled"));
         using var late = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         Assert.That(() => late.Connect(_endpoint.EndPoint), Throws.InstanceOf<SocketException>(), "no longer accepting");
     }
@@ -308,7 +303,7 @@ public sealed class TunnelGatewayTests
             ShutdownDrain = drain ?? TimeSpan.FromSeconds(5),
             MaxStreams = maxStreams,
         };
-        _gateway = new TunnelGateway(options, policy, _logs);
+        _gateway = new TunnelGateway(options, policy, _logs.Factory);
         _gateway.Start();
     }
 

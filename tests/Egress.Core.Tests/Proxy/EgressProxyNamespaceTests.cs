@@ -29,8 +29,8 @@ public sealed class EgressProxyNamespaceTests
     private IPAddress _hostAddress = null!;
     private int _proxyPort;
     private string _directory = null!;
-    private CollectingLoggerFactory _enclaveLogs = null!;
-    private CollectingLoggerFactory _hostLogs = null!;
+    private LogCapture _enclaveLogs = null!;
+    private LogCapture _hostLogs = null!;
     private TunnelGateway? _gateway;
     private EgressProxy? _proxy;
 
@@ -72,8 +72,8 @@ public sealed class EgressProxyNamespaceTests
     public void CreateDirectory()
     {
         _directory = Directory.CreateTempSubdirectory("egress-e2e-").FullName;
-        _enclaveLogs = new CollectingLoggerFactory();
-        _hostLogs = new CollectingLoggerFactory();
+        _enclaveLogs = new LogCapture();
+        _hostLogs = new LogCapture();
     }
 
     [TearDown]
@@ -114,10 +114,10 @@ public sealed class EgressProxyNamespaceTests
         Assert.That(
             await _enclaveLogs.WaitForLineAsync(" allowed: "),
             Is.EqualTo($"Information: connection to {server.EndPoint} allowed: static entry \"{_hostAddress}\""));
-        Assert.That(
-            await _enclaveLogs.WaitForLineAsync(" closed: "),
-            Does.StartWith($"Information: connection to {server.EndPoint} closed: {request.Length} bytes out, {request.Length} bytes in, BothCompleted, "));
-        Assert.That(await _hostLogs.WaitForLineAsync(", connected"), Does.StartWith($"Information: connection to {server.EndPoint} allowed: "));
+        await _enclaveLogs.WaitForEventAsync(110);
+        Assert.That(_enclaveLogs.Values(110, "Cause"), Is.EqualTo(new[] { "BothCompleted" }));
+        Assert.That(_enclaveLogs.Values(110, "BytesOut"), Is.EqualTo(new[] { $"{request.Length}" }));
+        Assert.That((await _hostLogs.WaitForEventAsync(203)).GetStructuredStateValue("Destination"), Is.EqualTo($"{server.EndPoint}"));
     }
 
     [Test]
@@ -143,8 +143,8 @@ public sealed class EgressProxyNamespaceTests
         var destination = new IPEndPoint(IPAddress.Parse("198.51.100.7"), 80);
 
         await AssertResetAsync(destination);
-        Assert.That(await _enclaveLogs.WaitForLineAsync(" denied: "), Is.EqualTo("Warning: connection to 198.51.100.7:80 denied: never learned from an allowed name"));
-        Assert.That(_hostLogs.Lines, Has.None.Contains("connection to"), "no tunnel stream reached the gateway");
+        Assert.That((await _enclaveLogs.WaitForEventAsync(104)).GetStructuredStateValue("Destination"), Is.EqualTo("198.51.100.7:80"));
+        Assert.That(_hostLogs.EventIds, Has.None.InRange(202, 204), "no tunnel stream reached the gateway");
     }
 
     [Test]
@@ -154,9 +154,9 @@ public sealed class EgressProxyNamespaceTests
         StartProxy(tunnel, [NeverDialed.Address.ToString()]);
 
         await AssertResetAsync(NeverDialed);
-        Assert.That(
-            await _enclaveLogs.WaitForLineAsync(" failed: "),
-            Is.EqualTo($"Warning: connection to {NeverDialed} failed: parent answered DeniedByPolicy: parent: denied: never learned from an allowed name"));
+        await _enclaveLogs.WaitForEventAsync(106);
+        Assert.That(_enclaveLogs.Values(106, "Status"), Is.EqualTo(new[] { "DeniedByPolicy" }));
+        Assert.That(_enclaveLogs.Values(106, "Detail"), Is.EqualTo(new[] { "parent: denied: never learned from an allowed name" }), "the parent's reason");
     }
 
     [Test]
@@ -166,7 +166,7 @@ public sealed class EgressProxyNamespaceTests
         StartProxy(tunnel, [NeverDialed.Address.ToString()]);
 
         await AssertResetAsync(NeverDialed);
-        Assert.That(await _enclaveLogs.WaitForLineAsync(" failed: "), Does.StartWith($"Warning: connection to {NeverDialed} failed: tunnel {tunnel} unavailable: "));
+        Assert.That((await _enclaveLogs.WaitForEventAsync(109)).GetStructuredStateValue("Tunnel"), Is.EqualTo(tunnel.ToString()));
     }
 
     [Test]
@@ -181,7 +181,7 @@ public sealed class EgressProxyNamespaceTests
         using Socket stream = await accepted.WaitAsync(HangGuard);
 
         await reset;
-        Assert.That(await _enclaveLogs.WaitForLineAsync(" failed: "), Is.EqualTo($"Warning: connection to {NeverDialed} failed: no answer from the parent within 300 ms"));
+        Assert.That((await _enclaveLogs.WaitForEventAsync(108)).GetStructuredStateValue("TimeoutMs"), Is.EqualTo("300"));
     }
 
     [Test]
@@ -197,7 +197,7 @@ public sealed class EgressProxyNamespaceTests
         await _proxy!.StopAsync().WaitAsync(HangGuard);
 
         await AssertResetAsync(client);
-        Assert.That(await _enclaveLogs.WaitForLineAsync(" closed: "), Does.StartWith($"Information: connection to {server.EndPoint} closed: 1 bytes out, 1 bytes in, Cancelled, "));
+        Assert.That((await _enclaveLogs.WaitForEventAsync(110)).GetStructuredStateValue("Cause"), Is.EqualTo("Cancelled"));
     }
 
     /// <summary>Connects from the enclave and expects a reset: on loopback the RST can beat the connect's completion.</summary>
@@ -225,7 +225,7 @@ public sealed class EgressProxyNamespaceTests
     {
         var tunnel = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
         var options = new TunnelGatewayOptions { Listen = tunnel, ConnectTimeout = TimeSpan.FromSeconds(2) };
-        _gateway = new TunnelGateway(options, Policy(destinations), _hostLogs);
+        _gateway = new TunnelGateway(options, Policy(destinations), _hostLogs.Factory);
         _gateway.Start();
         return tunnel;
     }
@@ -239,7 +239,7 @@ public sealed class EgressProxyNamespaceTests
             StatusTimeout = statusTimeout ?? TimeSpan.FromSeconds(5),
             ShutdownDrain = drain ?? TimeSpan.FromSeconds(5),
         };
-        _proxy = new EgressProxy(options, Policy(destinations), _enclaveLogs);
+        _proxy = new EgressProxy(options, Policy(destinations), _enclaveLogs.Factory);
         // The listening socket is created by Start: run it inside the namespace (a socket keeps its namespace).
         _namespace!.InNamespace(() =>
         {

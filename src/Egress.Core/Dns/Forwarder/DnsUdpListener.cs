@@ -89,9 +89,10 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
     private void RefuseTooLarge(byte[] query, SocketAddress client)
     {
         Span<byte> response = stackalloc byte[DnsMessage.MaxErrorResponseLength];
-        int length = DnsMessage.WriteFormErr(query.AsSpan(0, MaxQueryLength), response);
-        DnsLog.UdpQueryTooLarge(logger, MaxQueryLength, length > 0 ? "answered FORMERR" : "dropped");
-        metrics?.DnsQuery(length > 0 ? "formerr" : "dropped");
+        var result = DnsQueryResult.Answer(DnsQueryOutcome.FormErr, query.AsSpan(0, MaxQueryLength), response, default, string.Empty);
+        int length = result.Length;
+        DnsLog.UdpQueryTooLarge(logger, MaxQueryLength, result.Action);
+        metrics?.DnsQuery(result.MetricTag);
         if (length <= 0)
         {
             return;

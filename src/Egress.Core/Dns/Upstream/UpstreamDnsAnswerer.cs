@@ -12,27 +12,30 @@ namespace Egress.Dns.Upstream;
 /// policy (NXDOMAIN when denied, as in the enclave: a compromised enclave forwarder gains nothing), the query goes to the upstream
 /// resolvers, and the answered addresses are learned into the parent's own cache so its connect check allows
 /// them. SERVFAIL when no upstream answers in time, with the reason logged. A query too large for UDP (only possible
-/// from a TCP client) goes to the upstreams over TCP, logged as such.
+/// from a TCP client) goes to the upstreams over TCP, logged as such. Every query ends in one
+/// <see cref="DnsQueryResult"/>, logged and counted by <see cref="Complete"/>.
 /// </summary>
 internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient upstreams, EgressMetrics? metrics, ILogger logger, CancellationToken aborted) : IDnsAnswerer
 {
     /// <inheritdoc />
     public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp)
     {
-        int length = DnsScreening.Screen(query.Span, response.Span, out DnsQuestion question, out _, out string outcome, out string reason);
-        if (length != DnsScreening.Forward)
+        var result = await ResolveAsync(query, response).ConfigureAwait(false);
+        Complete(result);
+        return result.Length;
+    }
+
+    private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, Memory<byte> response)
+    {
+        if (DnsScreening.Screen(query.Span, response.Span, out DnsQuestion question, out _) is { } screened)
         {
-            GatewayLog.DnsNotForwarded(logger, reason, length < 0 ? "dropped" : "answered " + outcome.ToUpperInvariant());
-            metrics?.DnsQuery(length < 0 ? "dropped" : outcome);
-            return length;
+            return screened;
         }
 
         PolicyDecision decision = policy.CheckName(question.Name);
         if (!decision.IsAllowed)
         {
-            GatewayLog.DnsDenied(logger, question.Name, DnsTypeName.Of(question.Type), decision);
-            metrics?.DnsQuery("denied");
-            return DnsMessage.WriteDenied(query.Span, response.Span);
+            return DnsQueryResult.Answer(DnsQueryOutcome.DeniedName, query.Span, response.Span, question, string.Empty) with { Decision = decision };
         }
 
         bool tcpOnly = DnsUpstreamClient.IsTooLargeForUdp(query.Length);
@@ -50,13 +53,30 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
                 (DnsUpstreamQuery.SocketFailed, _) => "the upstream refused or was unreachable (socket error)",
                 _ => "none of " + upstreams.Upstreams.Count.ToString(CultureInfo.InvariantCulture) + " upstreams answered in time",
             };
-            GatewayLog.DnsUpstreamFailed(logger, question.Name, DnsTypeName.Of(question.Type), why);
-            metrics?.DnsQuery("servfail");
-            return DnsMessage.WriteServFail(query.Span, response.Span);
+            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, why);
         }
 
         DnsAnswerLearner.Learn(policy, question.Name, response.Span[..answer], logger);
-        metrics?.DnsQuery("forwarded");
-        return answer;
+        return new DnsQueryResult(DnsQueryOutcome.Forwarded, answer, question, string.Empty);
+    }
+
+    /// <summary>The one place a query's outcome is logged and counted.</summary>
+    private void Complete(DnsQueryResult result)
+    {
+        var question = result.Question;
+        switch (result.Outcome)
+        {
+            case DnsQueryOutcome.DeniedName:
+                GatewayLog.DnsDenied(logger, question.Name, DnsTypeName.Of(question.Type), result.Decision);
+                break;
+            case DnsQueryOutcome.UpstreamFailed:
+                GatewayLog.DnsUpstreamFailed(logger, question.Name, DnsTypeName.Of(question.Type), result.Reason);
+                break;
+            case DnsQueryOutcome.FormErr or DnsQueryOutcome.NotImp or DnsQueryOutcome.BadVers or DnsQueryOutcome.Dropped:
+                GatewayLog.DnsNotForwarded(logger, result.Reason, result.Action);
+                break;
+        }
+
+        metrics?.DnsQuery(result.MetricTag);
     }
 }

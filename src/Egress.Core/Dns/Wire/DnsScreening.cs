@@ -10,55 +10,40 @@ namespace Egress.Dns.Wire;
 /// </summary>
 internal static class DnsScreening
 {
-    /// <summary>The query is well-formed: check its name and forward it.</summary>
-    public const int Forward = -2;
-
     /// <summary>Screens <paramref name="query"/>.</summary>
     /// <param name="query">The query.</param>
     /// <param name="response">Receives a synthesized answer; must hold <see cref="DnsMessage.MaxErrorResponseLength"/> bytes.</param>
-    /// <param name="question">The question when the result is <see cref="Forward"/>.</param>
-    /// <param name="questionEnd">Where the question section ends when the result is <see cref="Forward"/>.</param>
-    /// <param name="outcome">The metric outcome ("notimp", "formerr", "badvers") when the result is not
-    /// <see cref="Forward"/>.</param>
-    /// <param name="reason">Why, for the log.</param>
-    /// <returns><see cref="Forward"/>; the length of the answer written; or -1 when the query is not answerable
-    /// (drop it).</returns>
-    public static int Screen(ReadOnlySpan<byte> query, Span<byte> response, out DnsQuestion question, out int questionEnd, out string outcome, out string reason)
+    /// <param name="question">The question when the query is to be forwarded.</param>
+    /// <param name="questionEnd">Where the question section ends when the query is to be forwarded.</param>
+    /// <returns>Null when the query is well-formed (check its name and forward it); otherwise the answer written
+    /// (NOTIMP, FORMERR, BADVERS) or <see cref="DnsQueryOutcome.Dropped"/> when the query is not answerable.</returns>
+    public static DnsQueryResult? Screen(ReadOnlySpan<byte> query, Span<byte> response, out DnsQuestion question, out int questionEnd)
     {
-        outcome = "forward";
-        reason = "";
         question = default;
         questionEnd = 0;
         if (DnsMessage.HasUnimplementedOpcode(query))
         {
-            outcome = "notimp";
-            reason = "opcode " + ((query[2] >> 3) & 0xF).ToString(CultureInfo.InvariantCulture);
-            return DnsMessage.WriteNotImp(query, response);
+            return DnsQueryResult.Answer(
+                DnsQueryOutcome.NotImp, query, response, default, "opcode " + ((query[2] >> 3) & 0xF).ToString(CultureInfo.InvariantCulture));
         }
 
         DnsParseError error = DnsMessage.TryParseQuestion(query, out question, out questionEnd);
         if (error != DnsParseError.None)
         {
-            outcome = "formerr";
-            reason = error.ToString();
-            return DnsMessage.WriteFormErr(query, response);
+            return DnsQueryResult.Answer(DnsQueryOutcome.FormErr, query, response, default, error.ToString());
         }
 
         DnsEdns edns = DnsMessage.ReadEdns(query, questionEnd);
         if (edns.State == DnsEdnsState.Malformed)
         {
-            outcome = "formerr";
-            reason = "malformed records after the question or EDNS OPT record";
-            return DnsMessage.WriteFormErr(query, response);
+            return DnsQueryResult.Answer(DnsQueryOutcome.FormErr, query, response, question, "malformed records after the question or EDNS OPT record");
         }
 
         if (edns.IsUnsupportedVersion)
         {
-            outcome = "badvers";
-            reason = "EDNS version " + edns.Version.ToString(CultureInfo.InvariantCulture);
-            return DnsMessage.WriteBadVers(query, response);
+            return DnsQueryResult.Answer(DnsQueryOutcome.BadVers, query, response, question, "EDNS version " + edns.Version.ToString(CultureInfo.InvariantCulture));
         }
 
-        return Forward;
+        return null;
     }
 }

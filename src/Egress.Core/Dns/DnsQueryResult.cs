@@ -1,0 +1,74 @@
+using Egress.Dns.Wire;
+using Egress.Policy;
+
+namespace Egress.Dns;
+
+/// <summary>
+/// What one DNS query came to, on either side: the outcome, the length of the answer in the response buffer (-1:
+/// none, drop the query), the question and why. The answer an outcome is answered with (RCODE, EDE) and its metric
+/// tag are derived here, in one place; each side's <c>Complete</c> logs from the same outcome.
+/// </summary>
+/// <param name="Outcome">What happened.</param>
+/// <param name="Length">The answer's length in the response buffer; -1 when nothing is sent.</param>
+/// <param name="Question">The question (default when the query was screened out before it was read).</param>
+/// <param name="Reason">Why it was not forwarded or failed, for the log; empty otherwise.</param>
+internal readonly record struct DnsQueryResult(DnsQueryOutcome Outcome, int Length, DnsQuestion Question, string Reason)
+{
+    /// <summary>Gets the policy decision (<see cref="DnsQueryOutcome.DeniedName"/>).</summary>
+    public PolicyDecision Decision { get; init; }
+
+    /// <summary>Gets the <c>egress.outcome</c> tag of <c>egress.dns.queries</c>.</summary>
+    public string MetricTag => MetricTagOf(Outcome);
+
+    /// <summary>Gets what the log says was done: <c>dropped</c> or <c>answered FORMERR</c> and the like.</summary>
+    public string Action => Outcome == DnsQueryOutcome.Dropped ? "dropped" : "answered " + RcodeName(Outcome);
+
+    /// <summary>The metric tag of an outcome: lower-case, as documented for <c>egress.dns.queries</c>.</summary>
+    public static string MetricTagOf(DnsQueryOutcome outcome) => outcome switch
+    {
+        DnsQueryOutcome.Forwarded => "forwarded",
+        DnsQueryOutcome.Truncated => "truncated",
+        DnsQueryOutcome.DeniedName => "denied",
+        DnsQueryOutcome.UpstreamFailed => "servfail",
+        DnsQueryOutcome.FormErr => "formerr",
+        DnsQueryOutcome.NotImp => "notimp",
+        DnsQueryOutcome.BadVers => "badvers",
+        _ => "dropped",
+    };
+
+    /// <summary>
+    /// Writes the answer a locally answered outcome gets (<see cref="DnsQueryOutcome.DeniedName"/>: NXDOMAIN + EDE,
+    /// <see cref="DnsQueryOutcome.UpstreamFailed"/>: SERVFAIL, FORMERR, NOTIMP, BADVERS) and returns the result; an
+    /// outcome whose answer cannot be written (no readable header or question) becomes
+    /// <see cref="DnsQueryOutcome.Dropped"/>.
+    /// </summary>
+    /// <param name="outcome">A locally answered outcome.</param>
+    /// <param name="query">The query.</param>
+    /// <param name="response">Receives the answer; at least <see cref="DnsMessage.MaxErrorResponseLength"/> bytes.</param>
+    /// <param name="question">The question, when it was read.</param>
+    /// <param name="reason">Why, for the log.</param>
+    /// <returns>The result.</returns>
+    public static DnsQueryResult Answer(DnsQueryOutcome outcome, ReadOnlySpan<byte> query, Span<byte> response, DnsQuestion question, string reason)
+    {
+        int length = outcome switch
+        {
+            DnsQueryOutcome.DeniedName => DnsMessage.WriteDenied(query, response),
+            DnsQueryOutcome.UpstreamFailed => DnsMessage.WriteServFail(query, response),
+            DnsQueryOutcome.FormErr => DnsMessage.WriteFormErr(query, response),
+            DnsQueryOutcome.NotImp => DnsMessage.WriteNotImp(query, response),
+            DnsQueryOutcome.BadVers => DnsMessage.WriteBadVers(query, response),
+            _ => throw new ArgumentOutOfRangeException(nameof(outcome), outcome, "not answered locally"),
+        };
+        return new DnsQueryResult(length < 0 ? DnsQueryOutcome.Dropped : outcome, length, question, reason);
+    }
+
+    private static string RcodeName(DnsQueryOutcome outcome) => outcome switch
+    {
+        DnsQueryOutcome.DeniedName => "NXDOMAIN",
+        DnsQueryOutcome.UpstreamFailed => "SERVFAIL",
+        DnsQueryOutcome.FormErr => "FORMERR",
+        DnsQueryOutcome.NotImp => "NOTIMP",
+        DnsQueryOutcome.BadVers => "BADVERS",
+        _ => "NOERROR",
+    };
+}

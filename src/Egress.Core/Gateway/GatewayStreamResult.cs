@@ -1,0 +1,97 @@
+using Egress.Diagnostics;
+using Egress.Policy;
+using Egress.Relay;
+using Egress.Tunnel;
+
+namespace Egress.Gateway;
+
+/// <summary>
+/// What one tunnel stream came to: the outcome and what it carries (the request, the parent's policy decision,
+/// the dial status, the relay's totals). The status answered to the enclave, the metric tags and the tunnel error
+/// kind are derived here, in one place; <see cref="TunnelStreamHandler"/>'s <c>Complete</c> logs from the same outcome.
+/// </summary>
+internal readonly record struct GatewayStreamResult
+{
+    private GatewayStreamResult(StreamOutcome outcome) => Outcome = outcome;
+
+    /// <summary>Gets what happened.</summary>
+    public StreamOutcome Outcome { get; }
+
+    /// <summary>Gets the request (default before one was read).</summary>
+    public TunnelRequest Request { get; private init; }
+
+    /// <summary>Gets the parent's policy decision (<see cref="StreamOutcome.Denied"/>, <see cref="StreamOutcome.Relayed"/>).</summary>
+    public PolicyDecision Decision { get; private init; }
+
+    /// <summary>Gets the dial's status (<see cref="StreamOutcome.ConnectFailed"/>) or the decoding error's status
+    /// (<see cref="StreamOutcome.BadRequest"/>).</summary>
+    public TunnelStatus Status { get; private init; }
+
+    /// <summary>Gets how the request failed to decode (<see cref="StreamOutcome.BadRequest"/>).</summary>
+    public TunnelReadResult ReadResult { get; private init; }
+
+    /// <summary>Gets the detail: the dial error, the socket error, the stream limit.</summary>
+    public string? Detail { get; private init; }
+
+    /// <summary>Gets the stream limit that was reached (<see cref="StreamOutcome.StreamLimit"/>).</summary>
+    public int Limit { get; private init; }
+
+    /// <summary>Gets the relay's totals (<see cref="StreamOutcome.Relayed"/>).</summary>
+    public RelayResult? Relay { get; private init; }
+
+    /// <summary>Gets the status and detail the enclave is answered with before the stream closes; null when nothing
+    /// is answered (Ok for a relayed or DNS stream was sent when it started).</summary>
+    public TunnelResponse? Answer => Outcome switch
+    {
+        StreamOutcome.HeaderTimeout => new TunnelResponse(TunnelStatus.BadRequest, "no complete request within the header timeout"),
+        StreamOutcome.BadRequest => new TunnelResponse(Status, $"invalid request: {ReadResult}"),
+        StreamOutcome.StreamLimit => new TunnelResponse(TunnelStatus.Failure, $"parent: stream limit reached (host.max_streams = {Limit})"),
+        StreamOutcome.UnsupportedKind => new TunnelResponse(TunnelStatus.UnsupportedKind, $"{Request.Kind} streams are not served by this gateway"),
+        StreamOutcome.Denied => new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: " + Decision.ToString()),
+        StreamOutcome.ConnectFailed => new TunnelResponse(Status, Detail),
+        _ => null,
+    };
+
+    /// <summary>Gets the <c>egress.outcome</c> and <c>egress.reason</c> tags of <c>egress.connections</c> (snake_case);
+    /// null for a stream that is not a connection decision.</summary>
+    public (string Outcome, string Reason)? ConnectionTags => Outcome switch
+    {
+        StreamOutcome.Relayed => ("allowed", MetricTag.Of(Decision.Reason)),
+        StreamOutcome.Denied => ("denied", MetricTag.Of(Decision.Reason)),
+        StreamOutcome.ConnectFailed => ("failed", MetricTag.Of(Status)),
+        _ => null,
+    };
+
+    /// <summary>Gets the <c>egress.error</c> tag of <c>egress.tunnel.errors</c>; null when the stream did not fail.</summary>
+    public string? TunnelError => Outcome switch
+    {
+        StreamOutcome.HeaderTimeout or StreamOutcome.BadRequest or StreamOutcome.StreamLimit
+            or StreamOutcome.UnsupportedKind or StreamOutcome.StreamFailed => MetricTag.Of(Outcome),
+        _ => null,
+    };
+
+    public static GatewayStreamResult ClosedBeforeRequest { get; } = new(StreamOutcome.ClosedBeforeRequest);
+
+    public static GatewayStreamResult HeaderTimedOut { get; } = new(StreamOutcome.HeaderTimeout);
+
+    public static GatewayStreamResult BadRequestOf(TunnelReadResult result) =>
+        new(StreamOutcome.BadRequest) { ReadResult = result, Status = TunnelCodec.StatusFor(result) };
+
+    public static GatewayStreamResult StreamLimitOf(TunnelRequest request, int limit) =>
+        new(StreamOutcome.StreamLimit) { Request = request, Limit = limit };
+
+    public static GatewayStreamResult Unsupported(TunnelRequest request) => new(StreamOutcome.UnsupportedKind) { Request = request };
+
+    public static GatewayStreamResult DnsServed(TunnelRequest request) => new(StreamOutcome.DnsServed) { Request = request };
+
+    public static GatewayStreamResult Denied(TunnelRequest request, PolicyDecision decision) =>
+        new(StreamOutcome.Denied) { Request = request, Decision = decision };
+
+    public static GatewayStreamResult ConnectFailed(TunnelRequest request, TunnelStatus status, string? detail) =>
+        new(StreamOutcome.ConnectFailed) { Request = request, Status = status, Detail = detail };
+
+    public static GatewayStreamResult Relayed(TunnelRequest request, PolicyDecision decision, RelayResult? relay) =>
+        new(StreamOutcome.Relayed) { Request = request, Decision = decision, Relay = relay };
+
+    public static GatewayStreamResult Failed(string error) => new(StreamOutcome.StreamFailed) { Detail = error };
+}

@@ -1,0 +1,54 @@
+using Egress.Diagnostics;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
+
+namespace Egress.Tests.Diagnostics;
+
+/// <summary>
+/// What one side of egress logs and counts, for outcome tests: FakeLogger records (event ids) and the
+/// <c>egress.connections</c> and <c>egress.tunnel.errors</c> measurements, with their tags.
+/// </summary>
+internal sealed class TelemetryProbe : IDisposable
+{
+    private readonly TestMeterFactory _meters = new();
+    private readonly MetricCollector<long> _connections;
+    private readonly MetricCollector<long> _tunnelErrors;
+
+    public TelemetryProbe(string side)
+    {
+        Logger = new FakeLogger(Logs.Collector);
+        Metrics = new EgressMetrics(_meters, side);
+        _connections = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.connections");
+        _tunnelErrors = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.tunnel.errors");
+    }
+
+    public LogCapture Logs { get; } = new();
+
+    public FakeLogger Logger { get; }
+
+    public ILoggerFactory LoggerFactory => Logs.Factory;
+
+    public EgressMetrics Metrics { get; }
+
+    /// <summary>The event ids logged so far, in order.</summary>
+    public IReadOnlyList<int> EventIds => Logs.EventIds;
+
+    /// <summary>Every <c>egress.connections</c> count so far as (outcome, reason).</summary>
+    public IReadOnlyList<(string? Outcome, string? Reason)> Connections =>
+        [.. _connections.GetMeasurementSnapshot().Select(m => ((string?)m.Tags["egress.outcome"], (string?)m.Tags["egress.reason"]))];
+
+    /// <summary>Every <c>egress.tunnel.errors</c> count so far, by <c>egress.error</c>.</summary>
+    public IReadOnlyList<string?> TunnelErrors => [.. _tunnelErrors.GetMeasurementSnapshot().Select(m => (string?)m.Tags["egress.error"])];
+
+    /// <summary>Waits until a record with <paramref name="eventId"/> is logged (logged after the socket work it describes).</summary>
+    public Task WaitForEventAsync(int eventId) => Logs.WaitForEventAsync(eventId);
+
+    public void Dispose()
+    {
+        _connections.Dispose();
+        _tunnelErrors.Dispose();
+        Logs.Dispose();
+        _meters.Dispose();
+    }
+}

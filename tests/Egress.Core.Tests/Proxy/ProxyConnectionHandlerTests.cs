@@ -1,0 +1,270 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Egress.Interception;
+using Egress.Policy;
+using Egress.Proxy;
+using Egress.Relay;
+using Egress.Tests.Diagnostics;
+using Egress.Tests.Gateway;
+using Egress.Tunnel;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Proxy;
+
+/// <summary>
+/// Every decision path of the enclave proxy without root or iptables: the original destination comes from a fake,
+/// the tunnel is a loopback socket to a scripted parent (or a fake connector), time is a FakeTimeProvider. Each test
+/// asserts the outcome, the metric tags, the log event id and whether the application's socket is reset or closed.
+/// </summary>
+public sealed class ProxyConnectionHandlerTests
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan StatusTimeout = TimeSpan.FromSeconds(5);
+    private static readonly IPEndPoint Listed = new(IPAddress.Parse("198.51.100.20"), 443);
+    private static readonly IPEndPoint NotListed = new(IPAddress.Parse("198.51.100.7"), 443);
+
+    private TelemetryProbe _probe = null!;
+    private FakeTimeProvider _time = null!;
+    private Socket _parentListener = null!;
+    private Socket _app = null!;
+    private Socket _accepted = null!;
+    private int _tunnelsOpened;
+
+    [SetUp]
+    public async Task SetUp()
+    {
+        _probe = new TelemetryProbe("enclave");
+        _time = new FakeTimeProvider();
+        _parentListener = Listen();
+        using Socket appListener = Listen();
+        _app = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await _app.ConnectAsync(appListener.LocalEndPoint!);
+        _accepted = await appListener.AcceptAsync();
+        _tunnelsOpened = 0;
+    }
+
+    [TearDown]
+    public void TearDown()
+    {
+        _app.Dispose();
+        _accepted.Dispose();
+        _parentListener.Dispose();
+        _probe.Dispose();
+    }
+
+    [Test]
+    public async Task ConnectionNotRedirectedIsResetWithoutATunnel()
+    {
+        var original = new OriginalDestinationResult(OriginalDestinationStatus.NotRedirected, null, "no conntrack entry");
+
+        var result = await Handler(original).HandleAsync(_accepted, CancellationToken.None);
+
+        await AssertOutcomeAsync(result, ConnectionOutcome.NotRedirected, ("failed", "not_redirected"), eventId: 103, reset: true);
+        Assert.That(_probe.TunnelErrors, Is.Empty);
+        Assert.That(_tunnelsOpened, Is.Zero);
+    }
+
+    [Test]
+    public async Task DestinationTheEnclaveDeniesIsResetWithoutATunnel()
+    {
+        var result = await Handler(Redirected(NotListed)).HandleAsync(_accepted, CancellationToken.None);
+
+        await AssertOutcomeAsync(result, ConnectionOutcome.Denied, ("denied", "never_learned"), eventId: 104, reset: true);
+        Assert.That(result.Decision.Reason, Is.EqualTo(DecisionReason.NeverLearned));
+        Assert.That(_tunnelsOpened, Is.Zero);
+    }
+
+    [Test]
+    public async Task TunnelThatRefusesTheConnectIsUnavailable()
+    {
+        var handler = Handler(Redirected(Listed), _ => throw new SocketException((int)SocketError.ConnectionRefused));
+
+        var result = await handler.HandleAsync(_accepted, CancellationToken.None);
+
+        await AssertOutcomeAsync(result, ConnectionOutcome.TunnelUnavailable, ("failed", "tunnel_unavailable"), eventId: 109, reset: true);
+        Assert.That(_probe.TunnelErrors, Is.EqualTo(new[] { "unavailable" }));
+    }
+
+    [Test]
+    public async Task TunnelConnectBeyondTheStatusTimeoutTimesOut()
+    {
+        var connecting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var handler = Handler(Redirected(Listed), async cancellationToken =>
+        {
+            connecting.SetResult();
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+            throw new UnreachableException();
+        });
+
+        var handling = handler.HandleAsync(_accepted, CancellationToken.None);
+        await connecting.Task.WaitAsync(HangGuard);
+        _time.Advance(StatusTimeout);
+        var result = await handling.WaitAsync(HangGuard);
+
+        await AssertOutcomeAsync(result, ConnectionOutcome.TunnelConnectTimeout, ("failed", "tunnel_connect_timeout"), eventId: 111, reset: true);
+        Assert.That(_probe.TunnelErrors, Is.EqualTo(new[] { "connect_timeout" }));
+    }
+
+    [Test]
+    public async Task StopWhileConnectingTheTunnelIsNotCarried()
+    {
+        using var stopping = new CancellationTokenSource();
+        var handler = Handler(Redirected(Listed), async cancellationToken =>
+        {
+            await stopping.CancelAsync();
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+            throw new UnreachableException();
+        });
+
+        var result = await handler.HandleAsync(_accepted, stopping.Token).WaitAsync(HangGuard);
+
+        await AssertOutcomeAsync(result, ConnectionOutcome.Stopping, ("failed", "stopping"), eventId: 112, reset: true);
+        Assert.That(_probe.TunnelErrors, Is.Empty);
+    }
+
+    [TestCase(TunnelStatus.DeniedByPolicy, "denied", "denied_by_policy")]
+    [TestCase(TunnelStatus.ConnectionRefused, "failed", "connection_refused")]
+    [TestCase(TunnelStatus.Unreachable, "failed", "unreachable")]
+    [TestCase(TunnelStatus.TimedOut, "failed", "timed_out")]
+    [TestCase(TunnelStatus.BadRequest, "failed", "bad_request")]
+    [TestCase(TunnelStatus.UnsupportedVersion, "failed", "unsupported_version")]
+    [TestCase(TunnelStatus.UnsupportedKind, "failed", "unsupported_kind")]
+    [TestCase(TunnelStatus.Failure, "failed", "failure")]
+    public async Task ParentRefusalIsResetAndCountedByItsStatus(TunnelStatus status, string outcome, string reason)
+    {
+        var handling = Handler(Redirected(Listed)).HandleAsync(_accepted, CancellationToken.None);
+        using Socket parent = await AcceptTunnelAsync();
+        var (read, request) = await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+        await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(status, "parent: why"), CancellationToken.None);
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.That((read, request.Destination), Is.EqualTo((TunnelReadResult.Complete, Listed)));
+        await AssertOutcomeAsync(result, ConnectionOutcome.ParentRefused, (outcome, reason), eventId: 106, reset: true);
+        Assert.That((result.ParentStatus, result.Detail), Is.EqualTo((status, "parent: why")));
+        Assert.That(_probe.TunnelErrors, Is.Empty);
+        Assert.That(await EndOfStreamAsync(parent), Is.EqualTo("reset"), "the tunnel stream is reset too");
+    }
+
+    [Test]
+    public async Task UndecodableParentAnswerIsABadResponse()
+    {
+        var handling = Handler(Redirected(Listed)).HandleAsync(_accepted, CancellationToken.None);
+        using Socket parent = await AcceptTunnelAsync();
+        await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+        await parent.SendAsync(new byte[] { 0x7F, 0x00, 0x00 });
+        var result = await handling.WaitAsync(HangGuard);
+
+        await AssertOutcomeAsync(result, ConnectionOutcome.BadParentResponse, ("failed", "bad_parent_response"), eventId: 107, reset: true);
+        Assert.That(_probe.TunnelErrors, Is.EqualTo(new[] { "bad_response" }));
+    }
+
+    [Test]
+    public async Task ParentThatClosesWithoutAnsweringIsABadResponse()
+    {
+        var handling = Handler(Redirected(Listed)).HandleAsync(_accepted, CancellationToken.None);
+        using (Socket parent = await AcceptTunnelAsync())
+        {
+            await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+            parent.Shutdown(SocketShutdown.Send);
+        }
+
+        var result = await handling.WaitAsync(HangGuard);
+
+        await AssertOutcomeAsync(result, ConnectionOutcome.BadParentResponse, ("failed", "bad_parent_response"), eventId: 107, reset: true);
+        Assert.That(result.ReadResult, Is.EqualTo(TunnelReadResult.TruncatedStream));
+        Assert.That(_probe.TunnelErrors, Is.EqualTo(new[] { "bad_response" }));
+    }
+
+    [Test]
+    public async Task ParentSilentBeyondTheStatusTimeoutTimesOut()
+    {
+        var handling = Handler(Redirected(Listed)).HandleAsync(_accepted, CancellationToken.None);
+        using Socket parent = await AcceptTunnelAsync();
+        await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+        _time.Advance(StatusTimeout);
+        var result = await handling.WaitAsync(HangGuard);
+
+        await AssertOutcomeAsync(result, ConnectionOutcome.StatusTimeout, ("failed", "status_timeout"), eventId: 108, reset: true);
+        Assert.That(_probe.TunnelErrors, Is.EqualTo(new[] { "status_timeout" }));
+    }
+
+    [Test]
+    public async Task AllowedConnectionIsRelayedAndClosedNotReset()
+    {
+        var handling = Handler(Redirected(Listed)).HandleAsync(_accepted, CancellationToken.None);
+        using Socket parent = await AcceptTunnelAsync();
+        await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+        byte[] ok = new byte[TunnelCodec.MaxResponseLength];
+        int length = TunnelCodec.WriteResponse(new TunnelResponse(TunnelStatus.Ok), ok);
+        await parent.SendAsync(ok.AsMemory(0, length).ToArray().Concat(Encoding.ASCII.GetBytes("banner")).ToArray());
+        await _app.SendAsync(Encoding.ASCII.GetBytes("ping"));
+        _app.Shutdown(SocketShutdown.Send);
+        byte[] fromApp = await TunnelClient.ReadToEndAsync(parent).WaitAsync(HangGuard);
+        parent.Shutdown(SocketShutdown.Send);
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.That(Encoding.ASCII.GetString(fromApp), Is.EqualTo("ping"));
+        Assert.That(result.Outcome, Is.EqualTo(ConnectionOutcome.Relayed));
+        Assert.That(result.Relay, Is.Not.Null);
+        Assert.That((result.Relay!.BytesAToB, result.Relay.BytesBToA, result.Relay.FirstCause), Is.EqualTo((4L, 6L, RelayShutdownCause.BothCompleted)));
+        Assert.That(_probe.Connections, Is.EqualTo(new[] { ("allowed", "static_entry") }));
+        Assert.That(_probe.EventIds, Is.EqualTo(new[] { 105, 110 }));
+        Assert.That(_probe.TunnelErrors, Is.Empty);
+        Assert.That(result.ResetsClient, Is.False);
+        Assert.That(Encoding.ASCII.GetString(await TunnelClient.ReadToEndAsync(_app).WaitAsync(HangGuard)), Is.EqualTo("banner"), "closed, not reset");
+    }
+
+    private static OriginalDestinationResult Redirected(IPEndPoint destination) => new(OriginalDestinationStatus.Redirected, destination, null);
+
+    private static Socket Listen()
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        socket.Listen();
+        return socket;
+    }
+
+    /// <summary>How the peer's stream ends: "closed" (FIN) or "reset" (RST).</summary>
+    private static async Task<string> EndOfStreamAsync(Socket socket)
+    {
+        try
+        {
+            await TunnelClient.ReadToEndAsync(socket).WaitAsync(HangGuard);
+            return "closed";
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            return "reset";
+        }
+    }
+
+    private async Task AssertOutcomeAsync(ProxyConnectionResult result, ConnectionOutcome outcome, (string, string) tags, int eventId, bool reset)
+    {
+        Assert.That(result.Outcome, Is.EqualTo(outcome));
+        Assert.That(result.ResetsClient, Is.EqualTo(reset));
+        Assert.That(_probe.Connections, Is.EqualTo(new[] { tags }));
+        Assert.That(_probe.EventIds, Is.EqualTo(new[] { eventId }));
+        Assert.That(await EndOfStreamAsync(_app), Is.EqualTo(reset ? "reset" : "closed"));
+    }
+
+    private async Task<Socket> AcceptTunnelAsync() => await _parentListener.AcceptAsync().WaitAsync(HangGuard);
+
+    private ProxyConnectionHandler Handler(OriginalDestinationResult original, Func<CancellationToken, ValueTask<Socket>>? connect = null)
+    {
+        var options = new EgressProxyOptions
+        {
+            Tunnel = TunnelEndpoint.Parse($"tcp://{_parentListener.LocalEndPoint}"),
+            StatusTimeout = StatusTimeout,
+            Relay = new RelayOptions { TimeProvider = _time },
+            Metrics = _probe.Metrics,
+        };
+        var policy = EgressPolicy.Create(true, [Listed.Address.ToString()], new AllowlistCache(new AllowlistCacheOptions()));
+        return new ProxyConnectionHandler(options, policy, _probe.Logger, _ => original, cancellationToken =>
+        {
+            _tunnelsOpened++;
+            return connect is null ? options.Tunnel.ConnectAsync(cancellationToken) : connect(cancellationToken);
+        });
+    }
+}
