@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Egress.Interception;
 using Egress.Policy;
 using Egress.Relay;
+using Egress.Sockets;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 
@@ -147,7 +148,7 @@ internal sealed class ProxyConnectionHandler(
 
         if (result.ResetsClient)
         {
-            RelayPipes.Reset(client);
+            SocketReset.Reset(client);
         }
         else
         {
@@ -209,7 +210,7 @@ internal sealed class ProxyConnectionHandler(
             failure = ProxyConnectionResult.Failed(ConnectionOutcome.TunnelUnavailable, destination, ex.Message);
         }
 
-        RelayPipes.Reset(socket);
+        SocketReset.Reset(socket);
         return (null, default, failure);
     }
 }
