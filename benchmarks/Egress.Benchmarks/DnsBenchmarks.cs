@@ -1,6 +1,7 @@
 using System.Text;
 using BenchmarkDotNet.Attributes;
 using Egress.Dns;
+using Egress.Dns.Wire;
 
 namespace Egress.Benchmarks;
 

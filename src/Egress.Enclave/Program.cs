@@ -2,7 +2,7 @@ using System.Diagnostics.Metrics;
 using System.Net.Sockets;
 using Egress.Configuration;
 using Egress.Diagnostics;
-using Egress.Dns;
+using Egress.Dns.Forwarder;
 using Egress.Enclave.Check;
 using Egress.Enclave.Rules;
 using Egress.Hosting;

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using Egress.Dns.Wire;
 using Microsoft.Extensions.Logging;
 using Pipelines.Sockets.Unofficial;
 
@@ -78,29 +79,23 @@ internal sealed class DnsFramedConnection
     {
         using var idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, stopping, _writes.Token);
-        PipeReader input = _pipe.Input;
+        var frames = new DnsFrameReader(_pipe.Input);
         try
         {
             while (true)
             {
                 idle.CancelAfter(idleTimeout);
-                ReadResult read = await input.ReadAsync(linked.Token).ConfigureAwait(false);
-                ReadOnlySequence<byte> buffer = read.Buffer;
-                DnsFrameResult frame;
-                while ((frame = DnsTcpFraming.TryReadMessage(ref buffer, out ReadOnlySequence<byte> message)) == DnsFrameResult.Complete)
+                if (await frames.ReadAsync(linked.Token).ConfigureAwait(false) != DnsStreamRead.Message)
                 {
-                    idle.CancelAfter(Timeout.InfiniteTimeSpan);
-                    await _slots.WaitAsync(linked.Token).ConfigureAwait(false);
-                    byte[] query = ArrayPool<byte>.Shared.Rent((int)message.Length);
-                    message.CopyTo(query);
-                    _ = AnswerAsync(query, (int)message.Length, aborted);
+                    break; // Closed, truncated, or an empty frame: stop reading.
                 }
 
-                input.AdvanceTo(buffer.Start, buffer.End);
-                if (frame == DnsFrameResult.Empty || read.IsCompleted || read.IsCanceled)
-                {
-                    break;
-                }
+                idle.CancelAfter(Timeout.InfiniteTimeSpan);
+                await _slots.WaitAsync(linked.Token).ConfigureAwait(false);
+                ReadOnlySequence<byte> message = frames.Message;
+                byte[] query = ArrayPool<byte>.Shared.Rent((int)message.Length);
+                message.CopyTo(query);
+                _ = AnswerAsync(query, (int)message.Length, aborted);
             }
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or InvalidOperationException

@@ -1,4 +1,5 @@
 using System.Net;
+using Egress.Dns.Wire;
 using Egress.Policy;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;

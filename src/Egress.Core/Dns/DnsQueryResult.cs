@@ -1,3 +1,4 @@
+using Egress.Dns.Wire;
 using Egress.Policy;
 
 namespace Egress.Dns;

@@ -1,5 +1,6 @@
 using System.Net;
 using Egress.Connections;
+using Egress.Dns.Upstream;
 using Egress.Policy;
 using Microsoft.Extensions.Logging;
 

@@ -2,8 +2,10 @@ using System.Net;
 using System.Net.Sockets;
 using Egress.Connections;
 using Egress.Dns;
+using Egress.Dns.Upstream;
 using Egress.Policy;
 using Egress.Relay;
+using Egress.Sockets;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 
@@ -187,7 +189,7 @@ internal sealed class TunnelStreamHandler(
         await TunnelHandshake.SendResponseAsync(streamSocket, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
         GatewayLog.DnsStreamOpened(logger, string.Join(", ", dnsUpstreams.Upstreams));
         var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, options.Metrics, logger, aborted);
-        var tunnel = RelayPipes.CreateConnection(streamSocket);
+        var tunnel = SocketPipe.Create(streamSocket);
         try
         {
             await DnsFramedConnection.ServeAsync(
@@ -196,7 +198,7 @@ internal sealed class TunnelStreamHandler(
         finally
         {
             using var closing = new CancellationTokenSource(CloseDeadline);
-            await RelayPipes.CloseAsync(tunnel, closing.Token).ConfigureAwait(false);
+            await SocketPipe.CloseAsync(tunnel, closing.Token).ConfigureAwait(false);
         }
     }
 

@@ -2,7 +2,7 @@ using System.Diagnostics.Metrics;
 using System.Net;
 using Egress.Configuration;
 using Egress.Diagnostics;
-using Egress.Dns;
+using Egress.Dns.Forwarder;
 using Egress.Gateway;
 using Egress.Policy;
 using Egress.Proxy;

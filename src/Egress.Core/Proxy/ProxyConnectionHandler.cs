@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Egress.Interception;
 using Egress.Policy;
 using Egress.Relay;
+using Egress.Sockets;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 
@@ -150,7 +151,7 @@ internal sealed class ProxyConnectionHandler(
 
         if (result.ResetsClient)
         {
-            RelayPipes.Reset(client);
+            SocketReset.Reset(client);
         }
         else
         {

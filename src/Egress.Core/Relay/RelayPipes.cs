@@ -1,61 +1,22 @@
-using System.IO.Pipelines;
 using System.Net.Sockets;
+using Egress.Sockets;
 using Pipelines.Sockets.Unofficial;
 
 namespace Egress.Relay;
 
-/// <summary>Creates, closes and resets the socket connections that hosts hand to <see cref="DuplexRelay"/>.</summary>
+/// <summary>Creates and closes the socket connections that hosts hand to <see cref="DuplexRelay"/>.</summary>
 public static class RelayPipes
 {
-    /// <summary>Pause a producer once this many bytes wait unread in one direction of one connection.</summary>
-    internal const long PauseWriterThreshold = 1024 * 1024;
-
-    /// <summary>Resume a paused producer once the unread bytes drop below this.</summary>
-    internal const long ResumeWriterThreshold = 512 * 1024;
-
-    /// <summary>Segment size, which is also the size of one socket receive.</summary>
-    internal const int MinimumSegmentSize = 64 * 1024;
-
-    /// <summary>The options used for both the send and the receive pipe of every relay connection.</summary>
-    internal static PipeOptions PipeOptions { get; } = new(
-        pool: null,
-        readerScheduler: PipeScheduler.ThreadPool,
-        writerScheduler: PipeScheduler.ThreadPool,
-        pauseWriterThreshold: PauseWriterThreshold,
-        resumeWriterThreshold: ResumeWriterThreshold,
-        minimumSegmentSize: MinimumSegmentSize,
-        useSynchronizationContext: false);
-
     /// <summary>Wraps a connected stream socket (TCP, Unix or VSOCK) in a pipe pair tuned for relaying.</summary>
     /// <remarks>
     /// 64 KiB segments (one socket receive each); at most about 1 MiB buffered per pipe before the producer pauses
     /// (resuming below 512 KiB). Zero-length reads are on where the socket can say how many bytes are queued
-    /// (FIONREAD, which the zero-length read path asks after each wake-up), so an idle connection waits without
-    /// renting a receive buffer. AF_VSOCK answers FIONREAD with EOPNOTSUPP on kernels without SIOCINQ support for
-    /// VSOCK, a recent addition (the VM suite's Linux 6.1 among them): there every read waits with a rented buffer.
+    /// (FIONREAD), so an idle connection waits without renting a receive buffer; where FIONREAD fails (AF_VSOCK on
+    /// kernels without SIOCINQ support for VSOCK, such as Linux 6.1) every read waits with a rented buffer.
     /// </remarks>
     /// <param name="socket">A connected stream socket; the connection takes ownership of it.</param>
-    /// <returns>The connection; close it with <see cref="CloseAsync"/> (or <see cref="Reset"/> its socket on errors).</returns>
-    public static SocketConnection CreateConnection(Socket socket)
-    {
-        ArgumentNullException.ThrowIfNull(socket);
-        SocketConnectionOptions options = CanCountQueuedBytes(socket) ? SocketConnectionOptions.ZeroLengthReads : SocketConnectionOptions.None;
-        return SocketConnection.Create(socket, PipeOptions, PipeOptions, options);
-    }
-
-    /// <summary>Whether FIONREAD works on the socket (<see cref="Socket.Available"/> does not throw).</summary>
-    private static bool CanCountQueuedBytes(Socket socket)
-    {
-        try
-        {
-            _ = socket.Available;
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false;
-        }
-    }
+    /// <returns>The connection; close it with <see cref="CloseAsync"/>.</returns>
+    public static SocketConnection CreateConnection(Socket socket) => SocketPipe.Create(socket);
 
     /// <summary>
     /// Completes the connection's output, waits until its send loop has written every buffered byte to the socket
@@ -64,42 +25,6 @@ public static class RelayPipes
     /// <param name="connection">The connection to close.</param>
     /// <param name="cancellationToken">Stops waiting (e.g. a peer that never reads); the connection is disposed regardless.</param>
     /// <returns>A task that completes when the connection is disposed.</returns>
-    public static async ValueTask CloseAsync(SocketConnection connection, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(connection);
-        var sent = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-#pragma warning disable CS0618 // Obsolete, but System.IO.Pipelines.Pipe (which SocketConnection sends from) still raises it; it is the only signal that the send loop ended.
-        connection.Output.OnReaderCompleted(static (_, state) => ((TaskCompletionSource)state!).TrySetResult(), sent);
-#pragma warning restore CS0618
-        try
-        {
-            connection.Output.Complete();
-            await sent.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-            // Give up on the tail; fall through to dispose.
-        }
-        finally
-        {
-            connection.Dispose();
-        }
-    }
-
-    /// <summary>Closes the socket abortively: SO_LINGER 0 makes the kernel send RST instead of FIN. Use for denials and errors.</summary>
-    /// <param name="socket">The socket to reset; already closed sockets are ignored.</param>
-    public static void Reset(Socket socket)
-    {
-        ArgumentNullException.ThrowIfNull(socket);
-        try
-        {
-            socket.LingerState = new LingerOption(enable: true, seconds: 0);
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            // Not a socket that supports linger, or already closed: closing below is all that is left.
-        }
-
-        socket.Dispose();
-    }
+    public static ValueTask CloseAsync(SocketConnection connection, CancellationToken cancellationToken = default) =>
+        SocketPipe.CloseAsync(connection, cancellationToken);
 }

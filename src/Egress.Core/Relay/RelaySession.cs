@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using Egress.Sockets;
 using Pipelines.Sockets.Unofficial;
 
 namespace Egress.Relay;
@@ -161,7 +162,7 @@ internal sealed class RelaySession
     {
         if (pipe is SocketConnection connection)
         {
-            RelayPipes.Reset(connection.Socket);
+            SocketReset.Reset(connection.Socket);
         }
     }
 }

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using Egress.Sockets;
 
 namespace Egress.Relay;
 
@@ -87,7 +88,7 @@ internal sealed partial class SocketRelaySession
     /// <summary>The abort: resetting both sockets ends both direction loops (their pending operations fail).</summary>
     private void ResetBoth(RelayShutdownCause _, Exception? __)
     {
-        RelayPipes.Reset(_a);
-        RelayPipes.Reset(_b);
+        SocketReset.Reset(_a);
+        SocketReset.Reset(_b);
     }
 }

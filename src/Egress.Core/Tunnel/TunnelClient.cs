@@ -125,7 +125,7 @@ public sealed class TunnelClient
         {
             if (socket is not null)
             {
-                Relay.RelayPipes.Reset(socket); // an abort: the parent stops dialing or relaying at once
+                Sockets.SocketReset.Reset(socket); // an abort: the parent stops dialing or relaying at once
             }
         }
     }

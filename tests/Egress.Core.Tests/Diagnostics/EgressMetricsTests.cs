@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Egress.Diagnostics;
 using Egress.Dns;
+using Egress.Dns.Wire;
 using Egress.Gateway;
 using Egress.Policy;
 using Egress.Proxy;

@@ -1,5 +1,6 @@
 using System.Net;
 using Egress.Dns;
+using Egress.Dns.Wire;
 using Egress.Tests.Dns.Vectors;
 
 namespace Egress.Tests.Dns;

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using DnsClient;
 using DnsClient.Protocol;
 using Egress.Dns;
+using Egress.Dns.Wire;
 using Egress.Tests.Dns.Vectors;
 
 namespace Egress.Tests.Dns;

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Egress.Dns;
+using Egress.Dns.Wire;
 
 namespace Egress.Tests.Dns;
 

@@ -2,6 +2,7 @@ using System.Net;
 using DnsClient;
 using DnsClient.Protocol;
 using Egress.Dns;
+using Egress.Dns.Wire;
 using Egress.Policy;
 
 namespace Egress.Tests.Dns;

@@ -1,5 +1,6 @@
 using System.IO.Pipelines;
 using Egress.Dns;
+using Egress.Dns.Wire;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 
@@ -45,6 +46,35 @@ public sealed class DnsFramedConnectionTests
         time.Advance(TimeSpan.FromSeconds(1));
         await serving.WaitAsync(HangGuard);
         Assert.That(logs.Values(317, "Seconds"), Is.EqualTo(new[] { "10" }));
+    }
+
+    [Test]
+    public async Task WholeQueriesBeforeAStreamThatEndsMidFrameAreAnsweredAndServingEnds()
+    {
+        var toServer = new Pipe();
+        var fromServer = new Pipe();
+        var side = new DuplexPipe(toServer.Reader, fromServer.Writer);
+        using var logs = new LogCapture();
+        Task serving = DnsFramedConnection.ServeAsync(
+            side, new FixedSizeAnswerer(64), maxInFlight: 4, Timeout.InfiniteTimeSpan, TimeProvider.System,
+            logs.Factory.CreateLogger("test"), CancellationToken.None, CancellationToken.None);
+
+        byte[] query = DnsQueryBytes.Build(1, "a.x.test");
+        DnsTcpFraming.WriteMessage(toServer.Writer, query);
+        DnsTcpFraming.WriteMessage(toServer.Writer, query);
+        await toServer.Writer.WriteAsync(new byte[] { 0x00, (byte)query.Length, query[0] }); // a third frame, cut short
+        await toServer.Writer.CompleteAsync();
+
+        await serving.WaitAsync(HangGuard);
+        await fromServer.Writer.CompleteAsync();
+        var answers = new DnsFrameReader(fromServer.Reader);
+        int answered = 0;
+        while (await answers.ReadAsync(CancellationToken.None) == DnsStreamRead.Message)
+        {
+            answered++;
+        }
+
+        Assert.That(answered, Is.EqualTo(2));
     }
 
     private static bool Peek(PipeReader reader, ReadResult result)

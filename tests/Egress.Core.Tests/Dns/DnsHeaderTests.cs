@@ -1,4 +1,5 @@
 using Egress.Dns;
+using Egress.Dns.Wire;
 using Egress.Tests.Dns.Vectors;
 
 namespace Egress.Tests.Dns;

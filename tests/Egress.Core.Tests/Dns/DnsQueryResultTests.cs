@@ -1,4 +1,5 @@
 using Egress.Dns;
+using Egress.Dns.Wire;
 
 namespace Egress.Tests.Dns;
 

@@ -1,5 +1,6 @@
 using System.Buffers;
 using Egress.Dns;
+using Egress.Dns.Wire;
 using Egress.Tests.Tunnel;
 
 namespace Egress.Tests.Dns;
@@ -84,6 +85,19 @@ public sealed class DnsTcpFramingTests
             Assert.That(DnsTcpFraming.TryReadMessage(ref buffer, out ReadOnlySequence<byte> message), Is.EqualTo(DnsFrameResult.Empty));
             Assert.That(message.IsEmpty, Is.True);
             Assert.That(buffer.Length, Is.EqualTo(5));
+        });
+    }
+
+    [Test]
+    public void FrameAboveTheLimitIsTooLargeAndUntouched()
+    {
+        var buffer = new ReadOnlySequence<byte>(Hex.Bytes("02 01 42"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(DnsTcpFraming.TryReadMessage(ref buffer, 512, out ReadOnlySequence<byte> message), Is.EqualTo(DnsFrameResult.TooLarge));
+            Assert.That(message.IsEmpty, Is.True);
+            Assert.That(buffer.Length, Is.EqualTo(3));
         });
     }
 

@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Sockets;
 using DnsClient;
 using Egress.Dns;
+using Egress.Dns.Forwarder;
+using Egress.Dns.Wire;
 using Egress.Gateway;
 using Egress.Policy;
 using Egress.Tunnel;

@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Egress.Dns;
+using Egress.Dns.Wire;
 
 namespace Egress.Tests.Dns;
 

@@ -1,6 +1,8 @@
 using System.Net;
 using System.Net.Sockets;
 using Egress.Dns;
+using Egress.Dns.Upstream;
+using Egress.Dns.Wire;
 using Egress.Gateway;
 using Egress.Policy;
 using Egress.Tests.Dns;

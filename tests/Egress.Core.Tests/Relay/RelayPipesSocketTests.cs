@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using Egress.Relay;
+using Egress.Sockets;
 using Pipelines.Sockets.Unofficial;
 
 namespace Egress.Tests.Relay;
@@ -83,8 +84,8 @@ public sealed class RelayPipesSocketTests
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await client.ConnectAsync(endpoints.RelayEndPoint);
         Socket accepted = await endpoints.Relay.AcceptAsync();
-        RelayPipes.Reset(accepted);
-        RelayPipes.Reset(accepted); // idempotent on a closed socket
+        SocketReset.Reset(accepted);
+        SocketReset.Reset(accepted); // idempotent on a closed socket
 
         Assert.That(await ReadUntilEndAsync(client).WaitAsync(HangGuard), Is.EqualTo(SocketError.ConnectionReset));
     }
@@ -148,7 +149,7 @@ public sealed class RelayPipesSocketTests
         byte[] request = new byte[5];
         _ = await server.ReceiveAsync(request);
         await server.SendAsync(data);
-        RelayPipes.Reset(server);
+        SocketReset.Reset(server);
     }
 
     private static async Task<SocketError> ReadUntilEndAsync(Socket socket)

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using Egress.Relay;
+using Egress.Sockets;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Egress.Tests.Relay;
@@ -102,7 +103,7 @@ public sealed class SocketRelayTests(bool splice)
         await chain.Server.SendAsync("hello"u8.ToArray());
         Assert.That(await SocketIo.ReadExactlyAsync(chain.Client, 5).WaitAsync(HangGuard), Is.EqualTo("hello"u8.ToArray()));
 
-        RelayPipes.Reset(clientResets ? chain.Client : chain.Server);
+        SocketReset.Reset(clientResets ? chain.Client : chain.Server);
         SocketError otherEnd = await SocketIo.ReadUntilEndAsync(clientResets ? chain.Server : chain.Client).WaitAsync(HangGuard);
         RelayResult result = await relay.WaitAsync(HangGuard);
 

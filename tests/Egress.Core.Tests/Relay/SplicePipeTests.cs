@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Egress.Relay;
+using Egress.Sockets;
 
 namespace Egress.Tests.Relay;
 
@@ -61,7 +62,7 @@ public sealed class SplicePipeTests
     {
         using SocketPair from = await SocketPair.ConnectAsync(SocketTransport.Tcp);
         using SplicePipe pipe = SplicePipe.Rent();
-        RelayPipes.Reset(from.Left);
+        SocketReset.Reset(from.Left);
         Assert.That(from.Right.Poll(TimeSpan.FromSeconds(10), SelectMode.SelectRead), Is.True, "the reset arrived"); // poll leaves the error pending
 
         var error = Assert.Throws<SocketException>(() => pipe.FillFrom(from.Right.SafeHandle));

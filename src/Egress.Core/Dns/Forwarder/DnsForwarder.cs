@@ -1,0 +1,192 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Connections;
+using Egress.Policy;
+using Egress.Sockets;
+using Microsoft.Extensions.Logging;
+using Pipelines.Sockets.Unofficial;
+
+namespace Egress.Dns.Forwarder;
+
+/// <summary>
+/// The enclave's DNS forwarder: serves UDP and TCP on the configured addresses, refuses names outside the
+/// allowlist at once (nothing is forwarded), forwards allowed queries to the parent over a few long-lived tunnel
+/// DNS streams, returns the answers unchanged, and teaches the policy the answered addresses so the proxy allows
+/// connections to them. See docs/dns.md.
+/// </summary>
+public sealed class DnsForwarder : IAsyncDisposable
+{
+    private const int MaxTcpInFlight = 64;
+    private static readonly TimeSpan CloseDeadline = TimeSpan.FromSeconds(5);
+
+    private readonly DnsForwarderOptions _options;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly DnsTunnelPool _pool;
+    private readonly DnsQueryHandler _handler;
+    private readonly List<Socket> _udpSockets = [];
+    private readonly List<Task> _udpLoops = [];
+    private readonly List<ConnectionListener> _tcpListeners = [];
+    private bool _stopped;
+
+    /// <summary>Creates a forwarder; call <see cref="Start"/> to listen.</summary>
+    /// <param name="options">Listen addresses, tunnel endpoint and timeouts.</param>
+    /// <param name="policy">The allowlist; answered addresses are learned into it.</param>
+    /// <param name="loggerFactory">Where refusals, failures and rebinding refusals are logged.</param>
+    public DnsForwarder(DnsForwarderOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(policy);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        ArgumentNullException.ThrowIfNull(options.Tunnel, nameof(options) + "." + nameof(options.Tunnel));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.StreamCount, 1, nameof(options) + "." + nameof(options.StreamCount));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.StreamCount, 16, nameof(options) + "." + nameof(options.StreamCount));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.QueryTimeout, TimeSpan.Zero, nameof(options) + "." + nameof(options.QueryTimeout));
+        _options = options;
+        _logger = loggerFactory.CreateLogger("Egress.Dns");
+        _pool = new DnsTunnelPool(options, _logger, _stopping.Token);
+        _handler = new DnsQueryHandler(policy, _pool, options.Metrics, _logger);
+    }
+
+    /// <summary>Gets the addresses actually served (UDP and TCP share each one), with ephemeral ports resolved.</summary>
+    public IReadOnlyList<IPEndPoint> LocalEndPoints { get; private set; } = [];
+
+    /// <summary>Binds every listen address for UDP and TCP and starts serving.</summary>
+    /// <exception cref="SocketException">An address cannot be bound (in use, or port 53 without the privilege);
+    /// nothing stays bound then.</exception>
+    public void Start()
+    {
+        var bound = new List<IPEndPoint>();
+        var sockets = new List<Socket>();
+        try
+        {
+            foreach (IPEndPoint address in _options.Listen)
+            {
+                (Socket udp, Socket tcp) = BindPair(address);
+                sockets.Add(udp);
+                sockets.Add(tcp);
+                bound.Add((IPEndPoint)udp.LocalEndPoint!);
+            }
+        }
+        catch
+        {
+            sockets.ForEach(s => s.Dispose());
+            throw;
+        }
+
+        for (int i = 0; i < sockets.Count; i += 2)
+        {
+            Socket udp = sockets[i];
+            _udpSockets.Add(udp);
+            _udpLoops.Add(Task.Run(() => new DnsUdpListener(udp, _handler, _options.Metrics, _logger).RunAsync(_stopping.Token)));
+            var listener = new ConnectionListener(sockets[i + 1], $"dns {bound[i / 2]}", ServeTcpAsync, _logger);
+            _tcpListeners.Add(listener);
+            listener.Start();
+            DnsLog.Listening(_logger, bound[i / 2], _options.Tunnel.ToString());
+        }
+
+        LocalEndPoints = bound;
+    }
+
+    /// <summary>Stops serving: closes the sockets, answers nothing more, closes the tunnel streams.</summary>
+    /// <returns>A task that completes when the listeners have stopped.</returns>
+    public async Task StopAsync()
+    {
+        if (_stopped)
+        {
+            return;
+        }
+
+        _stopped = true;
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        _udpSockets.ForEach(s => s.Dispose());
+        await Task.WhenAll(_udpLoops).ConfigureAwait(false);
+        await Task.WhenAll(_tcpListeners.Select(l => l.StopAsync(TimeSpan.Zero))).ConfigureAwait(false);
+        _pool.Close();
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        foreach (ConnectionListener listener in _tcpListeners)
+        {
+            await listener.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _pool.Dispose();
+        _stopping.Dispose();
+    }
+
+    /// <summary>
+    /// Binds UDP and TCP on the same address and port. With port 0 the kernel picks the UDP port, and that number
+    /// may already be taken for TCP by someone else: then another UDP port is tried (a few times), instead of failing.
+    /// </summary>
+    private static (Socket Udp, Socket Tcp) BindPair(IPEndPoint address)
+    {
+        const int EphemeralAttempts = 16;
+        for (int attempt = 1; ; attempt++)
+        {
+            Socket udp = Bind(address, SocketType.Dgram, ProtocolType.Udp);
+            Socket? tcp = null;
+            try
+            {
+                tcp = Bind((IPEndPoint)udp.LocalEndPoint!, SocketType.Stream, ProtocolType.Tcp);
+                tcp.Listen(512);
+                return (udp, tcp);
+            }
+            catch (SocketException ex) when (address.Port == 0 && attempt < EphemeralAttempts
+                && ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+            {
+                tcp?.Dispose();
+                udp.Dispose();
+            }
+            catch
+            {
+                tcp?.Dispose();
+                udp.Dispose();
+                throw;
+            }
+        }
+    }
+
+    private static Socket Bind(IPEndPoint address, SocketType type, ProtocolType protocol)
+    {
+        var socket = new Socket(address.AddressFamily, type, protocol);
+        try
+        {
+            if (address.AddressFamily == AddressFamily.InterNetworkV6)
+            {
+                socket.DualMode = false;
+            }
+
+            if (type == SocketType.Stream)
+            {
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            }
+
+            socket.Bind(address);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    private async Task ServeTcpAsync(Socket socket, CancellationToken aborted)
+    {
+        SocketConnection connection = SocketPipe.Create(socket);
+        try
+        {
+            await DnsFramedConnection.ServeAsync(
+                connection, _handler, MaxTcpInFlight, _options.TcpIdleTimeout, _options.TimeProvider, _logger, _stopping.Token, aborted).ConfigureAwait(false);
+        }
+        finally
+        {
+            using var closing = new CancellationTokenSource(CloseDeadline);
+            await SocketPipe.CloseAsync(connection, closing.Token).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,34 @@
+using System.Net;
+using Egress.Diagnostics;
+using Egress.Tunnel;
+
+namespace Egress.Dns.Forwarder;
+
+/// <summary>Settings of the enclave's DNS forwarder.</summary>
+public sealed class DnsForwarderOptions
+{
+    /// <summary>Gets the addresses served over both UDP and TCP (what the enclave's resolv.conf names), by
+    /// default 127.0.0.1:53. Port 0 binds an ephemeral port, the same one for UDP and TCP.</summary>
+    public IReadOnlyList<IPEndPoint> Listen { get; init; } = [new IPEndPoint(IPAddress.Loopback, 53)];
+
+    /// <summary>Gets where tunnel DNS streams to the parent are opened.</summary>
+    public required TunnelEndpoint Tunnel { get; init; }
+
+    /// <summary>Gets how long a query waits for the parent's answer before the client gets SERVFAIL.</summary>
+    public TimeSpan QueryTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Gets how long opening a tunnel DNS stream (connect and the parent's status) may take.</summary>
+    public TimeSpan StatusTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Gets how many long-lived tunnel DNS streams queries are spread over (1 to 16; default 2).</summary>
+    public int StreamCount { get; init; } = 2;
+
+    /// <summary>Gets how long a client's DNS-over-TCP connection may stay idle before it is closed.</summary>
+    public TimeSpan TcpIdleTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Gets where connections, relays, DNS queries and tunnel errors are counted; null (the default) records nothing.</summary>
+    public EgressMetrics? Metrics { get; init; }
+
+    /// <summary>Gets the clock for timeouts.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+}

@@ -1,0 +1,96 @@
+using Egress.Diagnostics;
+using Egress.Dns.Wire;
+using Egress.Policy;
+using Microsoft.Extensions.Logging;
+
+namespace Egress.Dns.Forwarder;
+
+/// <summary>
+/// What the enclave forwarder does with one query, whichever transport it came on: an opcode other than QUERY gets
+/// NOTIMP, malformed gets FORMERR (or is dropped when it cannot be answered), an EDNS version other than 0 gets
+/// BADVERS, a name outside the allowlist gets NXDOMAIN (with an Extended DNS Error when the query has EDNS) without
+/// anything being forwarded, an allowed name goes to the parent and its answer comes back verbatim (only the ID was
+/// rewritten on the wire and restored), after its addresses were learned. A UDP answer larger than the client
+/// accepts is cut to the whole records that fit, with TC=1, so the client may retry over TCP. Every query ends in
+/// one <see cref="DnsQueryResult"/>, logged and counted by <see cref="Complete"/>.
+/// </summary>
+internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, EgressMetrics? metrics, ILogger logger) : IDnsAnswerer
+{
+    /// <inheritdoc />
+    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp)
+    {
+        var result = await ResolveAsync(query, response, udp).ConfigureAwait(false);
+        Complete(result);
+        return result.Length;
+    }
+
+    private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, Memory<byte> response, bool udp)
+    {
+        if (Screen(query.Span, response.Span, out DnsQuestion question, out int questionEnd) is { } screened)
+        {
+            return screened;
+        }
+
+        var (status, length) = await pool.ExchangeAsync(query, response).ConfigureAwait(false);
+        if (status != DnsExchangeStatus.Answered)
+        {
+            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, status.ToString());
+        }
+
+        if (!DnsForwarding.IsAnswerTo(query.Span, response.Span[..length]))
+        {
+            return DnsQueryResult.Answer(
+                DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, "the parent's answer does not match the question");
+        }
+
+        return Deliver(query.Span, response.Span[..length], response.Span, question, questionEnd, udp);
+    }
+
+    private DnsQueryResult? Screen(ReadOnlySpan<byte> query, Span<byte> response, out DnsQuestion question, out int questionEnd)
+    {
+        if (DnsScreening.Screen(query, response, out question, out questionEnd) is { } screened)
+        {
+            return screened;
+        }
+
+        PolicyDecision decision = policy.CheckName(question.Name);
+        return decision.IsAllowed
+            ? null
+            : DnsQueryResult.Answer(DnsQueryOutcome.DeniedName, query, response, question, string.Empty) with { Decision = decision };
+    }
+
+    private DnsQueryResult Deliver(ReadOnlySpan<byte> query, ReadOnlySpan<byte> answer, Span<byte> response, DnsQuestion question, int questionEnd, bool udp)
+    {
+        DnsAnswerLearner.Learn(policy, question.Name, answer, logger);
+        DnsLog.Answered(logger, question.Name, DnsTypeName.Of(question.Type), DnsForwarding.ResponseCode(answer), answer.Length);
+        int limit = udp ? DnsForwarding.ClientUdpLimit(query, questionEnd) : DnsTcpFraming.MaxMessageLength;
+        if (answer.Length <= limit)
+        {
+            return new DnsQueryResult(DnsQueryOutcome.Forwarded, answer.Length, question, string.Empty);
+        }
+
+        DnsLog.TruncatedForClient(logger, question.Name, answer.Length, limit);
+        int truncated = DnsForwarding.WriteTruncated(query, questionEnd, answer, limit, response);
+        return new DnsQueryResult(DnsQueryOutcome.Truncated, truncated >= 0 ? truncated : DnsMessage.WriteServFail(query, response), question, string.Empty);
+    }
+
+    /// <summary>The one place a query's outcome is logged and counted.</summary>
+    private void Complete(DnsQueryResult result)
+    {
+        var question = result.Question;
+        switch (result.Outcome)
+        {
+            case DnsQueryOutcome.DeniedName:
+                DnsLog.Denied(logger, question.Name, DnsTypeName.Of(question.Type), result.Decision);
+                break;
+            case DnsQueryOutcome.UpstreamFailed:
+                DnsLog.QueryFailed(logger, question.Name, DnsTypeName.Of(question.Type), result.Reason);
+                break;
+            case DnsQueryOutcome.FormErr or DnsQueryOutcome.NotImp or DnsQueryOutcome.BadVers or DnsQueryOutcome.Dropped:
+                DnsLog.NotForwarded(logger, result.Reason, result.Action);
+                break;
+        }
+
+        metrics?.DnsQuery(result.MetricTag);
+    }
+}

@@ -1,0 +1,297 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using Egress.Dns.Wire;
+using Egress.Sockets;
+using Egress.Tunnel;
+using Microsoft.Extensions.Logging;
+using Pipelines.Sockets.Unofficial;
+
+namespace Egress.Dns.Forwarder;
+
+/// <summary>
+/// One long-lived tunnel DNS stream that multiplexes queries: each query gets a wire ID unique among the stream's
+/// pending queries (the client's own ID is restored on the answer), answers are matched by that ID in any order.
+/// The stream opens on first use; when it fails, every pending query fails with it and the next query reopens it.
+/// </summary>
+internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, ILogger logger, CancellationToken stopping)
+{
+    private readonly Lock _lock = new();
+    private readonly Dictionary<ushort, DnsPendingQuery> _pending = [];
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly List<DnsPendingQuery> _expired = [];
+    private SocketConnection? _connection;
+    private Task<SocketConnection?>? _opening;
+    private ushort _nextId;
+
+    /// <summary>
+    /// Registers <paramref name="pending"/> and sends <paramref name="query"/> with its ID overwritten by the wire
+    /// ID (the caller restores <see cref="DnsPendingQuery.ClientId"/> afterwards). On false nothing was registered
+    /// and the caller answers SERVFAIL itself; on true the reader, the sweeper or a failure completes the query.
+    /// </summary>
+    public async ValueTask<bool> SendAsync(Memory<byte> query, DnsPendingQuery pending)
+    {
+        SocketConnection? connection = Volatile.Read(ref _connection) ?? await OpenAsync(pending.Deadline).ConfigureAwait(false);
+        if (connection is null)
+        {
+            return false;
+        }
+
+        ushort id;
+        lock (_lock)
+        {
+            if (!ReferenceEquals(_connection, connection) || _pending.Count >= ushort.MaxValue)
+            {
+                return false;
+            }
+
+            while (_pending.ContainsKey(_nextId))
+            {
+                _nextId++;
+            }
+
+            id = _nextId++;
+            DnsMessage.WriteId(query.Span, id);
+            _pending.Add(id, pending);
+        }
+
+        try
+        {
+            await _writeLock.WaitAsync(stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Stopping before the query was written: unregister it (unless a failure already took it), so the
+            // caller, which answers SERVFAIL on false, is the only one that completes it.
+            lock (_lock)
+            {
+                if (_pending.TryGetValue(id, out DnsPendingQuery? registered) && ReferenceEquals(registered, pending))
+                {
+                    _pending.Remove(id);
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        try
+        {
+            DnsTcpFraming.WriteMessage(connection.Output, query.Span);
+            FlushResult flushed = await connection.Output.FlushAsync(stopping).ConfigureAwait(false);
+            if (flushed.IsCompleted)
+            {
+                Fail(connection, "the parent stopped reading");
+            }
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or InvalidOperationException
+            or ConnectionResetException or ConnectionAbortedException or OperationCanceledException)
+        {
+            Fail(connection, ex.Message);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+
+        return true;
+    }
+
+    /// <summary>Fails every pending query whose deadline has passed with <see cref="DnsExchangeStatus.TimedOut"/>.</summary>
+    public void Sweep(long now)
+    {
+        DnsPendingQuery[] expired;
+        lock (_lock)
+        {
+            foreach (var (id, query) in _pending)
+            {
+                if (query.Deadline <= now)
+                {
+                    _expired.Add(query);
+                    _pending.Remove(id);
+                }
+            }
+
+            expired = TakeExpired();
+        }
+
+        // Completed outside the lock: continuations run inline.
+        foreach (DnsPendingQuery query in expired)
+        {
+            query.Complete(DnsExchangeStatus.TimedOut);
+        }
+    }
+
+    /// <summary>Closes the stream; pending queries complete with <paramref name="status"/>.</summary>
+    public void Close(DnsExchangeStatus status)
+    {
+        SocketConnection? connection = Volatile.Read(ref _connection);
+        if (connection is not null)
+        {
+            Fail(connection, "the forwarder is stopping", status);
+        }
+    }
+
+    private async Task<SocketConnection?> OpenAsync(long deadline)
+    {
+        Task<SocketConnection?> opening;
+        lock (_lock)
+        {
+            if (_connection is not null)
+            {
+                return _connection;
+            }
+
+            opening = _opening ??= ConnectAsync();
+        }
+
+        TimeSpan remaining = options.TimeProvider.GetElapsedTime(options.TimeProvider.GetTimestamp(), deadline);
+        try
+        {
+            return remaining <= TimeSpan.Zero ? null : await opening.WaitAsync(remaining, options.TimeProvider).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            return null;
+        }
+    }
+
+    private async Task<SocketConnection?> ConnectAsync()
+    {
+        await Task.Yield();
+        SocketConnection? connection = null;
+        try
+        {
+            using var timeout = new CancellationTokenSource(options.StatusTimeout, options.TimeProvider);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, stopping);
+            Socket socket = await options.Tunnel.ConnectAsync(linked.Token).ConfigureAwait(false);
+            connection = SocketPipe.Create(socket);
+            TunnelCodec.WriteRequest(connection.Output, TunnelRequest.ForDns());
+            await connection.Output.FlushAsync(linked.Token).ConfigureAwait(false);
+            var (result, response) = await TunnelCodec.ReadResponseAsync(connection.Input, linked.Token).ConfigureAwait(false);
+            if (result != TunnelReadResult.Complete || response.Status != TunnelStatus.Ok)
+            {
+                DnsLog.StreamRefused(logger, index, options.Tunnel.ToString(), result, response.Status, response.Detail ?? string.Empty);
+                connection.Dispose();
+                return null;
+            }
+
+            lock (_lock)
+            {
+                _connection = connection;
+            }
+
+            DnsLog.StreamOpened(logger, index, options.Tunnel.ToString());
+            _ = ReadLoopAsync(connection);
+            return connection;
+        }
+        catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException
+            or ConnectionResetException or ConnectionAbortedException)
+        {
+            DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), ex.Message);
+            connection?.Dispose();
+            return null;
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _opening = null;
+            }
+        }
+    }
+
+    private async Task ReadLoopAsync(SocketConnection connection)
+    {
+        string reason;
+        var frames = new DnsFrameReader(connection.Input);
+        try
+        {
+            DnsStreamRead read;
+            while ((read = await frames.ReadAsync(stopping).ConfigureAwait(false)) == DnsStreamRead.Message)
+            {
+                Deliver(frames.Message);
+            }
+
+            reason = read switch
+            {
+                DnsStreamRead.EmptyFrame => "the parent sent an empty frame",
+                DnsStreamRead.Truncated => "the parent closed the stream in the middle of a frame",
+                _ => "the parent closed the stream",
+            };
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or InvalidOperationException
+            or ConnectionResetException or ConnectionAbortedException or OperationCanceledException)
+        {
+            reason = ex.Message;
+        }
+
+        Fail(connection, reason);
+    }
+
+    private void Deliver(ReadOnlySequence<byte> message)
+    {
+        if (message.Length < DnsHeader.Length)
+        {
+            return;
+        }
+
+        Span<byte> id = stackalloc byte[2];
+        message.Slice(0, 2).CopyTo(id);
+        DnsPendingQuery? query;
+        lock (_lock)
+        {
+            if (!_pending.Remove(DnsMessage.ReadId(id), out query))
+            {
+                return; // Late (already timed out) or unknown: drop.
+            }
+        }
+
+        query.Answer(message);
+    }
+
+    private void Fail(SocketConnection connection, string reason, DnsExchangeStatus status = DnsExchangeStatus.StreamFailed)
+    {
+        DnsPendingQuery[] expired;
+        lock (_lock)
+        {
+            if (!ReferenceEquals(_connection, connection))
+            {
+                return;
+            }
+
+            _connection = null;
+            _expired.AddRange(_pending.Values);
+            _pending.Clear();
+            expired = TakeExpired();
+        }
+
+        // Completed outside the lock: continuations run inline.
+        foreach (DnsPendingQuery query in expired)
+        {
+            query.Complete(status);
+        }
+
+        int failed = expired.Length;
+
+        if (status == DnsExchangeStatus.StreamFailed)
+        {
+            DnsLog.StreamFailed(logger, index, reason, failed);
+        }
+
+        SocketReset.Reset(connection.Socket);
+        connection.Dispose();
+    }
+
+    private DnsPendingQuery[] TakeExpired()
+    {
+        if (_expired.Count == 0)
+        {
+            return [];
+        }
+
+        DnsPendingQuery[] taken = [.. _expired];
+        _expired.Clear();
+        return taken;
+    }
+}

@@ -1,0 +1,139 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using Egress.Diagnostics;
+using Egress.Dns.Wire;
+using Microsoft.Extensions.Logging;
+
+namespace Egress.Dns.Forwarder;
+
+/// <summary>
+/// Serves DNS over UDP on one socket: one receive loop, each datagram answered concurrently from pooled buffers.
+/// Beyond <see cref="MaxInFlight"/> unanswered queries new datagrams are dropped (the client retries). Answers are
+/// sent with a synchronous, non-blocking <c>sendto</c> from whichever thread completed the query: no thread-pool
+/// hop, and no concurrent <see cref="Socket.SendToAsync(ReadOnlyMemory{byte}, SocketFlags, SocketAddress, CancellationToken)"/>
+/// on one socket (which, on .NET 10, intermittently throws NullReferenceException under load, losing the answer).
+/// Datagrams are received into one buffer of one byte more than <see cref="MaxQueryLength"/> and each query copied
+/// into a pooled buffer of its own size. A datagram larger than <see cref="MaxQueryLength"/> is never forwarded cut
+/// short: it fills the receive buffer, so it shows (the kernel drops the rest of a datagram that does not fit, MSG_TRUNC, which
+/// .NET's ReceiveFrom does not report), and is answered FORMERR at once, from its header and question, without being
+/// forwarded (a real stub sends queries of a few hundred bytes; a client that sends more learns at once instead of
+/// timing out, and the FORMERR is never larger than the query, so nothing is amplified).
+/// </summary>
+internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, EgressMetrics? metrics, ILogger logger)
+{
+    /// <summary>The most queries answered at once per socket.</summary>
+    public const int MaxInFlight = 4096;
+
+    /// <summary>The receive buffer asked for (the kernel caps it at net.core.rmem_max): absorbs bursts of queries.</summary>
+    public const int ReceiveBufferBytes = 1 << 20;
+
+    /// <summary>The largest UDP query forwarded.</summary>
+    public const int MaxQueryLength = 4096;
+
+    private readonly EndPoint _name = socket.LocalEndPoint!;
+    private int _inFlight;
+
+    public async Task RunAsync(CancellationToken stopping)
+    {
+        try
+        {
+            socket.ReceiveBufferSize = ReceiveBufferBytes;
+        }
+        catch (SocketException ex)
+        {
+            DnsLog.ReceiveFailed(logger, _name, ex.Message);
+        }
+
+        // One byte more than the largest query forwarded: a datagram that fills it was longer.
+        byte[] datagram = new byte[MaxQueryLength + 1];
+        while (!stopping.IsCancellationRequested)
+        {
+            var client = new SocketAddress(socket.AddressFamily);
+            int received;
+            try
+            {
+                received = await socket.ReceiveFromAsync(datagram, SocketFlags.None, client, stopping).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException && stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (SocketException ex)
+            {
+                // An ICMP error for an earlier answer, for one: keep serving.
+                DnsLog.ReceiveFailed(logger, _name, ex.Message);
+                continue;
+            }
+
+            if (received > MaxQueryLength)
+            {
+                RefuseTooLarge(datagram, client);
+                continue;
+            }
+
+            if (Interlocked.Increment(ref _inFlight) > MaxInFlight)
+            {
+                DnsLog.Overloaded(logger, Interlocked.Decrement(ref _inFlight));
+                continue;
+            }
+
+            // Each query held only as long as it is: a few dozen bytes for most.
+            byte[] query = ArrayPool<byte>.Shared.Rent(received);
+            datagram.AsSpan(0, received).CopyTo(query);
+
+            _ = AnswerAsync(query, received, client);
+        }
+    }
+
+    private void RefuseTooLarge(byte[] query, SocketAddress client)
+    {
+        Span<byte> response = stackalloc byte[DnsMessage.MaxErrorResponseLength];
+        var result = DnsQueryResult.Answer(DnsQueryOutcome.FormErr, query.AsSpan(0, MaxQueryLength), response, default, string.Empty);
+        int length = result.Length;
+        DnsLog.UdpQueryTooLarge(logger, MaxQueryLength, result.Action);
+        metrics?.DnsQuery(result.MetricTag);
+        if (length <= 0)
+        {
+            return;
+        }
+
+        try
+        {
+            socket.SendTo(response[..length], SocketFlags.None, client);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // The client went away or we are stopping: nothing to answer to.
+        }
+    }
+
+    private async Task AnswerAsync(byte[] query, int length, SocketAddress client)
+    {
+        byte[] response = ArrayPool<byte>.Shared.Rent(DnsTcpFraming.MaxMessageLength);
+        try
+        {
+            int answer = await handler.AnswerAsync(query.AsMemory(0, length), response, udp: true).ConfigureAwait(false);
+            if (answer > 0)
+            {
+                socket.SendTo(response.AsSpan(0, answer), SocketFlags.None, client);
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            // The client went away or we are stopping: nothing to answer to.
+        }
+#pragma warning disable CA1031 // A fire-and-forget answer must never take the process down.
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            DnsLog.HandlerFailed(logger, ex);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(response);
+            ArrayPool<byte>.Shared.Return(query);
+            Interlocked.Decrement(ref _inFlight);
+        }
+    }
+}

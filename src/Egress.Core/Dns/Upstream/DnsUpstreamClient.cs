@@ -1,0 +1,190 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using Egress.Dns.Wire;
+using Egress.Sockets;
+using Pipelines.Sockets.Unofficial;
+
+namespace Egress.Dns.Upstream;
+
+/// <summary>
+/// Sends a query to the upstream resolvers and returns their answer verbatim: UDP first (the query as the enclave
+/// sent it, EDNS included), TCP when the UDP answer is truncated; on a timeout or error the next upstream is tried,
+/// each attempt getting an equal share of what is left of the overall timeout. Toward the upstream the query
+/// carries a random ID, over a small rotating pool of connected UDP sockets with random source ports per upstream
+/// (<see cref="DnsUpstreamSocketPool"/>), and a UDP answer counts only when its ID and question match (anything else
+/// is ignored as spoofed or stray). Timeouts are enforced by one sweeper timer, not a timer per query. A query
+/// larger than a UDP datagram can carry (over <see cref="DnsForwarding.MaxUdpMessage"/> bytes, or refused by the
+/// kernel with EMSGSIZE) goes over TCP instead (RFC 7766: TCP carries up to 65,535 bytes); it never touches, let
+/// alone closes, a shared UDP socket.
+/// </summary>
+internal sealed class DnsUpstreamClient : IDisposable
+{
+    /// <summary>The UDP exchange's result when the kernel refused the query as too large (EMSGSIZE): TCP next.</summary>
+    private const int TooLargeForUdp = -4;
+
+    private readonly IReadOnlyList<IPEndPoint> _upstreams;
+    private readonly TimeSpan _timeout;
+    private readonly TimeProvider _time;
+    private readonly DnsUpstreamSocketPool[] _pools;
+    private readonly ITimer _sweeper;
+
+    public DnsUpstreamClient(IReadOnlyList<IPEndPoint> upstreams, TimeSpan timeout, TimeProvider time)
+    {
+        _upstreams = upstreams;
+        _timeout = timeout;
+        _time = time;
+        _pools = [.. upstreams.Select(u => new DnsUpstreamSocketPool(u, time))];
+        TimeSpan period = TimeSpan.FromTicks(Math.Clamp(timeout.Ticks / 20, TimeSpan.TicksPerMillisecond * 10, TimeSpan.TicksPerMillisecond * 100));
+        _sweeper = time.CreateTimer(static state => ((DnsUpstreamClient)state!).Sweep(), this, period, period);
+    }
+
+    /// <summary>Gets the resolvers, in order of preference.</summary>
+    public IReadOnlyList<IPEndPoint> Upstreams => _upstreams;
+
+    /// <summary>Resolves <paramref name="query"/>; its ID is restored before this returns.</summary>
+    /// <param name="query">The query.</param>
+    /// <param name="response">Receives the answer (at least 65535 bytes), with the query's ID.</param>
+    /// <param name="aborted">Ends the attempt at once.</param>
+    /// <returns>The answer's length; <see cref="DnsUpstreamQuery.Failed"/> when no upstream answered in time;
+    /// <see cref="DnsUpstreamQuery.SocketFailed"/> when the last upstream tried failed with a socket error (refused,
+    /// unreachable) instead.</returns>
+    public async ValueTask<int> ResolveAsync(Memory<byte> query, Memory<byte> response, CancellationToken aborted)
+    {
+        ushort originalId = DnsMessage.ReadId(query.Span);
+        try
+        {
+            long start = _time.GetTimestamp();
+            int failure = DnsUpstreamQuery.Failed;
+            bool tcpOnly = IsTooLargeForUdp(query.Length);
+            for (int i = 0; i < _pools.Length; i++)
+            {
+                TimeSpan left = _timeout - _time.GetElapsedTime(start);
+                if (left <= TimeSpan.Zero)
+                {
+                    break;
+                }
+
+                TimeSpan share = left / (_pools.Length - i);
+                int length = tcpOnly ? TooLargeForUdp : await ExchangeUdpAsync(_pools[i], query, response, share, aborted).ConfigureAwait(false);
+                if (length == TooLargeForUdp || (length > 0 && DnsMessage.IsTruncated(response.Span[..length])))
+                {
+                    length = await ExchangeTcpAsync(_pools[i].Upstream, query, response, share, aborted).ConfigureAwait(false);
+                }
+
+                if (length > 0)
+                {
+                    DnsMessage.WriteId(response.Span, originalId);
+                    return length;
+                }
+
+                failure = length == DnsUpstreamQuery.SocketFailed ? length : DnsUpstreamQuery.Failed;
+            }
+
+            return failure;
+        }
+        finally
+        {
+            DnsMessage.WriteId(query.Span, originalId);
+        }
+    }
+
+    /// <summary>Whether a query of <paramref name="length"/> bytes is larger than a UDP datagram can carry
+    /// (65,507 bytes over IPv4; taken for IPv6 too), so it goes to the upstreams over TCP only.</summary>
+    public static bool IsTooLargeForUdp(int length) => length > DnsForwarding.MaxUdpMessage;
+
+    /// <summary>Closes the sockets; queries in flight fail.</summary>
+    public void Dispose()
+    {
+        _sweeper.Dispose();
+        foreach (DnsUpstreamSocketPool pool in _pools)
+        {
+            pool.Dispose();
+        }
+    }
+
+    private async ValueTask<int> ExchangeUdpAsync(DnsUpstreamSocketPool pool, Memory<byte> query, Memory<byte> response, TimeSpan limit, CancellationToken aborted)
+    {
+        aborted.ThrowIfCancellationRequested();
+        long deadline = _time.GetTimestamp() + (long)(limit.TotalSeconds * _time.TimestampFrequency);
+        DnsUpstreamQuery pending = DnsUpstreamQuery.Rent(query, response, deadline);
+        try
+        {
+            if (!pool.TrySend(pending, out SocketError error))
+            {
+                return error == SocketError.MessageSize ? TooLargeForUdp : DnsUpstreamQuery.SocketFailed;
+            }
+
+            int result;
+            using (aborted.UnsafeRegister(static state => Abort((DnsUpstreamQuery)state!), pending))
+            {
+                result = await pending.WaitAsync().ConfigureAwait(false);
+            }
+
+            if (result == DnsUpstreamQuery.Aborted)
+            {
+                throw new OperationCanceledException(aborted);
+            }
+
+            return result;
+        }
+        finally
+        {
+            pending.Return();
+        }
+    }
+
+    private static void Abort(DnsUpstreamQuery query) => query.Socket?.TryCancel(query, DnsUpstreamQuery.Aborted);
+
+    private void Sweep()
+    {
+        long now = _time.GetTimestamp();
+        foreach (DnsUpstreamSocketPool pool in _pools)
+        {
+            pool.Sweep(now);
+        }
+    }
+
+    private async ValueTask<int> ExchangeTcpAsync(IPEndPoint upstream, ReadOnlyMemory<byte> query, Memory<byte> response, TimeSpan limit, CancellationToken aborted)
+    {
+        var socket = new Socket(upstream.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        SocketConnection? connection = null;
+        using var deadline = new CancellationTokenSource(limit, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, aborted);
+        try
+        {
+            await socket.ConnectAsync(upstream, linked.Token).ConfigureAwait(false);
+            connection = SocketPipe.Create(socket);
+            DnsTcpFraming.WriteMessage(connection.Output, query.Span);
+            await connection.Output.FlushAsync(linked.Token).ConfigureAwait(false);
+            var frames = new DnsFrameReader(connection.Input, response.Length);
+            if (await frames.ReadAsync(linked.Token).ConfigureAwait(false) != DnsStreamRead.Message)
+            {
+                return -1;
+            }
+
+            int length = (int)frames.Message.Length;
+            frames.Message.CopyTo(response.Span);
+            return DnsForwarding.IsAnswerTo(query.Span, response.Span[..length]) ? length : -1;
+        }
+        catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
+        {
+            return -1;
+        }
+        catch (Exception ex) when (ex is SocketException or IOException or ConnectionResetException or ConnectionAbortedException)
+        {
+            return -1;
+        }
+        finally
+        {
+            if (connection is null)
+            {
+                socket.Dispose();
+            }
+            else
+            {
+                connection.Dispose();
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+using System.Globalization;
+using Egress.Diagnostics;
+using Egress.Dns.Wire;
+using Egress.Gateway;
+using Egress.Policy;
+using Microsoft.Extensions.Logging;
+
+namespace Egress.Dns.Upstream;
+
+/// <summary>
+/// The parent's answer to each query on a tunnel DNS stream: the name is checked again with the parent's own
+/// policy (NXDOMAIN when denied, as in the enclave: a compromised enclave forwarder gains nothing), the query goes to the upstream
+/// resolvers, and the answered addresses are learned into the parent's own cache so its connect check allows
+/// them. SERVFAIL when no upstream answers in time, with the reason logged. A query too large for UDP (only possible
+/// from a TCP client) goes to the upstreams over TCP, logged as such. Every query ends in one
+/// <see cref="DnsQueryResult"/>, logged and counted by <see cref="Complete"/>.
+/// </summary>
+internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient upstreams, EgressMetrics? metrics, ILogger logger, CancellationToken aborted) : IDnsAnswerer
+{
+    /// <inheritdoc />
+    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp)
+    {
+        var result = await ResolveAsync(query, response).ConfigureAwait(false);
+        Complete(result);
+        return result.Length;
+    }
+
+    private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, Memory<byte> response)
+    {
+        if (DnsScreening.Screen(query.Span, response.Span, out DnsQuestion question, out _) is { } screened)
+        {
+            return screened;
+        }
+
+        PolicyDecision decision = policy.CheckName(question.Name);
+        if (!decision.IsAllowed)
+        {
+            return DnsQueryResult.Answer(DnsQueryOutcome.DeniedName, query.Span, response.Span, question, string.Empty) with { Decision = decision };
+        }
+
+        bool tcpOnly = DnsUpstreamClient.IsTooLargeForUdp(query.Length);
+        if (tcpOnly)
+        {
+            GatewayLog.DnsQueryTooLargeForUdp(logger, question.Name, DnsTypeName.Of(question.Type), query.Length);
+        }
+
+        int answer = await upstreams.ResolveAsync(query, response, aborted).ConfigureAwait(false);
+        if (answer < 0)
+        {
+            string why = (answer, tcpOnly) switch
+            {
+                (_, true) => $"query too large for UDP ({query.Length} bytes) and no upstream answered it over TCP in time",
+                (DnsUpstreamQuery.SocketFailed, _) => "the upstream refused or was unreachable (socket error)",
+                _ => "none of " + upstreams.Upstreams.Count.ToString(CultureInfo.InvariantCulture) + " upstreams answered in time",
+            };
+            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, why);
+        }
+
+        DnsAnswerLearner.Learn(policy, question.Name, response.Span[..answer], logger);
+        return new DnsQueryResult(DnsQueryOutcome.Forwarded, answer, question, string.Empty);
+    }
+
+    /// <summary>The one place a query's outcome is logged and counted.</summary>
+    private void Complete(DnsQueryResult result)
+    {
+        var question = result.Question;
+        switch (result.Outcome)
+        {
+            case DnsQueryOutcome.DeniedName:
+                GatewayLog.DnsDenied(logger, question.Name, DnsTypeName.Of(question.Type), result.Decision);
+                break;
+            case DnsQueryOutcome.UpstreamFailed:
+                GatewayLog.DnsUpstreamFailed(logger, question.Name, DnsTypeName.Of(question.Type), result.Reason);
+                break;
+            case DnsQueryOutcome.FormErr or DnsQueryOutcome.NotImp or DnsQueryOutcome.BadVers or DnsQueryOutcome.Dropped:
+                GatewayLog.DnsNotForwarded(logger, result.Reason, result.Action);
+                break;
+        }
+
+        metrics?.DnsQuery(result.MetricTag);
+    }
+}

@@ -1,0 +1,118 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using Egress.Dns.Upstream;
+using Egress.Dns.Wire;
+
+namespace Egress.Tests.Dns;
+
+/// <summary>
+/// The parent's DNS over TCP to an upstream (here for a query too large for UDP) reads the answer with the one
+/// DNS stream reader: a fragmented answer is read whole; an empty frame or an upstream that closes mid-frame fails
+/// the attempt at once instead of waiting for the timeout.
+/// </summary>
+public sealed class DnsUpstreamTcpTests
+{
+    private static readonly TimeSpan Guard = TimeSpan.FromSeconds(10);
+
+    public enum Upstream
+    {
+        AnswersOneByteAtATime,
+        SendsAnEmptyFrame,
+        ClosesInsideThePrefix,
+        ClosesInsideTheMessage,
+    }
+
+    [TestCase(Upstream.AnswersOneByteAtATime, true)]
+    [TestCase(Upstream.SendsAnEmptyFrame, false)]
+    [TestCase(Upstream.ClosesInsideThePrefix, false)]
+    [TestCase(Upstream.ClosesInsideTheMessage, false)]
+    public async Task TcpAnswerIsReadWholeOrFailsAtOnce(Upstream behaviour, bool answered)
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen();
+        Task serving = ServeOnceAsync(listener, behaviour);
+
+        // A timeout far beyond the guard: only the framing, not the deadline, can end a failing attempt in time.
+        using var client = new DnsUpstreamClient([(IPEndPoint)listener.LocalEndPoint!], TimeSpan.FromMinutes(5), TimeProvider.System);
+        byte[] query = DnsQueryBytes.BuildPadded(0x5151, "a.x.test", DnsForwarding.MaxUdpMessage + 1);
+        byte[] response = new byte[65536];
+        int length = await client.ResolveAsync(query, response, CancellationToken.None).AsTask().WaitAsync(Guard);
+        await serving.WaitAsync(Guard);
+
+        if (answered)
+        {
+            Assert.Multiple(() =>
+            {
+                Assert.That(length, Is.EqualTo(query.Length));
+                Assert.That(DnsForwarding.IsAnswerTo(query, response.AsSpan(0, length)), Is.True);
+            });
+        }
+        else
+        {
+            Assert.That(length, Is.LessThan(0));
+        }
+    }
+
+    /// <summary>Reads one framed query and answers it as <paramref name="behaviour"/> says (the answer echoes the query with QR set).</summary>
+    private static async Task ServeOnceAsync(Socket listener, Upstream behaviour)
+    {
+        using Socket server = await listener.AcceptAsync();
+        byte[] prefix = new byte[2];
+        await ReceiveExactlyAsync(server, prefix);
+        byte[] query = new byte[BinaryPrimitives.ReadUInt16BigEndian(prefix)];
+        await ReceiveExactlyAsync(server, query);
+        query[2] |= 0x80;
+        byte[] frame = new byte[query.Length + 2];
+        DnsTcpFraming.WriteMessage(query, frame);
+        switch (behaviour)
+        {
+            case Upstream.AnswersOneByteAtATime:
+                server.NoDelay = true;
+                for (int i = 0; i < frame.Length; i += i < 64 ? 1 : 4096)
+                {
+                    await server.SendAsync(frame.AsMemory(i, i < 64 ? 1 : Math.Min(4096, frame.Length - i)));
+                }
+
+                break;
+            case Upstream.SendsAnEmptyFrame:
+                await server.SendAsync(new byte[2]);
+                break;
+            case Upstream.ClosesInsideThePrefix:
+                await server.SendAsync(frame.AsMemory(0, 1));
+                break;
+            case Upstream.ClosesInsideTheMessage:
+                await server.SendAsync(frame.AsMemory(0, frame.Length / 2));
+                break;
+        }
+
+        server.Shutdown(SocketShutdown.Send);
+        byte[] rest = new byte[1];
+        try
+        {
+            while (await server.ReceiveAsync(rest) > 0)
+            {
+            }
+        }
+        catch (SocketException)
+        {
+            // The client may close with a reset; either way it is done.
+        }
+    }
+
+    private static async Task ReceiveExactlyAsync(Socket socket, byte[] buffer)
+    {
+        int read = 0;
+        while (read < buffer.Length)
+        {
+            int n = await socket.ReceiveAsync(buffer.AsMemory(read));
+            if (n == 0)
+            {
+                throw new EndOfStreamException();
+            }
+
+            read += n;
+        }
+    }
+}
