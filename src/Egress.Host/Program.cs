@@ -77,9 +77,9 @@ if (!HostRuntime.TryReadLogging(command, out var logLevel, out var jsonLogs))
 }
 
 IPEndPoint? metricsListen = null;
-if (command.Value("--metrics-listen") is { } metricsText && !MetricsEndPoint.TryParse(metricsText, out metricsListen))
+if (command.Value("--metrics-listen") is { } metricsText && !EndPointText.TryParseListen(metricsText, out metricsListen, out var metricsProblem))
 {
-    return Fail($"--metrics-listen '{metricsText}' is not IPv4:PORT or [IPv6]:PORT");
+    return Fail($"--metrics-listen '{metricsText}': {metricsProblem}");
 }
 
 var configuration = HostRuntime.LoadConfiguration(command.Value("--config"), Console.Error);
@@ -91,9 +91,9 @@ if (configuration is null)
 var upstreams = new List<IPEndPoint>();
 foreach (var text in command.Values("--dns-upstream"))
 {
-    if (!DnsUpstreamText.TryParse(text, out var upstream))
+    if (!EndPointText.TryParseUpstream(text, out var upstream, out var upstreamProblem))
     {
-        return Fail($"--dns-upstream '{text}' is not IPv4[:PORT], IPv6 or [IPv6]:PORT");
+        return Fail($"--dns-upstream '{text}': {upstreamProblem}");
     }
 
     upstreams.Add(upstream);
