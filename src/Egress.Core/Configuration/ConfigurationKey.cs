@@ -54,8 +54,8 @@ internal sealed record ConfigurationKey(string Path, ConfigurationValueKind Kind
     /// <summary>Gets the default of an integer key that is a duration, in its <see cref="Unit"/>.</summary>
     public TimeSpan DefaultDuration => ToDuration((long)Default!);
 
-    /// <summary>Gets the default of a list of endpoints (a fresh array each time).</summary>
-    public IPEndPoint[] DefaultEndPoints => [.. (IPEndPoint[])Default!];
+    /// <summary>Gets the default of a list of endpoints, as new objects each time (an <see cref="IPEndPoint"/> is mutable).</summary>
+    public IPEndPoint[] DefaultEndPoints => [.. ((IPEndPoint[])Default!).Select(endPoint => new IPEndPoint(endPoint.Address, endPoint.Port))];
 
     /// <summary>Converts an integer read for this key to the duration it means, in <see cref="Unit"/>.</summary>
     public TimeSpan ToDuration(long value) => Unit switch
