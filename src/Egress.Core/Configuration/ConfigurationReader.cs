@@ -8,7 +8,10 @@ namespace Egress.Configuration;
 /// <summary>
 /// Reads <c>enclave.toml</c> text into an <see cref="EgressConfiguration"/>. Tomlyn's syntax parser checks the TOML
 /// (syntax, duplicate keys, redefined tables); Tomlyn's event parser then yields every key and value with its line and
-/// column, which are bound here by hand so that every error, unknown keys included, points at its place in the file.
+/// column. Each key is looked up in <see cref="ConfigurationKeys"/> and read as its description says (type, range),
+/// so that every error, unknown keys included, points at its place in the file. The event parser alone does not know
+/// TOML's table rules (a table reopened by a sub-table comes again, a redefined <c>[section]</c> passes), hence the
+/// validating syntax pass first: two Tomlyn passes over the text, one pass over each value.
 /// </summary>
 internal sealed class ConfigurationReader
 {
