@@ -56,6 +56,18 @@ var root = new RootCommand("""
 };
 root.SetAction((parse, _) => RunAsync(parse.GetValue(configOption), parse.GetValue(tunnelOption), parse.GetValue(logLevelOption), parse.GetValue(logFormatOption)));
 
+// "run" spelled out, as the hand-written command line accepted it: the same as no verb, with options of its own.
+var runTunnelOption = HostCommandLine.Tunnel(tunnelOption.Description!);
+var runLogLevelOption = HostCommandLine.LogLevel();
+var runLogFormatOption = HostCommandLine.JsonLogFormat();
+var run = new Command("run", "The same as no command: run the egress proxy and the DNS forwarder.")
+{
+    runTunnelOption, runLogLevelOption, runLogFormatOption,
+};
+run.SetAction((parse, _) => RunAsync(parse.GetValue(configOption), parse.GetValue(runTunnelOption), parse.GetValue(runLogLevelOption), parse.GetValue(runLogFormatOption)));
+HostCommandLine.RefuseParentOptions(run, tunnelOption, logLevelOption, logFormatOption);
+root.Subcommands.Add(run);
+
 var targetArgument = new Argument<CheckTarget>("TARGET")
 {
     Description = "NAME, IP, NAME:PORT, IPv4:PORT or [IPv6]:PORT",

@@ -96,6 +96,28 @@ public sealed class CommandLineTests
         });
     }
 
+    [Test]
+    public async Task RunSpelledOutIsTheSameAsNoVerb()
+    {
+        string path = await WriteConfigAsync("[tunnel]\nenclave_endpoint = \"tcp://127.1:4433\"\n");
+        try
+        {
+            var implicitRun = await Command.RunAsync(HostBinaries.Enclave("--config", path, "--log-level", "Debug"), Timeout);
+            var explicitRun = await Command.RunAsync(HostBinaries.Enclave("run", "--config", path, "--log-level", "Debug"), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(implicitRun.ExitCode, Is.EqualTo(2), implicitRun.ToString);
+                Assert.That(implicitRun.StandardError, Does.StartWith($"{path}:2:20: error: Invalid tunnel endpoint 'tcp://127.1:4433': not a dotted-quad IPv4 address."), implicitRun.ToString);
+                Assert.That((explicitRun.ExitCode, explicitRun.StandardError), Is.EqualTo((implicitRun.ExitCode, implicitRun.StandardError)), explicitRun.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     private static async Task<string> WriteConfigAsync(string text)
     {
         string path = Path.Combine(Path.GetTempPath(), $"egress-cli-{Guid.NewGuid():N}.toml");
