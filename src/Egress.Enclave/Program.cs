@@ -40,7 +40,7 @@ proxyPortOption.Validators.Add(result => result.AddError("--proxy-port is gone: 
 var tunnelOption = HostCommandLine.Tunnel(
     "where egress-host listens, overriding [tunnel] enclave_endpoint (default vsock://3:4433; CID 3 is the parent); tests: unix:/path, tcp://127.0.0.1:4433");
 var logLevelOption = HostCommandLine.LogLevel();
-var logFormatOption = HostCommandLine.JsonLogFormat();
+var logFormatOption = HostCommandLine.LogFormat();
 
 var root = new RootCommand("""
     Run the egress proxy and the DNS forwarder until SIGTERM or SIGINT. Every outbound TCP connection redirected by the
@@ -54,17 +54,17 @@ var root = new RootCommand("""
 {
     configOption, proxyPortOption, tunnelOption, logLevelOption, logFormatOption,
 };
-root.SetAction((parse, _) => RunAsync(parse.GetValue(configOption), parse.GetValue(tunnelOption), parse.GetValue(logLevelOption), parse.GetValue(logFormatOption)));
+root.SetAction((parse, _) => RunAsync(parse.GetValue(configOption), parse.GetValue(tunnelOption), parse.GetValue(logLevelOption), HostCommandLine.IsJson(parse.GetValue(logFormatOption))));
 
 // "run" spelled out, as the hand-written command line accepted it: the same as no verb, with options of its own.
 var runTunnelOption = HostCommandLine.Tunnel(tunnelOption.Description!);
 var runLogLevelOption = HostCommandLine.LogLevel();
-var runLogFormatOption = HostCommandLine.JsonLogFormat();
+var runLogFormatOption = HostCommandLine.LogFormat();
 var run = new Command("run", "The same as no command: run the egress proxy and the DNS forwarder.")
 {
     runTunnelOption, runLogLevelOption, runLogFormatOption,
 };
-run.SetAction((parse, _) => RunAsync(parse.GetValue(configOption), parse.GetValue(runTunnelOption), parse.GetValue(runLogLevelOption), parse.GetValue(runLogFormatOption)));
+run.SetAction((parse, _) => RunAsync(parse.GetValue(configOption), parse.GetValue(runTunnelOption), parse.GetValue(runLogLevelOption), HostCommandLine.IsJson(parse.GetValue(runLogFormatOption))));
 HostCommandLine.RefuseParentOptions(run, tunnelOption, logLevelOption, logFormatOption);
 root.Subcommands.Add(run);
 

@@ -30,7 +30,7 @@ var configOption = HostCommandLine.Config("enclave.toml (default: ./enclave.toml
 var tunnelOption = HostCommandLine.Tunnel(
     "where to listen, overriding [tunnel] host_endpoint (default vsock://any:4433); tests: unix:/path, tcp://127.0.0.1:4433");
 var logLevelOption = HostCommandLine.LogLevel();
-var logFormatOption = HostCommandLine.JsonLogFormat();
+var logFormatOption = HostCommandLine.LogFormat();
 
 // Both endpoint options use the file's grammar (EndPointText), so a value is accepted here exactly when the file accepts it.
 var dnsUpstreamOption = new Option<IPEndPoint[]>("--dns-upstream")
@@ -96,7 +96,7 @@ root.SetAction((parse, _) => RunAsync(
     parse.GetValue(tunnelOption),
     parse.GetValue(dnsUpstreamOption) ?? [],
     parse.GetValue(logLevelOption),
-    parse.GetValue(logFormatOption),
+    HostCommandLine.IsJson(parse.GetValue(logFormatOption)),
     parse.GetValue(metricsListenOption),
     parse.GetValue(metricsAllowRemoteOption)));
 return await HostCommandLine.RunAsync(root, Title, Epilogue, args);
@@ -143,6 +143,11 @@ static async Task<int> RunAsync(
     if (metricsListen is not null && !MetricsEndPoint.IsLoopback(metricsListen) && !metricsAllowRemote)
     {
         return Fail($"--metrics-listen {metricsListen}: {MetricsEndPoint.NotLoopbackProblem}");
+    }
+
+    if (metricsListen is null && metricsAllowRemote)
+    {
+        return Fail("--metrics-allow-remote has nothing to allow: no --metrics-listen and no [host] metrics_listen");
     }
 
     var builder = HostRuntime.CreateBuilder(logLevel, jsonLogs, configuration.Relay.ShutdownDrain);

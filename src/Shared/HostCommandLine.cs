@@ -39,24 +39,29 @@ internal static class HostCommandLine
         },
     };
 
-    /// <summary>Creates <c>--log-format text|json</c>; its value is whether the format is JSON.</summary>
-    public static Option<bool> JsonLogFormat() => new("--log-format")
+    /// <summary>Creates <c>--log-format text|json</c>; its value is <c>text</c> (the default) or <c>json</c>.</summary>
+    /// <remarks>A string, not a bool: System.CommandLine gives a bool option a value only when the word reads as a boolean.</remarks>
+    public static Option<string> LogFormat() => new("--log-format")
     {
         Description = "text (default): one line per event, \"2025-01-31T12:00:00.000Z info: Category[id] message\"; "
             + "json: one JSON object per line (Timestamp, EventId, LogLevel, Category, Message, State)",
         HelpName = "text|json",
+        DefaultValueFactory = _ => "text",
         CustomParser = result =>
         {
             string text = result.Tokens[0].Value;
-            if (HostRuntime.TryParseLogFormat(text, out bool json))
+            if (HostRuntime.TryParseLogFormat(text, out _))
             {
-                return json;
+                return text;
             }
 
             result.AddError($"--log-format '{text}' is not text or json");
-            return false;
+            return "text";
         },
     };
+
+    /// <summary>Whether a <see cref="LogFormat"/> value asks for JSON.</summary>
+    public static bool IsJson(string? logFormat) => HostRuntime.TryParseLogFormat(logFormat, out bool json) && json;
 
     /// <summary>
     /// Makes <paramref name="verb"/> refuse the options of its parent (the root's run options) written before the

@@ -96,6 +96,27 @@ public sealed class CommandLineTests
         });
     }
 
+    // Accepted and ignored before: a permission for a metrics endpoint that is not there.
+    [Test]
+    public async Task MetricsAllowRemoteWithoutAMetricsEndpointIsRefused()
+    {
+        string empty = await WriteConfigAsync(string.Empty);
+        try
+        {
+            var result = await Command.RunAsync(HostBinaries.Host("--config", empty, "--metrics-allow-remote"), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+                Assert.That(result.StandardError, Is.EqualTo("error: --metrics-allow-remote has nothing to allow: no --metrics-listen and no [host] metrics_listen\n"), result.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(empty);
+        }
+    }
+
     [Test]
     public async Task RunSpelledOutIsTheSameAsNoVerb()
     {
