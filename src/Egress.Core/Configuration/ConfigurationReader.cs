@@ -34,7 +34,7 @@ internal sealed class ConfigurationReader
     private string hostEndpoint = "vsock://any:4433";
     private long statusTimeoutMs = 10_000;
     private IPEndPoint[] proxyListen = [new(IPAddress.Loopback, 4444), new(IPAddress.IPv6Loopback, 4444)];
-    private IPEndPoint[] dnsListen = [new(IPAddress.Loopback, 53)];
+    private IPEndPoint[] dnsListen = [new(IPAddress.Loopback, 53), new(IPAddress.IPv6Loopback, 53)];
     private long dnsQueryTimeoutMs = 5_000;
     private NetfilterBackend netfilter = NetfilterBackend.Auto;
     private long connectTimeoutMs = 5_000;

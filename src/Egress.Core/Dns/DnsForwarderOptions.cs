@@ -9,7 +9,7 @@ public sealed class DnsForwarderOptions
 {
     /// <summary>Gets the addresses served over both UDP and TCP (what the enclave's resolv.conf names), by
     /// default 127.0.0.1:53. Port 0 binds an ephemeral port, the same one for UDP and TCP.</summary>
-    public IReadOnlyList<IPEndPoint> Listen { get; init; } = [new IPEndPoint(IPAddress.Loopback, 53)];
+    public IReadOnlyList<IPEndPoint> Listen { get; init; } = [new IPEndPoint(IPAddress.Loopback, 53), new IPEndPoint(IPAddress.IPv6Loopback, 53)];
 
     /// <summary>Gets where tunnel DNS streams to the parent are opened.</summary>
     public required TunnelEndpoint Tunnel { get; init; }
