@@ -6,7 +6,6 @@ using Egress.Dns.Forwarder;
 using Egress.Enclave.Check;
 using Egress.Enclave.Rules;
 using Egress.Hosting;
-using Egress.Interception;
 using Egress.Policy;
 using Egress.Proxy;
 using Egress.Tunnel;
@@ -256,20 +255,23 @@ static int RunRules(string? configPath, bool apply, bool remove, bool force, Net
         return HostRuntime.UsageError;
     }
 
-    IReadOnlyList<System.Net.IPEndPoint> targets;
+    IReadOnlyList<System.Net.IPEndPoint> targets, dnsTargets;
+    var key = "enclave.proxy_listen";
     try
     {
         targets = RedirectRules.Targets(configuration.Enclave.ProxyListen);
+        key = "enclave.dns_listen";
+        dnsTargets = RedirectRules.Targets(configuration.Enclave.DnsListen, "DNS forwarder");
     }
     catch (ArgumentException ex)
     {
-        Console.Error.WriteLine(configuration.CreateException("enclave.proxy_listen", ex.Message).Message);
+        Console.Error.WriteLine(configuration.CreateException(key, ex.Message).Message);
         return HostRuntime.UsageError;
     }
 
     var settings = netfilterOption is { } chosen
-        ? new RulesSettings(targets, chosen, "set by --netfilter")
-        : new RulesSettings(targets, configuration.Enclave.Netfilter, $"set by [enclave] netfilter in {configuration.GetLocation("enclave.netfilter")?.ToString() ?? configuration.SourceName}");
+        ? new RulesSettings(targets, dnsTargets, chosen, "set by --netfilter")
+        : new RulesSettings(targets, dnsTargets, configuration.Enclave.Netfilter, $"set by [enclave] netfilter in {configuration.GetLocation("enclave.netfilter")?.ToString() ?? configuration.SourceName}");
     var rules = new RulesCommand(Console.Out, Console.Error, ProcessRunner.Instance, RulesEnvironment.Current());
     return apply ? rules.Apply(settings, force)
         : remove ? rules.Remove(settings)

@@ -23,7 +23,7 @@ internal static class ConfigurationKeys
 
     public static readonly ConfigurationKey EnclaveProxyListen = new(
         "enclave.proxy_listen", ConfigurationValueKind.ListenAddresses, new IPEndPoint[] { new(IPAddress.Loopback, 4444), new(IPAddress.IPv6Loopback, 4444) });
-    public static readonly ConfigurationKey EnclaveDnsListen = new("enclave.dns_listen", ConfigurationValueKind.ListenAddresses, new IPEndPoint[] { new(IPAddress.Loopback, 53) });
+    public static readonly ConfigurationKey EnclaveDnsListen = new("enclave.dns_listen", ConfigurationValueKind.ListenAddresses, new IPEndPoint[] { new(IPAddress.Loopback, 53), new(IPAddress.IPv6Loopback, 53) });
     public static readonly ConfigurationKey EnclaveDnsQueryTimeout = Milliseconds("enclave.dns_query_timeout_ms", 5_000);
     public static readonly ConfigurationKey EnclaveNetfilter = new("enclave.netfilter", ConfigurationValueKind.Netfilter, NetfilterBackend.Auto);
 
