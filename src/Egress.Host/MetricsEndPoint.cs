@@ -1,5 +1,3 @@
-using System.Diagnostics.CodeAnalysis;
-using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Egress.Diagnostics;
@@ -18,34 +16,6 @@ internal static class MetricsEndPoint
 {
     public const string NotLoopbackProblem =
         "the metrics endpoint has no authentication: listen on a loopback address (127.0.0.1, ::1), or pass --metrics-allow-remote";
-
-    public static bool TryParse(string text, [NotNullWhen(true)] out IPEndPoint? endPoint)
-    {
-        endPoint = null;
-        int colon = text.LastIndexOf(':');
-        if (colon <= 0)
-        {
-            return false;
-        }
-
-        string host = text[..colon];
-        bool bracketed = host.StartsWith('[') && host.EndsWith(']');
-        if (bracketed)
-        {
-            host = host[1..^1];
-        }
-
-        if (!IPAddress.TryParse(host, out var address)
-            || (address.AddressFamily == AddressFamily.InterNetworkV6) != bracketed
-            || !int.TryParse(text[(colon + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out int port)
-            || port is < 1 or > 65535)
-        {
-            return false;
-        }
-
-        endPoint = new IPEndPoint(address, port);
-        return true;
-    }
 
     public static bool IsLoopback(IPEndPoint endPoint) => IPAddress.IsLoopback(endPoint.Address);
 

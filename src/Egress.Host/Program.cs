@@ -8,46 +8,13 @@ using Egress.Hosting;
 using Egress.Host;
 using Egress.Policy;
 using Egress.Tunnel;
+using System.CommandLine;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
-const string Usage = """
-    egress-host: transparent, allowlisted egress for AWS Nitro Enclaves (the parent instance side).
-
-    Usage:
-      egress-host [--config PATH] [--tunnel ENDPOINT] [--dns-upstream IP[:PORT]]... [--log-level LEVEL]
-                  [--log-format text|json] [--metrics-listen IP:PORT [--metrics-allow-remote]]
-          Accept tunnel streams from egress-enclave, re-check every destination against the same enclave.toml
-          (internal ranges such as 169.254.169.254 are refused unless listed by IP/CIDR), dial it and relay.
-          DNS streams: every query's name is re-checked (REFUSED when not allowed), forwarded to the upstream
-          resolvers (UDP, TCP when truncated, failing over in order within [host] dns_timeout_ms), and the
-          answered addresses are learned so connections to them are allowed. Runs until SIGTERM or SIGINT: then
-          it stops accepting, ends idle DNS streams, lets live connections finish for up to
-          [relay] shutdown_drain_seconds (default 10), aborts the rest and exits 0. Under systemd (Type=notify)
-          it reports READY once listening and logs in journald's format.
-
-    Options:
-      --config PATH        enclave.toml (default: ./enclave.toml), the same file the enclave uses
-      --tunnel ENDPOINT    where to listen, overriding [tunnel] host_endpoint (default vsock://any:4433);
-                           tests: unix:/path, tcp://127.0.0.1:4433
-      --dns-upstream IP[:PORT]
-                           a resolver to forward DNS queries to (repeatable, tried in order; port 53 by
-                           default; IPv6 as [addr]:port); overrides [host] dns_upstreams. Without either,
-                           the parent's own resolvers from its resolv.conf are used
-      --log-level LEVEL    Trace, Debug, Information (default), Warning, Error or Critical
-      --log-format FORMAT  text (default): one line per event, "2025-01-31T12:00:00.000Z info: Category[id] message";
-                           json: one JSON object per line (Timestamp, EventId, LogLevel, Category, Message, State)
-      --metrics-listen IP:PORT
-                           serve Prometheus metrics at http://IP:PORT/metrics (default: off), overriding
-                           [host] metrics_listen; loopback addresses only (127.0.0.1:9464, [::1]:9464)
-      --metrics-allow-remote
-                           allow a non-loopback --metrics-listen / metrics_listen (the endpoint has no
-                           authentication: firewall it)
-      -h, --help           show this help
-      --version            print the version (with the git commit it was built from), the .NET runtime and
-                           the RID, and exit
-
+const string Title = "egress-host: transparent, allowlisted egress for AWS Nitro Enclaves (the parent instance side).";
+const string Epilogue = """
     Examples:
       egress-host --config /etc/egress/enclave.toml
       egress-host --config enclave.toml --metrics-listen 127.0.0.1:9464     # then: curl -s http://127.0.0.1:9464/metrics
@@ -59,125 +26,175 @@ const string Usage = """
 
 HostRuntime.PreferInlineSocketCompletions();
 
-var command = HostRuntime.ParseCommandLine(args, Usage, ["--dns-upstream", "--metrics-listen"], ["--metrics-allow-remote"], out var exitCode);
-if (command is null)
-{
-    return exitCode;
-}
+var configOption = HostCommandLine.Config("enclave.toml (default: ./enclave.toml), the same file the enclave uses");
+var tunnelOption = HostCommandLine.Tunnel(
+    "where to listen, overriding [tunnel] host_endpoint (default vsock://any:4433); tests: unix:/path, tcp://127.0.0.1:4433");
+var logLevelOption = HostCommandLine.LogLevel();
+var logFormatOption = HostCommandLine.LogFormat();
 
-if (command.Positional.Count > 0)
+// Both endpoint options use the file's grammar (EndPointText), so a value is accepted here exactly when the file accepts it.
+var dnsUpstreamOption = new Option<IPEndPoint[]>("--dns-upstream")
 {
-    Console.Error.WriteLine($"error: unexpected argument '{command.Positional[0]}' (see --help)");
-    return HostRuntime.UsageError;
-}
-
-if (!HostRuntime.TryReadLogging(command, out var logLevel, out var jsonLogs))
-{
-    return HostRuntime.UsageError;
-}
-
-IPEndPoint? metricsListen = null;
-if (command.Value("--metrics-listen") is { } metricsText && !MetricsEndPoint.TryParse(metricsText, out metricsListen))
-{
-    return Fail($"--metrics-listen '{metricsText}' is not IPv4:PORT or [IPv6]:PORT");
-}
-
-var configuration = HostRuntime.LoadConfiguration(command.Value("--config"), Console.Error);
-if (configuration is null)
-{
-    return HostRuntime.UsageError;
-}
-
-var upstreams = new List<IPEndPoint>();
-foreach (var text in command.Values("--dns-upstream"))
-{
-    if (!DnsUpstreamText.TryParse(text, out var upstream))
+    Description = "a resolver to forward DNS queries to (repeatable, tried in order; port 53 by default; IPv6 as "
+        + "[addr]:port); overrides [host] dns_upstreams. Without either, the parent's own resolvers from its resolv.conf are used",
+    HelpName = "IP[:PORT]",
+    DefaultValueFactory = _ => [],
+    CustomParser = result =>
     {
-        return Fail($"--dns-upstream '{text}' is not IPv4[:PORT], IPv6 or [IPv6]:PORT");
+        var upstreams = new IPEndPoint[result.Tokens.Count];
+        for (var i = 0; i < upstreams.Length; i++)
+        {
+            var text = result.Tokens[i].Value;
+            if (!EndPointText.TryParseUpstream(text, out var upstream, out var problem))
+            {
+                result.AddError($"--dns-upstream '{text}': {problem}");
+                return [];
+            }
+
+            upstreams[i] = upstream;
+        }
+
+        return upstreams;
+    },
+};
+var metricsListenOption = new Option<IPEndPoint?>("--metrics-listen")
+{
+    Description = "serve Prometheus metrics at http://IP:PORT/metrics (default: off), overriding [host] metrics_listen; "
+        + "loopback addresses only (127.0.0.1:9464, [::1]:9464)",
+    HelpName = "IP:PORT",
+    CustomParser = result =>
+    {
+        var text = result.Tokens[0].Value;
+        if (EndPointText.TryParseListen(text, out var endPoint, out var problem))
+        {
+            return endPoint;
+        }
+
+        result.AddError($"--metrics-listen '{text}': {problem}");
+        return null;
+    },
+};
+var metricsAllowRemoteOption = new Option<bool>("--metrics-allow-remote")
+{
+    Description = "allow a non-loopback --metrics-listen / metrics_listen (the endpoint has no authentication: firewall it)",
+};
+
+var root = new RootCommand("""
+    Accept tunnel streams from egress-enclave, re-check every destination against the same enclave.toml (internal
+    ranges such as 169.254.169.254 are refused unless listed by IP/CIDR), dial it and relay. DNS streams: every
+    query's name is re-checked (REFUSED when not allowed), forwarded to the upstream resolvers (UDP, TCP when
+    truncated, failing over in order within [host] dns_timeout_ms), and the answered addresses are learned so
+    connections to them are allowed. Runs until SIGTERM or SIGINT: then it stops accepting, ends idle DNS streams,
+    lets live connections finish for up to [relay] shutdown_drain_seconds (default 10), aborts the rest and exits 0.
+    Under systemd (Type=notify) it reports READY once listening and logs in journald's format.
+    """)
+{
+    configOption, tunnelOption, dnsUpstreamOption, logLevelOption, logFormatOption, metricsListenOption, metricsAllowRemoteOption,
+};
+root.SetAction((parse, _) => RunAsync(
+    parse.GetValue(configOption),
+    parse.GetValue(tunnelOption),
+    parse.GetValue(dnsUpstreamOption) ?? [],
+    parse.GetValue(logLevelOption),
+    HostCommandLine.IsJson(parse.GetValue(logFormatOption)),
+    parse.GetValue(metricsListenOption),
+    parse.GetValue(metricsAllowRemoteOption)));
+return await HostCommandLine.RunAsync(root, Title, Epilogue, args);
+
+static async Task<int> RunAsync(
+    string? configPath, string? tunnelText, IPEndPoint[] upstreams, LogLevel logLevel, bool jsonLogs, IPEndPoint? metricsListen, bool metricsAllowRemote)
+{
+    var configuration = HostRuntime.LoadConfiguration(configPath, Console.Error);
+    if (configuration is null)
+    {
+        return HostRuntime.UsageError;
     }
 
-    upstreams.Add(upstream);
-}
-
-TunnelEndpoint listen;
-AllowlistCache cache;
-EgressPolicy policy;
-PolicyDigest policyDigest;
-try
-{
-    cache = configuration.CreateCache();
-    policy = configuration.CreatePolicy(cache);
-    policyDigest = configuration.GetPolicyDigest();
-    listen = configuration.GetTunnelEndpoint(TunnelSide.Host, command.Value("--tunnel"));
-
-    if (metricsListen is null && configuration.Host.MetricsListen is { } configured)
+    TunnelEndpoint listen;
+    AllowlistCache cache;
+    EgressPolicy policy;
+    PolicyDigest policyDigest;
+    try
     {
-        metricsListen = configured;
-        if (!MetricsEndPoint.IsLoopback(configured) && !command.Has("--metrics-allow-remote"))
+        cache = configuration.CreateCache();
+        policy = configuration.CreatePolicy(cache);
+        policyDigest = configuration.GetPolicyDigest();
+        listen = configuration.GetTunnelEndpoint(TunnelSide.Host, tunnelText);
+
+        if (metricsListen is null && configuration.Host.MetricsListen is { } configured)
         {
-            throw configuration.CreateException("host.metrics_listen", MetricsEndPoint.NotLoopbackProblem);
+            metricsListen = configured;
+            if (!MetricsEndPoint.IsLoopback(configured) && !metricsAllowRemote)
+            {
+                throw configuration.CreateException("host.metrics_listen", MetricsEndPoint.NotLoopbackProblem);
+            }
         }
     }
-}
-catch (ConfigurationException ex)
-{
-    Console.Error.WriteLine(ex.Message);
-    return HostRuntime.UsageError;
-}
-catch (FormatException ex)
-{
-    return Fail($"--tunnel: {ex.Message}");
-}
-
-if (metricsListen is not null && !MetricsEndPoint.IsLoopback(metricsListen) && !command.Has("--metrics-allow-remote"))
-{
-    return Fail($"--metrics-listen {metricsListen}: {MetricsEndPoint.NotLoopbackProblem}");
-}
-
-var builder = HostRuntime.CreateBuilder(logLevel, jsonLogs, configuration.Relay.ShutdownDrain);
-builder.Services.AddSingleton(services => new EgressMetrics(services.GetRequiredService<IMeterFactory>(), "parent", cache));
-if (metricsListen is not null)
-{
-    MetricsEndPoint.AddPrometheus(builder.Services, metricsListen);
-}
-
-builder.Services.AddSingleton(services => new TunnelGateway(
-    new TunnelGatewayOptions
+    catch (ConfigurationException ex)
     {
-        Listen = listen,
-        HeaderTimeout = configuration.Host.HeaderTimeout,
-        ConnectTimeout = configuration.Host.ConnectTimeout,
-        Relay = configuration.CreateRelayOptions(),
-        ShutdownDrain = configuration.Relay.ShutdownDrain,
-        DnsUpstreams = upstreams.Count > 0 ? upstreams : configuration.Host.DnsUpstreams,
-        DnsTimeout = configuration.Host.DnsTimeout,
-        MaxStreams = configuration.Host.MaxStreams,
-        KeepAliveIdle = configuration.Host.KeepAliveIdle,
-        KeepAliveInterval = configuration.Host.KeepAliveInterval,
-        KeepAliveProbes = configuration.Host.KeepAliveProbes,
-        Metrics = services.GetRequiredService<EgressMetrics>(),
-    },
-    policy,
-    services.GetRequiredService<ILoggerFactory>()));
-builder.Services.AddSingleton<IHostedService>(services =>
-{
-    var gateway = services.GetRequiredService<TunnelGateway>();
-    return new ListenerService(
-        gateway.Start,
-        gateway.StopAsync,
-        ex => ex switch
-        {
-            SocketException => $"cannot listen on {listen}: {ex.Message}",
-            IOException => ex.Message,
-            _ => null,
-        });
-});
+        Console.Error.WriteLine(ex.Message);
+        return HostRuntime.UsageError;
+    }
+    catch (FormatException ex)
+    {
+        return Fail($"--tunnel: {ex.Message}");
+    }
 
-using var host = builder.Build();
-HostRuntime.LogStart(host, "Egress.Host", policyDigest);
-return await HostRuntime.RunAsync(host, ex => ex.InnerException is HttpListenerException listenerError
-    ? $"cannot serve metrics on http://{metricsListen}/metrics: {listenerError.Message}"
-    : null);
+    if (metricsListen is not null && !MetricsEndPoint.IsLoopback(metricsListen) && !metricsAllowRemote)
+    {
+        return Fail($"--metrics-listen {metricsListen}: {MetricsEndPoint.NotLoopbackProblem}");
+    }
+
+    if (metricsListen is null && metricsAllowRemote)
+    {
+        return Fail("--metrics-allow-remote has nothing to allow: no --metrics-listen and no [host] metrics_listen");
+    }
+
+    var builder = HostRuntime.CreateBuilder(logLevel, jsonLogs, configuration.Relay.ShutdownDrain);
+    builder.Services.AddSingleton(services => new EgressMetrics(services.GetRequiredService<IMeterFactory>(), "parent", cache));
+    if (metricsListen is not null)
+    {
+        MetricsEndPoint.AddPrometheus(builder.Services, metricsListen);
+    }
+
+    builder.Services.AddSingleton(services => new TunnelGateway(
+        new TunnelGatewayOptions
+        {
+            Listen = listen,
+            HeaderTimeout = configuration.Host.HeaderTimeout,
+            ConnectTimeout = configuration.Host.ConnectTimeout,
+            Relay = configuration.CreateRelayOptions(),
+            ShutdownDrain = configuration.Relay.ShutdownDrain,
+            DnsUpstreams = upstreams.Length > 0 ? upstreams : configuration.Host.DnsUpstreams,
+            DnsTimeout = configuration.Host.DnsTimeout,
+            MaxStreams = configuration.Host.MaxStreams,
+            KeepAliveIdle = configuration.Host.KeepAliveIdle,
+            KeepAliveInterval = configuration.Host.KeepAliveInterval,
+            KeepAliveProbes = configuration.Host.KeepAliveProbes,
+            Metrics = services.GetRequiredService<EgressMetrics>(),
+        },
+        policy,
+        services.GetRequiredService<ILoggerFactory>()));
+    builder.Services.AddSingleton<IHostedService>(services =>
+    {
+        var gateway = services.GetRequiredService<TunnelGateway>();
+        return new ListenerService(
+            gateway.Start,
+            gateway.StopAsync,
+            ex => ex switch
+            {
+                SocketException => $"cannot listen on {listen}: {ex.Message}",
+                IOException => ex.Message,
+                _ => null,
+            });
+    });
+
+    using var host = builder.Build();
+    HostRuntime.LogStart(host, "Egress.Host", policyDigest);
+    return await HostRuntime.RunAsync(host, ex => ex.InnerException is HttpListenerException listenerError
+        ? $"cannot serve metrics on http://{metricsListen}/metrics: {listenerError.Message}"
+        : null);
+}
 
 static int Fail(string message)
 {

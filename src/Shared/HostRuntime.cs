@@ -41,64 +41,6 @@ internal static class HostRuntime
         }
     }
 
-    /// <summary>
-    /// Reads the command line both hosts share: their own options plus <c>--config</c>, <c>--tunnel</c>,
-    /// <c>--log-level</c>, <c>--log-format</c>, <c>--help</c> and <c>--version</c>. Returns null when the program should
-    /// exit now: after printing <see cref="HostVersion.Text"/> and <paramref name="usage"/> (<c>--help</c>) or the
-    /// version alone (<c>--version</c>), exit code 0, or an error naming the offending word (exit code 2).
-    /// </summary>
-    public static CommandLine? ParseCommandLine(
-        string[] args, string usage, string[] ownOptions, string[] ownFlags, out int exitCode)
-    {
-        var command = CommandLine.Parse(
-            args,
-            optionsWithValue: new HashSet<string>(["--config", "--tunnel", "--log-level", "--log-format", .. ownOptions]),
-            flags: new HashSet<string>(["--help", "--version", .. ownFlags]),
-            out var parseError);
-        exitCode = 0;
-        if (command is null)
-        {
-            Console.Error.WriteLine($"error: {parseError}");
-            exitCode = UsageError;
-            return null;
-        }
-
-        if (command.Has("--help"))
-        {
-            Console.WriteLine(HostVersion.Text);
-            Console.WriteLine();
-            Console.WriteLine(usage);
-            return null;
-        }
-
-        if (command.Has("--version"))
-        {
-            Console.WriteLine(HostVersion.Text);
-            return null;
-        }
-
-        return command;
-    }
-
-    /// <summary>Reads <c>--log-level</c> and <c>--log-format</c>; on a bad value writes the error and returns false.</summary>
-    public static bool TryReadLogging(CommandLine command, out LogLevel level, out bool json)
-    {
-        json = false;
-        if (!TryParseLogLevel(command.Value("--log-level"), out level))
-        {
-            Console.Error.WriteLine($"error: --log-level '{command.Value("--log-level")}' is not one of {LogLevelNames}");
-            return false;
-        }
-
-        if (!TryParseLogFormat(command.Value("--log-format"), out json))
-        {
-            Console.Error.WriteLine($"error: --log-format '{command.Value("--log-format")}' is not text or json");
-            return false;
-        }
-
-        return true;
-    }
-
     /// <summary>Parses <c>--log-level</c> by name (case-insensitive; numbers such as "42" are refused).</summary>
     public static bool TryParseLogLevel(string? text, out LogLevel level)
     {

@@ -8,50 +8,20 @@ namespace Egress.Configuration;
 /// <summary>
 /// Reads <c>enclave.toml</c> text into an <see cref="EgressConfiguration"/>. Tomlyn's syntax parser checks the TOML
 /// (syntax, duplicate keys, redefined tables); Tomlyn's event parser then yields every key and value with its line and
-/// column, which are bound here by hand so that every error, unknown keys included, points at its place in the file.
+/// column. Each key is looked up in <see cref="ConfigurationKeys"/> and read as its description says (type, range),
+/// so that every error, unknown keys included, points at its place in the file. The event parser alone does not know
+/// TOML's table rules (a table reopened by a sub-table comes again, a redefined <c>[section]</c> passes), hence the
+/// validating syntax pass first: two Tomlyn passes over the text, one pass over each value.
 /// </summary>
 internal sealed class ConfigurationReader
 {
-    private const long MaxMilliseconds = int.MaxValue;
-    private const long MaxSeconds = int.MaxValue / 1000;
-
-    private static readonly string[] TopLevelKeys = ["egress", "tunnel", "enclave", "host", "dns", "relay", .. EvervaultKeys.Names];
-    private static readonly string[] EgressKeys = ["enabled", "destinations"];
-    private static readonly string[] TunnelKeys = ["enclave_endpoint", "host_endpoint", "status_timeout_ms"];
-    private static readonly string[] EnclaveKeys = ["proxy_listen", "dns_listen", "dns_query_timeout_ms", "netfilter"];
-    private static readonly string[] HostKeys = ["connect_timeout_ms", "header_timeout_ms", "dns_upstreams", "dns_timeout_ms", "metrics_listen", "max_streams", "keepalive_idle_seconds", "keepalive_interval_seconds", "keepalive_probes"];
-    private static readonly string[] DnsKeys = ["ttl_floor_seconds", "grace_seconds", "cache_max_entries"];
-    private static readonly string[] RelayKeys = ["idle_timeout_seconds", "shutdown_drain_seconds", "splice"];
+    private static readonly string[] TopLevelKeys = [.. ConfigurationKeys.Sections, .. EvervaultKeys.Names];
 
     private readonly string text;
     private readonly string sourceName;
     private readonly Dictionary<string, SourceLocation> locations = new(StringComparer.Ordinal);
+    private readonly Dictionary<ConfigurationKey, object?> values = [];
     private TomlParser? parser;
-
-    private bool egressEnabled;
-    private string[] destinations = [];
-    private string enclaveEndpoint = "vsock://3:4433";
-    private string hostEndpoint = "vsock://any:4433";
-    private long statusTimeoutMs = 10_000;
-    private IPEndPoint[] proxyListen = [new(IPAddress.Loopback, 4444), new(IPAddress.IPv6Loopback, 4444)];
-    private IPEndPoint[] dnsListen = [new(IPAddress.Loopback, 53)];
-    private long dnsQueryTimeoutMs = 5_000;
-    private NetfilterBackend netfilter = NetfilterBackend.Auto;
-    private long connectTimeoutMs = 5_000;
-    private long headerTimeoutMs = 5_000;
-    private IPEndPoint[] dnsUpstreams = [];
-    private long dnsTimeoutMs = 2_000;
-    private long ttlFloorSeconds = 30;
-    private long graceSeconds = 60;
-    private long cacheMaxEntries = 65_536;
-    private long maxStreams;
-    private long keepAliveIdleSeconds = 60;
-    private long keepAliveIntervalSeconds = 10;
-    private long keepAliveProbes = 6;
-    private long idleTimeoutSeconds = 3_600;
-    private long shutdownDrainSeconds = 10;
-    private bool splice = true;
-    private IPEndPoint? metricsListen;
 
     public ConfigurationReader(string text, string sourceName)
     {
@@ -108,24 +78,17 @@ internal sealed class ConfigurationReader
         {
             string name = Parser.GetPropertyName();
             SourceLocation keyLocation = Here(current);
-            switch (name)
+            if (ConfigurationKeys.Sections.Contains(name))
             {
-                case "egress":
-                case "tunnel":
-                case "enclave":
-                case "host":
-                case "dns":
-                case "relay":
-                    ReadSection(name, keyLocation);
-                    break;
-                default:
-                    if (!EvervaultKeys.Contains(name))
-                    {
-                        throw UnknownKey(name, name, keyLocation, TopLevelKeys);
-                    }
-
-                    SkipValue();
-                    break;
+                ReadSection(name, keyLocation);
+            }
+            else if (EvervaultKeys.Contains(name))
+            {
+                SkipValue();
+            }
+            else
+            {
+                throw UnknownKey(name, name, keyLocation, TopLevelKeys);
             }
         }
     }
@@ -143,158 +106,31 @@ internal sealed class ConfigurationReader
             string key = Parser.GetPropertyName();
             string path = section + "." + key;
             SourceLocation keyLocation = Here(current);
-            switch (section)
+            if (path == "egress.ports")
             {
-                case "egress":
-                    ReadEgressKey(key, path, keyLocation);
-                    break;
-                case "tunnel":
-                    ReadTunnelKey(key, path, keyLocation);
-                    break;
-                case "enclave":
-                    ReadEnclaveKey(key, path, keyLocation);
-                    break;
-                case "host":
-                    ReadHostKey(key, path, keyLocation);
-                    break;
-                case "dns":
-                    ReadDnsKey(key, path, keyLocation);
-                    break;
-                default:
-                    ReadRelayKey(key, path, keyLocation);
-                    break;
-            }
-        }
-    }
-
-    private void ReadEgressKey(string key, string path, SourceLocation keyLocation)
-    {
-        switch (key)
-        {
-            case "enabled":
-                egressEnabled = ReadBoolean(path, keyLocation);
-                break;
-            case "destinations":
-                destinations = [.. ReadStringArray(path, keyLocation).Select(entry => entry.Value)];
-                break;
-            case "ports":
                 throw new ConfigurationException(keyLocation, path, "Evervault's v0 'ports' setting is not supported by Egress; remove it");
-            default:
-                throw UnknownKey(key, path, keyLocation, EgressKeys);
+            }
+
+            ConfigurationKey known = ConfigurationKeys.Find(section, key) ?? throw UnknownKey(key, path, keyLocation, ConfigurationKeys.NamesIn(section));
+            values[known] = ReadValue(known, keyLocation);
         }
     }
 
-    private void ReadTunnelKey(string key, string path, SourceLocation keyLocation)
+    private object? ReadValue(ConfigurationKey key, SourceLocation keyLocation) => key.Kind switch
     {
-        switch (key)
-        {
-            case "enclave_endpoint":
-                enclaveEndpoint = ReadString(path, keyLocation);
-                break;
-            case "host_endpoint":
-                hostEndpoint = ReadString(path, keyLocation);
-                break;
-            case "status_timeout_ms":
-                statusTimeoutMs = ReadInteger(path, keyLocation, 1, MaxMilliseconds);
-                break;
-            default:
-                throw UnknownKey(key, path, keyLocation, TunnelKeys);
-        }
-    }
+        ConfigurationValueKind.Boolean => ReadBoolean(key.Path, keyLocation),
+        ConfigurationValueKind.Integer => ReadInteger(key.Path, keyLocation, key.Min, key.Max),
+        ConfigurationValueKind.String => ReadString(key.Path, keyLocation),
+        ConfigurationValueKind.Destinations => ReadDestinations(key.Path, keyLocation),
+        ConfigurationValueKind.ListenAddresses => ReadEndPoints(key.Path, keyLocation, listen: true),
+        ConfigurationValueKind.DnsUpstreams => ReadEndPoints(key.Path, keyLocation, listen: false),
+        ConfigurationValueKind.ListenAddress => ReadEndPoint(key.Path, keyLocation),
+        _ => ReadNetfilter(key.Path, keyLocation),
+    };
 
-    private void ReadEnclaveKey(string key, string path, SourceLocation keyLocation)
-    {
-        switch (key)
-        {
-            case "proxy_listen":
-                proxyListen = ReadEndPoints(path, keyLocation, listen: true);
-                break;
-            case "dns_listen":
-                dnsListen = ReadEndPoints(path, keyLocation, listen: true);
-                break;
-            case "dns_query_timeout_ms":
-                dnsQueryTimeoutMs = ReadInteger(path, keyLocation, 1, MaxMilliseconds);
-                break;
-            case "netfilter":
-                netfilter = ReadNetfilter(path, keyLocation);
-                break;
-            default:
-                throw UnknownKey(key, path, keyLocation, EnclaveKeys);
-        }
-    }
-
-    private void ReadHostKey(string key, string path, SourceLocation keyLocation)
-    {
-        switch (key)
-        {
-            case "connect_timeout_ms":
-                connectTimeoutMs = ReadInteger(path, keyLocation, 1, MaxMilliseconds);
-                break;
-            case "header_timeout_ms":
-                headerTimeoutMs = ReadInteger(path, keyLocation, 1, MaxMilliseconds);
-                break;
-            case "dns_upstreams":
-                dnsUpstreams = ReadEndPoints(path, keyLocation, listen: false);
-                break;
-            case "dns_timeout_ms":
-                dnsTimeoutMs = ReadInteger(path, keyLocation, 1, MaxMilliseconds);
-                break;
-            case "metrics_listen":
-                metricsListen = ReadEndPoint(path, keyLocation);
-                break;
-            case "max_streams":
-                maxStreams = ReadInteger(path, keyLocation, 0, int.MaxValue);
-                break;
-            case "keepalive_idle_seconds":
-                // Linux caps TCP_KEEPIDLE and TCP_KEEPINTVL at 32767 s (MAX_TCP_KEEPIDLE) and TCP_KEEPCNT at 127.
-                keepAliveIdleSeconds = ReadInteger(path, keyLocation, 0, 32_767);
-                break;
-            case "keepalive_interval_seconds":
-                keepAliveIntervalSeconds = ReadInteger(path, keyLocation, 1, 32_767);
-                break;
-            case "keepalive_probes":
-                keepAliveProbes = ReadInteger(path, keyLocation, 1, 127);
-                break;
-            default:
-                throw UnknownKey(key, path, keyLocation, HostKeys);
-        }
-    }
-
-    private void ReadDnsKey(string key, string path, SourceLocation keyLocation)
-    {
-        switch (key)
-        {
-            case "ttl_floor_seconds":
-                ttlFloorSeconds = ReadInteger(path, keyLocation, 0, MaxSeconds);
-                break;
-            case "grace_seconds":
-                graceSeconds = ReadInteger(path, keyLocation, 0, MaxSeconds);
-                break;
-            case "cache_max_entries":
-                cacheMaxEntries = ReadInteger(path, keyLocation, 1, int.MaxValue);
-                break;
-            default:
-                throw UnknownKey(key, path, keyLocation, DnsKeys);
-        }
-    }
-
-    private void ReadRelayKey(string key, string path, SourceLocation keyLocation)
-    {
-        switch (key)
-        {
-            case "idle_timeout_seconds":
-                idleTimeoutSeconds = ReadInteger(path, keyLocation, 0, MaxSeconds);
-                break;
-            case "shutdown_drain_seconds":
-                shutdownDrainSeconds = ReadInteger(path, keyLocation, 0, 3_600);
-                break;
-            case "splice":
-                splice = ReadBoolean(path, keyLocation);
-                break;
-            default:
-                throw UnknownKey(key, path, keyLocation, RelayKeys);
-        }
-    }
+    // Each entry is parsed here, once; the policy, the digest and the warnings use the result.
+    private DestinationEntry[] ReadDestinations(string path, SourceLocation keyLocation) =>
+        [.. ReadStringArray(path, keyLocation).Select(entry => DestinationEntry.Parse(entry.Value, entry.Location))];
 
     private NetfilterBackend ReadNetfilter(string path, SourceLocation keyLocation)
     {
@@ -438,29 +274,55 @@ internal sealed class ConfigurationReader
 
     private void ValidateTimeoutOrder()
     {
+        long statusTimeoutMs = Get<long>(ConfigurationKeys.TunnelStatusTimeout);
+        long connectTimeoutMs = Get<long>(ConfigurationKeys.HostConnectTimeout);
         if (statusTimeoutMs > connectTimeoutMs)
         {
             return;
         }
 
         // Point at whichever of the two the file sets, preferring the status timeout (defaults satisfy the rule).
-        string key = locations.ContainsKey("tunnel.status_timeout_ms") ? "tunnel.status_timeout_ms" : "host.connect_timeout_ms";
+        string key = locations.ContainsKey(ConfigurationKeys.TunnelStatusTimeout.Path) ? ConfigurationKeys.TunnelStatusTimeout.Path : ConfigurationKeys.HostConnectTimeout.Path;
         throw new ConfigurationException(
             locations[key],
             key,
             $"tunnel.status_timeout_ms ({statusTimeoutMs}) must be greater than host.connect_timeout_ms ({connectTimeoutMs}), or the enclave gives up before the host reports");
     }
 
-    private EgressConfiguration Build() => new(
-        sourceName,
-        new EgressSection(egressEnabled, Array.AsReadOnly(destinations)),
-        new TunnelSection(enclaveEndpoint, hostEndpoint, TimeSpan.FromMilliseconds(statusTimeoutMs)),
-        new EnclaveSection(Array.AsReadOnly(proxyListen), Array.AsReadOnly(dnsListen), TimeSpan.FromMilliseconds(dnsQueryTimeoutMs), netfilter),
-        new HostSection(TimeSpan.FromMilliseconds(connectTimeoutMs), TimeSpan.FromMilliseconds(headerTimeoutMs), Array.AsReadOnly(dnsUpstreams), TimeSpan.FromMilliseconds(dnsTimeoutMs), metricsListen, (int)maxStreams,
-            TimeSpan.FromSeconds(keepAliveIdleSeconds), TimeSpan.FromSeconds(keepAliveIntervalSeconds), (int)keepAliveProbes),
-        new DnsSection(TimeSpan.FromSeconds(ttlFloorSeconds), TimeSpan.FromSeconds(graceSeconds), (int)cacheMaxEntries),
-        new RelaySection(idleTimeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(idleTimeoutSeconds), TimeSpan.FromSeconds(shutdownDrainSeconds), splice),
-        locations);
+    private T Get<T>(ConfigurationKey key) => (T)(values.TryGetValue(key, out object? value) ? value : key.Default)!;
+
+    private TimeSpan Duration(ConfigurationKey key) => key.ToDuration(Get<long>(key));
+
+    private int Count(ConfigurationKey key) => checked((int)Get<long>(key));
+
+    private IReadOnlyList<IPEndPoint> EndPoints(ConfigurationKey key) =>
+        Array.AsReadOnly(values.TryGetValue(key, out object? value) ? (IPEndPoint[])value! : key.DefaultEndPoints);
+
+    private EgressConfiguration Build()
+    {
+        long idleTimeoutSeconds = Get<long>(ConfigurationKeys.RelayIdleTimeout);
+        return new EgressConfiguration(
+            sourceName,
+            new EgressSection(Get<bool>(ConfigurationKeys.EgressEnabled), Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.EgressDestinations, out object? entries) ? (DestinationEntry[])entries! : [])),
+            new TunnelSection(Get<string>(ConfigurationKeys.TunnelEnclaveEndpoint), Get<string>(ConfigurationKeys.TunnelHostEndpoint), Duration(ConfigurationKeys.TunnelStatusTimeout)),
+            new EnclaveSection(EndPoints(ConfigurationKeys.EnclaveProxyListen), EndPoints(ConfigurationKeys.EnclaveDnsListen), Duration(ConfigurationKeys.EnclaveDnsQueryTimeout), Get<NetfilterBackend>(ConfigurationKeys.EnclaveNetfilter)),
+            new HostSection(
+                Duration(ConfigurationKeys.HostConnectTimeout),
+                Duration(ConfigurationKeys.HostHeaderTimeout),
+                EndPoints(ConfigurationKeys.HostDnsUpstreams),
+                Duration(ConfigurationKeys.HostDnsTimeout),
+                Get<IPEndPoint?>(ConfigurationKeys.HostMetricsListen),
+                Count(ConfigurationKeys.HostMaxStreams),
+                Duration(ConfigurationKeys.HostKeepAliveIdle),
+                Duration(ConfigurationKeys.HostKeepAliveInterval),
+                Count(ConfigurationKeys.HostKeepAliveProbes)),
+            new DnsSection(Duration(ConfigurationKeys.DnsTtlFloor), Duration(ConfigurationKeys.DnsGrace), Count(ConfigurationKeys.DnsCacheMaxEntries)),
+            new RelaySection(
+                idleTimeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : ConfigurationKeys.RelayIdleTimeout.ToDuration(idleTimeoutSeconds),
+                Duration(ConfigurationKeys.RelayShutdownDrain),
+                Get<bool>(ConfigurationKeys.RelaySplice)),
+            locations);
+    }
 
     private ConfigurationException UnknownKey(string key, string path, SourceLocation keyLocation, string[] known)
     {

@@ -34,16 +34,8 @@ public static class ConfiguredComponents
     public static EgressPolicy CreatePolicy(this EgressConfiguration configuration, AllowlistCache cache)
     {
         ArgumentNullException.ThrowIfNull(configuration);
-        var destinations = configuration.Egress.Destinations;
-        for (var i = 0; i < destinations.Count; i++)
-        {
-            if (!DestinationRule.TryParse(destinations[i], out _, out var error))
-            {
-                throw configuration.CreateException("egress.destinations", error, i);
-            }
-        }
-
-        return EgressPolicy.Create(configuration.Egress.Enabled, destinations, cache);
+        ArgumentNullException.ThrowIfNull(cache);
+        return EgressPolicy.FromRules(configuration.Egress.Enabled, [.. configuration.Egress.Entries.Select(entry => entry.GetRule())], cache);
     }
 
     /// <summary>
@@ -81,10 +73,9 @@ public static class ConfiguredComponents
     {
         ArgumentNullException.ThrowIfNull(configuration);
         var warnings = new List<string>();
-        var destinations = configuration.Egress.Destinations;
-        for (var i = 0; i < destinations.Count; i++)
+        foreach (var entry in configuration.Egress.Entries)
         {
-            if (!DestinationRule.TryParse(destinations[i], out var rule, out _) || rule.Network is not { } network)
+            if (entry.Rule?.Network is not { } network)
             {
                 continue;
             }
@@ -92,11 +83,8 @@ public static class ConfiguredComponents
             var opened = InternalRanges.OpenedWithoutNaming(network);
             if (opened.Count > 0)
             {
-                var location = configuration.GetLocation("egress.destinations", i)
-                    ?? configuration.GetLocation("egress.destinations")
-                    ?? new SourceLocation(configuration.SourceName, 0, 0);
                 warnings.Add(
-                    $"{location}: warning: destination \"{destinations[i]}\" also allows internal ranges it does not name: "
+                    $"{entry.Location}: warning: destination \"{entry.Text}\" also allows internal ranges it does not name: "
                     + $"{string.Join(", ", opened)}; if that is meant, list them as entries of their own (key 'egress.destinations')");
             }
         }

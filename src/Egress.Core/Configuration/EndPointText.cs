@@ -5,7 +5,13 @@ using System.Net.Sockets;
 
 namespace Egress.Configuration;
 
-/// <summary>Parses the textual IP endpoints of the configuration: <c>IPv4:PORT</c>, <c>[IPv6]:PORT</c>, and for DNS upstreams also a bare address.</summary>
+/// <summary>
+/// The one grammar of IP endpoints the product accepts, in the file and on the command line alike (listen addresses,
+/// <c>metrics_listen</c> / <c>--metrics-listen</c>, <c>dns_upstreams</c> / <c>--dns-upstream</c>, the host part of a
+/// <c>tcp://</c> tunnel endpoint): <c>IPv4:PORT</c> with the IPv4 address as a full dotted quad, <c>[IPv6]:PORT</c>,
+/// PORT 1-65535 in decimal; for DNS upstreams also a bare address (port 53). Host names are refused: nothing
+/// resolves names inside an enclave. A failure gives the problem in words, without the text itself.
+/// </summary>
 internal static class EndPointText
 {
     /// <summary>Parses a listen address; the port is required and must be 1–65535.</summary>

@@ -59,15 +59,9 @@ public sealed class PolicyDigest
     internal static string CanonicalText(EgressConfiguration configuration, out int destinationCount)
     {
         var destinations = new SortedSet<string>(StringComparer.Ordinal);
-        IReadOnlyList<string> entries = configuration.Egress.Destinations;
-        for (int i = 0; i < entries.Count; i++)
+        foreach (DestinationEntry entry in configuration.Egress.Entries)
         {
-            if (!DestinationRule.TryParse(entries[i], out DestinationRule? rule, out string? error))
-            {
-                throw configuration.CreateException("egress.destinations", error, i);
-            }
-
-            destinations.Add(rule.Text);
+            destinations.Add(entry.GetRule().Text);
         }
 
         destinationCount = destinations.Count;

@@ -1,4 +1,5 @@
 using System.Net;
+using Egress.Configuration;
 using Egress.Diagnostics;
 using Egress.Relay;
 using Egress.Tunnel;
@@ -12,10 +13,10 @@ public sealed class TunnelGatewayOptions
     public required TunnelEndpoint Listen { get; init; }
 
     /// <summary>Gets how long a new stream may take to send its request header.</summary>
-    public TimeSpan HeaderTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan HeaderTimeout { get; init; } = ConfigurationKeys.HostHeaderTimeout.DefaultDuration;
 
     /// <summary>Gets how long a connection to a destination may take.</summary>
-    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan ConnectTimeout { get; init; } = ConfigurationKeys.HostConnectTimeout.DefaultDuration;
 
     /// <summary>Gets the relay settings (idle timeout, clock).</summary>
     public RelayOptions Relay { get; init; } = RelayOptions.Default;
@@ -24,27 +25,27 @@ public sealed class TunnelGatewayOptions
     public EgressMetrics? Metrics { get; init; }
 
     /// <summary>Gets how long a stop lets live streams finish before aborting them.</summary>
-    public TimeSpan ShutdownDrain { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan ShutdownDrain { get; init; } = ConfigurationKeys.RelayShutdownDrain.DefaultDuration;
 
     /// <summary>Gets the resolvers DNS queries are forwarded to, in order of preference; empty (the default) means
     /// the system's resolvers (its resolv.conf), found when the gateway is created.</summary>
-    public IReadOnlyList<IPEndPoint> DnsUpstreams { get; init; } = [];
+    public IReadOnlyList<IPEndPoint> DnsUpstreams { get; init; } = ConfigurationKeys.HostDnsUpstreams.DefaultEndPoints;
 
     /// <summary>Gets how many streams are served at once, counted from accept to close; a stream beyond it gets status
     /// Failure naming the limit once its request is read. 0 (the default) sets no limit.</summary>
-    public int MaxStreams { get; init; }
+    public int MaxStreams { get; init; } = ConfigurationKeys.HostMaxStreams.DefaultInt32;
 
     /// <summary>Gets how long a DNS query may take across all upstreams before the enclave gets SERVFAIL.</summary>
-    public TimeSpan DnsTimeout { get; init; } = TimeSpan.FromSeconds(2);
+    public TimeSpan DnsTimeout { get; init; } = ConfigurationKeys.HostDnsTimeout.DefaultDuration;
 
     /// <summary>Gets how long a destination connection may be idle before the first TCP keepalive probe (default
     /// 60 s); <see cref="TimeSpan.Zero"/> leaves keepalive off. Whole seconds; a dead destination then ends the relay
     /// with a timed-out read, and the enclave's connection with it.</summary>
-    public TimeSpan KeepAliveIdle { get; init; } = TimeSpan.FromSeconds(60);
+    public TimeSpan KeepAliveIdle { get; init; } = ConfigurationKeys.HostKeepAliveIdle.DefaultDuration;
 
     /// <summary>Gets the time between unanswered keepalive probes on a destination connection (default 10 s).</summary>
-    public TimeSpan KeepAliveInterval { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan KeepAliveInterval { get; init; } = ConfigurationKeys.HostKeepAliveInterval.DefaultDuration;
 
     /// <summary>Gets how many unanswered keepalive probes end a destination connection (default 6).</summary>
-    public int KeepAliveProbes { get; init; } = 6;
+    public int KeepAliveProbes { get; init; } = ConfigurationKeys.HostKeepAliveProbes.DefaultInt32;
 }

@@ -91,6 +91,9 @@ public sealed class EgressPolicy
         return errors.Count > 0 ? throw new PolicyException(errors) : new EgressPolicy(enabled, [.. rules], cache);
     }
 
+    /// <summary>Builds a policy from destination entries already parsed (with their locations) by the configuration reader.</summary>
+    internal static EgressPolicy FromRules(bool enabled, DestinationRule[] rules, AllowlistCache cache) => new(enabled, rules, cache);
+
     /// <summary>Decides a connection to <paramref name="address"/>.</summary>
     /// <param name="address">The original destination address.</param>
     /// <returns>The decision and its reason.</returns>

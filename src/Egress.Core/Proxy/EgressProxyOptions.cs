@@ -1,4 +1,5 @@
 using System.Net;
+using Egress.Configuration;
 using Egress.Diagnostics;
 using Egress.Relay;
 using Egress.Tunnel;
@@ -9,14 +10,13 @@ namespace Egress.Proxy;
 public sealed class EgressProxyOptions
 {
     /// <summary>Gets the addresses the proxy listens on (the DNAT targets), by default 127.0.0.1:4444 and [::1]:4444.</summary>
-    public IReadOnlyList<IPEndPoint> Listen { get; init; } =
-        [new IPEndPoint(IPAddress.Loopback, 4444), new IPEndPoint(IPAddress.IPv6Loopback, 4444)];
+    public IReadOnlyList<IPEndPoint> Listen { get; init; } = ConfigurationKeys.EnclaveProxyListen.DefaultEndPoints;
 
     /// <summary>Gets where tunnel streams to the parent are opened.</summary>
     public required TunnelEndpoint Tunnel { get; init; }
 
     /// <summary>Gets how long to wait for the tunnel to connect and the parent to answer a request.</summary>
-    public TimeSpan StatusTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan StatusTimeout { get; init; } = ConfigurationKeys.TunnelStatusTimeout.DefaultDuration;
 
     /// <summary>Gets the relay settings (idle timeout, clock).</summary>
     public RelayOptions Relay { get; init; } = RelayOptions.Default;
@@ -25,5 +25,5 @@ public sealed class EgressProxyOptions
     public EgressMetrics? Metrics { get; init; }
 
     /// <summary>Gets how long a stop lets live connections finish before aborting them.</summary>
-    public TimeSpan ShutdownDrain { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan ShutdownDrain { get; init; } = ConfigurationKeys.RelayShutdownDrain.DefaultDuration;
 }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Egress.Configuration;
 using Egress.Vsock;
 
 namespace Egress.Tunnel;
@@ -88,7 +89,7 @@ public sealed class TunnelEndpoint
         }
         else if (text.StartsWith(TcpScheme, StringComparison.OrdinalIgnoreCase))
         {
-            endpoint = TryParseTcp(text.AsSpan(TcpScheme.Length), out reason);
+            endpoint = TryParseTcp(text[TcpScheme.Length..], out reason);
         }
         else
         {
@@ -261,76 +262,14 @@ public sealed class TunnelEndpoint
         return new TunnelEndpoint(TunnelTransport.Unix, new UnixDomainSocketEndPoint(path), UnixScheme + path);
     }
 
-    private static TunnelEndpoint? TryParseTcp(ReadOnlySpan<char> rest, out string? reason)
+    // HOST:PORT is the one IP endpoint grammar of the product (EndPointText), the same as the listen addresses.
+    private static TunnelEndpoint? TryParseTcp(string rest, out string? reason)
     {
-        ReadOnlySpan<char> host;
-        ReadOnlySpan<char> afterHost;
-        if (rest.StartsWith('['))
+        if (!EndPointText.TryParseListen(rest, out IPEndPoint? endPoint, out reason))
         {
-            int close = rest.IndexOf(']');
-            if (close < 0)
-            {
-                reason = "the '[' of the IPv6 address is not closed";
-                return null;
-            }
-
-            host = rest[1..close];
-            afterHost = rest[(close + 1)..];
-        }
-        else
-        {
-            int colon = rest.IndexOf(':');
-            host = colon < 0 ? rest : rest[..colon];
-            afterHost = colon < 0 ? [] : rest[colon..];
-            if (afterHost.LastIndexOf(':') > 0)
-            {
-                reason = "an IPv6 address must be written in brackets, e.g. tcp://[::1]:4433";
-                return null;
-            }
-        }
-
-        if (host.IsEmpty)
-        {
-            reason = "the host is missing";
             return null;
         }
 
-        if (!TryParseAddressLiteral(host, bracketed: rest.StartsWith('['), out IPAddress? address))
-        {
-            reason = $"'{host}' is not an IP address literal (host names are not accepted: nothing resolves names inside an enclave)";
-            return null;
-        }
-
-        if (!afterHost.StartsWith(':'))
-        {
-            reason = "the port is missing";
-            return null;
-        }
-
-        if (!ushort.TryParse(afterHost[1..], NumberStyles.None, CultureInfo.InvariantCulture, out ushort port) || port == 0)
-        {
-            reason = $"the port '{afterHost[1..]}' is not a decimal number 1-65535";
-            return null;
-        }
-
-        var endPoint = new IPEndPoint(address, port);
-        reason = null;
         return new TunnelEndpoint(TunnelTransport.Tcp, endPoint, TcpScheme + endPoint.ToString());
-    }
-
-    private static bool TryParseAddressLiteral(ReadOnlySpan<char> host, bool bracketed, [NotNullWhen(true)] out IPAddress? address)
-    {
-        if (!IPAddress.TryParse(host, out address))
-        {
-            return false;
-        }
-
-        if (bracketed)
-        {
-            return address.AddressFamily == AddressFamily.InterNetworkV6;
-        }
-
-        // IPAddress.TryParse also takes "127.1", "0x7f.0.0.1" and "2130706433"; only the dotted quad is an IPv4 literal.
-        return address.AddressFamily == AddressFamily.InterNetwork && host.SequenceEqual(address.ToString());
     }
 }

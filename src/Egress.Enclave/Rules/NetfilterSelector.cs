@@ -1,5 +1,4 @@
 using Egress.Configuration;
-using Egress.Interception;
 
 namespace Egress.Enclave.Rules;
 

@@ -1,15 +1,19 @@
 using System.Net;
 using System.Net.Sockets;
 using Egress.Configuration;
-using Egress.Interception;
 
 namespace Egress.Enclave.Rules;
 
 /// <summary>
 /// What <c>rules</c> works from: where the proxy's redirected connections go (from <c>[enclave] proxy_listen</c>, see
-/// <see cref="RedirectRules.Targets"/>) and the netfilter backend setting with where it came from.
+/// <see cref="RedirectRules.Targets"/>), where redirected DNS goes (from <c>[enclave] dns_listen</c>, the same way) and
+/// the netfilter backend setting with where it came from.
 /// </summary>
-internal sealed record RulesSettings(IReadOnlyList<IPEndPoint> ProxyTargets, NetfilterBackend Netfilter, string NetfilterSource);
+internal sealed record RulesSettings(
+    IReadOnlyList<IPEndPoint> ProxyTargets, IReadOnlyList<IPEndPoint> DnsTargets, NetfilterBackend Netfilter, string NetfilterSource)
+{
+    public IReadOnlyList<RedirectRule> Rules() => RedirectRules.For(ProxyTargets, DnsTargets);
+}
 
 /// <summary>
 /// The facts about this machine that <c>rules</c> checks; <see cref="Current"/> reads the real ones.
@@ -55,7 +59,7 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
 
     public int Print(RulesSettings settings)
     {
-        var rules = RedirectRules.ForProxyListen(settings.ProxyTargets);
+        var rules = settings.Rules();
         output.WriteLine("# Egress redirect rules (egress-enclave rules --apply runs these idempotently)");
 
         NetfilterPrograms? programs;
@@ -119,7 +123,7 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
             return 1;
         }
 
-        var rules = RedirectRules.ForProxyListen(settings.ProxyTargets);
+        var rules = settings.Rules();
         var selection = selector.Select(settings.Netfilter, settings.NetfilterSource, forRemoval: false, p => HoldsRules(p, rules));
         if (!Report(selection))
         {
@@ -179,6 +183,12 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
             output.WriteLine($"proxy: {target} (redirected {family} TCP goes here: the proxy must listen on it)");
         }
 
+        foreach (var target in settings.DnsTargets.Where(t => redirected.Contains(t.AddressFamily)))
+        {
+            var family = target.AddressFamily == AddressFamily.InterNetwork ? "IPv4" : "IPv6";
+            output.WriteLine($"dns: {target} (redirected {family} DNS, UDP and TCP, goes here: the DNS forwarder must listen on it)");
+        }
+
         return 0;
     }
 
@@ -189,7 +199,7 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
             return 1;
         }
 
-        var rules = RedirectRules.ForProxyListen(settings.ProxyTargets);
+        var rules = settings.Rules();
         var selection = selector.Select(settings.Netfilter, settings.NetfilterSource, forRemoval: true, p => HoldsRules(p, rules));
         if (!Report(selection))
         {
@@ -217,7 +227,10 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
 
     private static string Label(RedirectRule rule) => rule.Program == "ip" ? rule.Description : $"{rule.Description} ({rule.Program})";
 
-    /// <summary>Notes for address families <c>[enclave] proxy_listen</c> has no address in: they are redirected to a port where nothing listens.</summary>
+    /// <summary>
+    /// Notes for address families <c>[enclave] proxy_listen</c> or <c>dns_listen</c> has no address in: they are
+    /// redirected to a port where nothing listens.
+    /// </summary>
     private static IEnumerable<string> MissingFamilies(RulesSettings settings)
     {
         foreach (var (family, name) in new[] { (AddressFamily.InterNetwork, "IPv4"), (AddressFamily.InterNetworkV6, "IPv6") })
@@ -225,6 +238,11 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
             if (!settings.ProxyTargets.Any(t => t.AddressFamily == family))
             {
                 yield return $"{name} proxy ([enclave] proxy_listen has no {name} address: {name} TCP is redirected all the same, to a loopback port where the proxy does not listen, so it is refused and never leaves around the proxy)";
+            }
+
+            if (!settings.DnsTargets.Any(t => t.AddressFamily == family))
+            {
+                yield return $"{name} DNS forwarder ([enclave] dns_listen has no {name} address: {name} DNS is redirected all the same, to a loopback port where the forwarder does not listen, so it is refused and never leaves around the name policy)";
             }
         }
     }

@@ -146,6 +146,23 @@ public sealed class ConfigurationErrorTests
         Assert.That((error.Line, error.Column), Is.EqualTo((4, 1)));
     }
 
+    // Tomlyn's event parser alone cannot tell these from real duplicates (it reports a reopened table's name again and
+    // misses a redefined [section]), which is why the reader also runs Tomlyn's validating syntax parser.
+    [TestCase("egress.enabled = true\negress.destinations = [\"a.example\"]\n", TestName = "Two dotted keys of one section")]
+    [TestCase("[scaling]\na = 1\n[egress]\nenabled = true\n[scaling.more]\na = 2\n", TestName = "An Evervault table reopened by a sub-table after another section")]
+    [TestCase("[scaling]\na = 1\n[scaling.more]\na = 2\n", TestName = "A table and its sub-table")]
+    [TestCase("[[signing]]\na = 1\n[[signing]]\na = 2\n", TestName = "An array of tables, one key in each")]
+    public void KeysDefinedOncePerTableAreAccepted(string text) =>
+        Assert.That(() => EgressConfiguration.Parse(text, Source), Throws.Nothing);
+
+    [Test]
+    public void DuplicateKeyInAnEvervaultTableIsAnError()
+    {
+        ConfigurationException error = Fail("[scaling]\na = 1\na = 2\n");
+
+        Assert.That((error.Line, error.Column, error.Key), Is.EqualTo((3, 1, (string?)null)));
+    }
+
     [Test]
     public void ValueErrorInAnEvervaultTableIsNotChecked()
     {

@@ -99,7 +99,7 @@ public sealed class EgressConfigurationTests
             Assert.That(configuration.Tunnel.HostEndpoint, Is.EqualTo("vsock://any:4433"));
             Assert.That(configuration.Tunnel.StatusTimeout, Is.EqualTo(TimeSpan.FromSeconds(10)));
             Assert.That(configuration.Enclave.ProxyListen, Is.EqualTo(new[] { new IPEndPoint(IPAddress.Loopback, 4444), new IPEndPoint(IPAddress.IPv6Loopback, 4444) }));
-            Assert.That(configuration.Enclave.DnsListen, Is.EqualTo(new[] { new IPEndPoint(IPAddress.Loopback, 53) }));
+            Assert.That(configuration.Enclave.DnsListen, Is.EqualTo(new[] { new IPEndPoint(IPAddress.Loopback, 53), new IPEndPoint(IPAddress.IPv6Loopback, 53) }));
             Assert.That(configuration.Enclave.DnsQueryTimeout, Is.EqualTo(TimeSpan.FromSeconds(5)));
             Assert.That(configuration.Enclave.Netfilter, Is.EqualTo(NetfilterBackend.Auto));
             Assert.That(configuration.Host.ConnectTimeout, Is.EqualTo(TimeSpan.FromSeconds(5)));

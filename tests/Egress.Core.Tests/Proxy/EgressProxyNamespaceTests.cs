@@ -3,7 +3,7 @@ using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using System.Text;
 using Egress.Gateway;
-using Egress.Interception;
+using Egress.Enclave.Rules;
 using Egress.Policy;
 using Egress.Proxy;
 using Egress.Tests.Gateway;

@@ -6,7 +6,7 @@ namespace Egress.Tests.Relay;
 
 public sealed class DuplexRelayTests
 {
-    private static readonly RelayOptions NoTimeout = RelayOptions.Default;
+    private static readonly RelayOptions NoTimeout = new() { IdleTimeout = null };
 
     [Test]
     public async Task EndOfStreamFromAHalfClosesBWhileBToAKeepsFlowing()

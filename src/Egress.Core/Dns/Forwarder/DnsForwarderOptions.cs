@@ -1,4 +1,5 @@
 using System.Net;
+using Egress.Configuration;
 using Egress.Diagnostics;
 using Egress.Tunnel;
 
@@ -9,16 +10,16 @@ public sealed class DnsForwarderOptions
 {
     /// <summary>Gets the addresses served over both UDP and TCP (what the enclave's resolv.conf names), by
     /// default 127.0.0.1:53. Port 0 binds an ephemeral port, the same one for UDP and TCP.</summary>
-    public IReadOnlyList<IPEndPoint> Listen { get; init; } = [new IPEndPoint(IPAddress.Loopback, 53)];
+    public IReadOnlyList<IPEndPoint> Listen { get; init; } = ConfigurationKeys.EnclaveDnsListen.DefaultEndPoints;
 
     /// <summary>Gets where tunnel DNS streams to the parent are opened.</summary>
     public required TunnelEndpoint Tunnel { get; init; }
 
     /// <summary>Gets how long a query waits for the parent's answer before the client gets SERVFAIL.</summary>
-    public TimeSpan QueryTimeout { get; init; } = TimeSpan.FromSeconds(5);
+    public TimeSpan QueryTimeout { get; init; } = ConfigurationKeys.EnclaveDnsQueryTimeout.DefaultDuration;
 
     /// <summary>Gets how long opening a tunnel DNS stream (connect and the parent's status) may take.</summary>
-    public TimeSpan StatusTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan StatusTimeout { get; init; } = ConfigurationKeys.TunnelStatusTimeout.DefaultDuration;
 
     /// <summary>Gets how many long-lived tunnel DNS streams queries are spread over (1 to 16; default 2).</summary>
     public int StreamCount { get; init; } = 2;

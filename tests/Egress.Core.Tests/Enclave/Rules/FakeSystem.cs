@@ -30,6 +30,9 @@ internal sealed class FakeSystem : ICommandRunner
 
     public HashSet<string> Routes { get; } = [];
 
+    /// <summary>Addresses on lo added by the rules, as "-4 127.0.0.2/32".</summary>
+    public HashSet<string> Addresses { get; } = [];
+
     public bool LoopbackUp { get; set; }
 
     /// <summary>Whether a legacy nat table exists: as in the kernel, from the first legacy nat command on.</summary>
@@ -112,6 +115,17 @@ internal sealed class FakeSystem : ICommandRunner
             case ["link", "set", "dev", "lo", "up"]:
                 LoopbackUp = true;
                 return Ok(string.Empty);
+        }
+
+        switch (arguments)
+        {
+            case [var addressFamily, "addr", "show", "dev", "lo", "to", var shown]:
+                return Ok(Addresses.Contains($"{addressFamily} {shown}") ? $"1: lo: <LOOPBACK,UP,LOWER_UP>\n    inet {shown} scope global lo\n" : string.Empty);
+            case [var addressFamily, "addr", "replace", var added, "dev", "lo", ..]:
+                Addresses.Add($"{addressFamily} {added}");
+                return Ok(string.Empty);
+            case [var addressFamily, "addr", "del", var removed, "dev", "lo"]:
+                return Addresses.Remove($"{addressFamily} {removed}") ? Ok(string.Empty) : new ProcessResult(2, string.Empty, "RTNETLINK answers: Cannot assign requested address\n");
         }
 
         var (family, rest) = arguments is ["-6", .. var after] ? ("-6 ", after) : (string.Empty, arguments);

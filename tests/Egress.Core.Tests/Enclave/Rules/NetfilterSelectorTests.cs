@@ -208,9 +208,9 @@ public sealed class NetfilterSelectorTests
     [Test]
     public void AdaptReplacesOnlyTheIptablesPrograms()
     {
-        var rules = Egress.Interception.RedirectRules.For().Select(Legacy.Adapt).Select(r => r.Program);
+        var rules = RedirectRules.For().Select(Legacy.Adapt).Select(r => r.Program);
 
-        Assert.That(rules, Is.EqualTo(new[] { "ip", "ip", "iptables-legacy", "iptables-legacy", "ip6tables-legacy", "ip6tables-legacy" }));
+        Assert.That(rules, Is.EqualTo(new[] { "ip", "ip", "ip", "ip", "iptables-legacy", "iptables-legacy", "iptables-legacy", "iptables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy" }));
     }
 
     private NetfilterSelection Select(NetfilterBackend setting, bool forRemoval = false, Func<NetfilterPrograms, bool>? holdsRules = null) =>

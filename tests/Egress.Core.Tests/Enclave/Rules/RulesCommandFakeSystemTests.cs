@@ -14,12 +14,16 @@ public sealed class RulesCommandFakeSystemTests
 
     private static readonly string[] TableV4 =
     [
+        "-A OUTPUT -p udp --dport 53 ! -d 127.0.0.1/32 -j DNAT --to-destination 127.0.0.1:53",
+        "-A OUTPUT -p tcp --dport 53 ! -d 127.0.0.1/32 -j DNAT --to-destination 127.0.0.1:53",
         "-A OUTPUT -p tcp ! -d 127.0.0.0/8 -j DNAT --to-destination 127.0.0.1:4444",
         "-A POSTROUTING -o lo -s 0.0.0.0/32 -j SNAT --to-source 127.0.0.1",
     ];
 
     private static readonly string[] TableV6 =
     [
+        "-A OUTPUT -p udp --dport 53 ! -d ::1/128 -j DNAT --to-destination [::1]:53",
+        "-A OUTPUT -p tcp --dport 53 ! -d ::1/128 -j DNAT --to-destination [::1]:53",
         "-A OUTPUT -p tcp ! -d ::1/128 -j DNAT --to-destination [::1]:4444",
         "-A POSTROUTING -o lo -s ::/128 -j SNAT --to-source ::1",
     ];
@@ -66,12 +70,20 @@ public sealed class RulesCommandFakeSystemTests
             "added: loopback interface up: ip link set dev lo up",
             "added: IPv4 default route via loopback: ip route replace default via 127.0.0.1 dev lo",
             "added: IPv6 default route via loopback: ip -6 route replace default dev lo",
-            "added: redirect all IPv4 TCP not to loopback to the proxy: iptables-legacy -w -t nat -A OUTPUT -p tcp ! -d 127.0.0.0/8 -j DNAT --to-destination 127.0.0.1:4444",
+            "added: an IPv4 address besides 127.0.0.1, for AI_ADDRCONFIG: ip -4 addr replace 127.0.0.2/32 dev lo",
+            "added: an IPv6 address besides ::1, for AI_ADDRCONFIG: ip -6 addr replace fd65:6772:6573::1/128 dev lo nodad",
+            "added: redirect IPv4 DNS over UDP to any resolver to the DNS forwarder: iptables-legacy -w -t nat -A OUTPUT -p udp --dport 53 ! -d 127.0.0.1/32 -j DNAT --to-destination 127.0.0.1:53",
+            "added: redirect IPv4 DNS over TCP to any resolver to the DNS forwarder: iptables-legacy -w -t nat -A OUTPUT -p tcp --dport 53 ! -d 127.0.0.1/32 -j DNAT --to-destination 127.0.0.1:53",
+            "added: redirect all other IPv4 TCP not to loopback to the proxy: iptables-legacy -w -t nat -A OUTPUT -p tcp ! -d 127.0.0.0/8 -j DNAT --to-destination 127.0.0.1:4444",
             "added: give redirected IPv4 connections a loopback source: iptables-legacy -w -t nat -A POSTROUTING -o lo -s 0.0.0.0/32 -j SNAT --to-source 127.0.0.1",
-            "added: redirect all IPv6 TCP not to loopback to the proxy: ip6tables-legacy -w -t nat -A OUTPUT -p tcp ! -d ::1/128 -j DNAT --to-destination [::1]:4444",
+            "added: redirect IPv6 DNS over UDP to any resolver to the DNS forwarder: ip6tables-legacy -w -t nat -A OUTPUT -p udp --dport 53 ! -d ::1/128 -j DNAT --to-destination [::1]:53",
+            "added: redirect IPv6 DNS over TCP to any resolver to the DNS forwarder: ip6tables-legacy -w -t nat -A OUTPUT -p tcp --dport 53 ! -d ::1/128 -j DNAT --to-destination [::1]:53",
+            "added: redirect all other IPv6 TCP not to loopback to the proxy: ip6tables-legacy -w -t nat -A OUTPUT -p tcp ! -d ::1/128 -j DNAT --to-destination [::1]:4444",
             "added: give redirected IPv6 connections a loopback source: ip6tables-legacy -w -t nat -A POSTROUTING -o lo -s ::/128 -j SNAT --to-source ::1",
             "proxy: 127.0.0.1:4444 (redirected IPv4 TCP goes here: the proxy must listen on it)",
             "proxy: [::1]:4444 (redirected IPv6 TCP goes here: the proxy must listen on it)",
+            "dns: 127.0.0.1:53 (redirected IPv4 DNS, UDP and TCP, goes here: the DNS forwarder must listen on it)",
+            "dns: [::1]:53 (redirected IPv6 DNS, UDP and TCP, goes here: the DNS forwarder must listen on it)",
         }));
         Assert.That(Error, Is.Empty);
     }
@@ -89,13 +101,20 @@ public sealed class RulesCommandFakeSystemTests
         Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false), Is.Empty);
         Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: true), Is.Empty);
         Assert.That(_system.Routes, Is.Empty);
+        Assert.That(_system.Addresses, Is.Empty);
         Assert.That(Output, Is.EqualTo(new[]
         {
             $"netfilter: legacy (iptables-nft failed: {FakeSystem.NoNfTables})",
             "removed: give redirected IPv6 connections a loopback source (ip6tables-legacy)",
-            "removed: redirect all IPv6 TCP not to loopback to the proxy (ip6tables-legacy)",
+            "removed: redirect all other IPv6 TCP not to loopback to the proxy (ip6tables-legacy)",
+            "removed: redirect IPv6 DNS over TCP to any resolver to the DNS forwarder (ip6tables-legacy)",
+            "removed: redirect IPv6 DNS over UDP to any resolver to the DNS forwarder (ip6tables-legacy)",
             "removed: give redirected IPv4 connections a loopback source (iptables-legacy)",
-            "removed: redirect all IPv4 TCP not to loopback to the proxy (iptables-legacy)",
+            "removed: redirect all other IPv4 TCP not to loopback to the proxy (iptables-legacy)",
+            "removed: redirect IPv4 DNS over TCP to any resolver to the DNS forwarder (iptables-legacy)",
+            "removed: redirect IPv4 DNS over UDP to any resolver to the DNS forwarder (iptables-legacy)",
+            "removed: an IPv6 address besides ::1, for AI_ADDRCONFIG",
+            "removed: an IPv4 address besides 127.0.0.1, for AI_ADDRCONFIG",
             "removed: IPv6 default route via loopback",
             "removed: IPv4 default route via loopback",
         }));
@@ -111,7 +130,7 @@ public sealed class RulesCommandFakeSystemTests
 
         Assert.That(exit, Is.Zero, string.Join('\n', Error));
         Assert.That(Output[0], Does.StartWith("netfilter: legacy (both work, but the Egress rules are already in the iptables-legacy tables;"));
-        Assert.That(Output, Does.Contain("present: redirect all IPv4 TCP not to loopback to the proxy (iptables-legacy)"));
+        Assert.That(Output, Does.Contain("present: redirect all other IPv4 TCP not to loopback to the proxy (iptables-legacy)"));
         Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: false), Is.Empty);
         Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false), Is.EqualTo(TableV4), "not added twice");
     }
@@ -146,8 +165,8 @@ public sealed class RulesCommandFakeSystemTests
         }
 
         Assert.That(Output[0], Is.EqualTo("netfilter: nft and legacy (both work; removing from both)"));
-        Assert.That(Output, Does.Contain("removed: redirect all IPv4 TCP not to loopback to the proxy (iptables-nft)")
-            .And.Contain("removed: redirect all IPv4 TCP not to loopback to the proxy (iptables-legacy)"));
+        Assert.That(Output, Does.Contain("removed: redirect all other IPv4 TCP not to loopback to the proxy (iptables-nft)")
+            .And.Contain("removed: redirect all other IPv4 TCP not to loopback to the proxy (iptables-legacy)"));
     }
 
     [Test]
@@ -166,8 +185,8 @@ public sealed class RulesCommandFakeSystemTests
         int exit = Command().Apply(Settings(targets: [IPEndPoint.Parse("127.0.0.1:5555"), IPEndPoint.Parse("[::1]:6666")]), force: false);
 
         Assert.That(exit, Is.Zero, string.Join('\n', Error));
-        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: false)[0], Does.EndWith("--to-destination 127.0.0.1:5555"));
-        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true)[0], Does.EndWith("--to-destination [::1]:6666"));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: false)[2], Does.EndWith("--to-destination 127.0.0.1:5555"));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true)[2], Does.EndWith("--to-destination [::1]:6666"));
         Assert.That(Output.Where(l => l.StartsWith("proxy: ", StringComparison.Ordinal)).Select(l => l.Split(' ')[1]), Is.EqualTo(new[] { "127.0.0.1:5555", "[::1]:6666" }));
     }
 
@@ -177,8 +196,9 @@ public sealed class RulesCommandFakeSystemTests
         int exit = Command().Apply(Settings(targets: [IPEndPoint.Parse("127.0.0.1:4444")]), force: false);
 
         Assert.That(exit, Is.Zero, string.Join('\n', Error));
-        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true)[0], Does.EndWith("--to-destination [::1]:4444"));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true)[2], Does.EndWith("--to-destination [::1]:4444"));
         Assert.That(_system.Routes, Is.EquivalentTo(new[] { "default via 127.0.0.1 dev lo", "-6 default dev lo" }));
+        Assert.That(_system.Addresses, Is.EquivalentTo(new[] { "-4 127.0.0.2/32", "-6 fd65:6772:6573::1/128" }));
         Assert.That(Output, Does.Contain("note: IPv6 proxy ([enclave] proxy_listen has no IPv6 address: IPv6 TCP is redirected all the same, to a loopback port where the proxy does not listen, so it is refused and never leaves around the proxy)"));
         Assert.That(Output.Where(l => l.StartsWith("proxy: ", StringComparison.Ordinal)), Is.EqualTo(new[] { "proxy: 127.0.0.1:4444 (redirected IPv4 TCP goes here: the proxy must listen on it)" }));
     }
@@ -190,8 +210,10 @@ public sealed class RulesCommandFakeSystemTests
 
         Assert.That(exit, Is.Zero, string.Join('\n', Error));
         Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true), Is.Empty);
-        Assert.That(Output, Does.Contain("skipped: redirect all IPv6 TCP not to loopback to the proxy (ip6tables-nft) (IPv6 is disabled here)"));
+        Assert.That(Output, Does.Contain("skipped: redirect all other IPv6 TCP not to loopback to the proxy (ip6tables-nft) (IPv6 is disabled here)"));
         Assert.That(Output.Count(l => l.StartsWith("proxy: ", StringComparison.Ordinal)), Is.EqualTo(1));
+        Assert.That(Output.Count(l => l.StartsWith("dns: ", StringComparison.Ordinal)), Is.EqualTo(1));
+        Assert.That(_system.Addresses, Is.EqualTo(new[] { "-4 127.0.0.2/32" }));
     }
 
     [Test]
@@ -221,7 +243,8 @@ public sealed class RulesCommandFakeSystemTests
         Assert.That(Error[0], Does.StartWith("error: 'ip6tables-legacy -w -t nat -A OUTPUT").And.Contain("(exit 127)"));
         Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false), Is.Empty);
         Assert.That(_system.Routes, Is.Empty);
-        Assert.That(Error, Does.Contain("rolled back: redirect all IPv4 TCP not to loopback to the proxy (iptables-legacy)"));
+        Assert.That(_system.Addresses, Is.Empty);
+        Assert.That(Error, Does.Contain("rolled back: redirect all other IPv4 TCP not to loopback to the proxy (iptables-legacy)"));
     }
 
     [Test]
@@ -260,7 +283,7 @@ public sealed class RulesCommandFakeSystemTests
     }
 
     private static RulesSettings Settings(NetfilterBackend netfilter = NetfilterBackend.Auto, IPEndPoint[]? targets = null) =>
-        new(targets ?? DefaultTargets, netfilter, "set by --netfilter");
+        new(targets ?? DefaultTargets, [new IPEndPoint(IPAddress.Loopback, 53), new IPEndPoint(IPAddress.IPv6Loopback, 53)], netfilter, "set by --netfilter");
 
     private static string[] Lines(StringWriter writer) =>
         writer.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Egress.Interception;
+using Egress.Enclave.Rules;
 using Egress.Tests.Interception;
 
 namespace Egress.Tests.Enclave.Rules;
@@ -66,10 +66,13 @@ public sealed class RulesCommandTests
         string natV6 = _namespace.Run("ip6tables-nft", "-t", "nat", "-S");
         string routesV4 = _namespace.Run("ip", "route", "show");
         string routesV6Default = _namespace.Run("ip", "-6", "route", "show", "default");
+        string loAddresses = _namespace.Run("ip", "addr", "show", "dev", "lo");
         string[] proxyLines =
         [
             "proxy: 127.0.0.1:4444 (redirected IPv4 TCP goes here: the proxy must listen on it)",
             "proxy: [::1]:4444 (redirected IPv6 TCP goes here: the proxy must listen on it)",
+            "dns: 127.0.0.1:53 (redirected IPv4 DNS, UDP and TCP, goes here: the DNS forwarder must listen on it)",
+            "dns: [::1]:53 (redirected IPv6 DNS, UDP and TCP, goes here: the DNS forwarder must listen on it)",
         ];
         const string Chosen = "netfilter: nft (iptables-nft works; no legacy nat table is in use, so no rules are there)";
 
@@ -79,16 +82,21 @@ public sealed class RulesCommandTests
             [Chosen, "present: loopback interface up", .. NftRules.Select(r => $"present: {Label(r)}"), .. proxyLines], [])));
         Assert.That(Rules(natV4), Is.EqualTo(new[]
         {
+            "-A OUTPUT ! -d 127.0.0.1/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.1:53",
+            "-A OUTPUT ! -d 127.0.0.1/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 127.0.0.1:53",
             "-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:4444",
             "-A POSTROUTING -s 0.0.0.0/32 -o lo -j SNAT --to-source 127.0.0.1",
         }));
         Assert.That(Rules(natV6), Is.EqualTo(new[]
         {
+            "-A OUTPUT ! -d ::1/128 -p udp -m udp --dport 53 -j DNAT --to-destination [::1]:53",
+            "-A OUTPUT ! -d ::1/128 -p tcp -m tcp --dport 53 -j DNAT --to-destination [::1]:53",
             "-A OUTPUT ! -d ::1/128 -p tcp -j DNAT --to-destination [::1]:4444",
             "-A POSTROUTING -s ::/128 -o lo -j SNAT --to-source ::1",
         }));
         Assert.That(routesV4.Trim(), Is.EqualTo("default via 127.0.0.1 dev lo"));
         Assert.That(routesV6Default, Does.StartWith("default dev lo "));
+        Assert.That(loAddresses, Does.Contain("inet 127.0.0.2/32").And.Contain("inet6 fd65:6772:6573::1/128"));
 
         var removed = RunInNamespace("rules", "--remove", "--config", _config);
         var again = RunInNamespace("rules", "--remove", "--config", _config);
@@ -98,6 +106,7 @@ public sealed class RulesCommandTests
         Assert.That(File.Exists("/proc/net/ip_tables_names") ? _namespace.Run("cat", "/proc/net/ip_tables_names") : string.Empty, Does.Not.Contain("nat"),
             "no legacy nat table was created in this namespace");
         Assert.That(Rules(_namespace.Run("iptables-nft", "-t", "nat", "-S")), Is.Empty);
+        Assert.That(_namespace.Run("ip", "addr", "show", "dev", "lo"), Does.Not.Contain("127.0.0.2").And.Not.Contain("fd65:"));
         Assert.That(Rules(_namespace.Run("ip6tables-nft", "-t", "nat", "-S")), Is.Empty);
         Assert.That(_namespace.Run("ip", "route", "show").Trim(), Is.Empty);
         Assert.That(_namespace.Run("ip", "-6", "route", "show", "default").Trim(), Is.Empty);
@@ -111,8 +120,8 @@ public sealed class RulesCommandTests
         var applied = RunInNamespace("rules", "--apply", "--config", config);
 
         Assert.That(applied.ExitCode, Is.Zero, applied.ToString());
-        Assert.That(Rules(_namespace!.Run("iptables", "-t", "nat", "-S"))[0], Is.EqualTo("-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:8080"));
-        Assert.That(Rules(_namespace.Run("ip6tables", "-t", "nat", "-S"))[0], Is.EqualTo("-A OUTPUT ! -d ::1/128 -p tcp -j DNAT --to-destination [::1]:8081"));
+        Assert.That(Rules(_namespace!.Run("iptables", "-t", "nat", "-S"))[2], Is.EqualTo("-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:8080"));
+        Assert.That(Rules(_namespace.Run("ip6tables", "-t", "nat", "-S"))[2], Is.EqualTo("-A OUTPUT ! -d ::1/128 -p tcp -j DNAT --to-destination [::1]:8081"));
         Assert.That(applied.Output.Where(l => l.StartsWith("proxy: ", StringComparison.Ordinal)).Select(l => l.Split(' ')[1]), Is.EqualTo(new[] { "127.0.0.1:8080", "[::1]:8081" }));
     }
 
@@ -133,10 +142,12 @@ public sealed class RulesCommandTests
         Assert.That(applied.Output[0], Is.EqualTo($"netfilter: legacy (set by [enclave] netfilter in {config}:2:13; iptables-legacy works)"));
         Assert.That(Rules(legacyV4), Is.EqualTo(new[]
         {
+            "-A OUTPUT ! -d 127.0.0.1/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.1:53",
+            "-A OUTPUT ! -d 127.0.0.1/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 127.0.0.1:53",
             "-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:4444",
             "-A POSTROUTING -s 0.0.0.0/32 -o lo -j SNAT --to-source 127.0.0.1",
         }));
-        Assert.That(Rules(legacyV6), Has.Length.EqualTo(2));
+        Assert.That(Rules(legacyV6), Has.Length.EqualTo(4));
         Assert.That(Rules(nftV4), Is.Empty, "nothing in nf_tables");
 
         Assert.That(autoApplied.ExitCode, Is.Zero, autoApplied.ToString());
@@ -145,8 +156,8 @@ public sealed class RulesCommandTests
 
         Assert.That(removed.ExitCode, Is.Zero, removed.ToString());
         Assert.That(removed.Output[0], Is.EqualTo("netfilter: nft and legacy (both work; removing from both)"));
-        Assert.That(removed.Output, Does.Contain("removed: redirect all IPv4 TCP not to loopback to the proxy (iptables-legacy)")
-            .And.Contain("absent: redirect all IPv4 TCP not to loopback to the proxy (iptables-nft)"));
+        Assert.That(removed.Output, Does.Contain("removed: redirect all other IPv4 TCP not to loopback to the proxy (iptables-legacy)")
+            .And.Contain("absent: redirect all other IPv4 TCP not to loopback to the proxy (iptables-nft)"));
         Assert.That(Rules(_namespace.Run("iptables-legacy", "-t", "nat", "-S")), Is.Empty);
         Assert.That(Rules(_namespace.Run("ip6tables-legacy", "-t", "nat", "-S")), Is.Empty);
     }
@@ -160,7 +171,7 @@ public sealed class RulesCommandTests
 
         Assert.That(applied.ExitCode, Is.Zero, applied.ToString());
         Assert.That(applied.Output[0], Is.EqualTo("netfilter: legacy (set by --netfilter; iptables-legacy works)"));
-        Assert.That(Rules(_namespace!.Run("iptables-legacy", "-t", "nat", "-S")), Has.Length.EqualTo(2));
+        Assert.That(Rules(_namespace!.Run("iptables-legacy", "-t", "nat", "-S")), Has.Length.EqualTo(4));
         Assert.That(Rules(_namespace.Run("iptables-nft", "-t", "nat", "-S")), Is.Empty);
     }
 
@@ -175,14 +186,19 @@ public sealed class RulesCommandTests
         var badBackend = RunInNamespace("rules", "--apply", "--config", _config, "--netfilter", "nftables");
         var logLevel = RunInNamespace("rules", "--config", _config, "--log-level", "Debug");
         var netfilterElsewhere = RunInNamespace("check", "example.com", "--config", _config, "--netfilter", "legacy");
+        // Accepted and ignored before the move to System.CommandLine: a run option given to another verb.
+        var logFormatOnCheck = RunInNamespace("check", "example.com", "--config", _config, "--log-format", "json");
+        var runOptionBeforeRules = RunInNamespace("--log-level", "Debug", "rules", "--config", _config);
 
         Assert.That(proxyPort, Is.EqualTo(new CommandResult(2, [], ["error: --proxy-port is gone: rules redirect to the proxy's [enclave] proxy_listen addresses, read from --config PATH"])));
         Assert.That(noConfig, Is.EqualTo(new CommandResult(2, [], ["error: no configuration: pass --config PATH (enclave.toml), or run where ./enclave.toml exists"])));
         Assert.That(notLoopback, Is.EqualTo(new CommandResult(2, [],
             [$"{offLoopback}:2:16: error: The proxy's IPv4 listen address (10.1.2.3:4444) cannot take redirected connections: they travel over lo, so the proxy must also listen on a loopback address, such as 127.0.0.1:4444. (key 'enclave.proxy_listen')"])));
         Assert.That(badBackend, Is.EqualTo(new CommandResult(2, [], ["error: --netfilter 'nftables' is not auto, nft (nf_tables, iptables-nft) or legacy (iptables-legacy)"])));
-        Assert.That(logLevel, Is.EqualTo(new CommandResult(2, [], ["error: --log-level does not apply to 'rules'"])));
-        Assert.That(netfilterElsewhere, Is.EqualTo(new CommandResult(2, [], ["error: --apply, --remove, --force and --netfilter belong to the 'rules' command"])));
+        Assert.That(logLevel, Is.EqualTo(new CommandResult(2, [], ["error: Unrecognized command or argument '--log-level'.", "error: Unrecognized command or argument 'Debug'."])));
+        Assert.That(netfilterElsewhere, Is.EqualTo(new CommandResult(2, [], ["error: Unrecognized command or argument '--netfilter'.", "error: Unrecognized command or argument 'legacy'."])));
+        Assert.That(logFormatOnCheck, Is.EqualTo(new CommandResult(2, [], ["error: Unrecognized command or argument '--log-format'.", "error: Unrecognized command or argument 'json'."])));
+        Assert.That(runOptionBeforeRules, Is.EqualTo(new CommandResult(2, [], ["error: --log-level does not apply to 'rules'"])));
         Assert.That(Rules(_namespace!.Run("iptables", "-t", "nat", "-S")), Is.Empty);
         Assert.That(_namespace.Run("ip", "route", "show").Trim(), Is.Empty);
     }
@@ -202,7 +218,7 @@ public sealed class RulesCommandTests
         Assert.That(refused.Error[0], Does.StartWith("error: this network namespace has interfaces other than lo (").And.Contain("egt0").And.Contain("egt1").And.EndWith("Use --force if you really mean it."));
         Assert.That(Rules(natAfterRefusal), Is.Empty, "nothing applied");
         Assert.That(forced.ExitCode, Is.Zero, string.Join('\n', forced.Error));
-        Assert.That(Rules(_namespace.Run("iptables", "-t", "nat", "-S")), Has.Length.EqualTo(2));
+        Assert.That(Rules(_namespace.Run("iptables", "-t", "nat", "-S")), Has.Length.EqualTo(4));
     }
 
     [Test]

@@ -1,4 +1,4 @@
-namespace Egress.Interception;
+namespace Egress.Enclave.Rules;
 
 /// <summary>
 /// One idempotent step of the enclave's redirect setup: a command that checks whether the step is in place,
@@ -14,7 +14,7 @@ namespace Egress.Interception;
 /// True when <paramref name="Check"/> always exits 0 and reports a match by printing it (<c>ip route show</c>);
 /// false when its exit code is the answer (<c>iptables -C</c>).
 /// </param>
-public sealed record RedirectRule(
+internal sealed record RedirectRule(
     string Description,
     string Program,
     IReadOnlyList<string> Check,

@@ -1,0 +1,67 @@
+using System.Globalization;
+using System.Net;
+
+namespace Egress.Configuration;
+
+/// <summary>
+/// One key of <c>enclave.toml</c>, described once: its dotted path, what it holds, its range, its default and the
+/// unit a duration is written in. <see cref="ConfigurationReader"/> reads every key through its description, the
+/// options types take their defaults from it, and <c>docs/configuration.md</c> is checked against it.
+/// </summary>
+/// <param name="Path">The dotted path, e.g. <c>relay.idle_timeout_seconds</c>.</param>
+/// <param name="Kind">What the value holds, which decides how it is read.</param>
+/// <param name="Default">The value when the file does not set it: <see cref="bool"/>, <see cref="long"/>,
+/// <see cref="string"/>, <see cref="IPEndPoint"/>[], a nullable <see cref="IPEndPoint"/> or a <see cref="NetfilterBackend"/>.</param>
+/// <param name="Min">The smallest integer allowed (integers only).</param>
+/// <param name="Max">The largest integer allowed (integers only).</param>
+/// <param name="Unit">The unit of a duration written as an integer, or <see cref="ConfigurationUnit.None"/>.</param>
+internal sealed record ConfigurationKey(string Path, ConfigurationValueKind Kind, object? Default, long Min = 0, long Max = 0, ConfigurationUnit Unit = ConfigurationUnit.None)
+{
+    /// <summary>Gets the section, e.g. <c>relay</c>.</summary>
+    public string Section => Path[..Path.IndexOf('.', StringComparison.Ordinal)];
+
+    /// <summary>Gets the key within its section, e.g. <c>idle_timeout_seconds</c>.</summary>
+    public string Name => Path[(Path.IndexOf('.', StringComparison.Ordinal) + 1)..];
+
+    /// <summary>Gets the TOML type the documentation names: <c>boolean</c>, <c>integer</c>, <c>string</c> or <c>array of strings</c>.</summary>
+    public string TomlType => Kind switch
+    {
+        ConfigurationValueKind.Boolean => "boolean",
+        ConfigurationValueKind.Integer => "integer",
+        ConfigurationValueKind.Destinations or ConfigurationValueKind.ListenAddresses or ConfigurationValueKind.DnsUpstreams => "array of strings",
+        _ => "string",
+    };
+
+    /// <summary>Gets the default as the documentation writes it: <c>`3600`</c>, <c>`"auto"`</c>, <c>`[]`</c>, or <c>none (off)</c>.</summary>
+    public string DocumentedDefault => Default switch
+    {
+        null => "none (off)",
+        bool value => value ? "`true`" : "`false`",
+        long value => $"`{value.ToString(CultureInfo.InvariantCulture)}`",
+        string value => $"`\"{value}\"`",
+        NetfilterBackend value => $"`\"{value.ToString().ToLowerInvariant()}\"`",
+        string[] values => $"`[{string.Join(", ", values.Select(value => $"\"{value}\""))}]`",
+        IPEndPoint[] values => $"`[{string.Join(", ", values.Select(value => $"\"{value}\""))}]`",
+        _ => throw new InvalidOperationException($"{Path} has a default of an unexpected type."),
+    };
+
+    /// <summary>Gets the default of a boolean key.</summary>
+    public bool DefaultBoolean => (bool)Default!;
+
+    /// <summary>Gets the default of an integer key that is a count.</summary>
+    public int DefaultInt32 => checked((int)(long)Default!);
+
+    /// <summary>Gets the default of an integer key that is a duration, in its <see cref="Unit"/>.</summary>
+    public TimeSpan DefaultDuration => ToDuration((long)Default!);
+
+    /// <summary>Gets the default of a list of endpoints, as new objects each time (an <see cref="IPEndPoint"/> is mutable).</summary>
+    public IPEndPoint[] DefaultEndPoints => [.. ((IPEndPoint[])Default!).Select(endPoint => new IPEndPoint(endPoint.Address, endPoint.Port))];
+
+    /// <summary>Converts an integer read for this key to the duration it means, in <see cref="Unit"/>.</summary>
+    public TimeSpan ToDuration(long value) => Unit switch
+    {
+        ConfigurationUnit.Milliseconds => TimeSpan.FromMilliseconds(value),
+        ConfigurationUnit.Seconds => TimeSpan.FromSeconds(value),
+        _ => throw new InvalidOperationException($"{Path} is not a duration."),
+    };
+}

@@ -1,0 +1,76 @@
+using System.Net;
+
+namespace Egress.Configuration;
+
+/// <summary>
+/// Every key of <c>enclave.toml</c> that Egress reads, each described once (<see cref="ConfigurationKey"/>). Adding a
+/// key is one entry here (and in <see cref="All"/>), its property on the section type, and its use; its documentation
+/// is the row of <c>docs/configuration.md</c>, which a test checks against this table.
+/// </summary>
+internal static class ConfigurationKeys
+{
+    // Linux caps TCP_KEEPIDLE and TCP_KEEPINTVL at 32767 s (MAX_TCP_KEEPIDLE) and TCP_KEEPCNT at 127.
+    private const long MaxKeepAliveSeconds = 32_767;
+    private const long MaxMilliseconds = int.MaxValue;
+    private const long MaxSeconds = int.MaxValue / 1000;
+
+    public static readonly ConfigurationKey EgressEnabled = new("egress.enabled", ConfigurationValueKind.Boolean, false);
+    public static readonly ConfigurationKey EgressDestinations = new("egress.destinations", ConfigurationValueKind.Destinations, Array.Empty<string>());
+
+    public static readonly ConfigurationKey TunnelEnclaveEndpoint = new("tunnel.enclave_endpoint", ConfigurationValueKind.String, "vsock://3:4433");
+    public static readonly ConfigurationKey TunnelHostEndpoint = new("tunnel.host_endpoint", ConfigurationValueKind.String, "vsock://any:4433");
+    public static readonly ConfigurationKey TunnelStatusTimeout = Milliseconds("tunnel.status_timeout_ms", 10_000);
+
+    public static readonly ConfigurationKey EnclaveProxyListen = new(
+        "enclave.proxy_listen", ConfigurationValueKind.ListenAddresses, new IPEndPoint[] { new(IPAddress.Loopback, 4444), new(IPAddress.IPv6Loopback, 4444) });
+    public static readonly ConfigurationKey EnclaveDnsListen = new("enclave.dns_listen", ConfigurationValueKind.ListenAddresses, new IPEndPoint[] { new(IPAddress.Loopback, 53), new(IPAddress.IPv6Loopback, 53) });
+    public static readonly ConfigurationKey EnclaveDnsQueryTimeout = Milliseconds("enclave.dns_query_timeout_ms", 5_000);
+    public static readonly ConfigurationKey EnclaveNetfilter = new("enclave.netfilter", ConfigurationValueKind.Netfilter, NetfilterBackend.Auto);
+
+    public static readonly ConfigurationKey HostConnectTimeout = Milliseconds("host.connect_timeout_ms", 5_000);
+    public static readonly ConfigurationKey HostHeaderTimeout = Milliseconds("host.header_timeout_ms", 5_000);
+    public static readonly ConfigurationKey HostDnsUpstreams = new("host.dns_upstreams", ConfigurationValueKind.DnsUpstreams, Array.Empty<IPEndPoint>());
+    public static readonly ConfigurationKey HostDnsTimeout = Milliseconds("host.dns_timeout_ms", 2_000);
+    public static readonly ConfigurationKey HostMetricsListen = new("host.metrics_listen", ConfigurationValueKind.ListenAddress, null);
+    public static readonly ConfigurationKey HostMaxStreams = new("host.max_streams", ConfigurationValueKind.Integer, 0L, 0, int.MaxValue);
+    public static readonly ConfigurationKey HostKeepAliveIdle = Seconds("host.keepalive_idle_seconds", 60, 0, MaxKeepAliveSeconds);
+    public static readonly ConfigurationKey HostKeepAliveInterval = Seconds("host.keepalive_interval_seconds", 10, 1, MaxKeepAliveSeconds);
+    public static readonly ConfigurationKey HostKeepAliveProbes = new("host.keepalive_probes", ConfigurationValueKind.Integer, 6L, 1, 127);
+
+    public static readonly ConfigurationKey DnsTtlFloor = Seconds("dns.ttl_floor_seconds", 30, 0, MaxSeconds);
+    public static readonly ConfigurationKey DnsGrace = Seconds("dns.grace_seconds", 60, 0, MaxSeconds);
+    public static readonly ConfigurationKey DnsCacheMaxEntries = new("dns.cache_max_entries", ConfigurationValueKind.Integer, 65_536L, 1, int.MaxValue);
+
+    /// <summary><c>relay.idle_timeout_seconds</c>; 0 means no timeout (<see cref="Timeout.InfiniteTimeSpan"/>).</summary>
+    public static readonly ConfigurationKey RelayIdleTimeout = Seconds("relay.idle_timeout_seconds", 3_600, 0, MaxSeconds);
+    public static readonly ConfigurationKey RelayShutdownDrain = Seconds("relay.shutdown_drain_seconds", 10, 0, 3_600);
+    public static readonly ConfigurationKey RelaySplice = new("relay.splice", ConfigurationValueKind.Boolean, true);
+
+    /// <summary>Gets every key, in the order of <c>docs/configuration.md</c>.</summary>
+    public static IReadOnlyList<ConfigurationKey> All { get; } =
+    [
+        EgressEnabled, EgressDestinations,
+        TunnelEnclaveEndpoint, TunnelHostEndpoint, TunnelStatusTimeout,
+        EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter,
+        HostConnectTimeout, HostHeaderTimeout, HostDnsUpstreams, HostDnsTimeout, HostMetricsListen, HostMaxStreams,
+        HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes,
+        DnsTtlFloor, DnsGrace, DnsCacheMaxEntries,
+        RelayIdleTimeout, RelayShutdownDrain, RelaySplice,
+    ];
+
+    /// <summary>Gets the sections, in order: <c>egress</c>, <c>tunnel</c>, <c>enclave</c>, <c>host</c>, <c>dns</c>, <c>relay</c>.</summary>
+    public static IReadOnlyList<string> Sections { get; } = [.. All.Select(key => key.Section).Distinct()];
+
+    /// <summary>Finds a key by section and name; null when there is none.</summary>
+    public static ConfigurationKey? Find(string section, string name) =>
+        All.FirstOrDefault(key => key.Section == section && key.Name == name);
+
+    /// <summary>Gets the names of a section's keys, e.g. for a near-miss suggestion.</summary>
+    public static string[] NamesIn(string section) => [.. All.Where(key => key.Section == section).Select(key => key.Name)];
+
+    private static ConfigurationKey Milliseconds(string path, long defaultValue) =>
+        new(path, ConfigurationValueKind.Integer, defaultValue, 1, MaxMilliseconds, ConfigurationUnit.Milliseconds);
+
+    private static ConfigurationKey Seconds(string path, long defaultValue, long min, long max) =>
+        new(path, ConfigurationValueKind.Integer, defaultValue, min, max, ConfigurationUnit.Seconds);
+}

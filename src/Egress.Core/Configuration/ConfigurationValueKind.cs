@@ -1,0 +1,29 @@
+namespace Egress.Configuration;
+
+/// <summary>What a <see cref="ConfigurationKey"/> holds, which decides how <see cref="ConfigurationReader"/> reads it.</summary>
+internal enum ConfigurationValueKind
+{
+    /// <summary>A TOML boolean.</summary>
+    Boolean,
+
+    /// <summary>A TOML integer within the key's range.</summary>
+    Integer,
+
+    /// <summary>A TOML string kept as written (tunnel endpoints, parsed where they are used).</summary>
+    String,
+
+    /// <summary>An array of destination entries, each parsed into a located rule.</summary>
+    Destinations,
+
+    /// <summary>A non-empty array of distinct listen addresses (<c>IPv4:PORT</c>, <c>[IPv6]:PORT</c>).</summary>
+    ListenAddresses,
+
+    /// <summary>An array of distinct DNS upstreams (a listen address, or a bare address meaning port 53).</summary>
+    DnsUpstreams,
+
+    /// <summary>One listen address (<c>IPv4:PORT</c>, <c>[IPv6]:PORT</c>).</summary>
+    ListenAddress,
+
+    /// <summary><c>"auto"</c>, <c>"nft"</c> or <c>"legacy"</c>.</summary>
+    Netfilter,
+}

@@ -1,0 +1,148 @@
+using Egress.IntegrationTests.Infrastructure;
+
+namespace Egress.IntegrationTests;
+
+/// <summary>
+/// The built hosts' command lines (no root needed): an endpoint is accepted or refused the same way on the command
+/// line and in the file, and no verb accepts an option it would ignore.
+/// </summary>
+[TestFixture]
+public sealed class CommandLineTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    // Before one grammar, --metrics-listen took "127.1:9464" while metrics_listen in the file refused it.
+    [TestCase("127.1:9464", "not a dotted-quad IPv4 address")]
+    [TestCase("[127.0.0.1]:9464", "brackets are only for IPv6 addresses")]
+    [TestCase("127.0.0.1", "missing port (write \"address:port\")")]
+    public async Task MetricsListenIsRefusedAlikeOnTheCommandLineAndInTheFile(string endPoint, string problem)
+    {
+        string empty = await WriteConfigAsync(string.Empty);
+        string withKey = await WriteConfigAsync($"[host]\nmetrics_listen = \"{endPoint}\"\n");
+        try
+        {
+            var commandLine = await Command.RunAsync(HostBinaries.Host("--config", empty, "--metrics-listen", endPoint), Timeout);
+            var file = await Command.RunAsync(HostBinaries.Host("--config", withKey), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(commandLine.ExitCode, Is.EqualTo(2), commandLine.ToString);
+                Assert.That(commandLine.StandardError, Is.EqualTo($"error: --metrics-listen '{endPoint}': {problem}\n"), commandLine.ToString);
+                Assert.That(file.ExitCode, Is.EqualTo(2), file.ToString);
+                Assert.That(file.StandardError, Is.EqualTo($"{withKey}:2:18: error: invalid listen address \"{endPoint}\": {problem} (key 'host.metrics_listen')\n"), file.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(empty);
+            File.Delete(withKey);
+        }
+    }
+
+    [Test]
+    public async Task DnsUpstreamIsRefusedAlikeOnTheCommandLineAndInTheFile()
+    {
+        string empty = await WriteConfigAsync(string.Empty);
+        string withKey = await WriteConfigAsync("[host]\ndns_upstreams = [\"10\"]\n");
+        try
+        {
+            var commandLine = await Command.RunAsync(HostBinaries.Host("--config", empty, "--dns-upstream", "10"), Timeout);
+            var file = await Command.RunAsync(HostBinaries.Host("--config", withKey), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(commandLine.ExitCode, Is.EqualTo(2), commandLine.ToString);
+                Assert.That(commandLine.StandardError, Is.EqualTo("error: --dns-upstream '10': not a dotted-quad IPv4 address\n"), commandLine.ToString);
+                Assert.That(file.ExitCode, Is.EqualTo(2), file.ToString);
+                Assert.That(file.StandardError, Does.EndWith("error: invalid DNS upstream \"10\": not a dotted-quad IPv4 address (key 'host.dns_upstreams')\n"), file.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(empty);
+            File.Delete(withKey);
+        }
+    }
+
+    // Each of these was accepted and ignored before the command line moved to System.CommandLine.
+    [TestCase("check", "10.1.2.3", "--log-format", "json")]
+    [TestCase("check", "10.1.2.3", "--log-level", "Debug")]
+    [TestCase("check", "10.1.2.3", "--tunnel", "unix:/run/egress.sock")]
+    public async Task CheckRefusesTheRunOptions(params string[] arguments)
+    {
+        var result = await Command.RunAsync(HostBinaries.Enclave(arguments), Timeout);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+            Assert.That(result.StandardError, Does.StartWith($"error: Unrecognized command or argument '{arguments[2]}'."), result.ToString);
+            Assert.That(result.StandardOutput, Is.Empty, result.ToString);
+        });
+    }
+
+    [TestCase("egress-enclave", "rules", "--netfilter <auto|nft|legacy>")]
+    [TestCase("egress-enclave", "check", "<TARGET>")]
+    public async Task EachVerbHasItsOwnHelp(string program, string verb, string expected)
+    {
+        var result = await Command.RunAsync(HostBinaries.Enclave(verb, "--help"), Timeout);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.Zero, result.ToString);
+            Assert.That(result.StandardOutput, Does.StartWith(program + " "), result.ToString);
+            Assert.That(result.StandardOutput, Does.Contain($"{program} {verb}"), result.ToString);
+            Assert.That(result.StandardOutput, Does.Contain(expected), result.ToString);
+            Assert.That(result.StandardOutput, Does.Not.Contain("--log-format"), result.ToString);
+        });
+    }
+
+    // Accepted and ignored before: a permission for a metrics endpoint that is not there.
+    [Test]
+    public async Task MetricsAllowRemoteWithoutAMetricsEndpointIsRefused()
+    {
+        string empty = await WriteConfigAsync(string.Empty);
+        try
+        {
+            var result = await Command.RunAsync(HostBinaries.Host("--config", empty, "--metrics-allow-remote"), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+                Assert.That(result.StandardError, Is.EqualTo("error: --metrics-allow-remote has nothing to allow: no --metrics-listen and no [host] metrics_listen\n"), result.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(empty);
+        }
+    }
+
+    [Test]
+    public async Task RunSpelledOutIsTheSameAsNoVerb()
+    {
+        string path = await WriteConfigAsync("[tunnel]\nenclave_endpoint = \"tcp://127.1:4433\"\n");
+        try
+        {
+            var implicitRun = await Command.RunAsync(HostBinaries.Enclave("--config", path, "--log-level", "Debug"), Timeout);
+            var explicitRun = await Command.RunAsync(HostBinaries.Enclave("run", "--config", path, "--log-level", "Debug"), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(implicitRun.ExitCode, Is.EqualTo(2), implicitRun.ToString);
+                Assert.That(implicitRun.StandardError, Does.StartWith($"{path}:2:20: error: Invalid tunnel endpoint 'tcp://127.1:4433': not a dotted-quad IPv4 address."), implicitRun.ToString);
+                Assert.That((explicitRun.ExitCode, explicitRun.StandardError), Is.EqualTo((implicitRun.ExitCode, implicitRun.StandardError)), explicitRun.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static async Task<string> WriteConfigAsync(string text)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"egress-cli-{Guid.NewGuid():N}.toml");
+        await File.WriteAllTextAsync(path, text);
+        return path;
+    }
+}
