@@ -16,8 +16,11 @@ internal sealed class Checks
     public void Learn(string what, LearnResult result, LearnOutcome expected) =>
         Record(result.Outcome == expected, what, result.ToString(), expected.ToString());
 
-    public void Status(string what, TunnelStatus status, TunnelStatus expected, string? detail) =>
-        Record(status == expected, what, detail is null ? status.ToString() : $"{status} ({detail})", expected.ToString());
+    public void Connect(string what, TunnelConnectResult result, TunnelConnectError expected) =>
+        Record(result.Error == expected, what, result.ToString(), expected.ToString());
+
+    public void Refused(string what, TunnelConnectResult result, TunnelStatus expected) =>
+        Record(result.Error == TunnelConnectError.Refused && result.Status == expected, what, result.ToString(), $"refused: {expected}");
 
     public void Text(string what, string actual, string expected) =>
         Record(actual == expected, what, actual, expected);

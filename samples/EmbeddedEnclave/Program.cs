@@ -2,12 +2,14 @@
 //
 // The stock hosts read enclave.toml and rely on iptables to send applications' connections to the proxy. This
 // program composes the parts differently: the allowlist is built in code, the parent side (TunnelGateway) runs
-// in-process on a unix: tunnel, and the "enclave application" speaks the tunnel protocol itself with TunnelCodec,
+// in-process on a unix: tunnel, and the "enclave application" opens its tunnel streams itself with TunnelClient,
 // the way an SDK could tunnel explicitly without any iptables rules. It fetches from a small server it starts on
 // 127.0.0.1 (explicitly allowed) and shows the parent refusing what the policy does not allow.
 //
 // Exit code 0 when every step gave the expected result, 1 otherwise.
 using System.Net;
+using System.Net.Sockets;
+using System.Text;
 using EmbeddedEnclave;
 using Egress.Gateway;
 using Egress.Policy;
@@ -69,22 +71,29 @@ await using (var gateway = new TunnelGateway(
     gateway.Start();
     Console.WriteLine($"   gateway listening on {tunnel}, origin server on {origin.EndPoint}");
 
-    // 4. The enclave side: tunnel requests written with TunnelCodec, answers read back with it.
+    // 4. The enclave side: the public TunnelClient opens a stream per destination and waits for the parent's status.
     Console.WriteLine("== enclave side");
     var client = new TunnelClient(tunnel);
     try
     {
-        var fetched = await client.ExchangeAsync(origin.EndPoint, "origin.local", "GET /hello", deadline.Token);
-        checks.Status($"tunnel to {origin.EndPoint}", fetched.Status, TunnelStatus.Ok, fetched.Detail);
-        checks.Text("reply from the origin", fetched.Reply, "hello from the origin, you sent: GET /hello");
+        var fetched = await client.ConnectAsync(origin.EndPoint, "origin.local", deadline.Token);
+        checks.Connect($"tunnel to {origin.EndPoint}", fetched, TunnelConnectError.None);
+        if (fetched.Socket is { } socket)
+        {
+            // The stream is now the origin's: send a line, half-close, read everything back. (A server that speaks first,
+            // such as SMTP, may have its first bytes in fetched.ReceivedAfterStatus; this origin waits for the line.)
+            await using var stream = new NetworkStream(socket, ownsSocket: true);
+            await stream.WriteAsync(Encoding.ASCII.GetBytes("GET /hello\n"), deadline.Token);
+            socket.Shutdown(SocketShutdown.Send);
+            using var reader = new StreamReader(stream, Encoding.ASCII);
+            checks.Text("reply from the origin", await reader.ReadToEndAsync(deadline.Token), "hello from the origin, you sent: GET /hello");
+        }
 
         var metadata = new IPEndPoint(IPAddress.Parse("169.254.169.254"), 80);
-        var denied = await client.ExchangeAsync(metadata, hostHint: null, "GET /latest/meta-data/", deadline.Token);
-        checks.Status($"tunnel to {metadata}", denied.Status, TunnelStatus.DeniedByPolicy, denied.Detail);
+        checks.Refused($"tunnel to {metadata}", await client.ConnectAsync(metadata, hostName: null, deadline.Token), TunnelStatus.DeniedByPolicy);
 
         var closed = OriginServer.UnusedLoopbackEndPoint();
-        var refused = await client.ExchangeAsync(closed, hostHint: null, "anyone there?", deadline.Token);
-        checks.Status($"tunnel to {closed} (nothing listens)", refused.Status, TunnelStatus.ConnectionRefused, refused.Detail);
+        checks.Refused($"tunnel to {closed} (nothing listens)", await client.ConnectAsync(closed, hostName: null, deadline.Token), TunnelStatus.ConnectionRefused);
     }
     catch (OperationCanceledException) when (deadline.IsCancellationRequested)
     {

@@ -20,8 +20,9 @@ namespace Egress.Proxy;
 /// <param name="logger">Where each connection's outcome is logged.</param>
 /// <param name="originalDestination">Reads an accepted socket's original destination (<see cref="OriginalDestination.Read"/>
 /// in production; a fake in tests, which need neither root nor iptables).</param>
-/// <param name="connectTunnel">Opens a tunnel stream to the parent (<see cref="TunnelEndpoint.ConnectAsync"/> in
-/// production); it throws <see cref="SocketException"/> or <see cref="IOException"/> when the tunnel is unavailable.</param>
+/// <param name="connectTunnel">Opens a tunnel stream to the parent for the <see cref="TunnelClient"/>
+/// (<see cref="TunnelEndpoint.ConnectAsync"/> in production); it throws <see cref="SocketException"/> or
+/// <see cref="IOException"/> when the tunnel is unavailable.</param>
 internal sealed class ProxyConnectionHandler(
     EgressProxyOptions options,
     EgressPolicy policy,
@@ -29,6 +30,8 @@ internal sealed class ProxyConnectionHandler(
     Func<Socket, OriginalDestinationResult> originalDestination,
     Func<CancellationToken, ValueTask<Socket>> connectTunnel)
 {
+    private readonly TunnelClient _tunnel = new(options.Tunnel, options.StatusTimeout, options.Relay.TimeProvider, connectTunnel);
+
     /// <summary>Creates the production handler: SO_ORIGINAL_DST and the options' tunnel endpoint.</summary>
     public ProxyConnectionHandler(EgressProxyOptions options, EgressPolicy policy, ILogger logger)
         : this(options, policy, logger, OriginalDestination.Read, options.Tunnel.ConnectAsync)
@@ -157,60 +160,31 @@ internal sealed class ProxyConnectionHandler(
     }
 
     /// <summary>
-    /// Connects a tunnel stream, sends the request and waits for Ok; otherwise no socket and the failure. The bytes
-    /// that arrived after the status in the same receive are the destination's first bytes, for the application.
+    /// Opens the tunnel stream with the <see cref="TunnelClient"/> (request, then the parent's status); otherwise no
+    /// socket and the failure. The bytes that arrived after the status in the same receive are the destination's first
+    /// bytes, for the application.
     /// </summary>
     private async Task<(Socket? Tunnel, ReadOnlyMemory<byte> Following, ProxyConnectionResult Failure)> OpenTunnelAsync(
         IPEndPoint destination, string? hint, CancellationToken aborted)
     {
-        using var timeout = new CancellationTokenSource(options.StatusTimeout, options.Relay.TimeProvider);
-        using var linked = aborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout);
-        Socket socket;
+        TunnelConnectResult connected;
         try
         {
-            socket = await connectTunnel(timeout.Token).ConfigureAwait(false);
+            connected = await _tunnel.ConnectAsync(destination, hint, aborted).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
             return (null, default, ProxyConnectionResult.Failed(ConnectionOutcome.Stopping, destination));
         }
-        catch (OperationCanceledException)
-        {
-            return (null, default, ProxyConnectionResult.Failed(ConnectionOutcome.TunnelConnectTimeout, destination));
-        }
-        catch (Exception ex) when (ex is SocketException or IOException)
-        {
-            return (null, default, ProxyConnectionResult.Failed(ConnectionOutcome.TunnelUnavailable, destination, ex.Message));
-        }
 
-        ProxyConnectionResult failure;
-        try
+        return connected.Error switch
         {
-            var (read, response, following) = await TunnelHandshake.RequestAsync(
-                socket, TunnelRequest.ForTcp(destination, hint), timeout.Token).ConfigureAwait(false);
-            if (read == TunnelReadResult.Complete && response.Status == TunnelStatus.Ok)
-            {
-                return (socket, following, default);
-            }
-
-            failure = read == TunnelReadResult.Complete
-                ? ProxyConnectionResult.ParentRefused(destination, response.Status, response.Detail)
-                : ProxyConnectionResult.BadParentResponse(destination, read);
-        }
-        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
-        {
-            failure = ProxyConnectionResult.Failed(ConnectionOutcome.Stopping, destination);
-        }
-        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
-        {
-            failure = ProxyConnectionResult.Failed(ConnectionOutcome.StatusTimeout, destination);
-        }
-        catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or ObjectDisposedException)
-        {
-            failure = ProxyConnectionResult.Failed(ConnectionOutcome.TunnelUnavailable, destination, ex.Message);
-        }
-
-        SocketReset.Reset(socket);
-        return (null, default, failure);
+            TunnelConnectError.None => (connected.Socket, connected.ReceivedAfterStatus, default),
+            TunnelConnectError.Refused => (null, default, ProxyConnectionResult.ParentRefused(destination, connected.Status!.Value, connected.Detail)),
+            TunnelConnectError.BadResponse => (null, default, ProxyConnectionResult.BadParentResponse(destination, connected.ReadResult)),
+            TunnelConnectError.StatusTimedOut => (null, default, ProxyConnectionResult.Failed(ConnectionOutcome.StatusTimeout, destination)),
+            TunnelConnectError.TunnelTimedOut => (null, default, ProxyConnectionResult.Failed(ConnectionOutcome.TunnelConnectTimeout, destination)),
+            _ => (null, default, ProxyConnectionResult.Failed(ConnectionOutcome.TunnelUnavailable, destination, connected.Detail)),
+        };
     }
 }

@@ -59,12 +59,12 @@ public sealed class EgressMetricsTests
         StartGateway(["127.0.0.1"]);
         using var echo = new EchoServer();
 
-        using (Socket stream = await TunnelClient.ConnectAsync(_endpoint))
+        using (Socket stream = await TunnelWire.ConnectAsync(_endpoint))
         {
-            await TunnelClient.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint), new byte[1000]);
-            Assert.That((await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
+            await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint), new byte[1000]);
+            Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
             stream.Shutdown(SocketShutdown.Send);
-            Assert.That((await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard)).Length, Is.EqualTo(1000));
+            Assert.That((await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard)).Length, Is.EqualTo(1000));
         }
 
         await duration.WaitForMeasurementsAsync(1).WaitAsync(HangGuard);
@@ -102,10 +102,10 @@ public sealed class EgressMetricsTests
     {
         using var errors = Collector<long>("egress.tunnel.errors");
         StartGateway(["127.0.0.1"]);
-        using (Socket stream = await TunnelClient.ConnectAsync(_endpoint))
+        using (Socket stream = await TunnelWire.ConnectAsync(_endpoint))
         {
             await stream.SendAsync(new byte[] { 2, 1, 0, 8, 4, 127, 0, 0, 1, 0, 80, 0 });
-            await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard);
+            await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard);
         }
 
         await errors.WaitForMeasurementsAsync(1).WaitAsync(HangGuard);
@@ -117,9 +117,9 @@ public sealed class EgressMetricsTests
     {
         using var queries = Collector<long>("egress.dns.queries");
         StartGateway(["127.0.0.1"], drain: TimeSpan.FromSeconds(30));
-        using Socket stream = await TunnelClient.ConnectAsync(_endpoint);
-        await TunnelClient.SendAsync(stream, TunnelRequest.ForDns());
-        Assert.That((await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
+        using Socket stream = await TunnelWire.ConnectAsync(_endpoint);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForDns());
+        Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
         await SendFrameAsync(stream, DnsQueryBytes.Build(7, "not-allowed.example"));
         await SendFrameAsync(stream, [0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]); // a header without a question: FORMERR
         await queries.WaitForMeasurementsAsync(2).WaitAsync(HangGuard);
@@ -130,7 +130,7 @@ public sealed class EgressMetricsTests
         Assert.Multiple(async () =>
         {
             Assert.That(queries.GetMeasurementSnapshot().Select(m => (string?)m.Tags["egress.outcome"]), Is.EquivalentTo(new[] { "denied", "formerr" }));
-            Assert.That(await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard), Is.Not.Empty, "the two answers, then end of stream");
+            Assert.That(await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard), Is.Not.Empty, "the two answers, then end of stream");
             Assert.That(_logs.EventIds, Has.None.EqualTo(13), "nothing aborted");
             Assert.That(_logs.EventIds, Has.One.EqualTo(253), "the DNS stream closed");
         });
@@ -210,9 +210,9 @@ public sealed class EgressMetricsTests
 
     private async Task RequestAsync(TunnelRequest request)
     {
-        using Socket stream = await TunnelClient.ConnectAsync(_endpoint);
-        await TunnelClient.SendAsync(stream, request);
-        await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard);
-        await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard);
+        using Socket stream = await TunnelWire.ConnectAsync(_endpoint);
+        await TunnelWire.SendAsync(stream, request);
+        await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard);
     }
 }

@@ -49,10 +49,10 @@ public sealed class TunnelGatewayTests
         byte[] more = new byte[256 * 1024];
         Random.Shared.NextBytes(more);
 
-        using Socket stream = await TunnelClient.ConnectAsync(_endpoint);
-        await TunnelClient.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint, "echo.example"), payload);
-        TunnelResponse response = await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard);
-        Task<byte[]> echoed = TunnelClient.ReadToEndAsync(stream);
+        using Socket stream = await TunnelWire.ConnectAsync(_endpoint);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint, "echo.example"), payload);
+        TunnelResponse response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        Task<byte[]> echoed = TunnelWire.ReadToEndAsync(stream);
         await stream.SendAsync(more);
         stream.Shutdown(SocketShutdown.Send);
 
@@ -74,9 +74,9 @@ public sealed class TunnelGatewayTests
         StartGateway(["127.0.0.1"], maxStreams: 1);
         using var first = new EchoServer();
         using var later = new EchoServer();
-        using Socket held = await TunnelClient.ConnectAsync(_endpoint);
-        await TunnelClient.SendAsync(held, TunnelRequest.ForTcp(first.EndPoint));
-        Assert.That(await TunnelClient.ReadResponseAsync(held).WaitAsync(HangGuard), Is.EqualTo(new TunnelResponse(TunnelStatus.Ok)));
+        using Socket held = await TunnelWire.ConnectAsync(_endpoint);
+        await TunnelWire.SendAsync(held, TunnelRequest.ForTcp(first.EndPoint));
+        Assert.That(await TunnelWire.ReadResponseAsync(held).WaitAsync(HangGuard), Is.EqualTo(new TunnelResponse(TunnelStatus.Ok)));
 
         (TunnelResponse refused, byte[] rest) = await RequestAsync(TunnelRequest.ForTcp(later.EndPoint));
 
@@ -87,7 +87,7 @@ public sealed class TunnelGatewayTests
         Assert.That(later.Accepted.IsCompleted, Is.False, "a refused stream dials nothing");
 
         held.Shutdown(SocketShutdown.Send);
-        await TunnelClient.ReadToEndAsync(held).WaitAsync(HangGuard);
+        await TunnelWire.ReadToEndAsync(held).WaitAsync(HangGuard);
         // The held stream's handler releases its place just after the relay ends; until then a request is refused.
         TunnelResponse response = refused;
         for (var deadline = DateTime.UtcNow + HangGuard; response.Status != TunnelStatus.Ok && DateTime.UtcNow < deadline;)
@@ -190,11 +190,11 @@ public sealed class TunnelGatewayTests
     public async Task MalformedHeaderIsAnsweredWithItsStatusThenClosed(byte[] header, TunnelStatus status, string detail)
     {
         StartGateway(["127.0.0.1"]);
-        using Socket stream = await TunnelClient.ConnectAsync(_endpoint);
+        using Socket stream = await TunnelWire.ConnectAsync(_endpoint);
         await stream.SendAsync(header);
 
-        TunnelResponse response = await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard);
-        byte[] rest = await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard);
+        TunnelResponse response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        byte[] rest = await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard);
 
         Assert.That(response, Is.EqualTo(new TunnelResponse(status, detail)));
         Assert.That(rest, Is.Empty);
@@ -204,11 +204,11 @@ public sealed class TunnelGatewayTests
     public async Task SlowHeaderIsAnsweredBadRequestAfterTheHeaderTimeoutThenClosed()
     {
         StartGateway(["127.0.0.1"], headerTimeout: TimeSpan.FromMilliseconds(200));
-        using Socket stream = await TunnelClient.ConnectAsync(_endpoint);
+        using Socket stream = await TunnelWire.ConnectAsync(_endpoint);
         await stream.SendAsync(new byte[] { TunnelCodec.Version });
 
-        TunnelResponse response = await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard);
-        byte[] rest = await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard);
+        TunnelResponse response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        byte[] rest = await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard);
 
         Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.BadRequest, "no complete request within the header timeout")));
         Assert.That(rest, Is.Empty);
@@ -219,15 +219,15 @@ public sealed class TunnelGatewayTests
     public async Task StreamsClosedBeforeARequestDoNotDisturbTheGateway()
     {
         StartGateway(["127.0.0.1"]);
-        using (await TunnelClient.ConnectAsync(_endpoint))
+        using (await TunnelWire.ConnectAsync(_endpoint))
         {
         }
 
-        using (Socket partial = await TunnelClient.ConnectAsync(_endpoint))
+        using (Socket partial = await TunnelWire.ConnectAsync(_endpoint))
         {
             await partial.SendAsync(new byte[] { 1, 1, 0 });
             partial.Shutdown(SocketShutdown.Send);
-            Assert.That(await TunnelClient.ReadToEndAsync(partial).WaitAsync(HangGuard), Is.Empty, "no answer to a truncated header");
+            Assert.That(await TunnelWire.ReadToEndAsync(partial).WaitAsync(HangGuard), Is.Empty, "no answer to a truncated header");
         }
 
         using var echo = new EchoServer();
@@ -243,9 +243,9 @@ public sealed class TunnelGatewayTests
     {
         StartGateway(["127.0.0.1"], drain: TimeSpan.FromMilliseconds(100));
         using var echo = new EchoServer();
-        using Socket stream = await TunnelClient.ConnectAsync(_endpoint);
-        await TunnelClient.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint));
-        Assert.That((await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
+        using Socket stream = await TunnelWire.ConnectAsync(_endpoint);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint));
+        Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
         await echo.Accepted.WaitAsync(HangGuard);
 
         await _gateway!.StopAsync().WaitAsync(HangGuard);
@@ -309,14 +309,14 @@ public sealed class TunnelGatewayTests
 
     private async Task<(TunnelResponse Response, byte[] Remainder)> RequestAsync(TunnelRequest request)
     {
-        using Socket stream = await TunnelClient.ConnectAsync(_endpoint);
-        await TunnelClient.SendAsync(stream, request);
-        TunnelResponse response = await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        using Socket stream = await TunnelWire.ConnectAsync(_endpoint);
+        await TunnelWire.SendAsync(stream, request);
+        TunnelResponse response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
         if (response.Status == TunnelStatus.Ok)
         {
             return (response, []);
         }
 
-        return (response, await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard));
+        return (response, await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard));
     }
 }

@@ -97,14 +97,14 @@ public sealed class TunnelStreamOutcomeTests
             throw new UnreachableException();
         });
         using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
-        await TunnelClient.SendAsync(stream, TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Parse("198.51.100.9"), 443)));
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Parse("198.51.100.9"), 443)));
         await dialling.Task.WaitAsync(HangGuard);
 
         _time.Advance(ConnectTimeout);
-        var response = await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        var response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
 
         Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.TimedOut, "no answer within 5000 ms")));
-        Assert.That(await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard), Is.Empty);
+        Assert.That(await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard), Is.Empty);
         await AssertRecordedAsync(eventId: 204, ("failed", "timed_out"));
     }
 
@@ -114,13 +114,13 @@ public sealed class TunnelStreamOutcomeTests
         StartGateway(["127.0.0.1"]);
         using var echo = new EchoServer();
         using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
-        await TunnelClient.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint), [1, 2, 3]);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint), [1, 2, 3]);
 
-        var response = await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        var response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
         stream.Shutdown(SocketShutdown.Send);
 
         Assert.That(response.Status, Is.EqualTo(TunnelStatus.Ok));
-        Assert.That(await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard), Is.EqualTo(new byte[] { 1, 2, 3 }));
+        Assert.That(await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard), Is.EqualTo(new byte[] { 1, 2, 3 }));
         await _probe.WaitForEventAsync(210);
         Assert.That(_probe.EventIds, Is.EqualTo(new[] { 201, 251, 203, 210 }), "listening, upstreams, connected, closed");
         Assert.That(_probe.Connections, Is.EqualTo(new[] { ("allowed", "static_entry") }));
@@ -133,7 +133,7 @@ public sealed class TunnelStreamOutcomeTests
         StartGateway(["127.0.0.1"]);
         using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
         await stream.SendAsync(new byte[] { TunnelCodec.Version });
-        var reading = TunnelClient.ReadResponseAsync(stream);
+        var reading = TunnelWire.ReadResponseAsync(stream);
 
         // The header deadline starts when the stream is accepted: advance until it has passed.
         for (var deadline = DateTime.UtcNow + HangGuard; !reading.IsCompleted && DateTime.UtcNow < deadline; await Task.Delay(10))
@@ -154,7 +154,7 @@ public sealed class TunnelStreamOutcomeTests
         using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
         await stream.SendAsync(new byte[] { 1, 9, 0, 0 });
 
-        Assert.That((await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.UnsupportedKind));
+        Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.UnsupportedKind));
         await _probe.WaitForEventAsync(206);
         Assert.That(_probe.TunnelErrors, Is.EqualTo(new[] { "bad_request" }));
         Assert.That(_probe.Connections, Is.Empty);
@@ -187,8 +187,8 @@ public sealed class TunnelStreamOutcomeTests
     private async Task<(TunnelResponse Response, byte[] Remainder)> RequestAsync(TunnelRequest request)
     {
         using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
-        await TunnelClient.SendAsync(stream, request);
-        var response = await TunnelClient.ReadResponseAsync(stream).WaitAsync(HangGuard);
-        return (response, await TunnelClient.ReadToEndAsync(stream).WaitAsync(HangGuard));
+        await TunnelWire.SendAsync(stream, request);
+        var response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        return (response, await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard));
     }
 }

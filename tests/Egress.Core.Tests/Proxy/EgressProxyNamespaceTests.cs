@@ -107,7 +107,7 @@ public sealed class EgressProxyNamespaceTests
         using Socket client = await ConnectFromEnclaveAsync(server.EndPoint);
         await client.SendAsync(request);
         client.Shutdown(SocketShutdown.Send);
-        byte[] echoed = await TunnelClient.ReadToEndAsync(client).WaitAsync(HangGuard);
+        byte[] echoed = await TunnelWire.ReadToEndAsync(client).WaitAsync(HangGuard);
 
         Assert.That(echoed, Is.EqualTo(request));
         Assert.That(await server.Served.WaitAsync(HangGuard), Is.EqualTo(request.Length));
@@ -130,7 +130,7 @@ public sealed class EgressProxyNamespaceTests
 
         using Socket client = await ConnectFromEnclaveAsync(server.EndPoint);
         var received = new byte[banner.Length];
-        await TunnelClient.ReadExactlyAsync(client, received).WaitAsync(HangGuard);
+        await TunnelWire.ReadExactlyAsync(client, received).WaitAsync(HangGuard);
 
         Assert.That(received, Is.EqualTo(banner));
     }
@@ -192,7 +192,7 @@ public sealed class EgressProxyNamespaceTests
         StartProxy(tunnel, [_hostAddress.ToString()], drain: TimeSpan.FromMilliseconds(100));
         using Socket client = await ConnectFromEnclaveAsync(server.EndPoint);
         await client.SendAsync("x"u8.ToArray());
-        await TunnelClient.ReadExactlyAsync(client, new byte[1]).WaitAsync(HangGuard);
+        await TunnelWire.ReadExactlyAsync(client, new byte[1]).WaitAsync(HangGuard);
 
         await _proxy!.StopAsync().WaitAsync(HangGuard);
 

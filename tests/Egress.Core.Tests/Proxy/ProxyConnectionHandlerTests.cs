@@ -201,7 +201,7 @@ public sealed class ProxyConnectionHandlerTests
         await parent.SendAsync(ok.AsMemory(0, length).ToArray().Concat(Encoding.ASCII.GetBytes("banner")).ToArray());
         await _app.SendAsync(Encoding.ASCII.GetBytes("ping"));
         _app.Shutdown(SocketShutdown.Send);
-        byte[] fromApp = await TunnelClient.ReadToEndAsync(parent).WaitAsync(HangGuard);
+        byte[] fromApp = await TunnelWire.ReadToEndAsync(parent).WaitAsync(HangGuard);
         parent.Shutdown(SocketShutdown.Send);
         var result = await handling.WaitAsync(HangGuard);
 
@@ -213,7 +213,7 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(_probe.EventIds, Is.EqualTo(new[] { 105, 110 }));
         Assert.That(_probe.TunnelErrors, Is.Empty);
         Assert.That(result.ResetsClient, Is.False);
-        Assert.That(Encoding.ASCII.GetString(await TunnelClient.ReadToEndAsync(_app).WaitAsync(HangGuard)), Is.EqualTo("banner"), "closed, not reset");
+        Assert.That(Encoding.ASCII.GetString(await TunnelWire.ReadToEndAsync(_app).WaitAsync(HangGuard)), Is.EqualTo("banner"), "closed, not reset");
     }
 
     private static OriginalDestinationResult Redirected(IPEndPoint destination) => new(OriginalDestinationStatus.Redirected, destination, null);
@@ -231,7 +231,7 @@ public sealed class ProxyConnectionHandlerTests
     {
         try
         {
-            await TunnelClient.ReadToEndAsync(socket).WaitAsync(HangGuard);
+            await TunnelWire.ReadToEndAsync(socket).WaitAsync(HangGuard);
             return "closed";
         }
         catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)

@@ -4,8 +4,8 @@ using Egress.Tunnel;
 
 namespace Egress.Tests.Gateway;
 
-/// <summary>The enclave's half of a tunnel stream, written plainly over a socket for tests.</summary>
-internal static class TunnelClient
+/// <summary>The enclave's half of a tunnel stream at the wire level (any request, raw bytes), for tests of the parent; the public <see cref="Egress.Tunnel.TunnelClient"/> is what an application uses.</summary>
+internal static class TunnelWire
 {
     public static async Task<Socket> ConnectAsync(TunnelEndpoint endpoint) =>
         await endpoint.ConnectAsync(CancellationToken.None);

@@ -1,0 +1,154 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using Egress.Configuration;
+using Egress.Diagnostics;
+using Egress.Dns.Forwarder;
+using Egress.Gateway;
+using Egress.Policy;
+using Egress.Proxy;
+using Egress.Tunnel;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Egress.Hosting;
+
+/// <summary>
+/// Registers either side of Egress, composed from an <c>enclave.toml</c>, in a Generic Host's services: what
+/// egress-enclave and egress-host themselves run. Each listener is a hosted service: it binds when the host starts (a
+/// failure to bind ends the start with an <see cref="IOException"/> naming the address) and drains when it stops
+/// (<c>[relay] shutdown_drain_seconds</c>; give the host a <c>HostOptions.ShutdownTimeout</c> at least that long).
+/// Logging comes from the host's <see cref="ILoggerFactory"/>; metrics (meter <c>Egress</c>) are recorded when an
+/// <see cref="IMeterFactory"/> is registered (<c>services.AddMetrics()</c>).
+/// </summary>
+public static class EgressServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the enclave side: the transparent TCP proxy on <c>[enclave] proxy_listen</c> and the DNS forwarder on
+    /// <c>[enclave] dns_listen</c>, sharing one <see cref="EgressPolicy"/> and its cache of DNS-learned addresses (both
+    /// registered as singletons, for a consumer that wants to check or teach the same policy). Connections reach the
+    /// proxy through the redirect rules (<c>egress-enclave rules --apply</c>).
+    /// </summary>
+    /// <param name="services">The host's services.</param>
+    /// <param name="configuration">The configuration (<see cref="EgressConfiguration.Load"/>).</param>
+    /// <param name="tunnel">Where to open tunnel streams, overriding <c>[tunnel] enclave_endpoint</c>; null to use it.</param>
+    /// <returns><paramref name="services"/>.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="services"/> or <paramref name="configuration"/> is null.</exception>
+    /// <exception cref="ConfigurationException">A destination entry or the tunnel endpoint in the file is invalid; the message gives its <c>file:line:col</c>.</exception>
+    public static IServiceCollection AddEgressEnclave(this IServiceCollection services, EgressConfiguration configuration, TunnelEndpoint? tunnel = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configuration);
+        tunnel ??= configuration.GetTunnelEndpoint(TunnelSide.Enclave, commandLineValue: null);
+        AddPolicy(services, configuration, "enclave");
+        var relay = configuration.CreateRelayOptions();
+        services.AddSingleton(provider => new EgressProxy(
+            new EgressProxyOptions
+            {
+                Listen = configuration.Enclave.ProxyListen,
+                Tunnel = tunnel,
+                StatusTimeout = configuration.Tunnel.StatusTimeout,
+                Relay = relay,
+                ShutdownDrain = configuration.Relay.ShutdownDrain,
+                Metrics = provider.GetRequiredService<MetricsHolder>().Metrics,
+            },
+            provider.GetRequiredService<EgressPolicy>(),
+            provider.GetRequiredService<ILoggerFactory>()));
+        services.AddSingleton(provider => new DnsForwarder(
+            new DnsForwarderOptions
+            {
+                Listen = configuration.Enclave.DnsListen,
+                Tunnel = tunnel,
+                QueryTimeout = configuration.Enclave.DnsQueryTimeout,
+                StatusTimeout = configuration.Tunnel.StatusTimeout,
+                Metrics = provider.GetRequiredService<MetricsHolder>().Metrics,
+            },
+            provider.GetRequiredService<EgressPolicy>(),
+            provider.GetRequiredService<ILoggerFactory>()));
+        services.AddSingleton<IHostedService>(provider =>
+        {
+            var proxy = provider.GetRequiredService<EgressProxy>();
+            return new ListenerHostedService(
+                proxy.Start,
+                proxy.StopAsync,
+                ex => $"cannot listen on {string.Join(", ", configuration.Enclave.ProxyListen)}: {ex.Message}");
+        });
+        services.AddSingleton<IHostedService>(provider =>
+        {
+            var dns = provider.GetRequiredService<DnsForwarder>();
+            return new ListenerHostedService(dns.Start, dns.StopAsync, ex => DescribeDnsBindFailure(configuration.Enclave.DnsListen, ex));
+        });
+        return services;
+    }
+
+    /// <summary>
+    /// Adds the parent side: the tunnel gateway on <c>[tunnel] host_endpoint</c>, which re-checks every destination
+    /// against the same policy, dials, relays and answers DNS streams from the upstream resolvers. The
+    /// <see cref="EgressPolicy"/> and its cache are registered as singletons too.
+    /// </summary>
+    /// <param name="services">The host's services.</param>
+    /// <param name="configuration">The configuration (<see cref="EgressConfiguration.Load"/>).</param>
+    /// <param name="listen">Where to accept tunnel streams, overriding <c>[tunnel] host_endpoint</c>; null to use it.</param>
+    /// <param name="dnsUpstreams">Resolvers to forward DNS to, overriding <c>[host] dns_upstreams</c>; null or empty to
+    /// use it (and, when that is empty too, the parent's own resolvers).</param>
+    /// <returns><paramref name="services"/>.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="services"/> or <paramref name="configuration"/> is null.</exception>
+    /// <exception cref="ConfigurationException">A destination entry or the tunnel endpoint in the file is invalid; the message gives its <c>file:line:col</c>.</exception>
+    public static IServiceCollection AddEgressHost(
+        this IServiceCollection services, EgressConfiguration configuration, TunnelEndpoint? listen = null, IReadOnlyList<IPEndPoint>? dnsUpstreams = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configuration);
+        listen ??= configuration.GetTunnelEndpoint(TunnelSide.Host, commandLineValue: null);
+        AddPolicy(services, configuration, "parent");
+        var host = configuration.Host;
+        var relay = configuration.CreateRelayOptions();
+        services.AddSingleton(provider => new TunnelGateway(
+            new TunnelGatewayOptions
+            {
+                Listen = listen,
+                HeaderTimeout = host.HeaderTimeout,
+                ConnectTimeout = host.ConnectTimeout,
+                Relay = relay,
+                ShutdownDrain = configuration.Relay.ShutdownDrain,
+                DnsUpstreams = dnsUpstreams is { Count: > 0 } ? dnsUpstreams : host.DnsUpstreams,
+                DnsTimeout = host.DnsTimeout,
+                MaxStreams = host.MaxStreams,
+                KeepAliveIdle = host.KeepAliveIdle,
+                KeepAliveInterval = host.KeepAliveInterval,
+                KeepAliveProbes = host.KeepAliveProbes,
+                Metrics = provider.GetRequiredService<MetricsHolder>().Metrics,
+            },
+            provider.GetRequiredService<EgressPolicy>(),
+            provider.GetRequiredService<ILoggerFactory>()));
+        services.AddSingleton<IHostedService>(provider =>
+        {
+            var gateway = provider.GetRequiredService<TunnelGateway>();
+            return new ListenerHostedService(gateway.Start, gateway.StopAsync, ex => $"cannot listen on {listen}: {ex.Message}");
+        });
+        return services;
+    }
+
+    /// <summary>The policy (checked now, so a bad entry fails registration with its location), its cache and the metrics.</summary>
+    private static void AddPolicy(IServiceCollection services, EgressConfiguration configuration, string side)
+    {
+        var cache = configuration.CreateCache();
+        var policy = configuration.CreatePolicy(cache);
+        services.AddSingleton(cache);
+        services.AddSingleton(policy);
+        services.AddSingleton(provider => new MetricsHolder(
+            provider.GetService<IMeterFactory>() is { } meters ? new EgressMetrics(meters, side, cache) : null));
+    }
+
+    private static string DescribeDnsBindFailure(IReadOnlyList<IPEndPoint> dnsListen, Exception ex)
+    {
+        var privileged = dnsListen.Any(e => e.Port is > 0 and < 1024)
+            ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            : string.Empty;
+        return $"cannot listen for DNS on {string.Join(", ", dnsListen)} (UDP and TCP): {ex.Message}{privileged}; "
+            + "is another resolver (systemd-resolved, dnsmasq) bound there? Change [enclave] dns_listen or stop it.";
+    }
+
+    /// <summary>The side's one metrics instance, or none without an <see cref="IMeterFactory"/>.</summary>
+    private sealed record MetricsHolder(EgressMetrics? Metrics);
+}

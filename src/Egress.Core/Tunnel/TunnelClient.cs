@@ -1,0 +1,132 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Egress.Tunnel;
+
+/// <summary>
+/// The enclave side of the tunnel as a library call: opens a tunnel stream to the parent (egress-host or a
+/// <see cref="Gateway.TunnelGateway"/>), asks it to dial a TCP destination and waits for its status. On success the
+/// caller gets a connected socket that now carries the destination's bytes, exactly what egress-enclave's proxy relays
+/// for a redirected application. The wire format is docs/tunnel-protocol.md (version 1).
+/// </summary>
+/// <remarks>
+/// Thread-safe: one client can open any number of streams concurrently; each stream is independent. Failures are
+/// results (<see cref="TunnelConnectResult.Error"/>), never exceptions, except the caller's own cancellation.
+/// </remarks>
+public sealed class TunnelClient
+{
+    private readonly TimeProvider _timeProvider;
+    private readonly Func<CancellationToken, ValueTask<Socket>> _connect;
+
+    /// <summary>Creates a client for the parent at <paramref name="parent"/>.</summary>
+    /// <param name="parent">Where the parent accepts tunnel streams, e.g. <c>vsock://3:4433</c>.</param>
+    /// <param name="statusTimeout">
+    /// How long connecting the stream plus waiting for the parent's status may take in total; 10 s when null. Must be
+    /// positive.
+    /// </param>
+    /// <param name="timeProvider">The clock for <paramref name="statusTimeout"/>; the system clock when null.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="parent"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="statusTimeout"/> is zero or negative.</exception>
+    public TunnelClient(TunnelEndpoint parent, TimeSpan? statusTimeout = null, TimeProvider? timeProvider = null)
+        : this(parent, statusTimeout, timeProvider, connect: null)
+    {
+    }
+
+    /// <summary>The public constructor with the stream's connect injectable (tests: a fake that fails or hangs).</summary>
+    internal TunnelClient(TunnelEndpoint parent, TimeSpan? statusTimeout, TimeProvider? timeProvider, Func<CancellationToken, ValueTask<Socket>>? connect)
+    {
+        ArgumentNullException.ThrowIfNull(parent);
+        var timeout = statusTimeout ?? TimeSpan.FromSeconds(10);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero, nameof(statusTimeout));
+        Parent = parent;
+        StatusTimeout = timeout;
+        _timeProvider = timeProvider ?? TimeProvider.System;
+        _connect = connect ?? parent.ConnectAsync;
+    }
+
+    /// <summary>Gets where tunnel streams are opened.</summary>
+    public TunnelEndpoint Parent { get; }
+
+    /// <summary>Gets how long connecting a stream plus waiting for the parent's status may take.</summary>
+    public TimeSpan StatusTimeout { get; }
+
+    /// <summary>
+    /// Opens a tunnel stream, asks the parent to dial <paramref name="destination"/> and waits for its status.
+    /// </summary>
+    /// <param name="destination">The TCP destination (IPv4 or IPv6, port 1-65535).</param>
+    /// <param name="hostName">
+    /// The DNS name the address was learned from, sent as the request's host hint (logged by the parent); null for none.
+    /// At most 253 bytes of ASCII letters, digits, '-', '.' and '_'.
+    /// </param>
+    /// <param name="cancellationToken">Cancels the attempt; the stream is closed.</param>
+    /// <returns>
+    /// The result: on <see cref="TunnelConnectError.None"/> a connected <see cref="TunnelConnectResult.Socket"/> the
+    /// caller owns (dispose it) and any destination bytes that arrived with the status; otherwise why not, with the
+    /// stream already closed.
+    /// </returns>
+    /// <exception cref="ArgumentNullException"><paramref name="destination"/> is null.</exception>
+    /// <exception cref="ArgumentException">Port 0, or <paramref name="hostName"/> is not a valid host hint.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    public async Task<TunnelConnectResult> ConnectAsync(IPEndPoint destination, string? hostName, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        if (destination.Port == 0)
+        {
+            throw new ArgumentException("the destination port must be 1-65535", nameof(destination));
+        }
+
+        if (hostName is not null && !TunnelHostHint.IsValid(hostName.AsSpan()))
+        {
+            throw new ArgumentException("a host hint is at most 253 bytes of ASCII letters, digits, '-', '.' and '_'", nameof(hostName));
+        }
+
+        var request = TunnelRequest.ForTcp(destination, hostName);
+        using var timeout = new CancellationTokenSource(StatusTimeout, _timeProvider);
+        using var linked = cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout);
+        Socket socket;
+        try
+        {
+            socket = await _connect(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            return TunnelConnectResult.Failed(TunnelConnectError.TunnelTimedOut, null);
+        }
+        catch (Exception ex) when (ex is SocketException or IOException)
+        {
+            return TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, ex.Message);
+        }
+
+        try
+        {
+            var (result, response, following) = await TunnelHandshake.RequestAsync(socket, request, timeout.Token).ConfigureAwait(false);
+            if (result == TunnelReadResult.Complete && response.Status == TunnelStatus.Ok)
+            {
+                var connected = socket;
+                socket = null!;
+                return new TunnelConnectResult(TunnelConnectError.None, TunnelStatus.Ok, response.Detail, connected, following);
+            }
+
+            return result == TunnelReadResult.Complete
+                ? new TunnelConnectResult(TunnelConnectError.Refused, response.Status, response.Detail, null, default)
+                : new TunnelConnectResult(TunnelConnectError.BadResponse, null, result.ToString(), null, default) { ReadResult = result };
+        }
+        catch (OperationCanceledException)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            return TunnelConnectResult.Failed(TunnelConnectError.StatusTimedOut, null);
+        }
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
+        {
+            return TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, ex.Message);
+        }
+        finally
+        {
+            if (socket is not null)
+            {
+                Sockets.SocketReset.Reset(socket); // an abort: the parent stops dialing or relaying at once
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+using System.Net.Sockets;
+
+namespace Egress.Tunnel;
+
+/// <summary>The result of <see cref="TunnelClient.ConnectAsync"/>.</summary>
+public sealed class TunnelConnectResult
+{
+    internal TunnelConnectResult(
+        TunnelConnectError error, TunnelStatus? status, string? detail, Socket? socket, ReadOnlyMemory<byte> receivedAfterStatus)
+    {
+        Error = error;
+        Status = status;
+        Detail = detail;
+        Socket = socket;
+        ReceivedAfterStatus = receivedAfterStatus;
+    }
+
+    /// <summary>Gets why there is no connected stream; <see cref="TunnelConnectError.None"/> when there is one.</summary>
+    public TunnelConnectError Error { get; }
+
+    /// <summary>Gets the parent's status when it answered (Ok, or the refusal); null when no answer was read.</summary>
+    public TunnelStatus? Status { get; }
+
+    /// <summary>
+    /// Gets the detail: the parent's text with its status (e.g. why it denied), the socket error's message, or the
+    /// header defect for <see cref="TunnelConnectError.BadResponse"/>; null when there is none.
+    /// </summary>
+    public string? Detail { get; }
+
+    /// <summary>
+    /// Gets the connected stream on success (owned by the caller, who disposes it); null otherwise. Its bytes are the
+    /// destination's, after <see cref="ReceivedAfterStatus"/>.
+    /// </summary>
+    public Socket? Socket { get; }
+
+    /// <summary>
+    /// Gets the destination's first bytes that arrived in the same receive as the status (e.g. an SMTP banner); they
+    /// come before anything read from <see cref="Socket"/>. Empty when none did.
+    /// </summary>
+    public ReadOnlyMemory<byte> ReceivedAfterStatus { get; }
+
+    /// <summary>Gets the header defect for <see cref="TunnelConnectError.BadResponse"/>; Complete otherwise.</summary>
+    internal TunnelReadResult ReadResult { get; init; } = TunnelReadResult.Complete;
+
+    internal static TunnelConnectResult Failed(TunnelConnectError error, string? detail) => new(error, null, detail, null, default);
+
+    /// <inheritdoc />
+    public override string ToString() => Error switch
+    {
+        TunnelConnectError.None => "connected",
+        TunnelConnectError.Refused => Detail is null ? $"refused: {Status}" : $"refused: {Status} ({Detail})",
+        _ => Detail is null ? Error.ToString() : $"{Error}: {Detail}",
+    };
+}

@@ -1,0 +1,199 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Egress.Tunnel;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Tunnel;
+
+/// <summary>
+/// The public tunnel client against a scripted parent on a <c>unix:</c> endpoint: each way a connect can end is a
+/// result, the request on the wire is the one the parent's codec reads, and bytes sent with the status are kept.
+/// </summary>
+public sealed class TunnelClientTests
+{
+    private static readonly IPEndPoint Destination = new(IPAddress.Parse("203.0.113.7"), 443);
+
+    private string _directory = null!;
+    private TunnelEndpoint _endpoint = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _directory = Directory.CreateTempSubdirectory("egress-client-").FullName;
+        _endpoint = TunnelEndpoint.Parse("unix:" + Path.Combine(_directory, "t.sock"));
+    }
+
+    [TearDown]
+    public void TearDown() => Directory.Delete(_directory, recursive: true);
+
+    [Test]
+    public async Task Ok_GivesTheConnectedStream_AndTheBytesThatCameWithTheStatus()
+    {
+        using var listener = _endpoint.Listen();
+        var parent = Task.Run(async () =>
+        {
+            using var stream = await listener.AcceptAsync();
+            var (result, request) = await TunnelHandshake.ReadRequestAsync(stream, CancellationToken.None);
+            var status = new byte[TunnelCodec.MaxResponseLength];
+            int length = TunnelCodec.WriteResponse(new TunnelResponse(TunnelStatus.Ok), status);
+            await stream.SendAsync(status.AsMemory(0, length).ToArray().Concat("220 banner\r\n"u8.ToArray()).ToArray());
+            var echo = new byte[5];
+            int read = await stream.ReceiveAsync(echo);
+            await stream.SendAsync(echo.AsMemory(0, read));
+            return (result, request);
+        });
+
+        var client = new TunnelClient(_endpoint);
+        var connected = await client.ConnectAsync(Destination, "api.example.test", CancellationToken.None);
+        using var socket = connected.Socket;
+
+        Assert.That(connected.Error, Is.EqualTo(TunnelConnectError.None), connected.ToString());
+        Assert.That(connected.Status, Is.EqualTo(TunnelStatus.Ok));
+        Assert.That(Encoding.ASCII.GetString(connected.ReceivedAfterStatus.Span), Is.EqualTo("220 banner\r\n"));
+        await socket!.SendAsync("hello"u8.ToArray());
+        var reply = new byte[5];
+        Assert.That(await socket.ReceiveAsync(reply), Is.EqualTo(5));
+        Assert.That(Encoding.ASCII.GetString(reply), Is.EqualTo("hello"));
+
+        var (readResult, sent) = await parent;
+        Assert.That(readResult, Is.EqualTo(TunnelReadResult.Complete));
+        Assert.That(sent.Kind, Is.EqualTo(TunnelRequestKind.TcpConnect));
+        Assert.That(sent.Destination, Is.EqualTo(Destination));
+        Assert.That(sent.HostHint, Is.EqualTo("api.example.test"));
+    }
+
+    [Test]
+    public async Task ParentRefuses_IsRefused_WithTheStatusAndDetail()
+    {
+        using var listener = _endpoint.Listen();
+        var parent = AnswerAsync(listener, new TunnelResponse(TunnelStatus.DeniedByPolicy, "never learned from an allowed name"));
+
+        var result = await new TunnelClient(_endpoint).ConnectAsync(Destination, null, CancellationToken.None);
+        await parent;
+
+        Assert.That(result.Error, Is.EqualTo(TunnelConnectError.Refused));
+        Assert.That(result.Status, Is.EqualTo(TunnelStatus.DeniedByPolicy));
+        Assert.That(result.Detail, Is.EqualTo("never learned from an allowed name"));
+        Assert.That(result.Socket, Is.Null);
+    }
+
+    [Test]
+    public async Task NothingListens_IsTunnelUnavailable()
+    {
+        var result = await new TunnelClient(_endpoint).ConnectAsync(Destination, null, CancellationToken.None);
+
+        Assert.That(result.Error, Is.EqualTo(TunnelConnectError.TunnelUnavailable));
+        Assert.That(result.Detail, Is.Not.Empty);
+        Assert.That(result.Socket, Is.Null);
+    }
+
+    [Test]
+    public async Task ParentClosesWithoutAnswering_IsBadResponse()
+    {
+        using var listener = _endpoint.Listen();
+        var parent = Task.Run(async () =>
+        {
+            using var stream = await listener.AcceptAsync();
+            await TunnelHandshake.ReadRequestAsync(stream, CancellationToken.None);
+        });
+
+        var result = await new TunnelClient(_endpoint).ConnectAsync(Destination, null, CancellationToken.None);
+        await parent;
+
+        Assert.That(result.Error, Is.EqualTo(TunnelConnectError.BadResponse));
+        Assert.That(result.Detail, Is.EqualTo(nameof(TunnelReadResult.TruncatedStream)));
+    }
+
+    [Test]
+    public async Task UnknownStatusByte_IsBadResponse()
+    {
+        using var listener = _endpoint.Listen();
+        var parent = Task.Run(async () =>
+        {
+            using var stream = await listener.AcceptAsync();
+            await TunnelHandshake.ReadRequestAsync(stream, CancellationToken.None);
+            await stream.SendAsync(new byte[] { TunnelCodec.Version, 0xEE, 0 });
+        });
+
+        var result = await new TunnelClient(_endpoint).ConnectAsync(Destination, null, CancellationToken.None);
+        await parent;
+
+        Assert.That(result.Error, Is.EqualTo(TunnelConnectError.BadResponse));
+        Assert.That(result.Detail, Is.EqualTo(nameof(TunnelReadResult.UnknownStatus)));
+    }
+
+    [Test]
+    public async Task ParentSilent_IsStatusTimedOut_WhenTheClockPassesTheTimeout()
+    {
+        using var listener = _endpoint.Listen();
+        var accepted = listener.AcceptAsync();
+        var clock = new FakeTimeProvider();
+        var client = new TunnelClient(_endpoint, TimeSpan.FromSeconds(10), clock);
+
+        var connecting = client.ConnectAsync(Destination, null, CancellationToken.None);
+        using var stream = await accepted;
+        await TunnelHandshake.ReadRequestAsync(stream, CancellationToken.None); // the request arrived; no answer
+        clock.Advance(TimeSpan.FromSeconds(9));
+        Assert.That(connecting.IsCompleted, Is.False, "answered before the timeout passed");
+        clock.Advance(TimeSpan.FromSeconds(1));
+        var result = await connecting.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.That(result.Error, Is.EqualTo(TunnelConnectError.StatusTimedOut));
+        Assert.That(result.Socket, Is.Null);
+    }
+
+    [Test]
+    public async Task FailedAttempt_ClosesTheStream_SoTheParentStopsAtOnce()
+    {
+        using var listener = _endpoint.Listen();
+        var accepted = listener.AcceptAsync();
+        var clock = new FakeTimeProvider();
+        var connecting = new TunnelClient(_endpoint, TimeSpan.FromSeconds(1), clock).ConnectAsync(Destination, null, CancellationToken.None);
+        using var stream = await accepted;
+        await TunnelHandshake.ReadRequestAsync(stream, CancellationToken.None);
+        clock.Advance(TimeSpan.FromSeconds(1));
+        await connecting.WaitAsync(TimeSpan.FromSeconds(30));
+
+        // A unix stream socket reports the peer's close as end of stream (0), never data.
+        var buffer = new byte[1];
+        Assert.That(await stream.ReceiveAsync(buffer).WaitAsync(TimeSpan.FromSeconds(30)), Is.EqualTo(0));
+    }
+
+    [Test]
+    public async Task CallerCancels_Throws_AndIsNotReportedAsATimeout()
+    {
+        using var listener = _endpoint.Listen();
+        var accepted = listener.AcceptAsync();
+        using var cancel = new CancellationTokenSource();
+        var connecting = new TunnelClient(_endpoint).ConnectAsync(Destination, null, cancel.Token);
+        using var stream = await accepted;
+        await TunnelHandshake.ReadRequestAsync(stream, CancellationToken.None);
+
+        await cancel.CancelAsync();
+
+        Assert.That(async () => await connecting, Throws.InstanceOf<OperationCanceledException>());
+    }
+
+    [TestCase(0, null)]
+    [TestCase(443, "bad name!")]
+    [TestCase(443, "name_with_é")]
+    public void InvalidArguments_Throw(int port, string? hostName)
+    {
+        var client = new TunnelClient(_endpoint);
+        Assert.That(
+            async () => await client.ConnectAsync(new IPEndPoint(Destination.Address, port), hostName, CancellationToken.None),
+            Throws.InstanceOf<ArgumentException>());
+    }
+
+    [Test]
+    public void NonPositiveStatusTimeout_Throws() =>
+        Assert.That(() => new TunnelClient(_endpoint, TimeSpan.Zero), Throws.InstanceOf<ArgumentOutOfRangeException>());
+
+    private static Task AnswerAsync(Socket listener, TunnelResponse response) => Task.Run(async () =>
+    {
+        using var stream = await listener.AcceptAsync();
+        await TunnelHandshake.ReadRequestAsync(stream, CancellationToken.None);
+        await TunnelHandshake.SendResponseAsync(stream, response, CancellationToken.None);
+    });
+}
