@@ -167,16 +167,12 @@ static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel
         return HostRuntime.UsageError;
     }
 
-    TunnelEndpoint tunnel;
-    AllowlistCache cache;
-    EgressPolicy policy;
+    var builder = HostRuntime.CreateBuilder(logLevel, jsonLogs, configuration.Relay.ShutdownDrain);
     PolicyDigest policyDigest;
     try
     {
-        cache = configuration.CreateCache();
-        policy = configuration.CreatePolicy(cache);
         policyDigest = configuration.GetPolicyDigest();
-        tunnel = configuration.GetTunnelEndpoint(TunnelSide.Enclave, tunnelText);
+        builder.Services.AddEgressEnclave(configuration, tunnelText is null ? null : TunnelEndpoint.Parse(tunnelText));
     }
     catch (ConfigurationException ex)
     {
@@ -188,63 +184,9 @@ static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel
         return Fail($"--tunnel: {ex.Message}");
     }
 
-    var builder = HostRuntime.CreateBuilder(logLevel, jsonLogs, configuration.Relay.ShutdownDrain);
-    builder.Services.AddSingleton(services => new EgressMetrics(services.GetRequiredService<IMeterFactory>(), "enclave", cache));
-    builder.Services.AddSingleton(services => new EgressProxy(
-        new EgressProxyOptions
-        {
-            Listen = configuration.Enclave.ProxyListen,
-            Tunnel = tunnel,
-            StatusTimeout = configuration.Tunnel.StatusTimeout,
-            Relay = configuration.CreateRelayOptions(),
-            ShutdownDrain = configuration.Relay.ShutdownDrain,
-            Metrics = services.GetRequiredService<EgressMetrics>(),
-        },
-        policy,
-        services.GetRequiredService<ILoggerFactory>()));
-    builder.Services.AddSingleton(services => new DnsForwarder(
-        new DnsForwarderOptions
-        {
-            Listen = configuration.Enclave.DnsListen,
-            Tunnel = tunnel,
-            QueryTimeout = configuration.Enclave.DnsQueryTimeout,
-            StatusTimeout = configuration.Tunnel.StatusTimeout,
-            Metrics = services.GetRequiredService<EgressMetrics>(),
-        },
-        policy,
-        services.GetRequiredService<ILoggerFactory>()));
-    builder.Services.AddSingleton<IHostedService>(services =>
-    {
-        var proxy = services.GetRequiredService<EgressProxy>();
-        return new ListenerService(
-            proxy.Start,
-            proxy.StopAsync,
-            ex => ex is SocketException socketError ? $"cannot listen on {string.Join(", ", configuration.Enclave.ProxyListen)}: {socketError.Message}" : null);
-    });
-    builder.Services.AddSingleton<IHostedService>(services =>
-    {
-        var dns = services.GetRequiredService<DnsForwarder>();
-        return new ListenerService(dns.Start, dns.StopAsync, DescribeDnsBindFailure);
-    });
-
     using var host = builder.Build();
     HostRuntime.LogStart(host, "Egress.Enclave", policyDigest);
     return await HostRuntime.RunAsync(host);
-
-    string? DescribeDnsBindFailure(Exception exception)
-    {
-        if (exception is not SocketException ex)
-        {
-            return null;
-        }
-
-        var dnsListen = configuration.Enclave.DnsListen;
-        var privileged = dnsListen.Any(e => e.Port is > 0 and < 1024)
-            ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-            : string.Empty;
-        return $"cannot listen for DNS on {string.Join(", ", dnsListen)} (UDP and TCP): {ex.Message}{privileged}; "
-            + "is another resolver (systemd-resolved, dnsmasq) bound there? Change [enclave] dns_listen or stop it.";
-    }
 }
 
 static int RunRules(string? configPath, bool apply, bool remove, bool force, NetfilterBackend? netfilterOption)

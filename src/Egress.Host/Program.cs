@@ -110,17 +110,12 @@ static async Task<int> RunAsync(
         return HostRuntime.UsageError;
     }
 
-    TunnelEndpoint listen;
-    AllowlistCache cache;
-    EgressPolicy policy;
+    TunnelEndpoint? listen;
     PolicyDigest policyDigest;
     try
     {
-        cache = configuration.CreateCache();
-        policy = configuration.CreatePolicy(cache);
         policyDigest = configuration.GetPolicyDigest();
-        listen = configuration.GetTunnelEndpoint(TunnelSide.Host, tunnelText);
-
+        listen = tunnelText is null ? null : TunnelEndpoint.Parse(tunnelText);
         if (metricsListen is null && configuration.Host.MetricsListen is { } configured)
         {
             metricsListen = configured;
@@ -151,43 +146,20 @@ static async Task<int> RunAsync(
     }
 
     var builder = HostRuntime.CreateBuilder(logLevel, jsonLogs, configuration.Relay.ShutdownDrain);
-    builder.Services.AddSingleton(services => new EgressMetrics(services.GetRequiredService<IMeterFactory>(), "parent", cache));
     if (metricsListen is not null)
     {
         MetricsEndPoint.AddPrometheus(builder.Services, metricsListen);
     }
 
-    builder.Services.AddSingleton(services => new TunnelGateway(
-        new TunnelGatewayOptions
-        {
-            Listen = listen,
-            HeaderTimeout = configuration.Host.HeaderTimeout,
-            ConnectTimeout = configuration.Host.ConnectTimeout,
-            Relay = configuration.CreateRelayOptions(),
-            ShutdownDrain = configuration.Relay.ShutdownDrain,
-            DnsUpstreams = upstreams.Length > 0 ? upstreams : configuration.Host.DnsUpstreams,
-            DnsTimeout = configuration.Host.DnsTimeout,
-            MaxStreams = configuration.Host.MaxStreams,
-            KeepAliveIdle = configuration.Host.KeepAliveIdle,
-            KeepAliveInterval = configuration.Host.KeepAliveInterval,
-            KeepAliveProbes = configuration.Host.KeepAliveProbes,
-            Metrics = services.GetRequiredService<EgressMetrics>(),
-        },
-        policy,
-        services.GetRequiredService<ILoggerFactory>()));
-    builder.Services.AddSingleton<IHostedService>(services =>
+    try
     {
-        var gateway = services.GetRequiredService<TunnelGateway>();
-        return new ListenerService(
-            gateway.Start,
-            gateway.StopAsync,
-            ex => ex switch
-            {
-                SocketException => $"cannot listen on {listen}: {ex.Message}",
-                IOException => ex.Message,
-                _ => null,
-            });
-    });
+        builder.Services.AddEgressHost(configuration, listen, upstreams);
+    }
+    catch (ConfigurationException ex)
+    {
+        Console.Error.WriteLine(ex.Message);
+        return HostRuntime.UsageError;
+    }
 
     using var host = builder.Build();
     HostRuntime.LogStart(host, "Egress.Host", policyDigest);

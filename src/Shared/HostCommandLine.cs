@@ -17,7 +17,7 @@ internal static class HostCommandLine
     /// <summary>Creates <c>--config PATH</c>: the enclave.toml to read (default ./enclave.toml).</summary>
     public static Option<string?> Config(string description) => new("--config") { Description = description, HelpName = "PATH" };
 
-    /// <summary>Creates <c>--tunnel ENDPOINT</c>, kept as text: <c>ConfiguredComponents.GetTunnelEndpoint</c> parses it.</summary>
+    /// <summary>Creates <c>--tunnel ENDPOINT</c>, kept as text: the run parses it with <c>TunnelEndpoint.Parse</c> (it overrides the file, whose value is then not read).</summary>
     public static Option<string?> Tunnel(string description) => new("--tunnel") { Description = description, HelpName = "ENDPOINT" };
 
     /// <summary>Creates <c>--log-level LEVEL</c>: a <see cref="LogLevel"/> by name (case-insensitive), Information by default.</summary>

@@ -146,8 +146,9 @@ internal static class HostRuntime
         {
             await host.StartAsync().ConfigureAwait(false);
         }
-        catch (ListenerStartException ex)
+        catch (IOException ex)
         {
+            // A listener that cannot bind (AddEgressEnclave/AddEgressHost: the message names the address and why).
             await Console.Error.WriteLineAsync($"error: {ex.Message}").ConfigureAwait(false);
             return RuntimeError;
         }

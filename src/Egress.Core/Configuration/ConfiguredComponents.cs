@@ -92,21 +92,14 @@ public static class ConfiguredComponents
         return warnings;
     }
 
-    /// <summary>Parses a tunnel endpoint given on the command line, or else the configured one.</summary>
+    /// <summary>Parses the configured tunnel endpoint of one side (<c>[tunnel] enclave_endpoint</c> or <c>host_endpoint</c>).</summary>
     /// <param name="configuration">The configuration.</param>
     /// <param name="side">Which side's endpoint: the enclave connects, the host listens.</param>
-    /// <param name="commandLineValue">The <c>--tunnel</c> value, which overrides the file when given.</param>
     /// <returns>The endpoint.</returns>
     /// <exception cref="ConfigurationException">The configured value is malformed (with its location).</exception>
-    /// <exception cref="FormatException">The command-line value is malformed.</exception>
-    public static TunnelEndpoint GetTunnelEndpoint(this EgressConfiguration configuration, TunnelSide side, string? commandLineValue)
+    public static TunnelEndpoint GetTunnelEndpoint(this EgressConfiguration configuration, TunnelSide side)
     {
         ArgumentNullException.ThrowIfNull(configuration);
-        if (commandLineValue is not null)
-        {
-            return TunnelEndpoint.Parse(commandLineValue);
-        }
-
         var (key, value) = side == TunnelSide.Enclave
             ? ("tunnel.enclave_endpoint", configuration.Tunnel.EnclaveEndpoint)
             : ("tunnel.host_endpoint", configuration.Tunnel.HostEndpoint);

@@ -39,7 +39,7 @@ public static class EgressServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configuration);
-        tunnel ??= configuration.GetTunnelEndpoint(TunnelSide.Enclave, commandLineValue: null);
+        tunnel ??= configuration.GetTunnelEndpoint(TunnelSide.Enclave);
         AddPolicy(services, configuration, "enclave");
         var relay = configuration.CreateRelayOptions();
         services.AddSingleton(provider => new EgressProxy(
@@ -99,7 +99,7 @@ public static class EgressServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configuration);
-        listen ??= configuration.GetTunnelEndpoint(TunnelSide.Host, commandLineValue: null);
+        listen ??= configuration.GetTunnelEndpoint(TunnelSide.Host);
         AddPolicy(services, configuration, "parent");
         var host = configuration.Host;
         var relay = configuration.CreateRelayOptions();

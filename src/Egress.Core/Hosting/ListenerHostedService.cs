@@ -22,6 +22,8 @@ internal sealed class ListenerHostedService(Action start, Func<Task> stop, Func<
             throw new IOException(describeBindFailure(ex), ex);
         }
 
+        // Any other IOException (e.g. a unix: socket path that cannot be created) already names its path and cause.
+
         return Task.CompletedTask;
     }
 

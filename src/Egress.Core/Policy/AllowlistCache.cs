@@ -105,7 +105,7 @@ public sealed class AllowlistCache
     /// <summary>What the cache knows about <paramref name="address"/>. Takes no lock and does not allocate.</summary>
     /// <param name="address">The destination address.</param>
     /// <returns>The state, the best name and the time until expiry or since it.</returns>
-    public CacheLookup Lookup(IPAddress address)
+    internal CacheLookup Lookup(IPAddress address)
     {
         ArgumentNullException.ThrowIfNull(address);
         if (!_entries.TryGetValue(AddressValue.Of(address), out LearnedAddress? known))

@@ -1,7 +1,7 @@
 namespace Egress.Policy;
 
 /// <summary>The answer of <see cref="AllowlistCache.Lookup"/>.</summary>
-public readonly struct CacheLookup
+internal readonly struct CacheLookup
 {
     internal CacheLookup(CacheState state, string name, bool inGrace, TimeSpan time)
     {

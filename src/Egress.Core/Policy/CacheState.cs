@@ -1,7 +1,7 @@
 namespace Egress.Policy;
 
 /// <summary>What an <see cref="AllowlistCache"/> knows about an address.</summary>
-public enum CacheState
+internal enum CacheState
 {
     /// <summary>Never learned, or forgotten after <see cref="AllowlistCacheOptions.ExpiredRetention"/>.</summary>
     NeverLearned,

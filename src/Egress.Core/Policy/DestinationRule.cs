@@ -41,9 +41,9 @@ public sealed class DestinationRule
     /// <summary>Parses one destination entry.</summary>
     /// <param name="entry">The entry as written in the configuration.</param>
     /// <returns>The rule.</returns>
-    /// <exception cref="PolicyException">The entry is invalid; the message names it and says why.</exception>
+    /// <exception cref="ArgumentException">The entry is invalid; the message names it and says why.</exception>
     public static DestinationRule Parse(string entry) =>
-        TryParse(entry, out var rule, out var error) ? rule : throw new PolicyException([error]);
+        TryParse(entry, out var rule, out var error) ? rule : throw new ArgumentException(error, nameof(entry));
 
     /// <summary>Parses one destination entry without throwing.</summary>
     /// <param name="entry">The entry as written in the configuration.</param>

@@ -69,7 +69,7 @@ public sealed class EgressPolicy
     /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
     /// <param name="cache">The addresses learned from DNS answers.</param>
     /// <returns>The policy.</returns>
-    /// <exception cref="PolicyException">One or more entries are invalid; every one is named with its reason.</exception>
+    /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
     public static EgressPolicy Create(bool enabled, IEnumerable<string> destinations, AllowlistCache cache)
     {
         ArgumentNullException.ThrowIfNull(destinations);
@@ -88,7 +88,7 @@ public sealed class EgressPolicy
             }
         }
 
-        return errors.Count > 0 ? throw new PolicyException(errors) : new EgressPolicy(enabled, [.. rules], cache);
+        return errors.Count > 0 ? throw new ArgumentException(string.Join(Environment.NewLine, errors), nameof(destinations)) : new EgressPolicy(enabled, [.. rules], cache);
     }
 
     /// <summary>Builds a policy from destination entries already parsed (with their locations) by the configuration reader.</summary>

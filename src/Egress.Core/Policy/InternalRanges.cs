@@ -12,7 +12,7 @@ namespace Egress.Policy;
 /// Documentation and benchmarking ranges (192.0.2.0/24, 198.18.0.0/15, 198.51.100.0/24, 203.0.113.0/24,
 /// 2001:db8::/32) are ordinary addresses.
 /// </summary>
-public static class InternalRanges
+internal static class InternalRanges
 {
     private const string ViaCompatible = " via IPv4-compatible ::/96";
     private const string ViaNat64 = " via NAT64 64:ff9b::/96";

@@ -5,7 +5,7 @@ using Pipelines.Sockets.Unofficial;
 namespace Egress.Relay;
 
 /// <summary>Creates and closes the socket connections that hosts hand to <see cref="DuplexRelay"/>.</summary>
-public static class RelayPipes
+internal static class RelayPipes
 {
     /// <summary>Wraps a connected stream socket (TCP, Unix or VSOCK) in a pipe pair tuned for relaying.</summary>
     /// <remarks>

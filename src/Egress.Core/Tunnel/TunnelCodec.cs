@@ -11,7 +11,7 @@ namespace Egress.Tunnel;
 /// and reads responses; the parent reads requests and writes responses. Readers return a
 /// <see cref="TunnelReadResult"/> instead of throwing on malformed input.
 /// </summary>
-public static class TunnelCodec
+internal static class TunnelCodec
 {
     /// <summary>The protocol version this codec speaks.</summary>
     public const byte Version = 1;

@@ -1,7 +1,7 @@
 namespace Egress.Tunnel;
 
 /// <summary>The outcome of reading a tunnel request or response header.</summary>
-public enum TunnelReadResult
+internal enum TunnelReadResult
 {
     /// <summary>A whole header was read.</summary>
     Complete,

@@ -9,7 +9,7 @@ namespace Egress.Tunnel;
 /// for the parent's logs and policy) or a request for a DNS stream. The destination address is stored inline, so
 /// encoding and decoding a request without a hint allocate nothing.
 /// </summary>
-public readonly record struct TunnelRequest
+internal readonly record struct TunnelRequest
 {
     private readonly UInt128 _address;
     private readonly ushort _port;

@@ -1,7 +1,7 @@
 namespace Egress.Tunnel;
 
 /// <summary>What a tunnel stream carries after the parent answers <see cref="TunnelStatus.Ok"/>.</summary>
-public enum TunnelRequestKind : byte
+internal enum TunnelRequestKind : byte
 {
     /// <summary>A TCP connection to the request's destination; raw bytes are relayed both ways.</summary>
     TcpConnect = 1,

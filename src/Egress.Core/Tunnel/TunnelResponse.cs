@@ -6,4 +6,4 @@ namespace Egress.Tunnel;
 /// Optional human-readable reason for logs. It is encoded as UTF-8 and cut to 255 bytes at a character boundary;
 /// an empty detail reads back as <see langword="null"/>. Treat a received detail as untrusted text.
 /// </param>
-public readonly record struct TunnelResponse(TunnelStatus Status, string? Detail = null);
+internal readonly record struct TunnelResponse(TunnelStatus Status, string? Detail = null);

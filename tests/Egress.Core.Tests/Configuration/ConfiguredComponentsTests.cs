@@ -91,7 +91,7 @@ public sealed class ConfiguredComponentsTests
     [TestCase(TunnelSide.Enclave, "vsock://3:4433")]
     [TestCase(TunnelSide.Host, "vsock://any:4433")]
     public void DefaultTunnelEndpoints(TunnelSide side, string expected) =>
-        Assert.That(EgressConfiguration.Default.GetTunnelEndpoint(side, null).ToString(), Is.EqualTo(expected));
+        Assert.That(EgressConfiguration.Default.GetTunnelEndpoint(side).ToString(), Is.EqualTo(expected));
 
     [TestCase(TunnelSide.Enclave, "unix:/run/enclave.sock")]
     [TestCase(TunnelSide.Host, "unix:/run/host.sock")]
@@ -99,25 +99,7 @@ public sealed class ConfiguredComponentsTests
     {
         var configuration = EgressConfiguration.Parse("[tunnel]\nenclave_endpoint = \"unix:/run/enclave.sock\"\nhost_endpoint = \"unix:/run/host.sock\"\n", Source);
 
-        Assert.That(configuration.GetTunnelEndpoint(side, null).ToString(), Is.EqualTo(expected));
-    }
-
-    [Test]
-    public void CommandLineTunnelOverridesTheFileEvenWhenTheFileValueIsInvalid()
-    {
-        var configuration = EgressConfiguration.Parse("[tunnel]\nenclave_endpoint = \"bogus\"\n", Source);
-
-        Assert.That(configuration.GetTunnelEndpoint(TunnelSide.Enclave, "tcp://127.0.0.1:4433").ToString(), Is.EqualTo("tcp://127.0.0.1:4433"));
-    }
-
-    [Test]
-    public void InvalidCommandLineTunnelIsAFormatError()
-    {
-        Assert.That(TunnelEndpoint.TryParse("unix:relative", out _, out string? problem), Is.False);
-
-        Assert.That(
-            () => EgressConfiguration.Default.GetTunnelEndpoint(TunnelSide.Host, "unix:relative"),
-            Throws.TypeOf<FormatException>().With.Message.EqualTo(problem));
+        Assert.That(configuration.GetTunnelEndpoint(side).ToString(), Is.EqualTo(expected));
     }
 
     [TestCase(TunnelSide.Enclave, "enclave_endpoint", "vsock://3")]
@@ -127,7 +109,7 @@ public sealed class ConfiguredComponentsTests
         var configuration = EgressConfiguration.Parse($"# tunnel\n[tunnel]\n{key} = \"{value}\"\n", Source);
         Assert.That(TunnelEndpoint.TryParse(value, out _, out string? problem), Is.False);
 
-        var error = Assert.Throws<ConfigurationException>(() => configuration.GetTunnelEndpoint(side, null));
+        var error = Assert.Throws<ConfigurationException>(() => configuration.GetTunnelEndpoint(side));
 
         Assert.That((error!.Line, error.Column, error.Key, error.Problem), Is.EqualTo((3, key.Length + 4, $"tunnel.{key}", problem)));
         Assert.That(error.Message, Does.StartWith($"{Source}:3:{key.Length + 4}: error: Invalid tunnel endpoint '{value}'"));
@@ -138,6 +120,6 @@ public sealed class ConfiguredComponentsTests
     {
         var configuration = EgressConfiguration.Parse("[tunnel]\nhost_endpoint = \"nonsense\"\n", Source);
 
-        Assert.That(configuration.GetTunnelEndpoint(TunnelSide.Enclave, null).ToString(), Is.EqualTo("vsock://3:4433"));
+        Assert.That(configuration.GetTunnelEndpoint(TunnelSide.Enclave).ToString(), Is.EqualTo("vsock://3:4433"));
     }
 }

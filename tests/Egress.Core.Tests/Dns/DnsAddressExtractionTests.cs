@@ -103,8 +103,9 @@ public sealed class DnsAddressExtractionTests
 
     [TestCase((ushort)0, DnsParseError.NoQuestion)]
     [TestCase((ushort)2, DnsParseError.TooManyQuestions)]
-    public void DemandsExactlyOneQuestion(ushort qdCount, DnsParseError expected)
+    public void DemandsExactlyOneQuestion(ushort qdCount, object expectedValue)
     {
+        var expected = (DnsParseError)expectedValue;
         byte[] response = DnsMessageBuilder.Response(qd: qdCount, an: 1).Question("a.test").A("a.test", "192.0.2.1").ToArray();
 
         AssertYields(response, expected);

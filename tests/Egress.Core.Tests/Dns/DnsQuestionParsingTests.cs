@@ -56,8 +56,9 @@ public sealed class DnsQuestionParsingTests
     [TestCase((ushort)0, DnsParseError.NoQuestion)]
     [TestCase((ushort)2, DnsParseError.TooManyQuestions)]
     [TestCase((ushort)0xFFFF, DnsParseError.TooManyQuestions)]
-    public void DemandsExactlyOneQuestion(ushort qdCount, DnsParseError expected)
+    public void DemandsExactlyOneQuestion(ushort qdCount, object expectedValue)
     {
+        var expected = (DnsParseError)expectedValue;
         byte[] query = DnsMessageBuilder.Query(qd: qdCount).Question("a.test").Question("b.test").ToArray();
 
         AssertFails(query, expected);

@@ -176,14 +176,14 @@ public sealed class DestinationRuleTests
     }
 
     [Test]
-    public void ParseThrowsPolicyExceptionWithTheMessage()
+    public void ParseThrowsArgumentExceptionWithTheMessage()
     {
-        var exception = Assert.Throws<PolicyException>(() => DestinationRule.Parse("api.example.com:443"));
+        var exception = Assert.Throws<ArgumentException>(() => DestinationRule.Parse("api.example.com:443"));
 
         Assert.Multiple(() =>
         {
-            Assert.That(exception.Errors, Is.EqualTo(new[] { "invalid destination \"api.example.com:443\": ports are not supported; destinations name hosts only (remove \":443\")" }));
-            Assert.That(exception.Message, Is.EqualTo(exception.Errors[0]));
+            Assert.That(exception!.ParamName, Is.EqualTo("entry"));
+            Assert.That(exception.Message, Does.StartWith("invalid destination \"api.example.com:443\": ports are not supported; destinations name hosts only (remove \":443\")"));
         });
     }
 }

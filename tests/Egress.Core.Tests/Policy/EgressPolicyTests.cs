@@ -31,7 +31,7 @@ public sealed class EgressPolicyTests
     [Test]
     public void CreateCollectsEveryInvalidEntry()
     {
-        var exception = Assert.Throws<PolicyException>(() => Policy("ok.example.com", "api.example.com:443", "a.*.com", "10.0.0.1/8"));
+        var exception = Assert.Throws<ArgumentException>(() => Policy("ok.example.com", "api.example.com:443", "a.*.com", "10.0.0.1/8"));
 
         string[] expected =
         [
@@ -41,8 +41,8 @@ public sealed class EgressPolicyTests
         ];
         Assert.Multiple(() =>
         {
-            Assert.That(exception.Errors, Is.EqualTo(expected));
-            Assert.That(exception.Message, Is.EqualTo(string.Join(Environment.NewLine, expected)));
+            Assert.That(exception!.ParamName, Is.EqualTo("destinations"));
+            Assert.That(exception.Message, Is.EqualTo(string.Join(Environment.NewLine, expected) + " (Parameter 'destinations')"));
         });
     }
 

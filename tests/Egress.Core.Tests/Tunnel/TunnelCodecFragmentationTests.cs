@@ -23,8 +23,9 @@ public sealed class TunnelCodecFragmentationTests
     }
 
     [TestCaseSource(nameof(Requests))]
-    public void RequestFedOneBytePerSegmentIsIncompleteUntilLastByte(TunnelRequest request)
+    public void RequestFedOneBytePerSegmentIsIncompleteUntilLastByte(object requestValue)
     {
+        var request = (TunnelRequest)requestValue;
         byte[] header = TunnelCodecRequestTests.Encode(request);
         byte[] all = Sequences.Concat(header, s_relay);
 
@@ -45,8 +46,9 @@ public sealed class TunnelCodecFragmentationTests
     }
 
     [TestCaseSource(nameof(Responses))]
-    public void ResponseFedOneBytePerSegmentIsIncompleteUntilLastByte(TunnelResponse response)
+    public void ResponseFedOneBytePerSegmentIsIncompleteUntilLastByte(object responseValue)
     {
+        var response = (TunnelResponse)responseValue;
         byte[] header = TunnelCodecResponseTests.Encode(response);
         byte[] all = Sequences.Concat(header, s_relay);
 
@@ -63,8 +65,9 @@ public sealed class TunnelCodecFragmentationTests
     }
 
     [TestCaseSource(nameof(Requests))]
-    public async Task RequestThroughPipeFlushedOneByteAtATime(TunnelRequest request)
+    public async Task RequestThroughPipeFlushedOneByteAtATime(object requestValue)
     {
+        var request = (TunnelRequest)requestValue;
         byte[] header = TunnelCodecRequestTests.Encode(request);
         var pipe = new Pipe();
 
@@ -94,8 +97,9 @@ public sealed class TunnelCodecFragmentationTests
     }
 
     [TestCaseSource(nameof(Requests))]
-    public async Task ReadRequestAsyncWaitsForLastByteAndLeavesRelayBytes(TunnelRequest request)
+    public async Task ReadRequestAsyncWaitsForLastByteAndLeavesRelayBytes(object requestValue)
     {
+        var request = (TunnelRequest)requestValue;
         byte[] all = Sequences.Concat(TunnelCodecRequestTests.Encode(request), s_relay);
         int headerLength = all.Length - s_relay.Length;
         var pipe = new Pipe(new PipeOptions(readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));
@@ -119,8 +123,9 @@ public sealed class TunnelCodecFragmentationTests
     }
 
     [TestCaseSource(nameof(Responses))]
-    public async Task ReadResponseAsyncWaitsForLastByteAndLeavesRelayBytes(TunnelResponse response)
+    public async Task ReadResponseAsyncWaitsForLastByteAndLeavesRelayBytes(object responseValue)
     {
+        var response = (TunnelResponse)responseValue;
         byte[] all = Sequences.Concat(TunnelCodecResponseTests.Encode(response), s_relay);
         int headerLength = all.Length - s_relay.Length;
         var pipe = new Pipe(new PipeOptions(readerScheduler: PipeScheduler.Inline, writerScheduler: PipeScheduler.Inline, useSynchronizationContext: false));

@@ -171,8 +171,9 @@ public sealed class TunnelCodecRequestTests
     [TestCase("01 01 00 0B 04 7F 00 00 01 00 50 03 61 0A 63", TunnelReadResult.InvalidHostHint, TestName = "{m}(hint with newline)")]
     [TestCase("01 01 00 0C 04 7F 00 00 01 00 50 04 63 C3 A9 65", TunnelReadResult.InvalidHostHint, TestName = "{m}(hint with UTF-8 e-acute)")]
     [TestCase("01 01 00 0B 04 7F 00 00 01 00 50 03 61 80 63", TunnelReadResult.InvalidHostHint, TestName = "{m}(hint with byte 0x80)")]
-    public void HostileRequestGivesSpecificError(string hex, TunnelReadResult expected)
+    public void HostileRequestGivesSpecificError(string hex, object expectedValue)
     {
+        var expected = (TunnelReadResult)expectedValue;
         byte[] bytes = Hex.Bytes(hex);
         var buffer = new ReadOnlySequence<byte>(bytes);
         var multi = Sequences.OneBytePerSegment(bytes);
@@ -238,13 +239,19 @@ public sealed class TunnelCodecRequestTests
     [TestCase(TunnelReadResult.LengthMismatch, TunnelStatus.BadRequest)]
     [TestCase(TunnelReadResult.TruncatedStream, TunnelStatus.BadRequest)]
     [TestCase(TunnelReadResult.UnknownStatus, TunnelStatus.BadRequest)]
-    public void StatusForMapsErrors(TunnelReadResult result, TunnelStatus expected) =>
+    public void StatusForMapsErrors(object resultValue, TunnelStatus expected)
+    {
+        var result = (TunnelReadResult)resultValue;
         Assert.That(TunnelCodec.StatusFor(result), Is.EqualTo(expected));
+    }
 
     [TestCase(TunnelReadResult.Complete)]
     [TestCase(TunnelReadResult.Incomplete)]
-    public void StatusForRejectsNonErrors(TunnelReadResult result) =>
+    public void StatusForRejectsNonErrors(object resultValue)
+    {
+        var result = (TunnelReadResult)resultValue;
         Assert.That(() => TunnelCodec.StatusFor(result), Throws.TypeOf<ArgumentOutOfRangeException>());
+    }
 
     internal static byte[] Encode(in TunnelRequest request)
     {

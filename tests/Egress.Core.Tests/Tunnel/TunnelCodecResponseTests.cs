@@ -182,8 +182,9 @@ public sealed class TunnelCodecResponseTests
     [TestCase("", TunnelReadResult.Incomplete, TestName = "{m}(empty)")]
     [TestCase("01 00", TunnelReadResult.Incomplete, TestName = "{m}(no detail length)")]
     [TestCase("01 01 03 61 62", TunnelReadResult.Incomplete, TestName = "{m}(detail one byte short)")]
-    public void HostileOrShortResponseGivesSpecificResult(string hex, TunnelReadResult expected)
+    public void HostileOrShortResponseGivesSpecificResult(string hex, object expectedValue)
     {
+        var expected = (TunnelReadResult)expectedValue;
         byte[] bytes = Hex.Bytes(hex);
         var buffer = new ReadOnlySequence<byte>(bytes);
         var multi = Sequences.OneBytePerSegment(bytes);

@@ -9,4 +9,4 @@ namespace Egress.Dns.Wire;
 /// <param name="OwnerName">The name on the CNAME chain that owns the A/AAAA record, in dotted form and spelled as
 /// the chain reached it: the question name as asked, or the target written in the CNAME that leads to it (owner
 /// names match case-insensitively, so the record's own spelling may differ in case).</param>
-public readonly record struct DnsAddressRecord(IPAddress Address, TimeSpan Ttl, string OwnerName);
+internal readonly record struct DnsAddressRecord(IPAddress Address, TimeSpan Ttl, string OwnerName);

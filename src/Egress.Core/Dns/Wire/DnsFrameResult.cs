@@ -1,7 +1,7 @@
 namespace Egress.Dns.Wire;
 
 /// <summary>The outcome of reading one length-prefixed DNS message from a stream.</summary>
-public enum DnsFrameResult
+internal enum DnsFrameResult
 {
     /// <summary>A whole message was read.</summary>
     Complete,

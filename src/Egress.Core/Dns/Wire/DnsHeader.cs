@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace Egress.Dns.Wire;
 
 /// <summary>The fixed 12-byte header of a DNS message (RFC 1035 §4.1.1), read from raw bytes.</summary>
-public readonly record struct DnsHeader
+internal readonly record struct DnsHeader
 {
     /// <summary>The size of the header on the wire, in bytes.</summary>
     public const int Length = 12;

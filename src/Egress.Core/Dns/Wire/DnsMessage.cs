@@ -7,7 +7,7 @@ namespace Egress.Dns.Wire;
 /// them. Messages are spans without the TCP length prefix. Nothing here throws on malformed input: readers return
 /// a <see cref="DnsParseError"/>, writers return -1.
 /// </summary>
-public static class DnsMessage
+internal static class DnsMessage
 {
     /// <summary>The longest dotted text form of a name (255 octets on the wire). A buffer of this many chars
     /// holds any name.</summary>

@@ -1,7 +1,7 @@
 namespace Egress.Dns.Wire;
 
 /// <summary>Why a DNS message (or a part of it) could not be read. Parsers return this instead of throwing.</summary>
-public enum DnsParseError
+internal enum DnsParseError
 {
     /// <summary>No error: the message was read.</summary>
     None,

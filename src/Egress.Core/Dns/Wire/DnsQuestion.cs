@@ -5,4 +5,4 @@ namespace Egress.Dns.Wire;
 /// the root). Compare it case-insensitively.</param>
 /// <param name="Type">QTYPE (1 A, 28 AAAA, 5 CNAME, ...).</param>
 /// <param name="Class">QCLASS (1 IN).</param>
-public readonly record struct DnsQuestion(string Name, ushort Type, ushort Class);
+internal readonly record struct DnsQuestion(string Name, ushort Type, ushort Class);

@@ -10,7 +10,7 @@ namespace Egress.Dns.Wire;
 /// <see cref="DnsFrameReader"/>). A zero length is a protocol error: it is never written and is reported as
 /// <see cref="DnsFrameResult.Empty"/> when read.
 /// </summary>
-public static class DnsTcpFraming
+internal static class DnsTcpFraming
 {
     /// <summary>The largest message a frame can carry, in bytes.</summary>
     public const int MaxMessageLength = ushort.MaxValue;

@@ -1,0 +1,114 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Configuration;
+using Egress.Hosting;
+using Egress.Policy;
+using Egress.Tests.Gateway;
+using Egress.Tunnel;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace Egress.Tests.Hosting;
+
+/// <summary>
+/// The Generic Host registration both hosts use: each side composed from an enclave.toml, its listeners started and
+/// stopped with the host, and the failures a consumer sees (a bad entry at registration, a bind failure at start).
+/// </summary>
+public sealed class EgressServiceCollectionExtensionsTests
+{
+    private string _directory = null!;
+
+    [SetUp]
+    public void SetUp() => _directory = Directory.CreateTempSubdirectory("egress-hosting-").FullName;
+
+    [TearDown]
+    public void TearDown() => Directory.Delete(_directory, recursive: true);
+
+    [Test]
+    public async Task TheHostSideServesTunnelStreamsWhileTheHostRuns()
+    {
+        using var echo = new EchoServer(IPAddress.Loopback);
+        var tunnel = TunnelEndpoint.Parse("unix:" + Path.Combine(_directory, "t.sock"));
+        var configuration = EgressConfiguration.Parse("[egress]\nenabled = true\ndestinations = [\"127.0.0.1\"]\n", "enclave.toml");
+        using var host = Build(services => services.AddEgressHost(configuration, tunnel));
+
+        await host.StartAsync();
+        var client = new TunnelClient(tunnel);
+        var allowed = await client.ConnectAsync(echo.EndPoint, null, CancellationToken.None);
+        var denied = await client.ConnectAsync(new IPEndPoint(IPAddress.Parse("169.254.169.254"), 80), null, CancellationToken.None);
+        allowed.Socket?.Dispose();
+        await host.StopAsync();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(allowed.Error, Is.EqualTo(TunnelConnectError.None), allowed.ToString());
+            Assert.That(denied.Status, Is.EqualTo(TunnelStatus.DeniedByPolicy), denied.ToString());
+            Assert.That(host.Services.GetRequiredService<EgressPolicy>().CheckAddress(IPAddress.Loopback).IsAllowed, Is.True, "the policy is the registered one");
+        });
+    }
+
+    [Test]
+    public async Task StoppingTheHostStopsTheListener()
+    {
+        var tunnel = TunnelEndpoint.Parse("unix:" + Path.Combine(_directory, "t.sock"));
+        using var host = Build(services => services.AddEgressHost(EgressConfiguration.Default, tunnel));
+
+        await host.StartAsync();
+        await host.StopAsync();
+        var result = await new TunnelClient(tunnel).ConnectAsync(new IPEndPoint(IPAddress.Loopback, 9), null, CancellationToken.None);
+
+        Assert.That(result.Error, Is.EqualTo(TunnelConnectError.TunnelUnavailable), result.ToString());
+    }
+
+    [Test]
+    public void AnExplicitTunnelEndpointIsUsedWithoutReadingTheFilesInvalidOne()
+    {
+        var configuration = EgressConfiguration.Parse("[tunnel]\nenclave_endpoint = \"bogus\"\n", "enclave.toml");
+        var services = new ServiceCollection();
+
+        Assert.That(() => services.AddEgressEnclave(configuration, TunnelEndpoint.Parse("tcp://127.0.0.1:4433")), Throws.Nothing);
+        Assert.That(
+            () => new ServiceCollection().AddEgressEnclave(configuration),
+            Throws.TypeOf<ConfigurationException>().With.Message.StartWith("enclave.toml:2:"));
+    }
+
+    [Test]
+    public void AnInvalidDestinationFailsTheRegistrationWithItsLocation() =>
+        Assert.That(
+            () => new ServiceCollection().AddEgressHost(EgressConfiguration.Parse("[egress]\ndestinations = [\"a.*.com\"]\n", "enclave.toml")),
+            Throws.TypeOf<ConfigurationException>().With.Message.StartWith("enclave.toml:2:"));
+
+    [Test]
+    public async Task AnAddressInUseFailsTheStartWithAnIOExceptionNamingIt()
+    {
+        using var taken = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        taken.Listen();
+        var port = ((IPEndPoint)taken.LocalEndPoint!).Port;
+        int dnsPort;
+        using (var free = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
+        {
+            free.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            dnsPort = ((IPEndPoint)free.LocalEndPoint!).Port;
+        }
+
+        var configuration = EgressConfiguration.Parse(
+            $"[enclave]\nproxy_listen = [\"127.0.0.1:{port}\"]\ndns_listen = [\"127.0.0.1:{dnsPort}\"]\n[tunnel]\nenclave_endpoint = \"unix:/nonexistent/t.sock\"\n",
+            "enclave.toml");
+        using var host = Build(services => services.AddEgressEnclave(configuration));
+
+        var failure = Assert.ThrowsAsync<IOException>(() => host.StartAsync());
+        await host.StopAsync();
+
+        Assert.That(failure!.Message, Does.StartWith($"cannot listen on 127.0.0.1:{port}: "));
+        Assert.That(failure.InnerException, Is.InstanceOf<SocketException>());
+    }
+
+    private static IHost Build(Action<IServiceCollection> configure)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Services.AddMetrics();
+        configure(builder.Services);
+        return builder.Build();
+    }
+}
