@@ -58,7 +58,7 @@ in_enc() { ip netns exec enc "$@"; }
 
 # --- the enclave kernel's netfilter set ---------------------------------------------------------------------------
 for m in vsock_loopback veth ip_tables iptable_nat iptable_filter ip6_tables ip6table_nat ip6table_filter \
-  nf_conntrack nf_nat xt_nat xt_REDIRECT ipt_REJECT ip6t_REJECT xt_conntrack xt_addrtype; do
+  nf_conntrack nf_nat xt_nat xt_REDIRECT ipt_REJECT ip6t_REJECT xt_conntrack xt_addrtype xt_tcpudp; do
   modprobe -d "$EGRESS_VM_MODULES" -S "$EGRESS_VM_KVER" "$m" || echo "vm: modprobe $m failed"
 done
 echo /bin/false > /proc/sys/kernel/modprobe
@@ -200,6 +200,15 @@ if [ -n "$status" ] && [ "$status" != NOERROR ] && ! grep -q denied.test "$W/dns
   pass dns-denied-name "denied.test answered $status by the enclave, never asked upstream"
 else
   fail dns-denied-name "status '$status'; dnsmasq saw: $(grep denied.test "$W/dnsmasq.log" | head -n 1)"
+fi
+
+# --- case: DNS sent to another resolver (the world's dnsmasq itself, over UDP and TCP) goes through the forwarder ---
+out=$(in_enc dig +time=20 +tries=1 @198.18.0.53 api.allowed.test A +short 2>&1)
+tcp=$(in_enc dig +time=20 +tries=1 +tcp @198.18.0.53 denied.test A 2>&1 | sed -n 's/.*status: \([A-Z]*\).*/\1/p')
+if [ "$out" = "198.18.0.20" ] && [ "$tcp" = NXDOMAIN ] && ! grep -q denied.test "$W/dnsmasq.log"; then
+  pass dns-other-resolver "dig @198.18.0.53 api.allowed.test -> $out (UDP); dig +tcp @198.18.0.53 denied.test -> $tcp, never asked upstream"
+else
+  fail dns-other-resolver "UDP: $out; TCP denied.test: '$tcp'; dnsmasq saw: $(grep denied.test "$W/dnsmasq.log" | head -n 1); rules: $(in_enc iptables-legacy -w -t nat -S OUTPUT | tr '\n' ' ')"
 fi
 
 # --- case: a learned address (allowed only through the DNS answer) ------------------------------------------------

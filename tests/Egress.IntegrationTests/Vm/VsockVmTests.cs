@@ -26,6 +26,7 @@ public sealed class VsockVmTests
         "dns-allowed-udp",
         "dns-allowed-tcp",
         "dns-denied-name",
+        "dns-other-resolver",
         "learned-address",
         "bulk-upload",
         "bulk-download",
