@@ -131,7 +131,7 @@ start_host() {
   before=$(grep -c "gateway listening on vsock://any:$PORT" "$W/host.log" 2>/dev/null)
   ip netns exec par "${HOST[@]}" --config "$W/enclave.toml" >>"$W/host.log" 2>&1 &
   HOST_PID=$!
-  wait_until 60 host_listening "${before:-0}" && kill -0 $HOST_PID 2>/dev/null
+  wait_until 120 host_listening "${before:-0}" && kill -0 $HOST_PID 2>/dev/null
 }
 listening_in_enc() { in_enc ss -Hltn "sport = :$1" | grep -q LISTEN; }
 enclave_ready() {
@@ -142,7 +142,7 @@ start_enclave() {
   # Not through in_enc: a function run in the background is a subshell, and its PID is not egress-enclave's.
   ip netns exec enc "${ENCLAVE[@]}" --config "$W/enclave.toml" >>"$W/enclave.log" 2>&1 &
   ENCLAVE_PID=$!
-  wait_until 60 enclave_ready && kill -0 $ENCLAVE_PID 2>/dev/null
+  wait_until 120 enclave_ready && kill -0 $ENCLAVE_PID 2>/dev/null
 }
 
 # --- case: nf_tables is absent, as in the Nitro enclave kernel ---------------------------------------------------

@@ -175,12 +175,9 @@ internal static class RedirectRules
         var notForwarder = target.Address + hostPrefix;
         return
         [
-            Netfilter(
-                $"redirect {family} DNS over UDP to any resolver to the DNS forwarder{note}", program, "OUTPUT",
-                ["-p", "udp", "--dport", "53", "!", "-d", notForwarder, "-j", "DNAT", "--to-destination", target.ToString()]),
-            Netfilter(
-                $"redirect {family} DNS over TCP to any resolver to the DNS forwarder{note}", program, "OUTPUT",
-                ["-p", "tcp", "--dport", "53", "!", "-d", notForwarder, "-j", "DNAT", "--to-destination", target.ToString()]),
+            .. new[] { "udp", "tcp" }.Select(protocol => Netfilter(
+                $"redirect {family} DNS over {protocol.ToUpperInvariant()} to any resolver to the DNS forwarder{note}", program, "OUTPUT",
+                ["-p", protocol, "--dport", "53", "!", "-d", notForwarder, "-j", "DNAT", "--to-destination", target.ToString()])),
         ];
     }
 
