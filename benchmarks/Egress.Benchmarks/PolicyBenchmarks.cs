@@ -45,8 +45,8 @@ public class PolicyBenchmarks
     public PolicyDecision CheckAddressMiss() => _policy.CheckAddress(UnknownAddress);
 
     [Benchmark(Description = "AllowlistCache.Lookup hit")]
-    public CacheLookup CacheLookupHit() => _cache.Lookup(LearnedAddress);
+    public int CacheLookupHit() => (int)_cache.Lookup(LearnedAddress).State; // CacheLookup is internal
 
     [Benchmark(Description = "AllowlistCache.Lookup miss")]
-    public CacheLookup CacheLookupMiss() => _cache.Lookup(UnknownAddress);
+    public int CacheLookupMiss() => (int)_cache.Lookup(UnknownAddress).State;
 }

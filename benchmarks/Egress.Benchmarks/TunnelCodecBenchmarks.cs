@@ -35,27 +35,27 @@ public class TunnelCodecBenchmarks
     public int WriteRequestWithHint() => TunnelCodec.WriteRequest(_hintedRequest, _buffer);
 
     [Benchmark(Description = "TunnelCodec.TryReadRequest (no hint)")]
-    public TunnelReadResult TryReadRequest()
+    public int TryReadRequest()
     {
         ReadOnlySequence<byte> buffer = _encodedRequest;
-        return TunnelCodec.TryReadRequest(ref buffer, out _);
+        return (int)TunnelCodec.TryReadRequest(ref buffer, out _); // the enum as int: benchmark methods are public, the codec is internal
     }
 
     [Benchmark(Description = "TunnelCodec.TryReadRequest (host hint)")]
-    public TunnelReadResult TryReadRequestWithHint()
+    public int TryReadRequestWithHint()
     {
         ReadOnlySequence<byte> buffer = _encodedHintedRequest;
-        return TunnelCodec.TryReadRequest(ref buffer, out _);
+        return (int)TunnelCodec.TryReadRequest(ref buffer, out _); // the enum as int: benchmark methods are public, the codec is internal
     }
 
     [Benchmark(Description = "TunnelCodec.WriteResponse (Ok)")]
     public int WriteResponse() => TunnelCodec.WriteResponse(new TunnelResponse(TunnelStatus.Ok), _buffer);
 
     [Benchmark(Description = "TunnelCodec.TryReadResponse (Ok)")]
-    public TunnelReadResult TryReadResponse()
+    public int TryReadResponse()
     {
         ReadOnlySequence<byte> buffer = _encodedResponse;
-        return TunnelCodec.TryReadResponse(ref buffer, out _);
+        return (int)TunnelCodec.TryReadResponse(ref buffer, out _);
     }
 
     private static ReadOnlySequence<byte> Encode(in TunnelRequest request)
