@@ -11,8 +11,8 @@ using Microsoft.Extensions.Logging;
 namespace Egress.Gateway;
 
 /// <summary>
-/// Re-establishes, after the parent lost its cache (a restart of egress-host) or let an address expire that the
-/// enclave still allows, that an address belongs to the request's host hint: when the hint is an allowed name, the
+/// Re-establishes, after the parent lost its cache (a restart of egress-host) while the enclave still allows an
+/// address, that the address belongs to the request's host hint: when the hint is an allowed name, the
 /// parent resolves it itself through its upstream resolvers (A or AAAA by the address's family, within the upstream
 /// client's DNS timeout), learns the answer as it would a DNS stream's, and decides again. The address is allowed only
 /// when the parent's own answer contains it: the hint is chosen by the enclave and never allows anything by itself.
@@ -23,9 +23,10 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
     private const ushort TypeAaaa = 28;
     private const int ResponseBufferLength = 65535;
 
-    /// <summary>Whether a denial is one that resolving the hint may turn into an allowance.</summary>
+    /// <summary>Whether a denial is one that resolving the hint may turn into an allowance: the parent does not know
+    /// the address at all (an address it knows as expired stays denied, as the enclave's would).</summary>
     public static bool MayRelearn(PolicyDecision decision, string? hint) =>
-        hint is not null && decision.Reason is DecisionReason.NeverLearned or DecisionReason.LearnedExpired;
+        hint is not null && decision.Reason == DecisionReason.NeverLearned;
 
     /// <summary>
     /// Resolves <paramref name="hint"/> and decides the connection to <paramref name="address"/> again.

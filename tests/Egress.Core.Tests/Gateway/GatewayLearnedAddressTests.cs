@@ -148,6 +148,18 @@ public sealed class GatewayLearnedAddressTests
     }
 
     [Test]
+    public async Task AddressTheParentKnowsAsExpiredIsNotReLearned()
+    {
+        _policy.Learn("a.x.test", A, TimeSpan.FromSeconds(1));
+        _time.Advance(TimeSpan.FromSeconds(95));
+
+        var response = await RequestAnsweredAsync(new IPEndPoint(A, 443), "a.x.test");
+
+        Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: denied: learned from a.x.test, expired 5s ago")));
+        Assert.That(_upstream.Queries, Is.Empty);
+    }
+
+    [Test]
     public async Task UpstreamThatDoesNotAnswerLeavesTheAddressDenied()
     {
         _upstreamStopped = true;
