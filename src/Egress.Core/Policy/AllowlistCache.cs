@@ -35,6 +35,7 @@ public sealed class AllowlistCache
     private readonly long _retentionTicks;
     private readonly int _maxEntries;
     private int _count;
+    private int _inUseCount;
     private long _evictions;
 
     /// <summary>Creates a cache with default options.</summary>
@@ -99,7 +100,7 @@ public sealed class AllowlistCache
                 return;
             }
 
-            if (_count - _inUse.Count >= _maxEntries)
+            if (_count - _inUseCount >= _maxEntries)
             {
                 Evict(now);
             }
@@ -140,6 +141,11 @@ public sealed class AllowlistCache
                 return lookup;
             }
 
+            if (lookup.Connections == 0)
+            {
+                _inUseCount++;
+            }
+
             _inUse[key] = lookup.Connections + 1;
             hold = new AddressHold(this, key);
             return lookup;
@@ -168,6 +174,7 @@ public sealed class AllowlistCache
             }
 
             _inUse.TryRemove(key, out _);
+            _inUseCount--;
             if (_entries.TryGetValue(key, out LearnedAddress? known))
             {
                 long now = Now;
