@@ -46,6 +46,12 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 212, Level = LogLevel.Warning, Message = "connection to {Destination} aborted: the destination stopped answering keepalive probes ({Probes} unanswered, {DeadAfterSeconds} s after the last data); tunnel stream reset")]
     public static partial void KeepAliveTimedOut(ILogger logger, IPEndPoint destination, int probes, double deadAfterSeconds);
 
+    [LoggerMessage(EventId = 213, Level = LogLevel.Information, Message = "re-learned {Address} from hint {Hint}: the parent's own DNS answer for it contains the address")]
+    public static partial void Relearned(ILogger logger, IPAddress address, string hint);
+
+    [LoggerMessage(EventId = 214, Level = LogLevel.Warning, Message = "could not re-learn {Address} from hint {Hint}: {Why}")]
+    public static partial void RelearnFailed(ILogger logger, IPAddress address, string hint, string why);
+
     [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target}: stream limit reached (host.max_streams = {Limit})")]
     public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, string target, int limit);
 

@@ -32,6 +32,8 @@ internal sealed class TunnelStreamHandler(
 
     private static readonly TimeSpan CloseDeadline = TimeSpan.FromSeconds(30);
 
+    private readonly HintRelearner _relearner = new(policy, dnsUpstreams, logger);
+
     private readonly TcpKeepAlive keepAlive = new(options.KeepAliveIdle, options.KeepAliveInterval, options.KeepAliveProbes);
 
     /// <param name="streamSocket">The accepted stream.</param>
@@ -85,12 +87,36 @@ internal sealed class TunnelStreamHandler(
         }
 
         var destination = request.Destination!;
-        var decision = policy.CheckAddress(destination.Address);
+        var decision = policy.CheckConnection(destination.Address, out AddressHold? hold);
+        if (!decision.IsAllowed && HintRelearner.MayRelearn(decision, request.HostHint))
+        {
+            // Not (or no longer) known here, e.g. after a restart of egress-host: resolve the hint ourselves.
+            (decision, hold, string? why) = await _relearner.RelearnAsync(destination.Address, request.HostHint!, aborted).ConfigureAwait(false);
+            if (why is null)
+            {
+                GatewayLog.Relearned(logger, destination.Address, request.HostHint!);
+            }
+            else
+            {
+                GatewayLog.RelearnFailed(logger, destination.Address, request.HostHint!, why);
+            }
+        }
+
         if (!decision.IsAllowed)
         {
             return GatewayStreamResult.Denied(request, decision);
         }
 
+        using (hold)
+        {
+            // A learned address stays allowed while this connection is open, whatever the answer's TTL.
+            return await ConnectAndRelayAsync(tunnel, request, decision, aborted).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<GatewayStreamResult> ConnectAndRelayAsync(Socket tunnel, TunnelRequest request, PolicyDecision decision, CancellationToken aborted)
+    {
+        var destination = request.Destination!;
         var (upstream, status, detail) = await DestinationDialer.ConnectAsync(
             destination, options.ConnectTimeout, keepAlive, options.Relay.TimeProvider, aborted, connect).ConfigureAwait(false);
         if (upstream is null)

@@ -7,8 +7,12 @@ namespace Egress.Policy;
 /// Addresses learned from DNS answers to allowed names, each with the names it was learned from and their expiry
 /// (the answer's TTL, at least <see cref="AllowlistCacheOptions.TtlFloor"/>). An address is live until its latest
 /// expiry plus <see cref="AllowlistCacheOptions.Grace"/>, then remembered as expired for
-/// <see cref="AllowlistCacheOptions.ExpiredRetention"/> so denials can be explained. IPv4-mapped IPv6 addresses are
-/// the same entry as their IPv4 address. Thread-safe: lookups take no lock and do not allocate; writes are serialised.
+/// <see cref="AllowlistCacheOptions.ExpiredRetention"/> so denials can be explained. An address a connection was
+/// allowed through stays live while that connection is open (<see cref="Hold"/>: a count of open connections per
+/// address), and for the grace period after the last one closes; expiry, pruning and eviction never remove an address
+/// in use, and <see cref="AllowlistCacheOptions.MaxEntries"/> bounds the addresses not in use. IPv4-mapped IPv6
+/// addresses are the same entry as their IPv4 address. Thread-safe: lookups take no lock and do not allocate; writes,
+/// holds and releases are serialised.
 /// </summary>
 public sealed class AllowlistCache
 {
@@ -18,6 +22,9 @@ public sealed class AllowlistCache
     private static readonly long MaxTtlTicks = TimeSpan.FromSeconds(int.MaxValue).Ticks;
 
     private readonly ConcurrentDictionary<UInt128, LearnedAddress> _entries = new();
+
+    /// <summary>Open connections per address in use (written under the write lock; absent when none).</summary>
+    private readonly ConcurrentDictionary<UInt128, int> _inUse = new();
     private static readonly long PruneIntervalTicks = TimeSpan.FromMinutes(1).Ticks;
 
     private readonly Lock _writeLock = new();
@@ -28,6 +35,7 @@ public sealed class AllowlistCache
     private readonly long _retentionTicks;
     private readonly int _maxEntries;
     private int _count;
+    private int _inUseCount;
     private long _evictions;
 
     /// <summary>Creates a cache with default options.</summary>
@@ -92,7 +100,7 @@ public sealed class AllowlistCache
                 return;
             }
 
-            if (_count >= _maxEntries)
+            if (_count - _inUseCount >= _maxEntries)
             {
                 Evict(now);
             }
@@ -108,17 +116,91 @@ public sealed class AllowlistCache
     internal CacheLookup Lookup(IPAddress address)
     {
         ArgumentNullException.ThrowIfNull(address);
-        if (!_entries.TryGetValue(AddressValue.Of(address), out LearnedAddress? known))
+        return LookupAt(AddressValue.Of(address), Now);
+    }
+
+    /// <summary>
+    /// Looks <paramref name="address"/> up and, when it is live (by TTL, grace or use), counts one more open connection
+    /// through it, atomically with expiry and eviction: the address stays live until the returned hold is released
+    /// (and the grace period after the last release).
+    /// </summary>
+    /// <param name="address">The destination address.</param>
+    /// <param name="hold">The hold to release when the connection ends (exactly once: later calls do nothing); null
+    /// when the address is not live.</param>
+    /// <returns>What the cache knew before the hold was taken.</returns>
+    internal CacheLookup Hold(IPAddress address, out AddressHold? hold)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        UInt128 key = AddressValue.Of(address);
+        lock (_writeLock)
+        {
+            CacheLookup lookup = LookupAt(key, Now);
+            if (lookup.State != CacheState.Live)
+            {
+                hold = null;
+                return lookup;
+            }
+
+            if (lookup.Connections == 0)
+            {
+                _inUseCount++;
+            }
+
+            _inUse[key] = lookup.Connections + 1;
+            hold = new AddressHold(this, key);
+            return lookup;
+        }
+    }
+
+    /// <summary>The number of open connections through <paramref name="address"/> that hold it.</summary>
+    internal int ConnectionsThrough(IPAddress address) =>
+        _inUse.TryGetValue(AddressValue.Of(address), out int connections) ? connections : 0;
+
+    /// <summary>Ends one connection's hold: the last one starts the grace period (the TTL counts as expired now at the
+    /// latest).</summary>
+    internal void Release(UInt128 key)
+    {
+        lock (_writeLock)
+        {
+            if (!_inUse.TryGetValue(key, out int connections))
+            {
+                return;
+            }
+
+            if (connections > 1)
+            {
+                _inUse[key] = connections - 1;
+                return;
+            }
+
+            _inUse.TryRemove(key, out _);
+            _inUseCount--;
+            if (_entries.TryGetValue(key, out LearnedAddress? known))
+            {
+                long now = Now;
+                _entries[key] = known.With(known.Latest.Name, now, ForgetThrough(now), MaxNamesPerAddress);
+            }
+        }
+    }
+
+    private CacheLookup LookupAt(UInt128 key, long now)
+    {
+        if (!_entries.TryGetValue(key, out LearnedAddress? known))
         {
             return default;
         }
 
-        long now = Now;
         LearnedName latest = known.Latest;
         long graceEnds = latest.ExpiresAt + _graceTicks;
+        int connections = _inUse.TryGetValue(key, out int open) ? open : 0;
         if (now < latest.ExpiresAt)
         {
-            return new CacheLookup(CacheState.Live, latest.Name, inGrace: false, TimeSpan.FromTicks(latest.ExpiresAt - now));
+            return new CacheLookup(CacheState.Live, latest.Name, inGrace: false, TimeSpan.FromTicks(latest.ExpiresAt - now), connections);
+        }
+
+        if (connections > 0)
+        {
+            return new CacheLookup(CacheState.Live, latest.Name, inGrace: false, TimeSpan.Zero, connections, inUse: true);
         }
 
         if (now < graceEnds)
@@ -150,6 +232,11 @@ public sealed class AllowlistCache
         int removed = 0;
         foreach (var (key, known) in _entries)
         {
+            if (_inUse.ContainsKey(key))
+            {
+                continue; // in use: kept whole, its grace starts when the last connection ends
+            }
+
             LearnedAddress? kept = known.Forget(forgetThrough);
             if (kept is null)
             {
@@ -179,6 +266,11 @@ public sealed class AllowlistCache
         long evicted = 0;
         foreach (var (key, known) in _entries)
         {
+            if (_inUse.ContainsKey(key))
+            {
+                continue; // never evicted while in use; MaxEntries bounds the addresses not in use
+            }
+
             long expiresAt = known.Latest.ExpiresAt;
             if (expiresAt <= forgetThrough)
             {

@@ -3,12 +3,14 @@ namespace Egress.Policy;
 /// <summary>The answer of <see cref="AllowlistCache.Lookup"/>.</summary>
 internal readonly struct CacheLookup
 {
-    internal CacheLookup(CacheState state, string name, bool inGrace, TimeSpan time)
+    internal CacheLookup(CacheState state, string name, bool inGrace, TimeSpan time, int connections = 0, bool inUse = false)
     {
+        InUse = inUse;
         State = state;
         Name = name;
         InGrace = inGrace;
         Time = time;
+        Connections = connections;
     }
 
     /// <summary>Live, expired or never learned.</summary>
@@ -23,8 +25,14 @@ internal readonly struct CacheLookup
     /// <summary>True when live only thanks to the grace period (the expiry has passed).</summary>
     public bool InGrace { get; }
 
+    /// <summary>The open connections allowed through the address that hold it live (see AllowlistCache.Hold).</summary>
+    internal int Connections { get; }
+
+    /// <summary>True when live only because connections are open through it (its TTL has expired).</summary>
+    internal bool InUse { get; }
+
     /// <summary>
-    /// Live: the time until expiry, or when <see cref="InGrace"/> the grace left. Expired: the time since grace ended.
+    /// Live: the time until expiry (zero when live only because it is in use), or when <see cref="InGrace"/> the grace left. Expired: the time since grace ended.
     /// Never learned: zero.
     /// </summary>
     public TimeSpan Time { get; }

@@ -32,4 +32,10 @@ public enum DecisionReason
 
     /// <summary>Denied: no entry matches the name.</summary>
     NameNotAllowed,
+
+    /// <summary>
+    /// Allowed: the address was learned from an allowed name; its TTL expired, but connections allowed through it are
+    /// still open (it stays allowed while they are, and for the grace period after the last one closes).
+    /// </summary>
+    LearnedInUse = 10,
 }

@@ -100,6 +100,27 @@ public sealed class EgressPolicy
     public PolicyDecision CheckAddress(IPAddress address)
     {
         ArgumentNullException.ThrowIfNull(address);
+        return CheckStatic(address) ?? FromCache(_hasNameEntries ? _cache.Lookup(address) : default);
+    }
+
+    /// <summary>
+    /// Decides a connection to <paramref name="address"/> that is about to be opened: when it is allowed through a
+    /// learned address, the address is held live for the connection's lifetime (see <see cref="AllowlistCache.Hold"/>).
+    /// </summary>
+    /// <param name="address">The original destination address.</param>
+    /// <param name="hold">Release (dispose) when the connection ends; null when nothing is held.</param>
+    /// <returns>The decision and its reason.</returns>
+    internal PolicyDecision CheckConnection(IPAddress address, out AddressHold? hold)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        hold = null;
+        return CheckStatic(address) ?? FromCache(_hasNameEntries ? _cache.Hold(address, out hold) : default);
+    }
+
+    /// <summary>The decision made without the cache (disabled, static entry, internal range, <c>*</c>); null when the
+    /// cache decides.</summary>
+    private PolicyDecision? CheckStatic(IPAddress address)
+    {
         if (!IsEnabled)
         {
             return new PolicyDecision(false, DecisionReason.EgressDisabled);
@@ -116,20 +137,17 @@ public sealed class EgressPolicy
             return new PolicyDecision(false, DecisionReason.InternalRange, rangeName);
         }
 
-        if (_allowAll)
-        {
-            return new PolicyDecision(true, DecisionReason.AllowAll, "*");
-        }
-
-        CacheLookup lookup = _hasNameEntries ? _cache.Lookup(address) : default;
-        return lookup.State switch
-        {
-            CacheState.Live when lookup.InGrace => new PolicyDecision(true, DecisionReason.LearnedInGrace, lookup.Name, lookup.Time),
-            CacheState.Live => new PolicyDecision(true, DecisionReason.Learned, lookup.Name, lookup.Time),
-            CacheState.Expired => new PolicyDecision(false, DecisionReason.LearnedExpired, lookup.Name, lookup.Time),
-            _ => new PolicyDecision(false, DecisionReason.NeverLearned),
-        };
+        return _allowAll ? new PolicyDecision(true, DecisionReason.AllowAll, "*") : null;
     }
+
+    private static PolicyDecision FromCache(CacheLookup lookup) => lookup.State switch
+    {
+        CacheState.Live when lookup.InUse => new PolicyDecision(true, DecisionReason.LearnedInUse, lookup.Name, connections: lookup.Connections),
+        CacheState.Live when lookup.InGrace => new PolicyDecision(true, DecisionReason.LearnedInGrace, lookup.Name, lookup.Time),
+        CacheState.Live => new PolicyDecision(true, DecisionReason.Learned, lookup.Name, lookup.Time),
+        CacheState.Expired => new PolicyDecision(false, DecisionReason.LearnedExpired, lookup.Name, lookup.Time),
+        _ => new PolicyDecision(false, DecisionReason.NeverLearned),
+    };
 
     /// <summary>Decides a DNS question for <paramref name="hostName"/> (any case, trailing dot ignored).</summary>
     /// <param name="hostName">The question name.</param>

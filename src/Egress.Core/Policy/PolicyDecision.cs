@@ -3,8 +3,9 @@ namespace Egress.Policy;
 /// <summary>An allow or deny answer with its reason; <see cref="ToString"/> gives one line for logs.</summary>
 public readonly struct PolicyDecision
 {
-    internal PolicyDecision(bool isAllowed, DecisionReason reason, string? subject = null, TimeSpan? time = null)
+    internal PolicyDecision(bool isAllowed, DecisionReason reason, string? subject = null, TimeSpan? time = null, int connections = 0)
     {
+        Connections = connections;
         IsAllowed = isAllowed;
         Reason = reason;
         Subject = subject;
@@ -27,6 +28,9 @@ public readonly struct PolicyDecision
     /// </summary>
     public TimeSpan? Time { get; }
 
+    /// <summary>For <see cref="DecisionReason.LearnedInUse"/> the connections open through the address; else 0.</summary>
+    internal int Connections { get; }
+
     /// <summary>One human line, e.g. <c>denied: internal range link-local 169.254.0.0/16 (instance metadata)</c>.</summary>
     /// <returns>The line.</returns>
     public override string ToString() => Reason switch
@@ -38,6 +42,7 @@ public readonly struct PolicyDecision
         DecisionReason.NameEntry => $"allowed: name matches \"{Subject}\"",
         DecisionReason.Learned => $"allowed: learned from {Subject}, expires in {DurationText.Format(Time.GetValueOrDefault(), roundUp: true)}",
         DecisionReason.LearnedInGrace => $"allowed: learned from {Subject}, TTL expired, in grace for {DurationText.Format(Time.GetValueOrDefault(), roundUp: true)}",
+        DecisionReason.LearnedInUse => $"allowed: learned from {Subject}, TTL expired, in use by {Connections} connection{(Connections == 1 ? string.Empty : "s")}",
         DecisionReason.LearnedExpired => $"denied: learned from {Subject}, expired {DurationText.Format(Time.GetValueOrDefault(), roundUp: false)} ago",
         DecisionReason.NeverLearned => "denied: never learned from an allowed name",
         _ => "denied: name not in allowlist",

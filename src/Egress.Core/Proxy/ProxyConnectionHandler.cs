@@ -52,7 +52,7 @@ internal sealed class ProxyConnectionHandler(
     /// carry (a wildcard entry matches any label bytes) is left out rather than failing the connection.
     /// </summary>
     internal static string? HostHintFor(PolicyDecision decision) =>
-        decision.Reason is DecisionReason.Learned or DecisionReason.LearnedInGrace
+        decision.Reason is DecisionReason.Learned or DecisionReason.LearnedInGrace or DecisionReason.LearnedInUse
             && decision.Subject is { } name && TunnelHostHint.IsValid(name.AsSpan())
             ? name
             : null;
@@ -66,12 +66,21 @@ internal sealed class ProxyConnectionHandler(
         }
 
         var destination = original.Destination!;
-        var decision = policy.CheckAddress(destination.Address);
+        var decision = policy.CheckConnection(destination.Address, out AddressHold? hold);
         if (!decision.IsAllowed)
         {
             return ProxyConnectionResult.Denied(destination, decision);
         }
 
+        using (hold)
+        {
+            // A learned address stays allowed while this connection is open, whatever the answer's TTL.
+            return await RelayAsync(client, destination, decision, aborted).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<ProxyConnectionResult> RelayAsync(Socket client, IPEndPoint destination, PolicyDecision decision, CancellationToken aborted)
+    {
         client.NoDelay = true; // before the tunnel exists: nothing can leak if it throws
         var (tunnel, following, failure) = await OpenTunnelAsync(destination, HostHintFor(decision), aborted).ConfigureAwait(false);
         if (tunnel is null)

@@ -69,7 +69,9 @@ public sealed class TunnelStreamOutcomeTests
 
         Assert.That(response.Status, Is.EqualTo(TunnelStatus.DeniedByPolicy));
         Assert.That(rest, Is.Empty);
-        await AssertRecordedAsync(eventId: 202, ("denied", "never_learned"));
+        await _probe.WaitForEventAsync(202);
+        Assert.That(_probe.EventIds, Is.EqualTo(new[] { 201, 251, 214, 202 }), "listening, upstreams, re-learning from the hint failed (no upstream), denied");
+        Assert.That(_probe.Connections, Is.EqualTo(new[] { ("denied", "never_learned") }));
     }
 
     [Test]

@@ -537,6 +537,145 @@ public sealed class AllowlistCacheTests
 
     private static IPAddress Ip(int i) => new(new byte[] { (byte)(10 + (i >> 16)), (byte)(i >> 8), (byte)i, 7 });
 
+    [Test]
+    public void HeldAddressStaysLivePastTtlAndGraceWhileInUse()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
+        CacheLookup taken = cache.Hold(Address, out AddressHold? hold);
+        _time.Advance(TimeSpan.FromSeconds(95)); // floor 30 s + grace 60 s, and 5 s more
+
+        CacheLookup lookup = cache.Lookup(Address);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(taken.State, Is.EqualTo(CacheState.Live));
+            Assert.That(hold, Is.Not.Null);
+            Assert.That(lookup.State, Is.EqualTo(CacheState.Live));
+            Assert.That(lookup.InUse, Is.True);
+            Assert.That(lookup.Connections, Is.EqualTo(1));
+            Assert.That(lookup.InGrace, Is.False);
+        });
+        hold!.Dispose();
+    }
+
+    [Test]
+    public void GraceStartsWhenTheLastHoldIsReleased()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
+        cache.Hold(Address, out AddressHold? first);
+        cache.Hold(Address, out AddressHold? second);
+        _time.Advance(TimeSpan.FromSeconds(200));
+
+        first!.Dispose();
+        Assert.That(cache.ConnectionsThrough(Address), Is.EqualTo(1));
+        Assert.That(cache.Lookup(Address).InUse, Is.True, "one connection still open");
+        second!.Dispose();
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: true, TimeSpan.FromSeconds(60));
+        _time.Advance(TimeSpan.FromSeconds(60));
+
+        AssertLookup(cache.Lookup(Address), CacheState.Expired, "api.example.com", inGrace: false, TimeSpan.Zero);
+    }
+
+    [Test]
+    public void ReleasingAHoldTwiceReleasesItOnce()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
+        cache.Hold(Address, out AddressHold? first);
+        cache.Hold(Address, out AddressHold? second);
+
+        first!.Dispose();
+        first.Dispose();
+
+        Assert.That(cache.ConnectionsThrough(Address), Is.EqualTo(1), "the second connection still holds it");
+        second!.Dispose();
+        Assert.That(cache.ConnectionsThrough(Address), Is.Zero);
+    }
+
+    [Test]
+    public void ReleaseBeforeTheTtlDoesNotShortenIt()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
+        cache.Hold(Address, out AddressHold? hold);
+        _time.Advance(TimeSpan.FromSeconds(100));
+
+        hold!.Dispose();
+
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, TimeSpan.FromSeconds(200));
+    }
+
+    [Test]
+    public void ExpiredAddressCannotBeHeld()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
+        _time.Advance(TimeSpan.FromSeconds(95));
+
+        CacheLookup lookup = cache.Hold(Address, out AddressHold? hold);
+
+        Assert.That((lookup.State, hold), Is.EqualTo((CacheState.Expired, (AddressHold?)null)));
+        Assert.That(cache.ConnectionsThrough(Address), Is.Zero);
+        Assert.That(cache.Hold(IPAddress.Parse("198.18.0.99"), out hold).State, Is.EqualTo(CacheState.NeverLearned));
+        Assert.That(hold, Is.Null);
+    }
+
+    [Test]
+    public void PruneKeepsAnAddressInUseLongPastRetention()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
+        cache.Hold(Address, out AddressHold? hold);
+        _time.Advance(TimeSpan.FromDays(1));
+
+        Assert.That(cache.Prune(), Is.Zero);
+        Assert.That(cache.Lookup(Address).InUse, Is.True);
+        hold!.Dispose();
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: true, TimeSpan.FromSeconds(60));
+    }
+
+    [Test]
+    public void EvictionSkipsAddressesInUseAndBoundsTheOthers()
+    {
+        AllowlistCache cache = NewCache(maxEntries: 2);
+        cache.Learn("held.example.com", Address, TimeSpan.FromSeconds(1)); // expires first: the eviction candidate
+        cache.Hold(Address, out AddressHold? hold);
+        for (int i = 1; i <= 5; i++)
+        {
+            cache.Learn("n.example.com", IPAddress.Parse($"198.18.9.{i}"), TimeSpan.FromSeconds(100 + i));
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Lookup(Address).State, Is.EqualTo(CacheState.Live), "held: never evicted");
+            Assert.That(cache.Count, Is.EqualTo(3), "two not in use (MaxEntries) and the one in use");
+            Assert.That(cache.Lookup(IPAddress.Parse("198.18.9.5")).State, Is.EqualTo(CacheState.Live));
+            Assert.That(cache.Lookup(IPAddress.Parse("198.18.9.4")).State, Is.EqualTo(CacheState.Live));
+            Assert.That(cache.Lookup(IPAddress.Parse("198.18.9.3")).State, Is.EqualTo(CacheState.NeverLearned));
+        });
+        hold!.Dispose();
+    }
+
+    [Test]
+    public void ConcurrentHoldsAndReleasesBalance()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
+
+        Parallel.For(0, 8, _ =>
+        {
+            for (int i = 0; i < 2000; i++)
+            {
+                cache.Hold(Address, out AddressHold? hold);
+                hold!.Dispose();
+            }
+        });
+
+        Assert.That(cache.ConnectionsThrough(Address), Is.Zero);
+    }
+
     private static void AssertLookup(CacheLookup lookup, CacheState state, string? name, bool inGrace, TimeSpan time) =>
         Assert.Multiple(() =>
         {

@@ -243,6 +243,41 @@ public sealed class EgressPolicyTests
         Assert.That(Policy("*").CheckAddress(IPAddress.Parse(address)).ToString(), Is.EqualTo(decision));
 
     [Test]
+    public void AddressInUseIsAllowedPastTtlAndGraceAndSaysSo()
+    {
+        EgressPolicy policy = Policy("api.example.com");
+        IPAddress address = IPAddress.Parse("198.18.0.10");
+        policy.Learn("api.example.com", address, TimeSpan.FromSeconds(1));
+        PolicyDecision first = policy.CheckConnection(address, out AddressHold? busy);
+        _time.Advance(TimeSpan.FromSeconds(95));
+
+        PolicyDecision second = policy.CheckConnection(address, out AddressHold? another);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.Reason, Is.EqualTo(DecisionReason.Learned));
+            Assert.That(second.IsAllowed, Is.True);
+            Assert.That(second.Reason, Is.EqualTo(DecisionReason.LearnedInUse));
+            Assert.That(second.ToString(), Is.EqualTo("allowed: learned from api.example.com, TTL expired, in use by 1 connection"));
+            Assert.That(policy.CheckAddress(address).ToString(), Is.EqualTo("allowed: learned from api.example.com, TTL expired, in use by 2 connections"));
+        });
+        busy!.Dispose();
+        another!.Dispose();
+        _time.Advance(TimeSpan.FromSeconds(61));
+        Assert.That(policy.CheckAddress(address).ToString(), Is.EqualTo("denied: learned from api.example.com, expired 1s ago"));
+    }
+
+    [Test]
+    public void StaticAllowanceTakesNoHold()
+    {
+        EgressPolicy policy = Policy("198.18.0.10");
+
+        PolicyDecision decision = policy.CheckConnection(IPAddress.Parse("198.18.0.10"), out AddressHold? hold);
+
+        Assert.That((decision.Reason, hold), Is.EqualTo((DecisionReason.StaticEntry, (AddressHold?)null)));
+    }
+
+    [Test]
     public void LearnedAddressIsAllowedUntilExpiryThenInGraceThenDenied()
     {
         EgressPolicy policy = Policy("api.example.com");

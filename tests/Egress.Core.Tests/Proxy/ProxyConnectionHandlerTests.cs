@@ -216,6 +216,81 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(Encoding.ASCII.GetString(await TunnelWire.ReadToEndAsync(_app).WaitAsync(HangGuard)), Is.EqualTo("banner"), "closed, not reset");
     }
 
+    [Test]
+    public async Task LearnedAddressStaysAllowedWhileAConnectionThroughItIsOpen()
+    {
+        var learned = new IPEndPoint(IPAddress.Parse("198.51.100.30"), 443);
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+        var policy = EgressPolicy.Create(true, ["api.example.com"], cache);
+        policy.Learn("api.example.com", learned.Address, TimeSpan.FromSeconds(1));
+
+        // The first connection is relaying when the answer's TTL, the floor (30 s) and the grace (60 s) have passed.
+        var busy = Handler(Redirected(learned), policy: policy).HandleAsync(_accepted, CancellationToken.None);
+        using Socket firstTunnel = await AcceptTunnelAsync();
+        var (_, firstRequest) = await TunnelHandshake.ReadRequestAsync(firstTunnel, CancellationToken.None);
+        await SendOkAsync(firstTunnel);
+        await _probe.WaitForEventAsync(105); // relaying: past the status timeout's clock
+        _time.Advance(TimeSpan.FromSeconds(95));
+
+        var (secondApp, secondAccepted) = await ConnectedPairAsync();
+        using (secondApp)
+        {
+            var second = Handler(Redirected(learned), policy: policy).HandleAsync(secondAccepted, CancellationToken.None);
+            using Socket secondTunnel = await AcceptTunnelAsync();
+            var (_, secondRequest) = await TunnelHandshake.ReadRequestAsync(secondTunnel, CancellationToken.None);
+            await TunnelHandshake.SendResponseAsync(secondTunnel, new TunnelResponse(TunnelStatus.ConnectionRefused, "parent: refused"), CancellationToken.None);
+            var refused = await second.WaitAsync(HangGuard);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(firstRequest.HostHint, Is.EqualTo("api.example.com"));
+                Assert.That(secondRequest.HostHint, Is.EqualTo("api.example.com"), "the hint goes with an address in use too");
+                Assert.That(refused.Outcome, Is.EqualTo(ConnectionOutcome.ParentRefused));
+                Assert.That(_tunnelsOpened, Is.EqualTo(2), "the second connection was allowed (in use) and went to the parent");
+                Assert.That(cache.ConnectionsThrough(learned.Address), Is.EqualTo(1), "the refused connection released its hold");
+            });
+        }
+
+        _app.Shutdown(SocketShutdown.Send);
+        await TunnelWire.ReadToEndAsync(firstTunnel).WaitAsync(HangGuard);
+        firstTunnel.Shutdown(SocketShutdown.Send);
+        var relayed = await busy.WaitAsync(HangGuard);
+
+        Assert.That(relayed.Outcome, Is.EqualTo(ConnectionOutcome.Relayed));
+        Assert.That(cache.ConnectionsThrough(learned.Address), Is.Zero, "released when the relay ended");
+        Assert.That(policy.CheckAddress(learned.Address).ToString(), Is.EqualTo("allowed: learned from api.example.com, TTL expired, in grace for 1m0s"));
+        Assert.That(_probe.Connections, Is.EqualTo(new[] { ("allowed", "learned"), ("failed", "connection_refused") }));
+    }
+
+    [Test]
+    public async Task AddressExpiredWithoutConnectionsIsDenied()
+    {
+        var learned = new IPEndPoint(IPAddress.Parse("198.51.100.30"), 443);
+        var policy = EgressPolicy.Create(true, ["api.example.com"], new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time }));
+        policy.Learn("api.example.com", learned.Address, TimeSpan.FromSeconds(1));
+        _time.Advance(TimeSpan.FromSeconds(95));
+
+        var result = await Handler(Redirected(learned), policy: policy).HandleAsync(_accepted, CancellationToken.None);
+
+        await AssertOutcomeAsync(result, ConnectionOutcome.Denied, ("denied", "learned_expired"), eventId: 104, reset: true);
+        Assert.That(result.Decision.ToString(), Is.EqualTo("denied: learned from api.example.com, expired 5s ago"));
+    }
+
+    private static async Task SendOkAsync(Socket parent)
+    {
+        byte[] ok = new byte[TunnelCodec.MaxResponseLength];
+        int length = TunnelCodec.WriteResponse(new TunnelResponse(TunnelStatus.Ok), ok);
+        await parent.SendAsync(ok.AsMemory(0, length));
+    }
+
+    private static async Task<(Socket App, Socket Accepted)> ConnectedPairAsync()
+    {
+        using Socket listener = Listen();
+        var app = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await app.ConnectAsync(listener.LocalEndPoint!);
+        return (app, await listener.AcceptAsync());
+    }
+
     private static OriginalDestinationResult Redirected(IPEndPoint destination) => new(OriginalDestinationStatus.Redirected, destination, null);
 
     private static Socket Listen()
@@ -251,7 +326,7 @@ public sealed class ProxyConnectionHandlerTests
 
     private async Task<Socket> AcceptTunnelAsync() => await _parentListener.AcceptAsync().WaitAsync(HangGuard);
 
-    private ProxyConnectionHandler Handler(OriginalDestinationResult original, Func<CancellationToken, ValueTask<Socket>>? connect = null)
+    private ProxyConnectionHandler Handler(OriginalDestinationResult original, Func<CancellationToken, ValueTask<Socket>>? connect = null, EgressPolicy? policy = null)
     {
         var options = new EgressProxyOptions
         {
@@ -260,7 +335,7 @@ public sealed class ProxyConnectionHandlerTests
             Relay = new RelayOptions { TimeProvider = _time },
             Metrics = _probe.Metrics,
         };
-        var policy = EgressPolicy.Create(true, [Listed.Address.ToString()], new AllowlistCache(new AllowlistCacheOptions()));
+        policy ??= EgressPolicy.Create(true, [Listed.Address.ToString()], new AllowlistCache(new AllowlistCacheOptions()));
         return new ProxyConnectionHandler(options, policy, _probe.Logger, _ => original, cancellationToken =>
         {
             _tunnelsOpened++;

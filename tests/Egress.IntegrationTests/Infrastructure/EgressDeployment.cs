@@ -16,8 +16,11 @@ internal sealed class EgressDeployment
 
     private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(15);
 
-    private EgressDeployment(string configPath, string tunnelSocketPath, BackgroundProcess host, BackgroundProcess enclave)
+    private readonly Topology topology;
+
+    private EgressDeployment(Topology topology, string configPath, string tunnelSocketPath, BackgroundProcess host, BackgroundProcess enclave)
     {
+        this.topology = topology;
         ConfigPath = configPath;
         TunnelSocketPath = tunnelSocketPath;
         Host = host;
@@ -28,8 +31,9 @@ internal sealed class EgressDeployment
 
     public string TunnelSocketPath { get; }
 
-    /// <summary>egress-host (parent namespace); its stdout/stderr lines are the parent's decision log.</summary>
-    public BackgroundProcess Host { get; }
+    /// <summary>egress-host (parent namespace); its stdout/stderr lines are the parent's decision log. A new process
+    /// after <see cref="RestartHostAsync"/>.</summary>
+    public BackgroundProcess Host { get; private set; }
 
     /// <summary>egress-enclave (enclave namespace); one log line per connection decision.</summary>
     public BackgroundProcess Enclave { get; }
@@ -42,13 +46,7 @@ internal sealed class EgressDeployment
         var tunnelSocket = Path.Combine(topology.WorkDirectory, "tunnel.sock");
         var tunnel = $"unix:{tunnelSocket}";
 
-        var host = topology.StartProcess("egress-host", topology.Parent,
-            HostBinaries.Host("--config", configPath, "--tunnel", tunnel));
-        await Wait.UntilAsync(
-            () => Task.FromResult(File.Exists(tunnelSocket) || host.HasExited),
-            ReadyTimeout,
-            () => $"egress-host did not create {tunnelSocket}: {host}").ConfigureAwait(false);
-        Assert.That(host.HasExited, Is.False, () => $"egress-host exited during startup: {host}");
+        var host = await StartHostAsync(topology, configPath, tunnelSocket).ConfigureAwait(false);
 
         var rules = await Command.RunInNamespaceAsync(topology.Enclave, ReadyTimeout, HostBinaries.Enclave("rules", "--apply", "--config", configPath)).ConfigureAwait(false);
         Assert.That(rules.ExitCode, Is.Zero, () => $"egress-enclave rules --apply failed: {rules}");
@@ -64,7 +62,34 @@ internal sealed class EgressDeployment
             () => $"egress-enclave is not listening on 127.0.0.1:{ProxyPort}, [::1]:{ProxyPort} and 127.0.0.1:{DnsPort} (UDP and TCP): {enclave}").ConfigureAwait(false);
         Assert.That(enclave.HasExited, Is.False, () => $"egress-enclave exited during startup: {enclave}");
 
-        return new EgressDeployment(configPath, tunnelSocket, host, enclave);
+        return new EgressDeployment(topology, configPath, tunnelSocket, host, enclave);
+    }
+
+    /// <summary>
+    /// Restarts egress-host as an operator would (SIGTERM, wait for the exit, start it again with the same command
+    /// line): the new process starts with an empty allowlist cache while egress-enclave keeps running.
+    /// </summary>
+    /// <returns>The previous process, exited (its log).</returns>
+    public async Task<BackgroundProcess> RestartHostAsync()
+    {
+        var previous = Host;
+        var kill = await Command.RunAsync(["kill", "-TERM", previous.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)], ReadyTimeout).ConfigureAwait(false);
+        Assert.That(kill.ExitCode, Is.Zero, kill.ToString);
+        await Wait.UntilAsync(() => Task.FromResult(previous.HasExited), ReadyTimeout, previous.ToString).ConfigureAwait(false);
+        Host = await StartHostAsync(topology, ConfigPath, TunnelSocketPath).ConfigureAwait(false);
+        return previous;
+    }
+
+    private static async Task<BackgroundProcess> StartHostAsync(Topology topology, string configPath, string tunnelSocket)
+    {
+        var host = topology.StartProcess("egress-host", topology.Parent,
+            HostBinaries.Host("--config", configPath, "--tunnel", $"unix:{tunnelSocket}"));
+        await Wait.UntilAsync(
+            async () => host.HasExited || (File.Exists(tunnelSocket) && await host.WaitForLineAsync(line => line.Contains("gateway listening on", StringComparison.Ordinal), TimeSpan.Zero).ConfigureAwait(false) is not null),
+            ReadyTimeout,
+            () => $"egress-host did not listen on {tunnelSocket}: {host}").ConfigureAwait(false);
+        Assert.That(host.HasExited, Is.False, () => $"egress-host exited during startup: {host}");
+        return host;
     }
 
     /// <summary>

@@ -1,0 +1,74 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using Egress.Dns;
+using Egress.Dns.Upstream;
+using Egress.Dns.Wire;
+using Egress.Policy;
+using Microsoft.Extensions.Logging;
+
+namespace Egress.Gateway;
+
+/// <summary>
+/// Re-establishes, after the parent lost its cache (a restart of egress-host) while the enclave still allows an
+/// address, that the address belongs to the request's host hint: when the hint is an allowed name, the
+/// parent resolves it itself through its upstream resolvers (A or AAAA by the address's family, within the upstream
+/// client's DNS timeout), learns the answer as it would a DNS stream's, and decides again. The address is allowed only
+/// when the parent's own answer contains it: the hint is chosen by the enclave and never allows anything by itself.
+/// </summary>
+internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstreams, ILogger logger)
+{
+    private const ushort TypeA = 1;
+    private const ushort TypeAaaa = 28;
+    private const int ResponseBufferLength = 65535;
+
+    /// <summary>Whether a denial is one that resolving the hint may turn into an allowance: the parent does not know
+    /// the address at all (an address it knows as expired stays denied, as the enclave's would).</summary>
+    public static bool MayRelearn(PolicyDecision decision, string? hint) =>
+        hint is not null && decision.Reason == DecisionReason.NeverLearned;
+
+    /// <summary>
+    /// Resolves <paramref name="hint"/> and decides the connection to <paramref name="address"/> again.
+    /// </summary>
+    /// <returns>The new decision with its hold (see <see cref="EgressPolicy"/>); when still denied, why.</returns>
+    public async ValueTask<(PolicyDecision Decision, AddressHold? Hold, string? Why)> RelearnAsync(
+        IPAddress address, string hint, CancellationToken aborted)
+    {
+        PolicyDecision name = policy.CheckName(hint);
+        if (!name.IsAllowed)
+        {
+            return (policy.CheckAddress(address), null, $"hint {hint} is not an allowed name ({name})");
+        }
+
+        bool v6 = address.AddressFamily == AddressFamily.InterNetworkV6 && !address.IsIPv4MappedToIPv6;
+        ushort type = v6 ? TypeAaaa : TypeA;
+        byte[] query = ArrayPool<byte>.Shared.Rent(DnsQueryWriter.MaxLength);
+        byte[] response = ArrayPool<byte>.Shared.Rent(ResponseBufferLength);
+        try
+        {
+            int queryLength = DnsQueryWriter.Write((ushort)RandomNumberGenerator.GetInt32(ushort.MaxValue + 1), hint, type, query);
+            if (queryLength < 0)
+            {
+                return (policy.CheckAddress(address), null, $"hint {hint} is not a valid DNS name");
+            }
+
+            int answer = await upstreams.ResolveAsync(query.AsMemory(0, queryLength), response, aborted).ConfigureAwait(false);
+            if (answer < 0)
+            {
+                return (policy.CheckAddress(address), null, $"no upstream answered {hint} {DnsTypeName.Of(type)} in time");
+            }
+
+            int learned = DnsAnswerLearner.Learn(policy, hint, response.AsSpan(0, answer), logger);
+            PolicyDecision decision = policy.CheckConnection(address, out AddressHold? hold);
+            return decision.IsAllowed
+                ? (decision, hold, null)
+                : (decision, hold, $"{hint} {DnsTypeName.Of(type)} resolved to {learned} learnable address{(learned == 1 ? string.Empty : "es")}, not including {address}");
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(response);
+            ArrayPool<byte>.Shared.Return(query);
+        }
+    }
+}

@@ -1,0 +1,214 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Egress.Gateway;
+using Egress.Policy;
+using Egress.Relay;
+using Egress.Tests.Dns;
+using Egress.Tunnel;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Gateway;
+
+/// <summary>
+/// How long the parent keeps allowing a learned address, without root: a real <see cref="TunnelGateway"/> on a Unix
+/// socket, a fake upstream resolver (<see cref="TestZone"/>), a fake connect to loopback echo servers, and a
+/// FakeTimeProvider for the cache. An address stays allowed while a connection through it is open; an address the
+/// parent does not know (egress-host restarted) is re-learned by resolving the request's hint, and only when the
+/// parent's own answer contains it.
+/// </summary>
+public sealed class GatewayLearnedAddressTests
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(10);
+    private static readonly IPAddress A = IPAddress.Parse("198.18.0.10"); // a.x.test A
+    private static readonly IPAddress Aaaa = IPAddress.Parse("2001:db8::10"); // a.x.test AAAA
+
+    private string _directory = null!;
+    private TunnelEndpoint _endpoint = null!;
+    private FakeTimeProvider _time = null!;
+    private FakeUpstreamDns _upstream = null!;
+    private LogCapture _log = null!;
+    private AllowlistCache _cache = null!;
+    private EgressPolicy _policy = null!;
+    private ConcurrentQueue<EchoServer> _destinations = null!; // one per connect, for every destination address
+    private bool _upstreamStopped;
+    private TunnelGateway _gateway = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _directory = Directory.CreateTempSubdirectory("egress-gwla-").FullName;
+        _endpoint = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
+        _time = new FakeTimeProvider();
+        _upstream = new FakeUpstreamDns(TestZone.Answer);
+        _log = new LogCapture();
+        _cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+        _policy = EgressPolicy.Create(true, DnsTunnelHarness.Destinations, _cache);
+        _destinations = new();
+        _upstreamStopped = false;
+        var options = new TunnelGatewayOptions
+        {
+            Listen = _endpoint,
+            Relay = new RelayOptions { TimeProvider = _time },
+            DnsUpstreams = [_upstream.EndPoint],
+        };
+        _gateway = new TunnelGateway(options, _policy, _log.Factory, (socket, destination, cancellationToken) =>
+            ConnectToEchoAsync(socket, cancellationToken));
+        _gateway.Start();
+    }
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        await _gateway.DisposeAsync();
+        if (!_upstreamStopped)
+        {
+            await _upstream.DisposeAsync();
+        }
+
+        foreach (EchoServer echo in _destinations)
+        {
+            echo.Dispose();
+        }
+
+        _log.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    [Test]
+    public async Task AddressInUseStaysAllowedPastTtlFloorAndGrace()
+    {
+        _policy.Learn("a.x.test", A, TimeSpan.FromSeconds(1));
+        using Socket first = await OpenAsync(new IPEndPoint(A, 443), "a.x.test");
+        Assert.That(await WaitForConnectionsAsync(1), Is.EqualTo(1));
+        _time.Advance(TimeSpan.FromSeconds(95)); // floor 30 s + grace 60 s + 5 s
+
+        using Socket second = await OpenAsync(new IPEndPoint(A, 443), "a.x.test");
+
+        Assert.That(_log.Values(203, "Decision")[^1], Is.EqualTo("allowed: learned from a.x.test, TTL expired, in use by 1 connection"));
+        Assert.That(_upstream.Queries, Is.Empty, "allowed by use, not re-learned");
+        await CloseAsync(first);
+        await CloseAsync(second);
+        Assert.That(await WaitForConnectionsAsync(0), Is.Zero, "both relays released their hold");
+        Assert.That(_policy.CheckAddress(A).ToString(), Is.EqualTo("allowed: learned from a.x.test, TTL expired, in grace for 1m0s"));
+    }
+
+    [Test]
+    public async Task UnknownAddressIsReLearnedFromAnAllowedHint()
+    {
+        using Socket stream = await OpenAsync(new IPEndPoint(A, 443), "a.x.test");
+
+        Assert.That(_upstream.Queries.Select(q => (q.Name, q.Type)), Is.EqualTo(new[] { ("a.x.test", (ushort)1) }));
+        Assert.That(_log.Lines, Has.Some.Contains("re-learned 198.18.0.10 from hint a.x.test"));
+        Assert.That(_log.Values(203, "Decision")[^1], Does.StartWith("allowed: learned from a.x.test, expires in"));
+        await CloseAsync(stream);
+    }
+
+    [Test]
+    public async Task UnknownIpv6AddressIsReLearnedWithAnAaaaQuery()
+    {
+        // Only the decision matters here: the connect that follows needs IPv6, which the test machine may lack.
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(new IPEndPoint(Aaaa, 443), "a.x.test"));
+        await _log.WaitForEventAsync(213, HangGuard);
+
+        Assert.That(_upstream.Queries.Select(q => (q.Name, q.Type)), Is.EqualTo(new[] { ("a.x.test", (ushort)28) }));
+        Assert.That(_log.Lines, Has.Some.Contains("re-learned 2001:db8::10 from hint a.x.test"));
+        Assert.That(_cache.Lookup(Aaaa).State, Is.EqualTo(CacheState.Live));
+    }
+
+    [Test]
+    public async Task HintThatDoesNotResolveToTheAddressDoesNotAllowIt()
+    {
+        var response = await RequestAnsweredAsync(new IPEndPoint(IPAddress.Parse("198.18.0.99"), 443), "a.x.test");
+
+        Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: denied: never learned from an allowed name")));
+        Assert.That(_log.Values(214, "Why"), Is.EqualTo(new[] { "a.x.test A resolved to 1 learnable address, not including 198.18.0.99" }));
+        Assert.That(_cache.Lookup(IPAddress.Parse("198.18.0.99")).State, Is.EqualTo(CacheState.NeverLearned));
+        Assert.That(_cache.Lookup(A).State, Is.EqualTo(CacheState.Live), "what the answer did contain is learned");
+    }
+
+    [Test]
+    public async Task HintThatIsNotAnAllowedNameIsNotResolved()
+    {
+        var response = await RequestAnsweredAsync(new IPEndPoint(A, 443), "evil.example");
+
+        Assert.That(response.Status, Is.EqualTo(TunnelStatus.DeniedByPolicy));
+        Assert.That(_log.Values(214, "Why")[0], Does.StartWith("hint evil.example is not an allowed name"));
+        Assert.That(_upstream.Queries, Is.Empty);
+    }
+
+    [Test]
+    public async Task HintWhoseAnswerIsInternalDoesNotAllowIt()
+    {
+        var response = await RequestAnsweredAsync(new IPEndPoint(IPAddress.Parse("169.254.169.254"), 80), "meta.x.test");
+
+        Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: denied: internal range link-local 169.254.0.0/16 (instance metadata)")));
+        Assert.That(_upstream.Queries, Is.Empty, "internal ranges are denied before the cache is asked");
+    }
+
+    [Test]
+    public async Task AddressTheParentKnowsAsExpiredIsNotReLearned()
+    {
+        _policy.Learn("a.x.test", A, TimeSpan.FromSeconds(1));
+        _time.Advance(TimeSpan.FromSeconds(95));
+
+        var response = await RequestAnsweredAsync(new IPEndPoint(A, 443), "a.x.test");
+
+        Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: denied: learned from a.x.test, expired 5s ago")));
+        Assert.That(_upstream.Queries, Is.Empty);
+    }
+
+    [Test]
+    public async Task UpstreamThatDoesNotAnswerLeavesTheAddressDenied()
+    {
+        _upstreamStopped = true;
+        await _upstream.DisposeAsync(); // ICMP port unreachable: the upstream client fails at once
+        var response = await RequestAnsweredAsync(new IPEndPoint(A, 443), "a.x.test");
+
+        Assert.That(response.Status, Is.EqualTo(TunnelStatus.DeniedByPolicy));
+        Assert.That(_log.Values(214, "Why"), Is.EqualTo(new[] { "no upstream answered a.x.test A in time" }));
+    }
+
+    private async ValueTask ConnectToEchoAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        var echo = new EchoServer();
+        _destinations.Enqueue(echo);
+        await socket.ConnectAsync(echo.EndPoint, cancellationToken);
+    }
+
+    private async Task<int> WaitForConnectionsAsync(int expected)
+    {
+        for (var deadline = DateTime.UtcNow + HangGuard; DateTime.UtcNow < deadline; await Task.Delay(10))
+        {
+            if (_cache.ConnectionsThrough(A) == expected)
+            {
+                break;
+            }
+        }
+
+        return _cache.ConnectionsThrough(A);
+    }
+
+    private async Task<Socket> OpenAsync(IPEndPoint destination, string hint)
+    {
+        Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(destination, hint));
+        var response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        Assert.That(response.Status, Is.EqualTo(TunnelStatus.Ok), response.Detail);
+        return stream;
+    }
+
+    private static async Task CloseAsync(Socket stream)
+    {
+        stream.Shutdown(SocketShutdown.Send);
+        await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard);
+    }
+
+    private async Task<TunnelResponse> RequestAnsweredAsync(IPEndPoint destination, string hint)
+    {
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(destination, hint));
+        return await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+    }
+}
