@@ -35,7 +35,14 @@ internal sealed class EgressDeployment
     public BackgroundProcess Enclave { get; }
 
     /// <summary>Deploys both hosts; the topology owns (and kills) the processes.</summary>
-    public static async Task<EgressDeployment> StartAsync(Topology topology, string configToml)
+    public static Task<EgressDeployment> StartAsync(Topology topology, string configToml) =>
+        StartAsync(topology, configToml, hostOpenFiles: null, enclaveOpenFiles: null);
+
+    /// <summary>
+    /// Deploys both hosts, each under its own open-files limit (RLIMIT_NOFILE, soft and hard, set with prlimit as
+    /// `ulimit -n` would) where one is given; the topology owns (and kills) the processes.
+    /// </summary>
+    public static async Task<EgressDeployment> StartAsync(Topology topology, string configToml, int? hostOpenFiles, int? enclaveOpenFiles)
     {
         var configPath = Path.Combine(topology.WorkDirectory, "enclave.toml");
         await File.WriteAllTextAsync(configPath, configToml).ConfigureAwait(false);
@@ -43,7 +50,7 @@ internal sealed class EgressDeployment
         var tunnel = $"unix:{tunnelSocket}";
 
         var host = topology.StartProcess("egress-host", topology.Parent,
-            HostBinaries.Host("--config", configPath, "--tunnel", tunnel));
+            LimitOpenFiles(hostOpenFiles, HostBinaries.Host("--config", configPath, "--tunnel", tunnel)));
         await Wait.UntilAsync(
             () => Task.FromResult(File.Exists(tunnelSocket) || host.HasExited),
             ReadyTimeout,
@@ -54,7 +61,7 @@ internal sealed class EgressDeployment
         Assert.That(rules.ExitCode, Is.Zero, () => $"egress-enclave rules --apply failed: {rules}");
 
         var enclave = topology.StartProcess("egress-enclave", topology.Enclave,
-            HostBinaries.Enclave("--config", configPath, "--tunnel", tunnel));
+            LimitOpenFiles(enclaveOpenFiles, HostBinaries.Enclave("--config", configPath, "--tunnel", tunnel)));
         await Wait.UntilAsync(
             async () => enclave.HasExited || (await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.Loopback, ProxyPort).ConfigureAwait(false)
                 && await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.IPv6Loopback, ProxyPort).ConfigureAwait(false)
@@ -66,6 +73,10 @@ internal sealed class EgressDeployment
 
         return new EgressDeployment(configPath, tunnelSocket, host, enclave);
     }
+
+    /// <summary>The command run under prlimit (which execs it: the process id stays the host's) when a limit is given.</summary>
+    private static string[] LimitOpenFiles(int? openFiles, string[] command) =>
+        openFiles is { } limit ? ["prlimit", $"--nofile={limit}:{limit}", "--", .. command] : command;
 
     /// <summary>
     /// Checks with `ss` (<paramref name="ssOptions"/>: -Hltn for TCP, -Hlun for UDP) that something listens for
