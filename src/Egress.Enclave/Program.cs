@@ -198,6 +198,7 @@ static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel
             StatusTimeout = configuration.Tunnel.StatusTimeout,
             Relay = configuration.CreateRelayOptions(),
             ShutdownDrain = configuration.Relay.ShutdownDrain,
+            MaxConnections = configuration.Enclave.MaxConnections,
             Metrics = services.GetRequiredService<EgressMetrics>(),
         },
         policy,

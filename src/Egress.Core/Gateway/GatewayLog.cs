@@ -46,8 +46,8 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 212, Level = LogLevel.Warning, Message = "connection to {Destination} aborted: the destination stopped answering keepalive probes ({Probes} unanswered, {DeadAfterSeconds} s after the last data); tunnel stream reset")]
     public static partial void KeepAliveTimedOut(ILogger logger, IPEndPoint destination, int probes, double deadAfterSeconds);
 
-    [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target}: stream limit reached (host.max_streams = {Limit})")]
-    public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, string target, int limit);
+    [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target}: {Reason}")]
+    public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, string target, string reason);
 
     [LoggerMessage(EventId = 251, Level = LogLevel.Information, Message = "DNS upstreams: {Upstreams}")]
     public static partial void DnsUpstreams(ILogger logger, string upstreams);
