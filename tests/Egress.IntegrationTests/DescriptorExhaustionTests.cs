@@ -103,6 +103,37 @@ public sealed class DescriptorExhaustionTests
         });
     }
 
+    /// <summary>
+    /// Measures what one idle relayed connection holds on each host (the figure the derived limits divide by): 100
+    /// connections held open, each host's descriptors counted before and during.
+    /// </summary>
+    [Test]
+    public async Task AnIdleRelayedConnectionHoldsTwoDescriptorsOnEachHost()
+    {
+        const int Held = 100;
+        var enclave = topology!.Enclave;
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        int enclaveBefore = Count(deployment!.Enclave);
+        int hostBefore = Count(deployment.Host);
+        var flood = Command.RunInNamespaceAsync(enclave, TimeSpan.FromSeconds(40), "/usr/bin/python3", "-c", FloodScript, $"{Held}", "6");
+        await Task.Delay(TimeSpan.FromSeconds(4));
+        int enclaveDuring = Count(deployment.Enclave);
+        int hostDuring = Count(deployment.Host);
+        var held = await flood;
+
+        double enclavePer = (enclaveDuring - enclaveBefore) / (double)Held;
+        double hostPer = (hostDuring - hostBefore) / (double)Held;
+        TestContext.Out.WriteLine($"egress-enclave {enclaveBefore} -> {enclaveDuring} ({enclavePer:0.00} per connection), egress-host {hostBefore} -> {hostDuring} ({hostPer:0.00} per connection); {held.StandardOutput.Trim()}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(held.StandardOutput, Does.Contain($"open={Held} of {Held}"), () => $"not every connection was held: {held}");
+            Assert.That(enclavePer, Is.EqualTo(2).Within(0.1), "egress-enclave: the app's socket and its tunnel stream");
+            Assert.That(hostPer, Is.EqualTo(2).Within(0.1), "egress-host: the tunnel stream and the destination socket");
+        });
+    }
+
+    private static int Count(BackgroundProcess process) => Directory.GetFileSystemEntries($"/proc/{process.Id}/fd").Length;
+
     private static string Descriptors(BackgroundProcess process)
     {
         try

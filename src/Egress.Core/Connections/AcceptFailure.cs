@@ -29,17 +29,4 @@ internal static class AcceptFailure
             string.Create(CultureInfo.InvariantCulture, $"the process's open-files limit (EMFILE, RLIMIT_NOFILE = {openFileLimit})"),
         _ => $"{exception.SocketErrorCode}: {exception.Message}",
     };
-
-    /// <summary>The process's open descriptors (entries of /proc/self/fd); null when they cannot be listed.</summary>
-    public static int? CountOpenDescriptors()
-    {
-        try
-        {
-            return Directory.EnumerateFileSystemEntries("/proc/self/fd").Count();
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
 }

@@ -134,7 +134,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
             {
                 // Out of descriptors, or a connection reset while queued: log the cause, back off, keep serving.
                 var wait = _backoff.Failed();
-                LogAcceptFailed(_logger, Name, AcceptFailure.Describe(ex, OpenFileLimit, AcceptFailure.CountOpenDescriptors()), _backoff.Failures, wait.TotalMilliseconds);
+                LogAcceptFailed(_logger, Name, AcceptFailure.Describe(ex, OpenFileLimit, Connections.OpenFileLimit.OpenDescriptors()), _backoff.Failures, wait.TotalMilliseconds);
                 try
                 {
                     await Task.Delay(wait, TimeProvider, _stopAccepting.Token).ConfigureAwait(false);

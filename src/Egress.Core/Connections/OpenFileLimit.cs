@@ -28,6 +28,19 @@ internal static unsafe partial class OpenFileLimit
         return (long)limit.Current;
     }
 
+    /// <summary>The process's open descriptors (entries of /proc/self/fd); null when they cannot be listed.</summary>
+    public static int? OpenDescriptors()
+    {
+        try
+        {
+            return Directory.EnumerateFileSystemEntries("/proc/self/fd").Count();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
     [LibraryImport("libc", EntryPoint = "getrlimit", SetLastError = true)]
     private static partial int GetResourceLimit(int resource, ResourceLimit* limit);
 

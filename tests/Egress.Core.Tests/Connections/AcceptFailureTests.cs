@@ -32,6 +32,6 @@ public sealed class AcceptFailureTests
     [Test]
     public void TheProcessesDescriptorsAreCounted()
     {
-        Assert.That(AcceptFailure.CountOpenDescriptors(), Is.GreaterThan(2));
+        Assert.That(OpenFileLimit.OpenDescriptors(), Is.GreaterThan(2));
     }
 }

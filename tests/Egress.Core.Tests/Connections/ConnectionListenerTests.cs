@@ -180,7 +180,7 @@ public sealed class ConnectionListenerTests
     {
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         int handled = 0;
-        var admission = new ConnectionAdmission(1, "enclave.max_connections", "connection", DescriptorBudget.ForLimit(65536));
+        var admission = new ConnectionAdmission(1, "enclave.max_connections", "connection", DescriptorBudget.ForLimit(65536, 0));
         await using var listener = Start(async (socket, _) =>
         {
             using (socket)
