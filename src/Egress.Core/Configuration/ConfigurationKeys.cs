@@ -27,11 +27,15 @@ internal static class ConfigurationKeys
     public static readonly ConfigurationKey EnclaveDnsQueryTimeout = Milliseconds("enclave.dns_query_timeout_ms", 5_000);
     public static readonly ConfigurationKey EnclaveNetfilter = new("enclave.netfilter", ConfigurationValueKind.Netfilter, NetfilterBackend.Auto);
 
+    /// <summary><c>enclave.max_connections</c>; 0 derives the limit from RLIMIT_NOFILE.</summary>
+    public static readonly ConfigurationKey EnclaveMaxConnections = new("enclave.max_connections", ConfigurationValueKind.Integer, 0L, 0, int.MaxValue);
+
     public static readonly ConfigurationKey HostConnectTimeout = Milliseconds("host.connect_timeout_ms", 5_000);
     public static readonly ConfigurationKey HostHeaderTimeout = Milliseconds("host.header_timeout_ms", 5_000);
     public static readonly ConfigurationKey HostDnsUpstreams = new("host.dns_upstreams", ConfigurationValueKind.DnsUpstreams, Array.Empty<IPEndPoint>());
     public static readonly ConfigurationKey HostDnsTimeout = Milliseconds("host.dns_timeout_ms", 2_000);
     public static readonly ConfigurationKey HostMetricsListen = new("host.metrics_listen", ConfigurationValueKind.ListenAddress, null);
+    /// <summary><c>host.max_streams</c>; 0 derives the limit from RLIMIT_NOFILE.</summary>
     public static readonly ConfigurationKey HostMaxStreams = new("host.max_streams", ConfigurationValueKind.Integer, 0L, 0, int.MaxValue);
     public static readonly ConfigurationKey HostKeepAliveIdle = Seconds("host.keepalive_idle_seconds", 60, 0, MaxKeepAliveSeconds);
     public static readonly ConfigurationKey HostKeepAliveInterval = Seconds("host.keepalive_interval_seconds", 10, 1, MaxKeepAliveSeconds);
@@ -51,7 +55,7 @@ internal static class ConfigurationKeys
     [
         EgressEnabled, EgressDestinations,
         TunnelEnclaveEndpoint, TunnelHostEndpoint, TunnelStatusTimeout,
-        EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter,
+        EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections,
         HostConnectTimeout, HostHeaderTimeout, HostDnsUpstreams, HostDnsTimeout, HostMetricsListen, HostMaxStreams,
         HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes,
         DnsTtlFloor, DnsGrace, DnsCacheMaxEntries,

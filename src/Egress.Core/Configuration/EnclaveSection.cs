@@ -5,8 +5,9 @@ namespace Egress.Configuration;
 /// <summary>The <c>[enclave]</c> section: listeners of egress-enclave.</summary>
 public sealed class EnclaveSection
 {
-    internal EnclaveSection(IReadOnlyList<IPEndPoint> proxyListen, IReadOnlyList<IPEndPoint> dnsListen, TimeSpan dnsQueryTimeout, NetfilterBackend netfilter)
+    internal EnclaveSection(IReadOnlyList<IPEndPoint> proxyListen, IReadOnlyList<IPEndPoint> dnsListen, TimeSpan dnsQueryTimeout, NetfilterBackend netfilter, int maxConnections)
     {
+        MaxConnections = maxConnections;
         ProxyListen = proxyListen;
         DnsListen = dnsListen;
         DnsQueryTimeout = dnsQueryTimeout;
@@ -27,4 +28,12 @@ public sealed class EnclaveSection
     /// <c>"nft"</c> or <c>"legacy"</c>).
     /// </summary>
     public NetfilterBackend Netfilter { get; }
+
+    /// <summary>
+    /// Gets how many connections the proxy relays at once (<c>enclave.max_connections</c>); a connection beyond it is
+    /// reset at once and the refusal logged with the limit. 0 (the default) derives the limit from the process's
+    /// open-files limit (RLIMIT_NOFILE less the descriptors open at the start and a reserve, 2 descriptors per
+    /// connection: 388 at 1024 and 32,196 at 65,536 with 120 open at the start).
+    /// </summary>
+    public int MaxConnections { get; }
 }

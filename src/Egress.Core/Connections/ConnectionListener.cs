@@ -9,13 +9,20 @@ namespace Egress.Connections;
 /// live connections finish up to a deadline and then abort the rest. A failing handler never stops the loop.
 /// Handlers get the abort token; long-lived handlers that sit idle between requests (a tunnel DNS stream) also
 /// observe <see cref="Stopping"/> to end promptly once a stop begins instead of holding it for the whole drain.
+/// With an <see cref="Admission"/>, a connection beyond its limit is refused with a logged reason: reset at once, or
+/// handed to <see cref="Refused"/> (which answers it) while fewer than <see cref="MaxAnswering"/> are being answered.
+/// A failed accept (out of descriptors) is retried after a back-off that grows while failures continue.
 /// </summary>
 internal sealed partial class ConnectionListener : IAsyncDisposable
 {
-    private static readonly TimeSpan AcceptErrorBackoff = TimeSpan.FromMilliseconds(50);
+    /// <summary>The most refused connections answered at once; beyond, refused connections are reset unanswered.</summary>
+    public const int MaxAnswering = 16;
 
     private readonly Socket _listener;
+    private readonly Func<CancellationToken, ValueTask<Socket>> _accept;
     private readonly Func<Socket, CancellationToken, Task> _handler;
+    private readonly AcceptBackoff _backoff = new();
+    private int _answering;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopAccepting = new();
     private readonly CancellationTokenSource _abortConnections = new();
@@ -24,8 +31,16 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     private Task? _acceptLoop;
 
     public ConnectionListener(Socket listener, string name, Func<Socket, CancellationToken, Task> handler, ILogger logger)
+        : this(listener, listener.AcceptAsync, name, handler, logger)
+    {
+    }
+
+    /// <summary>Creates a listener whose accepts are <paramref name="accept"/> (tests: an accept that fails).</summary>
+    internal ConnectionListener(
+        Socket listener, Func<CancellationToken, ValueTask<Socket>> accept, string name, Func<Socket, CancellationToken, Task> handler, ILogger logger)
     {
         _listener = listener;
+        _accept = accept;
         Name = name;
         _handler = handler;
         _logger = logger;
@@ -39,6 +54,19 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
 
     /// <summary>Gets how long a stop waits, after aborting, for handlers to notice; beyond it they are abandoned.</summary>
     public TimeSpan AbortGrace { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Gets what decides whether an accepted connection is served; null (the default) serves every one.</summary>
+    public ConnectionAdmission? Admission { get; init; }
+
+    /// <summary>Gets what answers a refused connection with its reason (e.g. a tunnel status) and closes it; null
+    /// (the default) resets refused connections at once. Given the socket, the reason and the abort token.</summary>
+    public Func<Socket, string, CancellationToken, Task>? Refused { get; init; }
+
+    /// <summary>Gets the clock of the accept back-off.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    /// <summary>Gets the open-files limit named when an accept fails for want of descriptors.</summary>
+    public long OpenFileLimit { get; init; } = DescriptorBudget.Process.OpenFileLimit;
 
     /// <summary>Gets a token cancelled when a stop begins (accepting has ended; live connections may still drain).</summary>
     public CancellationToken Stopping => _stopAccepting.Token;
@@ -96,7 +124,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
             Socket socket;
             try
             {
-                socket = await _listener.AcceptAsync(_stopAccepting.Token).ConfigureAwait(false);
+                socket = await _accept(_stopAccepting.Token).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException && _stopAccepting.IsCancellationRequested)
             {
@@ -104,21 +132,105 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
             }
             catch (SocketException ex)
             {
-                // Out of descriptors, or a connection reset while queued: log, back off briefly, keep serving.
-                LogAcceptFailed(_logger, Name, ex.SocketErrorCode);
-                await Task.Delay(AcceptErrorBackoff).ConfigureAwait(false);
+                // Out of descriptors, or a connection reset while queued: log the cause, back off, keep serving.
+                var wait = _backoff.Failed();
+                LogAcceptFailed(_logger, Name, AcceptFailure.Describe(ex, OpenFileLimit, Connections.OpenFileLimit.OpenDescriptors()), _backoff.Failures, wait.TotalMilliseconds);
+                try
+                {
+                    await Task.Delay(wait, TimeProvider, _stopAccepting.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
                 continue;
             }
 
-            // Tracked before it starts: a handler that finishes at once must still find its entry to remove.
-            var id = Interlocked.Increment(ref _nextId);
-            var run = new Task<Task>(() => RunAsync(id, socket));
-            _connections[id] = run.Unwrap();
-            run.Start(TaskScheduler.Default);
+            _backoff.Succeeded();
+            string? refusal = null;
+            if (Admission is { } admission && !admission.TryAdmit(out refusal))
+            {
+                Refuse(socket, refusal);
+                continue;
+            }
+
+            Track(id => RunAsync(id, socket, admitted: Admission is not null));
         }
     }
 
-    private async Task RunAsync(long id, Socket socket)
+    /// <summary>Tracked before it starts: a handler that finishes at once must still find its entry to remove.</summary>
+    private void Track(Func<long, Task> run)
+    {
+        var id = Interlocked.Increment(ref _nextId);
+        var task = new Task<Task>(() => run(id));
+        _connections[id] = task.Unwrap();
+        task.Start(TaskScheduler.Default);
+    }
+
+    private void Refuse(Socket socket, string reason)
+    {
+        if (Refused is { } answer && Interlocked.Increment(ref _answering) <= MaxAnswering)
+        {
+            Track(id => AnswerRefusedAsync(id, socket, reason, answer));
+            return;
+        }
+
+        if (Refused is not null)
+        {
+            Interlocked.Decrement(ref _answering);
+        }
+
+        LogRefused(_logger, Name, RemoteOf(socket), reason);
+        Reset(socket);
+    }
+
+    private async Task AnswerRefusedAsync(long id, Socket socket, string reason, Func<Socket, string, CancellationToken, Task> answer)
+    {
+        try
+        {
+            await answer(socket, reason, _abortConnections.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            LogHandlerFailed(_logger, ex, Name);
+        }
+        finally
+        {
+            socket.Dispose();
+            Interlocked.Decrement(ref _answering);
+            _connections.TryRemove(id, out _);
+        }
+    }
+
+    /// <summary>Closes with RST (SO_LINGER 0): the client fails at once instead of waiting on a connection never served.</summary>
+    private static void Reset(Socket socket)
+    {
+        try
+        {
+            socket.LingerState = new LingerOption(true, 0);
+        }
+        catch (SocketException)
+        {
+            // Already reset by the peer: closing is all that is left.
+        }
+
+        socket.Dispose();
+    }
+
+    private static string RemoteOf(Socket socket)
+    {
+        try
+        {
+            return socket.RemoteEndPoint?.ToString() ?? "(unnamed)";
+        }
+        catch (SocketException)
+        {
+            return "(gone)";
+        }
+    }
+
+    private async Task RunAsync(long id, Socket socket, bool admitted)
     {
         try
         {
@@ -132,12 +244,20 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
         }
         finally
         {
+            if (admitted)
+            {
+                Admission!.Release();
+            }
+
             _connections.TryRemove(id, out _);
         }
     }
 
-    [LoggerMessage(EventId = 11, Level = LogLevel.Warning, Message = "{Listener}: accept failed ({Error}); retrying")]
-    private static partial void LogAcceptFailed(ILogger logger, string listener, SocketError error);
+    [LoggerMessage(EventId = 11, Level = LogLevel.Warning, Message = "{Listener}: accept failed: {Cause}; retrying in {WaitMs} ms ({Failures} in a row)")]
+    private static partial void LogAcceptFailed(ILogger logger, string listener, string cause, int failures, double waitMs);
+
+    [LoggerMessage(EventId = 15, Level = LogLevel.Warning, Message = "{Listener}: refused connection from {Remote}: {Reason}")]
+    private static partial void LogRefused(ILogger logger, string listener, string remote, string reason);
 
     [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "{Listener}: connection handler failed")]
     private static partial void LogHandlerFailed(ILogger logger, Exception exception, string listener);

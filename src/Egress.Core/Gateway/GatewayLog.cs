@@ -52,8 +52,8 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 214, Level = LogLevel.Warning, Message = "could not re-learn {Address} from hint {Hint}: {Why}")]
     public static partial void RelearnFailed(ILogger logger, IPAddress address, string hint, string why);
 
-    [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target}: stream limit reached (host.max_streams = {Limit})")]
-    public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, string target, int limit);
+    [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target}: {Reason}")]
+    public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, string target, string reason);
 
     [LoggerMessage(EventId = 251, Level = LogLevel.Information, Message = "DNS upstreams: {Upstreams}")]
     public static partial void DnsUpstreams(ILogger logger, string upstreams);

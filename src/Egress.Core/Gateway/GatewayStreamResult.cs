@@ -33,8 +33,9 @@ internal readonly record struct GatewayStreamResult
     /// <summary>Gets the detail: the dial error, the socket error, the stream limit.</summary>
     public string? Detail { get; private init; }
 
-    /// <summary>Gets the stream limit that was reached (<see cref="StreamOutcome.StreamLimit"/>).</summary>
-    public int Limit { get; private init; }
+    /// <summary>Gets why the stream was refused (<see cref="StreamOutcome.StreamLimit"/>), naming the limit reached,
+    /// e.g. "stream limit reached (host.max_streams = 1)".</summary>
+    public string? LimitReason { get; private init; }
 
     /// <summary>Gets the relay's totals (<see cref="StreamOutcome.Relayed"/>).</summary>
     public RelayResult? Relay { get; private init; }
@@ -45,7 +46,7 @@ internal readonly record struct GatewayStreamResult
     {
         StreamOutcome.HeaderTimeout => new TunnelResponse(TunnelStatus.BadRequest, "no complete request within the header timeout"),
         StreamOutcome.BadRequest => new TunnelResponse(Status, $"invalid request: {ReadResult}"),
-        StreamOutcome.StreamLimit => new TunnelResponse(TunnelStatus.Failure, $"parent: stream limit reached (host.max_streams = {Limit})"),
+        StreamOutcome.StreamLimit => new TunnelResponse(TunnelStatus.Failure, $"parent: {LimitReason}"),
         StreamOutcome.UnsupportedKind => new TunnelResponse(TunnelStatus.UnsupportedKind, $"{Request.Kind} streams are not served by this gateway"),
         StreamOutcome.Denied => new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: " + Decision.ToString()),
         StreamOutcome.ConnectFailed => new TunnelResponse(Status, Detail),
@@ -77,8 +78,8 @@ internal readonly record struct GatewayStreamResult
     public static GatewayStreamResult BadRequestOf(TunnelReadResult result) =>
         new(StreamOutcome.BadRequest) { ReadResult = result, Status = TunnelCodec.StatusFor(result) };
 
-    public static GatewayStreamResult StreamLimitOf(TunnelRequest request, int limit) =>
-        new(StreamOutcome.StreamLimit) { Request = request, Limit = limit };
+    public static GatewayStreamResult StreamLimitOf(TunnelRequest request, string reason) =>
+        new(StreamOutcome.StreamLimit) { Request = request, LimitReason = reason };
 
     public static GatewayStreamResult Unsupported(TunnelRequest request) => new(StreamOutcome.UnsupportedKind) { Request = request };
 

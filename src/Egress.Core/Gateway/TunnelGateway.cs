@@ -1,4 +1,5 @@
 using System.Net;
+using Egress.Configuration;
 using Egress.Connections;
 using Egress.Dns.Upstream;
 using Egress.Policy;
@@ -60,7 +61,12 @@ public sealed class TunnelGateway : IAsyncDisposable
         LocalEndPoint = socket.LocalEndPoint;
         ConnectionListener? listener = null;
         listener = new ConnectionListener(
-            socket, $"gateway {_options.Listen}", (stream, aborted) => _handler.HandleAsync(stream, listener!, aborted), _logger);
+            socket, $"gateway {_options.Listen}", (stream, aborted) => _handler.HandleAsync(stream, listener!, aborted), _logger)
+        {
+            Admission = new ConnectionAdmission(_options.MaxStreams, ConfigurationKeys.HostMaxStreams.Path, "stream", DescriptorBudget.Process),
+            Refused = _handler.HandleRefusedAsync,
+            TimeProvider = _options.Relay.TimeProvider,
+        };
         _listener = listener;
         _listener.Start();
         GatewayLog.Listening(_logger, _options.Listen.ToString());

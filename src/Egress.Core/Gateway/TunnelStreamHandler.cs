@@ -61,18 +61,36 @@ internal sealed class TunnelStreamHandler(
         }
     }
 
+    /// <summary>
+    /// Answers a stream the listener refused (beyond <c>host.max_streams</c> or out of descriptors): its request is
+    /// read under the header timeout so that the enclave gets the reason as a Failure status rather than a reset stream.
+    /// </summary>
+    /// <param name="streamSocket">The refused stream; the listener closes it afterwards.</param>
+    /// <param name="reason">Why it was refused, naming the limit.</param>
+    /// <param name="aborted">Cancelled when the stop aborts live streams.</param>
+    public async Task HandleRefusedAsync(Socket streamSocket, string reason, CancellationToken aborted)
+    {
+        try
+        {
+            var (read, request) = await ReadRequestAsync(streamSocket, aborted).ConfigureAwait(false);
+            await CompleteAsync(streamSocket, read ?? GatewayStreamResult.StreamLimitOf(request, reason), aborted).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
+        {
+            Record(GatewayStreamResult.Failed(ex.Message));
+        }
+        finally
+        {
+            TunnelHandshake.Close(streamSocket);
+        }
+    }
+
     private async Task<GatewayStreamResult> RunAsync(Socket tunnel, ConnectionListener listener, CancellationToken aborted)
     {
         var (read, request) = await ReadRequestAsync(tunnel, aborted).ConfigureAwait(false);
         if (read is { } failed)
         {
             return failed;
-        }
-
-        if (options.MaxStreams > 0 && listener.ActiveConnections > options.MaxStreams)
-        {
-            // Answered after the request is read, so that the enclave gets the reason rather than a reset stream.
-            return GatewayStreamResult.StreamLimitOf(request, options.MaxStreams);
         }
 
         if (request.Kind == TunnelRequestKind.Dns)
@@ -174,7 +192,7 @@ internal sealed class TunnelStreamHandler(
                 GatewayLog.BadRequest(logger, result.ReadResult, result.Status);
                 break;
             case StreamOutcome.StreamLimit:
-                GatewayLog.StreamLimit(logger, request.Kind, request.Destination is { } to ? $" to {to}" : string.Empty, result.Limit);
+                GatewayLog.StreamLimit(logger, request.Kind, request.Destination is { } to ? $" to {to}" : string.Empty, result.LimitReason!);
                 break;
             case StreamOutcome.UnsupportedKind:
                 GatewayLog.Unsupported(logger, request.Kind);

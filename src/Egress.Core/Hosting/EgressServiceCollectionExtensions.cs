@@ -50,6 +50,7 @@ public static class EgressServiceCollectionExtensions
                 StatusTimeout = configuration.Tunnel.StatusTimeout,
                 Relay = relay,
                 ShutdownDrain = configuration.Relay.ShutdownDrain,
+                MaxConnections = configuration.Enclave.MaxConnections,
                 Metrics = provider.GetRequiredService<MetricsHolder>().Metrics,
             },
             provider.GetRequiredService<EgressPolicy>(),

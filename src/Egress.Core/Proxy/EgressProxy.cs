@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Egress.Configuration;
 using Egress.Connections;
 using Egress.Policy;
 using Microsoft.Extensions.Logging;
@@ -17,6 +18,7 @@ public sealed class EgressProxy : IAsyncDisposable
     private readonly ProxyConnectionHandler _handler;
     private readonly ILogger _logger;
     private readonly List<ConnectionListener> _listeners = [];
+    private readonly ConnectionAdmission _admission;
 
     /// <summary>Creates a proxy; call <see cref="Start"/> to listen.</summary>
     /// <param name="options">Listen addresses, tunnel endpoint and timeouts.</param>
@@ -30,6 +32,7 @@ public sealed class EgressProxy : IAsyncDisposable
         _options = options;
         _logger = loggerFactory.CreateLogger("Egress.Proxy");
         _handler = new ProxyConnectionHandler(options, policy, _logger);
+        _admission = new ConnectionAdmission(options.MaxConnections, ConfigurationKeys.EnclaveMaxConnections.Path, "connection", DescriptorBudget.Process);
     }
 
     /// <summary>Gets the addresses actually listened on (an IPv6 address is skipped where IPv6 is unavailable).</summary>
@@ -68,7 +71,11 @@ public sealed class EgressProxy : IAsyncDisposable
                 throw;
             }
 
-            var listener = new ConnectionListener(socket, $"proxy {address}", _handler.HandleAsync, _logger);
+            var listener = new ConnectionListener(socket, $"proxy {address}", _handler.HandleAsync, _logger)
+            {
+                Admission = _admission,
+                TimeProvider = _options.Relay.TimeProvider,
+            };
             _listeners.Add(listener);
             bound.Add(socket.LocalEndPoint!);
             listener.Start();

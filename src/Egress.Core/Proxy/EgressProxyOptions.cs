@@ -24,6 +24,14 @@ public sealed class EgressProxyOptions
     /// <summary>Gets where connections, relays, DNS queries and tunnel errors are counted; null (the default) records nothing.</summary>
     public EgressMetrics? Metrics { get; init; }
 
+    /// <summary>
+    /// Gets how many connections are relayed at once, counted from accept to close, over all listen addresses; a
+    /// connection beyond it is reset at once and the refusal logged with the limit. 0 (the default) derives the limit
+    /// from the process's open-files limit (RLIMIT_NOFILE less the descriptors open at the start and a reserve, 2
+    /// descriptors per connection: 388 at 1024 and 32,196 at 65,536 with 120 open at the start); a connection is also refused while the process's descriptors are spent.
+    /// </summary>
+    public int MaxConnections { get; init; } = ConfigurationKeys.EnclaveMaxConnections.DefaultInt32;
+
     /// <summary>Gets how long a stop lets live connections finish before aborting them.</summary>
     public TimeSpan ShutdownDrain { get; init; } = ConfigurationKeys.RelayShutdownDrain.DefaultDuration;
 }

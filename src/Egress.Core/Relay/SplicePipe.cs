@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Egress.Connections;
 using Microsoft.Win32.SafeHandles;
 
 namespace Egress.Relay;
@@ -10,6 +11,8 @@ namespace Egress.Relay;
 /// the bytes crossing into user space (pages are moved, not copied, where both socket types allow it: TCP and Unix).
 /// The pipe counts what it holds; a direction rents one while data flows and returns it, empty, when it goes idle.
 /// The sockets must be in non-blocking mode: the pipe end never waits, but a blocking TCP socket waits inside splice.
+/// A new pipe takes its two descriptors from the process's <see cref="DescriptorBudget"/>; where the budget or the
+/// kernel has none (EMFILE, ENFILE), there is no pipe and the relay copies through user space instead.
 /// </summary>
 internal sealed class SplicePipe : IDisposable
 {
@@ -31,6 +34,8 @@ internal sealed class SplicePipe : IDisposable
     private readonly SafeFileHandle _read;
     private readonly SafeFileHandle _write;
     private readonly bool _poolable;
+    private readonly DescriptorBudget? _budget;
+    private int _disposed;
 
     /// <summary>Wraps two descriptors as a relay pipe that is never pooled (tests pass descriptors that are not a pipe).</summary>
     internal SplicePipe(SafeFileHandle read, SafeFileHandle write)
@@ -38,19 +43,27 @@ internal sealed class SplicePipe : IDisposable
     {
     }
 
-    private SplicePipe(SafeFileHandle read, SafeFileHandle write, bool poolable)
+    private SplicePipe(SafeFileHandle read, SafeFileHandle write, bool poolable, DescriptorBudget? budget = null)
     {
         _read = read;
         _write = write;
         _poolable = poolable;
+        _budget = budget;
     }
 
     /// <summary>Bytes in the pipe: moved in and not yet moved out.</summary>
     public int Buffered { get; private set; }
 
+    /// <summary>The descriptors one pipe holds: its read end and its write end.</summary>
+    public const int Descriptors = 2;
+
     /// <summary>An empty pipe from the pool, or a new one.</summary>
-    /// <exception cref="IOException">No pipe could be created.</exception>
-    public static SplicePipe Rent()
+    /// <exception cref="IOException">No pipe could be created (the descriptor budget is spent, or pipe2 failed).</exception>
+    public static SplicePipe Rent() => Rent(DescriptorBudget.Process);
+
+    /// <summary>An empty pipe from the pool, or a new one paid for from <paramref name="budget"/>.</summary>
+    /// <exception cref="IOException">No pipe could be created (the budget is spent, or pipe2 failed).</exception>
+    internal static SplicePipe Rent(DescriptorBudget budget)
     {
         if (s_pool.TryTake(out SplicePipe? pipe))
         {
@@ -58,16 +71,32 @@ internal sealed class SplicePipe : IDisposable
             return pipe;
         }
 
-        var (read, write) = SpliceNative.CreatePipe();
-        return new SplicePipe(read, write, poolable: true);
+        if (!budget.TryTake(Descriptors))
+        {
+            throw new IOException($"no relay pipe: {budget.ExhaustedReason()}");
+        }
+
+        try
+        {
+            var (read, write) = SpliceNative.CreatePipe();
+            return new SplicePipe(read, write, poolable: true, budget);
+        }
+        catch
+        {
+            budget.Release(Descriptors);
+            throw;
+        }
     }
 
     /// <summary>An empty pipe from the pool, a new one, or null when none can be created (e.g. out of descriptors).</summary>
-    public static SplicePipe? TryRent()
+    public static SplicePipe? TryRent() => TryRent(DescriptorBudget.Process);
+
+    /// <summary>An empty pipe from the pool, a new one paid for from <paramref name="budget"/>, or null when none can be had.</summary>
+    internal static SplicePipe? TryRent(DescriptorBudget budget)
     {
         try
         {
-            return Rent();
+            return Rent(budget);
         }
         catch (IOException)
         {
@@ -164,8 +193,14 @@ internal sealed class SplicePipe : IDisposable
 
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         _read.Dispose();
         _write.Dispose();
+        _budget?.Release(Descriptors);
     }
 
     private static int Failed(string operation)

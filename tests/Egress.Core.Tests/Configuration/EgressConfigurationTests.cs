@@ -102,11 +102,12 @@ public sealed class EgressConfigurationTests
             Assert.That(configuration.Enclave.DnsListen, Is.EqualTo(new[] { new IPEndPoint(IPAddress.Loopback, 53), new IPEndPoint(IPAddress.IPv6Loopback, 53) }));
             Assert.That(configuration.Enclave.DnsQueryTimeout, Is.EqualTo(TimeSpan.FromSeconds(5)));
             Assert.That(configuration.Enclave.Netfilter, Is.EqualTo(NetfilterBackend.Auto));
+            Assert.That(configuration.Enclave.MaxConnections, Is.Zero, "derived from RLIMIT_NOFILE");
             Assert.That(configuration.Host.ConnectTimeout, Is.EqualTo(TimeSpan.FromSeconds(5)));
             Assert.That(configuration.Host.HeaderTimeout, Is.EqualTo(TimeSpan.FromSeconds(5)));
             Assert.That(configuration.Host.DnsUpstreams, Is.Empty);
             Assert.That(configuration.Host.DnsTimeout, Is.EqualTo(TimeSpan.FromSeconds(2)));
-            Assert.That(configuration.Host.MaxStreams, Is.Zero, "no limit");
+            Assert.That(configuration.Host.MaxStreams, Is.Zero, "derived from RLIMIT_NOFILE");
             Assert.That(configuration.Host.KeepAliveIdle, Is.EqualTo(TimeSpan.FromSeconds(60)));
             Assert.That(configuration.Host.KeepAliveInterval, Is.EqualTo(TimeSpan.FromSeconds(10)));
             Assert.That(configuration.Host.KeepAliveProbes, Is.EqualTo(6));
@@ -128,6 +129,10 @@ public sealed class EgressConfigurationTests
     [TestCase("[egress]\n[tunnel]\n[enclave]\n[host]\n[dns]\n[relay]\n", TestName = "Empty sections")]
     public void FileWithoutValuesGivesTheDefaults(string text) =>
         AssertSameValues(EgressConfiguration.Parse(text, Source), EgressConfiguration.Default);
+
+    [Test]
+    public void MaxConnectionsIsRead() =>
+        Assert.That(EgressConfiguration.Parse("[enclave]\nmax_connections = 3000\n", Source).Enclave.MaxConnections, Is.EqualTo(3000));
 
     [Test]
     public void FullFileIsRead()

@@ -175,6 +175,61 @@ public sealed class ConnectionListenerTests
         Assert.That(listener.ActiveConnections, Is.Zero);
     }
 
+    [Test]
+    public async Task AConnectionBeyondTheAdmissionLimitIsResetAtOnceAndTheRefusalLoggedWithTheReason()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int handled = 0;
+        var admission = new ConnectionAdmission(1, "enclave.max_connections", "connection", DescriptorBudget.ForLimit(65536, 0));
+        await using var listener = Start(async (socket, _) =>
+        {
+            using (socket)
+            {
+                Interlocked.Increment(ref handled);
+                await release.Task;
+            }
+        }, out IPEndPoint endPoint, admission: admission);
+
+        using Socket held = await ConnectAsync(endPoint);
+        await WaitUntilAsync(() => Volatile.Read(ref handled) == 1);
+        var reset = Assert.ThrowsAsync<SocketException>(async () =>
+        {
+            // On loopback the reset may already fail the connect; else it fails the first read.
+            using Socket refused = await ConnectAsync(endPoint);
+            await refused.ReceiveAsync(new byte[1].AsMemory(), SocketFlags.None).AsTask().WaitAsync(HangGuard);
+        });
+        Assert.That(reset!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset));
+        string line = await _logs.WaitForLineAsync("refused connection from");
+        Assert.That(line, Does.Contain("connection limit reached (enclave.max_connections = 1)"));
+
+        release.SetResult();
+        await WaitUntilAsync(() => admission.Admitted == 0);
+        using Socket next = await ConnectAsync(endPoint);
+        await WaitUntilAsync(() => Volatile.Read(ref handled) == 2);
+        Assert.That(Volatile.Read(ref handled), Is.EqualTo(2), "served once the place is free, without a restart");
+    }
+
+    [Test]
+    public async Task ARefusedConnectionIsHandedToTheAnswerWithItsReason()
+    {
+        var answered = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var admission = new ConnectionAdmission(1, "host.max_streams", "stream", new DescriptorBudget(1024, capacity: 0));
+        await using var listener = Start((socket, _) => Task.CompletedTask, out IPEndPoint endPoint, admission: admission,
+            refused: async (socket, reason, _) =>
+            {
+                await socket.SendAsync("no"u8.ToArray());
+                answered.SetResult(reason);
+            });
+
+        using Socket client = await ConnectAsync(endPoint);
+        var answer = new byte[2];
+        int got = await client.ReceiveAsync(answer.AsMemory(), SocketFlags.None).AsTask().WaitAsync(HangGuard);
+
+        Assert.That(await answered.Task.WaitAsync(HangGuard), Is.EqualTo("descriptor limit reached (0 of 0 usable descriptors in use, RLIMIT_NOFILE = 1024)"));
+        Assert.That(answer.AsSpan(0, got).ToArray(), Is.EqualTo("no"u8.ToArray()));
+        await WaitUntilAsync(() => listener.ActiveConnections == 0);
+    }
+
     private static async Task<Socket> ConnectAsync(IPEndPoint endPoint)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
@@ -200,13 +255,18 @@ public sealed class ConnectionListenerTests
         }
     }
 
-    private ConnectionListener Start(Func<Socket, CancellationToken, Task> handler, out IPEndPoint endPoint, TimeSpan? abortGrace = null)
+    private ConnectionListener Start(
+        Func<Socket, CancellationToken, Task> handler,
+        out IPEndPoint endPoint,
+        TimeSpan? abortGrace = null,
+        ConnectionAdmission? admission = null,
+        Func<Socket, string, CancellationToken, Task>? refused = null)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         socket.Listen(512);
         endPoint = (IPEndPoint)socket.LocalEndPoint!;
-        var listener = new ConnectionListener(socket, "test listener", handler, _logger) { AbortGrace = abortGrace ?? TimeSpan.FromSeconds(5) };
+        var listener = new ConnectionListener(socket, "test listener", handler, _logger) { AbortGrace = abortGrace ?? TimeSpan.FromSeconds(5), Admission = admission, Refused = refused };
         listener.Start();
         return listener;
     }

@@ -83,7 +83,7 @@ public sealed class TunnelGatewayTests
         Assert.That(refused, Is.EqualTo(new TunnelResponse(TunnelStatus.Failure, "parent: stream limit reached (host.max_streams = 1)")));
         Assert.That(rest, Is.Empty, "the stream ends after the status");
         Assert.That((await _logs.WaitForEventAsync(211)).GetStructuredStateValue("Target"), Is.EqualTo($" to {later.EndPoint}"));
-        Assert.That(_logs.Values(211, "Limit"), Is.EqualTo(new[] { "1" }));
+        Assert.That(_logs.Values(211, "Reason"), Is.EqualTo(new[] { "stream limit reached (host.max_streams = 1)" }));
         Assert.That(later.Accepted.IsCompleted, Is.False, "a refused stream dials nothing");
 
         held.Shutdown(SocketShutdown.Send);

@@ -39,20 +39,27 @@ internal sealed class EgressDeployment
     public BackgroundProcess Enclave { get; }
 
     /// <summary>Deploys both hosts; the topology owns (and kills) the processes.</summary>
-    public static async Task<EgressDeployment> StartAsync(Topology topology, string configToml)
+    public static Task<EgressDeployment> StartAsync(Topology topology, string configToml) =>
+        StartAsync(topology, configToml, hostOpenFiles: null, enclaveOpenFiles: null);
+
+    /// <summary>
+    /// Deploys both hosts, each under its own open-files limit (RLIMIT_NOFILE, soft and hard, set with prlimit as
+    /// `ulimit -n` would) where one is given; the topology owns (and kills) the processes.
+    /// </summary>
+    public static async Task<EgressDeployment> StartAsync(Topology topology, string configToml, int? hostOpenFiles, int? enclaveOpenFiles)
     {
         var configPath = Path.Combine(topology.WorkDirectory, "enclave.toml");
         await File.WriteAllTextAsync(configPath, configToml).ConfigureAwait(false);
         var tunnelSocket = Path.Combine(topology.WorkDirectory, "tunnel.sock");
         var tunnel = $"unix:{tunnelSocket}";
 
-        var host = await StartHostAsync(topology, configPath, tunnelSocket).ConfigureAwait(false);
+        var host = await StartHostAsync(topology, configPath, tunnelSocket, hostOpenFiles).ConfigureAwait(false);
 
         var rules = await Command.RunInNamespaceAsync(topology.Enclave, ReadyTimeout, HostBinaries.Enclave("rules", "--apply", "--config", configPath)).ConfigureAwait(false);
         Assert.That(rules.ExitCode, Is.Zero, () => $"egress-enclave rules --apply failed: {rules}");
 
         var enclave = topology.StartProcess("egress-enclave", topology.Enclave,
-            HostBinaries.Enclave("--config", configPath, "--tunnel", tunnel));
+            LimitOpenFiles(enclaveOpenFiles, HostBinaries.Enclave("--config", configPath, "--tunnel", tunnel)));
         await Wait.UntilAsync(
             async () => enclave.HasExited || (await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.Loopback, ProxyPort).ConfigureAwait(false)
                 && await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.IPv6Loopback, ProxyPort).ConfigureAwait(false)
@@ -76,14 +83,14 @@ internal sealed class EgressDeployment
         var kill = await Command.RunAsync(["kill", "-TERM", previous.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)], ReadyTimeout).ConfigureAwait(false);
         Assert.That(kill.ExitCode, Is.Zero, kill.ToString);
         await Wait.UntilAsync(() => Task.FromResult(previous.HasExited), ReadyTimeout, previous.ToString).ConfigureAwait(false);
-        Host = await StartHostAsync(topology, ConfigPath, TunnelSocketPath).ConfigureAwait(false);
+        Host = await StartHostAsync(topology, ConfigPath, TunnelSocketPath, openFiles: null).ConfigureAwait(false);
         return previous;
     }
 
-    private static async Task<BackgroundProcess> StartHostAsync(Topology topology, string configPath, string tunnelSocket)
+    private static async Task<BackgroundProcess> StartHostAsync(Topology topology, string configPath, string tunnelSocket, int? openFiles)
     {
         var host = topology.StartProcess("egress-host", topology.Parent,
-            HostBinaries.Host("--config", configPath, "--tunnel", $"unix:{tunnelSocket}"));
+            LimitOpenFiles(openFiles, HostBinaries.Host("--config", configPath, "--tunnel", $"unix:{tunnelSocket}")));
         await Wait.UntilAsync(
             async () => host.HasExited || (File.Exists(tunnelSocket) && await host.WaitForLineAsync(line => line.Contains("gateway listening on", StringComparison.Ordinal), TimeSpan.Zero).ConfigureAwait(false) is not null),
             ReadyTimeout,
@@ -91,6 +98,10 @@ internal sealed class EgressDeployment
         Assert.That(host.HasExited, Is.False, () => $"egress-host exited during startup: {host}");
         return host;
     }
+
+    /// <summary>The command run under prlimit (which execs it: the process id stays the host's) when a limit is given.</summary>
+    private static string[] LimitOpenFiles(int? openFiles, string[] command) =>
+        openFiles is { } limit ? ["prlimit", $"--nofile={limit}:{limit}", "--", .. command] : command;
 
     /// <summary>
     /// Checks with `ss` (<paramref name="ssOptions"/>: -Hltn for TCP, -Hlun for UDP) that something listens for
