@@ -8,8 +8,10 @@ using Egress.Policy;
 using Egress.Proxy;
 using Egress.Tunnel;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Egress.Hosting;
 
@@ -18,7 +20,7 @@ namespace Egress.Hosting;
 /// egress-enclave and egress-host themselves run. Each listener is a hosted service: it binds when the host starts (a
 /// failure to bind ends the start with an <see cref="IOException"/> naming the address) and drains when it stops
 /// (<c>[relay] shutdown_drain_seconds</c>; give the host a <c>HostOptions.ShutdownTimeout</c> at least that long).
-/// Logging comes from the host's <see cref="ILoggerFactory"/>; metrics (meter <c>Egress</c>) are recorded when an
+/// Logging comes from the container's <see cref="ILoggerFactory"/> (none when it has none); metrics (meter <c>Egress</c>) are recorded when an
 /// <see cref="IMeterFactory"/> is registered (<c>services.AddMetrics()</c>).
 /// </summary>
 public static class EgressServiceCollectionExtensions
@@ -26,7 +28,8 @@ public static class EgressServiceCollectionExtensions
     /// <summary>
     /// Adds the enclave side: the transparent TCP proxy on <c>[enclave] proxy_listen</c> and the DNS forwarder on
     /// <c>[enclave] dns_listen</c>, sharing one <see cref="EgressPolicy"/> and its cache of DNS-learned addresses (both
-    /// registered as singletons, for a consumer that wants to check or teach the same policy). Connections reach the
+    /// registered as singletons, unless the container already has them, for a consumer that wants to check or teach
+    /// the same policy; each side added keeps its own). Connections reach the
     /// proxy through the redirect rules (<c>egress-enclave rules --apply</c>).
     /// </summary>
     /// <param name="services">The host's services.</param>
@@ -40,7 +43,7 @@ public static class EgressServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configuration);
         tunnel ??= configuration.GetTunnelEndpoint(TunnelSide.Enclave);
-        AddPolicy(services, configuration, "enclave");
+        var (policy, metrics) = AddPolicy(services, configuration, "enclave");
         var relay = configuration.CreateRelayOptions();
         services.AddSingleton(provider => new EgressProxy(
             new EgressProxyOptions
@@ -51,10 +54,10 @@ public static class EgressServiceCollectionExtensions
                 Relay = relay,
                 ShutdownDrain = configuration.Relay.ShutdownDrain,
                 MaxConnections = configuration.Enclave.MaxConnections,
-                Metrics = provider.GetRequiredService<MetricsHolder>().Metrics,
+                Metrics = metrics.Get(provider),
             },
-            provider.GetRequiredService<EgressPolicy>(),
-            provider.GetRequiredService<ILoggerFactory>()));
+            policy,
+            provider.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance));
         services.AddSingleton(provider => new DnsForwarder(
             new DnsForwarderOptions
             {
@@ -62,10 +65,10 @@ public static class EgressServiceCollectionExtensions
                 Tunnel = tunnel,
                 QueryTimeout = configuration.Enclave.DnsQueryTimeout,
                 StatusTimeout = configuration.Tunnel.StatusTimeout,
-                Metrics = provider.GetRequiredService<MetricsHolder>().Metrics,
+                Metrics = metrics.Get(provider),
             },
-            provider.GetRequiredService<EgressPolicy>(),
-            provider.GetRequiredService<ILoggerFactory>()));
+            policy,
+            provider.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance));
         services.AddSingleton<IHostedService>(provider =>
         {
             var proxy = provider.GetRequiredService<EgressProxy>();
@@ -85,7 +88,8 @@ public static class EgressServiceCollectionExtensions
     /// <summary>
     /// Adds the parent side: the tunnel gateway on <c>[tunnel] host_endpoint</c>, which re-checks every destination
     /// against the same policy, dials, relays and answers DNS streams from the upstream resolvers. The
-    /// <see cref="EgressPolicy"/> and its cache are registered as singletons too.
+    /// <see cref="EgressPolicy"/> and its cache are registered as singletons too, unless the container already has them
+    /// (the side keeps its own either way: both sides can run in one process, as samples/EmbeddedEnclave does by hand).
     /// </summary>
     /// <param name="services">The host's services.</param>
     /// <param name="configuration">The configuration (<see cref="EgressConfiguration.Load"/>).</param>
@@ -101,7 +105,7 @@ public static class EgressServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configuration);
         listen ??= configuration.GetTunnelEndpoint(TunnelSide.Host);
-        AddPolicy(services, configuration, "parent");
+        var (policy, metrics) = AddPolicy(services, configuration, "parent");
         var host = configuration.Host;
         var relay = configuration.CreateRelayOptions();
         services.AddSingleton(provider => new TunnelGateway(
@@ -118,10 +122,10 @@ public static class EgressServiceCollectionExtensions
                 KeepAliveIdle = host.KeepAliveIdle,
                 KeepAliveInterval = host.KeepAliveInterval,
                 KeepAliveProbes = host.KeepAliveProbes,
-                Metrics = provider.GetRequiredService<MetricsHolder>().Metrics,
+                Metrics = metrics.Get(provider),
             },
-            provider.GetRequiredService<EgressPolicy>(),
-            provider.GetRequiredService<ILoggerFactory>()));
+            policy,
+            provider.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance));
         services.AddSingleton<IHostedService>(provider =>
         {
             var gateway = provider.GetRequiredService<TunnelGateway>();
@@ -130,15 +134,18 @@ public static class EgressServiceCollectionExtensions
         return services;
     }
 
-    /// <summary>The policy (checked now, so a bad entry fails registration with its location), its cache and the metrics.</summary>
-    private static void AddPolicy(IServiceCollection services, EgressConfiguration configuration, string side)
+    /// <summary>
+    /// The side's policy (checked now, so a bad entry fails registration with its location) and its metrics, which the
+    /// side's components take directly: both sides can be added to one container without sharing either. The first
+    /// side added also registers its policy and cache as singletons, for consumers.
+    /// </summary>
+    private static (EgressPolicy Policy, SideMetrics Metrics) AddPolicy(IServiceCollection services, EgressConfiguration configuration, string side)
     {
         var cache = configuration.CreateCache();
         var policy = configuration.CreatePolicy(cache);
-        services.AddSingleton(cache);
-        services.AddSingleton(policy);
-        services.AddSingleton(provider => new MetricsHolder(
-            provider.GetService<IMeterFactory>() is { } meters ? new EgressMetrics(meters, side, cache) : null));
+        services.TryAddSingleton(cache);
+        services.TryAddSingleton(policy);
+        return (policy, new SideMetrics(side, cache));
     }
 
     private static string DescribeDnsBindFailure(IReadOnlyList<IPEndPoint> dnsListen, Exception ex)
@@ -150,6 +157,25 @@ public static class EgressServiceCollectionExtensions
             + "is another resolver (systemd-resolved, dnsmasq) bound there? Change [enclave] dns_listen or stop it.";
     }
 
-    /// <summary>The side's one metrics instance, or none without an <see cref="IMeterFactory"/>.</summary>
-    private sealed record MetricsHolder(EgressMetrics? Metrics);
+    /// <summary>The side's one metrics instance, created on first use; none without an <see cref="IMeterFactory"/>.</summary>
+    private sealed class SideMetrics(string side, AllowlistCache cache)
+    {
+        private readonly Lock _lock = new();
+        private bool _created;
+        private EgressMetrics? _metrics;
+
+        public EgressMetrics? Get(IServiceProvider provider)
+        {
+            lock (_lock)
+            {
+                if (!_created)
+                {
+                    _metrics = provider.GetService<IMeterFactory>() is { } meters ? new EgressMetrics(meters, side, cache) : null;
+                    _created = true;
+                }
+
+                return _metrics;
+            }
+        }
+    }
 }

@@ -48,6 +48,31 @@ public sealed class EgressServiceCollectionExtensionsTests
     }
 
     [Test]
+    public async Task BothSidesInOneContainerKeepTheirOwnPolicies()
+    {
+        // The parent side, added first, allows 127.0.0.1; the enclave side, added after it, does not. Were the parent
+        // to resolve the container's last-registered policy, it would use the enclave's and deny.
+        using var echo = new EchoServer(IPAddress.Loopback);
+        var tunnel = TunnelEndpoint.Parse("unix:" + Path.Combine(_directory, "t.sock"));
+        var enclave = EgressConfiguration.Parse("[egress]\nenabled = true\ndestinations = [\"api.example.test\"]\n", "enclave.toml");
+        var parent = EgressConfiguration.Parse("[egress]\nenabled = true\ndestinations = [\"127.0.0.1\"]\n", "parent.toml");
+        var services = new ServiceCollection().AddEgressHost(parent, tunnel).AddEgressEnclave(enclave, tunnel);
+        await using var provider = services.BuildServiceProvider();
+
+        var gateway = provider.GetRequiredService<Egress.Gateway.TunnelGateway>();
+        gateway.Start();
+        var result = await new TunnelClient(tunnel).ConnectAsync(echo.EndPoint, null, CancellationToken.None);
+        result.Socket?.Dispose();
+        await gateway.StopAsync();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Error, Is.EqualTo(TunnelConnectError.None), result.ToString());
+            Assert.That(provider.GetRequiredService<EgressPolicy>().CheckAddress(IPAddress.Loopback).IsAllowed, Is.True, "the container's policy is the first side's");
+        });
+    }
+
+    [Test]
     public async Task StoppingTheHostStopsTheListener()
     {
         var tunnel = TunnelEndpoint.Parse("unix:" + Path.Combine(_directory, "t.sock"));
