@@ -44,7 +44,7 @@ var logFormatOption = HostCommandLine.LogFormat();
 var root = new RootCommand("""
     Run the egress proxy and the DNS forwarder until SIGTERM or SIGINT. Every outbound TCP connection redirected by the
     rules is checked against [egress] destinations and carried to egress-host on the parent through the tunnel. The DNS
-    forwarder listens on [enclave] dns_listen (default 127.0.0.1:53, UDP and TCP; point the enclave's resolv.conf at
+    forwarder listens on [enclave] dns_listen (default 127.0.0.1:53 and [::1]:53, UDP and TCP; point the enclave's resolv.conf at
     it): names outside the allowlist get NXDOMAIN (with an RFC 8914 Extended DNS Error when the query has EDNS),
     allowed names are resolved by the parent and the answered addresses become allowed for their TTL (plus [dns]
     grace). On SIGTERM/SIGINT it stops accepting, lets live connections finish for up to [relay]

@@ -82,7 +82,7 @@ var metricsAllowRemoteOption = new Option<bool>("--metrics-allow-remote")
 var root = new RootCommand("""
     Accept tunnel streams from egress-enclave, re-check every destination against the same enclave.toml (internal
     ranges such as 169.254.169.254 are refused unless listed by IP/CIDR), dial it and relay. DNS streams: every
-    query's name is re-checked (REFUSED when not allowed), forwarded to the upstream resolvers (UDP, TCP when
+    query's name is re-checked (NXDOMAIN when not allowed), forwarded to the upstream resolvers (UDP, TCP when
     truncated, failing over in order within [host] dns_timeout_ms), and the answered addresses are learned so
     connections to them are allowed. Runs until SIGTERM or SIGINT: then it stops accepting, ends idle DNS streams,
     lets live connections finish for up to [relay] shutdown_drain_seconds (default 10), aborts the rest and exits 0.

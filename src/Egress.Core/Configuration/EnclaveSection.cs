@@ -17,7 +17,7 @@ public sealed class EnclaveSection
     /// <summary>Gets the addresses the transparent TCP proxy listens on (<c>enclave.proxy_listen</c>, default 127.0.0.1:4444 and [::1]:4444); never empty.</summary>
     public IReadOnlyList<IPEndPoint> ProxyListen { get; }
 
-    /// <summary>Gets the addresses the DNS forwarder listens on (<c>enclave.dns_listen</c>, default 127.0.0.1:53); never empty.</summary>
+    /// <summary>Gets the addresses the DNS forwarder listens on (<c>enclave.dns_listen</c>, default 127.0.0.1:53 and [::1]:53); never empty.</summary>
     public IReadOnlyList<IPEndPoint> DnsListen { get; }
 
     /// <summary>Gets how long the DNS forwarder waits for the parent's answer (<c>enclave.dns_query_timeout_ms</c>, default 5 s).</summary>

@@ -55,6 +55,9 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target}: {Reason}")]
     public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, string target, string reason);
 
+    [LoggerMessage(EventId = 215, Level = LogLevel.Warning, Message = "tunnel {Endpoint} is TCP on a non-loopback address and has no authentication: anything that reaches it can use this parent as a proxy to every allowed destination; tcp:// is for development, use vsock:// (or firewall the port)")]
+    public static partial void UnauthenticatedTcpTunnel(ILogger logger, string endpoint);
+
     [LoggerMessage(EventId = 251, Level = LogLevel.Information, Message = "DNS upstreams: {Upstreams}")]
     public static partial void DnsUpstreams(ILogger logger, string upstreams);
 

@@ -3,6 +3,7 @@ using Egress.Configuration;
 using Egress.Connections;
 using Egress.Dns.Upstream;
 using Egress.Policy;
+using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 
 namespace Egress.Gateway;
@@ -70,6 +71,12 @@ public sealed class TunnelGateway : IAsyncDisposable
         _listener = listener;
         _listener.Start();
         GatewayLog.Listening(_logger, _options.Listen.ToString());
+        if (_options.Listen.Transport == TunnelTransport.Tcp && LocalEndPoint is IPEndPoint { Address: var address } && !IPAddress.IsLoopback(address))
+        {
+            // The tunnel has no authentication: whoever reaches this port can use the parent as this policy's proxy.
+            GatewayLog.UnauthenticatedTcpTunnel(_logger, _options.Listen.ToString());
+        }
+
         if (DnsUpstreams.Count > 0)
         {
             GatewayLog.DnsUpstreams(_logger, string.Join(", ", DnsUpstreams));

@@ -25,7 +25,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             output.WriteLine($"dns:     {decision}");
             output.WriteLine(allowed
                 ? $"         the DNS forwarder forwards queries for this name to the parent and answers them unchanged"
-                : $"         the DNS forwarder answers REFUSED at once; nothing is forwarded");
+                : $"         the DNS forwarder answers NXDOMAIN at once (with Extended DNS Error 15, Blocked, when the query has EDNS); nothing is forwarded");
             output.WriteLine(allowed
                 ? $"connect: allowed to the addresses answered for this name, for their TTL (at least {Seconds(configuration.Dns.TtlFloor)}) plus {Seconds(configuration.Dns.Grace)} grace; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"
                 : "connect: denied to any address learned for this name (none will be)");

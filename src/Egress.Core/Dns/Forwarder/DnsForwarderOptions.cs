@@ -9,7 +9,7 @@ namespace Egress.Dns.Forwarder;
 public sealed class DnsForwarderOptions
 {
     /// <summary>Gets the addresses served over both UDP and TCP (what the enclave's resolv.conf names), by
-    /// default 127.0.0.1:53. Port 0 binds an ephemeral port, the same one for UDP and TCP.</summary>
+    /// default 127.0.0.1:53 and [::1]:53. Port 0 binds an ephemeral port, the same one for UDP and TCP.</summary>
     public IReadOnlyList<IPEndPoint> Listen { get; init; } = ConfigurationKeys.EnclaveDnsListen.DefaultEndPoints;
 
     /// <summary>Gets where tunnel DNS streams to the parent are opened.</summary>
