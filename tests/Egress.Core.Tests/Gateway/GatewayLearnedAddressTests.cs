@@ -84,6 +84,7 @@ public sealed class GatewayLearnedAddressTests
         _time.Advance(TimeSpan.FromSeconds(95)); // floor 30 s + grace 60 s + 5 s
 
         using Socket second = await OpenAsync(new IPEndPoint(A, 443), "a.x.test");
+        await DecisionsLoggedAsync(2); // the status reaches the client before the gateway's log line
 
         Assert.That(_log.Values(203, "Decision")[^1], Is.EqualTo("allowed: learned from a.x.test, TTL expired, in use by 1 connection"));
         Assert.That(_upstream.Queries, Is.Empty, "allowed by use, not re-learned");
@@ -100,6 +101,7 @@ public sealed class GatewayLearnedAddressTests
 
         Assert.That(_upstream.Queries.Select(q => (q.Name, q.Type)), Is.EqualTo(new[] { ("a.x.test", (ushort)1) }));
         Assert.That(_log.Lines, Has.Some.Contains("re-learned 198.18.0.10 from hint a.x.test"));
+        await DecisionsLoggedAsync(1);
         Assert.That(_log.Values(203, "Decision")[^1], Does.StartWith("allowed: learned from a.x.test, expires in"));
         await CloseAsync(stream);
     }
@@ -210,5 +212,15 @@ public sealed class GatewayLearnedAddressTests
         using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
         await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(destination, hint));
         return await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+    }
+
+    /// <summary>Waits (bounded) until <paramref name="count"/> allowed-connection lines (event 203) are logged.</summary>
+    private async Task DecisionsLoggedAsync(int count)
+    {
+        var deadline = DateTime.UtcNow + HangGuard;
+        while (_log.Values(203, "Decision").Count < count && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
     }
 }
