@@ -30,6 +30,10 @@ internal static class ConfigurationKeys
     /// <summary><c>enclave.max_connections</c>; 0 derives the limit from RLIMIT_NOFILE.</summary>
     public static readonly ConfigurationKey EnclaveMaxConnections = new("enclave.max_connections", ConfigurationValueKind.Integer, 0L, 0, int.MaxValue);
 
+    /// <summary><c>enclave.failover_attempts</c>: other addresses of the same name tried when the destination refuses or is
+    /// unreachable; 0 turns failover off.</summary>
+    public static readonly ConfigurationKey EnclaveFailoverAttempts = new("enclave.failover_attempts", ConfigurationValueKind.Integer, 2L, 0, 16);
+
     public static readonly ConfigurationKey HostConnectTimeout = Milliseconds("host.connect_timeout_ms", 5_000);
     public static readonly ConfigurationKey HostHeaderTimeout = Milliseconds("host.header_timeout_ms", 5_000);
     public static readonly ConfigurationKey HostDnsUpstreams = new("host.dns_upstreams", ConfigurationValueKind.DnsUpstreams, Array.Empty<IPEndPoint>());
@@ -55,7 +59,7 @@ internal static class ConfigurationKeys
     [
         EgressEnabled, EgressDestinations,
         TunnelEnclaveEndpoint, TunnelHostEndpoint, TunnelStatusTimeout,
-        EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections,
+        EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections, EnclaveFailoverAttempts,
         HostConnectTimeout, HostHeaderTimeout, HostDnsUpstreams, HostDnsTimeout, HostMetricsListen, HostMaxStreams,
         HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes,
         DnsTtlFloor, DnsGrace, DnsCacheMaxEntries,

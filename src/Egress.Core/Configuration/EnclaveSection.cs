@@ -5,9 +5,10 @@ namespace Egress.Configuration;
 /// <summary>The <c>[enclave]</c> section: listeners of egress-enclave.</summary>
 public sealed class EnclaveSection
 {
-    internal EnclaveSection(IReadOnlyList<IPEndPoint> proxyListen, IReadOnlyList<IPEndPoint> dnsListen, TimeSpan dnsQueryTimeout, NetfilterBackend netfilter, int maxConnections)
+    internal EnclaveSection(IReadOnlyList<IPEndPoint> proxyListen, IReadOnlyList<IPEndPoint> dnsListen, TimeSpan dnsQueryTimeout, NetfilterBackend netfilter, int maxConnections, int failoverAttempts)
     {
         MaxConnections = maxConnections;
+        FailoverAttempts = failoverAttempts;
         ProxyListen = proxyListen;
         DnsListen = dnsListen;
         DnsQueryTimeout = dnsQueryTimeout;
@@ -36,4 +37,10 @@ public sealed class EnclaveSection
     /// connection: 388 at 1024 and 32,196 at 65,536 with 120 open at the start).
     /// </summary>
     public int MaxConnections { get; }
+
+    /// <summary>
+    /// Gets how many other addresses of the same name the proxy tries when the destination refuses the connection or
+    /// is unreachable (<c>enclave.failover_attempts</c>, 0 … 16, default 2; 0 turns failover off).
+    /// </summary>
+    public int FailoverAttempts { get; }
 }

@@ -25,6 +25,7 @@ public sealed class EgressMetrics
     private readonly Counter<long> _bytes;
     private readonly Counter<long> _dnsQueries;
     private readonly Counter<long> _tunnelErrors;
+    private readonly Counter<long> _failovers;
     private readonly KeyValuePair<string, object?> _side;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/>.</summary>
@@ -53,6 +54,8 @@ public sealed class EgressMetrics
             "egress.dns.queries", "{query}", "DNS queries, by outcome.");
         _tunnelErrors = meter.CreateCounter<long>(
             "egress.tunnel.errors", "{error}", "Tunnel streams that failed, by kind.");
+        _failovers = meter.CreateCounter<long>(
+            "egress.connection.failovers", "{attempt}", "Other addresses of the same name tried after a destination refused, was unreachable or timed out.");
         if (cache is not null)
         {
             meter.CreateObservableGauge(
@@ -114,4 +117,7 @@ public sealed class EgressMetrics
             _tunnelErrors.Add(1, _side, new("egress.error", kind));
         }
     }
+
+    /// <summary>Counts one failover attempt: another address of the same name tried for a connection.</summary>
+    internal void Failover() => _failovers.Add(1, _side);
 }

@@ -54,6 +54,7 @@ public static class EgressServiceCollectionExtensions
                 Relay = relay,
                 ShutdownDrain = configuration.Relay.ShutdownDrain,
                 MaxConnections = configuration.Enclave.MaxConnections,
+                FailoverAttempts = configuration.Enclave.FailoverAttempts,
                 Metrics = metrics.Get(provider),
             },
             policy,

@@ -26,4 +26,19 @@ internal static class AddressValue
     public static bool IsIPv4(UInt128 value) => (value & MappedMask) == MappedPrefix;
 
     public static uint LowIPv4(UInt128 value) => (uint)value;
+
+    /// <summary>The address a value stands for: an IPv4 address for a mapped value, else the IPv6 address.</summary>
+    public static IPAddress ToAddress(UInt128 value)
+    {
+        if (IsIPv4(value))
+        {
+            Span<byte> v4 = stackalloc byte[4];
+            BinaryPrimitives.WriteUInt32BigEndian(v4, LowIPv4(value));
+            return new IPAddress(v4);
+        }
+
+        Span<byte> v6 = stackalloc byte[16];
+        BinaryPrimitives.WriteUInt128BigEndian(v6, value);
+        return new IPAddress(v6);
+    }
 }

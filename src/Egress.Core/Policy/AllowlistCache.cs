@@ -252,6 +252,56 @@ public sealed class AllowlistCache
         return removed;
     }
 
+    /// <summary>
+    /// The other addresses <paramref name="name"/> resolved to that are still live for it (its TTL plus grace, or an
+    /// address in use): the ones of <paramref name="except"/>'s family first, at most <paramref name="max"/>. Scans the
+    /// cache (O(entries)); meant for the rare failover path, not for every connection.
+    /// </summary>
+    /// <param name="name">A name the addresses were learned from (any case, trailing dot ignored).</param>
+    /// <param name="except">The address already tried; never returned.</param>
+    /// <param name="max">The most addresses returned.</param>
+    internal List<IPAddress> OtherAddressesOf(string name, IPAddress except, int max)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(except);
+        var found = new List<IPAddress>();
+        if (max <= 0)
+        {
+            return found;
+        }
+
+        string normalized = name.EndsWith('.') ? name[..^1] : name;
+        UInt128 exceptKey = AddressValue.Of(except);
+        bool exceptIsV4 = AddressValue.IsIPv4(exceptKey);
+        var otherFamily = new List<IPAddress>();
+        long now = Now;
+        foreach (var (key, known) in _entries)
+        {
+            if (key == exceptKey || !IsLiveFor(known, normalized, key, now))
+            {
+                continue;
+            }
+
+            (AddressValue.IsIPv4(key) == exceptIsV4 ? found : otherFamily).Add(AddressValue.ToAddress(key));
+        }
+
+        found.AddRange(otherFamily);
+        return found.Count > max ? found[..max] : found;
+    }
+
+    private bool IsLiveFor(LearnedAddress known, string name, UInt128 key, long now)
+    {
+        foreach (LearnedName learned in known.Names)
+        {
+            if (string.Equals(learned.Name, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return now < learned.ExpiresAt + _graceTicks || _inUse.ContainsKey(key);
+            }
+        }
+
+        return false;
+    }
+
     internal IReadOnlyList<LearnedName> NamesOf(IPAddress address) =>
         _entries.TryGetValue(AddressValue.Of(address), out LearnedAddress? known) ? known.Names : [];
 

@@ -117,6 +117,14 @@ public sealed class EgressPolicy
         return CheckStatic(address) ?? FromCache(_hasNameEntries ? _cache.Hold(address, out hold) : default);
     }
 
+    /// <summary>
+    /// The other addresses learned from <paramref name="name"/> that a connection refused at <paramref name="failed"/>
+    /// may fall over to (see <see cref="AllowlistCache.OtherAddressesOf"/>); each must still pass
+    /// <see cref="CheckConnection"/>. Empty when the list holds no name entry.
+    /// </summary>
+    internal List<IPAddress> OtherAddressesOf(string name, IPAddress failed, int max) =>
+        _hasNameEntries ? _cache.OtherAddressesOf(name, failed, max) : [];
+
     /// <summary>The decision made without the cache (disabled, static entry, internal range, <c>*</c>); null when the
     /// cache decides.</summary>
     private PolicyDecision? CheckStatic(IPAddress address)

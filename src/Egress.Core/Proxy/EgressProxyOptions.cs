@@ -32,6 +32,15 @@ public sealed class EgressProxyOptions
     /// </summary>
     public int MaxConnections { get; init; } = ConfigurationKeys.EnclaveMaxConnections.DefaultInt32;
 
+    /// <summary>
+    /// Gets how many other addresses of the same name are tried, one after another, when the parent answers that the
+    /// destination refused the connection or is unreachable, for a destination allowed through an address learned from
+    /// a name (the default is 2; 0 turns failover off). The application's connect() to the proxy has already succeeded,
+    /// so it cannot fall over to the name's next address by itself (RFC 8305's idea, done for it); each address
+    /// tried is checked and held like the first, and the parent checks it again.
+    /// </summary>
+    public int FailoverAttempts { get; init; } = ConfigurationKeys.EnclaveFailoverAttempts.DefaultInt32;
+
     /// <summary>Gets how long a stop lets live connections finish before aborting them.</summary>
     public TimeSpan ShutdownDrain { get; init; } = ConfigurationKeys.RelayShutdownDrain.DefaultDuration;
 }

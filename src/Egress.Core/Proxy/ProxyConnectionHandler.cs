@@ -82,24 +82,96 @@ internal sealed class ProxyConnectionHandler(
     private async Task<ProxyConnectionResult> RelayAsync(Socket client, IPEndPoint destination, PolicyDecision decision, CancellationToken aborted)
     {
         client.NoDelay = true; // before the tunnel exists: nothing can leak if it throws
-        var (tunnel, following, failure) = await OpenTunnelAsync(destination, HostHintFor(decision), aborted).ConfigureAwait(false);
-        if (tunnel is null)
-        {
-            return failure;
-        }
-
-        Started(ProxyConnectionResult.Relayed(destination, decision, relay: null));
-        RelayResult relay;
+        string? hint = HostHintFor(decision);
+        var (tunnel, following, failure) = await OpenTunnelAsync(destination, hint, aborted).ConfigureAwait(false);
+        AddressHold? failoverHold = null;
         try
         {
-            relay = await SocketRelay.RunAsync(client, tunnel, ReadOnlyMemory<byte>.Empty, following, options.Relay, aborted).ConfigureAwait(false);
+            if (tunnel is null && hint is not null && CanFailOver(failure))
+            {
+                (tunnel, following, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, failure, hint, aborted).ConfigureAwait(false);
+            }
+
+            if (tunnel is null)
+            {
+                return failure;
+            }
+
+            Started(ProxyConnectionResult.Relayed(destination, decision, relay: null));
+            RelayResult relay;
+            try
+            {
+                relay = await SocketRelay.RunAsync(client, tunnel, ReadOnlyMemory<byte>.Empty, following, options.Relay, aborted).ConfigureAwait(false);
+            }
+            finally
+            {
+                tunnel.Dispose();
+            }
+
+            return ProxyConnectionResult.Relayed(destination, decision, relay);
         }
         finally
         {
-            tunnel.Dispose();
+            failoverHold?.Dispose();
+        }
+    }
+
+    /// <summary>Whether the parent's answer says the destination itself failed (refused, unreachable, timed out), so
+    /// another address of the same name may serve.</summary>
+    private bool CanFailOver(ProxyConnectionResult failure) =>
+        options.FailoverAttempts > 0
+        && failure.Outcome == ConnectionOutcome.ParentRefused
+        && failure.ParentStatus is TunnelStatus.ConnectionRefused or TunnelStatus.Unreachable or TunnelStatus.TimedOut;
+
+    /// <summary>
+    /// Tries up to <see cref="EgressProxyOptions.FailoverAttempts"/> other live addresses learned from
+    /// <paramref name="name"/>, on the same port, each checked and held like the first: the application's connect()
+    /// already succeeded (the proxy accepted it), so it cannot fall over to the next address itself. Returns the first
+    /// that connects, with its decision and hold. When none does: no socket, the first destination and
+    /// <paramref name="failure"/> (the app's connection is reset for it), or the failure that ended the attempts when it
+    /// was not the destination's (the tunnel, the parent, a stop).
+    /// </summary>
+    private async Task<(Socket? Tunnel, ReadOnlyMemory<byte> Following, IPEndPoint Destination, PolicyDecision Decision, AddressHold? Hold, ProxyConnectionResult Failure)> FailOverAsync(
+        IPEndPoint failed, PolicyDecision failedDecision, ProxyConnectionResult failure, string name, CancellationToken aborted)
+    {
+        var candidates = policy.OtherAddressesOf(name, failed.Address, options.FailoverAttempts);
+        if (candidates.Count == 0)
+        {
+            ProxyLog.NoFailover(logger, failed, failure.ParentStatus, name);
+            return (null, default, failed, failedDecision, null, failure);
         }
 
-        return ProxyConnectionResult.Relayed(destination, decision, relay);
+        ProxyConnectionResult previous = failure;
+        IPEndPoint previousDestination = failed;
+        for (int attempt = 0; attempt < candidates.Count; attempt++)
+        {
+            var candidate = new IPEndPoint(candidates[attempt], failed.Port);
+            var decision = policy.CheckConnection(candidate.Address, out AddressHold? hold);
+            if (!decision.IsAllowed)
+            {
+                continue; // expired or evicted since the scan
+            }
+
+            ProxyLog.FailingOver(logger, previousDestination, previous.ParentStatus, candidate, name, attempt + 1, candidates.Count);
+            options.Metrics?.Failover();
+            var (tunnel, following, result) = await OpenTunnelAsync(candidate, HostHintFor(decision) ?? name, aborted).ConfigureAwait(false);
+            if (tunnel is not null)
+            {
+                return (tunnel, following, candidate, decision, hold, default);
+            }
+
+            hold?.Dispose();
+            if (!CanFailOver(result))
+            {
+                return (null, default, candidate, decision, null, result); // not the destination's failure: said as it is
+            }
+
+            previous = result;
+            previousDestination = candidate;
+        }
+
+        ProxyLog.FailoverExhausted(logger, failed, name, candidates.Count);
+        return (null, default, failed, failedDecision, null, failure);
     }
 
     /// <summary>Logs and counts an allowed connection whose relay starts now (its decision is counted at once, not

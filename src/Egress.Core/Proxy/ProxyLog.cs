@@ -45,4 +45,13 @@ internal static partial class ProxyLog
 
     [LoggerMessage(EventId = 110, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}, {DurationMs:F0} ms")]
     public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, double durationMs);
+
+    [LoggerMessage(EventId = 113, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}; failing over to {Alternative}, also learned from {Name} (attempt {Attempt} of {Attempts})")]
+    public static partial void FailingOver(ILogger logger, IPEndPoint destination, TunnelStatus status, IPEndPoint alternative, string name, int attempt, int attempts);
+
+    [LoggerMessage(EventId = 114, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}; no other live address of {Name} to fail over to")]
+    public static partial void NoFailover(ILogger logger, IPEndPoint destination, TunnelStatus status, string name);
+
+    [LoggerMessage(EventId = 115, Level = LogLevel.Warning, Message = "connection to {Destination} failed: none of {Attempts} other address(es) of {Name} connected either")]
+    public static partial void FailoverExhausted(ILogger logger, IPEndPoint destination, string name, int attempts);
 }

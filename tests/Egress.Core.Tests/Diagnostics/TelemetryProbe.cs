@@ -14,6 +14,7 @@ internal sealed class TelemetryProbe : IDisposable
     private readonly TestMeterFactory _meters = new();
     private readonly MetricCollector<long> _connections;
     private readonly MetricCollector<long> _tunnelErrors;
+    private readonly MetricCollector<long> _failovers;
 
     public TelemetryProbe(string side)
     {
@@ -21,6 +22,7 @@ internal sealed class TelemetryProbe : IDisposable
         Metrics = new EgressMetrics(_meters, side);
         _connections = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.connections");
         _tunnelErrors = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.tunnel.errors");
+        _failovers = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.connection.failovers");
     }
 
     public LogCapture Logs { get; } = new();
@@ -41,6 +43,9 @@ internal sealed class TelemetryProbe : IDisposable
     /// <summary>Every <c>egress.tunnel.errors</c> count so far, by <c>egress.error</c>.</summary>
     public IReadOnlyList<string?> TunnelErrors => [.. _tunnelErrors.GetMeasurementSnapshot().Select(m => (string?)m.Tags["egress.error"])];
 
+    /// <summary>The sum of <c>egress.connection.failovers</c> so far.</summary>
+    public long Failovers => _failovers.GetMeasurementSnapshot().Sum(m => m.Value);
+
     /// <summary>Waits until a record with <paramref name="eventId"/> is logged (logged after the socket work it describes).</summary>
     public Task WaitForEventAsync(int eventId) => Logs.WaitForEventAsync(eventId);
 
@@ -48,6 +53,7 @@ internal sealed class TelemetryProbe : IDisposable
     {
         _connections.Dispose();
         _tunnelErrors.Dispose();
+        _failovers.Dispose();
         Logs.Dispose();
         _meters.Dispose();
     }

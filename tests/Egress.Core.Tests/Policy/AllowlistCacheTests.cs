@@ -685,6 +685,45 @@ public sealed class AllowlistCacheTests
             Assert.That(lookup.Time, Is.EqualTo(time));
         });
 
+    [Test]
+    public void OtherAddressesOfANameAreTheLiveOnesOfTheSameFamilyFirst()
+    {
+        AllowlistCache cache = NewCache();
+        IPAddress refused = IPAddress.Parse("198.18.0.21"), sibling = IPAddress.Parse("198.18.0.22"), v6 = IPAddress.Parse("2001:db8::22");
+        IPAddress expired = IPAddress.Parse("198.18.0.23"), otherName = IPAddress.Parse("198.18.0.24");
+        cache.Learn("api.example.com", expired, TimeSpan.FromSeconds(1));
+        _time.Advance(TimeSpan.FromSeconds(95)); // past floor (30 s) and grace (60 s)
+        cache.Learn("api.example.com", v6, TimeSpan.FromSeconds(300));
+        cache.Learn("API.example.com.", refused, TimeSpan.FromSeconds(300));
+        cache.Learn("api.example.com", sibling, TimeSpan.FromSeconds(300));
+        cache.Learn("cdn.example.net", otherName, TimeSpan.FromSeconds(300));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.OtherAddressesOf("api.example.com.", refused, 8), Is.EqualTo(new[] { sibling, v6 }), "same family first, never the refused or an expired one");
+            Assert.That(cache.OtherAddressesOf("api.example.com", refused, 1), Is.EqualTo(new[] { sibling }));
+            Assert.That(cache.OtherAddressesOf("api.example.com", refused, 0), Is.Empty);
+            Assert.That(cache.OtherAddressesOf("cdn.example.net", otherName, 8), Is.Empty);
+            Assert.That(cache.OtherAddressesOf("nobody.example.com", refused, 8), Is.Empty);
+        });
+    }
+
+    [Test]
+    public void AnAddressInUseIsAFailoverCandidatePastItsGrace()
+    {
+        AllowlistCache cache = NewCache();
+        IPAddress busy = IPAddress.Parse("198.18.0.31"), refused = IPAddress.Parse("198.18.0.32");
+        cache.Learn("api.example.com", busy, TimeSpan.FromSeconds(1));
+        cache.Learn("api.example.com", refused, TimeSpan.FromSeconds(1));
+        cache.Hold(busy, out AddressHold? hold);
+        _time.Advance(TimeSpan.FromSeconds(95));
+
+        Assert.That(cache.OtherAddressesOf("api.example.com", refused, 8), Is.EqualTo(new[] { busy }));
+        hold!.Dispose();
+        _time.Advance(TimeSpan.FromSeconds(61));
+        Assert.That(cache.OtherAddressesOf("api.example.com", refused, 8), Is.Empty, "the grace after the last connection has passed");
+    }
+
     private AllowlistCache NewCache(int maxEntries = 65536) =>
         new(new AllowlistCacheOptions { TimeProvider = _time, MaxEntries = maxEntries });
 }

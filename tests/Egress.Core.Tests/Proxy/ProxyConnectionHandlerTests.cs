@@ -276,6 +276,121 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(result.Decision.ToString(), Is.EqualTo("denied: learned from api.example.com, expired 5s ago"));
     }
 
+    [TestCase(TunnelStatus.ConnectionRefused)]
+    [TestCase(TunnelStatus.Unreachable)]
+    [TestCase(TunnelStatus.TimedOut)]
+    public async Task DestinationThatFailsFallsOverToAnotherAddressOfTheSameName(TunnelStatus status)
+    {
+        // A name with two A records, one refusing: the app's connect() to the proxy already succeeded, so only the proxy
+        // can try the next address, as a client would on ECONNREFUSED.
+        var (policy, cache) = LearnedPolicy(out var refused, out var serving);
+        var handling = Handler(Redirected(refused), policy: policy).HandleAsync(_accepted, CancellationToken.None);
+        using (Socket first = await AcceptTunnelAsync())
+        {
+            var (_, firstRequest) = await TunnelHandshake.ReadRequestAsync(first, CancellationToken.None);
+            Assert.That(firstRequest.Destination, Is.EqualTo(refused));
+            await TunnelHandshake.SendResponseAsync(first, new TunnelResponse(status, "parent: no"), CancellationToken.None);
+        }
+
+        using Socket second = await AcceptTunnelAsync();
+        var (_, secondRequest) = await TunnelHandshake.ReadRequestAsync(second, CancellationToken.None);
+        Assert.That(cache.ConnectionsThrough(serving.Address), Is.EqualTo(1), "the address failed over to is held like the first");
+        await SendOkAsync(second);
+        await _app.SendAsync(Encoding.ASCII.GetBytes("ping"));
+        _app.Shutdown(SocketShutdown.Send);
+        byte[] fromApp = await TunnelWire.ReadToEndAsync(second).WaitAsync(HangGuard);
+        second.Shutdown(SocketShutdown.Send);
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((secondRequest.Destination, secondRequest.HostHint), Is.EqualTo((serving, "api.example.com")));
+            Assert.That(Encoding.ASCII.GetString(fromApp), Is.EqualTo("ping"));
+            Assert.That((result.Outcome, result.Destination), Is.EqualTo((ConnectionOutcome.Relayed, serving)));
+            Assert.That(_probe.EventIds, Is.EqualTo(new[] { 113, 105, 110 }));
+            Assert.That(_probe.Logs.Lines[0], Does.Contain($"connection to {refused}: the destination answered {status}; failing over to {serving}, also learned from api.example.com (attempt 1 of 1)"));
+            Assert.That(_probe.Connections, Is.EqualTo(new[] { ("allowed", "learned") }));
+            Assert.That(_probe.Failovers, Is.EqualTo(1));
+            Assert.That((cache.ConnectionsThrough(refused.Address), cache.ConnectionsThrough(serving.Address)), Is.EqualTo((0, 0)), "both holds released");
+        });
+    }
+
+    [Test]
+    public async Task FailoverTriesAtMostTheConfiguredAttemptsThenResetsTheApp()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+        var policy = EgressPolicy.Create(true, ["api.example.com"], cache);
+        var first = new IPEndPoint(IPAddress.Parse("198.51.100.40"), 443);
+        for (int i = 40; i < 45; i++)
+        {
+            policy.Learn("api.example.com", IPAddress.Parse($"198.51.100.{i}"), TimeSpan.FromSeconds(300));
+        }
+
+        var handling = Handler(Redirected(first), policy: policy, failoverAttempts: 2).HandleAsync(_accepted, CancellationToken.None);
+        var asked = new List<IPEndPoint>();
+        for (int i = 0; i < 3; i++)
+        {
+            using Socket parent = await AcceptTunnelAsync();
+            var (_, request) = await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+            asked.Add(request.Destination!);
+            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.ConnectionRefused, "parent: refused"), CancellationToken.None);
+        }
+
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(asked, Has.Count.EqualTo(3).And.Unique);
+            Assert.That(asked[0], Is.EqualTo(first));
+            Assert.That(_tunnelsOpened, Is.EqualTo(3), "the original address and 2 others, no more");
+            Assert.That((result.Outcome, result.Destination, result.ParentStatus), Is.EqualTo((ConnectionOutcome.ParentRefused, first, TunnelStatus.ConnectionRefused)));
+            Assert.That(_probe.EventIds, Is.EqualTo(new[] { 113, 113, 115, 106 }));
+            Assert.That(_probe.Failovers, Is.EqualTo(2));
+            Assert.That(_probe.Connections, Is.EqualTo(new[] { ("failed", "connection_refused") }));
+        });
+        Assert.That(await EndOfStreamAsync(_app), Is.EqualTo("reset"));
+        Assert.That(asked.Select(endPoint => cache.ConnectionsThrough(endPoint.Address)), Is.All.Zero);
+    }
+
+    [Test]
+    public async Task NoFailoverWhenTurnedOffForAStaticEntryOrForAPolicyDenial()
+    {
+        var (policy, _) = LearnedPolicy(out var refused, out _);
+        var off = Handler(Redirected(refused), policy: policy, failoverAttempts: 0).HandleAsync(_accepted, CancellationToken.None);
+        using (Socket parent = await AcceptTunnelAsync())
+        {
+            await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.ConnectionRefused, "parent: refused"), CancellationToken.None);
+        }
+
+        Assert.That((await off.WaitAsync(HangGuard)).Outcome, Is.EqualTo(ConnectionOutcome.ParentRefused));
+
+        var (app, accepted) = await ConnectedPairAsync();
+        using (app)
+        {
+            var denied = Handler(Redirected(refused), policy: policy).HandleAsync(accepted, CancellationToken.None);
+            using Socket parent = await AcceptTunnelAsync();
+            await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: denied"), CancellationToken.None);
+            Assert.That((await denied.WaitAsync(HangGuard)).ParentStatus, Is.EqualTo(TunnelStatus.DeniedByPolicy));
+        }
+
+        Assert.That(_tunnelsOpened, Is.EqualTo(2), "one tunnel per connection: no failover");
+        Assert.That(_probe.Failovers, Is.Zero);
+        Assert.That(_probe.EventIds, Is.EqualTo(new[] { 106, 106 }));
+    }
+
+    private (EgressPolicy Policy, AllowlistCache Cache) LearnedPolicy(out IPEndPoint refused, out IPEndPoint serving)
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+        var policy = EgressPolicy.Create(true, ["api.example.com"], cache);
+        refused = new IPEndPoint(IPAddress.Parse("198.51.100.31"), 443);
+        serving = new IPEndPoint(IPAddress.Parse("198.51.100.32"), 443);
+        policy.Learn("api.example.com", refused.Address, TimeSpan.FromSeconds(300));
+        policy.Learn("api.example.com", serving.Address, TimeSpan.FromSeconds(300));
+        return (policy, cache);
+    }
+
     private static async Task SendOkAsync(Socket parent)
     {
         byte[] ok = new byte[TunnelCodec.MaxResponseLength];
@@ -326,10 +441,11 @@ public sealed class ProxyConnectionHandlerTests
 
     private async Task<Socket> AcceptTunnelAsync() => await _parentListener.AcceptAsync().WaitAsync(HangGuard);
 
-    private ProxyConnectionHandler Handler(OriginalDestinationResult original, Func<CancellationToken, ValueTask<Socket>>? connect = null, EgressPolicy? policy = null)
+    private ProxyConnectionHandler Handler(OriginalDestinationResult original, Func<CancellationToken, ValueTask<Socket>>? connect = null, EgressPolicy? policy = null, int failoverAttempts = 2)
     {
         var options = new EgressProxyOptions
         {
+            FailoverAttempts = failoverAttempts,
             Tunnel = TunnelEndpoint.Parse($"tcp://{_parentListener.LocalEndPoint}"),
             StatusTimeout = StatusTimeout,
             Relay = new RelayOptions { TimeProvider = _time },

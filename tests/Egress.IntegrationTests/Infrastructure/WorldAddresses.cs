@@ -38,6 +38,9 @@ internal static class WorldAddresses
     /// <summary>Reached only through a name: the address of a name under a wildcard entry.</summary>
     public static readonly IPAddress ViaWildcard = IPAddress.Parse("198.18.2.30");
 
+    /// <summary>Reached only through a name: an address that exists but refuses TCP when a fixture adds its reject rule.</summary>
+    public static readonly IPAddress Refusing = IPAddress.Parse("198.18.2.40");
+
     /// <summary>The parent namespace's IPv6 end of the veth.</summary>
     public static readonly IPAddress ParentV6 = IPAddress.Parse("2001:db8::1");
 
@@ -48,6 +51,6 @@ internal static class WorldAddresses
     public static readonly (IPAddress Address, int PrefixLength)[] WorldV4 =
     [
         (Allowed, 15), (Unlisted, 15), (InAllowedCidr, 15), (Denied, 15), (Dns, 15), (Metadata, 32),
-        (ViaCname, 15), (ShortTtl, 15), (ViaWildcard, 15),
+        (ViaCname, 15), (ShortTtl, 15), (ViaWildcard, 15), (Refusing, 15),
     ];
 }
