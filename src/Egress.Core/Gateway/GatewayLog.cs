@@ -58,6 +58,9 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 215, Level = LogLevel.Warning, Message = "tunnel {Endpoint} is TCP on a non-loopback address and has no authentication: anything that reaches it can use this parent as a proxy to every allowed destination; tcp:// is for development, use vsock:// (or firewall the port)")]
     public static partial void UnauthenticatedTcpTunnel(ILogger logger, string endpoint);
 
+    [LoggerMessage(EventId = 220, Level = LogLevel.Information, Message = "this machine's own addresses are denied unless an entry names the address: {Addresses}")]
+    public static partial void ParentAddresses(ILogger logger, string addresses);
+
     [LoggerMessage(EventId = 251, Level = LogLevel.Information, Message = "DNS upstreams: {Upstreams}")]
     public static partial void DnsUpstreams(ILogger logger, string upstreams);
 

@@ -19,6 +19,7 @@ public sealed class TunnelGateway : IAsyncDisposable
     private readonly TunnelStreamHandler _handler;
     private readonly ILogger _logger;
     private readonly DnsUpstreamClient _dns;
+    private readonly ParentAddresses _parentAddresses;
     private ConnectionListener? _listener;
 
     /// <summary>Creates a gateway; call <see cref="Start"/> to listen.</summary>
@@ -30,8 +31,11 @@ public sealed class TunnelGateway : IAsyncDisposable
     {
     }
 
-    /// <summary>Creates a gateway whose destination sockets are connected by <paramref name="connect"/> (tests).</summary>
-    internal TunnelGateway(TunnelGatewayOptions options, EgressPolicy policy, ILoggerFactory loggerFactory, DestinationDialer.Connect? connect)
+    /// <summary>Creates a gateway whose destination sockets are connected by <paramref name="connect"/> and whose own
+    /// addresses are read by <paramref name="parentAddresses"/> (tests; null: this machine's interfaces).</summary>
+    internal TunnelGateway(
+        TunnelGatewayOptions options, EgressPolicy policy, ILoggerFactory loggerFactory, DestinationDialer.Connect? connect,
+        Func<IEnumerable<(string Interface, IPAddress Address)>>? parentAddresses = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(policy);
@@ -45,7 +49,8 @@ public sealed class TunnelGateway : IAsyncDisposable
         }
 
         _dns = new DnsUpstreamClient(upstreams, options.DnsTimeout, options.Relay.TimeProvider);
-        _handler = new TunnelStreamHandler(options, policy, _dns, _logger, connect);
+        _parentAddresses = new ParentAddresses(parentAddresses, options.Relay.TimeProvider);
+        _handler = new TunnelStreamHandler(options, policy, _dns, _logger, connect, _parentAddresses);
         DnsUpstreams = upstreams;
     }
 
@@ -71,6 +76,7 @@ public sealed class TunnelGateway : IAsyncDisposable
         _listener = listener;
         _listener.Start();
         GatewayLog.Listening(_logger, _options.Listen.ToString());
+        GatewayLog.ParentAddresses(_logger, _parentAddresses.ToString());
         if (_options.Listen.Transport == TunnelTransport.Tcp && LocalEndPoint is IPEndPoint { Address: var address } && !IPAddress.IsLoopback(address))
         {
             // The tunnel has no authentication: whoever reaches this port can use the parent as this policy's proxy.
@@ -96,5 +102,6 @@ public sealed class TunnelGateway : IAsyncDisposable
         }
 
         _dns.Dispose();
+        _parentAddresses.Dispose();
     }
 }

@@ -24,8 +24,11 @@ namespace Egress.Gateway;
 /// <param name="logger">Where each stream's outcome is logged.</param>
 /// <param name="connect">Connects a destination socket (<see cref="Socket.ConnectAsync(EndPoint, CancellationToken)"/>
 /// in production; a fake in tests, e.g. one that never completes, to reach the connect timeout).</param>
+/// <param name="parentAddresses">The parent's own addresses, denied unless an entry names the single address; null:
+/// none are known (tests that need no such check).</param>
 internal sealed class TunnelStreamHandler(
-    TunnelGatewayOptions options, EgressPolicy policy, DnsUpstreamClient dnsUpstreams, ILogger logger, DestinationDialer.Connect? connect = null)
+    TunnelGatewayOptions options, EgressPolicy policy, DnsUpstreamClient dnsUpstreams, ILogger logger, DestinationDialer.Connect? connect = null,
+    ParentAddresses? parentAddresses = null)
 {
     /// <summary>The most queries of one tunnel DNS stream answered at once; further frames wait.</summary>
     private const int MaxDnsInFlight = 1024;
@@ -118,6 +121,14 @@ internal sealed class TunnelStreamHandler(
             {
                 GatewayLog.RelearnFailed(logger, destination.Address, request.HostHint!, why);
             }
+        }
+
+        if (decision.IsAllowed && parentAddresses is not null && parentAddresses.TryGetInterface(destination.Address, out string? parentInterface)
+            && !policy.NamesExactly(destination.Address))
+        {
+            // Allowed by a name, "*" or a wide network, but it is this machine: its own services are not egress.
+            hold?.Dispose();
+            decision = new PolicyDecision(false, DecisionReason.ParentAddress, parentInterface);
         }
 
         if (!decision.IsAllowed)

@@ -38,4 +38,11 @@ public enum DecisionReason
     /// still open (it stays allowed while they are, and for the grace period after the last one closes).
     /// </summary>
     LearnedInUse = 10,
+
+    /// <summary>
+    /// Denied on the parent: the address is one of the parent's own (an address of one of its network interfaces,
+    /// e.g. its global IPv6 address), which would reach services on the parent itself, and no entry names that single
+    /// address (a network entry that merely covers it does not).
+    /// </summary>
+    ParentAddress = 11,
 }

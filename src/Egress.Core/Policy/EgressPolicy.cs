@@ -117,6 +117,27 @@ public sealed class EgressPolicy
         return CheckStatic(address) ?? FromCache(_hasNameEntries ? _cache.Hold(address, out hold) : default);
     }
 
+    /// <summary>Whether an entry names exactly <paramref name="address"/>: an address entry, or a network entry of a
+    /// single address (<c>/32</c>, <c>/128</c>). A wider network that merely covers it does not count.</summary>
+    internal bool NamesExactly(IPAddress address)
+    {
+        UInt128 value = AddressValue.Of(address);
+        if (_addresses.ContainsKey(value))
+        {
+            return true;
+        }
+
+        foreach (var (block, _) in _networks)
+        {
+            if (block.PrefixLength == 128 && block.Contains(value))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>
     /// The other addresses learned from <paramref name="name"/> that a connection refused at <paramref name="failed"/>
     /// may fall over to (see <see cref="AllowlistCache.OtherAddressesOf"/>); each must still pass

@@ -18,7 +18,8 @@ public readonly struct PolicyDecision
     /// <summary>Why.</summary>
     public DecisionReason Reason { get; }
 
-    /// <summary>The matching entry, the name the address was learned from, or the internal range; else null.</summary>
+    /// <summary>The matching entry, the name the address was learned from, the internal range, or the parent's
+    /// interface that holds the address; else null.</summary>
     public string? Subject { get; }
 
     /// <summary>
@@ -45,6 +46,7 @@ public readonly struct PolicyDecision
         DecisionReason.LearnedInUse => $"allowed: learned from {Subject}, TTL expired, in use by {Connections} connection{(Connections == 1 ? string.Empty : "s")}",
         DecisionReason.LearnedExpired => $"denied: learned from {Subject}, expired {DurationText.Format(Time.GetValueOrDefault(), roundUp: false)} ago",
         DecisionReason.NeverLearned => "denied: never learned from an allowed name",
+        DecisionReason.ParentAddress => $"denied: an address of the parent itself (interface {Subject}); an entry naming this one address allows it",
         _ => "denied: name not in allowlist",
     };
 }

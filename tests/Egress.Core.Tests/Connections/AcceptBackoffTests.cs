@@ -47,13 +47,25 @@ public sealed class AcceptBackoffTests
         await Task.Delay(100);
         Assert.That(Volatile.Read(ref accepts), Is.EqualTo(1), "no retry before the back-off has passed");
 
-        time.Advance(TimeSpan.FromMilliseconds(10));
+        for (int step = 0; step < 200 && Volatile.Read(ref accepts) == 1; step++)
+        {
+            time.Advance(TimeSpan.FromMilliseconds(1)); // stepped: the timer may be armed late under load
+            await Task.Delay(5);
+        }
+
         await WaitForAsync(() => Volatile.Read(ref accepts) == 2);
         await Task.Delay(50);
         time.Advance(TimeSpan.FromMilliseconds(19));
         await Task.Delay(50);
         Assert.That(Volatile.Read(ref accepts), Is.EqualTo(2), "the second wait is 20 ms");
-        time.Advance(TimeSpan.FromMilliseconds(1));
+        // The listener arms its 20 ms timer some time after the second failure (later under load): step the clock until
+        // the retry comes; it can never come before 20 ms of fake time have passed since that failure.
+        for (int step = 0; step < 200 && Volatile.Read(ref accepts) == 2; step++)
+        {
+            time.Advance(TimeSpan.FromMilliseconds(1));
+            await Task.Delay(5);
+        }
+
         await WaitForAsync(() => Volatile.Read(ref accepts) == 3);
 
         var line = await logs.WaitForLineAsync("accept failed");

@@ -70,7 +70,7 @@ public sealed class TunnelStreamOutcomeTests
         Assert.That(response.Status, Is.EqualTo(TunnelStatus.DeniedByPolicy));
         Assert.That(rest, Is.Empty);
         await _probe.WaitForEventAsync(202);
-        Assert.That(_probe.EventIds, Is.EqualTo(new[] { 201, 251, 214, 202 }), "listening, upstreams, re-learning from the hint failed (no upstream), denied");
+        Assert.That(_probe.EventIds, Is.EqualTo(new[] { 201, 220, 251, 214, 202 }), "listening, own addresses, upstreams, re-learning from the hint failed (no upstream), denied");
         Assert.That(_probe.Connections, Is.EqualTo(new[] { ("denied", "never_learned") }));
     }
 
@@ -124,7 +124,7 @@ public sealed class TunnelStreamOutcomeTests
         Assert.That(response.Status, Is.EqualTo(TunnelStatus.Ok));
         Assert.That(await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard), Is.EqualTo(new byte[] { 1, 2, 3 }));
         await _probe.WaitForEventAsync(210);
-        Assert.That(_probe.EventIds, Is.EqualTo(new[] { 201, 251, 203, 210 }), "listening, upstreams, connected, closed");
+        Assert.That(_probe.EventIds, Is.EqualTo(new[] { 201, 220, 251, 203, 210 }), "listening, own addresses, upstreams, connected, closed");
         Assert.That(_probe.Connections, Is.EqualTo(new[] { ("allowed", "static_entry") }));
         Assert.That(_probe.TunnelErrors, Is.Empty);
     }
@@ -165,7 +165,7 @@ public sealed class TunnelStreamOutcomeTests
     private async Task AssertRecordedAsync(int eventId, (string, string) tags)
     {
         await _probe.WaitForEventAsync(eventId);
-        Assert.That(_probe.EventIds, Is.EqualTo(new[] { 201, 251, eventId }), "listening, upstreams, then the outcome");
+        Assert.That(_probe.EventIds, Is.EqualTo(new[] { 201, 220, 251, eventId }), "listening, own addresses, upstreams, then the outcome");
         Assert.That(_probe.Connections, Is.EqualTo(new[] { tags }));
         Assert.That(_probe.TunnelErrors, Is.Empty);
     }
