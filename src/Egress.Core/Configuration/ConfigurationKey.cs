@@ -29,6 +29,7 @@ internal sealed record ConfigurationKey(string Path, ConfigurationValueKind Kind
         ConfigurationValueKind.Boolean => "boolean",
         ConfigurationValueKind.Integer => "integer",
         ConfigurationValueKind.Destinations or ConfigurationValueKind.ListenAddresses or ConfigurationValueKind.DnsUpstreams => "array of strings",
+        ConfigurationValueKind.Ports => "array of integers",
         _ => "string",
     };
 

@@ -17,6 +17,9 @@ internal static class ConfigurationKeys
     public static readonly ConfigurationKey EgressEnabled = new("egress.enabled", ConfigurationValueKind.Boolean, false);
     public static readonly ConfigurationKey EgressDestinations = new("egress.destinations", ConfigurationValueKind.Destinations, Array.Empty<string>());
 
+    /// <summary><c>egress.ports</c> (Evervault's): the ports of every destination entry written without its own.</summary>
+    public static readonly ConfigurationKey EgressPorts = new("egress.ports", ConfigurationValueKind.Ports, null);
+
     public static readonly ConfigurationKey TunnelEnclaveEndpoint = new("tunnel.enclave_endpoint", ConfigurationValueKind.String, "vsock://3:4433");
     public static readonly ConfigurationKey TunnelHostEndpoint = new("tunnel.host_endpoint", ConfigurationValueKind.String, "vsock://any:4433");
     public static readonly ConfigurationKey TunnelStatusTimeout = Milliseconds("tunnel.status_timeout_ms", 10_000);
@@ -57,7 +60,7 @@ internal static class ConfigurationKeys
     /// <summary>Gets every key, in the order of <c>docs/configuration.md</c>.</summary>
     public static IReadOnlyList<ConfigurationKey> All { get; } =
     [
-        EgressEnabled, EgressDestinations,
+        EgressEnabled, EgressDestinations, EgressPorts,
         TunnelEnclaveEndpoint, TunnelHostEndpoint, TunnelStatusTimeout,
         EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections, EnclaveFailoverAttempts,
         HostConnectTimeout, HostHeaderTimeout, HostDnsUpstreams, HostDnsTimeout, HostMetricsListen, HostMaxStreams,

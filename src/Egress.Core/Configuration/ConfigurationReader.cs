@@ -1,7 +1,10 @@
+using System.Globalization;
 using System.Net;
 using Tomlyn;
 using Tomlyn.Parsing;
 using Tomlyn.Syntax;
+
+using Egress.Policy;
 
 namespace Egress.Configuration;
 
@@ -106,11 +109,6 @@ internal sealed class ConfigurationReader
             string key = Parser.GetPropertyName();
             string path = section + "." + key;
             SourceLocation keyLocation = Here(current);
-            if (path == "egress.ports")
-            {
-                throw new ConfigurationException(keyLocation, path, "Evervault's v0 'ports' setting is not supported by Egress; remove it");
-            }
-
             ConfigurationKey known = ConfigurationKeys.Find(section, key) ?? throw UnknownKey(key, path, keyLocation, ConfigurationKeys.NamesIn(section));
             values[known] = ReadValue(known, keyLocation);
         }
@@ -125,12 +123,50 @@ internal sealed class ConfigurationReader
         ConfigurationValueKind.ListenAddresses => ReadEndPoints(key.Path, keyLocation, listen: true),
         ConfigurationValueKind.DnsUpstreams => ReadEndPoints(key.Path, keyLocation, listen: false),
         ConfigurationValueKind.ListenAddress => ReadEndPoint(key.Path, keyLocation),
+        ConfigurationValueKind.Ports => ReadPorts(key.Path, keyLocation),
         _ => ReadNetfilter(key.Path, keyLocation),
     };
 
     // Each entry is parsed here, once; the policy, the digest and the warnings use the result.
     private DestinationEntry[] ReadDestinations(string path, SourceLocation keyLocation) =>
         [.. ReadStringArray(path, keyLocation).Select(entry => DestinationEntry.Parse(entry.Value, entry.Location))];
+
+    // Evervault's EGRESS_PORTS: egress only on these ports; integers or strings of digits ("443"), as its files have both.
+    private PortSet ReadPorts(string path, SourceLocation keyLocation)
+    {
+        TomlParseEvent array = Next();
+        SourceLocation arrayLocation = ValueLocation(array, keyLocation);
+        if (array.Kind != TomlParseEventKind.StartArray)
+        {
+            throw new ConfigurationException(arrayLocation, path, $"expected an array of ports, e.g. [443, 8443], found {Describe(array.Kind)}");
+        }
+
+        locations[path] = arrayLocation;
+        var ports = new List<string>();
+        for (TomlParseEvent element = Next(); element.Kind != TomlParseEventKind.EndArray; element = Next())
+        {
+            SourceLocation location = ValueLocation(element, arrayLocation);
+            string port = element.Kind switch
+            {
+                TomlParseEventKind.Integer => element.GetInt64().ToString(CultureInfo.InvariantCulture),
+                TomlParseEventKind.String => Parser.GetString(),
+                _ => throw new ConfigurationException(location, path, $"expected a port (an integer), found {Describe(element.Kind)}"),
+            };
+            string? reason = port.Contains(',', StringComparison.Ordinal) || port.Contains('-', StringComparison.Ordinal)
+                ? $"port \"{port}\" is not a number from 1 to 65535"
+                : PortSet.TryParse(port, out _);
+            if (reason is not null)
+            {
+                throw new ConfigurationException(location, path, reason);
+            }
+
+            ports.Add(port);
+        }
+
+        return ports.Count == 0
+            ? throw new ConfigurationException(arrayLocation, path, "an empty list would allow no port at all; remove the key to allow every port, or list the ports")
+            : PortSet.TryParse(string.Join(',', ports), out PortSet? set) is null ? set! : throw new ConfigurationException(arrayLocation, path, "invalid ports");
+    }
 
     private NetfilterBackend ReadNetfilter(string path, SourceLocation keyLocation)
     {
@@ -303,7 +339,7 @@ internal sealed class ConfigurationReader
         long idleTimeoutSeconds = Get<long>(ConfigurationKeys.RelayIdleTimeout);
         return new EgressConfiguration(
             sourceName,
-            new EgressSection(Get<bool>(ConfigurationKeys.EgressEnabled), Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.EgressDestinations, out object? entries) ? (DestinationEntry[])entries! : [])),
+            new EgressSection(Get<bool>(ConfigurationKeys.EgressEnabled), Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.EgressDestinations, out object? entries) ? (DestinationEntry[])entries! : []), values.TryGetValue(ConfigurationKeys.EgressPorts, out object? ports) ? (PortSet?)ports : null),
             new TunnelSection(Get<string>(ConfigurationKeys.TunnelEnclaveEndpoint), Get<string>(ConfigurationKeys.TunnelHostEndpoint), Duration(ConfigurationKeys.TunnelStatusTimeout)),
             new EnclaveSection(EndPoints(ConfigurationKeys.EnclaveProxyListen), EndPoints(ConfigurationKeys.EnclaveDnsListen), Duration(ConfigurationKeys.EnclaveDnsQueryTimeout), Get<NetfilterBackend>(ConfigurationKeys.EnclaveNetfilter), Count(ConfigurationKeys.EnclaveMaxConnections), Count(ConfigurationKeys.EnclaveFailoverAttempts)),
             new HostSection(

@@ -24,6 +24,9 @@ internal enum ConfigurationValueKind
     /// <summary>One listen address (<c>IPv4:PORT</c>, <c>[IPv6]:PORT</c>).</summary>
     ListenAddress,
 
+    /// <summary>An array of TCP ports (integers or strings of digits, Evervault's <c>egress.ports</c>).</summary>
+    Ports,
+
     /// <summary><c>"auto"</c>, <c>"nft"</c> or <c>"legacy"</c>.</summary>
     Netfilter,
 }

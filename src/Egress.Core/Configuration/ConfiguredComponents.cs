@@ -35,7 +35,7 @@ public static class ConfiguredComponents
     {
         ArgumentNullException.ThrowIfNull(configuration);
         ArgumentNullException.ThrowIfNull(cache);
-        return EgressPolicy.FromRules(configuration.Egress.Enabled, [.. configuration.Egress.Entries.Select(entry => entry.GetRule())], cache);
+        return EgressPolicy.FromRules(configuration.Egress.Enabled, [.. configuration.Egress.Rules()], cache);
     }
 
     /// <summary>

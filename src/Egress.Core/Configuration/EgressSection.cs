@@ -1,10 +1,13 @@
+using Egress.Policy;
+
 namespace Egress.Configuration;
 
 /// <summary>The <c>[egress]</c> section, shared with Evervault's <c>enclave.toml</c>.</summary>
 public sealed class EgressSection
 {
-    internal EgressSection(bool enabled, IReadOnlyList<DestinationEntry> entries)
+    internal EgressSection(bool enabled, IReadOnlyList<DestinationEntry> entries, PortSet? ports = null)
     {
+        Ports = ports;
         Enabled = enabled;
         Entries = entries;
         Destinations = Array.AsReadOnly(entries.Select(entry => entry.Text).ToArray());
@@ -22,4 +25,13 @@ public sealed class EgressSection
 
     /// <summary>Gets the entries of <see cref="Destinations"/> as parsed when read, each with its location.</summary>
     internal IReadOnlyList<DestinationEntry> Entries { get; }
+
+    /// <summary>Gets Evervault's <c>egress.ports</c>: the ports of every entry written without <c>:PORTS</c>; null (the
+    /// key absent): every port.</summary>
+    internal PortSet? Ports { get; }
+
+    /// <summary>The rules the policy enforces: each entry, with <see cref="Ports"/> when it names no ports itself.</summary>
+    /// <exception cref="ConfigurationException">An entry is invalid; the message gives its location.</exception>
+    internal IEnumerable<DestinationRule> Rules() =>
+        Entries.Select(entry => entry.GetRule()).Select(rule => Ports is not null && rule.Ports is null ? rule.WithPorts(Ports) : rule);
 }

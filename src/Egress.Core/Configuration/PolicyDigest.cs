@@ -59,9 +59,9 @@ public sealed class PolicyDigest
     internal static string CanonicalText(EgressConfiguration configuration, out int destinationCount)
     {
         var destinations = new SortedSet<string>(StringComparer.Ordinal);
-        foreach (DestinationEntry entry in configuration.Egress.Entries)
+        foreach (DestinationRule rule in configuration.Egress.Rules())
         {
-            destinations.Add(entry.GetRule().Text);
+            destinations.Add(rule.Text); // with egress.ports applied: the digest covers what is enforced
         }
 
         destinationCount = destinations.Count;

@@ -29,11 +29,11 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
         hint is not null && decision.Reason == DecisionReason.NeverLearned;
 
     /// <summary>
-    /// Resolves <paramref name="hint"/> and decides the connection to <paramref name="address"/> again.
+    /// Resolves <paramref name="hint"/> and decides the connection to <paramref name="address"/>:<paramref name="port"/> again.
     /// </summary>
     /// <returns>The new decision with its hold (see <see cref="EgressPolicy"/>); when still denied, why.</returns>
     public async ValueTask<(PolicyDecision Decision, AddressHold? Hold, string? Why)> RelearnAsync(
-        IPAddress address, string hint, CancellationToken aborted)
+        IPAddress address, int port, string hint, CancellationToken aborted)
     {
         PolicyDecision name = policy.CheckName(hint);
         if (!name.IsAllowed)
@@ -60,7 +60,7 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
             }
 
             int learned = DnsAnswerLearner.Learn(policy, hint, response.AsSpan(0, answer), logger);
-            PolicyDecision decision = policy.CheckConnection(address, out AddressHold? hold);
+            PolicyDecision decision = policy.CheckConnection(address, port, out AddressHold? hold);
             return decision.IsAllowed
                 ? (decision, hold, null)
                 : (decision, hold, $"{hint} {DnsTypeName.Of(type)} resolved to {learned} learnable address{(learned == 1 ? string.Empty : "es")}, not including {address}");

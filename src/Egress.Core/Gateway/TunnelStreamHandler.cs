@@ -108,11 +108,11 @@ internal sealed class TunnelStreamHandler(
         }
 
         var destination = request.Destination!;
-        var decision = policy.CheckConnection(destination.Address, out AddressHold? hold);
+        var decision = policy.CheckConnection(destination.Address, destination.Port, out AddressHold? hold);
         if (!decision.IsAllowed && HintRelearner.MayRelearn(decision, request.HostHint))
         {
             // Not (or no longer) known here, e.g. after a restart of egress-host: resolve the hint ourselves.
-            (decision, hold, string? why) = await _relearner.RelearnAsync(destination.Address, request.HostHint!, aborted).ConfigureAwait(false);
+            (decision, hold, string? why) = await _relearner.RelearnAsync(destination.Address, destination.Port, request.HostHint!, aborted).ConfigureAwait(false);
             if (why is null)
             {
                 GatewayLog.Relearned(logger, destination.Address, request.HostHint!);

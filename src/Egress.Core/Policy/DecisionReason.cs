@@ -45,4 +45,10 @@ public enum DecisionReason
     /// address (a network entry that merely covers it does not).
     /// </summary>
     ParentAddress = 11,
+
+    /// <summary>
+    /// Denied: an entry allows the address (an address, network or <c>*</c> entry, or the entry of a name the address
+    /// was learned from), but its <c>:PORTS</c> do not include the destination port.
+    /// </summary>
+    PortNotAllowed = 12,
 }

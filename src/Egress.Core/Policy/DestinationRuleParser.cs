@@ -33,6 +33,69 @@ internal static class DestinationRuleParser
             return "URLs are not supported; give the host only";
         }
 
+        string? reason = SplitPorts(entry, out string text, out PortSet? ports);
+        if (reason is not null)
+        {
+            return reason;
+        }
+
+        reason = ParseHost(text, out rule);
+        if (rule is not null && ports is not null)
+        {
+            rule = rule.WithPorts(ports);
+        }
+
+        return reason;
+    }
+
+    /// <summary>
+    /// Splits <c>HOST:PORTS</c> (<c>[IPv6]:PORTS</c>, <c>NETWORK/LEN:PORTS</c>) into the host part and its ports; a bare
+    /// IPv6 address (several colons, no brackets) has none.
+    /// </summary>
+    private static string? SplitPorts(string entry, out string host, out PortSet? ports)
+    {
+        host = entry;
+        ports = null;
+        string? portsText = null;
+        if (entry.StartsWith('['))
+        {
+            int close = entry.IndexOf(']', StringComparison.Ordinal);
+            if (close < 0)
+            {
+                return "has an unbalanced '['";
+            }
+
+            string rest = entry[(close + 1)..];
+            if (rest.StartsWith('/'))
+            {
+                return $"write an IPv6 network without brackets (\"{entry[1..close]}{rest}\")";
+            }
+
+            if (rest.Length > 0 && rest[0] != ':')
+            {
+                return $"unexpected \"{rest}\" after ']' (write [IPv6]:PORTS)";
+            }
+
+            host = entry[..(close + 1)];
+            portsText = rest.Length > 0 ? rest[1..] : null;
+        }
+        else
+        {
+            int slash = entry.LastIndexOf('/');
+            int colon = slash >= 0 ? entry.IndexOf(':', slash) : entry.IndexOf(':', StringComparison.Ordinal);
+            if (colon >= 0 && (slash >= 0 || colon == entry.LastIndexOf(':')))
+            {
+                host = entry[..colon];
+                portsText = entry[(colon + 1)..];
+            }
+        }
+
+        return portsText is null ? null : PortSet.TryParse(portsText, out ports);
+    }
+
+    private static string? ParseHost(string entry, out DestinationRule? rule)
+    {
+        rule = null;
         string text = entry.EndsWith('.') ? entry[..^1] : entry;
         if (text.Length == 0)
         {
@@ -57,19 +120,12 @@ internal static class DestinationRuleParser
 
         if (text.StartsWith('['))
         {
-            if (text.EndsWith(']'))
-            {
-                return ParseAddress(text[1..^1], requireIPv6: true, out rule);
-            }
-
-            return text.Contains("]:", StringComparison.Ordinal) ? PortReason(text) : "has an unbalanced '['";
+            return text.EndsWith(']') ? ParseAddress(text[1..^1], requireIPv6: true, out rule) : "has an unbalanced '['";
         }
 
         if (text.Contains(':', StringComparison.Ordinal))
         {
-            return text.IndexOf(':', StringComparison.Ordinal) == text.LastIndexOf(':')
-                ? PortReason(text)
-                : ParseAddress(text, requireIPv6: true, out rule);
+            return ParseAddress(text, requireIPv6: true, out rule);
         }
 
         if (IsDigitsAndDots(text))
@@ -104,9 +160,6 @@ internal static class DestinationRuleParser
 
         return reason;
     }
-
-    private static string PortReason(string text) =>
-        $"ports are not supported; destinations name hosts only (remove \"{text[text.LastIndexOf(':')..]}\")";
 
     private static string? ParseAddress(string text, bool requireIPv6, out DestinationRule? rule)
     {

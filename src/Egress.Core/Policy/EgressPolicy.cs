@@ -12,12 +12,13 @@ namespace Egress.Policy;
 /// </summary>
 public sealed class EgressPolicy
 {
-    private readonly FrozenDictionary<string, string>.AlternateLookup<ReadOnlySpan<char>> _hosts;
-    private readonly FrozenDictionary<string, string>.AlternateLookup<ReadOnlySpan<char>> _wildcardDomains;
-    private readonly FrozenDictionary<UInt128, string> _addresses;
-    private readonly (AddressBlock Block, string Text)[] _networks;
-    private readonly bool _allowAll;
+    private readonly FrozenDictionary<string, DestinationRule[]>.AlternateLookup<ReadOnlySpan<char>> _hosts;
+    private readonly FrozenDictionary<string, DestinationRule[]>.AlternateLookup<ReadOnlySpan<char>> _wildcardDomains;
+    private readonly FrozenDictionary<UInt128, DestinationRule[]> _addresses;
+    private readonly (AddressBlock Block, DestinationRule Rule)[] _networks;
+    private readonly DestinationRule[] _allowAll;
     private readonly bool _hasNameEntries;
+    private readonly bool _hasPorts;
     private readonly AllowlistCache _cache;
 
     private EgressPolicy(bool enabled, DestinationRule[] destinations, AllowlistCache cache)
@@ -25,37 +26,51 @@ public sealed class EgressPolicy
         IsEnabled = enabled;
         Destinations = destinations;
         _cache = cache;
-        var hosts = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-        var wildcardDomains = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-        var addresses = new Dictionary<UInt128, string>();
-        var networks = new List<(AddressBlock Block, string Text)>();
+        var hosts = new Dictionary<string, List<DestinationRule>>(StringComparer.OrdinalIgnoreCase);
+        var wildcardDomains = new Dictionary<string, List<DestinationRule>>(StringComparer.OrdinalIgnoreCase);
+        var addresses = new Dictionary<UInt128, List<DestinationRule>>();
+        var networks = new List<(AddressBlock Block, DestinationRule Rule)>();
+        var allowAll = new List<DestinationRule>();
         foreach (DestinationRule rule in destinations)
         {
+            _hasPorts |= rule.Ports is not null;
             switch (rule.Kind)
             {
                 case DestinationRuleKind.ExactHost:
-                    hosts.TryAdd(rule.HostName!, rule.Text);
+                    Add(hosts, rule.HostName!, rule);
                     break;
                 case DestinationRuleKind.WildcardSubdomain:
-                    wildcardDomains.TryAdd(rule.HostName!, rule.Text);
+                    Add(wildcardDomains, rule.HostName!, rule);
                     break;
                 case DestinationRuleKind.AllowAll:
-                    _allowAll = true;
+                    allowAll.Add(rule);
                     break;
                 case DestinationRuleKind.Address:
-                    addresses.TryAdd(AddressValue.Of(rule.Address!), rule.Text);
+                    Add(addresses, AddressValue.Of(rule.Address!), rule);
                     break;
                 default:
-                    networks.Add((AddressBlock.From(rule.Network!.Value), rule.Text));
+                    networks.Add((AddressBlock.From(rule.Network!.Value), rule));
                     break;
             }
         }
 
-        _hosts = hosts.ToFrozenDictionary(StringComparer.OrdinalIgnoreCase).GetAlternateLookup<ReadOnlySpan<char>>();
-        _wildcardDomains = wildcardDomains.ToFrozenDictionary(StringComparer.OrdinalIgnoreCase).GetAlternateLookup<ReadOnlySpan<char>>();
-        _addresses = addresses.ToFrozenDictionary();
+        _hosts = hosts.ToFrozenDictionary(pair => pair.Key, pair => pair.Value.ToArray(), StringComparer.OrdinalIgnoreCase).GetAlternateLookup<ReadOnlySpan<char>>();
+        _wildcardDomains = wildcardDomains.ToFrozenDictionary(pair => pair.Key, pair => pair.Value.ToArray(), StringComparer.OrdinalIgnoreCase).GetAlternateLookup<ReadOnlySpan<char>>();
+        _addresses = addresses.ToFrozenDictionary(pair => pair.Key, pair => pair.Value.ToArray());
         _networks = [.. networks.OrderByDescending(network => network.Block.PrefixLength)];
-        _hasNameEntries = _allowAll || hosts.Count > 0 || wildcardDomains.Count > 0;
+        _allowAll = [.. allowAll];
+        _hasNameEntries = _allowAll.Length > 0 || hosts.Count > 0 || wildcardDomains.Count > 0;
+    }
+
+    private static void Add<TKey>(Dictionary<TKey, List<DestinationRule>> rules, TKey key, DestinationRule rule)
+        where TKey : notnull
+    {
+        if (!rules.TryGetValue(key, out List<DestinationRule>? list))
+        {
+            rules[key] = list = [];
+        }
+
+        list.Add(rule);
     }
 
     /// <summary>Whether egress is enabled; when not, everything is denied.</summary>
@@ -94,28 +109,62 @@ public sealed class EgressPolicy
     /// <summary>Builds a policy from destination entries already parsed (with their locations) by the configuration reader.</summary>
     internal static EgressPolicy FromRules(bool enabled, DestinationRule[] rules, AllowlistCache cache) => new(enabled, rules, cache);
 
-    /// <summary>Decides a connection to <paramref name="address"/>.</summary>
+    /// <summary>
+    /// Decides <paramref name="address"/> on the ports its entries allow, without a port (an entry written with
+    /// <c>:PORTS</c> counts as allowing the address); <see cref="CheckDestination"/> decides a connection.
+    /// </summary>
     /// <param name="address">The original destination address.</param>
     /// <returns>The decision and its reason.</returns>
     public PolicyDecision CheckAddress(IPAddress address)
     {
         ArgumentNullException.ThrowIfNull(address);
-        return CheckStatic(address) ?? FromCache(_hasNameEntries ? _cache.Lookup(address) : default);
+        return CheckStatic(address, AnyPort, out string? portDenial) ?? FromCache(address, _hasNameEntries ? _cache.Lookup(address) : default, AnyPort, portDenial);
+    }
+
+    /// <summary>Decides a connection to <paramref name="destination"/>: its address, then its port against the entry
+    /// that allowed the address (for a learned address, the entries of the names it was learned from).</summary>
+    /// <param name="destination">The original destination.</param>
+    /// <returns>The decision and its reason; <see cref="DecisionReason.PortNotAllowed"/> names the entry whose ports do
+    /// not include the port.</returns>
+    public PolicyDecision CheckDestination(IPEndPoint destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        return CheckStatic(destination.Address, destination.Port, out string? portDenial)
+            ?? FromCache(destination.Address, _hasNameEntries ? _cache.Lookup(destination.Address) : default, destination.Port, portDenial);
     }
 
     /// <summary>
-    /// Decides a connection to <paramref name="address"/> that is about to be opened: when it is allowed through a
-    /// learned address, the address is held live for the connection's lifetime (see <see cref="AllowlistCache.Hold"/>).
+    /// Decides a connection to <paramref name="address"/>:<paramref name="port"/> that is about to be opened: when it is
+    /// allowed through a learned address, the address is held live for the connection's lifetime (see
+    /// <see cref="AllowlistCache.Hold"/>).
     /// </summary>
     /// <param name="address">The original destination address.</param>
-    /// <param name="hold">Release (dispose) when the connection ends; null when nothing is held.</param>
-    /// <returns>The decision and its reason.</returns>
-    internal PolicyDecision CheckConnection(IPAddress address, out AddressHold? hold)
+    /// <param name="port">The destination port.</param>
+    /// <param name="hold">The hold to dispose when the connection ends; null when nothing is held.</param>
+    internal PolicyDecision CheckConnection(IPAddress address, int port, out AddressHold? hold)
     {
         ArgumentNullException.ThrowIfNull(address);
         hold = null;
-        return CheckStatic(address) ?? FromCache(_hasNameEntries ? _cache.Hold(address, out hold) : default);
+        PolicyDecision? known = CheckStatic(address, port, out string? portDenial);
+        if (known is { } decided)
+        {
+            return decided;
+        }
+
+        PolicyDecision decision = FromCache(address, _hasNameEntries ? _cache.Hold(address, out hold) : default, port, portDenial);
+        if (!decision.IsAllowed)
+        {
+            hold?.Dispose(); // live, but not on this port
+            hold = null;
+        }
+
+        return decision;
     }
+
+    /// <summary>The port of a check that has none (<see cref="CheckAddress"/>): every entry's ports allow it.</summary>
+    private const int AnyPort = 0;
+
+    private static bool Allows(DestinationRule rule, int port) => port == AnyPort || PortSet.Allows(rule.Ports, port);
 
     /// <summary>Whether an entry names exactly <paramref name="address"/>: an address entry, or a network entry of a
     /// single address (<c>/32</c>, <c>/128</c>). A wider network that merely covers it does not count.</summary>
@@ -147,18 +196,25 @@ public sealed class EgressPolicy
         _hasNameEntries ? _cache.OtherAddressesOf(name, failed, max) : [];
 
     /// <summary>The decision made without the cache (disabled, static entry, internal range, <c>*</c>); null when the
-    /// cache decides.</summary>
-    private PolicyDecision? CheckStatic(IPAddress address)
+    /// cache decides. <paramref name="portDenial"/>: an entry that covers the address (or <c>*</c>) but not the port,
+    /// for the cache's denial.</summary>
+    private PolicyDecision? CheckStatic(IPAddress address, int port, out string? portDenial)
     {
+        portDenial = null;
         if (!IsEnabled)
         {
             return new PolicyDecision(false, DecisionReason.EgressDisabled);
         }
 
         UInt128 value = AddressValue.Of(address);
-        if (TryFindStaticEntry(value, out string? entry))
+        if (TryFindStaticEntry(value, port, out string? entry, ref portDenial))
         {
             return new PolicyDecision(true, DecisionReason.StaticEntry, entry);
+        }
+
+        if (portDenial is not null)
+        {
+            return new PolicyDecision(false, DecisionReason.PortNotAllowed, portDenial);
         }
 
         if (InternalRanges.TryClassify(value, out string? rangeName))
@@ -166,17 +222,104 @@ public sealed class EgressPolicy
             return new PolicyDecision(false, DecisionReason.InternalRange, rangeName);
         }
 
-        return _allowAll ? new PolicyDecision(true, DecisionReason.AllowAll, "*") : null;
+        foreach (DestinationRule rule in _allowAll)
+        {
+            if (Allows(rule, port))
+            {
+                return new PolicyDecision(true, DecisionReason.AllowAll, "*");
+            }
+
+            portDenial ??= rule.Text;
+        }
+
+        return null;
     }
 
-    private static PolicyDecision FromCache(CacheLookup lookup) => lookup.State switch
+    private PolicyDecision FromCache(IPAddress address, CacheLookup lookup, int port, string? portDenial)
     {
-        CacheState.Live when lookup.InUse => new PolicyDecision(true, DecisionReason.LearnedInUse, lookup.Name, connections: lookup.Connections),
-        CacheState.Live when lookup.InGrace => new PolicyDecision(true, DecisionReason.LearnedInGrace, lookup.Name, lookup.Time),
-        CacheState.Live => new PolicyDecision(true, DecisionReason.Learned, lookup.Name, lookup.Time),
-        CacheState.Expired => new PolicyDecision(false, DecisionReason.LearnedExpired, lookup.Name, lookup.Time),
-        _ => new PolicyDecision(false, DecisionReason.NeverLearned),
-    };
+        PolicyDecision decision = lookup.State switch
+        {
+            CacheState.Live when lookup.InUse => new PolicyDecision(true, DecisionReason.LearnedInUse, lookup.Name, connections: lookup.Connections),
+            CacheState.Live when lookup.InGrace => new PolicyDecision(true, DecisionReason.LearnedInGrace, lookup.Name, lookup.Time),
+            CacheState.Live => new PolicyDecision(true, DecisionReason.Learned, lookup.Name, lookup.Time),
+            CacheState.Expired => new PolicyDecision(false, DecisionReason.LearnedExpired, lookup.Name, lookup.Time),
+            _ => new PolicyDecision(false, DecisionReason.NeverLearned),
+        };
+        if (!decision.IsAllowed)
+        {
+            return portDenial is not null && lookup.State == CacheState.NeverLearned ? new PolicyDecision(false, DecisionReason.PortNotAllowed, portDenial) : decision;
+        }
+
+        if (!_hasPorts || port == AnyPort)
+        {
+            return decision;
+        }
+
+        // A learned address allows the ports of the entries its names were allowed through.
+        string? denial = null;
+        foreach (LearnedName learned in _cache.NamesOf(address))
+        {
+            DestinationRule[]? rules = FindNameRules(learned.Name);
+            foreach (DestinationRule rule in rules ?? [])
+            {
+                if (Allows(rule, port))
+                {
+                    return decision;
+                }
+
+                denial ??= rule.Text;
+            }
+        }
+
+        return new PolicyDecision(false, DecisionReason.PortNotAllowed, denial ?? portDenial ?? lookup.Name);
+    }
+
+    /// <summary>For <c>check NAME:PORT</c>: the entry a connection to an address learned from <paramref name="hostName"/>
+    /// would be allowed through on <paramref name="port"/> (true), else the name's first entry (false); null when no
+    /// entry allows the name.</summary>
+    internal (string Entry, bool PortAllowed)? CheckNamePort(string hostName, int port)
+    {
+        DestinationRule[]? rules = IsEnabled ? FindNameRules(hostName) : null;
+        if (rules is null)
+        {
+            return null;
+        }
+
+        foreach (DestinationRule rule in rules)
+        {
+            if (Allows(rule, port))
+            {
+                return (rule.Text, true);
+            }
+        }
+
+        return (rules[0].Text, false);
+    }
+
+    /// <summary>The entries a name is allowed through, most specific first: its exact entries, else the longest
+    /// matching wildcard's, else <c>*</c>; null when none.</summary>
+    private DestinationRule[]? FindNameRules(ReadOnlySpan<char> hostName)
+    {
+        if (hostName.EndsWith('.'))
+        {
+            hostName = hostName[..^1];
+        }
+
+        if (_hosts.TryGetValue(hostName, out DestinationRule[]? rules))
+        {
+            return rules;
+        }
+
+        for (int dot = hostName.IndexOf('.'); dot >= 0; dot = NextDot(hostName, dot))
+        {
+            if (dot > 0 && _wildcardDomains.TryGetValue(hostName[(dot + 1)..], out rules))
+            {
+                return rules;
+            }
+        }
+
+        return _allowAll.Length > 0 ? _allowAll : null;
+    }
 
     /// <summary>Decides a DNS question for <paramref name="hostName"/> (any case, trailing dot ignored).</summary>
     /// <param name="hostName">The question name.</param>
@@ -207,23 +350,12 @@ public sealed class EgressPolicy
             return new PolicyDecision(false, DecisionReason.NameNotAllowed);
         }
 
-        if (_hosts.TryGetValue(hostName, out string? entry))
-        {
-            return new PolicyDecision(true, DecisionReason.NameEntry, entry);
-        }
-
-        // Longest domain first, so the most specific wildcard is reported; the apex itself never matches.
-        for (int dot = hostName.IndexOf('.'); dot >= 0; dot = NextDot(hostName, dot))
-        {
-            if (dot > 0 && _wildcardDomains.TryGetValue(hostName[(dot + 1)..], out entry))
-            {
-                return new PolicyDecision(true, DecisionReason.NameEntry, entry);
-            }
-        }
-
-        return _allowAll
-            ? new PolicyDecision(true, DecisionReason.AllowAll, "*")
-            : new PolicyDecision(false, DecisionReason.NameNotAllowed);
+        // Exact entries, then the longest domain first, so the most specific wildcard is reported; the apex itself
+        // never matches a wildcard.
+        DestinationRule[]? rules = FindNameRules(hostName);
+        return rules is null ? new PolicyDecision(false, DecisionReason.NameNotAllowed)
+            : rules[0].Kind == DestinationRuleKind.AllowAll ? new PolicyDecision(true, DecisionReason.AllowAll, "*")
+            : new PolicyDecision(true, DecisionReason.NameEntry, rules[0].Text);
     }
 
     /// <summary>
@@ -246,7 +378,8 @@ public sealed class EgressPolicy
         }
 
         UInt128 value = AddressValue.Of(address);
-        if (!TryFindStaticEntry(value, out _) && InternalRanges.TryClassify(value, out string? rangeName))
+        string? ignored = null;
+        if (!TryFindStaticEntry(value, AnyPort, out _, ref ignored) && InternalRanges.TryClassify(value, out string? rangeName))
         {
             return new LearnResult(LearnOutcome.InternalRange, rangeName);
         }
@@ -261,19 +394,35 @@ public sealed class EgressPolicy
         return next < 0 ? -1 : dot + 1 + next;
     }
 
-    private bool TryFindStaticEntry(UInt128 value, out string? entry)
+    /// <summary>The first address or network entry (most specific first) that covers <paramref name="value"/> and allows
+    /// <paramref name="port"/>; <paramref name="portDenial"/> gets the first that covers it but not the port.</summary>
+    private bool TryFindStaticEntry(UInt128 value, int port, out string? entry, ref string? portDenial)
     {
-        if (_addresses.TryGetValue(value, out entry))
+        if (_addresses.TryGetValue(value, out DestinationRule[]? rules))
         {
-            return true;
+            foreach (DestinationRule rule in rules)
+            {
+                if (Allows(rule, port))
+                {
+                    entry = rule.Text;
+                    return true;
+                }
+
+                portDenial ??= rule.Text;
+            }
         }
 
-        foreach (var (block, text) in _networks)
+        foreach (var (block, rule) in _networks)
         {
             if (block.Contains(value))
             {
-                entry = text;
-                return true;
+                if (Allows(rule, port))
+                {
+                    entry = rule.Text;
+                    return true;
+                }
+
+                portDenial ??= rule.Text;
             }
         }
 

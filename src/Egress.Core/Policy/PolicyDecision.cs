@@ -46,6 +46,7 @@ public readonly struct PolicyDecision
         DecisionReason.LearnedInUse => $"allowed: learned from {Subject}, TTL expired, in use by {Connections} connection{(Connections == 1 ? string.Empty : "s")}",
         DecisionReason.LearnedExpired => $"denied: learned from {Subject}, expired {DurationText.Format(Time.GetValueOrDefault(), roundUp: false)} ago",
         DecisionReason.NeverLearned => "denied: never learned from an allowed name",
+        DecisionReason.PortNotAllowed => $"denied: port not allowed by \"{Subject}\"",
         DecisionReason.ParentAddress => $"denied: an address of the parent itself (interface {Subject}); an entry naming this one address allows it",
         _ => "denied: name not in allowlist",
     };

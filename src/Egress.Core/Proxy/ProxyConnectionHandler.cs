@@ -66,7 +66,7 @@ internal sealed class ProxyConnectionHandler(
         }
 
         var destination = original.Destination!;
-        var decision = policy.CheckConnection(destination.Address, out AddressHold? hold);
+        var decision = policy.CheckConnection(destination.Address, destination.Port, out AddressHold? hold);
         if (!decision.IsAllowed)
         {
             return ProxyConnectionResult.Denied(destination, decision);
@@ -146,7 +146,7 @@ internal sealed class ProxyConnectionHandler(
         for (int attempt = 0; attempt < candidates.Count; attempt++)
         {
             var candidate = new IPEndPoint(candidates[attempt], failed.Port);
-            var decision = policy.CheckConnection(candidate.Address, out AddressHold? hold);
+            var decision = policy.CheckConnection(candidate.Address, candidate.Port, out AddressHold? hold);
             if (!decision.IsAllowed)
             {
                 continue; // expired or evicted since the scan

@@ -18,7 +18,10 @@ public sealed class ConfigurationErrorTests
     [TestCase("[dns]\nttl_floor = 1\n", 2, 1, "dns.ttl_floor", "unknown key; did you mean 'ttl_floor_seconds'?", TestName = "Unknown key in [dns]")]
     [TestCase("[relay]\nidle_timeout_ms = 1\n", 2, 1, "relay.idle_timeout_ms", "unknown key; did you mean 'idle_timeout_seconds'?", TestName = "Duration key with the wrong unit")]
     [TestCase("[relay]\nkeepalive = true\n", 2, 1, "relay.keepalive", "unknown key", TestName = "Unknown key in [relay]")]
-    [TestCase("[egress]\nports = [\"443\"]\n", 2, 1, "egress.ports", "Evervault's v0 'ports' setting is not supported by Egress; remove it", TestName = "Evervault v0 egress.ports")]
+    [TestCase("[egress]\nports = []\n", 2, 9, "egress.ports", "an empty list would allow no port at all; remove the key to allow every port, or list the ports", TestName = "Evervault egress.ports empty")]
+    [TestCase("[egress]\nports = [0]\n", 2, 10, "egress.ports", "port \"0\" is not a number from 1 to 65535", TestName = "Evervault egress.ports zero")]
+    [TestCase("[egress]\nports = [\"8000-8100\"]\n", 2, 10, "egress.ports", "port \"8000-8100\" is not a number from 1 to 65535", TestName = "Evervault egress.ports range")]
+    [TestCase("[egress]\nports = 443\n", 2, 9, "egress.ports", "expected an array of ports, e.g. [443, 8443], found an integer", TestName = "Evervault egress.ports not an array")]
     public void UnknownKeysPointAtTheKey(string text, int line, int column, string key, string problem) =>
         AssertError(text, line, column, key, problem);
 

@@ -27,6 +27,7 @@ public sealed class ConfigurationKeysTests
     {
         ["egress.enabled"] = null,
         ["egress.destinations"] = null,
+        ["egress.ports"] = null,
         ["tunnel.enclave_endpoint"] = null,
         ["tunnel.host_endpoint"] = null,
         ["tunnel.status_timeout_ms"] = () => Same(new EgressProxyOptions { Tunnel = AnyTunnel }.StatusTimeout, new DnsForwarderOptions { Tunnel = AnyTunnel }.StatusTimeout),

@@ -69,6 +69,25 @@ public sealed class ConfiguredComponentsTests
     }
 
     [Test]
+    public void EvervaultsPortsBecomeThePortsOfEveryEntryWithoutItsOwnAndTheDigestCoversThem()
+    {
+        const string Entries = "[egress]\nenabled = true\ndestinations = [\"api.example.com\", \"smtp.example.com:587\", \"10.1.2.3\"]\n";
+        var withPorts = EgressConfiguration.Parse(Entries + "ports = [443, \"8443\"]\n", Source);
+        var without = EgressConfiguration.Parse(Entries, Source);
+
+        EgressPolicy policy = withPorts.CreatePolicy(withPorts.CreateCache());
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.Destinations.Select(d => d.Text), Is.EqualTo(new[] { "api.example.com:443,8443", "smtp.example.com:587", "10.1.2.3:443,8443" }));
+            Assert.That(policy.CheckDestination(new IPEndPoint(IPAddress.Parse("10.1.2.3"), 8443)).IsAllowed, Is.True);
+            Assert.That(policy.CheckDestination(new IPEndPoint(IPAddress.Parse("10.1.2.3"), 22)).Reason, Is.EqualTo(DecisionReason.PortNotAllowed));
+            Assert.That(without.CreatePolicy(without.CreateCache()).CheckDestination(new IPEndPoint(IPAddress.Parse("10.1.2.3"), 22)).IsAllowed, Is.True, "without the key: every port, as before");
+            Assert.That(withPorts.GetPolicyDigest().ToString(), Is.Not.EqualTo(without.GetPolicyDigest().ToString()));
+        });
+    }
+
+    [Test]
     public void CacheTakesTheDnsSection()
     {
         var configuration = EgressConfiguration.Parse("[dns]\nttl_floor_seconds = 7\ngrace_seconds = 9\ncache_max_entries = 11\n", Source);

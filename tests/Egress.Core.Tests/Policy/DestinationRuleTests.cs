@@ -80,9 +80,18 @@ public sealed class DestinationRuleTests
     [TestCase("api example.com", "contains whitespace")]
     [TestCase("api.example.com\t", "contains whitespace")]
     [TestCase("https://api.example.com", "URLs are not supported; give the host only")]
-    [TestCase("api.example.com:443", "ports are not supported; destinations name hosts only (remove \":443\")")]
-    [TestCase("198.18.0.10:587", "ports are not supported; destinations name hosts only (remove \":587\")")]
-    [TestCase("[2001:db8::1]:443", "ports are not supported; destinations name hosts only (remove \":443\")")]
+    [TestCase("api.example.com:", "names no port after ':'")]
+    [TestCase("api.example.com:0", "port \"0\" is not a number from 1 to 65535")]
+    [TestCase("api.example.com:65536", "port \"65536\" is not a number from 1 to 65535")]
+    [TestCase("api.example.com:0443", "port \"0443\" is not a number from 1 to 65535")]
+    [TestCase("api.example.com:https", "port \"https\" is not a number from 1 to 65535")]
+    [TestCase("api.example.com:443,", "port \"\" is not a number from 1 to 65535")]
+    [TestCase("api.example.com:-443", "port \"\" is not a number from 1 to 65535")]
+    [TestCase("198.18.0.10:8100-8000", "port range \"8100-8000\" runs backwards")]
+    [TestCase("198.18.0.10:1-2-3", "port \"2-3\" is not a number from 1 to 65535")]
+    [TestCase("[2001:db8::1]443", "unexpected \"443\" after ']' (write [IPv6]:PORTS)")]
+    [TestCase("[2001:db8::1]:", "names no port after ':'")]
+    [TestCase(":443", "names no host")]
     [TestCase("[2001:db8::1", "has an unbalanced '['")]
     [TestCase("[api.example.com]", "is not a valid IPv6 address")]
     [TestCase("2001:db8::g", "is not a valid IPv6 address")]
@@ -116,7 +125,7 @@ public sealed class DestinationRuleTests
     [TestCase("10.0.0.0/0008", "prefix length \"/0008\" is not a number from 0 to 32")]
     [TestCase("10/8", "is not a valid IPv4 address (expected four dotted decimal numbers)")]
     [TestCase("api.example.com/24", "is not a valid IPv4 address (expected four dotted decimal numbers)")]
-    [TestCase("[2001:db8::]/32", "is not a valid IPv6 address")]
+    [TestCase("[2001:db8::]/32", "write an IPv6 network without brackets (\"2001:db8::/32\")")]
     [TestCase("10.0.0.1/8", "has host bits set after /8 (did you mean \"10.0.0.0/8\"?)")]
     [TestCase("198.18.0.1/15", "has host bits set after /15 (did you mean \"198.18.0.0/15\"?)")]
     [TestCase("2001:db8::1/32", "has host bits set after /32 (did you mean \"2001:db8::/32\"?)")]
@@ -178,12 +187,37 @@ public sealed class DestinationRuleTests
     [Test]
     public void ParseThrowsArgumentExceptionWithTheMessage()
     {
-        var exception = Assert.Throws<ArgumentException>(() => DestinationRule.Parse("api.example.com:443"));
+        var exception = Assert.Throws<ArgumentException>(() => DestinationRule.Parse("api.example.com:0"));
 
         Assert.Multiple(() =>
         {
             Assert.That(exception!.ParamName, Is.EqualTo("entry"));
-            Assert.That(exception.Message, Does.StartWith("invalid destination \"api.example.com:443\": ports are not supported; destinations name hosts only (remove \":443\")"));
+            Assert.That(exception.Message, Does.StartWith("invalid destination \"api.example.com:0\": port \"0\" is not a number from 1 to 65535"));
+        });
+    }
+
+    [TestCase("api.example.com:443", DestinationRuleKind.ExactHost, "api.example.com:443", new[] { 443 }, new[] { 80, 444 })]
+    [TestCase("API.example.com.:443", DestinationRuleKind.ExactHost, "api.example.com:443", new[] { 443 }, new[] { 80 })]
+    [TestCase("smtp.example.com:587,465", DestinationRuleKind.ExactHost, "smtp.example.com:587,465", new[] { 587, 465 }, new[] { 25 })]
+    [TestCase("*.example.com:443", DestinationRuleKind.WildcardSubdomain, "*.example.com:443", new[] { 443 }, new[] { 8443 })]
+    [TestCase("*:443", DestinationRuleKind.AllowAll, "*:443", new[] { 443 }, new[] { 22 })]
+    [TestCase("203.0.113.7:8000-8100", DestinationRuleKind.Address, "203.0.113.7:8000-8100", new[] { 8000, 8050, 8100 }, new[] { 7999, 8101 })]
+    [TestCase("203.0.113.0/24:8000-8100,443", DestinationRuleKind.Network, "203.0.113.0/24:8000-8100,443", new[] { 443, 8000 }, new[] { 80 })]
+    [TestCase("[2001:db8::1]:443", DestinationRuleKind.Address, "[2001:db8::1]:443", new[] { 443 }, new[] { 80 })]
+    [TestCase("2001:db8::/32:443", DestinationRuleKind.Network, "2001:db8::/32:443", new[] { 443 }, new[] { 80 })]
+    [TestCase("[2001:db8::1]", DestinationRuleKind.Address, "2001:db8::1", new[] { 1, 443, 65535 }, new int[0])]
+    [TestCase("2001:db8::1", DestinationRuleKind.Address, "2001:db8::1", new[] { 1, 443, 65535 }, new int[0])]
+    [TestCase("api.example.com", DestinationRuleKind.ExactHost, "api.example.com", new[] { 1, 443, 65535 }, new int[0])]
+    public void ParsesPorts(string entry, DestinationRuleKind kind, string text, int[] allowed, int[] denied)
+    {
+        DestinationRule rule = DestinationRule.Parse(entry);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((rule.Kind, rule.Text), Is.EqualTo((kind, text)));
+            Assert.That(allowed.Select(port => PortSet.Allows(rule.Ports, port)), Is.All.True);
+            Assert.That(denied.Select(port => PortSet.Allows(rule.Ports, port)), Is.All.False);
+            Assert.That(DestinationRule.Parse(rule.Text).Text, Is.EqualTo(text), "the canonical text parses to itself");
         });
     }
 }

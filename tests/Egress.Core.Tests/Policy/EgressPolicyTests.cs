@@ -31,11 +31,11 @@ public sealed class EgressPolicyTests
     [Test]
     public void CreateCollectsEveryInvalidEntry()
     {
-        var exception = Assert.Throws<ArgumentException>(() => Policy("ok.example.com", "api.example.com:443", "a.*.com", "10.0.0.1/8"));
+        var exception = Assert.Throws<ArgumentException>(() => Policy("ok.example.com", "api.example.com:0", "a.*.com", "10.0.0.1/8"));
 
         string[] expected =
         [
-            "invalid destination \"api.example.com:443\": ports are not supported; destinations name hosts only (remove \":443\")",
+            "invalid destination \"api.example.com:0\": port \"0\" is not a number from 1 to 65535",
             "invalid destination \"a.*.com\": '*' may only stand alone (\"*\") or be the whole leftmost label (\"*.example.com\")",
             "invalid destination \"10.0.0.1/8\": has host bits set after /8 (did you mean \"10.0.0.0/8\"?)",
         ];
@@ -248,10 +248,10 @@ public sealed class EgressPolicyTests
         EgressPolicy policy = Policy("api.example.com");
         IPAddress address = IPAddress.Parse("198.18.0.10");
         policy.Learn("api.example.com", address, TimeSpan.FromSeconds(1));
-        PolicyDecision first = policy.CheckConnection(address, out AddressHold? busy);
+        PolicyDecision first = policy.CheckConnection(address, 443, out AddressHold? busy);
         _time.Advance(TimeSpan.FromSeconds(95));
 
-        PolicyDecision second = policy.CheckConnection(address, out AddressHold? another);
+        PolicyDecision second = policy.CheckConnection(address, 443, out AddressHold? another);
 
         Assert.Multiple(() =>
         {
@@ -272,7 +272,7 @@ public sealed class EgressPolicyTests
     {
         EgressPolicy policy = Policy("198.18.0.10");
 
-        PolicyDecision decision = policy.CheckConnection(IPAddress.Parse("198.18.0.10"), out AddressHold? hold);
+        PolicyDecision decision = policy.CheckConnection(IPAddress.Parse("198.18.0.10"), 443, out AddressHold? hold);
 
         Assert.That((decision.Reason, hold), Is.EqualTo((DecisionReason.StaticEntry, (AddressHold?)null)));
     }
@@ -543,6 +543,80 @@ public sealed class EgressPolicyTests
 
             return count;
         }
+    }
+
+    [TestCase("203.0.113.7:443", "203.0.113.7", 443, "allowed: static entry \"203.0.113.7:443\"")]
+    [TestCase("203.0.113.7:443", "203.0.113.7", 80, "denied: port not allowed by \"203.0.113.7:443\"")]
+    [TestCase("203.0.113.0/24:8000-8100", "203.0.113.9", 8050, "allowed: static entry \"203.0.113.0/24:8000-8100\"")]
+    [TestCase("203.0.113.0/24:8000-8100", "203.0.113.9", 22, "denied: port not allowed by \"203.0.113.0/24:8000-8100\"")]
+    [TestCase("[2001:db8::1]:443", "2001:db8::1", 443, "allowed: static entry \"[2001:db8::1]:443\"")]
+    [TestCase("[2001:db8::1]:443", "2001:db8::1", 8443, "denied: port not allowed by \"[2001:db8::1]:443\"")]
+    [TestCase("*:443", "198.51.100.1", 443, "allowed: allow-all entry \"*\"")]
+    [TestCase("*:443", "198.51.100.1", 25, "denied: port not allowed by \"*:443\"")]
+    [TestCase("*:443", "10.0.0.1", 443, "denied: internal range private 10.0.0.0/8")]
+    [TestCase("203.0.113.7", "203.0.113.7", 25, "allowed: static entry \"203.0.113.7\"")]
+    public void StaticEntriesAllowOnlyTheirPorts(string entry, string address, int port, string expected)
+    {
+        PolicyDecision decision = Policy(entry).CheckDestination(new IPEndPoint(IPAddress.Parse(address), port));
+
+        Assert.That(decision.ToString(), Is.EqualTo(expected));
+        Assert.That(decision.Reason == DecisionReason.PortNotAllowed, Is.EqualTo(expected.Contains("port not allowed", StringComparison.Ordinal)));
+    }
+
+    [Test]
+    public void TheSameAddressUnderTwoEntriesAllowsTheUnionOfTheirPorts()
+    {
+        EgressPolicy policy = Policy("203.0.113.7:443", "203.0.113.7:25");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.CheckDestination(new IPEndPoint(IPAddress.Parse("203.0.113.7"), 443)).IsAllowed, Is.True);
+            Assert.That(policy.CheckDestination(new IPEndPoint(IPAddress.Parse("203.0.113.7"), 25)).ToString(), Is.EqualTo("allowed: static entry \"203.0.113.7:25\""));
+            Assert.That(policy.CheckDestination(new IPEndPoint(IPAddress.Parse("203.0.113.7"), 80)).ToString(), Is.EqualTo("denied: port not allowed by \"203.0.113.7:443\""));
+            Assert.That(policy.CheckAddress(IPAddress.Parse("203.0.113.7")).IsAllowed, Is.True, "without a port: the address is allowed on some port");
+        });
+    }
+
+    [Test]
+    public void ALearnedAddressAllowsThePortsOfTheEntryItsNameWasAllowedThrough()
+    {
+        EgressPolicy policy = Policy("api.stripe.com:443", "*.example.com:443,8443", "smtp.example.com:587,465");
+        IPAddress stripe = IPAddress.Parse("198.51.100.10"), smtp = IPAddress.Parse("198.51.100.20"), web = IPAddress.Parse("198.51.100.30");
+        policy.Learn("api.stripe.com", stripe, TimeSpan.FromSeconds(300));
+        policy.Learn("smtp.example.com", smtp, TimeSpan.FromSeconds(300));
+        policy.Learn("www.example.com", web, TimeSpan.FromSeconds(300));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.CheckName("api.stripe.com").ToString(), Is.EqualTo("allowed: name matches \"api.stripe.com:443\""), "names are decided without ports");
+            Assert.That(policy.CheckDestination(new IPEndPoint(stripe, 443)).Reason, Is.EqualTo(DecisionReason.Learned));
+            Assert.That(policy.CheckDestination(new IPEndPoint(stripe, 22)).ToString(), Is.EqualTo("denied: port not allowed by \"api.stripe.com:443\""));
+            Assert.That(policy.CheckDestination(new IPEndPoint(smtp, 465)).IsAllowed, Is.True, "the exact entry decides, not the wildcard that also matches");
+            Assert.That(policy.CheckDestination(new IPEndPoint(smtp, 443)).ToString(), Is.EqualTo("denied: port not allowed by \"smtp.example.com:587,465\""));
+            Assert.That(policy.CheckDestination(new IPEndPoint(web, 8443)).IsAllowed, Is.True);
+            Assert.That(policy.CheckDestination(new IPEndPoint(web, 80)).ToString(), Is.EqualTo("denied: port not allowed by \"*.example.com:443,8443\""));
+            Assert.That(policy.CheckNamePort("smtp.example.com", 25), Is.EqualTo(("smtp.example.com:587,465", false)));
+            Assert.That(policy.CheckNamePort("api.stripe.com", 443), Is.EqualTo(("api.stripe.com:443", true)));
+        });
+    }
+
+    [Test]
+    public void AConnectionOnAPortTheEntryDoesNotAllowTakesNoHold()
+    {
+        EgressPolicy policy = Policy("api.stripe.com:443");
+        IPAddress stripe = IPAddress.Parse("198.51.100.10");
+        policy.Learn("api.stripe.com", stripe, TimeSpan.FromSeconds(300));
+
+        PolicyDecision denied = policy.CheckConnection(stripe, 25, out AddressHold? none);
+        PolicyDecision allowed = policy.CheckConnection(stripe, 443, out AddressHold? held);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((denied.Reason, none), Is.EqualTo((DecisionReason.PortNotAllowed, (AddressHold?)null)));
+            Assert.That((allowed.Reason, held), Is.Not.EqualTo((DecisionReason.PortNotAllowed, (AddressHold?)null)));
+            Assert.That(_cache.ConnectionsThrough(stripe), Is.EqualTo(1), "only the allowed connection holds the address");
+        });
+        held!.Dispose();
     }
 
     private EgressPolicy Policy(params string[] destinations) => EgressPolicy.Create(enabled: true, destinations, _cache);

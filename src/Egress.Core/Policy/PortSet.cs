@@ -1,0 +1,89 @@
+using System.Globalization;
+using System.Text;
+
+namespace Egress.Policy;
+
+/// <summary>
+/// The TCP ports a destination entry allows: single ports and inclusive ranges, 1 … 65535, written
+/// <c>443</c>, <c>587,465</c> or <c>8000-8100</c> (combined: <c>80,443,8000-8100</c>). Immutable; <see cref="Text"/> keeps
+/// the order written, lookups are a scan of the few ranges.
+/// </summary>
+internal sealed class PortSet
+{
+    private readonly (int First, int Last)[] _ranges;
+
+    private PortSet((int First, int Last)[] ranges, string text)
+    {
+        _ranges = ranges;
+        Text = text;
+    }
+
+    /// <summary>The ports as written in canonical form, e.g. <c>587,465</c> or <c>8000-8100</c>.</summary>
+    public string Text { get; }
+
+    /// <summary>Whether <paramref name="port"/> is one of the ports.</summary>
+    public bool Contains(int port)
+    {
+        foreach (var (first, last) in _ranges)
+        {
+            if (port >= first && port <= last)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Whether <paramref name="ports"/> (null: every port) allows <paramref name="port"/>.</summary>
+    public static bool Allows(PortSet? ports, int port) => ports is null || ports.Contains(port);
+
+    /// <summary>Parses a port list; returns null on success, else the reason.</summary>
+    public static string? TryParse(string text, out PortSet? ports)
+    {
+        ports = null;
+        if (text.Length == 0)
+        {
+            return "names no port after ':'";
+        }
+
+        var ranges = new List<(int First, int Last)>();
+        var canonical = new StringBuilder();
+        foreach (Range part in text.AsSpan().Split(','))
+        {
+            string item = text[part];
+            int dash = item.IndexOf('-', StringComparison.Ordinal);
+            string? reason = dash < 0
+                ? ParsePort(item, out int single) ?? Add(ranges, single, single)
+                : ParsePort(item[..dash], out int first) ?? ParsePort(item[(dash + 1)..], out int last)
+                    ?? (first > last ? $"port range \"{item}\" runs backwards" : Add(ranges, first, last));
+            if (reason is not null)
+            {
+                return reason;
+            }
+
+            canonical.Append(canonical.Length > 0 ? "," : string.Empty).Append(item);
+        }
+
+        ports = new PortSet([.. ranges], canonical.ToString());
+        return null;
+    }
+
+    /// <summary>The ports as a list for a decision line.</summary>
+    public override string ToString() => Text;
+
+    private static string? Add(List<(int First, int Last)> ranges, int first, int last)
+    {
+        ranges.Add((first, last));
+        return null;
+    }
+
+    private static string? ParsePort(string text, out int port)
+    {
+        port = 0;
+        return text.Length is 0 or > 5 || text.AsSpan().IndexOfAnyExceptInRange('0', '9') >= 0 || (text.Length > 1 && text[0] == '0')
+            || !int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out port) || port is < 1 or > 65535
+            ? $"port \"{text}\" is not a number from 1 to 65535"
+            : null;
+    }
+}
