@@ -46,10 +46,10 @@ want() { [ -z "$only" ] || [[ "$only" == *",$1,"* ]]; }
 nofile=${STRESS_NOFILE:-4096}
 if [ "$mode" = smoke ]; then
   load=${STRESS_SECONDS:-3} warmup=1 after=0 dns_rate=50 http_rate=5
-  flood_conns=600 tunnel_idle=300 tunnel_partial=50 oversize_interval=200 pipeline_queries=2000 slow_conns=100 slow_interval=1000
+  flood_conns=600 tunnel_idle=300 tunnel_partial=50 oversize_interval=200 pipeline_queries=64 pipeline_connections=20 slow_conns=100 slow_interval=1000
 else
   load=${STRESS_SECONDS:-30} warmup=3 after=3 dns_rate=100 http_rate=10
-  flood_conns=5000 tunnel_idle=5000 tunnel_partial=1000 oversize_interval=100 pipeline_queries=25600 slow_conns=2000 slow_interval=5000
+  flood_conns=5000 tunnel_idle=5000 tunnel_partial=1000 oversize_interval=100 pipeline_queries=64 pipeline_connections=400 slow_conns=5000 slow_interval=5000
 fi
 
 log() { printf '[stress %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -239,7 +239,7 @@ hostile() {
     3) start 3-hostile "$ns_enc" "$tool" dns-oversize --server 127.0.0.1:53 --name q.oversize.stress.test --length 65508 \
          --interval-ms "$oversize_interval" --seconds "$seconds" ;;
     4) start 4-hostile "$ns_enc" "$tool" dns-pipeline --server 127.0.0.1:53 --name q.blackhole.stress.test \
-         --count "$pipeline_queries" --connections 1 --seconds "$seconds" ;;
+         --count "$pipeline_queries" --connections "$pipeline_connections" --seconds "$seconds" ;;
     5) start 5-hostile "$ns_enc" "$tool" dns-slow --server 127.0.0.1:53 --name q.victim.stress.test --count "$slow_conns" \
          --byte-interval-ms "$slow_interval" --parallel 128 --seconds "$seconds" ;;
   esac
@@ -251,7 +251,7 @@ declare -A scenario_title=(
   [1]="descriptor flood: $flood_conns idle TCP connections from an enclave app"
   [2]="tunnel DNS streams: $tunnel_idle idle + $tunnel_partial holding half a 64 KiB frame"
   [3]="oversize query: 65,508 bytes over TCP, every ${oversize_interval} ms"
-  [4]="pipelined queries: $pipeline_queries in one TCP connection, upstream never answers"
+  [4]="pipelined queries: $pipeline_connections TCP connections x $pipeline_queries, upstream never answers"
   [5]="slow-byte DNS over TCP: $slow_conns clients, 1 byte / $((slow_interval / 1000)) s"
 )
 
@@ -337,6 +337,10 @@ commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$repo" status --porcelain -- src 2>/dev/null | head -1)
 baseline_p99=$(awk -F'|' '$1 == 0' "$run/phases.txt" | grep -o 'dns_p99_ms=[0-9.]*' | head -1 | cut -d= -f2)
 {
+  if [ -n "${EGRESS_ENCLAVE_BIN:-}${EGRESS_HOST_BIN:-}" ]; then
+    echo "Hosts under test: egress-enclave $enclave_bin, egress-host $host_bin (not this tree's build)."
+    echo
+  fi
   echo "Egress stress suite ($mode run), $started_at, commit $commit${dirty:+ (src/ modified)}; $(nproc) CPUs,"
   echo "$(lscpu | awk -F: '/Model name/{gsub(/^ +/, "", $2); print $2; exit}'), Linux $(uname -r); both hosts under"
   echo "\`prlimit --nofile=$nofile\`; load ${load} s per scenario, the victim at $dns_rate DNS queries/s (UDP) and $http_rate HTTP"

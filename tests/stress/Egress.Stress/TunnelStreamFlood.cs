@@ -5,7 +5,7 @@ namespace Egress.Stress;
 /// <summary>
 /// Issue 13 case 2, as anything that can reach the parent's tunnel endpoint: opens <c>idle</c> DNS streams (request
 /// <c>01 02 00 00</c>, docs/tunnel-protocol.md) that send nothing after the parent's <c>Ok</c>, and <c>partial</c> DNS
-/// streams that send a frame prefix announcing 65,535 bytes and then only <c>partialBytes</c> of them. Holds them
+/// streams (opened first) that send a frame prefix announcing 65,535 bytes and then only <c>partialBytes</c> of them. Holds them
 /// until <c>seconds</c> have passed and reports how many the parent accepted, refused (a status other than Ok, with
 /// the first detail), closed unanswered, and closed later.
 /// </summary>
@@ -65,7 +65,7 @@ internal static class TunnelStreamFlood
                             continue;
                         }
 
-                        if (i >= idle)
+                        if (i < partial)
                         {
                             await socket.SendAsync(partialFrame, SocketFlags.None, deadline.Token).ConfigureAwait(false);
                             Interlocked.Increment(ref partialOk);

@@ -23,7 +23,7 @@ internal sealed class VictimApp(IPEndPoint dnsServer, string nameSuffix, int dns
     private int _dnsOk;
     private int _dnsServFail;
     private int _dnsOtherRcode;
-    private int _dnsTimeout;
+    private int _dnsNoAnswer;
     private int _httpOk;
     private int _httpTimeout;
     private int _httpReset;
@@ -65,7 +65,7 @@ internal sealed class VictimApp(IPEndPoint dnsServer, string nameSuffix, int dns
         int httpSent = await http.ConfigureAwait(false);
         return new Report()
             .Add("dns_sent", dnsSent).Add("dns_ok", _dnsOk).Add("dns_servfail", _dnsServFail).Add("dns_other_rcode", _dnsOtherRcode)
-            .Add("dns_timeout", _dnsTimeout)
+            .Add("dns_no_answer", _dnsNoAnswer)
             .Add("dns_p50_ms", _dnsLatencies.Percentile(0.50)).Add("dns_p99_ms", _dnsLatencies.Percentile(0.99))
             .Add("dns_max_ms", _dnsLatencies.Percentile(1.0))
             .Add("http_sent", httpSent).Add("http_ok", _httpOk).Add("http_timeout", _httpTimeout).Add("http_reset", _httpReset)
@@ -138,7 +138,7 @@ internal sealed class VictimApp(IPEndPoint dnsServer, string nameSuffix, int dns
         }
         catch (Exception ex) when (ex is OperationCanceledException or SocketException)
         {
-            Interlocked.Increment(ref _dnsTimeout); // no answer in time (or refused by the kernel)
+            Interlocked.Increment(ref _dnsNoAnswer); // no answer in time, or the port refused (ICMP)
         }
 
         _dnsLatencies.Add(started);
