@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Egress stress suite (issue 13): hostile clients next to one well-behaved app, on network namespaces.
 #
-#   sudo tests/stress/run.sh                 # every scenario (~5 minutes): table to stdout and a results file
+#   sudo tests/stress/run.sh                 # every scenario (~5 minutes after the build): table to stdout and a
+#                                            # results file
 #   sudo tests/stress/run.sh --smoke         # every scenario very briefly (~1 minute after the build); fails only
 #                                            # when a host dies or a scenario cannot run (figures are not judged)
 #   sudo tests/stress/run.sh --scenario=4    # the unloaded baseline and scenario 4 only (comma list: --scenario=2,4)
@@ -19,7 +20,8 @@
 #               destination), dnsmasq on 198.18.0.53 (the parent's upstream: *.victim.stress.test and
 #               *.oversize.stress.test answer 198.18.0.10; *.blackhole.stress.test is forwarded to 198.18.0.54), and a
 #               DNS server on 198.18.0.54 that never answers
-# Each phase starts both hosts afresh (peak RSS and descriptors are per phase), warms the victim up, then runs the
+# Each phase of a full run starts both hosts afresh (peak RSS and descriptors are per phase; a smoke run keeps them
+# while they live), warms the victim up (unmeasured, in the same process), then runs the
 # victim for the load time next to the hostile client while a sampler reads both hosts' /proc every 200 ms, then
 # runs the victim briefly once the hostile client is gone (does the service recover by itself?), then kills the hosts.
 # Phase 0 is the unloaded baseline (the victim alone); phases 1-5 are the five faults of issue 13 (docs/stress.md).
@@ -37,7 +39,7 @@ for arg in "$@"; do
     --keep) keep=1 ;;
     --strict) strict=1 ;;
     --no-install) install=0 ;;
-    -h|--help) sed -n "2,28p" "$0"; exit 0 ;;
+    -h|--help) sed -n "2,27p" "$0"; exit 0 ;;
     *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -45,7 +47,7 @@ want() { [ -z "$only" ] || [[ "$only" == *",$1,"* ]]; }
 
 nofile=${STRESS_NOFILE:-4096}
 if [ "$mode" = smoke ]; then
-  load=${STRESS_SECONDS:-3} warmup=1 after=0 dns_rate=50 http_rate=5
+  load=${STRESS_SECONDS:-2} warmup=1 after=0 dns_rate=50 http_rate=5
   flood_conns=600 tunnel_idle=300 tunnel_partial=50 oversize_interval=200 pipeline_queries=64 pipeline_connections=20 slow_conns=100 slow_interval=1000
 else
   load=${STRESS_SECONDS:-30} warmup=3 after=3 dns_rate=100 http_rate=10
@@ -268,7 +270,7 @@ phase() {
     [ -n "${pid_enclave:-}" ] && stop "$pid_enclave"
     if ! start_hosts "$n"; then
       failures+=("phase $n: the hosts did not start (logs: $run/$n-egress-*.log)")
-      log "  the hosts did not start: $(tail -3 "$run/$n-egress-enclave.log" "$run/$n-egress-host.log" 2>/dev/null | tr '\n' ' ')"
+      log "  the hosts did not start: $(tail -n 3 "$run/$n-egress-enclave.log" "$run/$n-egress-host.log" 2>/dev/null | tr '\n' ' ')"
       [ -n "$pid_host" ] && stop "$pid_host"
       [ -n "$pid_enclave" ] && stop "$pid_enclave"
       pid_host="" pid_enclave=""
@@ -315,7 +317,7 @@ phase() {
   [ "$mode" = smoke ] || log "  after the load: $after_line"
   if [ "$alive_enc" = no ] || [ "$alive_host" = no ]; then
     log "  a host died; its last lines:"
-    tail -5 "$run/$n-egress-enclave.log" "$run/$n-egress-host.log" >&2
+    tail -n 5 "$run/$n-egress-enclave.log" "$run/$n-egress-host.log" >&2
   fi
   grep -q 'dns_sent=' <<<"$during" || failures+=("phase $n: the victim did not report: $during")
   echo "$n|$during|$after_line|$monitor_line|$hostile_line|$alive_enc|$alive_host|$loadavg" >>"$run/phases.txt"
@@ -357,7 +359,11 @@ baseline_p99=$(awk -F'|' '$1 == 0' "$run/phases.txt" | grep -o 'dns_p99_ms=[0-9.
     fds="$(value enclave_peak_fds "$monitor_line") / $(value host_peak_fds "$monitor_line")"
     after_ok="-"
     [ "$after_line" = - ] || after_ok="$(percent "$(value dns_ok "$after_line")" "$(value dns_sent "$after_line")") % / $(percent "$(value http_ok "$after_line")" "$(value http_sent "$after_line")") %"
-    echo "| $n | ${scenario_title[$n]} | $dns_ok % | $p50 / $p99 | $ratio | $http_ok % | $rss | $fds | $alive_enc / $alive_host | $after_ok | $loadavg |"
+    died() { # died yes|no SECONDS: "yes", or "no (died at N s)" with the sampler's time of death
+      if [ "$1" = yes ]; then printf yes; else printf 'no%s' "$(awk -v t="$2" 'BEGIN { if (t >= 0) printf " (died at %.0f s)", t }')"; fi
+    }
+    alive_cell="$(died "$alive_enc" "$(value enclave_exited_after_s "$monitor_line")") / $(died "$alive_host" "$(value host_exited_after_s "$monitor_line")")"
+    echo "| $n | ${scenario_title[$n]} | $dns_ok % | $p50 / $p99 | $ratio | $http_ok % | $rss | $fds | $alive_cell | $after_ok | $loadavg |"
   done <"$run/phases.txt"
   echo
   echo "What each hostile client saw (its own report):"
@@ -368,6 +374,7 @@ baseline_p99=$(awk -F'|' '$1 == 0' "$run/phases.txt" | grep -o 'dns_p99_ms=[0-9.
   echo
   echo "Targets (issue 13): both hosts alive; the victim's DNS 100 % answered and its p99 within 2x of the unloaded p99"
   echo "while one hostile client floods; egress-enclave's peak RSS below 256 MiB."
+  [ "$mode" = full ] || echo "(A smoke run does not judge these: its scenarios are too short and too small.)"
   echo
   echo "| # | Both alive | DNS 100 % | DNS p99 ≤ 2x unloaded | Enclave RSS < 256 MiB |"
   echo "|---|---|---|---|---|"
