@@ -7,7 +7,7 @@ namespace Egress.Stress;
 /// <c>01 02 00 00</c>, docs/tunnel-protocol.md) that send nothing after the parent's <c>Ok</c>, and <c>partial</c> DNS
 /// streams (opened first) that send a frame prefix announcing 65,535 bytes and then only <c>partialBytes</c> of them. Holds them
 /// until <c>seconds</c> have passed and reports how many the parent accepted, refused (a status other than Ok, with
-/// the first detail), closed unanswered, and closed later.
+/// the first detail) or closed unanswered, and how many of each kind it closed later, and when.
 /// </summary>
 internal static class TunnelStreamFlood
 {
@@ -16,6 +16,7 @@ internal static class TunnelStreamFlood
     public static async Task<int> RunAsync(string tunnelPath, int idle, int partial, int partialBytes, int parallel, double seconds)
     {
         var closes = new PeerCloses();
+        var partialCloses = new PeerCloses();
         var endPoint = new UnixDomainSocketEndPoint(tunnelPath);
         int total = idle + partial;
         var sockets = new Socket?[total];
@@ -76,7 +77,7 @@ internal static class TunnelStreamFlood
                         }
 
                         sockets[i] = socket;
-                        closes.Watch(socket);
+                        (i < partial ? partialCloses : closes).Watch(socket);
                     }
                     catch (Exception ex) when (ex is SocketException or OperationCanceledException)
                     {
@@ -95,11 +96,13 @@ internal static class TunnelStreamFlood
         double openedAfter = closes.Elapsed;
         await ConnectionFlood.WaitUntilAsync(closes, seconds).ConfigureAwait(false);
         closes.Stop();
+        partialCloses.Stop();
         var report = new Report()
             .Add("idle_ok", idleOk).Add("partial_ok", partialOk).Add("refused", refused).Add("unanswered", unanswered)
             .Add("failed", failed).Add("open_phase_s", openedAfter);
-        closes.AddTo(report, string.Empty);
-        report.Add("open_at_end", idleOk + partialOk - closes.Count).Add("first_refusal", firstDetail).Add("first_error", firstError);
+        partialCloses.AddTo(report, "partial_");
+        closes.AddTo(report, "idle_");
+        report.Add("open_at_end", idleOk + partialOk - closes.Count - partialCloses.Count).Add("first_refusal", firstDetail).Add("first_error", firstError);
         Console.WriteLine(report);
         foreach (Socket? socket in sockets)
         {
