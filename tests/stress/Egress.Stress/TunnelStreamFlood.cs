@@ -5,7 +5,7 @@ namespace Egress.Stress;
 /// <summary>
 /// Issue 13 case 2, as anything that can reach the parent's tunnel endpoint: opens <c>idle</c> DNS streams (request
 /// <c>01 02 00 00</c>, docs/tunnel-protocol.md) that send nothing after the parent's <c>Ok</c>, and <c>partial</c> DNS
-/// streams (opened first) that send a frame prefix announcing 65,535 bytes and then only <c>partialBytes</c> of them. Holds them
+/// streams (spread evenly among the idle ones, so a cap on DNS streams admits both kinds) that send a frame prefix announcing 65,535 bytes and then only <c>partialBytes</c> of them. Holds them
 /// until <c>seconds</c> have passed and reports how many the parent accepted, refused (a status other than Ok, with
 /// the first detail) or closed unanswered, and how many of each kind it closed later, and when.
 /// </summary>
@@ -66,7 +66,7 @@ internal static class TunnelStreamFlood
                             continue;
                         }
 
-                        if (i < partial)
+                        if (IsPartial(i, partial, total))
                         {
                             await socket.SendAsync(partialFrame, SocketFlags.None, deadline.Token).ConfigureAwait(false);
                             Interlocked.Increment(ref partialOk);
@@ -77,7 +77,7 @@ internal static class TunnelStreamFlood
                         }
 
                         sockets[i] = socket;
-                        (i < partial ? partialCloses : closes).Watch(socket);
+                        (IsPartial(i, partial, total) ? partialCloses : closes).Watch(socket);
                     }
                     catch (Exception ex) when (ex is SocketException or OperationCanceledException)
                     {
@@ -111,4 +111,9 @@ internal static class TunnelStreamFlood
 
         return 0;
     }
+
+    /// <summary>Whether stream <paramref name="i"/> of <paramref name="total"/> is one of the <paramref name="partial"/>
+    /// partial-frame streams, spread evenly.</summary>
+    private static bool IsPartial(int i, int partial, int total) =>
+        (long)i * partial / total != (long)(i + 1) * partial / total;
 }
