@@ -227,6 +227,15 @@ start_hosts() {
     && wait_until 30 "$pid_enclave" listening "$ns_enc" -Hltn 53
 }
 
+# bad_seconds N: the seconds of phase N's measured run (by when the query started) in which a victim DNS query failed
+# or took over 1 s, as ranges ("3-7,12"), or "none".
+bad_seconds() {
+  awk -F, 'NR > 1 && $2 > 0 && ($3 < $2 || $4 > 1000) { print $1 }' "$run/$1-timeline.csv" 2>/dev/null | awk '
+    { if (NR > 1 && $1 == last + 1) { last = $1; next } if (NR > 1) out = add(out, first, last); first = last = $1 }
+    function add(list, a, b) { return (list == "" ? "" : list ",") (a == b ? a : a "-" b) }
+    END { print NR == 0 ? "none" : add(out, first, last) }'
+}
+
 percent() { # percent OK SENT
   awk -v ok="$1" -v sent="$2" 'BEGIN { if (sent > 0) printf "%.1f", 100 * ok / sent; else printf "-" }'
 }
@@ -280,7 +289,7 @@ phase() {
   # The victim warms up (unmeasured), prints 'measuring', and measures for the load time: the hostile client and the
   # sampler start then.
   start "$n-victim" "$ns_enc" "$tool" victim --dns 127.0.0.1:53 --name-suffix victim.stress.test --dns-rate "$dns_rate" \
-    --http 198.18.0.10:80 --http-rate "$http_rate" --warmup "$warmup" --seconds "$load"
+    --http 198.18.0.10:80 --http-rate "$http_rate" --warmup "$warmup" --seconds "$load" --timeline "$run/$n-timeline.csv"
   pid_victim=$started
   wait_until $((warmup + 60)) "$pid_victim" grep -q '^measuring' "$run/$n-victim.log"
   if ! grep -q '^measuring=1 warmup_dns_ok=[1-9][0-9]* warmup_http_ok=[1-9]' "$run/$n-victim.log"; then
@@ -311,7 +320,7 @@ phase() {
   fi
   alive "$pid_enclave" && alive_enc=yes || alive_enc=no
   alive "$pid_host" && alive_host=yes || alive_host=no
-  log "  victim: $during"
+  log "  victim: $during (seconds with a DNS failure or an answer over 1 s: $(bad_seconds "$n"))"
   log "  hostile: $hostile_line"
   log "  hosts: $monitor_line; alive: enclave $alive_enc, host $alive_host"
   [ "$mode" = smoke ] || log "  after the load: $after_line"
@@ -366,10 +375,11 @@ baseline_p99=$(awk -F'|' '$1 == 0' "$run/phases.txt" | grep -o 'dns_p99_ms=[0-9.
     echo "| $n | ${scenario_title[$n]} | $dns_ok % | $p50 / $p99 | $ratio | $http_ok % | $rss | $fds | $alive_cell | $after_ok | $loadavg |"
   done <"$run/phases.txt"
   echo
-  echo "What each hostile client saw (its own report):"
+  echo "What each hostile client saw (its own report), and the seconds of the load in which one of the victim's DNS"
+  echo "queries failed or took over 1 s (by when it started; 0 is the first second):"
   echo
   while IFS='|' read -r n _ _ _ hostile_line _; do
-    [ "$n" -eq 0 ] || echo "* $n: \`$hostile_line\`"
+    [ "$n" -eq 0 ] || echo "* $n: \`$hostile_line\`; victim's bad seconds: $(bad_seconds "$n")"
   done <"$run/phases.txt"
   echo
   echo "Targets (issue 13): both hosts alive; the victim's DNS 100 % answered and its p99 within 2x of the unloaded p99"

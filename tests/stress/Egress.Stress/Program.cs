@@ -13,17 +13,19 @@ var dnsRate = Options.Count("--dns-rate", "queries started per second", 100);
 var http = Options.EndPoint("--http", "the HTTP server to GET / from (through the redirect rules and the proxy)");
 var httpRate = Options.Count("--http-rate", "requests started per second", 10);
 var timeoutMs = Options.Count("--timeout-ms", "how long one query or request may take", 5000);
+var timeline = new Option<string?>("--timeline") { Description = "write the measured run per second to this CSV file", HelpName = "PATH" };
 var warmup = new Option<double>("--warmup") { Description = "seconds of unmeasured traffic first (then it prints 'measuring')", DefaultValueFactory = _ => 0 };
 var victim = new Command("victim", "the well-behaved app: DNS over UDP and HTTP at steady rates; success and latency percentiles")
 {
-    dns, nameSuffix, dnsRate, http, httpRate, timeoutMs, warmup, seconds,
+    dns, nameSuffix, dnsRate, http, httpRate, timeoutMs, warmup, timeline, seconds,
 };
 victim.SetAction((parse, _) => VictimApp.RunAsync(
     () => new VictimApp(
         parse.GetRequiredValue(dns), parse.GetRequiredValue(nameSuffix), parse.GetValue(dnsRate), parse.GetRequiredValue(http),
         parse.GetValue(httpRate), TimeSpan.FromMilliseconds(parse.GetValue(timeoutMs))),
     parse.GetValue(warmup),
-    parse.GetValue(seconds)));
+    parse.GetValue(seconds),
+    parse.GetValue(timeline)));
 
 var target = Options.EndPoint("--target", "where to connect (an allowed destination)");
 var count = Options.Count("--count", "how many connections", 1000);

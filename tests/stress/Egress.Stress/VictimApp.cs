@@ -27,6 +27,7 @@ internal sealed class VictimApp(IPEndPoint dnsServer, string nameSuffix, int dns
     private int _httpOk;
     private int _httpTimeout;
     private int _httpReset;
+    private Timeline? _timeline;
 
     public int DnsOk => _dnsOk;
 
@@ -37,7 +38,7 @@ internal sealed class VictimApp(IPEndPoint dnsServer, string nameSuffix, int dns
     /// too), prints <c>measuring</c> with what the warm-up got, then runs measured for <paramref name="seconds"/> and
     /// prints the report. Exits 1 at once, without measuring, when the warm-up got no DNS answer or no HTTP response.
     /// </summary>
-    public static async Task<int> RunAsync(Func<VictimApp> create, double warmupSeconds, double seconds)
+    public static async Task<int> RunAsync(Func<VictimApp> create, double warmupSeconds, double seconds, string? timelinePath)
     {
         ThreadPool.GetMinThreads(out int workers, out int completionPorts);
         ThreadPool.SetMinThreads(Math.Max(workers, 32), completionPorts);
@@ -52,13 +53,20 @@ internal sealed class VictimApp(IPEndPoint dnsServer, string nameSuffix, int dns
             }
         }
 
-        Console.WriteLine(await create().MeasureAsync(seconds).ConfigureAwait(false));
+        VictimApp measured = create();
+        Console.WriteLine(await measured.MeasureAsync(seconds).ConfigureAwait(false));
+        if (timelinePath is not null)
+        {
+            await measured._timeline!.WriteAsync(timelinePath).ConfigureAwait(false);
+        }
+
         return 0;
     }
 
     private async Task<Report> MeasureAsync(double seconds)
     {
         long start = Stopwatch.GetTimestamp();
+        _timeline = new Timeline(start, seconds);
         Task<int> dns = PaceAsync(start, seconds, dnsPerSecond, LookUpAsync);
         Task<int> http = PaceAsync(start, seconds, httpPerSecond, FetchAsync);
         int dnsSent = await dns.ConfigureAwait(false);
@@ -104,6 +112,7 @@ internal sealed class VictimApp(IPEndPoint dnsServer, string nameSuffix, int dns
         ushort id = (ushort)Random.Shared.Next(1, 65536);
         byte[] query = DnsMessages.Query(id, $"v{n}.{nameSuffix}");
         byte[] answer = new byte[1500];
+        bool ok = false;
         long started = Stopwatch.GetTimestamp();
         using var socket = new Socket(dnsServer.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
         using var deadline = new CancellationTokenSource(timeout);
@@ -122,6 +131,7 @@ internal sealed class VictimApp(IPEndPoint dnsServer, string nameSuffix, int dns
                 int rcode = DnsMessages.Rcode(answer);
                 if (rcode == 0 && DnsMessages.AnswerCount(answer) > 0)
                 {
+                    ok = true;
                     Interlocked.Increment(ref _dnsOk);
                 }
                 else if (rcode == 2)
@@ -142,6 +152,7 @@ internal sealed class VictimApp(IPEndPoint dnsServer, string nameSuffix, int dns
         }
 
         _dnsLatencies.Add(started);
+        _timeline?.AddDns(started, ok);
     }
 
     private async Task FetchAsync()
@@ -150,6 +161,7 @@ internal sealed class VictimApp(IPEndPoint dnsServer, string nameSuffix, int dns
         using var socket = new Socket(httpTarget.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         using var deadline = new CancellationTokenSource(timeout);
         byte[] response = new byte[4096];
+        bool ok = false;
         try
         {
             await socket.ConnectAsync(httpTarget, deadline.Token).ConfigureAwait(false);
@@ -163,6 +175,7 @@ internal sealed class VictimApp(IPEndPoint dnsServer, string nameSuffix, int dns
 
             if (total >= HttpStatusOk.Length && response.AsSpan(0, HttpStatusOk.Length).SequenceEqual(HttpStatusOk))
             {
+                ok = true;
                 Interlocked.Increment(ref _httpOk);
             }
             else
@@ -180,5 +193,6 @@ internal sealed class VictimApp(IPEndPoint dnsServer, string nameSuffix, int dns
         }
 
         _httpLatencies.Add(started);
+        _timeline?.AddHttp(started, ok);
     }
 }
