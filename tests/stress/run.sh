@@ -44,6 +44,7 @@ for arg in "$@"; do
   esac
 done
 want() { [ -z "$only" ] || [[ "$only" == *",$1,"* ]]; }
+[[ -z "$only" || "$only" =~ ^,([1-5],)+$ ]] || { echo "--scenario takes numbers 1 to 5, comma-separated" >&2; exit 2; }
 
 nofile=${STRESS_NOFILE:-4096}
 if [ "$mode" = smoke ]; then
