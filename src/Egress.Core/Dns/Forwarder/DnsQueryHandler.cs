@@ -12,14 +12,29 @@ namespace Egress.Dns.Forwarder;
 /// anything being forwarded, an allowed name goes to the parent and its answer comes back verbatim (only the ID was
 /// rewritten on the wire and restored), after its addresses were learned. A UDP answer larger than the client
 /// accepts is cut to the whole records that fit, with TC=1, so the client may retry over TCP. Every query ends in
-/// one <see cref="DnsQueryResult"/>, logged and counted by <see cref="Complete"/>.
+/// one <see cref="DnsQueryResult"/>, logged and counted by <see cref="Complete"/>. Forwarded queries are admitted by
+/// <paramref name="admission"/>: beyond its limit a query is answered SERVFAIL at once (with an Extended DNS Error).
+/// A query in flight is not cancelled when its client goes away: the tunnel stream's query timeout ends it.
 /// </summary>
-internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, EgressMetrics? metrics, ILogger logger) : IDnsAnswerer
+internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, DnsQueryAdmission admission, EgressMetrics? metrics, ILogger logger, TimeProvider time) : IDnsAnswerer
 {
+    private readonly LogRateLimit _overloadLines = new(time, LogRateLimit.DefaultInterval);
+
+    /// <summary>Gets the admission of forwarded queries.</summary>
+    public DnsQueryAdmission Admission => admission;
+
     /// <inheritdoc />
-    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp)
+    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, CancellationToken cancellationToken)
     {
         var result = await ResolveAsync(query, response, udp).ConfigureAwait(false);
+        Complete(result);
+        return result.Length;
+    }
+
+    /// <inheritdoc />
+    public int AnswerOverloaded(ReadOnlySpan<byte> query, Span<byte> response, string reason)
+    {
+        var result = DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query, response, default, reason);
         Complete(result);
         return result.Length;
     }
@@ -31,7 +46,22 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, E
             return screened;
         }
 
-        var (status, length) = await pool.ExchangeAsync(query, response).ConfigureAwait(false);
+        if (!admission.TryEnter(out string? refused))
+        {
+            return DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query.Span, response.Span, question, refused);
+        }
+
+        DnsExchangeStatus status;
+        int length;
+        try
+        {
+            (status, length) = await pool.ExchangeAsync(query, response).ConfigureAwait(false);
+        }
+        finally
+        {
+            admission.Exit();
+        }
+
         if (status != DnsExchangeStatus.Answered)
         {
             return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, status.ToString());
@@ -85,6 +115,9 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, E
                 break;
             case DnsQueryOutcome.UpstreamFailed:
                 DnsLog.QueryFailed(logger, question.Name, DnsTypeName.Of(question.Type), result.Reason);
+                break;
+            case DnsQueryOutcome.Overloaded when _overloadLines.TryEnter(out long suppressed):
+                DnsLog.QueryOverloaded(logger, result.Reason, suppressed);
                 break;
             case DnsQueryOutcome.FormErr or DnsQueryOutcome.NotImp or DnsQueryOutcome.BadVers or DnsQueryOutcome.Dropped:
                 DnsLog.NotForwarded(logger, result.Reason, result.Action);
