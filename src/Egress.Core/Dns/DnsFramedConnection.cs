@@ -190,7 +190,16 @@ internal sealed class DnsFramedConnection
         byte[] response = ArrayPool<byte>.Shared.Rent(DnsTcpFraming.MaxMessageLength);
         try
         {
-            int answer = await _answerer.AnswerAsync(query.AsMemory(0, length), response, udp: false, _queries.Token).ConfigureAwait(false);
+            int answer;
+            try
+            {
+                answer = await _answerer.AnswerAsync(query.AsMemory(0, length), response, udp: false, _queries.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (_queries.IsCancellationRequested)
+            {
+                return; // The stream ended: nobody is left to take the answer.
+            }
+
             if (answer > 0 && !_writes.IsCancellationRequested)
             {
                 if (!_writeLock.Wait(0))
@@ -216,7 +225,7 @@ internal sealed class DnsFramedConnection
                 }
             }
         }
-        catch (OperationCanceledException) when (!aborted.IsCancellationRequested && !_queries.IsCancellationRequested)
+        catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
         {
             // The peer took no answer for WriteTimeout: stop reading its queries and fail the ones waiting.
             if (Interlocked.Exchange(ref _stalled, 1) == 0)

@@ -1,0 +1,70 @@
+using System.Net;
+using Egress.Dns;
+using Egress.Dns.Forwarder;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Dns;
+
+public sealed class DnsQueryAdmissionTests
+{
+    [Test]
+    public void BeyondTheOverallLimitAQueryIsRefusedWithTheLimitNamedUntilOneEnds()
+    {
+        var admission = new DnsQueryAdmission(limit: 2, perClientLimit: 1);
+        Assert.Multiple(() =>
+        {
+            Assert.That(admission.TryEnter(out _), Is.True);
+            Assert.That(admission.TryEnter(out _), Is.True);
+            Assert.That(admission.TryEnter(out string? reason), Is.False);
+            Assert.That(reason, Is.EqualTo("2 queries in flight from all clients"));
+            Assert.That(admission.InFlight, Is.EqualTo(2));
+        });
+
+        admission.Exit();
+        Assert.That(admission.TryEnter(out _), Is.True);
+    }
+
+    [Test]
+    public void EachUdpClientHasItsOwnLimit()
+    {
+        var admission = new DnsQueryAdmission(limit: 100, perClientLimit: 2);
+        SocketAddress flood = new IPEndPoint(IPAddress.Loopback, 4000).Serialize();
+        SocketAddress floodAgain = new IPEndPoint(IPAddress.Loopback, 4000).Serialize();
+        SocketAddress victim = new IPEndPoint(IPAddress.Loopback, 4001).Serialize();
+        Assert.Multiple(() =>
+        {
+            Assert.That(admission.TryEnterClient(flood), Is.True);
+            Assert.That(admission.TryEnterClient(floodAgain), Is.True, "the same address and port, another object");
+            Assert.That(admission.TryEnterClient(flood), Is.False);
+            Assert.That(admission.TryEnterClient(victim), Is.True);
+        });
+
+        admission.ExitClient(flood);
+        Assert.That(admission.TryEnterClient(floodAgain), Is.True);
+    }
+
+    [Test]
+    public void OneLineAnIntervalIsLetThroughAndTheNextSaysHowManyWereHeldBack()
+    {
+        var time = new FakeTimeProvider();
+        var limit = new LogRateLimit(time, TimeSpan.FromSeconds(1));
+        Assert.That(limit.TryEnter(out long first), Is.True);
+        int heldBack = Enumerable.Range(0, 5).Count(_ => !limit.TryEnter(out long _));
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Multiple(() =>
+        {
+            Assert.That(first, Is.Zero);
+            Assert.That(heldBack, Is.EqualTo(5));
+            Assert.That(limit.TryEnter(out long suppressed), Is.True);
+            Assert.That(suppressed, Is.EqualTo(5));
+        });
+    }
+
+    [TestCase(null, 256)]
+    [TestCase(1, 16)]
+    [TestCase(99, 16)]
+    [TestCase(1000, 125)]
+    [TestCase(32_196, 256)]
+    public void TheParentAllowsAnEighthOfItsStreamLimitAsDnsStreams(int? streamLimit, int expected) =>
+        Assert.That(DnsStreamLimits.MaxStreams(streamLimit), Is.EqualTo(expected));
+}
