@@ -193,7 +193,7 @@ internal sealed class DnsFramedConnection
             int answer;
             try
             {
-                answer = await _answerer.AnswerAsync(query.AsMemory(0, length), response, udp: false, _queries.Token).ConfigureAwait(false);
+                answer = await _answerer.AnswerAsync(query.AsMemory(0, length), response, udp: false, _options.MaxInFlight - _slots.CurrentCount, _queries.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (_queries.IsCancellationRequested)
             {

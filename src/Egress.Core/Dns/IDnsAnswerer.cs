@@ -7,11 +7,13 @@ internal interface IDnsAnswerer
     /// <param name="query">The query; implementations may rewrite its ID while it is in flight and restore it.</param>
     /// <param name="response">Receives the answer.</param>
     /// <param name="udp">Whether the client asked over UDP (its size limit applies).</param>
+    /// <param name="clientInFlight">How many queries of the same client (UDP source, or stream) are in flight, this
+    /// one included: a client with few may use places an admission limit keeps back from busy ones.</param>
     /// <param name="cancellationToken">Cancelled when nobody is left to take the answer (the stream was reset or
     /// timed out): the work on the query stops, and the answer is not sent.</param>
     /// <returns>The answer's length, or a negative number to send nothing.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, CancellationToken cancellationToken);
+    ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, int clientInFlight, CancellationToken cancellationToken);
 
     /// <summary>
     /// Answers a query refused for load at once, without forwarding it: SERVFAIL with an RFC 8914 Extended DNS Error

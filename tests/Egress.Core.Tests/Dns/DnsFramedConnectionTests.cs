@@ -255,7 +255,7 @@ public sealed class DnsFramedConnectionTests
 
         public int Answered => Volatile.Read(ref _answered);
 
-        public ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, CancellationToken cancellationToken)
+        public ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, int clientInFlight, CancellationToken cancellationToken)
         {
             Interlocked.Increment(ref _answered);
             query.Span.CopyTo(response.Span);
@@ -276,7 +276,7 @@ public sealed class DnsFramedConnectionTests
 
         public int Cancelled => Volatile.Read(ref _cancelled);
 
-        public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, CancellationToken cancellationToken)
+        public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, int clientInFlight, CancellationToken cancellationToken)
         {
             Interlocked.Increment(ref _started);
             try

@@ -13,15 +13,34 @@ public sealed class DnsQueryAdmissionTests
         var admission = new DnsQueryAdmission(limit: 2, perClientLimit: 1);
         Assert.Multiple(() =>
         {
-            Assert.That(admission.TryEnter(out _), Is.True);
-            Assert.That(admission.TryEnter(out _), Is.True);
-            Assert.That(admission.TryEnter(out string? reason), Is.False);
+            Assert.That(admission.TryEnter(1, out _), Is.True);
+            Assert.That(admission.TryEnter(1, out _), Is.True);
+            Assert.That(admission.TryEnter(1, out string? reason), Is.False);
             Assert.That(reason, Is.EqualTo("2 queries in flight from all clients"));
             Assert.That(admission.InFlight, Is.EqualTo(2));
         });
 
         admission.Exit();
-        Assert.That(admission.TryEnter(out _), Is.True);
+        Assert.That(admission.TryEnter(1, out _), Is.True);
+    }
+
+    /// <summary>Issue 13 case 4: busy clients together take at most three quarters of the places; a client with a
+    /// query or two in flight still gets one while they flood.</summary>
+    [Test]
+    public void BusyClientsLeaveAQuarterOfThePlacesToLightOnes()
+    {
+        var admission = new DnsQueryAdmission(limit: 8, perClientLimit: 64);
+        int busy = Enumerable.Range(0, 20).Count(i => admission.TryEnter(DnsQueryAdmission.LightClient + 1 + i, out _));
+        bool refused = !admission.TryEnter(30, out string? reason);
+        Assert.Multiple(() =>
+        {
+            Assert.That(busy, Is.EqualTo(6));
+            Assert.That(refused, Is.True);
+            Assert.That(reason, Is.EqualTo("6 queries in flight from clients with more than 4 each; this one has 30"));
+            Assert.That(admission.TryEnter(1, out _), Is.True, "a light client");
+            Assert.That(admission.TryEnter(DnsQueryAdmission.LightClient, out _), Is.True, "a light client");
+            Assert.That(admission.TryEnter(1, out _), Is.False, "every place taken");
+        });
     }
 
     [Test]
@@ -33,14 +52,14 @@ public sealed class DnsQueryAdmissionTests
         SocketAddress victim = new IPEndPoint(IPAddress.Loopback, 4001).Serialize();
         Assert.Multiple(() =>
         {
-            Assert.That(admission.TryEnterClient(flood), Is.True);
-            Assert.That(admission.TryEnterClient(floodAgain), Is.True, "the same address and port, another object");
-            Assert.That(admission.TryEnterClient(flood), Is.False);
-            Assert.That(admission.TryEnterClient(victim), Is.True);
+            Assert.That(admission.TryEnterClient(flood), Is.EqualTo(1));
+            Assert.That(admission.TryEnterClient(floodAgain), Is.EqualTo(2), "the same address and port, another object");
+            Assert.That(admission.TryEnterClient(flood), Is.Zero);
+            Assert.That(admission.TryEnterClient(victim), Is.EqualTo(1));
         });
 
         admission.ExitClient(flood);
-        Assert.That(admission.TryEnterClient(floodAgain), Is.True);
+        Assert.That(admission.TryEnterClient(floodAgain), Is.EqualTo(2));
     }
 
     [Test]

@@ -9,7 +9,10 @@ namespace Egress.Dns.Forwarder;
 /// across all clients, and at most <see cref="PerClientLimit"/> per UDP client (source address and port; a
 /// DNS-over-TCP connection is bounded by its own <see cref="DnsStreamOptions.MaxInFlight"/>). A query beyond either
 /// is answered SERVFAIL at once instead of being queued behind queries that may never be answered: one client whose
-/// upstream black-holes cannot fill the tunnel streams and make every other client wait. Thread-safe.
+/// upstream black-holes cannot fill the tunnel streams and make every other client wait. A quarter of the overall
+/// limit is kept for light clients (at most <see cref="LightClient"/> queries in flight, as a stub resolver has):
+/// busy clients, however many, share the rest, so a well-behaved app is still answered while others flood.
+/// Thread-safe.
 /// </summary>
 /// <param name="limit">The most forwarded queries in flight across all clients (at least 1).</param>
 /// <param name="perClientLimit">The most forwarded queries in flight per UDP client (at least 1).</param>
@@ -21,6 +24,9 @@ internal sealed class DnsQueryAdmission(int limit, int perClientLimit)
 
     /// <summary>The most queries in flight per UDP client and per DNS-over-TCP connection: a stub resolver has a few.</summary>
     public const int PerClient = 64;
+
+    /// <summary>The most queries in flight of a client that may use the places kept back from busy clients.</summary>
+    public const int LightClient = 4;
 
     private readonly Dictionary<SocketAddress, int> _perClient = [];
     private int _inFlight;
@@ -34,14 +40,22 @@ internal sealed class DnsQueryAdmission(int limit, int perClientLimit)
     /// <summary>Gets the forwarded queries in flight now.</summary>
     public int InFlight => Volatile.Read(ref _inFlight);
 
+    /// <summary>Gets the most forwarded queries in flight from busy clients together (those with more than
+    /// <see cref="LightClient"/> in flight): three quarters of <see cref="Limit"/>.</summary>
+    public int BusyLimit => Limit - (Limit / 4);
+
     /// <summary>Takes a place for a forwarded query (give it back with <see cref="Exit"/>), or says why not.</summary>
+    /// <param name="clientInFlight">How many queries its client has in flight, this one included.</param>
     /// <param name="reason">Why the query is refused, naming the limit; null when admitted.</param>
-    public bool TryEnter([NotNullWhen(false)] out string? reason)
+    public bool TryEnter(int clientInFlight, [NotNullWhen(false)] out string? reason)
     {
-        if (Interlocked.Increment(ref _inFlight) > Limit)
+        int limit = clientInFlight <= LightClient ? Limit : BusyLimit;
+        if (Interlocked.Increment(ref _inFlight) > limit)
         {
             Interlocked.Decrement(ref _inFlight);
-            reason = string.Create(CultureInfo.InvariantCulture, $"{Limit} queries in flight from all clients");
+            reason = clientInFlight <= LightClient
+                ? string.Create(CultureInfo.InvariantCulture, $"{Limit} queries in flight from all clients")
+                : string.Create(CultureInfo.InvariantCulture, $"{BusyLimit} queries in flight from clients with more than {LightClient} each; this one has {clientInFlight}");
             return false;
         }
 
@@ -55,18 +69,19 @@ internal sealed class DnsQueryAdmission(int limit, int perClientLimit)
     /// <summary>Takes a place for a query from the UDP client <paramref name="client"/> (give it back with
     /// <see cref="ExitClient"/>), unless it already has <see cref="PerClientLimit"/> in flight.</summary>
     /// <param name="client">The client's address and port; not changed afterwards by the caller.</param>
-    public bool TryEnterClient(SocketAddress client)
+    /// <returns>The client's queries in flight with this one; 0 when refused.</returns>
+    public int TryEnterClient(SocketAddress client)
     {
         lock (_perClient)
         {
             _perClient.TryGetValue(client, out int count);
             if (count >= PerClientLimit)
             {
-                return false;
+                return 0;
             }
 
             _perClient[client] = count + 1;
-            return true;
+            return count + 1;
         }
     }
 

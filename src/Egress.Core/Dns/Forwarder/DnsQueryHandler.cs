@@ -24,9 +24,9 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, D
     public DnsQueryAdmission Admission => admission;
 
     /// <inheritdoc />
-    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, CancellationToken cancellationToken)
+    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, int clientInFlight, CancellationToken cancellationToken)
     {
-        var result = await ResolveAsync(query, response, udp).ConfigureAwait(false);
+        var result = await ResolveAsync(query, response, udp, clientInFlight).ConfigureAwait(false);
         Complete(result);
         return result.Length;
     }
@@ -39,14 +39,14 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, D
         return result.Length;
     }
 
-    private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, Memory<byte> response, bool udp)
+    private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, Memory<byte> response, bool udp, int clientInFlight)
     {
         if (Screen(query.Span, response.Span, out DnsQuestion question, out int questionEnd) is { } screened)
         {
             return screened;
         }
 
-        if (!admission.TryEnter(out string? refused))
+        if (!admission.TryEnter(clientInFlight, out string? refused))
         {
             return DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query.Span, response.Span, question, refused);
         }

@@ -87,7 +87,8 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
                 continue;
             }
 
-            if (!handler.Admission.TryEnterClient(client))
+            int clientInFlight = handler.Admission.TryEnterClient(client);
+            if (clientInFlight == 0)
             {
                 Interlocked.Decrement(ref _inFlight);
                 RefuseOverloaded(datagram.AsSpan(0, received), client);
@@ -98,7 +99,7 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
             byte[] query = ArrayPool<byte>.Shared.Rent(received);
             datagram.AsSpan(0, received).CopyTo(query);
 
-            _ = AnswerAsync(query, received, client);
+            _ = AnswerAsync(query, received, client, clientInFlight);
         }
     }
 
@@ -143,12 +144,12 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
         }
     }
 
-    private async Task AnswerAsync(byte[] query, int length, SocketAddress client)
+    private async Task AnswerAsync(byte[] query, int length, SocketAddress client, int clientInFlight)
     {
         byte[] response = ArrayPool<byte>.Shared.Rent(DnsTcpFraming.MaxMessageLength);
         try
         {
-            int answer = await handler.AnswerAsync(query.AsMemory(0, length), response, udp: true, CancellationToken.None).ConfigureAwait(false);
+            int answer = await handler.AnswerAsync(query.AsMemory(0, length), response, udp: true, clientInFlight, CancellationToken.None).ConfigureAwait(false);
             if (answer > 0)
             {
                 socket.SendTo(response.AsSpan(0, answer), SocketFlags.None, client);

@@ -25,7 +25,7 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
     /// <inheritdoc />
     /// <remarks>A query whose stream was reset or timed out (<paramref name="cancellationToken"/>) stops at once: its
     /// upstream exchange is cancelled, and it is neither logged nor counted (nobody waits for it).</remarks>
-    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, CancellationToken cancellationToken)
+    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, int clientInFlight, CancellationToken cancellationToken)
     {
         var result = await ResolveAsync(query, response, cancellationToken).ConfigureAwait(false);
         Complete(result);
