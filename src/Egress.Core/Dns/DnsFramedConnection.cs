@@ -107,11 +107,18 @@ internal sealed class DnsFramedConnection
                 {
                     if (_options.AnswerOverflow)
                     {
-                        await AnswerOverloadedAsync(message).ConfigureAwait(false);
+                        await AnswerOverloadedAsync(message, $"{_options.MaxInFlight} queries of this stream in flight").ConfigureAwait(false);
                         continue;
                     }
 
                     await _slots.WaitAsync(linked.Token).ConfigureAwait(false);
+                }
+
+                if (_options.AnswerOverflow && _options.SharedLimit is { } shared && !shared.TryTake())
+                {
+                    _slots.Release();
+                    await AnswerOverloadedAsync(message, $"{shared.Limit} queries in flight on all DNS streams").ConfigureAwait(false);
+                    continue;
                 }
 
                 byte[] query = ArrayPool<byte>.Shared.Rent((int)message.Length);
@@ -156,7 +163,7 @@ internal sealed class DnsFramedConnection
     }
 
     /// <summary>Answers a query beyond the stream's limit at once (SERVFAIL with an Extended DNS Error), in order.</summary>
-    private async Task AnswerOverloadedAsync(ReadOnlySequence<byte> message)
+    private async Task AnswerOverloadedAsync(ReadOnlySequence<byte> message, string reason)
     {
         byte[] query = ArrayPool<byte>.Shared.Rent((int)message.Length);
         byte[] response = ArrayPool<byte>.Shared.Rent(DnsMessage.MaxErrorResponseLength);
@@ -164,7 +171,7 @@ internal sealed class DnsFramedConnection
         {
             message.CopyTo(query);
             int answer = _answerer.AnswerOverloaded(
-                query.AsSpan(0, (int)message.Length), response, $"{_options.MaxInFlight} queries of this stream in flight");
+                query.AsSpan(0, (int)message.Length), response, reason);
             if (answer > 0 && !_writes.IsCancellationRequested)
             {
                 await _writeLock.WaitAsync(_writes.Token).ConfigureAwait(false);
@@ -250,6 +257,11 @@ internal sealed class DnsFramedConnection
         {
             ArrayPool<byte>.Shared.Return(response);
             ArrayPool<byte>.Shared.Return(query);
+            if (_options.AnswerOverflow)
+            {
+                _options.SharedLimit?.Release();
+            }
+
             _slots.Release();
         }
     }

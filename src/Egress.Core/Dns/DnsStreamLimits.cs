@@ -16,6 +16,11 @@ internal static class DnsStreamLimits
     /// <summary>The most queries one tunnel DNS stream has answered at once; a further one is answered SERVFAIL.</summary>
     public const int MaxInFlight = 1024;
 
+    /// <summary>The most queries in flight over all tunnel DNS streams of one gateway: each holds a 64 KiB answer
+    /// buffer, so this bounds their memory at 128 MiB; the enclave sends at most 512 with its default 2 streams
+    /// (<see cref="Forwarder.DnsQueryAdmission.PerStream"/> each).</summary>
+    public const int MaxInFlightPerGateway = 2048;
+
     /// <summary>The fewest tunnel DNS streams allowed at once, whatever the stream limit: the enclave opens up to 16.</summary>
     public const int MinStreams = 16;
 
@@ -48,6 +53,7 @@ internal static class DnsStreamLimits
     {
         MaxInFlight = MaxInFlight,
         AnswerOverflow = true,
+        SharedLimit = new DnsInFlightLimit(MaxInFlightPerGateway),
         IdleTimeout = IdleTimeout,
         TimeProvider = time,
         Metrics = metrics,

@@ -26,6 +26,13 @@ internal sealed class DnsStreamOptions
     /// </summary>
     public bool AnswerOverflow { get; init; }
 
+    /// <summary>
+    /// Gets the bound on queries in flight over all streams of the service together (each in flight holds a 64 KiB
+    /// answer buffer), or null for none. A query beyond it is answered like one beyond <see cref="MaxInFlight"/>
+    /// (only with <see cref="AnswerOverflow"/>).
+    /// </summary>
+    public DnsInFlightLimit? SharedLimit { get; init; }
+
     /// <summary>Gets how long to wait for the first byte of a frame; <see cref="Timeout.InfiniteTimeSpan"/> for ever.</summary>
     public TimeSpan IdleTimeout { get; init; } = Timeout.InfiniteTimeSpan;
 

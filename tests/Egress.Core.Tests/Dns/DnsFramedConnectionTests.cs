@@ -178,6 +178,38 @@ public sealed class DnsFramedConnectionTests
     }
 
     [Test]
+    public async Task QueriesBeyondTheLimitSharedByAllStreamsAreAnsweredServFailAtOnce()
+    {
+        using var logs = new LogCapture();
+        var hung = new HangingAnswerer();
+        var options = new DnsStreamOptions { MaxInFlight = 8, AnswerOverflow = true, SharedLimit = new DnsInFlightLimit(3) };
+        var first = (In: new Pipe(), Out: new Pipe());
+        var second = (In: new Pipe(), Out: new Pipe());
+        using var aborted = new CancellationTokenSource();
+        Task[] serving =
+        [
+            DnsFramedConnection.ServeAsync(new DuplexPipe(first.In.Reader, first.Out.Writer), hung, options, logs.Factory.CreateLogger("test"), CancellationToken.None, aborted.Token),
+            DnsFramedConnection.ServeAsync(new DuplexPipe(second.In.Reader, second.Out.Writer), hung, options, logs.Factory.CreateLogger("test"), CancellationToken.None, aborted.Token),
+        ];
+
+        for (ushort id = 1; id <= 2; id++)
+        {
+            DnsTcpFraming.WriteMessage(first.In.Writer, DnsQueryBytes.Build(id, "a.x.test"));
+            DnsTcpFraming.WriteMessage(second.In.Writer, DnsQueryBytes.Build((ushort)(id + 10), "a.x.test"));
+            await first.In.Writer.FlushAsync();
+            await second.In.Writer.FlushAsync();
+            await Task.Delay(50);
+        }
+
+        // Three of the four are in flight; the last one read, on whichever stream, is answered SERVFAIL at once.
+        await WaitUntilAsync(() => hung.Started == 3 && (first.Out.Reader.TryRead(out ReadResult a) && Peek(first.Out.Reader, a) || second.Out.Reader.TryRead(out ReadResult b) && Peek(second.Out.Reader, b)));
+        Assert.That(options.SharedLimit.InFlight, Is.EqualTo(3));
+        await aborted.CancelAsync();
+        await Task.WhenAll(serving).WaitAsync(HangGuard);
+        Assert.That(options.SharedLimit.InFlight, Is.Zero, "every place given back");
+    }
+
+    [Test]
     public async Task WithoutOverflowAnswersQueriesBeyondTheLimitWaitForAPlace()
     {
         using var logs = new LogCapture();
