@@ -194,7 +194,8 @@ internal sealed class DnsFramedConnection
 
     private async Task AnswerAsync(byte[] query, int length, CancellationToken aborted)
     {
-        byte[] response = ArrayPool<byte>.Shared.Rent(DnsTcpFraming.MaxMessageLength);
+        var response = new DnsAnswerBuffer();
+        byte[]? sized = null;
         try
         {
             int answer;
@@ -209,13 +210,18 @@ internal sealed class DnsFramedConnection
 
             if (answer > 0 && !_writes.IsCancellationRequested)
             {
+                ReadOnlyMemory<byte> bytes = response.Written(answer);
                 if (!_writeLock.Wait(0))
                 {
-                    // Another answer is being written: hold only what this one needs while it waits, not 64 KiB.
-                    byte[] sized = ArrayPool<byte>.Shared.Rent(answer);
-                    response.AsSpan(0, answer).CopyTo(sized);
-                    ArrayPool<byte>.Shared.Return(response);
-                    response = sized;
+                    // Another answer is being written: hold only what this one needs while it waits (the parent's
+                    // answerer writes into a 64 KiB buffer).
+                    if (response.Capacity > 2 * answer)
+                    {
+                        sized = ArrayPool<byte>.Shared.Rent(answer);
+                        bytes.Span.CopyTo(sized);
+                        response.Dispose();
+                        bytes = sized.AsMemory(0, answer);
+                    }
 
                     using var waited = new CancellationTokenSource(WriteTimeout, _time);
                     using var wait = CancellationTokenSource.CreateLinkedTokenSource(_writes.Token, waited.Token);
@@ -224,7 +230,7 @@ internal sealed class DnsFramedConnection
 
                 try
                 {
-                    await WriteLockedAsync(response.AsMemory(0, answer)).ConfigureAwait(false);
+                    await WriteLockedAsync(bytes).ConfigureAwait(false);
                 }
                 finally
                 {
@@ -255,7 +261,12 @@ internal sealed class DnsFramedConnection
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(response);
+            response.Dispose();
+            if (sized is not null)
+            {
+                ArrayPool<byte>.Shared.Return(sized);
+            }
+
             ArrayPool<byte>.Shared.Return(query);
             if (_options.AnswerOverflow)
             {

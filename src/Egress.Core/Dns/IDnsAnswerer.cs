@@ -3,9 +3,9 @@ namespace Egress.Dns;
 /// <summary>Answers one DNS query; the enclave forwarder and the parent's upstream forwarder each implement it.</summary>
 internal interface IDnsAnswerer
 {
-    /// <summary>Answers <paramref name="query"/> into <paramref name="response"/> (at least 65535 bytes).</summary>
+    /// <summary>Answers <paramref name="query"/> into <paramref name="response"/>, which is sized to the answer.</summary>
     /// <param name="query">The query; implementations may rewrite its ID while it is in flight and restore it.</param>
-    /// <param name="response">Receives the answer.</param>
+    /// <param name="response">Receives the answer: read it with <see cref="DnsAnswerBuffer.Written"/>.</param>
     /// <param name="udp">Whether the client asked over UDP (its size limit applies).</param>
     /// <param name="clientInFlight">How many queries of the same client (UDP source, or stream) are in flight, this
     /// one included: a client with few may use places an admission limit keeps back from busy ones.</param>
@@ -13,7 +13,7 @@ internal interface IDnsAnswerer
     /// timed out): the work on the query stops, and the answer is not sent.</param>
     /// <returns>The answer's length, or a negative number to send nothing.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, int clientInFlight, CancellationToken cancellationToken);
+    ValueTask<int> AnswerAsync(Memory<byte> query, DnsAnswerBuffer response, bool udp, int clientInFlight, CancellationToken cancellationToken);
 
     /// <summary>
     /// Answers a query refused for load at once, without forwarding it: SERVFAIL with an RFC 8914 Extended DNS Error

@@ -287,11 +287,12 @@ public sealed class DnsFramedConnectionTests
 
         public int Answered => Volatile.Read(ref _answered);
 
-        public ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, int clientInFlight, CancellationToken cancellationToken)
+        public ValueTask<int> AnswerAsync(Memory<byte> query, DnsAnswerBuffer response, bool udp, int clientInFlight, CancellationToken cancellationToken)
         {
             Interlocked.Increment(ref _answered);
-            query.Span.CopyTo(response.Span);
-            response.Span[query.Length..size].Fill(0x2a);
+            Span<byte> answer = response.GetSpan(size);
+            query.Span.CopyTo(answer);
+            answer[query.Length..size].Fill(0x2a);
             return ValueTask.FromResult(size);
         }
 
@@ -308,7 +309,7 @@ public sealed class DnsFramedConnectionTests
 
         public int Cancelled => Volatile.Read(ref _cancelled);
 
-        public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, int clientInFlight, CancellationToken cancellationToken)
+        public async ValueTask<int> AnswerAsync(Memory<byte> query, DnsAnswerBuffer response, bool udp, int clientInFlight, CancellationToken cancellationToken)
         {
             Interlocked.Increment(ref _started);
             try

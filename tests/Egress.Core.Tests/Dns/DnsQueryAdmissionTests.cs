@@ -86,4 +86,23 @@ public sealed class DnsQueryAdmissionTests
     [TestCase(32_196, 256)]
     public void TheParentAllowsAnEighthOfItsStreamLimitAsDnsStreams(int? streamLimit, int expected) =>
         Assert.That(DnsStreamLimits.MaxStreams(streamLimit), Is.EqualTo(expected));
+
+    [Test]
+    public void AnAnswerBufferIsRentedAtTheAnswersSizeAndKeepsItsContentsWhenNoLargerArrayIsNeeded()
+    {
+        using var buffer = new DnsAnswerBuffer();
+        Assert.That(buffer.Capacity, Is.Zero, "nothing held before an answer");
+        buffer.GetSpan(100).Fill(7);
+        int small = buffer.Capacity;
+        byte[] again = buffer.GetSpan(100)[..100].ToArray();
+        Assert.Multiple(() =>
+        {
+            Assert.That(small, Is.InRange(100, 1024), "about the answer's size, not 64 KiB");
+            Assert.That(again, Is.All.EqualTo(7));
+            Assert.That(buffer.Written(100).Length, Is.EqualTo(100));
+        });
+
+        buffer.GetSpan(40_000);
+        Assert.That(buffer.Capacity, Is.AtLeast(40_000));
+    }
 }

@@ -24,7 +24,7 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, D
     public DnsQueryAdmission Admission => admission;
 
     /// <inheritdoc />
-    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, int clientInFlight, CancellationToken cancellationToken)
+    public async ValueTask<int> AnswerAsync(Memory<byte> query, DnsAnswerBuffer response, bool udp, int clientInFlight, CancellationToken cancellationToken)
     {
         var result = await ResolveAsync(query, response, udp, clientInFlight).ConfigureAwait(false);
         Complete(result);
@@ -39,16 +39,16 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, D
         return result.Length;
     }
 
-    private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, Memory<byte> response, bool udp, int clientInFlight)
+    private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, DnsAnswerBuffer response, bool udp, int clientInFlight)
     {
-        if (Screen(query.Span, response.Span, out DnsQuestion question, out int questionEnd) is { } screened)
+        if (Screen(query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), out DnsQuestion question, out int questionEnd) is { } screened)
         {
             return screened;
         }
 
         if (!admission.TryEnter(clientInFlight, out string? refused))
         {
-            return DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query.Span, response.Span, question, refused);
+            return DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, refused);
         }
 
         DnsExchangeStatus status;
@@ -64,16 +64,21 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, D
 
         if (status != DnsExchangeStatus.Answered)
         {
-            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, status.ToString());
+            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, status.ToString());
         }
 
-        if (!DnsForwarding.IsAnswerTo(query.Span, response.Span[..length]))
+        if (!DnsForwarding.IsAnswerTo(query.Span, response.Written(length).Span))
         {
             return DnsQueryResult.Answer(
-                DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, "the parent's answer does not match the question");
+                DnsQueryOutcome.UpstreamFailed, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, "the parent's answer does not match the question");
         }
 
-        return Deliver(query.Span, response.Span[..length], response.Span, question, questionEnd, udp);
+        // The buffer already holds the answer (GetSpan keeps it: no larger array is needed). A truncated answer is
+        // written over it only when the answer exceeds the client's UDP limit (at least 512 bytes), so it fits, and
+        // so does the SERVFAIL written when truncation fails.
+        Span<byte> answered = response.GetSpan(length);
+
+        return Deliver(query.Span, answered[..length], answered, question, questionEnd, udp);
     }
 
     private DnsQueryResult? Screen(ReadOnlySpan<byte> query, Span<byte> response, out DnsQuestion question, out int questionEnd)

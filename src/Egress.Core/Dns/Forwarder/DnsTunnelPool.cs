@@ -37,7 +37,7 @@ internal sealed class DnsTunnelPool : IDisposable
     /// <paramref name="response"/>.
     /// </summary>
     /// <returns>The outcome and, when answered, the answer's length.</returns>
-    public async ValueTask<(DnsExchangeStatus Status, int Length)> ExchangeAsync(Memory<byte> query, Memory<byte> response)
+    public async ValueTask<(DnsExchangeStatus Status, int Length)> ExchangeAsync(Memory<byte> query, DnsAnswerBuffer response)
     {
         ushort clientId = DnsMessage.ReadId(query.Span);
         DnsPendingQuery pending = DnsPendingQuery.Rent(response, clientId, _time.GetTimestamp() + _timeoutTicks);

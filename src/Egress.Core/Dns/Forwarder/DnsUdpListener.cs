@@ -146,13 +146,13 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
 
     private async Task AnswerAsync(byte[] query, int length, SocketAddress client, int clientInFlight)
     {
-        byte[] response = ArrayPool<byte>.Shared.Rent(DnsTcpFraming.MaxMessageLength);
+        var response = new DnsAnswerBuffer();
         try
         {
             int answer = await handler.AnswerAsync(query.AsMemory(0, length), response, udp: true, clientInFlight, CancellationToken.None).ConfigureAwait(false);
             if (answer > 0)
             {
-                socket.SendTo(response.AsSpan(0, answer), SocketFlags.None, client);
+                socket.SendTo(response.Written(answer).Span, SocketFlags.None, client);
             }
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
@@ -167,7 +167,7 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(response);
+            response.Dispose();
             ArrayPool<byte>.Shared.Return(query);
             handler.Admission.ExitClient(client);
             Interlocked.Decrement(ref _inFlight);

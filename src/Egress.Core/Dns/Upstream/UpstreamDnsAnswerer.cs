@@ -25,9 +25,11 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
     /// <inheritdoc />
     /// <remarks>A query whose stream was reset or timed out (<paramref name="cancellationToken"/>) stops at once: its
     /// upstream exchange is cancelled, and it is neither logged nor counted (nobody waits for it).</remarks>
-    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp, int clientInFlight, CancellationToken cancellationToken)
+    public async ValueTask<int> AnswerAsync(Memory<byte> query, DnsAnswerBuffer response, bool udp, int clientInFlight, CancellationToken cancellationToken)
     {
-        var result = await ResolveAsync(query, response, cancellationToken).ConfigureAwait(false);
+        // The upstream client receives into the buffer it is given, so the parent rents the largest answer up front;
+        // DnsStreamLimits.MaxInFlightPerGateway bounds how many are held.
+        var result = await ResolveAsync(query, response.GetMemory(DnsTcpFraming.MaxMessageLength), cancellationToken).ConfigureAwait(false);
         Complete(result);
         return result.Length;
     }
