@@ -99,7 +99,7 @@ public sealed class EgressMetrics
         }
     }
 
-    /// <summary>Counts a DNS query by outcome (forwarded, truncated, refused, servfail, formerr, dropped).</summary>
+    /// <summary>Counts a DNS query by outcome (forwarded, truncated, denied, servfail, overloaded, formerr, notimp, badvers, dropped).</summary>
     internal void DnsQuery(string outcome)
     {
         if (_dnsQueries.Enabled)

@@ -9,31 +9,37 @@ namespace Egress.Dns;
 
 /// <summary>
 /// Serves length-prefixed DNS queries on a duplex pipe (a client's DNS-over-TCP connection, RFC 7766, or a tunnel
-/// DNS stream on the parent): queries are answered concurrently, up to a limit (further frames wait), and each
-/// answer is written as soon as it is ready, in any order. Ends after the idle timeout, on an empty frame, when
-/// the peer closes, or when the server is stopping, once every answer has been written; the caller closes the pipe.
+/// DNS stream on the parent): queries are answered concurrently, up to <see cref="DnsStreamOptions.MaxInFlight"/>
+/// (further frames wait, or are answered SERVFAIL at once, see <see cref="DnsStreamOptions.AnswerOverflow"/>), and
+/// each answer is written as soon as it is ready, in any order. Ends after the idle timeout, when a frame takes longer
+/// than the frame timeout from its first byte, on an empty frame, when the peer closes, or when the server is
+/// stopping, once every answer has been written; the caller closes the pipe. When the stream ends for anything but a
+/// clean close or a stop (reset, timeout, a peer that takes no answers), the queries still in flight are cancelled:
+/// nobody is left to take their answers.
 /// </summary>
 internal sealed class DnsFramedConnection
 {
     private readonly IDuplexPipe _pipe;
     private readonly IDnsAnswerer _answerer;
     private readonly ILogger _logger;
-    private readonly int _maxInFlight;
+    private readonly DnsStreamOptions _options;
     private readonly SemaphoreSlim _slots;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly CancellationTokenSource _writes;
+    private readonly CancellationTokenSource _queries;
     private readonly TimeProvider _time;
     private int _stalled;
 
-    private DnsFramedConnection(IDuplexPipe pipe, IDnsAnswerer answerer, int maxInFlight, TimeProvider time, ILogger logger, CancellationToken aborted)
+    private DnsFramedConnection(IDuplexPipe pipe, IDnsAnswerer answerer, DnsStreamOptions options, ILogger logger, CancellationToken aborted)
     {
         _pipe = pipe;
         _writes = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+        _queries = CancellationTokenSource.CreateLinkedTokenSource(aborted);
         _answerer = answerer;
         _logger = logger;
-        _time = time;
-        _maxInFlight = maxInFlight;
-        _slots = new SemaphoreSlim(maxInFlight, maxInFlight);
+        _options = options;
+        _time = options.TimeProvider;
+        _slots = new SemaphoreSlim(options.MaxInFlight, options.MaxInFlight);
     }
 
     /// <summary>
@@ -45,87 +51,177 @@ internal sealed class DnsFramedConnection
     /// <summary>Serves <paramref name="pipe"/> until it ends; never throws for I/O errors.</summary>
     /// <param name="pipe">The connection, positioned at the first frame.</param>
     /// <param name="answerer">Answers each query.</param>
-    /// <param name="maxInFlight">The most queries answered at once.</param>
-    /// <param name="idleTimeout">How long to wait for a frame; <see cref="Timeout.InfiniteTimeSpan"/> for ever.</param>
-    /// <param name="time">The clock of the idle timeout.</param>
-    /// <param name="logger">Where unexpected failures are logged.</param>
+    /// <param name="options">The stream's bounds and clock.</param>
+    /// <param name="logger">Where timeouts and unexpected failures are logged.</param>
     /// <param name="stopping">Stops reading further queries; those in flight are still answered.</param>
     /// <param name="aborted">Ends serving at once.</param>
     /// <returns>A task that completes when reading has ended and every answer was written.</returns>
     public static async Task ServeAsync(
         IDuplexPipe pipe,
         IDnsAnswerer answerer,
-        int maxInFlight,
-        TimeSpan idleTimeout,
-        TimeProvider time,
+        DnsStreamOptions options,
         ILogger logger,
         CancellationToken stopping,
         CancellationToken aborted)
     {
-        var connection = new DnsFramedConnection(pipe, answerer, maxInFlight, time, logger, aborted);
+        var connection = new DnsFramedConnection(pipe, answerer, options, logger, aborted);
         try
         {
-            await connection.ReadLoopAsync(idleTimeout, time, stopping, aborted).ConfigureAwait(false);
+            await connection.ReadLoopAsync(stopping, aborted).ConfigureAwait(false);
         }
         finally
         {
             connection._slots.Dispose();
             connection._writeLock.Dispose();
             connection._writes.Dispose();
+            connection._queries.Dispose();
         }
     }
 
-    private async Task ReadLoopAsync(TimeSpan idleTimeout, TimeProvider time, CancellationToken stopping, CancellationToken aborted)
+    private async Task ReadLoopAsync(CancellationToken stopping, CancellationToken aborted)
     {
-        using var idle = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, stopping, _writes.Token);
-        var frames = new DnsFrameReader(_pipe.Input);
+        using var deadline = new CancellationTokenSource(Timeout.InfiniteTimeSpan, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, stopping, _writes.Token);
+        bool inFrame = false;
+        var frames = new DnsFrameReader(_pipe.Input, frameStarted: () =>
+        {
+            // The first bytes of a frame are here: the rest must follow within the frame timeout, however it trickles.
+            inFrame = true;
+            deadline.CancelAfter(_options.FrameTimeout);
+        });
+        bool cancelQueries = false;
         try
         {
             while (true)
             {
-                idle.CancelAfter(idleTimeout);
+                inFrame = false;
+                deadline.CancelAfter(_options.IdleTimeout);
                 if (await frames.ReadAsync(linked.Token).ConfigureAwait(false) != DnsStreamRead.Message)
                 {
                     break; // Closed, truncated, or an empty frame: stop reading.
                 }
 
-                idle.CancelAfter(Timeout.InfiniteTimeSpan);
-                await _slots.WaitAsync(linked.Token).ConfigureAwait(false);
+                deadline.CancelAfter(Timeout.InfiniteTimeSpan);
                 ReadOnlySequence<byte> message = frames.Message;
+                if (!_slots.Wait(0))
+                {
+                    if (_options.AnswerOverflow)
+                    {
+                        await AnswerOverloadedAsync(message, $"{_options.MaxInFlight} queries of this stream in flight").ConfigureAwait(false);
+                        continue;
+                    }
+
+                    await _slots.WaitAsync(linked.Token).ConfigureAwait(false);
+                }
+
+                if (_options.AnswerOverflow && _options.SharedLimit is { } shared && !shared.TryTake())
+                {
+                    _slots.Release();
+                    await AnswerOverloadedAsync(message, $"{shared.Limit} queries in flight on all DNS streams").ConfigureAwait(false);
+                    continue;
+                }
+
                 byte[] query = ArrayPool<byte>.Shared.Rent((int)message.Length);
                 message.CopyTo(query);
                 _ = AnswerAsync(query, (int)message.Length, aborted);
             }
         }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !stopping.IsCancellationRequested && !_writes.IsCancellationRequested)
+        {
+            cancelQueries = true;
+            if (inFrame)
+            {
+                if (_options.FrameTimeouts.TryEnter(out long suppressed))
+                {
+                    DnsLog.FrameTimedOut(_logger, _options.FrameTimeout.TotalSeconds, suppressed);
+                }
+
+                _options.Metrics?.Connection("failed", "dns_frame_timeout");
+            }
+            else
+            {
+                DnsLog.IdleClosed(_logger, _options.IdleTimeout.TotalSeconds);
+            }
+        }
         catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or InvalidOperationException
             or ConnectionResetException or ConnectionAbortedException or ObjectDisposedException)
         {
-            // Idle, stopping, aborted or reset: stop reading.
+            // Stopping, aborted, a peer not reading, or reset: stop reading. Only a stop lets the queries finish.
+            cancelQueries = ex is not OperationCanceledException || !stopping.IsCancellationRequested;
+        }
+
+        if (cancelQueries)
+        {
+            await _queries.CancelAsync().ConfigureAwait(false);
         }
 
         // Let the answers in flight be written before the caller closes the output.
-        for (int i = 0; i < _maxInFlight; i++)
+        for (int i = 0; i < _options.MaxInFlight; i++)
         {
             await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false);
         }
     }
 
-    private async Task AnswerAsync(byte[] query, int length, CancellationToken aborted)
+    /// <summary>Answers a query beyond the stream's limit at once (SERVFAIL with an Extended DNS Error), in order.</summary>
+    private async Task AnswerOverloadedAsync(ReadOnlySequence<byte> message, string reason)
     {
-        byte[] response = ArrayPool<byte>.Shared.Rent(DnsTcpFraming.MaxMessageLength);
+        byte[] query = ArrayPool<byte>.Shared.Rent((int)message.Length);
+        byte[] response = ArrayPool<byte>.Shared.Rent(DnsMessage.MaxErrorResponseLength);
         try
         {
-            int answer = await _answerer.AnswerAsync(query.AsMemory(0, length), response, udp: false).ConfigureAwait(false);
+            message.CopyTo(query);
+            int answer = _answerer.AnswerOverloaded(
+                query.AsSpan(0, (int)message.Length), response, reason);
             if (answer > 0 && !_writes.IsCancellationRequested)
             {
+                await _writeLock.WaitAsync(_writes.Token).ConfigureAwait(false);
+                try
+                {
+                    await WriteLockedAsync(response.AsMemory(0, answer)).ConfigureAwait(false);
+                }
+                finally
+                {
+                    _writeLock.Release();
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(response);
+            ArrayPool<byte>.Shared.Return(query);
+        }
+    }
+
+    private async Task AnswerAsync(byte[] query, int length, CancellationToken aborted)
+    {
+        var response = new DnsAnswerBuffer();
+        byte[]? sized = null;
+        try
+        {
+            int answer;
+            try
+            {
+                answer = await _answerer.AnswerAsync(query.AsMemory(0, length), response, udp: false, _options.MaxInFlight - _slots.CurrentCount, _queries.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (_queries.IsCancellationRequested)
+            {
+                return; // The stream ended: nobody is left to take the answer.
+            }
+
+            if (answer > 0 && !_writes.IsCancellationRequested)
+            {
+                ReadOnlyMemory<byte> bytes = response.Written(answer);
                 if (!_writeLock.Wait(0))
                 {
-                    // Another answer is being written: hold only what this one needs while it waits, not 64 KiB.
-                    byte[] sized = ArrayPool<byte>.Shared.Rent(answer);
-                    response.AsSpan(0, answer).CopyTo(sized);
-                    ArrayPool<byte>.Shared.Return(response);
-                    response = sized;
+                    // Another answer is being written: hold only what this one needs while it waits (the parent's
+                    // answerer writes into a 64 KiB buffer).
+                    if (response.Capacity > 2 * answer)
+                    {
+                        sized = ArrayPool<byte>.Shared.Rent(answer);
+                        bytes.Span.CopyTo(sized);
+                        response.Dispose();
+                        bytes = sized.AsMemory(0, answer);
+                    }
 
                     using var waited = new CancellationTokenSource(WriteTimeout, _time);
                     using var wait = CancellationTokenSource.CreateLinkedTokenSource(_writes.Token, waited.Token);
@@ -134,20 +230,7 @@ internal sealed class DnsFramedConnection
 
                 try
                 {
-                    DnsTcpFraming.WriteMessage(_pipe.Output, response.AsSpan(0, answer));
-                    ValueTask<FlushResult> flush = _pipe.Output.FlushAsync(_writes.Token);
-                    if (!flush.IsCompleted)
-                    {
-                        // Only a flush that has to wait for the peer pays for a deadline.
-                        using var taken = new CancellationTokenSource(WriteTimeout, _time);
-                        using CancellationTokenRegistration stall = taken.Token.UnsafeRegister(
-                            static state => ((CancellationTokenSource)state!).Cancel(), _writes);
-                        await flush.ConfigureAwait(false);
-                    }
-                    else
-                    {
-                        flush.GetAwaiter().GetResult();
-                    }
+                    await WriteLockedAsync(bytes).ConfigureAwait(false);
                 }
                 finally
                 {
@@ -178,9 +261,38 @@ internal sealed class DnsFramedConnection
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(response);
+            response.Dispose();
+            if (sized is not null)
+            {
+                ArrayPool<byte>.Shared.Return(sized);
+            }
+
             ArrayPool<byte>.Shared.Return(query);
+            if (_options.AnswerOverflow)
+            {
+                _options.SharedLimit?.Release();
+            }
+
             _slots.Release();
+        }
+    }
+
+    /// <summary>Writes one framed answer under the write lock; a flush that waits for the peer has <see cref="WriteTimeout"/>.</summary>
+    private async Task WriteLockedAsync(ReadOnlyMemory<byte> answer)
+    {
+        DnsTcpFraming.WriteMessage(_pipe.Output, answer.Span);
+        ValueTask<FlushResult> flush = _pipe.Output.FlushAsync(_writes.Token);
+        if (!flush.IsCompleted)
+        {
+            // Only a flush that has to wait for the peer pays for a deadline.
+            using var taken = new CancellationTokenSource(WriteTimeout, _time);
+            using CancellationTokenRegistration stall = taken.Token.UnsafeRegister(
+                static state => ((CancellationTokenSource)state!).Cancel(), _writes);
+            await flush.ConfigureAwait(false);
+        }
+        else
+        {
+            flush.GetAwaiter().GetResult();
         }
     }
 }

@@ -54,12 +54,24 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 315, Level = LogLevel.Error, Message = "dns forwarder: answering a query failed")]
     public static partial void HandlerFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(EventId = 316, Level = LogLevel.Warning, Message = "dns forwarder: {InFlight} queries in flight; dropped a UDP query")]
-    public static partial void Overloaded(ILogger logger, int inFlight);
+    [LoggerMessage(EventId = 316, Level = LogLevel.Warning, Message = "dns forwarder: {InFlight} queries in flight; dropped a UDP query ({Suppressed} more since the last such line)")]
+    public static partial void Overloaded(ILogger logger, int inFlight, long suppressed);
 
     [LoggerMessage(EventId = 318, Level = LogLevel.Warning, Message = "DNS query over UDP larger than {Limit} bytes not forwarded: {Action}")]
     public static partial void UdpQueryTooLarge(ILogger logger, int limit, string action);
 
     [LoggerMessage(EventId = 317, Level = LogLevel.Warning, Message = "DNS over TCP: the peer took no answer for {Seconds} s; closing the connection")]
     public static partial void PeerNotReading(ILogger logger, double seconds);
+
+    [LoggerMessage(EventId = 319, Level = LogLevel.Warning, Message = "DNS stream: a frame was not complete {Seconds} s after its first byte; closing the stream ({Suppressed} more since the last such line)")]
+    public static partial void FrameTimedOut(ILogger logger, double seconds, long suppressed);
+
+    [LoggerMessage(EventId = 320, Level = LogLevel.Debug, Message = "DNS stream idle for {Seconds} s; closing it")]
+    public static partial void IdleClosed(ILogger logger, double seconds);
+
+    [LoggerMessage(EventId = 321, Level = LogLevel.Warning, Message = "DNS query not forwarded: {Reason}; answered SERVFAIL with an Extended DNS Error ({Suppressed} more since the last such line)")]
+    public static partial void QueryOverloaded(ILogger logger, string reason, long suppressed);
+
+    [LoggerMessage(EventId = 322, Level = LogLevel.Debug, Message = "dns stream {Index} idle for {Seconds} s; closed it (it reopens on the next query)")]
+    public static partial void StreamIdleClosed(ILogger logger, int index, double seconds);
 }

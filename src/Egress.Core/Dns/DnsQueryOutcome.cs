@@ -18,6 +18,10 @@ internal enum DnsQueryOutcome
     /// answer): SERVFAIL (<c>servfail</c>).</summary>
     UpstreamFailed,
 
+    /// <summary>Refused for load: the client, the stream or all clients together have too many queries in flight;
+    /// SERVFAIL with an Extended DNS Error when the query has EDNS (<c>overloaded</c>); nothing forwarded.</summary>
+    Overloaded,
+
     /// <summary>A malformed query: FORMERR (<c>formerr</c>).</summary>
     FormErr,
 

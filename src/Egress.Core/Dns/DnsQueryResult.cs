@@ -30,6 +30,7 @@ internal readonly record struct DnsQueryResult(DnsQueryOutcome Outcome, int Leng
         DnsQueryOutcome.Truncated => "truncated",
         DnsQueryOutcome.DeniedName => "denied",
         DnsQueryOutcome.UpstreamFailed => "servfail",
+        DnsQueryOutcome.Overloaded => "overloaded",
         DnsQueryOutcome.FormErr => "formerr",
         DnsQueryOutcome.NotImp => "notimp",
         DnsQueryOutcome.BadVers => "badvers",
@@ -38,7 +39,7 @@ internal readonly record struct DnsQueryResult(DnsQueryOutcome Outcome, int Leng
 
     /// <summary>
     /// Writes the answer a locally answered outcome gets (<see cref="DnsQueryOutcome.DeniedName"/>: NXDOMAIN + EDE,
-    /// <see cref="DnsQueryOutcome.UpstreamFailed"/>: SERVFAIL, FORMERR, NOTIMP, BADVERS) and returns the result; an
+    /// <see cref="DnsQueryOutcome.UpstreamFailed"/>: SERVFAIL, <see cref="DnsQueryOutcome.Overloaded"/>: SERVFAIL + EDE, FORMERR, NOTIMP, BADVERS) and returns the result; an
     /// outcome whose answer cannot be written (no readable header or question) becomes
     /// <see cref="DnsQueryOutcome.Dropped"/>.
     /// </summary>
@@ -54,6 +55,7 @@ internal readonly record struct DnsQueryResult(DnsQueryOutcome Outcome, int Leng
         {
             DnsQueryOutcome.DeniedName => DnsMessage.WriteDenied(query, response),
             DnsQueryOutcome.UpstreamFailed => DnsMessage.WriteServFail(query, response),
+            DnsQueryOutcome.Overloaded => DnsMessage.WriteOverloaded(query, response),
             DnsQueryOutcome.FormErr => DnsMessage.WriteFormErr(query, response),
             DnsQueryOutcome.NotImp => DnsMessage.WriteNotImp(query, response),
             DnsQueryOutcome.BadVers => DnsMessage.WriteBadVers(query, response),
@@ -65,7 +67,7 @@ internal readonly record struct DnsQueryResult(DnsQueryOutcome Outcome, int Leng
     private static string RcodeName(DnsQueryOutcome outcome) => outcome switch
     {
         DnsQueryOutcome.DeniedName => "NXDOMAIN",
-        DnsQueryOutcome.UpstreamFailed => "SERVFAIL",
+        DnsQueryOutcome.UpstreamFailed or DnsQueryOutcome.Overloaded => "SERVFAIL",
         DnsQueryOutcome.FormErr => "FORMERR",
         DnsQueryOutcome.NotImp => "NOTIMP",
         DnsQueryOutcome.BadVers => "BADVERS",

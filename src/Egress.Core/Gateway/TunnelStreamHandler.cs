@@ -14,7 +14,8 @@ namespace Egress.Gateway;
 /// <summary>
 /// One tunnel stream: request under a header timeout, then for TCP: policy re-check, dial, status, relay; for
 /// DNS: status Ok, then framed queries answered through the upstream resolvers (see <see cref="UpstreamDnsAnswerer"/>)
-/// until the enclave closes the stream or the gateway is stopping (queries in flight are answered first). Every
+/// until the enclave closes the stream, it stays idle or trickles a frame, or the gateway is stopping (queries in
+/// flight are answered first), within the bounds of <see cref="DnsStreamLimits"/>. Every
 /// path ends in one <see cref="GatewayStreamResult"/>, from which <see cref="CompleteAsync"/> logs, counts and answers
 /// the status before the stream closes; nothing here throws to the accept loop.
 /// </summary>
@@ -30,10 +31,13 @@ internal sealed class TunnelStreamHandler(
     TunnelGatewayOptions options, EgressPolicy policy, DnsUpstreamClient dnsUpstreams, ILogger logger, DestinationDialer.Connect? connect = null,
     ParentAddresses? parentAddresses = null)
 {
-    /// <summary>The most queries of one tunnel DNS stream answered at once; further frames wait.</summary>
-    private const int MaxDnsInFlight = 1024;
-
     private static readonly TimeSpan CloseDeadline = TimeSpan.FromSeconds(30);
+
+    private readonly DnsStreamOptions _dnsStreams = DnsStreamLimits.StreamOptions(options.Relay.TimeProvider, options.Metrics);
+
+    private readonly LogRateLimit _dnsOverloadLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval);
+
+    private int _dnsStreamsOpen;
 
     private readonly HintRelearner _relearner = new(policy, dnsUpstreams, logger);
 
@@ -98,7 +102,22 @@ internal sealed class TunnelStreamHandler(
 
         if (request.Kind == TunnelRequestKind.Dns)
         {
-            await ServeDnsAsync(tunnel, listener.Stopping, aborted).ConfigureAwait(false);
+            int maxDnsStreams = DnsStreamLimits.MaxStreams(listener.Admission?.Limit);
+            if (Interlocked.Increment(ref _dnsStreamsOpen) > maxDnsStreams)
+            {
+                Interlocked.Decrement(ref _dnsStreamsOpen);
+                return GatewayStreamResult.StreamLimitOf(request, DnsStreamLimits.RefusalReason(maxDnsStreams, listener.Admission?.LimitText()));
+            }
+
+            try
+            {
+                await ServeDnsAsync(tunnel, listener.Stopping, aborted).ConfigureAwait(false);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _dnsStreamsOpen);
+            }
+
             return GatewayStreamResult.DnsServed(request);
         }
 
@@ -243,12 +262,12 @@ internal sealed class TunnelStreamHandler(
     {
         await TunnelHandshake.SendResponseAsync(streamSocket, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
         GatewayLog.DnsStreamOpened(logger, string.Join(", ", dnsUpstreams.Upstreams));
-        var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, options.Metrics, logger, aborted);
+        var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, options.Metrics, logger, _dnsOverloadLines);
         var tunnel = SocketPipe.Create(streamSocket);
         try
         {
             await DnsFramedConnection.ServeAsync(
-                tunnel, answerer, MaxDnsInFlight, Timeout.InfiniteTimeSpan, options.Relay.TimeProvider, logger, stopping, aborted).ConfigureAwait(false);
+                tunnel, answerer, _dnsStreams, logger, stopping, aborted).ConfigureAwait(false);
         }
         finally
         {

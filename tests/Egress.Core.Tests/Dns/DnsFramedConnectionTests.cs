@@ -3,6 +3,8 @@ using Egress.Dns;
 using Egress.Dns.Wire;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
+using Pipelines.Sockets.Unofficial;
+using System.Buffers;
 
 namespace Egress.Tests.Dns;
 
@@ -23,7 +25,7 @@ public sealed class DnsFramedConnectionTests
         var side = new DuplexPipe(toServer.Reader, fromServer.Writer);
 
         Task serving = DnsFramedConnection.ServeAsync(
-            side, new FixedSizeAnswerer(2048), maxInFlight: 4, Timeout.InfiniteTimeSpan, time,
+            side, new FixedSizeAnswerer(2048), new DnsStreamOptions { MaxInFlight = 4, TimeProvider = time },
             logs.Factory.CreateLogger("test"), CancellationToken.None, CancellationToken.None);
 
         byte[] query = DnsQueryBytes.Build(1, "a.x.test");
@@ -56,7 +58,7 @@ public sealed class DnsFramedConnectionTests
         var side = new DuplexPipe(toServer.Reader, fromServer.Writer);
         using var logs = new LogCapture();
         Task serving = DnsFramedConnection.ServeAsync(
-            side, new FixedSizeAnswerer(64), maxInFlight: 4, Timeout.InfiniteTimeSpan, TimeProvider.System,
+            side, new FixedSizeAnswerer(64), new DnsStreamOptions { MaxInFlight = 4 },
             logs.Factory.CreateLogger("test"), CancellationToken.None, CancellationToken.None);
 
         byte[] query = DnsQueryBytes.Build(1, "a.x.test");
@@ -75,6 +77,165 @@ public sealed class DnsFramedConnectionTests
         }
 
         Assert.That(answered, Is.EqualTo(2));
+    }
+
+    /// <summary>Issue 13 case 5: one byte every 4 s (within the 10 s idle timeout each time) no longer keeps the
+    /// connection: the frame must be whole 5 s after its first byte.</summary>
+    [Test]
+    public async Task AFrameTrickledByteByByteEndsTheStreamTheFrameTimeoutAfterItsFirstByte()
+    {
+        var time = new FakeTimeProvider();
+        using var logs = new LogCapture();
+        var toServer = new Pipe();
+        var fromServer = new Pipe();
+        var options = new DnsStreamOptions { MaxInFlight = 4, IdleTimeout = TimeSpan.FromSeconds(10), FrameTimeout = TimeSpan.FromSeconds(5), TimeProvider = time };
+        var answerer = new FixedSizeAnswerer(64);
+        Task serving = DnsFramedConnection.ServeAsync(
+            new DuplexPipe(toServer.Reader, fromServer.Writer), answerer, options, logs.Factory.CreateLogger("test"), CancellationToken.None, CancellationToken.None);
+
+        byte[] frame = DnsQueryBytes.Build(1, "a.x.test");
+        byte[] framed = new byte[DnsTcpFraming.PrefixLength + frame.Length];
+        DnsTcpFraming.WriteMessage(frame, framed);
+        TimeSpan[] gaps = [TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(0.9)];
+        for (int i = 0; i < gaps.Length; i++)
+        {
+            await toServer.Writer.WriteAsync(framed.AsMemory(i, 1));
+            await Task.Delay(100); // the reader sees the byte (and arms the frame deadline) before the clock moves
+            time.Advance(gaps[i]);
+        }
+
+        await Task.Delay(100);
+        Assert.That(serving.IsCompleted, Is.False, "4.9 s after the first byte: not yet");
+        time.Advance(TimeSpan.FromMilliseconds(200));
+        await serving.WaitAsync(HangGuard);
+        Assert.Multiple(() =>
+        {
+            Assert.That(logs.Values(319, "Seconds"), Is.EqualTo(new[] { "5" }));
+            Assert.That(answerer.Answered, Is.Zero);
+        });
+    }
+
+    [Test]
+    public async Task AStreamWithoutAFrameForTheIdleTimeoutEnds()
+    {
+        var time = new FakeTimeProvider();
+        using var logs = new LogCapture();
+        var toServer = new Pipe();
+        var fromServer = new Pipe();
+        var options = new DnsStreamOptions { MaxInFlight = 4, IdleTimeout = TimeSpan.FromSeconds(60), TimeProvider = time };
+        Task serving = DnsFramedConnection.ServeAsync(
+            new DuplexPipe(toServer.Reader, fromServer.Writer), new FixedSizeAnswerer(64), options, logs.Factory.CreateLogger("test"), CancellationToken.None, CancellationToken.None);
+
+        await Task.Delay(100);
+        time.Advance(TimeSpan.FromSeconds(59));
+        await Task.Delay(100);
+        Assert.That(serving.IsCompleted, Is.False, "within the idle timeout");
+        time.Advance(TimeSpan.FromSeconds(1));
+        await serving.WaitAsync(HangGuard);
+        Assert.That(logs.Values(320, "Seconds"), Is.EqualTo(new[] { "60" }));
+    }
+
+    /// <summary>Issue 13 case 4, the parent's side: a stream whose queries all hang gets SERVFAIL (with an EDE) for
+    /// every query beyond its limit at once, instead of those queries waiting behind the hung ones.</summary>
+    [Test]
+    public async Task QueriesBeyondTheLimitAreAnsweredServFailAtOnceWhenOverflowIsAnswered()
+    {
+        using var logs = new LogCapture();
+        var toServer = new Pipe();
+        var fromServer = new Pipe();
+        var hung = new HangingAnswerer();
+        var options = new DnsStreamOptions { MaxInFlight = 2, AnswerOverflow = true };
+        Task serving = DnsFramedConnection.ServeAsync(
+            new DuplexPipe(toServer.Reader, fromServer.Writer), hung, options, logs.Factory.CreateLogger("test"), CancellationToken.None, CancellationToken.None);
+
+        for (ushort id = 1; id <= 5; id++)
+        {
+            DnsTcpFraming.WriteMessage(toServer.Writer, DnsQueryBytes.Build(id, "a.x.test", ednsSize: 1232));
+        }
+
+        await toServer.Writer.FlushAsync();
+        var answers = new DnsFrameReader(fromServer.Reader);
+        var ids = new List<ushort>();
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.That(await answers.ReadAsync(CancellationToken.None).AsTask().WaitAsync(HangGuard), Is.EqualTo(DnsStreamRead.Message));
+            byte[] answer = answers.Message.ToArray();
+            Assert.That(DnsQueryBytes.Rcode(answer), Is.EqualTo(2), "SERVFAIL");
+            Assert.That(answer.AsSpan().IndexOf("egress: too many queries in flight"u8), Is.GreaterThan(0), "the EDE's EXTRA-TEXT");
+            ids.Add(DnsMessage.ReadId(answer));
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(ids, Is.EqualTo(new ushort[] { 3, 4, 5 }));
+            Assert.That(hung.Started, Is.EqualTo(2));
+            Assert.That(serving.IsCompleted, Is.False);
+        });
+
+        toServer.Writer.Complete(new ConnectionResetException("reset by the test"));
+        await serving.WaitAsync(HangGuard);
+        Assert.That(hung.Cancelled, Is.EqualTo(2), "a reset stream cancels the work on its queries");
+    }
+
+    [Test]
+    public async Task QueriesBeyondTheLimitSharedByAllStreamsAreAnsweredServFailAtOnce()
+    {
+        using var logs = new LogCapture();
+        var hung = new HangingAnswerer();
+        var options = new DnsStreamOptions { MaxInFlight = 8, AnswerOverflow = true, SharedLimit = new DnsInFlightLimit(3) };
+        var first = (In: new Pipe(), Out: new Pipe());
+        var second = (In: new Pipe(), Out: new Pipe());
+        using var aborted = new CancellationTokenSource();
+        Task[] serving =
+        [
+            DnsFramedConnection.ServeAsync(new DuplexPipe(first.In.Reader, first.Out.Writer), hung, options, logs.Factory.CreateLogger("test"), CancellationToken.None, aborted.Token),
+            DnsFramedConnection.ServeAsync(new DuplexPipe(second.In.Reader, second.Out.Writer), hung, options, logs.Factory.CreateLogger("test"), CancellationToken.None, aborted.Token),
+        ];
+
+        for (ushort id = 1; id <= 2; id++)
+        {
+            DnsTcpFraming.WriteMessage(first.In.Writer, DnsQueryBytes.Build(id, "a.x.test"));
+            DnsTcpFraming.WriteMessage(second.In.Writer, DnsQueryBytes.Build((ushort)(id + 10), "a.x.test"));
+            await first.In.Writer.FlushAsync();
+            await second.In.Writer.FlushAsync();
+            await Task.Delay(50);
+        }
+
+        // Three of the four are in flight; the last one read, on whichever stream, is answered SERVFAIL at once.
+        await WaitUntilAsync(() => hung.Started == 3 && (first.Out.Reader.TryRead(out ReadResult a) && Peek(first.Out.Reader, a) || second.Out.Reader.TryRead(out ReadResult b) && Peek(second.Out.Reader, b)));
+        Assert.That(options.SharedLimit.InFlight, Is.EqualTo(3));
+        await aborted.CancelAsync();
+        await Task.WhenAll(serving).WaitAsync(HangGuard);
+        Assert.That(options.SharedLimit.InFlight, Is.Zero, "every place given back");
+    }
+
+    [Test]
+    public async Task WithoutOverflowAnswersQueriesBeyondTheLimitWaitForAPlace()
+    {
+        using var logs = new LogCapture();
+        var toServer = new Pipe();
+        var fromServer = new Pipe();
+        var hung = new HangingAnswerer();
+        using var aborted = new CancellationTokenSource();
+        Task serving = DnsFramedConnection.ServeAsync(
+            new DuplexPipe(toServer.Reader, fromServer.Writer), hung, new DnsStreamOptions { MaxInFlight = 2 }, logs.Factory.CreateLogger("test"), CancellationToken.None, aborted.Token);
+
+        for (ushort id = 1; id <= 3; id++)
+        {
+            DnsTcpFraming.WriteMessage(toServer.Writer, DnsQueryBytes.Build(id, "a.x.test"));
+        }
+
+        await toServer.Writer.FlushAsync();
+        await Task.Delay(200);
+        Assert.Multiple(() =>
+        {
+            Assert.That(hung.Started, Is.EqualTo(2));
+            Assert.That(fromServer.Reader.TryRead(out _), Is.False, "nothing answered");
+        });
+
+        await aborted.CancelAsync();
+        await serving.WaitAsync(HangGuard);
+        Assert.That(hung.Cancelled, Is.EqualTo(2));
     }
 
     private static bool Peek(PipeReader reader, ReadResult result)
@@ -122,11 +283,48 @@ public sealed class DnsFramedConnectionTests
 
     private sealed class FixedSizeAnswerer(int size) : IDnsAnswerer
     {
-        public ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp)
+        private int _answered;
+
+        public int Answered => Volatile.Read(ref _answered);
+
+        public ValueTask<int> AnswerAsync(Memory<byte> query, DnsAnswerBuffer response, bool udp, int clientInFlight, CancellationToken cancellationToken)
         {
-            query.Span.CopyTo(response.Span);
-            response.Span[query.Length..size].Fill(0x2a);
+            Interlocked.Increment(ref _answered);
+            Span<byte> answer = response.GetSpan(size);
+            query.Span.CopyTo(answer);
+            answer[query.Length..size].Fill(0x2a);
             return ValueTask.FromResult(size);
         }
+
+        public int AnswerOverloaded(ReadOnlySpan<byte> query, Span<byte> response, string reason) => DnsMessage.WriteOverloaded(query, response);
+    }
+
+    /// <summary>An upstream that never answers: each query waits until its stream cancels it.</summary>
+    private sealed class HangingAnswerer : IDnsAnswerer
+    {
+        private int _started;
+        private int _cancelled;
+
+        public int Started => Volatile.Read(ref _started);
+
+        public int Cancelled => Volatile.Read(ref _cancelled);
+
+        public async ValueTask<int> AnswerAsync(Memory<byte> query, DnsAnswerBuffer response, bool udp, int clientInFlight, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _started);
+            try
+            {
+                await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                Interlocked.Increment(ref _cancelled);
+                throw;
+            }
+
+            return -1;
+        }
+
+        public int AnswerOverloaded(ReadOnlySpan<byte> query, Span<byte> response, string reason) => DnsMessage.WriteOverloaded(query, response);
     }
 }

@@ -16,7 +16,6 @@ namespace Egress.Dns.Forwarder;
 /// </summary>
 public sealed class DnsForwarder : IAsyncDisposable
 {
-    private const int MaxTcpInFlight = 64;
     private static readonly TimeSpan CloseDeadline = TimeSpan.FromSeconds(5);
 
     private readonly DnsForwarderOptions _options;
@@ -24,6 +23,7 @@ public sealed class DnsForwarder : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly DnsTunnelPool _pool;
     private readonly DnsQueryHandler _handler;
+    private readonly DnsStreamOptions _tcpStreams;
     private readonly List<Socket> _udpSockets = [];
     private readonly List<Task> _udpLoops = [];
     private readonly List<ConnectionListener> _tcpListeners = [];
@@ -45,7 +45,15 @@ public sealed class DnsForwarder : IAsyncDisposable
         _options = options;
         _logger = loggerFactory.CreateLogger("Egress.Dns");
         _pool = new DnsTunnelPool(options, _logger, _stopping.Token);
-        _handler = new DnsQueryHandler(policy, _pool, options.Metrics, _logger);
+        _handler = new DnsQueryHandler(
+            policy, _pool, new DnsQueryAdmission(DnsQueryAdmission.PerStream * options.StreamCount, DnsQueryAdmission.PerClient), options.Metrics, _logger, options.TimeProvider);
+        _tcpStreams = new DnsStreamOptions
+        {
+            MaxInFlight = DnsQueryAdmission.PerClient,
+            IdleTimeout = options.TcpIdleTimeout,
+            TimeProvider = options.TimeProvider,
+            Metrics = options.Metrics,
+        };
     }
 
     /// <summary>Gets the addresses actually served (UDP and TCP share each one), with ephemeral ports resolved.</summary>
@@ -78,7 +86,7 @@ public sealed class DnsForwarder : IAsyncDisposable
         {
             Socket udp = sockets[i];
             _udpSockets.Add(udp);
-            _udpLoops.Add(Task.Run(() => new DnsUdpListener(udp, _handler, _options.Metrics, _logger).RunAsync(_stopping.Token)));
+            _udpLoops.Add(Task.Run(() => new DnsUdpListener(udp, _handler, _options.Metrics, _logger, _options.TimeProvider).RunAsync(_stopping.Token)));
             var listener = new ConnectionListener(sockets[i + 1], $"dns {bound[i / 2]}", ServeTcpAsync, _logger);
             _tcpListeners.Add(listener);
             listener.Start();
@@ -181,7 +189,7 @@ public sealed class DnsForwarder : IAsyncDisposable
         try
         {
             await DnsFramedConnection.ServeAsync(
-                connection, _handler, MaxTcpInFlight, _options.TcpIdleTimeout, _options.TimeProvider, _logger, _stopping.Token, aborted).ConfigureAwait(false);
+                connection, _handler, _tcpStreams, _logger, _stopping.Token, aborted).ConfigureAwait(false);
         }
         finally
         {

@@ -23,8 +23,8 @@ internal sealed class DnsPendingQuery : IValueTaskSource<DnsExchangeStatus>
     {
     }
 
-    /// <summary>Gets the buffer the answer is copied into.</summary>
-    public Memory<byte> Response { get; private set; }
+    /// <summary>Gets the buffer the answer is copied into (rented at the answer's size when it arrives).</summary>
+    public DnsAnswerBuffer? Response { get; private set; }
 
     /// <summary>Gets the client's own message ID, written back into the answer.</summary>
     public ushort ClientId { get; private set; }
@@ -35,7 +35,7 @@ internal sealed class DnsPendingQuery : IValueTaskSource<DnsExchangeStatus>
     /// <summary>Gets the length of the answer once <see cref="DnsExchangeStatus.Answered"/>.</summary>
     public int ResponseLength { get; private set; }
 
-    public static DnsPendingQuery Rent(Memory<byte> response, ushort clientId, long deadline)
+    public static DnsPendingQuery Rent(DnsAnswerBuffer response, ushort clientId, long deadline)
     {
         if (!Pool.TryDequeue(out DnsPendingQuery? query))
         {
@@ -51,16 +51,10 @@ internal sealed class DnsPendingQuery : IValueTaskSource<DnsExchangeStatus>
 
     public ValueTask<DnsExchangeStatus> WaitAsync() => new(this, _core.Version);
 
-    /// <summary>Copies the answer (restoring the client's ID) and completes. Answers too large for the buffer fail.</summary>
+    /// <summary>Copies the answer (restoring the client's ID) into a buffer of its size and completes.</summary>
     public void Answer(ReadOnlySequence<byte> message)
     {
-        if (message.Length > Response.Length)
-        {
-            Complete(DnsExchangeStatus.StreamFailed);
-            return;
-        }
-
-        Span<byte> destination = Response.Span;
+        Span<byte> destination = Response!.GetSpan((int)message.Length);
         message.CopyTo(destination);
         DnsMessage.WriteId(destination, ClientId);
         ResponseLength = (int)message.Length;
@@ -72,7 +66,7 @@ internal sealed class DnsPendingQuery : IValueTaskSource<DnsExchangeStatus>
     /// <summary>Returns the slot to the pool; call once its result has been read.</summary>
     public void Return()
     {
-        Response = default;
+        Response = null;
         _core.Reset();
         if (Pool.Count < MaxPooled)
         {

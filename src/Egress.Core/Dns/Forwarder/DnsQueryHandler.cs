@@ -12,38 +12,73 @@ namespace Egress.Dns.Forwarder;
 /// anything being forwarded, an allowed name goes to the parent and its answer comes back verbatim (only the ID was
 /// rewritten on the wire and restored), after its addresses were learned. A UDP answer larger than the client
 /// accepts is cut to the whole records that fit, with TC=1, so the client may retry over TCP. Every query ends in
-/// one <see cref="DnsQueryResult"/>, logged and counted by <see cref="Complete"/>.
+/// one <see cref="DnsQueryResult"/>, logged and counted by <see cref="Complete"/>. Forwarded queries are admitted by
+/// <paramref name="admission"/>: beyond its limit a query is answered SERVFAIL at once (with an Extended DNS Error).
+/// A query in flight is not cancelled when its client goes away: the tunnel stream's query timeout ends it.
 /// </summary>
-internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, EgressMetrics? metrics, ILogger logger) : IDnsAnswerer
+internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, DnsQueryAdmission admission, EgressMetrics? metrics, ILogger logger, TimeProvider time) : IDnsAnswerer
 {
+    private readonly LogRateLimit _overloadLines = new(time, LogRateLimit.DefaultInterval);
+
+    /// <summary>Gets the admission of forwarded queries.</summary>
+    public DnsQueryAdmission Admission => admission;
+
     /// <inheritdoc />
-    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp)
+    public async ValueTask<int> AnswerAsync(Memory<byte> query, DnsAnswerBuffer response, bool udp, int clientInFlight, CancellationToken cancellationToken)
     {
-        var result = await ResolveAsync(query, response, udp).ConfigureAwait(false);
+        var result = await ResolveAsync(query, response, udp, clientInFlight).ConfigureAwait(false);
         Complete(result);
         return result.Length;
     }
 
-    private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, Memory<byte> response, bool udp)
+    /// <inheritdoc />
+    public int AnswerOverloaded(ReadOnlySpan<byte> query, Span<byte> response, string reason)
     {
-        if (Screen(query.Span, response.Span, out DnsQuestion question, out int questionEnd) is { } screened)
+        var result = DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query, response, default, reason);
+        Complete(result);
+        return result.Length;
+    }
+
+    private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, DnsAnswerBuffer response, bool udp, int clientInFlight)
+    {
+        if (Screen(query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), out DnsQuestion question, out int questionEnd) is { } screened)
         {
             return screened;
         }
 
-        var (status, length) = await pool.ExchangeAsync(query, response).ConfigureAwait(false);
+        if (!admission.TryEnter(clientInFlight, out string? refused))
+        {
+            return DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, refused);
+        }
+
+        DnsExchangeStatus status;
+        int length;
+        try
+        {
+            (status, length) = await pool.ExchangeAsync(query, response).ConfigureAwait(false);
+        }
+        finally
+        {
+            admission.Exit();
+        }
+
         if (status != DnsExchangeStatus.Answered)
         {
-            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, status.ToString());
+            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, status.ToString());
         }
 
-        if (!DnsForwarding.IsAnswerTo(query.Span, response.Span[..length]))
+        if (!DnsForwarding.IsAnswerTo(query.Span, response.Written(length).Span))
         {
             return DnsQueryResult.Answer(
-                DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, "the parent's answer does not match the question");
+                DnsQueryOutcome.UpstreamFailed, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, "the parent's answer does not match the question");
         }
 
-        return Deliver(query.Span, response.Span[..length], response.Span, question, questionEnd, udp);
+        // The buffer already holds the answer (GetSpan keeps it: no larger array is needed). A truncated answer is
+        // written over it only when the answer exceeds the client's UDP limit (at least 512 bytes), so it fits, and
+        // so does the SERVFAIL written when truncation fails.
+        Span<byte> answered = response.GetSpan(length);
+
+        return Deliver(query.Span, answered[..length], answered, question, questionEnd, udp);
     }
 
     private DnsQueryResult? Screen(ReadOnlySpan<byte> query, Span<byte> response, out DnsQuestion question, out int questionEnd)
@@ -85,6 +120,9 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, E
                 break;
             case DnsQueryOutcome.UpstreamFailed:
                 DnsLog.QueryFailed(logger, question.Name, DnsTypeName.Of(question.Type), result.Reason);
+                break;
+            case DnsQueryOutcome.Overloaded when _overloadLines.TryEnter(out long suppressed):
+                DnsLog.QueryOverloaded(logger, result.Reason, suppressed);
                 break;
             case DnsQueryOutcome.FormErr or DnsQueryOutcome.NotImp or DnsQueryOutcome.BadVers or DnsQueryOutcome.Dropped:
                 DnsLog.NotForwarded(logger, result.Reason, result.Action);

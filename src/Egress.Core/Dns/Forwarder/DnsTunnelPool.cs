@@ -5,13 +5,14 @@ namespace Egress.Dns.Forwarder;
 
 /// <summary>
 /// A few long-lived tunnel DNS streams that all queries share (round robin; each opens on first use), and the
-/// sweeper that times queries out. No connection per query: a query costs one frame each way.
+/// sweeper that times queries out and closes streams idle for <see cref="DnsStreamLimits.EnclaveIdleTimeout"/>. No connection per query: a query costs one frame each way.
 /// </summary>
 internal sealed class DnsTunnelPool : IDisposable
 {
     private readonly DnsTunnelStream[] _streams;
     private readonly TimeProvider _time;
     private readonly long _timeoutTicks;
+    private readonly long _idleTicks;
     private readonly ITimer _sweeper;
     private uint _next;
 
@@ -19,6 +20,7 @@ internal sealed class DnsTunnelPool : IDisposable
     {
         _time = options.TimeProvider;
         _timeoutTicks = (long)(options.QueryTimeout.TotalSeconds * _time.TimestampFrequency);
+        _idleTicks = (long)(DnsStreamLimits.EnclaveIdleTimeout.TotalSeconds * _time.TimestampFrequency);
         _streams = new DnsTunnelStream[options.StreamCount];
         for (int i = 0; i < _streams.Length; i++)
         {
@@ -35,7 +37,7 @@ internal sealed class DnsTunnelPool : IDisposable
     /// <paramref name="response"/>.
     /// </summary>
     /// <returns>The outcome and, when answered, the answer's length.</returns>
-    public async ValueTask<(DnsExchangeStatus Status, int Length)> ExchangeAsync(Memory<byte> query, Memory<byte> response)
+    public async ValueTask<(DnsExchangeStatus Status, int Length)> ExchangeAsync(Memory<byte> query, DnsAnswerBuffer response)
     {
         ushort clientId = DnsMessage.ReadId(query.Span);
         DnsPendingQuery pending = DnsPendingQuery.Rent(response, clientId, _time.GetTimestamp() + _timeoutTicks);
@@ -75,7 +77,7 @@ internal sealed class DnsTunnelPool : IDisposable
         long now = _time.GetTimestamp();
         foreach (DnsTunnelStream stream in _streams)
         {
-            stream.Sweep(now);
+            stream.Sweep(now, _idleTicks);
         }
     }
 }

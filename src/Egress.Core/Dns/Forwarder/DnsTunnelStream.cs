@@ -23,6 +23,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
     private SocketConnection? _connection;
     private Task<SocketConnection?>? _opening;
     private ushort _nextId;
+    private long _lastUsed;
 
     /// <summary>
     /// Registers <paramref name="pending"/> and sends <paramref name="query"/> with its ID overwritten by the wire
@@ -31,28 +32,42 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
     /// </summary>
     public async ValueTask<bool> SendAsync(Memory<byte> query, DnsPendingQuery pending)
     {
-        SocketConnection? connection = Volatile.Read(ref _connection) ?? await OpenAsync(pending.Deadline).ConfigureAwait(false);
-        if (connection is null)
-        {
-            return false;
-        }
-
+        SocketConnection? connection;
         ushort id;
-        lock (_lock)
+        for (int attempt = 1; ; attempt++)
         {
-            if (!ReferenceEquals(_connection, connection) || _pending.Count >= ushort.MaxValue)
+            connection = Volatile.Read(ref _connection) ?? await OpenAsync(pending.Deadline).ConfigureAwait(false);
+            if (connection is null)
             {
                 return false;
             }
 
-            while (_pending.ContainsKey(_nextId))
+            lock (_lock)
             {
-                _nextId++;
+                if (_pending.Count >= ushort.MaxValue)
+                {
+                    return false;
+                }
+
+                if (ReferenceEquals(_connection, connection))
+                {
+                    while (_pending.ContainsKey(_nextId))
+                    {
+                        _nextId++;
+                    }
+
+                    id = _nextId++;
+                    DnsMessage.WriteId(query.Span, id);
+                    _pending.Add(id, pending);
+                    _lastUsed = options.TimeProvider.GetTimestamp();
+                    break;
+                }
             }
 
-            id = _nextId++;
-            DnsMessage.WriteId(query.Span, id);
-            _pending.Add(id, pending);
+            if (attempt == 2)
+            {
+                return false; // Failed (or closed idle) twice in a row while this query was on its way.
+            }
         }
 
         try
@@ -97,12 +112,24 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
         return true;
     }
 
-    /// <summary>Fails every pending query whose deadline has passed with <see cref="DnsExchangeStatus.TimedOut"/>.</summary>
-    public void Sweep(long now)
+    /// <summary>
+    /// Fails every pending query whose deadline has passed with <see cref="DnsExchangeStatus.TimedOut"/>, and closes
+    /// the stream when it has had no query for <paramref name="idleTicks"/> (it reopens on the next query): the parent
+    /// closes idle DNS streams after twice as long (<see cref="DnsStreamLimits.IdleTimeout"/>), so a query is never
+    /// sent on a stream the parent is closing.
+    /// </summary>
+    public void Sweep(long now, long idleTicks)
     {
         DnsPendingQuery[] expired;
+        SocketConnection? idle = null;
         lock (_lock)
         {
+            if (_connection is not null && _pending.Count == 0 && now - _lastUsed >= idleTicks)
+            {
+                idle = _connection;
+                _connection = null;
+            }
+
             foreach (var (id, query) in _pending)
             {
                 if (query.Deadline <= now)
@@ -119,6 +146,12 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
         foreach (DnsPendingQuery query in expired)
         {
             query.Complete(DnsExchangeStatus.TimedOut);
+        }
+
+        if (idle is not null)
+        {
+            DnsLog.StreamIdleClosed(logger, index, options.TimeProvider.GetElapsedTime(_lastUsed, now).TotalSeconds);
+            idle.Dispose();
         }
     }
 
@@ -179,6 +212,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
             lock (_lock)
             {
                 _connection = connection;
+                _lastUsed = options.TimeProvider.GetTimestamp();
             }
 
             DnsLog.StreamOpened(logger, index, options.Tunnel.ToString());

@@ -18,9 +18,11 @@ namespace Egress.Dns.Forwarder;
 /// short: it fills the receive buffer, so it shows (the kernel drops the rest of a datagram that does not fit, MSG_TRUNC, which
 /// .NET's ReceiveFrom does not report), and is answered FORMERR at once, from its header and question, without being
 /// forwarded (a real stub sends queries of a few hundred bytes; a client that sends more learns at once instead of
-/// timing out, and the FORMERR is never larger than the query, so nothing is amplified).
+/// timing out, and the FORMERR is never larger than the query, so nothing is amplified). One client (source address
+/// and port) has at most <see cref="DnsQueryAdmission.PerClientLimit"/> queries in flight: beyond that its queries are
+/// answered SERVFAIL at once (with an Extended DNS Error), so it cannot take the whole listener.
 /// </summary>
-internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, EgressMetrics? metrics, ILogger logger)
+internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, EgressMetrics? metrics, ILogger logger, TimeProvider time)
 {
     /// <summary>The most queries answered at once per socket.</summary>
     public const int MaxInFlight = 4096;
@@ -32,6 +34,8 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
     public const int MaxQueryLength = 4096;
 
     private readonly EndPoint _name = socket.LocalEndPoint!;
+    private readonly LogRateLimit _dropLines = new(time, LogRateLimit.DefaultInterval);
+    private readonly string _perClientReason = $"{handler.Admission.PerClientLimit} queries in flight from this UDP client";
     private int _inFlight;
 
     public async Task RunAsync(CancellationToken stopping)
@@ -74,7 +78,20 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
 
             if (Interlocked.Increment(ref _inFlight) > MaxInFlight)
             {
-                DnsLog.Overloaded(logger, Interlocked.Decrement(ref _inFlight));
+                int inFlight = Interlocked.Decrement(ref _inFlight);
+                if (_dropLines.TryEnter(out long suppressed))
+                {
+                    DnsLog.Overloaded(logger, inFlight, suppressed);
+                }
+
+                continue;
+            }
+
+            int clientInFlight = handler.Admission.TryEnterClient(client);
+            if (clientInFlight == 0)
+            {
+                Interlocked.Decrement(ref _inFlight);
+                RefuseOverloaded(datagram.AsSpan(0, received), client);
                 continue;
             }
 
@@ -82,7 +99,26 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
             byte[] query = ArrayPool<byte>.Shared.Rent(received);
             datagram.AsSpan(0, received).CopyTo(query);
 
-            _ = AnswerAsync(query, received, client);
+            _ = AnswerAsync(query, received, client, clientInFlight);
+        }
+    }
+
+    private void RefuseOverloaded(ReadOnlySpan<byte> query, SocketAddress client)
+    {
+        Span<byte> response = stackalloc byte[DnsMessage.MaxErrorResponseLength];
+        int length = handler.AnswerOverloaded(query, response, _perClientReason);
+        if (length <= 0)
+        {
+            return;
+        }
+
+        try
+        {
+            socket.SendTo(response[..length], SocketFlags.None, client);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // The client went away or we are stopping: nothing to answer to.
         }
     }
 
@@ -108,15 +144,15 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
         }
     }
 
-    private async Task AnswerAsync(byte[] query, int length, SocketAddress client)
+    private async Task AnswerAsync(byte[] query, int length, SocketAddress client, int clientInFlight)
     {
-        byte[] response = ArrayPool<byte>.Shared.Rent(DnsTcpFraming.MaxMessageLength);
+        var response = new DnsAnswerBuffer();
         try
         {
-            int answer = await handler.AnswerAsync(query.AsMemory(0, length), response, udp: true).ConfigureAwait(false);
+            int answer = await handler.AnswerAsync(query.AsMemory(0, length), response, udp: true, clientInFlight, CancellationToken.None).ConfigureAwait(false);
             if (answer > 0)
             {
-                socket.SendTo(response.AsSpan(0, answer), SocketFlags.None, client);
+                socket.SendTo(response.Written(answer).Span, SocketFlags.None, client);
             }
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
@@ -131,8 +167,9 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(response);
+            response.Dispose();
             ArrayPool<byte>.Shared.Return(query);
+            handler.Admission.ExitClient(client);
             Interlocked.Decrement(ref _inFlight);
         }
     }

@@ -15,17 +15,34 @@ namespace Egress.Dns.Upstream;
 /// from a TCP client) goes to the upstreams over TCP, logged as such. Every query ends in one
 /// <see cref="DnsQueryResult"/>, logged and counted by <see cref="Complete"/>.
 /// </summary>
-internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient upstreams, EgressMetrics? metrics, ILogger logger, CancellationToken aborted) : IDnsAnswerer
+/// <param name="policy">The parent's allowlist.</param>
+/// <param name="upstreams">The resolvers.</param>
+/// <param name="metrics">Where each query's outcome is counted; null for nowhere.</param>
+/// <param name="logger">Where each query's outcome is logged.</param>
+/// <param name="overloadLines">The rate limit of the "not forwarded for load" line, shared by the gateway's streams.</param>
+internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient upstreams, EgressMetrics? metrics, ILogger logger, LogRateLimit overloadLines) : IDnsAnswerer
 {
     /// <inheritdoc />
-    public async ValueTask<int> AnswerAsync(Memory<byte> query, Memory<byte> response, bool udp)
+    /// <remarks>A query whose stream was reset or timed out (<paramref name="cancellationToken"/>) stops at once: its
+    /// upstream exchange is cancelled, and it is neither logged nor counted (nobody waits for it).</remarks>
+    public async ValueTask<int> AnswerAsync(Memory<byte> query, DnsAnswerBuffer response, bool udp, int clientInFlight, CancellationToken cancellationToken)
     {
-        var result = await ResolveAsync(query, response).ConfigureAwait(false);
+        // The upstream client receives into the buffer it is given, so the parent rents the largest answer up front;
+        // DnsStreamLimits.MaxInFlightPerGateway bounds how many are held.
+        var result = await ResolveAsync(query, response.GetMemory(DnsTcpFraming.MaxMessageLength), cancellationToken).ConfigureAwait(false);
         Complete(result);
         return result.Length;
     }
 
-    private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, Memory<byte> response)
+    /// <inheritdoc />
+    public int AnswerOverloaded(ReadOnlySpan<byte> query, Span<byte> response, string reason)
+    {
+        var result = DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query, response, default, reason);
+        Complete(result);
+        return result.Length;
+    }
+
+    private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, Memory<byte> response, CancellationToken aborted)
     {
         if (DnsScreening.Screen(query.Span, response.Span, out DnsQuestion question, out _) is { } screened)
         {
@@ -71,6 +88,9 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
                 break;
             case DnsQueryOutcome.UpstreamFailed:
                 GatewayLog.DnsUpstreamFailed(logger, question.Name, DnsTypeName.Of(question.Type), result.Reason);
+                break;
+            case DnsQueryOutcome.Overloaded when overloadLines.TryEnter(out long suppressed):
+                DnsLog.QueryOverloaded(logger, result.Reason, suppressed);
                 break;
             case DnsQueryOutcome.FormErr or DnsQueryOutcome.NotImp or DnsQueryOutcome.BadVers or DnsQueryOutcome.Dropped:
                 GatewayLog.DnsNotForwarded(logger, result.Reason, result.Action);

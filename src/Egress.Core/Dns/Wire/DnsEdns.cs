@@ -45,8 +45,22 @@ internal readonly record struct DnsEdns(DnsEdnsState State, byte Version, bool D
     /// </summary>
     public const ushort InfoCodeBlocked = 15;
 
+    /// <summary>
+    /// The EDE INFO-CODE of a query refused because its client (or all clients together) has too many queries in
+    /// flight: 0 Other (RFC 8914 §4.1), with an EXTRA-TEXT that says so; no code of the IANA registry names a
+    /// resolver's own admission limit.
+    /// </summary>
+    public const ushort InfoCodeOther = 0;
+
     /// <summary>The EDE EXTRA-TEXT of a denial.</summary>
     public static ReadOnlySpan<byte> DeniedExtraText => "egress policy: name not in allowlist"u8;
+
+    /// <summary>The EDE EXTRA-TEXT of a query refused for load (<see cref="InfoCodeOther"/>).</summary>
+    public static ReadOnlySpan<byte> OverloadedExtraText => "egress: too many queries in flight"u8;
+
+    /// <summary>The EXTRA-TEXT synthesized answers carry with <paramref name="infoCode"/>.</summary>
+    public static ReadOnlySpan<byte> ExtraTextOf(ushort infoCode) =>
+        infoCode == InfoCodeBlocked ? DeniedExtraText : OverloadedExtraText;
 
     /// <summary>An OPT record without options: owner, TYPE, CLASS, TTL, RDLENGTH.</summary>
     public const int OptLength = 1 + 10;

@@ -30,12 +30,16 @@ internal enum DnsStreamRead
 /// </summary>
 /// <param name="input">The stream's input, positioned at a frame boundary.</param>
 /// <param name="maxMessageLength">The longest message accepted, in bytes (1 to 65,535).</param>
-internal sealed class DnsFrameReader(PipeReader input, int maxMessageLength = DnsTcpFraming.MaxMessageLength)
+/// <param name="frameStarted">Called once per frame, as soon as its first bytes are buffered and it is still
+/// incomplete (the start of a minimum-progress deadline: a frame must complete within a bounded time of its first
+/// byte, however slowly the rest arrives); null for none.</param>
+internal sealed class DnsFrameReader(PipeReader input, int maxMessageLength = DnsTcpFraming.MaxMessageLength, Action? frameStarted = null)
 {
     private ReadOnlySequence<byte> _buffer;
     private bool _holding;
     private bool _completed;
     private bool _ended;
+    private bool _started;
 
     /// <summary>Gets the message last read: valid until the next <see cref="ReadAsync"/>.</summary>
     public ReadOnlySequence<byte> Message { get; private set; }
@@ -62,6 +66,7 @@ internal sealed class DnsFrameReader(PipeReader input, int maxMessageLength = Dn
                 switch (frame)
                 {
                     case DnsFrameResult.Complete:
+                        _started = false;
                         Message = message;
                         return DnsStreamRead.Message;
                     case DnsFrameResult.Empty:
@@ -77,6 +82,11 @@ internal sealed class DnsFrameReader(PipeReader input, int maxMessageLength = Dn
 
                 input.AdvanceTo(_buffer.Start, _buffer.End);
                 _holding = false;
+                if (!_started && !_buffer.IsEmpty)
+                {
+                    _started = true;
+                    frameStarted?.Invoke();
+                }
             }
 
             ReadResult read = await input.ReadAsync(cancellationToken).ConfigureAwait(false);

@@ -132,6 +132,18 @@ internal static class DnsMessage
     internal static int WriteDenied(ReadOnlySpan<byte> query, Span<byte> destination) =>
         WriteErrorResponse(query, destination, RcodeNxDomain, questionRequired: true, infoCode: DnsEdns.InfoCodeBlocked);
 
+    /// <summary>
+    /// Writes the answer to a query refused for load (its client, or all clients together, has too many queries in
+    /// flight): SERVFAIL (RCODE 2), built like <see cref="WriteRefused"/>, with an RFC 8914 Extended DNS Error option
+    /// (INFO-CODE 0 Other, EXTRA-TEXT "egress: too many queries in flight") when the query has EDNS. SERVFAIL because
+    /// it is temporary: stub resolvers try again (or the next server) rather than cache a negative answer.
+    /// </summary>
+    /// <param name="query">The query to answer.</param>
+    /// <param name="destination">Receives the answer; must hold at least <see cref="MaxErrorResponseLength"/> bytes.</param>
+    /// <returns>The number of bytes written, or -1 as for <see cref="WriteRefused"/>.</returns>
+    internal static int WriteOverloaded(ReadOnlySpan<byte> query, Span<byte> destination) =>
+        WriteErrorResponse(query, destination, RcodeServFail, questionRequired: true, infoCode: DnsEdns.InfoCodeOther);
+
     /// <summary>Writes a NOTIMP answer (RCODE 4) for a query whose opcode is not QUERY, built like
     /// <see cref="WriteFormErr"/> (the question is copied when there is a readable one).</summary>
     /// <param name="query">The query to answer.</param>
@@ -285,13 +297,13 @@ internal static class DnsMessage
     internal static int AppendOpt(ReadOnlySpan<byte> query, int recordsStart, Span<byte> answer, int answerLength, int rcode, ushort? infoCode)
     {
         DnsEdns edns = DnsEdns.Read(query, recordsStart);
-        int optLength = DnsEdns.OptLength + (infoCode is null ? 0 : 4 + 2 + DnsEdns.DeniedExtraText.Length);
+        int optLength = DnsEdns.OptLength + (infoCode is { } code ? 4 + 2 + DnsEdns.ExtraTextOf(code).Length : 0);
         if (edns.State != DnsEdnsState.Present || answer.Length - answerLength < optLength)
         {
             return 0;
         }
 
-        int written = edns.WriteOpt(answer[answerLength..], rcode, infoCode, infoCode is null ? default : DnsEdns.DeniedExtraText);
+        int written = edns.WriteOpt(answer[answerLength..], rcode, infoCode, infoCode is { } info ? DnsEdns.ExtraTextOf(info) : default);
         BinaryPrimitives.WriteUInt16BigEndian(answer[10..], (ushort)(BinaryPrimitives.ReadUInt16BigEndian(answer[10..]) + 1));
         return written;
     }

@@ -1,0 +1,61 @@
+using System.Globalization;
+using Egress.Diagnostics;
+
+namespace Egress.Dns;
+
+/// <summary>
+/// The bounds of tunnel DNS streams on the parent, in one place: how many may be open at once (a small share of the
+/// stream limit, so that DNS streams can never take the descriptors TCP streams need: the enclave's forwarder keeps a
+/// pool of 2 to 16), how many queries each answers at once (beyond that: SERVFAIL at once, never a queue), and how
+/// long one may stay idle or take over one frame. The enclave's side of the same contract:
+/// <see cref="Forwarder.DnsTunnelPool"/> closes its own idle streams before <see cref="IdleTimeout"/>, and
+/// <see cref="Forwarder.DnsQueryAdmission"/> sends each stream far fewer queries than <see cref="MaxInFlight"/>.
+/// </summary>
+internal static class DnsStreamLimits
+{
+    /// <summary>The most queries one tunnel DNS stream has answered at once; a further one is answered SERVFAIL.</summary>
+    public const int MaxInFlight = 1024;
+
+    /// <summary>The most queries in flight over all tunnel DNS streams of one gateway: each holds a 64 KiB answer
+    /// buffer, so this bounds their memory at 128 MiB; the enclave sends at most 512 with its default 2 streams
+    /// (<see cref="Forwarder.DnsQueryAdmission.PerStream"/> each).</summary>
+    public const int MaxInFlightPerGateway = 2048;
+
+    /// <summary>The fewest tunnel DNS streams allowed at once, whatever the stream limit: the enclave opens up to 16.</summary>
+    public const int MinStreams = 16;
+
+    /// <summary>The most tunnel DNS streams allowed at once, whatever the stream limit.</summary>
+    public const int MaxStreamsCap = 256;
+
+    /// <summary>How long a tunnel DNS stream may go without a query before the parent closes it. The enclave closes
+    /// its own idle streams after half of it (<see cref="EnclaveIdleTimeout"/>), so it never sends a query on a
+    /// stream the parent is closing.</summary>
+    public static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>How long the enclave keeps a tunnel DNS stream without a query before closing it itself.</summary>
+    public static readonly TimeSpan EnclaveIdleTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>The most tunnel DNS streams open at once: an eighth of the stream limit (<c>host.max_streams</c>,
+    /// configured or derived), between <see cref="MinStreams"/> and 256; 256 without a limit.</summary>
+    /// <param name="streamLimit">The gateway's stream limit, or null for none.</param>
+    public static int MaxStreams(int? streamLimit) =>
+        streamLimit is { } limit ? Math.Clamp(limit / 8, MinStreams, MaxStreamsCap) : MaxStreamsCap;
+
+    /// <summary>Why a tunnel DNS stream beyond <see cref="MaxStreams"/> is refused.</summary>
+    /// <param name="maxStreams">The limit reached.</param>
+    /// <param name="streamLimitText">The stream limit it derives from, as <see cref="Connections.ConnectionAdmission.LimitText"/> says it.</param>
+    public static string RefusalReason(int maxStreams, string? streamLimitText) => string.Create(
+        CultureInfo.InvariantCulture,
+        $"dns stream limit reached ({maxStreams} DNS streams at once: an eighth of the stream limit {streamLimitText ?? "(none)"}, at least {MinStreams})");
+
+    /// <summary>The options every tunnel DNS stream of one gateway is served with.</summary>
+    public static DnsStreamOptions StreamOptions(TimeProvider time, EgressMetrics? metrics) => new()
+    {
+        MaxInFlight = MaxInFlight,
+        AnswerOverflow = true,
+        SharedLimit = new DnsInFlightLimit(MaxInFlightPerGateway),
+        IdleTimeout = IdleTimeout,
+        TimeProvider = time,
+        Metrics = metrics,
+    };
+}

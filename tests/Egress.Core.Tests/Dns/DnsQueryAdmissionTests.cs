@@ -1,0 +1,108 @@
+using System.Net;
+using Egress.Dns;
+using Egress.Dns.Forwarder;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Dns;
+
+public sealed class DnsQueryAdmissionTests
+{
+    [Test]
+    public void BeyondTheOverallLimitAQueryIsRefusedWithTheLimitNamedUntilOneEnds()
+    {
+        var admission = new DnsQueryAdmission(limit: 2, perClientLimit: 1);
+        Assert.Multiple(() =>
+        {
+            Assert.That(admission.TryEnter(1, out _), Is.True);
+            Assert.That(admission.TryEnter(1, out _), Is.True);
+            Assert.That(admission.TryEnter(1, out string? reason), Is.False);
+            Assert.That(reason, Is.EqualTo("2 queries in flight from all clients"));
+            Assert.That(admission.InFlight, Is.EqualTo(2));
+        });
+
+        admission.Exit();
+        Assert.That(admission.TryEnter(1, out _), Is.True);
+    }
+
+    /// <summary>Issue 13 case 4: busy clients together take at most three quarters of the places; a client with a
+    /// query or two in flight still gets one while they flood.</summary>
+    [Test]
+    public void BusyClientsLeaveAQuarterOfThePlacesToLightOnes()
+    {
+        var admission = new DnsQueryAdmission(limit: 8, perClientLimit: 64);
+        int busy = Enumerable.Range(0, 20).Count(i => admission.TryEnter(DnsQueryAdmission.LightClient + 1 + i, out _));
+        bool refused = !admission.TryEnter(30, out string? reason);
+        Assert.Multiple(() =>
+        {
+            Assert.That(busy, Is.EqualTo(6));
+            Assert.That(refused, Is.True);
+            Assert.That(reason, Is.EqualTo("6 queries in flight from clients with more than 4 each; this one has 30"));
+            Assert.That(admission.TryEnter(1, out _), Is.True, "a light client");
+            Assert.That(admission.TryEnter(DnsQueryAdmission.LightClient, out _), Is.True, "a light client");
+            Assert.That(admission.TryEnter(1, out _), Is.False, "every place taken");
+        });
+    }
+
+    [Test]
+    public void EachUdpClientHasItsOwnLimit()
+    {
+        var admission = new DnsQueryAdmission(limit: 100, perClientLimit: 2);
+        SocketAddress flood = new IPEndPoint(IPAddress.Loopback, 4000).Serialize();
+        SocketAddress floodAgain = new IPEndPoint(IPAddress.Loopback, 4000).Serialize();
+        SocketAddress victim = new IPEndPoint(IPAddress.Loopback, 4001).Serialize();
+        Assert.Multiple(() =>
+        {
+            Assert.That(admission.TryEnterClient(flood), Is.EqualTo(1));
+            Assert.That(admission.TryEnterClient(floodAgain), Is.EqualTo(2), "the same address and port, another object");
+            Assert.That(admission.TryEnterClient(flood), Is.Zero);
+            Assert.That(admission.TryEnterClient(victim), Is.EqualTo(1));
+        });
+
+        admission.ExitClient(flood);
+        Assert.That(admission.TryEnterClient(floodAgain), Is.EqualTo(2));
+    }
+
+    [Test]
+    public void OneLineAnIntervalIsLetThroughAndTheNextSaysHowManyWereHeldBack()
+    {
+        var time = new FakeTimeProvider();
+        var limit = new LogRateLimit(time, TimeSpan.FromSeconds(1));
+        Assert.That(limit.TryEnter(out long first), Is.True);
+        int heldBack = Enumerable.Range(0, 5).Count(_ => !limit.TryEnter(out long _));
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Multiple(() =>
+        {
+            Assert.That(first, Is.Zero);
+            Assert.That(heldBack, Is.EqualTo(5));
+            Assert.That(limit.TryEnter(out long suppressed), Is.True);
+            Assert.That(suppressed, Is.EqualTo(5));
+        });
+    }
+
+    [TestCase(null, 256)]
+    [TestCase(1, 16)]
+    [TestCase(99, 16)]
+    [TestCase(1000, 125)]
+    [TestCase(32_196, 256)]
+    public void TheParentAllowsAnEighthOfItsStreamLimitAsDnsStreams(int? streamLimit, int expected) =>
+        Assert.That(DnsStreamLimits.MaxStreams(streamLimit), Is.EqualTo(expected));
+
+    [Test]
+    public void AnAnswerBufferIsRentedAtTheAnswersSizeAndKeepsItsContentsWhenNoLargerArrayIsNeeded()
+    {
+        using var buffer = new DnsAnswerBuffer();
+        Assert.That(buffer.Capacity, Is.Zero, "nothing held before an answer");
+        buffer.GetSpan(100).Fill(7);
+        int small = buffer.Capacity;
+        byte[] again = buffer.GetSpan(100)[..100].ToArray();
+        Assert.Multiple(() =>
+        {
+            Assert.That(small, Is.InRange(100, 1024), "about the answer's size, not 64 KiB");
+            Assert.That(again, Is.All.EqualTo(7));
+            Assert.That(buffer.Written(100).Length, Is.EqualTo(100));
+        });
+
+        buffer.GetSpan(40_000);
+        Assert.That(buffer.Capacity, Is.AtLeast(40_000));
+    }
+}
