@@ -29,4 +29,14 @@ internal static class AcceptFailure
             string.Create(CultureInfo.InvariantCulture, $"the process's open-files limit (EMFILE, RLIMIT_NOFILE = {openFileLimit})"),
         _ => $"{exception.SocketErrorCode}: {exception.Message}",
     };
+
+    /// <summary>
+    /// The message of a socket or I/O failure for a log line, with the open-files limit named as for an accept when
+    /// the failure is EMFILE or ENFILE (a tunnel connect or a pipe at the limit), else the exception's own message.
+    /// </summary>
+    /// <param name="exception">The failure.</param>
+    public static string Message(Exception exception) =>
+        exception is SocketException { SocketErrorCode: SocketError.TooManyOpenSockets } tooMany
+            ? "out of descriptors: " + Describe(tooMany, DescriptorBudget.Process.OpenFileLimit, OpenFileLimit.OpenDescriptors())
+            : exception.Message;
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Egress.Connections;
 
 namespace Egress.Tunnel;
 
@@ -95,7 +96,7 @@ public sealed class TunnelClient
         }
         catch (Exception ex) when (ex is SocketException or IOException)
         {
-            return TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, ex.Message);
+            return TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, AcceptFailure.Message(ex));
         }
 
         try
@@ -119,7 +120,7 @@ public sealed class TunnelClient
         }
         catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
         {
-            return TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, ex.Message);
+            return TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, AcceptFailure.Message(ex));
         }
         finally
         {

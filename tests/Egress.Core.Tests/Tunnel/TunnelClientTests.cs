@@ -89,6 +89,18 @@ public sealed class TunnelClientTests
     }
 
     [Test]
+    public async Task OutOfDescriptors_NamesTheOpenFilesLimitNotJustDotNetsText()
+    {
+        // .NET says "Too many open files in system" for EMFILE too; the detail names the limit that was hit.
+        var client = new TunnelClient(_endpoint, TimeSpan.FromSeconds(5), TimeProvider.System, _ => throw new SocketException((int)SocketError.TooManyOpenSockets));
+
+        var result = await client.ConnectAsync(Destination, null, CancellationToken.None);
+
+        Assert.That(result.Error, Is.EqualTo(TunnelConnectError.TunnelUnavailable));
+        Assert.That(result.Detail, Does.StartWith("out of descriptors: the ").And.Contain("open-files limit (").And.Contain("RLIMIT_NOFILE = "));
+    }
+
+    [Test]
     public async Task ParentClosesWithoutAnswering_IsBadResponse()
     {
         using var listener = _endpoint.Listen();
