@@ -41,6 +41,50 @@ public sealed class DnsForwarderTests
     }
 
     [Test]
+    public async Task DnsOverTcpConnectionsBeyondTheLimitAreResetWithAReasonAndUdpStillAnswers()
+    {
+        // Thousands of slow DNS-over-TCP clients used to hold every descriptor of egress-enclave until it died (stress
+        // suite scenario 5): the forwarder serves at most MaxTcpConnections at once and charges them to the budget.
+        var held = new List<System.Net.Sockets.Socket>();
+        try
+        {
+            for (int i = 0; i < Egress.Dns.Forwarder.DnsForwarder.MaxTcpConnections; i++)
+            {
+                var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+                held.Add(socket);
+                await socket.ConnectAsync(_harness.EndPoint);
+            }
+
+            using var beyond = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            System.Net.Sockets.SocketError? ended = null;
+            try
+            {
+                // The reset may come before the connect's completion is seen, or on the first read.
+                await beyond.ConnectAsync(_harness.EndPoint);
+                await beyond.ReceiveAsync(new byte[16]);
+            }
+            catch (System.Net.Sockets.SocketException ex)
+            {
+                ended = ex.SocketErrorCode;
+            }
+
+            string line = await _harness.EnclaveLog.WaitForLineAsync("refused connection from");
+            byte[] udp = await _harness.UdpAsync(DnsQueryBytes.Build(0x5151, "api.y.test"));
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(line, Does.Contain($"DNS-over-TCP connection limit reached (fixed limit of DNS-over-TCP connections = {Egress.Dns.Forwarder.DnsForwarder.MaxTcpConnections})"));
+                Assert.That(ended, Is.EqualTo(System.Net.Sockets.SocketError.ConnectionReset));
+                Assert.That(udp.Length, Is.GreaterThan(12), "UDP is still answered");
+            });
+        }
+        finally
+        {
+            held.ForEach(socket => socket.Dispose());
+        }
+    }
+
+    [Test]
     public async Task AllowedNameOverTcpIsAnsweredWithTheUpstreamsBytes()
     {
         byte[] answer = await _harness.TcpAsync(DnsQueryBytes.Build(7, "api.y.test"));

@@ -27,7 +27,17 @@ public sealed class DnsForwarder : IAsyncDisposable
     private readonly List<Socket> _udpSockets = [];
     private readonly List<Task> _udpLoops = [];
     private readonly List<ConnectionListener> _tcpListeners = [];
+    private readonly ConnectionAdmission _tcpAdmission;
     private bool _stopped;
+
+    /// <summary>
+    /// The most DNS-over-TCP connections served at once, over all listen addresses. Stub resolvers use TCP only to
+    /// retry a truncated answer, one connection at a time; without a bound, thousands of slow clients held every
+    /// descriptor of egress-enclave until it died (stress suite scenario 5). Each is also charged to the process's
+    /// descriptor budget, as the proxy's connections are; one beyond is reset at once with a logged reason (the app
+    /// still has UDP).
+    /// </summary>
+    internal const int MaxTcpConnections = 256;
 
     /// <summary>Creates a forwarder; call <see cref="Start"/> to listen.</summary>
     /// <param name="options">Listen addresses, tunnel endpoint and timeouts.</param>
@@ -47,6 +57,7 @@ public sealed class DnsForwarder : IAsyncDisposable
         _pool = new DnsTunnelPool(options, _logger, _stopping.Token);
         _handler = new DnsQueryHandler(
             policy, _pool, new DnsQueryAdmission(DnsQueryAdmission.PerStream * options.StreamCount, DnsQueryAdmission.PerClient), options.Metrics, _logger, options.TimeProvider);
+        _tcpAdmission = new ConnectionAdmission(MaxTcpConnections, "fixed limit of DNS-over-TCP connections", "DNS-over-TCP connection", DescriptorBudget.Process);
         _tcpStreams = new DnsStreamOptions
         {
             MaxInFlight = DnsQueryAdmission.PerClient,
@@ -87,7 +98,11 @@ public sealed class DnsForwarder : IAsyncDisposable
             Socket udp = sockets[i];
             _udpSockets.Add(udp);
             _udpLoops.Add(Task.Run(() => new DnsUdpListener(udp, _handler, _options.Metrics, _logger, _options.TimeProvider).RunAsync(_stopping.Token)));
-            var listener = new ConnectionListener(sockets[i + 1], $"dns {bound[i / 2]}", ServeTcpAsync, _logger);
+            var listener = new ConnectionListener(sockets[i + 1], $"dns {bound[i / 2]}", ServeTcpAsync, _logger)
+            {
+                Admission = _tcpAdmission,
+                TimeProvider = _options.TimeProvider,
+            };
             _tcpListeners.Add(listener);
             listener.Start();
             DnsLog.Listening(_logger, bound[i / 2], _options.Tunnel.ToString());
