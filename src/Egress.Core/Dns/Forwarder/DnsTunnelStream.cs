@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
+using Egress.Connections;
 using Egress.Dns.Wire;
 using Egress.Sockets;
 using Egress.Tunnel;
@@ -222,7 +223,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
         catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException
             or ConnectionResetException or ConnectionAbortedException)
         {
-            DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), ex.Message);
+            DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), AcceptFailure.Message(ex));
             connection?.Dispose();
             return null;
         }
