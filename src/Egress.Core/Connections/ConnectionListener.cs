@@ -262,7 +262,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "{Listener}: connection handler failed")]
     private static partial void LogHandlerFailed(ILogger logger, Exception exception, string listener);
 
-    [LoggerMessage(EventId = 13, Level = LogLevel.Warning, Message = "{Listener}: shutdown deadline reached, aborting {Count} live connections")]
+    [LoggerMessage(EventId = 13, Level = LogLevel.Warning, Message = "{Listener}: shutdown deadline reached, aborting {Count} live connection(s)")]
     private static partial void LogAborting(ILogger logger, string listener, int count);
 
     [LoggerMessage(EventId = 14, Level = LogLevel.Error, Message = "{Listener}: {Count} connection handlers ignored the abort for {GraceMs} ms; stopping without them")]
