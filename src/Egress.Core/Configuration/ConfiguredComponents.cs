@@ -1,6 +1,7 @@
 using Egress.Policy;
 using Egress.Relay;
 using Egress.Tunnel;
+using Egress.Vsock;
 
 namespace Egress.Configuration;
 
@@ -103,8 +104,17 @@ public static class ConfiguredComponents
         var (key, value) = side == TunnelSide.Enclave
             ? ("tunnel.enclave_endpoint", configuration.Tunnel.EnclaveEndpoint)
             : ("tunnel.host_endpoint", configuration.Tunnel.HostEndpoint);
-        return TunnelEndpoint.TryParse(value, out var endpoint, out var error)
-            ? endpoint
-            : throw configuration.CreateException(key, error!);
+        if (!TunnelEndpoint.TryParse(value, out var endpoint, out var error))
+        {
+            throw configuration.CreateException(key, error);
+        }
+
+        if (side == TunnelSide.Enclave && endpoint.EndPoint is VsockEndPoint vsock && (vsock.Cid == VsockEndPoint.AnyCid || vsock.Port == VsockEndPoint.AnyPort))
+        {
+            // "any" is VMADDR_CID_ANY / VMADDR_PORT_ANY: an address to listen on, not one to dial.
+            throw configuration.CreateException(key, $"the enclave dials this endpoint, and \"any\" is only for listening (host_endpoint); write the parent's CID and port, e.g. \"vsock://3:4433\"");
+        }
+
+        return endpoint;
     }
 }

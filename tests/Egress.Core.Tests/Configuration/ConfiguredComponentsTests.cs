@@ -134,6 +134,18 @@ public sealed class ConfiguredComponentsTests
         Assert.That(error.Message, Does.StartWith($"{Source}:3:{key.Length + 4}: error: Invalid tunnel endpoint '{value}'"));
     }
 
+    [TestCase("vsock://any:4433")]
+    [TestCase("vsock://3:any")]
+    public void TheEnclaveCannotDialAnyAddressButTheHostMayListenOnIt(string value)
+    {
+        var configuration = EgressConfiguration.Parse($"[tunnel]\nenclave_endpoint = \"{value}\"\nhost_endpoint = \"{value}\"\n", Source);
+
+        var error = Assert.Throws<ConfigurationException>(() => configuration.GetTunnelEndpoint(TunnelSide.Enclave));
+
+        Assert.That(error!.Message, Does.StartWith($"{Source}:2:20: error: the enclave dials this endpoint, and \"any\" is only for listening (host_endpoint); write the parent's CID and port, e.g. \"vsock://3:4433\""));
+        Assert.That(configuration.GetTunnelEndpoint(TunnelSide.Host).ToString(), Is.EqualTo(value));
+    }
+
     [Test]
     public void OtherSidesInvalidEndpointIsNotReported()
     {
