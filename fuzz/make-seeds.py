@@ -70,13 +70,15 @@ write("dns-query", "underscore-srv", bytes.fromhex("2006" "0100" "00010000000000
 header = bytes.fromhex("3001" "8580" "0001" "0003" "00000000")
 question = b"\x01a\x04test\x00" + bytes.fromhex("00010001")
 cname_loop = (bytes.fromhex("c00c000500010000003c0004") + b"\x01b\xc0\x0e"
-              + bytes.fromhex("c02200050001000000" "3c0002") + bytes.fromhex("c00c")
+              + bytes.fromhex("c02400050001000000" "3c0002") + bytes.fromhex("c00c")
               + bytes.fromhex("c00c00010001000000" "3c0004c6120001"))
 write("dns-response", "cname-loop", header + question + cname_loop)
 unrelated = (bytes.fromhex("3002" "8580" "0001" "0002" "00000000") + question
              + bytes.fromhex("c00c00010001000000" "3c0004c6120001")
              + b"\x04evil\xc0\x0e" + bytes.fromhex("00010001000000" "3c0004c6120063"))
 write("dns-response", "unrelated-address", unrelated)
+write("dns-response", "count-beyond-end", bytes.fromhex("3004" "8580" "0001" "0002" "00000000") + question
+      + bytes.fromhex("c00c00010001000000" "3c0004c6120001"))
 write("dns-response", "truncated-tc", bytes.fromhex("3003" "8780" "0001" "0000" "00000000") + question)
 
 # --- dns-framing: length-prefixed streams ---------------------------------------------------------------------------
