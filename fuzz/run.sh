@@ -1,28 +1,30 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of one parser with afl-fuzz (afl++) and SharpFuzz. See docs/fuzzing.md.
 #
-#   fuzz/run.sh <target> [--minutes N] [--execs N] [--resume]
+#   fuzz/run.sh <target> [--minutes N] [--execs N] [--resume] [--save-queue]
 #
 # Targets: tunnel, dns-query, dns-response, dns-framing, config (tests/Egress.Core.Tests/Fuzzing/Targets).
 # Installs afl++ (apt, as root) and the sharpfuzz tool (fuzz/dotnet-tools.json) when missing, builds fuzz/Egress.Fuzz
 # into fuzz/out/<target>, instruments Egress.Core.dll (and Tomlyn.dll for config) and runs afl-fuzz on
 # fuzz/corpus/<target> (seeds and regressions/) until N minutes (default 10) or N executions have passed, whichever
-# comes first; --resume continues the previous run in fuzz/findings/<target>. Then it prints the figures: executions,
+# comes first; --resume continues the previous run in fuzz/findings/<target>; --save-queue copies the inputs afl-fuzz
+# found (new coverage) into fuzz/corpus/<target>/found/ for the corpus replay. Then it prints the figures: executions,
 # exec/s, edges found, corpus size, crashes and hangs (with the crash inputs, to be replayed without afl-fuzz by the
 # uninstrumented build, `dotnet run --project fuzz/Egress.Fuzz -c Release -- <target> FILE...`, and kept in
 # fuzz/corpus/<target>/regressions/ once fixed; the instrumented build in fuzz/out needs afl-fuzz's shared memory).
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { echo "usage: fuzz/run.sh <target> [--minutes N] [--execs N] [--resume]" >&2; exit 2; }
+usage() { echo "usage: fuzz/run.sh <target> [--minutes N] [--execs N] [--resume] [--save-queue]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 target=$1; shift
-minutes=10 execs=0 resume=0
+minutes=10 execs=0 resume=0 save_queue=0
 while [ $# -gt 0 ]; do
   case $1 in
     --minutes) minutes=$2; shift 2 ;;
     --execs) execs=$2; shift 2 ;;
     --resume) resume=1; shift ;;
+    --save-queue) save_queue=1; shift ;;
     *) usage ;;
   esac
 done
@@ -79,3 +81,13 @@ echo "coverage:    $(get edges_found) edges of $(get total_edges) map entries ($
 echo "corpus:      $(get corpus_count) inputs ($(get corpus_found) found), cycles $(get cycles_done)"
 echo "crashes:     $crashes   hangs: $hangs"
 find "$findings/default/crashes" "$findings/default/hangs" -type f -name 'id:*' 2>/dev/null | sed 's/^/  /'
+if [ "$save_queue" -eq 1 ]; then
+  mkdir -p "corpus/$target/found"
+  for f in "$findings"/default/queue/id:*; do
+    case $f in *orig:id:*) ;; *orig:*) continue ;; esac   # a seed, unless a resumed run renamed a found input
+    [ "$(stat -c %s "$f")" -le 4096 ] || continue               # the replay keeps small inputs only
+    id=$(basename "$f" | sed -E 's/^id:([0-9]+).*/\1/')
+    cp "$f" "corpus/$target/found/id-$id"
+  done
+  echo "saved:       $(find "corpus/$target/found" -type f | wc -l) inputs in fuzz/corpus/$target/found"
+fi

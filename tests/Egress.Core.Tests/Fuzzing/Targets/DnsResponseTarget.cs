@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Text;
 using Egress.Dns.Wire;
 using static Egress.Fuzzing.FuzzInvariantException;
 
@@ -59,11 +60,10 @@ internal static class DnsResponseTarget
     {
         Require(DnsHeader.TryRead(message, out DnsHeader header) && header.IsResponse && header.ResponseCode == 0, "addresses from a response that is not NOERROR");
 
-        // The names the addresses may belong to: the question name, then the target of each CNAME owned by the
-        // previous name. Gathered here independently of the extractor, from a plain walk over the answer section.
-        Span<char> text = stackalloc char[DnsMessage.MaxNameLength];
-        Require(DnsName.Decode(message, DnsHeader.Length, text, out int length, out int questionNameEnd) == DnsParseError.None, "question name unreadable");
-        var chain = new List<string> { new(text[..length]) };
+        // The names the addresses may belong to: the question name, then the target of the first CNAME owned by the
+        // previous name. Gathered here independently of the extractor, with a plain name reader (names compared
+        // ignoring ASCII case, as wire label bytes: a name on the chain need not have a text form).
+        var chain = new List<string> { NameKey(message, DnsHeader.Length, out int questionNameEnd)! };
         var answers = new List<DnsRecord>();
         int offset = questionNameEnd + 4;
         for (int i = 0; i < header.AnCount; i++)
@@ -77,8 +77,7 @@ internal static class DnsResponseTarget
             grown = false;
             foreach (DnsRecord record in answers)
             {
-                if (record.IsCname && NameAt(message, record.OwnerOffset) is { } owner
-                    && string.Equals(owner, chain[^1], StringComparison.OrdinalIgnoreCase) && NameAt(message, record.DataOffset) is { } target)
+                if (record.IsCname && NameKey(message, record.OwnerOffset, out _) == chain[^1] && NameKey(message, record.DataOffset, out _) is { } target)
                 {
                     chain.Add(target);
                     grown = true;
@@ -89,7 +88,7 @@ internal static class DnsResponseTarget
 
         foreach (DnsAddressRecord learned in records)
         {
-            Require(chain.Contains(learned.OwnerName, StringComparer.Ordinal), $"address {learned.Address} learned for '{learned.OwnerName}', not on the question's CNAME chain");
+            Require(chain.Contains(TextKey(learned.OwnerName)), $"address {learned.Address} learned for '{learned.OwnerName}', not on the question's CNAME chain");
             Require(learned.Address.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6, "not an IP address");
             Require(learned.Ttl >= TimeSpan.Zero && learned.Ttl <= TimeSpan.FromSeconds(uint.MaxValue), "TTL out of range");
             Require(answers.Any(record => record.IsAddress && record.Ttl >= learned.Ttl.TotalSeconds
@@ -97,9 +96,60 @@ internal static class DnsResponseTarget
         }
     }
 
-    private static string? NameAt(byte[] message, int offset)
+    /// <summary>The name at <paramref name="offset"/> as lower-cased uncompressed labels (one char per byte), or
+    /// null when it cannot be read; <paramref name="end"/> is where it ends in place.</summary>
+    private static string? NameKey(byte[] message, int offset, out int end)
     {
-        Span<char> text = stackalloc char[DnsMessage.MaxNameLength];
-        return DnsName.Decode(message, offset, text, out int length, out _) == DnsParseError.None ? new string(text[..length]) : null;
+        var key = new StringBuilder();
+        end = -1;
+        for (int hops = 0; hops < 256 && offset < message.Length;)
+        {
+            int length = message[offset];
+            if (length >= 0xC0)
+            {
+                if (offset + 1 >= message.Length)
+                {
+                    return null;
+                }
+
+                end = end < 0 ? offset + 2 : end;
+                offset = ((length & 0x3F) << 8) | message[offset + 1];
+                hops++;
+                continue;
+            }
+
+            if (length > 63 || offset + 1 + length > message.Length)
+            {
+                return null;
+            }
+
+            key.Append((char)length);
+            foreach (byte b in message.AsSpan(offset + 1, length))
+            {
+                key.Append((char)(b is >= (byte)'A' and <= (byte)'Z' ? b | 0x20 : b));
+            }
+
+            if (length == 0)
+            {
+                end = end < 0 ? offset + 1 : end;
+                return key.ToString();
+            }
+
+            offset += 1 + length;
+        }
+
+        return null;
+    }
+
+    /// <summary>A dotted name as <see cref="NameKey"/> spells it.</summary>
+    private static string TextKey(string name)
+    {
+        var key = new StringBuilder();
+        foreach (string label in name.Length == 0 ? [] : name.Split('.'))
+        {
+            key.Append((char)label.Length).Append(label.ToLowerInvariant());
+        }
+
+        return key.Append('\0').ToString();
     }
 }
