@@ -7,8 +7,9 @@ namespace Egress.Fuzzing;
 /// <summary>
 /// enclave.toml text (the bytes as UTF-8, invalid sequences replaced) through <see cref="EgressConfiguration.Parse"/>.
 /// The contract: a configuration, or a <see cref="ConfigurationException"/> located inside the text (line 0 only
-/// for a value the file does not set); nothing else escapes (not a Tomlyn exception, not an overflow). A
-/// configuration (and its policy digest, which parses every destination entry) read twice gives the same digest, and every location it records is inside the text.
+/// for a value the file does not set); nothing else escapes (not a Tomlyn exception, not an overflow). The policy
+/// digest (which parses every destination entry) is the same when the text is read twice, and every destination's
+/// recorded location is inside the text.
 /// </summary>
 internal static class ConfigurationTarget
 {
