@@ -59,8 +59,22 @@ internal sealed class ConfigurationReader
     {
         // Tomlyn does not list its diagnostics in source order (an unclosed array at the end of the file comes first);
         // the earliest one is the cause.
+        DocumentSyntax document;
+        try
+        {
+            document = SyntaxParser.Parse(text, sourceName, validate: true);
+        }
+        catch (ArgumentOutOfRangeException)
+        {
+            // Tomlyn 2.10 throws this instead of reporting a diagnostic when the text ends inside an escape sequence
+            // of a string ("\", "\u12", "\U" at the very end): it formats the end-of-file marker as a character
+            // (found by fuzzing, docs/fuzzing.md). The error is at the end of the text.
+            int line = text.Count(c => c == '\n');
+            throw new ConfigurationException(new SourceLocation(sourceName, line + 1, text.Length - text.LastIndexOf('\n')), null, "the file ends inside an escape sequence of a string");
+        }
+
         DiagnosticMessage? first = null;
-        foreach (DiagnosticMessage diagnostic in SyntaxParser.Parse(text, sourceName, validate: true).Diagnostics)
+        foreach (DiagnosticMessage diagnostic in document.Diagnostics)
         {
             if (diagnostic.Kind == DiagnosticMessageKind.Error && (first is null || diagnostic.Span.Offset < first.Span.Offset))
             {

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus in fuzz/corpus/<target>/ (run once; the seeds are kept in git).
+
+Seeds are small and meaningful: real tunnel headers (docs/tunnel-protocol.md), DNS queries and answers captured from
+dnsmasq 2.90 (tests/Egress.Core.Tests/Dns/Vectors), compression pointers, EDNS, truncated and pipelined frames, and
+real enclave.toml files (samples/, the README, the configuration tests). Crash inputs found later go to
+fuzz/corpus/<target>/regressions/ and are not written here.
+"""
+import pathlib
+import re
+import struct
+
+root = pathlib.Path(__file__).resolve().parent
+repo = root.parent
+corpus = root / "corpus"
+
+
+def write(target, name, data):
+    path = corpus / target / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data if isinstance(data, bytes) else data.encode())
+
+
+# --- tunnel: request and response headers (version 1) ---------------------------------------------------------------
+def tcp_request(family, address, port, hint=b""):
+    body = bytes([family]) + address + struct.pack(">H", port) + bytes([len(hint)]) + hint
+    return bytes([1, 1]) + struct.pack(">H", len(body)) + body
+
+
+def response(status, detail=b""):
+    return bytes([1, status, len(detail)]) + detail
+
+
+write("tunnel", "request-tcp4", tcp_request(4, bytes([198, 18, 0, 10]), 443))
+write("tunnel", "request-tcp4-hint", tcp_request(4, bytes([198, 18, 0, 10]), 443, b"api.example.com"))
+write("tunnel", "request-tcp6-hint-and-relay", tcp_request(6, bytes.fromhex("20010db8000000000000000000000011"), 8443, b"www.b.test") + b"GET / HTTP/1.1\r\n")
+write("tunnel", "request-dns", bytes([1, 2, 0, 0]))
+write("tunnel", "request-dns-and-query", bytes([1, 2, 0, 0, 0, 24]) + bytes.fromhex("100101000001000000000000016104746573740000010001"))
+write("tunnel", "request-bad-version", bytes([2]) + tcp_request(4, bytes([198, 18, 0, 10]), 443)[1:])
+write("tunnel", "request-oversize", bytes([1, 1, 0x01, 0x2d]))
+write("tunnel", "request-bad-hint", tcp_request(4, bytes([198, 18, 0, 10]), 443, b"a b"))
+write("tunnel", "response-ok", response(0))
+write("tunnel", "response-denied", response(1, b"198.18.0.99:443 is not in the allowlist"))
+write("tunnel", "response-refused-utf8", response(2, "connection refused by d\u00e9j\u00e0.test \u4e2d".encode()))
+write("tunnel", "response-failure-and-relay", response(8, b"upstream reset") + b"HTTP/1.1 200 OK\r\n")
+
+# --- DNS: dnsmasq captures ------------------------------------------------------------------------------------------
+vectors = (repo / "tests/Egress.Core.Tests/Dns/Vectors/DnsVectors.cs").read_text()
+captured = dict(re.findall(r'public const string (\w+) = "([0-9a-f]+)";', vectors))
+queries = {n: bytes.fromhex(v) for n, v in captured.items() if n.endswith("Query")}
+responses = {n: bytes.fromhex(v) for n, v in captured.items() if n.endswith("Response")}
+for name, data in queries.items():
+    write("dns-query", name, data)
+for name, data in responses.items():
+    write("dns-response", name, data)
+
+# Queries the forwarders answer locally: NOTIMP (opcode 2), FORMERR (two OPT records, pointer in the question),
+# BADVERS (EDNS version 1), an EDNS option (cookie), a response sent as a query.
+a_test = bytes.fromhex("016104746573740000010001")
+opt = bytes.fromhex("0000291000000000000000")
+write("dns-query", "opcode-status", bytes.fromhex("2001" "1000" "0001000000000000") + a_test)
+write("dns-query", "edns-two-opt", bytes.fromhex("2002" "0100" "0001000000000002") + a_test + opt + opt)
+write("dns-query", "edns-version-1", bytes.fromhex("2003" "0100" "0001000000000001") + a_test + bytes.fromhex("0000291000000100000000"))
+write("dns-query", "edns-cookie", bytes.fromhex("2004" "0100" "0001000000000001") + a_test + bytes.fromhex("000029100000008000000c000a00080123456789abcdef"))
+write("dns-query", "pointer-in-question", bytes.fromhex("2005" "0100" "0001000000000000" "c00c00010001"))
+write("dns-query", "underscore-srv", bytes.fromhex("2006" "0100" "0001000000000000") + b"\x05_http\x04_tcp\x01a\x04test\x00" + bytes.fromhex("00210001"))
+
+# Answers with compression pointers pointing into CNAME chains, a CNAME loop, an unrelated address record (must
+# not be learned), and a truncated (TC) answer.
+header = bytes.fromhex("3001" "8580" "0001" "0003" "00000000")
+question = b"\x01a\x04test\x00" + bytes.fromhex("00010001")
+cname_loop = (bytes.fromhex("c00c000500010000003c0004") + b"\x01b\xc0\x0e"
+              + bytes.fromhex("c02400050001000000" "3c0002") + bytes.fromhex("c00c")
+              + bytes.fromhex("c00c00010001000000" "3c0004c6120001"))
+write("dns-response", "cname-loop", header + question + cname_loop)
+unrelated = (bytes.fromhex("3002" "8580" "0001" "0002" "00000000") + question
+             + bytes.fromhex("c00c00010001000000" "3c0004c6120001")
+             + b"\x04evil\xc0\x0e" + bytes.fromhex("00010001000000" "3c0004c6120063"))
+write("dns-response", "unrelated-address", unrelated)
+write("dns-response", "count-beyond-end", bytes.fromhex("3004" "8580" "0001" "0002" "00000000") + question
+      + bytes.fromhex("c00c00010001000000" "3c0004c6120001"))
+write("dns-response", "truncated-tc", bytes.fromhex("3003" "8780" "0001" "0000" "00000000") + question)
+
+# --- dns-framing: length-prefixed streams ---------------------------------------------------------------------------
+def frame(message):
+    return struct.pack(">H", len(message)) + message
+
+
+q = queries["ATestAQuery"]
+r = responses["WwwBTestAResponse"]
+write("dns-framing", "one-query", frame(q))
+write("dns-framing", "pipelined-queries", frame(q) + frame(queries["ATestAEdnsQuery"]) + frame(queries["MixedCaseAaaaQuery"]))
+write("dns-framing", "answer-then-cut", frame(r) + frame(q)[:7])
+write("dns-framing", "prefix-only", struct.pack(">H", 300))
+write("dns-framing", "empty-frame", frame(q) + b"\x00\x00")
+write("dns-framing", "oversize-prefix", b"\xff\xff" + q)
+write("dns-framing", "over-512", frame(bytes(600)))
+
+# --- config: real enclave.toml files --------------------------------------------------------------------------------
+write("config", "samples-enclave.toml", (repo / "samples/enclave.toml").read_text())
+readme = (repo / "README.md").read_text()
+for i, block in enumerate(re.findall(r"```toml\n(.*?)```", readme, re.S)):
+    write("config", f"readme-{i}.toml", block)
+tests = (repo / "tests/Egress.Core.Tests/Configuration/EgressConfigurationTests.cs").read_text()
+for name in ("FullFile", "EvervaultFile"):
+    block = re.search(name + r' = """\n(.*?)\n\s*""";', tests, re.S).group(1)
+    write("config", f"tests-{name}.toml", "\n".join(line[8:] for line in block.split("\n")) + "\n")
+write("config", "empty.toml", "")
+write("config", "unknown-key.toml", "[egress]\nenabeld = true\n")
+write("config", "inline-tables.toml", 'healthcheck = { path = "/health", port = 3000 }\n[[listeners]]\nport = 1\n[egress]\ndestinations = ["a.test", "*.b.test", "10.0.0.0/8", "::1"]\n')
