@@ -161,8 +161,9 @@ public sealed class EgressPolicy
         return decision;
     }
 
-    /// <summary>The port of a check that has none (<see cref="CheckAddress"/>): every entry's ports allow it.</summary>
-    private const int AnyPort = 0;
+    /// <summary>The port of a check that has none (<see cref="CheckAddress"/>): every entry's ports allow it. Not 0,
+    /// which a (malformed) tunnel request can carry and which no entry's ports include.</summary>
+    private const int AnyPort = -1;
 
     private static bool Allows(DestinationRule rule, int port) => port == AnyPort || PortSet.Allows(rule.Ports, port);
 

@@ -555,6 +555,7 @@ public sealed class EgressPolicyTests
     [TestCase("*:443", "198.51.100.1", 25, "denied: port not allowed by \"*:443\"")]
     [TestCase("*:443", "10.0.0.1", 443, "denied: internal range private 10.0.0.0/8")]
     [TestCase("203.0.113.7", "203.0.113.7", 25, "allowed: static entry \"203.0.113.7\"")]
+    [TestCase("203.0.113.7:443", "203.0.113.7", 0, "denied: port not allowed by \"203.0.113.7:443\"")]
     public void StaticEntriesAllowOnlyTheirPorts(string entry, string address, int port, string expected)
     {
         PolicyDecision decision = Policy(entry).CheckDestination(new IPEndPoint(IPAddress.Parse(address), port));
