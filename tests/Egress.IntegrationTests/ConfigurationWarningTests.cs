@@ -32,4 +32,28 @@ public sealed class ConfigurationWarningTests
             File.Delete(path);
         }
     }
+
+    [TestCase("vsock://any:4433", 2, "the enclave dials this endpoint, and \"any\" is only for listening")]
+    [TestCase("unix:relative.sock", 2, "Invalid tunnel endpoint 'unix:relative.sock'")]
+    [TestCase("vsock://3:4433", 0, "tunnel:  vsock://3:4433 (tunnel.enclave_endpoint")]
+    public async Task CheckRejectsAnEnclaveEndpointThatRunWouldReject(string endpoint, int exitCode, string said)
+    {
+        // A new user's trial: check passed a file whose tunnel endpoint `run` then refused.
+        string path = Path.Combine(Path.GetTempPath(), $"egress-endpoint-{Guid.NewGuid():N}.toml");
+        await File.WriteAllTextAsync(path, $"[egress]\nenabled = true\ndestinations = [\"10.1.2.3\"]\n\n[tunnel]\nenclave_endpoint = \"{endpoint}\"\n");
+        try
+        {
+            var check = await Command.RunAsync(HostBinaries.Enclave("check", "10.1.2.3", "--config", path), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(check.ExitCode, Is.EqualTo(exitCode), check.ToString);
+                Assert.That(check.StandardOutput + check.StandardError, Does.Contain(said), check.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }

@@ -17,6 +17,9 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
         string port = target.Port is int p ? string.Create(CultureInfo.InvariantCulture, $", port {p}") : string.Empty;
         bool allowed;
         output.WriteLine($"policy:  {HostLog.Describe(configuration.GetPolicyDigest())}; egress-enclave and egress-host log it at start");
+
+        // The endpoint egress-enclave would dial: a file that `run` would reject is rejected here too.
+        output.WriteLine($"tunnel:  {configuration.GetTunnelEndpoint(TunnelSide.Enclave)} (tunnel.enclave_endpoint: where egress-enclave opens its streams)");
         if (target.Name is not null)
         {
             var decision = policy.CheckName(target.Name);
