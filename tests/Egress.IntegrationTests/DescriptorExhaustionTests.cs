@@ -110,7 +110,7 @@ public sealed class DescriptorExhaustionTests
     [Test]
     public async Task AnIdleRelayedConnectionHoldsTwoDescriptorsOnEachHost()
     {
-        const int Held = 100;
+        const int Held = 60; // well under the derived limit (about 100 at RLIMIT_NOFILE 384), whatever the host opens at start
         var enclave = topology!.Enclave;
         await Task.Delay(TimeSpan.FromSeconds(1));
         int enclaveBefore = Count(deployment!.Enclave);
