@@ -177,9 +177,13 @@ internal sealed class ConfigurationReader
             ports.Add(port);
         }
 
-        return ports.Count == 0
-            ? throw new ConfigurationException(arrayLocation, path, "an empty list would allow no port at all; remove the key to allow every port, or list the ports")
-            : PortSet.TryParse(string.Join(',', ports), out PortSet? set) is null ? set! : throw new ConfigurationException(arrayLocation, path, "invalid ports");
+        if (ports.Count == 0)
+        {
+            throw new ConfigurationException(arrayLocation, path, "an empty list would allow no port at all; remove the key to allow every port, or list the ports");
+        }
+
+        _ = PortSet.TryParse(string.Join(',', ports), out PortSet? set); // each item was checked above, with its location
+        return set!;
     }
 
     private NetfilterBackend ReadNetfilter(string path, SourceLocation keyLocation)

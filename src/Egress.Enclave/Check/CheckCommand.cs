@@ -14,7 +14,8 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
 {
     public int Run(CheckTarget target)
     {
-        string port = target.Port is int p ? string.Create(CultureInfo.InvariantCulture, $", port {p}") : string.Empty;
+        int? targetPort = target.Port;
+        string port = targetPort is int p ? string.Create(CultureInfo.InvariantCulture, $", port {p}") : string.Empty;
         bool allowed;
         output.WriteLine($"policy:  {HostLog.Describe(configuration.GetPolicyDigest())}; egress-enclave and egress-host log it at start");
 
@@ -29,15 +30,15 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             output.WriteLine(allowed
                 ? $"         the DNS forwarder forwards queries for this name to the parent and answers them unchanged"
                 : $"         the DNS forwarder answers NXDOMAIN at once (with Extended DNS Error 15, Blocked, when the query has EDNS); nothing is forwarded");
-            var onPort = target.Port is int p2 ? policy.CheckNamePort(target.Name, p2) : null;
+            var onPort = targetPort is int namePort ? policy.CheckNamePort(target.Name, namePort) : null;
             if (onPort is { PortAllowed: false } denied)
             {
                 allowed = false;
-                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"connect: denied on port {target.Port}: port not allowed by \"{denied.Entry}\" (the entry this name is allowed through)"));
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"connect: denied on port {targetPort}: port not allowed by \"{denied.Entry}\" (the entry this name is allowed through)"));
             }
             else
             {
-                string through = onPort is { } entry ? string.Create(CultureInfo.InvariantCulture, $" on port {target.Port} (entry \"{entry.Entry}\")") : string.Empty;
+                string through = onPort is { } entry ? string.Create(CultureInfo.InvariantCulture, $" on port {targetPort} (entry \"{entry.Entry}\")") : string.Empty;
                 output.WriteLine(allowed
                     ? $"connect: allowed{through} to the addresses answered for this name, for their TTL (at least {Seconds(configuration.Dns.TtlFloor)}) plus {Seconds(configuration.Dns.Grace)} grace; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"
                     : "connect: denied to any address learned for this name (none will be)");
@@ -45,7 +46,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
         }
         else
         {
-            var decision = target.Port is int p3 ? policy.CheckDestination(new System.Net.IPEndPoint(target.Address!, p3)) : policy.CheckAddress(target.Address!);
+            var decision = targetPort is int addressPort ? policy.CheckDestination(new System.Net.IPEndPoint(target.Address!, addressPort)) : policy.CheckAddress(target.Address!);
             allowed = decision.IsAllowed;
             output.WriteLine($"target:  address {target.Address}{port}");
             output.WriteLine($"connect: {decision}");
