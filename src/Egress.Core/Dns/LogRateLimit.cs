@@ -1,13 +1,20 @@
+using Microsoft.Extensions.Logging;
+
 namespace Egress.Dns;
 
 /// <summary>
 /// Lets one log line of a kind through per interval and counts the ones held back, so that a flood (of refused
 /// queries, of slow streams) cannot flood the log: the line that is let through says how many were held back since
-/// the previous one. Thread-safe; allocates nothing.
+/// the previous one. When a flood stops, no line comes to say so: when a full interval after the first line held back
+/// no line has been let through, a summary line (event 323) reports the count, so the log never under-counts a flood
+/// that ended, and a flood that goes on still logs one line an interval.
+/// Thread-safe; allocates only the summary's one-shot timer, at most once an interval.
 /// </summary>
-/// <param name="time">The clock.</param>
+/// <param name="time">The clock, also the summary's timer.</param>
 /// <param name="interval">The least time between two lines.</param>
-internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval)
+/// <param name="logger">Where the summary line goes; null: no summary (the count waits for the next line).</param>
+/// <param name="eventId">The event id of the rate-limited line, named in the summary.</param>
+internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval, ILogger? logger = null, int eventId = 0)
 {
     /// <summary>The interval of every rate-limited DNS line: one a second.</summary>
     public static readonly TimeSpan DefaultInterval = TimeSpan.FromSeconds(1);
@@ -23,12 +30,40 @@ internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval)
         long next = Volatile.Read(ref _next);
         if (now < next || Interlocked.CompareExchange(ref _next, now + _intervalTicks, next) != next)
         {
-            Interlocked.Increment(ref _suppressed);
+            if (Interlocked.Increment(ref _suppressed) == 1 && logger is not null)
+            {
+                ScheduleSummary();
+            }
+
             suppressed = 0;
             return false;
         }
 
         suppressed = Interlocked.Exchange(ref _suppressed, 0);
         return true;
+    }
+
+    /// <summary>Reports, one interval from now, the lines held back by then that no line let through has reported.</summary>
+    private void ScheduleSummary()
+    {
+        ITimer? timer = null;
+        timer = time.CreateTimer(
+            _ =>
+            {
+                timer?.Dispose();
+                if (time.GetTimestamp() < Volatile.Read(ref _next))
+                {
+                    return; // a line went through since this count began and reported it; a later count has its own timer
+                }
+
+                long heldBack = Interlocked.Exchange(ref _suppressed, 0);
+                if (heldBack > 0)
+                {
+                    DnsLog.HeldBack(logger!, heldBack, eventId, interval.TotalSeconds);
+                }
+            },
+            null,
+            interval,
+            Timeout.InfiniteTimeSpan);
     }
 }

@@ -35,7 +35,7 @@ internal sealed class TunnelStreamHandler(
 
     private readonly DnsStreamOptions _dnsStreams = DnsStreamLimits.StreamOptions(options.Relay.TimeProvider, options.Metrics);
 
-    private readonly LogRateLimit _dnsOverloadLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval);
+    private readonly LogRateLimit _dnsOverloadLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 321);
 
     private int _dnsStreamsOpen;
 

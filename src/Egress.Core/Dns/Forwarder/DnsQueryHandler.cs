@@ -18,7 +18,7 @@ namespace Egress.Dns.Forwarder;
 /// </summary>
 internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, DnsQueryAdmission admission, EgressMetrics? metrics, ILogger logger, TimeProvider time) : IDnsAnswerer
 {
-    private readonly LogRateLimit _overloadLines = new(time, LogRateLimit.DefaultInterval);
+    private readonly LogRateLimit _overloadLines = new(time, LogRateLimit.DefaultInterval, logger, 321);
 
     /// <summary>Gets the admission of forwarded queries.</summary>
     public DnsQueryAdmission Admission => admission;
@@ -46,7 +46,7 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, D
             return screened;
         }
 
-        if (!admission.TryEnter(clientInFlight, out string? refused))
+        if (!admission.TryEnter(clientInFlight, udp, out string? refused))
         {
             return DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, refused);
         }
