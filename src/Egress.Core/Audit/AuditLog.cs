@@ -1,3 +1,4 @@
+using Egress.Diagnostics;
 using System.Buffers;
 using System.Globalization;
 using System.Text.Json;
@@ -35,7 +36,7 @@ internal sealed class AuditLog : IAsyncDisposable
     private readonly Stream _output;
     private readonly ILogger _logger;
     private readonly Task _writer;
-    private readonly Dns.LogRateLimit _dropLines;
+    private readonly LogRateLimit _dropLines;
     private long _dropped;
 
     /// <param name="output">Where lines go; disposed with the log (unless it is standard output).</param>
@@ -47,7 +48,7 @@ internal sealed class AuditLog : IAsyncDisposable
         _output = output;
         Target = target;
         _logger = logger;
-        _dropLines = new Dns.LogRateLimit(time, Dns.LogRateLimit.DefaultInterval);
+        _dropLines = new LogRateLimit(time, LogRateLimit.DefaultInterval);
         _writer = Task.Run(WriteAsync);
     }
 

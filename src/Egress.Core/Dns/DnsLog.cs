@@ -72,9 +72,6 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 321, Level = LogLevel.Warning, Message = "DNS query not forwarded: {Reason}; answered SERVFAIL with an Extended DNS Error ({Suppressed} more since the last such line)")]
     public static partial void QueryOverloaded(ILogger logger, string reason, long suppressed);
 
-    [LoggerMessage(EventId = 323, Level = LogLevel.Warning, Message = "{HeldBack} more lines of event {EventId} were held back by its rate limit in the last {Seconds} s (the flood that caused them may have ended)")]
-    public static partial void HeldBack(ILogger logger, long heldBack, int eventId, double seconds);
-
     [LoggerMessage(EventId = 322, Level = LogLevel.Debug, Message = "dns stream {Index} idle for {Seconds} s; closed it (it reopens on the next query)")]
     public static partial void StreamIdleClosed(ILogger logger, int index, double seconds);
 }

@@ -1,3 +1,5 @@
+using Egress.Diagnostics;
+
 namespace Egress.Dns;
 
 /// <summary>

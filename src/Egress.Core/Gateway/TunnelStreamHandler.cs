@@ -1,3 +1,4 @@
+using Egress.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Egress.Connections;

@@ -1,12 +1,12 @@
 using Microsoft.Extensions.Logging;
 
-namespace Egress.Dns;
+namespace Egress.Diagnostics;
 
 /// <summary>
 /// Lets one log line of a kind through per interval and counts the ones held back, so that a flood (of refused
 /// queries, of slow streams) cannot flood the log: the line that is let through says how many were held back since
 /// the previous one. When a flood stops, no line comes to say so: when a full interval after the first line held back
-/// no line has been let through, a summary line (event 323) reports the count, so the log never under-counts a flood
+/// no line has been let through, a summary line (event 16) reports the count, so the log never under-counts a flood
 /// that ended, and a flood that goes on still logs one line an interval.
 /// Thread-safe; allocates only the summary's one-shot timer, at most once an interval.
 /// </summary>
@@ -16,7 +16,7 @@ namespace Egress.Dns;
 /// <param name="eventId">The event id of the rate-limited line, named in the summary.</param>
 internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval, ILogger? logger = null, int eventId = 0)
 {
-    /// <summary>The interval of every rate-limited DNS line: one a second.</summary>
+    /// <summary>The interval of every rate-limited line: one a second.</summary>
     public static readonly TimeSpan DefaultInterval = TimeSpan.FromSeconds(1);
 
     private readonly long _intervalTicks = (long)(interval.TotalSeconds * time.TimestampFrequency);
@@ -59,11 +59,18 @@ internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval, ILogger
                 long heldBack = Interlocked.Exchange(ref _suppressed, 0);
                 if (heldBack > 0)
                 {
-                    DnsLog.HeldBack(logger!, heldBack, eventId, interval.TotalSeconds);
+                    HeldBackLog.HeldBack(logger!, heldBack, eventId, interval.TotalSeconds);
                 }
             },
             null,
             interval,
             Timeout.InfiniteTimeSpan);
     }
+}
+
+/// <summary>The summary line of <see cref="LogRateLimit"/>.</summary>
+internal static partial class HeldBackLog
+{
+    [LoggerMessage(EventId = 16, Level = LogLevel.Warning, Message = "{HeldBack} more lines of event {EventId} were held back by its rate limit in the last {Seconds} s (the flood that caused them may have ended)")]
+    public static partial void HeldBack(ILogger logger, long heldBack, int eventId, double seconds);
 }
