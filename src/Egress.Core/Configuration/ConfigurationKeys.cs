@@ -15,6 +15,9 @@ internal static class ConfigurationKeys
     private const long MaxSeconds = int.MaxValue / 1000;
 
     public static readonly ConfigurationKey EgressEnabled = new("egress.enabled", ConfigurationValueKind.Boolean, false);
+    /// <summary><c>egress.mode</c>: <c>"enforce"</c> denies what the list does not allow; <c>"report"</c> allows it and logs a would-deny line.</summary>
+    public static readonly ConfigurationKey EgressModeKey = new("egress.mode", ConfigurationValueKind.Mode, Policy.EgressMode.Enforce);
+
     public static readonly ConfigurationKey EgressDestinations = new("egress.destinations", ConfigurationValueKind.Destinations, Array.Empty<string>());
 
     /// <summary><c>egress.ports</c> (Evervault's): the ports of every destination entry written without its own.</summary>
@@ -60,7 +63,7 @@ internal static class ConfigurationKeys
     /// <summary>Gets every key, in the order of <c>docs/configuration.md</c>.</summary>
     public static IReadOnlyList<ConfigurationKey> All { get; } =
     [
-        EgressEnabled, EgressDestinations, EgressPorts,
+        EgressEnabled, EgressModeKey, EgressDestinations, EgressPorts,
         TunnelEnclaveEndpoint, TunnelHostEndpoint, TunnelStatusTimeout,
         EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections, EnclaveFailoverAttempts,
         HostConnectTimeout, HostHeaderTimeout, HostDnsUpstreams, HostDnsTimeout, HostMetricsListen, HostMaxStreams,

@@ -138,6 +138,7 @@ internal sealed class ConfigurationReader
         ConfigurationValueKind.DnsUpstreams => ReadEndPoints(key.Path, keyLocation, listen: false),
         ConfigurationValueKind.ListenAddress => ReadEndPoint(key.Path, keyLocation),
         ConfigurationValueKind.Ports => ReadPorts(key.Path, keyLocation),
+        ConfigurationValueKind.Mode => ReadMode(key.Path, keyLocation),
         _ => ReadNetfilter(key.Path, keyLocation),
     };
 
@@ -184,6 +185,20 @@ internal sealed class ConfigurationReader
 
         _ = PortSet.TryParse(string.Join(',', ports), out PortSet? set); // each item was checked above, with its location
         return set!;
+    }
+
+    private EgressMode ReadMode(string path, SourceLocation keyLocation)
+    {
+        string value = ReadString(path, keyLocation);
+        return value switch
+        {
+            "enforce" => EgressMode.Enforce,
+            "report" => EgressMode.Report,
+            _ => throw new ConfigurationException(
+                locations[path],
+                path,
+                $"expected \"enforce\" (deny what the list does not allow) or \"report\" (allow it and log each would-deny), found \"{value}\""),
+        };
     }
 
     private NetfilterBackend ReadNetfilter(string path, SourceLocation keyLocation)
@@ -357,7 +372,7 @@ internal sealed class ConfigurationReader
         long idleTimeoutSeconds = Get<long>(ConfigurationKeys.RelayIdleTimeout);
         return new EgressConfiguration(
             sourceName,
-            new EgressSection(Get<bool>(ConfigurationKeys.EgressEnabled), Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.EgressDestinations, out object? entries) ? (DestinationEntry[])entries! : []), values.TryGetValue(ConfigurationKeys.EgressPorts, out object? ports) ? (PortSet?)ports : null),
+            new EgressSection(Get<bool>(ConfigurationKeys.EgressEnabled), Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.EgressDestinations, out object? entries) ? (DestinationEntry[])entries! : []), values.TryGetValue(ConfigurationKeys.EgressPorts, out object? ports) ? (PortSet?)ports : null, Get<EgressMode>(ConfigurationKeys.EgressModeKey)),
             new TunnelSection(Get<string>(ConfigurationKeys.TunnelEnclaveEndpoint), Get<string>(ConfigurationKeys.TunnelHostEndpoint), Duration(ConfigurationKeys.TunnelStatusTimeout)),
             new EnclaveSection(EndPoints(ConfigurationKeys.EnclaveProxyListen), EndPoints(ConfigurationKeys.EnclaveDnsListen), Duration(ConfigurationKeys.EnclaveDnsQueryTimeout), Get<NetfilterBackend>(ConfigurationKeys.EnclaveNetfilter), Count(ConfigurationKeys.EnclaveMaxConnections), Count(ConfigurationKeys.EnclaveFailoverAttempts)),
             new HostSection(

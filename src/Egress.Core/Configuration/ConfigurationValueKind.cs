@@ -29,4 +29,7 @@ internal enum ConfigurationValueKind
 
     /// <summary><c>"auto"</c>, <c>"nft"</c> or <c>"legacy"</c>.</summary>
     Netfilter,
+
+    /// <summary><c>"enforce"</c> or <c>"report"</c>.</summary>
+    Mode,
 }

@@ -26,6 +26,7 @@ public sealed class EgressMetrics
     private readonly Counter<long> _dnsQueries;
     private readonly Counter<long> _tunnelErrors;
     private readonly Counter<long> _failovers;
+    private readonly Counter<long> _wouldDeny;
     private readonly KeyValuePair<string, object?> _side;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/>.</summary>
@@ -56,6 +57,8 @@ public sealed class EgressMetrics
             "egress.tunnel.errors", "{error}", "Tunnel streams that failed, by kind.");
         _failovers = meter.CreateCounter<long>(
             "egress.connection.failovers", "{attempt}", "Other addresses of the same name tried after a destination refused, was unreachable or timed out.");
+        _wouldDeny = meter.CreateCounter<long>(
+            "egress.policy.would_deny", "{decision}", "Decisions egress.mode = \"report\" allowed that enforce would deny, by kind (connection, dns) and reason.");
         if (cache is not null)
         {
             meter.CreateObservableGauge(
@@ -115,6 +118,16 @@ public sealed class EgressMetrics
         if (_tunnelErrors.Enabled)
         {
             _tunnelErrors.Add(1, _side, new("egress.error", kind));
+        }
+    }
+
+    /// <summary>Counts a decision report mode allowed that enforce would deny (<paramref name="kind"/>: connection or
+    /// dns; <paramref name="reason"/>: the denial's <see cref="DecisionReason"/>, in snake_case).</summary>
+    internal void WouldDeny(string kind, DecisionReason reason)
+    {
+        if (_wouldDeny.Enabled)
+        {
+            _wouldDeny.Add(1, _side, new("egress.kind", kind), new("egress.reason", MetricTag.Of(reason)));
         }
     }
 

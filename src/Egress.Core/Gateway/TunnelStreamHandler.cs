@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Egress.Connections;
+using Egress.Diagnostics;
 using Egress.Dns;
 using Egress.Dns.Upstream;
 using Egress.Policy;
@@ -128,7 +129,7 @@ internal sealed class TunnelStreamHandler(
 
         var destination = request.Destination!;
         var decision = policy.CheckConnection(destination.Address, destination.Port, out AddressHold? hold);
-        if (!decision.IsAllowed && HintRelearner.MayRelearn(decision, request.HostHint))
+        if ((!decision.IsAllowed || decision.WouldDeny) && HintRelearner.MayRelearn(decision, request.HostHint))
         {
             // Not (or no longer) known here, e.g. after a restart of egress-host: resolve the hint ourselves.
             (decision, hold, string? why) = await _relearner.RelearnAsync(destination.Address, destination.Port, request.HostHint!, aborted).ConfigureAwait(false);
@@ -147,8 +148,10 @@ internal sealed class TunnelStreamHandler(
         {
             // Allowed by a name, "*" or a wide network, but it is this machine: its own services are not egress.
             hold?.Dispose();
-            decision = new PolicyDecision(false, DecisionReason.ParentAddress, parentInterface);
+            decision = policy.ParentAddressDenial(parentInterface!);
         }
+
+        WouldDenyLog.Connection(logger, options.Metrics, destination, request.HostHint, policy, decision);
 
         if (!decision.IsAllowed)
         {

@@ -26,6 +26,7 @@ public sealed class ConfigurationKeysTests
     private static readonly Dictionary<string, Func<object?>?> OptionsDefaults = new()
     {
         ["egress.enabled"] = null,
+        ["egress.mode"] = null,
         ["egress.destinations"] = null,
         ["egress.ports"] = null,
         ["tunnel.enclave_endpoint"] = null,
