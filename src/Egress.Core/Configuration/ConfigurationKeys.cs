@@ -49,6 +49,9 @@ internal static class ConfigurationKeys
     public static readonly ConfigurationKey HostMaxStreams = new("host.max_streams", ConfigurationValueKind.Integer, 0L, 0, int.MaxValue);
     public static readonly ConfigurationKey HostKeepAliveIdle = Seconds("host.keepalive_idle_seconds", 60, 0, MaxKeepAliveSeconds);
     public static readonly ConfigurationKey HostKeepAliveInterval = Seconds("host.keepalive_interval_seconds", 10, 1, MaxKeepAliveSeconds);
+    /// <summary><c>[[host.enclaves]]</c>: the policy file of each enclave CID; none: every CID gets this file's.</summary>
+    public static readonly ConfigurationKey HostEnclaves = new("host.enclaves", ConfigurationValueKind.Enclaves, Array.Empty<EnclaveMapping>());
+
     public static readonly ConfigurationKey HostKeepAliveProbes = new("host.keepalive_probes", ConfigurationValueKind.Integer, 6L, 1, 127);
 
     public static readonly ConfigurationKey DnsTtlFloor = Seconds("dns.ttl_floor_seconds", 30, 0, MaxSeconds);
@@ -67,7 +70,7 @@ internal static class ConfigurationKeys
         TunnelEnclaveEndpoint, TunnelHostEndpoint, TunnelStatusTimeout,
         EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections, EnclaveFailoverAttempts,
         HostConnectTimeout, HostHeaderTimeout, HostDnsUpstreams, HostDnsTimeout, HostMetricsListen, HostMaxStreams,
-        HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes,
+        HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes, HostEnclaves,
         DnsTtlFloor, DnsGrace, DnsCacheMaxEntries,
         RelayIdleTimeout, RelayShutdownDrain, RelaySplice,
     ];

@@ -32,4 +32,7 @@ internal enum ConfigurationValueKind
 
     /// <summary><c>"enforce"</c> or <c>"report"</c>.</summary>
     Mode,
+
+    /// <summary>An array of tables <c>{ cid = 16 | "any", config = "PATH" }</c> (<c>[[host.enclaves]]</c>).</summary>
+    Enclaves,
 }

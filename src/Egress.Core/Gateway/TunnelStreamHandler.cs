@@ -76,12 +76,23 @@ internal sealed class TunnelStreamHandler(
     /// <param name="streamSocket">The refused stream; the listener closes it afterwards.</param>
     /// <param name="reason">Why it was refused, naming the limit.</param>
     /// <param name="aborted">Cancelled when the stop aborts live streams.</param>
-    public async Task HandleRefusedAsync(Socket streamSocket, string reason, CancellationToken aborted)
+    public Task HandleRefusedAsync(Socket streamSocket, string reason, CancellationToken aborted) =>
+        AnswerRefusalAsync(streamSocket, reason, GatewayStreamResult.StreamLimitOf, aborted);
+
+    /// <summary>Answers a stream whose VSOCK peer no <c>[[host.enclaves]]</c> entry maps, as <see cref="HandleRefusedAsync"/>
+    /// answers one beyond a limit: its request is read, and the enclave gets the reason as a Failure status.</summary>
+    /// <param name="streamSocket">The refused stream; closed afterwards.</param>
+    /// <param name="reason">Why, naming the CID.</param>
+    /// <param name="aborted">Cancelled when the stop aborts live streams.</param>
+    public Task HandlePeerRefusedAsync(Socket streamSocket, string reason, CancellationToken aborted) =>
+        AnswerRefusalAsync(streamSocket, reason, GatewayStreamResult.PeerRefusedOf, aborted);
+
+    private async Task AnswerRefusalAsync(Socket streamSocket, string reason, Func<TunnelRequest, string, GatewayStreamResult> refusal, CancellationToken aborted)
     {
         try
         {
             var (read, request) = await ReadRequestAsync(streamSocket, aborted).ConfigureAwait(false);
-            await CompleteAsync(streamSocket, read ?? GatewayStreamResult.StreamLimitOf(request, reason), aborted).ConfigureAwait(false);
+            await CompleteAsync(streamSocket, read ?? refusal(request, reason), aborted).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
         {
@@ -224,7 +235,7 @@ internal sealed class TunnelStreamHandler(
             case StreamOutcome.BadRequest:
                 GatewayLog.BadRequest(logger, result.ReadResult, result.Status);
                 break;
-            case StreamOutcome.StreamLimit:
+            case StreamOutcome.StreamLimit or StreamOutcome.PeerRefused:
                 GatewayLog.StreamLimit(logger, request.Kind, request.Destination is { } to ? $" to {to}" : string.Empty, result.LimitReason!);
                 break;
             case StreamOutcome.UnsupportedKind:

@@ -84,6 +84,9 @@ public sealed class EgressPolicy
     /// <summary>Whether egress is enabled; when not, everything is denied.</summary>
     public bool IsEnabled { get; }
 
+    /// <summary>The cache of addresses learned from DNS answers this policy consults (its metrics observe it).</summary>
+    internal AllowlistCache Cache => _cache;
+
     /// <summary>Whether denials are enforced or only reported (<c>egress.mode</c>).</summary>
     public EgressMode Mode { get; }
 

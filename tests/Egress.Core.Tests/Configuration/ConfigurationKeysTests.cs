@@ -27,6 +27,7 @@ public sealed class ConfigurationKeysTests
     {
         ["egress.enabled"] = null,
         ["egress.mode"] = null,
+        ["host.enclaves"] = null,
         ["egress.destinations"] = null,
         ["egress.ports"] = null,
         ["tunnel.enclave_endpoint"] = null,
