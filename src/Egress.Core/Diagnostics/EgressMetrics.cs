@@ -178,7 +178,7 @@ public sealed class EgressMetrics
     }
 
     /// <summary>Counts a failed tunnel stream by kind (unavailable, connect_timeout, status_timeout, bad_response on the
-    /// enclave; header_timeout, bad_request, unsupported_kind, stream_limit, stream_failed on the parent).</summary>
+    /// enclave; header_timeout, bad_request, unsupported_kind, stream_limit, stream_failed, peer_refused on the parent).</summary>
     internal void TunnelError(string kind)
     {
         if (_tunnelErrors.Enabled)
