@@ -215,12 +215,8 @@ public sealed class EgressPolicy
             return null;
         }
 
-        foreach (LearnedName learned in _cache.NamesOf(address))
-        {
-            return learned.Name;
-        }
-
-        return null;
+        IReadOnlyList<LearnedName> names = _cache.NamesOf(address);
+        return names.Count > 0 ? names[0].Name : null;
     }
 
     /// <summary>The port of a check that has none (<see cref="CheckAddress"/>): every entry's ports allow it. Not 0,
@@ -326,9 +322,10 @@ public sealed class EgressPolicy
 
         // A learned address allows the ports of the entries its names were allowed through.
         string? denial = null;
-        foreach (LearnedName learned in _cache.NamesOf(address))
+        IReadOnlyList<LearnedName> names = _cache.NamesOf(address); // indexed: no enumerator is allocated
+        for (int i = 0; i < names.Count; i++)
         {
-            DestinationRule[]? rules = FindNameRules(learned.Name);
+            DestinationRule[]? rules = FindNameRules(names[i].Name);
             foreach (DestinationRule rule in rules ?? [])
             {
                 if (Allows(rule, port))
@@ -345,9 +342,10 @@ public sealed class EgressPolicy
 
     private bool LearnedFromAllowedName(IPAddress address)
     {
-        foreach (LearnedName learned in _cache.NamesOf(address))
+        IReadOnlyList<LearnedName> names = _cache.NamesOf(address); // indexed: no enumerator is allocated
+        for (int i = 0; i < names.Count; i++)
         {
-            if (FindNameRules(learned.Name) is not null)
+            if (FindNameRules(names[i].Name) is not null)
             {
                 return true;
             }

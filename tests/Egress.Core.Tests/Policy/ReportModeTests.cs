@@ -181,6 +181,45 @@ public sealed class ReportModeTests
     }
 
     [Test]
+    public void ReportModeChecksDoNotAllocate()
+    {
+        EgressPolicy policy = Policy(EgressMode.Report, "api.example.com:443", "198.51.100.1:443");
+        policy.Learn("api.example.com", IPAddress.Parse("203.0.113.8"), Ttl);
+        policy.Learn("app.unlisted.test", IPAddress.Parse("203.0.113.7"), Ttl);
+        IPEndPoint[] destinations =
+        [
+            new(IPAddress.Parse("203.0.113.8"), 443), new(IPAddress.Parse("203.0.113.7"), 443), new(IPAddress.Parse("203.0.113.9"), 443),
+            new(IPAddress.Parse("198.51.100.1"), 25), new(IPAddress.Parse("169.254.169.254"), 80),
+        ];
+        string[] names = ["api.example.com", "app.unlisted.test"];
+        int rounds = 0;
+        int wouldDeny = 0;
+
+        long allocated = Allocations.LeastPerRound(() =>
+        {
+            rounds++;
+            for (int i = 0; i < 50; i++)
+            {
+                foreach (IPEndPoint destination in destinations)
+                {
+                    wouldDeny += policy.CheckDestination(destination).WouldDeny ? 1 : 0;
+                }
+
+                foreach (string name in names)
+                {
+                    wouldDeny += policy.CheckName(name).WouldDeny ? 1 : 0;
+                }
+            }
+        });
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(allocated, Is.Zero);
+            Assert.That(wouldDeny, Is.EqualTo(rounds * 50 * 4), "unlisted name's address, never learned, port 25, unlisted name");
+        });
+    }
+
+    [Test]
     public void AWouldDenyIsLoggedAndCountedWithItsReason()
     {
         using var probe = new TelemetryProbe("enclave");
