@@ -1,7 +1,7 @@
+using Egress.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Egress.Connections;
-using Egress.Diagnostics;
 using Egress.Dns;
 using Egress.Dns.Upstream;
 using Egress.Policy;
