@@ -29,4 +29,10 @@ internal enum ConfigurationValueKind
 
     /// <summary><c>"auto"</c>, <c>"nft"</c> or <c>"legacy"</c>.</summary>
     Netfilter,
+
+    /// <summary><c>"enforce"</c> or <c>"report"</c>.</summary>
+    Mode,
+
+    /// <summary>An array of tables <c>{ cid = 16 | "any", config = "PATH" }</c> (<c>[[host.enclaves]]</c>).</summary>
+    Enclaves,
 }

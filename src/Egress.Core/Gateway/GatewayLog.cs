@@ -52,6 +52,9 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 214, Level = LogLevel.Warning, Message = "could not re-learn {Address} from hint {Hint}: {Why}")]
     public static partial void RelearnFailed(ILogger logger, IPAddress address, string hint, string why);
 
+    [LoggerMessage(EventId = 216, Level = LogLevel.Information, Message = "enclave {Enclave}: {Policy}")]
+    public static partial void EnclavePolicy(ILogger logger, string enclave, string policy);
+
     [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target}: {Reason}")]
     public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, string target, string reason);
 

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Egress.Diagnostics;
 using Egress.Interception;
 using Egress.Policy;
 using Egress.Relay;
@@ -67,6 +68,7 @@ internal sealed class ProxyConnectionHandler(
 
         var destination = original.Destination!;
         var decision = policy.CheckConnection(destination.Address, destination.Port, out AddressHold? hold);
+        WouldDenyLog.Connection(logger, options.Metrics, destination, name: null, policy, decision);
         if (!decision.IsAllowed)
         {
             return ProxyConnectionResult.Denied(destination, decision);
@@ -151,6 +153,8 @@ internal sealed class ProxyConnectionHandler(
             {
                 continue; // expired or evicted since the scan
             }
+
+            WouldDenyLog.Connection(logger, options.Metrics, candidate, name, policy, decision);
 
             ProxyLog.FailingOver(logger, previousDestination, previous.ParentStatus, candidate, name, attempt + 1, candidates.Count);
             options.Metrics?.Failover();
