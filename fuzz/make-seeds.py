@@ -36,7 +36,12 @@ write("tunnel", "request-tcp4-hint", tcp_request(4, bytes([198, 18, 0, 10]), 443
 write("tunnel", "request-tcp6-hint-and-relay", tcp_request(6, bytes.fromhex("20010db8000000000000000000000011"), 8443, b"www.b.test") + b"GET / HTTP/1.1\r\n")
 write("tunnel", "request-dns", bytes([1, 2, 0, 0]))
 write("tunnel", "request-dns-and-query", bytes([1, 2, 0, 0, 0, 24]) + bytes.fromhex("100101000001000000000000016104746573740000010001"))
-write("tunnel", "request-bad-version", bytes([2]) + tcp_request(4, bytes([198, 18, 0, 10]), 443)[1:])
+write("tunnel", "request-bad-version", bytes([3]) + tcp_request(4, bytes([198, 18, 0, 10]), 443)[1:])
+# version 2: the connection id leads the TCP body; the response echoes the version
+write("tunnel", "request-v2-tcp4-hint", bytes([2, 1]) + struct.pack(">H", 8 + 8 + 15) + bytes.fromhex("0123456789abcdef")
+      + tcp_request(4, bytes([198, 18, 0, 10]), 443, b"api.example.com")[4:])
+write("tunnel", "request-v2-dns", bytes([2, 2, 0, 0]))
+write("tunnel", "response-v2-ok-and-frames", bytes([2, 0, 0]) + bytes([0, 0, 0, 2]) + b"hi" + bytes([1, 0, 0, 1, 0]))
 write("tunnel", "request-oversize", bytes([1, 1, 0x01, 0x2d]))
 write("tunnel", "request-bad-hint", tcp_request(4, bytes([198, 18, 0, 10]), 443, b"a b"))
 write("tunnel", "response-ok", response(0))
