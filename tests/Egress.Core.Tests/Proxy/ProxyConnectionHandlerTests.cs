@@ -441,7 +441,10 @@ public sealed class ProxyConnectionHandlerTests
 
     private async Task<Socket> AcceptTunnelAsync() => await _parentListener.AcceptAsync().WaitAsync(HangGuard);
 
-    private ProxyConnectionHandler Handler(OriginalDestinationResult original, Func<CancellationToken, ValueTask<Socket>>? connect = null, EgressPolicy? policy = null, int failoverAttempts = 2)
+    /// <summary>A handler; version 1 unless asked (these tests' fake parents answer and relay raw bytes, as a v1 parent does).</summary>
+    private ProxyConnectionHandler Handler(
+        OriginalDestinationResult original, Func<CancellationToken, ValueTask<Socket>>? connect = null, EgressPolicy? policy = null, int failoverAttempts = 2,
+        byte version = TunnelCodec.Version)
     {
         var options = new EgressProxyOptions
         {
@@ -456,6 +459,6 @@ public sealed class ProxyConnectionHandlerTests
         {
             _tunnelsOpened++;
             return connect is null ? options.Tunnel.ConnectAsync(cancellationToken) : connect(cancellationToken);
-        });
+        }, version);
     }
 }
