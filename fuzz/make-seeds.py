@@ -45,6 +45,27 @@ write("tunnel", "response-v2-ok-and-frames", bytes([2, 0, 0]) + bytes([0, 0, 0, 
 write("tunnel", "request-oversize", bytes([1, 1, 0x01, 0x2d]))
 write("tunnel", "request-bad-hint", tcp_request(4, bytes([198, 18, 0, 10]), 443, b"a b"))
 write("tunnel", "response-ok", response(0))
+
+# --- tunnel-frames: one direction of a version 2 TCP stream after Ok -------------------------------------------------
+def data(payload):
+    return bytes([0]) + struct.pack(">I", len(payload))[1:] + payload
+
+
+def end(cause):
+    return bytes([1, 0, 0, 1, cause])
+
+
+write("tunnel-frames", "data-then-fin", data(b"GET / HTTP/1.1\r\n\r\n") + end(0))
+write("tunnel-frames", "data-then-rst", data(bytes(range(256)) * 4) + end(1))
+write("tunnel-frames", "every-cause", b"".join(data(bytes([c])) for c in range(6)) + end(5))
+write("tunnel-frames", "unknown-cause", data(b"x") + end(0x63))
+write("tunnel-frames", "no-end", data(b"truncated"))
+write("tunnel-frames", "inside-payload", bytes([0, 0, 0x10, 0]) + b"short")
+write("tunnel-frames", "huge-length", bytes([0, 0xFF, 0xFF, 0xFF]) + b"abc")
+write("tunnel-frames", "empty-data", bytes([0, 0, 0, 0]) + end(0))
+write("tunnel-frames", "unknown-type", bytes([2, 0, 0, 1, 0]))
+write("tunnel-frames", "end-bad-length", bytes([1, 0, 0, 2, 0, 0]))
+write("tunnel-frames", "bytes-after-end", end(0) + data(b"after"))
 write("tunnel", "response-denied", response(1, b"198.18.0.99:443 is not in the allowlist"))
 write("tunnel", "response-refused-utf8", response(2, "connection refused by d\u00e9j\u00e0.test \u4e2d".encode()))
 write("tunnel", "response-failure-and-relay", response(8, b"upstream reset") + b"HTTP/1.1 200 OK\r\n")
