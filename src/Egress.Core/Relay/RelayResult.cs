@@ -11,6 +11,12 @@ public sealed record RelayResult(long BytesAToB, long BytesBToA, RelayShutdownCa
     /// <summary>The END frames of a version 2 tunnel stream (null for an unframed relay): whether the stream ended clean.</summary>
     internal FramedStreamEnd? Framed { get; init; }
 
+    /// <summary>
+    /// Bytes the framed relay read from the tunnel after the END frame, in the same receive (empty almost always): the
+    /// start of whatever the stream carries next, so that a stream kept for another request loses nothing.
+    /// </summary>
+    internal ReadOnlyMemory<byte> TunnelAfterEnd { get; init; }
+
     /// <summary>The tunnel's connection id (version 2 streams; 0 otherwise), for the hosts' log lines.</summary>
     internal ulong ConnectionId { get; init; }
 }

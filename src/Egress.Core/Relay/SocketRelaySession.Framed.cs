@@ -31,6 +31,7 @@ internal sealed partial class SocketRelaySession
     private int _abortEnd = NoEnd;
     private int _finished;
     private ITimer? _drainTimer;
+    private ReadOnlyMemory<byte> _afterEnd;
 
     private Socket Tunnel => FramedSide == RelaySide.A ? _a : _b;
 
@@ -66,7 +67,7 @@ internal sealed partial class SocketRelaySession
         Volatile.Write(ref _finished, 1);
         Volatile.Read(ref _drainTimer)?.Dispose();
         RelayResult result = _monitor.Finish(aToB, bToA);
-        return result with { Framed = new FramedStreamEnd(EndOf(_sentEnd), EndOf(_receivedEnd)) };
+        return result with { Framed = new FramedStreamEnd(EndOf(_sentEnd), EndOf(_receivedEnd)), TunnelAfterEnd = _afterEnd };
     }
 
     private static TunnelEndCause? EndOf(int value) => value == NoEnd ? null : (TunnelEndCause)value;
@@ -360,6 +361,12 @@ internal sealed partial class SocketRelaySession
                     }
 
                     Volatile.Write(ref _receivedEnd, (int)frame.Cause);
+                    if (end > start)
+                    {
+                        // Read with the END frame: they belong to whatever the stream carries next, not to this relay.
+                        _afterEnd = buffer.AsMemory(start, end - start).ToArray();
+                    }
+
                     if (frame.Cause == TunnelEndCause.Fin)
                     {
                         if (!discard && !_monitor.IsAborted)

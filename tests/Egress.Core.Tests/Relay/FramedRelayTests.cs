@@ -47,6 +47,28 @@ public sealed class FramedRelayTests(bool splice)
         });
     }
 
+    [Test]
+    public async Task BytesAfterTheEndFrameAreKeptForTheStreamsNextUse()
+    {
+        using var chain = await FramedChain.ConnectAsync();
+        byte[] next = [0x02, 0x01, 0x00, 0x1F, 0xAA];
+
+        Task<RelayResult> relay = chain.RunAsync(Options);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atPeer = Frames.ReadUntilEndAsync(chain.Peer);
+        chain.App.Shutdown(SocketShutdown.Send);
+        await atPeer.WaitAsync(HangGuard);
+        await chain.Peer.SendAsync((byte[])[.. Frames.Data("hi"u8), .. Frames.End(TunnelEndCause.Fin), .. next]);
+        byte[] atApp = await SocketIo.ReadToEndAsync(chain.App).WaitAsync(HangGuard);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(atApp, Is.EqualTo("hi"u8.ToArray()), "nothing after END reaches the app");
+            Assert.That(result.Framed!.Value.IsClean, Is.True);
+            Assert.That(result.TunnelAfterEnd.ToArray(), Is.EqualTo(next), "read with the END frame and kept, not lost");
+        });
+    }
+
     [TestCase(true)]
     [TestCase(false)]
     public async Task HalfCloseIsHonouredInEitherOrder(bool appClosesFirst)
