@@ -36,10 +36,36 @@ write("tunnel", "request-tcp4-hint", tcp_request(4, bytes([198, 18, 0, 10]), 443
 write("tunnel", "request-tcp6-hint-and-relay", tcp_request(6, bytes.fromhex("20010db8000000000000000000000011"), 8443, b"www.b.test") + b"GET / HTTP/1.1\r\n")
 write("tunnel", "request-dns", bytes([1, 2, 0, 0]))
 write("tunnel", "request-dns-and-query", bytes([1, 2, 0, 0, 0, 24]) + bytes.fromhex("100101000001000000000000016104746573740000010001"))
-write("tunnel", "request-bad-version", bytes([2]) + tcp_request(4, bytes([198, 18, 0, 10]), 443)[1:])
+write("tunnel", "request-bad-version", bytes([3]) + tcp_request(4, bytes([198, 18, 0, 10]), 443)[1:])
+# version 2: the connection id leads the TCP body; the response echoes the version
+write("tunnel", "request-v2-tcp4-hint", bytes([2, 1]) + struct.pack(">H", 8 + 8 + 15) + bytes.fromhex("0123456789abcdef")
+      + tcp_request(4, bytes([198, 18, 0, 10]), 443, b"api.example.com")[4:])
+write("tunnel", "request-v2-dns", bytes([2, 2, 0, 0]))
+write("tunnel", "response-v2-ok-and-frames", bytes([2, 0, 0]) + bytes([0, 0, 0, 2]) + b"hi" + bytes([1, 0, 0, 1, 0]))
 write("tunnel", "request-oversize", bytes([1, 1, 0x01, 0x2d]))
 write("tunnel", "request-bad-hint", tcp_request(4, bytes([198, 18, 0, 10]), 443, b"a b"))
 write("tunnel", "response-ok", response(0))
+
+# --- tunnel-frames: one direction of a version 2 TCP stream after Ok -------------------------------------------------
+def data(payload):
+    return bytes([0]) + struct.pack(">I", len(payload))[1:] + payload
+
+
+def end(cause):
+    return bytes([1, 0, 0, 1, cause])
+
+
+write("tunnel-frames", "data-then-fin", data(b"GET / HTTP/1.1\r\n\r\n") + end(0))
+write("tunnel-frames", "data-then-rst", data(bytes(range(256)) * 4) + end(1))
+write("tunnel-frames", "every-cause", b"".join(data(bytes([c])) for c in range(6)) + end(5))
+write("tunnel-frames", "unknown-cause", data(b"x") + end(0x63))
+write("tunnel-frames", "no-end", data(b"truncated"))
+write("tunnel-frames", "inside-payload", bytes([0, 0, 0x10, 0]) + b"short")
+write("tunnel-frames", "huge-length", bytes([0, 0xFF, 0xFF, 0xFF]) + b"abc")
+write("tunnel-frames", "empty-data", bytes([0, 0, 0, 0]) + end(0))
+write("tunnel-frames", "unknown-type", bytes([2, 0, 0, 1, 0]))
+write("tunnel-frames", "end-bad-length", bytes([1, 0, 0, 2, 0, 0]))
+write("tunnel-frames", "bytes-after-end", end(0) + data(b"after"))
 write("tunnel", "response-denied", response(1, b"198.18.0.99:443 is not in the allowlist"))
 write("tunnel", "response-refused-utf8", response(2, "connection refused by d\u00e9j\u00e0.test \u4e2d".encode()))
 write("tunnel", "response-failure-and-relay", response(8, b"upstream reset") + b"HTTP/1.1 200 OK\r\n")

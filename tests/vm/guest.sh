@@ -94,6 +94,27 @@ world TCP-LISTEN:7002,fork,reuseaddr EXEC:"$W/banner.sh"
 world TCP-LISTEN:7003,fork,reuseaddr EXEC:"$W/after-eof.sh"
 world TCP-LISTEN:7004,fork,reuseaddr EXEC:"$W/sink.sh"
 world TCP-LISTEN:7005,fork,reuseaddr EXEC:"$W/source.sh"
+# 7006: HTTP 200 with a 64 KiB body and no length, then RST (SO_LINGER 0): a transfer cut short by the destination.
+cat > "$W/rst.py" <<'EOF'
+import socket, struct, time
+listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("::", 7006))
+listener.listen(8)
+while True:
+    c, _ = listener.accept()
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = c.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 65536)
+    time.sleep(0.3)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+EOF
+(exec ip netns exec wld /usr/bin/python3 "$W/rst.py" >>"$W/world.log" 2>&1) &
 ip netns exec wld dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces --listen-address=198.18.0.53 \
   --port=53 --user=root --pid-file="$W/dnsmasq.pid" --log-facility="$W/dnsmasq.log" --log-queries \
   --host-record=api.allowed.test,198.18.0.20 --host-record=denied.test,198.18.0.30 &
@@ -244,6 +265,16 @@ fi
 # --- case: half-close (the app sends, shuts down its write side, then reads a 4 MiB reply) --------------------------
 got=$(printf 'request' | in_enc socat -t 60 -T 60 - TCP:198.18.0.10:7003 2>/dev/null | sha256sum | cut -c1-64)
 [ "$got" = "$SHA4" ] && pass half-close "4 MiB reply after the app's EOF, sha256 equal" || fail half-close "reply sha256 $got, expected $SHA4"
+
+# --- case: the destination resets after a body without a length: over VSOCK too, the app sees the reset -------------
+# (tunnel v2: END(RST) from egress-host, RST to the app; with v1, curl exited 0 with a truncated body)
+in_enc curl -sS --max-time 20 -o /dev/null http://198.18.0.10:7006/ 2>"$W/rst.err"; rc=$?
+line=$(grep '198.18.0.10:7006 closed' "$W/enclave.log" | tail -n 1)
+if [ $rc -eq 56 ]; then
+  pass destination-rst-app-sees-reset "curl exit 56 ($(head -c 120 "$W/rst.err" | tr '\n' ' ')); enclave: ${line#*closed: }"
+else
+  fail destination-rst-app-sees-reset "curl exit $rc, expected 56 ($(head -c 120 "$W/rst.err" | tr '\n' ' ')); enclave: ${line#*closed: }"
+fi
 
 # --- case: a server that speaks first ---------------------------------------------------------------------------------
 got=$(in_enc /usr/bin/python3 - <<'EOF' 2>&1

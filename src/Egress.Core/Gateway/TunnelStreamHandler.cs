@@ -188,12 +188,17 @@ internal sealed class TunnelStreamHandler(
 
         using (upstream)
         {
-            await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
-            GatewayLog.Connected(logger, destination, GatewayLog.HintText(request.HostHint), decision);
+            await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok) { Version = request.Version }, aborted).ConfigureAwait(false);
+            GatewayLog.Connected(logger, destination, GatewayLog.HintText(request.HostHint), decision, TunnelConnectionId.LogSuffix(request.ConnectionId));
             Count(GatewayStreamResult.Relayed(request, decision, relay: null));
             options.Metrics?.RelayStarted();
-            var relay = await SocketRelay.RunAsync(tunnel, upstream, options.Relay, aborted).ConfigureAwait(false);
-            return GatewayStreamResult.Relayed(request, decision, relay);
+
+            // Version 1 streams keep the raw relay; version 2 frames the tunnel side (A), so the destination's RST,
+            // a relay error or this host stopping reaches the enclave as an END frame with its cause.
+            var relay = request.Version == TunnelCodec.Version2
+                ? await SocketRelay.RunFramedAsync(tunnel, upstream, RelaySide.A, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, options.Relay, aborted).ConfigureAwait(false)
+                : await SocketRelay.RunAsync(tunnel, upstream, options.Relay, aborted).ConfigureAwait(false);
+            return GatewayStreamResult.Relayed(request, decision, relay with { ConnectionId = request.ConnectionId });
         }
     }
 
@@ -203,7 +208,9 @@ internal sealed class TunnelStreamHandler(
         Record(result);
         if (result.Answer is { } answer)
         {
-            await TunnelHandshake.SendResponseAsync(tunnel, answer, aborted).ConfigureAwait(false);
+            // The request's version when one was read (the enclave reads the answer in the version it asked in), else 1.
+            byte version = result.Request.Version == TunnelCodec.Version2 ? TunnelCodec.Version2 : TunnelCodec.Version;
+            await TunnelHandshake.SendResponseAsync(tunnel, answer with { Version = version }, aborted).ConfigureAwait(false);
         }
     }
 
@@ -215,7 +222,9 @@ internal sealed class TunnelStreamHandler(
             case StreamOutcome.Relayed:
                 var relay = result.Relay!;
                 options.Metrics?.RelayEnded(relay.BytesAToB, relay.BytesBToA, relay.Duration, relay.FirstCause);
-                GatewayLog.Closed(logger, request.Destination!, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, relay.Duration.TotalMilliseconds);
+                GatewayLog.Closed(
+                    logger, request.Destination!, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, RelayEnds.LogText(relay), relay.Duration.TotalMilliseconds,
+                    TunnelConnectionId.LogSuffix(relay.ConnectionId));
                 if (relay.FirstCause == RelayShutdownCause.BReadError && keepAlive.Enabled
                     && relay.Error is SocketException { SocketErrorCode: SocketError.TimedOut } or IOException { InnerException: SocketException { SocketErrorCode: SocketError.TimedOut } })
                 {

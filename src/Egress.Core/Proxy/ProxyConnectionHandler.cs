@@ -24,12 +24,15 @@ namespace Egress.Proxy;
 /// <param name="connectTunnel">Opens a tunnel stream to the parent for the <see cref="TunnelClient"/>
 /// (<see cref="TunnelEndpoint.ConnectAsync"/> in production); it throws <see cref="SocketException"/> or
 /// <see cref="IOException"/> when the tunnel is unavailable.</param>
+/// <param name="tunnelVersion">The tunnel protocol version asked for: 2 (framed, falling back to 1 for a parent that
+/// speaks only 1), or 1 (raw; tests of a version 1 enclave).</param>
 internal sealed class ProxyConnectionHandler(
     EgressProxyOptions options,
     EgressPolicy policy,
     ILogger logger,
     Func<Socket, OriginalDestinationResult> originalDestination,
-    Func<CancellationToken, ValueTask<Socket>> connectTunnel)
+    Func<CancellationToken, ValueTask<Socket>> connectTunnel,
+    byte tunnelVersion = TunnelCodec.Version2)
 {
     private readonly TunnelClient _tunnel = new(options.Tunnel, options.StatusTimeout, options.Relay.TimeProvider, connectTunnel);
 
@@ -85,32 +88,35 @@ internal sealed class ProxyConnectionHandler(
     {
         client.NoDelay = true; // before the tunnel exists: nothing can leak if it throws
         string? hint = HostHintFor(decision);
-        var (tunnel, following, failure) = await OpenTunnelAsync(destination, hint, aborted).ConfigureAwait(false);
+        var (tunnel, failure) = await OpenTunnelAsync(destination, hint, aborted).ConfigureAwait(false);
         AddressHold? failoverHold = null;
         try
         {
             if (tunnel is null && hint is not null && CanFailOver(failure))
             {
-                (tunnel, following, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, failure, hint, aborted).ConfigureAwait(false);
+                (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, failure, hint, aborted).ConfigureAwait(false);
             }
 
-            if (tunnel is null)
+            if (tunnel?.Socket is not { } stream)
             {
                 return failure;
             }
 
-            Started(ProxyConnectionResult.Relayed(destination, decision, relay: null));
+            Started(ProxyConnectionResult.Relayed(destination, decision, relay: null), tunnel.ConnectionId);
             RelayResult relay;
             try
             {
-                relay = await SocketRelay.RunAsync(client, tunnel, ReadOnlyMemory<byte>.Empty, following, options.Relay, aborted).ConfigureAwait(false);
+                // Version 2: the tunnel side (B) is framed, so an abort on the far side reaches the application as RST.
+                relay = tunnel.Version == TunnelCodec.Version2
+                    ? await SocketRelay.RunFramedAsync(client, stream, RelaySide.B, ReadOnlyMemory<byte>.Empty, tunnel.ReceivedAfterStatus, options.Relay, aborted).ConfigureAwait(false)
+                    : await SocketRelay.RunAsync(client, stream, ReadOnlyMemory<byte>.Empty, tunnel.ReceivedAfterStatus, options.Relay, aborted).ConfigureAwait(false);
             }
             finally
             {
-                tunnel.Dispose();
+                stream.Dispose();
             }
 
-            return ProxyConnectionResult.Relayed(destination, decision, relay);
+            return ProxyConnectionResult.Relayed(destination, decision, relay with { ConnectionId = tunnel.ConnectionId });
         }
         finally
         {
@@ -133,14 +139,14 @@ internal sealed class ProxyConnectionHandler(
     /// <paramref name="failure"/> (the app's connection is reset for it), or the failure that ended the attempts when it
     /// was not the destination's (the tunnel, the parent, a stop).
     /// </summary>
-    private async Task<(Socket? Tunnel, ReadOnlyMemory<byte> Following, IPEndPoint Destination, PolicyDecision Decision, AddressHold? Hold, ProxyConnectionResult Failure)> FailOverAsync(
+    private async Task<(TunnelConnectResult? Tunnel, IPEndPoint Destination, PolicyDecision Decision, AddressHold? Hold, ProxyConnectionResult Failure)> FailOverAsync(
         IPEndPoint failed, PolicyDecision failedDecision, ProxyConnectionResult failure, string name, CancellationToken aborted)
     {
         var candidates = policy.OtherAddressesOf(name, failed.Address, options.FailoverAttempts);
         if (candidates.Count == 0)
         {
             ProxyLog.NoFailover(logger, failed, failure.ParentStatus, name);
-            return (null, default, failed, failedDecision, null, failure);
+            return (null, failed, failedDecision, null, failure);
         }
 
         ProxyConnectionResult previous = failure;
@@ -158,16 +164,16 @@ internal sealed class ProxyConnectionHandler(
 
             ProxyLog.FailingOver(logger, previousDestination, previous.ParentStatus, candidate, name, attempt + 1, candidates.Count);
             options.Metrics?.Failover();
-            var (tunnel, following, result) = await OpenTunnelAsync(candidate, HostHintFor(decision) ?? name, aborted).ConfigureAwait(false);
+            var (tunnel, result) = await OpenTunnelAsync(candidate, HostHintFor(decision) ?? name, aborted).ConfigureAwait(false);
             if (tunnel is not null)
             {
-                return (tunnel, following, candidate, decision, hold, default);
+                return (tunnel, candidate, decision, hold, default);
             }
 
             hold?.Dispose();
             if (!CanFailOver(result))
             {
-                return (null, default, candidate, decision, null, result); // not the destination's failure: said as it is
+                return (null, candidate, decision, null, result); // not the destination's failure: said as it is
             }
 
             previous = result;
@@ -175,14 +181,14 @@ internal sealed class ProxyConnectionHandler(
         }
 
         ProxyLog.FailoverExhausted(logger, failed, name, candidates.Count);
-        return (null, default, failed, failedDecision, null, failure);
+        return (null, failed, failedDecision, null, failure);
     }
 
     /// <summary>Logs and counts an allowed connection whose relay starts now (its decision is counted at once, not
     /// when an hour-long relay ends).</summary>
-    private void Started(ProxyConnectionResult allowed)
+    private void Started(ProxyConnectionResult allowed, ulong connectionId)
     {
-        ProxyLog.Allowed(logger, allowed.Destination!, allowed.Decision);
+        ProxyLog.Allowed(logger, allowed.Destination!, allowed.Decision, TunnelConnectionId.LogSuffix(connectionId));
         options.Metrics?.Connection(allowed.MetricOutcome, allowed.MetricReason);
         options.Metrics?.RelayStarted();
     }
@@ -196,7 +202,9 @@ internal sealed class ProxyConnectionHandler(
             case ConnectionOutcome.Relayed:
                 var relay = result.Relay!;
                 options.Metrics?.RelayEnded(relay.BytesAToB, relay.BytesBToA, relay.Duration, relay.FirstCause);
-                ProxyLog.Closed(logger, destination, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, relay.Duration.TotalMilliseconds);
+                ProxyLog.Closed(
+                    logger, destination, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, RelayEnds.LogText(relay), relay.Duration.TotalMilliseconds,
+                    TunnelConnectionId.LogSuffix(relay.ConnectionId));
                 break;
             case ConnectionOutcome.NotRedirected:
                 ProxyLog.NotRedirected(logger, client.RemoteEndPoint, result.RedirectStatus, result.Detail);
@@ -245,31 +253,46 @@ internal sealed class ProxyConnectionHandler(
     }
 
     /// <summary>
-    /// Opens the tunnel stream with the <see cref="TunnelClient"/> (request, then the parent's status); otherwise no
-    /// socket and the failure. The bytes that arrived after the status in the same receive are the destination's first
-    /// bytes, for the application.
+    /// Opens the tunnel stream with the <see cref="TunnelClient"/> (version 2 unless the parent speaks only version 1;
+    /// request, then the parent's status); otherwise no stream and the failure. The bytes that arrived after the status
+    /// in the same receive are the destination's first bytes (version 1) or the first frames (version 2).
     /// </summary>
-    private async Task<(Socket? Tunnel, ReadOnlyMemory<byte> Following, ProxyConnectionResult Failure)> OpenTunnelAsync(
+    private async Task<(TunnelConnectResult? Tunnel, ProxyConnectionResult Failure)> OpenTunnelAsync(
         IPEndPoint destination, string? hint, CancellationToken aborted)
     {
         TunnelConnectResult connected;
         try
         {
-            connected = await _tunnel.ConnectAsync(destination, hint, aborted).ConfigureAwait(false);
+            connected = tunnelVersion == TunnelCodec.Version2
+                ? await _tunnel.ConnectFramedAsync(destination, hint, aborted).ConfigureAwait(false)
+                : await _tunnel.ConnectAsync(destination, hint, aborted).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
-            return (null, default, ProxyConnectionResult.Failed(ConnectionOutcome.Stopping, destination));
+            return (null, ProxyConnectionResult.Failed(ConnectionOutcome.Stopping, destination));
+        }
+
+        switch (connected.VersionNews)
+        {
+            case TunnelVersionNews.Version1Only:
+                ProxyLog.ParentSpeaksVersion1Only(logger, options.Tunnel.ToString(), TunnelVersionProbe.ReprobeInterval.TotalSeconds);
+                break;
+            case TunnelVersionNews.StillVersion1Only:
+                ProxyLog.ParentStillVersion1Only(logger, options.Tunnel.ToString());
+                break;
+            case TunnelVersionNews.Version2Again:
+                ProxyLog.ParentSpeaksVersion2(logger, options.Tunnel.ToString());
+                break;
         }
 
         return connected.Error switch
         {
-            TunnelConnectError.None => (connected.Socket, connected.ReceivedAfterStatus, default),
-            TunnelConnectError.Refused => (null, default, ProxyConnectionResult.ParentRefused(destination, connected.Status!.Value, connected.Detail)),
-            TunnelConnectError.BadResponse => (null, default, ProxyConnectionResult.BadParentResponse(destination, connected.ReadResult)),
-            TunnelConnectError.StatusTimedOut => (null, default, ProxyConnectionResult.Failed(ConnectionOutcome.StatusTimeout, destination)),
-            TunnelConnectError.TunnelTimedOut => (null, default, ProxyConnectionResult.Failed(ConnectionOutcome.TunnelConnectTimeout, destination)),
-            _ => (null, default, ProxyConnectionResult.Failed(ConnectionOutcome.TunnelUnavailable, destination, connected.Detail)),
+            TunnelConnectError.None => (connected, default),
+            TunnelConnectError.Refused => (null, ProxyConnectionResult.ParentRefused(destination, connected.Status!.Value, connected.Detail)),
+            TunnelConnectError.BadResponse => (null, ProxyConnectionResult.BadParentResponse(destination, connected.ReadResult)),
+            TunnelConnectError.StatusTimedOut => (null, ProxyConnectionResult.Failed(ConnectionOutcome.StatusTimeout, destination)),
+            TunnelConnectError.TunnelTimedOut => (null, ProxyConnectionResult.Failed(ConnectionOutcome.TunnelConnectTimeout, destination)),
+            _ => (null, ProxyConnectionResult.Failed(ConnectionOutcome.TunnelUnavailable, destination, connected.Detail)),
         };
     }
 }

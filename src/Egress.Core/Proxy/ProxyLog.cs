@@ -22,8 +22,8 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 104, Level = LogLevel.Warning, Message = "connection to {Destination} {Decision}")]
     public static partial void Denied(ILogger logger, IPEndPoint destination, PolicyDecision decision);
 
-    [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "connection to {Destination} {Decision}")]
-    public static partial void Allowed(ILogger logger, IPEndPoint destination, PolicyDecision decision);
+    [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "connection to {Destination} {Decision}{Connection}")]
+    public static partial void Allowed(ILogger logger, IPEndPoint destination, PolicyDecision decision, string connection);
 
     [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "connection to {Destination} failed: parent answered {Status}: {Detail}")]
     public static partial void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail);
@@ -43,8 +43,17 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 112, Level = LogLevel.Information, Message = "connection to {Destination} not carried: stopping")]
     public static partial void Stopping(ILogger logger, IPEndPoint destination);
 
-    [LoggerMessage(EventId = 110, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}, {DurationMs:F0} ms")]
-    public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, double durationMs);
+    [LoggerMessage(EventId = 110, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}{Ends}, {DurationMs:F0} ms{Connection}")]
+    public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, string ends, double durationMs, string connection);
+
+    [LoggerMessage(EventId = 116, Level = LogLevel.Warning, Message = "the parent at {Tunnel} speaks only tunnel protocol v1 (an egress-host from before v2): connections go on in v1, where a reset or abort on the parent's side (destination RST, parent stopping) cannot be signalled, so applications may see a cut-short transfer as a clean end; upgrade egress-host. Asking for v2 again every {ReprobeSeconds} s")]
+    public static partial void ParentSpeaksVersion1Only(ILogger logger, string tunnel, double reprobeSeconds);
+
+    [LoggerMessage(EventId = 117, Level = LogLevel.Debug, Message = "the parent at {Tunnel} still speaks only tunnel protocol v1")]
+    public static partial void ParentStillVersion1Only(ILogger logger, string tunnel);
+
+    [LoggerMessage(EventId = 118, Level = LogLevel.Information, Message = "the parent at {Tunnel} speaks tunnel protocol v2 again")]
+    public static partial void ParentSpeaksVersion2(ILogger logger, string tunnel);
 
     [LoggerMessage(EventId = 113, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}; failing over to {Alternative}, also learned from {Name} (attempt {Attempt} of {Attempts})")]
     public static partial void FailingOver(ILogger logger, IPEndPoint destination, TunnelStatus status, IPEndPoint alternative, string name, int attempt, int attempts);

@@ -6,4 +6,17 @@ namespace Egress.Relay;
 /// <param name="FirstCause">The first terminal event; <see cref="RelayShutdownCause.BothCompleted"/> when both sides ended cleanly.</param>
 /// <param name="Error">The first read or write exception seen, even if it was not the first cause; <see langword="null"/> when none occurred.</param>
 /// <param name="Duration">Time from the start of the relay until both directions finished.</param>
-public sealed record RelayResult(long BytesAToB, long BytesBToA, RelayShutdownCause FirstCause, Exception? Error, TimeSpan Duration);
+public sealed record RelayResult(long BytesAToB, long BytesBToA, RelayShutdownCause FirstCause, Exception? Error, TimeSpan Duration)
+{
+    /// <summary>The END frames of a version 2 tunnel stream (null for an unframed relay): whether the stream ended clean.</summary>
+    internal FramedStreamEnd? Framed { get; init; }
+
+    /// <summary>
+    /// Bytes the framed relay read from the tunnel after the END frame, in the same receive (empty almost always): the
+    /// start of whatever the stream carries next, so that a stream kept for another request loses nothing.
+    /// </summary>
+    internal ReadOnlyMemory<byte> TunnelAfterEnd { get; init; }
+
+    /// <summary>The tunnel's connection id (version 2 streams; 0 otherwise), for the hosts' log lines.</summary>
+    internal ulong ConnectionId { get; init; }
+}

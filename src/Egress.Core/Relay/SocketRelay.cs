@@ -50,4 +50,28 @@ public static class SocketRelay
         ArgumentNullException.ThrowIfNull(options);
         return new SocketRelaySession(a, b, options).RunAsync(readFromA, readFromB, cancellationToken);
     }
+
+    /// <summary>
+    /// The relay of a version 2 tunnel stream: side <paramref name="framed"/> is the tunnel, which carries DATA frames
+    /// and one END frame per direction (docs/tunnel-protocol.md); the other side is the plain socket (application or
+    /// destination). An END(FIN) half-closes the plain socket, any other END cause, or a tunnel that ends without END,
+    /// resets it; a plain socket's reset or error is sent as END(RST) or END(Error). The result's
+    /// <see cref="RelayResult.Framed"/> says whether both directions ended with FIN.
+    /// </summary>
+    /// <param name="a">Side A.</param>
+    /// <param name="b">Side B.</param>
+    /// <param name="framed">Which side is the tunnel.</param>
+    /// <param name="readFromA">Bytes already read from <paramref name="a"/> (frames if it is the tunnel).</param>
+    /// <param name="readFromB">Bytes already read from <paramref name="b"/> (frames if it is the tunnel).</param>
+    /// <param name="options">Idle timeout, clock, splicing.</param>
+    /// <param name="cancellationToken">Aborts the relay (END(Stopping)) with <see cref="RelayShutdownCause.Cancelled"/>.</param>
+    /// <returns>Payload byte counts, the first cause, the duration and the END frames.</returns>
+    internal static Task<RelayResult> RunFramedAsync(
+        Socket a, Socket b, RelaySide framed, ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, RelayOptions options, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        ArgumentNullException.ThrowIfNull(options);
+        return new SocketRelaySession(a, b, framed, options).RunAsync(readFromA, readFromB, cancellationToken);
+    }
 }

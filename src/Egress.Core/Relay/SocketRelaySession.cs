@@ -6,7 +6,9 @@ namespace Egress.Relay;
 /// <summary>
 /// One running <see cref="SocketRelay"/>: two direction loops and their <see cref="RelayMonitor"/>. A direction moves
 /// bytes with splice(2) through a kernel pipe (<see cref="RelayOptions.UseSplice"/>, on Linux) or copies them through a
-/// pooled buffer.
+/// pooled buffer. For a version 2 tunnel stream one side is <em>framed</em> (<see cref="FramedSide"/>): bytes from the
+/// other side go to it as DATA frames and its DATA frames go to the other side, and each direction ends with an END
+/// frame carrying its cause (SocketRelaySession.Framed.cs).
 /// </summary>
 internal sealed partial class SocketRelaySession
 {
@@ -15,9 +17,16 @@ internal sealed partial class SocketRelaySession
     private readonly RelayMonitor _monitor;
     private readonly bool _splice;
     private readonly Func<SplicePipe?> _rentPipe;
+    private readonly TimeProvider _time;
 
     public SocketRelaySession(Socket a, Socket b, RelayOptions options)
         : this(a, b, options, SplicePipe.TryRent)
+    {
+    }
+
+    /// <summary>A relay whose side <paramref name="framed"/> is a version 2 tunnel stream.</summary>
+    public SocketRelaySession(Socket a, Socket b, RelaySide framed, RelayOptions options)
+        : this(a, b, options, SplicePipe.TryRent, framed)
     {
     }
 
@@ -25,14 +34,20 @@ internal sealed partial class SocketRelaySession
     /// <param name="b">The other side.</param>
     /// <param name="options">Idle timeout, clock, splicing.</param>
     /// <param name="rentPipe">Where a splicing direction gets its pipe; null means none can be had (it copies instead).</param>
-    internal SocketRelaySession(Socket a, Socket b, RelayOptions options, Func<SplicePipe?> rentPipe)
+    /// <param name="framed">The side that is a version 2 tunnel stream; null: neither (raw bytes both ways).</param>
+    internal SocketRelaySession(Socket a, Socket b, RelayOptions options, Func<SplicePipe?> rentPipe, RelaySide? framed = null)
     {
         _a = a;
         _b = b;
-        _monitor = new RelayMonitor(options, ResetBoth);
+        FramedSide = framed;
+        _monitor = new RelayMonitor(options, framed is null ? ResetBoth : AbortFramed);
         _splice = options.UseSplice && OperatingSystem.IsLinux();
         _rentPipe = rentPipe;
+        _time = options.TimeProvider;
     }
+
+    /// <summary>The side that carries version 2 frames, or null for a raw relay.</summary>
+    internal RelaySide? FramedSide { get; }
 
     /// <summary>Bytes that went socket to socket through a kernel pipe, A to B and B to A (the rest was copied).</summary>
     internal long SplicedAToB { get; private set; }
@@ -44,6 +59,11 @@ internal sealed partial class SocketRelaySession
     {
         _monitor.Start(cancellationToken);
         bool splice = _splice && CanSplice();
+        if (FramedSide is { } framed)
+        {
+            return await RunFramedAsync(framed, readFromA, readFromB, splice).ConfigureAwait(false);
+        }
+
         Task<long> forward = splice ? SpliceAsync(_a, _b, readFromA, fromA: true) : CopyAsync(_a, _b, readFromA, fromA: true);
         Task<long> backward = splice ? SpliceAsync(_b, _a, readFromB, fromA: false) : CopyAsync(_b, _a, readFromB, fromA: false);
         long aToB = await forward.ConfigureAwait(false); // the direction loops never throw

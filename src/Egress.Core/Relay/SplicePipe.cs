@@ -126,12 +126,19 @@ internal sealed class SplicePipe : IDisposable
     /// <returns>Bytes moved; 0 at end of stream; <see cref="WouldBlock"/> or <see cref="Unsupported"/>.</returns>
     /// <exception cref="SocketException">The receive failed (e.g. the peer reset the connection).</exception>
     /// <exception cref="ObjectDisposedException">The socket was closed (the relay was aborted).</exception>
-    public int FillFrom(SafeSocketHandle source)
+    public int FillFrom(SafeSocketHandle source) => FillFrom(source, Capacity);
+
+    /// <summary>Moves at most <paramref name="limit"/> bytes (and at most the pipe's free room) from <paramref name="source"/> into the pipe.</summary>
+    /// <returns>Bytes moved; 0 at end of stream; <see cref="WouldBlock"/> or <see cref="Unsupported"/>.</returns>
+    /// <exception cref="SocketException">The receive failed (e.g. the peer reset the connection).</exception>
+    /// <exception cref="ObjectDisposedException">The socket was closed (the relay was aborted).</exception>
+    public int FillFrom(SafeSocketHandle source, int limit)
     {
         nint moved;
+        int length = Math.Min(limit, Capacity - Buffered);
         do
         {
-            moved = SpliceNative.Splice(source, 0, _write, 0, (nuint)(Capacity - Buffered), SpliceNative.Move | SpliceNative.NonBlock);
+            moved = SpliceNative.Splice(source, 0, _write, 0, (nuint)length, SpliceNative.Move | SpliceNative.NonBlock);
         }
         while (moved < 0 && Marshal.GetLastPInvokeError() == SpliceNative.Interrupted);
 

@@ -8,7 +8,8 @@ namespace Egress.Tunnel;
 /// The enclave side of the tunnel as a library call: opens a tunnel stream to the parent (egress-host or a
 /// <see cref="Gateway.TunnelGateway"/>), asks it to dial a TCP destination and waits for its status. On success the
 /// caller gets a connected socket that now carries the destination's bytes, exactly what egress-enclave's proxy relays
-/// for a redirected application. The wire format is docs/tunnel-protocol.md (version 1).
+/// for a redirected application. The wire format is docs/tunnel-protocol.md: this public API speaks version 1 (raw
+/// bytes after the status); egress-enclave's proxy uses version 2 (framed, internal <see cref="ConnectFramedAsync"/>).
 /// </summary>
 /// <remarks>
 /// Thread-safe: one client can open any number of streams concurrently; each stream is independent. Failures are
@@ -18,6 +19,7 @@ public sealed class TunnelClient
 {
     private readonly TimeProvider _timeProvider;
     private readonly Func<CancellationToken, ValueTask<Socket>> _connect;
+    private readonly TunnelVersionProbe _versions;
 
     /// <summary>Creates a client for the parent at <paramref name="parent"/>.</summary>
     /// <param name="parent">Where the parent accepts tunnel streams, e.g. <c>vsock://3:4433</c>.</param>
@@ -43,6 +45,7 @@ public sealed class TunnelClient
         StatusTimeout = timeout;
         _timeProvider = timeProvider ?? TimeProvider.System;
         _connect = connect ?? parent.ConnectAsync;
+        _versions = new TunnelVersionProbe(_timeProvider);
     }
 
     /// <summary>Gets where tunnel streams are opened.</summary>
@@ -81,7 +84,42 @@ public sealed class TunnelClient
             throw new ArgumentException("a host hint is at most 253 bytes of ASCII letters, digits, '-', '.' and '_'", nameof(hostName));
         }
 
+        return await ConnectRequestAsync(TunnelRequest.ForTcp(destination, hostName), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Like <see cref="ConnectAsync(IPEndPoint, string?, CancellationToken)"/> but in version 2 (framed stream, END frames,
+    /// a new connection id) unless the parent speaks only version 1: a parent that answers a version 2 request with
+    /// UnsupportedVersion is asked again in version 1, and for <see cref="TunnelVersionProbe.ReprobeInterval"/> after that
+    /// every stream is version 1. The result's <see cref="TunnelConnectResult.Version"/> says which the stream speaks and
+    /// <see cref="TunnelConnectResult.VersionNews"/> what this connect learned about the parent (for the caller's log).
+    /// </summary>
+    /// <param name="destination">The TCP destination (IPv4 or IPv6, port 1-65535).</param>
+    /// <param name="hostName">The host hint, as for the public overload; already validated by the caller.</param>
+    /// <param name="cancellationToken">Cancels the attempt; the stream is closed.</param>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    internal async Task<TunnelConnectResult> ConnectFramedAsync(IPEndPoint destination, string? hostName, CancellationToken cancellationToken)
+    {
         var request = TunnelRequest.ForTcp(destination, hostName);
+        if (_versions.NextVersion == TunnelCodec.Version)
+        {
+            return await ConnectRequestAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+
+        var framed = await ConnectRequestAsync(request.AsVersion2(TunnelConnectionId.New()), cancellationToken).ConfigureAwait(false);
+        if (framed is { Error: TunnelConnectError.Refused, Status: TunnelStatus.UnsupportedVersion, ResponseVersion: TunnelCodec.Version })
+        {
+            // An egress-host from before version 2: it answered in version 1 and closed the stream.
+            TunnelVersionNews news = _versions.RefusedVersion2();
+            var plain = await ConnectRequestAsync(request, cancellationToken).ConfigureAwait(false);
+            return plain.With(news);
+        }
+
+        return framed.Error == TunnelConnectError.None ? framed.With(_versions.AcceptedVersion2()) : framed;
+    }
+
+    private async Task<TunnelConnectResult> ConnectRequestAsync(TunnelRequest request, CancellationToken cancellationToken)
+    {
         using var timeout = new CancellationTokenSource(StatusTimeout, _timeProvider);
         using var linked = cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout);
         Socket socket;
@@ -102,15 +140,25 @@ public sealed class TunnelClient
         try
         {
             var (result, response, following) = await TunnelHandshake.RequestAsync(socket, request, timeout.Token).ConfigureAwait(false);
+            if (result == TunnelReadResult.Complete && response.Status == TunnelStatus.Ok && response.Version != request.Version)
+            {
+                // Ok must echo the request's version: the payload that follows is in that version.
+                result = TunnelReadResult.UnsupportedVersion;
+            }
+
             if (result == TunnelReadResult.Complete && response.Status == TunnelStatus.Ok)
             {
                 var connected = socket;
                 socket = null!;
-                return new TunnelConnectResult(TunnelConnectError.None, TunnelStatus.Ok, response.Detail, connected, following);
+                return new TunnelConnectResult(TunnelConnectError.None, TunnelStatus.Ok, response.Detail, connected, following)
+                {
+                    Version = request.Version,
+                    ConnectionId = request.ConnectionId,
+                };
             }
 
             return result == TunnelReadResult.Complete
-                ? new TunnelConnectResult(TunnelConnectError.Refused, response.Status, response.Detail, null, default)
+                ? new TunnelConnectResult(TunnelConnectError.Refused, response.Status, response.Detail, null, default) { ResponseVersion = response.Version }
                 : new TunnelConnectResult(TunnelConnectError.BadResponse, null, result.ToString(), null, default) { ReadResult = result };
         }
         catch (OperationCanceledException)

@@ -7,14 +7,21 @@ using System.Text.Unicode;
 namespace Egress.Tunnel;
 
 /// <summary>
-/// Reads and writes the headers of tunnel protocol v1 (see docs/tunnel-protocol.md). The enclave writes requests
-/// and reads responses; the parent reads requests and writes responses. Readers return a
-/// <see cref="TunnelReadResult"/> instead of throwing on malformed input.
+/// Reads and writes the headers of tunnel protocol v1 and v2 (see docs/tunnel-protocol.md). The enclave writes
+/// requests and reads responses; the parent reads requests and writes responses. Readers return a
+/// <see cref="TunnelReadResult"/> instead of throwing on malformed input. The v2 payload frames are
+/// <see cref="TunnelFrames"/>.
 /// </summary>
 internal static class TunnelCodec
 {
-    /// <summary>The protocol version this codec speaks.</summary>
+    /// <summary>Protocol version 1: raw payload after Ok. Also the version of answers to requests that could not be read.</summary>
     public const byte Version = 1;
+
+    /// <summary>Protocol version 2: TCP payload in DATA frames, each direction closed by one END frame carrying its cause.</summary>
+    public const byte Version2 = 2;
+
+    /// <summary>Bytes of the connection id that leads a v2 TCP body (u64, big-endian).</summary>
+    public const int ConnectionIdLength = 8;
 
     /// <summary>The largest request body, in bytes; a larger declared length is rejected before the body is read.</summary>
     public const int MaxRequestBodyLength = 300;
@@ -46,12 +53,18 @@ internal static class TunnelCodec
             throw new ArgumentException($"The request needs {length} bytes.", nameof(destination));
         }
 
-        destination[0] = Version;
+        destination[0] = request.Version;
         destination[1] = (byte)request.Kind;
         BinaryPrimitives.WriteUInt16BigEndian(destination[2..], (ushort)bodyLength);
         if (request.Kind == TunnelRequestKind.TcpConnect)
         {
             Span<byte> body = destination.Slice(RequestPrefixLength, bodyLength);
+            if (request.Version == Version2)
+            {
+                BinaryPrimitives.WriteUInt64BigEndian(body, request.ConnectionId);
+                body = body[ConnectionIdLength..];
+            }
+
             body[0] = request.AddressFamilyByte;
             int offset = 1 + request.WriteAddress(body[1..]);
             BinaryPrimitives.WriteUInt16BigEndian(body[offset..], request.Port);
@@ -95,7 +108,7 @@ internal static class TunnelCodec
             return TunnelReadResult.Incomplete;
         }
 
-        if (version != Version)
+        if (version is not Version and not Version2)
         {
             return TunnelReadResult.UnsupportedVersion;
         }
@@ -105,7 +118,9 @@ internal static class TunnelCodec
             return TunnelReadResult.Incomplete;
         }
 
-        if (kind is not ((byte)TunnelRequestKind.TcpConnect) and not ((byte)TunnelRequestKind.Dns))
+        // Version 2 defines TCP connect only: DNS streams have their own frames and stay version 1.
+        if (kind is not ((byte)TunnelRequestKind.TcpConnect) and not ((byte)TunnelRequestKind.Dns)
+            || (version == Version2 && kind != (byte)TunnelRequestKind.TcpConnect))
         {
             return TunnelReadResult.UnsupportedKind;
         }
@@ -141,7 +156,7 @@ internal static class TunnelCodec
         Span<byte> scratch = stackalloc byte[MaxRequestBodyLength];
         ReadOnlySpan<byte> body = Peek(reader.UnreadSequence, bodyLength, scratch);
         reader.Advance(bodyLength);
-        TunnelReadResult result = ParseTcpBody(body, out request);
+        TunnelReadResult result = ParseTcpBody(body, version, out request);
         if (result == TunnelReadResult.Complete)
         {
             buffer = buffer.Slice(reader.Position);
@@ -163,6 +178,11 @@ internal static class TunnelCodec
             throw new ArgumentException($"Unknown status {(byte)response.Status}.", nameof(response));
         }
 
+        if (response.Version is not Version and not Version2)
+        {
+            throw new ArgumentException($"Unknown version {response.Version}.", nameof(response));
+        }
+
         Span<byte> detail = stackalloc byte[MaxDetailLength];
         int detailLength = EncodeDetail(response.Detail, detail);
         int length = ResponsePrefixLength + detailLength;
@@ -171,7 +191,7 @@ internal static class TunnelCodec
             throw new ArgumentException($"The response needs {length} bytes.", nameof(destination));
         }
 
-        destination[0] = Version;
+        destination[0] = response.Version;
         destination[1] = (byte)response.Status;
         destination[2] = (byte)detailLength;
         detail[..detailLength].CopyTo(destination[ResponsePrefixLength..]);
@@ -194,7 +214,8 @@ internal static class TunnelCodec
     /// <param name="response">The response, when the result is <see cref="TunnelReadResult.Complete"/>.</param>
     /// <returns>
     /// <see cref="TunnelReadResult.Complete"/>, <see cref="TunnelReadResult.Incomplete"/>,
-    /// <see cref="TunnelReadResult.UnsupportedVersion"/> or <see cref="TunnelReadResult.UnknownStatus"/>.
+    /// <see cref="TunnelReadResult.UnsupportedVersion"/> or <see cref="TunnelReadResult.UnknownStatus"/>. The
+    /// response's <see cref="TunnelResponse.Version"/> is 1 or 2: whether it fits the request is the caller's check.
     /// </returns>
     public static TunnelReadResult TryReadResponse(ref ReadOnlySequence<byte> buffer, out TunnelResponse response)
     {
@@ -205,7 +226,7 @@ internal static class TunnelCodec
             return TunnelReadResult.Incomplete;
         }
 
-        if (version != Version)
+        if (version is not Version and not Version2)
         {
             return TunnelReadResult.UnsupportedVersion;
         }
@@ -233,7 +254,7 @@ internal static class TunnelCodec
             reader.Advance(detailLength);
         }
 
-        response = new TunnelResponse((TunnelStatus)status, detail);
+        response = new TunnelResponse((TunnelStatus)status, detail) { Version = version };
         buffer = buffer.Slice(reader.Position);
         return TunnelReadResult.Complete;
     }
@@ -311,13 +332,26 @@ internal static class TunnelCodec
     {
         TunnelRequestKind.Dns => 0,
         TunnelRequestKind.TcpConnect =>
-            1 + (request.AddressFamilyByte == IPv4Family ? 4 : 16) + 2 + 1 + (request.HostHint?.Length ?? 0),
+            (request.Version == Version2 ? ConnectionIdLength : 0)
+            + 1 + (request.AddressFamilyByte == IPv4Family ? 4 : 16) + 2 + 1 + (request.HostHint?.Length ?? 0),
         _ => throw new ArgumentException("The request was not created by TunnelRequest.ForTcp or ForDns.", nameof(request)),
     };
 
-    private static TunnelReadResult ParseTcpBody(ReadOnlySpan<byte> body, out TunnelRequest request)
+    private static TunnelReadResult ParseTcpBody(ReadOnlySpan<byte> body, byte version, out TunnelRequest request)
     {
         request = default;
+        ulong connectionId = 0;
+        if (version == Version2)
+        {
+            if (body.Length < ConnectionIdLength)
+            {
+                return TunnelReadResult.LengthMismatch;
+            }
+
+            connectionId = BinaryPrimitives.ReadUInt64BigEndian(body);
+            body = body[ConnectionIdLength..];
+        }
+
         if (body.IsEmpty)
         {
             return TunnelReadResult.LengthMismatch;
@@ -365,6 +399,11 @@ internal static class TunnelCodec
         }
 
         request = TunnelRequest.FromWire(address, port, hintLength == 0 ? null : Encoding.ASCII.GetString(hint));
+        if (version == Version2)
+        {
+            request = request.AsVersion2(connectionId);
+        }
+
         return TunnelReadResult.Complete;
     }
 

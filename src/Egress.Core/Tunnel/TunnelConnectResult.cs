@@ -42,6 +42,29 @@ public sealed class TunnelConnectResult
     /// <summary>Gets the header defect for <see cref="TunnelConnectError.BadResponse"/>; Complete otherwise.</summary>
     internal TunnelReadResult ReadResult { get; init; } = TunnelReadResult.Complete;
 
+    /// <summary>Gets the protocol version the connected stream speaks: 1 (raw bytes) or 2 (frames).</summary>
+    internal byte Version { get; init; } = TunnelCodec.Version;
+
+    /// <summary>Gets the stream's connection id (version 2; 0 otherwise).</summary>
+    internal ulong ConnectionId { get; init; }
+
+    /// <summary>Gets the version of the parent's refusal (<see cref="TunnelConnectError.Refused"/>).</summary>
+    internal byte ResponseVersion { get; init; }
+
+    /// <summary>Gets what this connect learned about the parent's version, for the enclave's log.</summary>
+    internal TunnelVersionNews VersionNews { get; init; }
+
+    /// <summary>This result with <see cref="VersionNews"/> set.</summary>
+    internal TunnelConnectResult With(TunnelVersionNews news) =>
+        new(Error, Status, Detail, Socket, ReceivedAfterStatus)
+        {
+            ReadResult = ReadResult,
+            Version = Version,
+            ConnectionId = ConnectionId,
+            ResponseVersion = ResponseVersion,
+            VersionNews = news,
+        };
+
     internal static TunnelConnectResult Failed(TunnelConnectError error, string? detail) => new(error, null, detail, null, default);
 
     /// <inheritdoc />

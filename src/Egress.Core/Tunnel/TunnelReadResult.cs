@@ -15,10 +15,10 @@ internal enum TunnelReadResult
     /// <summary>The request's body length exceeds <see cref="TunnelCodec.MaxRequestBodyLength"/>.</summary>
     Oversize,
 
-    /// <summary>The version byte is not <see cref="TunnelCodec.Version"/>.</summary>
+    /// <summary>The version byte is neither <see cref="TunnelCodec.Version"/> (1) nor <see cref="TunnelCodec.Version2"/> (2).</summary>
     UnsupportedVersion,
 
-    /// <summary>The request kind byte is not a <see cref="TunnelRequestKind"/>.</summary>
+    /// <summary>The request kind byte is not a <see cref="TunnelRequestKind"/>, or not TCP connect in a version 2 request.</summary>
     UnsupportedKind,
 
     /// <summary>The address family byte is neither 4 nor 6.</summary>

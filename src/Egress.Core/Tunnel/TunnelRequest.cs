@@ -22,7 +22,20 @@ internal readonly record struct TunnelRequest
         _address = address;
         _port = port;
         HostHint = hostHint;
+        Version = TunnelCodec.Version;
     }
+
+    /// <summary>
+    /// The protocol version the request is written in: <see cref="TunnelCodec.Version"/> (1, raw payload) or
+    /// <see cref="TunnelCodec.Version2"/> (2, framed payload with an END frame per direction; TCP only).
+    /// </summary>
+    public byte Version { get; private init; }
+
+    /// <summary>
+    /// The enclave's random 64-bit id of the connection (v2 requests only; 0 in v1), logged by both hosts so their
+    /// lines about one connection can be joined.
+    /// </summary>
+    public ulong ConnectionId { get; private init; }
 
     /// <summary>What the stream carries after an <see cref="TunnelStatus.Ok"/> answer.</summary>
     public TunnelRequestKind Kind { get; }
@@ -89,6 +102,12 @@ internal readonly record struct TunnelRequest
             _ => throw new ArgumentException("The destination address is not an IPv4 or IPv6 address.", nameof(destination)),
         };
     }
+
+    /// <summary>This TCP request in version 2, carrying <paramref name="connectionId"/>.</summary>
+    /// <exception cref="InvalidOperationException">The request is not a TCP connect request.</exception>
+    public TunnelRequest AsVersion2(ulong connectionId) => Kind == TunnelRequestKind.TcpConnect
+        ? this with { Version = TunnelCodec.Version2, ConnectionId = connectionId }
+        : throw new InvalidOperationException("Only TCP connect requests have a version 2.");
 
     /// <summary>Creates a DNS stream request.</summary>
     public static TunnelRequest ForDns() => new(TunnelRequestKind.Dns, 0, default, 0, null);

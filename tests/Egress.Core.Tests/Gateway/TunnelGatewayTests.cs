@@ -181,7 +181,7 @@ public sealed class TunnelGatewayTests
         }
     }
 
-    [TestCase(new byte[] { 2, 1, 0, 8, 4, 127, 0, 0, 1, 0, 80, 0 }, TunnelStatus.UnsupportedVersion, "invalid request: UnsupportedVersion")]
+    [TestCase(new byte[] { 3, 1, 0, 8, 4, 127, 0, 0, 1, 0, 80, 0 }, TunnelStatus.UnsupportedVersion, "invalid request: UnsupportedVersion")]
     [TestCase(new byte[] { 1, 9, 0, 0 }, TunnelStatus.UnsupportedKind, "invalid request: UnsupportedKind")]
     [TestCase(new byte[] { 1, 1, 0xFF, 0xFF }, TunnelStatus.BadRequest, "invalid request: Oversize")]
     [TestCase(new byte[] { 1, 1, 0, 8, 5, 127, 0, 0, 1, 0, 80, 0 }, TunnelStatus.BadRequest, "invalid request: InvalidAddressFamily")]

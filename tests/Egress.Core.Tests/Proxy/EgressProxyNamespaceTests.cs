@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.RegularExpressions;
 using Egress.Gateway;
 using Egress.Enclave.Rules;
 using Egress.Policy;
@@ -113,11 +114,13 @@ public sealed class EgressProxyNamespaceTests
         Assert.That(await server.Served.WaitAsync(HangGuard), Is.EqualTo(request.Length));
         Assert.That(
             await _enclaveLogs.WaitForLineAsync(" allowed: "),
-            Is.EqualTo($"Information: connection to {server.EndPoint} allowed: static entry \"{_hostAddress}\""));
+            Does.Match($"^Information: connection to {Regex.Escape(server.EndPoint.ToString())} allowed: static entry \"{Regex.Escape(_hostAddress.ToString())}\", conn [0-9a-f]{{16}}$"));
         await _enclaveLogs.WaitForEventAsync(110);
         Assert.That(_enclaveLogs.Values(110, "Cause"), Is.EqualTo(new[] { "BothCompleted" }));
+        Assert.That(_enclaveLogs.Values(110, "Ends"), Is.EqualTo(new[] { " (END sent FIN, received FIN)" }), "a clean version 2 stream");
         Assert.That(_enclaveLogs.Values(110, "BytesOut"), Is.EqualTo(new[] { $"{request.Length}" }));
         Assert.That((await _hostLogs.WaitForEventAsync(203)).GetStructuredStateValue("Destination"), Is.EqualTo($"{server.EndPoint}"));
+        Assert.That(_hostLogs.Values(203, "Connection"), Is.EqualTo(_enclaveLogs.Values(105, "Connection")), "both hosts log the same connection id");
     }
 
     [Test]

@@ -217,6 +217,60 @@ public sealed class ProxyConnectionHandlerTests
     }
 
     [Test]
+    public async Task AParentThatSpeaksOnlyVersion1IsWarnedAboutAndServedInVersion1()
+    {
+        var handling = Handler(Redirected(Listed), version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        TunnelRequest first;
+        using (Socket old = await AcceptTunnelAsync())
+        {
+            // An egress-host from before v2: reads the version byte, answers UnsupportedVersion in v1, closes.
+            (_, first) = await TunnelHandshake.ReadRequestAsync(old, CancellationToken.None);
+            await TunnelHandshake.SendResponseAsync(old, new TunnelResponse(TunnelStatus.UnsupportedVersion, "invalid request: UnsupportedVersion"), CancellationToken.None);
+        }
+
+        using Socket parent = await AcceptTunnelAsync();
+        var (_, second) = await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+        await SendOkAsync(parent);
+        await _app.SendAsync(Encoding.ASCII.GetBytes("ping"));
+        _app.Shutdown(SocketShutdown.Send);
+        byte[] fromApp = await TunnelWire.ReadToEndAsync(parent).WaitAsync(HangGuard);
+        parent.Shutdown(SocketShutdown.Send);
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((first.Version, first.ConnectionId != 0), Is.EqualTo((TunnelCodec.Version2, true)));
+            Assert.That((second.Version, second.ConnectionId), Is.EqualTo((TunnelCodec.Version, 0UL)), "asked again in v1");
+            Assert.That(Encoding.ASCII.GetString(fromApp), Is.EqualTo("ping"), "raw bytes: a v1 stream");
+            Assert.That(result.Outcome, Is.EqualTo(ConnectionOutcome.Relayed));
+            Assert.That(result.Relay!.Framed, Is.Null);
+            Assert.That(_probe.EventIds, Is.EqualTo(new[] { 116, 105, 110 }), "one Warning that the parent speaks only v1");
+        });
+    }
+
+    [Test]
+    public async Task AVersion2ParentsResetReachesTheAppAsAReset()
+    {
+        var handling = Handler(Redirected(Listed), version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        using Socket parent = await AcceptTunnelAsync();
+        var (_, request) = await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+        await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        await parent.SendAsync((byte[])[.. Egress.Tests.Relay.Frames.Data("partial body"u8), .. Egress.Tests.Relay.Frames.End(TunnelEndCause.Reset)]);
+        var answer = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(parent).WaitAsync(HangGuard);
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(request.Version, Is.EqualTo(TunnelCodec.Version2));
+            Assert.That(answer.Cause, Is.EqualTo(TunnelEndCause.Reset));
+            Assert.That(result.Relay!.Framed, Is.EqualTo(new FramedStreamEnd(TunnelEndCause.Reset, TunnelEndCause.Reset)));
+            Assert.That(_probe.Logs.Values(110, "Ends"), Is.EqualTo(new[] { " (END sent RST, received RST)" }));
+            Assert.That(_probe.Logs.Values(110, "Connection"), Is.EqualTo(new[] { $", conn {request.ConnectionId:x16}" }));
+        });
+        Assert.That(await EndOfStreamAsync(_app), Is.EqualTo("reset"), "the app sees ECONNRESET, as it would from the destination");
+    }
+
+    [Test]
     public async Task LearnedAddressStaysAllowedWhileAConnectionThroughItIsOpen()
     {
         var learned = new IPEndPoint(IPAddress.Parse("198.51.100.30"), 443);
@@ -441,7 +495,10 @@ public sealed class ProxyConnectionHandlerTests
 
     private async Task<Socket> AcceptTunnelAsync() => await _parentListener.AcceptAsync().WaitAsync(HangGuard);
 
-    private ProxyConnectionHandler Handler(OriginalDestinationResult original, Func<CancellationToken, ValueTask<Socket>>? connect = null, EgressPolicy? policy = null, int failoverAttempts = 2)
+    /// <summary>A handler; version 1 unless asked (these tests' fake parents answer and relay raw bytes, as a v1 parent does).</summary>
+    private ProxyConnectionHandler Handler(
+        OriginalDestinationResult original, Func<CancellationToken, ValueTask<Socket>>? connect = null, EgressPolicy? policy = null, int failoverAttempts = 2,
+        byte version = TunnelCodec.Version)
     {
         var options = new EgressProxyOptions
         {
@@ -456,6 +513,6 @@ public sealed class ProxyConnectionHandlerTests
         {
             _tunnelsOpened++;
             return connect is null ? options.Tunnel.ConnectAsync(cancellationToken) : connect(cancellationToken);
-        });
+        }, version);
     }
 }

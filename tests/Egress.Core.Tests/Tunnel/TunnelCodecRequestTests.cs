@@ -144,7 +144,7 @@ public sealed class TunnelCodecRequestTests
     // Hostile inputs: each must give its specific error, and must not be mistaken for a shorter valid header.
     [TestCase("00", TunnelReadResult.UnsupportedVersion, TestName = "{m}(version 0, reported from the first byte)")]
     [TestCase("00 01 00 00", TunnelReadResult.UnsupportedVersion, TestName = "{m}(version 0)")]
-    [TestCase("02 01 00 00", TunnelReadResult.UnsupportedVersion, TestName = "{m}(version 2)")]
+    [TestCase("03 01 00 00", TunnelReadResult.UnsupportedVersion, TestName = "{m}(version 3)")]
     [TestCase("FF 02 00 00", TunnelReadResult.UnsupportedVersion, TestName = "{m}(version 255)")]
     [TestCase("01 00", TunnelReadResult.UnsupportedKind, TestName = "{m}(kind 0, reported from the second byte)")]
     [TestCase("01 03 00 00", TunnelReadResult.UnsupportedKind, TestName = "{m}(kind 3)")]

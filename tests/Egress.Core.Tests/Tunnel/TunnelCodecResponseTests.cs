@@ -174,7 +174,7 @@ public sealed class TunnelCodecResponseTests
     }
 
     [TestCase("00 00 00", TunnelReadResult.UnsupportedVersion, TestName = "{m}(version 0)")]
-    [TestCase("02", TunnelReadResult.UnsupportedVersion, TestName = "{m}(version 2, first byte only)")]
+    [TestCase("03", TunnelReadResult.UnsupportedVersion, TestName = "{m}(version 3, first byte only)")]
     [TestCase("FF 00 00", TunnelReadResult.UnsupportedVersion, TestName = "{m}(version 255)")]
     [TestCase("01 09", TunnelReadResult.UnknownStatus, TestName = "{m}(status 9, reported before the detail length)")]
     [TestCase("01 C8 00", TunnelReadResult.UnknownStatus, TestName = "{m}(status 200)")]

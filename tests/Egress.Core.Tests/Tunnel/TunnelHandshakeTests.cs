@@ -79,7 +79,7 @@ public sealed class TunnelHandshakeTests
         });
     }
 
-    [TestCase(new byte[] { 2 }, TunnelReadResult.UnsupportedVersion)]
+    [TestCase(new byte[] { 3 }, TunnelReadResult.UnsupportedVersion)]
     [TestCase(new byte[] { 1, 9 }, TunnelReadResult.UnsupportedKind)]
     [TestCase(new byte[] { 1, 1, 0x01, 0x2D }, TunnelReadResult.Oversize)]
     [TestCase(new byte[] { 1, 2, 0, 1, 0 }, TunnelReadResult.LengthMismatch)]

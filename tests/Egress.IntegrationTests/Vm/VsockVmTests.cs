@@ -31,6 +31,7 @@ public sealed class VsockVmTests
         "bulk-upload",
         "bulk-download",
         "half-close",
+        "destination-rst-app-sees-reset",
         "server-speaks-first",
         "host-killed-app-learns",
         "host-restarted-service-resumes",

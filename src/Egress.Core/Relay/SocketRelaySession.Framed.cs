@@ -1,0 +1,565 @@
+using System.Buffers;
+using System.Net.Sockets;
+using Egress.Sockets;
+using Egress.Tunnel;
+
+namespace Egress.Relay;
+
+/// <summary>
+/// The framed direction loops of a version 2 tunnel stream (docs/tunnel-protocol.md, "Version 2"). The encoder moves
+/// the plain socket's bytes into the tunnel as DATA frames (with splice: fill the kernel pipe from the socket, learn n,
+/// write the 4-byte header, splice the n bytes on) and ends its direction with one END frame: FIN at end of stream,
+/// otherwise the abort's cause. The decoder moves DATA payloads to the plain socket (splicing exactly the frame's
+/// length) and acts on the END frame: FIN shuts the plain socket's send side down (half-close), any other cause resets
+/// it (SO_LINGER 0), so the application sees ECONNRESET where the far side did. A tunnel that ends or fails before its
+/// END frame is an abort, never a clean end.
+/// </summary>
+/// <remarks>
+/// An abort resets the plain socket at once but not the tunnel: the encoder still writes its END frame, and the
+/// decoder reads (and discards) until the peer's END, so both sides learn the cause. <see cref="EndDrainTimeout"/>
+/// bounds that wait: then the tunnel is reset too.
+/// </remarks>
+internal sealed partial class SocketRelaySession
+{
+    /// <summary>How long an aborted framed relay waits for the END frames to be written and read before it resets the tunnel.</summary>
+    internal static readonly TimeSpan EndDrainTimeout = TimeSpan.FromSeconds(2);
+
+    private const int NoEnd = -1;
+
+    private int _sentEnd = NoEnd;
+    private int _receivedEnd = NoEnd;
+    private int _abortEnd = NoEnd;
+    private int _finished;
+    private ITimer? _drainTimer;
+    private ReadOnlyMemory<byte> _afterEnd;
+
+    private Socket Tunnel => FramedSide == RelaySide.A ? _a : _b;
+
+    private Socket Plain => FramedSide == RelaySide.A ? _b : _a;
+
+    /// <summary>Whether <paramref name="error"/> is the peer resetting the connection (ECONNRESET, ECONNABORTED).</summary>
+    internal static bool IsReset(Exception? error) => error switch
+    {
+        SocketException socket => socket.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted,
+        IOException { InnerException: SocketException inner } => IsReset(inner),
+        _ => false,
+    };
+
+    /// <summary>The END cause an aborted relay sends for the first cause <paramref name="cause"/>.</summary>
+    internal static TunnelEndCause EndCauseFor(RelayShutdownCause cause, Exception? error) => cause switch
+    {
+        RelayShutdownCause.IdleTimeout => TunnelEndCause.IdleTimeout,
+        RelayShutdownCause.Cancelled => TunnelEndCause.Stopping,
+        _ when IsReset(error) => TunnelEndCause.Reset,
+        _ => TunnelEndCause.Error,
+    };
+
+    private async Task<RelayResult> RunFramedAsync(RelaySide framed, ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, bool splice)
+    {
+        Task<long> forward = framed == RelaySide.B
+            ? EncodeAsync(_a, _b, readFromA, fromA: true, splice)
+            : DecodeAsync(_a, _b, readFromA, fromA: true, splice);
+        Task<long> backward = framed == RelaySide.B
+            ? DecodeAsync(_b, _a, readFromB, fromA: false, splice)
+            : EncodeAsync(_b, _a, readFromB, fromA: false, splice);
+        long aToB = await forward.ConfigureAwait(false); // the direction loops never throw
+        long bToA = await backward.ConfigureAwait(false);
+        Volatile.Write(ref _finished, 1);
+        Volatile.Read(ref _drainTimer)?.Dispose();
+        RelayResult result = _monitor.Finish(aToB, bToA);
+        return result with { Framed = new FramedStreamEnd(EndOf(_sentEnd), EndOf(_receivedEnd)), TunnelAfterEnd = _afterEnd };
+    }
+
+    private static TunnelEndCause? EndOf(int value) => value == NoEnd ? null : (TunnelEndCause)value;
+
+    /// <summary>
+    /// The framed abort: remembers the END cause to send (unless the END that caused the abort set it), resets the
+    /// plain socket, and resets the tunnel only if the END frames have not been exchanged within <see cref="EndDrainTimeout"/>.
+    /// </summary>
+    private void AbortFramed(RelayShutdownCause cause, Exception? error)
+    {
+        Interlocked.CompareExchange(ref _abortEnd, (int)EndCauseFor(cause, error), NoEnd);
+        SocketReset.Reset(Plain);
+        ITimer timer = _time.CreateTimer(
+            static state => ((SocketRelaySession)state!).DrainExpired(), this, EndDrainTimeout, Timeout.InfiniteTimeSpan);
+        Volatile.Write(ref _drainTimer, timer);
+        if (Volatile.Read(ref _finished) != 0)
+        {
+            timer.Dispose();
+        }
+    }
+
+    private void DrainExpired()
+    {
+        if (Volatile.Read(ref _finished) == 0)
+        {
+            SocketReset.Reset(Tunnel);
+        }
+    }
+
+    /// <summary>Plain socket to tunnel: DATA frames, then one END frame. Never throws.</summary>
+    private async Task<long> EncodeAsync(Socket source, Socket tunnel, ReadOnlyMemory<byte> pending, bool fromA, bool splice)
+    {
+        long moved = 0;
+        long spliced = 0;
+        SplicePipe? pipe = null;
+        byte[]? buffer = null;
+        bool receiving = false;
+        bool atBoundary = true; // no frame is half written: an END frame may follow
+        bool endOfStream = false;
+        try
+        {
+            if (!pending.IsEmpty)
+            {
+                atBoundary = false;
+                for (ReadOnlyMemory<byte> rest = pending; !rest.IsEmpty;)
+                {
+                    ReadOnlyMemory<byte> part = rest[..Math.Min(rest.Length, TunnelFrames.MaxDataLength)];
+                    byte[] header = new byte[TunnelFrames.HeaderLength];
+                    TunnelFrames.WriteDataHeader(header, part.Length);
+                    await SendAllAsync(tunnel, header).ConfigureAwait(false);
+                    await SendAllAsync(tunnel, part).ConfigureAwait(false);
+                    rest = rest[part.Length..];
+                }
+
+                atBoundary = true;
+                moved += pending.Length;
+                _monitor.Touch();
+            }
+
+            bool likelyMore = false;
+            bool streaming = false;
+            while (true)
+            {
+                receiving = true;
+                if (!likelyMore)
+                {
+                    // Wait for data holding neither pipe nor buffer: an idle direction holds none.
+                    ValueTask<int> ready = source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
+                    if (!ready.IsCompleted)
+                    {
+                        if (pipe is not null)
+                        {
+                            SplicePipe.Return(pipe);
+                            pipe = null;
+                        }
+
+                        if (buffer is not null)
+                        {
+                            ArrayPool<byte>.Shared.Return(buffer);
+                            buffer = null;
+                        }
+                    }
+
+                    await ready.ConfigureAwait(false);
+                }
+
+                if (!splice || (!likelyMore && !streaming))
+                {
+                    // Copy: the frame header goes in front of the payload in the same buffer, one send for both.
+                    int size = splice ? SmallRead : BufferSize;
+                    buffer ??= ArrayPool<byte>.Shared.Rent(TunnelFrames.HeaderLength + BufferSize);
+                    int got = await source.ReceiveAsync(buffer.AsMemory(TunnelFrames.HeaderLength, size), SocketFlags.None).ConfigureAwait(false);
+                    receiving = false;
+                    if (got == 0)
+                    {
+                        endOfStream = true;
+                        break;
+                    }
+
+                    _monitor.Touch();
+                    TunnelFrames.WriteDataHeader(buffer, got);
+                    atBoundary = false;
+                    int total = TunnelFrames.HeaderLength + got;
+                    for (int sent = 0; sent < total;)
+                    {
+                        sent += await tunnel.SendAsync(buffer.AsMemory(sent, total - sent), SocketFlags.None).ConfigureAwait(false);
+                    }
+
+                    atBoundary = true;
+                    moved += got;
+                    _monitor.Touch();
+                    if (!splice)
+                    {
+                        likelyMore = got == size;
+                        continue;
+                    }
+
+                    if (got < SmallRead)
+                    {
+                        continue;
+                    }
+
+                    receiving = true;
+                }
+
+                pipe ??= _rentPipe();
+                if (pipe is null)
+                {
+                    splice = false; // out of descriptors: copy through user space
+                    likelyMore = true;
+                    continue;
+                }
+
+                int read = pipe.FillFrom(source.SafeHandle);
+                if (read == SplicePipe.WouldBlock)
+                {
+                    likelyMore = false;
+                    continue;
+                }
+
+                if (read == SplicePipe.Unsupported)
+                {
+                    splice = false;
+                    likelyMore = true;
+                    continue;
+                }
+
+                receiving = false;
+                if (read == 0)
+                {
+                    endOfStream = true;
+                    break;
+                }
+
+                _monitor.Touch();
+                atBoundary = false;
+                buffer ??= ArrayPool<byte>.Shared.Rent(TunnelFrames.HeaderLength + BufferSize);
+                TunnelFrames.WriteDataHeader(buffer, read);
+                for (int sent = 0; sent < TunnelFrames.HeaderLength;)
+                {
+                    sent += await tunnel.SendAsync(buffer.AsMemory(sent, TunnelFrames.HeaderLength - sent), SocketFlags.None).ConfigureAwait(false);
+                }
+
+                // Exactly the frame's n bytes are in the pipe.
+                (long sentOut, bool tunnelSplices) = await DrainPipeAsync(pipe, tunnel).ConfigureAwait(false);
+                moved += read;
+                spliced += sentOut;
+                atBoundary = true;
+                _monitor.Touch();
+                splice = tunnelSplices;
+                likelyMore = read >= SpliceAgainThreshold;
+                streaming = read > SmallRead;
+            }
+        }
+        catch (Exception ex)
+        {
+            AbortOnError(ex, receiving, fromA);
+        }
+        finally
+        {
+            if (pipe is not null)
+            {
+                SplicePipe.Return(pipe);
+            }
+
+            if (buffer is not null)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+
+            AddSpliced(fromA, spliced);
+        }
+
+        // The direction's END: FIN at end of stream, the abort's cause otherwise; none when a frame is half written.
+        if (atBoundary && (endOfStream || _monitor.IsAborted))
+        {
+            int abortEnd = Volatile.Read(ref _abortEnd);
+            TunnelEndCause cause = endOfStream ? TunnelEndCause.Fin : abortEnd == NoEnd ? TunnelEndCause.Error : (TunnelEndCause)abortEnd;
+            try
+            {
+                await SendAllAsync(tunnel, EndFrame(cause)).ConfigureAwait(false);
+                Volatile.Write(ref _sentEnd, (int)cause);
+            }
+            catch (Exception ex)
+            {
+                AbortOnError(ex, receiving: false, fromA);
+            }
+        }
+
+        return moved;
+    }
+
+    /// <summary>Tunnel to plain socket: DATA payloads on, until the END frame. Never throws.</summary>
+    private async Task<long> DecodeAsync(Socket tunnel, Socket destination, ReadOnlyMemory<byte> pending, bool fromA, bool splice)
+    {
+        long moved = 0;
+        long spliced = 0;
+        SplicePipe? pipe = null;
+        int bufferSize = Math.Max(splice ? SmallRead : BufferSize, pending.Length);
+        byte[]? buffer = null;
+        int start = 0;
+        int end = 0;
+        if (!pending.IsEmpty)
+        {
+            buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
+            pending.Span.CopyTo(buffer);
+            end = pending.Length;
+        }
+
+        long remaining = 0; // payload bytes of the current DATA frame still to move
+        bool receiving = false;
+        bool streaming = false; // the last DATA frame was large: read the next header alone, then splice its payload
+        bool discard = false; // the plain socket is gone (an abort): read on to the END frame, dropping payload
+        try
+        {
+            while (true)
+            {
+                if (remaining == 0)
+                {
+                    TunnelFrameResult parsed = TunnelFrames.TryReadHeader(buffer.AsSpan(start, end - start), out TunnelFrameHeader frame);
+                    if (parsed == TunnelFrameResult.Incomplete)
+                    {
+                        receiving = true;
+                        if (start == end)
+                        {
+                            start = end = 0;
+                            ValueTask<int> ready = tunnel.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
+                            if (!ready.IsCompleted && buffer is not null)
+                            {
+                                ArrayPool<byte>.Shared.Return(buffer);
+                                buffer = null;
+                            }
+
+                            await ready.ConfigureAwait(false);
+                        }
+
+                        buffer ??= ArrayPool<byte>.Shared.Rent(bufferSize);
+                        if (start > 0)
+                        {
+                            Buffer.BlockCopy(buffer, start, buffer, 0, end - start);
+                            end -= start;
+                            start = 0;
+                        }
+
+                        int want = streaming ? Math.Max(1, TunnelFrames.HeaderLength - end) : buffer.Length - end;
+                        int got = await tunnel.ReceiveAsync(buffer.AsMemory(end, want), SocketFlags.None).ConfigureAwait(false);
+                        if (got == 0)
+                        {
+                            throw new IOException("the tunnel stream ended before its END frame");
+                        }
+
+                        receiving = false;
+                        end += got;
+                        continue;
+                    }
+
+                    if (parsed != TunnelFrameResult.Complete)
+                    {
+                        Interlocked.CompareExchange(ref _abortEnd, (int)TunnelEndCause.ProtocolError, NoEnd);
+                        receiving = true;
+                        throw new InvalidDataException($"invalid tunnel frame: {parsed}");
+                    }
+
+                    start += frame.Length;
+                    _monitor.Touch();
+                    if (frame.Type == TunnelFrameType.Data)
+                    {
+                        remaining = frame.PayloadLength;
+                        streaming = remaining > SmallRead;
+                        continue;
+                    }
+
+                    Volatile.Write(ref _receivedEnd, (int)frame.Cause);
+                    if (end > start)
+                    {
+                        // Read with the END frame: they belong to whatever the stream carries next, not to this relay.
+                        _afterEnd = buffer.AsMemory(start, end - start).ToArray();
+                    }
+
+                    if (frame.Cause == TunnelEndCause.Fin)
+                    {
+                        if (!discard && !_monitor.IsAborted)
+                        {
+                            destination.Shutdown(SocketShutdown.Send);
+                        }
+                    }
+                    else
+                    {
+                        Interlocked.CompareExchange(ref _abortEnd, (int)frame.Cause, NoEnd);
+                        _monitor.Abort(
+                            fromA ? RelayShutdownCause.AReadError : RelayShutdownCause.BReadError,
+                            new IOException($"the tunnel's far side ended the stream with END({FramedStreamEnd.Name(frame.Cause)})"));
+                    }
+
+                    break;
+                }
+
+                discard |= _monitor.IsAborted;
+                int inBuffer = (int)Math.Min(remaining, end - start);
+                if (inBuffer > 0)
+                {
+                    if (!discard)
+                    {
+                        try
+                        {
+                            for (int sent = 0; sent < inBuffer;)
+                            {
+                                sent += await destination.SendAsync(buffer.AsMemory(start + sent, inBuffer - sent), SocketFlags.None).ConfigureAwait(false);
+                            }
+
+                            moved += inBuffer;
+                        }
+                        catch (Exception ex)
+                        {
+                            AbortOnError(ex, receiving: false, fromA);
+                            discard = true;
+                        }
+                    }
+
+                    start += inBuffer;
+                    remaining -= inBuffer;
+                    _monitor.Touch();
+                    continue;
+                }
+
+                if (splice && !discard)
+                {
+                    pipe ??= _rentPipe();
+                    if (pipe is null)
+                    {
+                        splice = false; // out of descriptors: copy through user space
+                        continue;
+                    }
+
+                    receiving = true;
+                    int read = pipe.FillFrom(tunnel.SafeHandle, (int)Math.Min(remaining, SplicePipe.Capacity));
+                    if (read == SplicePipe.WouldBlock)
+                    {
+                        ValueTask<int> ready = tunnel.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
+                        if (!ready.IsCompleted)
+                        {
+                            SplicePipe.Return(pipe); // empty here
+                            pipe = null;
+                        }
+
+                        await ready.ConfigureAwait(false);
+                        continue;
+                    }
+
+                    if (read == SplicePipe.Unsupported)
+                    {
+                        splice = false;
+                        continue;
+                    }
+
+                    if (read == 0)
+                    {
+                        throw new IOException("the tunnel stream ended inside a DATA frame");
+                    }
+
+                    receiving = false;
+                    remaining -= read;
+                    _monitor.Touch();
+                    try
+                    {
+                        (long sentOut, bool destinationSplices) = await DrainPipeAsync(pipe, destination).ConfigureAwait(false);
+                        spliced += sentOut;
+                        moved += read;
+                        splice = destinationSplices;
+                    }
+                    catch (Exception ex)
+                    {
+                        AbortOnError(ex, receiving: false, fromA);
+                        discard = true;
+                        SplicePipe.Return(pipe); // closed, not pooled: it still holds bytes
+                        pipe = null;
+                    }
+
+                    _monitor.Touch();
+                    continue;
+                }
+
+                // Copy (or discard): receive into the buffer; bytes past the frame are the next frames.
+                buffer ??= ArrayPool<byte>.Shared.Rent(bufferSize);
+                start = 0;
+                receiving = true;
+                int received = await tunnel.ReceiveAsync(buffer.AsMemory(0, bufferSize), SocketFlags.None).ConfigureAwait(false);
+                if (received == 0)
+                {
+                    throw new IOException("the tunnel stream ended inside a DATA frame");
+                }
+
+                receiving = false;
+                end = received;
+            }
+        }
+        catch (Exception ex)
+        {
+            AbortOnError(ex, receiving, fromA);
+        }
+        finally
+        {
+            if (pipe is not null)
+            {
+                SplicePipe.Return(pipe);
+            }
+
+            if (buffer is not null)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+
+            AddSpliced(fromA, spliced);
+        }
+
+        return moved;
+    }
+
+    /// <summary>
+    /// Moves everything in <paramref name="pipe"/> to <paramref name="destination"/>: spliced while it takes bytes, a
+    /// small head through user space when it is full (the send waits for room), everything through user space when it
+    /// cannot splice.
+    /// </summary>
+    /// <returns>Bytes spliced, and whether the destination splices.</returns>
+    private static async ValueTask<(long Spliced, bool DestinationSplices)> DrainPipeAsync(SplicePipe pipe, Socket destination)
+    {
+        long spliced = 0;
+        bool destinationSplices = true;
+        while (pipe.Buffered > 0)
+        {
+            int sent = destinationSplices ? pipe.DrainTo(destination.SafeHandle) : SplicePipe.Unsupported;
+            if (sent > 0)
+            {
+                spliced += sent;
+                continue;
+            }
+
+            destinationSplices = sent != SplicePipe.Unsupported;
+            byte[] chunk = ArrayPool<byte>.Shared.Rent(destinationSplices ? WaitChunk : SplicePipe.Capacity);
+            try
+            {
+                int length = pipe.ReadInto(chunk);
+                for (int done = 0; done < length;)
+                {
+                    done += await destination.SendAsync(chunk.AsMemory(done, length - done), SocketFlags.None).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(chunk);
+            }
+        }
+
+        return (spliced, destinationSplices);
+    }
+
+    private static byte[] EndFrame(TunnelEndCause cause)
+    {
+        byte[] frame = new byte[TunnelFrames.EndFrameLength];
+        TunnelFrames.WriteEnd(frame, cause);
+        return frame;
+    }
+
+    private void AddSpliced(bool fromA, long spliced)
+    {
+        if (fromA)
+        {
+            SplicedAToB += spliced;
+        }
+        else
+        {
+            SplicedBToA += spliced;
+        }
+    }
+}

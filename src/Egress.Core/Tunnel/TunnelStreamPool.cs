@@ -1,0 +1,149 @@
+using System.Net.Sockets;
+
+namespace Egress.Tunnel;
+
+/// <summary>
+/// The enclave's small pool of clean version 2 tunnel streams (issue 15, item 2: stream reuse): a stream whose both
+/// directions ended with END(FIN) is at a frame boundary with nothing in flight and may carry the next request. Bounded
+/// (<see cref="Capacity"/>), most recently returned first, and a stream idle for <see cref="IdleExpiry"/> is closed
+/// rather than rented (keep it below the parent's own idle limit for streams between requests). A stream the parent
+/// closed or reset meanwhile (egress-host restarted) or that holds unexpected bytes is never rented: each candidate
+/// is checked with a zero-timeout poll, and a readable idle stream is dead. Thread-safe.
+/// </summary>
+/// <remarks>
+/// A building block, not wired in yet: the parent does not read a second request on a stream so far.
+/// </remarks>
+internal sealed class TunnelStreamPool : IDisposable
+{
+    private readonly Lock _lock = new();
+    private readonly List<(Socket Stream, long ReturnedAt)> _idle = [];
+    private readonly TimeProvider _time;
+    private bool _disposed;
+
+    /// <param name="capacity">Most streams kept, 1 or more.</param>
+    /// <param name="idleExpiry">How long a stream may wait in the pool; positive.</param>
+    /// <param name="time">The clock for the expiry.</param>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="capacity"/> or <paramref name="idleExpiry"/> is not positive.</exception>
+    public TunnelStreamPool(int capacity, TimeSpan idleExpiry, TimeProvider time)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(idleExpiry, TimeSpan.Zero);
+        Capacity = capacity;
+        IdleExpiry = idleExpiry;
+        _time = time;
+    }
+
+    /// <summary>Most streams kept.</summary>
+    public int Capacity { get; }
+
+    /// <summary>How long a stream may wait in the pool.</summary>
+    public TimeSpan IdleExpiry { get; }
+
+    /// <summary>Streams waiting in the pool now (some may have expired or died since).</summary>
+    public int Count
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _idle.Count;
+            }
+        }
+    }
+
+    /// <summary>Offers a clean stream (both directions ended with END(FIN)) for reuse.</summary>
+    /// <returns>True when the pool took it; false when it is full or disposed: then the caller closes the stream.</returns>
+    public bool TryReturn(Socket stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        lock (_lock)
+        {
+            if (_disposed || _idle.Count >= Capacity)
+            {
+                return false;
+            }
+
+            _idle.Add((stream, _time.GetTimestamp()));
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// The most recently returned stream that has not expired and is still open and silent; expired or dead streams met
+    /// on the way are closed. Null when there is none: open a new stream.
+    /// </summary>
+    public Socket? TryRent()
+    {
+        List<Socket>? discarded = null;
+        Socket? rented = null;
+        lock (_lock)
+        {
+            while (_idle.Count > 0)
+            {
+                var (stream, returnedAt) = _idle[^1];
+                _idle.RemoveAt(_idle.Count - 1);
+                if (_time.GetElapsedTime(returnedAt) < IdleExpiry && IsOpenAndSilent(stream))
+                {
+                    rented = stream;
+                    break;
+                }
+
+                (discarded ??= []).Add(stream);
+            }
+        }
+
+        discarded?.ForEach(static stream => stream.Dispose());
+        return rented;
+    }
+
+    /// <summary>Closes the streams that have waited longer than <see cref="IdleExpiry"/>.</summary>
+    /// <returns>How many were closed.</returns>
+    public int Trim()
+    {
+        List<Socket> expired = [];
+        lock (_lock)
+        {
+            for (int i = _idle.Count - 1; i >= 0; i--)
+            {
+                if (_time.GetElapsedTime(_idle[i].ReturnedAt) >= IdleExpiry)
+                {
+                    expired.Add(_idle[i].Stream);
+                    _idle.RemoveAt(i);
+                }
+            }
+        }
+
+        expired.ForEach(static stream => stream.Dispose());
+        return expired.Count;
+    }
+
+    /// <summary>Closes every pooled stream and takes no more.</summary>
+    public void Dispose()
+    {
+        List<(Socket Stream, long ReturnedAt)> idle;
+        lock (_lock)
+        {
+            _disposed = true;
+            idle = [.. _idle];
+            _idle.Clear();
+        }
+
+        idle.ForEach(static entry => entry.Stream.Dispose());
+    }
+
+    /// <summary>
+    /// An idle pooled stream must have nothing to read: readable means end of stream (the parent closed it), an error
+    /// (reset), or bytes nobody asked for. Either way it cannot carry a request.
+    /// </summary>
+    private static bool IsOpenAndSilent(Socket stream)
+    {
+        try
+        {
+            return !stream.Poll(0, SelectMode.SelectRead) && !stream.Poll(0, SelectMode.SelectError);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,381 @@
+using System.Net.Sockets;
+using Egress.Relay;
+using Egress.Tunnel;
+
+namespace Egress.Tests.Relay;
+
+/// <summary>
+/// The version 2 framed relay over real sockets: app ⇄ (A, TCP) relay (B, Unix: the tunnel) ⇄ a peer that writes and
+/// reads frames by hand. Every test both splicing and copying.
+/// </summary>
+[TestFixture(true)]
+[TestFixture(false)]
+public sealed class FramedRelayTests(bool splice)
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(30);
+
+    private RelayOptions Options { get; } = new() { UseSplice = splice };
+
+    [Test]
+    public async Task FragmentedFramesArriveWholeAndBothFinsMakeTheStreamClean()
+    {
+        using var chain = await FramedChain.ConnectAsync();
+        byte[] down = DuplexRelayTests.RandomBytes(300_000, seed: 11);
+        byte[] up = DuplexRelayTests.RandomBytes(200_000, seed: 12);
+        byte[] wire = [.. Frames.Data(down.AsSpan(0, 5)), .. Frames.Data(down.AsSpan(5, 100_000)), .. Frames.Data(down.AsSpan(100_005)), .. Frames.End(TunnelEndCause.Fin)];
+
+        var session = chain.Session(Options);
+        Task<RelayResult> relay = session.RunAsync(ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atPeer = Frames.ReadUntilEndAsync(chain.Peer);
+        await SocketIo.SendChunkedAsync(chain.Peer, wire, [1, 2, 3, 4, 1, 7, 65_536, 3], shutdown: false);
+        byte[] atApp = await SocketIo.ReadToEndAsync(chain.App).WaitAsync(HangGuard);
+        await chain.App.SendAsync(up);
+        chain.App.Shutdown(SocketShutdown.Send);
+        var (payload, cause) = await atPeer.WaitAsync(HangGuard);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(atApp, Is.EqualTo(down), "the DATA payloads, then a clean end of stream");
+            Assert.That(payload, Is.EqualTo(up));
+            Assert.That(cause, Is.EqualTo(TunnelEndCause.Fin));
+            Assert.That((result.BytesAToB, result.BytesBToA), Is.EqualTo(((long)up.Length, (long)down.Length)), "payload bytes, not frame bytes");
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.BothCompleted));
+            Assert.That(result.Framed, Is.EqualTo(new FramedStreamEnd(TunnelEndCause.Fin, TunnelEndCause.Fin)));
+            Assert.That(result.Framed!.Value.IsClean, Is.True);
+            Assert.That(session.SplicedAToB > 0 && session.SplicedBToA > 0, Is.EqualTo(splice), "payloads spliced both ways when splicing");
+        });
+    }
+
+    [Test]
+    public async Task BytesAfterTheEndFrameAreKeptForTheStreamsNextUse()
+    {
+        using var chain = await FramedChain.ConnectAsync();
+        byte[] next = [0x02, 0x01, 0x00, 0x1F, 0xAA];
+
+        Task<RelayResult> relay = chain.RunAsync(Options);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atPeer = Frames.ReadUntilEndAsync(chain.Peer);
+        chain.App.Shutdown(SocketShutdown.Send);
+        await atPeer.WaitAsync(HangGuard);
+        await chain.Peer.SendAsync((byte[])[.. Frames.Data("hi"u8), .. Frames.End(TunnelEndCause.Fin), .. next]);
+        byte[] atApp = await SocketIo.ReadToEndAsync(chain.App).WaitAsync(HangGuard);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(atApp, Is.EqualTo("hi"u8.ToArray()), "nothing after END reaches the app");
+            Assert.That(result.Framed!.Value.IsClean, Is.True);
+            Assert.That(result.TunnelAfterEnd.ToArray(), Is.EqualTo(next), "read with the END frame and kept, not lost");
+        });
+    }
+
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task HalfCloseIsHonouredInEitherOrder(bool appClosesFirst)
+    {
+        using var chain = await FramedChain.ConnectAsync();
+        byte[] reply = DuplexRelayTests.RandomBytes(1024 * 1024, seed: 13);
+        Task<RelayResult> relay = chain.RunAsync(Options);
+        byte[] fromPeer;
+        (byte[] Payload, TunnelEndCause? Cause) fromApp;
+        if (appClosesFirst)
+        {
+            await chain.App.SendAsync("question"u8.ToArray());
+            chain.App.Shutdown(SocketShutdown.Send);
+            fromApp = await Frames.ReadUntilEndAsync(chain.Peer).WaitAsync(HangGuard);
+            await chain.Peer.SendAsync((byte[])[.. Frames.Data(reply), .. Frames.End(TunnelEndCause.Fin)]);
+            fromPeer = await SocketIo.ReadToEndAsync(chain.App).WaitAsync(HangGuard);
+        }
+        else
+        {
+            await chain.Peer.SendAsync((byte[])[.. Frames.Data(reply), .. Frames.End(TunnelEndCause.Fin)]);
+            fromPeer = await SocketIo.ReadToEndAsync(chain.App).WaitAsync(HangGuard);
+            await chain.App.SendAsync("question"u8.ToArray());
+            chain.App.Shutdown(SocketShutdown.Send);
+            fromApp = await Frames.ReadUntilEndAsync(chain.Peer).WaitAsync(HangGuard);
+        }
+
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(fromPeer, Is.EqualTo(reply));
+            Assert.That(fromApp, Is.EqualTo(("question"u8.ToArray(), (TunnelEndCause?)TunnelEndCause.Fin)));
+            Assert.That(result.Framed!.Value.IsClean, Is.True);
+        });
+    }
+
+    [TestCase((byte)TunnelEndCause.Reset)]
+    [TestCase((byte)TunnelEndCause.Error)]
+    [TestCase((byte)TunnelEndCause.IdleTimeout)]
+    [TestCase((byte)TunnelEndCause.Stopping)]
+    [TestCase((byte)TunnelEndCause.ProtocolError)]
+    [TestCase((byte)99)]
+    public async Task AnAbortEndResetsTheAppAfterTheDataAndIsAnswered(byte code)
+    {
+        var cause = (TunnelEndCause)code;
+        using var chain = await FramedChain.ConnectAsync();
+        byte[] body = DuplexRelayTests.RandomBytes(64 * 1024, seed: 14);
+
+        Task<RelayResult> relay = chain.RunAsync(Options);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atPeer = Frames.ReadUntilEndAsync(chain.Peer);
+        await chain.Peer.SendAsync((byte[])[.. Frames.Data(body), .. Frames.End(cause)]);
+        (byte[] received, SocketError end) = await ReadWhatArrivesAsync(chain.App).WaitAsync(HangGuard);
+        var answer = await atPeer.WaitAsync(HangGuard);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(end, Is.EqualTo(SocketError.ConnectionReset), "the app sees ECONNRESET, not a clean end");
+            Assert.That(body.AsSpan().StartsWith(received), Is.True, "what arrived is a prefix of the body");
+            Assert.That(answer.Cause, Is.EqualTo(cause), "the direction back ends with the same cause");
+            Assert.That(result.Framed, Is.EqualTo(new FramedStreamEnd(cause, cause)));
+            Assert.That(result.Framed!.Value.IsClean, Is.False);
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.BReadError));
+        });
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task ATunnelThatEndsWithoutItsEndFrameIsAnAbort(bool insideAFrame)
+    {
+        using var chain = await FramedChain.ConnectAsync();
+        byte[] wire = insideAFrame ? [.. Frames.Data("hello"u8), 0x00, 0x00, 0x10, 0x00, 1, 2, 3] : [.. Frames.Data("hello"u8)];
+
+        Task<RelayResult> relay = chain.RunAsync(Options);
+        await chain.Peer.SendAsync(wire);
+        chain.Peer.Shutdown(SocketShutdown.Send);
+        (byte[] received, SocketError end) = await ReadWhatArrivesAsync(chain.App).WaitAsync(HangGuard);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(end, Is.EqualTo(SocketError.ConnectionReset));
+            Assert.That(received.Length, Is.LessThanOrEqualTo(insideAFrame ? 8 : 5));
+            Assert.That(result.Framed!.Value.Received, Is.Null, "no END frame came");
+            Assert.That(result.Framed!.Value.IsClean, Is.False);
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.BReadError));
+        });
+    }
+
+    [TestCase("02 00 00 01 00", TestName = "{m}(unknown type)")]
+    [TestCase("00 00 00 00", TestName = "{m}(empty DATA)")]
+    [TestCase("01 00 00 02 00 00", TestName = "{m}(END of length 2)")]
+    public async Task AHostileFrameResetsTheAppAndIsAnsweredWithProtocolError(string hex)
+    {
+        using var chain = await FramedChain.ConnectAsync();
+
+        Task<RelayResult> relay = chain.RunAsync(Options);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atPeer = Frames.ReadUntilEndAsync(chain.Peer);
+        await chain.Peer.SendAsync(Egress.Tests.Tunnel.Hex.Bytes(hex));
+        (_, SocketError end) = await ReadWhatArrivesAsync(chain.App).WaitAsync(HangGuard);
+        var answer = await atPeer.WaitAsync(HangGuard);
+        chain.Peer.Shutdown(SocketShutdown.Send); // the peer, like a real one, stops after the END answer
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(end, Is.EqualTo(SocketError.ConnectionReset));
+            Assert.That(answer.Cause, Is.EqualTo(TunnelEndCause.ProtocolError));
+            Assert.That(result.Framed!.Value.Sent, Is.EqualTo(TunnelEndCause.ProtocolError));
+            Assert.That(result.Error, Is.InstanceOf<InvalidDataException>());
+        });
+    }
+
+    [Test]
+    public async Task AHugeDeclaredLengthCostsNoMemoryAndItsTruncationIsAnAbort()
+    {
+        using var chain = await FramedChain.ConnectAsync();
+
+        Task<RelayResult> relay = chain.RunAsync(Options);
+        await chain.Peer.SendAsync(Egress.Tests.Tunnel.Hex.Bytes("00 FF FF FF 01 02 03"));
+        byte[] first = await SocketIo.ReadExactlyAsync(chain.App, 3).WaitAsync(HangGuard);
+        chain.Peer.Shutdown(SocketShutdown.Send);
+        (_, SocketError end) = await ReadWhatArrivesAsync(chain.App).WaitAsync(HangGuard);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(first, Is.EqualTo(new byte[] { 1, 2, 3 }), "a payload moves as it arrives");
+            Assert.That(end, Is.EqualTo(SocketError.ConnectionReset));
+            Assert.That(result.Framed!.Value.Received, Is.Null);
+        });
+    }
+
+    [Test]
+    public async Task TheAppResettingIsSentAsEndRst()
+    {
+        using var chain = await FramedChain.ConnectAsync();
+
+        Task<RelayResult> relay = chain.RunAsync(Options);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atPeer = Frames.ReadUntilEndAsync(chain.Peer);
+        await chain.App.SendAsync("partial"u8.ToArray());
+        await Task.Delay(50);
+        Egress.Sockets.SocketReset.Reset(chain.App);
+        var (payload, cause) = await atPeer.WaitAsync(HangGuard);
+        await chain.Peer.SendAsync(Frames.End(TunnelEndCause.Reset));
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(payload, Is.EqualTo("partial"u8.ToArray()));
+            Assert.That(cause, Is.EqualTo(TunnelEndCause.Reset));
+            Assert.That(result.Framed, Is.EqualTo(new FramedStreamEnd(TunnelEndCause.Reset, TunnelEndCause.Reset)));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.AReadError));
+        });
+    }
+
+    [Test]
+    public async Task CancellationSendsEndStoppingAndWaitsForTheAnswer()
+    {
+        using var chain = await FramedChain.ConnectAsync();
+        using var stop = new CancellationTokenSource();
+
+        Task<RelayResult> relay = chain.RunAsync(Options, stop.Token);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atPeer = Frames.ReadUntilEndAsync(chain.Peer);
+        await stop.CancelAsync();
+        var (_, cause) = await atPeer.WaitAsync(HangGuard);
+        (_, SocketError end) = await ReadWhatArrivesAsync(chain.App).WaitAsync(HangGuard);
+        await chain.Peer.SendAsync(Frames.End(TunnelEndCause.Stopping));
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cause, Is.EqualTo(TunnelEndCause.Stopping));
+            Assert.That(end, Is.EqualTo(SocketError.ConnectionReset));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.Cancelled));
+            Assert.That(result.Framed, Is.EqualTo(new FramedStreamEnd(TunnelEndCause.Stopping, TunnelEndCause.Stopping)));
+        });
+    }
+
+    /// <summary>Reads until the stream ends; returns what arrived and how it ended (Success: a clean end).</summary>
+    private static async Task<(byte[] Received, SocketError End)> ReadWhatArrivesAsync(Socket socket)
+    {
+        using var received = new MemoryStream();
+        byte[] buffer = new byte[64 * 1024];
+        try
+        {
+            int read;
+            while ((read = await socket.ReceiveAsync(buffer)) > 0)
+            {
+                received.Write(buffer, 0, read);
+            }
+
+            return (received.ToArray(), SocketError.Success);
+        }
+        catch (SocketException ex)
+        {
+            return (received.ToArray(), ex.SocketErrorCode);
+        }
+    }
+
+    /// <summary>App ⇄ relay over TCP (so a reset shows), relay ⇄ peer over a Unix socket (as the tunnel in tests).</summary>
+    private sealed class FramedChain : IDisposable
+    {
+        private FramedChain(SocketPair app, SocketPair tunnel)
+        {
+            AppPair = app;
+            TunnelPair = tunnel;
+        }
+
+        public Socket App => AppPair.Left;
+
+        public Socket Peer => TunnelPair.Right;
+
+        private SocketPair AppPair { get; }
+
+        private SocketPair TunnelPair { get; }
+
+        public static async Task<FramedChain> ConnectAsync() =>
+            new(await SocketPair.ConnectAsync(SocketTransport.Tcp), await SocketPair.ConnectAsync(SocketTransport.Unix));
+
+        public SocketRelaySession Session(RelayOptions options) => new(AppPair.Right, TunnelPair.Left, RelaySide.B, options);
+
+        public Task<RelayResult> RunAsync(RelayOptions options, CancellationToken cancellationToken = default) =>
+            SocketRelay.RunFramedAsync(AppPair.Right, TunnelPair.Left, RelaySide.B, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, options, cancellationToken);
+
+        public void Dispose()
+        {
+            AppPair.Dispose();
+            TunnelPair.Dispose();
+        }
+    }
+}
+
+/// <summary>Version 2 frames written and read by hand, for tests.</summary>
+internal static class Frames
+{
+    public static byte[] Data(ReadOnlySpan<byte> payload)
+    {
+        byte[] frame = new byte[TunnelFrames.HeaderLength + payload.Length];
+        TunnelFrames.WriteDataHeader(frame, payload.Length);
+        payload.CopyTo(frame.AsSpan(TunnelFrames.HeaderLength));
+        return frame;
+    }
+
+    public static byte[] End(TunnelEndCause cause)
+    {
+        byte[] frame = new byte[TunnelFrames.EndFrameLength];
+        TunnelFrames.WriteEnd(frame, cause);
+        return frame;
+    }
+
+    /// <summary>Reads frames until an END frame (its cause) or the end of the stream (null); returns the payload.</summary>
+    public static async Task<(byte[] Payload, TunnelEndCause? Cause)> ReadUntilEndAsync(Socket socket)
+    {
+        using var payload = new MemoryStream();
+        byte[] header = new byte[TunnelFrames.EndFrameLength];
+        while (true)
+        {
+            if (!await ReadExactlyOrEndAsync(socket, header.AsMemory(0, TunnelFrames.HeaderLength)))
+            {
+                return (payload.ToArray(), null);
+            }
+
+            if (header[0] == (byte)TunnelFrameType.End)
+            {
+                if (!await ReadExactlyOrEndAsync(socket, header.AsMemory(TunnelFrames.HeaderLength, 1)))
+                {
+                    return (payload.ToArray(), null);
+                }
+
+                Assert.That(TunnelFrames.TryReadHeader(header, out TunnelFrameHeader end), Is.EqualTo(TunnelFrameResult.Complete));
+                return (payload.ToArray(), end.Cause);
+            }
+
+            Assert.That(TunnelFrames.TryReadHeader(header.AsSpan(0, TunnelFrames.HeaderLength), out TunnelFrameHeader data), Is.EqualTo(TunnelFrameResult.Complete));
+            byte[] bytes = new byte[data.PayloadLength];
+            if (!await ReadExactlyOrEndAsync(socket, bytes))
+            {
+                return (payload.ToArray(), null);
+            }
+
+            payload.Write(bytes);
+        }
+    }
+
+    private static async Task<bool> ReadExactlyOrEndAsync(Socket socket, Memory<byte> destination)
+    {
+        for (int filled = 0; filled < destination.Length;)
+        {
+            int read;
+            try
+            {
+                read = await socket.ReceiveAsync(destination[filled..]);
+            }
+            catch (SocketException)
+            {
+                return false;
+            }
+
+            if (read == 0)
+            {
+                return false;
+            }
+
+            filled += read;
+        }
+
+        return true;
+    }
+}

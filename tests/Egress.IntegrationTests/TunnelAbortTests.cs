@@ -1,0 +1,157 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Egress.IntegrationTests.Infrastructure;
+
+namespace Egress.IntegrationTests;
+
+/// <summary>
+/// Tunnel protocol v2 end to end (issue 15): a transfer the destination cuts short with RST fails for the application
+/// as it does without Egress (curl exit 56), a clean close stays clean, and a version 1 enclave still works against
+/// this parent.
+/// </summary>
+[TestFixture]
+public sealed class TunnelAbortTests : EgressFixture
+{
+    /// <summary>HTTP/1.1 200 with a 64 KiB body and no length, then RST.</summary>
+    private const int ResetAfterBodyPort = 9010;
+
+    /// <summary>The same response, then a clean close (FIN).</summary>
+    private const int CloseAfterBodyPort = 9011;
+
+    private const int BodyLength = 64 * 1024;
+
+    /// <summary>curl: "Failure in receiving network data" (ECONNRESET while reading the body).</summary>
+    private const int CurlRecvError = 56;
+
+    internal override Task PrepareAsync(Topology topology)
+    {
+        topology.StartWorldServer("reset-after-body", ResetAfterBodyPort, (stream, socket, cancellationToken) => HttpBodyThenAsync(stream, socket, reset: true, cancellationToken));
+        topology.StartWorldServer("close-after-body", CloseAfterBodyPort, (stream, socket, cancellationToken) => HttpBodyThenAsync(stream, socket, reset: false, cancellationToken));
+        return Task.CompletedTask;
+    }
+
+    [Test]
+    public async Task ABodyTheDestinationCutsShortWithRstFailsTheClientAsItWouldDirectly()
+    {
+        var curl = await Clients.CurlAsync(Topology.Enclave, $"http://198.18.0.10:{ResetAfterBodyPort}/", "-o", "/dev/null");
+        var enclaveLine = await LogLineAsync(Deployment.Enclave, "closed", $"198.18.0.10:{ResetAfterBodyPort}");
+        var hostLine = await LogLineAsync(Deployment.Host, "closed", $"198.18.0.10:{ResetAfterBodyPort}");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(curl.ExitCode, Is.EqualTo(CurlRecvError), () => $"a truncated body must not look complete: {curl}");
+            Assert.That(hostLine, Does.Contain("sent RST"), () => Deployment.Host.Output);
+            Assert.That(enclaveLine, Does.Contain("received RST"), () => Deployment.Enclave.Output);
+        });
+    }
+
+    [Test]
+    public async Task ABodyEndedByACleanCloseArrivesWholeAndTheStreamEndsClean()
+    {
+        var curl = await Clients.CurlAsync(Topology.Enclave, $"http://198.18.0.10:{CloseAfterBodyPort}/", "-o", "/dev/null", "-w", "%{size_download}");
+        var enclaveLine = await LogLineAsync(Deployment.Enclave, "closed", $"198.18.0.10:{CloseAfterBodyPort}");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(curl.ExitCode, Is.Zero, curl.ToString);
+            Assert.That(curl.StandardOutput, Is.EqualTo($"{BodyLength}"));
+            Assert.That(enclaveLine, Does.Contain("BothCompleted (END sent FIN, received FIN)"), () => Deployment.Enclave.Output);
+        });
+    }
+
+    [Test]
+    public async Task AVersion1EnclaveStillGetsARawStreamFromThisParent()
+    {
+        // What an enclave image from before v2 sends: a version 1 request, then raw bytes after the Ok status.
+        const int length = 100_000;
+        const ulong seed = 0x5EED_0000_0000_0015UL;
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(Deployment.TunnelSocketPath));
+        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        await stream.WriteAsync(TunnelProbe.TcpRequest(new IPEndPoint(IPAddress.Parse("198.18.1.20"), WorldPorts.Source)));
+        var status = new byte[3];
+        await stream.ReadExactlyAsync(status).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        await stream.WriteAsync(ServerBehaviours.SourceRequest(length, seed));
+        socket.Shutdown(SocketShutdown.Send);
+        using var received = new MemoryStream();
+        await stream.CopyToAsync(received).WaitAsync(TimeSpan.FromSeconds(30));
+        var expected = new byte[length];
+        new DeterministicBytes(seed).Fill(expected);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(status, Is.EqualTo(new byte[] { TunnelProbe.Version, TunnelProbe.StatusOk, 0 }), "a version 1 answer");
+            Assert.That(received.ToArray(), Is.EqualTo(expected), "raw bytes, no frames");
+        });
+        var hostLine = await LogLineAsync(Deployment.Host, "closed", $"198.18.1.20:{WorldPorts.Source}");
+        Assert.That(hostLine, Does.Contain("BothCompleted").And.Not.Contain("END"), () => Deployment.Host.Output);
+    }
+
+    /// <summary>Reads one HTTP request head, answers 200 with <see cref="BodyLength"/> bytes and no length, then resets or closes.</summary>
+    private static async Task HttpBodyThenAsync(NetworkStream stream, Socket socket, bool reset, CancellationToken cancellationToken)
+    {
+        var head = new StringBuilder();
+        var one = new byte[1];
+        while (!head.ToString().EndsWith("\r\n\r\n", StringComparison.Ordinal))
+        {
+            if (await stream.ReadAsync(one, cancellationToken) == 0)
+            {
+                return;
+            }
+
+            head.Append((char)one[0]);
+        }
+
+        await stream.WriteAsync(Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n"), cancellationToken);
+        var body = new byte[BodyLength];
+        BinaryPrimitives.WriteUInt64LittleEndian(body, 0x5EED);
+        await stream.WriteAsync(body, cancellationToken);
+        if (reset)
+        {
+            // Let the body leave first, so that only the end is wrong, as in the issue's report.
+            await Task.Delay(300, cancellationToken);
+            socket.LingerState = new LingerOption(enable: true, seconds: 0);
+            socket.Close();
+            return;
+        }
+
+        socket.Shutdown(SocketShutdown.Send);
+        await ServerBehaviours.DrainAsync(stream, cancellationToken);
+    }
+}
+
+/// <summary>egress-host killed (SIGKILL) in the middle of a download: the application sees an error, never a clean end.</summary>
+[TestFixture]
+public sealed class TunnelParentKilledTests : EgressFixture
+{
+    [Test]
+    public async Task ADownloadCutByTheParentDyingFailsInsteadOfEndingClean()
+    {
+        var source = new IPEndPoint(IPAddress.Parse("198.18.1.20"), WorldPorts.Source);
+        const long length = 64L * 1024 * 1024 * 1024; // far more than can pass before the kill
+        var download = TransferClient.DownloadAsync(Topology.Enclave, source, 0x5EED_0000_0000_0016UL, length, CancellationToken.None);
+        var connected = await Deployment.Host.WaitForLineAsync(line => line.Contains($"{source}", StringComparison.Ordinal) && line.Contains("connected", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+        Assert.That(connected, Is.Not.Null, () => Deployment.Host.Output);
+        await Task.Delay(300);
+
+        var kill = await Command.RunAsync(["kill", "-KILL", Deployment.Host.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(10));
+        Assert.That(kill.ExitCode, Is.Zero, kill.ToString);
+
+        Exception? failure = null;
+        long received = -1;
+        try
+        {
+            (received, _) = await download.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        catch (Exception ex) when (ex is IOException or SocketException)
+        {
+            failure = ex;
+        }
+
+        Assert.That(failure, Is.Not.Null, $"the download ended clean after {received} of {length} bytes");
+        var enclaveLine = await LogLineAsync(Deployment.Enclave, "closed", $"{source}");
+        Assert.That(enclaveLine, Does.Contain("received no END"), () => Deployment.Enclave.Output);
+    }
+}
