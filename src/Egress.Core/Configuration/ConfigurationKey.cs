@@ -41,6 +41,7 @@ internal sealed record ConfigurationKey(string Path, ConfigurationValueKind Kind
         long value => $"`{value.ToString(CultureInfo.InvariantCulture)}`",
         string value => $"`\"{value}\"`",
         NetfilterBackend value => $"`\"{value.ToString().ToLowerInvariant()}\"`",
+        Tls.TlsServerNameMode value => $"`\"{ConfigurationReader.TlsServerNameText(value)}\"`",
         string[] values => $"`[{string.Join(", ", values.Select(value => $"\"{value}\""))}]`",
         IPEndPoint[] values => $"`[{string.Join(", ", values.Select(value => $"\"{value}\""))}]`",
         _ => throw new InvalidOperationException($"{Path} has a default of an unexpected type."),

@@ -29,4 +29,7 @@ internal enum ConfigurationValueKind
 
     /// <summary><c>"auto"</c>, <c>"nft"</c> or <c>"legacy"</c>.</summary>
     Netfilter,
+
+    /// <summary><c>"require"</c>, <c>"if-present"</c> or <c>"off"</c> (<see cref="Tls.TlsServerNameMode"/>).</summary>
+    TlsServerName,
 }

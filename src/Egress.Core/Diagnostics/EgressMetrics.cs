@@ -26,6 +26,7 @@ public sealed class EgressMetrics
     private readonly Counter<long> _dnsQueries;
     private readonly Counter<long> _tunnelErrors;
     private readonly Counter<long> _failovers;
+    private readonly Counter<long> _serverNameRefusals;
     private readonly KeyValuePair<string, object?> _side;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/>.</summary>
@@ -56,6 +57,8 @@ public sealed class EgressMetrics
             "egress.tunnel.errors", "{error}", "Tunnel streams that failed, by kind.");
         _failovers = meter.CreateCounter<long>(
             "egress.connection.failovers", "{attempt}", "Other addresses of the same name tried after a destination refused, was unreachable or timed out.");
+        _serverNameRefusals = meter.CreateCounter<long>(
+            "egress.tls.server_name.refusals", "{connection}", "Connections to learned addresses reset because their TLS ClientHello failed the server-name check, by reason.");
         if (cache is not null)
         {
             meter.CreateObservableGauge(
@@ -115,6 +118,16 @@ public sealed class EgressMetrics
         if (_tunnelErrors.Enabled)
         {
             _tunnelErrors.Add(1, _side, new("egress.error", kind));
+        }
+    }
+
+    /// <summary>Counts a connection refused by the TLS server-name check, by reason (not_learned, not_allowed,
+    /// no_server_name, encrypted_client_hello, malformed, too_large, truncated).</summary>
+    internal void ServerNameRefused(Tls.ServerNameRefusal reason)
+    {
+        if (_serverNameRefusals.Enabled)
+        {
+            _serverNameRefusals.Add(1, _side, new("egress.reason", MetricTag.Of(reason)));
         }
     }
 

@@ -6,6 +6,7 @@ using Egress.Dns.Upstream;
 using Egress.Policy;
 using Egress.Relay;
 using Egress.Sockets;
+using Egress.Tls;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 
@@ -178,7 +179,14 @@ internal sealed class TunnelStreamHandler(
             GatewayLog.Connected(logger, destination, GatewayLog.HintText(request.HostHint), decision);
             Count(GatewayStreamResult.Relayed(request, decision, relay: null));
             options.Metrics?.RelayStarted();
-            var relay = await SocketRelay.RunAsync(tunnel, upstream, options.Relay, aborted).ConfigureAwait(false);
+            var serverNameGate = ServerNameGate.For(policy, destination.Address, decision);
+            var relay = await SocketRelay.RunAsync(tunnel, upstream, default, default, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
+            if (serverNameGate is { Refusal: not ServerNameRefusal.None } refused)
+            {
+                GatewayLog.ServerNameRefused(logger, destination, GatewayLog.HintText(request.HostHint), refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
+                options.Metrics?.ServerNameRefused(refused.Refusal);
+            }
+
             return GatewayStreamResult.Relayed(request, decision, relay);
         }
     }

@@ -4,6 +4,7 @@ using Egress.Interception;
 using Egress.Policy;
 using Egress.Relay;
 using Egress.Sockets;
+using Egress.Tls;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 
@@ -98,14 +99,21 @@ internal sealed class ProxyConnectionHandler(
             }
 
             Started(ProxyConnectionResult.Relayed(destination, decision, relay: null));
+            var serverNameGate = ServerNameGate.For(policy, destination.Address, decision);
             RelayResult relay;
             try
             {
-                relay = await SocketRelay.RunAsync(client, tunnel, ReadOnlyMemory<byte>.Empty, following, options.Relay, aborted).ConfigureAwait(false);
+                relay = await SocketRelay.RunAsync(client, tunnel, ReadOnlyMemory<byte>.Empty, following, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
             }
             finally
             {
                 tunnel.Dispose();
+            }
+
+            if (serverNameGate is { Refusal: not ServerNameRefusal.None } refused)
+            {
+                ProxyLog.ServerNameRefused(logger, destination, refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
+                options.Metrics?.ServerNameRefused(refused.Refusal);
             }
 
             return ProxyConnectionResult.Relayed(destination, decision, relay);

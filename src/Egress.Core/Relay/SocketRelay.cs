@@ -50,4 +50,11 @@ public static class SocketRelay
         ArgumentNullException.ThrowIfNull(options);
         return new SocketRelaySession(a, b, options).RunAsync(readFromA, readFromB, cancellationToken);
     }
+
+    /// <summary>As <see cref="RunAsync(Socket, Socket, ReadOnlyMemory{byte}, ReadOnlyMemory{byte}, RelayOptions, CancellationToken)"/>,
+    /// with <paramref name="gate"/> reading A's first bytes before A to B starts (B to A starts at once); a refusal ends
+    /// the relay with <see cref="RelayShutdownCause.Refused"/>, both sockets reset.</summary>
+    internal static Task<RelayResult> RunAsync(
+        Socket a, Socket b, ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, RelayOptions options, IFirstBytesGate? gate, CancellationToken cancellationToken) =>
+        new SocketRelaySession(a, b, options).RunAsync(readFromA, readFromB, cancellationToken, gate);
 }

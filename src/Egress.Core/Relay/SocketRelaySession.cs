@@ -40,15 +40,58 @@ internal sealed partial class SocketRelaySession
     /// <inheritdoc cref="SplicedAToB"/>
     internal long SplicedBToA { get; private set; }
 
-    public async Task<RelayResult> RunAsync(ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, CancellationToken cancellationToken)
+    public async Task<RelayResult> RunAsync(
+        ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, CancellationToken cancellationToken, IFirstBytesGate? gate = null)
     {
         _monitor.Start(cancellationToken);
         bool splice = _splice && CanSplice();
-        Task<long> forward = splice ? SpliceAsync(_a, _b, readFromA, fromA: true) : CopyAsync(_a, _b, readFromA, fromA: true);
+        Task<long> forward = gate is not null ? GatedForwardAsync(gate, readFromA, splice, cancellationToken)
+            : splice ? SpliceAsync(_a, _b, readFromA, fromA: true) : CopyAsync(_a, _b, readFromA, fromA: true);
         Task<long> backward = splice ? SpliceAsync(_b, _a, readFromB, fromA: false) : CopyAsync(_b, _a, readFromB, fromA: false);
         long aToB = await forward.ConfigureAwait(false); // the direction loops never throw
         long bToA = await backward.ConfigureAwait(false);
         return _monitor.Finish(aToB, bToA);
+    }
+
+    /// <summary>
+    /// The A-to-B direction behind a gate: the gate reads A's first bytes (after <paramref name="readFromA"/>), then they
+    /// go first and the loop continues as usual; a refusal aborts the relay with nothing sent. Never throws.
+    /// </summary>
+    private async Task<long> GatedForwardAsync(IFirstBytesGate gate, ReadOnlyMemory<byte> readFromA, bool splice, CancellationToken cancellationToken)
+    {
+        FirstBytes first;
+        try
+        {
+            ReadOnlyMemory<byte> already = readFromA;
+            first = await gate.InspectAsync(
+                (buffer, token) =>
+                {
+                    if (already.IsEmpty)
+                    {
+                        return _a.ReceiveAsync(buffer, SocketFlags.None, token);
+                    }
+
+                    int count = Math.Min(buffer.Length, already.Length);
+                    already[..count].CopyTo(buffer);
+                    already = already[count..];
+                    return ValueTask.FromResult(count);
+                },
+                cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            AbortOnError(ex, receiving: true, fromA: true);
+            return 0;
+        }
+
+        if (!first.Allowed)
+        {
+            _monitor.Abort(RelayShutdownCause.Refused, null);
+            return 0;
+        }
+
+        _monitor.Touch();
+        return await (splice ? SpliceAsync(_a, _b, first.Received, fromA: true) : CopyAsync(_a, _b, first.Received, fromA: true)).ConfigureAwait(false);
     }
 
     /// <summary>
