@@ -60,11 +60,6 @@ internal static class ClientHelloParser
         int records = 0;
         while (true)
         {
-            if (offset >= MaxBytes)
-            {
-                return ClientHelloStatus.TooLarge;
-            }
-
             ReadOnlySpan<byte> rest = received[offset..];
             if (rest.IsEmpty)
             {
@@ -85,6 +80,11 @@ internal static class ClientHelloParser
             if (recordLength is 0 or > MaxRecordLength)
             {
                 return ClientHelloStatus.Malformed; // RFC 8446 §5.1: no zero-length handshake fragments, none over 2^14
+            }
+
+            if (offset + RecordHeaderLength + recordLength > MaxBytes)
+            {
+                return ClientHelloStatus.TooLarge; // decided on the header, so a longer input never decides otherwise
             }
 
             records++;
@@ -123,7 +123,7 @@ internal static class ClientHelloParser
 
             if (fragment.Length < recordLength)
             {
-                return offset + RecordHeaderLength + fragment.Length >= MaxBytes ? ClientHelloStatus.TooLarge : ClientHelloStatus.NeedMore;
+                return ClientHelloStatus.NeedMore;
             }
 
             offset += RecordHeaderLength + recordLength;
