@@ -4,6 +4,7 @@ using Egress.Configuration;
 using Egress.Diagnostics;
 using Egress.Dns.Forwarder;
 using Egress.Enclave.Check;
+using Egress.Enclave.Report;
 using Egress.Enclave.Rules;
 using Egress.Hosting;
 using Egress.Policy;
@@ -20,6 +21,7 @@ const string Epilogue = """
       egress-enclave rules --apply --config /etc/egress/enclave.toml && egress-enclave --config /etc/egress/enclave.toml
       egress-enclave check api.stripe.com:443 --config enclave.toml
       egress-enclave --tunnel unix:/tmp/egress.sock --log-format json --log-level Debug
+      egress-enclave report-to-allowlist enclave.log parent.log
 
     Metrics: meter "Egress" (connections, relayed bytes, DNS queries, tunnel errors, learned addresses), readable
     with dotnet-counters monitor --counters Egress -n egress-enclave.
@@ -137,7 +139,44 @@ rules.SetAction(parse => RunRules(
 HostCommandLine.RefuseParentOptions(rules, tunnelOption, logLevelOption, logFormatOption);
 root.Subcommands.Add(rules);
 
+var logsArgument = new Argument<string[]>("LOG")
+{
+    Description = "log files of egress-enclave or egress-host (text or JSON lines); standard input when none",
+    Arity = ArgumentArity.ZeroOrMore,
+};
+var reportToAllowlist = new Command("report-to-allowlist", """
+    Turn the "report mode: would deny" lines that egress-enclave and egress-host log with [egress] mode = "report"
+    into egress.destinations entries, one per line, sorted and unique: a name with the ports its connections used
+    (api.example.com:443), a name without a port when only DNS questions were seen, an address with its ports when no
+    name is known. Internal addresses and the parent's own, which report mode keeps denied, never appear. Exit 0, or
+    1 when the input held no would-deny line.
+    """)
+{
+    logsArgument,
+};
+reportToAllowlist.SetAction(parse => RunReportToAllowlist(parse.GetValue(logsArgument) ?? []));
+HostCommandLine.RefuseParentOptions(reportToAllowlist, configOption, tunnelOption, logLevelOption, logFormatOption);
+root.Subcommands.Add(reportToAllowlist);
+
 return await HostCommandLine.RunAsync(root, Title, Epilogue, args);
+
+static int RunReportToAllowlist(string[] paths)
+{
+    try
+    {
+        return new ReportToAllowlistCommand(Console.In, Console.Out, Console.Error).Run(paths);
+    }
+    catch (IOException ex)
+    {
+        Console.Error.WriteLine($"error: {ex.Message}");
+        return HostRuntime.RuntimeError;
+    }
+    catch (UnauthorizedAccessException ex)
+    {
+        Console.Error.WriteLine($"error: {ex.Message}");
+        return HostRuntime.RuntimeError;
+    }
+}
 
 static int Check(CheckTarget target, string? configPath)
 {

@@ -19,7 +19,8 @@ internal static partial class HostLog
     /// <summary>Logs the policy digest (<see cref="PolicyDigest"/>).</summary>
     public static void Policy(ILogger logger, PolicyDigest digest) => Policy(logger, digest.ToString(), Egress(digest), Destinations(digest));
 
-    private static string Egress(PolicyDigest digest) => digest.EgressEnabled ? "enabled" : "disabled";
+    private static string Egress(PolicyDigest digest) =>
+        !digest.EgressEnabled ? "disabled" : digest.Mode == global::Egress.Policy.EgressMode.Report ? "enabled, report mode: denials are only logged" : "enabled";
 
     private static string Destinations(PolicyDigest digest) =>
         digest.DestinationCount == 1 ? "1 destination" : $"{digest.DestinationCount} destinations";

@@ -378,6 +378,58 @@ else
   fail sigterm-drain "echo '$got', still listening: $listening_after, exit $code after ${ms} ms; $(tail_of "$W/enclave.log" 3)"
 fi
 
+# --- cases: several enclaves on one parent ([[host.enclaves]]): the real VSOCK accept path reads the peer's CID ---
+# Over vsock_loopback the enclave's streams come from CID 1 (VMADDR_CID_LOCAL). One egress-host maps CID 1 to a file
+# that allows only 198.18.0.10 (so IPv6, which the enclave's own file allows, is denied by the parent); another maps
+# only CID 16, so CID 1 is refused with the reason. egress-enclave is started against each in turn (--tunnel).
+printf '[egress]\nenabled = true\ndestinations = ["198.18.0.10"]\n' > "$W/cid1.toml"
+map_host() { # map_host PORT LOG ENTRY: an egress-host on vsock://any:PORT with the main file plus [[host.enclaves]] ENTRY
+  { cat "$W/enclave.toml"; printf '\n[[host.enclaves]]\n%s\n' "$3"; } > "$W/host-$1.toml"
+  ip netns exec par "${HOST[@]}" --config "$W/host-$1.toml" --tunnel "vsock://any:$1" >>"$2" 2>&1 &
+}
+mapped_listening() { grep -q "gateway listening on vsock://any:$1" "$2" 2>/dev/null; }
+map_host $((PORT + 1)) "$W/host-mapped.log" "cid = 1
+config = \"$W/cid1.toml\""
+MAPPED_PID=$!
+map_host $((PORT + 2)) "$W/host-refusing.log" "cid = 16
+config = \"$W/cid1.toml\""
+REFUSING_PID=$!
+enclave_on() { # enclave_on PORT: egress-enclave dialling vsock://1:PORT
+  ip netns exec enc "${ENCLAVE[@]}" --config "$W/enclave.toml" --tunnel "vsock://1:$1" >>"$W/enclave-$1.log" 2>&1 &
+  ENCLAVE_PID=$!
+  wait_until 120 enclave_ready && kill -0 $ENCLAVE_PID 2>/dev/null
+}
+stop_enclave() { kill -TERM $ENCLAVE_PID 2>/dev/null; wait $ENCLAVE_PID 2>/dev/null; }
+if wait_until 120 mapped_listening $((PORT + 1)) "$W/host-mapped.log" && enclave_on $((PORT + 1)); then
+  body=$(in_enc curl -sS --max-time 20 http://198.18.0.10:8080/ 2>&1)
+  v6=$(in_enc curl -sS --max-time 20 'http://[2001:db8::10]:8080/' 2>&1); v6rc=$?
+  wait_until 10 grep -q 'connection to \[2001:db8::10\]:8080 denied' "$W/host-mapped.log"
+  denied=$(grep -c 'connection to \[2001:db8::10\]:8080 denied' "$W/host-mapped.log")
+  entry=$(grep -o 'enclave CID 1: policy [^ ]*' "$W/host-mapped.log" | head -n 1)
+  if [ "$body" = "hello from the world" ] && [ $v6rc -ne 0 ] && [ "$denied" -gt 0 ] && [ -n "$entry" ]; then
+    pass host-enclaves-cid-mapped "peer CID 1 decided by cid1.toml ($entry): 198.18.0.10 allowed, [2001:db8::10] (allowed by the enclave's own file) denied by the parent"
+  else
+    fail host-enclaves-cid-mapped "curl v4: $body; curl v6 exit $v6rc: $v6; parent denials of v6: $denied; entry: '$entry'; host: $(tail_of "$W/host-mapped.log" 3)"
+  fi
+else
+  fail host-enclaves-cid-mapped "egress-host or egress-enclave did not start: $(tail_of "$W/host-mapped.log" 3) $(tail_of "$W/enclave-$((PORT + 1)).log" 3)"
+fi
+stop_enclave
+reason='enclave CID 1 is not in [[host.enclaves]] (mapped: 16; no cid = "any")'
+if wait_until 120 mapped_listening $((PORT + 2)) "$W/host-refusing.log" && enclave_on $((PORT + 2)); then
+  out=$(in_enc curl -sS --max-time 20 http://198.18.0.10:8080/ 2>&1); rc=$?
+  wait_until 10 grep -qF "parent: $reason" "$W/enclave-$((PORT + 2)).log"
+  if [ $rc -ne 0 ] && grep -qF "$reason" "$W/host-refusing.log" && grep -qF "parent: $reason" "$W/enclave-$((PORT + 2)).log"; then
+    pass host-enclaves-cid-refused "peer CID 1 not mapped: curl exit $rc; the enclave logged: parent: $reason"
+  else
+    fail host-enclaves-cid-refused "curl exit $rc: $out; host: $(tail_of "$W/host-refusing.log" 3); enclave: $(tail_of "$W/enclave-$((PORT + 2)).log" 3)"
+  fi
+else
+  fail host-enclaves-cid-refused "egress-host or egress-enclave did not start: $(tail_of "$W/host-refusing.log" 3) $(tail_of "$W/enclave-$((PORT + 2)).log" 3)"
+fi
+stop_enclave
+kill $MAPPED_PID $REFUSING_PID 2>/dev/null; wait $MAPPED_PID $REFUSING_PID 2>/dev/null
+
 # --- case: rules --remove ---------------------------------------------------------------------------------------------
 if out=$(in_enc "${ENCLAVE[@]}" rules --remove --config "$W/enclave.toml" 2>&1) \
   && ! in_enc iptables-legacy -w -t nat -S OUTPUT | grep -q DNAT && ! in_enc ip6tables-legacy -w -t nat -S OUTPUT | grep -q DNAT; then

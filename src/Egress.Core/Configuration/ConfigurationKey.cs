@@ -30,6 +30,7 @@ internal sealed record ConfigurationKey(string Path, ConfigurationValueKind Kind
         ConfigurationValueKind.Integer => "integer",
         ConfigurationValueKind.Destinations or ConfigurationValueKind.ListenAddresses or ConfigurationValueKind.DnsUpstreams => "array of strings",
         ConfigurationValueKind.Ports => "array of integers",
+        ConfigurationValueKind.Enclaves => "array of tables",
         _ => "string",
     };
 
@@ -42,6 +43,8 @@ internal sealed record ConfigurationKey(string Path, ConfigurationValueKind Kind
         string value => $"`\"{value}\"`",
         NetfilterBackend value => $"`\"{value.ToString().ToLowerInvariant()}\"`",
         Tls.TlsServerNameMode value => $"`\"{ConfigurationReader.TlsServerNameText(value)}\"`",
+        Policy.EgressMode value => $"`\"{value.ToString().ToLowerInvariant()}\"`",
+        EnclaveMapping[] => "none (every CID: this file's policy)",
         string[] values => $"`[{string.Join(", ", values.Select(value => $"\"{value}\""))}]`",
         IPEndPoint[] values => $"`[{string.Join(", ", values.Select(value => $"\"{value}\""))}]`",
         _ => throw new InvalidOperationException($"{Path} has a default of an unexpected type."),

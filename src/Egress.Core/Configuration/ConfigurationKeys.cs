@@ -15,6 +15,9 @@ internal static class ConfigurationKeys
     private const long MaxSeconds = int.MaxValue / 1000;
 
     public static readonly ConfigurationKey EgressEnabled = new("egress.enabled", ConfigurationValueKind.Boolean, false);
+    /// <summary><c>egress.mode</c>: <c>"enforce"</c> denies what the list does not allow; <c>"report"</c> allows it and logs a would-deny line.</summary>
+    public static readonly ConfigurationKey EgressModeKey = new("egress.mode", ConfigurationValueKind.Mode, Policy.EgressMode.Enforce);
+
     public static readonly ConfigurationKey EgressDestinations = new("egress.destinations", ConfigurationValueKind.Destinations, Array.Empty<string>());
 
     /// <summary><c>egress.ports</c> (Evervault's): the ports of every destination entry written without its own.</summary>
@@ -49,6 +52,9 @@ internal static class ConfigurationKeys
     public static readonly ConfigurationKey HostMaxStreams = new("host.max_streams", ConfigurationValueKind.Integer, 0L, 0, int.MaxValue);
     public static readonly ConfigurationKey HostKeepAliveIdle = Seconds("host.keepalive_idle_seconds", 60, 0, MaxKeepAliveSeconds);
     public static readonly ConfigurationKey HostKeepAliveInterval = Seconds("host.keepalive_interval_seconds", 10, 1, MaxKeepAliveSeconds);
+    /// <summary><c>[[host.enclaves]]</c>: the policy file of each enclave CID; none: every CID gets this file's.</summary>
+    public static readonly ConfigurationKey HostEnclaves = new("host.enclaves", ConfigurationValueKind.Enclaves, Array.Empty<EnclaveMapping>());
+
     public static readonly ConfigurationKey HostKeepAliveProbes = new("host.keepalive_probes", ConfigurationValueKind.Integer, 6L, 1, 127);
 
     public static readonly ConfigurationKey DnsTtlFloor = Seconds("dns.ttl_floor_seconds", 30, 0, MaxSeconds);
@@ -63,11 +69,11 @@ internal static class ConfigurationKeys
     /// <summary>Gets every key, in the order of <c>docs/configuration.md</c>.</summary>
     public static IReadOnlyList<ConfigurationKey> All { get; } =
     [
-        EgressEnabled, EgressDestinations, EgressPorts, EgressTlsServerName,
+        EgressEnabled, EgressModeKey, EgressDestinations, EgressPorts, EgressTlsServerName,
         TunnelEnclaveEndpoint, TunnelHostEndpoint, TunnelStatusTimeout,
         EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections, EnclaveFailoverAttempts,
         HostConnectTimeout, HostHeaderTimeout, HostDnsUpstreams, HostDnsTimeout, HostMetricsListen, HostMaxStreams,
-        HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes,
+        HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes, HostEnclaves,
         DnsTtlFloor, DnsGrace, DnsCacheMaxEntries,
         RelayIdleTimeout, RelayShutdownDrain, RelaySplice,
     ];

@@ -139,6 +139,8 @@ internal sealed class ConfigurationReader
         ConfigurationValueKind.ListenAddress => ReadEndPoint(key.Path, keyLocation),
         ConfigurationValueKind.Ports => ReadPorts(key.Path, keyLocation),
         ConfigurationValueKind.TlsServerName => ReadTlsServerName(key.Path, keyLocation),
+        ConfigurationValueKind.Mode => ReadMode(key.Path, keyLocation),
+        ConfigurationValueKind.Enclaves => ReadEnclaves(key.Path, keyLocation),
         _ => ReadNetfilter(key.Path, keyLocation),
     };
 
@@ -208,6 +210,99 @@ internal sealed class ConfigurationReader
 
         _ = PortSet.TryParse(string.Join(',', ports), out PortSet? set); // each item was checked above, with its location
         return set!;
+    }
+
+    private static readonly string[] EnclaveKeys = ["cid", "config"];
+
+    // [[host.enclaves]] cid = 16 | "any", config = "PATH"; tables of one array that the event stream gives apart (the
+    // array reopened after another table) are added to those read before.
+    private EnclaveMapping[] ReadEnclaves(string path, SourceLocation keyLocation)
+    {
+        TomlParseEvent array = Next();
+        SourceLocation arrayLocation = ValueLocation(array, keyLocation);
+        if (array.Kind != TomlParseEventKind.StartArray)
+        {
+            throw new ConfigurationException(arrayLocation, path, $"expected an array of tables ([[host.enclaves]] with cid and config), found {Describe(array.Kind)}");
+        }
+
+        locations.TryAdd(path, arrayLocation);
+        var mappings = new List<EnclaveMapping>(values.TryGetValue(ConfigurationKeys.HostEnclaves, out object? before) ? (EnclaveMapping[])before! : []);
+        string directory = Path.GetDirectoryName(sourceName) ?? string.Empty;
+        for (TomlParseEvent table = Next(); table.Kind != TomlParseEventKind.EndArray; table = Next())
+        {
+            SourceLocation tableLocation = ValueLocation(table, arrayLocation);
+            if (table.Kind != TomlParseEventKind.StartTable)
+            {
+                throw new ConfigurationException(tableLocation, path, $"expected a table with cid and config, found {Describe(table.Kind)}");
+            }
+
+            (uint? Cid, bool Set)? cid = null;
+            string? config = null;
+            SourceLocation? entryLocation = table.Line > 0 ? tableLocation : null; // [[...]] headers have no position
+            for (TomlParseEvent current = Next(); current.Kind != TomlParseEventKind.EndTable; current = Next())
+            {
+                string key = Parser.GetPropertyName();
+                SourceLocation location = Here(current);
+                entryLocation ??= location;
+                TomlParseEvent value = Next();
+                SourceLocation valueLocation = ValueLocation(value, location);
+                switch (key)
+                {
+                    case "cid" when value.Kind == TomlParseEventKind.Integer:
+                        long number = value.GetInt64();
+                        cid = number is >= 0 and < VsockAnyCid
+                            ? ((uint)number, true)
+                            : throw new ConfigurationException(valueLocation, path + ".cid", $"must be between 0 and {VsockAnyCid - 1}, or \"any\", found {number}");
+                        break;
+                    case "cid" when value.Kind == TomlParseEventKind.String && Parser.GetString() == "any":
+                        cid = (null, true);
+                        break;
+                    case "cid":
+                        throw new ConfigurationException(valueLocation, path + ".cid", $"expected the enclave's CID (an integer, e.g. 16) or \"any\", found {(value.Kind == TomlParseEventKind.String ? $"\"{Parser.GetString()}\"" : Describe(value.Kind))}");
+                    case "config" when value.Kind == TomlParseEventKind.String && Parser.GetString().Length > 0:
+                        config = Parser.GetString();
+                        config = Path.IsPathRooted(config) ? config : Path.Combine(directory, config);
+                        break;
+                    case "config":
+                        throw new ConfigurationException(valueLocation, path + ".config", $"expected the path of the enclave's enclave.toml, found {(value.Kind == TomlParseEventKind.String ? "an empty string" : Describe(value.Kind))}");
+                    default:
+                        throw UnknownKey(key, path + "." + key, location, EnclaveKeys);
+                }
+            }
+
+            SourceLocation at = entryLocation ?? tableLocation;
+            if (cid is null || config is null)
+            {
+                throw new ConfigurationException(at, path, $"each [[host.enclaves]] needs cid (the enclave's CID, or \"any\") and config (its enclave.toml); this one has no {(cid is null ? "cid" : "config")}");
+            }
+
+            if (mappings.Find(mapping => mapping.Cid == cid.Value.Cid) is { } duplicate)
+            {
+                string which = cid.Value.Cid is { } number ? $"CID {number}" : "\"any\"";
+                throw new ConfigurationException(at, path, $"{which} is mapped twice (first at {duplicate.Location})");
+            }
+
+            mappings.Add(new EnclaveMapping(cid.Value.Cid, config, at));
+        }
+
+        return [.. mappings];
+    }
+
+    /// <summary>VMADDR_CID_ANY: not the CID of a peer.</summary>
+    private const long VsockAnyCid = 0xFFFFFFFF;
+
+    private EgressMode ReadMode(string path, SourceLocation keyLocation)
+    {
+        string value = ReadString(path, keyLocation);
+        return value switch
+        {
+            "enforce" => EgressMode.Enforce,
+            "report" => EgressMode.Report,
+            _ => throw new ConfigurationException(
+                locations[path],
+                path,
+                $"expected \"enforce\" (deny what the list does not allow) or \"report\" (allow it and log each would-deny), found \"{value}\""),
+        };
     }
 
     private NetfilterBackend ReadNetfilter(string path, SourceLocation keyLocation)
@@ -381,7 +476,7 @@ internal sealed class ConfigurationReader
         long idleTimeoutSeconds = Get<long>(ConfigurationKeys.RelayIdleTimeout);
         return new EgressConfiguration(
             sourceName,
-            new EgressSection(Get<bool>(ConfigurationKeys.EgressEnabled), Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.EgressDestinations, out object? entries) ? (DestinationEntry[])entries! : []), values.TryGetValue(ConfigurationKeys.EgressPorts, out object? ports) ? (PortSet?)ports : null, Get<Tls.TlsServerNameMode>(ConfigurationKeys.EgressTlsServerName)),
+            new EgressSection(Get<bool>(ConfigurationKeys.EgressEnabled), Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.EgressDestinations, out object? entries) ? (DestinationEntry[])entries! : []), values.TryGetValue(ConfigurationKeys.EgressPorts, out object? ports) ? (PortSet?)ports : null, Get<EgressMode>(ConfigurationKeys.EgressModeKey), Get<Tls.TlsServerNameMode>(ConfigurationKeys.EgressTlsServerName)),
             new TunnelSection(Get<string>(ConfigurationKeys.TunnelEnclaveEndpoint), Get<string>(ConfigurationKeys.TunnelHostEndpoint), Duration(ConfigurationKeys.TunnelStatusTimeout)),
             new EnclaveSection(EndPoints(ConfigurationKeys.EnclaveProxyListen), EndPoints(ConfigurationKeys.EnclaveDnsListen), Duration(ConfigurationKeys.EnclaveDnsQueryTimeout), Get<NetfilterBackend>(ConfigurationKeys.EnclaveNetfilter), Count(ConfigurationKeys.EnclaveMaxConnections), Count(ConfigurationKeys.EnclaveFailoverAttempts)),
             new HostSection(
@@ -393,7 +488,8 @@ internal sealed class ConfigurationReader
                 Count(ConfigurationKeys.HostMaxStreams),
                 Duration(ConfigurationKeys.HostKeepAliveIdle),
                 Duration(ConfigurationKeys.HostKeepAliveInterval),
-                Count(ConfigurationKeys.HostKeepAliveProbes)),
+                Count(ConfigurationKeys.HostKeepAliveProbes),
+                Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.HostEnclaves, out object? enclaves) ? (EnclaveMapping[])enclaves! : [])),
             new DnsSection(Duration(ConfigurationKeys.DnsTtlFloor), Duration(ConfigurationKeys.DnsGrace), Count(ConfigurationKeys.DnsCacheMaxEntries)),
             new RelaySection(
                 idleTimeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : ConfigurationKeys.RelayIdleTimeout.ToDuration(idleTimeoutSeconds),

@@ -32,4 +32,10 @@ internal enum ConfigurationValueKind
 
     /// <summary><c>"require"</c>, <c>"if-present"</c> or <c>"off"</c> (<see cref="Tls.TlsServerNameMode"/>).</summary>
     TlsServerName,
+
+    /// <summary><c>"enforce"</c> or <c>"report"</c>.</summary>
+    Mode,
+
+    /// <summary>An array of tables <c>{ cid = 16 | "any", config = "PATH" }</c> (<c>[[host.enclaves]]</c>).</summary>
+    Enclaves,
 }

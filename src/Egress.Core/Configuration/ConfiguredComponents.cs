@@ -27,7 +27,7 @@ public static class ConfiguredComponents
         });
     }
 
-    /// <summary>Creates the policy from <c>[egress]</c>.</summary>
+    /// <summary>Creates the policy from <c>[egress]</c> (<c>enabled</c>, <c>mode</c>, <c>destinations</c>, <c>ports</c>).</summary>
     /// <param name="configuration">The configuration.</param>
     /// <param name="cache">The cache of DNS-learned addresses the policy consults.</param>
     /// <returns>The policy.</returns>
@@ -36,7 +36,7 @@ public static class ConfiguredComponents
     {
         ArgumentNullException.ThrowIfNull(configuration);
         ArgumentNullException.ThrowIfNull(cache);
-        return EgressPolicy.FromRules(configuration.Egress.Enabled, [.. configuration.Egress.Rules()], cache, configuration.Egress.TlsServerName);
+        return EgressPolicy.FromRules(configuration.Egress.Enabled, [.. configuration.Egress.Rules()], cache, configuration.Egress.Mode, configuration.Egress.TlsServerName);
     }
 
     /// <summary>

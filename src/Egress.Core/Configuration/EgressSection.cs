@@ -6,8 +6,9 @@ namespace Egress.Configuration;
 /// <summary>The <c>[egress]</c> section, shared with Evervault's <c>enclave.toml</c>.</summary>
 public sealed class EgressSection
 {
-    internal EgressSection(bool enabled, IReadOnlyList<DestinationEntry> entries, PortSet? ports = null, TlsServerNameMode tlsServerName = TlsServerNameMode.Require)
+    internal EgressSection(bool enabled, IReadOnlyList<DestinationEntry> entries, PortSet? ports = null, EgressMode mode = EgressMode.Enforce, TlsServerNameMode tlsServerName = TlsServerNameMode.Require)
     {
+        Mode = mode;
         TlsServerName = tlsServerName;
         Ports = ports;
         Enabled = enabled;
@@ -17,6 +18,10 @@ public sealed class EgressSection
 
     /// <summary>Gets whether outbound connections are allowed at all (<c>egress.enabled</c>, default false).</summary>
     public bool Enabled { get; }
+
+    /// <summary>Gets whether denials are enforced or only reported (<c>egress.mode</c>: <c>"enforce"</c>, the default,
+    /// or <c>"report"</c>; see <see cref="EgressMode"/> for what report mode does not relax).</summary>
+    public EgressMode Mode { get; }
 
     /// <summary>
     /// Gets the allowlist entries exactly as written (<c>egress.destinations</c>, default empty): host names,

@@ -6,8 +6,9 @@ namespace Egress.Configuration;
 public sealed class HostSection
 {
     internal HostSection(TimeSpan connectTimeout, TimeSpan headerTimeout, IReadOnlyList<IPEndPoint> dnsUpstreams, TimeSpan dnsTimeout, IPEndPoint? metricsListen, int maxStreams,
-        TimeSpan keepAliveIdle, TimeSpan keepAliveInterval, int keepAliveProbes)
+        TimeSpan keepAliveIdle, TimeSpan keepAliveInterval, int keepAliveProbes, IReadOnlyList<EnclaveMapping>? enclaves = null)
     {
+        Enclaves = enclaves ?? [];
         MaxStreams = maxStreams;
         KeepAliveIdle = keepAliveIdle;
         KeepAliveInterval = keepAliveInterval;
@@ -47,6 +48,11 @@ public sealed class HostSection
 
     /// <summary>Gets the time between unanswered keepalive probes (<c>host.keepalive_interval_seconds</c>, default 10 s).</summary>
     public TimeSpan KeepAliveInterval { get; }
+
+    /// <summary>Gets the policy file of each enclave (<c>[[host.enclaves]]</c>, by the CID of the VSOCK peer that opened a
+    /// tunnel stream); empty (the default): every stream is decided by this file's <c>[egress]</c>. When entries are given,
+    /// a stream from a CID no entry names is refused, unless an entry has <c>cid = "any"</c>.</summary>
+    public IReadOnlyList<EnclaveMapping> Enclaves { get; }
 
     /// <summary>Gets how many unanswered keepalive probes end an outbound connection (<c>host.keepalive_probes</c>,
     /// default 6): with the defaults a dead destination is noticed after 60 + 6 × 10 = 120 s.</summary>

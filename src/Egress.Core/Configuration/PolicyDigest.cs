@@ -11,7 +11,8 @@ namespace Egress.Configuration;
 /// <c>egress-enclave check</c> prints it. It is the SHA-256 of a canonical text of <c>egress.enabled</c>, the
 /// <c>egress.destinations</c> entries in canonical form (lower case, no trailing dot, standard address and network
 /// notation), without duplicates and sorted, <c>egress.tls_server_name</c>, and the three <c>[dns]</c> keys, which decide how long a learnt address
-/// stays allowed. Comments, whitespace, the order of keys and entries, and every per-side setting (tunnel endpoints,
+/// stays allowed, and <c>egress.mode</c> when it is <c>report</c> (an enforcing file has no such line;
+/// an enclave that reports and a parent that enforces, or the reverse, differ). Comments, whitespace, the order of keys and entries, and every per-side setting (tunnel endpoints,
 /// listen addresses, timeouts, upstreams, the relay) do not count. The built-in internal ranges belong to the program
 /// rather than the file: the version line names that.
 /// </summary>
@@ -22,8 +23,9 @@ public sealed class PolicyDigest
 
     private const int ShortLength = 12;
 
-    private PolicyDigest(string hash, bool egressEnabled, int destinationCount)
+    private PolicyDigest(string hash, bool egressEnabled, int destinationCount, EgressMode mode)
     {
+        Mode = mode;
         Hash = hash;
         EgressEnabled = egressEnabled;
         DestinationCount = destinationCount;
@@ -34,6 +36,9 @@ public sealed class PolicyDigest
 
     /// <summary>Gets whether egress is enabled (<c>egress.enabled</c>).</summary>
     public bool EgressEnabled { get; }
+
+    /// <summary>Gets whether denials are enforced or only reported (<c>egress.mode</c>).</summary>
+    public EgressMode Mode { get; }
 
     /// <summary>Gets how many distinct destination entries there are, counted in canonical form.</summary>
     public int DestinationCount { get; }
@@ -48,7 +53,7 @@ public sealed class PolicyDigest
     {
         string text = CanonicalText(configuration, out int destinationCount);
         string hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
-        return new PolicyDigest(hash, configuration.Egress.Enabled, destinationCount);
+        return new PolicyDigest(hash, configuration.Egress.Enabled, destinationCount, configuration.Egress.Mode);
     }
 
     /// <summary>
@@ -68,6 +73,11 @@ public sealed class PolicyDigest
         var text = new StringBuilder();
         text.Append(FormatLine).Append('\n');
         text.Append("egress.enabled = ").Append(configuration.Egress.Enabled ? "true" : "false").Append('\n');
+        if (configuration.Egress.Mode == EgressMode.Report)
+        {
+            text.Append("egress.mode = report\n");
+        }
+
         foreach (string destination in destinations)
         {
             text.Append("egress.destination = ").Append(destination).Append('\n');

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
+using Egress.Diagnostics;
 using Microsoft.Extensions.Logging;
 
 namespace Egress.Connections;
@@ -12,6 +13,9 @@ namespace Egress.Connections;
 /// With an <see cref="Admission"/>, a connection beyond its limit is refused with a logged reason: reset at once, or
 /// handed to <see cref="Refused"/> (which answers it) while fewer than <see cref="MaxAnswering"/> are being answered.
 /// A failed accept (out of descriptors) is retried after a back-off that grows while failures continue.
+/// Refusals that are reset unanswered are logged at most once a second, each line saying how many more were refused
+/// since the previous one: a flood of thousands of connections must not block the process on its own log (the console
+/// logger's queue holds 2,500 lines and then makes every logging thread wait, the DNS forwarder's included).
 /// </summary>
 internal sealed partial class ConnectionListener : IAsyncDisposable
 {
@@ -29,6 +33,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     private readonly ConcurrentDictionary<long, Task> _connections = new();
     private long _nextId;
     private Task? _acceptLoop;
+    private LogRateLimit? _refusedLines;
 
     public ConnectionListener(Socket listener, string name, Func<Socket, CancellationToken, Task> handler, ILogger logger)
         : this(listener, listener.AcceptAsync, name, handler, logger)
@@ -181,7 +186,12 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
             Interlocked.Decrement(ref _answering);
         }
 
-        LogRefused(_logger, Name, RemoteOf(socket), reason);
+        _refusedLines ??= new LogRateLimit(TimeProvider, LogRateLimit.DefaultInterval, _logger, 15);
+        if (_refusedLines.TryEnter(out long suppressed))
+        {
+            LogRefused(_logger, Name, RemoteOf(socket), reason, suppressed);
+        }
+
         Reset(socket);
     }
 
@@ -256,8 +266,8 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     [LoggerMessage(EventId = 11, Level = LogLevel.Warning, Message = "{Listener}: accept failed: {Cause}; retrying in {WaitMs} ms ({Failures} in a row)")]
     private static partial void LogAcceptFailed(ILogger logger, string listener, string cause, int failures, double waitMs);
 
-    [LoggerMessage(EventId = 15, Level = LogLevel.Warning, Message = "{Listener}: refused connection from {Remote}: {Reason}")]
-    private static partial void LogRefused(ILogger logger, string listener, string remote, string reason);
+    [LoggerMessage(EventId = 15, Level = LogLevel.Warning, Message = "{Listener}: refused connection from {Remote}: {Reason} ({Suppressed} more refused since the last such line)")]
+    private static partial void LogRefused(ILogger logger, string listener, string remote, string reason, long suppressed);
 
     [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "{Listener}: connection handler failed")]
     private static partial void LogHandlerFailed(ILogger logger, Exception exception, string listener);

@@ -8,8 +8,10 @@ namespace Egress.Diagnostics;
 /// <summary>
 /// The metrics of both hosts, on the meter named <see cref="MeterName"/> (instrument names in OpenTelemetry style,
 /// visible with <c>dotnet-counters monitor --counters Egress</c> and exported by egress-host in Prometheus format).
-/// Every instrument carries an <c>egress.side</c> tag (<c>enclave</c> or <c>parent</c>). Pass one instance to the
-/// components of a host through their options' <c>Metrics</c> property; without it they record nothing.
+/// Every instrument carries an <c>egress.side</c> tag (<c>enclave</c> or <c>parent</c>); on a parent that maps enclaves
+/// to policies (<c>[[host.enclaves]]</c>) the instances of <see cref="ForEnclave"/> add <c>egress.enclave</c> (the
+/// entry's CID, or <c>any</c>). Pass one instance to the components of a host through their options' <c>Metrics</c>
+/// property; without it they record nothing.
 /// </summary>
 public sealed class EgressMetrics
 {
@@ -27,7 +29,14 @@ public sealed class EgressMetrics
     private readonly Counter<long> _tunnelErrors;
     private readonly Counter<long> _failovers;
     private readonly Counter<long> _serverNameRefusals;
+    private readonly Counter<long> _wouldDeny;
     private readonly KeyValuePair<string, object?> _side;
+
+    /// <summary>The <c>egress.enclave</c> tag of <see cref="ForEnclave"/>'s instances; null: none.</summary>
+    private readonly KeyValuePair<string, object?>? _enclave;
+
+    /// <summary>The caches whose size and evictions are observed, each with its tags, shared by <see cref="ForEnclave"/>'s instances.</summary>
+    private readonly List<(AllowlistCache Cache, KeyValuePair<string, object?>[] Tags)> _caches;
 
     /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/>.</summary>
     /// <param name="meterFactory">The factory (from dependency injection, or <c>new ServiceCollection().AddMetrics()</c>).</param>
@@ -59,13 +68,73 @@ public sealed class EgressMetrics
             "egress.connection.failovers", "{attempt}", "Other addresses of the same name tried after a destination refused, was unreachable or timed out.");
         _serverNameRefusals = meter.CreateCounter<long>(
             "egress.tls.server_name.refusals", "{connection}", "Connections to learned addresses reset because their TLS ClientHello failed the server-name check, by reason.");
+        _wouldDeny = meter.CreateCounter<long>(
+            "egress.policy.would_deny", "{decision}", "Decisions egress.mode = \"report\" allowed that enforce would deny, by kind (connection, dns) and reason.");
+        _caches = cache is null ? [] : [(cache, [_side])];
+        var caches = _caches;
+        meter.CreateObservableGauge(
+            "egress.cache.entries", () => Observe(caches, cache => cache.Count), "{address}", "Addresses learned from DNS answers.");
+        meter.CreateObservableCounter(
+            "egress.cache.evictions", () => Observe(caches, cache => cache.Evictions), "{address}", "Learned addresses evicted by the size bound.");
+    }
+
+    private EgressMetrics(EgressMetrics metrics, string enclave, AllowlistCache? cache)
+    {
+        _connections = metrics._connections;
+        _activeConnections = metrics._activeConnections;
+        _connectionDuration = metrics._connectionDuration;
+        _bytes = metrics._bytes;
+        _dnsQueries = metrics._dnsQueries;
+        _tunnelErrors = metrics._tunnelErrors;
+        _failovers = metrics._failovers;
+        _wouldDeny = metrics._wouldDeny;
+        _serverNameRefusals = metrics._serverNameRefusals;
+        _side = metrics._side;
+        _enclave = new("egress.enclave", enclave);
+        _caches = metrics._caches;
         if (cache is not null)
         {
-            meter.CreateObservableGauge(
-                "egress.cache.entries", () => new Measurement<int>(cache.Count, _side), "{address}", "Addresses learned from DNS answers.");
-            meter.CreateObservableCounter(
-                "egress.cache.evictions", () => new Measurement<long>(cache.Evictions, _side), "{address}", "Learned addresses evicted by the size bound.");
+            lock (_caches)
+            {
+                _caches.Add((cache, [_side, _enclave.Value]));
+            }
         }
+    }
+
+    /// <summary>The same instruments, with the tag <c>egress.enclave</c> = <paramref name="enclave"/> on every
+    /// measurement, and <paramref name="cache"/> observed under it: the metrics of one <c>[[host.enclaves]]</c> entry.</summary>
+    /// <param name="enclave">The entry's CID, or <c>any</c>.</param>
+    /// <param name="cache">The entry's allowlist cache; null for none.</param>
+    internal EgressMetrics ForEnclave(string enclave, AllowlistCache? cache) => new(this, enclave, cache);
+
+    private static IEnumerable<Measurement<T>> Observe<T>(List<(AllowlistCache Cache, KeyValuePair<string, object?>[] Tags)> caches, Func<AllowlistCache, T> value)
+        where T : struct
+    {
+        (AllowlistCache Cache, KeyValuePair<string, object?>[] Tags)[] observed;
+        lock (caches)
+        {
+            observed = [.. caches];
+        }
+
+        return observed.Select(entry => new Measurement<T>(value(entry.Cache), entry.Tags));
+    }
+
+    /// <summary>The tags every measurement carries (<c>egress.side</c>, and <c>egress.enclave</c> when set) plus
+    /// <paramref name="name"/> = <paramref name="value"/> when given.</summary>
+    private TagList Tags(string? name = null, object? value = null)
+    {
+        var tags = new TagList { _side };
+        if (_enclave is { } enclave)
+        {
+            tags.Add(enclave);
+        }
+
+        if (name is not null)
+        {
+            tags.Add(name, value);
+        }
+
+        return tags;
     }
 
     /// <summary>Gets the side tag's value (<c>enclave</c> or <c>parent</c>).</summary>
@@ -78,27 +147,28 @@ public sealed class EgressMetrics
     {
         if (_connections.Enabled)
         {
-            _connections.Add(1, _side, new("egress.outcome", outcome), new("egress.reason", reason));
+            var tags = Tags("egress.outcome", outcome);
+            tags.Add("egress.reason", reason);
+            _connections.Add(1, in tags);
         }
     }
 
     /// <summary>Marks a relay as started.</summary>
-    internal void RelayStarted() => _activeConnections.Add(1, _side);
+    internal void RelayStarted() => _activeConnections.Add(1, Tags());
 
     /// <summary>Records a finished relay: bytes each way and its duration by cause.</summary>
     internal void RelayEnded(long bytesOut, long bytesIn, TimeSpan duration, RelayShutdownCause cause)
     {
-        _activeConnections.Add(-1, _side);
+        _activeConnections.Add(-1, Tags());
         if (_bytes.Enabled)
         {
-            _bytes.Add(bytesOut, _side, new("egress.direction", "out"));
-            _bytes.Add(bytesIn, _side, new("egress.direction", "in"));
+            _bytes.Add(bytesOut, Tags("egress.direction", "out"));
+            _bytes.Add(bytesIn, Tags("egress.direction", "in"));
         }
 
         if (_connectionDuration.Enabled)
         {
-            var tags = new TagList { _side, { "egress.cause", MetricTag.Of(cause) } };
-            _connectionDuration.Record(duration.TotalSeconds, tags);
+            _connectionDuration.Record(duration.TotalSeconds, Tags("egress.cause", MetricTag.Of(cause)));
         }
     }
 
@@ -107,17 +177,29 @@ public sealed class EgressMetrics
     {
         if (_dnsQueries.Enabled)
         {
-            _dnsQueries.Add(1, _side, new("egress.outcome", outcome));
+            _dnsQueries.Add(1, Tags("egress.outcome", outcome));
         }
     }
 
     /// <summary>Counts a failed tunnel stream by kind (unavailable, connect_timeout, status_timeout, bad_response on the
-    /// enclave; header_timeout, bad_request, unsupported_kind, stream_limit, stream_failed on the parent).</summary>
+    /// enclave; header_timeout, bad_request, unsupported_kind, stream_limit, stream_failed, peer_refused on the parent).</summary>
     internal void TunnelError(string kind)
     {
         if (_tunnelErrors.Enabled)
         {
-            _tunnelErrors.Add(1, _side, new("egress.error", kind));
+            _tunnelErrors.Add(1, Tags("egress.error", kind));
+        }
+    }
+
+    /// <summary>Counts a decision report mode allowed that enforce would deny (<paramref name="kind"/>: connection or
+    /// dns; <paramref name="reason"/>: the denial's <see cref="DecisionReason"/>, in snake_case).</summary>
+    internal void WouldDeny(string kind, DecisionReason reason)
+    {
+        if (_wouldDeny.Enabled)
+        {
+            var tags = Tags("egress.kind", kind);
+            tags.Add("egress.reason", MetricTag.Of(reason));
+            _wouldDeny.Add(1, in tags);
         }
     }
 
@@ -127,10 +209,11 @@ public sealed class EgressMetrics
     {
         if (_serverNameRefusals.Enabled)
         {
-            _serverNameRefusals.Add(1, _side, new("egress.reason", MetricTag.Of(reason)));
+            var tags = Tags("egress.reason", MetricTag.Of(reason));
+            _serverNameRefusals.Add(1, in tags);
         }
     }
 
     /// <summary>Counts one failover attempt: another address of the same name tried for a connection.</summary>
-    internal void Failover() => _failovers.Add(1, _side);
+    internal void Failover() => _failovers.Add(1, Tags());
 }

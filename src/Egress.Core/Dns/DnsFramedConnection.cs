@@ -131,7 +131,7 @@ internal sealed class DnsFramedConnection
             cancelQueries = true;
             if (inFrame)
             {
-                if (_options.FrameTimeouts.TryEnter(out long suppressed))
+                if (_options.FrameTimeouts(_logger).TryEnter(out long suppressed))
                 {
                     DnsLog.FrameTimedOut(_logger, _options.FrameTimeout.TotalSeconds, suppressed);
                 }

@@ -72,6 +72,9 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 321, Level = LogLevel.Warning, Message = "DNS query not forwarded: {Reason}; answered SERVFAIL with an Extended DNS Error ({Suppressed} more since the last such line)")]
     public static partial void QueryOverloaded(ILogger logger, string reason, long suppressed);
 
+    [LoggerMessage(EventId = 323, Level = LogLevel.Debug, Message = "dns stream {Index} closed: the forwarder is stopping")]
+    public static partial void StreamStopped(ILogger logger, int index);
+
     [LoggerMessage(EventId = 322, Level = LogLevel.Debug, Message = "dns stream {Index} idle for {Seconds} s; closed it (it reopens on the next query)")]
     public static partial void StreamIdleClosed(ILogger logger, int index, double seconds);
 }

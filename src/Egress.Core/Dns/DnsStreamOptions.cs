@@ -1,3 +1,5 @@
+using Egress.Diagnostics;
+
 namespace Egress.Dns;
 
 /// <summary>
@@ -46,6 +48,8 @@ internal sealed class DnsStreamOptions
     /// <c>failed</c>, reason <c>dns_frame_timeout</c>); null records nothing.</summary>
     public Diagnostics.EgressMetrics? Metrics { get; init; }
 
-    /// <summary>Gets the rate limit of the "frame not completed" line.</summary>
-    internal LogRateLimit FrameTimeouts => _frameTimeouts ??= new LogRateLimit(TimeProvider, LogRateLimit.DefaultInterval);
+    /// <summary>Gets the rate limit of the "frame not completed" line (event 319), whose summary goes to
+    /// <paramref name="logger"/> (the first caller's: every stream of a service logs to the same category).</summary>
+    internal LogRateLimit FrameTimeouts(Microsoft.Extensions.Logging.ILogger logger) =>
+        _frameTimeouts ??= new LogRateLimit(TimeProvider, LogRateLimit.DefaultInterval, logger, 319);
 }

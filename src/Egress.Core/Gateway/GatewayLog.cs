@@ -16,6 +16,9 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 225, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} refused: {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\"); reset before any client byte was sent")]
     public static partial void ServerNameRefused(ILogger logger, EndPoint destination, string hint, string reason, string serverName, string learnedNames, string mode);
 
+    [LoggerMessage(EventId = 226, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} would be refused (egress.mode = \"report\": relayed): {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\")")]
+    public static partial void ServerNameWouldRefuse(ILogger logger, EndPoint destination, string hint, string reason, string serverName, string learnedNames, string mode);
+
     [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "gateway listening on {Tunnel}")]
     public static partial void Listening(ILogger logger, string tunnel);
 
@@ -54,6 +57,9 @@ internal static partial class GatewayLog
 
     [LoggerMessage(EventId = 214, Level = LogLevel.Warning, Message = "could not re-learn {Address} from hint {Hint}: {Why}")]
     public static partial void RelearnFailed(ILogger logger, IPAddress address, string hint, string why);
+
+    [LoggerMessage(EventId = 216, Level = LogLevel.Information, Message = "enclave {Enclave}: {Policy}")]
+    public static partial void EnclavePolicy(ILogger logger, string enclave, string policy);
 
     [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target}: {Reason}")]
     public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, string target, string reason);

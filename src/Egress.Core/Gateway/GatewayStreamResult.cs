@@ -34,7 +34,7 @@ internal readonly record struct GatewayStreamResult
     public string? Detail { get; private init; }
 
     /// <summary>Gets why the stream was refused (<see cref="StreamOutcome.StreamLimit"/>), naming the limit reached,
-    /// e.g. "stream limit reached (host.max_streams = 1)".</summary>
+    /// e.g. "stream limit reached (host.max_streams = 1)", or the peer (<see cref="StreamOutcome.PeerRefused"/>).</summary>
     public string? LimitReason { get; private init; }
 
     /// <summary>Gets the relay's totals (<see cref="StreamOutcome.Relayed"/>).</summary>
@@ -46,7 +46,7 @@ internal readonly record struct GatewayStreamResult
     {
         StreamOutcome.HeaderTimeout => new TunnelResponse(TunnelStatus.BadRequest, "no complete request within the header timeout"),
         StreamOutcome.BadRequest => new TunnelResponse(Status, $"invalid request: {ReadResult}"),
-        StreamOutcome.StreamLimit => new TunnelResponse(TunnelStatus.Failure, $"parent: {LimitReason}"),
+        StreamOutcome.StreamLimit or StreamOutcome.PeerRefused => new TunnelResponse(TunnelStatus.Failure, $"parent: {LimitReason}"),
         StreamOutcome.UnsupportedKind => new TunnelResponse(TunnelStatus.UnsupportedKind, $"{Request.Kind} streams are not served by this gateway"),
         StreamOutcome.Denied => new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: " + Decision.ToString()),
         StreamOutcome.ConnectFailed => new TunnelResponse(Status, Detail),
@@ -66,7 +66,7 @@ internal readonly record struct GatewayStreamResult
     /// <summary>Gets the <c>egress.error</c> tag of <c>egress.tunnel.errors</c>; null when the stream did not fail.</summary>
     public string? TunnelError => Outcome switch
     {
-        StreamOutcome.HeaderTimeout or StreamOutcome.BadRequest or StreamOutcome.StreamLimit
+        StreamOutcome.HeaderTimeout or StreamOutcome.BadRequest or StreamOutcome.StreamLimit or StreamOutcome.PeerRefused
             or StreamOutcome.UnsupportedKind or StreamOutcome.StreamFailed => MetricTag.Of(Outcome),
         _ => null,
     };
@@ -80,6 +80,9 @@ internal readonly record struct GatewayStreamResult
 
     public static GatewayStreamResult StreamLimitOf(TunnelRequest request, string reason) =>
         new(StreamOutcome.StreamLimit) { Request = request, LimitReason = reason };
+
+    public static GatewayStreamResult PeerRefusedOf(TunnelRequest request, string reason) =>
+        new(StreamOutcome.PeerRefused) { Request = request, LimitReason = reason };
 
     public static GatewayStreamResult Unsupported(TunnelRequest request) => new(StreamOutcome.UnsupportedKind) { Request = request };
 

@@ -24,7 +24,8 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
     private const int ResponseBufferLength = 65535;
 
     /// <summary>Whether a denial is one that resolving the hint may turn into an allowance: the parent does not know
-    /// the address at all (an address it knows as expired stays denied, as the enclave's would).</summary>
+    /// the address at all (an address it knows as expired stays denied, as the enclave's would). In report mode the
+    /// caller asks for a would-deny too, so that a parent that lost its cache does not report what enforce allows.</summary>
     public static bool MayRelearn(PolicyDecision decision, string? hint) =>
         hint is not null && decision.Reason == DecisionReason.NeverLearned;
 
@@ -36,7 +37,7 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
         IPAddress address, int port, string hint, CancellationToken aborted)
     {
         PolicyDecision name = policy.CheckName(hint);
-        if (!name.IsAllowed)
+        if (!name.IsAllowed || name.WouldDeny)
         {
             return (policy.CheckAddress(address), null, $"hint {hint} is not an allowed name ({name})");
         }
@@ -61,7 +62,7 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
 
             int learned = DnsAnswerLearner.Learn(policy, hint, response.AsSpan(0, answer), logger);
             PolicyDecision decision = policy.CheckConnection(address, port, out AddressHold? hold);
-            return decision.IsAllowed
+            return decision.IsAllowed && !decision.WouldDeny
                 ? (decision, hold, null)
                 : (decision, hold, $"{hint} {DnsTypeName.Of(type)} resolved to {learned} learnable address{(learned == 1 ? string.Empty : "es")}, not including {address}");
         }

@@ -33,4 +33,7 @@ internal enum StreamOutcome
 
     /// <summary>The stream failed with a socket error (nothing more can be answered).</summary>
     StreamFailed,
+
+    /// <summary>The VSOCK peer's CID is not mapped by <c>[[host.enclaves]]</c> (answered Failure with the reason).</summary>
+    PeerRefused,
 }

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using Egress.Configuration;
 using Egress.Connections;
 using Egress.Dns.Upstream;
@@ -11,12 +12,15 @@ namespace Egress.Gateway;
 /// <summary>
 /// The parent side of egress: accepts tunnel streams from the enclave, re-checks every destination with its own
 /// policy (defence in depth: a compromised enclave proxy gains nothing), dials with a timeout, answers the status and
-/// relays; serves DNS streams by forwarding each query to the upstream resolvers after its own name check.
+/// relays; serves DNS streams by forwarding each query to the upstream resolvers after its own name check. With
+/// <c>[[host.enclaves]]</c>, each stream is decided by the policy of the entry its VSOCK peer's CID maps to (see
+/// <see cref="EnclaveMap{T}"/>); a stream from an unmapped CID is refused with the reason.
 /// </summary>
 public sealed class TunnelGateway : IAsyncDisposable
 {
     private readonly TunnelGatewayOptions _options;
     private readonly TunnelStreamHandler _handler;
+    private readonly EnclaveMap<TunnelStreamHandler> _enclaves;
     private readonly ILogger _logger;
     private readonly DnsUpstreamClient _dns;
     private readonly ParentAddresses _parentAddresses;
@@ -51,6 +55,10 @@ public sealed class TunnelGateway : IAsyncDisposable
         _dns = new DnsUpstreamClient(upstreams, options.DnsTimeout, options.Relay.TimeProvider);
         _parentAddresses = new ParentAddresses(parentAddresses, options.Relay.TimeProvider);
         _handler = new TunnelStreamHandler(options, policy, _dns, _logger, connect, _parentAddresses);
+        _enclaves = options.Enclaves.Count == 0
+            ? EnclaveMap<TunnelStreamHandler>.Single(_handler)
+            : new EnclaveMap<TunnelStreamHandler>(options.Enclaves.Select(enclave => (enclave.Cid, new TunnelStreamHandler(
+                options.WithMetrics(options.Metrics?.ForEnclave(enclave.Label, enclave.Policy.Cache)), enclave.Policy, _dns, _logger, connect, _parentAddresses))));
         DnsUpstreams = upstreams;
     }
 
@@ -67,7 +75,7 @@ public sealed class TunnelGateway : IAsyncDisposable
         LocalEndPoint = socket.LocalEndPoint;
         ConnectionListener? listener = null;
         listener = new ConnectionListener(
-            socket, $"gateway {_options.Listen}", (stream, aborted) => _handler.HandleAsync(stream, listener!, aborted), _logger)
+            socket, $"gateway {_options.Listen}", (stream, aborted) => HandleAsync(stream, listener!, aborted), _logger)
         {
             Admission = new ConnectionAdmission(_options.MaxStreams, ConfigurationKeys.HostMaxStreams.Path, "stream", DescriptorBudget.Process),
             Refused = _handler.HandleRefusedAsync,
@@ -77,6 +85,11 @@ public sealed class TunnelGateway : IAsyncDisposable
         _listener.Start();
         GatewayLog.Listening(_logger, _options.Listen.ToString());
         GatewayLog.ParentAddresses(_logger, _parentAddresses.ToString());
+        foreach (GatewayEnclave enclave in _options.Enclaves)
+        {
+            GatewayLog.EnclavePolicy(_logger, enclave.Cid is null ? "any CID" : $"CID {enclave.Label}", enclave.Description);
+        }
+
         if (_options.Listen.Transport == TunnelTransport.Tcp && LocalEndPoint is IPEndPoint { Address: var address } && !IPAddress.IsLoopback(address))
         {
             // The tunnel has no authentication: whoever reaches this port can use the parent as this policy's proxy.
@@ -88,6 +101,12 @@ public sealed class TunnelGateway : IAsyncDisposable
             GatewayLog.DnsUpstreams(_logger, string.Join(", ", DnsUpstreams));
         }
     }
+
+    /// <summary>Serves a stream with the handler of its peer's entry, or refuses it with the reason.</summary>
+    private Task HandleAsync(Socket stream, ConnectionListener listener, CancellationToken aborted) =>
+        _enclaves.TryResolve(_enclaves.IsMapped ? _options.PeerCid(stream) : null, out TunnelStreamHandler? handler, out string? refusal)
+            ? handler.HandleAsync(stream, listener, aborted)
+            : _handler.HandlePeerRefusedAsync(stream, refusal, aborted);
 
     /// <summary>Stops accepting, lets live streams finish up to the drain deadline, then aborts them.</summary>
     /// <returns>A task that completes when every stream has ended.</returns>

@@ -22,7 +22,25 @@ public sealed class TunnelGatewayOptions
     public RelayOptions Relay { get; init; } = RelayOptions.Default;
 
     /// <summary>Gets where connections, relays, DNS queries and tunnel errors are counted; null (the default) records nothing.</summary>
-    public EgressMetrics? Metrics { get; init; }
+    public EgressMetrics? Metrics { get => _metrics; init => _metrics = value; }
+
+    private EgressMetrics? _metrics;
+
+    /// <summary>Gets the policy of each <c>[[host.enclaves]]</c> entry (a CID, or null for "any"), with a description for
+    /// the start log; empty (the default): the gateway's own policy serves every stream.</summary>
+    internal IReadOnlyList<GatewayEnclave> Enclaves { get; init; } = [];
+
+    /// <summary>Gets the CID of the VSOCK peer of an accepted stream (null: none, e.g. a <c>unix:</c> tunnel); tests
+    /// replace it to map <c>unix:</c> clients as enclaves.</summary>
+    internal Func<System.Net.Sockets.Socket, uint?> PeerCid { get; init; } = GatewayEnclave.PeerCidOf;
+
+    /// <summary>These options with other metrics (every other setting the same): one enclave entry's.</summary>
+    internal TunnelGatewayOptions WithMetrics(EgressMetrics? metrics)
+    {
+        var copy = (TunnelGatewayOptions)MemberwiseClone();
+        copy._metrics = metrics;
+        return copy;
+    }
 
     /// <summary>Gets how long a stop lets live streams finish before aborting them.</summary>
     public TimeSpan ShutdownDrain { get; init; } = ConfigurationKeys.RelayShutdownDrain.DefaultDuration;

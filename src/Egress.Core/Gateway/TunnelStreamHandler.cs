@@ -1,3 +1,4 @@
+using Egress.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Egress.Connections;
@@ -36,7 +37,7 @@ internal sealed class TunnelStreamHandler(
 
     private readonly DnsStreamOptions _dnsStreams = DnsStreamLimits.StreamOptions(options.Relay.TimeProvider, options.Metrics);
 
-    private readonly LogRateLimit _dnsOverloadLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval);
+    private readonly LogRateLimit _dnsOverloadLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 321);
 
     private int _dnsStreamsOpen;
 
@@ -76,12 +77,23 @@ internal sealed class TunnelStreamHandler(
     /// <param name="streamSocket">The refused stream; the listener closes it afterwards.</param>
     /// <param name="reason">Why it was refused, naming the limit.</param>
     /// <param name="aborted">Cancelled when the stop aborts live streams.</param>
-    public async Task HandleRefusedAsync(Socket streamSocket, string reason, CancellationToken aborted)
+    public Task HandleRefusedAsync(Socket streamSocket, string reason, CancellationToken aborted) =>
+        AnswerRefusalAsync(streamSocket, reason, GatewayStreamResult.StreamLimitOf, aborted);
+
+    /// <summary>Answers a stream whose VSOCK peer no <c>[[host.enclaves]]</c> entry maps, as <see cref="HandleRefusedAsync"/>
+    /// answers one beyond a limit: its request is read, and the enclave gets the reason as a Failure status.</summary>
+    /// <param name="streamSocket">The refused stream; closed afterwards.</param>
+    /// <param name="reason">Why, naming the CID.</param>
+    /// <param name="aborted">Cancelled when the stop aborts live streams.</param>
+    public Task HandlePeerRefusedAsync(Socket streamSocket, string reason, CancellationToken aborted) =>
+        AnswerRefusalAsync(streamSocket, reason, GatewayStreamResult.PeerRefusedOf, aborted);
+
+    private async Task AnswerRefusalAsync(Socket streamSocket, string reason, Func<TunnelRequest, string, GatewayStreamResult> refusal, CancellationToken aborted)
     {
         try
         {
             var (read, request) = await ReadRequestAsync(streamSocket, aborted).ConfigureAwait(false);
-            await CompleteAsync(streamSocket, read ?? GatewayStreamResult.StreamLimitOf(request, reason), aborted).ConfigureAwait(false);
+            await CompleteAsync(streamSocket, read ?? refusal(request, reason), aborted).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
         {
@@ -129,7 +141,7 @@ internal sealed class TunnelStreamHandler(
 
         var destination = request.Destination!;
         var decision = policy.CheckConnection(destination.Address, destination.Port, out AddressHold? hold);
-        if (!decision.IsAllowed && HintRelearner.MayRelearn(decision, request.HostHint))
+        if ((!decision.IsAllowed || decision.WouldDeny) && HintRelearner.MayRelearn(decision, request.HostHint))
         {
             // Not (or no longer) known here, e.g. after a restart of egress-host: resolve the hint ourselves.
             (decision, hold, string? why) = await _relearner.RelearnAsync(destination.Address, destination.Port, request.HostHint!, aborted).ConfigureAwait(false);
@@ -148,8 +160,10 @@ internal sealed class TunnelStreamHandler(
         {
             // Allowed by a name, "*" or a wide network, but it is this machine: its own services are not egress.
             hold?.Dispose();
-            decision = new PolicyDecision(false, DecisionReason.ParentAddress, parentInterface);
+            decision = policy.ParentAddressDenial(parentInterface!);
         }
+
+        WouldDenyLog.Connection(logger, options.Metrics, destination, request.HostHint, policy, decision);
 
         if (!decision.IsAllowed)
         {
@@ -181,7 +195,11 @@ internal sealed class TunnelStreamHandler(
             options.Metrics?.RelayStarted();
             var serverNameGate = ServerNameGate.For(policy, destination.Address, decision);
             var relay = await SocketRelay.RunAsync(tunnel, upstream, default, default, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
-            if (serverNameGate is { Refusal: not ServerNameRefusal.None } refused)
+            if (serverNameGate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
+            {
+                GatewayLog.ServerNameWouldRefuse(logger, destination, GatewayLog.HintText(request.HostHint), reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
+            }
+            else if (serverNameGate is { Refusal: not ServerNameRefusal.None } refused)
             {
                 GatewayLog.ServerNameRefused(logger, destination, GatewayLog.HintText(request.HostHint), refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
                 options.Metrics?.ServerNameRefused(refused.Refusal);
@@ -229,7 +247,7 @@ internal sealed class TunnelStreamHandler(
             case StreamOutcome.BadRequest:
                 GatewayLog.BadRequest(logger, result.ReadResult, result.Status);
                 break;
-            case StreamOutcome.StreamLimit:
+            case StreamOutcome.StreamLimit or StreamOutcome.PeerRefused:
                 GatewayLog.StreamLimit(logger, request.Kind, request.Destination is { } to ? $" to {to}" : string.Empty, result.LimitReason!);
                 break;
             case StreamOutcome.UnsupportedKind:

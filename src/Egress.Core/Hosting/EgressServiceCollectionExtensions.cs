@@ -109,6 +109,7 @@ public static class EgressServiceCollectionExtensions
         var (policy, metrics) = AddPolicy(services, configuration, "parent");
         var host = configuration.Host;
         var relay = configuration.CreateRelayOptions();
+        GatewayEnclave[] enclaves = LoadEnclaves(configuration);
         services.AddSingleton(provider => new TunnelGateway(
             new TunnelGatewayOptions
             {
@@ -124,6 +125,7 @@ public static class EgressServiceCollectionExtensions
                 KeepAliveInterval = host.KeepAliveInterval,
                 KeepAliveProbes = host.KeepAliveProbes,
                 Metrics = metrics.Get(provider),
+                Enclaves = enclaves,
             },
             policy,
             provider.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance));
@@ -134,6 +136,33 @@ public static class EgressServiceCollectionExtensions
         });
         return services;
     }
+
+    /// <summary>
+    /// The policy of each <c>[[host.enclaves]]</c> entry, from its file's <c>[egress]</c> and <c>[dns]</c> (its other
+    /// sections are not used), each with its own allowlist cache; read now, so that a missing or bad file fails
+    /// registration with its location.
+    /// </summary>
+    /// <exception cref="ConfigurationException">A mapped file cannot be read (located at its entry) or is invalid (located in it).</exception>
+    private static GatewayEnclave[] LoadEnclaves(EgressConfiguration configuration) =>
+        [.. configuration.Host.Enclaves.Select(mapping =>
+        {
+            EgressConfiguration file;
+            try
+            {
+                file = EgressConfiguration.Load(mapping.ConfigPath);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new ConfigurationException(mapping.Location, ConfigurationKeys.HostEnclaves.Path + ".config", $"cannot read \"{mapping.ConfigPath}\": {ex.Message}");
+            }
+
+            PolicyDigest digest = file.GetPolicyDigest();
+            string egress = !digest.EgressEnabled ? "disabled" : digest.Mode == EgressMode.Report ? "enabled, report mode" : "enabled";
+            return new GatewayEnclave(
+                mapping.Cid,
+                file.CreatePolicy(file.CreateCache()),
+                $"policy {digest} (egress {egress}, {digest.DestinationCount} destination{(digest.DestinationCount == 1 ? string.Empty : "s")}) from {mapping.ConfigPath}");
+        })];
 
     /// <summary>
     /// The side's policy (checked now, so a bad entry fails registration with its location) and its metrics, which the

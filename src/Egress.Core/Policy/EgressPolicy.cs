@@ -9,7 +9,9 @@ namespace Egress.Policy;
 /// network entry covers it (even inside an internal range); otherwise internal ranges are denied, even with <c>*</c>
 /// or when a name resolved to them; then <c>*</c> allows; then the <see cref="AllowlistCache"/> decides (only when
 /// the list holds a name entry, so a list without names ignores whatever the cache holds). Enabled with no entries
-/// denies everything. Checks do not allocate.
+/// denies everything. Checks do not allocate. In <see cref="EgressMode.Report"/> a denial is turned into an allowed
+/// decision with <see cref="PolicyDecision.WouldDeny"/> (see <see cref="Decide"/>, the one place that says what report
+/// mode relaxes), and names the list does not allow are learned too.
 /// </summary>
 public sealed class EgressPolicy
 {
@@ -19,11 +21,16 @@ public sealed class EgressPolicy
     private readonly (AddressBlock Block, DestinationRule Rule)[] _networks;
     private readonly DestinationRule[] _allowAll;
     private readonly bool _hasNameEntries;
+
+    /// <summary>Whether connection checks consult the cache: when the list holds a name entry, and in report mode
+    /// (which learns every answered name, to report it).</summary>
+    private readonly bool _consultCache;
     private readonly bool _hasPorts;
     private readonly AllowlistCache _cache;
 
-    private EgressPolicy(bool enabled, DestinationRule[] destinations, AllowlistCache cache, TlsServerNameMode tlsServerName = TlsServerNameMode.Require)
+    private EgressPolicy(bool enabled, DestinationRule[] destinations, AllowlistCache cache, EgressMode mode, TlsServerNameMode tlsServerName = TlsServerNameMode.Require)
     {
+        Mode = mode;
         IsEnabled = enabled;
         TlsServerName = tlsServerName;
         Destinations = destinations;
@@ -62,6 +69,7 @@ public sealed class EgressPolicy
         _networks = [.. networks.OrderByDescending(network => network.Block.PrefixLength)];
         _allowAll = [.. allowAll];
         _hasNameEntries = _allowAll.Length > 0 || hosts.Count > 0 || wildcardDomains.Count > 0;
+        _consultCache = _hasNameEntries || mode == EgressMode.Report;
     }
 
     private static void Add<TKey>(Dictionary<TKey, List<DestinationRule>> rules, TKey key, DestinationRule rule)
@@ -82,6 +90,12 @@ public sealed class EgressPolicy
     /// (<c>egress.tls_server_name</c>, default <see cref="TlsServerNameMode.Require"/>); see <see cref="TlsServerNameMode"/>.</summary>
     public TlsServerNameMode TlsServerName { get; }
 
+    /// <summary>The cache of addresses learned from DNS answers this policy consults (its metrics observe it).</summary>
+    internal AllowlistCache Cache => _cache;
+
+    /// <summary>Whether denials are enforced or only reported (<c>egress.mode</c>).</summary>
+    public EgressMode Mode { get; }
+
     /// <summary>The parsed destination entries, in configuration order.</summary>
     public IReadOnlyList<DestinationRule> Destinations { get; }
 
@@ -91,7 +105,17 @@ public sealed class EgressPolicy
     /// <param name="cache">The addresses learned from DNS answers.</param>
     /// <returns>The policy.</returns>
     /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
-    public static EgressPolicy Create(bool enabled, IEnumerable<string> destinations, AllowlistCache cache)
+    public static EgressPolicy Create(bool enabled, IEnumerable<string> destinations, AllowlistCache cache) =>
+        Create(enabled, destinations, cache, EgressMode.Enforce);
+
+    /// <summary>Builds a policy from the configured destination entries, enforcing or reporting its denials.</summary>
+    /// <param name="enabled">Whether egress is enabled.</param>
+    /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
+    /// <param name="cache">The addresses learned from DNS answers.</param>
+    /// <param name="mode">Whether denials are enforced or only reported (<c>egress.mode</c>).</param>
+    /// <returns>The policy.</returns>
+    /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
+    public static EgressPolicy Create(bool enabled, IEnumerable<string> destinations, AllowlistCache cache, EgressMode mode)
     {
         ArgumentNullException.ThrowIfNull(destinations);
         ArgumentNullException.ThrowIfNull(cache);
@@ -109,7 +133,7 @@ public sealed class EgressPolicy
             }
         }
 
-        return errors.Count > 0 ? throw new ArgumentException(string.Join(Environment.NewLine, errors), nameof(destinations)) : new EgressPolicy(enabled, [.. rules], cache);
+        return errors.Count > 0 ? throw new ArgumentException(string.Join(Environment.NewLine, errors), nameof(destinations)) : new EgressPolicy(enabled, [.. rules], cache, mode);
     }
 
     /// <summary>Builds a policy from the configured destination entries, with a TLS server-name mode.</summary>
@@ -122,12 +146,12 @@ public sealed class EgressPolicy
     public static EgressPolicy Create(bool enabled, IEnumerable<string> destinations, AllowlistCache cache, TlsServerNameMode tlsServerName)
     {
         var policy = Create(enabled, destinations, cache);
-        return new EgressPolicy(enabled, [.. policy.Destinations], cache, tlsServerName);
+        return new EgressPolicy(enabled, [.. policy.Destinations], cache, EgressMode.Enforce, tlsServerName);
     }
 
     /// <summary>Builds a policy from destination entries already parsed (with their locations) by the configuration reader.</summary>
-    internal static EgressPolicy FromRules(bool enabled, DestinationRule[] rules, AllowlistCache cache, TlsServerNameMode tlsServerName = TlsServerNameMode.Require) =>
-        new(enabled, rules, cache, tlsServerName);
+    internal static EgressPolicy FromRules(bool enabled, DestinationRule[] rules, AllowlistCache cache, EgressMode mode = EgressMode.Enforce, TlsServerNameMode tlsServerName = TlsServerNameMode.Require) =>
+        new(enabled, rules, cache, mode, tlsServerName);
 
     /// <summary>The names <paramref name="address"/> was learned from that the cache still holds, and
     /// <paramref name="decided"/> (the name a decision named) if it is not among them.</summary>
@@ -156,7 +180,7 @@ public sealed class EgressPolicy
     public PolicyDecision CheckAddress(IPAddress address)
     {
         ArgumentNullException.ThrowIfNull(address);
-        return CheckStatic(address, AnyPort, out string? portDenial) ?? FromCache(address, _hasNameEntries ? _cache.Lookup(address) : default, AnyPort, portDenial);
+        return Decide(CheckStatic(address, AnyPort, out string? portDenial) ?? FromCache(address, _consultCache ? _cache.Lookup(address) : default, AnyPort, portDenial));
     }
 
     /// <summary>Decides a connection to <paramref name="destination"/>: its address, then its port against the entry
@@ -167,8 +191,8 @@ public sealed class EgressPolicy
     public PolicyDecision CheckDestination(IPEndPoint destination)
     {
         ArgumentNullException.ThrowIfNull(destination);
-        return CheckStatic(destination.Address, destination.Port, out string? portDenial)
-            ?? FromCache(destination.Address, _hasNameEntries ? _cache.Lookup(destination.Address) : default, destination.Port, portDenial);
+        return Decide(CheckStatic(destination.Address, destination.Port, out string? portDenial)
+            ?? FromCache(destination.Address, _consultCache ? _cache.Lookup(destination.Address) : default, destination.Port, portDenial));
     }
 
     /// <summary>
@@ -186,17 +210,51 @@ public sealed class EgressPolicy
         PolicyDecision? known = CheckStatic(address, port, out string? portDenial);
         if (known is { } decided)
         {
-            return decided;
+            return Decide(decided);
         }
 
-        PolicyDecision decision = FromCache(address, _hasNameEntries ? _cache.Hold(address, out hold) : default, port, portDenial);
+        PolicyDecision decision = FromCache(address, _consultCache ? _cache.Hold(address, out hold) : default, port, portDenial);
         if (!decision.IsAllowed)
         {
-            hold?.Dispose(); // live, but not on this port
+            hold?.Dispose(); // live, but not on this port (or, in report mode, learned only from names the list does not allow)
             hold = null;
         }
 
-        return decision;
+        return Decide(decision);
+    }
+
+    /// <summary>
+    /// The one place report mode acts: in <see cref="EgressMode.Enforce"/>, or for an allowed decision, the decision
+    /// itself; in <see cref="EgressMode.Report"/> a denial is allowed with <see cref="PolicyDecision.WouldDeny"/>,
+    /// except disabled egress (the switch means off) and internal ranges (instance metadata, loopback, private ranges:
+    /// a security boundary, not an allowlist gap; they stay denied and say so). The parent's own addresses are kept
+    /// denied by <see cref="ParentAddressDenial"/>.
+    /// </summary>
+    private PolicyDecision Decide(PolicyDecision decision) =>
+        Mode != EgressMode.Report || decision.IsAllowed ? decision
+        : decision.Reason switch
+        {
+            DecisionReason.EgressDisabled => decision,
+            DecisionReason.InternalRange or DecisionReason.ParentAddress => decision.Kept(),
+            _ => decision.Relaxed(),
+        };
+
+    /// <summary>The denial of a connection to one of the parent's own addresses (<paramref name="parentInterface"/>
+    /// holds it), which report mode does not relax.</summary>
+    internal PolicyDecision ParentAddressDenial(string parentInterface) =>
+        Decide(new PolicyDecision(false, DecisionReason.ParentAddress, parentInterface));
+
+    /// <summary>A name <paramref name="address"/> was learned from (report mode learns names the list does not allow
+    /// too), for a would-deny line; null when none or when the list holds no name entry.</summary>
+    internal string? LearnedNameOf(IPAddress address)
+    {
+        if (!_consultCache)
+        {
+            return null;
+        }
+
+        IReadOnlyList<LearnedName> names = _cache.NamesOf(address);
+        return names.Count > 0 ? names[0].Name : null;
     }
 
     /// <summary>The port of a check that has none (<see cref="CheckAddress"/>): every entry's ports allow it. Not 0,
@@ -289,6 +347,12 @@ public sealed class EgressPolicy
             return portDenial is not null && lookup.State == CacheState.NeverLearned ? new PolicyDecision(false, DecisionReason.PortNotAllowed, portDenial) : decision;
         }
 
+        if (Mode == EgressMode.Report && !LearnedFromAllowedName(address))
+        {
+            // Report mode learns every answered name; enforce would have learned none of this address's.
+            return new PolicyDecision(false, DecisionReason.NameNotAllowed, lookup.Name);
+        }
+
         if (!_hasPorts || port == AnyPort)
         {
             return decision;
@@ -296,9 +360,10 @@ public sealed class EgressPolicy
 
         // A learned address allows the ports of the entries its names were allowed through.
         string? denial = null;
-        foreach (LearnedName learned in _cache.NamesOf(address))
+        IReadOnlyList<LearnedName> names = _cache.NamesOf(address); // indexed: no enumerator is allocated
+        for (int i = 0; i < names.Count; i++)
         {
-            DestinationRule[]? rules = FindNameRules(learned.Name);
+            DestinationRule[]? rules = FindNameRules(names[i].Name);
             foreach (DestinationRule rule in rules ?? [])
             {
                 if (Allows(rule, port))
@@ -311,6 +376,20 @@ public sealed class EgressPolicy
         }
 
         return new PolicyDecision(false, DecisionReason.PortNotAllowed, denial ?? portDenial ?? lookup.Name);
+    }
+
+    private bool LearnedFromAllowedName(IPAddress address)
+    {
+        IReadOnlyList<LearnedName> names = _cache.NamesOf(address); // indexed: no enumerator is allocated
+        for (int i = 0; i < names.Count; i++)
+        {
+            if (FindNameRules(names[i].Name) is not null)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>For <c>check NAME:PORT</c>: the entry a connection to an address learned from <paramref name="hostName"/>
@@ -372,7 +451,9 @@ public sealed class EgressPolicy
     /// <summary>Decides a DNS question for <paramref name="hostName"/> (any case, trailing dot ignored).</summary>
     /// <param name="hostName">The question name.</param>
     /// <returns>The decision; when allowed, <see cref="PolicyDecision.Subject"/> is the entry that matched.</returns>
-    public PolicyDecision CheckName(ReadOnlySpan<char> hostName)
+    public PolicyDecision CheckName(ReadOnlySpan<char> hostName) => Decide(CheckNameEnforced(hostName));
+
+    private PolicyDecision CheckNameEnforced(ReadOnlySpan<char> hostName)
     {
         if (!IsEnabled)
         {
@@ -399,8 +480,9 @@ public sealed class EgressPolicy
 
     /// <summary>
     /// Learns that <paramref name="name"/> (the question asked) resolved to <paramref name="address"/>, unless egress
-    /// is disabled, the name is not allowed, or the address is internal and no address or network entry covers it
-    /// (DNS rebinding protection).
+    /// is disabled, the name is not allowed (in <see cref="EgressMode.Report"/> it is learned all the same, so that a
+    /// connection to it is allowed and reported), or the address is internal and no address or network entry covers it
+    /// (DNS rebinding protection, in report mode too).
     /// </summary>
     /// <param name="name">The question name that was allowed (not a CNAME target).</param>
     /// <param name="address">An A or AAAA address from the answer.</param>

@@ -4,13 +4,64 @@ namespace Egress.Policy;
 public readonly struct PolicyDecision
 {
     internal PolicyDecision(bool isAllowed, DecisionReason reason, string? subject = null, TimeSpan? time = null, int connections = 0)
+        : this(isAllowed, reason, subject, time, connections, ReportEffect.None)
     {
+    }
+
+    private PolicyDecision(bool isAllowed, DecisionReason reason, string? subject, TimeSpan? time, int connections, ReportEffect report)
+    {
+        _report = report;
         Connections = connections;
         IsAllowed = isAllowed;
         Reason = reason;
         Subject = subject;
         Time = time;
     }
+
+    private readonly ReportEffect _report;
+
+    /// <summary>What <see cref="EgressMode.Report"/> did to a decision.</summary>
+    private enum ReportEffect : byte
+    {
+        /// <summary>Nothing: enforce mode, or an allowed decision.</summary>
+        None,
+
+        /// <summary>Allowed although <see cref="EgressMode.Enforce"/> would deny it.</summary>
+        Relaxed,
+
+        /// <summary>Denied in report mode too: report mode does not relax this reason.</summary>
+        Kept,
+    }
+
+    /// <summary>
+    /// Whether the decision is allowed only because the policy is in <see cref="EgressMode.Report"/>:
+    /// <see cref="Reason"/> (and <see cref="Subject"/>, <see cref="Time"/>) then say why <see cref="EgressMode.Enforce"/>
+    /// would deny it. False for every decision of an enforcing policy.
+    /// </summary>
+    public bool WouldDeny => _report == ReportEffect.Relaxed;
+
+    /// <summary>Whether a denial was kept by <see cref="EgressMode.Report"/> (internal ranges, the parent's own
+    /// addresses, disabled egress).</summary>
+    internal bool KeptInReportMode => _report == ReportEffect.Kept;
+
+    /// <summary>This denial allowed by report mode.</summary>
+    internal PolicyDecision Relaxed() => new(true, Reason, Subject, Time, Connections, ReportEffect.Relaxed);
+
+    /// <summary>This denial, marked as one report mode keeps.</summary>
+    internal PolicyDecision Kept() => new(false, Reason, Subject, Time, Connections, ReportEffect.Kept);
+
+    /// <summary>Why <see cref="EgressMode.Enforce"/> denies (or, with <see cref="WouldDeny"/>, would deny), without
+    /// the leading <c>denied: </c>, e.g. <c>never learned from an allowed name</c>; for an allowed decision its line.</summary>
+    internal string Denial
+    {
+        get
+        {
+            string line = Describe();
+            return line.StartsWith(DeniedPrefix, StringComparison.Ordinal) ? line[DeniedPrefix.Length..] : line;
+        }
+    }
+
+    private const string DeniedPrefix = "denied: ";
 
     /// <summary>Whether the connection or query may proceed.</summary>
     public bool IsAllowed { get; }
@@ -32,9 +83,18 @@ public readonly struct PolicyDecision
     /// <summary>For <see cref="DecisionReason.LearnedInUse"/> the connections open through the address; else 0.</summary>
     internal int Connections { get; }
 
-    /// <summary>One human line, e.g. <c>denied: internal range link-local 169.254.0.0/16 (instance metadata)</c>.</summary>
+    /// <summary>One human line, e.g. <c>denied: internal range link-local 169.254.0.0/16 (instance metadata)</c>; in
+    /// report mode <c>allowed by report mode; enforce would deny: never learned from an allowed name</c> or
+    /// <c>denied: internal range ...; report mode does not relax internal addresses</c>.</summary>
     /// <returns>The line.</returns>
-    public override string ToString() => Reason switch
+    public override string ToString() => _report switch
+    {
+        ReportEffect.Relaxed => "allowed by report mode; enforce would deny: " + Denial,
+        ReportEffect.Kept => Describe() + "; report mode does not relax internal addresses",
+        _ => Describe(),
+    };
+
+    private string Describe() => Reason switch
     {
         DecisionReason.EgressDisabled => "denied: egress disabled",
         DecisionReason.StaticEntry => $"allowed: static entry \"{Subject}\"",
@@ -48,6 +108,7 @@ public readonly struct PolicyDecision
         DecisionReason.NeverLearned => "denied: never learned from an allowed name",
         DecisionReason.PortNotAllowed => $"denied: port not allowed by \"{Subject}\"",
         DecisionReason.ParentAddress => $"denied: an address of the parent itself (interface {Subject}); an entry naming this one address allows it",
+        _ when Subject is not null => $"denied: name {Subject} not in allowlist",
         _ => "denied: name not in allowlist",
     };
 }

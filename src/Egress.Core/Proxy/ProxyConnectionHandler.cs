@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Egress.Diagnostics;
 using Egress.Interception;
 using Egress.Policy;
 using Egress.Relay;
@@ -68,6 +69,7 @@ internal sealed class ProxyConnectionHandler(
 
         var destination = original.Destination!;
         var decision = policy.CheckConnection(destination.Address, destination.Port, out AddressHold? hold);
+        WouldDenyLog.Connection(logger, options.Metrics, destination, name: null, policy, decision);
         if (!decision.IsAllowed)
         {
             return ProxyConnectionResult.Denied(destination, decision);
@@ -110,7 +112,11 @@ internal sealed class ProxyConnectionHandler(
                 tunnel.Dispose();
             }
 
-            if (serverNameGate is { Refusal: not ServerNameRefusal.None } refused)
+            if (serverNameGate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
+            {
+                ProxyLog.ServerNameWouldRefuse(logger, destination, reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
+            }
+            else if (serverNameGate is { Refusal: not ServerNameRefusal.None } refused)
             {
                 ProxyLog.ServerNameRefused(logger, destination, refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
                 options.Metrics?.ServerNameRefused(refused.Refusal);
@@ -159,6 +165,8 @@ internal sealed class ProxyConnectionHandler(
             {
                 continue; // expired or evicted since the scan
             }
+
+            WouldDenyLog.Connection(logger, options.Metrics, candidate, name, policy, decision);
 
             ProxyLog.FailingOver(logger, previousDestination, previous.ParentStatus, candidate, name, attempt + 1, candidates.Count);
             options.Metrics?.Failover();

@@ -16,12 +16,17 @@ internal sealed class ServerNameGate : IFirstBytesGate
 {
     private readonly Func<string, bool> _isAllowed;
 
-    private ServerNameGate(TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed)
+    private ServerNameGate(TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, bool reportOnly = false)
     {
+        ReportOnly = reportOnly;
         Mode = mode;
         LearnedNames = learnedNames;
         _isAllowed = isAllowed;
     }
+
+    /// <summary>Whether a refusal is only reported (<c>egress.mode = "report"</c>): the bytes are relayed anyway, and
+    /// <see cref="Refusal"/> says what enforce would have refused.</summary>
+    public bool ReportOnly { get; }
 
     /// <summary>The mode it enforces.</summary>
     public TlsServerNameMode Mode { get; }
@@ -48,12 +53,13 @@ internal sealed class ServerNameGate : IFirstBytesGate
             return null;
         }
 
-        return new ServerNameGate(policy.TlsServerName, policy.LearnedNamesOf(destination, decision.Subject), name => policy.CheckName(name).IsAllowed);
+        return new ServerNameGate(
+            policy.TlsServerName, policy.LearnedNamesOf(destination, decision.Subject), name => policy.CheckName(name) is { IsAllowed: true, WouldDeny: false }, policy.Mode == EgressMode.Report);
     }
 
     /// <summary>A gate over fixed names, for tests.</summary>
-    internal static ServerNameGate Create(TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed) =>
-        new(mode, learnedNames, isAllowed);
+    internal static ServerNameGate Create(TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, bool reportOnly = false) =>
+        new(mode, learnedNames, isAllowed, reportOnly);
 
     /// <summary>The learned names for a log line: <c>www.example.com, example.com</c>.</summary>
     public string LearnedNamesText => string.Join(", ", LearnedNames);
@@ -110,7 +116,7 @@ internal sealed class ServerNameGate : IFirstBytesGate
 
             ServerName = hello.ServerName;
             Refusal = ServerNameCheck.Decide(Mode, status, hello, LearnedNames, _isAllowed);
-            return Refusal == ServerNameRefusal.None ? new FirstBytes(true, buffer.AsSpan(0, filled).ToArray()) : new FirstBytes(false, default);
+            return Refusal == ServerNameRefusal.None || ReportOnly ? new FirstBytes(true, buffer.AsSpan(0, filled).ToArray()) : new FirstBytes(false, default);
         }
         finally
         {

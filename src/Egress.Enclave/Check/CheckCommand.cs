@@ -36,6 +36,10 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
                 allowed = false;
                 output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"connect: denied on port {targetPort}: port not allowed by \"{denied.Entry}\" (the entry this name is allowed through)"));
             }
+            else if (decision.WouldDeny)
+            {
+                output.WriteLine("connect: allowed by report mode to the addresses answered for this name (internal-range answers are never learned); each connection is logged as a would-deny, and enforce mode denies it");
+            }
             else
             {
                 string through = onPort is { } entry ? string.Create(CultureInfo.InvariantCulture, $" on port {targetPort} (entry \"{entry.Entry}\")") : string.Empty;

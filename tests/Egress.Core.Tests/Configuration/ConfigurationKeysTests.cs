@@ -26,6 +26,8 @@ public sealed class ConfigurationKeysTests
     private static readonly Dictionary<string, Func<object?>?> OptionsDefaults = new()
     {
         ["egress.enabled"] = null,
+        ["egress.mode"] = null,
+        ["host.enclaves"] = null,
         ["egress.destinations"] = null,
         ["egress.ports"] = null,
         ["egress.tls_server_name"] = () => Egress.Policy.EgressPolicy.Create(true, [], new Egress.Policy.AllowlistCache(new Egress.Policy.AllowlistCacheOptions())).TlsServerName,

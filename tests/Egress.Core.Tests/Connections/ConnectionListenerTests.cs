@@ -209,6 +209,51 @@ public sealed class ConnectionListenerTests
         Assert.That(Volatile.Read(ref handled), Is.EqualTo(2), "served once the place is free, without a restart");
     }
 
+    /// <summary>Stress scenario 1: 3,269 refusals in 2 s each logged a Warning line; past 2,500 queued lines the
+    /// console logger makes every logging thread wait, the DNS forwarder's too. One line a second now, each saying how
+    /// many more were refused, and the count of the last second is reported when the flood ends.</summary>
+    [Test]
+    public async Task AFloodOfRefusalsIsLoggedOnceASecondWithTheCountOfTheRest()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var admission = new ConnectionAdmission(1, "enclave.max_connections", "connection", DescriptorBudget.ForLimit(65536, 0));
+        await using var listener = Start(async (socket, _) =>
+        {
+            using (socket)
+            {
+                await release.Task;
+            }
+        }, out IPEndPoint endPoint, admission: admission);
+
+        using Socket held = await ConnectAsync(endPoint);
+        await WaitUntilAsync(() => admission.Admitted == 1);
+        const int Refused = 50;
+        for (int i = 0; i < Refused; i++)
+        {
+            try
+            {
+                using Socket refused = await ConnectAsync(endPoint);
+                await refused.ReceiveAsync(new byte[1].AsMemory(), SocketFlags.None).AsTask().WaitAsync(HangGuard);
+            }
+            catch (SocketException)
+            {
+                // reset, as expected
+            }
+        }
+
+        var summary = await _logs.WaitForEventAsync(16, TimeSpan.FromSeconds(10));
+        release.SetResult();
+        int lines = _logs.EventIds.Count(id => id == 15);
+        long inLines = _logs.Values(15, "Suppressed").Sum(v => long.Parse(v!, System.Globalization.CultureInfo.InvariantCulture));
+        long inSummaries = _logs.Values(16, "HeldBack").Sum(v => long.Parse(v!, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Multiple(() =>
+        {
+            Assert.That(lines, Is.InRange(1, 3), "one line a second while the loop runs");
+            Assert.That(lines + inLines + inSummaries, Is.EqualTo(Refused), "every refusal is in a line or a count");
+            Assert.That(summary.GetStructuredStateValue("EventId"), Is.EqualTo("15"));
+        });
+    }
+
     [Test]
     public async Task ARefusedConnectionIsHandedToTheAnswerWithItsReason()
     {

@@ -29,6 +29,9 @@ internal sealed class TelemetryProbe : IDisposable
 
     public LogCapture Logs { get; } = new();
 
+    /// <summary>The meter factory the metrics were created on, for a collector of another instrument.</summary>
+    public TestMeterFactory Meters => _meters;
+
     public FakeLogger Logger { get; }
 
     public ILoggerFactory LoggerFactory => Logs.Factory;

@@ -119,6 +119,25 @@ public sealed class DnsForwarderFailureTests
         Assert.That((DnsQueryBytes.Rcode(next), DnsQueryBytes.AnswerCount(next)), Is.EqualTo((0, 1)));
     }
 
+    /// <summary>From a new user's trial: stopping egress-enclave (SIGTERM) logged each open DNS stream as failed
+    /// ("dns stream 0 failed (The operation was canceled.)"), a Warning for an ordinary stop.</summary>
+    [Test]
+    public async Task StoppingTheForwarderClosesItsStreamsWithoutCallingThemFailed()
+    {
+        await using var upstream = new FakeUpstreamDns(TestZone.Answer);
+        await using var harness = await DnsTunnelHarness.StartAsync([upstream.EndPoint]);
+        byte[] answer = await harness.UdpAsync(DnsQueryBytes.Build(6, "a.x.test"));
+        Assert.That(DnsQueryBytes.Rcode(answer), Is.Zero, "a stream is open");
+
+        await harness.Forwarder.DisposeAsync();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(harness.EnclaveLog.EventIds, Does.Not.Contain(313), string.Join("\n", harness.EnclaveLog.Lines));
+            Assert.That(harness.EnclaveLog.EventIds, Does.Contain(323));
+        });
+    }
+
     [Test]
     public async Task NoParentGivesServFail()
     {

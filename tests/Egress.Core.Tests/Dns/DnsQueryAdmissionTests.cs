@@ -1,3 +1,5 @@
+using Egress.Diagnostics;
+using Microsoft.Extensions.Logging;
 using System.Net;
 using Egress.Dns;
 using Egress.Dns.Forwarder;
@@ -13,15 +15,15 @@ public sealed class DnsQueryAdmissionTests
         var admission = new DnsQueryAdmission(limit: 2, perClientLimit: 1);
         Assert.Multiple(() =>
         {
-            Assert.That(admission.TryEnter(1, out _), Is.True);
-            Assert.That(admission.TryEnter(1, out _), Is.True);
-            Assert.That(admission.TryEnter(1, out string? reason), Is.False);
+            Assert.That(admission.TryEnter(1, udp: true, out _), Is.True);
+            Assert.That(admission.TryEnter(1, udp: true, out _), Is.True);
+            Assert.That(admission.TryEnter(1, udp: true, out string? reason), Is.False);
             Assert.That(reason, Is.EqualTo("2 queries in flight from all clients"));
             Assert.That(admission.InFlight, Is.EqualTo(2));
         });
 
         admission.Exit();
-        Assert.That(admission.TryEnter(1, out _), Is.True);
+        Assert.That(admission.TryEnter(1, udp: true, out _), Is.True);
     }
 
     /// <summary>Issue 13 case 4: busy clients together take at most three quarters of the places; a client with a
@@ -30,16 +32,16 @@ public sealed class DnsQueryAdmissionTests
     public void BusyClientsLeaveAQuarterOfThePlacesToLightOnes()
     {
         var admission = new DnsQueryAdmission(limit: 8, perClientLimit: 64);
-        int busy = Enumerable.Range(0, 20).Count(i => admission.TryEnter(DnsQueryAdmission.LightClient + 1 + i, out _));
-        bool refused = !admission.TryEnter(30, out string? reason);
+        int busy = Enumerable.Range(0, 20).Count(i => admission.TryEnter(DnsQueryAdmission.LightClient + 1 + i, udp: true, out _));
+        bool refused = !admission.TryEnter(30, udp: true, out string? reason);
         Assert.Multiple(() =>
         {
             Assert.That(busy, Is.EqualTo(6));
             Assert.That(refused, Is.True);
-            Assert.That(reason, Is.EqualTo("6 queries in flight from clients with more than 4 each; this one has 30"));
-            Assert.That(admission.TryEnter(1, out _), Is.True, "a light client");
-            Assert.That(admission.TryEnter(DnsQueryAdmission.LightClient, out _), Is.True, "a light client");
-            Assert.That(admission.TryEnter(1, out _), Is.False, "every place taken");
+            Assert.That(reason, Is.EqualTo("6 queries in flight from DNS-over-TCP connections and UDP clients with more than 4 each; this one has 30"));
+            Assert.That(admission.TryEnter(1, udp: true, out _), Is.True, "a light client");
+            Assert.That(admission.TryEnter(DnsQueryAdmission.LightClient, udp: true, out _), Is.True, "a light client");
+            Assert.That(admission.TryEnter(1, udp: true, out _), Is.False, "every place taken");
         });
     }
 
@@ -60,6 +62,77 @@ public sealed class DnsQueryAdmissionTests
 
         admission.ExitClient(flood);
         Assert.That(admission.TryEnterClient(floodAgain), Is.EqualTo(2));
+    }
+
+    /// <summary>Issue 13 case 4 in the stress suite: 256 DNS-over-TCP connections, each with its first 4 queries
+    /// counted as a light client's, took the whole reserve (1,024 places wanted of 512) and the victim's UDP queries
+    /// were refused. A TCP query is never light: the flood keeps to the busy three quarters.</summary>
+    [Test]
+    public void DnsOverTcpQueriesNeverTakeTheLightClientsReserve()
+    {
+        var admission = new DnsQueryAdmission(limit: 8, perClientLimit: 64);
+        int tcp = Enumerable.Range(0, 20).Count(i => admission.TryEnter(clientInFlight: 1, udp: false, out _));
+        bool refused = !admission.TryEnter(1, udp: false, out string? reason);
+        Assert.Multiple(() =>
+        {
+            Assert.That(tcp, Is.EqualTo(6), "the busy places only");
+            Assert.That(refused, Is.True);
+            Assert.That(reason, Is.EqualTo("6 queries in flight from DNS-over-TCP connections and UDP clients with more than 4 each; this is a DNS-over-TCP query"));
+            Assert.That(admission.TryEnter(1, udp: true, out _), Is.True, "a light UDP client");
+            Assert.That(admission.TryEnter(1, udp: true, out _), Is.True, "a light UDP client");
+            Assert.That(admission.TryEnter(1, udp: true, out _), Is.False, "every place taken");
+        });
+    }
+
+    /// <summary>A flood that stops leaves no line to report what was held back after the last line let through: a
+    /// summary reports it one interval later.</summary>
+    [Test]
+    public void WhenTheFloodEndsTheLinesHeldBackAreReportedOnce()
+    {
+        var time = new FakeTimeProvider();
+        using var log = new LogCapture();
+        var limit = new LogRateLimit(time, TimeSpan.FromSeconds(1), log.Factory.CreateLogger("dns"), 321);
+        Assert.That(limit.TryEnter(out _), Is.True);
+        int heldBack = Enumerable.Range(0, 7).Count(_ => !limit.TryEnter(out long _));
+        time.Advance(TimeSpan.FromSeconds(1));
+        time.Advance(TimeSpan.FromSeconds(5));
+        var summaries = log.Records.Where(r => r.Id.Id == 16).ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(heldBack, Is.EqualTo(7));
+            Assert.That(summaries, Has.Count.EqualTo(1));
+            Assert.That(summaries[0].Message, Does.StartWith("7 more lines of event 321 were held back"));
+            Assert.That(limit.TryEnter(out long suppressed), Is.True);
+            Assert.That(suppressed, Is.Zero, "the summary reported them; the next line does not again");
+        });
+    }
+
+    /// <summary>While the flood goes on, the line let through each interval reports the count: no summaries besides.</summary>
+    [Test]
+    public void AFloodThatGoesOnLogsOneLineAnIntervalAndNoSummary()
+    {
+        var time = new FakeTimeProvider();
+        using var log = new LogCapture();
+        var limit = new LogRateLimit(time, TimeSpan.FromSeconds(1), log.Factory.CreateLogger("dns"), 321);
+        long reported = 0;
+        int lines = 0;
+        for (int step = 0; step < 1000; step++)
+        {
+            if (limit.TryEnter(out long suppressed))
+            {
+                lines++;
+                reported += suppressed;
+            }
+
+            time.Advance(TimeSpan.FromMilliseconds(10));
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(lines, Is.EqualTo(10));
+            Assert.That(log.Records.Count(r => r.Id.Id == 16), Is.Zero);
+            Assert.That(reported, Is.EqualTo(1000 - 10 - 99), "every held-back line but the last interval's is reported by the next line");
+        });
     }
 
     [Test]

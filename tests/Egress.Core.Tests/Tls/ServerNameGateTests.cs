@@ -56,6 +56,15 @@ public sealed class ServerNameGateTests(bool splice)
     }
 
     [Test]
+    public async Task InReportModeARefusalIsRecordedAndTheBytesPass()
+    {
+        var gate = ServerNameGate.Create(TlsServerNameMode.Require, ["www.allowed.test"], _ => true, reportOnly: true);
+        var (first, _) = await InspectInChunksAsync(gate, Evil, 10);
+
+        Assert.That((first.Allowed, first.Received.ToArray(), gate.Refusal), Is.EqualTo((true, Evil, ServerNameRefusal.NotLearned)));
+    }
+
+    [Test]
     public async Task NotTlsPassesOnTheFirstReceive()
     {
         var gate = Gate();

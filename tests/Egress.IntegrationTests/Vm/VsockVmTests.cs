@@ -37,6 +37,8 @@ public sealed class VsockVmTests
         "host-killed-mid-transfer-recv-returns",
         "host-restarted-again",
         "sigterm-drain",
+        "host-enclaves-cid-mapped",
+        "host-enclaves-cid-refused",
         "rules-remove",
     ];
 

@@ -9,7 +9,7 @@ namespace Egress.Dns.Forwarder;
 /// What the enclave forwarder does with one query, whichever transport it came on: an opcode other than QUERY gets
 /// NOTIMP, malformed gets FORMERR (or is dropped when it cannot be answered), an EDNS version other than 0 gets
 /// BADVERS, a name outside the allowlist gets NXDOMAIN (with an Extended DNS Error when the query has EDNS) without
-/// anything being forwarded, an allowed name goes to the parent and its answer comes back verbatim (only the ID was
+/// anything being forwarded (in report mode it is forwarded as if allowed, after a would-deny line), an allowed name goes to the parent and its answer comes back verbatim (only the ID was
 /// rewritten on the wire and restored), after its addresses were learned. A UDP answer larger than the client
 /// accepts is cut to the whole records that fit, with TC=1, so the client may retry over TCP. Every query ends in
 /// one <see cref="DnsQueryResult"/>, logged and counted by <see cref="Complete"/>. Forwarded queries are admitted by
@@ -18,7 +18,7 @@ namespace Egress.Dns.Forwarder;
 /// </summary>
 internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, DnsQueryAdmission admission, EgressMetrics? metrics, ILogger logger, TimeProvider time) : IDnsAnswerer
 {
-    private readonly LogRateLimit _overloadLines = new(time, LogRateLimit.DefaultInterval);
+    private readonly LogRateLimit _overloadLines = new(time, LogRateLimit.DefaultInterval, logger, 321);
 
     /// <summary>Gets the admission of forwarded queries.</summary>
     public DnsQueryAdmission Admission => admission;
@@ -46,7 +46,7 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, D
             return screened;
         }
 
-        if (!admission.TryEnter(clientInFlight, out string? refused))
+        if (!admission.TryEnter(clientInFlight, udp, out string? refused))
         {
             return DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, refused);
         }
@@ -89,6 +89,7 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, D
         }
 
         PolicyDecision decision = policy.CheckName(question.Name);
+        WouldDenyLog.Question(logger, metrics, question.Name, DnsTypeName.Of(question.Type), decision);
         return decision.IsAllowed
             ? null
             : DnsQueryResult.Answer(DnsQueryOutcome.DeniedName, query, response, question, string.Empty) with { Decision = decision };

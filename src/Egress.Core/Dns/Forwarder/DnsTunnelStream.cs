@@ -103,7 +103,14 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
         catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or InvalidOperationException
             or ConnectionResetException or ConnectionAbortedException or OperationCanceledException)
         {
-            Fail(connection, ex.Message);
+            if (ex is OperationCanceledException && stopping.IsCancellationRequested)
+            {
+                Fail(connection, "the forwarder is stopping", DnsExchangeStatus.Stopped);
+            }
+            else
+            {
+                Fail(connection, ex.Message);
+            }
         }
         finally
         {
@@ -220,6 +227,11 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
             _ = ReadLoopAsync(connection);
             return connection;
         }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            connection?.Dispose(); // stopping while the stream opened: nothing failed
+            return null;
+        }
         catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException
             or ConnectionResetException or ConnectionAbortedException)
         {
@@ -254,6 +266,13 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
                 DnsStreamRead.Truncated => "the parent closed the stream in the middle of a frame",
                 _ => "the parent closed the stream",
             };
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // A stop, not a failure: the queries still pending are answered as stopped, and the line says so.
+            DnsLog.StreamStopped(logger, index);
+            Fail(connection, "the forwarder is stopping", DnsExchangeStatus.Stopped);
+            return;
         }
         catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or InvalidOperationException
             or ConnectionResetException or ConnectionAbortedException or OperationCanceledException)

@@ -34,7 +34,7 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
     public const int MaxQueryLength = 4096;
 
     private readonly EndPoint _name = socket.LocalEndPoint!;
-    private readonly LogRateLimit _dropLines = new(time, LogRateLimit.DefaultInterval);
+    private readonly LogRateLimit _dropLines = new(time, LogRateLimit.DefaultInterval, logger, 316);
     private readonly string _perClientReason = $"{handler.Admission.PerClientLimit} queries in flight from this UDP client";
     private int _inFlight;
 

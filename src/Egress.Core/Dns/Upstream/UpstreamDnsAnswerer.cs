@@ -50,6 +50,7 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
         }
 
         PolicyDecision decision = policy.CheckName(question.Name);
+        WouldDenyLog.Question(logger, metrics, question.Name, DnsTypeName.Of(question.Type), decision);
         if (!decision.IsAllowed)
         {
             return DnsQueryResult.Answer(DnsQueryOutcome.DeniedName, query.Span, response.Span, question, string.Empty) with { Decision = decision };

@@ -1,0 +1,38 @@
+using Egress.Policy;
+
+namespace Egress.Enclave.Report;
+
+/// <summary>
+/// <c>egress-enclave report-to-allowlist [LOG...]</c>: reads the logs of either host run with <c>egress.mode =
+/// "report"</c> (the files, or standard input) and prints one <c>egress.destinations</c> entry per line that would
+/// allow what was reported (see <see cref="ReportedDestinations"/>), then a count on standard error. Exit code 0,
+/// or 1 when no would-deny line was found.
+/// </summary>
+internal sealed class ReportToAllowlistCommand(TextReader input, TextWriter output, TextWriter error)
+{
+    public int Run(IReadOnlyList<string> paths)
+    {
+        var reported = new ReportedDestinations();
+        if (paths.Count == 0)
+        {
+            reported.AddAll(input);
+        }
+
+        foreach (string path in paths)
+        {
+            using var reader = new StreamReader(path);
+            reported.AddAll(reader);
+        }
+
+        IReadOnlyList<string> entries = reported.Entries();
+        foreach (string entry in entries)
+        {
+            output.WriteLine(entry);
+        }
+
+        error.WriteLine(reported.Lines == 0
+            ? "report-to-allowlist: no \"report mode: would deny\" lines found (is egress.mode = \"report\" set on the host that wrote the log?)"
+            : $"report-to-allowlist: {entries.Count} entr{(entries.Count == 1 ? "y" : "ies")} from {reported.Lines} would-deny line{(reported.Lines == 1 ? string.Empty : "s")}; review them before adding them to egress.destinations");
+        return reported.Lines == 0 ? 1 : 0;
+    }
+}

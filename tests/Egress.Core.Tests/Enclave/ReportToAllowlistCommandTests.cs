@@ -1,0 +1,61 @@
+using Egress.Enclave.Report;
+
+namespace Egress.Tests.Enclave;
+
+/// <summary><c>egress-enclave report-to-allowlist</c>: entries on stdout, a count on stderr, exit 1 without would-deny lines.</summary>
+public sealed class ReportToAllowlistCommandTests
+{
+    [Test]
+    public void StandardInputBecomesEntriesAndACount()
+    {
+        var input = new StringReader(
+            "warn: Egress.Proxy[460] report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): name app.unlisted.test not in allowlist; allowed\n"
+            + "warn: Egress.Dns[461] report mode: would deny DNS app.unlisted.test A: name not in allowlist; resolved\n");
+        var output = new StringWriter();
+        var error = new StringWriter();
+
+        int code = new ReportToAllowlistCommand(input, output, error).Run([]);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero);
+            Assert.That(output.ToString(), Is.EqualTo("app.unlisted.test:443" + Environment.NewLine));
+            Assert.That(error.ToString(), Does.StartWith("report-to-allowlist: 1 entry from 2 would-deny lines"));
+        });
+    }
+
+    [Test]
+    public void ALogWithoutWouldDenyLinesExitsOneAndSaysWhy()
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+
+        int code = new ReportToAllowlistCommand(new StringReader("info: starting egress-enclave\n"), output, error).Run([]);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.EqualTo(1));
+            Assert.That(output.ToString(), Is.Empty);
+            Assert.That(error.ToString(), Does.Contain("no \"report mode: would deny\" lines found"));
+        });
+    }
+
+    [Test]
+    public void FilesAreReadInsteadOfStandardInput()
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, "warn: Egress.Gateway[460] report mode: would deny connection to [2001:db8::1]:25: never learned from an allowed name; allowed\n");
+            var output = new StringWriter();
+
+            int code = new ReportToAllowlistCommand(new StringReader(string.Empty), output, new StringWriter()).Run([path]);
+
+            Assert.That((code, output.ToString()), Is.EqualTo((0, "[2001:db8::1]:25" + Environment.NewLine)));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}

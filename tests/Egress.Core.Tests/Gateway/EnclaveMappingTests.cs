@@ -1,0 +1,204 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using Egress.Diagnostics;
+using Egress.Gateway;
+using Egress.Policy;
+using Egress.Tests.Diagnostics;
+using Egress.Tunnel;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+
+namespace Egress.Tests.Gateway;
+
+/// <summary>
+/// Several enclaves on one parent (<c>[[host.enclaves]]</c>): the map from a peer's CID to its entry, and a real
+/// <see cref="TunnelGateway"/> on a Unix socket whose clients stand in for enclaves by the path they bind
+/// (<c>cid-16.sock</c>), through the gateway's peer-CID seam: each is decided by its own policy, an unmapped CID is
+/// refused with the reason, and metrics carry the entry's CID.
+/// </summary>
+public sealed partial class EnclaveMappingTests
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(10);
+
+    private string _directory = null!;
+    private TunnelEndpoint _endpoint = null!;
+    private TelemetryProbe _probe = null!;
+    private TunnelGateway? _gateway;
+
+    [SetUp]
+    public void CreateDirectory()
+    {
+        _directory = Directory.CreateTempSubdirectory("egress-cid-").FullName;
+        _endpoint = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
+        _probe = new TelemetryProbe("parent");
+    }
+
+    [TearDown]
+    public async Task StopGateway()
+    {
+        if (_gateway is not null)
+        {
+            await _gateway.DisposeAsync();
+        }
+
+        _probe.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    [Test]
+    public void AMappedCidGetsItsEntryAndAnyTheRest()
+    {
+        var map = new EnclaveMap<string>([(16u, "a"), (null, "any")]);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(map.TryResolve(16, out string? sixteen, out _) ? sixteen : null, Is.EqualTo("a"));
+            Assert.That(map.TryResolve(17, out string? other, out _) ? other : null, Is.EqualTo("any"));
+            Assert.That(map.TryResolve(null, out string? unix, out _) ? unix : null, Is.EqualTo("any"), "a unix: or tcp:// stream has no CID");
+        });
+    }
+
+    [Test]
+    public void AnUnmappedCidIsRefusedWithTheReasonWhenThereIsNoAnyEntry()
+    {
+        var map = new EnclaveMap<string>([(18u, "b"), (16u, "a")]);
+
+        bool served = map.TryResolve(17, out string? value, out string? refusal);
+        bool servedWithoutCid = map.TryResolve(null, out _, out string? noCid);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((served, value), Is.EqualTo((false, (string?)null)));
+            Assert.That(refusal, Is.EqualTo("enclave CID 17 is not in [[host.enclaves]] (mapped: 16, 18; no cid = \"any\")"));
+            Assert.That(servedWithoutCid, Is.False);
+            Assert.That(noCid, Is.EqualTo("this tunnel endpoint gives no peer CID and [[host.enclaves]] has no cid = \"any\" entry (mapped: 16, 18)"));
+        });
+    }
+
+    [Test]
+    public void WithoutEntriesOneValueServesEveryCid()
+    {
+        var map = EnclaveMap<string>.Single("main");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(map.TryResolve(99, out string? value, out _) ? value : null, Is.EqualTo("main"));
+            Assert.That(map.IsMapped, Is.False);
+        });
+    }
+
+    [Test]
+    public void ACidMappedTwiceIsRejected() =>
+        Assert.Throws<ArgumentException>(() => _ = new EnclaveMap<string>([(16u, "a"), (16u, "b")]));
+
+    [Test]
+    public async Task EachEnclaveIsDecidedByItsOwnPolicy()
+    {
+        using var forSixteen = new EchoServer(IPAddress.Loopback);
+        using var forSeventeen = new EchoServer(IPAddress.Loopback);
+        using var connections = new MetricCollector<long>(_probe.Meters, EgressMetrics.MeterName, "egress.connections");
+        StartGateway(
+            (16, [$"127.0.0.1:{forSixteen.EndPoint.Port}"]),
+            (17, [$"127.0.0.1:{forSeventeen.EndPoint.Port}"]));
+
+        TunnelResponse sixteenOwn = await RequestAsync(16, forSixteen.EndPoint);
+        TunnelResponse sixteenOther = await RequestAsync(16, forSeventeen.EndPoint);
+        TunnelResponse seventeenOwn = await RequestAsync(17, forSeventeen.EndPoint);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(sixteenOwn.Status, Is.EqualTo(TunnelStatus.Ok), sixteenOwn.Detail);
+            Assert.That(sixteenOther.Status, Is.EqualTo(TunnelStatus.DeniedByPolicy), sixteenOther.Detail);
+            Assert.That(seventeenOwn.Status, Is.EqualTo(TunnelStatus.Ok), seventeenOwn.Detail);
+        });
+        await _probe.WaitForEventAsync(210);
+        Assert.That(
+            connections.GetMeasurementSnapshot().Select(m => ((string?)m.Tags["egress.enclave"], (string?)m.Tags["egress.outcome"])).Order(),
+            Is.EqualTo(new[] { ("16", "allowed"), ("16", "denied"), ("17", "allowed") }));
+    }
+
+    [Test]
+    public async Task AnUnmappedCidIsAnsweredFailureWithTheReasonAndCounted()
+    {
+        using var echo = new EchoServer(IPAddress.Loopback);
+        using var errors = new MetricCollector<long>(_probe.Meters, EgressMetrics.MeterName, "egress.tunnel.errors");
+        StartGateway((16, ["127.0.0.1"]));
+
+        TunnelResponse unmapped = await RequestAsync(17, echo.EndPoint);
+        TunnelResponse noCid = await RequestAsync(null, echo.EndPoint);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(unmapped, Is.EqualTo(new TunnelResponse(TunnelStatus.Failure, "parent: enclave CID 17 is not in [[host.enclaves]] (mapped: 16; no cid = \"any\")")));
+            Assert.That(noCid.Status, Is.EqualTo(TunnelStatus.Failure));
+            Assert.That(noCid.Detail, Does.Contain("gives no peer CID"));
+            Assert.That(_probe.Logs.Lines, Has.Some.EqualTo($"Warning: rejected TcpConnect stream to {echo.EndPoint}: enclave CID 17 is not in [[host.enclaves]] (mapped: 16; no cid = \"any\")"));
+            Assert.That(errors.GetMeasurementSnapshot().Select(m => (string?)m.Tags["egress.error"]), Is.EqualTo(new[] { "peer_refused", "peer_refused" }));
+            Assert.That(echo.Served.IsCompleted, Is.False, "nothing was dialled for a refused enclave");
+        });
+    }
+
+    [Test]
+    public async Task TheAnyEntryServesUnmappedCidsAndStreamsWithoutOne()
+    {
+        using var echo = new EchoServer(IPAddress.Loopback);
+        using var other = new EchoServer(IPAddress.Loopback);
+        StartGateway((16, [$"127.0.0.1:{echo.EndPoint.Port}"]), (null, [$"127.0.0.1:{other.EndPoint.Port}"]));
+
+        TunnelResponse unmapped = await RequestAsync(99, other.EndPoint);
+        TunnelResponse unmappedToSixteens = await RequestAsync(99, echo.EndPoint);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(unmapped.Status, Is.EqualTo(TunnelStatus.Ok), unmapped.Detail);
+            Assert.That(unmappedToSixteens.Status, Is.EqualTo(TunnelStatus.DeniedByPolicy), unmappedToSixteens.Detail);
+            Assert.That(_probe.Logs.Lines, Has.Some.StartsWith("Information: enclave any CID: 127.0.0.1:"));
+        });
+    }
+
+    [GeneratedRegex(@"cid-(?<cid>[0-9]+)\.sock$")]
+    private static partial Regex CidPath();
+
+    /// <summary>The test seam: a Unix client that bound <c>cid-N.sock</c> is enclave CID N; one that bound nothing has none.</summary>
+    private static uint? PeerCidOfPath(Socket stream) =>
+        stream.RemoteEndPoint is UnixDomainSocketEndPoint peer && CidPath().Match(peer.ToString()) is { Success: true } match
+            ? uint.Parse(match.Groups["cid"].Value, System.Globalization.CultureInfo.InvariantCulture)
+            : null;
+
+    private void StartGateway(params (uint? Cid, string[] Destinations)[] enclaves)
+    {
+        var main = EgressPolicy.Create(true, [], new AllowlistCache(new AllowlistCacheOptions()));
+        var options = new TunnelGatewayOptions
+        {
+            Listen = _endpoint,
+            HeaderTimeout = TimeSpan.FromSeconds(5),
+            Metrics = _probe.Metrics,
+            PeerCid = PeerCidOfPath,
+            Enclaves = [.. enclaves.Select(enclave => new GatewayEnclave(
+                enclave.Cid,
+                EgressPolicy.Create(true, enclave.Destinations, new AllowlistCache(new AllowlistCacheOptions())),
+                string.Join(", ", enclave.Destinations)))],
+        };
+        _gateway = new TunnelGateway(options, main, _probe.LoggerFactory);
+        _gateway.Start();
+    }
+
+    private async Task<TunnelResponse> RequestAsync(uint? cid, IPEndPoint destination)
+    {
+        using var stream = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        if (cid is { } number)
+        {
+            stream.Bind(new UnixDomainSocketEndPoint(Path.Combine(_directory, $"cid-{number}.sock")));
+        }
+
+        await stream.ConnectAsync(_endpoint.EndPoint);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(destination));
+        TunnelResponse response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        if (cid is { } bound)
+        {
+            File.Delete(Path.Combine(_directory, $"cid-{bound}.sock"));
+        }
+
+        return response;
+    }
+}

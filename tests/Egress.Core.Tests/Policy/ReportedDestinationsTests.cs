@@ -1,0 +1,60 @@
+using Egress.Policy;
+
+namespace Egress.Tests.Policy;
+
+/// <summary><c>report-to-allowlist</c>'s reader: would-deny lines of both hosts, text or JSON, become sorted unique
+/// destination entries with the ports known.</summary>
+public sealed class ReportedDestinationsTests
+{
+    [Test]
+    public void WouldDenyLinesBecomeSortedUniqueEntriesWithTheirPorts()
+    {
+        string[] log =
+        [
+            "2026-11-30T09:00:00.000Z warn: Egress.Dns.Forwarder.DnsForwarder[461] report mode: would deny DNS App.Unlisted.test AAAA: name not in allowlist; resolved",
+            "2026-11-30T09:00:00.100Z warn: Egress.Proxy.EgressProxy[460] report mode: would deny connection to 203.0.113.7:8443 (name app.unlisted.test): name app.unlisted.test not in allowlist; allowed",
+            "2026-11-30T09:00:00.200Z warn: Egress.Gateway.TunnelGateway[460] report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): name app.unlisted.test not in allowlist; allowed",
+            "2026-11-30T09:00:00.300Z warn: Egress.Proxy.EgressProxy[460] report mode: would deny connection to 198.51.100.4:443: never learned from an allowed name; allowed",
+            "2026-11-30T09:00:00.400Z warn: Egress.Proxy.EgressProxy[460] report mode: would deny connection to [2001:db8::1]:25: never learned from an allowed name; allowed",
+            "2026-11-30T09:00:00.500Z warn: Egress.Dns.Forwarder.DnsForwarder[461] report mode: would deny DNS only-dns.unlisted.test A: name not in allowlist; resolved",
+            "2026-11-30T09:00:00.600Z warn: Egress.Proxy.EgressProxy[104] connection to 169.254.169.254:80 denied: internal range link-local 169.254.0.0/16 (instance metadata); report mode does not relax internal addresses",
+            "2026-11-30T09:00:00.700Z info: Egress.Proxy.EgressProxy[105] connection to 203.0.113.7:443 allowed by report mode; enforce would deny: name app.unlisted.test not in allowlist",
+        ];
+        var reported = new ReportedDestinations();
+        foreach (string line in log)
+        {
+            reported.Add(line);
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(reported.Entries(), Is.EqualTo(new[] { "198.51.100.4:443", "[2001:db8::1]:25", "app.unlisted.test:443,8443", "only-dns.unlisted.test" }));
+            Assert.That(reported.Lines, Is.EqualTo(6));
+        });
+    }
+
+    [Test]
+    public void JsonLinesAreReadByTheirMessageNotTheirTemplate()
+    {
+        const string Json = """{"Timestamp":"2026-11-30T09:00:00.000Z","EventId":460,"LogLevel":"Warning","Category":"Egress.Proxy.EgressProxy","Message":"report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): never learned from an allowed name; allowed","State":{"Message":"report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): never learned from an allowed name; allowed","Destination":"203.0.113.7:443","Name":" (name app.unlisted.test)","Reason":"never learned from an allowed name","{OriginalFormat}":"report mode: would deny connection to {Destination}{Name}: {Reason}; allowed"}}""";
+        var reported = new ReportedDestinations();
+
+        reported.Add(Json);
+
+        Assert.That(reported.Entries(), Is.EqualTo(new[] { "app.unlisted.test:443" }));
+    }
+
+    [Test]
+    public void ALogWithoutWouldDenyLinesGivesNothing()
+    {
+        var reported = new ReportedDestinations();
+
+        reported.AddAll(new StringReader("info: connection to 203.0.113.7:443 allowed: learned from api.example.com, expires in 30s\n"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(reported.Entries(), Is.Empty);
+            Assert.That(reported.Lines, Is.Zero);
+        });
+    }
+}
