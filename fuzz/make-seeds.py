@@ -134,3 +134,67 @@ for name in ("FullFile", "EvervaultFile"):
 write("config", "empty.toml", "")
 write("config", "unknown-key.toml", "[egress]\nenabeld = true\n")
 write("config", "inline-tables.toml", 'healthcheck = { path = "/health", port = 3000 }\n[[listeners]]\nport = 1\n[egress]\ndestinations = ["a.test", "*.b.test", "10.0.0.0/8", "::1"]\n')
+
+
+# --- tls-client-hello: ClientHellos captured from OpenSSL 3.0 s_client and curl (kept in git, not rewritten here),
+# and variants derived from them: split across records, a post-quantum key share (X25519MLKEM768, group 0x11ec,
+# 1216 + 32 bytes; OpenSSL 3.0 here cannot send one), ECH, no SNI, two host names, hostile lengths, not TLS.
+def tls_records(handshake, size=16384, version=b"\x03\x01"):
+    return b"".join(b"\x16" + version + struct.pack(">H", len(handshake[i:i + size])) + handshake[i:i + size]
+                    for i in range(0, len(handshake), size))
+
+
+def tls_handshake(records):
+    data, offset = b"", 0
+    while offset + 5 <= len(records):
+        length = struct.unpack(">H", records[offset + 3:offset + 5])[0]
+        data += records[offset + 5:offset + 5 + length]
+        offset += 5 + length
+    return data
+
+
+def tls_extensions(handshake):
+    """Splits a ClientHello handshake message into (head, [(type, data)])."""
+    body = handshake[4:]
+    p = 34
+    p += 1 + body[p]
+    p += 2 + struct.unpack(">H", body[p:p + 2])[0]
+    p += 1 + body[p]
+    exts, q = [], p + 2
+    while q < len(body):
+        kind, length = struct.unpack(">HH", body[q:q + 4])
+        exts.append((kind, body[q + 4:q + 4 + length]))
+        q += 4 + length
+    return body[:p], exts
+
+
+def tls_client_hello(head, exts):
+    block = b"".join(struct.pack(">HH", kind, len(data)) + data for kind, data in exts)
+    body = head + struct.pack(">H", len(block)) + block
+    return b"\x01" + struct.pack(">I", len(body))[1:] + body
+
+
+def server_name(name):
+    entry = b"\x00" + struct.pack(">H", len(name)) + name
+    return struct.pack(">H", len(entry)) + entry
+
+
+tls_seed = corpus / "tls-client-hello" / "openssl-s_client-www.allowed.test"
+if tls_seed.exists():
+    hello = tls_handshake(tls_seed.read_bytes())
+    head, exts = tls_extensions(hello)
+    write("tls-client-hello", "split-records-100", tls_records(hello, 100))
+    write("tls-client-hello", "split-records-1", tls_records(hello[:40], 1) + tls_records(hello[40:]))
+    pq_share = struct.pack(">HH", 0x11EC, 1216 + 32) + bytes(range(256)) * 4 + bytes(1248 - 1024) + struct.pack(">HH", 0x001D, 32) + bytes(32)
+    pq = [(kind, struct.pack(">H", len(pq_share)) + pq_share if kind == 51 else data) for kind, data in exts]
+    write("tls-client-hello", "pq-x25519mlkem768-www.allowed.test", tls_records(tls_client_hello(head, pq), 1400))
+    write("tls-client-hello", "ech-outer-public.allowed.test",
+          tls_records(tls_client_hello(head, [(0, server_name(b"public.allowed.test")) if k == 0 else (k, d) for k, d in exts] + [(0xFE0D, b"\x00\x00\x01\x00\x01\x07" + bytes(40))])))
+    write("tls-client-hello", "no-sni", tls_records(tls_client_hello(head, [(k, d) for k, d in exts if k != 0])))
+    write("tls-client-hello", "two-host-names", tls_records(tls_client_hello(head, [(0, struct.pack(">H", 2 * 14) + (b"\x00\x00\x0b" + b"a.allowed.t\x00")[:14] * 2) if k == 0 else (k, d) for k, d in exts])))
+    write("tls-client-hello", "duplicate-extension", tls_records(tls_client_hello(head, exts + [exts[-1]])))
+    write("tls-client-hello", "hostile-handshake-length", b"\x16\x03\x01\x00\x04\x01\xff\xff\xff")
+    write("tls-client-hello", "hostile-record-length", b"\x16\x03\x01\xff\xff\x01\x00\x01\x00")
+    write("tls-client-hello", "alert-between-records", tls_records(hello[:50]) + b"\x15\x03\x03\x00\x02\x02\x28" + tls_records(hello[50:]))
+write("tls-client-hello", "not-tls-http", b"GET / HTTP/1.1\r\nHost: www.allowed.test\r\n\r\n")
+write("tls-client-hello", "not-tls-ssh", b"SSH-2.0-OpenSSH_9.6\r\n")

@@ -42,6 +42,7 @@ internal sealed record ConfigurationKey(string Path, ConfigurationValueKind Kind
         long value => $"`{value.ToString(CultureInfo.InvariantCulture)}`",
         string value => $"`\"{value}\"`",
         NetfilterBackend value => $"`\"{value.ToString().ToLowerInvariant()}\"`",
+        Tls.TlsServerNameMode value => $"`\"{ConfigurationReader.TlsServerNameText(value)}\"`",
         Policy.EgressMode value => $"`\"{value.ToString().ToLowerInvariant()}\"`",
         EnclaveMapping[] => "none (every CID: this file's policy)",
         string[] values => $"`[{string.Join(", ", values.Select(value => $"\"{value}\""))}]`",

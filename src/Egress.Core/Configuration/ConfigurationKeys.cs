@@ -23,6 +23,9 @@ internal static class ConfigurationKeys
     /// <summary><c>egress.ports</c> (Evervault's): the ports of every destination entry written without its own.</summary>
     public static readonly ConfigurationKey EgressPorts = new("egress.ports", ConfigurationValueKind.Ports, null);
 
+    /// <summary><c>egress.tls_server_name</c>: the TLS server-name check of connections to DNS-learned addresses.</summary>
+    public static readonly ConfigurationKey EgressTlsServerName = new("egress.tls_server_name", ConfigurationValueKind.TlsServerName, Tls.TlsServerNameMode.Require);
+
     public static readonly ConfigurationKey TunnelEnclaveEndpoint = new("tunnel.enclave_endpoint", ConfigurationValueKind.String, "vsock://3:4433");
     public static readonly ConfigurationKey TunnelHostEndpoint = new("tunnel.host_endpoint", ConfigurationValueKind.String, "vsock://any:4433");
     public static readonly ConfigurationKey TunnelStatusTimeout = Milliseconds("tunnel.status_timeout_ms", 10_000);
@@ -66,7 +69,7 @@ internal static class ConfigurationKeys
     /// <summary>Gets every key, in the order of <c>docs/configuration.md</c>.</summary>
     public static IReadOnlyList<ConfigurationKey> All { get; } =
     [
-        EgressEnabled, EgressModeKey, EgressDestinations, EgressPorts,
+        EgressEnabled, EgressModeKey, EgressDestinations, EgressPorts, EgressTlsServerName,
         TunnelEnclaveEndpoint, TunnelHostEndpoint, TunnelStatusTimeout,
         EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections, EnclaveFailoverAttempts,
         HostConnectTimeout, HostHeaderTimeout, HostDnsUpstreams, HostDnsTimeout, HostMetricsListen, HostMaxStreams,

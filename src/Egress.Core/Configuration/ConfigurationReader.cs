@@ -138,10 +138,34 @@ internal sealed class ConfigurationReader
         ConfigurationValueKind.DnsUpstreams => ReadEndPoints(key.Path, keyLocation, listen: false),
         ConfigurationValueKind.ListenAddress => ReadEndPoint(key.Path, keyLocation),
         ConfigurationValueKind.Ports => ReadPorts(key.Path, keyLocation),
+        ConfigurationValueKind.TlsServerName => ReadTlsServerName(key.Path, keyLocation),
         ConfigurationValueKind.Mode => ReadMode(key.Path, keyLocation),
         ConfigurationValueKind.Enclaves => ReadEnclaves(key.Path, keyLocation),
         _ => ReadNetfilter(key.Path, keyLocation),
     };
+
+    /// <summary>The configuration's spelling of a <see cref="Tls.TlsServerNameMode"/>.</summary>
+    internal static string TlsServerNameText(Tls.TlsServerNameMode mode) => mode switch
+    {
+        Tls.TlsServerNameMode.IfPresent => "if-present",
+        Tls.TlsServerNameMode.Off => "off",
+        _ => "require",
+    };
+
+    private Tls.TlsServerNameMode ReadTlsServerName(string path, SourceLocation keyLocation)
+    {
+        string value = ReadString(path, keyLocation);
+        return value switch
+        {
+            "require" => Tls.TlsServerNameMode.Require,
+            "if-present" => Tls.TlsServerNameMode.IfPresent,
+            "off" => Tls.TlsServerNameMode.Off,
+            _ => throw new ConfigurationException(
+                locations[path],
+                path,
+                $"expected \"require\" (a TLS ClientHello to a learned address must name it), \"if-present\" (only when it names a server) or \"off\", found \"{value}\""),
+        };
+    }
 
     // Each entry is parsed here, once; the policy, the digest and the warnings use the result.
     private DestinationEntry[] ReadDestinations(string path, SourceLocation keyLocation) =>
@@ -452,7 +476,7 @@ internal sealed class ConfigurationReader
         long idleTimeoutSeconds = Get<long>(ConfigurationKeys.RelayIdleTimeout);
         return new EgressConfiguration(
             sourceName,
-            new EgressSection(Get<bool>(ConfigurationKeys.EgressEnabled), Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.EgressDestinations, out object? entries) ? (DestinationEntry[])entries! : []), values.TryGetValue(ConfigurationKeys.EgressPorts, out object? ports) ? (PortSet?)ports : null, Get<EgressMode>(ConfigurationKeys.EgressModeKey)),
+            new EgressSection(Get<bool>(ConfigurationKeys.EgressEnabled), Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.EgressDestinations, out object? entries) ? (DestinationEntry[])entries! : []), values.TryGetValue(ConfigurationKeys.EgressPorts, out object? ports) ? (PortSet?)ports : null, Get<EgressMode>(ConfigurationKeys.EgressModeKey), Get<Tls.TlsServerNameMode>(ConfigurationKeys.EgressTlsServerName)),
             new TunnelSection(Get<string>(ConfigurationKeys.TunnelEnclaveEndpoint), Get<string>(ConfigurationKeys.TunnelHostEndpoint), Duration(ConfigurationKeys.TunnelStatusTimeout)),
             new EnclaveSection(EndPoints(ConfigurationKeys.EnclaveProxyListen), EndPoints(ConfigurationKeys.EnclaveDnsListen), Duration(ConfigurationKeys.EnclaveDnsQueryTimeout), Get<NetfilterBackend>(ConfigurationKeys.EnclaveNetfilter), Count(ConfigurationKeys.EnclaveMaxConnections), Count(ConfigurationKeys.EnclaveFailoverAttempts)),
             new HostSection(

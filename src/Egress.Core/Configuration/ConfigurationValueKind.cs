@@ -30,6 +30,9 @@ internal enum ConfigurationValueKind
     /// <summary><c>"auto"</c>, <c>"nft"</c> or <c>"legacy"</c>.</summary>
     Netfilter,
 
+    /// <summary><c>"require"</c>, <c>"if-present"</c> or <c>"off"</c> (<see cref="Tls.TlsServerNameMode"/>).</summary>
+    TlsServerName,
+
     /// <summary><c>"enforce"</c> or <c>"report"</c>.</summary>
     Mode,
 

@@ -36,7 +36,7 @@ public static class ConfiguredComponents
     {
         ArgumentNullException.ThrowIfNull(configuration);
         ArgumentNullException.ThrowIfNull(cache);
-        return EgressPolicy.FromRules(configuration.Egress.Enabled, [.. configuration.Egress.Rules()], cache, configuration.Egress.Mode);
+        return EgressPolicy.FromRules(configuration.Egress.Enabled, [.. configuration.Egress.Rules()], cache, configuration.Egress.Mode, configuration.Egress.TlsServerName);
     }
 
     /// <summary>

@@ -1,13 +1,15 @@
 using Egress.Policy;
+using Egress.Tls;
 
 namespace Egress.Configuration;
 
 /// <summary>The <c>[egress]</c> section, shared with Evervault's <c>enclave.toml</c>.</summary>
 public sealed class EgressSection
 {
-    internal EgressSection(bool enabled, IReadOnlyList<DestinationEntry> entries, PortSet? ports = null, EgressMode mode = EgressMode.Enforce)
+    internal EgressSection(bool enabled, IReadOnlyList<DestinationEntry> entries, PortSet? ports = null, EgressMode mode = EgressMode.Enforce, TlsServerNameMode tlsServerName = TlsServerNameMode.Require)
     {
         Mode = mode;
+        TlsServerName = tlsServerName;
         Ports = ports;
         Enabled = enabled;
         Entries = entries;
@@ -27,6 +29,10 @@ public sealed class EgressSection
     /// <see cref="EgressConfiguration.CreateException"/> and its index. An empty list allows nothing.
     /// </summary>
     public IReadOnlyList<string> Destinations { get; }
+
+    /// <summary>Gets the TLS server-name check of connections to DNS-learned addresses (<c>egress.tls_server_name</c>,
+    /// default <see cref="TlsServerNameMode.Require"/>).</summary>
+    public TlsServerNameMode TlsServerName { get; }
 
     /// <summary>Gets the entries of <see cref="Destinations"/> as parsed when read, each with its location.</summary>
     internal IReadOnlyList<DestinationEntry> Entries { get; }

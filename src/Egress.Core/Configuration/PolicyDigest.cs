@@ -10,8 +10,8 @@ namespace Egress.Configuration;
 /// different <c>enclave.toml</c> files show it: both hosts log it at start (<c>policy sha256:1a2b3c4d5e6f: ...</c>) and
 /// <c>egress-enclave check</c> prints it. It is the SHA-256 of a canonical text of <c>egress.enabled</c>, the
 /// <c>egress.destinations</c> entries in canonical form (lower case, no trailing dot, standard address and network
-/// notation), without duplicates and sorted, and the three <c>[dns]</c> keys, which decide how long a learnt address
-/// stays allowed, and <c>egress.mode</c> when it is <c>report</c> (an enforcing file hashes as before the key existed;
+/// notation), without duplicates and sorted, <c>egress.tls_server_name</c>, and the three <c>[dns]</c> keys, which decide how long a learnt address
+/// stays allowed, and <c>egress.mode</c> when it is <c>report</c> (an enforcing file has no such line;
 /// an enclave that reports and a parent that enforces, or the reverse, differ). Comments, whitespace, the order of keys and entries, and every per-side setting (tunnel endpoints,
 /// listen addresses, timeouts, upstreams, the relay) do not count. The built-in internal ranges belong to the program
 /// rather than the file: the version line names that.
@@ -19,7 +19,7 @@ namespace Egress.Configuration;
 public sealed class PolicyDigest
 {
     /// <summary>The first line of the canonical text; a change to what is hashed changes it.</summary>
-    internal const string FormatLine = "egress-policy v1";
+    internal const string FormatLine = "egress-policy v2";
 
     private const int ShortLength = 12;
 
@@ -83,6 +83,7 @@ public sealed class PolicyDigest
             text.Append("egress.destination = ").Append(destination).Append('\n');
         }
 
+        text.Append("egress.tls_server_name = ").Append(ConfigurationReader.TlsServerNameText(configuration.Egress.TlsServerName)).Append('\n');
         DnsSection dns = configuration.Dns;
         text.Append(CultureInfo.InvariantCulture, $"dns.ttl_floor_seconds = {(long)dns.TtlFloor.TotalSeconds}\n");
         text.Append(CultureInfo.InvariantCulture, $"dns.grace_seconds = {(long)dns.Grace.TotalSeconds}\n");

@@ -28,6 +28,7 @@ public sealed class EgressMetrics
     private readonly Counter<long> _dnsQueries;
     private readonly Counter<long> _tunnelErrors;
     private readonly Counter<long> _failovers;
+    private readonly Counter<long> _serverNameRefusals;
     private readonly Counter<long> _wouldDeny;
     private readonly KeyValuePair<string, object?> _side;
 
@@ -65,6 +66,8 @@ public sealed class EgressMetrics
             "egress.tunnel.errors", "{error}", "Tunnel streams that failed, by kind.");
         _failovers = meter.CreateCounter<long>(
             "egress.connection.failovers", "{attempt}", "Other addresses of the same name tried after a destination refused, was unreachable or timed out.");
+        _serverNameRefusals = meter.CreateCounter<long>(
+            "egress.tls.server_name.refusals", "{connection}", "Connections to learned addresses reset because their TLS ClientHello failed the server-name check, by reason.");
         _wouldDeny = meter.CreateCounter<long>(
             "egress.policy.would_deny", "{decision}", "Decisions egress.mode = \"report\" allowed that enforce would deny, by kind (connection, dns) and reason.");
         _caches = cache is null ? [] : [(cache, [_side])];
@@ -85,6 +88,7 @@ public sealed class EgressMetrics
         _tunnelErrors = metrics._tunnelErrors;
         _failovers = metrics._failovers;
         _wouldDeny = metrics._wouldDeny;
+        _serverNameRefusals = metrics._serverNameRefusals;
         _side = metrics._side;
         _enclave = new("egress.enclave", enclave);
         _caches = metrics._caches;
@@ -196,6 +200,17 @@ public sealed class EgressMetrics
             var tags = Tags("egress.kind", kind);
             tags.Add("egress.reason", MetricTag.Of(reason));
             _wouldDeny.Add(1, in tags);
+        }
+    }
+
+    /// <summary>Counts a connection refused by the TLS server-name check, by reason (not_learned, not_allowed,
+    /// no_server_name, encrypted_client_hello, malformed, too_large, truncated).</summary>
+    internal void ServerNameRefused(Tls.ServerNameRefusal reason)
+    {
+        if (_serverNameRefusals.Enabled)
+        {
+            var tags = Tags("egress.reason", MetricTag.Of(reason));
+            _serverNameRefusals.Add(1, in tags);
         }
     }
 

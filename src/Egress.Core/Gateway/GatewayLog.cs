@@ -13,6 +13,12 @@ internal static partial class GatewayLog
     /// <summary>Formats the enclave's host name hint for a log line: empty without one.</summary>
     public static string HintText(string? hint) => hint is null ? string.Empty : $" (for {hint})";
 
+    [LoggerMessage(EventId = 225, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} refused: {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\"); reset before any client byte was sent")]
+    public static partial void ServerNameRefused(ILogger logger, EndPoint destination, string hint, string reason, string serverName, string learnedNames, string mode);
+
+    [LoggerMessage(EventId = 226, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} would be refused (egress.mode = \"report\": relayed): {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\")")]
+    public static partial void ServerNameWouldRefuse(ILogger logger, EndPoint destination, string hint, string reason, string serverName, string learnedNames, string mode);
+
     [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "gateway listening on {Tunnel}")]
     public static partial void Listening(ILogger logger, string tunnel);
 

@@ -7,6 +7,7 @@ using Egress.Dns.Upstream;
 using Egress.Policy;
 using Egress.Relay;
 using Egress.Sockets;
+using Egress.Tls;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 
@@ -192,12 +193,23 @@ internal sealed class TunnelStreamHandler(
             GatewayLog.Connected(logger, destination, GatewayLog.HintText(request.HostHint), decision, TunnelConnectionId.LogSuffix(request.ConnectionId));
             Count(GatewayStreamResult.Relayed(request, decision, relay: null));
             options.Metrics?.RelayStarted();
+            var serverNameGate = ServerNameGate.For(policy, destination.Address, decision);
 
             // Version 1 streams keep the raw relay; version 2 frames the tunnel side (A), so the destination's RST,
             // a relay error or this host stopping reaches the enclave as an END frame with its cause.
             var relay = request.Version == TunnelCodec.Version2
-                ? await SocketRelay.RunFramedAsync(tunnel, upstream, RelaySide.A, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, options.Relay, aborted).ConfigureAwait(false)
-                : await SocketRelay.RunAsync(tunnel, upstream, options.Relay, aborted).ConfigureAwait(false);
+                ? await SocketRelay.RunFramedAsync(tunnel, upstream, RelaySide.A, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, options.Relay, serverNameGate, aborted).ConfigureAwait(false)
+                : await SocketRelay.RunAsync(tunnel, upstream, default, default, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
+            if (serverNameGate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
+            {
+                GatewayLog.ServerNameWouldRefuse(logger, destination, GatewayLog.HintText(request.HostHint), reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
+            }
+            else if (serverNameGate is { Refusal: not ServerNameRefusal.None } refused)
+            {
+                GatewayLog.ServerNameRefused(logger, destination, GatewayLog.HintText(request.HostHint), refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
+                options.Metrics?.ServerNameRefused(refused.Refusal);
+            }
+
             return GatewayStreamResult.Relayed(request, decision, relay with { ConnectionId = request.ConnectionId });
         }
     }

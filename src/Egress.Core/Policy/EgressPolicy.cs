@@ -1,5 +1,6 @@
 using System.Collections.Frozen;
 using System.Net;
+using Egress.Tls;
 
 namespace Egress.Policy;
 
@@ -27,10 +28,11 @@ public sealed class EgressPolicy
     private readonly bool _hasPorts;
     private readonly AllowlistCache _cache;
 
-    private EgressPolicy(bool enabled, DestinationRule[] destinations, AllowlistCache cache, EgressMode mode)
+    private EgressPolicy(bool enabled, DestinationRule[] destinations, AllowlistCache cache, EgressMode mode, TlsServerNameMode tlsServerName = TlsServerNameMode.Require)
     {
         Mode = mode;
         IsEnabled = enabled;
+        TlsServerName = tlsServerName;
         Destinations = destinations;
         _cache = cache;
         var hosts = new Dictionary<string, List<DestinationRule>>(StringComparer.OrdinalIgnoreCase);
@@ -84,6 +86,10 @@ public sealed class EgressPolicy
     /// <summary>Whether egress is enabled; when not, everything is denied.</summary>
     public bool IsEnabled { get; }
 
+    /// <summary>Whether a TLS connection to a DNS-learned address must name one of the names the address was learned from
+    /// (<c>egress.tls_server_name</c>, default <see cref="TlsServerNameMode.Require"/>); see <see cref="TlsServerNameMode"/>.</summary>
+    public TlsServerNameMode TlsServerName { get; }
+
     /// <summary>The cache of addresses learned from DNS answers this policy consults (its metrics observe it).</summary>
     internal AllowlistCache Cache => _cache;
 
@@ -130,8 +136,40 @@ public sealed class EgressPolicy
         return errors.Count > 0 ? throw new ArgumentException(string.Join(Environment.NewLine, errors), nameof(destinations)) : new EgressPolicy(enabled, [.. rules], cache, mode);
     }
 
+    /// <summary>Builds a policy from the configured destination entries, with a TLS server-name mode.</summary>
+    /// <param name="enabled">Whether egress is enabled.</param>
+    /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
+    /// <param name="cache">The addresses learned from DNS answers.</param>
+    /// <param name="tlsServerName">The server-name check of connections to learned addresses (<c>egress.tls_server_name</c>).</param>
+    /// <returns>The policy.</returns>
+    /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
+    public static EgressPolicy Create(bool enabled, IEnumerable<string> destinations, AllowlistCache cache, TlsServerNameMode tlsServerName)
+    {
+        var policy = Create(enabled, destinations, cache);
+        return new EgressPolicy(enabled, [.. policy.Destinations], cache, EgressMode.Enforce, tlsServerName);
+    }
+
     /// <summary>Builds a policy from destination entries already parsed (with their locations) by the configuration reader.</summary>
-    internal static EgressPolicy FromRules(bool enabled, DestinationRule[] rules, AllowlistCache cache, EgressMode mode = EgressMode.Enforce) => new(enabled, rules, cache, mode);
+    internal static EgressPolicy FromRules(bool enabled, DestinationRule[] rules, AllowlistCache cache, EgressMode mode = EgressMode.Enforce, TlsServerNameMode tlsServerName = TlsServerNameMode.Require) =>
+        new(enabled, rules, cache, mode, tlsServerName);
+
+    /// <summary>The names <paramref name="address"/> was learned from that the cache still holds, and
+    /// <paramref name="decided"/> (the name a decision named) if it is not among them.</summary>
+    internal IReadOnlyList<string> LearnedNamesOf(IPAddress address, string? decided)
+    {
+        var names = new List<string>();
+        foreach (LearnedName learned in _cache.NamesOf(address))
+        {
+            names.Add(learned.Name);
+        }
+
+        if (decided is not null && !names.Exists(name => ServerNameCheck.SameName(name, decided)))
+        {
+            names.Add(decided);
+        }
+
+        return names;
+    }
 
     /// <summary>
     /// Decides <paramref name="address"/> on the ports its entries allow, without a port (an entry written with

@@ -5,6 +5,7 @@ using Egress.Interception;
 using Egress.Policy;
 using Egress.Relay;
 using Egress.Sockets;
+using Egress.Tls;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 
@@ -103,17 +104,28 @@ internal sealed class ProxyConnectionHandler(
             }
 
             Started(ProxyConnectionResult.Relayed(destination, decision, relay: null), tunnel.ConnectionId);
+            var serverNameGate = ServerNameGate.For(policy, destination.Address, decision);
             RelayResult relay;
             try
             {
                 // Version 2: the tunnel side (B) is framed, so an abort on the far side reaches the application as RST.
                 relay = tunnel.Version == TunnelCodec.Version2
-                    ? await SocketRelay.RunFramedAsync(client, stream, RelaySide.B, ReadOnlyMemory<byte>.Empty, tunnel.ReceivedAfterStatus, options.Relay, aborted).ConfigureAwait(false)
-                    : await SocketRelay.RunAsync(client, stream, ReadOnlyMemory<byte>.Empty, tunnel.ReceivedAfterStatus, options.Relay, aborted).ConfigureAwait(false);
+                    ? await SocketRelay.RunFramedAsync(client, stream, RelaySide.B, ReadOnlyMemory<byte>.Empty, tunnel.ReceivedAfterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false)
+                    : await SocketRelay.RunAsync(client, stream, ReadOnlyMemory<byte>.Empty, tunnel.ReceivedAfterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
             }
             finally
             {
                 stream.Dispose();
+            }
+
+            if (serverNameGate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
+            {
+                ProxyLog.ServerNameWouldRefuse(logger, destination, reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
+            }
+            else if (serverNameGate is { Refusal: not ServerNameRefusal.None } refused)
+            {
+                ProxyLog.ServerNameRefused(logger, destination, refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
+                options.Metrics?.ServerNameRefused(refused.Refusal);
             }
 
             return ProxyConnectionResult.Relayed(destination, decision, relay with { ConnectionId = tunnel.ConnectionId });

@@ -10,6 +10,12 @@ namespace Egress.Proxy;
 /// <summary>The enclave proxy's log lines: one per decision, each naming the destination and the reason.</summary>
 internal static partial class ProxyLog
 {
+    [LoggerMessage(EventId = 125, Level = LogLevel.Warning, Message = "connection to {Destination} refused: {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\"); reset before any client byte was sent")]
+    public static partial void ServerNameRefused(ILogger logger, EndPoint destination, string reason, string serverName, string learnedNames, string mode);
+
+    [LoggerMessage(EventId = 126, Level = LogLevel.Warning, Message = "connection to {Destination} would be refused (egress.mode = \"report\": relayed): {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\")")]
+    public static partial void ServerNameWouldRefuse(ILogger logger, EndPoint destination, string reason, string serverName, string learnedNames, string mode);
+
     [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "proxy listening on {EndPoint}, tunnel {Tunnel}")]
     public static partial void Listening(ILogger logger, EndPoint endPoint, string tunnel);
 

@@ -38,4 +38,8 @@ public enum RelayShutdownCause
 
     /// <summary>The caller's cancellation token was cancelled.</summary>
     Cancelled = 9,
+
+    /// <summary>The first bytes from side A were refused before any of them was sent to B (e.g. a TLS ClientHello whose
+    /// server name is not allowed for the destination); both sides were reset.</summary>
+    Refused = 10,
 }

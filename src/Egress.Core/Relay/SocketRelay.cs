@@ -64,14 +64,22 @@ public static class SocketRelay
     /// <param name="readFromA">Bytes already read from <paramref name="a"/> (frames if it is the tunnel).</param>
     /// <param name="readFromB">Bytes already read from <paramref name="b"/> (frames if it is the tunnel).</param>
     /// <param name="options">Idle timeout, clock, splicing.</param>
+    /// <param name="gate">Reads the application's first bytes before any is forwarded (the TLS server-name check); null: none.</param>
     /// <param name="cancellationToken">Aborts the relay (END(Stopping)) with <see cref="RelayShutdownCause.Cancelled"/>.</param>
     /// <returns>Payload byte counts, the first cause, the duration and the END frames.</returns>
     internal static Task<RelayResult> RunFramedAsync(
-        Socket a, Socket b, RelaySide framed, ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, RelayOptions options, CancellationToken cancellationToken)
+        Socket a, Socket b, RelaySide framed, ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, RelayOptions options, IFirstBytesGate? gate, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
         ArgumentNullException.ThrowIfNull(options);
-        return new SocketRelaySession(a, b, framed, options).RunAsync(readFromA, readFromB, cancellationToken);
+        return new SocketRelaySession(a, b, framed, options).RunAsync(readFromA, readFromB, cancellationToken, gate);
     }
+
+    /// <summary>As <see cref="RunAsync(Socket, Socket, ReadOnlyMemory{byte}, ReadOnlyMemory{byte}, RelayOptions, CancellationToken)"/>,
+    /// with <paramref name="gate"/> reading A's first bytes before A to B starts (B to A starts at once); a refusal ends
+    /// the relay with <see cref="RelayShutdownCause.Refused"/>, both sockets reset.</summary>
+    internal static Task<RelayResult> RunAsync(
+        Socket a, Socket b, ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, RelayOptions options, IFirstBytesGate? gate, CancellationToken cancellationToken) =>
+        new SocketRelaySession(a, b, options).RunAsync(readFromA, readFromB, cancellationToken, gate);
 }

@@ -50,15 +50,17 @@ internal sealed partial class SocketRelaySession
     {
         RelayShutdownCause.IdleTimeout => TunnelEndCause.IdleTimeout,
         RelayShutdownCause.Cancelled => TunnelEndCause.Stopping,
+        RelayShutdownCause.Refused => TunnelEndCause.Refused,
         _ when IsReset(error) => TunnelEndCause.Reset,
         _ => TunnelEndCause.Error,
     };
 
-    private async Task<RelayResult> RunFramedAsync(RelaySide framed, ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, bool splice)
+    private async Task<RelayResult> RunFramedAsync(
+        RelaySide framed, ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, bool splice, IFirstBytesGate? gate, CancellationToken cancellationToken)
     {
         Task<long> forward = framed == RelaySide.B
-            ? EncodeAsync(_a, _b, readFromA, fromA: true, splice)
-            : DecodeAsync(_a, _b, readFromA, fromA: true, splice);
+            ? gate is null ? EncodeAsync(_a, _b, readFromA, fromA: true, splice) : GatedEncodeAsync(gate, readFromA, splice, cancellationToken)
+            : gate is null ? DecodeAsync(_a, _b, readFromA, fromA: true, splice) : GatedDecodeAsync(gate, readFromA, splice, cancellationToken);
         Task<long> backward = framed == RelaySide.B
             ? DecodeAsync(_b, _a, readFromB, fromA: false, splice)
             : EncodeAsync(_b, _a, readFromB, fromA: false, splice);

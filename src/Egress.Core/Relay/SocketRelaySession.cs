@@ -55,16 +55,18 @@ internal sealed partial class SocketRelaySession
     /// <inheritdoc cref="SplicedAToB"/>
     internal long SplicedBToA { get; private set; }
 
-    public async Task<RelayResult> RunAsync(ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, CancellationToken cancellationToken)
+    public async Task<RelayResult> RunAsync(
+        ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, CancellationToken cancellationToken, IFirstBytesGate? gate = null)
     {
         _monitor.Start(cancellationToken);
         bool splice = _splice && CanSplice();
         if (FramedSide is { } framed)
         {
-            return await RunFramedAsync(framed, readFromA, readFromB, splice).ConfigureAwait(false);
+            return await RunFramedAsync(framed, readFromA, readFromB, splice, gate, cancellationToken).ConfigureAwait(false);
         }
 
-        Task<long> forward = splice ? SpliceAsync(_a, _b, readFromA, fromA: true) : CopyAsync(_a, _b, readFromA, fromA: true);
+        Task<long> forward = gate is not null ? GatedForwardAsync(gate, readFromA, splice, cancellationToken)
+            : splice ? SpliceAsync(_a, _b, readFromA, fromA: true) : CopyAsync(_a, _b, readFromA, fromA: true);
         Task<long> backward = splice ? SpliceAsync(_b, _a, readFromB, fromA: false) : CopyAsync(_b, _a, readFromB, fromA: false);
         long aToB = await forward.ConfigureAwait(false); // the direction loops never throw
         long bToA = await backward.ConfigureAwait(false);

@@ -23,4 +23,8 @@ internal enum TunnelEndCause : byte
 
     /// <summary>The sender received frames it could not read (unknown type, bad length).</summary>
     ProtocolError = 5,
+
+    /// <summary>The sender's policy refused the connection's first bytes (a TLS ClientHello whose server name is not
+    /// allowed for the destination, <c>egress.tls_server_name</c>): none of them was forwarded.</summary>
+    Refused = 6,
 }

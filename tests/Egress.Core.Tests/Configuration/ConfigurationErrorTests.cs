@@ -43,6 +43,7 @@ public sealed class ConfigurationErrorTests
     [TestCase("[host]\nconnect_timeout_ms = -5\n", 2, 22, "host.connect_timeout_ms", "must be between 1 and 2147483647, found -5", TestName = "Negative timeout")]
     [TestCase("[host]\nheader_timeout_ms = 0\n", 2, 21, "host.header_timeout_ms", "must be between 1 and 2147483647, found 0", TestName = "Zero millisecond timeout")]
     [TestCase("[enclave]\ndns_query_timeout_ms = 2147483648\n", 2, 24, "enclave.dns_query_timeout_ms", "must be between 1 and 2147483647, found 2147483648", TestName = "Timeout longer than a timer can wait")]
+    [TestCase("[egress]\ntls_server_name = \"strict\"\n", 2, 19, "egress.tls_server_name", "expected \"require\" (a TLS ClientHello to a learned address must name it), \"if-present\" (only when it names a server) or \"off\", found \"strict\"", TestName = "Unknown TLS server-name mode")]
     [TestCase("[enclave]\nnetfilter = \"nftables\"\n", 2, 13, "enclave.netfilter", "expected \"auto\", \"nft\" (nf_tables, iptables-nft) or \"legacy\" (iptables-legacy), found \"nftables\"", TestName = "Unknown netfilter backend")]
     [TestCase("[enclave]\nnetfilter = \"Legacy\"\n", 2, 13, "enclave.netfilter", "expected \"auto\", \"nft\" (nf_tables, iptables-nft) or \"legacy\" (iptables-legacy), found \"Legacy\"", TestName = "Netfilter backend names are lower case")]
     [TestCase("[enclave]\nnetfilter = true\n", 2, 13, "enclave.netfilter", "expected a string, found a boolean", TestName = "Boolean where the netfilter backend is expected")]

@@ -30,6 +30,7 @@ public sealed class ConfigurationKeysTests
         ["host.enclaves"] = null,
         ["egress.destinations"] = null,
         ["egress.ports"] = null,
+        ["egress.tls_server_name"] = () => Egress.Policy.EgressPolicy.Create(true, [], new Egress.Policy.AllowlistCache(new Egress.Policy.AllowlistCacheOptions())).TlsServerName,
         ["tunnel.enclave_endpoint"] = null,
         ["tunnel.host_endpoint"] = null,
         ["tunnel.status_timeout_ms"] = () => Same(new EgressProxyOptions { Tunnel = AnyTunnel }.StatusTimeout, new DnsForwarderOptions { Tunnel = AnyTunnel }.StatusTimeout),
@@ -113,6 +114,7 @@ public sealed class ConfigurationKeysTests
         EgressConfiguration defaults = EgressConfiguration.Default;
         return path switch
         {
+            "egress.tls_server_name" => defaults.Egress.TlsServerName,
             "tunnel.status_timeout_ms" => defaults.Tunnel.StatusTimeout,
             "enclave.proxy_listen" => defaults.Enclave.ProxyListen,
             "enclave.dns_listen" => defaults.Enclave.DnsListen,

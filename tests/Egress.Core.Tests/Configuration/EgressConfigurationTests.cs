@@ -325,6 +325,21 @@ public sealed class EgressConfigurationTests
         });
     }
 
+    [TestCase("require", Egress.Tls.TlsServerNameMode.Require)]
+    [TestCase("if-present", Egress.Tls.TlsServerNameMode.IfPresent)]
+    [TestCase("off", Egress.Tls.TlsServerNameMode.Off)]
+    public void TlsServerNameTakesEachModeByNameAndTheCreatedPolicyEnforcesIt(string value, Egress.Tls.TlsServerNameMode expected)
+    {
+        var configuration = EgressConfiguration.Parse($"[egress]\ntls_server_name = \"{value}\"\n", Source);
+
+        Assert.That(configuration.Egress.TlsServerName, Is.EqualTo(expected));
+        Assert.That(configuration.CreatePolicy(configuration.CreateCache()).TlsServerName, Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void TlsServerNameDefaultsToRequire() =>
+        Assert.That(EgressConfiguration.Parse("[egress]\nenabled = true\n", Source).Egress.TlsServerName, Is.EqualTo(Egress.Tls.TlsServerNameMode.Require));
+
     [TestCase("auto", NetfilterBackend.Auto)]
     [TestCase("nft", NetfilterBackend.Nft)]
     [TestCase("legacy", NetfilterBackend.Legacy)]

@@ -94,6 +94,8 @@ public sealed class PolicyDigestTests
     [TestCase(", \"10.0.0.5\"", "", TestName = "A removed entry")]
     [TestCase("\"10.0.0.5\"", "\"10.0.0.5\", \"169.254.169.254\"", TestName = "An added internal-range entry")]
     [TestCase("enabled = true", "enabled = false", TestName = "Egress disabled")]
+    [TestCase("enabled = true", "enabled = true\ntls_server_name = \"if-present\"", TestName = "Server names checked only when present")]
+    [TestCase("enabled = true", "enabled = true\ntls_server_name = \"off\"", TestName = "Server names not checked")]
     [TestCase("ttl_floor_seconds = 30", "ttl_floor_seconds = 31", TestName = "Another TTL floor")]
     [TestCase("grace_seconds = 60", "grace_seconds = 0", TestName = "Another grace")]
     [TestCase("grace_seconds = 60", "grace_seconds = 60\ncache_max_entries = 1000", TestName = "Another cache bound")]
@@ -109,13 +111,14 @@ public sealed class PolicyDigestTests
     public void TheDigestIsTheSha256OfTheCanonicalText()
     {
         const string Expected = """
-            egress-policy v1
+            egress-policy v2
             egress.enabled = true
             egress.destination = *.example.org
             egress.destination = 10.0.0.5
             egress.destination = 198.18.0.0/15
             egress.destination = 2001:db8::/32
             egress.destination = api.example.com
+            egress.tls_server_name = require
             dns.ttl_floor_seconds = 30
             dns.grace_seconds = 60
             dns.cache_max_entries = 65536

@@ -15,6 +15,7 @@ internal sealed class TelemetryProbe : IDisposable
     private readonly MetricCollector<long> _connections;
     private readonly MetricCollector<long> _tunnelErrors;
     private readonly MetricCollector<long> _failovers;
+    private readonly MetricCollector<long> _serverNameRefusals;
 
     public TelemetryProbe(string side)
     {
@@ -23,6 +24,7 @@ internal sealed class TelemetryProbe : IDisposable
         _connections = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.connections");
         _tunnelErrors = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.tunnel.errors");
         _failovers = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.connection.failovers");
+        _serverNameRefusals = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.tls.server_name.refusals");
     }
 
     public LogCapture Logs { get; } = new();
@@ -50,6 +52,9 @@ internal sealed class TelemetryProbe : IDisposable
     public long Failovers => _failovers.GetMeasurementSnapshot().Sum(m => m.Value);
 
     /// <summary>Waits until a record with <paramref name="eventId"/> is logged (logged after the socket work it describes).</summary>
+    /// <summary>Every <c>egress.tls.server_name.refusals</c> count so far, by <c>egress.reason</c>.</summary>
+    public IReadOnlyList<string?> ServerNameRefusals => [.. _serverNameRefusals.GetMeasurementSnapshot().Select(m => (string?)m.Tags["egress.reason"])];
+
     public Task WaitForEventAsync(int eventId) => Logs.WaitForEventAsync(eventId);
 
     public void Dispose()
@@ -57,6 +62,7 @@ internal sealed class TelemetryProbe : IDisposable
         _connections.Dispose();
         _tunnelErrors.Dispose();
         _failovers.Dispose();
+        _serverNameRefusals.Dispose();
         Logs.Dispose();
         _meters.Dispose();
     }

@@ -216,6 +216,33 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(Encoding.ASCII.GetString(await TunnelWire.ReadToEndAsync(_app).WaitAsync(HangGuard)), Is.EqualTo("banner"), "closed, not reset");
     }
 
+    [TestCase("curl-evil.test", "not_allowed", "server name evil.test is not allowed by any entry")]
+    [TestCase("openssl-s_client-www.allowed.test", "not_learned", "server name www.allowed.test is not a name the address was learned from")]
+    public async Task AClientHelloForAnotherNameIsResetBeforeAByteReachesTheTunnel(string clientHello, string reason, string why)
+    {
+        var learned = new IPEndPoint(IPAddress.Parse("198.51.100.30"), 443);
+        var policy = EgressPolicy.Create(true, ["api.example.com", "www.allowed.test"], new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time }));
+        policy.Learn("api.example.com", learned.Address, TimeSpan.FromSeconds(300));
+
+        var handling = Handler(Redirected(learned), policy: policy).HandleAsync(_accepted, CancellationToken.None);
+        using Socket parent = await AcceptTunnelAsync();
+        await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+        await SendOkAsync(parent);
+        await _app.SendAsync(Egress.Tests.Tls.ClientHelloVectors.Read(clientHello));
+        var (tunnelBytes, tunnelEnd) = await ReceivedUntilEndAsync(parent);
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((tunnelBytes, tunnelEnd), Is.EqualTo((0, "reset")), "the tunnel got no byte of the ClientHello, then a reset");
+            Assert.That((result.Relay!.FirstCause, result.Relay.BytesAToB), Is.EqualTo((RelayShutdownCause.Refused, 0L)));
+            Assert.That(_probe.EventIds, Is.EqualTo(new[] { 105, 125, 110 }));
+            Assert.That(_probe.Logs.Lines[1], Does.Contain($"connection to {learned} refused: {why} (server name ").And.Contain("learned from api.example.com, egress.tls_server_name = \"require\")"));
+            Assert.That(_probe.ServerNameRefusals, Is.EqualTo(new[] { reason }));
+        });
+        Assert.That(await EndOfStreamAsync(_app), Is.EqualTo("reset"));
+    }
+
     [Test]
     public async Task AParentThatSpeaksOnlyVersion1IsWarnedAboutAndServedInVersion1()
     {
@@ -468,6 +495,27 @@ public sealed class ProxyConnectionHandlerTests
         socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         socket.Listen();
         return socket;
+    }
+
+    /// <summary>How many bytes arrive before the peer's stream ends, and how it ends: "closed" (FIN) or "reset" (RST).</summary>
+    private static async Task<(int Bytes, string End)> ReceivedUntilEndAsync(Socket socket)
+    {
+        int bytes = 0;
+        byte[] buffer = new byte[4096];
+        try
+        {
+            int read;
+            while ((read = await socket.ReceiveAsync(buffer.AsMemory()).AsTask().WaitAsync(HangGuard)) > 0)
+            {
+                bytes += read;
+            }
+
+            return (bytes, "closed");
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            return (bytes, "reset");
+        }
     }
 
     /// <summary>How the peer's stream ends: "closed" (FIN) or "reset" (RST).</summary>

@@ -110,6 +110,7 @@ public sealed class FramedRelayTests(bool splice)
     [TestCase((byte)TunnelEndCause.IdleTimeout)]
     [TestCase((byte)TunnelEndCause.Stopping)]
     [TestCase((byte)TunnelEndCause.ProtocolError)]
+    [TestCase((byte)TunnelEndCause.Refused)]
     [TestCase((byte)99)]
     public async Task AnAbortEndResetsTheAppAfterTheDataAndIsAnswered(byte code)
     {
@@ -292,7 +293,7 @@ public sealed class FramedRelayTests(bool splice)
         public SocketRelaySession Session(RelayOptions options) => new(AppPair.Right, TunnelPair.Left, RelaySide.B, options);
 
         public Task<RelayResult> RunAsync(RelayOptions options, CancellationToken cancellationToken = default) =>
-            SocketRelay.RunFramedAsync(AppPair.Right, TunnelPair.Left, RelaySide.B, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, options, cancellationToken);
+            SocketRelay.RunFramedAsync(AppPair.Right, TunnelPair.Left, RelaySide.B, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, options, gate: null, cancellationToken);
 
         public void Dispose()
         {

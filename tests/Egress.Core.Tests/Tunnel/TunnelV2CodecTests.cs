@@ -84,6 +84,7 @@ public sealed class TunnelV2CodecTests
     [TestCase(TunnelEndCause.IdleTimeout, "01 00 00 01 03")]
     [TestCase(TunnelEndCause.Stopping, "01 00 00 01 04")]
     [TestCase(TunnelEndCause.ProtocolError, "01 00 00 01 05")]
+    [TestCase(TunnelEndCause.Refused, "01 00 00 01 06")]
     public void EndFrameIsTheGoldenVectorAndReadsBack(object causeValue, string hex)
     {
         var cause = (TunnelEndCause)causeValue;

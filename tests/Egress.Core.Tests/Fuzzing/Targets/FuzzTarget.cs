@@ -29,6 +29,7 @@ internal sealed record FuzzTarget(string Name, string Parser, Func<byte[], FuzzV
         new("dns-response", "DnsMessage.ExtractAddresses, DnsForwarding.WriteTruncated/IsAnswerTo", DnsResponseTarget.Run),
         new("dns-framing", "DnsTcpFraming.TryReadMessage, DnsFrameReader.ReadAsync", DnsFramingTarget.Run),
         new("config", "EgressConfiguration.Parse (ConfigurationReader over Tomlyn)", ConfigurationTarget.Run),
+        new("tls-client-hello", "ClientHelloParser.Parse, ServerNameGate.InspectAsync", TlsClientHelloTarget.Run),
     ];
 
     /// <summary>Finds a target by name.</summary>

@@ -1,0 +1,182 @@
+using System.Buffers;
+using System.Net.Sockets;
+using Egress.Tunnel;
+
+namespace Egress.Relay;
+
+/// <summary>
+/// The A-to-B direction behind an <see cref="IFirstBytesGate"/> (the TLS server-name check): the gate reads A's
+/// first bytes before any of them is sent to B; B to A runs from the start, so a server that speaks first is never
+/// held up. A refusal aborts the relay with <see cref="RelayShutdownCause.Refused"/>, nothing forwarded. On a v1 or
+/// plain relay both sockets are reset; on a v2 stream the plain socket is reset and the tunnel ends its direction
+/// with END(Refused), so the far host learns the cause.
+/// </summary>
+internal sealed partial class SocketRelaySession
+{
+    /// <summary>Plain A to plain B behind the gate. Never throws.</summary>
+    private async Task<long> GatedForwardAsync(IFirstBytesGate gate, ReadOnlyMemory<byte> readFromA, bool splice, CancellationToken cancellationToken)
+    {
+        if (await InspectAsync(gate, PlainReceive(readFromA), cancellationToken).ConfigureAwait(false) is not { Allowed: true } first)
+        {
+            return 0; // aborted: both sockets reset
+        }
+
+        _monitor.Touch();
+        return await (splice ? SpliceAsync(_a, _b, first.Received, fromA: true) : CopyAsync(_a, _b, first.Received, fromA: true)).ConfigureAwait(false);
+    }
+
+    /// <summary>The enclave's side of a v2 stream: the application's bytes (A) behind the gate, then DATA frames to
+    /// the tunnel (B). Refused: the encoder still runs, finds A reset, and writes END(Refused). Never throws.</summary>
+    private async Task<long> GatedEncodeAsync(IFirstBytesGate gate, ReadOnlyMemory<byte> readFromA, bool splice, CancellationToken cancellationToken)
+    {
+        FirstBytes? first = await InspectAsync(gate, PlainReceive(readFromA), cancellationToken).ConfigureAwait(false);
+        if (first is not { Allowed: true } allowed)
+        {
+            await EncodeAsync(_a, _b, ReadOnlyMemory<byte>.Empty, fromA: true, splice).ConfigureAwait(false);
+            return 0;
+        }
+
+        _monitor.Touch();
+        return await EncodeAsync(_a, _b, allowed.Received, fromA: true, splice).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The parent's side of a v2 stream: the payload of the tunnel's DATA frames (A) behind the gate. The gate reads
+    /// payload through a <see cref="FramedPayloadReader"/>, which keeps every tunnel byte it took; the decoder then
+    /// starts from those bytes, so it sends the payload on (allowed) or reads on to the END frame, discarding
+    /// (refused: the destination was reset, and the enclave gets END(Refused)). Never throws.
+    /// </summary>
+    private async Task<long> GatedDecodeAsync(IFirstBytesGate gate, ReadOnlyMemory<byte> readFromA, bool splice, CancellationToken cancellationToken)
+    {
+        var reader = new FramedPayloadReader(_a, readFromA);
+        try
+        {
+            FirstBytes? first = await InspectAsync(gate, reader.ReceiveAsync, cancellationToken).ConfigureAwait(false);
+            if (first is { Allowed: true })
+            {
+                _monitor.Touch();
+            }
+
+            return await DecodeAsync(_a, _b, reader.Taken, fromA: true, splice).ConfigureAwait(false);
+        }
+        finally
+        {
+            reader.Dispose();
+        }
+    }
+
+    /// <summary>Runs the gate; null when it refused or reading failed, the relay then aborted.</summary>
+    private async Task<FirstBytes?> InspectAsync(IFirstBytesGate gate, Func<Memory<byte>, CancellationToken, ValueTask<int>> receive, CancellationToken cancellationToken)
+    {
+        FirstBytes first;
+        try
+        {
+            first = await gate.InspectAsync(receive, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            AbortOnError(ex, receiving: true, fromA: true);
+            return null;
+        }
+
+        if (!first.Allowed)
+        {
+            _monitor.Abort(RelayShutdownCause.Refused, null);
+            return null;
+        }
+
+        return first;
+    }
+
+    /// <summary>Receives from A, after the bytes already read from it.</summary>
+    private Func<Memory<byte>, CancellationToken, ValueTask<int>> PlainReceive(ReadOnlyMemory<byte> already) =>
+        (buffer, token) =>
+        {
+            if (already.IsEmpty)
+            {
+                return _a.ReceiveAsync(buffer, SocketFlags.None, token);
+            }
+
+            int count = Math.Min(buffer.Length, already.Length);
+            already[..count].CopyTo(buffer);
+            already = already[count..];
+            return ValueTask.FromResult(count);
+        };
+
+    /// <summary>
+    /// Reads the payload of a tunnel's DATA frames for a gate, keeping every tunnel byte it took (headers, payload,
+    /// an END frame, a partial frame) for the decoder, which reads them again. End of payload (0) at an END frame, at
+    /// the tunnel's end, or at a frame the decoder will reject: the decoder then acts on it as it always does.
+    /// </summary>
+    private sealed class FramedPayloadReader(Socket tunnel, ReadOnlyMemory<byte> already) : IDisposable
+    {
+        private byte[] _taken = Take(already);
+        private int _length = already.Length;
+        private int _parsed;
+        private long _payloadLeft;
+        private bool _ended;
+
+        /// <summary>Gets every tunnel byte taken so far.</summary>
+        public ReadOnlyMemory<byte> Taken => _taken.AsMemory(0, _length);
+
+        public async ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+        {
+            while (!_ended)
+            {
+                if (_payloadLeft > 0 && _parsed < _length)
+                {
+                    int count = (int)Math.Min(Math.Min(_payloadLeft, _length - _parsed), buffer.Length);
+                    _taken.AsMemory(_parsed, count).CopyTo(buffer);
+                    _parsed += count;
+                    _payloadLeft -= count;
+                    return count;
+                }
+
+                if (_payloadLeft == 0)
+                {
+                    TunnelFrameResult parsed = TunnelFrames.TryReadHeader(_taken.AsSpan(_parsed, _length - _parsed), out TunnelFrameHeader frame);
+                    if (parsed == TunnelFrameResult.Complete && frame.Type == TunnelFrameType.Data)
+                    {
+                        _parsed += frame.Length;
+                        _payloadLeft = frame.PayloadLength;
+                        continue;
+                    }
+
+                    if (parsed != TunnelFrameResult.Incomplete)
+                    {
+                        _ended = true; // END, or a frame the decoder rejects
+                        break;
+                    }
+                }
+
+                if (_length == _taken.Length)
+                {
+                    byte[] larger = ArrayPool<byte>.Shared.Rent(Math.Max(_taken.Length * 2, 4096));
+                    _taken.AsSpan(0, _length).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(_taken);
+                    _taken = larger;
+                }
+
+                int got = await tunnel.ReceiveAsync(_taken.AsMemory(_length), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                if (got == 0)
+                {
+                    _ended = true;
+                    break;
+                }
+
+                _length += got;
+            }
+
+            return 0;
+        }
+
+        public void Dispose() => ArrayPool<byte>.Shared.Return(_taken);
+
+        private static byte[] Take(ReadOnlyMemory<byte> bytes)
+        {
+            byte[] taken = ArrayPool<byte>.Shared.Rent(Math.Max(bytes.Length, 4096));
+            bytes.Span.CopyTo(taken);
+            return taken;
+        }
+    }
+}

@@ -1,0 +1,126 @@
+using System.Buffers;
+using System.Net;
+using Egress.Policy;
+using Egress.Relay;
+
+namespace Egress.Tls;
+
+/// <summary>
+/// The server-name check of one connection to a DNS-learned address (<see cref="TlsServerNameMode"/>), as the relay's
+/// <see cref="IFirstBytesGate"/>: it reads the client's first bytes until <see cref="ClientHelloParser"/> decides
+/// (at most <see cref="ClientHelloParser.MaxBytes"/>), and <see cref="ServerNameCheck"/> allows or refuses them. Both
+/// hosts use it, the enclave on the application's socket and the parent on the tunnel stream. After the relay,
+/// <see cref="Refusal"/> and <see cref="ServerName"/> say what was decided, for the host's log line and metric.
+/// </summary>
+internal sealed class ServerNameGate : IFirstBytesGate
+{
+    private readonly Func<string, bool> _isAllowed;
+
+    private ServerNameGate(TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, bool reportOnly = false)
+    {
+        ReportOnly = reportOnly;
+        Mode = mode;
+        LearnedNames = learnedNames;
+        _isAllowed = isAllowed;
+    }
+
+    /// <summary>Whether a refusal is only reported (<c>egress.mode = "report"</c>): the bytes are relayed anyway, and
+    /// <see cref="Refusal"/> says what enforce would have refused.</summary>
+    public bool ReportOnly { get; }
+
+    /// <summary>The mode it enforces.</summary>
+    public TlsServerNameMode Mode { get; }
+
+    /// <summary>The names the destination address was learned from, when the connection was allowed.</summary>
+    public IReadOnlyList<string> LearnedNames { get; }
+
+    /// <summary>Why the first bytes were refused; <see cref="ServerNameRefusal.None"/> when they were not (or not yet read).</summary>
+    public ServerNameRefusal Refusal { get; private set; }
+
+    /// <summary>The ClientHello's server name (lower case); null when there was none or no ClientHello.</summary>
+    public string? ServerName { get; private set; }
+
+    /// <summary>
+    /// The gate for a connection to <paramref name="destination"/> allowed by <paramref name="decision"/>: one when the
+    /// decision is a learned address and the policy's mode is not <see cref="TlsServerNameMode.Off"/>; null otherwise
+    /// (address, network and <c>*</c> entries are not checked).
+    /// </summary>
+    public static ServerNameGate? For(EgressPolicy policy, IPAddress destination, PolicyDecision decision)
+    {
+        if (policy.TlsServerName == TlsServerNameMode.Off
+            || decision.Reason is not (DecisionReason.Learned or DecisionReason.LearnedInGrace or DecisionReason.LearnedInUse))
+        {
+            return null;
+        }
+
+        return new ServerNameGate(
+            policy.TlsServerName, policy.LearnedNamesOf(destination, decision.Subject), name => policy.CheckName(name) is { IsAllowed: true, WouldDeny: false }, policy.Mode == EgressMode.Report);
+    }
+
+    /// <summary>A gate over fixed names, for tests.</summary>
+    internal static ServerNameGate Create(TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, bool reportOnly = false) =>
+        new(mode, learnedNames, isAllowed, reportOnly);
+
+    /// <summary>The learned names for a log line: <c>www.example.com, example.com</c>.</summary>
+    public string LearnedNamesText => string.Join(", ", LearnedNames);
+
+    /// <summary>The refusal for a log line, e.g. <c>server name evil.test is not a name the address was learned from</c>.</summary>
+    public string RefusalText => Refusal switch
+    {
+        ServerNameRefusal.NotLearned => $"server name {ServerName} is not a name the address was learned from",
+        ServerNameRefusal.NotAllowed => $"server name {ServerName} is not allowed by any entry",
+        ServerNameRefusal.NoServerName => "the ClientHello has no server name",
+        ServerNameRefusal.EncryptedClientHello => "the ClientHello uses encrypted_client_hello, which hides the server name",
+        ServerNameRefusal.Malformed => "the first bytes are a TLS handshake record but not a well-formed ClientHello",
+        ServerNameRefusal.TooLarge => $"the ClientHello is larger than {ClientHelloParser.MaxHandshakeLength / 1024} KiB",
+        ServerNameRefusal.Truncated => "the client closed in the middle of its ClientHello",
+        _ => "not refused",
+    };
+
+    /// <summary>The mode as the configuration writes it, for a log line.</summary>
+    public string ModeText => Configuration.ConfigurationReader.TlsServerNameText(Mode);
+
+    /// <inheritdoc/>
+    public async ValueTask<FirstBytes> InspectAsync(Func<Memory<byte>, CancellationToken, ValueTask<int>> receive, CancellationToken cancellationToken)
+    {
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(ClientHelloParser.MaxBytes);
+        try
+        {
+            int filled = 0;
+            ClientHelloStatus status;
+            ClientHello hello;
+            while (true)
+            {
+                int read = await receive(buffer.AsMemory(filled, ClientHelloParser.MaxBytes - filled), cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    // End of stream: nothing sent passes (the relay forwards the end); a partial ClientHello does not.
+                    status = filled == 0 ? ClientHelloStatus.NotTls : ClientHelloStatus.NeedMore;
+                    hello = default;
+                    break;
+                }
+
+                filled += read;
+                status = ClientHelloParser.Parse(buffer.AsSpan(0, filled), out hello);
+                if (status != ClientHelloStatus.NeedMore)
+                {
+                    break;
+                }
+
+                if (filled == ClientHelloParser.MaxBytes)
+                {
+                    status = ClientHelloStatus.TooLarge;
+                    break;
+                }
+            }
+
+            ServerName = hello.ServerName;
+            Refusal = ServerNameCheck.Decide(Mode, status, hello, LearnedNames, _isAllowed);
+            return Refusal == ServerNameRefusal.None || ReportOnly ? new FirstBytes(true, buffer.AsSpan(0, filled).ToArray()) : new FirstBytes(false, default);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+}

@@ -1,0 +1,171 @@
+using System.Net.Sockets;
+using Egress.Relay;
+using Egress.Tests.Tls;
+using Egress.Tls;
+using Egress.Tunnel;
+
+namespace Egress.Tests.Relay;
+
+/// <summary>
+/// The TLS server-name gate on version 2 tunnel streams, on both hosts' sides: the enclave's (application plain,
+/// tunnel framed) and the parent's (tunnel framed, destination plain, the ClientHello arriving in DATA frames). A
+/// refusal forwards nothing, resets the plain socket and ends the tunnel direction with END(Refused).
+/// </summary>
+[TestFixture(true)]
+[TestFixture(false)]
+public sealed class GatedFramedRelayTests(bool splice)
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(30);
+    private static readonly byte[] Allowed = ClientHelloVectors.Read("openssl-s_client-www.allowed.test");
+    private static readonly byte[] Evil = ClientHelloVectors.Read("curl-evil.test");
+
+    private RelayOptions Options { get; } = new() { UseSplice = splice };
+
+    private static ServerNameGate Gate() => ServerNameGate.Create(TlsServerNameMode.Require, ["www.allowed.test"], _ => true);
+
+    [Test]
+    public async Task EnclaveSideARefusedClientHelloNeverReachesTheTunnelWhichEndsWithRefused()
+    {
+        using var plain = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        using var tunnel = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        var gate = Gate();
+        Task<RelayResult> relay = SocketRelay.RunFramedAsync(plain.Right, tunnel.Left, RelaySide.B, default, default, Options, gate, CancellationToken.None);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atParent = Frames.ReadUntilEndAsync(tunnel.Right);
+
+        await plain.Left.SendAsync(Evil);
+        var (payload, cause) = await atParent.WaitAsync(HangGuard);
+        await tunnel.Right.SendAsync(Frames.End(TunnelEndCause.Refused)); // the parent answers the abort
+        RelayResult result = await relay.WaitAsync(HangGuard);
+        var app = await ReadAsync(plain.Left);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(payload, Is.Empty, "no byte of the ClientHello left");
+            Assert.That(cause, Is.EqualTo(TunnelEndCause.Refused));
+            Assert.That(app.End, Is.EqualTo(SocketError.ConnectionReset));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.Refused));
+            Assert.That(gate.Refusal, Is.EqualTo(ServerNameRefusal.NotLearned));
+        });
+    }
+
+    [Test]
+    public async Task EnclaveSideAnAllowedClientHelloAndWhatFollowsArriveWhole()
+    {
+        using var plain = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        using var tunnel = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        Task<RelayResult> relay = SocketRelay.RunFramedAsync(plain.Right, tunnel.Left, RelaySide.B, default, default, Options, Gate(), CancellationToken.None);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atParent = Frames.ReadUntilEndAsync(tunnel.Right);
+        byte[] sent = [.. Allowed, .. DuplexRelayTests.RandomBytes(100_000, seed: 7)];
+
+        await plain.Left.SendAsync(sent);
+        plain.Left.Shutdown(SocketShutdown.Send);
+        var (payload, cause) = await atParent.WaitAsync(HangGuard);
+        await tunnel.Right.SendAsync(Frames.End(TunnelEndCause.Fin));
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(payload, Is.EqualTo(sent));
+            Assert.That(cause, Is.EqualTo(TunnelEndCause.Fin));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.BothCompleted));
+        });
+    }
+
+    /// <summary>The parent reads the ClientHello out of DATA frames (here cut into three frames, one of them holding
+    /// only part of a record) and refuses it: nothing reaches the destination, which is reset, and the enclave gets
+    /// END(Refused).</summary>
+    [Test]
+    public async Task ParentSideARefusedClientHelloSplitOverFramesNeverReachesTheDestination()
+    {
+        using var tunnel = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        using var plain = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        var gate = Gate();
+        Task<RelayResult> relay = SocketRelay.RunFramedAsync(tunnel.Right, plain.Left, RelaySide.A, default, default, Options, gate, CancellationToken.None);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atEnclave = Frames.ReadUntilEndAsync(tunnel.Left);
+        Task<(byte[] Received, SocketError End)> atDestination = ReadAsync(plain.Right);
+
+        await tunnel.Left.SendAsync((byte[])[.. Frames.Data(Evil.AsSpan(0, 3)), .. Frames.Data(Evil.AsSpan(3, 40))]);
+        await tunnel.Left.SendAsync(Frames.Data(Evil.AsSpan(43)));
+        var (payload, cause) = await atEnclave.WaitAsync(HangGuard);
+        await tunnel.Left.SendAsync(Frames.End(TunnelEndCause.Refused));
+        RelayResult result = await relay.WaitAsync(HangGuard);
+        var destination = await atDestination.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(destination.Received, Is.Empty, "no byte reached the destination");
+            Assert.That(destination.End, Is.EqualTo(SocketError.ConnectionReset));
+            Assert.That((payload, cause), Is.EqualTo((Array.Empty<byte>(), (TunnelEndCause?)TunnelEndCause.Refused)));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.Refused));
+            Assert.That((gate.Refusal, gate.ServerName), Is.EqualTo((ServerNameRefusal.NotLearned, "evil.test")));
+        });
+    }
+
+    [Test]
+    public async Task ParentSideAnAllowedClientHelloSplitOverFramesReachesTheDestinationWithWhatFollows()
+    {
+        using var tunnel = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        using var plain = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        Task<RelayResult> relay = SocketRelay.RunFramedAsync(tunnel.Right, plain.Left, RelaySide.A, default, default, Options, Gate(), CancellationToken.None);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atEnclave = Frames.ReadUntilEndAsync(tunnel.Left);
+        Task<(byte[] Received, SocketError End)> atDestination = ReadAsync(plain.Right);
+        byte[] rest = DuplexRelayTests.RandomBytes(200_000, seed: 9);
+
+        await tunnel.Left.SendAsync((byte[])[.. Frames.Data(Allowed.AsSpan(0, 10)), .. Frames.Data([.. Allowed.AsSpan(10), .. rest.AsSpan(0, 5)])]);
+        await tunnel.Left.SendAsync((byte[])[.. Frames.Data(rest.AsSpan(5)), .. Frames.End(TunnelEndCause.Fin)]);
+        var destination = await atDestination.WaitAsync(HangGuard);
+        plain.Right.Shutdown(SocketShutdown.Send);
+        var (payload, cause) = await atEnclave.WaitAsync(HangGuard);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(destination.Received, Is.EqualTo((byte[])[.. Allowed, .. rest]));
+            Assert.That(destination.End, Is.EqualTo(SocketError.Success), "a clean end: END(FIN) half-closed it");
+            Assert.That((payload, cause), Is.EqualTo((Array.Empty<byte>(), (TunnelEndCause?)TunnelEndCause.Fin)));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.BothCompleted));
+        });
+    }
+
+    /// <summary>Plain protocols are never held: first bytes that are not a TLS handshake record pass at once.</summary>
+    [Test]
+    public async Task ParentSidePlainTextPassesAtOnce()
+    {
+        using var tunnel = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        using var plain = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        Task<RelayResult> relay = SocketRelay.RunFramedAsync(tunnel.Right, plain.Left, RelaySide.A, default, default, Options, Gate(), CancellationToken.None);
+        await tunnel.Left.SendAsync(Frames.Data("GET / HTTP/1.0\r\n\r\n"u8));
+        byte[] got = new byte[18];
+        int read = 0;
+        while (read < got.Length)
+        {
+            read += await plain.Right.ReceiveAsync(got.AsMemory(read), SocketFlags.None).AsTask().WaitAsync(HangGuard);
+        }
+
+        await tunnel.Left.SendAsync(Frames.End(TunnelEndCause.Fin));
+        plain.Right.Shutdown(SocketShutdown.Send);
+        await Frames.ReadUntilEndAsync(tunnel.Left).WaitAsync(HangGuard);
+        await relay.WaitAsync(HangGuard);
+        Assert.That(got, Is.EqualTo("GET / HTTP/1.0\r\n\r\n"u8.ToArray()));
+    }
+
+    private static async Task<(byte[] Received, SocketError End)> ReadAsync(Socket socket)
+    {
+        using var received = new MemoryStream();
+        byte[] buffer = new byte[65536];
+        try
+        {
+            int read;
+            while ((read = await socket.ReceiveAsync(buffer)) > 0)
+            {
+                received.Write(buffer, 0, read);
+            }
+
+            return (received.ToArray(), SocketError.Success);
+        }
+        catch (SocketException ex)
+        {
+            return (received.ToArray(), ex.SocketErrorCode);
+        }
+    }
+}

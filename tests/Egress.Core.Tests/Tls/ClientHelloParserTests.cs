@@ -1,0 +1,197 @@
+using System.Text;
+using Egress.Tls;
+
+namespace Egress.Tests.Tls;
+
+public sealed class ClientHelloParserTests
+{
+    private static readonly byte[] OpenSsl = ClientHelloVectors.Read("openssl-s_client-www.allowed.test");
+
+    private static (ClientHelloStatus Status, ClientHello Hello) Parse(byte[] bytes) =>
+        (ClientHelloParser.Parse(bytes, out ClientHello hello), hello);
+
+    [TestCase("openssl-s_client-www.allowed.test", "www.allowed.test", TestName = "OpenSSL 3.0 s_client -servername www.allowed.test")]
+    [TestCase("curl-evil.test", "evil.test", TestName = "curl --resolve evil.test")]
+    [TestCase("openssl-tls12-no-sni", null, TestName = "OpenSSL s_client -tls1_2 -noservername")]
+    [TestCase("pq-x25519mlkem768-www.allowed.test", "www.allowed.test", TestName = "X25519MLKEM768 key share, two records")]
+    [TestCase("split-records-100", "www.allowed.test", TestName = "Records of 100 bytes")]
+    [TestCase("split-records-1", "www.allowed.test", TestName = "Records of 1 byte, then one")]
+    public void ReadsTheServerNameOfACapturedClientHello(string file, string? serverName)
+    {
+        var (status, hello) = Parse(ClientHelloVectors.Read(file));
+
+        Assert.That(status, Is.EqualTo(ClientHelloStatus.ClientHello));
+        Assert.That(hello, Is.EqualTo(new ClientHello(serverName, false)));
+    }
+
+    [Test]
+    public void APostQuantumClientHelloIsLargerThanOneSegment()
+    {
+        byte[] pq = ClientHelloVectors.Read("pq-x25519mlkem768-www.allowed.test");
+
+        Assert.That(pq, Has.Length.GreaterThan(1460), "larger than one Ethernet TCP segment");
+        Assert.That(ClientHelloParser.Parse(pq.AsSpan(0, 1460), out _), Is.EqualTo(ClientHelloStatus.NeedMore));
+    }
+
+    [Test]
+    public void EveryPrefixNeedsMoreAndTheWholeDecides()
+    {
+        foreach (string file in new[] { "openssl-s_client-www.allowed.test", "pq-x25519mlkem768-www.allowed.test", "split-records-1" })
+        {
+            byte[] bytes = ClientHelloVectors.Read(file);
+            for (int cut = 0; cut < bytes.Length; cut++)
+            {
+                Assert.That(ClientHelloParser.Parse(bytes.AsSpan(0, cut), out _), Is.EqualTo(ClientHelloStatus.NeedMore), $"{file}, first {cut} bytes");
+            }
+        }
+    }
+
+    [Test]
+    public void AnyRecordSizeGivesTheSameServerName()
+    {
+        byte[] handshake = ClientHelloVectors.Handshake(OpenSsl);
+        for (int size = 1; size <= handshake.Length; size++)
+        {
+            var (status, hello) = Parse(ClientHelloVectors.Records(handshake, size));
+            Assert.That((status, hello.ServerName), Is.EqualTo((ClientHelloStatus.ClientHello, "www.allowed.test")), $"records of {size} bytes");
+        }
+    }
+
+    [Test]
+    public void BytesAfterTheClientHelloDoNotMatter()
+    {
+        var (status, hello) = Parse([.. OpenSsl, 0x17, 0x03, 0x03, 0x00, 0x05, 1, 2, 3]);
+
+        Assert.That((status, hello.ServerName), Is.EqualTo((ClientHelloStatus.ClientHello, "www.allowed.test")));
+    }
+
+    [Test]
+    public void EncryptedClientHelloIsReportedWithItsOuterName()
+    {
+        var (status, hello) = Parse(ClientHelloVectors.Read("ech-outer-public.allowed.test"));
+
+        Assert.That(status, Is.EqualTo(ClientHelloStatus.ClientHello));
+        Assert.That(hello, Is.EqualTo(new ClientHello("public.allowed.test", true)));
+    }
+
+    [Test]
+    public void AClientHelloWithoutExtensionsHasNoServerName()
+    {
+        byte[] handshake = ClientHelloVectors.Handshake(ClientHelloVectors.WithExtensions());
+        byte[] withoutBlock = [1, 0, 0, (byte)(handshake.Length - 6), .. handshake.AsSpan(4, handshake.Length - 6)];
+
+        var (status, hello) = Parse(ClientHelloVectors.Records(withoutBlock, 16384));
+
+        Assert.That((status, hello), Is.EqualTo((ClientHelloStatus.ClientHello, new ClientHello(null, false))));
+    }
+
+    [TestCase("WWW.Allowed.Test", "www.allowed.test")]
+    [TestCase("a_b-c.example", "a_b-c.example")]
+    public void TheServerNameIsLowerCased(string written, string read)
+    {
+        var (_, hello) = Parse(ClientHelloVectors.WithExtensions((0, ClientHelloVectors.ServerName(Encoding.ASCII.GetBytes(written)))));
+
+        Assert.That(hello.ServerName, Is.EqualTo(read));
+    }
+
+    [TestCase("www.allowed.test.", TestName = "Trailing dot (RFC 6066)")]
+    [TestCase(".allowed.test", TestName = "Leading dot")]
+    [TestCase("www..allowed.test", TestName = "Empty label")]
+    [TestCase("www.allowed.test\0.evil.test", TestName = "NUL byte")]
+    [TestCase("www.allowed.test evil", TestName = "Space")]
+    [TestCase("", TestName = "Empty name")]
+    [TestCase("ü.example", TestName = "Not ASCII")]
+    public void AnInvalidHostNameIsMalformed(string name)
+    {
+        var (status, _) = Parse(ClientHelloVectors.WithExtensions((0, ClientHelloVectors.ServerName(Encoding.UTF8.GetBytes(name)))));
+
+        Assert.That(status, Is.EqualTo(ClientHelloStatus.Malformed));
+    }
+
+    [Test]
+    public void ALabelOver63BytesOrANameOver253IsMalformed()
+    {
+        string longLabel = new string('a', 64) + ".test";
+        string longName = string.Join('.', Enumerable.Repeat(new string('a', 63), 4)); // 255 bytes
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(Parse(ClientHelloVectors.WithExtensions((0, ClientHelloVectors.ServerName(Encoding.ASCII.GetBytes(longLabel))))).Status, Is.EqualTo(ClientHelloStatus.Malformed));
+            Assert.That(Parse(ClientHelloVectors.WithExtensions((0, ClientHelloVectors.ServerName(Encoding.ASCII.GetBytes(longName))))).Status, Is.EqualTo(ClientHelloStatus.Malformed));
+        });
+    }
+
+    [TestCase("two-host-names", TestName = "Two host_name entries")]
+    [TestCase("duplicate-extension", TestName = "An extension twice")]
+    [TestCase("hostile-record-length", TestName = "Record length 65535 (over 2^14)")]
+    [TestCase("alert-between-records", TestName = "An alert record inside the ClientHello")]
+    public void AHostileSeedIsMalformed(string file)
+    {
+        Assert.That(Parse(ClientHelloVectors.Read(file)).Status, Is.EqualTo(ClientHelloStatus.Malformed));
+    }
+
+    [TestCase(new byte[] { 22, 3, 1, 0, 0 }, TestName = "Zero-length record")]
+    [TestCase(new byte[] { 22, 2, 0 }, TestName = "SSL 2 record version")]
+    [TestCase(new byte[] { 22, 3, 1, 0, 4, 2, 0, 0, 41 }, TestName = "A ServerHello")]
+    [TestCase(new byte[] { 22, 3, 1, 0, 4, 1, 0, 0, 40 }, TestName = "A ClientHello shorter than its fixed fields")]
+    public void AMalformedStartIsMalformed(byte[] bytes)
+    {
+        Assert.That(Parse(bytes).Status, Is.EqualTo(ClientHelloStatus.Malformed));
+    }
+
+    [Test]
+    public void ALengthInsideTheClientHelloBeyondItsEndIsMalformed()
+    {
+        byte[] handshake = ClientHelloVectors.Handshake(OpenSsl);
+        int failures = 0;
+        for (int at = 4 + 34; at < handshake.Length; at++)
+        {
+            // Every byte raised to 0xff: a length that then points beyond its container must not be read past it.
+            byte[] changed = (byte[])handshake.Clone();
+            changed[at] = 0xff;
+            ClientHelloStatus status = ClientHelloParser.Parse(ClientHelloVectors.Records(changed, 16384), out _);
+            Assert.That(status, Is.AnyOf(ClientHelloStatus.ClientHello, ClientHelloStatus.Malformed), $"byte {at}");
+            failures += status == ClientHelloStatus.Malformed ? 1 : 0;
+        }
+
+        Assert.That(failures, Is.GreaterThan(10), "length bytes changed are noticed");
+    }
+
+    [Test]
+    public void AHandshakeLengthOver16KiBIsTooLarge()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(Parse(ClientHelloVectors.Read("hostile-handshake-length")).Status, Is.EqualTo(ClientHelloStatus.TooLarge));
+            Assert.That(Parse([22, 3, 1, 0, 4, 1, 0, 0x40, 0x00]).Status, Is.EqualTo(ClientHelloStatus.TooLarge), "16 KiB of body and the header");
+            Assert.That(Parse([22, 3, 1, 0, 4, 1, 0, 0x3f, 0xfc]).Status, Is.EqualTo(ClientHelloStatus.NeedMore), "exactly 16 KiB in all");
+        });
+    }
+
+    [Test]
+    public void RecordsBeyond32KiBAreTooLarge()
+    {
+        // A 16 KiB ClientHello in 1-byte records takes 6 bytes per byte: the records pass 32 KiB first.
+        byte[] handshake = new byte[ClientHelloParser.MaxHandshakeLength];
+        handshake[0] = 1;
+        handshake[2] = 0x3f;
+        handshake[3] = 0xfc;
+        byte[] records = ClientHelloVectors.Records(handshake, 1);
+
+        Assert.That(ClientHelloParser.Parse(records, out _), Is.EqualTo(ClientHelloStatus.TooLarge));
+        Assert.That(ClientHelloParser.Parse(records.AsSpan(0, ClientHelloParser.MaxBytes), out _), Is.EqualTo(ClientHelloStatus.NeedMore));
+    }
+
+    [TestCase("not-tls-http")]
+    [TestCase("not-tls-ssh")]
+    public void AFirstByteOtherThan22IsNotTls(string file)
+    {
+        Assert.That(Parse(ClientHelloVectors.Read(file)).Status, Is.EqualTo(ClientHelloStatus.NotTls));
+    }
+
+    [Test]
+    public void NoBytesNeedMore()
+    {
+        Assert.That(Parse([]).Status, Is.EqualTo(ClientHelloStatus.NeedMore));
+    }
+}

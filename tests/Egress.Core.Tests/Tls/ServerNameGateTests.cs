@@ -1,0 +1,217 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Policy;
+using Egress.Relay;
+using Egress.Tests.Relay;
+using Egress.Tls;
+
+namespace Egress.Tests.Tls;
+
+/// <summary>The gate alone (chunked receives), its choice per decision, and on the socket relay between real sockets.</summary>
+[TestFixture(true)]
+[TestFixture(false)]
+public sealed class ServerNameGateTests(bool splice)
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(30);
+    private static readonly byte[] Allowed = ClientHelloVectors.Read("openssl-s_client-www.allowed.test");
+    private static readonly byte[] Evil = ClientHelloVectors.Read("curl-evil.test");
+
+    private RelayOptions Options { get; } = new() { UseSplice = splice };
+
+    private static ServerNameGate Gate(TlsServerNameMode mode = TlsServerNameMode.Require) =>
+        ServerNameGate.Create(mode, ["www.allowed.test"], _ => true);
+
+    private static async Task<(FirstBytes First, int Receives)> InspectInChunksAsync(ServerNameGate gate, byte[] bytes, int cut)
+    {
+        int offset = 0;
+        int receives = 0;
+        FirstBytes first = await gate.InspectAsync(
+            (buffer, _) =>
+            {
+                receives++;
+                int end = offset < cut ? cut : bytes.Length;
+                int count = Math.Min(buffer.Length, end - offset);
+                bytes.AsSpan(offset, count).CopyTo(buffer.Span);
+                offset += count;
+                return ValueTask.FromResult(count);
+            },
+            CancellationToken.None);
+        return (first, receives);
+    }
+
+    [Test]
+    public async Task SplitAtEveryByteTheGateDecidesTheSame()
+    {
+        byte[] pq = ClientHelloVectors.Read("pq-x25519mlkem768-www.allowed.test");
+        for (int cut = 1; cut < pq.Length; cut++)
+        {
+            var gate = Gate();
+            var (first, receives) = await InspectInChunksAsync(gate, pq, cut);
+            Assert.That((first.Allowed, receives, first.Received.ToArray()), Is.EqualTo((true, 2, pq)), $"split at {cut}");
+
+            var refused = Gate();
+            var (no, _) = await InspectInChunksAsync(refused, [.. Evil], Math.Min(cut, Evil.Length - 1));
+            Assert.That((no.Allowed, refused.Refusal, refused.ServerName), Is.EqualTo((false, ServerNameRefusal.NotLearned, "evil.test")), $"split at {cut}");
+        }
+    }
+
+    [Test]
+    public async Task InReportModeARefusalIsRecordedAndTheBytesPass()
+    {
+        var gate = ServerNameGate.Create(TlsServerNameMode.Require, ["www.allowed.test"], _ => true, reportOnly: true);
+        var (first, _) = await InspectInChunksAsync(gate, Evil, 10);
+
+        Assert.That((first.Allowed, first.Received.ToArray(), gate.Refusal), Is.EqualTo((true, Evil, ServerNameRefusal.NotLearned)));
+    }
+
+    [Test]
+    public async Task NotTlsPassesOnTheFirstReceive()
+    {
+        var gate = Gate();
+        var (first, receives) = await InspectInChunksAsync(gate, "EHLO client\r\n"u8.ToArray(), 1);
+
+        Assert.That((first.Allowed, receives, first.Received.ToArray()), Is.EqualTo((true, 1, "E"u8.ToArray())));
+    }
+
+    [Test]
+    public async Task AClientThatClosesMidClientHelloIsRefusedAndOneThatSentNothingIsNot()
+    {
+        var truncated = Gate();
+        var (cut, _) = await InspectInChunksAsync(truncated, Allowed[..100], 100);
+        var empty = Gate();
+        var (nothing, _) = await InspectInChunksAsync(empty, [], 0);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((cut.Allowed, truncated.Refusal), Is.EqualTo((false, ServerNameRefusal.Truncated)));
+            Assert.That((nothing.Allowed, nothing.Received.Length, empty.Refusal), Is.EqualTo((true, 0, ServerNameRefusal.None)));
+        });
+    }
+
+    [Test]
+    public void OnlyConnectionsThroughLearnedAddressesAreChecked()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions());
+        var policy = EgressPolicy.Create(true, ["www.allowed.test", "203.0.113.9"], cache);
+        var off = EgressPolicy.Create(true, ["www.allowed.test"], cache, TlsServerNameMode.Off);
+        var learned = IPAddress.Parse("198.51.100.7");
+        Assert.That(policy.Learn("www.allowed.test", learned, TimeSpan.FromMinutes(5)).Outcome, Is.EqualTo(LearnOutcome.Learned));
+
+        ServerNameGate? gate = ServerNameGate.For(policy, learned, policy.CheckAddress(learned));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.TlsServerName, Is.EqualTo(TlsServerNameMode.Require), "the default");
+            Assert.That(gate, Is.Not.Null);
+            Assert.That(gate!.LearnedNames, Is.EqualTo(new[] { "www.allowed.test" }));
+            Assert.That(ServerNameGate.For(policy, IPAddress.Parse("203.0.113.9"), policy.CheckAddress(IPAddress.Parse("203.0.113.9"))), Is.Null, "an address entry");
+            Assert.That(ServerNameGate.For(off, learned, off.CheckAddress(learned)), Is.Null, "\"off\"");
+        });
+    }
+
+    [Test]
+    public async Task OnTheRelayARefusedClientHelloNeverReachesTheServer()
+    {
+        using var pair = await RelayedPair.ConnectAsync();
+        Task<RelayResult> relay = SocketRelay.RunAsync(pair.RelayA, pair.RelayB, default, default, Options, Gate(), CancellationToken.None);
+
+        await pair.Client.SendAsync(Evil);
+        byte[] atServer = await ReadUntilClosedAsync(pair.Server);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(atServer, Is.Empty);
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.Refused));
+            Assert.That(result.BytesAToB, Is.Zero);
+        });
+    }
+
+    [Test]
+    public async Task OnTheRelayAnAllowedClientHelloSplitInTwoArrivesWhole()
+    {
+        using var pair = await RelayedPair.ConnectAsync();
+        Task<RelayResult> relay = SocketRelay.RunAsync(pair.RelayA, pair.RelayB, default, default, Options, Gate(), CancellationToken.None);
+
+        await pair.Client.SendAsync(Allowed.AsMemory(0, 100));
+        await Task.Delay(50);
+        await pair.Client.SendAsync(Allowed.AsMemory(100));
+        await pair.Client.SendAsync("after"u8.ToArray());
+        pair.Client.Shutdown(SocketShutdown.Send);
+        byte[] atServer = await SocketIo.ReadToEndAsync(pair.Server).WaitAsync(HangGuard);
+        pair.Server.Shutdown(SocketShutdown.Send);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(atServer, Is.EqualTo(Allowed.Concat("after"u8.ToArray()).ToArray()));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.BothCompleted));
+            Assert.That(result.BytesAToB, Is.EqualTo(Allowed.Length + 5));
+        });
+    }
+
+    [Test]
+    public async Task AServerThatSpeaksFirstIsNotHeldUp()
+    {
+        using var pair = await RelayedPair.ConnectAsync();
+        Task<RelayResult> relay = SocketRelay.RunAsync(pair.RelayA, pair.RelayB, default, default, Options, Gate(), CancellationToken.None);
+
+        await pair.Server.SendAsync("220 smtp.allowed.test ESMTP\r\n"u8.ToArray());
+        byte[] banner = new byte[64];
+        int got = await pair.Client.ReceiveAsync(banner.AsMemory()).AsTask().WaitAsync(HangGuard);
+        await pair.Client.SendAsync("EHLO enclave\r\n"u8.ToArray());
+        byte[] ehlo = new byte[64];
+        int heard = await pair.Server.ReceiveAsync(ehlo.AsMemory()).AsTask().WaitAsync(HangGuard);
+        pair.Client.Shutdown(SocketShutdown.Send);
+        pair.Server.Shutdown(SocketShutdown.Send);
+        await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(System.Text.Encoding.ASCII.GetString(banner, 0, got), Is.EqualTo("220 smtp.allowed.test ESMTP\r\n"));
+            Assert.That(System.Text.Encoding.ASCII.GetString(ehlo, 0, heard), Is.EqualTo("EHLO enclave\r\n"));
+        });
+    }
+
+    private static async Task<byte[]> ReadUntilClosedAsync(Socket socket)
+    {
+        try
+        {
+            return await SocketIo.ReadToEndAsync(socket).WaitAsync(HangGuard);
+        }
+        catch (SocketException)
+        {
+            return []; // reset: nothing arrived before it
+        }
+    }
+
+    /// <summary>client ⇄ (A) relay (B) ⇄ server over two TCP socket pairs.</summary>
+    private sealed class RelayedPair : IDisposable
+    {
+        private readonly SocketPair _front;
+        private readonly SocketPair _back;
+
+        private RelayedPair(SocketPair front, SocketPair back)
+        {
+            _front = front;
+            _back = back;
+        }
+
+        public Socket Client => _front.Left;
+
+        public Socket RelayA => _front.Right;
+
+        public Socket RelayB => _back.Left;
+
+        public Socket Server => _back.Right;
+
+        public static async Task<RelayedPair> ConnectAsync() =>
+            new(await SocketPair.ConnectAsync(SocketTransport.Tcp), await SocketPair.ConnectAsync(SocketTransport.Tcp));
+
+        public void Dispose()
+        {
+            _front.Dispose();
+            _back.Dispose();
+        }
+    }
+}

@@ -1,0 +1,159 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.IntegrationTests.Infrastructure;
+
+namespace Egress.IntegrationTests;
+
+/// <summary>
+/// TLS server-name verification end to end (<c>egress.tls_server_name</c>, default "require"), with real clients in the
+/// enclave and <c>openssl s_server -msg</c> in the world, which prints every ClientHello that reaches it: an address
+/// learned for www.allowed.test is refused under another server name before any client byte leaves the enclave,
+/// allowed under its own, a server that speaks first is not held up, and the parent enforces the same on its own
+/// (a wrong-SNI ClientHello sent straight over the tunnel).
+/// </summary>
+[TestFixture]
+public sealed class ServerNameVerificationTests : EgressFixture
+{
+    private const string Name = "www.allowed.test";
+    private const string AllowedNotLearned = "other.allowed.test";
+    private const string BannerName = "smtp.allowed.test";
+    private const int TlsPort = 443;
+
+#pragma warning disable NUnit1032 // started through the topology, which stops it in TearDown
+    private BackgroundProcess? tlsServer;
+#pragma warning restore NUnit1032
+
+    private static IPAddress Address => WorldAddresses.Unlisted;
+
+    internal override string ConfigToml =>
+        EnclaveConfig.Render([$"{Name}:{TlsPort}", $"{AllowedNotLearned}:{TlsPort}", $"{BannerName}:{WorldPorts.Banner}"]);
+
+    internal override async Task PrepareAsync(Topology topology)
+    {
+        await topology.StartDnsmasqAsync(
+            DnsmasqRecord.Host(Name, Address), DnsmasqRecord.Host(AllowedNotLearned, WorldAddresses.Allowed), DnsmasqRecord.Host(BannerName, WorldAddresses.Allowed));
+        topology.SetEnclaveNameserver(IPAddress.Loopback);
+        string key = Path.Combine(topology.WorkDirectory, "tls.key");
+        string cert = Path.Combine(topology.WorkDirectory, "tls.crt");
+        var made = await Command.RunAsync(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-subj", $"/CN={Name}", "-days", "1"],
+            Clients.Timeout);
+        Assert.That(made.ExitCode, Is.Zero, made.ToString);
+        tlsServer = topology.StartProcess("openssl-s_server", topology.World, "openssl", "s_server", "-accept", $"{TlsPort}", "-cert", cert, "-key", key, "-www", "-msg");
+        Assert.That(await tlsServer.WaitForLineAsync(line => line.Contains("ACCEPT", StringComparison.Ordinal), TimeSpan.FromSeconds(10)), Is.Not.Null, () => tlsServer.Output);
+    }
+
+    private BackgroundProcess TlsServer => tlsServer ?? throw new InvalidOperationException("no TLS server");
+
+    /// <summary>How many ClientHellos reached the TLS server so far (s_server -msg prints one line for each).</summary>
+    private int ClientHellosReceived => TlsServer.Lines.Count(line => line.Contains("ClientHello", StringComparison.Ordinal) && line.StartsWith("<<<", StringComparison.Ordinal));
+
+    private async Task LearnAsync()
+    {
+        var learned = await Clients.CurlAsync(Topology.Enclave, $"https://{Name}/", "-k", "-o", "/dev/null", "-w", "%{http_code}");
+        Assert.That((learned.ExitCode, learned.StandardOutput), Is.EqualTo((0, "200")), learned.ToString);
+    }
+
+    [Test]
+    public async Task AnotherServerNameOnALearnedAddressIsRefusedBeforeAnyByteLeaves()
+    {
+        await LearnAsync();
+        int before = ClientHellosReceived;
+
+        var openssl = await Clients.ShellAsync(Topology.Enclave, $"openssl s_client -connect {Address}:{TlsPort} -servername evil.test </dev/null 2>&1");
+        var curl = await Clients.CurlAsync(Topology.Enclave, "https://evil.test/", "-k", "--resolve", $"evil.test:{TlsPort}:{Address}");
+        var notLearned = await Clients.CurlAsync(Topology.Enclave, $"https://{AllowedNotLearned}/", "-k", "--resolve", $"{AllowedNotLearned}:{TlsPort}:{Address}");
+        string destination = $"{Address}:{TlsPort}";
+        var enclaveEvil = await LogLineAsync(Deployment.Enclave, destination, "refused: server name evil.test is not allowed by any entry", $"learned from {Name}", "egress.tls_server_name = \"require\"");
+        var enclaveOther = await LogLineAsync(Deployment.Enclave, destination, $"refused: server name {AllowedNotLearned} is not a name the address was learned from", $"learned from {Name}");
+        var parentClosed = await LogLineAsync(Deployment.Host, $"connection to {destination} closed: 0 bytes out");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(openssl.StandardOutput, Does.Contain("Cipher is (NONE)"), openssl.ToString);
+            Assert.That(curl.ExitCode, Is.AnyOf(35, 56), curl.ToString);
+            Assert.That(notLearned.ExitCode, Is.AnyOf(35, 56), notLearned.ToString);
+            Assert.That(enclaveEvil, Is.Not.Null, () => $"no refusal of evil.test in the enclave's log:\n{Deployment.Enclave.Output}");
+            Assert.That(enclaveOther, Is.Not.Null, () => $"no refusal of {AllowedNotLearned} in the enclave's log:\n{Deployment.Enclave.Output}");
+            Assert.That(parentClosed, Is.Not.Null, () => $"the parent relayed client bytes:\n{Deployment.Host.Output}");
+            Assert.That(ClientHellosReceived, Is.EqualTo(before), () => $"a refused ClientHello reached the server:\n{TlsServer.Output}");
+        });
+    }
+
+    [Test]
+    public async Task TheNameTheAddressWasLearnedFromIsAllowed()
+    {
+        await LearnAsync();
+        int before = ClientHellosReceived;
+
+        var openssl = await Clients.ShellAsync(Topology.Enclave, $"openssl s_client -connect {Address}:{TlsPort} -servername {Name} </dev/null 2>&1");
+        var curl = await Clients.CurlAsync(Topology.Enclave, $"https://{Name}/", "-k", "--resolve", $"{Name}:{TlsPort}:{Address}", "-o", "/dev/null", "-w", "%{http_code}");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(openssl.StandardOutput, Does.Contain("Cipher is TLS_"), openssl.ToString);
+            Assert.That((curl.ExitCode, curl.StandardOutput), Is.EqualTo((0, "200")), curl.ToString);
+            Assert.That(ClientHellosReceived, Is.EqualTo(before + 2), TlsServer.Output);
+        });
+    }
+
+    [Test]
+    public async Task AServerThatSpeaksFirstIsNotHeldUp()
+    {
+        // nc -d sends nothing: the banner must arrive while the client's first bytes are still awaited.
+        var banner = await Clients.ShellAsync(Topology.Enclave, $"timeout 5 nc -d {BannerName} {WorldPorts.Banner}; true");
+
+        Assert.That(banner.StandardOutput, Does.StartWith(ServerBehaviours.Banner), banner.ToString);
+    }
+
+    [Test]
+    public async Task TheParentRefusesAWrongServerNameOnItsOwn()
+    {
+        await LearnAsync();
+        int before = ClientHellosReceived;
+        byte[] clientHello = File.ReadAllBytes(Path.Combine(RepositoryRoot(), "fuzz", "corpus", "tls-client-hello", "curl-evil.test"));
+
+        using var tunnel = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await tunnel.ConnectAsync(new UnixDomainSocketEndPoint(Deployment.TunnelSocketPath), cts.Token);
+        await tunnel.SendAsync(TunnelProbe.TcpRequest(new IPEndPoint(Address, TlsPort), Name), cts.Token);
+        byte[] status = new byte[3];
+        int got = await tunnel.ReceiveAsync(status, cts.Token);
+        await tunnel.SendAsync(clientHello, cts.Token);
+        int after = await ReceiveOrResetAsync(tunnel, cts.Token);
+        var parentRefused = await LogLineAsync(Deployment.Host, $"connection to {Address}:{TlsPort} (for {Name}) refused: server name evil.test", $"learned from {Name}");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((got, status[1]), Is.EqualTo((3, TunnelProbe.StatusOk)), "the parent connected the destination");
+            Assert.That(after, Is.LessThanOrEqualTo(0), "the stream ended (0) or was reset (-1) without an answer");
+            Assert.That(parentRefused, Is.Not.Null, () => $"no refusal in the parent's log:\n{Deployment.Host.Output}");
+            Assert.That(ClientHellosReceived, Is.EqualTo(before), () => $"the ClientHello reached the server:\n{TlsServer.Output}");
+        });
+    }
+
+    private static async Task<int> ReceiveOrResetAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await socket.ReceiveAsync(new byte[4096], cancellationToken);
+        }
+        catch (SocketException)
+        {
+            return -1;
+        }
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (DirectoryInfo? directory = new(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "Egress.sln")))
+            {
+                return directory.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("Egress.sln not found above the test directory.");
+    }
+}
