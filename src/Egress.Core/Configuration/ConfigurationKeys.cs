@@ -43,6 +43,9 @@ internal static class ConfigurationKeys
     /// unreachable; 0 turns failover off.</summary>
     public static readonly ConfigurationKey EnclaveFailoverAttempts = new("enclave.failover_attempts", ConfigurationValueKind.Integer, 2L, 0, 16);
 
+    /// <summary><c>enclave.audit_log</c>: one JSON line per connection, to <c>"stdout"</c> or an absolute path; none by default.</summary>
+    public static readonly ConfigurationKey EnclaveAuditLog = new("enclave.audit_log", ConfigurationValueKind.AuditLog, null);
+
     public static readonly ConfigurationKey HostConnectTimeout = Milliseconds("host.connect_timeout_ms", 5_000);
     public static readonly ConfigurationKey HostHeaderTimeout = Milliseconds("host.header_timeout_ms", 5_000);
     public static readonly ConfigurationKey HostDnsUpstreams = new("host.dns_upstreams", ConfigurationValueKind.DnsUpstreams, Array.Empty<IPEndPoint>());
@@ -56,6 +59,9 @@ internal static class ConfigurationKeys
     public static readonly ConfigurationKey HostEnclaves = new("host.enclaves", ConfigurationValueKind.Enclaves, Array.Empty<EnclaveMapping>());
 
     public static readonly ConfigurationKey HostKeepAliveProbes = new("host.keepalive_probes", ConfigurationValueKind.Integer, 6L, 1, 127);
+
+    /// <summary><c>host.audit_log</c>: one JSON line per tunnel stream that reached a decision, to <c>"stdout"</c> or an absolute path; none by default.</summary>
+    public static readonly ConfigurationKey HostAuditLog = new("host.audit_log", ConfigurationValueKind.AuditLog, null);
 
     public static readonly ConfigurationKey DnsTtlFloor = Seconds("dns.ttl_floor_seconds", 30, 0, MaxSeconds);
     public static readonly ConfigurationKey DnsGrace = Seconds("dns.grace_seconds", 60, 0, MaxSeconds);
@@ -71,9 +77,9 @@ internal static class ConfigurationKeys
     [
         EgressEnabled, EgressModeKey, EgressDestinations, EgressPorts, EgressTlsServerName,
         TunnelEnclaveEndpoint, TunnelHostEndpoint, TunnelStatusTimeout,
-        EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections, EnclaveFailoverAttempts,
+        EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections, EnclaveFailoverAttempts, EnclaveAuditLog,
         HostConnectTimeout, HostHeaderTimeout, HostDnsUpstreams, HostDnsTimeout, HostMetricsListen, HostMaxStreams,
-        HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes, HostEnclaves,
+        HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes, HostEnclaves, HostAuditLog,
         DnsTtlFloor, DnsGrace, DnsCacheMaxEntries,
         RelayIdleTimeout, RelayShutdownDrain, RelaySplice,
     ];

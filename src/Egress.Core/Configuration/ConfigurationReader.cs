@@ -141,8 +141,24 @@ internal sealed class ConfigurationReader
         ConfigurationValueKind.TlsServerName => ReadTlsServerName(key.Path, keyLocation),
         ConfigurationValueKind.Mode => ReadMode(key.Path, keyLocation),
         ConfigurationValueKind.Enclaves => ReadEnclaves(key.Path, keyLocation),
+        ConfigurationValueKind.AuditLog => ReadAuditLog(key.Path, keyLocation),
         _ => ReadNetfilter(key.Path, keyLocation),
     };
+
+    // "stdout" or an absolute path: a relative one would depend on the directory the host happens to start in.
+    private string ReadAuditLog(string path, SourceLocation keyLocation)
+    {
+        string value = ReadString(path, keyLocation);
+        if (value == Audit.AuditLog.StandardOutput || (Path.IsPathFullyQualified(value) && !value.EndsWith('/')))
+        {
+            return value;
+        }
+
+        throw new ConfigurationException(
+            locations[path],
+            path,
+            $"expected \"stdout\" or an absolute file path (e.g. \"/var/log/egress/audit.jsonl\"), found \"{value}\"");
+    }
 
     /// <summary>The configuration's spelling of a <see cref="Tls.TlsServerNameMode"/>.</summary>
     internal static string TlsServerNameText(Tls.TlsServerNameMode mode) => mode switch
@@ -478,7 +494,7 @@ internal sealed class ConfigurationReader
             sourceName,
             new EgressSection(Get<bool>(ConfigurationKeys.EgressEnabled), Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.EgressDestinations, out object? entries) ? (DestinationEntry[])entries! : []), values.TryGetValue(ConfigurationKeys.EgressPorts, out object? ports) ? (PortSet?)ports : null, Get<EgressMode>(ConfigurationKeys.EgressModeKey), Get<Tls.TlsServerNameMode>(ConfigurationKeys.EgressTlsServerName)),
             new TunnelSection(Get<string>(ConfigurationKeys.TunnelEnclaveEndpoint), Get<string>(ConfigurationKeys.TunnelHostEndpoint), Duration(ConfigurationKeys.TunnelStatusTimeout)),
-            new EnclaveSection(EndPoints(ConfigurationKeys.EnclaveProxyListen), EndPoints(ConfigurationKeys.EnclaveDnsListen), Duration(ConfigurationKeys.EnclaveDnsQueryTimeout), Get<NetfilterBackend>(ConfigurationKeys.EnclaveNetfilter), Count(ConfigurationKeys.EnclaveMaxConnections), Count(ConfigurationKeys.EnclaveFailoverAttempts)),
+            new EnclaveSection(EndPoints(ConfigurationKeys.EnclaveProxyListen), EndPoints(ConfigurationKeys.EnclaveDnsListen), Duration(ConfigurationKeys.EnclaveDnsQueryTimeout), Get<NetfilterBackend>(ConfigurationKeys.EnclaveNetfilter), Count(ConfigurationKeys.EnclaveMaxConnections), Count(ConfigurationKeys.EnclaveFailoverAttempts), Get<string?>(ConfigurationKeys.EnclaveAuditLog)),
             new HostSection(
                 Duration(ConfigurationKeys.HostConnectTimeout),
                 Duration(ConfigurationKeys.HostHeaderTimeout),
@@ -489,7 +505,8 @@ internal sealed class ConfigurationReader
                 Duration(ConfigurationKeys.HostKeepAliveIdle),
                 Duration(ConfigurationKeys.HostKeepAliveInterval),
                 Count(ConfigurationKeys.HostKeepAliveProbes),
-                Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.HostEnclaves, out object? enclaves) ? (EnclaveMapping[])enclaves! : [])),
+                Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.HostEnclaves, out object? enclaves) ? (EnclaveMapping[])enclaves! : []),
+                Get<string?>(ConfigurationKeys.HostAuditLog)),
             new DnsSection(Duration(ConfigurationKeys.DnsTtlFloor), Duration(ConfigurationKeys.DnsGrace), Count(ConfigurationKeys.DnsCacheMaxEntries)),
             new RelaySection(
                 idleTimeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : ConfigurationKeys.RelayIdleTimeout.ToDuration(idleTimeoutSeconds),

@@ -36,6 +36,9 @@ internal enum ConfigurationValueKind
     /// <summary><c>"enforce"</c> or <c>"report"</c>.</summary>
     Mode,
 
+    /// <summary>Where audit records go: <c>"stdout"</c> or an absolute file path.</summary>
+    AuditLog,
+
     /// <summary>An array of tables <c>{ cid = 16 | "any", config = "PATH" }</c> (<c>[[host.enclaves]]</c>).</summary>
     Enclaves,
 }

@@ -5,8 +5,9 @@ namespace Egress.Configuration;
 /// <summary>The <c>[enclave]</c> section: listeners of egress-enclave.</summary>
 public sealed class EnclaveSection
 {
-    internal EnclaveSection(IReadOnlyList<IPEndPoint> proxyListen, IReadOnlyList<IPEndPoint> dnsListen, TimeSpan dnsQueryTimeout, NetfilterBackend netfilter, int maxConnections, int failoverAttempts)
+    internal EnclaveSection(IReadOnlyList<IPEndPoint> proxyListen, IReadOnlyList<IPEndPoint> dnsListen, TimeSpan dnsQueryTimeout, NetfilterBackend netfilter, int maxConnections, int failoverAttempts, string? auditLog = null)
     {
+        AuditLog = auditLog;
         MaxConnections = maxConnections;
         FailoverAttempts = failoverAttempts;
         ProxyListen = proxyListen;
@@ -43,4 +44,11 @@ public sealed class EnclaveSection
     /// is unreachable (<c>enclave.failover_attempts</c>, 0 … 16, default 2; 0 turns failover off).
     /// </summary>
     public int FailoverAttempts { get; }
+
+    /// <summary>
+    /// Gets where egress-enclave writes one JSON line per connection it decided (<c>enclave.audit_log</c>: <c>"stdout"</c>
+    /// or an absolute file path, created with mode 0600 and appended to); null (the default) writes none. The fields are
+    /// listed in docs/configuration.md.
+    /// </summary>
+    public string? AuditLog { get; }
 }

@@ -6,8 +6,9 @@ namespace Egress.Configuration;
 public sealed class HostSection
 {
     internal HostSection(TimeSpan connectTimeout, TimeSpan headerTimeout, IReadOnlyList<IPEndPoint> dnsUpstreams, TimeSpan dnsTimeout, IPEndPoint? metricsListen, int maxStreams,
-        TimeSpan keepAliveIdle, TimeSpan keepAliveInterval, int keepAliveProbes, IReadOnlyList<EnclaveMapping>? enclaves = null)
+        TimeSpan keepAliveIdle, TimeSpan keepAliveInterval, int keepAliveProbes, IReadOnlyList<EnclaveMapping>? enclaves = null, string? auditLog = null)
     {
+        AuditLog = auditLog;
         Enclaves = enclaves ?? [];
         MaxStreams = maxStreams;
         KeepAliveIdle = keepAliveIdle;
@@ -57,4 +58,10 @@ public sealed class HostSection
     /// <summary>Gets how many unanswered keepalive probes end an outbound connection (<c>host.keepalive_probes</c>,
     /// default 6): with the defaults a dead destination is noticed after 60 + 6 × 10 = 120 s.</summary>
     public int KeepAliveProbes { get; }
+
+    /// <summary>
+    /// Gets where egress-host writes one JSON line per tunnel stream that reached a decision (<c>host.audit_log</c>:
+    /// <c>"stdout"</c> or an absolute file path, created with mode 0600 and appended to); null (the default) writes none.
+    /// </summary>
+    public string? AuditLog { get; }
 }

@@ -40,6 +40,18 @@ internal readonly record struct GatewayStreamResult
     /// <summary>Gets the relay's totals (<see cref="StreamOutcome.Relayed"/>).</summary>
     public RelayResult? Relay { get; private init; }
 
+    /// <summary>Gets the server name of the ClientHello that came through the tunnel, when the server-name check read one.</summary>
+    public string? ServerName { get; private init; }
+
+    /// <summary>Gets why the server-name check refused the connection (or would have, in report mode); null when it did not.</summary>
+    public string? ServerNameRefusal { get; private init; }
+
+    /// <summary>This result with the parent's decision that let it dial (<see cref="StreamOutcome.ConnectFailed"/>).</summary>
+    public GatewayStreamResult WithDecision(PolicyDecision decision) => this with { Decision = decision };
+
+    /// <summary>This result with what the server-name check read and decided.</summary>
+    public GatewayStreamResult WithServerName(string? serverName, string? refusal) => this with { ServerName = serverName, ServerNameRefusal = refusal };
+
     /// <summary>Gets the status and detail the enclave is answered with before the stream closes; null when nothing
     /// is answered (Ok for a relayed or DNS stream was sent when it started).</summary>
     public TunnelResponse? Answer => Outcome switch

@@ -69,4 +69,7 @@ public sealed class TunnelGatewayOptions
 
     /// <summary>Gets how many unanswered keepalive probes end a destination connection (default 6).</summary>
     public int KeepAliveProbes { get; init; } = ConfigurationKeys.HostKeepAliveProbes.DefaultInt32;
+
+    /// <summary>Gets where one JSON line per decided tunnel stream is written (<c>host.audit_log</c>); null: none.</summary>
+    internal Audit.AuditLog? Audit { get; init; }
 }

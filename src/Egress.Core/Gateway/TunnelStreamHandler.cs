@@ -1,6 +1,7 @@
 using Egress.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Egress.Audit;
 using Egress.Connections;
 using Egress.Dns;
 using Egress.Dns.Upstream;
@@ -52,16 +53,17 @@ internal sealed class TunnelStreamHandler(
     public async Task<GatewayStreamResult> HandleAsync(Socket streamSocket, ConnectionListener listener, CancellationToken aborted)
     {
         var tunnel = streamSocket;
+        uint? cid = options.Audit is null ? null : options.PeerCid(streamSocket); // read once, while the stream is open
         try
         {
             var result = await RunAsync(tunnel, listener, aborted).ConfigureAwait(false);
-            await CompleteAsync(tunnel, result, aborted).ConfigureAwait(false);
+            await CompleteAsync(tunnel, result, aborted, cid).ConfigureAwait(false);
             return result;
         }
         catch (Exception ex) when (ex is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
         {
             var failed = GatewayStreamResult.Failed(ex.Message);
-            Record(failed);
+            Record(failed, cid);
             return failed;
         }
         finally
@@ -184,7 +186,7 @@ internal sealed class TunnelStreamHandler(
             destination, options.ConnectTimeout, keepAlive, options.Relay.TimeProvider, aborted, connect).ConfigureAwait(false);
         if (upstream is null)
         {
-            return GatewayStreamResult.ConnectFailed(request, status, detail);
+            return GatewayStreamResult.ConnectFailed(request, status, detail).WithDecision(decision);
         }
 
         using (upstream)
@@ -210,14 +212,15 @@ internal sealed class TunnelStreamHandler(
                 options.Metrics?.ServerNameRefused(refused.Refusal);
             }
 
-            return GatewayStreamResult.Relayed(request, decision, relay with { ConnectionId = request.ConnectionId });
+            return GatewayStreamResult.Relayed(request, decision, relay with { ConnectionId = request.ConnectionId })
+                .WithServerName(serverNameGate?.ServerName, serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
         }
     }
 
     /// <summary>The one place a stream's outcome is logged and counted, and its status answered.</summary>
-    private async Task CompleteAsync(Socket tunnel, GatewayStreamResult result, CancellationToken aborted)
+    private async Task CompleteAsync(Socket tunnel, GatewayStreamResult result, CancellationToken aborted, uint? cid = null)
     {
-        Record(result);
+        Record(result, cid);
         if (result.Answer is { } answer)
         {
             // The request's version when one was read (the enclave reads the answer in the version it asked in), else 1.
@@ -226,8 +229,13 @@ internal sealed class TunnelStreamHandler(
         }
     }
 
-    private void Record(GatewayStreamResult result)
+    private void Record(GatewayStreamResult result, uint? cid = null)
     {
+        if (options.Audit is { } audit && AuditRecords.ForParent(result, cid, options.Relay.TimeProvider.GetUtcNow()) is { } record)
+        {
+            audit.Write(record);
+        }
+
         var request = result.Request;
         switch (result.Outcome)
         {

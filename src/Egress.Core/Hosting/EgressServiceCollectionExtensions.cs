@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Net;
+using Egress.Audit;
 using Egress.Configuration;
 using Egress.Diagnostics;
 using Egress.Dns.Forwarder;
@@ -45,6 +46,7 @@ public static class EgressServiceCollectionExtensions
         tunnel ??= configuration.GetTunnelEndpoint(TunnelSide.Enclave);
         var (policy, metrics) = AddPolicy(services, configuration, "enclave");
         var relay = configuration.CreateRelayOptions();
+        var audit = AddAudit(services, configuration, ConfigurationKeys.EnclaveAuditLog.Path, configuration.Enclave.AuditLog);
         services.AddSingleton(provider => new EgressProxy(
             new EgressProxyOptions
             {
@@ -56,6 +58,7 @@ public static class EgressServiceCollectionExtensions
                 MaxConnections = configuration.Enclave.MaxConnections,
                 FailoverAttempts = configuration.Enclave.FailoverAttempts,
                 Metrics = metrics.Get(provider),
+                Audit = audit.Get(provider),
             },
             policy,
             provider.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance));
@@ -110,6 +113,7 @@ public static class EgressServiceCollectionExtensions
         var host = configuration.Host;
         var relay = configuration.CreateRelayOptions();
         GatewayEnclave[] enclaves = LoadEnclaves(configuration);
+        var audit = AddAudit(services, configuration, ConfigurationKeys.HostAuditLog.Path, host.AuditLog);
         services.AddSingleton(provider => new TunnelGateway(
             new TunnelGatewayOptions
             {
@@ -125,6 +129,7 @@ public static class EgressServiceCollectionExtensions
                 KeepAliveInterval = host.KeepAliveInterval,
                 KeepAliveProbes = host.KeepAliveProbes,
                 Metrics = metrics.Get(provider),
+                Audit = audit.Get(provider),
                 Enclaves = enclaves,
             },
             policy,
@@ -188,6 +193,71 @@ public static class EgressServiceCollectionExtensions
     }
 
     /// <summary>The side's one metrics instance, created on first use; none without an <see cref="IMeterFactory"/>.</summary>
+    /// <summary>
+    /// The side's audit log (<c>audit_log</c>), opened when the side's listener is created (a file that cannot be opened
+    /// fails the start, naming the key) and closed by a hosted service registered before the listeners, so that it stops
+    /// after them and the records of the connections they drain are written.
+    /// </summary>
+    private static SideAudit AddAudit(IServiceCollection services, EgressConfiguration configuration, string keyPath, string? target)
+    {
+        var audit = new SideAudit(configuration, keyPath, target);
+        if (target is not null)
+        {
+            services.AddSingleton<IHostedService>(audit);
+        }
+
+        return audit;
+    }
+
+    private sealed class SideAudit(EgressConfiguration configuration, string keyPath, string? target) : IHostedService
+    {
+        private readonly Lock _lock = new();
+        private bool _opened;
+        private AuditLog? _log;
+
+        /// <exception cref="ConfigurationException">The file cannot be opened; the message names the key and the cause.</exception>
+        public AuditLog? Get(IServiceProvider provider)
+        {
+            lock (_lock)
+            {
+                if (!_opened && target is not null)
+                {
+                    _opened = true;
+                    ILogger logger = (provider.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance).CreateLogger("Egress.Audit");
+                    try
+                    {
+                        _log = AuditLog.Open(target, logger, TimeProvider.System);
+                    }
+                    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                    {
+                        throw configuration.CreateException(keyPath, $"cannot open \"{target}\" for the audit log: {ex.Message}");
+                    }
+
+                    AuditLogLines.Opened(logger, target);
+                }
+
+                return _log;
+            }
+        }
+
+        public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public async Task StopAsync(CancellationToken cancellationToken)
+        {
+            AuditLog? log;
+            lock (_lock)
+            {
+                log = _log;
+                _log = null;
+            }
+
+            if (log is not null)
+            {
+                await log.DisposeAsync().AsTask().WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
     private sealed class SideMetrics(string side, AllowlistCache cache)
     {
         private readonly Lock _lock = new();

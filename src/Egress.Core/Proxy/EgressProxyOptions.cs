@@ -43,4 +43,7 @@ public sealed class EgressProxyOptions
 
     /// <summary>Gets how long a stop lets live connections finish before aborting them.</summary>
     public TimeSpan ShutdownDrain { get; init; } = ConfigurationKeys.RelayShutdownDrain.DefaultDuration;
+
+    /// <summary>Gets where one JSON line per decided connection is written (<c>enclave.audit_log</c>); null: none.</summary>
+    internal Audit.AuditLog? Audit { get; init; }
 }

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Egress.Diagnostics;
+using Egress.Audit;
 using Egress.Interception;
 using Egress.Policy;
 using Egress.Relay;
@@ -81,7 +82,8 @@ internal sealed class ProxyConnectionHandler(
         using (hold)
         {
             // A learned address stays allowed while this connection is open, whatever the answer's TTL.
-            return await RelayAsync(client, destination, decision, aborted).ConfigureAwait(false);
+            var relayed = await RelayAsync(client, destination, decision, aborted).ConfigureAwait(false);
+            return relayed.WithAllowingDecision(decision);
         }
     }
 
@@ -128,7 +130,9 @@ internal sealed class ProxyConnectionHandler(
                 options.Metrics?.ServerNameRefused(refused.Refusal);
             }
 
-            return ProxyConnectionResult.Relayed(destination, decision, relay with { ConnectionId = tunnel.ConnectionId });
+            return ProxyConnectionResult.Relayed(destination, decision, relay with { ConnectionId = tunnel.ConnectionId })
+                .WithConnectionId(tunnel.ConnectionId)
+                .WithServerName(serverNameGate?.ServerName, serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
         }
         finally
         {
@@ -254,6 +258,11 @@ internal sealed class ProxyConnectionHandler(
             options.Metrics?.TunnelError(kind);
         }
 
+        if (options.Audit is { } audit && AuditRecords.ForEnclave(result, options.Relay.TimeProvider.GetUtcNow()) is { } record)
+        {
+            audit.Write(record);
+        }
+
         if (result.ResetsClient)
         {
             SocketReset.Reset(client);
@@ -300,7 +309,7 @@ internal sealed class ProxyConnectionHandler(
         return connected.Error switch
         {
             TunnelConnectError.None => (connected, default),
-            TunnelConnectError.Refused => (null, ProxyConnectionResult.ParentRefused(destination, connected.Status!.Value, connected.Detail)),
+            TunnelConnectError.Refused => (null, ProxyConnectionResult.ParentRefused(destination, connected.Status!.Value, connected.Detail).WithConnectionId(connected.ConnectionId)),
             TunnelConnectError.BadResponse => (null, ProxyConnectionResult.BadParentResponse(destination, connected.ReadResult)),
             TunnelConnectError.StatusTimedOut => (null, ProxyConnectionResult.Failed(ConnectionOutcome.StatusTimeout, destination)),
             TunnelConnectError.TunnelTimedOut => (null, ProxyConnectionResult.Failed(ConnectionOutcome.TunnelConnectTimeout, destination)),

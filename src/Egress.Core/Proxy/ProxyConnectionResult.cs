@@ -41,6 +41,15 @@ internal readonly record struct ProxyConnectionResult
     /// <summary>Gets the relay's totals (<see cref="ConnectionOutcome.Relayed"/>).</summary>
     public RelayResult? Relay { get; private init; }
 
+    /// <summary>Gets the tunnel v2 connection id the parent logs too; 0 when there is none (no tunnel stream, or v1).</summary>
+    public ulong ConnectionId { get; private init; }
+
+    /// <summary>Gets the server name of the application's TLS ClientHello, when the server-name check read one.</summary>
+    public string? ServerName { get; private init; }
+
+    /// <summary>Gets why the server-name check refused the connection (or would have, in report mode); null when it did not.</summary>
+    public string? ServerNameRefusal { get; private init; }
+
     /// <summary>Gets the <c>egress.outcome</c> tag of <c>egress.connections</c>: allowed, denied or failed. A denial
     /// by either side's policy is denied.</summary>
     public string MetricOutcome => Outcome switch
@@ -77,6 +86,17 @@ internal readonly record struct ProxyConnectionResult
 
     public static ProxyConnectionResult NotRedirected(OriginalDestinationStatus status, string? detail) =>
         new(ConnectionOutcome.NotRedirected) { RedirectStatus = status, Detail = detail };
+
+    /// <summary>This result with the tunnel v2 connection id (when it has none yet).</summary>
+    public ProxyConnectionResult WithConnectionId(ulong connectionId) => ConnectionId != 0 ? this : this with { ConnectionId = connectionId };
+
+    /// <summary>This result with the enclave's decision that let it go on to the tunnel, for an outcome after the
+    /// decision that carries none (the parent refused, the tunnel failed); a relayed or denied result keeps its own.</summary>
+    public ProxyConnectionResult WithAllowingDecision(PolicyDecision decision) =>
+        Outcome is ConnectionOutcome.Relayed or ConnectionOutcome.Denied or ConnectionOutcome.NotRedirected ? this : this with { Decision = decision };
+
+    /// <summary>This result with what the server-name check read and decided.</summary>
+    public ProxyConnectionResult WithServerName(string? serverName, string? refusal) => this with { ServerName = serverName, ServerNameRefusal = refusal };
 
     public static ProxyConnectionResult Denied(IPEndPoint destination, PolicyDecision decision) =>
         new(ConnectionOutcome.Denied) { Destination = destination, Decision = decision };

@@ -45,6 +45,8 @@ public sealed class ConfigurationKeysTests
         ["host.dns_upstreams"] = () => new TunnelGatewayOptions { Listen = AnyTunnel }.DnsUpstreams,
         ["host.dns_timeout_ms"] = () => new TunnelGatewayOptions { Listen = AnyTunnel }.DnsTimeout,
         ["host.metrics_listen"] = null,
+        ["host.audit_log"] = null,
+        ["enclave.audit_log"] = null,
         ["host.max_streams"] = () => new TunnelGatewayOptions { Listen = AnyTunnel }.MaxStreams,
         ["host.keepalive_idle_seconds"] = () => new TunnelGatewayOptions { Listen = AnyTunnel }.KeepAliveIdle,
         ["host.keepalive_interval_seconds"] = () => new TunnelGatewayOptions { Listen = AnyTunnel }.KeepAliveInterval,
