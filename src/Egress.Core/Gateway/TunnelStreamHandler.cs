@@ -195,7 +195,7 @@ internal sealed class TunnelStreamHandler(
             GatewayLog.Connected(logger, destination, GatewayLog.HintText(request.HostHint), decision, TunnelConnectionId.LogSuffix(request.ConnectionId));
             Count(GatewayStreamResult.Relayed(request, decision, relay: null));
             options.Metrics?.RelayStarted();
-            var serverNameGate = ServerNameGate.For(policy, destination.Address, decision);
+            var serverNameGate = ServerNameGate.For(policy, destination, decision);
 
             // Version 1 streams keep the raw relay; version 2 frames the tunnel side (A), so the destination's RST,
             // a relay error or this host stopping reaches the enclave as an END frame with its cause.

@@ -106,7 +106,7 @@ internal sealed class ProxyConnectionHandler(
             }
 
             Started(ProxyConnectionResult.Relayed(destination, decision, relay: null), tunnel.ConnectionId);
-            var serverNameGate = ServerNameGate.For(policy, destination.Address, decision);
+            var serverNameGate = ServerNameGate.For(policy, destination, decision);
             RelayResult relay;
             try
             {

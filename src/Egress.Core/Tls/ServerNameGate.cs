@@ -43,9 +43,11 @@ internal sealed class ServerNameGate : IFirstBytesGate
     /// <summary>
     /// The gate for a connection to <paramref name="destination"/> allowed by <paramref name="decision"/>: one when the
     /// decision is a learned address and the policy's mode is not <see cref="TlsServerNameMode.Off"/>; null otherwise
-    /// (address, network and <c>*</c> entries are not checked).
+    /// (address, network and <c>*</c> entries are not checked). The server name must be allowed by an entry that
+    /// allows the destination's port: an address that two names share, allowed on a port through one of them, is not
+    /// reachable on that port under the other's name (<c>www.a.test:9000</c> does not open <c>other.a.test</c> on 9000).
     /// </summary>
-    public static ServerNameGate? For(EgressPolicy policy, IPAddress destination, PolicyDecision decision)
+    public static ServerNameGate? For(EgressPolicy policy, IPEndPoint destination, PolicyDecision decision)
     {
         if (policy.TlsServerName == TlsServerNameMode.Off
             || decision.Reason is not (DecisionReason.Learned or DecisionReason.LearnedInGrace or DecisionReason.LearnedInUse))
@@ -54,7 +56,7 @@ internal sealed class ServerNameGate : IFirstBytesGate
         }
 
         return new ServerNameGate(
-            policy.TlsServerName, policy.LearnedNamesOf(destination, decision.Subject), name => policy.CheckName(name) is { IsAllowed: true, WouldDeny: false }, policy.Mode == EgressMode.Report);
+            policy.TlsServerName, policy.LearnedNamesOf(destination.Address, decision.Subject), name => policy.CheckNamePort(name, destination.Port) is (_, true), policy.Mode == EgressMode.Report);
     }
 
     /// <summary>A gate over fixed names, for tests.</summary>

@@ -97,15 +97,41 @@ public sealed class ServerNameGateTests(bool splice)
         var learned = IPAddress.Parse("198.51.100.7");
         Assert.That(policy.Learn("www.allowed.test", learned, TimeSpan.FromMinutes(5)).Outcome, Is.EqualTo(LearnOutcome.Learned));
 
-        ServerNameGate? gate = ServerNameGate.For(policy, learned, policy.CheckAddress(learned));
+        ServerNameGate? gate = ServerNameGate.For(policy, new IPEndPoint(learned, 443), policy.CheckAddress(learned));
 
         Assert.Multiple(() =>
         {
             Assert.That(policy.TlsServerName, Is.EqualTo(TlsServerNameMode.Require), "the default");
             Assert.That(gate, Is.Not.Null);
             Assert.That(gate!.LearnedNames, Is.EqualTo(new[] { "www.allowed.test" }));
-            Assert.That(ServerNameGate.For(policy, IPAddress.Parse("203.0.113.9"), policy.CheckAddress(IPAddress.Parse("203.0.113.9"))), Is.Null, "an address entry");
-            Assert.That(ServerNameGate.For(off, learned, off.CheckAddress(learned)), Is.Null, "\"off\"");
+            Assert.That(ServerNameGate.For(policy, new IPEndPoint(IPAddress.Parse("203.0.113.9"), 443), policy.CheckAddress(IPAddress.Parse("203.0.113.9"))), Is.Null, "an address entry");
+            Assert.That(ServerNameGate.For(off, new IPEndPoint(learned, 443), off.CheckAddress(learned)), Is.Null, "\"off\"");
+        });
+    }
+
+    /// <summary>From a new user's trial: two names on one address, the port allowed through one of them only; a
+    /// ClientHello naming the other on that port was let through (the name check ignored the port).</summary>
+    [Test]
+    public async Task TheServerNameMustBeAllowedOnTheDestinationsPort()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions());
+        var policy = EgressPolicy.Create(true, ["www.allowed.test:443,9000", "other.allowed.test:443"], cache);
+        var shared = IPAddress.Parse("198.51.100.8");
+        policy.Learn("www.allowed.test", shared, TimeSpan.FromMinutes(5));
+        policy.Learn("other.allowed.test", shared, TimeSpan.FromMinutes(5));
+        byte[] other = ClientHelloVectors.WithExtensions((0, ClientHelloVectors.ServerName("other.allowed.test"u8.ToArray())));
+
+        var on9000 = ServerNameGate.For(policy, new IPEndPoint(shared, 9000), policy.CheckConnection(shared, 9000, out var hold9000))!;
+        var on443 = ServerNameGate.For(policy, new IPEndPoint(shared, 443), policy.CheckConnection(shared, 443, out var hold443))!;
+        hold9000?.Dispose();
+        hold443?.Dispose();
+        var (refused, _) = await InspectInChunksAsync(on9000, other, other.Length);
+        var (allowed, _) = await InspectInChunksAsync(on443, other, other.Length);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((refused.Allowed, on9000.Refusal), Is.EqualTo((false, ServerNameRefusal.NotAllowed)), "other.allowed.test is not allowed on 9000");
+            Assert.That(allowed.Allowed, Is.True, "other.allowed.test on 443");
         });
     }
 
