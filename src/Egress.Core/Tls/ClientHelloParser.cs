@@ -48,6 +48,25 @@ internal static class ClientHelloParser
             return ClientHelloStatus.NeedMore;
         }
 
+        if ((received[0] & 0x80) != 0)
+        {
+            // An SSL 2.0-format CLIENT-HELLO (RFC 5246 Appendix E.2: a 2-byte length with the high bit set, then
+            // msg_type 1), which TLS 1.0 servers may still accept: it cannot carry extensions, so it has no server
+            // name. Read as a ClientHello without one (refused under "require"), never as plain text.
+            if (received.Length < 3)
+            {
+                return ClientHelloStatus.NeedMore;
+            }
+
+            if (received[2] == 1)
+            {
+                hello = new ClientHello(null, false);
+                return ClientHelloStatus.ClientHello;
+            }
+
+            return ClientHelloStatus.NotTls;
+        }
+
         if (received[0] != HandshakeRecord)
         {
             return ClientHelloStatus.NotTls;

@@ -189,6 +189,23 @@ public sealed class ClientHelloParserTests
         Assert.That(Parse(ClientHelloVectors.Read(file)).Status, Is.EqualTo(ClientHelloStatus.NotTls));
     }
 
+    /// <summary>From a new user's trial: an SSL 2.0-format CLIENT-HELLO (first byte 0x80) was read as plain text and
+    /// passed under "require"; it has no server name, and a TLS 1.0 server may accept it.</summary>
+    [Test]
+    public void AnSsl2FormatClientHelloIsAClientHelloWithoutAServerName()
+    {
+        // RFC 5246 E.2: length 0x8025 (high bit), msg_type 1, version 3.1, cipher_spec_length 12, session_id 0, challenge 16
+        byte[] hello = [0x80, 0x25, 0x01, 0x03, 0x01, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x10, .. new byte[12], .. new byte[16]];
+        Assert.Multiple(() =>
+        {
+            Assert.That(Parse(hello), Is.EqualTo((ClientHelloStatus.ClientHello, new ClientHello(null, false))));
+            Assert.That(Parse(hello[..2]).Status, Is.EqualTo(ClientHelloStatus.NeedMore));
+            Assert.That(Parse([0x80, 0x25, 0x02]).Status, Is.EqualTo(ClientHelloStatus.NotTls), "another SSL 2.0 message, or a binary protocol");
+            Assert.That(ServerNameCheck.Decide(TlsServerNameMode.Require, ClientHelloStatus.ClientHello, new ClientHello(null, false), ["www.allowed.test"], _ => true),
+                Is.EqualTo(ServerNameRefusal.NoServerName));
+        });
+    }
+
     [Test]
     public void NoBytesNeedMore()
     {

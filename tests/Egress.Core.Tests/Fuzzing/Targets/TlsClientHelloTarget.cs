@@ -7,7 +7,7 @@ namespace Egress.Fuzzing;
 /// <summary>
 /// A connection's first client bytes, as both hosts read them before a connection to a learned address may send on:
 /// <see cref="ClientHelloParser.Parse"/> and the <see cref="ServerNameGate"/> around it. The contract: no exception;
-/// not TLS exactly when the first byte is not 22; a server name read is a valid lower-case DNS name; every prefix of
+/// not TLS exactly when the first byte is not 22 (or, with its high bit set, when the third is not 1: an SSL 2.0-format ClientHello); a server name read is a valid lower-case DNS name; every prefix of
 /// the input either needs more or decides the same (so however TCP splits the bytes, the decision is one); and the
 /// gate, fed the input a few bytes at a time, decides what <see cref="ServerNameCheck"/> decides for the whole and
 /// hands on exactly a prefix of the input.
@@ -20,7 +20,16 @@ internal static class TlsClientHelloTarget
     {
         ClientHelloStatus status = ClientHelloParser.Parse(input, out ClientHello hello);
         Require(Enum.IsDefined(status), $"undefined status {status}");
-        Require((status == ClientHelloStatus.NotTls) == (input.Length > 0 && input[0] != 22), "not-TLS does not follow the first byte");
+        if (input.Length > 0 && (input[0] & 0x80) != 0)
+        {
+            // An SSL 2.0-format CLIENT-HELLO (RFC 5246 E.2) when its third byte is 1; else not TLS.
+            ClientHelloStatus ssl2 = input.Length < 3 ? ClientHelloStatus.NeedMore : input[2] == 1 ? ClientHelloStatus.ClientHello : ClientHelloStatus.NotTls;
+            Require(status == ssl2 && (status != ClientHelloStatus.ClientHello || hello == new ClientHello(null, false)), $"an SSL 2.0-format first byte decides {status}");
+        }
+        else
+        {
+            Require((status == ClientHelloStatus.NotTls) == (input.Length > 0 && input[0] != 22), "not-TLS does not follow the first byte");
+        }
         if (status != ClientHelloStatus.ClientHello)
         {
             Require(hello == default, "a result without a ClientHello carries one");
