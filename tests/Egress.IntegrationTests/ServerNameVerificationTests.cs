@@ -67,6 +67,7 @@ public sealed class ServerNameVerificationTests : EgressFixture
         var enclaveEvil = await LogLineAsync(Deployment.Enclave, destination, "refused: server name evil.test is not allowed by any entry", $"learned from {Name}", "egress.tls_server_name = \"require\"");
         var enclaveOther = await LogLineAsync(Deployment.Enclave, destination, $"refused: server name {AllowedNotLearned} is not a name the address was learned from", $"learned from {Name}");
         var parentClosed = await LogLineAsync(Deployment.Host, $"connection to {destination} closed: 0 bytes out", "received Refused"); // tunnel v2: the enclave's END(Refused)
+        var parentWhy = await LogLineAsync(Deployment.Host, $"connection to {destination}", "refused by the enclave's TLS server-name check", "no client byte reached the destination");
 
         Assert.Multiple(() =>
         {
@@ -76,6 +77,7 @@ public sealed class ServerNameVerificationTests : EgressFixture
             Assert.That(enclaveEvil, Is.Not.Null, () => $"no refusal of evil.test in the enclave's log:\n{Deployment.Enclave.Output}");
             Assert.That(enclaveOther, Is.Not.Null, () => $"no refusal of {AllowedNotLearned} in the enclave's log:\n{Deployment.Enclave.Output}");
             Assert.That(parentClosed, Is.Not.Null, () => $"the parent relayed client bytes, or does not say the enclave refused:\n{Deployment.Host.Output}");
+            Assert.That(parentWhy, Is.Not.Null, () => $"the parent does not say why the connection ended:\n{Deployment.Host.Output}");
             Assert.That(ClientHellosReceived, Is.EqualTo(before), () => $"a refused ClientHello reached the server:\n{TlsServer.Output}");
         });
     }

@@ -16,6 +16,9 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 225, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} refused: {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\"); reset before any client byte was sent")]
     public static partial void ServerNameRefused(ILogger logger, EndPoint destination, string hint, string reason, string serverName, string learnedNames, string mode);
 
+    [LoggerMessage(EventId = 227, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} refused by the enclave's TLS server-name check (END Refused; its log names the server name); no client byte reached the destination")]
+    public static partial void EnclaveRefusedServerName(ILogger logger, EndPoint destination, string hint);
+
     [LoggerMessage(EventId = 226, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} would be refused (egress.mode = \"report\": relayed): {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\")")]
     public static partial void ServerNameWouldRefuse(ILogger logger, EndPoint destination, string hint, string reason, string serverName, string learnedNames, string mode);
 

@@ -211,6 +211,11 @@ internal sealed class TunnelStreamHandler(
                 GatewayLog.ServerNameRefused(logger, destination, GatewayLog.HintText(request.HostHint), refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
                 options.Metrics?.ServerNameRefused(refused.Refusal);
             }
+            else if (relay.Framed is { Received: TunnelEndCause.Refused } && relay.BytesAToB == 0)
+            {
+                // The enclave refused first (its line has the server name; it is counted there): say why this one ended.
+                GatewayLog.EnclaveRefusedServerName(logger, destination, GatewayLog.HintText(request.HostHint));
+            }
 
             return GatewayStreamResult.Relayed(request, decision, relay with { ConnectionId = request.ConnectionId })
                 .WithServerName(serverNameGate?.ServerName, serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
