@@ -198,7 +198,25 @@ def build(samples, machine, bdn):
     for name, mean, alloc in bdn:
         micro_lines.append(f"| {name} | {fmt(mean)} ns | {alloc:.0f} B | {'yes' if name in HOT_PATHS else 'no'} |")
     micro_table = "\n".join(micro_lines)
-    return table, target_table, micro_table, targets
+    return table, target_table, micro_table, targets, build_sni(samples)
+
+
+def build_sni(samples):
+    """The sni section's table: the server-name check on ("require") and off through a learned address, same run;
+    empty when the section did not run."""
+    rows = [("TLS connections/s (full handshake with SNI, GET, close; 4 loops)", "sni_tls_conn_per_s"),
+            ("Bulk throughput, iperf3 to the name (Gbit/s)", "sni_throughput_gbps")]
+    if not any(f"{key}.require" in samples or f"{key}.off" in samples for _, key in rows):
+        return ""
+    lines = ["| Metric (Egress, learned address) | require | off | require / off |", "|---|---:|---:|---:|"]
+    for name, key in rows:
+        on, off = median(samples, f"{key}.require"), median(samples, f"{key}.off")
+        r = ratio(on, off)
+        lines.append(f"| {name} | {fmt(on)} | {fmt(off)} | "
+                     f"{fmt(r) + 'x' if r is not None else '–'}{repeat_spread(samples, f'{key}.require', f'{key}.off')} |")
+    failed = [worst(samples, f"sni_tls_failed.{mode}") for mode in ("require", "off")]
+    lines.append(f"| TLS connections failed (worst repeat) | {fmt(failed[0], 0)} | {fmt(failed[1], 0)} | – |")
+    return "\n".join(lines)
 
 
 def none_div(value, by):
@@ -230,7 +248,7 @@ def main():
     samples = load(args.results)
     machine = load_machine(args.machine)
     bdn = load_bdn(args.bdn) if os.path.isdir(args.bdn) else []
-    table, target_table, micro_table, _ = build(samples, machine, bdn)
+    table, target_table, micro_table, _, sni_table = build(samples, machine, bdn)
 
     print()
     print(f"Egress benchmarks ({machine.get('mode')} run, {machine.get('date')}, {machine.get('nproc')} CPUs, "
@@ -242,6 +260,11 @@ def main():
     print()
     print(micro_table)
     print()
+    if sni_table:
+        print("TLS server-name check (egress.tls_server_name), on and off in the same run:")
+        print()
+        print(sni_table)
+        print()
 
     if args.docs:
         section = "\n".join([
@@ -265,6 +288,16 @@ def main():
             "",
             target_table,
             "",
+        ] + ([
+            "### The TLS server-name check, on (`require`) and off, same run",
+            "",
+            "Both hosts restarted on a file that allows only `bench.sni.test` (its address learned from the DNS answer "
+            "the client got through Egress), once per setting and repeat, the settings taking turns; nginx in the world "
+            "namespace. Ratio in brackets: the lowest and highest of a single repeat.",
+            "",
+            sni_table,
+            "",
+        ] if sni_table else []) + [
             "### Micro-benchmarks (BenchmarkDotNet, in-process, `[MemoryDiagnoser]`)",
             "",
             micro_table,

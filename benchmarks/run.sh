@@ -6,7 +6,7 @@
 #                                     # fails to carry traffic; docs untouched (for CI)
 # Options: --no-install (fail instead of apt-get installing missing tools), --no-docs (full run, docs untouched),
 #          --keep (keep the run directory with logs and raw results),
-#          --only=throughput,latency,connrate,memory,dns,micro (run only these sections; implies --no-docs).
+#          --only=throughput,latency,connrate,memory,dns,sni,micro (run only these sections; implies --no-docs).
 # Environment: EGRESS_ENCLAVE_BIN=/path/to/egress-enclave measures that executable instead of the Release build (e.g. a
 #          Native AOT publish; egress-host stays the Release build); BENCH_* variables are described where used.
 #
@@ -15,11 +15,13 @@
 #               egress-enclave, the first hop of the socat and HAProxy chains, the clients (iperf3, egress-bench-tool,
 #               dnsperf)
 #   parent ns   veth 198.18.0.1/24; egress-host, the second hop of the socat and HAProxy chains, the dnsmasq pair
-#   world ns    veth 198.18.0.10/24; iperf3 -s, the echo server, the authoritative dnsmasq
+#   world ns    veth 198.18.0.10/24; iperf3 -s, the echo server, the authoritative dnsmasq (bench.sni.test and every
+#               name below bench.egress.test are 198.18.0.10), nginx on :443 for the sni section
 #   tunnel      Unix sockets in the run directory (reachable from every namespace), one per chain
 # Paths measured: egress (app -> DNAT -> egress-enclave -> unix -> egress-host -> server), socat 2-hop and HAProxy
 # 2-hop (app -> 127.0.0.1:port -> hop 1 -> unix -> hop 2 -> server), direct (parent ns -> world ns over the veth,
-# no proxy).
+# no proxy). The sni section restarts both egress hosts with the server-name check (egress.tls_server_name) on and
+# off, allowing only the name bench.sni.test (so connections go through the address learned from its DNS answer).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,7 +35,7 @@ for arg in "$@"; do
     --no-docs) docs=0 ;;
     --keep) keep=1 ;;
     --only=*) only=",${arg#--only=}," ;;
-    -h|--help) sed -n "2,22p" "$0"; exit 0 ;;
+    -h|--help) sed -n "2,24p" "$0"; exit 0 ;;
     *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -56,6 +58,7 @@ die() { log "error: $*"; exit 1; }
 # --- prerequisites ----------------------------------------------------------------------------------------------
 need=(iperf3:iperf3 socat:socat haproxy:haproxy dnsperf:dnsperf dnsmasq:dnsmasq-base ip:iproute2 iptables:iptables
       ss:iproute2 pgrep:procps python3:python3-minimal)
+want sni && need+=(nginx:nginx openssl:openssl)
 missing=()
 for pair in "${need[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
@@ -160,9 +163,11 @@ iperf_port=5201 echo_port=7000
 # --- servers (world) ----------------------------------------------------------------------------------------------
 start iperf-server "$ns_wld" iperf3 -s -B "$world" -p "$iperf_port"
 start echo-server "$ns_wld" "$tool" echo-server --listen "$world:$echo_port"
-# The authoritative upstream both DNS chains end at: every name below bench.egress.test is 198.18.0.10, TTL 300.
+# The authoritative upstream both DNS chains end at: every name below bench.egress.test, and bench.sni.test (the sni
+# section), is 198.18.0.10, TTL 300.
 start dnsmasq-c "$ns_wld" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --pid-file \
-  --bind-interfaces --listen-address="$world" --port=53 --address=/bench.egress.test/"$world" --local-ttl=300 \
+  --bind-interfaces --listen-address="$world" --port=53 --address=/bench.egress.test/"$world" \
+  --address=/bench.sni.test/"$world" --local-ttl=300 \
   --log-facility="$run/dnsmasq-c.syslog"
 wait_until 20 "iperf3 -s" tcp_listening "$ns_wld" "$iperf_port"
 wait_until 20 "echo server" tcp_listening "$ns_wld" "$echo_port"
@@ -424,6 +429,198 @@ print("%.1f %.1f" % (l[len(l) // 2] * 1e6, l[int(len(l) * 0.99)] * 1e6) if l els
     log "  $path: $qps qps, lost $lost; at 1000 qps p50/p99 ${lat:-?} us"
   done
 done
+fi
+
+# --- TLS server-name check on and off ---------------------------------------------------------------------------------
+# egress.tls_server_name applies only to connections allowed through an address learned from a DNS answer, and reads
+# the client's ClientHello before relaying. So both hosts are restarted on a file that allows only bench.sni.test (no
+# CIDR entry), the client resolves the name through the egress DNS forwarder (127.0.0.1:53 in the enclave ns) before
+# it connects, and each round runs once with "require" and once with "off", alternating which goes first: TLS
+# handshakes per second (new connection, full handshake with SNI, one HTTP request, close; nginx in the world ns) and
+# iperf3 to the name (no ClientHello: its first bytes pass unparsed, so no difference is expected; measured to show it).
+if want sni; then
+sni_name=bench.sni.test sni_port=443 sni_concurrency=4
+log "TLS server-name check: require vs off, TLS handshakes for $cr_seconds s x $sni_concurrency loops and iperf3 -t $tp_seconds, $repeats repeat(s)"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$run/sni.key" -out "$run/sni.crt" \
+  -subj "/CN=$sni_name" -days 1 >"$run/sni-cert.log" 2>&1 || die "openssl req: $(cat "$run/sni-cert.log")"
+mkdir -p "$run/nginx"
+cat >"$run/nginx.conf" <<EOF
+daemon off;
+worker_processes $(nproc);
+pid $run/nginx.pid;
+error_log $run/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $run/nginx/body;
+  proxy_temp_path $run/nginx/proxy;
+  fastcgi_temp_path $run/nginx/fastcgi;
+  uwsgi_temp_path $run/nginx/uwsgi;
+  scgi_temp_path $run/nginx/scgi;
+  server {
+    listen $world:$sni_port ssl;
+    server_name $sni_name;
+    ssl_certificate $run/sni.crt;
+    ssl_certificate_key $run/sni.key;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    location / { return 200 "ok\n"; }
+  }
+}
+EOF
+start nginx-sni "$ns_wld" nginx -e "$run/nginx-error.log" -p "$run/nginx" -c "$run/nginx.conf"
+wait_until 20 "nginx" tcp_listening "$ns_wld" "$sni_port"
+
+# The TLS client: resolves NAME once (through the enclave's resolver, so egress learns the address), then
+# CONCURRENCY loops of connect, handshake with server name SNI (default NAME), GET /, read to the end, close, for
+# SECONDS; prints per_second=, ok=, failed=. SECONDS 0: one connection, exit status 0 if it got its 200 answer.
+cat >"$run/tls-client.py" <<'EOF'
+import socket, ssl, sys, threading, time
+name, port, seconds, concurrency = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+sni = sys.argv[5] if len(sys.argv) > 5 else name
+address = socket.getaddrinfo(name, port, socket.AF_INET, socket.SOCK_STREAM)[0][4]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+request = f"GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode()
+
+def one():
+    with socket.create_connection(address, timeout=5) as raw, context.wrap_socket(raw, server_hostname=sni) as tls:
+        tls.sendall(request)
+        answer = b""
+        while chunk := tls.recv(4096):
+            answer += chunk
+    return answer.startswith(b"HTTP/1.1 200")
+
+if seconds == 0:
+    try:
+        ok = one()
+    except Exception as error:
+        print(f"refused: {error!r}")
+        sys.exit(1)
+    print("ok" if ok else "bad answer")
+    sys.exit(0 if ok else 1)
+counts = {"ok": 0, "failed": 0}
+lock = threading.Lock()
+deadline = time.monotonic() + seconds
+
+def loop():
+    while time.monotonic() < deadline:
+        try:
+            key = "ok" if one() else "failed"
+        except Exception:
+            key = "failed"
+        with lock:
+            counts[key] += 1
+
+started = time.monotonic()
+threads = [threading.Thread(target=loop) for _ in range(concurrency)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(f"per_second={counts['ok'] / (time.monotonic() - started):.0f} ok={counts['ok']} failed={counts['failed']} address={address[0]}")
+EOF
+
+sni_round=0
+# egress_restart CONFIG: stops the running egress-enclave and egress-host, starts both on CONFIG (whose tunnel socket
+# must be new) and waits for the enclave's proxy port.
+egress_restart() {
+  local config=$1 pid
+  sni_round=$((sni_round + 1))
+  for pid in "$egress_enclave_pid" "$egress_host_pid"; do
+    kill "$pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  wait_until 20 "the enclave proxy port to close" bash -c "! ip netns exec $ns_enc ss -Hltn 'sport = :4444' | grep -q ."
+  local sock
+  sock=$(sed -n 's/^host_endpoint = "unix:\(.*\)"$/\1/p' "$config")
+  # shellcheck disable=SC2086
+  start "egress-host-$sni_round" "$ns_par" env ${BENCH_HOST_ENV:-} "$host_bin" --config "$config" --log-level Warning
+  egress_host_pid=$(pid_of "egress-host-$sni_round")
+  wait_until 30 "egress-host ($config)" test -S "$sock"
+  # shellcheck disable=SC2086
+  start "egress-enclave-$sni_round" "$ns_enc" env ${BENCH_HOST_ENV:-} "$enclave_bin" --config "$config" --log-level Warning
+  egress_enclave_pid=$(pid_of "egress-enclave-$sni_round")
+  wait_until 30 "egress-enclave ($config)" tcp_listening "$ns_enc" 4444
+}
+egress_enclave_pid=$(pid_of egress-enclave) egress_host_pid=$(pid_of egress-host)
+
+sni_modes=(require off)
+for ((r = 1; r <= repeats; r++)); do
+  order=("${sni_modes[@]}")
+  [ $((r % 2)) -eq 0 ] && order=(off require)
+  for sni_mode in "${order[@]}"; do
+    config="$run/enclave-sni-$r-$sni_mode.toml"
+    cat >"$config" <<EOF
+[egress]
+enabled = true
+destinations = ["$sni_name:$sni_port", "$sni_name:$iperf_port"]
+tls_server_name = "$sni_mode"
+
+[tunnel]
+enclave_endpoint = "unix:$run/egress-sni-$r-$sni_mode.sock"
+host_endpoint = "unix:$run/egress-sni-$r-$sni_mode.sock"
+
+[enclave]
+proxy_listen = ["127.0.0.1:4444"]
+dns_listen = ["127.0.0.1:53"]
+
+[host]
+dns_upstreams = ["$world:53"]
+${BENCH_EXTRA_TOML:-}
+EOF
+    egress_restart "$config"
+    # The check must be what it says: under "require" a ClientHello naming another server is refused on the learned
+    # address; under "off" it passes. (Each restart forgets what was learned: the client resolves the name again.)
+    probe=$(in_ns "$ns_enc" python3 "$run/tls-client.py" "$sni_name" "$sni_port" 0 1 other.sni.test 2>&1)
+    probe_status=$?
+    if [ "$sni_mode" = require ] && [ "$probe_status" -eq 0 ]; then
+      fail "sni: a ClientHello for other.sni.test passed under tls_server_name = \"require\" (the check is not on the path)"
+    elif [ "$sni_mode" = off ] && [ "$probe_status" -ne 0 ]; then
+      fail "sni: a ClientHello for other.sni.test was refused under tls_server_name = \"off\": $probe"
+    fi
+    line=$(in_ns "$ns_enc" python3 "$run/tls-client.py" "$sni_name" "$sni_port" "$cr_seconds" "$sni_concurrency" 2>&1)
+    rate=$(grep -o 'per_second=[0-9]*' <<<"$line" | cut -d= -f2)
+    ok=$(grep -o ' ok=[0-9]*' <<<"$line" | cut -d= -f2)
+    if [ -z "$rate" ] || [ "${ok:-0}" = 0 ]; then
+      fail "sni: TLS connections via egress ($sni_mode) carried nothing: $(tail -c 300 <<<"$line")"
+    else
+      record "sni_tls_conn_per_s.$sni_mode $rate"
+      record "sni_tls_failed.$sni_mode $(grep -o 'failed=[0-9]*' <<<"$line" | cut -d= -f2)"
+      log "  $sni_mode: TLS $line; probe with another server name: $probe"
+    fi
+    sleep 1
+    json=$(in_ns "$ns_enc" iperf3 -c "$sni_name" -p "$iperf_port" -t "$tp_seconds" -J 2>&1)
+    gbps=$(python3 -c 'import json,sys
+try: print("%.3f" % (json.loads(sys.stdin.read())["end"]["sum_received"]["bits_per_second"] / 1e9))
+except Exception: print("0")' <<<"$json")
+    if [ "$gbps" = 0 ] || [ "$gbps" = 0.000 ]; then
+      fail "sni: throughput via egress ($sni_mode) carried no traffic: $(tail -c 300 <<<"$json")"
+    else
+      record "sni_throughput_gbps.$sni_mode $gbps"
+      log "  $sni_mode: iperf3 to $sni_name: $gbps Gbit/s"
+    fi
+  done
+done
+python3 - "$results" <<'EOF' >&2
+import statistics, sys
+samples = {}
+for line in open(sys.argv[1], encoding="utf-8"):
+    key, _, value = line.partition(" ")
+    if key.startswith("sni_"):
+        samples.setdefault(key, []).append(float(value))
+for metric, unit in (("sni_tls_conn_per_s", "TLS connections/s"), ("sni_throughput_gbps", "Gbit/s")):
+    on, off = samples.get(metric + ".require"), samples.get(metric + ".off")
+    if on and off:
+        a, b = statistics.median(on), statistics.median(off)
+        print(f"[bench] sni: {unit}: require {a:g}, off {b:g} (medians of {len(on)}/{len(off)}), require/off {a / b:.3f}x")
+EOF
+# Back to the main configuration, for any section after this one (on a new tunnel socket).
+sed "s|unix:$run/egress.sock|unix:$run/egress-main.sock|" "$run/enclave.toml" >"$run/enclave-main.toml"
+egress_restart "$run/enclave-main.toml"
+hop_pids[egress]="$egress_enclave_pid $egress_host_pid"
 fi
 
 # --- micro-benchmarks -------------------------------------------------------------------------------------------------
