@@ -10,8 +10,16 @@ namespace Egress.Policy;
 /// or JSON log format, mixed with any other lines) into <c>egress.destinations</c> entries that would allow what was
 /// reported: a name with the ports its connections used (<c>api.example.com:443,8443</c>), a name with no port when only
 /// its DNS questions were seen (every port), and an address with its ports when no name is known
-/// (<c>203.0.113.7:443</c>, <c>[2001:db8::1]:443</c>). Denials report mode keeps (internal ranges, the parent's own
-/// addresses) are not would-deny lines and never become entries. The result is sorted (ordinal) and unique.
+/// (<c>203.0.113.7:443</c>, <c>[2001:db8::1]:443</c>). The server names of TLS connections report mode relayed although
+/// the check would refuse them (<see cref="Proxy.ProxyLog"/> event 126, <see cref="Gateway.GatewayLog"/> event 226:
+/// <c>... would be refused (egress.mode = "report": relayed): server name other.example.com is not allowed by any
+/// entry ...</c>) become entries with their port too.
+/// <para>What report mode still denied is never proposed, even when a would-deny line reported it first (the enclave
+/// reports a connection to the parent's own address, which egress-host then denies): an address and port either host
+/// denied with <c>...; report mode does not relax internal addresses</c> (internal ranges, the parent's own addresses),
+/// a name whose connection was so denied (the line's <c>(name ...)</c> or <c>(for ...)</c>, or a would-deny connection
+/// to that address and port under the name), and a name whose DNS answer was refused as rebinding (<c>DNS rebinding
+/// refused: ...</c>). <see cref="LeftOut"/> says what was left out and why. The result is sorted (ordinal) and unique.</para>
 /// </summary>
 internal sealed partial class ReportedDestinations
 {
@@ -19,55 +27,89 @@ internal sealed partial class ReportedDestinations
     // ("{Name}") does not match.
     private const string NamePattern = @"[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?";
 
+    // An IPEndPoint as the lines write it: 203.0.113.7:443 or [2001:db8::1]:443.
+    private const string EndPointPattern = @"(?:\[(?<v6>[0-9A-Fa-f:.]+)\]|(?<v4>[0-9.]+)):(?<port>[0-9]{1,5})";
+
+    // PolicyDecision's suffix for a denial report mode keeps.
+    private const string KeptSuffix = "; report mode does not relax internal addresses";
+
     private readonly SortedDictionary<string, SortedSet<int>> _names = new(StringComparer.Ordinal);
     private readonly Dictionary<IPAddress, SortedSet<int>> _addresses = [];
+    private readonly Dictionary<IPEndPoint, SortedSet<string>> _namesAt = [];
+    private readonly Dictionary<IPEndPoint, Kept> _kept = [];
+    private readonly Dictionary<string, string> _rebinding = new(StringComparer.Ordinal);
 
-    [GeneratedRegex(WouldDenyLog.Prefix + @"connection to (?:\[(?<v6>[0-9A-Fa-f:.]+)\]|(?<v4>[0-9.]+)):(?<port>[0-9]{1,5})(?: \(name (?<name>" + NamePattern + @")\))?: ", RegexOptions.CultureInvariant)]
+    /// <summary>A denial report mode kept: its reason (without the <c>(interface ...)</c> detail) and the hint it named.</summary>
+    private sealed record Kept(string Reason, bool OfParent, SortedSet<string> Hints);
+
+    [GeneratedRegex(WouldDenyLog.Prefix + "connection to " + EndPointPattern + @"(?: \(name (?<name>" + NamePattern + @")\))?: (?:name (?<reasonName>" + NamePattern + @") not in allowlist)?", RegexOptions.CultureInvariant)]
     private static partial Regex ConnectionLine();
 
     [GeneratedRegex(WouldDenyLog.Prefix + @"DNS (?<name>" + NamePattern + @") [A-Za-z0-9]+: ", RegexOptions.CultureInvariant)]
     private static partial Regex QuestionLine();
 
-    /// <summary>Gets how many would-deny lines were read (lines holding at least one).</summary>
+    // ProxyLog 126, GatewayLog 226 (a JSON line escapes the quotes).
+    [GeneratedRegex("connection to " + EndPointPattern + @"(?: \(for [^)]*\))? would be refused \(egress\.mode = \\?""report\\?"": relayed\): server name (?<name>" + NamePattern + @") is not allowed by any entry", RegexOptions.CultureInvariant)]
+    private static partial Regex ServerNameLine();
+
+    // ProxyLog 104, GatewayLog 202 with a decision report mode kept (PolicyDecision.ToString).
+    [GeneratedRegex("connection to " + EndPointPattern + @"(?: \(for (?<name>" + NamePattern + @")\.?\))? denied: (?<reason>[^;""]*)(?<entry>; an entry naming this one address allows it)?" + KeptSuffix, RegexOptions.CultureInvariant)]
+    private static partial Regex KeptLine();
+
+    // DnsLog 308.
+    [GeneratedRegex(@"DNS rebinding refused: (?<name>" + NamePattern + @")\.? answered (?<address>[0-9A-Fa-f:.]+): ", RegexOptions.CultureInvariant)]
+    private static partial Regex RebindingLine();
+
+    /// <summary>Gets how many would-deny lines were read (lines holding at least one), server-name lines included.</summary>
     public int Lines { get; private set; }
 
-    /// <summary>Reads one log line; lines that are not would-deny lines are ignored.</summary>
+    /// <summary>Reads one log line; lines that are neither would-deny lines nor denials report mode kept are ignored.</summary>
     /// <param name="line">The line.</param>
     public void Add(string line)
     {
         ArgumentNullException.ThrowIfNull(line);
-        if (!line.Contains(WouldDenyLog.Prefix, StringComparison.Ordinal))
-        {
-            return;
-        }
-
+        AddKept(line);
         bool counted = false; // a JSON line holds its message twice (Message, State.Message)
-        foreach (Match match in ConnectionLine().Matches(line))
+        if (line.Contains("would be refused", StringComparison.Ordinal))
         {
-            string text = match.Groups["v6"].Success ? match.Groups["v6"].Value : match.Groups["v4"].Value;
-            if (!IPAddress.TryParse(text, out IPAddress? address)
-                || !int.TryParse(match.Groups["port"].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port is < 1 or > 65535)
+            foreach (Match match in ServerNameLine().Matches(line))
             {
-                continue;
-            }
-
-            counted = true;
-            if (match.Groups["name"].Success && IsName(match.Groups["name"].Value, out string? name))
-            {
-                PortsOf(_names, name).Add(port);
-            }
-            else
-            {
-                PortsOf(_addresses, address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address).Add(port);
+                if (TryEndPoint(match, out IPEndPoint? destination) && IsName(match.Groups["name"].Value, out string? name))
+                {
+                    counted = true;
+                    AddConnection(name, destination);
+                }
             }
         }
 
-        foreach (Match match in QuestionLine().Matches(line))
+        if (line.Contains(WouldDenyLog.Prefix, StringComparison.Ordinal))
         {
-            if (IsName(match.Groups["name"].Value, out string? name))
+            foreach (Match match in ConnectionLine().Matches(line))
             {
+                if (!TryEndPoint(match, out IPEndPoint? destination))
+                {
+                    continue;
+                }
+
                 counted = true;
-                PortsOf(_names, name);
+                Group named = match.Groups["name"].Success ? match.Groups["name"] : match.Groups["reasonName"];
+                if (named.Success && IsName(named.Value, out string? name))
+                {
+                    AddConnection(name, destination);
+                }
+                else
+                {
+                    PortsOf(_addresses, destination.Address).Add(destination.Port);
+                }
+            }
+
+            foreach (Match match in QuestionLine().Matches(line))
+            {
+                if (IsName(match.Groups["name"].Value, out string? name))
+                {
+                    counted = true;
+                    PortsOf(_names, name);
+                }
             }
         }
 
@@ -88,23 +130,142 @@ internal sealed partial class ReportedDestinations
         }
     }
 
-    /// <summary>The entries, sorted and unique: e.g. <c>203.0.113.7:443</c>, <c>api.example.com:443,8443</c>, <c>cdn.example.com</c>.</summary>
+    /// <summary>The entries, sorted and unique: e.g. <c>203.0.113.7:443</c>, <c>api.example.com:443,8443</c>,
+    /// <c>cdn.example.com</c>; without what <see cref="LeftOut"/> lists.</summary>
     /// <returns>The entries.</returns>
-    public IReadOnlyList<string> Entries()
+    public IReadOnlyList<string> Entries() => Sort().Entries;
+
+    /// <summary>What was reported but left out because report mode still denied it, one line each, sorted: e.g.
+    /// <c>198.18.0.1:9464: the parent denied it (an address of the parent itself); an entry naming it would open the parent</c>.</summary>
+    /// <returns>The lines.</returns>
+    public IReadOnlyList<string> LeftOut() => Sort().LeftOut;
+
+    private (IReadOnlyList<string> Entries, IReadOnlyList<string> LeftOut) Sort()
     {
         var entries = new SortedSet<string>(StringComparer.Ordinal);
+        var leftOut = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var (name, ports) in _names)
         {
+            if (WhyNot(name) is string why)
+            {
+                leftOut.Add($"{name}: {why}");
+                continue;
+            }
+
             entries.Add(ports.Count == 0 ? name : name + ":" + string.Join(',', ports));
         }
 
         foreach (var (address, ports) in _addresses)
         {
             string host = address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString();
-            entries.Add(host + ":" + string.Join(',', ports));
+            var proposed = new SortedSet<int>();
+            foreach (int port in ports)
+            {
+                if (_kept.TryGetValue(new IPEndPoint(address, port), out Kept? kept))
+                {
+                    leftOut.Add(string.Create(CultureInfo.InvariantCulture, $"{host}:{port}: {Denied(kept, "it")}; {Opens(kept)}"));
+                }
+                else
+                {
+                    proposed.Add(port);
+                }
+            }
+
+            if (proposed.Count > 0)
+            {
+                entries.Add(host + ":" + string.Join(',', proposed));
+            }
         }
 
-        return [.. entries];
+        return ([.. entries], [.. leftOut]);
+    }
+
+    /// <summary>Why the name must not be proposed, or null.</summary>
+    private string? WhyNot(string name)
+    {
+        foreach (var (destination, kept) in _kept)
+        {
+            if (kept.Hints.Contains(name) || (_namesAt.TryGetValue(destination, out SortedSet<string>? names) && names.Contains(name)))
+            {
+                return $"{Denied(kept, $"its connection to {destination}")}; {Opens(kept)}";
+            }
+        }
+
+        return _rebinding.TryGetValue(name, out string? address)
+            ? $"it answered {address}, an internal address report mode never learns (DNS rebinding protection); an entry naming it would ask for an internal address"
+            : null;
+    }
+
+    private static string Denied(Kept kept, string what) => kept.OfParent
+        ? $"the parent denied {what} ({kept.Reason})"
+        : $"report mode still denied {what} ({kept.Reason})";
+
+    private static string Opens(Kept kept) => kept.OfParent
+        ? "an entry naming it would open the parent"
+        : "an entry naming it would open an internal address";
+
+    private void AddKept(string line)
+    {
+        if (line.Contains(KeptSuffix, StringComparison.Ordinal))
+        {
+            foreach (Match match in KeptLine().Matches(line))
+            {
+                if (!TryEndPoint(match, out IPEndPoint? destination))
+                {
+                    continue;
+                }
+
+                string reason = match.Groups["reason"].Value;
+                int detail = reason.IndexOf(" (interface ", StringComparison.Ordinal);
+                bool ofParent = match.Groups["entry"].Success;
+                if (!_kept.TryGetValue(destination, out Kept? kept))
+                {
+                    _kept[destination] = kept = new Kept(ofParent && detail > 0 ? reason[..detail] : reason, ofParent, new SortedSet<string>(StringComparer.Ordinal));
+                }
+
+                if (match.Groups["name"].Success && IsName(match.Groups["name"].Value, out string? name))
+                {
+                    kept.Hints.Add(name);
+                }
+            }
+        }
+
+        if (line.Contains("DNS rebinding refused: ", StringComparison.Ordinal))
+        {
+            foreach (Match match in RebindingLine().Matches(line))
+            {
+                if (IsName(match.Groups["name"].Value, out string? name) && IPAddress.TryParse(match.Groups["address"].Value, out IPAddress? address))
+                {
+                    _rebinding.TryAdd(name, address.ToString());
+                }
+            }
+        }
+    }
+
+    private void AddConnection(string name, IPEndPoint destination)
+    {
+        PortsOf(_names, name).Add(destination.Port);
+        if (!_namesAt.TryGetValue(destination, out SortedSet<string>? names))
+        {
+            _namesAt[destination] = names = new SortedSet<string>(StringComparer.Ordinal);
+        }
+
+        names.Add(name);
+    }
+
+    /// <summary>The endpoint a match's <c>v4</c>/<c>v6</c> and <c>port</c> groups write (IPv4-mapped as IPv4).</summary>
+    private static bool TryEndPoint(Match match, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out IPEndPoint? destination)
+    {
+        destination = null;
+        string text = match.Groups["v6"].Success ? match.Groups["v6"].Value : match.Groups["v4"].Value;
+        if (!IPAddress.TryParse(text, out IPAddress? address)
+            || !int.TryParse(match.Groups["port"].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port is < 1 or > 65535)
+        {
+            return false;
+        }
+
+        destination = new IPEndPoint(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address, port);
+        return true;
     }
 
     /// <summary>Whether <paramref name="text"/> is a valid exact-host entry; <paramref name="name"/> is its canonical

@@ -8,7 +8,7 @@ namespace Egress.Enclave.Check;
 /// <summary>
 /// <c>egress-enclave check TARGET</c>: explains what the configured policy says about a name or an address. It
 /// runs without the forwarder's live cache of learned addresses, so it explains the static rules only, and says so.
-/// Exit code 0 when allowed, 1 when denied.
+/// Exit code 0 when allowed (by report mode too), 1 when denied.
 /// </summary>
 internal sealed class CheckCommand(EgressConfiguration configuration, EgressPolicy policy, TextWriter output)
 {
@@ -31,7 +31,13 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
                 ? $"         the DNS forwarder forwards queries for this name to the parent and answers them unchanged"
                 : $"         the DNS forwarder answers NXDOMAIN at once (with Extended DNS Error 15, Blocked, when the query has EDNS); nothing is forwarded");
             var onPort = targetPort is int namePort ? policy.CheckNamePort(target.Name, namePort) : null;
-            if (onPort is { PortAllowed: false } denied)
+            if (onPort is { PortAllowed: false } relaxed && policy.Mode == EgressMode.Report)
+            {
+                // The hosts' decision for such a connection, in their words: allowed by report mode; enforce would deny: port not allowed by "...".
+                var atRunTime = new PolicyDecision(false, DecisionReason.PortNotAllowed, relaxed.Entry).Relaxed();
+                output.WriteLine($"connect: {atRunTime} (the entry this name is allowed through); each connection is logged as a would-deny");
+            }
+            else if (onPort is { PortAllowed: false } denied)
             {
                 allowed = false;
                 output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"connect: denied on port {targetPort}: port not allowed by \"{denied.Entry}\" (the entry this name is allowed through)"));

@@ -5,7 +5,8 @@ namespace Egress.Enclave.Report;
 /// <summary>
 /// <c>egress-enclave report-to-allowlist [LOG...]</c>: reads the logs of either host run with <c>egress.mode =
 /// "report"</c> (the files, or standard input) and prints one <c>egress.destinations</c> entry per line that would
-/// allow what was reported (see <see cref="ReportedDestinations"/>), then a count on standard error. Exit code 0,
+/// allow what was reported (see <see cref="ReportedDestinations"/>), then on standard error one <c># left out ...</c> line
+/// per destination report mode still denied (never proposed) and a count. Exit code 0,
 /// or 1 when no would-deny line was found.
 /// </summary>
 internal sealed class ReportToAllowlistCommand(TextReader input, TextWriter output, TextWriter error)
@@ -28,6 +29,11 @@ internal sealed class ReportToAllowlistCommand(TextReader input, TextWriter outp
         foreach (string entry in entries)
         {
             output.WriteLine(entry);
+        }
+
+        foreach (string left in reported.LeftOut())
+        {
+            error.WriteLine("# left out " + left);
         }
 
         error.WriteLine(reported.Lines == 0

@@ -39,6 +39,19 @@ public sealed class CheckReportModeTests
         });
     }
 
+    [Test]
+    public void AnotherPortOfAListedNameIsAllowedByReportModeInTheHostsWords()
+    {
+        (int code, string output) = Check("api.example.com:22");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero);
+            Assert.That(output, Does.Contain("connect: allowed by report mode; enforce would deny: port not allowed by \"api.example.com:443\""));
+            Assert.That(output, Does.Not.Contain("connect: denied"));
+        });
+    }
+
     private static (int Code, string Output) Check(string target)
     {
         var configuration = EgressConfiguration.Parse(Report, "enclave.toml");

@@ -58,4 +58,30 @@ public sealed class ReportToAllowlistCommandTests
             File.Delete(path);
         }
     }
+
+    [Test]
+    public void WhatReportModeStillDeniedIsLeftOutAndSaidWhy()
+    {
+        var input = new StringReader(
+            "warn: Egress.Proxy[460] report mode: would deny connection to 198.18.0.1:9464: never learned from an allowed name; allowed\n"
+            + "warn: Egress.Proxy[460] report mode: would deny connection to 198.18.0.1:22 (name parent.allowed.test): name parent.allowed.test not in allowlist; allowed\n"
+            + "warn: Egress.Dns[461] report mode: would deny DNS meta.allowed.test A: name not in allowlist; resolved\n"
+            + "warn: Egress.Dns[308] DNS rebinding refused: meta.allowed.test answered 169.254.169.254: not learned: internal range link-local 169.254.0.0/16 (instance metadata) (DNS rebinding protection)\n"
+            + "warn: Egress.Gateway[202] connection to 198.18.0.1:9464 denied: an address of the parent itself (interface egt-p); an entry naming this one address allows it; report mode does not relax internal addresses\n"
+            + "warn: Egress.Gateway[202] connection to 198.18.0.1:22 (for parent.allowed.test) denied: an address of the parent itself (interface egt-p); an entry naming this one address allows it; report mode does not relax internal addresses\n"
+            + "warn: Egress.Proxy[460] report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): name app.unlisted.test not in allowlist; allowed\n");
+        var output = new StringWriter();
+        var error = new StringWriter();
+
+        int code = new ReportToAllowlistCommand(input, output, error).Run([]);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero);
+            Assert.That(output.ToString(), Is.EqualTo("app.unlisted.test:443" + Environment.NewLine));
+            Assert.That(error.ToString(), Does.Contain("# left out 198.18.0.1:9464: the parent denied it (an address of the parent itself); an entry naming it would open the parent"));
+            Assert.That(error.ToString(), Does.Contain("# left out parent.allowed.test: the parent denied its connection to 198.18.0.1:22 (an address of the parent itself); an entry naming it would open the parent"));
+            Assert.That(error.ToString(), Does.Contain("# left out meta.allowed.test: it answered 169.254.169.254, an internal address report mode never learns"));
+        });
+    }
 }

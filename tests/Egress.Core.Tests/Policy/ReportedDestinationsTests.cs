@@ -57,4 +57,80 @@ public sealed class ReportedDestinationsTests
             Assert.That(reported.Lines, Is.Zero);
         });
     }
+
+    [Test]
+    public void DestinationsReportModeStillDeniedAreNeverProposed()
+    {
+        string[] log =
+        [
+            // enclave: would-deny lines for what the parent then denied, and a rebinding answer
+            "warn: Egress.Proxy.EgressProxy[460] report mode: would deny connection to 198.18.0.1:9464: never learned from an allowed name; allowed",
+            "warn: Egress.Proxy.EgressProxy[460] report mode: would deny connection to [2001:db8::1]:80: never learned from an allowed name; allowed",
+            "warn: Egress.Proxy.EgressProxy[460] report mode: would deny connection to 198.18.0.1:22 (name parent.allowed.test): name parent.allowed.test not in allowlist; allowed",
+            "warn: Egress.Dns.Forwarder.DnsForwarder[461] report mode: would deny DNS parent.allowed.test A: name not in allowlist; resolved",
+            "warn: Egress.Dns.Forwarder.DnsForwarder[461] report mode: would deny DNS meta.allowed.test A: name not in allowlist; resolved",
+            "warn: Egress.Dns.Forwarder.DnsForwarder[308] DNS rebinding refused: meta.allowed.test. answered 169.254.169.254: not learned: internal range link-local 169.254.0.0/16 (instance metadata) (DNS rebinding protection)",
+            "warn: Egress.Proxy.EgressProxy[104] connection to 169.254.169.254:80 denied: internal range link-local 169.254.0.0/16 (instance metadata); report mode does not relax internal addresses",
+            "warn: Egress.Proxy.EgressProxy[460] report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): name app.unlisted.test not in allowlist; allowed",
+
+            // parent
+            "warn: Egress.Gateway.TunnelGateway[202] connection to 198.18.0.1:9464 denied: an address of the parent itself (interface egt-p); an entry naming this one address allows it; report mode does not relax internal addresses",
+            "warn: Egress.Gateway.TunnelGateway[202] connection to [2001:db8::1]:80 denied: an address of the parent itself (interface egt-p); an entry naming this one address allows it; report mode does not relax internal addresses",
+            "warn: Egress.Gateway.TunnelGateway[202] connection to 198.18.0.1:22 (for parent.allowed.test) denied: an address of the parent itself (interface egt-p); an entry naming this one address allows it; report mode does not relax internal addresses",
+        ];
+        var reported = new ReportedDestinations();
+        foreach (string line in log)
+        {
+            reported.Add(line);
+        }
+
+        Assert.That(reported.Entries(), Is.EqualTo(new[] { "app.unlisted.test:443" }));
+    }
+
+    [Test]
+    public void KeptDenialsAreReadFromJsonLinesToo()
+    {
+        const string WouldDeny = """{"EventId":460,"LogLevel":"Warning","Category":"Egress.Proxy.EgressProxy","Message":"report mode: would deny connection to 198.18.0.1:9464: never learned from an allowed name; allowed","State":{"Message":"report mode: would deny connection to 198.18.0.1:9464: never learned from an allowed name; allowed","Destination":"198.18.0.1:9464","Name":"","Reason":"never learned from an allowed name","{OriginalFormat}":"report mode: would deny connection to {Destination}{Name}: {Reason}; allowed"}}""";
+        const string Kept = """{"EventId":202,"LogLevel":"Warning","Category":"Egress.Gateway.TunnelGateway","Message":"connection to 198.18.0.1:9464 denied: an address of the parent itself (interface egt-p); an entry naming this one address allows it; report mode does not relax internal addresses","State":{"Message":"connection to 198.18.0.1:9464 denied: an address of the parent itself (interface egt-p); an entry naming this one address allows it; report mode does not relax internal addresses","Destination":"198.18.0.1:9464","Hint":"","Decision":"denied: an address of the parent itself (interface egt-p); an entry naming this one address allows it; report mode does not relax internal addresses","{OriginalFormat}":"connection to {Destination}{Hint} {Decision}"}}""";
+        var reported = new ReportedDestinations();
+
+        reported.Add(Kept);
+        reported.Add(WouldDeny);
+
+        Assert.That(reported.Entries(), Is.Empty);
+    }
+
+    [Test]
+    public void ServerNamesReportModeRelayedBecomeEntriesWithTheirPort()
+    {
+        string[] log =
+        [
+            "warn: Egress.Proxy.EgressProxy[126] connection to 198.18.1.10:443 would be refused (egress.mode = \"report\": relayed): server name other.allowed.test is not allowed by any entry (server name other.allowed.test, learned from www.allowed.test, egress.tls_server_name = \"require\")",
+            "warn: Egress.Gateway.TunnelGateway[226] connection to 198.18.1.10:8443 (for www.allowed.test) would be refused (egress.mode = \"report\": relayed): server name other.allowed.test is not allowed by any entry (server name other.allowed.test, learned from www.allowed.test, egress.tls_server_name = \"require\")",
+            """{"EventId":126,"Message":"connection to 198.18.1.10:443 would be refused (egress.mode = \"report\": relayed): server name evil.test is not allowed by any entry (server name evil.test, learned from www.allowed.test, egress.tls_server_name = \"require\")"}""",
+            "warn: Egress.Dns.Forwarder.DnsForwarder[461] report mode: would deny DNS evil.test A: name not in allowlist; resolved",
+        ];
+        var reported = new ReportedDestinations();
+        foreach (string line in log)
+        {
+            reported.Add(line);
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(reported.Entries(), Is.EqualTo(new[] { "evil.test:443", "other.allowed.test:443,8443" }));
+            Assert.That(reported.Lines, Is.EqualTo(4));
+        });
+    }
+
+    [Test]
+    public void AConnectionLineWithoutANameTakesTheNameItsReasonGives()
+    {
+        var reported = new ReportedDestinations();
+
+        reported.Add("warn: Egress.Proxy.EgressProxy[460] report mode: would deny connection to 203.0.113.9:443: name evil.test not in allowlist; allowed");
+        reported.Add("warn: Egress.Dns.Forwarder.DnsForwarder[461] report mode: would deny DNS evil.test A: name not in allowlist; resolved");
+
+        Assert.That(reported.Entries(), Is.EqualTo(new[] { "evil.test:443" }));
+    }
 }
