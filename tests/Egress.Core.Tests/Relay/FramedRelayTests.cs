@@ -250,7 +250,7 @@ public sealed class FramedRelayTests(bool splice)
     }
 
     /// <summary>Reads until the stream ends; returns what arrived and how it ended (Success: a clean end).</summary>
-    private static async Task<(byte[] Received, SocketError End)> ReadWhatArrivesAsync(Socket socket)
+    internal static async Task<(byte[] Received, SocketError End)> ReadWhatArrivesAsync(Socket socket)
     {
         using var received = new MemoryStream();
         byte[] buffer = new byte[64 * 1024];

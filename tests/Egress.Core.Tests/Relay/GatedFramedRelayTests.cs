@@ -149,23 +149,5 @@ public sealed class GatedFramedRelayTests(bool splice)
         Assert.That(got, Is.EqualTo("GET / HTTP/1.0\r\n\r\n"u8.ToArray()));
     }
 
-    private static async Task<(byte[] Received, SocketError End)> ReadAsync(Socket socket)
-    {
-        using var received = new MemoryStream();
-        byte[] buffer = new byte[65536];
-        try
-        {
-            int read;
-            while ((read = await socket.ReceiveAsync(buffer)) > 0)
-            {
-                received.Write(buffer, 0, read);
-            }
-
-            return (received.ToArray(), SocketError.Success);
-        }
-        catch (SocketException ex)
-        {
-            return (received.ToArray(), ex.SocketErrorCode);
-        }
-    }
+    private static Task<(byte[] Received, SocketError End)> ReadAsync(Socket socket) => FramedRelayTests.ReadWhatArrivesAsync(socket);
 }
