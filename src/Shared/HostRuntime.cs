@@ -152,6 +152,12 @@ internal static class HostRuntime
             await Console.Error.WriteLineAsync($"error: {ex.Message}").ConfigureAwait(false);
             return RuntimeError;
         }
+        catch (Egress.Configuration.ConfigurationException ex)
+        {
+            // A setting that can only be tried at start (an audit_log file that cannot be opened): file:line:col and why.
+            await Console.Error.WriteLineAsync(ex.Message).ConfigureAwait(false);
+            return UsageError;
+        }
         catch (Exception ex) when (describeStartFailure?.Invoke(ex) is { } message)
         {
             await Console.Error.WriteLineAsync($"error: {message}").ConfigureAwait(false);

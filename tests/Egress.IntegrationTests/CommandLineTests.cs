@@ -117,6 +117,30 @@ public sealed class CommandLineTests
         }
     }
 
+    /// <summary>An audit_log file that cannot be opened ended egress-host with an unhandled exception and a stack trace.</summary>
+    [Test]
+    public async Task AnAuditLogThatCannotBeOpenedIsOneLocatedError()
+    {
+        string socket = Path.Combine(Path.GetTempPath(), $"egress-audit-{Guid.NewGuid():N}.sock");
+        string path = await WriteConfigAsync($"[tunnel]\nhost_endpoint = \"unix:{socket}\"\n[host]\naudit_log = \"/nonexistent-{Guid.NewGuid():N}/audit.jsonl\"\n");
+        try
+        {
+            var result = await Command.RunAsync(HostBinaries.Host("--config", path), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+                Assert.That(result.StandardError, Does.StartWith($"{path}:4:13: error: cannot open \"/nonexistent-").And.Contain("(key 'host.audit_log')"), result.ToString);
+                Assert.That(result.StandardError + result.StandardOutput, Does.Not.Contain("Unhandled exception"), result.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(path);
+            File.Delete(socket);
+        }
+    }
+
     [Test]
     public async Task RunSpelledOutIsTheSameAsNoVerb()
     {
