@@ -45,10 +45,12 @@ internal static class AuditRecords
     /// connect); null for any other stream (DNS, a bad or missing request, a refusal for load).</summary>
     public static AuditRecord? ForParent(in GatewayStreamResult result, uint? cid, DateTimeOffset now)
     {
-        if (result.ConnectionTags is not var (outcome, _) || result.Request.Destination is null)
+        if (result.ConnectionTags is not { } tags || result.Request.Destination is null)
         {
             return null;
         }
+
+        string outcome = tags.Outcome;
 
         RelayResult? relay = result.Relay;
         PolicyDecision decision = result.Decision;

@@ -1,0 +1,57 @@
+using System.Net;
+using Egress.Audit;
+using Egress.Gateway;
+using Egress.Interception;
+using Egress.Policy;
+using Egress.Proxy;
+using Egress.Tunnel;
+
+namespace Egress.Tests.Audit;
+
+/// <summary>Which outcomes get an audit record on each host, and what a failure's record says.</summary>
+public sealed class AuditRecordsTests
+{
+    private static readonly DateTimeOffset Now = new(2026, 11, 30, 11, 0, 0, TimeSpan.Zero);
+    private static readonly IPEndPoint Destination = new(IPAddress.Parse("198.51.100.7"), 443);
+
+    [Test]
+    public void TheEnclaveRecordsEveryDecidedConnectionButNotOneThatWasNeverRedirected()
+    {
+        var notRedirected = ProxyConnectionResult.NotRedirected(OriginalDestinationStatus.NotRedirected, "direct connection");
+        var learned = new PolicyDecision(true, DecisionReason.Learned, "api.example.com", TimeSpan.FromSeconds(30));
+        var refused = ProxyConnectionResult.ParentRefused(Destination, TunnelStatus.DeniedByPolicy, "parent: denied: never learned from an allowed name")
+            .WithConnectionId(0x1122334455667788)
+            .WithAllowingDecision(learned);
+
+        AuditRecord? record = AuditRecords.ForEnclave(refused, Now);
+        Assert.Multiple(() =>
+        {
+            Assert.That(AuditRecords.ForEnclave(notRedirected, Now), Is.Null);
+            Assert.That(record, Is.Not.Null);
+            Assert.That(record!.Value.ConnectionId, Is.EqualTo(0x1122334455667788UL));
+            Assert.That((record.Value.Decision, record.Value.Reason, record.Value.Name), Is.EqualTo(("allowed", "learned", "api.example.com")), "the enclave allowed it");
+            Assert.That(record.Value.Outcome, Is.EqualTo("denied"), "the parent denied it");
+            Assert.That(record.Value.Detail, Is.EqualTo("parent: DeniedByPolicy: parent: denied: never learned from an allowed name"));
+            Assert.That(record.Value.CloseCause, Is.Null, "nothing was relayed");
+        });
+    }
+
+    [Test]
+    public void TheParentRecordsTcpDecisionsButNotDnsStreamsOrBadRequests()
+    {
+        var request = TunnelRequest.ForTcp(Destination, "api.example.com").AsVersion2(42);
+        var denied = GatewayStreamResult.Denied(request, new PolicyDecision(false, DecisionReason.NeverLearned));
+        var failed = GatewayStreamResult.ConnectFailed(request, TunnelStatus.ConnectionRefused, "Connection refused")
+            .WithDecision(new PolicyDecision(true, DecisionReason.Learned, "api.example.com", TimeSpan.FromSeconds(5)));
+
+        AuditRecord? deniedRecord = AuditRecords.ForParent(denied, cid: 16, Now);
+        AuditRecord? failedRecord = AuditRecords.ForParent(failed, cid: null, Now);
+        Assert.Multiple(() =>
+        {
+            Assert.That(AuditRecords.ForParent(GatewayStreamResult.DnsServed(TunnelRequest.ForDns()), null, Now), Is.Null);
+            Assert.That(AuditRecords.ForParent(GatewayStreamResult.HeaderTimedOut, null, Now), Is.Null);
+            Assert.That((deniedRecord?.Decision, deniedRecord?.Outcome, deniedRecord?.Cid, deniedRecord?.ConnectionId), Is.EqualTo(("denied", "denied", (uint?)16, (ulong?)42)));
+            Assert.That((failedRecord?.Decision, failedRecord?.Outcome, failedRecord?.Detail), Is.EqualTo(("allowed", "failed", "ConnectionRefused: Connection refused")));
+        });
+    }
+}
