@@ -44,16 +44,27 @@ internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval, ILogger
     }
 
     /// <summary>Reports, one interval from now, the lines held back by then that no line let through has reported.</summary>
-    private void ScheduleSummary()
+    private void ScheduleSummary() => ScheduleSummaryIn(interval);
+
+    private void ScheduleSummaryIn(TimeSpan delay)
     {
         ITimer? timer = null;
         timer = time.CreateTimer(
             _ =>
             {
                 timer?.Dispose();
-                if (time.GetTimestamp() < Volatile.Read(ref _next))
+                long wait = Volatile.Read(ref _next) - time.GetTimestamp();
+                if (wait > 0)
                 {
-                    return; // a line went through since this count began and reported it; a later count has its own timer
+                    // Either a line went through since this count began and took it (nothing pending: done), or the
+                    // timer fired a little before the interval's end on the timestamp clock (timers tick in
+                    // milliseconds): then the count is still pending and must not be lost, so wait for the end.
+                    if (Volatile.Read(ref _suppressed) > 0)
+                    {
+                        ScheduleSummaryIn(TimeSpan.FromSeconds((double)wait / time.TimestampFrequency) + TimeSpan.FromMilliseconds(1));
+                    }
+
+                    return;
                 }
 
                 long heldBack = Interlocked.Exchange(ref _suppressed, 0);
@@ -63,7 +74,7 @@ internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval, ILogger
                 }
             },
             null,
-            interval,
+            delay,
             Timeout.InfiniteTimeSpan);
     }
 }
