@@ -112,7 +112,7 @@ public static class EgressServiceCollectionExtensions
         var (policy, metrics) = AddPolicy(services, configuration, "parent");
         var host = configuration.Host;
         var relay = configuration.CreateRelayOptions();
-        GatewayEnclave[] enclaves = LoadEnclaves(configuration);
+        GatewayEnclave[] enclaves = LoadEnclaves(configuration, listen);
         var audit = AddAudit(services, configuration, ConfigurationKeys.HostAuditLog.Path, host.AuditLog);
         services.AddSingleton(provider => new TunnelGateway(
             new TunnelGatewayOptions
@@ -147,9 +147,25 @@ public static class EgressServiceCollectionExtensions
     /// sections are not used), each with its own allowlist cache; read now, so that a missing or bad file fails
     /// registration with its location.
     /// </summary>
-    /// <exception cref="ConfigurationException">A mapped file cannot be read (located at its entry) or is invalid (located in it).</exception>
-    private static GatewayEnclave[] LoadEnclaves(EgressConfiguration configuration) =>
-        [.. configuration.Host.Enclaves.Select(mapping =>
+    /// <exception cref="ConfigurationException">A mapped file cannot be read (located at its <c>config</c> value) or is
+    /// invalid (located in it); or the tunnel endpoint gives no peer CID (<c>unix:</c>, <c>tcp://</c>) and no entry is
+    /// <c>cid = "any"</c>, so every stream would be refused.</exception>
+    private static GatewayEnclave[] LoadEnclaves(EgressConfiguration configuration, TunnelEndpoint listen)
+    {
+        var mappings = configuration.Host.Enclaves;
+        if (mappings.Count > 0 && listen.Transport != TunnelTransport.Vsock && !mappings.Any(mapping => mapping.Cid is null))
+        {
+            throw new ConfigurationException(
+                mappings[0].Location,
+                ConfigurationKeys.HostEnclaves.Path,
+                $"the tunnel endpoint {listen} gives no peer CID (only vsock: does), so no stream could match an entry by CID and every one would be refused; add an entry with cid = \"any\" or listen on vsock:");
+        }
+
+        return LoadEnclaves(mappings);
+    }
+
+    private static GatewayEnclave[] LoadEnclaves(IReadOnlyList<EnclaveMapping> mappings) =>
+        [.. mappings.Select(mapping =>
         {
             EgressConfiguration file;
             try
@@ -158,7 +174,7 @@ public static class EgressServiceCollectionExtensions
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
-                throw new ConfigurationException(mapping.Location, ConfigurationKeys.HostEnclaves.Path + ".config", $"cannot read \"{mapping.ConfigPath}\": {ex.Message}");
+                throw new ConfigurationException(mapping.ConfigLocation, ConfigurationKeys.HostEnclaves.Path + ".config", $"cannot read \"{mapping.ConfigPath}\": {ex.Message}");
             }
 
             PolicyDigest digest = file.GetPolicyDigest();
