@@ -94,6 +94,9 @@ public static class EgressServiceCollectionExtensions
     /// against the same policy, dials, relays and answers DNS streams from the upstream resolvers. The
     /// <see cref="EgressPolicy"/> and its cache are registered as singletons too, unless the container already has them
     /// (the side keeps its own either way: both sides can run in one process, as samples/EmbeddedEnclave does by hand).
+    /// <c>[host] metrics_listen</c> is not served here: the package has no HTTP server. The side records its metrics on the
+    /// meter <c>Egress</c> through the container's <see cref="System.Diagnostics.Metrics.IMeterFactory"/>; export them
+    /// with the exporter of your choice (egress-host serves that key with its own Prometheus endpoint).
     /// </summary>
     /// <param name="services">The host's services.</param>
     /// <param name="configuration">The configuration (<see cref="EgressConfiguration.Load"/>).</param>
