@@ -79,7 +79,7 @@ public static class EgressServiceCollectionExtensions
             return new ListenerHostedService(
                 proxy.Start,
                 proxy.StopAsync,
-                ex => $"cannot listen on {string.Join(", ", configuration.Enclave.ProxyListen)}: {ex.Message}");
+                ex => BindFailure.Describe(string.Join(", ", configuration.Enclave.ProxyListen), ex));
         });
         services.AddSingleton<IHostedService>(provider =>
         {
@@ -140,7 +140,7 @@ public static class EgressServiceCollectionExtensions
         services.AddSingleton<IHostedService>(provider =>
         {
             var gateway = provider.GetRequiredService<TunnelGateway>();
-            return new ListenerHostedService(gateway.Start, gateway.StopAsync, ex => $"cannot listen on {listen}: {ex.Message}");
+            return new ListenerHostedService(gateway.Start, gateway.StopAsync, ex => BindFailure.Describe(listen.ToString(), ex));
         });
         return services;
     }

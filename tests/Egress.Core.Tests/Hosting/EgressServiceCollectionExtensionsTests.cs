@@ -126,7 +126,21 @@ public sealed class EgressServiceCollectionExtensionsTests
         await host.StopAsync();
 
         Assert.That(failure!.Message, Does.StartWith($"cannot listen on 127.0.0.1:{port}: "));
+        Assert.That(failure.Message, Does.EndWith("(EADDRINUSE: another socket is bound there, e.g. another instance still running; `ss -ltnp` or `ss -lxp` shows which process)"));
         Assert.That(failure.InnerException, Is.InstanceOf<SocketException>());
+    }
+
+    [Test]
+    public async Task AnAddressOfNoInterfaceFailsTheStartSayingSo()
+    {
+        // 198.51.100.7 (TEST-NET-2) is on no interface here: bind(2) gives EADDRNOTAVAIL; nothing is sent.
+        var configuration = EgressConfiguration.Parse("[egress]\nenabled = true\n", "enclave.toml");
+        using var host = Build(services => services.AddEgressHost(configuration, TunnelEndpoint.Parse("tcp://198.51.100.7:4433")));
+
+        var failure = Assert.ThrowsAsync<IOException>(() => host.StartAsync());
+        await host.StopAsync();
+
+        Assert.That(failure!.Message, Does.StartWith("cannot listen on tcp://198.51.100.7:4433: ").And.Contains("(EADDRNOTAVAIL: the address is not one of this machine's or this network namespace's"));
     }
 
     [Test]
