@@ -78,6 +78,11 @@ var metricsAllowRemoteOption = new Option<bool>("--metrics-allow-remote")
 {
     Description = "allow a non-loopback --metrics-listen / metrics_listen (the endpoint has no authentication: firewall it)",
 };
+var tunnelAllowRemoteOption = new Option<bool>("--tunnel-allow-remote")
+{
+    Description = "allow a tcp:// tunnel endpoint on a non-loopback address (tunnel streams have no authentication: "
+        + "whoever reaches it egresses under this policy; firewall it)",
+};
 
 var root = new RootCommand("""
     Accept tunnel streams from egress-enclave, re-check every destination against the same enclave.toml (internal
@@ -89,7 +94,7 @@ var root = new RootCommand("""
     Under systemd (Type=notify) it reports READY once listening and logs in journald's format.
     """)
 {
-    configOption, tunnelOption, dnsUpstreamOption, logLevelOption, logFormatOption, metricsListenOption, metricsAllowRemoteOption,
+    configOption, tunnelOption, dnsUpstreamOption, logLevelOption, logFormatOption, metricsListenOption, metricsAllowRemoteOption, tunnelAllowRemoteOption,
 };
 root.SetAction((parse, _) => RunAsync(
     parse.GetValue(configOption),
@@ -98,11 +103,12 @@ root.SetAction((parse, _) => RunAsync(
     parse.GetValue(logLevelOption),
     HostCommandLine.IsJson(parse.GetValue(logFormatOption)),
     parse.GetValue(metricsListenOption),
-    parse.GetValue(metricsAllowRemoteOption)));
+    parse.GetValue(metricsAllowRemoteOption),
+    parse.GetValue(tunnelAllowRemoteOption)));
 return await HostCommandLine.RunAsync(root, Title, Epilogue, args);
 
 static async Task<int> RunAsync(
-    string? configPath, string? tunnelText, IPEndPoint[] upstreams, LogLevel logLevel, bool jsonLogs, IPEndPoint? metricsListen, bool metricsAllowRemote)
+    string? configPath, string? tunnelText, IPEndPoint[] upstreams, LogLevel logLevel, bool jsonLogs, IPEndPoint? metricsListen, bool metricsAllowRemote, bool tunnelAllowRemote)
 {
     var configuration = HostRuntime.LoadConfiguration(configPath, Console.Error);
     if (configuration is null)
@@ -116,6 +122,22 @@ static async Task<int> RunAsync(
     {
         policyDigest = configuration.GetPolicyDigest();
         listen = tunnelText is null ? null : TunnelEndpoint.Parse(tunnelText);
+        bool remoteTcp = (listen ?? configuration.GetTunnelEndpoint(TunnelSide.Host)) is { Transport: TunnelTransport.Tcp, EndPoint: IPEndPoint { Address: var tcpAddress } } && !IPAddress.IsLoopback(tcpAddress);
+        if (remoteTcp && !tunnelAllowRemote)
+        {
+            const string Problem = "a tcp:// tunnel endpoint on a non-loopback address lets anything that reaches it open tunnel streams (they have no authentication); listen on vsock: (production), unix: or tcp://127.0.0.1, or pass --tunnel-allow-remote";
+            if (listen is null)
+            {
+                throw configuration.CreateException("tunnel.host_endpoint", Problem);
+            }
+
+            return Fail($"--tunnel {listen}: {Problem}");
+        }
+
+        if (!remoteTcp && tunnelAllowRemote)
+        {
+            return Fail("--tunnel-allow-remote has nothing to allow: the tunnel endpoint is not tcp:// on a non-loopback address");
+        }
         if (metricsListen is null && configuration.Host.MetricsListen is { } configured)
         {
             metricsListen = configured;

@@ -117,6 +117,48 @@ public sealed class CommandLineTests
         }
     }
 
+    /// <summary>A tcp:// tunnel on a non-loopback address was accepted silently: anything that reaches it could egress.</summary>
+    [TestCase("--tunnel", "tcp://0.0.0.0:4433", "error: --tunnel tcp://0.0.0.0:4433: a tcp:// tunnel endpoint on a non-loopback address lets anything that reaches it open tunnel streams")]
+    [TestCase("config", "tcp://[::]:4433", ":2:17: error: a tcp:// tunnel endpoint on a non-loopback address lets anything that reaches it open tunnel streams")]
+    public async Task ARemoteTcpTunnelNeedsTheOptIn(string where, string endpoint, string expected)
+    {
+        string path = await WriteConfigAsync(where == "config" ? $"[tunnel]\nhost_endpoint = \"{endpoint}\"\n" : string.Empty);
+        try
+        {
+            var result = await Command.RunAsync(where == "config" ? HostBinaries.Host("--config", path) : HostBinaries.Host("--config", path, "--tunnel", endpoint), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+                Assert.That(result.StandardError, Does.Contain(expected).And.Contains("or pass --tunnel-allow-remote"), result.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test]
+    public async Task TunnelAllowRemoteWithoutARemoteTcpTunnelIsRefused()
+    {
+        string path = await WriteConfigAsync(string.Empty);
+        try
+        {
+            var result = await Command.RunAsync(HostBinaries.Host("--config", path, "--tunnel", "tcp://127.0.0.1:4433", "--tunnel-allow-remote"), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+                Assert.That(result.StandardError, Is.EqualTo("error: --tunnel-allow-remote has nothing to allow: the tunnel endpoint is not tcp:// on a non-loopback address\n"), result.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     /// <summary>An audit_log file that cannot be opened ended egress-host with an unhandled exception and a stack trace.</summary>
     [Test]
     public async Task AnAuditLogThatCannotBeOpenedIsOneLocatedError()

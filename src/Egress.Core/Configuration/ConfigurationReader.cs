@@ -254,6 +254,7 @@ internal sealed class ConfigurationReader
 
             (uint? Cid, bool Set)? cid = null;
             string? config = null;
+            SourceLocation? configLocation = null;
             SourceLocation? entryLocation = table.Line > 0 ? tableLocation : null; // [[...]] headers have no position
             for (TomlParseEvent current = Next(); current.Kind != TomlParseEventKind.EndTable; current = Next())
             {
@@ -266,9 +267,13 @@ internal sealed class ConfigurationReader
                 {
                     case "cid" when value.Kind == TomlParseEventKind.Integer:
                         long number = value.GetInt64();
-                        cid = number is >= 0 and < VsockAnyCid
-                            ? ((uint)number, true)
-                            : throw new ConfigurationException(valueLocation, path + ".cid", $"must be between 0 and {VsockAnyCid - 1}, or \"any\", found {number}");
+                        cid = number switch
+                        {
+                            0 or 2 => throw new ConfigurationException(valueLocation, path + ".cid", $"CID {number} is the {(number == 0 ? "hypervisor" : "host")} (VMADDR_CID_{(number == 0 ? "HYPERVISOR" : "HOST")}), never an enclave; enclaves have CID 4 or above (the CID given to nitro-cli run-enclave --enclave-cid, or the one it printed)"),
+                            3 => throw new ConfigurationException(valueLocation, path + ".cid", "CID 3 is the parent instance's own CID on Nitro, never an enclave's; enclaves have CID 4 or above (the CID given to nitro-cli run-enclave --enclave-cid, or the one it printed)"),
+                            >= 0 and < VsockAnyCid => ((uint)number, true),
+                            _ => throw new ConfigurationException(valueLocation, path + ".cid", $"must be between 4 and {VsockAnyCid - 1} (or 1, VMADDR_CID_LOCAL, for a test on one machine), or \"any\", found {number}"),
+                        };
                         break;
                     case "cid" when value.Kind == TomlParseEventKind.String && Parser.GetString() == "any":
                         cid = (null, true);
@@ -277,6 +282,7 @@ internal sealed class ConfigurationReader
                         throw new ConfigurationException(valueLocation, path + ".cid", $"expected the enclave's CID (an integer, e.g. 16) or \"any\", found {(value.Kind == TomlParseEventKind.String ? $"\"{Parser.GetString()}\"" : Describe(value.Kind))}");
                     case "config" when value.Kind == TomlParseEventKind.String && Parser.GetString().Length > 0:
                         config = Parser.GetString();
+                        configLocation = valueLocation;
                         config = Path.IsPathRooted(config) ? config : Path.Combine(directory, config);
                         break;
                     case "config":
@@ -298,7 +304,7 @@ internal sealed class ConfigurationReader
                 throw new ConfigurationException(at, path, $"{which} is mapped twice (first at {duplicate.Location})");
             }
 
-            mappings.Add(new EnclaveMapping(cid.Value.Cid, config, at));
+            mappings.Add(new EnclaveMapping(cid.Value.Cid, config, at, configLocation));
         }
 
         return [.. mappings];

@@ -56,10 +56,17 @@ public sealed class EgressConfiguration
     /// <param name="path">The file's path; it also names the source in error messages.</param>
     /// <returns>The configuration.</returns>
     /// <exception cref="ConfigurationException">The file is not valid TOML, has an unknown key, a value of the wrong type or an invalid value.</exception>
-    /// <exception cref="IOException">The file cannot be read.</exception>
+    /// <exception cref="IOException">The file cannot be read, or <paramref name="path"/> is a directory.</exception>
+    /// <exception cref="UnauthorizedAccessException">The file's permissions do not let this process read it.</exception>
     public static EgressConfiguration Load(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        if (Directory.Exists(path))
+        {
+            // File.ReadAllText would say "Access to the path is denied", which sends users to the permissions.
+            throw new IOException($"{path} is a directory, not a configuration file (enclave.toml)");
+        }
+
         return Parse(File.ReadAllText(path), path);
     }
 

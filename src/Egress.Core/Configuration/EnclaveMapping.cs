@@ -6,14 +6,15 @@ namespace Egress.Configuration;
 /// </summary>
 public sealed class EnclaveMapping
 {
-    internal EnclaveMapping(uint? cid, string configPath, SourceLocation location)
+    internal EnclaveMapping(uint? cid, string configPath, SourceLocation location, SourceLocation? configLocation = null)
     {
         Cid = cid;
         ConfigPath = configPath;
         Location = location;
+        ConfigLocation = configLocation ?? location;
     }
 
-    /// <summary>Gets the enclave's CID (<c>cid = 16</c>, 0 … 4294967294); null for <c>cid = "any"</c>: every CID no other
+    /// <summary>Gets the enclave's CID (<c>cid = 16</c>: 1 or 4 … 4294967294; 0, 2 and 3 are never an enclave's); null for <c>cid = "any"</c>: every CID no other
     /// entry names, and streams on a <c>unix:</c> or <c>tcp://</c> tunnel, which have no CID.</summary>
     public uint? Cid { get; }
 
@@ -23,6 +24,9 @@ public sealed class EnclaveMapping
 
     /// <summary>Gets where the entry was written.</summary>
     internal SourceLocation Location { get; }
+
+    /// <summary>Gets where its <c>config</c> value was written (errors about the file point there).</summary>
+    internal SourceLocation ConfigLocation { get; }
 
     /// <summary>The entry's CID as logs and the <c>egress.enclave</c> metric tag write it: <c>16</c> or <c>any</c>.</summary>
     /// <returns>The text.</returns>

@@ -79,7 +79,7 @@ public static class EgressServiceCollectionExtensions
             return new ListenerHostedService(
                 proxy.Start,
                 proxy.StopAsync,
-                ex => $"cannot listen on {string.Join(", ", configuration.Enclave.ProxyListen)}: {ex.Message}");
+                ex => BindFailure.Describe(string.Join(", ", configuration.Enclave.ProxyListen), ex));
         });
         services.AddSingleton<IHostedService>(provider =>
         {
@@ -94,6 +94,9 @@ public static class EgressServiceCollectionExtensions
     /// against the same policy, dials, relays and answers DNS streams from the upstream resolvers. The
     /// <see cref="EgressPolicy"/> and its cache are registered as singletons too, unless the container already has them
     /// (the side keeps its own either way: both sides can run in one process, as samples/EmbeddedEnclave does by hand).
+    /// <c>[host] metrics_listen</c> is not served here: the package has no HTTP server. The side records its metrics on the
+    /// meter <c>Egress</c> through the container's <see cref="System.Diagnostics.Metrics.IMeterFactory"/>; export them
+    /// with the exporter of your choice (egress-host serves that key with its own Prometheus endpoint).
     /// </summary>
     /// <param name="services">The host's services.</param>
     /// <param name="configuration">The configuration (<see cref="EgressConfiguration.Load"/>).</param>
@@ -112,7 +115,7 @@ public static class EgressServiceCollectionExtensions
         var (policy, metrics) = AddPolicy(services, configuration, "parent");
         var host = configuration.Host;
         var relay = configuration.CreateRelayOptions();
-        GatewayEnclave[] enclaves = LoadEnclaves(configuration);
+        GatewayEnclave[] enclaves = LoadEnclaves(configuration, listen);
         var audit = AddAudit(services, configuration, ConfigurationKeys.HostAuditLog.Path, host.AuditLog);
         services.AddSingleton(provider => new TunnelGateway(
             new TunnelGatewayOptions
@@ -137,7 +140,7 @@ public static class EgressServiceCollectionExtensions
         services.AddSingleton<IHostedService>(provider =>
         {
             var gateway = provider.GetRequiredService<TunnelGateway>();
-            return new ListenerHostedService(gateway.Start, gateway.StopAsync, ex => $"cannot listen on {listen}: {ex.Message}");
+            return new ListenerHostedService(gateway.Start, gateway.StopAsync, ex => BindFailure.Describe(listen.ToString(), ex));
         });
         return services;
     }
@@ -147,9 +150,25 @@ public static class EgressServiceCollectionExtensions
     /// sections are not used), each with its own allowlist cache; read now, so that a missing or bad file fails
     /// registration with its location.
     /// </summary>
-    /// <exception cref="ConfigurationException">A mapped file cannot be read (located at its entry) or is invalid (located in it).</exception>
-    private static GatewayEnclave[] LoadEnclaves(EgressConfiguration configuration) =>
-        [.. configuration.Host.Enclaves.Select(mapping =>
+    /// <exception cref="ConfigurationException">A mapped file cannot be read (located at its <c>config</c> value) or is
+    /// invalid (located in it); or the tunnel endpoint gives no peer CID (<c>unix:</c>, <c>tcp://</c>) and no entry is
+    /// <c>cid = "any"</c>, so every stream would be refused.</exception>
+    private static GatewayEnclave[] LoadEnclaves(EgressConfiguration configuration, TunnelEndpoint listen)
+    {
+        var mappings = configuration.Host.Enclaves;
+        if (mappings.Count > 0 && listen.Transport != TunnelTransport.Vsock && !mappings.Any(mapping => mapping.Cid is null))
+        {
+            throw new ConfigurationException(
+                mappings[0].Location,
+                ConfigurationKeys.HostEnclaves.Path,
+                $"the tunnel endpoint {listen} gives no peer CID (only vsock: does), so no stream could match an entry by CID and every one would be refused; add an entry with cid = \"any\" or listen on vsock:");
+        }
+
+        return LoadEnclaves(mappings);
+    }
+
+    private static GatewayEnclave[] LoadEnclaves(IReadOnlyList<EnclaveMapping> mappings) =>
+        [.. mappings.Select(mapping =>
         {
             EgressConfiguration file;
             try
@@ -158,7 +177,7 @@ public static class EgressServiceCollectionExtensions
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
-                throw new ConfigurationException(mapping.Location, ConfigurationKeys.HostEnclaves.Path + ".config", $"cannot read \"{mapping.ConfigPath}\": {ex.Message}");
+                throw new ConfigurationException(mapping.ConfigLocation, ConfigurationKeys.HostEnclaves.Path + ".config", $"cannot read \"{mapping.ConfigPath}\": {ex.Message}");
             }
 
             PolicyDigest digest = file.GetPolicyDigest();

@@ -2,6 +2,7 @@ using System.Globalization;
 using Egress.Configuration;
 using Egress.Hosting;
 using Egress.Policy;
+using Egress.Tls;
 
 namespace Egress.Enclave.Check;
 
@@ -53,6 +54,11 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
                     ? $"connect: allowed{through} to the addresses answered for this name, for their TTL (at least {Seconds(configuration.Dns.TtlFloor)}) plus {Seconds(configuration.Dns.Grace)} grace; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"
                     : "connect: denied to any address learned for this name (none will be)");
             }
+
+            if (allowed || decision.WouldDeny)
+            {
+                output.WriteLine($"tls:     {ServerNameRule(policy, target.Name)}");
+            }
         }
         else
         {
@@ -63,11 +69,30 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             if (decision.Reason == DecisionReason.NeverLearned)
             {
                 output.WriteLine("         at run time it is allowed while the DNS forwarder has learned it from an answer for an allowed name");
+                output.WriteLine($"tls:     through a learned address: {ServerNameRule(policy, name: null)}");
+            }
+            else if (allowed && policy.TlsServerName != TlsServerNameMode.Off)
+            {
+                output.WriteLine("tls:     not checked: connections allowed by an address or network entry (or by \"*\") are relayed whatever their ClientHello names (egress.tls_server_name applies to learned addresses)");
             }
         }
 
         output.WriteLine("note:    explains the static rules of the configuration; this command has no access to the running forwarder's cache of learned addresses");
         return allowed ? 0 : 1;
+    }
+
+    /// <summary>The server-name rule (<c>egress.tls_server_name</c>) for connections through addresses learned from
+    /// <paramref name="name"/> (null: from whichever allowed name), in the words the hosts' refusals use.</summary>
+    private static string ServerNameRule(EgressPolicy policy, string? name)
+    {
+        string learnedFrom = name is null ? "a name the address was learned from" : $"{name} (or another allowed name the same address was learned from)";
+        string reportSuffix = policy.Mode == EgressMode.Report ? "; in report mode a refusal is only logged (would-refuse)" : string.Empty;
+        return policy.TlsServerName switch
+        {
+            TlsServerNameMode.Require => $"a TLS ClientHello must name {learnedFrom}, allowed on the connection's port; one without a server name, with encrypted_client_hello (ECH), malformed or over 16 KiB is refused; plain-text protocols are not checked (egress.tls_server_name = \"require\"){reportSuffix}",
+            TlsServerNameMode.IfPresent => $"a TLS ClientHello that carries a server name must name {learnedFrom}, allowed on the connection's port; one without a server name passes; ECH, malformed or over 16 KiB is refused; plain-text protocols are not checked (egress.tls_server_name = \"if-present\"){reportSuffix}",
+            _ => "not checked: the first client bytes are relayed unread (egress.tls_server_name = \"off\"); a connection to an allowed address may name any server in its ClientHello",
+        };
     }
 
     private static string Seconds(TimeSpan value) => string.Create(CultureInfo.InvariantCulture, $"{value.TotalSeconds:0.###} s");

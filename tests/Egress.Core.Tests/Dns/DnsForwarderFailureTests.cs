@@ -28,13 +28,33 @@ public sealed class DnsForwarderFailureTests
         await using var harness = await DnsTunnelHarness.StartAsync(
             [upstream.EndPoint], parentTimeout: TimeSpan.FromSeconds(30), queryTimeout: TimeSpan.FromMilliseconds(300), streams: 1);
 
+        // The stream is opened first: its open is bounded by the query's deadline too, and on a loaded machine an open
+        // that takes over 300 ms fails the query as StreamFailed, which is not what this test is about.
+        Assert.That(await AnsweredWithinTriesAsync(harness, 0x0002, "api.y.test"), Is.True, "the stream opened and answered");
+        int failedBefore = harness.EnclaveLog.Values(305, "Status").Count;
+
         byte[] query = DnsQueryBytes.Build(0x0001, "slow.x.test");
         Assert.That(await harness.UdpAsync(query), Is.EqualTo(ServFail(query)));
-        Assert.That(harness.EnclaveLog.Values(305, "Status"), Is.EqualTo(new[] { "TimedOut" }));
+        Assert.That(harness.EnclaveLog.Values(305, "Status").Skip(failedBefore), Is.EqualTo(new[] { "TimedOut" }));
 
         // Same stream, same client ID: answered.
-        byte[] next = await harness.UdpAsync(DnsQueryBytes.Build(0x0001, "a.x.test"));
-        Assert.That((DnsQueryBytes.Rcode(next), DnsQueryBytes.AnswerCount(next)), Is.EqualTo((0, 1)));
+        Assert.That(await AnsweredWithinTriesAsync(harness, 0x0001, "a.x.test"), Is.True, "answered after the timed-out query");
+    }
+
+    /// <summary>Whether a query for <paramref name="name"/> is answered (NOERROR, one record) within three tries of the
+    /// 300 ms query timeout: a loaded machine may miss one, a broken forwarder misses all.</summary>
+    private static async Task<bool> AnsweredWithinTriesAsync(DnsTunnelHarness harness, ushort id, string name)
+    {
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            byte[] answer = await harness.UdpAsync(DnsQueryBytes.Build(id, name));
+            if ((DnsQueryBytes.Rcode(answer), DnsQueryBytes.AnswerCount(answer)) == (0, 1))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     [Test]

@@ -126,7 +126,73 @@ public sealed class EgressServiceCollectionExtensionsTests
         await host.StopAsync();
 
         Assert.That(failure!.Message, Does.StartWith($"cannot listen on 127.0.0.1:{port}: "));
+        Assert.That(failure.Message, Does.EndWith("(EADDRINUSE: another socket is bound there, e.g. another instance still running; `ss -ltnp` or `ss -lxp` shows which process)"));
         Assert.That(failure.InnerException, Is.InstanceOf<SocketException>());
+    }
+
+    [Test]
+    public async Task AnAddressOfNoInterfaceFailsTheStartSayingSo()
+    {
+        // 198.51.100.7 (TEST-NET-2) is on no interface here: bind(2) gives EADDRNOTAVAIL; nothing is sent.
+        var configuration = EgressConfiguration.Parse("[egress]\nenabled = true\n", "enclave.toml");
+        using var host = Build(services => services.AddEgressHost(configuration, TunnelEndpoint.Parse("tcp://198.51.100.7:4433")));
+
+        var failure = Assert.ThrowsAsync<IOException>(() => host.StartAsync());
+        await host.StopAsync();
+
+        Assert.That(failure!.Message, Does.StartWith("cannot listen on tcp://198.51.100.7:4433: ").And.Contains("(EADDRNOTAVAIL: the address is not one of this machine's or this network namespace's"));
+    }
+
+    [Test]
+    public void AMappedFileThatIsMissingIsLocatedAtItsConfigValue()
+    {
+        string main = Path.Combine(_directory, "enclave.toml");
+        var configuration = EgressConfiguration.Parse("[[host.enclaves]]\ncid = \"any\"\nconfig = \"missing.toml\"\n", main);
+        var tunnel = TunnelEndpoint.Parse("unix:" + Path.Combine(_directory, "t.sock"));
+
+        Assert.That(
+            () => new ServiceCollection().AddEgressHost(configuration, tunnel),
+            Throws.TypeOf<ConfigurationException>().With.Message.StartWith(main + ":3:10: error: cannot read \"" + Path.Combine(_directory, "missing.toml") + "\""));
+    }
+
+    [Test]
+    public void AMappedDirectoryIsSaidToBeADirectoryNotAPermissionProblem()
+    {
+        var configuration = EgressConfiguration.Parse($"[[host.enclaves]]\ncid = \"any\"\nconfig = \"{_directory}\"\n", "enclave.toml");
+        var tunnel = TunnelEndpoint.Parse("unix:" + Path.Combine(_directory, "t.sock"));
+
+        Assert.That(
+            () => new ServiceCollection().AddEgressHost(configuration, tunnel),
+            Throws.TypeOf<ConfigurationException>().With.Message.Contains($"{_directory} is a directory, not a configuration file").And.Message.Not.Contains("denied"));
+    }
+
+    [Test]
+    public void LoadingADirectoryThrowsIOExceptionThatSaysSo() =>
+        Assert.That(() => EgressConfiguration.Load(_directory), Throws.TypeOf<IOException>().With.Message.EqualTo($"{_directory} is a directory, not a configuration file (enclave.toml)"));
+
+    [TestCase("unix:")]
+    [TestCase("tcp://127.0.0.1:9")]
+    public void EntriesByCidOnATunnelWithoutPeerCidsAreRefusedAtRegistration(string transport)
+    {
+        string mapped = Path.Combine(_directory, "a.toml");
+        File.WriteAllText(mapped, "[egress]\nenabled = true\n");
+        var configuration = EgressConfiguration.Parse($"[[host.enclaves]]\ncid = 16\nconfig = \"{mapped}\"\n", "enclave.toml");
+        var tunnel = TunnelEndpoint.Parse(transport == "unix:" ? "unix:" + Path.Combine(_directory, "t.sock") : transport);
+
+        Assert.That(
+            () => new ServiceCollection().AddEgressHost(configuration, tunnel),
+            Throws.TypeOf<ConfigurationException>().With.Message.StartWith("enclave.toml:2:1: error: the tunnel endpoint ").And.Message.Contains("gives no peer CID").And.Message.Contains("cid = \"any\""));
+    }
+
+    [Test]
+    public void EntriesByCidWithAnAnyEntryAreAcceptedOnAUnixTunnel()
+    {
+        string mapped = Path.Combine(_directory, "a.toml");
+        File.WriteAllText(mapped, "[egress]\nenabled = true\n");
+        var configuration = EgressConfiguration.Parse($"[[host.enclaves]]\ncid = 16\nconfig = \"{mapped}\"\n[[host.enclaves]]\ncid = \"any\"\nconfig = \"{mapped}\"\n", "enclave.toml");
+        var tunnel = TunnelEndpoint.Parse("unix:" + Path.Combine(_directory, "t.sock"));
+
+        Assert.That(() => new ServiceCollection().AddEgressHost(configuration, tunnel), Throws.Nothing);
     }
 
     private static IHost Build(Action<IServiceCollection> configure)
