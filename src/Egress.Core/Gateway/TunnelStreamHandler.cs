@@ -49,9 +49,10 @@ internal sealed class TunnelStreamHandler(
     /// <summary>
     /// How long a stream whose connection ended clean may wait for its next request (docs/tunnel-protocol.md, "Stream
     /// reuse"): 60 s, three times the enclave's pool expiry (<see cref="TunnelStreamPool.DefaultIdleExpiry"/>), so the
-    /// enclave normally closes an idle stream first; past it, or at a stop, the stream is closed quietly.
+    /// enclave normally closes an idle stream first; past it, or at a stop, the stream is closed quietly
+    /// (<see cref="TunnelGatewayOptions.IdleBetweenRequests"/>).
     /// </summary>
-    internal static readonly TimeSpan IdleBetweenRequests = TimeSpan.FromSeconds(60);
+    internal static readonly TimeSpan DefaultIdleBetweenRequests = TimeSpan.FromSeconds(60);
 
     /// <summary>The request prefix: what the wait for a reused stream's next request reads at most.</summary>
     private const int RequestPrefixLength = 4;
@@ -140,7 +141,7 @@ internal sealed class TunnelStreamHandler(
 
     /// <summary>
     /// Waits for the next request on a stream whose connection ended clean: its first bytes, read with the END frame
-    /// (<paramref name="afterEnd"/>) or within <see cref="IdleBetweenRequests"/>. Null when the stream is closed instead:
+    /// (<paramref name="afterEnd"/>) or within <see cref="TunnelGatewayOptions.IdleBetweenRequests"/>. Null when the stream is closed instead:
     /// the enclave closed or reset it, it stayed idle, or a stop began; a normal end, logged at Debug only.
     /// </summary>
     private async Task<ReadOnlyMemory<byte>?> NextRequestAsync(Socket tunnel, ReadOnlyMemory<byte> afterEnd, CancellationToken stopping, CancellationToken aborted)
@@ -150,7 +151,7 @@ internal sealed class TunnelStreamHandler(
             return afterEnd;
         }
 
-        using var idle = new CancellationTokenSource(IdleBetweenRequests, options.Relay.TimeProvider);
+        using var idle = new CancellationTokenSource(options.IdleBetweenRequests, options.Relay.TimeProvider);
         using var onStop = stopping.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle);
         using var onAbort = aborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle);
         byte[] prefix = new byte[RequestPrefixLength];
@@ -167,7 +168,7 @@ internal sealed class TunnelStreamHandler(
         }
         catch (OperationCanceledException)
         {
-            end = stopping.IsCancellationRequested || aborted.IsCancellationRequested ? "stopping" : $"idle for {IdleBetweenRequests.TotalSeconds:0} s";
+            end = stopping.IsCancellationRequested || aborted.IsCancellationRequested ? "stopping" : $"idle for {options.IdleBetweenRequests.TotalSeconds:0.###} s";
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
         {

@@ -13,7 +13,7 @@ namespace Egress.Tunnel;
 /// <remarks>
 /// egress-enclave's proxy owns one (<see cref="DefaultCapacity"/>, <see cref="DefaultIdleExpiry"/>), rents through
 /// <see cref="TunnelClient"/> and returns streams after a clean relay; the parent keeps such a stream open for the next
-/// request for <see cref="Gateway.TunnelStreamHandler.IdleBetweenRequests"/>. docs/tunnel-protocol.md, "Stream reuse".
+/// request for <see cref="Gateway.TunnelStreamHandler.DefaultIdleBetweenRequests"/>. docs/tunnel-protocol.md, "Stream reuse".
 /// </remarks>
 internal sealed class TunnelStreamPool : IDisposable
 {
@@ -22,7 +22,7 @@ internal sealed class TunnelStreamPool : IDisposable
     internal const int DefaultCapacity = 16;
 
     /// <summary>How long the enclave keeps an idle stream: 20 s, well below the parent's 60 s
-    /// (<see cref="Gateway.TunnelStreamHandler.IdleBetweenRequests"/>), so the parent's idle close is rarely what the
+    /// (<see cref="Gateway.TunnelStreamHandler.DefaultIdleBetweenRequests"/>), so the parent's idle close is rarely what the
     /// enclave meets.</summary>
     internal static readonly TimeSpan DefaultIdleExpiry = TimeSpan.FromSeconds(20);
 
