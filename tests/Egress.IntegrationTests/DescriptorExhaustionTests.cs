@@ -112,7 +112,10 @@ public sealed class DescriptorExhaustionTests
     {
         const int Held = 60; // well under the derived limit (about 100 at RLIMIT_NOFILE 384), whatever the host opens at start
         var enclave = topology!.Enclave;
-        await Task.Delay(TimeSpan.FromSeconds(1));
+
+        // Tunnel streams pooled after earlier connections (docs/tunnel-protocol.md, "Stream reuse") would carry some of
+        // these and hide their cost: wait until the enclave's pool has closed them (20 s expiry, trimmed every 10 s).
+        await Task.Delay(TimeSpan.FromSeconds(31));
         int enclaveBefore = Count(deployment!.Enclave);
         int hostBefore = Count(deployment.Host);
         var flood = Command.RunInNamespaceAsync(enclave, TimeSpan.FromSeconds(40), "/usr/bin/python3", "-c", FloodScript, $"{Held}", "6");

@@ -30,6 +30,7 @@ public sealed class EgressMetrics
     private readonly Counter<long> _failovers;
     private readonly Counter<long> _serverNameRefusals;
     private readonly Counter<long> _wouldDeny;
+    private readonly Counter<long> _tunnelReuses;
     private readonly KeyValuePair<string, object?> _side;
 
     /// <summary>The <c>egress.enclave</c> tag of <see cref="ForEnclave"/>'s instances; null: none.</summary>
@@ -70,6 +71,8 @@ public sealed class EgressMetrics
             "egress.tls.server_name.refusals", "{connection}", "Connections to learned addresses reset because their TLS ClientHello failed the server-name check, by reason.");
         _wouldDeny = meter.CreateCounter<long>(
             "egress.policy.would_deny", "{decision}", "Decisions egress.mode = \"report\" allowed that enforce would deny, by kind (connection, dns) and reason.");
+        _tunnelReuses = meter.CreateCounter<long>(
+            "egress.tunnel.reuses", "{request}", "Connections carried on a tunnel stream that already carried one (enclave: sent on a pooled stream; parent: read after a clean END).");
         _caches = cache is null ? [] : [(cache, [_side])];
         var caches = _caches;
         meter.CreateObservableGauge(
@@ -89,6 +92,7 @@ public sealed class EgressMetrics
         _failovers = metrics._failovers;
         _wouldDeny = metrics._wouldDeny;
         _serverNameRefusals = metrics._serverNameRefusals;
+        _tunnelReuses = metrics._tunnelReuses;
         _side = metrics._side;
         _enclave = new("egress.enclave", enclave);
         _caches = metrics._caches;
@@ -213,6 +217,9 @@ public sealed class EgressMetrics
             _serverNameRefusals.Add(1, in tags);
         }
     }
+
+    /// <summary>Counts a connection carried on a tunnel stream that already carried one (docs/tunnel-protocol.md, "Stream reuse").</summary>
+    internal void TunnelStreamReused() => _tunnelReuses.Add(1, Tags());
 
     /// <summary>Counts one failover attempt: another address of the same name tried for a connection.</summary>
     internal void Failover() => _failovers.Add(1, Tags());

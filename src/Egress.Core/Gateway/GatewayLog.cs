@@ -43,6 +43,9 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 207, Level = LogLevel.Warning, Message = "rejected stream: no complete request within {TimeoutMs} ms")]
     public static partial void HeaderTimeout(ILogger logger, double timeoutMs);
 
+    [LoggerMessage(EventId = 231, Level = LogLevel.Debug, Message = "tunnel stream kept for reuse closed between requests: {End}")]
+    public static partial void IdleStreamClosed(ILogger logger, string end);
+
     [LoggerMessage(EventId = 208, Level = LogLevel.Debug, Message = "stream closed before sending a request")]
     public static partial void ClosedBeforeRequest(ILogger logger);
 

@@ -34,6 +34,10 @@ public sealed class TunnelGatewayOptions
     /// replace it to map <c>unix:</c> clients as enclaves.</summary>
     internal Func<System.Net.Sockets.Socket, uint?> PeerCid { get; init; } = GatewayEnclave.PeerCidOf;
 
+    /// <summary>Gets how long a stream whose connection ended clean waits for its next request
+    /// (<see cref="TunnelStreamHandler.DefaultIdleBetweenRequests"/>; tests shorten it to race the enclave's pool).</summary>
+    internal TimeSpan IdleBetweenRequests { get; init; } = TunnelStreamHandler.DefaultIdleBetweenRequests;
+
     /// <summary>These options with other metrics (every other setting the same): one enclave entry's.</summary>
     internal TunnelGatewayOptions WithMetrics(EgressMetrics? metrics)
     {

@@ -46,19 +46,51 @@ internal sealed class TunnelStreamHandler(
 
     private readonly TcpKeepAlive keepAlive = new(options.KeepAliveIdle, options.KeepAliveInterval, options.KeepAliveProbes);
 
+    /// <summary>
+    /// How long a stream whose connection ended clean may wait for its next request (docs/tunnel-protocol.md, "Stream
+    /// reuse"): 60 s, three times the enclave's pool expiry (<see cref="TunnelStreamPool.DefaultIdleExpiry"/>), so the
+    /// enclave normally closes an idle stream first; past it, or at a stop, the stream is closed quietly
+    /// (<see cref="TunnelGatewayOptions.IdleBetweenRequests"/>).
+    /// </summary>
+    internal static readonly TimeSpan DefaultIdleBetweenRequests = TimeSpan.FromSeconds(60);
+
+    /// <summary>The request prefix: what the wait for a reused stream's next request reads at most.</summary>
+    private const int RequestPrefixLength = 4;
+
     /// <param name="streamSocket">The accepted stream.</param>
     /// <param name="listener">The gateway's listener: its live streams (this one included) and its stop signal.</param>
     /// <param name="aborted">Cancelled when the stop aborts live streams.</param>
-    /// <returns>The stream's outcome, already logged, counted and answered.</returns>
+    /// <returns>The outcome of the stream's last request, already logged, counted and answered.</returns>
+    /// <remarks>
+    /// A version 2 connection that ended clean (<see cref="TunnelStreamPool.EndedClean"/>) leaves the stream open for the
+    /// next request, which the same loop serves exactly as the first (logged, audited and counted alike); the listener
+    /// counts the stream once, however many requests it carries.
+    /// </remarks>
     public async Task<GatewayStreamResult> HandleAsync(Socket streamSocket, ConnectionListener listener, CancellationToken aborted)
     {
         var tunnel = streamSocket;
         uint? cid = options.Audit is null ? null : options.PeerCid(streamSocket); // read once, while the stream is open
         try
         {
-            var result = await RunAsync(tunnel, listener, aborted).ConfigureAwait(false);
-            await CompleteAsync(tunnel, result, aborted, cid).ConfigureAwait(false);
-            return result;
+            ReadOnlyMemory<byte> received = ReadOnlyMemory<byte>.Empty;
+            while (true)
+            {
+                var result = await RunAsync(tunnel, listener, received, aborted).ConfigureAwait(false);
+                await CompleteAsync(tunnel, result, aborted, cid).ConfigureAwait(false);
+                if (result.Relay is not { } relay || !TunnelStreamPool.EndedClean(relay) || result.Request.Version != TunnelCodec.Version2
+                    || listener.Stopping.IsCancellationRequested || aborted.IsCancellationRequested)
+                {
+                    return result;
+                }
+
+                if (await NextRequestAsync(tunnel, relay.TunnelAfterEnd, listener.Stopping, aborted).ConfigureAwait(false) is not { } next)
+                {
+                    return result;
+                }
+
+                received = next;
+                options.Metrics?.TunnelStreamReused();
+            }
         }
         catch (Exception ex) when (ex is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
         {
@@ -94,7 +126,7 @@ internal sealed class TunnelStreamHandler(
     {
         try
         {
-            var (read, request) = await ReadRequestAsync(streamSocket, aborted).ConfigureAwait(false);
+            var (read, request, _) = await ReadRequestAsync(streamSocket, ReadOnlyMemory<byte>.Empty, aborted).ConfigureAwait(false);
             await CompleteAsync(streamSocket, read ?? refusal(request, reason), aborted).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
@@ -107,12 +139,58 @@ internal sealed class TunnelStreamHandler(
         }
     }
 
-    private async Task<GatewayStreamResult> RunAsync(Socket tunnel, ConnectionListener listener, CancellationToken aborted)
+    /// <summary>
+    /// Waits for the next request on a stream whose connection ended clean: its first bytes, read with the END frame
+    /// (<paramref name="afterEnd"/>) or within <see cref="TunnelGatewayOptions.IdleBetweenRequests"/>. Null when the stream is closed instead:
+    /// the enclave closed or reset it, it stayed idle, or a stop began; a normal end, logged at Debug only.
+    /// </summary>
+    private async Task<ReadOnlyMemory<byte>?> NextRequestAsync(Socket tunnel, ReadOnlyMemory<byte> afterEnd, CancellationToken stopping, CancellationToken aborted)
     {
-        var (read, request) = await ReadRequestAsync(tunnel, aborted).ConfigureAwait(false);
+        if (!afterEnd.IsEmpty)
+        {
+            return afterEnd;
+        }
+
+        using var idle = new CancellationTokenSource(options.IdleBetweenRequests, options.Relay.TimeProvider);
+        using var onStop = stopping.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle);
+        using var onAbort = aborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle);
+        byte[] prefix = new byte[RequestPrefixLength];
+        string end;
+        try
+        {
+            int read = await tunnel.ReceiveAsync(prefix, SocketFlags.None, idle.Token).ConfigureAwait(false);
+            if (read > 0)
+            {
+                return prefix.AsMemory(0, read);
+            }
+
+            end = "closed by the enclave";
+        }
+        catch (OperationCanceledException)
+        {
+            end = stopping.IsCancellationRequested || aborted.IsCancellationRequested ? "stopping" : $"idle for {options.IdleBetweenRequests.TotalSeconds:0.###} s";
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            end = $"reset by the enclave ({ex.Message})";
+        }
+
+        GatewayLog.IdleStreamClosed(logger, end);
+        return null;
+    }
+
+    private async Task<GatewayStreamResult> RunAsync(Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, CancellationToken aborted)
+    {
+        var (read, request, following) = await ReadRequestAsync(tunnel, received, aborted).ConfigureAwait(false);
         if (read is { } failed)
         {
             return failed;
+        }
+
+        if (request.Kind != TunnelRequestKind.TcpConnect && !following.IsEmpty)
+        {
+            // Only a connection's frames may follow a request before its status (a reused stream's pipelined bytes).
+            return GatewayStreamResult.Failed($"{following.Length} bytes followed a {request.Kind} request before its status");
         }
 
         if (request.Kind == TunnelRequestKind.Dns)
@@ -175,11 +253,17 @@ internal sealed class TunnelStreamHandler(
         using (hold)
         {
             // A learned address stays allowed while this connection is open, whatever the answer's TTL.
-            return await ConnectAndRelayAsync(tunnel, request, decision, aborted).ConfigureAwait(false);
+            return await ConnectAndRelayAsync(tunnel, request, following, decision, aborted).ConfigureAwait(false);
         }
     }
 
-    private async Task<GatewayStreamResult> ConnectAndRelayAsync(Socket tunnel, TunnelRequest request, PolicyDecision decision, CancellationToken aborted)
+    /// <param name="tunnel">The stream.</param>
+    /// <param name="request">Its request.</param>
+    /// <param name="following">Bytes read past the request (frames, or raw bytes for version 1), relayed first.</param>
+    /// <param name="decision">The allowing decision.</param>
+    /// <param name="aborted">Cancelled when the stop aborts live streams.</param>
+    private async Task<GatewayStreamResult> ConnectAndRelayAsync(
+        Socket tunnel, TunnelRequest request, ReadOnlyMemory<byte> following, PolicyDecision decision, CancellationToken aborted)
     {
         var destination = request.Destination!;
         var (upstream, status, detail) = await DestinationDialer.ConnectAsync(
@@ -200,8 +284,8 @@ internal sealed class TunnelStreamHandler(
             // Version 1 streams keep the raw relay; version 2 frames the tunnel side (A), so the destination's RST,
             // a relay error or this host stopping reaches the enclave as an END frame with its cause.
             var relay = request.Version == TunnelCodec.Version2
-                ? await SocketRelay.RunFramedAsync(tunnel, upstream, RelaySide.A, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, options.Relay, serverNameGate, aborted).ConfigureAwait(false)
-                : await SocketRelay.RunAsync(tunnel, upstream, default, default, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
+                ? await SocketRelay.RunFramedAsync(tunnel, upstream, RelaySide.A, following, ReadOnlyMemory<byte>.Empty, options.Relay, serverNameGate, aborted).ConfigureAwait(false)
+                : await SocketRelay.RunAsync(tunnel, upstream, following, default, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
             if (serverNameGate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
             {
                 GatewayLog.ServerNameWouldRefuse(logger, destination, GatewayLog.HintText(request.HostHint), reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
@@ -324,27 +408,32 @@ internal sealed class TunnelStreamHandler(
         }
     }
 
-    /// <summary>Reads the request under the header timeout: the request, or the outcome that ends the stream.</summary>
-    private async Task<(GatewayStreamResult? Failed, TunnelRequest Request)> ReadRequestAsync(Socket tunnel, CancellationToken aborted)
+    /// <summary>
+    /// Reads the request under the header timeout, starting with <paramref name="received"/> (a reused stream's bytes
+    /// already read): the request and the bytes read past it, or the outcome that ends the stream.
+    /// </summary>
+    private async Task<(GatewayStreamResult? Failed, TunnelRequest Request, ReadOnlyMemory<byte> Following)> ReadRequestAsync(
+        Socket tunnel, ReadOnlyMemory<byte> received, CancellationToken aborted)
     {
         TunnelReadResult result;
         TunnelRequest request;
+        ReadOnlyMemory<byte> following;
         try
         {
             using var deadline = new CancellationTokenSource(options.HeaderTimeout, options.Relay.TimeProvider);
             using var linked = aborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), deadline);
-            (result, request) = await TunnelHandshake.ReadRequestAsync(tunnel, deadline.Token).ConfigureAwait(false);
+            (result, request, following) = await TunnelHandshake.ReadRequestAsync(tunnel, received, deadline.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
         {
-            return (GatewayStreamResult.HeaderTimedOut, default);
+            return (GatewayStreamResult.HeaderTimedOut, default, default);
         }
 
         return result switch
         {
-            TunnelReadResult.Complete => (null, request),
-            TunnelReadResult.TruncatedStream => (GatewayStreamResult.ClosedBeforeRequest, default),
-            _ => (GatewayStreamResult.BadRequestOf(result), default),
+            TunnelReadResult.Complete => (null, request, following),
+            TunnelReadResult.TruncatedStream => (GatewayStreamResult.ClosedBeforeRequest, default, default),
+            _ => (GatewayStreamResult.BadRequestOf(result), default, default),
         };
     }
 }

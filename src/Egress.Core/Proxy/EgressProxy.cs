@@ -85,9 +85,15 @@ public sealed class EgressProxy : IAsyncDisposable
         LocalEndPoints = bound;
     }
 
-    /// <summary>Stops accepting, lets live connections finish up to the drain deadline, then aborts them.</summary>
+    /// <summary>Stops accepting, closes the idle pooled tunnel streams, lets live connections finish up to the drain
+    /// deadline, then aborts them.</summary>
     /// <returns>A task that completes when every connection has ended.</returns>
-    public Task StopAsync() => Task.WhenAll(_listeners.Select(l => l.StopAsync(_options.ShutdownDrain)));
+    public Task StopAsync()
+    {
+        Task stopped = Task.WhenAll(_listeners.Select(l => l.StopAsync(_options.ShutdownDrain)));
+        _handler.Dispose();
+        return stopped;
+    }
 
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
@@ -96,5 +102,7 @@ public sealed class EgressProxy : IAsyncDisposable
         {
             await listener.DisposeAsync().ConfigureAwait(false);
         }
+
+        _handler.Dispose();
     }
 }

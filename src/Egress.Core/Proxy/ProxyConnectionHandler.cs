@@ -28,20 +28,39 @@ namespace Egress.Proxy;
 /// <see cref="IOException"/> when the tunnel is unavailable.</param>
 /// <param name="tunnelVersion">The tunnel protocol version asked for: 2 (framed, falling back to 1 for a parent that
 /// speaks only 1), or 1 (raw; tests of a version 1 enclave).</param>
+/// <param name="streamPool">Where version 2 streams that ended clean wait for the next connection (docs/tunnel-protocol.md,
+/// "Stream reuse"); owned by the handler from here on (closed by <see cref="Dispose"/>, trimmed every half expiry); null:
+/// every connection opens its own stream.</param>
 internal sealed class ProxyConnectionHandler(
     EgressProxyOptions options,
     EgressPolicy policy,
     ILogger logger,
     Func<Socket, OriginalDestinationResult> originalDestination,
     Func<CancellationToken, ValueTask<Socket>> connectTunnel,
-    byte tunnelVersion = TunnelCodec.Version2)
+    byte tunnelVersion = TunnelCodec.Version2,
+    TunnelStreamPool? streamPool = null) : IDisposable
 {
-    private readonly TunnelClient _tunnel = new(options.Tunnel, options.StatusTimeout, options.Relay.TimeProvider, connectTunnel);
+    private readonly TunnelStreamPool? _pool = streamPool;
 
-    /// <summary>Creates the production handler: SO_ORIGINAL_DST and the options' tunnel endpoint.</summary>
+    private readonly TunnelClient _tunnel = new(options.Tunnel, options.StatusTimeout, options.Relay.TimeProvider, connectTunnel, streamPool);
+
+    private readonly ITimer? _trim = streamPool is null ? null : options.Relay.TimeProvider.CreateTimer(
+        static pool => ((TunnelStreamPool)pool!).Trim(), streamPool, streamPool.IdleExpiry / 2, streamPool.IdleExpiry / 2);
+
+    /// <summary>Creates the production handler: SO_ORIGINAL_DST, the options' tunnel endpoint, and a pool of
+    /// <see cref="TunnelStreamPool.DefaultCapacity"/> streams idle at most <see cref="TunnelStreamPool.DefaultIdleExpiry"/>.</summary>
     public ProxyConnectionHandler(EgressProxyOptions options, EgressPolicy policy, ILogger logger)
-        : this(options, policy, logger, OriginalDestination.Read, options.Tunnel.ConnectAsync)
+        : this(
+            options, policy, logger, OriginalDestination.Read, options.Tunnel.ConnectAsync, TunnelCodec.Version2,
+            new TunnelStreamPool(TunnelStreamPool.DefaultCapacity, TunnelStreamPool.DefaultIdleExpiry, options.Relay.TimeProvider))
     {
+    }
+
+    /// <summary>Closes the pooled streams; a stream returned afterwards is closed (the proxy is stopping).</summary>
+    public void Dispose()
+    {
+        _trim?.Dispose();
+        _pool?.Dispose();
     }
 
     /// <summary>Handles one accepted connection to its end; never throws for a network failure.</summary>
@@ -107,7 +126,7 @@ internal sealed class ProxyConnectionHandler(
 
             Started(ProxyConnectionResult.Relayed(destination, decision, relay: null), tunnel.ConnectionId);
             var serverNameGate = ServerNameGate.For(policy, destination, decision);
-            RelayResult relay;
+            RelayResult? relay = null;
             try
             {
                 // Version 2: the tunnel side (B) is framed, so an abort on the far side reaches the application as RST.
@@ -117,7 +136,16 @@ internal sealed class ProxyConnectionHandler(
             }
             finally
             {
-                stream.Dispose();
+                // A clean version 2 stream carries the next connection; the parent sends nothing between requests.
+                if (tunnel.Version == TunnelCodec.Version2 && relay is not null && TunnelStreamPool.EndedClean(relay)
+                    && relay.TunnelAfterEnd.IsEmpty && !aborted.IsCancellationRequested)
+                {
+                    _tunnel.Return(stream);
+                }
+                else
+                {
+                    stream.Dispose();
+                }
             }
 
             if (serverNameGate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
@@ -291,6 +319,15 @@ internal sealed class ProxyConnectionHandler(
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)
         {
             return (null, ProxyConnectionResult.Failed(ConnectionOutcome.Stopping, destination));
+        }
+
+        if (connected.RetriedStale)
+        {
+            ProxyLog.StalePooledStream(logger, destination, options.Tunnel.ToString());
+        }
+        else if (connected.Reused)
+        {
+            options.Metrics?.TunnelStreamReused();
         }
 
         switch (connected.VersionNews)

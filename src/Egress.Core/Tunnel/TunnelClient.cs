@@ -20,6 +20,7 @@ public sealed class TunnelClient
     private readonly TimeProvider _timeProvider;
     private readonly Func<CancellationToken, ValueTask<Socket>> _connect;
     private readonly TunnelVersionProbe _versions;
+    private readonly TunnelStreamPool? _pool;
 
     /// <summary>Creates a client for the parent at <paramref name="parent"/>.</summary>
     /// <param name="parent">Where the parent accepts tunnel streams, e.g. <c>vsock://3:4433</c>.</param>
@@ -35,9 +36,13 @@ public sealed class TunnelClient
     {
     }
 
-    /// <summary>The public constructor with the stream's connect injectable (tests: a fake that fails or hangs).</summary>
-    internal TunnelClient(TunnelEndpoint parent, TimeSpan? statusTimeout, TimeProvider? timeProvider, Func<CancellationToken, ValueTask<Socket>>? connect)
+    /// <summary>The public constructor with the stream's connect injectable (tests: a fake that fails or hangs), and the
+    /// pool of clean version 2 streams <see cref="ConnectFramedAsync"/> rents from and <see cref="Return"/> fills (null: none
+    /// are reused; the caller owns and disposes the pool).</summary>
+    internal TunnelClient(
+        TunnelEndpoint parent, TimeSpan? statusTimeout, TimeProvider? timeProvider, Func<CancellationToken, ValueTask<Socket>>? connect, TunnelStreamPool? pool = null)
     {
+        _pool = pool;
         ArgumentNullException.ThrowIfNull(parent);
         var timeout = statusTimeout ?? TimeSpan.FromSeconds(10);
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero, nameof(statusTimeout));
@@ -106,7 +111,20 @@ public sealed class TunnelClient
             return await ConnectRequestAsync(request, cancellationToken).ConfigureAwait(false);
         }
 
-        var framed = await ConnectRequestAsync(request.AsVersion2(TunnelConnectionId.New()), cancellationToken).ConfigureAwait(false);
+        var version2 = request.AsVersion2(TunnelConnectionId.New());
+        TunnelConnectResult framed;
+        if (_pool?.TryRent() is { } pooled)
+        {
+            (framed, bool stale) = await ConnectRequestAsync(version2, pooled, cancellationToken).ConfigureAwait(false);
+            framed = stale
+                ? (await ConnectRequestAsync(version2, cancellationToken).ConfigureAwait(false)).With(reused: false, retriedStale: true)
+                : framed.With(reused: true, retriedStale: false);
+        }
+        else
+        {
+            framed = await ConnectRequestAsync(version2, cancellationToken).ConfigureAwait(false);
+        }
+
         if (framed is { Error: TunnelConnectError.Refused, Status: TunnelStatus.UnsupportedVersion, ResponseVersion: TunnelCodec.Version })
         {
             // An egress-host from before version 2: it answered in version 1 and closed the stream.
@@ -118,28 +136,63 @@ public sealed class TunnelClient
         return framed.Error == TunnelConnectError.None ? framed.With(_versions.AcceptedVersion2()) : framed;
     }
 
-    private async Task<TunnelConnectResult> ConnectRequestAsync(TunnelRequest request, CancellationToken cancellationToken)
+    /// <summary>
+    /// Puts a version 2 stream whose relay ended clean (both directions END(FIN), nothing read past the END) back in the
+    /// pool for the next connection, or closes it when there is no pool or the pool is full or disposed.
+    /// </summary>
+    internal void Return(Socket stream)
+    {
+        if (_pool is null || !_pool.TryReturn(stream))
+        {
+            stream.Dispose();
+        }
+    }
+
+    private async Task<TunnelConnectResult> ConnectRequestAsync(TunnelRequest request, CancellationToken cancellationToken) =>
+        (await ConnectRequestAsync(request, rented: null, cancellationToken).ConfigureAwait(false)).Result;
+
+    /// <summary>
+    /// Sends <paramref name="request"/> on a new stream, or on <paramref name="rented"/> (a pooled stream), and reads the
+    /// status. Stale: the rented stream failed the send, or ended or was reset before any status byte: the parent closed
+    /// it while it was idle (its idle limit, or a restart), so it never acted on the request and the caller may send it
+    /// again on a new stream; the rented stream is closed.
+    /// </summary>
+    private async Task<(TunnelConnectResult Result, bool Stale)> ConnectRequestAsync(TunnelRequest request, Socket? rented, CancellationToken cancellationToken)
     {
         using var timeout = new CancellationTokenSource(StatusTimeout, _timeProvider);
         using var linked = cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout);
         Socket socket;
-        try
+        if (rented is not null)
         {
-            socket = await _connect(timeout.Token).ConfigureAwait(false);
+            socket = rented;
         }
-        catch (OperationCanceledException)
+        else
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            return TunnelConnectResult.Failed(TunnelConnectError.TunnelTimedOut, null);
-        }
-        catch (Exception ex) when (ex is SocketException or IOException)
-        {
-            return TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, AcceptFailure.Message(ex));
+            try
+            {
+                socket = await _connect(timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                return (TunnelConnectResult.Failed(TunnelConnectError.TunnelTimedOut, null), false);
+            }
+            catch (Exception ex) when (ex is SocketException or IOException)
+            {
+                return (TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, AcceptFailure.Message(ex)), false);
+            }
         }
 
+        bool anyReceived = false;
         try
         {
-            var (result, response, following) = await TunnelHandshake.RequestAsync(socket, request, timeout.Token).ConfigureAwait(false);
+            var (result, response, following, received) = await TunnelHandshake.RequestCountingAsync(socket, request, timeout.Token).ConfigureAwait(false);
+            anyReceived = received;
+            if (rented is not null && result == TunnelReadResult.TruncatedStream && !received)
+            {
+                return (TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, "the pooled stream was closed by the parent"), true);
+            }
+
             if (result == TunnelReadResult.Complete && response.Status == TunnelStatus.Ok && response.Version != request.Version)
             {
                 // Ok must echo the request's version: the payload that follows is in that version.
@@ -150,25 +203,26 @@ public sealed class TunnelClient
             {
                 var connected = socket;
                 socket = null!;
-                return new TunnelConnectResult(TunnelConnectError.None, TunnelStatus.Ok, response.Detail, connected, following)
+                return (new TunnelConnectResult(TunnelConnectError.None, TunnelStatus.Ok, response.Detail, connected, following)
                 {
                     Version = request.Version,
                     ConnectionId = request.ConnectionId,
-                };
+                }, false);
             }
 
-            return result == TunnelReadResult.Complete
+            return (result == TunnelReadResult.Complete
                 ? new TunnelConnectResult(TunnelConnectError.Refused, response.Status, response.Detail, null, default) { ResponseVersion = response.Version }
-                : new TunnelConnectResult(TunnelConnectError.BadResponse, null, result.ToString(), null, default) { ReadResult = result };
+                : new TunnelConnectResult(TunnelConnectError.BadResponse, null, result.ToString(), null, default) { ReadResult = result }, false);
         }
         catch (OperationCanceledException)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            return TunnelConnectResult.Failed(TunnelConnectError.StatusTimedOut, null);
+            return (TunnelConnectResult.Failed(TunnelConnectError.StatusTimedOut, null), false);
         }
         catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
         {
-            return TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, AcceptFailure.Message(ex));
+            // On a pooled stream before any status byte: the send failed (EPIPE) or the parent's close reset it.
+            return (TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, AcceptFailure.Message(ex)), rented is not null && !anyReceived);
         }
         finally
         {

@@ -54,8 +54,20 @@ public sealed class TunnelConnectResult
     /// <summary>Gets what this connect learned about the parent's version, for the enclave's log.</summary>
     internal TunnelVersionNews VersionNews { get; init; }
 
+    /// <summary>Gets whether the request went on a pooled stream that had carried an earlier connection (<see cref="TunnelStreamPool"/>).</summary>
+    internal bool Reused { get; init; }
+
+    /// <summary>Gets whether a pooled stream was found closed by the parent before any status byte, and the request was
+    /// sent again on a new stream (this result is the new stream's).</summary>
+    internal bool RetriedStale { get; init; }
+
     /// <summary>This result with <see cref="VersionNews"/> set.</summary>
-    internal TunnelConnectResult With(TunnelVersionNews news) =>
+    internal TunnelConnectResult With(TunnelVersionNews news) => Copy(news, Reused, RetriedStale);
+
+    /// <summary>This result with <see cref="Reused"/> and <see cref="RetriedStale"/> set.</summary>
+    internal TunnelConnectResult With(bool reused, bool retriedStale) => Copy(VersionNews, reused, retriedStale);
+
+    private TunnelConnectResult Copy(TunnelVersionNews news, bool reused, bool retriedStale) =>
         new(Error, Status, Detail, Socket, ReceivedAfterStatus)
         {
             ReadResult = ReadResult,
@@ -63,6 +75,8 @@ public sealed class TunnelConnectResult
             ConnectionId = ConnectionId,
             ResponseVersion = ResponseVersion,
             VersionNews = news,
+            Reused = reused,
+            RetriedStale = retriedStale,
         };
 
     internal static TunnelConnectResult Failed(TunnelConnectError error, string? detail) => new(error, null, detail, null, default);

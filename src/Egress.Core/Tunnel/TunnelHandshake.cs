@@ -26,6 +26,19 @@ internal static class TunnelHandshake
     public static async ValueTask<(TunnelReadResult Result, TunnelResponse Response, ReadOnlyMemory<byte> Following)> RequestAsync(
         Socket tunnel, TunnelRequest request, CancellationToken cancellationToken)
     {
+        var (result, response, following, _) = await RequestCountingAsync(tunnel, request, cancellationToken).ConfigureAwait(false);
+        return (result, response, following);
+    }
+
+    /// <summary>
+    /// As <see cref="RequestAsync"/>, and says whether any response byte arrived: a reused stream that ends or is reset
+    /// before the first one was closed by the parent while it was idle, and its request may be sent again on a new stream.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="SocketException">The send or a receive failed.</exception>
+    public static async ValueTask<(TunnelReadResult Result, TunnelResponse Response, ReadOnlyMemory<byte> Following, bool AnyReceived)> RequestCountingAsync(
+        Socket tunnel, TunnelRequest request, CancellationToken cancellationToken)
+    {
         byte[] buffer = ArrayPool<byte>.Shared.Rent(ResponseReceiveSize);
         try
         {
@@ -37,7 +50,7 @@ internal static class TunnelHandshake
                 int read = await tunnel.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, cancellationToken).ConfigureAwait(false);
                 if (read == 0)
                 {
-                    return (TunnelReadResult.TruncatedStream, default, ReadOnlyMemory<byte>.Empty);
+                    return (TunnelReadResult.TruncatedStream, default, ReadOnlyMemory<byte>.Empty, filled > 0);
                 }
 
                 filled += read;
@@ -51,7 +64,7 @@ internal static class TunnelHandshake
                 ReadOnlyMemory<byte> following = result == TunnelReadResult.Complete && !received.IsEmpty
                     ? received.ToArray()
                     : ReadOnlyMemory<byte>.Empty;
-                return (result, response, following);
+                return (result, response, following, true);
             }
         }
         finally
@@ -72,26 +85,54 @@ internal static class TunnelHandshake
     /// <exception cref="SocketException">A receive failed.</exception>
     public static async ValueTask<(TunnelReadResult Result, TunnelRequest Request)> ReadRequestAsync(Socket tunnel, CancellationToken cancellationToken)
     {
+        var (result, request, _) = await ReadRequestAsync(tunnel, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+        return (result, request);
+    }
+
+    /// <summary>
+    /// Parent side, on a reused stream: as <see cref="ReadRequestAsync(Socket, CancellationToken)"/>, but the request
+    /// starts with <paramref name="received"/>, bytes already read from the stream (read with the previous connection's
+    /// END frame, or while waiting for the next request).
+    /// </summary>
+    /// <returns>As the other overload, and the bytes of <paramref name="received"/> past the request (empty unless the
+    /// peer sent more than a request before its status): the start of what follows it on the stream.</returns>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    /// <exception cref="SocketException">A receive failed.</exception>
+    public static async ValueTask<(TunnelReadResult Result, TunnelRequest Request, ReadOnlyMemory<byte> Following)> ReadRequestAsync(
+        Socket tunnel, ReadOnlyMemory<byte> received, CancellationToken cancellationToken)
+    {
         const int prefixLength = 4;
+        if (!received.IsEmpty)
+        {
+            var already = new ReadOnlySequence<byte>(received);
+            TunnelReadResult parsed = TunnelCodec.TryReadRequest(ref already, out TunnelRequest whole);
+            if (parsed != TunnelReadResult.Incomplete)
+            {
+                return (parsed, whole, parsed == TunnelReadResult.Complete ? received[(int)(received.Length - already.Length)..] : ReadOnlyMemory<byte>.Empty);
+            }
+        }
+
         byte[] buffer = ArrayPool<byte>.Shared.Rent(TunnelCodec.MaxRequestLength);
         try
         {
-            int needed = prefixLength;
-            int filled = 0;
+            // Incomplete: fewer bytes than one request, so they fit.
+            received.CopyTo(buffer);
+            int filled = received.Length;
+            int needed = filled < prefixLength ? prefixLength : prefixLength + BinaryPrimitives.ReadUInt16BigEndian(buffer.AsSpan(2));
             while (true)
             {
                 int read = await tunnel.ReceiveAsync(buffer.AsMemory(filled, needed - filled), SocketFlags.None, cancellationToken).ConfigureAwait(false);
                 if (read == 0)
                 {
-                    return (TunnelReadResult.TruncatedStream, default);
+                    return (TunnelReadResult.TruncatedStream, default, ReadOnlyMemory<byte>.Empty);
                 }
 
                 filled += read;
-                var received = new ReadOnlySequence<byte>(buffer, 0, filled);
-                TunnelReadResult result = TunnelCodec.TryReadRequest(ref received, out TunnelRequest request);
+                var sequence = new ReadOnlySequence<byte>(buffer, 0, filled);
+                TunnelReadResult result = TunnelCodec.TryReadRequest(ref sequence, out TunnelRequest request);
                 if (result != TunnelReadResult.Incomplete)
                 {
-                    return (result, request);
+                    return (result, request, ReadOnlyMemory<byte>.Empty);
                 }
 
                 if (filled == prefixLength)

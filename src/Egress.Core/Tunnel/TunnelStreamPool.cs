@@ -11,10 +11,21 @@ namespace Egress.Tunnel;
 /// is checked with a zero-timeout poll, and a readable idle stream is dead. Thread-safe.
 /// </summary>
 /// <remarks>
-/// A building block, not wired in yet: the parent does not read a second request on a stream so far.
+/// egress-enclave's proxy owns one (<see cref="DefaultCapacity"/>, <see cref="DefaultIdleExpiry"/>), rents through
+/// <see cref="TunnelClient"/> and returns streams after a clean relay; the parent keeps such a stream open for the next
+/// request for <see cref="Gateway.TunnelStreamHandler.DefaultIdleBetweenRequests"/>. docs/tunnel-protocol.md, "Stream reuse".
 /// </remarks>
 internal sealed class TunnelStreamPool : IDisposable
 {
+    /// <summary>The enclave's pool size: idle streams kept at most (a burst of more connections opens new streams, and
+    /// the streams beyond this are closed when their connections end).</summary>
+    internal const int DefaultCapacity = 16;
+
+    /// <summary>How long the enclave keeps an idle stream: 20 s, well below the parent's 60 s
+    /// (<see cref="Gateway.TunnelStreamHandler.DefaultIdleBetweenRequests"/>), so the parent's idle close is rarely what the
+    /// enclave meets.</summary>
+    internal static readonly TimeSpan DefaultIdleExpiry = TimeSpan.FromSeconds(20);
+
     private readonly Lock _lock = new();
     private readonly List<(Socket Stream, long ReturnedAt)> _idle = [];
     private readonly TimeProvider _time;
@@ -32,6 +43,13 @@ internal sealed class TunnelStreamPool : IDisposable
         IdleExpiry = idleExpiry;
         _time = time;
     }
+
+    /// <summary>
+    /// Whether a version 2 relay left its stream clean for another request: both directions ended with END(FIN) and
+    /// nothing aborted it (no error, idle timeout, stop or refusal), so the stream is at a frame boundary with nothing in flight.
+    /// </summary>
+    internal static bool EndedClean(Relay.RelayResult relay) =>
+        relay.Framed is { IsClean: true } && relay.FirstCause == Relay.RelayShutdownCause.BothCompleted;
 
     /// <summary>Most streams kept.</summary>
     public int Capacity { get; }

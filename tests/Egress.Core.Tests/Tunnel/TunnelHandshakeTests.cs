@@ -171,6 +171,68 @@ public sealed class TunnelHandshakeTests
         });
     }
 
+    /// <summary>A reused stream's next request starts with bytes already read (with the END frame, or while idle):
+    /// split anywhere, the request is whole, and what followed it in those bytes is handed on.</summary>
+    [TestCase(0)]
+    [TestCase(1)]
+    [TestCase(3)]
+    [TestCase(4)]
+    [TestCase(5)]
+    [TestCase(-1)]
+    public async Task ARequestStartingInBytesAlreadyReadIsReadWhole(int split)
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        TunnelRequest sent = TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Parse("198.51.100.4"), 443), "api.example.com").AsVersion2(77);
+        byte[] bytes = [.. Encode(sent), .. "frames"u8];
+        int already = split < 0 ? bytes.Length : split; // -1: the whole request and what follows it were read already
+
+        var reading = TunnelHandshake.ReadRequestAsync(pair.Right, bytes.AsMemory(0, already), CancellationToken.None).AsTask();
+        await pair.Left.SendAsync(bytes.AsMemory(already));
+        var (result, request, following) = await reading.WaitAsync(HangGuard);
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(result, Is.EqualTo(TunnelReadResult.Complete));
+            Assert.That(request, Is.EqualTo(sent));
+            if (split < 0)
+            {
+                Assert.That(following.ToArray(), Is.EqualTo("frames"u8.ToArray()), "bytes past the request handed on");
+            }
+            else
+            {
+                Assert.That(following.IsEmpty, Is.True);
+                Assert.That(await SocketIo.ReadExactlyAsync(pair.Right, 6), Is.EqualTo("frames"u8.ToArray()), "bytes after the header stay in the socket");
+            }
+        });
+    }
+
+    [Test]
+    public async Task RequestOnAStreamTheParentClosedSaysNoResponseByteArrived()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        var handshake = TunnelHandshake.RequestCountingAsync(pair.Left, TunnelRequest.ForDns(), CancellationToken.None).AsTask();
+        await SocketIo.ReadExactlyAsync(pair.Right, Encode(TunnelRequest.ForDns()).Length).WaitAsync(HangGuard);
+        pair.Right.Shutdown(SocketShutdown.Send);
+
+        var (result, _, _, anyReceived) = await handshake.WaitAsync(HangGuard);
+
+        Assert.That((result, anyReceived), Is.EqualTo((TunnelReadResult.TruncatedStream, false)));
+    }
+
+    [Test]
+    public async Task RequestWhoseResponseEndsHalfWaySaysAResponseByteArrived()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        var handshake = TunnelHandshake.RequestCountingAsync(pair.Left, TunnelRequest.ForDns(), CancellationToken.None).AsTask();
+        await SocketIo.ReadExactlyAsync(pair.Right, Encode(TunnelRequest.ForDns()).Length).WaitAsync(HangGuard);
+        await pair.Right.SendAsync(new byte[] { TunnelCodec.Version });
+        pair.Right.Shutdown(SocketShutdown.Send);
+
+        var (result, _, _, anyReceived) = await handshake.WaitAsync(HangGuard);
+
+        Assert.That((result, anyReceived), Is.EqualTo((TunnelReadResult.TruncatedStream, true)), "not stale: the parent began to answer");
+    }
+
     private static byte[] Encode(TunnelRequest request)
     {
         byte[] buffer = new byte[TunnelCodec.MaxRequestLength];

@@ -1,0 +1,244 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Diagnostics;
+using Egress.Gateway;
+using Egress.Policy;
+using Egress.Relay;
+using Egress.Tests.Diagnostics;
+using Egress.Tests.Relay;
+using Egress.Tunnel;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Gateway;
+
+/// <summary>
+/// The parent's side of stream reuse (docs/tunnel-protocol.md, "Stream reuse"): a real <see cref="TunnelGateway"/> on
+/// a Unix socket, the enclave's half written by hand (requests, DATA and END frames), loopback echo destinations and a
+/// FakeTimeProvider for the idle limit between requests.
+/// </summary>
+public sealed class TunnelStreamReuseTests
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(10);
+
+    private string _directory = null!;
+    private TunnelEndpoint _endpoint = null!;
+    private TelemetryProbe _probe = null!;
+    private MetricCollector<long> _reuses = null!;
+    private FakeTimeProvider _time = null!;
+    private TunnelGateway? _gateway;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _directory = Directory.CreateTempSubdirectory("egress-reuse-").FullName;
+        _endpoint = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
+        _probe = new TelemetryProbe("parent");
+        _reuses = new MetricCollector<long>(_probe.Meters, EgressMetrics.MeterName, "egress.tunnel.reuses");
+        _time = new FakeTimeProvider();
+    }
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        if (_gateway is not null)
+        {
+            await _gateway.DisposeAsync();
+        }
+
+        _reuses.Dispose();
+        _probe.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    [Test]
+    public async Task AStreamWhoseConnectionEndedCleanCarriesTheNextRequestDecidedAndLoggedAlike()
+    {
+        StartGateway();
+        using var first = new EchoServer();
+        using var second = new EchoServer();
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+
+        var one = await CleanConnectionAsync(stream, first.EndPoint, 1, "first"u8.ToArray());
+        var two = await CleanConnectionAsync(stream, second.EndPoint, 2, "second"u8.ToArray());
+        await _probe.WaitForEventAsync(210);
+        await WaitUntilAsync(() => _probe.EventIds.Count(id => id == 210) == 2);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(one, Is.EqualTo(("first", (TunnelEndCause?)TunnelEndCause.Fin)));
+            Assert.That(two, Is.EqualTo(("second", (TunnelEndCause?)TunnelEndCause.Fin)), "the second request on the same stream was served");
+            Assert.That(_probe.EventIds, Is.EqualTo(new[] { 201, 220, 251, 203, 210, 203, 210 }), "each request connected and closed like one on a new stream");
+            Assert.That(_probe.Connections, Is.EqualTo(new[] { ("allowed", "static_entry"), ("allowed", "static_entry") }));
+            Assert.That(_probe.TunnelErrors, Is.Empty);
+            Assert.That(_reuses.GetMeasurementSnapshot().Sum(m => m.Value), Is.EqualTo(1));
+        });
+    }
+
+    [Test]
+    public async Task TheNextRequestReadWithTheEndFrameIsNotLost()
+    {
+        StartGateway();
+        using var first = new EchoServer();
+        using var second = new EchoServer();
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(first.EndPoint).AsVersion2(1));
+        Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
+
+        // END(FIN) and the next request in one send: the parent's relay reads them in one receive.
+        byte[] next = Request(TunnelRequest.ForTcp(second.EndPoint).AsVersion2(2));
+        await stream.SendAsync((byte[])[.. Frames.Data("x"u8), .. Frames.End(TunnelEndCause.Fin), .. next]);
+        var echoed = await Frames.ReadUntilEndAsync(stream).WaitAsync(HangGuard);
+        var response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(echoed, Is.EqualTo(("x"u8.ToArray(), (TunnelEndCause?)TunnelEndCause.Fin)));
+            Assert.That(response.Status, Is.EqualTo(TunnelStatus.Ok), "the request that came with the END frame was answered");
+        });
+    }
+
+    [Test]
+    public async Task AnIdleStreamIsKeptUpToTheIdleLimitThenClosedQuietly()
+    {
+        StartGateway();
+        using var echo = new EchoServer();
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await CleanConnectionAsync(stream, echo.EndPoint, 1, "a"u8.ToArray());
+        await _probe.WaitForEventAsync(210);
+
+        _time.Advance(TunnelStreamHandler.DefaultIdleBetweenRequests - TimeSpan.FromSeconds(1));
+        await Task.Delay(100);
+        bool openBefore = !stream.Poll(0, SelectMode.SelectRead);
+        _time.Advance(TimeSpan.FromSeconds(1));
+        SocketError end = await SocketIo.ReadUntilEndAsync(stream).WaitAsync(HangGuard);
+        await _probe.WaitForEventAsync(231);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(openBefore, Is.True, "still open just before the limit");
+            Assert.That(end, Is.EqualTo(SocketError.Success), "closed with FIN once idle for the limit");
+            Assert.That(_probe.Logs.Lines.Last(), Does.Contain("idle for 60 s"));
+            Assert.That(_probe.TunnelErrors, Is.Empty, "a normal end, not a failure");
+            Assert.That(_probe.Connections, Has.Count.EqualTo(1));
+        });
+    }
+
+    [Test]
+    public async Task TheEnclaveClosingAnIdleStreamIsANormalEnd()
+    {
+        StartGateway();
+        using var echo = new EchoServer();
+        Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await CleanConnectionAsync(stream, echo.EndPoint, 1, "a"u8.ToArray());
+        await _probe.WaitForEventAsync(210);
+
+        stream.Dispose();
+        await _probe.WaitForEventAsync(231);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(_probe.EventIds, Is.EqualTo(new[] { 201, 220, 251, 203, 210, 231 }), "no closed-before-request or failure line");
+            Assert.That(_probe.Logs.Lines.Last(), Does.Contain("closed by the enclave"));
+            Assert.That(_probe.TunnelErrors, Is.Empty);
+        });
+    }
+
+    [TestCase((byte)TunnelEndCause.Reset)]
+    [TestCase((byte)TunnelEndCause.Error)]
+    public async Task AStreamWhoseConnectionWasAbortedIsClosedNotReused(byte code)
+    {
+        var cause = (TunnelEndCause)code;
+        StartGateway();
+        using var echo = new EchoServer();
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint).AsVersion2(1));
+        Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
+
+        await stream.SendAsync(Frames.End(cause));
+        var answered = await Frames.ReadUntilEndAsync(stream).WaitAsync(HangGuard);
+        SocketError end = await SocketIo.ReadUntilEndAsync(stream).WaitAsync(HangGuard);
+        await _probe.WaitForEventAsync(210);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(answered.Cause, Is.Not.EqualTo(TunnelEndCause.Fin));
+            Assert.That(end, Is.EqualTo(SocketError.Success), "closed after the aborted connection");
+            Assert.That(_probe.EventIds, Does.Not.Contain(231), "never waited for another request");
+        });
+    }
+
+    [Test]
+    public async Task AVersion1StreamIsClosedAfterItsConnection()
+    {
+        StartGateway();
+        using var echo = new EchoServer();
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint), [1, 2]);
+        Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
+        stream.Shutdown(SocketShutdown.Send);
+
+        Assert.That(await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard), Is.EqualTo(new byte[] { 1, 2 }), "raw bytes, then the end of the stream");
+        await _probe.WaitForEventAsync(210);
+        Assert.That(_probe.EventIds, Does.Not.Contain(231));
+    }
+
+    [Test]
+    public async Task AStopClosesStreamsWaitingBetweenRequestsAtOnce()
+    {
+        StartGateway(shutdownDrain: TimeSpan.FromMinutes(10)); // on the fake clock: the drain never expires by itself
+        using var echo = new EchoServer();
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await CleanConnectionAsync(stream, echo.EndPoint, 1, "a"u8.ToArray());
+        await _probe.WaitForEventAsync(210);
+
+        await _gateway!.StopAsync().WaitAsync(HangGuard);
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await SocketIo.ReadUntilEndAsync(stream).WaitAsync(HangGuard), Is.EqualTo(SocketError.Success));
+            Assert.That(_probe.Logs.Lines.Last(line => line.Contains("between requests")), Does.Contain("stopping"));
+        });
+    }
+
+    /// <summary>One version 2 connection on <paramref name="stream"/> to an echo server, ended clean: request, Ok,
+    /// DATA + END(FIN), then the echo and the parent's END.</summary>
+    private static async Task<(string Echoed, TunnelEndCause? Cause)> CleanConnectionAsync(Socket stream, IPEndPoint echo, ulong id, byte[] payload)
+    {
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(echo).AsVersion2(id));
+        var response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        Assert.That(response.Status, Is.EqualTo(TunnelStatus.Ok));
+        await stream.SendAsync((byte[])[.. Frames.Data(payload), .. Frames.End(TunnelEndCause.Fin)]);
+        var (echoed, cause) = await Frames.ReadUntilEndAsync(stream).WaitAsync(HangGuard);
+        return (System.Text.Encoding.ASCII.GetString(echoed), cause);
+    }
+
+    private static byte[] Request(TunnelRequest request)
+    {
+        byte[] bytes = new byte[TunnelCodec.MaxRequestLength];
+        return bytes.AsSpan(0, TunnelCodec.WriteRequest(request, bytes)).ToArray();
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        for (var deadline = DateTime.UtcNow + HangGuard; !condition() && DateTime.UtcNow < deadline;)
+        {
+            await Task.Delay(10);
+        }
+    }
+
+    private void StartGateway(TimeSpan? shutdownDrain = null)
+    {
+        var policy = EgressPolicy.Create(true, ["127.0.0.1"], new AllowlistCache(new AllowlistCacheOptions()));
+        var options = new TunnelGatewayOptions
+        {
+            Listen = _endpoint,
+            Relay = new RelayOptions { TimeProvider = _time },
+            Metrics = _probe.Metrics,
+            DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 9)],
+            ShutdownDrain = shutdownDrain ?? TimeSpan.FromSeconds(5),
+        };
+        _gateway = new TunnelGateway(options, policy, _probe.LoggerFactory);
+        _gateway.Start();
+    }
+}
