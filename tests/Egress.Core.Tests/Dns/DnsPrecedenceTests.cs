@@ -115,6 +115,19 @@ public sealed class DnsPrecedenceTests
         Assert.That(buffer.AsSpan(0, total).ToArray(), Is.EqualTo("answer"u8.ToArray()));
     }
 
+    [Test]
+    public void ADnsThreadRunsTenNiceLevelsAboveTheThreadThatStartedIt()
+    {
+        int? starter = DnsThread.CurrentNice();
+        var seen = new TaskCompletionSource<int?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        DnsThread.Start("test dns thread", _ => seen.SetResult(DnsThread.CurrentNice()), null);
+        int? nice = seen.Task.WaitAsync(TimeSpan.FromSeconds(5)).GetAwaiter().GetResult();
+
+        Assume.That(starter, Is.Not.Null, "Linux only");
+        Assume.That(nice, Is.Not.EqualTo(starter), "raising a priority needs root or CAP_SYS_NICE");
+        Assert.That(nice, Is.EqualTo(Math.Max(-20, starter!.Value - DnsThread.PriorityBoost)));
+    }
+
     private static async Task ReadOneAsync(DnsStreamPipe pipe, ManualResetEventSlim delivered)
     {
         var result = await pipe.Input.ReadAsync().ConfigureAwait(false);
