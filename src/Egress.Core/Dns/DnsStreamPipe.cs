@@ -10,12 +10,19 @@ namespace Egress.Dns;
 /// thread (the frame reader, the pending query's completion, the client's answer); <see cref="Output"/> sends on
 /// the flushing thread. Connection floods queue thousands of continuations on the pool's FIFO queue (stress suite
 /// scenario 1: 558 ms for the victim's queries against 8.6 ms unloaded); DNS handed through this pipe overtakes them.
-/// Used only for tunnel DNS streams (a few on the enclave, at most <see cref="DnsStreamLimits.MaxStreams"/> on the
-/// parent): a <see cref="DnsThread"/> each. A read that fails or returns 0 completes <see cref="Input"/> (with the
-/// error, for the reader to catch), and the thread ends.
+/// Used only for tunnel DNS streams (a few on the enclave, at most <see cref="DnsStreamLimits.MaxStreams"/> per
+/// enclave on the parent): a <see cref="DnsThread"/> each, up to <see cref="MaxThreads"/> in the process; a stream
+/// beyond receives on the thread pool instead (its reader still runs inline where a receive completes), so a peer that
+/// opens hundreds of DNS streams cannot make the process start hundreds of threads. A read that fails or returns 0
+/// completes <see cref="Input"/> (with the error, for the reader to catch), and the receive loop ends.
 /// </summary>
 internal sealed class DnsStreamPipe : IDuplexPipe, IDisposable
 {
+    /// <summary>The most streams receiving on threads of their own at once, in the process.</summary>
+    public const int MaxThreads = 64;
+
+    private static int s_threads;
+
     private static readonly PipeOptions InputOptions = new(
         pool: null,
         readerScheduler: PipeScheduler.Inline,
@@ -36,6 +43,12 @@ internal sealed class DnsStreamPipe : IDuplexPipe, IDisposable
         Output = PipeWriter.Create(_stream, new StreamPipeWriterOptions(minimumBufferSize: 4096, leaveOpen: true));
     }
 
+    /// <summary>Gets the streams receiving on threads of their own now, in the process.</summary>
+    public static int Threads => Volatile.Read(ref s_threads);
+
+    /// <summary>Gets whether this stream receives on a thread of its own (false: on the thread pool, beyond <see cref="MaxThreads"/>).</summary>
+    public bool OwnThread { get; private set; }
+
     /// <summary>Gets the socket (the pipe owns it).</summary>
     public Socket Socket { get; }
 
@@ -53,7 +66,17 @@ internal sealed class DnsStreamPipe : IDuplexPipe, IDisposable
     {
         ArgumentNullException.ThrowIfNull(socket);
         var pipe = new DnsStreamPipe(socket);
-        DnsThread.Start(name, static state => ((DnsStreamPipe)state!).ReceiveLoop(), pipe);
+        if (Interlocked.Increment(ref s_threads) <= MaxThreads)
+        {
+            pipe.OwnThread = true;
+            DnsThread.Start(name, static state => ((DnsStreamPipe)state!).ReceiveOnOwnThread(), pipe);
+        }
+        else
+        {
+            Interlocked.Decrement(ref s_threads);
+            _ = pipe.ReceiveOnThreadPoolAsync();
+        }
+
         return pipe;
     }
 
@@ -102,6 +125,49 @@ internal sealed class DnsStreamPipe : IDuplexPipe, IDisposable
 
         _stream.Dispose();
         Socket.Dispose();
+    }
+
+    private void ReceiveOnOwnThread()
+    {
+        try
+        {
+            ReceiveLoop();
+        }
+        finally
+        {
+            Interlocked.Decrement(ref s_threads);
+        }
+    }
+
+    private async Task ReceiveOnThreadPoolAsync()
+    {
+        PipeWriter writer = _input.Writer;
+        Exception? error = null;
+        try
+        {
+            while (true)
+            {
+                Memory<byte> memory = writer.GetMemory(InputOptions.MinimumSegmentSize);
+                int received = await Socket.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
+                if (received == 0)
+                {
+                    break;
+                }
+
+                writer.Advance(received);
+                FlushResult result = await writer.FlushAsync().ConfigureAwait(false);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException or InvalidOperationException)
+        {
+            error = Volatile.Read(ref _disposed) != 0 ? null : ex;
+        }
+
+        await writer.CompleteAsync(error).ConfigureAwait(false);
     }
 
     private void ReceiveLoop()

@@ -116,6 +116,49 @@ public sealed class DnsPrecedenceTests
     }
 
     [Test]
+    public async Task StreamsBeyondTheThreadLimitReceiveOnThePoolAndStillDeliver()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(DnsStreamPipe.MaxThreads + 8);
+        var peers = new List<Socket>();
+        var pipes = new List<DnsStreamPipe>();
+        try
+        {
+            for (int i = 0; i <= DnsStreamPipe.MaxThreads; i++)
+            {
+                var peer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                peers.Add(peer);
+                peer.Connect(listener.LocalEndPoint!);
+                pipes.Add(DnsStreamPipe.Start(listener.Accept(), "test dns stream"));
+            }
+
+            int threads = DnsStreamPipe.Threads;
+            foreach (Socket peer in peers)
+            {
+                peer.Send("q"u8);
+            }
+
+            foreach (DnsStreamPipe pipe in pipes)
+            {
+                var read = await pipe.Input.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+                Assert.That(read.Buffer.Length, Is.EqualTo(1));
+            }
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(threads, Is.LessThanOrEqualTo(DnsStreamPipe.MaxThreads));
+                Assert.That(pipes.Last().OwnThread, Is.False, "the one beyond the limit is on the pool");
+            });
+        }
+        finally
+        {
+            pipes.ForEach(p => p.Dispose());
+            peers.ForEach(p => p.Dispose());
+        }
+    }
+
+    [Test]
     public void ADnsThreadRunsTenNiceLevelsAboveTheThreadThatStartedIt()
     {
         int? starter = DnsThread.CurrentNice();
