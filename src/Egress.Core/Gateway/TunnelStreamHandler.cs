@@ -395,7 +395,7 @@ internal sealed class TunnelStreamHandler(
         await TunnelHandshake.SendResponseAsync(streamSocket, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
         GatewayLog.DnsStreamOpened(logger, string.Join(", ", dnsUpstreams.Upstreams));
         var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, options.Metrics, logger, _dnsOverloadLines);
-        var tunnel = SocketPipe.Create(streamSocket);
+        var tunnel = DnsStreamPipe.Start(streamSocket, "dns stream");
         try
         {
             await DnsFramedConnection.ServeAsync(
@@ -404,7 +404,7 @@ internal sealed class TunnelStreamHandler(
         finally
         {
             using var closing = new CancellationTokenSource(CloseDeadline);
-            await SocketPipe.CloseAsync(tunnel, closing.Token).ConfigureAwait(false);
+            await tunnel.CloseAsync(closing.Token).ConfigureAwait(false);
         }
     }
 

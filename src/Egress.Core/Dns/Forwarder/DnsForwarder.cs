@@ -97,7 +97,7 @@ public sealed class DnsForwarder : IAsyncDisposable
         {
             Socket udp = sockets[i];
             _udpSockets.Add(udp);
-            _udpLoops.Add(Task.Run(() => new DnsUdpListener(udp, _handler, _options.Metrics, _logger, _options.TimeProvider).RunAsync(_stopping.Token)));
+            _udpLoops.Add(new DnsUdpListener(udp, _handler, _options.Metrics, _logger, _options.TimeProvider).Start(_stopping.Token));
             var listener = new ConnectionListener(sockets[i + 1], $"dns {bound[i / 2]}", ServeTcpAsync, _logger)
             {
                 Admission = _tcpAdmission,

@@ -21,8 +21,8 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
     private readonly Dictionary<ushort, DnsPendingQuery> _pending = [];
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly List<DnsPendingQuery> _expired = [];
-    private SocketConnection? _connection;
-    private Task<SocketConnection?>? _opening;
+    private DnsStreamPipe? _connection;
+    private Task<DnsStreamPipe?>? _opening;
     private ushort _nextId;
     private long _lastUsed;
 
@@ -33,7 +33,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
     /// </summary>
     public async ValueTask<bool> SendAsync(Memory<byte> query, DnsPendingQuery pending)
     {
-        SocketConnection? connection;
+        DnsStreamPipe? connection;
         ushort id;
         for (int attempt = 1; ; attempt++)
         {
@@ -129,7 +129,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
     public void Sweep(long now, long idleTicks)
     {
         DnsPendingQuery[] expired;
-        SocketConnection? idle = null;
+        DnsStreamPipe? idle = null;
         lock (_lock)
         {
             if (_connection is not null && _pending.Count == 0 && now - _lastUsed >= idleTicks)
@@ -166,16 +166,16 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
     /// <summary>Closes the stream; pending queries complete with <paramref name="status"/>.</summary>
     public void Close(DnsExchangeStatus status)
     {
-        SocketConnection? connection = Volatile.Read(ref _connection);
+        DnsStreamPipe? connection = Volatile.Read(ref _connection);
         if (connection is not null)
         {
             Fail(connection, "the forwarder is stopping", status);
         }
     }
 
-    private async Task<SocketConnection?> OpenAsync(long deadline)
+    private async Task<DnsStreamPipe?> OpenAsync(long deadline)
     {
-        Task<SocketConnection?> opening;
+        Task<DnsStreamPipe?> opening;
         lock (_lock)
         {
             if (_connection is not null)
@@ -197,16 +197,16 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
         }
     }
 
-    private async Task<SocketConnection?> ConnectAsync()
+    private async Task<DnsStreamPipe?> ConnectAsync()
     {
         await Task.Yield();
-        SocketConnection? connection = null;
+        DnsStreamPipe? connection = null;
         try
         {
             using var timeout = new CancellationTokenSource(options.StatusTimeout, options.TimeProvider);
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, stopping);
             Socket socket = await options.Tunnel.ConnectAsync(linked.Token).ConfigureAwait(false);
-            connection = SocketPipe.Create(socket);
+            connection = DnsStreamPipe.Start(socket, $"dns stream {index}");
             TunnelCodec.WriteRequest(connection.Output, TunnelRequest.ForDns());
             await connection.Output.FlushAsync(linked.Token).ConfigureAwait(false);
             var (result, response) = await TunnelCodec.ReadResponseAsync(connection.Input, linked.Token).ConfigureAwait(false);
@@ -248,7 +248,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
         }
     }
 
-    private async Task ReadLoopAsync(SocketConnection connection)
+    private async Task ReadLoopAsync(DnsStreamPipe connection)
     {
         string reason;
         var frames = new DnsFrameReader(connection.Input);
@@ -304,7 +304,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
         query.Answer(message);
     }
 
-    private void Fail(SocketConnection connection, string reason, DnsExchangeStatus status = DnsExchangeStatus.StreamFailed)
+    private void Fail(DnsStreamPipe connection, string reason, DnsExchangeStatus status = DnsExchangeStatus.StreamFailed)
     {
         DnsPendingQuery[] expired;
         lock (_lock)

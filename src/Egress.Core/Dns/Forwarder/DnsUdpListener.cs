@@ -38,11 +38,42 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
     private readonly string _perClientReason = $"{handler.Admission.PerClientLimit} queries in flight from this UDP client";
     private int _inFlight;
 
-    public async Task RunAsync(CancellationToken stopping)
+    /// <summary>How often a receive that got nothing wakes to see whether the forwarder is stopping.</summary>
+    public static readonly TimeSpan StopPoll = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>
+    /// Receives on a <see cref="DnsThread"/>, with blocking receives, until <paramref name="stopping"/> is cancelled (and the
+    /// socket closed). A query is screened and sent to the parent on that thread; its answer comes back on the tunnel
+    /// stream's own thread (<see cref="DnsStreamPipe"/>): none of it waits behind the thread pool's queue, which a
+    /// flood of connections fills with thousands of continuations.
+    /// </summary>
+    /// <returns>A task that completes when the receive thread has ended.</returns>
+    public Task Start(CancellationToken stopping)
+    {
+        var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        DnsThread.Start(
+            $"dns udp {_name}",
+            _ =>
+            {
+                try
+                {
+                    ReceiveLoop(stopping);
+                }
+                finally
+                {
+                    ended.SetResult();
+                }
+            },
+            null);
+        return ended.Task;
+    }
+
+    private void ReceiveLoop(CancellationToken stopping)
     {
         try
         {
             socket.ReceiveBufferSize = ReceiveBufferBytes;
+            socket.ReceiveTimeout = (int)StopPoll.TotalMilliseconds;
         }
         catch (SocketException ex)
         {
@@ -57,11 +88,15 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
             int received;
             try
             {
-                received = await socket.ReceiveFromAsync(datagram, SocketFlags.None, client, stopping).ConfigureAwait(false);
+                received = socket.ReceiveFrom(datagram, SocketFlags.None, client);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException && stopping.IsCancellationRequested)
+            catch (Exception ex) when (ex is ObjectDisposedException || stopping.IsCancellationRequested)
             {
                 return;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock or SocketError.Interrupted)
+            {
+                continue; // Nothing within StopPoll: look at the stop signal again.
             }
             catch (SocketException ex)
             {

@@ -78,8 +78,12 @@ internal sealed class DnsUpstreamSocket : IDisposable
         }
     }
 
-    /// <summary>Starts the receive loop.</summary>
-    public void Start() => _ = ReceiveLoopAsync();
+    /// <summary>
+    /// Starts the receive loop, on a <see cref="DnsThread"/> with blocking receives: an answer completes its query (and the
+    /// code that forwards it to the enclave) on that thread, without waiting behind the thread pool's queue, which a
+    /// flood of tunnel streams fills with thousands of continuations. The thread ends when the socket closes.
+    /// </summary>
+    public void Start() => DnsThread.Start("dns upstream", static state => ((DnsUpstreamSocket)state!).ReceiveLoop(), this);
 
     /// <summary>
     /// Registers <paramref name="query"/> under a random free wire ID (written into its bytes) and sends it. On false
@@ -233,6 +237,16 @@ internal sealed class DnsUpstreamSocket : IDisposable
         }
 
         FailCollected(DnsUpstreamQuery.SocketFailed);
+        try
+        {
+            // Wakes the receive thread blocked in the kernel (closing alone does not on Linux).
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (SocketException)
+        {
+            // Nothing to wake.
+        }
+
         _socket.Dispose();
     }
 
@@ -291,14 +305,14 @@ internal sealed class DnsUpstreamSocket : IDisposable
         return value;
     }
 
-    private async Task ReceiveLoopAsync()
+    private void ReceiveLoop()
     {
         while (true)
         {
             int received;
             try
             {
-                received = await _socket.ReceiveAsync(_buffer, SocketFlags.None).ConfigureAwait(false);
+                received = _socket.Receive(_buffer, SocketFlags.None);
             }
             catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
             {
