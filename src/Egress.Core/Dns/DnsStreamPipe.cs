@@ -66,18 +66,34 @@ internal sealed class DnsStreamPipe : IDuplexPipe, IDisposable
     {
         ArgumentNullException.ThrowIfNull(socket);
         var pipe = new DnsStreamPipe(socket);
-        if (Interlocked.Increment(ref s_threads) <= MaxThreads)
+        if (Interlocked.Increment(ref s_threads) <= MaxThreads && TryStartThread(pipe, name))
         {
-            pipe.OwnThread = true;
-            DnsThread.Start(name, static state => ((DnsStreamPipe)state!).ReceiveOnOwnThread(), pipe);
-        }
-        else
-        {
-            Interlocked.Decrement(ref s_threads);
-            _ = pipe.ReceiveOnThreadPoolAsync();
+            return pipe;
         }
 
+        Interlocked.Decrement(ref s_threads);
+        pipe.OwnThread = false;
+        _ = pipe.ReceiveOnThreadPoolAsync();
         return pipe;
+    }
+
+    /// <summary>Starts a DNS thread (<see cref="DnsThread.Start"/>); tests make it fail as pthread_create can.</summary>
+    internal static Action<string, Action<object?>, object?> StartThread { get; set; } = DnsThread.Start;
+
+    /// <summary>Starts the pipe's receive thread; false when the runtime cannot start one (pthread_create failed: out of
+    /// memory, the process's thread limit, or descriptors at the limit), and the caller receives on the thread pool.</summary>
+    private static bool TryStartThread(DnsStreamPipe pipe, string name)
+    {
+        pipe.OwnThread = true;
+        try
+        {
+            StartThread(name, static state => ((DnsStreamPipe)state!).ReceiveOnOwnThread(), pipe);
+            return true;
+        }
+        catch (Exception ex) when (ex is OutOfMemoryException or ThreadStartException)
+        {
+            return false;
+        }
     }
 
     /// <summary>

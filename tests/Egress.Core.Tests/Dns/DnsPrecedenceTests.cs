@@ -158,6 +158,43 @@ public sealed class DnsPrecedenceTests
         }
     }
 
+    /// <summary>A thread that cannot be started (pthread_create failing at the process's limits) threw out of
+    /// <see cref="DnsStreamPipe.Start"/> and kept its slot in the thread count for good.</summary>
+    [Test]
+    public async Task AThreadThatCannotStartFallsBackToThePoolAndGivesItsSlotBack()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        using var peer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        peer.Connect(listener.LocalEndPoint!);
+        int before = DnsStreamPipe.Threads;
+        var start = DnsStreamPipe.StartThread;
+        DnsStreamPipe.StartThread = (_, _, _) => throw new OutOfMemoryException("Thread failed to start.");
+        DnsStreamPipe pipe;
+        try
+        {
+            pipe = DnsStreamPipe.Start(listener.Accept(), "test dns stream");
+        }
+        finally
+        {
+            DnsStreamPipe.StartThread = start;
+        }
+
+        using (pipe)
+        {
+            peer.Send("q"u8);
+            var read = await pipe.Input.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(read.Buffer.Length, Is.EqualTo(1), "delivered from the pool");
+                Assert.That(pipe.OwnThread, Is.False);
+                Assert.That(DnsStreamPipe.Threads, Is.EqualTo(before), "the slot is given back");
+            });
+        }
+    }
+
     [Test]
     public void ADnsThreadRunsTenNiceLevelsAboveTheThreadThatStartedIt()
     {
