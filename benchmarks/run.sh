@@ -222,14 +222,16 @@ EOF
 # BENCH_EXTRA_TOML is appended to that file (for experiments, e.g. BENCH_EXTRA_TOML=$'[relay]\nsplice = false').
 # The redirect rules take the proxy endpoint (and the netfilter backend) from the same file.
 in_ns "$ns_enc" "$enclave_bin" rules --apply --config "$run/enclave.toml" >"$run/rules.log" 2>&1 || { cat "$run/rules.log" >&2; die "egress-enclave rules --apply"; }
-# Warning: no per-connection log lines (the peers log nothing either).
+# Warning: no per-connection log lines (the peers log nothing either). BENCH_LOG_LEVEL=Information measures the hosts
+# with their per-connection lines on (written to the run directory's egress-*.log files).
+log_level=${BENCH_LOG_LEVEL:-Warning}
 # BENCH_HOST_ENV="NAME=value ..." sets environment variables for the two egress hosts only (for experiments, e.g.
 # DOTNET_ThreadPool_ForceMinWorkerThreads=32); word-split on purpose.
 # shellcheck disable=SC2086
-start egress-host "$ns_par" env ${BENCH_HOST_ENV:-} "$host_bin" --config "$run/enclave.toml" --log-level Warning
+start egress-host "$ns_par" env ${BENCH_HOST_ENV:-} "$host_bin" --config "$run/enclave.toml" --log-level "$log_level"
 wait_until 30 "egress-host" test -S "$run/egress.sock"
 # shellcheck disable=SC2086
-start egress-enclave "$ns_enc" env ${BENCH_HOST_ENV:-} "$enclave_bin" --config "$run/enclave.toml" --log-level Warning
+start egress-enclave "$ns_enc" env ${BENCH_HOST_ENV:-} "$enclave_bin" --config "$run/enclave.toml" --log-level "$log_level"
 wait_until 30 "egress-enclave" tcp_listening "$ns_enc" 4444
 
 # --- socat chain: hop 1 in the enclave ns listens on 127.0.0.1, hop 2 in the parent ns dials the world; 64 KiB
@@ -606,11 +608,11 @@ egress_restart() {
   local sock
   sock=$(sed -n 's/^host_endpoint = "unix:\(.*\)"$/\1/p' "$config")
   # shellcheck disable=SC2086
-  start "egress-host-$sni_round" "$ns_par" env ${BENCH_HOST_ENV:-} "$host_bin" --config "$config" --log-level Warning
+  start "egress-host-$sni_round" "$ns_par" env ${BENCH_HOST_ENV:-} "$host_bin" --config "$config" --log-level "$log_level"
   egress_host_pid=$(pid_of "egress-host-$sni_round")
   wait_until 30 "egress-host ($config)" test -S "$sock"
   # shellcheck disable=SC2086
-  start "egress-enclave-$sni_round" "$ns_enc" env ${BENCH_HOST_ENV:-} "$enclave_bin" --config "$config" --log-level Warning
+  start "egress-enclave-$sni_round" "$ns_enc" env ${BENCH_HOST_ENV:-} "$enclave_bin" --config "$config" --log-level "$log_level"
   egress_enclave_pid=$(pid_of "egress-enclave-$sni_round")
   wait_until 30 "egress-enclave ($config)" tcp_listening "$ns_enc" 4444
 }
