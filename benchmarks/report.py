@@ -126,6 +126,15 @@ def build(samples, machine, bdn):
                         {p: none_div(m(f"mem_bytes_per_conn.{p}.hop{hop}"), 1024) for p in PATHS}))
     figures.append(("CPU during iperf3, hop 1", "% of a core", False, {p: m(f"cpu_pct.{p}.hop1") for p in PATHS}))
     figures.append(("CPU during iperf3, hop 2", "% of a core", False, {p: m(f"cpu_pct.{p}.hop2") for p in PATHS}))
+    for hop in (1, 2):
+        figures.append((f"CPU per connection (connection rate), hop {hop}", "µs", False,
+                        {p: cpu_per_op(samples, f"cpu_cr_pct.{p}.hop{hop}", f"conn_per_s.{p}") for p in PATHS}))
+    http = {p: m(f"http_req_per_s.{p}") for p in PATHS}
+    if any(v is not None for v in http.values()):
+        figures.append(("HTTP requests/s (wrk, 16 connections, Connection: close)", "1/s", True, http))
+        for hop in (1, 2):
+            figures.append((f"CPU per HTTP request, hop {hop}", "µs", False,
+                            {p: cpu_per_op(samples, f"cpu_http_pct.{p}.hop{hop}", f"http_req_per_s.{p}") for p in PATHS}))
     dns_skipped = "dns_skipped" in samples
     dns = [
         ("DNS queries/s (dnsperf, 100 outstanding)", "1/s", True, {p: m(f"dns_qps.{p}") for p in ("egress", "dnsmasq")}),
@@ -165,6 +174,14 @@ def build(samples, machine, bdn):
     cr = figures[3][3]
     targets.append(at_least("Connection rate ≥ 1.0x HAProxy 2-hop", ratio(cr["egress"], cr["haproxy"]), 1.0,
                             repeat_spread(samples, "conn_per_s.egress", "conn_per_s.haproxy")))
+    http = {p: m(f"http_req_per_s.{p}") for p in PATHS}
+    if http["egress"] is not None or http["haproxy"] is not None:
+        t = at_least("HTTP connection rate (wrk, Connection: close) ≥ 1.0x HAProxy 2-hop", ratio(http["egress"], http["haproxy"]),
+                     1.0, repeat_spread(samples, "http_req_per_s.egress", "http_req_per_s.haproxy"))
+        errors = worst(samples, "http_errors.egress")
+        if errors not in (None, 0):
+            t = (t[0], t[1] + f", {fmt(errors, 0)} errors", "not met", t[3])
+        targets.append(t)
     conns = m("mem_conns.egress")
     for hop, host in ((1, "egress-enclave"), (2, "egress-host")):
         value = figures[3 + hop][3]["egress"]
@@ -217,6 +234,16 @@ def build_sni(samples):
     failed = [worst(samples, f"sni_tls_failed.{mode}") for mode in ("require", "off")]
     lines.append(f"| TLS connections failed (worst repeat) | {fmt(failed[0], 0)} | {fmt(failed[1], 0)} | – |")
     return "\n".join(lines)
+
+
+def cpu_per_op(samples, cpu_key, rate_key):
+    """CPU time per operation in µs: the median over repeats of (% of a core / operations per second), each repeat's
+    CPU and rate taken over the same test."""
+    cpu = [v for v in samples.get(cpu_key, []) if isinstance(v, float)]
+    rate = [v for v in samples.get(rate_key, []) if isinstance(v, float)]
+    if not cpu or len(cpu) != len(rate) or 0 in rate:
+        return None
+    return statistics.median(c / 100 / r * 1e6 for c, r in zip(cpu, rate))
 
 
 def none_div(value, by):
@@ -276,7 +303,8 @@ def main():
             "",
             f"Machine: {machine.get('nproc')} CPUs ({machine.get('cpu')}), Linux {machine.get('kernel')}, "
             f".NET SDK {machine.get('dotnet')}; peers: HAProxy {machine.get('haproxy')}, socat {machine.get('socat')}, "
-            f"dnsmasq {machine.get('dnsmasq')}; load: iperf3 {machine.get('iperf3')}, dnsperf {machine.get('dnsperf')}.",
+            f"dnsmasq {machine.get('dnsmasq')}; load: iperf3 {machine.get('iperf3')}, dnsperf {machine.get('dnsperf')}"
+            + (f", wrk {machine.get('wrk')} against nginx {machine.get('nginx')}" if "wrk" in machine else "") + ".",
             "",
             "### Ratios",
             "",

@@ -6,17 +6,19 @@
 #                                     # fails to carry traffic; docs untouched (for CI)
 # Options: --no-install (fail instead of apt-get installing missing tools), --no-docs (full run, docs untouched),
 #          --keep (keep the run directory with logs and raw results),
-#          --only=throughput,latency,connrate,memory,dns,sni,micro (run only these sections; implies --no-docs).
-# Environment: EGRESS_ENCLAVE_BIN=/path/to/egress-enclave measures that executable instead of the Release build (e.g. a
+#          --only=throughput,latency,connrate,http,memory,dns,sni,micro (run only these sections; implies --no-docs).
+# Environment: BENCH_WARMUP_SECONDS (default 5) of untimed traffic through Egress before connrate and http measure;
+#          EGRESS_ENCLAVE_BIN=/path/to/egress-enclave measures that executable instead of the Release build (e.g. a
 #          Native AOT publish; egress-host stays the Release build); BENCH_* variables are described where used.
 #
 # Topology (all on this machine; no packet leaves it):
 #   enclave ns  only lo; `egress-enclave rules --apply` (route via lo + DNAT of all TCP to 127.0.0.1:4444);
 #               egress-enclave, the first hop of the socat and HAProxy chains, the clients (iperf3, egress-bench-tool,
-#               dnsperf)
+#               dnsperf, wrk)
 #   parent ns   veth 198.18.0.1/24; egress-host, the second hop of the socat and HAProxy chains, the dnsmasq pair
 #   world ns    veth 198.18.0.10/24; iperf3 -s, the echo server, the authoritative dnsmasq (bench.sni.test and every
-#               name below bench.egress.test are 198.18.0.10), nginx on :443 for the sni section
+#               name below bench.egress.test are 198.18.0.10), nginx on :8080 (plain HTTP) for the http section and
+#               on :443 for the sni section
 #   tunnel      Unix sockets in the run directory (reachable from every namespace), one per chain
 # Paths measured: egress (app -> DNAT -> egress-enclave -> unix -> egress-host -> server), socat 2-hop and HAProxy
 # 2-hop (app -> 127.0.0.1:port -> hop 1 -> unix -> hop 2 -> server), direct (parent ns -> world ns over the veth,
@@ -35,7 +37,7 @@ for arg in "$@"; do
     --no-docs) docs=0 ;;
     --keep) keep=1 ;;
     --only=*) only=",${arg#--only=}," ;;
-    -h|--help) sed -n "2,24p" "$0"; exit 0 ;;
+    -h|--help) sed -n "2,26p" "$0"; exit 0 ;;
     *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,10 +45,16 @@ done
 want() { [ -z "$only" ] || [[ "$only" == *",$1,"* ]]; }
 
 if [ "$mode" = smoke ]; then
-  repeats=1 tp_seconds=1 lat_seconds=1 cr_seconds=1 cr_concurrency=8 hold=100 socat_hold=100 dns_seconds=1
+  repeats=1 tp_seconds=1 lat_seconds=1 cr_seconds=1 cr_concurrency=8 http_seconds=1 hold=100 socat_hold=100 dns_seconds=1
 else
-  repeats=3 tp_seconds=5 lat_seconds=3 cr_seconds=5 cr_concurrency=16 hold=10000 socat_hold=1000 dns_seconds=5
+  repeats=3 tp_seconds=5 lat_seconds=3 cr_seconds=5 cr_concurrency=16 http_seconds=5 hold=10000 socat_hold=1000 dns_seconds=5
 fi
+http_connections=16
+# Untimed traffic through the Egress path before the connection-rate and http sections measure: the hosts were just
+# started, and the JIT's tiered compilation (egress-host always; egress-enclave unless EGRESS_ENCLAVE_BIN is a Native
+# AOT build) is still compiling the per-connection path for seconds, on the same two cores. 0 skips it.
+warmup_seconds=${BENCH_WARMUP_SECONDS:-5}
+[ "$mode" = smoke ] && warmup_seconds=0
 if [ -n "${BENCH_CONCURRENCY:-}" ]; then cr_concurrency=$BENCH_CONCURRENCY  # for experiments
 fi
 
@@ -59,6 +67,7 @@ die() { log "error: $*"; exit 1; }
 need=(iperf3:iperf3 socat:socat haproxy:haproxy dnsperf:dnsperf dnsmasq:dnsmasq-base ip:iproute2 iptables:iptables
       ss:iproute2 pgrep:procps python3:python3-minimal)
 want sni && need+=(nginx:nginx openssl:openssl)
+want http && need+=(nginx:nginx wrk:wrk)
 missing=()
 for pair in "${need[@]}"; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
@@ -158,7 +167,7 @@ ip -n "$ns_wld" link set "$veth_w" up
 mkdir -p "/etc/netns/$ns_enc" && echo "nameserver 127.0.0.1" >"/etc/netns/$ns_enc/resolv.conf"
 
 world=198.18.0.10
-iperf_port=5201 echo_port=7000
+iperf_port=5201 echo_port=7000 http_port=8080
 
 # --- servers (world) ----------------------------------------------------------------------------------------------
 start iperf-server "$ns_wld" iperf3 -s -B "$world" -p "$iperf_port"
@@ -169,9 +178,34 @@ start dnsmasq-c "$ns_wld" dnsmasq --keep-in-foreground --conf-file=/dev/null --n
   --bind-interfaces --listen-address="$world" --port=53 --address=/bench.egress.test/"$world" \
   --address=/bench.sni.test/"$world" --local-ttl=300 \
   --log-facility="$run/dnsmasq-c.syslog"
+# nginx for the http section: plain HTTP/1.1, a 3-byte answer, no access log; a worker per CPU.
+if want http; then
+  mkdir -p "$run/nginx-http"
+  cat >"$run/nginx-http.conf" <<EOF
+daemon off;
+worker_processes $(nproc);
+pid $run/nginx-http.pid;
+error_log $run/nginx-http-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $run/nginx-http/body;
+  proxy_temp_path $run/nginx-http/proxy;
+  fastcgi_temp_path $run/nginx-http/fastcgi;
+  uwsgi_temp_path $run/nginx-http/uwsgi;
+  scgi_temp_path $run/nginx-http/scgi;
+  server {
+    listen $world:$http_port;
+    location / { return 200 "ok\n"; }
+  }
+}
+EOF
+  start nginx-http "$ns_wld" nginx -e "$run/nginx-http-error.log" -p "$run/nginx-http" -c "$run/nginx-http.conf"
+fi
 wait_until 20 "iperf3 -s" tcp_listening "$ns_wld" "$iperf_port"
 wait_until 20 "echo server" tcp_listening "$ns_wld" "$echo_port"
 wait_until 20 "dnsmasq C" udp_listening "$ns_wld" 53
+want http && wait_until 20 "nginx (http)" tcp_listening "$ns_wld" "$http_port"
 
 # --- egress chain ---------------------------------------------------------------------------------------------------
 cat >"$run/enclave.toml" <<EOF
@@ -194,20 +228,22 @@ EOF
 # BENCH_EXTRA_TOML is appended to that file (for experiments, e.g. BENCH_EXTRA_TOML=$'[relay]\nsplice = false').
 # The redirect rules take the proxy endpoint (and the netfilter backend) from the same file.
 in_ns "$ns_enc" "$enclave_bin" rules --apply --config "$run/enclave.toml" >"$run/rules.log" 2>&1 || { cat "$run/rules.log" >&2; die "egress-enclave rules --apply"; }
-# Warning: no per-connection log lines (the peers log nothing either).
+# Warning: no per-connection log lines (the peers log nothing either). BENCH_LOG_LEVEL=Information measures the hosts
+# with their per-connection lines on (written to the run directory's egress-*.log files).
+log_level=${BENCH_LOG_LEVEL:-Warning}
 # BENCH_HOST_ENV="NAME=value ..." sets environment variables for the two egress hosts only (for experiments, e.g.
 # DOTNET_ThreadPool_ForceMinWorkerThreads=32); word-split on purpose.
 # shellcheck disable=SC2086
-start egress-host "$ns_par" env ${BENCH_HOST_ENV:-} "$host_bin" --config "$run/enclave.toml" --log-level Warning
+start egress-host "$ns_par" env ${BENCH_HOST_ENV:-} "$host_bin" --config "$run/enclave.toml" --log-level "$log_level"
 wait_until 30 "egress-host" test -S "$run/egress.sock"
 # shellcheck disable=SC2086
-start egress-enclave "$ns_enc" env ${BENCH_HOST_ENV:-} "$enclave_bin" --config "$run/enclave.toml" --log-level Warning
+start egress-enclave "$ns_enc" env ${BENCH_HOST_ENV:-} "$enclave_bin" --config "$run/enclave.toml" --log-level "$log_level"
 wait_until 30 "egress-enclave" tcp_listening "$ns_enc" 4444
 
 # --- socat chain: hop 1 in the enclave ns listens on 127.0.0.1, hop 2 in the parent ns dials the world; 64 KiB
 #     transfer buffer (socat's default is 8 KiB; Egress reads 64 KiB at a time) and TCP_NODELAY like Egress ----------
-socat_iperf=5002 socat_echo=5007
-for target in iperf:$socat_iperf:$iperf_port echo:$socat_echo:$echo_port; do
+socat_iperf=5002 socat_echo=5007 socat_http=5008
+for target in iperf:$socat_iperf:$iperf_port echo:$socat_echo:$echo_port http:$socat_http:$http_port; do
   IFS=: read -r what port dest <<<"$target"
   start "socat2-$what" "$ns_par" socat -b 65536 "UNIX-LISTEN:$run/socat-$what.sock,fork,backlog=4096" "TCP:$world:$dest,nodelay"
   wait_until 20 "socat hop 2 ($what)" test -S "$run/socat-$what.sock"
@@ -217,7 +253,7 @@ for target in iperf:$socat_iperf:$iperf_port echo:$socat_echo:$echo_port; do
 done
 
 # --- HAProxy chain: tcp mode, default tuning, unix socket between the two instances -----------------------------------
-ha_iperf=5102 ha_echo=5107
+ha_iperf=5102 ha_echo=5107 ha_http=5108
 ha_maxconn=$((hold + 100))
 ha_common="global
   maxconn $ha_maxconn
@@ -239,6 +275,11 @@ frontend echo
   default_backend echo
 backend echo
   server world $world:$echo_port
+frontend http
+  bind unix@$run/ha-http.sock
+  default_backend http
+backend http
+  server world $world:$http_port
 EOF
 cat >"$run/haproxy1.cfg" <<EOF
 $ha_common
@@ -252,6 +293,11 @@ frontend echo
   default_backend echo
 backend echo
   server parent unix@$run/ha-echo.sock
+frontend http
+  bind 127.0.0.1:$ha_http
+  default_backend http
+backend http
+  server parent unix@$run/ha-http.sock
 EOF
 start haproxy2 "$ns_par" haproxy -db -f "$run/haproxy2.cfg"
 wait_until 20 "haproxy hop 2" test -S "$run/ha-echo.sock"
@@ -263,6 +309,7 @@ paths=(egress haproxy socat direct)
 declare -A client_ns=([egress]=$ns_enc [haproxy]=$ns_enc [socat]=$ns_enc [direct]=$ns_par)
 declare -A iperf_target=([egress]="$world $iperf_port" [haproxy]="127.0.0.1 $ha_iperf" [socat]="127.0.0.1 $socat_iperf" [direct]="$world $iperf_port")
 declare -A echo_target=([egress]="$world:$echo_port" [haproxy]="127.0.0.1:$ha_echo" [socat]="127.0.0.1:$socat_echo" [direct]="$world:$echo_port")
+declare -A http_target=([egress]="$world:$http_port" [haproxy]="127.0.0.1:$ha_http" [socat]="127.0.0.1:$socat_http" [direct]="$world:$http_port")
 declare -A hop_pids=([egress]="$(pid_of egress-enclave) $(pid_of egress-host)" [haproxy]="$(pid_of haproxy1) $(pid_of haproxy2)"
                      [socat]="$(pid_of socat1-iperf) $(pid_of socat2-iperf)" [direct]="")
 
@@ -323,7 +370,9 @@ fi
 # --- connection rate --------------------------------------------------------------------------------------------------
 if want connrate; then
 hop_pids[socat]="$(pid_of socat1-echo) $(pid_of socat2-echo)"  # the echo chain from here on
-log "connection rate: $cr_concurrency loops for $cr_seconds s, $repeats repeat(s) per path"
+log "connection rate: $cr_concurrency loops for $cr_seconds s, $repeats repeat(s) per path (after a ${warmup_seconds} s warm-up of the egress path)"
+[ "$warmup_seconds" -gt 0 ] && in_ns "${client_ns[egress]}" "$tool" connrate --target "${echo_target[egress]}" \
+  --seconds "$warmup_seconds" --concurrency "$cr_concurrency" >/dev/null 2>&1
 for ((r = 1; r <= repeats; r++)); do
   for path in "${paths[@]}"; do
     cpu_begin "$path"
@@ -333,6 +382,38 @@ for ((r = 1; r <= repeats; r++)); do
     record "conn_per_s.$path $(grep -o 'per_second=[0-9]*' <<<"$line" | cut -d= -f2)"
     cpu_record
     log "  $path: $line; CPU % per hop: ${cpu_lines[*]}"
+    sleep 1
+  done
+done
+fi
+
+# --- HTTP connection rate -----------------------------------------------------------------------------------------------
+# A real HTTP client that closes every connection: wrk, one connection per request (Connection: close), against nginx
+# in the world namespace; requests per second = connections per second. CPU per hop as in the connection-rate section.
+if want http; then
+hop_pids[socat]="$(pid_of socat1-http) $(pid_of socat2-http)"  # the http chain in this section
+log "http: wrk -c $http_connections, Connection: close, for $http_seconds s, $repeats repeat(s) per path (after a ${warmup_seconds} s warm-up of the egress path)"
+[ "$warmup_seconds" -gt 0 ] && in_ns "${client_ns[egress]}" wrk -t 2 -c "$http_connections" -d "${warmup_seconds}s" \
+  -H "Connection: close" "http://${http_target[egress]}/" >/dev/null 2>&1
+for ((r = 1; r <= repeats; r++)); do
+  for path in "${paths[@]}"; do
+    cpu_begin "$path"
+    out_wrk=$(in_ns "${client_ns[$path]}" wrk -t 2 -c "$http_connections" -d "${http_seconds}s" -H "Connection: close" \
+      "http://${http_target[$path]}/" 2>&1)
+    cpu_end "$path" cpu_http_pct
+    rate=$(awk '/^Requests\/sec:/{print $2}' <<<"$out_wrk")
+    total=$(awk '/requests in/{print $1}' <<<"$out_wrk")
+    # Socket errors: connect, read, write, timeout; "Non-2xx or 3xx responses": answers that were not 200.
+    errors=$(awk '/Socket errors:/{gsub(/,/, ""); print $4 + $6 + $8 + $10}' <<<"$out_wrk")
+    bad=$(awk '/Non-2xx or 3xx responses:/{print $5}' <<<"$out_wrk")
+    if [ -z "$rate" ] || [ "${total:-0}" = 0 ]; then
+      fail "http via $path carried nothing: $(tail -c 300 <<<"$out_wrk")"
+      continue
+    fi
+    record "http_req_per_s.$path $rate"
+    record "http_errors.$path $((${errors:-0} + ${bad:-0}))"
+    cpu_record
+    log "  $path: $rate requests/s ($total requests, ${errors:-0} socket errors, ${bad:-0} non-2xx); CPU % per hop: ${cpu_lines[*]}"
     sleep 1
   done
 done
@@ -537,11 +618,11 @@ egress_restart() {
   local sock
   sock=$(sed -n 's/^host_endpoint = "unix:\(.*\)"$/\1/p' "$config")
   # shellcheck disable=SC2086
-  start "egress-host-$sni_round" "$ns_par" env ${BENCH_HOST_ENV:-} "$host_bin" --config "$config" --log-level Warning
+  start "egress-host-$sni_round" "$ns_par" env ${BENCH_HOST_ENV:-} "$host_bin" --config "$config" --log-level "$log_level"
   egress_host_pid=$(pid_of "egress-host-$sni_round")
   wait_until 30 "egress-host ($config)" test -S "$sock"
   # shellcheck disable=SC2086
-  start "egress-enclave-$sni_round" "$ns_enc" env ${BENCH_HOST_ENV:-} "$enclave_bin" --config "$config" --log-level Warning
+  start "egress-enclave-$sni_round" "$ns_enc" env ${BENCH_HOST_ENV:-} "$enclave_bin" --config "$config" --log-level "$log_level"
   egress_enclave_pid=$(pid_of "egress-enclave-$sni_round")
   wait_until 30 "egress-enclave ($config)" tcp_listening "$ns_enc" 4444
 }
@@ -650,7 +731,9 @@ info="$run/machine.txt"
   echo "mode $mode"
   echo "enclave_bin $enclave_bin"
   echo "repeats $repeats"
-  echo "durations throughput ${tp_seconds}s, latency ${lat_seconds}s, connection rate ${cr_seconds}s x $cr_concurrency loops, DNS ${dns_seconds}s"
+  echo "wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}')"
+  echo "nginx $(nginx -v 2>&1 | awk -F/ '{print $2}')"
+  echo "durations throughput ${tp_seconds}s, latency ${lat_seconds}s, connection rate ${cr_seconds}s x $cr_concurrency loops, HTTP ${http_seconds}s x $http_connections connections, DNS ${dns_seconds}s"
 } >"$info"
 report_args=(--results "$results" --machine "$info" --bdn "$run/bdn/results")
 [ "$docs" -eq 1 ] && report_args+=(--docs "$repo/docs/benchmarks.md")

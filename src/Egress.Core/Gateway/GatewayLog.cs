@@ -29,7 +29,7 @@ internal static partial class GatewayLog
     public static partial void Denied(ILogger logger, IPEndPoint destination, string? hint, PolicyDecision decision);
 
     [LoggerMessage(EventId = 203, Level = LogLevel.Information, Message = "connection to {Destination}{Hint} {Decision}, connected{Connection}")]
-    public static partial void Connected(ILogger logger, IPEndPoint destination, string? hint, PolicyDecision decision, string connection);
+    public static partial void Connected(ILogger logger, IPEndPoint destination, string? hint, PolicyDecision decision, ConnectionIdText connection);
 
     [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} failed: {Status}: {Detail}")]
     public static partial void ConnectFailed(ILogger logger, IPEndPoint destination, string? hint, TunnelStatus status, string? detail);
@@ -53,7 +53,7 @@ internal static partial class GatewayLog
     public static partial void StreamFailed(ILogger logger, string error);
 
     [LoggerMessage(EventId = 210, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}{Ends}, {DurationMs:F0} ms{Connection}")]
-    public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, string ends, double durationMs, string connection);
+    public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, RelayEnds ends, double durationMs, ConnectionIdText connection);
 
     [LoggerMessage(EventId = 212, Level = LogLevel.Warning, Message = "connection to {Destination} aborted: the destination stopped answering keepalive probes ({Probes} unanswered, {DeadAfterSeconds} s after the last data); tunnel stream reset")]
     public static partial void KeepAliveTimedOut(ILogger logger, IPEndPoint destination, int probes, double deadAfterSeconds);

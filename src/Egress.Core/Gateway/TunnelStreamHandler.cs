@@ -276,7 +276,7 @@ internal sealed class TunnelStreamHandler(
         using (upstream)
         {
             await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok) { Version = request.Version }, aborted).ConfigureAwait(false);
-            GatewayLog.Connected(logger, destination, GatewayLog.HintText(request.HostHint), decision, TunnelConnectionId.LogSuffix(request.ConnectionId));
+            GatewayLog.Connected(logger, destination, GatewayLog.HintText(request.HostHint), decision, new ConnectionIdText(request.ConnectionId));
             Count(GatewayStreamResult.Relayed(request, decision, relay: null));
             options.Metrics?.RelayStarted();
             var serverNameGate = ServerNameGate.For(policy, destination, decision);
@@ -333,7 +333,7 @@ internal sealed class TunnelStreamHandler(
                 options.Metrics?.RelayEnded(relay.BytesAToB, relay.BytesBToA, relay.Duration, relay.FirstCause);
                 GatewayLog.Closed(
                     logger, request.Destination!, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, RelayEnds.LogText(relay), relay.Duration.TotalMilliseconds,
-                    TunnelConnectionId.LogSuffix(relay.ConnectionId));
+                    new ConnectionIdText(relay.ConnectionId));
                 if (relay.FirstCause == RelayShutdownCause.BReadError && keepAlive.Enabled
                     && relay.Error is SocketException { SocketErrorCode: SocketError.TimedOut } or IOException { InnerException: SocketException { SocketErrorCode: SocketError.TimedOut } })
                 {

@@ -232,7 +232,7 @@ internal sealed class ProxyConnectionHandler(
     /// when an hour-long relay ends).</summary>
     private void Started(ProxyConnectionResult allowed, ulong connectionId)
     {
-        ProxyLog.Allowed(logger, allowed.Destination!, allowed.Decision, TunnelConnectionId.LogSuffix(connectionId));
+        ProxyLog.Allowed(logger, allowed.Destination!, allowed.Decision, new ConnectionIdText(connectionId));
         options.Metrics?.Connection(allowed.MetricOutcome, allowed.MetricReason);
         options.Metrics?.RelayStarted();
     }
@@ -248,7 +248,7 @@ internal sealed class ProxyConnectionHandler(
                 options.Metrics?.RelayEnded(relay.BytesAToB, relay.BytesBToA, relay.Duration, relay.FirstCause);
                 ProxyLog.Closed(
                     logger, destination, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, RelayEnds.LogText(relay), relay.Duration.TotalMilliseconds,
-                    TunnelConnectionId.LogSuffix(relay.ConnectionId));
+                    new ConnectionIdText(relay.ConnectionId));
                 break;
             case ConnectionOutcome.NotRedirected:
                 ProxyLog.NotRedirected(logger, client.RemoteEndPoint, result.RedirectStatus, result.Detail);

@@ -1,8 +1,15 @@
 namespace Egress.Relay;
 
-/// <summary>The part of a connection's closing log line that says how a version 2 tunnel stream's directions ended.</summary>
-internal static class RelayEnds
+/// <summary>
+/// The part of a connection's closing log line that says how a version 2 tunnel stream's directions ended:
+/// <c> (END sent FIN, received RST)</c> for a framed relay, empty for a raw (version 1) relay. A value, formatted only
+/// when the line is written (a host logging at Warning formats nothing per connection).
+/// </summary>
+internal readonly struct RelayEnds(FramedStreamEnd? framed)
 {
-    /// <summary><c> (END sent FIN, received RST)</c> for a framed relay; empty for a raw (version 1) relay.</summary>
-    public static string LogText(RelayResult relay) => relay.Framed is { } ends ? $" (END {ends})" : string.Empty;
+    /// <summary>The text for <paramref name="relay"/>'s ends.</summary>
+    public static RelayEnds LogText(RelayResult relay) => new(relay.Framed);
+
+    /// <inheritdoc/>
+    public override string ToString() => framed is { } ends ? $" (END {ends})" : string.Empty;
 }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Egress.Sockets;
 using Egress.Tunnel;
 
@@ -32,6 +33,11 @@ internal sealed partial class SocketRelaySession
     private int _finished;
     private ITimer? _drainTimer;
     private ReadOnlyMemory<byte> _afterEnd;
+    private int _drainWaits;
+
+    /// <summary>How many times a framed direction sent part of its pipe through user space (the destination was full, or
+    /// cannot splice): the waits the allocation tests count.</summary>
+    internal int DrainWaits => Volatile.Read(ref _drainWaits);
 
     private Socket Tunnel => FramedSide == RelaySide.A ? _a : _b;
 
@@ -514,7 +520,13 @@ internal sealed partial class SocketRelaySession
     /// cannot splice.
     /// </summary>
     /// <returns>Bytes spliced, and whether the destination splices.</returns>
-    private static async ValueTask<(long Spliced, bool DestinationSplices)> DrainPipeAsync(SplicePipe pipe, Socket destination)
+    /// <remarks>
+    /// Its state machine comes from a pool (<see cref="PoolingAsyncValueTaskMethodBuilder{TResult}"/>): with the default
+    /// builder every wait for room at the destination (a bulk transfer's normal state) boxed a new one, where v1's
+    /// loop, which drains inline (SocketRelaySession.Splice.cs), allocates nothing.
+    /// </remarks>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<(long Spliced, bool DestinationSplices)> DrainPipeAsync(SplicePipe pipe, Socket destination)
     {
         long spliced = 0;
         bool destinationSplices = true;
@@ -528,6 +540,7 @@ internal sealed partial class SocketRelaySession
             }
 
             destinationSplices = sent != SplicePipe.Unsupported;
+            Interlocked.Increment(ref _drainWaits);
             byte[] chunk = ArrayPool<byte>.Shared.Rent(destinationSplices ? WaitChunk : SplicePipe.Capacity);
             try
             {
@@ -546,7 +559,15 @@ internal sealed partial class SocketRelaySession
         return (spliced, destinationSplices);
     }
 
-    private static byte[] EndFrame(TunnelEndCause cause)
+    /// <summary>The END frame for <paramref name="cause"/>: one shared, never written array per cause defined in
+    /// <see cref="TunnelEndCause"/> (no allocation per connection), a new one for any other value.</summary>
+    private static ReadOnlyMemory<byte> EndFrame(TunnelEndCause cause) =>
+        (int)cause < EndFrames.Length ? EndFrames[(int)cause] : NewEndFrame(cause);
+
+    private static readonly byte[][] EndFrames =
+        [.. Enumerable.Range(0, (int)Enum.GetValues<TunnelEndCause>().Max() + 1).Select(value => NewEndFrame((TunnelEndCause)value))];
+
+    private static byte[] NewEndFrame(TunnelEndCause cause)
     {
         byte[] frame = new byte[TunnelFrames.EndFrameLength];
         TunnelFrames.WriteEnd(frame, cause);
