@@ -124,11 +124,14 @@ trap 'exit 130' INT TERM
 
 # Two sockets per relayed connection per host: the fd limit (hard limit; raising it needs CAP_SYS_RESOURCE) caps the
 # number of idle connections the memory measurement can hold.
+# Egress also keeps a reserve of descriptors out of its connection budget (an eighth of the limit, 64 to 1,024:
+# DescriptorBudget), and refuses connections beyond the budget by design; the held count stays below it for every path.
 ulimit -n "$(ulimit -Hn)"
 fd_limit=$(ulimit -n)
-if [ $((hold * 2 + 300)) -gt "$fd_limit" ]; then
-  hold=$(((fd_limit - 300) / 2))
-  log "open-files limit $fd_limit: holding $hold connections instead of 10000"
+fd_reserve=$((fd_limit / 8)); [ "$fd_reserve" -lt 64 ] && fd_reserve=64; [ "$fd_reserve" -gt 1024 ] && fd_reserve=1024
+if [ $((hold * 2 + 300 + fd_reserve)) -gt "$fd_limit" ]; then
+  hold=$(((fd_limit - 300 - fd_reserve) / 2))
+  log "open-files limit $fd_limit: holding $hold connections instead of 10000 (Egress keeps $fd_reserve in reserve)"
 fi
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }

@@ -34,8 +34,16 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "connection to {Destination} {Decision}{Connection}")]
     public static partial void Allowed(ILogger logger, IPEndPoint destination, PolicyDecision decision, ConnectionIdText connection);
 
-    [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "connection to {Destination} failed: parent answered {Status}: {Detail}")]
-    public static partial void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail);
+    [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "connection to {Destination} failed: parent answered {Status}: {Detail}{Hint}")]
+    private static partial void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail, string hint);
+
+    /// <summary>The parent refused a connection this enclave allowed; a policy denial says where the two disagree.</summary>
+    public static void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail) =>
+        ParentRefused(logger, destination, status, detail, status == TunnelStatus.DeniedByPolicy ? PoliciesDisagree : string.Empty);
+
+    /// <summary>What a DeniedByPolicy answer means when this enclave allowed the destination.</summary>
+    internal const string PoliciesDisagree =
+        " (this enclave allowed it, so the two policies disagree: compare the policy digests both hosts log at start, which differ when they read different enclave.toml files, or the parent has not learned the address: restarted since the DNS answer)";
 
     [LoggerMessage(EventId = 107, Level = LogLevel.Warning, Message = "connection to {Destination} failed: invalid answer from the parent ({Result})")]
     public static partial void BadParentResponse(ILogger logger, IPEndPoint destination, TunnelReadResult result);

@@ -143,6 +143,10 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That((read, request.Destination), Is.EqualTo((TunnelReadResult.Complete, Listed)));
         await AssertOutcomeAsync(result, ConnectionOutcome.ParentRefused, (outcome, reason), eventId: 106, reset: true);
         Assert.That((result.ParentStatus, result.Detail), Is.EqualTo((status, "parent: why")));
+        Assert.That(
+            _probe.Logs.Records.Single().Message,
+            status == TunnelStatus.DeniedByPolicy ? Does.EndWith("parent: why" + ProxyLog.PoliciesDisagree) : Does.EndWith("parent: why"),
+            "a policy denial by the parent says the two policies disagree and how to tell why");
         Assert.That(_probe.TunnelErrors, Is.Empty);
         Assert.That(await EndOfStreamAsync(parent), Is.EqualTo("reset"), "the tunnel stream is reset too");
     }
