@@ -17,12 +17,13 @@ internal sealed record RulesSettings(
 
 /// <summary>
 /// The facts about this machine that <c>rules</c> checks; <see cref="Current"/> reads the real ones.
-/// <see cref="LegacyNatInUse"/> is asked when needed (see <see cref="NetfilterSelector"/>).
+/// <see cref="LegacyNatInUse"/> is asked when needed (see <see cref="NetfilterSelector"/>); <see cref="Sysctl"/> reads
+/// and sets kernel parameters (see <see cref="TcpTimestamps"/>).
 /// </summary>
-internal sealed record RulesEnvironment(bool IsPrivileged, IReadOnlyList<string> OtherInterfaces, bool IPv6Enabled, Func<bool> LegacyNatInUse)
+internal sealed record RulesEnvironment(bool IsPrivileged, IReadOnlyList<string> OtherInterfaces, bool IPv6Enabled, Func<bool> LegacyNatInUse, ISysctl Sysctl)
 {
     public static RulesEnvironment Current() =>
-        new(Environment.IsPrivilegedProcess, ReadOtherInterfaces(), ReadIPv6Enabled(), NetfilterSelector.ReadLegacyNatInUse);
+        new(Environment.IsPrivilegedProcess, ReadOtherInterfaces(), ReadIPv6Enabled(), NetfilterSelector.ReadLegacyNatInUse, ProcSysctl.Instance);
 
     private static string[] ReadOtherInterfaces() =>
         Directory.Exists("/sys/class/net")
@@ -47,7 +48,8 @@ internal sealed record RulesEnvironment(bool IsPrivileged, IReadOnlyList<string>
 /// <c>egress-enclave rules [--apply | --remove]</c>: prints, applies (idempotently) or removes the redirect rules
 /// from <see cref="RedirectRules"/>, with the iptables programs of the netfilter backend that works here
 /// (<see cref="NetfilterSelector"/>). Applying is all or nothing: if a step fails, the steps this run added are
-/// undone before it reports the failure. A successful apply ends with one <c>proxy: ADDRESS:PORT ...</c> line per
+/// undone before it reports the failure. Apply also sets TCP timestamps without per-connection offsets
+/// (<see cref="TcpTimestamps"/>); remove leaves that setting. A successful apply ends with one <c>proxy: ADDRESS:PORT ...</c> line per
 /// redirect target, for scripts that wait for the proxy to listen there.
 /// </summary>
 internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommandRunner runner, RulesEnvironment environment)
@@ -107,6 +109,8 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
             output.WriteLine(rule.AddCommandLine);
         }
 
+        output.WriteLine($"# {TcpTimestamps.Description} (only where it is {TcpTimestamps.PerConnectionOffsets}; --remove leaves it)");
+        output.WriteLine(TcpTimestamps.CommandLine);
         output.WriteLine("# egress-enclave rules --remove undoes them:");
         foreach (var rule in Enumerable.Reverse(shown))
         {
@@ -177,6 +181,7 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
             output.WriteLine($"added: {rule.Description}: {rule.AddCommandLine}");
         }
 
+        SetTimestampsWithoutOffsets();
         foreach (var target in settings.ProxyTargets.Where(t => redirected.Contains(t.AddressFamily)))
         {
             var family = target.AddressFamily == AddressFamily.InterNetwork ? "IPv4" : "IPv6";
@@ -222,7 +227,40 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
             }
         }
 
+        output.WriteLine($"left: {TcpTimestamps.Description} (harmless without the rules; `sysctl -w {TcpTimestamps.Name}={TcpTimestamps.PerConnectionOffsets}` restores the kernel default)");
         return failed ? 1 : 0;
+    }
+
+    /// <summary>
+    /// The <see cref="TcpTimestamps"/> step of an apply. It never fails the apply: the redirect holds without it, and
+    /// only some new connections wait. A value of 0 (timestamps off) was chosen by someone and is kept, with a warning.
+    /// </summary>
+    private void SetTimestampsWithoutOffsets()
+    {
+        try
+        {
+            var value = environment.Sysctl.Read(TcpTimestamps.Name);
+            switch (value)
+            {
+                case null:
+                    output.WriteLine($"skipped: {TcpTimestamps.Description} (this kernel has no {TcpTimestamps.Name})");
+                    return;
+                case TcpTimestamps.WithoutOffsets:
+                    output.WriteLine($"present: {TcpTimestamps.Description}");
+                    return;
+                case TcpTimestamps.PerConnectionOffsets:
+                    environment.Sysctl.Write(TcpTimestamps.Name, TcpTimestamps.WithoutOffsets);
+                    output.WriteLine($"added: {TcpTimestamps.Description}: {TcpTimestamps.CommandLine} (was {value})");
+                    return;
+                default:
+                    error.WriteLine($"warning: {TcpTimestamps.Name} is {value}, left as it is; {TcpTimestamps.Consequence}");
+                    return;
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            error.WriteLine($"warning: could not set {TcpTimestamps.Name}={TcpTimestamps.WithoutOffsets} ({ex.Message}); {TcpTimestamps.Consequence}");
+        }
     }
 
     private static string Label(RedirectRule rule) => rule.Program == "ip" ? rule.Description : $"{rule.Description} ({rule.Program})";

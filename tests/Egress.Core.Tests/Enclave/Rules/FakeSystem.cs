@@ -8,7 +8,7 @@ namespace Egress.Tests.Enclave.Rules;
 /// netfilter backend and family (the nft and legacy tables are separate, as in the kernel), the routes, and the state
 /// of lo. A backend can be made to fail the way it fails on a kernel without it.
 /// </summary>
-internal sealed class FakeSystem : ICommandRunner
+internal sealed class FakeSystem : ICommandRunner, ISysctl
 {
     public const string NoNfTables = "iptables: Failed to initialize nft: Protocol not supported";
 
@@ -38,6 +38,12 @@ internal sealed class FakeSystem : ICommandRunner
     /// <summary>Whether a legacy nat table exists: as in the kernel, from the first legacy nat command on.</summary>
     public bool LegacyNatInUse { get; set; }
 
+    /// <summary>Kernel parameters by sysctl name; a missing one does not exist on this kernel.</summary>
+    public Dictionary<string, string> Sysctls { get; } = new() { ["net.ipv4.tcp_timestamps"] = "1" };
+
+    /// <summary>When set, writing a kernel parameter fails with this exception.</summary>
+    public Exception? SysctlWriteFailure { get; set; }
+
     /// <summary>Every command run, as a command line.</summary>
     public List<string> Calls { get; } = [];
 
@@ -48,6 +54,18 @@ internal sealed class FakeSystem : ICommandRunner
         _tables.TryGetValue((backend, ipv6), out var rules) ? rules : [];
 
     public bool Exists(string program) => Programs.Contains(program);
+
+    public string? Read(string name) => Sysctls.GetValueOrDefault(name);
+
+    public void Write(string name, string value)
+    {
+        if (SysctlWriteFailure is not null)
+        {
+            throw SysctlWriteFailure;
+        }
+
+        Sysctls[name] = value;
+    }
 
     public ProcessResult Run(string program, IReadOnlyList<string> arguments)
     {

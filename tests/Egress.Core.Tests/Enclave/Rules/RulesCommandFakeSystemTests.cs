@@ -80,6 +80,7 @@ public sealed class RulesCommandFakeSystemTests
             "added: redirect IPv6 DNS over TCP to any resolver to the DNS forwarder: ip6tables-legacy -w -t nat -A OUTPUT -p tcp --dport 53 ! -d ::1/128 -j DNAT --to-destination [::1]:53",
             "added: redirect all other IPv6 TCP not to loopback to the proxy: ip6tables-legacy -w -t nat -A OUTPUT -p tcp ! -d ::1/128 -j DNAT --to-destination [::1]:4444",
             "added: give redirected IPv6 connections a loopback source: ip6tables-legacy -w -t nat -A POSTROUTING -o lo -s ::/128 -j SNAT --to-source ::1",
+            $"added: {TcpTimestamps.Description}: sysctl -w net.ipv4.tcp_timestamps=2 (was 1)",
             "proxy: 127.0.0.1:4444 (redirected IPv4 TCP goes here: the proxy must listen on it)",
             "proxy: [::1]:4444 (redirected IPv6 TCP goes here: the proxy must listen on it)",
             "dns: 127.0.0.1:53 (redirected IPv4 DNS, UDP and TCP, goes here: the DNS forwarder must listen on it)",
@@ -117,6 +118,7 @@ public sealed class RulesCommandFakeSystemTests
             "removed: an IPv4 address besides 127.0.0.1, for AI_ADDRCONFIG",
             "removed: IPv6 default route via loopback",
             "removed: IPv4 default route via loopback",
+            $"left: {TcpTimestamps.Description} (harmless without the rules; `sysctl -w net.ipv4.tcp_timestamps=1` restores the kernel default)",
         }));
     }
 
@@ -273,9 +275,57 @@ public sealed class RulesCommandFakeSystemTests
     }
 
     [Test]
+    public void ApplySetsTimestampsWithoutOffsetsAndRemoveLeavesThem()
+    {
+        Assert.That(Command().Apply(Settings(), force: false), Is.Zero, string.Join('\n', Error));
+        Assert.That(_system.Sysctls["net.ipv4.tcp_timestamps"], Is.EqualTo("2"));
+        Assert.That(Command().Apply(Settings(), force: false), Is.Zero);
+        Assert.That(Output, Has.One.EqualTo($"present: {TcpTimestamps.Description}"));
+
+        Assert.That(Command().Remove(Settings()), Is.Zero);
+        Assert.That(_system.Sysctls["net.ipv4.tcp_timestamps"], Is.EqualTo("2"), "left: other connections may be in TIME_WAIT");
+        Assert.That(Error, Is.Empty);
+    }
+
+    [TestCase("0")]
+    [TestCase("3")]
+    public void ApplyKeepsAnyOtherTimestampsValueAndWarnsWhatItCosts(string value)
+    {
+        _system.Sysctls["net.ipv4.tcp_timestamps"] = value;
+
+        Assert.That(Command().Apply(Settings(), force: false), Is.Zero);
+
+        Assert.That(_system.Sysctls["net.ipv4.tcp_timestamps"], Is.EqualTo(value));
+        Assert.That(Error, Is.EqualTo(new[] { $"warning: net.ipv4.tcp_timestamps is {value}, left as it is; {TcpTimestamps.Consequence}" }));
+        Assert.That(Output, Has.Some.StartsWith("proxy: 127.0.0.1:4444"), "the redirect is in place all the same");
+    }
+
+    [Test]
+    public void ApplyWithoutTheSysctlSaysSoAndSucceeds()
+    {
+        _system.Sysctls.Clear();
+
+        Assert.That(Command().Apply(Settings(), force: false), Is.Zero);
+
+        Assert.That(Output, Has.One.EqualTo($"skipped: {TcpTimestamps.Description} (this kernel has no net.ipv4.tcp_timestamps)"));
+        Assert.That(Error, Is.Empty);
+    }
+
+    [Test]
+    public void ApplyThatCannotSetTimestampsWarnsAndKeepsTheRules()
+    {
+        _system.SysctlWriteFailure = new UnauthorizedAccessException("Access to the path '/proc/sys/net/ipv4/tcp_timestamps' is denied.");
+
+        Assert.That(Command().Apply(Settings(), force: false), Is.Zero);
+
+        Assert.That(Error, Is.EqualTo(new[] { $"warning: could not set net.ipv4.tcp_timestamps=2 (Access to the path '/proc/sys/net/ipv4/tcp_timestamps' is denied.); {TcpTimestamps.Consequence}" }));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: false), Has.Count.EqualTo(4));
+    }
+
+    [Test]
     public void ApplyRefusesWhereOtherInterfacesExistUnlessForced()
     {
-        var command = new RulesCommand(_output, _error, _system, new RulesEnvironment(true, ["eth0"], true, () => _system.LegacyNatInUse));
+        var command = new RulesCommand(_output, _error, _system, new RulesEnvironment(true, ["eth0"], true, () => _system.LegacyNatInUse, _system));
 
         Assert.That(command.Apply(Settings(), force: false), Is.EqualTo(1));
         Assert.That(_system.Calls, Is.Empty);
@@ -289,5 +339,5 @@ public sealed class RulesCommandFakeSystemTests
         writer.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
 
     private RulesCommand Command(bool privileged = true, bool ipv6 = true) =>
-        new(_output, _error, _system, new RulesEnvironment(privileged, [], ipv6, () => _system.LegacyNatInUse));
+        new(_output, _error, _system, new RulesEnvironment(privileged, [], ipv6, () => _system.LegacyNatInUse, _system));
 }

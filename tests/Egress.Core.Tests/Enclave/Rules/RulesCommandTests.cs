@@ -14,6 +14,9 @@ public sealed class RulesCommandTests
 {
     private static readonly RedirectRule[] NftRules = [.. RedirectRules.For().Select(Nft)];
 
+    private static readonly string TimestampsLeft =
+        $"left: {TcpTimestamps.Description} (harmless without the rules; `sysctl -w net.ipv4.tcp_timestamps=1` restores the kernel default)";
+
     private NetworkNamespace? _namespace;
     private string _directory = null!;
     private string _config = null!;
@@ -67,6 +70,7 @@ public sealed class RulesCommandTests
         string routesV4 = _namespace.Run("ip", "route", "show");
         string routesV6Default = _namespace.Run("ip", "-6", "route", "show", "default");
         string loAddresses = _namespace.Run("ip", "addr", "show", "dev", "lo");
+        string timestamps = _namespace.Run("cat", "/proc/sys/net/ipv4/tcp_timestamps");
         string[] proxyLines =
         [
             "proxy: 127.0.0.1:4444 (redirected IPv4 TCP goes here: the proxy must listen on it)",
@@ -77,9 +81,11 @@ public sealed class RulesCommandTests
         const string Chosen = "netfilter: nft (iptables-nft works; no legacy nat table is in use, so no rules are there)";
 
         Assert.That(first, Is.EqualTo(new CommandResult(0,
-            [Chosen, "added: loopback interface up: ip link set dev lo up", .. NftRules.Select(r => $"added: {r.Description}: {r.AddCommandLine}"), .. proxyLines], [])));
+            [Chosen, "added: loopback interface up: ip link set dev lo up", .. NftRules.Select(r => $"added: {r.Description}: {r.AddCommandLine}"),
+                $"added: {TcpTimestamps.Description}: sysctl -w net.ipv4.tcp_timestamps=2 (was 1)", .. proxyLines], [])));
         Assert.That(second, Is.EqualTo(new CommandResult(0,
-            [Chosen, "present: loopback interface up", .. NftRules.Select(r => $"present: {Label(r)}"), .. proxyLines], [])));
+            [Chosen, "present: loopback interface up", .. NftRules.Select(r => $"present: {Label(r)}"), $"present: {TcpTimestamps.Description}", .. proxyLines], [])));
+        Assert.That(timestamps.Trim(), Is.EqualTo("2"), "set in the enclave's network namespace");
         Assert.That(Rules(natV4), Is.EqualTo(new[]
         {
             "-A OUTPUT ! -d 127.0.0.1/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.1:53",
@@ -101,8 +107,8 @@ public sealed class RulesCommandTests
         var removed = RunInNamespace("rules", "--remove", "--config", _config);
         var again = RunInNamespace("rules", "--remove", "--config", _config);
 
-        Assert.That(removed, Is.EqualTo(new CommandResult(0, [Chosen, .. NftRules.Reverse().Select(r => $"removed: {Label(r)}")], [])));
-        Assert.That(again, Is.EqualTo(new CommandResult(0, [Chosen, .. NftRules.Reverse().Select(r => $"absent: {Label(r)}")], [])));
+        Assert.That(removed, Is.EqualTo(new CommandResult(0, [Chosen, .. NftRules.Reverse().Select(r => $"removed: {Label(r)}"), TimestampsLeft], [])));
+        Assert.That(again, Is.EqualTo(new CommandResult(0, [Chosen, .. NftRules.Reverse().Select(r => $"absent: {Label(r)}"), TimestampsLeft], [])));
         Assert.That(File.Exists("/proc/net/ip_tables_names") ? _namespace.Run("cat", "/proc/net/ip_tables_names") : string.Empty, Does.Not.Contain("nat"),
             "no legacy nat table was created in this namespace");
         Assert.That(Rules(_namespace.Run("iptables-nft", "-t", "nat", "-S")), Is.Empty);
@@ -236,6 +242,8 @@ public sealed class RulesCommandTests
             "# bring loopback up if it is down (an enclave may boot with lo down; --remove leaves it up)",
             "ip link set dev lo up",
             .. rules.SelectMany(r => new[] { $"# {r.Description}", r.AddCommandLine }),
+            $"# {TcpTimestamps.Description} (only where it is 1; --remove leaves it)",
+            "sysctl -w net.ipv4.tcp_timestamps=2",
             "# egress-enclave rules --remove undoes them:",
             .. rules.Reverse().Select(r => r.RemoveCommandLine),
         ];
