@@ -39,6 +39,10 @@ internal static class ConfigurationKeys
     /// <summary><c>enclave.max_connections</c>; 0 derives the limit from RLIMIT_NOFILE.</summary>
     public static readonly ConfigurationKey EnclaveMaxConnections = new("enclave.max_connections", ConfigurationValueKind.Integer, 0L, 0, int.MaxValue);
 
+    /// <summary><c>enclave.max_pending_connections</c>: connections accepted and not yet relaying, at once; 0 derives
+    /// the limit from the processor count.</summary>
+    public static readonly ConfigurationKey EnclaveMaxPendingConnections = new("enclave.max_pending_connections", ConfigurationValueKind.Integer, 0L, 0, int.MaxValue);
+
     /// <summary><c>enclave.failover_attempts</c>: other addresses of the same name tried when the destination refuses or is
     /// unreachable; 0 turns failover off.</summary>
     public static readonly ConfigurationKey EnclaveFailoverAttempts = new("enclave.failover_attempts", ConfigurationValueKind.Integer, 2L, 0, 16);
@@ -77,7 +81,7 @@ internal static class ConfigurationKeys
     [
         EgressEnabled, EgressModeKey, EgressDestinations, EgressPorts, EgressTlsServerName,
         TunnelEnclaveEndpoint, TunnelHostEndpoint, TunnelStatusTimeout,
-        EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections, EnclaveFailoverAttempts, EnclaveAuditLog,
+        EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections, EnclaveMaxPendingConnections, EnclaveFailoverAttempts, EnclaveAuditLog,
         HostConnectTimeout, HostHeaderTimeout, HostDnsUpstreams, HostDnsTimeout, HostMetricsListen, HostMaxStreams,
         HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes, HostEnclaves, HostAuditLog,
         DnsTtlFloor, DnsGrace, DnsCacheMaxEntries,

@@ -500,7 +500,7 @@ internal sealed class ConfigurationReader
             sourceName,
             new EgressSection(Get<bool>(ConfigurationKeys.EgressEnabled), Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.EgressDestinations, out object? entries) ? (DestinationEntry[])entries! : []), values.TryGetValue(ConfigurationKeys.EgressPorts, out object? ports) ? (PortSet?)ports : null, Get<EgressMode>(ConfigurationKeys.EgressModeKey), Get<Tls.TlsServerNameMode>(ConfigurationKeys.EgressTlsServerName)),
             new TunnelSection(Get<string>(ConfigurationKeys.TunnelEnclaveEndpoint), Get<string>(ConfigurationKeys.TunnelHostEndpoint), Duration(ConfigurationKeys.TunnelStatusTimeout)),
-            new EnclaveSection(EndPoints(ConfigurationKeys.EnclaveProxyListen), EndPoints(ConfigurationKeys.EnclaveDnsListen), Duration(ConfigurationKeys.EnclaveDnsQueryTimeout), Get<NetfilterBackend>(ConfigurationKeys.EnclaveNetfilter), Count(ConfigurationKeys.EnclaveMaxConnections), Count(ConfigurationKeys.EnclaveFailoverAttempts), Get<string?>(ConfigurationKeys.EnclaveAuditLog)),
+            new EnclaveSection(EndPoints(ConfigurationKeys.EnclaveProxyListen), EndPoints(ConfigurationKeys.EnclaveDnsListen), Duration(ConfigurationKeys.EnclaveDnsQueryTimeout), Get<NetfilterBackend>(ConfigurationKeys.EnclaveNetfilter), Count(ConfigurationKeys.EnclaveMaxConnections), Count(ConfigurationKeys.EnclaveFailoverAttempts), Get<string?>(ConfigurationKeys.EnclaveAuditLog), Count(ConfigurationKeys.EnclaveMaxPendingConnections)),
             new HostSection(
                 Duration(ConfigurationKeys.HostConnectTimeout),
                 Duration(ConfigurationKeys.HostHeaderTimeout),

@@ -5,8 +5,9 @@ namespace Egress.Configuration;
 /// <summary>The <c>[enclave]</c> section: listeners of egress-enclave.</summary>
 public sealed class EnclaveSection
 {
-    internal EnclaveSection(IReadOnlyList<IPEndPoint> proxyListen, IReadOnlyList<IPEndPoint> dnsListen, TimeSpan dnsQueryTimeout, NetfilterBackend netfilter, int maxConnections, int failoverAttempts, string? auditLog = null)
+    internal EnclaveSection(IReadOnlyList<IPEndPoint> proxyListen, IReadOnlyList<IPEndPoint> dnsListen, TimeSpan dnsQueryTimeout, NetfilterBackend netfilter, int maxConnections, int failoverAttempts, string? auditLog = null, int maxPendingConnections = 0)
     {
+        MaxPendingConnections = maxPendingConnections;
         AuditLog = auditLog;
         MaxConnections = maxConnections;
         FailoverAttempts = failoverAttempts;
@@ -38,6 +39,14 @@ public sealed class EnclaveSection
     /// connection: 388 at 1024 and 32,196 at 65,536 with 120 open at the start).
     /// </summary>
     public int MaxConnections { get; }
+
+    /// <summary>
+    /// Gets how many connections the proxy sets up at once (<c>enclave.max_pending_connections</c>): accepted, and
+    /// not yet relaying (original destination, policy, tunnel stream, the parent's status). While that many are being
+    /// set up, the proxy accepts no more: further connections wait in the kernel's listen backlog. 0 (the default)
+    /// derives it: 32 per processor, at least 16 (64 on 2 processors).
+    /// </summary>
+    public int MaxPendingConnections { get; }
 
     /// <summary>
     /// Gets how many other addresses of the same name the proxy tries when the destination refuses the connection or

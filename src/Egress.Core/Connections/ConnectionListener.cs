@@ -16,6 +16,10 @@ namespace Egress.Connections;
 /// Refusals that are reset unanswered are logged at most once a second, each line saying how many more were refused
 /// since the previous one: a flood of thousands of connections must not block the process on its own log (the console
 /// logger's queue holds 2,500 lines and then makes every logging thread wait, the DNS forwarder's included).
+/// With a <see cref="SetupLimit"/>, each admitted connection takes a place in it before its handler starts, and while
+/// none is free the loop waits and accepts no more (the next connections wait in the kernel's listen backlog; a refused
+/// connection needs no place); the handler gets the connection's <see cref="ConnectionSetup"/> to complete once the
+/// connection is set up, and the place is given back at the latest when the handler ends.
 /// </summary>
 internal sealed partial class ConnectionListener : IAsyncDisposable
 {
@@ -24,7 +28,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
 
     private readonly Socket _listener;
     private readonly Func<CancellationToken, ValueTask<Socket>> _accept;
-    private readonly Func<Socket, CancellationToken, Task> _handler;
+    private readonly Func<Socket, ConnectionSetup, CancellationToken, Task> _handler;
     private readonly AcceptBackoff _backoff = new();
     private int _answering;
     private readonly ILogger _logger;
@@ -40,9 +44,24 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     {
     }
 
+    /// <summary>Creates a listener whose handler completes each connection's <see cref="ConnectionSetup"/> once the
+    /// connection is set up (see <see cref="SetupLimit"/>).</summary>
+    public ConnectionListener(Socket listener, string name, Func<Socket, ConnectionSetup, CancellationToken, Task> handler, ILogger logger)
+        : this(listener, listener.AcceptAsync, name, handler, logger)
+    {
+    }
+
     /// <summary>Creates a listener whose accepts are <paramref name="accept"/> (tests: an accept that fails).</summary>
     internal ConnectionListener(
         Socket listener, Func<CancellationToken, ValueTask<Socket>> accept, string name, Func<Socket, CancellationToken, Task> handler, ILogger logger)
+        : this(listener, accept, name, (socket, _, aborted) => handler(socket, aborted), logger)
+    {
+    }
+
+    /// <summary>Creates a listener whose accepts are <paramref name="accept"/> and whose handler completes each
+    /// connection's setup (tests).</summary>
+    internal ConnectionListener(
+        Socket listener, Func<CancellationToken, ValueTask<Socket>> accept, string name, Func<Socket, ConnectionSetup, CancellationToken, Task> handler, ILogger logger)
     {
         _listener = listener;
         _accept = accept;
@@ -66,6 +85,10 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     /// <summary>Gets what answers a refused connection with its reason (e.g. a tunnel status) and closes it; null
     /// (the default) resets refused connections at once. Given the socket, the reason and the abort token.</summary>
     public Func<Socket, string, CancellationToken, Task>? Refused { get; init; }
+
+    /// <summary>Gets the most connections accepted and not yet set up, shared by the listeners of one service; null (the
+    /// default): no limit.</summary>
+    public ConnectionSetupLimit? SetupLimit { get; init; }
 
     /// <summary>Gets the clock of the accept back-off.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
@@ -160,7 +183,26 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
                 continue;
             }
 
-            Track(id => RunAsync(id, socket, admitted: Admission is not null));
+            ConnectionSetup setup = ConnectionSetup.None;
+            if (SetupLimit is { } limit)
+            {
+                try
+                {
+                    // No free place: this connection waits for one, and the next ones wait in the kernel's listen
+                    // backlog (this loop accepts no more) until a connection being set up relays or ends.
+                    await limit.TakeAsync(_stopAccepting.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    Admission?.Release();
+                    Reset(socket);
+                    return;
+                }
+
+                setup = limit.Hold();
+            }
+
+            Track(id => RunAsync(id, socket, setup, admitted: Admission is not null));
         }
     }
 
@@ -240,11 +282,11 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
         }
     }
 
-    private async Task RunAsync(long id, Socket socket, bool admitted)
+    private async Task RunAsync(long id, Socket socket, ConnectionSetup setup, bool admitted)
     {
         try
         {
-            await _handler(socket, _abortConnections.Token).ConfigureAwait(false);
+            await _handler(socket, setup, _abortConnections.Token).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -254,6 +296,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
         }
         finally
         {
+            setup.Complete(); // never set up (refused by the parent, denied, failed): the place is free again
             if (admitted)
             {
                 Admission!.Release();

@@ -56,6 +56,7 @@ public static class EgressServiceCollectionExtensions
                 Relay = relay,
                 ShutdownDrain = configuration.Relay.ShutdownDrain,
                 MaxConnections = configuration.Enclave.MaxConnections,
+                MaxPendingConnections = configuration.Enclave.MaxPendingConnections,
                 FailoverAttempts = configuration.Enclave.FailoverAttempts,
                 Metrics = metrics.Get(provider),
                 Audit = audit.Get(provider),

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Egress.Configuration;
 using Egress.Connections;
+using Egress.Diagnostics;
 using Egress.Policy;
 using Microsoft.Extensions.Logging;
 
@@ -19,6 +20,8 @@ public sealed class EgressProxy : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly List<ConnectionListener> _listeners = [];
     private readonly ConnectionAdmission _admission;
+    private readonly ConnectionSetupLimit _setupLimit;
+    private readonly LogRateLimit _setupLimitLines;
 
     /// <summary>Creates a proxy; call <see cref="Start"/> to listen.</summary>
     /// <param name="options">Listen addresses, tunnel endpoint and timeouts.</param>
@@ -33,6 +36,17 @@ public sealed class EgressProxy : IAsyncDisposable
         _logger = loggerFactory.CreateLogger("Egress.Proxy");
         _handler = new ProxyConnectionHandler(options, policy, _logger);
         _admission = new ConnectionAdmission(options.MaxConnections, ConfigurationKeys.EnclaveMaxConnections.Path, "connection", DescriptorBudget.Process);
+        _setupLimitLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval);
+        _setupLimit = new ConnectionSetupLimit(options.MaxPendingConnections, ConfigurationKeys.EnclaveMaxPendingConnections.Path)
+        {
+            Waiting = limit =>
+            {
+                if (_setupLimitLines.TryEnter(out long suppressed))
+                {
+                    ProxyLog.SetupLimitReached(_logger, limit.Pending, limit.LimitText(), suppressed + 1);
+                }
+            },
+        };
     }
 
     /// <summary>Gets the addresses actually listened on (an IPv6 address is skipped where IPv6 is unavailable).</summary>
@@ -71,9 +85,10 @@ public sealed class EgressProxy : IAsyncDisposable
                 throw;
             }
 
-            var listener = new ConnectionListener(socket, $"proxy {address}", _handler.HandleAsync, _logger)
+            var listener = new ConnectionListener(socket, $"proxy {address}", (Func<Socket, ConnectionSetup, CancellationToken, Task>)_handler.HandleAsync, _logger)
             {
                 Admission = _admission,
+                SetupLimit = _setupLimit,
                 TimeProvider = _options.Relay.TimeProvider,
             };
             _listeners.Add(listener);

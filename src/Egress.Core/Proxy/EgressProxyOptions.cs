@@ -33,6 +33,15 @@ public sealed class EgressProxyOptions
     public int MaxConnections { get; init; } = ConfigurationKeys.EnclaveMaxConnections.DefaultInt32;
 
     /// <summary>
+    /// Gets how many connections are set up at once, over all listen addresses: accepted, and not yet relaying
+    /// (original destination read, policy checked, tunnel stream opened, the parent's status received). While that
+    /// many are being set up, no more are accepted: further connections wait in the kernel's listen backlog (1,024
+    /// per address) instead of being accepted thousands at once and set up concurrently. 0 (the default) derives the
+    /// limit from the processor count: 32 per processor, at least 16 (64 on 2 processors).
+    /// </summary>
+    public int MaxPendingConnections { get; init; } = ConfigurationKeys.EnclaveMaxPendingConnections.DefaultInt32;
+
+    /// <summary>
     /// Gets how many other addresses of the same name are tried, one after another, when the parent answers that the
     /// destination refused the connection or is unreachable, for a destination allowed through an address learned from
     /// a name (the default is 2; 0 turns failover off). The application's connect() to the proxy has already succeeded,

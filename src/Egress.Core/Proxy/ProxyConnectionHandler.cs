@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Egress.Diagnostics;
 using Egress.Audit;
+using Egress.Connections;
 using Egress.Interception;
 using Egress.Policy;
 using Egress.Relay;
@@ -65,9 +66,14 @@ internal sealed class ProxyConnectionHandler(
 
     /// <summary>Handles one accepted connection to its end; never throws for a network failure.</summary>
     /// <returns>The outcome, already logged and counted.</returns>
-    public async Task<ProxyConnectionResult> HandleAsync(Socket client, CancellationToken aborted)
+    public Task<ProxyConnectionResult> HandleAsync(Socket client, CancellationToken aborted) => HandleAsync(client, ConnectionSetup.None, aborted);
+
+    /// <summary>Handles one accepted connection to its end, completing <paramref name="setup"/> when the relay starts
+    /// (the parent answered Ok); never throws for a network failure.</summary>
+    /// <returns>The outcome, already logged and counted.</returns>
+    public async Task<ProxyConnectionResult> HandleAsync(Socket client, ConnectionSetup setup, CancellationToken aborted)
     {
-        var result = await RunAsync(client, aborted).ConfigureAwait(false);
+        var result = await RunAsync(client, setup, aborted).ConfigureAwait(false);
         Complete(client, result);
         return result;
     }
@@ -82,7 +88,7 @@ internal sealed class ProxyConnectionHandler(
             ? name
             : null;
 
-    private async Task<ProxyConnectionResult> RunAsync(Socket client, CancellationToken aborted)
+    private async Task<ProxyConnectionResult> RunAsync(Socket client, ConnectionSetup setup, CancellationToken aborted)
     {
         var original = originalDestination(client);
         if (original.Status != OriginalDestinationStatus.Redirected)
@@ -101,12 +107,12 @@ internal sealed class ProxyConnectionHandler(
         using (hold)
         {
             // A learned address stays allowed while this connection is open, whatever the answer's TTL.
-            var relayed = await RelayAsync(client, destination, decision, aborted).ConfigureAwait(false);
+            var relayed = await RelayAsync(client, destination, decision, setup, aborted).ConfigureAwait(false);
             return relayed.WithAllowingDecision(decision);
         }
     }
 
-    private async Task<ProxyConnectionResult> RelayAsync(Socket client, IPEndPoint destination, PolicyDecision decision, CancellationToken aborted)
+    private async Task<ProxyConnectionResult> RelayAsync(Socket client, IPEndPoint destination, PolicyDecision decision, ConnectionSetup setup, CancellationToken aborted)
     {
         client.NoDelay = true; // before the tunnel exists: nothing can leak if it throws
         string? hint = HostHintFor(decision);
@@ -125,6 +131,7 @@ internal sealed class ProxyConnectionHandler(
             }
 
             Started(ProxyConnectionResult.Relayed(destination, decision, relay: null), tunnel.ConnectionId);
+            setup.Complete(); // set up: the next connection may be accepted
             var serverNameGate = ServerNameGate.For(policy, destination, decision);
             RelayResult? relay = null;
             try

@@ -16,6 +16,9 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 126, Level = LogLevel.Warning, Message = "connection to {Destination} would be refused (egress.mode = \"report\": relayed): {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\")")]
     public static partial void ServerNameWouldRefuse(ILogger logger, EndPoint destination, string reason, string serverName, string learnedNames, string mode);
 
+    [LoggerMessage(EventId = 119, Level = LogLevel.Information, Message = "proxy: {Pending} connections are being set up, the most at once {Limit}; further connections wait in the listen backlog until one is relaying or ends ({Waits} such waits since the last such line)")]
+    public static partial void SetupLimitReached(ILogger logger, int pending, string limit, long waits);
+
     [LoggerMessage(EventId = 131, Level = LogLevel.Debug, Message = "connection to {Destination}: the pooled tunnel stream was closed by the parent while idle; request sent again on a new stream to {Tunnel}")]
     public static partial void StalePooledStream(ILogger logger, IPEndPoint destination, string tunnel);
 

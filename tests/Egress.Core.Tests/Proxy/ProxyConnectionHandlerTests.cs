@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Egress.Connections;
 using Egress.Interception;
 using Egress.Policy;
 using Egress.Proxy;
@@ -218,6 +219,33 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(_probe.TunnelErrors, Is.Empty);
         Assert.That(result.ResetsClient, Is.False);
         Assert.That(Encoding.ASCII.GetString(await TunnelWire.ReadToEndAsync(_app).WaitAsync(HangGuard)), Is.EqualTo("banner"), "closed, not reset");
+    }
+
+    [Test]
+    public async Task TheConnectionIsSetUpWhenTheParentAnswersOkNotBefore()
+    {
+        var limit = new ConnectionSetupLimit(1, "enclave.max_pending_connections");
+        Assert.That(await limit.TakeAsync(CancellationToken.None), Is.True);
+        ConnectionSetup setup = limit.Hold();
+        var handling = Handler(Redirected(Listed)).HandleAsync(_accepted, setup, CancellationToken.None);
+        using Socket parent = await AcceptTunnelAsync();
+        await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+        await Task.Delay(50);
+        Assert.That(setup.IsComplete, Is.False, "still being set up while the parent has not answered");
+
+        await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok), CancellationToken.None);
+        var deadline = DateTime.UtcNow + HangGuard;
+        while (!setup.IsComplete && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(5);
+        }
+
+        Assert.That(setup.IsComplete, Is.True, "relaying: the place is free for the next connection");
+        Assert.That(limit.Pending, Is.Zero);
+        Assert.That(handling.IsCompleted, Is.False, "while the connection itself goes on");
+        _app.Shutdown(SocketShutdown.Send);
+        parent.Shutdown(SocketShutdown.Send);
+        Assert.That((await handling.WaitAsync(HangGuard)).Outcome, Is.EqualTo(ConnectionOutcome.Relayed));
     }
 
     [TestCase("curl-evil.test", "not_allowed", "server name evil.test is not allowed by any entry")]
