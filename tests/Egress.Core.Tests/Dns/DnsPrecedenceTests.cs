@@ -1,7 +1,9 @@
 using System.Buffers;
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Egress.Dns;
 using Egress.Dns.Wire;
 
@@ -72,6 +74,66 @@ public sealed class DnsPrecedenceTests
         }
 
         Assert.That(inTime, Is.True, "the read completed on the pipe's own thread");
+    }
+
+    [Test]
+    public async Task AnAsynchronouslyAcceptedStreamWaitsInPollOnItsOwnThreadNotForTheSocketEventThread()
+    {
+        Assume.That(OperatingSystem.IsLinux(), "reads /proc/self/task/TID/syscall");
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        using var peer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        Task<Socket> accepting = listener.AcceptAsync();
+        await peer.ConnectAsync(listener.LocalEndPoint!);
+        Socket accepted = await accepting;
+        peer.Send("h"u8);
+        Assert.That(await accepted.ReceiveAsync(new byte[1], SocketFlags.None), Is.EqualTo(1)); // as the tunnel handshake does: non-blocking from now on
+        const string ThreadName = "dns poll test";
+        using var pipe = DnsStreamPipe.Start(accepted, ThreadName);
+        Assume.That(pipe.OwnThread, Is.True);
+
+        // The thread, idle, is blocked in the kernel: in poll (x64: poll 7 or ppoll 271; arm64: ppoll 73), woken by
+        // the socket itself, not in futex (x64 202, arm64 98) waiting for .NET's socket event thread to wake it.
+        int[] pollCalls = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? [73] : [7, 271];
+        int? syscall = null;
+        var waited = Stopwatch.StartNew();
+        while (waited.Elapsed < TimeSpan.FromSeconds(5) && (syscall is null || !pollCalls.Contains(syscall.Value)))
+        {
+            await Task.Delay(20);
+            syscall = BlockedSyscall(ThreadName);
+        }
+
+        Assert.That(syscall, Is.AnyOf(pollCalls.Cast<object>().ToArray()), "the syscall the DNS thread waits in");
+
+        using var delivered = new ManualResetEventSlim();
+        _ = ReadOneAsync(pipe, delivered);
+        peer.Send("query"u8);
+        Assert.That(delivered.Wait(TimeSpan.FromSeconds(5)), Is.True, "what arrives is read after the poll");
+    }
+
+    /// <summary>The number of the system call the thread named <paramref name="name"/> is blocked in (null: none found, or running).</summary>
+    private static int? BlockedSyscall(string name)
+    {
+        foreach (string task in Directory.GetDirectories("/proc/self/task"))
+        {
+            try
+            {
+                if (File.ReadAllText(Path.Combine(task, "comm")).Trim() != name)
+                {
+                    continue;
+                }
+
+                string first = File.ReadAllText(Path.Combine(task, "syscall")).Split(' ')[0].Trim();
+                return int.TryParse(first, NumberStyles.Integer, CultureInfo.InvariantCulture, out int number) ? number : null;
+            }
+            catch (IOException)
+            {
+                // The thread ended meanwhile.
+            }
+        }
+
+        return null;
     }
 
     [Test]
