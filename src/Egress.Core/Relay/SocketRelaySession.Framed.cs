@@ -179,7 +179,7 @@ internal sealed partial class SocketRelaySession
                     TunnelFrames.WriteDataHeader(buffer, got);
                     atBoundary = false;
                     int total = TunnelFrames.HeaderLength + got;
-                    for (int sent = 0; sent < total;)
+                    for (int sent = SendNow(tunnel, buffer.AsSpan(0, total)); sent < total;)
                     {
                         sent += await tunnel.SendAsync(buffer.AsMemory(sent, total - sent), SocketFlags.None).ConfigureAwait(false);
                     }
@@ -234,7 +234,7 @@ internal sealed partial class SocketRelaySession
                 atBoundary = false;
                 buffer ??= ArrayPool<byte>.Shared.Rent(TunnelFrames.HeaderLength + BufferSize);
                 TunnelFrames.WriteDataHeader(buffer, read);
-                for (int sent = 0; sent < TunnelFrames.HeaderLength;)
+                for (int sent = SendNow(tunnel, buffer.AsSpan(0, TunnelFrames.HeaderLength)); sent < TunnelFrames.HeaderLength;)
                 {
                     sent += await tunnel.SendAsync(buffer.AsMemory(sent, TunnelFrames.HeaderLength - sent), SocketFlags.None).ConfigureAwait(false);
                 }
@@ -401,7 +401,7 @@ internal sealed partial class SocketRelaySession
                     {
                         try
                         {
-                            for (int sent = 0; sent < inBuffer;)
+                            for (int sent = SendNow(destination, buffer.AsSpan(start, inBuffer)); sent < inBuffer;)
                             {
                                 sent += await destination.SendAsync(buffer.AsMemory(start + sent, inBuffer - sent), SocketFlags.None).ConfigureAwait(false);
                             }
