@@ -116,28 +116,14 @@ internal sealed partial class SocketRelaySession : IRelayAbort
     }
 
     /// <summary>
-    /// Sends what <paramref name="socket"/> takes now, without waiting: in non-blocking mode (<see cref="CanSplice"/>) a
-    /// plain send(2), so a direction whose destination has room never uses the socket's asynchronous send, whose event
-    /// args the socket would keep for the rest of the connection (360 bytes per socket, held by every idle relay that
-    /// once sent). The caller sends the rest, if any, asynchronously.
+    /// Sends what <paramref name="socket"/> takes now, without waiting, when both sockets are in non-blocking mode
+    /// (<see cref="CanSplice"/>): a direction whose destination has room then never uses the socket's asynchronous send,
+    /// whose event args the socket would keep for the rest of the connection (<see cref="SocketSendNow"/>). The caller
+    /// sends the rest, if any, asynchronously.
     /// </summary>
     /// <returns>Bytes sent: 0 when the socket has no room, or is in blocking mode (nothing is tried).</returns>
     /// <exception cref="SocketException">The send failed (e.g. ECONNRESET, EPIPE), as the asynchronous send would have.</exception>
-    private int SendNow(Socket socket, ReadOnlySpan<byte> bytes)
-    {
-        if (!_nonBlocking || bytes.IsEmpty)
-        {
-            return 0;
-        }
-
-        int sent = socket.Send(bytes, SocketFlags.None, out SocketError error);
-        return error switch
-        {
-            SocketError.Success => sent,
-            SocketError.WouldBlock => 0,
-            _ => throw new SocketException((int)error),
-        };
-    }
+    private int SendNow(Socket socket, ReadOnlySpan<byte> bytes) => _nonBlocking ? SocketSendNow.NonBlocking(socket, bytes) : 0;
 
     /// <summary>The abort (called once by the monitor): framed, <see cref="AbortFramed"/>; raw, <see cref="ResetBoth"/>.</summary>
     void IRelayAbort.Abort(RelayShutdownCause cause, Exception? error)
