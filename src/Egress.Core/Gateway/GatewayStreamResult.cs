@@ -10,7 +10,7 @@ namespace Egress.Gateway;
 /// the dial status, the relay's totals). The status answered to the enclave, the metric tags and the tunnel error
 /// kind are derived here, in one place; <see cref="TunnelStreamHandler"/>'s <c>Complete</c> logs from the same outcome.
 /// </summary>
-internal readonly record struct GatewayStreamResult
+internal sealed record GatewayStreamResult
 {
     private GatewayStreamResult(StreamOutcome outcome) => Outcome = outcome;
 

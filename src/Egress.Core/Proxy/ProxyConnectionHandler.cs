@@ -120,14 +120,14 @@ internal sealed class ProxyConnectionHandler(
         AddressHold? failoverHold = null;
         try
         {
-            if (tunnel is null && hint is not null && CanFailOver(failure))
+            if (tunnel is null && failure is not null && hint is not null && CanFailOver(failure))
             {
                 (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, failure, hint, aborted).ConfigureAwait(false);
             }
 
             if (tunnel?.Socket is not { } stream)
             {
-                return failure;
+                return failure!; // every result without a stream carries its failure
             }
 
             Started(ProxyConnectionResult.Relayed(destination, decision, relay: null), tunnel.ConnectionId);
@@ -190,7 +190,7 @@ internal sealed class ProxyConnectionHandler(
     /// <paramref name="failure"/> (the app's connection is reset for it), or the failure that ended the attempts when it
     /// was not the destination's (the tunnel, the parent, a stop).
     /// </summary>
-    private async Task<(TunnelConnectResult? Tunnel, IPEndPoint Destination, PolicyDecision Decision, AddressHold? Hold, ProxyConnectionResult Failure)> FailOverAsync(
+    private async Task<(TunnelConnectResult? Tunnel, IPEndPoint Destination, PolicyDecision Decision, AddressHold? Hold, ProxyConnectionResult? Failure)> FailOverAsync(
         IPEndPoint failed, PolicyDecision failedDecision, ProxyConnectionResult failure, string name, CancellationToken aborted)
     {
         var candidates = policy.OtherAddressesOf(name, failed.Address, options.FailoverAttempts);
@@ -218,16 +218,16 @@ internal sealed class ProxyConnectionHandler(
             var (tunnel, result) = await OpenTunnelAsync(candidate, HostHintFor(decision) ?? name, aborted).ConfigureAwait(false);
             if (tunnel is not null)
             {
-                return (tunnel, candidate, decision, hold, default);
+                return (tunnel, candidate, decision, hold, null);
             }
 
             hold?.Dispose();
-            if (!CanFailOver(result))
+            if (!CanFailOver(result!)) // no stream: the result carries its failure
             {
                 return (null, candidate, decision, null, result); // not the destination's failure: said as it is
             }
 
-            previous = result;
+            previous = result!;
             previousDestination = candidate;
         }
 
@@ -313,7 +313,7 @@ internal sealed class ProxyConnectionHandler(
     /// request, then the parent's status); otherwise no stream and the failure. The bytes that arrived after the status
     /// in the same receive are the destination's first bytes (version 1) or the first frames (version 2).
     /// </summary>
-    private async Task<(TunnelConnectResult? Tunnel, ProxyConnectionResult Failure)> OpenTunnelAsync(
+    private async Task<(TunnelConnectResult? Tunnel, ProxyConnectionResult? Failure)> OpenTunnelAsync(
         IPEndPoint destination, string? hint, CancellationToken aborted)
     {
         TunnelConnectResult connected;
@@ -352,7 +352,7 @@ internal sealed class ProxyConnectionHandler(
 
         return connected.Error switch
         {
-            TunnelConnectError.None => (connected, default),
+            TunnelConnectError.None => (connected, null),
             TunnelConnectError.Refused => (null, ProxyConnectionResult.ParentRefused(destination, connected.Status!.Value, connected.Detail).WithConnectionId(connected.ConnectionId)),
             TunnelConnectError.BadResponse => (null, ProxyConnectionResult.BadParentResponse(destination, connected.ReadResult)),
             TunnelConnectError.StatusTimedOut => (null, ProxyConnectionResult.Failed(ConnectionOutcome.StatusTimeout, destination)),

@@ -13,7 +13,7 @@ namespace Egress.Proxy;
 /// tunnel error kind and reset-versus-close are derived here, in one place; the log line is chosen by
 /// <see cref="ProxyConnectionHandler"/>'s <c>Complete</c> from the same outcome.
 /// </summary>
-internal readonly record struct ProxyConnectionResult
+internal sealed record ProxyConnectionResult
 {
     private ProxyConnectionResult(ConnectionOutcome outcome) => Outcome = outcome;
 

@@ -11,7 +11,7 @@ internal sealed class RelayMonitor
     private static readonly TimerCallback s_onIdleTimer = static state => ((RelayMonitor)state!).CheckIdle();
     private static readonly Action<object?> s_onCancelled = static state => ((RelayMonitor)state!).Abort(RelayShutdownCause.Cancelled, null);
 
-    private readonly Action<RelayShutdownCause, Exception?> _abort;
+    private readonly IRelayAbort _abort;
     private readonly TimeProvider _time;
     private readonly TimeSpan _idleTimeout;
     private readonly bool _tracksIdle;
@@ -24,8 +24,9 @@ internal sealed class RelayMonitor
     private Exception? _error;
 
     /// <param name="options">The idle timeout (null or infinite: none) and the clock.</param>
-    /// <param name="abort">Stops the owner's copy loops; called once, on the first abort.</param>
-    public RelayMonitor(RelayOptions options, Action<RelayShutdownCause, Exception?> abort)
+    /// <param name="abort">Stops the owner's copy loops; called once, on the first abort. The owner itself, not a
+    /// delegate: a delegate would be one more object per relay, held as long as the connection.</param>
+    public RelayMonitor(RelayOptions options, IRelayAbort abort)
     {
         _abort = abort;
         _time = options.TimeProvider ?? throw new ArgumentException("TimeProvider is required.", nameof(options));
@@ -86,7 +87,7 @@ internal sealed class RelayMonitor
         TrySetCause(cause, error);
         if (Interlocked.Exchange(ref _aborted, 1) == 0)
         {
-            _abort(cause, error);
+            _abort.Abort(cause, error);
         }
     }
 
@@ -122,4 +123,11 @@ internal sealed class RelayMonitor
             // The relay finished while this check ran.
         }
     }
+}
+
+/// <summary>What a <see cref="RelayMonitor"/> calls, once, to stop its owner's copy loops.</summary>
+internal interface IRelayAbort
+{
+    /// <summary>Stops the copy loops: <paramref name="cause"/> is the first cause, <paramref name="error"/> its error if any.</summary>
+    void Abort(RelayShutdownCause cause, Exception? error);
 }

@@ -6,7 +6,7 @@ using Pipelines.Sockets.Unofficial;
 namespace Egress.Relay;
 
 /// <summary>The state of one running relay: two pumps, the first cause, the abort signal and the idle timer.</summary>
-internal sealed class RelaySession
+internal sealed class RelaySession : IRelayAbort
 {
     /// <summary>Most bytes written to a destination before awaiting its flush, so backpressure bounds memory.</summary>
     internal const int MaxChunk = 64 * 1024;
@@ -21,7 +21,7 @@ internal sealed class RelaySession
     {
         _a = a;
         _b = b;
-        _monitor = new RelayMonitor(options, AbortPipes);
+        _monitor = new RelayMonitor(options, this);
     }
 
     /// <summary>The first terminal cause so far (<see cref="RelayShutdownCause.None"/> while running normally).</summary>
@@ -140,7 +140,7 @@ internal sealed class RelaySession
     }
 
     /// <summary>The abort (called once by the monitor): resets socket sides and wakes both pumps so they complete every pipe end.</summary>
-    private void AbortPipes(RelayShutdownCause cause, Exception? error)
+    void IRelayAbort.Abort(RelayShutdownCause cause, Exception? error)
     {
         Volatile.Write(ref _abortError, error ?? CreateAbortError(cause));
         ResetIfSocket(_a);

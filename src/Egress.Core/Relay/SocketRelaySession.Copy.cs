@@ -51,7 +51,7 @@ internal sealed partial class SocketRelaySession
                 }
 
                 _monitor.Touch();
-                for (int sent = 0; sent < read;)
+                for (int sent = SendNow(destination, buffer.AsSpan(0, read)); sent < read;)
                 {
                     // Inline rather than a helper: an async helper would allocate whenever the send has to wait.
                     sent += await destination.SendAsync(buffer.AsMemory(sent, read - sent), SocketFlags.None).ConfigureAwait(false);

@@ -61,7 +61,9 @@ internal sealed partial class SocketRelaySession
         _ => TunnelEndCause.Error,
     };
 
-    private async Task<RelayResult> RunFramedAsync(
+    /// <summary>Starts both framed directions; not itself async, so the waiting state machine
+    /// (<see cref="FinishFramedAsync"/>) holds only the two loops, not this method's arguments.</summary>
+    private Task<RelayResult> RunFramedAsync(
         RelaySide framed, ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, bool splice, IFirstBytesGate? gate, CancellationToken cancellationToken)
     {
         Task<long> forward = framed == RelaySide.B
@@ -70,6 +72,12 @@ internal sealed partial class SocketRelaySession
         Task<long> backward = framed == RelaySide.B
             ? DecodeAsync(_b, _a, readFromB, fromA: false, splice)
             : EncodeAsync(_b, _a, readFromB, fromA: false, splice);
+        return FinishFramedAsync(forward, backward);
+    }
+
+    /// <summary>Waits for both framed directions and builds the result with the END frames.</summary>
+    private async Task<RelayResult> FinishFramedAsync(Task<long> forward, Task<long> backward)
+    {
         long aToB = await forward.ConfigureAwait(false); // the direction loops never throw
         long bToA = await backward.ConfigureAwait(false);
         Volatile.Write(ref _finished, 1);
@@ -166,7 +174,15 @@ internal sealed partial class SocketRelaySession
                 {
                     // Copy: the frame header goes in front of the payload in the same buffer, one send for both.
                     int size = splice ? SmallRead : BufferSize;
-                    buffer ??= ArrayPool<byte>.Shared.Rent(TunnelFrames.HeaderLength + BufferSize);
+                    if (buffer is not null && buffer.Length < TunnelFrames.HeaderLength + size)
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer); // rented for splicing, which needs less
+                        buffer = null;
+                    }
+
+                    // Only as large as this read: a splicing direction's 4 KiB copy does not take a 128 KiB array from the
+                    // pool, where it would stay (one per thread, more per core) after the direction went idle.
+                    buffer ??= ArrayPool<byte>.Shared.Rent(TunnelFrames.HeaderLength + size);
                     int got = await source.ReceiveAsync(buffer.AsMemory(TunnelFrames.HeaderLength, size), SocketFlags.None).ConfigureAwait(false);
                     receiving = false;
                     if (got == 0)
@@ -179,7 +195,7 @@ internal sealed partial class SocketRelaySession
                     TunnelFrames.WriteDataHeader(buffer, got);
                     atBoundary = false;
                     int total = TunnelFrames.HeaderLength + got;
-                    for (int sent = 0; sent < total;)
+                    for (int sent = SendNow(tunnel, buffer.AsSpan(0, total)); sent < total;)
                     {
                         sent += await tunnel.SendAsync(buffer.AsMemory(sent, total - sent), SocketFlags.None).ConfigureAwait(false);
                     }
@@ -232,9 +248,9 @@ internal sealed partial class SocketRelaySession
 
                 _monitor.Touch();
                 atBoundary = false;
-                buffer ??= ArrayPool<byte>.Shared.Rent(TunnelFrames.HeaderLength + BufferSize);
+                buffer ??= ArrayPool<byte>.Shared.Rent(TunnelFrames.HeaderLength + SmallRead); // the header only
                 TunnelFrames.WriteDataHeader(buffer, read);
-                for (int sent = 0; sent < TunnelFrames.HeaderLength;)
+                for (int sent = SendNow(tunnel, buffer.AsSpan(0, TunnelFrames.HeaderLength)); sent < TunnelFrames.HeaderLength;)
                 {
                     sent += await tunnel.SendAsync(buffer.AsMemory(sent, TunnelFrames.HeaderLength - sent), SocketFlags.None).ConfigureAwait(false);
                 }
@@ -401,7 +417,7 @@ internal sealed partial class SocketRelaySession
                     {
                         try
                         {
-                            for (int sent = 0; sent < inBuffer;)
+                            for (int sent = SendNow(destination, buffer.AsSpan(start, inBuffer)); sent < inBuffer;)
                             {
                                 sent += await destination.SendAsync(buffer.AsMemory(start + sent, inBuffer - sent), SocketFlags.None).ConfigureAwait(false);
                             }

@@ -71,7 +71,7 @@ internal sealed partial class SocketRelaySession
                         }
 
                         _monitor.Touch();
-                        for (int done = 0; done < got;)
+                        for (int done = SendNow(destination, small.AsSpan(0, got)); done < got;)
                         {
                             done += await destination.SendAsync(small.AsMemory(done, got - done), SocketFlags.None).ConfigureAwait(false);
                         }

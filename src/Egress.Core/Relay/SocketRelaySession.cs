@@ -10,7 +10,7 @@ namespace Egress.Relay;
 /// other side go to it as DATA frames and its DATA frames go to the other side, and each direction ends with an END
 /// frame carrying its cause (SocketRelaySession.Framed.cs).
 /// </summary>
-internal sealed partial class SocketRelaySession
+internal sealed partial class SocketRelaySession : IRelayAbort
 {
     private readonly Socket _a;
     private readonly Socket _b;
@@ -18,6 +18,7 @@ internal sealed partial class SocketRelaySession
     private readonly bool _splice;
     private readonly Func<SplicePipe?> _rentPipe;
     private readonly TimeProvider _time;
+    private bool _nonBlocking;
 
     public SocketRelaySession(Socket a, Socket b, RelayOptions options)
         : this(a, b, options, SplicePipe.TryRent)
@@ -40,7 +41,7 @@ internal sealed partial class SocketRelaySession
         _a = a;
         _b = b;
         FramedSide = framed;
-        _monitor = new RelayMonitor(options, framed is null ? ResetBoth : AbortFramed);
+        _monitor = new RelayMonitor(options, this);
         _splice = options.UseSplice && OperatingSystem.IsLinux();
         _rentPipe = rentPipe;
         _time = options.TimeProvider;
@@ -55,16 +56,22 @@ internal sealed partial class SocketRelaySession
     /// <inheritdoc cref="SplicedAToB"/>
     internal long SplicedBToA { get; private set; }
 
-    public async Task<RelayResult> RunAsync(
+    /// <remarks>Not itself async: the relay's task is its framed or raw run's, so an idle relay holds one state machine
+    /// fewer.</remarks>
+    public Task<RelayResult> RunAsync(
         ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, CancellationToken cancellationToken, IFirstBytesGate? gate = null)
     {
         _monitor.Start(cancellationToken);
         bool splice = _splice && CanSplice();
-        if (FramedSide is { } framed)
-        {
-            return await RunFramedAsync(framed, readFromA, readFromB, splice, gate, cancellationToken).ConfigureAwait(false);
-        }
+        return FramedSide is { } framed
+            ? RunFramedAsync(framed, readFromA, readFromB, splice, gate, cancellationToken)
+            : RunRawAsync(readFromA, readFromB, splice, gate, cancellationToken);
+    }
 
+    /// <summary>Both directions of a raw (unframed) relay.</summary>
+    private async Task<RelayResult> RunRawAsync(
+        ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, bool splice, IFirstBytesGate? gate, CancellationToken cancellationToken)
+    {
         Task<long> forward = gate is not null ? GatedForwardAsync(gate, readFromA, splice, cancellationToken)
             : splice ? SpliceAsync(_a, _b, readFromA, fromA: true) : CopyAsync(_a, _b, readFromA, fromA: true);
         Task<long> backward = splice ? SpliceAsync(_b, _a, readFromB, fromA: false) : CopyAsync(_b, _a, readFromB, fromA: false);
@@ -99,6 +106,7 @@ internal sealed partial class SocketRelaySession
         {
             _a.Blocking = false;
             _b.Blocking = false;
+            _nonBlocking = true;
             return true;
         }
         catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
@@ -107,8 +115,31 @@ internal sealed partial class SocketRelaySession
         }
     }
 
-    /// <summary>The abort: resetting both sockets ends both direction loops (their pending operations fail).</summary>
-    private void ResetBoth(RelayShutdownCause _, Exception? __)
+    /// <summary>
+    /// Sends what <paramref name="socket"/> takes now, without waiting, when both sockets are in non-blocking mode
+    /// (<see cref="CanSplice"/>): a direction whose destination has room then never uses the socket's asynchronous send,
+    /// whose event args the socket would keep for the rest of the connection (<see cref="SocketSendNow"/>). The caller
+    /// sends the rest, if any, asynchronously.
+    /// </summary>
+    /// <returns>Bytes sent: 0 when the socket has no room, or is in blocking mode (nothing is tried).</returns>
+    /// <exception cref="SocketException">The send failed (e.g. ECONNRESET, EPIPE), as the asynchronous send would have.</exception>
+    private int SendNow(Socket socket, ReadOnlySpan<byte> bytes) => _nonBlocking ? SocketSendNow.NonBlocking(socket, bytes) : 0;
+
+    /// <summary>The abort (called once by the monitor): framed, <see cref="AbortFramed"/>; raw, <see cref="ResetBoth"/>.</summary>
+    void IRelayAbort.Abort(RelayShutdownCause cause, Exception? error)
+    {
+        if (FramedSide is null)
+        {
+            ResetBoth();
+        }
+        else
+        {
+            AbortFramed(cause, error);
+        }
+    }
+
+    /// <summary>The raw abort: resetting both sockets ends both direction loops (their pending operations fail).</summary>
+    private void ResetBoth()
     {
         SocketReset.Reset(_a);
         SocketReset.Reset(_b);

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using Egress.Sockets;
 
 namespace Egress.Tunnel;
 
@@ -45,27 +46,55 @@ internal static class TunnelHandshake
             int length = TunnelCodec.WriteRequest(request, buffer);
             await SendAllAsync(tunnel, buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
             int filled = 0;
-            while (true)
+            TunnelReadResult result;
+            TunnelResponse response;
+            ReadOnlySequence<byte> received;
+
+            // Cancelled by resetting the stream, not through the receive's token: the socket's cached receive operation
+            // keeps the registration of the last token it waited with (and so that token's source, about 190 bytes) for
+            // the connection's life. A cancelled request's stream is unusable either way; the caller closes it.
+            CancellationTokenRegistration onCancel = cancellationToken.UnsafeRegister(static state => SocketReset.Reset((Socket)state!), tunnel);
+            try
             {
-                int read = await tunnel.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                if (read == 0)
+                while (true)
                 {
-                    return (TunnelReadResult.TruncatedStream, default, ReadOnlyMemory<byte>.Empty, filled > 0);
-                }
+                    int read = await tunnel.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None).ConfigureAwait(false);
+                    if (read == 0)
+                    {
+                        result = TunnelReadResult.TruncatedStream;
+                        response = default;
+                        received = default;
+                        break;
+                    }
 
-                filled += read;
-                var received = new ReadOnlySequence<byte>(buffer, 0, filled);
-                TunnelReadResult result = TunnelCodec.TryReadResponse(ref received, out TunnelResponse response);
-                if (result == TunnelReadResult.Incomplete)
-                {
-                    continue; // the largest response is far smaller than the buffer, so it always fits
+                    filled += read;
+                    received = new ReadOnlySequence<byte>(buffer, 0, filled);
+                    result = TunnelCodec.TryReadResponse(ref received, out response);
+                    if (result != TunnelReadResult.Incomplete)
+                    {
+                        break; // the largest response is far smaller than the buffer, so it always fits
+                    }
                 }
-
-                ReadOnlyMemory<byte> following = result == TunnelReadResult.Complete && !received.IsEmpty
-                    ? received.ToArray()
-                    : ReadOnlyMemory<byte>.Empty;
-                return (result, response, following, true);
             }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException && cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(cancellationToken);
+            }
+            finally
+            {
+                onCancel.Dispose(); // waits for a running reset
+            }
+
+            cancellationToken.ThrowIfCancellationRequested(); // the reset may have come after the last receive
+            if (result == TunnelReadResult.TruncatedStream)
+            {
+                return (result, default, ReadOnlyMemory<byte>.Empty, filled > 0);
+            }
+
+            ReadOnlyMemory<byte> following = result == TunnelReadResult.Complete && !received.IsEmpty
+                ? received.ToArray()
+                : ReadOnlyMemory<byte>.Empty;
+            return (result, response, following, true);
         }
         finally
         {
@@ -202,8 +231,13 @@ internal static class TunnelHandshake
         tunnel.Dispose();
     }
 
+    /// <summary>Sends all of <paramref name="bytes"/>: what fits now without waiting (<see cref="SocketSendNow"/>: a small
+    /// message on a new stream always does, and the socket then keeps no send event args for the connection's life), the
+    /// rest asynchronously.</summary>
     private static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
+        bytes = bytes[SocketSendNow.AnyMode(socket, bytes.Span)..];
         while (!bytes.IsEmpty)
         {
             int sent = await socket.SendAsync(bytes, SocketFlags.None, cancellationToken).ConfigureAwait(false);
