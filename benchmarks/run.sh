@@ -12,7 +12,8 @@
 #          Native AOT publish; egress-host stays the Release build); BENCH_* variables are described where used.
 #
 # Topology (all on this machine; no packet leaves it):
-#   enclave ns  only lo; `egress-enclave rules --apply` (route via lo + DNAT of all TCP to 127.0.0.1:4444);
+#   enclave ns  only lo; `egress-enclave rules --apply` (route via lo + DNAT of all TCP to 127.0.0.1:4444, and
+#               net.ipv4.tcp_timestamps = 2, which every path in the namespace runs under);
 #               egress-enclave, the first hop of the socat and HAProxy chains, the clients (iperf3, egress-bench-tool,
 #               dnsperf, wrk)
 #   parent ns   veth 198.18.0.1/24; egress-host, the second hop of the socat and HAProxy chains, the dnsmasq pair
@@ -37,7 +38,7 @@ for arg in "$@"; do
     --no-docs) docs=0 ;;
     --keep) keep=1 ;;
     --only=*) only=",${arg#--only=}," ;;
-    -h|--help) sed -n "2,26p" "$0"; exit 0 ;;
+    -h|--help) sed -n "2,27p" "$0"; exit 0 ;;
     *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
