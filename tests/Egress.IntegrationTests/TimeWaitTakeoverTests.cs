@@ -46,7 +46,9 @@ public sealed class TimeWaitTakeoverTests : EgressFixture
         await DownloadAsync(port, a);
         var before = await ProxyTimeWaitPeerPortsAsync();
         await DownloadAsync(port, b);
-        int remapped = (await ProxyTimeWaitPeerPortsAsync()).Except(before).Except([port]).Single();
+        int[] remappedPorts = [.. (await ProxyTimeWaitPeerPortsAsync()).Except(before).Except([port])];
+        Assert.That(remappedPorts, Has.Length.EqualTo(1), $"conntrack gave the connection from {port} to {b} one other source port at the proxy (a NAT clash)");
+        int remapped = remappedPorts[0];
         await DownloadAsync(port, b);
         Assert.That(await ProxyTimeWaitPeerPortsAsync(), Does.Contain(remapped), "the TIME_WAIT the next connection meets");
 
