@@ -57,12 +57,9 @@ public sealed class DnsPrecedenceTests
     [Test]
     public void AStreamPipeDeliversWhatArrivesWhileTheThreadPoolIsStarved()
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        using var peer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        peer.Connect(listener.LocalEndPoint!);
-        using var pipe = DnsStreamPipe.Start(listener.Accept(), "test dns stream");
+        var (connected, accepted) = ConnectedPair();
+        using var peer = connected;
+        using var pipe = DnsStreamPipe.Start(accepted, "test dns stream");
         using var delivered = new ManualResetEventSlim();
         _ = ReadOneAsync(pipe, delivered);
 
@@ -112,6 +109,18 @@ public sealed class DnsPrecedenceTests
         Assert.That(delivered.Wait(TimeSpan.FromSeconds(5)), Is.True, "what arrives is read after the poll");
     }
 
+    /// <summary>A loopback TCP connection made with blocking calls only: the peer's socket, and the accepted one (for the
+    /// pipe; the caller owns both).</summary>
+    private static (Socket Peer, Socket Accepted) ConnectedPair()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        var peer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        peer.Connect(listener.LocalEndPoint!);
+        return (peer, listener.Accept());
+    }
+
     /// <summary>The number of the system call the thread named <paramref name="name"/> is blocked in (null: none found, or running).</summary>
     private static int? BlockedSyscall(string name)
     {
@@ -139,12 +148,9 @@ public sealed class DnsPrecedenceTests
     [Test]
     public async Task DisposingAStreamPipeEndsItsReceiveThreadAndCompletesTheReader()
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        using var peer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        peer.Connect(listener.LocalEndPoint!);
-        var pipe = DnsStreamPipe.Start(listener.Accept(), "test dns stream");
+        var (connected, accepted) = ConnectedPair();
+        using var peer = connected;
+        var pipe = DnsStreamPipe.Start(accepted, "test dns stream");
 
         var read = pipe.Input.ReadAsync().AsTask();
         await Task.Delay(50);
@@ -157,12 +163,9 @@ public sealed class DnsPrecedenceTests
     [Test]
     public async Task CloseAsyncSendsWhatWasWrittenAndThenEndOfStream()
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        using var peer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        peer.Connect(listener.LocalEndPoint!);
-        var pipe = DnsStreamPipe.Start(listener.Accept(), "test dns stream");
+        var (connected, accepted) = ConnectedPair();
+        using var peer = connected;
+        var pipe = DnsStreamPipe.Start(accepted, "test dns stream");
 
         pipe.Output.Write("answer"u8);
         await pipe.CloseAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(5));
@@ -180,19 +183,15 @@ public sealed class DnsPrecedenceTests
     [Test]
     public async Task StreamsBeyondTheThreadLimitReceiveOnThePoolAndStillDeliver()
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(DnsStreamPipe.MaxThreads + 8);
         var peers = new List<Socket>();
         var pipes = new List<DnsStreamPipe>();
         try
         {
             for (int i = 0; i <= DnsStreamPipe.MaxThreads; i++)
             {
-                var peer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                var (peer, accepted) = ConnectedPair();
                 peers.Add(peer);
-                peer.Connect(listener.LocalEndPoint!);
-                pipes.Add(DnsStreamPipe.Start(listener.Accept(), "test dns stream"));
+                pipes.Add(DnsStreamPipe.Start(accepted, "test dns stream"));
             }
 
             int threads = DnsStreamPipe.Threads;
@@ -225,18 +224,15 @@ public sealed class DnsPrecedenceTests
     [Test]
     public async Task AThreadThatCannotStartFallsBackToThePoolAndGivesItsSlotBack()
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
-        using var peer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        peer.Connect(listener.LocalEndPoint!);
+        var (connected, accepted) = ConnectedPair();
+        using var peer = connected;
         int before = DnsStreamPipe.Threads;
         var start = DnsStreamPipe.StartThread;
         DnsStreamPipe.StartThread = (_, _, _) => throw new OutOfMemoryException("Thread failed to start.");
         DnsStreamPipe pipe;
         try
         {
-            pipe = DnsStreamPipe.Start(listener.Accept(), "test dns stream");
+            pipe = DnsStreamPipe.Start(accepted, "test dns stream");
         }
         finally
         {
