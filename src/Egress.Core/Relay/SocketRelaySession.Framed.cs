@@ -447,7 +447,7 @@ internal sealed partial class SocketRelaySession
                     }
 
                     receiving = true;
-                    int read = pipe.FillFrom(tunnel.SafeHandle, (int)Math.Min(remaining, SplicePipe.Capacity));
+                    int read = pipe.FillFrom(tunnel.SafeHandle, (int)Math.Min(remaining, pipe.Capacity));
                     if (read == SplicePipe.WouldBlock)
                     {
                         ValueTask<int> ready = tunnel.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
@@ -557,7 +557,7 @@ internal sealed partial class SocketRelaySession
 
             destinationSplices = sent != SplicePipe.Unsupported;
             Interlocked.Increment(ref _drainWaits);
-            byte[] chunk = ArrayPool<byte>.Shared.Rent(destinationSplices ? WaitChunk : SplicePipe.Capacity);
+            byte[] chunk = ArrayPool<byte>.Shared.Rent(destinationSplices ? WaitChunk : SplicePipe.DefaultCapacity);
             try
             {
                 int length = pipe.ReadInto(chunk);

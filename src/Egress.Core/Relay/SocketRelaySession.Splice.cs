@@ -11,7 +11,7 @@ namespace Egress.Relay;
 internal sealed partial class SocketRelaySession
 {
     /// <summary>A fill at least this large suggests more is queued: splice again before waiting for readiness.</summary>
-    private const int SpliceAgainThreshold = SplicePipe.Capacity / 2;
+    private const int SpliceAgainThreshold = SplicePipe.DefaultCapacity / 2;
 
     /// <summary>What a direction copies after waking up before it splices: a message this small or smaller is only copied.</summary>
     private const int SmallRead = 4 * 1024;
@@ -134,7 +134,7 @@ internal sealed partial class SocketRelaySession
 
                     // No room at the destination (the send below waits for it), or a destination that cannot splice.
                     destinationSplices = sent != SplicePipe.Unsupported;
-                    byte[] chunk = ArrayPool<byte>.Shared.Rent(destinationSplices ? WaitChunk : SplicePipe.Capacity);
+                    byte[] chunk = ArrayPool<byte>.Shared.Rent(destinationSplices ? WaitChunk : SplicePipe.DefaultCapacity);
                     try
                     {
                         int length = pipe.ReadInto(chunk);

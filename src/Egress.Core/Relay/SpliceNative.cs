@@ -26,6 +26,12 @@ internal static unsafe partial class SpliceNative
     /// <summary>EINVAL: among others, a descriptor that does not support splice.</summary>
     public const int Invalid = 22;
 
+    /// <summary>F_SETPIPE_SZ (fcntl(2)): set a pipe's capacity; returns the capacity the kernel gave.</summary>
+    private const int SetPipeSize = 1031;
+
+    /// <summary>F_GETPIPE_SZ (fcntl(2)): a pipe's capacity.</summary>
+    private const int GetPipeSize = 1032;
+
     /// <summary>O_NONBLOCK | O_CLOEXEC (Linux, x64 and arm64).</summary>
     private const int PipeFlags = 0x800 | 0x80000;
 
@@ -37,6 +43,9 @@ internal static unsafe partial class SpliceNative
 
     [LibraryImport("libc", EntryPoint = "splice", SetLastError = true)]
     public static partial nint Splice(SafeFileHandle fdIn, nint offIn, SafeSocketHandle fdOut, nint offOut, nuint length, uint flags);
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    private static partial int Fcntl(SafeFileHandle fd, int command, int argument);
 
     [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
     public static partial nint Read(SafeFileHandle fd, byte* buffer, nuint count);
@@ -53,6 +62,24 @@ internal static unsafe partial class SpliceNative
         }
 
         return (new SafeFileHandle(fds[0], ownsHandle: true), new SafeFileHandle(fds[1], ownsHandle: true));
+    }
+
+    /// <summary>
+    /// Asks the kernel to give the pipe behind <paramref name="pipe"/> <paramref name="requested"/> bytes of capacity
+    /// (F_SETPIPE_SZ, fcntl(2)) and returns the capacity it has afterwards. An unprivileged process is refused a size
+    /// above /proc/sys/fs/pipe-max-size (1 MiB by default) and any increase once its user's pipes hold more than
+    /// /proc/sys/fs/pipe-user-pages-soft (64 MiB by default): the pipe then keeps the capacity it has (F_GETPIPE_SZ),
+    /// and <paramref name="fallback"/> is returned when even that cannot be read (not a pipe).
+    /// </summary>
+    public static int ResizePipe(SafeFileHandle pipe, int requested, int fallback)
+    {
+        int capacity = Fcntl(pipe, SetPipeSize, requested);
+        if (capacity < 0)
+        {
+            capacity = Fcntl(pipe, GetPipeSize, 0);
+        }
+
+        return capacity > 0 ? capacity : fallback;
     }
 
     /// <summary>The exception a socket operation would have thrown for <paramref name="errno"/>.</summary>

@@ -88,6 +88,54 @@ public sealed class SplicePipeTests
         });
     }
 
+    [Test]
+    public async Task APipeHoldsAQuarterMebibyteSoOneFrameCarriesMoreThanTheKernelDefault()
+    {
+        using SocketPair from = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        using SocketPair to = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        from.Left.SendBufferSize = 1 << 20;
+        from.Right.Blocking = false;
+        to.Left.Blocking = false;
+        to.Left.SendBufferSize = 1 << 20;
+        byte[] sent = new byte[200 * 1024];
+        Random.Shared.NextBytes(sent);
+        await from.Left.SendAsync(sent);
+        using SplicePipe pipe = SplicePipe.Rent();
+
+        // Each Unix segment is moved on its own; fill until the pipe holds everything sent, or stops taking more.
+        for (int read = await FillWhenReadyAsync(pipe, from.Right); read > 0 && pipe.Buffered < sent.Length;)
+        {
+            read = pipe.FillFrom(from.Right.SafeHandle);
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(pipe.Capacity, Is.EqualTo(SplicePipe.PreferredCapacity));
+            Assert.That(pipe.Buffered, Is.EqualTo(sent.Length), "all 200 KiB in the pipe at once, beyond the kernel's default 64 KiB");
+        });
+
+        int drained = 0;
+        while (pipe.Buffered > 0)
+        {
+            int moved = pipe.DrainTo(to.Left.SafeHandle);
+            Assert.That(moved, Is.GreaterThan(0), "the destination has room for 200 KiB");
+            drained += moved;
+        }
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(drained, Is.EqualTo(sent.Length));
+            Assert.That(await SocketIo.ReadExactlyAsync(to.Right, sent.Length), Is.EqualTo(sent));
+        });
+    }
+
+    [Test]
+    public void ResizingADescriptorThatIsNotAPipeLeavesTheFallbackCapacity()
+    {
+        using Microsoft.Win32.SafeHandles.SafeFileHandle notAPipe = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Write);
+        Assert.That(SpliceNative.ResizePipe(notAPipe, SplicePipe.PreferredCapacity, fallback: 12345), Is.EqualTo(12345));
+    }
+
     private static async Task<int> FillWhenReadyAsync(SplicePipe pipe, Socket source)
     {
         await source.ReceiveAsync(Memory<byte>.Empty).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
