@@ -41,6 +41,8 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
     /// <summary>How often a receive that got nothing wakes to see whether the forwarder is stopping.</summary>
     public static readonly TimeSpan StopPoll = TimeSpan.FromMilliseconds(250);
 
+    private static readonly int StopPollMicroseconds = (int)(StopPoll.Ticks / TimeSpan.TicksPerMicrosecond);
+
     /// <summary>
     /// Receives on a <see cref="DnsThread"/>, with blocking receives, until <paramref name="stopping"/> is cancelled (and the
     /// socket closed). A query is screened and sent to the parent on that thread; its answer comes back on the tunnel
@@ -73,7 +75,6 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
         try
         {
             socket.ReceiveBufferSize = ReceiveBufferBytes;
-            socket.ReceiveTimeout = (int)StopPoll.TotalMilliseconds;
         }
         catch (SocketException ex)
         {
@@ -84,19 +85,27 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
         byte[] datagram = new byte[MaxQueryLength + 1];
         while (!stopping.IsCancellationRequested)
         {
-            var client = new SocketAddress(socket.AddressFamily);
+            SocketAddress client;
             int received;
             try
             {
+                // Wait in poll(2), which returns false when nothing came within StopPoll: an idle listener looks at the
+                // stop signal four times a second without a receive timeout, whose expiry .NET reports by throwing.
+                if (!socket.Poll(StopPollMicroseconds, SelectMode.SelectRead))
+                {
+                    continue;
+                }
+
+                client = new SocketAddress(socket.AddressFamily);
                 received = socket.ReceiveFrom(datagram, SocketFlags.None, client);
             }
             catch (Exception ex) when (ex is ObjectDisposedException || stopping.IsCancellationRequested)
             {
                 return;
             }
-            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock or SocketError.Interrupted)
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.WouldBlock or SocketError.Interrupted)
             {
-                continue; // Nothing within StopPoll: look at the stop signal again.
+                continue;
             }
             catch (SocketException ex)
             {
