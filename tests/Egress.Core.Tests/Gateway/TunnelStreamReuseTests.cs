@@ -76,6 +76,37 @@ public sealed class TunnelStreamReuseTests
     }
 
     [Test]
+    public async Task AStreamWhoseDestinationClosedFirstCarriesTheNextRequest()
+    {
+        // An HTTP server answering "Connection: close" (nginx in benchmarks/run.sh's http section): it reads the
+        // request, answers and closes before the application does, so END(FIN) goes to the enclave first.
+        StartGateway();
+        using var server = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        server.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        server.Listen();
+        var serving = AnswerAndCloseAsync(server);
+        using var echo = new EchoServer();
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp((IPEndPoint)server.LocalEndPoint!).AsVersion2(1));
+        Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
+        await stream.SendAsync(Frames.Data("GET"u8));
+
+        var answered = await Frames.ReadUntilEndAsync(stream).WaitAsync(HangGuard);
+        await serving.WaitAsync(HangGuard);
+        await stream.SendAsync(Frames.End(TunnelEndCause.Fin)); // the application closes after the answer
+        var next = await CleanConnectionAsync(stream, echo.EndPoint, 2, "next"u8.ToArray());
+        await WaitUntilAsync(() => _probe.EventIds.Count(id => id == 210) == 2);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(answered, Is.EqualTo(("200"u8.ToArray(), (TunnelEndCause?)TunnelEndCause.Fin)), "the answer, then the destination's FIN");
+            Assert.That(next, Is.EqualTo(("next", (TunnelEndCause?)TunnelEndCause.Fin)), "the next request rode the same stream");
+            Assert.That(_probe.Logs.Lines.Where(line => line.Contains(" closed: ")), Has.All.Contains("BothCompleted (END sent FIN, received FIN)"));
+            Assert.That(_reuses.GetMeasurementSnapshot().Sum(m => m.Value), Is.EqualTo(1));
+        });
+    }
+
+    [Test]
     public async Task TheNextRequestReadWithTheEndFrameIsNotLost()
     {
         StartGateway();
@@ -211,6 +242,19 @@ public sealed class TunnelStreamReuseTests
         await stream.SendAsync((byte[])[.. Frames.Data(payload), .. Frames.End(TunnelEndCause.Fin)]);
         var (echoed, cause) = await Frames.ReadUntilEndAsync(stream).WaitAsync(HangGuard);
         return (System.Text.Encoding.ASCII.GetString(echoed), cause);
+    }
+
+    /// <summary>One connection to <paramref name="server"/>: reads the 3-byte request, answers "200" and closes.</summary>
+    private static async Task AnswerAndCloseAsync(Socket server)
+    {
+        using Socket accepted = await server.AcceptAsync();
+        byte[] request = new byte[3];
+        for (int read = 0; read < request.Length;)
+        {
+            read += await accepted.ReceiveAsync(request.AsMemory(read));
+        }
+
+        await accepted.SendAsync("200"u8.ToArray());
     }
 
     private static byte[] Request(TunnelRequest request)

@@ -73,6 +73,44 @@ public sealed class ProxyStreamReuseTests
         });
     }
 
+    [Test]
+    public async Task AStreamWhoseDestinationClosedFirstIsPooledAndCarriesTheNextConnection()
+    {
+        // An HTTP server answering "Connection: close" (nginx in benchmarks/run.sh's http section): the parent's
+        // END(FIN) comes before the application has closed; the application reads the answer, then closes.
+        using var handler = Handler();
+        var (app, accepted) = await AppPairAsync();
+        Socket parent;
+        using (app)
+        {
+            var handling = handler.HandleAsync(accepted, CancellationToken.None);
+            parent = await AcceptTunnelAsync();
+            var (read, _) = await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None).AsTask().WaitAsync(HangGuard);
+            Assert.That(read, Is.EqualTo(TunnelReadResult.Complete));
+            await SendOkAsync(parent);
+            await app.SendAsync("GET"u8.ToArray());
+            await parent.SendAsync((byte[])[.. Frames.Data("200"u8), .. Frames.End(TunnelEndCause.Fin)]);
+            Assert.That(await SocketIo.ReadToEndAsync(app).WaitAsync(HangGuard), Is.EqualTo("200"u8.ToArray()), "the answer, then FIN");
+            app.Shutdown(SocketShutdown.Send);
+            Assert.That(await Frames.ReadUntilEndAsync(parent).WaitAsync(HangGuard), Is.EqualTo(("GET"u8.ToArray(), (TunnelEndCause?)TunnelEndCause.Fin)));
+            var result = await handling.WaitAsync(HangGuard);
+            Assert.That(result.Relay?.FirstCause, Is.EqualTo(RelayShutdownCause.BothCompleted));
+        }
+
+        using (parent)
+        {
+            int pooledAfterFirst = _pool.Count;
+            await CleanConnectionAsync(handler, parent);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(pooledAfterFirst, Is.EqualTo(1), "returned, not closed");
+                Assert.That(_tunnelsOpened, Is.EqualTo(1), "the second connection opened no stream");
+                Assert.That(_reuses.GetMeasurementSnapshot().Sum(m => m.Value), Is.EqualTo(1));
+            });
+        }
+    }
+
     [TestCase(false)]
     [TestCase(true)]
     public async Task APooledStreamTheParentClosesBeforeAnsweringIsRetriedOnceOnANewStream(bool reset)
