@@ -71,9 +71,21 @@ internal sealed class ProxyConnectionHandler(
     /// <summary>Handles one accepted connection to its end, completing <paramref name="setup"/> when the relay starts
     /// (the parent answered Ok); never throws for a network failure.</summary>
     /// <returns>The outcome, already logged and counted.</returns>
+    /// <remarks>One state machine waits here for the relay's whole life, with <see cref="RelayAsync"/> below it: the
+    /// checks before the tunnel opens are not async (<see cref="Decide"/>), so they hold no waiting layer of their own.</remarks>
     public async Task<ProxyConnectionResult> HandleAsync(Socket client, ConnectionSetup setup, CancellationToken aborted)
     {
-        var result = await RunAsync(client, setup, aborted).ConfigureAwait(false);
+        ProxyConnectionResult? result = Decide(client, out IPEndPoint? destination, out PolicyDecision decision, out AddressHold? hold);
+        if (result is null)
+        {
+            using (hold)
+            {
+                // A learned address stays allowed while this connection is open, whatever the answer's TTL.
+                var relayed = await RelayAsync(client, destination!, decision, setup, aborted).ConfigureAwait(false);
+                result = relayed.WithAllowingDecision(decision);
+            }
+        }
+
         Complete(client, result);
         return result;
     }
@@ -88,28 +100,24 @@ internal sealed class ProxyConnectionHandler(
             ? name
             : null;
 
-    private async Task<ProxyConnectionResult> RunAsync(Socket client, ConnectionSetup setup, CancellationToken aborted)
+    /// <summary>The accepted connection's original destination and the policy's decision on it.</summary>
+    /// <returns>Null when the connection is to be relayed (<paramref name="destination"/>, <paramref name="decision"/>
+    /// and the caller-owned <paramref name="hold"/> set); otherwise the outcome (not redirected, denied).</returns>
+    private ProxyConnectionResult? Decide(Socket client, out IPEndPoint? destination, out PolicyDecision decision, out AddressHold? hold)
     {
+        destination = null;
+        decision = default;
+        hold = null;
         var original = originalDestination(client);
         if (original.Status != OriginalDestinationStatus.Redirected)
         {
             return ProxyConnectionResult.NotRedirected(original.Status, original.Detail);
         }
 
-        var destination = original.Destination!;
-        var decision = policy.CheckConnection(destination.Address, destination.Port, out AddressHold? hold);
+        destination = original.Destination!;
+        decision = policy.CheckConnection(destination.Address, destination.Port, out hold);
         WouldDenyLog.Connection(logger, options.Metrics, destination, name: null, policy, decision);
-        if (!decision.IsAllowed)
-        {
-            return ProxyConnectionResult.Denied(destination, decision);
-        }
-
-        using (hold)
-        {
-            // A learned address stays allowed while this connection is open, whatever the answer's TTL.
-            var relayed = await RelayAsync(client, destination, decision, setup, aborted).ConfigureAwait(false);
-            return relayed.WithAllowingDecision(decision);
-        }
+        return decision.IsAllowed ? null : ProxyConnectionResult.Denied(destination, decision);
     }
 
     private async Task<ProxyConnectionResult> RelayAsync(Socket client, IPEndPoint destination, PolicyDecision decision, ConnectionSetup setup, CancellationToken aborted)
