@@ -148,21 +148,26 @@ internal sealed class ProxyConnectionHandler(
             }
             else
             {
-                Started(ProxyConnectionResult.Relayed(destination, decision, relay: null), tunnel.ConnectionId);
+                // What the relay and its end need of the connect result, which is not kept while the connection lasts (80 B).
+                ulong connectionId = tunnel.ConnectionId;
+                bool framed = tunnel.Version == TunnelCodec.Version2;
+                ReadOnlyMemory<byte> afterStatus = tunnel.ReceivedAfterStatus;
+                tunnel = null;
+                Started(ProxyConnectionResult.Relayed(destination, decision, relay: null), connectionId);
                 setup.Complete(); // set up: the next connection may be accepted
                 var serverNameGate = ServerNameGate.For(policy, destination, decision);
                 RelayResult? relay = null;
                 try
                 {
                     // Version 2: the tunnel side (B) is framed, so an abort on the far side reaches the application as RST.
-                    relay = tunnel.Version == TunnelCodec.Version2
-                        ? await SocketRelay.RunFramedAsync(client, stream, RelaySide.B, ReadOnlyMemory<byte>.Empty, tunnel.ReceivedAfterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false)
-                        : await SocketRelay.RunAsync(client, stream, ReadOnlyMemory<byte>.Empty, tunnel.ReceivedAfterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
+                    relay = framed
+                        ? await SocketRelay.RunFramedAsync(client, stream, RelaySide.B, ReadOnlyMemory<byte>.Empty, afterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false)
+                        : await SocketRelay.RunAsync(client, stream, ReadOnlyMemory<byte>.Empty, afterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
                 }
                 finally
                 {
                     // A clean version 2 stream carries the next connection; the parent sends nothing between requests.
-                    if (tunnel.Version == TunnelCodec.Version2 && relay is not null && TunnelStreamPool.EndedClean(relay)
+                    if (framed && relay is not null && TunnelStreamPool.EndedClean(relay)
                         && relay.TunnelAfterEnd.IsEmpty && !aborted.IsCancellationRequested)
                     {
                         _tunnel.Return(stream);
@@ -183,8 +188,8 @@ internal sealed class ProxyConnectionHandler(
                     options.Metrics?.ServerNameRefused(refused.Refusal);
                 }
 
-                result = ProxyConnectionResult.Relayed(destination, decision, relay with { ConnectionId = tunnel.ConnectionId })
-                    .WithConnectionId(tunnel.ConnectionId)
+                result = ProxyConnectionResult.Relayed(destination, decision, relay with { ConnectionId = connectionId })
+                    .WithConnectionId(connectionId)
                     .WithServerName(serverNameGate?.ServerName, serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
             }
         }
