@@ -187,6 +187,8 @@ def build(samples, machine, bdn):
         value = figures[3 + hop][3]["egress"]
         targets.append(at_most(f"≤ 16 KiB RSS per idle connection, {host} ({fmt(conns, 0)} connections)", value, 16.0,
                                unit=" KiB"))
+        targets.append(at_most(f"≤ 4 KiB RSS per idle connection, {host} ({fmt(conns, 0)} connections; issue 15)", value,
+                               4.0, unit=" KiB"))
     if dns_skipped:
         targets.append(("DNS ≥ 1.0x dnsmasq pair, 0 lost", "skipped (no DNS forwarder answering)", "not measured", ""))
     else:

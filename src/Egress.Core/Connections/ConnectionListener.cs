@@ -206,13 +206,17 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
         }
     }
 
-    /// <summary>Tracked before it starts: a handler that finishes at once must still find its entry to remove.</summary>
+    /// <summary>
+    /// Tracked before it starts: the entry is a placeholder until <paramref name="run"/> returns its task, so a handler
+    /// that finishes at once still finds its entry to remove, and the task then replaces nothing (no entry is left
+    /// behind). The run's own task is the entry (no wrapper task held for the connection's life); the run moves to the
+    /// thread pool at its first line (<see cref="Task.Yield"/>), so the accept loop never runs a handler.
+    /// </summary>
     private void Track(Func<long, Task> run)
     {
         var id = Interlocked.Increment(ref _nextId);
-        var task = new Task<Task>(() => run(id));
-        _connections[id] = task.Unwrap();
-        task.Start(TaskScheduler.Default);
+        _connections[id] = Task.CompletedTask;
+        _connections.TryUpdate(id, run(id), Task.CompletedTask);
     }
 
     private void Refuse(Socket socket, string reason)
@@ -239,6 +243,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
 
     private async Task AnswerRefusedAsync(long id, Socket socket, string reason, Func<Socket, string, CancellationToken, Task> answer)
     {
+        await Task.Yield(); // off the accept loop (Track)
         try
         {
             await answer(socket, reason, _abortConnections.Token).ConfigureAwait(false);
@@ -284,6 +289,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
 
     private async Task RunAsync(long id, Socket socket, ConnectionSetup setup, bool admitted)
     {
+        await Task.Yield(); // off the accept loop (Track)
         try
         {
             await _handler(socket, setup, _abortConnections.Token).ConfigureAwait(false);

@@ -75,7 +75,23 @@ internal sealed class TunnelStreamHandler(
             ReadOnlyMemory<byte> received = ReadOnlyMemory<byte>.Empty;
             while (true)
             {
-                var result = await RunAsync(tunnel, listener, received, aborted).ConfigureAwait(false);
+                // The long wait (the relay) is ConnectAndRelayAsync's, awaited here: deciding the request holds no
+                // waiting layer of its own for the relay's whole life.
+                var decided = await DecideAsync(tunnel, listener, received, aborted).ConfigureAwait(false);
+                GatewayStreamResult result;
+                if (decided.Done is { } done)
+                {
+                    result = done;
+                }
+                else
+                {
+                    using (decided.Hold)
+                    {
+                        // A learned address stays allowed while this connection is open, whatever the answer's TTL.
+                        result = await ConnectAndRelayAsync(tunnel, decided.Request, decided.Following, decided.Decision, aborted).ConfigureAwait(false);
+                    }
+                }
+
                 await CompleteAsync(tunnel, result, aborted, cid).ConfigureAwait(false);
                 if (result.Relay is not { } relay || !TunnelStreamPool.EndedClean(relay) || result.Request.Version != TunnelCodec.Version2
                     || listener.Stopping.IsCancellationRequested || aborted.IsCancellationRequested)
@@ -179,7 +195,20 @@ internal sealed class TunnelStreamHandler(
         return null;
     }
 
-    private async Task<GatewayStreamResult> RunAsync(Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, CancellationToken aborted)
+    /// <summary>
+    /// What a request comes to before a destination is dialled: its outcome already (<see cref="Done"/>: a DNS stream
+    /// served, a denial, a bad request), or the allowed TCP connection to dial, with the hold that keeps its learned
+    /// address allowed (the caller disposes it when the connection ends).
+    /// </summary>
+    private readonly record struct StreamDecision(
+        GatewayStreamResult? Done, TunnelRequest Request, ReadOnlyMemory<byte> Following, PolicyDecision Decision, AddressHold? Hold)
+    {
+        public static implicit operator StreamDecision(GatewayStreamResult done) => new(done, default, default, default, null);
+    }
+
+    /// <summary>Reads the request and decides it (serving a DNS stream to its end); a TCP connection allowed comes back
+    /// undialled, for <see cref="ConnectAndRelayAsync"/>.</summary>
+    private async Task<StreamDecision> DecideAsync(Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, CancellationToken aborted)
     {
         var (read, request, following) = await ReadRequestAsync(tunnel, received, aborted).ConfigureAwait(false);
         if (read is { } failed)
@@ -250,11 +279,7 @@ internal sealed class TunnelStreamHandler(
             return GatewayStreamResult.Denied(request, decision);
         }
 
-        using (hold)
-        {
-            // A learned address stays allowed while this connection is open, whatever the answer's TTL.
-            return await ConnectAndRelayAsync(tunnel, request, following, decision, aborted).ConfigureAwait(false);
-        }
+        return new StreamDecision(null, request, following, decision, hold);
     }
 
     /// <param name="tunnel">The stream.</param>

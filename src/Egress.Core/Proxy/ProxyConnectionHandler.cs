@@ -71,11 +71,18 @@ internal sealed class ProxyConnectionHandler(
     /// <summary>Handles one accepted connection to its end, completing <paramref name="setup"/> when the relay starts
     /// (the parent answered Ok); never throws for a network failure.</summary>
     /// <returns>The outcome, already logged and counted.</returns>
-    public async Task<ProxyConnectionResult> HandleAsync(Socket client, ConnectionSetup setup, CancellationToken aborted)
+    /// <remarks>Not itself async: an allowed connection's task is <see cref="RelayAsync"/>'s, so the one state machine
+    /// waiting above the relay for the connection's whole life is that method's; the checks before the tunnel opens are
+    /// not async (<see cref="Decide"/>).</remarks>
+    public Task<ProxyConnectionResult> HandleAsync(Socket client, ConnectionSetup setup, CancellationToken aborted)
     {
-        var result = await RunAsync(client, setup, aborted).ConfigureAwait(false);
-        Complete(client, result);
-        return result;
+        if (Decide(client, out IPEndPoint? destination, out PolicyDecision decision, out AddressHold? hold) is { } refused)
+        {
+            Complete(client, refused);
+            return Task.FromResult(refused);
+        }
+
+        return RelayAsync(client, destination!, decision, hold, setup, aborted);
     }
 
     /// <summary>
@@ -88,38 +95,48 @@ internal sealed class ProxyConnectionHandler(
             ? name
             : null;
 
-    private async Task<ProxyConnectionResult> RunAsync(Socket client, ConnectionSetup setup, CancellationToken aborted)
+    /// <summary>The accepted connection's original destination and the policy's decision on it.</summary>
+    /// <returns>Null when the connection is to be relayed (<paramref name="destination"/>, <paramref name="decision"/>
+    /// and the caller-owned <paramref name="hold"/> set); otherwise the outcome (not redirected, denied).</returns>
+    private ProxyConnectionResult? Decide(Socket client, out IPEndPoint? destination, out PolicyDecision decision, out AddressHold? hold)
     {
+        destination = null;
+        decision = default;
+        hold = null;
         var original = originalDestination(client);
         if (original.Status != OriginalDestinationStatus.Redirected)
         {
             return ProxyConnectionResult.NotRedirected(original.Status, original.Detail);
         }
 
-        var destination = original.Destination!;
-        var decision = policy.CheckConnection(destination.Address, destination.Port, out AddressHold? hold);
+        destination = original.Destination!;
+        decision = policy.CheckConnection(destination.Address, destination.Port, out hold);
         WouldDenyLog.Connection(logger, options.Metrics, destination, name: null, policy, decision);
-        if (!decision.IsAllowed)
-        {
-            return ProxyConnectionResult.Denied(destination, decision);
-        }
-
-        using (hold)
-        {
-            // A learned address stays allowed while this connection is open, whatever the answer's TTL.
-            var relayed = await RelayAsync(client, destination, decision, setup, aborted).ConfigureAwait(false);
-            return relayed.WithAllowingDecision(decision);
-        }
+        return decision.IsAllowed ? null : ProxyConnectionResult.Denied(destination, decision);
     }
 
-    private async Task<ProxyConnectionResult> RelayAsync(Socket client, IPEndPoint destination, PolicyDecision decision, ConnectionSetup setup, CancellationToken aborted)
+    /// <summary>
+    /// Opens the tunnel stream (failing over to another address of the name when the destination refused), relays, and
+    /// completes the connection (<see cref="Complete"/>) with the outcome.
+    /// </summary>
+    /// <param name="client">The application's connection.</param>
+    /// <param name="destination">Its original destination.</param>
+    /// <param name="decision">The policy's allowing decision, which a failure's result carries.</param>
+    /// <param name="hold">Keeps a learned address allowed while this connection is open, whatever the answer's TTL;
+    /// disposed here.</param>
+    /// <param name="setup">Completed once the parent answered Ok.</param>
+    /// <param name="aborted">Cancelled when the proxy stops.</param>
+    private async Task<ProxyConnectionResult> RelayAsync(
+        Socket client, IPEndPoint destination, PolicyDecision decision, AddressHold? hold, ConnectionSetup setup, CancellationToken aborted)
     {
-        client.NoDelay = true; // before the tunnel exists: nothing can leak if it throws
-        string? hint = HostHintFor(decision);
-        var (tunnel, failure) = await OpenTunnelAsync(destination, hint, aborted).ConfigureAwait(false);
+        ProxyConnectionResult result;
         AddressHold? failoverHold = null;
         try
         {
+            client.NoDelay = true; // before the tunnel exists: nothing can leak if it throws
+            string? hint = HostHintFor(decision);
+            var (tunnel, failure) = await OpenTunnelAsync(destination, hint, aborted).ConfigureAwait(false);
+            failure = failure?.WithAllowingDecision(decision);
             if (tunnel is null && failure is not null && hint is not null && CanFailOver(failure))
             {
                 (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, failure, hint, aborted).ConfigureAwait(false);
@@ -127,52 +144,63 @@ internal sealed class ProxyConnectionHandler(
 
             if (tunnel?.Socket is not { } stream)
             {
-                return failure!; // every result without a stream carries its failure
+                result = failure!; // every result without a stream carries its failure
             }
-
-            Started(ProxyConnectionResult.Relayed(destination, decision, relay: null), tunnel.ConnectionId);
-            setup.Complete(); // set up: the next connection may be accepted
-            var serverNameGate = ServerNameGate.For(policy, destination, decision);
-            RelayResult? relay = null;
-            try
+            else
             {
-                // Version 2: the tunnel side (B) is framed, so an abort on the far side reaches the application as RST.
-                relay = tunnel.Version == TunnelCodec.Version2
-                    ? await SocketRelay.RunFramedAsync(client, stream, RelaySide.B, ReadOnlyMemory<byte>.Empty, tunnel.ReceivedAfterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false)
-                    : await SocketRelay.RunAsync(client, stream, ReadOnlyMemory<byte>.Empty, tunnel.ReceivedAfterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
-            }
-            finally
-            {
-                // A clean version 2 stream carries the next connection; the parent sends nothing between requests.
-                if (tunnel.Version == TunnelCodec.Version2 && relay is not null && TunnelStreamPool.EndedClean(relay)
-                    && relay.TunnelAfterEnd.IsEmpty && !aborted.IsCancellationRequested)
+                // What the relay and its end need of the connect result, which is not kept while the connection lasts (80 B).
+                ulong connectionId = tunnel.ConnectionId;
+                bool framed = tunnel.Version == TunnelCodec.Version2;
+                ReadOnlyMemory<byte> afterStatus = tunnel.ReceivedAfterStatus;
+                tunnel = null;
+                Started(ProxyConnectionResult.Relayed(destination, decision, relay: null), connectionId);
+                setup.Complete(); // set up: the next connection may be accepted
+                var serverNameGate = ServerNameGate.For(policy, destination, decision);
+                RelayResult? relay = null;
+                try
                 {
-                    _tunnel.Return(stream);
+                    // Version 2: the tunnel side (B) is framed, so an abort on the far side reaches the application as RST.
+                    relay = framed
+                        ? await SocketRelay.RunFramedAsync(client, stream, RelaySide.B, ReadOnlyMemory<byte>.Empty, afterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false)
+                        : await SocketRelay.RunAsync(client, stream, ReadOnlyMemory<byte>.Empty, afterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
                 }
-                else
+                finally
                 {
-                    stream.Dispose();
+                    // A clean version 2 stream carries the next connection; the parent sends nothing between requests.
+                    if (framed && relay is not null && TunnelStreamPool.EndedClean(relay)
+                        && relay.TunnelAfterEnd.IsEmpty && !aborted.IsCancellationRequested)
+                    {
+                        _tunnel.Return(stream);
+                    }
+                    else
+                    {
+                        stream.Dispose();
+                    }
                 }
-            }
 
-            if (serverNameGate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
-            {
-                ProxyLog.ServerNameWouldRefuse(logger, destination, reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
-            }
-            else if (serverNameGate is { Refusal: not ServerNameRefusal.None } refused)
-            {
-                ProxyLog.ServerNameRefused(logger, destination, refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
-                options.Metrics?.ServerNameRefused(refused.Refusal);
-            }
+                if (serverNameGate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
+                {
+                    ProxyLog.ServerNameWouldRefuse(logger, destination, reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
+                }
+                else if (serverNameGate is { Refusal: not ServerNameRefusal.None } refused)
+                {
+                    ProxyLog.ServerNameRefused(logger, destination, refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
+                    options.Metrics?.ServerNameRefused(refused.Refusal);
+                }
 
-            return ProxyConnectionResult.Relayed(destination, decision, relay with { ConnectionId = tunnel.ConnectionId })
-                .WithConnectionId(tunnel.ConnectionId)
-                .WithServerName(serverNameGate?.ServerName, serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
+                result = ProxyConnectionResult.Relayed(destination, decision, relay with { ConnectionId = connectionId })
+                    .WithConnectionId(connectionId)
+                    .WithServerName(serverNameGate?.ServerName, serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
+            }
         }
         finally
         {
             failoverHold?.Dispose();
+            hold?.Dispose();
         }
+
+        Complete(client, result);
+        return result;
     }
 
     /// <summary>Whether the parent's answer says the destination itself failed (refused, unreachable, timed out), so
@@ -224,7 +252,7 @@ internal sealed class ProxyConnectionHandler(
             hold?.Dispose();
             if (!CanFailOver(result!)) // no stream: the result carries its failure
             {
-                return (null, candidate, decision, null, result); // not the destination's failure: said as it is
+                return (null, candidate, decision, null, result!.WithAllowingDecision(failedDecision)); // not the destination's failure: said as it is
             }
 
             previous = result!;

@@ -128,18 +128,10 @@ internal sealed partial class SocketRelaySession
             if (!pending.IsEmpty)
             {
                 atBoundary = false;
-                for (ReadOnlyMemory<byte> rest = pending; !rest.IsEmpty;)
-                {
-                    ReadOnlyMemory<byte> part = rest[..Math.Min(rest.Length, TunnelFrames.MaxDataLength)];
-                    byte[] header = new byte[TunnelFrames.HeaderLength];
-                    TunnelFrames.WriteDataHeader(header, part.Length);
-                    await SendAllAsync(tunnel, header).ConfigureAwait(false);
-                    await SendAllAsync(tunnel, part).ConfigureAwait(false);
-                    rest = rest[part.Length..];
-                }
-
+                await SendAsDataFramesAsync(tunnel, pending).ConfigureAwait(false);
                 atBoundary = true;
                 moved += pending.Length;
+                pending = default; // sent: the state machine, kept for the connection's life, keeps no reference to its array
                 _monitor.Touch();
             }
 
@@ -304,6 +296,22 @@ internal sealed partial class SocketRelaySession
         return moved;
     }
 
+    /// <summary>Sends <paramref name="bytes"/> (already read from the plain socket) as DATA frames of at most
+    /// <see cref="TunnelFrames.MaxDataLength"/> bytes each. Its own method: the loop's state machine, kept for the
+    /// connection's life, holds none of its locals.</summary>
+    private static async Task SendAsDataFramesAsync(Socket tunnel, ReadOnlyMemory<byte> bytes)
+    {
+        for (ReadOnlyMemory<byte> rest = bytes; !rest.IsEmpty;)
+        {
+            ReadOnlyMemory<byte> part = rest[..Math.Min(rest.Length, TunnelFrames.MaxDataLength)];
+            byte[] header = new byte[TunnelFrames.HeaderLength];
+            TunnelFrames.WriteDataHeader(header, part.Length);
+            await SendAllAsync(tunnel, header).ConfigureAwait(false);
+            await SendAllAsync(tunnel, part).ConfigureAwait(false);
+            rest = rest[part.Length..];
+        }
+    }
+
     /// <summary>Tunnel to plain socket: DATA payloads on, until the END frame. Never throws.</summary>
     private async Task<long> DecodeAsync(Socket tunnel, Socket destination, ReadOnlyMemory<byte> pending, bool fromA, bool splice)
     {
@@ -319,6 +327,7 @@ internal sealed partial class SocketRelaySession
             buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
             pending.Span.CopyTo(buffer);
             end = pending.Length;
+            pending = default; // copied: the state machine, kept for the connection's life, keeps no reference to its array
         }
 
         long remaining = 0; // payload bytes of the current DATA frame still to move

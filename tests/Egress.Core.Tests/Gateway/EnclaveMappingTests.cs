@@ -112,6 +112,14 @@ public sealed partial class EnclaveMappingTests
             Assert.That(seventeenOwn.Status, Is.EqualTo(TunnelStatus.Ok), seventeenOwn.Detail);
         });
         await _probe.WaitForEventAsync(210);
+
+        // An allowed connection is counted after its Ok went out: the last one's count may come after the first close.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (connections.GetMeasurementSnapshot().Count < 3 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(5);
+        }
+
         Assert.That(
             connections.GetMeasurementSnapshot().Select(m => ((string?)m.Tags["egress.enclave"], (string?)m.Tags["egress.outcome"])).Order(),
             Is.EqualTo(new[] { ("16", "allowed"), ("16", "denied"), ("17", "allowed") }));

@@ -1,5 +1,8 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using System.Reflection;
+using Egress.Connections;
 using Egress.Diagnostics;
 using Egress.Gateway;
 using Egress.Policy;
@@ -73,6 +76,33 @@ public sealed class TunnelStreamReuseTests
             Assert.That(_probe.TunnelErrors, Is.Empty);
             Assert.That(_reuses.GetMeasurementSnapshot().Sum(m => m.Value), Is.EqualTo(1));
         });
+    }
+
+    /// <summary>
+    /// What waits for an idle relayed stream's whole life, one state machine each (issue 15: idle RSS per relayed
+    /// connection): the listener's RunAsync (the task it tracks, no wrapper task around it), the handler's HandleAsync,
+    /// then ConnectAndRelayAsync above the relay. Before, a wrapper (72 B) and RunAsync (336 B, counted in a heap snapshot
+    /// of 9,338 connections) waited there too: reading and deciding the request holds no layer for the relay's life.
+    /// </summary>
+    [Test]
+    public async Task AnIdleRelayedStreamWaitsInThreeMethodsAboveTheRelay()
+    {
+        StartGateway();
+        using var echo = new EchoServer();
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint).AsVersion2(1));
+        Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
+        Task tracked = LiveConnections(_gateway!).Single();
+        IReadOnlyList<string> chain = [];
+        var deadline = DateTime.UtcNow + HangGuard;
+        while (!chain.Contains("FinishFramedAsync") && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(5);
+            chain = AwaitChain.Of(tracked);
+        }
+
+        TestContext.Out.WriteLine(string.Join(" -> ", chain));
+        Assert.That(chain.Take(4), Is.EqualTo(new[] { "RunAsync", "HandleAsync", "ConnectAndRelayAsync", "FinishFramedAsync" }), string.Join(" -> ", chain));
     }
 
     [Test]
@@ -269,6 +299,15 @@ public sealed class TunnelStreamReuseTests
         {
             await Task.Delay(10);
         }
+    }
+
+    /// <summary>The tasks the gateway's listener tracks, one per live stream (its private fields).</summary>
+    private static List<Task> LiveConnections(TunnelGateway gateway)
+    {
+        var listener = (ConnectionListener)typeof(TunnelGateway).GetField("_listener", BindingFlags.Instance | BindingFlags.NonPublic)!.GetValue(gateway)!;
+        var connections = (ConcurrentDictionary<long, Task>)typeof(ConnectionListener)
+            .GetField("_connections", BindingFlags.Instance | BindingFlags.NonPublic)!.GetValue(listener)!;
+        return [.. connections.Values];
     }
 
     private void StartGateway(TimeSpan? shutdownDrain = null)
