@@ -61,7 +61,8 @@ internal sealed class SplicePipe : IDisposable
     }
 
     /// <summary>Bytes the pipe can hold: <see cref="PreferredCapacity"/> where the kernel allowed it, else what it gave
-    /// (<see cref="DefaultCapacity"/> for an unprivileged process over its pipe limits).</summary>
+    /// (<see cref="DefaultCapacity"/>, or 8 KiB for a pipe an unprivileged process created while over
+    /// fs.pipe-user-pages-soft).</summary>
     public int Capacity { get; }
 
     /// <summary>Bytes in the pipe: moved in and not yet moved out.</summary>
