@@ -88,7 +88,7 @@ internal sealed class TunnelStreamHandler(
                     using (decided.Hold)
                     {
                         // A learned address stays allowed while this connection is open, whatever the answer's TTL.
-                        result = await ConnectAndRelayAsync(tunnel, decided.Request, decided.Following, decided.Decision, aborted).ConfigureAwait(false);
+                        result = await ConnectAndRelayAsync(tunnel, decided.Request, decided.Destination!, decided.Following, decided.Decision, aborted).ConfigureAwait(false);
                     }
                 }
 
@@ -201,9 +201,9 @@ internal sealed class TunnelStreamHandler(
     /// address allowed (the caller disposes it when the connection ends).
     /// </summary>
     private readonly record struct StreamDecision(
-        GatewayStreamResult? Done, TunnelRequest Request, ReadOnlyMemory<byte> Following, PolicyDecision Decision, AddressHold? Hold)
+        GatewayStreamResult? Done, TunnelRequest Request, IPEndPoint? Destination, ReadOnlyMemory<byte> Following, PolicyDecision Decision, AddressHold? Hold)
     {
-        public static implicit operator StreamDecision(GatewayStreamResult done) => new(done, default, default, default, null);
+        public static implicit operator StreamDecision(GatewayStreamResult done) => new(done, default, null, default, default, null);
     }
 
     /// <summary>Reads the request and decides it (serving a DNS stream to its end); a TCP connection allowed comes back
@@ -276,33 +276,37 @@ internal sealed class TunnelStreamHandler(
 
         if (!decision.IsAllowed)
         {
-            return GatewayStreamResult.Denied(request, decision);
+            return GatewayStreamResult.Denied(request, destination, decision);
         }
 
-        return new StreamDecision(null, request, following, decision, hold);
+        return new StreamDecision(null, request, destination, following, decision, hold);
     }
 
     /// <param name="tunnel">The stream.</param>
     /// <param name="request">Its request.</param>
+    /// <param name="destination">The request's destination, decoded once (<see cref="TunnelRequest.Destination"/>).</param>
     /// <param name="following">Bytes read past the request (frames, or raw bytes for version 1), relayed first.</param>
     /// <param name="decision">The allowing decision.</param>
     /// <param name="aborted">Cancelled when the stop aborts live streams.</param>
     private async Task<GatewayStreamResult> ConnectAndRelayAsync(
-        Socket tunnel, TunnelRequest request, ReadOnlyMemory<byte> following, PolicyDecision decision, CancellationToken aborted)
+        Socket tunnel, TunnelRequest request, IPEndPoint destination, ReadOnlyMemory<byte> following, PolicyDecision decision, CancellationToken aborted)
     {
-        var destination = request.Destination!;
         var (upstream, status, detail) = await DestinationDialer.ConnectAsync(
             destination, options.ConnectTimeout, keepAlive, options.Relay.TimeProvider, aborted, connect).ConfigureAwait(false);
         if (upstream is null)
         {
-            return GatewayStreamResult.ConnectFailed(request, status, detail).WithDecision(decision);
+            return GatewayStreamResult.ConnectFailed(request, destination, decision, status, detail);
         }
 
         using (upstream)
         {
             await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok) { Version = request.Version }, aborted).ConfigureAwait(false);
             GatewayLog.Connected(logger, destination, GatewayLog.HintText(request.HostHint), decision, new ConnectionIdText(request.ConnectionId));
-            Count(GatewayStreamResult.Relayed(request, decision, relay: null));
+            if (GatewayStreamResult.RelayedTags(decision) is var (outcome, reason))
+            {
+                options.Metrics?.Connection(outcome, reason);
+            }
+
             options.Metrics?.RelayStarted();
             var serverNameGate = ServerNameGate.For(policy, destination, decision);
 
@@ -326,8 +330,8 @@ internal sealed class TunnelStreamHandler(
                 GatewayLog.EnclaveRefusedServerName(logger, destination, GatewayLog.HintText(request.HostHint));
             }
 
-            return GatewayStreamResult.Relayed(request, decision, relay with { ConnectionId = request.ConnectionId })
-                .WithServerName(serverNameGate?.ServerName, serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
+            return GatewayStreamResult.Relayed(
+                request, destination, decision, relay, serverNameGate?.ServerName, serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
         }
     }
 
@@ -357,12 +361,12 @@ internal sealed class TunnelStreamHandler(
                 var relay = result.Relay!;
                 options.Metrics?.RelayEnded(relay.BytesAToB, relay.BytesBToA, relay.Duration, relay.FirstCause);
                 GatewayLog.Closed(
-                    logger, request.Destination!, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, RelayEnds.LogText(relay), relay.Duration.TotalMilliseconds,
-                    new ConnectionIdText(relay.ConnectionId));
+                    logger, result.Destination!, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, RelayEnds.LogText(relay), relay.Duration.TotalMilliseconds,
+                    new ConnectionIdText(request.ConnectionId));
                 if (relay.FirstCause == RelayShutdownCause.BReadError && keepAlive.Enabled
                     && relay.Error is SocketException { SocketErrorCode: SocketError.TimedOut } or IOException { InnerException: SocketException { SocketErrorCode: SocketError.TimedOut } })
                 {
-                    GatewayLog.KeepAliveTimedOut(logger, request.Destination!, keepAlive.Probes, keepAlive.DeadAfterSeconds);
+                    GatewayLog.KeepAliveTimedOut(logger, result.Destination!, keepAlive.Probes, keepAlive.DeadAfterSeconds);
                 }
 
                 break;
@@ -379,16 +383,16 @@ internal sealed class TunnelStreamHandler(
                 GatewayLog.BadRequest(logger, result.ReadResult, result.Status);
                 break;
             case StreamOutcome.StreamLimit or StreamOutcome.PeerRefused:
-                GatewayLog.StreamLimit(logger, request.Kind, request.Destination is { } to ? $" to {to}" : string.Empty, result.LimitReason!);
+                GatewayLog.StreamLimit(logger, request.Kind, result.Destination is { } to ? $" to {to}" : string.Empty, result.LimitReason!);
                 break;
             case StreamOutcome.UnsupportedKind:
                 GatewayLog.Unsupported(logger, request.Kind);
                 break;
             case StreamOutcome.Denied:
-                GatewayLog.Denied(logger, request.Destination!, GatewayLog.HintText(request.HostHint), result.Decision);
+                GatewayLog.Denied(logger, result.Destination!, GatewayLog.HintText(request.HostHint), result.Decision);
                 break;
             case StreamOutcome.ConnectFailed:
-                GatewayLog.ConnectFailed(logger, request.Destination!, GatewayLog.HintText(request.HostHint), result.Status, result.Detail);
+                GatewayLog.ConnectFailed(logger, result.Destination!, GatewayLog.HintText(request.HostHint), result.Status, result.Detail);
                 break;
             case StreamOutcome.StreamFailed:
                 GatewayLog.StreamFailed(logger, result.Detail ?? string.Empty);
