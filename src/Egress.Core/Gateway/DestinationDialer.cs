@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Egress.Tunnel;
 
 namespace Egress.Gateway;
@@ -17,7 +18,9 @@ internal static class DestinationDialer
     /// <param name="timeProvider">The clock of the timeout.</param>
     /// <param name="aborted">Ends the attempt at once (thrown).</param>
     /// <param name="connect">How the socket is connected; null for <see cref="Socket.ConnectAsync(EndPoint, CancellationToken)"/>.</param>
-    public static async Task<(Socket? Socket, TunnelStatus Status, string? Detail)> ConnectAsync(
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public static async ValueTask<(Socket? Socket, TunnelStatus Status, string? Detail)> ConnectAsync(
         IPEndPoint destination, TimeSpan timeout, TcpKeepAlive keepAlive, TimeProvider timeProvider, CancellationToken aborted, Connect? connect = null)
     {
         // One source for both ends of the attempt (no linked source per connection): the timeout, and the abort, which

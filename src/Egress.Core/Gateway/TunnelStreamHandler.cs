@@ -1,6 +1,7 @@
 using Egress.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Egress.Audit;
 using Egress.Connections;
 using Egress.Dns;
@@ -160,7 +161,9 @@ internal sealed class TunnelStreamHandler(
     /// (<paramref name="afterEnd"/>) or within <see cref="TunnelGatewayOptions.IdleBetweenRequests"/>. Null when the stream is closed instead:
     /// the enclave closed or reset it, it stayed idle, or a stop began; a normal end, logged at Debug only.
     /// </summary>
-    private async Task<ReadOnlyMemory<byte>?> NextRequestAsync(Socket tunnel, ReadOnlyMemory<byte> afterEnd, CancellationToken stopping, CancellationToken aborted)
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<ReadOnlyMemory<byte>?> NextRequestAsync(Socket tunnel, ReadOnlyMemory<byte> afterEnd, CancellationToken stopping, CancellationToken aborted)
     {
         if (!afterEnd.IsEmpty)
         {
@@ -208,7 +211,9 @@ internal sealed class TunnelStreamHandler(
 
     /// <summary>Reads the request and decides it (serving a DNS stream to its end); a TCP connection allowed comes back
     /// undialled, for <see cref="ConnectAndRelayAsync"/>.</summary>
-    private async Task<StreamDecision> DecideAsync(Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, CancellationToken aborted)
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<StreamDecision> DecideAsync(Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, CancellationToken aborted)
     {
         var (read, request, following) = await ReadRequestAsync(tunnel, received, aborted).ConfigureAwait(false);
         if (read is { } failed)
@@ -336,7 +341,9 @@ internal sealed class TunnelStreamHandler(
     }
 
     /// <summary>The one place a stream's outcome is logged and counted, and its status answered.</summary>
-    private async Task CompleteAsync(Socket tunnel, GatewayStreamResult result, CancellationToken aborted, uint? cid = null)
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask CompleteAsync(Socket tunnel, GatewayStreamResult result, CancellationToken aborted, uint? cid = null)
     {
         Record(result, cid);
         if (result.Answer is { } answer)
@@ -441,7 +448,9 @@ internal sealed class TunnelStreamHandler(
     /// Reads the request under the header timeout, starting with <paramref name="received"/> (a reused stream's bytes
     /// already read): the request and the bytes read past it, or the outcome that ends the stream.
     /// </summary>
-    private async Task<(GatewayStreamResult? Failed, TunnelRequest Request, ReadOnlyMemory<byte> Following)> ReadRequestAsync(
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<(GatewayStreamResult? Failed, TunnelRequest Request, ReadOnlyMemory<byte> Following)> ReadRequestAsync(
         Socket tunnel, ReadOnlyMemory<byte> received, CancellationToken aborted)
     {
         TunnelReadResult result;

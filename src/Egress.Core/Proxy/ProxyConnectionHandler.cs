@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Egress.Diagnostics;
 using Egress.Audit;
 using Egress.Connections;
@@ -345,7 +346,9 @@ internal sealed class ProxyConnectionHandler(
     /// request, then the parent's status); otherwise no stream and the failure. The bytes that arrived after the status
     /// in the same receive are the destination's first bytes (version 1) or the first frames (version 2).
     /// </summary>
-    private async Task<(TunnelConnectResult? Tunnel, ProxyConnectionResult? Failure)> OpenTunnelAsync(
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<(TunnelConnectResult? Tunnel, ProxyConnectionResult? Failure)> OpenTunnelAsync(
         IPEndPoint destination, string? hint, CancellationToken aborted)
     {
         TunnelConnectResult connected;
