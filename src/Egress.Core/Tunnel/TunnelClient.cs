@@ -121,7 +121,7 @@ public sealed class TunnelClient
             (framed, bool stale) = await ConnectRequestAsync(version2, pooled, cancellationToken).ConfigureAwait(false);
             framed = stale
                 ? (await ConnectRequestAsync(version2, cancellationToken).ConfigureAwait(false)).With(reused: false, retriedStale: true)
-                : framed.With(reused: true, retriedStale: false);
+                : framed.Reused ? framed : framed.With(reused: true, retriedStale: false);
         }
         else
         {
@@ -214,6 +214,7 @@ public sealed class TunnelClient
                 {
                     Version = request.Version,
                     ConnectionId = request.ConnectionId,
+                    Reused = rented is not null, // set here, not by a copy per reused connection
                 }, false);
             }
 
