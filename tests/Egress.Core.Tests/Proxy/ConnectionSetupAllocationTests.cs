@@ -28,38 +28,43 @@ public sealed class ConnectionSetupAllocationTests
 
     /// <summary>Most bytes one relayed connection may allocate in the process, both hosts and the relay together, beyond
     /// the client's and the echo server's own. Measured on 2 shared cores, 8 clients, best of 3: before (main at b636202)
-    /// 13,565-14,128 B; after 11,136-11,463 B, of which about 3,300 B are the four Information lines through the console
-    /// logger (7,870 B with the hosts logging at Warning).</summary>
+    /// 13,565-14,191 B; after 11,136-11,504 B, of which about 3,800 B are the four Information lines (two per host)
+    /// through the console logger (see <see cref="MaxBytesPerRelayedAtWarning"/>).</summary>
     private const double MaxBytesPerRelayed = 12_400;
+
+    /// <summary>As <see cref="MaxBytesPerRelayed"/>, with both hosts logging at Warning (as the benchmarks run them: no
+    /// line per connection is formatted). Before: 9,563 B; after: 7,449 B.</summary>
+    private const double MaxBytesPerRelayedAtWarning = 8_500;
 
     /// <summary>Most bytes one refused connection (the proxy's connection limit reached: accepted, then reset) may
     /// allocate beyond the client's and a blocking accept-and-reset server's own. Before: 438-460 B (the refusal text,
     /// built anew per connection, and a closure per accept); after: about 130 B.</summary>
     private const double MaxBytesPerRefused = 250;
 
-    [Test]
-    public async Task ARelayedConnectionAllocatesLessThanTheBound()
+    [TestCase(LogLevel.Information, MaxBytesPerRelayed)]
+    [TestCase(LogLevel.Warning, MaxBytesPerRelayedAtWarning)]
+    public async Task ARelayedConnectionAllocatesLessThanTheBound(LogLevel level, double bound)
     {
-        await using var rig = await Rig.StartAsync(maxConnections: 0);
+        await using var rig = await Rig.StartAsync(maxConnections: 0, level);
         var runs = new List<string>();
         double best = double.MaxValue;
-        for (int attempt = 0; attempt < 3 && best >= MaxBytesPerRelayed; attempt++)
+        for (int attempt = 0; attempt < 3 && best >= bound; attempt++)
         {
             // The count is the process's: whatever else runs meanwhile only adds to it, so the best of up to three runs.
             double direct = rig.Measure(500, Clients, rig.Echo.EndPoint, Exchange.Echo);
-            double through = rig.Measure(2000, Clients, rig.Proxy.LocalEndPoints[0], Exchange.Echo, rig.WaitForClosedLines);
+            double through = rig.Measure(2000, Clients, rig.Proxy.LocalEndPoints[0], Exchange.Echo, rig.WaitForEnds);
             runs.Add($"{through - direct:F0} B (direct {direct:F0} B)");
             best = Math.Min(best, through - direct);
         }
 
-        TestContext.Out.WriteLine($"per relayed connection: {string.Join("; ", runs)}");
-        Assert.That(best, Is.LessThan(MaxBytesPerRelayed), $"bytes per relayed connection: {string.Join("; ", runs)}");
+        TestContext.Out.WriteLine($"per relayed connection, hosts logging at {level}: {string.Join("; ", runs)}");
+        Assert.That(best, Is.LessThan(bound), $"bytes per relayed connection, hosts logging at {level}: {string.Join("; ", runs)}");
     }
 
     [Test]
     public async Task ARefusedConnectionAllocatesAlmostNothing()
     {
-        await using var rig = await Rig.StartAsync(maxConnections: 1);
+        await using var rig = await Rig.StartAsync(maxConnections: 1, LogLevel.Information);
         using var held = rig.Hold();
         var runs = new List<string>();
         double best = double.MaxValue;
@@ -94,6 +99,7 @@ public sealed class ConnectionSetupAllocationTests
         private readonly ILoggerFactory _logs;
         private readonly LineCounter _lines;
         private readonly TextWriter _console;
+        private LogLevel _level;
 
         private Rig(string directory, ILoggerFactory logs, LineCounter lines, TextWriter console, EchoServer echo, TunnelGateway gateway, EgressProxy proxy)
         {
@@ -116,7 +122,7 @@ public sealed class ConnectionSetupAllocationTests
 
         public EgressProxy Proxy { get; }
 
-        public static Task<Rig> StartAsync(int maxConnections)
+        public static Task<Rig> StartAsync(int maxConnections, LogLevel level)
         {
             string directory = Directory.CreateTempSubdirectory("egress-setup-alloc-").FullName;
             TextWriter console = Console.Out;
@@ -125,7 +131,7 @@ public sealed class ConnectionSetupAllocationTests
             Console.SetOut(TextWriter.Synchronized(new StreamWriter(Stream.Null, new UTF8Encoding(false)) { AutoFlush = true }));
             var lines = new LineCounter();
             var logs = LoggerFactory.Create(builder => builder
-                .SetMinimumLevel(LogLevel.Information)
+                .SetMinimumLevel(level)
                 .AddSimpleConsole(options =>
                 {
                     options.SingleLine = true;
@@ -157,16 +163,18 @@ public sealed class ConnectionSetupAllocationTests
                 logs,
                 _ => original);
             proxy.Start();
-            return Task.FromResult(new Rig(directory, logs, lines, console, echo, gateway, proxy));
+            return Task.FromResult(new Rig(directory, logs, lines, console, echo, gateway, proxy) { _level = level });
         }
 
-        /// <summary>Waits until both hosts logged the end of every connection so far.</summary>
-        public void WaitForClosedLines(int connections)
+        /// <summary>Waits until every connection so far has ended: both hosts logged its end (at Information), or the echo
+        /// server closed it (at Warning, where no line is logged; the few connections still being completed by the
+        /// hosts then count against the next measurement, a few bytes per connection).</summary>
+        public void WaitForEnds(int connections)
         {
             var deadline = DateTime.UtcNow + Guard;
-            while (Volatile.Read(ref _lines.Closed) < 2 * connections)
+            while (_level <= LogLevel.Information ? Volatile.Read(ref _lines.Closed) < 2 * connections : Volatile.Read(ref Echo.Ended) < connections)
             {
-                Assert.That(DateTime.UtcNow, Is.LessThan(deadline), $"{_lines.Closed} closed lines of {2 * connections}");
+                Assert.That(DateTime.UtcNow, Is.LessThan(deadline), $"{_lines.Closed} closed lines, {Echo.Ended} echoes ended, of {connections} connections");
                 Thread.Sleep(1);
             }
         }
@@ -186,10 +194,10 @@ public sealed class ConnectionSetupAllocationTests
         /// types allocated, sampled over a further run, on the test's output).</summary>
         public double Measure(int connections, int clients, EndPoint target, Exchange exchange, Action<int>? settle = null)
         {
-            _lines.Closed = 0;
+            ResetCounts();
             Run(connections, clients, target, exchange);
             settle?.Invoke(connections);
-            _lines.Closed = 0;
+            ResetCounts();
             Thread.Sleep(200);
             long before = GC.GetTotalAllocatedBytes(precise: true);
             Run(connections, clients, target, exchange);
@@ -198,11 +206,11 @@ public sealed class ConnectionSetupAllocationTests
             if (Environment.GetEnvironmentVariable("EGRESS_ALLOCATION_TYPES") is "1")
             {
                 // Sampled in a run of its own: the listener's events allocate too.
-                _lines.Closed = 0;
-                if (Environment.GetEnvironmentVariable("EGRESS_ALLOCATION_TRACE_PAUSE") is { } pause)
+                ResetCounts();
+                if (settle is not null && Environment.GetEnvironmentVariable("EGRESS_ALLOCATION_TRACE_PAUSE") is { } pause)
                 {
                     File.WriteAllText(pause, Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
-                    Thread.Sleep(6000); // time to attach dotnet-trace --profile gc-verbose
+                    Thread.Sleep(6000); // time to attach dotnet-trace --profile gc-verbose (relayed connections only)
                 }
 
                 using var sampler = new AllocationSampler();
@@ -212,6 +220,12 @@ public sealed class ConnectionSetupAllocationTests
             }
 
             return (double)allocated / connections;
+        }
+
+        private void ResetCounts()
+        {
+            _lines.Closed = 0;
+            Echo.Ended = 0;
         }
 
         private static void Run(int connections, int clients, EndPoint target, Exchange exchange)
@@ -338,6 +352,9 @@ public sealed class ConnectionSetupAllocationTests
 
         public IPEndPoint EndPoint { get; }
 
+        /// <summary>Connections echoed to their end and closed.</summary>
+        public int Ended;
+
         public void Dispose() => _listener.Dispose();
 
         private void Serve()
@@ -376,6 +393,7 @@ public sealed class ConnectionSetupAllocationTests
                 finally
                 {
                     connection.Dispose();
+                    Interlocked.Increment(ref Ended);
                 }
             }
         }
