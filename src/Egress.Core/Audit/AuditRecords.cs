@@ -45,7 +45,7 @@ internal static class AuditRecords
     /// connect); null for any other stream (DNS, a bad or missing request, a refusal for load).</summary>
     public static AuditRecord? ForParent(in GatewayStreamResult result, uint? cid, DateTimeOffset now)
     {
-        if (result.ConnectionTags is not { } tags || result.Request.Destination is null)
+        if (result.ConnectionTags is not { } tags || result.Destination is null)
         {
             return null;
         }
@@ -60,7 +60,7 @@ internal static class AuditRecords
             Side = "parent",
             ConnectionId = result.Request.ConnectionId == 0 ? null : result.Request.ConnectionId,
             Cid = cid,
-            Destination = result.Request.Destination,
+            Destination = result.Destination,
             Name = result.Request.HostHint,
             Entry = decision.Subject,
             Decision = DecisionText(decision),

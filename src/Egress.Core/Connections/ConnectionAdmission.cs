@@ -19,6 +19,7 @@ internal sealed class ConnectionAdmission
     private readonly string _noun;
     private readonly bool _derived;
     private int _admitted;
+    private string? _limitReason;
 
     /// <summary>Creates the admission of one service.</summary>
     /// <param name="configured">The configured limit; 0 derives it from the budget (<see cref="DerivedLimit"/>).</param>
@@ -78,5 +79,7 @@ internal sealed class ConnectionAdmission
         ? string.Create(CultureInfo.InvariantCulture, $"({_setting} = {Limit}, derived from RLIMIT_NOFILE = {_budget.OpenFileLimit})")
         : string.Create(CultureInfo.InvariantCulture, $"({_setting} = {Limit})");
 
-    private string LimitReason() => $"{_noun} limit reached {LimitText()}";
+    /// <summary>The limit refusal, built at the first refusal and then kept (the limit and its source do not change): a
+    /// flood of refused connections allocates no text per connection.</summary>
+    private string LimitReason() => _limitReason ??= $"{_noun} limit reached {LimitText()}";
 }

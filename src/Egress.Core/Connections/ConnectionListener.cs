@@ -202,28 +202,34 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
                 setup = limit.Hold();
             }
 
-            Track(id => RunAsync(id, socket, setup, admitted: Admission is not null));
+            long id = Reserve();
+            Tracked(id, RunAsync(id, socket, setup, admitted: Admission is not null));
         }
     }
 
     /// <summary>
-    /// Tracked before it starts: the entry is a placeholder until <paramref name="run"/> returns its task, so a handler
-    /// that finishes at once still finds its entry to remove, and the task then replaces nothing (no entry is left
-    /// behind). The run's own task is the entry (no wrapper task held for the connection's life); the run moves to the
-    /// thread pool at its first line (<see cref="Task.Yield"/>), so the accept loop never runs a handler.
+    /// Tracked before it starts: <see cref="Reserve"/> enters a placeholder under a new id, the run is started with that
+    /// id, and <see cref="Tracked"/> puts its task in the placeholder's place, so a handler that finishes at once still
+    /// finds its entry to remove, and the task then replaces nothing (no entry is left behind). The run's own task is the
+    /// entry (no wrapper task held for the connection's life, and no closure per connection); the run moves to the thread
+    /// pool at its first line (<see cref="Task.Yield"/>), so the accept loop never runs a handler.
     /// </summary>
-    private void Track(Func<long, Task> run)
+    private long Reserve()
     {
         var id = Interlocked.Increment(ref _nextId);
         _connections[id] = Task.CompletedTask;
-        _connections.TryUpdate(id, run(id), Task.CompletedTask);
+        return id;
     }
+
+    /// <summary>The second half of tracking a run (see <see cref="Reserve"/>).</summary>
+    private void Tracked(long id, Task run) => _connections.TryUpdate(id, run, Task.CompletedTask);
 
     private void Refuse(Socket socket, string reason)
     {
         if (Refused is { } answer && Interlocked.Increment(ref _answering) <= MaxAnswering)
         {
-            Track(id => AnswerRefusedAsync(id, socket, reason, answer));
+            long id = Reserve();
+            Tracked(id, AnswerRefusedAsync(id, socket, reason, answer));
             return;
         }
 

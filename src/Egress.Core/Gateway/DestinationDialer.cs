@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Egress.Tunnel;
 
 namespace Egress.Gateway;
@@ -17,21 +18,25 @@ internal static class DestinationDialer
     /// <param name="timeProvider">The clock of the timeout.</param>
     /// <param name="aborted">Ends the attempt at once (thrown).</param>
     /// <param name="connect">How the socket is connected; null for <see cref="Socket.ConnectAsync(EndPoint, CancellationToken)"/>.</param>
-    public static async Task<(Socket? Socket, TunnelStatus Status, string? Detail)> ConnectAsync(
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public static async ValueTask<(Socket? Socket, TunnelStatus Status, string? Detail)> ConnectAsync(
         IPEndPoint destination, TimeSpan timeout, TcpKeepAlive keepAlive, TimeProvider timeProvider, CancellationToken aborted, Connect? connect = null)
     {
+        // One source for both ends of the attempt (no linked source per connection): the timeout, and the abort, which
+        // cancels it through a registration on the long-lived abort token (its nodes are reused, not allocated anew).
         using var deadline = new CancellationTokenSource(timeout, timeProvider);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, aborted);
+        using var onAbort = aborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), deadline);
         Socket? socket = null;
         try
         {
             // Created inside the try: without IPv6, socket() fails and the enclave must still get an answer.
             socket = new Socket(destination.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             keepAlive.Apply(socket);
-            await (connect is null ? socket.ConnectAsync(destination, linked.Token) : connect(socket, destination, linked.Token)).ConfigureAwait(false);
+            await (connect is null ? socket.ConnectAsync(destination, deadline.Token) : connect(socket, destination, deadline.Token)).ConfigureAwait(false);
             return (socket, TunnelStatus.Ok, null);
         }
-        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !aborted.IsCancellationRequested)
         {
             socket?.Dispose();
             return (null, TunnelStatus.TimedOut, $"no answer within {timeout.TotalMilliseconds:F0} ms");
@@ -40,6 +45,11 @@ internal static class DestinationDialer
         {
             socket?.Dispose();
             return (null, StatusFor(ex.SocketErrorCode), ex.Message);
+        }
+        catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+        {
+            socket?.Dispose();
+            throw new OperationCanceledException(aborted); // the abort's, as with a token linked to it
         }
         catch
         {

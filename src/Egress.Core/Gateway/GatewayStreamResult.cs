@@ -1,3 +1,4 @@
+using System.Net;
 using Egress.Diagnostics;
 using Egress.Policy;
 using Egress.Relay;
@@ -19,6 +20,16 @@ internal sealed record GatewayStreamResult
 
     /// <summary>Gets the request (default before one was read).</summary>
     public TunnelRequest Request { get; private init; }
+
+    /// <summary>Gets the request's TCP destination (null for a DNS request or none read), decoded from the request once per
+    /// result rather than at each use (<see cref="TunnelRequest.Destination"/> creates an endpoint per read).</summary>
+    public IPEndPoint? Destination
+    {
+        get => _destination ??= Request.Destination;
+        private init => _destination = value;
+    }
+
+    private IPEndPoint? _destination;
 
     /// <summary>Gets the parent's policy decision (<see cref="StreamOutcome.Denied"/>, <see cref="StreamOutcome.Relayed"/>).</summary>
     public PolicyDecision Decision { get; private init; }
@@ -46,12 +57,6 @@ internal sealed record GatewayStreamResult
     /// <summary>Gets why the server-name check refused the connection (or would have, in report mode); null when it did not.</summary>
     public string? ServerNameRefusal { get; private init; }
 
-    /// <summary>This result with the parent's decision that let it dial (<see cref="StreamOutcome.ConnectFailed"/>).</summary>
-    public GatewayStreamResult WithDecision(PolicyDecision decision) => this with { Decision = decision };
-
-    /// <summary>This result with what the server-name check read and decided.</summary>
-    public GatewayStreamResult WithServerName(string? serverName, string? refusal) => this with { ServerName = serverName, ServerNameRefusal = refusal };
-
     /// <summary>Gets the status and detail the enclave is answered with before the stream closes; null when nothing
     /// is answered (Ok for a relayed or DNS stream was sent when it started).</summary>
     public TunnelResponse? Answer => Outcome switch
@@ -65,11 +70,15 @@ internal sealed record GatewayStreamResult
         _ => null,
     };
 
+    /// <summary>The <see cref="ConnectionTags"/> of a relayed connection allowed by <paramref name="decision"/>, counted when
+    /// its relay starts (before its result exists).</summary>
+    public static (string Outcome, string Reason) RelayedTags(PolicyDecision decision) => ("allowed", MetricTag.Of(decision.Reason));
+
     /// <summary>Gets the <c>egress.outcome</c> and <c>egress.reason</c> tags of <c>egress.connections</c> (snake_case);
     /// null for a stream that is not a connection decision.</summary>
     public (string Outcome, string Reason)? ConnectionTags => Outcome switch
     {
-        StreamOutcome.Relayed => ("allowed", MetricTag.Of(Decision.Reason)),
+        StreamOutcome.Relayed => RelayedTags(Decision),
         StreamOutcome.Denied => ("denied", MetricTag.Of(Decision.Reason)),
         StreamOutcome.ConnectFailed => ("failed", MetricTag.Of(Status)),
         _ => null,
@@ -100,14 +109,18 @@ internal sealed record GatewayStreamResult
 
     public static GatewayStreamResult DnsServed(TunnelRequest request) => new(StreamOutcome.DnsServed) { Request = request };
 
-    public static GatewayStreamResult Denied(TunnelRequest request, PolicyDecision decision) =>
-        new(StreamOutcome.Denied) { Request = request, Decision = decision };
+    public static GatewayStreamResult Denied(TunnelRequest request, IPEndPoint destination, PolicyDecision decision) =>
+        new(StreamOutcome.Denied) { Request = request, Destination = destination, Decision = decision };
 
-    public static GatewayStreamResult ConnectFailed(TunnelRequest request, TunnelStatus status, string? detail) =>
-        new(StreamOutcome.ConnectFailed) { Request = request, Status = status, Detail = detail };
+    public static GatewayStreamResult ConnectFailed(TunnelRequest request, IPEndPoint destination, PolicyDecision decision, TunnelStatus status, string? detail) =>
+        new(StreamOutcome.ConnectFailed) { Request = request, Destination = destination, Decision = decision, Status = status, Detail = detail };
 
-    public static GatewayStreamResult Relayed(TunnelRequest request, PolicyDecision decision, RelayResult? relay) =>
-        new(StreamOutcome.Relayed) { Request = request, Decision = decision, Relay = relay };
+    public static GatewayStreamResult Relayed(
+        TunnelRequest request, IPEndPoint destination, PolicyDecision decision, RelayResult relay, string? serverName, string? serverNameRefusal) =>
+        new(StreamOutcome.Relayed)
+        {
+            Request = request, Destination = destination, Decision = decision, Relay = relay, ServerName = serverName, ServerNameRefusal = serverNameRefusal,
+        };
 
     public static GatewayStreamResult Failed(string error) => new(StreamOutcome.StreamFailed) { Detail = error };
 }

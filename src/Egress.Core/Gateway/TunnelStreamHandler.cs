@@ -1,6 +1,7 @@
 using Egress.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Egress.Audit;
 using Egress.Connections;
 using Egress.Dns;
@@ -88,7 +89,7 @@ internal sealed class TunnelStreamHandler(
                     using (decided.Hold)
                     {
                         // A learned address stays allowed while this connection is open, whatever the answer's TTL.
-                        result = await ConnectAndRelayAsync(tunnel, decided.Request, decided.Following, decided.Decision, aborted).ConfigureAwait(false);
+                        result = await ConnectAndRelayAsync(tunnel, decided.Request, decided.Destination!, decided.Following, decided.Decision, aborted).ConfigureAwait(false);
                     }
                 }
 
@@ -160,7 +161,9 @@ internal sealed class TunnelStreamHandler(
     /// (<paramref name="afterEnd"/>) or within <see cref="TunnelGatewayOptions.IdleBetweenRequests"/>. Null when the stream is closed instead:
     /// the enclave closed or reset it, it stayed idle, or a stop began; a normal end, logged at Debug only.
     /// </summary>
-    private async Task<ReadOnlyMemory<byte>?> NextRequestAsync(Socket tunnel, ReadOnlyMemory<byte> afterEnd, CancellationToken stopping, CancellationToken aborted)
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<ReadOnlyMemory<byte>?> NextRequestAsync(Socket tunnel, ReadOnlyMemory<byte> afterEnd, CancellationToken stopping, CancellationToken aborted)
     {
         if (!afterEnd.IsEmpty)
         {
@@ -201,14 +204,16 @@ internal sealed class TunnelStreamHandler(
     /// address allowed (the caller disposes it when the connection ends).
     /// </summary>
     private readonly record struct StreamDecision(
-        GatewayStreamResult? Done, TunnelRequest Request, ReadOnlyMemory<byte> Following, PolicyDecision Decision, AddressHold? Hold)
+        GatewayStreamResult? Done, TunnelRequest Request, IPEndPoint? Destination, ReadOnlyMemory<byte> Following, PolicyDecision Decision, AddressHold? Hold)
     {
-        public static implicit operator StreamDecision(GatewayStreamResult done) => new(done, default, default, default, null);
+        public static implicit operator StreamDecision(GatewayStreamResult done) => new(done, default, null, default, default, null);
     }
 
     /// <summary>Reads the request and decides it (serving a DNS stream to its end); a TCP connection allowed comes back
     /// undialled, for <see cref="ConnectAndRelayAsync"/>.</summary>
-    private async Task<StreamDecision> DecideAsync(Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, CancellationToken aborted)
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<StreamDecision> DecideAsync(Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, CancellationToken aborted)
     {
         var (read, request, following) = await ReadRequestAsync(tunnel, received, aborted).ConfigureAwait(false);
         if (read is { } failed)
@@ -276,33 +281,37 @@ internal sealed class TunnelStreamHandler(
 
         if (!decision.IsAllowed)
         {
-            return GatewayStreamResult.Denied(request, decision);
+            return GatewayStreamResult.Denied(request, destination, decision);
         }
 
-        return new StreamDecision(null, request, following, decision, hold);
+        return new StreamDecision(null, request, destination, following, decision, hold);
     }
 
     /// <param name="tunnel">The stream.</param>
     /// <param name="request">Its request.</param>
+    /// <param name="destination">The request's destination, decoded once (<see cref="TunnelRequest.Destination"/>).</param>
     /// <param name="following">Bytes read past the request (frames, or raw bytes for version 1), relayed first.</param>
     /// <param name="decision">The allowing decision.</param>
     /// <param name="aborted">Cancelled when the stop aborts live streams.</param>
     private async Task<GatewayStreamResult> ConnectAndRelayAsync(
-        Socket tunnel, TunnelRequest request, ReadOnlyMemory<byte> following, PolicyDecision decision, CancellationToken aborted)
+        Socket tunnel, TunnelRequest request, IPEndPoint destination, ReadOnlyMemory<byte> following, PolicyDecision decision, CancellationToken aborted)
     {
-        var destination = request.Destination!;
         var (upstream, status, detail) = await DestinationDialer.ConnectAsync(
             destination, options.ConnectTimeout, keepAlive, options.Relay.TimeProvider, aborted, connect).ConfigureAwait(false);
         if (upstream is null)
         {
-            return GatewayStreamResult.ConnectFailed(request, status, detail).WithDecision(decision);
+            return GatewayStreamResult.ConnectFailed(request, destination, decision, status, detail);
         }
 
         using (upstream)
         {
             await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok) { Version = request.Version }, aborted).ConfigureAwait(false);
             GatewayLog.Connected(logger, destination, GatewayLog.HintText(request.HostHint), decision, new ConnectionIdText(request.ConnectionId));
-            Count(GatewayStreamResult.Relayed(request, decision, relay: null));
+            if (GatewayStreamResult.RelayedTags(decision) is var (outcome, reason))
+            {
+                options.Metrics?.Connection(outcome, reason);
+            }
+
             options.Metrics?.RelayStarted();
             var serverNameGate = ServerNameGate.For(policy, destination, decision);
 
@@ -326,13 +335,15 @@ internal sealed class TunnelStreamHandler(
                 GatewayLog.EnclaveRefusedServerName(logger, destination, GatewayLog.HintText(request.HostHint));
             }
 
-            return GatewayStreamResult.Relayed(request, decision, relay with { ConnectionId = request.ConnectionId })
-                .WithServerName(serverNameGate?.ServerName, serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
+            return GatewayStreamResult.Relayed(
+                request, destination, decision, relay, serverNameGate?.ServerName, serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
         }
     }
 
     /// <summary>The one place a stream's outcome is logged and counted, and its status answered.</summary>
-    private async Task CompleteAsync(Socket tunnel, GatewayStreamResult result, CancellationToken aborted, uint? cid = null)
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask CompleteAsync(Socket tunnel, GatewayStreamResult result, CancellationToken aborted, uint? cid = null)
     {
         Record(result, cid);
         if (result.Answer is { } answer)
@@ -357,12 +368,12 @@ internal sealed class TunnelStreamHandler(
                 var relay = result.Relay!;
                 options.Metrics?.RelayEnded(relay.BytesAToB, relay.BytesBToA, relay.Duration, relay.FirstCause);
                 GatewayLog.Closed(
-                    logger, request.Destination!, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, RelayEnds.LogText(relay), relay.Duration.TotalMilliseconds,
-                    new ConnectionIdText(relay.ConnectionId));
+                    logger, result.Destination!, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, RelayEnds.LogText(relay), relay.Duration.TotalMilliseconds,
+                    new ConnectionIdText(request.ConnectionId));
                 if (relay.FirstCause == RelayShutdownCause.BReadError && keepAlive.Enabled
                     && relay.Error is SocketException { SocketErrorCode: SocketError.TimedOut } or IOException { InnerException: SocketException { SocketErrorCode: SocketError.TimedOut } })
                 {
-                    GatewayLog.KeepAliveTimedOut(logger, request.Destination!, keepAlive.Probes, keepAlive.DeadAfterSeconds);
+                    GatewayLog.KeepAliveTimedOut(logger, result.Destination!, keepAlive.Probes, keepAlive.DeadAfterSeconds);
                 }
 
                 break;
@@ -379,16 +390,16 @@ internal sealed class TunnelStreamHandler(
                 GatewayLog.BadRequest(logger, result.ReadResult, result.Status);
                 break;
             case StreamOutcome.StreamLimit or StreamOutcome.PeerRefused:
-                GatewayLog.StreamLimit(logger, request.Kind, request.Destination is { } to ? $" to {to}" : string.Empty, result.LimitReason!);
+                GatewayLog.StreamLimit(logger, request.Kind, result.Destination is { } to ? $" to {to}" : string.Empty, result.LimitReason!);
                 break;
             case StreamOutcome.UnsupportedKind:
                 GatewayLog.Unsupported(logger, request.Kind);
                 break;
             case StreamOutcome.Denied:
-                GatewayLog.Denied(logger, request.Destination!, GatewayLog.HintText(request.HostHint), result.Decision);
+                GatewayLog.Denied(logger, result.Destination!, GatewayLog.HintText(request.HostHint), result.Decision);
                 break;
             case StreamOutcome.ConnectFailed:
-                GatewayLog.ConnectFailed(logger, request.Destination!, GatewayLog.HintText(request.HostHint), result.Status, result.Detail);
+                GatewayLog.ConnectFailed(logger, result.Destination!, GatewayLog.HintText(request.HostHint), result.Status, result.Detail);
                 break;
             case StreamOutcome.StreamFailed:
                 GatewayLog.StreamFailed(logger, result.Detail ?? string.Empty);
@@ -437,7 +448,9 @@ internal sealed class TunnelStreamHandler(
     /// Reads the request under the header timeout, starting with <paramref name="received"/> (a reused stream's bytes
     /// already read): the request and the bytes read past it, or the outcome that ends the stream.
     /// </summary>
-    private async Task<(GatewayStreamResult? Failed, TunnelRequest Request, ReadOnlyMemory<byte> Following)> ReadRequestAsync(
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<(GatewayStreamResult? Failed, TunnelRequest Request, ReadOnlyMemory<byte> Following)> ReadRequestAsync(
         Socket tunnel, ReadOnlyMemory<byte> received, CancellationToken aborted)
     {
         TunnelReadResult result;

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Egress.Configuration;
 using Egress.Connections;
 using Egress.Diagnostics;
+using Egress.Interception;
 using Egress.Policy;
 using Microsoft.Extensions.Logging;
 
@@ -28,13 +29,21 @@ public sealed class EgressProxy : IAsyncDisposable
     /// <param name="policy">The allowlist.</param>
     /// <param name="loggerFactory">Where decisions are logged (one line per connection).</param>
     public EgressProxy(EgressProxyOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
+        : this(options, policy, loggerFactory, originalDestination: null)
+    {
+    }
+
+    /// <summary>Creates a proxy whose accepted connections' original destinations are read by
+    /// <paramref name="originalDestination"/> (tests, which need neither root nor iptables; null: SO_ORIGINAL_DST).</summary>
+    internal EgressProxy(
+        EgressProxyOptions options, EgressPolicy policy, ILoggerFactory loggerFactory, Func<Socket, OriginalDestinationResult>? originalDestination)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(policy);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _options = options;
         _logger = loggerFactory.CreateLogger("Egress.Proxy");
-        _handler = new ProxyConnectionHandler(options, policy, _logger);
+        _handler = new ProxyConnectionHandler(options, policy, _logger, originalDestination ?? OriginalDestination.Read);
         _admission = new ConnectionAdmission(options.MaxConnections, ConfigurationKeys.EnclaveMaxConnections.Path, "connection", DescriptorBudget.Process);
         _setupLimitLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval);
         _setupLimit = new ConnectionSetupLimit(options.MaxPendingConnections, ConfigurationKeys.EnclaveMaxPendingConnections.Path)

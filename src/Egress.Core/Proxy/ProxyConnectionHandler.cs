@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Egress.Diagnostics;
 using Egress.Audit;
 using Egress.Connections;
@@ -48,11 +49,11 @@ internal sealed class ProxyConnectionHandler(
     private readonly ITimer? _trim = streamPool is null ? null : options.Relay.TimeProvider.CreateTimer(
         static pool => ((TunnelStreamPool)pool!).Trim(), streamPool, streamPool.IdleExpiry / 2, streamPool.IdleExpiry / 2);
 
-    /// <summary>Creates the production handler: SO_ORIGINAL_DST, the options' tunnel endpoint, and a pool of
+    /// <summary>Creates the production handler (<paramref name="originalDestination"/>: SO_ORIGINAL_DST but in tests), the options' tunnel endpoint, and a pool of
     /// <see cref="TunnelStreamPool.DefaultCapacity"/> streams idle at most <see cref="TunnelStreamPool.DefaultIdleExpiry"/>.</summary>
-    public ProxyConnectionHandler(EgressProxyOptions options, EgressPolicy policy, ILogger logger)
+    public ProxyConnectionHandler(EgressProxyOptions options, EgressPolicy policy, ILogger logger, Func<Socket, OriginalDestinationResult> originalDestination)
         : this(
-            options, policy, logger, OriginalDestination.Read, options.Tunnel.ConnectAsync, TunnelCodec.Version2,
+            options, policy, logger, originalDestination, options.Tunnel.ConnectAsync, TunnelCodec.Version2,
             new TunnelStreamPool(TunnelStreamPool.DefaultCapacity, TunnelStreamPool.DefaultIdleExpiry, options.Relay.TimeProvider))
     {
     }
@@ -153,7 +154,7 @@ internal sealed class ProxyConnectionHandler(
                 bool framed = tunnel.Version == TunnelCodec.Version2;
                 ReadOnlyMemory<byte> afterStatus = tunnel.ReceivedAfterStatus;
                 tunnel = null;
-                Started(ProxyConnectionResult.Relayed(destination, decision, relay: null), connectionId);
+                Started(destination, decision, connectionId);
                 setup.Complete(); // set up: the next connection may be accepted
                 var serverNameGate = ServerNameGate.For(policy, destination, decision);
                 RelayResult? relay = null;
@@ -188,9 +189,9 @@ internal sealed class ProxyConnectionHandler(
                     options.Metrics?.ServerNameRefused(refused.Refusal);
                 }
 
-                result = ProxyConnectionResult.Relayed(destination, decision, relay with { ConnectionId = connectionId })
-                    .WithConnectionId(connectionId)
-                    .WithServerName(serverNameGate?.ServerName, serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
+                result = ProxyConnectionResult.Relayed(
+                    destination, decision, relay, connectionId, serverNameGate?.ServerName,
+                    serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
             }
         }
         finally
@@ -265,11 +266,15 @@ internal sealed class ProxyConnectionHandler(
 
     /// <summary>Logs and counts an allowed connection whose relay starts now (its decision is counted at once, not
     /// when an hour-long relay ends).</summary>
-    private void Started(ProxyConnectionResult allowed, ulong connectionId)
+    private void Started(IPEndPoint destination, PolicyDecision decision, ulong connectionId)
     {
-        ProxyLog.Allowed(logger, allowed.Destination!, allowed.Decision, new ConnectionIdText(connectionId));
-        options.Metrics?.Connection(allowed.MetricOutcome, allowed.MetricReason);
-        options.Metrics?.RelayStarted();
+        ProxyLog.Allowed(logger, destination, decision, new ConnectionIdText(connectionId));
+        if (options.Metrics is { } metrics)
+        {
+            var (outcome, reason) = ProxyConnectionResult.RelayedTags(decision);
+            metrics.Connection(outcome, reason);
+            metrics.RelayStarted();
+        }
     }
 
     /// <summary>The one place a connection's outcome is logged, counted, and its socket reset or closed.</summary>
@@ -283,7 +288,7 @@ internal sealed class ProxyConnectionHandler(
                 options.Metrics?.RelayEnded(relay.BytesAToB, relay.BytesBToA, relay.Duration, relay.FirstCause);
                 ProxyLog.Closed(
                     logger, destination, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, RelayEnds.LogText(relay), relay.Duration.TotalMilliseconds,
-                    new ConnectionIdText(relay.ConnectionId));
+                    new ConnectionIdText(result.ConnectionId));
                 break;
             case ConnectionOutcome.NotRedirected:
                 ProxyLog.NotRedirected(logger, client.RemoteEndPoint, result.RedirectStatus, result.Detail);
@@ -341,7 +346,9 @@ internal sealed class ProxyConnectionHandler(
     /// request, then the parent's status); otherwise no stream and the failure. The bytes that arrived after the status
     /// in the same receive are the destination's first bytes (version 1) or the first frames (version 2).
     /// </summary>
-    private async Task<(TunnelConnectResult? Tunnel, ProxyConnectionResult? Failure)> OpenTunnelAsync(
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<(TunnelConnectResult? Tunnel, ProxyConnectionResult? Failure)> OpenTunnelAsync(
         IPEndPoint destination, string? hint, CancellationToken aborted)
     {
         TunnelConnectResult connected;

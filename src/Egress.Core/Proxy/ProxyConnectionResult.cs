@@ -54,7 +54,7 @@ internal sealed record ProxyConnectionResult
     /// by either side's policy is denied.</summary>
     public string MetricOutcome => Outcome switch
     {
-        ConnectionOutcome.Relayed => "allowed",
+        ConnectionOutcome.Relayed => RelayedTags(Decision).Outcome,
         ConnectionOutcome.Denied => "denied",
         ConnectionOutcome.ParentRefused when ParentStatus == TunnelStatus.DeniedByPolicy => "denied",
         _ => "failed",
@@ -64,10 +64,15 @@ internal sealed record ProxyConnectionResult
     /// else the outcome itself; all snake_case.</summary>
     public string MetricReason => Outcome switch
     {
-        ConnectionOutcome.Relayed or ConnectionOutcome.Denied => MetricTag.Of(Decision.Reason),
+        ConnectionOutcome.Relayed => RelayedTags(Decision).Reason,
+        ConnectionOutcome.Denied => MetricTag.Of(Decision.Reason),
         ConnectionOutcome.ParentRefused => MetricTag.Of(ParentStatus),
         _ => MetricTag.Of(Outcome),
     };
+
+    /// <summary>The <see cref="MetricOutcome"/> and <see cref="MetricReason"/> of a relayed connection allowed by
+    /// <paramref name="decision"/>, counted when its relay starts (before its result exists).</summary>
+    public static (string Outcome, string Reason) RelayedTags(PolicyDecision decision) => ("allowed", MetricTag.Of(decision.Reason));
 
     /// <summary>Gets the <c>egress.error</c> tag of <c>egress.tunnel.errors</c> when the tunnel stream failed; null
     /// when the outcome is not a tunnel failure.</summary>
@@ -101,8 +106,13 @@ internal sealed record ProxyConnectionResult
     public static ProxyConnectionResult Denied(IPEndPoint destination, PolicyDecision decision) =>
         new(ConnectionOutcome.Denied) { Destination = destination, Decision = decision };
 
-    public static ProxyConnectionResult Relayed(IPEndPoint destination, PolicyDecision decision, RelayResult? relay) =>
-        new(ConnectionOutcome.Relayed) { Destination = destination, Decision = decision, Relay = relay };
+    /// <summary>A relay that ran, with everything its line and record carry, in one result (no copies per connection).</summary>
+    public static ProxyConnectionResult Relayed(
+        IPEndPoint destination, PolicyDecision decision, RelayResult relay, ulong connectionId, string? serverName, string? serverNameRefusal) =>
+        new(ConnectionOutcome.Relayed)
+        {
+            Destination = destination, Decision = decision, Relay = relay, ConnectionId = connectionId, ServerName = serverName, ServerNameRefusal = serverNameRefusal,
+        };
 
     public static ProxyConnectionResult ParentRefused(IPEndPoint destination, TunnelStatus status, string? detail) =>
         new(ConnectionOutcome.ParentRefused) { Destination = destination, ParentStatus = status, Detail = detail };

@@ -55,9 +55,13 @@ internal sealed class ServerNameGate : IFirstBytesGate
             return null;
         }
 
-        return new ServerNameGate(
-            policy.TlsServerName, policy.LearnedNamesOf(destination.Address, decision.Subject), name => policy.CheckNamePort(name, destination.Port) is (_, true), policy.Mode == EgressMode.Report);
+        return Checking(policy, destination, decision);
     }
+
+    /// <summary>The gate itself, apart from <see cref="For"/>: its name check's closure is allocated only for a connection
+    /// that is checked (a lambda in <see cref="For"/> allocated its captures on every call, checked or not).</summary>
+    private static ServerNameGate Checking(EgressPolicy policy, IPEndPoint destination, PolicyDecision decision) =>
+        new(policy.TlsServerName, policy.LearnedNamesOf(destination.Address, decision.Subject), name => policy.CheckNamePort(name, destination.Port) is (_, true), policy.Mode == EgressMode.Report);
 
     /// <summary>A gate over fixed names, for tests.</summary>
     internal static ServerNameGate Create(TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, bool reportOnly = false) =>

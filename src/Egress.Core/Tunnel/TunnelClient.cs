@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Egress.Connections;
 
 namespace Egress.Tunnel;
@@ -103,7 +104,9 @@ public sealed class TunnelClient
     /// <param name="hostName">The host hint, as for the public overload; already validated by the caller.</param>
     /// <param name="cancellationToken">Cancels the attempt; the stream is closed.</param>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    internal async Task<TunnelConnectResult> ConnectFramedAsync(IPEndPoint destination, string? hostName, CancellationToken cancellationToken)
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    internal async ValueTask<TunnelConnectResult> ConnectFramedAsync(IPEndPoint destination, string? hostName, CancellationToken cancellationToken)
     {
         var request = TunnelRequest.ForTcp(destination, hostName);
         if (_versions.NextVersion == TunnelCodec.Version)
@@ -118,7 +121,7 @@ public sealed class TunnelClient
             (framed, bool stale) = await ConnectRequestAsync(version2, pooled, cancellationToken).ConfigureAwait(false);
             framed = stale
                 ? (await ConnectRequestAsync(version2, cancellationToken).ConfigureAwait(false)).With(reused: false, retriedStale: true)
-                : framed.With(reused: true, retriedStale: false);
+                : framed.Reused ? framed : framed.With(reused: true, retriedStale: false);
         }
         else
         {
@@ -148,7 +151,9 @@ public sealed class TunnelClient
         }
     }
 
-    private async Task<TunnelConnectResult> ConnectRequestAsync(TunnelRequest request, CancellationToken cancellationToken) =>
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<TunnelConnectResult> ConnectRequestAsync(TunnelRequest request, CancellationToken cancellationToken) =>
         (await ConnectRequestAsync(request, rented: null, cancellationToken).ConfigureAwait(false)).Result;
 
     /// <summary>
@@ -157,7 +162,9 @@ public sealed class TunnelClient
     /// it while it was idle (its idle limit, or a restart), so it never acted on the request and the caller may send it
     /// again on a new stream; the rented stream is closed.
     /// </summary>
-    private async Task<(TunnelConnectResult Result, bool Stale)> ConnectRequestAsync(TunnelRequest request, Socket? rented, CancellationToken cancellationToken)
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<(TunnelConnectResult Result, bool Stale)> ConnectRequestAsync(TunnelRequest request, Socket? rented, CancellationToken cancellationToken)
     {
         using var timeout = new CancellationTokenSource(StatusTimeout, _timeProvider);
         using var linked = cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout);
@@ -207,6 +214,7 @@ public sealed class TunnelClient
                 {
                     Version = request.Version,
                     ConnectionId = request.ConnectionId,
+                    Reused = rented is not null, // set here, not by a copy per reused connection
                 }, false);
             }
 

@@ -62,7 +62,7 @@ public sealed class TunnelConnectResult
     internal bool RetriedStale { get; init; }
 
     /// <summary>This result with <see cref="VersionNews"/> set.</summary>
-    internal TunnelConnectResult With(TunnelVersionNews news) => Copy(news, Reused, RetriedStale);
+    internal TunnelConnectResult With(TunnelVersionNews news) => news == VersionNews ? this : Copy(news, Reused, RetriedStale);
 
     /// <summary>This result with <see cref="Reused"/> and <see cref="RetriedStale"/> set.</summary>
     internal TunnelConnectResult With(bool reused, bool retriedStale) => Copy(VersionNews, reused, retriedStale);

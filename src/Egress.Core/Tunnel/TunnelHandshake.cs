@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Egress.Sockets;
 
 namespace Egress.Tunnel;
@@ -37,6 +38,8 @@ internal static class TunnelHandshake
     /// </summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="SocketException">The send or a receive failed.</exception>
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<(TunnelReadResult Result, TunnelResponse Response, ReadOnlyMemory<byte> Following, bool AnyReceived)> RequestCountingAsync(
         Socket tunnel, TunnelRequest request, CancellationToken cancellationToken)
     {
@@ -127,6 +130,8 @@ internal static class TunnelHandshake
     /// peer sent more than a request before its status): the start of what follows it on the stream.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="SocketException">A receive failed.</exception>
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<(TunnelReadResult Result, TunnelRequest Request, ReadOnlyMemory<byte> Following)> ReadRequestAsync(
         Socket tunnel, ReadOnlyMemory<byte> received, CancellationToken cancellationToken)
     {
@@ -180,6 +185,8 @@ internal static class TunnelHandshake
     /// <summary>Parent side: sends <paramref name="response"/> with one send.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="SocketException">The send failed.</exception>
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public static async ValueTask SendResponseAsync(Socket tunnel, TunnelResponse response, CancellationToken cancellationToken)
     {
         byte[] buffer = ArrayPool<byte>.Shared.Rent(TunnelCodec.MaxResponseLength);

@@ -40,9 +40,9 @@ public sealed class AuditRecordsTests
     public void TheParentRecordsTcpDecisionsButNotDnsStreamsOrBadRequests()
     {
         var request = TunnelRequest.ForTcp(Destination, "api.example.com").AsVersion2(42);
-        var denied = GatewayStreamResult.Denied(request, new PolicyDecision(false, DecisionReason.NeverLearned));
-        var failed = GatewayStreamResult.ConnectFailed(request, TunnelStatus.ConnectionRefused, "Connection refused")
-            .WithDecision(new PolicyDecision(true, DecisionReason.Learned, "api.example.com", TimeSpan.FromSeconds(5)));
+        var denied = GatewayStreamResult.Denied(request, request.Destination!, new PolicyDecision(false, DecisionReason.NeverLearned));
+        var failed = GatewayStreamResult.ConnectFailed(
+            request, request.Destination!, new PolicyDecision(true, DecisionReason.Learned, "api.example.com", TimeSpan.FromSeconds(5)), TunnelStatus.ConnectionRefused, "Connection refused");
 
         AuditRecord? deniedRecord = AuditRecords.ForParent(denied, cid: 16, Now);
         AuditRecord? failedRecord = AuditRecords.ForParent(failed, cid: null, Now);
