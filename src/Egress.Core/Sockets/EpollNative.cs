@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
@@ -12,6 +13,9 @@ internal static unsafe partial class EpollNative
 {
     /// <summary>EPOLLIN: readable (data, end of stream).</summary>
     public const uint In = 0x001;
+
+    /// <summary>EPOLLOUT: writable (a non-blocking connect finished, either way).</summary>
+    public const uint Out = 0x004;
 
     /// <summary>EPOLLRDHUP: the peer shut its sending side down.</summary>
     public const uint ReadHangUp = 0x2000;
@@ -45,6 +49,18 @@ internal static unsafe partial class EpollNative
 
     [LibraryImport("libc", EntryPoint = "epoll_wait", SetLastError = true)]
     public static partial int Wait(int epoll, byte* events, int maxEvents, int timeoutMilliseconds);
+
+    [LibraryImport("libc", EntryPoint = "getpeername", SetLastError = true)]
+    private static partial int GetPeerName(SafeSocketHandle fd, byte* address, int* length);
+
+    /// <summary>Whether the socket <paramref name="fd"/> has a peer (getpeername(2) succeeds): false while it is not
+    /// connected (ENOTCONN).</summary>
+    public static bool HasPeer(SafeSocketHandle fd)
+    {
+        byte* address = stackalloc byte[128];
+        int length = 128;
+        return GetPeerName(fd, address, &length) == 0;
+    }
 
     /// <summary>A new close-on-exec epoll instance.</summary>
     /// <exception cref="IOException">The kernel refused (e.g. out of descriptors).</exception>

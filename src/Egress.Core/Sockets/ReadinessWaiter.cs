@@ -4,7 +4,7 @@ using System.Threading.Tasks.Sources;
 namespace Egress.Sockets;
 
 /// <summary>
-/// One wait for a socket to become readable on <see cref="SocketReadiness"/>'s epoll instance: pooled, and the source
+/// One wait for a socket to become readable (or writable) on <see cref="SocketReadiness"/>'s epoll instance: pooled, and the source
 /// of the <see cref="ValueTask"/> its waiter awaits. While armed it holds a reference on the socket's handle, so the
 /// descriptor stays open (and cannot be reused) until it is out of the epoll set again; a close in the meantime
 /// (<see cref="Socket.Dispose()"/>) shuts the socket down first (the runtime does so for a handle in use), which wakes
@@ -31,9 +31,10 @@ internal sealed class ReadinessWaiter : IValueTaskSource
     /// <summary>This waiter's index in <see cref="SocketReadiness"/>'s table (the low half of the epoll data).</summary>
     public int Slot { get; }
 
-    /// <summary>Registers <paramref name="socket"/> for one readable event and returns the wait.</summary>
+    /// <summary>Registers <paramref name="socket"/> for one event of <paramref name="events"/> (EPOLLIN with EPOLLRDHUP,
+    /// or EPOLLOUT; errors and hang-ups always wake) and returns the wait.</summary>
     /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
-    public ValueTask Arm(Socket socket, CancellationToken cancellationToken)
+    public ValueTask Arm(Socket socket, uint events, CancellationToken cancellationToken)
     {
         SafeSocketHandle handle = socket.SafeHandle;
         uint generation;
@@ -49,7 +50,7 @@ internal sealed class ReadinessWaiter : IValueTaskSource
             _token = cancellationToken;
             _state = Armed;
             int errno = EpollNative.Control(
-                SocketReadiness.Epoll, EpollNative.Add, handle.DangerousGetHandle(), EpollNative.In | EpollNative.ReadHangUp | EpollNative.OneShot,
+                SocketReadiness.Epoll, EpollNative.Add, handle.DangerousGetHandle(), events | EpollNative.OneShot,
                 ((ulong)generation << 32) | (uint)Slot);
             if (errno != 0)
             {

@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -51,7 +52,7 @@ internal static class SocketReadiness
             return ValueTask.CompletedTask;
         }
 
-        return Rent().Arm(socket, cancellationToken);
+        return Rent().Arm(socket, EpollNative.In | EpollNative.ReadHangUp, cancellationToken);
     }
 
     /// <summary>Receives what <paramref name="socket"/> has now, without waiting, in either blocking mode (a blocking
@@ -106,6 +107,68 @@ internal static class SocketReadiness
             }
 
             await WaitReadableAsync(socket, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="Socket.ConnectAsync(EndPoint, CancellationToken)"/> on Linux, without the receive event args the
+    /// runtime's connect leaves on the socket for its life (about 0.3 KB): a non-blocking connect(2), then a wait for the
+    /// socket to become writable and its SO_ERROR. The socket's blocking mode is restored afterwards.
+    /// </summary>
+    /// <exception cref="SocketException">The connect failed (e.g. <see cref="SocketError.ConnectionRefused"/>), as the
+    /// runtime's would have; <see cref="SocketError.WouldBlock"/> for a Unix socket whose listener's backlog is full.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled (the socket is left
+    /// connecting: the caller disposes it).</exception>
+    /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
+    public static async ValueTask ConnectAsync(Socket socket, EndPoint endPoint, CancellationToken cancellationToken)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            await socket.ConnectAsync(endPoint, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        cancellationToken.ThrowIfCancellationRequested();
+        bool blocking = socket.Blocking;
+        socket.Blocking = false;
+        try
+        {
+            try
+            {
+                socket.Connect(endPoint);
+                return;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.WouldBlock)
+            {
+                // EINPROGRESS (or, for a Unix socket, EAGAIN: checked below).
+            }
+            catch (SocketException ex)
+            {
+                // The synchronous connect names the endpoint in its message; the asynchronous one, whose message the
+                // gateway answers with, does not.
+                throw new SocketException((int)ex.SocketErrorCode);
+            }
+
+            await Rent().Arm(socket, EpollNative.Out, cancellationToken).ConfigureAwait(false);
+            var error = (SocketError)(int)socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error)!;
+            if (error != SocketError.Success)
+            {
+                throw new SocketException((int)error);
+            }
+
+            if (!EpollNative.HasPeer(socket.SafeHandle))
+            {
+                throw new SocketException((int)SocketError.WouldBlock); // EAGAIN: never started (a full Unix backlog)
+            }
+
+            _ = socket.Connected; // the runtime records the finished non-blocking connect (remote endpoint, state)
+        }
+        finally
+        {
+            if (blocking && !socket.SafeHandle.IsClosed)
+            {
+                socket.Blocking = true;
+            }
         }
     }
 

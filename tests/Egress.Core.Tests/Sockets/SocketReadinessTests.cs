@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Sockets;
 using System.Reflection;
 using Egress.Sockets;
@@ -187,4 +188,86 @@ public sealed class SocketReadinessTests
             await Task.Delay(10);
         }
     }
+}
+
+/// <summary>
+/// Connect without the runtime's connect: a TCP and a Unix connect complete and carry bytes, a refused one is thrown as
+/// <see cref="SocketError.ConnectionRefused"/> (what the gateway's status is made from), a cancelled token ends it, and
+/// the socket gets no runtime receive event args from it.
+/// </summary>
+[TestFixture]
+[Platform("Linux")]
+public sealed class SocketReadinessConnectTests
+{
+    private static readonly TimeSpan Within = TimeSpan.FromSeconds(10);
+
+    [Test]
+    public async Task ATcpConnectCompletesAndTheSocketCarriesBytes()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await SocketReadiness.ConnectAsync(socket, listener.LocalEndPoint!, CancellationToken.None).AsTask().WaitAsync(Within);
+        using Socket accepted = await listener.AcceptAsync().WaitAsync(Within);
+        socket.Send([1, 2]);
+        byte[] buffer = new byte[2];
+        Assert.Multiple(() =>
+        {
+            Assert.That(accepted.Receive(buffer), Is.EqualTo(2));
+            Assert.That(socket.Connected, Is.True);
+            Assert.That(socket.RemoteEndPoint, Is.EqualTo(listener.LocalEndPoint));
+            Assert.That(socket.Blocking, Is.True, "the owner's mode is unchanged");
+            Assert.That(ReceiveEventArgs(socket), Is.Null, "no runtime receive state from the connect");
+        });
+    }
+
+    [Test]
+    public async Task AUnixConnectCompletes()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"egress-connect-{Guid.NewGuid():N}.sock");
+        try
+        {
+            using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            listener.Bind(new UnixDomainSocketEndPoint(path));
+            listener.Listen(1);
+            using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await SocketReadiness.ConnectAsync(socket, new UnixDomainSocketEndPoint(path), CancellationToken.None).AsTask().WaitAsync(Within);
+            using Socket accepted = await listener.AcceptAsync().WaitAsync(Within);
+            accepted.Send([3]);
+            Assert.That(await SocketReadiness.ReceiveAsync(socket, new byte[1]).AsTask().WaitAsync(Within), Is.EqualTo(1));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test]
+    public async Task ARefusedConnectIsThrownAsConnectionRefused()
+    {
+        int port;
+        using (var closed = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            closed.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            port = ((IPEndPoint)closed.LocalEndPoint!).Port; // bound, never listening: refused
+        }
+
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var error = Assert.CatchAsync<SocketException>(
+            async () => await SocketReadiness.ConnectAsync(socket, new IPEndPoint(IPAddress.Loopback, port), CancellationToken.None).AsTask().WaitAsync(Within));
+        Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionRefused));
+        await Task.CompletedTask;
+    }
+
+    [Test]
+    public void ACancelledTokenEndsTheConnect()
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        Assert.CatchAsync<OperationCanceledException>(
+            async () => await SocketReadiness.ConnectAsync(socket, new IPEndPoint(IPAddress.Loopback, 9), new CancellationToken(canceled: true)));
+    }
+
+    private static object? ReceiveEventArgs(Socket socket) =>
+        typeof(Socket).GetField("_singleBufferReceiveEventArgs", BindingFlags.Instance | BindingFlags.NonPublic)?.GetValue(socket);
 }
