@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Egress.Sockets;
 using Egress.Tunnel;
 
 namespace Egress.Gateway;
@@ -16,7 +17,7 @@ internal static class DestinationDialer
     /// <param name="keepAlive">Keepalive for the destination socket.</param>
     /// <param name="timeProvider">The clock of the timeout.</param>
     /// <param name="aborted">Ends the attempt at once (thrown).</param>
-    /// <param name="connect">How the socket is connected; null for <see cref="Socket.ConnectAsync(EndPoint, CancellationToken)"/>.</param>
+    /// <param name="connect">How the socket is connected; null for <see cref="SocketReadiness.ConnectAsync"/>.</param>
     public static async Task<(Socket? Socket, TunnelStatus Status, string? Detail)> ConnectAsync(
         IPEndPoint destination, TimeSpan timeout, TcpKeepAlive keepAlive, TimeProvider timeProvider, CancellationToken aborted, Connect? connect = null)
     {
@@ -28,7 +29,7 @@ internal static class DestinationDialer
             // Created inside the try: without IPv6, socket() fails and the enclave must still get an answer.
             socket = new Socket(destination.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             keepAlive.Apply(socket);
-            await (connect is null ? socket.ConnectAsync(destination, linked.Token) : connect(socket, destination, linked.Token)).ConfigureAwait(false);
+            await (connect is null ? SocketReadiness.ConnectAsync(socket, destination, linked.Token) : connect(socket, destination, linked.Token)).ConfigureAwait(false);
             return (socket, TunnelStatus.Ok, null);
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested)
