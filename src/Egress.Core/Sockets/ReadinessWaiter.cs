@@ -45,7 +45,16 @@ internal sealed class ReadinessWaiter : IValueTaskSource
             version = _core.Version;
             generation = ++_generation;
             bool added = false;
-            handle.DangerousAddRef(ref added); // throws ObjectDisposedException once closed
+            try
+            {
+                handle.DangerousAddRef(ref added); // throws ObjectDisposedException once closed
+            }
+            catch (ObjectDisposedException)
+            {
+                SocketReadiness.Return(this);
+                throw;
+            }
+
             _handle = handle;
             _token = cancellationToken;
             _state = Armed;

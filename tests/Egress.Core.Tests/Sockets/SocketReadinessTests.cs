@@ -88,6 +88,15 @@ public sealed class SocketReadinessTests
     }
 
     [Test]
+    public async Task AClosedSocketIsThrownAsObjectDisposed()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        pair.Left.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => SocketReadiness.WaitReadableAsync(pair.Left));
+        Assert.CatchAsync<ObjectDisposedException>(async () => await SocketReadiness.ReceiveAsync(pair.Left, new byte[1]));
+    }
+
+    [Test]
     public async Task CancellingEndsTheWaitAndLeavesTheSocketUsable()
     {
         using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
