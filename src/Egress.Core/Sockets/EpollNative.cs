@@ -26,6 +26,12 @@ internal static unsafe partial class EpollNative
     /// <summary>EPOLL_CTL_ADD.</summary>
     public const int Add = 1;
 
+    /// <summary>EPOLL_CTL_MOD.</summary>
+    public const int Modify = 3;
+
+    /// <summary>ENOENT: the descriptor is not in the set.</summary>
+    public const int NotFound = 2;
+
     /// <summary>EPOLL_CTL_DEL.</summary>
     public const int Delete = 2;
 

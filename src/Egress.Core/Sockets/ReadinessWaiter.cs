@@ -6,7 +6,7 @@ namespace Egress.Sockets;
 /// <summary>
 /// One wait for a socket to become readable (or writable) on <see cref="SocketReadiness"/>'s epoll instance: pooled, and the source
 /// of the <see cref="ValueTask"/> its waiter awaits. While armed it holds a reference on the socket's handle, so the
-/// descriptor stays open (and cannot be reused) until it is out of the epoll set again; a close in the meantime
+/// descriptor stays open (and cannot be reused) until its event fired or it is out of the epoll set again; a close in the meantime
 /// (<see cref="Socket.Dispose()"/>) shuts the socket down first (the runtime does so for a handle in use), which wakes
 /// the wait.
 /// </summary>
@@ -58,9 +58,14 @@ internal sealed class ReadinessWaiter : IValueTaskSource
             _handle = handle;
             _token = cancellationToken;
             _state = Armed;
-            int errno = EpollNative.Control(
-                SocketReadiness.Epoll, EpollNative.Add, handle.DangerousGetHandle(), events | EpollNative.OneShot,
-                ((ulong)generation << 32) | (uint)Slot);
+            // Re-armed (one system call) when an earlier wait left the descriptor in the set, disabled; added otherwise.
+            nint fd = handle.DangerousGetHandle();
+            ulong data = ((ulong)generation << 32) | (uint)Slot;
+            int errno = EpollNative.Control(SocketReadiness.Epoll, EpollNative.Modify, fd, events | EpollNative.OneShot, data);
+            if (errno == EpollNative.NotFound)
+            {
+                errno = EpollNative.Control(SocketReadiness.Epoll, EpollNative.Add, fd, events | EpollNative.OneShot, data);
+            }
             if (errno != 0)
             {
                 _state = Idle;
@@ -101,7 +106,7 @@ internal sealed class ReadinessWaiter : IValueTaskSource
                 return;
             }
 
-            registration = Disarm();
+            registration = Disarm(remove: false); // EPOLLONESHOT disabled it; the next wait re-arms it
         }
 
         registration.Dispose(); // waits for a cancellation callback that is running (it finds the wait over)
@@ -119,17 +124,24 @@ internal sealed class ReadinessWaiter : IValueTaskSource
             }
 
             token = _token;
-            _ = Disarm(); // this callback is the registration: nothing to dispose
+            _ = Disarm(remove: true); // this callback is the registration: nothing to dispose
         }
 
         _core.SetException(new OperationCanceledException(token));
     }
 
-    /// <summary>Takes the descriptor out of the set, then releases the handle (a pending close proceeds).</summary>
-    private CancellationTokenRegistration Disarm()
+    /// <summary>Ends the wait: takes the descriptor out of the set (<paramref name="remove"/>: a cancelled wait, whose
+    /// registration is still armed), then releases the handle (a pending close proceeds). A descriptor whose one event
+    /// fired stays in the set, disabled (EPOLLONESHOT), until the next wait re-arms it or its close removes it: the kernel
+    /// drops a closed file's registrations, and an event left from an earlier wait carries an older generation.</summary>
+    private CancellationTokenRegistration Disarm(bool remove)
     {
         SafeSocketHandle handle = _handle!;
-        _ = EpollNative.Control(SocketReadiness.Epoll, EpollNative.Delete, handle.DangerousGetHandle(), 0, 0);
+        if (remove)
+        {
+            _ = EpollNative.Control(SocketReadiness.Epoll, EpollNative.Delete, handle.DangerousGetHandle(), 0, 0);
+        }
+
         _handle = null;
         _token = default;
         _state = Idle;

@@ -8,7 +8,8 @@ namespace Egress.Sockets;
 /// <summary>
 /// Waits for a socket to become readable, and receives without waiting, outside the runtime's socket engine: one epoll
 /// instance and one thread per process, each wait a pooled <see cref="ReadinessWaiter"/> registered with EPOLLONESHOT
-/// and removed from the set when it completes. A socket waited on this way never gets the runtime's receive state (its
+/// (one epoll_ctl per wait: a socket's next wait re-arms the registration its last one left disabled; a cancelled wait
+/// removes it, and the kernel removes a closed socket's). A socket waited on this way never gets the runtime's receive state (its
 /// cached receive event args, operation and callback, about 0.5 KB a socket, kept for the socket's life); an idle relayed
 /// connection waits on both its sockets, so that is what an idle connection no longer holds.
 /// </summary>
@@ -54,6 +55,11 @@ internal static class SocketReadiness
 
         return Rent().Arm(socket, EpollNative.In | EpollNative.ReadHangUp, cancellationToken);
     }
+
+    private static ValueTask WaitAsync(Socket socket, uint events, CancellationToken cancellationToken) =>
+        OperatingSystem.IsLinux()
+            ? Rent().Arm(socket, events, cancellationToken)
+            : new ValueTask(socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).AsTask());
 
     /// <summary>Receives what <paramref name="socket"/> has now, without waiting, in either blocking mode (a blocking
     /// socket is non-blocking for this one call; the mode its owner sees is unchanged).</summary>
@@ -106,7 +112,7 @@ internal static class SocketReadiness
                 return received;
             }
 
-            await WaitReadableAsync(socket, cancellationToken).ConfigureAwait(false);
+            await WaitAsync(socket, EpollNative.In | EpollNative.ReadHangUp, cancellationToken).ConfigureAwait(false); // no poll: nothing was there
         }
     }
 
@@ -149,7 +155,7 @@ internal static class SocketReadiness
                 throw new SocketException((int)ex.SocketErrorCode);
             }
 
-            await Rent().Arm(socket, EpollNative.Out, cancellationToken).ConfigureAwait(false);
+            await WaitAsync(socket, EpollNative.Out, cancellationToken).ConfigureAwait(false);
             var error = (SocketError)(int)socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error)!;
             if (error != SocketError.Success)
             {
