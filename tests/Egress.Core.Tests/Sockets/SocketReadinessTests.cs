@@ -116,6 +116,30 @@ public sealed class SocketReadinessTests
     }
 
     [Test]
+    public async Task ADescriptorNumberReusedAfterACloseIsWaitedOnAfresh()
+    {
+        int fd;
+        using (SocketPair first = await SocketPair.ConnectAsync(SocketTransport.Unix))
+        {
+            Task<int> receive = SocketReadiness.ReceiveAsync(first.Left, new byte[1]).AsTask();
+            await Task.Delay(20);
+            first.Right.Send([1]);
+            Assert.That(await receive.WaitAsync(Within), Is.EqualTo(1)); // its registration stays in the set, disabled
+            fd = (int)first.Left.SafeHandle.DangerousGetHandle();
+        }
+
+        // The numbers are free again: the next sockets take them, and a wait on the same number is a new registration.
+        using SocketPair second = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        Socket reused = (int)second.Left.SafeHandle.DangerousGetHandle() == fd ? second.Left : second.Right;
+        Socket peer = reused == second.Left ? second.Right : second.Left;
+        Task<int> again = SocketReadiness.ReceiveAsync(reused, new byte[1]).AsTask();
+        await Task.Delay(50);
+        Assert.That(again.IsCompleted, Is.False);
+        peer.Send([2]);
+        Assert.That(await again.WaitAsync(Within), Is.EqualTo(1));
+    }
+
+    [Test]
     public async Task AnAlreadyCancelledTokenEndsAtOnce()
     {
         using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
