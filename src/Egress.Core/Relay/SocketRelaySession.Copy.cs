@@ -32,7 +32,7 @@ internal sealed partial class SocketRelaySession
                 if (!full)
                 {
                     // Wait for data without a buffer; an idle direction holds none.
-                    ValueTask ready = SocketReadiness.WaitReadableAsync(source);
+                    ValueTask ready = SocketReadiness.WaitReadableInlineAsync(source);
                     if (!ready.IsCompleted && buffer is not null)
                     {
                         ArrayPool<byte>.Shared.Return(buffer);
@@ -75,6 +75,11 @@ internal sealed partial class SocketRelaySession
             {
                 ArrayPool<byte>.Shared.Return(buffer);
             }
+        }
+
+        if (SocketReadiness.OnEpollThread)
+        {
+            await Task.Yield(); // what follows the loop (the relay's end, its owner's code) runs on the thread pool
         }
 
         return moved;

@@ -143,7 +143,7 @@ internal sealed partial class SocketRelaySession
                 if (!likelyMore)
                 {
                     // Wait for data holding neither pipe nor buffer: an idle direction holds none.
-                    ValueTask ready = SocketReadiness.WaitReadableAsync(source);
+                    ValueTask ready = SocketReadiness.WaitReadableInlineAsync(source);
                     if (!ready.IsCompleted)
                     {
                         if (pipe is not null)
@@ -277,6 +277,11 @@ internal sealed partial class SocketRelaySession
             AddSpliced(fromA, spliced);
         }
 
+        if (SocketReadiness.OnEpollThread)
+        {
+            await Task.Yield(); // what follows the loop (the relay's end, its owner's code) runs on the thread pool
+        }
+
         // The direction's END: FIN at end of stream, the abort's cause otherwise; none when a frame is half written.
         if (atBoundary && (endOfStream || _monitor.IsAborted))
         {
@@ -347,7 +352,7 @@ internal sealed partial class SocketRelaySession
                         if (start == end)
                         {
                             start = end = 0;
-                            ValueTask ready = SocketReadiness.WaitReadableAsync(tunnel);
+                            ValueTask ready = SocketReadiness.WaitReadableInlineAsync(tunnel);
                             if (!ready.IsCompleted && buffer is not null)
                             {
                                 ArrayPool<byte>.Shared.Return(buffer);
@@ -459,7 +464,7 @@ internal sealed partial class SocketRelaySession
                     int read = pipe.FillFrom(tunnel.SafeHandle, (int)Math.Min(remaining, pipe.Capacity));
                     if (read == SplicePipe.WouldBlock)
                     {
-                        ValueTask ready = SocketReadiness.WaitReadableAsync(tunnel);
+                        ValueTask ready = SocketReadiness.WaitReadableInlineAsync(tunnel);
                         if (!ready.IsCompleted)
                         {
                             SplicePipe.Return(pipe); // empty here
@@ -534,6 +539,11 @@ internal sealed partial class SocketRelaySession
             }
 
             AddSpliced(fromA, spliced);
+        }
+
+        if (SocketReadiness.OnEpollThread)
+        {
+            await Task.Yield(); // what follows the loop (the relay's end, its owner's code) runs on the thread pool
         }
 
         return moved;

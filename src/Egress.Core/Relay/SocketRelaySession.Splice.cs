@@ -46,7 +46,7 @@ internal sealed partial class SocketRelaySession
                 if (!likelyMore)
                 {
                     // Wait for data without a pipe; an idle direction holds none.
-                    ValueTask ready = SocketReadiness.WaitReadableAsync(source);
+                    ValueTask ready = SocketReadiness.WaitReadableInlineAsync(source);
                     if (!ready.IsCompleted && pipe is not null)
                     {
                         SplicePipe.Return(pipe);
@@ -182,6 +182,11 @@ internal sealed partial class SocketRelaySession
             {
                 SplicedBToA = spliced;
             }
+        }
+
+        if (SocketReadiness.OnEpollThread)
+        {
+            await Task.Yield(); // what follows the loop (the relay's end, its owner's code) runs on the thread pool
         }
 
         return moved;

@@ -10,7 +10,8 @@ namespace Egress.Sockets;
 /// (<see cref="Socket.Dispose()"/>) shuts the socket down first (the runtime does so for a handle in use), which wakes
 /// the wait.
 /// </summary>
-/// <remarks>Completions run their continuations on the thread pool, never on the epoll thread. It locks itself (no
+/// <remarks>Completions run their continuations on the thread pool, except an inline wait's, which runs on the epoll
+/// thread. It locks itself (no
 /// lock object per waiter); nothing else locks it.</remarks>
 internal sealed class ReadinessWaiter : IValueTaskSource
 {
@@ -32,9 +33,10 @@ internal sealed class ReadinessWaiter : IValueTaskSource
     public int Slot { get; }
 
     /// <summary>Registers <paramref name="socket"/> for one event of <paramref name="events"/> (EPOLLIN with EPOLLRDHUP,
-    /// or EPOLLOUT; errors and hang-ups always wake) and returns the wait.</summary>
+    /// or EPOLLOUT; errors and hang-ups always wake) and returns the wait; an <c>inline</c> wait's continuation runs on
+    /// the epoll thread (<see cref="SocketReadiness.WaitReadableInlineAsync"/>).</summary>
     /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
-    public ValueTask Arm(Socket socket, uint events, CancellationToken cancellationToken)
+    public ValueTask Arm(Socket socket, uint events, CancellationToken cancellationToken, bool inline = false)
     {
         SafeSocketHandle handle = socket.SafeHandle;
         uint generation;
@@ -42,6 +44,7 @@ internal sealed class ReadinessWaiter : IValueTaskSource
         lock (this)
         {
             _core.Reset();
+            _core.RunContinuationsAsynchronously = !inline;
             version = _core.Version;
             generation = ++_generation;
             bool added = false;

@@ -30,6 +30,7 @@ internal static class SocketReadiness
     private static int s_count;
     private static int s_freeCount;
     private static int s_epoll = -1;
+    private static Thread? s_thread;
 
     /// <summary>The process's epoll instance (created with its thread on the first wait).</summary>
     internal static int Epoll => s_epoll >= 0 ? s_epoll : Start();
@@ -55,6 +56,32 @@ internal static class SocketReadiness
 
         return Rent().Arm(socket, EpollNative.In | EpollNative.ReadHangUp, cancellationToken);
     }
+
+    /// <summary>
+    /// As <see cref="WaitReadableAsync"/> without a token, but the waiter's continuation runs on the epoll thread, saving
+    /// the hop to the thread pool per wake-up (measured: a relayed round trip's p50 about 100 µs lower through two
+    /// hosts on a busy 2-core machine). Only for the relay's direction loops, which between two waits neither block nor
+    /// close a socket another wait holds: a close waits for that wait to leave the epoll set, which the epoll thread
+    /// would then never get to (<see cref="OnEpollThread"/> tells them to hand such work to the thread pool).
+    /// </summary>
+    /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
+    internal static ValueTask WaitReadableInlineAsync(Socket socket)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return WaitReadableAsync(socket);
+        }
+
+        if (socket.Poll(0, SelectMode.SelectRead))
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        return Rent().Arm(socket, EpollNative.In | EpollNative.ReadHangUp, CancellationToken.None, inline: true);
+    }
+
+    /// <summary>Whether the caller runs on the epoll thread (an inline wait's continuation).</summary>
+    internal static bool OnEpollThread => Thread.CurrentThread == s_thread;
 
     private static ValueTask WaitAsync(Socket socket, uint events, CancellationToken cancellationToken) =>
         OperatingSystem.IsLinux()
@@ -225,6 +252,7 @@ internal static class SocketReadiness
             {
                 int epoll = EpollNative.Create();
                 var thread = new Thread(static state => Run((int)state!)) { IsBackground = true, Name = "egress-readiness" };
+                s_thread = thread;
                 thread.UnsafeStart(epoll);
                 Volatile.Write(ref s_epoll, epoll);
             }

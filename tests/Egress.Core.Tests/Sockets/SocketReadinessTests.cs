@@ -40,6 +40,31 @@ public sealed class SocketReadinessTests
     }
 
     [Test]
+    public async Task AnInlineWaitContinuesOnTheEpollThreadAndAnOrdinaryOneOnThePool()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        Assert.That(SocketReadiness.OnEpollThread, Is.False);
+        Task<bool> inline = Task.Run(async () =>
+        {
+            await SocketReadiness.WaitReadableInlineAsync(pair.Left);
+            return SocketReadiness.OnEpollThread;
+        });
+        Task<bool> ordinary = Task.Run(async () =>
+        {
+            await SocketReadiness.WaitReadableAsync(pair.Right);
+            return SocketReadiness.OnEpollThread;
+        });
+        await Task.Delay(50);
+        pair.Right.Send([1]);
+        pair.Left.Send([2]);
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await inline.WaitAsync(Within), Is.True);
+            Assert.That(await ordinary.WaitAsync(Within), Is.False);
+        });
+    }
+
+    [Test]
     public async Task ASocketWithDataIsReadyAtOnce()
     {
         using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
