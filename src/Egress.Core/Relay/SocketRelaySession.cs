@@ -130,6 +130,12 @@ internal sealed partial class SocketRelaySession : IRelayAbort
     /// other direction waits on waits for the epoll thread (<see cref="SocketReadiness.WaitReadableInlineAsync"/>).</summary>
     void IRelayAbort.Abort(RelayShutdownCause cause, Exception? error)
     {
+        if (FramedSide is not null)
+        {
+            // Decided now, not when the resets run: the loop that failed sends its END right after this returns.
+            Interlocked.CompareExchange(ref _abortEnd, (int)EndCauseFor(cause, error), NoEnd);
+        }
+
         if (SocketReadiness.OnEpollThread)
         {
             ThreadPool.UnsafeQueueUserWorkItem(
