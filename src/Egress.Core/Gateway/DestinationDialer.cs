@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
+using Egress.Sockets;
 using Egress.Tunnel;
 
 namespace Egress.Gateway;
@@ -17,7 +18,7 @@ internal static class DestinationDialer
     /// <param name="keepAlive">Keepalive for the destination socket.</param>
     /// <param name="timeProvider">The clock of the timeout.</param>
     /// <param name="aborted">Ends the attempt at once (thrown).</param>
-    /// <param name="connect">How the socket is connected; null for <see cref="Socket.ConnectAsync(EndPoint, CancellationToken)"/>.</param>
+    /// <param name="connect">How the socket is connected; null for <see cref="SocketReadiness.ConnectAsync"/>.</param>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<(Socket? Socket, TunnelStatus Status, string? Detail)> ConnectAsync(
@@ -33,7 +34,7 @@ internal static class DestinationDialer
             // Created inside the try: without IPv6, socket() fails and the enclave must still get an answer.
             socket = new Socket(destination.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             keepAlive.Apply(socket);
-            await (connect is null ? socket.ConnectAsync(destination, deadline.Token) : connect(socket, destination, deadline.Token)).ConfigureAwait(false);
+            await (connect is null ? SocketReadiness.ConnectAsync(socket, destination, deadline.Token) : connect(socket, destination, deadline.Token)).ConfigureAwait(false);
             return (socket, TunnelStatus.Ok, null);
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !aborted.IsCancellationRequested)

@@ -177,7 +177,7 @@ internal sealed class TunnelStreamHandler(
         string end;
         try
         {
-            int read = await tunnel.ReceiveAsync(prefix, SocketFlags.None, idle.Token).ConfigureAwait(false);
+            int read = await SocketReadiness.ReceiveAsync(tunnel, prefix, idle.Token).ConfigureAwait(false);
             if (read > 0)
             {
                 return prefix.AsMemory(0, read);

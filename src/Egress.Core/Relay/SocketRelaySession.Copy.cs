@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
+using Egress.Sockets;
 
 namespace Egress.Relay;
 
@@ -31,7 +32,7 @@ internal sealed partial class SocketRelaySession
                 if (!full)
                 {
                     // Wait for data without a buffer; an idle direction holds none.
-                    ValueTask<int> ready = source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
+                    ValueTask ready = SocketReadiness.WaitReadableInlineAsync(source);
                     if (!ready.IsCompleted && buffer is not null)
                     {
                         ArrayPool<byte>.Shared.Return(buffer);
@@ -42,7 +43,7 @@ internal sealed partial class SocketRelaySession
                 }
 
                 buffer ??= ArrayPool<byte>.Shared.Rent(BufferSize);
-                int read = await source.ReceiveAsync(buffer.AsMemory(), SocketFlags.None).ConfigureAwait(false);
+                int read = await SocketReadiness.ReceiveAsync(source, buffer.AsMemory()).ConfigureAwait(false);
                 receiving = false;
                 if (read == 0)
                 {
@@ -74,6 +75,11 @@ internal sealed partial class SocketRelaySession
             {
                 ArrayPool<byte>.Shared.Return(buffer);
             }
+        }
+
+        if (SocketReadiness.OnEpollThread)
+        {
+            await Task.Yield(); // what follows the loop (the relay's end, its owner's code) runs on the thread pool
         }
 
         return moved;

@@ -143,7 +143,7 @@ internal sealed partial class SocketRelaySession
                 if (!likelyMore)
                 {
                     // Wait for data holding neither pipe nor buffer: an idle direction holds none.
-                    ValueTask<int> ready = source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
+                    ValueTask ready = SocketReadiness.WaitReadableInlineAsync(source);
                     if (!ready.IsCompleted)
                     {
                         if (pipe is not null)
@@ -175,7 +175,7 @@ internal sealed partial class SocketRelaySession
                     // Only as large as this read: a splicing direction's 4 KiB copy does not take a 128 KiB array from the
                     // pool, where it would stay (one per thread, more per core) after the direction went idle.
                     buffer ??= ArrayPool<byte>.Shared.Rent(TunnelFrames.HeaderLength + size);
-                    int got = await source.ReceiveAsync(buffer.AsMemory(TunnelFrames.HeaderLength, size), SocketFlags.None).ConfigureAwait(false);
+                    int got = await SocketReadiness.ReceiveAsync(source, buffer.AsMemory(TunnelFrames.HeaderLength, size)).ConfigureAwait(false);
                     receiving = false;
                     if (got == 0)
                     {
@@ -277,6 +277,11 @@ internal sealed partial class SocketRelaySession
             AddSpliced(fromA, spliced);
         }
 
+        if (SocketReadiness.OnEpollThread)
+        {
+            await Task.Yield(); // what follows the loop (the relay's end, its owner's code) runs on the thread pool
+        }
+
         // The direction's END: FIN at end of stream, the abort's cause otherwise; none when a frame is half written.
         if (atBoundary && (endOfStream || _monitor.IsAborted))
         {
@@ -347,7 +352,7 @@ internal sealed partial class SocketRelaySession
                         if (start == end)
                         {
                             start = end = 0;
-                            ValueTask<int> ready = tunnel.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
+                            ValueTask ready = SocketReadiness.WaitReadableInlineAsync(tunnel);
                             if (!ready.IsCompleted && buffer is not null)
                             {
                                 ArrayPool<byte>.Shared.Return(buffer);
@@ -366,7 +371,7 @@ internal sealed partial class SocketRelaySession
                         }
 
                         int want = streaming ? Math.Max(1, TunnelFrames.HeaderLength - end) : buffer.Length - end;
-                        int got = await tunnel.ReceiveAsync(buffer.AsMemory(end, want), SocketFlags.None).ConfigureAwait(false);
+                        int got = await SocketReadiness.ReceiveAsync(tunnel, buffer.AsMemory(end, want)).ConfigureAwait(false);
                         if (got == 0)
                         {
                             throw new IOException("the tunnel stream ended before its END frame");
@@ -459,7 +464,7 @@ internal sealed partial class SocketRelaySession
                     int read = pipe.FillFrom(tunnel.SafeHandle, (int)Math.Min(remaining, pipe.Capacity));
                     if (read == SplicePipe.WouldBlock)
                     {
-                        ValueTask<int> ready = tunnel.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
+                        ValueTask ready = SocketReadiness.WaitReadableInlineAsync(tunnel);
                         if (!ready.IsCompleted)
                         {
                             SplicePipe.Return(pipe); // empty here
@@ -507,7 +512,7 @@ internal sealed partial class SocketRelaySession
                 buffer ??= ArrayPool<byte>.Shared.Rent(bufferSize);
                 start = 0;
                 receiving = true;
-                int received = await tunnel.ReceiveAsync(buffer.AsMemory(0, bufferSize), SocketFlags.None).ConfigureAwait(false);
+                int received = await SocketReadiness.ReceiveAsync(tunnel, buffer.AsMemory(0, bufferSize)).ConfigureAwait(false);
                 if (received == 0)
                 {
                     throw new IOException("the tunnel stream ended inside a DATA frame");
@@ -534,6 +539,11 @@ internal sealed partial class SocketRelaySession
             }
 
             AddSpliced(fromA, spliced);
+        }
+
+        if (SocketReadiness.OnEpollThread)
+        {
+            await Task.Yield(); // what follows the loop (the relay's end, its owner's code) runs on the thread pool
         }
 
         return moved;

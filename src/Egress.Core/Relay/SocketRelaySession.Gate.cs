@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
+using Egress.Sockets;
 using Egress.Tunnel;
 
 namespace Egress.Relay;
@@ -94,7 +95,7 @@ internal sealed partial class SocketRelaySession
         {
             if (already.IsEmpty)
             {
-                return _a.ReceiveAsync(buffer, SocketFlags.None, token);
+                return SocketReadiness.ReceiveAsync(_a, buffer, token);
             }
 
             int count = Math.Min(buffer.Length, already.Length);
@@ -157,7 +158,7 @@ internal sealed partial class SocketRelaySession
                     _taken = larger;
                 }
 
-                int got = await tunnel.ReceiveAsync(_taken.AsMemory(_length), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                int got = await SocketReadiness.ReceiveAsync(tunnel, _taken.AsMemory(_length), cancellationToken).ConfigureAwait(false);
                 if (got == 0)
                 {
                     _ended = true;

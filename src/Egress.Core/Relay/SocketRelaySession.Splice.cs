@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
+using Egress.Sockets;
 
 namespace Egress.Relay;
 
@@ -45,7 +46,7 @@ internal sealed partial class SocketRelaySession
                 if (!likelyMore)
                 {
                     // Wait for data without a pipe; an idle direction holds none.
-                    ValueTask<int> ready = source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
+                    ValueTask ready = SocketReadiness.WaitReadableInlineAsync(source);
                     if (!ready.IsCompleted && pipe is not null)
                     {
                         SplicePipe.Return(pipe);
@@ -62,7 +63,7 @@ internal sealed partial class SocketRelaySession
                     byte[] small = ArrayPool<byte>.Shared.Rent(SmallRead);
                     try
                     {
-                        int got = await source.ReceiveAsync(small.AsMemory(0, SmallRead), SocketFlags.None).ConfigureAwait(false);
+                        int got = await SocketReadiness.ReceiveAsync(source, small.AsMemory(0, SmallRead)).ConfigureAwait(false);
                         receiving = false;
                         if (got == 0)
                         {
@@ -181,6 +182,11 @@ internal sealed partial class SocketRelaySession
             {
                 SplicedBToA = spliced;
             }
+        }
+
+        if (SocketReadiness.OnEpollThread)
+        {
+            await Task.Yield(); // what follows the loop (the relay's end, its owner's code) runs on the thread pool
         }
 
         return moved;

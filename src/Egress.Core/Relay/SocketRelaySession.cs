@@ -125,8 +125,28 @@ internal sealed partial class SocketRelaySession : IRelayAbort
     /// <exception cref="SocketException">The send failed (e.g. ECONNRESET, EPIPE), as the asynchronous send would have.</exception>
     private int SendNow(Socket socket, ReadOnlySpan<byte> bytes) => _nonBlocking ? SocketSendNow.NonBlocking(socket, bytes) : 0;
 
-    /// <summary>The abort (called once by the monitor): framed, <see cref="AbortFramed"/>; raw, <see cref="ResetBoth"/>.</summary>
+    /// <summary>The abort (called once by the monitor): framed, <see cref="AbortFramed"/>; raw, <see cref="ResetBoth"/>.
+    /// On the epoll thread (a direction loop woken inline) it is handed to the thread pool: closing a socket that the
+    /// other direction waits on waits for the epoll thread (<see cref="SocketReadiness.WaitReadableInlineAsync"/>).</summary>
     void IRelayAbort.Abort(RelayShutdownCause cause, Exception? error)
+    {
+        if (FramedSide is not null)
+        {
+            // Decided now, not when the resets run: the loop that failed sends its END right after this returns.
+            Interlocked.CompareExchange(ref _abortEnd, (int)EndCauseFor(cause, error), NoEnd);
+        }
+
+        if (SocketReadiness.OnEpollThread)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(
+                static state => state.Session.AbortNow(state.Cause, state.Error), (Session: this, Cause: cause, Error: error), preferLocal: false);
+            return;
+        }
+
+        AbortNow(cause, error);
+    }
+
+    private void AbortNow(RelayShutdownCause cause, Exception? error)
     {
         if (FramedSide is null)
         {

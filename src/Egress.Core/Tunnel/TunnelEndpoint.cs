@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Egress.Configuration;
+using Egress.Sockets;
 using Egress.Vsock;
 
 namespace Egress.Tunnel;
@@ -130,7 +131,7 @@ public sealed class TunnelEndpoint
         Socket socket = CreateSocket();
         try
         {
-            await socket.ConnectAsync(EndPoint, cancellationToken).ConfigureAwait(false);
+            await SocketReadiness.ConnectAsync(socket, EndPoint, cancellationToken).ConfigureAwait(false);
             return socket;
         }
         catch

@@ -61,7 +61,7 @@ internal static class TunnelHandshake
             {
                 while (true)
                 {
-                    int read = await tunnel.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None).ConfigureAwait(false);
+                    int read = await SocketReadiness.ReceiveAsync(tunnel, buffer.AsMemory(filled)).ConfigureAwait(false);
                     if (read == 0)
                     {
                         result = TunnelReadResult.TruncatedStream;
@@ -155,7 +155,7 @@ internal static class TunnelHandshake
             int needed = filled < prefixLength ? prefixLength : prefixLength + BinaryPrimitives.ReadUInt16BigEndian(buffer.AsSpan(2));
             while (true)
             {
-                int read = await tunnel.ReceiveAsync(buffer.AsMemory(filled, needed - filled), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                int read = await SocketReadiness.ReceiveAsync(tunnel, buffer.AsMemory(filled, needed - filled), cancellationToken).ConfigureAwait(false);
                 if (read == 0)
                 {
                     return (TunnelReadResult.TruncatedStream, default, ReadOnlyMemory<byte>.Empty);

@@ -1,0 +1,331 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Reflection;
+using Egress.Sockets;
+using Egress.Tests.Relay;
+
+namespace Egress.Tests.Sockets;
+
+/// <summary>
+/// Readiness waits of our own on epoll: data, end of stream and a close each wake a wait, a cancelled token ends it with
+/// <see cref="OperationCanceledException"/> and leaves the socket usable (the descriptor left the epoll set), many waits
+/// at once each wake on their own socket, and a socket read this way never gets the runtime's receive state.
+/// </summary>
+[TestFixture]
+[Platform("Linux")]
+public sealed class SocketReadinessTests
+{
+    private static readonly TimeSpan Within = TimeSpan.FromSeconds(10);
+
+    [TestCase(SocketTransport.Unix)]
+    [TestCase(SocketTransport.Tcp)]
+    public async Task DataWakesAWaitAndIsThenReceivedWithoutWaiting(SocketTransport transport)
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(transport);
+        ValueTask wait = SocketReadiness.WaitReadableAsync(pair.Left);
+        Assert.That(wait.IsCompleted, Is.False, "nothing to read yet");
+        await Task.Delay(50);
+        Assert.That(wait.IsCompleted, Is.False, "still nothing to read");
+
+        pair.Right.Send([7, 8]);
+        await wait.AsTask().WaitAsync(Within);
+        byte[] buffer = new byte[4];
+        Assert.Multiple(() =>
+        {
+            Assert.That(SocketReadiness.ReceiveNow(pair.Left, buffer), Is.EqualTo(2));
+            Assert.That(buffer[..2], Is.EqualTo(new byte[] { 7, 8 }));
+            Assert.That(SocketReadiness.ReceiveNow(pair.Left, buffer), Is.EqualTo(-1), "nothing more: EAGAIN, not a wait");
+            Assert.That(pair.Left.Blocking, Is.True, "the owner's mode is unchanged");
+        });
+    }
+
+    [Test]
+    public async Task AnInlineWaitContinuesOnTheEpollThreadAndAnOrdinaryOneOnThePool()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        Assert.That(SocketReadiness.OnEpollThread, Is.False);
+        Task<bool> inline = Task.Run(async () =>
+        {
+            await SocketReadiness.WaitReadableInlineAsync(pair.Left);
+            return SocketReadiness.OnEpollThread;
+        });
+        Task<bool> ordinary = Task.Run(async () =>
+        {
+            await SocketReadiness.WaitReadableAsync(pair.Right);
+            return SocketReadiness.OnEpollThread;
+        });
+        await Task.Delay(50);
+        pair.Right.Send([1]);
+        pair.Left.Send([2]);
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await inline.WaitAsync(Within), Is.True);
+            Assert.That(await ordinary.WaitAsync(Within), Is.False);
+        });
+    }
+
+    [Test]
+    public async Task ASocketWithDataIsReadyAtOnce()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        pair.Right.Send([1]);
+        await WaitUntilReadableAsync(pair.Left);
+        Assert.That(SocketReadiness.WaitReadableAsync(pair.Left).IsCompletedSuccessfully, Is.True);
+    }
+
+    [TestCase(SocketTransport.Unix)]
+    [TestCase(SocketTransport.Tcp)]
+    public async Task EndOfStreamWakesAWait(SocketTransport transport)
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(transport);
+        Task<int> receive = SocketReadiness.ReceiveAsync(pair.Left, new byte[16]).AsTask();
+        await Task.Delay(50);
+        Assert.That(receive.IsCompleted, Is.False);
+
+        pair.Right.Shutdown(SocketShutdown.Send);
+        Assert.That(await receive.WaitAsync(Within), Is.Zero, "end of stream");
+    }
+
+    [TestCase(SocketTransport.Unix)]
+    [TestCase(SocketTransport.Tcp)]
+    public async Task ClosingTheSocketWhileItIsWaitedOnEndsTheWaitAndTheClose(SocketTransport transport)
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(transport);
+        Task<int> receive = SocketReadiness.ReceiveAsync(pair.Left, new byte[16]).AsTask();
+        await Task.Delay(50);
+
+        await Task.Run(pair.Left.Dispose).WaitAsync(Within); // the close waits for the wait to leave the epoll set
+        Exception? error = Assert.CatchAsync(async () => await receive.WaitAsync(Within));
+        Assert.That(error, Is.InstanceOf<ObjectDisposedException>().Or.InstanceOf<SocketException>());
+    }
+
+    [Test]
+    public async Task AResetWhileWaitedOnStillResetsThePeer()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        Task<int> receive = SocketReadiness.ReceiveAsync(pair.Left, new byte[16]).AsTask();
+        await Task.Delay(50);
+
+        await Task.Run(() => SocketReset.Reset(pair.Left)).WaitAsync(Within);
+        Assert.CatchAsync(async () => await receive.WaitAsync(Within));
+        var error = Assert.Throws<SocketException>(() => pair.Right.Receive(new byte[1]));
+        Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset), "RST, as a reset without a wait sends");
+    }
+
+    [Test]
+    public async Task AClosedSocketIsThrownAsObjectDisposed()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        pair.Left.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => SocketReadiness.WaitReadableAsync(pair.Left));
+        Assert.CatchAsync<ObjectDisposedException>(async () => await SocketReadiness.ReceiveAsync(pair.Left, new byte[1]));
+    }
+
+    [Test]
+    public async Task CancellingEndsTheWaitAndLeavesTheSocketUsable()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        using var cancel = new CancellationTokenSource();
+        Task<int> receive = SocketReadiness.ReceiveAsync(pair.Left, new byte[16], cancel.Token).AsTask();
+        await Task.Delay(50);
+
+        cancel.Cancel();
+        var error = Assert.CatchAsync<OperationCanceledException>(async () => await receive.WaitAsync(Within));
+        Assert.That(error!.CancellationToken, Is.EqualTo(cancel.Token));
+
+        // Waited on again (a descriptor still in the epoll set would fail the new registration) and woken by data.
+        Task<int> again = SocketReadiness.ReceiveAsync(pair.Left, new byte[16]).AsTask();
+        await Task.Delay(50);
+        pair.Right.Send([5]);
+        Assert.That(await again.WaitAsync(Within), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task ADescriptorNumberReusedAfterACloseIsWaitedOnAfresh()
+    {
+        int fd;
+        using (SocketPair first = await SocketPair.ConnectAsync(SocketTransport.Unix))
+        {
+            Task<int> receive = SocketReadiness.ReceiveAsync(first.Left, new byte[1]).AsTask();
+            await Task.Delay(20);
+            first.Right.Send([1]);
+            Assert.That(await receive.WaitAsync(Within), Is.EqualTo(1)); // its registration stays in the set, disabled
+            fd = (int)first.Left.SafeHandle.DangerousGetHandle();
+        }
+
+        // The numbers are free again: the next sockets take them, and a wait on the same number is a new registration.
+        using SocketPair second = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        Socket reused = (int)second.Left.SafeHandle.DangerousGetHandle() == fd ? second.Left : second.Right;
+        Socket peer = reused == second.Left ? second.Right : second.Left;
+        Task<int> again = SocketReadiness.ReceiveAsync(reused, new byte[1]).AsTask();
+        await Task.Delay(50);
+        Assert.That(again.IsCompleted, Is.False);
+        peer.Send([2]);
+        Assert.That(await again.WaitAsync(Within), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task AnAlreadyCancelledTokenEndsAtOnce()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        Assert.CatchAsync<OperationCanceledException>(
+            async () => await SocketReadiness.ReceiveAsync(pair.Left, new byte[16], new CancellationToken(canceled: true)));
+    }
+
+    [Test]
+    public async Task ManyWaitsEachWakeOnTheirOwnSocketAndTheirWaitersAreReused()
+    {
+        const int count = 100;
+        var pairs = new List<SocketPair>();
+        try
+        {
+            for (int i = 0; i < count; i++)
+            {
+                pairs.Add(await SocketPair.ConnectAsync(SocketTransport.Unix));
+            }
+
+            for (int round = 0; round < 3; round++)
+            {
+                Task<int>[] receives = [.. pairs.Select(pair => SocketReadiness.ReceiveAsync(pair.Left, new byte[16]).AsTask())];
+                await Task.Delay(50);
+                Assert.That(receives.Count(receive => receive.IsCompleted), Is.Zero);
+
+                for (int i = 0; i < count; i += 2)
+                {
+                    pairs[i].Right.Send([(byte)i]); // every other one
+                }
+
+                await Task.WhenAll(receives.Where((_, i) => i % 2 == 0)).WaitAsync(Within);
+                await Task.Delay(50);
+                Assert.That(receives.Where((_, i) => i % 2 == 1).Count(receive => receive.IsCompleted), Is.Zero, "no other socket woke");
+
+                for (int i = 1; i < count; i += 2)
+                {
+                    pairs[i].Right.Send([(byte)i]);
+                }
+
+                int[] received = await Task.WhenAll(receives).WaitAsync(Within);
+                Assert.That(received, Is.All.EqualTo(1));
+                if (round == 0)
+                {
+                    continue;
+                }
+
+                Assert.That(SocketReadiness.WaiterCount, Is.LessThan(count * 3), "waiters are pooled, not one per wait");
+            }
+        }
+        finally
+        {
+            pairs.ForEach(pair => pair.Dispose());
+        }
+    }
+
+    [Test]
+    public async Task ASocketReadThisWayGetsNoRuntimeReceiveState()
+    {
+        FieldInfo? cached = typeof(Socket).GetField("_singleBufferReceiveEventArgs", BindingFlags.Instance | BindingFlags.NonPublic);
+        Assume.That(cached, Is.Not.Null, "this runtime keeps its receive event args elsewhere");
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        Socket accepted = pair.Right; // the connected side got them from its ConnectAsync already
+        Assume.That(cached!.GetValue(accepted), Is.Null);
+        Task<int> receive = SocketReadiness.ReceiveAsync(accepted, new byte[16]).AsTask();
+        await Task.Delay(50);
+        pair.Left.Send([1, 2, 3]);
+        Assert.That(await receive.WaitAsync(Within), Is.EqualTo(3));
+        Assert.That(cached.GetValue(accepted), Is.Null);
+
+        pair.Left.Send([4]);
+        Assert.That(await accepted.ReceiveAsync(new byte[1].AsMemory(), SocketFlags.None).AsTask().WaitAsync(Within), Is.EqualTo(1));
+        Assert.That(cached.GetValue(accepted), Is.Not.Null, "the check can fail: the runtime's own receive keeps them");
+    }
+
+    private static async Task WaitUntilReadableAsync(Socket socket)
+    {
+        for (int i = 0; i < 100 && !socket.Poll(0, SelectMode.SelectRead); i++)
+        {
+            await Task.Delay(10);
+        }
+    }
+}
+
+/// <summary>
+/// Connect without the runtime's connect: a TCP and a Unix connect complete and carry bytes, a refused one is thrown as
+/// <see cref="SocketError.ConnectionRefused"/> (what the gateway's status is made from), a cancelled token ends it, and
+/// the socket gets no runtime receive event args from it.
+/// </summary>
+[TestFixture]
+[Platform("Linux")]
+public sealed class SocketReadinessConnectTests
+{
+    private static readonly TimeSpan Within = TimeSpan.FromSeconds(10);
+
+    [Test]
+    public async Task ATcpConnectCompletesAndTheSocketCarriesBytes()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await SocketReadiness.ConnectAsync(socket, listener.LocalEndPoint!, CancellationToken.None).AsTask().WaitAsync(Within);
+        using Socket accepted = await listener.AcceptAsync().WaitAsync(Within);
+        socket.Send([1, 2]);
+        byte[] buffer = new byte[2];
+        Assert.Multiple(() =>
+        {
+            Assert.That(accepted.Receive(buffer), Is.EqualTo(2));
+            Assert.That(socket.Connected, Is.True);
+            Assert.That(socket.RemoteEndPoint, Is.EqualTo(listener.LocalEndPoint));
+            Assert.That(socket.Blocking, Is.True, "the owner's mode is unchanged");
+            Assert.That(ReceiveEventArgs(socket), Is.Null, "no runtime receive state from the connect");
+        });
+    }
+
+    [Test]
+    public async Task AUnixConnectCompletes()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"egress-connect-{Guid.NewGuid():N}.sock");
+        try
+        {
+            using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            listener.Bind(new UnixDomainSocketEndPoint(path));
+            listener.Listen(1);
+            using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await SocketReadiness.ConnectAsync(socket, new UnixDomainSocketEndPoint(path), CancellationToken.None).AsTask().WaitAsync(Within);
+            using Socket accepted = await listener.AcceptAsync().WaitAsync(Within);
+            accepted.Send([3]);
+            Assert.That(await SocketReadiness.ReceiveAsync(socket, new byte[1]).AsTask().WaitAsync(Within), Is.EqualTo(1));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test]
+    public async Task ARefusedConnectIsThrownAsConnectionRefused()
+    {
+        int port;
+        using (var closed = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            closed.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            port = ((IPEndPoint)closed.LocalEndPoint!).Port; // bound, never listening: refused
+        }
+
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var error = Assert.CatchAsync<SocketException>(
+            async () => await SocketReadiness.ConnectAsync(socket, new IPEndPoint(IPAddress.Loopback, port), CancellationToken.None).AsTask().WaitAsync(Within));
+        Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionRefused));
+        await Task.CompletedTask;
+    }
+
+    [Test]
+    public void ACancelledTokenEndsTheConnect()
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        Assert.CatchAsync<OperationCanceledException>(
+            async () => await SocketReadiness.ConnectAsync(socket, new IPEndPoint(IPAddress.Loopback, 9), new CancellationToken(canceled: true)));
+    }
+
+    private static object? ReceiveEventArgs(Socket socket) =>
+        typeof(Socket).GetField("_singleBufferReceiveEventArgs", BindingFlags.Instance | BindingFlags.NonPublic)?.GetValue(socket);
+}
