@@ -64,10 +64,10 @@ internal sealed class ReadinessWaiter : IValueTaskSource
             // Re-armed (one system call) when an earlier wait left the descriptor in the set, disabled; added otherwise.
             nint fd = handle.DangerousGetHandle();
             ulong data = ((ulong)generation << 32) | (uint)Slot;
-            int errno = EpollNative.Control(SocketReadiness.Epoll, EpollNative.Modify, fd, events | EpollNative.OneShot, data);
+            int errno = EpollNative.Control(SocketReadiness.EpollFor(fd), EpollNative.Modify, fd, events | EpollNative.OneShot, data);
             if (errno == EpollNative.NotFound)
             {
-                errno = EpollNative.Control(SocketReadiness.Epoll, EpollNative.Add, fd, events | EpollNative.OneShot, data);
+                errno = EpollNative.Control(SocketReadiness.EpollFor(fd), EpollNative.Add, fd, events | EpollNative.OneShot, data);
             }
             if (errno != 0)
             {
@@ -142,7 +142,8 @@ internal sealed class ReadinessWaiter : IValueTaskSource
         SafeSocketHandle handle = _handle!;
         if (remove)
         {
-            _ = EpollNative.Control(SocketReadiness.Epoll, EpollNative.Delete, handle.DangerousGetHandle(), 0, 0);
+            nint fd = handle.DangerousGetHandle();
+            _ = EpollNative.Control(SocketReadiness.EpollFor(fd), EpollNative.Delete, fd, 0, 0);
         }
 
         _handle = null;

@@ -6,8 +6,8 @@ using System.Runtime.InteropServices;
 namespace Egress.Sockets;
 
 /// <summary>
-/// Waits for a socket to become readable, and receives without waiting, outside the runtime's socket engine: one epoll
-/// instance and one thread per process, each wait a pooled <see cref="ReadinessWaiter"/> registered with EPOLLONESHOT
+/// Waits for a socket to become readable, and receives without waiting, outside the runtime's socket engine: epoll
+/// instances with a thread each (<see cref="EngineCount"/>; a descriptor always on the same one), each wait a pooled <see cref="ReadinessWaiter"/> registered with EPOLLONESHOT
 /// (one epoll_ctl per wait: a socket's next wait re-arms the registration its last one left disabled; a cancelled wait
 /// removes it, and the kernel removes a closed socket's). A socket waited on this way never gets the runtime's receive state (its
 /// cached receive event args, operation and callback, about 0.5 KB a socket, kept for the socket's life); an idle relayed
@@ -23,17 +23,30 @@ namespace Egress.Sockets;
 internal static class SocketReadiness
 {
     private const int MaxEvents = 256;
+    private const int MaxEngines = 16;
 
     private static readonly Lock s_poolLock = new();
     private static ReadinessWaiter[] s_waiters = new ReadinessWaiter[64];
     private static ReadinessWaiter[] s_free = new ReadinessWaiter[64];
     private static int s_count;
     private static int s_freeCount;
-    private static int s_epoll = -1;
-    private static Thread? s_thread;
+    private static int[]? s_epolls;
 
-    /// <summary>The process's epoll instance (created with its thread on the first wait).</summary>
-    internal static int Epoll => s_epoll >= 0 ? s_epoll : Start();
+    [ThreadStatic]
+    private static bool t_onEpollThread;
+
+    /// <summary>How many epoll instances (each with its thread) serve the waits: one per processor, at most
+    /// <see cref="MaxEngines"/>, as the runtime's socket engine runs when it completes inline. The relay's inline
+    /// continuations run on these threads, so one thread would carry every connection's data.</summary>
+    internal static int EngineCount { get; } = Math.Clamp(Environment.ProcessorCount, 1, MaxEngines);
+
+    /// <summary>The epoll instance that serves descriptor <paramref name="fd"/> (all of its waits, so that a re-arm finds
+    /// its registration); the instances and their threads are created on the first wait.</summary>
+    internal static int EpollFor(nint fd)
+    {
+        int[] epolls = Volatile.Read(ref s_epolls) ?? Start();
+        return epolls[(int)((nuint)fd % (nuint)epolls.Length)];
+    }
 
     /// <summary>How many waiters exist (in use or pooled): at most the waits that were ever pending at once.</summary>
     internal static int WaiterCount => Volatile.Read(ref s_count);
@@ -58,11 +71,11 @@ internal static class SocketReadiness
     }
 
     /// <summary>
-    /// As <see cref="WaitReadableAsync"/> without a token, but the waiter's continuation runs on the epoll thread, saving
+    /// As <see cref="WaitReadableAsync"/> without a token, but the waiter's continuation runs on its epoll thread, saving
     /// the hop to the thread pool per wake-up (measured: a relayed round trip's p50 about 100 µs lower through two
     /// hosts on a busy 2-core machine). Only for the relay's direction loops, which between two waits neither block nor
-    /// close a socket another wait holds: a close waits for that wait to leave the epoll set, which the epoll thread
-    /// would then never get to (<see cref="OnEpollThread"/> tells them to hand such work to the thread pool).
+    /// close a socket another wait holds: a close waits for that wait to leave the epoll set, which an epoll thread
+    /// blocked in that close might never let happen (<see cref="OnEpollThread"/> tells them to hand such work to the thread pool).
     /// </summary>
     /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
     internal static ValueTask WaitReadableInlineAsync(Socket socket)
@@ -80,8 +93,8 @@ internal static class SocketReadiness
         return Rent().Arm(socket, EpollNative.In | EpollNative.ReadHangUp, CancellationToken.None, inline: true);
     }
 
-    /// <summary>Whether the caller runs on the epoll thread (an inline wait's continuation).</summary>
-    internal static bool OnEpollThread => Thread.CurrentThread == s_thread;
+    /// <summary>Whether the caller runs on an epoll thread (an inline wait's continuation).</summary>
+    internal static bool OnEpollThread => t_onEpollThread;
 
     private static ValueTask WaitAsync(Socket socket, uint events, CancellationToken cancellationToken) =>
         OperatingSystem.IsLinux()
@@ -244,26 +257,32 @@ internal static class SocketReadiness
         }
     }
 
-    private static int Start()
+    private static int[] Start()
     {
         lock (s_poolLock)
         {
-            if (s_epoll < 0)
+            if (s_epolls is null)
             {
-                int epoll = EpollNative.Create();
-                var thread = new Thread(static state => Run((int)state!)) { IsBackground = true, Name = "egress-readiness" };
-                s_thread = thread;
-                thread.UnsafeStart(epoll);
-                Volatile.Write(ref s_epoll, epoll);
+                int[] epolls = new int[EngineCount];
+                for (int i = 0; i < epolls.Length; i++)
+                {
+                    epolls[i] = EpollNative.Create();
+                    var thread = new Thread(static state => Run((int)state!)) { IsBackground = true, Name = $"egress-readiness-{i}" };
+                    thread.UnsafeStart(epolls[i]);
+                }
+
+                Volatile.Write(ref s_epolls, epolls);
             }
 
-            return s_epoll;
+            return s_epolls;
         }
     }
 
-    /// <summary>The epoll thread: hands each event to its waiter (which queues the continuation to the thread pool).</summary>
+    /// <summary>An epoll thread: hands each event to its waiter (which runs an inline wait's continuation here and queues
+    /// any other to the thread pool).</summary>
     private static unsafe void Run(int epoll)
     {
+        t_onEpollThread = true;
         byte* events = (byte*)NativeMemory.Alloc((nuint)(MaxEvents * EpollNative.EventSize));
         while (true)
         {

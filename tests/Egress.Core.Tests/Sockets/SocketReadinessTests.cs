@@ -65,6 +65,53 @@ public sealed class SocketReadinessTests
     }
 
     [Test]
+    public async Task InlineContinuationsAreSpreadOverOneEpollThreadPerProcessor()
+    {
+        Assert.That(SocketReadiness.EngineCount, Is.EqualTo(Math.Clamp(Environment.ProcessorCount, 1, 16)));
+        if (SocketReadiness.EngineCount < 2)
+        {
+            Assert.Ignore("one processor: one epoll thread");
+        }
+
+        // Sockets until every engine has one (a descriptor's engine is its number modulo the engine count).
+        var pairs = new List<SocketPair>();
+        try
+        {
+            var byEngine = new Dictionary<int, Socket>();
+            while (byEngine.Count < SocketReadiness.EngineCount && pairs.Count < 64)
+            {
+                SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+                pairs.Add(pair);
+                byEngine.TryAdd((int)(pair.Left.Handle % SocketReadiness.EngineCount), pair.Left);
+            }
+
+            Assert.That(byEngine, Has.Count.EqualTo(SocketReadiness.EngineCount));
+            var threads = byEngine.Values.Select(socket => Task.Run(async () =>
+            {
+                await SocketReadiness.WaitReadableInlineAsync(socket);
+                return (SocketReadiness.OnEpollThread, Environment.CurrentManagedThreadId);
+            })).ToArray();
+            await Task.Delay(50);
+            foreach (SocketPair pair in pairs)
+            {
+                pair.Right.Send([1]);
+            }
+
+            var seen = await Task.WhenAll(threads).WaitAsync(Within);
+            Assert.Multiple(() =>
+            {
+                Assert.That(seen.Select(s => s.OnEpollThread), Is.All.True);
+                Assert.That(seen.Select(s => s.CurrentManagedThreadId).Distinct().Count(), Is.EqualTo(SocketReadiness.EngineCount),
+                    "each engine's continuations run on its own thread");
+            });
+        }
+        finally
+        {
+            pairs.ForEach(pair => pair.Dispose());
+        }
+    }
+
+    [Test]
     public async Task ASocketWithDataIsReadyAtOnce()
     {
         using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
