@@ -34,7 +34,8 @@ internal static class DestinationDialer
             // Created inside the try: without IPv6, socket() fails and the enclave must still get an answer.
             socket = new Socket(destination.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             keepAlive.Apply(socket);
-            await (connect is null ? SocketReadiness.ConnectAsync(socket, destination, deadline.Token) : connect(socket, destination, deadline.Token)).ConfigureAwait(false);
+            // Inline: the gateway's status and relay start follow on the epoll thread, no hand-off per connection.
+            await (connect is null ? SocketReadiness.ConnectAsync(socket, destination, deadline.Token, inline: true) : connect(socket, destination, deadline.Token)).ConfigureAwait(false);
             return (socket, TunnelStatus.Ok, null);
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !aborted.IsCancellationRequested)

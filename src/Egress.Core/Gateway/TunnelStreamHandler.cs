@@ -177,6 +177,9 @@ internal sealed class TunnelStreamHandler(
         string end;
         try
         {
+            // The enclave sends its next request when an application connects again, not right after the END frames:
+            // wait first rather than receive into nothing (EAGAIN), one system call per connection.
+            await SocketReadiness.WaitReadableAsync(tunnel, idle.Token, drained: true).ConfigureAwait(false);
             int read = await SocketReadiness.ReceiveAsync(tunnel, prefix, idle.Token).ConfigureAwait(false);
             if (read > 0)
             {

@@ -26,13 +26,14 @@ internal sealed partial class SocketRelaySession
             }
 
             bool full = false;
+            bool drained = false; // the last receive came back short: the next wait needs no poll
             while (true)
             {
                 receiving = true;
                 if (!full)
                 {
                     // Wait for data without a buffer; an idle direction holds none.
-                    ValueTask ready = SocketReadiness.WaitReadableInlineAsync(source);
+                    ValueTask ready = SocketReadiness.WaitReadableInlineAsync(source, drained);
                     if (!ready.IsCompleted && buffer is not null)
                     {
                         ArrayPool<byte>.Shared.Return(buffer);
@@ -63,6 +64,7 @@ internal sealed partial class SocketRelaySession
 
                 // A full buffer means more is probably queued: receive again straight away.
                 full = read == buffer.Length;
+                drained = !full;
             }
         }
         catch (Exception ex)
@@ -75,11 +77,6 @@ internal sealed partial class SocketRelaySession
             {
                 ArrayPool<byte>.Shared.Return(buffer);
             }
-        }
-
-        if (SocketReadiness.OnEpollThread)
-        {
-            await Task.Yield(); // what follows the loop (the relay's end, its owner's code) runs on the thread pool
         }
 
         return moved;

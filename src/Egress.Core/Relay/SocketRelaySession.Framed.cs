@@ -80,6 +80,11 @@ internal sealed partial class SocketRelaySession
     {
         long aToB = await forward.ConfigureAwait(false); // the direction loops never throw
         long bToA = await backward.ConfigureAwait(false);
+        if (SocketReadiness.OnEpollThread)
+        {
+            await Task.Yield(); // the relay's end and its owner's code run on the thread pool (RunRawAsync says why)
+        }
+
         Volatile.Write(ref _finished, 1);
         Volatile.Read(ref _drainTimer)?.Dispose();
         RelayResult result = _monitor.Finish(aToB, bToA);
@@ -137,13 +142,17 @@ internal sealed partial class SocketRelaySession
 
             bool likelyMore = false;
             bool streaming = false;
+            bool waited = false;
             while (true)
             {
                 receiving = true;
                 if (!likelyMore)
                 {
-                    // Wait for data holding neither pipe nor buffer: an idle direction holds none.
-                    ValueTask ready = SocketReadiness.WaitReadableInlineAsync(source);
+                    // Wait for data holding neither pipe nor buffer: an idle direction holds none. Every wait but the
+                    // first follows a receive or fill that came back short or empty (likelyMore is false), so the
+                    // socket had nothing queued: no poll.
+                    ValueTask ready = SocketReadiness.WaitReadableInlineAsync(source, drained: waited);
+                    waited = true;
                     if (!ready.IsCompleted)
                     {
                         if (pipe is not null)
@@ -277,11 +286,6 @@ internal sealed partial class SocketRelaySession
             AddSpliced(fromA, spliced);
         }
 
-        if (SocketReadiness.OnEpollThread)
-        {
-            await Task.Yield(); // what follows the loop (the relay's end, its owner's code) runs on the thread pool
-        }
-
         // The direction's END: FIN at end of stream, the abort's cause otherwise; none when a frame is half written.
         if (atBoundary && (endOfStream || _monitor.IsAborted))
         {
@@ -339,6 +343,7 @@ internal sealed partial class SocketRelaySession
         bool receiving = false;
         bool streaming = false; // the last DATA frame was large: read the next header alone, then splice its payload
         bool discard = false; // the plain socket is gone (an abort): read on to the END frame, dropping payload
+        bool drained = false; // the last receive from the tunnel came back short: the next wait needs no poll
         try
         {
             while (true)
@@ -352,7 +357,7 @@ internal sealed partial class SocketRelaySession
                         if (start == end)
                         {
                             start = end = 0;
-                            ValueTask ready = SocketReadiness.WaitReadableInlineAsync(tunnel);
+                            ValueTask ready = SocketReadiness.WaitReadableInlineAsync(tunnel, drained);
                             if (!ready.IsCompleted && buffer is not null)
                             {
                                 ArrayPool<byte>.Shared.Return(buffer);
@@ -376,6 +381,8 @@ internal sealed partial class SocketRelaySession
                         {
                             throw new IOException("the tunnel stream ended before its END frame");
                         }
+
+                        drained = got < want;
 
                         receiving = false;
                         end += got;
@@ -464,7 +471,7 @@ internal sealed partial class SocketRelaySession
                     int read = pipe.FillFrom(tunnel.SafeHandle, (int)Math.Min(remaining, pipe.Capacity));
                     if (read == SplicePipe.WouldBlock)
                     {
-                        ValueTask ready = SocketReadiness.WaitReadableInlineAsync(tunnel);
+                        ValueTask ready = SocketReadiness.WaitReadableInlineAsync(tunnel, drained: true);
                         if (!ready.IsCompleted)
                         {
                             SplicePipe.Return(pipe); // empty here
@@ -487,6 +494,7 @@ internal sealed partial class SocketRelaySession
                     }
 
                     receiving = false;
+                    drained = false; // the fill asked for the frame's bytes only: more may be queued
                     remaining -= read;
                     _monitor.Touch();
                     try
@@ -519,6 +527,7 @@ internal sealed partial class SocketRelaySession
                 }
 
                 receiving = false;
+                drained = received < bufferSize;
                 end = received;
             }
         }
@@ -539,11 +548,6 @@ internal sealed partial class SocketRelaySession
             }
 
             AddSpliced(fromA, spliced);
-        }
-
-        if (SocketReadiness.OnEpollThread)
-        {
-            await Task.Yield(); // what follows the loop (the relay's end, its owner's code) runs on the thread pool
         }
 
         return moved;

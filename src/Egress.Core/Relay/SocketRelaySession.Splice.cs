@@ -40,13 +40,17 @@ internal sealed partial class SocketRelaySession
             SafeSocketHandle to = destination.SafeHandle;
             bool likelyMore = false;
             bool streaming = false; // the last fill brought more than a small read: skip the copy on the next wake-up
+            bool waited = false;
             while (true)
             {
                 receiving = true;
                 if (!likelyMore)
                 {
                     // Wait for data without a pipe; an idle direction holds none.
-                    ValueTask ready = SocketReadiness.WaitReadableInlineAsync(source);
+                    // Every wait but the first follows a receive or fill that came back short or empty (likelyMore is
+                    // false), so the socket had nothing queued: no poll.
+                    ValueTask ready = SocketReadiness.WaitReadableInlineAsync(source, drained: waited);
+                    waited = true;
                     if (!ready.IsCompleted && pipe is not null)
                     {
                         SplicePipe.Return(pipe);
@@ -182,11 +186,6 @@ internal sealed partial class SocketRelaySession
             {
                 SplicedBToA = spliced;
             }
-        }
-
-        if (SocketReadiness.OnEpollThread)
-        {
-            await Task.Yield(); // what follows the loop (the relay's end, its owner's code) runs on the thread pool
         }
 
         return moved;

@@ -35,6 +35,9 @@ internal static unsafe partial class EpollNative
     /// <summary>EPOLL_CTL_DEL.</summary>
     public const int Delete = 2;
 
+    /// <summary>EEXIST: EPOLL_CTL_ADD of a descriptor already in the set.</summary>
+    public const int Exists = 17;
+
     /// <summary>EINTR.</summary>
     public const int Interrupted = 4;
 

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Threading.Tasks.Sources;
 
 namespace Egress.Sockets;
@@ -47,10 +48,10 @@ internal sealed class ReadinessWaiter : IValueTaskSource
             _core.RunContinuationsAsynchronously = !inline;
             version = _core.Version;
             generation = ++_generation;
-            bool added = false;
+            bool referenced = false;
             try
             {
-                handle.DangerousAddRef(ref added); // throws ObjectDisposedException once closed
+                handle.DangerousAddRef(ref referenced); // throws ObjectDisposedException once closed
             }
             catch (ObjectDisposedException)
             {
@@ -61,13 +62,22 @@ internal sealed class ReadinessWaiter : IValueTaskSource
             _handle = handle;
             _token = cancellationToken;
             _state = Armed;
-            // Re-armed (one system call) when an earlier wait left the descriptor in the set, disabled; added otherwise.
+            // Re-armed when an earlier wait left the descriptor in the set, disabled; added otherwise. Which of the two
+            // is a guess from SocketReadiness's record of this handle (one system call when right, two when not).
             nint fd = handle.DangerousGetHandle();
             ulong data = ((ulong)generation << 32) | (uint)Slot;
-            int errno = EpollNative.Control(SocketReadiness.EpollFor(fd), EpollNative.Modify, fd, events | EpollNative.OneShot, data);
-            if (errno == EpollNative.NotFound)
+            int epoll = SocketReadiness.EpollFor(fd);
+            int identity = RuntimeHelpers.GetHashCode(handle);
+            bool added = SocketReadiness.WasAdded(fd, identity);
+            int errno = EpollNative.Control(epoll, added ? EpollNative.Modify : EpollNative.Add, fd, events | EpollNative.OneShot, data);
+            if (errno == (added ? EpollNative.NotFound : EpollNative.Exists))
             {
-                errno = EpollNative.Control(SocketReadiness.EpollFor(fd), EpollNative.Add, fd, events | EpollNative.OneShot, data);
+                errno = EpollNative.Control(epoll, added ? EpollNative.Add : EpollNative.Modify, fd, events | EpollNative.OneShot, data);
+            }
+
+            if (errno == 0 && !added)
+            {
+                SocketReadiness.NoteAdded(fd, identity);
             }
             if (errno != 0)
             {
@@ -144,6 +154,7 @@ internal sealed class ReadinessWaiter : IValueTaskSource
         {
             nint fd = handle.DangerousGetHandle();
             _ = EpollNative.Control(SocketReadiness.EpollFor(fd), EpollNative.Delete, fd, 0, 0);
+            SocketReadiness.NoteAdded(fd, identity: 0); // the next wait adds it again
         }
 
         _handle = null;

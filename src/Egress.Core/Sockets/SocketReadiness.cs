@@ -31,6 +31,7 @@ internal static class SocketReadiness
     private static int s_count;
     private static int s_freeCount;
     private static int[]? s_epolls;
+    private static int[] s_added = new int[1024];
 
     [ThreadStatic]
     private static bool t_onEpollThread;
@@ -48,13 +49,56 @@ internal static class SocketReadiness
         return epolls[(int)((nuint)fd % (nuint)epolls.Length)];
     }
 
+    /// <summary>Whether descriptor <paramref name="fd"/> was last added to its epoll set for the handle whose identity
+    /// hash (<see cref="RuntimeHelpers.GetHashCode(object)"/>) is <paramref name="identity"/>: then a wait re-arms it
+    /// (EPOLL_CTL_MOD), else adds it. A guess, never trusted: a wrong one costs the other call (ENOENT or EEXIST), and a
+    /// record outlives the handle (the kernel drops a closed descriptor's registration; the number is reused), so the
+    /// record is a hash, not the handle, which it would keep alive.</summary>
+    internal static bool WasAdded(nint fd, int identity)
+    {
+        int[] added = Volatile.Read(ref s_added);
+        return (nuint)fd < (nuint)added.Length && added[fd] == identity;
+    }
+
+    /// <summary>Records that <paramref name="fd"/> is in its epoll set for the handle with <paramref name="identity"/>
+    /// (0 after a removal: a hash of 0 only costs a handle the failed re-arm).</summary>
+    internal static void NoteAdded(nint fd, int identity)
+    {
+        int[] added = Volatile.Read(ref s_added);
+        if ((nuint)fd >= (nuint)added.Length)
+        {
+            if (fd > int.MaxValue / 4)
+            {
+                return;
+            }
+
+            lock (s_poolLock)
+            {
+                added = s_added;
+                if ((nuint)fd >= (nuint)added.Length)
+                {
+                    int[] grown = new int[Math.Max(added.Length * 2, (int)fd + 1)];
+                    added.CopyTo(grown, 0);
+                    Volatile.Write(ref s_added, grown);
+                    added = grown;
+                }
+            }
+        }
+
+        added[fd] = identity;
+    }
+
     /// <summary>How many waiters exist (in use or pooled): at most the waits that were ever pending at once.</summary>
     internal static int WaiterCount => Volatile.Read(ref s_count);
 
     /// <summary>Completes when <paramref name="socket"/> is readable: at once if it is now (poll(2)), else through epoll.</summary>
+    /// <param name="socket">The socket to wait on.</param>
+    /// <param name="cancellationToken">Ends the wait.</param>
+    /// <param name="drained">Nothing is expected to be queued (e.g. the peer answers only what was just sent): the
+    /// poll(2) is skipped, as in <see cref="WaitReadableInlineAsync"/>.</param>
     /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    public static ValueTask WaitReadableAsync(Socket socket, CancellationToken cancellationToken = default)
+    public static ValueTask WaitReadableAsync(Socket socket, CancellationToken cancellationToken = default, bool drained = false)
     {
         if (!OperatingSystem.IsLinux())
         {
@@ -62,7 +106,7 @@ internal static class SocketReadiness
         }
 
         cancellationToken.ThrowIfCancellationRequested();
-        if (socket.Poll(0, SelectMode.SelectRead))
+        if (!drained && socket.Poll(0, SelectMode.SelectRead))
         {
             return ValueTask.CompletedTask;
         }
@@ -77,15 +121,20 @@ internal static class SocketReadiness
     /// close a socket another wait holds: a close waits for that wait to leave the epoll set, which an epoll thread
     /// blocked in that close might never let happen (<see cref="OnEpollThread"/> tells them to hand such work to the thread pool).
     /// </summary>
+    /// <param name="socket">The socket to wait on.</param>
+    /// <param name="drained">The caller's last receive on <paramref name="socket"/> came back short of what it asked for,
+    /// or empty (EAGAIN): nothing was queued then, so the poll(2) that would find data already there is skipped, one
+    /// system call per wait. Data that arrived since still completes the wait at once: arming it (epoll_ctl) checks the
+    /// socket's readiness.</param>
     /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
-    internal static ValueTask WaitReadableInlineAsync(Socket socket)
+    internal static ValueTask WaitReadableInlineAsync(Socket socket, bool drained = false)
     {
         if (!OperatingSystem.IsLinux())
         {
             return WaitReadableAsync(socket);
         }
 
-        if (socket.Poll(0, SelectMode.SelectRead))
+        if (!drained && socket.Poll(0, SelectMode.SelectRead))
         {
             return ValueTask.CompletedTask;
         }
@@ -96,9 +145,9 @@ internal static class SocketReadiness
     /// <summary>Whether the caller runs on an epoll thread (an inline wait's continuation).</summary>
     internal static bool OnEpollThread => t_onEpollThread;
 
-    private static ValueTask WaitAsync(Socket socket, uint events, CancellationToken cancellationToken) =>
+    private static ValueTask WaitAsync(Socket socket, uint events, CancellationToken cancellationToken, bool inline = false) =>
         OperatingSystem.IsLinux()
-            ? Rent().Arm(socket, events, cancellationToken)
+            ? Rent().Arm(socket, events, cancellationToken, inline)
             : new ValueTask(socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, cancellationToken).AsTask());
 
     /// <summary>Receives what <paramref name="socket"/> has now, without waiting, in either blocking mode (a blocking
@@ -166,7 +215,14 @@ internal static class SocketReadiness
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled (the socket is left
     /// connecting: the caller disposes it).</exception>
     /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
-    public static async ValueTask ConnectAsync(Socket socket, EndPoint endPoint, CancellationToken cancellationToken)
+    /// <param name="socket">The socket to connect.</param>
+    /// <param name="endPoint">Where to.</param>
+    /// <param name="cancellationToken">Ends the connect.</param>
+    /// <param name="inline">The wait for the connect to finish continues on the epoll thread (a cancelled one on the
+    /// cancelling thread), and so does the caller's code until it next waits: as for
+    /// <see cref="WaitReadableInlineAsync"/>, only for callers that neither block nor close a socket another wait holds
+    /// before then (the gateway's dial, status and relay start).</param>
+    public static async ValueTask ConnectAsync(Socket socket, EndPoint endPoint, CancellationToken cancellationToken, bool inline = false)
     {
         if (!OperatingSystem.IsLinux())
         {
@@ -195,14 +251,16 @@ internal static class SocketReadiness
                 throw new SocketException((int)ex.SocketErrorCode);
             }
 
-            await WaitAsync(socket, EpollNative.Out, cancellationToken).ConfigureAwait(false);
+            await WaitAsync(socket, EpollNative.Out, cancellationToken, inline).ConfigureAwait(false);
             var error = (SocketError)(int)socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error)!;
             if (error != SocketError.Success)
             {
                 throw new SocketException((int)error);
             }
 
-            if (!EpollNative.HasPeer(socket.SafeHandle))
+            // Only a Unix socket's connect can end EAGAIN without having started; a TCP connect that failed has its
+            // error in SO_ERROR, so asking for the peer's name is one system call per connection for nothing.
+            if (socket.AddressFamily == AddressFamily.Unix && !EpollNative.HasPeer(socket.SafeHandle))
             {
                 throw new SocketException((int)SocketError.WouldBlock); // EAGAIN: never started (a full Unix backlog)
             }

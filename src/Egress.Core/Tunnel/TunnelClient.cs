@@ -103,6 +103,9 @@ public sealed class TunnelClient
     /// <param name="destination">The TCP destination (IPv4 or IPv6, port 1-65535).</param>
     /// <param name="hostName">The host hint, as for the public overload; already validated by the caller.</param>
     /// <param name="cancellationToken">Cancels the attempt; the stream is closed.</param>
+    /// <remarks>Completes on an epoll thread (<see cref="Sockets.SocketReadiness.WaitReadableInlineAsync"/>) when the status
+    /// had to be waited for: the proxy's set-up goes on there to its relay without a hand-off to the thread pool per
+    /// connection; it neither blocks nor closes a socket another wait holds before its relay waits.</remarks>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
@@ -111,28 +114,28 @@ public sealed class TunnelClient
         var request = TunnelRequest.ForTcp(destination, hostName);
         if (_versions.NextVersion == TunnelCodec.Version)
         {
-            return await ConnectRequestAsync(request, cancellationToken).ConfigureAwait(false);
+            return await ConnectRequestAsync(request, cancellationToken, inline: true).ConfigureAwait(false);
         }
 
         var version2 = request.AsVersion2(TunnelConnectionId.New());
         TunnelConnectResult framed;
         if (_pool?.TryRent() is { } pooled)
         {
-            (framed, bool stale) = await ConnectRequestAsync(version2, pooled, cancellationToken).ConfigureAwait(false);
+            (framed, bool stale) = await ConnectRequestAsync(version2, pooled, cancellationToken, inline: true).ConfigureAwait(false);
             framed = stale
-                ? (await ConnectRequestAsync(version2, cancellationToken).ConfigureAwait(false)).With(reused: false, retriedStale: true)
+                ? (await ConnectRequestAsync(version2, cancellationToken, inline: true).ConfigureAwait(false)).With(reused: false, retriedStale: true)
                 : framed.Reused ? framed : framed.With(reused: true, retriedStale: false);
         }
         else
         {
-            framed = await ConnectRequestAsync(version2, cancellationToken).ConfigureAwait(false);
+            framed = await ConnectRequestAsync(version2, cancellationToken, inline: true).ConfigureAwait(false);
         }
 
         if (framed is { Error: TunnelConnectError.Refused, Status: TunnelStatus.UnsupportedVersion, ResponseVersion: TunnelCodec.Version })
         {
             // An egress-host from before version 2: it answered in version 1 and closed the stream.
             TunnelVersionNews news = _versions.RefusedVersion2();
-            var plain = await ConnectRequestAsync(request, cancellationToken).ConfigureAwait(false);
+            var plain = await ConnectRequestAsync(request, cancellationToken, inline: true).ConfigureAwait(false);
             return plain.With(news);
         }
 
@@ -153,8 +156,8 @@ public sealed class TunnelClient
 
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<TunnelConnectResult> ConnectRequestAsync(TunnelRequest request, CancellationToken cancellationToken) =>
-        (await ConnectRequestAsync(request, rented: null, cancellationToken).ConfigureAwait(false)).Result;
+    private async ValueTask<TunnelConnectResult> ConnectRequestAsync(TunnelRequest request, CancellationToken cancellationToken, bool inline = false) =>
+        (await ConnectRequestAsync(request, rented: null, cancellationToken, inline).ConfigureAwait(false)).Result;
 
     /// <summary>
     /// Sends <paramref name="request"/> on a new stream, or on <paramref name="rented"/> (a pooled stream), and reads the
@@ -164,7 +167,7 @@ public sealed class TunnelClient
     /// </summary>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<(TunnelConnectResult Result, bool Stale)> ConnectRequestAsync(TunnelRequest request, Socket? rented, CancellationToken cancellationToken)
+    private async ValueTask<(TunnelConnectResult Result, bool Stale)> ConnectRequestAsync(TunnelRequest request, Socket? rented, CancellationToken cancellationToken, bool inline)
     {
         using var timeout = new CancellationTokenSource(StatusTimeout, _timeProvider);
         using var linked = cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout);
@@ -193,7 +196,7 @@ public sealed class TunnelClient
         bool anyReceived = false;
         try
         {
-            var (result, response, following, received) = await TunnelHandshake.RequestCountingAsync(socket, request, timeout.Token).ConfigureAwait(false);
+            var (result, response, following, received) = await TunnelHandshake.RequestCountingAsync(socket, request, timeout.Token, inline).ConfigureAwait(false);
             anyReceived = received;
             if (rented is not null && result == TunnelReadResult.TruncatedStream && !received)
             {

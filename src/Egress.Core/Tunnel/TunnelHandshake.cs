@@ -36,12 +36,18 @@ internal static class TunnelHandshake
     /// As <see cref="RequestAsync"/>, and says whether any response byte arrived: a reused stream that ends or is reset
     /// before the first one was closed by the parent while it was idle, and its request may be sent again on a new stream.
     /// </summary>
+    /// <param name="tunnel">The tunnel stream.</param>
+    /// <param name="request">The request to send.</param>
+    /// <param name="cancellationToken">Cancels by resetting the stream.</param>
+    /// <param name="inline">The wait for the status continues on the epoll thread
+    /// (<see cref="SocketReadiness.WaitReadableInlineAsync"/>), and so does the caller's code until it next waits: only
+    /// for callers that neither block nor close a socket another wait holds before then (the proxy's set-up).</param>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="SocketException">The send or a receive failed.</exception>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<(TunnelReadResult Result, TunnelResponse Response, ReadOnlyMemory<byte> Following, bool AnyReceived)> RequestCountingAsync(
-        Socket tunnel, TunnelRequest request, CancellationToken cancellationToken)
+        Socket tunnel, TunnelRequest request, CancellationToken cancellationToken, bool inline = false)
     {
         byte[] buffer = ArrayPool<byte>.Shared.Rent(ResponseReceiveSize);
         try
@@ -59,6 +65,12 @@ internal static class TunnelHandshake
             CancellationTokenRegistration onCancel = cancellationToken.UnsafeRegister(static state => SocketReset.Reset((Socket)state!), tunnel);
             try
             {
+                // The status comes after the parent has dialled the destination, never this soon: wait first rather
+                // than receive into nothing (EAGAIN), one system call per connection. Inline: the caller's code runs on
+                // the epoll thread from here until it waits again (no hand-off to the thread pool per connection).
+                await (inline
+                    ? SocketReadiness.WaitReadableInlineAsync(tunnel, drained: true)
+                    : SocketReadiness.WaitReadableAsync(tunnel, drained: true)).ConfigureAwait(false);
                 while (true)
                 {
                     int read = await SocketReadiness.ReceiveAsync(tunnel, buffer.AsMemory(filled)).ConfigureAwait(false);

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Reflection;
+using System.Runtime.CompilerServices;
 using Egress.Sockets;
 using Egress.Tests.Relay;
 
@@ -185,6 +186,67 @@ public sealed class SocketReadinessTests
         await Task.Delay(50);
         pair.Right.Send([5]);
         Assert.That(await again.WaitAsync(Within), Is.EqualTo(1));
+    }
+
+    [TestCase(SocketTransport.Unix, true)]
+    [TestCase(SocketTransport.Tcp, true)]
+    [TestCase(SocketTransport.Tcp, false)]
+    public async Task ADrainedWaitSkipsThePollYetDataQueuedBeforeItWasArmedStillWakesIt(SocketTransport transport, bool inline)
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(transport);
+        pair.Right.Send([9]);
+        await WaitUntilReadableAsync(pair.Left);
+
+        // The caller wrongly believes the socket drained: no poll(2), but arming the wait (epoll_ctl) finds the byte and
+        // the epoll thread completes it (a lost wake-up would hang here until the timeout).
+        ValueTask wait = inline
+            ? SocketReadiness.WaitReadableInlineAsync(pair.Left, drained: true)
+            : SocketReadiness.WaitReadableAsync(pair.Left, CancellationToken.None, drained: true);
+        await wait.AsTask().WaitAsync(Within);
+        Assert.That(SocketReadiness.ReceiveNow(pair.Left, new byte[4]), Is.EqualTo(1));
+    }
+
+    [Test]
+    public async Task AFreshSocketsFirstWaitAddsItAndLaterWaitsReArmIt()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        nint fd = pair.Left.SafeHandle.DangerousGetHandle();
+        int identity = RuntimeHelpers.GetHashCode(pair.Left.SafeHandle);
+        Assert.That(SocketReadiness.WasAdded(fd, identity), Is.False, "never waited on");
+        for (byte round = 1; round <= 3; round++)
+        {
+            Task<int> receive = SocketReadiness.ReceiveAsync(pair.Left, new byte[1]).AsTask();
+            await Task.Delay(20);
+            Assert.That(SocketReadiness.WasAdded(fd, identity), Is.True, $"round {round}: recorded as in the set");
+            pair.Right.Send([round]);
+            Assert.That(await receive.WaitAsync(Within), Is.EqualTo(1));
+        }
+    }
+
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task AWrongGuessOfWhetherTheSocketIsInTheSetStillArmsTheWait(bool recordedButAbsent)
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        nint fd = pair.Left.SafeHandle.DangerousGetHandle();
+        int identity = RuntimeHelpers.GetHashCode(pair.Left.SafeHandle);
+        if (!recordedButAbsent)
+        {
+            // In the set (an earlier wait added it) while the record says not: EPOLL_CTL_ADD fails with EEXIST, then MOD.
+            Task<int> first = SocketReadiness.ReceiveAsync(pair.Left, new byte[1]).AsTask();
+            await Task.Delay(20);
+            pair.Right.Send([1]);
+            Assert.That(await first.WaitAsync(Within), Is.EqualTo(1));
+        }
+
+        // Recorded as in the set while it is not (EPOLL_CTL_MOD fails with ENOENT, then ADD), or the reverse.
+        SocketReadiness.NoteAdded(fd, recordedButAbsent ? identity : identity + 1);
+        Task<int> receive = SocketReadiness.ReceiveAsync(pair.Left, new byte[1]).AsTask();
+        await Task.Delay(50);
+        Assert.That(receive.IsCompleted, Is.False, "nothing sent yet");
+        pair.Right.Send([2]);
+        Assert.That(await receive.WaitAsync(Within), Is.EqualTo(1));
+        Assert.That(SocketReadiness.WasAdded(fd, identity), Is.True);
     }
 
     [Test]

@@ -202,6 +202,41 @@ public sealed class TunnelClientTests
     public void NonPositiveStatusTimeout_Throws() =>
         Assert.That(() => new TunnelClient(_endpoint, TimeSpan.Zero), Throws.InstanceOf<ArgumentOutOfRangeException>());
 
+    [Test]
+    public async Task TheProxysFramedConnectGoesOnOnTheEpollThreadThePublicConnectOnThePool()
+    {
+        using var listener = _endpoint.Listen();
+        var parent = Task.Run(async () =>
+        {
+            for (int i = 0; i < 2; i++)
+            {
+                using var stream = await listener.AcceptAsync();
+                var (_, request) = await TunnelHandshake.ReadRequestAsync(stream, CancellationToken.None);
+                await Task.Delay(50); // the status is waited for, not already there
+                await TunnelHandshake.SendResponseAsync(stream, new TunnelResponse(TunnelStatus.Ok) { Version = request.Version }, CancellationToken.None);
+            }
+        });
+
+        var client = new TunnelClient(_endpoint);
+        // ConfigureAwait(false): NUnit's synchronization context would post the continuation elsewhere.
+        var framed = await client.ConnectFramedAsync(Destination, null, CancellationToken.None).ConfigureAwait(false);
+        bool framedOnEpoll = Egress.Sockets.SocketReadiness.OnEpollThread;
+        await Task.Yield(); // leave the epoll thread before the next connect
+        framed.Socket?.Dispose();
+        var plain = await client.ConnectAsync(Destination, null, CancellationToken.None).ConfigureAwait(false);
+        bool plainOnEpoll = Egress.Sockets.SocketReadiness.OnEpollThread;
+        plain.Socket?.Dispose();
+        await parent.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(framed.Error, Is.EqualTo(TunnelConnectError.None), framed.ToString());
+            Assert.That(framedOnEpoll, Is.True, "the proxy's set-up continues where the status arrived, no hand-off");
+            Assert.That(plain.Error, Is.EqualTo(TunnelConnectError.None), plain.ToString());
+            Assert.That(plainOnEpoll, Is.False, "a library caller's code never runs on an epoll thread");
+        });
+    }
+
     private static Task AnswerAsync(Socket listener, TunnelResponse response) => Task.Run(async () =>
     {
         using var stream = await listener.AcceptAsync();
