@@ -90,14 +90,6 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     /// default): no limit.</summary>
     public ConnectionSetupLimit? SetupLimit { get; init; }
 
-    /// <summary>
-    /// Gets whether each handler starts on the accept loop's thread and runs there until it first waits, rather than
-    /// from the thread pool: one hand-off per connection fewer, for handlers whose first part is short and never blocks
-    /// (the proxy's: the original destination, the policy, the request on the tunnel stream). The accept loop accepts
-    /// again once that part is done. False (the default): the handler starts from the thread pool.
-    /// </summary>
-    public bool StartsHandlersInline { get; init; }
-
     /// <summary>Gets the clock of the accept back-off.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
@@ -220,8 +212,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     /// id, and <see cref="Tracked"/> puts its task in the placeholder's place, so a handler that finishes at once still
     /// finds its entry to remove, and the task then replaces nothing (no entry is left behind). The run's own task is the
     /// entry (no wrapper task held for the connection's life, and no closure per connection); the run moves to the thread
-    /// pool at its first line (<see cref="Task.Yield"/>), so the accept loop never runs a handler, unless
-    /// <see cref="StartsHandlersInline"/>, when the accept loop runs it to its first wait.
+    /// pool at its first line (<see cref="Task.Yield"/>), so the accept loop never runs a handler.
     /// </summary>
     private long Reserve()
     {
@@ -304,11 +295,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
 
     private async Task RunAsync(long id, Socket socket, ConnectionSetup setup, bool admitted)
     {
-        if (!StartsHandlersInline)
-        {
-            await Task.Yield(); // off the accept loop (Track)
-        }
-
+        await Task.Yield(); // off the accept loop (Track)
         try
         {
             await _handler(socket, setup, _abortConnections.Token).ConfigureAwait(false);

@@ -99,7 +99,6 @@ public sealed class EgressProxy : IAsyncDisposable
                 Admission = _admission,
                 SetupLimit = _setupLimit,
                 TimeProvider = _options.Relay.TimeProvider,
-                StartsHandlersInline = true, // up to the wait for the parent's status: no blocking call, no long work
             };
             _listeners.Add(listener);
             bound.Add(socket.LocalEndPoint!);

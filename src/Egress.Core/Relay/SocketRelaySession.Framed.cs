@@ -145,6 +145,14 @@ internal sealed partial class SocketRelaySession
             bool waited = false;
             while (true)
             {
+                if (_monitor.IsAborted)
+                {
+                    // Aborted (e.g. the gate refused the first flight before this loop began): forward nothing more,
+                    // even when the plain socket's reset, handed to the thread pool from an epoll thread, has not
+                    // landed yet. The END below carries the abort's cause.
+                    break;
+                }
+
                 receiving = true;
                 if (!likelyMore)
                 {

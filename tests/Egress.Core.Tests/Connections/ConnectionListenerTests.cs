@@ -275,43 +275,6 @@ public sealed class ConnectionListenerTests
         await WaitUntilAsync(() => listener.ActiveConnections == 0);
     }
 
-    [TestCase(true)]
-    [TestCase(false)]
-    public async Task AnInlineHandlerRunsOnTheAcceptLoopUntilItFirstWaits(bool inline)
-    {
-        // The first handler's synchronous part blocks until released. Started inline, it holds the accept loop, so the
-        // second connection is not handled before; started from the pool, the second is handled meanwhile.
-        using var release = new ManualResetEventSlim();
-        int handled = 0;
-        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        socket.Listen(16);
-        var endPoint = (IPEndPoint)socket.LocalEndPoint!;
-        await using var listener = new ConnectionListener(socket, "test listener", (Socket accepted, ConnectionSetup _, CancellationToken _) =>
-        {
-            using (accepted)
-            {
-                if (Interlocked.Increment(ref handled) == 1)
-                {
-                    release.Wait(HangGuard);
-                }
-            }
-
-            return Task.CompletedTask;
-        }, _logger) { StartsHandlersInline = inline };
-        listener.Start();
-
-        using Socket first = await ConnectAsync(endPoint);
-        await WaitUntilAsync(() => Volatile.Read(ref handled) == 1);
-        using Socket second = await ConnectAsync(endPoint);
-        await Task.Delay(200);
-        int whileBlocked = Volatile.Read(ref handled);
-        release.Set();
-        await WaitUntilAsync(() => Volatile.Read(ref handled) == 2);
-
-        Assert.That(whileBlocked, Is.EqualTo(inline ? 1 : 2));
-    }
-
     private static async Task<Socket> ConnectAsync(IPEndPoint endPoint)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);

@@ -48,6 +48,44 @@ public sealed class GatedFramedRelayTests(bool splice)
         });
     }
 
+    /// <summary>The proxy starts its relay on an epoll thread (where the parent's status arrived): the refusal's reset
+    /// of the application's socket is then handed to the thread pool, and the encoder must not forward what the
+    /// application queued behind its ClientHello meanwhile (here 60 KB, more than the gate reads).</summary>
+    [Test]
+    public async Task EnclaveSideARefusalOnAnEpollThreadForwardsNothingQueuedBehindTheClientHello()
+    {
+        using var plain = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        using var tunnel = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        using var wake = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        var gate = Gate();
+        plain.Left.Send([.. Evil, .. DuplexRelayTests.RandomBytes(60_000, seed: 3)]);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atParent = Frames.ReadUntilEndAsync(tunnel.Right);
+
+        // Onto an epoll thread: the wake-up byte comes once the wait's continuation is registered.
+        ValueTask woken = Egress.Sockets.SocketReadiness.WaitReadableInlineAsync(wake.Left, drained: true);
+        _ = Task.Run(async () =>
+        {
+            await Task.Delay(50);
+            wake.Right.Send([1]);
+        });
+        await woken.ConfigureAwait(false);
+        bool onEpoll = Egress.Sockets.SocketReadiness.OnEpollThread;
+        Task<RelayResult> relay = SocketRelay.RunFramedAsync(plain.Right, tunnel.Left, RelaySide.B, default, default, Options, gate, CancellationToken.None);
+        await Task.Yield(); // off the epoll thread
+
+        var (payload, cause) = await atParent.WaitAsync(HangGuard);
+        await tunnel.Right.SendAsync(Frames.End(TunnelEndCause.Refused));
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(onEpoll, Is.True, "the relay started on an epoll thread");
+            Assert.That(payload, Is.Empty, "no byte of what the application sent left");
+            Assert.That(cause, Is.EqualTo(TunnelEndCause.Refused));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.Refused));
+        });
+    }
+
     [Test]
     public async Task EnclaveSideAnAllowedClientHelloAndWhatFollowsArriveWhole()
     {
