@@ -142,7 +142,10 @@ internal sealed partial class SocketRelaySession
 
             bool likelyMore = false;
             bool streaming = false;
-            bool waited = false;
+            // On the parent the plain socket is the destination, connected just now: it has nothing to read yet (the
+            // request has not been relayed; a banner comes a round trip later), so even its first wait skips the poll.
+            // In the enclave the application has usually written its first bytes already: that wait polls.
+            bool waited = FramedSide == RelaySide.A;
             while (true)
             {
                 if (_monitor.IsAborted)
@@ -351,7 +354,10 @@ internal sealed partial class SocketRelaySession
         bool receiving = false;
         bool streaming = false; // the last DATA frame was large: read the next header alone, then splice its payload
         bool discard = false; // the plain socket is gone (an abort): read on to the END frame, dropping payload
-        bool drained = false; // the last receive from the tunnel came back short: the next wait needs no poll
+        // The last receive from the tunnel came back short: the next wait needs no poll. So it is at the start: the
+        // enclave read the stream to a short receive with the status, and the parent's stream carries nothing before
+        // the enclave has the status (its frames follow the status; a reused stream's bytes read early are pending).
+        bool drained = true;
         try
         {
             while (true)

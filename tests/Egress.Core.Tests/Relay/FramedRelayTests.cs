@@ -47,6 +47,42 @@ public sealed class FramedRelayTests(bool splice)
         });
     }
 
+    /// <summary>Each direction's first wait skips poll(2) where nothing is expected yet (the tunnel on both sides; the
+    /// destination on the parent): bytes already queued on either socket when the relay starts must still be relayed.</summary>
+    [TestCase(true, TestName = "{m}(parent: tunnel is side A)")]
+    [TestCase(false, TestName = "{m}(enclave: tunnel is side B)")]
+    public async Task BytesQueuedOnBothSocketsBeforeTheRelayStartsAreRelayed(bool onTheParent)
+    {
+        using var chain = await FramedChain.ConnectAsync();
+        await chain.App.SendAsync("banner"u8.ToArray());
+        await chain.Peer.SendAsync(Frames.Data("request"u8));
+        await Task.Delay(50); // both queued in the relay's sockets before it starts
+
+        Task<RelayResult> relay = chain.RunAsync(Options, onTheParent ? RelaySide.A : RelaySide.B);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atPeer = Frames.ReadUntilEndAsync(chain.Peer);
+        byte[] atApp = new byte["request".Length];
+        for (int got = 0; got < atApp.Length;)
+        {
+            // Before any end is sent: a first wait that missed the queued frame would hang here.
+            int read = await chain.App.ReceiveAsync(atApp.AsMemory(got)).AsTask().WaitAsync(HangGuard);
+            Assert.That(read, Is.Positive, "the app's stream ended before the queued DATA frame's payload arrived");
+            got += read;
+        }
+
+        chain.App.Shutdown(SocketShutdown.Send);
+        var (payload, cause) = await atPeer.WaitAsync(HangGuard);
+        await chain.Peer.SendAsync(Frames.End(TunnelEndCause.Fin));
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(atApp, Is.EqualTo("request"u8.ToArray()));
+            Assert.That(payload, Is.EqualTo("banner"u8.ToArray()));
+            Assert.That(cause, Is.EqualTo(TunnelEndCause.Fin));
+            Assert.That(result.Framed!.Value.IsClean, Is.True);
+        });
+    }
+
     [Test]
     public async Task BytesAfterTheEndFrameAreKeptForTheStreamsNextUse()
     {
@@ -294,6 +330,12 @@ public sealed class FramedRelayTests(bool splice)
 
         public Task<RelayResult> RunAsync(RelayOptions options, CancellationToken cancellationToken = default) =>
             SocketRelay.RunFramedAsync(AppPair.Right, TunnelPair.Left, RelaySide.B, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, options, gate: null, cancellationToken);
+
+        /// <summary>Runs the relay with the tunnel as <paramref name="framed"/>: B as in the enclave, A as on the parent
+        /// (the app's socket then stands for the destination).</summary>
+        public Task<RelayResult> RunAsync(RelayOptions options, RelaySide framed) => framed == RelaySide.B
+            ? RunAsync(options)
+            : SocketRelay.RunFramedAsync(TunnelPair.Left, AppPair.Right, RelaySide.A, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, options, gate: null, CancellationToken.None);
 
         public void Dispose()
         {
