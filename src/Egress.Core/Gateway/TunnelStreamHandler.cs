@@ -93,6 +93,14 @@ internal sealed class TunnelStreamHandler(
                     }
                 }
 
+                if (SocketReadiness.OnEpollThread)
+                {
+                    // Set up on an epoll thread (NextRequestAsync, the dial) and refused or failed there: its lines and
+                    // status go from the pool, where a log line that waits for a full queue stalls no socket's wake-ups.
+                    // (A relayed connection's end is already on the pool.)
+                    await Task.Yield();
+                }
+
                 await CompleteAsync(tunnel, result, aborted, cid).ConfigureAwait(false);
                 if (result.Relay is not { } relay || !TunnelStreamPool.EndedClean(relay) || result.Request.Version != TunnelCodec.Version2
                     || listener.Stopping.IsCancellationRequested || aborted.IsCancellationRequested)
@@ -111,12 +119,22 @@ internal sealed class TunnelStreamHandler(
         }
         catch (Exception ex) when (ex is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
         {
+            if (SocketReadiness.OnEpollThread)
+            {
+                await Task.Yield();
+            }
+
             var failed = GatewayStreamResult.Failed(ex.Message);
             Record(failed, cid);
             return failed;
         }
         finally
         {
+            if (SocketReadiness.OnEpollThread)
+            {
+                await Task.Yield(); // an epoll thread closes no socket (SocketReadiness.WaitReadableInlineAsync says why)
+            }
+
             TunnelHandshake.Close(tunnel);
         }
     }
@@ -178,8 +196,11 @@ internal sealed class TunnelStreamHandler(
         try
         {
             // The enclave sends its next request when an application connects again, not right after the END frames:
-            // wait first rather than receive into nothing (EAGAIN), one system call per connection.
-            await SocketReadiness.WaitReadableAsync(tunnel, idle.Token, drained: true).ConfigureAwait(false);
+            // wait first rather than receive into nothing (EAGAIN), one system call per connection. Inline: the next
+            // connection is read, checked and dialled on the epoll thread that saw its request, as the dial's own wait
+            // and the relay's start already are, with no hand-off to the thread pool per connection; DecideAsync and
+            // HandleAsync hand what may block (a DNS stream, a re-resolution, log lines of a refusal, a close) back to it.
+            await SocketReadiness.WaitReadableInlineAsync(tunnel, idle.Token, drained: true).ConfigureAwait(false);
             int read = await SocketReadiness.ReceiveAsync(tunnel, prefix, idle.Token).ConfigureAwait(false);
             if (read > 0)
             {
@@ -232,6 +253,11 @@ internal sealed class TunnelStreamHandler(
 
         if (request.Kind == TunnelRequestKind.Dns)
         {
+            if (SocketReadiness.OnEpollThread)
+            {
+                await Task.Yield(); // a DNS stream is served for its whole life: not on an epoll thread
+            }
+
             int maxDnsStreams = DnsStreamLimits.MaxStreams(listener.Admission?.Limit);
             if (Interlocked.Increment(ref _dnsStreamsOpen) > maxDnsStreams)
             {
@@ -261,6 +287,11 @@ internal sealed class TunnelStreamHandler(
         if ((!decision.IsAllowed || decision.WouldDeny) && HintRelearner.MayRelearn(decision, request.HostHint))
         {
             // Not (or no longer) known here, e.g. after a restart of egress-host: resolve the hint ourselves.
+            if (SocketReadiness.OnEpollThread)
+            {
+                await Task.Yield(); // the resolution and its log lines: not on an epoll thread
+            }
+
             (decision, hold, string? why) = await _relearner.RelearnAsync(destination.Address, destination.Port, request.HostHint!, aborted).ConfigureAwait(false);
             if (why is null)
             {

@@ -137,7 +137,7 @@ internal sealed partial class SocketRelaySession : IRelayAbort
 
     /// <summary>The abort (called once by the monitor): framed, <see cref="AbortFramed"/>; raw, <see cref="ResetBoth"/>.
     /// On the epoll thread (a direction loop woken inline) it is handed to the thread pool: closing a socket that the
-    /// other direction waits on waits for the epoll thread (<see cref="SocketReadiness.WaitReadableInlineAsync"/>).</summary>
+    /// other direction waits on waits for the epoll thread (<see cref="SocketReadiness.WaitReadableInlineAsync(Socket, bool)"/>).</summary>
     void IRelayAbort.Abort(RelayShutdownCause cause, Exception? error)
     {
         if (FramedSide is not null)

@@ -35,7 +35,7 @@ internal sealed class ReadinessWaiter : IValueTaskSource
 
     /// <summary>Registers <paramref name="socket"/> for one event of <paramref name="events"/> (EPOLLIN with EPOLLRDHUP,
     /// or EPOLLOUT; errors and hang-ups always wake) and returns the wait; an <c>inline</c> wait's continuation runs on
-    /// the epoll thread (<see cref="SocketReadiness.WaitReadableInlineAsync"/>).</summary>
+    /// the epoll thread (<see cref="SocketReadiness.WaitReadableInlineAsync(Socket, bool)"/>).</summary>
     /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
     public ValueTask Arm(Socket socket, uint events, CancellationToken cancellationToken, bool inline = false)
     {

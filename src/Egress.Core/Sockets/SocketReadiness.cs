@@ -95,7 +95,7 @@ internal static class SocketReadiness
     /// <param name="socket">The socket to wait on.</param>
     /// <param name="cancellationToken">Ends the wait.</param>
     /// <param name="drained">Nothing is expected to be queued (e.g. the peer answers only what was just sent): the
-    /// poll(2) is skipped, as in <see cref="WaitReadableInlineAsync"/>.</param>
+    /// poll(2) is skipped, as in <see cref="WaitReadableInlineAsync(Socket, bool)"/>.</param>
     /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public static ValueTask WaitReadableAsync(Socket socket, CancellationToken cancellationToken = default, bool drained = false)
@@ -140,6 +140,32 @@ internal static class SocketReadiness
         }
 
         return Rent().Arm(socket, EpollNative.In | EpollNative.ReadHangUp, CancellationToken.None, inline: true);
+    }
+
+    /// <summary>
+    /// As <see cref="WaitReadableInlineAsync(Socket, bool)"/> with a token: woken by the socket, the continuation runs on
+    /// the epoll thread; cancelled, on the cancelling thread (a timer's, or the one that stops). For callers that, on
+    /// either, hand what may block or close a socket to the thread pool first (<see cref="OnEpollThread"/>).
+    /// </summary>
+    /// <param name="socket">The socket to wait on.</param>
+    /// <param name="cancellationToken">Ends the wait.</param>
+    /// <param name="drained">As for <see cref="WaitReadableInlineAsync(Socket, bool)"/>.</param>
+    /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
+    internal static ValueTask WaitReadableInlineAsync(Socket socket, CancellationToken cancellationToken, bool drained = false)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return WaitReadableAsync(socket, cancellationToken);
+        }
+
+        cancellationToken.ThrowIfCancellationRequested();
+        if (!drained && socket.Poll(0, SelectMode.SelectRead))
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        return Rent().Arm(socket, EpollNative.In | EpollNative.ReadHangUp, cancellationToken, inline: true);
     }
 
     /// <summary>Whether the caller runs on an epoll thread (an inline wait's continuation).</summary>
@@ -220,7 +246,7 @@ internal static class SocketReadiness
     /// <param name="cancellationToken">Ends the connect.</param>
     /// <param name="inline">The wait for the connect to finish continues on the epoll thread (a cancelled one on the
     /// cancelling thread), and so does the caller's code until it next waits: as for
-    /// <see cref="WaitReadableInlineAsync"/>, only for callers that neither block nor close a socket another wait holds
+    /// <see cref="WaitReadableInlineAsync(Socket, bool)"/>, only for callers that neither block nor close a socket another wait holds
     /// before then (the gateway's dial, status and relay start).</param>
     public static async ValueTask ConnectAsync(Socket socket, EndPoint endPoint, CancellationToken cancellationToken, bool inline = false)
     {

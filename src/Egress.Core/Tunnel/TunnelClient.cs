@@ -103,7 +103,7 @@ public sealed class TunnelClient
     /// <param name="destination">The TCP destination (IPv4 or IPv6, port 1-65535).</param>
     /// <param name="hostName">The host hint, as for the public overload; already validated by the caller.</param>
     /// <param name="cancellationToken">Cancels the attempt; the stream is closed.</param>
-    /// <remarks>Completes on an epoll thread (<see cref="Sockets.SocketReadiness.WaitReadableInlineAsync"/>) when the status
+    /// <remarks>Completes on an epoll thread (<see cref="Sockets.SocketReadiness.WaitReadableInlineAsync(Socket, bool)"/>) when the status
     /// had to be waited for: the proxy's set-up goes on there to its relay without a hand-off to the thread pool per
     /// connection; it neither blocks nor closes a socket another wait holds before its relay waits.</remarks>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>

@@ -40,7 +40,7 @@ internal static class TunnelHandshake
     /// <param name="request">The request to send.</param>
     /// <param name="cancellationToken">Cancels by resetting the stream.</param>
     /// <param name="inline">The wait for the status continues on the epoll thread
-    /// (<see cref="SocketReadiness.WaitReadableInlineAsync"/>), and so does the caller's code until it next waits: only
+    /// (<see cref="SocketReadiness.WaitReadableInlineAsync(Socket, bool)"/>), and so does the caller's code until it next waits: only
     /// for callers that neither block nor close a socket another wait holds before then (the proxy's set-up).</param>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="SocketException">The send or a receive failed.</exception>
