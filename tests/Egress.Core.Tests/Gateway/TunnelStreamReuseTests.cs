@@ -7,10 +7,12 @@ using Egress.Diagnostics;
 using Egress.Gateway;
 using Egress.Policy;
 using Egress.Relay;
+using Egress.Sockets;
 using Egress.Tests.Diagnostics;
 using Egress.Tests.Relay;
 using Egress.Tunnel;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Egress.Tests.Gateway;
@@ -133,6 +135,40 @@ public sealed class TunnelStreamReuseTests
             Assert.That(next, Is.EqualTo(("next", (TunnelEndCause?)TunnelEndCause.Fin)), "the next request rode the same stream");
             Assert.That(_probe.Logs.Lines.Where(line => line.Contains(" closed: ")), Has.All.Contains("BothCompleted (END sent FIN, received FIN)"));
             Assert.That(_reuses.GetMeasurementSnapshot().Sum(m => m.Value), Is.EqualTo(1));
+        });
+    }
+
+    /// <summary>
+    /// A reused stream's next request is read, checked and dialled on the epoll thread that saw it; one refused there
+    /// (denied, or its destination refused) is answered with its status and its line is written from the thread pool,
+    /// where a log line that waits for a full queue stalls no other socket's wake-ups.
+    /// </summary>
+    [TestCase(true, TestName = "{m}(denied)")]
+    [TestCase(false, TestName = "{m}(connect refused)")]
+    public async Task ANextRequestRefusedIsAnsweredAndItsLineIsWrittenOffTheEpollThreads(bool denied)
+    {
+        var recorder = new EpollThreadRecorder();
+        using var loggerFactory = LoggerFactory.Create(builder => builder.AddProvider(recorder).SetMinimumLevel(LogLevel.Debug));
+        StartGateway(loggerFactory: loggerFactory);
+        using var echo = new EchoServer();
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await CleanConnectionAsync(stream, echo.EndPoint, 1, "first"u8.ToArray());
+        await WaitUntilAsync(() => recorder.Lines.Any(line => line.EventId == 210));
+        await Task.Delay(50); // the gateway waits for the next request: its wake-up is the epoll thread's
+
+        IPEndPoint refused = denied ? new IPEndPoint(IPAddress.Parse("127.0.0.2"), 7) : ClosedLoopbackPort();
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(refused).AsVersion2(2));
+        var response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        int afterAnswer = await stream.ReceiveAsync(new byte[1], SocketFlags.None).WaitAsync(HangGuard);
+        int eventId = denied ? 202 : 204;
+        await WaitUntilAsync(() => recorder.Lines.Any(line => line.EventId == eventId));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(response.Status, Is.EqualTo(denied ? TunnelStatus.DeniedByPolicy : TunnelStatus.ConnectionRefused));
+            Assert.That(afterAnswer, Is.Zero, "a refused request ends the stream after its status");
+            Assert.That(recorder.Lines.Where(line => line.EventId == eventId).Select(line => line.OnEpollThread), Is.EqualTo(new[] { false }),
+                "the refusal's line is written from the pool");
         });
     }
 
@@ -310,7 +346,14 @@ public sealed class TunnelStreamReuseTests
         return [.. connections.Values];
     }
 
-    private void StartGateway(TimeSpan? shutdownDrain = null)
+    private static IPEndPoint ClosedLoopbackPort()
+    {
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return (IPEndPoint)probe.LocalEndPoint!; // bound, never listening, and closed: connects are refused
+    }
+
+    private void StartGateway(TimeSpan? shutdownDrain = null, ILoggerFactory? loggerFactory = null)
     {
         var policy = EgressPolicy.Create(true, ["127.0.0.1"], new AllowlistCache(new AllowlistCacheOptions()));
         var options = new TunnelGatewayOptions
@@ -321,7 +364,32 @@ public sealed class TunnelStreamReuseTests
             DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 9)],
             ShutdownDrain = shutdownDrain ?? TimeSpan.FromSeconds(5),
         };
-        _gateway = new TunnelGateway(options, policy, _probe.LoggerFactory);
+        _gateway = new TunnelGateway(options, policy, loggerFactory ?? _probe.LoggerFactory);
         _gateway.Start();
+    }
+
+    /// <summary>Each line's event id and whether it was written on one of <see cref="SocketReadiness"/>'s epoll threads.</summary>
+    private sealed class EpollThreadRecorder : ILoggerProvider
+    {
+        private readonly ConcurrentQueue<(int EventId, bool OnEpollThread)> _lines = new();
+
+        public IReadOnlyList<(int EventId, bool OnEpollThread)> Lines => [.. _lines];
+
+        public ILogger CreateLogger(string categoryName) => new Recorder(_lines);
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Recorder(ConcurrentQueue<(int EventId, bool OnEpollThread)> lines) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+                lines.Enqueue((eventId.Id, SocketReadiness.OnEpollThread));
+        }
     }
 }
