@@ -218,6 +218,11 @@ internal sealed class TunnelStreamHandler(
             end = $"reset by the enclave ({ex.Message})";
         }
 
+        if (SocketReadiness.OnEpollThread)
+        {
+            await Task.Yield(); // woken by the enclave's close: the line, and the close after it, from the pool
+        }
+
         GatewayLog.IdleStreamClosed(logger, end);
         return null;
     }
@@ -309,6 +314,11 @@ internal sealed class TunnelStreamHandler(
             // Allowed by a name, "*" or a wide network, but it is this machine: its own services are not egress.
             hold?.Dispose();
             decision = policy.ParentAddressDenial(parentInterface!);
+        }
+
+        if (decision.WouldDeny && SocketReadiness.OnEpollThread)
+        {
+            await Task.Yield(); // report mode's line (a flood of them is what that mode is for): not on an epoll thread
         }
 
         WouldDenyLog.Connection(logger, options.Metrics, destination, request.HostHint, policy, decision);

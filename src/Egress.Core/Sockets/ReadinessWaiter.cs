@@ -12,8 +12,8 @@ namespace Egress.Sockets;
 /// the wait.
 /// </summary>
 /// <remarks>Completions run their continuations on the thread pool, except an inline wait's, which runs on the epoll
-/// thread. It locks itself (no
-/// lock object per waiter); nothing else locks it.</remarks>
+/// thread that saw the event, or on the cancelling thread when its token ends it. It locks itself (no lock object per
+/// waiter); nothing else locks it.</remarks>
 internal sealed class ReadinessWaiter : IValueTaskSource
 {
     private const int Idle = 0;

@@ -117,9 +117,10 @@ internal static class SocketReadiness
     /// <summary>
     /// As <see cref="WaitReadableAsync"/> without a token, but the waiter's continuation runs on its epoll thread, saving
     /// the hop to the thread pool per wake-up (measured: a relayed round trip's p50 about 100 µs lower through two
-    /// hosts on a busy 2-core machine). Only for the relay's direction loops, which between two waits neither block nor
-    /// close a socket another wait holds: a close waits for that wait to leave the epoll set, which an epoll thread
-    /// blocked in that close might never let happen (<see cref="OnEpollThread"/> tells them to hand such work to the thread pool).
+    /// hosts on a busy 2-core machine). Only for code that, until its next wait, neither blocks nor closes a socket
+    /// another wait holds (the relay's direction loops; the set-up of a connection up to its relay): a close waits for
+    /// that wait to leave the epoll set, which an epoll thread blocked in that close might never let happen
+    /// (<see cref="OnEpollThread"/> tells such code to hand that work to the thread pool).
     /// </summary>
     /// <param name="socket">The socket to wait on.</param>
     /// <param name="drained">The caller's last receive on <paramref name="socket"/> came back short of what it asked for,

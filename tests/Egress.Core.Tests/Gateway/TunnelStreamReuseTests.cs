@@ -143,14 +143,17 @@ public sealed class TunnelStreamReuseTests
     /// (denied, or its destination refused) is answered with its status and its line is written from the thread pool,
     /// where a log line that waits for a full queue stalls no other socket's wake-ups.
     /// </summary>
-    [TestCase(true, TestName = "{m}(denied)")]
-    [TestCase(false, TestName = "{m}(connect refused)")]
-    public async Task ANextRequestRefusedIsAnsweredAndItsLineIsWrittenOffTheEpollThreads(bool denied)
+    [TestCase(true, EgressMode.Enforce, TestName = "{m}(denied)")]
+    [TestCase(false, EgressMode.Enforce, TestName = "{m}(connect refused)")]
+    [TestCase(false, EgressMode.Report, TestName = "{m}(report mode: would deny, then connect refused)")]
+    public async Task ANextRequestRefusedIsAnsweredAndItsLineIsWrittenOffTheEpollThreads(bool denied, EgressMode mode)
     {
         var recorder = new EpollThreadRecorder();
         using var loggerFactory = LoggerFactory.Create(builder => builder.AddProvider(recorder).SetMinimumLevel(LogLevel.Debug));
-        StartGateway(loggerFactory: loggerFactory);
         using var echo = new EchoServer();
+        // Report mode: only the echo server's port is allowed, so a closed port of the same address is would-denied (a
+        // Warning line), dialled, and refused.
+        StartGateway(loggerFactory: loggerFactory, mode: mode, destinations: mode == EgressMode.Report ? $"127.0.0.1:{echo.EndPoint.Port}" : "127.0.0.1");
         using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
         await CleanConnectionAsync(stream, echo.EndPoint, 1, "first"u8.ToArray());
         await WaitUntilAsync(() => recorder.Lines.Any(line => line.EventId == 210));
@@ -169,7 +172,29 @@ public sealed class TunnelStreamReuseTests
             Assert.That(afterAnswer, Is.Zero, "a refused request ends the stream after its status");
             Assert.That(recorder.Lines.Where(line => line.EventId == eventId).Select(line => line.OnEpollThread), Is.EqualTo(new[] { false }),
                 "the refusal's line is written from the pool");
+            Assert.That(recorder.Lines.Where(line => line.EventId == 460).Select(line => line.OnEpollThread),
+                Is.EqualTo(mode == EgressMode.Report ? new[] { false } : Array.Empty<bool>()), "report mode's would-deny line too");
         });
+    }
+
+    /// <summary>The enclave closing a stream kept for reuse wakes the gateway's wait on an epoll thread; the line saying
+    /// so (Debug) and the close are done from the pool.</summary>
+    [Test]
+    public async Task AnIdleStreamClosedByTheEnclaveIsLoggedAndClosedOffTheEpollThreads()
+    {
+        var recorder = new EpollThreadRecorder();
+        using var loggerFactory = LoggerFactory.Create(builder => builder.AddProvider(recorder).SetMinimumLevel(LogLevel.Debug));
+        using var echo = new EchoServer();
+        StartGateway(loggerFactory: loggerFactory);
+        using (Socket stream = await _endpoint.ConnectAsync(CancellationToken.None))
+        {
+            await CleanConnectionAsync(stream, echo.EndPoint, 1, "only"u8.ToArray());
+            await WaitUntilAsync(() => recorder.Lines.Any(line => line.EventId == 210));
+            await Task.Delay(50); // the gateway waits for the next request
+        }
+
+        await WaitUntilAsync(() => recorder.Lines.Any(line => line.EventId == 231));
+        Assert.That(recorder.Lines.Where(line => line.EventId == 231).Select(line => line.OnEpollThread), Is.EqualTo(new[] { false }));
     }
 
     [Test]
@@ -353,9 +378,9 @@ public sealed class TunnelStreamReuseTests
         return (IPEndPoint)probe.LocalEndPoint!; // bound, never listening, and closed: connects are refused
     }
 
-    private void StartGateway(TimeSpan? shutdownDrain = null, ILoggerFactory? loggerFactory = null)
+    private void StartGateway(TimeSpan? shutdownDrain = null, ILoggerFactory? loggerFactory = null, EgressMode mode = EgressMode.Enforce, string destinations = "127.0.0.1")
     {
-        var policy = EgressPolicy.Create(true, ["127.0.0.1"], new AllowlistCache(new AllowlistCacheOptions()));
+        var policy = EgressPolicy.Create(true, [destinations], new AllowlistCache(new AllowlistCacheOptions()), mode);
         var options = new TunnelGatewayOptions
         {
             Listen = _endpoint,

@@ -59,7 +59,6 @@ public sealed class FramedRelayTests(bool splice)
         await Task.Delay(50); // both queued in the relay's sockets before it starts
 
         Task<RelayResult> relay = chain.RunAsync(Options, onTheParent ? RelaySide.A : RelaySide.B);
-        Task<(byte[] Payload, TunnelEndCause? Cause)> atPeer = Frames.ReadUntilEndAsync(chain.Peer);
         byte[] atApp = new byte["request".Length];
         for (int got = 0; got < atApp.Length;)
         {
@@ -69,15 +68,25 @@ public sealed class FramedRelayTests(bool splice)
             got += read;
         }
 
+        byte[] banner = new byte[TunnelFrames.HeaderLength + "banner".Length];
+        for (int got = 0; got < banner.Length;)
+        {
+            // Before the app's end of stream, which would wake a first wait that missed the queued bytes.
+            int read = await chain.Peer.ReceiveAsync(banner.AsMemory(got), SocketFlags.None).AsTask().WaitAsync(HangGuard);
+            Assert.That(read, Is.Positive, "the tunnel ended before the queued bytes' DATA frame arrived");
+            got += read;
+        }
+
         chain.App.Shutdown(SocketShutdown.Send);
-        var (payload, cause) = await atPeer.WaitAsync(HangGuard);
+        var (rest, cause) = await Frames.ReadUntilEndAsync(chain.Peer).WaitAsync(HangGuard);
         await chain.Peer.SendAsync(Frames.End(TunnelEndCause.Fin));
         RelayResult result = await relay.WaitAsync(HangGuard);
 
         Assert.Multiple(() =>
         {
             Assert.That(atApp, Is.EqualTo("request"u8.ToArray()));
-            Assert.That(payload, Is.EqualTo("banner"u8.ToArray()));
+            Assert.That(banner, Is.EqualTo(Frames.Data("banner"u8)), "one DATA frame with the queued bytes");
+            Assert.That(rest, Is.Empty);
             Assert.That(cause, Is.EqualTo(TunnelEndCause.Fin));
             Assert.That(result.Framed!.Value.IsClean, Is.True);
         });
