@@ -93,13 +93,10 @@ internal sealed class TunnelStreamHandler(
                     }
                 }
 
-                if (SocketReadiness.OnEpollThread)
-                {
-                    // Set up on an epoll thread (NextRequestAsync, the dial) and refused or failed there: its lines and
-                    // status go from the pool, where a log line that waits for a full queue stalls no socket's wake-ups.
-                    // (A relayed connection's end is already on the pool.)
-                    await Task.Yield();
-                }
+                // Set up on an epoll thread (NextRequestAsync, the dial) and refused or failed there: its lines and
+                // status go from the pool, where a log line that waits for a full queue stalls no socket's wake-ups.
+                // (A relayed connection's end is already on the pool.)
+                await SocketReadiness.LeaveEpollThread();
 
                 await CompleteAsync(tunnel, result, aborted, cid).ConfigureAwait(false);
                 if (result.Relay is not { } relay || !TunnelStreamPool.EndedClean(relay) || result.Request.Version != TunnelCodec.Version2
@@ -119,21 +116,14 @@ internal sealed class TunnelStreamHandler(
         }
         catch (Exception ex) when (ex is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
         {
-            if (SocketReadiness.OnEpollThread)
-            {
-                await Task.Yield();
-            }
-
+            await SocketReadiness.LeaveEpollThread();
             var failed = GatewayStreamResult.Failed(ex.Message);
             Record(failed, cid);
             return failed;
         }
         finally
         {
-            if (SocketReadiness.OnEpollThread)
-            {
-                await Task.Yield(); // an epoll thread closes no socket (SocketReadiness.WaitReadableInlineAsync says why)
-            }
+            await SocketReadiness.LeaveEpollThread(); // an epoll thread closes no socket (WaitReadableInlineAsync says why)
 
             TunnelHandshake.Close(tunnel);
         }
@@ -218,10 +208,7 @@ internal sealed class TunnelStreamHandler(
             end = $"reset by the enclave ({ex.Message})";
         }
 
-        if (SocketReadiness.OnEpollThread)
-        {
-            await Task.Yield(); // woken by the enclave's close: the line, and the close after it, from the pool
-        }
+        await SocketReadiness.LeaveEpollThread(); // woken by the enclave's close: the line, and the close after it, from the pool
 
         GatewayLog.IdleStreamClosed(logger, end);
         return null;
@@ -258,10 +245,7 @@ internal sealed class TunnelStreamHandler(
 
         if (request.Kind == TunnelRequestKind.Dns)
         {
-            if (SocketReadiness.OnEpollThread)
-            {
-                await Task.Yield(); // a DNS stream is served for its whole life: not on an epoll thread
-            }
+            await SocketReadiness.LeaveEpollThread(); // a DNS stream is served for its whole life: not on an epoll thread
 
             int maxDnsStreams = DnsStreamLimits.MaxStreams(listener.Admission?.Limit);
             if (Interlocked.Increment(ref _dnsStreamsOpen) > maxDnsStreams)
@@ -292,10 +276,7 @@ internal sealed class TunnelStreamHandler(
         if ((!decision.IsAllowed || decision.WouldDeny) && HintRelearner.MayRelearn(decision, request.HostHint))
         {
             // Not (or no longer) known here, e.g. after a restart of egress-host: resolve the hint ourselves.
-            if (SocketReadiness.OnEpollThread)
-            {
-                await Task.Yield(); // the resolution and its log lines: not on an epoll thread
-            }
+            await SocketReadiness.LeaveEpollThread(); // the resolution and its log lines: not on an epoll thread
 
             (decision, hold, string? why) = await _relearner.RelearnAsync(destination.Address, destination.Port, request.HostHint!, aborted).ConfigureAwait(false);
             if (why is null)
@@ -316,9 +297,9 @@ internal sealed class TunnelStreamHandler(
             decision = policy.ParentAddressDenial(parentInterface!);
         }
 
-        if (decision.WouldDeny && SocketReadiness.OnEpollThread)
+        if (decision.WouldDeny)
         {
-            await Task.Yield(); // report mode's line (a flood of them is what that mode is for): not on an epoll thread
+            await SocketReadiness.LeaveEpollThread(); // report mode's line (a flood of them is what that mode is for)
         }
 
         WouldDenyLog.Connection(logger, options.Metrics, destination, request.HostHint, policy, decision);

@@ -80,10 +80,7 @@ internal sealed partial class SocketRelaySession
     {
         long aToB = await forward.ConfigureAwait(false); // the direction loops never throw
         long bToA = await backward.ConfigureAwait(false);
-        if (SocketReadiness.OnEpollThread)
-        {
-            await Task.Yield(); // the relay's end and its owner's code run on the thread pool (RunRawAsync says why)
-        }
+        await SocketReadiness.LeaveEpollThread(); // the relay's end and its owner's code run on the thread pool (RunRawAsync says why)
 
         Volatile.Write(ref _finished, 1);
         Volatile.Read(ref _drainTimer)?.Dispose();

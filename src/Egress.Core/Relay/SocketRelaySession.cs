@@ -77,15 +77,12 @@ internal sealed partial class SocketRelaySession : IRelayAbort
         Task<long> backward = splice ? SpliceAsync(_b, _a, readFromB, fromA: false) : CopyAsync(_b, _a, readFromB, fromA: false);
         long aToB = await forward.ConfigureAwait(false); // the direction loops never throw
         long bToA = await backward.ConfigureAwait(false);
-        if (SocketReadiness.OnEpollThread)
-        {
-            // The relay's end and its owner's code (logging, closing, an audit record, the next request) run on the
-            // thread pool, never on an epoll thread, where a blocked write would stall every relay that thread serves.
-            // Only here, where the last direction ended: a direction's own end (its END frame) neither blocks nor
-            // closes a socket a wait holds, so the direction that ends first stays on the epoll thread: one hand-off
-            // per connection, not one per direction.
-            await Task.Yield();
-        }
+        // The relay's end and its owner's code (logging, closing, an audit record, the next request) run on the thread
+        // pool, never on an epoll thread, where a blocked write would stall every relay that thread serves. Only here,
+        // where the last direction ended: a direction's own end (its END frame) neither blocks nor closes a socket a
+        // wait holds, so the direction that ends first stays on the epoll thread: one hand-off per connection, not one
+        // per direction.
+        await SocketReadiness.LeaveEpollThread();
 
         return _monitor.Finish(aToB, bToA);
     }

@@ -172,6 +172,33 @@ internal static class SocketReadiness
     /// <summary>Whether the caller runs on an epoll thread (an inline wait's continuation).</summary>
     internal static bool OnEpollThread => t_onEpollThread;
 
+    /// <summary>
+    /// Awaited (<c>await SocketReadiness.LeaveEpollThread();</c>), moves the caller to the thread pool when it runs on an
+    /// epoll thread (<see cref="OnEpollThread"/>), and continues at once on any other thread: the step before work an
+    /// epoll thread must not do (block, close a socket another wait holds, write a log line that may wait for a full
+    /// queue).
+    /// </summary>
+    internal static LeaveEpollThreadAwaitable LeaveEpollThread() => default;
+
+    /// <summary>What <see cref="LeaveEpollThread"/> returns: its own awaiter, complete off the epoll threads.</summary>
+    internal readonly struct LeaveEpollThreadAwaitable : ICriticalNotifyCompletion
+    {
+        /// <summary>Off an epoll thread there is nothing to leave.</summary>
+        public bool IsCompleted => !t_onEpollThread;
+
+        public LeaveEpollThreadAwaitable GetAwaiter() => this;
+
+        public void GetResult()
+        {
+        }
+
+        public void OnCompleted(Action continuation) =>
+            ThreadPool.QueueUserWorkItem(static continuation => continuation(), continuation, preferLocal: false);
+
+        public void UnsafeOnCompleted(Action continuation) =>
+            ThreadPool.UnsafeQueueUserWorkItem(static continuation => continuation(), continuation, preferLocal: false);
+    }
+
     private static ValueTask WaitAsync(Socket socket, uint events, CancellationToken cancellationToken, bool inline = false) =>
         OperatingSystem.IsLinux()
             ? Rent().Arm(socket, events, cancellationToken, inline)

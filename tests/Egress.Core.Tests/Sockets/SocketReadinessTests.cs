@@ -66,6 +66,33 @@ public sealed class SocketReadinessTests
     }
 
     [Test]
+    public async Task LeavingTheEpollThreadMovesAnInlineContinuationToThePoolAndStaysPutAnywhereElse()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        Task<(bool Before, bool After, bool IsThreadPoolThread)> inline = Task.Run(async () =>
+        {
+            await SocketReadiness.WaitReadableInlineAsync(pair.Left);
+            bool before = SocketReadiness.OnEpollThread;
+            await SocketReadiness.LeaveEpollThread();
+            return (before, SocketReadiness.OnEpollThread, Thread.CurrentThread.IsThreadPoolThread);
+        });
+        await Task.Delay(50);
+        pair.Right.Send([1]);
+        var seen = await inline.WaitAsync(Within);
+
+        int thread = Environment.CurrentManagedThreadId;
+        var awaiter = SocketReadiness.LeaveEpollThread().GetAwaiter();
+        bool completedHere = awaiter.IsCompleted;
+        await SocketReadiness.LeaveEpollThread();
+        Assert.Multiple(() =>
+        {
+            Assert.That(seen, Is.EqualTo((true, false, true)), "woken on the epoll thread, continued on the pool");
+            Assert.That(completedHere, Is.True, "off an epoll thread there is nothing to leave");
+            Assert.That(Environment.CurrentManagedThreadId, Is.EqualTo(thread), "and the caller continues where it was");
+        });
+    }
+
+    [Test]
     public async Task InlineContinuationsAreSpreadOverOneEpollThreadPerProcessor()
     {
         Assert.That(SocketReadiness.EngineCount, Is.EqualTo(Math.Clamp(Environment.ProcessorCount, 1, 16)));
