@@ -46,20 +46,23 @@ internal sealed class EgressDeployment
     /// Deploys both hosts, each under its own open-files limit (RLIMIT_NOFILE, soft and hard, set with prlimit as
     /// `ulimit -n` would) where one is given; the topology owns (and kills) the processes.
     /// </summary>
-    public static async Task<EgressDeployment> StartAsync(Topology topology, string configToml, int? hostOpenFiles, int? enclaveOpenFiles)
+    /// <param name="stdoutPausedUntil">When given, each host's stdout goes to a pipe that is read up to the host's
+    /// "listening on" line and then not again until this file exists (a stalled log shipper that recovers); stderr is
+    /// read all along.</param>
+    public static async Task<EgressDeployment> StartAsync(Topology topology, string configToml, int? hostOpenFiles, int? enclaveOpenFiles, string? stdoutPausedUntil = null)
     {
         var configPath = Path.Combine(topology.WorkDirectory, "enclave.toml");
         await File.WriteAllTextAsync(configPath, configToml).ConfigureAwait(false);
         var tunnelSocket = Path.Combine(topology.WorkDirectory, "tunnel.sock");
         var tunnel = $"unix:{tunnelSocket}";
 
-        var host = await StartHostAsync(topology, configPath, tunnelSocket, hostOpenFiles).ConfigureAwait(false);
+        var host = await StartHostAsync(topology, configPath, tunnelSocket, hostOpenFiles, stdoutPausedUntil).ConfigureAwait(false);
 
         var rules = await Command.RunInNamespaceAsync(topology.Enclave, ReadyTimeout, HostBinaries.Enclave("rules", "--apply", "--config", configPath)).ConfigureAwait(false);
         Assert.That(rules.ExitCode, Is.Zero, () => $"egress-enclave rules --apply failed: {rules}");
 
         var enclave = topology.StartProcess("egress-enclave", topology.Enclave,
-            LimitOpenFiles(enclaveOpenFiles, HostBinaries.Enclave("--config", configPath, "--tunnel", tunnel)));
+            StdoutPaused(stdoutPausedUntil, LimitOpenFiles(enclaveOpenFiles, HostBinaries.Enclave("--config", configPath, "--tunnel", tunnel))));
         await Wait.UntilAsync(
             async () => enclave.HasExited || (await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.Loopback, ProxyPort).ConfigureAwait(false)
                 && await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.IPv6Loopback, ProxyPort).ConfigureAwait(false)
@@ -87,10 +90,10 @@ internal sealed class EgressDeployment
         return previous;
     }
 
-    private static async Task<BackgroundProcess> StartHostAsync(Topology topology, string configPath, string tunnelSocket, int? openFiles)
+    private static async Task<BackgroundProcess> StartHostAsync(Topology topology, string configPath, string tunnelSocket, int? openFiles, string? stdoutPausedUntil = null)
     {
         var host = topology.StartProcess("egress-host", topology.Parent,
-            LimitOpenFiles(openFiles, HostBinaries.Host("--config", configPath, "--tunnel", $"unix:{tunnelSocket}")));
+            StdoutPaused(stdoutPausedUntil, LimitOpenFiles(openFiles, HostBinaries.Host("--config", configPath, "--tunnel", $"unix:{tunnelSocket}"))));
         await Wait.UntilAsync(
             async () => host.HasExited || (File.Exists(tunnelSocket) && await host.WaitForLineAsync(line => line.Contains("gateway listening on", StringComparison.Ordinal), TimeSpan.Zero).ConfigureAwait(false) is not null),
             ReadyTimeout,
@@ -98,6 +101,16 @@ internal sealed class EgressDeployment
         Assert.That(host.HasExited, Is.False, () => $"egress-host exited during startup: {host}");
         return host;
     }
+
+    /// <summary>
+    /// The command with its stdout piped to a reader that passes lines on up to the first "listening on" line (what
+    /// readiness waits for), then holds the pipe open without reading it (the pipe and then the host's log queue fill)
+    /// until <paramref name="resumeFile"/> exists, and then passes the rest on; stderr is not redirected.
+    /// </summary>
+    private static string[] StdoutPaused(string? resumeFile, string[] command) =>
+        resumeFile is null
+            ? command
+            : ["sh", "-c", "f=$1; shift; \"$@\" | { sed -u '/listening on/q'; while [ ! -e \"$f\" ]; do sleep 0.2; done; exec cat; }", "sh", resumeFile, .. command];
 
     /// <summary>The command run under prlimit (which execs it: the process id stays the host's) when a limit is given.</summary>
     private static string[] LimitOpenFiles(int? openFiles, string[] command) =>
