@@ -91,7 +91,7 @@ internal static class HostRuntime
         // A log line never makes its caller wait: a connection's set-up and end run on the threads that move relayed
         // bytes, so a stdout nobody reads (a stalled shipper, a terminal paused with Ctrl-S) would stall every relay.
         // Once the queue is full, lines are dropped; the next line queued after it has room again is preceded by a count
-        // of those dropped (StalledLogTests).
+        // of those dropped, which the runtime writes to stderr (StalledLogTests).
         builder.Services.Configure<ConsoleLoggerOptions>(options => options.QueueFullMode = ConsoleLoggerQueueFullMode.DropWrite);
 
         var logging = builder.Logging;

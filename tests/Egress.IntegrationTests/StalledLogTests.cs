@@ -6,7 +6,7 @@ namespace Egress.IntegrationTests;
 /// <summary>
 /// Both hosts' stdout goes to a pipe nobody reads (a stalled log shipper, a terminal paused with Ctrl-S): once the
 /// pipe and the log queue are full, log lines are dropped, not waited for, so connections keep being relayed; once
-/// stdout is read again, the count of the lines dropped is written before the next line.
+/// stdout is read again, the count of the lines dropped is written to stderr when the next line is queued.
 /// </summary>
 [TestFixture]
 public sealed class StalledLogTests
@@ -14,6 +14,9 @@ public sealed class StalledLogTests
     // Two lines per connection on each host (connected, closed): about 2,900 lines fill a 64 KiB pipe and the
     // console logger's 2,500-line queue, so 2,500 connections run well past both.
     private const int Connections = 2500;
+
+    // The runtime's words (Microsoft.Extensions.Logging.Console), as README.md quotes them.
+    private const string DropNotice = "message(s) dropped because of queue size limit";
 
     private Topology? topology;
     private EgressDeployment? deployment;
@@ -82,10 +85,11 @@ public sealed class StalledLogTests
             {
                 var curl = await Clients.CurlAsync(topology.Enclave, "http://198.18.0.10/");
                 Assert.That(curl.ExitCode, Is.Zero, curl.ToString);
-                dropped = await host.WaitForLineAsync(line => line.Contains("dropped", StringComparison.Ordinal), TimeSpan.FromSeconds(1));
+                dropped = await host.WaitForLineAsync(line => line.Contains(DropNotice, StringComparison.Ordinal), TimeSpan.FromSeconds(1));
             }
 
             Assert.That(dropped, Is.Not.Null, () => $"{host.Name} never said that lines were dropped:\n{string.Join('\n', host.Lines.TakeLast(20))}");
+            Assert.That(host.ErrorLines, Has.Some.Contains(DropNotice), "the count is on stderr");
             TestContext.Out.WriteLine($"{host.Name}: {dropped}");
         }
     }

@@ -94,7 +94,7 @@ internal sealed class TunnelStreamHandler(
                 }
 
                 // Set up on an epoll thread (NextRequestAsync, the dial) and refused or failed there: its lines and
-                // status go from the pool, where a log line that waits for a full queue stalls no socket's wake-ups.
+                // status go from the pool, where a logger that blocks (the caller's choice) stalls no socket's wake-ups.
                 // (A relayed connection's end is already on the pool.)
                 await SocketReadiness.LeaveEpollThread();
 

@@ -175,8 +175,9 @@ internal static class SocketReadiness
     /// <summary>
     /// Awaited (<c>await SocketReadiness.LeaveEpollThread();</c>), moves the caller to the thread pool when it runs on an
     /// epoll thread (<see cref="OnEpollThread"/>), and continues at once on any other thread: the step before work an
-    /// epoll thread must not do (block, close a socket another wait holds, write a log line that may wait for a full
-    /// queue).
+    /// epoll thread must not do (block, close a socket another wait holds, write a log line: the library's caller chooses
+    /// the logger, and one may block, as Microsoft's console logger does with a full queue unless it is set to drop, as
+    /// the hosts set it).
     /// </summary>
     internal static LeaveEpollThreadAwaitable LeaveEpollThread() => default;
 

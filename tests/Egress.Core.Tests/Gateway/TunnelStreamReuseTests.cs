@@ -141,7 +141,7 @@ public sealed class TunnelStreamReuseTests
     /// <summary>
     /// A reused stream's next request is read, checked and dialled on the epoll thread that saw it; one refused there
     /// (denied, or its destination refused) is answered with its status and its line is written from the thread pool,
-    /// where a log line that waits for a full queue stalls no other socket's wake-ups.
+    /// where a logger that blocks (the library's caller chooses it) stalls no other socket's wake-ups.
     /// </summary>
     [TestCase(true, EgressMode.Enforce, TestName = "{m}(denied)")]
     [TestCase(false, EgressMode.Enforce, TestName = "{m}(connect refused)")]

@@ -69,14 +69,9 @@ public sealed class SocketReadinessTests
     public async Task LeavingTheEpollThreadMovesAnInlineContinuationToThePoolAndStaysPutAnywhereElse()
     {
         using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
-        Task<(bool Before, bool After, bool IsThreadPoolThread)> inline = Task.Run(async () =>
-        {
-            await SocketReadiness.WaitReadableInlineAsync(pair.Left);
-            bool before = SocketReadiness.OnEpollThread;
-            await SocketReadiness.LeaveEpollThread();
-            return (before, SocketReadiness.OnEpollThread, Thread.CurrentThread.IsThreadPoolThread);
-        });
-        await Task.Delay(50);
+        ValueTask wait = SocketReadiness.WaitReadableInlineAsync(pair.Left);
+        Assert.That(wait.IsCompleted, Is.False, "armed before anything is sent");
+        Task<(bool Before, bool After, bool IsThreadPoolThread)> inline = ContinueAsync(wait);
         pair.Right.Send([1]);
         var seen = await inline.WaitAsync(Within);
 
@@ -90,6 +85,14 @@ public sealed class SocketReadinessTests
             Assert.That(completedHere, Is.True, "off an epoll thread there is nothing to leave");
             Assert.That(Environment.CurrentManagedThreadId, Is.EqualTo(thread), "and the caller continues where it was");
         });
+
+        static async Task<(bool Before, bool After, bool IsThreadPoolThread)> ContinueAsync(ValueTask wait)
+        {
+            await wait.ConfigureAwait(false); // continues where the wait completes: the epoll thread
+            bool before = SocketReadiness.OnEpollThread;
+            await SocketReadiness.LeaveEpollThread();
+            return (before, SocketReadiness.OnEpollThread, Thread.CurrentThread.IsThreadPoolThread);
+        }
     }
 
     [Test]

@@ -10,6 +10,7 @@ internal sealed class BackgroundProcess : IAsyncDisposable
 {
     private readonly Process process;
     private readonly List<string> lines = [];
+    private readonly List<string> errorLines = [];
     private readonly TaskCompletionSource exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int? exitCode;
     private int disposed;
@@ -39,6 +40,18 @@ internal sealed class BackgroundProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>The lines written to stderr alone (they are in <see cref="Lines"/> too, in order with stdout's).</summary>
+    public IReadOnlyList<string> ErrorLines
+    {
+        get
+        {
+            lock (lines)
+            {
+                return [.. errorLines];
+            }
+        }
+    }
+
     public string Output => string.Join('\n', Lines);
 
     public static BackgroundProcess Start(string name, IReadOnlyList<string> command)
@@ -58,7 +71,7 @@ internal sealed class BackgroundProcess : IAsyncDisposable
         var process = new Process { StartInfo = start, EnableRaisingEvents = true };
         var background = new BackgroundProcess(name, process);
         process.OutputDataReceived += (_, e) => background.Append(e.Data);
-        process.ErrorDataReceived += (_, e) => background.Append(e.Data);
+        process.ErrorDataReceived += (_, e) => background.Append(e.Data, stderr: true);
         process.Exited += (_, _) =>
         {
             background.exitCode = process.ExitCode;
@@ -120,7 +133,7 @@ internal sealed class BackgroundProcess : IAsyncDisposable
     public override string ToString() =>
         $"{Name} ({(exitCode is { } code ? $"exited {code}" : "running")}) output:\n{Output}";
 
-    private void Append(string? line)
+    private void Append(string? line, bool stderr = false)
     {
         if (line is null)
         {
@@ -130,6 +143,10 @@ internal sealed class BackgroundProcess : IAsyncDisposable
         lock (lines)
         {
             lines.Add(line);
+            if (stderr)
+            {
+                errorLines.Add(line);
+            }
         }
     }
 }

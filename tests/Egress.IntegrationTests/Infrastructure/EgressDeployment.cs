@@ -103,14 +103,19 @@ internal sealed class EgressDeployment
     }
 
     /// <summary>
-    /// The command with its stdout piped to a reader that passes lines on up to the first "listening on" line (what
-    /// readiness waits for), then holds the pipe open without reading it (the pipe and then the host's log queue fill)
-    /// until <paramref name="resumeFile"/> exists, and then passes the rest on; stderr is not redirected.
+    /// The command with its stdout on a FIFO whose reader passes lines on up to the first "listening on" line (what
+    /// readiness waits for), then holds the FIFO open without reading it (the pipe and then the host's log queue fill)
+    /// until <paramref name="resumeFile"/> exists, and then passes the rest on; stderr is not redirected. The shell
+    /// execs the command, so the process started is the host itself (its id, its exit) and the reader is its child.
     /// </summary>
     private static string[] StdoutPaused(string? resumeFile, string[] command) =>
         resumeFile is null
             ? command
-            : ["sh", "-c", "f=$1; shift; \"$@\" | { sed -u '/listening on/q'; while [ ! -e \"$f\" ]; do sleep 0.2; done; exec cat; }", "sh", resumeFile, .. command];
+            : ["sh", "-c",
+                "f=$1; shift; p=\"$f.$$.fifo\"; mkfifo \"$p\" || exit 1; "
+                + "{ sed -u '/listening on/q'; while [ ! -e \"$f\" ]; do sleep 0.2; done; exec cat; } <\"$p\" & "
+                + "exec \"$@\" >\"$p\"",
+                "sh", resumeFile, .. command];
 
     /// <summary>The command run under prlimit (which execs it: the process id stays the host's) when a limit is given.</summary>
     private static string[] LimitOpenFiles(int? openFiles, string[] command) =>
