@@ -25,4 +25,42 @@ internal static class Clients
 
     public static Task<CommandResult> ShellAsync(string namespaceName, string script) =>
         Command.RunInNamespaceAsync(namespaceName, Timeout, "sh", "-c", script);
+
+    /// <summary>
+    /// Python's <c>socket.create_connection</c> (which falls over to a name's next address on ECONNREFUSED), one
+    /// connection after another to an echo server at <paramref name="host"/>:<paramref name="port"/> (a name or an
+    /// address): each sends <c>ping N\n</c>, half-closes, reads to the end and must get its line back (5 s per
+    /// connection). Prints <c>try N: ...</c> for each failed one and ends with <c>ok K of COUNT</c>; with
+    /// <paramref name="stopAtFirstFailure"/>, stops at the first failure.
+    /// </summary>
+    public static Task<CommandResult> EchoConnectionsAsync(string namespaceName, string host, int port, int count, TimeSpan timeout, bool stopAtFirstFailure = false)
+    {
+        string script = $$"""
+            import socket
+            ok = 0
+            for i in range({{count}}):
+                try:
+                    s = socket.create_connection(("{{host}}", {{port}}), timeout=5)
+                    s.sendall(b"ping %d\n" % i)
+                    s.shutdown(socket.SHUT_WR)
+                    data = b""
+                    while True:
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    s.close()
+                    ok += data == b"ping %d\n" % i
+                    if data != b"ping %d\n" % i:
+                        print("try %d: got %r" % (i, data))
+                        if {{(stopAtFirstFailure ? "True" : "False")}}:
+                            break
+                except OSError as e:
+                    print("try %d: %s" % (i, e))
+                    if {{(stopAtFirstFailure ? "True" : "False")}}:
+                        break
+            print("ok %d of {{count}}" % ok)
+            """;
+        return Command.RunInNamespaceAsync(namespaceName, timeout, "python3", "-c", script);
+    }
 }

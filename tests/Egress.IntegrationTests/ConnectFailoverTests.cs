@@ -30,29 +30,7 @@ public sealed class ConnectFailoverTests : EgressFixture
     [Test]
     public async Task PythonCreateConnectionReachesTheNamesServingAddressEveryTime()
     {
-        string script = $$"""
-            import socket
-            ok = 0
-            for i in range({{Tries}}):
-                try:
-                    s = socket.create_connection(("{{Name}}", {{WorldPorts.Echo}}), timeout=5)
-                    s.sendall(b"ping %d\n" % i)
-                    s.shutdown(socket.SHUT_WR)
-                    data = b""
-                    while True:
-                        chunk = s.recv(4096)
-                        if not chunk:
-                            break
-                        data += chunk
-                    s.close()
-                    ok += data == b"ping %d\n" % i
-                    if data != b"ping %d\n" % i:
-                        print("try %d: got %r" % (i, data))
-                except OSError as e:
-                    print("try %d: %s" % (i, e))
-            print("ok %d of {{Tries}}" % ok)
-            """;
-        var python = await Command.RunInNamespaceAsync(Topology.Enclave, TimeSpan.FromSeconds(60), "python3", "-c", script);
+        var python = await Clients.EchoConnectionsAsync(Topology.Enclave, Name, WorldPorts.Echo, Tries, TimeSpan.FromSeconds(60));
         var failedOver = await LogLineAsync(Deployment.Enclave, $"connection to {WorldAddresses.Refusing}:{WorldPorts.Echo}: the destination answered ConnectionRefused; failing over to {WorldAddresses.Unlisted}:{WorldPorts.Echo}, also learned from {Name}");
 
         Assert.Multiple(() =>

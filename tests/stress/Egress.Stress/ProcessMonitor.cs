@@ -5,7 +5,7 @@ namespace Egress.Stress;
 
 /// <summary>
 /// Samples named processes every <c>intervalMs</c> for <c>seconds</c>: resident set size (VmRSS, and the kernel's own
-/// peak VmHWM), open descriptors (the size stat(2) gives /proc/PID/fd, see <see cref="OpenDescriptors"/>), and whether the process still runs (gone, or a zombie
+/// peak VmHWM), open descriptors (<see cref="OpenDescriptors"/>), and whether the process still runs (gone, or a zombie
 /// its parent has not reaped yet, counts as exited). Reports per name the peaks in MiB and descriptors, and when it
 /// exited (-1: still running at the end).
 /// </summary>
