@@ -12,6 +12,11 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "policy {Digest} (egress {Egress}, {Destinations}); the enclave and the parent must log the same")]
     public static partial void Policy(ILogger logger, string digest, string egress, string destinations);
 
+    /// <summary>Written in place of lines dropped because stdout was read more slowly than they came
+    /// (<see cref="LogBatchWriter"/>).</summary>
+    [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "{Count} " + global::Egress.Diagnostics.DroppedLogLines.Text + ": stdout was read more slowly than lines came (connections were not held up)")]
+    public static partial void LinesDropped(ILogger logger, long count);
+
     /// <summary>The policy digest with what it covers, as the log line and <c>egress-enclave check</c> show it:
     /// <c>sha256:1a2b3c4d5e6f (egress enabled, 3 destinations)</c>.</summary>
     public static string Describe(PolicyDigest digest) => $"{digest} (egress {Egress(digest)}, {Destinations(digest)})";

@@ -7,8 +7,10 @@ internal static class Clients
 {
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
 
-    /// <summary>curl exit codes meaning "refused or reset": 7 couldn't connect, 56 failure receiving.</summary>
-    public static readonly int[] RefusedOrReset = [7, 56];
+    /// <summary>curl exit codes meaning "refused or reset": 7 couldn't connect, 56 failure receiving, and 55 when the
+    /// reset comes between the connect and curl asking for the peer's address (<c>getpeername() failed with errno 107</c>:
+    /// a denial is reset that fast once its log line costs the proxy little).</summary>
+    public static readonly int[] RefusedOrReset = [7, 55, 56];
 
     public static Task<CommandResult> CurlAsync(string namespaceName, string url, params string[] options) =>
         Command.RunInNamespaceAsync(namespaceName, Timeout, ["curl", "-sS", "--max-time", "10", .. options, url]);

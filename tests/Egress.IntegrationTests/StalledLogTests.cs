@@ -5,17 +5,17 @@ namespace Egress.IntegrationTests;
 /// <summary>
 /// Both hosts' stdout goes to a pipe nobody reads (a stalled log shipper, a terminal paused with Ctrl-S): once the
 /// pipe and the log queue are full, log lines are dropped, not waited for, so connections keep being relayed; once
-/// stdout is read again, the count of the lines dropped is written to stderr when the next line is queued.
+/// stdout is read again, the count of the lines dropped is written there, in the log's format, where they are missing.
 /// </summary>
 [TestFixture]
 public sealed class StalledLogTests
 {
-    // Two lines per connection on each host (connected, closed): about 2,900 lines fill a 64 KiB pipe and the
-    // console logger's 2,500-line queue, so 2,500 connections run well past both.
+    // Two lines per connection on each host (connected, closed), about 150 bytes each: about 2,200 lines fill a 64 KiB
+    // pipe and the 256 KiB queue (LogBatchWriter.DefaultCapacity), so 2,500 connections run well past both.
     private const int Connections = 2500;
 
-    // The runtime's words (Microsoft.Extensions.Logging.Console), as README.md quotes them.
-    private const string DropNotice = "message(s) dropped because of queue size limit";
+    // HostLog.LinesDropped, as README.md quotes it.
+    private const string DropNotice = "log line(s) dropped here";
 
     private Topology? topology;
     private EgressDeployment? deployment;
@@ -55,20 +55,23 @@ public sealed class StalledLogTests
         });
 
         await File.WriteAllTextAsync(resumeFile!, "");
-        // The queue drains once stdout is read; the count is written when the next line is queued after that.
+        // Once stdout is read again, the lines queued before the first one dropped are written, then the count.
         foreach (var host in new[] { deployment!.Host, deployment.Enclave })
         {
-            string? dropped = null;
-            for (var attempt = 0; attempt < 20 && dropped is null; attempt++)
-            {
-                var curl = await Clients.CurlAsync(topology.Enclave, "http://198.18.0.10/");
-                Assert.That(curl.ExitCode, Is.Zero, curl.ToString);
-                dropped = await host.WaitForLineAsync(line => line.Contains(DropNotice, StringComparison.Ordinal), TimeSpan.FromSeconds(1));
-            }
-
+            var dropped = await host.WaitForLineAsync(line => line.Contains(DropNotice, StringComparison.Ordinal), TimeSpan.FromSeconds(20));
             Assert.That(dropped, Is.Not.Null, () => $"{host.Name} never said that lines were dropped:\n{string.Join('\n', host.Lines.TakeLast(20))}");
-            Assert.That(host.ErrorLines, Has.Some.Contains(DropNotice), "the count is on stderr");
+            Assert.That(dropped, Does.Match(@"^\d{4}-\d\d-\d\dT\S+Z warn: Egress\.Log\[3\] [1-9][0-9]* " + System.Text.RegularExpressions.Regex.Escape(DropNotice)), "a line of the log's own format");
+            Assert.That(host.ErrorLines, Has.None.Contains(DropNotice), "the count is on stdout, where the lines are missing");
             TestContext.Out.WriteLine($"{host.Name}: {dropped}");
         }
+
+        // And logging goes on: a connection after the stall is logged.
+        var seen = deployment.Enclave.Lines.Count;
+        var curl = await Clients.CurlAsync(topology.Enclave, "http://198.18.0.10/");
+        Assert.That(curl.ExitCode, Is.Zero, curl.ToString);
+        var logged = await deployment.Enclave.WaitForLineAsync(
+            line => line.Contains("connection to 198.18.0.10:80 allowed", StringComparison.Ordinal) && deployment.Enclave.Lines.Skip(seen).Contains(line),
+            TimeSpan.FromSeconds(10));
+        Assert.That(logged, Is.Not.Null, () => $"no line for the connection after the stall:\n{string.Join('\n', deployment.Enclave.Lines.TakeLast(10))}");
     }
 }

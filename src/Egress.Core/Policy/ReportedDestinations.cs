@@ -63,11 +63,16 @@ internal sealed partial class ReportedDestinations
     /// <summary>Gets how many would-deny lines were read (lines holding at least one), server-name lines included.</summary>
     public int Lines { get; private set; }
 
+    /// <summary>Gets how many log lines the lines read say were dropped (<see cref="DroppedLogLines"/>): would-deny lines
+    /// may be among them, so the proposal may miss destinations.</summary>
+    public long LinesDropped { get; private set; }
+
     /// <summary>Reads one log line; lines that are neither would-deny lines nor denials report mode kept are ignored.</summary>
     /// <param name="line">The line.</param>
     public void Add(string line)
     {
         ArgumentNullException.ThrowIfNull(line);
+        LinesDropped += DroppedLogLines.Count(line);
         AddKept(line);
         bool counted = false; // a JSON line holds its message twice (Message, State.Message)
         if (line.Contains("would be refused", StringComparison.Ordinal))

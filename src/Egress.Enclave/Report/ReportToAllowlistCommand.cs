@@ -6,7 +6,8 @@ namespace Egress.Enclave.Report;
 /// <c>egress-enclave report-to-allowlist [LOG...]</c>: reads the logs of either host run with <c>egress.mode =
 /// "report"</c> (the files, or standard input) and prints one <c>egress.destinations</c> entry per line that would
 /// allow what was reported (see <see cref="ReportedDestinations"/>), then on standard error one <c># left out ...</c> line
-/// per destination report mode still denied (never proposed) and a count. Exit code 0,
+/// per destination report mode still denied (never proposed), a warning when the log says lines were dropped, and a
+/// count. Exit code 0,
 /// or 1 when no would-deny line was found.
 /// </summary>
 internal sealed class ReportToAllowlistCommand(TextReader input, TextWriter output, TextWriter error)
@@ -34,6 +35,11 @@ internal sealed class ReportToAllowlistCommand(TextReader input, TextWriter outp
         foreach (string left in reported.LeftOut())
         {
             error.WriteLine("# left out " + left);
+        }
+
+        if (reported.LinesDropped > 0)
+        {
+            error.WriteLine($"report-to-allowlist: warning: the log says {reported.LinesDropped} line(s) were dropped (its stdout was read more slowly than lines came); destinations only they reported are missing here");
         }
 
         error.WriteLine(reported.Lines == 0

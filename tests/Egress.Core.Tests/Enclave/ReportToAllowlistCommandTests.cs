@@ -25,6 +25,26 @@ public sealed class ReportToAllowlistCommandTests
     }
 
     [Test]
+    public void LinesTheLogSaysWereDroppedAreCountedInAWarning()
+    {
+        var input = new StringReader(
+            "warn: Egress.Proxy[460] report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): name app.unlisted.test not in allowlist; allowed\n"
+            + "2026-12-01T13:00:41.678Z warn: Egress.Log[3] 12 log line(s) dropped here: stdout was read more slowly than lines came (connections were not held up)\n"
+            + """{"EventId":3,"LogLevel":"Warning","Category":"Egress.Log","Message":"3 log line(s) dropped here: stdout was read more slowly than lines came (connections were not held up)","State":{"Count":3,"{OriginalFormat}":"{Count} log line(s) dropped here: stdout was read more slowly than lines came (connections were not held up)"}}""" + "\n");
+        var output = new StringWriter();
+        var error = new StringWriter();
+
+        int code = new ReportToAllowlistCommand(input, output, error).Run([]);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero);
+            Assert.That(output.ToString(), Is.EqualTo("app.unlisted.test:443" + Environment.NewLine));
+            Assert.That(error.ToString(), Does.Contain("warning: the log says 15 line(s) were dropped"));
+        });
+    }
+
+    [Test]
     public void ALogWithoutWouldDenyLinesExitsOneAndSaysWhy()
     {
         var output = new StringWriter();
