@@ -29,12 +29,18 @@ internal sealed class BatchedConsoleLoggerProvider : ILoggerProvider, ISupportEx
 
     /// <summary>Writes to <paramref name="output"/> with the formatter <see cref="ConsoleLoggerOptions.FormatterName"/>
     /// names among <paramref name="formatters"/>.</summary>
-    /// <exception cref="InvalidOperationException">No formatter has that name.</exception>
+    /// <exception cref="InvalidOperationException">No formatter has that name, or the options ask for stderr
+    /// (<see cref="ConsoleLoggerOptions.LogToStandardErrorThreshold"/>).</exception>
     public BatchedConsoleLoggerProvider(ConsoleLoggerOptions options, IEnumerable<ConsoleFormatter> formatters, Stream output,
         int capacity, TimeSpan delay, TimeSpan flushTimeout)
     {
         formatter = formatters.FirstOrDefault(f => f.Name == options.FormatterName)
             ?? throw new InvalidOperationException($"no console formatter named '{options.FormatterName}'");
+        if (options.LogToStandardErrorThreshold != LogLevel.None)
+        {
+            throw new InvalidOperationException("every line goes to one stream: LogToStandardErrorThreshold is not supported");
+        }
+
         writer = new LogBatchWriter(output, capacity, delay, flushTimeout, DescribeDropped);
     }
 
@@ -65,18 +71,23 @@ internal sealed class BatchedConsoleLoggerProvider : ILoggerProvider, ISupportEx
     private void Write<TState>(in LogEntry<TState> entry)
     {
         var text = t_text ??= new StringWriter();
-        formatter.Write(in entry, scopes, text);
         var line = text.GetStringBuilder();
-        if (line.Length == 0)
+        try
         {
-            return;
+            formatter.Write(in entry, scopes, text);
+            if (line.Length > 0)
+            {
+                writer.Enqueue(line);
+            }
         }
-
-        writer.Enqueue(line);
-        line.Clear();
-        if (line.Capacity > 1024)
+        finally
         {
-            line.Capacity = 1024;
+            // Also after a formatter that threw half-way: the thread's next line starts clean.
+            line.Clear();
+            if (line.Capacity > 1024)
+            {
+                line.Capacity = 1024;
+            }
         }
     }
 

@@ -12,8 +12,8 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "policy {Digest} (egress {Egress}, {Destinations}); the enclave and the parent must log the same")]
     public static partial void Policy(ILogger logger, string digest, string egress, string destinations);
 
-    /// <summary>Written in place of lines dropped because stdout was read more slowly than they came
-    /// (<see cref="LogBatchWriter"/>).</summary>
+    /// <summary>Written in place of lines dropped because stdout was read more slowly than they came, or whose write
+    /// failed (<see cref="LogBatchWriter"/>); at any <c>--log-level</c>, since it is not logged through the filters.</summary>
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "{Count} " + global::Egress.Diagnostics.DroppedLogLines.Text + ": stdout was read more slowly than lines came (connections were not held up)")]
     public static partial void LinesDropped(ILogger logger, long count);
 

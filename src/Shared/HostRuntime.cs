@@ -143,10 +143,14 @@ internal static class HostRuntime
     /// <summary>
     /// Starts the host (every listener binds), waits for SIGTERM/SIGINT/SIGQUIT and stops it (drain, then abort).
     /// A listener that cannot bind ends the run with one clear line on stderr and <see cref="RuntimeError"/>; so does
-    /// any other start failure <paramref name="describeStartFailure"/> recognises.
+    /// any other start failure <paramref name="describeStartFailure"/> recognises, after the log lines written so far.
+    /// The line goes to <paramref name="error"/> (stderr unless given).
     /// </summary>
-    public static async Task<int> RunAsync(IHost host, Func<Exception, string?>? describeStartFailure = null)
+    public static async Task<int> RunAsync(IHost host, Func<Exception, string?>? describeStartFailure = null, TextWriter? error = null)
     {
+        error ??= Console.Error;
+        string? failure = null;
+        var code = RuntimeError;
         try
         {
             await host.StartAsync().ConfigureAwait(false);
@@ -154,19 +158,25 @@ internal static class HostRuntime
         catch (IOException ex)
         {
             // A listener that cannot bind (AddEgressEnclave/AddEgressHost: the message names the address and why).
-            await Console.Error.WriteLineAsync($"error: {ex.Message}").ConfigureAwait(false);
-            return RuntimeError;
+            failure = $"error: {ex.Message}";
         }
         catch (Egress.Configuration.ConfigurationException ex)
         {
             // A setting that can only be tried at start (an audit_log file that cannot be opened): file:line:col and why.
-            await Console.Error.WriteLineAsync(ex.Message).ConfigureAwait(false);
-            return UsageError;
+            failure = ex.Message;
+            code = UsageError;
         }
         catch (Exception ex) when (describeStartFailure?.Invoke(ex) is { } message)
         {
-            await Console.Error.WriteLineAsync($"error: {message}").ConfigureAwait(false);
-            return RuntimeError;
+            failure = $"error: {message}";
+        }
+
+        if (failure is not null)
+        {
+            // The log lines written so far (the start lines) go out first, so the error is the last line either way.
+            host.Dispose();
+            await error.WriteLineAsync(failure).ConfigureAwait(false);
+            return code;
         }
 
         await host.WaitForShutdownAsync().ConfigureAwait(false);

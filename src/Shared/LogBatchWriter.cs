@@ -12,7 +12,8 @@ namespace Egress.Hosting;
 /// Never makes the caller wait: once <c>capacity</c> bytes are queued (stdout read more slowly than lines come: a
 /// stalled log shipper, a terminal paused with Ctrl-S), lines are dropped until the writer takes the queue, and the
 /// count of those dropped is written, as a line of its own from <c>describeDropped</c>, right after the lines queued
-/// before them. Write errors (stdout closed) drop the batch.
+/// before them. A batch whose write fails (stdout closed, a full disk) is counted the same way, in the next count
+/// that can be written. Lines queued after <see cref="Dispose"/> took the last batch are dropped uncounted.
 /// </para>
 /// </summary>
 internal sealed class LogBatchWriter : IDisposable
@@ -53,6 +54,7 @@ internal sealed class LogBatchWriter : IDisposable
     private byte[] queued = new byte[4096];
     private byte[] spare = new byte[4096];
     private int queuedLength;
+    private int queuedLines;
     private long dropped;
     private bool signalled;
     private bool stopping;
@@ -123,6 +125,7 @@ internal sealed class LogBatchWriter : IDisposable
 
             line.CopyTo(queued.AsSpan(queuedLength));
             queuedLength += line.Length;
+            queuedLines++;
             Signal();
         }
     }
@@ -156,11 +159,12 @@ internal sealed class LogBatchWriter : IDisposable
 
     private void Run()
     {
+        long lost = 0; // dropped, or in a write that failed, and not yet reported
         while (true)
         {
             byte[] batch;
             int length;
-            long lost;
+            int lines;
             bool last;
             lock (gate)
             {
@@ -177,19 +181,24 @@ internal sealed class LogBatchWriter : IDisposable
 
                 (batch, queued, spare) = (queued, spare, queued);
                 length = queuedLength;
-                lost = dropped;
+                lines = queuedLines;
+                lost += dropped;
                 queuedLength = 0;
+                queuedLines = 0;
                 dropped = 0;
                 signalled = false;
                 last = stopping;
                 stopped = last;
             }
 
-            Write(batch, length);
-            if (lost > 0)
+            if (!Write(batch, length))
             {
-                var notice = describeDropped(lost);
-                Write(notice, notice.Length);
+                lost += lines; // counted in the next notice that can be written (a disk with room again)
+            }
+
+            if (lost > 0 && TryDescribeDropped(lost, out var notice) && Write(notice, notice.Length))
+            {
+                lost = 0;
             }
 
             if (last)
@@ -199,9 +208,24 @@ internal sealed class LogBatchWriter : IDisposable
         }
     }
 
+    private bool TryDescribeDropped(long count, out byte[] notice)
+    {
+        try
+        {
+            notice = describeDropped(count);
+            return true;
+        }
+        catch (Exception)
+        {
+            // A formatter that throws must not end the process (this thread's exception would): the count waits.
+            notice = [];
+            return false;
+        }
+    }
+
     // Writes whole lines, at most PipeAtomicBytes at a time where lines allow, so that another writer of the same
     // stdout (audit_log = "stdout") never lands inside a line.
-    private void Write(byte[] buffer, int length)
+    private bool Write(byte[] buffer, int length)
     {
         try
         {
@@ -213,10 +237,13 @@ internal sealed class LogBatchWriter : IDisposable
             }
 
             output.Flush();
+            return true;
         }
-        catch (IOException)
+        catch (Exception)
         {
-            // stdout is gone (EPIPE, a closed file): nothing can report it there, and the relays go on.
+            // stdout failed (EPIPE, ENOSPC, EACCES, EBADF: IOException or UnauthorizedAccessException): an exception here
+            // would end the process and every relay with it, so the batch is counted as dropped instead.
+            return false;
         }
     }
 

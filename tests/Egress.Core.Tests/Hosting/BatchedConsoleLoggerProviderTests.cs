@@ -57,6 +57,22 @@ public sealed class BatchedConsoleLoggerProviderTests
     }
 
     [Test]
+    public async Task AStartFailuresErrorLineComesAfterTheLogLinesWrittenBeforeIt()
+    {
+        var output = new List<string>();
+        var builder = HostRuntime.CreateBuilder(LogLevel.Information, json: false, TimeSpan.FromSeconds(1), () => new LineStream(output));
+        builder.Services.AddHostedService<FailingListener>();
+        using var host = builder.Build();
+
+        var code = await HostRuntime.RunAsync(host, error: new LineWriter(output));
+
+        Assert.That(code, Is.EqualTo(HostRuntime.RuntimeError));
+        Assert.That(output, Has.Count.EqualTo(2));
+        Assert.That(output[0], Does.Contain("starting v1.2.3"));
+        Assert.That(output[1], Is.EqualTo("error: 127.0.0.1:4444 is in use\n"), "the error is the last line");
+    }
+
+    [Test]
     public void LinesDroppedAreCountedInALineOfTheSameFormat()
     {
         using var services = new ServiceCollection().AddLogging(logging => logging.AddJsonConsole()).BuildServiceProvider();
@@ -100,6 +116,43 @@ public sealed class BatchedConsoleLoggerProviderTests
         var services = new ServiceCollection();
         services.AddLogging(logging =>
             Assert.That(() => BatchedConsoleLoggerProvider.ReplaceConsoleLogger(logging, () => new MemoryStream()), Throws.InvalidOperationException));
+    }
+
+    /// <summary>A listener that logs a line and then cannot bind, both within the writer's batching delay.</summary>
+    private sealed class FailingListener(ILoggerFactory loggers) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            HostLog.Starting(loggers.CreateLogger("Egress.Test"), "v1.2.3");
+            throw new IOException("127.0.0.1:4444 is in use");
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    /// <summary>stdout, appending what each write holds to a list shared with <see cref="LineWriter"/> (stderr).</summary>
+    private sealed class LineStream(List<string> output) : MemoryStream
+    {
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            lock (output)
+            {
+                output.Add(Encoding.UTF8.GetString(buffer, offset, count));
+            }
+        }
+    }
+
+    private sealed class LineWriter(List<string> output) : StringWriter
+    {
+        public override Task WriteLineAsync(string? value)
+        {
+            lock (output)
+            {
+                output.Add(value + "\n");
+            }
+
+            return Task.CompletedTask;
+        }
     }
 
     private static string[] Lines(MemoryStream stdout) =>

@@ -30,11 +30,13 @@ public sealed class LogBatchWriterTests
     public void LinesAreWrittenOnlyAfterTheDelayOnceTheFirstOneWokeTheWriter()
     {
         using var stdout = new GatedStream(open: true);
-        using var writer = Create(stdout, delay: TimeSpan.FromHours(1));
+        var writer = Create(stdout, delay: TimeSpan.FromHours(1));
         writer.Enqueue("a\n"u8);
         writer.Enqueue("b\n"u8);
         Thread.Sleep(100);
         Assert.That(stdout.Writes, Is.Empty, "the writer waits for more lines before writing");
+        writer.Dispose();
+        Assert.That(stdout.Writes, Is.EqualTo(new[] { "a\nb\n" }), "and writes them together");
     }
 
     [Test]
@@ -102,19 +104,37 @@ public sealed class LogBatchWriterTests
         stdout.WaitForWrites(1);
     }
 
-    [Test]
-    public void AWriteErrorDropsItsBatchAndTheWriterGoesOn()
+    [TestCase(typeof(IOException))]
+    [TestCase(typeof(UnauthorizedAccessException))]
+    public void AWriteErrorCountsItsBatchAsDroppedAndTheWriterGoesOn(Type error)
     {
-        using var stdout = new GatedStream(open: true) { FailNextWrite = true };
+        using var stdout = new GatedStream(open: true) { FailNextWrite = error };
         using (var writer = Create(stdout))
         {
             writer.Enqueue("lost\n"u8);
-            stdout.WaitForWriteStarted(1);
+            stdout.WaitForWrites(1); // the failed write, then the count, at once: stdout works again
             writer.Enqueue("kept\n"u8);
+            stdout.WaitForWrites(2);
+        }
+
+        Assert.That(stdout.Writes, Is.EqualTo(new[] { "dropped 1\n", "kept\n" }));
+    }
+
+    [Test]
+    public void AFormatterThatThrowsForTheCountDoesNotStopTheWriter()
+    {
+        using var stdout = new GatedStream(open: true);
+        var calls = 0;
+        using (var writer = new LogBatchWriter(stdout, capacity: 4, TimeSpan.Zero, Wait, count =>
+            ++calls == 1 ? throw new FormatException("bad formatter") : Encoding.UTF8.GetBytes($"dropped {count}\n")))
+        {
+            writer.Enqueue("12345\n"u8);
+            SpinWait.SpinUntil(() => Volatile.Read(ref calls) == 1, Wait);
+            writer.Enqueue("toolong\n"u8);
             stdout.WaitForWrites(1);
         }
 
-        Assert.That(stdout.Writes, Is.EqualTo(new[] { "kept\n" }));
+        Assert.That(stdout.Writes, Is.EqualTo(new[] { "dropped 2\n" }), "the first count waited for the second");
     }
 
     [Test]
@@ -237,7 +257,7 @@ public sealed class LogBatchWriterTests
         private readonly List<byte[]> writes = [];
         private int started;
 
-        public bool FailNextWrite { get; set; }
+        public Type? FailNextWrite { get; set; }
 
         public IReadOnlyList<string> Writes
         {
@@ -282,10 +302,10 @@ public sealed class LogBatchWriterTests
         public override void Write(byte[] buffer, int offset, int count)
         {
             Interlocked.Increment(ref started);
-            if (FailNextWrite)
+            if (FailNextWrite is { } error)
             {
-                FailNextWrite = false;
-                throw new IOException("Broken pipe");
+                FailNextWrite = null;
+                throw (Exception)Activator.CreateInstance(error, "write failed")!;
             }
 
             gate.Wait();
