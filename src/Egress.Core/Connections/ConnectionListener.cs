@@ -14,9 +14,9 @@ namespace Egress.Connections;
 /// handed to <see cref="Refused"/> (which answers it) while fewer than <see cref="MaxAnswering"/> are being answered.
 /// A failed accept (out of descriptors) is retried after a back-off that grows while failures continue.
 /// Refusals that are reset unanswered are logged at most once a second, each line saying how many more were refused
-/// since the previous one: a flood of thousands of connections must not block the process on its own log (the console
-/// logger's queue holds 2,500 lines and then, unless set to drop as the hosts set it, makes every logging thread wait,
-/// the DNS forwarder's included).
+/// since the previous one: a flood of thousands of connections must not crowd the log (the hosts' logger drops lines
+/// once 256 KiB wait, and a library consumer's console logger may instead make every logging thread wait, the DNS
+/// forwarder's included).
 /// With a <see cref="SetupLimit"/>, each admitted connection takes a place in it before its handler starts, and while
 /// none is free the loop waits and accepts no more (the next connections wait in the kernel's listen backlog; a refused
 /// connection needs no place); the handler gets the connection's <see cref="ConnectionSetup"/> to complete once the
