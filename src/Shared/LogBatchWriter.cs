@@ -21,7 +21,7 @@ internal sealed class LogBatchWriter : IDisposable
     /// <summary>Bytes queued before lines are dropped: about 1,500 text lines (MEL's console logger held 2,500).</summary>
     public const int DefaultCapacity = 256 * 1024;
 
-    /// <summary>How long the writer waits after a batch's first line for more: one wake-up and one write per 5 ms at most.</summary>
+    /// <summary>How long the writer waits after a batch's first line for more: at most one wake-up per 5 ms.</summary>
     public static readonly TimeSpan DefaultDelay = TimeSpan.FromMilliseconds(5);
 
     /// <summary>How long <see cref="Dispose"/> waits for the last lines to be written (a stalled stdout must not hold
