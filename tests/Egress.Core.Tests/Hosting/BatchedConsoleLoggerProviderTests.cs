@@ -102,6 +102,22 @@ public sealed class BatchedConsoleLoggerProviderTests
     }
 
     [Test]
+    public void UnderSystemdLinesCarryJournaldsPriorityPrefixAndNoTimestamp()
+    {
+        using var services = new ServiceCollection().AddLogging(logging => logging.AddSystemdConsole()).BuildServiceProvider();
+        var options = new ConsoleLoggerOptions { FormatterName = ConsoleFormatterNames.Systemd };
+        var stdout = new MemoryStream();
+        using (var provider = new BatchedConsoleLoggerProvider(options, services.GetServices<ConsoleFormatter>(), stdout,
+            capacity: 1024, delay: TimeSpan.Zero, TimeSpan.FromSeconds(10)))
+        {
+            HostLog.Starting(provider.CreateLogger("Egress.Test"), "v1.2.3");
+            provider.CreateLogger("Egress.Test").LogError("failed {Name}", "here");
+        }
+
+        Assert.That(Lines(stdout), Is.EqualTo(new[] { "<6>Egress.Test[1] starting v1.2.3", "<3>Egress.Test[0] failed here" }));
+    }
+
+    [Test]
     public void AFormatterNameWithoutAFormatterIsRefused()
     {
         using var services = new ServiceCollection().AddLogging(logging => logging.AddSimpleConsole()).BuildServiceProvider();
