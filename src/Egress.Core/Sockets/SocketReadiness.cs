@@ -176,8 +176,7 @@ internal static class SocketReadiness
     /// Awaited (<c>await SocketReadiness.LeaveEpollThread();</c>), moves the caller to the thread pool when it runs on an
     /// epoll thread (<see cref="OnEpollThread"/>), and continues at once on any other thread: the step before work an
     /// epoll thread must not do (block, close a socket another wait holds, write a log line: the library's caller chooses
-    /// the logger, and one may block, as Microsoft's console logger does with a full queue unless it is set to drop, as
-    /// the hosts set it).
+    /// the logger, and one may block, as Microsoft's console logger does with a full queue; the hosts' never does).
     /// </summary>
     internal static LeaveEpollThreadAwaitable LeaveEpollThread() => default;
 

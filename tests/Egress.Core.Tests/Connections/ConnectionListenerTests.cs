@@ -210,8 +210,8 @@ public sealed class ConnectionListenerTests
     }
 
     /// <summary>Stress scenario 1: 3,269 refusals in 2 s each logged a Warning line; past 2,500 queued lines the
-    /// console logger (unless set to drop, as the hosts now set it) makes every logging thread wait, the DNS forwarder's too. One line a second now, each saying how
-    /// many more were refused, and the count of the last second is reported when the flood ends.</summary>
+    /// console logger makes every logging thread wait, the DNS forwarder's too (the hosts no longer use it). One line a
+    /// second now, each saying how many more were refused, and the count of the last second is reported when the flood ends.</summary>
     [Test]
     public async Task AFloodOfRefusalsIsLoggedOnceASecondWithTheCountOfTheRest()
     {
