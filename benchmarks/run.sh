@@ -50,7 +50,7 @@ if [ "$mode" = smoke ]; then
 else
   repeats=3 tp_seconds=5 lat_seconds=3 cr_seconds=5 cr_concurrency=16 http_seconds=5 hold=10000 socat_hold=1000 dns_seconds=5
 fi
-http_connections=16
+http_connections=${BENCH_HTTP_CONNECTIONS:-16}  # for experiments (at least 2: wrk runs 2 threads)
 # Untimed traffic through the Egress path before the connection-rate and http sections measure: the hosts were just
 # started, and the JIT's tiered compilation (egress-host always; egress-enclave unless EGRESS_ENCLAVE_BIN is a Native
 # AOT build) is still compiling the per-connection path for seconds, on the same two cores. 0 skips it.

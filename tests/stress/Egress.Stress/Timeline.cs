@@ -6,15 +6,27 @@ namespace Egress.Stress;
 
 /// <summary>
 /// The victim's attempts per second of the measured run, by the second each started in: how many, how many
-/// succeeded, the slowest (ms). Written as CSV, so a run kept with --keep shows when in the load the failures came.
+/// succeeded, the slowest (ms). Written as CSV, so a run kept with --keep shows when in the load the failures came;
+/// beside it (PATH with "-dns" before the extension), every DNS query: when it started (ms into the run) and how long
+/// it took (ms), to tell which queries make the p99.
 /// </summary>
 internal sealed class Timeline(long startTimestamp, double seconds)
 {
     private readonly Bucket[] _dns = NewBuckets(seconds);
     private readonly Bucket[] _http = NewBuckets(seconds);
+    private readonly List<(double StartMs, double Ms)> _dnsQueries = [];
     private readonly Lock _lock = new();
 
-    public void AddDns(long started, bool ok) => Add(_dns, started, ok);
+    public void AddDns(long started, bool ok)
+    {
+        Add(_dns, started, ok);
+        double startMs = Stopwatch.GetElapsedTime(startTimestamp, started).TotalMilliseconds;
+        double ms = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+        lock (_lock)
+        {
+            _dnsQueries.Add((startMs, ms));
+        }
+    }
 
     public void AddHttp(long started, bool ok) => Add(_http, started, ok);
 
@@ -31,6 +43,18 @@ internal sealed class Timeline(long startTimestamp, double seconds)
         }
 
         await File.WriteAllTextAsync(path, csv.ToString()).ConfigureAwait(false);
+
+        var queries = new StringBuilder("start_ms,dns_ms\n");
+        lock (_lock)
+        {
+            foreach ((double startMs, double ms) in _dnsQueries.OrderBy(query => query.StartMs))
+            {
+                queries.AppendLine(CultureInfo.InvariantCulture, $"{startMs:0.0},{ms:0.000}");
+            }
+        }
+
+        string queriesPath = Path.Combine(Path.GetDirectoryName(path) ?? "", $"{Path.GetFileNameWithoutExtension(path)}-dns{Path.GetExtension(path)}");
+        await File.WriteAllTextAsync(queriesPath, queries.ToString()).ConfigureAwait(false);
     }
 
     private static Bucket[] NewBuckets(double seconds) =>
