@@ -46,17 +46,18 @@ internal sealed class BatchedConsoleLoggerProvider : ILoggerProvider, ISupportEx
 
     /// <summary>
     /// Replaces the console logger that <c>AddSimpleConsole</c>, <c>AddJsonConsole</c> or <c>AddSystemdConsole</c>
-    /// registered (keeping its formatters and their options) with this provider, writing to <paramref name="output"/>.
+    /// registered (keeping its formatters and their options) with this provider, writing to <paramref name="output"/>;
+    /// its disposal waits at most <paramref name="flushTimeout"/> for the lines still queued.
     /// </summary>
     /// <exception cref="InvalidOperationException">No console logger was added first.</exception>
-    public static void ReplaceConsoleLogger(ILoggingBuilder logging, Func<Stream> output)
+    public static void ReplaceConsoleLogger(ILoggingBuilder logging, Func<Stream> output, TimeSpan flushTimeout)
     {
         var console = logging.Services.FirstOrDefault(d => d.ServiceType == typeof(ILoggerProvider) && d.ImplementationType == typeof(ConsoleLoggerProvider))
             ?? throw new InvalidOperationException("add a console logger (AddSimpleConsole, AddJsonConsole, AddSystemdConsole) first");
         logging.Services.Remove(console);
         logging.Services.AddSingleton<ILoggerProvider>(services => new BatchedConsoleLoggerProvider(
             services.GetRequiredService<IOptions<ConsoleLoggerOptions>>().Value, services.GetServices<ConsoleFormatter>(), output(),
-            LogBatchWriter.DefaultCapacity, LogBatchWriter.DefaultDelay, LogBatchWriter.DefaultFlushTimeout));
+            LogBatchWriter.DefaultCapacity, LogBatchWriter.DefaultDelay, flushTimeout));
     }
 
     /// <inheritdoc/>

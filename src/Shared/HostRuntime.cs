@@ -73,9 +73,12 @@ internal static class HostRuntime
     /// A Generic Host builder without the defaults (no appsettings.json, no environment variables, no command-line
     /// configuration): logging to the console in the chosen format, under systemd its lifetime (sd_notify READY once
     /// every listener is bound, STOPPING on SIGTERM) and journald's format for text, and a shutdown timeout that
-    /// covers the drain. Log lines go to <paramref name="logOutput"/> (stdout unless given).
+    /// covers the drain. Log lines go to <paramref name="logOutput"/> (stdout unless given); disposing the host waits at
+    /// most <paramref name="logFlushTimeout"/> (<see cref="LogBatchWriter.DefaultFlushTimeout"/> unless given) for the
+    /// lines still queued.
     /// </summary>
-    public static HostApplicationBuilder CreateBuilder(LogLevel level, bool json, TimeSpan drain, Func<Stream>? logOutput = null)
+    public static HostApplicationBuilder CreateBuilder(
+        LogLevel level, bool json, TimeSpan drain, Func<Stream>? logOutput = null, TimeSpan? logFlushTimeout = null)
     {
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
         {
@@ -125,7 +128,8 @@ internal static class HostRuntime
         // bytes, so a stdout nobody reads (a stalled shipper, a terminal paused with Ctrl-S) would stall every relay
         // (StalledLogTests), and waking a writer and writing once per line cost 15 % of the connections/s. Lines are
         // written in batches; once too many wait, they are dropped and counted in a line of their own.
-        BatchedConsoleLoggerProvider.ReplaceConsoleLogger(logging, logOutput ?? Console.OpenStandardOutput);
+        BatchedConsoleLoggerProvider.ReplaceConsoleLogger(
+            logging, logOutput ?? Console.OpenStandardOutput, logFlushTimeout ?? LogBatchWriter.DefaultFlushTimeout);
         return builder;
     }
 

@@ -11,11 +11,15 @@ namespace Egress.Tests.Hosting;
 [TestFixture]
 public sealed class BatchedConsoleLoggerProviderTests
 {
+    // Disposing the host flushes the log lines, waiting at most this long: never reached with a memory stream, but
+    // the hosts' 1.5 s could be on a loaded machine, and the tests read the stream right after.
+    private static readonly TimeSpan FlushTimeout = TimeSpan.FromSeconds(30);
+
     [Test]
     public void TheHostsWriteJsonLinesWithTheConsoleLoggersFieldsThroughTheBatchedLoggerOnly()
     {
         var stdout = new MemoryStream();
-        using (var host = HostRuntime.CreateBuilder(LogLevel.Information, json: true, TimeSpan.FromSeconds(1), () => stdout).Build())
+        using (var host = HostRuntime.CreateBuilder(LogLevel.Information, json: true, TimeSpan.FromSeconds(1), () => stdout, FlushTimeout).Build())
         {
             var providers = host.Services.GetServices<ILoggerProvider>().Select(p => p.GetType()).ToArray();
             Assert.That(providers, Is.EqualTo(new[] { typeof(BatchedConsoleLoggerProvider) }), "the runtime's console logger is replaced, not joined");
@@ -43,7 +47,7 @@ public sealed class BatchedConsoleLoggerProviderTests
     public void TheHostsWriteOneTextLinePerEventWithAUtcTimestamp()
     {
         var stdout = new MemoryStream();
-        using (var host = HostRuntime.CreateBuilder(LogLevel.Information, json: false, TimeSpan.FromSeconds(1), () => stdout).Build())
+        using (var host = HostRuntime.CreateBuilder(LogLevel.Information, json: false, TimeSpan.FromSeconds(1), () => stdout, FlushTimeout).Build())
         {
             var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Egress.Test");
             HostLog.Starting(logger, "v1.2.3");
@@ -60,7 +64,7 @@ public sealed class BatchedConsoleLoggerProviderTests
     public async Task AStartFailuresErrorLineComesAfterTheLogLinesWrittenBeforeIt()
     {
         var output = new List<string>();
-        var builder = HostRuntime.CreateBuilder(LogLevel.Information, json: false, TimeSpan.FromSeconds(1), () => new LineStream(output));
+        var builder = HostRuntime.CreateBuilder(LogLevel.Information, json: false, TimeSpan.FromSeconds(1), () => new LineStream(output), FlushTimeout);
         builder.Services.AddHostedService<FailingListener>();
         using var host = builder.Build();
 
@@ -131,7 +135,7 @@ public sealed class BatchedConsoleLoggerProviderTests
     {
         var services = new ServiceCollection();
         services.AddLogging(logging =>
-            Assert.That(() => BatchedConsoleLoggerProvider.ReplaceConsoleLogger(logging, () => new MemoryStream()), Throws.InvalidOperationException));
+            Assert.That(() => BatchedConsoleLoggerProvider.ReplaceConsoleLogger(logging, () => new MemoryStream(), FlushTimeout), Throws.InvalidOperationException));
     }
 
     /// <summary>A listener that logs a line and then cannot bind, both within the writer's batching delay.</summary>

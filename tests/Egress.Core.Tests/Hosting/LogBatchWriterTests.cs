@@ -191,6 +191,54 @@ public sealed class LogBatchWriterTests
     }
 
     [Test]
+    [Repeat(20)]
+    public void DisposeRacingLinesFromManyThreadsWritesEveryLineQueuedBeforeItWholeAndInOrder()
+    {
+        const int Threads = 4;
+        using var stdout = new GatedStream(open: true);
+        var writer = Create(stdout, capacity: 64 << 20, delay: TimeSpan.FromMilliseconds(1));
+        var disposing = 0;
+        var queuedBefore = new int[Threads]; // per thread: lines whose Enqueue returned before Dispose was called
+        var running = Enumerable.Range(0, Threads).Select(thread => Task.Factory.StartNew(
+            () =>
+            {
+                var line = new StringBuilder();
+                for (var i = 0; i < 200_000; i++)
+                {
+                    line.Clear().Append("thread ").Append(thread).Append(" line ").Append(i).Append('\n');
+                    writer.Enqueue(line);
+                    if (Volatile.Read(ref disposing) == 0)
+                    {
+                        queuedBefore[thread] = i + 1;
+                    }
+                    else if (i > queuedBefore[thread] + 1000)
+                    {
+                        return; // well past the stop: what comes later is dropped, as the lines just before were
+                    }
+                }
+            },
+            CancellationToken.None,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default)).ToArray();
+        Thread.Sleep(20);
+        Volatile.Write(ref disposing, 1);
+        writer.Dispose();
+        Assert.That(Task.WaitAll(running, Wait), Is.True, "a thread queuing lines was held up by Dispose");
+
+        var lines = Encoding.UTF8.GetString(stdout.WrittenBytes).Split('\n');
+        Assert.That(lines[^1], Is.Empty, "the output ends with a whole line");
+        for (var thread = 0; thread < Threads; thread++)
+        {
+            var prefix = $"thread {thread} line ";
+            var own = lines.Where(l => l.StartsWith(prefix, StringComparison.Ordinal)).Select(l => int.Parse(l[prefix.Length..])).ToArray();
+            Assert.That(own, Is.EqualTo(Enumerable.Range(0, own.Length)), $"thread {thread}: whole, once, in order, no gap");
+            Assert.That(own, Has.Length.AtLeast(queuedBefore[thread]), $"thread {thread}: a line queued before Dispose is missing");
+        }
+
+        Assert.That(lines.Count(l => l.Length > 0 && !l.StartsWith("thread ", StringComparison.Ordinal)), Is.Zero, "no other output (no drop count: the capacity was never reached)");
+    }
+
+    [Test]
     public void ABatchIsWrittenInWholeLinesOfAtMostPipeBufBytesUnlessOneLineIsLonger()
     {
         var random = new Random(15);
