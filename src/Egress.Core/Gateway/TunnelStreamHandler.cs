@@ -41,6 +41,11 @@ internal sealed class TunnelStreamHandler(
 
     private readonly LogRateLimit _dnsOverloadLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 321);
 
+    // The limit refusals' lines (event 211), one rate limit per request kind, so that a flood of connections at the
+    // stream limit never holds back the line of a DNS stream refused at its own limit.
+    private readonly LogRateLimit _tcpLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 211);
+    private readonly LogRateLimit _dnsLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 211);
+
     private int _dnsStreamsOpen;
 
     private readonly HintRelearner _relearner = new(policy, dnsUpstreams, logger);
@@ -415,7 +420,11 @@ internal sealed class TunnelStreamHandler(
                 GatewayLog.BadRequest(logger, result.ReadResult, result.Status);
                 break;
             case StreamOutcome.StreamLimit or StreamOutcome.PeerRefused:
-                GatewayLog.StreamLimit(logger, request.Kind, result.Destination is { } to ? $" to {to}" : string.Empty, result.LimitReason!);
+                if ((request.Kind == TunnelRequestKind.Dns ? _dnsLimitLines : _tcpLimitLines).TryEnter(out long heldBack))
+                {
+                    GatewayLog.StreamLimit(logger, request.Kind, result.Destination is { } to ? $" to {to}" : string.Empty, result.LimitReason!, heldBack);
+                }
+
                 break;
             case StreamOutcome.UnsupportedKind:
                 GatewayLog.Unsupported(logger, request.Kind);

@@ -44,6 +44,8 @@ internal sealed class ProxyConnectionHandler(
 {
     private readonly TunnelStreamPool? _pool = streamPool;
 
+    private readonly LogRateLimit _parentFailureLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 106);
+
     private readonly TunnelClient _tunnel = new(options.Tunnel, options.StatusTimeout, options.Relay.TimeProvider, connectTunnel, streamPool);
 
     private readonly ITimer? _trim = streamPool is null ? null : options.Relay.TimeProvider.CreateTimer(
@@ -295,6 +297,15 @@ internal sealed class ProxyConnectionHandler(
                 break;
             case ConnectionOutcome.Denied:
                 ProxyLog.Denied(logger, destination, result.Decision);
+                break;
+            case ConnectionOutcome.ParentRefused when result.ParentStatus == TunnelStatus.Failure:
+                // The parent at a limit (its stream limit, its limit per enclave) refuses every connection an app opens
+                // in a loop, each in a round trip: a line a second, with the count, as the enclave's own limit does.
+                if (_parentFailureLines.TryEnter(out long heldBack))
+                {
+                    ProxyLog.ParentFailed(logger, destination, result.Detail ?? string.Empty, heldBack);
+                }
+
                 break;
             case ConnectionOutcome.ParentRefused:
                 ProxyLog.ParentRefused(logger, destination, result.ParentStatus, result.Detail ?? string.Empty);

@@ -44,6 +44,12 @@ internal static partial class ProxyLog
     public static void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail) =>
         ParentRefused(logger, destination, status, detail, status == TunnelStatus.DeniedByPolicy ? PoliciesDisagree : string.Empty);
 
+    /// <summary>The parent refused a connection with <see cref="TunnelStatus.Failure"/> (its stream limit, its limit per
+    /// enclave, a failure of its own), in a line rate-limited by the caller: <paramref name="heldBack"/> such lines were
+    /// held back since the last one.</summary>
+    public static void ParentFailed(ILogger logger, IPEndPoint destination, string detail, long heldBack) =>
+        ParentRefused(logger, destination, TunnelStatus.Failure, detail, $" ({heldBack} more answered {nameof(TunnelStatus.Failure)} since the last such line)");
+
     /// <summary>What a DeniedByPolicy answer means when this enclave allowed the destination.</summary>
     internal const string PoliciesDisagree =
         " (this enclave allowed it, so the two policies disagree: compare the policy digests both hosts log at start, which differ when they read different enclave.toml files, or the parent has not learned the address: restarted since the DNS answer)";

@@ -41,6 +41,45 @@ public sealed class TunnelGatewayTests
     }
 
     [Test]
+    public async Task StreamsRefusedAtTheLimitAreLoggedOnceASecondPerKindWithTheCountHeldBack()
+    {
+        // An enclave app opening connections in a loop at the parent's stream limit: every stream is answered with the
+        // limit, and the log gets a line a second per request kind, so the flood of TCP refusals holds back no DNS one.
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        StartGateway(["127.0.0.1"], maxStreams: 1, time: time);
+        using var first = new EchoServer();
+        using var later = new EchoServer();
+        using Socket held = await TunnelWire.ConnectAsync(_endpoint);
+        await TunnelWire.SendAsync(held, TunnelRequest.ForTcp(first.EndPoint));
+        Assert.That(await TunnelWire.ReadResponseAsync(held).WaitAsync(HangGuard), Is.EqualTo(new TunnelResponse(TunnelStatus.Ok)));
+
+        var limit = new TunnelResponse(TunnelStatus.Failure, "parent: stream limit reached (host.max_streams = 1)");
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.That((await RequestAsync(TunnelRequest.ForTcp(later.EndPoint))).Response, Is.EqualTo(limit));
+        }
+
+        Assert.That((await RequestAsync(TunnelRequest.ForDns())).Response, Is.EqualTo(limit));
+        await WaitForEventCountAsync(211, 2);
+        time.Advance(TimeSpan.FromSeconds(1));
+        await _logs.WaitForEventAsync(16);
+
+        Assert.That(_logs.Values(211, "Kind"), Is.EqualTo(new[] { "TcpConnect", "Dns" }));
+        Assert.That(_logs.Values(211, "HeldBack"), Is.EqualTo(new[] { "0", "0" }));
+        Assert.That(_logs.Values(16, "HeldBack"), Is.EqualTo(new[] { "2" }), "the two TCP lines held back are counted when the interval ends");
+        Assert.That(later.Accepted.IsCompleted, Is.False, "a refused stream dials nothing");
+    }
+
+    private async Task WaitForEventCountAsync(int eventId, int count)
+    {
+        for (var deadline = DateTime.UtcNow + HangGuard; _logs.EventIds.Count(id => id == eventId) < count;)
+        {
+            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), () => $"{count} lines of event {eventId} expected: {string.Join(" | ", _logs.Lines)}");
+            await Task.Delay(10);
+        }
+    }
+
+    [Test]
     public async Task AllowedDestinationIsAnsweredOkThenRelayedBothWaysWithHalfClose()
     {
         StartGateway(["127.0.0.1"]);
@@ -292,7 +331,9 @@ public sealed class TunnelGatewayTests
         return connected;
     }
 
-    private void StartGateway(string[] destinations, TimeSpan? headerTimeout = null, TimeSpan? connectTimeout = null, TimeSpan? drain = null, int maxStreams = 0)
+    private void StartGateway(
+        string[] destinations, TimeSpan? headerTimeout = null, TimeSpan? connectTimeout = null, TimeSpan? drain = null, int maxStreams = 0,
+        TimeProvider? time = null)
     {
         var policy = EgressPolicy.Create(true, destinations, new AllowlistCache(new AllowlistCacheOptions()));
         var options = new TunnelGatewayOptions
@@ -302,6 +343,7 @@ public sealed class TunnelGatewayTests
             ConnectTimeout = connectTimeout ?? TimeSpan.FromSeconds(5),
             ShutdownDrain = drain ?? TimeSpan.FromSeconds(5),
             MaxStreams = maxStreams,
+            Relay = new Egress.Relay.RelayOptions { TimeProvider = time ?? TimeProvider.System },
         };
         _gateway = new TunnelGateway(options, policy, _logs.Factory);
         _gateway.Start();

@@ -146,7 +146,12 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That((result.ParentStatus, result.Detail), Is.EqualTo((status, "parent: why")));
         Assert.That(
             _probe.Logs.Records.Single().Message,
-            status == TunnelStatus.DeniedByPolicy ? Does.EndWith("parent: why" + ProxyLog.PoliciesDisagree) : Does.EndWith("parent: why"),
+            status switch
+            {
+                TunnelStatus.DeniedByPolicy => Does.EndWith("parent: why" + ProxyLog.PoliciesDisagree),
+                TunnelStatus.Failure => Does.EndWith("parent: why (0 more answered Failure since the last such line)"),
+                _ => Does.EndWith("parent: why"),
+            },
             "a policy denial by the parent says the two policies disagree and how to tell why");
         Assert.That(_probe.TunnelErrors, Is.Empty);
         Assert.That(await EndOfStreamAsync(parent), Is.EqualTo("reset"), "the tunnel stream is reset too");
@@ -519,6 +524,47 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(_tunnelsOpened, Is.EqualTo(2), "one tunnel per connection: no failover");
         Assert.That(_probe.Failovers, Is.Zero);
         Assert.That(_probe.EventIds, Is.EqualTo(new[] { 106, 106 }));
+    }
+
+    [Test]
+    public async Task TheParentsFailureAnswersAreLoggedOnceASecondWithTheCountHeldBackAndOtherAnswersEveryTime()
+    {
+        // A parent at its stream limit answers Failure to every connection an app opens in a loop: one line a second,
+        // as the enclave's own connection limit logs; answers about a destination (here ConnectionRefused) each get
+        // theirs.
+        using var handler = Handler(Redirected(Listed), failoverAttempts: 0);
+        async Task RefuseAsync(TunnelStatus status)
+        {
+            var (app, accepted) = await ConnectedPairAsync();
+            using (app)
+            {
+                var handling = handler.HandleAsync(accepted, CancellationToken.None);
+                using Socket parent = await AcceptTunnelAsync();
+                await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+                await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(status, $"parent: {status}"), CancellationToken.None);
+                Assert.That((await handling.WaitAsync(HangGuard)).ParentStatus, Is.EqualTo(status));
+                Assert.That(await EndOfStreamAsync(app), Is.EqualTo("reset"), "every refused connection is reset, logged or not");
+            }
+        }
+
+        await RefuseAsync(TunnelStatus.Failure);
+        await RefuseAsync(TunnelStatus.Failure);
+        await RefuseAsync(TunnelStatus.ConnectionRefused);
+        await RefuseAsync(TunnelStatus.Failure);
+        _time.Advance(TimeSpan.FromMilliseconds(999));
+        await RefuseAsync(TunnelStatus.Failure);
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        await RefuseAsync(TunnelStatus.Failure);
+
+        Assert.That(_probe.Logs.Records.Select(r => r.Message), Is.EqualTo(new[]
+        {
+            $"connection to {Listed} failed: parent answered Failure: parent: Failure (0 more answered Failure since the last such line)",
+            $"connection to {Listed} failed: parent answered ConnectionRefused: parent: ConnectionRefused",
+            "3 more lines of event 106 were held back by its rate limit in the last 1 s (the flood that caused them may have ended)",
+            $"connection to {Listed} failed: parent answered Failure: parent: Failure (0 more answered Failure since the last such line)",
+        }));
+        Assert.That(_probe.EventIds, Is.EqualTo(new[] { 106, 106, 16, 106 }), "the count held back is reported when the interval ends");
+        Assert.That(_probe.Connections, Has.Count.EqualTo(6), "each refusal is still counted in the metrics");
     }
 
     private (EgressPolicy Policy, AllowlistCache Cache) LearnedPolicy(out IPEndPoint refused, out IPEndPoint serving)
