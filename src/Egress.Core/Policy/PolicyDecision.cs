@@ -94,6 +94,10 @@ public readonly struct PolicyDecision
         _ => Describe(),
     };
 
+    /// <summary>How a denial of one of the parent's own addresses (<see cref="DecisionReason.ParentAddress"/>) begins
+    /// after <c>denied: </c>; the enclave, which cannot know the parent's addresses, recognises the parent's answer by it.</summary>
+    internal const string ParentAddressText = "an address of the parent itself";
+
     private string Describe() => Reason switch
     {
         DecisionReason.EgressDisabled => "denied: egress disabled",
@@ -107,7 +111,7 @@ public readonly struct PolicyDecision
         DecisionReason.LearnedExpired => $"denied: learned from {Subject}, expired {DurationText.Format(Time.GetValueOrDefault(), roundUp: false)} ago",
         DecisionReason.NeverLearned => "denied: never learned from an allowed name",
         DecisionReason.PortNotAllowed => $"denied: port not allowed by \"{Subject}\"",
-        DecisionReason.ParentAddress => $"denied: an address of the parent itself (interface {Subject}); an entry naming this one address allows it",
+        DecisionReason.ParentAddress => $"denied: {ParentAddressText} (interface {Subject}); an entry naming this one address allows it",
         _ when Subject is not null => $"denied: name {Subject} not in allowlist",
         _ => "denied: name not in allowlist",
     };

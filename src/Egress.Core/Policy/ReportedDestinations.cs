@@ -52,8 +52,10 @@ internal sealed partial class ReportedDestinations
     [GeneratedRegex("connection to " + EndPointPattern + @"(?: \(for [^)]*\))? would be refused \(egress\.mode = \\?""report\\?"": relayed\): server name (?<name>" + NamePattern + @") is not allowed by any entry", RegexOptions.CultureInvariant)]
     private static partial Regex ServerNameLine();
 
-    // ProxyLog 104, GatewayLog 202 with a decision report mode kept (PolicyDecision.ToString).
-    [GeneratedRegex("connection to " + EndPointPattern + @"(?: \(for (?<name>" + NamePattern + @")\.?\))? denied: (?<reason>[^;""]*)(?<entry>; an entry naming this one address allows it)?" + KeptSuffix, RegexOptions.CultureInvariant)]
+    // ProxyLog 104, GatewayLog 202 with a decision report mode kept (PolicyDecision.ToString), and the enclave's line for
+    // the parent's denial (ProxyLog 106: "... failed: parent answered DeniedByPolicy: parent: denied: ..."), so that the
+    // enclave's log alone already leaves out what the parent denied.
+    [GeneratedRegex("connection to " + EndPointPattern + @"(?: \(for (?<name>" + NamePattern + @")\.?\))?(?: failed: parent answered DeniedByPolicy: parent:)? denied: (?<reason>[^;""]*)(?<entry>; an entry naming this one address allows it)?" + KeptSuffix, RegexOptions.CultureInvariant)]
     private static partial Regex KeptLine();
 
     // DnsLog 308.

@@ -42,13 +42,20 @@ internal static partial class ProxyLog
 
     /// <summary>The parent refused a connection this enclave allowed; a policy denial says where the two disagree.</summary>
     public static void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail) =>
-        ParentRefused(logger, destination, status, detail, status == TunnelStatus.DeniedByPolicy ? PoliciesDisagree : string.Empty);
+        ParentRefused(logger, destination, status, detail, status != TunnelStatus.DeniedByPolicy ? string.Empty
+            : detail.Contains(PolicyDecision.ParentAddressText, StringComparison.Ordinal) ? ParentAddressHint
+            : PoliciesDisagree);
 
     /// <summary>The parent refused a connection with <see cref="TunnelStatus.Failure"/> (its stream limit, its limit per
     /// enclave, a failure of its own), in a line rate-limited by the caller: <paramref name="heldBack"/> such lines were
     /// held back since the last one.</summary>
     public static void ParentFailed(ILogger logger, IPEndPoint destination, string detail, long heldBack) =>
         ParentRefused(logger, destination, TunnelStatus.Failure, detail, $" ({heldBack} more answered {nameof(TunnelStatus.Failure)} since the last such line)");
+
+    /// <summary>What a DeniedByPolicy answer for one of the parent's own addresses means: no disagreement, the enclave
+    /// cannot know them.</summary>
+    internal const string ParentAddressHint =
+        " (egress-host denies its own addresses unless an entry names the one address, whatever else allows it; this enclave cannot know them, so the policies need not differ)";
 
     /// <summary>What a DeniedByPolicy answer means when this enclave allowed the destination.</summary>
     internal const string PoliciesDisagree =

@@ -1,5 +1,7 @@
 using Egress.Policy;
 
+using Egress.Proxy;
+
 namespace Egress.Tests.Policy;
 
 /// <summary><c>report-to-allowlist</c>'s reader: would-deny lines of both hosts, text or JSON, become sorted unique
@@ -85,6 +87,33 @@ public sealed class ReportedDestinationsTests
         }
 
         Assert.That(reported.Entries(), Is.EqualTo(new[] { "app.unlisted.test:443" }));
+    }
+
+    [Test]
+    public void TheEnclavesLogAloneLeavesOutWhatTheParentDenied()
+    {
+        // `report-to-allowlist < enclave.log`: the parent's denial of its own address reaches the enclave's log as the
+        // parent's answer (event 106), and must keep that address out as the parent's own line does.
+        string[] log =
+        [
+            "warn: Egress.Proxy.EgressProxy[460] report mode: would deny connection to 198.18.0.1:9464: never learned from an allowed name; allowed",
+            "warn: Egress.Proxy.EgressProxy[106] connection to 198.18.0.1:9464 failed: parent answered DeniedByPolicy: parent: denied: an address of the parent itself (interface egt-p); an entry naming this one address allows it; report mode does not relax internal addresses" + ProxyLog.ParentAddressHint,
+            """{"EventId":106,"LogLevel":"Warning","Category":"Egress.Proxy.EgressProxy","Message":"connection to [2001:db8::1]:80 failed: parent answered DeniedByPolicy: parent: denied: an address of the parent itself (interface egt-p); an entry naming this one address allows it; report mode does not relax internal addresses"}""",
+            "warn: Egress.Proxy.EgressProxy[460] report mode: would deny connection to [2001:db8::1]:80: never learned from an allowed name; allowed",
+            "warn: Egress.Proxy.EgressProxy[460] report mode: would deny connection to 203.0.113.7:443: never learned from an allowed name; allowed",
+        ];
+        var reported = new ReportedDestinations();
+        foreach (string line in log)
+        {
+            reported.Add(line);
+        }
+
+        Assert.That(reported.Entries(), Is.EqualTo(new[] { "203.0.113.7:443" }));
+        Assert.That(reported.LeftOut(), Is.EqualTo(new[]
+        {
+            "198.18.0.1:9464: the parent denied it (an address of the parent itself); an entry naming it would open the parent",
+            "[2001:db8::1]:80: the parent denied it (an address of the parent itself); an entry naming it would open the parent",
+        }));
     }
 
     [Test]

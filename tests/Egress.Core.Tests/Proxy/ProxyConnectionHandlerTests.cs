@@ -527,6 +527,23 @@ public sealed class ProxyConnectionHandlerTests
     }
 
     [Test]
+    public async Task TheParentDenyingItsOwnAddressIsNotCalledAPolicyMismatch()
+    {
+        // The enclave cannot know the parent's addresses, so a denial of one is no sign the two enclave.toml differ.
+        const string Detail = "parent: denied: an address of the parent itself (interface eth0); an entry naming this one address allows it";
+        var handling = Handler(Redirected(Listed)).HandleAsync(_accepted, CancellationToken.None);
+        using (Socket parent = await AcceptTunnelAsync())
+        {
+            await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.DeniedByPolicy, Detail), CancellationToken.None);
+        }
+
+        Assert.That((await handling.WaitAsync(HangGuard)).ParentStatus, Is.EqualTo(TunnelStatus.DeniedByPolicy));
+        Assert.That(_probe.Logs.Records.Single().Message, Is.EqualTo($"connection to {Listed} failed: parent answered DeniedByPolicy: {Detail}{ProxyLog.ParentAddressHint}"));
+        Assert.That(_probe.Logs.Records.Single().Message, Does.Not.Contain("disagree"));
+    }
+
+    [Test]
     public async Task TheParentsFailureAnswersAreLoggedOnceASecondWithTheCountHeldBackAndOtherAnswersEveryTime()
     {
         // A parent at its stream limit answers Failure to every connection an app opens in a loop: one line a second,
