@@ -51,6 +51,12 @@ var dnsUpstreamOption = new Option<IPEndPoint[]>("--dns-upstream")
                 return [];
             }
 
+            if (EndPointText.IsListedBefore(upstreams, i, upstream))
+            {
+                result.AddError($"--dns-upstream {EndPointText.ListedTwice(text)}");
+                return [];
+            }
+
             upstreams[i] = upstream;
         }
 

@@ -64,6 +64,32 @@ public sealed class CommandLineTests
         }
     }
 
+    // Before, the command line took 198.18.0.53 twice (and the host asked it twice) while the file refused it.
+    [Test]
+    public async Task ADnsUpstreamListedTwiceIsRefusedAlikeOnTheCommandLineAndInTheFile()
+    {
+        string empty = await WriteConfigAsync(string.Empty);
+        string withKey = await WriteConfigAsync("[host]\ndns_upstreams = [\"198.18.0.53\", \"198.18.0.53:53\"]\n");
+        try
+        {
+            var commandLine = await Command.RunAsync(HostBinaries.Host("--config", empty, "--dns-upstream", "198.18.0.53", "--dns-upstream", "198.18.0.53:53"), Timeout);
+            var file = await Command.RunAsync(HostBinaries.Host("--config", withKey), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(commandLine.ExitCode, Is.EqualTo(2), commandLine.ToString);
+                Assert.That(commandLine.StandardError, Is.EqualTo("error: --dns-upstream \"198.18.0.53:53\" is listed twice\n"), commandLine.ToString);
+                Assert.That(file.ExitCode, Is.EqualTo(2), file.ToString);
+                Assert.That(file.StandardError, Does.EndWith("error: \"198.18.0.53:53\" is listed twice (key 'host.dns_upstreams')\n"), file.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(empty);
+            File.Delete(withKey);
+        }
+    }
+
     // Each of these was accepted and ignored before the command line moved to System.CommandLine.
     [TestCase("check", "10.1.2.3", "--log-format", "json")]
     [TestCase("check", "10.1.2.3", "--log-level", "Debug")]

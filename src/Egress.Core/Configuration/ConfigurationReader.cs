@@ -436,9 +436,9 @@ internal sealed class ConfigurationReader
                 throw new ConfigurationException(location, path, $"invalid {what} \"{entry}\": {problem}");
             }
 
-            if (Array.IndexOf(endPoints, endPoint, 0, i) >= 0)
+            if (EndPointText.IsListedBefore(endPoints, i, endPoint!))
             {
-                throw new ConfigurationException(location, path, $"\"{entry}\" is listed twice");
+                throw new ConfigurationException(location, path, EndPointText.ListedTwice(entry));
             }
 
             endPoints[i] = endPoint!;

@@ -18,6 +18,14 @@ internal static class EndPointText
     public static bool TryParseListen(string text, [NotNullWhen(true)] out IPEndPoint? endPoint, [NotNullWhen(false)] out string? problem) =>
         TryParse(text, defaultPort: null, out endPoint, out problem);
 
+    /// <summary>Whether <paramref name="endPoint"/> is among the first <paramref name="count"/> of <paramref name="endPoints"/>:
+    /// a list (of listen addresses, of upstreams) names each endpoint once, in the file and on the command line alike
+    /// (<c>198.18.0.53</c> and <c>198.18.0.53:53</c> are the same upstream).</summary>
+    public static bool IsListedBefore(IPEndPoint?[] endPoints, int count, IPEndPoint endPoint) => Array.IndexOf(endPoints, endPoint, 0, count) >= 0;
+
+    /// <summary>The problem of an endpoint <see cref="IsListedBefore"/> found.</summary>
+    public static string ListedTwice(string text) => $"\"{text}\" is listed twice";
+
     /// <summary>Parses a DNS upstream; a missing port means 53.</summary>
     public static bool TryParseUpstream(string text, [NotNullWhen(true)] out IPEndPoint? endPoint, [NotNullWhen(false)] out string? problem) =>
         TryParse(text, defaultPort: 53, out endPoint, out problem);
