@@ -126,6 +126,10 @@ public sealed class TunnelEndpoint
     /// <summary>Creates a socket and connects it to this endpoint.</summary>
     /// <param name="cancellationToken">Cancels the connection attempt.</param>
     /// <returns>The connected socket, which the caller owns. On failure the socket is disposed and the error thrown.</returns>
+    /// <exception cref="SocketException">The connect failed (e.g. refused, unreachable; for <c>unix:</c>, no socket at
+    /// the path: the runtime reports ENOENT as <see cref="SocketError.AddressNotAvailable"/>, "Cannot assign requested
+    /// address", so the message then names the missing path instead).</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     public async ValueTask<Socket> ConnectAsync(CancellationToken cancellationToken)
     {
         Socket socket = CreateSocket();
@@ -133,6 +137,12 @@ public sealed class TunnelEndpoint
         {
             await SocketReadiness.ConnectAsync(socket, EndPoint, cancellationToken).ConfigureAwait(false);
             return socket;
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressNotAvailable && EndPoint is UnixDomainSocketEndPoint unix
+            && !Path.Exists(unix.ToString()))
+        {
+            socket.Dispose();
+            throw new SocketException((int)SocketError.AddressNotAvailable, $"no socket at {unix} (ENOENT: egress-host creates it when it listens; is it running with this tunnel endpoint?)");
         }
         catch
         {
@@ -153,12 +163,20 @@ public sealed class TunnelEndpoint
     /// </remarks>
     /// <param name="backlog">The maximum length of the pending connection queue.</param>
     /// <returns>The listening socket, which the caller owns.</returns>
-    /// <exception cref="IOException">The Unix path is occupied by something this method must not delete.</exception>
+    /// <exception cref="IOException">The Unix path is occupied by something this method must not delete, or its
+    /// directory does not exist (this method creates the socket, not its directory).</exception>
     /// <exception cref="SocketException">bind or listen failed (for example, address in use).</exception>
     public Socket Listen(int backlog = 512)
     {
         if (EndPoint is UnixDomainSocketEndPoint unix)
         {
+            // bind(2) answers ENOENT, which the runtime reports as "Cannot assign requested address" (EADDRNOTAVAIL).
+            string? directory = Path.GetDirectoryName(unix.ToString());
+            if (!string.IsNullOrEmpty(directory) && !Directory.Exists(directory))
+            {
+                throw new IOException($"Cannot listen on {this}: the directory '{directory}' does not exist; create it first (only the socket is created here).");
+            }
+
             RemoveStaleSocketFile(unix);
         }
 

@@ -36,6 +36,30 @@ public sealed class TunnelEndpointSocketTests
         await AssertEchoAsync(endpoint, listener);
     }
 
+    // Both failures read "Cannot assign requested address" (ENOENT as the runtime maps it) with advice about IP
+    // addresses before.
+    [Test]
+    public void UnixListenInADirectoryThatDoesNotExistSaysSo()
+    {
+        string directory = Path.Combine(_directory.FullName, "missing");
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse($"unix:{directory}/x.sock");
+
+        Assert.That(() => endpoint.Listen(), Throws.InstanceOf<IOException>().With.Message.EqualTo(
+            $"Cannot listen on unix:{directory}/x.sock: the directory '{directory}' does not exist; create it first (only the socket is created here)."));
+    }
+
+    [Test]
+    public void UnixConnectToAPathWithNoSocketSaysSo()
+    {
+        string path = SocketPath();
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse("unix:" + path);
+
+        var error = Assert.ThrowsAsync<SocketException>(async () => (await endpoint.ConnectAsync(CancellationToken.None)).Dispose());
+
+        Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.AddressNotAvailable));
+        Assert.That(error.Message, Is.EqualTo($"no socket at {path} (ENOENT: egress-host creates it when it listens; is it running with this tunnel endpoint?)"));
+    }
+
     [Test]
     public void UnixListenRefusesToDeleteARegularFile()
     {
