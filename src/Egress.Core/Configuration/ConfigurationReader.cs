@@ -52,6 +52,7 @@ internal sealed class ConfigurationReader
         }
 
         ValidateTimeoutOrder();
+        ValidateListenAddressesApart();
         return Build();
     }
 
@@ -482,6 +483,36 @@ internal sealed class ConfigurationReader
             locations[key],
             key,
             $"tunnel.status_timeout_ms ({statusTimeoutMs}) must be greater than host.connect_timeout_ms ({connectTimeoutMs}), or the enclave gives up before the host reports");
+    }
+
+    // The proxy (TCP) and the DNS forwarder (UDP and TCP) each bind their addresses: one shared would fail only at
+    // start, as "cannot listen for DNS ... Address already in use", which names neither key. Points at the dns_listen
+    // entry when the file sets that key, else at the proxy_listen one.
+    private void ValidateListenAddressesApart()
+    {
+        IReadOnlyList<IPEndPoint> proxy = EndPoints(ConfigurationKeys.EnclaveProxyListen);
+        IReadOnlyList<IPEndPoint> dns = EndPoints(ConfigurationKeys.EnclaveDnsListen);
+        for (int d = 0; d < dns.Count; d++)
+        {
+            for (int p = 0; p < proxy.Count; p++)
+            {
+                if (proxy[p].Port != dns[d].Port || proxy[p].AddressFamily != dns[d].AddressFamily
+                    || !(proxy[p].Address.Equals(dns[d].Address) || IsAny(proxy[p].Address) || IsAny(dns[d].Address)))
+                {
+                    continue;
+                }
+
+                (string key, int index) = locations.ContainsKey($"{ConfigurationKeys.EnclaveDnsListen.Path}[{d}]")
+                    ? (ConfigurationKeys.EnclaveDnsListen.Path, d)
+                    : (ConfigurationKeys.EnclaveProxyListen.Path, p);
+                throw new ConfigurationException(
+                    locations[$"{key}[{index}]"],
+                    key,
+                    $"enclave.proxy_listen {proxy[p]} and enclave.dns_listen {dns[d]} overlap: the proxy and the DNS forwarder (which also listens on TCP) each need addresses of their own");
+            }
+        }
+
+        static bool IsAny(IPAddress address) => address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
     }
 
     private T Get<T>(ConfigurationKey key) => (T)(values.TryGetValue(key, out object? value) ? value : key.Default)!;

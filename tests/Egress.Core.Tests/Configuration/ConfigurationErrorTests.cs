@@ -85,6 +85,14 @@ public sealed class ConfigurationErrorTests
     public void InvalidDnsListenAddressPointsAtTheEntryOnItsOwnLine() =>
         AssertError("[enclave]\ndns_listen = [\n  \"127.0.0.1:53\",\n  \"10.0.0.1\",\n]\n", 4, 3, "enclave.dns_listen", "invalid listen address \"10.0.0.1\": missing port (write \"address:port\")");
 
+    // Before, each was accepted and egress-enclave failed at start with "cannot listen for DNS on 127.0.0.1:53 ...:
+    // Address already in use ... is another resolver bound there?".
+    [TestCase("[enclave]\nproxy_listen = [\"127.0.0.1:53\"]\n", 2, 17, "enclave.proxy_listen", "enclave.proxy_listen 127.0.0.1:53 and enclave.dns_listen 127.0.0.1:53 overlap: the proxy and the DNS forwarder (which also listens on TCP) each need addresses of their own", TestName = "Proxy on the default DNS address")]
+    [TestCase("[enclave]\ndns_listen = [\"[::1]:53\", \"127.0.0.1:4444\"]\n", 2, 27, "enclave.dns_listen", "enclave.proxy_listen 127.0.0.1:4444 and enclave.dns_listen 127.0.0.1:4444 overlap: the proxy and the DNS forwarder (which also listens on TCP) each need addresses of their own", TestName = "DNS on the default proxy address")]
+    [TestCase("[enclave]\nproxy_listen = [\"0.0.0.0:5353\"]\ndns_listen = [\"127.0.0.1:5353\"]\n", 3, 15, "enclave.dns_listen", "enclave.proxy_listen 0.0.0.0:5353 and enclave.dns_listen 127.0.0.1:5353 overlap: the proxy and the DNS forwarder (which also listens on TCP) each need addresses of their own", TestName = "Proxy on every address, DNS on one, same port")]
+    public void ProxyAndDnsListenAddressesMustNotOverlap(string text, int line, int column, string key, string problem) =>
+        AssertError(text, line, column, key, problem);
+
     [TestCase("[host]\ndns_upstreams = [\"dns.google\"]\n", 2, 18, "invalid DNS upstream \"dns.google\": not an IP address", TestName = "Host name as DNS upstream")]
     [TestCase("[host]\ndns_upstreams = [\"10.0.0.2:0\"]\n", 2, 18, "invalid DNS upstream \"10.0.0.2:0\": port must be a number between 1 and 65535", TestName = "DNS upstream port 0")]
     [TestCase("[host]\ndns_upstreams = [\"10.0.0.2\", \"10.0.0.2:53\"]\n", 2, 30, "\"10.0.0.2:53\" is listed twice", TestName = "DNS upstream listed twice (default port)")]
