@@ -262,7 +262,9 @@ internal static class DestinationRuleParser
         return null;
     }
 
-    private static string? CheckHostName(string name)
+    /// <summary>Why <paramref name="name"/> is not a host name as an entry may give it (labels of ASCII letters, digits,
+    /// hyphens and underscores, lengths per RFC 1035, a last label that is not all digits), or null when it is one.</summary>
+    internal static string? CheckHostName(string name)
     {
         if (name.Length > MaxNameLength)
         {

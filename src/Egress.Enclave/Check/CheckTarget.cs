@@ -24,6 +24,18 @@ internal sealed record CheckTarget(string? Name, IPAddress? Address, int? Port)
             return true;
         }
 
+        if (text.Contains("://", StringComparison.Ordinal))
+        {
+            error = $"'{text}' is a URL; give the name or address it connects to (NAME, NAME:PORT, IP, IPv4:PORT or [IPv6]:PORT)";
+            return false;
+        }
+
+        if (text.Contains('/', StringComparison.Ordinal))
+        {
+            error = $"'{text}' is a network or a path; check takes one name or address (e.g. one address of the network)";
+            return false;
+        }
+
         string host = text;
         int? port = null;
         int colon = text.LastIndexOf(':');
@@ -63,7 +75,14 @@ internal sealed record CheckTarget(string? Name, IPAddress? Address, int? Port)
             return false;
         }
 
-        target = new CheckTarget(host.TrimEnd('.'), null, port);
+        string name = host.EndsWith('.') ? host[..^1] : host;
+        if (Egress.Policy.DestinationRuleParser.CheckHostName(name) is { } problem)
+        {
+            error = $"'{host}' is neither an IP address nor a host name: {problem}";
+            return false;
+        }
+
+        target = new CheckTarget(name, null, port);
         return true;
     }
 }

@@ -1,0 +1,35 @@
+using System.Net;
+using Egress.Enclave.Check;
+
+namespace Egress.Tests.Enclave;
+
+/// <summary>What <c>egress-enclave check</c> accepts as its target. Before, anything that was not an address was taken
+/// as a name and answered "name not in allowlist" (exit 1): a network, a URL, a name with a space, 999.1.1.1.</summary>
+public sealed class CheckTargetTests
+{
+    [TestCase("api.example.com", "api.example.com", null, null)]
+    [TestCase("API.example.com.:8443", "API.example.com", null, 8443)]
+    [TestCase("_sip._tcp.example.com", "_sip._tcp.example.com", null, null)]
+    [TestCase("198.51.100.7:443", null, "198.51.100.7", 443)]
+    [TestCase("2001:db8::1", null, "2001:db8::1", null)]
+    [TestCase("[2001:db8::1]:443", null, "2001:db8::1", 443)]
+    public void NamesAndAddressesAreAccepted(string text, string? name, string? address, int? port)
+    {
+        Assert.That(CheckTarget.TryParse(text, out CheckTarget? target, out string? error), Is.True, error);
+        Assert.That(target, Is.EqualTo(new CheckTarget(name, address is null ? null : IPAddress.Parse(address), port)));
+    }
+
+    [TestCase("198.18.0.0/24", "'198.18.0.0/24' is a network or a path; check takes one name or address (e.g. one address of the network)")]
+    [TestCase("https://api.example.com/", "'https://api.example.com/' is a URL; give the name or address it connects to (NAME, NAME:PORT, IP, IPv4:PORT or [IPv6]:PORT)")]
+    [TestCase("a b", "'a b' is neither an IP address nor a host name: contains invalid character ' '")]
+    [TestCase("999.1.1.1", "'999.1.1.1' is neither an IP address nor a host name: last label \"1\" is numeric: neither a host name nor a dotted decimal IPv4 address")]
+    [TestCase("-x", "'-x' is neither an IP address nor a host name: label \"-x\" starts or ends with a hyphen")]
+    [TestCase("a..b:443", "'a..b' is neither an IP address nor a host name: has an empty label")]
+    [TestCase("bücher.example", "'bücher.example' is neither an IP address nor a host name: contains non-ASCII character 'ü'; use the punycode (xn--) form")]
+    [TestCase("api.example.com:99999", "'99999' is not a port (1-65535)")]
+    public void AnythingElseIsAnInputErrorThatSaysWhy(string text, string expected)
+    {
+        Assert.That(CheckTarget.TryParse(text, out CheckTarget? target, out string? error), Is.False, $"accepted as {target}");
+        Assert.That(error, Is.EqualTo(expected));
+    }
+}
