@@ -56,7 +56,8 @@ public sealed class EgressConfiguration
     /// <param name="path">The file's path; it also names the source in error messages.</param>
     /// <returns>The configuration.</returns>
     /// <exception cref="ConfigurationException">The file is not valid TOML, has an unknown key, a value of the wrong type or an invalid value.</exception>
-    /// <exception cref="IOException">The file cannot be read, or <paramref name="path"/> is a directory.</exception>
+    /// <exception cref="IOException">The file cannot be read, <paramref name="path"/> is a directory, or the file is
+    /// larger than <see cref="MaxFileBytes"/>.</exception>
     /// <exception cref="UnauthorizedAccessException">The file's permissions do not let this process read it.</exception>
     public static EgressConfiguration Load(string path)
     {
@@ -67,8 +68,27 @@ public sealed class EgressConfiguration
             throw new IOException($"{path} is a directory, not a configuration file (enclave.toml)");
         }
 
-        return Parse(File.ReadAllText(path), path);
+        // Read up to the bound, not to the end: a path like /dev/zero (or a FIFO that never ends) would otherwise grow
+        // the process without end before any error.
+        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 1, FileOptions.SequentialScan);
+        using var text = new MemoryStream();
+        byte[] chunk = new byte[64 * 1024];
+        for (int read; (read = file.Read(chunk)) > 0;)
+        {
+            text.Write(chunk, 0, read);
+            if (text.Length > MaxFileBytes)
+            {
+                throw new IOException($"{path} is larger than {MaxFileBytes / (1024 * 1024)} MiB; an enclave.toml is a few KiB (100,000 destinations are about 3 MiB)");
+            }
+        }
+
+        text.Position = 0;
+        using var reader = new StreamReader(text, detectEncodingFromByteOrderMarks: true);
+        return Parse(reader.ReadToEnd(), path);
     }
+
+    /// <summary>The largest configuration file <see cref="Load"/> reads: 64 MiB.</summary>
+    internal const int MaxFileBytes = 64 * 1024 * 1024;
 
     /// <summary>Reads and checks configuration text.</summary>
     /// <param name="text">The TOML text.</param>

@@ -170,6 +170,22 @@ public sealed class EgressServiceCollectionExtensionsTests
     public void LoadingADirectoryThrowsIOExceptionThatSaysSo() =>
         Assert.That(() => EgressConfiguration.Load(_directory), Throws.TypeOf<IOException>().With.Message.EqualTo($"{_directory} is a directory, not a configuration file (enclave.toml)"));
 
+    // Before, --config /dev/zero grew the process without end (1.6 GB in 10 s) and never answered.
+    [Test]
+    public void LoadingAFileThatNeverEndsStopsAtTheBoundAndSaysSo() =>
+        Assert.That(
+            () => EgressConfiguration.Load("/dev/zero"),
+            Throws.TypeOf<IOException>().With.Message.EqualTo("/dev/zero is larger than 64 MiB; an enclave.toml is a few KiB (100,000 destinations are about 3 MiB)"));
+
+    [Test]
+    public void LoadingReadsAFileWithAByteOrderMarkAsBefore()
+    {
+        string path = Path.Combine(_directory, "bom.toml");
+        File.WriteAllText(path, "[egress]\nenabled = true\ndestinations = [\"api.example.com\"]\n", new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: true));
+
+        Assert.That(EgressConfiguration.Load(path).Egress.Destinations.Select(d => d.ToString()), Is.EqualTo(new[] { "api.example.com" }));
+    }
+
     [TestCase("unix:")]
     [TestCase("tcp://127.0.0.1:9")]
     public void EntriesByCidOnATunnelWithoutPeerCidsAreRefusedAtRegistration(string transport)
