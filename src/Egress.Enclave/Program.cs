@@ -148,8 +148,8 @@ var reportToAllowlist = new Command("report-to-allowlist", """
     Turn the "report mode: would deny" lines that egress-enclave and egress-host log with [egress] mode = "report"
     into egress.destinations entries, one per line, sorted and unique: a name with the ports its connections used
     (api.example.com:443), a name without a port when only DNS questions were seen, an address with its ports when no
-    name is known. Internal addresses and the parent's own, which report mode keeps denied, never appear. Exit 0, or
-    1 when the input held no would-deny line.
+    name is known. Internal addresses and the parent's own, which report mode keeps denied, never appear. Exit 0; 1
+    when the input held no would-deny line; 2 when a log cannot be read.
     """)
 {
     logsArgument,
@@ -166,15 +166,11 @@ static int RunReportToAllowlist(string[] paths)
     {
         return new ReportToAllowlistCommand(Console.In, Console.Out, Console.Error).Run(paths);
     }
-    catch (IOException ex)
+    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
     {
+        // Not 1, which says the logs held no would-deny line: a script must tell a missing log from an empty report.
         Console.Error.WriteLine($"error: {ex.Message}");
-        return HostRuntime.RuntimeError;
-    }
-    catch (UnauthorizedAccessException ex)
-    {
-        Console.Error.WriteLine($"error: {ex.Message}");
-        return HostRuntime.RuntimeError;
+        return HostRuntime.UsageError;
     }
 }
 

@@ -90,6 +90,20 @@ public sealed class CommandLineTests
         }
     }
 
+    // Before, exit 1, as for logs without a would-deny line.
+    [Test]
+    public async Task ReportToAllowlistExitsTwoWhenALogCannotBeRead()
+    {
+        var result = await Command.RunAsync(HostBinaries.Enclave("report-to-allowlist", "/nonexistent/enclave.log"), Timeout);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+            Assert.That(result.StandardError, Does.StartWith("error: ").And.Contains("/nonexistent/enclave.log"), result.ToString);
+            Assert.That(result.StandardOutput, Is.Empty, result.ToString);
+        });
+    }
+
     // Each of these was accepted and ignored before the command line moved to System.CommandLine.
     [TestCase("check", "10.1.2.3", "--log-format", "json")]
     [TestCase("check", "10.1.2.3", "--log-level", "Debug")]
