@@ -21,29 +21,8 @@ internal static partial class HostLog
     /// <c>sha256:1a2b3c4d5e6f (egress enabled, 3 destinations)</c>.</summary>
     public static string Describe(PolicyDigest digest) => $"{digest} (egress {Egress(digest)}, {Destinations(digest)})";
 
-    /// <summary>Logs the policy digest (<see cref="PolicyDigest"/>), and a warning when the policy denies everything
-    /// while it looks meant to allow something (<see cref="Caution"/>).</summary>
-    public static void Policy(ILogger logger, PolicyDigest digest)
-    {
-        Policy(logger, digest.ToString(), Egress(digest), Destinations(digest));
-        if (Caution(digest) is { } caution)
-        {
-            PolicyCaution(logger, caution);
-        }
-    }
-
-    /// <summary>What a policy that denies everything likely got wrong, or null: <c>enabled = true</c> with no
-    /// destinations (Evervault reads an empty list as allow-all; Egress fails closed), or <c>enabled = false</c> with
-    /// destinations it will not use.</summary>
-    public static string? Caution(PolicyDigest digest) => (digest.EgressEnabled, digest.DestinationCount) switch
-    {
-        (true, 0) => "egress.enabled = true with no destinations: every connection and every DNS name is denied (an Evervault enclave allows everything with an empty list; Egress fails closed: write destinations = [\"*\"] to allow everything)",
-        (false, > 0) => $"egress.enabled = false: every connection and every DNS name is denied, and the {Destinations(digest)} listed are not used",
-        _ => null,
-    };
-
-    [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "{Caution}")]
-    private static partial void PolicyCaution(ILogger logger, string caution);
+    /// <summary>Logs the policy digest (<see cref="PolicyDigest"/>).</summary>
+    public static void Policy(ILogger logger, PolicyDigest digest) => Policy(logger, digest.ToString(), Egress(digest), Destinations(digest));
 
     private static string Egress(PolicyDigest digest) =>
         !digest.EgressEnabled ? "disabled" : digest.Mode == global::Egress.Policy.EgressMode.Report ? "enabled, report mode: denials are only logged" : "enabled";

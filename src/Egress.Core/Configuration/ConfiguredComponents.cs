@@ -63,17 +63,24 @@ public static class ConfiguredComponents
     }
 
     /// <summary>
-    /// Lists what in <c>[egress]</c> is valid but probably not meant: an IP network entry broader than an internal range
-    /// it contains (instance metadata, loopback, private ranges) opens that range too, because explicit entries are
-    /// trusted. Each warning is located like an error:
+    /// Lists what in <c>[egress]</c> is valid but probably not meant: a policy that denies everything (<c>enabled = true</c>
+    /// with no destinations, which an Evervault file reads as allow-all; <c>enabled = false</c> with destinations it does
+    /// not use), and an IP network entry broader than an internal range it contains (instance metadata, loopback,
+    /// private ranges), which opens that range too, because explicit entries are trusted. Each warning is located like
+    /// an error:
     /// <c>enclave.toml:3:17: warning: destination "0.0.0.0/1" also allows internal ranges it does not name: ... (key 'egress.destinations')</c>.
     /// </summary>
     /// <param name="configuration">The configuration.</param>
-    /// <returns>The warnings, in the order of the entries; empty when there are none.</returns>
+    /// <returns>The warnings: the policy's first, then the entries' in their order; empty when there are none.</returns>
     public static IReadOnlyList<string> GetWarnings(this EgressConfiguration configuration)
     {
         ArgumentNullException.ThrowIfNull(configuration);
         var warnings = new List<string>();
+        if (PolicyCaution(configuration) is { } caution)
+        {
+            warnings.Add(caution);
+        }
+
         foreach (var entry in configuration.Egress.Entries)
         {
             if (entry.Rule?.Network is not { } network)
@@ -91,6 +98,28 @@ public static class ConfiguredComponents
         }
 
         return warnings;
+    }
+
+    // A policy that denies everything while it looks meant to allow something: enabled = true with no destinations (an
+    // Evervault file allows everything with an empty list; Egress fails closed), or enabled = false with destinations it
+    // will not use. Located at the key the file sets.
+    private static string? PolicyCaution(EgressConfiguration configuration)
+    {
+        int count = configuration.Egress.Entries.Count;
+        (string key, string? caution) = (configuration.Egress.Enabled, count) switch
+        {
+            (true, 0) => ("egress.destinations", "egress.enabled = true with no destinations: every connection and every DNS name is denied (an Evervault enclave allows everything with an empty list; Egress fails closed: write destinations = [\"*\"] to allow everything)"),
+            (false, > 0) => ("egress.enabled", $"egress.enabled = false: every connection and every DNS name is denied, and the {count} destination{(count == 1 ? string.Empty : "s")} listed {(count == 1 ? "is" : "are")} not used"),
+            _ => (string.Empty, null),
+        };
+        if (caution is null)
+        {
+            return null;
+        }
+
+        string at = (configuration.GetLocation(key) ?? configuration.GetLocation(key == "egress.enabled" ? "egress.destinations" : "egress.enabled"))?.ToString()
+            ?? configuration.SourceName;
+        return $"{at}: warning: {caution} (key '{key}')";
     }
 
     /// <summary>Parses the configured tunnel endpoint of one side (<c>[tunnel] enclave_endpoint</c> or <c>host_endpoint</c>).</summary>

@@ -18,12 +18,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
         int? targetPort = target.Port;
         string port = targetPort is int p ? string.Create(CultureInfo.InvariantCulture, $", port {p}") : string.Empty;
         bool allowed;
-        var digest = configuration.GetPolicyDigest();
-        output.WriteLine($"policy:  {HostLog.Describe(digest)}; egress-enclave and egress-host log it at start");
-        if (HostLog.Caution(digest) is { } caution)
-        {
-            output.WriteLine($"         warning: {caution}");
-        }
+        output.WriteLine($"policy:  {HostLog.Describe(configuration.GetPolicyDigest())}; egress-enclave and egress-host log it at start");
 
         // The endpoint egress-enclave would dial: a file that `run` would reject is rejected here too.
         output.WriteLine($"tunnel:  {configuration.GetTunnelEndpoint(TunnelSide.Enclave)} (tunnel.enclave_endpoint: where egress-enclave opens its streams)");

@@ -34,6 +34,25 @@ public sealed class ConfiguredComponentsTests
         Assert.That(warnings[0], Does.EndWith("(key 'egress.destinations')"));
     }
 
+    // Before, both hosts started with only "(egress enabled, 0 destinations)": an Evervault file with an empty list
+    // (allow-all there) silently denied everything.
+    [TestCase("[egress]\nenabled = true\ndestinations = []\n", "3:16", "egress.destinations", "egress.enabled = true with no destinations: every connection and every DNS name is denied (an Evervault enclave allows everything with an empty list; Egress fails closed: write destinations = [\"*\"] to allow everything)")]
+    [TestCase("[egress]\nenabled = true\n", "2:11", "egress.destinations", "egress.enabled = true with no destinations: every connection and every DNS name is denied (an Evervault enclave allows everything with an empty list; Egress fails closed: write destinations = [\"*\"] to allow everything)")]
+    [TestCase("[egress]\nenabled = false\ndestinations = [\"*\", \"api.example.com\"]\n", "2:11", "egress.enabled", "egress.enabled = false: every connection and every DNS name is denied, and the 2 destinations listed are not used")]
+    [TestCase("[egress]\ndestinations = [\"api.example.com\"]\n", "2:16", "egress.enabled", "egress.enabled = false: every connection and every DNS name is denied, and the 1 destination listed is not used")]
+    public void APolicyThatDeniesEverythingByLikelyMistakeIsWarnedAbout(string file, string at, string key, string caution)
+    {
+        var configuration = EgressConfiguration.Parse(file, Source);
+
+        Assert.That(configuration.GetWarnings(), Is.EqualTo(new[] { $"{Source}:{at}: warning: {caution} (key '{key}')" }));
+    }
+
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"api.example.com\"]\n")]
+    [TestCase("[egress]\nenabled = false\n")]
+    [TestCase("")]
+    public void APolicyAsMeantGetsNoWarning(string file) =>
+        Assert.That(EgressConfiguration.Parse(file, Source).GetWarnings(), Is.Empty);
+
     [Test]
     public void TheSampleConfigurationHasNoWarnings()
     {
