@@ -120,9 +120,20 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
         }
 
         var live = Task.WhenAll(_connections.Values);
+        bool draining = drain > TimeSpan.Zero && !live.IsCompleted;
+        if (draining)
+        {
+            // An operator who sent SIGTERM sees what the stop waits for, and the line after it says how it ended.
+            LogDraining(_logger, Name, _connections.Count, drain.TotalSeconds);
+        }
+
         try
         {
             await live.WaitAsync(drain).ConfigureAwait(false);
+            if (draining)
+            {
+                LogDrained(_logger, Name);
+            }
         }
         catch (TimeoutException)
         {
@@ -327,6 +338,12 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
 
     [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "{Listener}: connection handler failed")]
     private static partial void LogHandlerFailed(ILogger logger, Exception exception, string listener);
+
+    [LoggerMessage(EventId = 17, Level = LogLevel.Information, Message = "{Listener}: stopping: accepting no more; {Count} live connection(s) may finish for up to {DrainSeconds} s")]
+    private static partial void LogDraining(ILogger logger, string listener, int count, double drainSeconds);
+
+    [LoggerMessage(EventId = 18, Level = LogLevel.Information, Message = "{Listener}: stopped: every live connection ended within the drain")]
+    private static partial void LogDrained(ILogger logger, string listener);
 
     [LoggerMessage(EventId = 13, Level = LogLevel.Warning, Message = "{Listener}: shutdown deadline reached, aborting {Count} live connection(s)")]
     private static partial void LogAborting(ILogger logger, string listener, int count);

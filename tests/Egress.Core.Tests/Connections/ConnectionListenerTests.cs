@@ -47,6 +47,9 @@ public sealed class ConnectionListenerTests
         Assert.That(await handled.Task, Is.False, "finished on its own, not aborted");
         Assert.That(listener.ActiveConnections, Is.Zero);
         Assert.That(_logs.EventIds, Has.None.EqualTo(13), "nothing aborted");
+        Assert.That(_logs.Values(17, "Count"), Is.EqualTo(new[] { "1" }), "the stop says what it waits for");
+        Assert.That(_logs.Values(17, "DrainSeconds"), Is.EqualTo(new[] { "30" }));
+        Assert.That(_logs.EventIds.Where(id => id is 17 or 18), Is.EqualTo(new[] { 17, 18 }), "and that everything ended in time");
     }
 
     [Test]
@@ -76,6 +79,7 @@ public sealed class ConnectionListenerTests
         Assert.That(observed.Task.IsCompletedSuccessfully, Is.True, "the handler saw its token cancelled");
         Assert.That(listener.ActiveConnections, Is.Zero);
         Assert.That(_logs.Values(13, "Count"), Is.EqualTo(new[] { "2" }), "aborted the two live connections");
+        Assert.That(_logs.EventIds.Where(id => id is 17 or 18 or 13), Is.EqualTo(new[] { 17, 13 }), "draining, then the abort; never 'every live connection ended'");
     }
 
     [Test]
