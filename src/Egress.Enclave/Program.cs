@@ -85,7 +85,8 @@ var targetArgument = new Argument<CheckTarget>("TARGET")
 };
 var check = new Command("check", """
     Explain what the policy says about TARGET: for a name, whether DNS answers it and which entry matched; for an
-    address, whether a connection is allowed and why. Static rules only (no live cache). Exit 0 allowed, 1 denied.
+    address, whether a connection is allowed and why. Static rules only (no live cache). Exit 0 allowed, 1 denied,
+    2 when TARGET is neither an address nor a host name (or the configuration is invalid).
     """)
 {
     targetArgument,

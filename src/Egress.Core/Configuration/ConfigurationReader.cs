@@ -52,7 +52,6 @@ internal sealed class ConfigurationReader
         }
 
         ValidateTimeoutOrder();
-        ValidateDnsTimeoutOrder();
         ValidateListenAddressesApart();
         return Build();
     }
@@ -484,23 +483,6 @@ internal sealed class ConfigurationReader
             locations[key],
             key,
             $"tunnel.status_timeout_ms ({statusTimeoutMs}) must be greater than host.connect_timeout_ms ({connectTimeoutMs}), or the enclave gives up before the host reports");
-    }
-
-    // The same rule for DNS: the parent's wait for its upstreams must end before the enclave's wait for the parent.
-    private void ValidateDnsTimeoutOrder()
-    {
-        long queryTimeoutMs = Get<long>(ConfigurationKeys.EnclaveDnsQueryTimeout);
-        long upstreamTimeoutMs = Get<long>(ConfigurationKeys.HostDnsTimeout);
-        if (queryTimeoutMs > upstreamTimeoutMs)
-        {
-            return;
-        }
-
-        string key = locations.ContainsKey(ConfigurationKeys.HostDnsTimeout.Path) ? ConfigurationKeys.HostDnsTimeout.Path : ConfigurationKeys.EnclaveDnsQueryTimeout.Path;
-        throw new ConfigurationException(
-            locations[key],
-            key,
-            $"enclave.dns_query_timeout_ms ({queryTimeoutMs}) must be greater than host.dns_timeout_ms ({upstreamTimeoutMs}), or the enclave answers SERVFAIL before the parent hears from its upstreams");
     }
 
     // The proxy (TCP) and the DNS forwarder (UDP and TCP) each bind their addresses: one shared would fail only at

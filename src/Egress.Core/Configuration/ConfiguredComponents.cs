@@ -1,3 +1,4 @@
+using System.Globalization;
 using Egress.Policy;
 using Egress.Relay;
 using Egress.Tunnel;
@@ -81,6 +82,11 @@ public static class ConfiguredComponents
             warnings.Add(caution);
         }
 
+        if (DnsTimeoutCaution(configuration) is { } dnsTimeouts)
+        {
+            warnings.Add(dnsTimeouts);
+        }
+
         foreach (var entry in configuration.Egress.Entries)
         {
             if (entry.Rule?.Network is not { } network)
@@ -108,6 +114,9 @@ public static class ConfiguredComponents
         int count = configuration.Egress.Entries.Count;
         (string key, string? caution) = (configuration.Egress.Enabled, count) switch
         {
+            // In report mode an empty list allows everything (each connection logged as a would-deny): the usual
+            // start of an allowlist, not a mistake.
+            (true, 0) when configuration.Egress.Mode == Policy.EgressMode.Report => (string.Empty, null),
             (true, 0) => ("egress.destinations", "egress.enabled = true with no destinations: every connection and every DNS name is denied (an Evervault enclave allows everything with an empty list; Egress fails closed: write destinations = [\"*\"] to allow everything)"),
             (false, > 0) => ("egress.enabled", $"egress.enabled = false: every connection and every DNS name is denied, and the {count} destination{(count == 1 ? string.Empty : "s")} listed {(count == 1 ? "is" : "are")} not used"),
             _ => (string.Empty, null),
@@ -120,6 +129,25 @@ public static class ConfiguredComponents
         string at = (configuration.GetLocation(key) ?? configuration.GetLocation(key == "egress.enabled" ? "egress.destinations" : "egress.enabled"))?.ToString()
             ?? configuration.SourceName;
         return $"{at}: warning: {caution} (key '{key}')";
+    }
+
+    // The parent's wait for its upstreams should end before the enclave's wait for the parent; a warning, not an error
+    // (as tunnel.status_timeout_ms against host.connect_timeout_ms is), so that a file that started before still does.
+    private static string? DnsTimeoutCaution(EgressConfiguration configuration)
+    {
+        TimeSpan query = configuration.Enclave.DnsQueryTimeout;
+        TimeSpan upstream = configuration.Host.DnsTimeout;
+        if (query > upstream)
+        {
+            return null;
+        }
+
+        const string Host = "host.dns_timeout_ms", Enclave = "enclave.dns_query_timeout_ms";
+        string key = configuration.GetLocation(Host) is not null ? Host : Enclave;
+        string at = configuration.GetLocation(key)?.ToString() ?? configuration.SourceName;
+        return string.Create(
+            CultureInfo.InvariantCulture,
+            $"{at}: warning: {Enclave} ({query.TotalMilliseconds}) is not greater than {Host} ({upstream.TotalMilliseconds}): the enclave answers SERVFAIL before the parent has heard from its upstreams, which it then asks in vain (key '{key}')");
     }
 
     /// <summary>Parses the configured tunnel endpoint of one side (<c>[tunnel] enclave_endpoint</c> or <c>host_endpoint</c>).</summary>

@@ -57,7 +57,7 @@ public sealed class EgressConfiguration
     /// <returns>The configuration.</returns>
     /// <exception cref="ConfigurationException">The file is not valid TOML, has an unknown key, a value of the wrong type or an invalid value.</exception>
     /// <exception cref="IOException">The file cannot be read, <paramref name="path"/> is a directory, or the file is
-    /// larger than <see cref="MaxFileBytes"/>.</exception>
+    /// larger than 64 MiB.</exception>
     /// <exception cref="UnauthorizedAccessException">The file's permissions do not let this process read it.</exception>
     public static EgressConfiguration Load(string path)
     {

@@ -81,5 +81,9 @@ internal sealed class ConnectionAdmission
 
     /// <summary>The limit refusal, built at the first refusal and then kept (the limit and its source do not change): a
     /// flood of refused connections allocates no text per connection.</summary>
-    private string LimitReason() => _limitReason ??= $"{_noun} limit reached {LimitText()}";
+    private string LimitReason() => _limitReason ??= $"{_noun} {LimitReached} {LimitText()}";
+
+    /// <summary>What every limit refusal's reason says (this one's, the DNS stream limit's, the descriptor budget's), by
+    /// which the enclave tells the parent's limit answers from its other Failure answers.</summary>
+    internal const string LimitReached = "limit reached";
 }

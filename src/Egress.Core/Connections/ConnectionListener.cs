@@ -119,12 +119,13 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
             await _acceptLoop.ConfigureAwait(false);
         }
 
-        var live = Task.WhenAll(_connections.Values);
+        Task[] running = [.. _connections.Values];
+        var live = Task.WhenAll(running);
         bool draining = drain > TimeSpan.Zero && !live.IsCompleted;
         if (draining)
         {
             // An operator who sent SIGTERM sees what the stop waits for, and the line after it says how it ended.
-            LogDraining(_logger, Name, _connections.Count, drain.TotalSeconds);
+            LogDraining(_logger, Name, running.Count(task => !task.IsCompleted), drain.TotalSeconds);
         }
 
         try

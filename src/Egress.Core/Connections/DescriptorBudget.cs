@@ -78,5 +78,5 @@ internal sealed class DescriptorBudget
     /// <summary>Why a connection was refused for want of descriptors, for logs and answers.</summary>
     public string ExhaustedReason() => string.Create(
         CultureInfo.InvariantCulture,
-        $"descriptor limit reached ({InUse} of {Capacity} usable descriptors in use, RLIMIT_NOFILE = {OpenFileLimit})");
+        $"descriptor {ConnectionAdmission.LimitReached} ({InUse} of {Capacity} usable descriptors in use, RLIMIT_NOFILE = {OpenFileLimit})");
 }

@@ -46,7 +46,7 @@ internal static class DnsStreamLimits
     /// <param name="streamLimitText">The stream limit it derives from, as <see cref="Connections.ConnectionAdmission.LimitText"/> says it.</param>
     public static string RefusalReason(int maxStreams, string? streamLimitText) => string.Create(
         CultureInfo.InvariantCulture,
-        $"dns stream limit reached ({maxStreams} DNS streams at once: an eighth of the stream limit {streamLimitText ?? "(none)"}, at least {MinStreams})");
+        $"dns stream {Connections.ConnectionAdmission.LimitReached} ({maxStreams} DNS streams at once: an eighth of the stream limit {streamLimitText ?? "(none)"}, at least {MinStreams})");
 
     /// <summary>The options every tunnel DNS stream of one gateway is served with.</summary>
     public static DnsStreamOptions StreamOptions(TimeProvider time, EgressMetrics? metrics) => new()

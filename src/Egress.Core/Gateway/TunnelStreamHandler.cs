@@ -419,12 +419,17 @@ internal sealed class TunnelStreamHandler(
             case StreamOutcome.BadRequest:
                 GatewayLog.BadRequest(logger, result.ReadResult, result.Status);
                 break;
-            case StreamOutcome.StreamLimit or StreamOutcome.PeerRefused:
+            case StreamOutcome.StreamLimit:
                 if ((request.Kind == TunnelRequestKind.Dns ? _dnsLimitLines : _tcpLimitLines).TryEnter(out long heldBack))
                 {
                     GatewayLog.StreamLimit(logger, request.Kind, result.Destination is { } to ? $" to {to}" : string.Empty, result.LimitReason!, heldBack);
                 }
 
+                break;
+            case StreamOutcome.PeerRefused:
+                // A configuration error ([[host.enclaves]] does not map the peer): a line each, never held back behind
+                // another enclave's flood at a limit.
+                GatewayLog.PeerRefused(logger, request.Kind, result.Destination is { } to2 ? $" to {to2}" : string.Empty, result.LimitReason!);
                 break;
             case StreamOutcome.UnsupportedKind:
                 GatewayLog.Unsupported(logger, request.Kind);

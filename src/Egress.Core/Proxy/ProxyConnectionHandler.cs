@@ -44,7 +44,7 @@ internal sealed class ProxyConnectionHandler(
 {
     private readonly TunnelStreamPool? _pool = streamPool;
 
-    private readonly LogRateLimit _parentFailureLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 106);
+    private readonly LogRateLimit _parentLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 106);
 
     private readonly TunnelClient _tunnel = new(options.Tunnel, options.StatusTimeout, options.Relay.TimeProvider, connectTunnel, streamPool);
 
@@ -298,12 +298,12 @@ internal sealed class ProxyConnectionHandler(
             case ConnectionOutcome.Denied:
                 ProxyLog.Denied(logger, destination, result.Decision);
                 break;
-            case ConnectionOutcome.ParentRefused when result.ParentStatus == TunnelStatus.Failure:
-                // The parent at a limit (its stream limit, its limit per enclave) refuses every connection an app opens
-                // in a loop, each in a round trip: a line a second, with the count, as the enclave's own limit does.
-                if (_parentFailureLines.TryEnter(out long heldBack))
+            case ConnectionOutcome.ParentRefused when ProxyLog.IsParentLimit(result.ParentStatus, result.Detail):
+                // The parent at a limit (streams, DNS streams, descriptors) refuses every connection an app opens in a
+                // loop, each in a round trip: a line a second, with the count, as the enclave's own limit does.
+                if (_parentLimitLines.TryEnter(out long heldBack))
                 {
-                    ProxyLog.ParentFailed(logger, destination, result.Detail ?? string.Empty, heldBack);
+                    ProxyLog.ParentAtLimit(logger, destination, result.Detail ?? string.Empty, heldBack);
                 }
 
                 break;

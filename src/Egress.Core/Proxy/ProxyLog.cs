@@ -46,11 +46,17 @@ internal static partial class ProxyLog
             : detail.Contains(PolicyDecision.ParentAddressText, StringComparison.Ordinal) ? ParentAddressHint
             : PoliciesDisagree);
 
-    /// <summary>The parent refused a connection with <see cref="TunnelStatus.Failure"/> (its stream limit, its limit per
-    /// enclave, a failure of its own), in a line rate-limited by the caller: <paramref name="heldBack"/> such lines were
-    /// held back since the last one.</summary>
-    public static void ParentFailed(ILogger logger, IPEndPoint destination, string detail, long heldBack) =>
-        ParentRefused(logger, destination, TunnelStatus.Failure, detail, $" ({heldBack} more answered {nameof(TunnelStatus.Failure)} since the last such line)");
+    /// <summary>Whether the parent's answer says it is at one of its limits: <see cref="TunnelStatus.Failure"/> with a
+    /// detail naming it (<c>parent: stream limit reached (host.max_streams = 1730, ...)</c>, <c>dns stream limit
+    /// reached</c>, <c>descriptor limit reached</c>; every limit's reason says "limit reached"). Other Failure answers
+    /// (a connect error of the destination, such as EACCES) are a line each.</summary>
+    public static bool IsParentLimit(TunnelStatus status, string? detail) =>
+        status == TunnelStatus.Failure && detail?.Contains(Connections.ConnectionAdmission.LimitReached, StringComparison.Ordinal) == true;
+
+    /// <summary>The parent refused a connection at one of its limits (<see cref="IsParentLimit"/>), in a line rate-limited
+    /// by the caller: <paramref name="heldBack"/> such lines were held back since the last one.</summary>
+    public static void ParentAtLimit(ILogger logger, IPEndPoint destination, string detail, long heldBack) =>
+        ParentRefused(logger, destination, TunnelStatus.Failure, detail, $" ({heldBack} more refused at a parent's limit since the last such line)");
 
     /// <summary>What a DeniedByPolicy answer for one of the parent's own addresses means: no disagreement, the enclave
     /// cannot know them.</summary>

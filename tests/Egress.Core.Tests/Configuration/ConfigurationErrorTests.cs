@@ -62,8 +62,6 @@ public sealed class ConfigurationErrorTests
     [TestCase("[tunnel]\nstatus_timeout_ms = 5000\n", 2, 21, "tunnel.status_timeout_ms", "tunnel.status_timeout_ms (5000) must be greater than host.connect_timeout_ms (5000), or the enclave gives up before the host reports", TestName = "Status timeout equal to the connect timeout")]
     [TestCase("[host]\nconnect_timeout_ms = 20000\n", 2, 22, "host.connect_timeout_ms", "tunnel.status_timeout_ms (10000) must be greater than host.connect_timeout_ms (20000), or the enclave gives up before the host reports", TestName = "Connect timeout above the default status timeout")]
     [TestCase("[host]\nconnect_timeout_ms = 3000\n[tunnel]\nstatus_timeout_ms = 2000\n", 4, 21, "tunnel.status_timeout_ms", "tunnel.status_timeout_ms (2000) must be greater than host.connect_timeout_ms (3000), or the enclave gives up before the host reports", TestName = "Both timeouts set: points at the status timeout")]
-    [TestCase("[host]\ndns_timeout_ms = 4000\n[enclave]\ndns_query_timeout_ms = 1500\n", 2, 18, "host.dns_timeout_ms", "enclave.dns_query_timeout_ms (1500) must be greater than host.dns_timeout_ms (4000), or the enclave answers SERVFAIL before the parent hears from its upstreams", TestName = "Both DNS timeouts set: points at the parent's")]
-    [TestCase("[enclave]\ndns_query_timeout_ms = 2000\n", 2, 24, "enclave.dns_query_timeout_ms", "enclave.dns_query_timeout_ms (2000) must be greater than host.dns_timeout_ms (2000), or the enclave answers SERVFAIL before the parent hears from its upstreams", TestName = "Enclave DNS timeout equal to the parent's default")]
     public void InvalidValuesPointAtTheValue(string text, int line, int column, string key, string problem) =>
         AssertError(text, line, column, key, problem);
 
@@ -94,6 +92,13 @@ public sealed class ConfigurationErrorTests
     [TestCase("[enclave]\nproxy_listen = [\"0.0.0.0:5353\"]\ndns_listen = [\"127.0.0.1:5353\"]\n", 3, 15, "enclave.dns_listen", "enclave.proxy_listen 0.0.0.0:5353 and enclave.dns_listen 127.0.0.1:5353 overlap: the proxy and the DNS forwarder (which also listens on TCP) each need addresses of their own", TestName = "Proxy on every address, DNS on one, same port")]
     public void ProxyAndDnsListenAddressesMustNotOverlap(string text, int line, int column, string key, string problem) =>
         AssertError(text, line, column, key, problem);
+
+    // Each family is bound on its own (the listeners are not dual-mode), so these do not overlap.
+    [TestCase("[enclave]\nproxy_listen = [\"[::]:5353\"]\ndns_listen = [\"0.0.0.0:5353\"]\n")]
+    [TestCase("[enclave]\nproxy_listen = [\"127.0.0.1:5353\"]\ndns_listen = [\"127.0.0.2:5353\"]\n")]
+    [TestCase("[enclave]\nproxy_listen = [\"0.0.0.0:4444\"]\ndns_listen = [\"0.0.0.0:53\"]\n")]
+    public void ListenAddressesApartAreAccepted(string text) =>
+        Assert.That(() => EgressConfiguration.Parse(text, "enclave.toml"), Throws.Nothing);
 
     [TestCase("[host]\ndns_upstreams = [\"dns.google\"]\n", 2, 18, "invalid DNS upstream \"dns.google\": not an IP address", TestName = "Host name as DNS upstream")]
     [TestCase("[host]\ndns_upstreams = [\"10.0.0.2:0\"]\n", 2, 18, "invalid DNS upstream \"10.0.0.2:0\": port must be a number between 1 and 65535", TestName = "DNS upstream port 0")]

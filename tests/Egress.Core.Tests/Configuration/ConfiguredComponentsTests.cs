@@ -47,8 +47,14 @@ public sealed class ConfiguredComponentsTests
         Assert.That(configuration.GetWarnings(), Is.EqualTo(new[] { $"{Source}:{at}: warning: {caution} (key '{key}')" }));
     }
 
+    [TestCase("[host]\ndns_timeout_ms = 4000\n[enclave]\ndns_query_timeout_ms = 1500\n", "2:18: warning: enclave.dns_query_timeout_ms (1500) is not greater than host.dns_timeout_ms (4000): the enclave answers SERVFAIL before the parent has heard from its upstreams, which it then asks in vain (key 'host.dns_timeout_ms')")]
+    [TestCase("[enclave]\ndns_query_timeout_ms = 2000\n", "2:24: warning: enclave.dns_query_timeout_ms (2000) is not greater than host.dns_timeout_ms (2000): the enclave answers SERVFAIL before the parent has heard from its upstreams, which it then asks in vain (key 'enclave.dns_query_timeout_ms')")]
+    public void DnsTimeoutsOutOfOrderAreWarnedAboutNotRefused(string file, string warning) =>
+        Assert.That(EgressConfiguration.Parse(file, Source).GetWarnings(), Is.EqualTo(new[] { $"{Source}:{warning}" }));
+
     [TestCase("[egress]\nenabled = true\ndestinations = [\"api.example.com\"]\n")]
     [TestCase("[egress]\nenabled = false\n")]
+    [TestCase("[egress]\nenabled = true\nmode = \"report\"\n")] // report mode's usual start: allows and logs everything
     [TestCase("")]
     public void APolicyAsMeantGetsNoWarning(string file) =>
         Assert.That(EgressConfiguration.Parse(file, Source).GetWarnings(), Is.Empty);

@@ -140,7 +140,9 @@ public sealed partial class EnclaveMappingTests
             Assert.That(unmapped, Is.EqualTo(new TunnelResponse(TunnelStatus.Failure, "parent: enclave CID 17 is not in [[host.enclaves]] (mapped: 16; no cid = \"any\")")));
             Assert.That(noCid.Status, Is.EqualTo(TunnelStatus.Failure));
             Assert.That(noCid.Detail, Does.Contain("gives no peer CID"));
-            Assert.That(_probe.Logs.Lines, Has.Some.EqualTo($"Warning: rejected TcpConnect stream to {echo.EndPoint}: enclave CID 17 is not in [[host.enclaves]] (mapped: 16; no cid = \"any\") (0 more rejected since the last such line)"));
+            Assert.That(_probe.Logs.Lines, Has.Some.EqualTo($"Warning: rejected TcpConnect stream to {echo.EndPoint}: enclave CID 17 is not in [[host.enclaves]] (mapped: 16; no cid = \"any\")"));
+            Assert.That(_probe.Logs.Values(217, "Reason").Count(reason => reason!.Contains("gives no peer CID", StringComparison.Ordinal)), Is.EqualTo(1),
+                "each refusal of a peer gets its line: a configuration error is never held back by a rate limit");
             Assert.That(errors.GetMeasurementSnapshot().Select(m => (string?)m.Tags["egress.error"]), Is.EqualTo(new[] { "peer_refused", "peer_refused" }));
             Assert.That(echo.Served.IsCompleted, Is.False, "nothing was dialled for a refused enclave");
         });

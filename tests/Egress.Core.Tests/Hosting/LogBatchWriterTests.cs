@@ -209,7 +209,7 @@ public sealed class LogBatchWriterTests
                     writer.Enqueue(line);
                     if (Volatile.Read(ref disposing) == 0)
                     {
-                        queuedBefore[thread] = i + 1;
+                        Volatile.Write(ref queuedBefore[thread], i + 1);
                     }
                     else if (i > queuedBefore[thread] + 1000)
                     {
@@ -220,7 +220,8 @@ public sealed class LogBatchWriterTests
             CancellationToken.None,
             TaskCreationOptions.LongRunning,
             TaskScheduler.Default)).ToArray();
-        Thread.Sleep(20);
+        // Every thread is queuing before the race starts (a thread not yet started would test nothing).
+        Assert.That(SpinWait.SpinUntil(() => Enumerable.Range(0, Threads).All(t => Volatile.Read(ref queuedBefore[t]) >= 100), Wait), Is.True, "the threads never started");
         Volatile.Write(ref disposing, 1);
         writer.Dispose();
         Assert.That(Task.WaitAll(running, Wait), Is.True, "a thread queuing lines was held up by Dispose");

@@ -149,7 +149,6 @@ public sealed class ProxyConnectionHandlerTests
             status switch
             {
                 TunnelStatus.DeniedByPolicy => Does.EndWith("parent: why" + ProxyLog.PoliciesDisagree),
-                TunnelStatus.Failure => Does.EndWith("parent: why (0 more answered Failure since the last such line)"),
                 _ => Does.EndWith("parent: why"),
             },
             "a policy denial by the parent says the two policies disagree and how to tell why");
@@ -544,13 +543,15 @@ public sealed class ProxyConnectionHandlerTests
     }
 
     [Test]
-    public async Task TheParentsFailureAnswersAreLoggedOnceASecondWithTheCountHeldBackAndOtherAnswersEveryTime()
+    public async Task TheParentsLimitAnswersAreLoggedOnceASecondWithTheCountHeldBackAndOtherAnswersEveryTime()
     {
         // A parent at its stream limit answers Failure to every connection an app opens in a loop: one line a second,
-        // as the enclave's own connection limit logs; answers about a destination (here ConnectionRefused) each get
-        // theirs.
+        // as the enclave's own connection limit logs; answers about a destination (ConnectionRefused, or a Failure
+        // that is no limit, e.g. the parent's connect failing with EACCES) each get theirs.
+        const string Limit = "parent: stream limit reached (host.max_streams = 1730, derived from RLIMIT_NOFILE = 4096)";
+        const string Denied = "parent: connect failed: Permission denied";
         using var handler = Handler(Redirected(Listed), failoverAttempts: 0);
-        async Task RefuseAsync(TunnelStatus status)
+        async Task RefuseAsync(TunnelStatus status, string? detail = null)
         {
             var (app, accepted) = await ConnectedPairAsync();
             using (app)
@@ -558,30 +559,34 @@ public sealed class ProxyConnectionHandlerTests
                 var handling = handler.HandleAsync(accepted, CancellationToken.None);
                 using Socket parent = await AcceptTunnelAsync();
                 await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
-                await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(status, $"parent: {status}"), CancellationToken.None);
+                await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(status, detail ?? $"parent: {status}"), CancellationToken.None);
                 Assert.That((await handling.WaitAsync(HangGuard)).ParentStatus, Is.EqualTo(status));
                 Assert.That(await EndOfStreamAsync(app), Is.EqualTo("reset"), "every refused connection is reset, logged or not");
             }
         }
 
-        await RefuseAsync(TunnelStatus.Failure);
-        await RefuseAsync(TunnelStatus.Failure);
+        await RefuseAsync(TunnelStatus.Failure, Limit);
+        await RefuseAsync(TunnelStatus.Failure, Limit);
         await RefuseAsync(TunnelStatus.ConnectionRefused);
-        await RefuseAsync(TunnelStatus.Failure);
+        await RefuseAsync(TunnelStatus.Failure, Denied);
+        await RefuseAsync(TunnelStatus.Failure, Denied);
+        await RefuseAsync(TunnelStatus.Failure, Limit);
         _time.Advance(TimeSpan.FromMilliseconds(999));
-        await RefuseAsync(TunnelStatus.Failure);
+        await RefuseAsync(TunnelStatus.Failure, Limit);
         _time.Advance(TimeSpan.FromMilliseconds(1));
-        await RefuseAsync(TunnelStatus.Failure);
+        await RefuseAsync(TunnelStatus.Failure, Limit);
 
         Assert.That(_probe.Logs.Records.Select(r => r.Message), Is.EqualTo(new[]
         {
-            $"connection to {Listed} failed: parent answered Failure: parent: Failure (0 more answered Failure since the last such line)",
+            $"connection to {Listed} failed: parent answered Failure: {Limit} (0 more refused at a parent's limit since the last such line)",
             $"connection to {Listed} failed: parent answered ConnectionRefused: parent: ConnectionRefused",
+            $"connection to {Listed} failed: parent answered Failure: {Denied}",
+            $"connection to {Listed} failed: parent answered Failure: {Denied}",
             "3 more lines of event 106 were held back by its rate limit in the last 1 s (the flood that caused them may have ended)",
-            $"connection to {Listed} failed: parent answered Failure: parent: Failure (0 more answered Failure since the last such line)",
+            $"connection to {Listed} failed: parent answered Failure: {Limit} (0 more refused at a parent's limit since the last such line)",
         }));
-        Assert.That(_probe.EventIds, Is.EqualTo(new[] { 106, 106, 16, 106 }), "the count held back is reported when the interval ends");
-        Assert.That(_probe.Connections, Has.Count.EqualTo(6), "each refusal is still counted in the metrics");
+        Assert.That(_probe.EventIds, Is.EqualTo(new[] { 106, 106, 106, 106, 16, 106 }), "the count held back is reported when the interval ends");
+        Assert.That(_probe.Connections, Has.Count.EqualTo(8), "each refusal is still counted in the metrics");
     }
 
     private (EgressPolicy Policy, AllowlistCache Cache) LearnedPolicy(out IPEndPoint refused, out IPEndPoint serving)

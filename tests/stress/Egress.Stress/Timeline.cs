@@ -7,14 +7,14 @@ namespace Egress.Stress;
 /// <summary>
 /// The victim's attempts per second of the measured run, by the second each started in: how many, how many
 /// succeeded, the slowest (ms). Written as CSV, so a run kept with --keep shows when in the load the failures came;
-/// beside it (PATH with "-dns" before the extension), every DNS query: when it started (ms into the run) and how long
-/// it took (ms), to tell which queries make the p99.
+/// beside it (PATH with "-dns" before the extension), every DNS query: when it started (ms into the run), how long
+/// it took (ms) and whether it was answered (1) or failed (0), to tell which queries make the p99.
 /// </summary>
 internal sealed class Timeline(long startTimestamp, double seconds)
 {
     private readonly Bucket[] _dns = NewBuckets(seconds);
     private readonly Bucket[] _http = NewBuckets(seconds);
-    private readonly List<(double StartMs, double Ms)> _dnsQueries = [];
+    private readonly List<(double StartMs, double Ms, bool Ok)> _dnsQueries = [];
     private readonly Lock _lock = new();
 
     public void AddDns(long started, bool ok)
@@ -24,7 +24,7 @@ internal sealed class Timeline(long startTimestamp, double seconds)
         double ms = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         lock (_lock)
         {
-            _dnsQueries.Add((startMs, ms));
+            _dnsQueries.Add((startMs, ms, ok));
         }
     }
 
@@ -44,12 +44,12 @@ internal sealed class Timeline(long startTimestamp, double seconds)
 
         await File.WriteAllTextAsync(path, csv.ToString()).ConfigureAwait(false);
 
-        var queries = new StringBuilder("start_ms,dns_ms\n");
+        var queries = new StringBuilder("start_ms,dns_ms,ok\n");
         lock (_lock)
         {
-            foreach ((double startMs, double ms) in _dnsQueries.OrderBy(query => query.StartMs))
+            foreach ((double startMs, double ms, bool ok) in _dnsQueries.OrderBy(query => query.StartMs))
             {
-                queries.AppendLine(CultureInfo.InvariantCulture, $"{startMs:0.0},{ms:0.000}");
+                queries.AppendLine(CultureInfo.InvariantCulture, $"{startMs:0.0},{ms:0.000},{(ok ? 1 : 0)}");
             }
         }
 
