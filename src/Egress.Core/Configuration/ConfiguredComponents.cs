@@ -89,6 +89,15 @@ public static class ConfiguredComponents
 
         foreach (var entry in configuration.Egress.Entries)
         {
+            if (entry.Rule is { Kind: DestinationRuleKind.WildcardSubdomain, HostName: { } domain } && !domain.Contains('.', StringComparison.Ordinal))
+            {
+                // "*.com": every name under a top-level domain, which an exfiltrating dependency can register.
+                warnings.Add(
+                    $"{entry.Location}: warning: destination \"{entry.Text}\" allows every name under the top-level domain \"{domain}\", "
+                    + "which anyone can register a name in; list the domains meant (\"*.example.com\") (key 'egress.destinations')");
+                continue;
+            }
+
             if (entry.Rule?.Network is not { } network)
             {
                 continue;

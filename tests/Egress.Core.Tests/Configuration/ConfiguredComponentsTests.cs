@@ -59,6 +59,19 @@ public sealed class ConfiguredComponentsTests
     public void APolicyAsMeantGetsNoWarning(string file) =>
         Assert.That(EgressConfiguration.Parse(file, Source).GetWarnings(), Is.Empty);
 
+    // Before, "*.com" was taken without a word.
+    [Test]
+    public void AWildcardOverAWholeTopLevelDomainIsWarnedAboutAtItsArrayElement()
+    {
+        var configuration = EgressConfiguration.Parse(
+            "[egress]\nenabled = true\ndestinations = [\n  \"*.example.com\",\n  \"*.com:443\",\n  \"*.co.uk\",\n]\n", Source);
+
+        Assert.That(configuration.GetWarnings(), Is.EqualTo(new[]
+        {
+            $"{Source}:5:3: warning: destination \"*.com:443\" allows every name under the top-level domain \"com\", which anyone can register a name in; list the domains meant (\"*.example.com\") (key 'egress.destinations')",
+        }));
+    }
+
     [Test]
     public void TheSampleConfigurationHasNoWarnings()
     {
