@@ -112,6 +112,15 @@ internal sealed class DnsFramedConnection
                     }
 
                     await _slots.WaitAsync(linked.Token).ConfigureAwait(false);
+
+                    // The abort cancels the queries in flight before it cancels this wait (a token's callbacks run
+                    // last-registered first), and a cancelled query gives its place back at once: the place this wait
+                    // got may be one the abort freed. No query starts after the abort.
+                    if (aborted.IsCancellationRequested)
+                    {
+                        _slots.Release();
+                        aborted.ThrowIfCancellationRequested();
+                    }
                 }
 
                 if (_options.AnswerOverflow && _options.SharedLimit is { } shared && !shared.TryTake())
