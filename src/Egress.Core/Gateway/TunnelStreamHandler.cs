@@ -429,7 +429,7 @@ internal sealed class TunnelStreamHandler(
             case StreamOutcome.PeerRefused:
                 // A configuration error ([[host.enclaves]] does not map the peer): a line each, never held back behind
                 // another enclave's flood at a limit.
-                GatewayLog.PeerRefused(logger, request.Kind, result.Destination is { } to2 ? $" to {to2}" : string.Empty, result.LimitReason!);
+                GatewayLog.PeerRefused(logger, request.Kind, result.Destination is { } unmappedTo ? $" to {unmappedTo}" : string.Empty, result.LimitReason!);
                 break;
             case StreamOutcome.UnsupportedKind:
                 GatewayLog.Unsupported(logger, request.Kind);
