@@ -66,7 +66,12 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             allowed = decision.IsAllowed;
             output.WriteLine($"target:  address {target.Address}{port}");
             output.WriteLine($"connect: {decision}");
-            if (decision.Reason == DecisionReason.NeverLearned)
+            if (decision.Reason == DecisionReason.NeverLearned && !NamesAHost(configuration))
+            {
+                // Nothing is learned without a name to learn it from: "allowed once learned" would never come true.
+                output.WriteLine("         no entry names a host (or a wildcard), so no DNS answer is learned: it stays denied at run time");
+            }
+            else if (decision.Reason == DecisionReason.NeverLearned)
             {
                 output.WriteLine("         at run time it is allowed while the DNS forwarder has learned it from an answer for an allowed name");
                 output.WriteLine($"tls:     through a learned address: {ServerNameRule(policy, name: null)}");
@@ -96,4 +101,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
     }
 
     private static string Seconds(TimeSpan value) => string.Create(CultureInfo.InvariantCulture, $"{value.TotalSeconds:0.###} s");
+
+    private static bool NamesAHost(EgressConfiguration configuration) =>
+        configuration.Egress.Entries.Any(entry => entry.Rule?.Kind is DestinationRuleKind.ExactHost or DestinationRuleKind.WildcardSubdomain);
 }

@@ -1,0 +1,41 @@
+using Egress.Configuration;
+using Egress.Enclave.Check;
+
+namespace Egress.Tests.Enclave;
+
+/// <summary><c>egress-enclave check</c> on an address no entry lists: whether it can be allowed at run time depends on
+/// whether any entry names a host whose DNS answers could teach it.</summary>
+public sealed class CheckCommandTests
+{
+    // Before, an empty list said the address would be allowed once learned, which can never happen.
+    [TestCase("[egress]\nenabled = true\ndestinations = []\n")]
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"198.51.100.0/24\", \"203.0.113.7:443\"]\n")]
+    public void WithoutANameEntryAnUnlistedAddressStaysDenied(string file)
+    {
+        (int code, string output) = Check(file, "192.0.2.9:443");
+
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(output, Does.Contain("connect: denied: never learned from an allowed name"));
+        Assert.That(output, Does.Contain("no entry names a host (or a wildcard), so no DNS answer is learned: it stays denied at run time"));
+        Assert.That(output, Does.Not.Contain("at run time it is allowed"));
+    }
+
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"api.example.com\"]\n")]
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"*.example.com:443\"]\n")]
+    public void WithANameEntryAnUnlistedAddressMayBeLearned(string file)
+    {
+        (int code, string output) = Check(file, "192.0.2.9:443");
+
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(output, Does.Contain("at run time it is allowed while the DNS forwarder has learned it from an answer for an allowed name"));
+    }
+
+    private static (int Code, string Output) Check(string file, string target)
+    {
+        var configuration = EgressConfiguration.Parse(file, "enclave.toml");
+        Assert.That(CheckTarget.TryParse(target, out CheckTarget? parsed, out string? error), Is.True, error);
+        var output = new StringWriter();
+        int code = new CheckCommand(configuration, configuration.CreatePolicy(configuration.CreateCache()), output).Run(parsed!);
+        return (code, output.ToString());
+    }
+}
