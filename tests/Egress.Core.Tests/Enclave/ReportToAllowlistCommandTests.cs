@@ -8,55 +8,46 @@ public sealed class ReportToAllowlistCommandTests
     [Test]
     public void StandardInputBecomesEntriesAndACount()
     {
-        var input = new StringReader(
+        string input =
             "warn: Egress.Proxy[460] report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): name app.unlisted.test not in allowlist; allowed\n"
-            + "warn: Egress.Dns[461] report mode: would deny DNS app.unlisted.test A: name not in allowlist; resolved\n");
-        var output = new StringWriter();
-        var error = new StringWriter();
-
-        int code = new ReportToAllowlistCommand(input, output, error).Run([]);
+            + "warn: Egress.Dns[461] report mode: would deny DNS app.unlisted.test A: name not in allowlist; resolved\n";
+        (int code, string output, string error) = Run(input);
 
         Assert.Multiple(() =>
         {
             Assert.That(code, Is.Zero);
-            Assert.That(output.ToString(), Is.EqualTo("app.unlisted.test:443" + Environment.NewLine));
-            Assert.That(error.ToString(), Does.StartWith("report-to-allowlist: 1 entry from 2 would-deny lines"));
+            Assert.That(output, Is.EqualTo("app.unlisted.test:443" + Environment.NewLine));
+            Assert.That(error, Does.StartWith("report-to-allowlist: 1 entry from 2 would-deny lines"));
         });
     }
 
     [Test]
     public void LinesTheLogSaysWereDroppedAreCountedInAWarning()
     {
-        var input = new StringReader(
+        string input =
             "warn: Egress.Proxy[460] report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): name app.unlisted.test not in allowlist; allowed\n"
             + "2026-12-01T13:00:41.678Z warn: Egress.Log[3] 12 log line(s) dropped here: stdout was read more slowly than lines came (connections were not held up)\n"
-            + """{"EventId":3,"LogLevel":"Warning","Category":"Egress.Log","Message":"3 log line(s) dropped here: stdout was read more slowly than lines came (connections were not held up)","State":{"Count":3,"{OriginalFormat}":"{Count} log line(s) dropped here: stdout was read more slowly than lines came (connections were not held up)"}}""" + "\n");
-        var output = new StringWriter();
-        var error = new StringWriter();
-
-        int code = new ReportToAllowlistCommand(input, output, error).Run([]);
+            + """{"EventId":3,"LogLevel":"Warning","Category":"Egress.Log","Message":"3 log line(s) dropped here: stdout was read more slowly than lines came (connections were not held up)","State":{"Count":3,"{OriginalFormat}":"{Count} log line(s) dropped here: stdout was read more slowly than lines came (connections were not held up)"}}""" + "\n";
+        (int code, string output, string error) = Run(input);
 
         Assert.Multiple(() =>
         {
             Assert.That(code, Is.Zero);
-            Assert.That(output.ToString(), Is.EqualTo("app.unlisted.test:443" + Environment.NewLine));
-            Assert.That(error.ToString(), Does.Contain("warning: the log says 15 line(s) were dropped"));
+            Assert.That(output, Is.EqualTo("app.unlisted.test:443" + Environment.NewLine));
+            Assert.That(error, Does.Contain("warning: the log says 15 line(s) were dropped"));
         });
     }
 
     [Test]
     public void ALogWithoutWouldDenyLinesExitsOneAndSaysWhy()
     {
-        var output = new StringWriter();
-        var error = new StringWriter();
-
-        int code = new ReportToAllowlistCommand(new StringReader("info: starting egress-enclave\n"), output, error).Run([]);
+        (int code, string output, string error) = Run("info: starting egress-enclave\n");
 
         Assert.Multiple(() =>
         {
             Assert.That(code, Is.EqualTo(1));
-            Assert.That(output.ToString(), Is.Empty);
-            Assert.That(error.ToString(), Does.Contain("no \"report mode: would deny\" lines found"));
+            Assert.That(output, Is.Empty);
+            Assert.That(error, Does.Contain("no \"report mode: would deny\" lines found"));
         });
     }
 
@@ -82,26 +73,31 @@ public sealed class ReportToAllowlistCommandTests
     [Test]
     public void WhatReportModeStillDeniedIsLeftOutAndSaidWhy()
     {
-        var input = new StringReader(
+        string input =
             "warn: Egress.Proxy[460] report mode: would deny connection to 198.18.0.1:9464: never learned from an allowed name; allowed\n"
             + "warn: Egress.Proxy[460] report mode: would deny connection to 198.18.0.1:22 (name parent.allowed.test): name parent.allowed.test not in allowlist; allowed\n"
             + "warn: Egress.Dns[461] report mode: would deny DNS meta.allowed.test A: name not in allowlist; resolved\n"
             + "warn: Egress.Dns[308] DNS rebinding refused: meta.allowed.test answered 169.254.169.254: not learned: internal range link-local 169.254.0.0/16 (instance metadata) (DNS rebinding protection)\n"
             + "warn: Egress.Gateway[202] connection to 198.18.0.1:9464 denied: an address of the parent itself (interface egt-p); an entry naming this one address allows it; report mode does not relax internal addresses\n"
             + "warn: Egress.Gateway[202] connection to 198.18.0.1:22 (for parent.allowed.test) denied: an address of the parent itself (interface egt-p); an entry naming this one address allows it; report mode does not relax internal addresses\n"
-            + "warn: Egress.Proxy[460] report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): name app.unlisted.test not in allowlist; allowed\n");
-        var output = new StringWriter();
-        var error = new StringWriter();
-
-        int code = new ReportToAllowlistCommand(input, output, error).Run([]);
+            + "warn: Egress.Proxy[460] report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): name app.unlisted.test not in allowlist; allowed\n";
+        (int code, string output, string error) = Run(input);
 
         Assert.Multiple(() =>
         {
             Assert.That(code, Is.Zero);
-            Assert.That(output.ToString(), Is.EqualTo("app.unlisted.test:443" + Environment.NewLine));
-            Assert.That(error.ToString(), Does.Contain("# left out 198.18.0.1:9464: the parent denied it (an address of the parent itself); an entry naming it would open the parent"));
-            Assert.That(error.ToString(), Does.Contain("# left out parent.allowed.test: the parent denied its connection to 198.18.0.1:22 (an address of the parent itself); an entry naming it would open the parent"));
-            Assert.That(error.ToString(), Does.Contain("# left out meta.allowed.test: it answered 169.254.169.254, an internal address report mode never learns"));
+            Assert.That(output, Is.EqualTo("app.unlisted.test:443" + Environment.NewLine));
+            Assert.That(error, Does.Contain("# left out 198.18.0.1:9464: the parent denied it (an address of the parent itself); an entry naming it would open the parent"));
+            Assert.That(error, Does.Contain("# left out parent.allowed.test: the parent denied its connection to 198.18.0.1:22 (an address of the parent itself); an entry naming it would open the parent"));
+            Assert.That(error, Does.Contain("# left out meta.allowed.test: it answered 169.254.169.254, an internal address report mode never learns"));
         });
+    }
+
+    private static (int Code, string Output, string Error) Run(string input)
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = new ReportToAllowlistCommand(new StringReader(input), output, error).Run([]);
+        return (code, output.ToString(), error.ToString());
     }
 }
