@@ -10,29 +10,26 @@ namespace Egress.Gateway;
 /// <summary>The parent gateway's log lines: one per stream decision, naming the destination and the reason.</summary>
 internal static partial class GatewayLog
 {
-    /// <summary>Formats the enclave's host name hint for a log line: empty without one.</summary>
-    public static string HintText(string? hint) => hint is null ? string.Empty : $" (for {hint})";
+    [LoggerMessage(EventId = 225, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} refused: {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\"); reset before any client byte was sent")]
+    public static partial void ServerNameRefused(ILogger logger, EndPoint destination, HostHintText hint, string reason, string serverName, string learnedNames, string mode);
 
-    [LoggerMessage(EventId = 225, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} refused: {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\"); reset before any client byte was sent")]
-    public static partial void ServerNameRefused(ILogger logger, EndPoint destination, string hint, string reason, string serverName, string learnedNames, string mode);
+    [LoggerMessage(EventId = 227, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} refused by the enclave's TLS server-name check (END Refused; its log names the server name); no client byte reached the destination")]
+    public static partial void EnclaveRefusedServerName(ILogger logger, EndPoint destination, HostHintText hint);
 
-    [LoggerMessage(EventId = 227, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} refused by the enclave's TLS server-name check (END Refused; its log names the server name); no client byte reached the destination")]
-    public static partial void EnclaveRefusedServerName(ILogger logger, EndPoint destination, string hint);
-
-    [LoggerMessage(EventId = 226, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} would be refused (egress.mode = \"report\": relayed): {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\")")]
-    public static partial void ServerNameWouldRefuse(ILogger logger, EndPoint destination, string hint, string reason, string serverName, string learnedNames, string mode);
+    [LoggerMessage(EventId = 226, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} would be refused (egress.mode = \"report\": relayed): {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\")")]
+    public static partial void ServerNameWouldRefuse(ILogger logger, EndPoint destination, HostHintText hint, string reason, string serverName, string learnedNames, string mode);
 
     [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "gateway listening on {Tunnel}")]
     public static partial void Listening(ILogger logger, string tunnel);
 
-    [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} {Decision}")]
-    public static partial void Denied(ILogger logger, IPEndPoint destination, string? hint, PolicyDecision decision);
+    [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} {Decision}")]
+    public static partial void Denied(ILogger logger, IPEndPoint destination, HostHintText hint, PolicyDecision decision);
 
-    [LoggerMessage(EventId = 203, Level = LogLevel.Information, Message = "connection to {Destination}{Hint} {Decision}, connected{Connection}")]
-    public static partial void Connected(ILogger logger, IPEndPoint destination, string? hint, PolicyDecision decision, ConnectionIdText connection);
+    [LoggerMessage(EventId = 203, Level = LogLevel.Information, Message = "connection to {Destination}{Hint:line} {Decision}, connected{ConnectionId:line}")]
+    public static partial void Connected(ILogger logger, IPEndPoint destination, HostHintText hint, PolicyDecision decision, ConnectionIdText connectionId);
 
-    [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint} failed: {Status}: {Detail}")]
-    public static partial void ConnectFailed(ILogger logger, IPEndPoint destination, string? hint, TunnelStatus status, string? detail);
+    [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} failed: {Status}: {Detail}")]
+    public static partial void ConnectFailed(ILogger logger, IPEndPoint destination, HostHintText hint, TunnelStatus status, string? detail);
 
     [LoggerMessage(EventId = 205, Level = LogLevel.Warning, Message = "rejected stream: unsupported kind {Kind}")]
     public static partial void Unsupported(ILogger logger, TunnelRequestKind kind);
@@ -52,8 +49,8 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 209, Level = LogLevel.Warning, Message = "stream failed: {Error}")]
     public static partial void StreamFailed(ILogger logger, string error);
 
-    [LoggerMessage(EventId = 210, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}{Ends}, {DurationMs:F0} ms{Connection}")]
-    public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, RelayEnds ends, double durationMs, ConnectionIdText connection);
+    [LoggerMessage(EventId = 210, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}{Ends:line}, {DurationMs:F0} ms{ConnectionId:line}")]
+    public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, RelayEnds ends, double durationMs, ConnectionIdText connectionId);
 
     [LoggerMessage(EventId = 212, Level = LogLevel.Warning, Message = "connection to {Destination} aborted: the destination stopped answering keepalive probes ({Probes} unanswered, {DeadAfterSeconds} s after the last data); tunnel stream reset")]
     public static partial void KeepAliveTimedOut(ILogger logger, IPEndPoint destination, int probes, double deadAfterSeconds);

@@ -336,7 +336,7 @@ internal sealed class TunnelStreamHandler(
         using (upstream)
         {
             await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok) { Version = request.Version }, aborted).ConfigureAwait(false);
-            GatewayLog.Connected(logger, destination, GatewayLog.HintText(request.HostHint), decision, new ConnectionIdText(request.ConnectionId));
+            GatewayLog.Connected(logger, destination, new HostHintText(request.HostHint), decision, new ConnectionIdText(request.ConnectionId));
             if (GatewayStreamResult.RelayedTags(decision) is var (outcome, reason))
             {
                 options.Metrics?.Connection(outcome, reason);
@@ -352,17 +352,17 @@ internal sealed class TunnelStreamHandler(
                 : await SocketRelay.RunAsync(tunnel, upstream, following, default, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
             if (serverNameGate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
             {
-                GatewayLog.ServerNameWouldRefuse(logger, destination, GatewayLog.HintText(request.HostHint), reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
+                GatewayLog.ServerNameWouldRefuse(logger, destination, new HostHintText(request.HostHint), reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
             }
             else if (serverNameGate is { Refusal: not ServerNameRefusal.None } refused)
             {
-                GatewayLog.ServerNameRefused(logger, destination, GatewayLog.HintText(request.HostHint), refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
+                GatewayLog.ServerNameRefused(logger, destination, new HostHintText(request.HostHint), refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
                 options.Metrics?.ServerNameRefused(refused.Refusal);
             }
             else if (relay.Framed is { Received: TunnelEndCause.Refused } && relay.BytesAToB == 0)
             {
                 // The enclave refused first (its line has the server name; it is counted there): say why this one ended.
-                GatewayLog.EnclaveRefusedServerName(logger, destination, GatewayLog.HintText(request.HostHint));
+                GatewayLog.EnclaveRefusedServerName(logger, destination, new HostHintText(request.HostHint));
             }
 
             return GatewayStreamResult.Relayed(
@@ -435,10 +435,10 @@ internal sealed class TunnelStreamHandler(
                 GatewayLog.Unsupported(logger, request.Kind);
                 break;
             case StreamOutcome.Denied:
-                GatewayLog.Denied(logger, result.Destination!, GatewayLog.HintText(request.HostHint), result.Decision);
+                GatewayLog.Denied(logger, result.Destination!, new HostHintText(request.HostHint), result.Decision);
                 break;
             case StreamOutcome.ConnectFailed:
-                GatewayLog.ConnectFailed(logger, result.Destination!, GatewayLog.HintText(request.HostHint), result.Status, result.Detail);
+                GatewayLog.ConnectFailed(logger, result.Destination!, new HostHintText(request.HostHint), result.Status, result.Detail);
                 break;
             case StreamOutcome.StreamFailed:
                 GatewayLog.StreamFailed(logger, result.Detail ?? string.Empty);

@@ -34,8 +34,8 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 104, Level = LogLevel.Warning, Message = "connection to {Destination} {Decision}")]
     public static partial void Denied(ILogger logger, IPEndPoint destination, PolicyDecision decision);
 
-    [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "connection to {Destination} {Decision}{Connection}")]
-    public static partial void Allowed(ILogger logger, IPEndPoint destination, PolicyDecision decision, ConnectionIdText connection);
+    [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "connection to {Destination} {Decision}{ConnectionId:line}")]
+    public static partial void Allowed(ILogger logger, IPEndPoint destination, PolicyDecision decision, ConnectionIdText connectionId);
 
     [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "connection to {Destination} failed: parent answered {Status}: {Detail}{Hint}")]
     private static partial void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail, string hint);
@@ -82,8 +82,8 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 112, Level = LogLevel.Information, Message = "connection to {Destination} not carried: stopping")]
     public static partial void Stopping(ILogger logger, IPEndPoint destination);
 
-    [LoggerMessage(EventId = 110, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}{Ends}, {DurationMs:F0} ms{Connection}")]
-    public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, RelayEnds ends, double durationMs, ConnectionIdText connection);
+    [LoggerMessage(EventId = 110, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}{Ends:line}, {DurationMs:F0} ms{ConnectionId:line}")]
+    public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, RelayEnds ends, double durationMs, ConnectionIdText connectionId);
 
     [LoggerMessage(EventId = 116, Level = LogLevel.Warning, Message = "the parent at {Tunnel} speaks only tunnel protocol v1 (an egress-host from before v2): connections go on in v1, where a reset or abort on the parent's side (destination RST, parent stopping) cannot be signalled, so applications may see a cut-short transfer as a clean end; upgrade egress-host. Asking for v2 again every {ReprobeSeconds} s")]
     public static partial void ParentSpeaksVersion1Only(ILogger logger, string tunnel, double reprobeSeconds);

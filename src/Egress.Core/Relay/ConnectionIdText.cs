@@ -1,22 +1,27 @@
 using System.Globalization;
+using Egress.Diagnostics;
 using Egress.Tunnel;
 
 namespace Egress.Relay;
 
 /// <summary>
-/// A connection id's part of a log line, <see cref="TunnelConnectionId.LogSuffix"/> (<c>, conn 0123456789abcdef</c>;
-/// empty for id 0). A value, formatted only when the line is written (a host logging at Warning formats nothing per
-/// connection), and then straight into the line (<see cref="ISpanFormattable"/>: no string of its own).
+/// A connection id in a log line: <c>{ConnectionId:line}</c> writes <see cref="TunnelConnectionId.LogSuffix"/>
+/// (<c>, conn 0123456789abcdef</c>; nothing for id 0, a version 1 stream), and the structured value is the 16 hex
+/// digits alone (empty for id 0), as the audit record's <c>connection_id</c> (<see cref="LogFragment"/>). A value,
+/// formatted only when the line is written (a host logging at Warning formats nothing per connection), and then straight
+/// into the line (<see cref="ISpanFormattable"/>: no string of its own).
 /// </summary>
 internal readonly struct ConnectionIdText(ulong id) : ISpanFormattable
 {
     private const string Prefix = ", conn ";
 
+    /// <summary>The 16 hex digits, or empty for id 0.</summary>
     /// <inheritdoc/>
-    public override string ToString() => TunnelConnectionId.LogSuffix(id);
+    public override string ToString() => id == 0 ? string.Empty : id.ToString("x16", CultureInfo.InvariantCulture);
 
     /// <inheritdoc/>
-    public string ToString(string? format, IFormatProvider? formatProvider) => ToString();
+    public string ToString(string? format, IFormatProvider? formatProvider) =>
+        LogFragment.IsLine(format) ? TunnelConnectionId.LogSuffix(id) : ToString();
 
     /// <inheritdoc/>
     public bool TryFormat(Span<char> destination, out int charsWritten, ReadOnlySpan<char> format, IFormatProvider? provider)
@@ -27,13 +32,14 @@ internal readonly struct ConnectionIdText(ulong id) : ISpanFormattable
             return true;
         }
 
-        if (destination.Length < Prefix.Length + 16 || !id.TryFormat(destination[Prefix.Length..], out int digits, "x16", CultureInfo.InvariantCulture))
+        string prefix = LogFragment.IsLine(format) ? Prefix : string.Empty;
+        if (destination.Length < prefix.Length + 16 || !id.TryFormat(destination[prefix.Length..], out int digits, "x16", CultureInfo.InvariantCulture))
         {
             return false;
         }
 
-        Prefix.CopyTo(destination);
-        charsWritten = Prefix.Length + digits;
+        prefix.CopyTo(destination);
+        charsWritten = prefix.Length + digits;
         return true;
     }
 }

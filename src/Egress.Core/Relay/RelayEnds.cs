@@ -1,8 +1,11 @@
+using Egress.Diagnostics;
+
 namespace Egress.Relay;
 
 /// <summary>
-/// The part of a connection's closing log line that says how a version 2 tunnel stream's directions ended:
-/// <c> (END sent FIN, received RST)</c> for a framed relay, empty for a raw (version 1) relay. A value, formatted only
+/// How a version 2 tunnel stream's directions ended, in a connection's closing log line: <c>{Ends:line}</c> writes
+/// <c> (END sent FIN, received RST)</c> for a framed relay and nothing for a raw (version 1) relay, and the structured
+/// value is <c>sent FIN, received RST</c> (empty for a raw relay; <see cref="LogFragment"/>). A value, formatted only
 /// when the line is written (a host logging at Warning formats nothing per connection).
 /// </summary>
 internal readonly struct RelayEnds(FramedStreamEnd? framed) : ISpanFormattable
@@ -10,11 +13,13 @@ internal readonly struct RelayEnds(FramedStreamEnd? framed) : ISpanFormattable
     /// <summary>The text for <paramref name="relay"/>'s ends.</summary>
     public static RelayEnds LogText(RelayResult relay) => new(relay.Framed);
 
+    /// <summary>The ends alone (<c>sent FIN, received RST</c>), or empty for a raw relay.</summary>
     /// <inheritdoc/>
-    public override string ToString() => framed is { } ends ? $" (END {ends})" : string.Empty;
+    public override string ToString() => framed?.ToString() ?? string.Empty;
 
     /// <inheritdoc/>
-    public string ToString(string? format, IFormatProvider? formatProvider) => ToString();
+    public string ToString(string? format, IFormatProvider? formatProvider) =>
+        LogFragment.IsLine(format) && framed is { } ends ? $" (END {ends})" : ToString();
 
     /// <summary>Writes the same text straight into the log line being formatted, with no string of its own.</summary>
     /// <inheritdoc/>
@@ -26,9 +31,9 @@ internal readonly struct RelayEnds(FramedStreamEnd? framed) : ISpanFormattable
             return true;
         }
 
-        return destination.TryWrite(
-            System.Globalization.CultureInfo.InvariantCulture,
-            $" (END sent {FramedStreamEnd.Name(ends.Sent)}, received {FramedStreamEnd.Name(ends.Received)})",
-            out charsWritten);
+        string sent = FramedStreamEnd.Name(ends.Sent), received = FramedStreamEnd.Name(ends.Received);
+        return LogFragment.IsLine(format)
+            ? destination.TryWrite(System.Globalization.CultureInfo.InvariantCulture, $" (END sent {sent}, received {received})", out charsWritten)
+            : destination.TryWrite(System.Globalization.CultureInfo.InvariantCulture, $"sent {sent}, received {received}", out charsWritten);
     }
 }

@@ -355,8 +355,8 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That(request.Version, Is.EqualTo(TunnelCodec.Version2));
             Assert.That(answer.Cause, Is.EqualTo(TunnelEndCause.Reset));
             Assert.That(result.Relay!.Framed, Is.EqualTo(new FramedStreamEnd(TunnelEndCause.Reset, TunnelEndCause.Reset)));
-            Assert.That(_probe.Logs.Values(110, "Ends"), Is.EqualTo(new[] { " (END sent RST, received RST)" }));
-            Assert.That(_probe.Logs.Values(110, "Connection"), Is.EqualTo(new[] { $", conn {request.ConnectionId:x16}" }));
+            Assert.That(_probe.Logs.Values(110, "Ends"), Is.EqualTo(new[] { "sent RST, received RST" }));
+            Assert.That(_probe.Logs.Values(110, "ConnectionId"), Is.EqualTo(new[] { $"{request.ConnectionId:x16}" }));
         });
         Assert.That(await EndOfStreamAsync(_app), Is.EqualTo("reset"), "the app sees ECONNRESET, as it would from the destination");
     }
