@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
 using Egress.Sockets;
 using Egress.Tunnel;
 
@@ -34,10 +35,15 @@ internal sealed partial class SocketRelaySession
     private ITimer? _drainTimer;
     private ReadOnlyMemory<byte> _afterEnd;
     private int _drainWaits;
+    private int _endsWithData;
 
     /// <summary>How many times a framed direction sent part of its pipe through user space (the destination was full, or
     /// cannot splice): the waits the allocation tests count.</summary>
     internal int DrainWaits => Volatile.Read(ref _drainWaits);
+
+    /// <summary>How many END(FIN) frames went out in one send with the direction's last DATA frame (0 or 1 per
+    /// direction; only the encoder of a plain socket can): what the tests of that coalescing count.</summary>
+    internal int EndsSentWithData => Volatile.Read(ref _endsWithData);
 
     private Socket Tunnel => FramedSide == RelaySide.A ? _a : _b;
 
@@ -154,11 +160,13 @@ internal sealed partial class SocketRelaySession
                 }
 
                 receiving = true;
+                bool peerClosed = false; // the wake-up said the source's FIN is queued behind its data (EPOLLRDHUP)
                 if (!likelyMore)
                 {
                     // Wait for data holding neither pipe nor buffer: an idle direction holds none. Every wait but the
                     // first follows a receive or fill that came back short or empty (likelyMore is false), so the
                     // socket had nothing queued: no poll.
+                    _ = SocketReadiness.TakeWakeEvents(); // nothing left from an earlier wait on this thread
                     ValueTask ready = SocketReadiness.WaitReadableInlineAsync(source, drained: waited);
                     waited = true;
                     if (!ready.IsCompleted)
@@ -177,13 +185,15 @@ internal sealed partial class SocketRelaySession
                     }
 
                     await ready.ConfigureAwait(false);
+                    peerClosed = (SocketReadiness.TakeWakeEvents() & EpollNative.ReadHangUp) != 0;
                 }
 
                 if (!splice || (!likelyMore && !streaming))
                 {
                     // Copy: the frame header goes in front of the payload in the same buffer, one send for both.
                     int size = splice ? SmallRead : BufferSize;
-                    if (buffer is not null && buffer.Length < TunnelFrames.HeaderLength + size)
+                    int capacity = TunnelFrames.HeaderLength + size + TunnelFrames.EndFrameLength; // room for an END behind the data
+                    if (buffer is not null && buffer.Length < capacity)
                     {
                         ArrayPool<byte>.Shared.Return(buffer); // rented for splicing, which needs less
                         buffer = null;
@@ -191,19 +201,48 @@ internal sealed partial class SocketRelaySession
 
                     // Only as large as this read: a splicing direction's 4 KiB copy does not take a 128 KiB array from the
                     // pool, where it would stay (one per thread, more per core) after the direction went idle.
-                    buffer ??= ArrayPool<byte>.Shared.Rent(TunnelFrames.HeaderLength + size);
+                    buffer ??= ArrayPool<byte>.Shared.Rent(capacity);
                     int got = await SocketReadiness.ReceiveAsync(source, buffer.AsMemory(TunnelFrames.HeaderLength, size)).ConfigureAwait(false);
-                    receiving = false;
                     if (got == 0)
                     {
+                        receiving = false;
                         endOfStream = true;
                         break;
                     }
 
+                    // A source that writes its last bytes and closes (a server answering `Connection: close`, an
+                    // HTTP/1.0 exchange, a client that half-closes after its request) has its FIN queued behind them
+                    // when the wake-up says so: read on once without waiting, and on end of stream send the DATA and
+                    // the END frame together. One send and one wake-up of the far side instead of two, and no epoll
+                    // round trip here to learn the FIN. Without EPOLLRDHUP nothing extra is read.
+                    ExceptionDispatchInfo? failed = null;
+                    if (peerClosed && got < size)
+                    {
+                        try
+                        {
+                            int more = SocketReadiness.ReceiveNow(source, buffer.AsSpan(TunnelFrames.HeaderLength + got, size - got));
+                            endOfStream = more == 0;
+                            got += Math.Max(0, more);
+                        }
+                        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                        {
+                            // A reset behind the data: the bytes read first still go on, then the error ends the
+                            // direction, as the next receive would have (the kernel reports a reset once; a receive
+                            // after it reads end of stream, so it is not left for later).
+                            failed = ExceptionDispatchInfo.Capture(ex);
+                        }
+                    }
+
+                    receiving = failed is not null;
                     _monitor.Touch();
                     TunnelFrames.WriteDataHeader(buffer, got);
                     atBoundary = false;
                     int total = TunnelFrames.HeaderLength + got;
+                    if (endOfStream)
+                    {
+                        total += TunnelFrames.WriteEnd(buffer.AsSpan(total), TunnelEndCause.Fin);
+                    }
+
                     for (int sent = SendNow(tunnel, buffer.AsSpan(0, total)); sent < total;)
                     {
                         sent += await tunnel.SendAsync(buffer.AsMemory(sent, total - sent), SocketFlags.None).ConfigureAwait(false);
@@ -212,6 +251,14 @@ internal sealed partial class SocketRelaySession
                     atBoundary = true;
                     moved += got;
                     _monitor.Touch();
+                    failed?.Throw();
+                    if (endOfStream)
+                    {
+                        Volatile.Write(ref _sentEnd, (int)TunnelEndCause.Fin);
+                        Interlocked.Increment(ref _endsWithData);
+                        break;
+                    }
+
                     if (!splice)
                     {
                         likelyMore = got == size;
@@ -294,8 +341,9 @@ internal sealed partial class SocketRelaySession
             AddSpliced(fromA, spliced);
         }
 
-        // The direction's END: FIN at end of stream, the abort's cause otherwise; none when a frame is half written.
-        if (atBoundary && (endOfStream || _monitor.IsAborted))
+        // The direction's END: FIN at end of stream, the abort's cause otherwise; none when a frame is half written, or
+        // when the END went out with the last DATA frame.
+        if (atBoundary && (endOfStream || _monitor.IsAborted) && Volatile.Read(ref _sentEnd) == NoEnd)
         {
             int abortEnd = Volatile.Read(ref _abortEnd);
             TunnelEndCause cause = endOfStream ? TunnelEndCause.Fin : abortEnd == NoEnd ? TunnelEndCause.Error : (TunnelEndCause)abortEnd;

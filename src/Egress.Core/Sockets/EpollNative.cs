@@ -97,4 +97,7 @@ internal static unsafe partial class EpollNative
 
     /// <summary>The data of the <paramref name="index"/>th event in <paramref name="events"/>.</summary>
     public static ulong DataAt(byte* events, int index) => Unsafe.ReadUnaligned<ulong>(events + (index * EventSize) + DataOffset);
+
+    /// <summary>Reads <c>epoll_event.events</c> (EPOLLIN, EPOLLRDHUP, ...) of event <paramref name="index"/>.</summary>
+    public static uint EventsAt(byte* events, int index) => Unsafe.ReadUnaligned<uint>(events + (index * EventSize));
 }

@@ -27,6 +27,7 @@ internal sealed class ReadinessWaiter : IValueTaskSource
     private CancellationToken _token;
     private int _state;
     private uint _generation;
+    private uint _events; // of the wake-up that ended the last wait (0: cancelled)
 
     public ReadinessWaiter(int slot) => Slot = slot;
 
@@ -48,6 +49,7 @@ internal sealed class ReadinessWaiter : IValueTaskSource
             _core.RunContinuationsAsynchronously = !inline;
             version = _core.Version;
             generation = ++_generation;
+            _events = 0;
             bool referenced = false;
             try
             {
@@ -109,7 +111,10 @@ internal sealed class ReadinessWaiter : IValueTaskSource
     }
 
     /// <summary>The epoll thread saw the event with <paramref name="generation"/> (ignored if that wait is over).</summary>
-    public void OnReadable(uint generation)
+    /// <param name="generation">The wait the event was armed for.</param>
+    /// <param name="events">What epoll reported (EPOLLIN, EPOLLRDHUP, ...): the waiting code reads it with
+    /// <see cref="SocketReadiness.TakeWakeEvents"/>.</param>
+    public void OnReadable(uint generation, uint events)
     {
         CancellationTokenRegistration registration;
         lock (this)
@@ -119,6 +124,7 @@ internal sealed class ReadinessWaiter : IValueTaskSource
                 return;
             }
 
+            _events = events;
             registration = Disarm(remove: false); // EPOLLONESHOT disabled it; the next wait re-arms it
         }
 
@@ -175,6 +181,7 @@ internal sealed class ReadinessWaiter : IValueTaskSource
     {
         try
         {
+            SocketReadiness.NoteWakeEvents(_events); // on the thread that resumes the waiting code, whichever it is
             _core.GetResult(token);
         }
         finally

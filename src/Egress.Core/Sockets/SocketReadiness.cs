@@ -36,6 +36,9 @@ internal static class SocketReadiness
     [ThreadStatic]
     private static bool t_onEpollThread;
 
+    [ThreadStatic]
+    private static uint t_wakeEvents;
+
     /// <summary>How many epoll instances (each with its thread) serve the waits: one per processor, at most
     /// <see cref="MaxEngines"/>, as the runtime's socket engine runs when it completes inline. The relay's inline
     /// continuations run on these threads, so one thread would carry every connection's data.</summary>
@@ -171,6 +174,22 @@ internal static class SocketReadiness
 
     /// <summary>Whether the caller runs on an epoll thread (an inline wait's continuation).</summary>
     internal static bool OnEpollThread => t_onEpollThread;
+
+    /// <summary>
+    /// The epoll events (<see cref="EpollNative.In"/>, <see cref="EpollNative.ReadHangUp"/>, ...) of the wake-up that
+    /// ended the caller's last wait, once (a second call returns 0), on whichever thread resumed it; 0 for a wait that
+    /// completed without epoll (its poll(2) found data) or was cancelled. Meaningful as the first thing after the
+    /// await: call it once before the wait too, to drop what an earlier wait on this thread left.
+    /// </summary>
+    internal static uint TakeWakeEvents()
+    {
+        uint events = t_wakeEvents;
+        t_wakeEvents = 0;
+        return events;
+    }
+
+    /// <summary>Records the events of the wait whose result the calling thread takes (<see cref="ReadinessWaiter.GetResult"/>).</summary>
+    internal static void NoteWakeEvents(uint events) => t_wakeEvents = events;
 
     /// <summary>
     /// Awaited (<c>await SocketReadiness.LeaveEpollThread();</c>), moves the caller to the thread pool when it runs on an
@@ -415,7 +434,7 @@ internal static class SocketReadiness
                 ulong data = EpollNative.DataAt(events, i);
                 int slot = (int)(uint)data;
                 ReadinessWaiter waiter = slot < waiters.Length && waiters[slot] is { } known ? known : Volatile.Read(ref s_waiters)[slot];
-                waiter.OnReadable((uint)(data >> 32));
+                waiter.OnReadable((uint)(data >> 32), EpollNative.EventsAt(events, i));
             }
         }
     }

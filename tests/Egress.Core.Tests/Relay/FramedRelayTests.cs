@@ -92,6 +92,61 @@ public sealed class FramedRelayTests(bool splice)
         });
     }
 
+    /// <summary>A destination that writes its answer and closes (an HTTP server under <c>Connection: close</c>) has its
+    /// FIN queued behind the answer when the parent's relay wakes: the DATA and END(FIN) frames go out in one send
+    /// (one wake-up of the enclave, no epoll round trip for the FIN), and nothing changes in what arrives.</summary>
+    [Test]
+    public async Task AnAnswerWithItsFinQueuedBehindItGoesOutWithTheEndFrameInOneSend()
+    {
+        using var chain = await FramedChain.ConnectAsync();
+        await chain.App.SendAsync("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello"u8.ToArray());
+        chain.App.Shutdown(SocketShutdown.Send);
+        await Task.Delay(50); // the answer and its FIN both queued before the relay's first wait
+
+        var session = chain.Session(Options, RelaySide.A);
+        Task<RelayResult> relay = session.RunAsync(ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
+        var (payload, cause) = await Frames.ReadUntilEndAsync(chain.Peer).WaitAsync(HangGuard);
+        await chain.Peer.SendAsync(Frames.End(TunnelEndCause.Fin));
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(payload, Is.EqualTo("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello"u8.ToArray()));
+            Assert.That(cause, Is.EqualTo(TunnelEndCause.Fin));
+            Assert.That(session.EndsSentWithData, Is.EqualTo(1), "END(FIN) in the same send as the last DATA frame");
+            Assert.That(result.Framed!.Value.IsClean, Is.True);
+            Assert.That(result.BytesBToA, Is.EqualTo(43));
+        });
+    }
+
+    /// <summary>The same wake-up with a reset behind the last bytes: the bytes still go on, then END(RST). A reset is
+    /// reported by one receive only (the next reads end of stream), so the look past the data must not swallow it.</summary>
+    [TestCase(true, TestName = "{m}(parent: tunnel is side A)")]
+    [TestCase(false, TestName = "{m}(enclave: tunnel is side B)")]
+    public async Task BytesWithAResetQueuedBehindThemArriveAndTheResetIsSentAsEndRst(bool onTheParent)
+    {
+        RelaySide framed = onTheParent ? RelaySide.A : RelaySide.B;
+        using var chain = await FramedChain.ConnectAsync();
+        await chain.App.SendAsync("partial"u8.ToArray());
+        await Task.Delay(20);
+        Egress.Sockets.SocketReset.Reset(chain.App);
+        await Task.Delay(50); // the bytes and the reset both queued before the relay's first wait
+
+        var session = chain.Session(Options, framed);
+        Task<RelayResult> relay = session.RunAsync(ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
+        var (payload, cause) = await Frames.ReadUntilEndAsync(chain.Peer).WaitAsync(HangGuard);
+        await chain.Peer.SendAsync(Frames.End(TunnelEndCause.Reset));
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(payload, Is.EqualTo("partial"u8.ToArray()));
+            Assert.That(cause, Is.EqualTo(TunnelEndCause.Reset), "a reset, never a clean end");
+            Assert.That(session.EndsSentWithData, Is.Zero);
+            Assert.That(result.Framed, Is.EqualTo(new FramedStreamEnd(TunnelEndCause.Reset, TunnelEndCause.Reset)));
+        });
+    }
+
     [Test]
     public async Task BytesAfterTheEndFrameAreKeptForTheStreamsNextUse()
     {
@@ -336,6 +391,11 @@ public sealed class FramedRelayTests(bool splice)
             new(await SocketPair.ConnectAsync(SocketTransport.Tcp), await SocketPair.ConnectAsync(SocketTransport.Unix));
 
         public SocketRelaySession Session(RelayOptions options) => new(AppPair.Right, TunnelPair.Left, RelaySide.B, options);
+
+        /// <summary>A session with the tunnel as <paramref name="framed"/> (see <see cref="RunAsync(RelayOptions, RelaySide)"/>).</summary>
+        public SocketRelaySession Session(RelayOptions options, RelaySide framed) => framed == RelaySide.B
+            ? Session(options)
+            : new(TunnelPair.Left, AppPair.Right, RelaySide.A, options);
 
         public Task<RelayResult> RunAsync(RelayOptions options, CancellationToken cancellationToken = default) =>
             SocketRelay.RunFramedAsync(AppPair.Right, TunnelPair.Left, RelaySide.B, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, options, gate: null, cancellationToken);
