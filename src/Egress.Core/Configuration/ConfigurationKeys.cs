@@ -43,8 +43,8 @@ internal static class ConfigurationKeys
     /// the limit from the processor count.</summary>
     public static readonly ConfigurationKey EnclaveMaxPendingConnections = new("enclave.max_pending_connections", ConfigurationValueKind.Integer, 0L, 0, int.MaxValue);
 
-    /// <summary><c>enclave.failover_attempts</c>: other addresses of the same name tried when the destination refuses or is
-    /// unreachable; 0 turns failover off.</summary>
+    /// <summary><c>enclave.failover_attempts</c>: other addresses of the same name tried when the destination refuses, is
+    /// unreachable or times out; 0 turns failover off.</summary>
     public static readonly ConfigurationKey EnclaveFailoverAttempts = new("enclave.failover_attempts", ConfigurationValueKind.Integer, 2L, 0, 16);
 
     /// <summary><c>enclave.audit_log</c>: one JSON line per connection, to <c>"stdout"</c> or an absolute path; none by default.</summary>
