@@ -74,7 +74,9 @@ public sealed class AllowlistCache
     /// (never shortens it). When the cache is full, a new address first evicts the addresses past retention, else the
     /// ones whose allowance ends first (a batch of MaxEntries/64, at least one).
     /// </summary>
-    /// <param name="name">The allowed name that was asked; stored in lower case without a trailing dot.</param>
+    /// <param name="name">The name that was asked; stored in lower case without a trailing dot. Not checked here: a policy
+    /// (<see cref="EgressPolicy.Learn"/> checks before it learns) allows the address only through a name its own
+    /// entries allow.</param>
     /// <param name="address">An address from the answer.</param>
     /// <param name="ttl">The record's TTL; raised to the floor.</param>
     public void Learn(string name, IPAddress address, TimeSpan ttl)

@@ -10,8 +10,8 @@ namespace Egress.Policy;
 /// or when a name resolved to them; then <c>*</c> allows; then the <see cref="AllowlistCache"/> decides (only when
 /// the list holds a name entry, so a list without names ignores whatever the cache holds). Enabled with no entries
 /// denies everything. Checks do not allocate. In <see cref="EgressMode.Report"/> a denial is turned into an allowed
-/// decision with <see cref="PolicyDecision.WouldDeny"/> (see <see cref="Decide"/>, the one place that says what report
-/// mode relaxes), and names the list does not allow are learned too.
+/// decision with <see cref="PolicyDecision.WouldDeny"/> (internal ranges and the parent's own addresses stay denied),
+/// and names the list does not allow are learned too.
 /// </summary>
 public sealed class EgressPolicy
 {
@@ -102,7 +102,8 @@ public sealed class EgressPolicy
     /// <summary>Builds a policy from the configured destination entries.</summary>
     /// <param name="enabled">Whether egress is enabled.</param>
     /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
-    /// <param name="cache">The addresses learned from DNS answers.</param>
+    /// <param name="cache">The addresses learned from DNS answers. A cache may be shared, but an address in it allows a
+    /// connection only through a name this policy's own entries allow, whoever learned it.</param>
     /// <returns>The policy.</returns>
     /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
     public static EgressPolicy Create(bool enabled, IEnumerable<string> destinations, AllowlistCache cache) =>
@@ -111,7 +112,8 @@ public sealed class EgressPolicy
     /// <summary>Builds a policy from the configured destination entries, enforcing or reporting its denials.</summary>
     /// <param name="enabled">Whether egress is enabled.</param>
     /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
-    /// <param name="cache">The addresses learned from DNS answers.</param>
+    /// <param name="cache">The addresses learned from DNS answers. A cache may be shared, but an address in it allows a
+    /// connection only through a name this policy's own entries allow, whoever learned it.</param>
     /// <param name="mode">Whether denials are enforced or only reported (<c>egress.mode</c>).</param>
     /// <returns>The policy.</returns>
     /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
@@ -139,7 +141,8 @@ public sealed class EgressPolicy
     /// <summary>Builds a policy from the configured destination entries, with a TLS server-name mode.</summary>
     /// <param name="enabled">Whether egress is enabled.</param>
     /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
-    /// <param name="cache">The addresses learned from DNS answers.</param>
+    /// <param name="cache">The addresses learned from DNS answers. A cache may be shared, but an address in it allows a
+    /// connection only through a name this policy's own entries allow, whoever learned it.</param>
     /// <param name="tlsServerName">The server-name check of connections to learned addresses (<c>egress.tls_server_name</c>).</param>
     /// <returns>The policy.</returns>
     /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
@@ -347,9 +350,11 @@ public sealed class EgressPolicy
             return portDenial is not null && lookup.State == CacheState.NeverLearned ? new PolicyDecision(false, DecisionReason.PortNotAllowed, portDenial) : decision;
         }
 
-        if (Mode == EgressMode.Report && !LearnedFromAllowedName(address))
+        if (!LearnedFromAllowedName(address))
         {
-            // Report mode learns every answered name; enforce would have learned none of this address's.
+            // Report mode learns every answered name; enforce would have learned none of this address's. In enforce
+            // mode only a cache this policy shares (another policy's learning, AllowlistCache.Learn called directly)
+            // holds such names: what this policy allows never follows from what another one learned.
             return new PolicyDecision(false, DecisionReason.NameNotAllowed, lookup.Name);
         }
 

@@ -620,5 +620,31 @@ public sealed class EgressPolicyTests
         held!.Dispose();
     }
 
+    /// <summary>Two policies sharing one cache (found by a library consumer's trial): an address another policy learned,
+    /// or one put in the cache directly, allowed a connection under a policy that lists neither name.</summary>
+    [Test]
+    public void AnAddressInASharedCacheIsAllowedOnlyThroughANameThisPolicyAllows()
+    {
+        EgressPolicy first = Policy("a.test");
+        EgressPolicy second = Policy("b.test");
+        IPAddress learnedByFirst = IPAddress.Parse("203.0.113.77");
+        IPAddress putDirectly = IPAddress.Parse("203.0.113.78");
+        IPAddress sharedName = IPAddress.Parse("203.0.113.79");
+        first.Learn("a.test", learnedByFirst, TimeSpan.FromMinutes(5));
+        _cache.Learn("zzz.test", putDirectly, TimeSpan.FromMinutes(5));
+        first.Learn("a.test", sharedName, TimeSpan.FromMinutes(5));
+        second.Learn("b.test", sharedName, TimeSpan.FromMinutes(5));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.CheckAddress(learnedByFirst).IsAllowed, Is.True);
+            Assert.That(second.CheckAddress(learnedByFirst).ToString(), Is.EqualTo("denied: name a.test not in allowlist"));
+            Assert.That(first.CheckAddress(putDirectly).ToString(), Is.EqualTo("denied: name zzz.test not in allowlist"));
+            Assert.That(first.CheckDestination(new IPEndPoint(putDirectly, 443)).IsAllowed, Is.False);
+            Assert.That(second.CheckAddress(sharedName).IsAllowed, Is.True, "learned by both: each allows it through its own name");
+            Assert.That(first.CheckAddress(sharedName).IsAllowed, Is.True);
+        });
+    }
+
     private EgressPolicy Policy(params string[] destinations) => EgressPolicy.Create(enabled: true, destinations, _cache);
 }
