@@ -55,7 +55,10 @@ public sealed class EgressConfiguration
     /// <summary>Reads and checks a configuration file.</summary>
     /// <param name="path">The file's path; it also names the source in error messages.</param>
     /// <returns>The configuration.</returns>
-    /// <exception cref="ConfigurationException">The file is not valid TOML, has an unknown key, a value of the wrong type or an invalid value.</exception>
+    /// <exception cref="ConfigurationException">The file is not valid TOML, has an unknown key, a value of the wrong type
+    /// or out of its range. The destination entries and the tunnel endpoints are checked when they are used
+    /// (<see cref="ConfiguredComponents.CreatePolicy"/>, <see cref="ConfiguredComponents.GetTunnelEndpoint"/>), with the
+    /// same <c>file:line:col</c> errors.</exception>
     /// <exception cref="IOException">The file cannot be read, <paramref name="path"/> is a directory, or the file is
     /// larger than 64 MiB.</exception>
     /// <exception cref="UnauthorizedAccessException">The file's permissions do not let this process read it.</exception>
@@ -94,7 +97,10 @@ public sealed class EgressConfiguration
     /// <param name="text">The TOML text.</param>
     /// <param name="sourceName">The name error messages give the source (usually its file path).</param>
     /// <returns>The configuration.</returns>
-    /// <exception cref="ConfigurationException">The text is not valid TOML, has an unknown key, a value of the wrong type or an invalid value.</exception>
+    /// <exception cref="ConfigurationException">The text is not valid TOML, has an unknown key, a value of the wrong type
+    /// or out of its range. The destination entries and the tunnel endpoints are checked when they are used
+    /// (<see cref="ConfiguredComponents.CreatePolicy"/>, <see cref="ConfiguredComponents.GetTunnelEndpoint"/>), with the
+    /// same <c>file:line:col</c> errors.</exception>
     public static EgressConfiguration Parse(string text, string sourceName)
     {
         ArgumentNullException.ThrowIfNull(text);

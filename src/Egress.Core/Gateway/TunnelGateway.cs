@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Egress.Configuration;
 using Egress.Connections;
 using Egress.Dns.Upstream;
+using Egress.Hosting;
 using Egress.Policy;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
@@ -13,8 +14,9 @@ namespace Egress.Gateway;
 /// The parent side of egress: accepts tunnel streams from the enclave, re-checks every destination with its own
 /// policy (defence in depth: a compromised enclave proxy gains nothing), dials with a timeout, answers the status and
 /// relays; serves DNS streams by forwarding each query to the upstream resolvers after its own name check. With
-/// <c>[[host.enclaves]]</c>, each stream is decided by the policy of the entry its VSOCK peer's CID maps to (see
-/// <see cref="EnclaveMap{T}"/>); a stream from an unmapped CID is refused with the reason.
+/// <c>[[host.enclaves]]</c> (configured through <c>AddEgressHost</c>), each stream is decided by the policy of the
+/// entry its VSOCK peer's CID maps to (an exact CID before <c>"any"</c>); a stream from an unmapped CID is refused with
+/// the reason.
 /// </summary>
 public sealed class TunnelGateway : IAsyncDisposable
 {
@@ -22,6 +24,7 @@ public sealed class TunnelGateway : IAsyncDisposable
     private readonly TunnelStreamHandler _handler;
     private readonly EnclaveMap<TunnelStreamHandler> _enclaves;
     private readonly ILogger _logger;
+    private readonly StartOnce _lifecycle = new(nameof(TunnelGateway));
     private readonly DnsUpstreamClient _dns;
     private readonly ParentAddresses _parentAddresses;
     private ConnectionListener? _listener;
@@ -30,6 +33,10 @@ public sealed class TunnelGateway : IAsyncDisposable
     /// <param name="options">Tunnel endpoint and timeouts.</param>
     /// <param name="policy">The parent's own allowlist (same configuration, own DNS-learned cache).</param>
     /// <param name="loggerFactory">Where decisions are logged.</param>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A setting of <paramref name="options"/> is outside its range (the
+    /// parameter name says which): a timeout not above zero, a negative drain or stream limit, keepalive settings
+    /// outside the kernel's (idle 0 … 32767 s, interval 1 … 32767 s, probes 1 … 127).</exception>
     public TunnelGateway(TunnelGatewayOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
         : this(options, policy, loggerFactory, connect: null)
     {
@@ -44,6 +51,7 @@ public sealed class TunnelGateway : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(policy);
         ArgumentNullException.ThrowIfNull(loggerFactory);
+        Validate(options);
         _options = options;
         _logger = loggerFactory.CreateLogger("Egress.Gateway");
         var upstreams = options.DnsUpstreams.Count > 0 ? options.DnsUpstreams : SystemDnsResolvers.Find();
@@ -62,15 +70,38 @@ public sealed class TunnelGateway : IAsyncDisposable
         DnsUpstreams = upstreams;
     }
 
+    /// <summary>Checks what would otherwise fail every stream at run time (a negative timer) or mean nothing.</summary>
+    private static void Validate(TunnelGatewayOptions options)
+    {
+        const string Prefix = nameof(options) + ".";
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.HeaderTimeout, TimeSpan.Zero, Prefix + nameof(options.HeaderTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.ConnectTimeout, TimeSpan.Zero, Prefix + nameof(options.ConnectTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.DnsTimeout, TimeSpan.Zero, Prefix + nameof(options.DnsTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.ShutdownDrain, TimeSpan.Zero, Prefix + nameof(options.ShutdownDrain));
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxStreams, Prefix + nameof(options.MaxStreams));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.KeepAliveIdle, TimeSpan.Zero, Prefix + nameof(options.KeepAliveIdle));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.KeepAliveIdle, TimeSpan.FromSeconds(32767), Prefix + nameof(options.KeepAliveIdle));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.KeepAliveInterval, TimeSpan.FromSeconds(1), Prefix + nameof(options.KeepAliveInterval));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.KeepAliveInterval, TimeSpan.FromSeconds(32767), Prefix + nameof(options.KeepAliveInterval));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.KeepAliveProbes, 1, Prefix + nameof(options.KeepAliveProbes));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.KeepAliveProbes, 127, Prefix + nameof(options.KeepAliveProbes));
+    }
+
     /// <summary>Gets the resolvers DNS streams are answered from: the configured ones, else the system's.</summary>
     public IReadOnlyList<IPEndPoint> DnsUpstreams { get; }
 
     /// <summary>Gets the bound tunnel endpoint once started.</summary>
     public EndPoint? LocalEndPoint { get; private set; }
 
-    /// <summary>Binds the tunnel endpoint and starts accepting streams.</summary>
+    /// <summary>Binds the tunnel endpoint and starts accepting streams; once per instance.</summary>
+    /// <exception cref="IOException">The endpoint cannot be bound: the message names it and why (in use, another
+    /// process accepting on the <c>unix:</c> path, a missing directory, no VSOCK device).</exception>
+    /// <exception cref="SocketException">The endpoint cannot be bound for another reason (e.g. permission).</exception>
+    /// <exception cref="InvalidOperationException">This gateway was started before.</exception>
+    /// <exception cref="ObjectDisposedException">This gateway was disposed.</exception>
     public void Start()
     {
+        _lifecycle.Enter();
         var socket = _options.Listen.Listen();
         LocalEndPoint = socket.LocalEndPoint;
         ConnectionListener? listener = null;
@@ -115,6 +146,7 @@ public sealed class TunnelGateway : IAsyncDisposable
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
+        _lifecycle.Dispose();
         if (_listener is not null)
         {
             await _listener.DisposeAsync().ConfigureAwait(false);

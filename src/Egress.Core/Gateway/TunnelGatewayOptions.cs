@@ -9,7 +9,7 @@ namespace Egress.Gateway;
 /// <summary>Settings of the parent-side tunnel gateway.</summary>
 public sealed class TunnelGatewayOptions
 {
-    /// <summary>Gets where tunnel streams are accepted (<c>vsock://any:PORT</c> in production).</summary>
+    /// <summary>Gets where tunnel streams are accepted (<c>vsock://any:PORT</c> in production). Required.</summary>
     public required TunnelEndpoint Listen { get; init; }
 
     /// <summary>Gets how long a new stream may take to send its request header.</summary>

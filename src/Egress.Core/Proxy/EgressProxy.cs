@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Egress.Configuration;
 using Egress.Connections;
 using Egress.Diagnostics;
+using Egress.Hosting;
 using Egress.Interception;
 using Egress.Policy;
 using Microsoft.Extensions.Logging;
@@ -19,6 +20,7 @@ public sealed class EgressProxy : IAsyncDisposable
     private readonly EgressProxyOptions _options;
     private readonly ProxyConnectionHandler _handler;
     private readonly ILogger _logger;
+    private readonly StartOnce _lifecycle = new(nameof(EgressProxy));
     private readonly List<ConnectionListener> _listeners = [];
     private readonly ConnectionAdmission _admission;
     private readonly ConnectionSetupLimit _setupLimit;
@@ -28,6 +30,8 @@ public sealed class EgressProxy : IAsyncDisposable
     /// <param name="options">Listen addresses, tunnel endpoint and timeouts.</param>
     /// <param name="policy">The allowlist.</param>
     /// <param name="loggerFactory">Where decisions are logged (one line per connection).</param>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="options"/> lists no address to listen on.</exception>
     public EgressProxy(EgressProxyOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
         : this(options, policy, loggerFactory, originalDestination: null)
     {
@@ -41,6 +45,11 @@ public sealed class EgressProxy : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(policy);
         ArgumentNullException.ThrowIfNull(loggerFactory);
+        if (options.Listen.Count == 0)
+        {
+            throw new ArgumentException("the proxy needs at least one address to listen on (options.Listen is empty)", nameof(options));
+        }
+
         _options = options;
         _logger = loggerFactory.CreateLogger("Egress.Proxy");
         _handler = new ProxyConnectionHandler(options, policy, _logger, originalDestination ?? OriginalDestination.Read);
@@ -61,10 +70,13 @@ public sealed class EgressProxy : IAsyncDisposable
     /// <summary>Gets the addresses actually listened on (an IPv6 address is skipped where IPv6 is unavailable).</summary>
     public IReadOnlyList<EndPoint> LocalEndPoints { get; private set; } = [];
 
-    /// <summary>Binds every listen address and starts accepting.</summary>
+    /// <summary>Binds every listen address and starts accepting; once per instance.</summary>
     /// <exception cref="SocketException">An address cannot be bound (e.g. already in use).</exception>
+    /// <exception cref="InvalidOperationException">This proxy was started before.</exception>
+    /// <exception cref="ObjectDisposedException">This proxy was disposed.</exception>
     public void Start()
     {
+        _lifecycle.Enter();
         var bound = new List<EndPoint>();
         foreach (var address in _options.Listen)
         {
@@ -122,6 +134,7 @@ public sealed class EgressProxy : IAsyncDisposable
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
+        _lifecycle.Dispose();
         foreach (var listener in _listeners)
         {
             await listener.DisposeAsync().ConfigureAwait(false);

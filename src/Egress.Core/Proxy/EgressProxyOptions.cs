@@ -9,10 +9,10 @@ namespace Egress.Proxy;
 /// <summary>Settings of the enclave-side proxy.</summary>
 public sealed class EgressProxyOptions
 {
-    /// <summary>Gets the addresses the proxy listens on (the DNAT targets), by default 127.0.0.1:4444 and [::1]:4444.</summary>
+    /// <summary>Gets the addresses the proxy listens on (the DNAT targets), by default 127.0.0.1:4444 and [::1]:4444; at least one.</summary>
     public IReadOnlyList<IPEndPoint> Listen { get; init; } = ConfigurationKeys.EnclaveProxyListen.DefaultEndPoints;
 
-    /// <summary>Gets where tunnel streams to the parent are opened.</summary>
+    /// <summary>Gets where tunnel streams to the parent are opened. Required.</summary>
     public required TunnelEndpoint Tunnel { get; init; }
 
     /// <summary>Gets how long to wait for the tunnel to connect and the parent to answer a request.</summary>

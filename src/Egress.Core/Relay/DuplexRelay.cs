@@ -6,7 +6,8 @@ namespace Egress.Relay;
 /// <remarks>
 /// For two plain connected sockets use <see cref="SocketRelay"/>: it copies socket to socket with one copy per chunk and
 /// no pipes (the proxy's and the gateway's TCP streams use it). Use this relay when a side is a pipe: a framed or
-/// transformed stream, an in-memory peer, or a socket already wrapped by <see cref="RelayPipes.CreateConnection"/>.
+/// transformed stream, an in-memory peer, or a socket wrapped as pipes with Pipelines.Sockets.Unofficial's
+/// <c>SocketConnection.Create</c>.
 /// </remarks>
 public static class DuplexRelay
 {
@@ -21,7 +22,7 @@ public static class DuplexRelay
     /// <see cref="Pipelines.Sockets.Unofficial.SocketConnection"/> is reset (RST, not FIN) first, then every pipe end
     /// that is still open is completed with the error, so no peer mistakes an abort for a clean end.</para>
     /// <para>The method does not throw for I/O failures; they are reported in the result. The caller still owns both
-    /// pipes (for socket connections, close them with <see cref="RelayPipes.CloseAsync"/>).</para>
+    /// pipes (a <see cref="Pipelines.Sockets.Unofficial.SocketConnection"/>: dispose it, then its socket).</para>
     /// </remarks>
     /// <param name="a">One side, e.g. the application's socket or the tunnel stream.</param>
     /// <param name="b">The other side.</param>

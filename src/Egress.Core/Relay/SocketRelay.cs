@@ -30,7 +30,9 @@ public static class SocketRelay
     /// non-blocking mode (<see cref="Socket.Blocking"/>) for this.</para>
     /// <para>End of stream on one socket shuts down the other socket's send side (FIN) while the opposite direction
     /// keeps flowing. A receive or send error, the idle timeout or cancellation resets both sockets (RST, not FIN) so
-    /// no peer mistakes an abort for a clean end.</para>
+    /// no TCP peer mistakes an abort for a clean end. A Unix socket has no reset: its peer reads end of stream, which is
+    /// why the tunnel's version 2 carries each direction's end, clean or not, in a frame of its own
+    /// (docs/tunnel-protocol.md).</para>
     /// <para>The method does not throw for I/O failures; they are reported in the result. Every byte counted in the
     /// result has been accepted by the receiving socket's kernel buffer when the method returns. The caller still
     /// owns both sockets and disposes them afterwards (after a reset they are already closed).</para>

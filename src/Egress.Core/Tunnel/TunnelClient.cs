@@ -10,7 +10,8 @@ namespace Egress.Tunnel;
 /// <see cref="Gateway.TunnelGateway"/>), asks it to dial a TCP destination and waits for its status. On success the
 /// caller gets a connected socket that now carries the destination's bytes, exactly what egress-enclave's proxy relays
 /// for a redirected application. The wire format is docs/tunnel-protocol.md: this public API speaks version 1 (raw
-/// bytes after the status); egress-enclave's proxy uses version 2 (framed, internal <see cref="ConnectFramedAsync"/>).
+/// bytes after the status); egress-enclave's proxy uses version 2 (framed, with each direction's end in a frame), which
+/// this package does not expose.
 /// </summary>
 /// <remarks>
 /// Thread-safe: one client can open any number of streams concurrently; each stream is independent. Failures are

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Egress.Connections;
+using Egress.Hosting;
 using Egress.Policy;
 using Egress.Sockets;
 using Microsoft.Extensions.Logging;
@@ -20,6 +21,7 @@ public sealed class DnsForwarder : IAsyncDisposable
 
     private readonly DnsForwarderOptions _options;
     private readonly ILogger _logger;
+    private readonly StartOnce _lifecycle = new(nameof(DnsForwarder));
     private readonly CancellationTokenSource _stopping = new();
     private readonly DnsTunnelPool _pool;
     private readonly DnsQueryHandler _handler;
@@ -43,12 +45,21 @@ public sealed class DnsForwarder : IAsyncDisposable
     /// <param name="options">Listen addresses, tunnel endpoint and timeouts.</param>
     /// <param name="policy">The allowlist; answered addresses are learned into it.</param>
     /// <param name="loggerFactory">Where refusals, failures and rebinding refusals are logged.</param>
+    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="options"/> lists no address to listen on.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><see cref="DnsForwarderOptions.StreamCount"/> is not 1 … 16, or
+    /// <see cref="DnsForwarderOptions.QueryTimeout"/> is not above zero.</exception>
     public DnsForwarder(DnsForwarderOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(policy);
         ArgumentNullException.ThrowIfNull(loggerFactory);
         ArgumentNullException.ThrowIfNull(options.Tunnel, nameof(options) + "." + nameof(options.Tunnel));
+        if (options.Listen.Count == 0)
+        {
+            throw new ArgumentException("the forwarder needs at least one address to listen on (options.Listen is empty)", nameof(options));
+        }
+
         ArgumentOutOfRangeException.ThrowIfLessThan(options.StreamCount, 1, nameof(options) + "." + nameof(options.StreamCount));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(options.StreamCount, 16, nameof(options) + "." + nameof(options.StreamCount));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.QueryTimeout, TimeSpan.Zero, nameof(options) + "." + nameof(options.QueryTimeout));
@@ -70,11 +81,14 @@ public sealed class DnsForwarder : IAsyncDisposable
     /// <summary>Gets the addresses actually served (UDP and TCP share each one), with ephemeral ports resolved.</summary>
     public IReadOnlyList<IPEndPoint> LocalEndPoints { get; private set; } = [];
 
-    /// <summary>Binds every listen address for UDP and TCP and starts serving.</summary>
+    /// <summary>Binds every listen address for UDP and TCP and starts serving; once per instance.</summary>
     /// <exception cref="SocketException">An address cannot be bound (in use, or port 53 without the privilege);
     /// nothing stays bound then.</exception>
+    /// <exception cref="InvalidOperationException">This forwarder was started before.</exception>
+    /// <exception cref="ObjectDisposedException">This forwarder was disposed.</exception>
     public void Start()
     {
+        _lifecycle.Enter();
         var bound = new List<IPEndPoint>();
         var sockets = new List<Socket>();
         try
@@ -131,6 +145,7 @@ public sealed class DnsForwarder : IAsyncDisposable
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
+        _lifecycle.Dispose();
         await StopAsync().ConfigureAwait(false);
         foreach (ConnectionListener listener in _tcpListeners)
         {

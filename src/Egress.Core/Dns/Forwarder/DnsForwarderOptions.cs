@@ -9,10 +9,10 @@ namespace Egress.Dns.Forwarder;
 public sealed class DnsForwarderOptions
 {
     /// <summary>Gets the addresses served over both UDP and TCP (what the enclave's resolv.conf names), by
-    /// default 127.0.0.1:53 and [::1]:53. Port 0 binds an ephemeral port, the same one for UDP and TCP.</summary>
+    /// default 127.0.0.1:53 and [::1]:53. Port 0 binds an ephemeral port, the same one for UDP and TCP. At least one.</summary>
     public IReadOnlyList<IPEndPoint> Listen { get; init; } = ConfigurationKeys.EnclaveDnsListen.DefaultEndPoints;
 
-    /// <summary>Gets where tunnel DNS streams to the parent are opened.</summary>
+    /// <summary>Gets where tunnel DNS streams to the parent are opened. Required.</summary>
     public required TunnelEndpoint Tunnel { get; init; }
 
     /// <summary>Gets how long a query waits for the parent's answer before the client gets SERVFAIL.</summary>

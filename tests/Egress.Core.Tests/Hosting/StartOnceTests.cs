@@ -1,0 +1,114 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Dns.Forwarder;
+using Egress.Gateway;
+using Egress.Policy;
+using Egress.Proxy;
+using Egress.Tunnel;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Egress.Tests.Hosting;
+
+/// <summary>
+/// The package's three services start once (found by a library consumer's trial): a second start used to bind a second
+/// set of listeners (proxy, forwarder) or fail with "another process is accepting" (gateway), and a start after
+/// DisposeAsync bound listeners that nothing could ever release. Also the options the trial showed breaking every
+/// stream at run time instead of failing at construction.
+/// </summary>
+public sealed class StartOnceTests
+{
+    private string _directory = null!;
+    private TunnelEndpoint _tunnel = null!;
+
+    [SetUp]
+    public void CreateDirectory()
+    {
+        _directory = Directory.CreateTempSubdirectory("egress-start-").FullName;
+        _tunnel = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
+    }
+
+    [TearDown]
+    public void RemoveDirectory() => Directory.Delete(_directory, recursive: true);
+
+    [Test]
+    public async Task TheGatewayStartsOnceAndNotAfterItWasDisposed()
+    {
+        var gateway = new TunnelGateway(new TunnelGatewayOptions { Listen = _tunnel, DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 53)] }, Policy(), NullLoggerFactory.Instance);
+        gateway.Start();
+
+        Assert.That(gateway.Start, Throws.InvalidOperationException.With.Message.Contains("started already"));
+        await gateway.DisposeAsync();
+        Assert.That(gateway.Start, Throws.TypeOf<ObjectDisposedException>());
+        Assert.That(File.Exists($"{_directory}/tunnel.sock"), Is.False, "nothing listens on the path after the dispose");
+    }
+
+    [Test]
+    public async Task TheProxyStartsOnceAndNotAfterItWasDisposed()
+    {
+        var proxy = new EgressProxy(new EgressProxyOptions { Tunnel = _tunnel, Listen = [new IPEndPoint(IPAddress.Loopback, 0)] }, Policy(), NullLoggerFactory.Instance);
+        proxy.Start();
+        var bound = (IPEndPoint)proxy.LocalEndPoints.Single();
+
+        Assert.That(proxy.Start, Throws.InvalidOperationException);
+        Assert.That(proxy.LocalEndPoints, Is.EqualTo(new[] { bound }), "no second listener");
+        await proxy.DisposeAsync();
+        Assert.That(proxy.Start, Throws.TypeOf<ObjectDisposedException>());
+        Assert.That(() => Connect(bound), Throws.TypeOf<SocketException>(), "nothing listens after the dispose");
+    }
+
+    [Test]
+    public async Task TheForwarderStartsOnceAndNotAfterItWasDisposed()
+    {
+        var forwarder = new DnsForwarder(new DnsForwarderOptions { Tunnel = _tunnel, Listen = [new IPEndPoint(IPAddress.Loopback, 0)] }, Policy(), NullLoggerFactory.Instance);
+        forwarder.Start();
+        IPEndPoint bound = forwarder.LocalEndPoints.Single();
+
+        Assert.That(forwarder.Start, Throws.InvalidOperationException);
+        Assert.That(forwarder.LocalEndPoints, Is.EqualTo(new[] { bound }), "no second pair of sockets");
+        await forwarder.DisposeAsync();
+        Assert.That(forwarder.Start, Throws.TypeOf<ObjectDisposedException>(), "not the disposed token source's");
+        Assert.That(() => Connect(bound), Throws.TypeOf<SocketException>(), "nothing listens after the dispose");
+    }
+
+    [Test]
+    public void AProxyOrForwarderWithNoAddressToListenOnIsRefusedAtConstruction()
+    {
+        Assert.That(() => new EgressProxy(new EgressProxyOptions { Tunnel = _tunnel, Listen = [] }, Policy(), NullLoggerFactory.Instance),
+            Throws.ArgumentException.With.Message.Contains("options.Listen is empty"));
+        Assert.That(() => new DnsForwarder(new DnsForwarderOptions { Tunnel = _tunnel, Listen = [] }, Policy(), NullLoggerFactory.Instance),
+            Throws.ArgumentException.With.Message.Contains("options.Listen is empty"));
+    }
+
+    [TestCase("HeaderTimeout")]
+    [TestCase("ConnectTimeout")]
+    [TestCase("DnsTimeout")]
+    [TestCase("ShutdownDrain")]
+    [TestCase("MaxStreams")]
+    [TestCase("KeepAliveInterval")]
+    [TestCase("KeepAliveProbes")]
+    public void AGatewaySettingOutsideItsRangeIsRefusedAtConstructionNamingIt(string setting)
+    {
+        TimeSpan negative = TimeSpan.FromSeconds(-1);
+        var options = setting switch
+        {
+            "HeaderTimeout" => new TunnelGatewayOptions { Listen = _tunnel, HeaderTimeout = negative },
+            "ConnectTimeout" => new TunnelGatewayOptions { Listen = _tunnel, ConnectTimeout = TimeSpan.Zero },
+            "DnsTimeout" => new TunnelGatewayOptions { Listen = _tunnel, DnsTimeout = negative },
+            "ShutdownDrain" => new TunnelGatewayOptions { Listen = _tunnel, ShutdownDrain = negative },
+            "MaxStreams" => new TunnelGatewayOptions { Listen = _tunnel, MaxStreams = -5 },
+            "KeepAliveInterval" => new TunnelGatewayOptions { Listen = _tunnel, KeepAliveInterval = TimeSpan.Zero },
+            _ => new TunnelGatewayOptions { Listen = _tunnel, KeepAliveProbes = 128 },
+        };
+
+        Assert.That(() => new TunnelGateway(options, Policy(), NullLoggerFactory.Instance),
+            Throws.TypeOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("options." + setting));
+    }
+
+    private static EgressPolicy Policy() => EgressPolicy.Create(enabled: true, ["127.0.0.1"], new AllowlistCache());
+
+    private static void Connect(IPEndPoint endPoint)
+    {
+        using var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        socket.Connect(endPoint);
+    }
+}
