@@ -67,12 +67,12 @@ internal static partial class GatewayLog
     /// <summary>A stream refused at one of the parent's limits (streams, DNS streams, descriptors); rate-limited per
     /// request kind (<see cref="Diagnostics.LogRateLimit"/>): an enclave app opening connections in a loop at the limit
     /// would otherwise write a line per connection.</summary>
-    [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target}: {Reason} ({HeldBack} more rejected since the last such line)")]
-    public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, string target, string reason, long heldBack);
+    [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target:line}: {Reason} ({HeldBack} more rejected since the last such line)")]
+    public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, StreamTargetText target, string reason, long heldBack);
 
     /// <summary>A stream refused because of its peer (an enclave CID that [[host.enclaves]] does not map): a line each.</summary>
-    [LoggerMessage(EventId = 217, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target}: {Reason}")]
-    public static partial void PeerRefused(ILogger logger, TunnelRequestKind kind, string target, string reason);
+    [LoggerMessage(EventId = 217, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target:line}: {Reason}")]
+    public static partial void PeerRefused(ILogger logger, TunnelRequestKind kind, StreamTargetText target, string reason);
 
     [LoggerMessage(EventId = 215, Level = LogLevel.Warning, Message = "tunnel {Endpoint} is TCP on a non-loopback address and has no authentication: anything that reaches it can use this parent as a proxy to every allowed destination; tcp:// is for development, use vsock:// (or firewall the port)")]
     public static partial void UnauthenticatedTcpTunnel(ILogger logger, string endpoint);

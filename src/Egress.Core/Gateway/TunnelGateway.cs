@@ -35,8 +35,9 @@ public sealed class TunnelGateway : IAsyncDisposable
     /// <param name="loggerFactory">Where decisions are logged.</param>
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A setting of <paramref name="options"/> is outside its range (the
-    /// parameter name says which): a timeout not above zero, a negative drain or stream limit, keepalive settings
-    /// outside the kernel's (idle 0 … 32767 s, interval 1 … 32767 s, probes 1 … 127).</exception>
+    /// parameter name says which): a timeout not above zero or above int.MaxValue ms (<see cref="Timeout.InfiniteTimeSpan"/>
+    /// is allowed for the header and connect timeouts), a negative drain or stream limit, keepalive settings outside the
+    /// kernel's (idle 0 … 32767 s, interval 1 … 32767 s, probes 1 … 127).</exception>
     public TunnelGateway(TunnelGatewayOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
         : this(options, policy, loggerFactory, connect: null)
     {
@@ -74,9 +75,9 @@ public sealed class TunnelGateway : IAsyncDisposable
     private static void Validate(TunnelGatewayOptions options)
     {
         const string Prefix = nameof(options) + ".";
-        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.HeaderTimeout, TimeSpan.Zero, Prefix + nameof(options.HeaderTimeout));
-        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.ConnectTimeout, TimeSpan.Zero, Prefix + nameof(options.ConnectTimeout));
-        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.DnsTimeout, TimeSpan.Zero, Prefix + nameof(options.DnsTimeout));
+        Timeout(options.HeaderTimeout, Prefix + nameof(options.HeaderTimeout), infiniteAllowed: true);
+        Timeout(options.ConnectTimeout, Prefix + nameof(options.ConnectTimeout), infiniteAllowed: true);
+        Timeout(options.DnsTimeout, Prefix + nameof(options.DnsTimeout), infiniteAllowed: false);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.ShutdownDrain, TimeSpan.Zero, Prefix + nameof(options.ShutdownDrain));
         ArgumentOutOfRangeException.ThrowIfNegative(options.MaxStreams, Prefix + nameof(options.MaxStreams));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.KeepAliveIdle, TimeSpan.Zero, Prefix + nameof(options.KeepAliveIdle));
@@ -85,6 +86,19 @@ public sealed class TunnelGateway : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfGreaterThan(options.KeepAliveInterval, TimeSpan.FromSeconds(32767), Prefix + nameof(options.KeepAliveInterval));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.KeepAliveProbes, 1, Prefix + nameof(options.KeepAliveProbes));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(options.KeepAliveProbes, 127, Prefix + nameof(options.KeepAliveProbes));
+
+        // Above zero and within what a .NET timer waits (int.MaxValue ms, about 24.8 days, as the file's keys);
+        // Timeout.InfiniteTimeSpan, where the timer it sets accepts it, for no timeout.
+        static void Timeout(TimeSpan value, string name, bool infiniteAllowed)
+        {
+            if (infiniteAllowed && value == System.Threading.Timeout.InfiniteTimeSpan)
+            {
+                return;
+            }
+
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(value, TimeSpan.Zero, name);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromMilliseconds(int.MaxValue), name);
+        }
     }
 
     /// <summary>Gets the resolvers DNS streams are answered from: the configured ones, else the system's.</summary>
@@ -97,12 +111,23 @@ public sealed class TunnelGateway : IAsyncDisposable
     /// <exception cref="IOException">The endpoint cannot be bound: the message names it and why (in use, another
     /// process accepting on the <c>unix:</c> path, a missing directory, no VSOCK device).</exception>
     /// <exception cref="SocketException">The endpoint cannot be bound for another reason (e.g. permission).</exception>
-    /// <exception cref="InvalidOperationException">This gateway was started before.</exception>
+    /// <exception cref="InvalidOperationException">This gateway was started before (and bound).</exception>
     /// <exception cref="ObjectDisposedException">This gateway was disposed.</exception>
+    /// <remarks>A start that failed to bind leaves nothing bound and may be tried again.</remarks>
     public void Start()
     {
         _lifecycle.Enter();
-        var socket = _options.Listen.Listen();
+        Socket socket;
+        try
+        {
+            socket = _options.Listen.Listen();
+        }
+        catch
+        {
+            _lifecycle.Failed();
+            throw;
+        }
+
         LocalEndPoint = socket.LocalEndPoint;
         ConnectionListener? listener = null;
         listener = new ConnectionListener(

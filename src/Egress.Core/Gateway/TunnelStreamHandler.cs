@@ -422,14 +422,14 @@ internal sealed class TunnelStreamHandler(
             case StreamOutcome.StreamLimit:
                 if ((request.Kind == TunnelRequestKind.Dns ? _dnsLimitLines : _tcpLimitLines).TryEnter(out long heldBack))
                 {
-                    GatewayLog.StreamLimit(logger, request.Kind, result.Destination is { } to ? $" to {to}" : string.Empty, result.LimitReason!, heldBack);
+                    GatewayLog.StreamLimit(logger, request.Kind, new StreamTargetText(result.Destination), result.LimitReason!, heldBack);
                 }
 
                 break;
             case StreamOutcome.PeerRefused:
                 // A configuration error ([[host.enclaves]] does not map the peer): a line each, never held back behind
                 // another enclave's flood at a limit.
-                GatewayLog.PeerRefused(logger, request.Kind, result.Destination is { } unmappedTo ? $" to {unmappedTo}" : string.Empty, result.LimitReason!);
+                GatewayLog.PeerRefused(logger, request.Kind, new StreamTargetText(result.Destination), result.LimitReason!);
                 break;
             case StreamOutcome.UnsupportedKind:
                 GatewayLog.Unsupported(logger, request.Kind);

@@ -3,7 +3,9 @@ namespace Egress.Hosting;
 /// <summary>
 /// The start-once rule of the package's services (<c>TunnelGateway</c>, <c>EgressProxy</c>, <c>DnsForwarder</c>): a
 /// service binds its addresses once, when it is started; a second start, or a start after it was disposed, throws
-/// before anything is bound, so no listener outlives the object that owns it. Thread-safe.
+/// before anything is bound, so no listener outlives a dispose that follows its start. A start whose bind failed
+/// (nothing stays bound then) may be tried again. Starts racing each other are safe; a start racing the dispose is
+/// not supported.
 /// </summary>
 /// <param name="service">The service's name, for the exceptions (e.g. <c>TunnelGateway</c>).</param>
 internal sealed class StartOnce(string service)
@@ -27,6 +29,9 @@ internal sealed class StartOnce(string service)
                 throw new ObjectDisposedException(service, $"this {service} was disposed; create another to listen again");
         }
     }
+
+    /// <summary>The start that <see cref="Enter"/> admitted failed before binding anything: another may be tried.</summary>
+    public void Failed() => Interlocked.CompareExchange(ref _state, NotStarted, Started);
 
     /// <summary>Marks the service disposed: a later start throws <see cref="ObjectDisposedException"/>.</summary>
     public void Dispose() => Volatile.Write(ref _state, Disposed);

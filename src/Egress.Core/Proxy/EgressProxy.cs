@@ -71,41 +71,34 @@ public sealed class EgressProxy : IAsyncDisposable
     public IReadOnlyList<EndPoint> LocalEndPoints { get; private set; } = [];
 
     /// <summary>Binds every listen address and starts accepting; once per instance.</summary>
-    /// <exception cref="SocketException">An address cannot be bound (e.g. already in use).</exception>
-    /// <exception cref="InvalidOperationException">This proxy was started before.</exception>
+    /// <exception cref="SocketException">An address cannot be bound (e.g. already in use); nothing stays bound then,
+    /// and the start may be tried again.</exception>
+    /// <exception cref="InvalidOperationException">This proxy was started before (and bound).</exception>
     /// <exception cref="ObjectDisposedException">This proxy was disposed.</exception>
     public void Start()
     {
         _lifecycle.Enter();
-        var bound = new List<EndPoint>();
-        foreach (var address in _options.Listen)
+        var sockets = new List<(IPEndPoint Address, Socket Socket)>();
+        try
         {
-            Socket? socket = null;
-            try
+            foreach (var address in _options.Listen)
             {
-                // Created inside the try: where IPv6 is compiled out, socket() itself fails with EAFNOSUPPORT.
-                socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-                if (address.AddressFamily == AddressFamily.InterNetworkV6)
+                if (Bind(address) is { } socket)
                 {
-                    socket.DualMode = false;
+                    sockets.Add((address, socket));
                 }
+            }
+        }
+        catch
+        {
+            sockets.ForEach(bound => bound.Socket.Dispose());
+            _lifecycle.Failed();
+            throw;
+        }
 
-                socket.Bind(address);
-                socket.Listen(1024);
-            }
-            catch (SocketException ex) when (address.AddressFamily == AddressFamily.InterNetworkV6
-                && ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.AddressFamilyNotSupported)
-            {
-                socket?.Dispose();
-                ProxyLog.IPv6Unavailable(_logger, address);
-                continue;
-            }
-            catch
-            {
-                socket?.Dispose();
-                throw;
-            }
-
+        var endPoints = new List<EndPoint>();
+        foreach ((IPEndPoint address, Socket socket) in sockets)
+        {
             var listener = new ConnectionListener(socket, $"proxy {address}", (Func<Socket, ConnectionSetup, CancellationToken, Task>)_handler.HandleAsync, _logger)
             {
                 Admission = _admission,
@@ -113,12 +106,46 @@ public sealed class EgressProxy : IAsyncDisposable
                 TimeProvider = _options.Relay.TimeProvider,
             };
             _listeners.Add(listener);
-            bound.Add(socket.LocalEndPoint!);
+            endPoints.Add(socket.LocalEndPoint!);
             listener.Start();
             ProxyLog.Listening(_logger, socket.LocalEndPoint!, _options.Tunnel.ToString());
         }
 
-        LocalEndPoints = bound;
+        LocalEndPoints = endPoints;
+    }
+
+    /// <summary>A listening socket on <paramref name="address"/>; null for an IPv6 address where IPv6 is unavailable
+    /// (logged).</summary>
+    /// <exception cref="SocketException">The address cannot be bound.</exception>
+    private Socket? Bind(IPEndPoint address)
+    {
+        Socket? socket = null;
+        try
+        {
+            // Created inside the try: where IPv6 is compiled out, socket() itself fails with EAFNOSUPPORT.
+            socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+            if (address.AddressFamily == AddressFamily.InterNetworkV6)
+            {
+                socket.DualMode = false;
+            }
+
+            socket.Bind(address);
+            socket.Listen(1024);
+        }
+        catch (SocketException ex) when (address.AddressFamily == AddressFamily.InterNetworkV6
+            && ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.AddressFamilyNotSupported)
+        {
+            socket?.Dispose();
+            ProxyLog.IPv6Unavailable(_logger, address);
+            return null;
+        }
+        catch
+        {
+            socket?.Dispose();
+            throw;
+        }
+
+        return socket;
     }
 
     /// <summary>Stops accepting, closes the idle pooled tunnel streams, lets live connections finish up to the drain

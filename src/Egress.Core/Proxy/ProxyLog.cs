@@ -37,8 +37,8 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "connection to {Destination} {Decision}{ConnectionId:line}")]
     public static partial void Allowed(ILogger logger, IPEndPoint destination, PolicyDecision decision, ConnectionIdText connectionId);
 
-    [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "connection to {Destination} failed: parent answered {Status}: {Detail}{Hint}")]
-    private static partial void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail, string hint);
+    [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "connection to {Destination} failed: parent answered {Status}: {Detail}{Advice}")]
+    private static partial void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail, string advice);
 
     /// <summary>The parent refused a connection this enclave allowed; a policy denial says where the two disagree.</summary>
     public static void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail) =>

@@ -233,7 +233,7 @@ internal sealed partial class SocketRelaySession
                         }
                     }
 
-                    receiving = failed is not null;
+                    receiving = false; // a send error below is the tunnel's, even with a reset captured
                     _monitor.Touch();
                     TunnelFrames.WriteDataHeader(buffer, got);
                     atBoundary = false;
@@ -251,7 +251,12 @@ internal sealed partial class SocketRelaySession
                     atBoundary = true;
                     moved += got;
                     _monitor.Touch();
-                    failed?.Throw();
+                    if (failed is not null)
+                    {
+                        receiving = true;
+                        failed.Throw();
+                    }
+
                     if (endOfStream)
                     {
                         Volatile.Write(ref _sentEnd, (int)TunnelEndCause.Fin);

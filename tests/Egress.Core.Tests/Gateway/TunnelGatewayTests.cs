@@ -121,7 +121,8 @@ public sealed class TunnelGatewayTests
 
         Assert.That(refused, Is.EqualTo(new TunnelResponse(TunnelStatus.Failure, "parent: stream limit reached (host.max_streams = 1)")));
         Assert.That(rest, Is.Empty, "the stream ends after the status");
-        Assert.That((await _logs.WaitForEventAsync(211)).GetStructuredStateValue("Target"), Is.EqualTo($" to {later.EndPoint}"));
+        Assert.That((await _logs.WaitForEventAsync(211)).GetStructuredStateValue("Target"), Is.EqualTo($"{later.EndPoint}"));
+        Assert.That(_logs.Lines, Has.Some.StartsWith($"Warning: rejected TcpConnect stream to {later.EndPoint}: stream limit reached"));
         Assert.That(_logs.Values(211, "Reason"), Is.EqualTo(new[] { "stream limit reached (host.max_streams = 1)" }));
         Assert.That(later.Accepted.IsCompleted, Is.False, "a refused stream dials nothing");
 

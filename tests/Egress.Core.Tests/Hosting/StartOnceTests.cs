@@ -70,6 +70,27 @@ public sealed class StartOnceTests
         Assert.That(() => Connect(bound), Throws.TypeOf<SocketException>(), "nothing listens after the dispose");
     }
 
+    /// <summary>A start whose bind failed leaves nothing bound (the proxy had bound its first address before the
+    /// second failed) and may be tried again (the review of the start-once rule).</summary>
+    [Test]
+    public async Task AProxyStartWhoseBindFailedLeavesNothingBoundAndMayBeTriedAgain()
+    {
+        using var taken = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        taken.Listen();
+        var busy = (IPEndPoint)taken.LocalEndPoint!;
+        int free = FreePort();
+        var proxy = new EgressProxy(
+            new EgressProxyOptions { Tunnel = _tunnel, Listen = [new IPEndPoint(IPAddress.Loopback, free), busy] }, Policy(), NullLoggerFactory.Instance);
+
+        Assert.That(proxy.Start, Throws.TypeOf<SocketException>().With.Property("SocketErrorCode").EqualTo(SocketError.AddressAlreadyInUse));
+        Assert.That(() => Connect(new IPEndPoint(IPAddress.Loopback, free)), Throws.TypeOf<SocketException>(), "the first address is not left bound");
+        taken.Close();
+        proxy.Start();
+        Assert.That(proxy.LocalEndPoints, Has.Count.EqualTo(2), "the second try binds both");
+        await proxy.DisposeAsync();
+    }
+
     [Test]
     public void AProxyOrForwarderWithNoAddressToListenOnIsRefusedAtConstruction()
     {
@@ -102,6 +123,26 @@ public sealed class StartOnceTests
 
         Assert.That(() => new TunnelGateway(options, Policy(), NullLoggerFactory.Instance),
             Throws.TypeOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("options." + setting));
+    }
+
+    [Test]
+    public async Task AGatewayTimeoutMayBeInfiniteButNotBeyondWhatATimerWaits()
+    {
+        Assert.That(() => new TunnelGateway(new TunnelGatewayOptions { Listen = _tunnel, ConnectTimeout = TimeSpan.MaxValue }, Policy(), NullLoggerFactory.Instance),
+            Throws.TypeOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("options.ConnectTimeout"));
+        Assert.That(() => new TunnelGateway(new TunnelGatewayOptions { Listen = _tunnel, DnsTimeout = Timeout.InfiniteTimeSpan }, Policy(), NullLoggerFactory.Instance),
+            Throws.TypeOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("options.DnsTimeout"));
+        await using var gateway = new TunnelGateway(
+            new TunnelGatewayOptions { Listen = _tunnel, HeaderTimeout = Timeout.InfiniteTimeSpan, ConnectTimeout = Timeout.InfiniteTimeSpan, DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 53)] },
+            Policy(), NullLoggerFactory.Instance);
+        Assert.That(gateway.DnsUpstreams, Is.Not.Empty, "no timeout at all is a choice the timers accept");
+    }
+
+    private static int FreePort()
+    {
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)probe.LocalEndPoint!).Port;
     }
 
     private static EgressPolicy Policy() => EgressPolicy.Create(enabled: true, ["127.0.0.1"], new AllowlistCache());

@@ -83,8 +83,8 @@ public sealed class DnsForwarder : IAsyncDisposable
 
     /// <summary>Binds every listen address for UDP and TCP and starts serving; once per instance.</summary>
     /// <exception cref="SocketException">An address cannot be bound (in use, or port 53 without the privilege);
-    /// nothing stays bound then.</exception>
-    /// <exception cref="InvalidOperationException">This forwarder was started before.</exception>
+    /// nothing stays bound then, and the start may be tried again.</exception>
+    /// <exception cref="InvalidOperationException">This forwarder was started before (and bound).</exception>
     /// <exception cref="ObjectDisposedException">This forwarder was disposed.</exception>
     public void Start()
     {
@@ -104,6 +104,7 @@ public sealed class DnsForwarder : IAsyncDisposable
         catch
         {
             sockets.ForEach(s => s.Dispose());
+            _lifecycle.Failed();
             throw;
         }
 
