@@ -102,8 +102,9 @@ public sealed class EgressPolicy
     /// <summary>Builds a policy from the configured destination entries.</summary>
     /// <param name="enabled">Whether egress is enabled.</param>
     /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
-    /// <param name="cache">The addresses learned from DNS answers. A cache may be shared, but an address in it allows a
-    /// connection only through a name this policy's own entries allow, whoever learned it.</param>
+    /// <param name="cache">The addresses learned from DNS answers; give each policy its own, as the hosts do. A shared
+    /// cache still allows an address only through a name this policy's own entries allow, but how long the address
+    /// stays allowed is then the address's (its latest learning under any name), not this policy's.</param>
     /// <returns>The policy.</returns>
     /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
     public static EgressPolicy Create(bool enabled, IEnumerable<string> destinations, AllowlistCache cache) =>
@@ -112,8 +113,9 @@ public sealed class EgressPolicy
     /// <summary>Builds a policy from the configured destination entries, enforcing or reporting its denials.</summary>
     /// <param name="enabled">Whether egress is enabled.</param>
     /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
-    /// <param name="cache">The addresses learned from DNS answers. A cache may be shared, but an address in it allows a
-    /// connection only through a name this policy's own entries allow, whoever learned it.</param>
+    /// <param name="cache">The addresses learned from DNS answers; give each policy its own, as the hosts do. A shared
+    /// cache still allows an address only through a name this policy's own entries allow, but how long the address
+    /// stays allowed is then the address's (its latest learning under any name), not this policy's.</param>
     /// <param name="mode">Whether denials are enforced or only reported (<c>egress.mode</c>).</param>
     /// <returns>The policy.</returns>
     /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
@@ -141,8 +143,9 @@ public sealed class EgressPolicy
     /// <summary>Builds a policy from the configured destination entries, with a TLS server-name mode.</summary>
     /// <param name="enabled">Whether egress is enabled.</param>
     /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
-    /// <param name="cache">The addresses learned from DNS answers. A cache may be shared, but an address in it allows a
-    /// connection only through a name this policy's own entries allow, whoever learned it.</param>
+    /// <param name="cache">The addresses learned from DNS answers; give each policy its own, as the hosts do. A shared
+    /// cache still allows an address only through a name this policy's own entries allow, but how long the address
+    /// stays allowed is then the address's (its latest learning under any name), not this policy's.</param>
     /// <param name="tlsServerName">The server-name check of connections to learned addresses (<c>egress.tls_server_name</c>).</param>
     /// <returns>The policy.</returns>
     /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
@@ -354,7 +357,7 @@ public sealed class EgressPolicy
         {
             // Report mode learns every answered name; enforce would have learned none of this address's. In enforce
             // mode only a cache this policy shares (another policy's learning, AllowlistCache.Learn called directly)
-            // holds such names: what this policy allows never follows from what another one learned.
+            // holds such names: an address another policy learned is not allowed here through that learning.
             return new PolicyDecision(false, DecisionReason.NameNotAllowed, lookup.Name);
         }
 
