@@ -73,9 +73,19 @@ public static class OriginalDestination
     public static OriginalDestinationResult Read(Socket accepted)
     {
         ArgumentNullException.ThrowIfNull(accepted);
-        if (accepted.LocalEndPoint is not IPEndPoint local)
+        if (accepted.AddressFamily is not (AddressFamily.InterNetwork or AddressFamily.InterNetworkV6))
         {
             return Failed($"the socket is not an IP socket (address family {accepted.AddressFamily})");
+        }
+
+        if (accepted.SocketType != SocketType.Stream)
+        {
+            return Failed($"the socket is not a TCP socket ({accepted.SocketType}): only TCP connections are redirected to the proxy");
+        }
+
+        if (accepted.LocalEndPoint is not IPEndPoint local)
+        {
+            return Failed("the socket has no local address (not bound, not accepted)");
         }
 
         int level = accepted.AddressFamily == AddressFamily.InterNetworkV6

@@ -61,6 +61,21 @@ public sealed class OriginalDestinationLoopbackTests
         Assert.That(result.Detail, Does.Contain("not an IP socket"));
     }
 
+    /// <summary>A library consumer's trial: a UDP IPv6 socket was called "not an IP socket (address family
+    /// InterNetworkV6)".</summary>
+    [TestCase(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp, "not a TCP socket (Dgram)")]
+    [TestCase(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp, "not a TCP socket (Dgram)")]
+    [TestCase(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp, "no local address")]
+    public void ANonTcpOrUnboundSocketFailsSayingWhich(AddressFamily family, SocketType type, ProtocolType protocol, string detail)
+    {
+        using var socket = new Socket(family, type, protocol);
+
+        OriginalDestinationResult result = OriginalDestination.Read(socket);
+
+        Assert.That(result.Status, Is.EqualTo(OriginalDestinationStatus.Failed));
+        Assert.That(result.Detail, Does.Contain(detail));
+    }
+
     private static void AssertNotRedirected(OriginalDestinationResult result)
     {
         Assert.That(result.Status, Is.EqualTo(OriginalDestinationStatus.NotRedirected), result.Detail);
