@@ -5,6 +5,7 @@ using Egress.Connections;
 using Egress.Dns.Upstream;
 using Egress.Hosting;
 using Egress.Policy;
+using Egress.Relay;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 
@@ -36,8 +37,9 @@ public sealed class TunnelGateway : IAsyncDisposable
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A setting of <paramref name="options"/> is outside its range (the
     /// parameter name says which): a timeout not above zero or above int.MaxValue ms (<see cref="Timeout.InfiniteTimeSpan"/>
-    /// is allowed for the header and connect timeouts), a negative drain or stream limit, keepalive settings outside the
-    /// kernel's (idle 0 … 32767 s, interval 1 … 32767 s, probes 1 … 127).</exception>
+    /// is allowed for the header and connect timeouts), a drain below zero or above int.MaxValue ms, a negative stream
+    /// limit, keepalive settings outside the kernel's (idle 0 … 32767 s, interval 1 … 32767 s, probes 1 … 127), the
+    /// relay's idle timeout as <see cref="RelayOptions.IdleTimeout"/> allows it.</exception>
     public TunnelGateway(TunnelGatewayOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
         : this(options, policy, loggerFactory, connect: null)
     {
@@ -79,6 +81,8 @@ public sealed class TunnelGateway : IAsyncDisposable
         Timeout(options.ConnectTimeout, Prefix + nameof(options.ConnectTimeout), infiniteAllowed: true);
         Timeout(options.DnsTimeout, Prefix + nameof(options.DnsTimeout), infiniteAllowed: false);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.ShutdownDrain, TimeSpan.Zero, Prefix + nameof(options.ShutdownDrain));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.ShutdownDrain, TimeSpan.FromMilliseconds(int.MaxValue), Prefix + nameof(options.ShutdownDrain));
+        RelayOptions.Validate(options.Relay, Prefix + nameof(options.Relay));
         ArgumentOutOfRangeException.ThrowIfNegative(options.MaxStreams, Prefix + nameof(options.MaxStreams));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.KeepAliveIdle, TimeSpan.Zero, Prefix + nameof(options.KeepAliveIdle));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(options.KeepAliveIdle, TimeSpan.FromSeconds(32767), Prefix + nameof(options.KeepAliveIdle));
@@ -114,9 +118,11 @@ public sealed class TunnelGateway : IAsyncDisposable
     /// <exception cref="InvalidOperationException">This gateway was started before (and bound).</exception>
     /// <exception cref="ObjectDisposedException">This gateway was disposed.</exception>
     /// <remarks>A start that failed to bind leaves nothing bound and may be tried again.</remarks>
-    public void Start()
+    public void Start() => _lifecycle.Run(StartListening);
+
+    /// <summary>The start itself, under <see cref="StartOnce.Run"/>.</summary>
+    private void StartListening()
     {
-        _lifecycle.Enter();
         Socket socket;
         try
         {

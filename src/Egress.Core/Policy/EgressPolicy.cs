@@ -104,7 +104,8 @@ public sealed class EgressPolicy
     /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
     /// <param name="cache">The addresses learned from DNS answers; give each policy its own, as the hosts do. A shared
     /// cache still allows an address only through a name this policy's own entries allow, but how long the address
-    /// stays allowed is then the address's (its latest learning under any name), not this policy's.</param>
+    /// stays allowed is then the address's (its latest learning under any name), not this policy's, and other names
+    /// can push this policy's out of the few kept per address.</param>
     /// <returns>The policy.</returns>
     /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
     public static EgressPolicy Create(bool enabled, IEnumerable<string> destinations, AllowlistCache cache) =>
@@ -115,7 +116,8 @@ public sealed class EgressPolicy
     /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
     /// <param name="cache">The addresses learned from DNS answers; give each policy its own, as the hosts do. A shared
     /// cache still allows an address only through a name this policy's own entries allow, but how long the address
-    /// stays allowed is then the address's (its latest learning under any name), not this policy's.</param>
+    /// stays allowed is then the address's (its latest learning under any name), not this policy's, and other names
+    /// can push this policy's out of the few kept per address.</param>
     /// <param name="mode">Whether denials are enforced or only reported (<c>egress.mode</c>).</param>
     /// <returns>The policy.</returns>
     /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
@@ -145,7 +147,8 @@ public sealed class EgressPolicy
     /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
     /// <param name="cache">The addresses learned from DNS answers; give each policy its own, as the hosts do. A shared
     /// cache still allows an address only through a name this policy's own entries allow, but how long the address
-    /// stays allowed is then the address's (its latest learning under any name), not this policy's.</param>
+    /// stays allowed is then the address's (its latest learning under any name), not this policy's, and other names
+    /// can push this policy's out of the few kept per address.</param>
     /// <param name="tlsServerName">The server-name check of connections to learned addresses (<c>egress.tls_server_name</c>).</param>
     /// <returns>The policy.</returns>
     /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>

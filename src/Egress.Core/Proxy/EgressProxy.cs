@@ -6,6 +6,7 @@ using Egress.Diagnostics;
 using Egress.Hosting;
 using Egress.Interception;
 using Egress.Policy;
+using Egress.Relay;
 using Microsoft.Extensions.Logging;
 
 namespace Egress.Proxy;
@@ -32,6 +33,10 @@ public sealed class EgressProxy : IAsyncDisposable
     /// <param name="loggerFactory">Where decisions are logged (one line per connection).</param>
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="options"/> lists no address to listen on.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A setting of <paramref name="options"/> is outside its range (the
+    /// parameter name says which): the status timeout not above zero or above int.MaxValue ms, a drain below zero or
+    /// above it, a negative limit or failover count, the relay's idle timeout as <see cref="RelayOptions.IdleTimeout"/>
+    /// allows it.</exception>
     public EgressProxy(EgressProxyOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
         : this(options, policy, loggerFactory, originalDestination: null)
     {
@@ -49,6 +54,16 @@ public sealed class EgressProxy : IAsyncDisposable
         {
             throw new ArgumentException("the proxy needs at least one address to listen on (options.Listen is empty)", nameof(options));
         }
+
+        const string Prefix = nameof(options) + ".";
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.StatusTimeout, TimeSpan.Zero, Prefix + nameof(options.StatusTimeout));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.StatusTimeout, TimeSpan.FromMilliseconds(int.MaxValue), Prefix + nameof(options.StatusTimeout));
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.ShutdownDrain, TimeSpan.Zero, Prefix + nameof(options.ShutdownDrain));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.ShutdownDrain, TimeSpan.FromMilliseconds(int.MaxValue), Prefix + nameof(options.ShutdownDrain));
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxConnections, Prefix + nameof(options.MaxConnections));
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxPendingConnections, Prefix + nameof(options.MaxPendingConnections));
+        ArgumentOutOfRangeException.ThrowIfNegative(options.FailoverAttempts, Prefix + nameof(options.FailoverAttempts));
+        RelayOptions.Validate(options.Relay, Prefix + nameof(options.Relay));
 
         _options = options;
         _logger = loggerFactory.CreateLogger("Egress.Proxy");
@@ -75,9 +90,11 @@ public sealed class EgressProxy : IAsyncDisposable
     /// and the start may be tried again.</exception>
     /// <exception cref="InvalidOperationException">This proxy was started before (and bound).</exception>
     /// <exception cref="ObjectDisposedException">This proxy was disposed.</exception>
-    public void Start()
+    public void Start() => _lifecycle.Run(StartListening);
+
+    /// <summary>The start itself, under <see cref="StartOnce.Run"/>.</summary>
+    private void StartListening()
     {
-        _lifecycle.Enter();
         var sockets = new List<(IPEndPoint Address, Socket Socket)>();
         try
         {

@@ -15,6 +15,27 @@ public sealed record RelayOptions
     /// </summary>
     public TimeSpan? IdleTimeout { get; init; } = ConfigurationKeys.RelayIdleTimeout.DefaultDuration;
 
+    /// <summary>Checks <paramref name="options"/> where a service takes them, so that a bad value fails at construction
+    /// instead of every relay at run time.</summary>
+    /// <param name="options">The options to check.</param>
+    /// <param name="name">Their parameter path for the exception (e.g. <c>options.Relay</c>).</param>
+    /// <exception cref="ArgumentOutOfRangeException">The idle timeout is not above zero (and not infinite) or above
+    /// int.MaxValue ms.</exception>
+    /// <exception cref="ArgumentException">No <see cref="TimeProvider"/>.</exception>
+    internal static void Validate(RelayOptions options, string name)
+    {
+        if (options.TimeProvider is null)
+        {
+            throw new ArgumentException("TimeProvider is required.", name);
+        }
+
+        if (options.IdleTimeout is { } idle && idle != Timeout.InfiniteTimeSpan)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(idle, TimeSpan.Zero, name + "." + nameof(IdleTimeout));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(idle, TimeSpan.FromMilliseconds(int.MaxValue), name + "." + nameof(IdleTimeout));
+        }
+    }
+
     /// <summary>
     /// Whether <see cref="SocketRelay"/> moves bytes with splice(2) through a kernel pipe instead of copying them through
     /// user space (Linux only; default on). A socket type that cannot splice falls back to copying by itself.

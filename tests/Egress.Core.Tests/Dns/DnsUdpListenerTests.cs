@@ -44,4 +44,25 @@ public sealed class DnsUdpListenerTests
             AppDomain.CurrentDomain.FirstChanceException -= Count;
         }
     }
+
+    /// <summary>A forwarder stopped right after its start (a library consumer's trial, a start racing the dispose) could
+    /// close a UDP socket before its thread first ran, and that thread's first step threw ObjectDisposedException,
+    /// unhandled on its own thread: the process ended (exit 134). Without the fix this test ends the test run.</summary>
+    [Test]
+    public async Task AListenerWhoseSocketWasClosedBeforeItsThreadRanEndsQuietly()
+    {
+        var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        udp.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var logger = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+        var options = new DnsForwarderOptions { Tunnel = Egress.Tunnel.TunnelEndpoint.Parse("unix:/nonexistent/tunnel.sock") };
+        using var pool = new DnsTunnelPool(options, logger, CancellationToken.None);
+        var handler = new DnsQueryHandler(
+            Egress.Policy.EgressPolicy.Create(enabled: true, ["*"], new Egress.Policy.AllowlistCache()), pool, new DnsQueryAdmission(8, 8), metrics: null, logger, TimeProvider.System);
+        var listener = new DnsUdpListener(udp, handler, metrics: null, logger, TimeProvider.System);
+        udp.Dispose();
+
+        Task ended = listener.Start(CancellationToken.None);
+
+        Assert.That(await Task.WhenAny(ended, Task.Delay(TimeSpan.FromSeconds(10))), Is.SameAs(ended), "the thread ended");
+    }
 }

@@ -86,9 +86,11 @@ public sealed class DnsForwarder : IAsyncDisposable
     /// nothing stays bound then, and the start may be tried again.</exception>
     /// <exception cref="InvalidOperationException">This forwarder was started before (and bound).</exception>
     /// <exception cref="ObjectDisposedException">This forwarder was disposed.</exception>
-    public void Start()
+    public void Start() => _lifecycle.Run(StartListening);
+
+    /// <summary>The start itself, under <see cref="StartOnce.Run"/>.</summary>
+    private void StartListening()
     {
-        _lifecycle.Enter();
         var bound = new List<IPEndPoint>();
         var sockets = new List<Socket>();
         try

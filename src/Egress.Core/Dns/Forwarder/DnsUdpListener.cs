@@ -80,6 +80,10 @@ internal sealed class DnsUdpListener(Socket socket, DnsQueryHandler handler, Egr
         {
             DnsLog.ReceiveFailed(logger, _name, ex.Message);
         }
+        catch (ObjectDisposedException)
+        {
+            return; // stopped before this thread first ran: an exception here would end the process
+        }
 
         // One byte more than the largest query forwarded: a datagram that fills it was longer.
         byte[] datagram = new byte[MaxQueryLength + 1];
