@@ -62,6 +62,33 @@ internal sealed record ConfigurationKey(string Path, ConfigurationValueKind Kind
     /// <summary>Gets the default of a list of endpoints, as new objects each time (an <see cref="IPEndPoint"/> is mutable).</summary>
     public IPEndPoint[] DefaultEndPoints => [.. ((IPEndPoint[])Default!).Select(endPoint => new IPEndPoint(endPoint.Address, endPoint.Port))];
 
+    /// <summary>Checks a duration an options type takes for this key against the range the file allows, so that a
+    /// service built in code refuses at construction what <c>enclave.toml</c> would refuse at load.</summary>
+    /// <param name="value">The option's value.</param>
+    /// <param name="paramName">The option's path for the exception, e.g. <c>options.HeaderTimeout</c>.</param>
+    /// <param name="infiniteAllowed">Whether <see cref="Timeout.InfiniteTimeSpan"/> (no timeout) is allowed too.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The value is outside the range.</exception>
+    public void CheckOption(TimeSpan value, string paramName, bool infiniteAllowed = false)
+    {
+        if (infiniteAllowed && value == Timeout.InfiniteTimeSpan)
+        {
+            return;
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(value, ToDuration(Min), paramName);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(value, ToDuration(Max), paramName);
+    }
+
+    /// <summary>Checks a count an options type takes for this key against the range the file allows.</summary>
+    /// <param name="value">The option's value.</param>
+    /// <param name="paramName">The option's path for the exception, e.g. <c>options.MaxStreams</c>.</param>
+    /// <exception cref="ArgumentOutOfRangeException">The value is outside the range.</exception>
+    public void CheckOption(int value, string paramName)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(value, Min, paramName);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(value, Max, paramName);
+    }
+
     /// <summary>Converts an integer read for this key to the duration it means, in <see cref="Unit"/>.</summary>
     public TimeSpan ToDuration(long value) => Unit switch
     {

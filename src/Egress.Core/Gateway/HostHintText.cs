@@ -22,31 +22,14 @@ internal readonly struct HostHintText(string? hint) : ISpanFormattable
     /// <inheritdoc/>
     public bool TryFormat(Span<char> destination, out int charsWritten, ReadOnlySpan<char> format, IFormatProvider? provider)
     {
-        charsWritten = 0;
         if (hint is null)
         {
+            charsWritten = 0;
             return true;
         }
 
-        bool line = LogFragment.IsLine(format);
-        int length = line ? Prefix.Length + hint.Length + 1 : hint.Length;
-        if (destination.Length < length)
-        {
-            return false;
-        }
-
-        if (line)
-        {
-            Prefix.CopyTo(destination);
-            hint.CopyTo(destination[Prefix.Length..]);
-            destination[length - 1] = ')';
-        }
-        else
-        {
-            hint.CopyTo(destination);
-        }
-
-        charsWritten = length;
-        return true;
+        return LogFragment.IsLine(format)
+            ? destination.TryWrite(System.Globalization.CultureInfo.InvariantCulture, $"{Prefix}{hint})", out charsWritten)
+            : destination.TryWrite(System.Globalization.CultureInfo.InvariantCulture, $"{hint}", out charsWritten);
     }
 }

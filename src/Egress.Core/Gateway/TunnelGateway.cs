@@ -36,10 +36,10 @@ public sealed class TunnelGateway : IAsyncDisposable
     /// <param name="loggerFactory">Where decisions are logged.</param>
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A setting of <paramref name="options"/> is outside its range (the
-    /// parameter name says which): a timeout not above zero or above int.MaxValue ms (<see cref="Timeout.InfiniteTimeSpan"/>
-    /// is allowed for the header and connect timeouts), a drain below zero or above int.MaxValue ms, a negative stream
-    /// limit, keepalive settings outside the kernel's (idle 0 … 32767 s, interval 1 … 32767 s, probes 1 … 127), the
-    /// relay's idle timeout as <see cref="RelayOptions.IdleTimeout"/> allows it.</exception>
+    /// parameter name says which): a value outside the range its <c>enclave.toml</c> key allows (docs/configuration.md:
+    /// timeouts 1 … 2147483647 ms, <see cref="Timeout.InfiniteTimeSpan"/> also for the header and connect timeouts; the
+    /// drain 0 … 3600 s; a stream limit not negative; keepalive idle 0 … 32767 s, interval 1 … 32767 s, probes
+    /// 1 … 127), or the relay's idle timeout as <see cref="RelayOptions.IdleTimeout"/> allows it.</exception>
     public TunnelGateway(TunnelGatewayOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
         : this(options, policy, loggerFactory, connect: null)
     {
@@ -76,33 +76,18 @@ public sealed class TunnelGateway : IAsyncDisposable
     /// <summary>Checks what would otherwise fail every stream at run time (a negative timer) or mean nothing.</summary>
     private static void Validate(TunnelGatewayOptions options)
     {
+        // The ranges are the file's keys' (one description of each); Timeout.InfiniteTimeSpan, which the header and
+        // connect timers accept, means no timeout.
         const string Prefix = nameof(options) + ".";
-        Timeout(options.HeaderTimeout, Prefix + nameof(options.HeaderTimeout), infiniteAllowed: true);
-        Timeout(options.ConnectTimeout, Prefix + nameof(options.ConnectTimeout), infiniteAllowed: true);
-        Timeout(options.DnsTimeout, Prefix + nameof(options.DnsTimeout), infiniteAllowed: false);
-        ArgumentOutOfRangeException.ThrowIfLessThan(options.ShutdownDrain, TimeSpan.Zero, Prefix + nameof(options.ShutdownDrain));
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.ShutdownDrain, TimeSpan.FromMilliseconds(int.MaxValue), Prefix + nameof(options.ShutdownDrain));
+        ConfigurationKeys.HostHeaderTimeout.CheckOption(options.HeaderTimeout, Prefix + nameof(options.HeaderTimeout), infiniteAllowed: true);
+        ConfigurationKeys.HostConnectTimeout.CheckOption(options.ConnectTimeout, Prefix + nameof(options.ConnectTimeout), infiniteAllowed: true);
+        ConfigurationKeys.HostDnsTimeout.CheckOption(options.DnsTimeout, Prefix + nameof(options.DnsTimeout));
+        ConfigurationKeys.RelayShutdownDrain.CheckOption(options.ShutdownDrain, Prefix + nameof(options.ShutdownDrain));
         RelayOptions.Validate(options.Relay, Prefix + nameof(options.Relay));
-        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxStreams, Prefix + nameof(options.MaxStreams));
-        ArgumentOutOfRangeException.ThrowIfLessThan(options.KeepAliveIdle, TimeSpan.Zero, Prefix + nameof(options.KeepAliveIdle));
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.KeepAliveIdle, TimeSpan.FromSeconds(32767), Prefix + nameof(options.KeepAliveIdle));
-        ArgumentOutOfRangeException.ThrowIfLessThan(options.KeepAliveInterval, TimeSpan.FromSeconds(1), Prefix + nameof(options.KeepAliveInterval));
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.KeepAliveInterval, TimeSpan.FromSeconds(32767), Prefix + nameof(options.KeepAliveInterval));
-        ArgumentOutOfRangeException.ThrowIfLessThan(options.KeepAliveProbes, 1, Prefix + nameof(options.KeepAliveProbes));
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.KeepAliveProbes, 127, Prefix + nameof(options.KeepAliveProbes));
-
-        // Above zero and within what a .NET timer waits (int.MaxValue ms, about 24.8 days, as the file's keys);
-        // Timeout.InfiniteTimeSpan, where the timer it sets accepts it, for no timeout.
-        static void Timeout(TimeSpan value, string name, bool infiniteAllowed)
-        {
-            if (infiniteAllowed && value == System.Threading.Timeout.InfiniteTimeSpan)
-            {
-                return;
-            }
-
-            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(value, TimeSpan.Zero, name);
-            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromMilliseconds(int.MaxValue), name);
-        }
+        ConfigurationKeys.HostMaxStreams.CheckOption(options.MaxStreams, Prefix + nameof(options.MaxStreams));
+        ConfigurationKeys.HostKeepAliveIdle.CheckOption(options.KeepAliveIdle, Prefix + nameof(options.KeepAliveIdle));
+        ConfigurationKeys.HostKeepAliveInterval.CheckOption(options.KeepAliveInterval, Prefix + nameof(options.KeepAliveInterval));
+        ConfigurationKeys.HostKeepAliveProbes.CheckOption(options.KeepAliveProbes, Prefix + nameof(options.KeepAliveProbes));
     }
 
     /// <summary>Gets the resolvers DNS streams are answered from: the configured ones, else the system's.</summary>

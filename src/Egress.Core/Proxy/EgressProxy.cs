@@ -34,9 +34,9 @@ public sealed class EgressProxy : IAsyncDisposable
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="options"/> lists no address to listen on.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A setting of <paramref name="options"/> is outside its range (the
-    /// parameter name says which): the status timeout not above zero or above int.MaxValue ms, a drain below zero or
-    /// above it, a negative limit or failover count, the relay's idle timeout as <see cref="RelayOptions.IdleTimeout"/>
-    /// allows it.</exception>
+    /// parameter name says which): a value outside the range its <c>enclave.toml</c> key allows (the status timeout
+    /// 1 … 2147483647 ms, the drain 0 … 3600 s, limits not negative, failover 0 … 16), or the relay's idle timeout as
+    /// <see cref="RelayOptions.IdleTimeout"/> allows it.</exception>
     public EgressProxy(EgressProxyOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
         : this(options, policy, loggerFactory, originalDestination: null)
     {
@@ -55,14 +55,12 @@ public sealed class EgressProxy : IAsyncDisposable
             throw new ArgumentException("the proxy needs at least one address to listen on (options.Listen is empty)", nameof(options));
         }
 
-        const string Prefix = nameof(options) + ".";
-        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.StatusTimeout, TimeSpan.Zero, Prefix + nameof(options.StatusTimeout));
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.StatusTimeout, TimeSpan.FromMilliseconds(int.MaxValue), Prefix + nameof(options.StatusTimeout));
-        ArgumentOutOfRangeException.ThrowIfLessThan(options.ShutdownDrain, TimeSpan.Zero, Prefix + nameof(options.ShutdownDrain));
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.ShutdownDrain, TimeSpan.FromMilliseconds(int.MaxValue), Prefix + nameof(options.ShutdownDrain));
-        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxConnections, Prefix + nameof(options.MaxConnections));
-        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxPendingConnections, Prefix + nameof(options.MaxPendingConnections));
-        ArgumentOutOfRangeException.ThrowIfNegative(options.FailoverAttempts, Prefix + nameof(options.FailoverAttempts));
+        const string Prefix = nameof(options) + "."; // the ranges are the file's keys'
+        ConfigurationKeys.TunnelStatusTimeout.CheckOption(options.StatusTimeout, Prefix + nameof(options.StatusTimeout));
+        ConfigurationKeys.RelayShutdownDrain.CheckOption(options.ShutdownDrain, Prefix + nameof(options.ShutdownDrain));
+        ConfigurationKeys.EnclaveMaxConnections.CheckOption(options.MaxConnections, Prefix + nameof(options.MaxConnections));
+        ConfigurationKeys.EnclaveMaxPendingConnections.CheckOption(options.MaxPendingConnections, Prefix + nameof(options.MaxPendingConnections));
+        ConfigurationKeys.EnclaveFailoverAttempts.CheckOption(options.FailoverAttempts, Prefix + nameof(options.FailoverAttempts));
         RelayOptions.Validate(options.Relay, Prefix + nameof(options.Relay));
 
         _options = options;

@@ -1,12 +1,11 @@
 using System.Globalization;
 using Egress.Diagnostics;
-using Egress.Tunnel;
 
 namespace Egress.Relay;
 
 /// <summary>
-/// A connection id in a log line: <c>{ConnectionId:line}</c> writes <see cref="TunnelConnectionId.LogSuffix"/>
-/// (<c>, conn 0123456789abcdef</c>; nothing for id 0, a version 1 stream), and the structured value is the 16 hex
+/// A connection id in a log line: <c>{ConnectionId:line}</c> writes <c>, conn 0123456789abcdef</c> (16 hex digits;
+/// nothing for id 0, a version 1 stream), and the structured value is the 16 hex
 /// digits alone (empty for id 0), as the audit record's <c>connection_id</c> (<see cref="LogFragment"/>). A value,
 /// formatted only when the line is written (a host logging at Warning formats nothing per connection), and then straight
 /// into the line (<see cref="ISpanFormattable"/>: no string of its own).
@@ -21,7 +20,7 @@ internal readonly struct ConnectionIdText(ulong id) : ISpanFormattable
 
     /// <inheritdoc/>
     public string ToString(string? format, IFormatProvider? formatProvider) =>
-        LogFragment.IsLine(format) ? TunnelConnectionId.LogSuffix(id) : ToString();
+        LogFragment.IsLine(format) && id != 0 ? Prefix + ToString() : ToString();
 
     /// <inheritdoc/>
     public bool TryFormat(Span<char> destination, out int charsWritten, ReadOnlySpan<char> format, IFormatProvider? provider)

@@ -29,11 +29,11 @@ internal sealed class RelayMonitor
     public RelayMonitor(RelayOptions options, IRelayAbort abort)
     {
         _abort = abort;
-        _time = options.TimeProvider ?? throw new ArgumentException("TimeProvider is required.", nameof(options));
+        RelayOptions.Validate(options, nameof(options));
+        _time = options.TimeProvider;
         TimeSpan? idle = options.IdleTimeout;
         if (idle is { } timeout && timeout != Timeout.InfiniteTimeSpan)
         {
-            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero, nameof(options));
             _idleTimeout = timeout;
             _tracksIdle = true;
         }

@@ -29,10 +29,12 @@ public sealed record RelayOptions
             throw new ArgumentException("TimeProvider is required.", name);
         }
 
-        if (options.IdleTimeout is { } idle && idle != Timeout.InfiniteTimeSpan)
+        // Checked before the parameter's name is built: every relay checks its options, and allocates nothing for it.
+        if (options.IdleTimeout is { } idle && idle != Timeout.InfiniteTimeSpan
+            && (idle <= TimeSpan.Zero || idle > TimeSpan.FromMilliseconds(int.MaxValue)))
         {
-            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(idle, TimeSpan.Zero, name + "." + nameof(IdleTimeout));
-            ArgumentOutOfRangeException.ThrowIfGreaterThan(idle, TimeSpan.FromMilliseconds(int.MaxValue), name + "." + nameof(IdleTimeout));
+            throw new ArgumentOutOfRangeException(
+                name + "." + nameof(IdleTimeout), idle, "must be above zero and at most int.MaxValue ms, or null or Timeout.InfiniteTimeSpan (no idle timeout)");
         }
     }
 

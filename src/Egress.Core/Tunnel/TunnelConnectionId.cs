@@ -23,7 +23,4 @@ internal static class TunnelConnectionId
 
         return id;
     }
-
-    /// <summary>The suffix of a log line: <c>, conn 0123456789abcdef</c> (16 hex digits), or empty for 0 (no id).</summary>
-    public static string LogSuffix(ulong id) => id == 0 ? string.Empty : $", conn {id:x16}";
 }
