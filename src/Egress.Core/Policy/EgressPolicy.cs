@@ -356,26 +356,30 @@ public sealed class EgressPolicy
             return portDenial is not null && lookup.State == CacheState.NeverLearned ? new PolicyDecision(false, DecisionReason.PortNotAllowed, portDenial) : decision;
         }
 
-        if (!LearnedFromAllowedName(address))
-        {
-            // Report mode learns every answered name; enforce would have learned none of this address's. In enforce
-            // mode only a cache this policy shares (another policy's learning, AllowlistCache.Learn called directly)
-            // holds such names: an address another policy learned is not allowed here through that learning.
-            return new PolicyDecision(false, DecisionReason.NameNotAllowed, lookup.Name);
-        }
-
-        if (!_hasPorts || port == AnyPort)
-        {
-            return decision;
-        }
-
-        // A learned address allows the ports of the entries its names were allowed through.
+        // One pass over the address's names: whether any of them is one this policy allows (report mode learns every
+        // answered name; enforce would have learned none of this address's, and in enforce mode only a cache this
+        // policy shares, another policy's learning or AllowlistCache.Learn called directly, holds such names: an
+        // address another policy learned is not allowed here through that learning), and, with ports, whether the
+        // entries it was allowed through allow this port.
+        bool checkPort = _hasPorts && port != AnyPort;
+        bool learnedFromAllowedName = false;
         string? denial = null;
         IReadOnlyList<LearnedName> names = _cache.NamesOf(address); // indexed: no enumerator is allocated
         for (int i = 0; i < names.Count; i++)
         {
             DestinationRule[]? rules = FindNameRules(names[i].Name);
-            foreach (DestinationRule rule in rules ?? [])
+            if (rules is null)
+            {
+                continue;
+            }
+
+            learnedFromAllowedName = true;
+            if (!checkPort)
+            {
+                return decision;
+            }
+
+            foreach (DestinationRule rule in rules)
             {
                 if (Allows(rule, port))
                 {
@@ -386,21 +390,9 @@ public sealed class EgressPolicy
             }
         }
 
-        return new PolicyDecision(false, DecisionReason.PortNotAllowed, denial ?? portDenial ?? lookup.Name);
-    }
-
-    private bool LearnedFromAllowedName(IPAddress address)
-    {
-        IReadOnlyList<LearnedName> names = _cache.NamesOf(address); // indexed: no enumerator is allocated
-        for (int i = 0; i < names.Count; i++)
-        {
-            if (FindNameRules(names[i].Name) is not null)
-            {
-                return true;
-            }
-        }
-
-        return false;
+        return learnedFromAllowedName
+            ? new PolicyDecision(false, DecisionReason.PortNotAllowed, denial ?? portDenial ?? lookup.Name)
+            : new PolicyDecision(false, DecisionReason.NameNotAllowed, lookup.Name);
     }
 
     /// <summary>For <c>check NAME:PORT</c>: the entry a connection to an address learned from <paramref name="hostName"/>

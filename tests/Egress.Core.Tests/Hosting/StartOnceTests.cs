@@ -191,6 +191,31 @@ public sealed class StartOnceTests
             Throws.TypeOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("options.Relay.IdleTimeout"));
     }
 
+    [TestCase("QueryTimeout", 0)]
+    [TestCase("QueryTimeout", 1)]
+    [TestCase("QueryTimeout", 2)]
+    [TestCase("StatusTimeout", 0)]
+    [TestCase("StatusTimeout", 2)]
+    [TestCase("StreamCount", 0)]
+    [TestCase("StreamCount", 17)]
+    public void AForwarderSettingOutsideItsRangeIsRefusedAtConstructionNamingIt(string setting, int value)
+    {
+        // A query timeout below the file's 1 ms or beyond its int.MaxValue ms was taken as long as it was above zero,
+        // and a status timeout was not checked at all: a zero one failed every tunnel DNS stream's open, a
+        // negative or too long one threw from the timer at the first query instead of here.
+        var listen = new[] { new IPEndPoint(IPAddress.Loopback, 0) };
+        TimeSpan duration = value switch { 0 => TimeSpan.Zero, 1 => TimeSpan.FromTicks(1), _ => TimeSpan.MaxValue };
+        DnsForwarderOptions options = setting switch
+        {
+            "StreamCount" => new DnsForwarderOptions { Tunnel = _tunnel, Listen = listen, StreamCount = value },
+            "StatusTimeout" => new DnsForwarderOptions { Tunnel = _tunnel, Listen = listen, StatusTimeout = duration },
+            _ => new DnsForwarderOptions { Tunnel = _tunnel, Listen = listen, QueryTimeout = duration },
+        };
+
+        Assert.That(() => new DnsForwarder(options, Policy(), NullLoggerFactory.Instance),
+            Throws.TypeOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("options." + setting));
+    }
+
     private static int FreePort()
     {
         using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);

@@ -646,5 +646,32 @@ public sealed class EgressPolicyTests
         });
     }
 
+    /// <summary>The same with ports: one pass over the address's names decides both whether one of them is this
+    /// policy's and whether its entries allow the port, so a name of another policy's is refused as such, never as a
+    /// port this policy does not allow.</summary>
+    [Test]
+    public void WithPortsAnAddressInASharedCacheIsCheckedForItsNameBeforeItsPort()
+    {
+        EgressPolicy first = Policy("a.test:443");
+        EgressPolicy second = Policy("b.test:443", "c.test:8443");
+        IPAddress learnedByFirst = IPAddress.Parse("203.0.113.80");
+        IPAddress learnedByBoth = IPAddress.Parse("203.0.113.81");
+        first.Learn("a.test", learnedByFirst, TimeSpan.FromMinutes(5));
+        first.Learn("a.test", learnedByBoth, TimeSpan.FromMinutes(5));
+        second.Learn("c.test", learnedByBoth, TimeSpan.FromMinutes(5));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.CheckDestination(new IPEndPoint(learnedByFirst, 443)).IsAllowed, Is.True);
+            Assert.That(first.CheckDestination(new IPEndPoint(learnedByFirst, 80)).Reason, Is.EqualTo(DecisionReason.PortNotAllowed));
+            Assert.That(second.CheckDestination(new IPEndPoint(learnedByFirst, 443)).Reason, Is.EqualTo(DecisionReason.NameNotAllowed));
+            Assert.That(second.CheckDestination(new IPEndPoint(learnedByFirst, 80)).Reason, Is.EqualTo(DecisionReason.NameNotAllowed));
+            Assert.That(second.CheckDestination(new IPEndPoint(learnedByBoth, 8443)).IsAllowed, Is.True, "through its own name's entry");
+            Assert.That(second.CheckDestination(new IPEndPoint(learnedByBoth, 443)).Reason, Is.EqualTo(DecisionReason.PortNotAllowed),
+                "a.test's port is not this policy's to give");
+            Assert.That(first.CheckDestination(new IPEndPoint(learnedByBoth, 443)).IsAllowed, Is.True);
+        });
+    }
+
     private EgressPolicy Policy(params string[] destinations) => EgressPolicy.Create(enabled: true, destinations, _cache);
 }

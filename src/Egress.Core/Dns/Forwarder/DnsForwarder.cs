@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Egress.Configuration;
 using Egress.Connections;
 using Egress.Hosting;
 using Egress.Policy;
@@ -48,7 +49,8 @@ public sealed class DnsForwarder : IAsyncDisposable
     /// <exception cref="ArgumentNullException">An argument is null.</exception>
     /// <exception cref="ArgumentException"><paramref name="options"/> lists no address to listen on.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="DnsForwarderOptions.StreamCount"/> is not 1 … 16, or
-    /// <see cref="DnsForwarderOptions.QueryTimeout"/> is not above zero.</exception>
+    /// <see cref="DnsForwarderOptions.QueryTimeout"/> or <see cref="DnsForwarderOptions.StatusTimeout"/> is not 1 ms …
+    /// <see cref="int.MaxValue"/> ms (the range of <c>enclave.dns_query_timeout_ms</c> and <c>tunnel.status_timeout_ms</c>).</exception>
     public DnsForwarder(DnsForwarderOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -62,7 +64,8 @@ public sealed class DnsForwarder : IAsyncDisposable
 
         ArgumentOutOfRangeException.ThrowIfLessThan(options.StreamCount, 1, nameof(options) + "." + nameof(options.StreamCount));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(options.StreamCount, 16, nameof(options) + "." + nameof(options.StreamCount));
-        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(options.QueryTimeout, TimeSpan.Zero, nameof(options) + "." + nameof(options.QueryTimeout));
+        ConfigurationKeys.EnclaveDnsQueryTimeout.CheckOption(options.QueryTimeout, nameof(options) + "." + nameof(options.QueryTimeout));
+        ConfigurationKeys.TunnelStatusTimeout.CheckOption(options.StatusTimeout, nameof(options) + "." + nameof(options.StatusTimeout));
         _options = options;
         _logger = loggerFactory.CreateLogger("Egress.Dns");
         _pool = new DnsTunnelPool(options, _logger, _stopping.Token);

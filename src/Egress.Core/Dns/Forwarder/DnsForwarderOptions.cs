@@ -15,10 +15,12 @@ public sealed class DnsForwarderOptions
     /// <summary>Gets where tunnel DNS streams to the parent are opened. Required.</summary>
     public required TunnelEndpoint Tunnel { get; init; }
 
-    /// <summary>Gets how long a query waits for the parent's answer before the client gets SERVFAIL.</summary>
+    /// <summary>Gets how long a query waits for the parent's answer before the client gets SERVFAIL: 1 ms to
+    /// <see cref="int.MaxValue"/> ms (<c>enclave.dns_query_timeout_ms</c>), default 5 s.</summary>
     public TimeSpan QueryTimeout { get; init; } = ConfigurationKeys.EnclaveDnsQueryTimeout.DefaultDuration;
 
-    /// <summary>Gets how long opening a tunnel DNS stream (connect and the parent's status) may take.</summary>
+    /// <summary>Gets how long opening a tunnel DNS stream (connect and the parent's status) may take: 1 ms to
+    /// <see cref="int.MaxValue"/> ms (<c>tunnel.status_timeout_ms</c>), default 10 s.</summary>
     public TimeSpan StatusTimeout { get; init; } = ConfigurationKeys.TunnelStatusTimeout.DefaultDuration;
 
     /// <summary>Gets how many long-lived tunnel DNS streams queries are spread over (1 to 16; default 2).</summary>
