@@ -88,6 +88,13 @@ public static class OriginalDestination
             return Failed("the socket has no local address (not bound, not accepted)");
         }
 
+        if (!accepted.Connected)
+        {
+            // A listener, or a socket bound and never connected: getsockopt would say ENOENT, as for a connection that
+            // conntrack never saw, and send the caller looking at the rules instead of at what it passed.
+            return Failed($"the socket is not a connection ({local}, no peer): pass a socket that accept returned");
+        }
+
         int level = accepted.AddressFamily == AddressFamily.InterNetworkV6
             && accepted.RemoteEndPoint is IPEndPoint { Address.IsIPv4MappedToIPv6: false }
             ? SolIpv6

@@ -76,6 +76,26 @@ public sealed class OriginalDestinationLoopbackTests
         Assert.That(result.Detail, Does.Contain(detail));
     }
 
+    /// <summary>A listening (or bound, unconnected) socket passed where an accepted one belongs was called a connection
+    /// conntrack has no entry for (NotRedirected), which sends its caller looking at the firewall rules.</summary>
+    [TestCase("127.0.0.1", true)]
+    [TestCase("::1", true)]
+    [TestCase("::1", false)]
+    public void AListeningOrUnconnectedSocketFailsSayingItIsNotAConnection(string address, bool listen)
+    {
+        using var socket = new Socket(IPAddress.Parse(address).AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Parse(address), 0));
+        if (listen)
+        {
+            socket.Listen();
+        }
+
+        OriginalDestinationResult result = OriginalDestination.Read(socket);
+
+        Assert.That(result.Status, Is.EqualTo(OriginalDestinationStatus.Failed), result.Detail);
+        Assert.That(result.Detail, Does.Contain("not a connection"));
+    }
+
     private static void AssertNotRedirected(OriginalDestinationResult result)
     {
         Assert.That(result.Status, Is.EqualTo(OriginalDestinationStatus.NotRedirected), result.Detail);
