@@ -48,7 +48,9 @@ internal sealed record RulesEnvironment(bool IsPrivileged, IReadOnlyList<string>
 /// <c>egress-enclave rules [--apply | --remove]</c>: prints, applies (idempotently) or removes the redirect rules
 /// from <see cref="RedirectRules"/>, with the iptables programs of the netfilter backend that works here
 /// (<see cref="NetfilterSelector"/>). Applying is all or nothing: if a step fails, the steps this run added are
-/// undone before it reports the failure. Apply also sets TCP timestamps without per-connection offsets
+/// undone before it reports the failure, and an apply that finds DNAT rules to other targets in nat OUTPUT (an apply
+/// with other listen addresses left them; appended after them, its own would never match) changes nothing and says
+/// how to remove them. Apply also sets TCP timestamps without per-connection offsets
 /// (<see cref="TcpTimestamps"/>); remove leaves that setting. A successful apply ends with one <c>proxy: ADDRESS:PORT ...</c> line per
 /// redirect target, for scripts that wait for the proxy to listen there.
 /// </summary>
@@ -134,6 +136,21 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
             return 1;
         }
 
+        var programs = selection.Backends[0];
+        if (OtherRedirects(rules.Select(programs.Adapt).ToList()) is { Count: > 0 } others)
+        {
+            // Appended after them, this configuration's rules would never match what those take: the proxy: and dns:
+            // lines would name where nothing is redirected.
+            foreach (var (program, line) in others)
+            {
+                error.WriteLine($"error: nat OUTPUT ({program}) already redirects elsewhere: '{line}'; it would match before this configuration's rules");
+            }
+
+            error.WriteLine("error: nothing was changed. Remove those rules first: 'egress-enclave rules --remove --config FILE' with the configuration that applied them, or "
+                + string.Join(", ", others.Select(o => $"'{o.Program} -w -t nat -D {o.Line["-A ".Length..]}'")));
+            return 1;
+        }
+
         if (!EnsureLoopbackUp())
         {
             return 1;
@@ -144,7 +161,6 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
             output.WriteLine($"note: {note}");
         }
 
-        var programs = selection.Backends[0];
         var added = new List<RedirectRule>();
         var redirected = new HashSet<AddressFamily>();
         foreach (var rule in rules.Select(programs.Adapt))
@@ -261,6 +277,58 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
         {
             error.WriteLine($"warning: could not set {TcpTimestamps.Name}={TcpTimestamps.WithoutOffsets} ({ex.Message}); {TcpTimestamps.Consequence}");
         }
+    }
+
+    /// <summary>
+    /// The DNAT rules in each family's nat OUTPUT chain (as <c>-S OUTPUT</c> prints them) whose target is none of
+    /// <paramref name="rules"/>' targets in that family: left by an apply with other <c>proxy_listen</c> or
+    /// <c>dns_listen</c> addresses, or by something else. A chain that cannot be listed counts as holding none.
+    /// </summary>
+    private List<(string Program, string Line)> OtherRedirects(IReadOnlyList<RedirectRule> rules)
+    {
+        var others = new List<(string Program, string Line)>();
+        foreach (var family in rules.Where(r => r.Program != "ip" && (environment.IPv6Enabled || !r.IsIPv6)).GroupBy(r => r.Program))
+        {
+            var targets = family.Select(r => DnatTarget(r.Add)).OfType<string>().ToHashSet(StringComparer.Ordinal);
+            var listed = runner.Run(family.Key, ["-w", "-t", "nat", "-S", "OUTPUT"]);
+            if (listed.ExitCode != 0)
+            {
+                continue;
+            }
+
+            foreach (var line in listed.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                string[] words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (words is ["-A", "OUTPUT", ..] && DnatTarget(words) is { } target && !targets.Contains(target))
+                {
+                    others.Add((family.Key, line));
+                }
+            }
+        }
+
+        return others;
+    }
+
+    /// <summary>The value of <c>--to-destination</c> in a DNAT rule's words; null for another rule.</summary>
+    private static string? DnatTarget(IReadOnlyList<string> words)
+    {
+        for (int i = 0; i + 1 < words.Count; i++)
+        {
+            if (words[i] == "-j" && words[i + 1] == "DNAT")
+            {
+                for (int j = i + 2; j + 1 < words.Count; j++)
+                {
+                    if (words[j] == "--to-destination")
+                    {
+                        return words[j + 1];
+                    }
+                }
+
+                return string.Empty; // a DNAT without a target of its own: never one of this configuration's
+            }
+        }
+
+        return null;
     }
 
     private static string Label(RedirectRule rule) => rule.Program == "ip" ? rule.Description : $"{rule.Description} ({rule.Program})";

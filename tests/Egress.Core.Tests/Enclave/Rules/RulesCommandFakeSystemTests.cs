@@ -192,6 +192,34 @@ public sealed class RulesCommandFakeSystemTests
         Assert.That(Output.Where(l => l.StartsWith("proxy: ", StringComparison.Ordinal)).Select(l => l.Split(' ')[1]), Is.EqualTo(new[] { "127.0.0.1:5555", "[::1]:6666" }));
     }
 
+    /// <summary>An operator's trial: an apply after the proxy_listen port changed appended the new DNAT rules after the
+    /// old ones, which went on matching first, and printed "proxy: 127.0.0.1:5555" where nothing was redirected.</summary>
+    [Test]
+    public void ApplyAfterTheListenPortChangedRefusesWhileTheOldRedirectsAreInFrontAndChangesNothing()
+    {
+        Assert.That(Command().Apply(Settings(), force: false), Is.Zero);
+        string[] before = [.. _system.Table(NetfilterBackend.Nft, ipv6: false)];
+        _output.GetStringBuilder().Clear();
+
+        int exit = Command().Apply(Settings(targets: [IPEndPoint.Parse("127.0.0.1:5555"), IPEndPoint.Parse("[::1]:5555")]), force: false);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(exit, Is.EqualTo(1));
+            Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: false), Is.EqualTo(before), "nothing added");
+            Assert.That(Error, Does.Contain("error: nat OUTPUT (iptables-nft) already redirects elsewhere: '-A OUTPUT -p tcp ! -d 127.0.0.0/8 -j DNAT --to-destination 127.0.0.1:4444'; it would match before this configuration's rules"));
+            Assert.That(Error, Does.Contain("error: nat OUTPUT (ip6tables-nft) already redirects elsewhere: '-A OUTPUT -p tcp ! -d ::1/128 -j DNAT --to-destination [::1]:4444'; it would match before this configuration's rules"));
+            Assert.That(Error.Last(), Does.Contain("'iptables-nft -w -t nat -D OUTPUT -p tcp ! -d 127.0.0.0/8 -j DNAT --to-destination 127.0.0.1:4444'"));
+            Assert.That(Output.Where(l => l.StartsWith("proxy: ", StringComparison.Ordinal)), Is.Empty);
+        });
+
+        // The DNS rules, whose targets did not change, are not in the way; once the old proxy rules are gone, the apply goes through.
+        Assert.That(Error.Count(l => l.Contains("--dport 53", StringComparison.Ordinal)), Is.Zero);
+        Assert.That(Command().Remove(Settings()), Is.Zero);
+        Assert.That(Command().Apply(Settings(targets: [IPEndPoint.Parse("127.0.0.1:5555"), IPEndPoint.Parse("[::1]:5555")]), force: false), Is.Zero);
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: false).Count(r => r.Contains("DNAT", StringComparison.Ordinal)), Is.EqualTo(3));
+    }
+
     [Test]
     public void AFamilyTheProxyDoesNotListenInIsRedirectedToAClosedPortAndSaysSo()
     {

@@ -131,6 +131,22 @@ public sealed class RulesCommandTests
         Assert.That(applied.Output.Where(l => l.StartsWith("proxy: ", StringComparison.Ordinal)).Select(l => l.Split(' ')[1]), Is.EqualTo(new[] { "127.0.0.1:8080", "[::1]:8081" }));
     }
 
+    /// <summary>The real iptables' listing (its own option order) of a rule left by an apply with another proxy port is
+    /// found, and the apply changes nothing.</summary>
+    [Test]
+    public void AnApplyWithAnotherProxyPortRefusesWhileTheEarlierRedirectIsThere()
+    {
+        Assert.That(RunInNamespace("rules", "--apply", "--config", _config).ExitCode, Is.Zero);
+        string before = _namespace!.Run("iptables", "-t", "nat", "-S");
+        string config = WriteConfig("ports.toml", "[enclave]\nproxy_listen = [\"127.0.0.1:8080\", \"[::1]:8081\"]\n");
+
+        var applied = RunInNamespace("rules", "--apply", "--config", config);
+
+        Assert.That(applied.ExitCode, Is.EqualTo(1), applied.ToString());
+        Assert.That(applied.Error, Has.Some.Contains("already redirects elsewhere: '-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:4444'"));
+        Assert.That(_namespace.Run("iptables", "-t", "nat", "-S"), Is.EqualTo(before));
+    }
+
     [Test]
     public void TheLegacyBackendFromTheConfigurationHoldsTheRulesAndAutoRemoveFindsThem()
     {
