@@ -155,6 +155,14 @@ var reportToAllowlist = new Command("report-to-allowlist", """
 {
     logsArgument,
 };
+logsArgument.Validators.Add(result =>
+{
+    // The argument takes any token, so an option it does not know (e.g. --log-level after the verb) became a file name.
+    foreach (var token in result.Tokens.Where(t => t.Value.Length > 1 && t.Value.StartsWith('-')))
+    {
+        result.AddError($"'{token.Value}' is not an option of 'report-to-allowlist', which takes only log files (a file whose name starts with '-': ./{token.Value})");
+    }
+});
 reportToAllowlist.SetAction(parse => RunReportToAllowlist(parse.GetValue(logsArgument) ?? []));
 HostCommandLine.RefuseParentOptions(reportToAllowlist, configOption, tunnelOption, logLevelOption, logFormatOption);
 root.Subcommands.Add(reportToAllowlist);

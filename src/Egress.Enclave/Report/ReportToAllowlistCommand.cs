@@ -22,6 +22,12 @@ internal sealed class ReportToAllowlistCommand(TextReader input, TextWriter outp
 
         foreach (string path in paths)
         {
+            if (Directory.Exists(path))
+            {
+                // The runtime's own message for it is "Access to the path ... is denied", even for root.
+                throw new IOException($"{path} is a directory, not a log file");
+            }
+
             using var reader = new StreamReader(path);
             reported.AddAll(reader);
         }

@@ -21,6 +21,22 @@ public sealed class ReportToAllowlistCommandTests
         });
     }
 
+    /// <summary>An operator's trial: a directory was "Access to the path ... is denied", even for root.</summary>
+    [Test]
+    public void ADirectoryIsRefusedAsADirectory()
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-report-").FullName;
+        try
+        {
+            Assert.That(() => new ReportToAllowlistCommand(new StringReader(string.Empty), new StringWriter(), new StringWriter()).Run([directory]),
+                Throws.TypeOf<IOException>().With.Message.EqualTo($"{directory} is a directory, not a log file"));
+        }
+        finally
+        {
+            Directory.Delete(directory);
+        }
+    }
+
     [Test]
     public void LinesTheLogSaysWereDroppedAreCountedInAWarning()
     {

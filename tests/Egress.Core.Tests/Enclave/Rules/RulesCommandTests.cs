@@ -225,6 +225,17 @@ public sealed class RulesCommandTests
         Assert.That(_namespace.Run("ip", "route", "show").Trim(), Is.Empty);
     }
 
+    /// <summary>An operator's trial (run here for this fixture's way of starting egress-enclave): report-to-allowlist took
+    /// an option written after it for a log file and said "Could not find file '.../--log-level'".</summary>
+    [Test]
+    public void ReportToAllowlistRefusesAnOptionItDoesNotTakeInsteadOfReadingItAsAFile()
+    {
+        var result = Run(["dotnet", EnclaveDll, "report-to-allowlist", "--log-level", "Debug", "enclave.log"], _directory);
+
+        Assert.That(result, Is.EqualTo(new CommandResult(2, [],
+            ["error: '--log-level' is not an option of 'report-to-allowlist', which takes only log files (a file whose name starts with '-': ./--log-level)"])));
+    }
+
     [Test]
     public void ApplyRefusesWhereOtherInterfacesExistUnlessForced()
     {
