@@ -66,14 +66,19 @@ var dnsUpstreamOption = new Option<IPEndPoint[]>("--dns-upstream")
 var metricsListenOption = new Option<IPEndPoint?>("--metrics-listen")
 {
     Description = "serve Prometheus metrics at http://IP:PORT/metrics (default: off), overriding [host] metrics_listen; "
-        + "loopback addresses only (127.0.0.1:9464, [::1]:9464)",
+        + "an IPv4 loopback address only (127.0.0.1:9464; IPv6 is not supported)",
     HelpName = "IP:PORT",
     CustomParser = result =>
     {
         var text = result.Tokens[0].Value;
         if (EndPointText.TryParseListen(text, out var endPoint, out var problem))
         {
-            return endPoint;
+            if (MetricsEndPoint.CanListenOn(endPoint))
+            {
+                return endPoint;
+            }
+
+            problem = MetricsEndPoint.IPv6Problem;
         }
 
         result.AddError($"--metrics-listen '{text}': {problem}");
@@ -147,6 +152,11 @@ static async Task<int> RunAsync(
         if (metricsListen is null && configuration.Host.MetricsListen is { } configured)
         {
             metricsListen = configured;
+            if (!MetricsEndPoint.CanListenOn(configured))
+            {
+                throw configuration.CreateException("host.metrics_listen", MetricsEndPoint.IPv6Problem);
+            }
+
             if (!MetricsEndPoint.IsLoopback(configured) && !metricsAllowRemote)
             {
                 throw configuration.CreateException("host.metrics_listen", MetricsEndPoint.NotLoopbackProblem);

@@ -39,6 +39,38 @@ public sealed class CommandLineTests
         }
     }
 
+    // Before, "[::1]:9464" (the --help example) passed both checks and egress-host exited 1 at start with "cannot serve
+    // metrics on http://[::1]:9464/metrics: Invalid port in prefix.": the exporter's HttpListener (managed, on Linux)
+    // takes the first ':' after "http://" for the port's, so it refuses every IPv6 literal. Now refused up front, exit 2.
+    [TestCase("[::1]:19464")]
+    [TestCase("[::ffff:127.0.0.1]:19464")]
+    public async Task MetricsListenOnIPv6IsRefusedBeforeStartOnTheCommandLineAndInTheFile(string endPoint)
+    {
+        const string Problem = "egress-host's metrics endpoint cannot listen on an IPv6 address (its HTTP server, .NET's HttpListener, refuses IPv6 literals on Linux): listen on 127.0.0.1:PORT";
+        string socket = Path.Combine(Path.GetTempPath(), $"egress-cli-{Guid.NewGuid():N}.sock");
+        string empty = await WriteConfigAsync(string.Empty);
+        string withKey = await WriteConfigAsync($"[host]\nmetrics_listen = \"{endPoint}\"\n");
+        try
+        {
+            var commandLine = await Command.RunAsync(HostBinaries.Host("--config", empty, "--tunnel", $"unix:{socket}", "--metrics-listen", endPoint), Timeout);
+            var file = await Command.RunAsync(HostBinaries.Host("--config", withKey, "--tunnel", $"unix:{socket}"), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(commandLine.ExitCode, Is.EqualTo(2), commandLine.ToString);
+                Assert.That(commandLine.StandardError, Is.EqualTo($"error: --metrics-listen '{endPoint}': {Problem}\n"), commandLine.ToString);
+                Assert.That(file.ExitCode, Is.EqualTo(2), file.ToString);
+                Assert.That(file.StandardError, Is.EqualTo($"{withKey}:2:18: error: {Problem} (key 'host.metrics_listen')\n"), file.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(empty);
+            File.Delete(withKey);
+            File.Delete(socket);
+        }
+    }
+
     // The second case: before, the command line took 198.18.0.53 twice (and the host asked it twice) while the file
     // refused it.
     [TestCase(
