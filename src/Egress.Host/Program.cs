@@ -191,7 +191,8 @@ static async Task<int> RunAsync(
 
     try
     {
-        builder.Services.AddEgressHost(configuration, listen, upstreams);
+        // The [[host.enclaves]] files' warnings are written where LoadConfiguration wrote this file's.
+        builder.Services.AddEgressHost(configuration, listen, upstreams, Console.Error.WriteLine);
     }
     catch (ConfigurationException ex)
     {

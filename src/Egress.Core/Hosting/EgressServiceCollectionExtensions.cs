@@ -108,7 +108,23 @@ public static class EgressServiceCollectionExtensions
     /// <exception cref="ArgumentNullException"><paramref name="services"/> or <paramref name="configuration"/> is null.</exception>
     /// <exception cref="ConfigurationException">A destination entry or the tunnel endpoint in the file is invalid; the message gives its <c>file:line:col</c>.</exception>
     public static IServiceCollection AddEgressHost(
-        this IServiceCollection services, EgressConfiguration configuration, TunnelEndpoint? listen = null, IReadOnlyList<IPEndPoint>? dnsUpstreams = null)
+        this IServiceCollection services, EgressConfiguration configuration, TunnelEndpoint? listen = null, IReadOnlyList<IPEndPoint>? dnsUpstreams = null) =>
+        AddEgressHost(services, configuration, listen, dnsUpstreams, warning: null);
+
+    /// <summary>
+    /// <see cref="AddEgressHost(IServiceCollection, EgressConfiguration, TunnelEndpoint?, IReadOnlyList{IPEndPoint}?)"/>,
+    /// handing each warning of a <c>[[host.enclaves]]</c> file (<see cref="ConfiguredComponents.GetWarnings"/>, located in
+    /// that file) to <paramref name="warning"/> as the file is read, once per file however many entries map it:
+    /// egress-host writes them where it writes the warnings of its own file.
+    /// </summary>
+    /// <param name="services">The host's services.</param>
+    /// <param name="configuration">The configuration.</param>
+    /// <param name="listen">Where to accept tunnel streams; null for <c>[tunnel] host_endpoint</c>.</param>
+    /// <param name="dnsUpstreams">Resolvers to forward DNS to; null or empty for <c>[host] dns_upstreams</c>.</param>
+    /// <param name="warning">Gets each warning line of the mapped files; null to drop them.</param>
+    /// <returns><paramref name="services"/>.</returns>
+    internal static IServiceCollection AddEgressHost(
+        this IServiceCollection services, EgressConfiguration configuration, TunnelEndpoint? listen, IReadOnlyList<IPEndPoint>? dnsUpstreams, Action<string>? warning)
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configuration);
@@ -116,7 +132,7 @@ public static class EgressServiceCollectionExtensions
         var (policy, metrics) = AddPolicy(services, configuration, "parent");
         var host = configuration.Host;
         var relay = configuration.CreateRelayOptions();
-        GatewayEnclave[] enclaves = LoadEnclaves(configuration, listen);
+        GatewayEnclave[] enclaves = LoadEnclaves(configuration, listen, warning);
         var audit = AddAudit(services, configuration, ConfigurationKeys.HostAuditLog.Path, host.AuditLog);
         services.AddSingleton(provider => new TunnelGateway(
             new TunnelGatewayOptions
@@ -149,12 +165,12 @@ public static class EgressServiceCollectionExtensions
     /// <summary>
     /// The policy of each <c>[[host.enclaves]]</c> entry, from its file's <c>[egress]</c> and <c>[dns]</c> (its other
     /// sections are not used), each with its own allowlist cache; read now, so that a missing or bad file fails
-    /// registration with its location.
+    /// registration with its location. Each file's warnings go to <paramref name="warning"/> once.
     /// </summary>
     /// <exception cref="ConfigurationException">A mapped file cannot be read (located at its <c>config</c> value) or is
     /// invalid (located in it); or the tunnel endpoint gives no peer CID (<c>unix:</c>, <c>tcp://</c>) and no entry is
     /// <c>cid = "any"</c>, so every stream would be refused.</exception>
-    private static GatewayEnclave[] LoadEnclaves(EgressConfiguration configuration, TunnelEndpoint listen)
+    private static GatewayEnclave[] LoadEnclaves(EgressConfiguration configuration, TunnelEndpoint listen, Action<string>? warning)
     {
         var mappings = configuration.Host.Enclaves;
         if (mappings.Count > 0 && listen.Transport != TunnelTransport.Vsock && !mappings.Any(mapping => mapping.Cid is null))
@@ -165,11 +181,13 @@ public static class EgressServiceCollectionExtensions
                 $"the tunnel endpoint {listen} gives no peer CID (only vsock: does), so no stream could match an entry by CID and every one would be refused; add an entry with cid = \"any\" or listen on vsock:");
         }
 
-        return LoadEnclaves(mappings);
+        return LoadEnclaves(mappings, warning);
     }
 
-    private static GatewayEnclave[] LoadEnclaves(IReadOnlyList<EnclaveMapping> mappings) =>
-        [.. mappings.Select(mapping =>
+    private static GatewayEnclave[] LoadEnclaves(IReadOnlyList<EnclaveMapping> mappings, Action<string>? warning)
+    {
+        var warned = new HashSet<string>(StringComparer.Ordinal);
+        return [.. mappings.Select(mapping =>
         {
             EgressConfiguration file;
             try
@@ -182,12 +200,21 @@ public static class EgressServiceCollectionExtensions
             }
 
             PolicyDigest digest = file.GetPolicyDigest();
+            if (warning is not null && warned.Add(Path.GetFullPath(mapping.ConfigPath)))
+            {
+                foreach (string line in file.GetWarnings())
+                {
+                    warning(line);
+                }
+            }
+
             string egress = !digest.EgressEnabled ? "disabled" : digest.Mode == EgressMode.Report ? "enabled, report mode" : "enabled";
             return new GatewayEnclave(
                 mapping.Cid,
                 file.CreatePolicy(file.CreateCache()),
                 $"policy {digest} (egress {egress}, {digest.DestinationCount} destination{(digest.DestinationCount == 1 ? string.Empty : "s")}) from {mapping.ConfigPath}");
         })];
+    }
 
     /// <summary>
     /// The side's policy (checked now, so a bad entry fails registration with its location) and its metrics, which the

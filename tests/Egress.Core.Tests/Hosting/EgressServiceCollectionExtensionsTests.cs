@@ -211,6 +211,29 @@ public sealed class EgressServiceCollectionExtensionsTests
         Assert.That(() => new ServiceCollection().AddEgressHost(configuration, tunnel), Throws.Nothing);
     }
 
+    // Before, egress-host wrote the warnings of its own file only: a mapped file that denies everything or opens internal
+    // ranges started without a word.
+    [Test]
+    public void EachMappedFilesWarningsAreHandedOnOnceLocatedInIt()
+    {
+        string wide = Path.Combine(_directory, "w2.toml");
+        string empty = Path.Combine(_directory, "w3.toml");
+        File.WriteAllText(wide, "[egress]\nenabled = true\ndestinations = [\"0.0.0.0/1\", \"*.com\"]\n");
+        File.WriteAllText(empty, "[egress]\nenabled = true\n");
+        var configuration = EgressConfiguration.Parse(
+            "[[host.enclaves]]\ncid = \"any\"\nconfig = \"w2.toml\"\n[[host.enclaves]]\ncid = 16\nconfig = \"w3.toml\"\n[[host.enclaves]]\ncid = 17\nconfig = \"w2.toml\"\n",
+            Path.Combine(_directory, "h2.toml"));
+        var tunnel = TunnelEndpoint.Parse("unix:" + Path.Combine(_directory, "t.sock"));
+        var warnings = new List<string>();
+
+        new ServiceCollection().AddEgressHost(configuration, tunnel, null, warnings.Add);
+
+        Assert.That(warnings, Is.EqualTo(EgressConfiguration.Load(wide).GetWarnings().Concat(EgressConfiguration.Load(empty).GetWarnings())));
+        Assert.That(warnings, Has.Count.EqualTo(3));
+        Assert.That(warnings[0], Does.StartWith(wide + ":3:17: warning: destination \"0.0.0.0/1\" also allows internal ranges it does not name: "));
+        Assert.That(warnings[2], Does.StartWith(empty + ":2:11: warning: egress.enabled = true with no destinations"));
+    }
+
     private static IHost Build(Action<IServiceCollection> configure)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
