@@ -201,7 +201,7 @@ static async Task<int> RunAsync(
     }
 
     using var host = builder.Build();
-    HostRuntime.LogStart(host, "Egress.Host", policyDigest);
+    HostRuntime.LogStart(host, "Egress.Host", policyDigest, policyPerEnclave: configuration.Host.Enclaves.Count > 0);
     return await HostRuntime.RunAsync(host, ex => ex.InnerException is HttpListenerException listenerError
         ? $"cannot serve metrics on http://{metricsListen}/metrics: {listenerError.Message}"
         : null);

@@ -12,6 +12,12 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "policy {Digest} (egress {Egress}, {Destinations}); the enclave and the parent must log the same")]
     public static partial void Policy(ILogger logger, string digest, string egress, string destinations);
 
+    /// <summary>Written in place of <see cref="Policy(ILogger, PolicyDigest)"/> by egress-host with <c>[[host.enclaves]]</c>,
+    /// where every stream is decided by its entry's file and the gateway logs each entry's digest
+    /// (<c>enclave CID 16: policy sha256:… (egress enabled, 2 destinations) from a.toml</c>).</summary>
+    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "policy per enclave ([[host.enclaves]]): each \"enclave ...: policy ...\" line below is what that enclave must log; this file's own [egress] decides no stream")]
+    public static partial void PolicyPerEnclave(ILogger logger);
+
     /// <summary>Written in place of lines dropped because stdout was read more slowly than they came, or whose write
     /// failed (<see cref="LogBatchWriter"/>); at any <c>--log-level</c>, since it is not logged through the filters.</summary>
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "{Count} " + global::Egress.Diagnostics.DroppedLogLines.Text + ": stdout was read more slowly than lines came (connections were not held up)")]

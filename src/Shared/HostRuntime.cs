@@ -135,13 +135,23 @@ internal static class HostRuntime
 
     /// <summary>
     /// Logs, under <paramref name="category"/>, the two lines every start begins with: <see cref="HostVersion.Text"/>
-    /// and the policy digest, which the other side logs too (they differ when the two read different policies).
+    /// and the policy digest, which the other side logs too (they differ when the two read different policies). With
+    /// <paramref name="policyPerEnclave"/> (egress-host with <c>[[host.enclaves]]</c>) the file's own <c>[egress]</c>
+    /// decides no stream, so its digest is not logged: the second line says that each entry's policy line, which the
+    /// gateway logs when it starts, is the one to compare instead.
     /// </summary>
-    public static void LogStart(IHost host, string category, PolicyDigest policy)
+    public static void LogStart(IHost host, string category, PolicyDigest policy, bool policyPerEnclave = false)
     {
         var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger(category);
         HostLog.Starting(logger, HostVersion.Text);
-        HostLog.Policy(logger, policy);
+        if (policyPerEnclave)
+        {
+            HostLog.PolicyPerEnclave(logger);
+        }
+        else
+        {
+            HostLog.Policy(logger, policy);
+        }
     }
 
     /// <summary>
