@@ -328,17 +328,41 @@ public sealed class EgressPolicy
             return new PolicyDecision(false, DecisionReason.InternalRange, rangeName);
         }
 
+        if (AllowAllAllows(port, ref portDenial))
+        {
+            return new PolicyDecision(true, DecisionReason.AllowAll, "*");
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Whether a <c>*</c> entry allows <paramref name="port"/>: a connection on it to an address outside the internal
+    /// ranges that no address or network entry covers is then allowed by <c>*</c> (<see cref="DecisionReason.AllowAll"/>)
+    /// before the learned addresses are consulted, whichever names the address was learned from, as
+    /// <see cref="CheckDestination"/> decides it. For <c>check NAME:PORT</c>, which has a name but no address.
+    /// </summary>
+    internal bool AllowAllAllows(int port)
+    {
+        string? portDenial = null;
+        return AllowAllAllows(port, ref portDenial);
+    }
+
+    /// <summary>The <c>*</c> step of <see cref="CheckStatic"/>: whether a <c>*</c> entry allows <paramref name="port"/>;
+    /// when one does not, <paramref name="portDenial"/> (if still null) is set to its text.</summary>
+    private bool AllowAllAllows(int port, ref string? portDenial)
+    {
         foreach (DestinationRule rule in _allowAll)
         {
             if (Allows(rule, port))
             {
-                return new PolicyDecision(true, DecisionReason.AllowAll, "*");
+                return true;
             }
 
             portDenial ??= rule.Text;
         }
 
-        return null;
+        return false;
     }
 
     private PolicyDecision FromCache(IPAddress address, CacheLookup lookup, int port, string? portDenial)

@@ -47,16 +47,19 @@ internal sealed class ServerNameGate : IFirstBytesGate
     /// allows the destination's port: an address that two names share, allowed on a port through one of them, is not
     /// reachable on that port under the other's name (<c>www.a.test:9000</c> does not open <c>other.a.test</c> on 9000).
     /// </summary>
-    public static ServerNameGate? For(EgressPolicy policy, IPEndPoint destination, PolicyDecision decision)
-    {
-        if (policy.TlsServerName == TlsServerNameMode.Off
-            || decision.Reason is not (DecisionReason.Learned or DecisionReason.LearnedInGrace or DecisionReason.LearnedInUse))
-        {
-            return null;
-        }
+    public static ServerNameGate? For(EgressPolicy policy, IPEndPoint destination, PolicyDecision decision) =>
+        Applies(policy, decision.Reason) ? Checking(policy, destination, decision) : null;
 
-        return Checking(policy, destination, decision);
-    }
+    /// <summary>
+    /// Whether a connection allowed for <paramref name="reason"/> is server-name checked under <paramref name="policy"/>:
+    /// the rule of <see cref="For"/>, which <c>egress-enclave check</c> states from too. Only an address learned from an
+    /// allowed name is checked (<see cref="DecisionReason.Learned"/>, <see cref="DecisionReason.LearnedInGrace"/>,
+    /// <see cref="DecisionReason.LearnedInUse"/>), and only when the mode is not <see cref="TlsServerNameMode.Off"/>;
+    /// a connection allowed by an address, network or <c>*</c> entry, or only by report mode, is not.
+    /// </summary>
+    internal static bool Applies(EgressPolicy policy, DecisionReason reason) =>
+        policy.TlsServerName != TlsServerNameMode.Off
+        && reason is DecisionReason.Learned or DecisionReason.LearnedInGrace or DecisionReason.LearnedInUse;
 
     /// <summary>The gate itself, apart from <see cref="For"/>: its name check's closure is allocated only for a connection
     /// that is checked (a lambda in <see cref="For"/> allocated its captures on every call, checked or not).</summary>

@@ -32,7 +32,15 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
                 ? $"         the DNS forwarder forwards queries for this name to the parent and answers them unchanged"
                 : $"         the DNS forwarder answers NXDOMAIN at once (with Extended DNS Error 15, Blocked, when the query has EDNS); nothing is forwarded");
             var onPort = targetPort is int namePort ? policy.CheckNamePort(target.Name, namePort) : null;
-            if (onPort is { PortAllowed: false } relaxed && policy.Mode == EgressMode.Report)
+
+            // A "*" entry that allows the port decides a connection to any address outside the internal ranges before
+            // the learned addresses are consulted (EgressPolicy.CheckDestination), whatever entry the name has.
+            bool byAllowAll = allowed && targetPort is int allPort && policy.AllowAllAllows(allPort);
+            if (byAllowAll)
+            {
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"connect: allowed on port {targetPort} by \"*\" (allow-all entry \"*\", as each connection is logged) to the addresses answered for this name; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"));
+            }
+            else if (onPort is { PortAllowed: false } relaxed && policy.Mode == EgressMode.Report)
             {
                 // The hosts' decision for such a connection, in their words: allowed by report mode; enforce would deny: port not allowed by "...".
                 var atRunTime = new PolicyDecision(false, DecisionReason.PortNotAllowed, relaxed.Entry).Relaxed();
@@ -57,7 +65,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
 
             if (allowed || decision.WouldDeny)
             {
-                output.WriteLine($"tls:     {ServerNameRule(policy, target.Name)}");
+                output.WriteLine($"tls:     {NameServerNameRule(policy, target.Name, decision, onPort, targetPort)}");
             }
         }
         else
@@ -85,6 +93,46 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
         output.WriteLine("note:    explains the static rules of the configuration; this command has no access to the running forwarder's cache of learned addresses");
         return allowed ? 0 : 1;
     }
+
+    /// <summary>
+    /// The server-name line for connections to the addresses answered for <paramref name="name"/> (on
+    /// <paramref name="port"/>, or on any port), from the reason the hosts allow such a connection for and
+    /// <see cref="ServerNameGate.Applies"/>, the rule the relay's gate is made by: a connection allowed by <c>*</c> or
+    /// only by report mode is not checked; one through a learned address is.
+    /// </summary>
+    private static string NameServerNameRule(EgressPolicy policy, string name, PolicyDecision decision, (string Entry, bool PortAllowed)? onPort, int? port)
+    {
+        const string ByAllowAll = "connections allowed by \"*\" are relayed whatever their ClientHello names (egress.tls_server_name applies to connections allowed through a learned address, and \"*\" decides before learned addresses are consulted)";
+        if (port is int onePort)
+        {
+            // The reason CheckDestination gives a connection on this port to an address learned from the name only.
+            DecisionReason reason = policy.AllowAllAllows(onePort) ? DecisionReason.AllowAll
+                : decision.WouldDeny ? decision.Reason
+                : onPort is { PortAllowed: false } ? DecisionReason.PortNotAllowed
+                : DecisionReason.Learned;
+            return ServerNameGate.Applies(policy, reason) || policy.TlsServerName == TlsServerNameMode.Off ? ServerNameRule(policy, name)
+                : reason == DecisionReason.AllowAll ? string.Create(CultureInfo.InvariantCulture, $"not checked on port {onePort}: {ByAllowAll}")
+                : NotCheckedInReportMode;
+        }
+
+        if (policy.TlsServerName == TlsServerNameMode.Off)
+        {
+            return ServerNameRule(policy, name);
+        }
+
+        if (decision.Reason == DecisionReason.AllowAll || policy.Destinations.Any(entry => entry.Kind == DestinationRuleKind.AllowAll && entry.Ports is null))
+        {
+            // Allowed only through "*", or "*" allows every port: no connection to its addresses goes through a learned address.
+            return $"not checked: {ByAllowAll}";
+        }
+
+        string rule = decision.WouldDeny ? NotCheckedInReportMode : ServerNameRule(policy, name);
+        string[] allowAll = [.. policy.Destinations.Where(entry => entry.Kind == DestinationRuleKind.AllowAll).Select(entry => $"\"{entry.Text}\"")];
+        return allowAll.Length == 0 ? rule : $"on the ports of {string.Join(", ", allowAll)}, not checked: {ByAllowAll}; on other ports: {rule}";
+    }
+
+    /// <summary>The server-name line of a connection allowed only by report mode, which the hosts do not check.</summary>
+    private const string NotCheckedInReportMode = "not checked: a connection allowed only by report mode (a would-deny) is relayed whatever its ClientHello names";
 
     /// <summary>The server-name rule (<c>egress.tls_server_name</c>) for connections through addresses learned from
     /// <paramref name="name"/> (null: from whichever allowed name), in the words the hosts' refusals use.</summary>
