@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using Egress.Policy;
 using Egress.Relay;
 using Egress.Tunnel;
@@ -67,7 +69,8 @@ public static class ConfiguredComponents
     /// Lists what in <c>[egress]</c> is valid but probably not meant: a policy that denies everything (<c>enabled = true</c>
     /// with no destinations, which an Evervault file reads as allow-all; <c>enabled = false</c> with destinations it does
     /// not use), and an IP network entry broader than an internal range it contains (instance metadata, loopback,
-    /// private ranges), which opens that range too, because explicit entries are trusted. Each warning is located like
+    /// private ranges), which opens that range too, because explicit entries are trusted, and a bare IPv6 address whose
+    /// last group reads as a port (<c>2001:db8::1:443</c>, see <see cref="PortLikeLastGroup"/>). Each warning is located like
     /// an error:
     /// <c>enclave.toml:3:17: warning: destination "0.0.0.0/1" also allows internal ranges it does not name: ... (key 'egress.destinations')</c>.
     /// </summary>
@@ -98,6 +101,15 @@ public static class ConfiguredComponents
                 continue;
             }
 
+            if (PortLikeLastGroup(entry) is var (head, port))
+            {
+                // "2001:db8::1:443" is a valid address: an operator who meant port 443 of 2001:db8::1 gets another one.
+                warnings.Add(string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"{entry.Location}: warning: destination \"{entry.Text}\" is the address {entry.Text.Trim()}; for port {port} of {head} write \"[{head}]:{port}\" (key 'egress.destinations')"));
+                continue;
+            }
+
             if (entry.Rule?.Network is not { } network)
             {
                 continue;
@@ -113,6 +125,40 @@ public static class ConfiguredComponents
         }
 
         return warnings;
+    }
+
+    /// <summary>
+    /// For a bare IPv6 address entry that may have been meant as <c>ADDRESS:PORT</c>, the address (as written) and port
+    /// of that reading; null for any other entry. The rule is narrow: the entry is an IPv6 address written without brackets,
+    /// prefix length or ports, with <c>::</c>; its last group is written in decimal digits only, without a leading zero,
+    /// and is 1-65535; and the text before that group's colon is itself an IPv6 address. So <c>2001:db8::1:443</c>
+    /// (2001:db8::1, 443) is read both ways, while <c>2001:db8::1</c> and <c>fd00::53</c> (<c>fd00:</c> is not an
+    /// address) are not.
+    /// </summary>
+    /// <param name="entry">A destination entry.</param>
+    internal static (string Address, int Port)? PortLikeLastGroup(DestinationEntry entry)
+    {
+        if (entry.Rule is not { Kind: DestinationRuleKind.Address, Ports: null, Address.AddressFamily: AddressFamily.InterNetworkV6 })
+        {
+            return null;
+        }
+
+        string text = entry.Text.Trim();
+        int colon = text.LastIndexOf(':');
+        if (text.StartsWith('[') || !text.Contains("::", StringComparison.Ordinal) || colon < 0)
+        {
+            return null;
+        }
+
+        ReadOnlySpan<char> last = text.AsSpan(colon + 1);
+        if (last.Length is 0 or > 5 || last[0] == '0' || last.ContainsAnyExceptInRange('0', '9')
+            || !int.TryParse(last, NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port > 65535)
+        {
+            return null;
+        }
+
+        string head = text[..colon];
+        return IPAddress.TryParse(head, out IPAddress? address) && address.AddressFamily == AddressFamily.InterNetworkV6 ? (head, port) : null;
     }
 
     // A policy that denies everything while it looks meant to allow something: enabled = true with no destinations (an

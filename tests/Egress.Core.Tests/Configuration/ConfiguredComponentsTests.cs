@@ -34,6 +34,36 @@ public sealed class ConfiguredComponentsTests
         Assert.That(warnings[0], Does.EndWith("(key 'egress.destinations')"));
     }
 
+    /// <summary>From an operator's trial: "2001:db8::1:443" was silently the address 2001:db8::1:443, not port 443 of
+    /// 2001:db8::1. It is a valid address, so it is warned about, naming both readings as written, not refused.</summary>
+    [TestCase("2001:db8::1:443", "2001:db8::1:443", 443, "2001:db8::1")]
+    [TestCase("::1:8080", "::1:8080", 8080, "::1")]
+    [TestCase("2001:DB8:0::1:8443", "2001:DB8:0::1:8443", 8443, "2001:DB8:0::1")]
+    public void AnIPv6AddressWhoseLastGroupReadsAsAPortIsWarnedAbout(string entry, string address, int port, string head)
+    {
+        var configuration = EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\n  \"api.example.com\",\n  \"{entry}\",\n]\n", Source);
+        Assert.That(configuration.CreatePolicy(configuration.CreateCache()).CheckAddress(IPAddress.Parse(address)).IsAllowed, Is.True, "a valid address entry");
+
+        Assert.That(configuration.GetWarnings(), Is.EqualTo(new[]
+        {
+            $"{Source}:5:3: warning: destination \"{entry}\" is the address {address}; for port {port} of {head} write \"[{head}]:{port}\" (key 'egress.destinations')",
+        }));
+    }
+
+    [TestCase("2001:db8::1")]
+    [TestCase("fd00::53")]
+    [TestCase("2001:db8::443")] // "2001:db8:" is not an address
+    [TestCase("2001:db8::1:0443")] // a leading zero: written as a group
+    [TestCase("2001:db8::1:70000")] // not a port (and not a group either: the entry is invalid, reported by the policy)
+    [TestCase("2001:db8::1:ab")]
+    [TestCase("2001:db8:0:0:0:0:1:443")] // no "::"
+    [TestCase("[2001:db8::1:443]")]
+    [TestCase("[2001:db8::1]:443")]
+    [TestCase("2001:db8::/32:443")]
+    [TestCase("::ffff:192.0.2.1")]
+    public void AnOrdinaryIPv6EntryIsNotWarnedAbout(string entry) =>
+        Assert.That(EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"{entry}\"]\n", Source).GetWarnings(), Is.Empty);
+
     // Before, both hosts started with only "(egress enabled, 0 destinations)": an Evervault file with an empty list
     // (allow-all there) silently denied everything.
     [TestCase("[egress]\nenabled = true\ndestinations = []\n", "3:16", "egress.destinations", "egress.enabled = true with no destinations: every connection and every DNS name is denied (an Evervault enclave allows everything with an empty list; Egress fails closed: write destinations = [\"*\"] to allow everything)")]
