@@ -183,6 +183,23 @@ static int RunReportToAllowlist(string[] paths)
     }
 }
 
+// Where the redirect rules send TCP and DNS, from [enclave] proxy_listen and dns_listen; ConfigurationException, located
+// at the key, for a listener no redirected connection could reach.
+static (IReadOnlyList<System.Net.IPEndPoint> Proxy, IReadOnlyList<System.Net.IPEndPoint> Dns) RedirectTargets(EgressConfiguration configuration)
+{
+    var key = "enclave.proxy_listen";
+    try
+    {
+        var proxy = RedirectRules.Targets(configuration.Enclave.ProxyListen);
+        key = "enclave.dns_listen";
+        return (proxy, RedirectRules.Targets(configuration.Enclave.DnsListen, "DNS forwarder"));
+    }
+    catch (ArgumentException ex)
+    {
+        throw configuration.CreateException(key, ex.Message);
+    }
+}
+
 static int Check(CheckTarget target, string? configPath)
 {
     var checkedConfiguration = HostRuntime.LoadConfiguration(configPath, Console.Error);
@@ -194,6 +211,11 @@ static int Check(CheckTarget target, string? configPath)
     try
     {
         var checkedPolicy = checkedConfiguration.CreatePolicy(checkedConfiguration.CreateCache());
+        // What only a run or `rules` reads of the shared file is refused here as it would be there: one check of the
+        // file finds what would stop either side from starting.
+        checkedConfiguration.GetTunnelEndpoint(TunnelSide.Enclave);
+        checkedConfiguration.GetTunnelEndpoint(TunnelSide.Host);
+        _ = RedirectTargets(checkedConfiguration);
         return new CheckCommand(checkedConfiguration, checkedPolicy, Console.Out).Run(target);
     }
     catch (ConfigurationException ex)
@@ -242,16 +264,13 @@ static int RunRules(string? configPath, bool apply, bool remove, bool force, Net
     }
 
     IReadOnlyList<System.Net.IPEndPoint> targets, dnsTargets;
-    var key = "enclave.proxy_listen";
     try
     {
-        targets = RedirectRules.Targets(configuration.Enclave.ProxyListen);
-        key = "enclave.dns_listen";
-        dnsTargets = RedirectRules.Targets(configuration.Enclave.DnsListen, "DNS forwarder");
+        (targets, dnsTargets) = RedirectTargets(configuration);
     }
-    catch (ArgumentException ex)
+    catch (ConfigurationException ex)
     {
-        Console.Error.WriteLine(configuration.CreateException(key, ex.Message).Message);
+        Console.Error.WriteLine(ex.Message);
         return HostRuntime.UsageError;
     }
 

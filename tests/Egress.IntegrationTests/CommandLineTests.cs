@@ -120,6 +120,32 @@ public sealed class CommandLineTests
         });
     }
 
+    // An operator's trial: check passed a file that egress-host (a malformed host_endpoint) or rules (a proxy_listen no
+    // redirected connection can reach) then refused, though the file is shared by both sides and check is what
+    // operators validate it with. (An enclave_endpoint of "any" was already refused.)
+    [TestCase("[tunnel]\nhost_endpoint = \"bogus\"\n", "2:17: error: Invalid tunnel endpoint 'bogus'")]
+    [TestCase("[tunnel]\nenclave_endpoint = \"vsock://any:4433\"\n", "2:20: error: the enclave dials this endpoint")]
+    [TestCase("[enclave]\nproxy_listen = [\"10.0.0.5:4444\"]\n", "2:16: error: The proxy's IPv4 listen address (10.0.0.5:4444) cannot take redirected connections")]
+    [TestCase("[enclave]\ndns_listen = [\"10.0.0.5:53\"]\n", "2:14: error: The DNS forwarder's IPv4 listen address (10.0.0.5:53) cannot take redirected connections")]
+    public async Task CheckRefusesWhatEitherSideWouldRefuseToStartWith(string text, string error)
+    {
+        string path = await WriteConfigAsync("[egress]\nenabled = true\ndestinations = [\"example.com\"]\n" + text);
+        try
+        {
+            var result = await Command.RunAsync(HostBinaries.Enclave("check", "example.com", "--config", path), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+                Assert.That(result.StandardError, Does.Contain($"{path}:{int.Parse(error.Split(':')[0], System.Globalization.CultureInfo.InvariantCulture) + 3}:{error[(error.IndexOf(':') + 1)..]}"), result.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     // Each of these was accepted and ignored before the command line moved to System.CommandLine.
     [TestCase("check", "10.1.2.3", "--log-format", "json")]
     [TestCase("check", "10.1.2.3", "--log-level", "Debug")]
