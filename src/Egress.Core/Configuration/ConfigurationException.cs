@@ -1,8 +1,13 @@
+using Egress.Diagnostics;
+
 namespace Egress.Configuration;
 
 /// <summary>
 /// An error in a configuration source, located at the offending key or value. The message reads
-/// <c>file:line:col: error: what (key 'section.key')</c>, the form compilers use, so editors can jump to it.
+/// <c>file:line:col: error: what (key 'section.key')</c>, the form compilers use, so editors can jump to it. Control and
+/// format characters that the problem quotes from the file (a destination with a newline or an escape sequence in it)
+/// are escaped (<c>\n</c>, <c>\u001B</c>) in the message and in <see cref="Problem"/>, so that printing either never
+/// splits a line or reaches the terminal.
 /// </summary>
 public sealed class ConfigurationException : Exception
 {
@@ -10,16 +15,16 @@ public sealed class ConfigurationException : Exception
     /// <param name="location">Where the offending key or value is.</param>
     /// <param name="key">The dotted key path the error is about (<c>egress.destinations</c>), or null for TOML syntax errors.</param>
     /// <param name="problem">What is wrong, without location or key (<c>expected a boolean, found a string</c>).</param>
+    /// <exception cref="ArgumentNullException"><paramref name="problem"/> or the location's source name is null.</exception>
     public ConfigurationException(SourceLocation location, string? key, string problem)
-        : base(Format(location, key, problem))
+        : base(Format(location, key, PrintableText.Escape(problem ?? throw new ArgumentNullException(nameof(problem)))))
     {
         ArgumentNullException.ThrowIfNull(location.SourceName);
-        ArgumentNullException.ThrowIfNull(problem);
         SourceName = location.SourceName;
         Line = location.Line;
         Column = location.Column;
         Key = key;
-        Problem = problem;
+        Problem = PrintableText.Escape(problem);
     }
 
     /// <summary>Gets the name of the source (usually the file path).</summary>

@@ -1,3 +1,4 @@
+using Egress.Diagnostics;
 using System.Diagnostics.CodeAnalysis;
 using System.Net;
 
@@ -60,7 +61,8 @@ public sealed class DestinationRule
     /// <summary>Parses one destination entry without throwing.</summary>
     /// <param name="entry">The entry as written in the configuration.</param>
     /// <param name="rule">The rule, when valid.</param>
-    /// <param name="error">When invalid, a message naming the entry and why, e.g.
+    /// <param name="error">When invalid, a message naming the entry (control and format characters escaped, <c>\n</c>,
+    /// <c>\u001B</c>: one printable line) and why, e.g.
     /// <c>invalid destination "api.example.com:0": port "0" is not a number from 1 to 65535</c>.</param>
     /// <returns><see langword="true"/> when the entry is valid.</returns>
     public static bool TryParse(
@@ -69,7 +71,8 @@ public sealed class DestinationRule
         [NotNullWhen(false)] out string? error)
     {
         string? reason = DestinationRuleParser.TryParse(entry ?? string.Empty, out rule);
-        error = reason is null ? null : $"invalid destination \"{entry}\": {reason}";
+        // Control and format characters of the entry (and of the reason, which may quote them) escaped: one printable line.
+        error = reason is null ? null : PrintableText.Escape($"invalid destination \"{entry}\": {reason}");
         return rule is not null;
     }
 

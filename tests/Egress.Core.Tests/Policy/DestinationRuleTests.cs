@@ -139,7 +139,8 @@ public sealed class DestinationRuleTests
         {
             Assert.That(parsed, Is.False);
             Assert.That(rule, Is.Null);
-            Assert.That(error, Is.EqualTo($"invalid destination \"{entry}\": {reason}"));
+            // The entry as printed: a tab or other control character escaped (PrintableText).
+            Assert.That(error, Is.EqualTo($"invalid destination \"{entry.Replace("\t", "\\t", StringComparison.Ordinal)}\": {reason}"));
         });
     }
 

@@ -1,0 +1,59 @@
+using System.Globalization;
+using System.Text;
+
+namespace Egress.Diagnostics;
+
+/// <summary>
+/// Text from a configuration file or a command line made safe to print in a one-line message: control characters (C0,
+/// DEL, C1: a newline would split the line, an ESC sequence would reach the terminal) and format characters (the
+/// bidirectional overrides and isolates of Unicode TR #36, zero-width characters) are written as C#-style escapes
+/// (<c>\n</c>, <c>\t</c>, <c>\r</c>, <c>\u001B</c>); everything else is kept.
+/// </summary>
+internal static class PrintableText
+{
+    /// <summary>Escapes what <see cref="PrintableText"/> names; returns <paramref name="text"/> itself when nothing needs it.</summary>
+    public static string Escape(string text)
+    {
+        int first = IndexOfUnprintable(text);
+        if (first < 0)
+        {
+            return text;
+        }
+
+        var escaped = new StringBuilder(text.Length + 8).Append(text, 0, first);
+        foreach (char c in text.AsSpan(first))
+        {
+            if (!IsUnprintable(c))
+            {
+                escaped.Append(c);
+                continue;
+            }
+
+            escaped.Append(c switch
+            {
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                _ => string.Create(CultureInfo.InvariantCulture, $"\\u{(int)c:X4}"),
+            });
+        }
+
+        return escaped.ToString();
+    }
+
+    private static int IndexOfUnprintable(string text)
+    {
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (IsUnprintable(text[i]))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    private static bool IsUnprintable(char c) =>
+        char.IsControl(c) || (c >= 0x80 && CharUnicodeInfo.GetUnicodeCategory(c) == UnicodeCategory.Format);
+}

@@ -1,0 +1,50 @@
+using Egress.Configuration;
+using Egress.Diagnostics;
+
+namespace Egress.Tests.Diagnostics;
+
+/// <summary><see cref="PrintableText"/>, and the configuration errors that quote a file's text through it.</summary>
+public sealed class PrintableTextTests
+{
+    [TestCase("api.example.com", "api.example.com")]
+    [TestCase("a\nb", "a\\nb")]
+    [TestCase("a\r\tb", "a\\r\\tb")]
+    [TestCase("a\u001b[31mb", "a\\u001B[31mb")]
+    [TestCase("\u007f\u0085\u009b", "\\u007F\\u0085\\u009B")]
+    [TestCase("abc\u202edef", "abc\\u202Edef")] // RIGHT-TO-LEFT OVERRIDE (Trojan Source)
+    [TestCase("x\u200by", "x\\u200By")] // ZERO WIDTH SPACE
+    [TestCase("bücher.example", "bücher.example")]
+    [TestCase("", "")]
+    public void ControlAndFormatCharactersAreEscapedAndTheRestKept(string text, string expected) =>
+        Assert.That(PrintableText.Escape(text), Is.EqualTo(expected));
+
+    [Test]
+    public void DestinationRuleParseEscapesTheEntryInItsMessage() =>
+        Assert.That(() => Egress.Policy.DestinationRule.Parse("a\u001b[31mb"),
+            Throws.ArgumentException.With.Message.StartsWith("invalid destination \"a\\u001B[31mb\": contains invalid character '\\u001B'"));
+
+    [Test]
+    public void TextWithNothingToEscapeIsReturnedAsIs()
+    {
+        string text = "api.example.com:443";
+
+        Assert.That(PrintableText.Escape(text), Is.SameAs(text));
+    }
+
+    /// <summary>An operator's trial: a destination with an escape sequence or a newline in it was quoted raw in the
+    /// error, which split the line and coloured the terminal.</summary>
+    [TestCase("a\\u001b[31mb", "a\\u001B[31mb")]
+    [TestCase("c\\nd", "c\\nd")]
+    public void ADestinationsControlCharactersAreEscapedInItsError(string written, string shown)
+    {
+        EgressConfiguration configuration = EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"{written}\"]\n", "enclave.toml");
+        var error = Assert.Throws<ConfigurationException>(() => configuration.CreatePolicy(configuration.CreateCache()))!;
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.Message, Does.Contain($"invalid destination \"{shown}\""));
+            Assert.That(error.Message.Any(char.IsControl), Is.False, error.Message);
+            Assert.That(error.Problem.Any(char.IsControl), Is.False, error.Problem);
+        });
+    }
+}
