@@ -554,10 +554,20 @@ internal sealed class ConfigurationReader
 
     private ConfigurationException UnknownKey(string key, string path, SourceLocation keyLocation, string[] known)
     {
-        // A near miss, or a duration key without its unit or with another unit (status_timeout, idle_timeout_ms).
+        // A near miss (TOML keys are case-sensitive: ENABLED is one too), or a duration key without its unit or with
+        // another unit (status_timeout, idle_timeout_ms).
         string? suggestion = known.FirstOrDefault(candidate =>
-            EditDistance(key, candidate) <= 2 || WithoutUnit(key).SequenceEqual(WithoutUnit(candidate)));
-        return new ConfigurationException(keyLocation, path, suggestion is null ? "unknown key" : $"unknown key; did you mean '{suggestion}'?");
+            EditDistance(key.ToLowerInvariant(), candidate) <= 2 || WithoutUnit(key).SequenceEqual(WithoutUnit(candidate)));
+        if (suggestion is not null)
+        {
+            return new ConfigurationException(keyLocation, path, $"unknown key; did you mean '{suggestion}'?");
+        }
+
+        // A key of another section ([host] proxy_listen): where it belongs.
+        string[] elsewhere = [.. ConfigurationKeys.All.Where(other => other.Name == key && other.Path != path).Select(other => $"[{other.Section}]")];
+        return new ConfigurationException(keyLocation, path, elsewhere.Length == 0
+            ? "unknown key"
+            : $"unknown key here; '{key}' is a key of {string.Join(" and ", elsewhere)}");
     }
 
     private static ReadOnlySpan<char> WithoutUnit(string key) =>

@@ -14,6 +14,12 @@ public sealed class ConfigurationErrorTests
     [TestCase("egress = { enabled = true, destinationz = [] }\n", 1, 28, "egress.destinationz", "unknown key; did you mean 'destinations'?", TestName = "Unknown key in an inline table")]
     [TestCase("[tunnel]\nstatus_timeout = 10000\n", 2, 1, "tunnel.status_timeout", "unknown key; did you mean 'status_timeout_ms'?", TestName = "Duration key without its unit")]
     [TestCase("[enclave]\nproxy_port = 4444\n", 2, 1, "enclave.proxy_port", "unknown key", TestName = "proxy_port is not a key (proxy_listen is)")]
+    // An operator's trial: a key written in the wrong section, or in capitals, got a bare "unknown key".
+    [TestCase("[host]\nproxy_listen = [\"127.0.0.1:4444\"]\n", 2, 1, "host.proxy_listen", "unknown key here; 'proxy_listen' is a key of [enclave]", TestName = "A key of [enclave] in [host]")]
+    [TestCase("[tunnel]\nconnect_timeout_ms = 5000\n", 2, 1, "tunnel.connect_timeout_ms", "unknown key here; 'connect_timeout_ms' is a key of [host]", TestName = "A key of [host] in [tunnel]")]
+    [TestCase("[dns]\naudit_log = \"stdout\"\n", 2, 1, "dns.audit_log", "unknown key here; 'audit_log' is a key of [enclave] and [host]", TestName = "A key of two sections elsewhere")]
+    [TestCase("[EGRESS]\nenabled = true\n", 1, 2, "EGRESS", "unknown key; did you mean 'egress'?", TestName = "A section name in capitals")]
+    [TestCase("[egress]\nENABLED = true\n", 2, 1, "egress.ENABLED", "unknown key; did you mean 'enabled'?", TestName = "A key in capitals")]
     [TestCase("[host]\n\n  dns_upstream = []\n", 3, 3, "host.dns_upstream", "unknown key; did you mean 'dns_upstreams'?", TestName = "Unknown key in [host], indented")]
     [TestCase("[dns]\nttl_floor = 1\n", 2, 1, "dns.ttl_floor", "unknown key; did you mean 'ttl_floor_seconds'?", TestName = "Unknown key in [dns]")]
     [TestCase("[relay]\nidle_timeout_ms = 1\n", 2, 1, "relay.idle_timeout_ms", "unknown key; did you mean 'idle_timeout_seconds'?", TestName = "Duration key with the wrong unit")]
