@@ -146,6 +146,34 @@ public sealed class CommandLineTests
         }
     }
 
+    // An operator's trial: these printed Tomlyn's words (a byte that is not UTF-8 as "Invalid UTF-16 surrogate
+    // sequence", a redefined table over several lines, an integer beyond 64 bits without its key). The text is written
+    // as Latin-1, so that \u00FF is the byte 0xFF.
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"api.ex\u00FFample.com\"]\n", "3:24: error: the file is not UTF-8 text (byte 0xFF at byte offset 47); TOML files must be UTF-8")]
+    [TestCase("[egress]\n# a\0b\nenabled = true\n", "2:4: error: control character \\u0000 is not allowed in TOML (in a string, write it as the escape \\u0000)")]
+    [TestCase("[egress]\nenabled = true\n\n[egress]\ndestinations = []\n", "4:1: error: table [egress] is defined twice (first at line 1)")]
+    [TestCase("[host]\nmax_streams = 99999999999999999999999\n", "2:15: error: must be between 0 and 2147483647, found 99999999999999999999999 (key 'host.max_streams')")]
+    public async Task ATomlErrorIsOneLocatedLineOnEitherHost(string text, string error)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"egress-cli-{Guid.NewGuid():N}.toml");
+        await File.WriteAllBytesAsync(path, System.Text.Encoding.Latin1.GetBytes(text));
+        try
+        {
+            var check = await Command.RunAsync(HostBinaries.Enclave("check", "example.com", "--config", path), Timeout);
+            var host = await Command.RunAsync(HostBinaries.Host("--config", path), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That((check.ExitCode, check.StandardError), Is.EqualTo((2, $"{path}:{error}\n")), check.ToString);
+                Assert.That((host.ExitCode, host.StandardError), Is.EqualTo((2, $"{path}:{error}\n")), host.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     // Each of these was accepted and ignored before the command line moved to System.CommandLine.
     [TestCase("check", "10.1.2.3", "--log-format", "json")]
     [TestCase("check", "10.1.2.3", "--log-level", "Debug")]

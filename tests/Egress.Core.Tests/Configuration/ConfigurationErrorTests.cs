@@ -150,18 +150,11 @@ public sealed class ConfigurationErrorTests
         });
     }
 
+    // Tomlyn's message quoted the first definition ("The key `egress.enabled` is already defined at (2,1) with
+    // `enabled = false` and cannot be redefined"); the key is named as every other error names it.
     [Test]
-    public void DuplicateKeyIsReportedAtTheSecondDefinition()
-    {
-        ConfigurationException error = Fail("[egress]\nenabled = false\nenabled = true\n");
-
-        Assert.Multiple(() =>
-        {
-            Assert.That((error.Line, error.Column), Is.EqualTo((3, 1)));
-            Assert.That(error.Key, Is.Null);
-            Assert.That(error.Message, Does.StartWith("enclave.toml:3:1: error: "));
-        });
-    }
+    public void DuplicateKeyIsReportedAtTheSecondDefinition() =>
+        AssertError("[egress]\nenabled = false\nenabled = true\n", 3, 1, "egress.enabled", "defined twice (first at line 2)");
 
     [Test]
     public void RedefinedSectionIsReportedAtTheSecondHeader()
@@ -170,6 +163,36 @@ public sealed class ConfigurationErrorTests
 
         Assert.That((error.Line, error.Column), Is.EqualTo((4, 1)));
     }
+
+    // An operator's trial: Tomlyn's message for a redefined table quotes the first table's text, newlines and all
+    // ("The key `egress` is already defined at (1,1) with `[egress]\nenabled = true\n` and cannot be redefined").
+    [TestCase("[egress]\nenabled = true\n\n[egress]\ndestinations = []\n", 4, 1, "table [egress] is defined twice (first at line 1)", TestName = "A section defined twice")]
+    [TestCase("egress.enabled = true\n\n[egress]\ndestinations = []\n", 3, 1, "table [egress] is defined twice (first at line 1)", TestName = "A section defined by a dotted key, then by a header")]
+    [TestCase("[scaling]\na = 1\n[egress]\nenabled = true\n[ scaling ]\nb = 2\n", 5, 1, "table [scaling] is defined twice (first at line 1)", TestName = "An Evervault table defined twice")]
+    [TestCase("[host.more]\na = 1\n[host.\"more\"]\nb = 2\n", 3, 1, "table [host.more] is defined twice (first at line 1)", TestName = "A sub-table defined twice, once quoted")]
+    public void RedefinedTableIsOneLineNamingTheTableAndItsFirstDefinition(string text, int line, int column, string problem) =>
+        AssertSyntaxError(text, line, column, problem);
+
+    // An operator's trial: Tomlyn's words ("Invalid control character ...", or none: a NUL in a comment) for what TOML
+    // forbids anywhere in the text.
+    [TestCase("[egress]\ndestinations = [\"a\0b\"]\n", 2, 19, "control character \\u0000 is not allowed in TOML (in a string, write it as the escape \\u0000)", TestName = "NUL in a string")]
+    [TestCase("[egress]\n# a\0b\nenabled = true\n", 2, 4, "control character \\u0000 is not allowed in TOML (in a string, write it as the escape \\u0000)", TestName = "NUL in a comment")]
+    [TestCase("[egress]\nenabled = true # \u001b[31mred\n", 2, 18, "control character \\u001B is not allowed in TOML (in a string, write it as the escape \\u001B)", TestName = "ESC in a comment")]
+    [TestCase("[egress]\nenabled = true\u007f\n", 2, 15, "control character \\u007F is not allowed in TOML (in a string, write it as the escape \\u007F)", TestName = "DEL after a value")]
+    [TestCase("[egress]\ndestinations = [\"a\u000cb\"]\n", 2, 19, "control character \\u000C is not allowed in TOML (in a string, write it as the escape \\u000C)", TestName = "Form feed in a string")]
+    [TestCase("[egress]\renabled = true\n", 1, 9, "a carriage return (\\r) not followed by a line feed; TOML lines end with \\n or \\r\\n", TestName = "A carriage return alone")]
+    public void ForbiddenControlCharacterIsNamedWhereItIs(string text, int line, int column, string problem) =>
+        AssertSyntaxError(text, line, column, problem);
+
+    // An operator's trial: Tomlyn's message for an integer beyond 64 bits names neither the key nor a range.
+    [TestCase("[host]\nmax_streams = 99999999999999999999999\n", 2, 15, "host.max_streams", "must be between 0 and 2147483647, found 99999999999999999999999", TestName = "Stream limit beyond 64 bits")]
+    [TestCase("host = { max_streams = -99999999999999999999999 }\n", 1, 24, "host.max_streams", "must be between 0 and 2147483647, found -99999999999999999999999", TestName = "Negative stream limit beyond 64 bits, inline table")]
+    [TestCase("dns.cache_max_entries = 0xFFFFFFFFFFFFFFFFFF\n", 1, 25, "dns.cache_max_entries", "must be between 1 and 2147483647, found 0xFFFFFFFFFFFFFFFFFF", TestName = "Hexadecimal cache size beyond 64 bits, dotted key")]
+    [TestCase("[egress]\nports = [443, 99999999999999999999999]\n", 2, 15, "egress.ports", "integer 99999999999999999999999 does not fit in 64 bits (TOML integers are -9223372036854775808 to 9223372036854775807)", TestName = "Port beyond 64 bits")]
+    [TestCase("[[host.enclaves]]\ncid = 99999999999999999999999\nconfig = \"a.toml\"\n", 2, 7, "host.enclaves.cid", "integer 99999999999999999999999 does not fit in 64 bits (TOML integers are -9223372036854775808 to 9223372036854775807)", TestName = "CID beyond 64 bits")]
+    [TestCase("[scaling]\ndesired_replicas = 99999999999999999999999\n", 2, 20, "scaling.desired_replicas", "integer 99999999999999999999999 does not fit in 64 bits (TOML integers are -9223372036854775808 to 9223372036854775807)", TestName = "Evervault integer beyond 64 bits")]
+    public void IntegerBeyond64BitsNamesItsKeyAndRange(string text, int line, int column, string key, string problem) =>
+        AssertError(text, line, column, key, problem);
 
     // Tomlyn's event parser alone cannot tell these from real duplicates (it reports a reopened table's name again and
     // misses a redefined [section]), which is why the reader also runs Tomlyn's validating syntax parser.
@@ -181,12 +204,8 @@ public sealed class ConfigurationErrorTests
         Assert.That(() => EgressConfiguration.Parse(text, Source), Throws.Nothing);
 
     [Test]
-    public void DuplicateKeyInAnEvervaultTableIsAnError()
-    {
-        ConfigurationException error = Fail("[scaling]\na = 1\na = 2\n");
-
-        Assert.That((error.Line, error.Column, error.Key), Is.EqualTo((3, 1, (string?)null)));
-    }
+    public void DuplicateKeyInAnEvervaultTableIsAnError() =>
+        AssertError("[scaling]\na = 1\na = 2\n", 3, 1, "scaling.a", "defined twice (first at line 2)");
 
     [Test]
     public void ValueErrorInAnEvervaultTableIsNotChecked()
@@ -208,6 +227,18 @@ public sealed class ConfigurationErrorTests
             Assert.That(error.Line, Is.EqualTo(line));
             Assert.That(error.Column, Is.EqualTo(column));
             Assert.That(error.Key, Is.EqualTo(key));
+            Assert.That(error.Problem, Is.EqualTo(problem));
+        });
+    }
+
+    private static void AssertSyntaxError(string text, int line, int column, string problem)
+    {
+        ConfigurationException error = Fail(text);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.Message, Is.EqualTo($"{Source}:{line}:{column}: error: {problem}"));
+            Assert.That((error.Line, error.Column, error.Key), Is.EqualTo((line, column, (string?)null)));
             Assert.That(error.Problem, Is.EqualTo(problem));
         });
     }
