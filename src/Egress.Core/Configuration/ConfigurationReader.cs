@@ -38,6 +38,7 @@ internal sealed class ConfigurationReader
     {
         try
         {
+            ConfigurationText.Check(text, sourceName);
             ThrowOnSyntaxError();
 
             parser = TomlParser.Create(text, new TomlParserOptions { Mode = TomlParserMode.Strict }, new TomlSerializerOptions { SourceName = sourceName });

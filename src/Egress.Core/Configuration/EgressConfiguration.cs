@@ -55,8 +55,8 @@ public sealed class EgressConfiguration
     /// <summary>Reads and checks a configuration file.</summary>
     /// <param name="path">The file's path; it also names the source in error messages.</param>
     /// <returns>The configuration.</returns>
-    /// <exception cref="ConfigurationException">The file is not valid TOML, has an unknown key, a value of the wrong type
-    /// or out of its range. The destination entries and the tunnel endpoints are checked when they are used
+    /// <exception cref="ConfigurationException">The file is not UTF-8 text, is not valid TOML, has an unknown key, a value
+    /// of the wrong type or out of its range. The destination entries and the tunnel endpoints are checked when they are used
     /// (<see cref="ConfiguredComponents.CreatePolicy"/>, <see cref="ConfiguredComponents.GetTunnelEndpoint"/>), with the
     /// same <c>file:line:col</c> errors.</exception>
     /// <exception cref="IOException">The file cannot be read, <paramref name="path"/> is a directory, or the file is
@@ -85,9 +85,9 @@ public sealed class EgressConfiguration
             }
         }
 
-        text.Position = 0;
-        using var reader = new StreamReader(text, detectEncodingFromByteOrderMarks: true);
-        return Parse(reader.ReadToEnd(), path);
+        // TOML is UTF-8: a byte that is not is an error located at it (a StreamReader would read it as U+FFFD, or read
+        // a file with a UTF-16 byte order mark as UTF-16).
+        return Parse(ConfigurationText.Decode(text.GetBuffer().AsSpan(0, (int)text.Length), path), path);
     }
 
     /// <summary>The largest configuration file <see cref="Load"/> reads: 64 MiB.</summary>
