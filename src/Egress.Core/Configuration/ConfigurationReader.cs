@@ -86,8 +86,7 @@ internal sealed class ConfigurationReader
 
         if (first is not null)
         {
-            TextPosition start = first.Span.Start;
-            throw new ConfigurationException(new SourceLocation(sourceName, start.Line + 1, start.Column + 1), null, first.Message);
+            throw TomlSyntaxErrors.Create(first, document, text, sourceName);
         }
     }
 

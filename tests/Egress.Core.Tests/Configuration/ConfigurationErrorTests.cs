@@ -203,6 +203,23 @@ public sealed class ConfigurationErrorTests
     public void KeysDefinedOncePerTableAreAccepted(string text) =>
         Assert.That(() => EgressConfiguration.Parse(text, Source), Throws.Nothing);
 
+    // Tomlyn numbers the tables of an array in its path (host.enclaves.0.cid); the key is named as the project names it.
+    [TestCase("[[host.enclaves]]\ncid = 16\ncid = 17\n", 3, 1, "host.enclaves.cid", "defined twice (first at line 2)", TestName = "A key defined twice in an array of tables")]
+    [TestCase("egress = { enabled = true, enabled = false }\n", 1, 28, "egress.enabled", "defined twice (first at line 1)", TestName = "A key defined twice in an inline table")]
+    public void DuplicateKeyIsNamedAsTheProjectNamesIt(string text, int line, int column, string key, string problem) =>
+        AssertError(text, line, column, key, problem);
+
+    // Errors at the end of the text keep Tomlyn's words (Tomlyn's end-of-file position is not in the text).
+    [TestCase("[egress]\ndestinations = [\"a\",\n")]
+    [TestCase("[egress]\nenabled = ")]
+    [TestCase("[egress")]
+    public void ErrorsAtTheEndOfTheTextAreLocatedOnOneLine(string text)
+    {
+        ConfigurationException error = Fail(text);
+
+        Assert.That((error.Key, error.Message.Contains('\n', StringComparison.Ordinal), error.Line > 0), Is.EqualTo(((string?)null, false, true)), error.Message);
+    }
+
     [Test]
     public void DuplicateKeyInAnEvervaultTableIsAnError() =>
         AssertError("[scaling]\na = 1\na = 2\n", 3, 1, "scaling.a", "defined twice (first at line 2)");
