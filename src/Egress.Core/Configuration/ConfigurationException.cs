@@ -13,7 +13,7 @@ public sealed class ConfigurationException : Exception
 {
     /// <summary>Creates an error located at <paramref name="location"/>.</summary>
     /// <param name="location">Where the offending key or value is.</param>
-    /// <param name="key">The dotted key path the error is about (<c>egress.destinations</c>), or null for TOML syntax errors.</param>
+    /// <param name="key">The dotted key path the error is about (<c>egress.destinations</c>), or null for a TOML syntax error that concerns no key.</param>
     /// <param name="problem">What is wrong, without location or key (<c>expected a boolean, found a string</c>).</param>
     /// <exception cref="ArgumentNullException"><paramref name="problem"/> or the location's source name is null.</exception>
     public ConfigurationException(SourceLocation location, string? key, string problem)
@@ -36,7 +36,7 @@ public sealed class ConfigurationException : Exception
     /// <summary>Gets the 1-based column of the error, or 0 when it concerns a default value that is not in the source.</summary>
     public int Column { get; }
 
-    /// <summary>Gets the dotted key path the error is about, or null for TOML syntax errors.</summary>
+    /// <summary>Gets the dotted key path the error is about, or null for a TOML syntax error that concerns no key.</summary>
     public string? Key { get; }
 
     /// <summary>Gets what is wrong, without location or key.</summary>
