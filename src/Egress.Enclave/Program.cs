@@ -74,6 +74,12 @@ var targetArgument = new Argument<CheckTarget>("TARGET")
     Description = "NAME, IP, NAME:PORT, IPv4:PORT or [IPv6]:PORT",
     CustomParser = result =>
     {
+        if (HostCommandLine.DescribeOptionLike(result) is { } optionLike)
+        {
+            result.AddError(optionLike);
+            return null;
+        }
+
         if (CheckTarget.TryParse(result.Tokens[0].Value, out var target, out var targetError))
         {
             return target;
@@ -145,6 +151,7 @@ var logsArgument = new Argument<string[]>("LOG")
     Description = "log files of egress-enclave or egress-host (text or JSON lines); standard input when none",
     Arity = ArgumentArity.ZeroOrMore,
 };
+HostCommandLine.RefuseOptionLikeValues(logsArgument);
 var reportToAllowlist = new Command("report-to-allowlist", """
     Turn the "report mode: would deny" lines that egress-enclave and egress-host log with [egress] mode = "report"
     into egress.destinations entries, one per line, sorted and unique: a name with the ports its connections used

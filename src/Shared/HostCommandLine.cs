@@ -82,10 +82,47 @@ internal static class HostCommandLine
     }
 
     /// <summary>
+    /// Makes <paramref name="argument"/> refuse a word that looks like an option, with the message
+    /// <see cref="ErrorMessages"/> gives an unknown option: System.CommandLine gives a word that no option of the verb
+    /// matches to the verb's argument, so <c>report-to-allowlist --config x</c> would read a log named "--config".
+    /// An argument with a <c>CustomParser</c> calls <see cref="DescribeOptionLike"/> from it instead.
+    /// </summary>
+    public static void RefuseOptionLikeValues(Argument argument)
+    {
+        argument.Validators.Add(result =>
+        {
+            if (DescribeOptionLike(result) is { } problem)
+            {
+                result.AddError(problem);
+            }
+        });
+    }
+
+    /// <summary>The error for the first word of <paramref name="result"/> that looks like an option; null when none does.</summary>
+    public static string? DescribeOptionLike(ArgumentResult result)
+    {
+        if (result.Parent is not CommandResult { Command: var command })
+        {
+            return null;
+        }
+
+        foreach (Token token in result.Tokens)
+        {
+            if (IsOptionLike(token.Value))
+            {
+                return DescribeUnknownOption(command, token.Value, out _);
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
     /// Parses <paramref name="args"/> against <paramref name="root"/> and runs the chosen verb's action. A parse error
-    /// prints one <c>error: ...</c> line per problem to stderr and returns <see cref="HostRuntime.UsageError"/>;
-    /// <c>--help</c> prints <see cref="HostVersion.Text"/>, <paramref name="title"/>, the generated help and, for the
-    /// root, <paramref name="epilogue"/>; <c>--version</c> prints <see cref="HostVersion.Text"/>. Both return 0.
+    /// prints one <c>error: ...</c> line per problem to stderr (see <see cref="ErrorMessages"/>) and returns
+    /// <see cref="HostRuntime.UsageError"/>; <c>--help</c> prints <see cref="HostVersion.Text"/>, <paramref name="title"/>,
+    /// the generated help and, for the root, <paramref name="epilogue"/>; <c>--version</c> prints
+    /// <see cref="HostVersion.Text"/>. Both return 0.
     /// </summary>
     public static async Task<int> RunAsync(RootCommand root, string title, string epilogue, string[] args)
     {
@@ -105,9 +142,9 @@ internal static class HostCommandLine
         ParseResult result = root.Parse(args);
         if (result.Action is ParseErrorAction)
         {
-            foreach (ParseError error in result.Errors)
+            foreach (string message in ErrorMessages(result))
             {
-                await Console.Error.WriteLineAsync($"error: {error.Message}").ConfigureAwait(false);
+                await Console.Error.WriteLineAsync($"error: {message}").ConfigureAwait(false);
             }
 
             return HostRuntime.UsageError;
@@ -117,6 +154,114 @@ internal static class HostCommandLine
         return await result.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null, EnableDefaultExceptionHandler = false })
             .ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// The message of each error in <paramref name="result"/>, with System.CommandLine's "Unrecognized command or
+    /// argument '--x'." for a word that looks like an option made specific: an option the command line has elsewhere
+    /// "does not apply" to the command (the words <see cref="RefuseParentOptions"/> uses when it is written before the
+    /// verb), and any other is an unknown option, named with the closest option the command takes and where its help
+    /// is. The word after such an option, when the option takes a value, is its value and is not reported again.
+    /// </summary>
+    private static IEnumerable<string> ErrorMessages(ParseResult result) => Messages(result).Distinct();
+
+    private static IEnumerable<string> Messages(ParseResult result)
+    {
+        Command command = result.CommandResult.Command;
+        var ours = new List<(string Generated, string? Message)>();
+        int searchFrom = 0;
+        int valueAt = -1;
+        foreach (string word in result.UnmatchedTokens)
+        {
+            int at = IndexOf(result.Tokens, word, searchFrom);
+            searchFrom = at + 1;
+            if (IsOptionLike(word))
+            {
+                ours.Add((Unrecognized(word), DescribeUnknownOption(command, word, out bool takesValue)));
+                valueAt = takesValue ? at + 1 : -1;
+            }
+            else if (at >= 0 && at == valueAt)
+            {
+                ours.Add((Unrecognized(word), null));
+            }
+        }
+
+        foreach (ParseError error in result.Errors)
+        {
+            int index = ours.FindIndex(entry => entry.Generated == error.Message);
+            if (index < 0)
+            {
+                yield return error.Message;
+                continue;
+            }
+
+            string? message = ours[index].Message;
+            ours.RemoveAt(index);
+            if (message is not null)
+            {
+                yield return message;
+            }
+        }
+
+        // System.CommandLine's message for a word no symbol took (its resources are English: InvariantGlobalization).
+        static string Unrecognized(string word) => $"Unrecognized command or argument '{word}'.";
+
+        static int IndexOf(IReadOnlyList<Token> tokens, string word, int start)
+        {
+            for (int i = Math.Max(start, 0); i < tokens.Count; i++)
+            {
+                if (tokens[i].Value == word)
+                {
+                    return i;
+                }
+            }
+
+            return -1;
+        }
+    }
+
+    private static bool IsOptionLike(string word) => word.Length > 1 && word[0] == '-';
+
+    private static string DescribeUnknownOption(Command command, string word, out bool takesValue)
+    {
+        Command root = RootOf(command);
+        int end = word.IndexOfAny(['=', ':']);
+        string name = end > 0 ? word[..end] : word;
+        Option[] here = [.. OptionsAt(command)];
+        Option[] elsewhere = [.. Commands(root).SelectMany(c => c.Options).Distinct().Where(o => !here.Contains(o) && !o.Hidden && NamesOf(o).Contains(name))];
+        if (elsewhere.Length > 0)
+        {
+            takesValue = end < 0 && elsewhere[0].Arity.MaximumNumberOfValues > 0;
+            Command[] owners = [.. Commands(root).Where(c => c.Options.Any(elsewhere.Contains))];
+            string[] others = owners.Any(owner => IsAncestor(owner, command)) ? [] : [.. owners.Select(owner => $"'{owner.Name}'")];
+            return $"{name} does not apply to '{command.Name}'" + (others.Length == 0 ? string.Empty : $" (an option of {string.Join(" and ", others)})");
+        }
+
+        Option[] shown = [.. here.Where(o => !o.Hidden)];
+        var closest = shown.SelectMany(o => NamesOf(o).Where(n => n.StartsWith("--", StringComparison.Ordinal)).Select(n => (Option: o, Name: n, Distance: Egress.Configuration.ConfigurationReader.EditDistance(name, n))))
+            .Where(candidate => candidate.Distance <= 2)
+            .OrderBy(candidate => candidate.Distance)
+            .FirstOrDefault();
+        takesValue = end < 0 && closest.Option is { Arity.MaximumNumberOfValues: > 0 };
+        string help = command == root ? $"{root.Name} --help lists the options" : $"{CommandLineOf(command)} --help lists its options";
+        return $"unknown option '{name}'" + (command == root ? string.Empty : $" for '{command.Name}'")
+            + (closest.Name is null ? string.Empty : $"; did you mean '{closest.Name}'?") + $" ({help})";
+    }
+
+    private static IEnumerable<string> NamesOf(Option option) => [option.Name, .. option.Aliases];
+
+    /// <summary>The options <paramref name="command"/> takes: its own and the recursive ones of the commands above it.</summary>
+    private static IEnumerable<Option> OptionsAt(Command command) =>
+        command.Options.Concat(command.Parents.OfType<Command>().SelectMany(parent => OptionsAt(parent).Where(o => o.Recursive)));
+
+    private static Command RootOf(Command command) => command.Parents.OfType<Command>().FirstOrDefault() is { } parent ? RootOf(parent) : command;
+
+    private static IEnumerable<Command> Commands(Command command) => [command, .. command.Subcommands.SelectMany(Commands)];
+
+    private static bool IsAncestor(Command candidate, Command command) =>
+        command.Parents.OfType<Command>().Any(parent => parent == candidate || IsAncestor(candidate, parent));
+
+    private static string CommandLineOf(Command command) =>
+        command.Parents.OfType<Command>().FirstOrDefault() is { } parent ? $"{CommandLineOf(parent)} {command.Name}" : command.Name;
 
     private sealed class HeadedHelpAction(HelpAction generated, string title, RootCommand root, string epilogue) : SynchronousCommandLineAction
     {

@@ -575,7 +575,8 @@ internal sealed class ConfigurationReader
         : key.EndsWith("_seconds", StringComparison.Ordinal) ? key.AsSpan(0, key.Length - 8)
         : key;
 
-    private static int EditDistance(string a, string b)
+    /// <summary>The Levenshtein distance of <paramref name="a"/> and <paramref name="b"/> (also the hosts' command lines suggest options by it).</summary>
+    internal static int EditDistance(string a, string b)
     {
         var previous = new int[b.Length + 1];
         var current = new int[b.Length + 1];
