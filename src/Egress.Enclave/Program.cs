@@ -33,9 +33,10 @@ const string Epilogue = """
 
 HostRuntime.PreferInlineSocketCompletions();
 
-// --config and the retired --proxy-port apply to every verb, before or after it; the run options only to the run.
+// --config applies to the run, check and rules, before or after the verb (each lists it; report-to-allowlist, which
+// reads no configuration, neither lists nor takes it); the retired --proxy-port to every verb; the run options only
+// to the run.
 var configOption = HostCommandLine.Config("enclave.toml (default: ./enclave.toml)");
-configOption.Recursive = true;
 var proxyPortOption = new Option<string?>("--proxy-port") { Hidden = true, Recursive = true };
 proxyPortOption.Validators.Add(result => result.AddError("--proxy-port is gone: rules redirect to the proxy's [enclave] proxy_listen addresses, read from --config PATH"));
 var tunnelOption = HostCommandLine.Tunnel(
@@ -63,7 +64,7 @@ var runLogLevelOption = HostCommandLine.LogLevel();
 var runLogFormatOption = HostCommandLine.LogFormat();
 var run = new Command("run", "The same as no command: run the egress proxy and the DNS forwarder.")
 {
-    runTunnelOption, runLogLevelOption, runLogFormatOption,
+    configOption, runTunnelOption, runLogLevelOption, runLogFormatOption,
 };
 run.SetAction((parse, _) => RunAsync(parse.GetValue(configOption), parse.GetValue(runTunnelOption), parse.GetValue(runLogLevelOption), HostCommandLine.IsJson(parse.GetValue(runLogFormatOption))));
 HostCommandLine.RefuseParentOptions(run, tunnelOption, logLevelOption, logFormatOption);
@@ -95,7 +96,7 @@ var check = new Command("check", """
     2 when TARGET is neither an address nor a host name (or the configuration is invalid).
     """)
 {
-    targetArgument,
+    targetArgument, configOption,
 };
 check.SetAction(parse => Check(parse.GetRequiredValue(targetArgument), parse.GetValue(configOption)));
 HostCommandLine.RefuseParentOptions(check, tunnelOption, logLevelOption, logFormatOption);
@@ -132,7 +133,7 @@ var rules = new Command("rules", """
     for it there).
     """)
 {
-    applyOption, removeOption, netfilterOption, forceOption,
+    applyOption, removeOption, netfilterOption, forceOption, configOption,
 };
 rules.Validators.Add(result =>
 {

@@ -206,6 +206,35 @@ public sealed class CommandLineTests
         });
     }
 
+    // An operator's trial: report-to-allowlist --help listed the root's --config, which the verb refuses.
+    [Test]
+    public async Task ReportToAllowlistHelpListsOnlyWhatItAccepts()
+    {
+        var result = await Command.RunAsync(HostBinaries.Enclave("report-to-allowlist", "--help"), Timeout);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.Zero, result.ToString);
+            Assert.That(result.StandardOutput, Does.Contain("egress-enclave report-to-allowlist [<LOG>...]"), result.ToString);
+            Assert.That(result.StandardOutput, Does.Not.Contain("--config"), result.ToString);
+        });
+    }
+
+    // --config is refused by report-to-allowlist before the verb and after it alike.
+    [TestCase("report-to-allowlist", "--config", "enclave.toml")]
+    [TestCase("--config", "enclave.toml", "report-to-allowlist")]
+    public async Task ReportToAllowlistRefusesConfig(params string[] arguments)
+    {
+        var result = await Command.RunAsync(HostBinaries.Enclave(arguments), Timeout);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+            Assert.That(result.StandardError, Is.EqualTo("error: --config does not apply to 'report-to-allowlist'\n"), result.ToString);
+            Assert.That(result.StandardOutput, Is.Empty, result.ToString);
+        });
+    }
+
     // An operator's trial: an unknown option got System.CommandLine's "Unrecognized command or argument '--tunel'.",
     // naming neither the option it resembles nor where the valid ones are listed. A value that follows it is taken as
     // its value, not reported again.
