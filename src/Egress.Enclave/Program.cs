@@ -30,6 +30,28 @@ const string Epilogue = """
     check: denied; rules: a command failed, no root, or no working netfilter backend), 2 bad command line or
     configuration (the message names file:line:col).
     """;
+const string CheckEpilogue = """
+    Examples:
+      egress-enclave check api.stripe.com:443 --config /etc/egress/enclave.toml
+      egress-enclave check 169.254.169.254 --config enclave.toml
+      egress-enclave check [2001:db8::10]:443 --config enclave.toml
+
+    Exit codes: 0 allowed (in report mode also what only report mode allows), 1 denied (a name that gets NXDOMAIN, a
+    port its entry does not allow, an address no entry allows: check has no learned addresses, so one only a DNS
+    answer would allow counts as denied), 2 TARGET is neither an address nor a host name, or a bad command line or
+    configuration (the message names file:line:col).
+    """;
+const string RulesEpilogue = """
+    Examples:
+      egress-enclave rules --config /etc/egress/enclave.toml
+      egress-enclave rules --apply --config /etc/egress/enclave.toml
+      egress-enclave rules --remove --netfilter legacy --config enclave.toml
+
+    Exit codes: 0 rules printed, applied or removed, 1 not done: --apply or --remove without root, ip not on PATH,
+    --apply where interfaces other than lo exist (without --force), no working netfilter backend (probed as root),
+    or a command that failed (--apply first undoes what it added), 2 bad command line or configuration (the message
+    names file:line:col).
+    """;
 
 HostRuntime.PreferInlineSocketCompletions();
 
@@ -92,8 +114,7 @@ var targetArgument = new Argument<CheckTarget>("TARGET")
 };
 var check = new Command("check", """
     Explain what the policy says about TARGET: for a name, whether DNS answers it and which entry matched; for an
-    address, whether a connection is allowed and why. Static rules only (no live cache). Exit 0 allowed, 1 denied,
-    2 when TARGET is neither an address nor a host name (or the configuration is invalid).
+    address, whether a connection is allowed and why. Static rules only (no live cache).
     """)
 {
     targetArgument, configOption,
@@ -175,7 +196,7 @@ reportToAllowlist.SetAction(parse => RunReportToAllowlist(parse.GetValue(logsArg
 HostCommandLine.RefuseParentOptions(reportToAllowlist, configOption, tunnelOption, logLevelOption, logFormatOption);
 root.Subcommands.Add(reportToAllowlist);
 
-return await HostCommandLine.RunAsync(root, Title, Epilogue, args);
+return await HostCommandLine.RunAsync(root, Title, new Dictionary<Command, string> { [root] = Epilogue, [check] = CheckEpilogue, [rules] = RulesEpilogue }, args);
 
 static int RunReportToAllowlist(string[] paths)
 {

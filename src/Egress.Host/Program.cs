@@ -116,7 +116,7 @@ root.SetAction((parse, _) => RunAsync(
     parse.GetValue(metricsListenOption),
     parse.GetValue(metricsAllowRemoteOption),
     parse.GetValue(tunnelAllowRemoteOption)));
-return await HostCommandLine.RunAsync(root, Title, Epilogue, args);
+return await HostCommandLine.RunAsync(root, Title, new Dictionary<Command, string> { [root] = Epilogue }, args);
 
 static async Task<int> RunAsync(
     string? configPath, string? tunnelText, IPEndPoint[] upstreams, LogLevel logLevel, bool jsonLogs, IPEndPoint? metricsListen, bool metricsAllowRemote, bool tunnelAllowRemote)

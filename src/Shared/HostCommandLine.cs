@@ -121,17 +121,17 @@ internal static class HostCommandLine
     /// Parses <paramref name="args"/> against <paramref name="root"/> and runs the chosen verb's action. A parse error
     /// prints one <c>error: ...</c> line per problem to stderr (see <see cref="ErrorMessages"/>) and returns
     /// <see cref="HostRuntime.UsageError"/>; <c>--help</c> prints <see cref="HostVersion.Text"/>, <paramref name="title"/>,
-    /// the generated help and, for the root, <paramref name="epilogue"/>; <c>--version</c> prints
-    /// <see cref="HostVersion.Text"/>. Both return 0.
+    /// the generated help and the command's text in <paramref name="epilogues"/> (examples and exit codes), if it has
+    /// one; <c>--version</c> prints <see cref="HostVersion.Text"/>. Both return 0.
     /// </summary>
-    public static async Task<int> RunAsync(RootCommand root, string title, string epilogue, string[] args)
+    public static async Task<int> RunAsync(RootCommand root, string title, IReadOnlyDictionary<Command, string> epilogues, string[] args)
     {
         foreach (Option option in root.Options)
         {
             switch (option)
             {
                 case HelpOption help when help.Action is HelpAction generated:
-                    help.Action = new HeadedHelpAction(generated, title, root, epilogue);
+                    help.Action = new HeadedHelpAction(generated, title, epilogues);
                     break;
                 case VersionOption version:
                     version.Action = new VersionAction();
@@ -263,7 +263,7 @@ internal static class HostCommandLine
     private static string CommandLineOf(Command command) =>
         command.Parents.OfType<Command>().FirstOrDefault() is { } parent ? $"{CommandLineOf(parent)} {command.Name}" : command.Name;
 
-    private sealed class HeadedHelpAction(HelpAction generated, string title, RootCommand root, string epilogue) : SynchronousCommandLineAction
+    private sealed class HeadedHelpAction(HelpAction generated, string title, IReadOnlyDictionary<Command, string> epilogues) : SynchronousCommandLineAction
     {
         public override bool ClearsParseErrors => true;
 
@@ -275,7 +275,7 @@ internal static class HostCommandLine
             output.WriteLine(title);
             output.WriteLine();
             generated.Invoke(parseResult);
-            if (ReferenceEquals(parseResult.CommandResult.Command, root))
+            if (epilogues.TryGetValue(parseResult.CommandResult.Command, out string? epilogue))
             {
                 output.WriteLine(epilogue);
             }

@@ -235,6 +235,54 @@ public sealed class CommandLineTests
         });
     }
 
+    // An operator's trial: check --help and rules --help gave neither examples nor exit codes. Each code the verb
+    // returns is listed (CheckExitsWithTheCodesItsHelpLists runs check's; RulesCommandTests runs those of rules).
+    [TestCase("check", "  egress-enclave check api.stripe.com:443 --config ", "Exit codes: 0 allowed", ", 1 denied", ", 2 TARGET is neither an address nor a host name, or a bad command line or configuration")]
+    [TestCase("rules", "  egress-enclave rules --config ", "Exit codes: 0 rules printed, applied or removed", ", 1 not done:", ", 2 bad command line or configuration")]
+    public async Task VerbHelpHasExamplesAndExitCodes(string verb, string example, params string[] exitCodes)
+    {
+        var result = await Command.RunAsync(HostBinaries.Enclave(verb, "--help"), Timeout);
+        string help = result.StandardOutput.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.Zero, result.ToString);
+            Assert.That(result.StandardOutput, Does.Contain("--config <PATH>"), result.ToString);
+            Assert.That(result.StandardOutput, Does.Contain("\nExamples:\n" + example), result.ToString);
+            Assert.That(result.StandardOutput, Does.Contain("\nExit codes: "), result.ToString);
+            foreach (string code in exitCodes)
+            {
+                Assert.That(help, Does.Contain(code), result.ToString);
+            }
+        });
+    }
+
+    [Test]
+    public async Task CheckExitsWithTheCodesItsHelpLists()
+    {
+        string path = await WriteConfigAsync("[egress]\nenabled = true\ndestinations = [\"api.example.com:443\"]\n");
+        try
+        {
+            var allowed = await Command.RunAsync(HostBinaries.Enclave("check", "api.example.com:443", "--config", path), Timeout);
+            var deniedPort = await Command.RunAsync(HostBinaries.Enclave("--config", path, "check", "api.example.com:80"), Timeout);
+            var deniedAddress = await Command.RunAsync(HostBinaries.Enclave("check", "169.254.169.254", "--config", path), Timeout);
+            var neither = await Command.RunAsync(HostBinaries.Enclave("check", "https://api.example.com", "--config", path), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(allowed.ExitCode, Is.Zero, allowed.ToString);
+                Assert.That(deniedPort.ExitCode, Is.EqualTo(1), deniedPort.ToString);
+                Assert.That(deniedAddress.ExitCode, Is.EqualTo(1), deniedAddress.ToString);
+                Assert.That(neither.ExitCode, Is.EqualTo(2), neither.ToString);
+                Assert.That(neither.StandardError, Does.StartWith("error: check: "), neither.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     // An operator's trial: an unknown option got System.CommandLine's "Unrecognized command or argument '--tunel'.",
     // naming neither the option it resembles nor where the valid ones are listed. A value that follows it is taken as
     // its value, not reported again.
