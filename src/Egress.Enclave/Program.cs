@@ -173,7 +173,6 @@ var logsArgument = new Argument<string[]>("LOG")
     Description = "log files of egress-enclave or egress-host (text or JSON lines); standard input when none",
     Arity = ArgumentArity.ZeroOrMore,
 };
-HostCommandLine.RefuseOptionLikeValues(logsArgument);
 var reportToAllowlist = new Command("report-to-allowlist", """
     Turn the "report mode: would deny" lines that egress-enclave and egress-host log with [egress] mode = "report"
     into egress.destinations entries, one per line, sorted and unique: a name with the ports its connections used
@@ -187,9 +186,10 @@ var reportToAllowlist = new Command("report-to-allowlist", """
 logsArgument.Validators.Add(result =>
 {
     // The argument takes any token, so an option it does not know (e.g. --log-level after the verb) became a file name.
-    foreach (var token in result.Tokens.Where(t => t.Value.Length > 1 && t.Value.StartsWith('-')))
+    if (HostCommandLine.DescribeOptionLike(result) is { } problem)
     {
-        result.AddError($"'{token.Value}' is not an option of 'report-to-allowlist', which takes only log files (a file whose name starts with '-': ./{token.Value})");
+        string word = result.Tokens.First(t => t.Value.Length > 1 && t.Value.StartsWith('-')).Value;
+        result.AddError($"{problem}; a log file whose name starts with '-' is given as ./{word}");
     }
 });
 reportToAllowlist.SetAction(parse => RunReportToAllowlist(parse.GetValue(logsArgument) ?? []));

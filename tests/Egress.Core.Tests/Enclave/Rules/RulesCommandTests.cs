@@ -234,7 +234,7 @@ public sealed class RulesCommandTests
         var result = Run(["dotnet", EnclaveDll, "report-to-allowlist", "--log-level", "Debug", "enclave.log"], _directory);
 
         Assert.That(result, Is.EqualTo(new CommandResult(2, [],
-            ["error: '--log-level' is not an option of 'report-to-allowlist', which takes only log files (a file whose name starts with '-': ./--log-level)"])));
+            ["error: --log-level does not apply to 'report-to-allowlist'; a log file whose name starts with '-' is given as ./--log-level"])));
     }
 
     [Test]
