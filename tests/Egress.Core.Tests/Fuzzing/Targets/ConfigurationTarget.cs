@@ -5,8 +5,10 @@ using static Egress.Fuzzing.FuzzInvariantException;
 namespace Egress.Fuzzing;
 
 /// <summary>
-/// enclave.toml text (the bytes as UTF-8, invalid sequences replaced) through <see cref="EgressConfiguration.Parse"/>.
-/// The contract: a configuration, or a <see cref="ConfigurationException"/> located inside the text (line 0 only
+/// enclave.toml bytes as <see cref="EgressConfiguration.Load"/> reads them (<see cref="ConfigurationText.Decode"/>: the
+/// text, or an error located inside it at the first byte that is not UTF-8; decoded text equals the bytes read as UTF-8
+/// after a byte order mark), then the text (the bytes as UTF-8, invalid sequences replaced) through
+/// <see cref="EgressConfiguration.Parse"/>. The contract: a configuration, or a <see cref="ConfigurationException"/> located inside the text (line 0 only
 /// for a value the file does not set); nothing else escapes (not a Tomlyn exception, not an overflow). The policy
 /// digest (which parses every destination entry) is the same when the text is read twice, and every destination's
 /// recorded location is inside the text.
@@ -19,6 +21,17 @@ internal static class ConfigurationTarget
     {
         string text = Encoding.UTF8.GetString(input);
         int lines = 1 + text.Count(c => c == '\n');
+        try
+        {
+            string decoded = ConfigurationText.Decode(input, SourceName);
+            int bom = input is [0xEF, 0xBB, 0xBF, ..] ? 3 : 0;
+            Require(decoded == Encoding.UTF8.GetString(input, bom, input.Length - bom), "decoded text differs from the bytes read as UTF-8");
+        }
+        catch (ConfigurationException exception)
+        {
+            Require(exception.SourceName == SourceName && exception.Line >= 1 && exception.Line <= lines && exception.Column >= 1, $"decode error located outside the text: {exception.Message}");
+        }
+
         EgressConfiguration configuration;
         PolicyDigest digest;
         try
