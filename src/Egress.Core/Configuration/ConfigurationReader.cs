@@ -361,11 +361,15 @@ internal sealed class ConfigurationReader
         long number = value.GetInt64();
         if (number < min || number > max)
         {
-            throw new ConfigurationException(Here(value), path, $"must be between {min} and {max}, found {number}");
+            throw new ConfigurationException(Here(value), path, OutOfRange(min, max, number.ToString(CultureInfo.InvariantCulture)));
         }
 
         return number;
     }
+
+    /// <summary>The problem of an integer key's value outside its range (<paramref name="found"/> as written).</summary>
+    internal static string OutOfRange(long min, long max, string found) =>
+        string.Create(CultureInfo.InvariantCulture, $"must be between {min} and {max}, found {found}");
 
     private TomlParseEvent ReadScalar(string path, SourceLocation keyLocation, TomlParseEventKind expected)
     {

@@ -69,7 +69,7 @@ internal static partial class TomlSyntaxErrors
         int dot = path.IndexOf('.', StringComparison.Ordinal);
         ConfigurationKey? key = dot < 0 ? null : ConfigurationKeys.Find(path[..dot], path[(dot + 1)..]);
         return new ConfigurationException(location, path, key is { Kind: ConfigurationValueKind.Integer }
-            ? $"must be between {key.Min} and {key.Max}, found {literal}"
+            ? ConfigurationReader.OutOfRange(key.Min, key.Max, literal)
             : $"integer {literal} does not fit in 64 bits (TOML integers are {long.MinValue} to {long.MaxValue})");
     }
 
