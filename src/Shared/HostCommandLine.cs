@@ -160,7 +160,9 @@ internal static class HostCommandLine
     /// argument '--x'." for a word that looks like an option made specific: an option the command line has elsewhere
     /// "does not apply" to the command (the words <see cref="RefuseParentOptions"/> uses when it is written before the
     /// verb), and any other is an unknown option, named with the closest option the command takes and where its help
-    /// is. The word after such an option, when the option takes a value, is its value and is not reported again.
+    /// is. The word after such an option, when the option takes a value, is its value and is not reported again. Any
+    /// other word no symbol took is, before a verb, a mistyped verb (named with the closest one; the words after it are
+    /// its own, not reported), and after one, an argument the verb has no place for.
     /// </summary>
     private static IEnumerable<string> ErrorMessages(ParseResult result) => Messages(result).Distinct();
 
@@ -170,6 +172,7 @@ internal static class HostCommandLine
         var ours = new List<(string Generated, string? Message)>();
         int searchFrom = 0;
         int valueAt = -1;
+        bool unknownCommand = false;
         foreach (string word in result.UnmatchedTokens)
         {
             int at = IndexOf(result.Tokens, word, searchFrom);
@@ -179,9 +182,19 @@ internal static class HostCommandLine
                 ours.Add((Unrecognized(word), DescribeUnknownOption(command, word, out bool takesValue)));
                 valueAt = takesValue ? at + 1 : -1;
             }
-            else if (at >= 0 && at == valueAt)
+            else if (at >= 0 && (at == valueAt || IsValueOfOptionLikeArgument(command, result.Tokens, at)))
             {
                 ours.Add((Unrecognized(word), null));
+            }
+            else if (command.Parents.OfType<Command>().FirstOrDefault() is null)
+            {
+                // The first such word is the verb that was meant; the words after it are that verb's, not more errors.
+                ours.Add((Unrecognized(word), unknownCommand ? null : DescribeUnknownCommand(command, word)));
+                unknownCommand = true;
+            }
+            else
+            {
+                ours.Add((Unrecognized(word), $"unexpected argument '{word}' for '{command.Name}' ({CommandLineOf(command)} --help lists its arguments)"));
             }
         }
 
@@ -220,6 +233,42 @@ internal static class HostCommandLine
     }
 
     private static bool IsOptionLike(string word) => word.Length > 1 && word[0] == '-';
+
+    /// <summary>
+    /// Whether the word at <paramref name="at"/> follows an option-like word that a verb's argument took (an unknown
+    /// option, reported by the argument as one), and is that option's value: <c>check --confg x.toml</c> reports
+    /// '--confg' once, not 'x.toml' again as a stray word.
+    /// </summary>
+    private static bool IsValueOfOptionLikeArgument(Command command, IReadOnlyList<Token> tokens, int at)
+    {
+        if (at <= 0 || tokens[at - 1] is not { Type: TokenType.Argument } previous || !IsOptionLike(previous.Value))
+        {
+            return false;
+        }
+
+        _ = DescribeUnknownOption(command, previous.Value, out bool takesValue);
+        return takesValue;
+    }
+
+    /// <summary>
+    /// A word the root command took as no verb: a verb named with the closest one (<c>chek</c>: did you mean
+    /// 'check'?) where the host has verbs, and where it has none, that it takes options only.
+    /// </summary>
+    private static string DescribeUnknownCommand(Command root, string word)
+    {
+        if (root.Subcommands.Count == 0)
+        {
+            return $"unexpected argument '{word}': {root.Name} takes options only ({root.Name} --help lists them)";
+        }
+
+        string? closest = root.Subcommands.Where(verb => !verb.Hidden)
+            .Select(verb => (verb.Name, Distance: Egress.Configuration.ConfigurationReader.EditDistance(word, verb.Name)))
+            .Where(candidate => candidate.Distance <= 2)
+            .OrderBy(candidate => candidate.Distance)
+            .FirstOrDefault().Name;
+        return $"unknown command '{word}'" + (closest is null ? string.Empty : $"; did you mean '{closest}'?")
+            + $" ({root.Name} --help lists the commands)";
+    }
 
     private static string DescribeUnknownOption(Command command, string word, out bool takesValue)
     {
