@@ -194,7 +194,7 @@ internal static class HostCommandLine
             }
             else
             {
-                ours.Add((Unrecognized(word), $"unexpected argument '{word}' for '{command.Name}' ({CommandLineOf(command)} --help lists its arguments)"));
+                ours.Add((Unrecognized(word), $"unexpected argument '{word}' for '{command.Name}' ({CommandLineOf(command)} --help lists what it takes)"));
             }
         }
 
