@@ -170,7 +170,7 @@ root.Subcommands.Add(rules);
 
 var logsArgument = new Argument<string[]>("LOG")
 {
-    Description = "log files of egress-enclave or egress-host (text or JSON lines); standard input when none",
+    Description = "log files of egress-enclave or egress-host (text or JSON lines); - or none: standard input",
     Arity = ArgumentArity.ZeroOrMore,
 };
 var reportToAllowlist = new Command("report-to-allowlist", """

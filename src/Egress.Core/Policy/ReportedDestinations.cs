@@ -126,14 +126,89 @@ internal sealed partial class ReportedDestinations
         }
     }
 
-    /// <summary>Reads every line of <paramref name="reader"/>.</summary>
+    /// <summary>The longest line <see cref="AddAll"/> reads, in characters (1 MiB); a host's lines are far shorter.</summary>
+    internal const int MaxLineLength = 1 << 20;
+
+    /// <summary>Gets how many lines <see cref="AddAll"/> skipped as longer than <see cref="MaxLineLength"/>.</summary>
+    public long LinesTooLong { get; private set; }
+
+    /// <summary>
+    /// Reads every line of <paramref name="reader"/> (ended by LF, CR or CR LF, as <see cref="TextReader.ReadLine"/>
+    /// reads them), holding at most <see cref="MaxLineLength"/> characters of one: a longer line (no host writes one:
+    /// a file that is not a log, <c>/dev/zero</c>) is skipped and counted in <see cref="LinesTooLong"/>, where
+    /// <see cref="TextReader.ReadLine"/> would have grown without bound.
+    /// </summary>
     /// <param name="reader">The log.</param>
+    /// <exception cref="IOException">Reading failed.</exception>
     public void AddAll(TextReader reader)
     {
         ArgumentNullException.ThrowIfNull(reader);
-        for (string? line = reader.ReadLine(); line is not null; line = reader.ReadLine())
+        var line = new System.Text.StringBuilder();
+        char[] buffer = new char[8192];
+        bool skipping = false;
+        bool afterCr = false;
+        int read;
+        while ((read = reader.Read(buffer, 0, buffer.Length)) > 0)
         {
-            Add(line);
+            int start = 0;
+            for (int i = 0; i < read; i++)
+            {
+                char c = buffer[i];
+                if (c == '\n' && afterCr)
+                {
+                    // The LF of a CR LF: that line already ended at its CR.
+                    afterCr = false;
+                    start = i + 1;
+                    continue;
+                }
+
+                afterCr = c == '\r';
+                if (c is '\n' or '\r')
+                {
+                    Take(buffer.AsSpan(start, i - start));
+                    EndLine();
+                    start = i + 1;
+                }
+            }
+
+            Take(buffer.AsSpan(start, read - start));
+        }
+
+        if (line.Length > 0 || skipping)
+        {
+            EndLine();
+        }
+
+        void Take(ReadOnlySpan<char> part)
+        {
+            if (skipping || part.IsEmpty)
+            {
+                return;
+            }
+
+            if (line.Length + part.Length > MaxLineLength)
+            {
+                skipping = true;
+                line.Clear();
+                return;
+            }
+
+            line.Append(part);
+        }
+
+        void EndLine()
+        {
+            if (skipping)
+            {
+                LinesTooLong++;
+            }
+            else
+            {
+                Add(line.ToString());
+            }
+
+            skipping = false;
+            line.Clear();
         }
     }
 

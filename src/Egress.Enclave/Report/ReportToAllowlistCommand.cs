@@ -4,7 +4,7 @@ namespace Egress.Enclave.Report;
 
 /// <summary>
 /// <c>egress-enclave report-to-allowlist [LOG...]</c>: reads the logs of either host run with <c>egress.mode =
-/// "report"</c> (the files, or standard input) and prints one <c>egress.destinations</c> entry per line that would
+/// "report"</c> (the files, <c>-</c> for standard input, or standard input when none is named) and prints one <c>egress.destinations</c> entry per line that would
 /// allow what was reported (see <see cref="ReportedDestinations"/>), then on standard error one <c># left out ...</c> line
 /// per destination report mode still denied (never proposed), a warning when the log says lines were dropped, and a
 /// count. Exit code 0, or 1 when no would-deny line was found (a log that cannot be read throws; the command line
@@ -22,6 +22,12 @@ internal sealed class ReportToAllowlistCommand(TextReader input, TextWriter outp
 
         foreach (string path in paths)
         {
+            if (path == "-")
+            {
+                reported.AddAll(input);
+                continue;
+            }
+
             if (Directory.Exists(path))
             {
                 // The runtime's own message for it is "Access to the path ... is denied", even for root.
@@ -46,6 +52,11 @@ internal sealed class ReportToAllowlistCommand(TextReader input, TextWriter outp
         if (reported.LinesDropped > 0)
         {
             error.WriteLine($"report-to-allowlist: warning: the log says {reported.LinesDropped} line(s) were dropped (its stdout was read more slowly than lines came); destinations only they reported are missing here");
+        }
+
+        if (reported.LinesTooLong > 0)
+        {
+            error.WriteLine($"report-to-allowlist: warning: {reported.LinesTooLong} line(s) longer than {ReportedDestinations.MaxLineLength / (1 << 20)} MiB skipped: no host writes such a line (is every input a log?)");
         }
 
         error.WriteLine(reported.Lines == 0

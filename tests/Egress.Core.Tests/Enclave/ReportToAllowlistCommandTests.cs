@@ -54,6 +54,46 @@ public sealed class ReportToAllowlistCommandTests
         });
     }
 
+    // A new user's trial: "-" was read as a file named "-" ("Could not find file '/tmp/t1202/-'").
+    [Test]
+    public void ADashAmongTheLogsIsStandardInput()
+    {
+        string path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, "warn: Egress.Gateway[460] report mode: would deny connection to [2001:db8::1]:25: never learned from an allowed name; allowed\n");
+            var output = new StringWriter();
+            var input = new StringReader("warn: Egress.Dns[461] report mode: would deny DNS app.unlisted.test A: name not in allowlist; resolved\n");
+
+            int code = new ReportToAllowlistCommand(input, output, new StringWriter()).Run([path, "-"]);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(code, Is.Zero);
+                Assert.That(output.ToString(), Is.EqualTo("[2001:db8::1]:25" + Environment.NewLine + "app.unlisted.test" + Environment.NewLine));
+            });
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [Test]
+    public void LinesTooLongForALogAreCountedInAWarning()
+    {
+        string input = new string('x', (1 << 20) + 1) + "\n"
+            + "warn: Egress.Proxy[460] report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): name app.unlisted.test not in allowlist; allowed\n";
+        (int code, string output, string error) = Run(input);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero);
+            Assert.That(output, Is.EqualTo("app.unlisted.test:443" + Environment.NewLine));
+            Assert.That(error, Does.Contain("report-to-allowlist: warning: 1 line(s) longer than 1 MiB skipped: no host writes such a line (is every input a log?)"));
+        });
+    }
+
     [Test]
     public void ALogWithoutWouldDenyLinesExitsOneAndSaysWhy()
     {

@@ -46,6 +46,145 @@ public sealed class ReportedDestinationsTests
         Assert.That(reported.Entries(), Is.EqualTo(new[] { "app.unlisted.test:443" }));
     }
 
+    private const string WouldDeny = "warn: Egress.Proxy[460] report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): name app.unlisted.test not in allowlist; allowed";
+
+    // Lines end as TextReader.ReadLine ends them (LF, CR, CR LF), whatever the chunks the reader returns.
+    [TestCase("\n")]
+    [TestCase("\r\n")]
+    [TestCase("\r")]
+    public void LinesEndAtLfCrOrCrLfInAnyChunks(string separator)
+    {
+        string text = WouldDeny + separator + "info: other" + separator + separator + WouldDeny.Replace("203.0.113.7", "203.0.113.8", StringComparison.Ordinal);
+        foreach (int chunk in new[] { 1, 2, 3, 7, 8192 })
+        {
+            var reported = new ReportedDestinations();
+
+            reported.AddAll(new ChunkedReader(text, chunk));
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(reported.Lines, Is.EqualTo(2), $"chunks of {chunk}");
+                Assert.That(reported.Entries(), Is.EqualTo(new[] { "app.unlisted.test:443" }), $"chunks of {chunk}");
+                Assert.That(reported.LinesTooLong, Is.Zero, $"chunks of {chunk}");
+            });
+        }
+    }
+
+    // A new user's trial: report-to-allowlist /dev/zero grew past 1.4 GB in 10 s (ReadLine holds a line whole).
+    [Test]
+    public void ALineLongerThanTheLimitIsSkippedWithoutBeingHeld()
+    {
+        const int Long = 32 << 20; // 32 Mi characters, no line end
+        var reported = new ReportedDestinations();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+
+        reported.AddAll(new ConcatReader(new StringReader(WouldDeny + "\n"), new RepeatedCharReader('\0', Long), new StringReader("\n" + WouldDeny + "\n")));
+
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Multiple(() =>
+        {
+            Assert.That(reported.LinesTooLong, Is.EqualTo(1));
+            Assert.That(reported.Lines, Is.EqualTo(2), "the lines around it are read");
+            // At most the 1 MiB line limit (2 MiB of UTF-16, doubled as a StringBuilder grows), not the 64 MiB ReadLine held.
+            Assert.That(allocated, Is.LessThan(16L << 20), "bytes allocated");
+        });
+    }
+
+    [Test]
+    public void ALineOfExactlyTheLimitIsRead()
+    {
+        string line = WouldDeny + new string(' ', ReportedDestinations.MaxLineLength - WouldDeny.Length);
+        var reported = new ReportedDestinations();
+
+        reported.AddAll(new StringReader(line + "\n" + line + " "));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(reported.Lines, Is.EqualTo(1));
+            Assert.That(reported.LinesTooLong, Is.EqualTo(1), "one character more");
+        });
+    }
+
+    /// <summary>Returns <paramref name="text"/> at most <paramref name="chunk"/> characters per Read.</summary>
+    private sealed class ChunkedReader(string text, int chunk) : TextReader
+    {
+        private int _at;
+
+        public override int Peek() => _at < text.Length ? text[_at] : -1;
+
+        public override int Read() => _at < text.Length ? text[_at++] : -1;
+
+        public override int Read(char[] buffer, int index, int count)
+        {
+            int n = Math.Min(Math.Min(count, chunk), text.Length - _at);
+            text.CopyTo(_at, buffer, index, n);
+            _at += n;
+            return n;
+        }
+    }
+
+    /// <summary><paramref name="length"/> times <paramref name="c"/>, made as it is read (as /dev/zero is).</summary>
+    private sealed class RepeatedCharReader(char c, long length) : TextReader
+    {
+        private long _left = length;
+
+        public override int Peek() => _left > 0 ? c : -1;
+
+        public override int Read()
+        {
+            if (_left == 0)
+            {
+                return -1;
+            }
+
+            _left--;
+            return c;
+        }
+
+        public override int Read(char[] buffer, int index, int count)
+        {
+            int n = (int)Math.Min(count, _left);
+            buffer.AsSpan(index, n).Fill(c);
+            _left -= n;
+            return n;
+        }
+    }
+
+    private sealed class ConcatReader(params TextReader[] readers) : TextReader
+    {
+        private int _current;
+
+        public override int Peek()
+        {
+            for (; _current < readers.Length; _current++)
+            {
+                int next = readers[_current].Peek();
+                if (next != -1)
+                {
+                    return next;
+                }
+            }
+
+            return -1;
+        }
+
+        public override int Read() => Peek() == -1 ? -1 : readers[_current].Read();
+
+        public override int Read(char[] buffer, int index, int count)
+        {
+            for (; _current < readers.Length; _current++)
+            {
+                int n = readers[_current].Read(buffer, index, count);
+                if (n > 0)
+                {
+                    return n;
+                }
+            }
+
+            return 0;
+        }
+    }
+
     [Test]
     public void ALogWithoutWouldDenyLinesGivesNothing()
     {
