@@ -7,7 +7,7 @@ namespace Egress.Enclave.Check;
 /// <summary>What <c>egress-enclave check</c> is asked about: a name or an IP address, with an optional port.</summary>
 internal sealed record CheckTarget(string? Name, IPAddress? Address, int? Port)
 {
-    /// <summary>Parses NAME, IP, NAME:PORT, IPv4:PORT or [IPv6]:PORT (a bare IPv6 address has no port).</summary>
+    /// <summary>Parses NAME, IP, NAME:PORT, IPv4:PORT, [IPv6] or [IPv6]:PORT (a bare IPv6 address has no port).</summary>
     public static bool TryParse(string text, [NotNullWhen(true)] out CheckTarget? target, [NotNullWhen(false)] out string? error)
     {
         target = null;
@@ -38,7 +38,8 @@ internal sealed record CheckTarget(string? Name, IPAddress? Address, int? Port)
 
         string host = text;
         int? port = null;
-        int colon = text.LastIndexOf(':');
+        // [IPv6] and [IPv6]:PORT: a port only after the bracket (the address's own colons are not one).
+        int colon = text.StartsWith('[') ? (text.IndexOf("]:", StringComparison.Ordinal) is var end and >= 0 ? end + 1 : -1) : text.LastIndexOf(':');
         if (colon >= 0)
         {
             host = text[..colon];

@@ -13,6 +13,8 @@ public sealed class CheckTargetTests
     [TestCase("198.51.100.7:443", null, "198.51.100.7", 443)]
     [TestCase("2001:db8::1", null, "2001:db8::1", null)]
     [TestCase("[2001:db8::1]:443", null, "2001:db8::1", 443)]
+    // A new user's trial: "'10]' is not a port (1-65535)"; the same text is an address in egress.destinations.
+    [TestCase("[2001:db8::10]", null, "2001:db8::10", null)]
     public void NamesAndAddressesAreAccepted(string text, string? name, string? address, int? port)
     {
         Assert.That(CheckTarget.TryParse(text, out CheckTarget? target, out string? error), Is.True, error);
@@ -27,6 +29,9 @@ public sealed class CheckTargetTests
     [TestCase("a..b:443", "'a..b' is neither an IP address nor a host name: has an empty label")]
     [TestCase("bücher.example", "'bücher.example' is neither an IP address nor a host name: contains non-ASCII character 'ü'; use the punycode (xn--) form")]
     [TestCase("api.example.com:99999", "'99999' is not a port (1-65535)")]
+    [TestCase("[2001:db8::1]x", "'[2001:db8::1]x' is not NAME, IP, NAME:PORT, IPv4:PORT or [IPv6]:PORT")]
+    [TestCase("[198.51.100.7]", "'[198.51.100.7]' is not an IPv6 address")]
+    [TestCase("[2001:db8::1]:0", "'0' is not a port (1-65535)")]
     public void AnythingElseIsAnInputErrorThatSaysWhy(string text, string expected)
     {
         Assert.That(CheckTarget.TryParse(text, out CheckTarget? target, out string? error), Is.False, $"accepted as {target}");
