@@ -285,6 +285,13 @@ internal static class HostCommandLine
             return $"{name} does not apply to '{command.Name}'" + (others.Length == 0 ? string.Empty : $" (an option of {string.Join(" and ", others)})");
         }
 
+        if (here.FirstOrDefault(o => NamesOf(o).Contains(name)) is { } own)
+        {
+            // Its own option, so it came after "--", where every word is an argument (the next one meant as its value).
+            takesValue = end < 0 && own.Arity.MaximumNumberOfValues > 0;
+            return $"'{name}' after '--' is an argument, not an option; options go before '--'";
+        }
+
         Option[] shown = [.. here.Where(o => !o.Hidden)];
         var closest = shown.SelectMany(o => NamesOf(o).Where(n => n.StartsWith("--", StringComparison.Ordinal)).Select(n => (Option: o, Name: n, Distance: Egress.Configuration.ConfigurationReader.EditDistance(name, n))))
             .Where(candidate => candidate.Distance <= 2)
