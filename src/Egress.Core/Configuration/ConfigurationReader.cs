@@ -32,6 +32,10 @@ internal sealed class ConfigurationReader
         this.sourceName = sourceName;
     }
 
+    /// <summary>The problem of a file nested deeper than Tomlyn reads (its limit, 64 levels: the file, each table,
+    /// key part, array and inline table counting one).</summary>
+    internal const string TooDeep = "arrays and tables nested more than 64 levels deep";
+
     private TomlParser Parser => parser ?? throw new InvalidOperationException("The reader has not started.");
 
     public EgressConfiguration Read()
@@ -48,8 +52,17 @@ internal sealed class ConfigurationReader
         }
         catch (TomlException exception)
         {
-            // Not expected once the syntax parser accepted the text; kept so that no Tomlyn error escapes unlocated.
-            throw new ConfigurationException(new SourceLocation(sourceName, exception.Line ?? 0, exception.Column ?? 0), null, exception.Message.Trim());
+            // Tomlyn's depth limit (its syntax parser throws it, with no line or column, for arrays or inline tables
+            // nested 64 deep), and any other exception it throws, so that no Tomlyn error escapes: its message without
+            // its "file(line,col) : error :" prefix, or the limit in this reader's words instead of advice for a
+            // library's developers ("Change TomlSerializerOptions.MaxDepth ...").
+            string message = exception.Diagnostics is { Count: > 0 } diagnostics ? diagnostics[0].Message : exception.Message.Trim();
+            if (message.StartsWith("The maximum depth of ", StringComparison.Ordinal))
+            {
+                message = TooDeep;
+            }
+
+            throw new ConfigurationException(new SourceLocation(sourceName, exception.Line ?? 0, exception.Column ?? 0), null, message);
         }
 
         ValidateTimeoutOrder();

@@ -224,6 +224,31 @@ public sealed class ConfigurationErrorTests
     public void DuplicateKeyInAnEvervaultTableIsAnError() =>
         AssertError("[scaling]\na = 1\na = 2\n", 3, 1, "scaling.a", "defined twice (first at line 2)");
 
+    // A new user's trial: "The maximum depth of 64 has been exceeded. Change TomlSerializerOptions.MaxDepth to allow
+    // deeper nesting.", advice for a library's developers (Tomlyn's syntax parser gives no line or column for it).
+    [TestCase(100_000)]
+    [TestCase(1_000_000)]
+    [TestCase(70)]
+    public void ArraysNestedBeyondTomlynsLimitAreRefusedInTheseWords(int depth)
+    {
+        ConfigurationException error = Fail("[egress]\ndestinations = " + new string('[', depth) + new string(']', depth) + "\n");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.Problem, Is.EqualTo("arrays and tables nested more than 64 levels deep"));
+            Assert.That(error.Message, Does.StartWith(Source + ":"));
+            Assert.That(error.Message, Does.Not.Contain("TomlSerializerOptions"));
+        });
+    }
+
+    [Test]
+    public void ArraysNestedWithinTomlynsLimitAreReadAsValues()
+    {
+        ConfigurationException error = Fail("[egress]\ndestinations = " + new string('[', 10) + new string(']', 10) + "\n");
+
+        Assert.That(error.Problem, Is.EqualTo("expected a string, found an array"));
+    }
+
     [Test]
     public void ValueErrorInAnEvervaultTableIsNotChecked()
     {
