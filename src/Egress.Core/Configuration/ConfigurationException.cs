@@ -7,7 +7,8 @@ namespace Egress.Configuration;
 /// <c>file:line:col: error: what (key 'section.key')</c>, the form compilers use, so editors can jump to it. Control and
 /// format characters that the problem quotes from the file (a destination with a newline or an escape sequence in it)
 /// are escaped (<c>\n</c>, <c>\u001B</c>) in the message and in <see cref="Problem"/>, so that printing either never
-/// splits a line or reaches the terminal.
+/// splits a line or reaches the terminal; the key is escaped too in the message, and shortened past
+/// <see cref="PrintableText.MaxQuoted"/> characters (a key of a megabyte, <see cref="Key"/> keeps it whole).
 /// </summary>
 public sealed class ConfigurationException : Exception
 {
@@ -45,5 +46,5 @@ public sealed class ConfigurationException : Exception
     private static string Format(SourceLocation location, string? key, string problem) =>
         key is null
             ? $"{location}: error: {problem}"
-            : $"{location}: error: {problem} (key '{key}')";
+            : $"{location}: error: {problem} (key '{PrintableText.Shorten(key)}')";
 }

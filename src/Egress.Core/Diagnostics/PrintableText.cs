@@ -41,6 +41,27 @@ internal static class PrintableText
         return escaped.ToString();
     }
 
+    /// <summary>The longest text <see cref="Shorten"/> keeps whole, in UTF-16 characters.</summary>
+    public const int MaxQuoted = 80;
+
+    /// <summary>
+    /// Escapes <paramref name="text"/> (<see cref="Escape"/>) and, when the result is longer than <see cref="MaxQuoted"/>,
+    /// keeps its first 64 characters followed by <c>… (N characters)</c>, N the length of <paramref name="text"/>: for
+    /// text a message quotes from its input, which may be a megabyte on one line.
+    /// </summary>
+    public static string Shorten(string text)
+    {
+        string escaped = Escape(text);
+        if (escaped.Length <= MaxQuoted)
+        {
+            return escaped;
+        }
+
+        // Never cut between the two halves of a surrogate pair.
+        int keep = char.IsHighSurrogate(escaped[63]) ? 63 : 64;
+        return string.Create(CultureInfo.InvariantCulture, $"{escaped.AsSpan(0, keep)}… ({text.Length} characters)");
+    }
+
     private static int IndexOfUnprintable(string text)
     {
         for (int i = 0; i < text.Length; i++)

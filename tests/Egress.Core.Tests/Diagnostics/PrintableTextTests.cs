@@ -47,4 +47,42 @@ public sealed class PrintableTextTests
             Assert.That(error.Problem.Any(char.IsControl), Is.False, error.Problem);
         });
     }
+
+    [TestCase("short", "short")]
+    [TestCase("a\nb", "a\\nb")]
+    public void ShortTextIsOnlyEscaped(string text, string expected) =>
+        Assert.That(PrintableText.Shorten(text), Is.EqualTo(expected));
+
+    [Test]
+    public void LongTextKeepsItsStartAndItsLength()
+    {
+        string text = new('k', 1 << 20);
+
+        Assert.That(PrintableText.Shorten(text), Is.EqualTo(new string('k', 64) + "… (1048576 characters)"));
+    }
+
+    [Test]
+    public void ASurrogatePairIsNeverCut()
+    {
+        string text = new string('a', 63) + "😀" + new string('b', 100);
+
+        string shortened = PrintableText.Shorten(text);
+
+        Assert.That(shortened, Is.EqualTo(new string('a', 63) + "… (165 characters)"));
+    }
+
+    /// <summary>A new user's trial: an unknown key of a megabyte was echoed whole in the one-line error, and a quoted
+    /// key's control characters reached the terminal raw.</summary>
+    [Test]
+    public void AnUnknownKeyIsShortenedAndEscapedInTheMessage()
+    {
+        string written = "x\\u001b" + new string('k', 1 << 20); // the TOML escape of ESC in a quoted key
+        var error = Assert.Throws<ConfigurationException>(() => EgressConfiguration.Parse($"\"{written}\" = 1\n", "enclave.toml"))!;
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(error.Message, Is.EqualTo("enclave.toml:1:1: error: unknown key (key 'x\\u001B" + new string('k', 57) + "… (1048578 characters)')"));
+            Assert.That(error.Key, Is.EqualTo("x\u001b" + new string('k', 1 << 20)), "the key itself is kept whole");
+        });
+    }
 }
