@@ -162,6 +162,12 @@ rules.Validators.Add(result =>
     {
         result.AddError("--apply and --remove exclude each other");
     }
+
+    if (result.GetValue(forceOption) && !result.GetValue(applyOption))
+    {
+        // Accepted and ignored before: a print or a remove never refuses where other interfaces exist.
+        result.AddError("--force applies only with --apply");
+    }
 });
 rules.SetAction(parse => RunRules(
     parse.GetValue(configOption), parse.GetValue(applyOption), parse.GetValue(removeOption), parse.GetValue(forceOption), parse.GetValue(netfilterOption)));

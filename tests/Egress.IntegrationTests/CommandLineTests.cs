@@ -296,6 +296,9 @@ public sealed class CommandLineTests
     [TestCase("error: --netfilter does not apply to 'check' (an option of 'rules')\n", "check", "example.com", "--netfilter", "legacy")]
     // The word after it is its value, once more: before, 'x.toml' was reported again as a stray argument.
     [TestCase("error: unknown option '--confg' for 'check'; did you mean '--config'? (egress-enclave check --help lists its options)\n", "check", "--confg", "x.toml")]
+    // A new user's trial: --force was accepted and ignored where it changes nothing.
+    [TestCase("error: --force applies only with --apply\n", "rules", "--force")]
+    [TestCase("error: --force applies only with --apply\n", "rules", "--remove", "--force")]
     // A new user's trial: "unknown option '--config' for 'check'; did you mean '--config'?".
     [TestCase("error: '--config' after '--' is an argument, not an option; options go before '--'\n", "check", "a.example", "--", "--config", "x.toml")]
     // An operator's trial: a mistyped verb got System.CommandLine's "Unrecognized command or argument 'chek'.".
