@@ -203,7 +203,7 @@ internal static class HostCommandLine
             int index = ours.FindIndex(entry => entry.Generated == error.Message);
             if (index < 0)
             {
-                yield return error.Message;
+                yield return Reworded(error);
                 continue;
             }
 
@@ -217,6 +217,23 @@ internal static class HostCommandLine
 
         // System.CommandLine's message for a word no symbol took (its resources are English: InvariantGlobalization).
         static string Unrecognized(string word) => $"Unrecognized command or argument '{word}'.";
+
+        // System.CommandLine's messages for a missing or repeated value, in the words of the others: what is wrong and
+        // where help is (before: "Required argument missing for command: 'check'.").
+        static string Reworded(ParseError error)
+        {
+            SymbolResult? symbol = error.SymbolResult is ArgumentResult { Parent: OptionResult or CommandResult } argument ? argument.Parent : error.SymbolResult;
+            bool missing = error.Message.StartsWith("Required argument missing", StringComparison.Ordinal);
+            return symbol switch
+            {
+                OptionResult { Option: var option } when missing => $"{option.Name} needs a value ({option.HelpName ?? "VALUE"})",
+                OptionResult { Option: var option } when error.Message.Contains("expects a single argument", StringComparison.Ordinal) =>
+                    $"{option.Name} is given more than once; give it once",
+                CommandResult { Command: var command } when missing =>
+                    $"'{command.Name}' needs {string.Join(" ", command.Arguments.Where(a => a.Arity.MinimumNumberOfValues > 0).Select(a => a.HelpName ?? a.Name))} ({CommandLineOf(command)} --help says what it takes)",
+                _ => error.Message,
+            };
+        }
 
         static int IndexOf(IReadOnlyList<Token> tokens, string word, int start)
         {

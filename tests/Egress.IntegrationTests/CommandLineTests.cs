@@ -296,6 +296,11 @@ public sealed class CommandLineTests
     [TestCase("error: --netfilter does not apply to 'check' (an option of 'rules')\n", "check", "example.com", "--netfilter", "legacy")]
     // The word after it is its value, once more: before, 'x.toml' was reported again as a stray argument.
     [TestCase("error: unknown option '--confg' for 'check'; did you mean '--config'? (egress-enclave check --help lists its options)\n", "check", "--confg", "x.toml")]
+    // A new user's trial: System.CommandLine's "Required argument missing for command: 'check'.", "... for option:
+    // '--config'.", "Option '--config' expects a single argument but 2 were provided.", with no pointer to help.
+    [TestCase("error: 'check' needs TARGET (egress-enclave check --help says what it takes)\n", "check", "--config", "x.toml")]
+    [TestCase("error: --netfilter needs a value (auto|nft|legacy)\n", "rules", "--netfilter")]
+    [TestCase("error: --config is given more than once; give it once\n", "check", "a.example", "--config", "a.toml", "--config", "b.toml")]
     // A new user's trial: --force was accepted and ignored where it changes nothing.
     [TestCase("error: --force applies only with --apply\n", "rules", "--force")]
     [TestCase("error: --force applies only with --apply\n", "rules", "--remove", "--force")]
@@ -329,6 +334,18 @@ public sealed class CommandLineTests
         {
             Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
             Assert.That(result.StandardError, Is.EqualTo("error: unexpected argument 'run': egress-host takes options only (egress-host --help lists them)\n"), result.ToString);
+        });
+    }
+
+    [Test]
+    public async Task AHostOptionWithoutItsValueSaysWhatItNeeds()
+    {
+        var result = await Command.RunAsync(HostBinaries.Host("--config"), Timeout);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+            Assert.That(result.StandardError, Is.EqualTo("error: --config needs a value (PATH)\n"), result.ToString);
         });
     }
 
