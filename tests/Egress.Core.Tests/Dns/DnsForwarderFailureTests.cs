@@ -35,7 +35,7 @@ public sealed class DnsForwarderFailureTests
 
         byte[] query = DnsQueryBytes.Build(0x0001, "slow.x.test");
         Assert.That(await harness.UdpAsync(query), Is.EqualTo(ServFail(query)));
-        Assert.That(harness.EnclaveLog.Values(305, "Status").Skip(failedBefore), Is.EqualTo(new[] { "TimedOut" }));
+        Assert.That(harness.EnclaveLog.Values(305, "Status").Skip(failedBefore), Is.EqualTo(new[] { "no answer through the tunnel within enclave.dns_query_timeout_ms (TimedOut)" }));
 
         // Same stream, same client ID: answered.
         Assert.That(await AnsweredWithinTriesAsync(harness, 0x0001, "a.x.test"), Is.True, "answered after the timed-out query");
@@ -168,6 +168,9 @@ public sealed class DnsForwarderFailureTests
         byte[] query = DnsQueryBytes.Build(5, "a.x.test");
         Assert.That(await harness.UdpAsync(query), Is.EqualTo(ServFail(query)));
         Assert.That(upstream.Queries, Is.Empty);
+
+        // A new user's trial: the line ended in the bare code name ("SERVFAIL for DNS hello.egress.test A: StreamFailed").
+        Assert.That(harness.EnclaveLog.Values(305, "Status"), Is.EqualTo(new[] { "the tunnel DNS stream to the parent failed or could not be opened; the line before says why (StreamFailed)" }));
     }
 
     private static byte[] ServFail(byte[] query)

@@ -15,3 +15,17 @@ internal enum DnsExchangeStatus
     /// <summary>The forwarder is stopping.</summary>
     Stopped,
 }
+
+/// <summary>The words a SERVFAIL's log line gives for a <see cref="DnsExchangeStatus"/>, ending with its name.</summary>
+internal static class DnsExchangeStatusText
+{
+    private static readonly string TimedOut = $"no answer through the tunnel within {Configuration.ConfigurationKeys.EnclaveDnsQueryTimeout.Path} (TimedOut)";
+
+    public static string Of(DnsExchangeStatus status) => status switch
+    {
+        DnsExchangeStatus.TimedOut => TimedOut,
+        DnsExchangeStatus.StreamFailed => "the tunnel DNS stream to the parent failed or could not be opened; the line before says why (StreamFailed)",
+        DnsExchangeStatus.Stopped => "the DNS forwarder is stopping (Stopped)",
+        _ => status.ToString(),
+    };
+}

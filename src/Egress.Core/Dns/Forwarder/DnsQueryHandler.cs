@@ -64,7 +64,7 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, D
 
         if (status != DnsExchangeStatus.Answered)
         {
-            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, status.ToString());
+            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, DnsExchangeStatusText.Of(status));
         }
 
         if (!DnsForwarding.IsAnswerTo(query.Span, response.Written(length).Span))
