@@ -91,6 +91,12 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
         }
 
         output.WriteLine("note:    explains the static rules of the configuration; this command has no access to the running forwarder's cache of learned addresses");
+        if (configuration.Host.Enclaves.Count > 0)
+        {
+            // A new user's trial: check answered from this file's [egress], though egress-host decides by the mapped one.
+            output.WriteLine($"note:    this file has {configuration.Host.Enclaves.Count} [[host.enclaves]] entr{(configuration.Host.Enclaves.Count == 1 ? "y" : "ies")}: egress-host decides each enclave's streams by its entry's file, so check that file (--config FILE) for what the parent allows; the answer above is this file's [egress], the enclave's side");
+        }
+
         return allowed ? 0 : 1;
     }
 

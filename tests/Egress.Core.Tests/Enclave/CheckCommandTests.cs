@@ -30,6 +30,24 @@ public sealed class CheckCommandTests
         Assert.That(output, Does.Contain("at run time it is allowed while the DNS forwarder has learned it from an answer for an allowed name"));
     }
 
+    // A new user's trial: check answered "allowed" from this file's [egress] with no word that egress-host decides an
+    // enclave's streams by its [[host.enclaves]] entry's file.
+    [Test]
+    public void AFileWithHostEnclavesSaysWhichFileTheParentDecidesBy()
+    {
+        const string Policy = "[egress]\nenabled = true\ndestinations = [\"198.18.0.10\"]\n";
+
+        (int code, string output) = Check(Policy + "[[host.enclaves]]\ncid = 16\nconfig = \"a.toml\"\n", "198.18.0.10");
+        (_, string without) = Check(Policy, "198.18.0.10");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero);
+            Assert.That(output, Does.Contain("note:    this file has 1 [[host.enclaves]] entry: egress-host decides each enclave's streams by its entry's file"));
+            Assert.That(without, Does.Not.Contain("[[host.enclaves]]"));
+        });
+    }
+
     private static (int Code, string Output) Check(string file, string target)
     {
         var configuration = EgressConfiguration.Parse(file, "enclave.toml");
