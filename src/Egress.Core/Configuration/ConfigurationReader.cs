@@ -1,3 +1,4 @@
+using Egress.Diagnostics;
 using System.Globalization;
 using System.Net;
 using Tomlyn;
@@ -171,7 +172,7 @@ internal sealed class ConfigurationReader
         throw new ConfigurationException(
             locations[path],
             path,
-            $"expected \"stdout\" or an absolute file path (e.g. \"/var/log/egress/audit.jsonl\"), found \"{value}\"");
+            $"expected \"stdout\" or an absolute file path (e.g. \"/var/log/egress/audit.jsonl\"), found \"{PrintableText.Shorten(value)}\"");
     }
 
     /// <summary>The configuration's spelling of a <see cref="Tls.TlsServerNameMode"/>.</summary>
@@ -193,7 +194,7 @@ internal sealed class ConfigurationReader
             _ => throw new ConfigurationException(
                 locations[path],
                 path,
-                $"expected \"require\" (a TLS ClientHello to a learned address must name it), \"if-present\" (only when it names a server) or \"off\", found \"{value}\""),
+                $"expected \"require\" (a TLS ClientHello to a learned address must name it), \"if-present\" (only when it names a server) or \"off\", found \"{PrintableText.Shorten(value)}\""),
         };
     }
 
@@ -337,7 +338,7 @@ internal sealed class ConfigurationReader
             _ => throw new ConfigurationException(
                 locations[path],
                 path,
-                $"expected \"enforce\" (deny what the list does not allow) or \"report\" (allow it and log each would-deny), found \"{value}\""),
+                $"expected \"enforce\" (deny what the list does not allow) or \"report\" (allow it and log each would-deny), found \"{PrintableText.Shorten(value)}\""),
         };
     }
 
@@ -352,7 +353,7 @@ internal sealed class ConfigurationReader
             _ => throw new ConfigurationException(
                 locations[path],
                 path,
-                $"expected \"auto\", \"nft\" (nf_tables, iptables-nft) or \"legacy\" (iptables-legacy), found \"{value}\""),
+                $"expected \"auto\", \"nft\" (nf_tables, iptables-nft) or \"legacy\" (iptables-legacy), found \"{PrintableText.Shorten(value)}\""),
         };
     }
 
@@ -428,7 +429,7 @@ internal sealed class ConfigurationReader
         string text = ReadString(path, keyLocation);
         return EndPointText.TryParseListen(text, out IPEndPoint? endPoint, out string? problem)
             ? endPoint
-            : throw new ConfigurationException(locations[path], path, $"invalid listen address \"{text}\": {problem}");
+            : throw new ConfigurationException(locations[path], path, $"invalid listen address \"{PrintableText.Shorten(text)}\": {problem}");
     }
 
     private IPEndPoint[] ReadEndPoints(string path, SourceLocation keyLocation, bool listen)

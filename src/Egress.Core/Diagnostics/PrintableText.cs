@@ -42,12 +42,12 @@ internal static class PrintableText
     }
 
     /// <summary>The longest text <see cref="Shorten"/> keeps whole, in UTF-16 characters.</summary>
-    public const int MaxQuoted = 80;
+    public const int MaxQuoted = 300;
 
     /// <summary>
     /// Escapes <paramref name="text"/> (<see cref="Escape"/>) and, when the result is longer than <see cref="MaxQuoted"/>,
-    /// keeps its first 64 characters followed by <c>… (N characters)</c>, N the length of <paramref name="text"/>: for
-    /// text a message quotes from its input, which may be a megabyte on one line.
+    /// keeps its first 256 characters followed by <c>… (N characters)</c>, N the length of <paramref name="text"/>: for
+    /// text a message quotes from its input, which may be a megabyte on one line (300 keeps a DNS name, up to 253, whole).
     /// </summary>
     public static string Shorten(string text)
     {
@@ -58,7 +58,7 @@ internal static class PrintableText
         }
 
         // Never cut between the two halves of a surrogate pair.
-        int keep = char.IsHighSurrogate(escaped[63]) ? 63 : 64;
+        int keep = char.IsHighSurrogate(escaped[255]) ? 255 : 256;
         return string.Create(CultureInfo.InvariantCulture, $"{escaped.AsSpan(0, keep)}… ({text.Length} characters)");
     }
 

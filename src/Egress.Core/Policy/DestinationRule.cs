@@ -72,7 +72,7 @@ public sealed class DestinationRule
     {
         string? reason = DestinationRuleParser.TryParse(entry ?? string.Empty, out rule);
         // Control and format characters of the entry (and of the reason, which may quote them) escaped: one printable line.
-        error = reason is null ? null : PrintableText.Escape($"invalid destination \"{entry}\": {reason}");
+        error = reason is null ? null : $"invalid destination \"{PrintableText.Shorten(entry ?? string.Empty)}\": {PrintableText.Escape(reason)}";
         return rule is not null;
     }
 

@@ -58,17 +58,17 @@ public sealed class PrintableTextTests
     {
         string text = new('k', 1 << 20);
 
-        Assert.That(PrintableText.Shorten(text), Is.EqualTo(new string('k', 64) + "… (1048576 characters)"));
+        Assert.That(PrintableText.Shorten(text), Is.EqualTo(new string('k', 256) + "… (1048576 characters)"));
     }
 
     [Test]
     public void ASurrogatePairIsNeverCut()
     {
-        string text = new string('a', 63) + "😀" + new string('b', 100);
+        string text = new string('a', 255) + "😀" + new string('b', 100);
 
         string shortened = PrintableText.Shorten(text);
 
-        Assert.That(shortened, Is.EqualTo(new string('a', 63) + "… (165 characters)"));
+        Assert.That(shortened, Is.EqualTo(new string('a', 255) + "… (357 characters)"));
     }
 
     /// <summary>A new user's trial: an unknown key of a megabyte was echoed whole in the one-line error, and a quoted
@@ -81,8 +81,27 @@ public sealed class PrintableTextTests
 
         Assert.Multiple(() =>
         {
-            Assert.That(error.Message, Is.EqualTo("enclave.toml:1:1: error: unknown key (key 'x\\u001B" + new string('k', 57) + "… (1048578 characters)')"));
+            Assert.That(error.Message, Is.EqualTo("enclave.toml:1:1: error: unknown key (key 'x\\u001B" + new string('k', 249) + "… (1048578 characters)')"));
             Assert.That(error.Key, Is.EqualTo("x\u001b" + new string('k', 1 << 20)), "the key itself is kept whole");
         });
+    }
+
+    [Test]
+    public void AValueQuotedInAnErrorIsShortened()
+    {
+        string value = new('m', 100_000);
+        var error = Assert.Throws<ConfigurationException>(() => EgressConfiguration.Parse($"[egress]\nmode = \"{value}\"\n", "enclave.toml"))!;
+
+        Assert.That(error.Problem, Does.EndWith("found \"" + new string('m', 256) + "… (100000 characters)\""));
+    }
+
+    [Test]
+    public void ADestinationQuotedInItsErrorIsShortened()
+    {
+        string entry = "a b" + new string('d', 100_000);
+        EgressConfiguration configuration = EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"{entry}\"]\n", "enclave.toml");
+        var error = Assert.Throws<ConfigurationException>(() => configuration.CreatePolicy(configuration.CreateCache()))!;
+
+        Assert.That(error.Problem, Does.StartWith("invalid destination \"a b" + new string('d', 253) + "… (100003 characters)\": "));
     }
 }
