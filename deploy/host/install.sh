@@ -14,7 +14,9 @@
 #   --enable         systemctl enable --now egress-host after installing
 #
 # Installs: PREFIX/egress-host, PREFIX/README.md, /etc/egress/enclave.toml (0644),
-# /etc/systemd/system/egress-host.service. DESTDIR=/some/dir stages the files under that directory instead and
+# /etc/systemd/system/egress-host.service. Before anything is installed, the configuration that will be in effect (the
+# new one, or the kept /etc/egress/enclave.toml) is checked with egress-host --check-config: an invalid one installs
+# nothing (exit 1); its warnings are shown. DESTDIR=/some/dir stages the files under that directory instead and
 # skips systemctl (for packaging or a dry run).
 set -eu
 
@@ -38,7 +40,7 @@ while [ "$#" -gt 0 ]; do
     --prefix) [ "$#" -ge 2 ] || fail "--prefix needs a directory"; prefix=$2; shift 2 ;;
     --force-config) force_config=yes; shift ;;
     --enable) enable=yes; shift ;;
-    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) fail "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -66,6 +68,19 @@ fi
 bin_dir="$DESTDIR$prefix"
 etc_dir="$DESTDIR/etc/egress"
 unit_dir="$DESTDIR/etc/systemd/system"
+
+# The file egress-host will read: the kept one unless it is replaced. A program built for another architecture cannot
+# run here (exit 126/127): then the check is skipped, said so, and the first start checks it instead.
+effective=$config
+if [ -e "$etc_dir/enclave.toml" ] && [ "$force_config" = no ]; then effective=$etc_dir/enclave.toml; fi
+rc=0
+"$from/egress-host" --config "$effective" --check-config || rc=$?
+case $rc in
+  0) say "checked $effective: valid for egress-host" ;;
+  126|127) say "warning: could not run $from/egress-host here to check $effective; its first start checks it" ;;
+  *) fail "$effective is not valid for egress-host (above); nothing was installed" ;;
+esac
+
 mkdir -p "$bin_dir" "$etc_dir" "$unit_dir"
 
 # Copy to a temporary name, then rename: a running egress-host keeps its old file.

@@ -89,6 +89,15 @@ DESTDIR="$t/root" "$pkg/install.sh" >"$t/install.txt" 2>&1 ||
 for f in opt/egress/egress-host opt/egress/README.md etc/egress/enclave.toml etc/systemd/system/egress-host.service; do
   [ -s "$t/root/$f" ] || fail "install.sh did not install /$f"
 done
+grep -q "^install: checked .*: valid for egress-host" "$t/install.txt" || { cat "$t/install.txt" >&2; fail "install.sh did not check the configuration"; }
+# An invalid configuration (an unknown [host] key) installs nothing.
+printf '[host]\nmetrics_listn = "127.0.0.1:9464"\n' >"$t/bad.toml"
+if DESTDIR="$t/bad-root" "$pkg/install.sh" --config "$t/bad.toml" >"$t/bad.txt" 2>&1; then
+  fail "install.sh accepted a configuration egress-host refuses"
+fi
+grep -q "is not valid for egress-host" "$t/bad.txt" && grep -q "unknown key" "$t/bad.txt" ||
+  { cat "$t/bad.txt" >&2; fail "install.sh did not say why the configuration was refused"; }
+[ ! -e "$t/bad-root" ] || fail "install.sh installed files for a configuration egress-host refuses"
 cmp -s "$pkg/egress-host" "$t/root/opt/egress/egress-host" || fail "the installed egress-host differs from the packaged one"
 grep -q "^ExecStart=/opt/egress/egress-host --config /etc/egress/enclave.toml" "$t/root/etc/systemd/system/egress-host.service" ||
   fail "the installed unit does not start /opt/egress/egress-host"

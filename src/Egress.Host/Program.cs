@@ -1,8 +1,10 @@
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
+using Egress.Audit;
 using Egress.Configuration;
 using Egress.Diagnostics;
+using Egress.Dns.Upstream;
 using Egress.Gateway;
 using Egress.Hosting;
 using Egress.Host;
@@ -19,9 +21,10 @@ const string Epilogue = """
       egress-host --config /etc/egress/enclave.toml
       egress-host --config enclave.toml --metrics-listen 127.0.0.1:9464     # then: curl -s http://127.0.0.1:9464/metrics
       egress-host --config enclave.toml --tunnel unix:/tmp/egress.sock --dns-upstream 10.0.0.2 --log-format json
+      egress-host --config /etc/egress/enclave.toml --check-config           # before a restart: valid? what would run?
 
-    Exit codes: 0 stopped cleanly, 1 runtime failure (the tunnel or metrics address cannot be bound),
-    2 bad command line or configuration (the message names file:line:col).
+    Exit codes: 0 stopped cleanly (--check-config: valid), 1 runtime failure (the tunnel or metrics address cannot be
+    bound), 2 bad command line or configuration (the message names file:line:col).
     """;
 
 HostRuntime.PreferInlineSocketCompletions();
@@ -95,6 +98,12 @@ var tunnelAllowRemoteOption = new Option<bool>("--tunnel-allow-remote")
         + "whoever reaches it egresses under this policy; firewall it)",
 };
 
+var checkConfigOption = new Option<bool>("--check-config")
+{
+    Description = "check everything a start checks except binding (this file, the [[host.enclaves]] files, the tunnel and "
+        + "metrics endpoints, the audit log, the DNS upstreams), print what would run, and exit: 0 valid, 2 not. Starts nothing",
+};
+
 var root = new RootCommand("""
     Accept tunnel streams from egress-enclave, re-check every destination against the same enclave.toml (internal
     ranges such as 169.254.169.254 are refused unless listed by IP/CIDR), dial it and relay. DNS streams: every
@@ -105,7 +114,7 @@ var root = new RootCommand("""
     Under systemd (Type=notify) it reports READY once listening and logs in journald's format.
     """)
 {
-    configOption, tunnelOption, dnsUpstreamOption, logLevelOption, logFormatOption, metricsListenOption, metricsAllowRemoteOption, tunnelAllowRemoteOption,
+    configOption, tunnelOption, dnsUpstreamOption, logLevelOption, logFormatOption, metricsListenOption, metricsAllowRemoteOption, tunnelAllowRemoteOption, checkConfigOption,
 };
 root.SetAction((parse, _) => RunAsync(
     parse.GetValue(configOption),
@@ -115,11 +124,12 @@ root.SetAction((parse, _) => RunAsync(
     HostCommandLine.IsJson(parse.GetValue(logFormatOption)),
     parse.GetValue(metricsListenOption),
     parse.GetValue(metricsAllowRemoteOption),
-    parse.GetValue(tunnelAllowRemoteOption)));
+    parse.GetValue(tunnelAllowRemoteOption),
+    parse.GetValue(checkConfigOption)));
 return await HostCommandLine.RunAsync(root, Title, new Dictionary<Command, string> { [root] = Epilogue }, args);
 
 static async Task<int> RunAsync(
-    string? configPath, string? tunnelText, IPEndPoint[] upstreams, LogLevel logLevel, bool jsonLogs, IPEndPoint? metricsListen, bool metricsAllowRemote, bool tunnelAllowRemote)
+    string? configPath, string? tunnelText, IPEndPoint[] upstreams, LogLevel logLevel, bool jsonLogs, IPEndPoint? metricsListen, bool metricsAllowRemote, bool tunnelAllowRemote, bool checkOnly)
 {
     var configuration = HostRuntime.LoadConfiguration(configPath, Console.Error);
     if (configuration is null)
@@ -183,6 +193,11 @@ static async Task<int> RunAsync(
         return Fail("--metrics-allow-remote has nothing to allow: no --metrics-listen and no [host] metrics_listen");
     }
 
+    if (checkOnly)
+    {
+        return CheckConfiguration(configPath ?? "enclave.toml", configuration, listen, upstreams, metricsListen, policyDigest);
+    }
+
     var builder = HostRuntime.CreateBuilder(logLevel, jsonLogs, configuration.Relay.ShutdownDrain);
     if (metricsListen is not null)
     {
@@ -205,6 +220,87 @@ static async Task<int> RunAsync(
     return await HostRuntime.RunAsync(host, ex => ex.InnerException is HttpListenerException listenerError
         ? $"cannot serve metrics on http://{metricsListen}/metrics: {listenerError.Message}"
         : null);
+}
+
+// --check-config: what a start reads and checks before it binds, changing nothing: the [[host.enclaves]] files
+// (read as registration reads them), the DNS upstreams (found as the gateway finds them), the audit log (an existing
+// file opened for writing, else its directory looked at; never created). Prints where each part comes from.
+static int CheckConfiguration(
+    string configPath, EgressConfiguration configuration, TunnelEndpoint? listen, IPEndPoint[] upstreams, IPEndPoint? metricsListen, PolicyDigest policyDigest)
+{
+    listen ??= configuration.GetTunnelEndpoint(TunnelSide.Host);
+    IReadOnlyList<GatewayEnclave> enclaves;
+    string? auditNote;
+    try
+    {
+        enclaves = EgressServiceCollectionExtensions.LoadHostEnclaves(configuration, listen, Console.Error.WriteLine);
+        auditNote = configuration.Host.AuditLog is { } target ? CheckAuditLog(configuration, target) : null;
+    }
+    catch (ConfigurationException ex)
+    {
+        Console.Error.WriteLine(ex.Message);
+        return HostRuntime.UsageError;
+    }
+
+    var output = Console.Out;
+    output.WriteLine($"{configPath}: valid for egress-host (checked without binding or starting anything)");
+    if (enclaves.Count == 0)
+    {
+        output.WriteLine($"  policy {HostLog.Describe(policyDigest)}");
+    }
+
+    foreach (GatewayEnclave enclave in enclaves)
+    {
+        output.WriteLine($"  enclave {(enclave.Cid is null ? "any CID" : $"CID {enclave.Label}")}: {enclave.Description}");
+    }
+
+    output.WriteLine($"  tunnel: {listen}");
+    (IReadOnlyList<IPEndPoint> dns, string source) = upstreams.Length > 0 ? (upstreams, "--dns-upstream")
+        : configuration.Host.DnsUpstreams.Count > 0 ? (configuration.Host.DnsUpstreams, "[host] dns_upstreams")
+        : (SystemDnsResolvers.Find(), "this machine's resolv.conf");
+    output.WriteLine(dns.Count > 0
+        ? $"  DNS upstreams: {string.Join(", ", dns)} ({source})"
+        : $"  DNS upstreams: none ({source} names none): every DNS query would be answered SERVFAIL");
+    output.WriteLine($"  metrics: {(metricsListen is null ? "off" : $"http://{metricsListen}/metrics")}");
+    output.WriteLine($"  audit log: {configuration.Host.AuditLog ?? "off"}{auditNote}");
+    return 0;
+}
+
+// Whether a start could open the audit log, without creating it: an existing file is opened for writing (and closed);
+// for a missing one, its directory must exist, unless something creates it before the start (systemd's
+// LogsDirectory=, as the shipped unit does for /var/log/egress): said in the note, not an error. The check runs as
+// its caller, who may not be the service's user.
+static string? CheckAuditLog(EgressConfiguration configuration, string target)
+{
+    if (target == AuditLog.StandardOutput)
+    {
+        return " (standard output)";
+    }
+
+    try
+    {
+        if (File.Exists(target))
+        {
+            using (new FileStream(target, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
+            {
+                return " (exists; appended to)";
+            }
+        }
+
+        if (Directory.Exists(target))
+        {
+            throw configuration.CreateException(ConfigurationKeys.HostAuditLog.Path, $"cannot open \"{target}\" for the audit log: it is a directory");
+        }
+
+        string directory = Path.GetDirectoryName(Path.GetFullPath(target)) ?? "/";
+        return Directory.Exists(directory)
+            ? " (created at start)"
+            : $" (its directory {directory} does not exist: a start fails unless something creates it first, as the shipped systemd unit's LogsDirectory= does for /var/log/egress)";
+    }
+    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+    {
+        throw configuration.CreateException(ConfigurationKeys.HostAuditLog.Path, $"cannot open \"{target}\" for the audit log: {ex.Message}");
+    }
 }
 
 static int Fail(string message)

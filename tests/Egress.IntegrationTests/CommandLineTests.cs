@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Egress.IntegrationTests.Infrastructure;
 
 namespace Egress.IntegrationTests;
@@ -425,6 +426,71 @@ public sealed class CommandLineTests
         {
             File.Delete(path);
             File.Delete(socket);
+        }
+    }
+
+    /// <summary>A new user's trial: egress-host's own keys (the mapped files, the audit log, the endpoints) could be checked
+    /// only by starting it, and deploy/host/install.sh installed a file the service then refused.</summary>
+    [Test]
+    public async Task CheckConfigSaysWhatWouldRunWithoutBindingOrCreatingAnything()
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-check-").FullName;
+        try
+        {
+            string socket = Path.Combine(directory, "tunnel.sock");
+            string audit = Path.Combine(directory, "audit.jsonl");
+            string mapped = Path.Combine(directory, "a.toml");
+            await File.WriteAllTextAsync(mapped, "[egress]\nenabled = true\ndestinations = [\"api.example.com:443\"]\n");
+            string path = Path.Combine(directory, "enclave.toml");
+            await File.WriteAllTextAsync(path, $"[tunnel]\nhost_endpoint = \"unix:{socket}\"\n[host]\naudit_log = \"{audit}\"\nmetrics_listen = \"127.0.0.1:9464\"\ndns_upstreams = [\"198.18.0.53\"]\n[[host.enclaves]]\ncid = \"any\"\nconfig = \"a.toml\"\n");
+
+            var result = await Command.RunAsync(HostBinaries.Host("--config", path, "--check-config"), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(0), result.ToString);
+                Assert.That(result.StandardError, Is.Empty, result.ToString);
+                Assert.That(result.StandardOutput, Does.Match(
+                    $"^{Regex.Escape(path)}: valid for egress-host \\(checked without binding or starting anything\\)\n"
+                    + $"  enclave any CID: policy sha256:[0-9a-f]{{12}} \\(egress enabled, 1 destination\\) from {Regex.Escape(mapped)}\n"
+                    + $"  tunnel: {Regex.Escape($"unix:{socket}")}\n"
+                    + "  DNS upstreams: 198\\.18\\.0\\.53:53 \\(\\[host\\] dns_upstreams\\)\n"
+                    + "  metrics: http://127\\.0\\.0\\.1:9464/metrics\n"
+                    + $"  audit log: {Regex.Escape(audit)} \\(created at start\\)\n$"), result.ToString);
+                Assert.That(Directory.GetFileSystemEntries(directory).Select(Path.GetFileName), Is.EquivalentTo(new[] { "a.toml", "enclave.toml" }), "nothing bound, nothing created");
+            });
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    /// <summary>Each part a start would refuse is refused by the check, located, exit 2.</summary>
+    [TestCase("[[host.enclaves]]\ncid = \"any\"\nconfig = \"missing.toml\"\n", ":5:10: error: cannot read \"DIR/missing.toml\"")]
+    [TestCase("[host]\naudit_log = \"DIR\"\n", ":4:13: error: cannot open \"DIR\" for the audit log: it is a directory (key 'host.audit_log')")]
+    [TestCase("[host]\nmetrics_listen = \"0.0.0.0:9464\"\n", ":4:18: error: the metrics endpoint has no authentication")]
+    [TestCase("[host]\nmetrics_listn = \"127.0.0.1:9464\"\n", ":4:1: error: unknown key")]
+    public async Task CheckConfigRefusesWhatAStartWouldRefuse(string text, string error)
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-check-").FullName;
+        try
+        {
+            string path = Path.Combine(directory, "enclave.toml");
+            await File.WriteAllTextAsync(path, $"[tunnel]\nhost_endpoint = \"unix:{directory}/t.sock\"\n" + text.Replace("DIR", directory, StringComparison.Ordinal));
+
+            var result = await Command.RunAsync(HostBinaries.Host("--config", path, "--check-config"), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+                Assert.That(result.StandardError, Does.StartWith(path + error.Replace("DIR", directory, StringComparison.Ordinal)), result.ToString);
+                Assert.That(result.StandardOutput, Is.Empty, result.ToString);
+            });
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
         }
     }
 

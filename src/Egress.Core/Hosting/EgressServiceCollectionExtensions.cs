@@ -132,7 +132,7 @@ public static class EgressServiceCollectionExtensions
         var (policy, metrics) = AddPolicy(services, configuration, "parent");
         var host = configuration.Host;
         var relay = configuration.CreateRelayOptions();
-        GatewayEnclave[] enclaves = LoadEnclaves(configuration, listen, warning);
+        GatewayEnclave[] enclaves = LoadHostEnclaves(configuration, listen, warning);
         var audit = AddAudit(services, configuration, ConfigurationKeys.HostAuditLog.Path, host.AuditLog);
         services.AddSingleton(provider => new TunnelGateway(
             new TunnelGatewayOptions
@@ -170,7 +170,7 @@ public static class EgressServiceCollectionExtensions
     /// <exception cref="ConfigurationException">A mapped file cannot be read (located at its <c>config</c> value) or is
     /// invalid (located in it); or the tunnel endpoint gives no peer CID (<c>unix:</c>, <c>tcp://</c>) and no entry is
     /// <c>cid = "any"</c>, so every stream would be refused.</exception>
-    private static GatewayEnclave[] LoadEnclaves(EgressConfiguration configuration, TunnelEndpoint listen, Action<string>? warning)
+    internal static GatewayEnclave[] LoadHostEnclaves(EgressConfiguration configuration, TunnelEndpoint listen, Action<string>? warning)
     {
         var mappings = configuration.Host.Enclaves;
         if (mappings.Count > 0 && listen.Transport != TunnelTransport.Vsock && !mappings.Any(mapping => mapping.Cid is null))
