@@ -287,6 +287,11 @@ static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel
 
     using var host = builder.Build();
     HostRuntime.LogStart(host, "Egress.Enclave", policyDigest);
+    if (RulesEnvironment.ReadOtherInterfaces() is { Length: > 0 } interfaces)
+    {
+        HostLog.NotEnclaveShaped(host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Egress.Enclave"), string.Join(", ", interfaces));
+    }
+
     return await HostRuntime.RunAsync(host);
 }
 

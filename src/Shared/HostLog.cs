@@ -18,6 +18,12 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "policy per enclave ([[host.enclaves]]): each \"enclave ...: policy ...\" line below is what that enclave must log; this file's own [egress] decides no stream")]
     public static partial void PolicyPerEnclave(ILogger logger);
 
+    /// <summary>Written by egress-enclave at start where its network namespace has interfaces besides <c>lo</c>: a
+    /// trial on a development machine or in a container, not an enclave, whose apps can reach the network around
+    /// the proxy with what the redirect rules do not catch.</summary>
+    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "this network namespace has interfaces other than lo ({Interfaces}); a Nitro enclave has none. Here the redirect rules are no boundary: what they do not redirect (traffic other than TCP and DNS, and everything where they are not applied) can leave through those interfaces. Fine for a trial; in production only lo exists")]
+    public static partial void NotEnclaveShaped(ILogger logger, string interfaces);
+
     /// <summary>Written in place of lines dropped because stdout was read more slowly than they came, or whose write
     /// failed (<see cref="LogBatchWriter"/>); at any <c>--log-level</c>, since it is not logged through the filters.</summary>
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "{Count} " + global::Egress.Diagnostics.DroppedLogLines.Text + ": stdout was read more slowly than lines came (connections were not held up)")]

@@ -25,9 +25,10 @@ internal sealed record RulesEnvironment(bool IsPrivileged, IReadOnlyList<string>
     public static RulesEnvironment Current() =>
         new(Environment.IsPrivilegedProcess, ReadOtherInterfaces(), ReadIPv6Enabled(), NetfilterSelector.ReadLegacyNatInUse, ProcSysctl.Instance);
 
-    private static string[] ReadOtherInterfaces() =>
+    /// <summary>This network namespace's interfaces other than <c>lo</c> (from /sys/class/net), by name; a Nitro enclave has none.</summary>
+    public static string[] ReadOtherInterfaces() =>
         Directory.Exists("/sys/class/net")
-            ? [.. Directory.GetDirectories("/sys/class/net").Select(d => Path.GetFileName(d)).Where(n => n != "lo")]
+            ? [.. Directory.GetDirectories("/sys/class/net").Select(d => Path.GetFileName(d)).Where(n => n != "lo").Order(StringComparer.Ordinal)]
             : [];
 
     private static bool ReadIPv6Enabled()
