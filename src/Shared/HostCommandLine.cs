@@ -122,7 +122,8 @@ internal static class HostCommandLine
     /// prints one <c>error: ...</c> line per problem to stderr (see <see cref="ErrorMessages"/>) and returns
     /// <see cref="HostRuntime.UsageError"/>; <c>--help</c> prints <see cref="HostVersion.Text"/>, <paramref name="title"/>,
     /// the generated help and the command's text in <paramref name="epilogues"/> (examples and exit codes), if it has
-    /// one; <c>--version</c> prints <see cref="HostVersion.Text"/>. Both return 0.
+    /// one; <c>--version</c> prints <see cref="HostVersion.Text"/>. Both return 0. <c>--version</c> with anything else
+    /// (<c>--version --bogus</c>) is a parse error like any other.
     /// </summary>
     public static async Task<int> RunAsync(RootCommand root, string title, IReadOnlyDictionary<Command, string> epilogues, string[] args)
     {
@@ -140,7 +141,7 @@ internal static class HostCommandLine
         }
 
         ParseResult result = root.Parse(args);
-        if (result.Action is ParseErrorAction)
+        if (result.Action is ParseErrorAction || (result.Errors.Count > 0 && result.Action is not { ClearsParseErrors: true }))
         {
             foreach (string message in ErrorMessages(result))
             {
@@ -229,6 +230,8 @@ internal static class HostCommandLine
                 OptionResult { Option: var option } when missing => $"{option.Name} needs a value ({option.HelpName ?? "VALUE"})",
                 OptionResult { Option: var option } when error.Message.Contains("expects a single argument", StringComparison.Ordinal) =>
                     $"{option.Name} is given more than once; give it once",
+                OptionResult { Option: VersionOption option } when error.Message.Contains("cannot be combined", StringComparison.Ordinal) =>
+                    $"{option.Name} takes no other options or arguments; give it alone",
                 CommandResult { Command: var command } when missing =>
                     $"'{command.Name}' needs {string.Join(" ", command.Arguments.Where(a => a.Arity.MinimumNumberOfValues > 0).Select(a => a.HelpName ?? a.Name))} ({CommandLineOf(command)} --help says what it takes)",
                 _ => error.Message,
@@ -357,9 +360,13 @@ internal static class HostCommandLine
         }
     }
 
+    /// <summary>
+    /// Prints <see cref="HostVersion.Text"/>. It clears no parse errors (System.CommandLine's own version action does, so
+    /// <c>--version --bogus</c> printed the version and exited 0): <see cref="RunAsync"/> reports them instead.
+    /// </summary>
     private sealed class VersionAction : SynchronousCommandLineAction
     {
-        public override bool ClearsParseErrors => true;
+        public override bool ClearsParseErrors => false;
 
         public override int Invoke(ParseResult parseResult)
         {

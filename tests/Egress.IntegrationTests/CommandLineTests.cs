@@ -342,6 +342,26 @@ public sealed class CommandLineTests
         });
     }
 
+    // A new user's trial: --version printed the version and exited 0 whatever followed it (System.CommandLine's version
+    // action clears parse errors). --version alone still prints the version (VersionTests checks the line).
+    [TestCase("egress-host", "error: unknown option '--bogus' (egress-host --help lists the options)\n", "--version", "--bogus")]
+    [TestCase("egress-enclave", "error: unknown option '--bogus' (egress-enclave --help lists the options)\n", "--version", "--bogus")]
+    [TestCase("egress-host", "error: --version takes no other options or arguments; give it alone\n", "--version", "--config", "x.toml")]
+    [TestCase("egress-enclave", "error: --version takes no other options or arguments; give it alone\n", "--version", "--config", "x.toml")]
+    [TestCase("egress-host", "", "--version")]
+    [TestCase("egress-enclave", "", "--version")]
+    public async Task VersionWithAnythingElseIsABadCommandLine(string program, string expected, params string[] arguments)
+    {
+        var result = await Command.RunAsync(program == "egress-host" ? HostBinaries.Host(arguments) : HostBinaries.Enclave(arguments), Timeout);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.EqualTo(expected.Length == 0 ? 0 : 2), result.ToString);
+            Assert.That(result.StandardError, Is.EqualTo(expected), result.ToString);
+            Assert.That(result.StandardOutput, expected.Length == 0 ? Does.StartWith(program + " ") : Is.Empty, result.ToString);
+        });
+    }
+
     // Accepted and ignored before: a permission for a metrics endpoint that is not there.
     [Test]
     public async Task MetricsAllowRemoteWithoutAMetricsEndpointIsRefused()
