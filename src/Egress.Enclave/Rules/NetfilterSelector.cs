@@ -19,9 +19,18 @@ internal sealed record NetfilterPrograms(NetfilterBackend Backend, string IPv4, 
 /// <summary>What probing one backend found: its programs (null when none were found) and whether they work.</summary>
 internal sealed record NetfilterProbe(NetfilterBackend Backend, NetfilterPrograms? Programs, bool Works, string Finding);
 
+/// <summary>What the backends are chosen for: printing the rules (which must change nothing), applying or removing them.</summary>
+internal enum NetfilterPurpose
+{
+    Print,
+    Apply,
+    Remove,
+}
+
 /// <summary>
-/// The backends to use: one to apply to (or print), every working one to remove from. <see cref="Error"/> is set
-/// (and <see cref="Backends"/> empty) when none can be used; <see cref="Explanation"/> says which and why, for the
+/// The backends to use: one to apply to (or print), every working one to remove from (none where legacy is named and
+/// no legacy nat table is in use: no rules are there). <see cref="Error"/> is set (and <see cref="Backends"/> empty)
+/// when none can be used; <see cref="Explanation"/> says which and why, for the
 /// <c>netfilter: ...</c> line.
 /// </summary>
 internal sealed record NetfilterSelection(IReadOnlyList<NetfilterPrograms> Backends, string Explanation, string? Warning, string? Error);
@@ -34,7 +43,8 @@ internal sealed record NetfilterSelection(IReadOnlyList<NetfilterPrograms> Backe
 /// backend; it works when <c>-w -t nat -S OUTPUT</c> succeeds. Auto prefers nf_tables unless the Egress rules are
 /// already in the legacy tables only. Where nf_tables works, the legacy tables are probed only if a legacy nat table
 /// is in use (<paramref name="legacyNatInUse"/>): the kernel creates a namespace's legacy table on first use, and once
-/// it exists iptables-nft warns about it on every call, so auto never creates one it does not need.
+/// it exists iptables-nft warns about it on every call, so auto never creates one it does not need. Nor does legacy,
+/// when named, except to apply: printing finds its programs without probing, and removing finds no rules there.
 /// </summary>
 internal sealed class NetfilterSelector(ICommandRunner runner, Func<bool> legacyNatInUse)
 {
@@ -115,15 +125,31 @@ internal sealed class NetfilterSelector(ICommandRunner runner, Func<bool> legacy
         return new NetfilterProbe(backend, programs, false, $"{programs.IPv4} failed: {(why.Length > 0 ? why : $"exit {result.ExitCode}")}");
     }
 
+    /// <summary>Finds <paramref name="backend"/>'s programs, taken to work without the probe (the rules are only printed).</summary>
+    private NetfilterProbe Unprobed(NetfilterBackend backend)
+    {
+        var programs = Resolve(backend, out var problem);
+        return programs is null
+            ? new NetfilterProbe(backend, null, false, problem)
+            : new NetfilterProbe(backend, programs, true, "not probed, that would create the legacy nat table");
+    }
+
     /// <summary>
     /// Chooses the backend(s). <paramref name="holdsRules"/> tells whether a working backend already has any of the
     /// Egress rules; <paramref name="source"/> names where an explicit setting came from (for the explanation).
     /// </summary>
-    public NetfilterSelection Select(NetfilterBackend setting, string source, bool forRemoval, Func<NetfilterPrograms, bool> holdsRules)
+    public NetfilterSelection Select(NetfilterBackend setting, string source, NetfilterPurpose purpose, Func<NetfilterPrograms, bool> holdsRules)
     {
         if (setting != NetfilterBackend.Auto)
         {
-            var only = Probe(setting);
+            // Probing legacy where no legacy nat table is in use would create one: only an apply needs it.
+            var unprobed = setting == NetfilterBackend.Legacy && purpose != NetfilterPurpose.Apply && !legacyNatInUse();
+            if (unprobed && purpose == NetfilterPurpose.Remove)
+            {
+                return new NetfilterSelection([], $"netfilter: legacy ({source}; no legacy nat table is in use, so no rules are there)", null, null);
+            }
+
+            var only = unprobed ? Unprobed(setting) : Probe(setting);
             if (!only.Works)
             {
                 var advice = setting == NetfilterBackend.Nft
@@ -165,7 +191,7 @@ internal sealed class NetfilterSelector(ICommandRunner runner, Func<bool> legacy
             return new NetfilterSelection([nft.Programs!], $"netfilter: nft ({nft.Finding}; legacy: {legacy.Finding})", null, null);
         }
 
-        if (forRemoval)
+        if (purpose == NetfilterPurpose.Remove)
         {
             return new NetfilterSelection([nft.Programs!, legacy.Programs!], "netfilter: nft and legacy (both work; removing from both)", null, null);
         }

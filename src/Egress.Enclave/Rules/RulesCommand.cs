@@ -70,7 +70,7 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
         NetfilterPrograms? programs;
         if (environment.IsPrivileged)
         {
-            var selection = selector.Select(settings.Netfilter, settings.NetfilterSource, forRemoval: false, p => HoldsRules(p, rules));
+            var selection = selector.Select(settings.Netfilter, settings.NetfilterSource, NetfilterPurpose.Print, p => HoldsRules(p, rules));
             if (selection.Error is not null)
             {
                 error.WriteLine($"error: {selection.Error}");
@@ -131,7 +131,7 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
         }
 
         var rules = settings.Rules();
-        var selection = selector.Select(settings.Netfilter, settings.NetfilterSource, forRemoval: false, p => HoldsRules(p, rules));
+        var selection = selector.Select(settings.Netfilter, settings.NetfilterSource, NetfilterPurpose.Apply, p => HoldsRules(p, rules));
         if (!Report(selection))
         {
             return 1;
@@ -222,7 +222,7 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
         }
 
         var rules = settings.Rules();
-        var selection = selector.Select(settings.Netfilter, settings.NetfilterSource, forRemoval: true, p => HoldsRules(p, rules));
+        var selection = selector.Select(settings.Netfilter, settings.NetfilterSource, NetfilterPurpose.Remove, p => HoldsRules(p, rules));
         if (!Report(selection))
         {
             return 1;

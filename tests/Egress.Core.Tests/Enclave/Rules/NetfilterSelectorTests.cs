@@ -97,11 +97,11 @@ public sealed class NetfilterSelectorTests
     [Test]
     public void RemovalUsesEveryBackendThatWorksAndMayHoldRules()
     {
-        var unusedLegacy = Select(NetfilterBackend.Auto, forRemoval: true);
+        var unusedLegacy = Select(NetfilterBackend.Auto, NetfilterPurpose.Remove);
         _system.LegacyNatInUse = true;
-        var both = Select(NetfilterBackend.Auto, forRemoval: true);
+        var both = Select(NetfilterBackend.Auto, NetfilterPurpose.Remove);
         _system.Broken[NetfilterBackend.Nft] = FakeSystem.NoNfTables;
-        var legacyOnly = Select(NetfilterBackend.Auto, forRemoval: true);
+        var legacyOnly = Select(NetfilterBackend.Auto, NetfilterPurpose.Remove);
 
         Assert.That(unusedLegacy.Backends, Is.EqualTo(new[] { Nft }));
         Assert.That(both.Backends, Is.EqualTo(new[] { Nft, Legacy }));
@@ -117,6 +117,63 @@ public sealed class NetfilterSelectorTests
         Assert.That(selection.Backends, Is.EqualTo(new[] { Legacy }));
         Assert.That(selection.Explanation, Is.EqualTo("netfilter: legacy (set by --netfilter; iptables-legacy works)"));
         Assert.That(_system.Calls, Has.None.Contains("nft"));
+    }
+
+    // A new user's trial: printing with legacy named probed it, and the probe created the legacy nat table (after it,
+    // auto found a legacy nat table in use and iptables-nft warned about it on every call).
+    [Test]
+    public void PrintingWithLegacyNamedRunsNoLegacyProbeWhereNoLegacyNatTableIsInUse()
+    {
+        var selection = Select(NetfilterBackend.Legacy, NetfilterPurpose.Print);
+
+        Assert.That(selection.Error, Is.Null);
+        Assert.That(selection.Backends, Is.EqualTo(new[] { Legacy }));
+        Assert.That(selection.Explanation, Is.EqualTo("netfilter: legacy (set by --netfilter; not probed, that would create the legacy nat table)"));
+        Assert.That(_system.Calls, Is.Empty, "nothing run: the programs are found on PATH");
+        Assert.That(_system.LegacyNatInUse, Is.False);
+    }
+
+    [Test]
+    public void PrintingWithLegacyNamedProbesItWhereALegacyNatTableIsInUse()
+    {
+        _system.LegacyNatInUse = true;
+
+        var selection = Select(NetfilterBackend.Legacy, NetfilterPurpose.Print);
+
+        Assert.That(selection.Explanation, Is.EqualTo("netfilter: legacy (set by --netfilter; iptables-legacy works)"));
+        Assert.That(_system.Calls, Is.EqualTo(new[] { "iptables-legacy -w -t nat -S OUTPUT" }));
+    }
+
+    [Test]
+    public void ApplyingWithLegacyNamedProbesItEvenWhereNoLegacyNatTableIsInUse()
+    {
+        var selection = Select(NetfilterBackend.Legacy, NetfilterPurpose.Apply);
+
+        Assert.That(selection.Backends, Is.EqualTo(new[] { Legacy }));
+        Assert.That(_system.Calls, Is.EqualTo(new[] { "iptables-legacy -w -t nat -S OUTPUT" }));
+    }
+
+    [Test]
+    public void RemovingWithLegacyNamedWhereNoLegacyNatTableIsInUseFindsNoRulesThereWithoutProbing()
+    {
+        var selection = Select(NetfilterBackend.Legacy, NetfilterPurpose.Remove);
+
+        Assert.That(selection.Error, Is.Null);
+        Assert.That(selection.Backends, Is.Empty);
+        Assert.That(selection.Explanation, Is.EqualTo("netfilter: legacy (set by --netfilter; no legacy nat table is in use, so no rules are there)"));
+        Assert.That(_system.Calls, Is.Empty);
+    }
+
+    [Test]
+    public void PrintingWithLegacyNamedWhereItsProgramsAreMissingIsStillAnError()
+    {
+        _system.Programs.ExceptWith(["iptables-legacy", "ip6tables-legacy"]);
+
+        var selection = Select(NetfilterBackend.Legacy, NetfilterPurpose.Print);
+
+        Assert.That(selection.Backends, Is.Empty);
+        Assert.That(selection.Error, Does.StartWith("netfilter legacy (set by --netfilter) does not work here: no iptables-legacy, and iptables is the nft variant"));
+        Assert.That(_system.Calls, Is.EqualTo(new[] { "iptables -V" }));
     }
 
     [Test]
@@ -213,6 +270,6 @@ public sealed class NetfilterSelectorTests
         Assert.That(rules, Is.EqualTo(new[] { "ip", "ip", "ip", "ip", "iptables-legacy", "iptables-legacy", "iptables-legacy", "iptables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy" }));
     }
 
-    private NetfilterSelection Select(NetfilterBackend setting, bool forRemoval = false, Func<NetfilterPrograms, bool>? holdsRules = null) =>
-        new NetfilterSelector(_system, () => _system.LegacyNatInUse).Select(setting, "set by --netfilter", forRemoval, holdsRules ?? (_ => false));
+    private NetfilterSelection Select(NetfilterBackend setting, NetfilterPurpose purpose = NetfilterPurpose.Apply, Func<NetfilterPrograms, bool>? holdsRules = null) =>
+        new NetfilterSelector(_system, () => _system.LegacyNatInUse).Select(setting, "set by --netfilter", purpose, holdsRules ?? (_ => false));
 }

@@ -302,6 +302,35 @@ public sealed class RulesCommandFakeSystemTests
         Assert.That(_system.Calls.Where(c => c.Contains(" -A ", StringComparison.Ordinal) || c.Contains(" replace ", StringComparison.Ordinal)), Is.Empty, "printing changes nothing");
     }
 
+    // A new user's trial: rules --netfilter legacy (print only) created the legacy nat table by probing it.
+    [Test]
+    public void PrintAsRootWithLegacyNamedShowsTheLegacyCommandsWithoutCreatingTheLegacyNatTable()
+    {
+        int exit = Command().Print(Settings(NetfilterBackend.Legacy));
+
+        Assert.That(exit, Is.Zero, string.Join('\n', Error));
+        Assert.That(Output[1], Is.EqualTo("# netfilter: legacy (set by --netfilter; not probed, that would create the legacy nat table)"));
+        Assert.That(Output, Does.Contain("iptables-legacy -w -t nat -A OUTPUT -p tcp ! -d 127.0.0.0/8 -j DNAT --to-destination 127.0.0.1:4444"));
+        Assert.That(_system.Calls, Has.None.Contains("legacy"));
+        Assert.That(_system.LegacyNatInUse, Is.False, "printing created no legacy nat table");
+    }
+
+    [Test]
+    public void RemoveWithLegacyNamedWhereNoLegacyNatTableIsInUseRemovesTheRoutesAndCreatesNoTable()
+    {
+        Assert.That(Command().Apply(Settings(NetfilterBackend.Nft), force: false), Is.Zero);
+        _output.GetStringBuilder().Clear();
+
+        int exit = Command().Remove(Settings(NetfilterBackend.Legacy));
+
+        Assert.That(exit, Is.Zero, string.Join('\n', Error));
+        Assert.That(Output[0], Is.EqualTo("netfilter: legacy (set by --netfilter; no legacy nat table is in use, so no rules are there)"));
+        Assert.That(_system.Routes, Is.Empty);
+        Assert.That(_system.Addresses, Is.Empty);
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: false), Is.EqualTo(TableV4), "the nft rules are not legacy's to remove");
+        Assert.That(_system.LegacyNatInUse, Is.False);
+    }
+
     [Test]
     public void ApplySetsTimestampsWithoutOffsetsAndRemoveLeavesThem()
     {

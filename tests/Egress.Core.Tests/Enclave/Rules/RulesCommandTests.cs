@@ -197,6 +197,29 @@ public sealed class RulesCommandTests
         Assert.That(Rules(_namespace.Run("iptables-nft", "-t", "nat", "-S")), Is.Empty);
     }
 
+    // A new user's trial: printing with --netfilter legacy probed iptables-legacy, which created the legacy nat table
+    // here; auto then found it in use, and iptables-nft warned about it on every call.
+    [Test]
+    public void PrintAndRemoveWithLegacyNamedCreateNoLegacyNatTable()
+    {
+        var printed = RunInNamespace("rules", "--config", _config, "--netfilter", "legacy");
+        var removed = RunInNamespace("rules", "--remove", "--config", _config, "--netfilter", "legacy");
+        string[] legacyTables = [.. new[] { "/proc/net/ip_tables_names", "/proc/net/ip6_tables_names" }
+            .Where(File.Exists).Select(path => _namespace!.Run("cat", path))];
+        var auto = RunInNamespace("rules", "--config", _config);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(printed.ExitCode, Is.Zero, printed.ToString());
+            Assert.That(printed.Output[1], Is.EqualTo("# netfilter: legacy (set by --netfilter; not probed, that would create the legacy nat table)"));
+            Assert.That(printed.Output, Does.Contain("iptables-legacy -w -t nat -A OUTPUT -p tcp ! -d 127.0.0.0/8 -j DNAT --to-destination 127.0.0.1:4444"));
+            Assert.That(removed.ExitCode, Is.Zero, removed.ToString());
+            Assert.That(removed.Output[0], Is.EqualTo("netfilter: legacy (set by --netfilter; no legacy nat table is in use, so no rules are there)"));
+            Assert.That(legacyTables, Has.None.Contains("nat"), "no legacy nat table was created in this namespace");
+            Assert.That(auto.Output[1], Is.EqualTo("# netfilter: nft (iptables-nft works; no legacy nat table is in use, so no rules are there)"), auto.ToString());
+        });
+    }
+
     [Test]
     public void BadInputIsRefusedBeforeAnythingChanges()
     {
