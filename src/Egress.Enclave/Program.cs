@@ -22,11 +22,12 @@ const string Epilogue = """
       egress-enclave check api.stripe.com:443 --config enclave.toml
       egress-enclave --tunnel unix:/tmp/egress.sock --log-format json --log-level Debug
       egress-enclave report-to-allowlist enclave.log parent.log
+      egress-enclave --config enclave.toml --check-config       # in an image build: valid? what would run?
 
     Metrics: meter "Egress" (connections, relayed bytes, DNS queries, tunnel errors, learned addresses), readable
     with dotnet-counters monitor --counters Egress -n egress-enclave.
 
-    Exit codes: 0 stopped cleanly (or check: allowed; rules: done), 1 runtime failure (a listener cannot bind;
+    Exit codes: 0 stopped cleanly (or --check-config: valid; check: allowed; rules: done), 1 runtime failure (a listener cannot bind;
     check: denied; rules: a command failed, no root, or no working netfilter backend), 2 bad command line or
     configuration (the message names file:line:col).
     """;
@@ -65,6 +66,9 @@ var tunnelOption = HostCommandLine.Tunnel(
     "where egress-host listens, overriding [tunnel] enclave_endpoint (default vsock://3:4433; CID 3 is the parent); tests: unix:/path, tcp://127.0.0.1:4433");
 var logLevelOption = HostCommandLine.LogLevel();
 var logFormatOption = HostCommandLine.LogFormat();
+const string CheckConfigDescription = "check everything a start checks except binding (the file, the tunnel endpoint, the listen "
+    + "addresses, the audit log), print what would run, and exit: 0 valid, 2 not. Starts nothing";
+var checkConfigOption = new Option<bool>("--check-config") { Description = CheckConfigDescription };
 
 var root = new RootCommand("""
     Run the egress proxy and the DNS forwarder until SIGTERM or SIGINT. Every outbound TCP connection redirected by the
@@ -76,20 +80,23 @@ var root = new RootCommand("""
     shutdown_drain_seconds (default 10), then aborts the rest and exits 0.
     """)
 {
-    configOption, proxyPortOption, tunnelOption, logLevelOption, logFormatOption,
+    configOption, proxyPortOption, tunnelOption, logLevelOption, logFormatOption, checkConfigOption,
 };
-root.SetAction((parse, _) => RunAsync(parse.GetValue(configOption), parse.GetValue(tunnelOption), parse.GetValue(logLevelOption), HostCommandLine.IsJson(parse.GetValue(logFormatOption))));
+root.SetAction((parse, _) => RunAsync(
+    parse.GetValue(configOption), parse.GetValue(tunnelOption), parse.GetValue(logLevelOption), HostCommandLine.IsJson(parse.GetValue(logFormatOption)), parse.GetValue(checkConfigOption)));
 
 // "run" spelled out, as the hand-written command line accepted it: the same as no verb, with options of its own.
 var runTunnelOption = HostCommandLine.Tunnel(tunnelOption.Description!);
 var runLogLevelOption = HostCommandLine.LogLevel();
 var runLogFormatOption = HostCommandLine.LogFormat();
+var runCheckConfigOption = new Option<bool>("--check-config") { Description = CheckConfigDescription };
 var run = new Command("run", "The same as no command: run the egress proxy and the DNS forwarder.")
 {
-    configOption, runTunnelOption, runLogLevelOption, runLogFormatOption,
+    configOption, runTunnelOption, runLogLevelOption, runLogFormatOption, runCheckConfigOption,
 };
-run.SetAction((parse, _) => RunAsync(parse.GetValue(configOption), parse.GetValue(runTunnelOption), parse.GetValue(runLogLevelOption), HostCommandLine.IsJson(parse.GetValue(runLogFormatOption))));
-HostCommandLine.RefuseParentOptions(run, tunnelOption, logLevelOption, logFormatOption);
+run.SetAction((parse, _) => RunAsync(
+    parse.GetValue(configOption), parse.GetValue(runTunnelOption), parse.GetValue(runLogLevelOption), HostCommandLine.IsJson(parse.GetValue(runLogFormatOption)), parse.GetValue(runCheckConfigOption)));
+HostCommandLine.RefuseParentOptions(run, tunnelOption, logLevelOption, logFormatOption, checkConfigOption);
 root.Subcommands.Add(run);
 
 var targetArgument = new Argument<CheckTarget>("TARGET")
@@ -120,7 +127,7 @@ var check = new Command("check", """
     targetArgument, configOption,
 };
 check.SetAction(parse => Check(parse.GetRequiredValue(targetArgument), parse.GetValue(configOption)));
-HostCommandLine.RefuseParentOptions(check, tunnelOption, logLevelOption, logFormatOption);
+HostCommandLine.RefuseParentOptions(check, tunnelOption, logLevelOption, logFormatOption, checkConfigOption);
 root.Subcommands.Add(check);
 
 var applyOption = new Option<bool>("--apply") { Description = "apply the rules (idempotently) instead of printing them; needs root" };
@@ -171,7 +178,7 @@ rules.Validators.Add(result =>
 });
 rules.SetAction(parse => RunRules(
     parse.GetValue(configOption), parse.GetValue(applyOption), parse.GetValue(removeOption), parse.GetValue(forceOption), parse.GetValue(netfilterOption)));
-HostCommandLine.RefuseParentOptions(rules, tunnelOption, logLevelOption, logFormatOption);
+HostCommandLine.RefuseParentOptions(rules, tunnelOption, logLevelOption, logFormatOption, checkConfigOption);
 root.Subcommands.Add(rules);
 
 var logsArgument = new Argument<string[]>("LOG")
@@ -199,7 +206,7 @@ logsArgument.Validators.Add(result =>
     }
 });
 reportToAllowlist.SetAction(parse => RunReportToAllowlist(parse.GetValue(logsArgument) ?? []));
-HostCommandLine.RefuseParentOptions(reportToAllowlist, configOption, tunnelOption, logLevelOption, logFormatOption);
+HostCommandLine.RefuseParentOptions(reportToAllowlist, configOption, tunnelOption, logLevelOption, logFormatOption, checkConfigOption);
 root.Subcommands.Add(reportToAllowlist);
 
 return await HostCommandLine.RunAsync(root, Title, new Dictionary<Command, string> { [root] = Epilogue, [check] = CheckEpilogue, [rules] = RulesEpilogue }, args);
@@ -260,7 +267,7 @@ static int Check(CheckTarget target, string? configPath)
     }
 }
 
-static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel logLevel, bool jsonLogs)
+static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel logLevel, bool jsonLogs, bool checkOnly)
 {
     var configuration = HostRuntime.LoadConfiguration(configPath, Console.Error);
     if (configuration is null)
@@ -270,10 +277,25 @@ static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel
 
     var builder = HostRuntime.CreateBuilder(logLevel, jsonLogs, configuration.Relay.ShutdownDrain);
     PolicyDigest policyDigest;
+    TunnelEndpoint? tunnel;
     try
     {
         policyDigest = configuration.GetPolicyDigest();
-        builder.Services.AddEgressEnclave(configuration, tunnelText is null ? null : TunnelEndpoint.Parse(tunnelText));
+        tunnel = tunnelText is null ? null : TunnelEndpoint.Parse(tunnelText);
+        builder.Services.AddEgressEnclave(configuration, tunnel);
+        if (checkOnly)
+        {
+            // What registration read and checked, and the audit log as a start would open it (never created here).
+            string audit = HostRuntime.CheckAuditLog(configuration, ConfigurationKeys.EnclaveAuditLog.Path, configuration.Enclave.AuditLog);
+            var output = Console.Out;
+            output.WriteLine($"{configPath ?? "enclave.toml"}: valid for egress-enclave (checked without binding or starting anything)");
+            output.WriteLine($"  policy {HostLog.Describe(policyDigest)}");
+            output.WriteLine($"  proxy: {string.Join(", ", configuration.Enclave.ProxyListen)}");
+            output.WriteLine($"  DNS forwarder: {string.Join(", ", configuration.Enclave.DnsListen)} (UDP and TCP)");
+            output.WriteLine($"  tunnel: {tunnel ?? configuration.GetTunnelEndpoint(TunnelSide.Enclave)}");
+            output.WriteLine($"  audit log: {audit}");
+            return 0;
+        }
     }
     catch (ConfigurationException ex)
     {

@@ -1,7 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
-using Egress.Audit;
 using Egress.Configuration;
 using Egress.Diagnostics;
 using Egress.Dns.Upstream;
@@ -230,11 +229,11 @@ static int CheckConfiguration(
 {
     listen ??= configuration.GetTunnelEndpoint(TunnelSide.Host);
     IReadOnlyList<GatewayEnclave> enclaves;
-    string? auditNote;
+    string auditNote;
     try
     {
         enclaves = EgressServiceCollectionExtensions.LoadHostEnclaves(configuration, listen, Console.Error.WriteLine);
-        auditNote = configuration.Host.AuditLog is { } target ? CheckAuditLog(configuration, target) : null;
+        auditNote = HostRuntime.CheckAuditLog(configuration, ConfigurationKeys.HostAuditLog.Path, configuration.Host.AuditLog);
     }
     catch (ConfigurationException ex)
     {
@@ -262,45 +261,8 @@ static int CheckConfiguration(
         ? $"  DNS upstreams: {string.Join(", ", dns)} ({source})"
         : $"  DNS upstreams: none ({source} names none): every DNS query would be answered SERVFAIL");
     output.WriteLine($"  metrics: {(metricsListen is null ? "off" : $"http://{metricsListen}/metrics")}");
-    output.WriteLine($"  audit log: {configuration.Host.AuditLog ?? "off"}{auditNote}");
+    output.WriteLine($"  audit log: {auditNote}");
     return 0;
-}
-
-// Whether a start could open the audit log, without creating it: an existing file is opened for writing (and closed);
-// for a missing one, its directory must exist, unless something creates it before the start (systemd's
-// LogsDirectory=, as the shipped unit does for /var/log/egress): said in the note, not an error. The check runs as
-// its caller, who may not be the service's user.
-static string? CheckAuditLog(EgressConfiguration configuration, string target)
-{
-    if (target == AuditLog.StandardOutput)
-    {
-        return " (standard output)";
-    }
-
-    try
-    {
-        if (File.Exists(target))
-        {
-            using (new FileStream(target, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
-            {
-                return " (exists; appended to)";
-            }
-        }
-
-        if (Directory.Exists(target))
-        {
-            throw configuration.CreateException(ConfigurationKeys.HostAuditLog.Path, $"cannot open \"{target}\" for the audit log: it is a directory");
-        }
-
-        string directory = Path.GetDirectoryName(Path.GetFullPath(target)) ?? "/";
-        return Directory.Exists(directory)
-            ? " (created at start)"
-            : $" (its directory {directory} does not exist: a start fails unless something creates it first, as the shipped systemd unit's LogsDirectory= does for /var/log/egress)";
-    }
-    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-    {
-        throw configuration.CreateException(ConfigurationKeys.HostAuditLog.Path, $"cannot open \"{target}\" for the audit log: {ex.Message}");
-    }
 }
 
 static int Fail(string message)

@@ -179,6 +179,7 @@ public sealed class CommandLineTests
     [TestCase("check", "10.1.2.3", "--log-format", "json")]
     [TestCase("check", "10.1.2.3", "--log-level", "Debug")]
     [TestCase("check", "10.1.2.3", "--tunnel", "unix:/run/egress.sock")]
+    [TestCase("check", "10.1.2.3", "--check-config")]
     public async Task CheckRefusesTheRunOptions(params string[] arguments)
     {
         var result = await Command.RunAsync(HostBinaries.Enclave(arguments), Timeout);
@@ -500,6 +501,66 @@ public sealed class CommandLineTests
             await File.WriteAllTextAsync(path, $"[tunnel]\nhost_endpoint = \"unix:{directory}/t.sock\"\n" + text.Replace("DIR", directory, StringComparison.Ordinal));
 
             var result = await Command.RunAsync(HostBinaries.Host("--config", path, "--check-config"), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+                Assert.That(result.StandardError, Does.StartWith(path + error.Replace("DIR", directory, StringComparison.Ordinal)), result.ToString);
+                Assert.That(result.StandardOutput, Is.Empty, result.ToString);
+            });
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    /// <summary>egress-enclave's check, for an image build: a bad file was found only when the enclave booted.</summary>
+    [TestCase]
+    [TestCase("run")]
+    public async Task EnclaveCheckConfigSaysWhatWouldRunWithoutBindingOrCreatingAnything(params string[] verb)
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-check-").FullName;
+        try
+        {
+            string audit = Path.Combine(directory, "audit.jsonl");
+            string path = Path.Combine(directory, "enclave.toml");
+            await File.WriteAllTextAsync(path, $"[egress]\nenabled = true\ndestinations = [\"api.example.com:443\"]\n[tunnel]\nenclave_endpoint = \"unix:{directory}/t.sock\"\n[enclave]\nproxy_listen = [\"127.0.0.1:14444\"]\naudit_log = \"{audit}\"\n");
+
+            var result = await Command.RunAsync(HostBinaries.Enclave([.. verb, "--config", path, "--check-config"]), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(0), result.ToString);
+                Assert.That(result.StandardError, Is.Empty, result.ToString);
+                Assert.That(result.StandardOutput, Does.Match(
+                    $"^{Regex.Escape(path)}: valid for egress-enclave \\(checked without binding or starting anything\\)\n"
+                    + "  policy sha256:[0-9a-f]{12} \\(egress enabled, 1 destination\\)\n"
+                    + "  proxy: 127\\.0\\.0\\.1:14444\n"
+                    + "  DNS forwarder: 127\\.0\\.0\\.1:53, \\[::1\\]:53 \\(UDP and TCP\\)\n"
+                    + $"  tunnel: {Regex.Escape($"unix:{directory}/t.sock")}\n"
+                    + $"  audit log: {Regex.Escape(audit)} \\(created at start\\)\n$"), result.ToString);
+                Assert.That(Directory.GetFileSystemEntries(directory).Select(Path.GetFileName), Is.EquivalentTo(new[] { "enclave.toml" }), "nothing bound, nothing created");
+            });
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"a..example\"]\n", ":3:17: error: invalid destination \"a..example\": has an empty label (key 'egress.destinations')")]
+    [TestCase("[enclave]\naudit_log = \"DIR\"\n", ":2:13: error: cannot open \"DIR\" for the audit log: it is a directory (key 'enclave.audit_log')")]
+    [TestCase("[tunnel]\nenclave_endpoint = \"tcp://127.1:4433\"\n", ":2:20: error: Invalid tunnel endpoint 'tcp://127.1:4433'")]
+    public async Task EnclaveCheckConfigRefusesWhatAStartWouldRefuse(string text, string error)
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-check-").FullName;
+        try
+        {
+            string path = Path.Combine(directory, "enclave.toml");
+            await File.WriteAllTextAsync(path, text.Replace("DIR", directory, StringComparison.Ordinal));
+
+            var result = await Command.RunAsync(HostBinaries.Enclave("--config", path, "--check-config"), Timeout);
 
             Assert.Multiple(() =>
             {
