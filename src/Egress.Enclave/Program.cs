@@ -22,14 +22,14 @@ const string Epilogue = """
       egress-enclave check api.stripe.com:443 --config enclave.toml
       egress-enclave --tunnel unix:/tmp/egress.sock --log-format json --log-level Debug
       egress-enclave report-to-allowlist enclave.log parent.log
-      egress-enclave --config enclave.toml --check-config       # in an image build: valid? what would run?
+      egress-enclave --config enclave.toml --check-config      # before building the image: valid? what would run?
 
     Metrics: meter "Egress" (connections, relayed bytes, DNS queries, tunnel errors, learned addresses), readable
     with dotnet-counters monitor --counters Egress -n egress-enclave.
 
-    Exit codes: 0 stopped cleanly (or --check-config: valid; check: allowed; rules: done), 1 runtime failure (a listener cannot bind;
-    check: denied; rules: a command failed, no root, or no working netfilter backend), 2 bad command line or
-    configuration (the message names file:line:col).
+    Exit codes: 0 stopped cleanly (or --check-config: valid; check: allowed; rules: done), 1 runtime failure (a
+    listener cannot bind; check: denied; rules: a command failed, no root, or no working netfilter backend), 2 bad
+    command line or configuration (the message names file:line:col).
     """;
 const string CheckEpilogue = """
     Examples:
