@@ -15,8 +15,8 @@
 #
 # Installs: PREFIX/egress-host, PREFIX/README.md, /etc/egress/enclave.toml (0644),
 # /etc/systemd/system/egress-host.service. Before anything is installed, the configuration that will be in effect (the
-# new one, or the kept /etc/egress/enclave.toml) is checked with egress-host --check-config: an invalid one installs
-# nothing (exit 1); its warnings are shown. DESTDIR=/some/dir stages the files under that directory instead and
+# new one, checked as a copy in /etc/egress so that relative paths resolve as they will, or the kept
+# /etc/egress/enclave.toml) is checked with egress-host --check-config: an invalid one installs nothing (exit 1). DESTDIR=/some/dir stages the files under that directory instead and
 # skips systemctl (for packaging or a dry run).
 set -eu
 
@@ -50,7 +50,11 @@ case $prefix in /*) ;; *) fail "--prefix must be an absolute path" ;; esac
 if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then fail "run as root (or set DESTDIR to stage the files)"; fi
 
 staging=
-cleanup() { if [ -n "$staging" ]; then rm -rf "$staging"; fi; }
+staged=
+cleanup() {
+  if [ -n "$staging" ]; then rm -rf "$staging"; fi
+  if [ -n "$staged" ]; then rm -f "$staged"; fi
+}
 trap cleanup EXIT
 
 if [ -z "$from" ]; then
@@ -69,17 +73,44 @@ bin_dir="$DESTDIR$prefix"
 etc_dir="$DESTDIR/etc/egress"
 unit_dir="$DESTDIR/etc/systemd/system"
 
-# The file egress-host will read: the kept one unless it is replaced. A program built for another architecture cannot
-# run here (exit 126/127): then the check is skipped, said so, and the first start checks it instead.
-effective=$config
-if [ -e "$etc_dir/enclave.toml" ] && [ "$force_config" = no ]; then effective=$etc_dir/enclave.toml; fi
-rc=0
-"$from/egress-host" --config "$effective" --check-config || rc=$?
-case $rc in
-  0) say "checked $effective: valid for egress-host" ;;
-  126|127) say "warning: could not run $from/egress-host here to check $effective; its first start checks it" ;;
-  *) fail "$effective is not valid for egress-host (above); nothing was installed" ;;
-esac
+# The configuration is checked where egress-host will read it (relative [[host.enclaves]] paths resolve from there)
+# before anything else is installed: the given file as a hidden copy beside the kept one, and the kept one when it
+# stays. A check that fails removes the copy and the directories made for it. A program built for another
+# architecture cannot run here (exit 126/127): the check is then skipped, said so, and the first start checks the file.
+new_dirs=
+d=$etc_dir
+while [ ! -d "$d" ]; do new_dirs="$new_dirs $d"; d=$(dirname "$d"); done
+mkdir -p "$etc_dir" || fail "cannot create $etc_dir"
+staged=$etc_dir/.enclave.toml.new
+undo_stage() {
+  rm -f "$staged"
+  for d in $new_dirs; do rmdir "$d" 2>/dev/null || break; done
+}
+cp "$config" "$staged" || { undo_stage; fail "cannot copy $config to $staged"; }
+check_config() { # FILE: 0 valid, 1 not, 2 not checked
+  c=0
+  "$from/egress-host" --config "$1" --check-config || c=$?
+  case $c in 0) return 0 ;; 126|127) return 2 ;; *) return 1 ;; esac
+}
+if [ -e "$etc_dir/enclave.toml" ] && [ "$force_config" = no ]; then
+  rc=0; check_config "$etc_dir/enclave.toml" || rc=$?
+  case $rc in
+    0) say "checked $etc_dir/enclave.toml (kept): valid for egress-host" ;;
+    2) say "warning: could not run $from/egress-host here to check $etc_dir/enclave.toml; its first start checks it" ;;
+    *) undo_stage; fail "$etc_dir/enclave.toml, which is kept, is not valid for egress-host (above); nothing was installed (--force-config replaces it with $config)" ;;
+  esac
+  if [ "$rc" -ne 2 ] && ! cmp -s "$config" "$etc_dir/enclave.toml"; then
+    check_config "$staged" >/dev/null ||
+      say "warning: $config is not valid for egress-host either (above, as $staged); it is not installed: the kept file stays"
+  fi
+else
+  rc=0; check_config "$staged" || rc=$?
+  case $rc in
+    0) say "checked $config: valid for egress-host" ;;
+    2) say "warning: could not run $from/egress-host here to check $config; its first start checks it" ;;
+    *) undo_stage; fail "$config is not valid for egress-host where it would be installed (above, as $staged); nothing was installed" ;;
+  esac
+fi
 
 mkdir -p "$bin_dir" "$etc_dir" "$unit_dir"
 
@@ -96,7 +127,7 @@ if [ -e "$etc_dir/enclave.toml" ] && [ "$force_config" = no ]; then
     say "kept $etc_dir/enclave.toml, which differs from $config (use --force-config to replace it)"
   fi
 else
-  install -m 0644 "$config" "$etc_dir/enclave.toml" || fail "cannot install $etc_dir/enclave.toml"
+  chmod 0644 "$staged" && mv -f "$staged" "$etc_dir/enclave.toml" || fail "cannot install $etc_dir/enclave.toml"
   say "installed $etc_dir/enclave.toml"
 fi
 

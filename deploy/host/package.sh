@@ -98,6 +98,16 @@ fi
 grep -q "is not valid for egress-host" "$t/bad.txt" && grep -q "unknown key" "$t/bad.txt" ||
   { cat "$t/bad.txt" >&2; fail "install.sh did not say why the configuration was refused"; }
 [ ! -e "$t/bad-root" ] || fail "install.sh installed files for a configuration egress-host refuses"
+# A relative [[host.enclaves]] file resolves from /etc/egress, where install.sh does not copy it: checked there, refused.
+mkdir -p "$t/mapped"
+printf '[egress]\nenabled = true\n' >"$t/mapped/a.toml"
+printf '[[host.enclaves]]\ncid = "any"\nconfig = "a.toml"\n' >"$t/mapped/main.toml"
+if DESTDIR="$t/mapped-root" "$pkg/install.sh" --config "$t/mapped/main.toml" >"$t/mapped.txt" 2>&1; then
+  fail "install.sh accepted a configuration whose [[host.enclaves]] file would be missing where it is installed"
+fi
+grep -q "cannot read \"$t/mapped-root/etc/egress/a.toml\"" "$t/mapped.txt" ||
+  { cat "$t/mapped.txt" >&2; fail "install.sh did not check the configuration where it would be installed"; }
+[ ! -e "$t/mapped-root" ] || fail "install.sh left files behind for a configuration egress-host refuses"
 cmp -s "$pkg/egress-host" "$t/root/opt/egress/egress-host" || fail "the installed egress-host differs from the packaged one"
 grep -q "^ExecStart=/opt/egress/egress-host --config /etc/egress/enclave.toml" "$t/root/etc/systemd/system/egress-host.service" ||
   fail "the installed unit does not start /opt/egress/egress-host"

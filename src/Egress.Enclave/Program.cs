@@ -66,8 +66,8 @@ var tunnelOption = HostCommandLine.Tunnel(
     "where egress-host listens, overriding [tunnel] enclave_endpoint (default vsock://3:4433; CID 3 is the parent); tests: unix:/path, tcp://127.0.0.1:4433");
 var logLevelOption = HostCommandLine.LogLevel();
 var logFormatOption = HostCommandLine.LogFormat();
-const string CheckConfigDescription = "check everything a start checks except binding (the file, the tunnel endpoint, the listen "
-    + "addresses, the audit log), print what would run, and exit: 0 valid, 2 not. Starts nothing";
+const string CheckConfigDescription = "check everything a start and rules --apply check except binding (the file, the tunnel "
+    + "endpoint, the listen addresses and the redirect targets), print what would run, and exit: 0 valid, 2 not. Starts nothing";
 var checkConfigOption = new Option<bool>("--check-config") { Description = CheckConfigDescription };
 
 var root = new RootCommand("""
@@ -285,13 +285,18 @@ static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel
         builder.Services.AddEgressEnclave(configuration, tunnel);
         if (checkOnly)
         {
-            // What registration read and checked, and the audit log as a start would open it (never created here).
-            string audit = HostRuntime.CheckAuditLog(configuration, ConfigurationKeys.EnclaveAuditLog.Path, configuration.Enclave.AuditLog);
+            // What registration read and checked, and what `rules --apply` (the enclave's first step) reads: listeners no
+            // redirected connection could reach are refused there. The audit log is opened in the enclave: a check
+            // run before the image is built cannot look at that file system.
+            var (proxy, dns) = RedirectTargets(configuration);
+            string audit = configuration.Enclave.AuditLog is { } target && target != Egress.Audit.AuditLog.StandardOutput
+                ? $"{target} (opened at start, in the enclave; not looked at here)"
+                : configuration.Enclave.AuditLog ?? "off";
             var output = Console.Out;
             output.WriteLine($"{configPath ?? "enclave.toml"}: valid for egress-enclave (checked without binding or starting anything)");
             output.WriteLine($"  policy {HostLog.Describe(policyDigest)}");
-            output.WriteLine($"  proxy: {string.Join(", ", configuration.Enclave.ProxyListen)}");
-            output.WriteLine($"  DNS forwarder: {string.Join(", ", configuration.Enclave.DnsListen)} (UDP and TCP)");
+            output.WriteLine($"  proxy: {string.Join(", ", configuration.Enclave.ProxyListen)} (redirect rules send TCP to {string.Join(", ", proxy)})");
+            output.WriteLine($"  DNS forwarder: {string.Join(", ", configuration.Enclave.DnsListen)}, UDP and TCP (redirect rules send DNS to {string.Join(", ", dns)})");
             output.WriteLine($"  tunnel: {tunnel ?? configuration.GetTunnelEndpoint(TunnelSide.Enclave)}");
             output.WriteLine($"  audit log: {audit}");
             return 0;

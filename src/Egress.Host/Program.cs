@@ -192,6 +192,14 @@ static async Task<int> RunAsync(
         return Fail("--metrics-allow-remote has nothing to allow: no --metrics-listen and no [host] metrics_listen");
     }
 
+    // A start would fail to bind the second and blame "another instance": the two are this process's own.
+    if (metricsListen is not null && (listen ?? configuration.GetTunnelEndpoint(TunnelSide.Host)) is { Transport: TunnelTransport.Tcp, EndPoint: IPEndPoint tunnelEndPoint }
+        && tunnelEndPoint.Port == metricsListen.Port
+        && (tunnelEndPoint.Address.Equals(metricsListen.Address) || tunnelEndPoint.Address.Equals(IPAddress.Any) || metricsListen.Address.Equals(IPAddress.Any)))
+    {
+        return Fail($"the metrics endpoint {metricsListen} and the tunnel endpoint {tunnelEndPoint} are the same port: give one of them another");
+    }
+
     if (checkOnly)
     {
         return CheckConfiguration(configPath ?? "enclave.toml", configuration, listen, upstreams, metricsListen, policyDigest);
@@ -233,7 +241,8 @@ static int CheckConfiguration(
     try
     {
         enclaves = EgressServiceCollectionExtensions.LoadHostEnclaves(configuration, listen, Console.Error.WriteLine);
-        auditNote = HostRuntime.CheckAuditLog(configuration, ConfigurationKeys.HostAuditLog.Path, configuration.Host.AuditLog);
+        // The shipped unit's LogsDirectory=egress creates /var/log/egress at start (deploy/host/egress-host.service).
+        auditNote = HostRuntime.CheckAuditLog(configuration, ConfigurationKeys.HostAuditLog.Path, configuration.Host.AuditLog, "/var/log/egress");
     }
     catch (ConfigurationException ex)
     {

@@ -15,7 +15,21 @@ namespace Egress.Hosting;
 internal static class HostCommandLine
 {
     /// <summary>Creates <c>--config PATH</c>: the enclave.toml to read (default ./enclave.toml).</summary>
-    public static Option<string?> Config(string description) => new("--config") { Description = description, HelpName = "PATH" };
+    public static Option<string?> Config(string description)
+    {
+        var option = new Option<string?>("--config") { Description = description, HelpName = "PATH" };
+
+        // An empty path (--config "", a variable that was not set) reached File.ReadAllText and ended the process
+        // with an unhandled ArgumentException.
+        option.Validators.Add(result =>
+        {
+            if (result.Tokens is [{ Value: "" }, ..])
+            {
+                result.AddError("--config needs a path (PATH), not an empty string");
+            }
+        });
+        return option;
+    }
 
     /// <summary>Creates <c>--tunnel ENDPOINT</c>, kept as text: the run parses it with <c>TunnelEndpoint.Parse</c> (it overrides the file, whose value is then not read).</summary>
     public static Option<string?> Tunnel(string description) => new("--tunnel") { Description = description, HelpName = "ENDPOINT" };

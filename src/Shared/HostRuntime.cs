@@ -199,50 +199,23 @@ internal static class HostRuntime
 
     /// <summary>
     /// For <c>--check-config</c>: whether a start could open the audit log <paramref name="target"/> (the value of
-    /// <paramref name="keyPath"/>), without creating it. An existing file is opened for writing and closed; for a
-    /// missing one its directory must exist, unless something creates it before the start (systemd's
-    /// <c>LogsDirectory=</c>, as egress-host's unit does for /var/log/egress): that is said, not an error. The check
-    /// runs as its caller, who may not be the service's user.
+    /// <paramref name="keyPath"/>), found without opening or creating it (<see cref="Egress.Audit.AuditLogTarget"/>).
     /// </summary>
+    /// <param name="createdAtStart">A directory created before the start when missing (egress-host's systemd unit
+    /// creates /var/log/egress); null for none.</param>
     /// <returns>What the summary line says, e.g. <c>/var/log/egress/audit.jsonl (created at start)</c>, or <c>off</c>.</returns>
-    /// <exception cref="Egress.Configuration.ConfigurationException">The target is a directory, or an existing file
-    /// cannot be opened for writing: located at the key.</exception>
-    public static string CheckAuditLog(EgressConfiguration configuration, string keyPath, string? target)
+    /// <exception cref="ConfigurationException">A start could not open it (a directory, a file or directory
+    /// this user cannot write, a missing directory): located at the key.</exception>
+    public static string CheckAuditLog(EgressConfiguration configuration, string keyPath, string? target, string? createdAtStart)
     {
         if (target is null)
         {
             return "off";
         }
 
-        if (target == Egress.Audit.AuditLog.StandardOutput)
-        {
-            return "stdout";
-        }
-
-        try
-        {
-            if (File.Exists(target))
-            {
-                using (new FileStream(target, FileMode.Open, FileAccess.Write, FileShare.ReadWrite))
-                {
-                    return $"{target} (exists; appended to)";
-                }
-            }
-
-            if (Directory.Exists(target))
-            {
-                throw configuration.CreateException(keyPath, $"cannot open \"{target}\" for the audit log: it is a directory");
-            }
-
-            string directory = Path.GetDirectoryName(Path.GetFullPath(target)) ?? "/";
-            return Directory.Exists(directory)
-                ? $"{target} (created at start)"
-                : $"{target} (its directory {directory} does not exist: a start fails unless something creates it first, as egress-host's systemd unit does for /var/log/egress)";
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            throw configuration.CreateException(keyPath, $"cannot open \"{target}\" for the audit log: {ex.Message}");
-        }
+        return Egress.Audit.AuditLogTarget.Check(target, createdAtStart, out string summary) is { } problem
+            ? throw configuration.CreateException(keyPath, $"cannot open \"{target}\" for the audit log: {problem}")
+            : summary;
     }
 
     /// <summary>

@@ -315,6 +315,9 @@ public sealed class CommandLineTests
     // A word a verb has no place for, after the verb: named with the verb, not as a command.
     [TestCase("error: unexpected argument 'extra' for 'run' (egress-enclave run --help lists what it takes)\n", "run", "extra")]
     [TestCase("error: unexpected argument 'b' for 'check' (egress-enclave check --help lists what it takes)\n", "check", "a.example", "b")]
+    // A new user's trial: an empty path ended the process with an unhandled ArgumentException (exit 134).
+    [TestCase("error: --config needs a path (PATH), not an empty string\n", "--config", "")]
+    [TestCase("error: --config needs a path (PATH), not an empty string\n", "check", "a.example", "--config", "")]
     public async Task AnUnknownOptionOrCommandIsNamedWithTheClosestOneAndWhereHelpIs(string expected, params string[] arguments)
     {
         var result = await Command.RunAsync(HostBinaries.Enclave(arguments), Timeout);
@@ -332,6 +335,10 @@ public sealed class CommandLineTests
     // missing for option: '--config'.".
     [TestCase("error: unexpected argument 'run': egress-host takes options only (egress-host --help lists them)\n", "run")]
     [TestCase("error: --config needs a value (PATH)\n", "--config")]
+    [TestCase("error: --config needs a path (PATH), not an empty string\n", "--config", "", "--check-config")]
+    // A new user's trial: --check-config passed these, and a start failed to bind the second, blaming another instance.
+    [TestCase("error: the metrics endpoint 127.0.0.1:19464 and the tunnel endpoint 127.0.0.1:19464 are the same port: give one of them another\n",
+        "--config", "/dev/null", "--tunnel", "tcp://127.0.0.1:19464", "--metrics-listen", "127.0.0.1:19464", "--check-config")]
     public async Task AWrongHostCommandLineSaysWhatIsWrongAndWhereHelpIs(string expected, params string[] arguments)
     {
         var result = await Command.RunAsync(HostBinaries.Host(arguments), Timeout);
@@ -487,11 +494,51 @@ public sealed class CommandLineTests
         }
     }
 
+    /// <summary>A new user's trial: the check refused a dangling symbolic link (a start creates its target), and hung
+    /// opening a FIFO for writing (it waits for a reader). Links are followed as open(2) follows them, and nothing is
+    /// opened: the rights are asked with access(2).</summary>
+    [TestCase("link", "(created at start)")]
+    [TestCase("fifo", "(exists; appended to)")]
+    public async Task CheckConfigFollowsAnAuditLogLinkAndNeverOpensIt(string kind, string said)
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-check-").FullName;
+        try
+        {
+            string audit = Path.Combine(directory, "audit.jsonl");
+            if (kind == "link")
+            {
+                File.CreateSymbolicLink(audit, Path.Combine(directory, "target.jsonl"));
+            }
+            else
+            {
+                await Command.RunCheckedAsync("mkfifo", audit);
+            }
+
+            string path = Path.Combine(directory, "enclave.toml");
+            await File.WriteAllTextAsync(path, $"[tunnel]\nhost_endpoint = \"unix:{directory}/t.sock\"\n[host]\naudit_log = \"{audit}\"\n");
+
+            var result = await Command.RunAsync(HostBinaries.Host("--config", path, "--check-config"), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(0), result.ToString);
+                Assert.That(result.StandardOutput, Does.EndWith($"  audit log: {audit} {said}\n"), result.ToString);
+                Assert.That(Directory.GetFileSystemEntries(directory).Select(Path.GetFileName), Is.EquivalentTo(new[] { "audit.jsonl", "enclave.toml" }), "nothing created");
+            });
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     /// <summary>Each part a start would refuse is refused by the check, located, exit 2.</summary>
     [TestCase("[[host.enclaves]]\ncid = \"any\"\nconfig = \"missing.toml\"\n", ":5:10: error: cannot read \"DIR/missing.toml\"")]
     [TestCase("[host]\naudit_log = \"DIR\"\n", ":4:13: error: cannot open \"DIR\" for the audit log: it is a directory (key 'host.audit_log')")]
     [TestCase("[host]\nmetrics_listen = \"0.0.0.0:9464\"\n", ":4:18: error: the metrics endpoint has no authentication")]
     [TestCase("[host]\nmetrics_listn = \"127.0.0.1:9464\"\n", ":4:1: error: unknown key")]
+    // A new user's trial: a missing directory was "valid" to the check and fatal at start.
+    [TestCase("[host]\naudit_log = \"DIR/missing/audit.jsonl\"\n", ":4:13: error: cannot open \"DIR/missing/audit.jsonl\" for the audit log: its directory DIR/missing does not exist (key 'host.audit_log')")]
     public async Task CheckConfigRefusesWhatAStartWouldRefuse(string text, string error)
     {
         string directory = Directory.CreateTempSubdirectory("egress-check-").FullName;
@@ -536,10 +583,10 @@ public sealed class CommandLineTests
                 Assert.That(result.StandardOutput, Does.Match(
                     $"^{Regex.Escape(path)}: valid for egress-enclave \\(checked without binding or starting anything\\)\n"
                     + "  policy sha256:[0-9a-f]{12} \\(egress enabled, 1 destination\\)\n"
-                    + "  proxy: 127\\.0\\.0\\.1:14444\n"
-                    + "  DNS forwarder: 127\\.0\\.0\\.1:53, \\[::1\\]:53 \\(UDP and TCP\\)\n"
+                    + "  proxy: 127\\.0\\.0\\.1:14444 \\(redirect rules send TCP to 127\\.0\\.0\\.1:14444\\)\n"
+                    + "  DNS forwarder: 127\\.0\\.0\\.1:53, \\[::1\\]:53, UDP and TCP \\(redirect rules send DNS to 127\\.0\\.0\\.1:53, \\[::1\\]:53\\)\n"
                     + $"  tunnel: {Regex.Escape($"unix:{directory}/t.sock")}\n"
-                    + $"  audit log: {Regex.Escape(audit)} \\(created at start\\)\n$"), result.ToString);
+                    + $"  audit log: {Regex.Escape(audit)} \\(opened at start, in the enclave; not looked at here\\)\n$"), result.ToString);
                 Assert.That(Directory.GetFileSystemEntries(directory).Select(Path.GetFileName), Is.EquivalentTo(new[] { "enclave.toml" }), "nothing bound, nothing created");
             });
         }
@@ -550,7 +597,8 @@ public sealed class CommandLineTests
     }
 
     [TestCase("[egress]\nenabled = true\ndestinations = [\"a..example\"]\n", ":3:17: error: invalid destination \"a..example\": has an empty label (key 'egress.destinations')")]
-    [TestCase("[enclave]\naudit_log = \"DIR\"\n", ":2:13: error: cannot open \"DIR\" for the audit log: it is a directory (key 'enclave.audit_log')")]
+    // A new user's trial: "valid" to --check-config, refused by rules --apply (the enclave's first step) and check.
+    [TestCase("[enclave]\nproxy_listen = [\"192.0.2.2:14444\"]\n", ":2:16: error: The proxy's IPv4 listen address (192.0.2.2:14444) cannot take redirected connections")]
     [TestCase("[tunnel]\nenclave_endpoint = \"tcp://127.1:4433\"\n", ":2:20: error: Invalid tunnel endpoint 'tcp://127.1:4433'")]
     public async Task EnclaveCheckConfigRefusesWhatAStartWouldRefuse(string text, string error)
     {

@@ -1,0 +1,63 @@
+using System.Runtime.InteropServices;
+
+namespace Egress.Audit;
+
+/// <summary>
+/// Whether a start could open an <c>audit_log</c> file (<see cref="AuditLog.Open"/>: append, created when missing),
+/// found without opening or creating anything, for <c>--check-config</c>: a symbolic link is followed as open(2)
+/// follows it (a dangling one names the file a start would create), and the rights are asked with access(2), so a FIFO
+/// is never opened (opening one for writing waits for a reader). access(2) answers for the calling user, who may not
+/// be the service's.
+/// </summary>
+internal static partial class AuditLogTarget
+{
+    private const int WriteOk = 2;
+    private const int ExecuteOk = 1;
+
+    /// <summary>Checks <paramref name="target"/>.</summary>
+    /// <param name="target">The <c>audit_log</c> value: <see cref="AuditLog.StandardOutput"/> or a path.</param>
+    /// <param name="createdAtStart">A directory that something creates before the start when it is missing (egress-host's
+    /// systemd unit creates /var/log/egress, <c>LogsDirectory=egress</c>); null for none.</param>
+    /// <param name="summary">What a start would do, e.g. <c>/var/log/egress/audit.jsonl (created at start)</c>.</param>
+    /// <returns>Null when a start could open it; otherwise why not (e.g. <c>it is a directory</c>).</returns>
+    public static string? Check(string target, string? createdAtStart, out string summary)
+    {
+        summary = target;
+        if (target == AuditLog.StandardOutput)
+        {
+            return null;
+        }
+
+        string path = Path.GetFullPath(target);
+        if (new FileInfo(path).LinkTarget is not null && File.ResolveLinkTarget(path, returnFinalTarget: true) is { } final)
+        {
+            path = final.FullName;
+        }
+
+        if (Directory.Exists(path))
+        {
+            return "it is a directory";
+        }
+
+        if (File.Exists(path))
+        {
+            summary = $"{target} (exists; appended to)";
+            return Access(path, WriteOk) == 0 ? null : $"it cannot be written ({LastError()})";
+        }
+
+        string directory = Path.GetDirectoryName(path) ?? "/";
+        if (!Directory.Exists(directory))
+        {
+            summary = $"{target} (created at start; {directory} does not exist yet and is created before the start)";
+            return directory == createdAtStart ? null : $"its directory {directory} does not exist";
+        }
+
+        summary = $"{target} (created at start)";
+        return Access(directory, WriteOk | ExecuteOk) == 0 ? null : $"it cannot be created in {directory} ({LastError()})";
+    }
+
+    private static string LastError() => Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError());
+
+    [LibraryImport("libc", EntryPoint = "access", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Access(string path, int mode);
+}
