@@ -89,7 +89,10 @@ internal static class HostCommandLine
             {
                 if (result.GetResult(option) is { Implicit: false })
                 {
-                    result.AddError($"{option.Name} does not apply to '{verb.Name}'");
+                    // `egress-enclave --log-level Debug run`: run has the option too, after its name.
+                    result.AddError(verb.Options.Any(own => own.Name == option.Name)
+                        ? $"{option.Name} goes after '{verb.Name}' (its options follow it: {verb.Name} {option.Name} ...)"
+                        : $"{option.Name} does not apply to '{verb.Name}'");
                 }
             }
         });

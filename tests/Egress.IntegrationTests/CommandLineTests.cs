@@ -315,6 +315,9 @@ public sealed class CommandLineTests
     // A word a verb has no place for, after the verb: named with the verb, not as a command.
     [TestCase("error: unexpected argument 'extra' for 'run' (egress-enclave run --help lists what it takes)\n", "run", "extra")]
     [TestCase("error: unexpected argument 'b' for 'check' (egress-enclave check --help lists what it takes)\n", "check", "a.example", "b")]
+    // A new user's trial: "--check-config does not apply to 'run'", while run takes it, after its name.
+    [TestCase("error: --check-config goes after 'run' (its options follow it: run --check-config ...)\n", "--check-config", "run")]
+    [TestCase("error: --log-level goes after 'run' (its options follow it: run --log-level ...)\n", "--log-level", "Debug", "run")]
     // A new user's trial: an empty path ended the process with an unhandled ArgumentException (exit 134).
     [TestCase("error: --config needs a path (PATH), not an empty string\n", "--config", "")]
     [TestCase("error: --config needs a path (PATH), not an empty string\n", "check", "a.example", "--config", "")]
