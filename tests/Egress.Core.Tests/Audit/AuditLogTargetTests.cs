@@ -1,0 +1,99 @@
+using Egress.Audit;
+
+namespace Egress.Tests.Audit;
+
+/// <summary>
+/// <see cref="AuditLogTarget"/> against the real file system (a temporary directory): what a start would do with each
+/// kind of path, decided without opening or creating anything.
+/// </summary>
+public sealed class AuditLogTargetTests
+{
+    private string _directory = null!;
+
+    [SetUp]
+    public void CreateDirectory() => _directory = Directory.CreateTempSubdirectory("egress-audit-target-").FullName;
+
+    [TearDown]
+    public void RemoveDirectory() => Directory.Delete(_directory, recursive: true);
+
+    [Test]
+    public void StandardOutputIsAlwaysFine()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(AuditLogTarget.Check(AuditLog.StandardOutput, null, out string summary), Is.Null);
+            Assert.That(summary, Is.EqualTo("stdout"));
+        });
+    }
+
+    [Test]
+    public void AMissingFileInAnExistingDirectoryIsCreatedAtStartAndNotNow()
+    {
+        string path = Path.Combine(_directory, "audit.jsonl");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(AuditLogTarget.Check(path, null, out string summary), Is.Null);
+            Assert.That(summary, Is.EqualTo($"{path} (created at start)"));
+            Assert.That(File.Exists(path), Is.False, "the check created the file");
+        });
+    }
+
+    [Test]
+    public void AnExistingFileIsAppendedToAndLeftUntouched()
+    {
+        string path = Path.Combine(_directory, "audit.jsonl");
+        File.WriteAllText(path, "{}\n");
+        DateTime written = File.GetLastWriteTimeUtc(path);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(AuditLogTarget.Check(path, null, out string summary), Is.Null);
+            Assert.That(summary, Is.EqualTo($"{path} (exists; appended to)"));
+            Assert.That((File.ReadAllText(path), File.GetLastWriteTimeUtc(path)), Is.EqualTo(("{}\n", written)));
+        });
+    }
+
+    [Test]
+    public void ADirectoryIsRefused() =>
+        Assert.That(AuditLogTarget.Check(_directory, null, out _), Is.EqualTo("it is a directory"));
+
+    [Test]
+    public void AMissingDirectoryIsRefusedUnlessItIsCreatedBeforeTheStart()
+    {
+        string missing = Path.Combine(_directory, "missing");
+        string path = Path.Combine(missing, "audit.jsonl");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(AuditLogTarget.Check(path, null, out _), Is.EqualTo($"its directory {missing} does not exist"));
+            Assert.That(AuditLogTarget.Check(path, missing, out string summary), Is.Null);
+            Assert.That(summary, Is.EqualTo($"{path} (created at start; {missing} does not exist yet and is created before the start)"));
+        });
+    }
+
+    /// <summary>open(2) follows a dangling link and creates its target: the check answers for the target.</summary>
+    [Test]
+    public void ADanglingLinkNamesTheFileAStartCreates()
+    {
+        string path = Path.Combine(_directory, "audit.jsonl");
+        File.CreateSymbolicLink(path, "target.jsonl");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(AuditLogTarget.Check(path, null, out string summary), Is.Null);
+            Assert.That(summary, Is.EqualTo($"{path} (created at start)"));
+            Assert.That(File.Exists(Path.Combine(_directory, "target.jsonl")), Is.False, "the check created the link's target");
+        });
+    }
+
+    [Test]
+    public void ALinkToADirectoryIsRefusedAsTheDirectory()
+    {
+        string path = Path.Combine(_directory, "audit.jsonl");
+        Directory.CreateDirectory(Path.Combine(_directory, "logs"));
+        File.CreateSymbolicLink(path, Path.Combine(_directory, "logs"));
+
+        Assert.That(AuditLogTarget.Check(path, null, out _), Is.EqualTo("it is a directory"));
+    }
+}
