@@ -16,8 +16,8 @@
 # Installs: PREFIX/egress-host, PREFIX/README.md, /etc/egress/enclave.toml (0644),
 # /etc/systemd/system/egress-host.service. Before anything is installed, the configuration that will be in effect (the
 # new one, checked as a copy in /etc/egress so that relative paths resolve as they will, or the kept
-# /etc/egress/enclave.toml) is checked with egress-host --check-config: an invalid one installs nothing (exit 1). DESTDIR=/some/dir stages the files under that directory instead and
-# skips systemctl (for packaging or a dry run).
+# /etc/egress/enclave.toml) is checked with egress-host --check-config: an invalid one installs nothing (exit 1).
+# DESTDIR=/some/dir stages the files under that directory instead and skips systemctl (for packaging or a dry run).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -40,7 +40,7 @@ while [ "$#" -gt 0 ]; do
     --prefix) [ "$#" -ge 2 ] || fail "--prefix needs a directory"; prefix=$2; shift 2 ;;
     --force-config) force_config=yes; shift ;;
     --enable) enable=yes; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) fail "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -56,6 +56,8 @@ cleanup() {
   if [ -n "$staged" ]; then rm -f "$staged"; fi
 }
 trap cleanup EXIT
+# dash runs no EXIT trap on a signal: exit, so that it does.
+trap 'exit 130' INT TERM HUP
 
 if [ -z "$from" ]; then
   command -v dotnet >/dev/null 2>&1 || fail "no --from DIR and no dotnet SDK to publish egress-host with"
@@ -77,16 +79,18 @@ unit_dir="$DESTDIR/etc/systemd/system"
 # before anything else is installed: the given file as a hidden copy beside the kept one, and the kept one when it
 # stays. A check that fails removes the copy and the directories made for it. A program built for another
 # architecture cannot run here (exit 126/127): the check is then skipped, said so, and the first start checks the file.
-new_dirs=
+# The first directory mkdir creates for the copy (none when $etc_dir exists): removed again, with what is under it.
+made=
 d=$etc_dir
-while [ ! -d "$d" ]; do new_dirs="$new_dirs $d"; d=$(dirname "$d"); done
-mkdir -p "$etc_dir" || fail "cannot create $etc_dir"
-staged=$etc_dir/.enclave.toml.new
+while [ ! -d "$d" ]; do made=$d; d=$(dirname "$d"); done
+install -d -m 0755 "$etc_dir" || fail "cannot create $etc_dir"
+# mktemp creates the copy itself (O_EXCL, mode 0600): never a file or link already there under that name.
+staged=$(mktemp "$etc_dir/.enclave.toml.XXXXXX") || { [ -z "$made" ] || rm -rf "$made"; fail "cannot create a file in $etc_dir"; }
 undo_stage() {
   rm -f "$staged"
-  for d in $new_dirs; do rmdir "$d" 2>/dev/null || break; done
+  if [ -n "$made" ]; then rm -rf "$made"; fi
 }
-cp "$config" "$staged" || { undo_stage; fail "cannot copy $config to $staged"; }
+cat "$config" >"$staged" || { undo_stage; fail "cannot copy $config to $staged"; }
 check_config() { # FILE: 0 valid, 1 not, 2 not checked
   c=0
   "$from/egress-host" --config "$1" --check-config || c=$?
@@ -101,7 +105,7 @@ if [ -e "$etc_dir/enclave.toml" ] && [ "$force_config" = no ]; then
   esac
   if [ "$rc" -ne 2 ] && ! cmp -s "$config" "$etc_dir/enclave.toml"; then
     check_config "$staged" >/dev/null ||
-      say "warning: $config is not valid for egress-host either (above, as $staged); it is not installed: the kept file stays"
+      say "warning: $config is not valid for egress-host (above, as $staged); it is not installed: the kept file stays"
   fi
 else
   rc=0; check_config "$staged" || rc=$?
@@ -112,11 +116,13 @@ else
   esac
 fi
 
-mkdir -p "$bin_dir" "$etc_dir" "$unit_dir"
+# 0755 whatever root's umask: the unit's dynamic user reads the program and the configuration.
+install -d -m 0755 "$bin_dir" "$unit_dir" || fail "cannot create $bin_dir and $unit_dir"
 
-# Copy to a temporary name, then rename: a running egress-host keeps its old file.
-cp "$from/egress-host" "$bin_dir/.egress-host.new" && chmod 0755 "$bin_dir/.egress-host.new" &&
-  mv -f "$bin_dir/.egress-host.new" "$bin_dir/egress-host" || fail "cannot install $bin_dir/egress-host"
+# Copy to a temporary name (made by mktemp, never an existing file or link), then rename: a running egress-host keeps
+# its old file.
+new_program=$(mktemp "$bin_dir/.egress-host.XXXXXX") && cat "$from/egress-host" >"$new_program" && chmod 0755 "$new_program" &&
+  mv -f "$new_program" "$bin_dir/egress-host" || { rm -f "${new_program:-}"; fail "cannot install $bin_dir/egress-host"; }
 install -m 0644 "$readme" "$bin_dir/README.md" || fail "cannot install $bin_dir/README.md"
 say "installed $bin_dir/egress-host"
 
@@ -131,9 +137,9 @@ else
   say "installed $etc_dir/enclave.toml"
 fi
 
-sed -e "s|/opt/egress/|$prefix/|g" "$here/egress-host.service" > "$unit_dir/egress-host.service.new" &&
-  chmod 0644 "$unit_dir/egress-host.service.new" &&
-  mv -f "$unit_dir/egress-host.service.new" "$unit_dir/egress-host.service" || fail "cannot install the unit"
+new_unit=$(mktemp "$unit_dir/.egress-host.service.XXXXXX") &&
+  sed -e "s|/opt/egress/|$prefix/|g" "$here/egress-host.service" >"$new_unit" && chmod 0644 "$new_unit" &&
+  mv -f "$new_unit" "$unit_dir/egress-host.service" || { rm -f "${new_unit:-}"; fail "cannot install the unit"; }
 say "installed $unit_dir/egress-host.service"
 
 if [ -n "$DESTDIR" ]; then

@@ -90,14 +90,14 @@ for f in opt/egress/egress-host opt/egress/README.md etc/egress/enclave.toml etc
   [ -s "$t/root/$f" ] || fail "install.sh did not install /$f"
 done
 grep -q "^install: checked .*: valid for egress-host" "$t/install.txt" || { cat "$t/install.txt" >&2; fail "install.sh did not check the configuration"; }
-# An invalid configuration (an unknown [host] key) installs nothing.
+# An invalid configuration (an unknown [host] key) installs nothing, and leaves nothing (a DESTDIR with a space).
 printf '[host]\nmetrics_listn = "127.0.0.1:9464"\n' >"$t/bad.toml"
-if DESTDIR="$t/bad-root" "$pkg/install.sh" --config "$t/bad.toml" >"$t/bad.txt" 2>&1; then
+if DESTDIR="$t/bad root" "$pkg/install.sh" --config "$t/bad.toml" >"$t/bad.txt" 2>&1; then
   fail "install.sh accepted a configuration egress-host refuses"
 fi
 grep -q "is not valid for egress-host" "$t/bad.txt" && grep -q "unknown key" "$t/bad.txt" ||
   { cat "$t/bad.txt" >&2; fail "install.sh did not say why the configuration was refused"; }
-[ ! -e "$t/bad-root" ] || fail "install.sh installed files for a configuration egress-host refuses"
+[ ! -e "$t/bad root" ] || fail "install.sh installed files for a configuration egress-host refuses"
 # A relative [[host.enclaves]] file resolves from /etc/egress, where install.sh does not copy it: checked there, refused.
 mkdir -p "$t/mapped"
 printf '[egress]\nenabled = true\n' >"$t/mapped/a.toml"

@@ -314,9 +314,16 @@ static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel
 
     using var host = builder.Build();
     HostRuntime.LogStart(host, "Egress.Enclave", policyDigest);
-    if (RulesEnvironment.ReadOtherInterfaces() is { Length: > 0 } interfaces)
+    try
     {
-        HostLog.NotEnclaveShaped(host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Egress.Enclave"), string.Join(", ", interfaces));
+        if (RulesEnvironment.ReadOtherInterfaces() is { Length: > 0 } interfaces)
+        {
+            HostLog.NotEnclaveShaped(host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Egress.Enclave"), string.Join(", ", interfaces));
+        }
+    }
+    catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+    {
+        // /sys/class/net unreadable (a sandbox): the warning is advice, never a reason not to start.
     }
 
     return await HostRuntime.RunAsync(host);

@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
+using Egress.Audit;
 using Egress.Configuration;
 using Egress.Diagnostics;
 using Egress.Dns.Upstream;
@@ -230,8 +231,8 @@ static async Task<int> RunAsync(
 }
 
 // --check-config: what a start reads and checks before it binds, changing nothing: the [[host.enclaves]] files
-// (read as registration reads them), the DNS upstreams (found as the gateway finds them), the audit log (an existing
-// file opened for writing, else its directory looked at; never created). Prints where each part comes from.
+// (read as registration reads them), the DNS upstreams (found as the gateway finds them), the audit log (its rights
+// asked, never opened or created: AuditLogTarget). Prints where each part comes from.
 static int CheckConfiguration(
     string configPath, EgressConfiguration configuration, TunnelEndpoint? listen, IPEndPoint[] upstreams, IPEndPoint? metricsListen, PolicyDigest policyDigest)
 {
@@ -241,8 +242,7 @@ static int CheckConfiguration(
     try
     {
         enclaves = EgressServiceCollectionExtensions.LoadHostEnclaves(configuration, listen, Console.Error.WriteLine);
-        // The shipped unit's LogsDirectory=egress creates /var/log/egress at start (deploy/host/egress-host.service).
-        auditNote = HostRuntime.CheckAuditLog(configuration, ConfigurationKeys.HostAuditLog.Path, configuration.Host.AuditLog, "/var/log/egress");
+        auditNote = CheckAuditLog(configuration);
     }
     catch (ConfigurationException ex)
     {
@@ -272,6 +272,27 @@ static int CheckConfiguration(
     output.WriteLine($"  metrics: {(metricsListen is null ? "off" : $"http://{metricsListen}/metrics")}");
     output.WriteLine($"  audit log: {auditNote}");
     return 0;
+}
+
+// The audit log's line of the summary; ConfigurationException, located at the key, where a start could not open it.
+// The shipped unit (deploy/host/egress-host.service) creates /var/log/egress and can write nowhere else
+// (ProtectSystem=strict): said for any other file, since the check runs outside the unit.
+static string CheckAuditLog(EgressConfiguration configuration)
+{
+    if (configuration.Host.AuditLog is not { } target)
+    {
+        return "off";
+    }
+
+    const string LogsDirectory = "/var/log/egress";
+    if (AuditLogTarget.Check(target, (LogsDirectory, "the shipped systemd unit (LogsDirectory=egress)"), out string summary) is { } problem)
+    {
+        throw configuration.CreateException(ConfigurationKeys.HostAuditLog.Path, $"cannot open \"{target}\" for the audit log: {problem}");
+    }
+
+    return target == AuditLog.StandardOutput || Path.GetFullPath(target).StartsWith(LogsDirectory + "/", StringComparison.Ordinal)
+        ? summary
+        : $"{summary}; under the shipped systemd unit only {LogsDirectory}/ is writable";
 }
 
 static int Fail(string message)

@@ -198,27 +198,6 @@ internal static class HostRuntime
     }
 
     /// <summary>
-    /// For <c>--check-config</c>: whether a start could open the audit log <paramref name="target"/> (the value of
-    /// <paramref name="keyPath"/>), found without opening or creating it (<see cref="Egress.Audit.AuditLogTarget"/>).
-    /// </summary>
-    /// <param name="createdAtStart">A directory created before the start when missing (egress-host's systemd unit
-    /// creates /var/log/egress); null for none.</param>
-    /// <returns>What the summary line says, e.g. <c>/var/log/egress/audit.jsonl (created at start)</c>, or <c>off</c>.</returns>
-    /// <exception cref="ConfigurationException">A start could not open it (a directory, a file or directory
-    /// this user cannot write, a missing directory): located at the key.</exception>
-    public static string CheckAuditLog(EgressConfiguration configuration, string keyPath, string? target, string? createdAtStart)
-    {
-        if (target is null)
-        {
-            return "off";
-        }
-
-        return Egress.Audit.AuditLogTarget.Check(target, createdAtStart, out string summary) is { } problem
-            ? throw configuration.CreateException(keyPath, $"cannot open \"{target}\" for the audit log: {problem}")
-            : summary;
-    }
-
-    /// <summary>
     /// Reads the configuration; on failure writes one <c>file:line:col</c> line and returns null. A valid configuration
     /// with entries that are probably not meant (<see cref="ConfiguredComponents.GetWarnings"/>) gets one
     /// <c>file:line:col: warning:</c> line per entry and is returned.

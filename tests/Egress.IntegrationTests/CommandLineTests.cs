@@ -487,7 +487,7 @@ public sealed class CommandLineTests
                     + $"  tunnel: {Regex.Escape($"unix:{socket}")}\n"
                     + "  DNS upstreams: 198\\.18\\.0\\.53:53 \\(\\[host\\] dns_upstreams\\)\n"
                     + "  metrics: http://127\\.0\\.0\\.1:9464/metrics\n"
-                    + $"  audit log: {Regex.Escape(audit)} \\(created at start\\)\n$"), result.ToString);
+                    + $"  audit log: {Regex.Escape(audit)} \\(created at start\\); under the shipped systemd unit only /var/log/egress/ is writable\n$"), result.ToString);
                 Assert.That(Directory.GetFileSystemEntries(directory).Select(Path.GetFileName), Is.EquivalentTo(new[] { "a.toml", "enclave.toml" }), "nothing bound, nothing created");
             });
         }
@@ -525,7 +525,7 @@ public sealed class CommandLineTests
             Assert.Multiple(() =>
             {
                 Assert.That(result.ExitCode, Is.EqualTo(0), result.ToString);
-                Assert.That(result.StandardOutput, Does.EndWith($"  audit log: {audit} {said}\n"), result.ToString);
+                Assert.That(result.StandardOutput, Does.EndWith($"  audit log: {audit} {said}; under the shipped systemd unit only /var/log/egress/ is writable\n"), result.ToString);
                 Assert.That(Directory.GetFileSystemEntries(directory).Select(Path.GetFileName), Is.EquivalentTo(new[] { "audit.jsonl", "enclave.toml" }), "nothing created");
             });
         }

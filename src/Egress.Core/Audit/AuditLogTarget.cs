@@ -13,14 +13,16 @@ internal static partial class AuditLogTarget
 {
     private const int WriteOk = 2;
     private const int ExecuteOk = 1;
+    private const int ExistsOk = 0;
+    private const int NoSuchFile = 2;
 
     /// <summary>Checks <paramref name="target"/>.</summary>
     /// <param name="target">The <c>audit_log</c> value: <see cref="AuditLog.StandardOutput"/> or a path.</param>
-    /// <param name="createdAtStart">A directory that something creates before the start when it is missing (egress-host's
-    /// systemd unit creates /var/log/egress, <c>LogsDirectory=egress</c>); null for none.</param>
+    /// <param name="createdAtStart">A directory that something creates before the start when it is missing, and what
+    /// (egress-host's systemd unit creates /var/log/egress, <c>LogsDirectory=egress</c>); null for none.</param>
     /// <param name="summary">What a start would do, e.g. <c>/var/log/egress/audit.jsonl (created at start)</c>.</param>
     /// <returns>Null when a start could open it; otherwise why not (e.g. <c>it is a directory</c>).</returns>
-    public static string? Check(string target, string? createdAtStart, out string summary)
+    public static string? Check(string target, (string Directory, string By)? createdAtStart, out string summary)
     {
         summary = target;
         if (target == AuditLog.StandardOutput)
@@ -29,9 +31,17 @@ internal static partial class AuditLogTarget
         }
 
         string path = Path.GetFullPath(target);
-        if (new FileInfo(path).LinkTarget is not null && File.ResolveLinkTarget(path, returnFinalTarget: true) is { } final)
+        try
         {
-            path = final.FullName;
+            if (new FileInfo(path).LinkTarget is not null && File.ResolveLinkTarget(path, returnFinalTarget: true) is { } final)
+            {
+                path = final.FullName;
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // A loop of links (ELOOP), a link in a directory this user cannot read: open(2) fails there too.
+            return ex.Message;
         }
 
         if (Directory.Exists(path))
@@ -46,10 +56,22 @@ internal static partial class AuditLogTarget
         }
 
         string directory = Path.GetDirectoryName(path) ?? "/";
+        if (Access(directory, ExistsOk) != 0)
+        {
+            // Missing (ENOENT), or behind a directory this user cannot search (EACCES), which is not the same.
+            bool missing = Marshal.GetLastPInvokeError() == NoSuchFile;
+            if (missing && createdAtStart is { } created && created.Directory == directory)
+            {
+                summary = $"{target} (created at start; {directory} does not exist yet: {created.By} creates it)";
+                return null;
+            }
+
+            return missing ? $"its directory {directory} does not exist" : $"its directory {directory} cannot be reached ({LastError()})";
+        }
+
         if (!Directory.Exists(directory))
         {
-            summary = $"{target} (created at start; {directory} does not exist yet and is created before the start)";
-            return directory == createdAtStart ? null : $"its directory {directory} does not exist";
+            return $"{directory} is not a directory";
         }
 
         summary = $"{target} (created at start)";
