@@ -79,7 +79,7 @@ unit_dir="$DESTDIR/etc/systemd/system"
 # before anything else is installed: the given file as a hidden copy beside the kept one, and the kept one when it
 # stays. A check that fails removes the copy and the directories made for it. A program built for another
 # architecture cannot run here (exit 126/127): the check is then skipped, said so, and the first start checks the file.
-# The first directory mkdir creates for the copy (none when $etc_dir exists): removed again, with what is under it.
+# $made: the outermost directory created for the copy (none when $etc_dir exists), removed again with what is under it.
 made=
 d=$etc_dir
 while [ ! -d "$d" ]; do made=$d; d=$(dirname "$d"); done
