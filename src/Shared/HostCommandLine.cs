@@ -158,7 +158,8 @@ internal static class HostCommandLine
         }
 
         ParseResult result = root.Parse(args);
-        if (result.Action is ParseErrorAction || (result.Errors.Count > 0 && result.Action is not { ClearsParseErrors: true }))
+        // Any error that the chosen action does not clear (help does; ParseErrorAction and the version action do not).
+        if (result.Errors.Count > 0 && result.Action is not { ClearsParseErrors: true })
         {
             foreach (string message in ErrorMessages(result))
             {

@@ -7,8 +7,8 @@ namespace Egress.Enclave.Report;
 /// "report"</c> (the files, <c>-</c> for standard input, or standard input when none is named) and prints one
 /// <c>egress.destinations</c> entry per line that would allow what was reported (see <see cref="ReportedDestinations"/>),
 /// then on standard error one <c># left out ...</c> line per destination report mode still denied (never proposed), a
-/// warning when the log says lines were dropped or held lines too long for a log, and a count. Exit code 0, or 1 when no would-deny line was found (a log that cannot be read throws; the command line
-/// exits 2 for it).
+/// warning when the log says lines were dropped or held lines too long for a log, and a count. Exit code 0, or 1 when
+/// no would-deny line was found (a log that cannot be read throws; the command line exits 2 for it).
 /// </summary>
 internal sealed class ReportToAllowlistCommand(TextReader input, TextWriter output, TextWriter error)
 {
