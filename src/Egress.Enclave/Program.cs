@@ -68,7 +68,7 @@ var logLevelOption = HostCommandLine.LogLevel();
 var logFormatOption = HostCommandLine.LogFormat();
 const string CheckConfigDescription = "check everything a start and rules --apply check except binding (the file, the tunnel "
     + "endpoint, the listen addresses and the redirect targets), print what would run, and exit: 0 valid, 2 not. Starts nothing";
-var checkConfigOption = new Option<bool>("--check-config") { Description = CheckConfigDescription };
+var checkConfigOption = HostCommandLine.Flag("--check-config", CheckConfigDescription);
 
 var root = new RootCommand("""
     Run the egress proxy and the DNS forwarder until SIGTERM or SIGINT. Every outbound TCP connection redirected by the
@@ -89,7 +89,7 @@ root.SetAction((parse, _) => RunAsync(
 var runTunnelOption = HostCommandLine.Tunnel(tunnelOption.Description!);
 var runLogLevelOption = HostCommandLine.LogLevel();
 var runLogFormatOption = HostCommandLine.LogFormat();
-var runCheckConfigOption = new Option<bool>("--check-config") { Description = CheckConfigDescription };
+var runCheckConfigOption = HostCommandLine.Flag("--check-config", CheckConfigDescription);
 var run = new Command("run", "The same as no command: run the egress proxy and the DNS forwarder.")
 {
     configOption, runTunnelOption, runLogLevelOption, runLogFormatOption, runCheckConfigOption,
@@ -130,9 +130,9 @@ check.SetAction(parse => Check(parse.GetRequiredValue(targetArgument), parse.Get
 HostCommandLine.RefuseParentOptions(check, tunnelOption, logLevelOption, logFormatOption, checkConfigOption);
 root.Subcommands.Add(check);
 
-var applyOption = new Option<bool>("--apply") { Description = "apply the rules (idempotently) instead of printing them; needs root" };
-var removeOption = new Option<bool>("--remove") { Description = "remove the rules instead of printing them; needs root" };
-var forceOption = new Option<bool>("--force") { Description = "apply even where network interfaces other than lo exist" };
+var applyOption = HostCommandLine.Flag("--apply", "apply the rules (idempotently) instead of printing them; needs root");
+var removeOption = HostCommandLine.Flag("--remove", "remove the rules instead of printing them; needs root");
+var forceOption = HostCommandLine.Flag("--force", "apply even where network interfaces other than lo exist");
 var netfilterOption = new Option<NetfilterBackend?>("--netfilter")
 {
     Description = "the netfilter backend, overriding [enclave] netfilter (default auto)",

@@ -88,21 +88,16 @@ var metricsListenOption = new Option<IPEndPoint?>("--metrics-listen")
         return null;
     },
 };
-var metricsAllowRemoteOption = new Option<bool>("--metrics-allow-remote")
-{
-    Description = "allow a non-loopback --metrics-listen / metrics_listen (the endpoint has no authentication: firewall it)",
-};
-var tunnelAllowRemoteOption = new Option<bool>("--tunnel-allow-remote")
-{
-    Description = "allow a tcp:// tunnel endpoint on a non-loopback address (tunnel streams have no authentication: "
-        + "whoever reaches it egresses under this policy; firewall it)",
-};
+var metricsAllowRemoteOption = HostCommandLine.Flag("--metrics-allow-remote", "allow a non-loopback --metrics-listen / metrics_listen (the endpoint has no authentication: firewall it)");
+var tunnelAllowRemoteOption = HostCommandLine.Flag(
+    "--tunnel-allow-remote",
+    "allow a tcp:// tunnel endpoint on a non-loopback address (tunnel streams have no authentication: "
+        + "whoever reaches it egresses under this policy; firewall it)");
 
-var checkConfigOption = new Option<bool>("--check-config")
-{
-    Description = "check everything a start checks except binding (this file, the [[host.enclaves]] files, the tunnel and "
-        + "metrics endpoints, the audit log, the DNS upstreams), print what would run, and exit: 0 valid, 2 not. Starts nothing",
-};
+var checkConfigOption = HostCommandLine.Flag(
+    "--check-config",
+    "check everything a start checks except binding (this file, the [[host.enclaves]] files, the tunnel and "
+        + "metrics endpoints, the audit log, the DNS upstreams), print what would run, and exit: 0 valid, 2 not. Starts nothing");
 
 var root = new RootCommand("""
     Accept tunnel streams from egress-enclave, re-check every destination against the same enclave.toml (internal

@@ -31,6 +31,17 @@ internal static class HostCommandLine
         return option;
     }
 
+    /// <summary>
+    /// Creates an on/off option (<c>--check-config</c>, <c>--apply</c>): present or absent, never followed by a value.
+    /// System.CommandLine's bool option takes an optional <c>true</c>/<c>false</c>, so <c>--check-config false</c>
+    /// started the host instead of checking; here the word after a flag is the command's, and a stray one is an error.
+    /// </summary>
+    public static Option<bool> Flag(string name, string description) => new(name)
+    {
+        Description = description,
+        Arity = ArgumentArity.Zero,
+    };
+
     /// <summary>Creates <c>--tunnel ENDPOINT</c>, kept as text: the run parses it with <c>TunnelEndpoint.Parse</c> (it overrides the file, whose value is then not read).</summary>
     public static Option<string?> Tunnel(string description) => new("--tunnel") { Description = description, HelpName = "ENDPOINT" };
 
@@ -139,17 +150,19 @@ internal static class HostCommandLine
     /// prints one <c>error: ...</c> line per problem to stderr (see <see cref="ErrorMessages"/>) and returns
     /// <see cref="HostRuntime.UsageError"/>; <c>--help</c> prints <see cref="HostVersion.Text"/>, <paramref name="title"/>,
     /// the generated help and the command's text in <paramref name="epilogues"/> (examples and exit codes), if it has
-    /// one; <c>--version</c> prints <see cref="HostVersion.Text"/>. Both return 0. <c>--version</c> with anything else
+    /// one, and wins over anything else on the line (<c>--version --help</c> and <c>--help --version</c> alike); <c>--version</c>
+    /// prints <see cref="HostVersion.Text"/>. Both return 0. <c>--version</c> with anything else but <c>--help</c>
     /// (<c>--version --bogus</c>) is a parse error like any other.
     /// </summary>
     public static async Task<int> RunAsync(RootCommand root, string title, IReadOnlyDictionary<Command, string> epilogues, string[] args)
     {
+        HeadedHelpAction? helpAction = null;
         foreach (Option option in root.Options)
         {
             switch (option)
             {
                 case HelpOption help when help.Action is HelpAction generated:
-                    help.Action = new HeadedHelpAction(generated, title, epilogues);
+                    help.Action = helpAction = new HeadedHelpAction(generated, title, epilogues);
                     break;
                 case VersionOption version:
                     version.Action = new VersionAction();
@@ -158,6 +171,13 @@ internal static class HostCommandLine
         }
 
         ParseResult result = root.Parse(args);
+        // --help wins wherever it stands: System.CommandLine runs the last of --help and --version, so "--version --help"
+        // printed the help and "--help --version" an error.
+        if (helpAction is not null && result.Action is not HeadedHelpAction && HelpGiven(result))
+        {
+            return helpAction.Invoke(result);
+        }
+
         // Any error that the chosen action does not clear (help does; ParseErrorAction and the version action do not).
         if (result.Errors.Count > 0 && result.Action is not { ClearsParseErrors: true })
         {
@@ -204,6 +224,10 @@ internal static class HostCommandLine
             else if (at >= 0 && (at == valueAt || IsValueOfOptionLikeArgument(command, result.Tokens, at)))
             {
                 ours.Add((Unrecognized(word), null));
+            }
+            else if (at > 0 && FlagNamed(command, result.Tokens[at - 1]) is { } flag)
+            {
+                ours.Add((Unrecognized(word), $"{flag.Name} takes no value ('{word}'): give it alone to turn it on, leave it out to keep it off"));
             }
             else if (command.Parents.OfType<Command>().FirstOrDefault() is null)
             {
@@ -271,6 +295,26 @@ internal static class HostCommandLine
     }
 
     private static bool IsOptionLike(string word) => word.Length > 1 && word[0] == '-';
+
+    /// <summary>The on/off option (<see cref="Flag"/>) <paramref name="token"/> names at <paramref name="command"/>, if it does.</summary>
+    private static Option? FlagNamed(Command command, Token token) =>
+        token.Type == TokenType.Option
+            ? OptionsAt(command).FirstOrDefault(o => o.Arity.MaximumNumberOfValues == 0 && o is not (HelpOption or VersionOption) && NamesOf(o).Contains(token.Value))
+            : null;
+
+    /// <summary>Whether <c>--help</c> (or an alias) is among the options the parse matched, at any verb.</summary>
+    private static bool HelpGiven(ParseResult result)
+    {
+        for (SymbolResult? at = result.CommandResult; at is CommandResult command; at = command.Parent)
+        {
+            if (command.Children.OfType<OptionResult>().Any(option => option.Option is HelpOption && !option.Implicit))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>
     /// Whether the word at <paramref name="at"/> follows an option-like word that a verb's argument took (an unknown

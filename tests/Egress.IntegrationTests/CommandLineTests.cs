@@ -373,6 +373,44 @@ public sealed class CommandLineTests
         });
     }
 
+    // A trial: "--version --help" printed the help and "--help --version" an error (System.CommandLine runs the last of
+    // the two). Help wins in either order, at a verb too.
+    [TestCase("egress-host", "--help", "--version")]
+    [TestCase("egress-host", "--version", "--help")]
+    [TestCase("egress-enclave", "--help", "--version")]
+    [TestCase("egress-enclave", "--version", "--help")]
+    [TestCase("egress-enclave", "rules", "--help", "--version")]
+    public async Task HelpWithVersionPrintsTheHelpInEitherOrder(string program, params string[] arguments)
+    {
+        var result = await Command.RunAsync(program == "egress-host" ? HostBinaries.Host(arguments) : HostBinaries.Enclave(arguments), Timeout);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.Zero, result.ToString);
+            Assert.That(result.StandardError, Is.Empty, result.ToString);
+            Assert.That(result.StandardOutput, Does.StartWith(program + " ").And.Contain("Usage:"), result.ToString);
+        });
+    }
+
+    // A trial: System.CommandLine's bool options take an optional true/false, so "--check-config false" started the
+    // host (it was a start with checking off) and "rules --apply false" printed the rules. A flag takes no value.
+    [TestCase("egress-host", "error: --check-config takes no value ('false'): give it alone to turn it on, leave it out to keep it off\n", "--config", "/dev/null", "--check-config", "false")]
+    [TestCase("egress-host", "error: --check-config takes no value ('false'): give it alone to turn it on, leave it out to keep it off\n", "--config", "/dev/null", "--check-config=false")]
+    [TestCase("egress-host", "error: --metrics-allow-remote takes no value ('true'): give it alone to turn it on, leave it out to keep it off\n", "--metrics-allow-remote", "true")]
+    [TestCase("egress-enclave", "error: --check-config takes no value ('false'): give it alone to turn it on, leave it out to keep it off\n", "run", "--check-config", "false")]
+    [TestCase("egress-enclave", "error: --apply takes no value ('false'): give it alone to turn it on, leave it out to keep it off\n", "rules", "--apply", "false")]
+    public async Task AFlagFollowedByAValueIsABadCommandLine(string program, string expected, params string[] arguments)
+    {
+        var result = await Command.RunAsync(program == "egress-host" ? HostBinaries.Host(arguments) : HostBinaries.Enclave(arguments), Timeout);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+            Assert.That(result.StandardError, Is.EqualTo(expected), result.ToString);
+            Assert.That(result.StandardOutput, Is.Empty, result.ToString);
+        });
+    }
+
     // Accepted and ignored before: a permission for a metrics endpoint that is not there.
     [Test]
     public async Task MetricsAllowRemoteWithoutAMetricsEndpointIsRefused()

@@ -244,8 +244,31 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
             }
         }
 
-        output.WriteLine($"left: {TcpTimestamps.Description} (harmless without the rules; `sysctl -w {TcpTimestamps.Name}={TcpTimestamps.PerConnectionOffsets}` restores the kernel default)");
+        ReportTimestampsLeft();
         return failed ? 1 : 0;
+    }
+
+    /// <summary>
+    /// The <see cref="TcpTimestamps"/> step of a remove: the setting stays (connections in TIME_WAIT may still need it),
+    /// and is named only where it is in effect; a remove where no apply set it (the kernel's default, or a value someone
+    /// chose) has nothing to leave.
+    /// </summary>
+    private void ReportTimestampsLeft()
+    {
+        string? value;
+        try
+        {
+            value = environment.Sysctl.Read(TcpTimestamps.Name);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return; // the remove is done; an unreadable setting is not its concern
+        }
+
+        if (value == TcpTimestamps.WithoutOffsets)
+        {
+            output.WriteLine($"left: {TcpTimestamps.Description} (harmless without the rules; `sysctl -w {TcpTimestamps.Name}={TcpTimestamps.PerConnectionOffsets}` restores the kernel default)");
+        }
     }
 
     /// <summary>

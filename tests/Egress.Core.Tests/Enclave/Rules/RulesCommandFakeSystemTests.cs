@@ -344,6 +344,31 @@ public sealed class RulesCommandFakeSystemTests
         Assert.That(Error, Is.Empty);
     }
 
+    // A remove where no apply set the timestamps said "left: ..." of a setting that was the kernel's default all along.
+    [TestCase("1")]
+    [TestCase("0")]
+    public void RemoveNamesTheTimestampsOnlyWhereTheyAreWithoutOffsets(string value)
+    {
+        _system.Sysctls["net.ipv4.tcp_timestamps"] = value;
+
+        Assert.That(Command().Remove(Settings()), Is.Zero, string.Join('\n', Error));
+
+        Assert.That(Output, Has.None.StartsWith("left: "));
+        Assert.That(Output, Has.Some.StartsWith("absent: "), "the remove ran");
+        Assert.That(_system.Sysctls["net.ipv4.tcp_timestamps"], Is.EqualTo(value));
+    }
+
+    [Test]
+    public void RemoveSaysNothingOfTimestampsOnAKernelWithoutTheSetting()
+    {
+        _system.Sysctls.Clear();
+
+        Assert.That(Command().Remove(Settings()), Is.Zero, string.Join('\n', Error));
+
+        Assert.That(Output, Has.None.Contains("timestamps"));
+        Assert.That(Error, Is.Empty);
+    }
+
     [TestCase("0")]
     [TestCase("3")]
     public void ApplyKeepsAnyOtherTimestampsValueAndWarnsWhatItCosts(string value)
