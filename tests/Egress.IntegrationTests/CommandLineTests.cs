@@ -539,7 +539,7 @@ public sealed class CommandLineTests
     /// opening a FIFO for writing (it waits for a reader). Links are followed as open(2) follows them, and nothing is
     /// opened: the rights are asked with access(2).</summary>
     [TestCase("link", "(created at start)")]
-    [TestCase("fifo", "(exists; appended to)")]
+    [TestCase("fifo", "(a named pipe: a start waits until a reader opens it, and cannot be stopped before then)")]
     public async Task CheckConfigFollowsAnAuditLogLinkAndNeverOpensIt(string kind, string said)
     {
         string directory = Directory.CreateTempSubdirectory("egress-check-").FullName;

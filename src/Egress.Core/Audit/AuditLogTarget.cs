@@ -6,7 +6,7 @@ namespace Egress.Audit;
 /// Whether a start could open an <c>audit_log</c> file (<see cref="AuditLog.Open"/>: append, created when missing),
 /// found without opening or creating anything, for <c>--check-config</c>: a symbolic link is followed as open(2)
 /// follows it (a dangling one names the file a start would create), and the rights are asked with access(2), so a FIFO
-/// is never opened (opening one for writing waits for a reader). access(2) answers for the calling user, who may not
+/// is never opened (opening one for writing waits for a reader; it is named as a named pipe). access(2) answers for the calling user, who may not
 /// be the service's.
 /// </summary>
 internal static partial class AuditLogTarget
@@ -51,7 +51,9 @@ internal static partial class AuditLogTarget
 
         if (File.Exists(path))
         {
-            summary = $"{target} (exists; appended to)";
+            summary = IsFifo(path)
+                ? $"{target} (a named pipe: a start waits until a reader opens it, and cannot be stopped before then)"
+                : $"{target} (exists; appended to)";
             return Access(path, WriteOk) == 0 ? null : $"it cannot be written ({LastError()})";
         }
 
@@ -78,7 +80,30 @@ internal static partial class AuditLogTarget
         return Access(directory, WriteOk | ExecuteOk) == 0 ? null : $"it cannot be created in {directory} ({LastError()})";
     }
 
+    /// <summary>Whether <paramref name="path"/> (links followed) is a FIFO, by statx(2), whose buffer has one layout on
+    /// every architecture (stx_mode: 16 bits at byte 28; include/uapi/linux/stat.h). False where it cannot be told.</summary>
+    private static bool IsFifo(string path)
+    {
+        const int AtFdCwd = -100;
+        const uint StatxType = 0x1;
+        const int ModeOffset = 28;
+        const ushort TypeMask = 0xF000;
+        const ushort Fifo = 0x1000;
+        Span<byte> buffer = stackalloc byte[256]; // sizeof(struct statx)
+        try
+        {
+            return Statx(AtFdCwd, path, 0, StatxType, buffer) == 0 && (MemoryMarshal.Read<ushort>(buffer[ModeOffset..]) & TypeMask) == Fifo;
+        }
+        catch (EntryPointNotFoundException)
+        {
+            return false; // a C library without statx (glibc before 2.28)
+        }
+    }
+
     private static string LastError() => Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError());
+
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Statx(int directory, string path, int flags, uint mask, Span<byte> buffer);
 
     [LibraryImport("libc", EntryPoint = "access", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Access(string path, int mode);

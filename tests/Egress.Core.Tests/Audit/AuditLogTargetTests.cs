@@ -54,6 +54,28 @@ public sealed class AuditLogTargetTests
         });
     }
 
+    // A trial: a FIFO was summarised "(exists; appended to)", though a start waits for its reader.
+    [Test]
+    public async Task ANamedPipeIsNamedAsOneAndNotOpened()
+    {
+        string path = Path.Combine(_directory, "audit.fifo");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", path))
+        {
+            await mkfifo.WaitForExitAsync();
+            Assume.That(mkfifo.ExitCode, Is.Zero, "mkfifo");
+        }
+
+        string link = Path.Combine(_directory, "audit.jsonl");
+        File.CreateSymbolicLink(link, path);
+
+        Assert.Multiple(() =>
+        {
+            // Opening a FIFO for writing would wait for a reader: a check that did would not return.
+            Assert.That(AuditLogTarget.Check(link, null, out string summary), Is.Null);
+            Assert.That(summary, Is.EqualTo($"{link} (a named pipe: a start waits until a reader opens it, and cannot be stopped before then)"));
+        });
+    }
+
     [Test]
     public void ADirectoryIsRefused() =>
         Assert.That(AuditLogTarget.Check(_directory, null, out _), Is.EqualTo("it is a directory"));
