@@ -109,6 +109,58 @@ public sealed class DnsForwarderFailureTests
         Assert.That(harness.ParentLog.Values(256, "Reason"), Is.EqualTo(new[] { "the upstream refused or was unreachable (socket error)" }));
     }
 
+    /// <summary>From a new user's trial: with two upstreams, the first of which answers REFUSED (a resolver that does
+    /// not serve the parent, as dnsmasq without servers does) or SERVFAIL, the enclave got that answer and the second
+    /// upstream was never asked, while glibc and musl on the parent, given the same two servers in resolv.conf,
+    /// resolve the name through the second. An upstream's SERVFAIL, NOTIMP or REFUSED moves on to the next upstream,
+    /// as glibc's stub resolver does.</summary>
+    [TestCase(5)]
+    [TestCase(2)]
+    [TestCase(4)]
+    public async Task FirstUpstreamThatRefusesOrFailsFailsOverToTheSecond(int rcode)
+    {
+        await using var refusing = new FakeUpstreamDns((_, _) => new FakeAnswer([], Rcode: rcode));
+        await using var good = new FakeUpstreamDns(TestZone.Answer);
+        await using var harness = await DnsTunnelHarness.StartAsync([refusing.EndPoint, good.EndPoint], parentTimeout: TimeSpan.FromSeconds(4));
+
+        byte[] answer = await harness.UdpAsync(DnsQueryBytes.Build(7, "a.x.test"));
+
+        Assert.That((DnsQueryBytes.Rcode(answer), DnsQueryBytes.AnswerCount(answer)), Is.EqualTo((0, 1)));
+        Assert.That(refusing.Queries.Select(q => q.Name), Is.EqualTo(new[] { "a.x.test" }));
+        Assert.That(good.Queries.Select(q => q.Name), Is.EqualTo(new[] { "a.x.test" }));
+    }
+
+    /// <summary>When every upstream refuses, the client gets the last refusal verbatim (not a SERVFAIL made up by the
+    /// parent and logged as a timeout), as it did with a single refusing upstream.</summary>
+    [Test]
+    public async Task EveryUpstreamRefusingGivesTheLastRefusalVerbatim()
+    {
+        await using var first = new FakeUpstreamDns((_, _) => new FakeAnswer([], Rcode: 2));
+        await using var second = new FakeUpstreamDns((_, _) => new FakeAnswer([], Rcode: 5));
+        await using var harness = await DnsTunnelHarness.StartAsync([first.EndPoint, second.EndPoint], parentTimeout: TimeSpan.FromSeconds(4));
+
+        byte[] answer = await harness.UdpAsync(DnsQueryBytes.Build(8, "a.x.test"));
+
+        Assert.That((DnsMessage.ReadId(answer), DnsQueryBytes.Rcode(answer)), Is.EqualTo(((ushort)8, 5)));
+        Assert.That(first.Queries.Count + second.Queries.Count, Is.EqualTo(2));
+        Assert.That(harness.ParentLog.EventIds, Does.Not.Contain(256), "an answer came back: no SERVFAIL was made up");
+    }
+
+    /// <summary>A refusal followed by a silent upstream: the refusal is what the client gets once the silent one has
+    /// had its share of the timeout.</summary>
+    [Test]
+    public async Task RefusalThenSilenceGivesTheRefusal()
+    {
+        await using var first = new FakeUpstreamDns((_, _) => new FakeAnswer([], Rcode: 5));
+        await using var silent = new FakeUpstreamDns((_, _) => FakeAnswer.Silence);
+        await using var harness = await DnsTunnelHarness.StartAsync([first.EndPoint, silent.EndPoint], parentTimeout: TimeSpan.FromMilliseconds(600));
+
+        byte[] answer = await harness.UdpAsync(DnsQueryBytes.Build(9, "a.x.test"));
+
+        Assert.That((DnsMessage.ReadId(answer), DnsQueryBytes.Rcode(answer)), Is.EqualTo(((ushort)9, 5)));
+        Assert.That(silent.Queries.Select(q => q.Name), Is.EqualTo(new[] { "a.x.test" }));
+    }
+
     [Test]
     public async Task TunnelStreamDyingMidFlightFailsPendingQueriesAndTheNextQueryReconnects()
     {

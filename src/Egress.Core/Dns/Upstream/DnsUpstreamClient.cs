@@ -9,8 +9,9 @@ namespace Egress.Dns.Upstream;
 
 /// <summary>
 /// Sends a query to the upstream resolvers and returns their answer verbatim: UDP first (the query as the enclave
-/// sent it, EDNS included), TCP when the UDP answer is truncated; on a timeout or error the next upstream is tried,
-/// each attempt getting an equal share of what is left of the overall timeout. Toward the upstream the query
+/// sent it, EDNS included), TCP when the UDP answer is truncated; on a timeout or error, or an answer with RCODE
+/// SERVFAIL, NOTIMP or REFUSED, the next upstream is tried (the last such answer is returned when no later upstream
+/// answers), each attempt getting an equal share of what is left of the overall timeout. Toward the upstream the query
 /// carries a random ID, over a small rotating pool of connected UDP sockets with random source ports per upstream
 /// (<see cref="DnsUpstreamSocketPool"/>), and a UDP answer counts only when its ID and question match (anything else
 /// is ignored as spoofed or stray). Timeouts are enforced by one sweeper timer, not a timer per query. A query
@@ -52,6 +53,7 @@ internal sealed class DnsUpstreamClient : IDisposable
     public async ValueTask<int> ResolveAsync(Memory<byte> query, Memory<byte> response, CancellationToken aborted)
     {
         ushort originalId = DnsMessage.ReadId(query.Span);
+        KeptAnswer? kept = null;
         try
         {
             long start = _time.GetTimestamp();
@@ -72,6 +74,14 @@ internal sealed class DnsUpstreamClient : IDisposable
                     length = await ExchangeTcpAsync(_pools[i].Upstream, query, response, share, aborted).ConfigureAwait(false);
                 }
 
+                if (length > 0 && i < _pools.Length - 1 && TriesTheNextUpstream(response.Span[..length]))
+                {
+                    // SERVFAIL, NOTIMP or REFUSED: this upstream cannot answer; the next one may (glibc's stub moves on
+                    // for the same codes). Kept, so that the client gets it if no later upstream answers at all.
+                    KeepAnswer(ref kept, response.Span[..length]);
+                    continue;
+                }
+
                 if (length > 0)
                 {
                     DnsMessage.WriteId(response.Span, originalId);
@@ -81,12 +91,36 @@ internal sealed class DnsUpstreamClient : IDisposable
                 failure = length == DnsUpstreamQuery.SocketFailed ? length : DnsUpstreamQuery.Failed;
             }
 
+            if (kept is not null)
+            {
+                // The last upstream timed out or failed after an earlier one answered SERVFAIL, NOTIMP or REFUSED: that
+                // answer is the client's, verbatim, rather than a SERVFAIL made up here.
+                int length = kept.Length;
+                kept.Message.CopyTo(response.Span);
+                DnsMessage.WriteId(response.Span, originalId);
+                return length;
+            }
+
             return failure;
         }
         finally
         {
             DnsMessage.WriteId(query.Span, originalId);
+            kept?.Return();
         }
+    }
+
+    /// <summary>Whether an upstream's answer is one a stub resolver would not settle for while another upstream is
+    /// left: SERVFAIL (2), NOTIMP (4) or REFUSED (5), as glibc's <c>res_send</c> moves on to its next server.</summary>
+    /// <param name="answer">An upstream's answer to the query (checked as such).</param>
+    /// <returns>True for those codes.</returns>
+    internal static bool TriesTheNextUpstream(ReadOnlySpan<byte> answer) =>
+        DnsForwarding.ResponseCode(answer) is 2 or 4 or 5;
+
+    private static void KeepAnswer(ref KeptAnswer? kept, ReadOnlySpan<byte> answer)
+    {
+        kept?.Return();
+        kept = new KeptAnswer(answer);
     }
 
     /// <summary>Whether a query of <paramref name="length"/> bytes is larger than a UDP datagram can carry
@@ -186,5 +220,25 @@ internal sealed class DnsUpstreamClient : IDisposable
                 connection.Dispose();
             }
         }
+    }
+
+    /// <summary>An upstream's SERVFAIL, NOTIMP or REFUSED kept while the next upstream is tried (a pooled copy:
+    /// this happens only on the failure path).</summary>
+    private sealed class KeptAnswer
+    {
+        private readonly byte[] _buffer;
+
+        public KeptAnswer(ReadOnlySpan<byte> answer)
+        {
+            _buffer = ArrayPool<byte>.Shared.Rent(answer.Length);
+            answer.CopyTo(_buffer);
+            Length = answer.Length;
+        }
+
+        public int Length { get; }
+
+        public ReadOnlySpan<byte> Message => _buffer.AsSpan(0, Length);
+
+        public void Return() => ArrayPool<byte>.Shared.Return(_buffer);
     }
 }
