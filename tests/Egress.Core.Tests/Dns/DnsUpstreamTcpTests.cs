@@ -55,6 +55,38 @@ public sealed class DnsUpstreamTcpTests
         }
     }
 
+    /// <summary>
+    /// From a new user's trial: an upstream whose UDP answer is truncated (TC=1) and whose TCP port refuses the
+    /// connection (a firewall that lets only UDP 53 through) failed the query as "none of 1 upstreams answered in
+    /// time", logged 60 ms after the query; the operator looks for a timeout that never happened. A refused or
+    /// unreachable TCP connection is a socket error, as it is over UDP.
+    /// </summary>
+    [Test]
+    public async Task TruncatedUdpAnswerWhoseTcpRetryIsRefusedIsASocketErrorNotATimeout()
+    {
+        // A UDP-only upstream: it answers every query with its question and TC=1; nothing listens on TCP at its port.
+        using var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        udp.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var upstream = (IPEndPoint)udp.LocalEndPoint!;
+        Task serving = Task.Run(async () =>
+        {
+            byte[] buffer = new byte[4096];
+            var from = new IPEndPoint(IPAddress.Any, 0);
+            SocketReceiveFromResult received = await udp.ReceiveFromAsync(buffer, from);
+            byte[] answer = buffer[..received.ReceivedBytes];
+            answer[2] |= 0x82;
+            await udp.SendToAsync(answer, received.RemoteEndPoint);
+        });
+
+        using var client = new DnsUpstreamClient([upstream], TimeSpan.FromMinutes(5), TimeProvider.System);
+        byte[] query = DnsQueryBytes.Build(0x5252, "big.x.test");
+        byte[] response = new byte[65536];
+        int length = await client.ResolveAsync(query, response, CancellationToken.None).AsTask().WaitAsync(Guard);
+        await serving.WaitAsync(Guard);
+
+        Assert.That(length, Is.EqualTo(DnsUpstreamQuery.SocketFailed));
+    }
+
     /// <summary>Reads one framed query and answers it as <paramref name="behaviour"/> says (the answer echoes the query with QR set).</summary>
     private static async Task ServeOnceAsync(Socket listener, Upstream behaviour)
     {

@@ -205,7 +205,13 @@ internal sealed class DnsUpstreamClient : IDisposable
         {
             return -1;
         }
-        catch (Exception ex) when (ex is SocketException or IOException or ConnectionResetException or ConnectionAbortedException)
+        catch (SocketException)
+        {
+            // Refused or unreachable (the connect's own error): said so, not as a timeout. A firewall that lets only
+            // UDP 53 through makes every truncated answer end here.
+            return DnsUpstreamQuery.SocketFailed;
+        }
+        catch (Exception ex) when (ex is IOException or ConnectionResetException or ConnectionAbortedException)
         {
             return -1;
         }
