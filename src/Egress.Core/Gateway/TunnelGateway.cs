@@ -63,7 +63,7 @@ public sealed class TunnelGateway : IAsyncDisposable
             GatewayLog.NoDnsUpstreams(_logger);
         }
 
-        _dns = new DnsUpstreamClient(upstreams, options.DnsTimeout, options.Relay.TimeProvider);
+        _dns = new DnsUpstreamClient(upstreams, options.DnsTimeout, options.Relay.TimeProvider, _logger);
         _parentAddresses = new ParentAddresses(parentAddresses, options.Relay.TimeProvider);
         _handler = new TunnelStreamHandler(options, policy, _dns, _logger, connect, _parentAddresses);
         _enclaves = options.Enclaves.Count == 0

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Egress.Dns;
 using Egress.Dns.Wire;
 
@@ -159,6 +160,57 @@ public sealed class DnsForwarderFailureTests
 
         Assert.That((DnsMessage.ReadId(answer), DnsQueryBytes.Rcode(answer)), Is.EqualTo(((ushort)9, 5)));
         Assert.That(silent.Queries.Select(q => q.Name), Is.EqualTo(new[] { "a.x.test" }));
+    }
+
+    /// <summary>From a new user's trial: with a black-holed first upstream, every query waited out its share of the
+    /// timeout there (half of it, with two upstreams) before the second answered, and no line said so. The silent
+    /// upstream is now asked after the other for a while, and that is logged once.</summary>
+    [Test]
+    public async Task ASilentFirstUpstreamIsAskedAfterTheOtherAndLoggedOnce()
+    {
+        await using var silent = new FakeUpstreamDns((_, _) => FakeAnswer.Silence);
+        await using var good = new FakeUpstreamDns(TestZone.Answer);
+        await using var harness = await DnsTunnelHarness.StartAsync([silent.EndPoint, good.EndPoint], parentTimeout: TimeSpan.FromSeconds(1));
+
+        byte[] first = await harness.UdpAsync(DnsQueryBytes.Build(11, "n1.x.test"));
+        byte[] second = await harness.UdpAsync(DnsQueryBytes.Build(12, "n2.x.test"));
+        byte[] third = await harness.UdpAsync(DnsQueryBytes.Build(13, "n3.x.test"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(new[] { first, second, third }.Select(DnsQueryBytes.Rcode), Is.EqualTo(new[] { 0, 0, 0 }));
+            Assert.That(silent.Queries.Select(q => q.Name), Is.EqualTo(new[] { "n1.x.test" }), "asked first once, then after the other");
+            Assert.That(good.Queries.Select(q => q.Name), Is.EqualTo(new[] { "n1.x.test", "n2.x.test", "n3.x.test" }));
+            Assert.That(harness.ParentLog.Values(259, "Upstream"), Is.EqualTo(new[] { silent.EndPoint.ToString() }));
+            Assert.That(harness.ParentLog.Values(259, "Name"), Is.EqualTo(new[] { "n1.x.test" }));
+        });
+    }
+
+    /// <summary>A quiet upstream that answers when the others fail takes its configured place again (logged), and the
+    /// one that went quiet instead is asked after it.</summary>
+    [Test]
+    public async Task AQuietUpstreamThatAnswersAgainIsAskedFirstAgain()
+    {
+        var firstAnswers = new StrongBox<bool>(false);
+        var secondAnswers = new StrongBox<bool>(true);
+        await using var first = new FakeUpstreamDns((name, type) => Volatile.Read(ref firstAnswers.Value) ? TestZone.Answer(name, type) : FakeAnswer.Silence);
+        await using var second = new FakeUpstreamDns((name, type) => Volatile.Read(ref secondAnswers.Value) ? TestZone.Answer(name, type) : FakeAnswer.Silence);
+        await using var harness = await DnsTunnelHarness.StartAsync([first.EndPoint, second.EndPoint], parentTimeout: TimeSpan.FromSeconds(1));
+
+        byte[] a = await harness.UdpAsync(DnsQueryBytes.Build(21, "n1.x.test")); // first silent: quiet
+        Volatile.Write(ref firstAnswers.Value, true);
+        Volatile.Write(ref secondAnswers.Value, false);
+        byte[] b = await harness.UdpAsync(DnsQueryBytes.Build(22, "n2.x.test")); // second asked first, silent; first answers
+        byte[] c = await harness.UdpAsync(DnsQueryBytes.Build(23, "n3.x.test")); // first in its place; second quiet
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(new[] { a, b, c }.Select(DnsQueryBytes.Rcode), Is.EqualTo(new[] { 0, 0, 0 }));
+            Assert.That(first.Queries.Select(q => q.Name), Is.EqualTo(new[] { "n1.x.test", "n2.x.test", "n3.x.test" }));
+            Assert.That(second.Queries.Select(q => q.Name), Is.EqualTo(new[] { "n1.x.test", "n2.x.test" }));
+            Assert.That(harness.ParentLog.Values(259, "Upstream"), Is.EqualTo(new[] { first.EndPoint.ToString(), second.EndPoint.ToString() }));
+            Assert.That(harness.ParentLog.Values(260, "Upstream"), Is.EqualTo(new[] { first.EndPoint.ToString() }));
+        });
     }
 
     [Test]

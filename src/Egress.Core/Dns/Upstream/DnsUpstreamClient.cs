@@ -2,7 +2,10 @@ using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using Egress.Dns.Wire;
+using Egress.Gateway;
 using Egress.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Pipelines.Sockets.Unofficial;
 
 namespace Egress.Dns.Upstream;
@@ -17,7 +20,10 @@ namespace Egress.Dns.Upstream;
 /// is ignored as spoofed or stray). Timeouts are enforced by one sweeper timer, not a timer per query. A query
 /// larger than a UDP datagram can carry (over <see cref="DnsForwarding.MaxUdpMessage"/> bytes, or refused by the
 /// kernel with EMSGSIZE) goes over TCP instead (RFC 7766: TCP carries up to 65,535 bytes); it never touches, let
-/// alone closes, a shared UDP socket.
+/// alone closes, a shared UDP socket. An upstream that lets a UDP query go unanswered for its whole share, where
+/// another upstream is listed, is asked after the others for <see cref="QuietPeriod"/> (a black-holed first resolver
+/// cost every query its share of the timeout, 1 s of 2 s with two upstreams, and no line said so); the change, and its
+/// first answer after it, are logged.
 /// </summary>
 internal sealed class DnsUpstreamClient : IDisposable
 {
@@ -29,16 +35,31 @@ internal sealed class DnsUpstreamClient : IDisposable
     private readonly TimeProvider _time;
     private readonly DnsUpstreamSocketPool[] _pools;
     private readonly ITimer _sweeper;
+    private readonly ILogger _logger;
 
-    public DnsUpstreamClient(IReadOnlyList<IPEndPoint> upstreams, TimeSpan timeout, TimeProvider time)
+    /// <summary>Per upstream (as <see cref="_pools"/>): the timestamp until which it is asked after the others; 0 when it
+    /// answered last (or never went quiet).</summary>
+    private readonly long[] _quietUntil;
+
+    /// <param name="upstreams">The resolvers, in order of preference.</param>
+    /// <param name="timeout">How long a query may take over all upstreams.</param>
+    /// <param name="time">The clock of the timeouts and of <see cref="QuietPeriod"/>.</param>
+    /// <param name="logger">Where an upstream going quiet, and answering again, is logged; null for nowhere.</param>
+    public DnsUpstreamClient(IReadOnlyList<IPEndPoint> upstreams, TimeSpan timeout, TimeProvider time, ILogger? logger = null)
     {
         _upstreams = upstreams;
         _timeout = timeout;
         _time = time;
+        _logger = logger ?? NullLogger.Instance;
+        _quietUntil = new long[upstreams.Count];
         _pools = [.. upstreams.Select(u => new DnsUpstreamSocketPool(u, time))];
         TimeSpan period = TimeSpan.FromTicks(Math.Clamp(timeout.Ticks / 20, TimeSpan.TicksPerMillisecond * 10, TimeSpan.TicksPerMillisecond * 100));
         _sweeper = time.CreateTimer(static state => ((DnsUpstreamClient)state!).Sweep(), this, period, period);
     }
+
+    /// <summary>How long an upstream that let a query go unanswered is asked after the others (unless it answers one
+    /// first, asked when the others failed).</summary>
+    public static TimeSpan QuietPeriod { get; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Gets the resolvers, in order of preference.</summary>
     public IReadOnlyList<IPEndPoint> Upstreams => _upstreams;
@@ -59,6 +80,7 @@ internal sealed class DnsUpstreamClient : IDisposable
             long start = _time.GetTimestamp();
             int failure = DnsUpstreamQuery.Failed;
             bool tcpOnly = IsTooLargeForUdp(query.Length);
+            ulong quiet = QuietAt(start); // the order is the query's own: an upstream going quiet during it is not asked twice
             for (int i = 0; i < _pools.Length; i++)
             {
                 TimeSpan left = _timeout - _time.GetElapsedTime(start);
@@ -67,11 +89,21 @@ internal sealed class DnsUpstreamClient : IDisposable
                     break;
                 }
 
+                int upstream = UpstreamAt(i, quiet);
                 TimeSpan share = left / (_pools.Length - i);
-                int length = tcpOnly ? TooLargeForUdp : await ExchangeUdpAsync(_pools[i], query, response, share, aborted).ConfigureAwait(false);
+                int length = tcpOnly ? TooLargeForUdp : await ExchangeUdpAsync(_pools[upstream], query, response, share, aborted).ConfigureAwait(false);
+                if (length == DnsUpstreamQuery.Failed && _pools.Length > 1)
+                {
+                    GoneQuiet(upstream, share, query.Span);
+                }
+                else if (length > 0)
+                {
+                    Answered(upstream);
+                }
+
                 if (length == TooLargeForUdp || (length > 0 && DnsMessage.IsTruncated(response.Span[..length])))
                 {
-                    length = await ExchangeTcpAsync(_pools[i].Upstream, query, response, share, aborted).ConfigureAwait(false);
+                    length = await ExchangeTcpAsync(_pools[upstream].Upstream, query, response, share, aborted).ConfigureAwait(false);
                 }
 
                 if (length > 0 && i < _pools.Length - 1 && TriesTheNextUpstream(response.Span[..length]))
@@ -107,6 +139,76 @@ internal sealed class DnsUpstreamClient : IDisposable
         {
             DnsMessage.WriteId(query.Span, originalId);
             kept?.Return();
+        }
+    }
+
+    /// <summary>Which upstreams are quiet at <paramref name="now"/>: bit i for upstream i (the first 64; any further ones
+    /// count as not quiet).</summary>
+    private ulong QuietAt(long now)
+    {
+        ulong quiet = 0;
+        for (int i = 0; i < Math.Min(_quietUntil.Length, 64); i++)
+        {
+            if (Volatile.Read(ref _quietUntil[i]) > now)
+            {
+                quiet |= 1UL << i;
+            }
+        }
+
+        return quiet;
+    }
+
+    /// <summary>The upstream of attempt <paramref name="attempt"/>: those not in <paramref name="quiet"/> first, then the
+    /// quiet ones, each group in the configured order.</summary>
+    private int UpstreamAt(int attempt, ulong quiet)
+    {
+        if (quiet == 0)
+        {
+            return attempt;
+        }
+
+        int seen = 0;
+        for (int pass = 0; pass < 2; pass++)
+        {
+            for (int i = 0; i < _pools.Length; i++)
+            {
+                bool isQuiet = i < 64 && (quiet & (1UL << i)) != 0;
+                if (isQuiet == (pass == 1) && seen++ == attempt)
+                {
+                    return i;
+                }
+            }
+        }
+
+        return attempt; // not reached: the two passes cover every upstream once
+    }
+
+    /// <summary>Upstream <paramref name="upstream"/> let a UDP query go unanswered for its whole share: asked after the
+    /// others for <see cref="QuietPeriod"/>, logged once per change (concurrent queries race for the one line).</summary>
+    private void GoneQuiet(int upstream, TimeSpan share, ReadOnlySpan<byte> query)
+    {
+        long now = _time.GetTimestamp();
+        long was = Volatile.Read(ref _quietUntil[upstream]);
+        if (was > now)
+        {
+            return; // already quiet: asked only because the others failed too
+        }
+
+        long until = now + (long)(QuietPeriod.TotalSeconds * _time.TimestampFrequency);
+        if (Interlocked.CompareExchange(ref _quietUntil[upstream], until, was) == was)
+        {
+            string name = DnsMessage.TryParseQuestion(query, out DnsQuestion question, out _) == DnsParseError.None ? question.Name : "(unreadable)";
+            GatewayLog.DnsUpstreamQuiet(_logger, _pools[upstream].Upstream, name, share.TotalMilliseconds, QuietPeriod.TotalSeconds);
+        }
+    }
+
+    /// <summary>Upstream <paramref name="upstream"/> answered: asked in its configured place again.</summary>
+    private void Answered(int upstream)
+    {
+        long was = Volatile.Read(ref _quietUntil[upstream]);
+        if (was != 0 && Interlocked.CompareExchange(ref _quietUntil[upstream], 0, was) == was)
+        {
+            GatewayLog.DnsUpstreamAnswersAgain(_logger, _pools[upstream].Upstream);
         }
     }
 
