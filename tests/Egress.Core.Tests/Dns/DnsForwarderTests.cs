@@ -142,6 +142,18 @@ public sealed class DnsForwarderTests
         Assert.That(_harness.EnclaveLog.Values(302, "Name"), Is.EqualTo(new[] { "evil.example" }), "one denial logged");
     }
 
+    // A new user's trial: "dig . NS" was logged "denied DNS  NS: ..." (the root's name is empty on the wire).
+    [Test]
+    public async Task TheRootIsLoggedAsADot()
+    {
+        byte[] answer = await _harness.UdpAsync(DnsQueryBytes.Build(0x2222, string.Empty, type: 2));
+
+        Assert.That(DnsQueryBytes.Rcode(answer), Is.EqualTo(3));
+        Assert.That(_upstream.Queries, Is.Empty);
+        Assert.That(_harness.EnclaveLog.Values(302, "Name"), Is.EqualTo(new[] { "." }));
+        Assert.That(_harness.EnclaveLog.Lines, Has.Some.Contains("denied DNS . NS: "));
+    }
+
     [Test]
     public async Task MixedCaseNamesAreAllowedAndAnsweredAsAsked()
     {

@@ -98,14 +98,14 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, D
     private DnsQueryResult Deliver(ReadOnlySpan<byte> query, ReadOnlySpan<byte> answer, Span<byte> response, DnsQuestion question, int questionEnd, bool udp)
     {
         DnsAnswerLearner.Learn(policy, question.Name, answer, logger);
-        DnsLog.Answered(logger, question.Name, DnsTypeName.Of(question.Type), DnsForwarding.ResponseCode(answer), answer.Length);
+        DnsLog.Answered(logger, question.LogName, DnsTypeName.Of(question.Type), DnsForwarding.ResponseCode(answer), answer.Length);
         int limit = udp ? DnsForwarding.ClientUdpLimit(query, questionEnd) : DnsTcpFraming.MaxMessageLength;
         if (answer.Length <= limit)
         {
             return new DnsQueryResult(DnsQueryOutcome.Forwarded, answer.Length, question, string.Empty);
         }
 
-        DnsLog.TruncatedForClient(logger, question.Name, answer.Length, limit);
+        DnsLog.TruncatedForClient(logger, question.LogName, answer.Length, limit);
         int truncated = DnsForwarding.WriteTruncated(query, questionEnd, answer, limit, response);
         return new DnsQueryResult(DnsQueryOutcome.Truncated, truncated >= 0 ? truncated : DnsMessage.WriteServFail(query, response), question, string.Empty);
     }
@@ -117,10 +117,10 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, D
         switch (result.Outcome)
         {
             case DnsQueryOutcome.DeniedName:
-                DnsLog.Denied(logger, question.Name, DnsTypeName.Of(question.Type), result.Decision);
+                DnsLog.Denied(logger, question.LogName, DnsTypeName.Of(question.Type), result.Decision);
                 break;
             case DnsQueryOutcome.UpstreamFailed:
-                DnsLog.QueryFailed(logger, question.Name, DnsTypeName.Of(question.Type), result.Reason);
+                DnsLog.QueryFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason);
                 break;
             case DnsQueryOutcome.Overloaded when _overloadLines.TryEnter(out long suppressed):
                 DnsLog.QueryOverloaded(logger, result.Reason, suppressed);

@@ -197,7 +197,7 @@ internal sealed class DnsUpstreamClient : IDisposable
         long until = now + (long)(QuietPeriod.TotalSeconds * _time.TimestampFrequency);
         if (Interlocked.CompareExchange(ref _quietUntil[upstream], until, was) == was)
         {
-            string name = DnsMessage.TryParseQuestion(query, out DnsQuestion question, out _) == DnsParseError.None ? question.Name : "(unreadable)";
+            string name = DnsMessage.TryParseQuestion(query, out DnsQuestion question, out _) == DnsParseError.None ? question.LogName : "(unreadable)";
             GatewayLog.DnsUpstreamQuiet(_logger, _pools[upstream].Upstream, name, share.TotalMilliseconds, QuietPeriod.TotalSeconds);
         }
     }

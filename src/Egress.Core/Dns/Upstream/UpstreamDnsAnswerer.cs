@@ -59,7 +59,7 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
         bool tcpOnly = DnsUpstreamClient.IsTooLargeForUdp(query.Length);
         if (tcpOnly)
         {
-            GatewayLog.DnsQueryTooLargeForUdp(logger, question.Name, DnsTypeName.Of(question.Type), query.Length);
+            GatewayLog.DnsQueryTooLargeForUdp(logger, question.LogName, DnsTypeName.Of(question.Type), query.Length);
         }
 
         int answer = await upstreams.ResolveAsync(query, response, aborted).ConfigureAwait(false);
@@ -85,10 +85,10 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
         switch (result.Outcome)
         {
             case DnsQueryOutcome.DeniedName:
-                GatewayLog.DnsDenied(logger, question.Name, DnsTypeName.Of(question.Type), result.Decision);
+                GatewayLog.DnsDenied(logger, question.LogName, DnsTypeName.Of(question.Type), result.Decision);
                 break;
             case DnsQueryOutcome.UpstreamFailed:
-                GatewayLog.DnsUpstreamFailed(logger, question.Name, DnsTypeName.Of(question.Type), result.Reason);
+                GatewayLog.DnsUpstreamFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason);
                 break;
             case DnsQueryOutcome.Overloaded when overloadLines.TryEnter(out long suppressed):
                 DnsLog.QueryOverloaded(logger, result.Reason, suppressed);
