@@ -22,14 +22,14 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "gateway listening on {Tunnel}")]
     public static partial void Listening(ILogger logger, string tunnel);
 
-    [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} {Decision}")]
-    public static partial void Denied(ILogger logger, IPEndPoint destination, HostHintText hint, PolicyDecision decision);
+    [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} {Decision}{ConnectionId:line}")]
+    public static partial void Denied(ILogger logger, IPEndPoint destination, HostHintText hint, PolicyDecision decision, ConnectionIdText connectionId);
 
     [LoggerMessage(EventId = 203, Level = LogLevel.Information, Message = "connection to {Destination}{Hint:line} {Decision}, connected{ConnectionId:line}")]
     public static partial void Connected(ILogger logger, IPEndPoint destination, HostHintText hint, PolicyDecision decision, ConnectionIdText connectionId);
 
-    [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} failed: {Status}: {Detail}")]
-    public static partial void ConnectFailed(ILogger logger, IPEndPoint destination, HostHintText hint, TunnelStatus status, string? detail);
+    [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} failed: {Status}: {Detail}{ConnectionId:line}")]
+    public static partial void ConnectFailed(ILogger logger, IPEndPoint destination, HostHintText hint, TunnelStatus status, string? detail, ConnectionIdText connectionId);
 
     [LoggerMessage(EventId = 205, Level = LogLevel.Warning, Message = "rejected stream: unsupported kind {Kind}")]
     public static partial void Unsupported(ILogger logger, TunnelRequestKind kind);

@@ -435,10 +435,10 @@ internal sealed class TunnelStreamHandler(
                 GatewayLog.Unsupported(logger, request.Kind);
                 break;
             case StreamOutcome.Denied:
-                GatewayLog.Denied(logger, result.Destination!, new HostHintText(request.HostHint), result.Decision);
+                GatewayLog.Denied(logger, result.Destination!, new HostHintText(request.HostHint), result.Decision, new ConnectionIdText(request.ConnectionId));
                 break;
             case StreamOutcome.ConnectFailed:
-                GatewayLog.ConnectFailed(logger, result.Destination!, new HostHintText(request.HostHint), result.Status, result.Detail);
+                GatewayLog.ConnectFailed(logger, result.Destination!, new HostHintText(request.HostHint), result.Status, result.Detail, new ConnectionIdText(request.ConnectionId));
                 break;
             case StreamOutcome.StreamFailed:
                 GatewayLog.StreamFailed(logger, result.Detail ?? string.Empty);

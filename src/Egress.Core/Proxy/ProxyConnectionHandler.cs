@@ -308,7 +308,7 @@ internal sealed class ProxyConnectionHandler(
 
                 break;
             case ConnectionOutcome.ParentRefused:
-                ProxyLog.ParentRefused(logger, destination, result.ParentStatus, result.Detail ?? string.Empty);
+                ProxyLog.ParentRefused(logger, destination, result.ParentStatus, result.Detail ?? string.Empty, result.ConnectionId);
                 break;
             case ConnectionOutcome.BadParentResponse:
                 ProxyLog.BadParentResponse(logger, destination, result.ReadResult);

@@ -37,14 +37,15 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "connection to {Destination} {Decision}{ConnectionId:line}")]
     public static partial void Allowed(ILogger logger, IPEndPoint destination, PolicyDecision decision, ConnectionIdText connectionId);
 
-    [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "connection to {Destination} failed: parent answered {Status}: {Detail}{Advice}")]
-    private static partial void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail, string advice);
+    [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "connection to {Destination} failed: parent answered {Status}: {Detail}{Advice}{ConnectionId:line}")]
+    private static partial void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail, string advice, ConnectionIdText connectionId);
 
-    /// <summary>The parent refused a connection this enclave allowed; a policy denial says where the two disagree.</summary>
-    public static void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail) =>
+    /// <summary>The parent refused a connection this enclave allowed; a policy denial says where the two disagree. The
+    /// connection id is the one sent in the request, which the parent's line names too (none on a version 1 stream).</summary>
+    public static void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail, ulong connectionId) =>
         ParentRefused(logger, destination, status, detail, status != TunnelStatus.DeniedByPolicy ? string.Empty
             : detail.Contains(PolicyDecision.ParentAddressText, StringComparison.Ordinal) ? ParentAddressHint
-            : PoliciesDisagree);
+            : PoliciesDisagree, new ConnectionIdText(connectionId));
 
     /// <summary>Whether the parent's answer says it is at one of its limits: <see cref="TunnelStatus.Failure"/> with a
     /// detail naming it (<c>parent: stream limit reached (host.max_streams = 1730, ...)</c>, <c>dns stream limit
@@ -56,7 +57,7 @@ internal static partial class ProxyLog
     /// <summary>The parent refused a connection at one of its limits (<see cref="IsParentLimit"/>), in a line rate-limited
     /// by the caller: <paramref name="heldBack"/> such lines were held back since the last one.</summary>
     public static void ParentAtLimit(ILogger logger, IPEndPoint destination, string detail, long heldBack) =>
-        ParentRefused(logger, destination, TunnelStatus.Failure, detail, $" ({heldBack} more refused at a parent's limit since the last such line)");
+        ParentRefused(logger, destination, TunnelStatus.Failure, detail, $" ({heldBack} more refused at a parent's limit since the last such line)", default);
 
     /// <summary>What a DeniedByPolicy answer for one of the parent's own addresses means: no disagreement, the enclave
     /// cannot know them.</summary>

@@ -223,7 +223,11 @@ public sealed class TunnelClient
             }
 
             return (result == TunnelReadResult.Complete
-                ? new TunnelConnectResult(TunnelConnectError.Refused, response.Status, response.Detail, null, default) { ResponseVersion = response.Version }
+                ? new TunnelConnectResult(TunnelConnectError.Refused, response.Status, response.Detail, null, default)
+                {
+                    ResponseVersion = response.Version,
+                    ConnectionId = request.ConnectionId, // the parent logs its refusal with it: the enclave's line and audit record must too
+                }
                 : new TunnelConnectResult(TunnelConnectError.BadResponse, null, result.ToString(), null, default) { ReadResult = result }, false);
         }
         catch (OperationCanceledException)

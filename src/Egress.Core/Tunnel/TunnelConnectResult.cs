@@ -45,7 +45,7 @@ public sealed class TunnelConnectResult
     /// <summary>Gets the protocol version the connected stream speaks: 1 (raw bytes) or 2 (frames).</summary>
     internal byte Version { get; init; } = TunnelCodec.Version;
 
-    /// <summary>Gets the stream's connection id (version 2; 0 otherwise).</summary>
+    /// <summary>Gets the connection id the request carried (version 2; 0 otherwise), also of a refusal.</summary>
     internal ulong ConnectionId { get; init; }
 
     /// <summary>Gets the version of the parent's refusal (<see cref="TunnelConnectError.Refused"/>).</summary>

@@ -75,6 +75,31 @@ public sealed class TunnelStreamOutcomeTests
     }
 
     [Test]
+    public async Task DeniedAndFailedLinesCarryTheConnectionIdTheEnclaveSent()
+    {
+        // The enclave logs its side of a refused connection with the id it sent in the v2 request (and the audit records
+        // of both sides carry it): the parent's denied and failed lines must name it too, or an operator cannot tell
+        // which of several refusals of one destination the enclave's line is about.
+        StartGateway(["127.0.0.1"]);
+        using var bound = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        bound.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+
+        var (denied, _) = await RequestAsync(TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Parse("169.254.169.254"), 80)).AsVersion2(0x1234));
+        await _probe.WaitForEventAsync(202);
+        var (refused, _) = await RequestAsync(TunnelRequest.ForTcp((IPEndPoint)bound.LocalEndPoint!).AsVersion2(0xabcdef));
+        await _probe.WaitForEventAsync(204);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((denied.Status, refused.Status), Is.EqualTo((TunnelStatus.DeniedByPolicy, TunnelStatus.ConnectionRefused)));
+            Assert.That(_probe.Logs.Values(202, "ConnectionId"), Is.EqualTo(new[] { "0000000000001234" }));
+            Assert.That(_probe.Logs.Values(204, "ConnectionId"), Is.EqualTo(new[] { "0000000000abcdef" }));
+            Assert.That(_probe.Logs.Records.Single(r => r.Id.Id == 202).Message, Does.EndWith(", conn 0000000000001234"));
+            Assert.That(_probe.Logs.Records.Single(r => r.Id.Id == 204).Message, Does.EndWith(", conn 0000000000abcdef"));
+        });
+    }
+
+    [Test]
     public async Task RefusedConnectIsAnsweredConnectionRefused()
     {
         StartGateway(["127.0.0.1"]);

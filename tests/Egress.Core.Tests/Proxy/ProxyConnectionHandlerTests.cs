@@ -543,6 +543,28 @@ public sealed class ProxyConnectionHandlerTests
     }
 
     [Test]
+    public async Task TheParentsRefusalIsLoggedWithTheConnectionIdSentInTheRequest()
+    {
+        // The id was sent to the parent (which logs it) and goes into the audit record: the line must carry it too, so
+        // that the enclave's line and the parent's join as relayed connections' lines do.
+        var handling = Handler(Redirected(Listed), failoverAttempts: 0, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        TunnelRequest request;
+        using (Socket parent = await AcceptTunnelAsync())
+        {
+            (_, request) = await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.ConnectionRefused, "Connection refused") { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        }
+
+        var result = await handling.WaitAsync(HangGuard);
+        Assert.That(result.ParentStatus, Is.EqualTo(TunnelStatus.ConnectionRefused));
+        Assert.That(result.ConnectionId, Is.EqualTo(request.ConnectionId), "the audit record's connection_id comes from the result");
+        string id = request.ConnectionId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
+        Assert.That(request.ConnectionId, Is.Not.Zero, "a v2 request carries an id");
+        Assert.That(_probe.Logs.Values(106, "ConnectionId"), Is.EqualTo(new[] { id }));
+        Assert.That(_probe.Logs.Records.Single(r => r.Id.Id == 106).Message, Is.EqualTo($"connection to {Listed} failed: parent answered ConnectionRefused: Connection refused, conn {id}"));
+    }
+
+    [Test]
     public async Task TheParentsLimitAnswersAreLoggedOnceASecondWithTheCountHeldBackAndOtherAnswersEveryTime()
     {
         // A parent at its stream limit answers Failure to every connection an app opens in a loop: one line a second,
