@@ -26,6 +26,12 @@ internal static partial class HostLog
 
     /// <summary>Written in place of lines dropped because stdout was read more slowly than they came, or whose write
     /// failed (<see cref="LogBatchWriter"/>); at any <c>--log-level</c>, since it is not logged through the filters.</summary>
+    [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "stopping: a stop was asked for (SIGTERM, SIGINT or SIGQUIT); accepting no more")]
+    public static partial void Stopping(ILogger logger);
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Information, Message = "stopped")]
+    public static partial void Stopped(ILogger logger);
+
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "{Count} " + global::Egress.Diagnostics.DroppedLogLines.Text + ": stdout was read more slowly than lines came (connections were not held up)")]
     public static partial void LinesDropped(ILogger logger, long count);
 

@@ -135,7 +135,7 @@ internal static class HostRuntime
 
     /// <summary>
     /// Logs, under <paramref name="category"/>, the two lines every start begins with: <see cref="HostVersion.Text"/>
-    /// and the policy digest, which the other side logs too (they differ when the two read different policies). With
+    /// and the policy digest (and, when a stop begins and when it has ended, a <c>stopping</c> and a <c>stopped</c> line), which the other side logs too (they differ when the two read different policies). With
     /// <paramref name="policyPerEnclave"/> (egress-host with <c>[[host.enclaves]]</c>) the file's own <c>[egress]</c>
     /// decides no stream, so its digest is not logged: the second line says that each entry's policy line, which the
     /// gateway logs when it starts, is the one to compare instead.
@@ -144,6 +144,12 @@ internal static class HostRuntime
     {
         var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger(category);
         HostLog.Starting(logger, HostVersion.Text);
+
+        // A stop says it began and that it ended, also with no live connection to drain (whose lines would say so):
+        // otherwise a log ended at its last connection's line, as after a SIGKILL (a trial found no line either way).
+        var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+        lifetime.ApplicationStopping.Register(() => HostLog.Stopping(logger));
+        lifetime.ApplicationStopped.Register(() => HostLog.Stopped(logger));
         if (policyPerEnclave)
         {
             HostLog.PolicyPerEnclave(logger);

@@ -1,0 +1,64 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Egress.IntegrationTests.Infrastructure;
+
+namespace Egress.IntegrationTests;
+
+/// <summary>
+/// A stop with no live connection: an operator's trial found that SIGTERM to an idle host wrote no line at all (the
+/// drain lines come only with connections to drain), so its log looked the same as after a SIGKILL. Each host now
+/// says when a stop begins and when it has ended. Runs the built hosts in this namespace, on loopback only.
+/// </summary>
+public sealed class HostStopLinesTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+
+    private string _directory = null!;
+
+    [SetUp]
+    public void CreateDirectory() => _directory = Directory.CreateTempSubdirectory("egress-stop-").FullName;
+
+    [TearDown]
+    public void RemoveDirectory() => Directory.Delete(_directory, recursive: true);
+
+    [TestCase("egress-host")]
+    [TestCase("egress-enclave")]
+    public async Task AnIdleHostSaysItStopsAndThatItStopped(string program)
+    {
+        string config = Path.Combine(_directory, "enclave.toml");
+        await File.WriteAllTextAsync(config, $"""
+            [tunnel]
+            enclave_endpoint = "unix:{_directory}/tunnel.sock"
+            host_endpoint = "unix:{_directory}/tunnel.sock"
+            [host]
+            dns_upstreams = ["127.0.0.1:53"]
+            [enclave]
+            proxy_listen = ["127.0.0.1:{FreePort()}"]
+            dns_listen = ["127.0.0.1:{FreePort()}"]
+            """);
+        string category = program == "egress-host" ? "Egress.Host" : "Egress.Enclave";
+        string[] command = program == "egress-host" ? HostBinaries.Host("--config", config) : HostBinaries.Enclave("--config", config);
+        await using var host = BackgroundProcess.Start(program, command);
+        string? listening = await host.WaitForLineAsync(line => line.Contains(" listening on ", StringComparison.Ordinal), Timeout);
+        Assert.That(listening, Is.Not.Null, host.ToString);
+
+        var kill = await Command.RunAsync(["kill", "-TERM", host.Id.ToString(CultureInfo.InvariantCulture)], Timeout);
+        Assert.That(kill.ExitCode, Is.Zero, kill.ToString);
+        await Wait.UntilAsync(() => Task.FromResult(host.HasExited), Timeout, host.ToString);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(host.ExitCode, Is.Zero, host.ToString);
+            Assert.That(host.Lines, Has.Some.Contains($"{category}[6] stopping: a stop was asked for (SIGTERM, SIGINT or SIGQUIT); accepting no more"), host.ToString);
+            Assert.That(host.Lines[^1], Does.EndWith($"{category}[7] stopped"), host.ToString);
+        });
+    }
+
+    private static int FreePort()
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)socket.LocalEndPoint!).Port;
+    }
+}
