@@ -220,6 +220,14 @@ static async Task<int> RunAsync(
 
     using var host = builder.Build();
     HostRuntime.LogStart(host, "Egress.Host", policyDigest, policyPerEnclave: configuration.Host.Enclaves.Count > 0);
+    if (metricsListen is not null)
+    {
+        // Said once it is served (the exporter binds at start), as the gateway says where it listens.
+        var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Egress.Host");
+        host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStarted.Register(
+            () => HostLog.MetricsServed(logger, $"http://{metricsListen}/metrics"));
+    }
+
     return await HostRuntime.RunAsync(host, ex => ex.InnerException is HttpListenerException listenerError
         ? $"cannot serve metrics on http://{metricsListen}/metrics: {listenerError.Message}"
         : null);

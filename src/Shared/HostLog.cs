@@ -32,6 +32,9 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 7, Level = LogLevel.Information, Message = "stopped")]
     public static partial void Stopped(ILogger logger);
 
+    [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "metrics served at {Url} (Prometheus text format; no authentication)")]
+    public static partial void MetricsServed(ILogger logger, string url);
+
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "{Count} " + global::Egress.Diagnostics.DroppedLogLines.Text + ": stdout was read more slowly than lines came (connections were not held up)")]
     public static partial void LinesDropped(ILogger logger, long count);
 

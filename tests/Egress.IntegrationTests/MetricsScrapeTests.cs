@@ -105,7 +105,12 @@ public sealed partial class MetricsScrapeTests
         {
             Assert.That(host.ExitCode, Is.Zero, host.ToString);
             Assert.That(entries, Has.Count.GreaterThanOrEqualTo(4), host.ToString);
-            Assert.That(entries.Select(e => e.GetProperty("Category").GetString()), Is.EqualTo(new[] { "Egress.Host", "Egress.Host" }.Concat(Enumerable.Repeat("Egress.Gateway", entries.Count - 2))));
+            // The host's own lines: starting, policy, where metrics are served (once the exporter is bound), stopping, stopped.
+            Assert.That(entries.Where(e => e.GetProperty("Category").GetString() == "Egress.Host").Select(e => e.GetProperty("EventId").GetInt32()), Is.EqualTo(new[] { 1, 2, 8, 6, 7 }));
+            Assert.That(entries.Select(e => e.GetProperty("Category").GetString()), Has.All.AnyOf("Egress.Host", "Egress.Gateway"));
+            Assert.That(entries[^1].GetProperty("Message").GetString(), Is.EqualTo("stopped"));
+            Assert.That(entries.Single(e => e.GetProperty("EventId").GetInt32() == 8).GetProperty("Message").GetString(),
+                Is.EqualTo("metrics served at http://127.0.0.1:9465/metrics (Prometheus text format; no authentication)"));
             Assert.That(entries.Select(e => e.GetProperty("LogLevel").GetString()), Has.All.EqualTo("Information"));
             Assert.That(entries.Select(e => e.GetProperty("Timestamp").GetString()), Has.All.Match(TimestampPattern()));
             Assert.That(entries.Select(e => e.GetProperty("EventId").GetInt32()).Take(3), Is.EqualTo(new[] { 1, 2, 201 }));
