@@ -99,6 +99,23 @@ public sealed class ServerNameVerificationTests : EgressFixture
         });
     }
 
+    /// <summary>A new user's trial: a server name with a trailing dot (Python's ssl sends server_hostname as given) was
+    /// refused as "not a well-formed ClientHello", though it names the same host and the server accepts it.</summary>
+    [Test]
+    public async Task AServerNameWithATrailingDotIsTheSameName()
+    {
+        await LearnAsync();
+        int before = ClientHellosReceived;
+
+        var openssl = await Clients.ShellAsync(Topology.Enclave, $"openssl s_client -connect {Address}:{TlsPort} -servername {Name}. </dev/null 2>&1");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(openssl.StandardOutput, Does.Contain("Cipher is TLS_"), openssl.ToString);
+            Assert.That(ClientHellosReceived, Is.EqualTo(before + 1), TlsServer.Output);
+        });
+    }
+
     [Test]
     public async Task AServerThatSpeaksFirstIsNotHeldUp()
     {

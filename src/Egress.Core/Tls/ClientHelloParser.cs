@@ -272,9 +272,9 @@ internal static class ClientHelloParser
         return ClientHelloStatus.ClientHello;
     }
 
-    /// <summary>The host_name of a ClientHello's server_name extension (RFC 6066 §3), lower case; null unless the list
-    /// holds exactly one entry, of type host_name, that is a valid DNS name (letters, digits, '-', '_', dots between
-    /// labels of 1-63 bytes, at most 253 bytes, no trailing dot).</summary>
+    /// <summary>The host_name of a ClientHello's server_name extension (RFC 6066 §3), lower case and without a trailing
+    /// dot; null unless the list holds exactly one entry, of type host_name, that is a valid DNS name (letters, digits,
+    /// '-', '_', dots between labels of 1-63 bytes, at most 253 bytes, and at most one trailing dot, which is dropped).</summary>
     private static string? ParseServerName(ReadOnlySpan<byte> data)
     {
         if (data.Length < 2 || BinaryPrimitives.ReadUInt16BigEndian(data) != data.Length - 2)
@@ -295,6 +295,13 @@ internal static class ClientHelloParser
         }
 
         ReadOnlySpan<byte> name = list[3..];
+        if (name.Length > 1 && name[^1] == (byte)'.')
+        {
+            // RFC 6066 §3 leaves the trailing dot out, but Python's ssl sends the name as the application gave it, and
+            // servers (nginx among them) accept it: the same name, read without its dot (the bytes go on unchanged).
+            name = name[..^1];
+        }
+
         return IsHostName(name) ? string.Create(name.Length, name.ToArray(), static (chars, bytes) =>
         {
             for (int i = 0; i < bytes.Length; i++)
@@ -332,6 +339,6 @@ internal static class ClientHelloParser
             }
         }
 
-        return label > 0; // RFC 6066 §3: no trailing dot
+        return label > 0; // no empty last label (a trailing dot was dropped before: only one is)
     }
 }

@@ -87,6 +87,10 @@ public sealed class ClientHelloParserTests
 
     [TestCase("WWW.Allowed.Test", "www.allowed.test")]
     [TestCase("a_b-c.example", "a_b-c.example")]
+    // A new user's trial: Python's ssl sends "server_hostname" as given, trailing dot included, and such a ClientHello
+    // was refused as malformed (nginx, straight, accepts it). The same name without its dot.
+    [TestCase("www.allowed.test.", "www.allowed.test")]
+    [TestCase("WWW.Allowed.Test.", "www.allowed.test")]
     public void TheServerNameIsLowerCased(string written, string read)
     {
         var (_, hello) = Parse(ClientHelloVectors.WithExtensions((0, ClientHelloVectors.ServerName(Encoding.ASCII.GetBytes(written)))));
@@ -94,7 +98,8 @@ public sealed class ClientHelloParserTests
         Assert.That(hello.ServerName, Is.EqualTo(read));
     }
 
-    [TestCase("www.allowed.test.", TestName = "Trailing dot (RFC 6066)")]
+    [TestCase("www.allowed.test..", TestName = "Two trailing dots")]
+    [TestCase(".", TestName = "The root alone")]
     [TestCase(".allowed.test", TestName = "Leading dot")]
     [TestCase("www..allowed.test", TestName = "Empty label")]
     [TestCase("www.allowed.test\0.evil.test", TestName = "NUL byte")]
