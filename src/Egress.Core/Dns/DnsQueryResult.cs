@@ -39,7 +39,7 @@ internal readonly record struct DnsQueryResult(DnsQueryOutcome Outcome, int Leng
 
     /// <summary>
     /// Writes the answer a locally answered outcome gets (<see cref="DnsQueryOutcome.DeniedName"/>: NXDOMAIN + EDE,
-    /// <see cref="DnsQueryOutcome.UpstreamFailed"/>: SERVFAIL, <see cref="DnsQueryOutcome.Overloaded"/>: SERVFAIL + EDE, FORMERR, NOTIMP, BADVERS) and returns the result; an
+    /// <see cref="DnsQueryOutcome.UpstreamFailed"/>: SERVFAIL (+ EDE when given), <see cref="DnsQueryOutcome.Overloaded"/>: SERVFAIL + EDE, FORMERR, NOTIMP, BADVERS) and returns the result; an
     /// outcome whose answer cannot be written (no readable header or question) becomes
     /// <see cref="DnsQueryOutcome.Dropped"/>.
     /// </summary>
@@ -48,13 +48,16 @@ internal readonly record struct DnsQueryResult(DnsQueryOutcome Outcome, int Leng
     /// <param name="response">Receives the answer; at least <see cref="DnsMessage.MaxErrorResponseLength"/> bytes.</param>
     /// <param name="question">The question, when it was read.</param>
     /// <param name="reason">Why, for the log.</param>
+    /// <param name="infoCode">For <see cref="DnsQueryOutcome.UpstreamFailed"/>, the Extended DNS Error its SERVFAIL
+    /// carries when the query has EDNS (<see cref="DnsEdns.InfoCodeNoReachableAuthority"/> or
+    /// <see cref="DnsEdns.InfoCodeNetworkError"/>); null for none.</param>
     /// <returns>The result.</returns>
-    public static DnsQueryResult Answer(DnsQueryOutcome outcome, ReadOnlySpan<byte> query, Span<byte> response, DnsQuestion question, string reason)
+    public static DnsQueryResult Answer(DnsQueryOutcome outcome, ReadOnlySpan<byte> query, Span<byte> response, DnsQuestion question, string reason, ushort? infoCode = null)
     {
         int length = outcome switch
         {
             DnsQueryOutcome.DeniedName => DnsMessage.WriteDenied(query, response),
-            DnsQueryOutcome.UpstreamFailed => DnsMessage.WriteServFail(query, response),
+            DnsQueryOutcome.UpstreamFailed => DnsMessage.WriteServFail(query, response, infoCode),
             DnsQueryOutcome.Overloaded => DnsMessage.WriteOverloaded(query, response),
             DnsQueryOutcome.FormErr => DnsMessage.WriteFormErr(query, response),
             DnsQueryOutcome.NotImp => DnsMessage.WriteNotImp(query, response),

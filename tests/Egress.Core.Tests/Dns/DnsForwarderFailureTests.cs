@@ -235,7 +235,7 @@ public sealed class DnsForwarderFailureTests
             answers.Add(await DnsTunnelHarness.ReceiveAsync(socket));
         }
 
-        Assert.That(answers.OrderBy(a => DnsMessage.ReadId(a)), Is.EqualTo(queries.Select(ServFail)));
+        Assert.That(answers.OrderBy(a => DnsMessage.ReadId(a)), Is.EqualTo(queries.Select(q => ServFail(q))));
 
         // With the parent back, the next query opens a new stream.
         await harness.StartGatewayAsync();
@@ -277,10 +277,48 @@ public sealed class DnsForwarderFailureTests
         Assert.That(harness.EnclaveLog.Values(305, "Status"), Is.EqualTo(new[] { "the tunnel DNS stream to the parent failed or could not be opened; the line before says why (StreamFailed)" }));
     }
 
-    private static byte[] ServFail(byte[] query)
+    // A new user's trial: a SERVFAIL made up by either host said nothing of why, where an EDNS client (dig, a resolver
+    // that logs EDE) can show an RFC 8914 Extended DNS Error. Each kind of failure carries its code and text.
+    [TestCase("silent", DnsEdns.InfoCodeNoReachableAuthority, "egress: no DNS upstream answered")]
+    [TestCase("refusing", DnsEdns.InfoCodeNetworkError, "egress: upstream or tunnel failed")]
+    [TestCase("no parent", DnsEdns.InfoCodeNetworkError, "egress: upstream or tunnel failed")]
+    public async Task AMadeUpServFailCarriesAnExtendedDnsErrorForAnEdnsQuery(string failure, int infoCode, string text)
+    {
+        IPEndPoint dead;
+        using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
+        {
+            probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            dead = (IPEndPoint)probe.LocalEndPoint!;
+        }
+
+        await using var upstream = new FakeUpstreamDns(TestZone.Answer);
+        await using var harness = await DnsTunnelHarness.StartAsync(
+            [failure == "refusing" ? dead : upstream.EndPoint], parentTimeout: failure == "refusing" ? TimeSpan.FromMinutes(5) : TimeSpan.FromMilliseconds(300));
+        if (failure == "no parent")
+        {
+            await harness.StopGatewayAsync();
+        }
+
+        byte[] query = DnsQueryBytes.Build(6, failure == "silent" ? "slow.x.test" : "a.x.test", ednsSize: 1232);
+        byte[] answer = await harness.UdpAsync(query);
+
+        byte[] ede = [0x00, 0x0F, 0x00, (byte)(2 + text.Length), 0x00, (byte)infoCode, .. System.Text.Encoding.ASCII.GetBytes(text)];
+        Assert.Multiple(() =>
+        {
+            Assert.That(DnsQueryBytes.Rcode(answer), Is.EqualTo(2));
+            Assert.That(answer, Is.EqualTo(ServFail(query, (ushort)infoCode)));
+            Assert.That(answer[^ede.Length..], Is.EqualTo(ede), "the EDE option ends the OPT record");
+        });
+
+        // The same query without EDNS gets a SERVFAIL without an OPT record, as before.
+        byte[] plain = DnsQueryBytes.Build(7, failure == "silent" ? "slow.x.test" : "a.x.test");
+        Assert.That(await harness.UdpAsync(plain), Is.EqualTo(ServFail(plain)));
+    }
+
+    private static byte[] ServFail(byte[] query, ushort? infoCode = null)
     {
         byte[] buffer = new byte[DnsMessage.MaxErrorResponseLength];
-        return buffer[..DnsMessage.WriteServFail(query, buffer)];
+        return buffer[..DnsMessage.WriteServFail(query, buffer, infoCode)];
     }
 
     private static async Task WaitForAsync(Func<bool> condition)

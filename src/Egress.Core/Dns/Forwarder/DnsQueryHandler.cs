@@ -64,7 +64,16 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, D
 
         if (status != DnsExchangeStatus.Answered)
         {
-            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, DnsExchangeStatusText.Of(status));
+            // No answer in time: no reachable authority; the tunnel stream failed: a network error (the app's resolver
+            // can show which, RFC 8914). A stop says neither.
+            ushort? infoCode = status switch
+            {
+                DnsExchangeStatus.TimedOut => DnsEdns.InfoCodeNoReachableAuthority,
+                DnsExchangeStatus.StreamFailed => DnsEdns.InfoCodeNetworkError,
+                _ => null,
+            };
+            return DnsQueryResult.Answer(
+                DnsQueryOutcome.UpstreamFailed, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, DnsExchangeStatusText.Of(status), infoCode);
         }
 
         if (!DnsForwarding.IsAnswerTo(query.Span, response.Written(length).Span))

@@ -71,7 +71,8 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
                 (DnsUpstreamQuery.SocketFailed, _) => "the upstream refused or was unreachable (socket error)",
                 _ => "none of " + upstreams.Upstreams.Count.ToString(CultureInfo.InvariantCulture) + " upstreams answered in time",
             };
-            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, why);
+            ushort infoCode = answer == DnsUpstreamQuery.SocketFailed ? DnsEdns.InfoCodeNetworkError : DnsEdns.InfoCodeNoReachableAuthority;
+            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, why, infoCode);
         }
 
         DnsAnswerLearner.Learn(policy, question.Name, response.Span[..answer], logger);

@@ -52,6 +52,26 @@ internal readonly record struct DnsEdns(DnsEdnsState State, byte Version, bool D
     /// </summary>
     public const ushort InfoCodeOther = 0;
 
+    /// <summary>
+    /// The EDE INFO-CODE of a SERVFAIL made up because no answer came in time (the upstreams', or the parent's through
+    /// the tunnel): 22 No Reachable Authority, "the resolver could not reach any of the authoritative name servers (or
+    /// they potentially refused to reply)" (RFC 8914 §4.23), as forwarders use it for their upstreams.
+    /// </summary>
+    public const ushort InfoCodeNoReachableAuthority = 22;
+
+    /// <summary>
+    /// The EDE INFO-CODE of a SERVFAIL made up because the way to an answer failed (an upstream refused or was
+    /// unreachable, the tunnel DNS stream to the parent failed): 23 Network Error, "an unreachable server due to a
+    /// network error" (RFC 8914 §4.24).
+    /// </summary>
+    public const ushort InfoCodeNetworkError = 23;
+
+    /// <summary>The EDE EXTRA-TEXT of <see cref="InfoCodeNoReachableAuthority"/>.</summary>
+    public static ReadOnlySpan<byte> NoAnswerExtraText => "egress: no DNS upstream answered"u8;
+
+    /// <summary>The EDE EXTRA-TEXT of <see cref="InfoCodeNetworkError"/>.</summary>
+    public static ReadOnlySpan<byte> NetworkErrorExtraText => "egress: upstream or tunnel failed"u8;
+
     /// <summary>The EDE EXTRA-TEXT of a denial.</summary>
     public static ReadOnlySpan<byte> DeniedExtraText => "egress policy: name not in allowlist"u8;
 
@@ -59,13 +79,19 @@ internal readonly record struct DnsEdns(DnsEdnsState State, byte Version, bool D
     public static ReadOnlySpan<byte> OverloadedExtraText => "egress: too many queries in flight"u8;
 
     /// <summary>The EXTRA-TEXT synthesized answers carry with <paramref name="infoCode"/>.</summary>
-    public static ReadOnlySpan<byte> ExtraTextOf(ushort infoCode) =>
-        infoCode == InfoCodeBlocked ? DeniedExtraText : OverloadedExtraText;
+    public static ReadOnlySpan<byte> ExtraTextOf(ushort infoCode) => infoCode switch
+    {
+        InfoCodeBlocked => DeniedExtraText,
+        InfoCodeNoReachableAuthority => NoAnswerExtraText,
+        InfoCodeNetworkError => NetworkErrorExtraText,
+        _ => OverloadedExtraText,
+    };
 
     /// <summary>An OPT record without options: owner, TYPE, CLASS, TTL, RDLENGTH.</summary>
     public const int OptLength = 1 + 10;
 
-    /// <summary>The longest OPT record <see cref="WriteOpt"/> writes: with the denial's EDE option.</summary>
+    /// <summary>The longest OPT record <see cref="WriteOpt"/> writes: with the denial's EDE option (no EXTRA-TEXT is
+    /// longer than the denial's 36 bytes).</summary>
     public const int MaxOptLength = OptLength + 4 + 2 + 36;
 
     private const int RecordFixedLength = 10;

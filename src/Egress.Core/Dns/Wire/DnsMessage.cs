@@ -16,7 +16,7 @@ internal static class DnsMessage
     /// <summary>The most CNAME records <see cref="ExtractAddresses"/> follows from the question name.</summary>
     public const int MaxCnameChainLength = 16;
 
-    /// <summary>The largest message <see cref="WriteRefused"/>, <see cref="WriteServFail"/>,
+    /// <summary>The largest message <see cref="WriteRefused"/>, <see cref="WriteServFail(ReadOnlySpan{byte}, Span{byte})"/>,
     /// <see cref="WriteFormErr"/> and the denial produce: a header, one uncompressed question (271 bytes) and an OPT
     /// record with an Extended DNS Error option, so it always fits a 512-byte UDP message.</summary>
     public const int MaxErrorResponseLength = DnsHeader.Length + DnsName.MaxWireLength + 4 + DnsEdns.MaxOptLength;
@@ -100,13 +100,24 @@ internal static class DnsMessage
         WriteErrorResponse(query, destination, RcodeRefused, questionRequired: true, infoCode: null);
 
     /// <summary>Writes a SERVFAIL answer (RCODE 2) to <paramref name="query"/>, built exactly like
-    /// <see cref="WriteRefused"/>.</summary>
+    /// <see cref="WriteRefused"/>; with <paramref name="infoCode"/>, an RFC 8914 Extended DNS Error option with its
+    /// EXTRA-TEXT (<see cref="DnsEdns.ExtraTextOf"/>) in the OPT record when the query has EDNS.</summary>
+    /// <param name="query">The query to answer.</param>
+    /// <param name="destination">Receives the answer; must hold at least <see cref="MaxErrorResponseLength"/> bytes.</param>
+    /// <param name="infoCode">The EDE INFO-CODE (<see cref="DnsEdns.InfoCodeNoReachableAuthority"/>,
+    /// <see cref="DnsEdns.InfoCodeNetworkError"/>), or null for none.</param>
+    /// <returns>The number of bytes written, or -1 as for <see cref="WriteRefused"/>.</returns>
+    /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than <see cref="MaxErrorResponseLength"/>.</exception>
+    public static int WriteServFail(ReadOnlySpan<byte> query, Span<byte> destination, ushort? infoCode) =>
+        WriteErrorResponse(query, destination, RcodeServFail, questionRequired: true, infoCode: infoCode);
+
+    /// <summary>Writes a SERVFAIL answer without an Extended DNS Error (<see cref="WriteServFail(ReadOnlySpan{byte}, Span{byte}, ushort?)"/>
+    /// with none).</summary>
     /// <param name="query">The query to answer.</param>
     /// <param name="destination">Receives the answer; must hold at least <see cref="MaxErrorResponseLength"/> bytes.</param>
     /// <returns>The number of bytes written, or -1 as for <see cref="WriteRefused"/>.</returns>
     /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than <see cref="MaxErrorResponseLength"/>.</exception>
-    public static int WriteServFail(ReadOnlySpan<byte> query, Span<byte> destination) =>
-        WriteErrorResponse(query, destination, RcodeServFail, questionRequired: true, infoCode: null);
+    public static int WriteServFail(ReadOnlySpan<byte> query, Span<byte> destination) => WriteServFail(query, destination, null);
 
     /// <summary>Writes a FORMERR answer (RCODE 1) to <paramref name="query"/>, built like <see cref="WriteRefused"/>
     /// except that the question is copied only when QDCOUNT is 1 and the question can be read; otherwise the answer
