@@ -143,20 +143,34 @@ internal sealed class DnsUpstreamClient : IDisposable
     }
 
     /// <summary>Which upstreams are quiet at <paramref name="now"/>: bit i for upstream i (the first 64; any further ones
-    /// count as not quiet).</summary>
+    /// count as not quiet). An upstream whose quiet period has ended is asked in its place again by one query only, the
+    /// one that finds it ended first: that query re-arms the period for every other query, so a still black-holed
+    /// upstream costs one query its share every <see cref="QuietPeriod"/>, not every query that starts within that
+    /// share; it answers (<see cref="Answered"/>: in its place again) or stays quiet without another line.</summary>
     private ulong QuietAt(long now)
     {
         ulong quiet = 0;
         for (int i = 0; i < Math.Min(_quietUntil.Length, 64); i++)
         {
-            if (Volatile.Read(ref _quietUntil[i]) > now)
+            long until = Volatile.Read(ref _quietUntil[i]);
+            if (until > now)
             {
                 quiet |= 1UL << i;
+            }
+            else if (until != 0)
+            {
+                long seen = Interlocked.CompareExchange(ref _quietUntil[i], now + QuietTicks, until);
+                if (seen != until && seen > now)
+                {
+                    quiet |= 1UL << i; // another query is asking it first
+                }
             }
         }
 
         return quiet;
     }
+
+    private long QuietTicks => (long)(QuietPeriod.TotalSeconds * _time.TimestampFrequency);
 
     /// <summary>The upstream of attempt <paramref name="attempt"/>: those not in <paramref name="quiet"/> first, then the
     /// quiet ones, each group in the configured order.</summary>
@@ -191,10 +205,10 @@ internal sealed class DnsUpstreamClient : IDisposable
         long was = Volatile.Read(ref _quietUntil[upstream]);
         if (was > now)
         {
-            return; // already quiet: asked only because the others failed too
+            return; // already quiet: asked only because the others failed too, or as the one query asking it first again
         }
 
-        long until = now + (long)(QuietPeriod.TotalSeconds * _time.TimestampFrequency);
+        long until = now + QuietTicks;
         if (Interlocked.CompareExchange(ref _quietUntil[upstream], until, was) == was)
         {
             string name = DnsMessage.TryParseQuestion(query, out DnsQuestion question, out _) == DnsParseError.None ? question.LogName : "(unreadable)";
