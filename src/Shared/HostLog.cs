@@ -24,8 +24,7 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "this network namespace has interfaces other than lo ({Interfaces}); a Nitro enclave has none. Here the redirect rules are no boundary: what they do not redirect (traffic other than TCP and DNS, and everything where they are not applied) can leave through those interfaces. Fine for a trial; in production only lo exists")]
     public static partial void NotEnclaveShaped(ILogger logger, string interfaces);
 
-    /// <summary>Written in place of lines dropped because stdout was read more slowly than they came, or whose write
-    /// failed (<see cref="LogBatchWriter"/>); at any <c>--log-level</c>, since it is not logged through the filters.</summary>
+    /// <summary>Written when a stop begins (<c>IHostApplicationLifetime.ApplicationStopping</c>).</summary>
     [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "stopping: a stop was asked for (SIGTERM, SIGINT or SIGQUIT); accepting no more")]
     public static partial void Stopping(ILogger logger);
 
@@ -35,6 +34,8 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 8, Level = LogLevel.Information, Message = "metrics served at {Url} (Prometheus text format; no authentication)")]
     public static partial void MetricsServed(ILogger logger, string url);
 
+    /// <summary>Written in place of lines dropped because stdout was read more slowly than they came, or whose write
+    /// failed (<see cref="LogBatchWriter"/>); at any <c>--log-level</c>, since it is not logged through the filters.</summary>
     [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "{Count} " + global::Egress.Diagnostics.DroppedLogLines.Text + ": stdout was read more slowly than lines came (connections were not held up)")]
     public static partial void LinesDropped(ILogger logger, long count);
 
