@@ -101,8 +101,8 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 258, Level = LogLevel.Warning, Message = "DNS {Name} {Type}: query too large for UDP ({Length} bytes); sent to the upstreams over TCP")]
     public static partial void DnsQueryTooLargeForUdp(ILogger logger, string name, string type, int length);
 
-    [LoggerMessage(EventId = 259, Level = LogLevel.Warning, Message = "DNS upstream {Upstream} did not answer a query for {Name} within its share of the timeout ({ShareMs:F0} ms); the other upstreams are asked first for the next {QuietSeconds:F0} s")]
-    public static partial void DnsUpstreamQuiet(ILogger logger, IPEndPoint upstream, string name, double shareMs, double quietSeconds);
+    [LoggerMessage(EventId = 259, Level = LogLevel.Warning, Message = "DNS upstream {Upstream} left {Misses} queries in a row unanswered within their share of the timeout (the last for {Name}, {ShareMs:F0} ms); the other upstreams are asked first for the next {QuietSeconds:F0} s")]
+    public static partial void DnsUpstreamQuiet(ILogger logger, IPEndPoint upstream, int misses, string name, double shareMs, double quietSeconds);
 
     [LoggerMessage(EventId = 260, Level = LogLevel.Information, Message = "DNS upstream {Upstream} answers again; asked in its configured place")]
     public static partial void DnsUpstreamAnswersAgain(ILogger logger, IPEndPoint upstream);

@@ -6,7 +6,8 @@ namespace Egress.Tests.Dns;
 
 /// <summary>
 /// The quiet-upstream order of <see cref="DnsUpstreamClient"/> on a controlled clock: an upstream that let a UDP query
-/// go unanswered is asked after the others for <see cref="DnsUpstreamClient.QuietPeriod"/>.
+/// go unanswered <see cref="DnsUpstreamClient.QuietAfterMisses"/> times in a row is asked after the others for
+/// <see cref="DnsUpstreamClient.QuietPeriod"/>.
 /// </summary>
 public sealed class DnsUpstreamQuietTests
 {
@@ -25,18 +26,22 @@ public sealed class DnsUpstreamQuietTests
         await using var good = new FakeUpstreamDns(TestZone.Answer);
         using var client = new DnsUpstreamClient([silent.EndPoint, good.EndPoint], TimeSpan.FromSeconds(2), time);
 
-        // The first query waits out its share at the silent upstream, which then goes quiet.
-        Task<int> first = ResolveAsync(client, 1, "n0.x.test");
-        await UntilAsync(() => silent.Queries.Count == 1);
-        time.Advance(TimeSpan.FromMilliseconds(1100));
-        Assert.That(await first.WaitAsync(Guard), Is.GreaterThan(0));
+        // The first queries wait out their share at the silent upstream, which then goes quiet.
+        for (int i = 1; i <= DnsUpstreamClient.QuietAfterMisses; i++)
+        {
+            Task<int> first = ResolveAsync(client, (ushort)i, $"n{i}.x.test");
+            await UntilAsync(() => silent.Queries.Count == i);
+            time.Advance(TimeSpan.FromMilliseconds(1100));
+            Assert.That(await first.WaitAsync(Guard), Is.GreaterThan(0));
+        }
 
         // Its quiet period ends; five queries start at once.
         time.Advance(DnsUpstreamClient.QuietPeriod + TimeSpan.FromSeconds(1));
+        int before = silent.Queries.Count;
         Task<int>[] burst = [.. Enumerable.Range(0, 5).Select(i => ResolveAsync(client, (ushort)(10 + i), $"b{i}.x.test"))];
-        await UntilAsync(() => silent.Queries.Count + good.Queries.Count >= 1 + 1 + 5, TimeSpan.FromSeconds(2), throwOnTimeout: false);
+        await UntilAsync(() => silent.Queries.Count + good.Queries.Count >= (2 * DnsUpstreamClient.QuietAfterMisses) + 1 + 5, TimeSpan.FromSeconds(2), throwOnTimeout: false);
         await Task.Delay(200); // any further query to the silent upstream arrives
-        int askedTheSilentOne = silent.Queries.Count - 1;
+        int askedTheSilentOne = silent.Queries.Count - before;
 
         time.Advance(TimeSpan.FromMilliseconds(1100)); // the prober's share ends; it goes on to the good upstream
         int[] lengths = await Task.WhenAll(burst).WaitAsync(Guard);

@@ -20,8 +20,8 @@ namespace Egress.Dns.Upstream;
 /// is ignored as spoofed or stray). Timeouts are enforced by one sweeper timer, not a timer per query. A query
 /// larger than a UDP datagram can carry (over <see cref="DnsForwarding.MaxUdpMessage"/> bytes, or refused by the
 /// kernel with EMSGSIZE) goes over TCP instead (RFC 7766: TCP carries up to 65,535 bytes); it never touches, let
-/// alone closes, a shared UDP socket. An upstream that lets a UDP query go unanswered for its whole share, where
-/// another upstream is listed, is asked after the others for <see cref="QuietPeriod"/> (a black-holed first resolver
+/// alone closes, a shared UDP socket. An upstream that leaves <see cref="QuietAfterMisses"/> UDP queries in a row
+/// unanswered for their whole share, where another upstream is listed, is asked after the others for <see cref="QuietPeriod"/> (a black-holed first resolver
 /// cost every query its share of the timeout, 1 s of 2 s with two upstreams, and no line said so); the change, and its
 /// first answer after it, are logged.
 /// </summary>
@@ -41,6 +41,9 @@ internal sealed class DnsUpstreamClient : IDisposable
     /// answered last (or never went quiet).</summary>
     private readonly long[] _quietUntil;
 
+    /// <summary>Per upstream: UDP queries left unanswered in a row since its last answer.</summary>
+    private readonly int[] _misses;
+
     /// <param name="upstreams">The resolvers, in order of preference.</param>
     /// <param name="timeout">How long a query may take over all upstreams.</param>
     /// <param name="time">The clock of the timeouts and of <see cref="QuietPeriod"/>.</param>
@@ -52,6 +55,7 @@ internal sealed class DnsUpstreamClient : IDisposable
         _time = time;
         _logger = logger ?? NullLogger.Instance;
         _quietUntil = new long[upstreams.Count];
+        _misses = new int[upstreams.Count];
         _pools = [.. upstreams.Select(u => new DnsUpstreamSocketPool(u, time))];
         TimeSpan period = TimeSpan.FromTicks(Math.Clamp(timeout.Ticks / 20, TimeSpan.TicksPerMillisecond * 10, TimeSpan.TicksPerMillisecond * 100));
         _sweeper = time.CreateTimer(static state => ((DnsUpstreamClient)state!).Sweep(), this, period, period);
@@ -60,6 +64,11 @@ internal sealed class DnsUpstreamClient : IDisposable
     /// <summary>How long an upstream that let a query go unanswered is asked after the others (unless it answers one
     /// first, asked when the others failed).</summary>
     public static TimeSpan QuietPeriod { get; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How many UDP queries in a row an upstream must leave unanswered (for their whole share, with no answer
+    /// between them) before it is asked after the others: one lost datagram, or one name slow to resolve, does not move
+    /// a preferred upstream (a resolver that knows private zones, listed first) behind the others.</summary>
+    public const int QuietAfterMisses = 3;
 
     /// <summary>Gets the resolvers, in order of preference.</summary>
     public IReadOnlyList<IPEndPoint> Upstreams => _upstreams;
@@ -94,7 +103,7 @@ internal sealed class DnsUpstreamClient : IDisposable
                 int length = tcpOnly ? TooLargeForUdp : await ExchangeUdpAsync(_pools[upstream], query, response, share, aborted).ConfigureAwait(false);
                 if (length == DnsUpstreamQuery.Failed && _pools.Length > 1)
                 {
-                    GoneQuiet(upstream, share, query.Span);
+                    Unanswered(upstream, share, query.Span);
                 }
                 else if (length > 0)
                 {
@@ -104,6 +113,10 @@ internal sealed class DnsUpstreamClient : IDisposable
                 if (length == TooLargeForUdp || (length > 0 && DnsMessage.IsTruncated(response.Span[..length])))
                 {
                     length = await ExchangeTcpAsync(_pools[upstream].Upstream, query, response, share, aborted).ConfigureAwait(false);
+                    if (length > 0)
+                    {
+                        Answered(upstream); // over TCP (a query too large for UDP): it answers all the same
+                    }
                 }
 
                 if (length > 0 && i < _pools.Length - 1 && TriesTheNextUpstream(response.Span[..length]))
@@ -197,10 +210,17 @@ internal sealed class DnsUpstreamClient : IDisposable
         return attempt; // not reached: the two passes cover every upstream once
     }
 
-    /// <summary>Upstream <paramref name="upstream"/> let a UDP query go unanswered for its whole share: asked after the
-    /// others for <see cref="QuietPeriod"/>, logged once per change (concurrent queries race for the one line).</summary>
-    private void GoneQuiet(int upstream, TimeSpan share, ReadOnlySpan<byte> query)
+    /// <summary>Upstream <paramref name="upstream"/> let a UDP query go unanswered for its whole share: at the
+    /// <see cref="QuietAfterMisses"/>th in a row, asked after the others for <see cref="QuietPeriod"/>, logged once per
+    /// change (concurrent queries race for the one line).</summary>
+    private void Unanswered(int upstream, TimeSpan share, ReadOnlySpan<byte> query)
     {
+        int misses = Interlocked.Increment(ref _misses[upstream]);
+        if (misses < QuietAfterMisses || upstream >= 64)
+        {
+            return; // not yet; and past the 64th, the order cannot set it aside (QuietAt)
+        }
+
         long now = _time.GetTimestamp();
         long was = Volatile.Read(ref _quietUntil[upstream]);
         if (was > now)
@@ -212,13 +232,18 @@ internal sealed class DnsUpstreamClient : IDisposable
         if (Interlocked.CompareExchange(ref _quietUntil[upstream], until, was) == was)
         {
             string name = DnsMessage.TryParseQuestion(query, out DnsQuestion question, out _) == DnsParseError.None ? question.LogName : "(unreadable)";
-            GatewayLog.DnsUpstreamQuiet(_logger, _pools[upstream].Upstream, name, share.TotalMilliseconds, QuietPeriod.TotalSeconds);
+            GatewayLog.DnsUpstreamQuiet(_logger, _pools[upstream].Upstream, misses, name, share.TotalMilliseconds, QuietPeriod.TotalSeconds);
         }
     }
 
     /// <summary>Upstream <paramref name="upstream"/> answered: asked in its configured place again.</summary>
     private void Answered(int upstream)
     {
+        if (Volatile.Read(ref _misses[upstream]) != 0)
+        {
+            Volatile.Write(ref _misses[upstream], 0);
+        }
+
         long was = Volatile.Read(ref _quietUntil[upstream]);
         if (was != 0 && Interlocked.CompareExchange(ref _quietUntil[upstream], 0, was) == was)
         {
@@ -323,7 +348,7 @@ internal sealed class DnsUpstreamClient : IDisposable
         }
         catch (SocketException)
         {
-            // Refused or unreachable (the connect's own error): said so, not as a timeout. A firewall that lets only
+            // A socket error (mostly the connect's own: refused or unreachable): said so, not as a timeout. A firewall that lets only
             // UDP 53 through makes every truncated answer end here.
             return DnsUpstreamQuery.SocketFailed;
         }
