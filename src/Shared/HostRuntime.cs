@@ -135,7 +135,8 @@ internal static class HostRuntime
 
     /// <summary>
     /// Logs, under <paramref name="category"/>, the two lines every start begins with: <see cref="HostVersion.Text"/>
-    /// and the policy digest (and, when a stop begins and when it has ended, a <c>stopping</c> and a <c>stopped</c> line), which the other side logs too (they differ when the two read different policies). With
+    /// and the policy digest, which the other side logs too (they differ when the two read different policies); and,
+    /// when a stop begins and when it has ended, a <c>stopping</c> and a <c>stopped</c> line. With
     /// <paramref name="policyPerEnclave"/> (egress-host with <c>[[host.enclaves]]</c>) the file's own <c>[egress]</c>
     /// decides no stream, so its digest is not logged: the second line says that each entry's policy line, which the
     /// gateway logs when it starts, is the one to compare instead.
