@@ -61,7 +61,8 @@ internal static partial class WouldDenyLog
         metrics?.WouldDeny("dns", decision.Reason);
         if (logger.IsEnabled(LogLevel.Warning))
         {
-            QuestionLine(logger, name.TrimEnd('.'), type, decision.Denial);
+            string shown = name.TrimEnd('.');
+            QuestionLine(logger, shown.Length == 0 ? "." : shown, type, decision.Denial); // the root as "." (its name is empty)
         }
     }
 }

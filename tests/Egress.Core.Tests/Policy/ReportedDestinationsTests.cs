@@ -21,6 +21,8 @@ public sealed class ReportedDestinationsTests
             "2026-11-30T09:00:00.500Z warn: Egress.Dns.Forwarder.DnsForwarder[461] report mode: would deny DNS only-dns.unlisted.test A: name not in allowlist; resolved",
             "2026-11-30T09:00:00.600Z warn: Egress.Proxy.EgressProxy[104] connection to 169.254.169.254:80 denied: internal range link-local 169.254.0.0/16 (instance metadata); report mode does not relax internal addresses",
             "2026-11-30T09:00:00.700Z info: Egress.Proxy.EgressProxy[105] connection to 203.0.113.7:443 allowed by report mode; enforce would deny: name app.unlisted.test not in allowlist",
+            // The root (dig . NS) is no entry to propose.
+            "2026-11-30T09:00:00.800Z warn: Egress.Dns.Forwarder.DnsForwarder[461] report mode: would deny DNS . NS: name not in allowlist; resolved",
         ];
         var reported = new ReportedDestinations();
         foreach (string line in log)
