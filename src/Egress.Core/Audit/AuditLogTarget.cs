@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Egress.Configuration;
 
 namespace Egress.Audit;
 
@@ -80,30 +81,20 @@ internal static partial class AuditLogTarget
         return Access(directory, WriteOk | ExecuteOk) == 0 ? null : $"it cannot be created in {directory} ({LastError()})";
     }
 
-    /// <summary>Whether <paramref name="path"/> (links followed) is a FIFO, by statx(2), whose buffer has one layout on
-    /// every architecture (stx_mode: 16 bits at byte 28; include/uapi/linux/stat.h). False where it cannot be told.</summary>
+    /// <summary>Whether <paramref name="path"/> (links followed) is a FIFO; false where it cannot be told.</summary>
     private static bool IsFifo(string path)
     {
-        const int AtFdCwd = -100;
-        const uint StatxType = 0x1;
-        const int ModeOffset = 28;
-        const ushort TypeMask = 0xF000;
-        const ushort Fifo = 0x1000;
-        Span<byte> buffer = stackalloc byte[256]; // sizeof(struct statx)
         try
         {
-            return Statx(AtFdCwd, path, 0, StatxType, buffer) == 0 && (MemoryMarshal.Read<ushort>(buffer[ModeOffset..]) & TypeMask) == Fifo;
+            return PathFileType.Of(path, followLinks: true) == PathFileType.Fifo;
         }
-        catch (EntryPointNotFoundException)
+        catch (Exception ex) when (ex is IOException or EntryPointNotFoundException)
         {
-            return false; // a C library without statx (glibc before 2.28)
+            return false; // a C library without statx (glibc before 2.28), or a path that vanished meanwhile
         }
     }
 
     private static string LastError() => Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError());
-
-    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Statx(int directory, string path, int flags, uint mask, Span<byte> buffer);
 
     [LibraryImport("libc", EntryPoint = "access", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Access(string path, int mode);

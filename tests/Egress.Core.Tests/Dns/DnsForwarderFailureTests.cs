@@ -77,12 +77,7 @@ public sealed class DnsForwarderFailureTests
     [Test]
     public async Task DeadFirstUpstreamFailsOverToTheSecond()
     {
-        IPEndPoint dead;
-        using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
-        {
-            probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-            dead = (IPEndPoint)probe.LocalEndPoint!;
-        }
+        IPEndPoint dead = DeadUdpPort();
 
         await using var good = new FakeUpstreamDns(TestZone.Answer);
         await using var harness = await DnsTunnelHarness.StartAsync([dead, good.EndPoint]);
@@ -96,12 +91,7 @@ public sealed class DnsForwarderFailureTests
     [Test]
     public async Task RefusingOnlyUpstreamGivesServFailLoggedAsARefusalNotATimeout()
     {
-        IPEndPoint dead;
-        using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
-        {
-            probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-            dead = (IPEndPoint)probe.LocalEndPoint!;
-        }
+        IPEndPoint dead = DeadUdpPort();
 
         // A parent timeout longer than the enclave's: only the refusal (ICMP port unreachable) can end it in time.
         await using var harness = await DnsTunnelHarness.StartAsync([dead], parentTimeout: TimeSpan.FromMinutes(5));
@@ -318,12 +308,7 @@ public sealed class DnsForwarderFailureTests
     [TestCase("no parent", DnsEdns.InfoCodeNetworkError, "egress: upstream or tunnel failed")]
     public async Task AMadeUpServFailCarriesAnExtendedDnsErrorForAnEdnsQuery(string failure, int infoCode, string text)
     {
-        IPEndPoint dead;
-        using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp))
-        {
-            probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-            dead = (IPEndPoint)probe.LocalEndPoint!;
-        }
+        IPEndPoint dead = DeadUdpPort();
 
         await using var upstream = new FakeUpstreamDns(TestZone.Answer);
         await using var harness = await DnsTunnelHarness.StartAsync(
@@ -347,6 +332,14 @@ public sealed class DnsForwarderFailureTests
         // The same query without EDNS gets a SERVFAIL without an OPT record, as before.
         byte[] plain = DnsQueryBytes.Build(7, failure == "silent" ? "slow.x.test" : "a.x.test");
         Assert.That(await harness.UdpAsync(plain), Is.EqualTo(ServFail(plain)));
+    }
+
+    /// <summary>A loopback UDP port nothing listens on (bound, then closed): a datagram to it gets ICMP port unreachable.</summary>
+    private static IPEndPoint DeadUdpPort()
+    {
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return (IPEndPoint)probe.LocalEndPoint!;
     }
 
     private static byte[] ServFail(byte[] query, ushort? infoCode = null)
