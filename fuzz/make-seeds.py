@@ -66,6 +66,24 @@ write("tunnel-frames", "empty-data", bytes([0, 0, 0, 0]) + end(0))
 write("tunnel-frames", "unknown-type", bytes([2, 0, 0, 1, 0]))
 write("tunnel-frames", "end-bad-length", bytes([1, 0, 0, 2, 0, 0]))
 write("tunnel-frames", "bytes-after-end", end(0) + data(b"after"))
+
+# --- denial-report: the payload of a denial report stream after Ok (docs/tunnel-protocol.md, "Denial reports") --------
+def denial(kind, count, seconds, reason, subject=b""):
+    return bytes([kind]) + struct.pack(">IH", count, seconds) + bytes([len(reason)]) + reason + bytes([len(subject)]) + subject
+
+
+write("denial-report", "golden", denial(1, 12, 10, b"never_learned", b"198.51.100.7:443") + b"\0")
+write("denial-report", "every-kind", denial(1, 2, 10, b"internal_range", b"[2001:db8::1]:80") + denial(2, 1, 10, b"name_not_allowed", b"evil.example A")
+      + denial(3, 1, 10, b"not_allowed", b"198.51.100.7:443 server name other.example") + denial(1, 9, 10, b"various") + b"\0")
+write("denial-report", "unknown-kind", denial(200, 1, 0, b"x_1", b"a future kind") + b"\0")
+write("denial-report", "longest-fields", denial(1, 0xFFFFFFFF, 0xFFFF, b"a" * 32, b"~" * 200) + b"\0")
+write("denial-report", "empty", b"\0")
+write("denial-report", "no-end", denial(2, 3, 10, b"name_not_allowed", b"x.example A"))
+write("denial-report", "zero-count", bytes([1, 0, 0, 0, 0]))
+write("denial-report", "bad-reason", denial(1, 1, 1, b"Never") + b"\0")
+write("denial-report", "control-in-subject", denial(2, 1, 1, b"name_not_allowed", b"a\nb") + b"\0")
+write("denial-report", "subject-too-long", bytes([1, 0, 0, 0, 1, 0, 1, 1]) + b"a" + bytes([201]) + b"a" * 201 + b"\0")
+write("denial-report", "bytes-after-end", b"\0" + denial(1, 1, 1, b"never_learned"))
 write("tunnel", "response-denied", response(1, b"198.18.0.99:443 is not in the allowlist"))
 write("tunnel", "response-refused-utf8", response(2, "connection refused by d\u00e9j\u00e0.test \u4e2d".encode()))
 write("tunnel", "response-failure-and-relay", response(8, b"upstream reset") + b"HTTP/1.1 200 OK\r\n")

@@ -267,6 +267,14 @@ static int Check(CheckTarget target, string? configPath)
     }
 }
 
+// What --check-config says of enclave.report_denials.
+static string DenialReportsText(Egress.Denials.DenialDetail detail) => detail switch
+{
+    Egress.Denials.DenialDetail.Off => "off (enclave.report_denials; what this enclave denies stays in its own log)",
+    Egress.Denials.DenialDetail.Counts => "counts by kind and reason every 10 s, no address or name (enclave.report_denials = \"counts\")",
+    _ => "counts by kind, reason and destination every 10 s (enclave.report_denials = \"destinations\": denied addresses and names reach the parent's log)",
+};
+
 static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel logLevel, bool jsonLogs, bool checkOnly)
 {
     var configuration = HostRuntime.LoadConfiguration(configPath, Console.Error);
@@ -299,6 +307,7 @@ static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel
             output.WriteLine($"  DNS forwarder: {string.Join(", ", configuration.Enclave.DnsListen)}, UDP and TCP (redirect rules send DNS to {string.Join(", ", dns)})");
             output.WriteLine($"  tunnel: {tunnel ?? configuration.GetTunnelEndpoint(TunnelSide.Enclave)}");
             output.WriteLine($"  audit log: {audit}");
+            output.WriteLine($"  denial reports to the parent: {DenialReportsText(configuration.Enclave.ReportDenials)}");
             return 0;
         }
     }

@@ -44,6 +44,7 @@ internal sealed record ConfigurationKey(string Path, ConfigurationValueKind Kind
         NetfilterBackend value => $"`\"{value.ToString().ToLowerInvariant()}\"`",
         Tls.TlsServerNameMode value => $"`\"{ConfigurationReader.TlsServerNameText(value)}\"`",
         Policy.EgressMode value => $"`\"{value.ToString().ToLowerInvariant()}\"`",
+        Denials.DenialDetail value => $"`\"{ConfigurationReader.ReportDenialsText(value)}\"`",
         EnclaveMapping[] => "none (every CID: this file's policy)",
         string[] values => $"`[{string.Join(", ", values.Select(value => $"\"{value}\""))}]`",
         IPEndPoint[] values => $"`[{string.Join(", ", values.Select(value => $"\"{value}\""))}]`",

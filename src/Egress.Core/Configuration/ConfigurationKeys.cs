@@ -50,6 +50,9 @@ internal static class ConfigurationKeys
     /// <summary><c>enclave.audit_log</c>: one JSON line per connection, to <c>"stdout"</c> or an absolute path; none by default.</summary>
     public static readonly ConfigurationKey EnclaveAuditLog = new("enclave.audit_log", ConfigurationValueKind.AuditLog, null);
 
+    /// <summary><c>enclave.report_denials</c>: what the enclave tells the parent of its own denials (docs/tunnel-protocol.md, "Denial reports").</summary>
+    public static readonly ConfigurationKey EnclaveReportDenials = new("enclave.report_denials", ConfigurationValueKind.ReportDenials, Denials.DenialDetail.Destinations);
+
     public static readonly ConfigurationKey HostConnectTimeout = Milliseconds("host.connect_timeout_ms", 5_000);
     public static readonly ConfigurationKey HostHeaderTimeout = Milliseconds("host.header_timeout_ms", 5_000);
     public static readonly ConfigurationKey HostDnsUpstreams = new("host.dns_upstreams", ConfigurationValueKind.DnsUpstreams, Array.Empty<IPEndPoint>());
@@ -81,7 +84,7 @@ internal static class ConfigurationKeys
     [
         EgressEnabled, EgressModeKey, EgressDestinations, EgressPorts, EgressTlsServerName,
         TunnelEnclaveEndpoint, TunnelHostEndpoint, TunnelStatusTimeout,
-        EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections, EnclaveMaxPendingConnections, EnclaveFailoverAttempts, EnclaveAuditLog,
+        EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections, EnclaveMaxPendingConnections, EnclaveFailoverAttempts, EnclaveAuditLog, EnclaveReportDenials,
         HostConnectTimeout, HostHeaderTimeout, HostDnsUpstreams, HostDnsTimeout, HostMetricsListen, HostMaxStreams,
         HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes, HostEnclaves, HostAuditLog,
         DnsTtlFloor, DnsGrace, DnsCacheMaxEntries,

@@ -157,6 +157,7 @@ internal sealed class ConfigurationReader
         ConfigurationValueKind.Mode => ReadMode(key.Path, keyLocation),
         ConfigurationValueKind.Enclaves => ReadEnclaves(key.Path, keyLocation),
         ConfigurationValueKind.AuditLog => ReadAuditLog(key.Path, keyLocation),
+        ConfigurationValueKind.ReportDenials => ReadReportDenials(key.Path, keyLocation),
         _ => ReadNetfilter(key.Path, keyLocation),
     };
 
@@ -173,6 +174,29 @@ internal sealed class ConfigurationReader
             locations[path],
             path,
             $"expected \"stdout\" or an absolute file path (e.g. \"/var/log/egress/audit.jsonl\"), found \"{PrintableText.Shorten(value)}\"");
+    }
+
+    /// <summary>The configuration's spelling of a <see cref="Denials.DenialDetail"/>.</summary>
+    internal static string ReportDenialsText(Denials.DenialDetail detail) => detail switch
+    {
+        Denials.DenialDetail.Counts => "counts",
+        Denials.DenialDetail.Off => "off",
+        _ => "destinations",
+    };
+
+    private Denials.DenialDetail ReadReportDenials(string path, SourceLocation keyLocation)
+    {
+        string value = ReadString(path, keyLocation);
+        return value switch
+        {
+            "destinations" => Denials.DenialDetail.Destinations,
+            "counts" => Denials.DenialDetail.Counts,
+            "off" => Denials.DenialDetail.Off,
+            _ => throw new ConfigurationException(
+                locations[path],
+                path,
+                $"expected \"destinations\" (the enclave tells the parent what it denied: addresses, DNS names, server names, with counts), \"counts\" (counts by kind and reason, no address or name) or \"off\", found \"{PrintableText.Shorten(value)}\""),
+        };
     }
 
     /// <summary>The configuration's spelling of a <see cref="Tls.TlsServerNameMode"/>.</summary>
@@ -549,7 +573,7 @@ internal sealed class ConfigurationReader
             sourceName,
             new EgressSection(Get<bool>(ConfigurationKeys.EgressEnabled), Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.EgressDestinations, out object? entries) ? (DestinationEntry[])entries! : []), values.TryGetValue(ConfigurationKeys.EgressPorts, out object? ports) ? (PortSet?)ports : null, Get<EgressMode>(ConfigurationKeys.EgressModeKey), Get<Tls.TlsServerNameMode>(ConfigurationKeys.EgressTlsServerName)),
             new TunnelSection(Get<string>(ConfigurationKeys.TunnelEnclaveEndpoint), Get<string>(ConfigurationKeys.TunnelHostEndpoint), Duration(ConfigurationKeys.TunnelStatusTimeout)),
-            new EnclaveSection(EndPoints(ConfigurationKeys.EnclaveProxyListen), EndPoints(ConfigurationKeys.EnclaveDnsListen), Duration(ConfigurationKeys.EnclaveDnsQueryTimeout), Get<NetfilterBackend>(ConfigurationKeys.EnclaveNetfilter), Count(ConfigurationKeys.EnclaveMaxConnections), Count(ConfigurationKeys.EnclaveFailoverAttempts), Get<string?>(ConfigurationKeys.EnclaveAuditLog), Count(ConfigurationKeys.EnclaveMaxPendingConnections)),
+            new EnclaveSection(EndPoints(ConfigurationKeys.EnclaveProxyListen), EndPoints(ConfigurationKeys.EnclaveDnsListen), Duration(ConfigurationKeys.EnclaveDnsQueryTimeout), Get<NetfilterBackend>(ConfigurationKeys.EnclaveNetfilter), Count(ConfigurationKeys.EnclaveMaxConnections), Count(ConfigurationKeys.EnclaveFailoverAttempts), Get<string?>(ConfigurationKeys.EnclaveAuditLog), Count(ConfigurationKeys.EnclaveMaxPendingConnections), Get<Denials.DenialDetail>(ConfigurationKeys.EnclaveReportDenials)),
             new HostSection(
                 Duration(ConfigurationKeys.HostConnectTimeout),
                 Duration(ConfigurationKeys.HostHeaderTimeout),

@@ -39,6 +39,9 @@ internal enum ConfigurationValueKind
     /// <summary>Where audit records go: <c>"stdout"</c> or an absolute file path.</summary>
     AuditLog,
 
+    /// <summary><c>"destinations"</c>, <c>"counts"</c> or <c>"off"</c> (<see cref="Denials.DenialDetail"/>).</summary>
+    ReportDenials,
+
     /// <summary>An array of tables <c>{ cid = 16 | "any", config = "PATH" }</c> (<c>[[host.enclaves]]</c>).</summary>
     Enclaves,
 }

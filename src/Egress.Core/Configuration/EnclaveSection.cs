@@ -5,8 +5,9 @@ namespace Egress.Configuration;
 /// <summary>The <c>[enclave]</c> section: listeners of egress-enclave.</summary>
 public sealed class EnclaveSection
 {
-    internal EnclaveSection(IReadOnlyList<IPEndPoint> proxyListen, IReadOnlyList<IPEndPoint> dnsListen, TimeSpan dnsQueryTimeout, NetfilterBackend netfilter, int maxConnections, int failoverAttempts, string? auditLog = null, int maxPendingConnections = 0)
+    internal EnclaveSection(IReadOnlyList<IPEndPoint> proxyListen, IReadOnlyList<IPEndPoint> dnsListen, TimeSpan dnsQueryTimeout, NetfilterBackend netfilter, int maxConnections, int failoverAttempts, string? auditLog = null, int maxPendingConnections = 0, Denials.DenialDetail reportDenials = Denials.DenialDetail.Destinations)
     {
+        ReportDenials = reportDenials;
         MaxPendingConnections = maxPendingConnections;
         AuditLog = auditLog;
         MaxConnections = maxConnections;
@@ -60,4 +61,11 @@ public sealed class EnclaveSection
     /// listed in docs/configuration.md.
     /// </summary>
     public string? AuditLog { get; }
+
+    /// <summary>
+    /// Gets what egress-enclave tells the parent of its own denials (<c>enclave.report_denials</c>): counts by kind, reason
+    /// and destination every 10 s (<c>"destinations"</c>, the default), by kind and reason only (<c>"counts"</c>), or
+    /// nothing (<c>"off"</c>); egress-host logs them (docs/tunnel-protocol.md, "Denial reports").
+    /// </summary>
+    internal Denials.DenialDetail ReportDenials { get; }
 }

@@ -31,6 +31,7 @@ public sealed class EgressMetrics
     private readonly Counter<long> _serverNameRefusals;
     private readonly Counter<long> _wouldDeny;
     private readonly Counter<long> _tunnelReuses;
+    private readonly Counter<long> _enclaveDenials;
     private readonly KeyValuePair<string, object?> _side;
 
     /// <summary>The <c>egress.enclave</c> tag of <see cref="ForEnclave"/>'s instances; null: none.</summary>
@@ -73,6 +74,8 @@ public sealed class EgressMetrics
             "egress.policy.would_deny", "{decision}", "Decisions egress.mode = \"report\" allowed that enforce would deny, by kind (connection, dns) and reason.");
         _tunnelReuses = meter.CreateCounter<long>(
             "egress.tunnel.reuses", "{request}", "Connections carried on a tunnel stream that already carried one (enclave: sent on a pooled stream; parent: read after a clean END).");
+        _enclaveDenials = meter.CreateCounter<long>(
+            "egress.enclave.denials", "{denial}", "What the enclave's own policy denied, from its denial reports (parent), by kind and reason.");
         _caches = cache is null ? [] : [(cache, [_side])];
         var caches = _caches;
         meter.CreateObservableGauge(
@@ -93,6 +96,7 @@ public sealed class EgressMetrics
         _wouldDeny = metrics._wouldDeny;
         _serverNameRefusals = metrics._serverNameRefusals;
         _tunnelReuses = metrics._tunnelReuses;
+        _enclaveDenials = metrics._enclaveDenials;
         _side = metrics._side;
         _enclave = new("egress.enclave", enclave);
         _caches = metrics._caches;
@@ -215,6 +219,19 @@ public sealed class EgressMetrics
         {
             var tags = Tags("egress.reason", MetricTag.Of(reason));
             _serverNameRefusals.Add(1, in tags);
+        }
+    }
+
+    /// <summary>Counts what the enclave reported it denied (docs/tunnel-protocol.md, "Denial reports"), by
+    /// <c>egress.kind</c> (connection, dns_question, server_name, other) and <c>egress.reason</c> (a decision's or a
+    /// server-name refusal's reason; <c>other</c> for one this parent does not know).</summary>
+    internal void EnclaveDenials(string kind, string reason, uint count)
+    {
+        if (_enclaveDenials.Enabled)
+        {
+            var tags = Tags("egress.kind", kind);
+            tags.Add("egress.reason", reason);
+            _enclaveDenials.Add(count, in tags);
         }
     }
 

@@ -80,6 +80,9 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 220, Level = LogLevel.Information, Message = "this machine's own addresses are denied unless an entry names the address: {Addresses}")]
     public static partial void ParentAddresses(ILogger logger, string addresses);
 
+    [LoggerMessage(EventId = 232, Level = LogLevel.Warning, Message = "{Enclave} denied {Count} {What} ({Reason}) in the last {Seconds} s (its denial report)")]
+    public static partial void EnclaveDenied(ILogger logger, string enclave, uint count, string what, string reason, int seconds);
+
     [LoggerMessage(EventId = 251, Level = LogLevel.Information, Message = "DNS upstreams: {Upstreams}")]
     public static partial void DnsUpstreams(ILogger logger, string upstreams);
 

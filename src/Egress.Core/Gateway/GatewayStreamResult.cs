@@ -109,6 +109,8 @@ internal sealed record GatewayStreamResult
 
     public static GatewayStreamResult DnsServed(TunnelRequest request) => new(StreamOutcome.DnsServed) { Request = request };
 
+    public static GatewayStreamResult DenialReportRead(TunnelRequest request) => new(StreamOutcome.DenialReport) { Request = request };
+
     public static GatewayStreamResult Denied(TunnelRequest request, IPEndPoint destination, PolicyDecision decision) =>
         new(StreamOutcome.Denied) { Request = request, Destination = destination, Decision = decision };
 

@@ -36,4 +36,7 @@ internal enum StreamOutcome
 
     /// <summary>The VSOCK peer's CID is not mapped by <c>[[host.enclaves]]</c> (answered Failure with the reason).</summary>
     PeerRefused,
+
+    /// <summary>A denial report was read whole, its records logged and counted (docs/tunnel-protocol.md, "Denial reports").</summary>
+    DenialReport,
 }

@@ -50,6 +50,8 @@ internal sealed class TunnelStreamHandler(
 
     private readonly HintRelearner _relearner = new(policy, dnsUpstreams, logger);
 
+    private readonly DenialReportReceiver _denialReports = new(options, logger);
+
     private readonly TcpKeepAlive keepAlive = new(options.KeepAliveIdle, options.KeepAliveInterval, options.KeepAliveProbes);
 
     /// <summary>
@@ -271,6 +273,12 @@ internal sealed class TunnelStreamHandler(
             return GatewayStreamResult.DnsServed(request);
         }
 
+        if (request.Kind == TunnelRequestKind.DenialReport)
+        {
+            await SocketReadiness.LeaveEpollThread(); // its lines: not on an epoll thread
+            return await _denialReports.ServeAsync(tunnel, request, aborted).ConfigureAwait(false);
+        }
+
         if (request.Kind != TunnelRequestKind.TcpConnect)
         {
             return GatewayStreamResult.Unsupported(request);
@@ -410,6 +418,8 @@ internal sealed class TunnelStreamHandler(
             case StreamOutcome.DnsServed:
                 GatewayLog.DnsStreamClosed(logger);
                 break;
+            case StreamOutcome.DenialReport:
+                break; // its records are its lines (DenialReportReceiver)
             case StreamOutcome.ClosedBeforeRequest:
                 GatewayLog.ClosedBeforeRequest(logger);
                 break;

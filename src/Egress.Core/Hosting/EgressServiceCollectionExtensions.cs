@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using System.Net;
 using Egress.Audit;
 using Egress.Configuration;
+using Egress.Denials;
 using Egress.Diagnostics;
 using Egress.Dns.Forwarder;
 using Egress.Gateway;
@@ -47,6 +48,19 @@ public static class EgressServiceCollectionExtensions
         var (policy, metrics) = AddPolicy(services, configuration, "enclave");
         var relay = configuration.CreateRelayOptions();
         var audit = AddAudit(services, configuration, ConfigurationKeys.EnclaveAuditLog.Path, configuration.Enclave.AuditLog);
+        var denials = configuration.Enclave.ReportDenials == DenialDetail.Off ? null : new DenialTally(relay.TimeProvider, configuration.Enclave.ReportDenials);
+        if (denials is not null)
+        {
+            // Registered before the proxy and the forwarder, so stopped after them: the last report has their last denials.
+            services.AddSingleton<IHostedService>(provider =>
+            {
+                var reporter = new DenialReporter(
+                    denials, tunnel, configuration.Tunnel.StatusTimeout, relay.TimeProvider,
+                    (provider.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance).CreateLogger("Egress.Denials"));
+                return new ListenerHostedService(reporter.Start, reporter.StopAsync, ex => ex.Message);
+            });
+        }
+
         services.AddSingleton(provider => new EgressProxy(
             new EgressProxyOptions
             {
@@ -60,6 +74,7 @@ public static class EgressServiceCollectionExtensions
                 FailoverAttempts = configuration.Enclave.FailoverAttempts,
                 Metrics = metrics.Get(provider),
                 Audit = audit.Get(provider),
+                Denials = denials,
             },
             policy,
             provider.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance));
@@ -71,6 +86,7 @@ public static class EgressServiceCollectionExtensions
                 QueryTimeout = configuration.Enclave.DnsQueryTimeout,
                 StatusTimeout = configuration.Tunnel.StatusTimeout,
                 Metrics = metrics.Get(provider),
+                Denials = denials,
             },
             policy,
             provider.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance));

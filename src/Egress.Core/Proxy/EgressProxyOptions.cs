@@ -55,4 +55,8 @@ public sealed class EgressProxyOptions
 
     /// <summary>Gets where one JSON line per decided connection is written (<c>enclave.audit_log</c>); null: none.</summary>
     internal Audit.AuditLog? Audit { get; init; }
+
+    /// <summary>Gets where the connections the policy denies, and the TLS connections the server-name check refuses, are
+    /// counted for the parent (<c>enclave.report_denials</c>); null: not counted.</summary>
+    internal Denials.DenialTally? Denials { get; init; }
 }

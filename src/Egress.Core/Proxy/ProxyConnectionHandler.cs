@@ -189,6 +189,7 @@ internal sealed class ProxyConnectionHandler(
                 {
                     ProxyLog.ServerNameRefused(logger, destination, refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
                     options.Metrics?.ServerNameRefused(refused.Refusal);
+                    options.Denials?.ServerName(destination, refused.ServerName, refused.Refusal);
                 }
 
                 result = ProxyConnectionResult.Relayed(
@@ -297,6 +298,7 @@ internal sealed class ProxyConnectionHandler(
                 break;
             case ConnectionOutcome.Denied:
                 ProxyLog.Denied(logger, destination, result.Decision);
+                options.Denials?.Connection(destination, result.Decision.Reason);
                 break;
             case ConnectionOutcome.ParentRefused when ProxyLog.IsParentLimit(result.ParentStatus, result.Detail):
                 // The parent at a limit (streams, DNS streams, descriptors) refuses every connection an app opens in a

@@ -118,8 +118,8 @@ internal static class TunnelCodec
             return TunnelReadResult.Incomplete;
         }
 
-        // Version 2 defines TCP connect only: DNS streams have their own frames and stay version 1.
-        if (kind is not ((byte)TunnelRequestKind.TcpConnect) and not ((byte)TunnelRequestKind.Dns)
+        // Version 2 defines TCP connect only: DNS streams and denial reports have their own records and stay version 1.
+        if (kind is not ((byte)TunnelRequestKind.TcpConnect) and not ((byte)TunnelRequestKind.Dns) and not ((byte)TunnelRequestKind.DenialReport)
             || (version == Version2 && kind != (byte)TunnelRequestKind.TcpConnect))
         {
             return TunnelReadResult.UnsupportedKind;
@@ -136,14 +136,14 @@ internal static class TunnelCodec
             return TunnelReadResult.Oversize;
         }
 
-        if ((TunnelRequestKind)kind == TunnelRequestKind.Dns)
+        if ((TunnelRequestKind)kind is TunnelRequestKind.Dns or TunnelRequestKind.DenialReport)
         {
             if (bodyLength != 0)
             {
                 return TunnelReadResult.LengthMismatch;
             }
 
-            request = TunnelRequest.ForDns();
+            request = (TunnelRequestKind)kind == TunnelRequestKind.Dns ? TunnelRequest.ForDns() : TunnelRequest.ForDenialReport();
             buffer = buffer.Slice(reader.Position);
             return TunnelReadResult.Complete;
         }
@@ -330,11 +330,11 @@ internal static class TunnelCodec
 
     private static int GetRequestBodyLength(in TunnelRequest request) => request.Kind switch
     {
-        TunnelRequestKind.Dns => 0,
+        TunnelRequestKind.Dns or TunnelRequestKind.DenialReport => 0,
         TunnelRequestKind.TcpConnect =>
             (request.Version == Version2 ? ConnectionIdLength : 0)
             + 1 + (request.AddressFamilyByte == IPv4Family ? 4 : 16) + 2 + 1 + (request.HostHint?.Length ?? 0),
-        _ => throw new ArgumentException("The request was not created by TunnelRequest.ForTcp or ForDns.", nameof(request)),
+        _ => throw new ArgumentException("The request was not created by TunnelRequest.ForTcp, ForDns or ForDenialReport.", nameof(request)),
     };
 
     private static TunnelReadResult ParseTcpBody(ReadOnlySpan<byte> body, byte version, out TunnelRequest request)

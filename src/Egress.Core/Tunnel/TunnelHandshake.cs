@@ -253,7 +253,7 @@ internal static class TunnelHandshake
     /// <summary>Sends all of <paramref name="bytes"/>: what fits now without waiting (<see cref="SocketSendNow"/>: a small
     /// message on a new stream always does, and the socket then keeps no send event args for the connection's life), the
     /// rest asynchronously.</summary>
-    private static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
+    internal static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         bytes = bytes[SocketSendNow.AnyMode(socket, bytes.Span)..];

@@ -41,7 +41,7 @@ internal readonly record struct TunnelRequest
     public TunnelRequestKind Kind { get; }
 
     /// <summary>
-    /// The TCP destination, or <see langword="null"/> for a DNS request. Each read creates a new
+    /// The TCP destination, or <see langword="null"/> for a DNS or denial report request. Each read creates a new
     /// <see cref="IPEndPoint"/>; IPv6 scope ids are not carried.
     /// </summary>
     public IPEndPoint? Destination
@@ -111,6 +111,9 @@ internal readonly record struct TunnelRequest
 
     /// <summary>Creates a DNS stream request.</summary>
     public static TunnelRequest ForDns() => new(TunnelRequestKind.Dns, 0, default, 0, null);
+
+    /// <summary>Creates a denial report request (<see cref="TunnelRequestKind.DenialReport"/>).</summary>
+    public static TunnelRequest ForDenialReport() => new(TunnelRequestKind.DenialReport, 0, default, 0, null);
 
     /// <summary>Builds a TCP request from already validated wire fields.</summary>
     internal static TunnelRequest FromWire(ReadOnlySpan<byte> address, ushort port, string? hostHint) =>

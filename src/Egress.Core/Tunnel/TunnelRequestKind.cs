@@ -8,4 +8,12 @@ internal enum TunnelRequestKind : byte
 
     /// <summary>DNS messages, each prefixed with a big-endian 16-bit length, in both directions.</summary>
     Dns = 2,
+
+    /// <summary>
+    /// A denial report: the enclave's counts of what its own policy denied (docs/tunnel-protocol.md, "Denial reports"),
+    /// records of <see cref="DenialReportCodec"/> until an end byte; the parent logs and counts them and closes the stream.
+    /// Version 1 only, with an empty body, like <see cref="Dns"/>; a parent from before it answers
+    /// <see cref="TunnelStatus.UnsupportedKind"/>.
+    /// </summary>
+    DenialReport = 3,
 }

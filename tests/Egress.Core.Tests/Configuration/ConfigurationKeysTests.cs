@@ -48,6 +48,7 @@ public sealed class ConfigurationKeysTests
         ["host.metrics_listen"] = null,
         ["host.audit_log"] = null,
         ["enclave.audit_log"] = null,
+        ["enclave.report_denials"] = null,
         ["host.max_streams"] = () => new TunnelGatewayOptions { Listen = AnyTunnel }.MaxStreams,
         ["host.keepalive_idle_seconds"] = () => new TunnelGatewayOptions { Listen = AnyTunnel }.KeepAliveIdle,
         ["host.keepalive_interval_seconds"] = () => new TunnelGatewayOptions { Listen = AnyTunnel }.KeepAliveInterval,

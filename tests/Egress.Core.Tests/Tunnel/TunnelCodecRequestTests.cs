@@ -147,7 +147,7 @@ public sealed class TunnelCodecRequestTests
     [TestCase("03 01 00 00", TunnelReadResult.UnsupportedVersion, TestName = "{m}(version 3)")]
     [TestCase("FF 02 00 00", TunnelReadResult.UnsupportedVersion, TestName = "{m}(version 255)")]
     [TestCase("01 00", TunnelReadResult.UnsupportedKind, TestName = "{m}(kind 0, reported from the second byte)")]
-    [TestCase("01 03 00 00", TunnelReadResult.UnsupportedKind, TestName = "{m}(kind 3)")]
+    [TestCase("01 04 00 00", TunnelReadResult.UnsupportedKind, TestName = "{m}(kind 4)")]
     [TestCase("01 FF 00 00", TunnelReadResult.UnsupportedKind, TestName = "{m}(kind 255)")]
     [TestCase("01 01 01 2D", TunnelReadResult.Oversize, TestName = "{m}(length 301, no body needed)")]
     [TestCase("01 01 FF FF", TunnelReadResult.Oversize, TestName = "{m}(length 65535)")]

@@ -70,7 +70,7 @@ public sealed class DnsForwarder : IAsyncDisposable
         _logger = loggerFactory.CreateLogger("Egress.Dns");
         _pool = new DnsTunnelPool(options, _logger, _stopping.Token);
         _handler = new DnsQueryHandler(
-            policy, _pool, new DnsQueryAdmission(DnsQueryAdmission.PerStream * options.StreamCount, DnsQueryAdmission.PerClient), options.Metrics, _logger, options.TimeProvider);
+            policy, _pool, new DnsQueryAdmission(DnsQueryAdmission.PerStream * options.StreamCount, DnsQueryAdmission.PerClient), options.Metrics, _logger, options.TimeProvider, options.Denials);
         _tcpAdmission = new ConnectionAdmission(MaxTcpConnections, "fixed limit of DNS-over-TCP connections", "DNS-over-TCP connection", DescriptorBudget.Process);
         _tcpStreams = new DnsStreamOptions
         {

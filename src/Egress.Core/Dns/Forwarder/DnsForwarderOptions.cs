@@ -34,4 +34,7 @@ public sealed class DnsForwarderOptions
 
     /// <summary>Gets the clock for timeouts.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    /// <summary>Gets where the questions the policy refuses are counted for the parent (<c>enclave.report_denials</c>); null: not counted.</summary>
+    internal Denials.DenialTally? Denials { get; init; }
 }

@@ -16,7 +16,8 @@ namespace Egress.Dns.Forwarder;
 /// <paramref name="admission"/>: beyond its limit a query is answered SERVFAIL at once (with an Extended DNS Error).
 /// A query in flight is not cancelled when its client goes away: the tunnel stream's query timeout ends it.
 /// </summary>
-internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, DnsQueryAdmission admission, EgressMetrics? metrics, ILogger logger, TimeProvider time) : IDnsAnswerer
+internal sealed class DnsQueryHandler(
+    EgressPolicy policy, DnsTunnelPool pool, DnsQueryAdmission admission, EgressMetrics? metrics, ILogger logger, TimeProvider time, Denials.DenialTally? denials = null) : IDnsAnswerer
 {
     private readonly LogRateLimit _overloadLines = new(time, LogRateLimit.DefaultInterval, logger, 321);
 
@@ -127,6 +128,7 @@ internal sealed class DnsQueryHandler(EgressPolicy policy, DnsTunnelPool pool, D
         {
             case DnsQueryOutcome.DeniedName:
                 DnsLog.Denied(logger, question.LogName, DnsTypeName.Of(question.Type), result.Decision);
+                denials?.DnsQuestion(question.LogName, DnsTypeName.Of(question.Type), result.Decision.Reason);
                 break;
             case DnsQueryOutcome.UpstreamFailed:
                 DnsLog.QueryFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason);

@@ -25,6 +25,7 @@ internal sealed record FuzzTarget(string Name, string Parser, Func<byte[], FuzzV
     [
         new("tunnel", "TunnelCodec.TryReadRequest/TryReadResponse/ReadRequestAsync/ReadResponseAsync", TunnelCodecTarget.Run),
         new("tunnel-frames", "TunnelFrames.TryReadHeader over a v2 stream direction (DATA payloads, END cause)", TunnelFramesTarget.Run),
+        new("denial-report", "DenialReportCodec.TryReadRecord over a denial report's payload (records until the end byte)", DenialReportTarget.Run),
         new("dns-query", "DnsMessage.TryParseQuestion/TryReadQuestionName, DnsEdns.Read, DnsScreening.Screen, error answers", DnsQueryTarget.Run),
         new("dns-response", "DnsMessage.ExtractAddresses, DnsForwarding.WriteTruncated/IsAnswerTo", DnsResponseTarget.Run),
         new("dns-framing", "DnsTcpFraming.TryReadMessage, DnsFrameReader.ReadAsync", DnsFramingTarget.Run),

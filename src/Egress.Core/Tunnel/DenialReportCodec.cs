@@ -1,0 +1,192 @@
+using System.Buffers.Binary;
+using System.Text;
+
+namespace Egress.Tunnel;
+
+/// <summary>
+/// The records of a denial report, the payload of a <see cref="TunnelRequestKind.DenialReport"/> stream after the
+/// parent's <see cref="TunnelStatus.Ok"/> (docs/tunnel-protocol.md, "Denial reports"): each record is
+/// <c>kind (u8, 1–255) | count (u32 BE, ≥ 1) | seconds (u16 BE) | reason length (u8, 1–32) | reason ([a-z0-9_]) |
+/// subject length (u8, 0–200) | subject (ASCII 0x20–0x7E)</c>, and one byte 0 ends the report. Both hosts use this
+/// type; the parent reads untrusted bytes with it.
+/// </summary>
+internal static class DenialReportCodec
+{
+    /// <summary>The most records one report carries; a reader refuses a report with more.</summary>
+    public const int MaxRecords = 64;
+
+    /// <summary>The longest reason token, in bytes.</summary>
+    public const int MaxReasonLength = 32;
+
+    /// <summary>The longest subject, in bytes (253, the longest DNS name, does not fit with its port: a longer subject is
+    /// cut by the writer, <see cref="Subject"/>).</summary>
+    public const int MaxSubjectLength = 200;
+
+    /// <summary>The largest record, in bytes.</summary>
+    public const int MaxRecordLength = FixedLength + MaxReasonLength + MaxSubjectLength;
+
+    /// <summary>The largest report (<see cref="MaxRecords"/> records and the end byte), in bytes.</summary>
+    public const int MaxReportLength = (MaxRecords * MaxRecordLength) + 1;
+
+    /// <summary>The byte that ends a report.</summary>
+    public const byte End = 0;
+
+    // kind, count, seconds, reason length, subject length.
+    private const int FixedLength = 1 + 4 + 2 + 1 + 1;
+
+    /// <summary>Writes <paramref name="record"/>.</summary>
+    /// <returns>The number of bytes written.</returns>
+    /// <exception cref="ArgumentException">The kind is 0, the count 0, the reason or subject not valid
+    /// (<see cref="DenialRecord"/>), or <paramref name="destination"/> shorter than the record
+    /// (<see cref="MaxRecordLength"/> always suffices).</exception>
+    public static int WriteRecord(in DenialRecord record, Span<byte> destination)
+    {
+        if (record.Kind == 0 || record.Count == 0 || !IsReason(record.Reason) || !IsSubject(record.Subject))
+        {
+            throw new ArgumentException($"Not a valid denial record: {record}.", nameof(record));
+        }
+
+        int length = FixedLength + record.Reason.Length + record.Subject.Length;
+        if (destination.Length < length)
+        {
+            throw new ArgumentException($"The record needs {length} bytes.", nameof(destination));
+        }
+
+        destination[0] = (byte)record.Kind;
+        BinaryPrimitives.WriteUInt32BigEndian(destination[1..], record.Count);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[5..], record.Seconds);
+        destination[7] = (byte)record.Reason.Length;
+        int offset = 8 + Encoding.ASCII.GetBytes(record.Reason, destination[8..]);
+        destination[offset++] = (byte)record.Subject.Length;
+        offset += Encoding.ASCII.GetBytes(record.Subject, destination[offset..]);
+        return offset;
+    }
+
+    /// <summary>Reads one record, or the end of the report, from the start of <paramref name="buffer"/>.</summary>
+    /// <param name="buffer">Received bytes, beginning at a record.</param>
+    /// <param name="record">The record, when the result is <see cref="DenialReportReadResult.Complete"/>.</param>
+    /// <param name="consumed">The bytes read: the record's length, 1 for the end, else 0.</param>
+    /// <returns><see cref="DenialReportReadResult.Complete"/>, <see cref="DenialReportReadResult.End"/>,
+    /// <see cref="DenialReportReadResult.Incomplete"/> (more bytes needed, nothing wrong so far), or the first error
+    /// found, as soon as its bytes are there.</returns>
+    public static DenialReportReadResult TryReadRecord(ReadOnlySpan<byte> buffer, out DenialRecord record, out int consumed)
+    {
+        record = default;
+        consumed = 0;
+        if (buffer.IsEmpty)
+        {
+            return DenialReportReadResult.Incomplete;
+        }
+
+        if (buffer[0] == End)
+        {
+            consumed = 1;
+            return DenialReportReadResult.End;
+        }
+
+        if (buffer.Length < 5)
+        {
+            return DenialReportReadResult.Incomplete;
+        }
+
+        uint count = BinaryPrimitives.ReadUInt32BigEndian(buffer[1..]);
+        if (count == 0)
+        {
+            return DenialReportReadResult.ZeroCount;
+        }
+
+        if (buffer.Length < 8)
+        {
+            return DenialReportReadResult.Incomplete;
+        }
+
+        int reasonLength = buffer[7];
+        if (reasonLength is 0 or > MaxReasonLength)
+        {
+            return DenialReportReadResult.BadReason;
+        }
+
+        int reasonEnd = 8 + reasonLength;
+        int checkedTo = Math.Min(buffer.Length, reasonEnd);
+        foreach (byte b in buffer[8..checkedTo])
+        {
+            if (!IsReasonByte(b))
+            {
+                return DenialReportReadResult.BadReason;
+            }
+        }
+
+        if (buffer.Length <= reasonEnd)
+        {
+            return DenialReportReadResult.Incomplete;
+        }
+
+        int subjectLength = buffer[reasonEnd];
+        if (subjectLength > MaxSubjectLength)
+        {
+            return DenialReportReadResult.BadSubject;
+        }
+
+        int subjectStart = reasonEnd + 1;
+        int end = subjectStart + subjectLength;
+        foreach (byte b in buffer[subjectStart..Math.Min(buffer.Length, end)])
+        {
+            if (!IsSubjectByte(b))
+            {
+                return DenialReportReadResult.BadSubject;
+            }
+        }
+
+        if (buffer.Length < end)
+        {
+            return DenialReportReadResult.Incomplete;
+        }
+
+        record = new DenialRecord(
+            (DenialKind)buffer[0],
+            Encoding.ASCII.GetString(buffer[8..reasonEnd]),
+            count,
+            BinaryPrimitives.ReadUInt16BigEndian(buffer[5..]),
+            Encoding.ASCII.GetString(buffer[subjectStart..end]));
+        consumed = end;
+        return DenialReportReadResult.Complete;
+    }
+
+    /// <summary>
+    /// <paramref name="text"/> as a record's subject: characters outside printable ASCII written as <c>?</c>, and text
+    /// longer than <see cref="MaxSubjectLength"/> cut to fit with <c>...</c> at its end.
+    /// </summary>
+    public static string Subject(string text)
+    {
+        bool printable = text.Length <= MaxSubjectLength && !text.AsSpan().ContainsAnyExceptInRange((char)0x20, (char)0x7E);
+        if (printable)
+        {
+            return text;
+        }
+
+        var builder = new StringBuilder(Math.Min(text.Length, MaxSubjectLength));
+        foreach (char c in text)
+        {
+            builder.Append(c is >= (char)0x20 and <= (char)0x7E ? c : '?');
+        }
+
+        if (builder.Length > MaxSubjectLength)
+        {
+            builder.Length = MaxSubjectLength - 3;
+            builder.Append("...");
+        }
+
+        return builder.ToString();
+    }
+
+    /// <summary>Whether <paramref name="reason"/> is a valid reason token.</summary>
+    public static bool IsReason(string? reason) =>
+        reason is { Length: > 0 and <= MaxReasonLength } && reason.All(c => c < 0x80 && IsReasonByte((byte)c));
+
+    private static bool IsSubject(string? subject) =>
+        subject is { Length: <= MaxSubjectLength } && !subject.AsSpan().ContainsAnyExceptInRange((char)0x20, (char)0x7E);
+
+    private static bool IsReasonByte(byte b) => b is (>= (byte)'a' and <= (byte)'z') or (>= (byte)'0' and <= (byte)'9') or (byte)'_';
+
+    private static bool IsSubjectByte(byte b) => b is >= 0x20 and <= 0x7E;
+}

@@ -1,0 +1,240 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Denials;
+using Egress.Gateway;
+using Egress.Policy;
+using Egress.Relay;
+using Egress.Tests.Diagnostics;
+using Egress.Tests.Gateway;
+using Egress.Tunnel;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Denials;
+
+/// <summary>
+/// The enclave's denial reports end to end without root: a <see cref="DenialReporter"/> against a real
+/// <see cref="TunnelGateway"/> on a Unix socket (the parent logs and counts each record), against a parent from before
+/// the kind (a listener that answers UnsupportedKind, as such a parent does), and against none; and the parent against
+/// reports that are not whole or not well-formed.
+/// </summary>
+public sealed class DenialReporterTests
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(10);
+    private static readonly IPEndPoint Denied = new(IPAddress.Parse("198.51.100.7"), 443);
+
+    private string _directory = null!;
+    private TunnelEndpoint _endpoint = null!;
+    private TelemetryProbe _parent = null!;
+    private TelemetryProbe _enclave = null!;
+    private FakeTimeProvider _time = null!;
+    private TunnelGateway? _gateway;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _directory = Directory.CreateTempSubdirectory("egress-denials-").FullName;
+        _endpoint = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
+        _parent = new TelemetryProbe("parent");
+        _enclave = new TelemetryProbe("enclave");
+        _time = new FakeTimeProvider();
+    }
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        if (_gateway is not null)
+        {
+            await _gateway.DisposeAsync();
+        }
+
+        _parent.Dispose();
+        _enclave.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    [Test]
+    public async Task TheParentLogsAndCountsWhatTheEnclaveDenied()
+    {
+        StartGateway();
+        using var counted = new MetricCollector<long>(_parent.Meters, Egress.Diagnostics.EgressMetrics.MeterName, "egress.enclave.denials");
+        var tally = new DenialTally(_time, DenialDetail.Destinations);
+        tally.Connection(Denied, DecisionReason.NeverLearned);
+        tally.Connection(Denied, DecisionReason.NeverLearned);
+        tally.DnsQuestion("evil.example", "A", DecisionReason.NameNotAllowed);
+        tally.ServerName(Denied, "other.example", Egress.Tls.ServerNameRefusal.NotAllowed);
+        _time.Advance(TimeSpan.FromSeconds(10));
+
+        await Reporter(tally).ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+        await _parent.Logs.WaitForEventAsync(232, HangGuard);
+        await WaitUntilAsync(() => _parent.Logs.Records.Count(r => r.Id.Id == 232) == 3);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(_parent.Logs.Records.Where(r => r.Id.Id == 232).Select(r => r.Message), Is.EquivalentTo(new[]
+            {
+                "enclave denied 2 connections to 198.51.100.7:443 (never_learned) in the last 10 s (its denial report)",
+                "enclave denied 1 DNS question for evil.example A (name_not_allowed) in the last 10 s (its denial report)",
+                "enclave denied 1 TLS connection by the server-name check: 198.51.100.7:443 server name other.example (not_allowed) in the last 10 s (its denial report)",
+            }));
+            Assert.That(counted.GetMeasurementSnapshot().Select(m => (m.Value, m.Tags["egress.kind"], m.Tags["egress.reason"])), Is.EquivalentTo(new (long, object?, object?)[]
+            {
+                (2, "connection", "never_learned"), (1, "dns_question", "name_not_allowed"), (1, "server_name", "not_allowed"),
+            }));
+            Assert.That(_enclave.EventIds, Is.EqualTo(new[] { 135 }), "delivered, at Debug");
+            Assert.That(_parent.TunnelErrors, Is.Empty);
+            Assert.That(tally.Take().Records, Is.Empty, "sent once");
+        });
+    }
+
+    [Test]
+    public async Task ANameTheEnclaveWithholdsIsSaidToBeWithheld()
+    {
+        StartGateway();
+        var tally = new DenialTally(_time, DenialDetail.Counts);
+        tally.DnsQuestion("c2VjcmV0.attacker.example", "TXT", DecisionReason.NameNotAllowed);
+
+        await Reporter(tally).ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+        var line = await _parent.Logs.WaitForEventAsync(232, HangGuard);
+
+        Assert.That(line.Message, Does.StartWith("enclave denied 1 DNS question (not named: enclave.report_denials = \"counts\", or past the destinations one report names) (name_not_allowed)"));
+        Assert.That(line.Message, Does.Not.Contain("attacker"));
+    }
+
+    [Test]
+    public async Task AParentFromBeforeTheKindIsWarnedAboutOnceAndAskedAgainAfterTheBackOff()
+    {
+        // What a parent from before denial reports answers: the kind is not one it knows (a v1 response, UnsupportedKind).
+        using var oldParent = _endpoint.Listen();
+        int streams = 0;
+        var answering = Task.Run(async () =>
+        {
+            while (true)
+            {
+                using Socket stream = await oldParent.AcceptAsync();
+                Interlocked.Increment(ref streams);
+                await TunnelWire.ReadExactlyAsync(stream, new byte[4]); // read first, as such a parent does: else its close resets the stream
+                await stream.SendAsync(Hex(TunnelCodec.Version, (byte)TunnelStatus.UnsupportedKind, 0));
+                stream.Shutdown(SocketShutdown.Both);
+            }
+        });
+        var tally = new DenialTally(_time, DenialDetail.Destinations);
+        var reporter = Reporter(tally);
+
+        tally.Connection(Denied, DecisionReason.NeverLearned);
+        await reporter.ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+        tally.Connection(Denied, DecisionReason.NeverLearned);
+        await reporter.ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+        int duringBackOff = Volatile.Read(ref streams);
+        _time.Advance(DenialReporter.UnsupportedBackoff);
+        tally.Connection(Denied, DecisionReason.NeverLearned);
+        await reporter.ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(duringBackOff, Is.EqualTo(1), "not asked again within the back-off");
+            Assert.That(Volatile.Read(ref streams), Is.EqualTo(2), "asked again after it");
+            Assert.That(_enclave.EventIds, Is.EqualTo(new[] { 132, 134 }), "one warning, then Debug");
+            Assert.That(_enclave.Logs.Records[0].Message, Does.Contain("does not take them").And.Contain("1 denials of this report were not sent").And.Contain("asking again in 10 min"));
+            Assert.That(answering.IsFaulted, Is.False);
+        });
+    }
+
+    [Test]
+    public async Task AReportThatFindsNoParentIsSentWithTheNext()
+    {
+        var tally = new DenialTally(_time, DenialDetail.Destinations);
+        var reporter = Reporter(tally);
+        tally.Connection(Denied, DecisionReason.NeverLearned);
+        await reporter.ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+
+        StartGateway();
+        tally.Connection(Denied, DecisionReason.NeverLearned);
+        await reporter.ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+        var line = await _parent.Logs.WaitForEventAsync(232, HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(line.Message, Does.StartWith("enclave denied 2 connections to 198.51.100.7:443 (never_learned)"));
+            Assert.That(_enclave.EventIds, Is.EqualTo(new[] { 134, 135 }), "not delivered (Debug), then delivered");
+            Assert.That(_enclave.Logs.Records[0].Message, Does.Contain("no socket at"));
+        });
+    }
+
+    [TestCase("01 00000000", "record 2: ZeroCount")]
+    [TestCase("01 00000001 0000 03 61 41", "record 2: BadReason")]
+    [TestCase("", "the stream ended before the end byte")]
+    public async Task AReportThatIsNotWholeIsAStreamFailureAfterTheRecordsBeforeIt(string tail, string fault)
+    {
+        StartGateway();
+        var good = new byte[DenialReportCodec.MaxRecordLength];
+        int length = DenialReportCodec.WriteRecord(new DenialRecord(DenialKind.Connection, "never_learned", 4, 10, "198.51.100.7:443"), good);
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForDenialReport());
+        var response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        byte[] sent = [.. good.AsSpan(0, length), .. Convert.FromHexString(tail.Replace(" ", "", StringComparison.Ordinal))];
+        await stream.SendAsync(sent);
+        stream.Shutdown(SocketShutdown.Send);
+        await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard);
+        var failed = await _parent.Logs.WaitForEventAsync(209, HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(response.Status, Is.EqualTo(TunnelStatus.Ok));
+            Assert.That(_parent.Logs.Records.Single(r => r.Id.Id == 232).Message, Does.StartWith("enclave denied 4 connections to 198.51.100.7:443"));
+            Assert.That(failed.Message, Is.EqualTo($"stream failed: denial report from the enclave not whole: {fault} (the 1 records before it were logged)"));
+            Assert.That(_parent.TunnelErrors, Is.EqualTo(new[] { "stream_failed" }));
+        });
+    }
+
+    [Test]
+    public async Task AReasonThisParentDoesNotKnowIsLoggedButCountedAsOther()
+    {
+        // The reason is the enclave's text: a peer must not be able to add metric series at will.
+        StartGateway();
+        using var counted = new MetricCollector<long>(_parent.Meters, Egress.Diagnostics.EgressMetrics.MeterName, "egress.enclave.denials");
+        var bytes = new byte[DenialReportCodec.MaxRecordLength];
+        int length = DenialReportCodec.WriteRecord(new DenialRecord((DenialKind)9, "made_up_0001", 1, 10, "x"), bytes);
+        bytes[length++] = DenialReportCodec.End;
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForDenialReport());
+        await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        await stream.SendAsync(bytes.AsMemory(0, length));
+        await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard);
+        var line = await _parent.Logs.WaitForEventAsync(232, HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(line.Message, Is.EqualTo("enclave denied 1 denials of kind 9: x (made_up_0001) in the last 10 s (its denial report)"));
+            Assert.That(counted.GetMeasurementSnapshot().Select(m => (m.Tags["egress.kind"], m.Tags["egress.reason"])), Is.EqualTo(new (object?, object?)[] { ("other", "other") }));
+        });
+    }
+
+    private DenialReporter Reporter(DenialTally tally) => new(tally, _endpoint, TimeSpan.FromSeconds(5), _time, _enclave.Logger);
+
+    private void StartGateway()
+    {
+        var policy = EgressPolicy.Create(true, ["198.51.100.9"], new AllowlistCache(new AllowlistCacheOptions()));
+        var options = new TunnelGatewayOptions
+        {
+            Listen = _endpoint,
+            Relay = new RelayOptions { TimeProvider = _time },
+            Metrics = _parent.Metrics,
+            DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 9)],
+        };
+        _gateway = new TunnelGateway(options, policy, _parent.LoggerFactory);
+        _gateway.Start();
+    }
+
+    private static byte[] Hex(params byte[] bytes) => bytes;
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + HangGuard;
+        while (!condition())
+        {
+            Assert.That(DateTime.UtcNow, Is.LessThan(deadline), "timed out");
+            await Task.Delay(10);
+        }
+    }
+}

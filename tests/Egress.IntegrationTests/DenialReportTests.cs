@@ -1,0 +1,38 @@
+using Egress.IntegrationTests.Infrastructure;
+
+namespace Egress.IntegrationTests;
+
+/// <summary>
+/// What the enclave denies reaches the parent's log: an operator's trial found that egress-enclave's denials stay in the
+/// enclave, whose console a production enclave (no debug mode) never shows, so a refused destination was invisible
+/// from the parent. Unmodified clients in the enclave namespace are refused by egress-enclave itself (never sent on), and
+/// egress-host logs the enclave's denial report within its 10 s period.
+/// </summary>
+[TestFixture]
+public sealed class DenialReportTests : EgressFixture
+{
+    private static readonly TimeSpan ReportWait = TimeSpan.FromSeconds(20);
+
+    [Test]
+    public async Task TheParentLogsTheConnectionsAndNamesTheEnclaveRefused()
+    {
+        var first = await Clients.CurlAsync(Topology.Enclave, "http://198.18.0.99:8080/");
+        var second = await Clients.CurlAsync(Topology.Enclave, "http://198.18.0.99:8080/");
+        var dig = await Clients.DigAsync(Topology.Enclave, "exfil.attacker.example", "TXT");
+
+        string? connections = await Deployment.Host.WaitForLineAsync(
+            line => line.Contains("enclave denied 2 connections to 198.18.0.99:8080 (never_learned) in the last", StringComparison.Ordinal), ReportWait);
+        string? names = await Deployment.Host.WaitForLineAsync(
+            line => line.Contains("enclave denied 1 DNS question for exfil.attacker.example TXT (name_not_allowed)", StringComparison.Ordinal), ReportWait);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.ExitCode, Is.AnyOf(Clients.RefusedOrReset), first.ToString);
+            Assert.That(second.ExitCode, Is.AnyOf(Clients.RefusedOrReset), second.ToString);
+            Assert.That(dig.Status, Is.EqualTo("NXDOMAIN"), dig.ToString);
+            Assert.That(connections, Is.Not.Null, () => $"no denial report line for the connections:\n{Deployment.Host.Output}");
+            Assert.That(names, Is.Not.Null, () => $"no denial report line for the name:\n{Deployment.Host.Output}");
+            Assert.That(Deployment.Host.Lines, Has.None.Contains("connection to 198.18.0.99"), "the enclave refused them: no tunnel request reached the parent");
+        });
+    }
+}
