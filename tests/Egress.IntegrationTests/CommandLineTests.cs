@@ -597,7 +597,8 @@ public sealed class CommandLineTests
                     + "  proxy: 127\\.0\\.0\\.1:14444 \\(redirect rules send TCP to 127\\.0\\.0\\.1:14444\\)\n"
                     + "  DNS forwarder: 127\\.0\\.0\\.1:53, \\[::1\\]:53, UDP and TCP \\(redirect rules send DNS to 127\\.0\\.0\\.1:53, \\[::1\\]:53\\)\n"
                     + $"  tunnel: {Regex.Escape($"unix:{directory}/t.sock")}\n"
-                    + $"  audit log: {Regex.Escape(audit)} \\(opened at start, in the enclave; not looked at here\\)\n$"), result.ToString);
+                    + $"  audit log: {Regex.Escape(audit)} \\(opened at start, in the enclave; not looked at here\\)\n"
+                    + "  denial reports to the parent: counts by kind, reason and destination every 10 s \\(enclave\\.report_denials = \"destinations\": denied addresses and names reach the parent's log\\)\n$"), result.ToString);
                 Assert.That(Directory.GetFileSystemEntries(directory).Select(Path.GetFileName), Is.EquivalentTo(new[] { "enclave.toml" }), "nothing bound, nothing created");
             });
         }
