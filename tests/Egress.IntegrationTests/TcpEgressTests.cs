@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
 using Egress.IntegrationTests.Infrastructure;
 
 namespace Egress.IntegrationTests;
@@ -121,6 +123,37 @@ public sealed class TcpEgressTests : EgressFixture
         var expected = DeterministicBytes.Sha256(seed, length);
         var (received, sha256) = await TransferClient.DownloadAsync(Topology.Enclave, new IPEndPoint(WorldAddresses.Allowed, WorldPorts.Source), seed, length, cts.Token);
         Assert.That((received, Convert.ToHexStringLower(sha256)), Is.EqualTo((length, Convert.ToHexStringLower(expected))));
+    }
+
+    [Test]
+    public async Task UrgentDataInTheMiddleOfAnUploadArrivesInLineAndTheRelayGoesOn()
+    {
+        // 4 MiB (spliced by then), one byte sent with MSG_OOB, 4 MiB more, half-close. splice(2) stops at the urgent
+        // mark, and the relay used to retry it for ever at 100 % CPU; the byte is relayed in line (SO_OOBINLINE),
+        // where it was dropped.
+        const int half = 4 * 1024 * 1024;
+        var first = new byte[half];
+        var second = new byte[half];
+        new DeterministicBytes(0x0B_0001).Fill(first);
+        new DeterministicBytes(0x0B_0002).Fill(second);
+        byte[] urgent = [0x21];
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var socket = await NetworkNamespace.ConnectAsync(Topology.Enclave, new IPEndPoint(WorldAddresses.Allowed, WorldPorts.Sha256Sink), cts.Token);
+        await socket.SendAsync(first, SocketFlags.None, cts.Token);
+        Assert.That(socket.Send(urgent, SocketFlags.OutOfBand), Is.EqualTo(1));
+        for (var sent = 0; sent < half;)
+        {
+            sent += await socket.SendAsync(second.AsMemory(sent), SocketFlags.None, cts.Token);
+        }
+
+        socket.Shutdown(SocketShutdown.Send);
+        var answer = new byte[SHA256.HashSizeInBytes];
+        for (int got = 0, read = -1; got < answer.Length && read != 0; got += read)
+        {
+            read = await socket.ReceiveAsync(answer.AsMemory(got), SocketFlags.None, cts.Token);
+        }
+
+        Assert.That(Convert.ToHexStringLower(answer), Is.EqualTo(Convert.ToHexStringLower(SHA256.HashData([.. first, .. urgent, .. second]))));
     }
 
     [Test]

@@ -33,6 +33,7 @@ internal static class DestinationDialer
         {
             // Created inside the try: without IPv6, socket() fails and the enclave must still get an answer.
             socket = new Socket(destination.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            SocketUrgentData.KeepInLine(socket);
             keepAlive.Apply(socket);
             // Inline: the gateway's status and relay start follow on the epoll thread, no hand-off per connection.
             await (connect is null ? SocketReadiness.ConnectAsync(socket, destination, deadline.Token, inline: true) : connect(socket, destination, deadline.Token)).ConfigureAwait(false);

@@ -161,6 +161,7 @@ internal sealed partial class SocketRelaySession
 
                 receiving = true;
                 bool peerClosed = false; // the wake-up said the source's FIN is queued behind its data (EPOLLRDHUP)
+                bool woke = !likelyMore; // this round waited for readiness: the source has something to read
                 if (!likelyMore)
                 {
                     // Wait for data holding neither pipe nor buffer: an idle direction holds none. Every wait but the
@@ -290,6 +291,9 @@ internal sealed partial class SocketRelaySession
                 if (read == SplicePipe.WouldBlock)
                 {
                     likelyMore = false;
+                    // Readable, yet splice reads nothing: TCP urgent data (MSG_OOB) is next, which splice(2) never
+                    // moves past. The next round copies, and its receive steps over the mark (SocketRelaySession.SpliceAsync says more).
+                    streaming &= !woke;
                     continue;
                 }
 

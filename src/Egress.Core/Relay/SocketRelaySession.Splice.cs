@@ -44,6 +44,7 @@ internal sealed partial class SocketRelaySession
             while (true)
             {
                 receiving = true;
+                bool woke = !likelyMore; // this round waited for readiness: the source has something to read
                 if (!likelyMore)
                 {
                     // Wait for data without a pipe; an idle direction holds none.
@@ -108,6 +109,12 @@ internal sealed partial class SocketRelaySession
                 if (read == SplicePipe.WouldBlock)
                 {
                     likelyMore = false;
+                    // Readable, yet splice reads nothing: TCP urgent data (MSG_OOB) is next, which splice(2) never
+                    // moves past (it stops at the urgent mark, and the socket stays readable: retrying spun a core for
+                    // ever). The next round copies instead: a receive reads the urgent byte in line (SO_OOBINLINE, set
+                    // on the relayed TCP sockets; without it the kernel drops that byte from the stream) and clears
+                    // the mark, and splicing resumes after it.
+                    streaming &= !woke;
                     continue;
                 }
 
