@@ -20,7 +20,12 @@ public sealed class TunnelAbortTests : EgressFixture
     /// <summary>The same response, then a clean close (FIN).</summary>
     private const int CloseAfterBodyPort = 9011;
 
+    /// <summary>Sends <see cref="SlowReaderLength"/> bytes on accept, then RST.</summary>
+    private const int ResetAfterMegabytePort = 9012;
+
     private const int BodyLength = 64 * 1024;
+
+    private const int SlowReaderLength = 1024 * 1024;
 
     /// <summary>curl: "Failure in receiving network data" (ECONNRESET while reading the body).</summary>
     private const int CurlRecvError = 56;
@@ -29,6 +34,7 @@ public sealed class TunnelAbortTests : EgressFixture
     {
         topology.StartWorldServer("reset-after-body", ResetAfterBodyPort, (stream, socket, cancellationToken) => HttpBodyThenAsync(stream, socket, reset: true, cancellationToken));
         topology.StartWorldServer("close-after-body", CloseAfterBodyPort, (stream, socket, cancellationToken) => HttpBodyThenAsync(stream, socket, reset: false, cancellationToken));
+        topology.StartWorldServer("reset-after-megabyte", ResetAfterMegabytePort, MegabyteThenResetAsync);
         return Task.CompletedTask;
     }
 
@@ -44,6 +50,38 @@ public sealed class TunnelAbortTests : EgressFixture
             Assert.That(curl.ExitCode, Is.EqualTo(CurlRecvError), () => $"a truncated body must not look complete: {curl}");
             Assert.That(hostLine, Does.Contain("sent RST"), () => Deployment.Host.Output);
             Assert.That(enclaveLine, Does.Contain("received RST"), () => Deployment.Enclave.Output);
+        });
+    }
+
+    [Test]
+    public async Task BytesSentBeforeTheDestinationsRstReachAnAppThatReadsThemLate()
+    {
+        // Directly, what the destination sent before its RST waits in the app's receive buffer and is read before
+        // ECONNRESET. Through Egress it waits in the proxy's send buffer, which the RST's SO_LINGER 0 close discarded:
+        // an app busy for half a second got 126 KiB of the 1 MiB, and the enclave's line said "1048576 bytes in".
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        using var socket = await NetworkNamespace.ConnectAsync(Topology.Enclave, new IPEndPoint(WorldAddresses.Allowed, ResetAfterMegabytePort), cts.Token);
+        await Task.Delay(700, cts.Token); // the app is busy while the RST arrives (300 ms after the bytes)
+        long received = 0;
+        SocketException? failure = null;
+        var buffer = new byte[64 * 1024];
+        try
+        {
+            int read;
+            while ((read = await socket.ReceiveAsync(buffer, SocketFlags.None, cts.Token)) > 0)
+            {
+                received += read;
+            }
+        }
+        catch (SocketException ex)
+        {
+            failure = ex;
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(received, Is.EqualTo(SlowReaderLength), () => Deployment.Enclave.Output);
+            Assert.That(failure?.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset), "the RST still follows the bytes");
         });
     }
 
@@ -87,6 +125,15 @@ public sealed class TunnelAbortTests : EgressFixture
         });
         var hostLine = await LogLineAsync(Deployment.Host, "closed", $"198.18.1.20:{WorldPorts.Source}");
         Assert.That(hostLine, Does.Contain("BothCompleted").And.Not.Contain("END"), () => Deployment.Host.Output);
+    }
+
+    /// <summary>Sends <see cref="SlowReaderLength"/> bytes, lets them leave, then resets.</summary>
+    private static async Task MegabyteThenResetAsync(NetworkStream stream, Socket socket, CancellationToken cancellationToken)
+    {
+        await stream.WriteAsync(new byte[SlowReaderLength], cancellationToken);
+        await Task.Delay(300, cancellationToken);
+        socket.LingerState = new LingerOption(enable: true, seconds: 0);
+        socket.Close();
     }
 
     /// <summary>Reads one HTTP request head, answers 200 with <see cref="BodyLength"/> bytes and no length, then resets or closes.</summary>

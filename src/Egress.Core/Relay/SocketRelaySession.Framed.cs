@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
@@ -25,6 +26,12 @@ internal sealed partial class SocketRelaySession
 {
     /// <summary>How long an aborted framed relay waits for the END frames to be written and read before it resets the tunnel.</summary>
     internal static readonly TimeSpan EndDrainTimeout = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long a received END(Reset) waits for the bytes before it to reach the plain socket's peer (below
+    /// the far side's <see cref="EndDrainTimeout"/>).</summary>
+    internal static readonly TimeSpan ResetDeliveryTimeout = TimeSpan.FromSeconds(1);
+
+    private static readonly TimeSpan ResetDeliveryPoll = TimeSpan.FromMilliseconds(5);
 
     private const int NoEnd = -1;
 
@@ -92,6 +99,22 @@ internal sealed partial class SocketRelaySession
         Volatile.Read(ref _drainTimer)?.Dispose();
         RelayResult result = _monitor.Finish(aToB, bToA);
         return result with { Framed = new FramedStreamEnd(EndOf(_sentEnd), EndOf(_receivedEnd)), TunnelAfterEnd = _afterEnd };
+    }
+
+    /// <summary>
+    /// A received END(Reset) is the far side's peer resetting its connection. Directly, what that peer sent before its
+    /// RST would be in this peer's receive buffer, read before ECONNRESET; here it may still be in the plain socket's
+    /// send queue, which the reset (SO_LINGER 0) discards. So wait until the plain socket's peer has taken it, up to
+    /// <see cref="ResetDeliveryTimeout"/> (an app that does not read within it loses the rest, and the far side, waiting
+    /// for this side's END, resets the tunnel after <see cref="EndDrainTimeout"/>).
+    /// </summary>
+    private async Task DeliverBeforeResetAsync(Socket destination)
+    {
+        long start = Stopwatch.GetTimestamp();
+        while (SocketSendQueue.Pending(destination) > 0 && !_monitor.IsAborted && Stopwatch.GetElapsedTime(start) < ResetDeliveryTimeout)
+        {
+            await Task.Delay(ResetDeliveryPoll).ConfigureAwait(false);
+        }
     }
 
     private static TunnelEndCause? EndOf(int value) => value == NoEnd ? null : (TunnelEndCause)value;
@@ -490,6 +513,11 @@ internal sealed partial class SocketRelaySession
                     else
                     {
                         Interlocked.CompareExchange(ref _abortEnd, (int)frame.Cause, NoEnd);
+                        if (frame.Cause == TunnelEndCause.Reset && !discard && !_monitor.IsAborted)
+                        {
+                            await DeliverBeforeResetAsync(destination).ConfigureAwait(false);
+                        }
+
                         _monitor.Abort(
                             fromA ? RelayShutdownCause.AReadError : RelayShutdownCause.BReadError,
                             new IOException($"the tunnel's far side ended the stream with END({FramedStreamEnd.Name(frame.Cause)})"));
