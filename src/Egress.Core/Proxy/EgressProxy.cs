@@ -7,6 +7,7 @@ using Egress.Hosting;
 using Egress.Interception;
 using Egress.Policy;
 using Egress.Relay;
+using Egress.Sockets;
 using Microsoft.Extensions.Logging;
 
 namespace Egress.Proxy;
@@ -144,6 +145,9 @@ public sealed class EgressProxy : IAsyncDisposable
                 socket.DualMode = false;
             }
 
+            // Inherited by every accepted connection (Linux copies the flag to the accepted socket): one system call
+            // per listener instead of one per connection.
+            SocketUrgentData.KeepInLine(socket);
             socket.Bind(address);
             socket.Listen(1024);
         }

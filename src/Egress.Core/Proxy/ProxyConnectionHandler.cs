@@ -137,7 +137,6 @@ internal sealed class ProxyConnectionHandler(
         try
         {
             client.NoDelay = true; // before the tunnel exists: nothing can leak if it throws
-            SocketUrgentData.KeepInLine(client);
             string? hint = HostHintFor(decision);
             var (tunnel, failure) = await OpenTunnelAsync(destination, hint, aborted).ConfigureAwait(false);
             failure = failure?.WithAllowingDecision(decision);

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.ExceptionServices;
@@ -110,10 +109,10 @@ internal sealed partial class SocketRelaySession
     /// </summary>
     private async Task DeliverBeforeResetAsync(Socket destination)
     {
-        long start = Stopwatch.GetTimestamp();
-        while (SocketSendQueue.Pending(destination) > 0 && !_monitor.IsAborted && Stopwatch.GetElapsedTime(start) < ResetDeliveryTimeout)
+        long start = _time.GetTimestamp();
+        while (SocketSendQueue.Pending(destination) > 0 && !_monitor.IsAborted && _time.GetElapsedTime(start) < ResetDeliveryTimeout)
         {
-            await Task.Delay(ResetDeliveryPoll).ConfigureAwait(false);
+            await Task.Delay(ResetDeliveryPoll, _time).ConfigureAwait(false);
         }
     }
 

@@ -11,7 +11,8 @@ internal static class SocketUrgentData
     /// never asks for), so a relayed telnet Data Mark or FTP ABOR sequence would arrive one byte short. The relay
     /// forwards the byte as ordinary data: the urgent mark itself does not cross the relay.
     /// </summary>
-    /// <param name="socket">A TCP socket the relay reads from.</param>
+    /// <param name="socket">A TCP socket the relay reads from, or the listener that accepts them: an accepted socket
+    /// inherits the option from its listener.</param>
     public static void KeepInLine(Socket socket)
     {
         ArgumentNullException.ThrowIfNull(socket);
