@@ -75,6 +75,65 @@ public sealed class TcpEgressTests : EgressFixture
     }
 
     [Test]
+    public async Task UdpOtherThanDnsIsRefusedAtOnceInsteadOfTimingOut()
+    {
+        // A network trial: a UDP (QUIC) client in the enclave waited for its own timeout (3 s here), where directly it
+        // gets ECONNREFUSED at once; nothing carries UDP but DNS, so the rules now refuse it in filter OUTPUT, and the
+        // send fails at once (EPERM, as under any host firewall that refuses outbound traffic).
+        const string Script = """
+            import errno, socket, time
+            for family, address in ((socket.AF_INET, "198.18.0.10"), (socket.AF_INET6, "2001:db8::10")):
+                s = socket.socket(family, socket.SOCK_DGRAM)
+                s.settimeout(3)
+                s.connect((address, 443))
+                start = time.monotonic()
+                try:
+                    s.send(b"quic initial")
+                    s.recv(100)
+                    print(address, "answered")
+                except socket.timeout:
+                    print(address, "timed out")
+                except OSError as e:
+                    print(address, "refused (%s) after %.3f s" % (errno.errorcode[e.errno], time.monotonic() - start))
+            """;
+        var result = await Command.RunInNamespaceAsync(Topology.Enclave, TimeSpan.FromSeconds(20), "python3", "-c", Script);
+        var dig = await Clients.DigAsync(Topology.Enclave, "+notcp", "denied.example");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.Zero, result.ToString);
+            Assert.That(result.StandardOutput, Does.Match(@"^198\.18\.0\.10 refused \(EPERM\) after 0\.0\d{2} s\n2001:db8::10 refused \(EPERM\) after 0\.0\d{2} s\n$"), result.ToString);
+            Assert.That(dig.Status, Is.EqualTo("NXDOMAIN"), "DNS over UDP still reaches the forwarder: " + dig);
+        });
+    }
+
+    [Test]
+    public async Task TcpToTheEnclavesOwnIPv6AddressStaysInTheEnclave()
+    {
+        // A network trial: `rules --apply` puts fd65:6772:6573::1 on lo, but only ::1 was left out of the redirect, so
+        // a connection to a service in the enclave on that address went to the proxy and was denied as an internal range.
+        const string Script = """
+            import socket, threading
+            server = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            server.bind(("fd65:6772:6573::1", 0))
+            server.listen(1)
+            port = server.getsockname()[1]
+            def serve():
+                conn, peer = server.accept()
+                conn.sendall(b"local " + conn.recv(100))
+                conn.close()
+            threading.Thread(target=serve, daemon=True).start()
+            client = socket.create_connection(("fd65:6772:6573::1", port), timeout=5)
+            client.sendall(b"hello")
+            print(client.recv(100).decode())
+            """;
+        var result = await Command.RunInNamespaceAsync(Topology.Enclave, TimeSpan.FromSeconds(20), "python3", "-c", Script);
+
+        Assert.That(result.StandardOutput, Is.EqualTo("local hello\n"), result.ToString);
+        Assert.That(Deployment.Enclave.Lines, Has.None.Contains("fd65:6772:6573::1"), "the proxy never saw it");
+    }
+
+    [Test]
     public async Task AServerThatSpeaksFirstIsHeardWithoutTheClientSending()
     {
         // nc sends nothing (stdin is empty, no -N so no FIN) and quits 2 s after its stdin ends.

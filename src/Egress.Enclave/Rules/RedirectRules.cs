@@ -9,8 +9,10 @@ namespace Egress.Enclave.Rules;
 /// interface); one non-loopback address per family on <c>lo</c> (<see cref="ConfiguredIPv4"/>,
 /// <see cref="ConfiguredIPv6"/>), so that resolvers asked for <c>AI_ADDRCONFIG</c> see both families configured;
 /// DNAT rules in <c>nat OUTPUT</c> that send UDP and TCP to port 53 of any address but the forwarder's to the forwarder,
-/// and all other TCP not addressed to loopback to the proxy; and an SNAT rule for the unspecified source the kernel
-/// picks for such connections. IPv4 and IPv6 alike. One place for these rules: the enclave host prints, applies and
+/// and all other TCP not addressed to loopback (nor, for IPv6, to <see cref="ConfiguredIPv6"/>, this enclave's own address:
+/// a connection to it stays local, as one to <see cref="ConfiguredIPv4"/> in 127.0.0.0/8 does) to the proxy; an SNAT
+/// rule for the unspecified source the kernel picks for such connections; and a rule in <c>filter OUTPUT</c> that
+/// refuses all other UDP at once. IPv4 and IPv6 alike. One place for these rules: the enclave host prints, applies and
 /// removes exactly this list. The netfilter steps name the plain <c>iptables</c> and <c>ip6tables</c>; a caller that
 /// picks a backend (<c>iptables-legacy</c>, <c>iptables-nft</c>) substitutes the program.
 /// </summary>
@@ -154,15 +156,34 @@ internal static class RedirectRules
             Netfilter(
                 "give redirected IPv4 connections a loopback source", "iptables", "POSTROUTING",
                 ["-o", "lo", "-s", "0.0.0.0/32", "-j", "SNAT", "--to-source", "127.0.0.1"]),
+            RejectUdp("iptables", "icmp-port-unreachable"),
             .. Dns("ip6tables", dnsTarget6, "/128", dns6 is null ? DnsRefused : string.Empty),
+            Netfilter(
+                "leave IPv6 TCP to this enclave's own address on lo alone", "ip6tables", "OUTPUT",
+                ["-p", "tcp", "-d", $"{ConfiguredIPv6}/128", "-j", "RETURN"]),
             Netfilter(
                 "redirect all other IPv6 TCP not to loopback to the proxy" + (proxy6 is null ? ProxyRefused : string.Empty), "ip6tables", "OUTPUT",
                 ["-p", "tcp", "!", "-d", "::1/128", "-j", "DNAT", "--to-destination", proxyTarget6.ToString()]),
             Netfilter(
                 "give redirected IPv6 connections a loopback source", "ip6tables", "POSTROUTING",
                 ["-o", "lo", "-s", "::/128", "-j", "SNAT", "--to-source", "::1"]),
+            RejectUdp("ip6tables", "icmp6-port-unreachable"),
         ];
     }
+
+    /// <summary>
+    /// UDP to any address not of this enclave, once DNS has been redirected to the forwarder (nat OUTPUT runs before
+    /// filter OUTPUT, so a redirected query is addressed to the forwarder by then), refused at once: the application's
+    /// send fails with EPERM (a packet filtered on output), where without the rule the datagram was routed to lo and
+    /// dropped there silently, and a client (QUIC, HTTP/3) waited for its own timeout before it gave up or fell back to
+    /// TCP. New flows only: the forwarder's answer to a redirected query is addressed to the source the query left with,
+    /// which is 0.0.0.0 (or ::) before the SNAT rule, not a local address. Uses the REJECT target and the conntrack and
+    /// addrtype matches, all built into the Nitro enclave kernel.
+    /// </summary>
+    private static RedirectRule RejectUdp(string program, string rejectWith) => Netfilter(
+        $"refuse {(program == "iptables" ? "IPv4" : "IPv6")} UDP to anything but this enclave at once: only DNS is carried", program, "OUTPUT",
+        ["-p", "udp", "-m", "conntrack", "--ctstate", "NEW", "-m", "addrtype", "!", "--dst-type", "LOCAL", "-j", "REJECT", "--reject-with", rejectWith],
+        table: "filter");
 
     /// <summary>
     /// UDP and TCP to port 53 of every address but the forwarder's own, to the forwarder: an app with its own resolver
@@ -204,13 +225,13 @@ internal static class RedirectRules
             ipv6,
             CheckPrintsMatch: true);
 
-    private static RedirectRule Netfilter(string description, string program, string chain, string[] rule) =>
+    private static RedirectRule Netfilter(string description, string program, string chain, string[] rule, string table = "nat") =>
         new(
             description,
             program,
-            ["-w", "-t", "nat", "-C", chain, .. rule],
-            ["-w", "-t", "nat", "-A", chain, .. rule],
-            ["-w", "-t", "nat", "-D", chain, .. rule],
+            ["-w", "-t", table, "-C", chain, .. rule],
+            ["-w", "-t", table, "-A", chain, .. rule],
+            ["-w", "-t", table, "-D", chain, .. rule],
             program == "ip6tables",
             CheckPrintsMatch: false);
 }

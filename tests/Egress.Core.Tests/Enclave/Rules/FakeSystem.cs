@@ -4,8 +4,8 @@ using Egress.Enclave.Rules;
 namespace Egress.Tests.Enclave.Rules;
 
 /// <summary>
-/// A stand-in for <c>ip</c> and the iptables programs, for testing the rules command without root: one nat table per
-/// netfilter backend and family (the nft and legacy tables are separate, as in the kernel), the routes, and the state
+/// A stand-in for <c>ip</c> and the iptables programs, for testing the rules command without root: a nat and a filter
+/// table per netfilter backend and family (the nft and legacy tables are separate, as in the kernel), the routes, and the state
 /// of lo. A backend can be made to fail the way it fails on a kernel without it.
 /// </summary>
 internal sealed class FakeSystem : ICommandRunner, ISysctl
@@ -14,7 +14,7 @@ internal sealed class FakeSystem : ICommandRunner, ISysctl
 
     public const string NoLegacyNat = "iptables v1.8.9 (legacy): can't initialize iptables table `nat': Table does not exist (do you need to insmod?)";
 
-    private readonly Dictionary<(NetfilterBackend Backend, bool IPv6), List<string>> _tables = [];
+    private readonly Dictionary<(NetfilterBackend Backend, bool IPv6, string Table), List<string>> _tables = [];
 
     /// <summary>The programs on PATH.</summary>
     public HashSet<string> Programs { get; } =
@@ -49,9 +49,9 @@ internal sealed class FakeSystem : ICommandRunner, ISysctl
 
     private NetfilterBackend PlainBackend => PlainVersion.Contains("nf_tables", StringComparison.Ordinal) ? NetfilterBackend.Nft : NetfilterBackend.Legacy;
 
-    /// <summary>The rules of one nat table, as <c>iptables -S</c> prints them without the policies.</summary>
-    public IReadOnlyList<string> Table(NetfilterBackend backend, bool ipv6) =>
-        _tables.TryGetValue((backend, ipv6), out var rules) ? rules : [];
+    /// <summary>The rules of one table (nat unless named), as <c>iptables -S</c> prints them without the policies.</summary>
+    public IReadOnlyList<string> Table(NetfilterBackend backend, bool ipv6, string table = "nat") =>
+        _tables.TryGetValue((backend, ipv6, table), out var rules) ? rules : [];
 
     public bool Exists(string program) => Programs.Contains(program);
 
@@ -95,13 +95,14 @@ internal sealed class FakeSystem : ICommandRunner, ISysctl
             return new ProcessResult(FailuresExitZero ? 0 : 1, string.Empty, message + "\n");
         }
 
-        if (arguments is not ["-w", "-t", "nat", var verb, var chain, .. var rule])
+        if (arguments is not ["-w", "-t", "nat" or "filter", var verb, var chain, .. var rule])
         {
             throw new InvalidOperationException($"unexpected command: {program} {string.Join(' ', arguments)}");
         }
 
-        LegacyNatInUse |= backend == NetfilterBackend.Legacy;
-        var key = (backend, program.StartsWith("ip6", StringComparison.Ordinal));
+        string tableName = arguments[2];
+        LegacyNatInUse |= backend == NetfilterBackend.Legacy && tableName == "nat";
+        var key = (backend, program.StartsWith("ip6", StringComparison.Ordinal), tableName);
         if (!_tables.TryGetValue(key, out var table))
         {
             _tables[key] = table = [];

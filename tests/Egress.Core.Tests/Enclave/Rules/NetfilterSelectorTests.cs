@@ -267,7 +267,7 @@ public sealed class NetfilterSelectorTests
     {
         var rules = RedirectRules.For().Select(Legacy.Adapt).Select(r => r.Program);
 
-        Assert.That(rules, Is.EqualTo(new[] { "ip", "ip", "ip", "ip", "iptables-legacy", "iptables-legacy", "iptables-legacy", "iptables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy" }));
+        Assert.That(rules, Is.EqualTo(new[] { "ip", "ip", "ip", "ip", "iptables-legacy", "iptables-legacy", "iptables-legacy", "iptables-legacy", "iptables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy" }));
     }
 
     private NetfilterSelection Select(NetfilterBackend setting, NetfilterPurpose purpose = NetfilterPurpose.Apply, Func<NetfilterPrograms, bool>? holdsRules = null) =>

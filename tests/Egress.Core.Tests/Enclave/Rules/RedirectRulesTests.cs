@@ -15,10 +15,13 @@ public sealed class RedirectRulesTests
         "iptables -w -t nat -A OUTPUT -p tcp --dport 53 ! -d 127.0.0.1/32 -j DNAT --to-destination 127.0.0.1:53",
         "iptables -w -t nat -A OUTPUT -p tcp ! -d 127.0.0.0/8 -j DNAT --to-destination 127.0.0.1:4444",
         "iptables -w -t nat -A POSTROUTING -o lo -s 0.0.0.0/32 -j SNAT --to-source 127.0.0.1",
+        "iptables -w -t filter -A OUTPUT -p udp -m conntrack --ctstate NEW -m addrtype ! --dst-type LOCAL -j REJECT --reject-with icmp-port-unreachable",
         "ip6tables -w -t nat -A OUTPUT -p udp --dport 53 ! -d ::1/128 -j DNAT --to-destination [::1]:53",
         "ip6tables -w -t nat -A OUTPUT -p tcp --dport 53 ! -d ::1/128 -j DNAT --to-destination [::1]:53",
+        "ip6tables -w -t nat -A OUTPUT -p tcp -d fd65:6772:6573::1/128 -j RETURN",
         "ip6tables -w -t nat -A OUTPUT -p tcp ! -d ::1/128 -j DNAT --to-destination [::1]:4444",
         "ip6tables -w -t nat -A POSTROUTING -o lo -s ::/128 -j SNAT --to-source ::1",
+        "ip6tables -w -t filter -A OUTPUT -p udp -m conntrack --ctstate NEW -m addrtype ! --dst-type LOCAL -j REJECT --reject-with icmp6-port-unreachable",
     ];
 
     private static readonly IPEndPoint[] DefaultDns = [IPEndPoint.Parse("127.0.0.1:53"), IPEndPoint.Parse("[::1]:53")];
@@ -38,7 +41,7 @@ public sealed class RedirectRulesTests
 
         Assert.That(RedirectRules.For(8080).Select(r => r.AddCommandLine), Is.EqualTo(expected));
         Assert.That(expected[6], Does.EndWith("--to-destination 127.0.0.1:8080"));
-        Assert.That(expected[10], Does.EndWith("--to-destination [::1]:8080"));
+        Assert.That(expected[12], Does.EndWith("--to-destination [::1]:8080"));
     }
 
     [Test]
@@ -53,15 +56,16 @@ public sealed class RedirectRulesTests
     [Test]
     public void DnsToAnyResolverComesBeforeTheProxysRuleInEachFamily()
     {
-        // nat OUTPUT takes the first matching rule: TCP to port 53 must meet the DNS rule before the proxy's.
+        // nat OUTPUT takes the first matching rule: TCP to port 53 must meet the DNS rule before the proxy's (and, for
+        // IPv6, TCP to the enclave's own address the RETURN before it).
         var lines = RedirectRules.For().Select(r => r.AddCommandLine).ToList();
         foreach (var program in new[] { "iptables ", "ip6tables " })
         {
-            var family = lines.Where(l => l.StartsWith(program, StringComparison.Ordinal) && l.Contains("OUTPUT", StringComparison.Ordinal)).ToList();
-            Assert.That(family, Has.Count.EqualTo(3));
+            var family = lines.Where(l => l.StartsWith(program + "-w -t nat", StringComparison.Ordinal) && l.Contains("OUTPUT", StringComparison.Ordinal)).ToList();
+            Assert.That(family, Has.Count.EqualTo(program == "iptables " ? 3 : 4));
             Assert.That(family[0], Does.Contain("-p udp --dport 53"));
             Assert.That(family[1], Does.Contain("-p tcp --dport 53"));
-            Assert.That(family[2], Does.Not.Contain("--dport"));
+            Assert.That(family[^1], Does.Not.Contain("--dport").And.Contain("-j DNAT"));
         }
     }
 
@@ -70,9 +74,9 @@ public sealed class RedirectRulesTests
     {
         var rules = RedirectRules.For();
 
-        Assert.That(rules.Select(r => r.IsIPv6), Is.EqualTo(new[] { false, true, false, true, false, false, false, false, true, true, true, true }));
-        Assert.That(rules.Select(r => r.Program), Is.EqualTo(new[] { "ip", "ip", "ip", "ip", "iptables", "iptables", "iptables", "iptables", "ip6tables", "ip6tables", "ip6tables", "ip6tables" }));
-        Assert.That(rules.Select(r => r.CheckPrintsMatch), Is.EqualTo(new[] { true, true, true, true, false, false, false, false, false, false, false, false }));
+        Assert.That(rules.Select(r => r.IsIPv6), Is.EqualTo(new[] { false, true, false, true, false, false, false, false, false, true, true, true, true, true, true }));
+        Assert.That(rules.Select(r => r.Program), Is.EqualTo(new[] { "ip", "ip", "ip", "ip", "iptables", "iptables", "iptables", "iptables", "iptables", "ip6tables", "ip6tables", "ip6tables", "ip6tables", "ip6tables", "ip6tables" }));
+        Assert.That(rules.Select(r => r.CheckPrintsMatch), Is.EqualTo(new[] { true, true, true, true, false, false, false, false, false, false, false, false, false, false, false }));
     }
 
     [Test]
@@ -137,7 +141,7 @@ public sealed class RedirectRulesTests
         Assert.That(rules.Select(r => r.AddCommandLine), Is.EqualTo(DefaultAddLines
             .Select(line => line.Replace("127.0.0.1:4444", "127.0.0.1:5555", StringComparison.Ordinal).Replace("[::1]:4444", "[::1]:6666", StringComparison.Ordinal))));
         Assert.That(rules[6].AddCommandLine, Does.EndWith("--to-destination 127.0.0.1:5555"));
-        Assert.That(rules[10].AddCommandLine, Does.EndWith("--to-destination [::1]:6666"));
+        Assert.That(rules[12].AddCommandLine, Does.EndWith("--to-destination [::1]:6666"));
     }
 
     [Test]
@@ -150,11 +154,11 @@ public sealed class RedirectRulesTests
         Assert.Multiple(() =>
         {
             Assert.That(ipv4Only.Select(r => r.AddCommandLine), Is.EqualTo(DefaultAddLines));
-            Assert.That(ipv4Only[10].Description, Does.Contain("does not listen"));
+            Assert.That(ipv4Only[12].Description, Does.Contain("does not listen"));
             Assert.That(ipv4Only[6].Description, Does.Not.Contain("does not listen"));
             Assert.That(ipv6Only.Select(r => r.AddCommandLine), Has.Some.EndWith("--to-destination 127.0.0.1:5555"));
             Assert.That(ipv6Only.Select(r => r.AddCommandLine), Has.Some.EndWith("--to-destination [::1]:5555"));
-            Assert.That(ipv6Only.Count, Is.EqualTo(12));
+            Assert.That(ipv6Only.Count, Is.EqualTo(15));
         });
     }
 
@@ -202,8 +206,8 @@ public sealed class RedirectRulesTests
 
         Assert.Multiple(() =>
         {
-            Assert.That(rules[8].AddCommandLine, Does.EndWith("--to-destination [::1]:5353"));
-            Assert.That(rules[8].Description, Does.Contain("does not listen"));
+            Assert.That(rules[9].AddCommandLine, Does.EndWith("--to-destination [::1]:5353"));
+            Assert.That(rules[9].Description, Does.Contain("does not listen"));
             Assert.That(rules[4].Description, Does.Not.Contain("does not listen"));
         });
     }

@@ -24,9 +24,14 @@ public sealed class RulesCommandFakeSystemTests
     [
         "-A OUTPUT -p udp --dport 53 ! -d ::1/128 -j DNAT --to-destination [::1]:53",
         "-A OUTPUT -p tcp --dport 53 ! -d ::1/128 -j DNAT --to-destination [::1]:53",
+        "-A OUTPUT -p tcp -d fd65:6772:6573::1/128 -j RETURN",
         "-A OUTPUT -p tcp ! -d ::1/128 -j DNAT --to-destination [::1]:4444",
         "-A POSTROUTING -o lo -s ::/128 -j SNAT --to-source ::1",
     ];
+
+    private static readonly string[] FilterV4 = ["-A OUTPUT -p udp -m conntrack --ctstate NEW -m addrtype ! --dst-type LOCAL -j REJECT --reject-with icmp-port-unreachable"];
+
+    private static readonly string[] FilterV6 = ["-A OUTPUT -p udp -m conntrack --ctstate NEW -m addrtype ! --dst-type LOCAL -j REJECT --reject-with icmp6-port-unreachable"];
 
     private FakeSystem _system = null!;
     private StringWriter _output = null!;
@@ -61,6 +66,8 @@ public sealed class RulesCommandFakeSystemTests
         Assert.That(exit, Is.Zero, string.Join('\n', Error));
         Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false), Is.EqualTo(TableV4));
         Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: true), Is.EqualTo(TableV6));
+        Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false, "filter"), Is.EqualTo(FilterV4));
+        Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: true, "filter"), Is.EqualTo(FilterV6));
         Assert.That(_system.Calls.Where(c => c.StartsWith("iptables-nft", StringComparison.Ordinal) || c.StartsWith("ip6tables-nft", StringComparison.Ordinal)),
             Is.EqualTo(new[] { "iptables-nft -w -t nat -S OUTPUT" }), "nft is probed, never written to");
         Assert.That(_system.Routes, Is.EquivalentTo(new[] { "default via 127.0.0.1 dev lo", "-6 default dev lo" }));
@@ -76,10 +83,13 @@ public sealed class RulesCommandFakeSystemTests
             "added: redirect IPv4 DNS over TCP to any resolver to the DNS forwarder: iptables-legacy -w -t nat -A OUTPUT -p tcp --dport 53 ! -d 127.0.0.1/32 -j DNAT --to-destination 127.0.0.1:53",
             "added: redirect all other IPv4 TCP not to loopback to the proxy: iptables-legacy -w -t nat -A OUTPUT -p tcp ! -d 127.0.0.0/8 -j DNAT --to-destination 127.0.0.1:4444",
             "added: give redirected IPv4 connections a loopback source: iptables-legacy -w -t nat -A POSTROUTING -o lo -s 0.0.0.0/32 -j SNAT --to-source 127.0.0.1",
+            "added: refuse IPv4 UDP to anything but this enclave at once: only DNS is carried: iptables-legacy -w -t filter -A OUTPUT -p udp -m conntrack --ctstate NEW -m addrtype ! --dst-type LOCAL -j REJECT --reject-with icmp-port-unreachable",
             "added: redirect IPv6 DNS over UDP to any resolver to the DNS forwarder: ip6tables-legacy -w -t nat -A OUTPUT -p udp --dport 53 ! -d ::1/128 -j DNAT --to-destination [::1]:53",
             "added: redirect IPv6 DNS over TCP to any resolver to the DNS forwarder: ip6tables-legacy -w -t nat -A OUTPUT -p tcp --dport 53 ! -d ::1/128 -j DNAT --to-destination [::1]:53",
+            "added: leave IPv6 TCP to this enclave's own address on lo alone: ip6tables-legacy -w -t nat -A OUTPUT -p tcp -d fd65:6772:6573::1/128 -j RETURN",
             "added: redirect all other IPv6 TCP not to loopback to the proxy: ip6tables-legacy -w -t nat -A OUTPUT -p tcp ! -d ::1/128 -j DNAT --to-destination [::1]:4444",
             "added: give redirected IPv6 connections a loopback source: ip6tables-legacy -w -t nat -A POSTROUTING -o lo -s ::/128 -j SNAT --to-source ::1",
+            "added: refuse IPv6 UDP to anything but this enclave at once: only DNS is carried: ip6tables-legacy -w -t filter -A OUTPUT -p udp -m conntrack --ctstate NEW -m addrtype ! --dst-type LOCAL -j REJECT --reject-with icmp6-port-unreachable",
             $"added: {TcpTimestamps.Description}: sysctl -w net.ipv4.tcp_timestamps=2 (was 1)",
             "proxy: 127.0.0.1:4444 (redirected IPv4 TCP goes here: the proxy must listen on it)",
             "proxy: [::1]:4444 (redirected IPv6 TCP goes here: the proxy must listen on it)",
@@ -101,15 +111,20 @@ public sealed class RulesCommandFakeSystemTests
         Assert.That(exit, Is.Zero, string.Join('\n', Error));
         Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false), Is.Empty);
         Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: true), Is.Empty);
+        Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: false, "filter"), Is.Empty);
+        Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: true, "filter"), Is.Empty);
         Assert.That(_system.Routes, Is.Empty);
         Assert.That(_system.Addresses, Is.Empty);
         Assert.That(Output, Is.EqualTo(new[]
         {
             $"netfilter: legacy (iptables-nft failed: {FakeSystem.NoNfTables})",
+            "removed: refuse IPv6 UDP to anything but this enclave at once: only DNS is carried (ip6tables-legacy)",
             "removed: give redirected IPv6 connections a loopback source (ip6tables-legacy)",
             "removed: redirect all other IPv6 TCP not to loopback to the proxy (ip6tables-legacy)",
+            "removed: leave IPv6 TCP to this enclave's own address on lo alone (ip6tables-legacy)",
             "removed: redirect IPv6 DNS over TCP to any resolver to the DNS forwarder (ip6tables-legacy)",
             "removed: redirect IPv6 DNS over UDP to any resolver to the DNS forwarder (ip6tables-legacy)",
+            "removed: refuse IPv4 UDP to anything but this enclave at once: only DNS is carried (iptables-legacy)",
             "removed: give redirected IPv4 connections a loopback source (iptables-legacy)",
             "removed: redirect all other IPv4 TCP not to loopback to the proxy (iptables-legacy)",
             "removed: redirect IPv4 DNS over TCP to any resolver to the DNS forwarder (iptables-legacy)",
@@ -188,7 +203,7 @@ public sealed class RulesCommandFakeSystemTests
 
         Assert.That(exit, Is.Zero, string.Join('\n', Error));
         Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: false)[2], Does.EndWith("--to-destination 127.0.0.1:5555"));
-        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true)[2], Does.EndWith("--to-destination [::1]:6666"));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true)[3], Does.EndWith("--to-destination [::1]:6666"));
         Assert.That(Output.Where(l => l.StartsWith("proxy: ", StringComparison.Ordinal)).Select(l => l.Split(' ')[1]), Is.EqualTo(new[] { "127.0.0.1:5555", "[::1]:6666" }));
     }
 
@@ -226,7 +241,7 @@ public sealed class RulesCommandFakeSystemTests
         int exit = Command().Apply(Settings(targets: [IPEndPoint.Parse("127.0.0.1:4444")]), force: false);
 
         Assert.That(exit, Is.Zero, string.Join('\n', Error));
-        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true)[2], Does.EndWith("--to-destination [::1]:4444"));
+        Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true)[3], Does.EndWith("--to-destination [::1]:4444"));
         Assert.That(_system.Routes, Is.EquivalentTo(new[] { "default via 127.0.0.1 dev lo", "-6 default dev lo" }));
         Assert.That(_system.Addresses, Is.EquivalentTo(new[] { "-4 127.0.0.2/32", "-6 fd65:6772:6573::1/128" }));
         Assert.That(Output, Does.Contain("note: IPv6 proxy ([enclave] proxy_listen has no IPv6 address: IPv6 TCP is redirected all the same, to a loopback port where the proxy does not listen, so it is refused and never leaves around the proxy)"));

@@ -67,6 +67,8 @@ public sealed class RulesCommandTests
         var second = RunInNamespace("rules", "--apply", "--config", _config);
         string natV4 = _namespace!.Run("iptables-nft", "-t", "nat", "-S");
         string natV6 = _namespace.Run("ip6tables-nft", "-t", "nat", "-S");
+        string filterV4 = _namespace.Run("iptables-nft", "-t", "filter", "-S");
+        string filterV6 = _namespace.Run("ip6tables-nft", "-t", "filter", "-S");
         string routesV4 = _namespace.Run("ip", "route", "show");
         string routesV6Default = _namespace.Run("ip", "-6", "route", "show", "default");
         string loAddresses = _namespace.Run("ip", "addr", "show", "dev", "lo");
@@ -97,9 +99,12 @@ public sealed class RulesCommandTests
         {
             "-A OUTPUT ! -d ::1/128 -p udp -m udp --dport 53 -j DNAT --to-destination [::1]:53",
             "-A OUTPUT ! -d ::1/128 -p tcp -m tcp --dport 53 -j DNAT --to-destination [::1]:53",
+            "-A OUTPUT -d fd65:6772:6573::1/128 -p tcp -j RETURN",
             "-A OUTPUT ! -d ::1/128 -p tcp -j DNAT --to-destination [::1]:4444",
             "-A POSTROUTING -s ::/128 -o lo -j SNAT --to-source ::1",
         }));
+        Assert.That(Rules(filterV4), Is.EqualTo(new[] { "-A OUTPUT -p udp -m conntrack --ctstate NEW -m addrtype ! --dst-type LOCAL -j REJECT --reject-with icmp-port-unreachable" }));
+        Assert.That(Rules(filterV6), Is.EqualTo(new[] { "-A OUTPUT -p udp -m conntrack --ctstate NEW -m addrtype ! --dst-type LOCAL -j REJECT --reject-with icmp6-port-unreachable" }));
         Assert.That(routesV4.Trim(), Is.EqualTo("default via 127.0.0.1 dev lo"));
         Assert.That(routesV6Default, Does.StartWith("default dev lo "));
         Assert.That(loAddresses, Does.Contain("inet 127.0.0.2/32").And.Contain("inet6 fd65:6772:6573::1/128"));
@@ -114,6 +119,8 @@ public sealed class RulesCommandTests
         Assert.That(Rules(_namespace.Run("iptables-nft", "-t", "nat", "-S")), Is.Empty);
         Assert.That(_namespace.Run("ip", "addr", "show", "dev", "lo"), Does.Not.Contain("127.0.0.2").And.Not.Contain("fd65:"));
         Assert.That(Rules(_namespace.Run("ip6tables-nft", "-t", "nat", "-S")), Is.Empty);
+        Assert.That(Rules(_namespace.Run("iptables-nft", "-t", "filter", "-S")), Is.Empty);
+        Assert.That(Rules(_namespace.Run("ip6tables-nft", "-t", "filter", "-S")), Is.Empty);
         Assert.That(_namespace.Run("ip", "route", "show").Trim(), Is.Empty);
         Assert.That(_namespace.Run("ip", "-6", "route", "show", "default").Trim(), Is.Empty);
     }
@@ -127,7 +134,7 @@ public sealed class RulesCommandTests
 
         Assert.That(applied.ExitCode, Is.Zero, applied.ToString());
         Assert.That(Rules(_namespace!.Run("iptables", "-t", "nat", "-S"))[2], Is.EqualTo("-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:8080"));
-        Assert.That(Rules(_namespace.Run("ip6tables", "-t", "nat", "-S"))[2], Is.EqualTo("-A OUTPUT ! -d ::1/128 -p tcp -j DNAT --to-destination [::1]:8081"));
+        Assert.That(Rules(_namespace.Run("ip6tables", "-t", "nat", "-S"))[3], Is.EqualTo("-A OUTPUT ! -d ::1/128 -p tcp -j DNAT --to-destination [::1]:8081"));
         Assert.That(applied.Output.Where(l => l.StartsWith("proxy: ", StringComparison.Ordinal)).Select(l => l.Split(' ')[1]), Is.EqualTo(new[] { "127.0.0.1:8080", "[::1]:8081" }));
     }
 
@@ -169,7 +176,7 @@ public sealed class RulesCommandTests
             "-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:4444",
             "-A POSTROUTING -s 0.0.0.0/32 -o lo -j SNAT --to-source 127.0.0.1",
         }));
-        Assert.That(Rules(legacyV6), Has.Length.EqualTo(4));
+        Assert.That(Rules(legacyV6), Has.Length.EqualTo(5));
         Assert.That(Rules(nftV4), Is.Empty, "nothing in nf_tables");
 
         Assert.That(autoApplied.ExitCode, Is.Zero, autoApplied.ToString());
