@@ -27,6 +27,15 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
         Denials.DenialTally.VariousReason,
     ];
 
+    /// <summary>The most report streams served at once per gateway (per <c>[[host.enclaves]]</c> entry): an enclave sends
+    /// one at a time, and each holds a stream slot and a report's buffer (<see cref="DenialReportCodec.MaxReportLength"/>)
+    /// while open. One beyond is refused like a stream beyond <c>host.max_streams</c>; the enclave counts its report
+    /// into the next.</summary>
+    public const int MaxOpen = 4;
+
+    /// <summary>The refusal's detail for a report stream beyond <see cref="MaxOpen"/>.</summary>
+    public static readonly string LimitReason = $"denial report limit reached ({MaxOpen} open at once)";
+
     private readonly LogRateLimit _reportLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 232);
 
     /// <summary>Serves one report stream to its end.</summary>

@@ -45,8 +45,10 @@ internal sealed class TunnelStreamHandler(
     // stream limit never holds back the line of a DNS stream refused at its own limit.
     private readonly LogRateLimit _tcpLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 211);
     private readonly LogRateLimit _dnsLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 211);
+    private readonly LogRateLimit _reportLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 211);
 
     private int _dnsStreamsOpen;
+    private int _denialReportsOpen;
 
     private readonly HintRelearner _relearner = new(policy, dnsUpstreams, logger);
 
@@ -276,7 +278,23 @@ internal sealed class TunnelStreamHandler(
         if (request.Kind == TunnelRequestKind.DenialReport)
         {
             await SocketReadiness.LeaveEpollThread(); // its lines: not on an epoll thread
-            return await _denialReports.ServeAsync(tunnel, request, aborted).ConfigureAwait(false);
+
+            // An enclave sends one report at a time: more open at once are a peer holding streams (each with a report's
+            // buffer) that relayed connections need.
+            if (Interlocked.Increment(ref _denialReportsOpen) > DenialReportReceiver.MaxOpen)
+            {
+                Interlocked.Decrement(ref _denialReportsOpen);
+                return GatewayStreamResult.StreamLimitOf(request, DenialReportReceiver.LimitReason);
+            }
+
+            try
+            {
+                return await _denialReports.ServeAsync(tunnel, request, aborted).ConfigureAwait(false);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _denialReportsOpen);
+            }
         }
 
         if (request.Kind != TunnelRequestKind.TcpConnect)
@@ -430,7 +448,13 @@ internal sealed class TunnelStreamHandler(
                 GatewayLog.BadRequest(logger, result.ReadResult, result.Status);
                 break;
             case StreamOutcome.StreamLimit:
-                if ((request.Kind == TunnelRequestKind.Dns ? _dnsLimitLines : _tcpLimitLines).TryEnter(out long heldBack))
+                var limitLines = request.Kind switch
+                {
+                    TunnelRequestKind.Dns => _dnsLimitLines,
+                    TunnelRequestKind.DenialReport => _reportLimitLines,
+                    _ => _tcpLimitLines,
+                };
+                if (limitLines.TryEnter(out long heldBack))
                 {
                     GatewayLog.StreamLimit(logger, request.Kind, new StreamTargetText(result.Destination), result.LimitReason!, heldBack);
                 }

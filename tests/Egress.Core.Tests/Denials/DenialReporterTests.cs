@@ -210,6 +210,40 @@ public sealed class DenialReporterTests
         });
     }
 
+    [Test]
+    public async Task ReportStreamsBeyondTheLimitAreRefusedAsAtTheStreamLimit()
+    {
+        // A legitimate enclave sends one report at a time; a peer that opens report streams and sends nothing must not
+        // hold every stream slot (each with a report's buffer) for the header timeout.
+        StartGateway();
+        var open = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < DenialReportReceiver.MaxOpen; i++)
+            {
+                Socket held = await _endpoint.ConnectAsync(CancellationToken.None);
+                open.Add(held);
+                await TunnelWire.SendAsync(held, TunnelRequest.ForDenialReport());
+                Assert.That((await TunnelWire.ReadResponseAsync(held).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
+            }
+
+            using Socket beyond = await _endpoint.ConnectAsync(CancellationToken.None);
+            await TunnelWire.SendAsync(beyond, TunnelRequest.ForDenialReport());
+            var refused = await TunnelWire.ReadResponseAsync(beyond).WaitAsync(HangGuard);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(refused.Status, Is.EqualTo(TunnelStatus.Failure));
+                Assert.That(refused.Detail, Does.Contain("denial report limit reached"));
+                Assert.That(_parent.TunnelErrors, Is.EqualTo(new[] { "stream_limit" }));
+            });
+        }
+        finally
+        {
+            open.ForEach(s => s.Dispose());
+        }
+    }
+
     private DenialReporter Reporter(DenialTally tally) => new(tally, _endpoint, TimeSpan.FromSeconds(5), _time, _enclave.Logger);
 
     private void StartGateway()
