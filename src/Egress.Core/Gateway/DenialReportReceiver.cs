@@ -14,7 +14,7 @@ namespace Egress.Gateway;
 /// (event 232, reports from one gateway at most one a second, the rest counted by the held-back summary) and counts
 /// each in <c>egress.enclave.denials</c>. The bytes are the enclave's, so untrusted: a reason the parent does not know
 /// is counted as <c>other</c> (a peer cannot add series), and a report that is malformed, too long or cut short is
-/// logged once (event 233) after the records read before the fault.
+/// logged once (event 209, "stream failed") after the records read before the fault.
 /// </summary>
 /// <param name="options">The gateway's settings: the header timeout, the clock, the metrics, the peer's CID.</param>
 /// <param name="logger">Where the lines go.</param>
@@ -111,7 +111,13 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
             ArrayPool<byte>.Shared.Return(buffer);
         }
 
-        bool log = _reportLines.TryEnter(out _);
+        bool log = _reportLines.TryEnter(out long heldBack);
+        if (log && heldBack > 0)
+        {
+            // The count the rate limit hands to the line let through; its summary (event 16) reports only a flood that ended.
+            GatewayLog.EnclaveDenialsHeldBack(logger, heldBack);
+        }
+
         foreach (var record in records.Take(DenialReportCodec.MaxRecords))
         {
             options.Metrics?.EnclaveDenials(

@@ -83,6 +83,9 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 232, Level = LogLevel.Warning, Message = "{Enclave} denied {Count} {What} ({Reason}) in the last {Seconds} s (its denial report)")]
     public static partial void EnclaveDenied(ILogger logger, string enclave, uint count, string what, string reason, int seconds);
 
+    [LoggerMessage(EventId = 234, Level = LogLevel.Warning, Message = "{HeldBack} more denial reports were held back by the limit of one report's lines a second since the last report logged (their records are counted in egress.enclave.denials)")]
+    public static partial void EnclaveDenialsHeldBack(ILogger logger, long heldBack);
+
     [LoggerMessage(EventId = 251, Level = LogLevel.Information, Message = "DNS upstreams: {Upstreams}")]
     public static partial void DnsUpstreams(ILogger logger, string upstreams);
 

@@ -244,6 +244,38 @@ public sealed class DenialReporterTests
         }
     }
 
+    [Test]
+    public async Task AReportHeldBackByTheRateLimitIsSaidByTheNextOneLogged()
+    {
+        // Reports more often than one a second (several enclaves on one gateway, a report and the one at a stop): the
+        // held-back count must not be taken by the next report let through and then dropped.
+        StartGateway();
+        await SendOneRecordReportAsync("198.51.100.1:443");
+        _time.Advance(TimeSpan.FromMilliseconds(500));
+        await SendOneRecordReportAsync("198.51.100.2:443"); // held back
+        _time.Advance(TimeSpan.FromMilliseconds(600));
+        await SendOneRecordReportAsync("198.51.100.3:443"); // let through
+        _time.Advance(TimeSpan.FromSeconds(3)); // past any summary's timer
+        await WaitUntilAsync(() => _parent.Logs.Records.Count(r => r.Id.Id == 232) == 2);
+
+        Assert.That(_parent.Logs.Records.Where(r => r.Id.Id is 16 or 234).Select(r => r.Message), Is.EqualTo(new[]
+        {
+            "1 more denial reports were held back by the limit of one report's lines a second since the last report logged (their records are counted in egress.enclave.denials)",
+        }));
+    }
+
+    private async Task SendOneRecordReportAsync(string subject)
+    {
+        var bytes = new byte[DenialReportCodec.MaxRecordLength + 1];
+        int length = DenialReportCodec.WriteRecord(new DenialRecord(DenialKind.Connection, "never_learned", 1, 10, subject), bytes);
+        bytes[length++] = DenialReportCodec.End;
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForDenialReport());
+        await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        await stream.SendAsync(bytes.AsMemory(0, length));
+        await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard);
+    }
+
     private DenialReporter Reporter(DenialTally tally) => new(tally, _endpoint, TimeSpan.FromSeconds(5), _time, _enclave.Logger);
 
     private void StartGateway()
