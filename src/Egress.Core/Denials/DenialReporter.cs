@@ -32,6 +32,10 @@ internal sealed class DenialReporter(DenialTally tally, TunnelEndpoint tunnel, T
     private static readonly TimeSpan StopDeadline = TimeSpan.FromSeconds(2);
 
     private readonly CancellationTokenSource _stopping = new();
+
+    // Cancels a report in flight: at a stop only once StopDeadline has passed, so that a report the parent has read is
+    // not cancelled before its receipt, counted back in and sent again by the last report.
+    private readonly CancellationTokenSource _inFlight = new();
     private Task _loop = Task.CompletedTask;
     private long _askAgainAt = long.MinValue;
     private bool _refused;
@@ -42,12 +46,14 @@ internal sealed class DenialReporter(DenialTally tally, TunnelEndpoint tunnel, T
     /// <summary>Starts sending a report every <see cref="Interval"/>.</summary>
     public void Start() => _loop = RunAsync(_stopping.Token);
 
-    /// <summary>Stops the reports, then sends what was counted since the last one (within 2 s).</summary>
+    /// <summary>Stops the reports, lets one in flight end, then sends what was counted since the last one (all within
+    /// 2 s).</summary>
     public async Task StopAsync()
     {
+        using var deadline = new CancellationTokenSource(timeout < StopDeadline ? timeout : StopDeadline, time);
+        using var onDeadline = deadline.Token.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), _inFlight);
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _loop.ConfigureAwait(false);
-        using var deadline = new CancellationTokenSource(timeout < StopDeadline ? timeout : StopDeadline, time);
         await ReportAsync(deadline.Token).ConfigureAwait(false);
     }
 
@@ -59,7 +65,7 @@ internal sealed class DenialReporter(DenialTally tally, TunnelEndpoint tunnel, T
             while (await timer.WaitForNextTickAsync(stopping).ConfigureAwait(false))
             {
                 using var deadline = new CancellationTokenSource(timeout, time);
-                using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, stopping);
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, _inFlight.Token);
                 await ReportAsync(linked.Token).ConfigureAwait(false);
             }
         }

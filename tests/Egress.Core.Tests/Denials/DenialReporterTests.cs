@@ -264,6 +264,48 @@ public sealed class DenialReporterTests
         }));
     }
 
+    [Test]
+    public async Task AReportInFlightAtAStopIsNotSentAgainByTheLastReport()
+    {
+        // A parent that has read the report closes the stream a little later (its lines are logged first): a stop in
+        // between must not cancel the report, count it back into the tally and send the same denials again.
+        using var parent = _endpoint.Listen();
+        int reports = 0;
+        var readOne = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var done = new CancellationTokenSource();
+        var serving = Task.Run(async () =>
+        {
+            while (!done.IsCancellationRequested)
+            {
+                using Socket stream = await parent.AcceptAsync(done.Token);
+                await TunnelWire.ReadExactlyAsync(stream, new byte[4]);
+                await stream.SendAsync(Hex(TunnelCodec.Version, (byte)TunnelStatus.Ok, 0));
+                await TunnelWire.ReadToEndAsync(stream); // the records, the end byte, then the enclave's shutdown
+                Interlocked.Increment(ref reports);
+                readOne.TrySetResult();
+                await Task.Delay(300);
+                stream.Shutdown(SocketShutdown.Both);
+            }
+        });
+        var tally = new DenialTally(_time, DenialDetail.Destinations);
+        var reporter = Reporter(tally);
+        reporter.Start();
+        tally.Connection(Denied, DecisionReason.NeverLearned);
+        _time.Advance(DenialReporter.DefaultInterval);
+        await readOne.Task.WaitAsync(HangGuard);
+
+        await reporter.StopAsync().WaitAsync(HangGuard);
+        await Task.Delay(100); // a second report, if one were sent, would be read by now
+        await done.CancelAsync();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(Volatile.Read(ref reports), Is.EqualTo(1), "the one denial reported once");
+            Assert.That(_enclave.EventIds, Is.EqualTo(new[] { 135 }), "delivered");
+        });
+        await serving.ContinueWith(_ => { }, TaskScheduler.Default);
+    }
+
     private async Task SendOneRecordReportAsync(string subject)
     {
         var bytes = new byte[DenialReportCodec.MaxRecordLength + 1];
