@@ -20,8 +20,10 @@ public sealed class DenialReportTests : EgressFixture
         var second = await Clients.CurlAsync(Topology.Enclave, "http://198.18.0.99:8080/");
         var dig = await Clients.DigAsync(Topology.Enclave, "exfil.attacker.example", "TXT");
 
-        string? connections = await Deployment.Host.WaitForLineAsync(
-            line => line.Contains("enclave denied 2 connections to 198.18.0.99:8080 (never_learned) in the last", StringComparison.Ordinal), ReportWait);
+        // Both denials in one report, or one each when the 10 s tick fell between the two curls (the review).
+        var counted = new System.Text.RegularExpressions.Regex(@"enclave denied (\d+) connections? to 198\.18\.0\.99:8080 \(never_learned\) in the last");
+        long Counted() => Deployment.Host.Lines.Select(line => counted.Match(line)).Where(m => m.Success).Sum(m => long.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+        string? connections = await Deployment.Host.WaitForLineAsync(_ => Counted() >= 2, ReportWait);
         string? names = await Deployment.Host.WaitForLineAsync(
             line => line.Contains("enclave denied 1 DNS question for exfil.attacker.example TXT (name_not_allowed)", StringComparison.Ordinal), ReportWait);
 
@@ -30,7 +32,8 @@ public sealed class DenialReportTests : EgressFixture
             Assert.That(first.ExitCode, Is.AnyOf(Clients.RefusedOrReset), first.ToString);
             Assert.That(second.ExitCode, Is.AnyOf(Clients.RefusedOrReset), second.ToString);
             Assert.That(dig.Status, Is.EqualTo("NXDOMAIN"), dig.ToString);
-            Assert.That(connections, Is.Not.Null, () => $"no denial report line for the connections:\n{Deployment.Host.Output}");
+            Assert.That(connections, Is.Not.Null, () => $"no denial report lines for both connections:\n{Deployment.Host.Output}");
+            Assert.That(Counted(), Is.EqualTo(2), "each denial reported once");
             Assert.That(names, Is.Not.Null, () => $"no denial report line for the name:\n{Deployment.Host.Output}");
             Assert.That(Deployment.Host.Lines, Has.None.Contains("connection to 198.18.0.99"), "the enclave refused them: no tunnel request reached the parent");
         });

@@ -173,9 +173,11 @@ internal sealed class DenialReporter(DenialTally tally, TunnelEndpoint tunnel, T
             await TunnelHandshake.SendAllAsync(stream, buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
             stream.Shutdown(SocketShutdown.Send);
 
-            // The parent closes the stream once it has read the end byte: that close is the report's receipt.
+            // The parent answers one receipt byte once it has read the report whole and logged it, then closes.
             int read = await stream.ReceiveAsync(buffer.AsMemory(0, 1), SocketFlags.None, cancellationToken).ConfigureAwait(false);
-            return read == 0 ? null : "the parent sent bytes after Ok";
+            return read == 0 ? "the parent closed the stream without a receipt (it did not take the report, or it is stopping)"
+                : buffer[0] == DenialReportCodec.Receipt ? null
+                : $"the parent answered 0x{buffer[0]:X2}, not a receipt";
         }
         finally
         {

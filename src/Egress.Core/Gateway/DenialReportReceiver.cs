@@ -11,8 +11,9 @@ namespace Egress.Gateway;
 /// <summary>
 /// The parent's side of a denial report (<see cref="TunnelRequestKind.DenialReport"/>; docs/tunnel-protocol.md, "Denial
 /// reports"): answers Ok, reads the records under the header timeout until the end byte, logs one line per record
-/// (event 232, reports from one gateway at most one a second, the rest counted by the held-back summary) and counts
-/// each in <c>egress.enclave.denials</c>. The bytes are the enclave's, so untrusted: a reason the parent does not know
+/// (event 232; one report's lines a second per enclave CID, the reports held back counted by the next line let
+/// through, event 234, or the held-back summary), counts each in <c>egress.enclave.denials</c>, and answers the receipt
+/// byte. The bytes are the enclave's, so untrusted: a reason the parent does not know
 /// is counted as <c>other</c> (a peer cannot add series), and a report that is malformed, too long or cut short is
 /// logged once (event 209, "stream failed") after the records read before the fault.
 /// </summary>
@@ -36,7 +37,20 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
     /// <summary>The refusal's detail for a report stream beyond <see cref="MaxOpen"/>.</summary>
     public static readonly string LimitReason = $"denial report limit reached ({MaxOpen} open at once)";
 
-    private readonly LogRateLimit _reportLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 232);
+    /// <summary>How many peers (VSOCK CIDs) get a line limit of their own; past them, the rest share one.</summary>
+    private const int MaxLimitedPeers = 256;
+
+    // One report's lines a second per peer: two enclaves on one parent (no [[host.enclaves]], or one "any" entry) whose
+    // timers tick within the same second must not hide each other's reports for good. A CID is the peer's VSOCK address,
+    // which it cannot choose; a unix: or tcp: tunnel has none, and its streams share one limit.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<uint, LogRateLimit> _peerLines = new();
+    private readonly LogRateLimit _sharedLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 232);
+
+    private LogRateLimit LinesOf(uint? cid) =>
+        cid is not { } peer ? _sharedLines
+        : _peerLines.TryGetValue(peer, out var limit) ? limit
+        : _peerLines.Count >= MaxLimitedPeers ? _sharedLines
+        : _peerLines.GetOrAdd(peer, _ => new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 232));
 
     /// <summary>Serves one report stream to its end.</summary>
     /// <returns>What the stream came to: <see cref="StreamOutcome.DenialReport"/>, or <see cref="StreamOutcome.StreamFailed"/>
@@ -46,7 +60,8 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
     public async Task<GatewayStreamResult> ServeAsync(Socket tunnel, TunnelRequest request, CancellationToken aborted)
     {
         await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
-        string enclave = options.PeerCid(tunnel) is { } cid ? $"enclave CID {cid}" : "enclave";
+        uint? cid = options.PeerCid(tunnel);
+        string enclave = cid is { } peer ? $"enclave CID {peer}" : "enclave";
         var records = new List<DenialRecord>();
         string? fault = null;
         byte[] buffer = ArrayPool<byte>.Shared.Rent(DenialReportCodec.MaxReportLength);
@@ -111,11 +126,11 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
             ArrayPool<byte>.Shared.Return(buffer);
         }
 
-        bool log = _reportLines.TryEnter(out long heldBack);
+        bool log = LinesOf(cid).TryEnter(out long heldBack);
         if (log && heldBack > 0)
         {
             // The count the rate limit hands to the line let through; its summary (event 16) reports only a flood that ended.
-            GatewayLog.EnclaveDenialsHeldBack(logger, heldBack);
+            GatewayLog.EnclaveDenialsHeldBack(logger, enclave, heldBack);
         }
 
         foreach (var record in records.Take(DenialReportCodec.MaxRecords))
@@ -124,29 +139,35 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
                 Enum.IsDefined(record.Kind) ? MetricTag.Of(record.Kind) : "other", KnownReasons.Contains(record.Reason) ? record.Reason : "other", record.Count);
             if (log)
             {
-                GatewayLog.EnclaveDenied(logger, enclave, record.Count, What(record), record.Reason, record.Seconds);
+                GatewayLog.EnclaveDenied(logger, enclave, record.Count, What(record), record.Subject.Length > 0 ? record.Subject : NotNamed, record.Reason, record.Seconds);
             }
         }
 
-        return fault is null
-            ? GatewayStreamResult.DenialReportRead(request)
-            : GatewayStreamResult.Failed($"denial report from the {enclave} not whole: {fault} (the {Math.Min(records.Count, DenialReportCodec.MaxRecords)} records before it were logged)");
+        if (fault is null)
+        {
+            // The enclave counts the report delivered only on this byte: a stream closed without it is counted into its next.
+            await TunnelHandshake.SendAllAsync(tunnel, new[] { DenialReportCodec.Receipt }, aborted).ConfigureAwait(false);
+            return GatewayStreamResult.DenialReportRead(request);
+        }
+
+        return GatewayStreamResult.Failed($"denial report from the {enclave} not whole: {fault} (the {Math.Min(records.Count, DenialReportCodec.MaxRecords)} records before it were logged)");
     }
 
-    /// <summary>What a record counts, after its count: <c>connections to 198.51.100.7:443</c>, <c>DNS question for
-    /// evil.example A</c>, <c>TLS connections to 198.51.100.7:443 server name other.example</c>.</summary>
+    /// <summary>What a record counts, between its count and its subject: <c>connections to</c>, <c>DNS question for</c>,
+    /// <c>TLS connections refused by the server-name check:</c>, <c>denials of kind 9:</c>.</summary>
     internal static string What(in DenialRecord record)
     {
         bool one = record.Count == 1;
-        string? subject = record.Subject.Length > 0 ? record.Subject : null;
         return record.Kind switch
         {
-            DenialKind.Connection => (one ? "connection" : "connections") + (subject is null ? NotNamed : $" to {subject}"),
-            DenialKind.DnsQuestion => (one ? "DNS question" : "DNS questions") + (subject is null ? NotNamed : $" for {subject}"),
-            DenialKind.ServerName => (one ? "TLS connection" : "TLS connections") + " by the server-name check" + (subject is null ? NotNamed : $": {subject}"),
-            _ => $"denials of kind {(byte)record.Kind}" + (subject is null ? NotNamed : $": {subject}"),
+            DenialKind.Connection => one ? "connection to" : "connections to",
+            DenialKind.DnsQuestion => one ? "DNS question for" : "DNS questions for",
+            DenialKind.ServerName => (one ? "TLS connection" : "TLS connections") + " refused by the server-name check:",
+            _ => $"denials of kind {(byte)record.Kind}:",
         };
     }
 
-    private const string NotNamed = " (not named: enclave.report_denials = \"counts\", or past the destinations one report names)";
+    /// <summary>The subject of a record that names none: the enclave withholds them (<c>"counts"</c>), or the record
+    /// counts what one report could not name.</summary>
+    internal const string NotNamed = "(not named: enclave.report_denials = \"counts\", or past the destinations one report names)";
 }

@@ -80,11 +80,11 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 220, Level = LogLevel.Information, Message = "this machine's own addresses are denied unless an entry names the address: {Addresses}")]
     public static partial void ParentAddresses(ILogger logger, string addresses);
 
-    [LoggerMessage(EventId = 232, Level = LogLevel.Warning, Message = "{Enclave} denied {Count} {What} ({Reason}) in the last {Seconds} s (its denial report)")]
-    public static partial void EnclaveDenied(ILogger logger, string enclave, uint count, string what, string reason, int seconds);
+    [LoggerMessage(EventId = 232, Level = LogLevel.Warning, Message = "{Enclave} denied {Count} {What} {Subject} ({Reason}) in the last {Seconds} s (its denial report)")]
+    public static partial void EnclaveDenied(ILogger logger, string enclave, uint count, string what, string subject, string reason, int seconds);
 
-    [LoggerMessage(EventId = 234, Level = LogLevel.Warning, Message = "{HeldBack} more denial reports were held back by the limit of one report's lines a second since the last report logged (their records are counted in egress.enclave.denials)")]
-    public static partial void EnclaveDenialsHeldBack(ILogger logger, long heldBack);
+    [LoggerMessage(EventId = 234, Level = LogLevel.Warning, Message = "{HeldBack} more denial reports of the {Enclave} were held back by the limit of one report's lines a second since its last report logged (their records are counted in egress.enclave.denials)")]
+    public static partial void EnclaveDenialsHeldBack(ILogger logger, string enclave, long heldBack);
 
     [LoggerMessage(EventId = 251, Level = LogLevel.Information, Message = "DNS upstreams: {Upstreams}")]
     public static partial void DnsUpstreams(ILogger logger, string upstreams);

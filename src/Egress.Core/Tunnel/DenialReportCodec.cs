@@ -31,6 +31,10 @@ internal static class DenialReportCodec
     /// <summary>The byte that ends a report.</summary>
     public const byte End = 0;
 
+    /// <summary>The byte the parent answers once it has read a report whole and logged it, before it closes the stream;
+    /// a stream closed without it carried a report the parent did not take (malformed, too slow, or the parent stopping).</summary>
+    public const byte Receipt = 0;
+
     // kind, count, seconds, reason length, subject length.
     private const int FixedLength = 1 + 4 + 2 + 1 + 1;
 

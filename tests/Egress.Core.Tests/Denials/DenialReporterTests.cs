@@ -75,7 +75,7 @@ public sealed class DenialReporterTests
             {
                 "enclave denied 2 connections to 198.51.100.7:443 (never_learned) in the last 10 s (its denial report)",
                 "enclave denied 1 DNS question for evil.example A (name_not_allowed) in the last 10 s (its denial report)",
-                "enclave denied 1 TLS connection by the server-name check: 198.51.100.7:443 server name other.example (not_allowed) in the last 10 s (its denial report)",
+                "enclave denied 1 TLS connection refused by the server-name check: 198.51.100.7:443 server name other.example (not_allowed) in the last 10 s (its denial report)",
             }));
             Assert.That(counted.GetMeasurementSnapshot().Select(m => (m.Value, m.Tags["egress.kind"], m.Tags["egress.reason"])), Is.EquivalentTo(new (long, object?, object?)[]
             {
@@ -97,7 +97,7 @@ public sealed class DenialReporterTests
         await Reporter(tally).ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
         var line = await _parent.Logs.WaitForEventAsync(232, HangGuard);
 
-        Assert.That(line.Message, Does.StartWith("enclave denied 1 DNS question (not named: enclave.report_denials = \"counts\", or past the destinations one report names) (name_not_allowed)"));
+        Assert.That(line.Message, Does.StartWith("enclave denied 1 DNS question for (not named: enclave.report_denials = \"counts\", or past the destinations one report names) (name_not_allowed)"));
         Assert.That(line.Message, Does.Not.Contain("attacker"));
     }
 
@@ -260,8 +260,62 @@ public sealed class DenialReporterTests
 
         Assert.That(_parent.Logs.Records.Where(r => r.Id.Id is 16 or 234).Select(r => r.Message), Is.EqualTo(new[]
         {
-            "1 more denial reports were held back by the limit of one report's lines a second since the last report logged (their records are counted in egress.enclave.denials)",
+            "1 more denial reports of the enclave were held back by the limit of one report's lines a second since its last report logged (their records are counted in egress.enclave.denials)",
         }));
+    }
+
+    [Test]
+    public async Task TwoEnclavesReportingInTheSameSecondAreBothLogged()
+    {
+        // The review: one line limit per gateway let one enclave's report hide another's, every 10 s for good when their
+        // timers ticked in the same second. The limit is per CID now (the peer's VSOCK address, which it cannot choose).
+        uint next = 16;
+        StartGateway(_ => next++);
+        await SendOneRecordReportAsync("198.51.100.1:443");
+        _time.Advance(TimeSpan.FromMilliseconds(300));
+        await SendOneRecordReportAsync("198.51.100.2:443");
+        await WaitUntilAsync(() => _parent.Logs.Records.Count(r => r.Id.Id == 232) == 2);
+
+        Assert.That(_parent.Logs.Records.Where(r => r.Id.Id == 232).Select(r => r.Message), Is.EqualTo(new[]
+        {
+            "enclave CID 16 denied 1 connection to 198.51.100.1:443 (never_learned) in the last 10 s (its denial report)",
+            "enclave CID 17 denied 1 connection to 198.51.100.2:443 (never_learned) in the last 10 s (its denial report)",
+        }));
+    }
+
+    [Test]
+    public async Task AReportTheParentClosesWithoutAReceiptIsSentAgainWithTheNext()
+    {
+        // The review: a close was the receipt, so a parent that could not take a report (its own stop, a timeout) and
+        // closed the stream made the enclave count it delivered. Only the receipt byte does now.
+        using (var closing = _endpoint.Listen())
+        {
+            var serving = Task.Run(async () =>
+            {
+                using Socket stream = await closing.AcceptAsync();
+                await TunnelWire.ReadExactlyAsync(stream, new byte[4]);
+                await stream.SendAsync(Hex(TunnelCodec.Version, (byte)TunnelStatus.Ok, 0));
+                await TunnelWire.ReadToEndAsync(stream);
+                stream.Shutdown(SocketShutdown.Both); // no receipt
+            });
+            var tally = new DenialTally(_time, DenialDetail.Destinations);
+            var reporter = Reporter(tally);
+            tally.Connection(Denied, DecisionReason.NeverLearned);
+            await reporter.ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+            await serving.WaitAsync(HangGuard);
+            closing.Dispose();
+
+            StartGateway();
+            tally.Connection(Denied, DecisionReason.NeverLearned);
+            await reporter.ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+            var line = await _parent.Logs.WaitForEventAsync(232, HangGuard);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(_enclave.Logs.Records[0].Message, Does.Contain("without a receipt"));
+                Assert.That(line.Message, Does.StartWith("enclave denied 2 connections to 198.51.100.7:443 (never_learned)"));
+            });
+        }
     }
 
     [Test]
@@ -284,6 +338,7 @@ public sealed class DenialReporterTests
                 Interlocked.Increment(ref reports);
                 readOne.TrySetResult();
                 await Task.Delay(300);
+                await stream.SendAsync(new[] { DenialReportCodec.Receipt });
                 stream.Shutdown(SocketShutdown.Both);
             }
         });
@@ -320,7 +375,7 @@ public sealed class DenialReporterTests
 
     private DenialReporter Reporter(DenialTally tally) => new(tally, _endpoint, TimeSpan.FromSeconds(5), _time, _enclave.Logger);
 
-    private void StartGateway()
+    private void StartGateway(Func<Socket, uint?>? peerCid = null)
     {
         var policy = EgressPolicy.Create(true, ["198.51.100.9"], new AllowlistCache(new AllowlistCacheOptions()));
         var options = new TunnelGatewayOptions
@@ -329,6 +384,7 @@ public sealed class DenialReporterTests
             Relay = new RelayOptions { TimeProvider = _time },
             Metrics = _parent.Metrics,
             DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 9)],
+            PeerCid = peerCid ?? GatewayEnclave.PeerCidOf,
         };
         _gateway = new TunnelGateway(options, policy, _parent.LoggerFactory);
         _gateway.Start();
