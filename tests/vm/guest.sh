@@ -232,6 +232,28 @@ else
   fail dns-other-resolver "UDP: $out; TCP denied.test: '$tcp'; dnsmasq saw: $(grep denied.test "$W/dnsmasq.log" | head -n 1); rules: $(in_enc iptables-legacy -w -t nat -S OUTPUT | tr '\n' ' ')"
 fi
 
+# --- case: UDP other than DNS is refused at once (the rules' REJECT in filter OUTPUT, on this kernel's legacy tables) --
+got=$(in_enc /usr/bin/python3 - <<'EOF' 2>&1
+import errno, socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.connect(("198.18.0.10", 443))
+start = time.monotonic()
+try:
+    s.send(b"quic initial")
+    s.recv(100)
+    print("answered")
+except socket.timeout:
+    print("timed out")
+except OSError as e:
+    print("%s %.3f" % (errno.errorcode[e.errno], time.monotonic() - start))
+EOF
+)
+case "$got" in
+  "EPERM 0."*) pass udp-refused "send to 198.18.0.10:443 over UDP: $got s" ;;
+  *) fail udp-refused "got: $got; filter: $(in_enc iptables-legacy -w -t filter -S OUTPUT | tr '\n' ' ')" ;;
+esac
+
 # --- case: a learned address (allowed only through the DNS answer) ------------------------------------------------
 # 198.18.0.20 is not listed: egress-enclave has learned it from the answers above.
 body=$(in_enc curl -sS --max-time 20 http://api.allowed.test:8080/ 2>&1)
@@ -461,10 +483,16 @@ fi
 stop_enclave
 kill $MAPPED_PID $REFUSING_PID 2>/dev/null; wait $MAPPED_PID $REFUSING_PID 2>/dev/null
 
+# --- case: the enclave's denial report (the tcp-denied case's connection) reached egress-host over VSOCK -------------
+line=$(grep -h "denied 1 connection to 198.18.0.30:8080 (never_learned)" "$W/host.log" | head -n 1)
+if [ -n "$line" ]; then pass denial-report-over-vsock "${line:0:300}"
+else fail denial-report-over-vsock "no report line in host.log: $(grep -h "denial report" "$W/host.log" "$W/enclave.log" | head -n 3 | tr '\n' ' ')"; fi
+
 # --- case: rules --remove ---------------------------------------------------------------------------------------------
 if out=$(in_enc "${ENCLAVE[@]}" rules --remove --config "$W/enclave.toml" 2>&1) \
-  && ! in_enc iptables-legacy -w -t nat -S OUTPUT | grep -q DNAT && ! in_enc ip6tables-legacy -w -t nat -S OUTPUT | grep -q DNAT; then
-  pass rules-remove "exit 0, no DNAT rule left in the legacy tables"
+  && ! in_enc iptables-legacy -w -t nat -S OUTPUT | grep -q DNAT && ! in_enc ip6tables-legacy -w -t nat -S OUTPUT | grep -q DNAT \
+  && ! in_enc iptables-legacy -w -t filter -S OUTPUT | grep -q REJECT; then
+  pass rules-remove "exit 0, no DNAT or REJECT rule left in the legacy tables"
 else
   fail rules-remove "$(echo "$out" | tr '\n' ' ' | cut -c1-600); left: $(in_enc iptables-legacy -w -t nat -S OUTPUT | grep DNAT)"
 fi

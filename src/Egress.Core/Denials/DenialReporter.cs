@@ -8,8 +8,9 @@ namespace Egress.Denials;
 /// <summary>
 /// Sends the enclave's <see cref="DenialTally"/> to the parent every <see cref="Interval"/> when it holds anything, on
 /// a tunnel stream of its own (<see cref="TunnelRequestKind.DenialReport"/>; docs/tunnel-protocol.md, "Denial
-/// reports"), and once more when the host stops. A report is delivered when the parent has answered Ok and closed the
-/// stream after reading the end byte; one that is not (no parent, a timeout, a reset) is counted again into the next.
+/// reports"), and once more when the host stops. A report is delivered when the parent has answered its receipt byte
+/// (<see cref="DenialReportCodec.Receipt"/>: read whole and logged); one that is not (no parent, a timeout, a reset, a
+/// stream closed without the receipt) is counted again into the next.
 /// A parent that answers <see cref="TunnelStatus.UnsupportedKind"/> (older than the report) is warned about once and
 /// asked again after <see cref="UnsupportedBackoff"/>; the denials of those reports are dropped (the enclave logged
 /// each). Never throws to its caller.

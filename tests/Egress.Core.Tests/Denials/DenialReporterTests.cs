@@ -193,19 +193,13 @@ public sealed class DenialReporterTests
         // The reason is the enclave's text: a peer must not be able to add metric series at will.
         StartGateway();
         using var counted = new MetricCollector<long>(_parent.Meters, Egress.Diagnostics.EgressMetrics.MeterName, "egress.enclave.denials");
-        var bytes = new byte[DenialReportCodec.MaxRecordLength];
-        int length = DenialReportCodec.WriteRecord(new DenialRecord((DenialKind)9, "made_up_0001", 1, 10, "x"), bytes);
-        bytes[length++] = DenialReportCodec.End;
-        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
-        await TunnelWire.SendAsync(stream, TunnelRequest.ForDenialReport());
-        await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
-        await stream.SendAsync(bytes.AsMemory(0, length));
-        await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard);
+        byte[] answered = await SendReportAsync(new DenialRecord((DenialKind)9, "made_up_0001", 1, 10, "x"));
         var line = await _parent.Logs.WaitForEventAsync(232, HangGuard);
 
         Assert.Multiple(() =>
         {
             Assert.That(line.Message, Is.EqualTo("enclave denied 1 denials of kind 9: x (made_up_0001) in the last 10 s (its denial report)"));
+            Assert.That(answered, Is.EqualTo(new[] { DenialReportCodec.Receipt }), "read whole and logged: the receipt");
             Assert.That(counted.GetMeasurementSnapshot().Select(m => (m.Tags["egress.kind"], m.Tags["egress.reason"])), Is.EqualTo(new (object?, object?)[] { ("other", "other") }));
         });
     }
@@ -361,16 +355,19 @@ public sealed class DenialReporterTests
         await serving.ContinueWith(_ => { }, TaskScheduler.Default);
     }
 
-    private async Task SendOneRecordReportAsync(string subject)
+    private Task SendOneRecordReportAsync(string subject) => SendReportAsync(new DenialRecord(DenialKind.Connection, "never_learned", 1, 10, subject));
+
+    /// <summary>Sends a one-record report as an enclave would; returns what the parent sent after its Ok.</summary>
+    private async Task<byte[]> SendReportAsync(DenialRecord record)
     {
         var bytes = new byte[DenialReportCodec.MaxRecordLength + 1];
-        int length = DenialReportCodec.WriteRecord(new DenialRecord(DenialKind.Connection, "never_learned", 1, 10, subject), bytes);
+        int length = DenialReportCodec.WriteRecord(record, bytes);
         bytes[length++] = DenialReportCodec.End;
         using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
         await TunnelWire.SendAsync(stream, TunnelRequest.ForDenialReport());
         await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
         await stream.SendAsync(bytes.AsMemory(0, length));
-        await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard);
+        return await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard);
     }
 
     private DenialReporter Reporter(DenialTally tally) => new(tally, _endpoint, TimeSpan.FromSeconds(5), _time, _enclave.Logger);

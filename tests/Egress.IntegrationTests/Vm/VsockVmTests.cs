@@ -27,6 +27,7 @@ public sealed class VsockVmTests
         "dns-allowed-tcp",
         "dns-denied-name",
         "dns-other-resolver",
+        "udp-refused",
         "learned-address",
         "bulk-upload",
         "bulk-download",
@@ -40,6 +41,7 @@ public sealed class VsockVmTests
         "sigterm-drain",
         "host-enclaves-cid-mapped",
         "host-enclaves-cid-refused",
+        "denial-report-over-vsock",
         "rules-remove",
     ];
 
