@@ -32,7 +32,9 @@ public static class EgressServiceCollectionExtensions
     /// <c>[enclave] dns_listen</c>, sharing one <see cref="EgressPolicy"/> and its cache of DNS-learned addresses (both
     /// registered as singletons, unless the container already has them, for a consumer that wants to check or teach
     /// the same policy; each side added keeps its own). Connections reach the
-    /// proxy through the redirect rules (<c>egress-enclave rules --apply</c>).
+    /// proxy through the redirect rules (<c>egress-enclave rules --apply</c>). Unless <c>[enclave] report_denials</c> is
+    /// <c>"off"</c>, what the two deny is reported to the parent every 10 s and at a stop (docs/tunnel-protocol.md,
+    /// "Denial reports").
     /// </summary>
     /// <param name="services">The host's services.</param>
     /// <param name="configuration">The configuration (<see cref="EgressConfiguration.Load"/>).</param>
