@@ -326,12 +326,17 @@ internal sealed partial class SocketRelaySession
                     continue;
                 }
 
-                receiving = false;
                 if (read == 0)
                 {
-                    endOfStream = true;
-                    break;
+                    // End of stream, or a TCP urgent mark once the peer's FIN has arrived (splice(2) returns 0 at both):
+                    // the next round copies, and its receive reads on past the mark, or reads the end and sends END(FIN)
+                    // (SocketRelaySession.SpliceAsync says more).
+                    streaming = false;
+                    likelyMore = false;
+                    continue;
                 }
+
+                receiving = false;
 
                 _monitor.Touch();
                 atBoundary = false;

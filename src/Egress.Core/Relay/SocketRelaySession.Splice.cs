@@ -125,12 +125,18 @@ internal sealed partial class SocketRelaySession
                     return moved + await CopyAsync(source, destination, ReadOnlyMemory<byte>.Empty, fromA).ConfigureAwait(false);
                 }
 
-                receiving = false;
                 if (read == 0)
                 {
-                    destination.Shutdown(SocketShutdown.Send);
-                    break;
+                    // End of stream, or a TCP urgent mark once the peer's FIN has arrived: splice(2) returns 0 there too
+                    // (tcp_splice_read stops at the mark, then sees the shutdown) with bytes still queued behind it, and
+                    // taking it for the end cut the transfer short. Only a receive tells them apart: the next round
+                    // copies, and its receive reads on past the mark, or reads the end and ends this direction.
+                    streaming = false;
+                    likelyMore = false;
+                    continue;
                 }
+
+                receiving = false;
 
                 _monitor.Touch();
                 bool destinationSplices = true;
