@@ -140,12 +140,12 @@ var netfilterOption = new Option<NetfilterBackend?>("--netfilter")
     CustomParser = result =>
     {
         var text = result.Tokens[0].Value;
-        if (NetfilterSelector.TryParse(text, out var backend))
+        if (ConfigurationChoices.Netfilter.TryRead(text, out NetfilterBackend backend))
         {
             return backend;
         }
 
-        result.AddError($"--netfilter '{text}' is not auto, nft (nf_tables, iptables-nft) or legacy (iptables-legacy)");
+        result.AddError($"--netfilter '{text}': {ConfigurationChoices.Netfilter.Expected}");
         return null;
     },
 };

@@ -11,12 +11,26 @@ namespace Egress.Configuration;
 /// <param name="Path">The dotted path, e.g. <c>relay.idle_timeout_seconds</c>.</param>
 /// <param name="Kind">What the value holds, which decides how it is read.</param>
 /// <param name="Default">The value when the file does not set it: <see cref="bool"/>, <see cref="long"/>,
-/// <see cref="string"/>, <see cref="IPEndPoint"/>[], a nullable <see cref="IPEndPoint"/> or a <see cref="NetfilterBackend"/>.</param>
+/// <see cref="string"/>, <see cref="IPEndPoint"/>[], a nullable <see cref="IPEndPoint"/> or an enum value one of
+/// <see cref="Choices"/> spells.</param>
 /// <param name="Min">The smallest integer allowed (integers only).</param>
 /// <param name="Max">The largest integer allowed (integers only).</param>
 /// <param name="Unit">The unit of a duration written as an integer, or <see cref="ConfigurationUnit.None"/>.</param>
 internal sealed record ConfigurationKey(string Path, ConfigurationValueKind Kind, object? Default, long Min = 0, long Max = 0, ConfigurationUnit Unit = ConfigurationUnit.None)
 {
+    /// <summary>Describes a key that holds one of a few strings (<see cref="ConfigurationValueKind.Choice"/>).</summary>
+    /// <param name="path">The dotted path, e.g. <c>egress.mode</c>.</param>
+    /// <param name="choices">Its spellings and the values they mean.</param>
+    /// <param name="default">The value when the file does not set it; one of <paramref name="choices"/>.</param>
+    public ConfigurationKey(string path, ConfigurationChoices choices, Enum @default)
+        : this(path, ConfigurationValueKind.Choice, @default)
+    {
+        Choices = choices;
+    }
+
+    /// <summary>Gets the spellings of a <see cref="ConfigurationValueKind.Choice"/> key; null for every other kind.</summary>
+    public ConfigurationChoices? Choices { get; }
+
     /// <summary>Gets the section, e.g. <c>relay</c>.</summary>
     public string Section => Path[..Path.IndexOf('.', StringComparison.Ordinal)];
 
@@ -41,10 +55,7 @@ internal sealed record ConfigurationKey(string Path, ConfigurationValueKind Kind
         bool value => value ? "`true`" : "`false`",
         long value => $"`{value.ToString(CultureInfo.InvariantCulture)}`",
         string value => $"`\"{value}\"`",
-        NetfilterBackend value => $"`\"{value.ToString().ToLowerInvariant()}\"`",
-        Tls.TlsServerNameMode value => $"`\"{ConfigurationReader.TlsServerNameText(value)}\"`",
-        Policy.EgressMode value => $"`\"{value.ToString().ToLowerInvariant()}\"`",
-        Denials.DenialDetail value => $"`\"{ConfigurationReader.ReportDenialsText(value)}\"`",
+        Enum value when Choices is not null => $"`\"{Choices.TextOf(value)}\"`",
         EnclaveMapping[] => "none (every CID: this file's policy)",
         string[] values => $"`[{string.Join(", ", values.Select(value => $"\"{value}\""))}]`",
         IPEndPoint[] values => $"`[{string.Join(", ", values.Select(value => $"\"{value}\""))}]`",

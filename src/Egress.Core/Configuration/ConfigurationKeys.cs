@@ -16,7 +16,7 @@ internal static class ConfigurationKeys
 
     public static readonly ConfigurationKey EgressEnabled = new("egress.enabled", ConfigurationValueKind.Boolean, false);
     /// <summary><c>egress.mode</c>: <c>"enforce"</c> denies what the list does not allow; <c>"report"</c> allows it and logs a would-deny line.</summary>
-    public static readonly ConfigurationKey EgressModeKey = new("egress.mode", ConfigurationValueKind.Mode, Policy.EgressMode.Enforce);
+    public static readonly ConfigurationKey EgressModeKey = new("egress.mode", ConfigurationChoices.Mode, Policy.EgressMode.Enforce);
 
     public static readonly ConfigurationKey EgressDestinations = new("egress.destinations", ConfigurationValueKind.Destinations, Array.Empty<string>());
 
@@ -24,7 +24,7 @@ internal static class ConfigurationKeys
     public static readonly ConfigurationKey EgressPorts = new("egress.ports", ConfigurationValueKind.Ports, null);
 
     /// <summary><c>egress.tls_server_name</c>: the TLS server-name check of connections to DNS-learned addresses.</summary>
-    public static readonly ConfigurationKey EgressTlsServerName = new("egress.tls_server_name", ConfigurationValueKind.TlsServerName, Tls.TlsServerNameMode.Require);
+    public static readonly ConfigurationKey EgressTlsServerName = new("egress.tls_server_name", ConfigurationChoices.TlsServerName, Tls.TlsServerNameMode.Require);
 
     public static readonly ConfigurationKey TunnelEnclaveEndpoint = new("tunnel.enclave_endpoint", ConfigurationValueKind.String, "vsock://3:4433");
     public static readonly ConfigurationKey TunnelHostEndpoint = new("tunnel.host_endpoint", ConfigurationValueKind.String, "vsock://any:4433");
@@ -34,7 +34,7 @@ internal static class ConfigurationKeys
         "enclave.proxy_listen", ConfigurationValueKind.ListenAddresses, new IPEndPoint[] { new(IPAddress.Loopback, 4444), new(IPAddress.IPv6Loopback, 4444) });
     public static readonly ConfigurationKey EnclaveDnsListen = new("enclave.dns_listen", ConfigurationValueKind.ListenAddresses, new IPEndPoint[] { new(IPAddress.Loopback, 53), new(IPAddress.IPv6Loopback, 53) });
     public static readonly ConfigurationKey EnclaveDnsQueryTimeout = Milliseconds("enclave.dns_query_timeout_ms", 5_000);
-    public static readonly ConfigurationKey EnclaveNetfilter = new("enclave.netfilter", ConfigurationValueKind.Netfilter, NetfilterBackend.Auto);
+    public static readonly ConfigurationKey EnclaveNetfilter = new("enclave.netfilter", ConfigurationChoices.Netfilter, NetfilterBackend.Auto);
 
     /// <summary><c>enclave.max_connections</c>; 0 derives the limit from RLIMIT_NOFILE.</summary>
     public static readonly ConfigurationKey EnclaveMaxConnections = new("enclave.max_connections", ConfigurationValueKind.Integer, 0L, 0, int.MaxValue);
@@ -51,7 +51,7 @@ internal static class ConfigurationKeys
     public static readonly ConfigurationKey EnclaveAuditLog = new("enclave.audit_log", ConfigurationValueKind.AuditLog, null);
 
     /// <summary><c>enclave.report_denials</c>: what the enclave tells the parent of its own denials (docs/tunnel-protocol.md, "Denial reports").</summary>
-    public static readonly ConfigurationKey EnclaveReportDenials = new("enclave.report_denials", ConfigurationValueKind.ReportDenials, Denials.DenialDetail.Destinations);
+    public static readonly ConfigurationKey EnclaveReportDenials = new("enclave.report_denials", ConfigurationChoices.ReportDenials, Denials.DenialDetail.Destinations);
 
     public static readonly ConfigurationKey HostConnectTimeout = Milliseconds("host.connect_timeout_ms", 5_000);
     public static readonly ConfigurationKey HostHeaderTimeout = Milliseconds("host.header_timeout_ms", 5_000);

@@ -153,12 +153,10 @@ internal sealed class ConfigurationReader
         ConfigurationValueKind.DnsUpstreams => ReadEndPoints(key.Path, keyLocation, listen: false),
         ConfigurationValueKind.ListenAddress => ReadEndPoint(key.Path, keyLocation),
         ConfigurationValueKind.Ports => ReadPorts(key.Path, keyLocation),
-        ConfigurationValueKind.TlsServerName => ReadTlsServerName(key.Path, keyLocation),
-        ConfigurationValueKind.Mode => ReadMode(key.Path, keyLocation),
+        ConfigurationValueKind.Choice => ReadChoice(key.Path, keyLocation, key.Choices!),
         ConfigurationValueKind.Enclaves => ReadEnclaves(key.Path, keyLocation),
         ConfigurationValueKind.AuditLog => ReadAuditLog(key.Path, keyLocation),
-        ConfigurationValueKind.ReportDenials => ReadReportDenials(key.Path, keyLocation),
-        _ => ReadNetfilter(key.Path, keyLocation),
+        _ => throw new InvalidOperationException($"{key.Path} has no reader for {key.Kind}."),
     };
 
     // "stdout" or an absolute path: a relative one would depend on the directory the host happens to start in.
@@ -174,52 +172,6 @@ internal sealed class ConfigurationReader
             locations[path],
             path,
             $"expected \"stdout\" or an absolute file path (e.g. \"/var/log/egress/audit.jsonl\"), found \"{PrintableText.Shorten(value)}\"");
-    }
-
-    /// <summary>The configuration's spelling of a <see cref="Denials.DenialDetail"/>.</summary>
-    internal static string ReportDenialsText(Denials.DenialDetail detail) => detail switch
-    {
-        Denials.DenialDetail.Counts => "counts",
-        Denials.DenialDetail.Off => "off",
-        _ => "destinations",
-    };
-
-    private Denials.DenialDetail ReadReportDenials(string path, SourceLocation keyLocation)
-    {
-        string value = ReadString(path, keyLocation);
-        return value switch
-        {
-            "destinations" => Denials.DenialDetail.Destinations,
-            "counts" => Denials.DenialDetail.Counts,
-            "off" => Denials.DenialDetail.Off,
-            _ => throw new ConfigurationException(
-                locations[path],
-                path,
-                $"expected \"destinations\" (the enclave tells the parent what it denied: addresses, DNS names, server names, with counts), \"counts\" (counts by kind and reason, no address or name) or \"off\", found \"{PrintableText.Shorten(value)}\""),
-        };
-    }
-
-    /// <summary>The configuration's spelling of a <see cref="Tls.TlsServerNameMode"/>.</summary>
-    internal static string TlsServerNameText(Tls.TlsServerNameMode mode) => mode switch
-    {
-        Tls.TlsServerNameMode.IfPresent => "if-present",
-        Tls.TlsServerNameMode.Off => "off",
-        _ => "require",
-    };
-
-    private Tls.TlsServerNameMode ReadTlsServerName(string path, SourceLocation keyLocation)
-    {
-        string value = ReadString(path, keyLocation);
-        return value switch
-        {
-            "require" => Tls.TlsServerNameMode.Require,
-            "if-present" => Tls.TlsServerNameMode.IfPresent,
-            "off" => Tls.TlsServerNameMode.Off,
-            _ => throw new ConfigurationException(
-                locations[path],
-                path,
-                $"expected \"require\" (a TLS ClientHello to a learned address must name it), \"if-present\" (only when it names a server) or \"off\", found \"{PrintableText.Shorten(value)}\""),
-        };
     }
 
     // Each entry is parsed here, once; the policy, the digest and the warnings use the result.
@@ -352,33 +304,13 @@ internal sealed class ConfigurationReader
     /// <summary>VMADDR_CID_ANY: not the CID of a peer.</summary>
     private const long VsockAnyCid = 0xFFFFFFFF;
 
-    private EgressMode ReadMode(string path, SourceLocation keyLocation)
+    // A key whose few spellings each mean an enum value (ConfigurationChoices).
+    private Enum ReadChoice(string path, SourceLocation keyLocation, ConfigurationChoices choices)
     {
         string value = ReadString(path, keyLocation);
-        return value switch
-        {
-            "enforce" => EgressMode.Enforce,
-            "report" => EgressMode.Report,
-            _ => throw new ConfigurationException(
-                locations[path],
-                path,
-                $"expected \"enforce\" (deny what the list does not allow) or \"report\" (allow it and log each would-deny), found \"{PrintableText.Shorten(value)}\""),
-        };
-    }
-
-    private NetfilterBackend ReadNetfilter(string path, SourceLocation keyLocation)
-    {
-        string value = ReadString(path, keyLocation);
-        return value switch
-        {
-            "auto" => NetfilterBackend.Auto,
-            "nft" => NetfilterBackend.Nft,
-            "legacy" => NetfilterBackend.Legacy,
-            _ => throw new ConfigurationException(
-                locations[path],
-                path,
-                $"expected \"auto\", \"nft\" (nf_tables, iptables-nft) or \"legacy\" (iptables-legacy), found \"{PrintableText.Shorten(value)}\""),
-        };
+        return choices.TryRead(value, out Enum? choice)
+            ? choice
+            : throw new ConfigurationException(locations[path], path, $"{choices.Expected}, found \"{PrintableText.Shorten(value)}\"");
     }
 
     private bool ReadBoolean(string path, SourceLocation keyLocation)

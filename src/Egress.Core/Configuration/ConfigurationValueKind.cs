@@ -27,20 +27,11 @@ internal enum ConfigurationValueKind
     /// <summary>An array of TCP ports (integers or strings of digits, Evervault's <c>egress.ports</c>).</summary>
     Ports,
 
-    /// <summary><c>"auto"</c>, <c>"nft"</c> or <c>"legacy"</c>.</summary>
-    Netfilter,
-
-    /// <summary><c>"require"</c>, <c>"if-present"</c> or <c>"off"</c> (<see cref="Tls.TlsServerNameMode"/>).</summary>
-    TlsServerName,
-
-    /// <summary><c>"enforce"</c> or <c>"report"</c>.</summary>
-    Mode,
+    /// <summary>One of a few strings, each meaning an enum value (<see cref="ConfigurationKey.Choices"/>).</summary>
+    Choice,
 
     /// <summary>Where audit records go: <c>"stdout"</c> or an absolute file path.</summary>
     AuditLog,
-
-    /// <summary><c>"destinations"</c>, <c>"counts"</c> or <c>"off"</c> (<see cref="Denials.DenialDetail"/>).</summary>
-    ReportDenials,
 
     /// <summary>An array of tables <c>{ cid = 16 | "any", config = "PATH" }</c> (<c>[[host.enclaves]]</c>).</summary>
     Enclaves,

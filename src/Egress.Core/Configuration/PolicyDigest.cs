@@ -83,7 +83,7 @@ public sealed class PolicyDigest
             text.Append("egress.destination = ").Append(destination).Append('\n');
         }
 
-        text.Append("egress.tls_server_name = ").Append(ConfigurationReader.TlsServerNameText(configuration.Egress.TlsServerName)).Append('\n');
+        text.Append("egress.tls_server_name = ").Append(ConfigurationChoices.TlsServerName.TextOf(configuration.Egress.TlsServerName)).Append('\n');
         DnsSection dns = configuration.Dns;
         text.Append(CultureInfo.InvariantCulture, $"dns.ttl_floor_seconds = {(long)dns.TtlFloor.TotalSeconds}\n");
         text.Append(CultureInfo.InvariantCulture, $"dns.grace_seconds = {(long)dns.Grace.TotalSeconds}\n");

@@ -87,7 +87,7 @@ internal sealed class ServerNameGate : IFirstBytesGate
     };
 
     /// <summary>The mode as the configuration writes it, for a log line.</summary>
-    public string ModeText => Configuration.ConfigurationReader.TlsServerNameText(Mode);
+    public string ModeText => Configuration.ConfigurationChoices.TlsServerName.TextOf(Mode);
 
     /// <inheritdoc/>
     public async ValueTask<FirstBytes> InspectAsync(Func<Memory<byte>, CancellationToken, ValueTask<int>> receive, CancellationToken cancellationToken)

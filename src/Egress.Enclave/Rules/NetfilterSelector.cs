@@ -5,7 +5,7 @@ namespace Egress.Enclave.Rules;
 /// <summary>The programs that reach one netfilter backend, e.g. <c>iptables-legacy</c> and <c>ip6tables-legacy</c>.</summary>
 internal sealed record NetfilterPrograms(NetfilterBackend Backend, string IPv4, string IPv6)
 {
-    public string Name => NetfilterSelector.Name(Backend);
+    public string Name => ConfigurationChoices.Netfilter.TextOf(Backend);
 
     /// <summary>The rule with its <c>iptables</c>/<c>ip6tables</c> replaced by this backend's program; routes stay as they are.</summary>
     public RedirectRule Adapt(RedirectRule rule) => rule.Program switch
@@ -51,29 +51,10 @@ internal sealed class NetfilterSelector(ICommandRunner runner, Func<bool> legacy
     private static readonly string[] ProbeArguments = ["-w", "-t", "nat", "-S", "OUTPUT"];
     private static readonly string[] VersionArguments = ["-V"];
 
-    public static string Name(NetfilterBackend backend) => backend switch
-    {
-        NetfilterBackend.Nft => "nft",
-        NetfilterBackend.Legacy => "legacy",
-        _ => "auto",
-    };
-
-    /// <summary>Reads a backend by its configuration name: <c>auto</c>, <c>nft</c> or <c>legacy</c>.</summary>
-    public static bool TryParse(string text, out NetfilterBackend backend)
-    {
-        backend = text switch
-        {
-            "nft" => NetfilterBackend.Nft,
-            "legacy" => NetfilterBackend.Legacy,
-            _ => NetfilterBackend.Auto,
-        };
-        return text is "auto" or "nft" or "legacy";
-    }
-
     /// <summary>The programs of <paramref name="backend"/> (nft or legacy), found without running anything that needs root.</summary>
     public NetfilterPrograms? Resolve(NetfilterBackend backend, out string problem)
     {
-        var suffix = "-" + Name(backend);
+        var suffix = "-" + ConfigurationChoices.Netfilter.TextOf(backend);
         if (runner.Exists("iptables" + suffix))
         {
             problem = string.Empty;
@@ -97,7 +78,7 @@ internal sealed class NetfilterSelector(ICommandRunner runner, Func<bool> legacy
         }
 
         problem = version.ExitCode == 0
-            ? $"no iptables{suffix}, and iptables is the {Name(plain)} variant ({text})"
+            ? $"no iptables{suffix}, and iptables is the {ConfigurationChoices.Netfilter.TextOf(plain)} variant ({text})"
             : $"no iptables{suffix}, and 'iptables -V' failed (exit {version.ExitCode}): {text}";
         return null;
     }
@@ -155,10 +136,10 @@ internal sealed class NetfilterSelector(ICommandRunner runner, Func<bool> legacy
                 var advice = setting == NetfilterBackend.Nft
                     ? "This kernel may lack nf_tables (the Nitro enclave kernel does): set [enclave] netfilter = \"legacy\" or \"auto\", or pass --netfilter legacy"
                     : "This kernel may lack the legacy ip_tables NAT table (iptable_nat), or iptables-legacy is not installed (Debian: apt-get install iptables): set [enclave] netfilter = \"nft\" or \"auto\", or pass --netfilter nft";
-                return new NetfilterSelection([], string.Empty, null, $"netfilter {Name(setting)} ({source}) does not work here: {only.Finding}. {advice}.");
+                return new NetfilterSelection([], string.Empty, null, $"netfilter {ConfigurationChoices.Netfilter.TextOf(setting)} ({source}) does not work here: {only.Finding}. {advice}.");
             }
 
-            return new NetfilterSelection([only.Programs!], $"netfilter: {Name(setting)} ({source}; {only.Finding})", null, null);
+            return new NetfilterSelection([only.Programs!], $"netfilter: {ConfigurationChoices.Netfilter.TextOf(setting)} ({source}; {only.Finding})", null, null);
         }
 
         var nft = Probe(NetfilterBackend.Nft);

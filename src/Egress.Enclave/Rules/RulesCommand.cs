@@ -94,7 +94,7 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
         {
             programs = selector.Resolve(settings.Netfilter, out var problem);
             output.WriteLine(programs is null
-                ? $"# netfilter: {NetfilterSelector.Name(settings.Netfilter)} ({settings.NetfilterSource}), but {problem}; shown with plain iptables/ip6tables"
+                ? $"# netfilter: {ConfigurationChoices.Netfilter.TextOf(settings.Netfilter)} ({settings.NetfilterSource}), but {problem}; shown with plain iptables/ip6tables"
                 : $"# netfilter: {programs.Name} ({settings.NetfilterSource}; not probed, that needs root)");
         }
 

@@ -251,16 +251,16 @@ public sealed class NetfilterSelectorTests
     [TestCase("legacy", NetfilterBackend.Legacy)]
     public void BackendNamesParse(string text, NetfilterBackend expected)
     {
-        Assert.That(NetfilterSelector.TryParse(text, out var backend), Is.True);
+        Assert.That(ConfigurationChoices.Netfilter.TryRead(text, out NetfilterBackend backend), Is.True);
         Assert.That(backend, Is.EqualTo(expected));
-        Assert.That(NetfilterSelector.Name(backend), Is.EqualTo(text));
+        Assert.That(ConfigurationChoices.Netfilter.TextOf(backend), Is.EqualTo(text));
     }
 
     [TestCase("nftables")]
     [TestCase("Legacy")]
     [TestCase("")]
     public void OtherBackendNamesDoNotParse(string text) =>
-        Assert.That(NetfilterSelector.TryParse(text, out _), Is.False);
+        Assert.That(ConfigurationChoices.Netfilter.TryRead(text, out NetfilterBackend _), Is.False);
 
     [Test]
     public void AdaptReplacesOnlyTheIptablesPrograms()

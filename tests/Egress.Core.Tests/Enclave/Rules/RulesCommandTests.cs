@@ -246,7 +246,7 @@ public sealed class RulesCommandTests
         Assert.That(noConfig, Is.EqualTo(new CommandResult(2, [], ["error: no configuration: pass --config PATH (enclave.toml), or run where ./enclave.toml exists"])));
         Assert.That(notLoopback, Is.EqualTo(new CommandResult(2, [],
             [$"{offLoopback}:2:16: error: The proxy's IPv4 listen address (10.1.2.3:4444) cannot take redirected connections: they travel over lo, so the proxy must also listen on a loopback address, such as 127.0.0.1:4444. (key 'enclave.proxy_listen')"])));
-        Assert.That(badBackend, Is.EqualTo(new CommandResult(2, [], ["error: --netfilter 'nftables' is not auto, nft (nf_tables, iptables-nft) or legacy (iptables-legacy)"])));
+        Assert.That(badBackend, Is.EqualTo(new CommandResult(2, [], ["error: --netfilter 'nftables': expected \"auto\", \"nft\" (nf_tables, iptables-nft) or \"legacy\" (iptables-legacy)"])));
         // After the verb as before it, one line that names the option (its value is not reported again).
         Assert.That(logLevel, Is.EqualTo(new CommandResult(2, [], ["error: --log-level does not apply to 'rules'"])));
         Assert.That(netfilterElsewhere, Is.EqualTo(new CommandResult(2, [], ["error: --netfilter does not apply to 'check' (an option of 'rules')"])));
