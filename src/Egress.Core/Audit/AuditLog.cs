@@ -12,7 +12,9 @@ namespace Egress.Audit;
 /// standard output. Fields, in this order, absent when null: <c>time</c> (RFC 3339 UTC), <c>side</c>,
 /// <c>connection_id</c> (16 hex digits), <c>cid</c>, <c>destination</c> (<c>ip:port</c>, IPv6 in brackets),
 /// <c>name</c>, <c>entry</c>, <c>decision</c>, <c>reason</c>, <c>decision_text</c>, <c>server_name</c>,
-/// <c>outcome</c>, <c>detail</c>, <c>bytes_out</c>, <c>bytes_in</c>, <c>duration_ms</c>, <c>close_cause</c>.
+/// <c>outcome</c>, <c>detail</c>, <c>bytes_out</c>, <c>bytes_in</c>, <c>duration_ms</c>, <c>close_cause</c>; a record
+/// of an enclave's denial report has <c>denial_report</c> (<c>kind</c>, <c>subject</c> when named, <c>count</c>,
+/// <c>period_s</c>) in place of the last four.
 /// <para>
 /// A connection never waits for the audit: a record is serialized at once and queued (at most
 /// <see cref="Capacity"/> lines); one writer drains the queue and flushes when it is empty. A record that finds the
@@ -142,10 +144,23 @@ internal sealed class AuditLog : IAsyncDisposable
             WriteIfPresent(json, "server_name"u8, record.ServerName);
             json.WriteString("outcome"u8, record.Outcome);
             WriteIfPresent(json, "detail"u8, record.Detail);
-            json.WriteNumber("bytes_out"u8, record.BytesOut);
-            json.WriteNumber("bytes_in"u8, record.BytesIn);
-            json.WriteNumber("duration_ms"u8, Math.Round(record.Duration.TotalMilliseconds, 3));
-            WriteIfPresent(json, "close_cause"u8, record.CloseCause);
+            if (record.DenialReport is { } report)
+            {
+                json.WriteStartObject("denial_report"u8);
+                json.WriteString("kind"u8, Enum.IsDefined(report.Kind) ? MetricTag.Of(report.Kind) : "other");
+                WriteIfPresent(json, "subject"u8, report.Subject.Length > 0 ? report.Subject : null);
+                json.WriteNumber("count"u8, report.Count);
+                json.WriteNumber("period_s"u8, report.Seconds);
+                json.WriteEndObject();
+            }
+            else
+            {
+                json.WriteNumber("bytes_out"u8, record.BytesOut);
+                json.WriteNumber("bytes_in"u8, record.BytesIn);
+                json.WriteNumber("duration_ms"u8, Math.Round(record.Duration.TotalMilliseconds, 3));
+                WriteIfPresent(json, "close_cause"u8, record.CloseCause);
+            }
+
             json.WriteEndObject();
         }
 

@@ -5,7 +5,9 @@ namespace Egress.Audit;
 /// <summary>
 /// One connection's audit record: one JSON line per connection attempt that reached a policy decision, written by
 /// each host when the connection ends (see <see cref="AuditLog"/> for the line's fields). Both hosts write the same
-/// <see cref="ConnectionId"/> for one connection, so their lines can be joined.
+/// <see cref="ConnectionId"/> for one connection, so their lines can be joined. The parent also writes one for each
+/// record of an enclave's denial report (<see cref="DenialReport"/>): denials that never reached the parent as
+/// connections.
 /// </summary>
 internal readonly record struct AuditRecord
 {
@@ -57,6 +59,11 @@ internal readonly record struct AuditRecord
 
     /// <summary>Gets how long the relay ran; zero when there was none.</summary>
     public TimeSpan Duration { get; init; }
+
+    /// <summary>Gets the denial-report record this audit record stands for (the parent's, one per record of a report);
+    /// null for a connection's record. Such a record has no connection id, destination, byte counts, duration or close
+    /// cause.</summary>
+    public Tunnel.DenialRecord? DenialReport { get; init; }
 
     /// <summary>Gets the first cause of the close (e.g. <c>BothCompleted</c>, <c>BReadError</c>); null when nothing was relayed.</summary>
     public string? CloseCause { get; init; }

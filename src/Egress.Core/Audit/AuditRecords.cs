@@ -76,6 +76,24 @@ internal static class AuditRecords
         };
     }
 
+    /// <summary>The parent's record of one record of an enclave's denial report: what the enclave says it denied. Its
+    /// reason and subject are the enclave's words, untrusted (the codec bounds them: a snake_case token, printable ASCII).</summary>
+    /// <param name="record">The report's record.</param>
+    /// <param name="cid">The enclave's CID (over VSOCK); null otherwise.</param>
+    /// <param name="what">The record's kind in words, as the log line says it (<see cref="DenialReportReceiver.What"/>).</param>
+    /// <param name="now">When the parent read it.</param>
+    public static AuditRecord ForDenialReport(in Tunnel.DenialRecord record, uint? cid, string what, DateTimeOffset now) => new()
+    {
+        Time = now,
+        Side = "parent",
+        Cid = cid,
+        Decision = "denied",
+        Reason = record.Reason,
+        DecisionText = $"the enclave denied {record.Count} {what} {(record.Subject.Length > 0 ? record.Subject : DenialReportReceiver.NotNamed)} in the last {record.Seconds} s (its denial report)",
+        Outcome = "denied_in_enclave",
+        DenialReport = record,
+    };
+
     /// <summary><c>allowed</c>, <c>denied</c>, or <c>allowed_by_report_mode</c> (enforce would have denied).</summary>
     private static string DecisionText(PolicyDecision decision) =>
         !decision.IsAllowed ? "denied" : decision.WouldDeny ? "allowed_by_report_mode" : "allowed";

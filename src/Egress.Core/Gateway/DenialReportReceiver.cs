@@ -12,8 +12,8 @@ namespace Egress.Gateway;
 /// The parent's side of a denial report (<see cref="TunnelRequestKind.DenialReport"/>; docs/tunnel-protocol.md, "Denial
 /// reports"): answers Ok, reads the records under the header timeout until the end byte, logs one line per record
 /// (event 232; one report's lines a second per enclave CID, the reports held back counted by the next line let
-/// through, event 234, or the held-back summary), counts each in <c>egress.enclave.denials</c>, and answers the receipt
-/// byte. The bytes are the enclave's, so untrusted: a reason the parent does not know
+/// through, event 234, or the held-back summary), counts each in <c>egress.enclave.denials</c>, writes each to the
+/// audit log when there is one (not rate-limited), and answers the receipt byte. The bytes are the enclave's, so untrusted: a reason the parent does not know
 /// is counted as <c>other</c> (a peer cannot add series), and a report that is malformed, too long or cut short is
 /// logged once (event 209, "stream failed") after the records read before the fault.
 /// </summary>
@@ -133,6 +133,7 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
             GatewayLog.EnclaveDenialsHeldBack(logger, enclave, heldBack);
         }
 
+        DateTimeOffset now = options.Relay.TimeProvider.GetUtcNow();
         foreach (var record in records.Take(DenialReportCodec.MaxRecords))
         {
             options.Metrics?.EnclaveDenials(
@@ -141,6 +142,9 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
             {
                 GatewayLog.EnclaveDenied(logger, enclave, record.Count, What(record), record.Subject.Length > 0 ? record.Subject : NotNamed, record.Reason, record.Seconds);
             }
+
+            // Every record, also those whose lines the rate limit held back: the audit log is the complete account.
+            options.Audit?.Write(Audit.AuditRecords.ForDenialReport(record, cid, What(record), now));
         }
 
         if (fault is null)

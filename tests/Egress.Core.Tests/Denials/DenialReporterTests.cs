@@ -259,6 +259,31 @@ public sealed class DenialReporterTests
     }
 
     [Test]
+    public async Task TheParentAuditsEveryRecordAlsoThoseWhoseLinesAreHeldBack()
+    {
+        // The enclave's own audit log is inside the enclave (unreadable in production): the parent's is the account of
+        // what the enclave denied, so it is not rate-limited as the lines are.
+        var output = new MemoryStream();
+        var audit = new Egress.Audit.AuditLog(output, "memory", _parent.Logger, _time);
+        StartGateway(_ => 16, audit);
+        await SendOneRecordReportAsync("198.51.100.1:443");
+        await SendReportAsync(new DenialRecord(DenialKind.DnsQuestion, "name_not_allowed", 3, 10, string.Empty)); // held back in the log
+        await WaitUntilAsync(() => _parent.Logs.Records.Any(r => r.Id.Id == 232));
+        await audit.DisposeAsync();
+
+        var lines = System.Text.Encoding.UTF8.GetString(output.ToArray()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Multiple(() =>
+        {
+            Assert.That(_parent.Logs.Records.Count(r => r.Id.Id == 232), Is.EqualTo(1), "the second report's line is held back");
+            Assert.That(lines.Select(line => System.Text.RegularExpressions.Regex.Replace(line, "\"time\":\"[^\"]+\",", string.Empty)), Is.EqualTo(new[]
+            {
+                """{"side":"parent","cid":16,"decision":"denied","reason":"never_learned","decision_text":"the enclave denied 1 connection to 198.51.100.1:443 in the last 10 s (its denial report)","outcome":"denied_in_enclave","denial_report":{"kind":"connection","subject":"198.51.100.1:443","count":1,"period_s":10}}""",
+                """{"side":"parent","cid":16,"decision":"denied","reason":"name_not_allowed","decision_text":"the enclave denied 3 DNS questions for (not named: enclave.report_denials = \u0022counts\u0022, or past the destinations one report names) in the last 10 s (its denial report)","outcome":"denied_in_enclave","denial_report":{"kind":"dns_question","count":3,"period_s":10}}""",
+            }));
+        });
+    }
+
+    [Test]
     public async Task TwoEnclavesReportingInTheSameSecondAreBothLogged()
     {
         // The review: one line limit per gateway let one enclave's report hide another's, every 10 s for good when their
@@ -372,7 +397,7 @@ public sealed class DenialReporterTests
 
     private DenialReporter Reporter(DenialTally tally) => new(tally, _endpoint, TimeSpan.FromSeconds(5), _time, _enclave.Logger);
 
-    private void StartGateway(Func<Socket, uint?>? peerCid = null)
+    private void StartGateway(Func<Socket, uint?>? peerCid = null, Egress.Audit.AuditLog? audit = null)
     {
         var policy = EgressPolicy.Create(true, ["198.51.100.9"], new AllowlistCache(new AllowlistCacheOptions()));
         var options = new TunnelGatewayOptions
@@ -382,6 +407,7 @@ public sealed class DenialReporterTests
             Metrics = _parent.Metrics,
             DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 9)],
             PeerCid = peerCid ?? GatewayEnclave.PeerCidOf,
+            Audit = audit,
         };
         _gateway = new TunnelGateway(options, policy, _parent.LoggerFactory);
         _gateway.Start();
