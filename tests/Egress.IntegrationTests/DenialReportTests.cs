@@ -36,6 +36,8 @@ public sealed class DenialReportTests : EgressFixture
             Assert.That(Counted(), Is.EqualTo(2), "each denial reported once");
             Assert.That(names, Is.Not.Null, () => $"no denial report line for the name:\n{Deployment.Host.Output}");
             Assert.That(Deployment.Host.Lines, Has.None.Contains("connection to 198.18.0.99"), "the enclave refused them: no tunnel request reached the parent");
+            Assert.That(Deployment.Host.Lines.Count(line => line.Contains("the enclave reads the same policy as this parent's for it (sha256:", StringComparison.Ordinal)), Is.EqualTo(1),
+                () => $"both hosts read one enclave.toml: the parent says so once, from the reports' policy digest:\n{Deployment.Host.Output}");
         });
     }
 }

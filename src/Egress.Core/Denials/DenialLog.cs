@@ -16,4 +16,7 @@ internal static partial class DenialLog
 
     [LoggerMessage(EventId = 135, Level = LogLevel.Debug, Message = "denial report delivered to {Tunnel}: {Records} records, {Denials} denials over {Seconds} s")]
     public static partial void Delivered(ILogger logger, string tunnel, int records, long denials, int seconds);
+
+    [LoggerMessage(EventId = 136, Level = LogLevel.Debug, Message = "denial report delivered to {Tunnel}: no denials, the policy digest {Digest} only")]
+    public static partial void PolicyDelivered(ILogger logger, string tunnel, string digest);
 }

@@ -13,15 +13,22 @@ namespace Egress.Denials;
 /// stream closed without the receipt) is counted again into the next.
 /// A parent that answers <see cref="TunnelStatus.UnsupportedKind"/> (older than the report) is warned about once and
 /// asked again after <see cref="UnsupportedBackoff"/>; the denials of those reports are dropped (the enclave logged
-/// each). Never throws to its caller.
+/// each). Every report starts with the enclave's policy digest (<see cref="DenialKind.PolicyDigest"/>), and a report
+/// with the digest alone is sent at the first tick and then every <see cref="PolicyInterval"/> when nothing was
+/// denied, so that the parent says soon after the enclave starts, and again after its own restart, whether the two
+/// read the same policy. Never throws to its caller.
 /// </summary>
 /// <param name="tally">The counts to send.</param>
 /// <param name="tunnel">Where the parent listens.</param>
 /// <param name="timeout">How long one report may take, connect to close (the tunnel's status timeout).</param>
 /// <param name="time">The clock of the interval, the timeout and the back-off.</param>
 /// <param name="logger">Where the reports' lines go.</param>
-internal sealed class DenialReporter(DenialTally tally, TunnelEndpoint tunnel, TimeSpan timeout, TimeProvider time, ILogger logger)
+/// <param name="policy">The enclave's policy digest; null sends none (reports of denials only).</param>
+internal sealed class DenialReporter(DenialTally tally, TunnelEndpoint tunnel, TimeSpan timeout, TimeProvider time, ILogger logger, Configuration.PolicyDigest? policy = null)
 {
+    /// <summary>How often a report with only the policy digest is sent when nothing was denied: 10 min.</summary>
+    public static readonly TimeSpan PolicyInterval = TimeSpan.FromMinutes(10);
+
     /// <summary>How often a report is sent when there is something to report: 10 s.</summary>
     public static readonly TimeSpan DefaultInterval = TimeSpan.FromSeconds(10);
 
@@ -39,6 +46,7 @@ internal sealed class DenialReporter(DenialTally tally, TunnelEndpoint tunnel, T
     private readonly CancellationTokenSource _inFlight = new();
     private Task _loop = Task.CompletedTask;
     private long _askAgainAt = long.MinValue;
+    private long _policyDueAt = long.MinValue; // the digest alone is due at the first tick
     private bool _refused;
 
     /// <summary>The period between two reports (<see cref="DefaultInterval"/>; shorter in tests).</summary>
@@ -87,7 +95,7 @@ internal sealed class DenialReporter(DenialTally tally, TunnelEndpoint tunnel, T
         }
 
         var (records, since) = tally.Take();
-        if (records.Count == 0)
+        if (records.Count == 0 && (policy is null || time.GetTimestamp() < _policyDueAt))
         {
             return;
         }
@@ -96,7 +104,7 @@ internal sealed class DenialReporter(DenialTally tally, TunnelEndpoint tunnel, T
         string? failure;
         try
         {
-            failure = await SendAsync(records, cancellationToken).ConfigureAwait(false);
+            failure = await SendAsync(policy is null ? records : [DenialReportCodec.PolicyRecord(policy), .. records], cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
@@ -134,6 +142,13 @@ internal sealed class DenialReporter(DenialTally tally, TunnelEndpoint tunnel, T
         {
             _refused = false;
             DenialLog.SupportedAgain(logger, tunnel.ToString());
+        }
+
+        _policyDueAt = time.GetTimestamp() + (long)(PolicyInterval.TotalSeconds * time.TimestampFrequency);
+        if (records.Count == 0)
+        {
+            DenialLog.PolicyDelivered(logger, tunnel.ToString(), policy!.ToString());
+            return;
         }
 
         DenialLog.Delivered(logger, tunnel.ToString(), records.Count, denials, records[0].Seconds);

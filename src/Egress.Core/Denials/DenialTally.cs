@@ -22,8 +22,8 @@ internal sealed class DenialTally(TimeProvider time, DenialDetail detail)
     /// <summary>The reason of the counts kept when even the subject-less counts are full.</summary>
     public const string VariousReason = "various";
 
-    // Leaves room for the three (kind, "various", "") counts within MaxRecords.
-    private const int MaxCounts = DenialReportCodec.MaxRecords - 3;
+    // Leaves room within MaxRecords for the three (kind, "various", "") counts and the report's policy record.
+    private const int MaxCounts = DenialReportCodec.MaxRecords - 4;
 
     private readonly object _lock = new();
     private Dictionary<(DenialKind Kind, string Reason, string Subject), uint> _counts = [];

@@ -13,7 +13,8 @@ namespace Egress.Gateway;
 /// reports"): answers Ok, reads the records under the header timeout until the end byte, logs one line per record
 /// (event 232; one report's lines a second per enclave CID, the reports held back counted by the next line let
 /// through, event 234, or the held-back summary), counts each in <c>egress.enclave.denials</c>, writes each to the
-/// audit log when there is one (not rate-limited), and answers the receipt byte. The bytes are the enclave's, so untrusted: a reason the parent does not know
+/// audit log when there is one (not rate-limited), compares the enclave's policy digest (the report's first record,
+/// <see cref="DenialKind.PolicyDigest"/>) with this gateway's, and answers the receipt byte. The bytes are the enclave's, so untrusted: a reason the parent does not know
 /// is counted as <c>other</c> (a peer cannot add series), and a report that is malformed, too long or cut short is
 /// logged once (event 209, "stream failed") after the records read before the fault.
 /// </summary>
@@ -136,6 +137,12 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
         DateTimeOffset now = options.Relay.TimeProvider.GetUtcNow();
         foreach (var record in records.Take(DenialReportCodec.MaxRecords))
         {
+            if (record.Kind == DenialKind.PolicyDigest)
+            {
+                ComparePolicy(cid, enclave, record.Subject);
+                continue;
+            }
+
             options.Metrics?.EnclaveDenials(
                 Enum.IsDefined(record.Kind) ? MetricTag.Of(record.Kind) : "other", KnownReasons.Contains(record.Reason) ? record.Reason : "other", record.Count);
             if (log)
@@ -155,6 +162,44 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
         }
 
         return GatewayStreamResult.Failed($"denial report from the {enclave} not whole: {fault} (the {Math.Min(records.Count, DenialReportCodec.MaxRecords)} records before it were logged)");
+    }
+
+    // The last policy digest each peer reported (a CID's, or one slot for streams without a CID), so that a match is
+    // said once and a mismatch once per digest the enclave reports, not every 10 s.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<uint, string> _peerPolicies = new();
+    private const uint NoCid = uint.MaxValue; // VMADDR_CID_ANY: never a peer's CID
+
+    /// <summary>Compares the enclave's policy digest with this gateway's (the parent's file, or the enclave's
+    /// <c>[[host.enclaves]]</c> file): a Warning when they differ (event 236), Information when they match (event 235),
+    /// each once per digest a peer reports.</summary>
+    private void ComparePolicy(uint? cid, string enclave, string theirs)
+    {
+        if (options.PolicyDigest is not { } ours)
+        {
+            return;
+        }
+
+        uint peer = cid ?? NoCid;
+        if (!_peerPolicies.TryGetValue(peer, out string? last) && _peerPolicies.Count >= MaxLimitedPeers)
+        {
+            peer = NoCid; // past the first 256 CIDs, the rest share one slot (said more often, never held in more memory)
+        }
+
+        if (_peerPolicies.TryGetValue(peer, out last) && last == theirs)
+        {
+            return;
+        }
+
+        _peerPolicies[peer] = theirs;
+        string expected = DenialReportCodec.PolicySubject(ours);
+        if (theirs == expected)
+        {
+            GatewayLog.EnclavePolicyMatches(logger, enclave, ours.ToString());
+            return;
+        }
+
+        string shown = theirs.StartsWith("sha256:", StringComparison.Ordinal) && theirs.Length > 19 ? theirs[..19] : theirs;
+        GatewayLog.EnclavePolicyDiffers(logger, enclave, shown, ours.ToString(), options.PolicySource ?? "this parent's enclave.toml");
     }
 
     /// <summary>What a record counts, between its count and its subject: <c>connections to</c>, <c>DNS question for</c>,

@@ -9,7 +9,9 @@ namespace Egress.Gateway;
 /// <param name="Cid">The CID, or null for "any".</param>
 /// <param name="Policy">The policy its streams are decided by.</param>
 /// <param name="Description">E.g. <c>policy sha256:1a2b3c4d5e6f (egress enabled, 2 destinations) from /etc/egress/a.toml</c>.</param>
-internal sealed record GatewayEnclave(uint? Cid, EgressPolicy Policy, string Description)
+/// <param name="Digest">The digest of its policy, compared with the enclave's own (its denial reports); null: none.</param>
+/// <param name="Source">The file its policy comes from, e.g. <c>/etc/egress/a.toml</c>.</param>
+internal sealed record GatewayEnclave(uint? Cid, EgressPolicy Policy, string Description, Configuration.PolicyDigest? Digest = null, string? Source = null)
 {
     /// <summary>The entry's CID as logs and the <c>egress.enclave</c> tag write it: <c>16</c> or <c>any</c>.</summary>
     public string Label => Cid is { } cid ? cid.ToString(System.Globalization.CultureInfo.InvariantCulture) : "any";

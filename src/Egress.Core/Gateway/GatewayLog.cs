@@ -83,6 +83,12 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 232, Level = LogLevel.Warning, Message = "{Enclave} denied {Count} {What} {Subject} ({Reason}) in the last {Seconds} s (its denial report)")]
     public static partial void EnclaveDenied(ILogger logger, string enclave, uint count, string what, string subject, string reason, int seconds);
 
+    [LoggerMessage(EventId = 235, Level = LogLevel.Information, Message = "the {Enclave} reads the same policy as this parent's for it ({Digest}; its denial report)")]
+    public static partial void EnclavePolicyMatches(ILogger logger, string enclave, string digest);
+
+    [LoggerMessage(EventId = 236, Level = LogLevel.Warning, Message = "the {Enclave} reads policy {Theirs}, but this parent's for it is {Ours} ({Source}): the two enclave.toml files differ in [egress] or [dns] (its denial report), so one side can deny what the other allows; both hosts log their policy digest at start and `egress-enclave check` prints it, to compare the files")]
+    public static partial void EnclavePolicyDiffers(ILogger logger, string enclave, string theirs, string ours, string source);
+
     [LoggerMessage(EventId = 234, Level = LogLevel.Warning, Message = "{HeldBack} more denial reports of the {Enclave} were held back by the limit of one report's lines a second since its last report logged (their records are counted in egress.enclave.denials)")]
     public static partial void EnclaveDenialsHeldBack(ILogger logger, string enclave, long heldBack);
 

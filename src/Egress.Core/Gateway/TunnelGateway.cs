@@ -69,7 +69,7 @@ public sealed class TunnelGateway : IAsyncDisposable
         _enclaves = options.Enclaves.Count == 0
             ? EnclaveMap<TunnelStreamHandler>.Single(_handler)
             : new EnclaveMap<TunnelStreamHandler>(options.Enclaves.Select(enclave => (enclave.Cid, new TunnelStreamHandler(
-                options.WithMetrics(options.Metrics?.ForEnclave(enclave.Label, enclave.Policy.Cache)), enclave.Policy, _dns, _logger, connect, _parentAddresses))));
+                options.ForEnclave(options.Metrics?.ForEnclave(enclave.Label, enclave.Policy.Cache), enclave), enclave.Policy, _dns, _logger, connect, _parentAddresses))));
         DnsUpstreams = upstreams;
     }
 

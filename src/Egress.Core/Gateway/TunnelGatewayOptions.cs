@@ -38,11 +38,31 @@ public sealed class TunnelGatewayOptions
     /// (<see cref="TunnelStreamHandler.DefaultIdleBetweenRequests"/>; tests shorten it to race the enclave's pool).</summary>
     internal TimeSpan IdleBetweenRequests { get; init; } = TunnelStreamHandler.DefaultIdleBetweenRequests;
 
-    /// <summary>These options with other metrics (every other setting the same): one enclave entry's.</summary>
-    internal TunnelGatewayOptions WithMetrics(EgressMetrics? metrics)
+    /// <summary>These options for one <c>[[host.enclaves]]</c> entry (every other setting the same): its metrics, and its
+    /// policy's digest and file.</summary>
+    internal TunnelGatewayOptions ForEnclave(EgressMetrics? metrics, GatewayEnclave enclave)
     {
         var copy = (TunnelGatewayOptions)MemberwiseClone();
         copy._metrics = metrics;
+        copy.PolicyDigest = enclave.Digest;
+        copy.PolicySource = enclave.Digest is null ? null : enclave.Source;
+        return copy;
+    }
+
+    /// <summary>Gets the digest of the policy these streams are decided by, compared with the one each enclave's denial
+    /// report carries (<see cref="Tunnel.DenialKind.PolicyDigest"/>); null: no comparison.</summary>
+    internal Configuration.PolicyDigest? PolicyDigest { get; private set; }
+
+    /// <summary>Gets where <see cref="PolicyDigest"/>'s policy comes from, for the mismatch line, e.g.
+    /// <c>/etc/egress/enclave.toml</c>; null: "this parent's enclave.toml".</summary>
+    internal string? PolicySource { get; private set; }
+
+    /// <summary>These options with the digest of the policy they decide by (the parent's own file's).</summary>
+    internal TunnelGatewayOptions WithPolicy(Configuration.PolicyDigest digest, string? source)
+    {
+        var copy = (TunnelGatewayOptions)MemberwiseClone();
+        copy.PolicyDigest = digest;
+        copy.PolicySource = source;
         return copy;
     }
 

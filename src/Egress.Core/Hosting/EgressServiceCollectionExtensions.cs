@@ -58,7 +58,8 @@ public static class EgressServiceCollectionExtensions
             {
                 var reporter = new DenialReporter(
                     denials, tunnel, configuration.Tunnel.StatusTimeout, relay.TimeProvider,
-                    (provider.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance).CreateLogger("Egress.Denials"));
+                    (provider.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance).CreateLogger("Egress.Denials"),
+                    configuration.GetPolicyDigest());
                 return new ListenerHostedService(reporter.Start, reporter.StopAsync, ex => ex.Message);
             });
         }
@@ -151,6 +152,7 @@ public static class EgressServiceCollectionExtensions
         var host = configuration.Host;
         var relay = configuration.CreateRelayOptions();
         GatewayEnclave[] enclaves = LoadHostEnclaves(configuration, listen, warning);
+        PolicyDigest digest = configuration.GetPolicyDigest();
         var audit = AddAudit(services, configuration, ConfigurationKeys.HostAuditLog.Path, host.AuditLog);
         services.AddSingleton(provider => new TunnelGateway(
             new TunnelGatewayOptions
@@ -169,7 +171,7 @@ public static class EgressServiceCollectionExtensions
                 Metrics = metrics.Get(provider),
                 Audit = audit.Get(provider),
                 Enclaves = enclaves,
-            },
+            }.WithPolicy(digest, configuration.SourceName),
             policy,
             provider.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance));
         services.AddSingleton<IHostedService>(provider =>
@@ -230,7 +232,9 @@ public static class EgressServiceCollectionExtensions
             return new GatewayEnclave(
                 mapping.Cid,
                 file.CreatePolicy(file.CreateCache()),
-                $"policy {digest} (egress {egress}, {digest.DestinationCount} destination{(digest.DestinationCount == 1 ? string.Empty : "s")}) from {mapping.ConfigPath}");
+                $"policy {digest} (egress {egress}, {digest.DestinationCount} destination{(digest.DestinationCount == 1 ? string.Empty : "s")}) from {mapping.ConfigPath}",
+                digest,
+                mapping.ConfigPath);
         })];
     }
 

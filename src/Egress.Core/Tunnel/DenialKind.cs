@@ -13,4 +13,9 @@ internal enum DenialKind : byte
     /// <summary>TLS connections the enclave reset because the ClientHello's server name failed the check
     /// (<c>egress.tls_server_name</c>); the reason is a <see cref="Tls.ServerNameRefusal"/> in snake_case.</summary>
     ServerName = 3,
+
+    /// <summary>Not a denial: the enclave's policy digest, so that the parent can say when the two sides read different
+    /// policies. The first record of every report; count 1, reason <see cref="DenialReportCodec.PolicyReason"/>, the
+    /// subject <c>sha256:</c> and the 64 lower-case hexadecimal digits of <see cref="Configuration.PolicyDigest.Hash"/>.</summary>
+    PolicyDigest = 4,
 }

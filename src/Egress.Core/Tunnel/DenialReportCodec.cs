@@ -28,6 +28,18 @@ internal static class DenialReportCodec
     /// <summary>The largest report (<see cref="MaxRecords"/> records and the end byte), in bytes.</summary>
     public const int MaxReportLength = (MaxRecords * MaxRecordLength) + 1;
 
+    /// <summary>The reason of a <see cref="DenialKind.PolicyDigest"/> record.</summary>
+    public const string PolicyReason = "policy";
+
+    /// <summary>The record that carries the enclave's policy digest (<see cref="DenialKind.PolicyDigest"/>).</summary>
+    /// <param name="digest">The enclave's policy digest.</param>
+    public static DenialRecord PolicyRecord(Configuration.PolicyDigest digest) =>
+        new(DenialKind.PolicyDigest, PolicyReason, 1, 0, PolicySubject(digest));
+
+    /// <summary>The subject of a policy record: <c>sha256:</c> and the digest's 64 hexadecimal digits.</summary>
+    /// <param name="digest">A policy digest.</param>
+    public static string PolicySubject(Configuration.PolicyDigest digest) => "sha256:" + digest.Hash;
+
     /// <summary>The byte that ends a report.</summary>
     public const byte End = 0;
 

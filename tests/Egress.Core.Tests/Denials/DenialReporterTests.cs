@@ -88,6 +88,85 @@ public sealed class DenialReporterTests
     }
 
     [Test]
+    public async Task TheParentSaysOnceThatTheEnclaveReadsTheSamePolicyAndCountsNoDenialForIt()
+    {
+        var digest = Digest("[egress]\nenabled = true\ndestinations = [\"api.example.com\"]\n");
+        StartGateway(parentPolicy: digest);
+        using var counted = new MetricCollector<long>(_parent.Meters, Egress.Diagnostics.EgressMetrics.MeterName, "egress.enclave.denials");
+        var tally = new DenialTally(_time, DenialDetail.Destinations);
+        var reporter = Reporter(tally, digest);
+
+        await reporter.ReportAsync(CancellationToken.None).WaitAsync(HangGuard); // nothing denied: the digest alone, at the first tick
+        var match = await _parent.Logs.WaitForEventAsync(235, HangGuard);
+        tally.Connection(Denied, DecisionReason.NeverLearned);
+        _time.Advance(TimeSpan.FromSeconds(10));
+        await reporter.ReportAsync(CancellationToken.None).WaitAsync(HangGuard); // a denial: the digest first, then its record
+        await _parent.Logs.WaitForEventAsync(232, HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(match.Message, Is.EqualTo($"the enclave reads the same policy as this parent's for it ({digest}; its denial report)"));
+            Assert.That(_parent.Logs.Records.Count(r => r.Id.Id == 235), Is.EqualTo(1), "said once, not every report");
+            Assert.That(_parent.Logs.Records.Where(r => r.Id.Id == 232).Select(r => r.Message), Is.EqualTo(new[]
+            {
+                "enclave denied 1 connection to 198.51.100.7:443 (never_learned) in the last 10 s (its denial report)",
+            }), "the digest is not a denial");
+            Assert.That(counted.GetMeasurementSnapshot().Select(m => (m.Value, m.Tags["egress.kind"])), Is.EqualTo(new (long, object?)[] { (1, "connection") }));
+            Assert.That(_enclave.EventIds, Is.EqualTo(new[] { 136, 135 }), "the digest alone, then a report of one denial");
+            Assert.That(_parent.TunnelErrors, Is.Empty);
+        });
+    }
+
+    [Test]
+    public async Task TheParentWarnsOncePerDigestWhenTheEnclaveReadsAnotherPolicy()
+    {
+        var parent = Digest("[egress]\nenabled = true\ndestinations = [\"api.example.com\", \"new.example.com\"]\n");
+        var enclave = Digest("[egress]\nenabled = true\ndestinations = [\"api.example.com\"]\n");
+        StartGateway(parentPolicy: parent, policySource: "/etc/egress/enclave.toml");
+        var tally = new DenialTally(_time, DenialDetail.Destinations);
+
+        await Reporter(tally, enclave).ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+        var warning = await _parent.Logs.WaitForEventAsync(236, HangGuard);
+        await SendReportAsync(DenialReportCodec.PolicyRecord(enclave)); // the same digest again: already said
+        await SendReportAsync(DenialReportCodec.PolicyRecord(parent)); // the enclave now reads the parent's: said
+        await WaitUntilAsync(() => _parent.Logs.Records.Any(r => r.Id.Id == 235));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(warning.Level, Is.EqualTo(Microsoft.Extensions.Logging.LogLevel.Warning));
+            Assert.That(warning.Message, Does.StartWith($"the enclave reads policy {enclave}, but this parent's for it is {parent} (/etc/egress/enclave.toml): the two enclave.toml files differ"));
+            Assert.That(_parent.Logs.Records.Count(r => r.Id.Id == 236), Is.EqualTo(1), "once per digest");
+            Assert.That(_parent.Logs.Records.Count(r => r.Id.Id == 232), Is.Zero, "no denial was reported");
+        });
+    }
+
+    [Test]
+    public async Task TheDigestAloneIsSentAgainOnlyAfterItsInterval()
+    {
+        var streams = StartStreamCountingGateway();
+        var reporter = Reporter(new DenialTally(_time, DenialDetail.Destinations), Digest("[egress]\nenabled = true\n"));
+
+        await reporter.ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+        _time.Advance(DenialReporter.PolicyInterval - TimeSpan.FromSeconds(1));
+        await reporter.ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+        int beforeInterval = streams();
+        _time.Advance(TimeSpan.FromSeconds(1));
+        await reporter.ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+
+        Assert.That((beforeInterval, streams()), Is.EqualTo((1, 2)));
+    }
+
+    [Test]
+    public async Task AReporterWithoutADigestSendsNothingWhenNothingWasDenied()
+    {
+        var streams = StartStreamCountingGateway();
+
+        await Reporter(new DenialTally(_time, DenialDetail.Destinations)).ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+
+        Assert.That(streams(), Is.Zero);
+    }
+
+    [Test]
     public async Task ANameTheEnclaveWithholdsIsSaidToBeWithheld()
     {
         StartGateway();
@@ -395,9 +474,25 @@ public sealed class DenialReporterTests
         return await TunnelWire.ReadToEndAsync(stream).WaitAsync(HangGuard);
     }
 
-    private DenialReporter Reporter(DenialTally tally) => new(tally, _endpoint, TimeSpan.FromSeconds(5), _time, _enclave.Logger);
+    private DenialReporter Reporter(DenialTally tally, Egress.Configuration.PolicyDigest? policy = null) => new(tally, _endpoint, TimeSpan.FromSeconds(5), _time, _enclave.Logger, policy);
 
-    private void StartGateway(Func<Socket, uint?>? peerCid = null, Egress.Audit.AuditLog? audit = null)
+    /// <summary>Starts the gateway counting the report streams it reads (each asks for its peer's CID once).</summary>
+    private Func<int> StartStreamCountingGateway()
+    {
+        int streams = 0;
+        StartGateway(peerCid: _ =>
+        {
+            Interlocked.Increment(ref streams);
+            return null;
+        });
+        return () => Volatile.Read(ref streams);
+    }
+
+    private static Egress.Configuration.PolicyDigest Digest(string toml) =>
+        Egress.Configuration.ConfiguredComponents.GetPolicyDigest(Egress.Configuration.EgressConfiguration.Parse(toml, "enclave.toml"));
+
+    private void StartGateway(
+        Func<Socket, uint?>? peerCid = null, Egress.Audit.AuditLog? audit = null, Egress.Configuration.PolicyDigest? parentPolicy = null, string? policySource = null)
     {
         var policy = EgressPolicy.Create(true, ["198.51.100.9"], new AllowlistCache(new AllowlistCacheOptions()));
         var options = new TunnelGatewayOptions
@@ -409,6 +504,11 @@ public sealed class DenialReporterTests
             PeerCid = peerCid ?? GatewayEnclave.PeerCidOf,
             Audit = audit,
         };
+        if (parentPolicy is not null)
+        {
+            options = options.WithPolicy(parentPolicy, policySource);
+        }
+
         _gateway = new TunnelGateway(options, policy, _parent.LoggerFactory);
         _gateway.Start();
     }
