@@ -6,7 +6,8 @@ namespace Egress.Tls;
 /// <summary>
 /// Reads the server name from the first bytes a client sends, if they are a TLS ClientHello (RFC 8446 §4.1.2, TLS 1.0
 /// to 1.3 share its shape): TLS records of content type 22 (handshake, RFC 8446 §5.1) carrying one handshake message
-/// of type 1, reassembled across records and across however many receives delivered them, and its server_name
+/// of type 1, reassembled across records and across however many receives delivered them (a record of another type
+/// first, such as an alert, is malformed: servers may skip it and read the ClientHello behind it), and its server_name
 /// extension (type 0, RFC 6066 §3: one host_name) and encrypted_client_hello extension (type 0xfe0d,
 /// draft-ietf-tls-esni). <see cref="Parse"/> is called again with all bytes received so far until it decides; it
 /// never throws, whatever the bytes, and checks every length against what contains it.
@@ -22,6 +23,11 @@ internal static class ClientHelloParser
     public const int MaxBytes = 32 * 1024;
 
     private const byte HandshakeRecord = 22;
+
+    // The TLS record content types (RFC 8446 §5.1, RFC 6520 heartbeat, RFC 9146 tls12_cid): change_cipher_spec (20) to
+    // tls12_cid (25). A first record of any of them but handshake (22) is no ClientHello, yet not plain text either.
+    private const byte FirstRecordType = 20;
+    private const byte LastRecordType = 25;
     private const byte ClientHelloType = 1;
     private const int RecordHeaderLength = 5;
     private const int HandshakeHeaderLength = 4;
@@ -69,7 +75,16 @@ internal static class ClientHelloParser
 
         if (received[0] != HandshakeRecord)
         {
-            return ClientHelloStatus.NotTls;
+            if (received[0] is < FirstRecordType or > LastRecordType)
+            {
+                return ClientHelloStatus.NotTls;
+            }
+
+            // A TLS record of another type (an alert, change_cipher_spec, ...) before the ClientHello: Go's crypto/tls,
+            // among other servers, skips a warning alert before the handshake and reads the ClientHello after it, so
+            // passing these bytes as plain text would pass that ClientHello unchecked. Plain text when the second byte
+            // is not TLS's major version 3.
+            return received.Length < 2 ? ClientHelloStatus.NeedMore : received[1] == 3 ? ClientHelloStatus.Malformed : ClientHelloStatus.NotTls;
         }
 
         Span<byte> header = stackalloc byte[HandshakeHeaderLength];

@@ -6,14 +6,16 @@ internal enum ClientHelloStatus
     /// <summary>The bytes so far are a valid prefix of a TLS ClientHello: read more.</summary>
     NeedMore,
 
-    /// <summary>The first byte is not a TLS handshake record (content type 22): not TLS, e.g. a plain-text protocol.</summary>
+    /// <summary>The first bytes are not a TLS record (content types 20 to 25 with major version 3, or an SSL 2.0-format
+    /// ClientHello): not TLS, e.g. a plain-text protocol.</summary>
     NotTls,
 
     /// <summary>A complete ClientHello; see <see cref="ClientHello"/>.</summary>
     ClientHello,
 
-    /// <summary>A TLS handshake record that is not a well-formed ClientHello (a length out of bounds, another handshake
-    /// type, a record of another type before the ClientHello ends, a duplicate extension, an invalid host_name).</summary>
+    /// <summary>TLS records that are not a well-formed ClientHello (a record of another type first, such as an alert, or
+    /// before the ClientHello ends, a length out of bounds, another handshake type, a duplicate extension, an invalid
+    /// host_name).</summary>
     Malformed,
 
     /// <summary>The ClientHello is longer than <see cref="ClientHelloParser.MaxHandshakeLength"/>, or its records take more

@@ -80,7 +80,7 @@ internal sealed class ServerNameGate : IFirstBytesGate
         ServerNameRefusal.NotAllowed => $"server name {ServerName} is not allowed by any entry",
         ServerNameRefusal.NoServerName => "the ClientHello has no server name",
         ServerNameRefusal.EncryptedClientHello => "the ClientHello uses encrypted_client_hello, which hides the server name",
-        ServerNameRefusal.Malformed => "the first bytes are a TLS handshake record but not a well-formed ClientHello",
+        ServerNameRefusal.Malformed => "the first bytes are TLS records but not a well-formed ClientHello",
         ServerNameRefusal.TooLarge => $"the ClientHello is larger than {ClientHelloParser.MaxHandshakeLength / 1024} KiB",
         ServerNameRefusal.Truncated => "the client closed in the middle of its ClientHello",
         _ => "not refused",

@@ -18,7 +18,7 @@ internal enum ServerNameRefusal
     /// <summary>The ClientHello carries encrypted_client_hello: the name the client means cannot be read.</summary>
     EncryptedClientHello,
 
-    /// <summary>The bytes start like a TLS handshake record but are not a well-formed ClientHello.</summary>
+    /// <summary>The bytes start like a TLS record but are not a well-formed ClientHello (an alert record before it, say).</summary>
     Malformed,
 
     /// <summary>The ClientHello is larger than the parser holds (<see cref="ClientHelloParser.MaxHandshakeLength"/>).</summary>

@@ -211,6 +211,26 @@ public sealed class ClientHelloParserTests
         });
     }
 
+    /// <summary>From a red-team trial: a TLS alert record (warning, user_canceled) sent before the ClientHello made the
+    /// first byte 21, read as plain text, so the ClientHello behind it passed unchecked. Go's crypto/tls server (and
+    /// other stacks) skips a warning alert before the handshake and reads the ClientHello that follows: another
+    /// tenant's server name reached a learned address. A TLS record of another type first is refused as malformed.</summary>
+    [TestCase((byte)20, TestName = "change_cipher_spec before the ClientHello")]
+    [TestCase((byte)21, TestName = "alert before the ClientHello")]
+    [TestCase((byte)23, TestName = "application_data before the ClientHello")]
+    [TestCase((byte)24, TestName = "heartbeat before the ClientHello")]
+    [TestCase((byte)25, TestName = "tls12_cid before the ClientHello")]
+    public void AnotherTlsRecordBeforeTheClientHelloIsMalformed(byte type)
+    {
+        byte[] alert = [type, 0x03, 0x01, 0x00, 0x02, 0x01, 0x5a];
+        Assert.Multiple(() =>
+        {
+            Assert.That(Parse([.. alert, .. OpenSsl]).Status, Is.EqualTo(ClientHelloStatus.Malformed));
+            Assert.That(Parse(alert[..1]).Status, Is.EqualTo(ClientHelloStatus.NeedMore), "one byte: a record or plain text");
+            Assert.That(Parse([type, (byte)'x']).Status, Is.EqualTo(ClientHelloStatus.NotTls), "no TLS version byte: plain text");
+        });
+    }
+
     [Test]
     public void NoBytesNeedMore()
     {

@@ -28,7 +28,10 @@ internal static class TlsClientHelloTarget
         }
         else
         {
-            Require((status == ClientHelloStatus.NotTls) == (input.Length > 0 && input[0] != 22), "not-TLS does not follow the first byte");
+            // Not TLS: a first byte that is no TLS record type (20 to 25), or one other than handshake (22) without the
+            // major version 3 after it.
+            bool notTls = input.Length > 0 && (input[0] is < 20 or > 25 || (input[0] != 22 && input.Length > 1 && input[1] != 3));
+            Require((status == ClientHelloStatus.NotTls) == notTls, "not-TLS does not follow the first bytes");
         }
         if (status != ClientHelloStatus.ClientHello)
         {
