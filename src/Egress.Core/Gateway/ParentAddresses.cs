@@ -26,16 +26,29 @@ internal sealed class ParentAddresses : IDisposable
     /// <summary>Reads the addresses now and keeps them current.</summary>
     /// <param name="read">Lists (interface, address) pairs; null: this machine's interfaces.</param>
     /// <param name="time">The clock of the periodic refresh.</param>
+    /// <exception cref="IOException">The addresses cannot be read now (or their changes cannot be watched): an empty set
+    /// would deny none of them, so the gateway does not start without them. Reading needs rtnetlink (getifaddrs), which a
+    /// sandbox without <c>AF_NETLINK</c> refuses.</exception>
     public ParentAddresses(Func<IEnumerable<(string Interface, IPAddress Address)>>? read, TimeProvider time)
     {
         _read = read ?? ReadInterfaces;
-        Refresh();
-        _timer = time.CreateTimer(_ => Refresh(), null, RefreshInterval, RefreshInterval);
-        if (read is null)
+        try
         {
-            NetworkChange.NetworkAddressChanged += OnAddressChanged;
-            _watching = true;
+            Volatile.Write(ref _addresses, ReadAll());
+            if (read is null)
+            {
+                NetworkChange.NetworkAddressChanged += OnAddressChanged;
+                _watching = true;
+            }
         }
+        catch (NetworkInformationException ex)
+        {
+            throw new IOException(
+                $"cannot read this machine's own addresses ({ex.Message}), which egress-host denies to the enclave; it does not start without them "
+                + "(they are read over rtnetlink: under systemd, RestrictAddressFamilies= must allow AF_NETLINK)", ex);
+        }
+
+        _timer = time.CreateTimer(_ => Refresh(), null, RefreshInterval, RefreshInterval);
     }
 
     /// <summary>Gets how many addresses are known now.</summary>
@@ -55,18 +68,23 @@ internal sealed class ParentAddresses : IDisposable
     {
         try
         {
-            var addresses = new Dictionary<UInt128, string>();
-            foreach (var (name, address) in _read())
-            {
-                addresses.TryAdd(AddressValue.Of(address), name);
-            }
-
-            Volatile.Write(ref _addresses, addresses.ToFrozenDictionary());
+            Volatile.Write(ref _addresses, ReadAll());
         }
         catch (NetworkInformationException)
         {
             // Keep what was known; the next change report or timer tick tries again.
         }
+    }
+
+    private FrozenDictionary<UInt128, string> ReadAll()
+    {
+        var addresses = new Dictionary<UInt128, string>();
+        foreach (var (name, address) in _read())
+        {
+            addresses.TryAdd(AddressValue.Of(address), name);
+        }
+
+        return addresses.ToFrozenDictionary();
     }
 
     public void Dispose()

@@ -28,6 +28,18 @@ public sealed partial class SystemdUnitTests
         });
     }
 
+    /// <summary>From a red-team trial: egress-host reads the parent's own addresses, and is told of their changes, over
+    /// rtnetlink (getifaddrs, <c>NetworkChange</c>). Under the unit's <c>RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+    /// AF_VSOCK</c> (reproduced with a seccomp filter that fails socket(AF_NETLINK) with EAFNOSUPPORT, as systemd's does)
+    /// it died at start with an unhandled NetworkInformationException (97).</summary>
+    [Test]
+    public void TheUnitAllowsNetlinkForTheParentsOwnAddresses()
+    {
+        var service = ServiceSection();
+
+        Assert.That(service["RestrictAddressFamilies"], Does.Contain("AF_NETLINK").And.Contain("AF_VSOCK").And.Contain("AF_INET6"));
+    }
+
     [Test]
     public void TheDeployReadmeAndTheConfigurationReferenceNameTheWritableAuditLogDirectory()
     {

@@ -55,6 +55,17 @@ public sealed class ParentAddressesTests
         Assert.That(addresses.Count, Is.EqualTo(2), "a failed read keeps the previous set, never an empty one");
     }
 
+    /// <summary>From a red-team trial: under the shipped systemd unit (<c>RestrictAddressFamilies=</c> without
+    /// <c>AF_NETLINK</c>) the interfaces cannot be read (getifaddrs needs rtnetlink). A first read that failed left the
+    /// set empty, so every address of the parent would have been allowed; it is a start error instead.</summary>
+    [Test]
+    public void AFirstReadThatFailsIsAStartErrorNotAnEmptySet()
+    {
+        var error = Assert.Throws<IOException>(() => new ParentAddresses(() => throw new NetworkInformationException(97), new FakeTimeProvider()).Dispose())!;
+
+        Assert.That(error.Message, Does.Contain("cannot read this machine's own addresses").And.Contain("AF_NETLINK"));
+    }
+
     [Test]
     public void ThisMachinesInterfacesIncludeLoopback()
     {
