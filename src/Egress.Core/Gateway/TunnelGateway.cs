@@ -40,6 +40,8 @@ public sealed class TunnelGateway : IAsyncDisposable
     /// timeouts 1 … 2147483647 ms, <see cref="Timeout.InfiniteTimeSpan"/> also for the header and connect timeouts; the
     /// drain 0 … 3600 s; a stream limit not negative; keepalive idle 0 … 32767 s, interval 1 … 32767 s, probes
     /// 1 … 127), or the relay's idle timeout as <see cref="RelayOptions.IdleTimeout"/> allows it.</exception>
+    /// <exception cref="IOException">This machine's own addresses (denied to the enclave) cannot be read: reading them
+    /// needs rtnetlink, which a sandbox without <c>AF_NETLINK</c> refuses; a gateway that knew none would deny none.</exception>
     public TunnelGateway(TunnelGatewayOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
         : this(options, policy, loggerFactory, connect: null)
     {

@@ -28,6 +28,9 @@ internal static class ClientHelloParser
     // tls12_cid (25). A first record of any of them but handshake (22) is no ClientHello, yet not plain text either.
     private const byte FirstRecordType = 20;
     private const byte LastRecordType = 25;
+
+    // The version's first byte below which a server may still take a first record for TLS (Go: version < 0x1000).
+    private const byte MaxRecordMajorVersion = 0x10;
     private const byte ClientHelloType = 1;
     private const int RecordHeaderLength = 5;
     private const int HandshakeHeaderLength = 4;
@@ -82,9 +85,11 @@ internal static class ClientHelloParser
 
             // A TLS record of another type (an alert, change_cipher_spec, ...) before the ClientHello: Go's crypto/tls,
             // among other servers, skips a warning alert before the handshake and reads the ClientHello after it, so
-            // passing these bytes as plain text would pass that ClientHello unchecked. Plain text when the second byte
-            // is not TLS's major version 3.
-            return received.Length < 2 ? ClientHelloStatus.NeedMore : received[1] == 3 ? ClientHelloStatus.Malformed : ClientHelloStatus.NotTls;
+            // passing these bytes as plain text would pass that ClientHello unchecked. Go takes any first record whose
+            // version is below 0x1000 (conn.go, readRecordOrCCS: "first record does not look like a TLS handshake"
+            // only from there), so every major version byte below 0x10 counts, not only TLS's 3; from 0x10 on it is
+            // plain text.
+            return received.Length < 2 ? ClientHelloStatus.NeedMore : received[1] < MaxRecordMajorVersion ? ClientHelloStatus.Malformed : ClientHelloStatus.NotTls;
         }
 
         Span<byte> header = stackalloc byte[HandshakeHeaderLength];

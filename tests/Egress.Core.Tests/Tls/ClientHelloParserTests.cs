@@ -231,6 +231,21 @@ public sealed class ClientHelloParserTests
         });
     }
 
+    /// <summary>The review of that fix: Go's crypto/tls takes a first alert record of any version below 0x1000
+    /// (conn.go: "first record does not look like a TLS handshake" only from 0x1000 on), so an alert with version
+    /// 0x0001 before the ClientHello was still read as plain text and passed unchecked.</summary>
+    [TestCase((byte)0x00, ClientHelloStatus.Malformed)]
+    [TestCase((byte)0x01, ClientHelloStatus.Malformed)]
+    [TestCase((byte)0x0F, ClientHelloStatus.Malformed)]
+    [TestCase((byte)0x10, ClientHelloStatus.NotTls)]
+    [TestCase((byte)0x20, ClientHelloStatus.NotTls)]
+    public void AnAlertFirstIsMalformedForEveryVersionAServerMayTake(byte major, object expected)
+    {
+        byte[] alert = [21, major, 0x01, 0x00, 0x02, 0x01, 0x5a];
+
+        Assert.That(Parse([.. alert, .. OpenSsl]).Status, Is.EqualTo((ClientHelloStatus)expected));
+    }
+
     [Test]
     public void NoBytesNeedMore()
     {

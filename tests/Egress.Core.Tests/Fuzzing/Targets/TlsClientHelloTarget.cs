@@ -28,9 +28,9 @@ internal static class TlsClientHelloTarget
         }
         else
         {
-            // Not TLS: a first byte that is no TLS record type (20 to 25), or one other than handshake (22) without the
-            // major version 3 after it.
-            bool notTls = input.Length > 0 && (input[0] is < 20 or > 25 || (input[0] != 22 && input.Length > 1 && input[1] != 3));
+            // Not TLS: a first byte that is no TLS record type (20 to 25), or one other than handshake (22) followed by a
+            // version byte of 0x10 or more (a server such as Go's takes a first record below version 0x1000).
+            bool notTls = input.Length > 0 && (input[0] is < 20 or > 25 || (input[0] != 22 && input.Length > 1 && input[1] >= 0x10));
             Require((status == ClientHelloStatus.NotTls) == notTls, "not-TLS does not follow the first bytes");
         }
         if (status != ClientHelloStatus.ClientHello)
