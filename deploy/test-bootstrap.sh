@@ -89,7 +89,7 @@ run_bootstrap EGRESS_DNS=auto EGRESS_DNS_WAIT=1 -- sh -c "$app"; rc=$?
 check "exit code is the application's (7)" test "$rc" -eq 7
 check "application ran" has "APP RAN"
 check "lo is up" has "<LOOPBACK,UP,LOWER_UP>"
-check "default route via lo" has "default via 127.0.0.1 dev lo"
+check "default route via lo" has "default via 127.0.0.1 dev lo src 127.0.0.1"
 check "netfilter backend chosen and said" has "netfilter: nft (iptables-nft works; no legacy nat table is in use"
 check "DNAT rule to the configured proxy port" has "-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:4455"
 check "SNAT rule for the unspecified source" has "-A POSTROUTING -s 0.0.0.0/32 -o lo -j SNAT --to-source 127.0.0.1"

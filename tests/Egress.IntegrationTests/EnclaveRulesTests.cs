@@ -28,7 +28,7 @@ public sealed class EnclaveRulesTests
             Assert.That(applied.Nat, Does.Contain("-A OUTPUT ! -d 127.0.0.0/8 -p tcp -j DNAT --to-destination 127.0.0.1:4444"));
             Assert.That(applied.Nat, Does.Contain("-A POSTROUTING -s 0.0.0.0/32 -o lo -j SNAT --to-source 127.0.0.1"));
             Assert.That(applied.Nat6, Does.Contain("-A OUTPUT ! -d ::1/128 -p tcp -j DNAT --to-destination [::1]:4444"));
-            Assert.That(applied.Routes, Does.Contain("default via 127.0.0.1 dev lo"));
+            Assert.That(applied.Routes, Does.Contain("default via 127.0.0.1 dev lo src 127.0.0.1"));
             Assert.That(applied.Routes6, Has.Some.StartsWith("default dev lo"));
         });
 

@@ -108,6 +108,23 @@ public sealed class TcpEgressTests : EgressFixture
     }
 
     [Test]
+    public async Task AnOutboundIPv4SocketsLocalAddressIsLoopbackNotUnspecified()
+    {
+        // A network trial: getsockname() of a connected outbound IPv4 socket gave 0.0.0.0 (the route via lo had no
+        // source, and lo's addresses are host-scoped), which apps that log or announce their local address take for an
+        // error; the route now names 127.0.0.1 as its source.
+        string script = $"""
+            import socket
+            s = socket.create_connection(("198.18.1.20", {WorldPorts.Echo}), timeout=5)
+            s.sendall(b"x")
+            print(s.getsockname()[0], s.recv(1).decode())
+            """;
+        var result = await Command.RunInNamespaceAsync(Topology.Enclave, TimeSpan.FromSeconds(20), "python3", "-c", script);
+
+        Assert.That(result.StandardOutput, Is.EqualTo("127.0.0.1 x\n"), result.ToString);
+    }
+
+    [Test]
     public async Task TcpToTheEnclavesOwnIPv6AddressStaysInTheEnclave()
     {
         // A network trial: `rules --apply` puts fd65:6772:6573::1 on lo, but only ::1 was left out of the redirect, so

@@ -145,7 +145,9 @@ internal static class RedirectRules
         var dnsTarget6 = dns6 ?? new IPEndPoint(IPAddress.IPv6Loopback, dns4!.Port);
         return
         [
-            Route("IPv4 default route via loopback", ipv6: false, ["route"], ["default", "via", "127.0.0.1", "dev", "lo"]),
+            // "src": a connected socket's local address is 127.0.0.1 (getsockname), not 0.0.0.0, which the kernel picks
+            // for a route via lo otherwise (127.0.0.1 and 127.0.0.2 are host-scoped, never chosen for another destination).
+            Route("IPv4 default route via loopback", ipv6: false, ["route"], ["default", "via", "127.0.0.1", "dev", "lo", "src", "127.0.0.1"]),
             Route("IPv6 default route via loopback", ipv6: true, ["-6", "route"], ["default", "dev", "lo"]),
             Address("an IPv4 address besides 127.0.0.1, for AI_ADDRCONFIG", ipv6: false, $"{ConfiguredIPv4}/32"),
             Address("an IPv6 address besides ::1, for AI_ADDRCONFIG", ipv6: true, $"{ConfiguredIPv6}/128"),

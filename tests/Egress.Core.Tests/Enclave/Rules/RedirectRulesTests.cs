@@ -7,7 +7,7 @@ public sealed class RedirectRulesTests
 {
     private static readonly string[] DefaultAddLines =
     [
-        "ip route replace default via 127.0.0.1 dev lo",
+        "ip route replace default via 127.0.0.1 dev lo src 127.0.0.1",
         "ip -6 route replace default dev lo",
         "ip -4 addr replace 127.0.0.2/32 dev lo",
         "ip -6 addr replace fd65:6772:6573::1/128 dev lo nodad",
@@ -101,7 +101,7 @@ public sealed class RedirectRulesTests
             Assert.That(rule.Remove, Is.EqualTo(rule.Add.Select((a, i) => i == verb ? "del" : a)), rule.Description);
         }
 
-        Assert.That(RedirectRules.For()[0].RemoveCommandLine, Is.EqualTo("ip route del default via 127.0.0.1 dev lo"));
+        Assert.That(RedirectRules.For()[0].RemoveCommandLine, Is.EqualTo("ip route del default via 127.0.0.1 dev lo src 127.0.0.1"));
         Assert.That(RedirectRules.For()[1].RemoveCommandLine, Is.EqualTo("ip -6 route del default dev lo"));
     }
 

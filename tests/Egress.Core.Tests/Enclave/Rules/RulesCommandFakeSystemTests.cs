@@ -70,12 +70,12 @@ public sealed class RulesCommandFakeSystemTests
         Assert.That(_system.Table(NetfilterBackend.Legacy, ipv6: true, "filter"), Is.EqualTo(FilterV6));
         Assert.That(_system.Calls.Where(c => c.StartsWith("iptables-nft", StringComparison.Ordinal) || c.StartsWith("ip6tables-nft", StringComparison.Ordinal)),
             Is.EqualTo(new[] { "iptables-nft -w -t nat -S OUTPUT" }), "nft is probed, never written to");
-        Assert.That(_system.Routes, Is.EquivalentTo(new[] { "default via 127.0.0.1 dev lo", "-6 default dev lo" }));
+        Assert.That(_system.Routes, Is.EquivalentTo(new[] { "default via 127.0.0.1 dev lo src 127.0.0.1", "-6 default dev lo" }));
         Assert.That(Output, Is.EqualTo(new[]
         {
             $"netfilter: legacy (iptables-nft failed: {FakeSystem.NoNfTables})",
             "added: loopback interface up: ip link set dev lo up",
-            "added: IPv4 default route via loopback: ip route replace default via 127.0.0.1 dev lo",
+            "added: IPv4 default route via loopback: ip route replace default via 127.0.0.1 dev lo src 127.0.0.1",
             "added: IPv6 default route via loopback: ip -6 route replace default dev lo",
             "added: an IPv4 address besides 127.0.0.1, for AI_ADDRCONFIG: ip -4 addr replace 127.0.0.2/32 dev lo",
             "added: an IPv6 address besides ::1, for AI_ADDRCONFIG: ip -6 addr replace fd65:6772:6573::1/128 dev lo nodad",
@@ -242,7 +242,7 @@ public sealed class RulesCommandFakeSystemTests
 
         Assert.That(exit, Is.Zero, string.Join('\n', Error));
         Assert.That(_system.Table(NetfilterBackend.Nft, ipv6: true)[3], Does.EndWith("--to-destination [::1]:4444"));
-        Assert.That(_system.Routes, Is.EquivalentTo(new[] { "default via 127.0.0.1 dev lo", "-6 default dev lo" }));
+        Assert.That(_system.Routes, Is.EquivalentTo(new[] { "default via 127.0.0.1 dev lo src 127.0.0.1", "-6 default dev lo" }));
         Assert.That(_system.Addresses, Is.EquivalentTo(new[] { "-4 127.0.0.2/32", "-6 fd65:6772:6573::1/128" }));
         Assert.That(Output, Does.Contain("note: IPv6 proxy ([enclave] proxy_listen has no IPv6 address: IPv6 TCP is redirected all the same, to a loopback port where the proxy does not listen, so it is refused and never leaves around the proxy)"));
         Assert.That(Output.Where(l => l.StartsWith("proxy: ", StringComparison.Ordinal)), Is.EqualTo(new[] { "proxy: 127.0.0.1:4444 (redirected IPv4 TCP goes here: the proxy must listen on it)" }));

@@ -105,7 +105,7 @@ public sealed class RulesCommandTests
         }));
         Assert.That(Rules(filterV4), Is.EqualTo(new[] { "-A OUTPUT -p udp -m conntrack --ctstate NEW -m addrtype ! --dst-type LOCAL -j REJECT --reject-with icmp-port-unreachable" }));
         Assert.That(Rules(filterV6), Is.EqualTo(new[] { "-A OUTPUT -p udp -m conntrack --ctstate NEW -m addrtype ! --dst-type LOCAL -j REJECT --reject-with icmp6-port-unreachable" }));
-        Assert.That(routesV4.Trim(), Is.EqualTo("default via 127.0.0.1 dev lo"));
+        Assert.That(routesV4.Trim(), Is.EqualTo("default via 127.0.0.1 dev lo src 127.0.0.1"));
         Assert.That(routesV6Default, Does.StartWith("default dev lo "));
         Assert.That(loAddresses, Does.Contain("inet 127.0.0.2/32").And.Contain("inet6 fd65:6772:6573::1/128"));
 
