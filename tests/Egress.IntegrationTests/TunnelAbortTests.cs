@@ -23,6 +23,9 @@ public sealed class TunnelAbortTests : EgressFixture
     /// <summary>Sends <see cref="SlowReaderLength"/> bytes on accept, then RST.</summary>
     private const int ResetAfterMegabytePort = 9012;
 
+    /// <summary>Accepts and closes at once (FIN): bytes the client sends later draw RST.</summary>
+    private const int CloseAtOncePort = 9013;
+
     private const int BodyLength = 64 * 1024;
 
     private const int SlowReaderLength = 1024 * 1024;
@@ -35,6 +38,11 @@ public sealed class TunnelAbortTests : EgressFixture
         topology.StartWorldServer("reset-after-body", ResetAfterBodyPort, (stream, socket, cancellationToken) => HttpBodyThenAsync(stream, socket, reset: true, cancellationToken));
         topology.StartWorldServer("close-after-body", CloseAfterBodyPort, (stream, socket, cancellationToken) => HttpBodyThenAsync(stream, socket, reset: false, cancellationToken));
         topology.StartWorldServer("reset-after-megabyte", ResetAfterMegabytePort, MegabyteThenResetAsync);
+        topology.StartWorldServer("close-at-once", CloseAtOncePort, (_, socket, _) =>
+        {
+            socket.Close();
+            return Task.CompletedTask;
+        });
         return Task.CompletedTask;
     }
 
@@ -82,6 +90,44 @@ public sealed class TunnelAbortTests : EgressFixture
         {
             Assert.That(received, Is.EqualTo(SlowReaderLength), () => Deployment.Enclave.Output);
             Assert.That(failure?.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset), "the RST still follows the bytes");
+        });
+    }
+
+    [Test]
+    public async Task WritesAfterTheDestinationClosedFailSoonAsTheyWouldDirectly()
+    {
+        // Directly, the first write after the server's FIN draws its RST and the second fails (EPIPE). Through Egress
+        // the parent had already sent END(FIN) when its write to the destination failed, so no END could say so: it
+        // read on, discarding, until the 2 s end-drain timer, and an app writing 1 KiB every 50 ms saw 43 writes
+        // succeed. Now the parent resets the tunnel at once and the enclave resets the app on its next write.
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        using var socket = await NetworkNamespace.ConnectAsync(Topology.Enclave, new IPEndPoint(WorldAddresses.Allowed, CloseAtOncePort), cts.Token);
+        int read = await socket.ReceiveAsync(new byte[1], SocketFlags.None, cts.Token);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        int writes = 0;
+        SocketException? failure = null;
+        while (clock.Elapsed < TimeSpan.FromSeconds(5))
+        {
+            try
+            {
+                await socket.SendAsync(new byte[1024], SocketFlags.None, cts.Token);
+                writes++;
+            }
+            catch (SocketException ex)
+            {
+                failure = ex;
+                break;
+            }
+
+            await Task.Delay(50, cts.Token);
+        }
+
+        TimeSpan failedAfter = clock.Elapsed;
+        Assert.Multiple(() =>
+        {
+            Assert.That(read, Is.Zero, "the destination's FIN reaches the app");
+            Assert.That(failure?.SocketErrorCode, Is.AnyOf(SocketError.Shutdown, SocketError.ConnectionReset), () => Deployment.Host.Output);
+            Assert.That(failedAfter, Is.LessThan(TimeSpan.FromSeconds(1.5)), $"a write failed after {writes} writes that succeeded (the end-drain timer is 2 s)");
         });
     }
 

@@ -120,12 +120,26 @@ internal sealed partial class SocketRelaySession
 
     /// <summary>
     /// The framed abort: remembers the END cause to send (unless the END that caused the abort set it), resets the
-    /// plain socket, and resets the tunnel only if the END frames have not been exchanged within <see cref="EndDrainTimeout"/>.
+    /// plain socket, and resets the tunnel only if the END frames have not been exchanged within <see cref="EndDrainTimeout"/>;
+    /// at once when this side's END already went out as FIN and the far side's has not come.
     /// </summary>
+    /// <remarks>
+    /// This side's END is out when its direction ended first with FIN (a destination that closed, then reset when the
+    /// app wrote on). No END frame is left to carry the abort's cause, and the far side's END comes only when its own
+    /// socket ends: until then it would go on relaying bytes that are discarded here, and its application's writes
+    /// would all succeed. Resetting the tunnel fails the far side's next write to it, which resets its socket, as the
+    /// RST fails a direct application's next write.
+    /// </remarks>
     private void AbortFramed(RelayShutdownCause cause, Exception? error)
     {
         Interlocked.CompareExchange(ref _abortEnd, (int)EndCauseFor(cause, error), NoEnd);
         SocketReset.Reset(Plain);
+        if (Volatile.Read(ref _sentEnd) == (int)TunnelEndCause.Fin && Volatile.Read(ref _receivedEnd) == NoEnd)
+        {
+            SocketReset.Reset(Tunnel);
+            return;
+        }
+
         ITimer timer = _time.CreateTimer(
             static state => ((SocketRelaySession)state!).DrainExpired(), this, EndDrainTimeout, Timeout.InfiniteTimeSpan);
         Volatile.Write(ref _drainTimer, timer);

@@ -349,6 +349,64 @@ public sealed class FramedRelayTests(bool splice)
         });
     }
 
+    /// <summary>
+    /// The plain socket ends its direction (END(FIN) goes out), then resets, so the far side's later bytes cannot be
+    /// written to it: on the parent a destination that closed and reset when the app wrote on, in the enclave an app
+    /// that half-closed and then reset while the destination still sent. No END is left to tell the far side, and its
+    /// own END comes only when its socket ends: the relay resets the tunnel at once (the far side's next write fails
+    /// and it resets its socket, as the RST would on a direct path) instead of discarding the far side's bytes until
+    /// the end-drain timer. Found by an app in the enclave writing after the server's FIN: 43 writes of 1 KiB
+    /// succeeded over 2 s where the second fails directly.
+    /// </summary>
+    [TestCase(true, TestName = "{m}(parent: tunnel is side A)")]
+    [TestCase(false, TestName = "{m}(enclave: tunnel is side B)")]
+    public async Task AWriteErrorAfterThisSidesEndResetsTheTunnelAtOnce(bool onTheParent)
+    {
+        using var chain = await FramedChain.ConnectAsync();
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(); // the end-drain timer never fires by itself
+
+        RelaySide framed = onTheParent ? RelaySide.A : RelaySide.B;
+        Task<RelayResult> relay = chain.RunAsync(Options with { TimeProvider = clock }, framed);
+        chain.App.Shutdown(SocketShutdown.Send); // the plain socket's FIN
+        var (_, cause) = await Frames.ReadUntilEndAsync(chain.Peer).WaitAsync(HangGuard);
+        Egress.Sockets.SocketReset.Reset(chain.App); // then its RST: writes to it fail
+        SocketError end = await SendUntilTheTunnelEndsAsync(chain.Peer).WaitAsync(HangGuard);
+        Assert.That(end, Is.Not.EqualTo(SocketError.TimedOut), "the tunnel must end without the end-drain timer");
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cause, Is.EqualTo(TunnelEndCause.Fin));
+            Assert.That(result.FirstCause, Is.EqualTo(onTheParent ? RelayShutdownCause.BWriteError : RelayShutdownCause.AWriteError));
+            Assert.That(result.Framed, Is.EqualTo(new FramedStreamEnd(TunnelEndCause.Fin, null)), "no END came from the far side");
+        });
+    }
+
+    /// <summary>Sends DATA frames (as the enclave relaying an app that keeps writing) until a send fails or the stream
+    /// reads its end; TimedOut when neither happens within 10 s.</summary>
+    private static async Task<SocketError> SendUntilTheTunnelEndsAsync(Socket peer)
+    {
+        byte[] frame = Frames.Data(new byte[1024]);
+        byte[] buffer = new byte[16];
+        for (int i = 0; i < 200; i++)
+        {
+            try
+            {
+                await peer.SendAsync(frame);
+                if (peer.Poll(50_000, SelectMode.SelectRead) && await peer.ReceiveAsync(buffer) == 0)
+                {
+                    return SocketError.Shutdown;
+                }
+            }
+            catch (SocketException ex)
+            {
+                return ex.SocketErrorCode;
+            }
+        }
+
+        return SocketError.TimedOut;
+    }
+
     /// <summary>Reads until the stream ends; returns what arrived and how it ended (Success: a clean end).</summary>
     internal static async Task<(byte[] Received, SocketError End)> ReadWhatArrivesAsync(Socket socket)
     {
