@@ -135,13 +135,23 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
         }
 
         DateTimeOffset now = options.Relay.TimeProvider.GetUtcNow();
+        bool first = true;
         foreach (var record in records.Take(DenialReportCodec.MaxRecords))
         {
             if (record.Kind == DenialKind.PolicyDigest)
             {
-                ComparePolicy(cid, enclave, record.Subject);
+                // The report's first record only, and under the rate limit of the report's lines: a peer's own reports
+                // (64 policy records alternating two digests, as fast as streams open) would otherwise each be a warning.
+                if (first && log)
+                {
+                    ComparePolicy(cid, enclave, record.Subject);
+                }
+
+                first = false;
                 continue;
             }
+
+            first = false;
 
             options.Metrics?.EnclaveDenials(
                 Enum.IsDefined(record.Kind) ? MetricTag.Of(record.Kind) : "other", KnownReasons.Contains(record.Reason) ? record.Reason : "other", record.Count);

@@ -127,7 +127,9 @@ public sealed class DenialReporterTests
 
         await Reporter(tally, enclave).ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
         var warning = await _parent.Logs.WaitForEventAsync(236, HangGuard);
+        _time.Advance(DenialReporter.DefaultInterval); // reports come 10 s apart (one report's lines a second)
         await SendReportAsync(DenialReportCodec.PolicyRecord(enclave)); // the same digest again: already said
+        _time.Advance(DenialReporter.DefaultInterval);
         await SendReportAsync(DenialReportCodec.PolicyRecord(parent)); // the enclave now reads the parent's: said
         await WaitUntilAsync(() => _parent.Logs.Records.Any(r => r.Id.Id == 235));
 
@@ -138,6 +140,26 @@ public sealed class DenialReporterTests
             Assert.That(_parent.Logs.Records.Count(r => r.Id.Id == 236), Is.EqualTo(1), "once per digest");
             Assert.That(_parent.Logs.Records.Count(r => r.Id.Id == 232), Is.Zero, "no denial was reported");
         });
+    }
+
+    [Test]
+    public async Task PolicyRecordsOfAHostilePeerAreHeldToTheRateLimitOfItsLines()
+    {
+        // Code in the enclave can open report streams itself: 64 policy records a report, alternating two digests, and
+        // reports as fast as streams open, must not each be a warning line. The digest is the report's first record,
+        // and it is compared only when the report's lines are let through (one report's lines a second per CID).
+        var parent = Digest("[egress]\nenabled = true\ndestinations = [\"api.example.com\"]\n");
+        var one = Digest("[egress]\nenabled = true\ndestinations = [\"one.example.com\"]\n");
+        var two = Digest("[egress]\nenabled = true\ndestinations = [\"two.example.com\"]\n");
+        StartGateway(parentPolicy: parent);
+
+        await SendReportAsync([.. Enumerable.Range(0, DenialReportCodec.MaxRecords).Select(i => DenialReportCodec.PolicyRecord(i % 2 == 0 ? one : two))]);
+        for (int i = 0; i < 10; i++)
+        {
+            await SendReportAsync(DenialReportCodec.PolicyRecord(i % 2 == 0 ? two : one)); // within the same second: held back
+        }
+
+        Assert.That(_parent.Logs.Records.Count(r => r.Id.Id == 236), Is.EqualTo(1));
     }
 
     [Test]
@@ -462,10 +484,18 @@ public sealed class DenialReporterTests
     private Task SendOneRecordReportAsync(string subject) => SendReportAsync(new DenialRecord(DenialKind.Connection, "never_learned", 1, 10, subject));
 
     /// <summary>Sends a one-record report as an enclave would; returns what the parent sent after its Ok.</summary>
-    private async Task<byte[]> SendReportAsync(DenialRecord record)
+    private Task<byte[]> SendReportAsync(DenialRecord record) => SendReportAsync([record]);
+
+    /// <summary>Sends a report of <paramref name="records"/>; returns what the parent sent after its Ok.</summary>
+    private async Task<byte[]> SendReportAsync(DenialRecord[] records)
     {
-        var bytes = new byte[DenialReportCodec.MaxRecordLength + 1];
-        int length = DenialReportCodec.WriteRecord(record, bytes);
+        var bytes = new byte[DenialReportCodec.MaxReportLength];
+        int length = 0;
+        foreach (var record in records)
+        {
+            length += DenialReportCodec.WriteRecord(record, bytes.AsSpan(length));
+        }
+
         bytes[length++] = DenialReportCodec.End;
         using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
         await TunnelWire.SendAsync(stream, TunnelRequest.ForDenialReport());
