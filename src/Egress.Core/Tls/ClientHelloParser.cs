@@ -31,6 +31,8 @@ internal static class ClientHelloParser
 
     // The version's first byte below which a server may still take a first record for TLS (Go: version < 0x1000).
     private const byte MaxRecordMajorVersion = 0x10;
+    private const byte AlertRecord = 21;
+    private const int AlertLength = 2; // level and description (RFC 8446 §6)
     private const byte ClientHelloType = 1;
     private const int RecordHeaderLength = 5;
     private const int HandshakeHeaderLength = 4;
@@ -89,7 +91,27 @@ internal static class ClientHelloParser
             // version is below 0x1000 (conn.go, readRecordOrCCS: "first record does not look like a TLS handshake"
             // only from there), so every major version byte below 0x10 counts, not only TLS's 3; from 0x10 on it is
             // plain text.
-            return received.Length < 2 ? ClientHelloStatus.NeedMore : received[1] < MaxRecordMajorVersion ? ClientHelloStatus.Malformed : ClientHelloStatus.NotTls;
+            // Other servers (OpenSSL, BoringSSL, Java) take a first record only with TLS's major version 3; Go's lower
+            // ones only for an alert, and skips it only when it is 2 bytes long (conn.go: other lengths end the
+            // connection). Binary protocols with a little-endian length first (MongoDB's wire protocol: 276 bytes is
+            // 14 01 00 00) stay plain text.
+            if (received.Length < 2)
+            {
+                return ClientHelloStatus.NeedMore;
+            }
+
+            if (received[1] == 3)
+            {
+                return ClientHelloStatus.Malformed;
+            }
+
+            if (received[0] != AlertRecord || received[1] >= MaxRecordMajorVersion)
+            {
+                return ClientHelloStatus.NotTls;
+            }
+
+            return received.Length < RecordHeaderLength ? ClientHelloStatus.NeedMore
+                : BinaryPrimitives.ReadUInt16BigEndian(received[3..]) == AlertLength ? ClientHelloStatus.Malformed : ClientHelloStatus.NotTls;
         }
 
         Span<byte> header = stackalloc byte[HandshakeHeaderLength];

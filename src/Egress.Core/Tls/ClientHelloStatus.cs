@@ -6,7 +6,7 @@ internal enum ClientHelloStatus
     /// <summary>The bytes so far are a valid prefix of a TLS ClientHello: read more.</summary>
     NeedMore,
 
-    /// <summary>The first bytes are not a TLS record (content types 20 to 25 followed by a version byte below 0x10, or an SSL 2.0-format
+    /// <summary>The first bytes are not a TLS record (content types 20 to 25 followed by TLS's major version 3, an alert of 2 bytes with a version byte below 0x10, or an SSL 2.0-format
     /// ClientHello): not TLS, e.g. a plain-text protocol.</summary>
     NotTls,
 

@@ -231,6 +231,18 @@ public sealed class ClientHelloParserTests
         });
     }
 
+    /// <summary>A binary protocol whose first bytes are a little-endian length, such as MongoDB's wire protocol (a first
+    /// message of 276 bytes starts 14 01 00 00, of 277 bytes 15 01 00 00), is not a TLS record any server takes: Go
+    /// takes a first record of version below 0x1000 only as an alert, and skips only a 2-byte one; the others need
+    /// TLS's major version 3. Refusing them refused every such connection to a learned address.</summary>
+    [TestCase(new byte[] { 0x14, 0x01, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00 }, TestName = "a 276-byte MongoDB message")]
+    [TestCase(new byte[] { 0x15, 0x01, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00 }, TestName = "a 277-byte MongoDB message")]
+    [TestCase(new byte[] { 0x18, 0x0a, 0x00, 0x00, 0x2a, 0x00, 0x00, 0x00 }, TestName = "a 2584-byte MongoDB message")]
+    public void ALittleEndianLengthIsPlainText(byte[] first)
+    {
+        Assert.That(Parse(first).Status, Is.EqualTo(ClientHelloStatus.NotTls));
+    }
+
     /// <summary>The review of that fix: Go's crypto/tls takes a first alert record of any version below 0x1000
     /// (conn.go: "first record does not look like a TLS handshake" only from 0x1000 on), so an alert with version
     /// 0x0001 before the ClientHello was still read as plain text and passed unchecked.</summary>
