@@ -29,7 +29,7 @@ internal static class ClientHelloParser
     private const byte FirstRecordType = 20;
     private const byte LastRecordType = 25;
 
-    // The version's first byte below which a server may still take a first record for TLS (Go: version < 0x1000).
+    // The version's first byte below which Go still takes a first alert record (version < 0x1000).
     private const byte MaxRecordMajorVersion = 0x10;
     private const byte AlertRecord = 21;
     private const int AlertLength = 2; // level and description (RFC 8446 §6)
@@ -85,16 +85,13 @@ internal static class ClientHelloParser
                 return ClientHelloStatus.NotTls;
             }
 
-            // A TLS record of another type (an alert, change_cipher_spec, ...) before the ClientHello: Go's crypto/tls,
-            // among other servers, skips a warning alert before the handshake and reads the ClientHello after it, so
-            // passing these bytes as plain text would pass that ClientHello unchecked. Go takes any first record whose
-            // version is below 0x1000 (conn.go, readRecordOrCCS: "first record does not look like a TLS handshake"
-            // only from there), so every major version byte below 0x10 counts, not only TLS's 3; from 0x10 on it is
-            // plain text.
-            // Other servers (OpenSSL, BoringSSL, Java) take a first record only with TLS's major version 3; Go's lower
-            // ones only for an alert, and skips it only when it is 2 bytes long (conn.go: other lengths end the
-            // connection). Binary protocols with a little-endian length first (MongoDB's wire protocol: 276 bytes is
-            // 14 01 00 00) stay plain text.
+            // A TLS record of another type (an alert, change_cipher_spec, ...) before the ClientHello: Go's crypto/tls
+            // server skips a warning alert before the handshake and reads the ClientHello after it, so passing these
+            // bytes as plain text would pass that ClientHello unchecked. Which first records a server takes: OpenSSL,
+            // BoringSSL and Java only those with TLS's major version 3; Go also an alert whose version is below 0x1000
+            // (conn.go, readRecordOrCCS), and it skips an alert only when it is 2 bytes long (other lengths end the
+            // connection). So those two are malformed; everything else here stays plain text, such as a binary
+            // protocol with a little-endian length first (MongoDB's wire protocol: 276 bytes is 14 01 00 00).
             if (received.Length < 2)
             {
                 return ClientHelloStatus.NeedMore;

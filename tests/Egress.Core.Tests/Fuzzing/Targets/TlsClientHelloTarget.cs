@@ -28,9 +28,11 @@ internal static class TlsClientHelloTarget
         }
         else
         {
-            // Not TLS: a first byte that is no TLS record type (20 to 25), or one other than handshake (22) followed by a
-            // version byte of 0x10 or more (a server such as Go's takes a first record below version 0x1000).
-            bool notTls = input.Length > 0 && (input[0] is < 20 or > 25 || (input[0] != 22 && input.Length > 1 && input[1] >= 0x10));
+            // Not TLS: a first byte that is no TLS record type (20 to 25), or one other than handshake (22) that no server
+            // takes for a first record: not followed by major version 3, and not a 2-byte alert of a version below 0x1000
+            // (which Go's crypto/tls skips).
+            bool goAlert = input.Length > 1 && input[0] == 21 && input[1] < 0x10 && (input.Length < 5 || ((input[3] << 8) | input[4]) == 2);
+            bool notTls = input.Length > 0 && (input[0] is < 20 or > 25 || (input[0] != 22 && input.Length > 1 && input[1] != 3 && !goAlert));
             Require((status == ClientHelloStatus.NotTls) == notTls, "not-TLS does not follow the first bytes");
         }
         if (status != ClientHelloStatus.ClientHello)
