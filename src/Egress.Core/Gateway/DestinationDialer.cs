@@ -26,6 +26,12 @@ internal static class DestinationDialer
     {
         // One source for both ends of the attempt (no linked source per connection): the timeout, and the abort, which
         // cancels it through a registration on the long-lived abort token (its nodes are reused, not allocated anew).
+        if (destination.Address.IsIPv4MappedToIPv6)
+        {
+            // The policy decides ::ffff:a.b.c.d as a.b.c.d; an IPv6 socket (IPV6_V6ONLY) cannot reach it.
+            destination = new IPEndPoint(destination.Address.MapToIPv4(), destination.Port);
+        }
+
         using var deadline = new CancellationTokenSource(timeout, timeProvider);
         using var onAbort = aborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), deadline);
         Socket? socket = null;

@@ -45,6 +45,25 @@ public sealed class DestinationDialerTests
     }
 
     [Test]
+    public async Task AnIPv4MappedDestinationIsDialledOverIPv4()
+    {
+        // The red-team trial: a tunnel request for ::ffff:198.18.0.10 (which the policy decides as the IPv4 address) was
+        // allowed, then dialled on an IPv6-only socket and answered Unreachable ("Network is unreachable").
+        var ipv4 = (IPEndPoint)_listener.LocalEndPoint!;
+        var mapped = new IPEndPoint(ipv4.Address.MapToIPv6(), ipv4.Port);
+
+        var (socket, status, detail) = await DestinationDialer.ConnectAsync(
+            mapped, TimeSpan.FromSeconds(5), new TcpKeepAlive(TimeSpan.Zero, TimeSpan.FromSeconds(1), 1), TimeProvider.System, CancellationToken.None);
+        using var dialed = socket;
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(status, Is.EqualTo(TunnelStatus.Ok), detail);
+            Assert.That(dialed!.RemoteEndPoint, Is.EqualTo(ipv4));
+        });
+    }
+
+    [Test]
     public async Task ZeroIdleLeavesKeepAliveOff()
     {
         var (socket, status, detail) = await DestinationDialer.ConnectAsync(
