@@ -42,10 +42,8 @@ public sealed class TunnelGatewayOptions
     /// policy's digest and file.</summary>
     internal TunnelGatewayOptions ForEnclave(EgressMetrics? metrics, GatewayEnclave enclave)
     {
-        var copy = (TunnelGatewayOptions)MemberwiseClone();
+        var copy = WithPolicy(enclave.Digest, enclave.Source);
         copy._metrics = metrics;
-        copy.PolicyDigest = enclave.Digest;
-        copy.PolicySource = enclave.Digest is null ? null : enclave.Source;
         return copy;
     }
 
@@ -57,8 +55,9 @@ public sealed class TunnelGatewayOptions
     /// <c>/etc/egress/enclave.toml</c>; null: "this parent's enclave.toml".</summary>
     internal string? PolicySource { get; private set; }
 
-    /// <summary>These options with the digest of the policy they decide by (the parent's own file's).</summary>
-    internal TunnelGatewayOptions WithPolicy(Configuration.PolicyDigest digest, string? source)
+    /// <summary>These options with the digest of the policy they decide by (the parent's own file's, or an entry's);
+    /// null: no comparison.</summary>
+    internal TunnelGatewayOptions WithPolicy(Configuration.PolicyDigest? digest, string? source)
     {
         var copy = (TunnelGatewayOptions)MemberwiseClone();
         copy.PolicyDigest = digest;
