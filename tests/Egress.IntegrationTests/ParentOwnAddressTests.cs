@@ -6,7 +6,9 @@ namespace Egress.IntegrationTests;
 /// <summary>
 /// The parent's own addresses are not egress: an allowed name whose answer points at the parent (IPv4 and IPv6), or
 /// a network entry that covers the parent's address, must not reach a service listening on the parent. A socat
-/// server on the parent answers <c>PARENT-LOCAL</c> on port 8082 to whoever reaches it.
+/// server on the parent answers <c>PARENT-LOCAL</c> on port 8082 to whoever reaches it. The parent also delivers two
+/// prefixes locally without an interface holding their addresses (AnyIP: <c>ip route add local ... dev lo</c>), which
+/// network entries cover.
 /// </summary>
 [TestFixture]
 public sealed class ParentOwnAddressTests : EgressFixture
@@ -15,12 +17,17 @@ public sealed class ParentOwnAddressTests : EgressFixture
     private const string Parent6 = "parent6.hostile.test";
     private const int ParentPort = 8082;
 
-    internal override string ConfigToml => EnclaveConfig.Render([Parent4, Parent6, "2001:db8::/64"]);
+    private const string AnyIPv6 = "2001:db8:5::/64";
+    private const string AnyIPv4 = "198.19.250.0/24";
+
+    internal override string ConfigToml => EnclaveConfig.Render([Parent4, Parent6, "2001:db8::/64", AnyIPv6, AnyIPv4]);
 
     internal override async Task PrepareAsync(Topology topology)
     {
         await topology.StartDnsmasqAsync(DnsmasqRecord.Host(Parent4, WorldAddresses.Parent), DnsmasqRecord.Host(Parent6, WorldAddresses.ParentV6));
         topology.SetEnclaveNameserver(IPAddress.Loopback);
+        await Command.RunCheckedAsync("ip", "-n", topology.Parent, "-6", "route", "add", "local", AnyIPv6, "dev", "lo");
+        await Command.RunCheckedAsync("ip", "-n", topology.Parent, "route", "add", "local", AnyIPv4, "dev", "lo");
         topology.StartProcess("parent-local server", topology.Parent,
             "socat", $"TCP6-LISTEN:{ParentPort},fork,reuseaddr,ipv6only=0", "SYSTEM:echo PARENT-LOCAL");
         await Wait.UntilAsync(
@@ -54,6 +61,23 @@ public sealed class ParentOwnAddressTests : EgressFixture
         {
             Assert.That(nc.StandardOutput, Does.Not.Contain("PARENT-LOCAL"), nc.ToString);
             Assert.That(denied, Is.Not.Null, () => $"egress-host did not deny its own address:\n{Deployment.Host.Output}");
+        });
+    }
+
+    /// <summary>From a red-team trial: an address only a <c>local</c> route covers is on no interface, and a network
+    /// entry covering it reached the service listening on <c>[::]</c> on the parent.</summary>
+    [TestCase("2001:db8:5::77", AnyIPv6)]
+    [TestCase("198.19.250.77", AnyIPv4)]
+    public async Task AnAddressALocalRouteDeliversToTheParentDoesNotReachIt(string address, string route)
+    {
+        var nc = await Clients.NcAsync(Topology.Enclave, [], "-N", "-w", "5", address, $"{ParentPort}");
+        string endpoint = address.Contains(':') ? $"[{address}]:{ParentPort}" : $"{address}:{ParentPort}";
+        var denied = await LogLineAsync(Deployment.Host, endpoint, $"denied: an address of the parent itself (interface lo, local route {route})");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(nc.StandardOutput, Does.Not.Contain("PARENT-LOCAL"), nc.ToString);
+            Assert.That(denied, Is.Not.Null, () => $"egress-host did not deny an address it delivers locally:\n{Deployment.Host.Output}");
         });
     }
 

@@ -1,17 +1,20 @@
 using System.Collections.Frozen;
 using System.Net;
 using System.Net.NetworkInformation;
+using System.Net.Sockets;
 using Egress.Policy;
 
 namespace Egress.Gateway;
 
 /// <summary>
 /// The parent's own addresses: every unicast address of every network interface (IPv4 and IPv6), each with its
-/// interface's name, kept current: re-read when the kernel reports an address change (rtnetlink, through
-/// <see cref="NetworkChange.NetworkAddressChanged"/>) and at least every <see cref="RefreshInterval"/> in case a report
-/// was missed. A connection to one of them reaches a service on the parent itself (an IPv6 address of an EC2 parent
-/// is usually global, so the internal ranges do not cover it), so the gateway denies them unless a single-address
-/// entry names the address. Lookups take no lock and do not allocate.
+/// interface's name, and every prefix the kernel delivers locally without an interface holding its addresses (routes
+/// of type <c>local</c> or <c>anycast</c> in any table: AnyIP, <c>ip route add local 2001:db8:5::/64 dev lo</c>), kept
+/// current: re-read when the kernel reports an address change (rtnetlink, through
+/// <see cref="NetworkChange.NetworkAddressChanged"/>) and at least every <see cref="RefreshInterval"/> (a route added
+/// alone is noticed then). A connection to one of them reaches a service on the parent itself (an IPv6 address of an
+/// EC2 parent is usually global, so the internal ranges do not cover it), so the gateway denies them unless a
+/// single-address entry names the address. Lookups take no lock and do not allocate.
 /// </summary>
 internal sealed class ParentAddresses : IDisposable
 {
@@ -19,29 +22,33 @@ internal sealed class ParentAddresses : IDisposable
     internal static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(30);
 
     private readonly Func<IEnumerable<(string Interface, IPAddress Address)>> _read;
+    private readonly Func<IEnumerable<LocalRoute>> _readRoutes;
     private readonly ITimer _timer;
     private readonly bool _watching;
-    private FrozenDictionary<UInt128, string> _addresses = FrozenDictionary<UInt128, string>.Empty;
+    private Known _known = new(FrozenDictionary<UInt128, string>.Empty, []);
 
-    /// <summary>Reads the addresses now and keeps them current.</summary>
+    /// <summary>Reads the addresses and local routes now and keeps them current.</summary>
     /// <param name="read">Lists (interface, address) pairs; null: this machine's interfaces.</param>
     /// <param name="time">The clock of the periodic refresh.</param>
-    /// <exception cref="IOException">The addresses cannot be read now (or their changes cannot be watched): an empty set
-    /// would deny none of them, so the gateway does not start without them. Reading needs rtnetlink (getifaddrs), which a
-    /// sandbox without <c>AF_NETLINK</c> refuses.</exception>
-    public ParentAddresses(Func<IEnumerable<(string Interface, IPAddress Address)>>? read, TimeProvider time)
+    /// <param name="readRoutes">Lists the local and anycast routes; null: this machine's (<see cref="LocalRouteReader"/>)
+    /// when <paramref name="read"/> is null too, none otherwise (tests of a fake interface list).</param>
+    /// <exception cref="IOException">The addresses or routes cannot be read now (or their changes cannot be watched): an
+    /// empty set would deny none of them, so the gateway does not start without them. Reading needs rtnetlink
+    /// (getifaddrs, a route dump), which a sandbox without <c>AF_NETLINK</c> refuses.</exception>
+    public ParentAddresses(Func<IEnumerable<(string Interface, IPAddress Address)>>? read, TimeProvider time, Func<IEnumerable<LocalRoute>>? readRoutes = null)
     {
         _read = read ?? ReadInterfaces;
+        _readRoutes = readRoutes ?? (read is null ? LocalRouteReader.Read : static () => []);
         try
         {
-            Volatile.Write(ref _addresses, ReadAll());
+            Volatile.Write(ref _known, ReadAll());
             if (read is null)
             {
                 NetworkChange.NetworkAddressChanged += OnAddressChanged;
                 _watching = true;
             }
         }
-        catch (NetworkInformationException ex)
+        catch (Exception ex) when (ex is NetworkInformationException or IOException)
         {
             throw new IOException(
                 $"cannot read this machine's own addresses ({ex.Message}), which egress-host denies to the enclave; it does not start without them "
@@ -51,32 +58,56 @@ internal sealed class ParentAddresses : IDisposable
         _timer = time.CreateTimer(_ => Refresh(), null, RefreshInterval, RefreshInterval);
     }
 
-    /// <summary>Gets how many addresses are known now.</summary>
-    public int Count => Volatile.Read(ref _addresses).Count;
+    /// <summary>Gets how many addresses are known now (local routes not counted).</summary>
+    public int Count => Volatile.Read(ref _known).Addresses.Count;
 
-    /// <summary>The addresses and their interfaces for a log line, e.g. <c>198.18.0.1 (eth0), 2001:db8::1 (eth0)</c>.</summary>
-    public override string ToString() =>
-        string.Join(", ", Volatile.Read(ref _addresses).Select(pair => $"{AddressValue.ToAddress(pair.Key)} ({pair.Value})").Order(StringComparer.Ordinal));
+    /// <summary>The addresses and their interfaces, then the local routes that cover more than those addresses, for a
+    /// log line, e.g. <c>198.18.0.1 (eth0), 2001:db8::1 (eth0), local route 2001:db8:5::/64 (lo)</c>.</summary>
+    public override string ToString()
+    {
+        Known known = Volatile.Read(ref _known);
+        return string.Join(", ", known.Addresses.Select(pair => $"{AddressValue.ToAddress(pair.Key)} ({pair.Value})").Order(StringComparer.Ordinal)
+            .Concat(known.Routes.Select(route => $"local route {route.Route.Prefix} ({route.Route.Interface})").Order(StringComparer.Ordinal)));
+    }
 
     /// <summary>Whether <paramref name="address"/> (IPv4-mapped IPv6 counts as IPv4) is one of the parent's; the
-    /// interface that holds it.</summary>
-    public bool TryGetInterface(IPAddress address, out string? interfaceName) =>
-        Volatile.Read(ref _addresses).TryGetValue(AddressValue.Of(address), out interfaceName);
+    /// interface that holds it, or for an address only a local route covers, the route's interface and the route
+    /// (<c>lo, local route 2001:db8:5::/64</c>).</summary>
+    public bool TryGetInterface(IPAddress address, out string? interfaceName)
+    {
+        Known known = Volatile.Read(ref _known);
+        UInt128 value = AddressValue.Of(address);
+        if (known.Addresses.TryGetValue(value, out interfaceName))
+        {
+            return true;
+        }
 
-    /// <summary>Re-reads the addresses. A failure keeps the previous set (never an empty one by mistake).</summary>
+        foreach (var (block, route) in known.Routes)
+        {
+            if (block.Contains(value))
+            {
+                interfaceName = $"{route.Interface}, local route {route.Prefix}";
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Re-reads the addresses and routes. A failure keeps the previous set (never an empty one by mistake).</summary>
     public void Refresh()
     {
         try
         {
-            Volatile.Write(ref _addresses, ReadAll());
+            Volatile.Write(ref _known, ReadAll());
         }
-        catch (NetworkInformationException)
+        catch (Exception ex) when (ex is NetworkInformationException or IOException)
         {
             // Keep what was known; the next change report or timer tick tries again.
         }
     }
 
-    private FrozenDictionary<UInt128, string> ReadAll()
+    private Known ReadAll()
     {
         var addresses = new Dictionary<UInt128, string>();
         foreach (var (name, address) in _read())
@@ -84,8 +115,23 @@ internal sealed class ParentAddresses : IDisposable
             addresses.TryAdd(AddressValue.Of(address), name);
         }
 
-        return addresses.ToFrozenDictionary();
+        // An interface's address has a local route of its own; only the routes that cover more are kept to scan.
+        var routes = new List<(AddressBlock, LocalRoute)>();
+        foreach (LocalRoute route in _readRoutes())
+        {
+            var block = AddressBlock.From(route.Prefix);
+            bool single = route.Prefix.PrefixLength == (route.Prefix.BaseAddress.AddressFamily == AddressFamily.InterNetwork ? 32 : 128);
+            if (!(single && addresses.ContainsKey(block.First)) && !routes.Exists(known => known.Item2.Prefix == route.Prefix))
+            {
+                routes.Add((block, route));
+            }
+        }
+
+        return new Known(addresses.ToFrozenDictionary(), [.. routes]);
     }
+
+    /// <summary>One consistent reading: the interfaces' addresses and the local routes beyond them.</summary>
+    private sealed record Known(FrozenDictionary<UInt128, string> Addresses, (AddressBlock Block, LocalRoute Route)[] Routes);
 
     public void Dispose()
     {

@@ -40,15 +40,17 @@ public sealed class TunnelGateway : IAsyncDisposable
     /// timeouts 1 … 2147483647 ms, <see cref="Timeout.InfiniteTimeSpan"/> also for the header and connect timeouts; the
     /// drain 0 … 3600 s; a stream limit not negative; keepalive idle 0 … 32767 s, interval 1 … 32767 s, probes
     /// 1 … 127), or the relay's idle timeout as <see cref="RelayOptions.IdleTimeout"/> allows it.</exception>
-    /// <exception cref="IOException">This machine's own addresses (denied to the enclave) cannot be read: reading them
-    /// needs rtnetlink, which a sandbox without <c>AF_NETLINK</c> refuses; a gateway that knew none would deny none.</exception>
+    /// <exception cref="IOException">This machine's own addresses (denied to the enclave: those of its interfaces and
+    /// those its <c>local</c> and <c>anycast</c> routes deliver to it) cannot be read: reading them needs rtnetlink, which
+    /// a sandbox without <c>AF_NETLINK</c> refuses; a gateway that knew none would deny none.</exception>
     public TunnelGateway(TunnelGatewayOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
         : this(options, policy, loggerFactory, connect: null)
     {
     }
 
     /// <summary>Creates a gateway whose destination sockets are connected by <paramref name="connect"/> and whose own
-    /// addresses are read by <paramref name="parentAddresses"/> (tests; null: this machine's interfaces).</summary>
+    /// addresses are read by <paramref name="parentAddresses"/> (tests, with no local routes; null: this machine's
+    /// interfaces and local routes).</summary>
     internal TunnelGateway(
         TunnelGatewayOptions options, EgressPolicy policy, ILoggerFactory loggerFactory, DestinationDialer.Connect? connect,
         Func<IEnumerable<(string Interface, IPAddress Address)>>? parentAddresses = null)

@@ -75,6 +75,74 @@ public sealed class ParentAddressesTests
         Assert.That(name, Is.Not.Empty);
     }
 
+    /// <summary>From a red-team trial: a prefix the parent's kernel delivers locally (AnyIP, <c>ip route add local
+    /// 2001:db8:5::/64 dev lo</c>) has addresses on no interface, and with <c>"*"</c> or a network entry covering it a
+    /// connection to one reached a service listening on <c>[::]</c> on the parent.</summary>
+    [Test]
+    public void AnAddressOnlyALocalRouteCoversIsTheParentsAndTheLogLineNamesTheRoute()
+    {
+        using var addresses = new ParentAddresses(
+            () => [("eth0", ParentV4)],
+            new FakeTimeProvider(),
+            () => [
+                new LocalRoute(IPNetwork.Parse("198.51.100.50/32"), "eth0"), // the interface address's own route
+                new LocalRoute(IPNetwork.Parse("2001:db8:5::/64"), "lo"),
+                new LocalRoute(IPNetwork.Parse("203.0.113.0/24"), "lo"),
+            ]);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(addresses.TryGetInterface(IPAddress.Parse("2001:db8:5::77"), out string? v6), Is.True);
+            Assert.That(v6, Is.EqualTo("lo, local route 2001:db8:5::/64"));
+            Assert.That(addresses.TryGetInterface(IPAddress.Parse("::ffff:203.0.113.9"), out string? mapped), Is.True, "IPv4-mapped is IPv4");
+            Assert.That(mapped, Is.EqualTo("lo, local route 203.0.113.0/24"));
+            Assert.That(addresses.TryGetInterface(ParentV4, out string? own), Is.True);
+            Assert.That(own, Is.EqualTo("eth0"), "an interface's address names its interface, not its route");
+            Assert.That(addresses.TryGetInterface(IPAddress.Parse("2001:db8:6::77"), out _), Is.False);
+            Assert.That(addresses.TryGetInterface(IPAddress.Parse("203.0.114.1"), out _), Is.False);
+            Assert.That(addresses.ToString(), Is.EqualTo("198.51.100.50 (eth0), local route 2001:db8:5::/64 (lo), local route 203.0.113.0/24 (lo)"));
+        });
+    }
+
+    [Test]
+    public void ALocalRouteAddedLaterIsKnownAfterTheRefreshIntervalAndAFailedRouteReadKeepsTheLastSet()
+    {
+        var time = new FakeTimeProvider();
+        var routes = new List<LocalRoute>();
+        bool failing = false;
+        using var addresses = new ParentAddresses(() => [("eth0", ParentV4)], time, () => failing ? throw new IOException("rtnetlink") : [.. routes]);
+        routes.Add(new LocalRoute(IPNetwork.Parse("2001:db8:5::/64"), "lo"));
+
+        Assert.That(addresses.TryGetInterface(IPAddress.Parse("2001:db8:5::1"), out _), Is.False, "not read yet");
+        time.Advance(ParentAddresses.RefreshInterval);
+        Assert.That(addresses.TryGetInterface(IPAddress.Parse("2001:db8:5::1"), out _), Is.True);
+
+        failing = true;
+        time.Advance(ParentAddresses.RefreshInterval);
+        Assert.That(addresses.TryGetInterface(IPAddress.Parse("2001:db8:5::1"), out _), Is.True, "a failed read keeps the previous routes");
+    }
+
+    [Test]
+    public void AFirstRouteReadThatFailsIsAStartError()
+    {
+        var error = Assert.Throws<IOException>(() => new ParentAddresses(() => [("eth0", ParentV4)], new FakeTimeProvider(), () => throw new IOException("cannot open an rtnetlink socket")).Dispose())!;
+
+        Assert.That(error.Message, Does.Contain("cannot read this machine's own addresses (cannot open an rtnetlink socket)"));
+    }
+
+    [Test]
+    public void ThisMachinesLocalRoutesCoverLoopbackAndItsInterfaceAddresses()
+    {
+        List<LocalRoute> routes = LocalRouteReader.Read();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(routes, Has.Some.Matches<LocalRoute>(route => route.Prefix.Contains(IPAddress.Parse("127.0.0.9")) && route.Interface == "lo"),
+                () => string.Join(", ", routes));
+            Assert.That(routes.Select(route => route.Prefix.BaseAddress.AddressFamily).Distinct(), Does.Contain(AddressFamily.InterNetwork));
+        });
+    }
+
     [TestCase("*", "198.51.100.50", false)]
     [TestCase("198.51.100.0/24", "198.51.100.50", false)]
     [TestCase("2001:db8::/32", "2001:db8:ffff::1", false)]

@@ -1,0 +1,192 @@
+using System.Buffers.Binary;
+using System.Net;
+using Egress.Gateway;
+
+namespace Egress.Tests.Gateway;
+
+/// <summary>
+/// The rtnetlink route dump parser (<see cref="LocalRouteReader.Parse"/>), fed messages built as linux/rtnetlink.h lays
+/// them out, and hostile ones: it keeps local and anycast routes of the dump's sequence, and a malformed message is an
+/// <see cref="IOException"/>, never another exception or a read past the data.
+/// </summary>
+public sealed class LocalRouteReaderTests
+{
+    private const uint Sequence = 77;
+
+    [Test]
+    public void KeepsLocalAndAnycastRoutesOfTheDumpAndEndsAtDone()
+    {
+        byte[] messages = [
+            .. Route(LocalRouteReader.FamilyIPv6, 64, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("2001:db8:5::"), outputInterface: 1),
+            .. Route(LocalRouteReader.FamilyIPv4, 24, 1 /* unicast */, IPAddress.Parse("198.18.0.0"), outputInterface: 2),
+            .. Route(LocalRouteReader.FamilyIPv6, 128, LocalRouteReader.RouteTypeAnycast, IPAddress.Parse("2001:db8:7::"), outputInterface: 2),
+            .. Route(LocalRouteReader.FamilyIPv4, 32, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("203.0.113.5"), outputInterface: 2, sequence: Sequence + 1),
+            .. Route(LocalRouteReader.FamilyIPv4, 8, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("127.0.0.0"), outputInterface: 0),
+            .. Message(LocalRouteReader.MessageDone, Sequence, new byte[4]),
+        ];
+        var routes = new List<LocalRoute>();
+        bool interrupted = false;
+
+        bool done = LocalRouteReader.Parse(messages, Sequence, routes, index => index == 1 ? "lo" : "eth0", ref interrupted);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(done, Is.True);
+            Assert.That(interrupted, Is.False);
+            Assert.That(routes, Is.EqualTo(new[]
+            {
+                new LocalRoute(IPNetwork.Parse("2001:db8:5::/64"), "lo"),
+                new LocalRoute(IPNetwork.Parse("2001:db8:7::/128"), "eth0"),
+                new LocalRoute(IPNetwork.Parse("127.0.0.0/8"), "?"),
+            }));
+        });
+    }
+
+    [Test]
+    public void ARouteWithoutADestinationIsTheDefaultAndHostBitsAreMasked()
+    {
+        byte[] messages = [
+            .. Route(LocalRouteReader.FamilyIPv4, 0, LocalRouteReader.RouteTypeLocal, null, outputInterface: 1),
+            .. Route(LocalRouteReader.FamilyIPv6, 48, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("2001:db8:5:ffff::1"), outputInterface: 1),
+        ];
+        var routes = new List<LocalRoute>();
+        bool interrupted = false;
+
+        bool done = LocalRouteReader.Parse(messages, Sequence, routes, _ => "lo", ref interrupted);
+
+        Assert.That((done, routes.Select(route => route.Prefix.ToString())), Is.EqualTo((false, new[] { "0.0.0.0/0", "2001:db8:5::/48" })));
+    }
+
+    [Test]
+    public void AnInterruptedDumpIsReported()
+    {
+        byte[] route = Route(LocalRouteReader.FamilyIPv4, 32, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("198.18.0.1"), outputInterface: 1);
+        BinaryPrimitives.WriteUInt16LittleEndian(route.AsSpan(6), LocalRouteReader.FlagDumpInterrupted);
+        bool interrupted = false;
+
+        LocalRouteReader.Parse(route, Sequence, [], _ => "lo", ref interrupted);
+
+        Assert.That(interrupted, Is.True);
+    }
+
+    [Test]
+    public void AnErrorAnswerIsAnIOExceptionWithTheErrno()
+    {
+        byte[] error = Message(LocalRouteReader.MessageError, Sequence, [.. BitConverter.GetBytes(-1), .. new byte[16]]);
+        bool interrupted = false;
+
+        var thrown = Assert.Throws<IOException>(() => LocalRouteReader.Parse(error, Sequence, [], _ => "lo", ref interrupted))!;
+
+        Assert.That(thrown.Message, Does.Contain("rtnetlink refused the route dump").And.Contain("errno 1"));
+    }
+
+    [TestCase("short header")]
+    [TestCase("length past the data")]
+    [TestCase("length below the header")]
+    [TestCase("short route message")]
+    [TestCase("attribute past the route")]
+    [TestCase("destination of the wrong length")]
+    [TestCase("prefix longer than the address")]
+    public void AMalformedMessageIsAnIOException(string fault)
+    {
+        byte[] good = Route(LocalRouteReader.FamilyIPv6, 64, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("2001:db8:5::"), outputInterface: 1);
+        byte[] bad = fault switch
+        {
+            "short header" => good[..10],
+            "length past the data" => WithLength(good, good.Length + 4),
+            "length below the header" => WithLength(good, 8),
+            "short route message" => Message(LocalRouteReader.NewRoute, Sequence, new byte[8]),
+            "attribute past the route" => WithAttributeLength(good, 200),
+            "destination of the wrong length" => Route(LocalRouteReader.FamilyIPv4, 24, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("2001:db8::"), outputInterface: 1),
+            _ => Route(LocalRouteReader.FamilyIPv4, 33, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("198.18.0.0"), outputInterface: 1),
+        };
+        bool interrupted = false;
+
+        Assert.Throws<IOException>(() => LocalRouteReader.Parse(bad, Sequence, [], _ => "lo", ref interrupted));
+    }
+
+    /// <summary>Random mutations of a real-looking dump: every outcome is routes, false, or an IOException.</summary>
+    [Test]
+    public void MutatedDumpsNeverThrowAnythingButIOException()
+    {
+        byte[] seed = [
+            .. Route(LocalRouteReader.FamilyIPv6, 64, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("2001:db8:5::"), outputInterface: 1),
+            .. Route(LocalRouteReader.FamilyIPv4, 32, LocalRouteReader.RouteTypeAnycast, IPAddress.Parse("198.18.0.1"), outputInterface: 2),
+            .. Message(LocalRouteReader.MessageDone, Sequence, new byte[4]),
+        ];
+        var random = new Random(20261202);
+        int parsed = 0, refused = 0;
+        for (int i = 0; i < 20_000; i++)
+        {
+            byte[] input = seed[..random.Next(seed.Length + 1)];
+            for (int flips = random.Next(1, 6); flips > 0 && input.Length > 0; flips--)
+            {
+                input[random.Next(input.Length)] = (byte)random.Next(256);
+            }
+
+            bool interrupted = false;
+            try
+            {
+                LocalRouteReader.Parse(input, Sequence, [], _ => "lo", ref interrupted);
+                parsed++;
+            }
+            catch (IOException)
+            {
+                refused++;
+            }
+        }
+
+        Assert.That((parsed > 0, refused > 0), Is.EqualTo((true, true)), $"parsed {parsed}, refused {refused}");
+    }
+
+    private static byte[] Route(byte family, byte prefixLength, byte type, IPAddress? destination, int outputInterface, uint sequence = Sequence)
+    {
+        var body = new List<byte> { family, prefixLength, 0, 0, 255 /* table local */, 2 /* kernel */, 254 /* host */, type, 0, 0, 0, 0 };
+        if (destination is not null)
+        {
+            body.AddRange(Attribute(LocalRouteReader.AttributeDestination, destination.GetAddressBytes()));
+        }
+
+        if (outputInterface > 0)
+        {
+            body.AddRange(Attribute(LocalRouteReader.AttributeOutputInterface, BitConverter.GetBytes(outputInterface)));
+        }
+
+        return Message(LocalRouteReader.NewRoute, sequence, [.. body]);
+    }
+
+    private static byte[] Attribute(ushort type, byte[] value)
+    {
+        int length = 4 + value.Length;
+        byte[] attribute = new byte[(length + 3) & ~3];
+        BinaryPrimitives.WriteUInt16LittleEndian(attribute, (ushort)length);
+        BinaryPrimitives.WriteUInt16LittleEndian(attribute.AsSpan(2), type);
+        value.CopyTo(attribute, 4);
+        return attribute;
+    }
+
+    private static byte[] Message(ushort type, uint sequence, byte[] body)
+    {
+        byte[] message = new byte[(LocalRouteReader.HeaderSize + body.Length + 3) & ~3];
+        BinaryPrimitives.WriteUInt32LittleEndian(message, (uint)(LocalRouteReader.HeaderSize + body.Length));
+        BinaryPrimitives.WriteUInt16LittleEndian(message.AsSpan(4), type);
+        BinaryPrimitives.WriteUInt16LittleEndian(message.AsSpan(6), 2 /* NLM_F_MULTI */);
+        BinaryPrimitives.WriteUInt32LittleEndian(message.AsSpan(8), sequence);
+        body.CopyTo(message, LocalRouteReader.HeaderSize);
+        return message;
+    }
+
+    private static byte[] WithLength(byte[] message, int length)
+    {
+        byte[] copy = [.. message];
+        BinaryPrimitives.WriteUInt32LittleEndian(copy, (uint)length);
+        return copy;
+    }
+
+    private static byte[] WithAttributeLength(byte[] message, int length)
+    {
+        byte[] copy = [.. message];
+        BinaryPrimitives.WriteUInt16LittleEndian(copy.AsSpan(LocalRouteReader.HeaderSize + LocalRouteReader.RouteMessageSize), (ushort)length);
+        return copy;
+    }
+}
