@@ -21,6 +21,7 @@ public sealed class DnsEgressTests : EgressFixture
     private const string Cdn = "cdn.allowed.test";
     private const string Edge = "edge.outside.test";
     private const string Meta = "meta.allowed.test";
+    private const string Mixed = "mixed.allowed.test";
     private const string Big = "big.allowed.test";
     private const string V6 = "v6.allowed.test";
     private const string ShortLived = "ttl.allowed.test";
@@ -29,7 +30,7 @@ public sealed class DnsEgressTests : EgressFixture
     private const string Denied = "denied.test";
     private const int BigRecordCount = 40;
 
-    private static readonly string[] Destinations = [Www, Later, Cdn, Meta, Big, V6, ShortLived, "*.wild.test"];
+    private static readonly string[] Destinations = [Www, Later, Cdn, Meta, Mixed, Big, V6, ShortLived, "*.wild.test"];
 
     private static readonly IPAddress[] BigAddresses =
         [.. Enumerable.Range(1, BigRecordCount).Select(i => IPAddress.Parse(string.Create(CultureInfo.InvariantCulture, $"198.18.3.{i}")))];
@@ -51,6 +52,8 @@ public sealed class DnsEgressTests : EgressFixture
             DnsmasqRecord.Host(Edge, WorldAddresses.ViaCname),
             DnsmasqRecord.Cname(Cdn, Edge),
             DnsmasqRecord.Host(Meta, WorldAddresses.Metadata),
+            DnsmasqRecord.Host(Mixed, IPAddress.Parse("fd00::5")),
+            DnsmasqRecord.Host(Mixed, WorldAddresses.Allowed),
             DnsmasqRecord.Host(V6, WorldAddresses.AllowedV6),
             DnsmasqRecord.Host(ShortLived, WorldAddresses.ShortTtl, ttlSeconds: 1),
             DnsmasqRecord.Host(DeepWild, WorldAddresses.ViaWildcard),
@@ -266,12 +269,15 @@ public sealed class DnsEgressTests : EgressFixture
         });
     }
 
+    /// <summary>The answer's only address is internal: the app gets no address (NOERROR, no data), and the address
+    /// stays denied on both sides when asked for directly.</summary>
     [Test]
-    public async Task ARebindingAnswerIsPassedOnUnchangedButItsAddressStaysDeniedOnBothSides()
+    public async Task ARebindingAnswerReachesTheAppWithoutItsAddressWhichStaysDeniedOnBothSides()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         var dig = await Clients.DigAsync(Topology.Enclave, Meta);
         var curl = await Clients.CurlAsync(Topology.Enclave, $"http://{Meta}/");
+        var direct = await Clients.CurlAsync(Topology.Enclave, $"http://{WorldAddresses.Metadata}/", "-H", $"Host: {Meta}");
         var parent = await TunnelProbe.RequestAsync(Deployment.TunnelSocketPath, new IPEndPoint(WorldAddresses.Metadata, WorldPorts.Http), Meta, cts.Token);
         var rebinding = "DNS rebinding refused: meta.allowed.test answered 169.254.169.254: not learned: internal range link-local 169.254.0.0/16 (instance metadata)";
         var enclaveRebinding = await LogLineAsync(Deployment.Enclave, rebinding);
@@ -280,13 +286,34 @@ public sealed class DnsEgressTests : EgressFixture
         Assert.Multiple(() =>
         {
             Assert.That(dig.Status, Is.EqualTo("NOERROR"), dig.ToString);
-            Assert.That(dig.Answers, Is.EqualTo(new[] { new DigRecord($"{Meta}.", DnsmasqServer.DefaultTtlSeconds, "A", "169.254.169.254") }), dig.ToString);
-            Assert.That(curl.ExitCode, Is.AnyOf(Clients.RefusedOrReset), curl.ToString);
+            Assert.That(dig.Answers, Is.Empty, dig.ToString);
+            Assert.That(curl.ExitCode, Is.EqualTo(6), () => $"curl cannot resolve the name: {curl}");
+            Assert.That(direct.ExitCode, Is.AnyOf(Clients.RefusedOrReset), direct.ToString);
             Assert.That(parent.Status, Is.EqualTo(TunnelProbe.StatusDeniedByPolicy), () => $"parent: {parent.Detail}");
             Assert.That(enclaveRebinding, Is.Not.Null, () => $"enclave log:\n{Deployment.Enclave.Output}");
             Assert.That(hostRebinding, Is.Not.Null, () => $"host log:\n{Deployment.Host.Output}");
             Assert.That(enclaveDenial, Is.Not.Null, () => $"enclave log:\n{Deployment.Enclave.Output}");
             Assert.That(World.Nginx.WasReachedOn(WorldAddresses.Metadata), Is.False, "the metadata address was reached");
+        });
+    }
+
+    /// <summary>From the app-runtime trial: an allowed name with a unique-local AAAA beside a public A sent curl to the
+    /// AAAA first (glibc sorts it before IPv4 in the enclave, whose own address is unique-local); the proxy denied it
+    /// and reset curl (exit 56), which never tried the A. The forwarder now takes the internal AAAA out.</summary>
+    [Test]
+    public async Task AnInternalAddressBesideAPublicOneIsRemovedSoTheAppReachesThePublicOne()
+    {
+        var aaaa = await Clients.DigAsync(Topology.Enclave, Mixed, "AAAA");
+        var a = await Clients.DigAsync(Topology.Enclave, Mixed, "A");
+        var curl = await Clients.CurlAsync(Topology.Enclave, $"http://{Mixed}/");
+        var python = await Clients.ShellAsync(Topology.Enclave, $"python3 -c 'import urllib.request as u; print(u.urlopen(\"http://{Mixed}/\", timeout=5).status)'");
+        Assert.Multiple(() =>
+        {
+            Assert.That((aaaa.Status, aaaa.Answers.Count), Is.EqualTo(("NOERROR", 0)), aaaa.ToString);
+            Assert.That(a.AnswerData, Is.EqualTo(new[] { WorldAddresses.Allowed.ToString() }), a.ToString);
+            Assert.That(curl.ExitCode, Is.Zero, curl.ToString);
+            Assert.That(curl.StandardOutput, Is.EqualTo(World.Nginx.IndexBody), curl.ToString);
+            Assert.That((python.ExitCode, python.StandardOutput), Is.EqualTo((0, "200\n")), python.ToString);
         });
     }
 

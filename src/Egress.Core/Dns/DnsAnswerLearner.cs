@@ -1,3 +1,4 @@
+using System.Net;
 using Egress.Dns.Wire;
 using Egress.Policy;
 using Microsoft.Extensions.Logging;
@@ -15,7 +16,12 @@ internal static class DnsAnswerLearner
     private static List<DnsAddressRecord>? t_records;
 
     /// <summary>Learns from <paramref name="response"/>; returns how many addresses were learned.</summary>
-    public static int Learn(EgressPolicy policy, string name, ReadOnlySpan<byte> response, ILogger logger)
+    /// <param name="policy">The policy that learns.</param>
+    /// <param name="name">The question name.</param>
+    /// <param name="response">The answer.</param>
+    /// <param name="logger">Where learned addresses (Debug) and rebinding refusals (Warning) are logged.</param>
+    /// <param name="refused">Receives each internal-range address refused (DNS rebinding protection), when given.</param>
+    public static int Learn(EgressPolicy policy, string name, ReadOnlySpan<byte> response, ILogger logger, ICollection<IPAddress>? refused = null)
     {
         List<DnsAddressRecord> records = t_records ??= [];
         records.Clear();
@@ -38,6 +44,7 @@ internal static class DnsAnswerLearner
             else if (result.Outcome == LearnOutcome.InternalRange)
             {
                 DnsLog.RebindingRefused(logger, name, record.Address, result);
+                refused?.Add(record.Address);
             }
         }
 

@@ -33,6 +33,12 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 308, Level = LogLevel.Warning, Message = "DNS rebinding refused: {Name} answered {Address}: {Result}")]
     public static partial void RebindingRefused(ILogger logger, string name, IPAddress address, LearnResult result);
 
+    [LoggerMessage(EventId = 324, Level = LogLevel.Debug, Message = "DNS {Name} {Type}: {Count} internal-range address records removed from the answer (never learned), so the app tries only the addresses it may reach")]
+    public static partial void InternalAddressesRemoved(ILogger logger, string name, string type, int count);
+
+    [LoggerMessage(EventId = 325, Level = LogLevel.Warning, Message = "DNS {Name} {Type}: internal-range address records left in the answer (it could not be rewritten safely: see docs/dns.md); an app that tries one is reset")]
+    public static partial void InternalAddressesKept(ILogger logger, string name, string type);
+
     [LoggerMessage(EventId = 309, Level = LogLevel.Debug, Message = "DNS answer for {Name} not learned ({Error})")]
     public static partial void Unlearnable(ILogger logger, string name, DnsParseError error);
 

@@ -21,6 +21,8 @@ internal static class TestZone
             ("a.x.test", _) => FakeAnswer.Of(FakeRecord.A("a.x.test", "198.18.0.10")),
             ("api.y.test", _) => FakeAnswer.Of(FakeRecord.A("api.y.test", "198.18.0.11")),
             ("c.x.test", _) => FakeAnswer.Of(FakeRecord.Cname("c.x.test", "outside.z.test", 120), FakeRecord.A("outside.z.test", "198.18.0.20", 60)),
+            ("mixed.x.test", 28) => FakeAnswer.Of(FakeRecord.Aaaa("mixed.x.test", "fd00::5"), FakeRecord.Aaaa("mixed.x.test", "2001:db8::31")),
+            ("mixed.x.test", _) => FakeAnswer.Of(FakeRecord.A("mixed.x.test", "10.0.0.5"), FakeRecord.A("mixed.x.test", "198.18.0.31")),
             ("meta.x.test", _) => FakeAnswer.Of(FakeRecord.A("meta.x.test", "169.254.169.254")),
             ("big.x.test", _) => new FakeAnswer([.. Enumerable.Range(1, BigRecordCount).Select(i => FakeRecord.A("big.x.test", $"198.18.1.{i}"))]),
             ("slow.x.test", _) => FakeAnswer.Silence,

@@ -1,3 +1,4 @@
+using System.Net;
 using Egress.Diagnostics;
 using Egress.Dns.Wire;
 using Egress.Policy;
@@ -10,7 +11,8 @@ namespace Egress.Dns.Forwarder;
 /// NOTIMP, malformed gets FORMERR (or is dropped when it cannot be answered), an EDNS version other than 0 gets
 /// BADVERS, a name outside the allowlist gets NXDOMAIN (with an Extended DNS Error when the query has EDNS) without
 /// anything being forwarded (in report mode it is forwarded as if allowed, after a would-deny line), an allowed name goes to the parent and its answer comes back verbatim (only the ID was
-/// rewritten on the wire and restored), after its addresses were learned. A UDP answer larger than the client
+/// rewritten on the wire and restored), after its addresses were learned, less the A/AAAA records of internal-range
+/// addresses the policy refuses (<see cref="DnsAddressRemoval"/>). A UDP answer larger than the client
 /// accepts is cut to the whole records that fit, with TC=1, so the client may retry over TCP. Every query ends in
 /// one <see cref="DnsQueryResult"/>, logged and counted by <see cref="Complete"/>. Forwarded queries are admitted by
 /// <paramref name="admission"/>: beyond its limit a query is answered SERVFAIL at once (with an Extended DNS Error).
@@ -19,6 +21,9 @@ namespace Egress.Dns.Forwarder;
 internal sealed class DnsQueryHandler(
     EgressPolicy policy, DnsTunnelPool pool, DnsQueryAdmission admission, EgressMetrics? metrics, ILogger logger, TimeProvider time, Denials.DenialTally? denials = null) : IDnsAnswerer
 {
+    [ThreadStatic]
+    private static List<IPAddress>? t_refused;
+
     private readonly LogRateLimit _overloadLines = new(time, LogRateLimit.DefaultInterval, logger, 321);
 
     /// <summary>Gets the admission of forwarded queries.</summary>
@@ -107,7 +112,27 @@ internal sealed class DnsQueryHandler(
 
     private DnsQueryResult Deliver(ReadOnlySpan<byte> query, ReadOnlySpan<byte> answer, Span<byte> response, DnsQuestion question, int questionEnd, bool udp)
     {
-        DnsAnswerLearner.Learn(policy, question.Name, answer, logger);
+        List<IPAddress> refused = t_refused ??= [];
+        refused.Clear();
+        DnsAnswerLearner.Learn(policy, question.Name, answer, logger, refused);
+        if (refused.Count > 0)
+        {
+            // An address the policy refuses would be relayed nowhere: the app, connected to the proxy, would be reset
+            // instead of failing to connect and trying the next address. Such records are taken out of the answer.
+            int length = DnsAddressRemoval.Remove(response[..answer.Length], refused, out int removed);
+            if (removed > 0)
+            {
+                DnsLog.InternalAddressesRemoved(logger, question.LogName, DnsTypeName.Of(question.Type), removed);
+            }
+            else
+            {
+                DnsLog.InternalAddressesKept(logger, question.LogName, DnsTypeName.Of(question.Type));
+            }
+
+            answer = response[..length];
+            refused.Clear();
+        }
+
         DnsLog.Answered(logger, question.LogName, DnsTypeName.Of(question.Type), DnsForwarding.ResponseCode(answer), answer.Length);
         int limit = udp ? DnsForwarding.ClientUdpLimit(query, questionEnd) : DnsTcpFraming.MaxMessageLength;
         if (answer.Length <= limit)

@@ -1,0 +1,230 @@
+using System.Buffers.Binary;
+using System.Net;
+
+namespace Egress.Dns.Wire;
+
+/// <summary>
+/// Removes A and AAAA records (class IN) of a response's answer section whose address is one of a given set, as a
+/// resolver that strips private addresses from public answers does (Unbound's
+/// <c>private-address</c>): the rest of the message is kept byte for byte, ANCOUNT drops by the records removed, and
+/// every name compression pointer (RFC 1035 §4.1.4) that pointed past a removed record is moved back by its length.
+/// A message this cannot rewrite safely is left as it is: one that does not parse, more than one question, a pointer
+/// into a removed record or to anything but a label of a name read here (a compressor only points at an earlier
+/// name's labels), or a record whose data might hold a compressed name of a type not read here (RFC 3597 §4).
+/// An RRSIG over the RRset no longer covers what is left (a validating stub would reject the RRset).
+/// </summary>
+internal static class DnsAddressRemoval
+{
+    /// <summary>At most this many compression pointers are tracked; a message with more is left as it is.</summary>
+    private const int MaxPointers = 256;
+
+    /// <summary>Removes the answer-section A/AAAA records whose address is in <paramref name="addresses"/>.</summary>
+    /// <param name="message">The whole response; rewritten in place when a record is removed.</param>
+    /// <param name="addresses">The addresses to remove (IPv4 as IPv4).</param>
+    /// <param name="removed">How many records were removed.</param>
+    /// <returns>The message's new length (its old one when nothing was removed).</returns>
+    public static int Remove(Span<byte> message, IReadOnlyCollection<IPAddress> addresses, out int removed)
+    {
+        removed = 0;
+        if (addresses.Count == 0 || !DnsHeader.TryRead(message, out DnsHeader header) || header.QdCount != 1)
+        {
+            return message.Length;
+        }
+
+        var names = new Names(stackalloc int[MaxPointers], stackalloc ulong[(message.Length + 63) / 64]);
+        if (!names.Add(message, DnsHeader.Length, out int questionEnd) || message.Length - questionEnd < 4)
+        {
+            return message.Length;
+        }
+
+        int recordCount = header.AnCount + header.NsCount + header.ArCount;
+        Span<(int Start, int End)> cut = stackalloc (int, int)[Math.Min((int)header.AnCount, 64)];
+        int count = 0;
+        int offset = questionEnd + 4;
+        for (int i = 0; i < recordCount; i++)
+        {
+            if (DnsRecord.TryRead(message, offset, out DnsRecord record, out int end) != DnsParseError.None
+                || !names.Add(message, record.OwnerOffset, out _)
+                || !AddDataNames(message, record, ref names))
+            {
+                return message.Length;
+            }
+
+            if (i < header.AnCount && record.IsAddress && Contains(addresses, message.Slice(record.DataOffset, record.DataLength)))
+            {
+                if (count == cut.Length)
+                {
+                    return message.Length;
+                }
+
+                cut[count++] = (offset, end);
+            }
+
+            offset = end;
+        }
+
+        cut = cut[..count];
+        if (count == 0 || offset != message.Length) // bytes after the last record: not a message to rewrite
+        {
+            return message.Length;
+        }
+
+        // A kept pointer must point at a label of a kept name: into a removed record it would dangle, and anywhere
+        // else the name it reads may run through bytes that move or go.
+        ReadOnlySpan<int> pointers = names.Pointers;
+        Span<ushort> targets = stackalloc ushort[pointers.Length];
+        for (int i = 0; i < pointers.Length; i++)
+        {
+            int target = BinaryPrimitives.ReadUInt16BigEndian(message[pointers[i]..]) & 0x3FFF;
+            if (!IsInside(cut, pointers[i]) && (!names.IsLabel(target) || IsInside(cut, target)))
+            {
+                return message.Length;
+            }
+
+            targets[i] = (ushort)target;
+        }
+
+        int length = Compact(message, cut);
+        for (int i = 0; i < pointers.Length; i++)
+        {
+            if (!IsInside(cut, pointers[i]))
+            {
+                int moved = pointers[i] - RemovedBefore(cut, pointers[i]);
+                BinaryPrimitives.WriteUInt16BigEndian(message[moved..], (ushort)(0xC000 | (targets[i] - RemovedBefore(cut, targets[i]))));
+            }
+        }
+
+        BinaryPrimitives.WriteUInt16BigEndian(message[6..], (ushort)(header.AnCount - count));
+        removed = count;
+        return length;
+    }
+
+    /// <summary>Records the names of the record's data for the types whose data may hold a compressed name; false for
+    /// a type whose data might and is not read here.</summary>
+    private static bool AddDataNames(ReadOnlySpan<byte> message, DnsRecord record, ref Names names)
+    {
+        ReadOnlySpan<byte> data = message[..(record.DataOffset + record.DataLength)];
+        switch (record.Type)
+        {
+            case 2 or 5 or 12 or 39: // NS, CNAME, PTR, DNAME: one name
+                return names.Add(data, record.DataOffset, out _);
+            case 6: // SOA: two names, then five numbers
+                return names.Add(data, record.DataOffset, out int rname) && names.Add(data, rname, out _);
+            case 15: // MX: a preference, then a name
+                return record.DataLength > 2 && names.Add(data, record.DataOffset + 2, out _);
+            case 33: // SRV: priority, weight, port, then a name (some servers compress it)
+                return record.DataLength > 6 && names.Add(data, record.DataOffset + 6, out _);
+            case 1 or 28 or 16 or 41 or 43 or 46 or 47 or 48 or 50 or 51 or 64 or 65 or 99 or 257:
+                // A, AAAA, TXT, OPT, DS, RRSIG, NSEC, DNSKEY, NSEC3, NSEC3PARAM, SVCB, HTTPS, SPF, CAA: no compressed name
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>The names read so far: where each label (and each pointer) starts, and where the pointers are.</summary>
+    private ref struct Names(Span<int> pointers, Span<ulong> labels)
+    {
+        private readonly Span<int> _pointers = pointers;
+        private readonly Span<ulong> _labels = labels;
+        private int _pointerCount;
+
+        public readonly ReadOnlySpan<int> Pointers => _pointers[.._pointerCount];
+
+        public readonly bool IsLabel(int offset) => offset / 64 < _labels.Length && (_labels[offset / 64] & (1UL << (offset % 64))) != 0;
+
+        /// <summary>Reads the name at <paramref name="offset"/> up to its first pointer or its root label, marking
+        /// its labels and recording its pointer; false when it runs past the data or the pointers are too many.</summary>
+        public bool Add(ReadOnlySpan<byte> message, int offset, out int end)
+        {
+            end = 0;
+            while (offset < message.Length)
+            {
+                byte length = message[offset];
+                _labels[offset / 64] |= 1UL << (offset % 64);
+                if (length == 0)
+                {
+                    end = offset + 1;
+                    return true;
+                }
+
+                if ((length & 0xC0) == 0xC0)
+                {
+                    if (offset + 2 > message.Length || _pointerCount == _pointers.Length)
+                    {
+                        return false;
+                    }
+
+                    _pointers[_pointerCount++] = offset;
+                    end = offset + 2;
+                    return true;
+                }
+
+                if ((length & 0xC0) != 0)
+                {
+                    return false; // the extended label types of RFC 6891 §5 are not in use
+                }
+
+                offset += 1 + length;
+            }
+
+            return false;
+        }
+    }
+
+    private static bool Contains(IReadOnlyCollection<IPAddress> addresses, ReadOnlySpan<byte> data)
+    {
+        var address = new IPAddress(data);
+        foreach (IPAddress candidate in addresses)
+        {
+            if (candidate.Equals(address) || candidate.IsIPv4MappedToIPv6 && candidate.MapToIPv4().Equals(address))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static bool IsInside(ReadOnlySpan<(int Start, int End)> cut, int offset)
+    {
+        foreach (var (start, end) in cut)
+        {
+            if (offset >= start && offset < end)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static int RemovedBefore(ReadOnlySpan<(int Start, int End)> cut, int offset)
+    {
+        int removed = 0;
+        foreach (var (start, end) in cut)
+        {
+            if (end <= offset)
+            {
+                removed += end - start;
+            }
+        }
+
+        return removed;
+    }
+
+    /// <summary>Moves the kept bytes over the removed records (in order); returns the new length.</summary>
+    private static int Compact(Span<byte> message, ReadOnlySpan<(int Start, int End)> cut)
+    {
+        int write = cut[0].Start;
+        for (int i = 0; i < cut.Length; i++)
+        {
+            int keepFrom = cut[i].End;
+            int keepTo = i + 1 < cut.Length ? cut[i + 1].Start : message.Length;
+            message[keepFrom..keepTo].CopyTo(message[write..]);
+            write += keepTo - keepFrom;
+        }
+
+        return write;
+    }
+}
