@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Egress.Dns.Wire;
@@ -10,7 +11,10 @@ namespace Egress.Fuzzing;
 /// the allowlist, the match against the query it answers, and the truncated copy a UDP client gets. The contract:
 /// no exception; addresses only from a well-formed NOERROR response, only A/AAAA of the right size, owned by a name
 /// that is the question name or a CNAME target on its chain (never learned for a name outside the chain), with a TTL
-/// no longer than the record's; a truncated answer is TC=1, within its limit, and reads back.
+/// no longer than the record's; a truncated answer is TC=1, within its limit, and reads back. Removing the first
+/// answer address (<see cref="DnsAddressRemoval"/>, as the enclave does for an internal one) leaves the message
+/// untouched, or takes out exactly that address's answer records: the question reads the same, and a message that
+/// parsed still parses and teaches the same addresses less that one.
 /// </summary>
 internal static class DnsResponseTarget
 {
@@ -33,6 +37,8 @@ internal static class DnsResponseTarget
             CheckLearned(message, records);
         }
 
+        CheckRemoval(message, error, records);
+
         _ = DnsForwarding.ResponseCode(message);
         _ = DnsForwarding.IsAnswerTo(EdnsQuery, message);
         _ = DnsForwarding.IsAnswerTo(message, message);
@@ -54,6 +60,49 @@ internal static class DnsResponseTarget
         }
 
         return error == DnsParseError.None ? FuzzVerdict.Accepted : FuzzVerdict.Rejected;
+    }
+
+    private static void CheckRemoval(byte[] message, DnsParseError error, List<DnsAddressRecord> learned)
+    {
+        if (!DnsHeader.TryRead(message, out DnsHeader header) || header.QdCount != 1 || NameKey(message, DnsHeader.Length, out int questionEnd) is not { } question)
+        {
+            return;
+        }
+
+        // The first answer record that reads as an address, whatever its owner.
+        IPAddress? target = null;
+        int offset = questionEnd + 4;
+        for (int i = 0; i < header.AnCount && target is null && DnsRecord.TryRead(message, offset, out DnsRecord record, out offset) == DnsParseError.None; i++)
+        {
+            target = record.IsAddress ? new IPAddress(message.AsSpan(record.DataOffset, record.DataLength)) : null;
+        }
+
+        if (target is null)
+        {
+            return;
+        }
+
+        byte[] copy = [.. message];
+        int length = DnsAddressRemoval.Remove(copy, [target], out int removed);
+        if (removed == 0)
+        {
+            Require(length == message.Length && copy.AsSpan().SequenceEqual(message), "a message nothing was removed from changed");
+            return;
+        }
+
+        byte[] rewritten = copy[..length];
+        Require(length < message.Length, "records removed but the message did not shrink");
+        Require(DnsHeader.TryRead(rewritten, out DnsHeader after) && after.AnCount == header.AnCount - removed, "ANCOUNT does not match the records removed");
+        Require(NameKey(rewritten, DnsHeader.Length, out _) == question, "the question reads differently after a removal");
+        var left = new List<DnsAddressRecord>();
+        DnsParseError errorAfter = DnsMessage.ExtractAddresses(rewritten, left);
+        if (error == DnsParseError.None)
+        {
+            Require(errorAfter == DnsParseError.None, $"a removal made a well-formed message {errorAfter}");
+            Require(
+                left.Select(record => record.Address).SequenceEqual(learned.Select(record => record.Address).Where(address => !address.Equals(target))),
+                "a removal changed the other addresses learned");
+        }
     }
 
     private static void CheckLearned(byte[] message, List<DnsAddressRecord> records)
