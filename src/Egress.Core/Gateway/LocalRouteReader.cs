@@ -5,9 +5,11 @@ using System.Runtime.InteropServices;
 namespace Egress.Gateway;
 
 /// <summary>
-/// Reads the routes of type <c>local</c> and <c>anycast</c> of every routing table over rtnetlink (an
-/// <c>RTM_GETROUTE</c> dump; rtnetlink(7), the layouts of <c>linux/netlink.h</c> and <c>linux/rtnetlink.h</c>), i.e.
-/// every destination the kernel delivers to this machine instead of sending it on.
+/// Reads the routes of type <c>local</c> and <c>anycast</c> of the tables the kernel's default rules consult (local,
+/// main and default) over rtnetlink (an <c>RTM_GETROUTE</c> dump; rtnetlink(7), the layouts of
+/// <c>linux/netlink.h</c> and <c>linux/rtnetlink.h</c>), i.e. every destination the kernel delivers to this machine
+/// instead of sending it on. Other tables are left out: a transparent proxy's <c>ip route add local 0.0.0.0/0 dev lo
+/// table 100</c> serves only the packets a rule sends there (by firewall mark), not this machine's own connections.
 /// </summary>
 internal static unsafe partial class LocalRouteReader
 {
@@ -38,6 +40,10 @@ internal static unsafe partial class LocalRouteReader
     internal const byte RouteTypeAnycast = 4;
     internal const ushort AttributeDestination = 1;
     internal const ushort AttributeOutputInterface = 4;
+    internal const ushort AttributeTable = 15;
+    internal const uint TableDefault = 253;
+    internal const uint TableMain = 254;
+    internal const uint TableLocal = 255;
     internal const byte FamilyIPv4 = 2;
     internal const byte FamilyIPv6 = 10;
 
@@ -67,8 +73,8 @@ internal static unsafe partial class LocalRouteReader
     }
 
     /// <summary>Parses one receive's worth of rtnetlink messages of dump <paramref name="sequence"/>, adding each
-    /// local or anycast route to <paramref name="routes"/>; messages of other sequences and other route types are
-    /// skipped.</summary>
+    /// local or anycast route of the local, main or default table to <paramref name="routes"/>; messages of other
+    /// sequences, other route types and other tables are skipped.</summary>
     /// <param name="messages">What one receive returned: whole messages, each padded to 4 bytes.</param>
     /// <param name="sequence">The dump's sequence number.</param>
     /// <param name="routes">Where the routes go.</param>
@@ -133,6 +139,7 @@ internal static unsafe partial class LocalRouteReader
 
         byte family = body[0];
         int prefixLength = body[1];
+        uint table = body[4]; // RT_TABLE_COMPAT (252) when the id needs RTA_TABLE
         byte type = body[7];
         int addressLength = family switch { FamilyIPv4 => 4, FamilyIPv6 => 16, _ => 0 };
         if (addressLength == 0 || type is not (RouteTypeLocal or RouteTypeAnycast))
@@ -167,9 +174,17 @@ internal static unsafe partial class LocalRouteReader
                 case AttributeOutputInterface when value.Length == 4:
                     outputInterface = BinaryPrimitives.ReadInt32LittleEndian(value);
                     break;
+                case AttributeTable when value.Length == 4:
+                    table = BinaryPrimitives.ReadUInt32LittleEndian(value);
+                    break;
             }
 
             attributes = attributes[(int)Math.Min(Align(length), (uint)attributes.Length)..];
+        }
+
+        if (table is not (TableLocal or TableMain or TableDefault))
+        {
+            return null;
         }
 
         // The kernel keeps the bits past the prefix zero; masking makes a hostile or odd one harmless all the same.

@@ -57,6 +57,26 @@ public sealed class LocalRouteReaderTests
         Assert.That((done, routes.Select(route => route.Prefix.ToString())), Is.EqualTo((false, new[] { "0.0.0.0/0", "2001:db8:5::/48" })));
     }
 
+    /// <summary>A transparent proxy's <c>ip route add local 0.0.0.0/0 dev lo table 100</c> serves marked packets
+    /// only; taken as the parent's own, it would deny every IPv4 destination.</summary>
+    [Test]
+    public void OnlyTheTablesTheDefaultRulesConsultCount()
+    {
+        byte[] messages = [
+            .. Route(LocalRouteReader.FamilyIPv4, 0, LocalRouteReader.RouteTypeLocal, null, outputInterface: 1, table: 100),
+            .. Route(LocalRouteReader.FamilyIPv4, 0, LocalRouteReader.RouteTypeLocal, null, outputInterface: 1, table: 1000),
+            .. Route(LocalRouteReader.FamilyIPv6, 64, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("2001:db8:5::"), outputInterface: 1, table: LocalRouteReader.TableMain),
+            .. Route(LocalRouteReader.FamilyIPv6, 64, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("2001:db8:6::"), outputInterface: 1, table: LocalRouteReader.TableDefault),
+            .. Route(LocalRouteReader.FamilyIPv4, 24, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("198.19.250.0"), outputInterface: 1, table: LocalRouteReader.TableMain, tableAttribute: true),
+        ];
+        var routes = new List<LocalRoute>();
+        bool interrupted = false;
+
+        LocalRouteReader.Parse(messages, Sequence, routes, _ => "lo", ref interrupted);
+
+        Assert.That(routes.Select(route => route.Prefix.ToString()), Is.EqualTo(new[] { "2001:db8:5::/64", "2001:db8:6::/64", "198.19.250.0/24" }));
+    }
+
     [Test]
     public void AnInterruptedDumpIsReported()
     {
@@ -139,9 +159,16 @@ public sealed class LocalRouteReaderTests
         Assert.That((parsed > 0, refused > 0), Is.EqualTo((true, true)), $"parsed {parsed}, refused {refused}");
     }
 
-    private static byte[] Route(byte family, byte prefixLength, byte type, IPAddress? destination, int outputInterface, uint sequence = Sequence)
+    private static byte[] Route(
+        byte family, byte prefixLength, byte type, IPAddress? destination, int outputInterface, uint sequence = Sequence, uint table = LocalRouteReader.TableLocal, bool tableAttribute = false)
     {
-        var body = new List<byte> { family, prefixLength, 0, 0, 255 /* table local */, 2 /* kernel */, 254 /* host */, type, 0, 0, 0, 0 };
+        // A table id over 255 is RT_TABLE_COMPAT (252) in the header and the id in RTA_TABLE, as the kernel writes it.
+        var body = new List<byte> { family, prefixLength, 0, 0, (byte)(table > 255 ? 252 : table), 2 /* kernel */, 254 /* host */, type, 0, 0, 0, 0 };
+        if (table > 255 || tableAttribute)
+        {
+            body.AddRange(Attribute(LocalRouteReader.AttributeTable, BitConverter.GetBytes(table)));
+        }
+
         if (destination is not null)
         {
             body.AddRange(Attribute(LocalRouteReader.AttributeDestination, destination.GetAddressBytes()));
