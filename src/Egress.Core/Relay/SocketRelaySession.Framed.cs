@@ -42,6 +42,17 @@ internal sealed partial class SocketRelaySession
     private ReadOnlyMemory<byte> _afterEnd;
     private int _drainWaits;
     private int _endsWithData;
+    private DeferredAbort? _deferred;
+    private ITimer? _deferTimer;
+    private int _readersEnded;
+
+    /// <summary>The direction that reads the plain socket (the encoder), or the tunnel (the decoder): bits of
+    /// <see cref="_readersEnded"/> and the socket a deferred abort's failed write went to.</summary>
+    private const int PlainReader = 1;
+    private const int TunnelReader = 2;
+
+    /// <summary>An abort held back because a write failed on its peer's reset (<see cref="DeferAbort"/>).</summary>
+    private sealed record DeferredAbort(int Socket, RelayShutdownCause Cause, Exception Error);
 
     /// <summary>How many times a framed direction sent part of its pipe through user space (the destination was full, or
     /// cannot splice): the waits the allocation tests count.</summary>
@@ -60,6 +71,16 @@ internal sealed partial class SocketRelaySession
     {
         SocketException socket => socket.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted,
         IOException { InnerException: SocketException inner } => IsReset(inner),
+        _ => false,
+    };
+
+    /// <summary>Whether a write failed because the socket's peer is gone: it reset the connection (ECONNRESET,
+    /// ECONNABORTED) or the connection is already closed by it (EPIPE). Reading that socket then never waits: what it
+    /// received before is read first, then the error or the end of stream.</summary>
+    internal static bool IsPeerGone(Exception? error) => error switch
+    {
+        SocketException socket => socket.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionAborted or SocketError.Shutdown,
+        IOException { InnerException: SocketException inner } => IsPeerGone(inner),
         _ => false,
     };
 
@@ -96,6 +117,7 @@ internal sealed partial class SocketRelaySession
 
         Volatile.Write(ref _finished, 1);
         Volatile.Read(ref _drainTimer)?.Dispose();
+        Volatile.Read(ref _deferTimer)?.Dispose();
         RelayResult result = _monitor.Finish(aToB, bToA);
         return result with { Framed = new FramedStreamEnd(EndOf(_sentEnd), EndOf(_receivedEnd)), TunnelAfterEnd = _afterEnd };
     }
@@ -117,6 +139,65 @@ internal sealed partial class SocketRelaySession
     }
 
     private static TunnelEndCause? EndOf(int value) => value == NoEnd ? null : (TunnelEndCause)value;
+
+    /// <summary>
+    /// A write to the plain socket (<paramref name="socket"/> = <see cref="PlainReader"/>) or to the tunnel
+    /// (<see cref="TunnelReader"/>) failed: when that is its peer's reset and the direction that reads the same socket is
+    /// still running, the abort waits until that direction has forwarded what the socket had already received, and
+    /// returns true. Directly, those bytes (a destination's answer before its RST, the parent's last frames before it
+    /// reset the tunnel) wait in the application's receive buffer and are read before the error; resetting the plain
+    /// socket at once threw them away (an HTTP 413 answer to an upload went missing). The reading direction ends soon:
+    /// a socket whose peer is gone never blocks a read. It is bounded anyway by <see cref="EndDrainTimeout"/>, the wait
+    /// of an abort for the END frames (an application that reads nothing in that time loses the rest, as at END(Reset)).
+    /// </summary>
+    private bool DeferAbort(Exception error, bool fromA, int socket)
+    {
+        if (_monitor.IsAborted || !IsPeerGone(error) || (Volatile.Read(ref _readersEnded) & socket) != 0)
+        {
+            return false;
+        }
+
+        RelayShutdownCause cause = fromA ? RelayShutdownCause.BWriteError : RelayShutdownCause.AWriteError;
+        if (Interlocked.CompareExchange(ref _deferred, new DeferredAbort(socket, cause, error), null) is not null)
+        {
+            return false;
+        }
+
+        ITimer timer = _time.CreateTimer(static state => ((SocketRelaySession)state!).AbortDeferred(), this, EndDrainTimeout, Timeout.InfiniteTimeSpan);
+        Volatile.Write(ref _deferTimer, timer);
+        if (Volatile.Read(ref _finished) != 0)
+        {
+            timer.Dispose();
+        }
+
+        if ((Volatile.Read(ref _readersEnded) & socket) != 0)
+        {
+            AbortDeferred(); // the reader ended meanwhile: it may not have seen the deferral
+        }
+
+        return true;
+    }
+
+    /// <summary>The direction that reads <paramref name="socket"/> ended: a deferred abort for that socket goes ahead.</summary>
+    private void ReaderEnded(int socket)
+    {
+        Interlocked.Or(ref _readersEnded, socket);
+        if (Volatile.Read(ref _deferred) is { } deferred && deferred.Socket == socket)
+        {
+            AbortDeferred();
+        }
+    }
+
+    /// <summary>Whether an abort waits for the direction that reads <paramref name="socket"/>.</summary>
+    private bool AbortDeferredFor(int socket) => Volatile.Read(ref _deferred) is { } deferred && deferred.Socket == socket;
+
+    private void AbortDeferred()
+    {
+        if (Volatile.Read(ref _deferred) is { } deferred)
+        {
+            _monitor.Abort(deferred.Cause, deferred.Error);
+        }
+    }
 
     /// <summary>
     /// The framed abort: remembers the END cause to send (unless the END that caused the abort set it), resets the
@@ -275,7 +356,8 @@ internal sealed partial class SocketRelaySession
                     TunnelFrames.WriteDataHeader(buffer, got);
                     atBoundary = false;
                     int total = TunnelFrames.HeaderLength + got;
-                    if (endOfStream)
+                    bool endWithData = endOfStream && !AbortDeferredFor(PlainReader); // the source's peer reset: never END(FIN)
+                    if (endWithData)
                     {
                         total += TunnelFrames.WriteEnd(buffer.AsSpan(total), TunnelEndCause.Fin);
                     }
@@ -294,10 +376,15 @@ internal sealed partial class SocketRelaySession
                         failed.Throw();
                     }
 
-                    if (endOfStream)
+                    if (endWithData)
                     {
                         Volatile.Write(ref _sentEnd, (int)TunnelEndCause.Fin);
                         Interlocked.Increment(ref _endsWithData);
+                        break;
+                    }
+
+                    if (endOfStream)
+                    {
                         break;
                     }
 
@@ -374,7 +461,10 @@ internal sealed partial class SocketRelaySession
         }
         catch (Exception ex)
         {
-            AbortOnError(ex, receiving, fromA);
+            if (receiving || !DeferAbort(ex, fromA, TunnelReader))
+            {
+                AbortOnError(ex, receiving, fromA);
+            }
         }
         finally
         {
@@ -390,6 +480,16 @@ internal sealed partial class SocketRelaySession
 
             AddSpliced(fromA, spliced);
         }
+
+        if (endOfStream && AbortDeferredFor(PlainReader))
+        {
+            // The end of stream of a socket whose peer reset it (the write to it failed): what it had received went on
+            // above; the direction ends with the reset's cause, never END(FIN).
+            endOfStream = false;
+            AbortDeferred();
+        }
+
+        ReaderEnded(PlainReader);
 
         // The direction's END: FIN at end of stream, the abort's cause otherwise; none when a frame is half written, or
         // when the END went out with the last DATA frame.
@@ -526,6 +626,13 @@ internal sealed partial class SocketRelaySession
                         if (!discard && !_monitor.IsAborted)
                         {
                             destination.Shutdown(SocketShutdown.Send);
+                            if (AbortDeferredFor(TunnelReader))
+                            {
+                                // The far side reset the tunnel after its END(FIN) (a write to it failed): the app gets
+                                // the bytes and the FIN first, then the reset, as a direct app gets a destination's RST
+                                // after its FIN.
+                                await DeliverBeforeResetAsync(destination).ConfigureAwait(false);
+                            }
                         }
                     }
                     else
@@ -561,7 +668,11 @@ internal sealed partial class SocketRelaySession
                         }
                         catch (Exception ex)
                         {
-                            AbortOnError(ex, receiving: false, fromA);
+                            if (!DeferAbort(ex, fromA, PlainReader))
+                            {
+                                AbortOnError(ex, receiving: false, fromA);
+                            }
+
                             discard = true;
                         }
                     }
@@ -620,7 +731,11 @@ internal sealed partial class SocketRelaySession
                     }
                     catch (Exception ex)
                     {
-                        AbortOnError(ex, receiving: false, fromA);
+                        if (!DeferAbort(ex, fromA, PlainReader))
+                        {
+                            AbortOnError(ex, receiving: false, fromA);
+                        }
+
                         discard = true;
                         SplicePipe.Return(pipe); // closed, not pooled: it still holds bytes
                         pipe = null;
@@ -664,6 +779,7 @@ internal sealed partial class SocketRelaySession
             AddSpliced(fromA, spliced);
         }
 
+        ReaderEnded(TunnelReader);
         return moved;
     }
 

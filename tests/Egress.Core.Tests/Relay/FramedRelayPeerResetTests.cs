@@ -1,0 +1,126 @@
+using System.Net.Sockets;
+using Egress.Relay;
+using Egress.Sockets;
+using Egress.Tunnel;
+
+namespace Egress.Tests.Relay;
+
+/// <summary>
+/// A write that fails because the socket's peer reset it (ECONNRESET, EPIPE) must not throw away what that socket had
+/// already received: directly, those bytes wait in the application's receive buffer and are read before the error (or
+/// before the end of stream). Over real sockets, both splicing and copying.
+/// </summary>
+[TestFixture(true)]
+[TestFixture(false)]
+public sealed class FramedRelayPeerResetTests(bool splice)
+{
+    private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(30);
+
+    private RelayOptions Options { get; } = new() { UseSplice = splice };
+
+    /// <summary>
+    /// On the parent: the destination sends (the enclave is slow, so part of it waits in the parent's receive buffer,
+    /// acknowledged), then resets; the enclave's next bytes fail the write to it. Before, the abort reset the
+    /// destination's socket at once and the acknowledged bytes never reached the enclave (an HTTP 413 answer to an upload
+    /// went missing this way); now they go out, then END(Reset).
+    /// </summary>
+    [Test]
+    public async Task BytesTheDestinationSentBeforeItsResetGoOnWhenTheWriteToItFails()
+    {
+        using var destinationPair = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        using var tunnelPair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        Socket destination = destinationPair.Left;
+        Socket enclave = tunnelPair.Right;
+        Task<RelayResult> relay = SocketRelay.RunFramedAsync(
+            tunnelPair.Left, destinationPair.Right, RelaySide.A, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, Options, gate: null, CancellationToken.None);
+
+        // The enclave reads nothing yet: the tunnel fills, the relay stops reading the destination, and the rest of what
+        // the destination sends waits in the parent's receive buffer (acknowledged) or in the destination's send queue.
+        byte[] down = DuplexRelayTests.RandomBytes(32 * 1024 * 1024, seed: 41);
+        long sent = await SendUntilFullAsync(destination, down);
+        int unacknowledged = SocketSendQueue.Pending(destination);
+        long delivered = sent - unacknowledged; // what a direct application would read before ECONNRESET
+        SocketReset.Reset(destination);
+
+        await enclave.SendAsync(Frames.Data("more of the upload"u8)); // the relay's write to the destination fails
+        await Task.Delay(300);
+        var (payload, cause) = await Frames.ReadUntilEndAsync(enclave).WaitAsync(HangGuard);
+        await enclave.SendAsync(Frames.End(TunnelEndCause.Reset));
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(delivered, Is.GreaterThan(0));
+            Assert.That(payload.Length, Is.EqualTo(delivered), "every byte the parent's socket had acknowledged");
+            Assert.That(payload.AsSpan().SequenceEqual(down.AsSpan(0, payload.Length)), Is.True, "in order, unaltered");
+            Assert.That(cause, Is.EqualTo(TunnelEndCause.Reset), "then the destination's reset, never a clean end");
+            Assert.That(result.Framed?.Sent, Is.EqualTo(TunnelEndCause.Reset));
+        });
+    }
+
+    /// <summary>
+    /// In the enclave: the parent sent the destination's answer and its END(FIN) (the app is slow, so they wait in the
+    /// tunnel's receive buffer), then reset the tunnel (the destination reset when the app wrote on, and the parent's own
+    /// END had gone out). The app's next bytes fail the write to the tunnel. Before, the abort reset the app's socket at
+    /// once and the answer waiting in the tunnel was thrown away (the app read part of it, then ECONNRESET); directly it
+    /// is in the app's receive buffer, read before the end of stream. Over both tunnel transports.
+    /// </summary>
+    [TestCase(SocketTransport.Unix)]
+    [TestCase(SocketTransport.Tcp)]
+    public async Task AnAnswerAndFinTheTunnelHadReceivedReachTheAppWhenTheWriteToTheTunnelFails(SocketTransport tunnelTransport)
+    {
+        using var appPair = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        using var tunnelPair = await SocketPair.ConnectAsync(tunnelTransport);
+        Socket app = appPair.Left;
+        Socket parent = tunnelPair.Right;
+        app.ReceiveBufferSize = 16 * 1024; // the app is slow: the relay's writes to it stall at once
+        appPair.Right.SendBufferSize = 16 * 1024;
+        Task<RelayResult> relay = SocketRelay.RunFramedAsync(
+            appPair.Right, tunnelPair.Left, RelaySide.B, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, Options, gate: null, CancellationToken.None);
+
+        byte[] answer = DuplexRelayTests.RandomBytes(150 * 1024, seed: 42);
+        byte[] wire = [.. Frames.Data(answer.AsSpan(0, 40_000)), .. Frames.Data(answer.AsSpan(40_000)), .. Frames.End(TunnelEndCause.Fin)];
+        await parent.SendAsync(wire).WaitAsync(HangGuard);
+        for (long start = Environment.TickCount64; SocketSendQueue.Pending(parent) > 0 && tunnelTransport == SocketTransport.Tcp && Environment.TickCount64 - start < 5000;)
+        {
+            await Task.Delay(10); // over TCP: until the relay's kernel has acknowledged every frame
+        }
+
+        SocketReset.Reset(parent);
+        await Task.Delay(100);
+        await app.SendAsync("the app writes on"u8.ToArray()); // the relay's write to the tunnel fails
+        await Task.Delay(300);
+        var (received, end) = await FramedRelayTests.ReadWhatArrivesAsync(app).WaitAsync(HangGuard);
+        await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(received.Length, Is.EqualTo(answer.Length), () => $"the whole answer (ended {end})");
+            Assert.That(received.AsSpan().SequenceEqual(answer.AsSpan(0, received.Length)), Is.True, "in order, unaltered");
+            Assert.That(end, Is.EqualTo(SocketError.Success), "then the destination's FIN, as directly");
+        });
+    }
+
+    /// <summary>Sends from <paramref name="bytes"/> without blocking until the socket takes nothing for a while.</summary>
+    private static async Task<long> SendUntilFullAsync(Socket socket, byte[] bytes)
+    {
+        socket.Blocking = false;
+        long sent = 0;
+        for (int refused = 0; refused < 10 && sent < bytes.Length;)
+        {
+            try
+            {
+                sent += socket.Send(bytes, (int)sent, (int)Math.Min(64 * 1024, bytes.Length - sent), SocketFlags.None);
+                refused = 0;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.WouldBlock)
+            {
+                refused++;
+                await Task.Delay(20);
+            }
+        }
+
+        Assert.That(sent, Is.LessThan(bytes.Length), "the destination's bytes must not all fit");
+        return sent;
+    }
+}
