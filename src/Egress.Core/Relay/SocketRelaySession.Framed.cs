@@ -202,7 +202,8 @@ internal sealed partial class SocketRelaySession
     /// <summary>
     /// The framed abort: remembers the END cause to send (unless the END that caused the abort set it), resets the
     /// plain socket, and resets the tunnel only if the END frames have not been exchanged within <see cref="EndDrainTimeout"/>;
-    /// at once when this side's END already went out as FIN and the far side's has not come.
+    /// as soon as the far side has taken what was queued on it (<see cref="ResetTunnelWhenTakenAsync"/>) when this side's
+    /// END already went out as FIN and the far side's has not come.
     /// </summary>
     /// <remarks>
     /// This side's END is out when its direction ended first with FIN (a destination that closed, then reset when the
@@ -217,7 +218,7 @@ internal sealed partial class SocketRelaySession
         SocketReset.Reset(Plain);
         if (Volatile.Read(ref _sentEnd) == (int)TunnelEndCause.Fin && Volatile.Read(ref _receivedEnd) == NoEnd)
         {
-            SocketReset.Reset(Tunnel);
+            _ = ResetTunnelWhenTakenAsync();
             return;
         }
 
@@ -228,6 +229,28 @@ internal sealed partial class SocketRelaySession
         {
             timer.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Resets the tunnel once the far side has taken what this side queued on it (its last DATA frames and END(FIN)), at
+    /// most <see cref="ResetDeliveryTimeout"/> later. Over TCP (tcp:// endpoints) a reset discards the socket's send
+    /// queue, so resetting at once threw away the end of an answer the destination had sent whole, and its FIN: the app
+    /// read part of it, then ECONNRESET. A Unix socket's close keeps what its peer has queued, so it waits for nothing
+    /// (SIOCOUTQ counts bytes its peer has not read yet there).
+    /// </summary>
+    private async Task ResetTunnelWhenTakenAsync()
+    {
+        Socket tunnel = Tunnel;
+        if (tunnel.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6)
+        {
+            long start = _time.GetTimestamp();
+            while (SocketSendQueue.Pending(tunnel) > 0 && _time.GetElapsedTime(start) < ResetDeliveryTimeout)
+            {
+                await Task.Delay(ResetDeliveryPoll, _time).ConfigureAwait(false);
+            }
+        }
+
+        SocketReset.Reset(tunnel);
     }
 
     private void DrainExpired()

@@ -101,6 +101,48 @@ public sealed class FramedRelayPeerResetTests(bool splice)
         });
     }
 
+    /// <summary>
+    /// On the parent over a tcp:// tunnel: the destination answered and closed (DATA and END(FIN) went into the tunnel,
+    /// most of it still in the parent's send queue because the enclave is slow), then reset when the enclave's bytes
+    /// reached it. The parent resets the tunnel at once (its own END is out, so no frame is left to carry the cause).
+    /// Over TCP that RST threw away the frames still queued: the enclave read part of the answer, then ECONNRESET, where
+    /// a Unix socket (whose close keeps what the peer has queued) delivered it all. Now the reset waits until the
+    /// enclave has taken them (at most <see cref="SocketRelaySession.ResetDeliveryTimeout"/>).
+    /// </summary>
+    [Test]
+    public async Task OverTcpTheFramesQueuedBeforeTheParentResetsTheTunnelAreNotThrownAway()
+    {
+        using var destinationPair = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        using var tunnelPair = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        Socket destination = destinationPair.Left;
+        Socket enclave = tunnelPair.Right;
+        enclave.ReceiveBufferSize = 16 * 1024; // the enclave is slow: the frames wait in the parent's send queue
+        Task<RelayResult> relay = SocketRelay.RunFramedAsync(
+            tunnelPair.Left, destinationPair.Right, RelaySide.A, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, Options, gate: null, CancellationToken.None);
+
+        byte[] answer = DuplexRelayTests.RandomBytes(1024 * 1024, seed: 43);
+        await destination.SendAsync(answer).WaitAsync(HangGuard);
+        destination.Shutdown(SocketShutdown.Send);
+        for (long start = Environment.TickCount64; SocketSendQueue.Pending(destination) > 0 && Environment.TickCount64 - start < 5000;)
+        {
+            await Task.Delay(10); // the parent has read the answer and the FIN, and sent them into the tunnel
+        }
+
+        await Task.Delay(200);
+        SocketReset.Reset(destination);
+        await enclave.SendAsync(Frames.Data("the app writes on"u8)); // the parent's write to the destination fails
+        await Task.Delay(300);
+        var (payload, cause) = await Frames.ReadUntilEndAsync(enclave).WaitAsync(HangGuard);
+        await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(payload.Length, Is.EqualTo(answer.Length), "the whole answer");
+            Assert.That(payload.AsSpan().SequenceEqual(answer.AsSpan(0, payload.Length)), Is.True, "in order, unaltered");
+            Assert.That(cause, Is.EqualTo(TunnelEndCause.Fin), "then the destination's FIN");
+        });
+    }
+
     /// <summary>Sends from <paramref name="bytes"/> without blocking until the socket takes nothing for a while.</summary>
     private static async Task<long> SendUntilFullAsync(Socket socket, byte[] bytes)
     {
