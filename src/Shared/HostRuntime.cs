@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using Egress.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -70,6 +71,19 @@ internal static class HostRuntime
     }
 
     /// <summary>
+    /// Whether this process is a systemd service's main process: systemd (v248 and later) sets <c>SYSTEMD_EXEC_PID</c>
+    /// to it. Microsoft.Extensions.Hosting.Systemd 10.0's own test (<see cref="SystemdHelpers.IsSystemdService"/>) reads
+    /// <c>/proc/PPID/comm</c> instead, which the shipped unit hides from its dynamic user (<c>ProtectProc=invisible</c>
+    /// hides other users' processes, PID 1 among them): it answered false there, so egress-host never sent READY=1 and
+    /// systemd, waiting for it (<c>Type=notify</c>), stopped the service after <c>TimeoutStartSec</c> and restarted it,
+    /// again and again. The library's test is kept for a systemd older than v248.
+    /// </summary>
+    public static bool IsSystemdService() =>
+        (int.TryParse(Environment.GetEnvironmentVariable("SYSTEMD_EXEC_PID"), NumberStyles.None, CultureInfo.InvariantCulture, out int pid)
+            && pid == Environment.ProcessId)
+        || SystemdHelpers.IsSystemdService();
+
+    /// <summary>
     /// A Generic Host builder without the defaults (no appsettings.json, no environment variables, no command-line
     /// configuration): logging to the console in the chosen format, under systemd its lifetime (sd_notify READY once
     /// every listener is bound, STOPPING on SIGTERM) and journald's format for text, and a shutdown timeout that
@@ -88,7 +102,14 @@ internal static class HostRuntime
         });
         builder.Services.Configure<HostOptions>(options => options.ShutdownTimeout = drain + StopMargin);
         builder.Services.Configure<ConsoleLifetimeOptions>(options => options.SuppressStatusMessages = true);
-        builder.Services.AddSystemd();
+        bool systemd = IsSystemdService();
+        if (systemd)
+        {
+            // What AddSystemd() registers, but on this process's own detection (IsSystemdService below).
+            builder.Services.AddSingleton<ISystemdNotifier, SystemdNotifier>();
+            builder.Services.AddSingleton<IHostLifetime, SystemdLifetime>();
+        }
+
         builder.Services.AddMetrics();
 
         var logging = builder.Logging;
@@ -108,7 +129,7 @@ internal static class HostRuntime
                 options.JsonWriterOptions = new JsonWriterOptions { Indented = false };
             });
         }
-        else if (SystemdHelpers.IsSystemdService())
+        else if (systemd)
         {
             // journald stamps each line itself and reads the <N> priority prefix.
             logging.AddSystemdConsole();
