@@ -114,6 +114,15 @@ internal static class EndPointText
 
         if (address.AddressFamily == AddressFamily.InterNetworkV6)
         {
+            // The hosts' IPv6 sockets are IPv6 only: binding one to ::ffff:a.b.c.d fails with EINVAL at start, and a
+            // DNS upstream or tunnel peer written so is never reached, although the file was found valid.
+            if (address.IsIPv4MappedToIPv6)
+            {
+                problem = $"an IPv4-mapped IPv6 address, which an IPv6 socket here cannot use: write the IPv4 address {address.MapToIPv4()}";
+                address = null;
+                return false;
+            }
+
             return true;
         }
 
