@@ -15,7 +15,8 @@ internal static class BindFailure
     public static string Describe(string what, SocketException exception) =>
         $"cannot listen on {what}: {exception.Message}{Hint(exception.SocketErrorCode)}";
 
-    private static string Hint(SocketError error) => error switch
+    /// <summary>What <paramref name="error"/> means for a listener, in brackets after a space; empty for other errors.</summary>
+    public static string Hint(SocketError error) => error switch
     {
         SocketError.AddressNotAvailable =>
             " (EADDRNOTAVAIL: the address is not one of this machine's or this network namespace's; listen on one that `ip address` shows, or 0.0.0.0 / [::])",

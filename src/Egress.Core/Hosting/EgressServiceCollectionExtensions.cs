@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Net;
+using System.Net.Sockets;
 using Egress.Audit;
 using Egress.Configuration;
 using Egress.Denials;
@@ -252,14 +253,13 @@ public static class EgressServiceCollectionExtensions
         return (policy, new SideMetrics(side, cache));
     }
 
-    private static string DescribeDnsBindFailure(IReadOnlyList<IPEndPoint> dnsListen, Exception ex)
-    {
-        var privileged = dnsListen.Any(e => e.Port is > 0 and < 1024)
-            ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-            : string.Empty;
-        return $"cannot listen for DNS on {string.Join(", ", dnsListen)} (UDP and TCP): {ex.Message}{privileged}; "
-            + "is another resolver (systemd-resolved, dnsmasq) bound there? Change [enclave] dns_listen or stop it.";
-    }
+    // Only EADDRINUSE means another resolver: before, every error got that question (an address on no interface,
+    // EADDRNOTAVAIL, too), and the other errors' meaning was left out.
+    private static string DescribeDnsBindFailure(IReadOnlyList<IPEndPoint> dnsListen, SocketException ex) =>
+        $"cannot listen for DNS on {string.Join(", ", dnsListen)} (UDP and TCP): {ex.Message}"
+        + (ex.SocketErrorCode == SocketError.AddressAlreadyInUse
+            ? "; is another resolver (systemd-resolved, dnsmasq) bound there? Change [enclave] dns_listen or stop it."
+            : BindFailure.Hint(ex.SocketErrorCode));
 
     /// <summary>The side's one metrics instance, created on first use; none without an <see cref="IMeterFactory"/>.</summary>
     /// <summary>

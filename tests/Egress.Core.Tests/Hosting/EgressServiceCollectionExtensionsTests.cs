@@ -143,6 +143,32 @@ public sealed class EgressServiceCollectionExtensionsTests
         Assert.That(failure!.Message, Does.StartWith("cannot listen on tcp://198.51.100.7:4433: ").And.Contains("(EADDRNOTAVAIL: the address is not one of this machine's or this network namespace's"));
     }
 
+    // An operator's trial: a dns_listen address on no interface failed with "...: Cannot assign requested address; is
+    // another resolver (systemd-resolved, dnsmasq) bound there?", a question for EADDRINUSE only.
+    [Test]
+    public async Task ADnsListenAddressOfNoInterfaceFailsTheStartSayingSo()
+    {
+        // 198.51.100.7 (TEST-NET-2) is on no interface here: bind(2) gives EADDRNOTAVAIL; nothing is sent.
+        int proxyPort;
+        using (var free = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            free.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            proxyPort = ((IPEndPoint)free.LocalEndPoint!).Port;
+        }
+
+        var configuration = EgressConfiguration.Parse(
+            $"[enclave]\nproxy_listen = [\"127.0.0.1:{proxyPort}\"]\ndns_listen = [\"198.51.100.7:5353\"]\n[tunnel]\nenclave_endpoint = \"unix:/nonexistent/t.sock\"\n",
+            "enclave.toml");
+        using var host = Build(services => services.AddEgressEnclave(configuration));
+
+        var failure = Assert.ThrowsAsync<IOException>(() => host.StartAsync());
+        await host.StopAsync();
+
+        Assert.That(failure!.Message, Does.StartWith("cannot listen for DNS on 198.51.100.7:5353 (UDP and TCP): "));
+        Assert.That(failure.Message, Does.EndWith("(EADDRNOTAVAIL: the address is not one of this machine's or this network namespace's; listen on one that `ip address` shows, or 0.0.0.0 / [::])"));
+        Assert.That(failure.Message, Does.Not.Contain("another resolver"));
+    }
+
     [Test]
     public void AMappedFileThatIsMissingIsLocatedAtItsConfigValue()
     {
