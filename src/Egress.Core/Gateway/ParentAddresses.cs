@@ -9,12 +9,13 @@ namespace Egress.Gateway;
 /// <summary>
 /// The parent's own addresses: every unicast address of every network interface (IPv4 and IPv6), each with its
 /// interface's name, and every prefix the kernel delivers locally without an interface holding its addresses (routes
-/// of type <c>local</c> or <c>anycast</c> in any table: AnyIP, <c>ip route add local 2001:db8:5::/64 dev lo</c>), kept
+/// of type <c>local</c> or <c>anycast</c> in the local, main and default tables: AnyIP, <c>ip route add local
+/// 2001:db8:5::/64 dev lo</c>; <see cref="LocalRouteReader"/> says why no other table), kept
 /// current: re-read when the kernel reports an address change (rtnetlink, through
 /// <see cref="NetworkChange.NetworkAddressChanged"/>) and at least every <see cref="RefreshInterval"/> (a route added
 /// alone is noticed then). A connection to one of them reaches a service on the parent itself (an IPv6 address of an
 /// EC2 parent is usually global, so the internal ranges do not cover it), so the gateway denies them unless a
-/// single-address entry names the address. Lookups take no lock and do not allocate.
+/// single-address entry names the address. Lookups take no lock, and allocate only the text of a match by route.
 /// </summary>
 internal sealed class ParentAddresses : IDisposable
 {
