@@ -61,7 +61,10 @@ for rid in $rids; do
   install -m 0755 "$here/install.sh" "$dir/install.sh"
   install -m 0644 "$here/egress-host.service" "$dir/egress-host.service"
   install -m 0644 "$root/samples/enclave.toml" "$dir/enclave.toml"
-  install -m 0644 "$root/deploy/README.md" "$dir/README.md"
+  # deploy/README.md links into the source tree (../docs/, ../samples/, ../tests/), which the package does not hold.
+  { printf '%s\n\n' "> In this package, links that start with \`../\` point into the Egress source tree (docs/, samples/, tests/), which is not part of it."
+    cat "$root/deploy/README.md"; } >"$dir/README.md"
+  chmod 0644 "$dir/README.md"
   printf '%s\n' \
     "egress-host $version for $rid: the parent-instance side of Egress (no .NET needed; glibc >= 2.27 and libstdc++, e.g. Amazon Linux 2023)." \
     "Install as a systemd service, with the enclave.toml your enclave image was built with (README.md has the rest):" \
