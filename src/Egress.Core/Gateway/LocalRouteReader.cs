@@ -83,7 +83,8 @@ internal static unsafe partial class LocalRouteReader
     /// <returns>True when the dump's end (NLMSG_DONE) was among the messages.</returns>
     /// <exception cref="IOException">A message is malformed (a length that runs past the data, a route message or
     /// an attribute shorter than its structure, a destination of the wrong length or a prefix longer than the
-    /// address), or the kernel answered the dump with an error (NLMSG_ERROR).</exception>
+    /// address), the kernel answered the dump with an error (NLMSG_ERROR), or its NLMSG_DONE carries one (the dump
+    /// stopped short).</exception>
     internal static bool Parse(ReadOnlySpan<byte> messages, uint sequence, List<LocalRoute> routes, Func<int, string> interfaceName, ref bool interrupted)
     {
         while (messages.Length > 0)
@@ -113,6 +114,15 @@ internal static unsafe partial class LocalRouteReader
             switch (type)
             {
                 case MessageDone:
+                    // The int after the header is the dump's end status: a negative errno when the dump stopped short
+                    // (-EMSGSIZE for a route larger than the kernel's dump buffer, a huge multipath one, say; iproute2:
+                    // "Buffer too small for object. Dump terminated"). The routes before it are then not all of them.
+                    int status = body.Length >= 4 ? BinaryPrimitives.ReadInt32LittleEndian(body) : 0;
+                    if (status < 0)
+                    {
+                        throw new IOException($"rtnetlink ended the route dump short: {Marshal.GetPInvokeErrorMessage(-status)} (errno {-status})");
+                    }
+
                     return true;
                 case MessageError:
                     int error = body.Length >= 4 ? -BinaryPrimitives.ReadInt32LittleEndian(body) : 0;

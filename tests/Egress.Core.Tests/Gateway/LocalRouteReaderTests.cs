@@ -100,6 +100,23 @@ public sealed class LocalRouteReaderTests
         Assert.That(thrown.Message, Does.Contain("rtnetlink refused the route dump").And.Contain("errno 1"));
     }
 
+    /// <summary>A dump whose callback failed ends with NLMSG_DONE carrying the negative errno (linux/netlink.h: the
+    /// int after the header; e.g. -EMSGSIZE, "Buffer too small for object" in iproute2, for a route larger than the
+    /// kernel's dump buffer): the routes before it are not all of them, so it is no complete dump.</summary>
+    [Test]
+    public void ADoneThatCarriesAnErrorIsAnIOExceptionWithTheErrno()
+    {
+        byte[] messages = [
+            .. Route(LocalRouteReader.FamilyIPv4, 32, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("198.18.0.1"), outputInterface: 1),
+            .. Message(LocalRouteReader.MessageDone, Sequence, BitConverter.GetBytes(-90)),
+        ];
+        bool interrupted = false;
+
+        var thrown = Assert.Throws<IOException>(() => LocalRouteReader.Parse(messages, Sequence, [], _ => "lo", ref interrupted))!;
+
+        Assert.That(thrown.Message, Does.Contain("errno 90"));
+    }
+
     [TestCase("short header")]
     [TestCase("length past the data")]
     [TestCase("length below the header")]
