@@ -40,6 +40,21 @@ public sealed partial class SystemdUnitTests
         Assert.That(service["RestrictAddressFamilies"], Does.Contain("AF_NETLINK").And.Contain("AF_VSOCK").And.Contain("AF_INET6"));
     }
 
+    /// <summary>From an operator's trial: the unit granted <c>/dev/vsock</c> read-write "because egress-host looks at it
+    /// to tell whether VSOCK exists", which it does not (it only creates AF_VSOCK sockets, which need no device node;
+    /// <see cref="Egress.Vsock.VsockSocket.IsSupported"/> is used by tests alone). A device it never opens is not granted.</summary>
+    [Test]
+    public void TheUnitGrantsNoDeviceNode()
+    {
+        var service = ServiceSection();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(service["DevicePolicy"], Is.EqualTo(new[] { "closed" }));
+            Assert.That(service.ContainsKey("DeviceAllow"), Is.False, () => string.Join(", ", service["DeviceAllow"]));
+        });
+    }
+
     [Test]
     public void TheDeployReadmeAndTheConfigurationReferenceNameTheWritableAuditLogDirectory()
     {
