@@ -32,6 +32,23 @@ public sealed class DnsAddressRemovalTests
         });
     }
 
+    /// <summary>AD (RFC 4035 §3.2.3) vouches for the RRsets the upstream validated; once one is cut, the message must
+    /// not say so to a stub that trusts AD. Before, AD stayed set. An answer left whole keeps it.</summary>
+    [TestCase(true, false)]
+    [TestCase(false, true)]
+    public void TheAuthenticDataBitIsClearedExactlyWhenARecordIsRemoved(bool withInternal, bool adAfter)
+    {
+        byte[] message = Mixed(withInternal, out _);
+        message[3] |= (byte)DnsHeader.AuthenticDataFlag;
+        byte flagsByte = message[2];
+
+        int length = DnsAddressRemoval.Remove(message, [Internal], out int removed);
+
+        Assert.That(DnsHeader.TryRead(message.AsSpan(0, length), out DnsHeader header), Is.True);
+        Assert.That((removed, header.AuthenticData, header.RecursionAvailable, message[2]),
+            Is.EqualTo((withInternal ? 1 : 0, adAfter, true, flagsByte)));
+    }
+
     [Test]
     public void EveryRecordOfTheAddressGoesAndOthersStayInTheirOrder()
     {

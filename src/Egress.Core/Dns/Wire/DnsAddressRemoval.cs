@@ -11,7 +11,8 @@ namespace Egress.Dns.Wire;
 /// A message this cannot rewrite safely is left as it is: one that does not parse, more than one question, a pointer
 /// into a removed record or to anything but a label of a name read here (a compressor only points at an earlier
 /// name's labels), or a record whose data might hold a compressed name of a type not read here (RFC 3597 §4).
-/// An RRSIG over the RRset no longer covers what is left (a validating stub would reject the RRset).
+/// An RRSIG over the RRset no longer covers what is left (a validating stub would reject the RRset), and a rewritten
+/// message has its AD bit cleared (RFC 4035 §3.2.3): the upstream vouched for the RRsets it validated, not for the cut one.
 /// </summary>
 internal static class DnsAddressRemoval
 {
@@ -95,6 +96,9 @@ internal static class DnsAddressRemoval
         }
 
         BinaryPrimitives.WriteUInt16BigEndian(message[6..], (ushort)(header.AnCount - count));
+
+        // AD vouched for the RRsets the upstream validated; one of them is now cut, so the message no longer says so.
+        BinaryPrimitives.WriteUInt16BigEndian(message[2..], (ushort)(header.Flags & ~DnsHeader.AuthenticDataFlag));
         removed = count;
         return length;
     }

@@ -42,6 +42,13 @@ internal readonly record struct DnsHeader
     /// <summary>RA: the server offers recursion.</summary>
     public bool RecursionAvailable => (Flags & 0x0080) != 0;
 
+    /// <summary>The AD (authentic data) bit of <see cref="Flags"/>: the responder validated every record of the answer and
+    /// authority sections with DNSSEC (RFC 4035 §3.2.3, RFC 6840 §5.8).</summary>
+    public const ushort AuthenticDataFlag = 0x0020;
+
+    /// <summary>AD: the responder says the answer and authority data are DNSSEC-authentic.</summary>
+    public bool AuthenticData => (Flags & AuthenticDataFlag) != 0;
+
     /// <summary>The 4-bit RCODE of the header (0 NOERROR, 1 FORMERR, 2 SERVFAIL, 3 NXDOMAIN, 4 NOTIMP, 5 REFUSED).
     /// An EDNS extended RCODE's upper bits live in the OPT record and are not included.</summary>
     public byte ResponseCode => (byte)(Flags & 0xF);

@@ -93,6 +93,7 @@ internal static class DnsResponseTarget
         byte[] rewritten = copy[..length];
         Require(length < message.Length, "records removed but the message did not shrink");
         Require(DnsHeader.TryRead(rewritten, out DnsHeader after) && after.AnCount == header.AnCount - removed, "ANCOUNT does not match the records removed");
+        Require(after.Flags == (header.Flags & ~DnsHeader.AuthenticDataFlag), "the flags after a removal are not the old ones without AD");
         Require(NameKey(rewritten, DnsHeader.Length, out _) == question, "the question reads differently after a removal");
         var left = new List<DnsAddressRecord>();
         DnsParseError errorAfter = DnsMessage.ExtractAddresses(rewritten, left);
