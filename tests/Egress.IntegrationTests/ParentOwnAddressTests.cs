@@ -8,7 +8,8 @@ namespace Egress.IntegrationTests;
 /// a network entry that covers the parent's address, must not reach a service listening on the parent. A socat
 /// server on the parent answers <c>PARENT-LOCAL</c> on port 8082 to whoever reaches it. The parent also delivers two
 /// prefixes locally without an interface holding their addresses (AnyIP: <c>ip route add local ... dev lo</c>), which
-/// network entries cover.
+/// network entries cover, and two more in table 100, which rules send unmarked traffic to (<c>ip rule add to ...
+/// lookup 100</c>).
 /// </summary>
 [TestFixture]
 public sealed class ParentOwnAddressTests : EgressFixture
@@ -19,8 +20,10 @@ public sealed class ParentOwnAddressTests : EgressFixture
 
     private const string AnyIPv6 = "2001:db8:5::/64";
     private const string AnyIPv4 = "198.19.250.0/24";
+    private const string RuledIPv6 = "2001:db8:9::/64";
+    private const string RuledIPv4 = "198.19.251.0/24";
 
-    internal override string ConfigToml => EnclaveConfig.Render([Parent4, Parent6, "2001:db8::/64", AnyIPv6, AnyIPv4]);
+    internal override string ConfigToml => EnclaveConfig.Render([Parent4, Parent6, "2001:db8::/64", AnyIPv6, AnyIPv4, RuledIPv6, RuledIPv4]);
 
     internal override async Task PrepareAsync(Topology topology)
     {
@@ -28,6 +31,10 @@ public sealed class ParentOwnAddressTests : EgressFixture
         topology.SetEnclaveNameserver(IPAddress.Loopback);
         await Command.RunCheckedAsync("ip", "-n", topology.Parent, "-6", "route", "add", "local", AnyIPv6, "dev", "lo");
         await Command.RunCheckedAsync("ip", "-n", topology.Parent, "route", "add", "local", AnyIPv4, "dev", "lo");
+        await Command.RunCheckedAsync("ip", "-n", topology.Parent, "-6", "rule", "add", "to", RuledIPv6, "lookup", "100");
+        await Command.RunCheckedAsync("ip", "-n", topology.Parent, "-6", "route", "add", "local", RuledIPv6, "dev", "lo", "table", "100");
+        await Command.RunCheckedAsync("ip", "-n", topology.Parent, "rule", "add", "to", RuledIPv4, "lookup", "100");
+        await Command.RunCheckedAsync("ip", "-n", topology.Parent, "route", "add", "local", RuledIPv4, "dev", "lo", "table", "100");
         topology.StartProcess("parent-local server", topology.Parent,
             "socat", $"TCP6-LISTEN:{ParentPort},fork,reuseaddr,ipv6only=0", "SYSTEM:echo PARENT-LOCAL");
         await Wait.UntilAsync(
@@ -66,8 +73,12 @@ public sealed class ParentOwnAddressTests : EgressFixture
 
     /// <summary>From a red-team trial: an address only a <c>local</c> route covers is on no interface, and a network
     /// entry covering it reached the service listening on <c>[::]</c> on the parent.</summary>
+    /// <remarks>A local route of table 100, which only a rule leads to, is not among the routes egress-host reads; a
+    /// network-engineer trial reached the listener through one. egress-host asks the kernel for the route to it.</remarks>
     [TestCase("2001:db8:5::77", AnyIPv6)]
     [TestCase("198.19.250.77", AnyIPv4)]
+    [TestCase("2001:db8:9::77", RuledIPv6 + " in table 100")]
+    [TestCase("198.19.251.77", RuledIPv4 + " in table 100")]
     public async Task AnAddressALocalRouteDeliversToTheParentDoesNotReachIt(string address, string route)
     {
         var nc = await Clients.NcAsync(Topology.Enclave, [], "-N", "-w", "5", address, $"{ParentPort}");

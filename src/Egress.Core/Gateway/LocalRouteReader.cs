@@ -10,6 +10,8 @@ namespace Egress.Gateway;
 /// <c>linux/netlink.h</c> and <c>linux/rtnetlink.h</c>), i.e. every destination the kernel delivers to this machine
 /// instead of sending it on. Other tables are left out: a transparent proxy's <c>ip route add local 0.0.0.0/0 dev lo
 /// table 100</c> serves only the packets a rule sends there (by firewall mark), not this machine's own connections.
+/// A rule that sends this machine's own connections to another table is followed by <see cref="Lookup"/>, which asks
+/// for one destination's route as the kernel would choose it.
 /// </summary>
 internal static unsafe partial class LocalRouteReader
 {
@@ -128,7 +130,7 @@ internal static unsafe partial class LocalRouteReader
                     int error = body.Length >= 4 ? -BinaryPrimitives.ReadInt32LittleEndian(body) : 0;
                     throw new IOException($"rtnetlink refused the route dump: {Marshal.GetPInvokeErrorMessage(error)} (errno {error})");
                 case NewRoute:
-                    if (ReadRoute(body, interfaceName) is { } route)
+                    if (ReadRoute(body, interfaceName, out uint table) is { } route && table is (TableLocal or TableMain or TableDefault))
                     {
                         routes.Add(route);
                     }
@@ -140,7 +142,8 @@ internal static unsafe partial class LocalRouteReader
         return false;
     }
 
-    private static LocalRoute? ReadRoute(ReadOnlySpan<byte> body, Func<int, string> interfaceName)
+    /// <summary>The route of an RTM_NEWROUTE body when it is of type local or anycast (whatever its table), else null.</summary>
+    private static LocalRoute? ReadRoute(ReadOnlySpan<byte> body, Func<int, string> interfaceName, out uint table)
     {
         if (body.Length < RouteMessageSize)
         {
@@ -149,7 +152,7 @@ internal static unsafe partial class LocalRouteReader
 
         byte family = body[0];
         int prefixLength = body[1];
-        uint table = body[4]; // RT_TABLE_COMPAT (252) when the id needs RTA_TABLE
+        table = body[4]; // RT_TABLE_COMPAT (252) when the id needs RTA_TABLE
         byte type = body[7];
         int addressLength = family switch { FamilyIPv4 => 4, FamilyIPv6 => 16, _ => 0 };
         if (addressLength == 0 || type is not (RouteTypeLocal or RouteTypeAnycast))
@@ -192,11 +195,6 @@ internal static unsafe partial class LocalRouteReader
             attributes = attributes[(int)Math.Min(Align(length), (uint)attributes.Length)..];
         }
 
-        if (table is not (TableLocal or TableMain or TableDefault))
-        {
-            return null;
-        }
-
         // The kernel keeps the bits past the prefix zero; masking makes a hostile or odd one harmless all the same.
         var prefix = new IPNetwork(Mask(destination, prefixLength), prefixLength);
         return new LocalRoute(prefix, outputInterface > 0 ? interfaceName(outputInterface) : "?");
@@ -221,20 +219,9 @@ internal static unsafe partial class LocalRouteReader
 
     private static bool TryDump(List<LocalRoute> routes)
     {
-        int fd = Socket(AddressFamilyNetlink, SocketRaw | SocketCloseOnExec, NetlinkRoute);
-        if (fd < 0)
-        {
-            throw LastError("cannot open an rtnetlink socket");
-        }
-
+        int fd = OpenRouteSocket();
         try
         {
-            long* timeout = stackalloc long[2] { 2, 0 }; // struct timeval: 2 s
-            if (SetSocketOption(fd, SolSocket, SoReceiveTimeout, timeout, 16) != 0)
-            {
-                throw LastError("cannot set the rtnetlink socket's receive timeout");
-            }
-
             uint sequence = (uint)Environment.TickCount;
             byte* request = stackalloc byte[HeaderSize + RouteMessageSize];
             var span = new Span<byte>(request, HeaderSize + RouteMessageSize);

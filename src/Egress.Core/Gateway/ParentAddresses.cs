@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Collections.Frozen;
 using System.Net;
 using System.Net.NetworkInformation;
@@ -13,33 +14,49 @@ namespace Egress.Gateway;
 /// 2001:db8:5::/64 dev lo</c>; <see cref="LocalRouteReader"/> says why no other table), kept
 /// current: re-read when the kernel reports an address change (rtnetlink, through
 /// <see cref="NetworkChange.NetworkAddressChanged"/>) and at least every <see cref="RefreshInterval"/> (a route added
-/// alone is noticed then). A connection to one of them reaches a service on the parent itself (an IPv6 address of an
+/// alone is noticed then). Beyond those, each destination asked about is looked up as the kernel routes this process's
+/// connection to it (<see cref="LocalRouteReader.Lookup"/>: rules and longest-prefix match, every table), so a
+/// <c>local</c> route of another table that a rule sends it to counts too; the answers are kept until the next
+/// re-read. A connection to one of them reaches a service on the parent itself (an IPv6 address of an
 /// EC2 parent is usually global, so the internal ranges do not cover it), so the gateway denies them unless a
-/// single-address entry names the address. Lookups take no lock, and allocate only the text of a match by route.
+/// single-address entry names the address. Lookups of a known or already looked-up address take no lock and allocate
+/// only the text of a match by a route read; a first lookup of a destination costs one rtnetlink request.
 /// </summary>
 internal sealed class ParentAddresses : IDisposable
 {
     /// <summary>The longest an address change can go unnoticed when the kernel's report is missed.</summary>
     internal static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(30);
 
+    /// <summary>At most this many destinations' route answers are kept between re-reads; past it, the kept ones go.</summary>
+    internal const int MaxLookedUp = 4096;
+
     private readonly Func<IEnumerable<(string Interface, IPAddress Address)>> _read;
     private readonly Func<IEnumerable<LocalRoute>> _readRoutes;
+    private readonly Func<IPAddress, (LocalRoute Route, uint Table)?> _lookupRoute;
     private readonly ITimer _timer;
     private readonly bool _watching;
-    private Known _known = new(FrozenDictionary<UInt128, string>.Empty, []);
+    private Known _known = new(FrozenDictionary<UInt128, string>.Empty, [], new());
 
     /// <summary>Reads the addresses and local routes now and keeps them current.</summary>
     /// <param name="read">Lists (interface, address) pairs; null: this machine's interfaces.</param>
     /// <param name="time">The clock of the periodic refresh.</param>
     /// <param name="readRoutes">Lists the local and anycast routes; null: this machine's (<see cref="LocalRouteReader"/>)
     /// when <paramref name="read"/> is null too, none otherwise (tests of a fake interface list).</param>
+    /// <param name="lookupRoute">The local or anycast route the kernel would deliver a destination by, or null; null:
+    /// this machine's (<see cref="LocalRouteReader.Lookup"/>) when <paramref name="read"/> is null too, none
+    /// otherwise.</param>
     /// <exception cref="IOException">The addresses or routes cannot be read now (or their changes cannot be watched): an
     /// empty set would deny none of them, so the gateway does not start without them. Reading needs rtnetlink
     /// (getifaddrs, a route dump), which a sandbox without <c>AF_NETLINK</c> refuses.</exception>
-    public ParentAddresses(Func<IEnumerable<(string Interface, IPAddress Address)>>? read, TimeProvider time, Func<IEnumerable<LocalRoute>>? readRoutes = null)
+    public ParentAddresses(
+        Func<IEnumerable<(string Interface, IPAddress Address)>>? read,
+        TimeProvider time,
+        Func<IEnumerable<LocalRoute>>? readRoutes = null,
+        Func<IPAddress, (LocalRoute Route, uint Table)?>? lookupRoute = null)
     {
         _read = read ?? ReadInterfaces;
         _readRoutes = readRoutes ?? (read is null ? LocalRouteReader.Read : static () => []);
+        _lookupRoute = lookupRoute ?? (read is null ? LocalRouteReader.Lookup : static _ => null);
         try
         {
             Volatile.Write(ref _known, ReadAll());
@@ -73,7 +90,9 @@ internal sealed class ParentAddresses : IDisposable
 
     /// <summary>Whether <paramref name="address"/> (IPv4-mapped IPv6 counts as IPv4) is one of the parent's; the
     /// interface that holds it, or for an address only a local route covers, the route's interface and the route
-    /// (<c>lo, local route 2001:db8:5::/64</c>).</summary>
+    /// (<c>lo, local route 2001:db8:5::/64</c>; with <c>in table 100</c> for a table other than local, main and default).
+    /// A route lookup that fails (rtnetlink refused or did not answer) counts as no local route and is asked again
+    /// next time: the interfaces and the local routes of the local, main and default tables still count.</summary>
     public bool TryGetInterface(IPAddress address, out string? interfaceName)
     {
         Known known = Volatile.Read(ref _known);
@@ -92,7 +111,29 @@ internal sealed class ParentAddresses : IDisposable
             }
         }
 
-        return false;
+        if (!known.LookedUp.TryGetValue(value, out interfaceName))
+        {
+            try
+            {
+                interfaceName = _lookupRoute(address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address) is var (route, table)
+                    ? $"{route.Interface}, local route {route.Prefix}"
+                        + (table is LocalRouteReader.TableLocal or LocalRouteReader.TableMain or LocalRouteReader.TableDefault ? "" : $" in table {table}")
+                    : null;
+            }
+            catch (IOException)
+            {
+                return false;
+            }
+
+            if (known.LookedUp.Count >= MaxLookedUp)
+            {
+                known.LookedUp.Clear();
+            }
+
+            known.LookedUp.TryAdd(value, interfaceName);
+        }
+
+        return interfaceName is not null;
     }
 
     /// <summary>Re-reads the addresses and routes. A failure keeps the previous set (never an empty one by mistake).</summary>
@@ -128,11 +169,13 @@ internal sealed class ParentAddresses : IDisposable
             }
         }
 
-        return new Known(addresses.ToFrozenDictionary(), [.. routes]);
+        return new Known(addresses.ToFrozenDictionary(), [.. routes], new());
     }
 
-    /// <summary>One consistent reading: the interfaces' addresses and the local routes beyond them.</summary>
-    private sealed record Known(FrozenDictionary<UInt128, string> Addresses, (AddressBlock Block, LocalRoute Route)[] Routes);
+    /// <summary>One consistent reading: the interfaces' addresses and the local routes beyond them, and the route
+    /// lookups of other destinations made since (the interface name and route of a local one, null for another).</summary>
+    private sealed record Known(
+        FrozenDictionary<UInt128, string> Addresses, (AddressBlock Block, LocalRoute Route)[] Routes, ConcurrentDictionary<UInt128, string?> LookedUp);
 
     public void Dispose()
     {

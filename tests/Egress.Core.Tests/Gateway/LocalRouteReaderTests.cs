@@ -176,6 +176,80 @@ public sealed class LocalRouteReaderTests
         Assert.That((parsed > 0, refused > 0), Is.EqualTo((true, true)), $"parsed {parsed}, refused {refused}");
     }
 
+    /// <summary>The answer to one destination's route request (<see cref="LocalRouteReader.ParseLookup"/>): a local
+    /// route of any table (a rule may lead there), the table read from RTA_TABLE past 255.</summary>
+    [Test]
+    public void ALookupAnswerIsTheLocalRouteOfWhateverTable()
+    {
+        byte[] messages = [
+            .. Route(LocalRouteReader.FamilyIPv4, 32, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("203.0.113.5"), outputInterface: 2, sequence: Sequence + 1),
+            .. Route(LocalRouteReader.FamilyIPv6, 64, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("2001:db8:9::"), outputInterface: 1, table: 1000),
+        ];
+
+        bool answered = LocalRouteReader.ParseLookup(messages, Sequence, index => index == 1 ? "lo" : "eth0", out var answer);
+
+        Assert.That((answered, answer), Is.EqualTo((true, ((LocalRoute, uint)?)(new LocalRoute(IPNetwork.Parse("2001:db8:9::/64"), "lo"), 1000u))));
+    }
+
+    [TestCase(1 /* unicast */, 0, true)]
+    [TestCase(-1, 101 /* ENETUNREACH */, true)]
+    [TestCase(-1, 113 /* EHOSTUNREACH */, true)]
+    [TestCase(-1, -1, false)]
+    public void ALookupAnswerThatIsNoLocalRouteIsNone(int routeType, int errno, bool answered)
+    {
+        byte[] messages = errno == -1 && routeType == -1
+            ? Route(LocalRouteReader.FamilyIPv4, 32, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("203.0.113.5"), outputInterface: 2, sequence: Sequence + 1)
+            : routeType >= 0
+                ? Route(LocalRouteReader.FamilyIPv4, 0, (byte)routeType, null, outputInterface: 2)
+                : Message(LocalRouteReader.MessageError, Sequence, BitConverter.GetBytes(-errno));
+
+        bool done = LocalRouteReader.ParseLookup(messages, Sequence, _ => "eth0", out var answer);
+
+        Assert.That((done, answer), Is.EqualTo((answered, ((LocalRoute, uint)?)null)));
+    }
+
+    [Test]
+    public void ALookupErrorOtherThanUnreachableIsAnIOExceptionWithTheErrno()
+    {
+        byte[] messages = Message(LocalRouteReader.MessageError, Sequence, BitConverter.GetBytes(-22));
+
+        var error = Assert.Throws<IOException>(() => LocalRouteReader.ParseLookup(messages, Sequence, _ => "lo", out _))!;
+
+        Assert.That(error.Message, Does.Contain("errno 22"));
+    }
+
+    /// <summary>Random mutations of a lookup answer: every outcome is an answer, none, or an IOException.</summary>
+    [Test]
+    public void MutatedLookupAnswersNeverThrowAnythingButIOException()
+    {
+        byte[] seed = [
+            .. Route(LocalRouteReader.FamilyIPv6, 64, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("2001:db8:9::"), outputInterface: 1, table: 1000),
+            .. Message(LocalRouteReader.MessageError, Sequence, BitConverter.GetBytes(-101)),
+        ];
+        var random = new Random(20261203);
+        int parsed = 0, refused = 0;
+        for (int i = 0; i < 20_000; i++)
+        {
+            byte[] input = seed[..random.Next(seed.Length + 1)];
+            for (int flips = random.Next(1, 6); flips > 0 && input.Length > 0; flips--)
+            {
+                input[random.Next(input.Length)] = (byte)random.Next(256);
+            }
+
+            try
+            {
+                LocalRouteReader.ParseLookup(input, Sequence, _ => "lo", out _);
+                parsed++;
+            }
+            catch (IOException)
+            {
+                refused++;
+            }
+        }
+
+        Assert.That((parsed > 0, refused > 0), Is.EqualTo((true, true)), $"parsed {parsed}, refused {refused}");
+    }
+
     private static byte[] Route(
         byte family, byte prefixLength, byte type, IPAddress? destination, int outputInterface, uint sequence = Sequence, uint table = LocalRouteReader.TableLocal, bool tableAttribute = false)
     {

@@ -122,6 +122,75 @@ public sealed class ParentAddressesTests
         Assert.That(addresses.TryGetInterface(IPAddress.Parse("2001:db8:5::1"), out _), Is.True, "a failed read keeps the previous routes");
     }
 
+    /// <summary>A <c>local</c> route in a table other than local, main and default, which a rule sends unmarked traffic
+    /// to (<c>ip -6 rule add to 2001:db8:9::/64 lookup 100</c>), is not in the dump read; before, a connection to it
+    /// reached a listener on <c>[::]</c> on the parent. The kernel's own route lookup for the destination finds it.
+    /// Answers are kept until the next re-read; a failed lookup is no answer and is asked again.</summary>
+    [Test]
+    public void TheKernelsRouteLookupFindsALocalRouteARuleLeadsToAndIsAskedOncePerRead()
+    {
+        var time = new FakeTimeProvider();
+        var asked = new List<string>();
+        bool failing = false;
+        using var addresses = new ParentAddresses(
+            () => [("eth0", ParentV4)],
+            time,
+            () => [],
+            destination =>
+            {
+                asked.Add(destination.ToString());
+                if (failing)
+                {
+                    throw new IOException("rtnetlink did not answer");
+                }
+
+                return IPNetwork.Parse("2001:db8:9::/64").Contains(destination)
+                    ? (new LocalRoute(IPNetwork.Parse("2001:db8:9::/64"), "lo"), 100u)
+                    : destination.Equals(IPAddress.Parse("203.0.113.9")) // asked as IPv4
+                        ? (new LocalRoute(IPNetwork.Parse("203.0.113.0/24"), "lo"), LocalRouteReader.TableMain)
+                        : null;
+            });
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(addresses.TryGetInterface(IPAddress.Parse("2001:db8:9::5"), out string? ruled), Is.True);
+            Assert.That(ruled, Is.EqualTo("lo, local route 2001:db8:9::/64 in table 100"));
+            Assert.That(addresses.TryGetInterface(IPAddress.Parse("::ffff:203.0.113.9"), out string? main), Is.True);
+            Assert.That(main, Is.EqualTo("lo, local route 203.0.113.0/24"), "the default rules' tables are not named");
+            Assert.That(addresses.TryGetInterface(IPAddress.Parse("198.18.0.31"), out _), Is.False);
+            Assert.That(addresses.TryGetInterface(IPAddress.Parse("198.18.0.31"), out _), Is.False);
+            Assert.That(addresses.TryGetInterface(IPAddress.Parse("2001:db8:9::5"), out _), Is.True);
+            Assert.That(addresses.TryGetInterface(ParentV4, out _), Is.True);
+            Assert.That(asked, Is.EqualTo(new[] { "2001:db8:9::5", "203.0.113.9", "198.18.0.31" }), "each destination asked once");
+        });
+
+        time.Advance(ParentAddresses.RefreshInterval);
+        failing = true;
+        Assert.That(addresses.TryGetInterface(IPAddress.Parse("2001:db8:9::5"), out _), Is.False, "a failed lookup is no local route");
+        failing = false;
+        Assert.That(addresses.TryGetInterface(IPAddress.Parse("2001:db8:9::5"), out _), Is.True, "and is asked again");
+        Assert.That(asked, Has.Count.EqualTo(5));
+    }
+
+    /// <summary>The kernel's answer for loopback: IPv4 names the main table while no rule but the default ones exists (the
+    /// local and main tables are merged then), local otherwise.</summary>
+    [Test]
+    public void ThisMachinesRouteLookupSaysLoopbackIsLocal()
+    {
+        var loopback = LocalRouteReader.Lookup(IPAddress.Parse("127.0.0.9"));
+        var mappedLoopback = LocalRouteReader.Lookup(IPAddress.Parse("::ffff:127.0.0.9"));
+        var v6Loopback = LocalRouteReader.Lookup(IPAddress.IPv6Loopback);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(loopback, Is.Not.Null);
+            Assert.That(loopback!.Value.Route, Is.EqualTo(new LocalRoute(IPNetwork.Parse("127.0.0.0/8"), "lo")));
+            Assert.That(loopback.Value.Table, Is.AnyOf(LocalRouteReader.TableLocal, LocalRouteReader.TableMain));
+            Assert.That(mappedLoopback, Is.EqualTo(loopback));
+            Assert.That(v6Loopback?.Route.Prefix, Is.EqualTo(IPNetwork.Parse("::1/128")));
+        });
+    }
+
     [Test]
     public void AFirstRouteReadThatFailsIsAStartError()
     {

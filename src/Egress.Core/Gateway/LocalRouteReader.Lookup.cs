@@ -1,0 +1,180 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace Egress.Gateway;
+
+/// <summary>One destination's route as the kernel chooses it (<c>ip route get fibmatch ADDRESS</c>).</summary>
+internal static unsafe partial class LocalRouteReader
+{
+    /// <summary>RTM_F_FIB_MATCH (Linux 4.13): answer with the matched route as it is in its table, prefix and all.</summary>
+    private const uint FlagFibMatch = 0x2000;
+
+    /// <summary>RTM_F_LOOKUP_TABLE (Linux 4.12): name the table the route came from (IPv4 says main without it).</summary>
+    private const uint FlagLookupTable = 0x1000;
+
+    private const int NetworkUnreachable = 101;
+    private const int HostUnreachable = 113;
+
+    /// <summary>
+    /// Asks the kernel which route a connection from this process to <paramref name="destination"/> would take (an
+    /// RTM_GETROUTE request with RTA_DST, RTM_F_FIB_MATCH and RTM_F_LOOKUP_TABLE, as <c>ip route get fibmatch</c>): the routing rules
+    /// (<c>ip rule</c>, e.g. <c>to 2001:db8:9::/64 lookup 100</c>) and the longest-prefix match apply as they do to
+    /// egress-host's own connect, for this process's user and without a firewall mark. Blocking; well under a
+    /// millisecond.
+    /// </summary>
+    /// <param name="destination">The destination (an IPv4-mapped IPv6 address is asked as IPv4).</param>
+    /// <returns>The matched route and its table when the kernel would deliver the destination to this machine (type
+    /// <c>local</c> or <c>anycast</c>); null for a route that sends it on, or none (ENETUNREACH, EHOSTUNREACH).</returns>
+    /// <exception cref="IOException">rtnetlink refused or did not answer in 2 s, answered with another error, or sent a
+    /// malformed message.</exception>
+    public static (LocalRoute Route, uint Table)? Lookup(IPAddress destination)
+    {
+        if (destination.IsIPv4MappedToIPv6)
+        {
+            destination = destination.MapToIPv4();
+        }
+
+        int addressLength = destination.AddressFamily == AddressFamily.InterNetwork ? 4 : 16;
+        int attributeLength = 4 + addressLength;
+        int requestLength = HeaderSize + RouteMessageSize + attributeLength;
+        byte* request = stackalloc byte[requestLength];
+        var span = new Span<byte>(request, requestLength);
+        span.Clear();
+        uint sequence = (uint)Environment.TickCount;
+        BinaryPrimitives.WriteUInt32LittleEndian(span, (uint)requestLength);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[4..], GetRoute);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[6..], FlagRequest);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[8..], sequence);
+        Span<byte> route = span[HeaderSize..];
+        route[0] = addressLength == 4 ? FamilyIPv4 : FamilyIPv6;
+        route[1] = (byte)(addressLength * 8);
+        BinaryPrimitives.WriteUInt32LittleEndian(route[8..], FlagFibMatch | FlagLookupTable);
+        Span<byte> attribute = route[RouteMessageSize..];
+        BinaryPrimitives.WriteUInt16LittleEndian(attribute, (ushort)attributeLength);
+        BinaryPrimitives.WriteUInt16LittleEndian(attribute[2..], AttributeDestination);
+        destination.TryWriteBytes(attribute[4..], out _);
+
+        int fd = OpenRouteSocket();
+        try
+        {
+            if (Send(fd, request, (nuint)requestLength, 0) != requestLength)
+            {
+                throw LastError($"cannot ask rtnetlink for the route to {destination}");
+            }
+
+            byte[] buffer = new byte[8 * 1024];
+            while (true)
+            {
+                nint received;
+                fixed (byte* data = buffer)
+                {
+                    received = Receive(fd, data, (nuint)buffer.Length, 0);
+                }
+
+                if (received < 0)
+                {
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == Interrupted)
+                    {
+                        continue;
+                    }
+
+                    throw new IOException($"cannot read the route to {destination} from rtnetlink: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})");
+                }
+
+                if (received == 0)
+                {
+                    throw Malformed("the socket ended before the route's answer");
+                }
+
+                if (ParseLookup(buffer.AsSpan(0, (int)received), sequence, NameOf, out var answer))
+                {
+                    return answer;
+                }
+            }
+        }
+        finally
+        {
+            Close(fd);
+        }
+    }
+
+    /// <summary>Parses one receive's worth of answers to the route request <paramref name="sequence"/>; messages of
+    /// other sequences are skipped.</summary>
+    /// <param name="messages">What one receive returned: whole messages, each padded to 4 bytes.</param>
+    /// <param name="sequence">The request's sequence number.</param>
+    /// <param name="interfaceName">The name of an interface index.</param>
+    /// <param name="answer">The route and its table when the answer is a local or anycast route; null for another route
+    /// or none.</param>
+    /// <returns>True when the request's answer was among the messages.</returns>
+    /// <exception cref="IOException">A message is malformed (as for <see cref="Parse"/>), or the kernel answered with an
+    /// error other than ENETUNREACH or EHOSTUNREACH.</exception>
+    internal static bool ParseLookup(ReadOnlySpan<byte> messages, uint sequence, Func<int, string> interfaceName, out (LocalRoute Route, uint Table)? answer)
+    {
+        answer = null;
+        while (messages.Length > 0)
+        {
+            if (messages.Length < HeaderSize)
+            {
+                throw Malformed($"{messages.Length} bytes left, shorter than a message header");
+            }
+
+            uint length = BinaryPrimitives.ReadUInt32LittleEndian(messages);
+            ushort type = BinaryPrimitives.ReadUInt16LittleEndian(messages[4..]);
+            uint messageSequence = BinaryPrimitives.ReadUInt32LittleEndian(messages[8..]);
+            if (length < HeaderSize || length > messages.Length)
+            {
+                throw Malformed($"a message of {length} bytes in {messages.Length}");
+            }
+
+            ReadOnlySpan<byte> body = messages[HeaderSize..(int)length];
+            messages = messages[(int)Math.Min(Align(length), (uint)messages.Length)..];
+            if (messageSequence != sequence)
+            {
+                continue;
+            }
+
+            switch (type)
+            {
+                case MessageError:
+                    int error = body.Length >= 4 ? -BinaryPrimitives.ReadInt32LittleEndian(body) : 0;
+                    if (error is NetworkUnreachable or HostUnreachable)
+                    {
+                        return true; // no route: nothing is delivered here
+                    }
+
+                    throw new IOException($"rtnetlink refused the route request: {Marshal.GetPInvokeErrorMessage(error)} (errno {error})");
+                case NewRoute:
+                    if (ReadRoute(body, interfaceName, out uint table) is { } route)
+                    {
+                        answer = (route, table);
+                    }
+
+                    return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static int OpenRouteSocket()
+    {
+        int fd = Socket(AddressFamilyNetlink, SocketRaw | SocketCloseOnExec, NetlinkRoute);
+        if (fd < 0)
+        {
+            throw LastError("cannot open an rtnetlink socket");
+        }
+
+        long* timeout = stackalloc long[2] { 2, 0 }; // struct timeval: 2 s
+        if (SetSocketOption(fd, SolSocket, SoReceiveTimeout, timeout, 16) != 0)
+        {
+            IOException error = LastError("cannot set the rtnetlink socket's receive timeout");
+            Close(fd);
+            throw error;
+        }
+
+        return fd;
+    }
+}
