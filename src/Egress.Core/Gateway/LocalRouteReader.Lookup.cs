@@ -37,68 +37,20 @@ internal static unsafe partial class LocalRouteReader
         }
 
         int addressLength = destination.AddressFamily == AddressFamily.InterNetwork ? 4 : 16;
-        int attributeLength = 4 + addressLength;
-        int requestLength = HeaderSize + RouteMessageSize + attributeLength;
-        byte* request = stackalloc byte[requestLength];
-        var span = new Span<byte>(request, requestLength);
-        span.Clear();
-        uint sequence = (uint)Environment.TickCount;
-        BinaryPrimitives.WriteUInt32LittleEndian(span, (uint)requestLength);
-        BinaryPrimitives.WriteUInt16LittleEndian(span[4..], GetRoute);
-        BinaryPrimitives.WriteUInt16LittleEndian(span[6..], FlagRequest);
-        BinaryPrimitives.WriteUInt32LittleEndian(span[8..], sequence);
-        Span<byte> route = span[HeaderSize..];
+        Span<byte> request = stackalloc byte[HeaderSize + RouteMessageSize + 4 + addressLength];
+        uint sequence = WriteRouteRequest(request, request.Length, FlagRequest);
+        Span<byte> route = request[HeaderSize..];
         route[0] = addressLength == 4 ? FamilyIPv4 : FamilyIPv6;
         route[1] = (byte)(addressLength * 8);
         BinaryPrimitives.WriteUInt32LittleEndian(route[8..], FlagFibMatch | FlagLookupTable);
         Span<byte> attribute = route[RouteMessageSize..];
-        BinaryPrimitives.WriteUInt16LittleEndian(attribute, (ushort)attributeLength);
+        BinaryPrimitives.WriteUInt16LittleEndian(attribute, (ushort)(4 + addressLength));
         BinaryPrimitives.WriteUInt16LittleEndian(attribute[2..], AttributeDestination);
         destination.TryWriteBytes(attribute[4..], out _);
 
-        int fd = OpenRouteSocket();
-        try
-        {
-            if (Send(fd, request, (nuint)requestLength, 0) != requestLength)
-            {
-                throw LastError($"cannot ask rtnetlink for the route to {destination}");
-            }
-
-            byte[] buffer = new byte[8 * 1024];
-            while (true)
-            {
-                nint received;
-                fixed (byte* data = buffer)
-                {
-                    received = Receive(fd, data, (nuint)buffer.Length, 0);
-                }
-
-                if (received < 0)
-                {
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno == Interrupted)
-                    {
-                        continue;
-                    }
-
-                    throw new IOException($"cannot read the route to {destination} from rtnetlink: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})");
-                }
-
-                if (received == 0)
-                {
-                    throw Malformed("the socket ended before the route's answer");
-                }
-
-                if (ParseLookup(buffer.AsSpan(0, (int)received), sequence, NameOf, out var answer))
-                {
-                    return answer;
-                }
-            }
-        }
-        finally
-        {
-            Close(fd);
-        }
+        (LocalRoute, uint)? answer = null;
+        Exchange(request, $"the route to {destination}", 8 * 1024, received => ParseLookup(received, sequence, NameOf, out answer));
+        return answer;
     }
 
     /// <summary>Parses one receive's worth of answers to the route request <paramref name="sequence"/>; messages of
@@ -116,21 +68,7 @@ internal static unsafe partial class LocalRouteReader
         answer = null;
         while (messages.Length > 0)
         {
-            if (messages.Length < HeaderSize)
-            {
-                throw Malformed($"{messages.Length} bytes left, shorter than a message header");
-            }
-
-            uint length = BinaryPrimitives.ReadUInt32LittleEndian(messages);
-            ushort type = BinaryPrimitives.ReadUInt16LittleEndian(messages[4..]);
-            uint messageSequence = BinaryPrimitives.ReadUInt32LittleEndian(messages[8..]);
-            if (length < HeaderSize || length > messages.Length)
-            {
-                throw Malformed($"a message of {length} bytes in {messages.Length}");
-            }
-
-            ReadOnlySpan<byte> body = messages[HeaderSize..(int)length];
-            messages = messages[(int)Math.Min(Align(length), (uint)messages.Length)..];
+            ReadOnlySpan<byte> body = NextMessage(ref messages, out ushort type, out _, out uint messageSequence);
             if (messageSequence != sequence)
             {
                 continue;
@@ -157,24 +95,5 @@ internal static unsafe partial class LocalRouteReader
         }
 
         return false;
-    }
-
-    private static int OpenRouteSocket()
-    {
-        int fd = Socket(AddressFamilyNetlink, SocketRaw | SocketCloseOnExec, NetlinkRoute);
-        if (fd < 0)
-        {
-            throw LastError("cannot open an rtnetlink socket");
-        }
-
-        long* timeout = stackalloc long[2] { 2, 0 }; // struct timeval: 2 s
-        if (SetSocketOption(fd, SolSocket, SoReceiveTimeout, timeout, 16) != 0)
-        {
-            IOException error = LastError("cannot set the rtnetlink socket's receive timeout");
-            Close(fd);
-            throw error;
-        }
-
-        return fd;
     }
 }

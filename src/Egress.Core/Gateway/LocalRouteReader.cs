@@ -91,22 +91,7 @@ internal static unsafe partial class LocalRouteReader
     {
         while (messages.Length > 0)
         {
-            if (messages.Length < HeaderSize)
-            {
-                throw Malformed($"{messages.Length} bytes left, shorter than a message header");
-            }
-
-            uint length = BinaryPrimitives.ReadUInt32LittleEndian(messages);
-            ushort type = BinaryPrimitives.ReadUInt16LittleEndian(messages[4..]);
-            ushort flags = BinaryPrimitives.ReadUInt16LittleEndian(messages[6..]);
-            uint messageSequence = BinaryPrimitives.ReadUInt32LittleEndian(messages[8..]);
-            if (length < HeaderSize || length > messages.Length)
-            {
-                throw Malformed($"a message of {length} bytes in {messages.Length}");
-            }
-
-            ReadOnlySpan<byte> body = messages[HeaderSize..(int)length];
-            messages = messages[(int)Math.Min(Align(length), (uint)messages.Length)..];
+            ReadOnlySpan<byte> body = NextMessage(ref messages, out ushort type, out ushort flags, out uint messageSequence);
             if (messageSequence != sequence)
             {
                 continue;
@@ -215,29 +200,68 @@ internal static unsafe partial class LocalRouteReader
 
     private static uint Align(uint length) => (length + 3) & ~3u;
 
-    private static IOException Malformed(string what) => new($"malformed rtnetlink route dump: {what}");
+    private static IOException Malformed(string what) => new($"malformed rtnetlink route message: {what}");
 
-    private static bool TryDump(List<LocalRoute> routes)
+    /// <summary>Takes the next message off <paramref name="messages"/> (whole messages, each padded to 4 bytes).</summary>
+    /// <returns>The message's body (after <c>struct nlmsghdr</c>).</returns>
+    /// <exception cref="IOException">Fewer bytes than a header are left, or the message's length runs past them or is
+    /// shorter than a header.</exception>
+    private static ReadOnlySpan<byte> NextMessage(ref ReadOnlySpan<byte> messages, out ushort type, out ushort flags, out uint sequence)
+    {
+        if (messages.Length < HeaderSize)
+        {
+            throw Malformed($"{messages.Length} bytes left, shorter than a message header");
+        }
+
+        uint length = BinaryPrimitives.ReadUInt32LittleEndian(messages);
+        type = BinaryPrimitives.ReadUInt16LittleEndian(messages[4..]);
+        flags = BinaryPrimitives.ReadUInt16LittleEndian(messages[6..]);
+        sequence = BinaryPrimitives.ReadUInt32LittleEndian(messages[8..]);
+        if (length < HeaderSize || length > messages.Length)
+        {
+            throw Malformed($"a message of {length} bytes in {messages.Length}");
+        }
+
+        ReadOnlySpan<byte> body = messages[HeaderSize..(int)length];
+        messages = messages[(int)Math.Min(Align(length), (uint)messages.Length)..];
+        return body;
+    }
+
+    /// <summary>Writes the header of an RTM_GETROUTE request of <paramref name="length"/> bytes and an all-zero
+    /// <c>struct rtmsg</c> after it.</summary>
+    /// <returns>The request's sequence number.</returns>
+    private static uint WriteRouteRequest(Span<byte> request, int length, ushort flags)
+    {
+        uint sequence = (uint)Environment.TickCount;
+        request[..(HeaderSize + RouteMessageSize)].Clear();
+        BinaryPrimitives.WriteUInt32LittleEndian(request, (uint)length);
+        BinaryPrimitives.WriteUInt16LittleEndian(request[4..], GetRoute);
+        BinaryPrimitives.WriteUInt16LittleEndian(request[6..], flags);
+        BinaryPrimitives.WriteUInt32LittleEndian(request[8..], sequence);
+        return sequence;
+    }
+
+    /// <summary>Reads one receive's worth of rtnetlink answers; true when the awaited end was among them.</summary>
+    private delegate bool AnswerReader(ReadOnlySpan<byte> received);
+
+    /// <summary>Sends <paramref name="request"/> on a new rtnetlink socket and hands each receive to
+    /// <paramref name="read"/> until it says the answer is complete (at most 2 s a receive).</summary>
+    /// <exception cref="IOException">The socket cannot be opened, the request not sent, a receive fails or times out,
+    /// the socket ends first, or <paramref name="read"/> throws one.</exception>
+    private static void Exchange(ReadOnlySpan<byte> request, string what, int bufferSize, AnswerReader read)
     {
         int fd = OpenRouteSocket();
         try
         {
-            uint sequence = (uint)Environment.TickCount;
-            byte* request = stackalloc byte[HeaderSize + RouteMessageSize];
-            var span = new Span<byte>(request, HeaderSize + RouteMessageSize);
-            span.Clear();
-            BinaryPrimitives.WriteUInt32LittleEndian(span, HeaderSize + RouteMessageSize);
-            BinaryPrimitives.WriteUInt16LittleEndian(span[4..], GetRoute);
-            BinaryPrimitives.WriteUInt16LittleEndian(span[6..], FlagRequest | FlagDump);
-            BinaryPrimitives.WriteUInt32LittleEndian(span[8..], sequence);
-            // rtmsg all zero: family AF_UNSPEC (every family), every table.
-            if (Send(fd, request, (nuint)span.Length, 0) != span.Length)
+            fixed (byte* data = request)
             {
-                throw LastError("cannot ask rtnetlink for the routes");
+                if (Send(fd, data, (nuint)request.Length, 0) != request.Length)
+                {
+                    throw LastError($"cannot ask rtnetlink for {what}");
+                }
             }
 
-            byte[] buffer = new byte[64 * 1024];
-            bool interrupted = false;
+            byte[] buffer = new byte[bufferSize];
             while (true)
             {
                 nint received;
@@ -254,17 +278,17 @@ internal static unsafe partial class LocalRouteReader
                         continue;
                     }
 
-                    throw new IOException($"cannot read the routes from rtnetlink: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})");
+                    throw new IOException($"cannot read {what} from rtnetlink: {Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})");
                 }
 
                 if (received == 0)
                 {
-                    throw Malformed("the socket ended before the dump's end");
+                    throw Malformed($"the socket ended before the answer for {what}");
                 }
 
-                if (Parse(buffer.AsSpan(0, (int)received), sequence, routes, NameOf, ref interrupted))
+                if (read(buffer.AsSpan(0, (int)received)))
                 {
-                    return !interrupted;
+                    return;
                 }
             }
         }
@@ -272,6 +296,34 @@ internal static unsafe partial class LocalRouteReader
         {
             Close(fd);
         }
+    }
+
+    private static int OpenRouteSocket()
+    {
+        int fd = Socket(AddressFamilyNetlink, SocketRaw | SocketCloseOnExec, NetlinkRoute);
+        if (fd < 0)
+        {
+            throw LastError("cannot open an rtnetlink socket");
+        }
+
+        long* timeout = stackalloc long[2] { 2, 0 }; // struct timeval: 2 s
+        if (SetSocketOption(fd, SolSocket, SoReceiveTimeout, timeout, 16) != 0)
+        {
+            IOException error = LastError("cannot set the rtnetlink socket's receive timeout");
+            Close(fd);
+            throw error;
+        }
+
+        return fd;
+    }
+
+    private static bool TryDump(List<LocalRoute> routes)
+    {
+        Span<byte> request = stackalloc byte[HeaderSize + RouteMessageSize];
+        uint sequence = WriteRouteRequest(request, request.Length, FlagRequest | FlagDump); // rtmsg all zero: every family, every table
+        bool interrupted = false;
+        Exchange(request, "the routes", 64 * 1024, received => Parse(received, sequence, routes, NameOf, ref interrupted));
+        return !interrupted;
     }
 
     private static string NameOf(int index)
