@@ -14,6 +14,9 @@ internal static unsafe partial class LocalRouteReader
     /// <summary>RTM_F_LOOKUP_TABLE (Linux 4.12): name the table the route came from (IPv4 says main without it).</summary>
     private const uint FlagLookupTable = 0x1000;
 
+    private const int PermissionDenied = 13;
+    private const int InvalidArgument = 22;
+    private const int MessageTooLong = 90;
     private const int NetworkUnreachable = 101;
     private const int HostUnreachable = 113;
 
@@ -26,7 +29,8 @@ internal static unsafe partial class LocalRouteReader
     /// </summary>
     /// <param name="destination">The destination (an IPv4-mapped IPv6 address is asked as IPv4).</param>
     /// <returns>The matched route and its table when the kernel would deliver the destination to this machine (type
-    /// <c>local</c> or <c>anycast</c>); null for a route that sends it on, or none (ENETUNREACH, EHOSTUNREACH).</returns>
+    /// <c>local</c> or <c>anycast</c>); null for a route that sends it on, or an answer that no route delivers it here
+    /// (see <see cref="ParseLookup"/>).</returns>
     /// <exception cref="IOException">rtnetlink refused or did not answer in 2 s, answered with another error, or sent a
     /// malformed message.</exception>
     public static (LocalRoute Route, uint Table)? Lookup(IPAddress destination)
@@ -62,7 +66,10 @@ internal static unsafe partial class LocalRouteReader
     /// or none.</param>
     /// <returns>True when the request's answer was among the messages.</returns>
     /// <exception cref="IOException">A message is malformed (as for <see cref="Parse"/>), or the kernel answered with an
-    /// error other than ENETUNREACH or EHOSTUNREACH.</exception>
+    /// error that does not say where the destination goes. These say it goes nowhere here, and are answers (null):
+    /// ENETUNREACH and EHOSTUNREACH (no route, or an unreachable one), EINVAL (a blackhole route or rule), EACCES (a
+    /// prohibit one), EMSGSIZE (a route too large to describe, which a multipath route can be and a local one, whose
+    /// scope allows one next hop only, cannot).</exception>
     internal static bool ParseLookup(ReadOnlySpan<byte> messages, uint sequence, Func<int, string> interfaceName, out (LocalRoute Route, uint Table)? answer)
     {
         answer = null;
@@ -78,9 +85,9 @@ internal static unsafe partial class LocalRouteReader
             {
                 case MessageError:
                     int error = body.Length >= 4 ? -BinaryPrimitives.ReadInt32LittleEndian(body) : 0;
-                    if (error is NetworkUnreachable or HostUnreachable)
+                    if (error is NetworkUnreachable or HostUnreachable or InvalidArgument or PermissionDenied or MessageTooLong)
                     {
-                        return true; // no route: nothing is delivered here
+                        return true; // no route, or one that drops it or is not local: nothing is delivered here
                     }
 
                     throw new IOException($"rtnetlink refused the route request: {Marshal.GetPInvokeErrorMessage(error)} (errno {error})");

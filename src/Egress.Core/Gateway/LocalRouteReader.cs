@@ -51,7 +51,7 @@ internal static unsafe partial class LocalRouteReader
 
     private const int Attempts = 3;
 
-    /// <summary>Reads the local and anycast routes of every table now (blocking; a dump takes well under a
+    /// <summary>Reads the local and anycast routes of the local, main and default tables now (blocking; a dump takes well under a
     /// millisecond on a host with a few interfaces).</summary>
     /// <returns>Every such route, IPv4 and IPv6.</returns>
     /// <exception cref="IOException">rtnetlink refused or did not answer in 2 s (e.g. a sandbox without

@@ -30,6 +30,9 @@ internal sealed class ParentAddresses : IDisposable
     /// <summary>At most this many destinations' route answers are kept between re-reads; past it, the kept ones go.</summary>
     internal const int MaxLookedUp = 4096;
 
+    private static readonly UInt128 UnspecifiedV4 = AddressValue.Of(IPAddress.Any);
+    private static readonly UInt128 UnspecifiedV6 = AddressValue.Of(IPAddress.IPv6Any);
+
     private readonly Func<IEnumerable<(string Interface, IPAddress Address)>> _read;
     private readonly Func<IEnumerable<LocalRoute>> _readRoutes;
     private readonly Func<IPAddress, (LocalRoute Route, uint Table)?> _lookupRoute;
@@ -91,14 +94,21 @@ internal sealed class ParentAddresses : IDisposable
     /// <summary>Whether <paramref name="address"/> (IPv4-mapped IPv6 counts as IPv4) is one of the parent's; the
     /// interface that holds it, or for an address only a local route covers, the route's interface and the route
     /// (<c>lo, local route 2001:db8:5::/64</c>; with <c>in table 100</c> for a table other than local, main and default).
-    /// A route lookup that fails (rtnetlink refused or did not answer) counts as no local route and is asked again
-    /// next time: the interfaces and the local routes of the local, main and default tables still count.</summary>
+    /// The unspecified address (0.0.0.0, ::) is the parent's: Linux connects it to this machine. A route lookup that
+    /// fails (rtnetlink could not be asked or did not answer in 2 s, or answered something malformed) counts as the
+    /// parent's, uncached: the connection is refused rather than let through unchecked.</summary>
     public bool TryGetInterface(IPAddress address, out string? interfaceName)
     {
         Known known = Volatile.Read(ref _known);
         UInt128 value = AddressValue.Of(address);
         if (known.Addresses.TryGetValue(value, out interfaceName))
         {
+            return true;
+        }
+
+        if (value == UnspecifiedV4 || value == UnspecifiedV6)
+        {
+            interfaceName = "lo, the unspecified address, which a connect sends to this machine";
             return true;
         }
 
@@ -111,7 +121,7 @@ internal sealed class ParentAddresses : IDisposable
             }
         }
 
-        if (!known.LookedUp.TryGetValue(value, out interfaceName))
+        if (!known.LookedUp.TryGet(value, out interfaceName))
         {
             try
             {
@@ -120,17 +130,13 @@ internal sealed class ParentAddresses : IDisposable
                         + (table is LocalRouteReader.TableLocal or LocalRouteReader.TableMain or LocalRouteReader.TableDefault ? "" : $" in table {table}")
                     : null;
             }
-            catch (IOException)
+            catch (IOException ex)
             {
-                return false;
+                interfaceName = $"unknown: its route could not be looked up, so it counts as one ({ex.Message})";
+                return true;
             }
 
-            if (known.LookedUp.Count >= MaxLookedUp)
-            {
-                known.LookedUp.Clear();
-            }
-
-            known.LookedUp.TryAdd(value, interfaceName);
+            known.LookedUp.Add(value, interfaceName);
         }
 
         return interfaceName is not null;
@@ -145,7 +151,10 @@ internal sealed class ParentAddresses : IDisposable
         }
         catch (Exception ex) when (ex is NetworkInformationException or IOException)
         {
-            // Keep what was known; the next change report or timer tick tries again.
+            // Keep what was read; the next change report or timer tick tries again. The route answers go all the same:
+            // none is kept past a re-read, failed or not.
+            Known known = Volatile.Read(ref _known);
+            Volatile.Write(ref _known, known with { LookedUp = new() });
         }
     }
 
@@ -174,8 +183,28 @@ internal sealed class ParentAddresses : IDisposable
 
     /// <summary>One consistent reading: the interfaces' addresses and the local routes beyond them, and the route
     /// lookups of other destinations made since (the interface name and route of a local one, null for another).</summary>
-    private sealed record Known(
-        FrozenDictionary<UInt128, string> Addresses, (AddressBlock Block, LocalRoute Route)[] Routes, ConcurrentDictionary<UInt128, string?> LookedUp);
+    private sealed record Known(FrozenDictionary<UInt128, string> Addresses, (AddressBlock Block, LocalRoute Route)[] Routes, RouteAnswers LookedUp);
+
+    /// <summary>The route lookups of one reading: a destination's interface and route when the kernel delivers it here,
+    /// null when not. At most <see cref="MaxLookedUp"/>: past it the kept ones go.</summary>
+    private sealed class RouteAnswers
+    {
+        private readonly ConcurrentDictionary<UInt128, string?> _answers = new();
+        private int _count;
+
+        public bool TryGet(UInt128 destination, out string? interfaceName) => _answers.TryGetValue(destination, out interfaceName);
+
+        public void Add(UInt128 destination, string? interfaceName)
+        {
+            if (Interlocked.Increment(ref _count) > MaxLookedUp)
+            {
+                _answers.Clear();
+                Volatile.Write(ref _count, 1);
+            }
+
+            _answers.TryAdd(destination, interfaceName);
+        }
+    }
 
     public void Dispose()
     {

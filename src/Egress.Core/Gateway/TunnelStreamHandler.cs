@@ -320,8 +320,8 @@ internal sealed class TunnelStreamHandler(
             }
         }
 
-        if (decision.IsAllowed && parentAddresses is not null && parentAddresses.TryGetInterface(destination.Address, out string? parentInterface)
-            && !policy.NamesExactly(destination.Address))
+        if (decision.IsAllowed && parentAddresses is not null && !policy.NamesExactly(destination.Address)
+            && parentAddresses.TryGetInterface(destination.Address, out string? parentInterface))
         {
             // Allowed by a name, "*" or a wide network, but it is this machine: its own services are not egress.
             hold?.Dispose();

@@ -194,6 +194,9 @@ public sealed class LocalRouteReaderTests
     [TestCase(1 /* unicast */, 0, true)]
     [TestCase(-1, 101 /* ENETUNREACH */, true)]
     [TestCase(-1, 113 /* EHOSTUNREACH */, true)]
+    [TestCase(-1, 22 /* EINVAL: a blackhole route or rule */, true)]
+    [TestCase(-1, 13 /* EACCES: a prohibit route or rule */, true)]
+    [TestCase(-1, 90 /* EMSGSIZE: a multipath route too large to describe */, true)]
     [TestCase(-1, -1, false)]
     public void ALookupAnswerThatIsNoLocalRouteIsNone(int routeType, int errno, bool answered)
     {
@@ -209,13 +212,13 @@ public sealed class LocalRouteReaderTests
     }
 
     [Test]
-    public void ALookupErrorOtherThanUnreachableIsAnIOExceptionWithTheErrno()
+    public void ALookupErrorThatDoesNotSayWhereItGoesIsAnIOExceptionWithTheErrno()
     {
-        byte[] messages = Message(LocalRouteReader.MessageError, Sequence, BitConverter.GetBytes(-22));
+        byte[] messages = Message(LocalRouteReader.MessageError, Sequence, BitConverter.GetBytes(-105 /* ENOBUFS */));
 
         var error = Assert.Throws<IOException>(() => LocalRouteReader.ParseLookup(messages, Sequence, _ => "lo", out _))!;
 
-        Assert.That(error.Message, Does.Contain("errno 22"));
+        Assert.That(error.Message, Does.Contain("errno 105"));
     }
 
     /// <summary>Random mutations of a lookup answer: every outcome is an answer, none, or an IOException.</summary>

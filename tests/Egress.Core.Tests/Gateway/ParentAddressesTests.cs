@@ -125,7 +125,8 @@ public sealed class ParentAddressesTests
     /// <summary>A <c>local</c> route in a table other than local, main and default, which a rule sends unmarked traffic
     /// to (<c>ip -6 rule add to 2001:db8:9::/64 lookup 100</c>), is not in the dump read; before, a connection to it
     /// reached a listener on <c>[::]</c> on the parent. The kernel's own route lookup for the destination finds it.
-    /// Answers are kept until the next re-read; a failed lookup is no answer and is asked again.</summary>
+    /// Answers are kept until the next re-read; a failed lookup counts as the parent's (the connection is refused, not
+    /// let through unchecked) and is asked again.</summary>
     [Test]
     public void TheKernelsRouteLookupFindsALocalRouteARuleLeadsToAndIsAskedOncePerRead()
     {
@@ -166,10 +167,48 @@ public sealed class ParentAddressesTests
 
         time.Advance(ParentAddresses.RefreshInterval);
         failing = true;
-        Assert.That(addresses.TryGetInterface(IPAddress.Parse("2001:db8:9::5"), out _), Is.False, "a failed lookup is no local route");
+        Assert.That(addresses.TryGetInterface(IPAddress.Parse("198.18.0.31"), out string? failed), Is.True, "a failed lookup counts as the parent's");
+        Assert.That(failed, Is.EqualTo("unknown: its route could not be looked up, so it counts as one (rtnetlink did not answer)"));
         failing = false;
-        Assert.That(addresses.TryGetInterface(IPAddress.Parse("2001:db8:9::5"), out _), Is.True, "and is asked again");
+        Assert.That(addresses.TryGetInterface(IPAddress.Parse("198.18.0.31"), out _), Is.False, "and is asked again");
         Assert.That(asked, Has.Count.EqualTo(5));
+    }
+
+    /// <summary>From a review: a connect to 0.0.0.0 or :: reaches this machine's listeners (Linux sends it to
+    /// loopback), while the kernel's route lookup answers EHOSTUNREACH / ENETUNREACH for it.</summary>
+    [TestCase("0.0.0.0")]
+    [TestCase("::")]
+    [TestCase("::ffff:0.0.0.0")]
+    public void TheUnspecifiedAddressIsTheParents(string address)
+    {
+        using var addresses = new ParentAddresses(() => [("eth0", ParentV4)], new FakeTimeProvider(), () => [], _ => null);
+
+        Assert.That(addresses.TryGetInterface(IPAddress.Parse(address), out string? name), Is.True);
+        Assert.That(name, Does.StartWith("lo, the unspecified address"));
+    }
+
+    /// <summary>From a review: a re-read that fails kept the route answers of the last reading, so an answer could
+    /// outlive the refresh interval for as long as re-reads kept failing.</summary>
+    [Test]
+    public void AFailedReReadDropsTheRouteAnswersAllTheSame()
+    {
+        var time = new FakeTimeProvider();
+        bool failing = false;
+        int asked = 0;
+        using var addresses = new ParentAddresses(
+            () => [("eth0", ParentV4)], time, () => failing ? throw new IOException("rtnetlink") : [], _ => { asked++; return null; });
+
+        addresses.TryGetInterface(IPAddress.Parse("198.18.0.31"), out _);
+        addresses.TryGetInterface(IPAddress.Parse("198.18.0.31"), out _);
+        failing = true;
+        time.Advance(ParentAddresses.RefreshInterval);
+        addresses.TryGetInterface(IPAddress.Parse("198.18.0.31"), out _);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(asked, Is.EqualTo(2), "asked once, then again after the failed re-read");
+            Assert.That(addresses.TryGetInterface(ParentV4, out _), Is.True, "the addresses read before are kept");
+        });
     }
 
     /// <summary>The kernel's answer for loopback: IPv4 names the main table while no rule but the default ones exists (the
