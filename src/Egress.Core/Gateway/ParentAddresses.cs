@@ -15,7 +15,8 @@ namespace Egress.Gateway;
 /// current: re-read when the kernel reports an address change (rtnetlink, through
 /// <see cref="NetworkChange.NetworkAddressChanged"/>) and at least every <see cref="RefreshInterval"/> (a route added
 /// alone is noticed then). Beyond those, each destination asked about is looked up as the kernel routes this process's
-/// connection to it (<see cref="LocalRouteReader.Lookup"/>: rules and longest-prefix match, every table), so a
+/// connection to it (<see cref="LocalRouteReader.Lookup"/>: the rules in their order, then the longest prefix of the
+/// first table that has a route), so a
 /// <c>local</c> route of another table that a rule sends it to counts too; the answers are kept until the next
 /// re-read. A connection to one of them reaches a service on the parent itself (an IPv6 address of an
 /// EC2 parent is usually global, so the internal ranges do not cover it), so the gateway denies them unless a
@@ -153,8 +154,9 @@ internal sealed class ParentAddresses : IDisposable
         {
             // Keep what was read; the next change report or timer tick tries again. The route answers go all the same:
             // none is kept past a re-read, failed or not.
+            // Only if no other refresh wrote a newer reading meanwhile.
             Known known = Volatile.Read(ref _known);
-            Volatile.Write(ref _known, known with { LookedUp = new() });
+            Interlocked.CompareExchange(ref _known, known with { LookedUp = new() }, known);
         }
     }
 
