@@ -151,27 +151,11 @@ public sealed class LocalRouteReaderTests
             .. Route(LocalRouteReader.FamilyIPv4, 32, LocalRouteReader.RouteTypeAnycast, IPAddress.Parse("198.18.0.1"), outputInterface: 2),
             .. Message(LocalRouteReader.MessageDone, Sequence, new byte[4]),
         ];
-        var random = new Random(20261202);
-        int parsed = 0, refused = 0;
-        for (int i = 0; i < 20_000; i++)
+        var (parsed, refused) = Mutate(seed, 20261202, input =>
         {
-            byte[] input = seed[..random.Next(seed.Length + 1)];
-            for (int flips = random.Next(1, 6); flips > 0 && input.Length > 0; flips--)
-            {
-                input[random.Next(input.Length)] = (byte)random.Next(256);
-            }
-
             bool interrupted = false;
-            try
-            {
-                LocalRouteReader.Parse(input, Sequence, [], _ => "lo", ref interrupted);
-                parsed++;
-            }
-            catch (IOException)
-            {
-                refused++;
-            }
-        }
+            LocalRouteReader.Parse(input, Sequence, [], _ => "lo", ref interrupted);
+        });
 
         Assert.That((parsed > 0, refused > 0), Is.EqualTo((true, true)), $"parsed {parsed}, refused {refused}");
     }
@@ -197,18 +181,25 @@ public sealed class LocalRouteReaderTests
     [TestCase(-1, 22 /* EINVAL: a blackhole route or rule */, true)]
     [TestCase(-1, 13 /* EACCES: a prohibit route or rule */, true)]
     [TestCase(-1, 90 /* EMSGSIZE: a multipath route too large to describe */, true)]
-    [TestCase(-1, -1, false)]
     public void ALookupAnswerThatIsNoLocalRouteIsNone(int routeType, int errno, bool answered)
     {
-        byte[] messages = errno == -1 && routeType == -1
-            ? Route(LocalRouteReader.FamilyIPv4, 32, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("203.0.113.5"), outputInterface: 2, sequence: Sequence + 1)
-            : routeType >= 0
-                ? Route(LocalRouteReader.FamilyIPv4, 0, (byte)routeType, null, outputInterface: 2)
-                : Message(LocalRouteReader.MessageError, Sequence, BitConverter.GetBytes(-errno));
+        byte[] messages = routeType >= 0
+            ? Route(LocalRouteReader.FamilyIPv4, 0, (byte)routeType, null, outputInterface: 2)
+            : Message(LocalRouteReader.MessageError, Sequence, BitConverter.GetBytes(-errno));
 
         bool done = LocalRouteReader.ParseLookup(messages, Sequence, _ => "eth0", out var answer);
 
         Assert.That((done, answer), Is.EqualTo((answered, ((LocalRoute, uint)?)null)));
+    }
+
+    [Test]
+    public void AnAnswerToAnotherRequestIsNotTheAnswer()
+    {
+        byte[] messages = Route(LocalRouteReader.FamilyIPv4, 32, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("203.0.113.5"), outputInterface: 2, sequence: Sequence + 1);
+
+        bool done = LocalRouteReader.ParseLookup(messages, Sequence, _ => "eth0", out var answer);
+
+        Assert.That((done, answer), Is.EqualTo((false, ((LocalRoute, uint)?)null)));
     }
 
     [Test]
@@ -229,7 +220,17 @@ public sealed class LocalRouteReaderTests
             .. Route(LocalRouteReader.FamilyIPv6, 64, LocalRouteReader.RouteTypeLocal, IPAddress.Parse("2001:db8:9::"), outputInterface: 1, table: 1000),
             .. Message(LocalRouteReader.MessageError, Sequence, BitConverter.GetBytes(-101)),
         ];
-        var random = new Random(20261203);
+        var (parsed, refused) = Mutate(seed, 20261203, input => LocalRouteReader.ParseLookup(input, Sequence, _ => "lo", out _));
+
+        Assert.That((parsed > 0, refused > 0), Is.EqualTo((true, true)), $"parsed {parsed}, refused {refused}");
+    }
+
+    /// <summary>Parses 20,000 random cuts and byte flips of <paramref name="seed"/>; any exception but an
+    /// <see cref="IOException"/> fails the test.</summary>
+    /// <returns>How many parsed and how many were refused with an IOException.</returns>
+    private static (int Parsed, int Refused) Mutate(byte[] seed, int randomSeed, Action<byte[]> parse)
+    {
+        var random = new Random(randomSeed);
         int parsed = 0, refused = 0;
         for (int i = 0; i < 20_000; i++)
         {
@@ -241,7 +242,7 @@ public sealed class LocalRouteReaderTests
 
             try
             {
-                LocalRouteReader.ParseLookup(input, Sequence, _ => "lo", out _);
+                parse(input);
                 parsed++;
             }
             catch (IOException)
@@ -250,7 +251,7 @@ public sealed class LocalRouteReaderTests
             }
         }
 
-        Assert.That((parsed > 0, refused > 0), Is.EqualTo((true, true)), $"parsed {parsed}, refused {refused}");
+        return (parsed, refused);
     }
 
     private static byte[] Route(
