@@ -9,7 +9,7 @@ namespace Egress.IntegrationTests;
 /// server on the parent answers <c>PARENT-LOCAL</c> on port 8082 to whoever reaches it. The parent also delivers two
 /// prefixes locally without an interface holding their addresses (AnyIP: <c>ip route add local ... dev lo</c>), which
 /// network entries cover, and two more in table 100, which rules send unmarked traffic to (<c>ip rule add to ...
-/// lookup 100</c>).
+/// lookup 100</c>). Two world addresses, reached first, get a local route on the parent while the hosts run.
 /// </summary>
 [TestFixture]
 public sealed class ParentOwnAddressTests : EgressFixture
@@ -23,7 +23,10 @@ public sealed class ParentOwnAddressTests : EgressFixture
     private const string RuledIPv6 = "2001:db8:9::/64";
     private const string RuledIPv4 = "198.19.251.0/24";
 
-    internal override string ConfigToml => EnclaveConfig.Render([Parent4, Parent6, "2001:db8::/64", AnyIPv6, AnyIPv4, RuledIPv6, RuledIPv4]);
+    /// <summary>A network entry that covers <see cref="WorldAddresses.Unlisted"/> (and the parent's 198.18.0.1).</summary>
+    private const string WorldIPv4 = "198.18.0.0/28";
+
+    internal override string ConfigToml => EnclaveConfig.Render([Parent4, Parent6, "2001:db8::/64", WorldIPv4, AnyIPv6, AnyIPv4, RuledIPv6, RuledIPv4]);
 
     internal override async Task PrepareAsync(Topology topology)
     {
@@ -90,6 +93,53 @@ public sealed class ParentOwnAddressTests : EgressFixture
             Assert.That(nc.StandardOutput, Does.Not.Contain("PARENT-LOCAL"), nc.ToString);
             Assert.That(denied, Is.Not.Null, () => $"egress-host did not deny an address it delivers locally:\n{Deployment.Host.Output}");
         });
+    }
+
+    /// <summary>A local route added while egress-host runs counts at once, whether the route dump finds it (the local
+    /// table) or only the lookup does (a rule to table 101). Only address changes started a re-read: the route dump
+    /// and the answer of the first connection's lookup ("not the parent") were kept up to 30 s, and the second
+    /// connection reached the parent's listener.</summary>
+    [TestCase("198.18.0.11", false)]
+    [TestCase("2001:db8::10", true)]
+    public async Task ALocalRouteAddedWhileTheHostsRunCountsAtOnce(string address, bool byRule)
+    {
+        Assert.That(address, Is.EqualTo(WorldAddresses.Unlisted.ToString()).Or.EqualTo(WorldAddresses.AllowedV6.ToString()));
+        string family = address.Contains(':') ? "-6" : "-4";
+        string prefix = address + (address.Contains(':') ? "/128" : "/32");
+        string endpoint = address.Contains(':') ? $"[{address}]:{ParentPort}" : $"{address}:{ParentPort}";
+        var before = await Clients.NcAsync(Topology.Enclave, "before\n"u8.ToArray(), "-N", "-w", "5", address, $"{WorldPorts.Echo}");
+        Assert.That((before.ExitCode, before.StandardOutput), Is.EqualTo((0, "before\n")), () => $"the world address is not reached first: {before}");
+
+        string[] route = byRule ? ["local", prefix, "dev", "lo", "table", "101"] : ["local", prefix, "dev", "lo"];
+        await Command.RunCheckedAsync(["ip", "-n", Topology.Parent, family, "route", "add", .. route]);
+        if (byRule)
+        {
+            await Command.RunCheckedAsync("ip", "-n", Topology.Parent, family, "rule", "add", "to", prefix, "lookup", "101");
+        }
+
+        try
+        {
+            var after = await Clients.NcAsync(Topology.Enclave, [], "-N", "-w", "5", address, $"{ParentPort}");
+            var denied = await LogLineAsync(Deployment.Host, endpoint,
+                $"denied: an address of the parent itself (interface lo, local route {prefix}{(byRule ? " in table 101" : "")})");
+            var changed = byRule ? "a rule changes no address or route read, only the lookups" : await LogLineAsync(Deployment.Host, "this machine's own addresses changed", $"local route {prefix} (lo)");
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(after.StandardOutput, Does.Not.Contain("PARENT-LOCAL"), after.ToString);
+                Assert.That(denied, Is.Not.Null, () => $"egress-host did not deny an address it delivers locally since a moment ago:\n{Deployment.Host.Output}");
+                Assert.That(changed, Is.Not.Null, () => $"the changed set is not logged:\n{Deployment.Host.Output}");
+            });
+        }
+        finally
+        {
+            if (byRule)
+            {
+                await Command.RunAsync(["ip", "-n", Topology.Parent, family, "rule", "del", "to", prefix, "lookup", "101"], Clients.Timeout);
+            }
+
+            await Command.RunAsync(["ip", "-n", Topology.Parent, family, "route", "del", .. route], Clients.Timeout);
+        }
     }
 
     [Test]

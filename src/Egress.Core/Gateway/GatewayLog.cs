@@ -80,6 +80,12 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 220, Level = LogLevel.Information, Message = "this machine's own addresses are denied unless an entry names the address: {Addresses}")]
     public static partial void ParentAddresses(ILogger logger, string addresses);
 
+    [LoggerMessage(EventId = 221, Level = LogLevel.Information, Message = "this machine's own addresses changed; denied now unless an entry names the address: {Addresses}")]
+    public static partial void ParentAddressesChanged(ILogger logger, string addresses);
+
+    [LoggerMessage(EventId = 222, Level = LogLevel.Warning, Message = "cannot watch this machine's addresses, routes and routing rules for changes any more ({Reason}); they are re-read every {Seconds} s only")]
+    public static partial void ParentAddressesNotWatched(ILogger logger, string reason, int seconds);
+
     [LoggerMessage(EventId = 232, Level = LogLevel.Warning, Message = "{Enclave} denied {Count} {What} {Subject} ({Reason}) in the last {Seconds} s (its denial report)")]
     public static partial void EnclaveDenied(ILogger logger, string enclave, uint count, string what, string subject, string reason, int seconds);
 

@@ -4,6 +4,8 @@ using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using Egress.Policy;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Egress.Gateway;
 
@@ -11,21 +13,21 @@ namespace Egress.Gateway;
 /// The parent's own addresses: every unicast address of every network interface (IPv4 and IPv6), each with its
 /// interface's name, and every prefix the kernel delivers locally without an interface holding its addresses (routes
 /// of type <c>local</c> or <c>anycast</c> in the local, main and default tables: AnyIP, <c>ip route add local
-/// 2001:db8:5::/64 dev lo</c>; <see cref="LocalRouteReader"/> says why no other table), kept
-/// current: re-read when the kernel reports an address change (rtnetlink, through
-/// <see cref="NetworkChange.NetworkAddressChanged"/>) and at least every <see cref="RefreshInterval"/> (a route added
-/// alone is noticed then). Beyond those, each destination asked about is looked up as the kernel routes this process's
-/// connection to it (<see cref="LocalRouteReader.Lookup"/>: the rules in their order, then the longest prefix of the
-/// first table that has a route), so a
-/// <c>local</c> route of another table that a rule sends it to counts too; the answers are kept until the next
-/// re-read. A connection to one of them reaches a service on the parent itself (an IPv6 address of an
-/// EC2 parent is usually global, so the internal ranges do not cover it), so the gateway denies them unless a
-/// single-address entry names the address. Lookups of a known or already looked-up address take no lock and allocate
-/// only the text of a match by a route read; a first lookup of a destination costs one rtnetlink request.
+/// 2001:db8:5::/64 dev lo</c>; <see cref="LocalRouteReader"/> says why no other table), kept current: re-read as soon
+/// as the kernel reports that an address, a route or a routing rule was added or removed
+/// (<see cref="LocalRouteReader.OpenChangeSocket"/>; a burst of reports is one re-read), and at least every
+/// <see cref="RefreshInterval"/> all the same. Beyond those, each destination asked about is looked up as the kernel
+/// routes this process's connection to it (<see cref="LocalRouteReader.Lookup"/>: the rules in their order, then the
+/// longest prefix of the first table that has a route), so a <c>local</c> route of another table that a rule sends it
+/// to counts too; the answers are kept until the next re-read. A connection to one of them reaches a service on the
+/// parent itself (an IPv6 address of an EC2 parent is usually global, so the internal ranges do not cover it), so the
+/// gateway denies them unless a single-address entry names the address. Lookups of a known or already looked-up
+/// address take no lock and allocate only the text of a match by a route read; a first lookup of a destination costs
+/// one rtnetlink request. Re-reads take turns, so a slow one never writes its older reading over a newer one.
 /// </summary>
 internal sealed class ParentAddresses : IDisposable
 {
-    /// <summary>The longest an address change can go unnoticed when the kernel's report is missed.</summary>
+    /// <summary>The longest a change can go unnoticed when the kernel's report is lost (or cannot be received).</summary>
     internal static readonly TimeSpan RefreshInterval = TimeSpan.FromSeconds(30);
 
     /// <summary>At most this many destinations' route answers are kept between re-reads; past it, the kept ones go.</summary>
@@ -38,46 +40,55 @@ internal sealed class ParentAddresses : IDisposable
     private readonly Func<IEnumerable<LocalRoute>> _readRoutes;
     private readonly Func<IPAddress, (LocalRoute Route, uint Table)?> _lookupRoute;
     private readonly ITimer _timer;
-    private readonly bool _watching;
+    private readonly Socket? _changes;
+    private readonly ILogger _logger;
+    private readonly Lock _refreshing = new();
     private Known _known = new(FrozenDictionary<UInt128, string>.Empty, [], new());
+    private volatile bool _disposed;
 
     /// <summary>Reads the addresses and local routes now and keeps them current.</summary>
-    /// <param name="read">Lists (interface, address) pairs; null: this machine's interfaces.</param>
+    /// <param name="read">Lists (interface, address) pairs; null: this machine's interfaces, re-read also when the
+    /// kernel reports a change.</param>
     /// <param name="time">The clock of the periodic refresh.</param>
     /// <param name="readRoutes">Lists the local and anycast routes; null: this machine's (<see cref="LocalRouteReader"/>)
     /// when <paramref name="read"/> is null too, none otherwise (tests of a fake interface list).</param>
     /// <param name="lookupRoute">The local or anycast route the kernel would deliver a destination by, or null; null:
     /// this machine's (<see cref="LocalRouteReader.Lookup"/>) when <paramref name="read"/> is null too, none
     /// otherwise.</param>
-    /// <exception cref="IOException">The addresses or routes cannot be read now (or their changes cannot be watched): an
-    /// empty set would deny none of them, so the gateway does not start without them. Reading needs rtnetlink
-    /// (getifaddrs, a route dump), which a sandbox without <c>AF_NETLINK</c> refuses.</exception>
+    /// <param name="logger">Where a changed set and a lost watch are logged; null: nowhere.</param>
+    /// <exception cref="IOException">The addresses or routes cannot be read now, or their changes cannot be watched: an
+    /// empty set would deny none of them, so the gateway does not start without them. Reading and watching need
+    /// rtnetlink (getifaddrs, a route dump, a subscription), which a sandbox without <c>AF_NETLINK</c> refuses.</exception>
     public ParentAddresses(
         Func<IEnumerable<(string Interface, IPAddress Address)>>? read,
         TimeProvider time,
         Func<IEnumerable<LocalRoute>>? readRoutes = null,
-        Func<IPAddress, (LocalRoute Route, uint Table)?>? lookupRoute = null)
+        Func<IPAddress, (LocalRoute Route, uint Table)?>? lookupRoute = null,
+        ILogger? logger = null)
     {
         _read = read ?? ReadInterfaces;
         _readRoutes = readRoutes ?? (read is null ? LocalRouteReader.Read : static () => []);
         _lookupRoute = lookupRoute ?? (read is null ? LocalRouteReader.Lookup : static _ => null);
+        _logger = logger ?? NullLogger.Instance;
         try
         {
+            // Subscribed before the first reading, so that no change after it goes unreported.
+            _changes = read is null ? LocalRouteReader.OpenChangeSocket() : null;
             Volatile.Write(ref _known, ReadAll());
-            if (read is null)
-            {
-                NetworkChange.NetworkAddressChanged += OnAddressChanged;
-                _watching = true;
-            }
         }
         catch (Exception ex) when (ex is NetworkInformationException or IOException)
         {
+            _changes?.Dispose();
             throw new IOException(
                 $"cannot read this machine's own addresses ({ex.Message}), which egress-host denies to the enclave; it does not start without them "
                 + "(they are read over rtnetlink: under systemd, RestrictAddressFamilies= must allow AF_NETLINK)", ex);
         }
 
         _timer = time.CreateTimer(_ => Refresh(), null, RefreshInterval, RefreshInterval);
+        if (_changes is not null)
+        {
+            _ = WatchAsync(_changes);
+        }
     }
 
     /// <summary>Gets how many addresses are known now (local routes not counted).</summary>
@@ -85,12 +96,11 @@ internal sealed class ParentAddresses : IDisposable
 
     /// <summary>The addresses and their interfaces, then the local routes that cover more than those addresses, for a
     /// log line, e.g. <c>198.18.0.1 (eth0), 2001:db8::1 (eth0), local route 2001:db8:5::/64 (lo)</c>.</summary>
-    public override string ToString()
-    {
-        Known known = Volatile.Read(ref _known);
-        return string.Join(", ", known.Addresses.Select(pair => $"{AddressValue.ToAddress(pair.Key)} ({pair.Value})").Order(StringComparer.Ordinal)
+    public override string ToString() => Describe(Volatile.Read(ref _known));
+
+    private static string Describe(Known known) =>
+        string.Join(", ", known.Addresses.Select(pair => $"{AddressValue.ToAddress(pair.Key)} ({pair.Value})").Order(StringComparer.Ordinal)
             .Concat(known.Routes.Select(route => $"local route {route.Route.Prefix} ({route.Route.Interface})").Order(StringComparer.Ordinal)));
-    }
 
     /// <summary>Whether <paramref name="address"/> (IPv4-mapped IPv6 counts as IPv4) is one of the parent's; the
     /// interface that holds it, or for an address only a local route covers, the route's interface and the route
@@ -143,20 +153,64 @@ internal sealed class ParentAddresses : IDisposable
         return interfaceName is not null;
     }
 
-    /// <summary>Re-reads the addresses and routes. A failure keeps the previous set (never an empty one by mistake).</summary>
+    /// <summary>Re-reads the addresses and routes, one re-read at a time; a changed set is logged. A failure keeps the
+    /// previous set (never an empty one by mistake).</summary>
     public void Refresh()
     {
+        lock (_refreshing)
+        {
+            Known previous = Volatile.Read(ref _known);
+            try
+            {
+                Known current = ReadAll();
+                Volatile.Write(ref _known, current);
+                if (_logger.IsEnabled(LogLevel.Information) && Describe(current) is var now && now != Describe(previous))
+                {
+                    GatewayLog.ParentAddressesChanged(_logger, now);
+                }
+            }
+            catch (Exception ex) when (ex is NetworkInformationException or IOException)
+            {
+                // Keep what was read; the next change report or timer tick tries again. The route answers go all the
+                // same: none is kept past a re-read, failed or not.
+                Volatile.Write(ref _known, previous with { LookedUp = new() });
+            }
+        }
+    }
+
+    /// <summary>Re-reads whenever the kernel reports a change: the reports that arrived meanwhile are taken off first, so
+    /// that a burst (an address brings its routes) is one re-read. Ends when disposed; a socket that fails otherwise is
+    /// logged, and the periodic refresh is all that is left.</summary>
+    private async Task WatchAsync(Socket changes)
+    {
+        byte[] report = new byte[16 * 1024]; // only that one came; what it says is read again from the kernel
         try
         {
-            Volatile.Write(ref _known, ReadAll());
+            while (true)
+            {
+                try
+                {
+                    await changes.ReceiveAsync(report, SocketFlags.None).ConfigureAwait(false);
+                    while (changes.Poll(0, SelectMode.SelectRead))
+                    {
+                        changes.Receive(report);
+                    }
+                }
+                catch (SocketException ex) when (ex.SocketErrorCode is SocketError.NoBufferSpaceAvailable or SocketError.MessageSize && !_disposed)
+                {
+                    // Reports were dropped (the socket's buffer was full) or one was larger than the buffer: a change
+                    // all the same.
+                }
+
+                Refresh();
+            }
         }
-        catch (Exception ex) when (ex is NetworkInformationException or IOException)
+        catch (Exception ex) when (_disposed && ex is ObjectDisposedException or SocketException or OperationCanceledException)
         {
-            // Keep what was read; the next change report or timer tick tries again. The route answers go all the same:
-            // none is kept past a re-read, failed or not.
-            // Only if no other refresh wrote a newer reading meanwhile.
-            Known known = Volatile.Read(ref _known);
-            Interlocked.CompareExchange(ref _known, known with { LookedUp = new() }, known);
+        }
+        catch (Exception ex)
+        {
+            GatewayLog.ParentAddressesNotWatched(_logger, ex.Message, (int)RefreshInterval.TotalSeconds);
         }
     }
 
@@ -210,15 +264,10 @@ internal sealed class ParentAddresses : IDisposable
 
     public void Dispose()
     {
-        if (_watching)
-        {
-            NetworkChange.NetworkAddressChanged -= OnAddressChanged;
-        }
-
+        _disposed = true;
+        _changes?.Dispose();
         _timer.Dispose();
     }
-
-    private void OnAddressChanged(object? sender, EventArgs e) => Refresh();
 
     private static IEnumerable<(string Interface, IPAddress Address)> ReadInterfaces()
     {

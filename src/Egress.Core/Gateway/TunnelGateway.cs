@@ -68,7 +68,7 @@ public sealed class TunnelGateway : IAsyncDisposable
         }
 
         _dns = new DnsUpstreamClient(upstreams, options.DnsTimeout, options.Relay.TimeProvider, _logger);
-        _parentAddresses = new ParentAddresses(parentAddresses, options.Relay.TimeProvider);
+        _parentAddresses = new ParentAddresses(parentAddresses, options.Relay.TimeProvider, logger: _logger);
         _handler = new TunnelStreamHandler(options, policy, _dns, _logger, connect, _parentAddresses);
         _enclaves = options.Enclaves.Count == 0
             ? EnclaveMap<TunnelStreamHandler>.Single(_handler)

@@ -5,6 +5,7 @@ using Egress.Gateway;
 using Egress.Policy;
 using Egress.Relay;
 using Egress.Tunnel;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Egress.Tests.Gateway;
@@ -53,6 +54,65 @@ public sealed class ParentAddressesTests
         failing = true;
         time.Advance(ParentAddresses.RefreshInterval);
         Assert.That(addresses.Count, Is.EqualTo(2), "a failed read keeps the previous set, never an empty one");
+    }
+
+    /// <summary>The kernel reports a change and the timer fires at about the same time: two re-reads. One that read
+    /// before the change and finished after the other wrote its older reading last, and the change went unseen until the
+    /// next one (30 s).</summary>
+    [Test]
+    public async Task ASlowReReadNeverWritesItsOlderReadingOverANewerOne()
+    {
+        var current = new List<(string, IPAddress)> { ("eth0", ParentV4) };
+        int reads = 0;
+        using var slowHasRead = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        using var addresses = new ParentAddresses(
+            () =>
+            {
+                List<(string, IPAddress)> reading = [.. current];
+                if (Interlocked.Increment(ref reads) == 2)
+                {
+                    slowHasRead.Set();
+                    release.Wait(HangGuard);
+                }
+
+                return reading;
+            },
+            new FakeTimeProvider());
+
+        Task slow = Task.Run(addresses.Refresh);
+        Assert.That(slowHasRead.Wait(HangGuard), Is.True);
+        current = [("eth1", ParentV6)];
+        Task fast = Task.Run(addresses.Refresh);
+        await Task.WhenAny(fast, Task.Delay(200)); // time for a re-read that does not wait for the slow one to end first
+        release.Set();
+        await Task.WhenAll(slow, fast).WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(addresses.TryGetInterface(ParentV6, out _), Is.True, "the newer reading is the one kept");
+            Assert.That(addresses.TryGetInterface(ParentV4, out _), Is.False);
+        });
+    }
+
+    [Test]
+    public void AChangedSetIsLoggedOnceWithWhatIsDeniedNow()
+    {
+        var time = new FakeTimeProvider();
+        var current = new List<(string, IPAddress)> { ("eth0", ParentV4) };
+        var logger = new FakeLogger();
+        using var addresses = new ParentAddresses(() => [.. current], time, logger: logger);
+
+        time.Advance(ParentAddresses.RefreshInterval);
+        current.Add(("eth1", ParentV6));
+        time.Advance(ParentAddresses.RefreshInterval);
+        time.Advance(ParentAddresses.RefreshInterval);
+
+        var changed = logger.Collector.GetSnapshot().Where(record => record.Id.Id == 221).Select(record => record.Message).ToList();
+        Assert.That(changed, Is.EqualTo(new[]
+        {
+            "this machine's own addresses changed; denied now unless an entry names the address: 198.51.100.50 (eth0), 2001:db8:ffff::1 (eth1)",
+        }));
     }
 
     /// <summary>From a red-team trial: under the shipped systemd unit (<c>RestrictAddressFamilies=</c> without
