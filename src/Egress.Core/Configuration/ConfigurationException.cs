@@ -8,7 +8,7 @@ namespace Egress.Configuration;
 /// format characters that the problem quotes from the file (a destination with a newline or an escape sequence in it)
 /// are escaped (<c>\n</c>, <c>\u001B</c>) in the message and in <see cref="Problem"/>, so that printing either never
 /// splits a line or reaches the terminal; the key is escaped too in the message, and shortened past
-/// <see cref="PrintableText.MaxQuoted"/> characters (a key of a megabyte, <see cref="Key"/> keeps it whole).
+/// 300 characters (a key of a megabyte, <see cref="Key"/> keeps it whole).
 /// </summary>
 public sealed class ConfigurationException : Exception
 {

@@ -70,7 +70,7 @@ public static class ConfiguredComponents
     /// with no destinations, which an Evervault file reads as allow-all; <c>enabled = false</c> with destinations it does
     /// not use), and an IP network entry broader than an internal range it contains (instance metadata, loopback,
     /// private ranges), which opens that range too, because explicit entries are trusted, and a bare IPv6 address whose
-    /// last group reads as a port (<c>2001:db8::1:443</c>, see <see cref="PortLikeLastGroup"/>). Each warning is located like
+    /// last group reads as a port (<c>2001:db8::1:443</c>: its last group is decimal digits without a leading zero after an IPv6 address that has <c>::</c>). Each warning is located like
     /// an error:
     /// <c>enclave.toml:3:17: warning: destination "0.0.0.0/1" also allows internal ranges it does not name: ... (key 'egress.destinations')</c>.
     /// </summary>
@@ -210,9 +210,15 @@ public static class ConfiguredComponents
     /// <param name="side">Which side's endpoint: the enclave connects, the host listens.</param>
     /// <returns>The endpoint.</returns>
     /// <exception cref="ConfigurationException">The configured value is malformed (with its location).</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="side"/> is neither <see cref="TunnelSide.Enclave"/> nor <see cref="TunnelSide.Host"/>.</exception>
     public static TunnelEndpoint GetTunnelEndpoint(this EgressConfiguration configuration, TunnelSide side)
     {
         ArgumentNullException.ThrowIfNull(configuration);
+        if (!Enum.IsDefined(side))
+        {
+            throw new ArgumentOutOfRangeException(nameof(side), side, "not a TunnelSide: Enclave or Host");
+        }
+
         var (key, value) = side == TunnelSide.Enclave
             ? ("tunnel.enclave_endpoint", configuration.Tunnel.EnclaveEndpoint)
             : ("tunnel.host_endpoint", configuration.Tunnel.HostEndpoint);

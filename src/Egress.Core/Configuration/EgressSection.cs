@@ -25,8 +25,13 @@ public sealed class EgressSection
 
     /// <summary>
     /// Gets the allowlist entries exactly as written (<c>egress.destinations</c>, default empty): host names,
-    /// <c>*.</c> wildcards, addresses and CIDR ranges. They are not validated here; report a bad entry with
-    /// <see cref="EgressConfiguration.CreateException"/> and its index. An empty list allows nothing.
+    /// <c>*.</c> wildcards, addresses and CIDR ranges, each with its own <c>:PORTS</c> if written so. An empty list
+    /// allows nothing. They are not the policy: Evervault's <c>egress.ports</c> (the ports of every entry written
+    /// without its own) is not in these strings, so a policy built from them with
+    /// <see cref="EgressPolicy.Create(bool, IEnumerable{string}, AllowlistCache)"/> allows every port where the file
+    /// allows a few. Build the file's policy with <see cref="ConfiguredComponents.CreatePolicy"/>, which applies it
+    /// (and <see cref="Mode"/> and <see cref="TlsServerName"/>); report a bad entry with
+    /// <see cref="EgressConfiguration.CreateException"/> and its index.
     /// </summary>
     public IReadOnlyList<string> Destinations { get; }
 

@@ -9,7 +9,7 @@ namespace Egress.Diagnostics;
 /// The metrics of both hosts, on the meter named <see cref="MeterName"/> (instrument names in OpenTelemetry style,
 /// visible with <c>dotnet-counters monitor --counters Egress</c> and exported by egress-host in Prometheus format).
 /// Every instrument carries an <c>egress.side</c> tag (<c>enclave</c> or <c>parent</c>); on a parent that maps enclaves
-/// to policies (<c>[[host.enclaves]]</c>) the instances of <see cref="ForEnclave"/> add <c>egress.enclave</c> (the
+/// to policies (<c>[[host.enclaves]]</c>) the instances the parent makes per entry add <c>egress.enclave</c> (the
 /// entry's CID, or <c>any</c>). Pass one instance to the components of a host through their options' <c>Metrics</c>
 /// property; without it they record nothing.
 /// </summary>
@@ -44,10 +44,17 @@ public sealed class EgressMetrics
     /// <param name="meterFactory">The factory (from dependency injection, or <c>new ServiceCollection().AddMetrics()</c>).</param>
     /// <param name="side">Which host records: <c>enclave</c> or <c>parent</c>.</param>
     /// <param name="cache">The allowlist cache whose size and evictions are observed; null for none.</param>
+    /// <exception cref="ArgumentNullException"><paramref name="meterFactory"/> or <paramref name="side"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="side"/> is neither <c>enclave</c> nor <c>parent</c>.</exception>
     public EgressMetrics(IMeterFactory meterFactory, string side, AllowlistCache? cache = null)
     {
         ArgumentNullException.ThrowIfNull(meterFactory);
         ArgumentException.ThrowIfNullOrEmpty(side);
+        if (side is not ("enclave" or "parent"))
+        {
+            throw new ArgumentException($"the side is 'enclave' or 'parent', not '{side}' (the egress.side tag of every measurement)", nameof(side));
+        }
+
         _side = new("egress.side", side);
         var meter = meterFactory.Create(MeterName);
         _connections = meter.CreateCounter<long>(

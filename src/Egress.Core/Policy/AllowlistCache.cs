@@ -8,7 +8,7 @@ namespace Egress.Policy;
 /// (the answer's TTL, at least <see cref="AllowlistCacheOptions.TtlFloor"/>). An address is live until its latest
 /// expiry plus <see cref="AllowlistCacheOptions.Grace"/>, then remembered as expired for
 /// <see cref="AllowlistCacheOptions.ExpiredRetention"/> so denials can be explained. An address a connection was
-/// allowed through stays live while that connection is open (<see cref="Hold"/>: a count of open connections per
+/// allowed through stays live while that connection is open (held: a count of open connections per
 /// address), and for the grace period after the last one closes; expiry, pruning and eviction never remove an address
 /// in use, and <see cref="AllowlistCacheOptions.MaxEntries"/> bounds the addresses not in use. IPv4-mapped IPv6
 /// addresses are the same entry as their IPv4 address. Thread-safe: lookups take no lock and do not allocate; writes,

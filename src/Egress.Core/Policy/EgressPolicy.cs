@@ -30,6 +30,16 @@ public sealed class EgressPolicy
 
     private EgressPolicy(bool enabled, DestinationRule[] destinations, AllowlistCache cache, EgressMode mode, TlsServerNameMode tlsServerName = TlsServerNameMode.Require)
     {
+        if (!Enum.IsDefined(mode))
+        {
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, "not an EgressMode: Enforce or Report");
+        }
+
+        if (!Enum.IsDefined(tlsServerName))
+        {
+            throw new ArgumentOutOfRangeException(nameof(tlsServerName), tlsServerName, "not a TlsServerNameMode");
+        }
+
         Mode = mode;
         IsEnabled = enabled;
         TlsServerName = tlsServerName;
@@ -99,7 +109,9 @@ public sealed class EgressPolicy
     /// <summary>The parsed destination entries, in configuration order.</summary>
     public IReadOnlyList<DestinationRule> Destinations { get; }
 
-    /// <summary>Builds a policy from the configured destination entries.</summary>
+    /// <summary>Builds a policy from destination entries. For the policy of an <c>enclave.toml</c> use
+    /// <see cref="Configuration.ConfiguredComponents.CreatePolicy"/> instead: it applies <c>egress.ports</c>, which the
+    /// entries of <see cref="Configuration.EgressSection.Destinations"/> do not carry.</summary>
     /// <param name="enabled">Whether egress is enabled.</param>
     /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
     /// <param name="cache">The addresses learned from DNS answers; give each policy its own, as the hosts do. A shared
@@ -121,6 +133,7 @@ public sealed class EgressPolicy
     /// <param name="mode">Whether denials are enforced or only reported (<c>egress.mode</c>).</param>
     /// <returns>The policy.</returns>
     /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="mode"/> is not one of its named values.</exception>
     public static EgressPolicy Create(bool enabled, IEnumerable<string> destinations, AllowlistCache cache, EgressMode mode)
     {
         ArgumentNullException.ThrowIfNull(destinations);
@@ -142,7 +155,8 @@ public sealed class EgressPolicy
         return errors.Count > 0 ? throw new ArgumentException(string.Join(Environment.NewLine, errors), nameof(destinations)) : new EgressPolicy(enabled, [.. rules], cache, mode);
     }
 
-    /// <summary>Builds a policy from the configured destination entries, with a TLS server-name mode.</summary>
+    /// <summary>Builds a policy from the configured destination entries, with a TLS server-name mode, enforcing or
+    /// reporting its denials.</summary>
     /// <param name="enabled">Whether egress is enabled.</param>
     /// <param name="destinations">The entries, e.g. <c>api.example.com</c>, <c>*.example.com</c>, <c>10.0.0.5</c>.</param>
     /// <param name="cache">The addresses learned from DNS answers; give each policy its own, as the hosts do. A shared
@@ -150,12 +164,14 @@ public sealed class EgressPolicy
     /// stays allowed is then the address's (its latest learning under any name), not this policy's, and other names
     /// can push this policy's out of the few kept per address.</param>
     /// <param name="tlsServerName">The server-name check of connections to learned addresses (<c>egress.tls_server_name</c>).</param>
+    /// <param name="mode">Whether denials are enforced (the default) or only reported (<c>egress.mode</c>).</param>
     /// <returns>The policy.</returns>
     /// <exception cref="ArgumentException">One or more entries are invalid; the message names every one, one per line, with its reason.</exception>
-    public static EgressPolicy Create(bool enabled, IEnumerable<string> destinations, AllowlistCache cache, TlsServerNameMode tlsServerName)
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="tlsServerName"/> or <paramref name="mode"/> is not one of its named values.</exception>
+    public static EgressPolicy Create(bool enabled, IEnumerable<string> destinations, AllowlistCache cache, TlsServerNameMode tlsServerName, EgressMode mode = EgressMode.Enforce)
     {
-        var policy = Create(enabled, destinations, cache);
-        return new EgressPolicy(enabled, [.. policy.Destinations], cache, EgressMode.Enforce, tlsServerName);
+        var policy = Create(enabled, destinations, cache, mode);
+        return new EgressPolicy(enabled, [.. policy.Destinations], cache, mode, tlsServerName);
     }
 
     /// <summary>Builds a policy from destination entries already parsed (with their locations) by the configuration reader.</summary>

@@ -2,7 +2,8 @@ using Egress.Configuration;
 
 namespace Egress.Relay;
 
-/// <summary>Settings for <see cref="DuplexRelay.RunAsync"/>.</summary>
+/// <summary>Settings of a relay: <see cref="SocketRelay.RunAsync(System.Net.Sockets.Socket, System.Net.Sockets.Socket, RelayOptions, CancellationToken)"/>,
+/// <see cref="DuplexRelay.RunAsync"/>, and the proxy's and gateway's relays (their options' <c>Relay</c>).</summary>
 public sealed record RelayOptions
 {
     /// <summary>Options with the configured defaults (<c>relay.idle_timeout_seconds</c>: 1 h, <c>relay.splice</c>: on) and the system clock.</summary>

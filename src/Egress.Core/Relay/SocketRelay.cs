@@ -44,6 +44,10 @@ public static class SocketRelay
     /// <param name="options">Idle timeout and clock.</param>
     /// <param name="cancellationToken">Aborts the relay with <see cref="RelayShutdownCause.Cancelled"/>.</param>
     /// <returns>Byte counts, the first cause and the duration.</returns>
+    /// <exception cref="ArgumentNullException">A side or <paramref name="options"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="options"/>' idle timeout is zero, negative or above
+    /// int.MaxValue ms (null and <see cref="Timeout.InfiniteTimeSpan"/> mean none); thrown before the relay starts.</exception>
+    /// <exception cref="ArgumentException"><paramref name="options"/> has no <see cref="RelayOptions.TimeProvider"/>.</exception>
     public static Task<RelayResult> RunAsync(
         Socket a, Socket b, ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, RelayOptions options, CancellationToken cancellationToken)
     {

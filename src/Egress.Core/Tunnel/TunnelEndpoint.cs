@@ -24,9 +24,11 @@ namespace Egress.Tunnel;
 /// <item><c>tcp://HOST:PORT</c> — HOST an IPv4 literal in dotted-quad form or an IPv6 literal in brackets
 /// (<c>tcp://[::1]:4433</c>); PORT 1-65535. Host names are rejected: nothing resolves names inside an enclave.</item>
 /// </list>
-/// <see cref="ToString"/> returns the canonical form, which <see cref="Parse"/> reads back to an equal endpoint.
+/// <see cref="ToString"/> returns the canonical form, which <see cref="Parse"/> reads back to an equal endpoint: two
+/// endpoints are equal when their canonical forms are (<c>unix:///run/e.sock</c> equals <c>unix:/run/e.sock</c>,
+/// <c>vsock://parent:4433</c> equals <c>vsock://3:4433</c>).
 /// </remarks>
-public sealed class TunnelEndpoint
+public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
 {
     private const string AcceptedForms = "vsock://CID:PORT, unix:/path, tcp://HOST:PORT (HOST an IP literal, IPv6 in brackets)";
     private const string VsockScheme = "vsock://";
@@ -202,6 +204,21 @@ public sealed class TunnelEndpoint
     /// <summary>The canonical form of this endpoint, e.g. <c>vsock://3:4433</c>, <c>unix:/run/egress.sock</c> or <c>tcp://[::1]:4433</c>.</summary>
     /// <returns>Text that <see cref="Parse"/> reads back to the same endpoint.</returns>
     public override string ToString() => _text;
+
+    /// <summary>Whether <paramref name="other"/> has the same canonical form (<see cref="ToString"/>): the same
+    /// transport and address.</summary>
+    /// <param name="other">The other endpoint, or null.</param>
+    /// <returns>True when equal.</returns>
+    public bool Equals(TunnelEndpoint? other) => other is not null && string.Equals(_text, other._text, StringComparison.Ordinal);
+
+    /// <summary>Whether <paramref name="obj"/> is a <see cref="TunnelEndpoint"/> with the same canonical form.</summary>
+    /// <param name="obj">The other object, or null.</param>
+    /// <returns>True when equal.</returns>
+    public override bool Equals(object? obj) => obj is TunnelEndpoint other && Equals(other);
+
+    /// <summary>A hash of the canonical form.</summary>
+    /// <returns>The hash.</returns>
+    public override int GetHashCode() => StringComparer.Ordinal.GetHashCode(_text);
 
     private void RemoveStaleSocketFile(UnixDomainSocketEndPoint endPoint)
     {

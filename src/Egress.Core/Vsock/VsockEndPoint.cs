@@ -53,7 +53,8 @@ public sealed class VsockEndPoint : EndPoint, IEquatable<VsockEndPoint>
 
     /// <summary>Creates an endpoint for a context id and a port.</summary>
     /// <param name="cid">The context id, e.g. <see cref="ParentCid"/> or <see cref="AnyCid"/>.</param>
-    /// <param name="port">The port, or <see cref="AnyPort"/>.</param>
+    /// <param name="port">The port, or <see cref="AnyPort"/>. Port 0 is accepted here, as the kernel's
+    /// <c>sockaddr_vm</c> can hold it, but not in text: <see cref="Parse(string)"/> refuses <c>vsock://CID:0</c>.</param>
     public VsockEndPoint(uint cid, uint port)
     {
         Cid = cid;
@@ -173,7 +174,8 @@ public sealed class VsockEndPoint : EndPoint, IEquatable<VsockEndPoint>
     }
 
     /// <summary>Formats as <c>vsock://CID:PORT</c>, writing <c>any</c> for <see cref="AnyCid"/> and <see cref="AnyPort"/>.</summary>
-    /// <returns>The canonical text, which <see cref="Parse(string)"/> reads back.</returns>
+    /// <returns>The canonical text, which <see cref="Parse(string)"/> reads back to an equal endpoint for every port but
+    /// 0 (which it refuses).</returns>
     public override string ToString() => string.Create(
         CultureInfo.InvariantCulture,
         $"{Scheme}{(Cid == AnyCid ? "any" : Cid.ToString(CultureInfo.InvariantCulture))}:{(Port == AnyPort ? "any" : Port.ToString(CultureInfo.InvariantCulture))}");

@@ -180,6 +180,11 @@ public sealed class ConfiguredComponentsTests
     public void DefaultTunnelEndpoints(TunnelSide side, string expected) =>
         Assert.That(EgressConfiguration.Default.GetTunnelEndpoint(side).ToString(), Is.EqualTo(expected));
 
+    /// <summary>From a library-consumer trial: a side that is neither gave the host's endpoint.</summary>
+    [Test]
+    public void AnUndefinedTunnelSideIsAnArgumentError() =>
+        Assert.That(() => EgressConfiguration.Default.GetTunnelEndpoint((TunnelSide)5), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("side"));
+
     [TestCase(TunnelSide.Enclave, "unix:/run/enclave.sock")]
     [TestCase(TunnelSide.Host, "unix:/run/host.sock")]
     public void ConfiguredTunnelEndpointPerSide(TunnelSide side, string expected)

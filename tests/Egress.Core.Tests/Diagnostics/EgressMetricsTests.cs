@@ -49,6 +49,12 @@ public sealed class EgressMetricsTests
         Directory.Delete(_directory, recursive: true);
     }
 
+    /// <summary>From a library-consumer trial: any side was taken, though every dashboard filters on the two.</summary>
+    [TestCase("bogus")]
+    [TestCase("Parent")]
+    public void ASideOtherThanEnclaveOrParentIsRefused(string side) =>
+        Assert.That(() => new EgressMetrics(_meters, side), Throws.ArgumentException.With.Property("ParamName").EqualTo("side"));
+
     [Test]
     public async Task GatewayCountsAnAllowedRelayWithItsBytesDurationAndCause()
     {

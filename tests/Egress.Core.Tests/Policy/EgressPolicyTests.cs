@@ -16,6 +16,35 @@ public sealed class EgressPolicyTests
         _cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
     }
 
+    /// <summary>From a library-consumer trial: <c>default(LearnResult)</c> (a result nobody filled in) said
+    /// "learned", because <see cref="LearnOutcome.Learned"/> was 0; a default <see cref="PolicyDecision"/> says denied.</summary>
+    [Test]
+    public void DefaultResultsFailClosed()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(default(LearnResult).IsLearned, Is.False);
+            Assert.That(default(LearnResult).ToString(), Is.EqualTo("not learned: egress disabled"));
+            Assert.That(default(PolicyDecision).IsAllowed, Is.False);
+        });
+    }
+
+    /// <summary>From a library-consumer trial: the overload with a TLS server-name mode always enforced, so report
+    /// mode with a server-name mode was out of reach; values outside the enums were kept.</summary>
+    [Test]
+    public void CreateTakesATlsServerNameModeAndAModeAndRefusesUndefinedOnes()
+    {
+        EgressPolicy policy = EgressPolicy.Create(true, ["api.example.com"], _cache, Egress.Tls.TlsServerNameMode.Off, EgressMode.Report);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((policy.TlsServerName, policy.Mode), Is.EqualTo((Egress.Tls.TlsServerNameMode.Off, EgressMode.Report)));
+            Assert.That(EgressPolicy.Create(true, ["api.example.com"], _cache, Egress.Tls.TlsServerNameMode.Off).Mode, Is.EqualTo(EgressMode.Enforce));
+            Assert.That(() => EgressPolicy.Create(true, [], _cache, (EgressMode)7), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("mode"));
+            Assert.That(() => EgressPolicy.Create(true, [], _cache, (Egress.Tls.TlsServerNameMode)9), Throws.InstanceOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("tlsServerName"));
+        });
+    }
+
     [Test]
     public void CreateParsesEntriesInOrder()
     {

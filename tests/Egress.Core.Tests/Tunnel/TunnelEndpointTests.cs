@@ -22,6 +22,29 @@ public sealed class TunnelEndpointTests
         Assert.That(endpoint.ToString(), Is.EqualTo(canonical));
     }
 
+    /// <summary>From a library-consumer trial: the docs promised that Parse reads ToString back to an equal endpoint,
+    /// but equality was the reference's.</summary>
+    [TestCase("vsock://3:4433", "vsock://parent:4433")]
+    [TestCase("unix:/run/e.sock", "unix:///run/e.sock")]
+    [TestCase("tcp://[::1]:4433", "TCP://[0:0::1]:4433")]
+    [TestCase("tcp://127.0.0.1:4433", "tcp://127.0.0.1:4433")]
+    public void ParsingTheCanonicalFormGivesAnEqualEndpoint(string canonical, string spelling)
+    {
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse(spelling);
+        TunnelEndpoint again = TunnelEndpoint.Parse(endpoint.ToString());
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(endpoint.ToString(), Is.EqualTo(canonical));
+            Assert.That(again.Equals(endpoint), Is.True);
+            Assert.That(again.Equals((object)endpoint), Is.True);
+            Assert.That(again.GetHashCode(), Is.EqualTo(endpoint.GetHashCode()));
+            Assert.That(new HashSet<TunnelEndpoint> { endpoint, again }, Has.Count.EqualTo(1));
+            Assert.That(endpoint.Equals(TunnelEndpoint.Parse("unix:/run/other.sock")), Is.False);
+            Assert.That(endpoint.Equals(null), Is.False);
+        });
+    }
+
     [TestCase("unix:/run/egress/egress.sock", "/run/egress/egress.sock")]
     [TestCase("unix:///run/egress/egress.sock", "/run/egress/egress.sock")]
     [TestCase("UNIX:/tmp/a b?c#d.sock", "/tmp/a b?c#d.sock")]
