@@ -172,6 +172,52 @@ public sealed class GatewayLearnedAddressTests
         Assert.That(_log.Values(214, "Why"), Is.EqualTo(new[] { "no upstream answered a.x.test A in time" }));
     }
 
+    /// <summary>From a red-team trial: the re-learn's failures decided again by address only, any port. While the hint's
+    /// resolution waited for a silent upstream, the app resolved a name allowed on port 443 only to the same address
+    /// (the enclave's DNS stream taught the parent), and a connection to port 25 was allowed.</summary>
+    [TestCase(25, TunnelStatus.DeniedByPolicy)]
+    [TestCase(443, TunnelStatus.Ok)]
+    public async Task AnAddressLearnedWhileTheHintFailsToResolveKeepsItsEntrysPorts(int port, TunnelStatus expected)
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+        EgressPolicy policy = EgressPolicy.Create(true, ["*.x.test", "api.y.test:443"], cache);
+        var options = new TunnelGatewayOptions
+        {
+            Listen = TunnelEndpoint.Parse($"unix:{_directory}/ports.sock"),
+            Relay = new RelayOptions { TimeProvider = _time },
+            DnsUpstreams = [_upstream.EndPoint],
+        };
+        await using var gateway = new TunnelGateway(options, policy, _log.Factory, (socket, destination, cancellationToken) => ConnectToEchoAsync(socket, cancellationToken));
+        gateway.Start();
+        var apiY = IPAddress.Parse("198.18.0.11");
+
+        using Socket stream = await options.Listen.ConnectAsync(CancellationToken.None);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(new IPEndPoint(apiY, port), "slow.x.test"));
+        Task<TunnelResponse> response = TunnelWire.ReadResponseAsync(stream);
+        for (var deadline = DateTime.UtcNow + HangGuard; !_upstream.Queries.Any(query => query.Name == "slow.x.test") && DateTime.UtcNow < deadline;)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.That(policy.Learn("api.y.test", apiY, TimeSpan.FromMinutes(5)).IsLearned, Is.True, "learned meanwhile, as through the enclave's DNS stream");
+        for (var deadline = DateTime.UtcNow + HangGuard; !response.IsCompleted && DateTime.UtcNow < deadline;)
+        {
+            _time.Advance(TimeSpan.FromSeconds(1)); // the upstream's timeout
+            await Task.Delay(10);
+        }
+
+        TunnelResponse answer = await response.WaitAsync(HangGuard);
+        Assert.Multiple(() =>
+        {
+            Assert.That(answer.Status, Is.EqualTo(expected), answer.Detail);
+            Assert.That(_log.Values(214, "Why"), Is.EqualTo(new[] { "no upstream answered slow.x.test A in time" }));
+            if (expected == TunnelStatus.DeniedByPolicy)
+            {
+                Assert.That(answer.Detail, Does.Contain("port not allowed by \"api.y.test:443\""));
+            }
+        });
+    }
+
     private async ValueTask ConnectToEchoAsync(Socket socket, CancellationToken cancellationToken)
     {
         var echo = new EchoServer();
