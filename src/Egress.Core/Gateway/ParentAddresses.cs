@@ -102,8 +102,9 @@ internal sealed class ParentAddresses : IDisposable
         string.Join(", ", known.Addresses.Select(pair => $"{AddressValue.ToAddress(pair.Key)} ({pair.Value})").Order(StringComparer.Ordinal)
             .Concat(known.Routes.Select(route => $"local route {route.Route.Prefix} ({route.Route.Interface})").Order(StringComparer.Ordinal)));
 
-    /// <summary>Whether <paramref name="address"/> (IPv4-mapped IPv6 counts as IPv4) is one of the parent's; the
-    /// interface that holds it, or for an address only a local route covers, the route's interface and the route
+    /// <summary>Whether <paramref name="address"/> (IPv4-mapped IPv6 counts as IPv4) is one of the parent's, or one of
+    /// its IPv4 addresses in another IPv6 form that carries one (NAT64 <c>64:ff9b::/96</c>, IPv4-compatible, IPv4-translated,
+    /// 6to4: <c>eth0, 198.18.0.1 via NAT64 64:ff9b::/96</c>); the interface that holds it, or for an address only a local route covers, the route's interface and the route
     /// (<c>lo, local route 2001:db8:5::/64</c>; with <c>in table 100</c> for a table other than local, main and default).
     /// The unspecified address (0.0.0.0, ::) is the parent's: Linux connects it to this machine. A route lookup that
     /// fails (rtnetlink could not be asked or did not answer in 2 s, or answered something malformed) counts as the
@@ -112,7 +113,7 @@ internal sealed class ParentAddresses : IDisposable
     {
         Known known = Volatile.Read(ref _known);
         UInt128 value = AddressValue.Of(address);
-        if (known.Addresses.TryGetValue(value, out interfaceName))
+        if (IsKnown(known, value, out interfaceName))
         {
             return true;
         }
@@ -123,13 +124,13 @@ internal sealed class ParentAddresses : IDisposable
             return true;
         }
 
-        foreach (var (block, route) in known.Routes)
+        // One of the parent's IPv4 addresses written in a form a translator on the way turns back into it (a NAT64
+        // gateway: 64:ff9b::198.18.0.1 reached the parent's own listener, in a red-team trial with a stand-in one).
+        if (InternalRanges.GetEmbeddedIPv4(value, out UInt128 embedded) is var form and not InternalRanges.EmbeddedIPv4Form.None
+            && IsKnown(known, embedded, out string? embeddedInterface))
         {
-            if (block.Contains(value))
-            {
-                interfaceName = $"{route.Interface}, local route {route.Prefix}";
-                return true;
-            }
+            interfaceName = $"{embeddedInterface}, {AddressValue.ToAddress(embedded)} {InternalRanges.Via(form)}";
+            return true;
         }
 
         if (!known.LookedUp.TryGet(value, out interfaceName))
@@ -151,6 +152,26 @@ internal sealed class ParentAddresses : IDisposable
         }
 
         return interfaceName is not null;
+    }
+
+    /// <summary>Whether <paramref name="value"/> is an address of an interface or in a local route read.</summary>
+    private static bool IsKnown(Known known, UInt128 value, out string? interfaceName)
+    {
+        if (known.Addresses.TryGetValue(value, out interfaceName))
+        {
+            return true;
+        }
+
+        foreach (var (block, route) in known.Routes)
+        {
+            if (block.Contains(value))
+            {
+                interfaceName = $"{route.Interface}, local route {route.Prefix}";
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Re-reads the addresses and routes, one re-read at a time; a changed set is logged. A failure keeps the

@@ -125,31 +125,64 @@ internal static class InternalRanges
             }
         }
 
-        UInt128 upper96 = value >> 32;
-        if (upper96 == UInt128.Zero)
+        EmbeddedIPv4Form form = GetEmbeddedIPv4(value, out UInt128 embedded);
+        if (form != EmbeddedIPv4Form.None && IndexOfIPv4Range(embedded) is var embeddedIndex and >= 0)
         {
-            int index = IndexOfIPv4Range(value);
-            rangeName = index < 0 ? null : IPv4Ranges[index].CompatibleName;
-        }
-        else if (upper96 == Nat64Prefix >> 32)
-        {
-            int index = IndexOfIPv4Range(value);
-            rangeName = index < 0 ? null : IPv4Ranges[index].Nat64Name;
-        }
-        else if (upper96 == TranslatedPrefix >> 32)
-        {
-            int index = IndexOfIPv4Range(value);
-            rangeName = index < 0 ? null : IPv4Ranges[index].TranslatedName;
-        }
-        else if (SixToFour.Contains(value))
-        {
-            // 2002:AABB:CCDD::/48 carries the IPv4 address AA.BB.CC.DD in bits 16 to 47.
-            int index = IndexOfIPv4Range(value >> 80);
-            rangeName = index < 0 ? null : IPv4Ranges[index].SixToFourName;
+            var range = IPv4Ranges[embeddedIndex];
+            rangeName = form switch
+            {
+                EmbeddedIPv4Form.Compatible => range.CompatibleName,
+                EmbeddedIPv4Form.Nat64 => range.Nat64Name,
+                EmbeddedIPv4Form.Translated => range.TranslatedName,
+                _ => range.SixToFourName,
+            };
         }
 
         return rangeName is not null;
     }
+
+    /// <summary>The IPv6 forms that carry an IPv4 address a translator or a tunnel turns them into (IPv4-mapped
+    /// addresses are IPv4 values already, <see cref="AddressValue"/>).</summary>
+    internal enum EmbeddedIPv4Form
+    {
+        None,
+
+        /// <summary>IPv4-compatible <c>::a.b.c.d</c> (RFC 4291 §2.5.5.1, deprecated).</summary>
+        Compatible,
+
+        /// <summary>NAT64's well-known prefix <c>64:ff9b::a.b.c.d</c> (RFC 6052).</summary>
+        Nat64,
+
+        /// <summary>IPv4-translated <c>::ffff:0:a.b.c.d</c> (SIIT, RFC 2765).</summary>
+        Translated,
+
+        /// <summary>6to4 <c>2002:aabb:ccdd::/48</c> (RFC 3056): the IPv4 address in bits 16 to 47.</summary>
+        SixToFour,
+    }
+
+    /// <summary>The IPv4 address <paramref name="value"/> carries, as an IPv4 value, and in which form; none for an
+    /// address of another form (and for <c>::</c> and <c>::1</c>, which are not IPv4-compatible).</summary>
+    internal static EmbeddedIPv4Form GetEmbeddedIPv4(UInt128 value, out UInt128 ipv4)
+    {
+        UInt128 upper96 = value >> 32;
+        ipv4 = AddressValue.FromIPv4(AddressValue.LowIPv4(SixToFour.Contains(value) ? value >> 80 : value));
+        return AddressValue.IsIPv4(value) ? EmbeddedIPv4Form.None
+            : upper96 == UInt128.Zero ? (value > UInt128.One ? EmbeddedIPv4Form.Compatible : EmbeddedIPv4Form.None)
+            : upper96 == Nat64Prefix >> 32 ? EmbeddedIPv4Form.Nat64
+            : upper96 == TranslatedPrefix >> 32 ? EmbeddedIPv4Form.Translated
+            : SixToFour.Contains(value) ? EmbeddedIPv4Form.SixToFour
+            : EmbeddedIPv4Form.None;
+    }
+
+    /// <summary>How a name says an address is an IPv4 one in <paramref name="form"/>, e.g. <c>via NAT64 64:ff9b::/96</c>.</summary>
+    internal static string Via(EmbeddedIPv4Form form) => form switch
+    {
+        EmbeddedIPv4Form.Compatible => ViaCompatible.TrimStart(),
+        EmbeddedIPv4Form.Nat64 => ViaNat64.TrimStart(),
+        EmbeddedIPv4Form.Translated => ViaTranslated.TrimStart(),
+        EmbeddedIPv4Form.SixToFour => Via6to4.TrimStart(),
+        _ => string.Empty,
+    };
 
     /// <summary>The IPv4 range holding the low 32 bits of <paramref name="value"/>, or -1.</summary>
     private static int IndexOfIPv4Range(UInt128 value)

@@ -56,6 +56,27 @@ public sealed class ParentAddressesTests
         Assert.That(addresses.Count, Is.EqualTo(2), "a failed read keeps the previous set, never an empty one");
     }
 
+    /// <summary>From a red-team trial: the parent's IPv4 address in NAT64 form reached its own listener through a
+    /// (stand-in) NAT64 gateway; only the IPv4-mapped form was known as the parent's.</summary>
+    [TestCase("64:ff9b::198.51.100.50", "eth0, 198.51.100.50 via NAT64 64:ff9b::/96")]
+    [TestCase("::198.51.100.50", "eth0, 198.51.100.50 via IPv4-compatible ::/96")]
+    [TestCase("::ffff:0:198.51.100.50", "eth0, 198.51.100.50 via IPv4-translated ::ffff:0:0/96")]
+    [TestCase("2002:c633:6432::1", "eth0, 198.51.100.50 via 6to4 2002::/16")]
+    [TestCase("64:ff9b::203.0.113.9", "lo, local route 203.0.113.0/24, 203.0.113.9 via NAT64 64:ff9b::/96")]
+    public void TheParentsIPv4AddressInAnotherIPv6FormIsTheParents(string address, string expected)
+    {
+        using var addresses = new ParentAddresses(
+            () => [("eth0", ParentV4), ("lo", IPAddress.Loopback)], new FakeTimeProvider(), () => [new LocalRoute(IPNetwork.Parse("203.0.113.0/24"), "lo")]);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(addresses.TryGetInterface(IPAddress.Parse(address), out string? name), Is.True);
+            Assert.That(name, Is.EqualTo(expected));
+            Assert.That(addresses.TryGetInterface(IPAddress.Parse("64:ff9b::198.51.100.51"), out _), Is.False, "another IPv4 address in NAT64 form");
+            Assert.That(addresses.TryGetInterface(IPAddress.Parse("::1"), out _), Is.False, "::1 is not IPv4-compatible 0.0.0.1 (nor this parent's: its interfaces list 127.0.0.1 only here)");
+        });
+    }
+
     /// <summary>The kernel reports a change and the timer fires at about the same time: two re-reads. One that read
     /// before the change and finished after the other wrote its older reading last, and the change went unseen until the
     /// next one (30 s).</summary>
