@@ -80,8 +80,8 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 220, Level = LogLevel.Information, Message = "this machine's own addresses are denied unless an entry names the address: {Addresses}")]
     public static partial void ParentAddresses(ILogger logger, string addresses);
 
-    [LoggerMessage(EventId = 221, Level = LogLevel.Information, Message = "this machine's own addresses changed; denied now unless an entry names the address: {Addresses}")]
-    public static partial void ParentAddressesChanged(ILogger logger, string addresses);
+    [LoggerMessage(EventId = 221, Level = LogLevel.Information, Message = "this machine's own addresses changed (denied unless an entry names the address): added {Added}; removed {Removed}")]
+    public static partial void ParentAddressesChanged(ILogger logger, string added, string removed);
 
     [LoggerMessage(EventId = 222, Level = LogLevel.Warning, Message = "cannot watch this machine's addresses, routes and routing rules for changes any more ({Reason}); they are re-read every {Seconds} s only")]
     public static partial void ParentAddressesNotWatched(ILogger logger, string reason, int seconds);
