@@ -320,7 +320,7 @@ internal sealed class TunnelStreamHandler(
             }
         }
 
-        if (decision.IsAllowed && parentAddresses is not null && !policy.NamesExactly(destination.Address)
+        if (decision.IsAllowed && parentAddresses is not null && !policy.NamesExactly(destination.Address, destination.Port)
             && parentAddresses.TryGetInterface(destination.Address, out string? parentInterface))
         {
             // Allowed by a name, "*" or a wide network, but it is this machine: its own services are not egress.

@@ -288,19 +288,21 @@ public sealed class EgressPolicy
 
     private static bool Allows(DestinationRule rule, int port) => port == AnyPort || PortSet.Allows(rule.Ports, port);
 
-    /// <summary>Whether an entry names exactly <paramref name="address"/>: an address entry, or a network entry of a
-    /// single address (<c>/32</c>, <c>/128</c>). A wider network that merely covers it does not count.</summary>
-    internal bool NamesExactly(IPAddress address)
+    /// <summary>Whether an entry names exactly <paramref name="address"/> on <paramref name="port"/>: an address entry,
+    /// or a network entry of a single address (<c>/32</c>, <c>/128</c>), whose ports include the port. A wider network
+    /// that merely covers it does not count, nor does an entry for the address on other ports (a red-team trial:
+    /// <c>198.18.0.1:22</c> beside <c>198.18.0.0/24</c> let every port of the parent's own address through).</summary>
+    internal bool NamesExactly(IPAddress address, int port)
     {
         UInt128 value = AddressValue.Of(address);
-        if (_addresses.ContainsKey(value))
+        if (_addresses.TryGetValue(value, out DestinationRule[]? rules) && rules.Any(rule => Allows(rule, port)))
         {
             return true;
         }
 
-        foreach (var (block, _) in _networks)
+        foreach (var (block, rule) in _networks)
         {
-            if (block.PrefixLength == 128 && block.Contains(value))
+            if (block.PrefixLength == 128 && block.Contains(value) && Allows(rule, port))
             {
                 return true;
             }

@@ -414,14 +414,20 @@ public sealed class ParentAddressesTests
     [TestCase("198.51.100.50/32", "198.51.100.50", true)]
     [TestCase("2001:db8:ffff::1", "2001:db8:ffff::1", true)]
     [TestCase("*", "198.51.100.51", true)]
-    public async Task GatewayDeniesItsOwnAddressesUnlessAnEntryNamesTheAddress(string entry, string destination, bool allowed)
+    // From a red-team trial: an entry naming the address on other ports exempted every port of it.
+    [TestCase("198.51.100.0/24;198.51.100.50:22", "198.51.100.50", false)]
+    [TestCase("198.51.100.0/24;198.51.100.50:22", "198.51.100.50", true, 22)]
+    [TestCase("2001:db8::/32;[2001:db8:ffff::1]:22", "2001:db8:ffff::1", false)]
+    [TestCase("2001:db8::/32;2001:db8:ffff::1/128:22", "2001:db8:ffff::1", false)]
+    [TestCase("*;198.51.100.50/32:8000-8100", "::ffff:198.51.100.50", true)]
+    public async Task GatewayDeniesItsOwnAddressesUnlessAnEntryNamesTheAddress(string entry, string destination, bool allowed, int port = 8082)
     {
         string directory = Directory.CreateTempSubdirectory("egress-gwpa-").FullName;
         using var log = new LogCapture();
         using var echo = new EchoServer();
         int dialed = 0;
         var endpoint = TunnelEndpoint.Parse($"unix:{directory}/tunnel.sock");
-        var policy = EgressPolicy.Create(true, [entry], new AllowlistCache());
+        var policy = EgressPolicy.Create(true, entry.Split(';'), new AllowlistCache());
         await using (var gateway = new TunnelGateway(
             new TunnelGatewayOptions { Listen = endpoint, DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 53)] },
             policy,
@@ -440,7 +446,7 @@ public sealed class ParentAddressesTests
         {
             gateway.Start();
             using Socket stream = await TunnelWire.ConnectAsync(endpoint);
-            await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Parse(destination), 8082), null));
+            await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Parse(destination), port), null));
             var response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
 
             Assert.Multiple(() =>
