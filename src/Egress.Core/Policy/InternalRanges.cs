@@ -59,6 +59,16 @@ internal static class InternalRanges
         (AddressBlock.Parse("2002::/16"), "6to4 2002::/16 (every internal IPv4 range in that form)"),
     ];
 
+    // Each internal IPv4 range in each of those forms (64:ff9b::a00:0/104 is 10.0.0.0/8 via NAT64), for an entry inside
+    // a form's block that covers one without naming it.
+    private static readonly (AddressBlock Form, AddressBlock Block, string Name)[] EmbeddedIPv4Ranges =
+    [
+        .. IPv4Ranges.Select(range => (EmbeddedIPv4Forms[0].Block, Embedded(range.Block, UInt128.Zero, 0), range.CompatibleName)),
+        .. IPv4Ranges.Select(range => (EmbeddedIPv4Forms[1].Block, Embedded(range.Block, Nat64Prefix, 0), range.Nat64Name)),
+        .. IPv4Ranges.Select(range => (EmbeddedIPv4Forms[2].Block, Embedded(range.Block, TranslatedPrefix, 0), range.TranslatedName)),
+        .. IPv4Ranges.Select(range => (EmbeddedIPv4Forms[3].Block, Embedded(range.Block, SixToFour.First, 80), range.SixToFourName)),
+    ];
+
     /// <summary>
     /// Names the internal ranges that <paramref name="network"/> contains while being broader than each of them: what an
     /// explicit allowlist entry opens without naming it (<c>0.0.0.0/1</c> opens 10.0.0.0/8 and 127.0.0.0/8; the entry
@@ -82,10 +92,32 @@ internal static class InternalRanges
 
         foreach (var (block, name) in EmbeddedIPv4Forms)
         {
-            AddIfOpened(entry, block, name, names);
+            // The form's block itself (64:ff9b::/96) names no IPv4 range in it: it opens them all (a red-team trial
+            // reached instance metadata as 64:ff9b::a9fe:a9fe under that entry without a warning).
+            if (entry.PrefixLength <= block.PrefixLength && entry.Contains(block.First))
+            {
+                names.Add(name);
+            }
+        }
+
+        foreach (var (form, block, name) in EmbeddedIPv4Ranges)
+        {
+            if (entry.PrefixLength > form.PrefixLength)
+            {
+                AddIfOpened(entry, block, name, names);
+            }
         }
 
         return names;
+    }
+
+    /// <summary>An IPv4 range (an IPv4-mapped block) written in a form that embeds IPv4 at bit <paramref name="shift"/>
+    /// after <paramref name="prefix"/> (96 bits of prefix for a shift of 0, 16 for 6to4's 80).</summary>
+    private static AddressBlock Embedded(AddressBlock ipv4, UInt128 prefix, int shift)
+    {
+        UInt128 first = prefix | ((UInt128)AddressValue.LowIPv4(ipv4.First) << shift);
+        int prefixLength = ipv4.PrefixLength - 96 + (shift == 0 ? 96 : 16);
+        return AddressBlock.From(new IPNetwork(AddressValue.ToAddress(first), prefixLength));
     }
 
     private static void AddIfOpened(AddressBlock entry, AddressBlock range, string name, List<string> names)

@@ -191,6 +191,11 @@ public sealed class InternalRangesTests
     [TestCase("169.254.0.0/15", new[] { "link-local 169.254.0.0/16 (instance metadata)" })]
     [TestCase("2000::/3", new[] { "6to4 2002::/16 (every internal IPv4 range in that form)" })]
     [TestCase("fd00::/8", new[] { "instance metadata fd00:ec2::254 (unique local fc00::/7)" })]
+    // From a red-team trial: an entry that is a form's block exactly opened every internal IPv4 range in it unwarned.
+    [TestCase("64:ff9b::/96", new[] { "NAT64 64:ff9b::/96 (every internal IPv4 range in that form)" })]
+    [TestCase("2002::/16", new[] { "6to4 2002::/16 (every internal IPv4 range in that form)" })]
+    [TestCase("64:ff9b::800:0/101", new[] { "private 10.0.0.0/8 via NAT64 64:ff9b::/96" })]
+    [TestCase("2002:a800::/21", new[] { "link-local 169.254.0.0/16 (instance metadata) via 6to4 2002::/16", "private 172.16.0.0/12 via 6to4 2002::/16" })]
     [TestCase("fc00::/7", new[] { "instance metadata fd00:ec2::254 (unique local fc00::/7)" }, TestName = "Naming the unique local range still opens the instance metadata address inside it")]
     public void ABroaderNetworkOpensTheInternalRangesInsideIt(string network, string[] expected) =>
         Assert.That(InternalRanges.OpenedWithoutNaming(IPNetwork.Parse(network)), Is.EqualTo(expected));
@@ -201,6 +206,9 @@ public sealed class InternalRangesTests
     [TestCase("198.18.0.0/15")]
     [TestCase("8.0.0.0/7")]
     [TestCase("2001:db8::/32")]
+    [TestCase("64:ff9b::a9fe:0/112")]
+    [TestCase("2002:a00::/24")]
+    [TestCase("64:ff9b::c612:0/111")]
     public void ANetworkThatNamesItsRangeOrMissesThemAllOpensNothingUnnamed(string network) =>
         Assert.That(InternalRanges.OpenedWithoutNaming(IPNetwork.Parse(network)), Is.Empty);
 
