@@ -66,7 +66,9 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
             PolicyDecision decision = policy.CheckConnection(address, port, out AddressHold? hold);
             return decision.IsAllowed && !decision.WouldDeny
                 ? (decision, hold, null)
-                : (decision, hold, $"{hint} {DnsTypeName.Of(type)} resolved to {learned} learnable address{(learned == 1 ? string.Empty : "es")}, not including {address}");
+                : decision.Reason == DecisionReason.NeverLearned
+                    ? (decision, hold, $"{hint} {DnsTypeName.Of(type)} resolved to {learned} learnable address{(learned == 1 ? string.Empty : "es")}, not including {address}")
+                    : (decision, hold, $"{hint} {DnsTypeName.Of(type)} resolved to {address}, but the connection is {decision}");
         }
         finally
         {

@@ -291,6 +291,9 @@ public sealed class AllowlistCache
         return found.Count > max ? found[..max] : found;
     }
 
+    /// <summary>Whether <paramref name="name"/>'s own learning is live now: its TTL, plus the grace period.</summary>
+    internal bool IsLive(LearnedName name) => Now < name.ExpiresAt + _graceTicks;
+
     private bool IsLiveFor(LearnedAddress known, string name, UInt128 key, long now)
     {
         foreach (LearnedName learned in known.Names)

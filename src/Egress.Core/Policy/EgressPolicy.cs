@@ -183,9 +183,14 @@ public sealed class EgressPolicy
     internal IReadOnlyList<string> LearnedNamesOf(IPAddress address, string? decided)
     {
         var names = new List<string>();
-        foreach (LearnedName learned in _cache.NamesOf(address))
+        IReadOnlyList<LearnedName> learnedNames = _cache.NamesOf(address);
+        bool anyLive = AnyLive(learnedNames);
+        foreach (LearnedName learned in learnedNames)
         {
-            names.Add(learned.Name);
+            if (!anyLive || _cache.IsLive(learned))
+            {
+                names.Add(learned.Name);
+            }
         }
 
         if (decided is not null && !names.Exists(name => ServerNameCheck.SameName(name, decided)))
@@ -295,9 +300,15 @@ public sealed class EgressPolicy
     internal bool NamesExactly(IPAddress address, int port)
     {
         UInt128 value = AddressValue.Of(address);
-        if (_addresses.TryGetValue(value, out DestinationRule[]? rules) && rules.Any(rule => Allows(rule, port)))
+        if (_addresses.TryGetValue(value, out DestinationRule[]? rules))
         {
-            return true;
+            foreach (DestinationRule rule in rules)
+            {
+                if (Allows(rule, port))
+                {
+                    return true;
+                }
+            }
         }
 
         foreach (var (block, rule) in _networks)
@@ -407,8 +418,14 @@ public sealed class EgressPolicy
         bool learnedFromAllowedName = false;
         string? denial = null;
         IReadOnlyList<LearnedName> names = _cache.NamesOf(address); // indexed: no enumerator is allocated
+        bool anyLive = AnyLive(names);
         for (int i = 0; i < names.Count; i++)
         {
+            if (anyLive && !_cache.IsLive(names[i]))
+            {
+                continue; // expired: its entry's ports no longer apply because another name keeps the address live
+            }
+
             DestinationRule[]? rules = FindNameRules(names[i].Name);
             if (rules is null)
             {
@@ -435,6 +452,26 @@ public sealed class EgressPolicy
         return learnedFromAllowedName
             ? new PolicyDecision(false, DecisionReason.PortNotAllowed, denial ?? portDenial ?? lookup.Name)
             : new PolicyDecision(false, DecisionReason.NameNotAllowed, lookup.Name);
+    }
+
+    /// <summary>
+    /// Whether any of an address's names that this policy allows is live by its own learning (TTL and grace). The names
+    /// that are live count, and only they: a red-team trial found a name expired 10 minutes before still allowing its entry's port (and passing the
+    /// server-name check) because another name had just been learned for the address. When none is, the address is
+    /// live through the connections that hold it, and all its names count (a hold does not record which name its
+    /// connection went through).
+    /// </summary>
+    private bool AnyLive(IReadOnlyList<LearnedName> names)
+    {
+        for (int i = 0; i < names.Count; i++)
+        {
+            if (_cache.IsLive(names[i]) && FindNameRules(names[i].Name) is not null)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>For <c>check NAME:PORT</c>: the entry a connection to an address learned from <paramref name="hostName"/>

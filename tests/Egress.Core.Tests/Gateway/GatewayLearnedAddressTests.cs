@@ -179,19 +179,11 @@ public sealed class GatewayLearnedAddressTests
     [TestCase(443, TunnelStatus.Ok)]
     public async Task AnAddressLearnedWhileTheHintFailsToResolveKeepsItsEntrysPorts(int port, TunnelStatus expected)
     {
-        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
-        EgressPolicy policy = EgressPolicy.Create(true, ["*.x.test", "api.y.test:443"], cache);
-        var options = new TunnelGatewayOptions
-        {
-            Listen = TunnelEndpoint.Parse($"unix:{_directory}/ports.sock"),
-            Relay = new RelayOptions { TimeProvider = _time },
-            DnsUpstreams = [_upstream.EndPoint],
-        };
-        await using var gateway = new TunnelGateway(options, policy, _log.Factory, (socket, destination, cancellationToken) => ConnectToEchoAsync(socket, cancellationToken));
-        gateway.Start();
+        var (gateway, policy, endpoint) = StartGatewayWith("*.x.test", "api.y.test:443");
+        await using var disposeGateway = gateway;
         var apiY = IPAddress.Parse("198.18.0.11");
 
-        using Socket stream = await options.Listen.ConnectAsync(CancellationToken.None);
+        using Socket stream = await endpoint.ConnectAsync(CancellationToken.None);
         await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(new IPEndPoint(apiY, port), "slow.x.test"));
         Task<TunnelResponse> response = TunnelWire.ReadResponseAsync(stream);
         for (var deadline = DateTime.UtcNow + HangGuard; !_upstream.Queries.Any(query => query.Name == "slow.x.test") && DateTime.UtcNow < deadline;)
@@ -216,6 +208,41 @@ public sealed class GatewayLearnedAddressTests
                 Assert.That(answer.Detail, Does.Contain("port not allowed by \"api.y.test:443\""));
             }
         });
+    }
+
+    /// <summary>From a red-team trial: a hint that resolved to the address, re-learned, then denied on its port, was
+    /// logged as "not including" the address.</summary>
+    [Test]
+    public async Task AHintThatResolvesToTheAddressButNotOnItsPortSaysSo()
+    {
+        var (gateway, _, endpoint) = StartGatewayWith("a.x.test:443");
+        await using var disposeGateway = gateway;
+
+        using Socket stream = await endpoint.ConnectAsync(CancellationToken.None);
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(new IPEndPoint(A, 25), "a.x.test"));
+        TunnelResponse response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(response.Status, Is.EqualTo(TunnelStatus.DeniedByPolicy));
+            Assert.That(_log.Values(214, "Why"), Is.EqualTo(new[] { "a.x.test A resolved to 198.18.0.10, but the connection is denied: port not allowed by \"a.x.test:443\"" }));
+        });
+    }
+
+    /// <summary>A second gateway, on a socket of its own, with <paramref name="destinations"/> and this fixture's
+    /// upstream, clock and log.</summary>
+    private (TunnelGateway Gateway, EgressPolicy Policy, TunnelEndpoint Endpoint) StartGatewayWith(params string[] destinations)
+    {
+        EgressPolicy policy = EgressPolicy.Create(true, destinations, new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time }));
+        var options = new TunnelGatewayOptions
+        {
+            Listen = TunnelEndpoint.Parse($"unix:{_directory}/second.sock"),
+            Relay = new RelayOptions { TimeProvider = _time },
+            DnsUpstreams = [_upstream.EndPoint],
+        };
+        var gateway = new TunnelGateway(options, policy, _log.Factory, (socket, destination, cancellationToken) => ConnectToEchoAsync(socket, cancellationToken));
+        gateway.Start();
+        return (gateway, policy, options.Listen);
     }
 
     private async ValueTask ConnectToEchoAsync(Socket socket, CancellationToken cancellationToken)

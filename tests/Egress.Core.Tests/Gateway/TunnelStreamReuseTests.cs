@@ -152,8 +152,10 @@ public sealed class TunnelStreamReuseTests
         using var loggerFactory = LoggerFactory.Create(builder => builder.AddProvider(recorder).SetMinimumLevel(LogLevel.Debug));
         using var echo = new EchoServer();
         // Report mode: only the echo server's port is allowed, so a closed port of the same address is would-denied (a
-        // Warning line), dialled, and refused.
-        StartGateway(loggerFactory: loggerFactory, mode: mode, destinations: mode == EgressMode.Report ? $"127.0.0.1:{echo.EndPoint.Port}" : "127.0.0.1");
+        // Warning line), dialled, and refused. (Loopback is not this parent's here: an entry naming one of its own
+        // addresses on one port does not open its other ports, in report mode neither.)
+        StartGateway(loggerFactory: loggerFactory, mode: mode, destinations: mode == EgressMode.Report ? $"127.0.0.1:{echo.EndPoint.Port}" : "127.0.0.1",
+            parentAddresses: mode == EgressMode.Report ? () => [("eth0", IPAddress.Parse("198.51.100.50"))] : null);
         using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
         await CleanConnectionAsync(stream, echo.EndPoint, 1, "first"u8.ToArray());
         await WaitUntilAsync(() => recorder.Lines.Any(line => line.EventId == 210));
@@ -378,7 +380,9 @@ public sealed class TunnelStreamReuseTests
         return (IPEndPoint)probe.LocalEndPoint!; // bound, never listening, and closed: connects are refused
     }
 
-    private void StartGateway(TimeSpan? shutdownDrain = null, ILoggerFactory? loggerFactory = null, EgressMode mode = EgressMode.Enforce, string destinations = "127.0.0.1")
+    private void StartGateway(
+        TimeSpan? shutdownDrain = null, ILoggerFactory? loggerFactory = null, EgressMode mode = EgressMode.Enforce, string destinations = "127.0.0.1",
+        Func<IEnumerable<(string Interface, IPAddress Address)>>? parentAddresses = null)
     {
         var policy = EgressPolicy.Create(true, [destinations], new AllowlistCache(new AllowlistCacheOptions()), mode);
         var options = new TunnelGatewayOptions
@@ -389,7 +393,7 @@ public sealed class TunnelStreamReuseTests
             DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 9)],
             ShutdownDrain = shutdownDrain ?? TimeSpan.FromSeconds(5),
         };
-        _gateway = new TunnelGateway(options, policy, loggerFactory ?? _probe.LoggerFactory);
+        _gateway = new TunnelGateway(options, policy, loggerFactory ?? _probe.LoggerFactory, connect: null, parentAddresses);
         _gateway.Start();
     }
 

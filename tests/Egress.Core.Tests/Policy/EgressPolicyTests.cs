@@ -16,6 +16,52 @@ public sealed class EgressPolicyTests
         _cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
     }
 
+    /// <summary>From a red-team trial: a name that expired 10 minutes before still lent its entry's ports (and its
+    /// server name) to the address because another name had just been learned for it.</summary>
+    [Test]
+    public void AnExpiredNameNoLongerLendsItsPortsOrServerNameWhileAnotherKeepsTheAddressLive()
+    {
+        EgressPolicy policy = Policy("smtp.example.com:25", "web.example.com:443", "www.allowed.test:443", "cdn.allowed.test:443");
+        var address = IPAddress.Parse("198.18.7.7");
+        policy.Learn("smtp.example.com", address, TimeSpan.FromSeconds(30));
+        policy.Learn("www.allowed.test", address, TimeSpan.FromSeconds(30));
+        PolicyDecision before = policy.CheckDestination(new IPEndPoint(address, 25));
+        _time.Advance(TimeSpan.FromMinutes(11));
+        policy.Learn("web.example.com", address, TimeSpan.FromMinutes(5));
+        policy.Learn("cdn.allowed.test", address, TimeSpan.FromMinutes(5));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(before.IsAllowed, Is.True, "while smtp.example.com was live");
+            Assert.That(policy.CheckDestination(new IPEndPoint(address, 25)).Reason, Is.EqualTo(DecisionReason.PortNotAllowed));
+            Assert.That(policy.CheckDestination(new IPEndPoint(address, 443)).IsAllowed, Is.True);
+            Assert.That(policy.LearnedNamesOf(address, null), Is.EquivalentTo(new[] { "web.example.com", "cdn.allowed.test" }));
+        });
+    }
+
+    /// <summary>An address kept live only by an open connection (every name's TTL and grace over) still allows its names'
+    /// ports: a hold does not record which name its connection went through.</summary>
+    [Test]
+    public void AnAddressLiveOnlyThroughAConnectionKeepsAllItsNames()
+    {
+        EgressPolicy policy = Policy("smtp.example.com:25", "web.example.com:443");
+        var address = IPAddress.Parse("198.18.7.8");
+        policy.Learn("smtp.example.com", address, TimeSpan.FromSeconds(30));
+        policy.Learn("web.example.com", address, TimeSpan.FromSeconds(30));
+        PolicyDecision held = policy.CheckConnection(address, 443, out AddressHold? hold);
+        _time.Advance(TimeSpan.FromHours(1));
+
+        using (hold)
+        {
+            Assert.Multiple(() =>
+            {
+                Assert.That(held.IsAllowed, Is.True);
+                Assert.That(policy.CheckDestination(new IPEndPoint(address, 443)).Reason, Is.EqualTo(DecisionReason.LearnedInUse));
+                Assert.That(policy.CheckDestination(new IPEndPoint(address, 25)).Reason, Is.EqualTo(DecisionReason.LearnedInUse));
+            });
+        }
+    }
+
     /// <summary>From a library-consumer trial: <c>default(LearnResult)</c> (a result nobody filled in) said
     /// "learned", because <see cref="LearnOutcome.Learned"/> was 0; a default <see cref="PolicyDecision"/> says denied.</summary>
     [Test]
