@@ -78,7 +78,7 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
 
         // Not re-learned: decided again as it stands now. A red-team trial: while the hint's resolution waited for a
         // silent upstream (2 s), the app resolved a name allowed on port 443 only to the same address, and the
-        // address-only check this was then allowed the connection on port 25.
+        // address-only check made here then allowed the connection on port 25.
         (PolicyDecision, AddressHold?, string?) Again(string why) => (policy.CheckConnection(address, port, out AddressHold? hold), hold, why);
     }
 }

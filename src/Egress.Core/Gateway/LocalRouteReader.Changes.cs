@@ -20,9 +20,9 @@ internal static unsafe partial class LocalRouteReader
     /// Opens an rtnetlink socket subscribed to <see cref="ChangeGroups"/>: from then on, a change of a link, or an
     /// address, route or rule the kernel adds or removes in this network namespace, arrives on it as a datagram
     /// (RTM_NEWLINK, RTM_NEWADDR, RTM_DELROUTE, RTM_NEWRULE, ...; rtnetlink(7)), so a reading taken after the socket
-    /// was opened misses no change (routes a link takes with it when it goes down come as the link's message). Receiving needs
-    /// no privilege. A receive that fails with ENOBUFS (<see cref="SocketError.NoBufferSpaceAvailable"/>) means that
-    /// notifications were dropped while the socket's buffer was full: something changed.
+    /// was opened misses no change (routes a link takes with it when it goes down come as the link's message).
+    /// Receiving needs no privilege. A receive that fails with ENOBUFS (<see cref="SocketError.NoBufferSpaceAvailable"/>)
+    /// means that notifications were dropped while the socket's buffer was full: something changed.
     /// </summary>
     /// <returns>The socket, to receive from asynchronously; the caller disposes it.</returns>
     /// <exception cref="IOException">The socket cannot be opened or subscribed (e.g. a sandbox without

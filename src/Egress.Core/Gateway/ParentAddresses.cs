@@ -21,7 +21,7 @@ namespace Egress.Gateway;
 /// longest prefix of the first table that has a route), so a <c>local</c> route of another table that a rule sends it
 /// to counts too; the answers are kept until the next re-read. A connection to one of them reaches a service on the
 /// parent itself (an IPv6 address of an EC2 parent is usually global, so the internal ranges do not cover it), so the
-/// gateway denies them unless a single-address entry names the address. Lookups of a known or already looked-up
+/// gateway denies them unless a single-address entry names the address on the port. Lookups of a known or already looked-up
 /// address take no lock and allocate only the text of a match by a route read; a first lookup of a destination costs
 /// one rtnetlink request. Re-reads take turns, so a slow one never writes its older reading over a newer one.
 /// </summary>
@@ -111,8 +111,9 @@ internal sealed class ParentAddresses : IDisposable
     private static string List(IEnumerable<string> items) => string.Join(", ", items.Order(StringComparer.Ordinal)) is { Length: > 0 } text ? text : "none";
 
     /// <summary>Whether <paramref name="address"/> (IPv4-mapped IPv6 counts as IPv4) is one of the parent's, or one of
-    /// its IPv4 addresses in another IPv6 form that carries one (NAT64 <c>64:ff9b::/96</c>, IPv4-compatible, IPv4-translated,
-    /// 6to4: <c>eth0, 198.18.0.1 via NAT64 64:ff9b::/96</c>); the interface that holds it, or for an address only a local route covers, the route's interface and the route
+    /// its IPv4 addresses in another IPv6 form that carries one (NAT64 <c>64:ff9b::/96</c>, IPv4-compatible,
+    /// IPv4-translated, 6to4: <c>eth0, 198.18.0.1 via NAT64 64:ff9b::/96</c>); the interface that holds it, or for an
+    /// address only a local route covers, the route's interface and the route
     /// (<c>lo, local route 2001:db8:5::/64</c>; with <c>in table 100</c> for a table other than local, main and default).
     /// The unspecified address (0.0.0.0, ::) is the parent's: Linux connects it to this machine. A route lookup that
     /// fails (rtnetlink could not be asked or did not answer in 2 s, or answered something malformed) counts as the
@@ -193,8 +194,8 @@ internal sealed class ParentAddresses : IDisposable
         return false;
     }
 
-    /// <summary>Re-reads the addresses and routes, one re-read at a time; what was added and removed is logged. A failure keeps the
-    /// previous set (never an empty one by mistake).</summary>
+    /// <summary>Re-reads the addresses and routes, one re-read at a time; what was added and removed is logged. A
+    /// failure keeps the previous set (never an empty one by mistake).</summary>
     public void Refresh()
     {
         lock (_refreshing)
