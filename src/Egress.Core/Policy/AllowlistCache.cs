@@ -158,8 +158,8 @@ public sealed class AllowlistCache
     internal int ConnectionsThrough(IPAddress address) =>
         _inUse.TryGetValue(AddressValue.Of(address), out int connections) ? connections : 0;
 
-    /// <summary>Ends one connection's hold: the last one starts the grace period (the TTL counts as expired now at the
-    /// latest).</summary>
+    /// <summary>Ends one connection's hold: the last one starts the grace period of every name of the address (each
+    /// TTL counts as expired now at the latest: a hold does not record which name its connection went through).</summary>
     internal void Release(UInt128 key)
     {
         lock (_writeLock)
@@ -180,7 +180,7 @@ public sealed class AllowlistCache
             if (_entries.TryGetValue(key, out LearnedAddress? known))
             {
                 long now = Now;
-                _entries[key] = known.With(known.Latest.Name, now, ForgetThrough(now), MaxNamesPerAddress);
+                _entries[key] = known.Touch(now);
             }
         }
     }

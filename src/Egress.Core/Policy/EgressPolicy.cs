@@ -243,11 +243,18 @@ public sealed class EgressPolicy
             return Decide(decided);
         }
 
-        PolicyDecision decision = FromCache(address, _consultCache ? _cache.Hold(address, out hold) : default, port, portDenial);
-        if (!decision.IsAllowed)
+        // Decided before anything is held: a hold taken and released for a connection denied on its port would restart
+        // the address's grace (a review: a denied attempt every 50 s kept an address learned with a 30 s TTL live for
+        // 50 minutes). Then held, and decided again on what the hold found (it may have expired meanwhile).
+        PolicyDecision decision = FromCache(address, _consultCache ? _cache.Lookup(address) : default, port, portDenial);
+        if (decision.IsAllowed && _consultCache)
         {
-            hold?.Dispose(); // live, but not on this port (or, in report mode, learned only from names the list does not allow)
-            hold = null;
+            decision = FromCache(address, _cache.Hold(address, out hold), port, portDenial);
+            if (!decision.IsAllowed)
+            {
+                hold?.Dispose(); // expired between the two looks
+                hold = null;
+            }
         }
 
         return Decide(decision);
@@ -455,17 +462,19 @@ public sealed class EgressPolicy
     }
 
     /// <summary>
-    /// Whether any of an address's names that this policy allows is live by its own learning (TTL and grace). The names
-    /// that are live count, and only they: a red-team trial found a name expired 10 minutes before still allowing its entry's port (and passing the
-    /// server-name check) because another name had just been learned for the address. When none is, the address is
+    /// Whether any of an address's names is live by its own learning (TTL and grace), whether this policy allows it or
+    /// not (report mode learns unlisted names; a shared cache holds other policies'). The names that are live count, and
+    /// only they: a red-team trial found a name expired 10 minutes before still allowing its entry's port (and passing
+    /// the server-name check) because another name had just been learned for the address. When none is, the address is
     /// live through the connections that hold it, and all its names count (a hold does not record which name its
-    /// connection went through).
+    /// connection went through; the last one to close starts every name's grace).
     /// </summary>
+
     private bool AnyLive(IReadOnlyList<LearnedName> names)
     {
         for (int i = 0; i < names.Count; i++)
         {
-            if (_cache.IsLive(names[i]) && FindNameRules(names[i].Name) is not null)
+            if (_cache.IsLive(names[i]))
             {
                 return true;
             }

@@ -30,6 +30,10 @@ internal sealed class LearnedAddress
 
     public static LearnedAddress Create(string name, long expiresAt) => new([new LearnedName(name, expiresAt)]);
 
+    /// <summary>Every name with its expiry moved to <paramref name="now"/> at the earliest (never shortened): the last
+    /// connection holding the address closed, and each name its connections may have gone through starts its grace.</summary>
+    public LearnedAddress Touch(long now) => new(Array.ConvertAll(_names, name => name with { ExpiresAt = Math.Max(name.ExpiresAt, now) }));
+
     /// <summary>
     /// Adds <paramref name="name"/> or extends its expiry (never shortens it), drops names expiring at or before
     /// <paramref name="forgetThrough"/>, and keeps at most <paramref name="maxNames"/> names: a new name replaces the

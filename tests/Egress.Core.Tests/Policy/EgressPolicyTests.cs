@@ -39,6 +39,60 @@ public sealed class EgressPolicyTests
         });
     }
 
+    /// <summary>From a review: when the last connection closed, only the address's latest name started its grace, so the
+    /// name the connection had gone through (and its port and server name) was lost in the grace the docs promise.</summary>
+    [Test]
+    public void TheGraceAfterTheLastConnectionClosesKeepsItsNamesPort()
+    {
+        EgressPolicy policy = Policy("a.example.com:443", "b.example.com:25");
+        var address = IPAddress.Parse("198.18.7.9");
+        policy.Learn("a.example.com", address, TimeSpan.FromSeconds(30));
+        policy.Learn("b.example.com", address, TimeSpan.FromSeconds(100));
+        Assert.That(policy.CheckConnection(address, 443, out AddressHold? hold).IsAllowed, Is.True);
+        _time.Advance(TimeSpan.FromMinutes(10));
+        hold!.Dispose();
+        _time.Advance(TimeSpan.FromSeconds(5));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.CheckDestination(new IPEndPoint(address, 443)).Reason, Is.EqualTo(DecisionReason.LearnedInGrace));
+            Assert.That(policy.LearnedNamesOf(address, null), Does.Contain("a.example.com"));
+        });
+    }
+
+    /// <summary>From a review: a live name the policy does not list (report mode learns them) made every expired name
+    /// count again, so report mode said nothing of a connection enforce would deny.</summary>
+    [Test]
+    public void ALiveUnlistedNameDoesNotReviveAnExpiredNamesPorts()
+    {
+        var policy = EgressPolicy.Create(true, ["smtp.example.com:25", "web.example.com:443"], _cache, EgressMode.Report);
+        var address = IPAddress.Parse("198.18.7.10");
+        policy.Learn("smtp.example.com", address, TimeSpan.FromSeconds(30));
+        _time.Advance(TimeSpan.FromMinutes(11));
+        policy.Learn("unlisted.test", address, TimeSpan.FromMinutes(5));
+
+        PolicyDecision decision = policy.CheckDestination(new IPEndPoint(address, 25));
+        Assert.That((decision.IsAllowed, decision.WouldDeny), Is.EqualTo((true, true)), decision.ToString);
+    }
+
+    /// <summary>From a review: a connection denied on its port took a hold and released it, which restarted the
+    /// address's grace: a denied attempt every 50 s kept an address learned with a 30 s TTL allowed indefinitely.</summary>
+    [Test]
+    public void AConnectionDeniedOnItsPortDoesNotKeepTheAddressLive()
+    {
+        EgressPolicy policy = Policy("a.example.com:443");
+        var address = IPAddress.Parse("198.18.7.11");
+        policy.Learn("a.example.com", address, TimeSpan.FromSeconds(30));
+        for (int attempt = 0; attempt < 12; attempt++)
+        {
+            _time.Advance(TimeSpan.FromSeconds(50));
+            Assert.That(policy.CheckConnection(address, 25, out AddressHold? hold).IsAllowed, Is.False);
+            Assert.That(hold, Is.Null);
+        }
+
+        Assert.That(policy.CheckDestination(new IPEndPoint(address, 443)).IsAllowed, Is.False, "10 minutes after a 30 s TTL");
+    }
+
     /// <summary>An address kept live only by an open connection (every name's TTL and grace over) still allows its names'
     /// ports: a hold does not record which name its connection went through.</summary>
     [Test]
@@ -70,6 +124,7 @@ public sealed class EgressPolicyTests
         Assert.Multiple(() =>
         {
             Assert.That(default(LearnResult).IsLearned, Is.False);
+            Assert.That(default(LearnResult).Outcome, Is.EqualTo(LearnOutcome.EgressDisabled));
             Assert.That(default(LearnResult).ToString(), Is.EqualTo("not learned: egress disabled"));
             Assert.That(default(PolicyDecision).IsAllowed, Is.False);
         });
