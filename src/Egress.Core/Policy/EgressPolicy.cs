@@ -442,14 +442,14 @@ public sealed class EgressPolicy
             learnedFromAllowedName = true;
             if (!checkPort)
             {
-                return decision;
+                return Through(decision, names[i].Name);
             }
 
             foreach (DestinationRule rule in rules)
             {
                 if (Allows(rule, port))
                 {
-                    return decision;
+                    return Through(decision, names[i].Name);
                 }
 
                 denial ??= rule.Text;
@@ -482,6 +482,14 @@ public sealed class EgressPolicy
 
         return false;
     }
+
+    /// <summary>The allowed <paramref name="decision"/> with <paramref name="name"/>, the name whose entry allowed it,
+    /// as its subject: the decision named the address's latest name, which need not be allowed on the port, and the
+    /// subject is the host hint a restarted parent re-learns and the name a failover tries other addresses of (a
+    /// review: the hint named a name allowed on port 25 for a connection to 443, which such a parent denied).</summary>
+    private static PolicyDecision Through(PolicyDecision decision, string name) =>
+        string.Equals(decision.Subject, name, StringComparison.Ordinal) ? decision
+        : new PolicyDecision(decision.IsAllowed, decision.Reason, name, decision.Time, decision.Connections);
 
     /// <summary>For <c>check NAME:PORT</c>: the entry a connection to an address learned from <paramref name="hostName"/>
     /// would be allowed through on <paramref name="port"/> (true), else the name's first entry (false); null when no

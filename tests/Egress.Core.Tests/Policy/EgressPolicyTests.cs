@@ -60,6 +60,26 @@ public sealed class EgressPolicyTests
         });
     }
 
+    /// <summary>From a review: a decision through a learned address named the address's latest name, not the one whose
+    /// entry allowed the port; that name is the host hint a restarted parent re-learns (and denied on the port) and the
+    /// name a failover looks for other addresses of.</summary>
+    [Test]
+    public void ADecisionNamesTheNameWhoseEntryAllowedThePort()
+    {
+        EgressPolicy policy = Policy("a.example.com:443", "b.example.com:25");
+        var address = IPAddress.Parse("198.18.7.12");
+        policy.Learn("a.example.com", address, TimeSpan.FromSeconds(100));
+        policy.Learn("b.example.com", address, TimeSpan.FromSeconds(300));
+
+        PolicyDecision web = policy.CheckConnection(address, 443, out AddressHold? hold);
+        hold?.Dispose();
+        Assert.Multiple(() =>
+        {
+            Assert.That((web.IsAllowed, web.Subject), Is.EqualTo((true, "a.example.com")));
+            Assert.That(policy.CheckDestination(new IPEndPoint(address, 25)).Subject, Is.EqualTo("b.example.com"));
+        });
+    }
+
     /// <summary>From a review: a live name the policy does not list (report mode learns them) made every expired name
     /// count again, so report mode said nothing of a connection enforce would deny.</summary>
     [Test]
