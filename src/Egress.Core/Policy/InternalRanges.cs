@@ -14,10 +14,10 @@ namespace Egress.Policy;
 /// </summary>
 internal static class InternalRanges
 {
-    private const string ViaCompatible = " via IPv4-compatible ::/96";
-    private const string ViaNat64 = " via NAT64 64:ff9b::/96";
-    private const string ViaTranslated = " via IPv4-translated ::ffff:0:0/96";
-    private const string Via6to4 = " via 6to4 2002::/16";
+    private const string ViaCompatible = "via IPv4-compatible ::/96";
+    private const string ViaNat64 = "via NAT64 64:ff9b::/96";
+    private const string ViaTranslated = "via IPv4-translated ::ffff:0:0/96";
+    private const string Via6to4 = "via 6to4 2002::/16";
 
     private static readonly UInt128 Nat64Prefix = AddressValue.Of(IPAddress.Parse("64:ff9b::"));
     private static readonly UInt128 TranslatedPrefix = AddressValue.Of(IPAddress.Parse("::ffff:0:0:0"));
@@ -209,10 +209,10 @@ internal static class InternalRanges
     /// <summary>How a name says an address is an IPv4 one in <paramref name="form"/>, e.g. <c>via NAT64 64:ff9b::/96</c>.</summary>
     internal static string Via(EmbeddedIPv4Form form) => form switch
     {
-        EmbeddedIPv4Form.Compatible => ViaCompatible.TrimStart(),
-        EmbeddedIPv4Form.Nat64 => ViaNat64.TrimStart(),
-        EmbeddedIPv4Form.Translated => ViaTranslated.TrimStart(),
-        EmbeddedIPv4Form.SixToFour => Via6to4.TrimStart(),
+        EmbeddedIPv4Form.Compatible => ViaCompatible,
+        EmbeddedIPv4Form.Nat64 => ViaNat64,
+        EmbeddedIPv4Form.Translated => ViaTranslated,
+        EmbeddedIPv4Form.SixToFour => Via6to4,
         _ => string.Empty,
     };
 
@@ -232,5 +232,5 @@ internal static class InternalRanges
     }
 
     private static (AddressBlock, string, string, string, string, string) IPv4(string cidr, string name) =>
-        (AddressBlock.Parse(cidr), name, name + ViaCompatible, name + ViaNat64, name + ViaTranslated, name + Via6to4);
+        (AddressBlock.Parse(cidr), name, $"{name} {ViaCompatible}", $"{name} {ViaNat64}", $"{name} {ViaTranslated}", $"{name} {Via6to4}");
 }
