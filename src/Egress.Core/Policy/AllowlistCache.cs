@@ -8,9 +8,10 @@ namespace Egress.Policy;
 /// (the answer's TTL, at least <see cref="AllowlistCacheOptions.TtlFloor"/>). An address is live until its latest
 /// expiry plus <see cref="AllowlistCacheOptions.Grace"/>, then remembered as expired for
 /// <see cref="AllowlistCacheOptions.ExpiredRetention"/> so denials can be explained. An address a connection was
-/// allowed through stays live while that connection is open (held: a count of open connections per
-/// address), and for the grace period after the last one closes; expiry, pruning and eviction never remove an address
-/// in use, and <see cref="AllowlistCacheOptions.MaxEntries"/> bounds the addresses not in use. IPv4-mapped IPv6
+/// allowed through stays live while that connection is open (held: open connections per address, counted per name
+/// whose entry allowed each), and so does that name: a name counts while its own learning is live or a connection
+/// through it is open, and gets the grace period after the last one closes. Expiry, pruning and eviction never remove
+/// an address in use (nor a held name), and <see cref="AllowlistCacheOptions.MaxEntries"/> bounds the addresses not in use. IPv4-mapped IPv6
 /// addresses are the same entry as their IPv4 address. Thread-safe: lookups take no lock and do not allocate; writes,
 /// holds and releases are serialised.
 /// </summary>
@@ -23,8 +24,8 @@ public sealed class AllowlistCache
 
     private readonly ConcurrentDictionary<UInt128, LearnedAddress> _entries = new();
 
-    /// <summary>Open connections per address in use (written under the write lock; absent when none).</summary>
-    private readonly ConcurrentDictionary<UInt128, int> _inUse = new();
+    /// <summary>Open connections per address in use, by name (changed under the write lock; absent when none).</summary>
+    private readonly ConcurrentDictionary<UInt128, AddressUse> _inUse = new();
     private static readonly long PruneIntervalTicks = TimeSpan.FromMinutes(1).Ticks;
 
     private readonly Lock _writeLock = new();
@@ -98,7 +99,7 @@ public sealed class AllowlistCache
             long expiresAt = now + Math.Max(Math.Min(ttl.Ticks, MaxTtlTicks), _floorTicks);
             if (_entries.TryGetValue(key, out LearnedAddress? known))
             {
-                _entries[key] = known.With(normalized, expiresAt, ForgetThrough(now), MaxNamesPerAddress);
+                _entries[key] = known.With(normalized, expiresAt, ForgetThrough(now), MaxNamesPerAddress, UseOf(key));
                 return;
             }
 
@@ -122,65 +123,100 @@ public sealed class AllowlistCache
     }
 
     /// <summary>
-    /// Looks <paramref name="address"/> up and, when it is live (by TTL, grace or use), counts one more open connection
-    /// through it, atomically with expiry and eviction: the address stays live until the returned hold is released
-    /// (and the grace period after the last release).
+    /// Looks <paramref name="address"/> up and, when <paramref name="name"/> still counts for it (its learning is live,
+    /// or an open connection holds it, <see cref="Counts"/>), counts one more open connection through that name,
+    /// atomically with expiry and eviction: the address and the name stay live until the returned hold is released,
+    /// and for the grace period after the name's last release.
     /// </summary>
     /// <param name="address">The destination address.</param>
+    /// <param name="name">The name whose entry allowed the connection (as the address's names spell it).</param>
     /// <param name="hold">The hold to release when the connection ends (exactly once: later calls do nothing); null
-    /// when the address is not live.</param>
+    /// when the name no longer counts (the address may have expired, or only the name).</param>
     /// <returns>What the cache knew before the hold was taken.</returns>
-    internal CacheLookup Hold(IPAddress address, out AddressHold? hold)
+    internal CacheLookup Hold(IPAddress address, string name, out AddressHold? hold)
     {
         ArgumentNullException.ThrowIfNull(address);
+        ArgumentNullException.ThrowIfNull(name);
         UInt128 key = AddressValue.Of(address);
         lock (_writeLock)
         {
-            CacheLookup lookup = LookupAt(key, Now);
-            if (lookup.State != CacheState.Live)
+            long now = Now;
+            CacheLookup lookup = LookupAt(key, now);
+            if (lookup.State != CacheState.Live || !_entries.TryGetValue(key, out LearnedAddress? known) || !CountsAt(known, key, name, now))
             {
                 hold = null;
                 return lookup;
             }
 
-            if (lookup.Connections == 0)
+            if (_inUse.TryGetValue(key, out AddressUse? use))
             {
+                use.Add(name);
+            }
+            else
+            {
+                _inUse[key] = new AddressUse(name);
                 _inUseCount++;
             }
 
-            _inUse[key] = lookup.Connections + 1;
-            hold = new AddressHold(this, key);
+            hold = new AddressHold(this, key, name);
             return lookup;
         }
     }
 
     /// <summary>The number of open connections through <paramref name="address"/> that hold it.</summary>
-    internal int ConnectionsThrough(IPAddress address) =>
-        _inUse.TryGetValue(AddressValue.Of(address), out int connections) ? connections : 0;
+    internal int ConnectionsThrough(IPAddress address) => UseOf(AddressValue.Of(address))?.Connections ?? 0;
 
-    /// <summary>Ends one connection's hold: the last one starts the grace period of every name of the address (each
-    /// TTL counts as expired now at the latest: a hold does not record which name its connection went through).</summary>
-    internal void Release(UInt128 key)
+    /// <summary>The open connections holding <paramref name="address"/>, by name; null when none.</summary>
+    internal AddressUse? UseOf(IPAddress address) => UseOf(AddressValue.Of(address));
+
+    private AddressUse? UseOf(UInt128 key) => _inUse.TryGetValue(key, out AddressUse? use) ? use : null;
+
+    /// <summary>
+    /// Whether <paramref name="name"/>, one of an address's names, counts for a decision about the address now: while
+    /// its own learning is live (<see cref="IsLive"/>), or while a connection allowed through it is open
+    /// (<paramref name="use"/>, from <see cref="UseOf(IPAddress)"/>). A name that counts lends its entry's ports and
+    /// its server name; one that does not lends nothing, whatever keeps the address live (red-team trials: an expired
+    /// name lent its port because another name had been learned, or because a connection through another name held
+    /// the address).
+    /// </summary>
+    internal bool Counts(LearnedName name, AddressUse? use) => IsLive(name) || (use is not null && use.Holds(name.Name));
+
+    /// <summary><see cref="Counts"/> for the name spelled <paramref name="name"/> of <paramref name="known"/> (the
+    /// entry of <paramref name="key"/>), at <paramref name="now"/>; false when the address has no such name.</summary>
+    private bool CountsAt(LearnedAddress known, UInt128 key, string name, long now)
+    {
+        foreach (LearnedName learned in known.Names)
+        {
+            if (string.Equals(learned.Name, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return now < learned.ExpiresAt + _graceTicks || UseOf(key)?.Holds(name) == true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Ends one connection's hold through <paramref name="name"/>: the last one through that name starts its
+    /// grace period (its TTL counts as expired now at the latest); the address's other names keep their own.</summary>
+    internal void Release(UInt128 key, string name)
     {
         lock (_writeLock)
         {
-            if (!_inUse.TryGetValue(key, out int connections))
+            if (!_inUse.TryGetValue(key, out AddressUse? use))
             {
                 return;
             }
 
-            if (connections > 1)
+            bool lastOfName = use.Remove(name);
+            if (use.Connections == 0)
             {
-                _inUse[key] = connections - 1;
-                return;
+                _inUse.TryRemove(key, out _);
+                _inUseCount--;
             }
 
-            _inUse.TryRemove(key, out _);
-            _inUseCount--;
-            if (_entries.TryGetValue(key, out LearnedAddress? known))
+            if (lastOfName && _entries.TryGetValue(key, out LearnedAddress? known))
             {
-                long now = Now;
-                _entries[key] = known.Touch(now);
+                _entries[key] = known.Touch(name, Now);
             }
         }
     }
@@ -194,7 +230,7 @@ public sealed class AllowlistCache
 
         LearnedName latest = known.Latest;
         long graceEnds = latest.ExpiresAt + _graceTicks;
-        int connections = _inUse.TryGetValue(key, out int open) ? open : 0;
+        int connections = UseOf(key)?.Connections ?? 0;
         if (now < latest.ExpiresAt)
         {
             return new CacheLookup(CacheState.Live, latest.Name, inGrace: false, TimeSpan.FromTicks(latest.ExpiresAt - now), connections);
@@ -255,8 +291,8 @@ public sealed class AllowlistCache
     }
 
     /// <summary>
-    /// The other addresses <paramref name="name"/> resolved to that are still live for it (its TTL plus grace, or an
-    /// address in use): the ones of <paramref name="except"/>'s family first, at most <paramref name="max"/>. Scans the
+    /// The other addresses <paramref name="name"/> resolved to that are still live for it (its TTL plus grace, or a
+    /// connection through it that is open, <see cref="Counts"/>): the ones of <paramref name="except"/>'s family first, at most <paramref name="max"/>. Scans the
     /// cache (O(entries)); meant for the rare failover path, not for every connection.
     /// </summary>
     /// <param name="name">A name the addresses were learned from (any case, trailing dot ignored).</param>
@@ -279,7 +315,7 @@ public sealed class AllowlistCache
         long now = Now;
         foreach (var (key, known) in _entries)
         {
-            if (key == exceptKey || !IsLiveFor(known, normalized, key, now))
+            if (key == exceptKey || !CountsAt(known, key, normalized, now))
             {
                 continue;
             }
@@ -294,18 +330,6 @@ public sealed class AllowlistCache
     /// <summary>Whether <paramref name="name"/>'s own learning is live now: its TTL, plus the grace period.</summary>
     internal bool IsLive(LearnedName name) => Now < name.ExpiresAt + _graceTicks;
 
-    private bool IsLiveFor(LearnedAddress known, string name, UInt128 key, long now)
-    {
-        foreach (LearnedName learned in known.Names)
-        {
-            if (string.Equals(learned.Name, name, StringComparison.OrdinalIgnoreCase))
-            {
-                return now < learned.ExpiresAt + _graceTicks || _inUse.ContainsKey(key);
-            }
-        }
-
-        return false;
-    }
 
     internal IReadOnlyList<LearnedName> NamesOf(IPAddress address) =>
         _entries.TryGetValue(AddressValue.Of(address), out LearnedAddress? known) ? known.Names : [];

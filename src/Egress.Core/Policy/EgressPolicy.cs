@@ -178,16 +178,16 @@ public sealed class EgressPolicy
     internal static EgressPolicy FromRules(bool enabled, DestinationRule[] rules, AllowlistCache cache, EgressMode mode = EgressMode.Enforce, TlsServerNameMode tlsServerName = TlsServerNameMode.Require) =>
         new(enabled, rules, cache, mode, tlsServerName);
 
-    /// <summary>The names <paramref name="address"/> was learned from that the cache still holds, and
-    /// <paramref name="decided"/> (the name a decision named) if it is not among them.</summary>
+    /// <summary>The names <paramref name="address"/> was learned from that count now (live by their own learning, or held
+    /// by an open connection through them: <see cref="AllowlistCache.Counts"/>), and <paramref name="decided"/> (the name
+    /// a decision named) if it is not among them.</summary>
     internal IReadOnlyList<string> LearnedNamesOf(IPAddress address, string? decided)
     {
         var names = new List<string>();
-        IReadOnlyList<LearnedName> learnedNames = _cache.NamesOf(address);
-        bool anyLive = AnyLive(learnedNames);
-        foreach (LearnedName learned in learnedNames)
+        AddressUse? use = _cache.UseOf(address);
+        foreach (LearnedName learned in _cache.NamesOf(address))
         {
-            if (!anyLive || _cache.IsLive(learned))
+            if (_cache.Counts(learned, use))
             {
                 names.Add(learned.Name);
             }
@@ -245,20 +245,32 @@ public sealed class EgressPolicy
 
         // Decided before anything is held: a hold taken and released for a connection denied on its port would restart
         // the address's grace (a review: a denied attempt every 50 s kept an address learned with a 30 s TTL live for
-        // 50 minutes). Then held, and decided again on what the hold found (it may have expired meanwhile).
+        // 50 minutes). Then held through the name whose entry allowed the port, if that name still counts (the cache
+        // checks under its lock); if it stopped counting in between, decided again on what is known now.
         PolicyDecision decision = FromCache(address, _consultCache ? _cache.Lookup(address) : default, port, portDenial);
-        if (decision.IsAllowed && _consultCache)
+        for (int attempt = 1; decision.IsAllowed && _consultCache; attempt++)
         {
-            decision = FromCache(address, _cache.Hold(address, out hold), port, portDenial);
-            if (!decision.IsAllowed)
+            string name = decision.Subject!;
+            CacheLookup held = _cache.Hold(address, name, out hold);
+            if (hold is not null)
             {
-                hold?.Dispose(); // expired between the two looks
-                hold = null;
+                decision = Through(FromState(held), name);
+                break;
+            }
+
+            decision = FromCache(address, held, port, portDenial);
+            if (attempt == MaxHoldAttempts)
+            {
+                break; // the names changed under every attempt: allowed as decided last, without a hold
             }
         }
 
         return Decide(decision);
     }
+
+    /// <summary>How many times <see cref="CheckConnection"/> decides again when the name it decided through stopped
+    /// counting before its hold was taken (each time a name expired or a learning changed in the microseconds between).</summary>
+    private const int MaxHoldAttempts = 3;
 
     /// <summary>
     /// The one place report mode acts: in <see cref="EgressMode.Enforce"/>, or for an allowed decision, the decision
@@ -401,16 +413,19 @@ public sealed class EgressPolicy
         return false;
     }
 
+    /// <summary>The decision the cache's state for an address gives, before its names and ports are looked at.</summary>
+    private static PolicyDecision FromState(CacheLookup lookup) => lookup.State switch
+    {
+        CacheState.Live when lookup.InUse => new PolicyDecision(true, DecisionReason.LearnedInUse, lookup.Name, connections: lookup.Connections),
+        CacheState.Live when lookup.InGrace => new PolicyDecision(true, DecisionReason.LearnedInGrace, lookup.Name, lookup.Time),
+        CacheState.Live => new PolicyDecision(true, DecisionReason.Learned, lookup.Name, lookup.Time),
+        CacheState.Expired => new PolicyDecision(false, DecisionReason.LearnedExpired, lookup.Name, lookup.Time),
+        _ => new PolicyDecision(false, DecisionReason.NeverLearned),
+    };
+
     private PolicyDecision FromCache(IPAddress address, CacheLookup lookup, int port, string? portDenial)
     {
-        PolicyDecision decision = lookup.State switch
-        {
-            CacheState.Live when lookup.InUse => new PolicyDecision(true, DecisionReason.LearnedInUse, lookup.Name, connections: lookup.Connections),
-            CacheState.Live when lookup.InGrace => new PolicyDecision(true, DecisionReason.LearnedInGrace, lookup.Name, lookup.Time),
-            CacheState.Live => new PolicyDecision(true, DecisionReason.Learned, lookup.Name, lookup.Time),
-            CacheState.Expired => new PolicyDecision(false, DecisionReason.LearnedExpired, lookup.Name, lookup.Time),
-            _ => new PolicyDecision(false, DecisionReason.NeverLearned),
-        };
+        PolicyDecision decision = FromState(lookup);
         if (!decision.IsAllowed)
         {
             return portDenial is not null && lookup.State == CacheState.NeverLearned ? new PolicyDecision(false, DecisionReason.PortNotAllowed, portDenial) : decision;
@@ -425,12 +440,12 @@ public sealed class EgressPolicy
         bool learnedFromAllowedName = false;
         string? denial = null;
         IReadOnlyList<LearnedName> names = _cache.NamesOf(address); // indexed: no enumerator is allocated
-        bool anyLive = AnyLive(names);
+        AddressUse? use = _cache.UseOf(address);
         for (int i = 0; i < names.Count; i++)
         {
-            if (anyLive && !_cache.IsLive(names[i]))
+            if (!_cache.Counts(names[i], use))
             {
-                continue; // expired: its entry's ports no longer apply because another name keeps the address live
+                continue; // expired and not held: its entry's ports no longer apply, whatever keeps the address live
             }
 
             DestinationRule[]? rules = FindNameRules(names[i].Name);
@@ -459,28 +474,6 @@ public sealed class EgressPolicy
         return learnedFromAllowedName
             ? new PolicyDecision(false, DecisionReason.PortNotAllowed, denial ?? portDenial ?? lookup.Name)
             : new PolicyDecision(false, DecisionReason.NameNotAllowed, lookup.Name);
-    }
-
-    /// <summary>
-    /// Whether any of an address's names is live by its own learning (TTL and grace), whether this policy allows it or
-    /// not (report mode learns unlisted names; a shared cache holds other policies'). The names that are live count, and
-    /// only they: a red-team trial found a name expired 10 minutes before still allowing its entry's port (and passing
-    /// the server-name check) because another name had just been learned for the address. When none is, the address is
-    /// live through the connections that hold it, and all its names count (a hold does not record which name its
-    /// connection went through; the last one to close starts every name's grace).
-    /// </summary>
-
-    private bool AnyLive(IReadOnlyList<LearnedName> names)
-    {
-        for (int i = 0; i < names.Count; i++)
-        {
-            if (_cache.IsLive(names[i]))
-            {
-                return true;
-            }
-        }
-
-        return false;
     }
 
     /// <summary>The allowed <paramref name="decision"/> with <paramref name="name"/>, the name whose entry allowed it,

@@ -30,16 +30,36 @@ internal sealed class LearnedAddress
 
     public static LearnedAddress Create(string name, long expiresAt) => new([new LearnedName(name, expiresAt)]);
 
-    /// <summary>Every name with its expiry moved to <paramref name="now"/> at the earliest (never shortened): the last
-    /// connection holding the address closed, and each name its connections may have gone through starts its grace.</summary>
-    public LearnedAddress Touch(long now) => new(Array.ConvertAll(_names, name => name with { ExpiresAt = Math.Max(name.ExpiresAt, now) }));
+    /// <summary><paramref name="name"/> with its expiry moved to <paramref name="now"/> at the earliest (never shortened):
+    /// the last connection through it closed, and it starts its grace. This instance when the name is not here or
+    /// already expires later.</summary>
+    public LearnedAddress Touch(string name, long now)
+    {
+        for (int i = 0; i < _names.Length; i++)
+        {
+            if (string.Equals(_names[i].Name, name, StringComparison.OrdinalIgnoreCase))
+            {
+                if (_names[i].ExpiresAt >= now)
+                {
+                    return this;
+                }
+
+                LearnedName[] names = [.. _names];
+                names[i] = names[i] with { ExpiresAt = now };
+                return new LearnedAddress(names);
+            }
+        }
+
+        return this;
+    }
 
     /// <summary>
     /// Adds <paramref name="name"/> or extends its expiry (never shortens it), drops names expiring at or before
     /// <paramref name="forgetThrough"/>, and keeps at most <paramref name="maxNames"/> names: a new name replaces the
-    /// one expiring first when it expires later, else it is not kept.
+    /// one expiring first when it expires later, else it is not kept. A name an open connection holds
+    /// (<paramref name="use"/>) is neither dropped nor replaced: it counts until that connection closes.
     /// </summary>
-    public LearnedAddress With(string name, long expiresAt, long forgetThrough, int maxNames)
+    public LearnedAddress With(string name, long expiresAt, long forgetThrough, int maxNames, AddressUse? use = null)
     {
         var names = new List<LearnedName>(_names.Length + 1);
         bool found = false;
@@ -50,7 +70,7 @@ internal sealed class LearnedAddress
                 names.Add(known with { ExpiresAt = Math.Max(known.ExpiresAt, expiresAt) });
                 found = true;
             }
-            else if (known.ExpiresAt > forgetThrough)
+            else if (known.ExpiresAt > forgetThrough || use?.Holds(known.Name) == true)
             {
                 names.Add(known);
             }
@@ -64,16 +84,16 @@ internal sealed class LearnedAddress
             }
             else
             {
-                int first = 0;
-                for (int i = 1; i < names.Count; i++)
+                int first = -1;
+                for (int i = 0; i < names.Count; i++)
                 {
-                    if (names[i].ExpiresAt < names[first].ExpiresAt)
+                    if ((first < 0 || names[i].ExpiresAt < names[first].ExpiresAt) && use?.Holds(names[i].Name) != true)
                     {
                         first = i;
                     }
                 }
 
-                if (names[first].ExpiresAt < expiresAt)
+                if (first >= 0 && names[first].ExpiresAt < expiresAt)
                 {
                     names[first] = new LearnedName(name, expiresAt);
                 }

@@ -542,7 +542,7 @@ public sealed class AllowlistCacheTests
     {
         AllowlistCache cache = NewCache();
         cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
-        CacheLookup taken = cache.Hold(Address, out AddressHold? hold);
+        CacheLookup taken = cache.Hold(Address, "api.example.com", out AddressHold? hold);
         _time.Advance(TimeSpan.FromSeconds(95)); // floor 30 s + grace 60 s, and 5 s more
 
         CacheLookup lookup = cache.Lookup(Address);
@@ -564,8 +564,8 @@ public sealed class AllowlistCacheTests
     {
         AllowlistCache cache = NewCache();
         cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
-        cache.Hold(Address, out AddressHold? first);
-        cache.Hold(Address, out AddressHold? second);
+        cache.Hold(Address, "api.example.com", out AddressHold? first);
+        cache.Hold(Address, "api.example.com", out AddressHold? second);
         _time.Advance(TimeSpan.FromSeconds(200));
 
         first!.Dispose();
@@ -583,8 +583,8 @@ public sealed class AllowlistCacheTests
     {
         AllowlistCache cache = NewCache();
         cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
-        cache.Hold(Address, out AddressHold? first);
-        cache.Hold(Address, out AddressHold? second);
+        cache.Hold(Address, "api.example.com", out AddressHold? first);
+        cache.Hold(Address, "api.example.com", out AddressHold? second);
 
         first!.Dispose();
         first.Dispose();
@@ -599,7 +599,7 @@ public sealed class AllowlistCacheTests
     {
         AllowlistCache cache = NewCache();
         cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
-        cache.Hold(Address, out AddressHold? hold);
+        cache.Hold(Address, "api.example.com", out AddressHold? hold);
         _time.Advance(TimeSpan.FromSeconds(100));
 
         hold!.Dispose();
@@ -614,11 +614,11 @@ public sealed class AllowlistCacheTests
         cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
         _time.Advance(TimeSpan.FromSeconds(95));
 
-        CacheLookup lookup = cache.Hold(Address, out AddressHold? hold);
+        CacheLookup lookup = cache.Hold(Address, "api.example.com", out AddressHold? hold);
 
         Assert.That((lookup.State, hold), Is.EqualTo((CacheState.Expired, (AddressHold?)null)));
         Assert.That(cache.ConnectionsThrough(Address), Is.Zero);
-        Assert.That(cache.Hold(IPAddress.Parse("198.18.0.99"), out hold).State, Is.EqualTo(CacheState.NeverLearned));
+        Assert.That(cache.Hold(IPAddress.Parse("198.18.0.99"), "api.example.com", out hold).State, Is.EqualTo(CacheState.NeverLearned));
         Assert.That(hold, Is.Null);
     }
 
@@ -627,7 +627,7 @@ public sealed class AllowlistCacheTests
     {
         AllowlistCache cache = NewCache();
         cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
-        cache.Hold(Address, out AddressHold? hold);
+        cache.Hold(Address, "api.example.com", out AddressHold? hold);
         _time.Advance(TimeSpan.FromDays(1));
 
         Assert.That(cache.Prune(), Is.Zero);
@@ -641,7 +641,7 @@ public sealed class AllowlistCacheTests
     {
         AllowlistCache cache = NewCache(maxEntries: 2);
         cache.Learn("held.example.com", Address, TimeSpan.FromSeconds(1)); // expires first: the eviction candidate
-        cache.Hold(Address, out AddressHold? hold);
+        cache.Hold(Address, "held.example.com", out AddressHold? hold);
         for (int i = 1; i <= 5; i++)
         {
             cache.Learn("n.example.com", IPAddress.Parse($"198.18.9.{i}"), TimeSpan.FromSeconds(100 + i));
@@ -668,7 +668,7 @@ public sealed class AllowlistCacheTests
         {
             for (int i = 0; i < 2000; i++)
             {
-                cache.Hold(Address, out AddressHold? hold);
+                cache.Hold(Address, "api.example.com", out AddressHold? hold);
                 hold!.Dispose();
             }
         });
@@ -715,13 +715,72 @@ public sealed class AllowlistCacheTests
         IPAddress busy = IPAddress.Parse("198.18.0.31"), refused = IPAddress.Parse("198.18.0.32");
         cache.Learn("api.example.com", busy, TimeSpan.FromSeconds(1));
         cache.Learn("api.example.com", refused, TimeSpan.FromSeconds(1));
-        cache.Hold(busy, out AddressHold? hold);
+        cache.Hold(busy, "api.example.com", out AddressHold? hold);
         _time.Advance(TimeSpan.FromSeconds(95));
 
         Assert.That(cache.OtherAddressesOf("api.example.com", refused, 8), Is.EqualTo(new[] { busy }));
         hold!.Dispose();
         _time.Advance(TimeSpan.FromSeconds(61));
         Assert.That(cache.OtherAddressesOf("api.example.com", refused, 8), Is.Empty, "the grace after the last connection has passed");
+    }
+
+    [Test]
+    public void AnAddressHeldThroughAnotherNameIsNoFailoverCandidate()
+    {
+        AllowlistCache cache = NewCache();
+        IPAddress busy = IPAddress.Parse("198.18.0.41"), refused = IPAddress.Parse("198.18.0.42");
+        cache.Learn("api.example.com", busy, TimeSpan.FromSeconds(1));
+        cache.Learn("cdn.example.net", busy, TimeSpan.FromSeconds(1));
+        cache.Learn("api.example.com", refused, TimeSpan.FromSeconds(1));
+        cache.Hold(busy, "cdn.example.net", out AddressHold? hold);
+        _time.Advance(TimeSpan.FromSeconds(95));
+
+        Assert.That(cache.OtherAddressesOf("api.example.com", refused, 8), Is.Empty, "busy is held through cdn.example.net only");
+        hold!.Dispose();
+    }
+
+    [Test]
+    public void ANameThatNoLongerCountsIsNotHeldThoughTheAddressIsLive()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("old.example.com", Address, TimeSpan.FromSeconds(1));
+        _time.Advance(TimeSpan.FromSeconds(95)); // old.example.com: past its floor (30 s) and grace (60 s)
+        cache.Learn("new.example.com", Address, TimeSpan.FromSeconds(300));
+
+        CacheLookup refused = cache.Hold(Address, "old.example.com", out AddressHold? none);
+        CacheLookup taken = cache.Hold(Address, "new.example.com", out AddressHold? hold);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((refused.State, none), Is.EqualTo((CacheState.Live, (AddressHold?)null)));
+            Assert.That((taken.State, hold?.Name), Is.EqualTo((CacheState.Live, "new.example.com")));
+            Assert.That(cache.ConnectionsThrough(Address), Is.EqualTo(1));
+        });
+        hold!.Dispose();
+    }
+
+    [Test]
+    public void AFullAddressNeverReplacesAHeldName()
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("held.example.com", Address, TimeSpan.FromSeconds(1)); // expires first
+        cache.Hold(Address, "held.example.com", out AddressHold? hold);
+        for (int i = 1; i < AllowlistCache.MaxNamesPerAddress; i++)
+        {
+            cache.Learn($"n{i}.example.com", Address, TimeSpan.FromSeconds(100 + i));
+        }
+
+        cache.Learn("late.example.com", Address, TimeSpan.FromSeconds(500));
+        var names = cache.NamesOf(Address).Select(name => name.Name).ToList();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(names, Has.Count.EqualTo(AllowlistCache.MaxNamesPerAddress));
+            Assert.That(names, Does.Contain("held.example.com"));
+            Assert.That(names, Does.Contain("late.example.com"));
+            Assert.That(names, Does.Not.Contain("n1.example.com"), "the earliest expiry not held is the one replaced");
+        });
+        hold!.Dispose();
     }
 
     private AllowlistCache NewCache(int maxEntries = 65536) =>

@@ -1,0 +1,95 @@
+namespace Egress.Policy;
+
+/// <summary>
+/// The open connections that hold one learned address (<see cref="AllowlistCache.Hold"/>), counted per name whose entry
+/// allowed each of them. Changed only under the cache's write lock; read without it: a count read while a hold is
+/// taken or released is the one just before or just after.
+/// </summary>
+internal sealed class AddressUse
+{
+    /// <summary>The names held, copied on write when one is added; a name whose count fell to 0 is dropped then.</summary>
+    private HeldName[] _names;
+    private int _connections;
+
+    /// <summary>The first connection's hold, through <paramref name="name"/>.</summary>
+    public AddressUse(string name)
+    {
+        _names = [new HeldName(name) { Count = 1 }];
+        _connections = 1;
+    }
+
+    /// <summary>The open connections through the address, whatever their names.</summary>
+    public int Connections => Volatile.Read(ref _connections);
+
+    /// <summary>Whether an open connection was allowed through <paramref name="name"/> (case-insensitive).</summary>
+    public bool Holds(string name)
+    {
+        foreach (HeldName held in Volatile.Read(ref _names))
+        {
+            if (Volatile.Read(ref held.Count) > 0 && string.Equals(held.Name, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>One more connection through <paramref name="name"/>. Under the cache's write lock.</summary>
+    public void Add(string name)
+    {
+        HeldName? found = Find(name);
+        if (found is null)
+        {
+            found = new HeldName(name);
+            var names = new List<HeldName>(_names.Length + 1) { found };
+            foreach (HeldName held in _names)
+            {
+                if (held.Count > 0)
+                {
+                    names.Add(held);
+                }
+            }
+
+            Volatile.Write(ref _names, [.. names]);
+        }
+
+        Volatile.Write(ref found.Count, found.Count + 1);
+        Volatile.Write(ref _connections, _connections + 1);
+    }
+
+    /// <summary>One connection through <paramref name="name"/> ended. Under the cache's write lock.</summary>
+    /// <returns>Whether it was the last one through that name.</returns>
+    public bool Remove(string name)
+    {
+        HeldName? found = Find(name);
+        if (found is null || found.Count == 0)
+        {
+            return false; // not held: AllowlistCache.Release is reached once per hold, so never
+        }
+
+        Volatile.Write(ref found.Count, found.Count - 1);
+        Volatile.Write(ref _connections, _connections - 1);
+        return found.Count == 0;
+    }
+
+    private HeldName? Find(string name)
+    {
+        foreach (HeldName held in _names)
+        {
+            if (string.Equals(held.Name, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return held;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>A name and its open connections.</summary>
+    private sealed class HeldName(string name)
+    {
+        public readonly string Name = name;
+        public int Count;
+    }
+}
