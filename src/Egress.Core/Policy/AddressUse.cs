@@ -22,17 +22,20 @@ internal sealed class AddressUse
     public int Connections => Volatile.Read(ref _connections);
 
     /// <summary>Whether an open connection was allowed through <paramref name="name"/> (case-insensitive).</summary>
-    public bool Holds(string name)
+    public bool Holds(string name) => ConnectionsThrough(name) > 0;
+
+    /// <summary>The open connections through <paramref name="name"/> (case-insensitive).</summary>
+    public int ConnectionsThrough(string name)
     {
         foreach (HeldName held in Volatile.Read(ref _names))
         {
-            if (Volatile.Read(ref held.Count) > 0 && string.Equals(held.Name, name, StringComparison.OrdinalIgnoreCase))
+            if (string.Equals(held.Name, name, StringComparison.OrdinalIgnoreCase))
             {
-                return true;
+                return Volatile.Read(ref held.Count);
             }
         }
 
-        return false;
+        return 0;
     }
 
     /// <summary>One more connection through <paramref name="name"/>. Under the cache's write lock.</summary>

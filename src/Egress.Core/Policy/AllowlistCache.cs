@@ -132,7 +132,8 @@ public sealed class AllowlistCache
     /// <param name="name">The name whose entry allowed the connection (as the address's names spell it).</param>
     /// <param name="hold">The hold to release when the connection ends (exactly once: later calls do nothing); null
     /// when the name no longer counts (the address may have expired, or only the name).</param>
-    /// <returns>What the cache knew before the hold was taken.</returns>
+    /// <returns>Held: what the cache knew of the address through <paramref name="name"/> before the hold was taken
+    /// (<see cref="LookupThrough"/>). Not held: what it knows of the address (<see cref="Lookup"/>).</returns>
     internal CacheLookup Hold(IPAddress address, string name, out AddressHold? hold)
     {
         ArgumentNullException.ThrowIfNull(address);
@@ -142,23 +143,26 @@ public sealed class AllowlistCache
         {
             long now = Now;
             CacheLookup lookup = LookupAt(key, now);
-            if (lookup.State != CacheState.Live || !_entries.TryGetValue(key, out LearnedAddress? known) || !CountsAt(known, key, name, now))
+            AddressUse? use = UseOf(key);
+            if (lookup.State != CacheState.Live || !_entries.TryGetValue(key, out LearnedAddress? known)
+                || !TryFindCounting(known, use, name, now, out LearnedName learned))
             {
                 hold = null;
                 return lookup;
             }
 
-            if (_inUse.TryGetValue(key, out AddressUse? use))
+            lookup = LookupThroughAt(learned, use, now);
+            if (use is not null)
             {
-                use.Add(name);
+                use.Add(learned.Name);
             }
             else
             {
-                _inUse[key] = new AddressUse(name);
+                _inUse[key] = new AddressUse(learned.Name);
                 _inUseCount++;
             }
 
-            hold = new AddressHold(this, key, name);
+            hold = new AddressHold(this, key, learned.Name);
             return lookup;
         }
     }
@@ -179,21 +183,53 @@ public sealed class AllowlistCache
     /// name lent its port because another name had been learned, or because a connection through another name held
     /// the address).
     /// </summary>
-    internal bool Counts(LearnedName name, AddressUse? use) => IsLive(name) || (use is not null && use.Holds(name.Name));
+    internal bool Counts(LearnedName name, AddressUse? use) => CountsAt(name, use, Now);
 
-    /// <summary><see cref="Counts"/> for the name spelled <paramref name="name"/> of <paramref name="known"/> (the
-    /// entry of <paramref name="key"/>), at <paramref name="now"/>; false when the address has no such name.</summary>
-    private bool CountsAt(LearnedAddress known, UInt128 key, string name, long now)
+    private bool CountsAt(LearnedName name, AddressUse? use, long now) =>
+        now < name.ExpiresAt + _graceTicks || (use is not null && use.Holds(name.Name));
+
+    /// <summary>The name spelled <paramref name="name"/> among <paramref name="known"/>'s, when it counts at
+    /// <paramref name="now"/> (<see cref="Counts"/>); false when it does not or the address has no such name.</summary>
+    private bool TryFindCounting(LearnedAddress known, AddressUse? use, string name, long now, out LearnedName learned)
     {
-        foreach (LearnedName learned in known.Names)
+        foreach (LearnedName candidate in known.Names)
         {
-            if (string.Equals(learned.Name, name, StringComparison.OrdinalIgnoreCase))
+            if (string.Equals(candidate.Name, name, StringComparison.OrdinalIgnoreCase))
             {
-                return now < learned.ExpiresAt + _graceTicks || UseOf(key)?.Holds(name) == true;
+                learned = candidate;
+                return CountsAt(candidate, use, now);
             }
         }
 
+        learned = default;
         return false;
+    }
+
+    /// <summary>
+    /// What the cache knows of an address through <paramref name="name"/>, one of its names that counts: live by that
+    /// name's own TTL (the time until it expires), else in use by the connections open through that name, else in the
+    /// name's grace (the grace left). A decision through a name that is not the address's latest tells that name's
+    /// expiry, not the latest's. Not meaningful for a name that does not count.
+    /// </summary>
+    /// <param name="name">One of the address's names (<see cref="NamesOf"/>).</param>
+    /// <param name="use">The address's open connections (<see cref="UseOf(IPAddress)"/>), or null.</param>
+    internal CacheLookup LookupThrough(LearnedName name, AddressUse? use) => LookupThroughAt(name, use, Now);
+
+    private CacheLookup LookupThroughAt(LearnedName name, AddressUse? use, long now)
+    {
+        if (now < name.ExpiresAt)
+        {
+            return new CacheLookup(CacheState.Live, name.Name, inGrace: false, TimeSpan.FromTicks(name.ExpiresAt - now), use?.ConnectionsThrough(name.Name) ?? 0);
+        }
+
+        int connections = use?.ConnectionsThrough(name.Name) ?? 0;
+        if (connections > 0)
+        {
+            return new CacheLookup(CacheState.Live, name.Name, inGrace: false, TimeSpan.Zero, connections, inUse: true);
+        }
+
+        long graceEnds = name.ExpiresAt + _graceTicks;
+        return new CacheLookup(CacheState.Live, name.Name, inGrace: true, TimeSpan.FromTicks(Math.Max(0, graceEnds - now)));
     }
 
     /// <summary>Ends one connection's hold through <paramref name="name"/>: the last one through that name starts its
@@ -315,7 +351,7 @@ public sealed class AllowlistCache
         long now = Now;
         foreach (var (key, known) in _entries)
         {
-            if (key == exceptKey || !CountsAt(known, key, normalized, now))
+            if (key == exceptKey || !TryFindCounting(known, UseOf(key), normalized, now, out _))
             {
                 continue;
             }

@@ -254,7 +254,7 @@ public sealed class EgressPolicy
             CacheLookup held = _cache.Hold(address, name, out hold);
             if (hold is not null)
             {
-                decision = Through(FromState(held), name);
+                decision = FromState(held); // through the name held, with that name's own expiry
                 break;
             }
 
@@ -435,7 +435,10 @@ public sealed class EgressPolicy
         // answered name; enforce would have learned none of this address's, and in enforce mode only a cache this
         // policy shares, another policy's learning or AllowlistCache.Learn called directly, holds such names: an
         // address another policy learned is not allowed here through that learning), and, with ports, whether the
-        // entries it was allowed through allow this port.
+        // entries it was allowed through allow this port. An allowed decision names the name whose entry allowed it, with
+        // that name's own expiry, not the address's latest name: the subject is the host hint a restarted parent
+        // re-learns and the name a failover tries other addresses of (a review: the hint named a name allowed on port 25
+        // for a connection to 443, which such a parent denied).
         bool checkPort = _hasPorts && port != AnyPort;
         bool learnedFromAllowedName = false;
         string? denial = null;
@@ -457,14 +460,14 @@ public sealed class EgressPolicy
             learnedFromAllowedName = true;
             if (!checkPort)
             {
-                return Through(decision, names[i].Name);
+                return FromState(_cache.LookupThrough(names[i], use));
             }
 
             foreach (DestinationRule rule in rules)
             {
                 if (Allows(rule, port))
                 {
-                    return Through(decision, names[i].Name);
+                    return FromState(_cache.LookupThrough(names[i], use));
                 }
 
                 denial ??= rule.Text;
@@ -475,14 +478,6 @@ public sealed class EgressPolicy
             ? new PolicyDecision(false, DecisionReason.PortNotAllowed, denial ?? portDenial ?? lookup.Name)
             : new PolicyDecision(false, DecisionReason.NameNotAllowed, lookup.Name);
     }
-
-    /// <summary>The allowed <paramref name="decision"/> with <paramref name="name"/>, the name whose entry allowed it,
-    /// as its subject: the decision named the address's latest name, which need not be allowed on the port, and the
-    /// subject is the host hint a restarted parent re-learns and the name a failover tries other addresses of (a
-    /// review: the hint named a name allowed on port 25 for a connection to 443, which such a parent denied).</summary>
-    private static PolicyDecision Through(PolicyDecision decision, string name) =>
-        string.Equals(decision.Subject, name, StringComparison.Ordinal) ? decision
-        : new PolicyDecision(decision.IsAllowed, decision.Reason, name, decision.Time, decision.Connections);
 
     /// <summary>For <c>check NAME:PORT</c>: the entry a connection to an address learned from <paramref name="hostName"/>
     /// would be allowed through on <paramref name="port"/> (true), else the name's first entry (false); null when no

@@ -80,6 +80,30 @@ public sealed class EgressPolicyTests
         });
     }
 
+    /// <summary>A decision through a name that is not the address's latest told the latest's expiry ("expires in 5m0s"
+    /// for a name whose own TTL ends in 100 s), and said "in use" or "in grace" by the address, not by that name.</summary>
+    [Test]
+    public void ADecisionThroughANameTellsThatNamesOwnExpiry()
+    {
+        EgressPolicy policy = Policy("a.example.com:443", "b.example.com:25");
+        var address = IPAddress.Parse("198.18.7.15");
+        policy.Learn("a.example.com", address, TimeSpan.FromSeconds(100));
+        policy.Learn("b.example.com", address, TimeSpan.FromSeconds(300));
+        PolicyDecision live = policy.CheckDestination(new IPEndPoint(address, 443));
+        _time.Advance(TimeSpan.FromSeconds(130));
+        PolicyDecision inGrace = policy.CheckConnection(address, 443, out AddressHold? hold);
+        _time.Advance(TimeSpan.FromSeconds(60));
+        PolicyDecision inUse = policy.CheckDestination(new IPEndPoint(address, 443));
+        hold?.Dispose();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((live.Reason, live.Subject, live.Time), Is.EqualTo((DecisionReason.Learned, "a.example.com", TimeSpan.FromSeconds(100))));
+            Assert.That((inGrace.Reason, inGrace.Time), Is.EqualTo((DecisionReason.LearnedInGrace, TimeSpan.FromSeconds(30))));
+            Assert.That((inUse.Reason, inUse.Connections), Is.EqualTo((DecisionReason.LearnedInUse, 1)));
+        });
+    }
+
     /// <summary>From a review: a live name the policy does not list (report mode learns them) made every expired name
     /// count again, so report mode said nothing of a connection enforce would deny.</summary>
     [Test]
