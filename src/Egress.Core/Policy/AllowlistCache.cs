@@ -177,7 +177,7 @@ public sealed class AllowlistCache
 
     /// <summary>
     /// Whether <paramref name="name"/>, one of an address's names, counts for a decision about the address now: while
-    /// its own learning is live (<see cref="IsLive"/>), or while a connection allowed through it is open
+    /// its own learning is live (its TTL, plus the grace period), or while a connection allowed through it is open
     /// (<paramref name="use"/>, from <see cref="UseOf(IPAddress)"/>). A name that counts lends its entry's ports and
     /// its server name; one that does not lends nothing, whatever keeps the address live (red-team trials: an expired
     /// name lent its port because another name had been learned, or because a connection through another name held
@@ -362,10 +362,6 @@ public sealed class AllowlistCache
         found.AddRange(otherFamily);
         return found.Count > max ? found[..max] : found;
     }
-
-    /// <summary>Whether <paramref name="name"/>'s own learning is live now: its TTL, plus the grace period.</summary>
-    internal bool IsLive(LearnedName name) => Now < name.ExpiresAt + _graceTicks;
-
 
     internal IReadOnlyList<LearnedName> NamesOf(IPAddress address) =>
         _entries.TryGetValue(AddressValue.Of(address), out LearnedAddress? known) ? known.Names : [];
