@@ -2,8 +2,8 @@ namespace Egress.Policy;
 
 /// <summary>
 /// The open connections that hold one learned address (<see cref="AllowlistCache.Hold"/>), counted per name whose entry
-/// allowed each of them. Changed only under the cache's write lock; read without it: a count read while a hold is
-/// taken or released is the one just before or just after.
+/// allowed each of them (a connection counts for every name it was allowed through). Changed only under the cache's
+/// write lock; read without it: a count read while a hold is taken or released is the one just before or just after.
 /// </summary>
 internal sealed class AddressUse
 {
@@ -11,11 +11,11 @@ internal sealed class AddressUse
     private HeldName[] _names;
     private int _connections;
 
-    /// <summary>The first connection's hold, through <paramref name="name"/>.</summary>
-    public AddressUse(string name)
+    /// <summary>The first connection's hold, through <paramref name="name"/> and <paramref name="others"/>.</summary>
+    public AddressUse(string name, string[]? others)
     {
-        _names = [new HeldName(name) { Count = 1 }];
-        _connections = 1;
+        _names = [];
+        Add(name, others);
     }
 
     /// <summary>The open connections through the address, whatever their names.</summary>
@@ -38,8 +38,37 @@ internal sealed class AddressUse
         return 0;
     }
 
-    /// <summary>One more connection through <paramref name="name"/>. Under the cache's write lock.</summary>
-    public void Add(string name)
+    /// <summary>One more connection, through <paramref name="name"/> and <paramref name="others"/> (names it was allowed
+    /// through as well, or null). Under the cache's write lock.</summary>
+    public void Add(string name, string[]? others)
+    {
+        AddName(name);
+        foreach (string other in others ?? [])
+        {
+            AddName(other);
+        }
+
+        Volatile.Write(ref _connections, _connections + 1);
+    }
+
+    /// <summary>One connection through <paramref name="name"/> and <paramref name="others"/> ended (the names
+    /// <see cref="Add"/> was given). Under the cache's write lock.</summary>
+    public void Remove(string name, string[]? others)
+    {
+        RemoveName(name);
+        foreach (string other in others ?? [])
+        {
+            RemoveName(other);
+        }
+
+        Volatile.Write(ref _connections, _connections - 1);
+    }
+
+    /// <summary>Whether exactly one open connection went through <paramref name="name"/>: its release will be the last.
+    /// Under the cache's write lock.</summary>
+    public bool IsLast(string name) => Find(name)?.Count == 1;
+
+    private void AddName(string name)
     {
         HeldName? found = Find(name);
         if (found is null)
@@ -58,22 +87,14 @@ internal sealed class AddressUse
         }
 
         Volatile.Write(ref found.Count, found.Count + 1);
-        Volatile.Write(ref _connections, _connections + 1);
     }
 
-    /// <summary>One connection through <paramref name="name"/> ended. Under the cache's write lock.</summary>
-    /// <returns>Whether it was the last one through that name.</returns>
-    public bool Remove(string name)
+    private void RemoveName(string name)
     {
-        HeldName? found = Find(name);
-        if (found is null || found.Count == 0)
+        if (Find(name) is { Count: > 0 } found) // always: AllowlistCache.Release is reached once per hold
         {
-            return false; // not held: AllowlistCache.Release is reached once per hold, so never
+            Volatile.Write(ref found.Count, found.Count - 1);
         }
-
-        Volatile.Write(ref found.Count, found.Count - 1);
-        Volatile.Write(ref _connections, _connections - 1);
-        return found.Count == 0;
     }
 
     private HeldName? Find(string name)

@@ -124,17 +124,21 @@ public sealed class AllowlistCache
 
     /// <summary>
     /// Looks <paramref name="address"/> up and, when <paramref name="name"/> still counts for it (its learning is live,
-    /// or an open connection holds it, <see cref="Counts"/>), counts one more open connection through that name,
-    /// atomically with expiry and eviction: the address and the name stay live until the returned hold is released,
-    /// and for the grace period after the name's last release.
+    /// or an open connection holds it, <see cref="Counts"/>), counts one more open connection through that name and
+    /// through those of <paramref name="others"/> that still count, atomically with expiry and eviction: the address
+    /// and the names stay live until the returned hold is released, and each name for the grace period after its last
+    /// release.
     /// </summary>
     /// <param name="address">The destination address.</param>
-    /// <param name="name">The name whose entry allowed the connection (as the address's names spell it).</param>
+    /// <param name="name">The name the connection's decision named (as the address's names spell it).</param>
+    /// <param name="others">The other names whose entries allow the connection too, or null: the connection may be to
+    /// any of them (a review: holding only the name learned first let a pooled connection to <c>api.example.com</c>
+    /// keep <c>web.example.com</c> counting instead, and a ClientHello naming <c>api.example.com</c> was refused).</param>
     /// <param name="hold">The hold to release when the connection ends (exactly once: later calls do nothing); null
     /// when the name no longer counts (the address may have expired, or only the name).</param>
     /// <returns>Held: what the cache knew of the address through <paramref name="name"/> before the hold was taken
     /// (<see cref="LookupThrough"/>). Not held: what it knows of the address (<see cref="Lookup"/>).</returns>
-    internal CacheLookup Hold(IPAddress address, string name, out AddressHold? hold)
+    internal CacheLookup Hold(IPAddress address, string name, string[]? others, out AddressHold? hold)
     {
         ArgumentNullException.ThrowIfNull(address);
         ArgumentNullException.ThrowIfNull(name);
@@ -152,19 +156,47 @@ public sealed class AllowlistCache
             }
 
             lookup = LookupThroughAt(learned, use, now);
+            string[]? alsoHeld = others is null ? null : StillCounting(known, use, others, now);
             if (use is not null)
             {
-                use.Add(learned.Name);
+                use.Add(learned.Name, alsoHeld);
             }
             else
             {
-                _inUse[key] = new AddressUse(learned.Name);
+                _inUse[key] = new AddressUse(learned.Name, alsoHeld);
                 _inUseCount++;
             }
 
-            hold = new AddressHold(this, key, learned.Name);
+            hold = new AddressHold(this, key, learned.Name, alsoHeld);
             return lookup;
         }
+    }
+
+    /// <summary><paramref name="names"/> spelled as <paramref name="known"/>'s names, those that count at
+    /// <paramref name="now"/>; null when none does. The same array when all do as spelled.</summary>
+    private string[]? StillCounting(LearnedAddress known, AddressUse? use, string[] names, long now)
+    {
+        bool same = true;
+        foreach (string name in names)
+        {
+            same &= TryFindCounting(known, use, name, now, out LearnedName learned) && ReferenceEquals(learned.Name, name);
+        }
+
+        if (same)
+        {
+            return names; // as it always is but for a name that stopped counting since the decision
+        }
+
+        List<string> counting = [];
+        foreach (string name in names)
+        {
+            if (TryFindCounting(known, use, name, now, out LearnedName learned))
+            {
+                counting.Add(learned.Name);
+            }
+        }
+
+        return counting.Count > 0 ? [.. counting] : null;
     }
 
     /// <summary>The number of open connections through <paramref name="address"/> that hold it.</summary>
@@ -183,7 +215,50 @@ public sealed class AllowlistCache
     /// name lent its port because another name had been learned, or because a connection through another name held
     /// the address).
     /// </summary>
-    internal bool Counts(LearnedName name, AddressUse? use) => CountsAt(name, use, Now);
+    /// <remarks>Lock-free: <paramref name="name"/> may have been read just before the last release through it, which
+    /// starts its grace (<see cref="Release"/> publishes the new expiry before the count falls). So when the name is
+    /// neither live as read nor held, its expiry is read again: a reader that sees the hold gone then sees the grace
+    /// (a review: a pool's reconnect racing the close of its last connection was denied).</remarks>
+    /// <param name="address">The address <paramref name="name"/> was read from.</param>
+    /// <param name="name">One of its names, as read (<see cref="NamesOf"/>); when read again, the name as read again.</param>
+    /// <param name="use">Its open connections, read before its names or after (<see cref="UseOf(IPAddress)"/>).</param>
+    internal bool Counts(IPAddress address, ref LearnedName name, AddressUse? use)
+    {
+        long now = Now;
+        if (CountsAt(name, use, now))
+        {
+            return true;
+        }
+
+        if (ReadAgain(AddressValue.Of(address), name) is { } again && CountsAt(again, null, now))
+        {
+            name = again;
+            return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>The name spelled as <paramref name="name"/> in the address's entry now, when its expiry has changed since
+    /// <paramref name="name"/> was read; null otherwise.</summary>
+    private LearnedName? ReadAgain(UInt128 key, LearnedName name)
+    {
+        if (!_entries.TryGetValue(key, out LearnedAddress? known))
+        {
+            return null;
+        }
+
+        IReadOnlyList<LearnedName> names = known.Names;
+        for (int i = 0; i < names.Count; i++)
+        {
+            if (string.Equals(names[i].Name, name.Name, StringComparison.OrdinalIgnoreCase))
+            {
+                return names[i].ExpiresAt != name.ExpiresAt ? names[i] : null;
+            }
+        }
+
+        return null;
+    }
 
     private bool CountsAt(LearnedName name, AddressUse? use, long now) =>
         now < name.ExpiresAt + _graceTicks || (use is not null && use.Holds(name.Name));
@@ -192,12 +267,13 @@ public sealed class AllowlistCache
     /// <paramref name="now"/> (<see cref="Counts"/>); false when it does not or the address has no such name.</summary>
     private bool TryFindCounting(LearnedAddress known, AddressUse? use, string name, long now, out LearnedName learned)
     {
-        foreach (LearnedName candidate in known.Names)
+        IReadOnlyList<LearnedName> names = known.Names; // indexed: no enumerator is allocated
+        for (int i = 0; i < names.Count; i++)
         {
-            if (string.Equals(candidate.Name, name, StringComparison.OrdinalIgnoreCase))
+            if (string.Equals(names[i].Name, name, StringComparison.OrdinalIgnoreCase))
             {
-                learned = candidate;
-                return CountsAt(candidate, use, now);
+                learned = names[i];
+                return CountsAt(learned, use, now);
             }
         }
 
@@ -232,9 +308,10 @@ public sealed class AllowlistCache
         return new CacheLookup(CacheState.Live, name.Name, inGrace: true, TimeSpan.FromTicks(Math.Max(0, graceEnds - now)));
     }
 
-    /// <summary>Ends one connection's hold through <paramref name="name"/>: the last one through that name starts its
-    /// grace period (its TTL counts as expired now at the latest); the address's other names keep their own.</summary>
-    internal void Release(UInt128 key, string name)
+    /// <summary>Ends one connection's hold through <paramref name="name"/> and <paramref name="others"/>: the last one
+    /// through a name starts that name's grace period (its TTL counts as expired now at the latest); the address's other
+    /// names keep their own.</summary>
+    internal void Release(UInt128 key, string name, string[]? others)
     {
         lock (_writeLock)
         {
@@ -243,22 +320,35 @@ public sealed class AllowlistCache
                 return;
             }
 
-            bool lastOfName = use.Remove(name);
+            // The grace first, then the count: a lock-free reader reads the hold before it reads the expiry again
+            // (Counts, LookupAt), so one that sees the hold gone sees the grace.
+            StartGraceIfLast(key, use, name);
+            foreach (string other in others ?? [])
+            {
+                StartGraceIfLast(key, use, other);
+            }
+
+            use.Remove(name, others);
             if (use.Connections == 0)
             {
                 _inUse.TryRemove(key, out _);
                 _inUseCount--;
             }
+        }
+    }
 
-            if (lastOfName && _entries.TryGetValue(key, out LearnedAddress? known))
-            {
-                _entries[key] = known.Touch(name, Now);
-            }
+    private void StartGraceIfLast(UInt128 key, AddressUse use, string name)
+    {
+        if (use.IsLast(name) && _entries.TryGetValue(key, out LearnedAddress? known))
+        {
+            _entries[key] = known.Touch(name, Now);
         }
     }
 
     private CacheLookup LookupAt(UInt128 key, long now)
     {
+        // The connections before the entry: the last release publishes its grace before its count falls (Release).
+        int connections = UseOf(key)?.Connections ?? 0;
         if (!_entries.TryGetValue(key, out LearnedAddress? known))
         {
             return default;
@@ -266,7 +356,6 @@ public sealed class AllowlistCache
 
         LearnedName latest = known.Latest;
         long graceEnds = latest.ExpiresAt + _graceTicks;
-        int connections = UseOf(key)?.Connections ?? 0;
         if (now < latest.ExpiresAt)
         {
             return new CacheLookup(CacheState.Live, latest.Name, inGrace: false, TimeSpan.FromTicks(latest.ExpiresAt - now), connections);

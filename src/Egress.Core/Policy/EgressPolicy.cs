@@ -187,9 +187,10 @@ public sealed class EgressPolicy
         AddressUse? use = _cache.UseOf(address);
         foreach (LearnedName learned in _cache.NamesOf(address))
         {
-            if (_cache.Counts(learned, use))
+            LearnedName name = learned;
+            if (_cache.Counts(address, ref name, use))
             {
-                names.Add(learned.Name);
+                names.Add(name.Name);
             }
         }
 
@@ -251,7 +252,7 @@ public sealed class EgressPolicy
         for (int attempt = 1; decision.IsAllowed && _consultCache; attempt++)
         {
             string name = decision.Subject!;
-            CacheLookup held = _cache.Hold(address, name, out hold);
+            CacheLookup held = _cache.Hold(address, name, OtherNamesAllowing(address, port, name), out hold);
             if (hold is not null)
             {
                 decision = FromState(held); // through the name held, with that name's own expiry
@@ -266,6 +267,50 @@ public sealed class EgressPolicy
         }
 
         return Decide(decision);
+    }
+
+    /// <summary>
+    /// The names of <paramref name="address"/> other than <paramref name="decided"/> that count and whose entries allow
+    /// <paramref name="port"/>; null when none (an address learned from one name: nothing is allocated). A connection
+    /// holds every name it may be to, not only the one its decision named (the first in learning order): a review found
+    /// a pooled connection to <c>api.example.com</c> keeping <c>web.example.com</c> counting instead, so that an hour
+    /// later a ClientHello naming <c>api.example.com</c> was refused while that connection was open, and another port
+    /// of <c>api.example.com</c> was allowed or not by which name had been learned first.
+    /// </summary>
+    private string[]? OtherNamesAllowing(IPAddress address, int port, string decided)
+    {
+        IReadOnlyList<LearnedName> names = _cache.NamesOf(address);
+        if (names.Count < 2)
+        {
+            return null;
+        }
+
+        AddressUse? use = _cache.UseOf(address);
+        Span<bool> allowing = stackalloc bool[names.Count];
+        int count = 0;
+        for (int i = 0; i < names.Count; i++)
+        {
+            LearnedName name = names[i];
+            allowing[i] = !string.Equals(name.Name, decided, StringComparison.OrdinalIgnoreCase) && _cache.Counts(address, ref name, use)
+                && FindNameRules(name.Name) is { } rules && AllowsAny(rules, port);
+            count += allowing[i] ? 1 : 0;
+        }
+
+        if (count == 0)
+        {
+            return null;
+        }
+
+        var others = new string[count];
+        for (int i = 0, next = 0; i < names.Count; i++)
+        {
+            if (allowing[i])
+            {
+                others[next++] = names[i].Name;
+            }
+        }
+
+        return others;
     }
 
     /// <summary>How many times <see cref="CheckConnection"/> decides again when the name it decided through stopped
@@ -311,6 +356,19 @@ public sealed class EgressPolicy
     private const int AnyPort = -1;
 
     private static bool Allows(DestinationRule rule, int port) => port == AnyPort || PortSet.Allows(rule.Ports, port);
+
+    private static bool AllowsAny(DestinationRule[] rules, int port)
+    {
+        foreach (DestinationRule rule in rules)
+        {
+            if (Allows(rule, port))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>Whether an entry names exactly <paramref name="address"/> on <paramref name="port"/>: an address entry,
     /// or a network entry of a single address (<c>/32</c>, <c>/128</c>), whose ports include the port. A wider network
@@ -446,12 +504,13 @@ public sealed class EgressPolicy
         AddressUse? use = _cache.UseOf(address);
         for (int i = 0; i < names.Count; i++)
         {
-            if (!_cache.Counts(names[i], use))
+            LearnedName name = names[i];
+            if (!_cache.Counts(address, ref name, use))
             {
                 continue; // expired and not held: its entry's ports no longer apply, whatever keeps the address live
             }
 
-            DestinationRule[]? rules = FindNameRules(names[i].Name);
+            DestinationRule[]? rules = FindNameRules(name.Name);
             if (rules is null)
             {
                 continue;
@@ -460,14 +519,14 @@ public sealed class EgressPolicy
             learnedFromAllowedName = true;
             if (!checkPort)
             {
-                return FromState(_cache.LookupThrough(names[i], use));
+                return FromState(_cache.LookupThrough(name, use));
             }
 
             foreach (DestinationRule rule in rules)
             {
                 if (Allows(rule, port))
                 {
-                    return FromState(_cache.LookupThrough(names[i], use));
+                    return FromState(_cache.LookupThrough(name, use));
                 }
 
                 denial ??= rule.Text;

@@ -542,7 +542,7 @@ public sealed class AllowlistCacheTests
     {
         AllowlistCache cache = NewCache();
         cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
-        CacheLookup taken = cache.Hold(Address, "api.example.com", out AddressHold? hold);
+        CacheLookup taken = cache.Hold(Address, "api.example.com", null, out AddressHold? hold);
         _time.Advance(TimeSpan.FromSeconds(95)); // floor 30 s + grace 60 s, and 5 s more
 
         CacheLookup lookup = cache.Lookup(Address);
@@ -564,8 +564,8 @@ public sealed class AllowlistCacheTests
     {
         AllowlistCache cache = NewCache();
         cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
-        cache.Hold(Address, "api.example.com", out AddressHold? first);
-        cache.Hold(Address, "api.example.com", out AddressHold? second);
+        cache.Hold(Address, "api.example.com", null, out AddressHold? first);
+        cache.Hold(Address, "api.example.com", null, out AddressHold? second);
         _time.Advance(TimeSpan.FromSeconds(200));
 
         first!.Dispose();
@@ -583,8 +583,8 @@ public sealed class AllowlistCacheTests
     {
         AllowlistCache cache = NewCache();
         cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
-        cache.Hold(Address, "api.example.com", out AddressHold? first);
-        cache.Hold(Address, "api.example.com", out AddressHold? second);
+        cache.Hold(Address, "api.example.com", null, out AddressHold? first);
+        cache.Hold(Address, "api.example.com", null, out AddressHold? second);
 
         first!.Dispose();
         first.Dispose();
@@ -599,7 +599,7 @@ public sealed class AllowlistCacheTests
     {
         AllowlistCache cache = NewCache();
         cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
-        cache.Hold(Address, "api.example.com", out AddressHold? hold);
+        cache.Hold(Address, "api.example.com", null, out AddressHold? hold);
         _time.Advance(TimeSpan.FromSeconds(100));
 
         hold!.Dispose();
@@ -614,11 +614,11 @@ public sealed class AllowlistCacheTests
         cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
         _time.Advance(TimeSpan.FromSeconds(95));
 
-        CacheLookup lookup = cache.Hold(Address, "api.example.com", out AddressHold? hold);
+        CacheLookup lookup = cache.Hold(Address, "api.example.com", null, out AddressHold? hold);
 
         Assert.That((lookup.State, hold), Is.EqualTo((CacheState.Expired, (AddressHold?)null)));
         Assert.That(cache.ConnectionsThrough(Address), Is.Zero);
-        Assert.That(cache.Hold(IPAddress.Parse("198.18.0.99"), "api.example.com", out hold).State, Is.EqualTo(CacheState.NeverLearned));
+        Assert.That(cache.Hold(IPAddress.Parse("198.18.0.99"), "api.example.com", null, out hold).State, Is.EqualTo(CacheState.NeverLearned));
         Assert.That(hold, Is.Null);
     }
 
@@ -627,7 +627,7 @@ public sealed class AllowlistCacheTests
     {
         AllowlistCache cache = NewCache();
         cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(1));
-        cache.Hold(Address, "api.example.com", out AddressHold? hold);
+        cache.Hold(Address, "api.example.com", null, out AddressHold? hold);
         _time.Advance(TimeSpan.FromDays(1));
 
         Assert.That(cache.Prune(), Is.Zero);
@@ -641,7 +641,7 @@ public sealed class AllowlistCacheTests
     {
         AllowlistCache cache = NewCache(maxEntries: 2);
         cache.Learn("held.example.com", Address, TimeSpan.FromSeconds(1)); // expires first: the eviction candidate
-        cache.Hold(Address, "held.example.com", out AddressHold? hold);
+        cache.Hold(Address, "held.example.com", null, out AddressHold? hold);
         for (int i = 1; i <= 5; i++)
         {
             cache.Learn("n.example.com", IPAddress.Parse($"198.18.9.{i}"), TimeSpan.FromSeconds(100 + i));
@@ -668,7 +668,7 @@ public sealed class AllowlistCacheTests
         {
             for (int i = 0; i < 2000; i++)
             {
-                cache.Hold(Address, "api.example.com", out AddressHold? hold);
+                cache.Hold(Address, "api.example.com", null, out AddressHold? hold);
                 hold!.Dispose();
             }
         });
@@ -715,7 +715,7 @@ public sealed class AllowlistCacheTests
         IPAddress busy = IPAddress.Parse("198.18.0.31"), refused = IPAddress.Parse("198.18.0.32");
         cache.Learn("api.example.com", busy, TimeSpan.FromSeconds(1));
         cache.Learn("api.example.com", refused, TimeSpan.FromSeconds(1));
-        cache.Hold(busy, "api.example.com", out AddressHold? hold);
+        cache.Hold(busy, "api.example.com", null, out AddressHold? hold);
         _time.Advance(TimeSpan.FromSeconds(95));
 
         Assert.That(cache.OtherAddressesOf("api.example.com", refused, 8), Is.EqualTo(new[] { busy }));
@@ -732,7 +732,7 @@ public sealed class AllowlistCacheTests
         cache.Learn("api.example.com", busy, TimeSpan.FromSeconds(1));
         cache.Learn("cdn.example.net", busy, TimeSpan.FromSeconds(1));
         cache.Learn("api.example.com", refused, TimeSpan.FromSeconds(1));
-        cache.Hold(busy, "cdn.example.net", out AddressHold? hold);
+        cache.Hold(busy, "cdn.example.net", null, out AddressHold? hold);
         _time.Advance(TimeSpan.FromSeconds(95));
 
         Assert.That(cache.OtherAddressesOf("api.example.com", refused, 8), Is.Empty, "busy is held through cdn.example.net only");
@@ -747,8 +747,8 @@ public sealed class AllowlistCacheTests
         _time.Advance(TimeSpan.FromSeconds(95)); // old.example.com: past its floor (30 s) and grace (60 s)
         cache.Learn("new.example.com", Address, TimeSpan.FromSeconds(300));
 
-        CacheLookup refused = cache.Hold(Address, "old.example.com", out AddressHold? none);
-        CacheLookup taken = cache.Hold(Address, "new.example.com", out AddressHold? hold);
+        CacheLookup refused = cache.Hold(Address, "old.example.com", null, out AddressHold? none);
+        CacheLookup taken = cache.Hold(Address, "new.example.com", null, out AddressHold? hold);
 
         Assert.Multiple(() =>
         {
@@ -764,7 +764,7 @@ public sealed class AllowlistCacheTests
     {
         AllowlistCache cache = NewCache();
         cache.Learn("held.example.com", Address, TimeSpan.FromSeconds(1)); // expires first
-        cache.Hold(Address, "held.example.com", out AddressHold? hold);
+        cache.Hold(Address, "held.example.com", null, out AddressHold? hold);
         for (int i = 1; i < AllowlistCache.MaxNamesPerAddress; i++)
         {
             cache.Learn($"n{i}.example.com", Address, TimeSpan.FromSeconds(100 + i));
