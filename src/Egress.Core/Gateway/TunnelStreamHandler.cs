@@ -85,21 +85,20 @@ internal sealed class TunnelStreamHandler(
             ReadOnlyMemory<byte> received = ReadOnlyMemory<byte>.Empty;
             while (true)
             {
-                // The long wait (the relay) is ConnectAndRelayAsync's, awaited here: deciding the request holds no
-                // waiting layer of its own for the relay's whole life.
-                var decided = await DecideAsync(tunnel, listener, received, aborted).ConfigureAwait(false);
+                // The long wait (the relay) is awaited here, in no layer of its own: deciding, dialling and answering
+                // the request (OpenAsync, pooled) hold nothing for the relay's whole life, and what the relay's end
+                // needs is one small object (RelayedStream).
+                var opened = await OpenAsync(tunnel, listener, received, aborted).ConfigureAwait(false);
                 GatewayStreamResult result;
-                if (decided.Done is { } done)
+                if (opened.Done is { } done)
                 {
                     result = done;
                 }
                 else
                 {
-                    using (decided.Hold)
-                    {
-                        // A learned address stays allowed while this connection is open, whatever the answer's TTL.
-                        result = await ConnectAndRelayAsync(tunnel, decided.Request, decided.Destination!, decided.Following, decided.Decision, aborted).ConfigureAwait(false);
-                    }
+                    // A learned address stays allowed while this connection is open, whatever the answer's TTL.
+                    using var relayed = opened.Relayed!;
+                    result = Relayed(relayed, await relayed.Relay.ConfigureAwait(false));
                 }
 
                 // Set up on an epoll thread (NextRequestAsync, the dial) and refused or failed there: its lines and
@@ -235,7 +234,7 @@ internal sealed class TunnelStreamHandler(
     }
 
     /// <summary>Reads the request and decides it (serving a DNS stream to its end); a TCP connection allowed comes back
-    /// undialled, for <see cref="ConnectAndRelayAsync"/>.</summary>
+    /// undialled, for <see cref="OpenAsync"/>.</summary>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<StreamDecision> DecideAsync(Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, CancellationToken aborted)
@@ -343,24 +342,42 @@ internal sealed class TunnelStreamHandler(
         return new StreamDecision(null, request, destination, following, decision, hold);
     }
 
-    /// <param name="tunnel">The stream.</param>
-    /// <param name="request">Its request.</param>
-    /// <param name="destination">The request's destination, decoded once (<see cref="TunnelRequest.Destination"/>).</param>
-    /// <param name="following">Bytes read past the request (frames, or raw bytes for version 1), relayed first.</param>
-    /// <param name="decision">The allowing decision.</param>
-    /// <param name="aborted">Cancelled when the stop aborts live streams.</param>
-    private async Task<GatewayStreamResult> ConnectAndRelayAsync(
-        Socket tunnel, TunnelRequest request, IPEndPoint destination, ReadOnlyMemory<byte> following, PolicyDecision decision, CancellationToken aborted)
+    /// <summary>What <see cref="OpenAsync"/> comes to: the stream's outcome already (<see cref="Done"/>), or the relay it
+    /// started.</summary>
+    private readonly record struct StreamOpening(GatewayStreamResult? Done, RelayedStream? Relayed)
     {
-        var (upstream, status, detail) = await DestinationDialer.ConnectAsync(
-            destination, options.ConnectTimeout, keepAlive, options.Relay.TimeProvider, aborted, connect).ConfigureAwait(false);
-        if (upstream is null)
+        public static implicit operator StreamOpening(GatewayStreamResult done) => new(done, null);
+    }
+
+    /// <summary>
+    /// Reads and decides the request (<see cref="DecideAsync"/>); an allowed TCP connection is dialled, answered Ok and
+    /// its relay started. Nothing of this method waits while the relay runs: the caller awaits the relay
+    /// (<see cref="RelayedStream.Relay"/>) and disposes what it returns.
+    /// </summary>
+    // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<StreamOpening> OpenAsync(Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, CancellationToken aborted)
+    {
+        var decided = await DecideAsync(tunnel, listener, received, aborted).ConfigureAwait(false);
+        if (decided.Done is { } done)
         {
-            return GatewayStreamResult.ConnectFailed(request, destination, decision, status, detail);
+            return done;
         }
 
-        using (upstream)
+        AddressHold? hold = decided.Hold;
+        Socket? upstream = null;
+        try
         {
+            var request = decided.Request;
+            var destination = decided.Destination!;
+            var decision = decided.Decision;
+            (upstream, var status, var detail) = await DestinationDialer.ConnectAsync(
+                destination, options.ConnectTimeout, keepAlive, options.Relay.TimeProvider, aborted, connect).ConfigureAwait(false);
+            if (upstream is null)
+            {
+                return GatewayStreamResult.ConnectFailed(request, destination, decision, status, detail);
+            }
+
             await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok) { Version = request.Version }, aborted).ConfigureAwait(false);
             GatewayLog.Connected(logger, destination, new HostHintText(request.HostHint), decision, new ConnectionIdText(request.ConnectionId));
             if (GatewayStreamResult.RelayedTags(decision) is var (outcome, reason))
@@ -374,26 +391,43 @@ internal sealed class TunnelStreamHandler(
             // Version 1 streams keep the raw relay; version 2 frames the tunnel side (A), so the destination's RST,
             // a relay error or this host stopping reaches the enclave as an END frame with its cause.
             var relay = request.Version == TunnelCodec.Version2
-                ? await SocketRelay.RunFramedAsync(tunnel, upstream, RelaySide.A, following, ReadOnlyMemory<byte>.Empty, options.Relay, serverNameGate, aborted).ConfigureAwait(false)
-                : await SocketRelay.RunAsync(tunnel, upstream, following, default, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
-            if (serverNameGate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
-            {
-                GatewayLog.ServerNameWouldRefuse(logger, destination, new HostHintText(request.HostHint), reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
-            }
-            else if (serverNameGate is { Refusal: not ServerNameRefusal.None } refused)
-            {
-                GatewayLog.ServerNameRefused(logger, destination, new HostHintText(request.HostHint), refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
-                options.Metrics?.ServerNameRefused(refused.Refusal);
-            }
-            else if (relay.Framed is { Received: TunnelEndCause.Refused } && relay.BytesAToB == 0)
-            {
-                // The enclave refused first (its line has the server name; it is counted there): say why this one ended.
-                GatewayLog.EnclaveRefusedServerName(logger, destination, new HostHintText(request.HostHint));
-            }
-
-            return GatewayStreamResult.Relayed(
-                request, destination, decision, relay, serverNameGate?.ServerName, serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
+                ? SocketRelay.RunFramedAsync(tunnel, upstream, RelaySide.A, decided.Following, ReadOnlyMemory<byte>.Empty, options.Relay, serverNameGate, aborted)
+                : SocketRelay.RunAsync(tunnel, upstream, decided.Following, default, options.Relay, serverNameGate, aborted);
+            var relayed = new RelayedStream(request, destination, decision, hold, upstream, serverNameGate, relay);
+            (hold, upstream) = (null, null); // the caller's now
+            return new StreamOpening(null, relayed);
         }
+        finally
+        {
+            // Not relayed (the dial failed, or the answer could not be sent): the socket closes, then the hold goes.
+            upstream?.Dispose();
+            hold?.Dispose();
+        }
+    }
+
+    /// <summary>The relay's end: the server-name check's line, and the stream's result.</summary>
+    private GatewayStreamResult Relayed(RelayedStream relayed, RelayResult relay)
+    {
+        var destination = relayed.Destination;
+        var hint = new HostHintText(relayed.Request.HostHint);
+        if (relayed.ServerNameGate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
+        {
+            GatewayLog.ServerNameWouldRefuse(logger, destination, hint, reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
+        }
+        else if (relayed.ServerNameGate is { Refusal: not ServerNameRefusal.None } refused)
+        {
+            GatewayLog.ServerNameRefused(logger, destination, hint, refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
+            options.Metrics?.ServerNameRefused(refused.Refusal);
+        }
+        else if (relay.Framed is { Received: TunnelEndCause.Refused } && relay.BytesAToB == 0)
+        {
+            // The enclave refused first (its line has the server name; it is counted there): say why this one ended.
+            GatewayLog.EnclaveRefusedServerName(logger, destination, hint);
+        }
+
+        var gate = relayed.ServerNameGate;
+        return GatewayStreamResult.Relayed(
+            relayed.Request, destination, relayed.Decision, relay, gate?.ServerName, gate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
     }
 
     /// <summary>The one place a stream's outcome is logged and counted, and its status answered.</summary>
