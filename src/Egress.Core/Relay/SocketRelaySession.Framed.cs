@@ -236,7 +236,9 @@ internal sealed partial class SocketRelaySession
     /// most <see cref="ResetDeliveryTimeout"/> later. Over TCP (tcp:// endpoints) a reset discards the socket's send
     /// queue, so resetting at once threw away the end of an answer the destination had sent whole, and its FIN: the app
     /// read part of it, then ECONNRESET. A Unix socket's close keeps what its peer has queued, so it waits for nothing
-    /// (SIOCOUTQ counts bytes its peer has not read yet there).
+    /// (SIOCOUTQ counts bytes its peer has not read yet there); nor does a VSOCK one (verified on vsock_loopback, Linux
+    /// 6.1: after a close with SO_LINGER 0 the peer reads every queued byte, then end of stream; SIOCOUTQ is not
+    /// supported there).
     /// </summary>
     private async Task ResetTunnelWhenTakenAsync()
     {
