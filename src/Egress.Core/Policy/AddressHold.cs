@@ -23,9 +23,6 @@ internal sealed class AddressHold : IDisposable
     /// <summary>The name the connection's decision named: it counts for the address while the hold lasts.</summary>
     internal string Name => _name;
 
-    /// <summary>The other names whose entries allowed the connection too (null when none): they count as well.</summary>
-    internal IReadOnlyList<string> OtherNames => _others ?? [];
-
     /// <summary>Releases the hold (the first call only).</summary>
     public void Dispose() => Interlocked.Exchange(ref _cache, null)?.Release(_key, _name, _others);
 }

@@ -293,12 +293,12 @@ public sealed class AllowlistCache
 
     private CacheLookup LookupThroughAt(LearnedName name, AddressUse? use, long now)
     {
+        int connections = use?.ConnectionsThrough(name.Name) ?? 0;
         if (now < name.ExpiresAt)
         {
-            return new CacheLookup(CacheState.Live, name.Name, inGrace: false, TimeSpan.FromTicks(name.ExpiresAt - now), use?.ConnectionsThrough(name.Name) ?? 0);
+            return new CacheLookup(CacheState.Live, name.Name, inGrace: false, TimeSpan.FromTicks(name.ExpiresAt - now), connections);
         }
 
-        int connections = use?.ConnectionsThrough(name.Name) ?? 0;
         if (connections > 0)
         {
             return new CacheLookup(CacheState.Live, name.Name, inGrace: false, TimeSpan.Zero, connections, inUse: true);

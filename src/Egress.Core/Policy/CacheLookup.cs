@@ -18,14 +18,16 @@ internal readonly struct CacheLookup
 
     /// <summary>
     /// The name the address was learned from: among its names the one expiring last (a live one when any is live,
-    /// else the most recently expired); null when never learned.
+    /// else the most recently expired); for a lookup through one name (AllowlistCache.LookupThrough, a hold taken), that
+    /// name; null when never learned.
     /// </summary>
     public string? Name { get; }
 
     /// <summary>True when live only thanks to the grace period (the expiry has passed).</summary>
     public bool InGrace { get; }
 
-    /// <summary>The open connections allowed through the address that hold it live (see AllowlistCache.Hold).</summary>
+    /// <summary>The open connections allowed through the address that hold it live (see AllowlistCache.Hold); for a
+    /// lookup through one name, those through that name.</summary>
     internal int Connections { get; }
 
     /// <summary>True when live only because connections are open through it (its TTL has expired).</summary>

@@ -377,15 +377,9 @@ public sealed class EgressPolicy
     internal bool NamesExactly(IPAddress address, int port)
     {
         UInt128 value = AddressValue.Of(address);
-        if (_addresses.TryGetValue(value, out DestinationRule[]? rules))
+        if (_addresses.TryGetValue(value, out DestinationRule[]? rules) && AllowsAny(rules, port))
         {
-            foreach (DestinationRule rule in rules)
-            {
-                if (Allows(rule, port))
-                {
-                    return true;
-                }
-            }
+            return true;
         }
 
         foreach (var (block, rule) in _networks)
