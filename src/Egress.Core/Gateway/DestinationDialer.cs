@@ -18,7 +18,7 @@ internal static class DestinationDialer
     /// <param name="keepAlive">Keepalive for the destination socket.</param>
     /// <param name="timeProvider">The clock of the timeout.</param>
     /// <param name="aborted">Ends the attempt at once (thrown).</param>
-    /// <param name="connect">How the socket is connected; null for <see cref="SocketReadiness.ConnectAsync"/>.</param>
+    /// <param name="connect">How the socket is connected; null for <see cref="SocketReadiness.ConnectWithoutContextAsync"/>.</param>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<(Socket? Socket, TunnelStatus Status, string? Detail)> ConnectAsync(
@@ -42,7 +42,16 @@ internal static class DestinationDialer
             SocketUrgentData.KeepInLine(socket);
             keepAlive.Apply(socket);
             // Inline: the gateway's status and relay start follow on the epoll thread, no hand-off per connection.
-            await (connect is null ? SocketReadiness.ConnectAsync(socket, destination, deadline.Token, inline: true) : connect(socket, destination, deadline.Token)).ConfigureAwait(false);
+            if (connect is null)
+            {
+                // Our own connect: the runtime's would give the socket its asynchronous context for its life.
+                socket = await SocketReadiness.ConnectWithoutContextAsync(socket, destination, deadline.Token, inline: true).ConfigureAwait(false);
+            }
+            else
+            {
+                await connect(socket, destination, deadline.Token).ConfigureAwait(false);
+            }
+
             return (socket, TunnelStatus.Ok, null);
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !aborted.IsCancellationRequested)

@@ -84,6 +84,13 @@ internal sealed partial class SocketRelaySession
 
     private static async ValueTask SendAllAsync(Socket destination, ReadOnlyMemory<byte> bytes)
     {
+        if (OperatingSystem.IsLinux())
+        {
+            // What fits now, with our own send (any mode): the runtime's asynchronous send gives the socket its
+            // asynchronous context and send event args for the connection's life (SocketNative, SocketSendNow).
+            bytes = bytes[SocketSendNow.NonBlocking(destination, bytes.Span)..];
+        }
+
         while (!bytes.IsEmpty)
         {
             int sent = await destination.SendAsync(bytes, SocketFlags.None).ConfigureAwait(false);

@@ -111,8 +111,19 @@ internal sealed partial class SocketRelaySession : IRelayAbort
     {
         try
         {
-            _a.Blocking = false;
-            _b.Blocking = false;
+            if (OperatingSystem.IsLinux())
+            {
+                // fcntl, not Socket.Blocking: setting that gives each socket the runtime's asynchronous context
+                // (SocketNative), which an idle connection would hold for its life.
+                SocketNative.SetNonBlocking(_a.SafeHandle, true);
+                SocketNative.SetNonBlocking(_b.SafeHandle, true);
+            }
+            else
+            {
+                _a.Blocking = false;
+                _b.Blocking = false;
+            }
+
             _nonBlocking = true;
             return true;
         }
@@ -130,7 +141,8 @@ internal sealed partial class SocketRelaySession : IRelayAbort
     /// </summary>
     /// <returns>Bytes sent: 0 when the socket has no room, or is in blocking mode (nothing is tried).</returns>
     /// <exception cref="SocketException">The send failed (e.g. ECONNRESET, EPIPE), as the asynchronous send would have.</exception>
-    private int SendNow(Socket socket, ReadOnlySpan<byte> bytes) => _nonBlocking ? SocketSendNow.NonBlocking(socket, bytes) : 0;
+    private int SendNow(Socket socket, ReadOnlySpan<byte> bytes) =>
+        _nonBlocking || OperatingSystem.IsLinux() ? SocketSendNow.NonBlocking(socket, bytes) : 0;
 
     /// <summary>The abort (called once by the monitor): framed, <see cref="AbortFramed"/>; raw, <see cref="ResetBoth"/>.
     /// On the epoll thread (a direction loop woken inline) it is handed to the thread pool: closing a socket that the

@@ -10,7 +10,9 @@ namespace Egress.Sockets;
 /// </summary>
 internal static class SocketSendNow
 {
-    /// <summary>Sends what <paramref name="socket"/> takes now; the socket must be in non-blocking mode.</summary>
+    /// <summary>Sends what <paramref name="socket"/> takes now: on Linux in either mode (our own send(2) with
+    /// MSG_DONTWAIT, <see cref="SocketNative.SendNow"/>, which gives the socket no asynchronous context); elsewhere the
+    /// socket must be in non-blocking mode.</summary>
     /// <returns>Bytes sent: 0 when the socket has no room (EAGAIN).</returns>
     /// <exception cref="SocketException">The send failed (e.g. ECONNRESET, EPIPE), as the asynchronous send would have.</exception>
     /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
@@ -19,6 +21,11 @@ internal static class SocketSendNow
         if (bytes.IsEmpty)
         {
             return 0;
+        }
+
+        if (OperatingSystem.IsLinux())
+        {
+            return SocketNative.SendNow(socket.SafeHandle, bytes);
         }
 
         int sent = socket.Send(bytes, SocketFlags.None, out SocketError error);
@@ -41,7 +48,7 @@ internal static class SocketSendNow
         }
 
         bool blocking = socket.Blocking;
-        if (!blocking)
+        if (!blocking || OperatingSystem.IsLinux())
         {
             return NonBlocking(socket, bytes);
         }

@@ -21,6 +21,7 @@ public sealed class TunnelClient
 {
     private readonly TimeProvider _timeProvider;
     private readonly Func<CancellationToken, ValueTask<Socket>> _connect;
+    private readonly Func<CancellationToken, ValueTask<Socket>> _connectForRelay;
     private readonly TunnelVersionProbe _versions;
     private readonly TunnelStreamPool? _pool;
 
@@ -52,6 +53,7 @@ public sealed class TunnelClient
         StatusTimeout = timeout;
         _timeProvider = timeProvider ?? TimeProvider.System;
         _connect = connect ?? parent.ConnectAsync;
+        _connectForRelay = connect ?? parent.ConnectForRelayAsync;
         _versions = new TunnelVersionProbe(_timeProvider);
     }
 
@@ -160,6 +162,10 @@ public sealed class TunnelClient
     private async ValueTask<TunnelConnectResult> ConnectRequestAsync(TunnelRequest request, CancellationToken cancellationToken, bool inline = false) =>
         (await ConnectRequestAsync(request, rented: null, cancellationToken, inline).ConfigureAwait(false)).Result;
 
+    // inline: the internal callers (ConnectFramedAsync), whose streams only the proxy's relay reads and writes, so a new
+    // stream is connected without the runtime's asynchronous context (TunnelEndpoint.ConnectForRelayAsync); the public
+    // ConnectAsync's socket keeps the runtime's contract (Socket.Connected, for a NetworkStream over VSOCK too).
+
     /// <summary>
     /// Sends <paramref name="request"/> on a new stream, or on <paramref name="rented"/> (a pooled stream), and reads the
     /// status. Stale: the rented stream failed the send, or ended or was reset before any status byte: the parent closed
@@ -181,7 +187,7 @@ public sealed class TunnelClient
         {
             try
             {
-                socket = await _connect(timeout.Token).ConfigureAwait(false);
+                socket = await (inline ? _connectForRelay : _connect)(timeout.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {

@@ -132,11 +132,30 @@ public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
     /// the path: the runtime reports ENOENT as <see cref="SocketError.AddressNotAvailable"/>, "Cannot assign requested
     /// address", so the message then names the missing path instead).</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    public async ValueTask<Socket> ConnectAsync(CancellationToken cancellationToken)
+    public ValueTask<Socket> ConnectAsync(CancellationToken cancellationToken) => ConnectStreamAsync(forRelay: false, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="ConnectAsync(CancellationToken)"/>, for a stream that only a relay reads and writes: connected with
+    /// <see cref="SocketReadiness.ConnectWithoutContextAsync"/>, so the socket never gets the runtime's asynchronous context
+    /// (about 450 B per idle connection). The runtime then does not see a VSOCK socket as connected
+    /// (<see cref="Socket.Connected"/> false, no <see cref="Socket.RemoteEndPoint"/>: it has no end point type for
+    /// AF_VSOCK), so such a socket is never for <see cref="NetworkStream"/>, which refuses it.
+    /// </summary>
+    /// <inheritdoc cref="ConnectAsync(CancellationToken)" path="/param"/>
+    /// <inheritdoc cref="ConnectAsync(CancellationToken)" path="/returns"/>
+    /// <inheritdoc cref="ConnectAsync(CancellationToken)" path="/exception"/>
+    internal ValueTask<Socket> ConnectForRelayAsync(CancellationToken cancellationToken) => ConnectStreamAsync(forRelay: true, cancellationToken);
+
+    private async ValueTask<Socket> ConnectStreamAsync(bool forRelay, CancellationToken cancellationToken)
     {
         Socket socket = CreateSocket();
         try
         {
+            if (forRelay)
+            {
+                return await SocketReadiness.ConnectWithoutContextAsync(socket, EndPoint, cancellationToken).ConfigureAwait(false);
+            }
+
             await SocketReadiness.ConnectAsync(socket, EndPoint, cancellationToken).ConfigureAwait(false);
             return socket;
         }

@@ -233,7 +233,7 @@ internal static class TunnelHandshake
             Span<byte> discard = stackalloc byte[4096];
             for (int drained = 0; drained < MaxDrainOnClose && tunnel.Available > 0;)
             {
-                int read = tunnel.Receive(discard, SocketFlags.None);
+                int read = SocketReadiness.ReceiveNow(tunnel, discard); // -1 (EAGAIN) cannot follow Available > 0
                 if (read <= 0)
                 {
                     break;

@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Sockets;
 using System.Reflection;
 using Egress.Relay;
+using Egress.Sockets;
+using Egress.Tests.Sockets;
 using Egress.Tunnel;
 
 namespace Egress.Tests.Relay;
@@ -166,10 +168,13 @@ public sealed class FramedRelayAllocationTests
                     // Before: each socket that had sent kept its send event args (about 360 B with their callback).
                     Assert.That(SendEventArgs(app.Right), Is.Null, "the application's socket keeps no asynchronous send state");
                     Assert.That(SendEventArgs(tunnel.Left), Is.Null, "the tunnel keeps no asynchronous send state");
+                    Assert.That(SocketReadinessConnectTests.AsyncContext(app.Right), Is.Null, "the application's socket has no runtime asynchronous context");
+                    Assert.That(SocketReadinessConnectTests.AsyncContext(tunnel.Left), Is.Null, "the tunnel has no runtime asynchronous context");
                 }
 
-                // About 2,500-3,000 B here (GC noise: up to 3,900): the loops with the session and monitor (about 800 B), the
-                // idle timer, and each socket's receive state (about 750 B a socket: the runtime's). A buffer held while idle
+                // About 1,800 B here (2,500-3,000 while each socket got the runtime's asynchronous context, about 450 B
+                // a socket with its locks; GC noise: up to 3,900): the loops with the session and monitor (about 800 B), the
+                // idle timer, and what is left of each socket. A buffer held while idle
                 // (4 KiB or more per relay) would exceed the bound.
                 Assert.That(perRelay, Is.LessThan(6_000), $"{perRelay} B retained per idle relay");
             });
@@ -245,8 +250,10 @@ public sealed class FramedRelayAllocationTests
             {
                 listener.Bind(at ?? new UnixDomainSocketEndPoint(Path.Combine(directory!, "s")));
                 listener.Listen(1);
-                var left = new Socket(listener.AddressFamily, SocketType.Stream, listener.ProtocolType);
-                left.Connect(listener.LocalEndPoint!); // completes into the backlog
+                // Connected as the hosts connect (the tunnel, the destination): never given the runtime's asynchronous context.
+                Socket left = SocketReadiness.ConnectWithoutContextAsync(
+                    new Socket(listener.AddressFamily, SocketType.Stream, listener.ProtocolType), listener.LocalEndPoint!, CancellationToken.None)
+                    .AsTask().GetAwaiter().GetResult(); // completes into the backlog
                 return new BlockingPair(left, listener.Accept(), directory);
             }
         }

@@ -472,6 +472,66 @@ public sealed class SocketReadinessConnectTests
             async () => await SocketReadiness.ConnectAsync(socket, new IPEndPoint(IPAddress.Loopback, 9), new CancellationToken(canceled: true)));
     }
 
+    [Test]
+    public async Task AConnectWithoutContextHandsOverAConnectedSocketThatNeverGetsTheRuntimesContext()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        var unconnected = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using Socket socket = await SocketReadiness.ConnectWithoutContextAsync(unconnected, listener.LocalEndPoint!, CancellationToken.None).AsTask().WaitAsync(Within);
+        using Socket accepted = await listener.AcceptAsync().WaitAsync(Within);
+        Assert.That(SocketSendNow.AnyMode(socket, [1, 2]), Is.EqualTo(2));
+        byte[] buffer = new byte[2];
+        Assert.That(accepted.Receive(buffer), Is.EqualTo(2));
+        accepted.Send([3]);
+        Assert.That(await SocketReadiness.ReceiveAsync(socket, buffer).AsTask().WaitAsync(Within), Is.EqualTo(1));
+        Assert.That(SocketReadiness.ReceiveNow(socket, buffer), Is.EqualTo(-1), "EAGAIN");
+        Assert.Multiple(() =>
+        {
+            Assert.That(socket, Is.Not.SameAs(unconnected));
+            Assert.That(unconnected.SafeHandle.IsClosed, Is.True, "the socket given is disposed");
+            Assert.That(socket.Connected, Is.True);
+            Assert.That(socket.RemoteEndPoint, Is.EqualTo(listener.LocalEndPoint));
+            Assert.That(socket.NoDelay, Is.True, "options set before the connect carry over");
+            Assert.That(socket.Blocking, Is.True, "the owner's mode is unchanged");
+            Assert.That(AsyncContext(socket), Is.Null, "no runtime asynchronous context from the connect, receive or send");
+        });
+
+        // Closed with SO_LINGER 0 and no context, the peer still sees a reset.
+        SocketReset.Reset(socket);
+        Assert.That(() => accepted.Receive(buffer), Throws.InstanceOf<SocketException>()
+            .With.Property(nameof(SocketException.SocketErrorCode)).EqualTo(SocketError.ConnectionReset));
+    }
+
+    [Test]
+    public void AConnectWithoutContextThatIsRefusedIsThrownAsConnectionRefused()
+    {
+        int port;
+        using (var closed = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            closed.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            port = ((IPEndPoint)closed.LocalEndPoint!).Port;
+        }
+
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var error = Assert.CatchAsync<SocketException>(
+            async () => await SocketReadiness.ConnectWithoutContextAsync(socket, new IPEndPoint(IPAddress.Loopback, port), CancellationToken.None).AsTask().WaitAsync(Within));
+        Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionRefused));
+    }
+
+    [Test]
+    public void AConnectWithoutContextToAMissingUnixPathIsAddressNotAvailable()
+    {
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        var error = Assert.CatchAsync<SocketException>(async () => await SocketReadiness.ConnectWithoutContextAsync(
+            socket, new UnixDomainSocketEndPoint($"/tmp/egress-missing-{Guid.NewGuid():N}.sock"), CancellationToken.None).AsTask().WaitAsync(Within));
+        Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.AddressNotAvailable), "ENOENT, as the runtime maps it");
+    }
+
+    internal static object? AsyncContext(Socket socket) =>
+        typeof(SafeSocketHandle).GetField("_asyncContext", BindingFlags.Instance | BindingFlags.NonPublic)!.GetValue(socket.SafeHandle);
+
     private static object? ReceiveEventArgs(Socket socket) =>
         typeof(Socket).GetField("_singleBufferReceiveEventArgs", BindingFlags.Instance | BindingFlags.NonPublic)?.GetValue(socket);
 }
