@@ -25,9 +25,10 @@ namespace Egress.Proxy;
 /// <param name="logger">Where each connection's outcome is logged.</param>
 /// <param name="originalDestination">Reads an accepted socket's original destination (<see cref="OriginalDestination.Read"/>
 /// in production; a fake in tests, which need neither root nor iptables).</param>
-/// <param name="connectTunnel">Opens a tunnel stream to the parent for the <see cref="TunnelClient"/>
-/// (<see cref="TunnelEndpoint.ConnectAsync"/> in production); it throws <see cref="SocketException"/> or
-/// <see cref="IOException"/> when the tunnel is unavailable.</param>
+/// <param name="connectTunnel">Opens a tunnel stream to the parent for the <see cref="TunnelClient"/> (tests); it throws
+/// <see cref="SocketException"/> or <see cref="IOException"/> when the tunnel is unavailable. Null in production: the
+/// client connects the options' tunnel endpoint itself, its relay streams without the runtime's asynchronous context
+/// (<see cref="TunnelEndpoint.ConnectForRelayAsync"/>), which an injected connect would bypass.</param>
 /// <param name="tunnelVersion">The tunnel protocol version asked for: 2 (framed, falling back to 1 for a parent that
 /// speaks only 1), or 1 (raw; tests of a version 1 enclave).</param>
 /// <param name="streamPool">Where version 2 streams that ended clean wait for the next connection (docs/tunnel-protocol.md,
@@ -38,7 +39,7 @@ internal sealed class ProxyConnectionHandler(
     EgressPolicy policy,
     ILogger logger,
     Func<Socket, OriginalDestinationResult> originalDestination,
-    Func<CancellationToken, ValueTask<Socket>> connectTunnel,
+    Func<CancellationToken, ValueTask<Socket>>? connectTunnel,
     byte tunnelVersion = TunnelCodec.Version2,
     TunnelStreamPool? streamPool = null) : IDisposable
 {
@@ -55,7 +56,7 @@ internal sealed class ProxyConnectionHandler(
     /// <see cref="TunnelStreamPool.DefaultCapacity"/> streams idle at most <see cref="TunnelStreamPool.DefaultIdleExpiry"/>.</summary>
     public ProxyConnectionHandler(EgressProxyOptions options, EgressPolicy policy, ILogger logger, Func<Socket, OriginalDestinationResult> originalDestination)
         : this(
-            options, policy, logger, originalDestination, options.Tunnel.ConnectAsync, TunnelCodec.Version2,
+            options, policy, logger, originalDestination, connectTunnel: null, TunnelCodec.Version2,
             new TunnelStreamPool(TunnelStreamPool.DefaultCapacity, TunnelStreamPool.DefaultIdleExpiry, options.Relay.TimeProvider))
     {
     }

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Reflection;
 using Egress.Diagnostics;
 using Egress.Interception;
 using Egress.Policy;
@@ -8,6 +9,7 @@ using Egress.Relay;
 using Egress.Sockets;
 using Egress.Tests.Diagnostics;
 using Egress.Tests.Relay;
+using Egress.Tests.Sockets;
 using Egress.Tunnel;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Time.Testing;
@@ -298,6 +300,25 @@ public sealed class ProxyStreamReuseTests
         Assert.That(await SocketIo.ReadUntilEndAsync(parent).WaitAsync(HangGuard), Is.EqualTo(SocketError.Success));
     }
 
+    [Test]
+    public async Task TheProductionHandlersTunnelStreamsNeverGetTheRuntimesAsynchronousContext()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            Assert.Ignore("the runtime's asynchronous context is avoided on Linux only");
+        }
+
+        // The handler egress-enclave runs (EgressProxy's): its tunnel streams, which only its relay reads and writes, are
+        // connected without the runtime's connect, whose asynchronous context an idle connection would hold for its life.
+        using var handler = new ProxyConnectionHandler(Options(), Policy(), _probe.Logger, _ => Original);
+        using Socket parent = await CleanConnectionAsync(handler, parent: null);
+        var pool = (TunnelStreamPool)typeof(ProxyConnectionHandler).GetField("_pool", BindingFlags.Instance | BindingFlags.NonPublic)!.GetValue(handler)!;
+        using Socket? stream = pool.TryRent();
+
+        Assert.That(stream, Is.Not.Null, "the clean stream was pooled");
+        Assert.That(SocketReadinessConnectTests.AsyncContext(stream!), Is.Null, "no runtime asynchronous context on the tunnel stream");
+    }
+
     /// <summary>
     /// One application connection through <paramref name="handler"/>, served by the scripted parent on
     /// <paramref name="parent"/> (null: the stream the handler opens, accepted here) and ended clean both ways.
@@ -346,18 +367,22 @@ public sealed class ProxyStreamReuseTests
 
     private async Task<Socket> AcceptTunnelAsync() => await _parentListener.AcceptAsync().WaitAsync(HangGuard);
 
+    private EgressProxyOptions Options() => new()
+    {
+        Tunnel = TunnelEndpoint.Parse($"tcp://{_parentListener.LocalEndPoint}"),
+        StatusTimeout = TimeSpan.FromSeconds(5),
+        Relay = new RelayOptions { TimeProvider = _time },
+        Metrics = _probe.Metrics,
+    };
+
+    private static EgressPolicy Policy() => EgressPolicy.Create(true, [Listed.Address.ToString()], new AllowlistCache(new AllowlistCacheOptions()));
+
+    private static OriginalDestinationResult Original { get; } = new(OriginalDestinationStatus.Redirected, Listed, null);
+
     private ProxyConnectionHandler Handler(byte version = TunnelCodec.Version2)
     {
-        var options = new EgressProxyOptions
-        {
-            Tunnel = TunnelEndpoint.Parse($"tcp://{_parentListener.LocalEndPoint}"),
-            StatusTimeout = TimeSpan.FromSeconds(5),
-            Relay = new RelayOptions { TimeProvider = _time },
-            Metrics = _probe.Metrics,
-        };
-        var policy = EgressPolicy.Create(true, [Listed.Address.ToString()], new AllowlistCache(new AllowlistCacheOptions()));
-        var original = new OriginalDestinationResult(OriginalDestinationStatus.Redirected, Listed, null);
-        return new ProxyConnectionHandler(options, policy, _probe.Logger, _ => original, cancellationToken =>
+        var options = Options();
+        return new ProxyConnectionHandler(options, Policy(), _probe.Logger, _ => Original, cancellationToken =>
         {
             Interlocked.Increment(ref _tunnelsOpened);
             return options.Tunnel.ConnectAsync(cancellationToken);
