@@ -42,15 +42,10 @@ internal static class DestinationDialer
             SocketUrgentData.KeepInLine(socket);
             keepAlive.Apply(socket);
             // Inline: the gateway's status and relay start follow on the epoll thread, no hand-off per connection.
-            if (connect is null)
-            {
-                // Our own connect: the runtime's would give the socket its asynchronous context for its life.
-                socket = await SocketReadiness.ConnectWithoutContextAsync(socket, destination, deadline.Token, inline: true).ConfigureAwait(false);
-            }
-            else
-            {
-                await connect(socket, destination, deadline.Token).ConfigureAwait(false);
-            }
+            // Our own connect by default: the runtime's would give the socket its asynchronous context for its life.
+            await (connect is null
+                ? SocketReadiness.ConnectWithoutContextAsync(socket, destination, deadline.Token, inline: true)
+                : connect(socket, destination, deadline.Token)).ConfigureAwait(false);
 
             return (socket, TunnelStatus.Ok, null);
         }

@@ -48,7 +48,7 @@ internal sealed partial class SocketRelaySession
                 receiving = false;
                 if (read == 0)
                 {
-                    destination.Shutdown(SocketShutdown.Send);
+                    ShutdownSend(destination);
                     break;
                 }
 

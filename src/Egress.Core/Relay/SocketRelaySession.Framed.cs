@@ -650,7 +650,7 @@ internal sealed partial class SocketRelaySession
                     {
                         if (!discard && !_monitor.IsAborted)
                         {
-                            destination.Shutdown(SocketShutdown.Send);
+                            ShutdownSend(destination);
                             if (AbortDeferredFor(TunnelReader))
                             {
                                 // The far side reset the tunnel after its END(FIN) (a write to it failed): the app gets

@@ -72,7 +72,7 @@ internal sealed partial class SocketRelaySession
                         receiving = false;
                         if (got == 0)
                         {
-                            destination.Shutdown(SocketShutdown.Send);
+                            ShutdownSend(destination);
                             break;
                         }
 

@@ -144,6 +144,19 @@ internal sealed partial class SocketRelaySession : IRelayAbort
     private int SendNow(Socket socket, ReadOnlySpan<byte> bytes) =>
         _nonBlocking || OperatingSystem.IsLinux() ? SocketSendNow.NonBlocking(socket, bytes) : 0;
 
+    /// <summary>shutdown(SHUT_WR); ENOTCONN (the connection already ended) is ignored, as the runtime ignores it for a
+    /// socket it connected or accepted, also for one connected by our own connect(2), which the runtime does not see.</summary>
+    internal static void ShutdownSend(Socket socket)
+    {
+        try
+        {
+            socket.Shutdown(SocketShutdown.Send);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.NotConnected)
+        {
+        }
+    }
+
     /// <summary>The abort (called once by the monitor): framed, <see cref="AbortFramed"/>; raw, <see cref="ResetBoth"/>.
     /// On the epoll thread (a direction loop woken inline) it is handed to the thread pool: closing a socket that the
     /// other direction waits on waits for the epoll thread (<see cref="SocketReadiness.WaitReadableInlineAsync(Socket, bool)"/>).</summary>

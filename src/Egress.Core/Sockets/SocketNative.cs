@@ -16,9 +16,8 @@ namespace Egress.Sockets;
 /// <see cref="Socket.Blocking"/> true, and the runtime's own blocking Send/Receive on it would then fail
 /// (<see cref="SocketError.TimedOut"/>) instead of waiting where it has to wait; its asynchronous operations work.
 /// A socket connected by <see cref="Connect"/> reads <see cref="Socket.Connected"/> false and has no
-/// <see cref="Socket.RemoteEndPoint"/> to the runtime (<see cref="SocketReadiness.ConnectWithoutContextAsync"/> hands
-/// over a new <see cref="Socket"/> over a duplicate of its descriptor, which the runtime sees connected when it knows the
-/// address family: IP and Unix, not AF_VSOCK). Errors are mapped to <see cref="SocketError"/> as the runtime maps them
+/// <see cref="Socket.RemoteEndPoint"/> to the runtime (<see cref="SocketReadiness.ConnectWithoutContextAsync"/> says what
+/// else follows). Errors are mapped to <see cref="SocketError"/> as the runtime maps them
 /// (SocketErrorPal.Unix), so the exceptions are the ones its operations throw.
 /// </remarks>
 internal static unsafe partial class SocketNative
@@ -28,7 +27,6 @@ internal static unsafe partial class SocketNative
     private const int GetFlags = 3; // F_GETFL
     private const int SetFlags = 4; // F_SETFL
     private const int NonBlockingFlag = 0x800; // O_NONBLOCK (x86-64 and arm64)
-    private const int DuplicateCloseOnExec = 1030; // F_DUPFD_CLOEXEC
 
     /// <summary>EAGAIN (= EWOULDBLOCK).</summary>
     public const int Again = 11;
@@ -131,21 +129,6 @@ internal static unsafe partial class SocketNative
         }
 
         return was;
-    }
-
-    /// <summary>A close-on-exec duplicate of the descriptor (fcntl F_DUPFD_CLOEXEC), owned by the handle returned: the
-    /// runtime's close path only shuts down (to unblock a pending call) a descriptor that is close-on-exec, as its own are.</summary>
-    /// <exception cref="SocketException">fcntl failed (e.g. <see cref="SocketError.TooManyOpenSockets"/>).</exception>
-    /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
-    public static SafeSocketHandle Duplicate(SafeSocketHandle handle)
-    {
-        int fd = Fcntl(handle, DuplicateCloseOnExec, 0);
-        if (fd < 0)
-        {
-            throw new SocketException((int)ErrorFor(Marshal.GetLastPInvokeError()));
-        }
-
-        return new SafeSocketHandle(fd, ownsHandle: true);
     }
 
     /// <summary>connect(2) to <paramref name="endPoint"/>'s serialized address (the bytes the runtime's connect passes).</summary>

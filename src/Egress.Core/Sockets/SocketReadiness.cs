@@ -357,102 +357,72 @@ internal static class SocketReadiness
     }
 
     /// <summary>
-    /// As <see cref="ConnectAsync"/> without ever giving a socket the runtime's asynchronous context (its
-    /// SocketAsyncContext and locks, about 0.2 KB kept for the socket's life, which <see cref="Socket.Blocking"/> = false
-    /// and the runtime's own connect create): on Linux our own non-blocking connect(2) (<see cref="SocketNative"/>) on
-    /// <paramref name="socket"/>'s descriptor, then, connected, a new <see cref="Socket"/> over a duplicate of it (the
-    /// runtime only learns of a connection it did not make from the descriptor it is given:
-    /// <see cref="Socket.Connected"/>, <see cref="Socket.RemoteEndPoint"/>), and <paramref name="socket"/> is disposed.
-    /// The runtime reads the peer's address only for families it has an end point type for (IP, Unix): a connected
-    /// AF_VSOCK socket made here reads <see cref="Socket.Connected"/> false, which <see cref="NetworkStream"/> refuses.
-    /// Socket options set before (TCP_NODELAY, keep-alive, SO_OOBINLINE) belong to the socket, so both see them.
+    /// As <see cref="ConnectAsync"/> for a socket that only a relay reads and writes, without ever giving it the
+    /// runtime's asynchronous context (its SocketAsyncContext and locks, about 0.2 KB kept for the socket's life, which
+    /// <see cref="Socket.Blocking"/> = false and the runtime's own connect create): on Linux our own non-blocking
+    /// connect(2) (<see cref="SocketNative"/>) on <paramref name="socket"/>'s descriptor, waited for through epoll.
     /// </summary>
-    /// <returns>The connected socket, which the caller owns: on Linux not <paramref name="socket"/> (disposed).</returns>
-    /// <exception cref="SocketException">As for <see cref="ConnectAsync"/>; <paramref name="socket"/> is then left to its
-    /// owner to dispose, as is a cancelled one's.</exception>
+    /// <remarks>
+    /// The runtime does not see this connect: to it the socket is still unconnected (<see cref="Socket.Connected"/>
+    /// false, <see cref="Socket.RemoteEndPoint"/> null, so never for <see cref="NetworkStream"/>) and blocking
+    /// (<see cref="Socket.Blocking"/> true), while the descriptor is left non-blocking (O_NONBLOCK, as the relay wants it),
+    /// whether the connect succeeds or not: the runtime's own synchronous Send/Receive on it would fail instead of
+    /// waiting. Its asynchronous operations, socket options, <see cref="Socket.Shutdown"/> and close work as on any
+    /// socket, except that a shutdown after the connection has ended throws <see cref="SocketError.NotConnected"/>
+    /// (the runtime ignores ENOTCONN only for a socket it knows connected). A Socket made from the descriptor instead
+    /// (a dup and the runtime's constructor) would cost about 10 system calls per connection and still not be seen
+    /// connected on AF_VSOCK, for which the runtime has no end point type.
+    /// </remarks>
+    /// <exception cref="SocketException">As for <see cref="ConnectAsync"/>; the caller disposes the socket, as it does
+    /// a cancelled one.</exception>
     /// <inheritdoc cref="ConnectAsync" path="/exception"/>
     /// <inheritdoc cref="ConnectAsync" path="/param"/>
-    public static async ValueTask<Socket> ConnectWithoutContextAsync(Socket socket, EndPoint endPoint, CancellationToken cancellationToken, bool inline = false)
+    public static ValueTask ConnectWithoutContextAsync(Socket socket, EndPoint endPoint, CancellationToken cancellationToken, bool inline = false)
     {
         if (!OperatingSystem.IsLinux())
         {
-            await ConnectAsync(socket, endPoint, cancellationToken, inline).ConfigureAwait(false);
-            return socket;
+            return ConnectAsync(socket, endPoint, cancellationToken, inline);
         }
 
-        bool waited = await ConnectDescriptorAsync(socket, endPoint, cancellationToken, inline).ConfigureAwait(false);
-        Socket connected = new(SocketNative.Duplicate(socket.SafeHandle));
-        if (waited)
-        {
-            // The kernel keeps an epoll registration until every descriptor of its socket is closed: the wait's
-            // (disabled) one on the original descriptor would outlive it for the connection's life.
-            nint fd = socket.SafeHandle.DangerousGetHandle();
-            _ = EpollNative.Control(EpollFor(fd), EpollNative.Delete, fd, 0, 0);
-            NoteAdded(fd, identity: 0);
-        }
-
-        socket.Dispose();
-        return connected;
-    }
-
-    /// <summary>The connect of <see cref="ConnectWithoutContextAsync"/> (Linux): the runtime does not see it.</summary>
-    /// <returns>Whether it waited (through epoll) for the connect to finish.</returns>
-    private static async ValueTask<bool> ConnectDescriptorAsync(Socket socket, EndPoint endPoint, CancellationToken cancellationToken, bool inline)
-    {
         cancellationToken.ThrowIfCancellationRequested();
         if (endPoint is IPEndPoint { AddressFamily: AddressFamily.InterNetwork } v4 && socket.AddressFamily == AddressFamily.InterNetworkV6)
         {
             endPoint = new IPEndPoint(v4.Address.MapToIPv6(), v4.Port); // as the runtime's connect on a dual-mode socket
         }
 
-        // Our own connect(2) on a descriptor made non-blocking with fcntl: the runtime's non-blocking connect needs
-        // Socket.Blocking = false, which gives the socket its asynchronous context for its life (SocketNative).
-        bool wasNonBlocking = SocketNative.SetNonBlocking(socket.SafeHandle, true);
-        try
+        // Non-blocking with fcntl: the runtime's Socket.Blocking = false would create the asynchronous context.
+        SocketNative.SetNonBlocking(socket.SafeHandle, true);
+        int errno = SocketNative.Connect(socket.SafeHandle, endPoint);
+        if (errno == 0)
         {
-            int errno = SocketNative.Connect(socket.SafeHandle, endPoint);
-            if (errno == 0)
-            {
-                return false;
-            }
-
-            if (errno != SocketNative.InProgress && errno != SocketNative.Again && errno != SocketNative.Interrupted)
-            {
-                // As the runtime's: EINPROGRESS and EAGAIN wait; any other error is thrown without naming the endpoint.
-                throw new SocketException((int)SocketNative.ErrorFor(errno));
-            }
-
-            // EINPROGRESS (or, for a Unix socket, EAGAIN: checked below; EINTR: the connect goes on in the background).
-            await WaitAsync(socket, EpollNative.Out, cancellationToken, inline).ConfigureAwait(false);
-            var error = (SocketError)(int)socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error)!;
-            if (error != SocketError.Success)
-            {
-                throw new SocketException((int)error);
-            }
-
-            // Only a Unix socket's connect can end EAGAIN without having started; a TCP connect that failed has its
-            // error in SO_ERROR, so asking for the peer's name is one system call per connection for nothing.
-            if (socket.AddressFamily == AddressFamily.Unix && !EpollNative.HasPeer(socket.SafeHandle))
-            {
-                throw new SocketException((int)SocketError.WouldBlock); // EAGAIN: never started (a full Unix backlog)
-            }
-
-            // The runtime does not know of this connect: Socket.Connected stays false and RemoteEndPoint null.
-            return true;
+            return ValueTask.CompletedTask;
         }
-        finally
+
+        if (errno != SocketNative.InProgress && errno != SocketNative.Again && errno != SocketNative.Interrupted)
         {
-            if (!wasNonBlocking && !socket.SafeHandle.IsClosed)
-            {
-                try
-                {
-                    SocketNative.SetNonBlocking(socket.SafeHandle, false); // as it was: the runtime believes it blocking
-                }
-                catch (ObjectDisposedException)
-                {
-                    // Closed meanwhile (a cancelled connect the caller disposes).
-                }
-            }
+            // As the runtime's: EINPROGRESS and EAGAIN wait; any other error is thrown without naming the endpoint.
+            return ValueTask.FromException(new SocketException((int)SocketNative.ErrorFor(errno)));
+        }
+
+        return FinishConnectAsync(socket, cancellationToken, inline);
+    }
+
+    /// <summary>Waits for the connect of <see cref="ConnectWithoutContextAsync"/> under way (EINPROGRESS; for a Unix
+    /// socket EAGAIN; EINTR: it goes on in the background) and throws its error.</summary>
+    private static async ValueTask FinishConnectAsync(Socket socket, CancellationToken cancellationToken, bool inline)
+    {
+        await WaitAsync(socket, EpollNative.Out, cancellationToken, inline).ConfigureAwait(false);
+        var error = (SocketError)(int)socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error)!;
+        if (error != SocketError.Success)
+        {
+            throw new SocketException((int)error);
+        }
+
+        // Only a Unix socket's connect can end EAGAIN without having started; a TCP connect that failed has its
+        // error in SO_ERROR, so asking for the peer's name is one system call per connection for nothing.
+        if (socket.AddressFamily == AddressFamily.Unix && !EpollNative.HasPeer(socket.SafeHandle))
+        {
+            throw new SocketException((int)SocketError.WouldBlock); // EAGAIN: never started (a full Unix backlog)
         }
     }
 

@@ -137,9 +137,9 @@ public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
     /// <summary>
     /// As <see cref="ConnectAsync(CancellationToken)"/>, for a stream that only a relay reads and writes: connected with
     /// <see cref="SocketReadiness.ConnectWithoutContextAsync"/>, so the socket never gets the runtime's asynchronous context
-    /// (about 450 B per idle connection). The runtime then does not see a VSOCK socket as connected
-    /// (<see cref="Socket.Connected"/> false, no <see cref="Socket.RemoteEndPoint"/>: it has no end point type for
-    /// AF_VSOCK), so such a socket is never for <see cref="NetworkStream"/>, which refuses it.
+    /// (about 450 B per idle connection). The runtime then does not see the socket as connected
+    /// (<see cref="Socket.Connected"/> false, no <see cref="Socket.RemoteEndPoint"/>) nor as non-blocking, which its
+    /// descriptor is, so such a socket is never for <see cref="NetworkStream"/> or the runtime's synchronous calls.
     /// </summary>
     /// <inheritdoc cref="ConnectAsync(CancellationToken)" path="/param"/>
     /// <inheritdoc cref="ConnectAsync(CancellationToken)" path="/returns"/>
@@ -151,12 +151,9 @@ public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
         Socket socket = CreateSocket();
         try
         {
-            if (forRelay)
-            {
-                return await SocketReadiness.ConnectWithoutContextAsync(socket, EndPoint, cancellationToken).ConfigureAwait(false);
-            }
-
-            await SocketReadiness.ConnectAsync(socket, EndPoint, cancellationToken).ConfigureAwait(false);
+            await (forRelay
+                ? SocketReadiness.ConnectWithoutContextAsync(socket, EndPoint, cancellationToken)
+                : SocketReadiness.ConnectAsync(socket, EndPoint, cancellationToken)).ConfigureAwait(false);
             return socket;
         }
         catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressNotAvailable && EndPoint is UnixDomainSocketEndPoint unix

@@ -251,9 +251,10 @@ public sealed class FramedRelayAllocationTests
                 listener.Bind(at ?? new UnixDomainSocketEndPoint(Path.Combine(directory!, "s")));
                 listener.Listen(1);
                 // Connected as the hosts connect (the tunnel, the destination): never given the runtime's asynchronous context.
-                Socket left = SocketReadiness.ConnectWithoutContextAsync(
-                    new Socket(listener.AddressFamily, SocketType.Stream, listener.ProtocolType), listener.LocalEndPoint!, CancellationToken.None)
+                var left = new Socket(listener.AddressFamily, SocketType.Stream, listener.ProtocolType);
+                SocketReadiness.ConnectWithoutContextAsync(left, listener.LocalEndPoint!, CancellationToken.None)
                     .AsTask().GetAwaiter().GetResult(); // completes into the backlog
+                SocketNative.SetNonBlocking(left.SafeHandle, false); // for the test's blocking calls; a relay sets it again
                 return new BlockingPair(left, listener.Accept(), directory);
             }
         }

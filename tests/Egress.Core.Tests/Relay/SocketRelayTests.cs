@@ -117,6 +117,24 @@ public sealed class SocketRelayTests(bool splice)
     }
 
     [Test]
+    public async Task AHalfCloseAfterTheConnectionWasResetIsIgnoredOnASocketTheRuntimeDidNotConnect()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        listener.Listen(1);
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await SocketReadiness.ConnectWithoutContextAsync(socket, listener.LocalEndPoint!, CancellationToken.None).AsTask().WaitAsync(HangGuard);
+        SocketReset.Reset(await listener.AcceptAsync().WaitAsync(HangGuard));
+        Assert.That(socket.Poll(HangGuard, SelectMode.SelectRead), Is.True, "the reset arrived");
+
+        // The connection is in CLOSE: shutdown(2) fails ENOTCONN, which the runtime ignores only for a socket it knows
+        // connected; the relay's half-close (after the other side's FIN) must not turn that into a relay error.
+        Assert.That(() => socket.Shutdown(SocketShutdown.Send), Throws.InstanceOf<SocketException>()
+            .With.Property(nameof(SocketException.SocketErrorCode)).EqualTo(SocketError.NotConnected));
+        Assert.That(() => SocketRelaySession.ShutdownSend(socket), Throws.Nothing);
+    }
+
+    [Test]
     public async Task IdleTimeoutResetsBothSidesAndActivityPostponesIt()
     {
         var time = new FakeTimeProvider();

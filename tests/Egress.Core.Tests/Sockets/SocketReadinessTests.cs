@@ -473,13 +473,13 @@ public sealed class SocketReadinessConnectTests
     }
 
     [Test]
-    public async Task AConnectWithoutContextHandsOverAConnectedSocketThatNeverGetsTheRuntimesContext()
+    public async Task AConnectWithoutContextConnectsTheSocketWithoutTheRuntimesContextOrItsKnowledge()
     {
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listener.Listen(1);
-        var unconnected = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        using Socket socket = await SocketReadiness.ConnectWithoutContextAsync(unconnected, listener.LocalEndPoint!, CancellationToken.None).AsTask().WaitAsync(Within);
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await SocketReadiness.ConnectWithoutContextAsync(socket, listener.LocalEndPoint!, CancellationToken.None).AsTask().WaitAsync(Within);
         using Socket accepted = await listener.AcceptAsync().WaitAsync(Within);
         Assert.That(SocketSendNow.AnyMode(socket, [1, 2]), Is.EqualTo(2));
         byte[] buffer = new byte[2];
@@ -489,19 +489,53 @@ public sealed class SocketReadinessConnectTests
         Assert.That(SocketReadiness.ReceiveNow(socket, buffer), Is.EqualTo(-1), "EAGAIN");
         Assert.Multiple(() =>
         {
-            Assert.That(socket, Is.Not.SameAs(unconnected));
-            Assert.That(unconnected.SafeHandle.IsClosed, Is.True, "the socket given is disposed");
-            Assert.That(socket.Connected, Is.True);
-            Assert.That(socket.RemoteEndPoint, Is.EqualTo(listener.LocalEndPoint));
-            Assert.That(socket.NoDelay, Is.True, "options set before the connect carry over");
-            Assert.That(socket.Blocking, Is.True, "the owner's mode is unchanged");
+            Assert.That(NonBlockingDescriptor(socket), Is.True, "the descriptor is left non-blocking, for the relay");
+            Assert.That(socket.Blocking, Is.True, "the runtime's view is unchanged");
+            Assert.That(socket.Connected, Is.False, "the runtime does not see our connect (documented)");
+            Assert.That(socket.NoDelay, Is.True);
             Assert.That(AsyncContext(socket), Is.Null, "no runtime asynchronous context from the connect, receive or send");
         });
 
-        // Closed with SO_LINGER 0 and no context, the peer still sees a reset.
+        // The runtime's asynchronous send and receive work on it (the relay's fallback when a socket is full).
+        byte[] big = new byte[4 << 20];
+        Task<int> sending = socket.SendAsync(big.AsMemory(), SocketFlags.None).AsTask();
+        int received = 0;
+        while (received < big.Length)
+        {
+            received += await accepted.ReceiveAsync(new byte[64 * 1024], SocketFlags.None).WaitAsync(Within);
+        }
+
+        Assert.That(await sending.WaitAsync(Within), Is.EqualTo(big.Length));
+        accepted.Send([4]);
+        Assert.That(await socket.ReceiveAsync(buffer, SocketFlags.None).WaitAsync(Within), Is.EqualTo(1));
+
+        // Closed with SO_LINGER 0, the peer sees a reset.
         SocketReset.Reset(socket);
         Assert.That(() => accepted.Receive(buffer), Throws.InstanceOf<SocketException>()
             .With.Property(nameof(SocketException.SocketErrorCode)).EqualTo(SocketError.ConnectionReset));
+    }
+
+    [Test]
+    public async Task AConnectWithoutContextOnAUnixSocketConnects()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"egress-ctx-{Guid.NewGuid():N}.sock");
+        try
+        {
+            using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            listener.Bind(new UnixDomainSocketEndPoint(path));
+            listener.Listen(1);
+            using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await SocketReadiness.ConnectWithoutContextAsync(socket, new UnixDomainSocketEndPoint(path), CancellationToken.None).AsTask().WaitAsync(Within);
+            using Socket accepted = await listener.AcceptAsync().WaitAsync(Within);
+            accepted.Send([7]);
+            byte[] buffer = new byte[1];
+            Assert.That(await SocketReadiness.ReceiveAsync(socket, buffer).AsTask().WaitAsync(Within), Is.EqualTo(1));
+            Assert.That(AsyncContext(socket), Is.Null);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     [Test]
@@ -527,6 +561,12 @@ public sealed class SocketReadinessConnectTests
         var error = Assert.CatchAsync<SocketException>(async () => await SocketReadiness.ConnectWithoutContextAsync(
             socket, new UnixDomainSocketEndPoint($"/tmp/egress-missing-{Guid.NewGuid():N}.sock"), CancellationToken.None).AsTask().WaitAsync(Within));
         Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.AddressNotAvailable), "ENOENT, as the runtime maps it");
+    }
+
+    private static bool NonBlockingDescriptor(Socket socket)
+    {
+        bool was = SocketNative.SetNonBlocking(socket.SafeHandle, true);
+        return was;
     }
 
     internal static object? AsyncContext(Socket socket) =>
