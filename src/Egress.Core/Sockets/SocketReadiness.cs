@@ -331,20 +331,7 @@ internal static class SocketReadiness
                 throw new SocketException((int)ex.SocketErrorCode);
             }
 
-            await WaitAsync(socket, EpollNative.Out, cancellationToken, inline).ConfigureAwait(false);
-            var error = (SocketError)(int)socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error)!;
-            if (error != SocketError.Success)
-            {
-                throw new SocketException((int)error);
-            }
-
-            // Only a Unix socket's connect can end EAGAIN without having started; a TCP connect that failed has its
-            // error in SO_ERROR, so asking for the peer's name is one system call per connection for nothing.
-            if (socket.AddressFamily == AddressFamily.Unix && !EpollNative.HasPeer(socket.SafeHandle))
-            {
-                throw new SocketException((int)SocketError.WouldBlock); // EAGAIN: never started (a full Unix backlog)
-            }
-
+            await FinishConnectAsync(socket, cancellationToken, inline).ConfigureAwait(false);
             _ = socket.Connected; // the runtime records the finished non-blocking connect (remote endpoint, state)
         }
         finally
@@ -407,8 +394,8 @@ internal static class SocketReadiness
         return FinishConnectAsync(socket, cancellationToken, inline);
     }
 
-    /// <summary>Waits for the connect of <see cref="ConnectWithoutContextAsync"/> under way (EINPROGRESS; for a Unix
-    /// socket EAGAIN; EINTR: it goes on in the background) and throws its error.</summary>
+    /// <summary>Waits for a non-blocking connect under way (EINPROGRESS; for a Unix socket EAGAIN; EINTR: it goes on in
+    /// the background) and throws its error: both <see cref="ConnectAsync"/>'s and <see cref="ConnectWithoutContextAsync"/>'s.</summary>
     private static async ValueTask FinishConnectAsync(Socket socket, CancellationToken cancellationToken, bool inline)
     {
         await WaitAsync(socket, EpollNative.Out, cancellationToken, inline).ConfigureAwait(false);
