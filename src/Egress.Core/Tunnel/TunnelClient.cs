@@ -162,16 +162,20 @@ public sealed class TunnelClient
     private async ValueTask<TunnelConnectResult> ConnectRequestAsync(TunnelRequest request, CancellationToken cancellationToken, bool inline = false) =>
         (await ConnectRequestAsync(request, rented: null, cancellationToken, inline).ConfigureAwait(false)).Result;
 
-    // inline: the internal callers (ConnectFramedAsync), whose streams only the proxy's relay reads and writes, so a new
-    // stream is connected without the runtime's asynchronous context (TunnelEndpoint.ConnectForRelayAsync); the public
-    // ConnectAsync's socket keeps the runtime's contract (Socket.Connected, for a NetworkStream over VSOCK too).
-
     /// <summary>
     /// Sends <paramref name="request"/> on a new stream, or on <paramref name="rented"/> (a pooled stream), and reads the
     /// status. Stale: the rented stream failed the send, or ended or was reset before any status byte: the parent closed
     /// it while it was idle (its idle limit, or a restart), so it never acted on the request and the caller may send it
     /// again on a new stream; the rented stream is closed.
     /// </summary>
+    /// <param name="request">The request to send.</param>
+    /// <param name="rented">A pooled stream to send it on; null: a new stream.</param>
+    /// <param name="cancellationToken">Cancels the attempt (thrown); the status timeout is a result.</param>
+    /// <param name="inline">True for the internal callers (<see cref="ConnectFramedAsync"/>), whose streams only the
+    /// proxy's relay reads and writes: the status wait continues on the epoll thread, and a new stream is connected
+    /// without the runtime's asynchronous context (<see cref="TunnelEndpoint.ConnectForRelayAsync"/>). False for the
+    /// public <see cref="ConnectAsync"/>, whose socket keeps the runtime's contract (<see cref="Socket.Connected"/>, which
+    /// a <see cref="NetworkStream"/> needs, over VSOCK too).</param>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<(TunnelConnectResult Result, bool Stale)> ConnectRequestAsync(TunnelRequest request, Socket? rented, CancellationToken cancellationToken, bool inline)
