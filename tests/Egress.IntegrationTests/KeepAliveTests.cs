@@ -50,8 +50,15 @@ public sealed class KeepAliveTests
         int echoed = await app.ReceiveAsync(buffer, SocketFlags.None, setup.Token);
         Assert.That(echoed, Is.EqualTo(5), "the connection is relayed to the world's echo server");
 
-        // The kernel has the configured values on the parent's outbound socket: ss -o shows timer:(keepalive,...).
+        // The kernel has the configured values on the parent's outbound socket: ss -o shows timer:(keepalive,...), set
+        // one to two seconds after the connect (DeferredKeepAlive), so a few seconds are allowed for it.
         var ss = await Command.RunInNamespaceAsync(topology.Parent, TimeSpan.FromSeconds(10), "ss", "-Htnoi", "state", "established", "dst", destination.ToString());
+        for (var armed = Stopwatch.StartNew(); !ss.StandardOutput.Contains("timer:(keepalive,", StringComparison.Ordinal) && armed.Elapsed < TimeSpan.FromSeconds(5);)
+        {
+            await Task.Delay(200, setup.Token);
+            ss = await Command.RunInNamespaceAsync(topology.Parent, TimeSpan.FromSeconds(10), "ss", "-Htnoi", "state", "established", "dst", destination.ToString());
+        }
+
         Assert.That(ss.StandardOutput, Does.Contain("timer:(keepalive,"), () => $"no keepalive timer on the parent's socket: {ss}");
 
         string[] blackHole = ["iptables", "-w", "-I", "INPUT", "-s", WorldAddresses.Parent.ToString(), "-j", "DROP"];

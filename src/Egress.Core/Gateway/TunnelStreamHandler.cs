@@ -54,7 +54,10 @@ internal sealed class TunnelStreamHandler(
 
     private readonly DenialReportReceiver _denialReports = new(options, logger);
 
-    private readonly TcpKeepAlive keepAlive = new(options.KeepAliveIdle, options.KeepAliveInterval, options.KeepAliveProbes);
+    // Keepalive goes on a destination socket a second or two after its connect, once the connection has shown it lives
+    // that long: most relayed connections end sooner and never pay its four system calls.
+    private readonly DeferredKeepAlive _keepAlive = new(
+        new TcpKeepAlive(options.KeepAliveIdle, options.KeepAliveInterval, options.KeepAliveProbes), options.Relay.TimeProvider);
 
     /// <summary>
     /// How long a stream whose connection ended clean may wait for its next request (docs/tunnel-protocol.md, "Stream
@@ -372,11 +375,13 @@ internal sealed class TunnelStreamHandler(
             var destination = decided.Destination!;
             var decision = decided.Decision;
             (upstream, var status, var detail) = await DestinationDialer.ConnectAsync(
-                destination, options.ConnectTimeout, keepAlive, options.Relay.TimeProvider, aborted, connect).ConfigureAwait(false);
+                destination, options.ConnectTimeout, options.Relay.TimeProvider, aborted, connect).ConfigureAwait(false);
             if (upstream is null)
             {
                 return GatewayStreamResult.ConnectFailed(request, destination, decision, status, detail);
             }
+
+            _keepAlive.Add(upstream);
 
             await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok) { Version = request.Version }, aborted).ConfigureAwait(false);
             GatewayLog.Connected(logger, destination, new HostHintText(request.HostHint), decision, new ConnectionIdText(request.ConnectionId));
@@ -460,10 +465,10 @@ internal sealed class TunnelStreamHandler(
                 GatewayLog.Closed(
                     logger, result.Destination!, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, RelayEnds.LogText(relay), relay.Duration.TotalMilliseconds,
                     new ConnectionIdText(request.ConnectionId));
-                if (relay.FirstCause == RelayShutdownCause.BReadError && keepAlive.Enabled
+                if (relay.FirstCause == RelayShutdownCause.BReadError && _keepAlive.KeepAlive.Enabled
                     && relay.Error is SocketException { SocketErrorCode: SocketError.TimedOut } or IOException { InnerException: SocketException { SocketErrorCode: SocketError.TimedOut } })
                 {
-                    GatewayLog.KeepAliveTimedOut(logger, result.Destination!, keepAlive.Probes, keepAlive.DeadAfterSeconds);
+                    GatewayLog.KeepAliveTimedOut(logger, result.Destination!, _keepAlive.KeepAlive.Probes, _keepAlive.KeepAlive.DeadAfterSeconds);
                 }
 
                 break;

@@ -99,7 +99,7 @@ public sealed class EgressProxy : IAsyncDisposable
         {
             foreach (var address in _options.Listen)
             {
-                if (Bind(address) is { } socket)
+                if (Bind(address, _logger) is { } socket)
                 {
                     sockets.Add((address, socket));
                 }
@@ -133,7 +133,7 @@ public sealed class EgressProxy : IAsyncDisposable
     /// <summary>A listening socket on <paramref name="address"/>; null for an IPv6 address where IPv6 is unavailable
     /// (logged).</summary>
     /// <exception cref="SocketException">The address cannot be bound.</exception>
-    private Socket? Bind(IPEndPoint address)
+    internal static Socket? Bind(IPEndPoint address, ILogger logger)
     {
         Socket? socket = null;
         try
@@ -145,9 +145,11 @@ public sealed class EgressProxy : IAsyncDisposable
                 socket.DualMode = false;
             }
 
-            // Inherited by every accepted connection (Linux copies the flag to the accepted socket): one system call
-            // per listener instead of one per connection.
+            // Inherited by every accepted connection (Linux copies both flags to the accepted socket): one system call
+            // each per listener instead of one per connection. Nagle off, as on the tunnel and destination sockets: a
+            // relay forwards what it got at once.
             SocketUrgentData.KeepInLine(socket);
+            socket.NoDelay = true;
             socket.Bind(address);
             socket.Listen(1024);
         }
@@ -155,7 +157,7 @@ public sealed class EgressProxy : IAsyncDisposable
             && ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.AddressFamilyNotSupported)
         {
             socket?.Dispose();
-            ProxyLog.IPv6Unavailable(_logger, address);
+            ProxyLog.IPv6Unavailable(logger, address);
             return null;
         }
         catch

@@ -137,7 +137,12 @@ internal sealed class ProxyConnectionHandler(
         AddressHold? failoverHold = null;
         try
         {
-            client.NoDelay = true; // before the tunnel exists: nothing can leak if it throws
+            if (!OperatingSystem.IsLinux())
+            {
+                // On Linux the accepted socket has it from the proxy's listener (EgressProxy.Bind): no system call here.
+                client.NoDelay = true; // before the tunnel exists: nothing can leak if it throws
+            }
+
             string? hint = HostHintFor(decision);
             var (tunnel, failure) = await OpenTunnelAsync(destination, hint, aborted).ConfigureAwait(false);
             failure = failure?.WithAllowingDecision(decision);

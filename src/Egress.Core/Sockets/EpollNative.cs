@@ -17,6 +17,12 @@ internal static unsafe partial class EpollNative
     /// <summary>EPOLLOUT: writable (a non-blocking connect finished, either way).</summary>
     public const uint Out = 0x004;
 
+    /// <summary>EPOLLERR: an error is pending on the socket (SO_ERROR), e.g. a connect that failed.</summary>
+    public const uint Error = 0x008;
+
+    /// <summary>EPOLLHUP: both directions are shut down, or a TCP socket is closed (e.g. a connect that was refused).</summary>
+    public const uint HangUp = 0x010;
+
     /// <summary>EPOLLRDHUP: the peer shut its sending side down.</summary>
     public const uint ReadHangUp = 0x2000;
 

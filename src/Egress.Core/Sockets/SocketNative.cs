@@ -25,7 +25,7 @@ internal static unsafe partial class SocketNative
     private const int DontWait = 0x40; // MSG_DONTWAIT
     private const int NoSignal = 0x4000; // MSG_NOSIGNAL
     private const int GetFlags = 3; // F_GETFL
-    private const int SetFlags = 4; // F_SETFL
+    private const nuint NonBlockingIo = 0x5421; // FIONBIO (asm-generic ioctls: x86-64 and arm64)
     private const int NonBlockingFlag = 0x800; // O_NONBLOCK (x86-64 and arm64)
 
     /// <summary>EAGAIN (= EWOULDBLOCK).</summary>
@@ -48,6 +48,9 @@ internal static unsafe partial class SocketNative
 
     [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     private static partial int Fcntl(SafeSocketHandle fd, int command, int argument);
+
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    private static partial int Ioctl(SafeSocketHandle fd, nuint request, int* argument);
 
     /// <summary>recv(2) with MSG_DONTWAIT, whatever the descriptor's mode.</summary>
     /// <returns>Bytes received; 0 at end of stream (or for an empty buffer); -1 when nothing is there (EAGAIN).</returns>
@@ -109,11 +112,23 @@ internal static unsafe partial class SocketNative
         }
     }
 
-    /// <summary>Sets or clears O_NONBLOCK on the descriptor (nothing is written when it already is as asked).</summary>
-    /// <returns>Whether the descriptor was non-blocking before.</returns>
+    /// <summary>Sets or clears O_NONBLOCK on the descriptor: one ioctl(FIONBIO), which changes that flag alone, so the
+    /// descriptor's other flags need not be read first (fcntl F_GETFL and F_SETFL would be two system calls).</summary>
+    /// <exception cref="SocketException">The ioctl failed.</exception>
+    /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
+    public static void SetNonBlocking(SafeSocketHandle handle, bool nonBlocking)
+    {
+        int value = nonBlocking ? 1 : 0;
+        if (Ioctl(handle, NonBlockingIo, &value) < 0)
+        {
+            throw new SocketException((int)ErrorFor(Marshal.GetLastPInvokeError()));
+        }
+    }
+
+    /// <summary>Whether the descriptor is non-blocking (O_NONBLOCK, read with fcntl F_GETFL).</summary>
     /// <exception cref="SocketException">fcntl failed.</exception>
     /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
-    public static bool SetNonBlocking(SafeSocketHandle handle, bool nonBlocking)
+    public static bool IsNonBlocking(SafeSocketHandle handle)
     {
         int flags = Fcntl(handle, GetFlags, 0);
         if (flags < 0)
@@ -121,14 +136,7 @@ internal static unsafe partial class SocketNative
             throw new SocketException((int)ErrorFor(Marshal.GetLastPInvokeError()));
         }
 
-        bool was = (flags & NonBlockingFlag) != 0;
-        if (was != nonBlocking
-            && Fcntl(handle, SetFlags, nonBlocking ? flags | NonBlockingFlag : flags & ~NonBlockingFlag) < 0)
-        {
-            throw new SocketException((int)ErrorFor(Marshal.GetLastPInvokeError()));
-        }
-
-        return was;
+        return (flags & NonBlockingFlag) != 0;
     }
 
     /// <summary>connect(2) to <paramref name="endPoint"/>'s serialized address (the bytes the runtime's connect passes).</summary>

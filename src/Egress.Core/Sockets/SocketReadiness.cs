@@ -398,7 +398,19 @@ internal static class SocketReadiness
     /// the background) and throws its error: both <see cref="ConnectAsync"/>'s and <see cref="ConnectWithoutContextAsync"/>'s.</summary>
     private static async ValueTask FinishConnectAsync(Socket socket, CancellationToken cancellationToken, bool inline)
     {
+        _ = TakeWakeEvents(); // nothing left from an earlier wait on this thread
         await WaitAsync(socket, EpollNative.Out, cancellationToken, inline).ConfigureAwait(false);
+        uint events = TakeWakeEvents();
+        if (events != 0 && (events & (EpollNative.Error | EpollNative.HangUp)) == 0
+            && socket.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6)
+        {
+            // A TCP socket is writable only once its handshake is done (tcp_poll gives no EPOLLOUT in SYN-SENT), and a
+            // connect that failed reports EPOLLERR with EPOLLHUP: without them, SO_ERROR would read 0, so it is not
+            // asked for (one system call per connection). An error that lands after the wake-up fails the relay's first
+            // receive or send instead, as it would a moment later.
+            return;
+        }
+
         var error = (SocketError)(int)socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error)!;
         if (error != SocketError.Success)
         {

@@ -86,4 +86,22 @@ public sealed class EgressProxyTests
     [TestCase(DecisionReason.AllowAll, "*", null)]
     public void HostHintIsALearnedNameTheTunnelCanCarry(DecisionReason reason, string subject, string? hint) =>
         Assert.That(ProxyConnectionHandler.HostHintFor(new PolicyDecision(true, reason, subject, TimeSpan.FromSeconds(1))), Is.EqualTo(hint));
+
+    [Test]
+    [Platform("Linux")]
+    public async Task AnAcceptedConnectionHasNoDelayAndUrgentDataInLineFromTheListener()
+    {
+        // The proxy sets both on its listener once; the kernel copies them to every accepted socket, so the handler
+        // spends no system call per connection on them.
+        using Socket listener = EgressProxy.Bind(new IPEndPoint(IPAddress.Loopback, 0), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance)!;
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(listener.LocalEndPoint!);
+        using Socket accepted = await listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(accepted.NoDelay, Is.True, "TCP_NODELAY");
+            Assert.That((int)accepted.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.OutOfBandInline)!, Is.Not.Zero, "SO_OOBINLINE");
+        });
+    }
 }

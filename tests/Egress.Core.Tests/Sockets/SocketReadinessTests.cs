@@ -563,11 +563,7 @@ public sealed class SocketReadinessConnectTests
         Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.AddressNotAvailable), "ENOENT, as the runtime maps it");
     }
 
-    private static bool NonBlockingDescriptor(Socket socket)
-    {
-        bool was = SocketNative.SetNonBlocking(socket.SafeHandle, true);
-        return was;
-    }
+    private static bool NonBlockingDescriptor(Socket socket) => SocketNative.IsNonBlocking(socket.SafeHandle);
 
     internal static object? AsyncContext(Socket socket) =>
         typeof(SafeSocketHandle).GetField("_asyncContext", BindingFlags.Instance | BindingFlags.NonPublic)!.GetValue(socket.SafeHandle);

@@ -1,0 +1,135 @@
+using System.Net;
+using System.Net.Sockets;
+using Egress.Gateway;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Gateway;
+
+/// <summary>
+/// Keepalive goes on a destination socket one to two periods after it was added, read back from the kernel on real
+/// loopback connections: not before, never on a socket closed meanwhile, never when it is off, and the timer stops
+/// once nothing waits.
+/// </summary>
+public sealed class DeferredKeepAliveTests
+{
+    private static readonly TcpKeepAlive Configured = new(TimeSpan.FromSeconds(7), TimeSpan.FromSeconds(3), 4);
+
+    private Socket _listener = null!;
+    private readonly List<Socket> _sockets = [];
+
+    [SetUp]
+    public void SetUp()
+    {
+        _listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        _listener.Listen();
+    }
+
+    [TearDown]
+    public void TearDown()
+    {
+        foreach (Socket socket in _sockets)
+        {
+            socket.Dispose();
+        }
+
+        _listener.Dispose();
+    }
+
+    [Test]
+    public void ASocketIsArmedWithTheConfiguredValuesWithinTwoPeriodsAndNotBefore()
+    {
+        var time = new FakeTimeProvider();
+        var keepAlive = new DeferredKeepAlive(Configured, time);
+        Socket early = Connected();
+        keepAlive.Add(early);
+
+        Assert.That(KeepAliveOn(early), Is.False, "not at the connect");
+        time.Advance(DeferredKeepAlive.Delay);
+        Socket late = Connected(); // added in the second period: armed at the end of the third
+        keepAlive.Add(late);
+        Assert.That(KeepAliveOn(early), Is.False, "not after one period: it was added during it");
+
+        time.Advance(DeferredKeepAlive.Delay);
+        Assert.Multiple(() =>
+        {
+            Assert.That(KeepAliveOn(early), Is.True, "SO_KEEPALIVE after two periods");
+            Assert.That(early.GetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime), Is.EqualTo(7), "TCP_KEEPIDLE");
+            Assert.That(early.GetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval), Is.EqualTo(3), "TCP_KEEPINTVL");
+            Assert.That(early.GetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount), Is.EqualTo(4), "TCP_KEEPCNT");
+            Assert.That(KeepAliveOn(late), Is.False, "the later socket waits its own full period");
+        });
+
+        time.Advance(DeferredKeepAlive.Delay);
+        Assert.Multiple(() =>
+        {
+            Assert.That(KeepAliveOn(late), Is.True);
+            Assert.That(keepAlive.Waiting, Is.Zero, "an armed socket is no longer held");
+        });
+    }
+
+    [Test]
+    public void ASocketClosedBeforeItsTurnIsSkippedAndTheOthersAreStillArmed()
+    {
+        var time = new FakeTimeProvider();
+        var keepAlive = new DeferredKeepAlive(Configured, time);
+        Socket closed = Connected();
+        Socket open = Connected();
+        keepAlive.Add(closed);
+        keepAlive.Add(open);
+        closed.Dispose(); // the connection ended within a second: the common case
+
+        Assert.DoesNotThrow(() => time.Advance(DeferredKeepAlive.Delay * 2));
+        Assert.That(KeepAliveOn(open), Is.True);
+    }
+
+    [Test]
+    public void NothingIsHeldOrSetWhenKeepAliveIsOff()
+    {
+        var time = new FakeTimeProvider();
+        var keepAlive = new DeferredKeepAlive(TcpKeepAlive.Off, time);
+        Socket socket = Connected();
+        keepAlive.Add(socket);
+        time.Advance(DeferredKeepAlive.Delay * 3);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(keepAlive.Waiting, Is.Zero);
+            Assert.That(KeepAliveOn(socket), Is.False);
+        });
+    }
+
+    [Test]
+    public void TheTimerStopsWhenNothingWaitsAndStartsAgainForTheNextSocket()
+    {
+        var time = new FakeTimeProvider();
+        var keepAlive = new DeferredKeepAlive(Configured, time);
+        Assert.That(keepAlive.TimerRunning, Is.False, "no timer before the first socket");
+        keepAlive.Add(Connected());
+        Assert.That(keepAlive.TimerRunning, Is.True);
+        time.Advance(DeferredKeepAlive.Delay * 2); // armed at the second tick
+        Assert.That(keepAlive.TimerRunning, Is.True, "stopping waits for a tick that finds nothing");
+        time.Advance(DeferredKeepAlive.Delay);
+        Assert.That(keepAlive.TimerRunning, Is.False, "a quiet gateway holds no timer");
+
+        Socket next = Connected();
+        keepAlive.Add(next);
+        time.Advance(DeferredKeepAlive.Delay * 2);
+        Assert.Multiple(() =>
+        {
+            Assert.That(KeepAliveOn(next), Is.True, "the timer started again");
+            Assert.That(keepAlive.TimerRunning, Is.True);
+        });
+    }
+
+    private Socket Connected()
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        _sockets.Add(socket);
+        socket.Connect(_listener.LocalEndPoint!);
+        return socket;
+    }
+
+    private static bool KeepAliveOn(Socket socket) =>
+        (int)socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive)! != 0;
+}
