@@ -9,7 +9,8 @@
 #          --only=throughput,latency,connrate,http,memory,dns,sni,micro (run only these sections; implies --no-docs).
 # Environment: BENCH_WARMUP_SECONDS (default 5) of untimed traffic through Egress before connrate and http measure;
 #          EGRESS_ENCLAVE_BIN=/path/to/egress-enclave measures that executable instead of the Release build (e.g. a
-#          Native AOT publish; egress-host stays the Release build); BENCH_* variables are described where used.
+#          Native AOT publish), EGRESS_HOST_BIN=/path/to/egress-host likewise for egress-host (e.g. another commit's
+#          build, for runs taking turns); BENCH_* variables are described where used.
 #
 # Topology (all on this machine; no packet leaves it):
 #   enclave ns  only lo; `egress-enclave rules --apply` (route via lo + DNAT of all TCP to 127.0.0.1:4444, and
@@ -92,7 +93,9 @@ done
 enclave_bin="${EGRESS_ENCLAVE_BIN:-$out/Egress.Enclave/egress-enclave}"
 [ -x "$enclave_bin" ] || die "EGRESS_ENCLAVE_BIN=$enclave_bin is not an executable"
 [ -z "${EGRESS_ENCLAVE_BIN:-}" ] || log "egress-enclave under test: $enclave_bin"
-host_bin="$out/Egress.Host/egress-host"
+host_bin="${EGRESS_HOST_BIN:-$out/Egress.Host/egress-host}"
+[ -x "$host_bin" ] || die "EGRESS_HOST_BIN=$host_bin is not an executable"
+[ -z "${EGRESS_HOST_BIN:-}" ] || log "egress-host under test: $host_bin"
 tool="$out/Egress.Benchmarks.Tools/egress-bench-tool"
 
 # --- run directory, namespaces, teardown ---------------------------------------------------------------------------
@@ -734,6 +737,7 @@ info="$run/machine.txt"
   echo "dnsperf $(dnsperf -h 2>&1 | awk '/^Version/{print $2}')"
   echo "mode $mode"
   echo "enclave_bin $enclave_bin"
+  echo "host_bin $host_bin"
   echo "repeats $repeats"
   echo "wrk $(wrk --version 2>&1 | head -1 | awk '{print $2}')"
   echo "nginx $(nginx -v 2>&1 | awk -F/ '{print $2}')"
