@@ -13,7 +13,7 @@ namespace Egress.Gateway;
 /// </summary>
 /// <remarks>
 /// An object of its own, made once the relay has started, rather than the locals of a state machine that waits for the
-/// relay: an idle relayed connection then holds this (about 140 B) under the handler's one state machine, instead of a
+/// relay: an idle relayed connection then holds this (about 165 B) under the handler's one state machine, instead of a
 /// second state machine (320 B, with the dial's awaiter) and the decision's awaiter in the first (issue 15: idle RSS
 /// per relayed connection).
 /// </remarks>
@@ -22,11 +22,13 @@ namespace Egress.Gateway;
 /// <param name="decision">The allowing decision.</param>
 /// <param name="hold">The hold that keeps a learned address allowed while the connection is open; null: none.</param>
 /// <param name="upstream">The destination socket.</param>
+/// <param name="keepAlive">Where the destination socket waits for its keepalive, taken out before it closes.</param>
+/// <param name="keepAliveTicket">Its place there.</param>
 /// <param name="serverNameGate">The TLS server-name check on the relay's first bytes; null: none.</param>
 /// <param name="relay">The running relay.</param>
 internal sealed class RelayedStream(
-    TunnelRequest request, IPEndPoint destination, PolicyDecision decision, AddressHold? hold, Socket upstream, ServerNameGate? serverNameGate,
-    Task<RelayResult> relay) : IDisposable
+    TunnelRequest request, IPEndPoint destination, PolicyDecision decision, AddressHold? hold, Socket upstream, DeferredKeepAlive keepAlive,
+    DeferredKeepAlive.Ticket keepAliveTicket, ServerNameGate? serverNameGate, Task<RelayResult> relay) : IDisposable
 {
     private AddressHold? _hold = hold;
 
@@ -41,10 +43,11 @@ internal sealed class RelayedStream(
     /// <summary>The relay, which never throws for I/O failures (<see cref="SocketRelay"/>).</summary>
     public Task<RelayResult> Relay { get; } = relay;
 
-    /// <summary>Closes the destination socket, then releases the hold (the learned address's grace starts): the order
-    /// of the nested <c>using</c> blocks this replaces.</summary>
+    /// <summary>Closes the destination socket (out of the keepalive's list first, if it is still waiting there), then
+    /// releases the hold (the learned address's grace starts): the order of the nested <c>using</c> blocks this replaces.</summary>
     public void Dispose()
     {
+        keepAlive.Remove(keepAliveTicket);
         upstream.Dispose();
         Interlocked.Exchange(ref _hold, null)?.Dispose();
     }

@@ -369,6 +369,7 @@ internal sealed class TunnelStreamHandler(
 
         AddressHold? hold = decided.Hold;
         Socket? upstream = null;
+        DeferredKeepAlive.Ticket keepAliveTicket = default;
         try
         {
             var request = decided.Request;
@@ -381,7 +382,7 @@ internal sealed class TunnelStreamHandler(
                 return GatewayStreamResult.ConnectFailed(request, destination, decision, status, detail);
             }
 
-            _keepAlive.Add(upstream);
+            keepAliveTicket = _keepAlive.Add(upstream);
 
             await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok) { Version = request.Version }, aborted).ConfigureAwait(false);
             GatewayLog.Connected(logger, destination, new HostHintText(request.HostHint), decision, new ConnectionIdText(request.ConnectionId));
@@ -398,14 +399,19 @@ internal sealed class TunnelStreamHandler(
             var relay = request.Version == TunnelCodec.Version2
                 ? SocketRelay.RunFramedAsync(tunnel, upstream, RelaySide.A, decided.Following, ReadOnlyMemory<byte>.Empty, options.Relay, serverNameGate, aborted)
                 : SocketRelay.RunAsync(tunnel, upstream, decided.Following, default, options.Relay, serverNameGate, aborted);
-            var relayed = new RelayedStream(request, destination, decision, hold, upstream, serverNameGate, relay);
+            var relayed = new RelayedStream(request, destination, decision, hold, upstream, _keepAlive, keepAliveTicket, serverNameGate, relay);
             (hold, upstream) = (null, null); // the caller's now
             return new StreamOpening(null, relayed);
         }
         finally
         {
             // Not relayed (the dial failed, or the answer could not be sent): the socket closes, then the hold goes.
-            upstream?.Dispose();
+            if (upstream is not null)
+            {
+                _keepAlive.Remove(keepAliveTicket);
+                upstream.Dispose();
+            }
+
             hold?.Dispose();
         }
     }

@@ -113,7 +113,7 @@ internal sealed partial class SocketRelaySession : IRelayAbort
         {
             if (OperatingSystem.IsLinux())
             {
-                // fcntl, not Socket.Blocking: setting that gives each socket the runtime's asynchronous context
+                // Our own ioctl, not Socket.Blocking: setting that gives each socket the runtime's asynchronous context
                 // (SocketNative), which an idle connection would hold for its life.
                 SocketNative.SetNonBlocking(_a.SafeHandle, true);
                 SocketNative.SetNonBlocking(_b.SafeHandle, true);

@@ -25,7 +25,13 @@ internal static unsafe partial class SocketNative
     private const int DontWait = 0x40; // MSG_DONTWAIT
     private const int NoSignal = 0x4000; // MSG_NOSIGNAL
     private const int GetFlags = 3; // F_GETFL
-    private const nuint NonBlockingIo = 0x5421; // FIONBIO (asm-generic ioctls: x86-64 and arm64)
+    private const int SetFlags = 4; // F_SETFL
+    private const nuint NonBlockingIo = 0x5421; // FIONBIO of the asm-generic ioctls
+
+    // The architectures whose FIONBIO is asm-generic's (not PowerPC's, MIPS's or SPARC's).
+    private static readonly bool GenericIoctls = RuntimeInformation.ProcessArchitecture
+        is Architecture.X64 or Architecture.Arm64 or Architecture.X86 or Architecture.Arm or Architecture.RiscV64
+        or Architecture.LoongArch64 or Architecture.S390x;
     private const int NonBlockingFlag = 0x800; // O_NONBLOCK (x86-64 and arm64)
 
     /// <summary>EAGAIN (= EWOULDBLOCK).</summary>
@@ -113,11 +119,23 @@ internal static unsafe partial class SocketNative
     }
 
     /// <summary>Sets or clears O_NONBLOCK on the descriptor: one ioctl(FIONBIO), which changes that flag alone, so the
-    /// descriptor's other flags need not be read first (fcntl F_GETFL and F_SETFL would be two system calls).</summary>
-    /// <exception cref="SocketException">The ioctl failed.</exception>
+    /// descriptor's other flags need not be read first (fcntl F_GETFL and F_SETFL would be two system calls). Where
+    /// FIONBIO is not the asm-generic number (e.g. ppc64le), fcntl.</summary>
+    /// <exception cref="SocketException">The ioctl or fcntl failed.</exception>
     /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
     public static void SetNonBlocking(SafeSocketHandle handle, bool nonBlocking)
     {
+        if (!GenericIoctls)
+        {
+            int flags = Fcntl(handle, GetFlags, 0);
+            if (flags < 0 || Fcntl(handle, SetFlags, nonBlocking ? flags | NonBlockingFlag : flags & ~NonBlockingFlag) < 0)
+            {
+                throw new SocketException((int)ErrorFor(Marshal.GetLastPInvokeError()));
+            }
+
+            return;
+        }
+
         int value = nonBlocking ? 1 : 0;
         if (Ioctl(handle, NonBlockingIo, &value) < 0)
         {

@@ -377,7 +377,7 @@ internal static class SocketReadiness
             endPoint = new IPEndPoint(v4.Address.MapToIPv6(), v4.Port); // as the runtime's connect on a dual-mode socket
         }
 
-        // Non-blocking with fcntl: the runtime's Socket.Blocking = false would create the asynchronous context.
+        // Non-blocking by our own call: the runtime's Socket.Blocking = false would create the asynchronous context.
         SocketNative.SetNonBlocking(socket.SafeHandle, true);
         int errno = SocketNative.Connect(socket.SafeHandle, endPoint);
         if (errno == 0)

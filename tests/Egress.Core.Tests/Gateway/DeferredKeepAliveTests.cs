@@ -7,8 +7,8 @@ namespace Egress.Tests.Gateway;
 
 /// <summary>
 /// Keepalive goes on a destination socket one to two periods after it was added, read back from the kernel on real
-/// loopback connections: not before, never on a socket closed meanwhile, never when it is off, and the timer stops
-/// once nothing waits.
+/// loopback connections: not before, never on a socket closed or removed meanwhile (a spent ticket removes nothing),
+/// never when it is off, and the timer stops once nothing waits.
 /// </summary>
 public sealed class DeferredKeepAliveTests
 {
@@ -81,6 +81,49 @@ public sealed class DeferredKeepAliveTests
 
         Assert.DoesNotThrow(() => time.Advance(DeferredKeepAlive.Delay * 2));
         Assert.That(KeepAliveOn(open), Is.True);
+    }
+
+    [Test]
+    public void ARemovedSocketIsNeitherArmedNorHeld()
+    {
+        var time = new FakeTimeProvider();
+        var keepAlive = new DeferredKeepAlive(Configured, time);
+        Socket early = Connected();
+        Socket kept = Connected();
+        DeferredKeepAlive.Ticket earlyTicket = keepAlive.Add(early);
+        keepAlive.Add(kept);
+        time.Advance(DeferredKeepAlive.Delay); // early now waits in the older list
+        Socket late = Connected();
+        DeferredKeepAlive.Ticket lateTicket = keepAlive.Add(late);
+
+        keepAlive.Remove(earlyTicket); // its connection ended: the owner takes it out before closing it
+        keepAlive.Remove(lateTicket);
+        Assert.That(keepAlive.Waiting, Is.EqualTo(1), "only the socket still open is held");
+
+        time.Advance(DeferredKeepAlive.Delay * 2);
+        Assert.Multiple(() =>
+        {
+            Assert.That(KeepAliveOn(kept), Is.True, "the others are armed as before");
+            Assert.That(KeepAliveOn(early), Is.False, "removed from the older list");
+            Assert.That(KeepAliveOn(late), Is.False, "removed from the current list");
+        });
+    }
+
+    [Test]
+    public void ATicketFromAnEarlierPeriodOrNoneRemovesNothingElse()
+    {
+        var time = new FakeTimeProvider();
+        var keepAlive = new DeferredKeepAlive(Configured, time);
+        DeferredKeepAlive.Ticket old = keepAlive.Add(Connected());
+        time.Advance(DeferredKeepAlive.Delay * 2); // armed: its ticket is spent
+        Socket next = Connected();
+        DeferredKeepAlive.Ticket current = keepAlive.Add(next);
+        Assert.That(current.Index, Is.EqualTo(old.Index), "the same index: only the period tells them apart");
+
+        keepAlive.Remove(old);
+        keepAlive.Remove(default);
+        time.Advance(DeferredKeepAlive.Delay * 2);
+        Assert.That(KeepAliveOn(next), Is.True, "a spent ticket does not take out the socket now in its place");
     }
 
     [Test]
