@@ -16,7 +16,7 @@ namespace Egress.Gateway;
 /// rest of its period (which would carry its objects into an older GC generation); a socket closed without that is
 /// skipped. The timer runs only while sockets are waiting, so a gateway that goes quiet holds none. Thread-safe;
 /// <see cref="Add"/> and <see cref="Remove"/> take a short lock and never wait for the timer's work. A close that lands
-/// while the timer's setsockopt holds the socket's handle is an abortive one (the runtime's close of a handle in use),
+/// while the timer's setsockopt holds the socket's handle may be an abortive one (the runtime's close of a handle in use),
 /// as for any other operation on the socket at that moment; the relay's own clean end shuts the sending side down first.
 /// </remarks>
 /// <param name="keepAlive">What to set; when <see cref="TcpKeepAlive.Enabled"/> is false, nothing is ever set.</param>
