@@ -27,12 +27,12 @@ internal static unsafe partial class SocketNative
     private const int GetFlags = 3; // F_GETFL
     private const int SetFlags = 4; // F_SETFL
     private const nuint NonBlockingIo = 0x5421; // FIONBIO of the asm-generic ioctls
+    private const int NonBlockingFlag = 0x800; // O_NONBLOCK (x86-64, arm64, ppc64le)
 
     // The architectures whose FIONBIO is asm-generic's (not PowerPC's, MIPS's or SPARC's).
     private static readonly bool GenericIoctls = RuntimeInformation.ProcessArchitecture
         is Architecture.X64 or Architecture.Arm64 or Architecture.X86 or Architecture.Arm or Architecture.RiscV64
         or Architecture.LoongArch64 or Architecture.S390x;
-    private const int NonBlockingFlag = 0x800; // O_NONBLOCK (x86-64 and arm64)
 
     /// <summary>EAGAIN (= EWOULDBLOCK).</summary>
     public const int Again = 11;
@@ -141,20 +141,6 @@ internal static unsafe partial class SocketNative
         {
             throw new SocketException((int)ErrorFor(Marshal.GetLastPInvokeError()));
         }
-    }
-
-    /// <summary>Whether the descriptor is non-blocking (O_NONBLOCK, read with fcntl F_GETFL).</summary>
-    /// <exception cref="SocketException">fcntl failed.</exception>
-    /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
-    public static bool IsNonBlocking(SafeSocketHandle handle)
-    {
-        int flags = Fcntl(handle, GetFlags, 0);
-        if (flags < 0)
-        {
-            throw new SocketException((int)ErrorFor(Marshal.GetLastPInvokeError()));
-        }
-
-        return (flags & NonBlockingFlag) != 0;
     }
 
     /// <summary>connect(2) to <paramref name="endPoint"/>'s serialized address (the bytes the runtime's connect passes).</summary>

@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Sockets;
 using Egress.Gateway;
 using Microsoft.Extensions.Time.Testing;
@@ -7,23 +6,14 @@ namespace Egress.Tests.Gateway;
 
 /// <summary>
 /// Keepalive goes on a destination socket one to two periods after it was added, read back from the kernel on real
-/// loopback connections: not before, never on a socket closed or removed meanwhile (a spent ticket removes nothing),
+/// TCP sockets: not before, never on a socket closed or removed meanwhile (a spent ticket removes nothing),
 /// never when it is off, and the timer stops once nothing waits.
 /// </summary>
 public sealed class DeferredKeepAliveTests
 {
     private static readonly TcpKeepAlive Configured = new(TimeSpan.FromSeconds(7), TimeSpan.FromSeconds(3), 4);
 
-    private Socket _listener = null!;
     private readonly List<Socket> _sockets = [];
-
-    [SetUp]
-    public void SetUp()
-    {
-        _listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        _listener.Listen();
-    }
 
     [TearDown]
     public void TearDown()
@@ -32,8 +22,6 @@ public sealed class DeferredKeepAliveTests
         {
             socket.Dispose();
         }
-
-        _listener.Dispose();
     }
 
     [Test]
@@ -41,12 +29,12 @@ public sealed class DeferredKeepAliveTests
     {
         var time = new FakeTimeProvider();
         var keepAlive = new DeferredKeepAlive(Configured, time);
-        Socket early = Connected();
+        Socket early = NewSocket();
         keepAlive.Add(early);
 
         Assert.That(KeepAliveOn(early), Is.False, "not at the connect");
         time.Advance(DeferredKeepAlive.Delay);
-        Socket late = Connected(); // added in the second period: armed at the end of the third
+        Socket late = NewSocket(); // added in the second period: armed at the end of the third
         keepAlive.Add(late);
         Assert.That(KeepAliveOn(early), Is.False, "not after one period: it was added during it");
 
@@ -73,8 +61,8 @@ public sealed class DeferredKeepAliveTests
     {
         var time = new FakeTimeProvider();
         var keepAlive = new DeferredKeepAlive(Configured, time);
-        Socket closed = Connected();
-        Socket open = Connected();
+        Socket closed = NewSocket();
+        Socket open = NewSocket();
         keepAlive.Add(closed);
         keepAlive.Add(open);
         closed.Dispose(); // the connection ended within a second: the common case
@@ -88,12 +76,12 @@ public sealed class DeferredKeepAliveTests
     {
         var time = new FakeTimeProvider();
         var keepAlive = new DeferredKeepAlive(Configured, time);
-        Socket early = Connected();
-        Socket kept = Connected();
+        Socket early = NewSocket();
+        Socket kept = NewSocket();
         DeferredKeepAlive.Ticket earlyTicket = keepAlive.Add(early);
         keepAlive.Add(kept);
         time.Advance(DeferredKeepAlive.Delay); // early now waits in the older list
-        Socket late = Connected();
+        Socket late = NewSocket();
         DeferredKeepAlive.Ticket lateTicket = keepAlive.Add(late);
 
         keepAlive.Remove(earlyTicket); // its connection ended: the owner takes it out before closing it
@@ -114,9 +102,9 @@ public sealed class DeferredKeepAliveTests
     {
         var time = new FakeTimeProvider();
         var keepAlive = new DeferredKeepAlive(Configured, time);
-        DeferredKeepAlive.Ticket old = keepAlive.Add(Connected());
+        DeferredKeepAlive.Ticket old = keepAlive.Add(NewSocket());
         time.Advance(DeferredKeepAlive.Delay * 2); // armed: its ticket is spent
-        Socket next = Connected();
+        Socket next = NewSocket();
         DeferredKeepAlive.Ticket current = keepAlive.Add(next);
         Assert.That(current.Index, Is.EqualTo(old.Index), "the same index: only the period tells them apart");
 
@@ -131,7 +119,7 @@ public sealed class DeferredKeepAliveTests
     {
         var time = new FakeTimeProvider();
         var keepAlive = new DeferredKeepAlive(TcpKeepAlive.Off, time);
-        Socket socket = Connected();
+        Socket socket = NewSocket();
         keepAlive.Add(socket);
         time.Advance(DeferredKeepAlive.Delay * 3);
 
@@ -148,14 +136,14 @@ public sealed class DeferredKeepAliveTests
         var time = new FakeTimeProvider();
         var keepAlive = new DeferredKeepAlive(Configured, time);
         Assert.That(keepAlive.TimerRunning, Is.False, "no timer before the first socket");
-        keepAlive.Add(Connected());
+        keepAlive.Add(NewSocket());
         Assert.That(keepAlive.TimerRunning, Is.True);
         time.Advance(DeferredKeepAlive.Delay * 2); // armed at the second tick
         Assert.That(keepAlive.TimerRunning, Is.True, "stopping waits for a tick that finds nothing");
         time.Advance(DeferredKeepAlive.Delay);
         Assert.That(keepAlive.TimerRunning, Is.False, "a quiet gateway holds no timer");
 
-        Socket next = Connected();
+        Socket next = NewSocket();
         keepAlive.Add(next);
         time.Advance(DeferredKeepAlive.Delay * 2);
         Assert.Multiple(() =>
@@ -165,11 +153,11 @@ public sealed class DeferredKeepAliveTests
         });
     }
 
-    private Socket Connected()
+    // The kernel keeps keepalive settings on any TCP socket, connected or not: none is needed for reading them back.
+    private Socket NewSocket()
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         _sockets.Add(socket);
-        socket.Connect(_listener.LocalEndPoint!);
         return socket;
     }
 

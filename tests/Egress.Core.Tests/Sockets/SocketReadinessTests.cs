@@ -427,25 +427,8 @@ public sealed class SocketReadinessConnectTests
     }
 
     [Test]
-    public async Task AUnixConnectCompletes()
-    {
-        string path = Path.Combine(Path.GetTempPath(), $"egress-connect-{Guid.NewGuid():N}.sock");
-        try
-        {
-            using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            listener.Bind(new UnixDomainSocketEndPoint(path));
-            listener.Listen(1);
-            using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            await SocketReadiness.ConnectAsync(socket, new UnixDomainSocketEndPoint(path), CancellationToken.None).AsTask().WaitAsync(Within);
-            using Socket accepted = await listener.AcceptAsync().WaitAsync(Within);
-            accepted.Send([3]);
-            Assert.That(await SocketReadiness.ReceiveAsync(socket, new byte[1]).AsTask().WaitAsync(Within), Is.EqualTo(1));
-        }
-        finally
-        {
-            File.Delete(path);
-        }
-    }
+    public Task AUnixConnectCompletes() =>
+        ConnectOverUnixAndReceiveAsync((socket, path) => SocketReadiness.ConnectAsync(socket, path, CancellationToken.None), static _ => { });
 
     [Test]
     public async Task ARefusedConnectIsThrownAsConnectionRefused()
@@ -516,21 +499,27 @@ public sealed class SocketReadinessConnectTests
     }
 
     [Test]
-    public async Task AConnectWithoutContextOnAUnixSocketConnects()
+    public Task AConnectWithoutContextOnAUnixSocketConnects() =>
+        ConnectOverUnixAndReceiveAsync(
+            (socket, path) => SocketReadiness.ConnectWithoutContextAsync(socket, path, CancellationToken.None),
+            static socket => Assert.That(AsyncContext(socket), Is.Null));
+
+    /// <summary>Connects a Unix socket to a listener with <paramref name="connect"/>, receives a byte the accepted side
+    /// sends, then runs <paramref name="andThen"/> on the connected socket.</summary>
+    private static async Task ConnectOverUnixAndReceiveAsync(Func<Socket, EndPoint, ValueTask> connect, Action<Socket> andThen)
     {
-        string path = Path.Combine(Path.GetTempPath(), $"egress-ctx-{Guid.NewGuid():N}.sock");
+        string path = Path.Combine(Path.GetTempPath(), $"egress-connect-{Guid.NewGuid():N}.sock");
         try
         {
             using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             listener.Bind(new UnixDomainSocketEndPoint(path));
             listener.Listen(1);
             using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            await SocketReadiness.ConnectWithoutContextAsync(socket, new UnixDomainSocketEndPoint(path), CancellationToken.None).AsTask().WaitAsync(Within);
+            await connect(socket, new UnixDomainSocketEndPoint(path)).AsTask().WaitAsync(Within);
             using Socket accepted = await listener.AcceptAsync().WaitAsync(Within);
             accepted.Send([7]);
-            byte[] buffer = new byte[1];
-            Assert.That(await SocketReadiness.ReceiveAsync(socket, buffer).AsTask().WaitAsync(Within), Is.EqualTo(1));
-            Assert.That(AsyncContext(socket), Is.Null);
+            Assert.That(await SocketReadiness.ReceiveAsync(socket, new byte[1]).AsTask().WaitAsync(Within), Is.EqualTo(1));
+            andThen(socket);
         }
         finally
         {
@@ -563,7 +552,7 @@ public sealed class SocketReadinessConnectTests
         Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.AddressNotAvailable), "ENOENT, as the runtime maps it");
     }
 
-    private static bool NonBlockingDescriptor(Socket socket) => SocketNative.IsNonBlocking(socket.SafeHandle);
+    private static bool NonBlockingDescriptor(Socket socket) => SocketNativeTests.IsNonBlocking(socket);
 
     internal static object? AsyncContext(Socket socket) =>
         typeof(SafeSocketHandle).GetField("_asyncContext", BindingFlags.Instance | BindingFlags.NonPublic)!.GetValue(socket.SafeHandle);
