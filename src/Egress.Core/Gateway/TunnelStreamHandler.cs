@@ -27,8 +27,7 @@ namespace Egress.Gateway;
 /// <param name="policy">The parent's allowlist.</param>
 /// <param name="dnsUpstreams">The resolvers DNS streams are answered from.</param>
 /// <param name="logger">Where each stream's outcome is logged.</param>
-/// <param name="connect">Connects a destination socket (<see cref="Socket.ConnectAsync(EndPoint, CancellationToken)"/>
-/// in production; a fake in tests, e.g. one that never completes, to reach the connect timeout).</param>
+/// <param name="connect">Connects a destination socket (null in production: <see cref="SocketReadiness.ConnectWithoutContextAsync"/>; a fake in tests, e.g. one that never completes, to reach the connect timeout).</param>
 /// <param name="parentAddresses">The parent's own addresses, denied unless an entry names the single address; null:
 /// none are known (tests that need no such check).</param>
 internal sealed class TunnelStreamHandler(
@@ -86,12 +85,13 @@ internal sealed class TunnelStreamHandler(
         try
         {
             ReadOnlyMemory<byte> received = ReadOnlyMemory<byte>.Empty;
+            bool reused = false; // a relay ran on the stream before: it left the stream non-blocking
             while (true)
             {
                 // The long wait (the relay) is awaited here, in no layer of its own: deciding, dialling and answering
                 // the request (OpenAsync, pooled) hold nothing for the relay's whole life, and what the relay's end
                 // needs is one small object (RelayedStream).
-                var opened = await OpenAsync(tunnel, listener, received, aborted).ConfigureAwait(false);
+                var opened = await OpenAsync(tunnel, listener, received, reused, aborted).ConfigureAwait(false);
                 GatewayStreamResult result;
                 if (opened.Done is { } done)
                 {
@@ -122,6 +122,7 @@ internal sealed class TunnelStreamHandler(
                 }
 
                 received = next;
+                reused = true;
                 options.Metrics?.TunnelStreamReused();
             }
         }
@@ -355,11 +356,13 @@ internal sealed class TunnelStreamHandler(
     /// <summary>
     /// Reads and decides the request (<see cref="DecideAsync"/>); an allowed TCP connection is dialled, answered Ok and
     /// its relay started. Nothing of this method waits while the relay runs: the caller awaits the relay
-    /// (<see cref="RelayedStream.Relay"/>) and disposes what it returns.
+    /// (<see cref="RelayedStream.Relay"/>) and disposes what it returns. <paramref name="reused"/>: the stream carried a
+    /// relay before, whose splicing made it non-blocking.
     /// </summary>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<StreamOpening> OpenAsync(Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, CancellationToken aborted)
+    private async ValueTask<StreamOpening> OpenAsync(
+        Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, bool reused, CancellationToken aborted)
     {
         var decided = await DecideAsync(tunnel, listener, received, aborted).ConfigureAwait(false);
         if (decided.Done is { } done)
@@ -397,7 +400,8 @@ internal sealed class TunnelStreamHandler(
             // Version 1 streams keep the raw relay; version 2 frames the tunnel side (A), so the destination's RST,
             // a relay error or this host stopping reaches the enclave as an END frame with its cause.
             var relay = request.Version == TunnelCodec.Version2
-                ? SocketRelay.RunFramedAsync(tunnel, upstream, RelaySide.A, decided.Following, ReadOnlyMemory<byte>.Empty, options.Relay, serverNameGate, aborted)
+                ? SocketRelay.RunFramedAsync(
+                    tunnel, upstream, RelaySide.A, decided.Following, ReadOnlyMemory<byte>.Empty, options.Relay, serverNameGate, aborted, AlreadyNonBlocking(reused))
                 : SocketRelay.RunAsync(tunnel, upstream, decided.Following, default, options.Relay, serverNameGate, aborted);
             var relayed = new RelayedStream(request, destination, decision, hold, upstream, _keepAlive, keepAliveTicket, serverNameGate, relay);
             (hold, upstream) = (null, null); // the caller's now
@@ -415,6 +419,12 @@ internal sealed class TunnelStreamHandler(
             hold?.Dispose();
         }
     }
+
+    /// <summary>Which of a relay's sockets are non-blocking already: the destination when our own connect dialled it
+    /// (<see cref="SocketReadiness.ConnectWithoutContextAsync"/> sets the mode first), the tunnel stream when a relay ran
+    /// on it before.</summary>
+    private NonBlockingSides AlreadyNonBlocking(bool reused) =>
+        (reused ? NonBlockingSides.A : NonBlockingSides.None) | (connect is null ? NonBlockingSides.B : NonBlockingSides.None);
 
     /// <summary>The relay's end: the server-name check's line, and the stream's result.</summary>
     private GatewayStreamResult Relayed(RelayedStream relayed, RelayResult relay)

@@ -170,7 +170,9 @@ internal sealed class ProxyConnectionHandler(
                 {
                     // Version 2: the tunnel side (B) is framed, so an abort on the far side reaches the application as RST.
                     relay = framed
-                        ? await SocketRelay.RunFramedAsync(client, stream, RelaySide.B, ReadOnlyMemory<byte>.Empty, afterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false)
+                        ? await SocketRelay.RunFramedAsync(
+                            client, stream, RelaySide.B, ReadOnlyMemory<byte>.Empty, afterStatus, options.Relay, serverNameGate, aborted,
+                            _tunnel.StreamsNonBlocking ? NonBlockingSides.B : NonBlockingSides.None).ConfigureAwait(false)
                         : await SocketRelay.RunAsync(client, stream, ReadOnlyMemory<byte>.Empty, afterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
                 }
                 finally

@@ -289,8 +289,11 @@ internal sealed partial class SocketRelaySession
             bool streaming = false;
             // On the parent the plain socket is the destination, connected just now: it has nothing to read yet (the
             // request has not been relayed; a banner comes a round trip later), so even its first wait skips the poll.
-            // In the enclave the application has usually written its first bytes already: that wait polls.
+            // In the enclave the application has usually written its first bytes already: the first round reads them
+            // at once (one recv(2) where a poll(2) and a recv(2) were), and waits, without a poll and holding no
+            // buffer, only when nothing was there.
             bool waited = FramedSide == RelaySide.A;
+            bool readFirst = !waited;
             while (true)
             {
                 if (_monitor.IsAborted)
@@ -303,8 +306,8 @@ internal sealed partial class SocketRelaySession
 
                 receiving = true;
                 bool peerClosed = false; // the wake-up said the source's FIN is queued behind its data (EPOLLRDHUP)
-                bool woke = !likelyMore; // this round waited for readiness: the source has something to read
-                if (!likelyMore)
+                bool woke = !likelyMore; // this round waited for readiness (or reads first): the source has something to read
+                if (!likelyMore && !readFirst)
                 {
                     // Wait for data holding neither pipe nor buffer: an idle direction holds none. Every wait but the
                     // first follows a receive or fill that came back short or empty (likelyMore is false), so the
@@ -345,7 +348,22 @@ internal sealed partial class SocketRelaySession
                     // Only as large as this read: a splicing direction's 4 KiB copy does not take a 128 KiB array from the
                     // pool, where it would stay (one per thread, more per core) after the direction went idle.
                     buffer ??= ArrayPool<byte>.Shared.Rent(capacity);
-                    int got = await SocketReadiness.ReceiveAsync(source, buffer.AsMemory(TunnelFrames.HeaderLength, size)).ConfigureAwait(false);
+                    int got;
+                    if (readFirst)
+                    {
+                        readFirst = false;
+                        waited = true; // the next wait follows an empty receive: no poll
+                        got = SocketReadiness.ReceiveNow(source, buffer.AsSpan(TunnelFrames.HeaderLength, size));
+                        if (got < 0)
+                        {
+                            continue; // nothing yet: the wait (which gives the buffer back if it has to wait)
+                        }
+                    }
+                    else
+                    {
+                        got = await SocketReadiness.ReceiveAsync(source, buffer.AsMemory(TunnelFrames.HeaderLength, size)).ConfigureAwait(false);
+                    }
+
                     if (got == 0)
                     {
                         receiving = false;

@@ -18,6 +18,7 @@ internal sealed partial class SocketRelaySession : IRelayAbort
     private readonly bool _splice;
     private readonly Func<SplicePipe?> _rentPipe;
     private readonly TimeProvider _time;
+    private readonly NonBlockingSides _alreadyNonBlocking;
     private bool _nonBlocking;
 
     public SocketRelaySession(Socket a, Socket b, RelayOptions options)
@@ -25,9 +26,10 @@ internal sealed partial class SocketRelaySession : IRelayAbort
     {
     }
 
-    /// <summary>A relay whose side <paramref name="framed"/> is a version 2 tunnel stream.</summary>
-    public SocketRelaySession(Socket a, Socket b, RelaySide framed, RelayOptions options)
-        : this(a, b, options, SplicePipe.TryRent, framed)
+    /// <summary>A relay whose side <paramref name="framed"/> is a version 2 tunnel stream; the sockets in
+    /// <paramref name="alreadyNonBlocking"/> are not set to non-blocking mode again.</summary>
+    public SocketRelaySession(Socket a, Socket b, RelaySide framed, RelayOptions options, NonBlockingSides alreadyNonBlocking = NonBlockingSides.None)
+        : this(a, b, options, SplicePipe.TryRent, framed, alreadyNonBlocking)
     {
     }
 
@@ -36,8 +38,11 @@ internal sealed partial class SocketRelaySession : IRelayAbort
     /// <param name="options">Idle timeout, clock, splicing.</param>
     /// <param name="rentPipe">Where a splicing direction gets its pipe; null means none can be had (it copies instead).</param>
     /// <param name="framed">The side that is a version 2 tunnel stream; null: neither (raw bytes both ways).</param>
-    internal SocketRelaySession(Socket a, Socket b, RelayOptions options, Func<SplicePipe?> rentPipe, RelaySide? framed = null)
+    /// <param name="alreadyNonBlocking">The sockets whose owner already made them non-blocking (<see cref="CanSplice"/> skips them).</param>
+    internal SocketRelaySession(
+        Socket a, Socket b, RelayOptions options, Func<SplicePipe?> rentPipe, RelaySide? framed = null, NonBlockingSides alreadyNonBlocking = NonBlockingSides.None)
     {
+        _alreadyNonBlocking = alreadyNonBlocking;
         _a = a;
         _b = b;
         FramedSide = framed;
@@ -105,6 +110,8 @@ internal sealed partial class SocketRelaySession : IRelayAbort
     /// <summary>
     /// Puts both sockets in non-blocking mode, which splice needs: a TCP socket waits in splice according to its own
     /// mode, not the splice flags, and a socket only becomes non-blocking by itself on its first asynchronous operation.
+    /// A socket its owner already made non-blocking (<see cref="NonBlockingSides"/>: a dialled destination, a tunnel stream
+    /// connected or relayed before) costs no call.
     /// </summary>
     /// <returns>False if a socket is already closed (the copy loops then report it).</returns>
     private bool CanSplice()
@@ -115,8 +122,15 @@ internal sealed partial class SocketRelaySession : IRelayAbort
             {
                 // Our own ioctl, not Socket.Blocking: setting that gives each socket the runtime's asynchronous context
                 // (SocketNative), which an idle connection would hold for its life.
-                SocketNative.SetNonBlocking(_a.SafeHandle, true);
-                SocketNative.SetNonBlocking(_b.SafeHandle, true);
+                if ((_alreadyNonBlocking & NonBlockingSides.A) == 0)
+                {
+                    SocketNative.SetNonBlocking(_a.SafeHandle, true);
+                }
+
+                if ((_alreadyNonBlocking & NonBlockingSides.B) == 0)
+                {
+                    SocketNative.SetNonBlocking(_b.SafeHandle, true);
+                }
             }
             else
             {

@@ -54,6 +54,7 @@ public sealed class TunnelClient
         _timeProvider = timeProvider ?? TimeProvider.System;
         _connect = connect ?? parent.ConnectAsync;
         _connectForRelay = connect ?? parent.ConnectForRelayAsync;
+        StreamsNonBlocking = connect is null;
         _versions = new TunnelVersionProbe(_timeProvider);
     }
 
@@ -62,6 +63,11 @@ public sealed class TunnelClient
 
     /// <summary>Gets how long connecting a stream plus waiting for the parent's status may take.</summary>
     public TimeSpan StatusTimeout { get; }
+
+    /// <summary>Whether every stream <see cref="ConnectFramedAsync"/> hands out is in non-blocking mode: connected by
+    /// <see cref="TunnelEndpoint.ConnectForRelayAsync"/> (which sets the mode first), or rented from the pool, which
+    /// holds only streams of such connects. False when a test injected the connect.</summary>
+    internal bool StreamsNonBlocking { get; }
 
     /// <summary>
     /// Opens a tunnel stream, asks the parent to dial <paramref name="destination"/> and waits for its status.
