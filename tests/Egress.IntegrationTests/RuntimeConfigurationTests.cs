@@ -16,13 +16,31 @@ public sealed class RuntimeConfigurationTests
     [TestCase("egress-host")]
     public void IdleThreadPoolWorkersDoNotSpin(string program)
     {
-        string dll = program == "egress-enclave" ? HostBinaries.EnclaveDll : HostBinaries.HostDll;
-        string path = Path.ChangeExtension(dll, ".runtimeconfig.json");
-
+        string path = RuntimeConfigOf(program);
         using var document = JsonDocument.Parse(File.ReadAllText(path));
         var properties = document.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
 
         Assert.That(properties.TryGetProperty("System.Threading.ThreadPool.UnfairSemaphoreSpinLimit", out var limit), Is.True, path);
         Assert.That(limit.GetInt32(), Is.Zero, path);
     }
+
+    /// <summary>
+    /// egress-host lets a relay that ends on an epoll thread finish there with the gateway's code after it (no thread
+    /// hand-off per connection; its logger never blocks): the switch <c>Egress.Relay.EndOnEpollThread</c>. egress-enclave
+    /// does not set it (measured, it saved nothing there: its accept hand-off stays), so its relays end on the thread pool.
+    /// </summary>
+    [TestCase("egress-enclave", false)]
+    [TestCase("egress-host", true)]
+    public void OnlyEgressHostEndsRelaysOnTheEpollThread(string program, bool expected)
+    {
+        string path = RuntimeConfigOf(program);
+        using var document = JsonDocument.Parse(File.ReadAllText(path));
+        var properties = document.RootElement.GetProperty("runtimeOptions").GetProperty("configProperties");
+
+        bool on = properties.TryGetProperty("Egress.Relay.EndOnEpollThread", out var value) && value.GetBoolean();
+        Assert.That(on, Is.EqualTo(expected), path);
+    }
+
+    private static string RuntimeConfigOf(string program) =>
+        Path.ChangeExtension(program == "egress-enclave" ? HostBinaries.EnclaveDll : HostBinaries.HostDll, ".runtimeconfig.json");
 }

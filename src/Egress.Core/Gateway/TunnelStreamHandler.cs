@@ -66,8 +66,10 @@ internal sealed class TunnelStreamHandler(
     /// </summary>
     internal static readonly TimeSpan DefaultIdleBetweenRequests = TimeSpan.FromSeconds(60);
 
-    /// <summary>The request prefix: what the wait for a reused stream's next request reads at most.</summary>
-    private const int RequestPrefixLength = 4;
+    /// <summary>What the wait for a reused stream's next request reads at most: a whole version 2 TCP request with a host
+    /// hint of up to 44 bytes (IPv4; 32 for IPv6) in one receive (the enclave sends nothing after it before the status);
+    /// the rest of a longer one is read by <see cref="TunnelHandshake.ReadRequestAsync(Socket, ReadOnlyMemory{byte}, CancellationToken)"/>.</summary>
+    private const int NextRequestReadLength = 64;
 
     /// <param name="streamSocket">The accepted stream.</param>
     /// <param name="listener">The gateway's listener: its live streams (this one included) and its stop signal.</param>
@@ -106,8 +108,10 @@ internal sealed class TunnelStreamHandler(
 
                 // Set up on an epoll thread (NextRequestAsync, the dial) and refused or failed there: its lines and
                 // status go from the pool, where a logger that blocks (the caller's choice) stalls no socket's wake-ups.
-                // (A relayed connection's end is already on the pool.)
-                await SocketReadiness.LeaveEpollThread();
+                // (A relayed connection's end is already on the pool.) Unless the process's loggers never block
+                // (RelayOptions.EndOnEpollThread, egress-host): then the relayed connection's end stays on its epoll
+                // thread, and so do its lines, the answer to a refusal and the wait for the stream's next request.
+                await SocketReadiness.LeaveEpollThreadUnless(options.Relay.EndOnEpollThread);
 
                 await CompleteAsync(tunnel, result, aborted, cid).ConfigureAwait(false);
                 if (result.Relay is not { } relay || !TunnelStreamPool.EndedClean(relay) || result.Request.Version != TunnelCodec.Version2
@@ -193,7 +197,7 @@ internal sealed class TunnelStreamHandler(
         using var idle = new CancellationTokenSource(options.IdleBetweenRequests, options.Relay.TimeProvider);
         using var onStop = stopping.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle);
         using var onAbort = aborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle);
-        byte[] prefix = new byte[RequestPrefixLength];
+        byte[] head = new byte[NextRequestReadLength];
         string end;
         try
         {
@@ -203,10 +207,10 @@ internal sealed class TunnelStreamHandler(
             // and the relay's start already are, with no hand-off to the thread pool per connection; DecideAsync and
             // HandleAsync hand what may block (a DNS stream, a re-resolution, log lines of a refusal, a close) back to it.
             await SocketReadiness.WaitReadableInlineAsync(tunnel, idle.Token, drained: true).ConfigureAwait(false);
-            int read = await SocketReadiness.ReceiveAsync(tunnel, prefix, idle.Token).ConfigureAwait(false);
+            int read = await SocketReadiness.ReceiveAsync(tunnel, head, idle.Token).ConfigureAwait(false);
             if (read > 0)
             {
-                return prefix.AsMemory(0, read);
+                return head.AsMemory(0, read);
             }
 
             end = "closed by the enclave";

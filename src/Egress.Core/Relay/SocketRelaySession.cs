@@ -19,6 +19,7 @@ internal sealed partial class SocketRelaySession : IRelayAbort
     private readonly Func<SplicePipe?> _rentPipe;
     private readonly TimeProvider _time;
     private readonly NonBlockingSides _alreadyNonBlocking;
+    private readonly bool _endOnEpollThread;
     private bool _nonBlocking;
 
     public SocketRelaySession(Socket a, Socket b, RelayOptions options)
@@ -50,6 +51,7 @@ internal sealed partial class SocketRelaySession : IRelayAbort
         _splice = options.UseSplice && OperatingSystem.IsLinux();
         _rentPipe = rentPipe;
         _time = options.TimeProvider;
+        _endOnEpollThread = options.EndOnEpollThread;
     }
 
     /// <summary>The side that carries version 2 frames, or null for a raw relay.</summary>
@@ -86,8 +88,8 @@ internal sealed partial class SocketRelaySession : IRelayAbort
         // pool, never on an epoll thread, where a blocked write would stall every relay that thread serves. Only here,
         // where the last direction ended: a direction's own end (its END frame) neither blocks nor closes a socket a
         // wait holds, so the direction that ends first stays on the epoll thread: one hand-off per connection, not one
-        // per direction.
-        await SocketReadiness.LeaveEpollThread();
+        // per direction. Unless the process says its code after a relay may run there (RelayOptions.EndOnEpollThread).
+        await SocketReadiness.LeaveEpollThreadUnless(_endOnEpollThread);
 
         return _monitor.Finish(aToB, bToA);
     }

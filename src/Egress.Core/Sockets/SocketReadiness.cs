@@ -199,11 +199,15 @@ internal static class SocketReadiness
     /// </summary>
     internal static LeaveEpollThreadAwaitable LeaveEpollThread() => default;
 
+    /// <summary>As <see cref="LeaveEpollThread"/>, unless <paramref name="stay"/>: then it continues at once, on whichever
+    /// thread (<see cref="Relay.RelayOptions.EndOnEpollThread"/>).</summary>
+    internal static LeaveEpollThreadAwaitable LeaveEpollThreadUnless(bool stay) => new(stay);
+
     /// <summary>What <see cref="LeaveEpollThread"/> returns: its own awaiter, complete off the epoll threads.</summary>
-    internal readonly struct LeaveEpollThreadAwaitable : ICriticalNotifyCompletion
+    internal readonly struct LeaveEpollThreadAwaitable(bool stay) : ICriticalNotifyCompletion
     {
-        /// <summary>Off an epoll thread there is nothing to leave.</summary>
-        public bool IsCompleted => !t_onEpollThread;
+        /// <summary>Off an epoll thread there is nothing to leave; nor when the caller stays.</summary>
+        public bool IsCompleted => stay || !t_onEpollThread;
 
         public LeaveEpollThreadAwaitable GetAwaiter() => this;
 

@@ -180,6 +180,64 @@ public sealed class TunnelStreamReuseTests
         });
     }
 
+    /// <summary>
+    /// A relayed connection's end (its Closed line, the destination's close, the wait for the stream's next request) runs
+    /// on the epoll thread its relay ended on only when the process allows it (<see cref="RelayOptions.EndOnEpollThread"/>:
+    /// egress-host, whose logger never blocks); by default from the pool. Either way the stream carries the next request.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task ARelayedConnectionsEndStaysOnItsEpollThreadOnlyWhenAllowed(bool endOnEpollThread)
+    {
+        var recorder = new EpollThreadRecorder();
+        using var loggerFactory = LoggerFactory.Create(builder => builder.AddProvider(recorder).SetMinimumLevel(LogLevel.Debug));
+        StartGateway(loggerFactory: loggerFactory, endOnEpollThread: endOnEpollThread);
+        using var first = new EchoServer(); // an echo server serves one connection
+        using var second = new EchoServer();
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+
+        var one = await CleanConnectionAsync(stream, first.EndPoint, 1, "first"u8.ToArray());
+        var two = await CleanConnectionAsync(stream, second.EndPoint, 2, "second"u8.ToArray());
+        await WaitUntilAsync(() => recorder.Lines.Count(line => line.EventId == 210) == 2);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(one.Echoed, Is.EqualTo("first"));
+            Assert.That(two.Echoed, Is.EqualTo("second"), "the stream carried the next request");
+            Assert.That(recorder.Lines.Where(line => line.EventId == 210).Select(line => line.OnEpollThread),
+                Is.EqualTo(new[] { endOnEpollThread, endOnEpollThread }), "where each Closed line was written");
+        });
+    }
+
+    /// <summary>The wait for a reused stream's next request reads up to 64 bytes at once; a request longer than that (a
+    /// long host hint) is read whole all the same, and one shorter is not mistaken for more.</summary>
+    [TestCase(0)]
+    [TestCase(44)]
+    [TestCase(45)]
+    [TestCase(253)]
+    public async Task ANextRequestOfAnyLengthIsReadWhole(int hintLength)
+    {
+        StartGateway();
+        using var first = new EchoServer();
+        using var echo = new EchoServer();
+        using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+        await CleanConnectionAsync(stream, first.EndPoint, 1, "first"u8.ToArray());
+
+        string? hint = hintLength == 0 ? null : string.Concat(Enumerable.Repeat("a.", 127))[..(hintLength - 1)] + "z";
+        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint, hint).AsVersion2(2));
+        var response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        await stream.SendAsync((byte[])[.. Frames.Data("second"u8), .. Frames.End(TunnelEndCause.Fin)]);
+        var (echoed, cause) = await Frames.ReadUntilEndAsync(stream).WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(Request(TunnelRequest.ForTcp(echo.EndPoint, hint).AsVersion2(2)), Has.Length.EqualTo(20 + hintLength), "the request's length");
+            Assert.That(response.Status, Is.EqualTo(TunnelStatus.Ok));
+            Assert.That(System.Text.Encoding.ASCII.GetString(echoed), Is.EqualTo("second"));
+            Assert.That(cause, Is.EqualTo(TunnelEndCause.Fin));
+        });
+    }
+
     /// <summary>The enclave closing a stream kept for reuse wakes the gateway's wait on an epoll thread; the line saying
     /// so (Debug) and the close are done from the pool.</summary>
     [Test]
@@ -383,13 +441,13 @@ public sealed class TunnelStreamReuseTests
 
     private void StartGateway(
         TimeSpan? shutdownDrain = null, ILoggerFactory? loggerFactory = null, EgressMode mode = EgressMode.Enforce, string destinations = "127.0.0.1",
-        Func<IEnumerable<(string Interface, IPAddress Address)>>? parentAddresses = null)
+        Func<IEnumerable<(string Interface, IPAddress Address)>>? parentAddresses = null, bool endOnEpollThread = false)
     {
         var policy = EgressPolicy.Create(true, [destinations], new AllowlistCache(new AllowlistCacheOptions()), mode);
         var options = new TunnelGatewayOptions
         {
             Listen = _endpoint,
-            Relay = new RelayOptions { TimeProvider = _time },
+            Relay = new RelayOptions { TimeProvider = _time, EndOnEpollThread = endOnEpollThread },
             Metrics = _probe.Metrics,
             DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 9)],
             ShutdownDrain = shutdownDrain ?? TimeSpan.FromSeconds(5),
