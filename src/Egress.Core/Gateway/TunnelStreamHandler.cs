@@ -139,7 +139,10 @@ internal sealed class TunnelStreamHandler(
         }
         finally
         {
-            await SocketReadiness.LeaveEpollThread(); // an epoll thread closes no socket (WaitReadableInlineAsync says why)
+            // An epoll thread closes no socket another wait may hold (WaitReadableInlineAsync says why); the stream's
+            // own wait is over here, but an abort may be resetting it. (The destination's close after a clean relay may
+            // stay on the epoll thread, RelayOptions.EndOnEpollThread: both its directions ended, no wait holds it.)
+            await SocketReadiness.LeaveEpollThread();
 
             TunnelHandshake.Close(tunnel);
         }
@@ -205,7 +208,8 @@ internal sealed class TunnelStreamHandler(
             // wait first rather than receive into nothing (EAGAIN), one system call per connection. Inline: the next
             // connection is read, checked and dialled on the epoll thread that saw its request, as the dial's own wait
             // and the relay's start already are, with no hand-off to the thread pool per connection; DecideAsync and
-            // HandleAsync hand what may block (a DNS stream, a re-resolution, log lines of a refusal, a close) back to it.
+            // HandleAsync hand what may block (a DNS stream, a re-resolution, a close; log lines of a refusal unless the
+            // process's loggers never block, RelayOptions.EndOnEpollThread) back to it.
             await SocketReadiness.WaitReadableInlineAsync(tunnel, idle.Token, drained: true).ConfigureAwait(false);
             int read = await SocketReadiness.ReceiveAsync(tunnel, head, idle.Token).ConfigureAwait(false);
             if (read > 0)

@@ -113,7 +113,9 @@ internal sealed partial class SocketRelaySession
     {
         long aToB = await forward.ConfigureAwait(false); // the direction loops never throw
         long bToA = await backward.ConfigureAwait(false);
-        await SocketReadiness.LeaveEpollThreadUnless(_endOnEpollThread); // the relay's end and its owner's code run on the thread pool (RunRawAsync says why)
+        // The relay's end and its owner's code run on the thread pool, or stay on the epoll thread after a clean end
+        // where the process allows it (RunRawAsync says why).
+        await SocketReadiness.LeaveEpollThreadUnless(_endOnEpollThread && !_monitor.IsAborted);
 
         Volatile.Write(ref _finished, 1);
         Volatile.Read(ref _drainTimer)?.Dispose();

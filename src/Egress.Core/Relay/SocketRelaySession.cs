@@ -88,8 +88,10 @@ internal sealed partial class SocketRelaySession : IRelayAbort
         // pool, never on an epoll thread, where a blocked write would stall every relay that thread serves. Only here,
         // where the last direction ended: a direction's own end (its END frame) neither blocks nor closes a socket a
         // wait holds, so the direction that ends first stays on the epoll thread: one hand-off per connection, not one
-        // per direction. Unless the process says its code after a relay may run there (RelayOptions.EndOnEpollThread).
-        await SocketReadiness.LeaveEpollThreadUnless(_endOnEpollThread);
+        // per direction. Unless the process says its code after a relay may run there (RelayOptions.EndOnEpollThread)
+        // and nothing aborted the relay: an abort's end (the monitor's Finish waits for a running stop callback, which
+        // resets sockets) stays off the epoll threads.
+        await SocketReadiness.LeaveEpollThreadUnless(_endOnEpollThread && !_monitor.IsAborted);
 
         return _monitor.Finish(aToB, bToA);
     }

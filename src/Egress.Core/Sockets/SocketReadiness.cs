@@ -203,7 +203,8 @@ internal static class SocketReadiness
     /// thread (<see cref="Relay.RelayOptions.EndOnEpollThread"/>).</summary>
     internal static LeaveEpollThreadAwaitable LeaveEpollThreadUnless(bool stay) => new(stay);
 
-    /// <summary>What <see cref="LeaveEpollThread"/> returns: its own awaiter, complete off the epoll threads.</summary>
+    /// <summary>What <see cref="LeaveEpollThread"/> and <see cref="LeaveEpollThreadUnless"/> return: their own awaiter,
+    /// complete off the epoll threads, and at once for a caller that stays.</summary>
     internal readonly struct LeaveEpollThreadAwaitable(bool stay) : ICriticalNotifyCompletion
     {
         /// <summary>Off an epoll thread there is nothing to leave; nor when the caller stays.</summary>

@@ -63,6 +63,42 @@ public sealed class TunnelClientTests
         Assert.That(sent.HostHint, Is.EqualTo("api.example.test"));
     }
 
+    /// <summary>
+    /// The relay skips setting non-blocking mode on the enclave's framed streams when the client says they are
+    /// (<see cref="TunnelClient.StreamsNonBlocking"/>): with its own connect they are, so a stream it hands out must be; a
+    /// test's injected connect may hand out anything, so then the client claims nothing.
+    /// </summary>
+    [Test]
+    [Platform("Linux")]
+    public async Task AFramedStreamIsNonBlockingWhenTheClientSaysSo()
+    {
+        using var listener = _endpoint.Listen();
+        var parent = Task.Run(async () =>
+        {
+            using var stream = await listener.AcceptAsync();
+            var (_, request, _) = await TunnelHandshake.ReadRequestAsync(stream, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
+            await TunnelHandshake.SendResponseAsync(stream, new TunnelResponse(TunnelStatus.Ok) { Version = request.Version }, CancellationToken.None);
+            await stream.ReceiveAsync(new byte[1]); // until the client closes
+        });
+
+        var client = new TunnelClient(_endpoint);
+        var connected = await client.ConnectFramedAsync(Destination, null, CancellationToken.None);
+        using (var socket = connected.Socket)
+        {
+            Assert.Multiple(() =>
+            {
+                Assert.That(connected.Error, Is.EqualTo(TunnelConnectError.None), connected.ToString());
+                Assert.That(connected.Version, Is.EqualTo(TunnelCodec.Version2));
+                Assert.That(client.StreamsNonBlocking, Is.True);
+                Assert.That(Egress.Tests.Sockets.SocketNativeTests.IsNonBlocking(socket!), Is.True, "the stream's descriptor");
+            });
+        }
+
+        await parent.WaitAsync(TimeSpan.FromSeconds(10));
+        var injected = new TunnelClient(_endpoint, null, null, _ => throw new SocketException((int)SocketError.ConnectionRefused));
+        Assert.That(injected.StreamsNonBlocking, Is.False);
+    }
+
     [Test]
     public async Task ParentRefuses_IsRefused_WithTheStatusAndDetail()
     {
