@@ -148,7 +148,7 @@ public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
     /// (denied, or its destination refused) is answered with its status and its line is written from the thread pool,
     /// where a logger that blocks (the library's caller chooses it) stalls no other socket's wake-ups; on that epoll
     /// thread where the process's loggers never block (<see cref="RelayOptions.EndOnEpollThread"/>). Report mode's
-    /// would-deny line always leaves first (a flood of them is what that mode is for), and the refusal after it with it.
+    /// would-deny line always leaves first (a flood of them is what that mode is for).
     /// </summary>
     [TestCase(true, EgressMode.Enforce, TestName = "{m}(denied)")]
     [TestCase(false, EgressMode.Enforce, TestName = "{m}(connect refused)")]
@@ -179,8 +179,14 @@ public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
         {
             Assert.That(response.Status, Is.EqualTo(denied ? TunnelStatus.DeniedByPolicy : TunnelStatus.ConnectionRefused));
             Assert.That(afterAnswer, Is.Zero, "a refused request ends the stream after its status");
-            Assert.That(recorder.Lines.Where(line => line.EventId == eventId).Select(line => line.OnEpollThread),
-                Is.EqualTo(new[] { endOnEpollThread && mode != EgressMode.Report }), "where the refusal's line is written");
+            var refusalLines = recorder.Lines.Where(line => line.EventId == eventId).Select(line => line.OnEpollThread).ToList();
+            Assert.That(refusalLines, Has.Count.EqualTo(1), "the refusal's line");
+            if (!endOnEpollThread || mode != EgressMode.Report)
+            {
+                // Report mode with the switch: the would-deny line moved the request to the pool, and the dial's
+                // failure comes back on an epoll thread or not, as the connect fails at once or a moment later.
+                Assert.That(refusalLines, Is.EqualTo(new[] { endOnEpollThread }), "where the refusal's line is written");
+            }
             Assert.That(recorder.Lines.Where(line => line.EventId == 460).Select(line => line.OnEpollThread),
                 Is.EqualTo(mode == EgressMode.Report ? new[] { false } : Array.Empty<bool>()), "report mode's would-deny line too");
         });
