@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using Egress.Diagnostics;
+using Egress.Sockets;
 using Microsoft.Extensions.Logging;
 
 namespace Egress.Connections;
@@ -90,6 +91,26 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     /// <summary>Gets the most connections accepted and not yet set up, shared by the listeners of one service; null (the
     /// default): no limit.</summary>
     public ConnectionSetupLimit? SetupLimit { get; init; }
+
+    /// <summary>The runtime switch (<see cref="AppContext"/>) behind <see cref="HandlersOnAcceptThreadByDefault"/>.</summary>
+    internal const string HandlersOnAcceptThreadSwitch = "Egress.Connections.HandlersOnAcceptThread";
+
+    /// <summary>Whether the process's runtime switch <c>Egress.Connections.HandlersOnAcceptThread</c> is on (both hosts
+    /// set it in their runtimeconfig.json): the default the proxy's and the gateway's listeners give
+    /// <see cref="HandlersOnAcceptThread"/>.</summary>
+    internal static bool HandlersOnAcceptThreadByDefault => AppContext.TryGetSwitch(HandlersOnAcceptThreadSwitch, out bool on) && on;
+
+    /// <summary>
+    /// Gets whether an admitted connection's handler starts on the thread that accepted it and runs there up to its first
+    /// wait (then the loop accepts the next), instead of being moved to the thread pool first: one thread hand-off (a
+    /// futex wake, a worker's wake-up) fewer per connection. The accepting thread is the runtime's socket thread when
+    /// the process asks for inline socket completions, as both hosts do, so only for handlers that neither block nor
+    /// wait synchronously on a socket before their first asynchronous wait, in a process whose loggers never block (both
+    /// hosts': their logger drops lines rather than wait). Off by default: a library caller's logger may block, as
+    /// Microsoft's console logger does with a full queue, and every accept would wait behind it. A refused connection's
+    /// answer (<see cref="Refused"/>) is always moved to the thread pool.
+    /// </summary>
+    public bool HandlersOnAcceptThread { get; init; }
 
     /// <summary>Gets the clock of the accept back-off.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
@@ -225,7 +246,8 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     /// id, and <see cref="Tracked"/> puts its task in the placeholder's place, so a handler that finishes at once still
     /// finds its entry to remove, and the task then replaces nothing (no entry is left behind). The run's own task is the
     /// entry (no wrapper task held for the connection's life, and no closure per connection); the run moves to the thread
-    /// pool at its first line (<see cref="Task.Yield"/>), so the accept loop never runs a handler.
+    /// pool at its first line (<see cref="Task.Yield"/>), so the accept loop never runs a handler, unless
+    /// <see cref="HandlersOnAcceptThread"/>: then it runs up to its first wait before the loop accepts again.
     /// </summary>
     private long Reserve()
     {
@@ -308,10 +330,14 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
 
     private async Task RunAsync(long id, Socket socket, ConnectionSetup setup, bool admitted)
     {
-        await Task.Yield(); // off the accept loop (Track)
+        if (!HandlersOnAcceptThread)
+        {
+            await Task.Yield(); // off the accept loop (Track)
+        }
+
         try
         {
-            await _handler(socket, setup, _abortConnections.Token).ConfigureAwait(false);
+            await (HandlersOnAcceptThread ? StartOnAcceptThread(socket, setup) : _handler(socket, setup, _abortConnections.Token)).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -328,6 +354,23 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
             }
 
             _connections.TryRemove(id, out _);
+        }
+    }
+
+    /// <summary>Starts the handler on the accepting thread (<see cref="HandlersOnAcceptThread"/>), its part up to its first
+    /// wait under the epoll threads' rules (<see cref="SocketReadiness.EnterEpollThreadRules"/>): what a handler hands to
+    /// the thread pool from an epoll thread (a DNS stream served for its life, a resolution, the lines of a refusal), it
+    /// hands there from the accepting thread too.</summary>
+    private Task StartOnAcceptThread(Socket socket, ConnectionSetup setup)
+    {
+        bool previous = SocketReadiness.EnterEpollThreadRules();
+        try
+        {
+            return _handler(socket, setup, _abortConnections.Token);
+        }
+        finally
+        {
+            SocketReadiness.ExitEpollThreadRules(previous);
         }
     }
 

@@ -131,6 +131,7 @@ public sealed class TunnelGateway : IAsyncDisposable
             Admission = new ConnectionAdmission(_options.MaxStreams, ConfigurationKeys.HostMaxStreams.Path, "stream", DescriptorBudget.Process),
             Refused = _handler.HandleRefusedAsync,
             TimeProvider = _options.Relay.TimeProvider,
+            HandlersOnAcceptThread = _options.HandlersOnAcceptThread,
         };
         _listener = listener;
         _listener.Start();

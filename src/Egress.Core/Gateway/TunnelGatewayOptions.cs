@@ -38,6 +38,11 @@ public sealed class TunnelGatewayOptions
     /// (<see cref="TunnelStreamHandler.DefaultIdleBetweenRequests"/>; tests shorten it to race the enclave's pool).</summary>
     internal TimeSpan IdleBetweenRequests { get; init; } = TunnelStreamHandler.DefaultIdleBetweenRequests;
 
+    /// <summary>Gets whether a new stream's handler starts on the thread that accepted it
+    /// (<see cref="Connections.ConnectionListener.HandlersOnAcceptThread"/>); by default the process's runtime switch
+    /// <c>Egress.Connections.HandlersOnAcceptThread</c>, which both hosts set.</summary>
+    internal bool HandlersOnAcceptThread { get; init; } = Connections.ConnectionListener.HandlersOnAcceptThreadByDefault;
+
     /// <summary>These options for one <c>[[host.enclaves]]</c> entry (every other setting the same): its metrics, and its
     /// policy's digest and file.</summary>
     internal TunnelGatewayOptions ForEnclave(EgressMetrics? metrics, GatewayEnclave enclave)

@@ -120,6 +120,7 @@ public sealed class EgressProxy : IAsyncDisposable
                 Admission = _admission,
                 SetupLimit = _setupLimit,
                 TimeProvider = _options.Relay.TimeProvider,
+                HandlersOnAcceptThread = _options.HandlersOnAcceptThread,
             };
             _listeners.Add(listener);
             endPoints.Add(socket.LocalEndPoint!);

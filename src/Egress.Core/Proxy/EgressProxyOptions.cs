@@ -59,4 +59,9 @@ public sealed class EgressProxyOptions
     /// <summary>Gets where the connections the policy denies, and the TLS connections the server-name check refuses, are
     /// counted for the parent (<c>enclave.report_denials</c>); null: not counted.</summary>
     internal Denials.DenialTally? Denials { get; init; }
+
+    /// <summary>Gets whether an accepted connection's handler starts on the thread that accepted it
+    /// (<see cref="Connections.ConnectionListener.HandlersOnAcceptThread"/>); by default the process's runtime switch
+    /// <c>Egress.Connections.HandlersOnAcceptThread</c>, which both hosts set.</summary>
+    internal bool HandlersOnAcceptThread { get; init; } = Connections.ConnectionListener.HandlersOnAcceptThreadByDefault;
 }

@@ -54,13 +54,14 @@ public sealed record RelayOptions
     /// <summary>
     /// Whether a relay that ends clean on an epoll thread (its last direction woken there, nothing aborted it) finishes
     /// there, and its owner's code after it runs there too (the gateway: its log lines, the destination's close, the
-    /// wait for the stream's next request; also a next request refused or whose dial failed, answered and logged there),
+    /// wait for the stream's next request; also a next request refused or whose dial failed, answered and logged there;
+    /// the proxy: its line and audit record, the stream's return to the pool, the application socket's close),
     /// instead of moving to the thread pool first: one thread hand-off (a futex wake, a worker's wake-up) fewer per
     /// connection. An aborted relay still ends on the pool. Only for a process whose loggers never block and whose code
     /// after a relay neither blocks nor closes a socket another wait holds (<see cref="Sockets.SocketReadiness.WaitReadableInlineAsync(System.Net.Sockets.Socket, bool)"/>):
-    /// egress-host turns it on (runtime switch <c>Egress.Relay.EndOnEpollThread</c> in its runtimeconfig.json; its logger
-    /// drops lines rather than wait). Off by default: a library caller's logger may block, as Microsoft's console logger
-    /// does with a full queue.
+    /// both hosts turn it on (runtime switch <c>Egress.Relay.EndOnEpollThread</c> in their runtimeconfig.json; their
+    /// logger drops lines rather than wait, and the audit log drops records). Off by default: a library caller's logger
+    /// may block, as Microsoft's console logger does with a full queue.
     /// </summary>
     internal bool EndOnEpollThread { get; init; } = AppContext.TryGetSwitch(EndOnEpollThreadSwitch, out bool on) && on;
 }

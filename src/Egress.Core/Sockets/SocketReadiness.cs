@@ -172,8 +172,28 @@ internal static class SocketReadiness
         return Rent().Arm(socket, EpollNative.In | EpollNative.ReadHangUp, cancellationToken, inline: true);
     }
 
-    /// <summary>Whether the caller runs on an epoll thread (an inline wait's continuation).</summary>
+    /// <summary>Whether the caller runs on an epoll thread (an inline wait's continuation), or on a thread that follows
+    /// their rules for now (<see cref="EnterEpollThreadRules"/>).</summary>
     internal static bool OnEpollThread => t_onEpollThread;
+
+    /// <summary>
+    /// Makes the calling thread follow the epoll threads' rules until <see cref="ExitEpollThreadRules"/>:
+    /// <see cref="OnEpollThread"/> is true and <see cref="LeaveEpollThread"/> moves to the thread pool. For a thread that
+    /// runs code written for the epoll threads while it must not block either: a listener's accepting thread (the
+    /// runtime's socket thread) while a connection's handler runs there up to its first wait
+    /// (<see cref="Connections.ConnectionListener.HandlersOnAcceptThread"/>).
+    /// </summary>
+    /// <returns>Whether the thread followed them already: pass it to <see cref="ExitEpollThreadRules"/>.</returns>
+    internal static bool EnterEpollThreadRules()
+    {
+        bool previous = t_onEpollThread;
+        t_onEpollThread = true;
+        return previous;
+    }
+
+    /// <summary>Ends <see cref="EnterEpollThreadRules"/>: the thread follows the rules again only if it did before.</summary>
+    /// <param name="previous">What <see cref="EnterEpollThreadRules"/> returned.</param>
+    internal static void ExitEpollThreadRules(bool previous) => t_onEpollThread = previous;
 
     /// <summary>
     /// The epoll events (<see cref="EpollNative.In"/>, <see cref="EpollNative.ReadHangUp"/>, ...) of the wake-up that

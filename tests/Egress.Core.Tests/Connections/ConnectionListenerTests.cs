@@ -279,6 +279,69 @@ public sealed class ConnectionListenerTests
         await WaitUntilAsync(() => listener.ActiveConnections == 0);
     }
 
+    /// <summary>
+    /// With <see cref="ConnectionListener.HandlersOnAcceptThread"/> a handler starts on the thread that accepted its
+    /// connection, before the next accept, under the epoll threads' rules (what it would hand to the thread pool from an
+    /// epoll thread it hands there from this thread too), which end with its synchronous part; without it, the handler
+    /// starts on another thread. The second accept holds its thread until the first handler has started, so a handler
+    /// moved to the pool cannot run there.
+    /// </summary>
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task AHandlerStartsOnTheAcceptingThreadOnlyWhenAsked(bool onAcceptThread)
+    {
+        using var listening = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        using var accepted = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        using var handlerStarted = new ManualResetEventSlim();
+        int accepts = 0;
+        int acceptThread = 0;
+        bool rulesAtSecondAccept = true;
+        var handler = new TaskCompletionSource<(int Thread, int Accepts, bool Rules)>(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        ValueTask<Socket> Accept(CancellationToken stopping)
+        {
+            if (Interlocked.Increment(ref accepts) == 1)
+            {
+                acceptThread = Environment.CurrentManagedThreadId;
+                return ValueTask.FromResult(accepted);
+            }
+
+            rulesAtSecondAccept = Egress.Sockets.SocketReadiness.OnEpollThread;
+            handlerStarted.Wait(HangGuard); // this thread is busy until the first handler has started
+            return new ValueTask<Socket>(Task.Delay(Timeout.Infinite, stopping).ContinueWith<Socket>(_ => throw new OperationCanceledException(stopping), TaskScheduler.Default));
+        }
+
+        await using var listener = new ConnectionListener(
+            listening,
+            Accept,
+            "test listener",
+            (socket, _) =>
+            {
+                handler.TrySetResult((Environment.CurrentManagedThreadId, Volatile.Read(ref accepts), Egress.Sockets.SocketReadiness.OnEpollThread));
+                handlerStarted.Set();
+                return Task.CompletedTask;
+            },
+            _logger)
+        {
+            HandlersOnAcceptThread = onAcceptThread,
+        };
+        listener.Start();
+
+        var (thread, acceptsAtStart, rules) = await handler.Task.WaitAsync(HangGuard);
+        await WaitUntilAsync(() => Volatile.Read(ref accepts) == 2);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(thread == acceptThread, Is.EqualTo(onAcceptThread), "the handler ran on the accepting thread");
+            Assert.That(rules, Is.EqualTo(onAcceptThread), "under the epoll threads' rules");
+            Assert.That(rulesAtSecondAccept, Is.False, "the rules ended with the handler's synchronous part");
+            if (onAcceptThread)
+            {
+                Assert.That(acceptsAtStart, Is.EqualTo(1), "started before the next accept");
+            }
+        });
+    }
+
     private static async Task<Socket> ConnectAsync(IPEndPoint endPoint)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);

@@ -22,8 +22,9 @@ namespace Egress.Tests.Gateway;
 /// a Unix socket, the enclave's half written by hand (requests, DATA and END frames), loopback echo destinations and a
 /// FakeTimeProvider for the idle limit between requests.
 /// </summary>
-/// <remarks>Run twice: with the library's default, and with <see cref="RelayOptions.EndOnEpollThread"/> as egress-host
-/// runs (a clean relay's end and the next request's refusal stay on the epoll thread).</remarks>
+/// <remarks>Run twice: with the library's defaults, and as egress-host runs: <see cref="RelayOptions.EndOnEpollThread"/>
+/// (a clean relay's end and the next request's refusal stay on the epoll thread) and
+/// <see cref="TunnelGatewayOptions.HandlersOnAcceptThread"/> (a new stream's handler starts on the accepting thread).</remarks>
 [TestFixture(false)]
 [TestFixture(true)]
 public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
@@ -505,6 +506,7 @@ public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
             Metrics = _probe.Metrics,
             DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 9)],
             ShutdownDrain = shutdownDrain ?? TimeSpan.FromSeconds(5),
+            HandlersOnAcceptThread = endOnEpollThread,
         };
         _gateway = new TunnelGateway(options, policy, loggerFactory ?? _probe.LoggerFactory, connect: null, parentAddresses);
         _gateway.Start();

@@ -27,8 +27,13 @@ namespace Egress.Tests.Proxy;
 /// cannot carry a reset, which arrives as an end of stream, the limit version 2 removes): a stream that carried two
 /// connections' bytes, lost a byte or mistook an abort for a clean end fails. The seed is printed with every failure.
 /// </summary>
+/// <remarks>Run twice: with the library's defaults, and as the hosts run (their runtime switches: a relay that ends clean
+/// on an epoll thread finishes there, on both sides, and the parent starts a new stream's handler on the thread that
+/// accepted it).</remarks>
 [NonParallelizable]
-public sealed class StreamReusePropertyTests
+[TestFixture(false)]
+[TestFixture(true)]
+public sealed class StreamReusePropertyTests(bool asTheHostsRun)
 {
     private const int Connections = 40;
     private const int Concurrency = 8;
@@ -47,7 +52,7 @@ public sealed class StreamReusePropertyTests
     [TestCaseSource(nameof(Seeds))]
     public async Task EveryConnectionsBytesArriveIntactOnReusedStreams(int seed)
     {
-        TestContext.Out.WriteLine($"seed {seed}");
+        TestContext.Out.WriteLine($"seed {seed}, as the hosts run: {asTheHostsRun}");
         var random = new Random(seed);
         TimeSpan parentIdle = random.Next(3) switch
         {
@@ -74,12 +79,14 @@ public sealed class StreamReusePropertyTests
                 DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 9)],
                 ShutdownDrain = TimeSpan.FromSeconds(1),
                 IdleBetweenRequests = parentIdle,
+                Relay = new RelayOptions { EndOnEpollThread = asTheHostsRun },
+                HandlersOnAcceptThread = asTheHostsRun,
             },
             EgressPolicy.Create(true, ["127.0.0.1"], new AllowlistCache(new AllowlistCacheOptions())),
             parentProbe.LoggerFactory);
         var pool = new TunnelStreamPool(PoolCapacity, TunnelStreamPool.DefaultIdleExpiry, TimeProvider.System);
         int streamsOpened = 0;
-        var options = new EgressProxyOptions { Tunnel = tunnel, Metrics = enclaveProbe.Metrics };
+        var options = new EgressProxyOptions { Tunnel = tunnel, Metrics = enclaveProbe.Metrics, Relay = new RelayOptions { EndOnEpollThread = asTheHostsRun } };
         var policy = EgressPolicy.Create(true, ["127.0.0.1"], new AllowlistCache(new AllowlistCacheOptions()));
         var original = new OriginalDestinationResult(OriginalDestinationStatus.Redirected, server.EndPoint, null);
         using var version2 = new ProxyConnectionHandler(options, policy, enclaveProbe.Logger, _ => original, cancellationToken =>
