@@ -168,6 +168,9 @@ internal sealed class TunnelStreamHandler(
 
     private async Task AnswerRefusalAsync(Socket streamSocket, string reason, Func<TunnelRequest, string, GatewayStreamResult> refusal, CancellationToken aborted)
     {
+        // A peer refused on the accepting thread (TunnelGatewayOptions.HandlersOnAcceptThread): its lines, status and
+        // close go from the pool, as a refusal's do from an epoll thread. (The listener's refusals arrive there already.)
+        await SocketReadiness.LeaveEpollThread();
         try
         {
             var (read, request, _) = await ReadRequestAsync(streamSocket, ReadOnlyMemory<byte>.Empty, aborted).ConfigureAwait(false);

@@ -295,7 +295,7 @@ public sealed class ConnectionListenerTests
         using var handlerStarted = new ManualResetEventSlim();
         int accepts = 0;
         int acceptThread = 0;
-        bool rulesAtSecondAccept = true;
+        var secondAccept = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         var handler = new TaskCompletionSource<(int Thread, int Accepts, bool Rules)>(TaskCreationOptions.RunContinuationsAsynchronously);
 
         ValueTask<Socket> Accept(CancellationToken stopping)
@@ -306,7 +306,7 @@ public sealed class ConnectionListenerTests
                 return ValueTask.FromResult(accepted);
             }
 
-            rulesAtSecondAccept = Egress.Sockets.SocketReadiness.OnEpollThread;
+            secondAccept.TrySetResult(Egress.Sockets.SocketReadiness.OnEpollThread); // the rules, as the next accept sees them
             handlerStarted.Wait(HangGuard); // this thread is busy until the first handler has started
             return new ValueTask<Socket>(Task.Delay(Timeout.Infinite, stopping).ContinueWith<Socket>(_ => throw new OperationCanceledException(stopping), TaskScheduler.Default));
         }
@@ -328,7 +328,7 @@ public sealed class ConnectionListenerTests
         listener.Start();
 
         var (thread, acceptsAtStart, rules) = await handler.Task.WaitAsync(HangGuard);
-        await WaitUntilAsync(() => Volatile.Read(ref accepts) == 2);
+        bool rulesAtSecondAccept = await secondAccept.Task.WaitAsync(HangGuard);
 
         Assert.Multiple(() =>
         {
