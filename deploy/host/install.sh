@@ -3,7 +3,8 @@
 #
 #   deploy/host/install.sh [--from DIR] [--config FILE] [--prefix DIR] [--force-config] [--enable]
 #
-#   --from DIR       a published egress-host (a directory containing the egress-host executable). Default: run
+#   --from DIR       a self-contained single-file publish of egress-host (a directory containing the egress-host
+#                    executable and no egress-host.dll: a framework-dependent build is refused). Default: run
 #                    from an extracted package (deploy/host/package.sh), the egress-host beside this script; run
 #                    from the repository, one published now (needs the .NET 10 SDK; self-contained, this machine's
 #                    architecture).
@@ -40,7 +41,7 @@ while [ "$#" -gt 0 ]; do
     --prefix) [ "$#" -ge 2 ] || fail "--prefix needs a directory"; prefix=$2; shift 2 ;;
     --force-config) force_config=yes; shift ;;
     --enable) enable=yes; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) fail "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -70,6 +71,9 @@ if [ -z "$from" ]; then
   from=$staging
 fi
 [ -x "$from/egress-host" ] || fail "'$from/egress-host' not found or not executable"
+# Only the one file is installed: a framework-dependent build's egress-host is a launcher that needs egress-host.dll
+# and the rest of its directory, and would be installed without them.
+[ ! -e "$from/egress-host.dll" ] || fail "'$from' is a framework-dependent build (egress-host.dll beside the launcher), and only the one file egress-host is installed; give --from a self-contained single-file publish: dotnet publish src/Egress.Host/Egress.Host.csproj -c Release -r linux-x64 --self-contained -p:PublishSingleFile=true -o DIR (or leave --from out to have it published)"
 
 bin_dir="$DESTDIR$prefix"
 etc_dir="$DESTDIR/etc/egress"

@@ -265,7 +265,7 @@ static int CheckConfiguration(
         output.WriteLine($"  enclave {(enclave.Cid is null ? "any CID" : $"CID {enclave.Label}")}: {enclave.Description}");
     }
 
-    output.WriteLine($"  tunnel: {listen}");
+    output.WriteLine($"  tunnel: {listen}{TunnelDirectoryNote(listen)}");
     (IReadOnlyList<IPEndPoint> dns, string source) = upstreams.Length > 0 ? (upstreams, "--dns-upstream")
         : configuration.Host.DnsUpstreams.Count > 0 ? (configuration.Host.DnsUpstreams, "[host] dns_upstreams")
         : (SystemDnsResolvers.Find(), "this machine's resolv.conf");
@@ -276,6 +276,13 @@ static int CheckConfiguration(
     output.WriteLine($"  audit log: {auditNote}");
     return 0;
 }
+
+// A Unix tunnel socket's directory that is missing now: a start would fail (TunnelEndpoint.Listen creates the socket, not
+// its directory), unless something creates it first (a unit's RuntimeDirectory=), so said, not refused.
+static string TunnelDirectoryNote(TunnelEndpoint listen) =>
+    listen.EndPoint is UnixDomainSocketEndPoint unix && Path.GetDirectoryName(unix.ToString()) is { Length: > 0 } directory && !Directory.Exists(directory)
+        ? $" (warning: its directory {directory} does not exist now: a start fails unless it is created first)"
+        : string.Empty;
 
 // The audit log's line of the summary; ConfigurationException, located at the key, where a start could not open it.
 // The shipped unit (deploy/host/egress-host.service) creates /var/log/egress and can write nowhere else

@@ -535,6 +535,35 @@ public sealed class CommandLineTests
         }
     }
 
+    /// <summary>A new user's trial: the check said "valid" for a Unix tunnel socket in a directory that does not exist,
+    /// which a start then refused (exit 1). Said in the summary, not refused: a unit's RuntimeDirectory= may create it.</summary>
+    [Test]
+    public async Task CheckConfigWarnsOfAUnixTunnelSocketWhoseDirectoryIsMissing()
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-check-").FullName;
+        try
+        {
+            string missing = Path.Combine(directory, "not-there");
+            string path = Path.Combine(directory, "enclave.toml");
+            await File.WriteAllTextAsync(path, "[egress]\nenabled = true\ndestinations = [\"api.example.com:443\"]\n");
+
+            var result = await Command.RunAsync(
+                HostBinaries.Host("--config", path, "--tunnel", $"unix:{missing}/x.sock", "--check-config"), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(0), result.ToString);
+                Assert.That(result.StandardOutput, Does.Contain(
+                    $"  tunnel: unix:{missing}/x.sock (warning: its directory {missing} does not exist now: a start fails unless it is created first)\n"), result.ToString);
+                Assert.That(Directory.Exists(missing), Is.False, "nothing created");
+            });
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     /// <summary>A new user's trial: the check refused a dangling symbolic link (a start creates its target), and hung
     /// opening a FIFO for writing (it waits for a reader). Links are followed as open(2) follows them, and nothing is
     /// opened: the rights are asked with access(2).</summary>

@@ -70,7 +70,9 @@ public static class ConfiguredComponents
     /// with no destinations, which an Evervault file reads as allow-all; <c>enabled = false</c> with destinations it does
     /// not use), and an IP network entry broader than an internal range it contains (instance metadata, loopback,
     /// private ranges), which opens that range too, because explicit entries are trusted, and a bare IPv6 address whose
-    /// last group reads as a port (<c>2001:db8::1:443</c>: its last group is decimal digits without a leading zero after an IPv6 address that has <c>::</c>). Each warning is located like
+    /// last group reads as a port (<c>2001:db8::1:443</c>: its last group is decimal digits without a leading zero after an IPv6 address that has <c>::</c>);
+    /// and a <c>tunnel.enclave_endpoint</c> at VSOCK CID 2 (<c>vsock://host:PORT</c>, the hypervisor's CID, where a Nitro
+    /// enclave's parent is CID 3). Each warning is located like
     /// an error:
     /// <c>enclave.toml:3:17: warning: destination "0.0.0.0/1" also allows internal ranges it does not name: ... (key 'egress.destinations')</c>.
     /// </summary>
@@ -88,6 +90,11 @@ public static class ConfiguredComponents
         if (DnsTimeoutCaution(configuration) is { } dnsTimeouts)
         {
             warnings.Add(dnsTimeouts);
+        }
+
+        if (EnclaveEndpointCaution(configuration) is { } enclaveEndpoint)
+        {
+            warnings.Add(enclaveEndpoint);
         }
 
         foreach (var entry in configuration.Egress.Entries)
@@ -127,14 +134,9 @@ public static class ConfiguredComponents
         return warnings;
     }
 
-    /// <summary>
-    /// For a bare IPv6 address entry that may have been meant as <c>ADDRESS:PORT</c>, the address (as written) and port
-    /// of that reading; null for any other entry. The rule is narrow: the entry is an IPv6 address written without brackets,
-    /// prefix length or ports, with <c>::</c>; its last group is written in decimal digits only, without a leading zero,
-    /// and is 1-65535; and the text before that group's colon is itself an IPv6 address. So <c>2001:db8::1:443</c>
-    /// (2001:db8::1, 443) is read both ways, while <c>2001:db8::1</c> and <c>fd00::53</c> (<c>fd00:</c> is not an
-    /// address) are not.
-    /// </summary>
+    /// <summary>For a bare IPv6 address entry (no prefix length, no ports) that may have been meant as
+    /// <c>ADDRESS:PORT</c>, the address (as written) and port of that reading; null for any other entry. The rule is
+    /// <see cref="EndPointText.PortLikeLastGroup"/>'s: <c>2001:db8::1:443</c> is read both ways, <c>fd00::53</c> is not.</summary>
     /// <param name="entry">A destination entry.</param>
     internal static (string Address, int Port)? PortLikeLastGroup(DestinationEntry entry)
     {
@@ -143,22 +145,7 @@ public static class ConfiguredComponents
             return null;
         }
 
-        string text = entry.Text.Trim();
-        int colon = text.LastIndexOf(':');
-        if (text.StartsWith('[') || !text.Contains("::", StringComparison.Ordinal) || colon < 0)
-        {
-            return null;
-        }
-
-        ReadOnlySpan<char> last = text.AsSpan(colon + 1);
-        if (last.Length is 0 or > 5 || last[0] == '0' || last.ContainsAnyExceptInRange('0', '9')
-            || !int.TryParse(last, NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port > 65535)
-        {
-            return null;
-        }
-
-        string head = text[..colon];
-        return IPAddress.TryParse(head, out IPAddress? address) && address.AddressFamily == AddressFamily.InterNetworkV6 ? (head, port) : null;
+        return EndPointText.PortLikeLastGroup(entry.Text.Trim());
     }
 
     // A policy that denies everything while it looks meant to allow something: enabled = true with no destinations (an
@@ -184,6 +171,21 @@ public static class ConfiguredComponents
         string at = (configuration.GetLocation(key) ?? configuration.GetLocation(key == "egress.enabled" ? "egress.destinations" : "egress.enabled"))?.ToString()
             ?? configuration.SourceName;
         return $"{at}: warning: {caution} (key '{key}')";
+    }
+
+    // vsock://host:PORT is CID 2 (VMADDR_CID_HOST, the hypervisor's), which the kernel's name makes look like the parent
+    // instance; a Nitro enclave reaches its parent at CID 3 ("parent"). A warning: elsewhere than Nitro CID 2 may be meant.
+    private static string? EnclaveEndpointCaution(EgressConfiguration configuration)
+    {
+        string text = configuration.Tunnel.EnclaveEndpoint;
+        if (!Vsock.VsockEndPoint.TryParse(text, out Vsock.VsockEndPoint? endPoint) || endPoint.Cid != Vsock.VsockEndPoint.HostCid)
+        {
+            return null;
+        }
+
+        const string Key = "tunnel.enclave_endpoint";
+        string at = configuration.GetLocation(Key)?.ToString() ?? configuration.SourceName;
+        return $"{at}: warning: \"{text}\" is CID 2 (VMADDR_CID_HOST, the hypervisor), not the parent instance: a Nitro enclave reaches its parent at CID 3 (\"vsock://parent:{endPoint.Port}\" or \"vsock://3:{endPoint.Port}\") (key '{Key}')";
     }
 
     // The parent's wait for its upstreams should end before the enclave's wait for the parent; a warning, not an error

@@ -78,6 +78,15 @@ internal static class EndPointText
             return false;
         }
 
+        if (defaultPort is not null && port is null && !bracketed && PortLikeLastGroup(host) is var (head, likePort))
+        {
+            // "::1:53" is the address ::0.1.0.83 (port 53 by default), or port 53 of ::1: never guessed.
+            problem = string.Create(
+                CultureInfo.InvariantCulture,
+                $"ambiguous: for port {likePort} of {head} write \"[{head}]:{likePort}\"; for the address {host} itself write \"[{host}]\"");
+            return false;
+        }
+
         int portNumber;
         if (port is not null)
         {
@@ -101,6 +110,34 @@ internal static class EndPointText
 
         endPoint = new IPEndPoint(address, portNumber);
         return true;
+    }
+
+    /// <summary>
+    /// For a bare IPv6 address that may have been meant as <c>ADDRESS:PORT</c>, the address (as written) and port of that
+    /// reading; null for any other text. The rule is narrow: the text is an IPv6 address written without brackets, with
+    /// <c>::</c>; its last group is written in decimal digits only, without a leading zero, and is 1-65535; and the text
+    /// before that group's colon is itself an IPv6 address. So <c>2001:db8::1:443</c> (2001:db8::1, 443) and
+    /// <c>::1:53</c> (::1, 53) are read both ways, while <c>2001:db8::1</c> and <c>fd00::53</c> (<c>fd00:</c> is not an
+    /// address) are not.
+    /// </summary>
+    internal static (string Address, int Port)? PortLikeLastGroup(string text)
+    {
+        int colon = text.LastIndexOf(':');
+        if (text.StartsWith('[') || !text.Contains("::", StringComparison.Ordinal) || colon < 0
+            || !IPAddress.TryParse(text, out IPAddress? whole) || whole.AddressFamily != AddressFamily.InterNetworkV6)
+        {
+            return null;
+        }
+
+        ReadOnlySpan<char> last = text.AsSpan(colon + 1);
+        if (last.Length is 0 or > 5 || last[0] == '0' || last.ContainsAnyExceptInRange('0', '9')
+            || !int.TryParse(last, NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port > 65535)
+        {
+            return null;
+        }
+
+        string head = text[..colon];
+        return IPAddress.TryParse(head, out IPAddress? address) && address.AddressFamily == AddressFamily.InterNetworkV6 ? (head, port) : null;
     }
 
     private static bool TryParseAddress(string host, bool bracketed, [NotNullWhen(true)] out IPAddress? address, [NotNullWhen(false)] out string? problem)

@@ -96,6 +96,12 @@ internal static class DestinationRuleParser
     private static string? ParseHost(string entry, out DestinationRule? rule)
     {
         rule = null;
+        if (entry == "*.")
+        {
+            // Not the root-dotted form of "*": a wildcard whose domain was cut off, which must not allow everything.
+            return "names no domain after \"*.\" (write \"*.example.com\" for a domain's subdomains, or \"*\" for every destination)";
+        }
+
         string text = entry.EndsWith('.') ? entry[..^1] : entry;
         if (text.Length == 0)
         {

@@ -102,6 +102,26 @@ public sealed class ConfiguredComponentsTests
         }));
     }
 
+    // A new user's trial: "vsock://host:4433" was taken without a word and resolves to CID 2, the hypervisor's, where the
+    // parent a Nitro enclave reaches is CID 3.
+    [TestCase("vsock://host:4433", "4433")]
+    [TestCase("vsock://2:5000", "5000")]
+    public void AnEnclaveEndpointAtTheHypervisorsCidIsWarnedAboutAtItsKey(string endpoint, string port)
+    {
+        var configuration = EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"api.example.com\"]\n[tunnel]\nenclave_endpoint = \"{endpoint}\"\n", Source);
+
+        Assert.That(configuration.GetWarnings(), Is.EqualTo(new[]
+        {
+            $"{Source}:5:20: warning: \"{endpoint}\" is CID 2 (VMADDR_CID_HOST, the hypervisor), not the parent instance: a Nitro enclave reaches its parent at CID 3 (\"vsock://parent:{port}\" or \"vsock://3:{port}\") (key 'tunnel.enclave_endpoint')",
+        }));
+    }
+
+    [TestCase("vsock://parent:4433")]
+    [TestCase("vsock://3:4433")]
+    [TestCase("unix:/run/egress/tunnel.sock")]
+    public void AnEnclaveEndpointAtTheParentGetsNoWarning(string endpoint) =>
+        Assert.That(EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"api.example.com\"]\n[tunnel]\nenclave_endpoint = \"{endpoint}\"\n", Source).GetWarnings(), Is.Empty);
+
     [Test]
     public void TheSampleConfigurationHasNoWarnings()
     {

@@ -22,6 +22,10 @@ public sealed class EndPointTextTests
     [TestCase("2001:db8::1", "2001:db8::1", 53)]
     [TestCase("[2001:db8::1]", "2001:db8::1", 53)]
     [TestCase("[2001:db8::1]:54", "2001:db8::1", 54)]
+    [TestCase("[::1:53]", "::0.1.0.83", 53)]
+    [TestCase("[::1]:53", "::1", 53)]
+    [TestCase("fd00::53", "fd00::53", 53)]
+    [TestCase("2001:db8::1:0053", "2001:db8::1:53", 53)]
     public void UpstreamIsParsedWithPort53ByDefault(string text, string address, int port)
     {
         Assert.That(EndPointText.TryParseUpstream(text, out IPEndPoint? endPoint, out string? problem), Is.True, problem);
@@ -34,6 +38,9 @@ public sealed class EndPointTextTests
     [TestCase("10.0.0.2: 53", "port must be a number between 1 and 65535")]
     [TestCase("010.0.0.2", "not a dotted-quad IPv4 address")]
     [TestCase("10", "not a dotted-quad IPv4 address")]
+    // A new user's trial: "::1:53" was read as the address ::0.1.0.83 (port 53 by default), without a word.
+    [TestCase("::1:53", "ambiguous: for port 53 of ::1 write \"[::1]:53\"; for the address ::1:53 itself write \"[::1:53]\"")]
+    [TestCase("2001:db8::1:5353", "ambiguous: for port 5353 of 2001:db8::1 write \"[2001:db8::1]:5353\"; for the address 2001:db8::1:5353 itself write \"[2001:db8::1:5353]\"")]
     public void BadUpstreamIsRejectedWithItsProblem(string text, string expected)
     {
         Assert.That(EndPointText.TryParseUpstream(text, out IPEndPoint? endPoint, out string? problem), Is.False);

@@ -16,7 +16,6 @@ public sealed class DestinationRuleTests
     [TestCase("*.EXAMPLE.com.", DestinationRuleKind.WildcardSubdomain, "*.example.com", "example.com")]
     [TestCase("*.com", DestinationRuleKind.WildcardSubdomain, "*.com", "com")]
     [TestCase("*", DestinationRuleKind.AllowAll, "*", null)]
-    [TestCase("*.", DestinationRuleKind.AllowAll, "*", null)]
     public void ParsesNames(string entry, DestinationRuleKind kind, string text, string? hostName)
     {
         DestinationRule rule = DestinationRule.Parse(entry);
@@ -75,6 +74,8 @@ public sealed class DestinationRuleTests
 
     [TestCase("", "entry is empty")]
     [TestCase(".", "names no host")]
+    [TestCase("*.", "names no domain after \"*.\" (write \"*.example.com\" for a domain's subdomains, or \"*\" for every destination)")]
+    [TestCase("*.:443", "names no domain after \"*.\" (write \"*.example.com\" for a domain's subdomains, or \"*\" for every destination)")]
     [TestCase(" api.example.com", "contains whitespace")]
     [TestCase("api.example.com ", "contains whitespace")]
     [TestCase("api example.com", "contains whitespace")]
