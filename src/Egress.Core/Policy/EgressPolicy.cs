@@ -554,6 +554,19 @@ public sealed class EgressPolicy
         return (rules[0].Text, false);
     }
 
+    /// <summary>The entries <paramref name="hostName"/> is allowed through when each of them limits the ports (a
+    /// connection to its answers is allowed on those ports only); null when one allows every port, or none matches.</summary>
+    internal string[]? PortLimitedEntries(string hostName)
+    {
+        DestinationRule[]? rules = IsEnabled ? FindNameRules(hostName) : null;
+        if (rules is null || Array.Exists(rules, rule => rule.Ports is null))
+        {
+            return null;
+        }
+
+        return Array.ConvertAll(rules, rule => rule.Text);
+    }
+
     /// <summary>The entries a name is allowed through, most specific first: its exact entries, else the longest
     /// matching wildcard's, else <c>*</c>; null when none.</summary>
     private DestinationRule[]? FindNameRules(ReadOnlySpan<char> hostName)

@@ -57,7 +57,10 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             }
             else
             {
-                string through = onPort is { } entry ? string.Create(CultureInfo.InvariantCulture, $" on port {targetPort} (entry \"{entry.Entry}\")") : string.Empty;
+                // Without a port: an entry that limits the ports is said, or "allowed" reads as on every port.
+                string through = onPort is { } entry ? string.Create(CultureInfo.InvariantCulture, $" on port {targetPort} (entry \"{entry.Entry}\")")
+                    : allowed && policy.PortLimitedEntries(target.Name) is { } limited ? $" only on the ports of {string.Join(", ", limited.Select(text => $"\"{text}\""))}"
+                    : string.Empty;
                 output.WriteLine(allowed
                     ? $"connect: allowed{through} to the addresses answered for this name, for their TTL (at least {Seconds(configuration.Dns.TtlFloor)}) plus {Seconds(configuration.Dns.Grace)} grace; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"
                     : "connect: denied to any address learned for this name (none will be)");

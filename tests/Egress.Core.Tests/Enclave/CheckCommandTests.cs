@@ -48,6 +48,23 @@ public sealed class CheckCommandTests
         });
     }
 
+    // A new user's trial: "check api.stripe.com" with the entry "api.stripe.com:443" said "allowed to the addresses
+    // answered for this name" without the port it is limited to.
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"api.stripe.com:443\"]\n", " only on the ports of \"api.stripe.com:443\" to the addresses")]
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"api.stripe.com:443\", \"api.stripe.com:8443\"]\n", " only on the ports of \"api.stripe.com:443\", \"api.stripe.com:8443\" to the addresses")]
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"*.stripe.com:443\"]\n", " only on the ports of \"*.stripe.com:443\" to the addresses")]
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"api.stripe.com:443\", \"api.stripe.com\"]\n", " to the addresses")]
+    public void ANameWithoutAPortSaysThePortsItsEntriesLimitItTo(string file, string said)
+    {
+        (int code, string output) = Check(file, "api.stripe.com");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero);
+            Assert.That(output, Does.Contain("connect: allowed" + said + " answered for this name"), output);
+        });
+    }
+
     private static (int Code, string Output) Check(string file, string target)
     {
         var configuration = EgressConfiguration.Parse(file, "enclave.toml");
