@@ -131,6 +131,13 @@ internal static class DestinationRuleParser
 
         if (text.Contains(':', StringComparison.Ordinal))
         {
+            int first = text.IndexOf(':', StringComparison.Ordinal);
+            if (first > 0 && text.AsSpan(0, first).Contains('.'))
+            {
+                // "1.2.3.4:443:80": no IPv6 address has a '.' before its first ':'.
+                return $"has more than one ':' after \"{text[..first]}\"; list its ports after one ':' (\"{text[..first]}:{text[(first + 1)..].Replace(':', ',')}\")";
+            }
+
             return ParseAddress(text, requireIPv6: true, out rule);
         }
 
@@ -186,6 +193,12 @@ internal static class DestinationRuleParser
         string addressText = text[..slash];
         string prefixText = text[(slash + 1)..];
         bool isIPv6 = addressText.Contains(':', StringComparison.Ordinal);
+        if (addressText.Any(c => char.IsLetter(c) && !char.IsAsciiHexDigit(c)))
+        {
+            // "example.com/", "api.example.com:443/": a name with a path, not a network.
+            return $"'/' is only for a network (ADDRESS/LENGTH), and \"{addressText}\" is not an IP address; a host takes no path";
+        }
+
         string? reason = TryParseAddress(addressText, isIPv6, out IPAddress? address);
         if (address is null)
         {
