@@ -17,11 +17,44 @@ internal static partial class TomlSyntaxErrors
     public static ConfigurationException Create(DiagnosticMessage diagnostic, DocumentSyntax document, string text, string sourceName)
     {
         TextPosition start = diagnostic.Span.Start;
-        var location = new SourceLocation(sourceName, start.Line + 1, start.Column + 1);
+        bool atEnd = diagnostic.Span.Offset < 0 || diagnostic.Message.Contains("`<eof>`", StringComparison.Ordinal);
+        var location = atEnd
+            ? AfterLastCharacter(text, sourceName) // Tomlyn's end-of-file token has no position (it reads as line 1, column 1)
+            : new SourceLocation(sourceName, start.Line + 1, start.Column + 1);
         return Redefinition(diagnostic, document, location)
             ?? IntegerBeyond64Bits(diagnostic, document, text, location)
-            ?? new ConfigurationException(location, null, OneLine(diagnostic.Message));
+            ?? new ConfigurationException(location, null, PlainWords(OneLine(diagnostic.Message)));
     }
+
+    /// <summary>Where a file that ends too early ends: just after its last character that is not white space (the
+    /// unclosed array or table is on that line, or before it), line and column from 1.</summary>
+    private static SourceLocation AfterLastCharacter(string text, string sourceName)
+    {
+        int last = text.Length - 1;
+        while (last >= 0 && char.IsWhiteSpace(text[last]))
+        {
+            last--;
+        }
+
+        int line = 1;
+        int lineStart = 0;
+        for (int i = 0; i <= last; i++)
+        {
+            if (text[i] == '\n')
+            {
+                line++;
+                lineStart = i + 1;
+            }
+        }
+
+        return new SourceLocation(sourceName, line, last + 1 - lineStart + 1);
+    }
+
+    // Tomlyn's token names ("Unexpected token `<eof>` (token: `Eof`)", "`␤` (token: `newline`)") in plain words.
+    private static string PlainWords(string message) =>
+        TokenName().Replace(message, string.Empty)
+            .Replace("Unexpected token `<eof>`", "The file ends early", StringComparison.Ordinal)
+            .Replace("Unexpected token found `\u2424`", "Unexpected end of line", StringComparison.Ordinal);
 
     private static ConfigurationException? Redefinition(DiagnosticMessage diagnostic, DocumentSyntax document, SourceLocation location)
     {
@@ -175,6 +208,9 @@ internal static partial class TomlSyntaxErrors
 
     private static string OneLine(string message) =>
         string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+
+    [GeneratedRegex(@" \(token: `[^`]*`\)", RegexOptions.CultureInvariant)]
+    private static partial Regex TokenName();
 
     [GeneratedRegex(@"^The key `(?<path>[^`]*)` is already defined at \((?<line>[0-9]+),(?<column>[0-9]+)\)", RegexOptions.CultureInvariant)]
     private static partial Regex AlreadyDefined();

@@ -184,6 +184,13 @@ public sealed class ConfigurationErrorTests
     public void ForbiddenControlCharacterIsNamedWhereItIs(string text, int line, int column, string problem) =>
         AssertSyntaxError(text, line, column, problem);
 
+    // A new user's trial: an array left open was reported at 1:1 (Tomlyn's end-of-file position), in Tomlyn's token names.
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"a.com\",\n", 3, 25, "The file ends early. Expecting a closing `]` for an array", TestName = "An array left open at the end")]
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"a.com\",\n\n  \n", 3, 25, "The file ends early. Expecting a closing `]` for an array", TestName = "An array left open, blank lines after it")]
+    [TestCase("[egress\nenabled = true\n", 1, 8, "Unexpected end of line while expecting `]`", TestName = "A table header left open")]
+    public void AFileThatEndsEarlyIsReportedWhereItEndsInPlainWords(string text, int line, int column, string problem) =>
+        AssertSyntaxError(text, line, column, problem);
+
     // An operator's trial: Tomlyn's message for an integer beyond 64 bits names neither the key nor a range.
     [TestCase("[host]\nmax_streams = 99999999999999999999999\n", 2, 15, "host.max_streams", "must be between 0 and 2147483647, found 99999999999999999999999", TestName = "Stream limit beyond 64 bits")]
     [TestCase("host = { max_streams = -99999999999999999999999 }\n", 1, 24, "host.max_streams", "must be between 0 and 2147483647, found -99999999999999999999999", TestName = "Negative stream limit beyond 64 bits, inline table")]
