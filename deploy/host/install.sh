@@ -95,9 +95,19 @@ undo_stage() {
   if [ -n "$made" ]; then rm -rf "$made"; fi
 }
 cat "$config" >"$staged" || { undo_stage; fail "cannot copy $config to $staged"; }
+# The staged copy's lines (its errors, warnings and summary) name the given file, not the copy's temporary name.
+name_config() { awk -v copy="$staged" -v given="$config" '{ while ((i = index($0, copy)) > 0) $0 = substr($0, 1, i - 1) given substr($0, i + length(copy)); print }'; }
 check_config() { # FILE: 0 valid, 1 not, 2 not checked
   c=0
-  "$from/egress-host" --config "$1" --check-config || c=$?
+  if [ "$1" = "$staged" ]; then
+    said=$(mktemp) && errors=$(mktemp) || { rm -f "${said:-}"; return 2; }
+    "$from/egress-host" --config "$1" --check-config >"$said" 2>"$errors" || c=$?
+    name_config <"$said"
+    name_config <"$errors" >&2
+    rm -f "$said" "$errors"
+  else
+    "$from/egress-host" --config "$1" --check-config || c=$?
+  fi
   case $c in 0) return 0 ;; 126|127) return 2 ;; *) return 1 ;; esac
 }
 if [ -e "$etc_dir/enclave.toml" ] && [ "$force_config" = no ]; then
@@ -109,14 +119,14 @@ if [ -e "$etc_dir/enclave.toml" ] && [ "$force_config" = no ]; then
   esac
   if [ "$rc" -ne 2 ] && ! cmp -s "$config" "$etc_dir/enclave.toml"; then
     check_config "$staged" >/dev/null ||
-      say "warning: $config is not valid for egress-host (above, as $staged); it is not installed: the kept file stays"
+      say "warning: $config is not valid for egress-host (above; checked as a copy in $etc_dir); it is not installed: the kept file stays"
   fi
 else
   rc=0; check_config "$staged" || rc=$?
   case $rc in
     0) say "checked $config: valid for egress-host" ;;
     2) say "warning: could not run $from/egress-host here to check $config; its first start checks it" ;;
-    *) undo_stage; fail "$config is not valid for egress-host where it would be installed (above, as $staged); nothing was installed" ;;
+    *) undo_stage; fail "$config is not valid for egress-host where it would be installed (above; checked as a copy in $etc_dir); nothing was installed" ;;
   esac
 fi
 

@@ -1,0 +1,97 @@
+using Egress.IntegrationTests.Infrastructure;
+
+namespace Egress.IntegrationTests;
+
+/// <summary>
+/// deploy/host/install.sh staged under DESTDIR (no root needed, no systemctl), with a stand-in for a published
+/// egress-host that runs the built one: what a new user's trial of it found.
+/// </summary>
+[TestFixture]
+[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+public sealed class InstallScriptTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    // A framework-dependent build's directory was "installed" as its launcher alone, which then could not run
+    // ("The application to execute does not exist: '/opt/egress/egress-host.dll'").
+    [Test]
+    public async Task AFrameworkDependentBuildIsRefusedAndNothingIsInstalled()
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-install-").FullName;
+        try
+        {
+            string from = PublishedStandIn(directory);
+            await File.WriteAllBytesAsync(Path.Combine(from, "egress-host.dll"), []);
+            string stage = Path.Combine(directory, "stage");
+
+            var result = await InstallAsync(stage, "--from", from, "--config", Path.Combine(RepositoryRoot(), "samples", "enclave.toml"));
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(1), result.ToString);
+                Assert.That(result.StandardError, Does.Contain($"install: error: '{from}' is a framework-dependent build (egress-host.dll beside the launcher)"), result.ToString);
+                Assert.That(Directory.Exists(stage), Is.False, "nothing staged");
+            });
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    // The configuration is checked as a hidden copy where it would be installed, and its errors named the copy
+    // (".../etc/egress/.enclave.toml.paThpe:2:1: error: ..."), not the user's file.
+    [Test]
+    public async Task AnInvalidConfigurationIsReportedInTheGivenFilesName()
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-install-").FullName;
+        try
+        {
+            string from = PublishedStandIn(directory);
+            string config = Path.Combine(directory, "typo.toml");
+            await File.WriteAllTextAsync(config, "[egress]\nenabled = true\ndestnations = [\"api.example.com\"]\n");
+            string stage = Path.Combine(directory, "stage");
+
+            var result = await InstallAsync(stage, "--from", from, "--config", config);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(1), result.ToString);
+                Assert.That(result.StandardError, Does.Contain($"{config}:3:1: error: unknown key; did you mean 'destinations'? (key 'egress.destnations')"), result.ToString);
+                Assert.That(result.StandardError, Does.Not.Contain(".enclave.toml."), result.ToString);
+                Assert.That(Directory.Exists(stage), Is.False, "nothing staged");
+            });
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    private static Task<CommandResult> InstallAsync(string stage, params string[] arguments) =>
+        Command.RunAsync(["env", $"DESTDIR={stage}", "sh", Path.Combine(RepositoryRoot(), "deploy", "host", "install.sh"), .. arguments], Timeout);
+
+    /// <summary>A directory holding an executable egress-host that runs the built one (as a single-file publish would).</summary>
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    private static string PublishedStandIn(string directory)
+    {
+        string from = Directory.CreateDirectory(Path.Combine(directory, "published")).FullName;
+        string launcher = Path.Combine(from, "egress-host");
+        File.WriteAllText(launcher, $"#!/bin/sh\nexec '{HostBinaries.Dotnet}' '{HostBinaries.HostDll}' \"$@\"\n");
+        File.SetUnixFileMode(launcher, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        return from;
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "Egress.sln")))
+            {
+                return directory.FullName;
+            }
+        }
+
+        throw new InvalidOperationException($"no Egress.sln above {AppContext.BaseDirectory}");
+    }
+}
