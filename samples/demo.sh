@@ -85,7 +85,7 @@ egress_netns_down "$PREFIX"   # a previous run that was killed hard
 rm -rf "/etc/netns/$ENCLAVE"
 egress_netns_up "$PREFIX"
 
-say "world: nginx on $ALLOWED and $DENIED (both would answer)"
+say "world: nginx on $ALLOWED, $NAME_ADDRESS and $DENIED (all three answer: only the policy tells them apart)"
 mkdir -p "$WORK/www"
 echo "hello from the world behind egress" > "$WORK/www/index.html"
 cat > "$WORK/nginx.conf" <<NGINX
@@ -103,6 +103,12 @@ http {
 NGINX
 ip netns exec "$WORLD" nginx -p "$WORK" -e "$WORK/nginx-error.log" -c "$WORK/nginx.conf" -g 'daemon off;' &
 wait_for "nginx" $! "$WORK/nginx-error.log" listening "$WORLD" 80
+say "parent (no policy there for its own traffic): curl http://$DENIED/, which the enclave will be refused"
+if ip netns exec "$PARENT" curl -sS --max-time 5 "http://$DENIED/"; then
+    echo "-> $DENIED answers; what stops the enclave below is the policy, not the network"
+else
+    echo "-> UNEXPECTED: $DENIED does not answer even from the parent (curl exit $?)"; exit 1
+fi
 
 say "world: dnsmasq on $DNS, the parent's DNS upstream ($NAME -> $NAME_ADDRESS, $DENIED_NAME -> $DENIED)"
 ip netns exec "$WORLD" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll \
@@ -132,11 +138,18 @@ else
 fi
 
 say "inside the enclave: curl http://$DENIED/   (not in the allowlist)"
-if ip netns exec "$ENCLAVE" curl -sS --max-time 5 "http://$DENIED/"; then
-    echo "-> UNEXPECTED: the denied destination answered"; result=1
-else
-    echo "-> refused (curl exit $?), as configured"
-fi
+ip netns exec "$ENCLAVE" curl -sS --max-time 5 "http://$DENIED/" && code=0 || code=$?
+sleep 0.3   # the denial's log line
+case $code in
+    0) echo "-> UNEXPECTED: the denied destination answered"; result=1 ;;
+    7|56)
+        if grep -q "denied.*$DENIED\|$DENIED.*denied" "$WORK/enclave.log"; then
+            echo "-> refused at once (curl exit $code: connection reset), and egress-enclave logged the denial, as configured"
+        else
+            echo "-> UNEXPECTED: curl exit $code, but egress-enclave logged no denial of $DENIED"; result=1
+        fi ;;
+    *) echo "-> UNEXPECTED: curl exit $code (a timeout or another failure, not the proxy's refusal)"; result=1 ;;
+esac
 
 say "inside the enclave: curl http://$NAME/   (allowed by name; $NAME_ADDRESS is listed nowhere)"
 if ip netns exec "$ENCLAVE" curl -sS --max-time 5 "http://$NAME/"; then
