@@ -106,10 +106,11 @@ internal sealed class TunnelStreamHandler(
                     result = Relayed(relayed, await relayed.Relay.ConfigureAwait(false));
                 }
 
-                // Set up on an epoll thread (NextRequestAsync, the dial) and refused or failed there: its lines and
+                // Set up on an epoll thread (NextRequestAsync, the dial) or on the accepting thread (a new stream's
+                // first request, ConnectionListener.HandlersOnAcceptThread) and refused or failed there: its lines and
                 // status go from the pool, where a logger that blocks (the caller's choice) stalls no socket's wake-ups.
                 // (A relayed connection's end is already on the pool.) Unless the process's loggers never block
-                // (RelayOptions.EndOnEpollThread, egress-host): then the relayed connection's end stays on its epoll
+                // (RelayOptions.EndOnEpollThread, as both hosts run): then the relayed connection's end stays on its
                 // thread, and so do its lines, the answer to a refusal and the wait for the stream's next request.
                 await SocketReadiness.LeaveEpollThreadUnless(options.Relay.EndOnEpollThread);
 

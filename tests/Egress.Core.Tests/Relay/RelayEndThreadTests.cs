@@ -9,7 +9,7 @@ namespace Egress.Tests.Relay;
 /// <summary>
 /// Where a relay whose last direction ended on an epoll thread finishes, and so where its owner's code after it runs:
 /// on the thread pool by default (a library caller's logger may block), on that epoll thread when the options say the
-/// process allows it (<see cref="RelayOptions.EndOnEpollThread"/>, egress-host's runtime switch): one thread hand-off
+/// process allows it (<see cref="RelayOptions.EndOnEpollThread"/>, both hosts' runtime switch): one thread hand-off
 /// fewer per connection.
 /// </summary>
 [Platform("Linux")]
