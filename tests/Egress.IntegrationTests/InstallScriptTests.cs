@@ -24,7 +24,7 @@ public sealed class InstallScriptTests
             await File.WriteAllBytesAsync(Path.Combine(from, "egress-host.dll"), []);
             string stage = Path.Combine(directory, "stage");
 
-            var result = await InstallAsync(stage, "--from", from, "--config", Path.Combine(RepositoryRoot(), "samples", "enclave.toml"));
+            var result = await InstallAsync(stage, "--from", from, "--config", Path.Combine(Repository.Root, "samples", "enclave.toml"));
 
             Assert.Multiple(() =>
             {
@@ -69,7 +69,7 @@ public sealed class InstallScriptTests
     }
 
     private static Task<CommandResult> InstallAsync(string stage, params string[] arguments) =>
-        Command.RunAsync(["env", $"DESTDIR={stage}", "sh", Path.Combine(RepositoryRoot(), "deploy", "host", "install.sh"), .. arguments], Timeout);
+        Command.RunAsync(["env", $"DESTDIR={stage}", "sh", Path.Combine(Repository.Root, "deploy", "host", "install.sh"), .. arguments], Timeout);
 
     /// <summary>A directory holding an executable egress-host that runs the built one (as a single-file publish would).</summary>
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
@@ -80,18 +80,5 @@ public sealed class InstallScriptTests
         File.WriteAllText(launcher, $"#!/bin/sh\nexec '{HostBinaries.Dotnet}' '{HostBinaries.HostDll}' \"$@\"\n");
         File.SetUnixFileMode(launcher, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
         return from;
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Egress.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"no Egress.sln above {AppContext.BaseDirectory}");
     }
 }

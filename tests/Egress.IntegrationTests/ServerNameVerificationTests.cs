@@ -130,7 +130,7 @@ public sealed class ServerNameVerificationTests : EgressFixture
     {
         await LearnAsync();
         int before = ClientHellosReceived;
-        byte[] clientHello = File.ReadAllBytes(Path.Combine(RepositoryRoot(), "fuzz", "corpus", "tls-client-hello", "curl-evil.test"));
+        byte[] clientHello = File.ReadAllBytes(Path.Combine(Repository.Root, "fuzz", "corpus", "tls-client-hello", "curl-evil.test"));
 
         using var tunnel = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
@@ -161,18 +161,5 @@ public sealed class ServerNameVerificationTests : EgressFixture
         {
             return -1;
         }
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (DirectoryInfo? directory = new(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Egress.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("Egress.sln not found above the test directory.");
     }
 }

@@ -55,7 +55,7 @@ public sealed class VsockVmTests
     public async Task RunGuestAsync()
     {
         Root.RequireOrIgnore();
-        var suite = Path.Combine(RepositoryRoot(), "tests", "vm", "suite.sh");
+        var suite = Path.Combine(Repository.Root, "tests", "vm", "suite.sh");
         var output = _output = Directory.CreateTempSubdirectory("egress-vm.").FullName;
         var run = await Command.RunAsync([suite, "--bin", AppContext.BaseDirectory, "--out", output], SuiteTimeout);
         TestContext.Progress.WriteLine($"VM suite ({run.Elapsed.TotalSeconds:F0} s), console and logs in {output}:\n{run.StandardOutput}{run.StandardError}");
@@ -126,18 +126,5 @@ public sealed class VsockVmTests
             Assert.That(Successful(1), Is.GreaterThan(0), "egress-host made no successful splice: it copied instead");
             Assert.That(Successful(3), Is.GreaterThan(0), "egress-enclave made no successful splice: it copied instead");
         });
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Egress.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException($"no Egress.sln above {AppContext.BaseDirectory}");
     }
 }
