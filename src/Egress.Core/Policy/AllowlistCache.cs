@@ -13,7 +13,8 @@ namespace Egress.Policy;
 /// through it is open, and gets the grace period after the last one closes. Expiry, pruning and eviction never remove
 /// an address in use (nor a held name), and <see cref="AllowlistCacheOptions.MaxEntries"/> bounds the addresses not in use. IPv4-mapped IPv6
 /// addresses are the same entry as their IPv4 address. Thread-safe: lookups take no lock and do not allocate; writes,
-/// holds and releases are serialised.
+/// holds and releases are serialised; the walks over the whole cache (pruning, making room when it is full) read
+/// without the lock and take it only for what they change, so a connection's hold never waits for a walk.
 /// </summary>
 public sealed class AllowlistCache
 {
@@ -30,6 +31,7 @@ public sealed class AllowlistCache
 
     private readonly Lock _writeLock = new();
     private long _lastPrune;
+    private int _walking; // 1 while a walk to make room runs outside the lock (one at a time)
     private readonly TimeProvider _timeProvider;
     private readonly long _floorTicks;
     private readonly long _graceTicks;
@@ -86,32 +88,62 @@ public sealed class AllowlistCache
         ArgumentNullException.ThrowIfNull(address);
         string normalized = (name.EndsWith('.') ? name[..^1] : name).ToLowerInvariant();
         UInt128 key = AddressValue.Of(address);
+
+        // Room first, found outside the write lock: the walk reads the whole cache (milliseconds at 65,536 entries),
+        // and connections take the lock to hold and release addresses (Hold, Release), on threads that must not wait
+        // that long (an epoll thread, the accepting thread). Only the removals it chose take the lock, each re-checked.
+        if (IsFull && !_entries.ContainsKey(key) && Interlocked.CompareExchange(ref _walking, 1, 0) == 0)
+        {
+            try
+            {
+                EvictOutsideLock(Now);
+            }
+            finally
+            {
+                Volatile.Write(ref _walking, 0);
+            }
+        }
+
+        bool pruneDue = false;
+        long now;
         lock (_writeLock)
         {
-            long now = Now;
+            now = Now;
             if (now - _lastPrune >= PruneIntervalTicks)
             {
-                // Amortised upkeep: at most once a minute, the learner forgets what is past retention.
+                // Amortised upkeep: at most once a minute, the learner forgets what is past retention (below, outside the lock).
                 _lastPrune = now;
-                PruneLocked(now);
+                pruneDue = true;
             }
 
             long expiresAt = now + Math.Max(Math.Min(ttl.Ticks, MaxTtlTicks), _floorTicks);
             if (_entries.TryGetValue(key, out LearnedAddress? known))
             {
                 _entries[key] = known.With(normalized, expiresAt, ForgetThrough(now), MaxNamesPerAddress, UseOf(key));
-                return;
             }
-
-            if (_count - _inUseCount >= _maxEntries)
+            else
             {
-                Evict(now);
-            }
+                if (_count - _inUseCount >= _maxEntries)
+                {
+                    // Still full: another learner took the room made above, or its walk was running. The bound holds.
+                    EvictLocked(now);
+                }
 
-            _entries[key] = LearnedAddress.Create(normalized, expiresAt);
-            Interlocked.Increment(ref _count);
+                _entries[key] = LearnedAddress.Create(normalized, expiresAt);
+                Interlocked.Increment(ref _count);
+            }
+        }
+
+        if (pruneDue)
+        {
+            _ = PruneOutsideLock(now);
         }
     }
+
+    private bool IsFull => Volatile.Read(ref _count) - Volatile.Read(ref _inUseCount) >= _maxEntries;
+
+    /// <summary>Called when a walk over the whole cache begins, outside the write lock (a test's seam).</summary>
+    internal Action? WalkStarting { get; set; }
 
     /// <summary>What the cache knows about <paramref name="address"/>. Takes no lock and does not allocate.</summary>
     /// <param name="address">The destination address.</param>
@@ -381,34 +413,39 @@ public sealed class AllowlistCache
     /// at most once a minute; call it to forget sooner.
     /// </summary>
     /// <returns>The number of addresses removed.</returns>
-    public int Prune()
-    {
-        lock (_writeLock)
-        {
-            return PruneLocked(Now);
-        }
-    }
+    public int Prune() => PruneOutsideLock(Now);
 
-    private int PruneLocked(long now)
+    /// <summary>Walks the cache without the write lock, and takes it only to forget what the walk found past retention,
+    /// re-checked under it (a connection may have taken a hold, or a learner renewed the entry, since).</summary>
+    private int PruneOutsideLock(long now)
     {
+        WalkStarting?.Invoke();
         long forgetThrough = ForgetThrough(now);
         int removed = 0;
-        foreach (var (key, known) in _entries)
+        foreach (var (key, seen) in _entries)
         {
-            if (_inUse.ContainsKey(key))
+            if (_inUse.ContainsKey(key) || ReferenceEquals(seen.Forget(forgetThrough), seen))
             {
-                continue; // in use: kept whole, its grace starts when the last connection ends
+                continue; // in use (kept whole, its grace starts when the last connection ends), or nothing to forget
             }
 
-            LearnedAddress? kept = known.Forget(forgetThrough);
-            if (kept is null)
+            lock (_writeLock)
             {
-                Remove(key);
-                removed++;
-            }
-            else if (!ReferenceEquals(kept, known))
-            {
-                _entries[key] = kept;
+                if (_inUse.ContainsKey(key) || !_entries.TryGetValue(key, out LearnedAddress? known))
+                {
+                    continue;
+                }
+
+                LearnedAddress? kept = known.Forget(forgetThrough);
+                if (kept is null)
+                {
+                    Remove(key);
+                    removed++;
+                }
+                else if (!ReferenceEquals(kept, known))
+                {
+                    _entries[key] = kept;
+                }
             }
         }
 
@@ -458,12 +495,65 @@ public sealed class AllowlistCache
     /// <summary>Names expiring at or before this tick are past grace and retention.</summary>
     private long ForgetThrough(long now) => now - _graceTicks - _retentionTicks;
 
-    private void Evict(long now)
+    /// <summary>Makes room as <see cref="EvictLocked"/> does, choosing outside the write lock: every address past
+    /// retention, else the batch whose allowance ends first; each removed under the lock only if it is still the entry
+    /// the walk saw and not in use.</summary>
+    private void EvictOutsideLock(long now)
+    {
+        WalkStarting?.Invoke();
+        (List<(UInt128 Key, LearnedAddress Seen)> forgotten, PriorityQueue<(UInt128 Key, LearnedAddress Seen), long> earliest) = ChooseEvictions(now);
+        long evicted = 0;
+        lock (_writeLock)
+        {
+            if (forgotten.Count > 0)
+            {
+                foreach ((UInt128 key, LearnedAddress seen) in forgotten)
+                {
+                    evicted += RemoveIfUnchanged(key, seen) ? 1 : 0;
+                }
+            }
+            else
+            {
+                while (earliest.TryDequeue(out var chosen, out _))
+                {
+                    evicted += RemoveIfUnchanged(chosen.Key, chosen.Seen) ? 1 : 0;
+                }
+            }
+        }
+
+        Interlocked.Add(ref _evictions, evicted);
+    }
+
+    /// <summary>The same choice under the write lock, for a learner that still finds the cache full there (the bound
+    /// is never exceeded); every address past retention, else a batch of MaxEntries/64 whose allowance ends first.</summary>
+    private void EvictLocked(long now)
+    {
+        (List<(UInt128 Key, LearnedAddress Seen)> forgotten, PriorityQueue<(UInt128 Key, LearnedAddress Seen), long> earliest) = ChooseEvictions(now);
+        long evicted = 0;
+        foreach ((UInt128 key, _) in forgotten)
+        {
+            Remove(key);
+            evicted++;
+        }
+
+        if (evicted == 0)
+        {
+            while (earliest.TryDequeue(out var chosen, out _))
+            {
+                Remove(chosen.Key);
+                evicted++;
+            }
+        }
+
+        Interlocked.Add(ref _evictions, evicted);
+    }
+
+    private (List<(UInt128 Key, LearnedAddress Seen)> Forgotten, PriorityQueue<(UInt128 Key, LearnedAddress Seen), long> Earliest) ChooseEvictions(long now)
     {
         long forgetThrough = ForgetThrough(now);
         int batch = Math.Max(1, _maxEntries / 64);
-        var earliest = new PriorityQueue<UInt128, long>(batch + 1, Comparer<long>.Create((a, b) => b.CompareTo(a)));
-        long evicted = 0;
+        var forgotten = new List<(UInt128, LearnedAddress)>();
+        var earliest = new PriorityQueue<(UInt128 Key, LearnedAddress Seen), long>(batch + 1, Comparer<long>.Create((a, b) => b.CompareTo(a)));
         foreach (var (key, known) in _entries)
         {
             if (_inUse.ContainsKey(key))
@@ -474,29 +564,31 @@ public sealed class AllowlistCache
             long expiresAt = known.Latest.ExpiresAt;
             if (expiresAt <= forgetThrough)
             {
-                Remove(key);
-                evicted++;
+                forgotten.Add((key, known));
             }
             else if (earliest.Count < batch)
             {
-                earliest.Enqueue(key, expiresAt);
+                earliest.Enqueue((key, known), expiresAt);
             }
             else if (earliest.TryPeek(out _, out long latestKept) && expiresAt < latestKept)
             {
-                earliest.EnqueueDequeue(key, expiresAt);
+                earliest.EnqueueDequeue((key, known), expiresAt);
             }
         }
 
-        if (evicted == 0)
+        return (forgotten, earliest);
+    }
+
+    /// <summary>Removes <paramref name="key"/> (under the write lock) if it is still the entry a walk saw and not in use.</summary>
+    private bool RemoveIfUnchanged(UInt128 key, LearnedAddress seen)
+    {
+        if (_inUse.ContainsKey(key) || !_entries.TryGetValue(key, out LearnedAddress? current) || !ReferenceEquals(current, seen))
         {
-            while (earliest.TryDequeue(out UInt128 key, out _))
-            {
-                Remove(key);
-                evicted++;
-            }
+            return false;
         }
 
-        Interlocked.Add(ref _evictions, evicted);
+        Remove(key);
+        return true;
     }
 
     private void Remove(UInt128 key)
