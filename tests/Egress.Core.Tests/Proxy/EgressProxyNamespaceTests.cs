@@ -7,6 +7,7 @@ using Egress.Gateway;
 using Egress.Enclave.Rules;
 using Egress.Policy;
 using Egress.Proxy;
+using Egress.Relay;
 using Egress.Tests.Gateway;
 using Egress.Tests.Interception;
 using Egress.Tunnel;
@@ -19,9 +20,14 @@ namespace Egress.Tests.Proxy;
 /// a Unix-socket tunnel (reachable from every namespace) to a <see cref="TunnelGateway"/> in the root namespace, and
 /// the destination: a server on this machine's own non-loopback address in the root namespace. Inside the enclave
 /// namespace that address is just another outbound destination (DNAT'd to the proxy); in the root namespace it is
-/// local, so the gateway's dial never leaves the machine. Denied destinations are never dialed.
+/// local, so the gateway's dial never leaves the machine. Denied destinations are never dialed. Run twice: with the
+/// library's defaults, and as both hosts run (<paramref name="asTheHostsRun"/>: handlers start on the accepting thread
+/// and relays end on their epoll thread), so that egress-enclave's accept-thread path is covered in process too.
 /// </summary>
-public sealed class EgressProxyNamespaceTests
+/// <param name="asTheHostsRun">Both proxies' <c>HandlersOnAcceptThread</c> and <c>EndOnEpollThread</c> on.</param>
+[TestFixture(false)]
+[TestFixture(true)]
+public sealed class EgressProxyNamespaceTests(bool asTheHostsRun)
 {
     private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(10);
     private static readonly IPEndPoint NeverDialed = new(IPAddress.Parse("198.51.100.8"), 80);
@@ -228,7 +234,13 @@ public sealed class EgressProxyNamespaceTests
     private TunnelEndpoint StartGateway(string[] destinations)
     {
         var tunnel = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
-        var options = new TunnelGatewayOptions { Listen = tunnel, ConnectTimeout = TimeSpan.FromSeconds(2) };
+        var options = new TunnelGatewayOptions
+        {
+            Listen = tunnel,
+            ConnectTimeout = TimeSpan.FromSeconds(2),
+            HandlersOnAcceptThread = asTheHostsRun,
+            Relay = RelayOptions.Default with { EndOnEpollThread = asTheHostsRun },
+        };
         _gateway = new TunnelGateway(options, Policy(destinations), _hostLogs.Factory);
         _gateway.Start();
         return tunnel;
@@ -242,6 +254,8 @@ public sealed class EgressProxyNamespaceTests
             Tunnel = tunnel,
             StatusTimeout = statusTimeout ?? TimeSpan.FromSeconds(5),
             ShutdownDrain = drain ?? TimeSpan.FromSeconds(5),
+            HandlersOnAcceptThread = asTheHostsRun,
+            Relay = RelayOptions.Default with { EndOnEpollThread = asTheHostsRun },
         };
         _proxy = new EgressProxy(options, Policy(destinations), _enclaveLogs.Factory);
         // The listening socket is created by Start: run it inside the namespace (a socket keeps its namespace).
