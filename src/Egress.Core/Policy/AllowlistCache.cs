@@ -495,53 +495,40 @@ public sealed class AllowlistCache
     /// <summary>Names expiring at or before this tick are past grace and retention.</summary>
     private long ForgetThrough(long now) => now - _graceTicks - _retentionTicks;
 
-    /// <summary>Makes room as <see cref="EvictLocked"/> does, choosing outside the write lock: every address past
-    /// retention, else the batch whose allowance ends first; each removed under the lock only if it is still the entry
-    /// the walk saw and not in use.</summary>
+    /// <summary>Makes room as <see cref="EvictLocked"/> does, choosing outside the write lock and removing under it.</summary>
     private void EvictOutsideLock(long now)
     {
         WalkStarting?.Invoke();
-        (List<(UInt128 Key, LearnedAddress Seen)> forgotten, PriorityQueue<(UInt128 Key, LearnedAddress Seen), long> earliest) = ChooseEvictions(now);
-        long evicted = 0;
+        var chosen = ChooseEvictions(now);
         lock (_writeLock)
         {
-            if (forgotten.Count > 0)
-            {
-                foreach ((UInt128 key, LearnedAddress seen) in forgotten)
-                {
-                    evicted += RemoveIfUnchanged(key, seen) ? 1 : 0;
-                }
-            }
-            else
-            {
-                while (earliest.TryDequeue(out var chosen, out _))
-                {
-                    evicted += RemoveIfUnchanged(chosen.Key, chosen.Seen) ? 1 : 0;
-                }
-            }
+            RemoveChosen(chosen.Forgotten, chosen.Earliest);
         }
-
-        Interlocked.Add(ref _evictions, evicted);
     }
 
-    /// <summary>The same choice under the write lock, for a learner that still finds the cache full there (the bound
-    /// is never exceeded); every address past retention, else a batch of MaxEntries/64 whose allowance ends first.</summary>
+    /// <summary>Makes room under the write lock, for a learner that still finds the cache full there (the bound is never
+    /// exceeded): every address past retention, else a batch of MaxEntries/64 whose allowance ends first.</summary>
     private void EvictLocked(long now)
     {
-        (List<(UInt128 Key, LearnedAddress Seen)> forgotten, PriorityQueue<(UInt128 Key, LearnedAddress Seen), long> earliest) = ChooseEvictions(now);
+        var chosen = ChooseEvictions(now);
+        RemoveChosen(chosen.Forgotten, chosen.Earliest);
+    }
+
+    /// <summary>Under the write lock: removes the addresses past retention a walk chose, else (none of them still
+    /// there unchanged) its batch; each only if it is still the entry the walk saw and not in use.</summary>
+    private void RemoveChosen(List<(UInt128 Key, LearnedAddress Seen)> forgotten, PriorityQueue<(UInt128 Key, LearnedAddress Seen), long> earliest)
+    {
         long evicted = 0;
-        foreach ((UInt128 key, _) in forgotten)
+        foreach ((UInt128 key, LearnedAddress seen) in forgotten)
         {
-            Remove(key);
-            evicted++;
+            evicted += RemoveIfUnchanged(key, seen) ? 1 : 0;
         }
 
         if (evicted == 0)
         {
-            while (earliest.TryDequeue(out var chosen, out _))
+            while (earliest.TryDequeue(out var next, out _))
             {
-                Remove(chosen.Key);
-                evicted++;
+                evicted += RemoveIfUnchanged(next.Key, next.Seen) ? 1 : 0;
             }
         }
 
