@@ -18,10 +18,11 @@ internal static class DestinationDialer
     /// <param name="timeProvider">The clock of the timeout.</param>
     /// <param name="aborted">Ends the attempt at once (thrown).</param>
     /// <param name="connect">How the socket is connected; null for <see cref="SocketReadiness.ConnectWithoutContextAsync"/>.</param>
+    /// <param name="sameThreadAs">A socket whose epoll thread serves the new socket's waits too (<see cref="SocketReadiness.ShareEngine"/>): the tunnel stream it is dialled for; null for the default.</param>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<(Socket? Socket, TunnelStatus Status, string? Detail)> ConnectAsync(
-        IPEndPoint destination, TimeSpan timeout, TimeProvider timeProvider, CancellationToken aborted, Connect? connect = null)
+        IPEndPoint destination, TimeSpan timeout, TimeProvider timeProvider, CancellationToken aborted, Connect? connect = null, Socket? sameThreadAs = null)
     {
         // One source for both ends of the attempt (no linked source per connection): the timeout, and the abort, which
         // cancels it through a registration on the long-lived abort token (its nodes are reused, not allocated anew).
@@ -39,6 +40,10 @@ internal static class DestinationDialer
             // Created inside the try: without IPv6, socket() fails and the enclave must still get an answer.
             socket = new Socket(destination.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             SocketUrgentData.KeepInLine(socket);
+            if (sameThreadAs is not null)
+            {
+                SocketReadiness.ShareEngine(socket, sameThreadAs);
+            }
             // Inline: the gateway's status and relay start follow on the epoll thread, no hand-off per connection.
             // Our own connect by default: the runtime's would give the socket its asynchronous context for its life.
             await (connect is null

@@ -391,7 +391,7 @@ internal sealed class TunnelStreamHandler(
             var destination = decided.Destination!;
             var decision = decided.Decision;
             (upstream, var status, var detail) = await DestinationDialer.ConnectAsync(
-                destination, options.ConnectTimeout, options.Relay.TimeProvider, aborted, connect).ConfigureAwait(false);
+                destination, options.ConnectTimeout, options.Relay.TimeProvider, aborted, connect, tunnel).ConfigureAwait(false);
             if (upstream is null)
             {
                 return GatewayStreamResult.ConnectFailed(request, destination, decision, status, detail);

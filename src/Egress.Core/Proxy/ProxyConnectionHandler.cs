@@ -165,6 +165,7 @@ internal sealed class ProxyConnectionHandler(
                 Started(destination, decision, connectionId);
                 setup.Complete(); // set up: the next connection may be accepted
                 var serverNameGate = ServerNameGate.For(policy, destination, decision);
+                SocketReadiness.ShareEngine(client, stream); // its events wake the thread that serves the stream's
                 RelayResult? relay = null;
                 try
                 {

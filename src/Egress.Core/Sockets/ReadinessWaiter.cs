@@ -68,8 +68,8 @@ internal sealed class ReadinessWaiter : IValueTaskSource
             // is a guess from SocketReadiness's record of this handle (one system call when right, two when not).
             nint fd = handle.DangerousGetHandle();
             ulong data = ((ulong)generation << 32) | (uint)Slot;
-            int epoll = SocketReadiness.EpollFor(fd);
             int identity = RuntimeHelpers.GetHashCode(handle);
+            int epoll = SocketReadiness.EpollFor(fd, identity);
             bool added = SocketReadiness.WasAdded(fd, identity);
             int errno = EpollNative.Control(epoll, added ? EpollNative.Modify : EpollNative.Add, fd, events | EpollNative.OneShot, data);
             if (errno == (added ? EpollNative.NotFound : EpollNative.Exists))
@@ -159,7 +159,7 @@ internal sealed class ReadinessWaiter : IValueTaskSource
         if (remove)
         {
             nint fd = handle.DangerousGetHandle();
-            _ = EpollNative.Control(SocketReadiness.EpollFor(fd), EpollNative.Delete, fd, 0, 0);
+            _ = EpollNative.Control(SocketReadiness.EpollFor(fd, RuntimeHelpers.GetHashCode(handle)), EpollNative.Delete, fd, 0, 0);
             SocketReadiness.NoteAdded(fd, identity: 0); // the next wait adds it again
         }
 

@@ -150,6 +150,96 @@ public sealed class SocketReadinessTests
     }
 
     [Test]
+    public async Task ASocketThatSharesItsPartnersEngineWakesOnItsPartnersThread()
+    {
+        var held = new List<IDisposable>();
+        try
+        {
+            var (partner, other) = await TwoPairsOnDifferentEnginesAsync(held);
+            nint fd = other.Left.SafeHandle.DangerousGetHandle();
+            int identity = RuntimeHelpers.GetHashCode(other.Left.SafeHandle);
+            int partnerEpoll = SocketReadiness.EpollFor(partner.Left.SafeHandle.DangerousGetHandle(), RuntimeHelpers.GetHashCode(partner.Left.SafeHandle));
+            Assert.That(SocketReadiness.EpollFor(fd, identity), Is.Not.EqualTo(partnerEpoll), "apart by default");
+
+            SocketReadiness.ShareEngine(other.Left, partner.Left);
+            Assert.That(SocketReadiness.EpollFor(fd, identity), Is.EqualTo(partnerEpoll));
+            Assert.That(SocketReadiness.EpollFor(fd, identity + 1), Is.Not.EqualTo(partnerEpoll),
+                "another handle with the same descriptor number (a reused one) is served by the default");
+
+            var threads = new[] { partner.Left, other.Left }.Select(socket => Task.Run(async () =>
+            {
+                await SocketReadiness.WaitReadableInlineAsync(socket);
+                return Environment.CurrentManagedThreadId;
+            })).ToArray();
+            await Task.Delay(50);
+            partner.Right.Send([1]);
+            other.Right.Send([2]);
+            int[] seen = await Task.WhenAll(threads).WaitAsync(Within);
+            Assert.That(seen.Distinct().Count(), Is.EqualTo(1), "both continuations on the partner's epoll thread");
+        }
+        finally
+        {
+            held.ForEach(item => item.Dispose());
+        }
+    }
+
+    [Test]
+    public async Task ASocketAlreadyWaitedOnKeepsItsEngine()
+    {
+        var held = new List<IDisposable>();
+        try
+        {
+            var (partner, first) = await TwoPairsOnDifferentEnginesAsync(held);
+            nint fd = first.Left.SafeHandle.DangerousGetHandle();
+            int identity = RuntimeHelpers.GetHashCode(first.Left.SafeHandle);
+            int before = SocketReadiness.EpollFor(fd, identity);
+            Task<int> receive = SocketReadiness.ReceiveAsync(first.Left, new byte[1]).AsTask();
+            await Task.Delay(20);
+            first.Right.Send([1]);
+            Assert.That(await receive.WaitAsync(Within), Is.EqualTo(1)); // in its epoll set now, disabled
+
+            // Its registration is in one set: a choice now would send the next re-arm to another (ENOENT there, then an
+            // ADD that leaves it in two sets), so the choice is ignored.
+            SocketReadiness.ShareEngine(first.Left, partner.Left);
+            Assert.That(SocketReadiness.EpollFor(fd, identity), Is.EqualTo(before));
+            receive = SocketReadiness.ReceiveAsync(first.Left, new byte[1]).AsTask();
+            await Task.Delay(20);
+            first.Right.Send([2]);
+            Assert.That(await receive.WaitAsync(Within), Is.EqualTo(1));
+        }
+        finally
+        {
+            held.ForEach(item => item.Dispose());
+        }
+    }
+
+    /// <summary>Two socket pairs whose Left descriptors fall on different engines by default (number modulo the engine
+    /// count); everything opened on the way goes to <paramref name="held"/>, for the caller to dispose.</summary>
+    private static async Task<(SocketPair Partner, SocketPair Other)> TwoPairsOnDifferentEnginesAsync(List<IDisposable> held)
+    {
+        if (SocketReadiness.EngineCount < 2)
+        {
+            Assert.Ignore("one processor: one epoll thread");
+        }
+
+        SocketPair partner = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        held.Add(partner);
+        for (int i = 0; i < 64; i++)
+        {
+            SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+            held.Add(pair);
+            if (pair.Left.Handle % SocketReadiness.EngineCount != partner.Left.Handle % SocketReadiness.EngineCount)
+            {
+                return (partner, pair);
+            }
+
+            held.Add(new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)); // shifts the next pair's numbers
+        }
+
+        throw new AssertionException("no two sockets on different engines in 64 tries");
+    }
+
+    [Test]
     public async Task ASocketWithDataIsReadyAtOnce()
     {
         using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Unix);
