@@ -23,7 +23,7 @@
 #               on :443 for the sni section
 #   tunnel      Unix sockets in the run directory (reachable from every namespace), one per chain
 # Paths measured: egress (app -> DNAT -> egress-enclave -> unix -> egress-host -> server), socat 2-hop and HAProxy
-# 2-hop (app -> 127.0.0.1:port -> hop 1 -> unix -> hop 2 -> server), direct (parent ns -> world ns over the veth,
+# 2-hop (app -> DNAT -> 127.0.0.1:port -> hop 1 -> unix -> hop 2 -> server: the same DNAT as Egress's), direct (parent ns -> world ns over the veth,
 # no proxy). The sni section restarts both egress hosts with the server-name check (egress.tls_server_name) on and
 # off, allowing only the name bench.sni.test (so connections go through the address learned from its DNS answer).
 set -uo pipefail
@@ -311,12 +311,29 @@ wait_until 20 "haproxy hop 2" test -S "$run/ha-echo.sock"
 start haproxy1 "$ns_enc" haproxy -db -f "$run/haproxy1.cfg"
 wait_until 20 "haproxy hop 1" tcp_listening "$ns_enc" "$ha_echo"
 
-# path -> namespace of the client, iperf3 target, echo target
+# --- the same DNAT for every path in the enclave namespace: an app there connects to the world's address, and a rule
+#     in nat OUTPUT sends it to the first hop. For the peers, one rule per port, ahead of Egress's catch-all, in the
+#     netfilter backend that holds Egress's rules (two backends' nat OUTPUT hooks have the same priority, so a rule in
+#     the other one could run after Egress's).
+nat_program=
+for program in iptables-nft iptables-legacy iptables; do
+  if command -v "$program" >/dev/null && in_ns "$ns_enc" "$program" -w -t nat -S OUTPUT 2>/dev/null | grep -q -- "--to-destination 127.0.0.1:4444"; then
+    nat_program=$program
+    break
+  fi
+done
+[ -n "$nat_program" ] || die "no netfilter backend holds egress-enclave's DNAT rule (rules.log: $(tr '\n' ' ' <"$run/rules.log"))"
+for port in $socat_iperf $socat_echo $socat_http $ha_iperf $ha_echo $ha_http; do
+  in_ns "$ns_enc" "$nat_program" -w -t nat -I OUTPUT 1 -p tcp -d "$world" --dport "$port" -j DNAT --to-destination "127.0.0.1:$port" \
+    || die "$nat_program: DNAT rule for port $port"
+done
+
+# path -> namespace of the client, iperf3 target, echo target (the peers' through their DNAT rules above)
 paths=(egress haproxy socat direct)
 declare -A client_ns=([egress]=$ns_enc [haproxy]=$ns_enc [socat]=$ns_enc [direct]=$ns_par)
-declare -A iperf_target=([egress]="$world $iperf_port" [haproxy]="127.0.0.1 $ha_iperf" [socat]="127.0.0.1 $socat_iperf" [direct]="$world $iperf_port")
-declare -A echo_target=([egress]="$world:$echo_port" [haproxy]="127.0.0.1:$ha_echo" [socat]="127.0.0.1:$socat_echo" [direct]="$world:$echo_port")
-declare -A http_target=([egress]="$world:$http_port" [haproxy]="127.0.0.1:$ha_http" [socat]="127.0.0.1:$socat_http" [direct]="$world:$http_port")
+declare -A iperf_target=([egress]="$world $iperf_port" [haproxy]="$world $ha_iperf" [socat]="$world $socat_iperf" [direct]="$world $iperf_port")
+declare -A echo_target=([egress]="$world:$echo_port" [haproxy]="$world:$ha_echo" [socat]="$world:$socat_echo" [direct]="$world:$echo_port")
+declare -A http_target=([egress]="$world:$http_port" [haproxy]="$world:$ha_http" [socat]="$world:$socat_http" [direct]="$world:$http_port")
 declare -A hop_pids=([egress]="$(pid_of egress-enclave) $(pid_of egress-host)" [haproxy]="$(pid_of haproxy1) $(pid_of haproxy2)"
                      [socat]="$(pid_of socat1-iperf) $(pid_of socat2-iperf)" [direct]="")
 
