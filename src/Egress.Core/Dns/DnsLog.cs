@@ -36,8 +36,8 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 324, Level = LogLevel.Debug, Message = "DNS {Name} {Type}: {Count} internal-range address records removed from the answer (never learned), so the app tries only the addresses it may reach")]
     public static partial void InternalAddressesRemoved(ILogger logger, string name, string type, int count);
 
-    [LoggerMessage(EventId = 325, Level = LogLevel.Warning, Message = "DNS {Name} {Type}: internal-range address records left in the answer (it could not be rewritten safely: see docs/dns.md); an app that tries one is reset")]
-    public static partial void InternalAddressesKept(ILogger logger, string name, string type);
+    [LoggerMessage(EventId = 325, Level = LogLevel.Warning, Message = "DNS {Name} {Type}: answered SERVFAIL (EDE Blocked): the answer holds internal-range address records and could not be rewritten without them (see docs/dns.md)")]
+    public static partial void InternalAddressesRefusedAnswer(ILogger logger, string name, string type);
 
     [LoggerMessage(EventId = 309, Level = LogLevel.Debug, Message = "DNS answer for {Name} not learned ({Error})")]
     public static partial void Unlearnable(ILogger logger, string name, DnsParseError error);

@@ -49,6 +49,28 @@ public sealed class DnsAddressRemovalTests
             Is.EqualTo((withInternal ? 1 : 0, adAfter, true, flagsByte)));
     }
 
+    /// <summary>The list of records to remove had room for 64: an answer with more was left whole (a security review).</summary>
+    [TestCase(64)]
+    [TestCase(65)]
+    [TestCase(1000)]
+    public void EveryOneOfManyRecordsGoes(int count)
+    {
+        DnsMessageBuilder builder = DnsMessageBuilder.Response(an: (ushort)(count + 1)).Question("r.test");
+        for (int i = 0; i < count; i++)
+        {
+            builder = builder.Pointer(12).Fixed(1, 60, 4).Bytes(127, 0, (byte)(i / 250), (byte)(1 + (i % 250)));
+        }
+
+        byte[] message = builder.Pointer(12).Fixed(1, 60, 4).Bytes(198, 18, 0, 7).ToArray();
+        IPAddress[] refused = [.. Enumerable.Range(0, count).Select(i => new IPAddress([127, 0, (byte)(i / 250), (byte)(1 + (i % 250))]))];
+
+        int length = DnsAddressRemoval.Remove(message, refused, out int removed);
+
+        var addresses = new List<DnsAddressRecord>();
+        Assert.That(DnsMessage.ExtractAddresses(message.AsSpan(0, length), addresses), Is.EqualTo(DnsParseError.None));
+        Assert.That((removed, addresses.Select(record => record.Address.ToString())), Is.EqualTo((count, new[] { "198.18.0.7" })));
+    }
+
     [Test]
     public void EveryRecordOfTheAddressGoesAndOthersStayInTheirOrder()
     {

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using DnsClient;
 using DnsClient.Protocol;
@@ -233,6 +234,39 @@ public sealed class DnsForwarderTests
         Assert.That(_harness.EnclaveLog.Values(308, "Address"), Is.EqualTo(new[] { "169.254.169.254" }));
         Assert.That(_harness.ParentLog.Values(308, "Address"), Is.EqualTo(new[] { "169.254.169.254" }));
         Assert.That(_harness.EnclaveLog.Values(324, "Count"), Is.EqualTo(new[] { "1" }));
+    }
+
+    /// <summary>A security review: an answer of more than 64 internal records (here 300 loopback addresses, which the
+    /// redirect rules never send to the proxy) was passed on whole, so a rebinding answer reached the app. Every one
+    /// is removed now.</summary>
+    [Test]
+    public async Task ARebindingAnswerOfHundredsOfLoopbackRecordsLosesEveryOne()
+    {
+        byte[] answer = await _harness.TcpAsync(DnsQueryBytes.Build(0x0B17, "rebind.x.test"));
+
+        var addresses = new List<DnsAddressRecord>();
+        Assert.That(DnsMessage.ExtractAddresses(answer, addresses), Is.EqualTo(DnsParseError.None));
+        Assert.Multiple(() =>
+        {
+            Assert.That(answer[3] & 0x0F, Is.Zero, "NOERROR");
+            Assert.That(addresses, Is.Empty, "no address left (NODATA)");
+            Assert.That(_harness.EnclaveLog.Values(324, "Count"), Is.EqualTo(new[] { TestZone.RebindRecordCount.ToString(CultureInfo.InvariantCulture) }));
+        });
+    }
+
+    /// <summary>An internal address in an answer that cannot be rewritten (a record type whose data the removal does
+    /// not read) was passed on whole with a warning; the app now gets SERVFAIL with EDE Blocked (RFC 8914 §4.16).</summary>
+    [Test]
+    public async Task AnAnswerThatCannotLoseItsInternalAddressIsRefusedWithServFail()
+    {
+        var result = await _harness.Client().QueryAsync("opaque.x.test", QueryType.A);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Header.ResponseCode, Is.EqualTo(DnsHeaderResponseCode.ServerFailure));
+            Assert.That(result.Answers, Is.Empty);
+            Assert.That(_harness.EnclaveLog.Values(325, "Name"), Is.EqualTo(new[] { "opaque.x.test" }));
+        });
     }
 
     /// <summary>From the app-runtime trial: an allowed name answered an internal address beside a public one, and

@@ -7,7 +7,8 @@ using Egress.Dns.Wire;
 
 namespace Egress.Tests.Dns;
 
-/// <summary>A record a <see cref="FakeUpstreamDns"/> answers: A/AAAA data is an address, CNAME data a name.</summary>
+/// <summary>A record a <see cref="FakeUpstreamDns"/> answers: A/AAAA data is an address, CNAME data a name, any other
+/// type's data its bytes (ASCII).</summary>
 internal readonly record struct FakeRecord(string Owner, ushort Type, string Data, uint Ttl = 300)
 {
     public static FakeRecord A(string owner, string address, uint ttl = 300) => new(owner, 1, address, ttl);
@@ -93,7 +94,8 @@ internal sealed class FakeUpstreamDns : IAsyncDisposable
             {
                 1 => builder.A(record.Owner, record.Data, record.Ttl),
                 28 => builder.Aaaa(record.Owner, record.Data, record.Ttl),
-                _ => builder.Cname(record.Owner, record.Data, record.Ttl),
+                5 => builder.Cname(record.Owner, record.Data, record.Ttl),
+                _ => builder.Name(record.Owner).Fixed(record.Type, record.Ttl, (ushort)record.Data.Length).Bytes(System.Text.Encoding.ASCII.GetBytes(record.Data)),
             };
         }
 

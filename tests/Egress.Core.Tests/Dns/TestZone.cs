@@ -7,6 +7,9 @@ internal static class TestZone
 {
     public const int BigRecordCount = 40;
 
+    /// <summary>More loopback records than the removal once kept room for (64), which left such an answer whole.</summary>
+    public const int RebindRecordCount = 300;
+
     public static FakeAnswer Answer(string name, ushort type)
     {
         if (name.StartsWith('n') && name.EndsWith(".x.test", StringComparison.Ordinal)
@@ -24,6 +27,10 @@ internal static class TestZone
             ("mixed.x.test", 28) => FakeAnswer.Of(FakeRecord.Aaaa("mixed.x.test", "fd00::5"), FakeRecord.Aaaa("mixed.x.test", "2001:db8::31")),
             ("mixed.x.test", _) => FakeAnswer.Of(FakeRecord.A("mixed.x.test", "10.0.0.5"), FakeRecord.A("mixed.x.test", "198.18.0.31")),
             ("meta.x.test", _) => FakeAnswer.Of(FakeRecord.A("meta.x.test", "169.254.169.254")),
+            ("rebind.x.test", _) => new FakeAnswer([.. Enumerable.Range(1, RebindRecordCount).Select(i => FakeRecord.A("rebind.x.test", $"127.0.{i / 250}.{1 + (i % 250)}"))]),
+            // MB (RFC 1035), a type whose data may hold a compressed name (RFC 3597 §4) and that the address removal
+            // does not read: the answer cannot be rewritten.
+            ("opaque.x.test", _) => FakeAnswer.Of(FakeRecord.A("opaque.x.test", "127.0.0.1"), new FakeRecord("opaque.x.test", 7, "\u0001a\u0000")),
             ("big.x.test", _) => new FakeAnswer([.. Enumerable.Range(1, BigRecordCount).Select(i => FakeRecord.A("big.x.test", $"198.18.1.{i}"))]),
             ("slow.x.test", _) => FakeAnswer.Silence,
             ("spoof.x.test", _) => new FakeAnswer([FakeRecord.A("spoof.x.test", "198.18.0.30")], SpoofFirst: true),

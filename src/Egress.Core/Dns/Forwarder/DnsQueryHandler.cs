@@ -120,17 +120,20 @@ internal sealed class DnsQueryHandler(
             // An address the policy refuses would be relayed nowhere: the app, connected to the proxy, would be reset
             // instead of failing to connect and trying the next address. Such records are taken out of the answer.
             int length = DnsAddressRemoval.Remove(response[..answer.Length], refused, out int removed);
-            if (removed > 0)
+            refused.Clear();
+            if (removed == 0)
             {
-                DnsLog.InternalAddressesRemoved(logger, question.LogName, DnsTypeName.Of(question.Type), removed);
-            }
-            else
-            {
-                DnsLog.InternalAddressesKept(logger, question.LogName, DnsTypeName.Of(question.Type));
+                // Fail closed: passed on whole, the answer would hand the app addresses the policy refuses — 127.0.0.1
+                // among them, which the redirect rules leave alone, so a rebinding answer would reach the enclave's own
+                // listeners. The app gets SERVFAIL (EDE Blocked) instead, and the log says why.
+                DnsLog.InternalAddressesRefusedAnswer(logger, question.LogName, DnsTypeName.Of(question.Type));
+                return DnsQueryResult.Answer(
+                    DnsQueryOutcome.UpstreamFailed, query, response, question, "the answer holds internal-range addresses and could not be rewritten without them",
+                    DnsEdns.InfoCodeBlocked);
             }
 
+            DnsLog.InternalAddressesRemoved(logger, question.LogName, DnsTypeName.Of(question.Type), removed);
             answer = response[..length];
-            refused.Clear();
         }
 
         DnsLog.Answered(logger, question.LogName, DnsTypeName.Of(question.Type), DnsForwarding.ResponseCode(answer), answer.Length);

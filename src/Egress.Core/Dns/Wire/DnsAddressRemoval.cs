@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.Net;
 
@@ -16,7 +17,7 @@ namespace Egress.Dns.Wire;
 /// </summary>
 internal static class DnsAddressRemoval
 {
-    /// <summary>At most this many compression pointers are tracked; a message with more is left as it is.</summary>
+    /// <summary>A message of up to twice this many bytes keeps its compression pointers' offsets on the stack.</summary>
     private const int MaxPointers = 256;
 
     /// <summary>Removes the answer-section A/AAAA records whose address is in <paramref name="addresses"/>.</summary>
@@ -32,15 +33,56 @@ internal static class DnsAddressRemoval
             return message.Length;
         }
 
-        var names = new Names(stackalloc int[MaxPointers], stackalloc ulong[(message.Length + 63) / 64]);
-        if (!names.Add(message, DnsHeader.Length, out int questionEnd) || message.Length - questionEnd < 4)
+        // Room for every compression pointer the message can hold (one per two bytes at most): on the stack for an
+        // ordinary answer, rented for a long one.
+        int maxPointers = message.Length / 2;
+        int[]? rentedPointers = maxPointers > MaxPointers ? ArrayPool<int>.Shared.Rent(maxPointers) : null;
+        try
         {
-            return message.Length;
+            var names = new Names(rentedPointers ?? stackalloc int[MaxPointers], stackalloc ulong[(message.Length + 63) / 64]);
+            return names.Add(message, DnsHeader.Length, out int questionEnd) && message.Length - questionEnd >= 4
+                ? RemoveAnswers(message, addresses, header, questionEnd, ref names, out removed)
+                : message.Length;
         }
+        finally
+        {
+            if (rentedPointers is not null)
+            {
+                ArrayPool<int>.Shared.Return(rentedPointers);
+            }
+        }
+    }
 
+    private static int RemoveAnswers(Span<byte> message, IReadOnlyCollection<IPAddress> addresses, DnsHeader header, int questionEnd, ref Names names, out int removed)
+    {
+        removed = 0;
+
+        // One place per answer record that may go: on the stack for an ordinary answer, rented for a long one (a
+        // rebinding answer of hundreds of internal records must lose every one of them, not be left whole).
+        Cut[]? rented = header.AnCount > StackCutLimit ? ArrayPool<Cut>.Shared.Rent(header.AnCount) : null;
+        try
+        {
+            return RemoveRecords(message, addresses, header, questionEnd, ref names, rented ?? stackalloc Cut[header.AnCount], out removed);
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<Cut>.Shared.Return(rented);
+            }
+        }
+    }
+
+    /// <summary>Answers of up to this many records keep their list of records to remove on the stack.</summary>
+    private const int StackCutLimit = 64;
+
+    private static int RemoveRecords(
+        Span<byte> message, IReadOnlyCollection<IPAddress> addresses, DnsHeader header, int questionEnd, ref Names names, scoped Span<Cut> cut, out int removed)
+    {
+        removed = 0;
         int recordCount = header.AnCount + header.NsCount + header.ArCount;
-        Span<(int Start, int End)> cut = stackalloc (int, int)[Math.Min((int)header.AnCount, 64)];
         int count = 0;
+        int removedThrough = 0;
         int offset = questionEnd + 4;
         for (int i = 0; i < recordCount; i++)
         {
@@ -53,12 +95,8 @@ internal static class DnsAddressRemoval
 
             if (i < header.AnCount && record.IsAddress && Contains(addresses, message.Slice(record.DataOffset, record.DataLength)))
             {
-                if (count == cut.Length)
-                {
-                    return message.Length;
-                }
-
-                cut[count++] = (offset, end);
+                removedThrough += end - offset;
+                cut[count++] = new Cut(offset, end, removedThrough); // room for every answer record
             }
 
             offset = end;
@@ -73,7 +111,25 @@ internal static class DnsAddressRemoval
         // A kept pointer must point at a label of a kept name: into a removed record it would dangle, and anywhere
         // else the name it reads may run through bytes that move or go.
         ReadOnlySpan<int> pointers = names.Pointers;
-        Span<ushort> targets = stackalloc ushort[pointers.Length];
+        ushort[]? rentedTargets = pointers.Length > MaxPointers ? ArrayPool<ushort>.Shared.Rent(pointers.Length) : null;
+        try
+        {
+            return Rewrite(message, header, cut, pointers, rentedTargets ?? stackalloc ushort[pointers.Length], ref names, out removed);
+        }
+        finally
+        {
+            if (rentedTargets is not null)
+            {
+                ArrayPool<ushort>.Shared.Return(rentedTargets);
+            }
+        }
+    }
+
+    private static int Rewrite(
+        Span<byte> message, DnsHeader header, scoped ReadOnlySpan<Cut> cut, scoped ReadOnlySpan<int> pointers, scoped Span<ushort> targets, ref Names names, out int removed)
+    {
+        removed = 0;
+        int count = cut.Length;
         for (int i = 0; i < pointers.Length; i++)
         {
             int target = BinaryPrimitives.ReadUInt16BigEndian(message[pointers[i]..]) & 0x3FFF;
@@ -190,35 +246,46 @@ internal static class DnsAddressRemoval
         return false;
     }
 
-    private static bool IsInside(ReadOnlySpan<(int Start, int End)> cut, int offset)
+    /// <summary>A removed record's bytes [<paramref name="Start"/>, <paramref name="End"/>), and the bytes removed up to
+    /// its end with it (the records are in message order, so starts, ends and the running total all rise).</summary>
+    private readonly record struct Cut(int Start, int End, int RemovedThrough);
+
+    /// <summary>How many removed records start at or before <paramref name="offset"/> (a binary search: a long answer
+    /// with as many pointers as records must not cost their product).</summary>
+    private static int StartingAtOrBefore(ReadOnlySpan<Cut> cut, int offset)
     {
-        foreach (var (start, end) in cut)
+        int low = 0, high = cut.Length;
+        while (low < high)
         {
-            if (offset >= start && offset < end)
+            int middle = (int)((uint)(low + high) >> 1);
+            if (cut[middle].Start <= offset)
             {
-                return true;
+                low = middle + 1;
+            }
+            else
+            {
+                high = middle;
             }
         }
 
-        return false;
+        return low;
     }
 
-    private static int RemovedBefore(ReadOnlySpan<(int Start, int End)> cut, int offset)
+    private static bool IsInside(ReadOnlySpan<Cut> cut, int offset)
     {
-        int removed = 0;
-        foreach (var (start, end) in cut)
-        {
-            if (end <= offset)
-            {
-                removed += end - start;
-            }
-        }
+        int starting = StartingAtOrBefore(cut, offset);
+        return starting > 0 && offset < cut[starting - 1].End;
+    }
 
-        return removed;
+    /// <summary>The bytes removed before <paramref name="offset"/>, an offset outside every removed record.</summary>
+    private static int RemovedBefore(ReadOnlySpan<Cut> cut, int offset)
+    {
+        int starting = StartingAtOrBefore(cut, offset);
+        return starting > 0 ? cut[starting - 1].RemovedThrough : 0;
     }
 
     /// <summary>Moves the kept bytes over the removed records (in order); returns the new length.</summary>
-    private static int Compact(Span<byte> message, ReadOnlySpan<(int Start, int End)> cut)
+    private static int Compact(Span<byte> message, ReadOnlySpan<Cut> cut)
     {
         int write = cut[0].Start;
         for (int i = 0; i < cut.Length; i++)
