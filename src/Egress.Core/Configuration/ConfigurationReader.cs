@@ -116,7 +116,7 @@ internal sealed class ConfigurationReader
             }
             else if (EvervaultKeys.Contains(name))
             {
-                SkipValue();
+                SkipEvervaultValue(name);
             }
             else
             {
@@ -420,6 +420,58 @@ internal sealed class ConfigurationReader
         }
 
         return endPoints;
+    }
+
+    /// <summary>
+    /// Skips the value of Evervault's top-level key or table <paramref name="table"/> (its contents are Evervault's),
+    /// except that a key of <c>[egress]</c>'s own in one of its tables is an error: in TOML a key belongs to the last
+    /// table header above it, so a <c>ports = [443]</c> written below <c>[attestation]</c> is attestation's, and the
+    /// destinations would be allowed on every port without a word.
+    /// </summary>
+    private void SkipEvervaultValue(string table)
+    {
+        TomlParseEvent value = Next();
+        if (value.Kind != TomlParseEventKind.StartTable)
+        {
+            SkipRestOf(value);
+            return;
+        }
+
+        for (TomlParseEvent current = Next(); current.Kind != TomlParseEventKind.EndTable; current = Next())
+        {
+            string key = Parser.GetPropertyName();
+            if (EgressSectionOnlyKeys.Contains(key))
+            {
+                throw new ConfigurationException(
+                    Here(current), table + "." + key,
+                    $"'{key}' is a key of [egress], but here it is in Evervault's [{table}] table, which Egress does not read (a key belongs to the last [table] header above it): move it under [egress]");
+            }
+
+            SkipValue();
+        }
+    }
+
+    /// <summary>The keys of <c>[egress]</c> no table of Evervault's has: found in one of them, they were meant for <c>[egress]</c>.</summary>
+    private static readonly string[] EgressSectionOnlyKeys = ["destinations", "ports", "tls_server_name"];
+
+    /// <summary>Skips the rest of a value whose first event, <paramref name="first"/>, was already read.</summary>
+    private void SkipRestOf(TomlParseEvent first)
+    {
+        int depth = first.Kind is TomlParseEventKind.StartTable or TomlParseEventKind.StartArray ? 1 : 0;
+        while (depth > 0)
+        {
+            switch (Next().Kind)
+            {
+                case TomlParseEventKind.StartTable:
+                case TomlParseEventKind.StartArray:
+                    depth++;
+                    break;
+                case TomlParseEventKind.EndTable:
+                case TomlParseEventKind.EndArray:
+                    depth--;
+                    break;
+            }
+        }
     }
 
     private void SkipValue()

@@ -26,9 +26,42 @@ internal static class EndPointText
     /// <summary>The problem of an endpoint <see cref="IsListedBefore"/> found.</summary>
     public static string ListedTwice(string text) => $"\"{text}\" is listed twice";
 
-    /// <summary>Parses a DNS upstream; a missing port means 53.</summary>
-    public static bool TryParseUpstream(string text, [NotNullWhen(true)] out IPEndPoint? endPoint, [NotNullWhen(false)] out string? problem) =>
-        TryParse(text, defaultPort: 53, out endPoint, out problem);
+    /// <summary>Parses a DNS upstream; a missing port means 53. The address must be one a query can be sent to and
+    /// answered from: not the unspecified address (0.0.0.0, ::), the IPv4 broadcast address or a multicast one.</summary>
+    public static bool TryParseUpstream(string text, [NotNullWhen(true)] out IPEndPoint? endPoint, [NotNullWhen(false)] out string? problem)
+    {
+        if (!TryParse(text, defaultPort: 53, out endPoint, out problem))
+        {
+            return false;
+        }
+
+        problem = NotAResolver(endPoint.Address);
+        if (problem is not null)
+        {
+            endPoint = null;
+            return false;
+        }
+
+        return true;
+    }
+
+    private static string? NotAResolver(IPAddress address)
+    {
+        if (address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any))
+        {
+            return "the unspecified address (\"any\") is no resolver: write the resolver's own address";
+        }
+
+        if (address.Equals(IPAddress.Broadcast))
+        {
+            return "the broadcast address is no resolver: write the resolver's own address";
+        }
+
+        bool multicast = address.AddressFamily == AddressFamily.InterNetwork
+            ? (address.GetAddressBytes()[0] & 0xF0) == 0xE0 // 224.0.0.0/4 (RFC 5771)
+            : address.IsIPv6Multicast;
+        return multicast ? "a multicast address (e.g. mDNS) is no resolver that answers forwarded queries: write a unicast address" : null;
+    }
 
     private static bool TryParse(string text, int? defaultPort, [NotNullWhen(true)] out IPEndPoint? endPoint, [NotNullWhen(false)] out string? problem)
     {

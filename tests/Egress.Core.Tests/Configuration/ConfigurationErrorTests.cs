@@ -265,6 +265,26 @@ public sealed class ConfigurationErrorTests
         Assert.That(configuration.Egress.Enabled, Is.False);
     }
 
+    [TestCase("ports = [443]", "ports")]
+    [TestCase("destinations = [\"b.example\"]", "destinations")]
+    [TestCase("tls_server_name = \"require\"", "tls_server_name")]
+    public void AnEgressKeyBelowAnEvervaultTableHeaderIsAnError(string line, string key)
+    {
+        // TOML gives the key to [attestation]: read as written, a.example would be allowed on every port.
+        AssertError(
+            $"[egress]\nenabled = true\ndestinations = [\"a.example\"]\n[attestation]\nPCR0 = \"00\"\n{line}\n", 6, 1, "attestation." + key,
+            $"'{key}' is a key of [egress], but here it is in Evervault's [attestation] table, which Egress does not read (a key belongs to the last [table] header above it): move it under [egress]");
+    }
+
+    [Test]
+    public void EvervaultsOwnKeysInItsTablesAndInlineTablesAreStillSkipped()
+    {
+        EgressConfiguration configuration = EgressConfiguration.Parse(
+            "healthcheck = { path = \"/health\", port = 3000 }\ntrusted_headers = [\"X\"]\n[scaling]\ndesired_replicas = 2\nnested = { a = [1, { b = 2 }] }\n[egress]\nenabled = true\ndestinations = [\"a.example\"]\n", Source);
+
+        Assert.That(configuration.Egress.Destinations, Has.Count.EqualTo(1));
+    }
+
     private static void AssertError(string text, int line, int column, string key, string problem)
     {
         ConfigurationException error = Fail(text);

@@ -41,6 +41,13 @@ public sealed class EndPointTextTests
     // A new user's trial: "::1:53" was read as the address ::0.1.0.83 (port 53 by default), without a word.
     [TestCase("::1:53", "ambiguous: for port 53 of ::1 write \"[::1]:53\"; for the address ::1:53 itself write \"[::1:53]\"")]
     [TestCase("2001:db8::1:5353", "ambiguous: for port 5353 of 2001:db8::1 write \"[2001:db8::1]:5353\"; for the address 2001:db8::1:5353 itself write \"[2001:db8::1:5353]\"")]
+    // A new user's trial: each passed --check-config ("DNS upstreams: 0.0.0.0:53") and could answer nothing.
+    [TestCase("0.0.0.0", "the unspecified address (\"any\") is no resolver: write the resolver's own address")]
+    [TestCase("[::]:53", "the unspecified address (\"any\") is no resolver: write the resolver's own address")]
+    [TestCase("255.255.255.255", "the broadcast address is no resolver: write the resolver's own address")]
+    [TestCase("224.0.0.251:5353", "a multicast address (e.g. mDNS) is no resolver that answers forwarded queries: write a unicast address")]
+    [TestCase("239.255.255.250", "a multicast address (e.g. mDNS) is no resolver that answers forwarded queries: write a unicast address")]
+    [TestCase("[ff02::fb]:5353", "a multicast address (e.g. mDNS) is no resolver that answers forwarded queries: write a unicast address")]
     public void BadUpstreamIsRejectedWithItsProblem(string text, string expected)
     {
         Assert.That(EndPointText.TryParseUpstream(text, out IPEndPoint? endPoint, out string? problem), Is.False);
