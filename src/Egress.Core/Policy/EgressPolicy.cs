@@ -418,14 +418,14 @@ public sealed class EgressPolicy
             return new PolicyDecision(true, DecisionReason.StaticEntry, entry);
         }
 
-        if (portDenial is not null)
-        {
-            return new PolicyDecision(false, DecisionReason.PortNotAllowed, portDenial);
-        }
-
+        // An entry that covers the address on other ports does not end the check: "*:443" or a name learned for the
+        // address may still allow this port (the same address under several entries allows the union of their ports;
+        // a review found "203.0.113.0/24:8000-8100" denying 203.0.113.9:443 that "*:443" allowed).
         if (InternalRanges.TryClassify(value, out string? rangeName))
         {
-            return new PolicyDecision(false, DecisionReason.InternalRange, rangeName);
+            return portDenial is not null
+                ? new PolicyDecision(false, DecisionReason.PortNotAllowed, portDenial) // the entry that names it is the one to fix
+                : new PolicyDecision(false, DecisionReason.InternalRange, rangeName);
         }
 
         if (AllowAllAllows(port, ref portDenial))

@@ -18,6 +18,31 @@ public sealed class EgressPolicyTests
 
     /// <summary>From a red-team trial: a name that expired 10 minutes before still lent its entry's ports (and its
     /// server name) to the address because another name had just been learned for it.</summary>
+    /// <summary>A security review: an address or network entry with ports denied every other port of its addresses,
+    /// though "*" or a name learned for the address allowed it ("the same address under several entries allows the
+    /// union of their ports").</summary>
+    [Test]
+    public void AnAddressEntryWithPortsDoesNotOverrideAllowAllOrALearnedNameOnOtherPorts()
+    {
+        var address = IPAddress.Parse("203.0.113.9");
+        EgressPolicy withAllowAll = Policy("*:443", "203.0.113.0/24:8000-8100");
+        EgressPolicy withName = Policy("api.example.com", "203.0.113.0/24:22");
+        withName.Learn("api.example.com", address, TimeSpan.FromMinutes(5));
+        EgressPolicy internalNetwork = Policy("*:443", "10.0.0.0/8:22");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(withAllowAll.CheckDestination(new IPEndPoint(address, 443)).Reason, Is.EqualTo(DecisionReason.AllowAll));
+            Assert.That(withAllowAll.CheckDestination(new IPEndPoint(address, 8050)).Reason, Is.EqualTo(DecisionReason.StaticEntry));
+            Assert.That(withAllowAll.CheckDestination(new IPEndPoint(address, 25)).Reason, Is.EqualTo(DecisionReason.PortNotAllowed));
+            Assert.That(withName.CheckDestination(new IPEndPoint(address, 443)).Reason, Is.EqualTo(DecisionReason.Learned));
+            Assert.That(withName.CheckDestination(new IPEndPoint(IPAddress.Parse("203.0.113.10"), 443)).Reason, Is.EqualTo(DecisionReason.PortNotAllowed),
+                "not learned: the entry that covers it names the ports");
+            Assert.That(internalNetwork.CheckDestination(new IPEndPoint(IPAddress.Parse("10.1.2.3"), 443)).Reason, Is.EqualTo(DecisionReason.PortNotAllowed),
+                "an internal address: never by *; the entry that names it is the one to fix");
+        });
+    }
+
     [Test]
     public void AnExpiredNameNoLongerLendsItsPortsOrServerNameWhileAnotherKeepsTheAddressLive()
     {
