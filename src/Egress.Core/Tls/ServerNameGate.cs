@@ -15,9 +15,11 @@ namespace Egress.Tls;
 internal sealed class ServerNameGate : IFirstBytesGate
 {
     private readonly Func<string, bool> _isAllowed;
+    private readonly int _port; // the destination's, for a refusal's text; 0 in tests
 
-    private ServerNameGate(TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, bool reportOnly = false)
+    private ServerNameGate(TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, bool reportOnly = false, int port = 0)
     {
+        _port = port;
         ReportOnly = reportOnly;
         Mode = mode;
         LearnedNames = learnedNames;
@@ -64,7 +66,7 @@ internal sealed class ServerNameGate : IFirstBytesGate
     /// <summary>The gate itself, apart from <see cref="For"/>: its name check's closure is allocated only for a connection
     /// that is checked (a lambda in <see cref="For"/> allocated its captures on every call, checked or not).</summary>
     private static ServerNameGate Checking(EgressPolicy policy, IPEndPoint destination, PolicyDecision decision) =>
-        new(policy.TlsServerName, policy.LearnedNamesOf(destination.Address, decision.Subject), name => policy.CheckNamePort(name, destination.Port) is (_, true), policy.Mode == EgressMode.Report);
+        new(policy.TlsServerName, policy.LearnedNamesOf(destination.Address, decision.Subject), name => policy.CheckNamePort(name, destination.Port) is (_, true), policy.Mode == EgressMode.Report, destination.Port);
 
     /// <summary>A gate over fixed names, for tests.</summary>
     internal static ServerNameGate Create(TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, bool reportOnly = false) =>
@@ -77,7 +79,9 @@ internal sealed class ServerNameGate : IFirstBytesGate
     public string RefusalText => Refusal switch
     {
         ServerNameRefusal.NotLearned => $"server name {ServerName} is not a name the address was learned from",
-        ServerNameRefusal.NotAllowed => $"server name {ServerName} is not allowed by any entry",
+        // The port named: an entry may allow the name on other ports only (a new user's trial read "by any entry" as
+        // the name missing from the list). The text up to "entry" is what report-to-allowlist reads.
+        ServerNameRefusal.NotAllowed => _port > 0 ? $"server name {ServerName} is not allowed by any entry on port {_port}" : $"server name {ServerName} is not allowed by any entry",
         ServerNameRefusal.NoServerName => "the ClientHello has no server name",
         ServerNameRefusal.EncryptedClientHello => "the ClientHello uses encrypted_client_hello, which hides the server name",
         ServerNameRefusal.Malformed => "the first bytes are TLS records but not a well-formed ClientHello",

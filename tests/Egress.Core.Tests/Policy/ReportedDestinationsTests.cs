@@ -275,7 +275,7 @@ public sealed class ReportedDestinationsTests
     {
         string[] log =
         [
-            "warn: Egress.Proxy.EgressProxy[126] connection to 198.18.1.10:443 would be refused (egress.mode = \"report\": relayed): server name other.allowed.test is not allowed by any entry (server name other.allowed.test, learned from www.allowed.test, egress.tls_server_name = \"require\")",
+            "warn: Egress.Proxy.EgressProxy[126] connection to 198.18.1.10:443 would be refused (egress.mode = \"report\": relayed): server name other.allowed.test is not allowed by any entry on port 443 (server name other.allowed.test, learned from www.allowed.test, egress.tls_server_name = \"require\")", // since 4 December: the port named
             "warn: Egress.Gateway.TunnelGateway[226] connection to 198.18.1.10:8443 (for www.allowed.test) would be refused (egress.mode = \"report\": relayed): server name other.allowed.test is not allowed by any entry (server name other.allowed.test, learned from www.allowed.test, egress.tls_server_name = \"require\")",
             """{"EventId":126,"Message":"connection to 198.18.1.10:443 would be refused (egress.mode = \"report\": relayed): server name evil.test is not allowed by any entry (server name evil.test, learned from www.allowed.test, egress.tls_server_name = \"require\")"}""",
             "warn: Egress.Dns.Forwarder.DnsForwarder[461] report mode: would deny DNS evil.test A: name not in allowlist; resolved",

@@ -280,7 +280,7 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That((await handling.WaitAsync(HangGuard)).Outcome, Is.EqualTo(ConnectionOutcome.Relayed));
     }
 
-    [TestCase("curl-evil.test", "not_allowed", "server name evil.test is not allowed by any entry")]
+    [TestCase("curl-evil.test", "not_allowed", "server name evil.test is not allowed by any entry on port 443")]
     [TestCase("openssl-s_client-www.allowed.test", "not_learned", "server name www.allowed.test is not a name the address was learned from")]
     public async Task AClientHelloForAnotherNameIsResetBeforeAByteReachesTheTunnel(string clientHello, string reason, string why)
     {
