@@ -16,7 +16,7 @@ internal static class InternalRanges
 {
     private const string ViaCompatible = "via IPv4-compatible ::/96";
     private const string ViaNat64 = "via NAT64 64:ff9b::/96";
-    private const string ViaTranslated = "via IPv4-translated ::ffff:0:0/96";
+    private const string ViaTranslated = "via IPv4-translated ::ffff:0:0:0/96";
     private const string Via6to4 = "via 6to4 2002::/16";
 
     private static readonly UInt128 Nat64Prefix = AddressValue.Of(IPAddress.Parse("64:ff9b::"));
@@ -55,7 +55,7 @@ internal static class InternalRanges
     [
         (AddressBlock.Parse("::/96"), "IPv4-compatible ::/96 (every internal IPv4 range in that form)"),
         (AddressBlock.Parse("64:ff9b::/96"), "NAT64 64:ff9b::/96 (every internal IPv4 range in that form)"),
-        (AddressBlock.Parse("::ffff:0:0:0/96"), "IPv4-translated ::ffff:0:0/96 (every internal IPv4 range in that form)"),
+        (AddressBlock.Parse("::ffff:0:0:0/96"), "IPv4-translated ::ffff:0:0:0/96 (every internal IPv4 range in that form)"),
         (AddressBlock.Parse("2002::/16"), "6to4 2002::/16 (every internal IPv4 range in that form)"),
     ];
 

@@ -60,7 +60,7 @@ public sealed class ParentAddressesTests
     /// (stand-in) NAT64 gateway; only the IPv4-mapped form was known as the parent's.</summary>
     [TestCase("64:ff9b::198.51.100.50", "eth0, 198.51.100.50 via NAT64 64:ff9b::/96")]
     [TestCase("::198.51.100.50", "eth0, 198.51.100.50 via IPv4-compatible ::/96")]
-    [TestCase("::ffff:0:198.51.100.50", "eth0, 198.51.100.50 via IPv4-translated ::ffff:0:0/96")]
+    [TestCase("::ffff:0:198.51.100.50", "eth0, 198.51.100.50 via IPv4-translated ::ffff:0:0:0/96")]
     [TestCase("2002:c633:6432::1", "eth0, 198.51.100.50 via 6to4 2002::/16")]
     [TestCase("64:ff9b::203.0.113.9", "lo, local route 203.0.113.0/24, 203.0.113.9 via NAT64 64:ff9b::/96")]
     public void TheParentsIPv4AddressInAnotherIPv6FormIsTheParents(string address, string expected)

@@ -50,7 +50,7 @@ public sealed class InternalRangesTests
     [TestCase("64:ff9b::10.0.0.1", "private 10.0.0.0/8 via NAT64 64:ff9b::/96")]
     [TestCase("64:ff9b:1::10.0.0.1", "local-use NAT64 64:ff9b:1::/48 (not globally reachable)")]
     [TestCase("64:ff9b:1::8.8.8.8", "local-use NAT64 64:ff9b:1::/48 (not globally reachable)")]
-    [TestCase("::ffff:0:169.254.169.254", "link-local 169.254.0.0/16 (instance metadata) via IPv4-translated ::ffff:0:0/96")]
+    [TestCase("::ffff:0:169.254.169.254", "link-local 169.254.0.0/16 (instance metadata) via IPv4-translated ::ffff:0:0:0/96")]
     [TestCase("2002:7f00:1::", "loopback 127.0.0.0/8 via 6to4 2002::/16")]
     [TestCase("2002:a9fe:a9fe::1", "link-local 169.254.0.0/16 (instance metadata) via 6to4 2002::/16")]
     public void ClassifiesInternal(string address, string rangeName)
