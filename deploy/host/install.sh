@@ -9,7 +9,8 @@
 #                    from the repository, one published now (needs the .NET 10 SDK; self-contained, this machine's
 #                    architecture).
 #   --config FILE    enclave.toml, the same file the enclave image was built with
-#                    [the package's enclave.toml, or samples/enclave.toml in the repository]
+#                    [the sample policy: the package's enclave.toml, or samples/enclave.toml in the repository;
+#                    it allows only the demo's test addresses, and --enable refuses to start the service on it]
 #   --prefix DIR     where the program goes                                            [/opt/egress]
 #   --force-config   replace an existing /etc/egress/enclave.toml (it is kept otherwise)
 #   --enable         systemctl enable --now egress-host after installing
@@ -28,7 +29,7 @@ if [ -x "$here/egress-host" ]; then
 else
   root=$(cd "$here/../.." && pwd) from= config="$root/samples/enclave.toml" readme="$root/deploy/README.md"
 fi
-prefix=/opt/egress force_config=no enable=no
+prefix=/opt/egress force_config=no enable=no config_given=no
 DESTDIR=${DESTDIR:-}
 
 fail() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
@@ -37,16 +38,21 @@ say() { printf 'install: %s\n' "$*"; }
 while [ "$#" -gt 0 ]; do
   case $1 in
     --from) [ "$#" -ge 2 ] || fail "--from needs a directory"; from=$2; shift 2 ;;
-    --config) [ "$#" -ge 2 ] || fail "--config needs a file"; config=$2; shift 2 ;;
+    --config) [ "$#" -ge 2 ] || fail "--config needs a file"; config=$2; config_given=yes; shift 2 ;;
     --prefix) [ "$#" -ge 2 ] || fail "--prefix needs a directory"; prefix=$2; shift 2 ;;
     --force-config) force_config=yes; shift ;;
     --enable) enable=yes; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) fail "unknown argument '$1' (see --help)" ;;
   esac
 done
 
 case $prefix in /*) ;; *) fail "--prefix must be an absolute path" ;; esac
+# Without --config the sample policy is installed (it allows only the demo's test addresses): fine to look around, never
+# what a parent should run. Enabling the service on it is refused; an existing /etc/egress/enclave.toml is kept anyway.
+if [ "$config_given" = no ] && [ "$enable" = yes ] && { [ ! -e "$DESTDIR/etc/egress/enclave.toml" ] || [ "$force_config" = yes ]; }; then
+  fail "--enable without --config would start egress-host on the sample policy ($config); pass --config FILE, the enclave.toml the enclave image was built with"
+fi
 [ -r "$config" ] || fail "configuration '$config' not found or not readable"
 if [ -z "$DESTDIR" ] && [ "$(id -u)" -ne 0 ]; then fail "run as root (or set DESTDIR to stage the files)"; fi
 
@@ -148,7 +154,11 @@ if [ -e "$etc_dir/enclave.toml" ] && [ "$force_config" = no ]; then
   fi
 else
   chmod 0644 "$staged" && mv -f "$staged" "$etc_dir/enclave.toml" || fail "cannot install $etc_dir/enclave.toml"
-  say "installed $etc_dir/enclave.toml"
+  if [ "$config_given" = yes ]; then
+    say "installed $etc_dir/enclave.toml"
+  else
+    say "installed $etc_dir/enclave.toml: the SAMPLE policy (no --config given; it allows only the demo's test addresses): install yours with --config FILE --force-config"
+  fi
 fi
 
 new_unit=$(mktemp "$unit_dir/.egress-host.service.XXXXXX") &&

@@ -68,6 +68,37 @@ public sealed class InstallScriptTests
         }
     }
 
+    // A new user's trial: without --config the demo's sample policy was installed without a word (and --enable would
+    // have started the service on it).
+    [Test]
+    public async Task WithoutConfigTheSamplePolicyIsNamedAndNotEnabled()
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-install-").FullName;
+        try
+        {
+            string from = PublishedStandIn(directory);
+            string stage = Path.Combine(directory, "stage");
+
+            var enabled = await InstallAsync(stage, "--from", from, "--enable");
+            bool stagedByEnable = Directory.Exists(stage);
+            var installed = await InstallAsync(stage, "--from", from);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(enabled.ExitCode, Is.EqualTo(1), enabled.ToString);
+                Assert.That(enabled.StandardError, Does.Contain("install: error: --enable without --config would start egress-host on the sample policy"), enabled.ToString);
+                Assert.That(stagedByEnable, Is.False, "nothing staged");
+                Assert.That(installed.ExitCode, Is.EqualTo(0), installed.ToString);
+                Assert.That(installed.StandardOutput, Does.Contain("enclave.toml: the SAMPLE policy (no --config given"), installed.ToString);
+                Assert.That(File.ReadAllText(Path.Combine(stage, "etc", "egress", "enclave.toml")), Is.EqualTo(File.ReadAllText(Path.Combine(Repository.Root, "samples", "enclave.toml"))));
+            });
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     private static Task<CommandResult> InstallAsync(string stage, params string[] arguments) =>
         Command.RunAsync(["env", $"DESTDIR={stage}", "sh", Path.Combine(Repository.Root, "deploy", "host", "install.sh"), .. arguments], Timeout);
 
