@@ -34,6 +34,7 @@ internal static class InternalRanges
         IPv4("172.16.0.0/12", "private 172.16.0.0/12"),
         IPv4("192.168.0.0/16", "private 192.168.0.0/16"),
         IPv4("100.64.0.0/10", "shared CGNAT 100.64.0.0/10"),
+        IPv4("192.0.0.0/24", "IETF protocol assignments 192.0.0.0/24 (DS-Lite, NAT64 discovery; not globally reachable)"),
         IPv4("224.0.0.0/4", "multicast 224.0.0.0/4"),
         IPv4("240.0.0.0/4", "reserved 240.0.0.0/4"),
     ];
@@ -48,6 +49,8 @@ internal static class InternalRanges
         (AddressBlock.Parse("fc00::/7"), "unique local fc00::/7"),
         (AddressBlock.Parse("ff00::/8"), "multicast ff00::/8"),
         (AddressBlock.Parse("64:ff9b:1::/48"), "local-use NAT64 64:ff9b:1::/48 (not globally reachable)"),
+        (AddressBlock.Parse("100::/64"), "discard-only 100::/64"),
+        (AddressBlock.Parse("5f00::/16"), "SRv6 SIDs 5f00::/16 (not globally reachable)"),
     ];
 
     // IPv6 blocks whose addresses embed an IPv4 address and are classified by it (see TryClassify).

@@ -21,6 +21,11 @@ public sealed class InternalRangesTests
     [TestCase("100.64.0.1", "shared CGNAT 100.64.0.0/10")]
     [TestCase("100.127.255.255", "shared CGNAT 100.64.0.0/10")]
     [TestCase("100.100.100.200", "shared CGNAT 100.64.0.0/10")]
+    // A security review: IANA's special-purpose blocks that are not globally reachable.
+    [TestCase("192.0.0.170", "IETF protocol assignments 192.0.0.0/24 (DS-Lite, NAT64 discovery; not globally reachable)")]
+    [TestCase("::ffff:192.0.0.1", "IETF protocol assignments 192.0.0.0/24 (DS-Lite, NAT64 discovery; not globally reachable)")]
+    [TestCase("100::1", "discard-only 100::/64")]
+    [TestCase("5f00::1", "SRv6 SIDs 5f00::/16 (not globally reachable)")]
     [TestCase("224.0.0.1", "multicast 224.0.0.0/4")]
     [TestCase("239.255.255.250", "multicast 224.0.0.0/4")]
     [TestCase("240.0.0.1", "reserved 240.0.0.0/4")]
@@ -187,7 +192,7 @@ public sealed class InternalRangesTests
     }
 
     [TestCase("0.0.0.0/1", new[] { "loopback 127.0.0.0/8", "unspecified 0.0.0.0/8", "private 10.0.0.0/8", "shared CGNAT 100.64.0.0/10" })]
-    [TestCase("128.0.0.0/1", new[] { "broadcast 255.255.255.255", "link-local 169.254.0.0/16 (instance metadata)", "private 172.16.0.0/12", "private 192.168.0.0/16", "multicast 224.0.0.0/4", "reserved 240.0.0.0/4" })]
+    [TestCase("128.0.0.0/1", new[] { "broadcast 255.255.255.255", "link-local 169.254.0.0/16 (instance metadata)", "private 172.16.0.0/12", "private 192.168.0.0/16", "IETF protocol assignments 192.0.0.0/24 (DS-Lite, NAT64 discovery; not globally reachable)", "multicast 224.0.0.0/4", "reserved 240.0.0.0/4" })]
     [TestCase("169.254.0.0/15", new[] { "link-local 169.254.0.0/16 (instance metadata)" })]
     [TestCase("2000::/3", new[] { "6to4 2002::/16 (every internal IPv4 range in that form)" })]
     [TestCase("fd00::/8", new[] { "instance metadata fd00:ec2::254 (unique local fc00::/7)" })]
@@ -220,9 +225,9 @@ public sealed class InternalRangesTests
 
         Assert.Multiple(() =>
         {
-            Assert.That(v4, Has.Count.EqualTo(10));
+            Assert.That(v4, Has.Count.EqualTo(11));
             Assert.That(v4, Has.Member("link-local 169.254.0.0/16 (instance metadata)"));
-            Assert.That(v6, Has.Count.EqualTo(12), "8 IPv6 ranges and 4 forms that embed IPv4");
+            Assert.That(v6, Has.Count.EqualTo(14), "10 IPv6 ranges and 4 forms that embed IPv4");
             Assert.That(v6, Has.Member("loopback ::1"));
             Assert.That(v6, Has.Member("IPv4-compatible ::/96 (every internal IPv4 range in that form)"));
             Assert.That(v6, Has.None.Contains("127.0.0.0/8"), "an IPv6 entry never matches IPv4 destinations");
