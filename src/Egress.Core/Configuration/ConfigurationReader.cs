@@ -474,25 +474,7 @@ internal sealed class ConfigurationReader
         }
     }
 
-    private void SkipValue()
-    {
-        int depth = 0;
-        do
-        {
-            switch (Next().Kind)
-            {
-                case TomlParseEventKind.StartTable:
-                case TomlParseEventKind.StartArray:
-                    depth++;
-                    break;
-                case TomlParseEventKind.EndTable:
-                case TomlParseEventKind.EndArray:
-                    depth--;
-                    break;
-            }
-        }
-        while (depth > 0);
-    }
+    private void SkipValue() => SkipRestOf(Next());
 
     private void ValidateTimeoutOrder()
     {

@@ -103,16 +103,7 @@ internal static class SocketReadiness
         {
             // Written under the lock that grows the table, so no choice is written to a table already replaced; the
             // socket's own waits, which read it, come after this call.
-            ulong[] chosen = s_chosenEngine;
-            if ((nuint)fd >= (nuint)chosen.Length)
-            {
-                ulong[] grown = new ulong[Math.Max(chosen.Length * 2, (int)fd + 1)];
-                chosen.CopyTo(grown, 0);
-                Volatile.Write(ref s_chosenEngine, grown);
-                chosen = grown;
-            }
-
-            chosen[fd] = record;
+            CoveringLocked(ref s_chosenEngine, fd)[fd] = record;
         }
     }
 
@@ -141,18 +132,27 @@ internal static class SocketReadiness
 
             lock (s_poolLock)
             {
-                added = s_added;
-                if ((nuint)fd >= (nuint)added.Length)
-                {
-                    int[] grown = new int[Math.Max(added.Length * 2, (int)fd + 1)];
-                    added.CopyTo(grown, 0);
-                    Volatile.Write(ref s_added, grown);
-                    added = grown;
-                }
+                added = CoveringLocked(ref s_added, fd);
             }
         }
 
         added[fd] = identity;
+    }
+
+    /// <summary>A per-descriptor table that has a slot for <paramref name="fd"/>: <paramref name="table"/>, or a copy at
+    /// least twice its size put in its place. Under the lock that guards the table's growth.</summary>
+    private static T[] CoveringLocked<T>(ref T[] table, nint fd)
+    {
+        T[] current = table;
+        if ((nuint)fd < (nuint)current.Length)
+        {
+            return current;
+        }
+
+        T[] grown = new T[Math.Max(current.Length * 2, (int)fd + 1)];
+        current.CopyTo(grown, 0);
+        Volatile.Write(ref table, grown);
+        return grown;
     }
 
     /// <summary>How many waiters exist (in use or pooled): at most the waits that were ever pending at once.</summary>
