@@ -18,7 +18,10 @@ namespace Egress.Dns.Wire;
 internal static class DnsAddressRemoval
 {
     /// <summary>A message of up to twice this many bytes keeps its compression pointers' offsets on the stack.</summary>
-    private const int MaxPointers = 256;
+    private const int StackPointers = 256;
+
+    /// <summary>An answer of up to this many records keeps its list of records to remove on the stack.</summary>
+    private const int StackCuts = 64;
 
     /// <summary>Removes the answer-section A/AAAA records whose address is in <paramref name="addresses"/>.</summary>
     /// <param name="message">The whole response; rewritten in place when a record is removed.</param>
@@ -33,53 +36,41 @@ internal static class DnsAddressRemoval
             return message.Length;
         }
 
-        // Room for every compression pointer the message can hold (one per two bytes at most): on the stack for an
-        // ordinary answer, rented for a long one.
+        // Room for every compression pointer the message can hold (one per two bytes at most) and for every answer
+        // record: on the stack for an ordinary answer, rented for a long one (a rebinding answer of hundreds of internal
+        // records must lose every one of them, not be left whole).
         int maxPointers = message.Length / 2;
-        int[]? rentedPointers = maxPointers > MaxPointers ? ArrayPool<int>.Shared.Rent(maxPointers) : null;
+        bool onStack = maxPointers <= StackPointers && header.AnCount <= StackCuts;
+        int[]? pointers = onStack ? null : ArrayPool<int>.Shared.Rent(maxPointers);
+        ushort[]? targets = onStack ? null : ArrayPool<ushort>.Shared.Rent(maxPointers);
+        Cut[]? cut = onStack ? null : ArrayPool<Cut>.Shared.Rent(Math.Max(1, (int)header.AnCount));
         try
         {
-            var names = new Names(rentedPointers ?? stackalloc int[MaxPointers], stackalloc ulong[(message.Length + 63) / 64]);
-            return names.Add(message, DnsHeader.Length, out int questionEnd) && message.Length - questionEnd >= 4
-                ? RemoveAnswers(message, addresses, header, questionEnd, ref names, out removed)
-                : message.Length;
+            var names = new Names(pointers ?? stackalloc int[StackPointers], stackalloc ulong[(message.Length + 63) / 64]);
+            return RemoveRecords(
+                message, addresses, header, ref names, cut ?? stackalloc Cut[StackCuts], targets ?? stackalloc ushort[StackPointers], out removed);
         }
         finally
         {
-            if (rentedPointers is not null)
+            if (!onStack)
             {
-                ArrayPool<int>.Shared.Return(rentedPointers);
+                ArrayPool<int>.Shared.Return(pointers!);
+                ArrayPool<ushort>.Shared.Return(targets!);
+                ArrayPool<Cut>.Shared.Return(cut!);
             }
         }
     }
 
-    private static int RemoveAnswers(Span<byte> message, IReadOnlyCollection<IPAddress> addresses, DnsHeader header, int questionEnd, ref Names names, out int removed)
-    {
-        removed = 0;
-
-        // One place per answer record that may go: on the stack for an ordinary answer, rented for a long one (a
-        // rebinding answer of hundreds of internal records must lose every one of them, not be left whole).
-        Cut[]? rented = header.AnCount > StackCutLimit ? ArrayPool<Cut>.Shared.Rent(header.AnCount) : null;
-        try
-        {
-            return RemoveRecords(message, addresses, header, questionEnd, ref names, rented ?? stackalloc Cut[header.AnCount], out removed);
-        }
-        finally
-        {
-            if (rented is not null)
-            {
-                ArrayPool<Cut>.Shared.Return(rented);
-            }
-        }
-    }
-
-    /// <summary>Answers of up to this many records keep their list of records to remove on the stack.</summary>
-    private const int StackCutLimit = 64;
-
+    // Remove's work; cut has room for every answer record, targets for every pointer names can hold.
     private static int RemoveRecords(
-        Span<byte> message, IReadOnlyCollection<IPAddress> addresses, DnsHeader header, int questionEnd, ref Names names, scoped Span<Cut> cut, out int removed)
+        Span<byte> message, IReadOnlyCollection<IPAddress> addresses, DnsHeader header, ref Names names, scoped Span<Cut> cut, scoped Span<ushort> targets, out int removed)
     {
         removed = 0;
+        if (!names.Add(message, DnsHeader.Length, out int questionEnd) || message.Length - questionEnd < 4)
+        {
+            return message.Length;
+        }
+
         int recordCount = header.AnCount + header.NsCount + header.ArCount;
         int count = 0;
         int removedThrough = 0;
@@ -96,7 +87,7 @@ internal static class DnsAddressRemoval
             if (i < header.AnCount && record.IsAddress && Contains(addresses, message.Slice(record.DataOffset, record.DataLength)))
             {
                 removedThrough += end - offset;
-                cut[count++] = new Cut(offset, end, removedThrough); // room for every answer record
+                cut[count++] = new Cut(offset, end, removedThrough);
             }
 
             offset = end;
@@ -111,25 +102,6 @@ internal static class DnsAddressRemoval
         // A kept pointer must point at a label of a kept name: into a removed record it would dangle, and anywhere
         // else the name it reads may run through bytes that move or go.
         ReadOnlySpan<int> pointers = names.Pointers;
-        ushort[]? rentedTargets = pointers.Length > MaxPointers ? ArrayPool<ushort>.Shared.Rent(pointers.Length) : null;
-        try
-        {
-            return Rewrite(message, header, cut, pointers, rentedTargets ?? stackalloc ushort[pointers.Length], ref names, out removed);
-        }
-        finally
-        {
-            if (rentedTargets is not null)
-            {
-                ArrayPool<ushort>.Shared.Return(rentedTargets);
-            }
-        }
-    }
-
-    private static int Rewrite(
-        Span<byte> message, DnsHeader header, scoped ReadOnlySpan<Cut> cut, scoped ReadOnlySpan<int> pointers, scoped Span<ushort> targets, ref Names names, out int removed)
-    {
-        removed = 0;
-        int count = cut.Length;
         for (int i = 0; i < pointers.Length; i++)
         {
             int target = BinaryPrimitives.ReadUInt16BigEndian(message[pointers[i]..]) & 0x3FFF;
