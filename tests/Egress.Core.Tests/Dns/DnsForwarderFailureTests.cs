@@ -64,8 +64,11 @@ public sealed class DnsForwarderFailureTests
     {
         await using var silent = new FakeUpstreamDns((_, _) => FakeAnswer.Silence);
         await using var good = new FakeUpstreamDns(TestZone.Answer);
-        await using var harness = await DnsTunnelHarness.StartAsync([silent.EndPoint, good.EndPoint], parentTimeout: TimeSpan.FromSeconds(4));
-        // Each upstream gets an equal share (2 s) of the parent timeout: generous, so a loaded machine cannot starve the good one.
+        // Each upstream gets an equal share (4 s) of the parent's timeout, and the enclave waits longer than the parent:
+        // with 2 s shares and the enclave's 5 s, a CI machine running the integration tests on the same two cores
+        // once answered SERVFAIL (the good upstream's share, or the enclave's margin over the parent, ran out).
+        await using var harness = await DnsTunnelHarness.StartAsync(
+            [silent.EndPoint, good.EndPoint], parentTimeout: TimeSpan.FromSeconds(8), queryTimeout: TimeSpan.FromSeconds(9.5));
 
         byte[] answer = await harness.UdpAsync(DnsQueryBytes.Build(2, "a.x.test"));
 
