@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Net;
 using Egress.Dns.Wire;
 using Egress.Policy;
@@ -50,5 +51,72 @@ internal static class DnsAnswerLearner
 
         records.Clear();
         return learned;
+    }
+
+    /// <summary>
+    /// Adds to <paramref name="refused"/> every address of an answer-section A/AAAA record (class IN) that the policy
+    /// refuses as internal, whether or not its owner is on the question's CNAME chain (<see cref="Learn"/> reads only
+    /// the chain), and logs each one not already there. A stub resolver that ignores owner names (musl takes every
+    /// address record of the answer section) would otherwise hand the app an address nothing checked, and so would any
+    /// resolver given an answer whose chain <see cref="Learn"/> could not follow (more than
+    /// <see cref="DnsMessage.MaxCnameChainLength"/> links, a name with no text form).
+    /// </summary>
+    /// <param name="policy">The policy that decides which addresses are internal.</param>
+    /// <param name="name">The question name, for the log.</param>
+    /// <param name="response">The answer.</param>
+    /// <param name="logger">Where refusals are logged (Warning, event 308).</param>
+    /// <param name="refused">The addresses refused so far; receives the others.</param>
+    /// <returns><see cref="DnsParseError.None"/>, or why the header, question or an answer-section record cannot be
+    /// read, in which case the answer's addresses are unchecked and it must not reach the app.</returns>
+    public static DnsParseError RefuseInternal(EgressPolicy policy, string name, ReadOnlySpan<byte> response, ILogger logger, List<IPAddress> refused)
+    {
+        if (!DnsHeader.TryRead(response, out DnsHeader header))
+        {
+            return DnsParseError.Truncated;
+        }
+
+        DnsParseError error = DnsMessage.CheckQuestionCount(header);
+        if (error == DnsParseError.None)
+        {
+            error = DnsName.Skip(response, DnsHeader.Length, out int offset);
+            offset += 4; // QTYPE and QCLASS
+            if (error == DnsParseError.None && offset > response.Length)
+            {
+                error = DnsParseError.Truncated;
+            }
+
+            for (int i = 0; i < header.AnCount && error == DnsParseError.None; i++)
+            {
+                error = DnsRecord.TryRead(response, offset, out DnsRecord record, out offset);
+                if (error == DnsParseError.None && record.IsAddress)
+                {
+                    ReadOnlySpan<byte> data = response.Slice(record.DataOffset, record.DataLength);
+                    UInt128 value = data.Length == 4
+                        ? AddressValue.FromIPv4(BinaryPrimitives.ReadUInt32BigEndian(data))
+                        : BinaryPrimitives.ReadUInt128BigEndian(data);
+                    if (policy.RefusesAsInternal(value, out string? rangeName) && !Holds(refused, value))
+                    {
+                        IPAddress address = AddressValue.ToAddress(value);
+                        refused.Add(address);
+                        DnsLog.RebindingRefused(logger, name, address, new LearnResult(LearnOutcome.InternalRange, rangeName));
+                    }
+                }
+            }
+        }
+
+        return error;
+    }
+
+    private static bool Holds(List<IPAddress> addresses, UInt128 value)
+    {
+        foreach (IPAddress address in addresses)
+        {
+            if (AddressValue.Of(address) == value)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }

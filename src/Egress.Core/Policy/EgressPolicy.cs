@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using System.Diagnostics.CodeAnalysis;
 using System.Net;
 using Egress.Tls;
 
@@ -651,15 +652,27 @@ public sealed class EgressPolicy
             return new LearnResult(IsEnabled ? LearnOutcome.NameNotAllowed : LearnOutcome.EgressDisabled);
         }
 
-        UInt128 value = AddressValue.Of(address);
-        string? ignored = null;
-        if (!TryFindStaticEntry(value, AnyPort, out _, ref ignored) && InternalRanges.TryClassify(value, out string? rangeName))
+        if (RefusesAsInternal(AddressValue.Of(address), out string? rangeName))
         {
             return new LearnResult(LearnOutcome.InternalRange, rangeName);
         }
 
         _cache.Learn(name, address, ttl);
         return new LearnResult(LearnOutcome.Learned);
+    }
+
+    /// <summary>Whether a DNS answer's address is refused as internal (DNS rebinding protection): it lies in an internal
+    /// range (<paramref name="rangeName"/> names which) and no address or network entry covers it.</summary>
+    internal bool RefusesAsInternal(UInt128 value, [NotNullWhen(true)] out string? rangeName)
+    {
+        string? ignored = null;
+        if (TryFindStaticEntry(value, AnyPort, out _, ref ignored))
+        {
+            rangeName = null;
+            return false;
+        }
+
+        return InternalRanges.TryClassify(value, out rangeName);
     }
 
     private static int NextDot(ReadOnlySpan<char> name, int dot)

@@ -269,6 +269,75 @@ public sealed class DnsForwarderTests
         });
     }
 
+    /// <summary>From a security review: only the question's CNAME chain was checked for internal addresses, so an
+    /// address record owned by another name passed with the answer, and musl's resolver (which does not compare owner
+    /// names) handed the app 127.0.0.1. Every answer-section address record is checked now.</summary>
+    [Test]
+    public async Task AnInternalAddressOwnedByANameOffTheChainIsRemoved()
+    {
+        byte[] answer = await _harness.UdpAsync(DnsQueryBytes.Build(0x0B18, "offchain.x.test"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(answer[3] & 0x0F, Is.Zero, "NOERROR");
+            Assert.That(AnswerAddresses(answer), Is.EqualTo(new[] { "198.18.0.32" }));
+            Assert.That(_harness.EnclaveLog.Values(308, "Address"), Is.EqualTo(new[] { "127.0.0.1" }));
+            Assert.That(_harness.EnclavePolicy.CheckAddress(IPAddress.Parse("198.18.0.32")).Reason, Is.EqualTo(DecisionReason.Learned));
+        });
+    }
+
+    /// <summary>From a security review: an answer whose CNAME chain the learner cannot follow (one link more than it
+    /// allows) was passed on whole, loopback address and all. Its internal address records are removed now.</summary>
+    [Test]
+    public async Task AnInternalAddressAtTheEndOfATooLongChainIsRemoved()
+    {
+        byte[] answer = await _harness.TcpAsync(DnsQueryBytes.Build(0x0B19, "longchain.x.test"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(answer[3] & 0x0F, Is.Zero, "NOERROR");
+            Assert.That(DnsQueryBytes.AnswerCount(answer), Is.EqualTo(TestZone.LongChainLinks), "the CNAMEs stay, the A record goes");
+            Assert.That(AnswerAddresses(answer), Is.Empty);
+            Assert.That(_harness.EnclaveLog.Values(308, "Address"), Is.EqualTo(new[] { "127.0.0.1" }));
+            Assert.That(_harness.EnclaveLog.Values(309, "Error"), Is.EqualTo(new[] { nameof(DnsParseError.CnameChainTooLong) }));
+        });
+    }
+
+    /// <summary>From a security review: an answer whose answer section does not parse was passed on unchecked; a stub
+    /// resolver may read what the forwarder could not. It is refused with SERVFAIL (EDE Blocked) now.</summary>
+    [Test]
+    public async Task AnAnswerWhoseAnswerSectionCannotBeReadIsRefusedWithServFail()
+    {
+        byte[] query = DnsQueryBytes.Build(0x0B1A, "malformed.x.test");
+        byte[] answer = await _harness.UdpAsync(query);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(answer[3] & 0x0F, Is.EqualTo(2), "SERVFAIL");
+            Assert.That(DnsQueryBytes.AnswerCount(answer), Is.Zero);
+            Assert.That(_harness.EnclaveLog.Values(305, "Status"), Has.One.Contains("answer section cannot be read (BadRecordLength)"));
+        });
+    }
+
+    /// <summary>The address of every answer-section A/AAAA record, whatever its owner (as musl reads an answer).</summary>
+    private static string[] AnswerAddresses(byte[] message)
+    {
+        var addresses = new List<string>();
+        int offset = DnsHeader.Length;
+        Assert.That(DnsName.Skip(message, offset, out offset), Is.EqualTo(DnsParseError.None));
+        offset += 4;
+        for (int i = 0; i < DnsQueryBytes.AnswerCount(message); i++)
+        {
+            Assert.That(DnsRecord.TryRead(message, offset, out DnsRecord record, out offset), Is.EqualTo(DnsParseError.None));
+            if (record.IsAddress)
+            {
+                addresses.Add(new IPAddress(message.AsSpan(record.DataOffset, record.DataLength)).ToString());
+            }
+        }
+
+        return [.. addresses];
+    }
+
     /// <summary>From the app-runtime trial: an allowed name answered an internal address beside a public one, and
     /// curl, Python and Node took the internal one first (glibc sorts a unique-local AAAA before IPv4), were reset
     /// by the proxy and never tried the public one. The enclave takes the internal records out of the answer.</summary>

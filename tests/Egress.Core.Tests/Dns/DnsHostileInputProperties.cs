@@ -1,8 +1,11 @@
+using System.Net;
 using Egress.Dns;
 using Egress.Dns.Wire;
+using Egress.Policy;
 using Egress.Tests.Dns.Vectors;
 using FsCheck;
 using FsCheck.Fluent;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Egress.Tests.Dns;
 
@@ -57,6 +60,41 @@ public sealed class DnsHostileInputProperties
         });
     }
 
+    private static readonly EgressPolicy AllowAll = EgressPolicy.Create(true, ["*"], new AllowlistCache());
+
+    /// <summary>Whatever the message, the enclave's screen either says it cannot read the answer section (and the
+    /// answer is refused) or names every internal address of an answer-section A/AAAA record, whatever its owner.</summary>
+    private static void CheckInternalAddressesAreFound(byte[] message)
+    {
+        var refused = new List<IPAddress>();
+        DnsParseError error = DnsAnswerLearner.RefuseInternal(AllowAll, "a.test", message, NullLogger.Instance, refused);
+        if (error != DnsParseError.None)
+        {
+            return;
+        }
+
+        Assert.That(DnsHeader.TryRead(message, out DnsHeader header), Is.True);
+        Assert.That(DnsName.Skip(message, DnsHeader.Length, out int offset), Is.EqualTo(DnsParseError.None));
+        offset += 4;
+        var expected = new List<IPAddress>();
+        for (int i = 0; i < header.AnCount; i++)
+        {
+            Assert.That(DnsRecord.TryRead(message, offset, out DnsRecord record, out offset), Is.EqualTo(DnsParseError.None), "a record the screen read");
+            if (!record.IsAddress)
+            {
+                continue;
+            }
+
+            var address = new IPAddress(message.AsSpan(record.DataOffset, record.DataLength));
+            if (InternalRanges.TryClassify(address, out _) && !expected.Contains(address))
+            {
+                expected.Add(address);
+            }
+        }
+
+        Assert.That(refused, Is.EquivalentTo(expected), "the internal addresses of the answer section");
+    }
+
     private static void CheckEveryReader(byte[] message)
     {
         _ = DnsHeader.TryRead(message, out _);
@@ -80,6 +118,8 @@ public sealed class DnsHostileInputProperties
             Assert.That(DnsName.Skip(truncated.AsSpan(0, truncatedLength), DnsHeader.Length, out int cutQuestionEnd), Is.EqualTo(DnsParseError.None));
             Assert.That(DnsMessage.ReadEdns(truncated.AsSpan(0, truncatedLength), cutQuestionEnd + 4).State, Is.EqualTo(DnsEdnsState.Present), "a truncated answer whose records do not read back");
         }
+
+        CheckInternalAddressesAreFound(message);
 
         var records = new List<DnsAddressRecord>();
         DnsParseError extractError = DnsMessage.ExtractAddresses(message, records);

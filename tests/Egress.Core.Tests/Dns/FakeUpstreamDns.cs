@@ -8,8 +8,9 @@ using Egress.Dns.Wire;
 namespace Egress.Tests.Dns;
 
 /// <summary>A record a <see cref="FakeUpstreamDns"/> answers: A/AAAA data is an address, CNAME data a name, any other
-/// type's data its bytes (ASCII).</summary>
-internal readonly record struct FakeRecord(string Owner, ushort Type, string Data, uint Ttl = 300)
+/// type's data its bytes (ASCII); with <paramref name="Raw"/>, any type's data is its bytes as given (an A record of
+/// five bytes, say).</summary>
+internal readonly record struct FakeRecord(string Owner, ushort Type, string Data, uint Ttl = 300, bool Raw = false)
 {
     public static FakeRecord A(string owner, string address, uint ttl = 300) => new(owner, 1, address, ttl);
 
@@ -92,6 +93,7 @@ internal sealed class FakeUpstreamDns : IAsyncDisposable
         {
             builder = record.Type switch
             {
+                _ when record.Raw => builder.Name(record.Owner).Fixed(record.Type, record.Ttl, (ushort)record.Data.Length).Bytes(System.Text.Encoding.Latin1.GetBytes(record.Data)),
                 1 => builder.A(record.Owner, record.Data, record.Ttl),
                 28 => builder.Aaaa(record.Owner, record.Data, record.Ttl),
                 5 => builder.Cname(record.Owner, record.Data, record.Ttl),

@@ -10,6 +10,9 @@ internal static class TestZone
     /// <summary>More loopback records than the removal once kept room for (64), which left such an answer whole.</summary>
     public const int RebindRecordCount = 300;
 
+    /// <summary>One CNAME more than the learner follows (<c>DnsMessage.MaxCnameChainLength</c>).</summary>
+    public const int LongChainLinks = 17;
+
     public static FakeAnswer Answer(string name, ushort type)
     {
         if (name.StartsWith('n') && name.EndsWith(".x.test", StringComparison.Ordinal)
@@ -31,6 +34,14 @@ internal static class TestZone
             // MB (RFC 1035), a type whose data may hold a compressed name (RFC 3597 §4) and that the address removal
             // does not read: the answer cannot be rewritten.
             ("opaque.x.test", _) => FakeAnswer.Of(FakeRecord.A("opaque.x.test", "127.0.0.1"), new FakeRecord("opaque.x.test", 7, "\u0001a\u0000")),
+            // An address record owned by a name off the question's CNAME chain: glibc skips it, musl takes it.
+            ("offchain.x.test", _) => FakeAnswer.Of(FakeRecord.A("offchain.x.test", "198.18.0.32"), FakeRecord.A("elsewhere.z.test", "127.0.0.1")),
+            // A chain one link longer than the learner follows, ending at loopback.
+            ("longchain.x.test", _) => new FakeAnswer([
+                .. Enumerable.Range(0, LongChainLinks).Select(i => FakeRecord.Cname(i == 0 ? "longchain.x.test" : $"l{i}.z.test", $"l{i + 1}.z.test")),
+                FakeRecord.A($"l{LongChainLinks}.z.test", "127.0.0.1")]),
+            // An A record of five bytes: the answer section cannot be read.
+            ("malformed.x.test", _) => FakeAnswer.Of(FakeRecord.A("malformed.x.test", "198.18.0.33"), new FakeRecord("malformed.x.test", 1, "\u007f\u0000\u0000\u0001\u0000", Raw: true)),
             ("big.x.test", _) => new FakeAnswer([.. Enumerable.Range(1, BigRecordCount).Select(i => FakeRecord.A("big.x.test", $"198.18.1.{i}"))]),
             ("slow.x.test", _) => FakeAnswer.Silence,
             ("spoof.x.test", _) => new FakeAnswer([FakeRecord.A("spoof.x.test", "198.18.0.30")], SpoofFirst: true),

@@ -115,6 +115,17 @@ internal sealed class DnsQueryHandler(
         List<IPAddress> refused = t_refused ??= [];
         refused.Clear();
         DnsAnswerLearner.Learn(policy, question.Name, answer, logger, refused);
+        DnsParseError unreadable = DnsAnswerLearner.RefuseInternal(policy, question.Name, answer, logger, refused);
+        if (unreadable != DnsParseError.None)
+        {
+            // Fail closed: addresses nobody could check must not reach the app (a stub resolver may read what this
+            // could not, and find 127.0.0.1 there). The reason is logged with the SERVFAIL (event 305).
+            refused.Clear();
+            return DnsQueryResult.Answer(
+                DnsQueryOutcome.UpstreamFailed, query, response, question, $"the answer section cannot be read ({unreadable}), so its addresses could not be checked for internal ranges",
+                DnsEdns.InfoCodeBlocked);
+        }
+
         if (refused.Count > 0)
         {
             // An address the policy refuses would be relayed nowhere: the app, connected to the proxy, would be reset
