@@ -5,7 +5,7 @@ namespace Egress.Policy;
 
 /// <summary>
 /// Addresses learned from DNS answers to allowed names, each with the names it was learned from and their expiry
-/// (the answer's TTL, at least <see cref="AllowlistCacheOptions.TtlFloor"/>). An address is live until its latest
+/// (the answer's TTL, at least <see cref="AllowlistCacheOptions.TtlFloor"/>, at most one day unless the floor is higher). An address is live until its latest
 /// expiry plus <see cref="AllowlistCacheOptions.Grace"/>, then remembered as expired for
 /// <see cref="AllowlistCacheOptions.ExpiredRetention"/> so denials can be explained. An address a connection was
 /// allowed through stays live while that connection is open (held: open connections per address, counted per name
@@ -22,6 +22,12 @@ public sealed class AllowlistCache
     public const int MaxNamesPerAddress = 8;
 
     private static readonly long MaxTtlTicks = TimeSpan.FromSeconds(int.MaxValue).Ticks;
+
+    /// <summary>Gets the longest an answer's TTL keeps an address live: 1 day (86,400 s), Unbound's
+    /// <c>cache-max-ttl</c>. A TTL may be up to 2^31−1 s (RFC 2181 §8); kept whole, one answer would keep an address
+    /// allowed for decades after its name moved away from it (to an address that may be someone else's by then). The
+    /// floor (<see cref="AllowlistCacheOptions.TtlFloor"/>) still wins when it is set higher.</summary>
+    internal static TimeSpan MaxTtl { get; } = TimeSpan.FromDays(1);
 
     private readonly ConcurrentDictionary<UInt128, LearnedAddress> _entries = new();
 
@@ -81,7 +87,7 @@ public sealed class AllowlistCache
     /// (<see cref="EgressPolicy.Learn"/> checks before it learns) allows the address only through a name its own
     /// entries allow.</param>
     /// <param name="address">An address from the answer.</param>
-    /// <param name="ttl">The record's TTL; raised to the floor.</param>
+    /// <param name="ttl">The record's TTL; cut to one day (86,400 s, as Unbound's <c>cache-max-ttl</c>), then raised to the floor.</param>
     public void Learn(string name, IPAddress address, TimeSpan ttl)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
@@ -116,7 +122,7 @@ public sealed class AllowlistCache
                 pruneDue = true;
             }
 
-            long expiresAt = now + Math.Max(Math.Min(ttl.Ticks, MaxTtlTicks), _floorTicks);
+            long expiresAt = now + Math.Max(Math.Min(ttl.Ticks, MaxTtl.Ticks), _floorTicks);
             if (_entries.TryGetValue(key, out LearnedAddress? known))
             {
                 _entries[key] = known.With(normalized, expiresAt, ForgetThrough(now), MaxNamesPerAddress, UseOf(key));

@@ -65,7 +65,29 @@ public sealed class AllowlistCacheTests
         AllowlistCache cache = NewCache();
         cache.Learn("api.example.com", Address, TimeSpan.MaxValue);
 
-        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, TimeSpan.FromSeconds(int.MaxValue));
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, AllowlistCache.MaxTtl);
+    }
+
+    /// <summary>From a security review: a TTL of 2^31−1 s kept an address live for 68 years; it is cut to one day.</summary>
+    [TestCase(86_401)]
+    [TestCase(int.MaxValue)]
+    public void TtlAboveOneDayIsCutToOneDay(int ttlSeconds)
+    {
+        AllowlistCache cache = NewCache();
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(ttlSeconds));
+
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, TimeSpan.FromDays(1));
+        _time.Advance(TimeSpan.FromDays(1) + TimeSpan.FromSeconds(1));
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: true, TimeSpan.FromSeconds(59));
+    }
+
+    [Test]
+    public void AFloorAboveOneDayStillWins()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time, TtlFloor = TimeSpan.FromDays(2) });
+        cache.Learn("api.example.com", Address, TimeSpan.FromSeconds(60));
+
+        AssertLookup(cache.Lookup(Address), CacheState.Live, "api.example.com", inGrace: false, TimeSpan.FromDays(2));
     }
 
     [Test]

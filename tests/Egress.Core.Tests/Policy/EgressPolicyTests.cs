@@ -580,7 +580,7 @@ public sealed class EgressPolicyTests
     [TestCase(59, "allowed: learned from api.example.com, expires in 59s")]
     [TestCase(60, "allowed: learned from api.example.com, expires in 1m0s")]
     [TestCase(3725, "allowed: learned from api.example.com, expires in 1h2m5s")]
-    [TestCase(90061, "allowed: learned from api.example.com, expires in 25h1m1s")]
+    [TestCase(86399, "allowed: learned from api.example.com, expires in 23h59m59s")]
     public void DurationsAreWholeSecondsRoundedUpWhenRemaining(double remainingSeconds, string text)
     {
         var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time, TtlFloor = TimeSpan.Zero });
