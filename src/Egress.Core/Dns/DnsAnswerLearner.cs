@@ -1,4 +1,4 @@
-using System.Buffers.Binary;
+using System.Globalization;
 using System.Net;
 using Egress.Dns.Wire;
 using Egress.Policy;
@@ -13,6 +13,10 @@ namespace Egress.Dns;
 /// </summary>
 internal static class DnsAnswerLearner
 {
+    /// <summary>How many refused addresses of one answer are logged one by one (event 308); the removal's line
+    /// (event 324) counts them all, so an answer of thousands of internal records writes a few lines, not thousands.</summary>
+    public const int LoggedRefusalsPerAnswer = 8;
+
     [ThreadStatic]
     private static List<DnsAddressRecord>? t_records;
 
@@ -20,9 +24,11 @@ internal static class DnsAnswerLearner
     /// <param name="policy">The policy that learns.</param>
     /// <param name="name">The question name.</param>
     /// <param name="response">The answer.</param>
-    /// <param name="logger">Where learned addresses (Debug) and rebinding refusals (Warning) are logged.</param>
-    /// <param name="refused">Receives each internal-range address refused (DNS rebinding protection), when given.</param>
-    public static int Learn(EgressPolicy policy, string name, ReadOnlySpan<byte> response, ILogger logger, ICollection<IPAddress>? refused = null)
+    /// <param name="logger">Where learned addresses (Debug) and rebinding refusals (Warning, the first
+    /// <see cref="LoggedRefusalsPerAnswer"/>) are logged.</param>
+    /// <param name="refused">Receives each internal-range address refused (DNS rebinding protection), as an
+    /// <see cref="AddressValue"/>, when given.</param>
+    public static int Learn(EgressPolicy policy, string name, ReadOnlySpan<byte> response, ILogger logger, HashSet<UInt128>? refused = null)
     {
         List<DnsAddressRecord> records = t_records ??= [];
         records.Clear();
@@ -34,6 +40,7 @@ internal static class DnsAnswerLearner
         }
 
         int learned = 0;
+        int logged = 0;
         foreach (DnsAddressRecord record in records)
         {
             LearnResult result = policy.Learn(name, record.Address, record.Ttl);
@@ -42,10 +49,10 @@ internal static class DnsAnswerLearner
                 learned++;
                 DnsLog.Learned(logger, record.Address, name, record.Ttl.TotalSeconds);
             }
-            else if (result.Outcome == LearnOutcome.InternalRange)
+            else if (result.Outcome == LearnOutcome.InternalRange
+                && (refused?.Add(AddressValue.Of(record.Address)) ?? true) && logged++ < LoggedRefusalsPerAnswer)
             {
                 DnsLog.RebindingRefused(logger, name, record.Address, result);
-                refused?.Add(record.Address);
             }
         }
 
@@ -56,67 +63,100 @@ internal static class DnsAnswerLearner
     /// <summary>
     /// Adds to <paramref name="refused"/> every address of an answer-section A/AAAA record (class IN) that the policy
     /// refuses as internal, whether or not its owner is on the question's CNAME chain (<see cref="Learn"/> reads only
-    /// the chain), and logs each one not already there. A stub resolver that ignores owner names (musl takes every
+    /// the chain), and logs the first few not already there. A stub resolver that ignores owner names (musl takes every
     /// address record of the answer section) would otherwise hand the app an address nothing checked, and so would any
     /// resolver given an answer whose chain <see cref="Learn"/> could not follow (more than
-    /// <see cref="DnsMessage.MaxCnameChainLength"/> links, a name with no text form).
+    /// <see cref="DnsMessage.MaxCnameChainLength"/> links, a name with no text form). Finds, and refuses the answer for,
+    /// what such a resolver reads differently from this one: musl skips an owner name byte by byte (any byte from 1 to
+    /// 127 is part of it, a 0 ends it, one above 127 is a pointer), passes only the low byte of TYPE and never reads
+    /// CLASS.
     /// </summary>
     /// <param name="policy">The policy that decides which addresses are internal.</param>
     /// <param name="name">The question name, for the log.</param>
     /// <param name="response">The answer.</param>
     /// <param name="logger">Where refusals are logged (Warning, event 308).</param>
-    /// <param name="refused">The addresses refused so far; receives the others.</param>
-    /// <returns><see cref="DnsParseError.None"/>, or why the header, question or an answer-section record cannot be
-    /// read, in which case the answer's addresses are unchecked and it must not reach the app.</returns>
-    public static DnsParseError RefuseInternal(EgressPolicy policy, string name, ReadOnlySpan<byte> response, ILogger logger, List<IPAddress> refused)
+    /// <param name="refused">The addresses refused so far (<see cref="AddressValue"/>s); receives the others.</param>
+    /// <returns>Null; or why the answer must not reach the app (its addresses could not all be checked): the header,
+    /// question or an answer-section record cannot be read, an answer-section owner name holds a 0 byte or one above
+    /// 127 inside a label, or a record that is not A/AAAA of class IN but whose TYPE's low byte is 1 or 28 and whose
+    /// data is 4 or 16 bytes holds an internal address.</returns>
+    public static string? RefuseInternal(EgressPolicy policy, string name, ReadOnlySpan<byte> response, ILogger logger, HashSet<UInt128> refused)
     {
         if (!DnsHeader.TryRead(response, out DnsHeader header))
         {
-            return DnsParseError.Truncated;
+            return Unreadable(DnsParseError.Truncated);
         }
 
         DnsParseError error = DnsMessage.CheckQuestionCount(header);
+        int offset = 0;
         if (error == DnsParseError.None)
         {
-            error = DnsName.Skip(response, DnsHeader.Length, out int offset);
+            error = DnsName.Skip(response, DnsHeader.Length, out offset);
             offset += 4; // QTYPE and QCLASS
             if (error == DnsParseError.None && offset > response.Length)
             {
                 error = DnsParseError.Truncated;
             }
+        }
 
-            for (int i = 0; i < header.AnCount && error == DnsParseError.None; i++)
+        for (int i = 0; i < header.AnCount && error == DnsParseError.None; i++)
+        {
+            error = DnsRecord.TryRead(response, offset, out DnsRecord record, out offset);
+            if (error != DnsParseError.None)
             {
-                error = DnsRecord.TryRead(response, offset, out DnsRecord record, out offset);
-                if (error == DnsParseError.None && record.IsAddress)
-                {
-                    ReadOnlySpan<byte> data = response.Slice(record.DataOffset, record.DataLength);
-                    UInt128 value = data.Length == 4
-                        ? AddressValue.FromIPv4(BinaryPrimitives.ReadUInt32BigEndian(data))
-                        : BinaryPrimitives.ReadUInt128BigEndian(data);
-                    if (policy.RefusesAsInternal(value, out string? rangeName) && !Holds(refused, value))
-                    {
-                        IPAddress address = AddressValue.ToAddress(value);
-                        refused.Add(address);
-                        DnsLog.RebindingRefused(logger, name, address, new LearnResult(LearnOutcome.InternalRange, rangeName));
-                    }
-                }
+                break;
+            }
+
+            if (!HasPlainLabels(response, record.OwnerOffset))
+            {
+                return "an answer-section owner name holds a 0 byte or a byte above 127 inside a label, where a stub resolver "
+                    + "that skips names byte by byte (musl) would read the record's fields";
+            }
+
+            bool lookalike = !record.IsAddress && (((record.Type & 0xFF) == DnsRecord.TypeA && record.DataLength == 4)
+                || ((record.Type & 0xFF) == DnsRecord.TypeAaaa && record.DataLength == 16));
+            if (!record.IsAddress && !lookalike)
+            {
+                continue;
+            }
+
+            UInt128 value = AddressValue.Of(response.Slice(record.DataOffset, record.DataLength));
+            if (!policy.RefusesAsInternal(value, out string? rangeName))
+            {
+                continue;
+            }
+
+            if (lookalike)
+            {
+                return string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"a record of TYPE {record.Type} CLASS {record.Class} holds the internal address {AddressValue.ToAddress(value)}, and a stub resolver that reads only TYPE's low byte and no CLASS (musl) takes it for an address record");
+            }
+
+            if (refused.Add(value) && refused.Count <= LoggedRefusalsPerAnswer)
+            {
+                DnsLog.RebindingRefused(logger, name, AddressValue.ToAddress(value), new LearnResult(LearnOutcome.InternalRange, rangeName));
             }
         }
 
-        return error;
+        return error == DnsParseError.None ? null : Unreadable(error);
     }
 
-    private static bool Holds(List<IPAddress> addresses, UInt128 value)
+    private static string Unreadable(DnsParseError error) =>
+        $"the answer section cannot be read ({error}), so its addresses could not be checked for internal ranges";
+
+    /// <summary>Whether every label of the name at <paramref name="offset"/> holds only bytes from 1 to 127.</summary>
+    private static bool HasPlainLabels(ReadOnlySpan<byte> message, int offset)
     {
-        foreach (IPAddress address in addresses)
+        var reader = new DnsNameReader(message, offset);
+        while (reader.Next(out ReadOnlySpan<byte> label) == DnsParseError.None && !label.IsEmpty)
         {
-            if (AddressValue.Of(address) == value)
+            if (label.IndexOfAnyExceptInRange((byte)1, (byte)127) >= 0)
             {
-                return true;
+                return false;
             }
         }
 
-        return false;
+        return true;
     }
 }

@@ -21,6 +21,11 @@ internal static class AddressValue
             : BinaryPrimitives.ReadUInt128BigEndian(bytes);
     }
 
+    /// <summary>The value of an address in network byte order: 4 bytes (IPv4, as in an A record's data) or 16 (IPv6,
+    /// as in an AAAA record's).</summary>
+    public static UInt128 Of(ReadOnlySpan<byte> bytes) =>
+        bytes.Length == 4 ? FromIPv4(BinaryPrimitives.ReadUInt32BigEndian(bytes)) : BinaryPrimitives.ReadUInt128BigEndian(bytes);
+
     public static UInt128 FromIPv4(uint address) => MappedPrefix | address;
 
     public static bool IsIPv4(UInt128 value) => (value & MappedMask) == MappedPrefix;

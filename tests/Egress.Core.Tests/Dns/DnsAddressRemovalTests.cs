@@ -1,5 +1,6 @@
 using System.Net;
 using Egress.Dns.Wire;
+using Egress.Policy;
 using Egress.Tests.Dns.Vectors;
 
 namespace Egress.Tests.Dns;
@@ -20,7 +21,7 @@ public sealed class DnsAddressRemovalTests
         byte[] message = Mixed(withInternal: true, out _);
         byte[] expected = Mixed(withInternal: false, out _);
 
-        int length = DnsAddressRemoval.Remove(message, [Internal], out int removed);
+        int length = Remove(message, [Internal], out int removed);
 
         Assert.Multiple(() =>
         {
@@ -42,7 +43,7 @@ public sealed class DnsAddressRemovalTests
         message[3] |= (byte)DnsHeader.AuthenticDataFlag;
         byte flagsByte = message[2];
 
-        int length = DnsAddressRemoval.Remove(message, [Internal], out int removed);
+        int length = Remove(message, [Internal], out int removed);
 
         Assert.That(DnsHeader.TryRead(message.AsSpan(0, length), out DnsHeader header), Is.True);
         Assert.That((removed, header.AuthenticData, header.RecursionAvailable, message[2]),
@@ -64,7 +65,7 @@ public sealed class DnsAddressRemovalTests
         byte[] message = builder.Pointer(12).Fixed(1, 60, 4).Bytes(198, 18, 0, 7).ToArray();
         IPAddress[] refused = [.. Enumerable.Range(0, count).Select(i => new IPAddress([127, 0, (byte)(i / 250), (byte)(1 + (i % 250))]))];
 
-        int length = DnsAddressRemoval.Remove(message, refused, out int removed);
+        int length = Remove(message, refused, out int removed);
 
         var addresses = new List<DnsAddressRecord>();
         Assert.That(DnsMessage.ExtractAddresses(message.AsSpan(0, length), addresses), Is.EqualTo(DnsParseError.None));
@@ -82,7 +83,7 @@ public sealed class DnsAddressRemovalTests
             .Pointer(12).Fixed(28, 60, 16).Bytes(IPAddress.Parse("2001:db8::32").GetAddressBytes())
             .ToArray();
 
-        int length = DnsAddressRemoval.Remove(message, [IPAddress.Parse("fd00::5")], out int removed);
+        int length = Remove(message, [IPAddress.Parse("fd00::5")], out int removed);
 
         var addresses = new List<DnsAddressRecord>();
         Assert.That(DnsMessage.ExtractAddresses(message.AsSpan(0, length), addresses), Is.EqualTo(DnsParseError.None));
@@ -95,7 +96,7 @@ public sealed class DnsAddressRemovalTests
     {
         byte[] message = Convert.FromHexString(DnsVectors.WwwBTestAResponse);
 
-        int length = DnsAddressRemoval.Remove(message, [IPAddress.Parse("198.18.0.11")], out int removed);
+        int length = Remove(message, [IPAddress.Parse("198.18.0.11")], out int removed);
 
         Assert.That((removed, Convert.ToHexString(message, 0, length)), Is.EqualTo(
             (1, "10028580000100010000000003777777016204746573740000010001C00C000500010000007800080163047465737400")));
@@ -110,7 +111,7 @@ public sealed class DnsAddressRemovalTests
             .ToArray();
         string before = Convert.ToHexString(message);
 
-        int length = DnsAddressRemoval.Remove(message, [Internal], out int removed);
+        int length = Remove(message, [Internal], out int removed);
 
         Assert.That((removed, length, Convert.ToHexString(message)), Is.EqualTo((0, message.Length, before)));
     }
@@ -139,7 +140,7 @@ public sealed class DnsAddressRemovalTests
         };
         string before = Convert.ToHexString(message);
 
-        int length = DnsAddressRemoval.Remove(message, [reason == "no such address" ? IPAddress.Parse("10.0.0.6") : Internal], out int removed);
+        int length = Remove(message, [reason == "no such address" ? IPAddress.Parse("10.0.0.6") : Internal], out int removed);
 
         Assert.That((removed, length, Convert.ToHexString(message)), Is.EqualTo((0, message.Length, before)));
     }
@@ -162,7 +163,7 @@ public sealed class DnsAddressRemovalTests
             }
 
             byte[] copy = [.. input];
-            int length = DnsAddressRemoval.Remove(input, [Internal], out int removed);
+            int length = Remove(input, [Internal], out int removed);
             if (removed == 0)
             {
                 Assert.That(input, Is.EqualTo(copy), "left whole");
@@ -185,6 +186,27 @@ public sealed class DnsAddressRemovalTests
 
         Assert.That((rewritten > 0, left > 0), Is.EqualTo((true, true)), $"rewritten {rewritten}, left {left}");
     }
+
+    /// <summary>From a security review: the refused addresses were compared as <see cref="IPAddress"/>es, which never
+    /// match across families, so <c>AAAA ::ffff:127.0.0.1</c> stayed when 127.0.0.1 was refused in its IPv4 form (an
+    /// IPv6 socket connects to it as 127.0.0.1). They are compared as address values now.</summary>
+    [TestCase("127.0.0.1")]
+    [TestCase("::ffff:127.0.0.1")]
+    public void AnIPv4MappedRecordGoesWithItsIPv4Address(string refusedAs)
+    {
+        byte[] message = DnsMessageBuilder.Response(an: 3).Question("m.test", type: 28)
+            .Aaaa("m.test", "::ffff:127.0.0.1").A("other.test", "127.0.0.1").Aaaa("m.test", "2001:db8::7").ToArray();
+
+        int length = Remove(message, [IPAddress.Parse(refusedAs)], out int removed);
+
+        var left = new List<DnsAddressRecord>();
+        Assert.That(DnsMessage.ExtractAddresses(message.AsSpan(0, length), left), Is.EqualTo(DnsParseError.None));
+        Assert.That((removed, left.Select(record => record.Address.ToString()).Single()), Is.EqualTo((2, "2001:db8::7")));
+    }
+
+    /// <summary>Removes <paramref name="addresses"/> as the forwarder does (by address value).</summary>
+    private static int Remove(Span<byte> message, IEnumerable<IPAddress> addresses, out int removed) =>
+        DnsAddressRemoval.Remove(message, addresses.Select(AddressValue.Of).ToHashSet(), out removed);
 
     /// <summary>m.test A: [the internal A], m.test CNAME alias.m.test (written whole), alias.m.test A 198.18.0.31
     /// (owner: a pointer to the CNAME's target), then an SOA in the authority section whose names point at the

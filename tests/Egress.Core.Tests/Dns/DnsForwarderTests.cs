@@ -286,6 +286,20 @@ public sealed class DnsForwarderTests
         });
     }
 
+    /// <summary>From a security review of the fix above: an off-chain <c>AAAA ::ffff:127.0.0.1</c> was refused as
+    /// 127.0.0.1 and then not matched by the removal (IPv4 against IPv6), so it stayed once ::1 had been removed.</summary>
+    [Test]
+    public async Task AnIPv4MappedLoopbackOffTheChainGoesWithTheLoopbackOnIt()
+    {
+        byte[] answer = await _harness.UdpAsync(DnsQueryBytes.Build(0x0B1B, "mapped.x.test", type: 28));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(answer[3] & 0x0F, Is.Zero, "NOERROR");
+            Assert.That(AnswerAddresses(answer), Is.EqualTo(new[] { "2001:db8::33" }));
+        });
+    }
+
     /// <summary>From a security review: an answer whose CNAME chain the learner cannot follow (one link more than it
     /// allows) was passed on whole, loopback address and all. Its internal address records are removed now.</summary>
     [Test]

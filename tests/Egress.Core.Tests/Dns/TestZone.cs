@@ -36,6 +36,9 @@ internal static class TestZone
             ("opaque.x.test", _) => FakeAnswer.Of(FakeRecord.A("opaque.x.test", "127.0.0.1"), new FakeRecord("opaque.x.test", 7, "\u0001a\u0000")),
             // An address record owned by a name off the question's CNAME chain: glibc skips it, musl takes it.
             ("offchain.x.test", _) => FakeAnswer.Of(FakeRecord.A("offchain.x.test", "198.18.0.32"), FakeRecord.A("elsewhere.z.test", "127.0.0.1")),
+            // ::1 on the chain, its IPv4-mapped twin of 127.0.0.1 off it, beside a public address.
+            ("mapped.x.test", _) => FakeAnswer.Of(
+                FakeRecord.Aaaa("mapped.x.test", "::1"), FakeRecord.Aaaa("other.z.test", "::ffff:127.0.0.1"), FakeRecord.Aaaa("mapped.x.test", "2001:db8::33")),
             // A chain one link longer than the learner follows, ending at loopback.
             ("longchain.x.test", _) => new FakeAnswer([
                 .. Enumerable.Range(0, LongChainLinks).Select(i => FakeRecord.Cname(i == 0 ? "longchain.x.test" : $"l{i}.z.test", $"l{i + 1}.z.test")),

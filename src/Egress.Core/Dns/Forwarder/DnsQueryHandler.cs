@@ -3,6 +3,7 @@ using Egress.Diagnostics;
 using Egress.Dns.Wire;
 using Egress.Policy;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Egress.Dns.Forwarder;
 
@@ -22,7 +23,7 @@ internal sealed class DnsQueryHandler(
     EgressPolicy policy, DnsTunnelPool pool, DnsQueryAdmission admission, EgressMetrics? metrics, ILogger logger, TimeProvider time, Denials.DenialTally? denials = null) : IDnsAnswerer
 {
     [ThreadStatic]
-    private static List<IPAddress>? t_refused;
+    private static HashSet<UInt128>? t_refused;
 
     private readonly LogRateLimit _overloadLines = new(time, LogRateLimit.DefaultInterval, logger, 321);
 
@@ -112,18 +113,15 @@ internal sealed class DnsQueryHandler(
 
     private DnsQueryResult Deliver(ReadOnlySpan<byte> query, ReadOnlySpan<byte> answer, Span<byte> response, DnsQuestion question, int questionEnd, bool udp)
     {
-        List<IPAddress> refused = t_refused ??= [];
+        HashSet<UInt128> refused = t_refused ??= [];
         refused.Clear();
         DnsAnswerLearner.Learn(policy, question.Name, answer, logger, refused);
-        DnsParseError unreadable = DnsAnswerLearner.RefuseInternal(policy, question.Name, answer, logger, refused);
-        if (unreadable != DnsParseError.None)
+        if (DnsAnswerLearner.RefuseInternal(policy, question.Name, answer, logger, refused) is { } refusal)
         {
             // Fail closed: addresses nobody could check must not reach the app (a stub resolver may read what this
             // could not, and find 127.0.0.1 there). The reason is logged with the SERVFAIL (event 305).
             refused.Clear();
-            return DnsQueryResult.Answer(
-                DnsQueryOutcome.UpstreamFailed, query, response, question, $"the answer section cannot be read ({unreadable}), so its addresses could not be checked for internal ranges",
-                DnsEdns.InfoCodeBlocked);
+            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query, response, question, refusal, DnsEdns.InfoCodeBlocked);
         }
 
         if (refused.Count > 0)
@@ -132,11 +130,17 @@ internal sealed class DnsQueryHandler(
             // instead of failing to connect and trying the next address. Such records are taken out of the answer.
             int length = DnsAddressRemoval.Remove(response[..answer.Length], refused, out int removed);
             refused.Clear();
-            if (removed == 0)
+
+            // Fail closed: passed on whole, the answer would hand the app addresses the policy refuses — 127.0.0.1
+            // among them, which the redirect rules leave alone, so a rebinding answer would reach the enclave's own
+            // listeners. So is an answer the removal left an internal address in (read again: the removal and the
+            // check must agree, and if they ever do not, the app gets SERVFAIL, not the address). The app gets SERVFAIL
+            // (EDE Blocked) instead, and the log says why.
+            if (removed == 0
+                || DnsAnswerLearner.RefuseInternal(policy, question.Name, response[..length], NullLogger.Instance, refused) is not null
+                || refused.Count > 0)
             {
-                // Fail closed: passed on whole, the answer would hand the app addresses the policy refuses — 127.0.0.1
-                // among them, which the redirect rules leave alone, so a rebinding answer would reach the enclave's own
-                // listeners. The app gets SERVFAIL (EDE Blocked) instead, and the log says why.
+                refused.Clear();
                 DnsLog.InternalAddressesRefusedAnswer(logger, question.LogName, DnsTypeName.Of(question.Type));
                 return DnsQueryResult.Answer(
                     DnsQueryOutcome.UpstreamFailed, query, response, question, "the answer holds internal-range addresses and could not be rewritten without them",

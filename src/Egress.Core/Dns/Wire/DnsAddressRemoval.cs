@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.Net;
+using Egress.Policy;
 
 namespace Egress.Dns.Wire;
 
@@ -25,10 +25,11 @@ internal static class DnsAddressRemoval
 
     /// <summary>Removes the answer-section A/AAAA records whose address is in <paramref name="addresses"/>.</summary>
     /// <param name="message">The whole response; rewritten in place when a record is removed.</param>
-    /// <param name="addresses">The addresses to remove (IPv4 as IPv4).</param>
+    /// <param name="addresses">The addresses to remove, as <see cref="AddressValue"/>s: an IPv4 address and its
+    /// IPv4-mapped IPv6 form are one value, so <c>A 127.0.0.1</c> and <c>AAAA ::ffff:127.0.0.1</c> both go.</param>
     /// <param name="removed">How many records were removed.</param>
     /// <returns>The message's new length (its old one when nothing was removed).</returns>
-    public static int Remove(Span<byte> message, IReadOnlyCollection<IPAddress> addresses, out int removed)
+    public static int Remove(Span<byte> message, IReadOnlySet<UInt128> addresses, out int removed)
     {
         removed = 0;
         if (addresses.Count == 0 || !DnsHeader.TryRead(message, out DnsHeader header) || header.QdCount != 1)
@@ -63,7 +64,7 @@ internal static class DnsAddressRemoval
 
     // Remove's work; cut has room for every answer record, targets for every pointer names can hold.
     private static int RemoveRecords(
-        Span<byte> message, IReadOnlyCollection<IPAddress> addresses, DnsHeader header, ref Names names, scoped Span<Cut> cut, scoped Span<ushort> targets, out int removed)
+        Span<byte> message, IReadOnlySet<UInt128> addresses, DnsHeader header, ref Names names, scoped Span<Cut> cut, scoped Span<ushort> targets, out int removed)
     {
         removed = 0;
         if (!names.Add(message, DnsHeader.Length, out int questionEnd) || message.Length - questionEnd < 4)
@@ -204,19 +205,7 @@ internal static class DnsAddressRemoval
         }
     }
 
-    private static bool Contains(IReadOnlyCollection<IPAddress> addresses, ReadOnlySpan<byte> data)
-    {
-        var address = new IPAddress(data);
-        foreach (IPAddress candidate in addresses)
-        {
-            if (candidate.Equals(address) || candidate.IsIPv4MappedToIPv6 && candidate.MapToIPv4().Equals(address))
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
+    private static bool Contains(IReadOnlySet<UInt128> addresses, ReadOnlySpan<byte> data) => addresses.Contains(AddressValue.Of(data));
 
     /// <summary>A removed record's bytes [<paramref name="Start"/>, <paramref name="End"/>), and the bytes removed up to
     /// its end with it (the records are in message order, so starts, ends and the running total all rise).</summary>

@@ -1,7 +1,10 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Egress.Dns;
 using Egress.Dns.Wire;
+using Egress.Policy;
+using Microsoft.Extensions.Logging.Abstractions;
 using static Egress.Fuzzing.FuzzInvariantException;
 
 namespace Egress.Fuzzing;
@@ -26,6 +29,8 @@ internal static class DnsResponseTarget
         0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0,
     ];
 
+    private static readonly EgressPolicy AllowAll = EgressPolicy.Create(true, ["*"], new AllowlistCache());
+
     public static FuzzVerdict Run(byte[] message)
     {
         var records = new List<DnsAddressRecord>();
@@ -38,6 +43,7 @@ internal static class DnsResponseTarget
         }
 
         CheckRemoval(message, error, records);
+        CheckScreen(message);
 
         _ = DnsForwarding.ResponseCode(message);
         _ = DnsForwarding.IsAnswerTo(EdnsQuery, message);
@@ -62,6 +68,29 @@ internal static class DnsResponseTarget
         return error == DnsParseError.None ? FuzzVerdict.Accepted : FuzzVerdict.Rejected;
     }
 
+    /// <summary>As the enclave screens an answer: either it refuses the answer, or once the internal addresses it found
+    /// are removed (or the removal declines, which refuses it too), no internal address is left to find.</summary>
+    private static void CheckScreen(byte[] message)
+    {
+        var refused = new HashSet<UInt128>();
+        if (DnsAnswerLearner.RefuseInternal(AllowAll, "a.test", message, NullLogger.Instance, refused) is not null || refused.Count == 0)
+        {
+            return;
+        }
+
+        byte[] copy = [.. message];
+        int length = DnsAddressRemoval.Remove(copy, refused, out int removed);
+        if (removed == 0)
+        {
+            return;
+        }
+
+        var left = new HashSet<UInt128>();
+        Require(
+            DnsAnswerLearner.RefuseInternal(AllowAll, "a.test", copy.AsSpan(0, length), NullLogger.Instance, left) is null && left.Count == 0,
+            "an internal address is left in the answer after the removal");
+    }
+
     private static void CheckRemoval(byte[] message, DnsParseError error, List<DnsAddressRecord> learned)
     {
         if (!DnsHeader.TryRead(message, out DnsHeader header) || header.QdCount != 1 || NameKey(message, DnsHeader.Length, out int questionEnd) is not { } question)
@@ -83,7 +112,7 @@ internal static class DnsResponseTarget
         }
 
         byte[] copy = [.. message];
-        int length = DnsAddressRemoval.Remove(copy, [target], out int removed);
+        int length = DnsAddressRemoval.Remove(copy, new HashSet<UInt128> { AddressValue.Of(target) }, out int removed);
         if (removed == 0)
         {
             Require(length == message.Length && copy.AsSpan().SequenceEqual(message), "a message nothing was removed from changed");
