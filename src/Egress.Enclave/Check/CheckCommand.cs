@@ -18,6 +18,11 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
         int? targetPort = target.Port;
         string port = targetPort is int p ? string.Create(CultureInfo.InvariantCulture, $", port {p}") : string.Empty;
         bool allowed;
+        if (target.Note is not null)
+        {
+            output.WriteLine($"note:    {target.Note}");
+        }
+
         output.WriteLine($"policy:  {HostLog.Describe(configuration.GetPolicyDigest())}; egress-enclave and egress-host log it at start");
 
         // The endpoint egress-enclave would dial: a file that `run` would reject is rejected here too.

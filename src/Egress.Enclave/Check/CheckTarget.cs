@@ -4,8 +4,9 @@ using System.Net;
 
 namespace Egress.Enclave.Check;
 
-/// <summary>What <c>egress-enclave check</c> is asked about: a name or an IP address, with an optional port.</summary>
-internal sealed record CheckTarget(string? Name, IPAddress? Address, int? Port)
+/// <summary>What <c>egress-enclave check</c> is asked about: a name or an IP address, with an optional port, and a
+/// note when the text could be read another way.</summary>
+internal sealed record CheckTarget(string? Name, IPAddress? Address, int? Port, string? Note = null)
 {
     /// <summary>Parses NAME, IP, NAME:PORT, IPv4:PORT, [IPv6] or [IPv6]:PORT (a bare IPv6 address has no port).</summary>
     public static bool TryParse(string text, [NotNullWhen(true)] out CheckTarget? target, [NotNullWhen(false)] out string? error)
@@ -20,7 +21,7 @@ internal sealed record CheckTarget(string? Name, IPAddress? Address, int? Port)
 
         if (!text.StartsWith('[') && IPAddress.TryParse(text, out var bare) && (text.Contains(':', StringComparison.Ordinal) || text == bare.ToString()))
         {
-            target = new CheckTarget(null, bare, null);
+            target = new CheckTarget(null, bare, null, PortLikeNote(text, bare));
             return true;
         }
 
@@ -85,5 +86,24 @@ internal sealed record CheckTarget(string? Name, IPAddress? Address, int? Port)
 
         target = new CheckTarget(name, null, port);
         return true;
+    }
+
+    /// <summary>From a new user's trial: <c>check 2001:db8::1:443</c> checks the address 2001:db8::1:443, portless,
+    /// where the user meant port 443 of 2001:db8::1. When the last group is all digits and a port, and the text before it
+    /// is an IPv6 address too, the note says how the text was read and how to write the other reading.</summary>
+    private static string? PortLikeNote(string text, IPAddress address)
+    {
+        int colon = text.LastIndexOf(':');
+        ReadOnlySpan<char> last = text.AsSpan(colon + 1);
+        if (address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6 || last.Length == 0 || last.ContainsAnyExcept("0123456789")
+            || !int.TryParse(last, NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port is < 1 or > 65535
+            || !IPAddress.TryParse(text.AsSpan(0, colon), out IPAddress? shorter) || shorter.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
+        {
+            return null;
+        }
+
+        return string.Create(
+            CultureInfo.InvariantCulture,
+            $"'{text}' is read as the IPv6 address {address}, with no port (a bare IPv6 address has none); for port {port} of {shorter}, write [{shorter}]:{port}");
     }
 }

@@ -65,6 +65,18 @@ public sealed class CheckCommandTests
         });
     }
 
+    [Test]
+    public void AnIPv6AddressThatEndsLikeAPortIsCheckedAsAnAddressWithANoteFirst()
+    {
+        (int code, string output) = Check("[egress]\nenabled = true\ndestinations = [\"2001:db8::1:443\"]\n", "2001:db8::1:443");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero);
+            Assert.That(output, Does.StartWith("note:    '2001:db8::1:443' is read as the IPv6 address 2001:db8::1:443, with no port"), output);
+        });
+    }
+
     private static (int Code, string Output) Check(string file, string target)
     {
         var configuration = EgressConfiguration.Parse(file, "enclave.toml");

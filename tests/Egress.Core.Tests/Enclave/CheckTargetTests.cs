@@ -21,6 +21,18 @@ public sealed class CheckTargetTests
         Assert.That(target, Is.EqualTo(new CheckTarget(name, address is null ? null : IPAddress.Parse(address), port)));
     }
 
+    /// <summary>From a new user's trial: "2001:db8::1:443" is an address (checked without a port), which the user took
+    /// for port 443 of 2001:db8::1; the target now carries a note that says so.</summary>
+    [TestCase("2001:db8::1:443", "'2001:db8::1:443' is read as the IPv6 address 2001:db8::1:443, with no port (a bare IPv6 address has none); for port 443 of 2001:db8::1, write [2001:db8::1]:443")]
+    [TestCase("fd00::8080", null)]
+    [TestCase("2001:db8::1:beef", null)]
+    [TestCase("2001:db8:0:0:0:0:0:80", null)]
+    public void AnIPv6AddressWhoseLastGroupLooksLikeAPortCarriesANote(string text, string? note)
+    {
+        Assert.That(CheckTarget.TryParse(text, out CheckTarget? target, out string? error), Is.True, error);
+        Assert.That((target!.Address, target.Port, target.Note), Is.EqualTo((IPAddress.Parse(text), (int?)null, note)));
+    }
+
     [TestCase("198.18.0.0/24", "'198.18.0.0/24' is a network or a path; check takes one name or address (e.g. one address of the network)")]
     [TestCase("https://api.example.com/", "'https://api.example.com/' is a URL; give the name or address it connects to (NAME, NAME:PORT, IP, IPv4:PORT or [IPv6]:PORT)")]
     [TestCase("a b", "'a b' is neither an IP address nor a host name: contains invalid character ' '")]
