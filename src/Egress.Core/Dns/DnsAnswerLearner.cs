@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Globalization;
 using System.Net;
 using Egress.Dns.Wire;
@@ -16,6 +17,11 @@ internal static class DnsAnswerLearner
     /// <summary>How many refused addresses of one answer are logged one by one (event 308); the removal's line
     /// (event 324) counts them all, so an answer of thousands of internal records writes a few lines, not thousands.</summary>
     public const int LoggedRefusalsPerAnswer = 8;
+
+    private const ushort TypeSvcb = 64;
+    private const ushort TypeHttps = 65;
+    private const ushort SvcKeyIPv4Hint = 4;
+    private const ushort SvcKeyIPv6Hint = 6;
 
     [ThreadStatic]
     private static List<DnsAddressRecord>? t_records;
@@ -76,10 +82,13 @@ internal static class DnsAnswerLearner
     /// <param name="response">The answer.</param>
     /// <param name="logger">Where refusals are logged (Warning, event 308).</param>
     /// <param name="refused">The addresses refused so far (<see cref="AddressValue"/>s); receives the others.</param>
-    /// <returns>Null; or why the answer must not reach the app (its addresses could not all be checked): the header,
-    /// question or an answer-section record cannot be read, an answer-section owner name holds a 0 byte or one above
-    /// 127 inside a label, or a record that is not A/AAAA of class IN but whose TYPE's low byte is 1 or 28 and whose
-    /// data is 4 or 16 bytes holds an internal address.</returns>
+    /// <returns>Null; or why the answer must not reach the app (its addresses could not all be checked, or one a stub
+    /// resolver reads outside the answer section's A/AAAA records is internal): the header, question or a record cannot
+    /// be read; an answer-section owner name holds a 0 byte or one above 127 inside a label; an answer-section A or AAAA
+    /// record is of a class other than IN (Go's resolver reads any class); a record whose TYPE's low byte is 1 or 28
+    /// and whose data is 4 or 16 bytes holds an internal address (musl reads no CLASS and only that byte of TYPE); an
+    /// SVCB or HTTPS record's <c>ipv4hint</c>/<c>ipv6hint</c> holds an internal address (RFC 9460 §7.3), or its
+    /// parameters cannot be read; or an address record in the authority or additional section is internal.</returns>
     public static string? RefuseInternal(EgressPolicy policy, string name, ReadOnlySpan<byte> response, ILogger logger, HashSet<UInt128> refused)
     {
         if (!DnsHeader.TryRead(response, out DnsHeader header))
@@ -113,6 +122,21 @@ internal static class DnsAnswerLearner
                     + "that skips names byte by byte (musl) would read the record's fields";
             }
 
+            if (record.Class == DnsRecord.ClassInternet && record.Type is TypeSvcb or TypeHttps
+                && HintRefusal(policy, response.Slice(record.DataOffset, record.DataLength), record.Type) is { } hint)
+            {
+                return hint;
+            }
+
+            if (!record.IsAddress && record.Type is DnsRecord.TypeA or DnsRecord.TypeAaaa)
+            {
+                // Go's resolver takes an A or AAAA record of any class, and reads 4 or 16 bytes where its data starts
+                // whatever its length (past its end, even): no such record of another class is checked, or answers.
+                return string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"an answer-section {(record.Type == DnsRecord.TypeA ? "A" : "AAAA")} record of CLASS {record.Class}, which a stub resolver that reads no CLASS (Go's, musl) takes for an address record");
+            }
+
             bool lookalike = !record.IsAddress && (((record.Type & 0xFF) == DnsRecord.TypeA && record.DataLength == 4)
                 || ((record.Type & 0xFF) == DnsRecord.TypeAaaa && record.DataLength == 16));
             if (!record.IsAddress && !lookalike)
@@ -139,7 +163,68 @@ internal static class DnsAnswerLearner
             }
         }
 
+        // The authority and additional sections: glibc and musl never read addresses there, but a client that asks for
+        // SRV or MX records may connect to the address records beside the answer.
+        for (int i = 0; i < header.NsCount + header.ArCount && error == DnsParseError.None; i++)
+        {
+            error = DnsRecord.TryRead(response, offset, out DnsRecord record, out offset);
+            if (error == DnsParseError.None && record.IsAddress
+                && policy.RefusesAsInternal(AddressValue.Of(response.Slice(record.DataOffset, record.DataLength)), out _))
+            {
+                return string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"the {(i < header.NsCount ? "authority" : "additional")} section holds the internal address {AddressValue.ToAddress(AddressValue.Of(response.Slice(record.DataOffset, record.DataLength)))}, which a client reading the records beside an SRV or MX answer would connect to");
+            }
+        }
+
         return error == DnsParseError.None ? null : Unreadable(error);
+    }
+
+    /// <summary>Why an SVCB or HTTPS record's data (RFC 9460 §2.2: SvcPriority, TargetName, then SvcParams of key,
+    /// length and value) must not reach the app: an <c>ipv4hint</c> or <c>ipv6hint</c> (keys 4 and 6, §7.3) holding an
+    /// internal address, which a client may connect to before it resolves the target; or parameters that cannot be
+    /// read. Null when neither.</summary>
+    private static string? HintRefusal(EgressPolicy policy, ReadOnlySpan<byte> data, ushort type)
+    {
+        string kind = type == TypeHttps ? "HTTPS" : "SVCB";
+        int position = 2;
+        if (data.Length < 3 || DnsName.Skip(data, position, out position) != DnsParseError.None)
+        {
+            // The target is never compressed (RFC 9460 §2.2), so it reads inside the record's own data.
+            return $"an {kind} record's target name cannot be read, so its address hints could not be checked";
+        }
+
+        while (position < data.Length)
+        {
+            if (data.Length - position < 4)
+            {
+                return $"an {kind} record's parameters cannot be read, so its address hints could not be checked";
+            }
+
+            ushort key = BinaryPrimitives.ReadUInt16BigEndian(data[position..]);
+            int length = BinaryPrimitives.ReadUInt16BigEndian(data[(position + 2)..]);
+            position += 4;
+            int size = key switch { SvcKeyIPv4Hint => 4, SvcKeyIPv6Hint => 16, _ => 0 };
+            if (data.Length - position < length || (size > 0 && length % size != 0))
+            {
+                return $"an {kind} record's parameters cannot be read, so its address hints could not be checked";
+            }
+
+            for (int hint = position; size > 0 && hint < position + length; hint += size)
+            {
+                UInt128 value = AddressValue.Of(data.Slice(hint, size));
+                if (policy.RefusesAsInternal(value, out _))
+                {
+                    return string.Create(
+                        CultureInfo.InvariantCulture,
+                        $"an {kind} record's {(size == 4 ? "ipv4hint" : "ipv6hint")} holds the internal address {AddressValue.ToAddress(value)}, which a client may connect to before it resolves the target");
+                }
+            }
+
+            position += length;
+        }
+
+        return null;
     }
 
     private static string Unreadable(DnsParseError error) =>

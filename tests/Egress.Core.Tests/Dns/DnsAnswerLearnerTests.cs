@@ -27,7 +27,8 @@ public sealed class DnsAnswerLearnerTests
     /// <summary>musl passes only the low byte of TYPE to its callback and never reads CLASS: a CAA record (TYPE 257) of
     /// 4 bytes, or an A record of class CH, is an A record to it.</summary>
     [TestCase((ushort)257, (ushort)1, "127.0.0.1", "TYPE 257 CLASS 1 holds the internal address 127.0.0.1")]
-    [TestCase((ushort)1, (ushort)3, "127.0.0.1", "TYPE 1 CLASS 3 holds the internal address 127.0.0.1")]
+    [TestCase((ushort)1, (ushort)3, "127.0.0.1", "an answer-section A record of CLASS 3")]
+    [TestCase((ushort)1, (ushort)3, "198.18.0.7", "an answer-section A record of CLASS 3")]
     [TestCase((ushort)(0x100 | 28), (ushort)1, "::1", "TYPE 284 CLASS 1 holds the internal address ::1")]
     [TestCase((ushort)257, (ushort)1, "198.18.0.7", null)]
     public void ARecordMuslTakesForAnAddressRefusesTheAnswerWhenItsAddressIsInternal(ushort type, ushort @class, string address, string? reason)
@@ -39,6 +40,55 @@ public sealed class DnsAnswerLearnerTests
         string? refusal = DnsAnswerLearner.RefuseInternal(Policy, "a.x.test", answer, NullLogger.Instance, []);
 
         Assert.That(refusal, reason is null ? Is.Null : Does.Contain(reason));
+    }
+
+    /// <summary>From a second review: Go's resolver reads an A or AAAA record of any class, and 4 or 16 bytes where its
+    /// data starts whatever RDLENGTH says (past the record, into bytes nothing checked).</summary>
+    [TestCase((ushort)1, new byte[] { 0x7F, 0, 0, 1, 0, 0, 0, 0 })]
+    [TestCase((ushort)1, new byte[0])]
+    [TestCase((ushort)28, new byte[] { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0 })]
+    public void AnAddressRecordOfAnotherClassRefusesTheAnswerWhateverItsLength(ushort type, byte[] data)
+    {
+        byte[] answer = DnsMessageBuilder.Response(an: 1).Question("a.x.test")
+            .Pointer(12).Fixed(type, 60, (ushort)data.Length, @class: 3).Bytes(data).Bytes(0x7F, 0, 0, 1).ToArray();
+
+        string? refusal = DnsAnswerLearner.RefuseInternal(Policy, "a.x.test", answer, NullLogger.Instance, []);
+
+        Assert.That(refusal, Does.StartWith($"an answer-section {(type == 1 ? "A" : "AAAA")} record of CLASS 3"));
+    }
+
+    /// <summary>SVCB and HTTPS records carry address hints a client may connect to before it resolves the target
+    /// (RFC 9460 §7.3); an internal hint (127.0.0.1 reaches the enclave's own listeners, never the proxy) refuses the
+    /// answer, and so do parameters that cannot be read.</summary>
+    [TestCase(new byte[] { 0, 4, 0, 8, 198, 18, 0, 7, 127, 0, 0, 1 }, "an HTTPS record's ipv4hint holds the internal address 127.0.0.1")]
+    [TestCase(new byte[] { 0, 1, 0, 3, 2, (byte)'h', (byte)'2', 0, 6, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 }, "an HTTPS record's ipv6hint holds the internal address ::1")]
+    [TestCase(new byte[] { 0, 4, 0, 5, 198, 18, 0, 7, 1 }, "an HTTPS record's parameters cannot be read")]
+    [TestCase(new byte[] { 0, 4, 0, 9, 198, 18, 0, 7 }, "an HTTPS record's parameters cannot be read")]
+    [TestCase(new byte[] { 0, 4 }, "an HTTPS record's parameters cannot be read")]
+    [TestCase(new byte[] { 0, 1, 0, 3, 2, (byte)'h', (byte)'2', 0, 4, 0, 4, 198, 18, 0, 7 }, null)]
+    [TestCase(new byte[0], null)]
+    public void AnInternalAddressHintRefusesTheAnswer(byte[] parameters, string? reason)
+    {
+        byte[] data = [0, 1, 0, .. parameters]; // priority 1, target "." (the owner itself)
+        byte[] answer = DnsMessageBuilder.Response(an: 1).Question("a.x.test", type: 65)
+            .Pointer(12).Fixed(65, 60, (ushort)data.Length).Bytes(data).ToArray();
+
+        string? refusal = DnsAnswerLearner.RefuseInternal(Policy, "a.x.test", answer, NullLogger.Instance, []);
+
+        Assert.That(refusal, reason is null ? Is.Null : Does.StartWith(reason));
+    }
+
+    [TestCase("127.0.0.1", "the additional section holds the internal address 127.0.0.1")]
+    [TestCase("198.18.0.9", null)]
+    public void AnInternalAddressBesideAnSrvAnswerRefusesIt(string glue, string? reason)
+    {
+        byte[] srv = [0, 1, 0, 1, 0x01, 0xBB, 3, (byte)'s', (byte)'r', (byte)'v', 0];
+        byte[] answer = DnsMessageBuilder.Response(an: 1, ar: 1).Question("a.x.test", type: 33)
+            .Pointer(12).Fixed(33, 60, (ushort)srv.Length).Bytes(srv).A("srv", glue).ToArray();
+
+        string? refusal = DnsAnswerLearner.RefuseInternal(Policy, "a.x.test", answer, NullLogger.Instance, []);
+
+        Assert.That(refusal, reason is null ? Is.Null : Does.StartWith(reason));
     }
 
     /// <summary>musl skips an owner name byte by byte while each byte is 1 to 127: a label holding a 0 byte ends the

@@ -115,14 +115,16 @@ internal sealed class DnsQueryHandler(
     {
         HashSet<UInt128> refused = t_refused ??= [];
         refused.Clear();
-        DnsAnswerLearner.Learn(policy, question.Name, answer, logger, refused);
         if (DnsAnswerLearner.RefuseInternal(policy, question.Name, answer, logger, refused) is { } refusal)
         {
             // Fail closed: addresses nobody could check must not reach the app (a stub resolver may read what this
-            // could not, and find 127.0.0.1 there). The reason is logged with the SERVFAIL (event 305).
+            // could not, and find 127.0.0.1 there), and nothing is learned from it. The reason is logged with the
+            // SERVFAIL (event 305).
             refused.Clear();
             return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query, response, question, refusal, DnsEdns.InfoCodeBlocked);
         }
+
+        DnsAnswerLearner.Learn(policy, question.Name, answer, logger, refused);
 
         if (refused.Count > 0)
         {
