@@ -10,7 +10,9 @@ namespace Egress.Dns;
 /// <summary>
 /// Teaches a policy the addresses an answer gives for its question name (following CNAMEs): each A/AAAA goes to
 /// <see cref="EgressPolicy.Learn"/> under the question name with the chain's TTL. Internal-range answers are not
-/// learned (the policy refuses them unless an address entry covers them) and are logged as rebinding refusals.
+/// learned (the policy refuses them unless an address entry covers them) and are logged as rebinding refusals. Before
+/// an answer reaches an app in the enclave, <see cref="RefuseInternal"/> finds every internal address a stub resolver
+/// could take from it, on the chain or not, and says when the answer must be refused whole.
 /// </summary>
 internal static class DnsAnswerLearner
 {
@@ -228,7 +230,7 @@ internal static class DnsAnswerLearner
     }
 
     private static string Unreadable(DnsParseError error) =>
-        $"the answer section cannot be read ({error}), so its addresses could not be checked for internal ranges";
+        $"the answer cannot be read ({error}), so its addresses could not be checked for internal ranges";
 
     /// <summary>Whether every label of the name at <paramref name="offset"/> holds only bytes from 1 to 127.</summary>
     private static bool HasPlainLabels(ReadOnlySpan<byte> message, int offset)

@@ -329,7 +329,7 @@ public sealed class DnsForwarderTests
         {
             Assert.That(answer[3] & 0x0F, Is.EqualTo(2), "SERVFAIL");
             Assert.That(DnsQueryBytes.AnswerCount(answer), Is.Zero);
-            Assert.That(_harness.EnclaveLog.Values(305, "Status"), Has.One.Contains("answer section cannot be read (BadRecordLength)"));
+            Assert.That(_harness.EnclaveLog.Values(305, "Status"), Has.One.Contains("the answer cannot be read (BadRecordLength)"));
         });
     }
 
