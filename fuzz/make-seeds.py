@@ -125,6 +125,28 @@ write("dns-response", "count-beyond-end", bytes.fromhex("3004" "8580" "0001" "00
       + bytes.fromhex("c00c00010001000000" "3c0004c6120001"))
 write("dns-response", "truncated-tc", bytes.fromhex("3003" "8780" "0001" "0000" "00000000") + question)
 
+# What the enclave's screen reads besides answer-section A/AAAA (DnsAnswerLearner.RefuseInternal): an HTTPS record
+# with ipv4hint and ipv6hint (RFC 9460), an SRV answer with an address record beside it, an A record of class CH, a
+# loopback AAAA in its IPv4-mapped form off the chain, and an owner label with a zero byte.
+https_question = b"\x01a\x04test\x00" + bytes.fromhex("00410001")
+https_data = (bytes.fromhex("0001" "00") + bytes.fromhex("0001" "0003" "026832")
+              + bytes.fromhex("0004" "0008" "c6120001" "7f000001") + bytes.fromhex("0006" "0010") + bytes(15) + b"\x01")
+write("dns-response", "https-hints", bytes.fromhex("3005" "8180" "0001" "0001" "00000000") + https_question
+      + bytes.fromhex("c00c00410001000000" "3c") + struct.pack(">H", len(https_data)) + https_data)
+srv_question = b"\x01a\x04test\x00" + bytes.fromhex("00210001")
+srv_data = bytes.fromhex("0001" "0001" "01bb") + b"\x03srv\xc0\x0e"
+write("dns-response", "srv-with-additional", bytes.fromhex("3006" "8180" "0001" "0001" "0000" "0001") + srv_question
+      + bytes.fromhex("c00c00210001000000" "3c") + struct.pack(">H", len(srv_data)) + srv_data
+      + bytes.fromhex("c02c00010001000000" "3c00047f000001"))
+write("dns-response", "a-class-ch", bytes.fromhex("3007" "8180" "0001" "0002" "00000000") + question
+      + bytes.fromhex("c00c00010001000000" "3c0004c6120001") + bytes.fromhex("c00c00010003000000" "3c00087f00000100000000"))
+aaaa_question = b"\x01a\x04test\x00" + bytes.fromhex("001c0001")
+write("dns-response", "mapped-loopback-off-chain", bytes.fromhex("3008" "8180" "0001" "0002" "00000000") + aaaa_question
+      + bytes.fromhex("c00c001c0001000000" "3c0010") + bytes(15) + b"\x01"
+      + b"\x05other\xc0\x0e" + bytes.fromhex("001c0001000000" "3c0010") + bytes(10) + bytes.fromhex("ffff7f000001"))
+write("dns-response", "zero-byte-owner-label", bytes.fromhex("3009" "8180" "0001" "0001" "00000000") + question
+      + bytes.fromhex("0f0000010001000000" "3c00047f000001") + bytes.fromhex("c00c") + bytes.fromhex("00100001000000" "3c000100"))
+
 # --- dns-framing: length-prefixed streams ---------------------------------------------------------------------------
 def frame(message):
     return struct.pack(">H", len(message)) + message
