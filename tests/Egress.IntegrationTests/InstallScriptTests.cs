@@ -12,31 +12,32 @@ public sealed class InstallScriptTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
 
+    /// <summary>The test's own directory: the stand-in build, its configuration and the DESTDIR stage.</summary>
+    private string _directory = string.Empty;
+
+    [SetUp]
+    public void CreateDirectory() => _directory = Directory.CreateTempSubdirectory("egress-install-").FullName;
+
+    [TearDown]
+    public void DeleteDirectory() => Directory.Delete(_directory, recursive: true);
+
     // A framework-dependent build's directory was "installed" as its launcher alone, which then could not run
     // ("The application to execute does not exist: '/opt/egress/egress-host.dll'").
     [Test]
     public async Task AFrameworkDependentBuildIsRefusedAndNothingIsInstalled()
     {
-        string directory = Directory.CreateTempSubdirectory("egress-install-").FullName;
-        try
-        {
-            string from = PublishedStandIn(directory);
-            await File.WriteAllBytesAsync(Path.Combine(from, "egress-host.dll"), []);
-            string stage = Path.Combine(directory, "stage");
+        string from = PublishedStandIn(_directory);
+        await File.WriteAllBytesAsync(Path.Combine(from, "egress-host.dll"), []);
+        string stage = Path.Combine(_directory, "stage");
 
-            var result = await InstallAsync(stage, "--from", from, "--config", Path.Combine(Repository.Root, "samples", "enclave.toml"));
+        var result = await InstallAsync(stage, "--from", from, "--config", Path.Combine(Repository.Root, "samples", "enclave.toml"));
 
-            Assert.Multiple(() =>
-            {
-                Assert.That(result.ExitCode, Is.EqualTo(1), result.ToString);
-                Assert.That(result.StandardError, Does.Contain($"install: error: '{from}' is a framework-dependent build (egress-host.dll beside the launcher)"), result.ToString);
-                Assert.That(Directory.Exists(stage), Is.False, "nothing staged");
-            });
-        }
-        finally
+        Assert.Multiple(() =>
         {
-            Directory.Delete(directory, recursive: true);
-        }
+            Assert.That(result.ExitCode, Is.EqualTo(1), result.ToString);
+            Assert.That(result.StandardError, Does.Contain($"install: error: '{from}' is a framework-dependent build (egress-host.dll beside the launcher)"), result.ToString);
+            Assert.That(Directory.Exists(stage), Is.False, "nothing staged");
+        });
     }
 
     // The configuration is checked as a hidden copy where it would be installed, and its errors named the copy
@@ -44,28 +45,20 @@ public sealed class InstallScriptTests
     [Test]
     public async Task AnInvalidConfigurationIsReportedInTheGivenFilesName()
     {
-        string directory = Directory.CreateTempSubdirectory("egress-install-").FullName;
-        try
-        {
-            string from = PublishedStandIn(directory);
-            string config = Path.Combine(directory, "typo.toml");
-            await File.WriteAllTextAsync(config, "[egress]\nenabled = true\ndestnations = [\"api.example.com\"]\n");
-            string stage = Path.Combine(directory, "stage");
+        string from = PublishedStandIn(_directory);
+        string config = Path.Combine(_directory, "typo.toml");
+        await File.WriteAllTextAsync(config, "[egress]\nenabled = true\ndestnations = [\"api.example.com\"]\n");
+        string stage = Path.Combine(_directory, "stage");
 
-            var result = await InstallAsync(stage, "--from", from, "--config", config);
+        var result = await InstallAsync(stage, "--from", from, "--config", config);
 
-            Assert.Multiple(() =>
-            {
-                Assert.That(result.ExitCode, Is.EqualTo(1), result.ToString);
-                Assert.That(result.StandardError, Does.Contain($"{config}:3:1: error: unknown key; did you mean 'destinations'? (key 'egress.destnations')"), result.ToString);
-                Assert.That(result.StandardError, Does.Not.Contain(".enclave.toml."), result.ToString);
-                Assert.That(Directory.Exists(stage), Is.False, "nothing staged");
-            });
-        }
-        finally
+        Assert.Multiple(() =>
         {
-            Directory.Delete(directory, recursive: true);
-        }
+            Assert.That(result.ExitCode, Is.EqualTo(1), result.ToString);
+            Assert.That(result.StandardError, Does.Contain($"{config}:3:1: error: unknown key; did you mean 'destinations'? (key 'egress.destnations')"), result.ToString);
+            Assert.That(result.StandardError, Does.Not.Contain(".enclave.toml."), result.ToString);
+            Assert.That(Directory.Exists(stage), Is.False, "nothing staged");
+        });
     }
 
     // A new user's trial: without --config the demo's sample policy was installed without a word (and --enable would
@@ -73,30 +66,22 @@ public sealed class InstallScriptTests
     [Test]
     public async Task WithoutConfigTheSamplePolicyIsNamedAndNotEnabled()
     {
-        string directory = Directory.CreateTempSubdirectory("egress-install-").FullName;
-        try
-        {
-            string from = PublishedStandIn(directory);
-            string stage = Path.Combine(directory, "stage");
+        string from = PublishedStandIn(_directory);
+        string stage = Path.Combine(_directory, "stage");
 
-            var enabled = await InstallAsync(stage, "--from", from, "--enable");
-            bool stagedByEnable = Directory.Exists(stage);
-            var installed = await InstallAsync(stage, "--from", from);
+        var enabled = await InstallAsync(stage, "--from", from, "--enable");
+        bool stagedByEnable = Directory.Exists(stage);
+        var installed = await InstallAsync(stage, "--from", from);
 
-            Assert.Multiple(() =>
-            {
-                Assert.That(enabled.ExitCode, Is.EqualTo(1), enabled.ToString);
-                Assert.That(enabled.StandardError, Does.Contain("install: error: --enable without --config would start egress-host on the sample policy"), enabled.ToString);
-                Assert.That(stagedByEnable, Is.False, "nothing staged");
-                Assert.That(installed.ExitCode, Is.EqualTo(0), installed.ToString);
-                Assert.That(installed.StandardOutput, Does.Contain("enclave.toml: the SAMPLE policy (no --config given"), installed.ToString);
-                Assert.That(File.ReadAllText(Path.Combine(stage, "etc", "egress", "enclave.toml")), Is.EqualTo(File.ReadAllText(Path.Combine(Repository.Root, "samples", "enclave.toml"))));
-            });
-        }
-        finally
+        Assert.Multiple(() =>
         {
-            Directory.Delete(directory, recursive: true);
-        }
+            Assert.That(enabled.ExitCode, Is.EqualTo(1), enabled.ToString);
+            Assert.That(enabled.StandardError, Does.Contain("install: error: --enable without --config would start egress-host on the sample policy"), enabled.ToString);
+            Assert.That(stagedByEnable, Is.False, "nothing staged");
+            Assert.That(installed.ExitCode, Is.EqualTo(0), installed.ToString);
+            Assert.That(installed.StandardOutput, Does.Contain("enclave.toml: the SAMPLE policy (no --config given"), installed.ToString);
+            Assert.That(File.ReadAllText(Path.Combine(stage, "etc", "egress", "enclave.toml")), Is.EqualTo(File.ReadAllText(Path.Combine(Repository.Root, "samples", "enclave.toml"))));
+        });
     }
 
     private static Task<CommandResult> InstallAsync(string stage, params string[] arguments) =>

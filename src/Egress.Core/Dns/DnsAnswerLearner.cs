@@ -170,12 +170,17 @@ internal static class DnsAnswerLearner
         for (int i = 0; i < header.NsCount + header.ArCount && error == DnsParseError.None; i++)
         {
             error = DnsRecord.TryRead(response, offset, out DnsRecord record, out offset);
-            if (error == DnsParseError.None && record.IsAddress
-                && policy.RefusesAsInternal(AddressValue.Of(response.Slice(record.DataOffset, record.DataLength)), out _))
+            if (error != DnsParseError.None || !record.IsAddress)
+            {
+                continue;
+            }
+
+            UInt128 value = AddressValue.Of(response.Slice(record.DataOffset, record.DataLength));
+            if (policy.RefusesAsInternal(value, out _))
             {
                 return string.Create(
                     CultureInfo.InvariantCulture,
-                    $"the {(i < header.NsCount ? "authority" : "additional")} section holds the internal address {AddressValue.ToAddress(AddressValue.Of(response.Slice(record.DataOffset, record.DataLength)))}, which a client reading the records beside an SRV or MX answer would connect to");
+                    $"the {(i < header.NsCount ? "authority" : "additional")} section holds the internal address {AddressValue.ToAddress(value)}, which a client reading the records beside an SRV or MX answer would connect to");
             }
         }
 
@@ -200,7 +205,7 @@ internal static class DnsAnswerLearner
         {
             if (data.Length - position < 4)
             {
-                return $"an {kind} record's parameters cannot be read, so its address hints could not be checked";
+                return ParametersUnreadable(kind);
             }
 
             ushort key = BinaryPrimitives.ReadUInt16BigEndian(data[position..]);
@@ -209,7 +214,7 @@ internal static class DnsAnswerLearner
             int size = key switch { SvcKeyIPv4Hint => 4, SvcKeyIPv6Hint => 16, _ => 0 };
             if (data.Length - position < length || (size > 0 && length % size != 0))
             {
-                return $"an {kind} record's parameters cannot be read, so its address hints could not be checked";
+                return ParametersUnreadable(kind);
             }
 
             for (int hint = position; size > 0 && hint < position + length; hint += size)
@@ -227,6 +232,8 @@ internal static class DnsAnswerLearner
         }
 
         return null;
+
+        static string ParametersUnreadable(string kind) => $"an {kind} record's parameters cannot be read, so its address hints could not be checked";
     }
 
     private static string Unreadable(DnsParseError error) =>

@@ -16,9 +16,7 @@ internal static class AddressValue
     {
         Span<byte> bytes = stackalloc byte[16];
         _ = address.TryWriteBytes(bytes, out int written);
-        return written == 4
-            ? FromIPv4(BinaryPrimitives.ReadUInt32BigEndian(bytes))
-            : BinaryPrimitives.ReadUInt128BigEndian(bytes);
+        return Of(bytes[..written]);
     }
 
     /// <summary>The value of an address in network byte order: 4 bytes (IPv4, as in an A record's data) or 16 (IPv6,
