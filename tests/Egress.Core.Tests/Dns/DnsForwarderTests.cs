@@ -333,6 +333,23 @@ public sealed class DnsForwarderTests
         });
     }
 
+    /// <summary>The enclave and the parent keep a learned address for a day at most; an app that cached the answer for
+    /// its 30 days would then be denied the address. Before, the TTLs reached the app as they came.</summary>
+    [Test]
+    public async Task NoTtlTheAppReadsIsAboveTheDayALearnedAddressIsKept()
+    {
+        var result = await _harness.Client().QueryAsync("longttl.x.test", QueryType.A);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.HasError, Is.False, result.ErrorMessage);
+            Assert.That(
+                result.Answers.Select(record => (record.RecordType, record.InitialTimeToLive)),
+                Is.EqualTo(new[] { (ResourceRecordType.CNAME, 86_400), (ResourceRecordType.A, 86_400), (ResourceRecordType.A, 60) }));
+            Assert.That(_harness.EnclavePolicy.CheckAddress(IPAddress.Parse("198.18.0.34")).Reason, Is.EqualTo(DecisionReason.Learned));
+        });
+    }
+
     /// <summary>The address of every answer-section A/AAAA record, whatever its owner (as musl reads an answer).</summary>
     private static string[] AnswerAddresses(byte[] message)
     {

@@ -43,6 +43,9 @@ internal static class TestZone
             ("longchain.x.test", _) => new FakeAnswer([
                 .. Enumerable.Range(0, LongChainLinks).Select(i => FakeRecord.Cname(i == 0 ? "longchain.x.test" : $"l{i}.z.test", $"l{i + 1}.z.test")),
                 FakeRecord.A($"l{LongChainLinks}.z.test", "127.0.0.1")]),
+            // TTLs of 30 days and 2^31-1 s beside one of a minute.
+            ("longttl.x.test", _) => FakeAnswer.Of(
+                FakeRecord.Cname("longttl.x.test", "long.z.test", 2_592_000), FakeRecord.A("long.z.test", "198.18.0.34", int.MaxValue), FakeRecord.A("long.z.test", "198.18.0.35", 60)),
             // An A record of five bytes: the answer section cannot be read.
             ("malformed.x.test", _) => FakeAnswer.Of(FakeRecord.A("malformed.x.test", "198.18.0.33"), new FakeRecord("malformed.x.test", 1, "\u007f\u0000\u0000\u0001\u0000", Raw: true)),
             ("big.x.test", _) => new FakeAnswer([.. Enumerable.Range(1, BigRecordCount).Select(i => FakeRecord.A("big.x.test", $"198.18.1.{i}"))]),

@@ -13,7 +13,8 @@ namespace Egress.Dns.Forwarder;
 /// BADVERS, a name outside the allowlist gets NXDOMAIN (with an Extended DNS Error when the query has EDNS) without
 /// anything being forwarded (in report mode it is forwarded as if allowed, after a would-deny line), an allowed name goes to the parent and its answer comes back verbatim (only the ID was
 /// rewritten on the wire and restored), after its addresses were learned, less the A/AAAA records of internal-range
-/// addresses the policy refuses (<see cref="DnsAddressRemoval"/>). A UDP answer larger than the client
+/// addresses the policy refuses (<see cref="DnsAddressRemoval"/>), and with no TTL above <see cref="MaxAnswerTtl"/>
+/// (<see cref="DnsTtlCap"/>). A UDP answer larger than the client
 /// accepts is cut to the whole records that fit, with TC=1, so the client may retry over TCP. Every query ends in
 /// one <see cref="DnsQueryResult"/>, logged and counted by <see cref="Complete"/>. Forwarded queries are admitted by
 /// <paramref name="admission"/>: beyond its limit a query is answered SERVFAIL at once (with an Extended DNS Error).
@@ -22,6 +23,9 @@ namespace Egress.Dns.Forwarder;
 internal sealed class DnsQueryHandler(
     EgressPolicy policy, DnsTunnelPool pool, DnsQueryAdmission admission, EgressMetrics? metrics, ILogger logger, TimeProvider time, Denials.DenialTally? denials = null) : IDnsAnswerer
 {
+    /// <summary>The highest TTL an app reads in a forwarded answer, in seconds: how long a learned address is kept.</summary>
+    internal static readonly uint MaxAnswerTtl = (uint)AllowlistCache.MaxTtl.TotalSeconds;
+
     [ThreadStatic]
     private static HashSet<UInt128>? t_refused;
 
@@ -153,6 +157,9 @@ internal sealed class DnsQueryHandler(
             answer = response[..length];
         }
 
+        // The enclave and the parent keep a learned address for at most a day (AllowlistCache.MaxTtl); an app that kept
+        // it longer would be denied it. So no TTL the app reads is above that (the answer is response's first bytes).
+        DnsTtlCap.Apply(response[..answer.Length], MaxAnswerTtl);
         DnsLog.Answered(logger, question.LogName, DnsTypeName.Of(question.Type), DnsForwarding.ResponseCode(answer), answer.Length);
         int limit = udp ? DnsForwarding.ClientUdpLimit(query, questionEnd) : DnsTcpFraming.MaxMessageLength;
         if (answer.Length <= limit)

@@ -44,6 +44,7 @@ internal static class DnsResponseTarget
 
         CheckRemoval(message, error, records);
         CheckScreen(message);
+        CheckTtlCap(message, error, records);
 
         _ = DnsForwarding.ResponseCode(message);
         _ = DnsForwarding.IsAnswerTo(EdnsQuery, message);
@@ -89,6 +90,22 @@ internal static class DnsResponseTarget
         Require(
             DnsAnswerLearner.RefuseInternal(AllowAll, "a.test", copy.AsSpan(0, length), NullLogger.Instance, left) is null && left.Count == 0,
             "an internal address is left in the answer after the removal");
+    }
+
+    /// <summary>As the enclave caps an answer's TTLs: the message keeps its length and what it teaches, every learned
+    /// address with a TTL no longer than the cap; a second pass lowers nothing.</summary>
+    private static void CheckTtlCap(byte[] message, DnsParseError error, List<DnsAddressRecord> learned)
+    {
+        const uint cap = 300;
+        byte[] copy = [.. message];
+        DnsTtlCap.Apply(copy, cap);
+        var after = new List<DnsAddressRecord>();
+        Require(DnsMessage.ExtractAddresses(copy, after) == error, "capping the TTLs changed whether the message parses");
+        Require(
+            after.Select(record => record.Address).SequenceEqual(learned.Select(record => record.Address)),
+            "capping the TTLs changed the addresses learned");
+        Require(after.All(record => record.Ttl <= TimeSpan.FromSeconds(cap)), "a learned TTL above the cap");
+        Require(DnsTtlCap.Apply(copy, cap) == 0, "a second cap lowered a TTL");
     }
 
     private static void CheckRemoval(byte[] message, DnsParseError error, List<DnsAddressRecord> learned)
