@@ -25,12 +25,13 @@ public sealed class DnsEgressTests : EgressFixture
     private const string Big = "big.allowed.test";
     private const string V6 = "v6.allowed.test";
     private const string ShortLived = "ttl.allowed.test";
+    private const string LongLived = "long.allowed.test";
     private const string DeepWild = "a.b.wild.test";
     private const string WildApex = "wild.test";
     private const string Denied = "denied.test";
     private const int BigRecordCount = 40;
 
-    private static readonly string[] Destinations = [Www, Later, Cdn, Meta, Mixed, Big, V6, ShortLived, "*.wild.test"];
+    private static readonly string[] Destinations = [Www, Later, Cdn, Meta, Mixed, Big, V6, ShortLived, LongLived, "*.wild.test"];
 
     private static readonly IPAddress[] BigAddresses =
         [.. Enumerable.Range(1, BigRecordCount).Select(i => IPAddress.Parse(string.Create(CultureInfo.InvariantCulture, $"198.18.3.{i}")))];
@@ -56,6 +57,7 @@ public sealed class DnsEgressTests : EgressFixture
             DnsmasqRecord.Host(Mixed, WorldAddresses.Allowed),
             DnsmasqRecord.Host(V6, WorldAddresses.AllowedV6),
             DnsmasqRecord.Host(ShortLived, WorldAddresses.ShortTtl, ttlSeconds: 1),
+            DnsmasqRecord.Host(LongLived, WorldAddresses.Allowed, ttlSeconds: 2_592_000),
             DnsmasqRecord.Host(DeepWild, WorldAddresses.ViaWildcard),
             DnsmasqRecord.Host(WildApex, WorldAddresses.ViaWildcard),
             DnsmasqRecord.Host(Denied, WorldAddresses.Denied),
@@ -382,6 +384,17 @@ public sealed class DnsEgressTests : EgressFixture
             Assert.That(again.AnswerData, Is.EqualTo(new[] { "198.18.2.20" }), again.ToString);
             Assert.That(second.StandardOutput, Is.EqualTo("198.18.2.20 80\n"), second.ToString);
         });
+    }
+
+    /// <summary>A learned address is kept for a day at most, so no TTL dig reads is longer (30 days upstream); before
+    /// 4 December the TTL came through as it was, and an app that cached the answer that long was denied after a day.</summary>
+    [TestCase("+notcp")]
+    [TestCase("+tcp")]
+    public async Task ATtlOfThirtyDaysReachesTheAppAsOneDay(string transportOption)
+    {
+        var dig = await Clients.DigAsync(Topology.Enclave, transportOption, LongLived);
+
+        Assert.That(dig.Answers, Is.EqualTo(new[] { new DigRecord($"{LongLived}.", 86_400, "A", "198.18.0.10") }), dig.ToString);
     }
 
     [Test]
