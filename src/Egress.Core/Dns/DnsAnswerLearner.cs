@@ -32,8 +32,9 @@ internal static class DnsAnswerLearner
     /// <param name="policy">The policy that learns.</param>
     /// <param name="name">The question name.</param>
     /// <param name="response">The answer.</param>
-    /// <param name="logger">Where learned addresses (Debug) and rebinding refusals (Warning, the first
-    /// <see cref="LoggedRefusalsPerAnswer"/>) are logged.</param>
+    /// <param name="logger">Where learned addresses (Debug), rebinding refusals (Warning, the first
+    /// <see cref="LoggedRefusalsPerAnswer"/>) and the cache's evictions (Warning, event 326, at most once a minute) are
+    /// logged.</param>
     /// <param name="refused">Receives each internal-range address refused (DNS rebinding protection), as an
     /// <see cref="AddressValue"/>, when given.</param>
     public static int Learn(EgressPolicy policy, string name, ReadOnlySpan<byte> response, ILogger logger, HashSet<UInt128>? refused = null)
@@ -65,6 +66,11 @@ internal static class DnsAnswerLearner
         }
 
         records.Clear();
+        if (learned > 0 && policy.Cache.TryTakeEvictionWarning(out long evicted))
+        {
+            DnsLog.CacheEvicted(logger, evicted, policy.Cache.MaxEntries);
+        }
+
         return learned;
     }
 

@@ -39,6 +39,9 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 325, Level = LogLevel.Warning, Message = "DNS {Name} {Type}: answered SERVFAIL (EDE Blocked): the answer holds internal-range address records and could not be rewritten without them (see docs/dns.md)")]
     public static partial void InternalAddressesRefusedAnswer(ILogger logger, string name, string type);
 
+    [LoggerMessage(EventId = 326, Level = LogLevel.Warning, Message = "learned-address cache full ({MaxEntries} addresses): {Evicted} learned addresses evicted since the last such line (at most one a minute), those whose allowance ends first; a connection to one is denied until its name is resolved again. Raise [dns] cache_max_entries")]
+    public static partial void CacheEvicted(ILogger logger, long evicted, int maxEntries);
+
     [LoggerMessage(EventId = 309, Level = LogLevel.Debug, Message = "DNS answer for {Name} not learned ({Error})")]
     public static partial void Unlearnable(ILogger logger, string name, DnsParseError error);
 

@@ -47,6 +47,22 @@ public sealed class AllowlistCache
     private int _inUseCount;
     private long _evictions;
 
+    /// <summary>The addresses the size bound evicted while they were still allowed, with the name each was learned from
+    /// and when, so a denial can say so (the most recent <see cref="EvictedRemembered"/>, each for at most the expired retention); changed under
+    /// the write lock, read without it.</summary>
+    private readonly ConcurrentDictionary<UInt128, (string Name, long EvictedAt, long Sequence)> _evicted = new();
+    private readonly Queue<(UInt128 Key, long Sequence)> _evictedOrder = new();
+    private long _evictedSequence;
+
+    /// <summary>How many evictions a denial can explain (about 80 KB at most).</summary>
+    internal const int EvictedRemembered = 1024;
+
+    private long _evictionsWarned;
+    private long _lastEvictionWarning = long.MinValue;
+
+    /// <summary>The shortest time between two <see cref="TryTakeEvictionWarning"/> claims.</summary>
+    internal static readonly TimeSpan EvictionWarningInterval = TimeSpan.FromMinutes(1);
+
     /// <summary>Creates a cache with default options.</summary>
     public AllowlistCache()
         : this(new AllowlistCacheOptions())
@@ -75,6 +91,33 @@ public sealed class AllowlistCache
 
     /// <summary>How many addresses were removed to stay within <see cref="AllowlistCacheOptions.MaxEntries"/>.</summary>
     public long Evictions => Interlocked.Read(ref _evictions);
+
+    /// <summary>The size bound (<see cref="AllowlistCacheOptions.MaxEntries"/>).</summary>
+    internal int MaxEntries => _maxEntries;
+
+    /// <summary>
+    /// Whether to warn now that the size bound evicted addresses: true at most once per
+    /// <see cref="EvictionWarningInterval"/>, when addresses were evicted since the last claim, with how many. An app
+    /// that kept such an address is denied it (the denial says it was evicted), so an operator needs to hear it.
+    /// </summary>
+    /// <param name="evicted">The evictions since the last claim; 0 when false.</param>
+    internal bool TryTakeEvictionWarning(out long evicted)
+    {
+        evicted = 0;
+        long total = Interlocked.Read(ref _evictions);
+        long warned = Interlocked.Read(ref _evictionsWarned);
+        long now = _timeProvider.GetTimestamp();
+        long last = Interlocked.Read(ref _lastEvictionWarning);
+        if (total == warned
+            || (last != long.MinValue && _timeProvider.GetElapsedTime(last, now) < EvictionWarningInterval)
+            || Interlocked.CompareExchange(ref _lastEvictionWarning, now, last) != last)
+        {
+            return false;
+        }
+
+        evicted = total - Interlocked.Exchange(ref _evictionsWarned, total);
+        return evicted > 0;
+    }
 
     private long Now => _timeProvider.GetUtcNow().UtcTicks;
 
@@ -137,6 +180,7 @@ public sealed class AllowlistCache
 
                 _entries[key] = LearnedAddress.Create(normalized, expiresAt);
                 Interlocked.Increment(ref _count);
+                _evicted.TryRemove(key, out _);
             }
         }
 
@@ -389,7 +433,10 @@ public sealed class AllowlistCache
         int connections = UseOf(key)?.Connections ?? 0;
         if (!_entries.TryGetValue(key, out LearnedAddress? known))
         {
-            return default;
+            // Not held: evicted by the size bound (said, so the operator knows what to raise), or never learned.
+            return _evicted.TryGetValue(key, out var evicted) && now - evicted.EvictedAt < _retentionTicks
+                ? new CacheLookup(CacheState.Evicted, evicted.Name, inGrace: false, TimeSpan.FromTicks(now - evicted.EvictedAt))
+                : default;
         }
 
         LearnedName latest = known.Latest;
@@ -532,9 +579,18 @@ public sealed class AllowlistCache
 
         if (evicted == 0)
         {
+            long now = Now;
             while (earliest.TryDequeue(out var next, out _))
             {
-                evicted += RemoveIfUnchanged(next.Key, next.Seen) ? 1 : 0;
+                if (RemoveIfUnchanged(next.Key, next.Seen))
+                {
+                    evicted++;
+                    if (now < next.Seen.Latest.ExpiresAt + _graceTicks)
+                    {
+                        // Still allowed when it went: an app may well use it. (An expired one is denied either way.)
+                        RememberEvicted(next.Key, next.Seen.Latest.Name, now);
+                    }
+                }
             }
         }
 
@@ -570,6 +626,24 @@ public sealed class AllowlistCache
         }
 
         return (forgotten, earliest);
+    }
+
+    /// <summary>Under the write lock: remembers that the size bound evicted <paramref name="key"/>, learned from
+    /// <paramref name="name"/>, forgetting the oldest such record beyond <see cref="EvictedRemembered"/>.</summary>
+    private void RememberEvicted(UInt128 key, string name, long now)
+    {
+        long sequence = ++_evictedSequence;
+        _evicted[key] = (name, now, sequence);
+        _evictedOrder.Enqueue((key, sequence));
+        while (_evictedOrder.Count > EvictedRemembered)
+        {
+            // An address evicted again since has a later record, which stays.
+            var (oldest, itsSequence) = _evictedOrder.Dequeue();
+            if (_evicted.TryGetValue(oldest, out var record) && record.Sequence == itsSequence)
+            {
+                _evicted.TryRemove(oldest, out _);
+            }
+        }
     }
 
     /// <summary>Removes <paramref name="key"/> (under the write lock) if it is still the entry a walk saw and not in use.</summary>

@@ -13,7 +13,7 @@ internal readonly struct CacheLookup
         Connections = connections;
     }
 
-    /// <summary>Live, expired or never learned.</summary>
+    /// <summary>Live, expired, evicted or never learned.</summary>
     public CacheState State { get; }
 
     /// <summary>
@@ -35,7 +35,7 @@ internal readonly struct CacheLookup
 
     /// <summary>
     /// Live: the time until expiry (zero when live only because it is in use), or when <see cref="InGrace"/> the grace left. Expired: the time since grace ended.
-    /// Never learned: zero.
+    /// Evicted: the time since the eviction. Never learned: zero.
     /// </summary>
     public TimeSpan Time { get; }
 }

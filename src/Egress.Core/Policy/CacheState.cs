@@ -11,4 +11,8 @@ internal enum CacheState
 
     /// <summary>Learned, but its expiry and grace period have passed.</summary>
     Expired,
+
+    /// <summary>Learned, then evicted by the size bound (<see cref="AllowlistCacheOptions.MaxEntries"/>) while it was
+    /// still allowed; remembered for at most <see cref="AllowlistCacheOptions.ExpiredRetention"/>.</summary>
+    Evicted,
 }

@@ -27,7 +27,9 @@ public enum DecisionReason
     /// <summary>Denied: the address was learned from an allowed name, but TTL and grace have expired.</summary>
     LearnedExpired,
 
-    /// <summary>Denied: the address was never learned from an allowed name (or was forgotten).</summary>
+    /// <summary>Denied: the address was never learned from an allowed name, or was forgotten (after the expired
+    /// retention, or evicted because the cache was full: then <see cref="PolicyDecision.Subject"/> names the name it was
+    /// learned from).</summary>
     NeverLearned,
 
     /// <summary>Denied: no entry matches the name.</summary>

@@ -473,6 +473,7 @@ public sealed class EgressPolicy
         CacheState.Live when lookup.InGrace => new PolicyDecision(true, DecisionReason.LearnedInGrace, lookup.Name, lookup.Time),
         CacheState.Live => new PolicyDecision(true, DecisionReason.Learned, lookup.Name, lookup.Time),
         CacheState.Expired => new PolicyDecision(false, DecisionReason.LearnedExpired, lookup.Name, lookup.Time),
+        CacheState.Evicted => new PolicyDecision(false, DecisionReason.NeverLearned, lookup.Name, lookup.Time),
         _ => new PolicyDecision(false, DecisionReason.NeverLearned),
     };
 
@@ -481,7 +482,7 @@ public sealed class EgressPolicy
         PolicyDecision decision = FromState(lookup);
         if (!decision.IsAllowed)
         {
-            return portDenial is not null && lookup.State == CacheState.NeverLearned ? new PolicyDecision(false, DecisionReason.PortNotAllowed, portDenial) : decision;
+            return portDenial is not null && lookup.State is CacheState.NeverLearned or CacheState.Evicted ? new PolicyDecision(false, DecisionReason.PortNotAllowed, portDenial) : decision;
         }
 
         // One pass over the address's names: whether any of them is one this policy allows (report mode learns every

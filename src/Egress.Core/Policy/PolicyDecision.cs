@@ -69,14 +69,16 @@ public readonly struct PolicyDecision
     /// <summary>Why.</summary>
     public DecisionReason Reason { get; }
 
-    /// <summary>The matching entry, the name the address was learned from, the internal range, or the parent's
-    /// interface that holds the address; else null.</summary>
+    /// <summary>The matching entry, the name the address was learned from (also for a
+    /// <see cref="DecisionReason.NeverLearned"/> address that was learned and then evicted because the cache was full),
+    /// the internal range, or the parent's interface that holds the address; else null.</summary>
     public string? Subject { get; }
 
     /// <summary>
     /// For <see cref="DecisionReason.Learned"/> the time until the TTL expires; for
     /// <see cref="DecisionReason.LearnedInGrace"/> the grace left; for <see cref="DecisionReason.LearnedExpired"/>
-    /// the time since grace ended; otherwise null.
+    /// the time since grace ended; for <see cref="DecisionReason.NeverLearned"/> with a <see cref="Subject"/> the time
+    /// since the address was evicted; otherwise null.
     /// </summary>
     public TimeSpan? Time { get; }
 
@@ -109,6 +111,8 @@ public readonly struct PolicyDecision
         DecisionReason.LearnedInGrace => $"allowed: learned from {Subject}, TTL expired, in grace for {DurationText.Format(Time.GetValueOrDefault(), roundUp: true)}",
         DecisionReason.LearnedInUse => $"allowed: learned from {Subject}, TTL expired, in use by {Connections} connection{(Connections == 1 ? string.Empty : "s")}",
         DecisionReason.LearnedExpired => $"denied: learned from {Subject}, expired {DurationText.Format(Time.GetValueOrDefault(), roundUp: false)} ago",
+        DecisionReason.NeverLearned when Subject is not null =>
+            $"denied: learned from {Subject}, evicted {DurationText.Format(Time.GetValueOrDefault(), roundUp: false)} ago: the learned-address cache was full (raise [dns] cache_max_entries)",
         DecisionReason.NeverLearned => "denied: never learned from an allowed name",
         DecisionReason.PortNotAllowed => $"denied: port not allowed by \"{Subject}\"",
         DecisionReason.ParentAddress => $"denied: {ParentAddressText} (interface {Subject}); an entry naming this one address allows it",

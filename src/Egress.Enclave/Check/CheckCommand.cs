@@ -34,7 +34,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             output.WriteLine($"target:  name {target.Name}{port}");
             output.WriteLine($"dns:     {decision}");
             output.WriteLine(allowed
-                ? $"         the DNS forwarder forwards queries for this name to the parent and answers them unchanged"
+                ? $"         the DNS forwarder forwards queries for this name to the parent and answers with the parent's answer, less the address records of internal ranges no entry allows, and with no TTL above 1 day"
                 : $"         the DNS forwarder answers NXDOMAIN at once (with Extended DNS Error 15, Blocked, when the query has EDNS); nothing is forwarded");
             var onPort = targetPort is int namePort ? policy.CheckNamePort(target.Name, namePort) : null;
 
@@ -67,7 +67,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
                     : allowed && policy.PortLimitedEntries(target.Name) is { } limited ? $" only on the ports of {string.Join(", ", limited.Select(text => $"\"{text}\""))}"
                     : string.Empty;
                 output.WriteLine(allowed
-                    ? $"connect: allowed{through} to the addresses answered for this name, for their TTL (at least {Seconds(configuration.Dns.TtlFloor)}) plus {Seconds(configuration.Dns.Grace)} grace; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"
+                    ? $"connect: allowed{through} to the addresses answered for this name, for their TTL (at least {Seconds(configuration.Dns.TtlFloor)}, at most {Seconds(AllowlistCache.MaxTtl > configuration.Dns.TtlFloor ? AllowlistCache.MaxTtl : configuration.Dns.TtlFloor)}) plus {Seconds(configuration.Dns.Grace)} grace, and while a connection through them is open; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"
                     : "connect: denied to any address learned for this name (none will be)");
             }
 

@@ -134,4 +134,28 @@ public sealed class DnsAnswerLearnerTests
         Assert.That(DnsAnswerLearner.RefuseInternal(Policy, "a.x.test", builder.ToArray(), log.Factory.CreateLogger("t"), refused), Is.Null);
         Assert.That((refused.Count, log.Values(308, "Address").Count), Is.EqualTo((Count, DnsAnswerLearner.LoggedRefusalsPerAnswer)));
     }
+    /// <summary>From the DNS trial: a full cache evicted addresses without a word, and the app that kept one was denied
+    /// "never learned". Learning that evicts now warns (event 326) with the count, at most once a minute.</summary>
+    [Test]
+    public void LearningThatEvictsWarnsOnceAMinuteWithTheCount()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var policy = EgressPolicy.Create(true, ["*.x.test"], new AllowlistCache(new AllowlistCacheOptions { TimeProvider = time, MaxEntries = 1 }));
+        using var log = new LogCapture();
+        ILogger logger = log.Factory.CreateLogger("t");
+        byte[] Answer(string name, string address) => DnsMessageBuilder.Response(an: 1).Question(name).A(name, address).ToArray();
+
+        DnsAnswerLearner.Learn(policy, "a.x.test", Answer("a.x.test", "198.18.0.1"), logger);
+        DnsAnswerLearner.Learn(policy, "b.x.test", Answer("b.x.test", "198.18.0.2"), logger);
+        DnsAnswerLearner.Learn(policy, "c.x.test", Answer("c.x.test", "198.18.0.3"), logger);
+        time.Advance(AllowlistCache.EvictionWarningInterval);
+        DnsAnswerLearner.Learn(policy, "d.x.test", Answer("d.x.test", "198.18.0.4"), logger);
+        DnsAnswerLearner.Learn(policy, "e.x.test", Answer("e.x.test", "198.18.0.5"), logger);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(log.Values(326, "Evicted"), Is.EqualTo(new[] { "1", "2" }), "one line for b's learning, one a minute later for d's; none for c's or e's");
+            Assert.That(log.Values(326, "MaxEntries"), Is.EqualTo(new[] { "1", "1" }));
+        });
+    }
 }

@@ -323,7 +323,7 @@ public sealed class AllowlistCacheTests
         {
             Assert.That(cache.Count, Is.EqualTo(4));
             Assert.That(cache.Evictions, Is.EqualTo(1));
-            Assert.That(cache.Lookup(Ip(2)).State, Is.EqualTo(CacheState.NeverLearned));
+            Assert.That(cache.Lookup(Ip(2)).State, Is.EqualTo(CacheState.Evicted));
             Assert.That(new[] { 1, 3, 4, 5 }.Select(i => cache.Lookup(Ip(i)).State), Is.All.EqualTo(CacheState.Live));
         });
     }
@@ -398,8 +398,8 @@ public sealed class AllowlistCacheTests
         {
             Assert.That(cache.Evictions, Is.EqualTo(2));
             Assert.That(cache.Count, Is.EqualTo(127));
-            Assert.That(cache.Lookup(Ip(0)).State, Is.EqualTo(CacheState.NeverLearned));
-            Assert.That(cache.Lookup(Ip(1)).State, Is.EqualTo(CacheState.NeverLearned));
+            Assert.That(cache.Lookup(Ip(0)).State, Is.EqualTo(CacheState.Evicted));
+            Assert.That(cache.Lookup(Ip(1)).State, Is.EqualTo(CacheState.Evicted));
             Assert.That(cache.Lookup(Ip(2)).State, Is.EqualTo(CacheState.Live));
         });
     }
@@ -499,7 +499,7 @@ public sealed class AllowlistCacheTests
                     CacheLookup lookup = cache.Lookup(Ip(i));
                     bool consistent = lookup.State == CacheState.NeverLearned
                         ? lookup.Name is null
-                        : lookup.State == CacheState.Live && !lookup.InGrace
+                        : lookup.State is CacheState.Live or CacheState.Evicted && !lookup.InGrace
                           && (lookup.Name == $"host{i}.example.com" || lookup.Name == $"alias{i}.example.com");
                     if (!consistent)
                     {
@@ -718,7 +718,7 @@ public sealed class AllowlistCacheTests
             Assert.That(cache.Count, Is.EqualTo(3), "two not in use (MaxEntries) and the one in use");
             Assert.That(cache.Lookup(IPAddress.Parse("198.18.9.5")).State, Is.EqualTo(CacheState.Live));
             Assert.That(cache.Lookup(IPAddress.Parse("198.18.9.4")).State, Is.EqualTo(CacheState.Live));
-            Assert.That(cache.Lookup(IPAddress.Parse("198.18.9.3")).State, Is.EqualTo(CacheState.NeverLearned));
+            Assert.That(cache.Lookup(IPAddress.Parse("198.18.9.3")).State, Is.EqualTo(CacheState.Evicted));
         });
         hold!.Dispose();
     }
@@ -846,6 +846,99 @@ public sealed class AllowlistCacheTests
             Assert.That(names, Does.Not.Contain("n1.example.com"), "the earliest expiry not held is the one replaced");
         });
         hold!.Dispose();
+    }
+
+    /// <summary>From the DNS trial: an address the size bound evicted was denied as "never learned", which sent the
+    /// operator the wrong way. It is now said to be evicted, with the name it was learned from and since when.</summary>
+    [Test]
+    public void AnAddressTheSizeBoundEvictedIsSaidToBeEvictedWithItsName()
+    {
+        AllowlistCache cache = NewCache(maxEntries: 1);
+        var other = IPAddress.Parse("198.18.0.11");
+        cache.Learn("first.example.com", Address, TimeSpan.FromSeconds(60));
+        cache.Learn("second.example.com", other, TimeSpan.FromSeconds(600));
+        _time.Advance(TimeSpan.FromSeconds(5));
+
+        AssertLookup(cache.Lookup(Address), CacheState.Evicted, "first.example.com", inGrace: false, TimeSpan.FromSeconds(5));
+        Assert.That(cache.Evictions, Is.EqualTo(1));
+
+        cache.Learn("first.example.com", Address, TimeSpan.FromSeconds(60)); // learned again: live, and the other goes
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Lookup(Address).State, Is.EqualTo(CacheState.Live));
+            Assert.That(cache.Lookup(other).State, Is.EqualTo(CacheState.Evicted));
+        });
+    }
+
+    [Test]
+    public void AnEvictionIsRememberedForTheExpiredRetentionOnly()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time, MaxEntries = 1, ExpiredRetention = TimeSpan.FromMinutes(10) });
+        cache.Learn("first.example.com", Address, TimeSpan.FromSeconds(60));
+        cache.Learn("second.example.com", IPAddress.Parse("198.18.0.11"), TimeSpan.FromSeconds(600));
+
+        _time.Advance(TimeSpan.FromMinutes(10) - Tick);
+        Assert.That(cache.Lookup(Address).State, Is.EqualTo(CacheState.Evicted));
+        _time.Advance(Tick);
+        Assert.That(cache.Lookup(Address).State, Is.EqualTo(CacheState.NeverLearned));
+    }
+
+    [Test]
+    public void OnlyTheLatestEvictionsAreRemembered()
+    {
+        AllowlistCache cache = NewCache(maxEntries: 1);
+        IPAddress AddressOf(int i) => new([198, 19, (byte)(i / 250), (byte)(1 + (i % 250))]);
+        for (int i = 0; i <= AllowlistCache.EvictedRemembered + 1; i++)
+        {
+            cache.Learn($"n{i}.example.com", AddressOf(i), TimeSpan.FromSeconds(60 + i));
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Evictions, Is.EqualTo(AllowlistCache.EvictedRemembered + 1));
+            Assert.That(cache.Lookup(AddressOf(0)).State, Is.EqualTo(CacheState.NeverLearned), "the oldest record is gone");
+            Assert.That(cache.Lookup(AddressOf(1)).Name, Is.EqualTo("n1.example.com"));
+            Assert.That(cache.Lookup(AddressOf(1)).State, Is.EqualTo(CacheState.Evicted));
+            Assert.That(cache.Lookup(AddressOf(AllowlistCache.EvictedRemembered + 1)).State, Is.EqualTo(CacheState.Live));
+        });
+    }
+
+    /// <summary>An address evicted, learned again and evicted again keeps its later record when the earlier one's turn
+    /// to be forgotten comes.</summary>
+    [Test]
+    public void AnAddressEvictedTwiceKeepsItsLaterRecord()
+    {
+        AllowlistCache cache = NewCache(maxEntries: 1);
+        IPAddress AddressOf(int i) => new([198, 19, (byte)(i / 250), (byte)(1 + (i % 250))]);
+        cache.Learn("again.example.com", Address, TimeSpan.FromSeconds(60));
+        cache.Learn("n0.example.com", AddressOf(0), TimeSpan.FromSeconds(60)); // evicts Address
+        for (int i = 1; i < AllowlistCache.EvictedRemembered; i++)
+        {
+            cache.Learn($"n{i}.example.com", AddressOf(i), TimeSpan.FromSeconds(60));
+        }
+
+        cache.Learn("again.example.com", Address, TimeSpan.FromSeconds(60));
+        cache.Learn("last.example.com", AddressOf(9999), TimeSpan.FromSeconds(60)); // evicts Address again; its first record is the oldest
+
+        Assert.That(cache.Lookup(Address).State, Is.EqualTo(CacheState.Evicted));
+    }
+
+    [Test]
+    public void TheEvictionWarningIsClaimedAtMostOnceAMinuteWithTheCountSinceTheLast()
+    {
+        AllowlistCache cache = NewCache(maxEntries: 1);
+        Assert.That((cache.TryTakeEvictionWarning(out long none), none), Is.EqualTo((false, 0L)), "nothing evicted");
+        cache.Learn("a.example.com", IPAddress.Parse("198.18.0.1"), TimeSpan.FromSeconds(60));
+        cache.Learn("b.example.com", IPAddress.Parse("198.18.0.2"), TimeSpan.FromSeconds(60));
+        cache.Learn("c.example.com", IPAddress.Parse("198.18.0.3"), TimeSpan.FromSeconds(60));
+
+        Assert.That((cache.TryTakeEvictionWarning(out long first), first), Is.EqualTo((true, 2L)));
+        cache.Learn("d.example.com", IPAddress.Parse("198.18.0.4"), TimeSpan.FromSeconds(60));
+        Assert.That(cache.TryTakeEvictionWarning(out _), Is.False, "within the minute");
+        _time.Advance(AllowlistCache.EvictionWarningInterval);
+        Assert.That((cache.TryTakeEvictionWarning(out long later), later), Is.EqualTo((true, 1L)));
+        _time.Advance(AllowlistCache.EvictionWarningInterval);
+        Assert.That(cache.TryTakeEvictionWarning(out _), Is.False, "nothing evicted since");
     }
 
     private AllowlistCache NewCache(int maxEntries = 65536) =>

@@ -576,6 +576,29 @@ public sealed class EgressPolicyTests
         Assert.That(policy.CheckAddress(address).ToString(), Is.EqualTo("denied: never learned from an allowed name"));
     }
 
+    /// <summary>From the DNS trial: a connection to an address the full cache evicted was denied "never learned from an
+    /// allowed name". The denial now names the name, the eviction and what to raise; the reason stays NeverLearned (the
+    /// parent re-learns such an address from the request's host hint, as it does a forgotten one).</summary>
+    [Test]
+    public void AConnectionToAnEvictedAddressIsDeniedSayingItWasEvicted()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time, MaxEntries = 1 });
+        EgressPolicy policy = EgressPolicy.Create(enabled: true, ["*.example.com"], cache);
+        _ = policy.Learn("long.example.com", IPAddress.Parse("198.18.0.10"), TimeSpan.FromDays(1));
+        _ = policy.Learn("max.example.com", IPAddress.Parse("198.18.0.11"), TimeSpan.FromDays(1));
+        _time.Advance(TimeSpan.FromSeconds(65));
+
+        PolicyDecision decision = policy.CheckConnection(IPAddress.Parse("198.18.0.10"), 80, out AddressHold? hold);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(hold, Is.Null);
+            Assert.That((decision.IsAllowed, decision.Reason, decision.Subject), Is.EqualTo((false, DecisionReason.NeverLearned, "long.example.com")));
+            Assert.That(decision.ToString(), Is.EqualTo(
+                "denied: learned from long.example.com, evicted 1m5s ago: the learned-address cache was full (raise [dns] cache_max_entries)"));
+        });
+    }
+
     [TestCase(0.25, "allowed: learned from api.example.com, expires in 1s")]
     [TestCase(59, "allowed: learned from api.example.com, expires in 59s")]
     [TestCase(60, "allowed: learned from api.example.com, expires in 1m0s")]
