@@ -25,11 +25,14 @@ public abstract class EgressFixture
         topology = await Topology.CreateAsync();
         world = await topology.StartWorldServicesAsync();
         await PrepareAsync(topology);
-        deployment = await EgressDeployment.StartAsync(topology, ConfigToml);
+        deployment = await EgressDeployment.StartAsync(topology, ConfigToml, hostOpenFiles: null, enclaveOpenFiles: null, dnsPort: DnsListenPort);
     }
 
     /// <summary>The enclave.toml both hosts run with.</summary>
     internal virtual string ConfigToml => EnclaveConfig.Render(EnclaveConfig.DefaultDestinations);
+
+    /// <summary>The port of <see cref="ConfigToml"/>'s <c>dns_listen</c> on 127.0.0.1.</summary>
+    internal virtual int DnsListenPort => EgressDeployment.DnsPort;
 
     /// <summary>Runs after the world services start and before the hosts are deployed (e.g. a DNS upstream).</summary>
     internal virtual Task PrepareAsync(Topology topology) => Task.CompletedTask;

@@ -190,17 +190,20 @@ internal static class RedirectRules
     /// <summary>
     /// UDP and TCP to port 53 of every address but the forwarder's own, to the forwarder: an app with its own resolver
     /// (a VPC resolver, 8.8.8.8, 127.0.0.53) still goes through the name policy. Before the proxy's rule, which would
-    /// otherwise take TCP/53 as an ordinary connection.
+    /// otherwise take TCP/53 as an ordinary connection. A forwarder on another port (127.0.0.1:5353) takes port 53 of
+    /// its own address too: resolv.conf cannot name a port, so <c>nameserver 127.0.0.1</c> asks 127.0.0.1:53, which
+    /// was left alone and refused (a trial).
     /// </summary>
     private static RedirectRule[] Dns(string program, IPEndPoint target, string hostPrefix, string note)
     {
         var family = program == "iptables" ? "IPv4" : "IPv6";
-        var notForwarder = target.Address + hostPrefix;
+        string[] notForwarder = target.Port == DnsPort ? ["!", "-d", target.Address + hostPrefix] : [];
+        string which = target.Port == DnsPort ? "any resolver" : "any resolver, its own address's port 53 included,";
         return
         [
             .. new[] { "udp", "tcp" }.Select(protocol => Netfilter(
-                $"redirect {family} DNS over {protocol.ToUpperInvariant()} to any resolver to the DNS forwarder{note}", program, "OUTPUT",
-                ["-p", protocol, "--dport", "53", "!", "-d", notForwarder, "-j", "DNAT", "--to-destination", target.ToString()])),
+                $"redirect {family} DNS over {protocol.ToUpperInvariant()} to {which} to the DNS forwarder{note}", program, "OUTPUT",
+                ["-p", protocol, "--dport", "53", .. notForwarder, "-j", "DNAT", "--to-destination", target.ToString()])),
         ];
     }
 

@@ -49,7 +49,9 @@ internal sealed class EgressDeployment
     /// <param name="stdoutPausedUntil">When given, each host's stdout goes to a pipe that is read up to the host's
     /// "listening on" line and then not again until this file exists (a stalled log shipper that recovers); stderr is
     /// read all along.</param>
-    public static async Task<EgressDeployment> StartAsync(Topology topology, string configToml, int? hostOpenFiles, int? enclaveOpenFiles, string? stdoutPausedUntil = null)
+    /// <param name="dnsPort">The port of the configuration's <c>dns_listen</c> on 127.0.0.1, waited for.</param>
+    public static async Task<EgressDeployment> StartAsync(
+        Topology topology, string configToml, int? hostOpenFiles, int? enclaveOpenFiles, string? stdoutPausedUntil = null, int dnsPort = DnsPort)
     {
         var configPath = Path.Combine(topology.WorkDirectory, "enclave.toml");
         await File.WriteAllTextAsync(configPath, configToml).ConfigureAwait(false);
@@ -66,10 +68,10 @@ internal sealed class EgressDeployment
         await Wait.UntilAsync(
             async () => enclave.HasExited || (await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.Loopback, ProxyPort).ConfigureAwait(false)
                 && await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.IPv6Loopback, ProxyPort).ConfigureAwait(false)
-                && await IsListeningAsync(topology.Enclave, "-Hlun", IPAddress.Loopback, DnsPort).ConfigureAwait(false)
-                && await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.Loopback, DnsPort).ConfigureAwait(false)),
+                && await IsListeningAsync(topology.Enclave, "-Hlun", IPAddress.Loopback, dnsPort).ConfigureAwait(false)
+                && await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.Loopback, dnsPort).ConfigureAwait(false)),
             ReadyTimeout,
-            () => $"egress-enclave is not listening on 127.0.0.1:{ProxyPort}, [::1]:{ProxyPort} and 127.0.0.1:{DnsPort} (UDP and TCP): {enclave}").ConfigureAwait(false);
+            () => $"egress-enclave is not listening on 127.0.0.1:{ProxyPort}, [::1]:{ProxyPort} and 127.0.0.1:{dnsPort} (UDP and TCP): {enclave}").ConfigureAwait(false);
         Assert.That(enclave.HasExited, Is.False, () => $"egress-enclave exited during startup: {enclave}");
 
         return new EgressDeployment(topology, configPath, tunnelSocket, host, enclave);

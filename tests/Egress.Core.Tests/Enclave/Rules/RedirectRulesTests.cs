@@ -45,9 +45,13 @@ public sealed class RedirectRulesTests
     }
 
     [Test]
-    public void CustomDnsPortChangesOnlyTheDnsDnatTargets()
+    public void ACustomDnsPortChangesTheDnsTargetsAndTakesPort53OfTheForwardersOwnAddressToo()
     {
-        string[] expected = [.. DefaultAddLines.Select(line => line.Replace("0.1:53", "0.1:5353", StringComparison.Ordinal).Replace("[::1]:53", "[::1]:5353", StringComparison.Ordinal))];
+        // The forwarder's own address is no longer left out: resolv.conf's "nameserver 127.0.0.1" asks port 53 there,
+        // which a trial found refused with the forwarder on 5353 (the exclusion only keeps port 53 off a forwarder on 53).
+        string[] expected = [.. DefaultAddLines.Select(line => !line.Contains("--dport 53", StringComparison.Ordinal) ? line : line
+            .Replace("0.1:53", "0.1:5353", StringComparison.Ordinal).Replace("[::1]:53", "[::1]:5353", StringComparison.Ordinal)
+            .Replace(" ! -d 127.0.0.1/32", string.Empty, StringComparison.Ordinal).Replace(" ! -d ::1/128", string.Empty, StringComparison.Ordinal))];
 
         Assert.That(RedirectRules.For(dnsPort: 5353).Select(r => r.AddCommandLine), Is.EqualTo(expected));
         Assert.That(expected.Count(line => line.EndsWith(":5353", StringComparison.Ordinal)), Is.EqualTo(4));
