@@ -40,7 +40,13 @@ egress_netns_down() {
             if [ -n "$pids" ]; then
                 # shellcheck disable=SC2086
                 kill $pids 2>/dev/null || true
-                sleep 0.5
+                # Up to 5 s to stop (a host drains its connections and logs "stopped"; 0.5 s was sometimes too short
+                # on a busy machine, and bash printed "Killed"), then SIGKILL whatever is left.
+                for _ in $(seq 50); do
+                    # shellcheck disable=SC2086
+                    kill -0 $pids 2>/dev/null || break
+                    sleep 0.1
+                done
                 # shellcheck disable=SC2086
                 kill -9 $pids 2>/dev/null || true
             fi
