@@ -14,6 +14,13 @@ namespace Egress.Configuration;
 /// </summary>
 public static class ConfiguredComponents
 {
+    /// <summary>Top-level domains nobody can register a name in (special-use: RFC 6761 <c>test</c>, <c>localhost</c>,
+    /// <c>invalid</c>, <c>example</c>; RFC 6762 <c>local</c>; RFC 7686 <c>onion</c>; RFC 9476 <c>alt</c>; ICANN's
+    /// <c>internal</c>; the infrastructure domain <c>arpa</c>): a wildcard over one opens no name an exfiltrating dependency
+    /// could buy, so it is not warned about (a trial: <c>*.test</c> was said to be open to anyone).</summary>
+    private static readonly HashSet<string> SpecialUseTopLevelDomains =
+        new(["test", "localhost", "invalid", "example", "local", "onion", "alt", "internal", "arpa"], StringComparer.OrdinalIgnoreCase);
+
     /// <summary>Creates the allowlist cache with the <c>[dns]</c> TTL floor, grace and size bound.</summary>
     /// <param name="configuration">The configuration.</param>
     /// <param name="timeProvider">The clock; the system clock when null.</param>
@@ -99,7 +106,8 @@ public static class ConfiguredComponents
 
         foreach (var entry in configuration.Egress.Entries)
         {
-            if (entry.Rule is { Kind: DestinationRuleKind.WildcardSubdomain, HostName: { } domain } && !domain.Contains('.', StringComparison.Ordinal))
+            if (entry.Rule is { Kind: DestinationRuleKind.WildcardSubdomain, HostName: { } domain } && !domain.Contains('.', StringComparison.Ordinal)
+                && !SpecialUseTopLevelDomains.Contains(domain))
             {
                 // "*.com": every name under a top-level domain, which an exfiltrating dependency can register.
                 warnings.Add(

@@ -55,6 +55,9 @@ internal sealed class PortSet
             int dash = item.IndexOf('-', StringComparison.Ordinal);
             string? reason = dash < 0
                 ? ParsePort(item, out int single) ?? Add(ranges, single, single)
+                : dash == 0 || dash == item.Length - 1
+                    // "80-" or "-80": said as the range it is, not as a port "" that is not a number (a trial).
+                    ? $"port range \"{item}\" has no {(dash == 0 ? "first" : "last")} port: write FIRST-LAST, such as \"8000-8099\""
                 : ParsePort(item[..dash], out int first) ?? ParsePort(item[(dash + 1)..], out int last)
                     ?? (first > last ? $"port range \"{item}\" runs backwards" : Add(ranges, first, last));
             if (reason is not null)

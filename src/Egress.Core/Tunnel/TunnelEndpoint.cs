@@ -98,7 +98,12 @@ public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
         {
             endpoint = null;
             int colon = text.IndexOf(':', StringComparison.Ordinal);
-            reason = colon > 0 ? $"the scheme '{text[..colon]}' is not supported" : "it has no scheme";
+            string? scheme = colon > 0 ? text[..colon] : null;
+            reason = scheme is null ? "it has no scheme"
+                // "vsock:3:4433", "tcp:127.0.0.1:4433": a known scheme without its "//" (a trial was told 'vsock' is not supported).
+                : (scheme.Equals("vsock", StringComparison.OrdinalIgnoreCase) || scheme.Equals("tcp", StringComparison.OrdinalIgnoreCase))
+                    ? $"'{scheme}' needs '//' after its colon: write '{scheme}://{text[(colon + 1)..].TrimStart('/')}'"
+                : $"the scheme '{scheme}' is not supported";
         }
 
         error = endpoint is null ? $"Invalid tunnel endpoint '{text}': {reason}. Accepted forms: {AcceptedForms}." : null;

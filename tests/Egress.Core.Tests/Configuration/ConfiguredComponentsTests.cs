@@ -102,6 +102,14 @@ public sealed class ConfiguredComponentsTests
         }));
     }
 
+    // A trial: "*.test" and "*.internal" were said to open a top-level domain "anyone can register a name in".
+    [TestCase("test")]
+    [TestCase("localhost")]
+    [TestCase("internal")]
+    [TestCase("ARPA")]
+    public void AWildcardOverASpecialUseTopLevelDomainGetsNoWarning(string domain) =>
+        Assert.That(EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"*.{domain}\"]\n", Source).GetWarnings(), Is.Empty);
+
     // A new user's trial: "vsock://host:4433" was taken without a word and resolves to CID 2, the hypervisor's, where the
     // parent a Nitro enclave reaches is CID 3.
     [TestCase("vsock://host:4433", "4433")]

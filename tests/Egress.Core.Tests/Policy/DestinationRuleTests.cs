@@ -92,7 +92,8 @@ public sealed class DestinationRuleTests
     [TestCase("api.example.com:0443", "port \"0443\" is not a number from 1 to 65535")]
     [TestCase("api.example.com:https", "port \"https\" is not a number from 1 to 65535")]
     [TestCase("api.example.com:443,", "port \"\" is not a number from 1 to 65535")]
-    [TestCase("api.example.com:-443", "port \"\" is not a number from 1 to 65535")]
+    [TestCase("api.example.com:-443", "port range \"-443\" has no first port: write FIRST-LAST, such as \"8000-8099\"")]
+    [TestCase("api.example.com:80-", "port range \"80-\" has no last port: write FIRST-LAST, such as \"8000-8099\"")] // a trial: port "" is not a number
     [TestCase("198.18.0.10:8100-8000", "port range \"8100-8000\" runs backwards")]
     [TestCase("198.18.0.10:1-2-3", "port \"2-3\" is not a number from 1 to 65535")]
     [TestCase("[2001:db8::1]443", "unexpected \"443\" after ']' (write [IPv6]:PORTS)")]

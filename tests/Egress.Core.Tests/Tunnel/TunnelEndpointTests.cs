@@ -115,6 +115,8 @@ public sealed class TunnelEndpointTests
     [TestCase("http://127.0.0.1:80", "scheme 'http'")]
     [TestCase("/run/egress.sock", "no scheme")]
     [TestCase(" tcp://127.0.0.1:4433", "scheme ' tcp'")]
+    [TestCase("vsock:3:4433", "'vsock' needs '//' after its colon: write 'vsock://3:4433'")] // a trial: "'vsock' is not supported"
+    [TestCase("tcp:/127.0.0.1:4433", "'tcp' needs '//' after its colon: write 'tcp://127.0.0.1:4433'")]
     public void RejectsMalformedInputNamingItAndTheAcceptedForms(string text, string reason)
     {
         Assert.That(
