@@ -573,9 +573,21 @@ internal sealed class ConfigurationReader
 
         // A key of another section ([host] proxy_listen): where it belongs.
         string[] elsewhere = [.. ConfigurationKeys.All.Where(other => other.Name == key && other.Path != path).Select(other => $"[{other.Section}]")];
-        return new ConfigurationException(keyLocation, path, elsewhere.Length == 0
+        if (elsewhere.Length > 0)
+        {
+            return new ConfigurationException(keyLocation, path, $"unknown key here; '{key}' is a key of {string.Join(" and ", elsewhere)}");
+        }
+
+        // A key named by one word of a real one, here or in another section (a trial: [dns] upstreams, [tunnel] endpoint,
+        // [enclave] proxy_port got a bare "unknown key"): the keys it may mean, by their full path.
+        string stem = key.EndsWith("_port", StringComparison.Ordinal) ? key[..^"_port".Length] : key;
+        string[] related = [.. ConfigurationKeys.All
+            .Where(other => other.Name.EndsWith("_" + key, StringComparison.Ordinal) || other.Name.StartsWith(stem + "_", StringComparison.Ordinal))
+            .Select(other => $"'{other.Path}'")
+            .Distinct()];
+        return new ConfigurationException(keyLocation, path, related.Length == 0
             ? "unknown key"
-            : $"unknown key here; '{key}' is a key of {string.Join(" and ", elsewhere)}");
+            : $"unknown key; did you mean {string.Join(" or ", related)}?");
     }
 
     private static ReadOnlySpan<char> WithoutUnit(string key) =>

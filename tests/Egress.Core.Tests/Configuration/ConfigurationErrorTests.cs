@@ -13,7 +13,10 @@ public sealed class ConfigurationErrorTests
     [TestCase("[egress.extra]\nx = 1\n", 1, 9, "egress.extra", "unknown key", TestName = "Unknown sub-table of an Egress section")]
     [TestCase("egress = { enabled = true, destinationz = [] }\n", 1, 28, "egress.destinationz", "unknown key; did you mean 'destinations'?", TestName = "Unknown key in an inline table")]
     [TestCase("[tunnel]\nstatus_timeout = 10000\n", 2, 1, "tunnel.status_timeout", "unknown key; did you mean 'status_timeout_ms'?", TestName = "Duration key without its unit")]
-    [TestCase("[enclave]\nproxy_port = 4444\n", 2, 1, "enclave.proxy_port", "unknown key", TestName = "proxy_port is not a key (proxy_listen is)")]
+    // A trial: these got a bare "unknown key".
+    [TestCase("[enclave]\nproxy_port = 4444\n", 2, 1, "enclave.proxy_port", "unknown key; did you mean 'enclave.proxy_listen'?", TestName = "proxy_port is not a key (proxy_listen is)")]
+    [TestCase("[dns]\nupstreams = []\n", 2, 1, "dns.upstreams", "unknown key; did you mean 'host.dns_upstreams'?", TestName = "upstreams in [dns]")]
+    [TestCase("[tunnel]\nendpoint = \"vsock://3:4433\"\n", 2, 1, "tunnel.endpoint", "unknown key; did you mean 'tunnel.enclave_endpoint' or 'tunnel.host_endpoint'?", TestName = "endpoint in [tunnel]")]
     // An operator's trial: a key written in the wrong section, or in capitals, got a bare "unknown key".
     [TestCase("[host]\nproxy_listen = [\"127.0.0.1:4444\"]\n", 2, 1, "host.proxy_listen", "unknown key here; 'proxy_listen' is a key of [enclave]", TestName = "A key of [enclave] in [host]")]
     [TestCase("[tunnel]\nconnect_timeout_ms = 5000\n", 2, 1, "tunnel.connect_timeout_ms", "unknown key here; 'connect_timeout_ms' is a key of [host]", TestName = "A key of [host] in [tunnel]")]
@@ -23,7 +26,8 @@ public sealed class ConfigurationErrorTests
     [TestCase("[host]\n\n  dns_upstream = []\n", 3, 3, "host.dns_upstream", "unknown key; did you mean 'dns_upstreams'?", TestName = "Unknown key in [host], indented")]
     [TestCase("[dns]\nttl_floor = 1\n", 2, 1, "dns.ttl_floor", "unknown key; did you mean 'ttl_floor_seconds'?", TestName = "Unknown key in [dns]")]
     [TestCase("[relay]\nidle_timeout_ms = 1\n", 2, 1, "relay.idle_timeout_ms", "unknown key; did you mean 'idle_timeout_seconds'?", TestName = "Duration key with the wrong unit")]
-    [TestCase("[relay]\nkeepalive = true\n", 2, 1, "relay.keepalive", "unknown key", TestName = "Unknown key in [relay]")]
+    [TestCase("[relay]\nkeepalive = true\n", 2, 1, "relay.keepalive", "unknown key; did you mean 'host.keepalive_idle_seconds' or 'host.keepalive_interval_seconds' or 'host.keepalive_probes'?", TestName = "Unknown key in [relay]")]
+    [TestCase("[relay]\nturbo = true\n", 2, 1, "relay.turbo", "unknown key", TestName = "Unknown key like no other")]
     [TestCase("[egress]\nports = []\n", 2, 9, "egress.ports", "an empty list would allow no port at all; remove the key to allow every port, or list the ports", TestName = "Evervault egress.ports empty")]
     [TestCase("[egress]\nports = [0]\n", 2, 10, "egress.ports", "port \"0\" is not a number from 1 to 65535", TestName = "Evervault egress.ports zero")]
     [TestCase("[egress]\nports = [\"8000-8100\"]\n", 2, 10, "egress.ports", "port \"8000-8100\" is not a number from 1 to 65535", TestName = "Evervault egress.ports range")]
