@@ -168,7 +168,10 @@ public static class ConfiguredComponents
             // start of an allowlist, not a mistake.
             (true, 0) when configuration.Egress.Mode == Policy.EgressMode.Report => (string.Empty, null),
             (true, 0) => ("egress.destinations", "egress.enabled = true with no destinations: every connection and every DNS name is denied (an Evervault enclave allows everything with an empty list; Egress fails closed: write destinations = [\"*\"] to allow everything)"),
-            (false, > 0) => ("egress.enabled", $"egress.enabled = false: every connection and every DNS name is denied, and the {count} destination{(count == 1 ? string.Empty : "s")} listed {(count == 1 ? "is" : "are")} not used"),
+            (false, > 0) => ("egress.enabled", configuration.GetLocation("egress.enabled") is null
+                // Not written: said as the default it is, where the list is (a trial read "egress.enabled = false" at the destinations line of a file that never says so).
+                ? $"egress.enabled is not set and defaults to false: every connection and every DNS name is denied, and the {count} destination{(count == 1 ? string.Empty : "s")} listed {(count == 1 ? "is" : "are")} not used; add enabled = true under [egress]"
+                : $"egress.enabled = false: every connection and every DNS name is denied, and the {count} destination{(count == 1 ? string.Empty : "s")} listed {(count == 1 ? "is" : "are")} not used"),
             _ => (string.Empty, null),
         };
         if (caution is null)

@@ -429,9 +429,9 @@ public sealed class EgressPolicy
                 : new PolicyDecision(false, DecisionReason.InternalRange, rangeName);
         }
 
-        if (AllowAllAllows(port, ref portDenial))
+        if (AllowAllAllows(port, ref portDenial, out string? allowing))
         {
-            return new PolicyDecision(true, DecisionReason.AllowAll, "*");
+            return new PolicyDecision(true, DecisionReason.AllowAll, allowing);
         }
 
         return null;
@@ -443,27 +443,60 @@ public sealed class EgressPolicy
     /// before the learned addresses are consulted, whichever names the address was learned from, as
     /// <see cref="CheckDestination"/> decides it. For <c>check NAME:PORT</c>, which has a name but no address.
     /// </summary>
-    internal bool AllowAllAllows(int port)
+    internal bool AllowAllAllows(int port) => AllowAllEntry(port) is not null;
+
+    /// <summary>The text of the <c>*</c> entry that allows <paramref name="port"/> (<c>*</c>, <c>*:443</c>), or null
+    /// (<see cref="AllowAllAllows(int)"/>).</summary>
+    internal string? AllowAllEntry(int port)
     {
         string? portDenial = null;
-        return AllowAllAllows(port, ref portDenial);
+        return AllowAllAllows(port, ref portDenial, out string? allowing) ? allowing : null;
     }
 
     /// <summary>The <c>*</c> step of <see cref="CheckStatic"/>: whether a <c>*</c> entry allows <paramref name="port"/>;
     /// when one does not, <paramref name="portDenial"/> (if still null) is set to its text.</summary>
-    private bool AllowAllAllows(int port, ref string? portDenial)
+    private bool AllowAllAllows(int port, ref string? portDenial) => AllowAllAllows(port, ref portDenial, out _);
+
+    /// <summary><see cref="AllowAllAllows(int, ref string?)"/> that also gives the allowing entry's text (<c>*:443</c>).</summary>
+    private bool AllowAllAllows(int port, ref string? portDenial, out string? allowing)
     {
         foreach (DestinationRule rule in _allowAll)
         {
             if (Allows(rule, port))
             {
+                allowing = rule.Text;
                 return true;
             }
 
             portDenial ??= rule.Text;
         }
 
+        allowing = null;
         return false;
+    }
+
+    /// <summary>
+    /// For <c>check ADDRESS</c> without a port: the address and network entries that cover <paramref name="address"/>
+    /// and, outside the internal ranges, the <c>*</c> entries, when every one of them limits the ports (so "allowed"
+    /// holds only on theirs); null when one allows every port or none covers it.
+    /// </summary>
+    internal string[]? PortLimitedEntries(IPAddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        UInt128 value = AddressValue.Of(address);
+        var covering = new List<DestinationRule>();
+        if (_addresses.TryGetValue(value, out DestinationRule[]? rules))
+        {
+            covering.AddRange(rules);
+        }
+
+        covering.AddRange(_networks.Where(network => network.Block.Contains(value)).Select(network => network.Rule));
+        if (!InternalRanges.TryClassify(value, out _))
+        {
+            covering.AddRange(_allowAll);
+        }
+
+        return !IsEnabled || covering.Count == 0 || covering.Exists(rule => rule.Ports is null) ? null : [.. covering.Select(rule => rule.Text)];
     }
 
     /// <summary>The decision the cache's state for an address gives, before its names and ports are looked at.</summary>
@@ -629,7 +662,7 @@ public sealed class EgressPolicy
         // never matches a wildcard.
         DestinationRule[]? rules = FindNameRules(hostName);
         return rules is null ? new PolicyDecision(false, DecisionReason.NameNotAllowed)
-            : rules[0].Kind == DestinationRuleKind.AllowAll ? new PolicyDecision(true, DecisionReason.AllowAll, "*")
+            : rules[0].Kind == DestinationRuleKind.AllowAll ? new PolicyDecision(true, DecisionReason.AllowAll, rules[0].Text)
             : new PolicyDecision(true, DecisionReason.NameEntry, rules[0].Text);
     }
 

@@ -105,7 +105,7 @@ public readonly struct PolicyDecision
         DecisionReason.EgressDisabled => "denied: egress disabled",
         DecisionReason.StaticEntry => $"allowed: static entry \"{Subject}\"",
         DecisionReason.InternalRange => $"denied: internal range {Subject}",
-        DecisionReason.AllowAll => "allowed: allow-all entry \"*\"",
+        DecisionReason.AllowAll => $"allowed: allow-all entry \"{Subject ?? "*"}\"",
         DecisionReason.NameEntry => $"allowed: name matches \"{Subject}\"",
         DecisionReason.Learned => $"allowed: learned from {Subject}, expires in {DurationText.Format(Time.GetValueOrDefault(), roundUp: true)}",
         DecisionReason.LearnedInGrace => $"allowed: learned from {Subject}, TTL expired, in grace for {DurationText.Format(Time.GetValueOrDefault(), roundUp: true)}",

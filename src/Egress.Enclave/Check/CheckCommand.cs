@@ -40,10 +40,11 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
 
             // A "*" entry that allows the port decides a connection to any address outside the internal ranges before
             // the learned addresses are consulted (EgressPolicy.CheckDestination), whatever entry the name has.
-            bool byAllowAll = allowed && targetPort is int allPort && policy.AllowAllAllows(allPort);
+            string? allowAllEntry = allowed && targetPort is int allPort ? policy.AllowAllEntry(allPort) : null;
+            bool byAllowAll = allowAllEntry is not null;
             if (byAllowAll)
             {
-                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"connect: allowed on port {targetPort} by \"*\" (allow-all entry \"*\", as each connection is logged) to the addresses answered for this name; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"));
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"connect: allowed on port {targetPort} by \"*\" (allow-all entry \"{allowAllEntry}\", as each connection is logged) to the addresses answered for this name; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"));
             }
             else if (onPort is { PortAllowed: false } relaxed && policy.Mode == EgressMode.Report)
             {
@@ -82,6 +83,12 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             allowed = decision.IsAllowed;
             output.WriteLine($"target:  address {target.Address}{port}");
             output.WriteLine($"connect: {decision}");
+            if (targetPort is null && decision.IsAllowed && policy.PortLimitedEntries(target.Address!) is { } limited)
+            {
+                // Without a port: "allowed" would read as on every port (a trial: "2001:db8::/32:443").
+                output.WriteLine($"         only on the ports of {string.Join(", ", limited.Select(text => $"\"{text}\""))}; give ADDRESS:PORT ([IPv6]:PORT) to check one");
+            }
+
             if (decision.Reason == DecisionReason.NeverLearned && !NamesAHost(configuration))
             {
                 // Nothing is learned without a name to learn it from: "allowed once learned" would never come true.

@@ -69,7 +69,8 @@ public sealed class ConfiguredComponentsTests
     [TestCase("[egress]\nenabled = true\ndestinations = []\n", "3:16", "egress.destinations", "egress.enabled = true with no destinations: every connection and every DNS name is denied (an Evervault enclave allows everything with an empty list; Egress fails closed: write destinations = [\"*\"] to allow everything)")]
     [TestCase("[egress]\nenabled = true\n", "2:11", "egress.destinations", "egress.enabled = true with no destinations: every connection and every DNS name is denied (an Evervault enclave allows everything with an empty list; Egress fails closed: write destinations = [\"*\"] to allow everything)")]
     [TestCase("[egress]\nenabled = false\ndestinations = [\"*\", \"api.example.com\"]\n", "2:11", "egress.enabled", "egress.enabled = false: every connection and every DNS name is denied, and the 2 destinations listed are not used")]
-    [TestCase("[egress]\ndestinations = [\"api.example.com\"]\n", "2:16", "egress.enabled", "egress.enabled = false: every connection and every DNS name is denied, and the 1 destination listed is not used")]
+    // A trial: a file that never sets enabled was told "egress.enabled = false" at its destinations line.
+    [TestCase("[egress]\ndestinations = [\"api.example.com\"]\n", "2:16", "egress.enabled", "egress.enabled is not set and defaults to false: every connection and every DNS name is denied, and the 1 destination listed is not used; add enabled = true under [egress]")]
     public void APolicyThatDeniesEverythingByLikelyMistakeIsWarnedAbout(string file, string at, string key, string caution)
     {
         var configuration = EgressConfiguration.Parse(file, Source);

@@ -830,7 +830,7 @@ public sealed class EgressPolicyTests
     [TestCase("203.0.113.0/24:8000-8100", "203.0.113.9", 22, "denied: port not allowed by \"203.0.113.0/24:8000-8100\"")]
     [TestCase("[2001:db8::1]:443", "2001:db8::1", 443, "allowed: static entry \"[2001:db8::1]:443\"")]
     [TestCase("[2001:db8::1]:443", "2001:db8::1", 8443, "denied: port not allowed by \"[2001:db8::1]:443\"")]
-    [TestCase("*:443", "198.51.100.1", 443, "allowed: allow-all entry \"*\"")]
+    [TestCase("*:443", "198.51.100.1", 443, "allowed: allow-all entry \"*:443\"")] // a trial: the ports were dropped
     [TestCase("*:443", "198.51.100.1", 25, "denied: port not allowed by \"*:443\"")]
     [TestCase("*:443", "10.0.0.1", 443, "denied: internal range private 10.0.0.0/8")]
     [TestCase("203.0.113.7", "203.0.113.7", 25, "allowed: static entry \"203.0.113.7\"")]
