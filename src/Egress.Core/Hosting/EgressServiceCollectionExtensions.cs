@@ -105,7 +105,8 @@ public static class EgressServiceCollectionExtensions
         services.AddSingleton<IHostedService>(provider =>
         {
             var dns = provider.GetRequiredService<DnsForwarder>();
-            return new ListenerHostedService(dns.Start, dns.StopAsync, ex => DescribeDnsBindFailure(configuration.Enclave.DnsListen, ex));
+            return new ListenerHostedService(
+                dns.Start, dns.StopAsync, ex => DescribeDnsBindFailure(dns.FailedListen is { } failed ? [failed] : configuration.Enclave.DnsListen, ex));
         });
         return services;
     }

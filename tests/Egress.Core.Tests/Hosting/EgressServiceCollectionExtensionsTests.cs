@@ -169,6 +169,33 @@ public sealed class EgressServiceCollectionExtensionsTests
         Assert.That(failure.Message, Does.Not.Contain("another resolver"));
     }
 
+    /// <summary>A trial: with port 53 taken on 127.0.0.1 only, the error named every dns_listen address.</summary>
+    [Test]
+    public async Task ADnsBindFailureNamesTheOneAddressThatFailed()
+    {
+        int FreePort(SocketType type, ProtocolType protocol)
+        {
+            using var free = new Socket(AddressFamily.InterNetwork, type, protocol);
+            free.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            return ((IPEndPoint)free.LocalEndPoint!).Port;
+        }
+
+        using var taken = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        int takenPort = ((IPEndPoint)taken.LocalEndPoint!).Port;
+        int freePort = FreePort(SocketType.Dgram, ProtocolType.Udp);
+        var configuration = EgressConfiguration.Parse(
+            $"[enclave]\nproxy_listen = [\"127.0.0.1:{FreePort(SocketType.Stream, ProtocolType.Tcp)}\"]\ndns_listen = [\"127.0.0.1:{freePort}\", \"127.0.0.1:{takenPort}\"]\n[tunnel]\nenclave_endpoint = \"unix:/nonexistent/t.sock\"\n",
+            "enclave.toml");
+        using var host = Build(services => services.AddEgressEnclave(configuration));
+
+        var failure = Assert.ThrowsAsync<IOException>(() => host.StartAsync());
+        await host.StopAsync();
+
+        Assert.That(failure!.Message, Does.StartWith($"cannot listen for DNS on 127.0.0.1:{takenPort} (UDP and TCP): "));
+        Assert.That(failure.Message, Does.Contain("another resolver").And.Not.Contain($":{freePort}"));
+    }
+
     [Test]
     public void AMappedFileThatIsMissingIsLocatedAtItsConfigValue()
     {

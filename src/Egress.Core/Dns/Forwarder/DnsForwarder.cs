@@ -91,6 +91,10 @@ public sealed class DnsForwarder : IAsyncDisposable
     /// <exception cref="ObjectDisposedException">This forwarder was disposed.</exception>
     public void Start() => _lifecycle.Run(StartListening);
 
+    /// <summary>The listen address whose UDP or TCP bind failed the start (a trial: the error named every address of
+    /// <c>dns_listen</c>); null before a start and after one that bound them all.</summary>
+    internal IPEndPoint? FailedListen { get; private set; }
+
     /// <summary>The start itself, under <see cref="StartOnce.Run"/>.</summary>
     private void StartListening()
     {
@@ -100,7 +104,9 @@ public sealed class DnsForwarder : IAsyncDisposable
         {
             foreach (IPEndPoint address in _options.Listen)
             {
+                FailedListen = address; // until it is bound: the start error names the one that failed
                 (Socket udp, Socket tcp) = BindPair(address);
+                FailedListen = null;
                 sockets.Add(udp);
                 sockets.Add(tcp);
                 bound.Add((IPEndPoint)udp.LocalEndPoint!);
