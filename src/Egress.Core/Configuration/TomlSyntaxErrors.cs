@@ -23,7 +23,33 @@ internal static partial class TomlSyntaxErrors
             : new SourceLocation(sourceName, start.Line + 1, start.Column + 1);
         return Redefinition(diagnostic, document, location)
             ?? IntegerBeyond64Bits(diagnostic, document, text, location)
+            ?? (atEnd ? null : UnusualSpace(diagnostic.Span.Offset, text, location))
             ?? new ConfigurationException(location, null, PlainWords(OneLine(diagnostic.Message)));
+    }
+
+    /// <summary>A space TOML does not allow (a no-break space copied from a web page) where the error is: Tomlyn
+    /// quotes the invisible character ("Unexpected token [ ] found", a trial), so it is named.</summary>
+    private static ConfigurationException? UnusualSpace(int offset, string text, SourceLocation location)
+    {
+        if (offset < 0 || offset >= text.Length)
+        {
+            return null;
+        }
+
+        char c = text[offset];
+        string? name = c switch
+        {
+            '\u00A0' => "no-break space",
+            '\u200B' => "zero-width space",
+            '\uFEFF' => "zero-width no-break space (a byte order mark)",
+            '\u3000' => "ideographic space",
+            >= '\u2000' and <= '\u200A' or '\u202F' or '\u205F' or '\u1680' => "typographic space",
+            _ => null,
+        };
+        return name is null ? null : new ConfigurationException(
+            location,
+            null,
+            string.Create(CultureInfo.InvariantCulture, $"a {name} (U+{(int)c:X4}) here, which TOML does not allow: only spaces and tabs separate its parts (text copied from a web page or a word processor often carries one); retype it as a space"));
     }
 
     /// <summary>Where a file that ends too early ends: just after its last character that is not white space (the

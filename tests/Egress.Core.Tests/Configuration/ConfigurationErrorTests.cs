@@ -141,6 +141,19 @@ public sealed class ConfigurationErrorTests
         });
     }
 
+    // A trial: a no-break space copied with a line got Tomlyn's "Unexpected token [ ] found", naming nothing visible.
+    [TestCase("[egress]\nenabled\u00A0= true\n", 2, 8, "no-break space (U+00A0)")]
+    [TestCase("[egress]\nenabled = true\n\u00A0destinations = []\n", 3, 1, "no-break space (U+00A0)")]
+    [TestCase("[egress]\nenabled =\u2009true\n", 2, 10, "typographic space (U+2009)")]
+    public void AnUnusualSpaceIsNamedWhereItIs(string text, int line, int column, string named)
+    {
+        ConfigurationException error = Fail(text);
+
+        Assert.That(
+            (error.Line, error.Column, error.Problem),
+            Is.EqualTo((line, column, $"a {named} here, which TOML does not allow: only spaces and tabs separate its parts (text copied from a web page or a word processor often carries one); retype it as a space")));
+    }
+
     [Test]
     public void UnterminatedStringIsASyntaxErrorOnItsLine()
     {
