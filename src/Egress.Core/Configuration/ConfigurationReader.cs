@@ -584,7 +584,8 @@ internal sealed class ConfigurationReader
         string[] related = [.. ConfigurationKeys.All
             .Where(other => other.Name.EndsWith("_" + key, StringComparison.Ordinal) || other.Name.StartsWith(stem + "_", StringComparison.Ordinal))
             .Select(other => $"'{other.Path}'")
-            .Distinct()];
+            .Distinct()
+            .Take(3)];
         return new ConfigurationException(keyLocation, path, related.Length == 0
             ? "unknown key"
             : $"unknown key; did you mean {string.Join(" or ", related)}?");

@@ -16,10 +16,11 @@ public static class ConfiguredComponents
 {
     /// <summary>Top-level domains nobody can register a name in (special-use: RFC 6761 <c>test</c>, <c>localhost</c>,
     /// <c>invalid</c>, <c>example</c>; RFC 6762 <c>local</c>; RFC 7686 <c>onion</c>; RFC 9476 <c>alt</c>; ICANN's
-    /// <c>internal</c>; the infrastructure domain <c>arpa</c>): a wildcard over one opens no name an exfiltrating dependency
-    /// could buy, so it is not warned about (a trial: <c>*.test</c> was said to be open to anyone).</summary>
+    /// <c>internal</c>): queries for them stop at the root, so a wildcard over one opens no name an exfiltrating dependency
+    /// could buy, and it is not warned about (a trial: <c>*.test</c> was said to be open to anyone). Not <c>arpa</c>:
+    /// whoever holds addresses holds their reverse zones (a review: data in PTR queries under <c>ip6.arpa</c>).</summary>
     private static readonly HashSet<string> SpecialUseTopLevelDomains =
-        new(["test", "localhost", "invalid", "example", "local", "onion", "alt", "internal", "arpa"], StringComparer.OrdinalIgnoreCase);
+        new(["test", "localhost", "invalid", "example", "local", "onion", "alt", "internal"], StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Creates the allowlist cache with the <c>[dns]</c> TTL floor, grace and size bound.</summary>
     /// <param name="configuration">The configuration.</param>

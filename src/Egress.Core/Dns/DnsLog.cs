@@ -39,7 +39,7 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 325, Level = LogLevel.Warning, Message = "DNS {Name} {Type}: answered SERVFAIL (EDE Blocked): the answer holds internal-range address records and could not be rewritten without them (see docs/dns.md)")]
     public static partial void InternalAddressesRefusedAnswer(ILogger logger, string name, string type);
 
-    [LoggerMessage(EventId = 326, Level = LogLevel.Warning, Message = "learned-address cache full ({MaxEntries} addresses): {Evicted} learned addresses evicted since the last such line (at most one a minute), those whose allowance ends first; a connection to one is denied until its name is resolved again. Raise [dns] cache_max_entries")]
+    [LoggerMessage(EventId = 326, Level = LogLevel.Warning, Message = "learned-address cache full ({MaxEntries} addresses): {Evicted} learned addresses evicted while still allowed since the last such line (at most one a minute); an app that kept one is denied it (egress-enclave: until the name is resolved again; egress-host re-learns it from the request's host hint). Raise [dns] cache_max_entries")]
     public static partial void CacheEvicted(ILogger logger, long evicted, int maxEntries);
 
     [LoggerMessage(EventId = 309, Level = LogLevel.Debug, Message = "DNS answer for {Name} not learned ({Error})")]

@@ -47,16 +47,17 @@ public sealed class AllowlistCache
     private int _inUseCount;
     private long _evictions;
 
-    /// <summary>The addresses the size bound evicted while they were still allowed, with the name each was learned from
-    /// and when, so a denial can say so (the most recent <see cref="EvictedRemembered"/>, each for at most the expired retention); changed under
+    /// <summary>The addresses the size bound evicted while they were still allowed, with the name each was learned from,
+    /// when, and until when it would have been allowed, so a denial can say so (the most recent <see cref="EvictedRemembered"/>, each for at most the expired retention); changed under
     /// the write lock, read without it.</summary>
-    private readonly ConcurrentDictionary<UInt128, (string Name, long EvictedAt, long Sequence)> _evicted = new();
+    private readonly ConcurrentDictionary<UInt128, (string Name, long EvictedAt, long AllowedUntil, long Sequence)> _evicted = new();
     private readonly Queue<(UInt128 Key, long Sequence)> _evictedOrder = new();
     private long _evictedSequence;
 
     /// <summary>How many evictions a denial can explain (about 80 KB at most).</summary>
     internal const int EvictedRemembered = 1024;
 
+    private long _allowedEvictions;
     private long _evictionsWarned;
     private long _lastEvictionWarning = long.MinValue;
 
@@ -96,15 +97,16 @@ public sealed class AllowlistCache
     internal int MaxEntries => _maxEntries;
 
     /// <summary>
-    /// Whether to warn now that the size bound evicted addresses: true at most once per
-    /// <see cref="EvictionWarningInterval"/>, when addresses were evicted since the last claim, with how many. An app
-    /// that kept such an address is denied it (the denial says it was evicted), so an operator needs to hear it.
+    /// Whether to warn now that the size bound evicted addresses that were still allowed: true at most once per
+    /// <see cref="EvictionWarningInterval"/>, when such addresses were evicted since the last claim, with how many (not
+    /// the expired ones, whose eviction denies nothing: a review). An app that kept one is denied it (the denial says it
+    /// was evicted), so an operator needs to hear it.
     /// </summary>
-    /// <param name="evicted">The evictions since the last claim; 0 when false.</param>
+    /// <param name="evicted">The evictions of allowed addresses since the last claim; 0 when false.</param>
     internal bool TryTakeEvictionWarning(out long evicted)
     {
         evicted = 0;
-        long total = Interlocked.Read(ref _evictions);
+        long total = Interlocked.Read(ref _allowedEvictions);
         long warned = Interlocked.Read(ref _evictionsWarned);
         long now = _timeProvider.GetTimestamp();
         long last = Interlocked.Read(ref _lastEvictionWarning);
@@ -433,10 +435,18 @@ public sealed class AllowlistCache
         int connections = UseOf(key)?.Connections ?? 0;
         if (!_entries.TryGetValue(key, out LearnedAddress? known))
         {
-            // Not held: evicted by the size bound (said, so the operator knows what to raise), or never learned.
-            return _evicted.TryGetValue(key, out var evicted) && now - evicted.EvictedAt < _retentionTicks
+            // Not held: evicted by the size bound while still allowed (said, so the operator knows what to raise), as
+            // long as it would still have been allowed; after that, expired (as it would have been), until retention.
+            if (!_evicted.TryGetValue(key, out var evicted))
+            {
+                return default;
+            }
+
+            return now < evicted.AllowedUntil
                 ? new CacheLookup(CacheState.Evicted, evicted.Name, inGrace: false, TimeSpan.FromTicks(now - evicted.EvictedAt))
-                : default;
+                : now - evicted.AllowedUntil < _retentionTicks
+                    ? new CacheLookup(CacheState.Expired, evicted.Name, inGrace: false, TimeSpan.FromTicks(now - evicted.AllowedUntil))
+                    : default;
         }
 
         LearnedName latest = known.Latest;
@@ -588,7 +598,7 @@ public sealed class AllowlistCache
                     if (now < next.Seen.Latest.ExpiresAt + _graceTicks)
                     {
                         // Still allowed when it went: an app may well use it. (An expired one is denied either way.)
-                        RememberEvicted(next.Key, next.Seen.Latest.Name, now);
+                        RememberEvicted(next.Key, next.Seen.Latest.Name, now, next.Seen.Latest.ExpiresAt + _graceTicks);
                     }
                 }
             }
@@ -630,10 +640,11 @@ public sealed class AllowlistCache
 
     /// <summary>Under the write lock: remembers that the size bound evicted <paramref name="key"/>, learned from
     /// <paramref name="name"/>, forgetting the oldest such record beyond <see cref="EvictedRemembered"/>.</summary>
-    private void RememberEvicted(UInt128 key, string name, long now)
+    private void RememberEvicted(UInt128 key, string name, long now, long allowedUntil)
     {
         long sequence = ++_evictedSequence;
-        _evicted[key] = (name, now, sequence);
+        _evicted[key] = (name, now, allowedUntil, sequence);
+        Interlocked.Increment(ref _allowedEvictions);
         _evictedOrder.Enqueue((key, sequence));
         while (_evictedOrder.Count > EvictedRemembered)
         {

@@ -13,6 +13,7 @@ internal enum CacheState
     Expired,
 
     /// <summary>Learned, then evicted by the size bound (<see cref="AllowlistCacheOptions.MaxEntries"/>) while it was
-    /// still allowed; remembered for at most <see cref="AllowlistCacheOptions.ExpiredRetention"/>.</summary>
+    /// still allowed, and it would still be (its TTL and grace have not run out); after that it reads as
+    /// <see cref="Expired"/>.</summary>
     Evicted,
 }

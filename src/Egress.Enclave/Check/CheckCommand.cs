@@ -44,7 +44,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             bool byAllowAll = allowAllEntry is not null;
             if (byAllowAll)
             {
-                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"connect: allowed on port {targetPort} by \"*\" (allow-all entry \"{allowAllEntry}\", as each connection is logged) to the addresses answered for this name; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"));
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"connect: allowed on port {targetPort} by \"{allowAllEntry}\" (the allow-all entry, as each connection is logged) to the addresses answered for this name; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"));
             }
             else if (onPort is { PortAllowed: false } relaxed && policy.Mode == EgressMode.Report)
             {
@@ -86,7 +86,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             if (targetPort is null && decision.IsAllowed && policy.PortLimitedEntries(target.Address!) is { } limited)
             {
                 // Without a port: "allowed" would read as on every port (a trial: "2001:db8::/32:443").
-                output.WriteLine($"         only on the ports of {string.Join(", ", limited.Select(text => $"\"{text}\""))}; give ADDRESS:PORT ([IPv6]:PORT) to check one");
+                output.WriteLine($"         only on the ports of {string.Join(", ", limited.Select(text => $"\"{text}\""))} (and those of a name it is learned from at run time); give ADDRESS:PORT ([IPv6]:PORT) to check one");
             }
 
             if (decision.Reason == DecisionReason.NeverLearned && !NamesAHost(configuration))

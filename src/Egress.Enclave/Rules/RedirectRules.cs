@@ -8,7 +8,7 @@ namespace Egress.Enclave.Rules;
 /// egress proxy and every DNS query on its forwarder: a default route via <c>lo</c> (an enclave has no other
 /// interface); one non-loopback address per family on <c>lo</c> (<see cref="ConfiguredIPv4"/>,
 /// <see cref="ConfiguredIPv6"/>), so that resolvers asked for <c>AI_ADDRCONFIG</c> see both families configured;
-/// DNAT rules in <c>nat OUTPUT</c> that send UDP and TCP to port 53 of any address but the forwarder's to the forwarder,
+/// DNAT rules in <c>nat OUTPUT</c> that send UDP and TCP to port 53 of any address but the forwarder's (its own too when it listens on another port) to the forwarder,
 /// and all other TCP not addressed to loopback (nor, for IPv6, to <see cref="ConfiguredIPv6"/>, this enclave's own address:
 /// a connection to it stays local, as one to <see cref="ConfiguredIPv4"/> in 127.0.0.0/8 does) to the proxy; an SNAT
 /// rule for the unspecified source the kernel picks for such connections; and a rule in <c>filter OUTPUT</c> that
@@ -188,7 +188,7 @@ internal static class RedirectRules
         table: "filter");
 
     /// <summary>
-    /// UDP and TCP to port 53 of every address but the forwarder's own, to the forwarder: an app with its own resolver
+    /// UDP and TCP to port 53 of every address but the forwarder's own (when it listens on 53), to the forwarder: an app with its own resolver
     /// (a VPC resolver, 8.8.8.8, 127.0.0.53) still goes through the name policy. Before the proxy's rule, which would
     /// otherwise take TCP/53 as an ordinary connection. A forwarder on another port (127.0.0.1:5353) takes port 53 of
     /// its own address too: resolv.conf cannot name a port, so <c>nameserver 127.0.0.1</c> asks 127.0.0.1:53, which

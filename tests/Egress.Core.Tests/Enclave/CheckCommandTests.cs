@@ -67,10 +67,10 @@ public sealed class CheckCommandTests
 
     // The DNS trial: "check 2001:db8::1" against "2001:db8::/32:443" said "allowed: static entry" without the port, and
     // "check NAME:443" against "*:443" said "by \"*\"", dropping the port.
-    [TestCase("[\"2001:db8::/32:443\"]", "2001:db8::1", "connect: allowed: static entry \"2001:db8::/32:443\"\n         only on the ports of \"2001:db8::/32:443\"; give ADDRESS:PORT")]
-    [TestCase("[\"*:443\"]", "198.51.100.1", "connect: allowed: allow-all entry \"*:443\"\n         only on the ports of \"*:443\"; give ADDRESS:PORT")]
+    [TestCase("[\"2001:db8::/32:443\"]", "2001:db8::1", "connect: allowed: static entry \"2001:db8::/32:443\"\n         only on the ports of \"2001:db8::/32:443\" (and those of a name it is learned from at run time); give ADDRESS:PORT")]
+    [TestCase("[\"*:443\"]", "198.51.100.1", "connect: allowed: allow-all entry \"*:443\"\n         only on the ports of \"*:443\" (and those of a name it is learned from at run time); give ADDRESS:PORT")]
     [TestCase("[\"198.51.100.0/24:443\", \"198.51.100.1\"]", "198.51.100.1", "connect: allowed: static entry \"198.51.100.1\"\ntls:")]
-    [TestCase("[\"*:443\"]", "anything.example:443", "connect: allowed on port 443 by \"*\" (allow-all entry \"*:443\", as each connection is logged)")]
+    [TestCase("[\"*:443\"]", "anything.example:443", "connect: allowed on port 443 by \"*:443\" (the allow-all entry, as each connection is logged)")]
     public void AnAllowedTargetSaysThePortsItsEntriesLimitItTo(string destinations, string target, string said)
     {
         (int code, string output) = Check($"[egress]\nenabled = true\ndestinations = {destinations}\n", target);

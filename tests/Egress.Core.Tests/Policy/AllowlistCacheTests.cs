@@ -870,16 +870,61 @@ public sealed class AllowlistCacheTests
         });
     }
 
+    /// <summary>A review: an eviction was reported for the whole retention, also when the address would have expired by
+    /// then anyway. It is said to be evicted while it would still have been allowed (TTL and grace), then expired (since
+    /// then), then forgotten after the retention, as if it had never been evicted.</summary>
     [Test]
-    public void AnEvictionIsRememberedForTheExpiredRetentionOnly()
+    public void AnEvictionIsSaidWhileTheAddressWouldStillBeAllowedThenItExpires()
     {
-        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time, MaxEntries = 1, ExpiredRetention = TimeSpan.FromMinutes(10) });
-        cache.Learn("first.example.com", Address, TimeSpan.FromSeconds(60));
+        var cache = new AllowlistCache(new AllowlistCacheOptions
+        {
+            TimeProvider = _time, MaxEntries = 1, TtlFloor = TimeSpan.Zero, Grace = TimeSpan.FromSeconds(60), ExpiredRetention = TimeSpan.FromMinutes(10),
+        });
+        cache.Learn("first.example.com", Address, TimeSpan.FromSeconds(30)); // allowed until 90 s
+        _time.Advance(TimeSpan.FromSeconds(1));
         cache.Learn("second.example.com", IPAddress.Parse("198.18.0.11"), TimeSpan.FromSeconds(600));
 
-        _time.Advance(TimeSpan.FromMinutes(10) - Tick);
-        Assert.That(cache.Lookup(Address).State, Is.EqualTo(CacheState.Evicted));
+        _time.Advance(TimeSpan.FromSeconds(89) - Tick);
+        AssertLookup(cache.Lookup(Address), CacheState.Evicted, "first.example.com", inGrace: false, TimeSpan.FromSeconds(89) - Tick);
         _time.Advance(Tick);
+        AssertLookup(cache.Lookup(Address), CacheState.Expired, "first.example.com", inGrace: false, TimeSpan.Zero);
+        _time.Advance(TimeSpan.FromMinutes(10) - Tick);
+        Assert.That(cache.Lookup(Address).State, Is.EqualTo(CacheState.Expired));
+        _time.Advance(Tick);
+        Assert.That(cache.Lookup(Address).State, Is.EqualTo(CacheState.NeverLearned));
+    }
+
+    /// <summary>A review: evicting expired addresses (which denies nothing) counted toward the "raise
+    /// cache_max_entries" warning. Only addresses still allowed count; the metric counts every eviction.</summary>
+    [Test]
+    public void EvictingExpiredAddressesDoesNotWarn()
+    {
+        AllowlistCache cache = NewCache(maxEntries: 1);
+        cache.Learn("old.example.com", Address, TimeSpan.FromSeconds(30));
+        _time.Advance(TimeSpan.FromMinutes(5)); // expired, grace over, inside retention
+        cache.Learn("new.example.com", IPAddress.Parse("198.18.0.11"), TimeSpan.FromSeconds(60));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Evictions, Is.EqualTo(1));
+            Assert.That(cache.TryTakeEvictionWarning(out _), Is.False);
+            Assert.That(cache.Lookup(Address).State, Is.EqualTo(CacheState.NeverLearned));
+        });
+    }
+
+    /// <summary>Learning an evicted address again forgets its eviction: evicted later while expired, it is not said to be
+    /// evicted (the earlier record would otherwise still answer).</summary>
+    [Test]
+    public void AnAddressLearnedAgainAfterItsEvictionForgetsIt()
+    {
+        AllowlistCache cache = NewCache(maxEntries: 1);
+        var other = IPAddress.Parse("198.18.0.11");
+        cache.Learn("first.example.com", Address, TimeSpan.FromHours(2));
+        cache.Learn("other.example.com", other, TimeSpan.FromHours(3)); // evicts Address, allowed for 2 h more
+        cache.Learn("first.example.com", Address, TimeSpan.FromSeconds(30)); // learned again: evicts other
+        _time.Advance(TimeSpan.FromMinutes(5)); // Address expired
+        cache.Learn("third.example.com", IPAddress.Parse("198.18.0.12"), TimeSpan.FromSeconds(60)); // evicts Address, expired
+
         Assert.That(cache.Lookup(Address).State, Is.EqualTo(CacheState.NeverLearned));
     }
 
@@ -912,13 +957,15 @@ public sealed class AllowlistCacheTests
         IPAddress AddressOf(int i) => new([198, 19, (byte)(i / 250), (byte)(1 + (i % 250))]);
         cache.Learn("again.example.com", Address, TimeSpan.FromSeconds(60));
         cache.Learn("n0.example.com", AddressOf(0), TimeSpan.FromSeconds(60)); // evicts Address
-        for (int i = 1; i < AllowlistCache.EvictedRemembered; i++)
+        for (int i = 1; i < AllowlistCache.EvictedRemembered - 1; i++)
         {
             cache.Learn($"n{i}.example.com", AddressOf(i), TimeSpan.FromSeconds(60));
         }
 
+        // 1,023 records now, the Address's first (sequence 1) the oldest; learning it again evicts one more (1,024).
         cache.Learn("again.example.com", Address, TimeSpan.FromSeconds(60));
-        cache.Learn("last.example.com", AddressOf(9999), TimeSpan.FromSeconds(60)); // evicts Address again; its first record is the oldest
+        // Evicts Address again (1,025 records): the oldest, Address's first, goes from the queue, and its later record must stay.
+        cache.Learn("last.example.com", AddressOf(9999), TimeSpan.FromSeconds(60));
 
         Assert.That(cache.Lookup(Address).State, Is.EqualTo(CacheState.Evicted));
     }
