@@ -24,6 +24,20 @@ public sealed class EgressServiceCollectionExtensionsTests
     [TearDown]
     public void TearDown() => Directory.Delete(_directory, recursive: true);
 
+    /// <summary>Starts egress-enclave's services with the given proxy_listen (one endpoint) and dns_listen (the TOML
+    /// array's elements), where a start is expected to fail, and returns the failure.</summary>
+    private async Task<IOException?> EnclaveStartFailureAsync(string proxyListen, string dnsListenElements)
+    {
+        var configuration = EgressConfiguration.Parse(
+            $"[enclave]\nproxy_listen = [\"{proxyListen}\"]\ndns_listen = [{dnsListenElements}]\n[tunnel]\nenclave_endpoint = \"unix:/nonexistent/t.sock\"\n",
+            "enclave.toml");
+        using var host = Build(services => services.AddEgressEnclave(configuration));
+
+        var failure = Assert.ThrowsAsync<IOException>(() => host.StartAsync());
+        await host.StopAsync();
+        return failure;
+    }
+
     [Test]
     public async Task TheHostSideServesTunnelStreamsWhileTheHostRuns()
     {
@@ -117,13 +131,7 @@ public sealed class EgressServiceCollectionExtensionsTests
             dnsPort = ((IPEndPoint)free.LocalEndPoint!).Port;
         }
 
-        var configuration = EgressConfiguration.Parse(
-            $"[enclave]\nproxy_listen = [\"127.0.0.1:{port}\"]\ndns_listen = [\"127.0.0.1:{dnsPort}\"]\n[tunnel]\nenclave_endpoint = \"unix:/nonexistent/t.sock\"\n",
-            "enclave.toml");
-        using var host = Build(services => services.AddEgressEnclave(configuration));
-
-        var failure = Assert.ThrowsAsync<IOException>(() => host.StartAsync());
-        await host.StopAsync();
+        IOException? failure = await EnclaveStartFailureAsync($"127.0.0.1:{port}", $"\"127.0.0.1:{dnsPort}\"");
 
         Assert.That(failure!.Message, Does.StartWith($"cannot listen on 127.0.0.1:{port}: "));
         Assert.That(failure.Message, Does.EndWith("(EADDRINUSE: another socket is bound there, e.g. another instance still running; `ss -ltnp` or `ss -lxp` shows which process)"));
@@ -156,13 +164,7 @@ public sealed class EgressServiceCollectionExtensionsTests
             proxyPort = ((IPEndPoint)free.LocalEndPoint!).Port;
         }
 
-        var configuration = EgressConfiguration.Parse(
-            $"[enclave]\nproxy_listen = [\"127.0.0.1:{proxyPort}\"]\ndns_listen = [\"198.51.100.7:5353\"]\n[tunnel]\nenclave_endpoint = \"unix:/nonexistent/t.sock\"\n",
-            "enclave.toml");
-        using var host = Build(services => services.AddEgressEnclave(configuration));
-
-        var failure = Assert.ThrowsAsync<IOException>(() => host.StartAsync());
-        await host.StopAsync();
+        IOException? failure = await EnclaveStartFailureAsync($"127.0.0.1:{proxyPort}", $"\"198.51.100.7:5353\"");
 
         Assert.That(failure!.Message, Does.StartWith("cannot listen for DNS on 198.51.100.7:5353 (UDP and TCP): "));
         Assert.That(failure.Message, Does.EndWith("(EADDRNOTAVAIL: the address is not one of this machine's or this network namespace's; listen on one that `ip address` shows, or 0.0.0.0 / [::])"));
@@ -184,13 +186,7 @@ public sealed class EgressServiceCollectionExtensionsTests
         taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         int takenPort = ((IPEndPoint)taken.LocalEndPoint!).Port;
         int freePort = FreePort(SocketType.Dgram, ProtocolType.Udp);
-        var configuration = EgressConfiguration.Parse(
-            $"[enclave]\nproxy_listen = [\"127.0.0.1:{FreePort(SocketType.Stream, ProtocolType.Tcp)}\"]\ndns_listen = [\"127.0.0.1:{freePort}\", \"127.0.0.1:{takenPort}\"]\n[tunnel]\nenclave_endpoint = \"unix:/nonexistent/t.sock\"\n",
-            "enclave.toml");
-        using var host = Build(services => services.AddEgressEnclave(configuration));
-
-        var failure = Assert.ThrowsAsync<IOException>(() => host.StartAsync());
-        await host.StopAsync();
+        IOException? failure = await EnclaveStartFailureAsync($"127.0.0.1:{FreePort(SocketType.Stream, ProtocolType.Tcp)}", $"\"127.0.0.1:{freePort}\", \"127.0.0.1:{takenPort}\"");
 
         Assert.That(failure!.Message, Does.StartWith($"cannot listen for DNS on 127.0.0.1:{takenPort} (UDP and TCP): "));
         Assert.That(failure.Message, Does.Contain("another resolver").And.Not.Contain($":{freePort}"));
