@@ -48,8 +48,8 @@ public sealed class AllowlistCache
     private long _evictions;
 
     /// <summary>The addresses the size bound evicted while they were still allowed, with the name each was learned from,
-    /// when, and until when it would have been allowed, so a denial can say so (the most recent <see cref="EvictedRemembered"/>, each for at most the expired retention); changed under
-    /// the write lock, read without it.</summary>
+    /// when, and until when it would have been allowed, so a denial can say so: evicted until then, expired for the
+    /// retention after (the most recent <see cref="EvictedRemembered"/>). Changed under the write lock, read without it.</summary>
     private readonly ConcurrentDictionary<UInt128, (string Name, long EvictedAt, long AllowedUntil, long Sequence)> _evicted = new();
     private readonly Queue<(UInt128 Key, long Sequence)> _evictedOrder = new();
     private long _evictedSequence;

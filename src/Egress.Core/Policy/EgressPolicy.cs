@@ -453,11 +453,9 @@ public sealed class EgressPolicy
         return AllowAllAllows(port, ref portDenial, out string? allowing) ? allowing : null;
     }
 
-    /// <summary>The <c>*</c> step of <see cref="CheckStatic"/>: whether a <c>*</c> entry allows <paramref name="port"/>;
-    /// when one does not, <paramref name="portDenial"/> (if still null) is set to its text.</summary>
-    private bool AllowAllAllows(int port, ref string? portDenial) => AllowAllAllows(port, ref portDenial, out _);
-
-    /// <summary><see cref="AllowAllAllows(int, ref string?)"/> that also gives the allowing entry's text (<c>*:443</c>).</summary>
+    /// <summary>The <c>*</c> step of <see cref="CheckStatic"/>: whether a <c>*</c> entry allows <paramref name="port"/>,
+    /// and which (<paramref name="allowing"/>: <c>*</c>, <c>*:443</c>); when one does not, <paramref name="portDenial"/>
+    /// (if still null) is set to its text.</summary>
     private bool AllowAllAllows(int port, ref string? portDenial, out string? allowing)
     {
         foreach (DestinationRule rule in _allowAll)
