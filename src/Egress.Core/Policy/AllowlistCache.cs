@@ -29,6 +29,10 @@ public sealed class AllowlistCache
     /// floor (<see cref="AllowlistCacheOptions.TtlFloor"/>) still wins when it is set higher.</summary>
     internal static TimeSpan MaxTtl { get; } = TimeSpan.FromDays(1);
 
+    /// <summary>How long an answer's TTL keeps an address live under a floor: cut to <see cref="MaxTtl"/>, then raised
+    /// to <paramref name="floor"/> (the one place of that rule: <see cref="Learn"/>, and what <c>check</c> says).</summary>
+    internal static TimeSpan Kept(TimeSpan ttl, TimeSpan floor) => TimeSpan.FromTicks(Math.Max(Math.Min(ttl.Ticks, MaxTtl.Ticks), floor.Ticks));
+
     private readonly ConcurrentDictionary<UInt128, LearnedAddress> _entries = new();
 
     /// <summary>Open connections per address in use, by name (changed under the write lock; absent when none).</summary>
@@ -107,11 +111,14 @@ public sealed class AllowlistCache
     {
         evicted = 0;
         long total = Interlocked.Read(ref _allowedEvictions);
-        long warned = Interlocked.Read(ref _evictionsWarned);
+        if (total == Interlocked.Read(ref _evictionsWarned))
+        {
+            return false; // the common case, on every answer learned from: no clock read
+        }
+
         long now = _timeProvider.GetTimestamp();
         long last = Interlocked.Read(ref _lastEvictionWarning);
-        if (total == warned
-            || (last != long.MinValue && _timeProvider.GetElapsedTime(last, now) < EvictionWarningInterval)
+        if ((last != long.MinValue && _timeProvider.GetElapsedTime(last, now) < EvictionWarningInterval)
             || Interlocked.CompareExchange(ref _lastEvictionWarning, now, last) != last)
         {
             return false;
@@ -167,7 +174,7 @@ public sealed class AllowlistCache
                 pruneDue = true;
             }
 
-            long expiresAt = now + Math.Max(Math.Min(ttl.Ticks, MaxTtl.Ticks), _floorTicks);
+            long expiresAt = now + Kept(ttl, TimeSpan.FromTicks(_floorTicks)).Ticks;
             if (_entries.TryGetValue(key, out LearnedAddress? known))
             {
                 _entries[key] = known.With(normalized, expiresAt, ForgetThrough(now), MaxNamesPerAddress, UseOf(key));

@@ -68,7 +68,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
                     : allowed && policy.PortLimitedEntries(target.Name) is { } limited ? $" only on the ports of {string.Join(", ", limited.Select(text => $"\"{text}\""))}"
                     : string.Empty;
                 output.WriteLine(allowed
-                    ? $"connect: allowed{through} to the addresses answered for this name, for their TTL (at least {Seconds(configuration.Dns.TtlFloor)}, at most {Seconds(AllowlistCache.MaxTtl > configuration.Dns.TtlFloor ? AllowlistCache.MaxTtl : configuration.Dns.TtlFloor)}) plus {Seconds(configuration.Dns.Grace)} grace, and while a connection through them is open; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"
+                    ? $"connect: allowed{through} to the addresses answered for this name, for their TTL (at least {Seconds(configuration.Dns.TtlFloor)}, at most {Seconds(AllowlistCache.Kept(TimeSpan.MaxValue, configuration.Dns.TtlFloor))}) plus {Seconds(configuration.Dns.Grace)} grace, and while a connection through them is open; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"
                     : "connect: denied to any address learned for this name (none will be)");
             }
 
