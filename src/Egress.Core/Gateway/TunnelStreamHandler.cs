@@ -1,3 +1,4 @@
+using System.Buffers;
 using Egress.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -65,11 +66,6 @@ internal sealed class TunnelStreamHandler(
     /// (<see cref="TunnelGatewayOptions.IdleBetweenRequests"/>).
     /// </summary>
     internal static readonly TimeSpan DefaultIdleBetweenRequests = TimeSpan.FromSeconds(60);
-
-    /// <summary>What the wait for a reused stream's next request reads at most: a whole version 2 TCP request with a host
-    /// hint of up to 44 bytes (IPv4; 32 for IPv6) in one receive (the enclave sends nothing after it before the status);
-    /// the rest of a longer one is read by <see cref="TunnelHandshake.ReadRequestAsync(Socket, ReadOnlyMemory{byte}, CancellationToken)"/>.</summary>
-    private const int NextRequestReadLength = 64;
 
     /// <param name="streamSocket">The accepted stream.</param>
     /// <param name="listener">The gateway's listener: its live streams (this one included) and its stop signal.</param>
@@ -204,7 +200,9 @@ internal sealed class TunnelStreamHandler(
         using var idle = new CancellationTokenSource(options.IdleBetweenRequests, options.Relay.TimeProvider);
         using var onStop = stopping.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle);
         using var onAbort = aborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle);
-        byte[] head = new byte[NextRequestReadLength];
+        // A whole request and its early data in one receive (TunnelHandshake.RequestReceiveSize); what came is copied out,
+        // since the relay (a server-name check's reader) may hold it past this connection's set-up.
+        byte[] head = ArrayPool<byte>.Shared.Rent(TunnelHandshake.RequestReceiveSize);
         string end;
         try
         {
@@ -218,7 +216,7 @@ internal sealed class TunnelStreamHandler(
             int read = await SocketReadiness.ReceiveAsync(tunnel, head, idle.Token).ConfigureAwait(false);
             if (read > 0)
             {
-                return head.AsMemory(0, read);
+                return head.AsSpan(0, read).ToArray();
             }
 
             end = "closed by the enclave";
@@ -230,6 +228,10 @@ internal sealed class TunnelStreamHandler(
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
         {
             end = $"reset by the enclave ({ex.Message})";
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(head);
         }
 
         await SocketReadiness.LeaveEpollThread(); // woken by the enclave's close: the line, and the close after it, from the pool

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
@@ -15,10 +16,11 @@ using Microsoft.Extensions.Logging;
 namespace Egress.Proxy;
 
 /// <summary>
-/// One redirected connection: original destination, policy, tunnel stream, parent's status, relay. Never reads the
-/// application's bytes before the tunnel is up (server-speaks-first protocols work): the application's socket is
-/// only read by the relay after the parent answered Ok. Every path ends in one <see cref="ProxyConnectionResult"/>,
-/// and <see cref="Complete"/> logs, counts and resets or closes from it.
+/// One redirected connection: original destination, policy, tunnel stream, parent's status, relay. Never waits for the
+/// application's bytes before the tunnel is up (server-speaks-first protocols work): what the application has already
+/// written goes with a version 2 request as early data (one receive that does not wait; docs/tunnel-protocol.md, "Early
+/// data"), and the rest is read by the relay after the parent answered Ok. Every path ends in one
+/// <see cref="ProxyConnectionResult"/>, and <see cref="Complete"/> logs, counts and resets or closes from it.
 /// </summary>
 /// <param name="options">The proxy's settings.</param>
 /// <param name="policy">The enclave's allowlist.</param>
@@ -135,6 +137,7 @@ internal sealed class ProxyConnectionHandler(
     {
         ProxyConnectionResult result;
         AddressHold? failoverHold = null;
+        byte[]? earlyBuffer = null;
         try
         {
             if (!OperatingSystem.IsLinux())
@@ -143,12 +146,45 @@ internal sealed class ProxyConnectionHandler(
                 client.NoDelay = true; // before the tunnel exists: nothing can leak if it throws
             }
 
+            // The application's first bytes when they are already there (a client that writes its request or
+            // ClientHello right after connect): they go with the version 2 request, one send and one wake-up of the
+            // parent fewer. Never waited for: a server that speaks first gets no delay. Not when the server name is
+            // checked: that check reads the first bytes in the relay, before any is sent.
+            ReadOnlyMemory<byte> early = default;
+            bool earlyDrained = false;
+            if (tunnelVersion == TunnelCodec.Version2 && !ServerNameGate.Applies(policy, decision.Reason))
+            {
+                earlyBuffer = ArrayPool<byte>.Shared.Rent(EarlyDataLength);
+                int got;
+                try
+                {
+                    got = SocketReadiness.ReceiveNow(client, earlyBuffer.AsSpan(0, EarlyDataLength));
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+                {
+                    // The application reset its connection before anything was relayed: no destination is dialled. The
+                    // kernel reports a reset once, so it ends the connection here rather than look like an end of stream later.
+                    Started(destination, decision, connectionId: 0);
+                    setup.Complete();
+                    var reset = new RelayResult(0, 0, RelayShutdownCause.AReadError, ex, TimeSpan.Zero);
+                    result = ProxyConnectionResult.Relayed(destination, decision, reset, connectionId: 0, serverName: null, serverNameRefusal: null);
+                    Complete(client, result);
+                    return result;
+                }
+
+                if (got > 0)
+                {
+                    early = earlyBuffer.AsMemory(0, got);
+                    earlyDrained = got < EarlyDataLength;
+                }
+            }
+
             string? hint = HostHintFor(decision);
-            var (tunnel, failure) = await OpenTunnelAsync(destination, hint, aborted).ConfigureAwait(false);
+            var (tunnel, failure) = await OpenTunnelAsync(destination, hint, early, aborted).ConfigureAwait(false);
             failure = failure?.WithAllowingDecision(decision);
             if (tunnel is null && failure is not null && hint is not null && CanFailOver(failure))
             {
-                (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, failure, hint, aborted).ConfigureAwait(false);
+                (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, failure, hint, early, aborted).ConfigureAwait(false);
             }
 
             if (tunnel?.Socket is not { } stream)
@@ -165,6 +201,19 @@ internal sealed class ProxyConnectionHandler(
                 Started(destination, decision, connectionId);
                 setup.Complete(); // set up: the next connection may be accepted
                 var serverNameGate = ServerNameGate.For(policy, destination, decision);
+
+                // The early bytes went with the request unless the stream fell back to version 1 or the server name of a
+                // failover's destination is checked: then the relay sends them first, as bytes already read from A.
+                bool earlySent = framed && serverNameGate is null && !early.IsEmpty;
+                ReadOnlyMemory<byte> readFromA = earlySent || early.IsEmpty ? ReadOnlyMemory<byte>.Empty : early.ToArray();
+                var forwarded = earlySent ? new ForwardedEarly(early.Length, earlyDrained) : default;
+                early = default;
+                if (earlyBuffer is not null)
+                {
+                    ArrayPool<byte>.Shared.Return(earlyBuffer);
+                    earlyBuffer = null;
+                }
+
                 SocketReadiness.ShareEngine(client, stream); // its events wake the thread that serves the stream's
                 RelayResult? relay = null;
                 try
@@ -172,9 +221,9 @@ internal sealed class ProxyConnectionHandler(
                     // Version 2: the tunnel side (B) is framed, so an abort on the far side reaches the application as RST.
                     relay = framed
                         ? await SocketRelay.RunFramedAsync(
-                            client, stream, RelaySide.B, ReadOnlyMemory<byte>.Empty, afterStatus, options.Relay, serverNameGate, aborted,
-                            _tunnel.StreamsNonBlocking ? NonBlockingSides.B : NonBlockingSides.None).ConfigureAwait(false)
-                        : await SocketRelay.RunAsync(client, stream, ReadOnlyMemory<byte>.Empty, afterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
+                            client, stream, RelaySide.B, readFromA, afterStatus, options.Relay, serverNameGate, aborted,
+                            _tunnel.StreamsNonBlocking ? NonBlockingSides.B : NonBlockingSides.None, forwarded).ConfigureAwait(false)
+                        : await SocketRelay.RunAsync(client, stream, readFromA, afterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
                 }
                 finally
                 {
@@ -210,11 +259,19 @@ internal sealed class ProxyConnectionHandler(
         {
             failoverHold?.Dispose();
             hold?.Dispose();
+            if (earlyBuffer is not null)
+            {
+                ArrayPool<byte>.Shared.Return(earlyBuffer);
+            }
         }
 
         Complete(client, result);
         return result;
     }
+
+    /// <summary>The most of the application's first bytes read for early data: one small DATA frame, the size the relay
+    /// copies a direction's first bytes in (docs/tunnel-protocol.md, "Early data").</summary>
+    internal const int EarlyDataLength = 4096 - TunnelFrames.HeaderLength;
 
     /// <summary>Whether the parent's answer says the destination itself failed (refused, unreachable, timed out), so
     /// another address of the same name may serve.</summary>
@@ -232,7 +289,7 @@ internal sealed class ProxyConnectionHandler(
     /// was not the destination's (the tunnel, the parent, a stop).
     /// </summary>
     private async Task<(TunnelConnectResult? Tunnel, IPEndPoint Destination, PolicyDecision Decision, AddressHold? Hold, ProxyConnectionResult? Failure)> FailOverAsync(
-        IPEndPoint failed, PolicyDecision failedDecision, ProxyConnectionResult failure, string name, CancellationToken aborted)
+        IPEndPoint failed, PolicyDecision failedDecision, ProxyConnectionResult failure, string name, ReadOnlyMemory<byte> early, CancellationToken aborted)
     {
         var candidates = policy.OtherAddressesOf(name, failed.Address, options.FailoverAttempts);
         if (candidates.Count == 0)
@@ -256,7 +313,8 @@ internal sealed class ProxyConnectionHandler(
 
             ProxyLog.FailingOver(logger, previousDestination, previous.ParentStatus, candidate, name, attempt + 1, candidates.Count);
             options.Metrics?.Failover();
-            var (tunnel, result) = await OpenTunnelAsync(candidate, HostHintFor(decision) ?? name, aborted).ConfigureAwait(false);
+            var (tunnel, result) = await OpenTunnelAsync(
+                candidate, HostHintFor(decision) ?? name, ServerNameGate.Applies(policy, decision.Reason) ? ReadOnlyMemory<byte>.Empty : early, aborted).ConfigureAwait(false);
             if (tunnel is not null)
             {
                 return (tunnel, candidate, decision, hold, null);
@@ -371,13 +429,13 @@ internal sealed class ProxyConnectionHandler(
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<(TunnelConnectResult? Tunnel, ProxyConnectionResult? Failure)> OpenTunnelAsync(
-        IPEndPoint destination, string? hint, CancellationToken aborted)
+        IPEndPoint destination, string? hint, ReadOnlyMemory<byte> early, CancellationToken aborted)
     {
         TunnelConnectResult connected;
         try
         {
             connected = tunnelVersion == TunnelCodec.Version2
-                ? await _tunnel.ConnectFramedAsync(destination, hint, aborted).ConfigureAwait(false)
+                ? await _tunnel.ConnectFramedAsync(destination, hint, early, aborted).ConfigureAwait(false)
                 : await _tunnel.ConnectAsync(destination, hint, aborted).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (aborted.IsCancellationRequested)

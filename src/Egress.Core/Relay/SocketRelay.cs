@@ -73,15 +73,16 @@ public static class SocketRelay
     /// <param name="gate">Reads the application's first bytes before any is forwarded (the TLS server-name check); null: none.</param>
     /// <param name="cancellationToken">Aborts the relay (END(Stopping)) with <see cref="RelayShutdownCause.Cancelled"/>.</param>
     /// <param name="alreadyNonBlocking">The sockets the caller already made non-blocking: a splicing relay leaves their mode alone.</param>
+    /// <param name="forwardedFromA">Bytes of <paramref name="a"/> already sent to the tunnel (B) with the request: counted, not sent again.</param>
     /// <returns>Payload byte counts, the first cause, the duration and the END frames.</returns>
     internal static Task<RelayResult> RunFramedAsync(
         Socket a, Socket b, RelaySide framed, ReadOnlyMemory<byte> readFromA, ReadOnlyMemory<byte> readFromB, RelayOptions options, IFirstBytesGate? gate,
-        CancellationToken cancellationToken, NonBlockingSides alreadyNonBlocking = NonBlockingSides.None)
+        CancellationToken cancellationToken, NonBlockingSides alreadyNonBlocking = NonBlockingSides.None, ForwardedEarly forwardedFromA = default)
     {
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
         ArgumentNullException.ThrowIfNull(options);
-        return new SocketRelaySession(a, b, framed, options, alreadyNonBlocking).RunAsync(readFromA, readFromB, cancellationToken, gate);
+        return new SocketRelaySession(a, b, framed, options, alreadyNonBlocking) { ForwardedFromA = forwardedFromA }.RunAsync(readFromA, readFromB, cancellationToken, gate);
     }
 
     /// <summary>As <see cref="RunAsync(Socket, Socket, ReadOnlyMemory{byte}, ReadOnlyMemory{byte}, RelayOptions, CancellationToken)"/>,

@@ -296,6 +296,15 @@ internal sealed partial class SocketRelaySession
             // buffer, only when nothing was there.
             bool waited = FramedSide == RelaySide.A;
             bool readFirst = !waited;
+            if (fromA && ForwardedFromA.Bytes > 0)
+            {
+                // Its first bytes went with the request (early data): counted here; when that read left the socket
+                // empty, the first round waits (no poll) rather than receive into nothing.
+                moved += ForwardedFromA.Bytes;
+                readFirst = !ForwardedFromA.SourceDrained;
+                waited = ForwardedFromA.SourceDrained;
+            }
+
             while (true)
             {
                 if (_monitor.IsAborted)

@@ -57,6 +57,9 @@ internal sealed partial class SocketRelaySession : IRelayAbort
     /// <summary>The side that carries version 2 frames, or null for a raw relay.</summary>
     internal RelaySide? FramedSide { get; }
 
+    /// <summary>A's bytes that went to the tunnel (B) before the relay started (egress-enclave's early data).</summary>
+    internal ForwardedEarly ForwardedFromA { get; init; }
+
     /// <summary>Bytes that went socket to socket through a kernel pipe, A to B and B to A (the rest was copied).</summary>
     internal long SplicedAToB { get; private set; }
 

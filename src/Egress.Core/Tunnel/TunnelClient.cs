@@ -111,6 +111,9 @@ public sealed class TunnelClient
     /// </summary>
     /// <param name="destination">The TCP destination (IPv4 or IPv6, port 1-65535).</param>
     /// <param name="hostName">The host hint, as for the public overload; already validated by the caller.</param>
+    /// <param name="earlyData">The application's first bytes, sent as a DATA frame with every version 2 request (a
+    /// stale pooled stream's retry included; the parent answers the status before it relays them, so a stream that
+    /// died before its status relayed none); never with a version 1 request, whose caller relays them itself. Empty: none.</param>
     /// <param name="cancellationToken">Cancels the attempt; the stream is closed.</param>
     /// <remarks>Completes on an epoll thread (<see cref="Sockets.SocketReadiness.WaitReadableInlineAsync(Socket, bool)"/>) when the status
     /// had to be waited for: the proxy's set-up goes on there to its relay without a hand-off to the thread pool per
@@ -118,7 +121,8 @@ public sealed class TunnelClient
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    internal async ValueTask<TunnelConnectResult> ConnectFramedAsync(IPEndPoint destination, string? hostName, CancellationToken cancellationToken)
+    internal async ValueTask<TunnelConnectResult> ConnectFramedAsync(
+        IPEndPoint destination, string? hostName, ReadOnlyMemory<byte> earlyData, CancellationToken cancellationToken)
     {
         var request = TunnelRequest.ForTcp(destination, hostName);
         if (_versions.NextVersion == TunnelCodec.Version)
@@ -130,14 +134,14 @@ public sealed class TunnelClient
         TunnelConnectResult framed;
         if (_pool?.TryRent() is { } pooled)
         {
-            (framed, bool stale) = await ConnectRequestAsync(version2, pooled, cancellationToken, inline: true).ConfigureAwait(false);
+            (framed, bool stale) = await ConnectRequestAsync(version2, pooled, cancellationToken, inline: true, earlyData).ConfigureAwait(false);
             framed = stale
-                ? (await ConnectRequestAsync(version2, cancellationToken, inline: true).ConfigureAwait(false)).With(reused: false, retriedStale: true)
+                ? (await ConnectRequestAsync(version2, cancellationToken, inline: true, earlyData).ConfigureAwait(false)).With(reused: false, retriedStale: true)
                 : framed.Reused ? framed : framed.With(reused: true, retriedStale: false);
         }
         else
         {
-            framed = await ConnectRequestAsync(version2, cancellationToken, inline: true).ConfigureAwait(false);
+            framed = await ConnectRequestAsync(version2, cancellationToken, inline: true, earlyData).ConfigureAwait(false);
         }
 
         if (framed is { Error: TunnelConnectError.Refused, Status: TunnelStatus.UnsupportedVersion, ResponseVersion: TunnelCodec.Version })
@@ -165,8 +169,9 @@ public sealed class TunnelClient
 
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<TunnelConnectResult> ConnectRequestAsync(TunnelRequest request, CancellationToken cancellationToken, bool inline = false) =>
-        (await ConnectRequestAsync(request, rented: null, cancellationToken, inline).ConfigureAwait(false)).Result;
+    private async ValueTask<TunnelConnectResult> ConnectRequestAsync(
+        TunnelRequest request, CancellationToken cancellationToken, bool inline = false, ReadOnlyMemory<byte> earlyData = default) =>
+        (await ConnectRequestAsync(request, rented: null, cancellationToken, inline, earlyData).ConfigureAwait(false)).Result;
 
     /// <summary>
     /// Sends <paramref name="request"/> on a new stream, or on <paramref name="rented"/> (a pooled stream), and reads the
@@ -177,6 +182,7 @@ public sealed class TunnelClient
     /// <param name="request">The request to send.</param>
     /// <param name="rented">A pooled stream to send it on; null: a new stream.</param>
     /// <param name="cancellationToken">Cancels the attempt (thrown); the status timeout is a result.</param>
+    /// <param name="earlyData">A DATA frame's payload to send right behind the request, in the same send (version 2 only).</param>
     /// <param name="inline">True for the internal callers (<see cref="ConnectFramedAsync"/>), whose streams only the
     /// proxy's relay reads and writes: the status wait continues on the epoll thread, and a new stream is connected
     /// without the runtime's asynchronous context (<see cref="TunnelEndpoint.ConnectForRelayAsync"/>). False for the
@@ -184,7 +190,8 @@ public sealed class TunnelClient
     /// a <see cref="NetworkStream"/> needs, over VSOCK too).</param>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<(TunnelConnectResult Result, bool Stale)> ConnectRequestAsync(TunnelRequest request, Socket? rented, CancellationToken cancellationToken, bool inline)
+    private async ValueTask<(TunnelConnectResult Result, bool Stale)> ConnectRequestAsync(
+        TunnelRequest request, Socket? rented, CancellationToken cancellationToken, bool inline, ReadOnlyMemory<byte> earlyData = default)
     {
         using var timeout = new CancellationTokenSource(StatusTimeout, _timeProvider);
         using var linked = cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), timeout);
@@ -213,7 +220,7 @@ public sealed class TunnelClient
         bool anyReceived = false;
         try
         {
-            var (result, response, following, received) = await TunnelHandshake.RequestCountingAsync(socket, request, timeout.Token, inline).ConfigureAwait(false);
+            var (result, response, following, received) = await TunnelHandshake.RequestCountingAsync(socket, request, timeout.Token, inline, earlyData).ConfigureAwait(false);
             anyReceived = received;
             if (rented is not null && result == TunnelReadResult.TruncatedStream && !received)
             {

@@ -15,6 +15,10 @@ internal static class TunnelHandshake
     /// <summary>Receive size while reading a response: bytes that follow the header in the same receive are kept for the caller.</summary>
     internal const int ResponseReceiveSize = 4096;
 
+    /// <summary>Receive size while reading a request: a whole request and the early data behind it
+    /// (<c>ProxyConnectionHandler.EarlyDataLength</c> and its frame header) fit in one receive.</summary>
+    internal const int RequestReceiveSize = 4096 + TunnelCodec.MaxRequestLength;
+
     /// <summary>
     /// Enclave side: sends <paramref name="request"/> with one send, then receives until a whole response header has arrived.
     /// </summary>
@@ -42,17 +46,27 @@ internal static class TunnelHandshake
     /// <param name="inline">The wait for the status continues on the epoll thread
     /// (<see cref="SocketReadiness.WaitReadableInlineAsync(Socket, bool)"/>), and so does the caller's code until it next waits: only
     /// for callers that neither block nor close a socket another wait holds before then (the proxy's set-up).</param>
+    /// <param name="earlyData">Version 2 early data: the payload of one DATA frame sent right behind the request, in the
+    /// same send; empty: none.</param>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="SocketException">The send or a receive failed.</exception>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<(TunnelReadResult Result, TunnelResponse Response, ReadOnlyMemory<byte> Following, bool AnyReceived)> RequestCountingAsync(
-        Socket tunnel, TunnelRequest request, CancellationToken cancellationToken, bool inline = false)
+        Socket tunnel, TunnelRequest request, CancellationToken cancellationToken, bool inline = false, ReadOnlyMemory<byte> earlyData = default)
     {
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(ResponseReceiveSize);
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(Math.Max(ResponseReceiveSize, TunnelCodec.MaxRequestLength + TunnelFrames.HeaderLength + earlyData.Length));
         try
         {
             int length = TunnelCodec.WriteRequest(request, buffer);
+            if (!earlyData.IsEmpty)
+            {
+                // Version 2 early data: the application's first bytes as a DATA frame in the request's send.
+                TunnelFrames.WriteDataHeader(buffer.AsSpan(length), earlyData.Length);
+                earlyData.Span.CopyTo(buffer.AsSpan(length + TunnelFrames.HeaderLength));
+                length += TunnelFrames.HeaderLength + earlyData.Length;
+            }
+
             await SendAllAsync(tunnel, buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
             int filled = 0;
             TunnelReadResult result;
@@ -118,8 +132,8 @@ internal static class TunnelHandshake
     }
 
     /// <summary>
-    /// Parent side: receives one request header, never a byte past it (whatever the enclave sent after the header
-    /// stays in the socket for the relay or the DNS server).
+    /// Parent side: receives one request header, never a byte past it (whatever the peer sent after the header stays in
+    /// the socket). egress-host reads with the other overload, which hands on what follows.
     /// </summary>
     /// <returns>
     /// The read result and, when it is <see cref="TunnelReadResult.Complete"/>, the request. Errors in the prefix are
@@ -129,7 +143,7 @@ internal static class TunnelHandshake
     /// <exception cref="SocketException">A receive failed.</exception>
     public static async ValueTask<(TunnelReadResult Result, TunnelRequest Request)> ReadRequestAsync(Socket tunnel, CancellationToken cancellationToken)
     {
-        var (result, request, _) = await ReadRequestAsync(tunnel, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+        var (result, request, _) = await ReadRequestAsync(tunnel, ReadOnlyMemory<byte>.Empty, exact: true, cancellationToken).ConfigureAwait(false);
         return (result, request);
     }
 
@@ -138,14 +152,24 @@ internal static class TunnelHandshake
     /// starts with <paramref name="received"/>, bytes already read from the stream (read with the previous connection's
     /// END frame, or while waiting for the next request).
     /// </summary>
-    /// <returns>As the other overload, and the bytes of <paramref name="received"/> past the request (empty unless the
-    /// peer sent more than a request before its status): the start of what follows it on the stream.</returns>
+    /// <returns>As the other overload, and the bytes past the request, of <paramref name="received"/> or of the same
+    /// receive, which reads whatever is there (empty unless the peer sent more than a request before its status: a
+    /// version 2 request's early data): the start of what follows it on the stream.</returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
     /// <exception cref="SocketException">A receive failed.</exception>
+    public static ValueTask<(TunnelReadResult Result, TunnelRequest Request, ReadOnlyMemory<byte> Following)> ReadRequestAsync(
+        Socket tunnel, ReadOnlyMemory<byte> received, CancellationToken cancellationToken) =>
+        ReadRequestAsync(tunnel, received, exact: false, cancellationToken);
+
+    /// <param name="tunnel">The stream.</param>
+    /// <param name="received">Bytes of the request already read.</param>
+    /// <param name="exact">Receive no byte past the request (each receive asks for what the request still lacks); else
+    /// receive what is there, one receive for a request and its early data.</param>
+    /// <param name="cancellationToken">Cancels the read.</param>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public static async ValueTask<(TunnelReadResult Result, TunnelRequest Request, ReadOnlyMemory<byte> Following)> ReadRequestAsync(
-        Socket tunnel, ReadOnlyMemory<byte> received, CancellationToken cancellationToken)
+    private static async ValueTask<(TunnelReadResult Result, TunnelRequest Request, ReadOnlyMemory<byte> Following)> ReadRequestAsync(
+        Socket tunnel, ReadOnlyMemory<byte> received, bool exact, CancellationToken cancellationToken)
     {
         const int prefixLength = 4;
         if (!received.IsEmpty)
@@ -158,16 +182,20 @@ internal static class TunnelHandshake
             }
         }
 
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(TunnelCodec.MaxRequestLength);
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(RequestReceiveSize);
         try
         {
             // Incomplete: fewer bytes than one request, so they fit.
             received.CopyTo(buffer);
             int filled = received.Length;
-            int needed = filled < prefixLength ? prefixLength : prefixLength + BinaryPrimitives.ReadUInt16BigEndian(buffer.AsSpan(2));
             while (true)
             {
-                int read = await SocketReadiness.ReceiveAsync(tunnel, buffer.AsMemory(filled, needed - filled), cancellationToken).ConfigureAwait(false);
+                // Not exact: as much as is there, not only the request: a version 2 request's early data (the
+                // application's first bytes) comes in the same send, and goes to the relay rather than to another receive.
+                int wanted = !exact ? buffer.Length - filled
+                    : filled < prefixLength ? prefixLength - filled
+                    : prefixLength + BinaryPrimitives.ReadUInt16BigEndian(buffer.AsSpan(2)) - filled;
+                int read = await SocketReadiness.ReceiveAsync(tunnel, buffer.AsMemory(filled, wanted), cancellationToken).ConfigureAwait(false);
                 if (read == 0)
                 {
                     return (TunnelReadResult.TruncatedStream, default, ReadOnlyMemory<byte>.Empty);
@@ -178,13 +206,11 @@ internal static class TunnelHandshake
                 TunnelReadResult result = TunnelCodec.TryReadRequest(ref sequence, out TunnelRequest request);
                 if (result != TunnelReadResult.Incomplete)
                 {
-                    return (result, request, ReadOnlyMemory<byte>.Empty);
-                }
-
-                if (filled == prefixLength)
-                {
-                    // The prefix passed the codec's checks, so the body length is within the request limit.
-                    needed = prefixLength + BinaryPrimitives.ReadUInt16BigEndian(buffer.AsSpan(2));
+                    // The rest is copied: the buffer goes back to the pool here.
+                    ReadOnlyMemory<byte> following = result == TunnelReadResult.Complete && sequence.Length > 0
+                        ? buffer.AsSpan(filled - (int)sequence.Length, (int)sequence.Length).ToArray()
+                        : ReadOnlyMemory<byte>.Empty;
+                    return (result, request, following);
                 }
             }
         }

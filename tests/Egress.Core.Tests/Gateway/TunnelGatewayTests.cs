@@ -107,6 +107,32 @@ public sealed class TunnelGatewayTests
         Assert.That(_logs.Values(210, "Cause"), Is.EqualTo(new[] { "BothCompleted" }));
     }
 
+    /// <summary>Version 2 early data (docs/tunnel-protocol.md, "Early data"): the application's first bytes as a DATA frame
+    /// in the request's send. The status comes first (the echo of those bytes could come no sooner than their relay),
+    /// and they are counted with the rest.</summary>
+    [Test]
+    public async Task AVersion2RequestWithEarlyDataIsAnsweredBeforeTheEarlyBytesAreRelayed()
+    {
+        StartGateway(["127.0.0.1"]);
+        using var echo = new EchoServer();
+        byte[] request = new byte[TunnelCodec.MaxRequestLength];
+        int length = TunnelCodec.WriteRequest(TunnelRequest.ForTcp(echo.EndPoint).AsVersion2(7), request);
+
+        using Socket stream = await TunnelWire.ConnectAsync(_endpoint);
+        await stream.SendAsync((byte[])[.. request.AsSpan(0, length), .. Egress.Tests.Relay.Frames.Data("early"u8)]);
+        TunnelResponse response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        await stream.SendAsync((byte[])[.. Egress.Tests.Relay.Frames.Data(" and later"u8), .. Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin)]);
+        var (echoed, cause) = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(stream).WaitAsync(HangGuard);
+        await _logs.WaitForEventAsync(210);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }), "the status before any echo");
+            Assert.That((Encoding.ASCII.GetString(echoed), cause), Is.EqualTo(("early and later", (TunnelEndCause?)TunnelEndCause.Fin)));
+            Assert.That(_logs.Values(210, "BytesOut"), Is.EqualTo(new[] { "15" }));
+        });
+    }
+
     [Test]
     public async Task StreamBeyondTheLimitIsAnsweredWithTheLimitAndAClosedStreamFreesItsPlace()
     {

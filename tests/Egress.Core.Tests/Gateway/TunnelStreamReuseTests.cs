@@ -223,9 +223,8 @@ public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
     }
 
     /// <summary>
-    /// The wait for a reused stream's next request reads up to 64 bytes: bytes past the request in that read (frames an
-    /// enclave sent too early, which a reader must tolerate, docs/tunnel-protocol.md) go to the relay, and a request that
-    /// arrives in pieces is read whole.
+    /// The wait for a reused stream's next request reads what is there: bytes past the request in that read (its early
+    /// data, docs/tunnel-protocol.md) go to the relay, and a request that arrives in pieces is read whole.
     /// </summary>
     [TestCase(true)]
     [TestCase(false)]
@@ -265,8 +264,8 @@ public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
         });
     }
 
-    /// <summary>The wait for a reused stream's next request reads up to 64 bytes at once; a request longer than that (a
-    /// long host hint) is read whole all the same, and one shorter is not mistaken for more.</summary>
+    /// <summary>A reused stream's next request of any length (up to a 253-byte host hint) is read whole, and one shorter
+    /// than another is not mistaken for more (the wait read 64 bytes at most before early data).</summary>
     [TestCase(0)]
     [TestCase(44)]
     [TestCase(45)]

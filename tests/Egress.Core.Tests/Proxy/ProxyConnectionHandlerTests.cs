@@ -7,6 +7,7 @@ using Egress.Interception;
 using Egress.Policy;
 using Egress.Proxy;
 using Egress.Relay;
+using Egress.Sockets;
 using Egress.Tests.Diagnostics;
 using Egress.Tests.Gateway;
 using Egress.Tunnel;
@@ -307,9 +308,17 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(await EndOfStreamAsync(_app), Is.EqualTo("reset"));
     }
 
-    [Test]
-    public async Task AParentThatSpeaksOnlyVersion1IsWarnedAboutAndServedInVersion1()
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task AParentThatSpeaksOnlyVersion1IsWarnedAboutAndServedInVersion1(bool appWroteFirst)
     {
+        if (appWroteFirst)
+        {
+            // Its bytes went with the version 2 request, which the old parent refused: they are relayed again after Ok.
+            await _app.SendAsync(Encoding.ASCII.GetBytes("ping"));
+            await EarlyDataWire.QueuedAsync(_accepted, 4);
+        }
+
         var handling = Handler(Redirected(Listed), version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
         TunnelRequest first;
         using (Socket old = await AcceptTunnelAsync())
@@ -320,9 +329,15 @@ public sealed class ProxyConnectionHandlerTests
         }
 
         using Socket parent = await AcceptTunnelAsync();
-        var (_, second) = await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+        var (_, second, beforeStatus) = await TunnelHandshake.ReadRequestAsync(parent, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
+        await Task.Delay(20);
+        Assert.That((beforeStatus.Length, parent.Available), Is.EqualTo((0, 0)), "a version 1 request carries no early bytes");
         await SendOkAsync(parent);
-        await _app.SendAsync(Encoding.ASCII.GetBytes("ping"));
+        if (!appWroteFirst)
+        {
+            await _app.SendAsync(Encoding.ASCII.GetBytes("ping"));
+        }
+
         _app.Shutdown(SocketShutdown.Send);
         byte[] fromApp = await TunnelWire.ReadToEndAsync(parent).WaitAsync(HangGuard);
         parent.Shutdown(SocketShutdown.Send);
@@ -359,6 +374,81 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That(_probe.Logs.Values(110, "ConnectionId"), Is.EqualTo(new[] { $"{request.ConnectionId:x16}" }));
         });
         Assert.That(await EndOfStreamAsync(_app), Is.EqualTo("reset"), "the app sees ECONNRESET, as it would from the destination");
+    }
+
+    [Test]
+    public async Task TheApplicationsFirstBytesAlreadyThereGoWithTheRequestBeforeTheStatus()
+    {
+        // A client that writes its request right after connect (curl, wrk, a TLS ClientHello): by the time the proxy
+        // handles the connection the bytes are queued, and they go with the version 2 request as early data.
+        await _app.SendAsync("GET /"u8.ToArray());
+        await EarlyDataWire.QueuedAsync(_accepted, 5);
+        var handling = Handler(Redirected(Listed), version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        using Socket parent = await AcceptTunnelAsync();
+        var (request, beforeStatus) = await EarlyDataWire.RequestAndEarlyBytesAsync(parent, Egress.Tests.Relay.Frames.Data("GET /"u8).Length);
+        await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        await _app.SendAsync(" HTTP/1.1"u8.ToArray());
+        _app.Shutdown(SocketShutdown.Send);
+        var after = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(parent).WaitAsync(HangGuard);
+        await parent.SendAsync((byte[])[.. Egress.Tests.Relay.Frames.Data("200"u8), .. Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin)]);
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(request.Version, Is.EqualTo(TunnelCodec.Version2));
+            Assert.That(beforeStatus, Is.EqualTo(Egress.Tests.Relay.Frames.Data("GET /"u8)), "one DATA frame behind the request, before any status");
+            Assert.That(after, Is.EqualTo((" HTTP/1.1"u8.ToArray(), (TunnelEndCause?)TunnelEndCause.Fin)), "the rest after the status, nothing twice");
+            Assert.That((result.Relay!.BytesAToB, result.Relay.BytesBToA, result.Relay.FirstCause), Is.EqualTo((14L, 3L, RelayShutdownCause.BothCompleted)), "the early bytes are counted");
+        });
+        Assert.That(Encoding.ASCII.GetString(await TunnelWire.ReadToEndAsync(_app).WaitAsync(HangGuard)), Is.EqualTo("200"));
+    }
+
+    [Test]
+    public async Task AClientHelloAlreadyThereWaitsForTheServerNameCheckNotSentEarly()
+    {
+        // The TLS server-name check reads the first bytes before any is forwarded: early data must not go around it.
+        var learned = new IPEndPoint(IPAddress.Parse("198.51.100.30"), 443);
+        var policy = EgressPolicy.Create(true, ["api.example.com"], new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time }));
+        policy.Learn("api.example.com", learned.Address, TimeSpan.FromSeconds(300));
+        await _app.SendAsync(Egress.Tests.Tls.ClientHelloVectors.Read("curl-evil.test"));
+        await EarlyDataWire.QueuedAsync(_accepted, 1);
+
+        var handling = Handler(Redirected(learned), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        using Socket parent = await AcceptTunnelAsync();
+        var (read, _, following) = await TunnelHandshake.ReadRequestAsync(parent, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
+        Assert.That((read, following.Length), Is.EqualTo((TunnelReadResult.Complete, 0)));
+        await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        var (payload, cause) = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(parent).WaitAsync(HangGuard);
+        await parent.SendAsync(Egress.Tests.Relay.Frames.End(TunnelEndCause.Refused)); // as egress-host answers an abort
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((payload.Length, cause), Is.EqualTo((0, (TunnelEndCause?)TunnelEndCause.Refused)), "no byte of the ClientHello crossed the tunnel");
+            Assert.That((result.Relay!.FirstCause, result.Relay.BytesAToB), Is.EqualTo((RelayShutdownCause.Refused, 0L)));
+        });
+    }
+
+    [Test]
+    public async Task AnApplicationThatResetBeforeSendingAnythingOpensNoTunnel()
+    {
+        SocketReset.Reset(_app);
+        var deadline = DateTime.UtcNow + HangGuard;
+        while (!_accepted.Poll(0, SelectMode.SelectRead) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(5);
+        }
+
+        var result = await Handler(Redirected(Listed), version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None).WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Outcome, Is.EqualTo(ConnectionOutcome.Relayed));
+            Assert.That((result.Relay!.FirstCause, result.Relay.BytesAToB, result.Relay.BytesBToA), Is.EqualTo((RelayShutdownCause.AReadError, 0L, 0L)));
+            Assert.That(_tunnelsOpened, Is.Zero, "no destination is dialled for an application that is gone");
+            Assert.That(_probe.EventIds, Is.EqualTo(new[] { 105, 110 }), "allowed, then closed with the read error");
+            Assert.That(_probe.Connections, Is.EqualTo(new[] { ("allowed", "static_entry") }));
+        });
     }
 
     [Test]

@@ -113,6 +113,43 @@ public sealed class ProxyStreamReuseTests
         }
     }
 
+    /// <summary>The retry after a stale pooled stream sends the connection's early data again: the parent that closed
+    /// the pooled stream never answered, so it relayed none of it (docs/tunnel-protocol.md, "Early data").</summary>
+    [Test]
+    public async Task APooledStreamTheParentClosesBeforeAnsweringHasItsEarlyDataSentAgainOnTheNewStream()
+    {
+        using var handler = Handler();
+        using Socket stale = await CleanConnectionAsync(handler, parent: null);
+
+        var (app, accepted) = await AppPairAsync();
+        using (app)
+        {
+            await app.SendAsync("GET"u8.ToArray());
+            await EarlyDataWire.QueuedAsync(accepted, 3);
+            var handling = handler.HandleAsync(accepted, CancellationToken.None);
+            var (_, onStale) = await EarlyDataWire.RequestAndEarlyBytesAsync(stale, Frames.Data("GET"u8).Length);
+            stale.Shutdown(SocketShutdown.Both);
+
+            using Socket fresh = await AcceptTunnelAsync();
+            var (request, onFresh) = await EarlyDataWire.RequestAndEarlyBytesAsync(fresh, Frames.Data("GET"u8).Length);
+            await SendOkAsync(fresh);
+            app.Shutdown(SocketShutdown.Send);
+            var rest = await Frames.ReadUntilEndAsync(fresh).WaitAsync(HangGuard);
+            await fresh.SendAsync((byte[])[.. Frames.Data("200"u8), .. Frames.End(TunnelEndCause.Fin)]);
+            var result = await handling.WaitAsync(HangGuard);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(onStale, Is.EqualTo(Frames.Data("GET"u8)), "sent with the request on the pooled stream");
+                Assert.That(onFresh, Is.EqualTo(Frames.Data("GET"u8)), "and again with the retry's");
+                Assert.That(request.Version, Is.EqualTo(TunnelCodec.Version2));
+                Assert.That(rest, Is.EqualTo((Array.Empty<byte>(), (TunnelEndCause?)TunnelEndCause.Fin)), "nothing relayed twice");
+                Assert.That((result.Relay!.BytesAToB, result.Relay.FirstCause), Is.EqualTo((3L, RelayShutdownCause.BothCompleted)));
+                Assert.That(_probe.EventIds, Does.Contain(131), "the retry is logged (Debug)");
+            });
+        }
+    }
+
     [TestCase(false)]
     [TestCase(true)]
     public async Task APooledStreamTheParentClosesBeforeAnsweringIsRetriedOnceOnANewStream(bool reset)

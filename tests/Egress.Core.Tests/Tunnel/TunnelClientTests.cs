@@ -82,7 +82,7 @@ public sealed class TunnelClientTests
         });
 
         var client = new TunnelClient(_endpoint);
-        var connected = await client.ConnectFramedAsync(Destination, null, CancellationToken.None);
+        var connected = await client.ConnectFramedAsync(Destination, null, default, CancellationToken.None);
         using (var socket = connected.Socket)
         {
             Assert.Multiple(() =>
@@ -255,7 +255,7 @@ public sealed class TunnelClientTests
 
         var client = new TunnelClient(_endpoint);
         // ConfigureAwait(false): NUnit's synchronization context would post the continuation elsewhere.
-        var framed = await client.ConnectFramedAsync(Destination, null, CancellationToken.None).ConfigureAwait(false);
+        var framed = await client.ConnectFramedAsync(Destination, null, default, CancellationToken.None).ConfigureAwait(false);
         bool framedOnEpoll = Egress.Sockets.SocketReadiness.OnEpollThread;
         await Task.Yield(); // leave the epoll thread before the next connect
         framed.Socket?.Dispose();

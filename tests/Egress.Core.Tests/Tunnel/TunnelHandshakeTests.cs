@@ -172,7 +172,8 @@ public sealed class TunnelHandshakeTests
     }
 
     /// <summary>A reused stream's next request starts with bytes already read (with the END frame, or while idle):
-    /// split anywhere, the request is whole, and what followed it in those bytes is handed on.</summary>
+    /// split anywhere, the request is whole, and what followed it, in those bytes or in the receive that completed the
+    /// request, is handed on.</summary>
     [TestCase(0)]
     [TestCase(1)]
     [TestCase(3)]
@@ -190,19 +191,15 @@ public sealed class TunnelHandshakeTests
         await pair.Left.SendAsync(bytes.AsMemory(already));
         var (result, request, following) = await reading.WaitAsync(HangGuard);
 
-        Assert.Multiple(async () =>
+        Assert.Multiple(() =>
         {
             Assert.That(result, Is.EqualTo(TunnelReadResult.Complete));
             Assert.That(request, Is.EqualTo(sent));
-            if (split < 0)
-            {
-                Assert.That(following.ToArray(), Is.EqualTo("frames"u8.ToArray()), "bytes past the request handed on");
-            }
-            else
-            {
-                Assert.That(following.IsEmpty, Is.True);
-                Assert.That(await SocketIo.ReadExactlyAsync(pair.Right, 6), Is.EqualTo("frames"u8.ToArray()), "bytes after the header stay in the socket");
-            }
+
+            // Read already, or received with the request's last bytes (one send, one receive on a Unix socket): handed
+            // on, as a version 2 request's early data goes to the relay without another receive.
+            Assert.That(following.ToArray(), Is.EqualTo("frames"u8.ToArray()), "bytes past the request handed on");
+            Assert.That(pair.Right.Available, Is.Zero, "none left in the socket");
         });
     }
 
