@@ -200,9 +200,7 @@ internal sealed class TunnelStreamHandler(
         using var idle = new CancellationTokenSource(options.IdleBetweenRequests, options.Relay.TimeProvider);
         using var onStop = stopping.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle);
         using var onAbort = aborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), idle);
-        // A whole request and its early data in one receive (TunnelHandshake.RequestReceiveSize); what came is copied out,
-        // since the relay (a server-name check's reader) may hold it past this connection's set-up.
-        byte[] head = ArrayPool<byte>.Shared.Rent(TunnelHandshake.RequestReceiveSize);
+        byte[]? head = null;
         string end;
         try
         {
@@ -213,6 +211,10 @@ internal sealed class TunnelStreamHandler(
             // HandleAsync hand what may block (a DNS stream, a re-resolution, a close; log lines of a refusal unless the
             // process's loggers never block, RelayOptions.EndOnEpollThread) back to it.
             await SocketReadiness.WaitReadableInlineAsync(tunnel, idle.Token, drained: true).ConfigureAwait(false);
+
+            // Rented once the stream is readable (an idle stream holds no buffer): a whole request and its early data in
+            // one receive. What came is copied out: the relay (a server-name check's reader) may hold it past the set-up.
+            head = ArrayPool<byte>.Shared.Rent(TunnelHandshake.RequestReceiveSize);
             int read = await SocketReadiness.ReceiveAsync(tunnel, head, idle.Token).ConfigureAwait(false);
             if (read > 0)
             {
@@ -231,7 +233,10 @@ internal sealed class TunnelStreamHandler(
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(head);
+            if (head is not null)
+            {
+                ArrayPool<byte>.Shared.Return(head);
+            }
         }
 
         await SocketReadiness.LeaveEpollThread(); // woken by the enclave's close: the line, and the close after it, from the pool

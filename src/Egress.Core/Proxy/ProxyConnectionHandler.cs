@@ -137,7 +137,6 @@ internal sealed class ProxyConnectionHandler(
     {
         ProxyConnectionResult result;
         AddressHold? failoverHold = null;
-        byte[]? earlyBuffer = null;
         try
         {
             if (!OperatingSystem.IsLinux())
@@ -154,16 +153,17 @@ internal sealed class ProxyConnectionHandler(
             bool earlyDrained = false;
             if (tunnelVersion == TunnelCodec.Version2 && !ServerNameGate.Applies(policy, decision.Reason))
             {
-                earlyBuffer = ArrayPool<byte>.Shared.Rent(EarlyDataLength);
+                byte[] buffer = ArrayPool<byte>.Shared.Rent(EarlyDataLength);
                 int got;
                 try
                 {
-                    got = SocketReadiness.ReceiveNow(client, earlyBuffer.AsSpan(0, EarlyDataLength));
+                    got = SocketReadiness.ReceiveNow(client, buffer.AsSpan(0, EarlyDataLength));
                 }
                 catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
                 {
                     // The application reset its connection before anything was relayed: no destination is dialled. The
                     // kernel reports a reset once, so it ends the connection here rather than look like an end of stream later.
+                    ArrayPool<byte>.Shared.Return(buffer);
                     Started(destination, decision, connectionId: 0);
                     setup.Complete();
                     var reset = new RelayResult(0, 0, RelayShutdownCause.AReadError, ex, TimeSpan.Zero);
@@ -172,11 +172,11 @@ internal sealed class ProxyConnectionHandler(
                     return result;
                 }
 
-                if (got > 0)
-                {
-                    early = earlyBuffer.AsMemory(0, got);
-                    earlyDrained = got < EarlyDataLength;
-                }
+                // Copied out (the bytes a client writes at once, usually a few hundred): no pooled buffer is held while
+                // the parent is asked, however long that takes.
+                early = got > 0 ? buffer.AsSpan(0, got).ToArray() : ReadOnlyMemory<byte>.Empty;
+                earlyDrained = got < EarlyDataLength;
+                ArrayPool<byte>.Shared.Return(buffer);
             }
 
             string? hint = HostHintFor(decision);
@@ -205,14 +205,9 @@ internal sealed class ProxyConnectionHandler(
                 // The early bytes went with the request unless the stream fell back to version 1 or the server name of a
                 // failover's destination is checked: then the relay sends them first, as bytes already read from A.
                 bool earlySent = framed && serverNameGate is null && !early.IsEmpty;
-                ReadOnlyMemory<byte> readFromA = earlySent || early.IsEmpty ? ReadOnlyMemory<byte>.Empty : early.ToArray();
+                ReadOnlyMemory<byte> readFromA = earlySent ? ReadOnlyMemory<byte>.Empty : early;
                 var forwarded = earlySent ? new ForwardedEarly(early.Length, earlyDrained) : default;
                 early = default;
-                if (earlyBuffer is not null)
-                {
-                    ArrayPool<byte>.Shared.Return(earlyBuffer);
-                    earlyBuffer = null;
-                }
 
                 SocketReadiness.ShareEngine(client, stream); // its events wake the thread that serves the stream's
                 RelayResult? relay = null;
@@ -259,19 +254,16 @@ internal sealed class ProxyConnectionHandler(
         {
             failoverHold?.Dispose();
             hold?.Dispose();
-            if (earlyBuffer is not null)
-            {
-                ArrayPool<byte>.Shared.Return(earlyBuffer);
-            }
         }
 
         Complete(client, result);
         return result;
     }
 
-    /// <summary>The most of the application's first bytes read for early data: one small DATA frame, the size the relay
-    /// copies a direction's first bytes in (docs/tunnel-protocol.md, "Early data").</summary>
-    internal const int EarlyDataLength = 4096 - TunnelFrames.HeaderLength;
+    /// <summary>The most of the application's first bytes read for early data (docs/tunnel-protocol.md, "Early data"):
+    /// 3,788, so that the longest request, the DATA frame's header and these bytes fill one 4 KiB send, and one receive
+    /// of the parent's (<see cref="TunnelHandshake.RequestReceiveSize"/>).</summary>
+    internal const int EarlyDataLength = TunnelHandshake.RequestReceiveSize - TunnelCodec.MaxRequestLength - TunnelFrames.HeaderLength;
 
     /// <summary>Whether the parent's answer says the destination itself failed (refused, unreachable, timed out), so
     /// another address of the same name may serve.</summary>

@@ -15,9 +15,9 @@ internal static class TunnelHandshake
     /// <summary>Receive size while reading a response: bytes that follow the header in the same receive are kept for the caller.</summary>
     internal const int ResponseReceiveSize = 4096;
 
-    /// <summary>Receive size while reading a request: a whole request and the early data behind it
-    /// (<c>ProxyConnectionHandler.EarlyDataLength</c> and its frame header) fit in one receive.</summary>
-    internal const int RequestReceiveSize = 4096 + TunnelCodec.MaxRequestLength;
+    /// <summary>Receive size while reading a request (4 KiB): a whole request and the early data behind it (at most
+    /// <c>ProxyConnectionHandler.EarlyDataLength</c> and its frame header) fit in one receive.</summary>
+    internal const int RequestReceiveSize = 4096;
 
     /// <summary>
     /// Enclave side: sends <paramref name="request"/> with one send, then receives until a whole response header has arrived.

@@ -10,6 +10,7 @@ using Egress.Relay;
 using Egress.Sockets;
 using Egress.Tests.Diagnostics;
 using Egress.Tests.Gateway;
+using Egress.Tls;
 using Egress.Tunnel;
 using Microsoft.Extensions.Time.Testing;
 
@@ -547,6 +548,49 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That(_probe.Connections, Is.EqualTo(new[] { ("allowed", "learned") }));
             Assert.That(_probe.Failovers, Is.EqualTo(1));
             Assert.That((cache.ConnectionsThrough(refused.Address), cache.ConnectionsThrough(serving.Address)), Is.EqualTo((0, 0)), "both holds released");
+        });
+    }
+
+    /// <summary>Early data on a failover (docs/tunnel-protocol.md, "Early data"): the first bytes go with the refused
+    /// request and again with the next address's, and are relayed once. (Learned addresses are server-name checked by
+    /// default, which sends no early data: this policy turns the check off.)</summary>
+    [Test]
+    public async Task EarlyDataGoesAgainWithTheFailoversRequestAndIsCountedOnce()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+        var policy = EgressPolicy.Create(true, ["api.example.com"], cache, TlsServerNameMode.Off);
+        var refused = new IPEndPoint(IPAddress.Parse("198.51.100.31"), 443);
+        var serving = new IPEndPoint(IPAddress.Parse("198.51.100.32"), 443);
+        policy.Learn("api.example.com", refused.Address, TimeSpan.FromSeconds(300));
+        policy.Learn("api.example.com", serving.Address, TimeSpan.FromSeconds(300));
+        await _app.SendAsync("ping"u8.ToArray());
+        await EarlyDataWire.QueuedAsync(_accepted, 4);
+        byte[] frame = Egress.Tests.Relay.Frames.Data("ping"u8);
+
+        var handling = Handler(Redirected(refused), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        byte[] onFirst;
+        using (Socket first = await AcceptTunnelAsync())
+        {
+            (_, onFirst) = await EarlyDataWire.RequestAndEarlyBytesAsync(first, frame.Length);
+            await TunnelHandshake.SendResponseAsync(
+                first, new TunnelResponse(TunnelStatus.ConnectionRefused, "parent: no") { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        }
+
+        using Socket second = await AcceptTunnelAsync();
+        var (request, onSecond) = await EarlyDataWire.RequestAndEarlyBytesAsync(second, frame.Length);
+        await TunnelHandshake.SendResponseAsync(second, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        _app.Shutdown(SocketShutdown.Send);
+        var rest = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(second).WaitAsync(HangGuard);
+        await second.SendAsync(Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin));
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((onFirst, onSecond), Is.EqualTo((frame, frame)), "with both requests");
+            Assert.That(request.Destination, Is.EqualTo(serving));
+            Assert.That(rest, Is.EqualTo((Array.Empty<byte>(), (TunnelEndCause?)TunnelEndCause.Fin)), "and not again after the Ok");
+            Assert.That((result.Outcome, result.Destination), Is.EqualTo((ConnectionOutcome.Relayed, serving)));
+            Assert.That((result.Relay!.BytesAToB, result.Relay.FirstCause), Is.EqualTo((4L, RelayShutdownCause.BothCompleted)));
         });
     }
 
