@@ -207,7 +207,7 @@ internal sealed class ProxyConnectionHandler(
                 bool earlySent = framed && serverNameGate is null && !early.IsEmpty;
                 ReadOnlyMemory<byte> readFromA = earlySent ? ReadOnlyMemory<byte>.Empty : early;
                 var forwarded = earlySent ? new ForwardedEarly(early.Length, earlyDrained) : default;
-                early = default;
+                early = default; // this state machine waits for the connection's whole life: it keeps no reference to the bytes
 
                 SocketReadiness.ShareEngine(client, stream); // its events wake the thread that serves the stream's
                 RelayResult? relay = null;
