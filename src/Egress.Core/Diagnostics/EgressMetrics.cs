@@ -31,6 +31,7 @@ public sealed class EgressMetrics
     private readonly Counter<long> _serverNameRefusals;
     private readonly Counter<long> _wouldDeny;
     private readonly Counter<long> _tunnelReuses;
+    private readonly Counter<long> _earlyData;
     private readonly Counter<long> _enclaveDenials;
     private readonly KeyValuePair<string, object?> _side;
 
@@ -81,6 +82,8 @@ public sealed class EgressMetrics
             "egress.policy.would_deny", "{decision}", "Decisions egress.mode = \"report\" allowed that enforce would deny, by kind (connection, dns) and reason.");
         _tunnelReuses = meter.CreateCounter<long>(
             "egress.tunnel.reuses", "{request}", "Connections carried on a tunnel stream that already carried one (enclave: sent on a pooled stream; parent: read after a clean END).");
+        _earlyData = meter.CreateCounter<long>(
+            "egress.tunnel.early_data", "{connection}", "Relayed connections whose application's first bytes were looked for to go with the version 2 request (enclave), by outcome: sent with it, none queued yet, or relayed after the status.");
         _enclaveDenials = meter.CreateCounter<long>(
             "egress.enclave.denials", "{denial}", "What the enclave's own policy denied, from its denial reports (parent), by kind and reason.");
         _caches = cache is null ? [] : [(cache, [_side])];
@@ -103,6 +106,7 @@ public sealed class EgressMetrics
         _wouldDeny = metrics._wouldDeny;
         _serverNameRefusals = metrics._serverNameRefusals;
         _tunnelReuses = metrics._tunnelReuses;
+        _earlyData = metrics._earlyData;
         _enclaveDenials = metrics._enclaveDenials;
         _side = metrics._side;
         _enclave = new("egress.enclave", enclave);
@@ -244,6 +248,16 @@ public sealed class EgressMetrics
 
     /// <summary>Counts a connection carried on a tunnel stream that already carried one (docs/tunnel-protocol.md, "Stream reuse").</summary>
     internal void TunnelStreamReused() => _tunnelReuses.Add(1, Tags());
+
+    /// <summary>Counts a relayed connection whose first bytes were looked for as early data (docs/tunnel-protocol.md,
+    /// "Early data"): <paramref name="outcome"/> is <c>sent</c> (they went with the version 2 request), <c>none</c> (the
+    /// application had written nothing yet) or <c>after_status</c> (read, but relayed after the status: the parent
+    /// answered in version 1, or a failover's destination has its server name checked).</summary>
+    internal void EarlyData(string outcome)
+    {
+        var tags = Tags("egress.outcome", outcome);
+        _earlyData.Add(1, in tags);
+    }
 
     /// <summary>Counts one failover attempt: another address of the same name tried for a connection.</summary>
     internal void Failover() => _failovers.Add(1, Tags());

@@ -150,7 +150,7 @@ internal sealed class ProxyConnectionHandler(
             // parent fewer. Never waited for: a server that speaks first gets no delay. Not when the server name is
             // checked: that check reads the first bytes in the relay, before any is sent.
             ReadOnlyMemory<byte> early = default;
-            bool earlyDrained = false;
+            bool earlyDrained = false, earlyTried = false;
             if (tunnelVersion == TunnelCodec.Version2 && !ServerNameGate.Applies(policy, decision.Reason))
             {
                 byte[] buffer = ArrayPool<byte>.Shared.Rent(EarlyDataLength);
@@ -176,6 +176,7 @@ internal sealed class ProxyConnectionHandler(
                 // the parent is asked, however long that takes.
                 early = got > 0 ? buffer.AsSpan(0, got).ToArray() : ReadOnlyMemory<byte>.Empty;
                 earlyDrained = got < EarlyDataLength;
+                earlyTried = true;
                 ArrayPool<byte>.Shared.Return(buffer);
             }
 
@@ -207,6 +208,11 @@ internal sealed class ProxyConnectionHandler(
                 bool earlySent = framed && serverNameGate is null && !early.IsEmpty;
                 ReadOnlyMemory<byte> readFromA = earlySent ? ReadOnlyMemory<byte>.Empty : early;
                 var forwarded = earlySent ? new ForwardedEarly(early.Length, earlyDrained) : default;
+                if (earlyTried)
+                {
+                    options.Metrics?.EarlyData(earlySent ? "sent" : early.IsEmpty ? "none" : "after_status");
+                }
+
                 early = default; // this state machine waits for the connection's whole life: it keeps no reference to the bytes
 
                 SocketReadiness.ShareEngine(client, stream); // its events wake the thread that serves the stream's

@@ -84,7 +84,7 @@ public sealed class ConfigurationKeysTests
     public void KeyIsDocumentedWithItsTypeAndDefault(string path)
     {
         ConfigurationKey key = ConfigurationKeys.All.Single(candidate => candidate.Path == path);
-        string docs = File.ReadAllText(Path.Combine(RepositoryRoot(), "docs", "configuration.md"));
+        string docs = File.ReadAllText(Path.Combine(RepositoryFiles.Root(), "docs", "configuration.md"));
         Match section = Regex.Match(docs, $@"^### `\[{Regex.Escape(key.Section)}\]`.*?(?=^##)", RegexOptions.Multiline | RegexOptions.Singleline);
         Assert.That(section.Success, Is.True, $"docs/configuration.md has no ### `[{key.Section}]` section");
 
@@ -95,7 +95,7 @@ public sealed class ConfigurationKeysTests
     [Test]
     public void EveryDocumentedKeyIsInTheTable()
     {
-        string docs = File.ReadAllText(Path.Combine(RepositoryRoot(), "docs", "configuration.md"));
+        string docs = File.ReadAllText(Path.Combine(RepositoryFiles.Root(), "docs", "configuration.md"));
         var documented = new List<string>();
         foreach (Match section in Regex.Matches(docs, @"^### `\[(?<section>[a-z]+)\]`.*?(?=^##)", RegexOptions.Multiline | RegexOptions.Singleline))
         {
@@ -149,18 +149,5 @@ public sealed class ConfigurationKeysTests
     {
         Assert.That(values.Distinct().Count(), Is.EqualTo(1), $"options types disagree: {string.Join(", ", values)}");
         return values[0];
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (DirectoryInfo? directory = new(TestContext.CurrentContext.TestDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Egress.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("Egress.sln not found above the test directory.");
     }
 }

@@ -369,7 +369,7 @@ public sealed class EgressConfigurationTests
     [Test]
     public void SampleFileLoads()
     {
-        string path = Path.Combine(RepositoryRoot(), "samples", "enclave.toml");
+        string path = Path.Combine(RepositoryFiles.Root(), "samples", "enclave.toml");
 
         EgressConfiguration configuration = EgressConfiguration.Load(path);
 
@@ -387,19 +387,6 @@ public sealed class EgressConfigurationTests
     [Test]
     public void EvervaultKeyListIsSortedForBinarySearch() =>
         Assert.That(EvervaultKeys.Names, Is.Ordered.Using((IComparer<string>)StringComparer.Ordinal));
-
-    private static string RepositoryRoot()
-    {
-        for (DirectoryInfo? directory = new(TestContext.CurrentContext.TestDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Egress.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("Egress.sln not found above the test directory.");
-    }
 
     private static void AssertSameValues(EgressConfiguration actual, EgressConfiguration expected) =>
         Assert.Multiple(() =>

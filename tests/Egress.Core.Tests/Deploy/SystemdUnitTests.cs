@@ -61,8 +61,8 @@ public sealed partial class SystemdUnitTests
         string directory = Path.GetDirectoryName(SuggestedAuditLogPath())! + "/";
         Assert.Multiple(() =>
         {
-            Assert.That(File.ReadAllText(Path.Combine(RepositoryRoot(), "deploy", "README.md")), Does.Contain("LogsDirectory=egress").And.Contain(directory));
-            Assert.That(File.ReadAllText(Path.Combine(RepositoryRoot(), "docs", "configuration.md")), Does.Contain("LogsDirectory=egress").And.Contain(directory));
+            Assert.That(File.ReadAllText(Path.Combine(RepositoryFiles.Root(), "deploy", "README.md")), Does.Contain("LogsDirectory=egress").And.Contain(directory));
+            Assert.That(File.ReadAllText(Path.Combine(RepositoryFiles.Root(), "docs", "configuration.md")), Does.Contain("LogsDirectory=egress").And.Contain(directory));
         });
     }
 
@@ -101,7 +101,7 @@ public sealed partial class SystemdUnitTests
     {
         var values = new Dictionary<string, string[]>(StringComparer.Ordinal);
         string? section = null;
-        foreach (string raw in File.ReadAllLines(Path.Combine(RepositoryRoot(), "deploy", "host", "egress-host.service")))
+        foreach (string raw in File.ReadAllLines(Path.Combine(RepositoryFiles.Root(), "deploy", "host", "egress-host.service")))
         {
             string line = raw.Trim();
             if (line.Length == 0 || line[0] is '#' or ';')
@@ -127,19 +127,6 @@ public sealed partial class SystemdUnitTests
         }
 
         return values;
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(TestContext.CurrentContext.TestDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Egress.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("Egress.sln not found above the test directory.");
     }
 
     [GeneratedRegex("""e\.g\. "([^"]+)"\)""")]

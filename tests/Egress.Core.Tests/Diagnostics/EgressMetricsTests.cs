@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
 using Egress.Diagnostics;
@@ -54,6 +55,30 @@ public sealed class EgressMetricsTests
     [TestCase("Parent")]
     public void ASideOtherThanEnclaveOrParentIsRefused(string side) =>
         Assert.That(() => new EgressMetrics(_meters, side), Throws.ArgumentException.With.Property("ParamName").EqualTo("side"));
+
+    /// <summary>The README's metrics list is what an operator builds a dashboard from: an instrument missing there
+    /// (egress.tunnel.early_data was nearly added without it) is one nobody knows to read.</summary>
+    [Test]
+    public void EveryInstrumentIsNamedInTheReadme()
+    {
+        var names = new List<string>();
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, _) =>
+            {
+                if (instrument.Meter.Scope == _meters)
+                {
+                    names.Add(instrument.Name);
+                }
+            },
+        };
+        _ = new EgressMetrics(_meters, "parent", new AllowlistCache(new AllowlistCacheOptions()));
+        listener.Start(); // publishes the instruments that already exist
+        string readme = RepositoryFiles.Read("README.md");
+
+        Assert.That(names, Does.Contain("egress.connections").And.Contain("egress.tunnel.early_data").And.Contain("egress.cache.evictions"));
+        Assert.That(names.Where(name => !readme.Contains($"`{name}`", StringComparison.Ordinal)), Is.Empty, "instruments the README's metrics list does not name");
+    }
 
     [Test]
     public async Task GatewayCountsAnAllowedRelayWithItsBytesDurationAndCause()

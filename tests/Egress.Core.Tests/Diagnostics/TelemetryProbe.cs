@@ -16,6 +16,7 @@ internal sealed class TelemetryProbe : IDisposable
     private readonly MetricCollector<long> _tunnelErrors;
     private readonly MetricCollector<long> _failovers;
     private readonly MetricCollector<long> _serverNameRefusals;
+    private readonly MetricCollector<long> _earlyData;
 
     public TelemetryProbe(string side)
     {
@@ -25,6 +26,7 @@ internal sealed class TelemetryProbe : IDisposable
         _tunnelErrors = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.tunnel.errors");
         _failovers = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.connection.failovers");
         _serverNameRefusals = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.tls.server_name.refusals");
+        _earlyData = new MetricCollector<long>(_meters, EgressMetrics.MeterName, "egress.tunnel.early_data");
     }
 
     public LogCapture Logs { get; } = new();
@@ -51,9 +53,13 @@ internal sealed class TelemetryProbe : IDisposable
     /// <summary>The sum of <c>egress.connection.failovers</c> so far.</summary>
     public long Failovers => _failovers.GetMeasurementSnapshot().Sum(m => m.Value);
 
-    /// <summary>Waits until a record with <paramref name="eventId"/> is logged (logged after the socket work it describes).</summary>
     /// <summary>Every <c>egress.tls.server_name.refusals</c> count so far, by <c>egress.reason</c>.</summary>
     public IReadOnlyList<string?> ServerNameRefusals => [.. _serverNameRefusals.GetMeasurementSnapshot().Select(m => (string?)m.Tags["egress.reason"])];
+
+    /// <summary>Every <c>egress.tunnel.early_data</c> count so far, by <c>egress.outcome</c>.</summary>
+    public IReadOnlyList<string?> EarlyData => [.. _earlyData.GetMeasurementSnapshot().Select(m => (string?)m.Tags["egress.outcome"])];
+
+    /// <summary>Waits until a record with <paramref name="eventId"/> is logged (logged after the socket work it describes).</summary>
 
     public Task WaitForEventAsync(int eventId) => Logs.WaitForEventAsync(eventId);
 
@@ -63,6 +69,7 @@ internal sealed class TelemetryProbe : IDisposable
         _tunnelErrors.Dispose();
         _failovers.Dispose();
         _serverNameRefusals.Dispose();
+        _earlyData.Dispose();
         Logs.Dispose();
         _meters.Dispose();
     }

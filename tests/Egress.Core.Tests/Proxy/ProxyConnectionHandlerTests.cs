@@ -352,6 +352,7 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That(result.Outcome, Is.EqualTo(ConnectionOutcome.Relayed));
             Assert.That(result.Relay!.Framed, Is.Null);
             Assert.That(_probe.EventIds, Is.EqualTo(new[] { 116, 105, 110 }), "one Warning that the parent speaks only v1");
+            Assert.That(_probe.EarlyData, Is.EqualTo(new[] { appWroteFirst ? "after_status" : "none" }), "looked for; relayed after the v1 Ok when there");
         });
     }
 
@@ -400,6 +401,7 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That(beforeStatus, Is.EqualTo(Egress.Tests.Relay.Frames.Data("GET /"u8)), "one DATA frame behind the request, before any status");
             Assert.That(after, Is.EqualTo((" HTTP/1.1"u8.ToArray(), (TunnelEndCause?)TunnelEndCause.Fin)), "the rest after the status, nothing twice");
             Assert.That((result.Relay!.BytesAToB, result.Relay.BytesBToA, result.Relay.FirstCause), Is.EqualTo((14L, 3L, RelayShutdownCause.BothCompleted)), "the early bytes are counted");
+            Assert.That(_probe.EarlyData, Is.EqualTo(new[] { "sent" }));
         });
         Assert.That(Encoding.ASCII.GetString(await TunnelWire.ReadToEndAsync(_app).WaitAsync(HangGuard)), Is.EqualTo("200"));
     }
@@ -427,6 +429,7 @@ public sealed class ProxyConnectionHandlerTests
         {
             Assert.That((payload.Length, cause), Is.EqualTo((0, (TunnelEndCause?)TunnelEndCause.Refused)), "no byte of the ClientHello crossed the tunnel");
             Assert.That((result.Relay!.FirstCause, result.Relay.BytesAToB), Is.EqualTo((RelayShutdownCause.Refused, 0L)));
+            Assert.That(_probe.EarlyData, Is.Empty, "not looked for where the server name is checked");
         });
     }
 
@@ -449,6 +452,7 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That(_tunnelsOpened, Is.Zero, "no destination is dialled for an application that is gone");
             Assert.That(_probe.EventIds, Is.EqualTo(new[] { 105, 110 }), "allowed, then closed with the read error");
             Assert.That(_probe.Connections, Is.EqualTo(new[] { ("allowed", "static_entry") }));
+            Assert.That(_probe.EarlyData, Is.Empty, "not counted for an application that reset first");
         });
     }
 
@@ -591,6 +595,7 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That(rest, Is.EqualTo((Array.Empty<byte>(), (TunnelEndCause?)TunnelEndCause.Fin)), "and not again after the Ok");
             Assert.That((result.Outcome, result.Destination), Is.EqualTo((ConnectionOutcome.Relayed, serving)));
             Assert.That((result.Relay!.BytesAToB, result.Relay.FirstCause), Is.EqualTo((4L, RelayShutdownCause.BothCompleted)));
+            Assert.That(_probe.EarlyData, Is.EqualTo(new[] { "sent" }), "once for the connection, not per request");
         });
     }
 
