@@ -211,18 +211,23 @@ internal static class HostCommandLine
         var ours = new List<(string Generated, string? Message)>();
         int searchFrom = 0;
         int valueAt = -1;
+        int unmatchedAt = -1;
         bool unknownCommand = false;
         foreach (string word in result.UnmatchedTokens)
         {
             int at = IndexOf(result.Tokens, word, searchFrom);
             searchFrom = at + 1;
+            bool afterTakenOptionLike = at > 0 && at - 1 != unmatchedAt && IsOptionLikeArgument(result.Tokens[at - 1]);
+            unmatchedAt = at;
             if (IsOptionLike(word))
             {
                 ours.Add((Unrecognized(word), DescribeUnknownOption(command, word, out bool takesValue)));
                 valueAt = takesValue ? at + 1 : -1;
             }
-            else if (at >= 0 && (at == valueAt || IsValueOfOptionLikeArgument(command, result.Tokens, at)))
+            else if (at >= 0 && (at == valueAt || afterTakenOptionLike))
             {
+                // The option's value, or the word the verb's argument would have taken had the option-like word not
+                // taken its place (check --version x: x is the target): the option-like word is the one error.
                 ours.Add((Unrecognized(word), null));
             }
             else if (at > 0 && FlagNamed(command, result.Tokens[at - 1]) is { } flag)
@@ -317,20 +322,11 @@ internal static class HostCommandLine
     }
 
     /// <summary>
-    /// Whether the word at <paramref name="at"/> follows an option-like word that a verb's argument took (an unknown
-    /// option, reported by the argument as one), and is that option's value: <c>check --confg x.toml</c> reports
-    /// '--confg' once, not 'x.toml' again as a stray word.
+    /// Whether <paramref name="token"/> is an option-like word that a verb's argument took (an unknown option or another
+    /// verb's, which the argument reports as such). The unmatched word after it is then no second error: it is that
+    /// option's value (<c>check --confg x.toml</c>) or the argument it displaced (<c>check --version x</c>).
     /// </summary>
-    private static bool IsValueOfOptionLikeArgument(Command command, IReadOnlyList<Token> tokens, int at)
-    {
-        if (at <= 0 || tokens[at - 1] is not { Type: TokenType.Argument } previous || !IsOptionLike(previous.Value))
-        {
-            return false;
-        }
-
-        _ = DescribeUnknownOption(command, previous.Value, out bool takesValue);
-        return takesValue;
-    }
+    private static bool IsOptionLikeArgument(Token token) => token.Type == TokenType.Argument && IsOptionLike(token.Value);
 
     /// <summary>
     /// A word the root command took as no verb: a verb named with the closest one (<c>chek</c>: did you mean

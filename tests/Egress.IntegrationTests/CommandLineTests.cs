@@ -298,6 +298,10 @@ public sealed class CommandLineTests
     [TestCase("error: --netfilter does not apply to 'check' (an option of 'rules')\n", "check", "example.com", "--netfilter", "legacy")]
     // The word after it is its value, once more: before, 'x.toml' was reported again as a stray argument.
     [TestCase("error: unknown option '--confg' for 'check'; did you mean '--config'? (egress-enclave check --help lists its options)\n", "check", "--confg", "x.toml")]
+    // Or the target it displaced: before, 'check --version x' printed "unexpected argument 'x'" above the real error.
+    [TestCase("error: --version does not apply to 'check'\n", "check", "--version", "x")]
+    [TestCase("error: unknown option '--bogus' for 'check' (egress-enclave check --help lists its options)\n", "check", "--bogus", "x")]
+    [TestCase("error: unexpected argument 'y' for 'check' (egress-enclave check --help lists what it takes)\nerror: --version does not apply to 'check'\n", "check", "--version", "x", "y")]
     // A new user's trial: System.CommandLine's "Required argument missing for command: 'check'.", "... for option:
     // '--config'.", "Option '--config' expects a single argument but 2 were provided.", with no pointer to help.
     [TestCase("error: 'check' needs TARGET (egress-enclave check --help says what it takes)\n", "check", "--config", "x.toml")]
