@@ -78,7 +78,9 @@ public static class ConfiguredComponents
     /// with no destinations, which an Evervault file reads as allow-all; <c>enabled = false</c> with destinations it does
     /// not use), and an IP network entry broader than an internal range it contains (instance metadata, loopback,
     /// private ranges), which opens that range too, because explicit entries are trusted, and a bare IPv6 address whose
-    /// last group reads as a port (<c>2001:db8::1:443</c>: its last group is decimal digits without a leading zero after an IPv6 address that has <c>::</c>);
+    /// last group reads as a port (<c>2001:db8::1:443</c>: its last group is decimal digits without a leading zero after an IPv6 address that has <c>::</c>),
+    /// and an address or network entry inside loopback or link-local (<c>[::1]</c>, <c>169.254.169.254</c>), which
+    /// opens the parent's own services or the instance metadata service to the enclave;
     /// and a <c>tunnel.enclave_endpoint</c> at VSOCK CID 2 (<c>vsock://host:PORT</c>, the hypervisor's CID, where a Nitro
     /// enclave's parent is CID 3). Each warning is located like
     /// an error:
@@ -126,6 +128,12 @@ public static class ConfiguredComponents
                 continue;
             }
 
+            if (ParentLocalCaution(entry) is { } parentLocal)
+            {
+                warnings.Add(parentLocal);
+                continue;
+            }
+
             if (entry.Rule?.Network is not { } network)
             {
                 continue;
@@ -141,6 +149,41 @@ public static class ConfiguredComponents
         }
 
         return warnings;
+    }
+
+    /// <summary>
+    /// For an address or network entry wholly inside loopback or link-local (<see cref="InternalRanges.ParentLocalRange"/>),
+    /// what it opens: the parent dials it for the enclave because an entry names it (the parent refuses internal
+    /// addresses no entry names). A trial found <c>"[::1]"</c> and <c>"169.254.169.254"</c> loaded without a word, and
+    /// through the first a tunnel client in the enclave read a service on the parent's own loopback. Null for any other entry.
+    /// </summary>
+    private static string? ParentLocalCaution(DestinationEntry entry)
+    {
+        AddressBlock block;
+        if (entry.Rule?.Network is { } network)
+        {
+            block = AddressBlock.From(network);
+        }
+        else if (entry.Rule?.Address is { } address)
+        {
+            block = AddressBlock.From(new IPNetwork(address, address.AddressFamily == AddressFamily.InterNetwork ? 32 : 128));
+        }
+        else
+        {
+            return null;
+        }
+
+        if (InternalRanges.ParentLocalRange(block) is not var (range, loopback))
+        {
+            return null;
+        }
+
+        string what = loopback
+            ? "the parent's own services: an application in the enclave never reaches them through it (its connections to "
+                + "loopback stay in the enclave, the rules do not redirect them), only code that opens tunnel streams itself does"
+            : "the parent dials it for the enclave because this entry names it (169.254.169.254 and fd00:ec2::254 are the "
+                + "instance metadata service, which hands out the parent's IAM role credentials)";
+        return $"{entry.Location}: warning: destination \"{entry.Text}\" is {range}, {what}; remove it unless that is meant (key 'egress.destinations')";
     }
 
     /// <summary>For a bare IPv6 address entry (no prefix length, no ports) that may have been meant as

@@ -34,6 +34,48 @@ public sealed class ConfiguredComponentsTests
         Assert.That(warnings[0], Does.EndWith("(key 'egress.destinations')"));
     }
 
+    /// <summary>From a new user's trial: "[::1]" and "169.254.169.254" loaded without a word, and through the first a
+    /// tunnel client in the enclave read a service on the parent's own loopback. Still allowed (an entry that names an
+    /// internal address is trusted), but said at load.</summary>
+    [TestCase("127.0.0.1", "127.0.0.1", "loopback 127.0.0.0/8", true)]
+    [TestCase("127.0.0.1:22", "127.0.0.1", "loopback 127.0.0.0/8", true)]
+    [TestCase("127.0.0.0/8", "127.1.2.3", "loopback 127.0.0.0/8", true)]
+    [TestCase("[::1]", "::1", "loopback ::1", true)]
+    [TestCase("[::1]:9464", "::1", "loopback ::1", true)]
+    [TestCase("::ffff:127.0.0.1", "127.0.0.1", "loopback 127.0.0.0/8", true)]
+    [TestCase("169.254.169.254", "169.254.169.254", "link-local 169.254.0.0/16 (instance metadata)", false)]
+    [TestCase("169.254.169.254:80", "169.254.169.254", "link-local 169.254.0.0/16 (instance metadata)", false)]
+    [TestCase("169.254.0.0/16", "169.254.169.254", "link-local 169.254.0.0/16 (instance metadata)", false)]
+    [TestCase("fd00:ec2::254", "fd00:ec2::254", "instance metadata fd00:ec2::254 (unique local fc00::/7)", false)]
+    [TestCase("fe80::1", "fe80::1", "link-local fe80::/10", false)]
+    [TestCase("64:ff9b::a9fe:a9fe", "64:ff9b::a9fe:a9fe", "link-local 169.254.0.0/16 (instance metadata) via NAT64 64:ff9b::/96", false)]
+    [TestCase("64:ff9b::7f00:0001", "64:ff9b::7f00:1", "loopback 127.0.0.0/8 via NAT64 64:ff9b::/96", false)] // reached through a translator, not the parent's lo
+    [TestCase("2002:a9fe:a9fe::/48", "2002:a9fe:a9fe::1", "link-local 169.254.0.0/16 (instance metadata) via 6to4 2002::/16", false)]
+    public void AnEntryInsideLoopbackOrLinkLocalIsWarnedAbout(string entry, string address, string range, bool loopback)
+    {
+        var configuration = EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\n  \"api.example.com\",\n  \"{entry}\",\n]\n", Source);
+        var policy = configuration.CreatePolicy(configuration.CreateCache());
+
+        IReadOnlyList<string> warnings = configuration.GetWarnings();
+
+        Assert.That(warnings, Has.Count.EqualTo(1));
+        Assert.That(warnings[0], Does.StartWith($"{Source}:5:3: warning: destination \"{entry}\" is {range}, ").And.EndWith("; remove it unless that is meant (key 'egress.destinations')"));
+        Assert.That(warnings[0], loopback ? Does.Contain("the parent's own services") : Does.Contain("the parent dials it for the enclave because this entry names it"));
+        Assert.That(policy.CheckAddress(IPAddress.Parse(address)).IsAllowed, Is.True, "warned, still allowed: the entry is trusted");
+    }
+
+    [TestCase("10.0.0.0/8")]
+    [TestCase("10.1.2.3:5432")]
+    [TestCase("198.18.0.1")]
+    [TestCase("fd00::53")]
+    [TestCase("169.254.0.0/15")] // broader: the warning that names what it opens instead
+    [TestCase("126.0.0.0/7")]
+    [TestCase("2002::/16")]
+    public void AnEntryOutsideLoopbackAndLinkLocalIsNotWarnedAboutAsOne(string entry) =>
+        Assert.That(
+            EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"{entry}\"]\n", Source).GetWarnings(),
+            Has.None.Contains(" is loopback").And.None.Contains(" is link-local").And.None.Contains("the parent dials it"));
+
     /// <summary>From an operator's trial: "2001:db8::1:443" was silently the address 2001:db8::1:443, not port 443 of
     /// 2001:db8::1. It is a valid address, so it is warned about, naming both readings as written, not refused.</summary>
     [TestCase("2001:db8::1:443", "2001:db8::1:443", 443, "2001:db8::1")]
