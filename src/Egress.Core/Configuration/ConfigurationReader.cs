@@ -116,6 +116,7 @@ internal sealed class ConfigurationReader
             }
             else if (EvervaultKeys.Contains(name))
             {
+                locations.TryAdd(name, keyLocation); // not read, but it says the file is Evervault's (ConfiguredComponents.GetWarnings)
                 SkipEvervaultValue(name);
             }
             else

@@ -80,7 +80,9 @@ public static class ConfiguredComponents
     /// private ranges), which opens that range too, because explicit entries are trusted, and a bare IPv6 address whose
     /// last group reads as a port (<c>2001:db8::1:443</c>: its last group is decimal digits without a leading zero after an IPv6 address that has <c>::</c>),
     /// and an address or network entry inside loopback or link-local (<c>[::1]</c>, <c>169.254.169.254</c>), which
-    /// opens the parent's own services or the instance metadata service to the enclave;
+    /// opens the parent's own services or the instance metadata service to the enclave; a file copied from an Evervault
+    /// enclave (<c>uuid</c>, <c>app_uuid</c> or <c>team_uuid</c>) without <c>egress.ports</c>, where Evervault would allow
+    /// port 443 only and Egress allows every port of an entry that names none;
     /// and a <c>tunnel.enclave_endpoint</c> at VSOCK CID 2 (<c>vsock://host:PORT</c>, the hypervisor's CID, where a Nitro
     /// enclave's parent is CID 3). Each warning is located like
     /// an error:
@@ -105,6 +107,11 @@ public static class ConfiguredComponents
         if (EnclaveEndpointCaution(configuration) is { } enclaveEndpoint)
         {
             warnings.Add(enclaveEndpoint);
+        }
+
+        if (EvervaultPortsCaution(configuration) is { } evervaultPorts)
+        {
+            warnings.Add(evervaultPorts);
         }
 
         foreach (var entry in configuration.Egress.Entries)
@@ -227,6 +234,42 @@ public static class ConfiguredComponents
             ?? configuration.SourceName;
         return $"{at}: warning: {caution} (key '{key}')";
     }
+
+    // A file copied from an Evervault enclave (it has the identity keys evervault-cli writes: uuid, app_uuid, team_uuid)
+    // without egress.ports: Evervault allows egress on port 443 only then, Egress on every port of an entry that names
+    // none, so the copy silently allowed more (a trial). Evervault's other keys alone (samples/enclave.toml has version,
+    // name, debug) do not make a file a copy.
+    private static string? EvervaultPortsCaution(EgressConfiguration configuration)
+    {
+        EgressSection egress = configuration.Egress;
+        string? evervaultKey = EvervaultIdentityKeys
+            .Select(key => (Key: key, At: configuration.GetLocation(key)))
+            .Where(written => written.At is not null)
+            .OrderBy(written => written.At!.Value.Line)
+            .FirstOrDefault().Key;
+        if (!egress.Enabled || egress.Ports is not null || evervaultKey is null)
+        {
+            return null;
+        }
+
+        int index = -1;
+        for (int i = 0; i < egress.Entries.Count && index < 0; i++)
+        {
+            index = egress.Entries[i].Rule is { Ports: null } ? i : -1;
+        }
+
+        if (index < 0)
+        {
+            return null; // every entry names its ports
+        }
+
+        DestinationEntry entry = egress.Entries[index];
+        return $"{entry.Location}: warning: this file is an Evervault enclave's (it has Evervault's '{evervaultKey}'), and without egress.ports "
+            + $"Evervault allows egress on port 443 only, where Egress allows every port of an entry that names none, such as \"{entry.Text}\": "
+            + "add ports = [443] under [egress] for Evervault's behaviour, or give each entry its ports (key 'egress.ports')";
+    }
+
+    private static readonly string[] EvervaultIdentityKeys = ["uuid", "app_uuid", "team_uuid"];
 
     // vsock://host:PORT is CID 2 (VMADDR_CID_HOST, the hypervisor's), which the kernel's name makes look like the parent
     // instance; a Nitro enclave reaches its parent at CID 3 ("parent"). A warning: elsewhere than Nitro CID 2 may be meant.

@@ -76,6 +76,31 @@ public sealed class ConfiguredComponentsTests
             EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"{entry}\"]\n", Source).GetWarnings(),
             Has.None.Contains(" is loopback").And.None.Contains(" is link-local").And.None.Contains("the parent dials it"));
 
+    /// <summary>From a new user's trial: a copied Evervault file (no egress.ports) allowed every port of its entries,
+    /// where Evervault allows 443 only, without a word.</summary>
+    [Test]
+    public void AnEvervaultFileWithoutPortsIsWarnedThatEgressAllowsEveryPort()
+    {
+        const string file = "version = 1\nname = \"payments\"\nuuid = \"enclave_1\"\napp_uuid = \"app_1\"\n[egress]\nenabled = true\ndestinations = [\"*.example.com:443\", \"api.stripe.com\"]\n[signing]\ncert = \"cert.pem\"\n";
+        var configuration = EgressConfiguration.Parse(file, Source);
+
+        Assert.That(configuration.GetWarnings(), Is.EqualTo(new[]
+        {
+            $"{Source}:7:38: warning: this file is an Evervault enclave's (it has Evervault's 'uuid'), and without egress.ports Evervault allows egress on port 443 only, "
+                + "where Egress allows every port of an entry that names none, such as \"api.stripe.com\": add ports = [443] under [egress] for Evervault's behaviour, "
+                + "or give each entry its ports (key 'egress.ports')",
+        }));
+        Assert.That(configuration.CreatePolicy(configuration.CreateCache()).CheckAddress(IPAddress.Loopback).IsAllowed, Is.False, "a warning, the policy as before");
+    }
+
+    [TestCase("app_uuid = \"app_1\"\n[egress]\nenabled = true\nports = [443]\ndestinations = [\"api.stripe.com\"]\n")] // Evervault's behaviour asked for
+    [TestCase("team_uuid = \"team_1\"\n[egress]\nenabled = true\ndestinations = [\"api.stripe.com:443\", \"*.example.com:8443\"]\n")] // every entry names its ports
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"api.stripe.com\"]\n")] // Egress's own file
+    [TestCase("version = 1\nname = \"demo\"\ndebug = false\n[egress]\nenabled = true\ndestinations = [\"api.stripe.com\"]\n")] // Evervault's format, not a copy of an enclave's file
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"api.stripe.com\"]\n[tunnel]\nenclave_endpoint = \"vsock://3:4433\"\n")]
+    public void AFileThatIsNotEvervaultsOrSaysItsPortsIsNotWarnedAboutPorts(string file) =>
+        Assert.That(EgressConfiguration.Parse(file, Source).GetWarnings(), Is.Empty);
+
     /// <summary>From an operator's trial: "2001:db8::1:443" was silently the address 2001:db8::1:443, not port 443 of
     /// 2001:db8::1. It is a valid address, so it is warned about, naming both readings as written, not refused.</summary>
     [TestCase("2001:db8::1:443", "2001:db8::1:443", 443, "2001:db8::1")]
