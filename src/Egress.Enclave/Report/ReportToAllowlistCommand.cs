@@ -34,8 +34,21 @@ internal sealed class ReportToAllowlistCommand(TextReader input, TextWriter outp
                 throw new IOException($"{path} is a directory, not a log file");
             }
 
-            using var reader = new StreamReader(path);
-            reported.AddAll(reader);
+            StreamReader reader;
+            try
+            {
+                reader = new StreamReader(path);
+            }
+            catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+            {
+                // The runtime's "Could not find file '/x.log'." read unlike every other line of this command (a trial).
+                throw new IOException($"{path}: no such file", ex);
+            }
+
+            using (reader)
+            {
+                reported.AddAll(reader);
+            }
         }
 
         IReadOnlyList<string> entries = reported.Entries();

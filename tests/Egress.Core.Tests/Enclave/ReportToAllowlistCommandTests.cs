@@ -37,6 +37,16 @@ public sealed class ReportToAllowlistCommandTests
         }
     }
 
+    /// <summary>A new user's trial: a missing log was the runtime's "Could not find file '/x.log'.".</summary>
+    [TestCase("missing.log")]
+    [TestCase("no-such-directory/missing.log")]
+    public void AMissingLogIsNamedAsMissing(string relative)
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"egress-report-{Guid.NewGuid():N}", relative);
+        Assert.That(() => new ReportToAllowlistCommand(new StringReader(string.Empty), new StringWriter(), new StringWriter()).Run([path]),
+            Throws.TypeOf<IOException>().With.Message.EqualTo($"{path}: no such file"));
+    }
+
     [Test]
     public void LinesTheLogSaysWereDroppedAreCountedInAWarning()
     {
