@@ -155,7 +155,59 @@ public static class ConfiguredComponents
             }
         }
 
+        warnings.AddRange(RedundantEntryCautions(configuration.Egress));
         return warnings;
+    }
+
+    /// <summary>
+    /// An entry that allows nothing another entry for the same name, wildcard, address or network does not already allow
+    /// (entries for one destination allow the union of their ports): a repeat, or a narrower one that a wider one made
+    /// moot (<c>"api.stripe.com:443"</c> beside <c>"api.stripe.com"</c>, which a trial found silently allowed every port).
+    /// With <c>egress.ports</c>, an entry without its own ports has those.
+    /// </summary>
+    private static IEnumerable<string> RedundantEntryCautions(EgressSection egress)
+    {
+        var entries = egress.Entries;
+        for (int i = 0; i < entries.Count; i++)
+        {
+            if (entries[i].Rule is not { } rule)
+            {
+                continue;
+            }
+
+            // A wider entry is named first (it is the one that opened more); else an earlier one that allows the same.
+            PortSet? ports = rule.Ports ?? egress.Ports;
+            int wider = -1, repeated = -1;
+            for (int j = 0; j < entries.Count && wider < 0; j++)
+            {
+                if (j == i || entries[j].Rule is not { } other || !SameDestination(rule, other) || !PortSet.IsWithin(ports, other.Ports ?? egress.Ports))
+                {
+                    continue;
+                }
+
+                if (!PortSet.IsWithin(other.Ports ?? egress.Ports, ports))
+                {
+                    wider = j;
+                }
+                else if (j < i && repeated < 0)
+                {
+                    repeated = j;
+                }
+            }
+
+            if ((wider >= 0 ? wider : repeated) is var by and >= 0)
+            {
+                PortSet? byPorts = entries[by].Rule!.Ports ?? egress.Ports;
+                string where = byPorts is null ? "on every port" : $"on ports {byPorts.Text}";
+                yield return wider < 0
+                    ? $"{entries[i].Location}: warning: destination \"{entries[i].Text}\" repeats \"{entries[by].Text}\" ({entries[by].Location}), which allows the same {where}; remove one (key 'egress.destinations')"
+                    : $"{entries[i].Location}: warning: destination \"{entries[i].Text}\" adds nothing: \"{entries[by].Text}\" ({entries[by].Location}) allows the same destination {where} "
+                        + "(the entries of one destination allow the union of their ports); remove one, or give that one only the ports meant (key 'egress.destinations')";
+            }
+        }
+
+        static bool SameDestination(DestinationRule a, DestinationRule b) =>
+            a.Kind == b.Kind && a.HostName == b.HostName && Equals(a.Address, b.Address) && Equals(a.Network, b.Network);
     }
 
     /// <summary>

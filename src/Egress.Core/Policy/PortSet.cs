@@ -35,6 +35,42 @@ internal sealed class PortSet
         return false;
     }
 
+    private static readonly (int First, int Last)[] EveryPort = [(1, 65535)];
+
+    /// <summary>Whether <paramref name="inner"/> allows no port that <paramref name="outer"/> does not (null: every port).</summary>
+    public static bool IsWithin(PortSet? inner, PortSet? outer)
+    {
+        if (outer is null)
+        {
+            return true;
+        }
+
+        foreach (var (first, last) in inner?._ranges ?? EveryPort)
+        {
+            // Walk the range through outer's ranges that cover it, which may overlap and come in any order.
+            for (int port = first; port <= last;)
+            {
+                int coveredTo = -1;
+                foreach (var (outerFirst, outerLast) in outer._ranges)
+                {
+                    if (port >= outerFirst && port <= outerLast)
+                    {
+                        coveredTo = Math.Max(coveredTo, outerLast);
+                    }
+                }
+
+                if (coveredTo < 0)
+                {
+                    return false;
+                }
+
+                port = coveredTo + 1;
+            }
+        }
+
+        return true;
+    }
+
     /// <summary>Whether <paramref name="ports"/> (null: every port) allows <paramref name="port"/>.</summary>
     public static bool Allows(PortSet? ports, int port) => ports is null || ports.Contains(port);
 

@@ -101,6 +101,43 @@ public sealed class ConfiguredComponentsTests
     public void AFileThatIsNotEvervaultsOrSaysItsPortsIsNotWarnedAboutPorts(string file) =>
         Assert.That(EgressConfiguration.Parse(file, Source).GetWarnings(), Is.Empty);
 
+    /// <summary>From a new user's trial: repeats and a bare entry beside narrower ones loaded without a word, and the
+    /// bare one silently opened every port of a name the others limited to 443.</summary>
+    [Test]
+    public void AnEntryAnotherOneMakesMootIsWarnedAbout()
+    {
+        var configuration = EgressConfiguration.Parse(
+            "[egress]\nenabled = true\ndestinations = [\n  \"api.stripe.com:443\",\n  \"API.Stripe.com.:443\",\n  \"api.stripe.com\",\n  \"10.0.0.0/8:5432\",\n  \"10.0.0.0/8:5432,6379\",\n  \"*.example.com:443\",\n  \"example.com:80\",\n]\n",
+            Source);
+
+        Assert.That(configuration.GetWarnings(), Is.EqualTo(new[]
+        {
+            $"{Source}:4:3: warning: destination \"api.stripe.com:443\" adds nothing: \"api.stripe.com\" ({Source}:6:3) allows the same destination on every port (the entries of one destination allow the union of their ports); remove one, or give that one only the ports meant (key 'egress.destinations')",
+            $"{Source}:5:3: warning: destination \"API.Stripe.com.:443\" adds nothing: \"api.stripe.com\" ({Source}:6:3) allows the same destination on every port (the entries of one destination allow the union of their ports); remove one, or give that one only the ports meant (key 'egress.destinations')",
+            $"{Source}:7:3: warning: destination \"10.0.0.0/8:5432\" adds nothing: \"10.0.0.0/8:5432,6379\" ({Source}:8:3) allows the same destination on ports 5432,6379 (the entries of one destination allow the union of their ports); remove one, or give that one only the ports meant (key 'egress.destinations')",
+        }));
+    }
+
+    [Test]
+    public void ARepeatedEntryIsWarnedAboutOnceAtTheRepeat()
+    {
+        var configuration = EgressConfiguration.Parse("[egress]\nenabled = true\nports = [443]\ndestinations = [\"api.stripe.com\", \"api.stripe.com:443\", \"*.example.com:80,443\", \"*.example.com:443,80\"]\n", Source);
+
+        Assert.That(configuration.GetWarnings(), Is.EqualTo(new[]
+        {
+            $"{Source}:4:35: warning: destination \"api.stripe.com:443\" repeats \"api.stripe.com\" ({Source}:4:17), which allows the same on ports 443; remove one (key 'egress.destinations')",
+            $"{Source}:4:81: warning: destination \"*.example.com:443,80\" repeats \"*.example.com:80,443\" ({Source}:4:57), which allows the same on ports 80,443; remove one (key 'egress.destinations')",
+        }));
+    }
+
+    [TestCase("\"api.stripe.com:443\", \"api.stripe.com:8443\"")] // each adds a port
+    [TestCase("\"api.stripe.com:1-100\", \"api.stripe.com:50-200\"")]
+    [TestCase("\"api.stripe.com\", \"*.stripe.com:443\"")] // a name and a wildcard: another destination
+    [TestCase("\"10.0.0.0/8:5432\", \"10.0.0.0/16:5432\"")] // another network
+    [TestCase("\"198.18.0.10\", \"::ffff:198.18.0.10:443\"")]
+    public void EntriesThatEachAllowSomethingAreNotWarnedAbout(string destinations) =>
+        Assert.That(EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [{destinations}]\n", Source).GetWarnings(), Is.Empty);
+
     /// <summary>From an operator's trial: "2001:db8::1:443" was silently the address 2001:db8::1:443, not port 443 of
     /// 2001:db8::1. It is a valid address, so it is warned about, naming both readings as written, not refused.</summary>
     [TestCase("2001:db8::1:443", "2001:db8::1:443", 443, "2001:db8::1")]
