@@ -66,8 +66,9 @@ var tunnelOption = HostCommandLine.Tunnel(
     "where egress-host listens, overriding [tunnel] enclave_endpoint (default vsock://3:4433; CID 3 is the parent); tests: unix:/path, tcp://127.0.0.1:4433");
 var logLevelOption = HostCommandLine.LogLevel();
 var logFormatOption = HostCommandLine.LogFormat();
-const string CheckConfigDescription = "check everything a start and rules --apply check except binding (the file, the tunnel "
-    + "endpoint, the listen addresses and the redirect targets), print what would run, and exit: 0 valid, 2 not. Starts nothing";
+const string CheckConfigDescription = "check everything a start and rules --apply check of the file except binding (the file, the tunnel "
+    + "endpoint, the listen addresses and the redirect targets; not the rules already in the kernel, which rules --apply compares), "
+    + "print what would run, and exit: 0 valid, 2 not. Starts nothing";
 var checkConfigOption = HostCommandLine.Flag("--check-config", CheckConfigDescription);
 
 var root = new RootCommand("""

@@ -31,6 +31,14 @@ internal sealed record CheckTarget(string? Name, IPAddress? Address, int? Port, 
             return false;
         }
 
+        if (text.StartsWith("*.", StringComparison.Ordinal) || text == "*" || text.StartsWith("*:", StringComparison.Ordinal))
+        {
+            // An entry, not a destination: a trial got only "contains invalid character '*'".
+            string which = text.StartsWith("*.", StringComparison.Ordinal) ? $"a name under it, such as a.{text[2..]}" : $"any name, such as example.com{text[1..]}";
+            error = $"'{text}' is a wildcard entry; check takes one name or address that a connection would use: check {which}";
+            return false;
+        }
+
         if (text.Contains('/', StringComparison.Ordinal))
         {
             error = $"'{text}' is a network or a path; check takes one name or address (e.g. one address of the network)";

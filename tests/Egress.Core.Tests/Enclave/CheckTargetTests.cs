@@ -35,6 +35,11 @@ public sealed class CheckTargetTests
 
     [TestCase("198.18.0.0/24", "'198.18.0.0/24' is a network or a path; check takes one name or address (e.g. one address of the network)")]
     [TestCase("https://api.example.com/", "'https://api.example.com/' is a URL; give the name or address it connects to (NAME, NAME:PORT, IP, IPv4:PORT or [IPv6]:PORT)")]
+    // A new user's trial: a wildcard entry got only "contains invalid character '*'".
+    [TestCase("*.amazonaws.com", "'*.amazonaws.com' is a wildcard entry; check takes one name or address that a connection would use: check a name under it, such as a.amazonaws.com")]
+    [TestCase("*.amazonaws.com:443", "'*.amazonaws.com:443' is a wildcard entry; check takes one name or address that a connection would use: check a name under it, such as a.amazonaws.com:443")]
+    [TestCase("*", "'*' is a wildcard entry; check takes one name or address that a connection would use: check any name, such as example.com")]
+    [TestCase("*:443", "'*:443' is a wildcard entry; check takes one name or address that a connection would use: check any name, such as example.com:443")]
     [TestCase("a b", "'a b' is neither an IP address nor a host name: contains invalid character ' '")]
     [TestCase("999.1.1.1", "'999.1.1.1' is neither an IP address nor a host name: last label \"1\" is numeric: neither a host name nor a dotted decimal IPv4 address")]
     [TestCase("-x", "'-x' is neither an IP address nor a host name: label \"-x\" starts or ends with a hyphen")]
