@@ -160,7 +160,8 @@ public static class ConfiguredComponents
     }
 
     /// <summary>
-    /// An entry that allows nothing another entry for the same name, wildcard, address or network does not already allow
+    /// An entry that allows nothing another entry for the same name, wildcard, address or network (the same one, not one
+    /// network inside another: a single address there still names itself) does not already allow
     /// (entries for one destination allow the union of their ports): a repeat, or a narrower one that a wider one made
     /// moot (<c>"api.stripe.com:443"</c> beside <c>"api.stripe.com"</c>, which a trial found silently allowed every port).
     /// With <c>egress.ports</c>, an entry without its own ports has those.
@@ -206,8 +207,12 @@ public static class ConfiguredComponents
             }
         }
 
+        // As the policy keys them: an IPv4-mapped address is its IPv4 address.
         static bool SameDestination(DestinationRule a, DestinationRule b) =>
-            a.Kind == b.Kind && a.HostName == b.HostName && Equals(a.Address, b.Address) && Equals(a.Network, b.Network);
+            a.Kind == b.Kind && a.HostName == b.HostName
+            && (a.Address is null ? b.Address is null : b.Address is not null && AddressValue.Of(a.Address) == AddressValue.Of(b.Address))
+            && (a.Network is not { } network ? b.Network is null : b.Network is { } other
+                && AddressBlock.From(network).First == AddressBlock.From(other).First && AddressBlock.From(network).PrefixLength == AddressBlock.From(other).PrefixLength);
     }
 
     /// <summary>
@@ -232,16 +237,22 @@ public static class ConfiguredComponents
             return null;
         }
 
-        if (InternalRanges.ParentLocalRange(block) is not var (range, loopback))
+        if (InternalRanges.ParentLocalRange(block) is not var (range, own, embedded))
         {
             return null;
         }
 
-        string what = loopback
-            ? "the parent's own services: an application in the enclave never reaches them through it (its connections to "
-                + "loopback stay in the enclave, the rules do not redirect them), only code that opens tunnel streams itself does"
-            : "the parent dials it for the enclave because this entry names it (169.254.169.254 and fd00:ec2::254 are the "
-                + "instance metadata service, which hands out the parent's IAM role credentials)";
+        string what = (own, embedded, single: block.PrefixLength == 128) switch
+        {
+            // egress-host refuses its own addresses unless an entry names the one address (ParentAddresses).
+            (true, _, false) => "which allows nothing: an application's connections to the enclave's own loopback stay in the enclave (the "
+                + "rules do not redirect them), and egress-host refuses its own addresses unless an entry names the one address",
+            (true, false, true) => "the parent's own services: an application in the enclave never reaches them through it (its connections "
+                + "to this address stay in the enclave, the rules do not redirect them), only code that opens tunnel streams itself does",
+            (true, true, true) => "the parent dials it for the enclave because this entry names it",
+            _ => "the parent dials it for the enclave because this entry names it (169.254.169.254 and fd00:ec2::254 are the "
+                + "instance metadata service, which hands out the parent's IAM role credentials)",
+        };
         return $"{entry.Location}: warning: destination \"{entry.Text}\" is {range}, {what}; remove it unless that is meant (key 'egress.destinations')";
     }
 

@@ -176,21 +176,25 @@ internal static class InternalRanges
         return rangeName is not null;
     }
 
-    // The ranges only the parent's own machine or link can mean (ParentLocalRange).
-    private static readonly AddressBlock[] LoopbackBlocks = [AddressBlock.Parse("127.0.0.0/8"), AddressBlock.Parse("::1/128")];
+    // The ranges only the parent's own machine or link can mean (ParentLocalRange). The unspecified address is one:
+    // Linux connects it to the machine itself (ParentAddresses counts it as the parent's own).
+    private static readonly AddressBlock[] LoopbackBlocks =
+        [AddressBlock.Parse("127.0.0.0/8"), AddressBlock.Parse("::1/128"), AddressBlock.Parse("0.0.0.0/32"), AddressBlock.Parse("::/128")];
+
     private static readonly AddressBlock[] LinkLocalBlocks =
         [AddressBlock.Parse("169.254.0.0/16"), AddressBlock.Parse("fd00:ec2::254/128"), AddressBlock.Parse("fe80::/10")];
 
     /// <summary>
     /// For an allowlist entry that lies wholly inside a range only the parent's own machine or link can mean, that
-    /// range's name (as <see cref="TryClassify(UInt128, out string?)"/> gives it) and whether it is loopback: loopback
-    /// (127.0.0.0/8, ::1: the parent's own services) and link-local (169.254.0.0/16, fe80::/10, and fd00:ec2::254:
-    /// 169.254.169.254 and fd00:ec2::254 are the instance metadata service), also in a form that carries such an IPv4
-    /// address (<c>64:ff9b::a9fe:a9fe</c>, not counted as loopback). Null for any other entry, and for one broader than
-    /// its range (<see cref="OpenedWithoutNaming"/> names those).
+    /// range's name (as <see cref="TryClassify(UInt128, out string?)"/> gives it), whether it is the machine's own
+    /// (loopback 127.0.0.0/8 and ::1, and the unspecified 0.0.0.0 and ::, which Linux connects to the machine itself)
+    /// rather than link-local (169.254.0.0/16, fe80::/10, and fd00:ec2::254: 169.254.169.254 and fd00:ec2::254 are the
+    /// instance metadata service), and whether the entry writes it in an IPv6 form that carries an IPv4 address
+    /// (<c>64:ff9b::a9fe:a9fe</c>). Null for any other entry, and for one broader than its range
+    /// (<see cref="OpenedWithoutNaming"/> names those).
     /// </summary>
     /// <param name="entry">An address entry as a /32 or /128 block, or a network entry's block.</param>
-    internal static (string Name, bool Loopback)? ParentLocalRange(AddressBlock entry)
+    internal static (string Name, bool Own, bool Embedded)? ParentLocalRange(AddressBlock entry)
     {
         UInt128 first = entry.First;
         int prefixLength = entry.PrefixLength;
@@ -208,13 +212,13 @@ internal static class InternalRanges
             prefixLength = 96 + Math.Min(ipv4Bits, 32);
         }
 
-        bool loopback = Array.Exists(LoopbackBlocks, block => Inside(block, first, prefixLength));
-        if (!loopback && !Array.Exists(LinkLocalBlocks, block => Inside(block, first, prefixLength)))
+        bool own = Array.Exists(LoopbackBlocks, block => Inside(block, first, prefixLength));
+        if (!own && !Array.Exists(LinkLocalBlocks, block => Inside(block, first, prefixLength)))
         {
             return null;
         }
 
-        return TryClassify(entry.First, out string? name) ? (name, loopback && form == EmbeddedIPv4Form.None) : null;
+        return TryClassify(entry.First, out string? name) ? (name, own, form != EmbeddedIPv4Form.None) : null;
 
         static bool Inside(AddressBlock block, UInt128 first, int prefixLength) => block.Contains(first) && prefixLength >= block.PrefixLength;
     }

@@ -105,7 +105,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             }
         }
 
-        output.WriteLine("note:    explains the static rules of the configuration; this command has no access to the running forwarder's cache of learned addresses, and does not check what egress-host checks only on the parent (the policy files it maps enclaves to, the audit log, metrics_listen): egress-host --check-config does");
+        output.WriteLine("note:    explains the static rules of the configuration; this command has no access to the running forwarder's cache of learned addresses, and does not check what egress-host checks only on the parent (the policy files it maps enclaves to, the audit log, metrics_listen, a tcp:// tunnel off loopback): egress-host --check-config does");
         if (configuration.Host.Enclaves.Count > 0)
         {
             // A new user's trial: check answered from this file's [egress], though egress-host decides by the mapped one.

@@ -31,7 +31,7 @@ internal sealed record CheckTarget(string? Name, IPAddress? Address, int? Port, 
             return false;
         }
 
-        if (text.StartsWith("*.", StringComparison.Ordinal) || text == "*" || text.StartsWith("*:", StringComparison.Ordinal))
+        if ((text.StartsWith("*.", StringComparison.Ordinal) && text.Length > 2 && text[2] != ':') || text == "*" || text.StartsWith("*:", StringComparison.Ordinal))
         {
             // An entry, not a destination: a trial got only "contains invalid character '*'".
             string which = text.StartsWith("*.", StringComparison.Ordinal) ? $"a name under it, such as a.{text[2..]}" : $"any name, such as example.com{text[1..]}";

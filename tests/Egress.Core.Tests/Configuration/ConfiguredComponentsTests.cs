@@ -37,21 +37,24 @@ public sealed class ConfiguredComponentsTests
     /// <summary>From a new user's trial: "[::1]" and "169.254.169.254" loaded without a word, and through the first a
     /// tunnel client in the enclave read a service on the parent's own loopback. Still allowed (an entry that names an
     /// internal address is trusted), but said at load.</summary>
-    [TestCase("127.0.0.1", "127.0.0.1", "loopback 127.0.0.0/8", true)]
-    [TestCase("127.0.0.1:22", "127.0.0.1", "loopback 127.0.0.0/8", true)]
-    [TestCase("127.0.0.0/8", "127.1.2.3", "loopback 127.0.0.0/8", true)]
-    [TestCase("[::1]", "::1", "loopback ::1", true)]
-    [TestCase("[::1]:9464", "::1", "loopback ::1", true)]
-    [TestCase("::ffff:127.0.0.1", "127.0.0.1", "loopback 127.0.0.0/8", true)]
-    [TestCase("169.254.169.254", "169.254.169.254", "link-local 169.254.0.0/16 (instance metadata)", false)]
-    [TestCase("169.254.169.254:80", "169.254.169.254", "link-local 169.254.0.0/16 (instance metadata)", false)]
-    [TestCase("169.254.0.0/16", "169.254.169.254", "link-local 169.254.0.0/16 (instance metadata)", false)]
-    [TestCase("fd00:ec2::254", "fd00:ec2::254", "instance metadata fd00:ec2::254 (unique local fc00::/7)", false)]
-    [TestCase("fe80::1", "fe80::1", "link-local fe80::/10", false)]
-    [TestCase("64:ff9b::a9fe:a9fe", "64:ff9b::a9fe:a9fe", "link-local 169.254.0.0/16 (instance metadata) via NAT64 64:ff9b::/96", false)]
-    [TestCase("64:ff9b::7f00:0001", "64:ff9b::7f00:1", "loopback 127.0.0.0/8 via NAT64 64:ff9b::/96", false)] // reached through a translator, not the parent's lo
-    [TestCase("2002:a9fe:a9fe::/48", "2002:a9fe:a9fe::1", "link-local 169.254.0.0/16 (instance metadata) via 6to4 2002::/16", false)]
-    public void AnEntryInsideLoopbackOrLinkLocalIsWarnedAbout(string entry, string address, string range, bool loopback)
+    [TestCase("127.0.0.1", "127.0.0.1", "loopback 127.0.0.0/8", Own)]
+    [TestCase("127.0.0.1:22", "127.0.0.1", "loopback 127.0.0.0/8", Own)]
+    [TestCase("[::1]", "::1", "loopback ::1", Own)]
+    [TestCase("[::1]:9464", "::1", "loopback ::1", Own)]
+    [TestCase("::ffff:127.0.0.1", "127.0.0.1", "loopback 127.0.0.0/8", Own)]
+    [TestCase("0.0.0.0:22", "0.0.0.0", "unspecified 0.0.0.0/8", Own)] // Linux connects it to the machine itself
+    [TestCase("[::]", "::", "unspecified ::", Own)]
+    [TestCase("127.0.0.0/8", "127.1.2.3", "loopback 127.0.0.0/8", Nothing)] // egress-host refuses its own addresses no entry names one by one
+    [TestCase("127.0.0.0/30:22", "127.0.0.1", "loopback 127.0.0.0/8", Nothing)]
+    [TestCase("169.254.169.254", "169.254.169.254", "link-local 169.254.0.0/16 (instance metadata)", Dialled)]
+    [TestCase("169.254.169.254:80", "169.254.169.254", "link-local 169.254.0.0/16 (instance metadata)", Dialled)]
+    [TestCase("169.254.0.0/16", "169.254.169.254", "link-local 169.254.0.0/16 (instance metadata)", Dialled)]
+    [TestCase("fd00:ec2::254", "fd00:ec2::254", "instance metadata fd00:ec2::254 (unique local fc00::/7)", Dialled)]
+    [TestCase("fe80::1", "fe80::1", "link-local fe80::/10", Dialled)]
+    [TestCase("64:ff9b::a9fe:a9fe", "64:ff9b::a9fe:a9fe", "link-local 169.254.0.0/16 (instance metadata) via NAT64 64:ff9b::/96", Dialled)]
+    [TestCase("64:ff9b::7f00:0001", "64:ff9b::7f00:1", "loopback 127.0.0.0/8 via NAT64 64:ff9b::/96", "the parent dials it for the enclave because this entry names it;")] // through a translator, not the parent's lo
+    [TestCase("2002:a9fe:a9fe::/48", "2002:a9fe:a9fe::1", "link-local 169.254.0.0/16 (instance metadata) via 6to4 2002::/16", Dialled)]
+    public void AnEntryInsideLoopbackOrLinkLocalIsWarnedAbout(string entry, string address, string range, string says)
     {
         var configuration = EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\n  \"api.example.com\",\n  \"{entry}\",\n]\n", Source);
         var policy = configuration.CreatePolicy(configuration.CreateCache());
@@ -59,10 +62,13 @@ public sealed class ConfiguredComponentsTests
         IReadOnlyList<string> warnings = configuration.GetWarnings();
 
         Assert.That(warnings, Has.Count.EqualTo(1));
-        Assert.That(warnings[0], Does.StartWith($"{Source}:5:3: warning: destination \"{entry}\" is {range}, ").And.EndWith("; remove it unless that is meant (key 'egress.destinations')"));
-        Assert.That(warnings[0], loopback ? Does.Contain("the parent's own services") : Does.Contain("the parent dials it for the enclave because this entry names it"));
-        Assert.That(policy.CheckAddress(IPAddress.Parse(address)).IsAllowed, Is.True, "warned, still allowed: the entry is trusted");
+        Assert.That(warnings[0], Does.StartWith($"{Source}:5:3: warning: destination \"{entry}\" is {range}, {says}").And.EndWith("; remove it unless that is meant (key 'egress.destinations')"));
+        Assert.That(policy.CheckAddress(IPAddress.Parse(address)).IsAllowed, Is.True, "warned, still allowed by the enclave's policy: the entry is trusted");
     }
+
+    private const string Own = "the parent's own services: an application in the enclave never reaches them through it";
+    private const string Nothing = "which allows nothing: an application's connections to the enclave's own loopback stay in the enclave";
+    private const string Dialled = "the parent dials it for the enclave because this entry names it (169.254.169.254 and fd00:ec2::254 are the instance metadata service";
 
     [TestCase("10.0.0.0/8")]
     [TestCase("10.1.2.3:5432")]
@@ -119,6 +125,18 @@ public sealed class ConfiguredComponentsTests
     }
 
     [Test]
+    public void AnIPv4MappedAddressIsTheSameDestinationAsItsIPv4Address()
+    {
+        var configuration = EgressConfiguration.Parse("[egress]\nenabled = true\ndestinations = [\"198.18.0.10\", \"[::ffff:198.18.0.10]:443\"]\n", Source);
+        Assert.That(configuration.CreatePolicy(configuration.CreateCache()).CheckAddress(IPAddress.Parse("198.18.0.10")).IsAllowed, Is.True);
+
+        Assert.That(configuration.GetWarnings(), Is.EqualTo(new[]
+        {
+            $"{Source}:3:32: warning: destination \"[::ffff:198.18.0.10]:443\" adds nothing: \"198.18.0.10\" ({Source}:3:17) allows the same destination on every port (the entries of one destination allow the union of their ports); remove one, or give that one only the ports meant (key 'egress.destinations')",
+        }));
+    }
+
+    [Test]
     public void ARepeatedEntryIsWarnedAboutOnceAtTheRepeat()
     {
         var configuration = EgressConfiguration.Parse("[egress]\nenabled = true\nports = [443]\ndestinations = [\"api.stripe.com\", \"api.stripe.com:443\", \"*.example.com:80,443\", \"*.example.com:443,80\"]\n", Source);
@@ -133,8 +151,8 @@ public sealed class ConfiguredComponentsTests
     [TestCase("\"api.stripe.com:443\", \"api.stripe.com:8443\"")] // each adds a port
     [TestCase("\"api.stripe.com:1-100\", \"api.stripe.com:50-200\"")]
     [TestCase("\"api.stripe.com\", \"*.stripe.com:443\"")] // a name and a wildcard: another destination
-    [TestCase("\"10.0.0.0/8:5432\", \"10.0.0.0/16:5432\"")] // another network
-    [TestCase("\"198.18.0.10\", \"::ffff:198.18.0.10:443\"")]
+    [TestCase("\"10.0.0.0/8:5432\", \"10.0.0.0/16:5432\"")] // another network: only the same one is compared
+    [TestCase("\"10.0.0.0/8\", \"10.1.2.3:5432\"")] // an address inside a network still names itself (egress-host's own addresses)
     public void EntriesThatEachAllowSomethingAreNotWarnedAbout(string destinations) =>
         Assert.That(EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [{destinations}]\n", Source).GetWarnings(), Is.Empty);
 

@@ -40,6 +40,7 @@ public sealed class CheckTargetTests
     [TestCase("*.amazonaws.com:443", "'*.amazonaws.com:443' is a wildcard entry; check takes one name or address that a connection would use: check a name under it, such as a.amazonaws.com:443")]
     [TestCase("*", "'*' is a wildcard entry; check takes one name or address that a connection would use: check any name, such as example.com")]
     [TestCase("*:443", "'*:443' is a wildcard entry; check takes one name or address that a connection would use: check any name, such as example.com:443")]
+    [TestCase("*.", "'*.' is neither an IP address nor a host name: contains invalid character '*'")] // no domain: not a wildcard either
     [TestCase("a b", "'a b' is neither an IP address nor a host name: contains invalid character ' '")]
     [TestCase("999.1.1.1", "'999.1.1.1' is neither an IP address nor a host name: last label \"1\" is numeric: neither a host name nor a dotted decimal IPv4 address")]
     [TestCase("-x", "'-x' is neither an IP address nor a host name: label \"-x\" starts or ends with a hyphen")]
