@@ -86,7 +86,7 @@ public sealed class DnsEgressTests : EgressFixture
     {
         var dig = await Clients.DigAsync(Topology.Enclave, transportOption, Denied);
         var plain = await Clients.DigAsync(Topology.Enclave, transportOption, "+noedns", Denied);
-        var logLine = await LogLineAsync(Deployment.Enclave, $"denied DNS {Denied} A: denied: name not in allowlist; answered NXDOMAIN");
+        var logLine = await LogLineAsync(Deployment.Enclave, $"denied DNS {Denied} A: name not in allowlist; answered NXDOMAIN");
         Assert.Multiple(() =>
         {
             Assert.That(dig.Status, Is.EqualTo("NXDOMAIN"), dig.ToString);

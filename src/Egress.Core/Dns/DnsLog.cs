@@ -13,7 +13,7 @@ internal static partial class DnsLog
     public static partial void Listening(ILogger logger, EndPoint endPoint, string tunnel);
 
     [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "denied DNS {Name} {Type}: {Decision}; answered NXDOMAIN")]
-    public static partial void Denied(ILogger logger, string name, string type, PolicyDecision decision);
+    public static partial void Denied(ILogger logger, string name, string type, string decision);
 
     [LoggerMessage(EventId = 303, Level = LogLevel.Debug, Message = "DNS query not forwarded ({Reason}): {Action}")]
     public static partial void NotForwarded(ILogger logger, string reason, string action);

@@ -108,7 +108,7 @@ internal static partial class GatewayLog
     public static partial void DnsStreamClosed(ILogger logger);
 
     [LoggerMessage(EventId = 254, Level = LogLevel.Warning, Message = "denied DNS {Name} {Type}: parent: {Decision}; answered NXDOMAIN")]
-    public static partial void DnsDenied(ILogger logger, string name, string type, PolicyDecision decision);
+    public static partial void DnsDenied(ILogger logger, string name, string type, string decision);
 
     [LoggerMessage(EventId = 255, Level = LogLevel.Debug, Message = "DNS query on a tunnel stream not forwarded ({Reason}): {Action}")]
     public static partial void DnsNotForwarded(ILogger logger, string reason, string action);

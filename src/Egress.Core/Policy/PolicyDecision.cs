@@ -61,6 +61,17 @@ public readonly struct PolicyDecision
         }
     }
 
+    /// <summary>This decision's line (<see cref="ToString"/>) without a leading <c>denied: </c>, for a line that already
+    /// says it denied: <c>denied DNS evil.example A: name not in allowlist</c> (a trial read "A: denied: name ...").</summary>
+    internal string WithoutDeniedPrefix
+    {
+        get
+        {
+            string line = ToString();
+            return line.StartsWith(DeniedPrefix, StringComparison.Ordinal) ? line[DeniedPrefix.Length..] : line;
+        }
+    }
+
     private const string DeniedPrefix = "denied: ";
 
     /// <summary>Whether the connection or query may proceed.</summary>

@@ -179,7 +179,7 @@ internal sealed class DnsQueryHandler(
         switch (result.Outcome)
         {
             case DnsQueryOutcome.DeniedName:
-                DnsLog.Denied(logger, question.LogName, DnsTypeName.Of(question.Type), result.Decision);
+                DnsLog.Denied(logger, question.LogName, DnsTypeName.Of(question.Type), result.Decision.WithoutDeniedPrefix);
                 denials?.DnsQuestion(question.LogName, DnsTypeName.Of(question.Type), result.Decision.Reason);
                 break;
             case DnsQueryOutcome.UpstreamFailed:

@@ -86,7 +86,7 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
         switch (result.Outcome)
         {
             case DnsQueryOutcome.DeniedName:
-                GatewayLog.DnsDenied(logger, question.LogName, DnsTypeName.Of(question.Type), result.Decision);
+                GatewayLog.DnsDenied(logger, question.LogName, DnsTypeName.Of(question.Type), result.Decision.WithoutDeniedPrefix);
                 break;
             case DnsQueryOutcome.UpstreamFailed:
                 GatewayLog.DnsUpstreamFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason);
