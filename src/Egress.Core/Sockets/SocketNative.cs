@@ -82,7 +82,7 @@ internal static unsafe partial class SocketNative
 
                 if (errno != Interrupted)
                 {
-                    throw new SocketException((int)ErrorFor(errno));
+                    throw ExceptionFor(errno);
                 }
             }
         }
@@ -112,7 +112,7 @@ internal static unsafe partial class SocketNative
 
                 if (errno != Interrupted)
                 {
-                    throw new SocketException((int)ErrorFor(errno));
+                    throw ExceptionFor(errno);
                 }
             }
         }
@@ -130,7 +130,7 @@ internal static unsafe partial class SocketNative
             int flags = Fcntl(handle, GetFlags, 0);
             if (flags < 0 || Fcntl(handle, SetFlags, nonBlocking ? flags | NonBlockingFlag : flags & ~NonBlockingFlag) < 0)
             {
-                throw new SocketException((int)ErrorFor(Marshal.GetLastPInvokeError()));
+                throw ExceptionFor(Marshal.GetLastPInvokeError());
             }
 
             return;
@@ -139,7 +139,7 @@ internal static unsafe partial class SocketNative
         int value = nonBlocking ? 1 : 0;
         if (Ioctl(handle, NonBlockingIo, &value) < 0)
         {
-            throw new SocketException((int)ErrorFor(Marshal.GetLastPInvokeError()));
+            throw ExceptionFor(Marshal.GetLastPInvokeError());
         }
     }
 
@@ -153,6 +153,18 @@ internal static unsafe partial class SocketNative
         {
             return ConnectNative(handle, bytes, address.Size) == 0 ? 0 : Marshal.GetLastPInvokeError();
         }
+    }
+
+    /// <summary>The exception for Linux <paramref name="errno"/>: the runtime's <see cref="SocketError"/> for it, and for
+    /// one the runtime does not know (<see cref="SocketError.SocketError"/>, whose own text is "Unknown socket error")
+    /// the C library's text and the number, e.g. <c>No such device (errno 19)</c>: what a VSOCK connect says on a
+    /// machine with no VSOCK transport.</summary>
+    public static SocketException ExceptionFor(int errno)
+    {
+        SocketError error = ErrorFor(errno);
+        return error == SocketError.SocketError
+            ? new SocketException((int)error, $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})")
+            : new SocketException((int)error);
     }
 
     /// <summary>The <see cref="SocketError"/> the runtime reports for Linux <paramref name="errno"/> (its

@@ -477,7 +477,7 @@ internal static class SocketReadiness
         if (errno != SocketNative.InProgress && errno != SocketNative.Again && errno != SocketNative.Interrupted)
         {
             // As the runtime's: EINPROGRESS and EAGAIN wait; any other error is thrown without naming the endpoint.
-            return ValueTask.FromException(new SocketException((int)SocketNative.ErrorFor(errno)));
+            return ValueTask.FromException(SocketNative.ExceptionFor(errno));
         }
 
         return FinishConnectAsync(socket, cancellationToken, inline);

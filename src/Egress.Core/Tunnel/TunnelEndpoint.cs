@@ -167,6 +167,13 @@ public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
             socket.Dispose();
             throw new SocketException((int)SocketError.AddressNotAvailable, $"no socket at {unix} (ENOENT: egress-host creates it when it listens; is it running with this tunnel endpoint?)");
         }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.SocketError && EndPoint is VsockEndPoint)
+        {
+            // A library-consumer trial got "Unknown socket error" alone: connect(2) answered ENODEV, which the runtime
+            // does not name, on a machine with no VSOCK transport.
+            socket.Dispose();
+            throw new SocketException((int)SocketError.SocketError, $"{ex.Message} connecting to {this} (a machine with no VSOCK transport, neither a Nitro enclave nor a VM with a virtio-vsock device, answers ENODEV)");
+        }
         catch
         {
             socket.Dispose();

@@ -15,7 +15,7 @@ public sealed class TunnelGatewayExposureTests
     [TestCase("127.0.0.1", false)]
     public async Task ATcpTunnelOffLoopbackIsWarnedAbout(string address, bool warned)
     {
-        var logs = new LogCapture();
+        using var logs = new LogCapture();
         var listen = TunnelEndpoint.Parse($"tcp://{address}:{FreePort()}");
         await using var gateway = new TunnelGateway(
             new TunnelGatewayOptions { Listen = listen },
@@ -26,6 +26,30 @@ public sealed class TunnelGatewayExposureTests
         await gateway.StopAsync();
 
         Assert.That(logs.EventIds.Contains(UnauthenticatedTcpTunnel), Is.EqualTo(warned), string.Join(", ", logs.EventIds));
+    }
+
+    /// <summary>A library-consumer trial: a TCP port in use was a bare SocketException "Address already in use", where
+    /// Start's documentation promised an IOException naming the endpoint (as the hosted path already said it).</summary>
+    [Test]
+    public async Task ATcpPortInUseIsAnIOExceptionThatNamesTheEndpointAndTheStartMayBeTriedAgain()
+    {
+        using var occupant = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        occupant.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        occupant.Listen();
+        var listen = TunnelEndpoint.Parse($"tcp://127.0.0.1:{((IPEndPoint)occupant.LocalEndPoint!).Port}");
+        using var logs = new LogCapture();
+        await using var gateway = new TunnelGateway(
+            new TunnelGatewayOptions { Listen = listen },
+            EgressPolicy.Create(enabled: true, destinations: [], new AllowlistCache()),
+            logs.Factory);
+
+        var error = Assert.Throws<IOException>(gateway.Start)!;
+        Assert.That(error.Message, Does.StartWith($"cannot listen on {listen}: ").And.Contain("EADDRINUSE"));
+        Assert.That(error.InnerException, Is.InstanceOf<SocketException>());
+
+        occupant.Dispose();
+        Assert.That(gateway.Start, Throws.Nothing, "nothing stays bound after a failed start");
+        await gateway.StopAsync();
     }
 
     private static int FreePort()

@@ -12,6 +12,15 @@ namespace Egress.Tests.Sockets;
 [Platform("Linux")]
 public sealed class SocketNativeTests
 {
+    [TestCase(111, SocketError.ConnectionRefused, "Connection refused")] // the runtime's own text for one it knows
+    [TestCase(19, SocketError.SocketError, "No such device (errno 19)")] // ENODEV: "Unknown socket error" before
+    [TestCase(38, SocketError.SocketError, "Function not implemented (errno 38)")]
+    public void AnErrnoIsNamedEvenWhereTheRuntimeDoesNotKnowIt(int errno, SocketError error, string message)
+    {
+        SocketException exception = SocketNative.ExceptionFor(errno);
+        Assert.That((exception.SocketErrorCode, exception.Message), Is.EqualTo((error, message)));
+    }
+
     [Test]
     public void SetNonBlockingSetsAndClearsTheDescriptorsFlag()
     {

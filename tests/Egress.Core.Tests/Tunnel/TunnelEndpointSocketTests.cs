@@ -60,6 +60,31 @@ public sealed class TunnelEndpointSocketTests
         Assert.That(error.Message, Is.EqualTo($"no socket at {path} (ENOENT: egress-host creates it when it listens; is it running with this tunnel endpoint?)"));
     }
 
+    /// <summary>A library-consumer trial: on a machine with no VSOCK transport (this one, and the CI machine) connect(2)
+    /// answers ENODEV, which the runtime does not name, and the error read "Unknown socket error" alone.</summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void AVsockConnectTheRuntimeCannotNameSaysWhereAndWhatItMayMean(bool forRelay)
+    {
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse("vsock://3:4433");
+        SocketException? error = null;
+        try
+        {
+            using Socket socket = (forRelay ? endpoint.ConnectForRelayAsync(CancellationToken.None) : endpoint.ConnectAsync(CancellationToken.None)).AsTask().GetAwaiter().GetResult();
+        }
+        catch (SocketException ex)
+        {
+            error = ex;
+        }
+
+        Assume.That(error?.SocketErrorCode, Is.EqualTo(SocketError.SocketError), $"this machine has a VSOCK transport: {error?.Message ?? "connected"}");
+        Assert.That(error!.Message, Does.Contain(" connecting to vsock://3:4433 (a machine with no VSOCK transport, neither a Nitro enclave nor a VM with a virtio-vsock device, answers ENODEV)"));
+        if (forRelay)
+        {
+            Assert.That(error.Message, Does.StartWith("No such device (errno 19) connecting to vsock://3:4433"), "our own connect knows the errno");
+        }
+    }
+
     [Test]
     public void UnixListenRefusesToDeleteARegularFile()
     {
