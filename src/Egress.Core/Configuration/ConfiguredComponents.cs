@@ -74,22 +74,29 @@ public static class ConfiguredComponents
     }
 
     /// <summary>
-    /// Lists what in <c>[egress]</c> is valid but probably not meant: a policy that denies everything (<c>enabled = true</c>
-    /// with no destinations, which an Evervault file reads as allow-all; <c>enabled = false</c> with destinations it does
-    /// not use), and an IP network entry broader than an internal range it contains (instance metadata, loopback,
-    /// private ranges), which opens that range too, because explicit entries are trusted, and a bare IPv6 address whose
-    /// last group reads as a port (<c>2001:db8::1:443</c>: its last group is decimal digits without a leading zero after an IPv6 address that has <c>::</c>),
-    /// and an address or network entry inside loopback or link-local (<c>[::1]</c>, <c>169.254.169.254</c>), which
-    /// opens the parent's own services or the instance metadata service to the enclave; a file copied from an Evervault
-    /// enclave (<c>uuid</c>, <c>app_uuid</c> or <c>team_uuid</c>) without <c>egress.ports</c>, where Evervault would allow
-    /// port 443 only and Egress allows every port of an entry that names none;
-    /// and a <c>tunnel.enclave_endpoint</c> at VSOCK CID 2 (<c>vsock://host:PORT</c>, the hypervisor's CID, where a Nitro
-    /// enclave's parent is CID 3). Each warning is located like
-    /// an error:
+    /// Lists what in the file is valid but probably not meant, each located like an error:
     /// <c>enclave.toml:3:17: warning: destination "0.0.0.0/1" also allows internal ranges it does not name: ... (key 'egress.destinations')</c>.
+    /// <list type="bullet">
+    /// <item>A policy that denies everything: <c>enabled = true</c> with no destinations (which an Evervault file reads as
+    /// allow-all), <c>enabled = false</c> with destinations it does not use.</item>
+    /// <item>An <c>enclave.dns_query_timeout_ms</c> not greater than <c>host.dns_timeout_ms</c> (the enclave answers
+    /// SERVFAIL before the parent has heard from its upstreams), and a <c>tunnel.enclave_endpoint</c> at VSOCK CID 2
+    /// (<c>vsock://host:PORT</c>, the hypervisor's CID; a Nitro enclave's parent is CID 3).</item>
+    /// <item>A file copied from an Evervault enclave (<c>uuid</c>, <c>app_uuid</c> or <c>team_uuid</c>) without
+    /// <c>egress.ports</c>: Evervault would allow port 443 only, Egress allows every port of an entry that names none.</item>
+    /// <item>A wildcard over a whole top-level domain (<c>*.com</c>); a bare IPv6 address whose last group reads as a port
+    /// (<c>2001:db8::1:443</c>: decimal digits without a leading zero after an IPv6 address that has <c>::</c>).</item>
+    /// <item>An address or network entry inside loopback or link-local (<c>[::1]</c>, <c>169.254.169.254</c>), which opens
+    /// the parent's own services or the instance metadata service to the enclave (a loopback network: nothing at all);
+    /// an IP network entry broader than an internal range it contains, which opens that range too, because explicit
+    /// entries are trusted.</item>
+    /// <item>An entry another one makes moot: a repeat, or a narrower one beside a wider one for the same destination,
+    /// whose ports the two unite.</item>
+    /// </list>
     /// </summary>
     /// <param name="configuration">The configuration.</param>
-    /// <returns>The warnings: the policy's first, then the entries' in their order; empty when there are none.</returns>
+    /// <returns>The warnings: the file-wide ones first, then each entry's in their order, then the moot entries; empty
+    /// when there are none.</returns>
     public static IReadOnlyList<string> GetWarnings(this EgressConfiguration configuration)
     {
         ArgumentNullException.ThrowIfNull(configuration);
@@ -217,9 +224,12 @@ public static class ConfiguredComponents
 
     /// <summary>
     /// For an address or network entry wholly inside loopback or link-local (<see cref="InternalRanges.ParentLocalRange"/>),
-    /// what it opens: the parent dials it for the enclave because an entry names it (the parent refuses internal
-    /// addresses no entry names). A trial found <c>"[::1]"</c> and <c>"169.254.169.254"</c> loaded without a word, and
-    /// through the first a tunnel client in the enclave read a service on the parent's own loopback. Null for any other entry.
+    /// the warning that says what it opens: one of the parent's own addresses opens its own services to code that speaks
+    /// the tunnel protocol (an application's loopback connections stay in the enclave); a loopback network opens nothing
+    /// (egress-host refuses its own addresses no entry names one by one); link-local is dialled by the parent because the
+    /// entry names it (the parent refuses internal addresses no entry names). A trial found <c>"[::1]"</c> and
+    /// <c>"169.254.169.254"</c> loaded without a word, and through the first a tunnel client in the enclave read a service
+    /// on the parent's own loopback. Null for any other entry.
     /// </summary>
     private static string? ParentLocalCaution(DestinationEntry entry)
     {
