@@ -8,7 +8,8 @@ namespace Egress.Configuration;
 /// format characters that the problem quotes from the file (a destination with a newline or an escape sequence in it)
 /// are escaped (<c>\n</c>, <c>\u001B</c>) in the message and in <see cref="Problem"/>, so that printing either never
 /// splits a line or reaches the terminal; the key is escaped too in the message, and shortened past
-/// 300 characters (a key of a megabyte, <see cref="Key"/> keeps it whole).
+/// 300 characters (a key of a megabyte, <see cref="Key"/> keeps it whole). When several destination entries are invalid,
+/// the message has one such line for each, in the file's order, and the properties describe the first.
 /// </summary>
 public sealed class ConfigurationException : Exception
 {
@@ -27,6 +28,22 @@ public sealed class ConfigurationException : Exception
         Key = key;
         Problem = PrintableText.Escape(problem);
     }
+
+    /// <summary>One error for several (a line each in the message); the properties are the first's.</summary>
+    private ConfigurationException(ConfigurationException first, IEnumerable<ConfigurationException> more)
+        : base(string.Join('\n', [first.Message, .. more.Select(error => error.Message)]))
+    {
+        SourceName = first.SourceName;
+        Line = first.Line;
+        Column = first.Column;
+        Key = first.Key;
+        Problem = first.Problem;
+    }
+
+    /// <summary>The errors as one exception: the only one, or the first with the others' lines after its own.</summary>
+    /// <param name="errors">At least one error.</param>
+    internal static ConfigurationException Combine(IReadOnlyList<ConfigurationException> errors) =>
+        errors.Count == 1 ? errors[0] : new ConfigurationException(errors[0], errors.Skip(1));
 
     /// <summary>Gets the name of the source (usually the file path).</summary>
     public string SourceName { get; }

@@ -21,6 +21,8 @@ internal sealed record DestinationEntry(string Text, SourceLocation Location, De
 
     /// <summary>Gets the rule, or throws the entry's error located at <see cref="Location"/>.</summary>
     /// <exception cref="ConfigurationException">The entry is invalid.</exception>
-    public DestinationRule GetRule() =>
-        Rule ?? throw new ConfigurationException(Location, ConfigurationKeys.EgressDestinations.Path, Error!);
+    public DestinationRule GetRule() => Rule ?? throw ToException();
+
+    /// <summary>The entry's <see cref="Error"/> as an exception located at <see cref="Location"/>; only for an invalid entry.</summary>
+    public ConfigurationException ToException() => new(Location, ConfigurationKeys.EgressDestinations.Path, Error!);
 }

@@ -47,7 +47,16 @@ public sealed class EgressSection
     internal PortSet? Ports { get; }
 
     /// <summary>The rules the policy enforces: each entry, with <see cref="Ports"/> when it names no ports itself.</summary>
-    /// <exception cref="ConfigurationException">An entry is invalid; the message gives its location.</exception>
-    internal IEnumerable<DestinationRule> Rules() =>
-        Entries.Select(entry => entry.GetRule()).Select(rule => Ports is not null && rule.Ports is null ? rule.WithPorts(Ports) : rule);
+    /// <exception cref="ConfigurationException">An entry is invalid; the message gives its location, and a line for each
+    /// other invalid entry (a library-consumer trial fixed one at a time).</exception>
+    internal IEnumerable<DestinationRule> Rules()
+    {
+        ConfigurationException[] invalid = [.. Entries.Where(entry => entry.Rule is null).Select(entry => entry.ToException())];
+        if (invalid.Length > 0)
+        {
+            throw ConfigurationException.Combine(invalid);
+        }
+
+        return Entries.Select(entry => entry.GetRule()).Select(rule => Ports is not null && rule.Ports is null ? rule.WithPorts(Ports) : rule);
+    }
 }

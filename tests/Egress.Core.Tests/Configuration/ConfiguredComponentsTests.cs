@@ -21,6 +21,26 @@ public sealed class ConfiguredComponentsTests
         Assert.That((error.Line, error.Column, error.Key, error.Problem), Is.EqualTo((4, 3, "egress.destinations", problem)));
     }
 
+    /// <summary>A library-consumer trial: with three invalid entries only the first was reported, so the file was fixed
+    /// and re-read once per entry (EgressPolicy.Create listed them all).</summary>
+    [Test]
+    public void EveryInvalidDestinationIsReportedOnALineOfItsOwn()
+    {
+        var configuration = EgressConfiguration.Parse("[egress]\nenabled = true\ndestinations = [\n  \"a.*.com\",\n  \"ok.example\",\n  \"http://x.com\",\n  \"*.\",\n]\n", Source);
+        string[] problems = [.. new[] { "a.*.com", "http://x.com", "*." }.Select(entry => DestinationRule.TryParse(entry, out _, out string? problem) ? null! : problem!)];
+
+        var error = Assert.Throws<ConfigurationException>(() => configuration.CreatePolicy(configuration.CreateCache()))!;
+
+        Assert.That(error.Message.Split('\n'), Is.EqualTo(new[]
+        {
+            $"{Source}:4:3: error: {problems[0]} (key 'egress.destinations')",
+            $"{Source}:6:3: error: {problems[1]} (key 'egress.destinations')",
+            $"{Source}:7:3: error: {problems[2]} (key 'egress.destinations')",
+        }));
+        Assert.That((error.Line, error.Column, error.Problem), Is.EqualTo((4, 3, problems[0])), "the first one's");
+        Assert.That(() => configuration.GetPolicyDigest(), Throws.TypeOf<ConfigurationException>().With.Message.EqualTo(error.Message));
+    }
+
     [Test]
     public void ABroadNetworkEntryIsWarnedAboutAtItsArrayElement()
     {
