@@ -216,10 +216,14 @@ public static class ConfiguredComponents
 
         // As the policy keys them: an IPv4-mapped address is its IPv4 address.
         static bool SameDestination(DestinationRule a, DestinationRule b) =>
-            a.Kind == b.Kind && a.HostName == b.HostName
-            && (a.Address is null ? b.Address is null : b.Address is not null && AddressValue.Of(a.Address) == AddressValue.Of(b.Address))
-            && (a.Network is not { } network ? b.Network is null : b.Network is { } other
-                && AddressBlock.From(network).First == AddressBlock.From(other).First && AddressBlock.From(network).PrefixLength == AddressBlock.From(other).PrefixLength);
+            a.Kind == b.Kind && a.HostName == b.HostName && Key(a.Address) == Key(b.Address) && Key(a.Network) == Key(b.Network);
+
+        static (UInt128 First, int PrefixLength)? Key(object? addressOrNetwork) => addressOrNetwork switch
+        {
+            IPAddress address => (AddressValue.Of(address), 128),
+            IPNetwork network when AddressBlock.From(network) is var block => (block.First, block.PrefixLength),
+            _ => null,
+        };
     }
 
     /// <summary>

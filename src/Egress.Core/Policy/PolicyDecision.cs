@@ -52,25 +52,14 @@ public readonly struct PolicyDecision
 
     /// <summary>Why <see cref="EgressMode.Enforce"/> denies (or, with <see cref="WouldDeny"/>, would deny), without
     /// the leading <c>denied: </c>, e.g. <c>never learned from an allowed name</c>; for an allowed decision its line.</summary>
-    internal string Denial
-    {
-        get
-        {
-            string line = Describe();
-            return line.StartsWith(DeniedPrefix, StringComparison.Ordinal) ? line[DeniedPrefix.Length..] : line;
-        }
-    }
+    internal string Denial => WithoutPrefix(Describe());
 
     /// <summary>This decision's line (<see cref="ToString"/>) without a leading <c>denied: </c>, for a line that already
     /// says it denied: <c>denied DNS evil.example A: name not in allowlist</c> (a trial read "A: denied: name ...").</summary>
-    internal string WithoutDeniedPrefix
-    {
-        get
-        {
-            string line = ToString();
-            return line.StartsWith(DeniedPrefix, StringComparison.Ordinal) ? line[DeniedPrefix.Length..] : line;
-        }
-    }
+    internal string WithoutDeniedPrefix => WithoutPrefix(ToString());
+
+    private static string WithoutPrefix(string line) =>
+        line.StartsWith(DeniedPrefix, StringComparison.Ordinal) ? line[DeniedPrefix.Length..] : line;
 
     private const string DeniedPrefix = "denied: ";
 
