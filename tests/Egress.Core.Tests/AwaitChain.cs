@@ -13,31 +13,48 @@ internal static class AwaitChain
 {
     /// <summary>The names of the async methods waiting from <paramref name="task"/> down, outermost first (e.g.
     /// <c>HandleAsync</c>), down to the first wait that is not an async method's (a socket's receive).</summary>
-    public static IReadOnlyList<string> Of(Task task)
+    public static IReadOnlyList<string> Of(Task task) => [.. MachinesOf(task).Select(machine => MethodName(machine.GetType()))];
+
+    /// <summary>The state machines of <see cref="Of"/>'s methods, outermost first: their hoisted locals (fields named
+    /// <c>&lt;name&gt;5__N</c>) are what each holds while it waits.</summary>
+    public static IReadOnlyList<object> MachinesOf(Task task)
     {
-        var names = new List<string>();
-        for (Task? current = task; current is { IsCompleted: false } && StateMachineOf(current) is { } machine; current = AwaitedTask(machine))
+        var machines = new List<object>();
+        for (object? current = task; current is not null and not Task { IsCompleted: true } && StateMachineOf(current) is { } machine; current = Awaited(machine))
         {
-            names.Add(MethodName(machine.GetType()));
+            machines.Add(machine);
         }
 
-        if (names.Count == 0)
+        if (machines.Count == 0)
         {
             throw new InvalidOperationException($"{task.GetType()} is not a waiting async method's task (a wrapper task, or the runtime's shapes changed)");
         }
 
-        return names;
+        return machines;
     }
 
-    private static object? StateMachineOf(Task task) =>
-        task.GetType().GetField("StateMachine", BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic)?.GetValue(task);
+    /// <summary>The hoisted local <paramref name="name"/> of <paramref name="machine"/> (a field named
+    /// <c>&lt;name&gt;5__N</c>); throws if the method has no such local, so that a test of it cannot pass unseen.</summary>
+    public static object? Local(object machine, string name)
+    {
+        FieldInfo field = machine.GetType().GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic)
+            .SingleOrDefault(field => field.Name.StartsWith($"<{name}>5__", StringComparison.Ordinal))
+            ?? throw new InvalidOperationException($"{machine.GetType()} has no hoisted local '{name}'");
+        return field.GetValue(machine);
+    }
 
-    /// <summary>The unfinished task one of the state machine's awaiters holds (<c>&lt;&gt;u__N</c> fields), if any.</summary>
-    private static Task? AwaitedTask(object machine)
+    /// <summary>The state machine an async method's task holds, or a pooled <c>ValueTask</c> method's box
+    /// (<see cref="PoolingAsyncValueTaskMethodBuilder{TResult}"/>): both keep it in a field named <c>StateMachine</c>.</summary>
+    private static object? StateMachineOf(object waiting) =>
+        waiting.GetType().GetField("StateMachine", BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic)?.GetValue(waiting);
+
+    /// <summary>What one of the state machine's awaiters (<c>&lt;&gt;u__N</c> fields) waits on, if anything: an unfinished
+    /// task, or a pooled method's box (an awaiter is cleared when its wait ends, so a box still in one is still awaited).</summary>
+    private static object? Awaited(object machine)
     {
         foreach (FieldInfo field in machine.GetType().GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic))
         {
-            if (field.Name.StartsWith("<>u__", StringComparison.Ordinal) && TaskIn(field.GetValue(machine), depth: 0) is { IsCompleted: false } awaited)
+            if (field.Name.StartsWith("<>u__", StringComparison.Ordinal) && WaitIn(field.GetValue(machine), depth: 0) is { } awaited)
             {
                 return awaited;
             }
@@ -46,22 +63,28 @@ internal static class AwaitChain
         return null;
     }
 
-    /// <summary>A task inside an awaiter (TaskAwaiter's m_task, a ConfiguredValueTaskAwaiter's ValueTask's _obj, ...).</summary>
-    private static Task? TaskIn(object? value, int depth)
+    /// <summary>An unfinished task or a pooled method's box inside an awaiter (TaskAwaiter's m_task, a
+    /// ConfiguredValueTaskAwaiter's ValueTask's _obj, ...).</summary>
+    private static object? WaitIn(object? value, int depth)
     {
         if (value is Task task)
         {
-            return task;
+            return task.IsCompleted ? null : task;
         }
 
-        if (value is null || depth > 3 || !value.GetType().IsValueType)
+        if (value is null || depth > 3)
         {
             return null;
         }
 
+        if (!value.GetType().IsValueType)
+        {
+            return StateMachineOf(value) is IAsyncStateMachine ? value : null;
+        }
+
         foreach (FieldInfo field in value.GetType().GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic))
         {
-            if (TaskIn(field.GetValue(value), depth + 1) is { IsCompleted: false } inner)
+            if (WaitIn(field.GetValue(value), depth + 1) is { } inner)
             {
                 return inner;
             }
