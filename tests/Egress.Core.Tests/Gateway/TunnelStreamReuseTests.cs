@@ -157,10 +157,11 @@ public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
             {
                 Assert.That(waits, Has.Count.EqualTo(Streams + 1), "every stream is open, waiting for its next request");
                 Assert.That(waits.Select(wait => AwaitChain.Local(wait, "head")), Has.All.Null, "no waiting stream holds its request buffer");
-                // About 4,200 B as egress-host runs, 6,500 B with the library's defaults (the sockets of both ends, the
-                // handler's state machines, the idle limit's timer and registrations); 14,000 B with the request buffer
-                // rented before the wait. The bound catches any buffer held while waiting, not a few hundred bytes.
-                Assert.That(perStream, Is.LessThan(10_000), $"{perStream} B retained per waiting stream");
+                // 3,800-7,000 B measured, with either fixture's switches, as what ran before in the process varies (the
+                // sockets of both ends, the handler's state machines, the idle limit's timer and registrations); about
+                // 14,000 B with the request buffer rented before the wait. A coarse guard against a larger buffer held
+                // while waiting: the request buffer itself is the assertion above.
+                Assert.That(perStream, Is.LessThan(12_000), $"{perStream} B retained per waiting stream");
             });
         }
         finally
