@@ -45,6 +45,7 @@ internal sealed partial class SocketRelaySession
     private DeferredAbort? _deferred;
     private ITimer? _deferTimer;
     private int _readersEnded;
+    private int _plainWriting;
 
     /// <summary>The direction that reads the plain socket (the encoder), or the tunnel (the decoder): bits of
     /// <see cref="_readersEnded"/> and the socket a deferred abort's failed write went to.</summary>
@@ -73,6 +74,21 @@ internal sealed partial class SocketRelaySession
         IOException { InnerException: SocketException inner } => IsReset(inner),
         _ => false,
     };
+
+    /// <summary>
+    /// Whether the end of stream the encoder just read from <paramref name="source"/> (the plain socket) is its peer's
+    /// reset that a write took. The kernel reports a reset once: when the decoder's write to the same socket is in
+    /// progress (waiting for room, or failed and not yet handled, <see cref="_plainWriting"/>), it may take the
+    /// ECONNRESET, and this direction's receive then reads end of stream, as after a FIN. Sending END(FIN) for it made a
+    /// cut-off transfer look complete. The decoder has not shut the socket's send side down then (it is still writing),
+    /// so a connection in TCP_CLOSE was reset; a FIN leaves it in CLOSE_WAIT. One getsockopt(2), only in that case.
+    /// </summary>
+    private bool EndOfStreamIsAReset(Socket source) =>
+        Volatile.Read(ref _plainWriting) != 0 && TcpConnectionState.IsClosed(source);
+
+    /// <summary>The decoder's write to the plain socket begins (true) or has ended, its failure handled (false):
+    /// what <see cref="EndOfStreamIsAReset"/> reads.</summary>
+    private void PlainWriting(bool writing) => Volatile.Write(ref _plainWriting, writing ? 1 : 0);
 
     /// <summary>Whether a write failed because the socket's peer is gone: it reset the connection (ECONNRESET,
     /// ECONNABORTED) or the connection is already closed by it (EPIPE). Reading that socket then never waits: what it
@@ -377,6 +393,11 @@ internal sealed partial class SocketRelaySession
 
                     if (got == 0)
                     {
+                        if (EndOfStreamIsAReset(source))
+                        {
+                            throw new SocketException((int)SocketError.ConnectionReset);
+                        }
+
                         receiving = false;
                         endOfStream = true;
                         break;
@@ -393,6 +414,11 @@ internal sealed partial class SocketRelaySession
                         try
                         {
                             int more = SocketReadiness.ReceiveNow(source, buffer.AsSpan(TunnelFrames.HeaderLength + got, size - got));
+                            if (more == 0 && EndOfStreamIsAReset(source))
+                            {
+                                throw new SocketException((int)SocketError.ConnectionReset); // captured just below
+                            }
+
                             endOfStream = more == 0;
                             got += Math.Max(0, more);
                         }
@@ -711,6 +737,7 @@ internal sealed partial class SocketRelaySession
                 {
                     if (!discard)
                     {
+                        PlainWriting(true);
                         try
                         {
                             for (int sent = SendNow(destination, buffer.AsSpan(start, inBuffer)); sent < inBuffer;)
@@ -728,6 +755,10 @@ internal sealed partial class SocketRelaySession
                             }
 
                             discard = true;
+                        }
+                        finally
+                        {
+                            PlainWriting(false);
                         }
                     }
 
@@ -776,6 +807,7 @@ internal sealed partial class SocketRelaySession
                     drained = false; // the fill asked for the frame's bytes only: more may be queued
                     remaining -= read;
                     _monitor.Touch();
+                    PlainWriting(true);
                     try
                     {
                         (long sentOut, bool destinationSplices) = await DrainPipeAsync(pipe, destination).ConfigureAwait(false);
@@ -793,6 +825,10 @@ internal sealed partial class SocketRelaySession
                         discard = true;
                         SplicePipe.Return(pipe); // closed, not pooled: it still holds bytes
                         pipe = null;
+                    }
+                    finally
+                    {
+                        PlainWriting(false);
                     }
 
                     _monitor.Touch();

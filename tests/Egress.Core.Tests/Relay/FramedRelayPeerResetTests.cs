@@ -66,6 +66,50 @@ public sealed class FramedRelayPeerResetTests(bool splice)
     }
 
     /// <summary>
+    /// The socket's peer resets while the relay's write to it waits for room (a destination that stopped reading an
+    /// upload; an app that stopped reading an answer), and the direction that reads that socket is waiting for it. The
+    /// kernel reports the reset once: to the write, which takes it, so the reading direction's next receive returns end
+    /// of stream. Before, when that direction woke first, it took the end of stream for a FIN and sent END(FIN): the far
+    /// side's application saw a clean end where a direct one gets ECONNRESET. Repeated: which direction runs first is
+    /// the scheduler's choice.
+    /// </summary>
+    [Test]
+    public async Task APeerThatResetsWhileTheWriteToItWaitsIsNeverEndedAsFin()
+    {
+        const int Rounds = 8;
+        var ends = new List<TunnelEndCause?>();
+        for (int round = 0; round < Rounds; round++)
+        {
+            using var destinationPair = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+            using var tunnelPair = await SocketPair.ConnectAsync(SocketTransport.Unix);
+            Socket destination = destinationPair.Left;
+            Socket enclave = tunnelPair.Right;
+            destination.ReceiveBufferSize = 16 * 1024; // reads nothing: the relay's writes to it stall at once
+            destinationPair.Right.SendBufferSize = 16 * 1024;
+            Task<RelayResult> relay = SocketRelay.RunFramedAsync(
+                tunnelPair.Left, destinationPair.Right, RelaySide.A, ReadOnlyMemory<byte>.Empty, ReadOnlyMemory<byte>.Empty, Options, gate: null, CancellationToken.None);
+
+            byte[] upload = DuplexRelayTests.RandomBytes(256 * 1024, seed: 44 + round);
+            byte[] wire = [.. Frames.Data(upload.AsSpan(0, 60_000)), .. Frames.Data(upload.AsSpan(60_000, 60_000)), .. Frames.Data(upload.AsSpan(120_000))];
+            Task sending = enclave.SendAsync(wire);
+            for (long start = Environment.TickCount64; SocketSendQueue.Pending(destinationPair.Right) == 0 && Environment.TickCount64 - start < 5000;)
+            {
+                await Task.Delay(5);
+            }
+
+            await Task.Delay(50); // the relay's write to the destination waits for room
+            SocketReset.Reset(destination);
+            var (_, cause) = await Frames.ReadUntilEndAsync(enclave).WaitAsync(HangGuard);
+            ends.Add(cause);
+            SocketReset.Reset(enclave); // the enclave's own END is not what this test is about
+            await relay.WaitAsync(HangGuard);
+            await sending.ContinueWith(_ => { }, TaskScheduler.Default).WaitAsync(HangGuard); // failed or done
+        }
+
+        Assert.That(ends, Has.All.EqualTo(TunnelEndCause.Reset), $"the END of each round: {string.Join(", ", ends)}");
+    }
+
+    /// <summary>
     /// In the enclave: the parent sent the destination's answer and its END(FIN) (the app is slow, so they wait in the
     /// tunnel's receive buffer), then reset the tunnel (the destination reset when the app wrote on, and the parent's own
     /// END had gone out). The app's next bytes fail the write to the tunnel. Before, the abort reset the app's socket at
