@@ -20,7 +20,7 @@ internal sealed class RelayMonitor
     private long _start;
     private long _lastActivity;
     private int _cause;
-    private int _aborted;
+    private int _state; // Running, Aborted or Finished: an abort and the finish exclude each other
     private Exception? _error;
 
     /// <param name="options">The idle timeout (null or infinite: none) and the clock.</param>
@@ -41,7 +41,11 @@ internal sealed class RelayMonitor
 
     public TimeSpan IdleTimeout => _idleTimeout;
 
-    public bool IsAborted => Volatile.Read(ref _aborted) != 0;
+    private const int Running = 0;
+    private const int Aborted = 1;
+    private const int Finished = 2;
+
+    public bool IsAborted => Volatile.Read(ref _state) == Aborted;
 
     public RelayShutdownCause Cause => (RelayShutdownCause)Volatile.Read(ref _cause);
 
@@ -81,11 +85,19 @@ internal sealed class RelayMonitor
         return Interlocked.CompareExchange(ref _cause, (int)cause, (int)RelayShutdownCause.None) == (int)RelayShutdownCause.None;
     }
 
-    /// <summary>Records <paramref name="cause"/> (if first) and, the first time only, stops the owner's loops.</summary>
+    /// <summary>Records <paramref name="cause"/> (if first) and, the first time only, stops the owner's loops; nothing
+    /// once <see cref="Finish"/> has run (an idle check that was already running when the relay finished clean must not
+    /// reset the sockets of a connection reported clean, and perhaps already reused).</summary>
     public void Abort(RelayShutdownCause cause, Exception? error)
     {
+        int before = Interlocked.CompareExchange(ref _state, Aborted, Running);
+        if (before == Finished)
+        {
+            return;
+        }
+
         TrySetCause(cause, error);
-        if (Interlocked.Exchange(ref _aborted, 1) == 0)
+        if (before == Running)
         {
             _abort.Abort(cause, error);
         }
@@ -94,6 +106,7 @@ internal sealed class RelayMonitor
     /// <summary>Stops the watchdog and the cancellation hook, and builds the result (both ends clean unless a cause came first).</summary>
     public RelayResult Finish(long bytesAToB, long bytesBToA)
     {
+        Interlocked.CompareExchange(ref _state, Finished, Running); // no abort after this one (an abort before it stands)
         _cancellation.Dispose();
         _idleTimer?.Dispose();
         TrySetCause(RelayShutdownCause.BothCompleted, null);

@@ -25,10 +25,11 @@ internal static class TunnelHandshake
     /// <returns>
     /// The read result; the response when it is <see cref="TunnelReadResult.Complete"/>; and the bytes that arrived after
     /// the header in the same receive (the destination's first bytes, e.g. a banner), which belong to the application
-    /// before anything else. <see cref="TunnelReadResult.TruncatedStream"/> when the stream ends first.
+    /// before anything else. <see cref="TunnelReadResult.TruncatedStream"/> when the stream ends first, or fails after
+    /// part of the response.
     /// </returns>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    /// <exception cref="SocketException">The send or a receive failed.</exception>
+    /// <exception cref="SocketException">The send failed, or a receive before any response byte.</exception>
     public static async ValueTask<(TunnelReadResult Result, TunnelResponse Response, ReadOnlyMemory<byte> Following)> RequestAsync(
         Socket tunnel, TunnelRequest request, CancellationToken cancellationToken)
     {
@@ -49,7 +50,8 @@ internal static class TunnelHandshake
     /// <param name="earlyData">Version 2 early data: the payload of one DATA frame sent right behind the request, in the
     /// same send; empty: none.</param>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>
-    /// <exception cref="SocketException">The send or a receive failed.</exception>
+    /// <exception cref="SocketException">The send failed, or a receive before any response byte (after one, a failed
+    /// receive is <see cref="TunnelReadResult.TruncatedStream"/> with AnyReceived: the status was cut short).</exception>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<(TunnelReadResult Result, TunnelResponse Response, ReadOnlyMemory<byte> Following, bool AnyReceived)> RequestCountingAsync(
@@ -87,7 +89,16 @@ internal static class TunnelHandshake
                     : SocketReadiness.WaitReadableAsync(tunnel, drained: true)).ConfigureAwait(false);
                 while (true)
                 {
-                    int read = await SocketReadiness.ReceiveAsync(tunnel, buffer.AsMemory(filled)).ConfigureAwait(false);
+                    int read;
+                    try
+                    {
+                        read = await SocketReadiness.ReceiveAsync(tunnel, buffer.AsMemory(filled)).ConfigureAwait(false);
+                    }
+                    catch (SocketException) when (filled > 0 && !cancellationToken.IsCancellationRequested)
+                    {
+                        read = 0; // reset after part of the status: cut short, as an end of stream there is (not stale)
+                    }
+
                     if (read == 0)
                     {
                         result = TunnelReadResult.TruncatedStream;

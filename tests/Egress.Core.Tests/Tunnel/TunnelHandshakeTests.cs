@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Egress.Sockets;
 using Egress.Tests.Relay;
 using Egress.Tunnel;
 
@@ -224,6 +225,26 @@ public sealed class TunnelHandshakeTests
         await SocketIo.ReadExactlyAsync(pair.Right, Encode(TunnelRequest.ForDns()).Length).WaitAsync(HangGuard);
         await pair.Right.SendAsync(new byte[] { TunnelCodec.Version });
         pair.Right.Shutdown(SocketShutdown.Send);
+
+        var (result, _, _, anyReceived) = await handshake.WaitAsync(HangGuard);
+
+        Assert.That((result, anyReceived), Is.EqualTo((TunnelReadResult.TruncatedStream, true)), "not stale: the parent began to answer");
+    }
+
+    /// <summary>
+    /// The parent resets the stream after the status's first byte. Before, the reset's SocketException left the
+    /// handshake without saying a byte had come, so a pooled stream's request counted as stale and was sent again (its
+    /// early data too) on a new stream, although the parent had begun to answer it.
+    /// </summary>
+    [Test]
+    public async Task RequestWhoseResponseIsResetHalfWaySaysAResponseByteArrived()
+    {
+        using SocketPair pair = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        var handshake = TunnelHandshake.RequestCountingAsync(pair.Left, TunnelRequest.ForDns(), CancellationToken.None).AsTask();
+        await SocketIo.ReadExactlyAsync(pair.Right, Encode(TunnelRequest.ForDns()).Length).WaitAsync(HangGuard);
+        await pair.Right.SendAsync(new byte[] { TunnelCodec.Version });
+        await Task.Delay(50); // the byte is in the enclave's receive queue before the RST
+        SocketReset.Reset(pair.Right);
 
         var (result, _, _, anyReceived) = await handshake.WaitAsync(HangGuard);
 
