@@ -18,6 +18,39 @@ public sealed class DnsForwardingTests
         Assert.That(DnsForwarding.ClientUdpLimit(query, questionEnd), Is.EqualTo(expected));
     }
 
+    /// <summary>
+    /// A query for an allowed name carried whatever its sender put after the question to the resolvers: records in any
+    /// section, EDNS options of any code and size, bytes after the last record (a red-team trial sent 65,400 bytes in
+    /// one option). What goes on is its ID, RD/AD/CD, its question and an OPT record without options.
+    /// </summary>
+    [Test]
+    public void AForwardedQueryIsItsQuestionAndAnOptRecordWithoutOptions()
+    {
+        byte[] option = [0xFD, 0xE9, 0x03, 0xE8, .. new byte[1000]]; // code 65001, 1,000 bytes
+        byte[] query = [
+            .. new DnsMessageBuilder().Header(0x1234, 0x07FF, 1, 1, 1, 2).Question("API.y.test", 28)
+                .A("data.x.test", "198.18.0.1").A("more.x.test", "198.18.0.2").A("extra.x.test", "198.18.0.3")
+                .Opt(4096, 0x8000, option).ToArray(),
+            .. "card=4111111111111111"u8];
+        Assert.That(DnsScreening.Screen(query, new byte[DnsMessage.MaxErrorResponseLength], out _, out int questionEnd), Is.Null);
+
+        int length = DnsForwarding.Minimize(query, questionEnd);
+
+        byte[] expected = new DnsMessageBuilder().Header(0x1234, 0x0130, 1, 0, 0, 1).Question("API.y.test", 28).Opt(4096, 0x8000).ToArray();
+        Assert.That(query[..length], Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void AForwardedQueryWithoutEdnsIsItsQuestionAlone()
+    {
+        byte[] query = DnsQueryBytes.BuildPadded(0x0D0D, "a.x.test", 3000); // a NULL record in the additional section
+        Assert.That(DnsScreening.Screen(query, new byte[DnsMessage.MaxErrorResponseLength], out _, out int questionEnd), Is.Null);
+
+        int length = DnsForwarding.Minimize(query, questionEnd);
+
+        Assert.That(query[..length], Is.EqualTo(DnsQueryBytes.Build(0x0D0D, "a.x.test")));
+    }
+
     [Test]
     public void ClientUdpLimitOfAQueryWhoseRecordsAreCutIs512()
     {

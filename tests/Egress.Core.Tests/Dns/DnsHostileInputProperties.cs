@@ -39,6 +39,49 @@ public sealed class DnsHostileInputProperties
         return Prop.ForAll(gen.ToArbitrary(), CheckEveryReader);
     }
 
+    /// <summary>Well-formed queries with anything a sender may add: any flags, records in every section, an OPT record
+    /// with options of any code, bytes after the last record. Each passes the screen, and is forwarded as its question
+    /// (<see cref="CheckMinimizedForm"/>).</summary>
+    [FsCheck.NUnit.Property(MaxTest = 1000)]
+    public Property ScreenedQueriesAreForwardedAsTheirQuestion()
+    {
+        Gen<byte[]> gen =
+            from flags in Gen.Choose(0, 0x07FF)
+            from name in Gen.Elements("a.test", "API.Example.COM", "x", "a-b.c-d.e")
+            from type in Gen.Choose(1, 65535)
+            from extra in Gen.Choose(0, 3)
+            from edns in ArbMap.Default.GeneratorFor<bool>()
+            from ttl in Gen.Elements(0u, 0x8000u, 0x7FFFu, 0xFF00FFFFu & ~0x00FF0000u)
+            from payload in Gen.Choose(0, 65535)
+            from options in Gen.Choose(0, 3).SelectMany(count => Gen.Zip(Gen.Choose(0, 65535), Gen.Choose(0, 300)).ArrayOf(count))
+            from trailing in ArbMap.Default.GeneratorFor<byte[]>()
+            select Query(flags, name, type, extra, edns, ttl, payload, options, trailing);
+
+        return Prop.ForAll(gen.ToArbitrary(), query =>
+        {
+            Assert.That(DnsScreening.Screen(query, new byte[DnsMessage.MaxErrorResponseLength], out _, out _), Is.Null, "a well-formed query");
+            CheckMinimizedForm(query);
+        });
+    }
+
+    private static byte[] Query(int flags, string name, int type, int extra, bool edns, uint ttl, int payload, (int Code, int Length)[] options, byte[] trailing)
+    {
+        var builder = new DnsMessageBuilder().Header(0xBEEF, (ushort)flags, 1, (ushort)extra, (ushort)extra, (ushort)(extra + (edns ? 1 : 0)))
+            .Question(name, (ushort)type);
+        for (int i = 0; i < 3 * extra; i++)
+        {
+            builder = builder.A($"r{i}.test", "198.18.0.1");
+        }
+
+        if (edns)
+        {
+            byte[] rdata = [.. options.SelectMany(option => (byte[])[(byte)(option.Code >> 8), (byte)option.Code, (byte)(option.Length >> 8), (byte)option.Length, .. new byte[option.Length]])];
+            builder = builder.Opt((ushort)payload, ttl, rdata);
+        }
+
+        return [.. builder.ToArray(), .. trailing];
+    }
+
     [FsCheck.NUnit.Property(MaxTest = 3000)]
     public Property MutatedRealMessagesNeverThrow()
     {
@@ -151,5 +194,40 @@ public sealed class DnsHostileInputProperties
             Assert.That(recordsStart, Is.GreaterThan(0), "an answer whose question does not read back");
             Assert.That(DnsMessage.ReadEdns(destination.AsSpan(0, length), recordsStart).State, Is.Not.EqualTo(DnsEdnsState.Malformed), "an answer whose records do not read back");
         }
+
+        CheckMinimizedForm(message);
+    }
+
+    /// <summary>Whatever a query the screen lets through carries, what is forwarded is its ID, RD/AD/CD, its question,
+    /// and an OPT record without options (its UDP payload size and DO bit) exactly when it had EDNS; and that form
+    /// passes the screen again, with the same question.</summary>
+    private static void CheckMinimizedForm(byte[] message)
+    {
+        byte[] scratch = new byte[DnsMessage.MaxErrorResponseLength];
+        if (DnsScreening.Screen(message, scratch, out DnsQuestion question, out int questionEnd) is not null)
+        {
+            return;
+        }
+
+        DnsEdns edns = DnsMessage.ReadEdns(message, questionEnd);
+        int limit = DnsForwarding.ClientUdpLimit(message, questionEnd);
+        byte[] forwarded = (byte[])message.Clone();
+        int length = DnsForwarding.Minimize(forwarded, questionEnd);
+
+        Assert.That(length, Is.EqualTo(questionEnd + (edns.State == DnsEdnsState.Present ? DnsEdns.OptLength : 0)));
+        Assert.That(length, Is.LessThanOrEqualTo(message.Length));
+        byte[] form = forwarded[..length];
+        Assert.That(DnsScreening.Screen(form, scratch, out DnsQuestion again, out int againEnd), Is.Null, "the forwarded form passes the screen");
+        Assert.That(DnsHeader.TryRead(form, out DnsHeader header), Is.True);
+        Assert.Multiple(() =>
+        {
+            Assert.That((again, againEnd), Is.EqualTo((question, questionEnd)), "the same question");
+            Assert.That(form[..2], Is.EqualTo(message[..2]), "the same ID");
+            Assert.That(form[DnsHeader.Length..questionEnd], Is.EqualTo(message[DnsHeader.Length..questionEnd]), "the question's bytes as asked");
+            Assert.That(header.Flags & ~0x0130, Is.Zero, "no flag but RD, AD and CD");
+            Assert.That((header.QdCount, header.AnCount, header.NsCount, header.ArCount), Is.EqualTo((1, 0, 0, edns.State == DnsEdnsState.Present ? 1 : 0)));
+            Assert.That(DnsMessage.ReadEdns(form, questionEnd), Is.EqualTo(edns), "EDNS as asked (version, DO)");
+            Assert.That(DnsForwarding.ClientUdpLimit(form, questionEnd), Is.EqualTo(limit), "the client's UDP payload size");
+        });
     }
 }

@@ -57,6 +57,9 @@ internal sealed class FakeUpstreamDns : IAsyncDisposable
 
     public ConcurrentQueue<FakeQuery> Queries { get; } = new();
 
+    /// <summary>The bytes of every query received, in order.</summary>
+    public ConcurrentQueue<byte[]> QueryBytes { get; } = new();
+
     /// <summary>The full answers built (before any UDP truncation), in order.</summary>
     public ConcurrentQueue<byte[]> Answers { get; } = new();
 
@@ -79,6 +82,7 @@ internal sealed class FakeUpstreamDns : IAsyncDisposable
         }
 
         Queries.Enqueue(new FakeQuery(question.Name, question.Type, tcp));
+        QueryBytes.Enqueue(query.ToArray());
         FakeAnswer answer = _answer(question.Name.ToLowerInvariant(), question.Type);
         if (answer.Silent)
         {

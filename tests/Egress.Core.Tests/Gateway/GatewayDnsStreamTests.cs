@@ -82,6 +82,23 @@ public sealed class GatewayDnsStreamTests
         Assert.That(_log.Values(254, "Name"), Is.EqualTo(new[] { "metadata.internal" }));
     }
 
+    /// <summary>Code in the enclave that speaks the tunnel protocol itself skips the enclave's forwarder: the parent
+    /// forwards the question only too.</summary>
+    [Test]
+    public async Task TheParentForwardsAQueryFromTheTunnelAsItsQuestionOnly()
+    {
+        using Socket stream = await OpenDnsStreamAsync();
+        byte[] query = [.. new DnsMessageBuilder().Header(0x0F0F, 0x0100, 1, 0, 1, 1).Question("a.x.test").A("data.x.test", "198.18.0.1")
+            .Opt(4096, 0, [0xFD, 0xE9, 0x00, 0x04, 1, 2, 3, 4]).ToArray(), 9, 9, 9];
+        await SendFrameAsync(stream, query);
+
+        byte[] answer = await DnsTunnelHarness.ReadFrameAsync(stream);
+        Assert.That((DnsMessage.ReadId(answer), DnsQueryBytes.Rcode(answer)), Is.EqualTo((0x0F0F, 0)));
+        byte[] received = _upstream.QueryBytes.Single();
+        DnsMessage.WriteId(received, 0x0F0F);
+        Assert.That(received, Is.EqualTo(new DnsMessageBuilder().Header(0x0F0F, 0x0100, 1, 0, 0, 1).Question("a.x.test").Opt(4096, 0).ToArray()));
+    }
+
     [Test]
     public async Task ParentLearnsAnsweredAddressesForItsConnectCheck()
     {

@@ -11,7 +11,8 @@ namespace Egress.Dns.Forwarder;
 /// What the enclave forwarder does with one query, whichever transport it came on: an opcode other than QUERY gets
 /// NOTIMP, malformed gets FORMERR (or is dropped when it cannot be answered), an EDNS version other than 0 gets
 /// BADVERS, a name outside the allowlist gets NXDOMAIN (with an Extended DNS Error when the query has EDNS) without
-/// anything being forwarded (in report mode it is forwarded as if allowed, after a would-deny line), an allowed name goes to the parent and its answer comes back verbatim (only the ID was
+/// anything being forwarded (in report mode it is forwarded as if allowed, after a would-deny line), an allowed name goes to the parent (its question and a few
+/// flags only: <see cref="DnsForwarding.Minimize"/>) and its answer comes back verbatim (only the ID was
 /// rewritten on the wire and restored), after its addresses were learned, less the A/AAAA records of internal-range
 /// addresses the policy refuses (<see cref="DnsAddressRemoval"/>), and with no TTL above <see cref="MaxAnswerTtl"/>
 /// (<see cref="DnsTtlCap"/>). A UDP answer larger than the client
@@ -57,6 +58,9 @@ internal sealed class DnsQueryHandler(
             return screened;
         }
 
+        // Only the question and a few flags go on (DnsForwarding.Minimize); the answer is checked against this form,
+        // which keeps the ID, the question and the client's UDP payload size.
+        query = query[..DnsForwarding.Minimize(query.Span, questionEnd)];
         if (!admission.TryEnter(clientInFlight, udp, out string? refused))
         {
             return DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, refused);

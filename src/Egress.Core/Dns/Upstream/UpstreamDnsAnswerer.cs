@@ -11,8 +11,9 @@ namespace Egress.Dns.Upstream;
 /// The parent's answer to each query on a tunnel DNS stream: the name is checked again with the parent's own
 /// policy (NXDOMAIN when denied, as in the enclave: a compromised enclave forwarder gains nothing), the query goes to the upstream
 /// resolvers, and the answered addresses are learned into the parent's own cache so its connect check allows
-/// them. SERVFAIL when no upstream answers in time, with the reason logged. A query too large for UDP (only possible
-/// from a TCP client) goes to the upstreams over TCP, logged as such. Every query ends in one
+/// them. What goes to the upstreams is the query's question and a few flags only (<see cref="DnsForwarding.Minimize"/>:
+/// a compromised enclave's forwarder, or code that speaks the tunnel protocol itself, carries nothing else to them).
+/// SERVFAIL when no upstream answers in time, with the reason logged. Every query ends in one
 /// <see cref="DnsQueryResult"/>, logged and counted by <see cref="Complete"/>.
 /// </summary>
 /// <param name="policy">The parent's allowlist.</param>
@@ -44,7 +45,7 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
 
     private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, Memory<byte> response, CancellationToken aborted)
     {
-        if (DnsScreening.Screen(query.Span, response.Span, out DnsQuestion question, out _) is { } screened)
+        if (DnsScreening.Screen(query.Span, response.Span, out DnsQuestion question, out int questionEnd) is { } screened)
         {
             return screened;
         }
@@ -56,21 +57,13 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
             return DnsQueryResult.Answer(DnsQueryOutcome.DeniedName, query.Span, response.Span, question, string.Empty) with { Decision = decision };
         }
 
-        bool tcpOnly = DnsUpstreamClient.IsTooLargeForUdp(query.Length);
-        if (tcpOnly)
-        {
-            GatewayLog.DnsQueryTooLargeForUdp(logger, question.LogName, DnsTypeName.Of(question.Type), query.Length);
-        }
-
+        query = query[..DnsForwarding.Minimize(query.Span, questionEnd)];
         int answer = await upstreams.ResolveAsync(query, response, aborted).ConfigureAwait(false);
         if (answer < 0)
         {
-            string why = (answer, tcpOnly) switch
-            {
-                (_, true) => $"query too large for UDP ({query.Length} bytes) and no upstream answered it over TCP in time",
-                (DnsUpstreamQuery.SocketFailed, _) => "the upstream refused or was unreachable (socket error)",
-                _ => "none of " + upstreams.Upstreams.Count.ToString(CultureInfo.InvariantCulture) + " upstreams answered in time",
-            };
+            string why = answer == DnsUpstreamQuery.SocketFailed
+                ? "the upstream refused or was unreachable (socket error)"
+                : "none of " + upstreams.Upstreams.Count.ToString(CultureInfo.InvariantCulture) + " upstreams answered in time";
             ushort infoCode = answer == DnsUpstreamQuery.SocketFailed ? DnsEdns.InfoCodeNetworkError : DnsEdns.InfoCodeNoReachableAuthority;
             return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, why, infoCode);
         }

@@ -134,6 +134,50 @@ internal static class DnsForwarding
     }
 
     /// <summary>
+    /// Rewrites a screened query (<see cref="DnsScreening.Screen"/> found one question, and at most one well-formed OPT
+    /// record) in place to what is forwarded, the same for the enclave's forwarder and the parent's:
+    /// <list type="bullet">
+    /// <item>the header: the ID; of the flags only RD, AD and CD (RFC 1035 §4.1.1, RFC 4035 §3.2; AA, TC, RA, Z and RCODE
+    /// mean nothing in a query); QDCOUNT 1, ANCOUNT and NSCOUNT 0, ARCOUNT 1 with EDNS, else 0;</item>
+    /// <item>the question as asked (its name cannot hold a compression pointer: nothing precedes it);</item>
+    /// <item>with EDNS, an OPT record of its own (RFC 6891 §6.1.2): the client's UDP payload size (512 at least),
+    /// VERSION 0, the DO bit (RFC 3225), no options.</item>
+    /// </list>
+    /// Nothing else the client put in the message is forwarded: records in any section, EDNS options (padding, cookies,
+    /// client subnet, any code), bytes after the last record. Forwarded as they were, they carried up to 64 KB of the
+    /// app's choosing per query for an allowed name to the resolvers (a red-team trial); now such a query carries only
+    /// its question and those few flags (docs/threat-model.md, "DNS as a channel").
+    /// </summary>
+    /// <param name="query">The screened query; rewritten in place.</param>
+    /// <param name="questionEnd">Where its question section ends.</param>
+    /// <returns>The forwarded query's length, never more than the query's (an OPT record without options is the
+    /// shortest there is).</returns>
+    public static int Minimize(Span<byte> query, int questionEnd)
+    {
+        DnsEdns opt = DnsEdns.Read(query, questionEnd);
+        bool edns = opt.State == DnsEdnsState.Present;
+        int payloadSize = ClientUdpLimit(query, questionEnd); // read before the rewrite: the OPT record may sit anywhere after the question
+        query[2] &= 0x01; // RD (QR and OPCODE are 0 in a screened query)
+        query[3] &= 0x30; // AD, CD
+        BinaryPrimitives.WriteUInt16BigEndian(query[4..], 1);
+        BinaryPrimitives.WriteUInt16BigEndian(query[6..], 0);
+        BinaryPrimitives.WriteUInt16BigEndian(query[8..], 0);
+        BinaryPrimitives.WriteUInt16BigEndian(query[10..], (ushort)(edns ? 1 : 0));
+        if (!edns)
+        {
+            return questionEnd;
+        }
+
+        Span<byte> record = query[questionEnd..];
+        record[0] = 0; // the root
+        BinaryPrimitives.WriteUInt16BigEndian(record[1..], OptType);
+        BinaryPrimitives.WriteUInt16BigEndian(record[3..], (ushort)payloadSize);
+        BinaryPrimitives.WriteUInt32BigEndian(record[5..], opt.DnssecOk ? 0x8000u : 0u); // EXTENDED-RCODE 0, VERSION 0
+        BinaryPrimitives.WriteUInt16BigEndian(record[9..], 0);
+        return questionEnd + DnsEdns.OptLength;
+    }
+
+    /// <summary>
     /// Whether <paramref name="response"/> answers <paramref name="query"/>: QR set, same ID, one question with the
     /// same type, class and name (ASCII case ignored, since resolvers may echo or randomise case). Guards against
     /// spoofed or stray datagrams.
