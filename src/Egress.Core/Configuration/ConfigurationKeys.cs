@@ -76,6 +76,9 @@ internal static class ConfigurationKeys
 
     /// <summary><c>relay.idle_timeout_seconds</c>; 0 means no timeout (<see cref="Timeout.InfiniteTimeSpan"/>).</summary>
     public static readonly ConfigurationKey RelayIdleTimeout = Seconds("relay.idle_timeout_seconds", 3_600, 0, MaxSeconds);
+
+    /// <summary><c>relay.half_closed_timeout_seconds</c>; 0 means none (only the idle timeout).</summary>
+    public static readonly ConfigurationKey RelayHalfClosedTimeout = Seconds("relay.half_closed_timeout_seconds", 120, 0, MaxSeconds);
     public static readonly ConfigurationKey RelayShutdownDrain = Seconds("relay.shutdown_drain_seconds", 10, 0, 3_600);
     public static readonly ConfigurationKey RelaySplice = new("relay.splice", ConfigurationValueKind.Boolean, true);
 
@@ -88,7 +91,7 @@ internal static class ConfigurationKeys
         HostConnectTimeout, HostHeaderTimeout, HostDnsUpstreams, HostDnsTimeout, HostMetricsListen, HostMaxStreams,
         HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes, HostEnclaves, HostAuditLog,
         DnsTtlFloor, DnsGrace, DnsCacheMaxEntries,
-        RelayIdleTimeout, RelayShutdownDrain, RelaySplice,
+        RelayIdleTimeout, RelayHalfClosedTimeout, RelayShutdownDrain, RelaySplice,
     ];
 
     /// <summary>Gets the sections, in order: <c>egress</c>, <c>tunnel</c>, <c>enclave</c>, <c>host</c>, <c>dns</c>, <c>relay</c>.</summary>

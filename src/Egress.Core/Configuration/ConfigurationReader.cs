@@ -536,6 +536,7 @@ internal sealed class ConfigurationReader
     private EgressConfiguration Build()
     {
         long idleTimeoutSeconds = Get<long>(ConfigurationKeys.RelayIdleTimeout);
+        long halfClosedSeconds = Get<long>(ConfigurationKeys.RelayHalfClosedTimeout);
         return new EgressConfiguration(
             sourceName,
             new EgressSection(Get<bool>(ConfigurationKeys.EgressEnabled), Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.EgressDestinations, out object? entries) ? (DestinationEntry[])entries! : []), values.TryGetValue(ConfigurationKeys.EgressPorts, out object? ports) ? (PortSet?)ports : null, Get<EgressMode>(ConfigurationKeys.EgressModeKey), Get<Tls.TlsServerNameMode>(ConfigurationKeys.EgressTlsServerName)),
@@ -556,6 +557,7 @@ internal sealed class ConfigurationReader
             new DnsSection(Duration(ConfigurationKeys.DnsTtlFloor), Duration(ConfigurationKeys.DnsGrace), Count(ConfigurationKeys.DnsCacheMaxEntries)),
             new RelaySection(
                 idleTimeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : ConfigurationKeys.RelayIdleTimeout.ToDuration(idleTimeoutSeconds),
+                halfClosedSeconds == 0 ? Timeout.InfiniteTimeSpan : ConfigurationKeys.RelayHalfClosedTimeout.ToDuration(halfClosedSeconds),
                 Duration(ConfigurationKeys.RelayShutdownDrain),
                 Get<bool>(ConfigurationKeys.RelaySplice)),
             locations);

@@ -70,7 +70,7 @@ public static class ConfiguredComponents
     public static RelayOptions CreateRelayOptions(this EgressConfiguration configuration)
     {
         ArgumentNullException.ThrowIfNull(configuration);
-        return new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout, UseSplice = configuration.Relay.Splice };
+        return new RelayOptions { IdleTimeout = configuration.Relay.IdleTimeout, HalfClosedTimeout = configuration.Relay.HalfClosedTimeout, UseSplice = configuration.Relay.Splice };
     }
 
     /// <summary>

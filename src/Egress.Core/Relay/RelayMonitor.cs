@@ -15,6 +15,9 @@ internal sealed class RelayMonitor
     private readonly TimeProvider _time;
     private readonly TimeSpan _idleTimeout;
     private readonly bool _tracksIdle;
+    private readonly TimeSpan _halfClosedTimeout;
+    private readonly bool _tracksHalfClosed;
+    private int _halfClosed;
     private ITimer? _idleTimer;
     private CancellationTokenRegistration _cancellation;
     private long _start;
@@ -37,9 +40,17 @@ internal sealed class RelayMonitor
             _idleTimeout = timeout;
             _tracksIdle = true;
         }
+
+        // Only where it is shorter than the idle timeout: otherwise the idle timeout comes first anyway.
+        if (options.HalfClosedTimeout is { } halfClosed && halfClosed != Timeout.InfiniteTimeSpan && (!_tracksIdle || halfClosed < _idleTimeout))
+        {
+            _halfClosedTimeout = halfClosed;
+            _tracksHalfClosed = true;
+        }
     }
 
-    public TimeSpan IdleTimeout => _idleTimeout;
+    /// <summary>The idle timeout that applies now: the half-closed one once a direction has ended, where it is shorter.</summary>
+    public TimeSpan IdleTimeout => Volatile.Read(ref _halfClosed) != 0 && _tracksHalfClosed ? _halfClosedTimeout : _idleTimeout;
 
     private const int Running = 0;
     private const int Aborted = 1;
@@ -67,9 +78,42 @@ internal sealed class RelayMonitor
     /// <summary>Records that bytes moved now (cheap: one timestamp write, only when an idle timeout is set).</summary>
     public void Touch()
     {
-        if (_tracksIdle)
+        if (_tracksIdle || _tracksHalfClosed)
         {
             Volatile.Write(ref _lastActivity, _time.GetTimestamp());
+        }
+    }
+
+    /// <summary>
+    /// One direction ended at end of stream and passed its FIN on (a half-close): from now the half-closed timeout
+    /// applies (<see cref="RelayOptions.HalfClosedTimeout"/>), counted from now. Called by each direction that ends so;
+    /// only the first call does anything.
+    /// </summary>
+    public void HalfClosed()
+    {
+        if (!_tracksHalfClosed || Interlocked.Exchange(ref _halfClosed, 1) != 0 || Volatile.Read(ref _state) != Running)
+        {
+            return;
+        }
+
+        Touch();
+        if (_idleTimer is { } timer)
+        {
+            try
+            {
+                timer.Change(_halfClosedTimeout, Timeout.InfiniteTimeSpan);
+            }
+            catch (ObjectDisposedException)
+            {
+                // The relay finished meanwhile.
+            }
+        }
+        else
+        {
+            // No idle timeout: the watchdog starts now. A direction ends before the relay finishes, so Finish sees it.
+            ITimer created = _time.CreateTimer(s_onIdleTimer, this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            Volatile.Write(ref _idleTimer, created);
+            created.Change(_halfClosedTimeout, Timeout.InfiniteTimeSpan);
         }
     }
 
@@ -108,7 +152,7 @@ internal sealed class RelayMonitor
     {
         Interlocked.CompareExchange(ref _state, Finished, Running); // no abort after this one (an abort before it stands)
         _cancellation.Dispose();
-        _idleTimer?.Dispose();
+        Volatile.Read(ref _idleTimer)?.Dispose();
         TrySetCause(RelayShutdownCause.BothCompleted, null);
         return new RelayResult(bytesAToB, bytesBToA, Cause, Volatile.Read(ref _error), _time.GetElapsedTime(_start));
     }
@@ -120,16 +164,26 @@ internal sealed class RelayMonitor
             return;
         }
 
+        TimeSpan timeout = IdleTimeout;
         TimeSpan idleFor = _time.GetElapsedTime(Volatile.Read(ref _lastActivity));
-        if (idleFor >= _idleTimeout)
+        if (idleFor >= timeout)
         {
-            Abort(RelayShutdownCause.IdleTimeout, null);
+            Abort(
+                RelayShutdownCause.IdleTimeout,
+                Volatile.Read(ref _halfClosed) != 0 && _tracksHalfClosed
+                    ? new TimeoutException($"half-closed (one side ended) and no data for {timeout.TotalSeconds:0.###} s (relay.half_closed_timeout_seconds)")
+                    : null);
             return;
         }
 
         try
         {
-            _idleTimer?.Change(_idleTimeout - idleFor, Timeout.InfiniteTimeSpan);
+            ITimer? timer = Volatile.Read(ref _idleTimer);
+            timer?.Change(timeout - idleFor, Timeout.InfiniteTimeSpan);
+            if (IdleTimeout < timeout)
+            {
+                timer?.Change(TimeSpan.Zero, Timeout.InfiniteTimeSpan); // half-closed meanwhile: check again at once
+            }
         }
         catch (ObjectDisposedException)
         {

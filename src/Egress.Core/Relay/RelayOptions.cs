@@ -6,7 +6,8 @@ namespace Egress.Relay;
 /// <see cref="DuplexRelay.RunAsync"/>, and the proxy's and gateway's relays (their options' <c>Relay</c>).</summary>
 public sealed record RelayOptions
 {
-    /// <summary>Options with the configured defaults (<c>relay.idle_timeout_seconds</c>: 1 h, <c>relay.splice</c>: on) and the system clock.</summary>
+    /// <summary>Options with the configured defaults (<c>relay.idle_timeout_seconds</c>: 1 h, <c>relay.half_closed_timeout_seconds</c>:
+    /// 120 s, <c>relay.splice</c>: on) and the system clock.</summary>
     public static RelayOptions Default { get; } = new();
 
     /// <summary>
@@ -16,12 +17,24 @@ public sealed record RelayOptions
     /// </summary>
     public TimeSpan? IdleTimeout { get; init; } = ConfigurationKeys.RelayIdleTimeout.DefaultDuration;
 
+    /// <summary>
+    /// How long the relay may go without moving a byte once one direction has ended at end of stream (its FIN passed
+    /// on: a half-close) before both sides are aborted, as with <see cref="IdleTimeout"/> (the shorter of the two
+    /// applies then). A half-closed connection whose other side sends nothing holds its slot: an application that
+    /// closes (or exits) while its destination never answers or closes held one until the idle timeout, an hour by
+    /// default, and a few hundred such connections shut every other application out (a red-team trial). TCP itself bounds
+    /// the mirror state, an orphaned FIN_WAIT2, at 60 s (tcp_fin_timeout). <see langword="null"/> or
+    /// <see cref="Timeout.InfiniteTimeSpan"/> disables it; otherwise it must be positive. Default 120 s, the default of
+    /// <c>relay.half_closed_timeout_seconds</c>. The abort's cause is <see cref="RelayShutdownCause.IdleTimeout"/>.
+    /// </summary>
+    public TimeSpan? HalfClosedTimeout { get; init; } = ConfigurationKeys.RelayHalfClosedTimeout.DefaultDuration;
+
     /// <summary>Checks <paramref name="options"/> where a service takes them, so that a bad value fails at construction
     /// instead of every relay at run time.</summary>
     /// <param name="options">The options to check.</param>
     /// <param name="name">Their parameter path for the exception (e.g. <c>options.Relay</c>).</param>
-    /// <exception cref="ArgumentOutOfRangeException">The idle timeout is not above zero (and not infinite) or above
-    /// int.MaxValue ms.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">The idle or half-closed timeout is not above zero (and not
+    /// infinite) or above int.MaxValue ms.</exception>
     /// <exception cref="ArgumentException">No <see cref="TimeProvider"/>.</exception>
     internal static void Validate(RelayOptions options, string name)
     {
@@ -36,6 +49,13 @@ public sealed record RelayOptions
         {
             throw new ArgumentOutOfRangeException(
                 name + "." + nameof(IdleTimeout), idle, "must be above zero and at most int.MaxValue ms, or null or Timeout.InfiniteTimeSpan (no idle timeout)");
+        }
+
+        if (options.HalfClosedTimeout is { } halfClosed && halfClosed != Timeout.InfiniteTimeSpan
+            && (halfClosed <= TimeSpan.Zero || halfClosed > TimeSpan.FromMilliseconds(int.MaxValue)))
+        {
+            throw new ArgumentOutOfRangeException(
+                name + "." + nameof(HalfClosedTimeout), halfClosed, "must be above zero and at most int.MaxValue ms, or null or Timeout.InfiniteTimeSpan (none)");
         }
     }
 

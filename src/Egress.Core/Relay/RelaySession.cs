@@ -136,6 +136,11 @@ internal sealed class RelaySession : IRelayAbort
             writer.Complete(completion);
         }
 
+        if (completion is null)
+        {
+            _monitor.HalfClosed(); // this direction ended clean: the half-closed timeout applies to the other
+        }
+
         return moved;
     }
 

@@ -33,7 +33,8 @@ public enum RelayShutdownCause
     /// </summary>
     BOutputClosed = 7,
 
-    /// <summary>No byte moved in either direction for the configured idle timeout.</summary>
+    /// <summary>No byte moved in either direction for the configured idle timeout, or, once one direction had ended
+    /// (a half-close), for the half-closed timeout (<see cref="RelayOptions.HalfClosedTimeout"/>).</summary>
     IdleTimeout = 8,
 
     /// <summary>The caller's cancellation token was cancelled.</summary>

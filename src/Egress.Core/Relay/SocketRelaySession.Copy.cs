@@ -49,6 +49,7 @@ internal sealed partial class SocketRelaySession
                 if (read == 0)
                 {
                     ShutdownSend(destination);
+                    _monitor.HalfClosed();
                     break;
                 }
 

@@ -588,6 +588,11 @@ internal sealed partial class SocketRelaySession
             }
         }
 
+        if (Volatile.Read(ref _sentEnd) == (int)TunnelEndCause.Fin)
+        {
+            _monitor.HalfClosed(); // END(FIN) is out, alone or with the last DATA frame
+        }
+
         return moved;
     }
 
@@ -706,6 +711,7 @@ internal sealed partial class SocketRelaySession
                         if (!discard && !_monitor.IsAborted)
                         {
                             ShutdownSend(destination);
+                            _monitor.HalfClosed();
                             if (AbortDeferredFor(TunnelReader))
                             {
                                 // The far side reset the tunnel after its END(FIN) (a write to it failed): the app gets

@@ -73,6 +73,7 @@ internal sealed partial class SocketRelaySession
                         if (got == 0)
                         {
                             ShutdownSend(destination);
+                            _monitor.HalfClosed();
                             break;
                         }
 

@@ -60,6 +60,7 @@ public sealed class ConfigurationErrorTests
     [TestCase("[relay]\nsplice = \"no\"\n", 2, 10, "relay.splice", "expected a boolean, found a string", TestName = "String where the splice switch is expected")]
     [TestCase("[relay]\nidle_timeout_seconds = -1\n", 2, 24, "relay.idle_timeout_seconds", "must be between 0 and 2147483, found -1", TestName = "Negative idle timeout")]
     [TestCase("[relay]\nidle_timeout_seconds = 2147484\n", 2, 24, "relay.idle_timeout_seconds", "must be between 0 and 2147483, found 2147484", TestName = "Idle timeout too long")]
+    [TestCase("[relay]\nhalf_closed_timeout_seconds = -1\n", 2, 31, "relay.half_closed_timeout_seconds", "must be between 0 and 2147483, found -1", TestName = "Negative half-closed timeout")]
     [TestCase("[dns]\ngrace_seconds = -1\n", 2, 17, "dns.grace_seconds", "must be between 0 and 2147483, found -1", TestName = "Negative grace")]
     [TestCase("[host]\nmax_streams = -1\n", 2, 15, "host.max_streams", "must be between 0 and 2147483647, found -1", TestName = "Negative stream limit")]
     [TestCase("[host]\nkeepalive_idle_seconds = -1\n", 2, 26, "host.keepalive_idle_seconds", "must be between 0 and 32767, found -1", TestName = "Negative keepalive idle time")]

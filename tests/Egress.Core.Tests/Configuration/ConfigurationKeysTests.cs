@@ -57,6 +57,7 @@ public sealed class ConfigurationKeysTests
         ["dns.grace_seconds"] = () => new AllowlistCacheOptions().Grace,
         ["dns.cache_max_entries"] = () => new AllowlistCacheOptions().MaxEntries,
         ["relay.idle_timeout_seconds"] = () => Same(RelayOptions.Default.IdleTimeout, new EgressProxyOptions { Tunnel = AnyTunnel }.Relay.IdleTimeout, new TunnelGatewayOptions { Listen = AnyTunnel }.Relay.IdleTimeout),
+        ["relay.half_closed_timeout_seconds"] = () => Same(RelayOptions.Default.HalfClosedTimeout, new EgressProxyOptions { Tunnel = AnyTunnel }.Relay.HalfClosedTimeout, new TunnelGatewayOptions { Listen = AnyTunnel }.Relay.HalfClosedTimeout),
         ["relay.shutdown_drain_seconds"] = () => Same(new EgressProxyOptions { Tunnel = AnyTunnel }.ShutdownDrain, new TunnelGatewayOptions { Listen = AnyTunnel }.ShutdownDrain),
         ["relay.splice"] = () => RelayOptions.Default.UseSplice,
     };
@@ -138,6 +139,7 @@ public sealed class ConfigurationKeysTests
             "dns.grace_seconds" => defaults.Dns.Grace,
             "dns.cache_max_entries" => defaults.Dns.CacheMaxEntries,
             "relay.idle_timeout_seconds" => defaults.CreateRelayOptions().IdleTimeout,
+            "relay.half_closed_timeout_seconds" => defaults.CreateRelayOptions().HalfClosedTimeout,
             "relay.shutdown_drain_seconds" => defaults.Relay.ShutdownDrain,
             "relay.splice" => defaults.Relay.Splice,
             _ => throw new ArgumentOutOfRangeException(nameof(path), path, "no section property mapped"),

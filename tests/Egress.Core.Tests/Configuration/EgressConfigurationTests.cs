@@ -256,6 +256,20 @@ public sealed class EgressConfigurationTests
         Assert.That(EgressConfiguration.Parse("[relay]\nidle_timeout_seconds = 0\n", Source).Relay.IdleTimeout, Is.EqualTo(Timeout.InfiniteTimeSpan));
 
     [Test]
+    public void HalfClosedTimeoutIsReadAndZeroMeansNone()
+    {
+        EgressConfiguration set = EgressConfiguration.Parse("[relay]\nhalf_closed_timeout_seconds = 30\n", Source);
+        EgressConfiguration none = EgressConfiguration.Parse("[relay]\nhalf_closed_timeout_seconds = 0\n", Source);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(set.Relay.HalfClosedTimeout, Is.EqualTo(TimeSpan.FromSeconds(30)));
+            Assert.That(set.CreateRelayOptions().HalfClosedTimeout, Is.EqualTo(TimeSpan.FromSeconds(30)), "what the relays take");
+            Assert.That(none.CreateRelayOptions().HalfClosedTimeout, Is.EqualTo(Timeout.InfiniteTimeSpan));
+        });
+    }
+
+    [Test]
     public void EmptyDnsListenIsRejectedButEmptyUpstreamsMeanTheSystemResolvers()
     {
         Assert.That(EgressConfiguration.Parse("[host]\ndns_upstreams = []\n", Source).Host.DnsUpstreams, Is.Empty);

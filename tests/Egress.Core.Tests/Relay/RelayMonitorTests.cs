@@ -57,6 +57,55 @@ public sealed class RelayMonitorTests
         });
     }
 
+    [TestCase(3600)]
+    [TestCase(0)] // no idle timeout: the watchdog starts at the half-close
+    public void OnceHalfClosedTheShorterTimeoutAppliesCountedFromTheHalfCloseAndDataPostponesIt(int idleSeconds)
+    {
+        var time = new FakeTimeProvider();
+        var abort = new CountingAbort();
+        var monitor = new RelayMonitor(
+            new RelayOptions
+            {
+                IdleTimeout = idleSeconds == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(idleSeconds),
+                HalfClosedTimeout = TimeSpan.FromSeconds(120),
+                TimeProvider = time,
+            },
+            abort);
+        monitor.Start(CancellationToken.None);
+
+        time.Advance(TimeSpan.FromSeconds(1000));
+        monitor.HalfClosed();
+        time.Advance(TimeSpan.FromSeconds(100));
+        monitor.Touch(); // a byte the other way
+        time.Advance(TimeSpan.FromSeconds(100));
+        int before = abort.Calls;
+        time.Advance(TimeSpan.FromSeconds(20));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(before, Is.Zero, "120 s from the last byte, not from the half-close");
+            Assert.That(abort.Calls, Is.EqualTo(1));
+            Assert.That(abort.FirstCause, Is.EqualTo(RelayShutdownCause.IdleTimeout));
+            Assert.That(monitor.Finish(0, 0).Error, Is.TypeOf<TimeoutException>());
+        });
+    }
+
+    [Test]
+    public void AHalfClosedTimeoutNotShorterThanTheIdleOneChangesNothing()
+    {
+        var time = new FakeTimeProvider();
+        var abort = new CountingAbort();
+        var monitor = new RelayMonitor(new RelayOptions { IdleTimeout = Idle, HalfClosedTimeout = Idle * 2, TimeProvider = time }, abort);
+        monitor.Start(CancellationToken.None);
+
+        monitor.HalfClosed();
+        time.Advance(Idle - TimeSpan.FromSeconds(1));
+        int before = abort.Calls;
+        time.Advance(TimeSpan.FromSeconds(1));
+
+        Assert.That((before, abort.Calls, monitor.Finish(0, 0).Error), Is.EqualTo((0, 1, (Exception?)null)), "the idle timeout, as without a half-close");
+    }
+
     private sealed class CountingAbort : IRelayAbort
     {
         public int Calls { get; private set; }

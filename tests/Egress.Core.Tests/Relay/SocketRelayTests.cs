@@ -163,6 +163,42 @@ public sealed class SocketRelayTests(bool splice)
         });
     }
 
+    /// <summary>
+    /// The client closes (or exits) and the server never answers nor closes: before, the half-closed relay held its
+    /// slot for the whole idle timeout (an hour by default), and a few hundred such connections shut every other
+    /// application out of the enclave's connection limit (a red-team trial). Now it ends after the half-closed
+    /// timeout without a byte, counted from the half-close.
+    /// </summary>
+    [Test]
+    public async Task AHalfClosedRelayWithoutDataEndsAfterTheHalfClosedTimeout()
+    {
+        var time = new FakeTimeProvider();
+        using var chain = await Chain.ConnectAsync(SocketTransport.Tcp);
+        Task<RelayResult> relay = chain.RunAsync(Options with
+        {
+            IdleTimeout = TimeSpan.FromHours(1), HalfClosedTimeout = TimeSpan.FromSeconds(120), TimeProvider = time,
+        });
+
+        time.Advance(TimeSpan.FromSeconds(600)); // open both ways: only the idle timeout applies
+        Assert.That(relay.IsCompleted, Is.False);
+        chain.Client.Shutdown(SocketShutdown.Send);
+        Assert.That(await SocketIo.ReadUntilEndAsync(chain.Server).WaitAsync(HangGuard), Is.EqualTo(SocketError.Success), "the FIN passed on");
+        time.Advance(TimeSpan.FromSeconds(119));
+        Assert.That(relay.IsCompleted, Is.False);
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        RelayResult result = await relay.WaitAsync(HangGuard);
+        SocketError client = await SocketIo.ReadUntilEndAsync(chain.Client).WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.IdleTimeout));
+            Assert.That(result.Error, Is.TypeOf<TimeoutException>().With.Message.Contains("half-closed"));
+            Assert.That(result.Duration, Is.EqualTo(TimeSpan.FromSeconds(720)));
+            Assert.That(client, Is.EqualTo(SocketError.ConnectionReset));
+        });
+    }
+
     [Test]
     public async Task CancellationResetsBothSides()
     {
