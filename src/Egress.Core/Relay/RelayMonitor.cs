@@ -3,8 +3,9 @@ namespace Egress.Relay;
 /// <summary>
 /// What both relays (<see cref="DuplexRelay"/> and <see cref="SocketRelay"/>) share: the first cause of shutdown and
 /// the first error (recorded once; later events do not overwrite them), the idle watchdog (one timer per relay
-/// re-armed for the remaining time, reading a last-activity timestamp that the copy loops touch), and cancellation.
-/// Idleness and cancellation become one call to the owner's abort callback, which is invoked at most once.
+/// re-armed for the remaining time, reading a last-activity timestamp that the copy loops touch; shorter once a direction
+/// has half-closed, <see cref="RelayOptions.HalfClosedTimeout"/>), and cancellation. Idleness and cancellation become
+/// one call to the owner's abort callback, which is invoked at most once, and never after <see cref="Finish"/>.
 /// </summary>
 internal sealed class RelayMonitor
 {
@@ -26,7 +27,7 @@ internal sealed class RelayMonitor
     private int _state; // Running, Aborted or Finished: an abort and the finish exclude each other
     private Exception? _error;
 
-    /// <param name="options">The idle timeout (null or infinite: none) and the clock.</param>
+    /// <param name="options">The idle and half-closed timeouts (null or infinite: none) and the clock.</param>
     /// <param name="abort">Stops the owner's copy loops; called once, on the first abort. The owner itself, not a
     /// delegate: a delegate would be one more object per relay, held as long as the connection.</param>
     public RelayMonitor(RelayOptions options, IRelayAbort abort)
@@ -150,7 +151,15 @@ internal sealed class RelayMonitor
     /// <summary>Stops the watchdog and the cancellation hook, and builds the result (both ends clean unless a cause came first).</summary>
     public RelayResult Finish(long bytesAToB, long bytesBToA)
     {
-        Interlocked.CompareExchange(ref _state, Finished, Running); // no abort after this one (an abort before it stands)
+        if (Interlocked.CompareExchange(ref _state, Finished, Running) == Aborted)
+        {
+            // An abort came first and stands: its cause is the result's, recorded by Abort right after it won.
+            SpinWait spin = default;
+            while (Volatile.Read(ref _cause) == (int)RelayShutdownCause.None)
+            {
+                spin.SpinOnce();
+            }
+        }
         _cancellation.Dispose();
         Volatile.Read(ref _idleTimer)?.Dispose();
         TrySetCause(RelayShutdownCause.BothCompleted, null);
@@ -164,26 +173,32 @@ internal sealed class RelayMonitor
             return;
         }
 
-        TimeSpan timeout = IdleTimeout;
+        bool halfClosed = Volatile.Read(ref _halfClosed) != 0 && _tracksHalfClosed;
+        TimeSpan timeout = halfClosed ? _halfClosedTimeout : _idleTimeout;
         TimeSpan idleFor = _time.GetElapsedTime(Volatile.Read(ref _lastActivity));
-        if (idleFor >= timeout)
+        if (idleFor >= timeout || (_tracksIdle && idleFor >= _idleTimeout))
         {
+            bool byHalfClosedTimeout = halfClosed && (!_tracksIdle || idleFor < _idleTimeout);
             Abort(
                 RelayShutdownCause.IdleTimeout,
-                Volatile.Read(ref _halfClosed) != 0 && _tracksHalfClosed
+                byHalfClosedTimeout
                     ? new TimeoutException($"half-closed (one side ended) and no data for {timeout.TotalSeconds:0.###} s (relay.half_closed_timeout_seconds)")
                     : null);
             return;
         }
 
+        Rearm(timeout - idleFor);
+        if (!halfClosed && Volatile.Read(ref _halfClosed) != 0 && _tracksHalfClosed)
+        {
+            Rearm(TimeSpan.Zero); // half-closed meanwhile (HalfClosed re-armed before this did): check again at once
+        }
+    }
+
+    private void Rearm(TimeSpan dueTime)
+    {
         try
         {
-            ITimer? timer = Volatile.Read(ref _idleTimer);
-            timer?.Change(timeout - idleFor, Timeout.InfiniteTimeSpan);
-            if (IdleTimeout < timeout)
-            {
-                timer?.Change(TimeSpan.Zero, Timeout.InfiniteTimeSpan); // half-closed meanwhile: check again at once
-            }
+            Volatile.Read(ref _idleTimer)?.Change(dueTime, Timeout.InfiniteTimeSpan);
         }
         catch (ObjectDisposedException)
         {

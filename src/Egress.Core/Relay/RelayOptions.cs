@@ -23,7 +23,10 @@ public sealed record RelayOptions
     /// applies then). A half-closed connection whose other side sends nothing holds its slot: an application that
     /// closes (or exits) while its destination never answers or closes held one until the idle timeout, an hour by
     /// default, and a few hundred such connections shut every other application out (a red-team trial). TCP itself bounds
-    /// the mirror state, an orphaned FIN_WAIT2, at 60 s (tcp_fin_timeout). <see langword="null"/> or
+    /// the mirror state, an orphaned FIN_WAIT2, at 60 s (tcp_fin_timeout). It runs on the side that passes the FIN on
+    /// to its socket (on a framed relay, the side that received END(FIN): the sender cannot see how far the far side
+    /// has delivered), from when every byte before the FIN was handed to that socket: an app that takes longer than
+    /// this to read what is still in its socket buffers, without sending a byte, loses the rest. <see langword="null"/> or
     /// <see cref="Timeout.InfiniteTimeSpan"/> disables it; otherwise it must be positive. Default 120 s, the default of
     /// <c>relay.half_closed_timeout_seconds</c>. The abort's cause is <see cref="RelayShutdownCause.IdleTimeout"/>.
     /// </summary>

@@ -588,11 +588,6 @@ internal sealed partial class SocketRelaySession
             }
         }
 
-        if (Volatile.Read(ref _sentEnd) == (int)TunnelEndCause.Fin)
-        {
-            _monitor.HalfClosed(); // END(FIN) is out, alone or with the last DATA frame
-        }
-
         return moved;
     }
 
@@ -710,8 +705,10 @@ internal sealed partial class SocketRelaySession
                     {
                         if (!discard && !_monitor.IsAborted)
                         {
-                            ShutdownSend(destination);
+                            // Only this side keeps the half-closed timer: the sender of END(FIN) cannot see the far
+                            // side's delivery. Armed before the FIN goes on: whoever sees the FIN sees it armed.
                             _monitor.HalfClosed();
+                            ShutdownSend(destination);
                             if (AbortDeferredFor(TunnelReader))
                             {
                                 // The far side reset the tunnel after its END(FIN) (a write to it failed): the app gets

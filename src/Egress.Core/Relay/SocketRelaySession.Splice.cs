@@ -72,8 +72,8 @@ internal sealed partial class SocketRelaySession
                         receiving = false;
                         if (got == 0)
                         {
+                            _monitor.HalfClosed(); // before the FIN goes on: whoever sees it sees the timer armed
                             ShutdownSend(destination);
-                            _monitor.HalfClosed();
                             break;
                         }
 

@@ -106,9 +106,35 @@ public sealed class RelayMonitorTests
         Assert.That((before, abort.Calls, monitor.Finish(0, 0).Error), Is.EqualTo((0, 1, (Exception?)null)), "the idle timeout, as without a half-close");
     }
 
+    /// <summary>
+    /// An abort that won the race with Finish but had not recorded its cause yet: Finish recorded BothCompleted, and the
+    /// relay was reported clean while the abort went on to reset its sockets (a review's finding). Finish now waits for
+    /// the abort's cause. The abort is held inside the owner's callback here, after its cause is recorded, so the test
+    /// also shows the order: cause first, then the callback.
+    /// </summary>
+    [Test]
+    public async Task AnAbortThatWonTheRaceWithFinishIsTheResult()
+    {
+        var entered = new ManualResetEventSlim();
+        var release = new ManualResetEventSlim();
+        var blocking = new CountingAbort { OnAbort = () => { entered.Set(); release.Wait(); } };
+        var monitor = new RelayMonitor(new RelayOptions { IdleTimeout = Idle, TimeProvider = new FakeTimeProvider() }, blocking);
+        monitor.Start(CancellationToken.None);
+
+        Task aborting = Task.Run(() => monitor.Abort(RelayShutdownCause.AReadError, new IOException("reset")));
+        Assert.That(entered.Wait(TimeSpan.FromSeconds(10)), Is.True);
+        RelayResult result = monitor.Finish(1, 1);
+        release.Set();
+        await aborting.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.That((result.FirstCause, result.Error?.Message), Is.EqualTo((RelayShutdownCause.AReadError, "reset")));
+    }
+
     private sealed class CountingAbort : IRelayAbort
     {
         public int Calls { get; private set; }
+
+        public Action? OnAbort { get; init; }
 
         public RelayShutdownCause? FirstCause { get; private set; }
 
@@ -116,6 +142,7 @@ public sealed class RelayMonitorTests
         {
             FirstCause ??= cause;
             Calls++;
+            OnAbort?.Invoke();
         }
     }
 }
