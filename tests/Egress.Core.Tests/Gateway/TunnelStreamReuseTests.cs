@@ -139,7 +139,7 @@ public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
             streams.Add(await _endpoint.ConnectAsync(CancellationToken.None));
             await CleanConnectionAsync(streams[0], echoEndPoint, 1, "warm"u8.ToArray()); // first use: code and shared state
             await WaitUntilAsync(() => WaitingForTheNextRequest() == 1);
-            long before = LiveBytes();
+            long before = FramedRelayAllocationTests.LiveBytes();
             for (int i = 1; i <= Streams; i++)
             {
                 streams.Add(await _endpoint.ConnectAsync(CancellationToken.None));
@@ -147,7 +147,7 @@ public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
             }
 
             await WaitUntilAsync(() => WaitingForTheNextRequest() == Streams + 1);
-            long perStream = (LiveBytes() - before) / Streams;
+            long perStream = (FramedRelayAllocationTests.LiveBytes() - before) / Streams;
             TestContext.Out.WriteLine($"{perStream} B retained per stream waiting for its next request (both ends' sockets included)");
 
             var waits = LiveConnections(_gateway!).Select(AwaitChain.MachinesOf)
@@ -207,15 +207,6 @@ public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
                 accepted.Shutdown(SocketShutdown.Send);
             }
         }
-    }
-
-    private static long LiveBytes()
-    {
-        GC.Collect();
-        GC.WaitForPendingFinalizers();
-        GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
-        GCMemoryInfo info = GC.GetGCMemoryInfo(GCKind.FullBlocking);
-        return info.HeapSizeBytes - info.FragmentedBytes;
     }
 
     [Test]

@@ -208,7 +208,8 @@ public sealed class FramedRelayAllocationTests
     }
 
     /// <summary>The managed heap's live bytes after a full compacting collection (its size less its free space).</summary>
-    private static long LiveBytes()
+    /// <summary>The managed heap's live bytes after a full, compacting collection.</summary>
+    internal static long LiveBytes()
     {
         GC.Collect();
         GC.WaitForPendingFinalizers();
