@@ -122,6 +122,7 @@ public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
     /// managed heap retained per waiting stream over many, after a full collection.
     /// </summary>
     [Test]
+    [NonParallelizable] // 200 waiting streams at once: the process-wide waiter count and heap other fixtures read
     public async Task AStreamWaitingForItsNextRequestHoldsNoBuffer()
     {
         const int Streams = 200;
