@@ -3,10 +3,12 @@
 # enclave: only lo, down), with the real egress-enclave binary, and checks what it did:
 #   1. lo up, redirect rules (in nf_tables, auto's choice where it works) and default route in place, the proxy
 #      listening on both endpoints of [enclave] proxy_listen (port 4455: read from the configuration, not assumed),
-#      the application ran (exit code kept), resolv.conf untouched when no DNS forwarder listens (EGRESS_DNS=auto);
-#   2. with a DNS listener on 127.0.0.1:53 and EGRESS_DNS=on, resolv.conf points at 127.0.0.1;
+#      the application ran (exit code kept) in EGRESS_APP_DIR, resolv.conf pointing at 127.0.0.1 once the forwarder
+#      listens on [enclave] dns_listen (127.0.0.1:5353: read from the rules' "dns:" line, not assumed to be :53);
+#   2. EGRESS_DNS=on waits for that forwarder and writes resolv.conf, exactly;
 #   3. a missing configuration fails before anything starts;
-#   4. EGRESS_DNS=on without a forwarder fails after a bounded wait, stops egress-enclave, never runs the app;
+#   4. EGRESS_DNS=on without a forwarder (a stand-in proxy with none) fails after a bounded wait, stops it, never runs
+#      the app; EGRESS_DNS=auto then leaves resolv.conf and says so;
 #   5. egress-enclave exiting at start (a tunnel endpoint only the proxy reads) fails at once with its exit code;
 #   6. an invalid configuration fails at the rules step, before egress-enclave starts;
 #   7. EGRESS_NETFILTER=legacy puts the rules into the iptables-legacy tables (as on the Nitro enclave kernel);
@@ -46,8 +48,8 @@ new_ns() {
   printf 'nameserver 192.0.2.53 # before bootstrap\n' > "$work/resolv.conf"
 }
 
-# The tunnel is a Unix socket nobody serves (no connection is made through it here); a DNS forwarder, if this
-# egress-enclave has one, listens on 5353 so that case 2's stand-in owns port 53.
+# The tunnel is a Unix socket nobody serves (no connection is made through it here); the DNS forwarder listens on
+# 5353, not 53, so that bootstrap.sh has to take its endpoint from the rules' output.
 cat > "$work/enclave.toml" <<TOML
 [egress]
 enabled = true
@@ -81,13 +83,14 @@ run_bootstrap() { # run_bootstrap ENV-ASSIGNMENTS... -- APP...
 }
 
 # The application: prints what it sees inside the "enclave", then exits 7 (to check its exit code is kept).
-app='echo "APP RAN"; ip -o link show lo; ip route show default; iptables-nft -w -t nat -S OUTPUT 2>/dev/null; iptables-nft -w -t nat -S POSTROUTING 2>/dev/null; echo "legacy:"; iptables-legacy -w -t nat -S OUTPUT; ss -Hltn "sport = :4455"; echo "resolv: $(cat "$EGRESS_RESOLV_CONF")"; exit 7'
+app='echo "APP RAN in $(pwd)"; ip -o link show lo; ip route show default; iptables-nft -w -t nat -S OUTPUT 2>/dev/null; iptables-nft -w -t nat -S POSTROUTING 2>/dev/null; echo "legacy:"; iptables-legacy -w -t nat -S OUTPUT; ss -Hltn "sport = :4455"; echo "resolv: $(cat "$EGRESS_RESOLV_CONF")"; exit 7'
 
-echo "1. happy path (EGRESS_DNS=auto, no forwarder on :53)"
+echo "1. happy path (EGRESS_DNS=auto, the forwarder on 127.0.0.1:5353)"
 new_ns happy; before=$failed
-run_bootstrap EGRESS_DNS=auto EGRESS_DNS_WAIT=1 -- sh -c "$app"; rc=$?
+mkdir -p "$work/appdir"
+run_bootstrap EGRESS_DNS=auto EGRESS_DNS_WAIT=10 EGRESS_APP_DIR="$work/appdir" -- sh -c "$app"; rc=$?
 check "exit code is the application's (7)" test "$rc" -eq 7
-check "application ran" has "APP RAN"
+check "application ran, in EGRESS_APP_DIR" has "APP RAN in $work/appdir"
 check "lo is up" has "<LOOPBACK,UP,LOWER_UP>"
 check "default route via lo" has "default via 127.0.0.1 dev lo src 127.0.0.1"
 check "netfilter backend chosen and said" has "netfilter: nft (iptables-nft works; no legacy nat table is in use"
@@ -96,17 +99,14 @@ check "SNAT rule for the unspecified source" has "-A POSTROUTING -s 0.0.0.0/32 -
 check "IPv6 DNAT rule to the configured proxy port" test -n "$(ip netns exec "$ns" ip6tables-nft -w -t nat -S OUTPUT 2>/dev/null | grep -F -- '--to-destination [::1]:4455')"
 check "waited for both proxy endpoints" has "is listening on 127.0.0.1:4455 [::1]:4455"
 check "proxy listening while the application runs" has "127.0.0.1:4455"
-check "resolv.conf untouched without a forwarder" has "resolv: nameserver 192.0.2.53 # before bootstrap"
-check "says why resolv.conf was left" has "no forwarder on 127.0.0.1:53"
+check "resolv.conf points at 127.0.0.1 (redirected to the forwarder)" has "resolv: nameserver 127.0.0.1"
+check "says where the forwarder is" has "DNS: $work/resolv.conf now says nameserver 127.0.0.1 (redirected to the forwarder on 127.0.0.1:5353)"
 check "egress-enclave still running after the application exited" test -n "$(ip netns pids "$ns")"
 show_output_if_failed "$before"
 
-echo "2. DNS (EGRESS_DNS=on, a listener on 127.0.0.1:53)"
+echo "2. DNS (EGRESS_DNS=on)"
 new_ns dns; before=$failed
-ip netns exec "$ns" ip link set dev lo up
-ip netns exec "$ns" socat -u UDP4-RECV:53,bind=127.0.0.1 /dev/null & socat_pid=$!
 run_bootstrap EGRESS_DNS=on -- sh -c "$app"; rc=$?
-kill "$socat_pid" 2>/dev/null; wait "$socat_pid" 2>/dev/null
 check "exit code is the application's (7)" test "$rc" -eq 7
 check "resolv.conf points at 127.0.0.1" has "resolv: nameserver 127.0.0.1"
 check "resolv.conf file content exact" test "$(cat "$work/resolv.conf")" = "nameserver 127.0.0.1"
@@ -121,13 +121,26 @@ check "application did not run" lacks "APP RAN"
 check "no rules applied" test -z "$( (ip netns exec "$ns" iptables-nft -w -t nat -S OUTPUT; ip netns exec "$ns" iptables-legacy -w -t nat -S OUTPUT) 2>/dev/null | grep DNAT)"
 show_output_if_failed "$before"
 
-echo "4. EGRESS_DNS=on without a forwarder"
+echo "4. no DNS forwarder (a stand-in proxy without one): EGRESS_DNS=on fails, auto leaves resolv.conf"
 new_ns nodns; before=$failed
-run_bootstrap EGRESS_DNS=on EGRESS_START_TIMEOUT=1 -- sh -c "$app"; rc=$?
+# The real binary for the rules; for the proxy, a listener on port 4455 of both families and nothing on 5353.
+cat > "$work/proxy-only" <<SH
+#!/bin/sh
+if [ "\$1" = rules ]; then exec "$EGRESS_ENCLAVE_BIN" "\$@"; fi
+exec socat TCP6-LISTEN:4455,bind=[::],ipv6only=0,fork,reuseaddr /dev/null
+SH
+chmod +x "$work/proxy-only"
+run_bootstrap EGRESS_ENCLAVE_BIN="$work/proxy-only" EGRESS_DNS=on EGRESS_START_TIMEOUT=1 -- sh -c "$app"; rc=$?
 check "exit code 1" test "$rc" -eq 1
-check "says no forwarder listens" has "EGRESS_DNS=on but no DNS forwarder listens on 127.0.0.1:53 within 1s"
+check "says no forwarder listens where the rules send DNS" has "EGRESS_DNS=on but the DNS forwarder does not listen on 127.0.0.1:5353 within 1s"
 check "application did not run" lacks "APP RAN"
-check "egress-enclave was stopped" test -z "$(ip netns pids "$ns")"
+check "the proxy was stopped" test -z "$(ip netns pids "$ns")"
+show_output_if_failed "$before"
+new_ns nodnsauto; before=$failed
+run_bootstrap EGRESS_ENCLAVE_BIN="$work/proxy-only" EGRESS_DNS=auto EGRESS_DNS_WAIT=1 -- sh -c "$app"; rc=$?
+check "auto: exit code is the application's (7)" test "$rc" -eq 7
+check "auto: resolv.conf untouched" has "resolv: nameserver 192.0.2.53 # before bootstrap"
+check "auto: says why" has "DNS: no forwarder listens on 127.0.0.1:5353; $work/resolv.conf left unchanged"
 show_output_if_failed "$before"
 
 echo "5. egress-enclave fails at start"

@@ -11,7 +11,9 @@
 #    is read from the configuration alone, never given twice;
 # 3. starts egress-enclave --config $EGRESS_CONFIG in the background;
 # 4. waits (bounded) until the proxy listens on each of those endpoints;
-# 5. DNS: when the forwarder listens on 127.0.0.1:53, writes "nameserver 127.0.0.1" to $EGRESS_RESOLV_CONF;
+# 5. DNS: once the forwarder listens on every endpoint of [enclave] dns_listen (the rules' "dns: ADDRESS:PORT"
+#    lines: port-53 DNS to any address goes there), writes "nameserver 127.0.0.1" (::1 with IPv6 endpoints only) to
+#    $EGRESS_RESOLV_CONF;
 # 6. exec "$@" (the application replaces this shell; egress-enclave keeps running beside it).
 #    Without arguments it waits for egress-enclave instead.
 # Any failed step prints "bootstrap: error: ..." and exits non-zero before the application starts.
@@ -23,11 +25,14 @@
 #   EGRESS_NETFILTER       auto, nft or legacy: the netfilter backend for the rules (rules --netfilter), overriding
 #                          [enclave] netfilter; empty: the configuration decides (its default, auto, probes: nft where
 #                          nf_tables works, else legacy)                                                          []
-#   EGRESS_DNS             auto: write resolv.conf if the forwarder listens on 127.0.0.1:53 once the proxy is up
-#                          (waiting up to EGRESS_DNS_WAIT more seconds); on: require it; off: leave resolv.conf  [auto]
+#   EGRESS_DNS             auto: write resolv.conf if the forwarder listens on its endpoints once the proxy is up
+#                          (waiting up to EGRESS_DNS_WAIT more seconds); on: require it (waiting up to
+#                          EGRESS_START_TIMEOUT); off: leave resolv.conf                                         [auto]
 #   EGRESS_DNS_WAIT        seconds auto mode waits for the DNS forwarder after the proxy is up                    [2]
 #   EGRESS_START_TIMEOUT   seconds to wait for each proxy endpoint (and, with EGRESS_DNS=on, the forwarder)       [15]
 #   EGRESS_ENCLAVE_ARGS    extra arguments for egress-enclave, split on spaces (e.g. "--log-level Debug")         []
+#   EGRESS_APP_DIR         directory to change to before the application starts (a Nitro enclave's init ignores the
+#                          image's WORKDIR; the image sets /app); empty: stay where started                      []
 # EGRESS_PROXY_PORT is no longer read (the port is [enclave] proxy_listen's); setting it is an error, so that a
 # stale value cannot silently disagree with the configuration.
 set -u
@@ -40,6 +45,7 @@ EGRESS_DNS=${EGRESS_DNS:-auto}
 EGRESS_DNS_WAIT=${EGRESS_DNS_WAIT:-2}
 EGRESS_START_TIMEOUT=${EGRESS_START_TIMEOUT:-15}
 EGRESS_ENCLAVE_ARGS=${EGRESS_ENCLAVE_ARGS:-}
+EGRESS_APP_DIR=${EGRESS_APP_DIR:-}
 
 enclave_pid=
 
@@ -94,6 +100,7 @@ case $EGRESS_DNS in auto|on|off) ;; *) fail "EGRESS_DNS='$EGRESS_DNS' is not one
 case $EGRESS_NETFILTER in ''|auto|nft|legacy) ;; *) fail "EGRESS_NETFILTER='$EGRESS_NETFILTER' is not one of auto, nft, legacy (or empty)" ;; esac
 [ -x "$EGRESS_ENCLAVE_BIN" ] || fail "egress-enclave not found or not executable at '$EGRESS_ENCLAVE_BIN' (set EGRESS_ENCLAVE_BIN)"
 [ -r "$EGRESS_CONFIG" ] || fail "configuration '$EGRESS_CONFIG' not found or not readable (set EGRESS_CONFIG)"
+[ -z "$EGRESS_APP_DIR" ] || [ -d "$EGRESS_APP_DIR" ] || fail "EGRESS_APP_DIR='$EGRESS_APP_DIR' is not a directory"
 for tool in ip ss awk; do
   command -v "$tool" >/dev/null 2>&1 || fail "'$tool' not found on PATH (install iproute2 and awk)"
 done
@@ -115,6 +122,7 @@ code=$?
 proxy_endpoints=$(printf '%s\n' "$rules_out" | awk '$1 == "proxy:" { printf "%s%s", sep, $2; sep = " " }')
 [ -n "$proxy_endpoints" ] ||
   fail "'$EGRESS_ENCLAVE_BIN rules --apply' named no proxy endpoint (no \"proxy: ADDRESS:PORT\" line); is that egress-enclave older than this script?"
+dns_endpoints=$(printf '%s\n' "$rules_out" | awk '$1 == "dns:" { printf "%s%s", sep, $2; sep = " " }')
 
 # --- 3. the proxy -------------------------------------------------------------------------------------------------
 # shellcheck disable=SC2086 # EGRESS_ENCLAVE_ARGS is split on purpose
@@ -132,22 +140,39 @@ set +f
 say "egress-enclave (pid $enclave_pid) is listening on $proxy_endpoints"
 
 # --- 5. DNS -------------------------------------------------------------------------------------------------------
+# The forwarder's endpoints are the rules' "dns:" lines ([enclave] dns_listen): port-53 DNS to any address of a family
+# is redirected to that family's endpoint, so resolv.conf names a loopback address and port 53 whatever they are.
 dns=no
-case $EGRESS_DNS in
-  on)
-    wait_for udp 127.0.0.1:53 "$EGRESS_START_TIMEOUT" && dns=yes ||
-      fail "EGRESS_DNS=on but no DNS forwarder listens on 127.0.0.1:53 within ${EGRESS_START_TIMEOUT}s"
-    ;;
-  auto)
-    if listening udp 127.0.0.1:53 || { [ "$EGRESS_DNS_WAIT" -gt 0 ] && wait_for udp 127.0.0.1:53 "$EGRESS_DNS_WAIT"; }; then dns=yes; fi
-    ;;
-esac
+missing=
+if [ "$EGRESS_DNS" != off ]; then
+  if [ "$EGRESS_DNS" = on ]; then dns_wait=$EGRESS_START_TIMEOUT; else dns_wait=$EGRESS_DNS_WAIT; fi
+  set -f
+  for endpoint in $dns_endpoints; do
+    listening udp "$endpoint" || { [ "$dns_wait" -gt 0 ] && wait_for udp "$endpoint" "$dns_wait"; } || missing="$missing $endpoint"
+  done
+  set +f
+  if [ -z "$dns_endpoints" ]; then
+    [ "$EGRESS_DNS" = auto ] ||
+      fail "EGRESS_DNS=on but '$EGRESS_ENCLAVE_BIN rules --apply' named no DNS endpoint (no \"dns: ADDRESS:PORT\" line)"
+  elif [ -n "$missing" ]; then
+    [ "$EGRESS_DNS" = auto ] ||
+      fail "EGRESS_DNS=on but the DNS forwarder does not listen on$missing within ${dns_wait}s (the rules redirect DNS there, from [enclave] dns_listen in '$EGRESS_CONFIG')"
+  else
+    dns=yes
+  fi
+fi
 if [ "$dns" = yes ]; then
+  case " $dns_endpoints" in *" ["*) nameserver=::1 ;; esac
+  case " $dns_endpoints" in *" "[0-9]*) nameserver=127.0.0.1 ;; esac
   # Rewritten in place (not replaced): Docker bind-mounts /etc/resolv.conf.
-  printf 'nameserver 127.0.0.1\n' > "$EGRESS_RESOLV_CONF" || fail "cannot write '$EGRESS_RESOLV_CONF'"
-  say "DNS: $EGRESS_RESOLV_CONF now points at the forwarder on 127.0.0.1:53"
+  printf 'nameserver %s\n' "$nameserver" > "$EGRESS_RESOLV_CONF" || fail "cannot write '$EGRESS_RESOLV_CONF'"
+  say "DNS: $EGRESS_RESOLV_CONF now says nameserver $nameserver (redirected to the forwarder on $dns_endpoints)"
 elif [ "$EGRESS_DNS" = auto ]; then
-  say "DNS: no forwarder on 127.0.0.1:53; $EGRESS_RESOLV_CONF left unchanged"
+  if [ -z "$dns_endpoints" ]; then
+    say "DNS: the rules redirect no DNS; $EGRESS_RESOLV_CONF left unchanged"
+  else
+    say "DNS: no forwarder listens on$missing; $EGRESS_RESOLV_CONF left unchanged"
+  fi
 fi
 
 # --- 6. the application -------------------------------------------------------------------------------------------
@@ -161,6 +186,9 @@ if [ "$#" -eq 0 ]; then
     code=$?
   done
   exit "$code"
+fi
+if [ -n "$EGRESS_APP_DIR" ]; then
+  cd "$EGRESS_APP_DIR" || fail "cannot change to EGRESS_APP_DIR='$EGRESS_APP_DIR'"
 fi
 say "starting: $*"
 exec "$@"
