@@ -15,6 +15,8 @@
 #   --force-config   replace an existing /etc/egress/enclave.toml (it is kept otherwise)
 #   --enable         systemctl enable --now egress-host after installing
 #
+# A running egress-host is restarted when the program, the configuration or the unit changed (so that what was
+# installed is what runs; its live connections get relay.shutdown_drain_seconds to finish), and left alone otherwise.
 # Installs: PREFIX/egress-host, PREFIX/README.md, /etc/egress/enclave.toml (0644),
 # /etc/systemd/system/egress-host.service. Before anything is installed, the configuration that will be in effect (the
 # new one, checked as a copy in /etc/egress so that relative paths resolve as they will, or the kept
@@ -29,7 +31,7 @@ if [ -x "$here/egress-host" ]; then
 else
   root=$(cd "$here/../.." && pwd) from= config="$root/samples/enclave.toml" readme="$root/deploy/README.md"
 fi
-prefix=/opt/egress force_config=no enable=no config_given=no
+prefix=/opt/egress force_config=no enable=no config_given=no changes=
 DESTDIR=${DESTDIR:-}
 
 fail() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
@@ -42,7 +44,7 @@ while [ "$#" -gt 0 ]; do
     --prefix) [ "$#" -ge 2 ] || fail "--prefix needs a directory"; prefix=$2; shift 2 ;;
     --force-config) force_config=yes; shift ;;
     --enable) enable=yes; shift ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) fail "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -141,6 +143,7 @@ install -d -m 0755 "$bin_dir" "$unit_dir" || fail "cannot create $bin_dir and $u
 
 # Copy to a temporary name (made by mktemp, never an existing file or link), then rename: a running egress-host keeps
 # its old file.
+cmp -s "$from/egress-host" "$bin_dir/egress-host" || changes="$changes program"
 new_program=$(mktemp "$bin_dir/.egress-host.XXXXXX") && cat "$from/egress-host" >"$new_program" && chmod 0755 "$new_program" &&
   mv -f "$new_program" "$bin_dir/egress-host" || { rm -f "${new_program:-}"; fail "cannot install $bin_dir/egress-host"; }
 install -m 0644 "$readme" "$bin_dir/README.md" || fail "cannot install $bin_dir/README.md"
@@ -153,6 +156,7 @@ if [ -e "$etc_dir/enclave.toml" ] && [ "$force_config" = no ]; then
     say "kept $etc_dir/enclave.toml, which differs from $config (use --force-config to replace it)"
   fi
 else
+  cmp -s "$staged" "$etc_dir/enclave.toml" || changes="$changes configuration"
   chmod 0644 "$staged" && mv -f "$staged" "$etc_dir/enclave.toml" || fail "cannot install $etc_dir/enclave.toml"
   if [ "$config_given" = yes ]; then
     say "installed $etc_dir/enclave.toml"
@@ -163,11 +167,17 @@ fi
 
 new_unit=$(mktemp "$unit_dir/.egress-host.service.XXXXXX") &&
   sed -e "s|/opt/egress/|$prefix/|g" "$here/egress-host.service" >"$new_unit" && chmod 0644 "$new_unit" &&
+  { cmp -s "$new_unit" "$unit_dir/egress-host.service" || changes="$changes unit"; } &&
   mv -f "$new_unit" "$unit_dir/egress-host.service" || { rm -f "${new_unit:-}"; fail "cannot install the unit"; }
 say "installed $unit_dir/egress-host.service"
+if [ -n "$changes" ]; then
+  running_note="a running egress-host is restarted (changed:$changes)"
+else
+  running_note="nothing changed: a running egress-host is left running"
+fi
 
 if [ -n "$DESTDIR" ]; then
-  say "staged under $DESTDIR; systemctl skipped"
+  say "staged under $DESTDIR; systemctl skipped ($running_note)"
   exit 0
 fi
 if [ ! -d /run/systemd/system ]; then
@@ -176,7 +186,18 @@ if [ ! -d /run/systemd/system ]; then
 fi
 systemctl daemon-reload || fail "systemctl daemon-reload failed"
 if [ "$enable" = yes ]; then
-  systemctl enable --now egress-host.service || fail "systemctl enable --now egress-host failed (journalctl -u egress-host)"
+  systemctl enable egress-host.service || fail "systemctl enable egress-host failed"
+fi
+if systemctl is-active --quiet egress-host.service; then
+  # Still the old program and policy: what was installed would not run until the next restart.
+  if [ -n "$changes" ]; then
+    systemctl restart egress-host.service || fail "systemctl restart egress-host failed (journalctl -u egress-host)"
+    say "restarted egress-host (changed:$changes): systemctl status egress-host"
+  else
+    say "egress-host is running; nothing changed, so it was not restarted"
+  fi
+elif [ "$enable" = yes ]; then
+  systemctl start egress-host.service || fail "systemctl start egress-host failed (journalctl -u egress-host)"
   say "egress-host is running: systemctl status egress-host"
 else
   say "next: systemctl enable --now egress-host"

@@ -84,6 +84,31 @@ public sealed class InstallScriptTests
         });
     }
 
+    // From a review: an upgrade (or --force-config) replaced the program, policy and unit, then ran `systemctl enable
+    // --now`, which leaves a running service alone: the old program kept enforcing the old policy while the script
+    // said "egress-host is running". A running service is now restarted when anything changed, and only then.
+    [Test]
+    public async Task ARunningServiceIsRestartedExactlyWhenSomethingChanged()
+    {
+        string from = PublishedStandIn(_directory);
+        string stage = Path.Combine(_directory, "stage");
+        string config = Path.Combine(_directory, "enclave.toml");
+        await File.WriteAllTextAsync(config, "[egress]\nenabled = true\ndestinations = [\"api.example.com\"]\n");
+
+        var first = await InstallAsync(stage, "--from", from, "--config", config);
+        var again = await InstallAsync(stage, "--from", from, "--config", config);
+        await File.WriteAllTextAsync(config, "[egress]\nenabled = true\ndestinations = [\"api.example.org\"]\n");
+        var newPolicy = await InstallAsync(stage, "--from", from, "--config", config, "--force-config");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((first.ExitCode, again.ExitCode, newPolicy.ExitCode), Is.EqualTo((0, 0, 0)), $"{first}\n{again}\n{newPolicy}");
+            Assert.That(first.StandardOutput, Does.Contain("a running egress-host is restarted (changed: program configuration unit)"), first.ToString);
+            Assert.That(again.StandardOutput, Does.Contain("nothing changed: a running egress-host is left running"), again.ToString);
+            Assert.That(newPolicy.StandardOutput, Does.Contain("a running egress-host is restarted (changed: configuration)"), newPolicy.ToString);
+        });
+    }
+
     private static Task<CommandResult> InstallAsync(string stage, params string[] arguments) =>
         Command.RunAsync(["env", $"DESTDIR={stage}", "sh", Path.Combine(Repository.Root, "deploy", "host", "install.sh"), .. arguments], Timeout);
 
