@@ -237,6 +237,10 @@ static (IReadOnlyList<System.Net.IPEndPoint> Proxy, IReadOnlyList<System.Net.IPE
         key = "enclave.dns_listen";
         return (proxy, RedirectRules.Targets(configuration.Enclave.DnsListen, "DNS forwarder"));
     }
+    catch (UnreachableListenerException ex)
+    {
+        throw configuration.CreateException(key, ex.Message, ex.Index); // at the first address at fault
+    }
     catch (ArgumentException ex)
     {
         throw configuration.CreateException(key, ex.Message);

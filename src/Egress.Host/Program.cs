@@ -134,6 +134,7 @@ static async Task<int> RunAsync(
 
     TunnelEndpoint? listen;
     PolicyDigest policyDigest;
+    bool metricsFromFile = metricsListen is null && configuration.Host.MetricsListen is not null;
     try
     {
         policyDigest = configuration.GetPolicyDigest();
@@ -193,7 +194,15 @@ static async Task<int> RunAsync(
         && tunnelEndPoint.Port == metricsListen.Port
         && (tunnelEndPoint.Address.Equals(metricsListen.Address) || tunnelEndPoint.Address.Equals(IPAddress.Any) || metricsListen.Address.Equals(IPAddress.Any)))
     {
-        return Fail($"the metrics endpoint {metricsListen} and the tunnel endpoint {tunnelEndPoint} are the same port: give one of them another");
+        string problem = $"the metrics endpoint {metricsListen} and the tunnel endpoint {tunnelEndPoint} are the same port: give one of them another";
+        if (metricsFromFile)
+        {
+            // Located at the file's key, as the file's other errors are.
+            Console.Error.WriteLine(configuration.CreateException("host.metrics_listen", problem).Message);
+            return HostRuntime.UsageError;
+        }
+
+        return Fail(problem);
     }
 
     if (checkOnly)

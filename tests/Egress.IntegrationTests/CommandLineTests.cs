@@ -126,8 +126,8 @@ public sealed class CommandLineTests
     // operators validate it with. (An enclave_endpoint of "any" was already refused.)
     [TestCase("[tunnel]\nhost_endpoint = \"bogus\"\n", "2:17: error: Invalid tunnel endpoint 'bogus'")]
     [TestCase("[tunnel]\nenclave_endpoint = \"vsock://any:4433\"\n", "2:20: error: the enclave dials this endpoint")]
-    [TestCase("[enclave]\nproxy_listen = [\"10.0.0.5:4444\"]\n", "2:16: error: The proxy's IPv4 listen address (10.0.0.5:4444) cannot take redirected connections")]
-    [TestCase("[enclave]\ndns_listen = [\"10.0.0.5:53\"]\n", "2:14: error: The DNS forwarder's IPv4 listen address (10.0.0.5:53) cannot take redirected connections")]
+    [TestCase("[enclave]\nproxy_listen = [\"10.0.0.5:4444\"]\n", "2:17: error: The proxy's IPv4 listen address (10.0.0.5:4444) cannot take redirected connections")]
+    [TestCase("[enclave]\ndns_listen = [\"10.0.0.5:53\"]\n", "2:15: error: The DNS forwarder's IPv4 listen address (10.0.0.5:53) cannot take redirected connections")]
     public async Task CheckRefusesWhatEitherSideWouldRefuseToStartWith(string text, string error)
     {
         string path = await WriteConfigAsync("[egress]\nenabled = true\ndestinations = [\"example.com\"]\n" + text);
@@ -335,6 +335,29 @@ public sealed class CommandLineTests
             Assert.That(result.StandardError, Is.EqualTo(expected), result.ToString);
             Assert.That(result.StandardOutput, Is.Empty, result.ToString);
         });
+    }
+
+    /// <summary>Both endpoints from the file: the error is located at the file's key, as its other errors are (it
+    /// was a bare "error:" line naming neither file nor key).</summary>
+    [Test]
+    public async Task MetricsAndTunnelOnOnePortInTheFileIsAnErrorAtTheKey()
+    {
+        string path = await WriteConfigAsync("[tunnel]\nhost_endpoint = \"tcp://127.0.0.1:19465\"\n[host]\nmetrics_listen = \"127.0.0.1:19465\"\n");
+        try
+        {
+            var result = await Command.RunAsync(HostBinaries.Host("--config", path, "--check-config"), Timeout);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+                Assert.That(result.StandardError, Is.EqualTo(
+                    $"{path}:4:18: error: the metrics endpoint 127.0.0.1:19465 and the tunnel endpoint 127.0.0.1:19465 are the same port: give one of them another (key 'host.metrics_listen')\n"), result.ToString);
+            });
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     [TestCase("error: unknown option '--metrics-listn'; did you mean '--metrics-listen'? (egress-host --help lists the options)\n", "--metrics-listn", "127.0.0.1:9464")]
@@ -650,7 +673,7 @@ public sealed class CommandLineTests
     [TestCase("egress-host", "[host]\naudit_log = \"DIR/missing/audit.jsonl\"\n", ":2:13: error: cannot open \"DIR/missing/audit.jsonl\" for the audit log: its directory DIR/missing does not exist (key 'host.audit_log')")]
     [TestCase("egress-enclave", "[egress]\nenabled = true\ndestinations = [\"a..example\"]\n", ":3:17: error: invalid destination \"a..example\": has an empty label (key 'egress.destinations')")]
     // A new user's trial: "valid" to --check-config, refused by rules --apply (the enclave's first step) and check.
-    [TestCase("egress-enclave", "[enclave]\nproxy_listen = [\"192.0.2.2:14444\"]\n", ":2:16: error: The proxy's IPv4 listen address (192.0.2.2:14444) cannot take redirected connections")]
+    [TestCase("egress-enclave", "[enclave]\nproxy_listen = [\"192.0.2.2:14444\"]\n", ":2:17: error: The proxy's IPv4 listen address (192.0.2.2:14444) cannot take redirected connections")]
     [TestCase("egress-enclave", "[tunnel]\nenclave_endpoint = \"tcp://127.1:4433\"\n", ":2:20: error: Invalid tunnel endpoint 'tcp://127.1:4433'")]
     public async Task CheckConfigRefusesWhatAStartWouldRefuse(string program, string text, string error)
     {

@@ -169,6 +169,14 @@ internal sealed class ConfigurationReader
             return value;
         }
 
+        if (Path.IsPathFullyQualified(value))
+        {
+            throw new ConfigurationException(
+                locations[path],
+                path,
+                $"expected a file path, found the directory \"{PrintableText.Shorten(value)}\" (a file in it, e.g. \"{PrintableText.Shorten(value)}audit.jsonl\")");
+        }
+
         throw new ConfigurationException(
             locations[path],
             path,
@@ -409,12 +417,12 @@ internal sealed class ConfigurationReader
             if (!parsed)
             {
                 string what = listen ? "listen address" : "DNS upstream";
-                throw new ConfigurationException(location, path, $"invalid {what} \"{entry}\": {problem}");
+                throw new ConfigurationException(location, path, $"invalid {what} \"{PrintableText.Shorten(entry)}\": {problem}");
             }
 
             if (EndPointText.IsListedBefore(endPoints, i, endPoint!))
             {
-                throw new ConfigurationException(location, path, EndPointText.ListedTwice(entry));
+                throw new ConfigurationException(location, path, EndPointText.ListedTwice(PrintableText.Shorten(entry)));
             }
 
             endPoints[i] = endPoint!;

@@ -38,8 +38,8 @@ public sealed class HostSection
     public IPEndPoint? MetricsListen { get; }
 
     /// <summary>Gets how many tunnel streams (relayed connections and DNS streams) the host serves at once
-    /// (<c>host.max_streams</c>); a stream beyond it is answered with a failure naming the limit. 0 (the default) sets
-    /// no limit beyond the process's open-files limit.</summary>
+    /// (<c>host.max_streams</c>); a stream beyond it is answered with a failure naming the limit. 0 (the default) derives
+    /// the limit from the process's open-files limit (docs/configuration.md, <c>host.max_streams</c>).</summary>
     public int MaxStreams { get; }
 
     /// <summary>Gets how long an outbound (destination) connection may be idle before the kernel sends the first TCP

@@ -160,6 +160,7 @@ internal sealed class RelayMonitor
                 spin.SpinOnce();
             }
         }
+
         _cancellation.Dispose();
         Volatile.Read(ref _idleTimer)?.Dispose();
         TrySetCause(RelayShutdownCause.BothCompleted, null);

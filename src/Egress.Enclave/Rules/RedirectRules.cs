@@ -116,10 +116,11 @@ internal static class RedirectRules
             }
 
             var usable = inFamily.FirstOrDefault(e => IPAddress.IsLoopback(e.Address) || IsUnspecified(e.Address))
-                ?? throw new ArgumentException(
+                ?? throw new UnreachableListenerException(
                     $"The {what}'s {name} listen address{(inFamily.Count > 1 ? "es" : string.Empty)} ({string.Join(", ", inFamily)}) "
                     + $"cannot take redirected connections: they travel over lo, so the {what} must also listen on a loopback address, "
-                    + $"such as {new IPEndPoint(loopback, inFamily[0].Port)}.");
+                    + $"such as {new IPEndPoint(loopback, inFamily[0].Port)}.",
+                    IndexOf(listen, inFamily[0]));
             targets.Add(IsUnspecified(usable.Address) ? new IPEndPoint(loopback, usable.Port) : usable);
         }
 
@@ -132,6 +133,19 @@ internal static class RedirectRules
 
     private static bool IsUnspecified(IPAddress address) =>
         address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
+
+    private static int IndexOf(IReadOnlyList<IPEndPoint> list, IPEndPoint endPoint)
+    {
+        for (int i = 0; i < list.Count; i++)
+        {
+            if (ReferenceEquals(list[i], endPoint))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
 
     private static RedirectRule[] Build(IPEndPoint? proxy4, IPEndPoint? proxy6, IPEndPoint? dns4, IPEndPoint? dns6)
     {
@@ -239,4 +253,12 @@ internal static class RedirectRules
             ["-w", "-t", table, "-D", chain, .. rule],
             program == "ip6tables",
             CheckPrintsMatch: false);
+}
+
+/// <summary>A listen list whose addresses of one family are all off loopback (redirected connections travel over lo):
+/// <see cref="Index"/> is the first of them in the list, for the configuration error's location.</summary>
+internal sealed class UnreachableListenerException(string message, int index) : ArgumentException(message)
+{
+    /// <summary>The index of the first unreachable address in the list given.</summary>
+    public int Index { get; } = index;
 }

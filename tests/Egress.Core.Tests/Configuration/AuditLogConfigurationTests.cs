@@ -20,11 +20,20 @@ public sealed class AuditLogConfigurationTests
 
     [TestCase("audit.jsonl")]
     [TestCase("./audit.jsonl")]
-    [TestCase("/var/log/egress/")]
     [TestCase("")]
-    public void ARelativePathOrAFolderIsAnErrorAtItsPlace(string value)
+    public void ARelativePathIsAnErrorAtItsPlace(string value)
     {
         var error = Assert.Throws<ConfigurationException>(() => EgressConfiguration.Parse($"[host]\naudit_log = \"{value}\"\n", "enclave.toml"));
         Assert.That(error!.Message, Does.StartWith("enclave.toml:2:").And.Contain("expected \"stdout\" or an absolute file path"));
+    }
+
+    /// <summary>A directory said "expected ... an absolute file path, found \"/var/log/egress/\"": an absolute path, so the
+    /// message seemed to contradict itself.</summary>
+    [Test]
+    public void ADirectoryIsAnErrorThatSaysItIsOne()
+    {
+        var error = Assert.Throws<ConfigurationException>(() => EgressConfiguration.Parse("[host]\naudit_log = \"/var/log/egress/\"\n", "enclave.toml"));
+        Assert.That(error!.Message, Is.EqualTo(
+            "enclave.toml:2:13: error: expected a file path, found the directory \"/var/log/egress/\" (a file in it, e.g. \"/var/log/egress/audit.jsonl\") (key 'host.audit_log')"));
     }
 }

@@ -187,11 +187,12 @@ public sealed class RedirectRulesTests
     {
         Assert.That(
             () => RedirectRules.For([IPEndPoint.Parse("10.0.0.5:4444"), IPEndPoint.Parse("[::1]:4444")], DefaultDns),
-            Throws.ArgumentException.With.Message.StartsWith(
+            Throws.InstanceOf<UnreachableListenerException>().With.Property(nameof(UnreachableListenerException.Index)).EqualTo(0).And.Message.StartsWith(
                 "The proxy's IPv4 listen address (10.0.0.5:4444) cannot take redirected connections: they travel over lo, so the proxy must also listen on a loopback address, such as 127.0.0.1:4444."));
         Assert.That(
             () => RedirectRules.Targets([IPEndPoint.Parse("127.0.0.1:4444"), IPEndPoint.Parse("[2001:db8::1]:4444"), IPEndPoint.Parse("[2001:db8::2]:4444")]),
-            Throws.ArgumentException.With.Message.StartsWith("The proxy's IPv6 listen addresses ([2001:db8::1]:4444, [2001:db8::2]:4444) cannot take redirected connections")
+            Throws.InstanceOf<UnreachableListenerException>().With.Property(nameof(UnreachableListenerException.Index)).EqualTo(1)
+                .And.Message.StartsWith("The proxy's IPv6 listen addresses ([2001:db8::1]:4444, [2001:db8::2]:4444) cannot take redirected connections")
                 .And.Message.Contains("such as [::1]:4444."));
     }
 
@@ -220,5 +221,5 @@ public sealed class RedirectRulesTests
     public void AnOffLoopbackDnsListenerIsRefusedNamingTheForwarder() =>
         Assert.That(
             () => RedirectRules.For([IPEndPoint.Parse("127.0.0.1:4444")], [IPEndPoint.Parse("10.0.0.5:53")]),
-            Throws.ArgumentException.With.Message.StartsWith("The DNS forwarder's IPv4 listen address (10.0.0.5:53) cannot take redirected connections"));
+            Throws.InstanceOf<UnreachableListenerException>().With.Message.StartsWith("The DNS forwarder's IPv4 listen address (10.0.0.5:53) cannot take redirected connections"));
 }

@@ -231,10 +231,13 @@ public sealed class RulesCommandTests
     public void BadInputIsRefusedBeforeAnythingChanges()
     {
         string offLoopback = WriteConfig("off-loopback.toml", "[enclave]\nproxy_listen = [\"10.1.2.3:4444\"]\n");
+        // The second address is the one at fault: the error points at it (it pointed at the array's start).
+        string secondOffLoopback = WriteConfig("second-off-loopback.toml", "[enclave]\nproxy_listen = [\"127.0.0.1:4444\", \"[2001:db8::1]:4444\"]\n");
 
         var proxyPort = RunInNamespace("rules", "--apply", "--config", _config, "--proxy-port", "8080");
         var noConfig = RunInNamespace("rules", "--apply");
         var notLoopback = RunInNamespace("rules", "--apply", "--config", offLoopback);
+        var secondNotLoopback = RunInNamespace("rules", "--apply", "--config", secondOffLoopback);
         var badBackend = RunInNamespace("rules", "--apply", "--config", _config, "--netfilter", "nftables");
         var logLevel = RunInNamespace("rules", "--config", _config, "--log-level", "Debug");
         var netfilterElsewhere = RunInNamespace("check", "example.com", "--config", _config, "--netfilter", "legacy");
@@ -245,7 +248,9 @@ public sealed class RulesCommandTests
         Assert.That(proxyPort, Is.EqualTo(new CommandResult(2, [], ["error: --proxy-port is gone: rules redirect to the proxy's [enclave] proxy_listen addresses, read from --config PATH"])));
         Assert.That(noConfig, Is.EqualTo(new CommandResult(2, [], ["error: no configuration: pass --config PATH (enclave.toml), or run where ./enclave.toml exists"])));
         Assert.That(notLoopback, Is.EqualTo(new CommandResult(2, [],
-            [$"{offLoopback}:2:16: error: The proxy's IPv4 listen address (10.1.2.3:4444) cannot take redirected connections: they travel over lo, so the proxy must also listen on a loopback address, such as 127.0.0.1:4444. (key 'enclave.proxy_listen')"])));
+            [$"{offLoopback}:2:17: error: The proxy's IPv4 listen address (10.1.2.3:4444) cannot take redirected connections: they travel over lo, so the proxy must also listen on a loopback address, such as 127.0.0.1:4444. (key 'enclave.proxy_listen')"])));
+        Assert.That(secondNotLoopback.Error, Is.EqualTo(new[]
+            { $"{secondOffLoopback}:2:35: error: The proxy's IPv6 listen address ([2001:db8::1]:4444) cannot take redirected connections: they travel over lo, so the proxy must also listen on a loopback address, such as [::1]:4444. (key 'enclave.proxy_listen')" }));
         Assert.That(badBackend, Is.EqualTo(new CommandResult(2, [], ["error: --netfilter 'nftables': expected \"auto\", \"nft\" (nf_tables, iptables-nft) or \"legacy\" (iptables-legacy)"])));
         // After the verb as before it, one line that names the option (its value is not reported again).
         Assert.That(logLevel, Is.EqualTo(new CommandResult(2, [], ["error: --log-level does not apply to 'rules'"])));
