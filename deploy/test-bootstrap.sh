@@ -5,7 +5,7 @@
 #      listening on both endpoints of [enclave] proxy_listen (port 4455: read from the configuration, not assumed),
 #      the application ran (exit code kept) in EGRESS_APP_DIR, resolv.conf pointing at 127.0.0.1 once the forwarder
 #      listens on [enclave] dns_listen (127.0.0.1:5353: read from the rules' "dns:" line, not assumed to be :53);
-#   2. EGRESS_DNS=on waits for that forwarder and writes resolv.conf, exactly;
+#   2. EGRESS_DNS=on waits for that forwarder and writes resolv.conf, exactly; with IPv6 DNS endpoints only, ::1;
 #   3. a missing configuration fails before anything starts;
 #   4. EGRESS_DNS=on without a forwarder (a stand-in proxy with none) fails after a bounded wait, stops it, never runs
 #      the app; EGRESS_DNS=auto then leaves resolv.conf and says so;
@@ -63,6 +63,7 @@ TOML
 printf '[egress]\nenabled = maybe\n' > "$work/bad.toml"
 # Valid for the rules (which read [enclave]), refused by egress-enclave when it starts (the tunnel endpoint).
 sed 's|^enclave_endpoint = .*|enclave_endpoint = "bogus://x"|' "$work/enclave.toml" > "$work/badtunnel.toml"
+sed 's|^dns_listen = .*|dns_listen = ["[::1]:5353"]|' "$work/enclave.toml" > "$work/dns6.toml"
 
 passed=0 failed=0
 out="$work/out.txt"
@@ -110,6 +111,11 @@ run_bootstrap EGRESS_DNS=on -- sh -c "$app"; rc=$?
 check "exit code is the application's (7)" test "$rc" -eq 7
 check "resolv.conf points at 127.0.0.1" has "resolv: nameserver 127.0.0.1"
 check "resolv.conf file content exact" test "$(cat "$work/resolv.conf")" = "nameserver 127.0.0.1"
+show_output_if_failed "$before"
+new_ns dns6; before=$failed
+run_bootstrap EGRESS_CONFIG="$work/dns6.toml" EGRESS_DNS=on -- sh -c "$app"; rc=$?
+check "IPv6 DNS only: exit code is the application's (7)" test "$rc" -eq 7
+check "IPv6 DNS only: resolv.conf names ::1" test "$(cat "$work/resolv.conf")" = "nameserver ::1"
 show_output_if_failed "$before"
 
 echo "3. missing configuration"

@@ -28,8 +28,8 @@
 #   EGRESS_DNS             auto: write resolv.conf if the forwarder listens on its endpoints once the proxy is up
 #                          (waiting up to EGRESS_DNS_WAIT more seconds); on: require it (waiting up to
 #                          EGRESS_START_TIMEOUT); off: leave resolv.conf                                         [auto]
-#   EGRESS_DNS_WAIT        seconds auto mode waits for the DNS forwarder after the proxy is up                    [2]
-#   EGRESS_START_TIMEOUT   seconds to wait for each proxy endpoint (and, with EGRESS_DNS=on, the forwarder)       [15]
+#   EGRESS_DNS_WAIT        seconds auto mode waits for each DNS endpoint after the proxy is up                  [2]
+#   EGRESS_START_TIMEOUT   seconds to wait for each proxy endpoint (and, with EGRESS_DNS=on, each DNS one)       [15]
 #   EGRESS_ENCLAVE_ARGS    extra arguments for egress-enclave, split on spaces (e.g. "--log-level Debug")         []
 #   EGRESS_APP_DIR         directory to change to before the application starts (a Nitro enclave's init ignores the
 #                          image's WORKDIR; the image sets /app); empty: stay where started                      []
@@ -62,14 +62,15 @@ fail() {
 
 is_number() { case $1 in ''|*[!0-9]*) return 1 ;; *) return 0 ;; esac; }
 
-# listening tcp|udp ADDRESS:PORT: something is bound to ADDRESS:PORT (or to a wildcard address that covers it:
-# [::] and * for IPv6; also 0.0.0.0 for IPv4) and listening.
+# listening tcp|udp ADDRESS:PORT: something is bound to ADDRESS:PORT (or to a wildcard address that covers it: for
+# IPv4 0.0.0.0 and a dual-stack socket, which ss shows as *; for IPv6 [::] and *) and listening. An IPv6-only [::]
+# socket (egress-enclave's are) does not cover an IPv4 endpoint.
 listening() {
   port=${2##*:}
-  case $2 in \[*) v4any= ;; *) v4any="0.0.0.0:$port" ;; esac
+  case $2 in \[*) any="[::]:$port" ;; *) any="0.0.0.0:$port" ;; esac
   if [ "$1" = tcp ]; then flags=-Hltn; else flags=-Hlun; fi
-  ss $flags "sport = :$port" 2>/dev/null | awk -v want="$2" -v v4any="$v4any" -v port=":$port" '
-    $4 == want || (v4any != "" && $4 == v4any) || $4 == "*" port || $4 == "[::]" port { found = 1 }
+  ss $flags "sport = :$port" 2>/dev/null | awk -v want="$2" -v any="$any" -v port=":$port" '
+    $4 == want || $4 == any || $4 == "*" port { found = 1 }
     END { exit found ? 0 : 1 }'
 }
 
@@ -162,8 +163,8 @@ if [ "$EGRESS_DNS" != off ]; then
   fi
 fi
 if [ "$dns" = yes ]; then
-  case " $dns_endpoints" in *" ["*) nameserver=::1 ;; esac
-  case " $dns_endpoints" in *" "[0-9]*) nameserver=127.0.0.1 ;; esac
+  nameserver=127.0.0.1
+  case " $dns_endpoints" in *" "[0-9]*) ;; *) nameserver=::1 ;; esac # IPv6 endpoints only
   # Rewritten in place (not replaced): Docker bind-mounts /etc/resolv.conf.
   printf 'nameserver %s\n' "$nameserver" > "$EGRESS_RESOLV_CONF" || fail "cannot write '$EGRESS_RESOLV_CONF'"
   say "DNS: $EGRESS_RESOLV_CONF now says nameserver $nameserver (redirected to the forwarder on $dns_endpoints)"

@@ -13,10 +13,11 @@
 #                    it allows only the demo's test addresses, and --enable refuses to start the service on it]
 #   --prefix DIR     where the program goes                                            [/opt/egress]
 #   --force-config   replace an existing /etc/egress/enclave.toml (it is kept otherwise)
-#   --enable         systemctl enable --now egress-host after installing
+#   --enable         systemctl enable egress-host, and start it unless it runs
 #
-# A running egress-host is restarted when the program, the configuration or the unit changed (so that what was
-# installed is what runs; its live connections get relay.shutdown_drain_seconds to finish), and left alone otherwise.
+# A running egress-host is restarted when what it runs is not what is installed (this run changed the program, the
+# configuration or the unit, or an earlier one did after it started), so that the installed policy is the one in
+# force; its live connections get relay.shutdown_drain_seconds to finish. Otherwise it is left alone.
 # Installs: PREFIX/egress-host, PREFIX/README.md, /etc/egress/enclave.toml (0644),
 # /etc/systemd/system/egress-host.service. Before anything is installed, the configuration that will be in effect (the
 # new one, checked as a copy in /etc/egress so that relative paths resolve as they will, or the kept
@@ -44,7 +45,7 @@ while [ "$#" -gt 0 ]; do
     --prefix) [ "$#" -ge 2 ] || fail "--prefix needs a directory"; prefix=$2; shift 2 ;;
     --force-config) force_config=yes; shift ;;
     --enable) enable=yes; shift ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -eu$/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
     *) fail "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -143,9 +144,12 @@ install -d -m 0755 "$bin_dir" "$unit_dir" || fail "cannot create $bin_dir and $u
 
 # Copy to a temporary name (made by mktemp, never an existing file or link), then rename: a running egress-host keeps
 # its old file.
-cmp -s "$from/egress-host" "$bin_dir/egress-host" || changes="$changes program"
-new_program=$(mktemp "$bin_dir/.egress-host.XXXXXX") && cat "$from/egress-host" >"$new_program" && chmod 0755 "$new_program" &&
-  mv -f "$new_program" "$bin_dir/egress-host" || { rm -f "${new_program:-}"; fail "cannot install $bin_dir/egress-host"; }
+# An identical program is left in place (its time stays that of the install the running service may predate).
+if ! cmp -s "$from/egress-host" "$bin_dir/egress-host"; then
+  changes="$changes program"
+  new_program=$(mktemp "$bin_dir/.egress-host.XXXXXX") && cat "$from/egress-host" >"$new_program" && chmod 0755 "$new_program" &&
+    mv -f "$new_program" "$bin_dir/egress-host" || { rm -f "${new_program:-}"; fail "cannot install $bin_dir/egress-host"; }
+fi
 install -m 0644 "$readme" "$bin_dir/README.md" || fail "cannot install $bin_dir/README.md"
 say "installed $bin_dir/egress-host"
 
@@ -155,8 +159,10 @@ if [ -e "$etc_dir/enclave.toml" ] && [ "$force_config" = no ]; then
   else
     say "kept $etc_dir/enclave.toml, which differs from $config (use --force-config to replace it)"
   fi
+elif cmp -s "$staged" "$etc_dir/enclave.toml"; then
+  say "kept $etc_dir/enclave.toml (the same as $config)"
 else
-  cmp -s "$staged" "$etc_dir/enclave.toml" || changes="$changes configuration"
+  changes="$changes configuration"
   chmod 0644 "$staged" && mv -f "$staged" "$etc_dir/enclave.toml" || fail "cannot install $etc_dir/enclave.toml"
   if [ "$config_given" = yes ]; then
     say "installed $etc_dir/enclave.toml"
@@ -166,14 +172,20 @@ else
 fi
 
 new_unit=$(mktemp "$unit_dir/.egress-host.service.XXXXXX") &&
-  sed -e "s|/opt/egress/|$prefix/|g" "$here/egress-host.service" >"$new_unit" && chmod 0644 "$new_unit" &&
-  { cmp -s "$new_unit" "$unit_dir/egress-host.service" || changes="$changes unit"; } &&
-  mv -f "$new_unit" "$unit_dir/egress-host.service" || { rm -f "${new_unit:-}"; fail "cannot install the unit"; }
-say "installed $unit_dir/egress-host.service"
-if [ -n "$changes" ]; then
-  running_note="a running egress-host is restarted (changed:$changes)"
+  sed -e "s|/opt/egress/|$prefix/|g" "$here/egress-host.service" >"$new_unit" && chmod 0644 "$new_unit" ||
+  { rm -f "${new_unit:-}"; fail "cannot write the unit"; }
+if cmp -s "$new_unit" "$unit_dir/egress-host.service"; then
+  rm -f "$new_unit"
+  say "kept $unit_dir/egress-host.service (unchanged)"
 else
-  running_note="nothing changed: a running egress-host is left running"
+  changes="$changes unit"
+  mv -f "$new_unit" "$unit_dir/egress-host.service" || { rm -f "$new_unit"; fail "cannot install the unit"; }
+  say "installed $unit_dir/egress-host.service"
+fi
+if [ -n "$changes" ]; then
+  running_note="a running egress-host would be restarted (changed:$changes)"
+else
+  running_note="nothing changed: a running egress-host would be restarted only if it started before the files were installed"
 fi
 
 if [ -n "$DESTDIR" ]; then
@@ -188,13 +200,26 @@ systemctl daemon-reload || fail "systemctl daemon-reload failed"
 if [ "$enable" = yes ]; then
   systemctl enable egress-host.service || fail "systemctl enable egress-host failed"
 fi
+# Seconds since the epoch when the running service started; empty when unknown.
+started_at() {
+  t=$(systemctl show -p ActiveEnterTimestamp --value egress-host.service 2>/dev/null) && [ -n "$t" ] &&
+    date -d "$t" +%s 2>/dev/null
+}
+# Whether an installed file is newer than the running service: an earlier install it never restarted for.
+older_than_files() {
+  s=$(started_at) || return 0 # unknown: restart, as an installed policy must be the one in force
+  for f in "$bin_dir/egress-host" "$etc_dir/enclave.toml" "$unit_dir/egress-host.service"; do
+    [ "$(stat -c %Y "$f")" -le "$s" ] || return 0
+  done
+  return 1
+}
 if systemctl is-active --quiet egress-host.service; then
   # Still the old program and policy: what was installed would not run until the next restart.
-  if [ -n "$changes" ]; then
+  if [ -n "$changes" ] || older_than_files; then
     systemctl restart egress-host.service || fail "systemctl restart egress-host failed (journalctl -u egress-host)"
-    say "restarted egress-host (changed:$changes): systemctl status egress-host"
+    say "restarted egress-host (${changes:+changed:$changes; }it now runs what is installed): systemctl status egress-host"
   else
-    say "egress-host is running; nothing changed, so it was not restarted"
+    say "egress-host is running what is installed; not restarted"
   fi
 elif [ "$enable" = yes ]; then
   systemctl start egress-host.service || fail "systemctl start egress-host failed (journalctl -u egress-host)"

@@ -171,10 +171,9 @@ internal sealed class ConfigurationReader
 
         if (Path.IsPathFullyQualified(value))
         {
-            throw new ConfigurationException(
-                locations[path],
-                path,
-                $"expected a file path, found the directory \"{PrintableText.Shorten(value)}\" (a file in it, e.g. \"{PrintableText.Shorten(value)}audit.jsonl\")");
+            string shown = PrintableText.Shorten(value);
+            string example = shown == value ? $" (a file in it, e.g. \"{value}audit.jsonl\")" : string.Empty;
+            throw new ConfigurationException(locations[path], path, $"expected a file path, found the directory \"{shown}\"{example}");
         }
 
         throw new ConfigurationException(

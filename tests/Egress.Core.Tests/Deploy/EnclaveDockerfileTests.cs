@@ -36,7 +36,22 @@ public sealed partial class EnclaveDockerfileTests
         var instructions = LastStage();
         string workdir = instructions.Last(i => i.Name == "WORKDIR").Arguments;
 
-        Assert.That(Single(instructions, "ENV"), Does.Match($@"(^|\s)EGRESS_APP_DIR={Regex.Escape(workdir)}(\s|$)"));
+        Assert.That(EnvironmentOf(instructions), Does.ContainKey("EGRESS_APP_DIR").WithValue(workdir));
+    }
+
+    /// <summary>The ENV key=value pairs of the stage, quotes removed (later ones win, as in Docker).</summary>
+    private static Dictionary<string, string> EnvironmentOf(IReadOnlyList<(string Name, string Arguments)> instructions)
+    {
+        var pairs = new Dictionary<string, string>();
+        foreach (var (_, arguments) in instructions.Where(i => i.Name == "ENV"))
+        {
+            foreach (Match pair in EnvPairPattern().Matches(arguments))
+            {
+                pairs[pair.Groups[1].Value] = pair.Groups[2].Value.Trim('"');
+            }
+        }
+
+        return pairs;
     }
 
     private static string Single(IReadOnlyList<(string Name, string Arguments)> instructions, string name)
@@ -54,9 +69,9 @@ public sealed partial class EnclaveDockerfileTests
         foreach (string raw in File.ReadAllLines(Path.Combine(RepositoryFiles.Root(), "deploy", "enclave", "Dockerfile")))
         {
             string line = raw.Trim();
-            if (pending.Length == 0 && (line.Length == 0 || line.StartsWith('#')))
+            if (line.Length == 0 || line.StartsWith('#'))
             {
-                continue;
+                continue; // Docker drops comment lines inside a continuation too
             }
 
             if (line.EndsWith('\\'))
@@ -88,4 +103,7 @@ public sealed partial class EnclaveDockerfileTests
 
     [GeneratedRegex(@"^([A-Za-z]+)\s+(.*)$")]
     private static partial Regex InstructionPattern();
+
+    [GeneratedRegex(@"([A-Za-z_][A-Za-z0-9_]*)=(""[^""]*""|\S*)")]
+    private static partial Regex EnvPairPattern();
 }
