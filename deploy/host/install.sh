@@ -145,13 +145,15 @@ install -d -m 0755 "$bin_dir" "$unit_dir" || fail "cannot create $bin_dir and $u
 # Copy to a temporary name (made by mktemp, never an existing file or link), then rename: a running egress-host keeps
 # its old file.
 # An identical program is left in place (its time stays that of the install the running service may predate).
-if ! cmp -s "$from/egress-host" "$bin_dir/egress-host"; then
+if cmp -s "$from/egress-host" "$bin_dir/egress-host"; then
+  say "kept $bin_dir/egress-host (the same program)"
+else
   changes="$changes program"
   new_program=$(mktemp "$bin_dir/.egress-host.XXXXXX") && cat "$from/egress-host" >"$new_program" && chmod 0755 "$new_program" &&
     mv -f "$new_program" "$bin_dir/egress-host" || { rm -f "${new_program:-}"; fail "cannot install $bin_dir/egress-host"; }
+  say "installed $bin_dir/egress-host"
 fi
 install -m 0644 "$readme" "$bin_dir/README.md" || fail "cannot install $bin_dir/README.md"
-say "installed $bin_dir/egress-host"
 
 if [ -e "$etc_dir/enclave.toml" ] && [ "$force_config" = no ]; then
   if cmp -s "$config" "$etc_dir/enclave.toml"; then

@@ -112,6 +112,7 @@ public sealed class InstallScriptTests
             Assert.That((first.ExitCode, again.ExitCode, newPolicy.ExitCode), Is.EqualTo((0, 0, 0)), $"{first}\n{again}\n{newPolicy}");
             Assert.That(first.StandardOutput, Does.Contain("a running egress-host would be restarted (changed: program configuration unit)"), first.ToString);
             Assert.That(writtenAgain, Is.EqualTo(writtenFirst), "identical program and unit left in place");
+            Assert.That(again.StandardOutput, Does.Contain("kept ").And.Contain("egress-host (the same program)"), again.ToString);
             Assert.That(again.StandardOutput, Does.Contain("nothing changed: a running egress-host would be restarted only if it started before the files were installed"), again.ToString);
             Assert.That(newPolicy.StandardOutput, Does.Contain("a running egress-host would be restarted (changed: configuration)"), newPolicy.ToString);
         });
