@@ -177,7 +177,7 @@ internal sealed class RelayMonitor
         bool halfClosed = Volatile.Read(ref _halfClosed) != 0 && _tracksHalfClosed;
         TimeSpan timeout = halfClosed ? _halfClosedTimeout : _idleTimeout;
         TimeSpan idleFor = _time.GetElapsedTime(Volatile.Read(ref _lastActivity));
-        if (idleFor >= timeout || (_tracksIdle && idleFor >= _idleTimeout))
+        if (idleFor >= timeout) // half-closed, the timeout is the shorter one (the constructor tracks it only then)
         {
             bool byHalfClosedTimeout = halfClosed && (!_tracksIdle || idleFor < _idleTimeout);
             Abort(
