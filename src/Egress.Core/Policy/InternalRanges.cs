@@ -8,7 +8,7 @@ namespace Egress.Policy;
 /// link-local (instance metadata), private, shared (CGNAT), unique-local, multicast, broadcast and reserved space,
 /// including IPv4 internal addresses written as IPv4-mapped (<c>::ffff:a.b.c.d</c>), IPv4-compatible
 /// (<c>::a.b.c.d</c>), NAT64 (<c>64:ff9b::a.b.c.d</c>), IPv4-translated (<c>::ffff:0:a.b.c.d</c>) or 6to4
-/// (<c>2002:aabb:ccdd::/48</c>) IPv6 addresses, and the local-use NAT64 prefix 64:ff9b:1::/48.
+/// (<c>2002:aabb:ccdd::/48</c>) IPv6 addresses, the local-use NAT64 prefix 64:ff9b:1::/48 and Teredo 2001::/32.
 /// Documentation and benchmarking ranges (192.0.2.0/24, 198.18.0.0/15, 198.51.100.0/24, 203.0.113.0/24,
 /// 2001:db8::/32) are ordinary addresses.
 /// </summary>
@@ -51,6 +51,11 @@ internal static class InternalRanges
         (AddressBlock.Parse("64:ff9b:1::/48"), "local-use NAT64 64:ff9b:1::/48 (not globally reachable)"),
         (AddressBlock.Parse("100::/64"), "discard-only 100::/64"),
         (AddressBlock.Parse("5f00::/16"), "SRv6 SIDs 5f00::/16 (not globally reachable)"),
+
+        // RFC 4380: a relay carries it over UDP to the IPv4 address in its last 32 bits (inverted), on whatever network
+        // the relay sits in (the parent's, if it runs one); IANA's special-purpose registry gives it no global
+        // reachability of its own (N/A). Listed whole rather than decoded: no public service is reached through it.
+        (AddressBlock.Parse("2001::/32"), "Teredo 2001::/32 (UDP-tunnelled to the IPv4 address it carries; not globally reachable)"),
     ];
 
     // IPv6 blocks whose addresses embed an IPv4 address and are classified by it (see TryClassify).

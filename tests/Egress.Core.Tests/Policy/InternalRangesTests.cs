@@ -26,6 +26,9 @@ public sealed class InternalRangesTests
     [TestCase("::ffff:192.0.0.1", "IETF protocol assignments 192.0.0.0/24 (DS-Lite, NAT64 discovery; not globally reachable)")]
     [TestCase("100::1", "discard-only 100::/64")]
     [TestCase("5f00::1", "SRv6 SIDs 5f00::/16 (not globally reachable)")]
+    // Named by a red-team trial: Teredo carries a client's IPv4 address (inverted), 169.254.169.254 here.
+    [TestCase("2001:0:4136:e378:8000:63bf:5601:5601", "Teredo 2001::/32 (UDP-tunnelled to the IPv4 address it carries; not globally reachable)")]
+    [TestCase("2001::1", "Teredo 2001::/32 (UDP-tunnelled to the IPv4 address it carries; not globally reachable)")]
     [TestCase("224.0.0.1", "multicast 224.0.0.0/4")]
     [TestCase("239.255.255.250", "multicast 224.0.0.0/4")]
     [TestCase("240.0.0.1", "reserved 240.0.0.0/4")]
@@ -102,6 +105,8 @@ public sealed class InternalRangesTests
     [TestCase("::ffff:0:8.8.8.8")]
     [TestCase("2002:808:808::1")]
     [TestCase("2003::1")]
+    [TestCase("2001:1::1")]
+    [TestCase("2001:4860:4860::8888")]
     public void ClassifiesOrdinary(string address)
     {
         bool isInternal = InternalRanges.TryClassify(IPAddress.Parse(address), out string? name);
@@ -194,7 +199,8 @@ public sealed class InternalRangesTests
     [TestCase("0.0.0.0/1", new[] { "loopback 127.0.0.0/8", "unspecified 0.0.0.0/8", "private 10.0.0.0/8", "shared CGNAT 100.64.0.0/10" })]
     [TestCase("128.0.0.0/1", new[] { "broadcast 255.255.255.255", "link-local 169.254.0.0/16 (instance metadata)", "private 172.16.0.0/12", "private 192.168.0.0/16", "IETF protocol assignments 192.0.0.0/24 (DS-Lite, NAT64 discovery; not globally reachable)", "multicast 224.0.0.0/4", "reserved 240.0.0.0/4" })]
     [TestCase("169.254.0.0/15", new[] { "link-local 169.254.0.0/16 (instance metadata)" })]
-    [TestCase("2000::/3", new[] { "6to4 2002::/16 (every internal IPv4 range in that form)" })]
+    [TestCase("2000::/3", new[] { "Teredo 2001::/32 (UDP-tunnelled to the IPv4 address it carries; not globally reachable)", "6to4 2002::/16 (every internal IPv4 range in that form)" })]
+    [TestCase("2001::/16", new[] { "Teredo 2001::/32 (UDP-tunnelled to the IPv4 address it carries; not globally reachable)" })]
     [TestCase("fd00::/8", new[] { "instance metadata fd00:ec2::254 (unique local fc00::/7)" })]
     // From a red-team trial: an entry that is a form's block exactly opened every internal IPv4 range in it unwarned.
     [TestCase("64:ff9b::/96", new[] { "NAT64 64:ff9b::/96 (every internal IPv4 range in that form)" })]
@@ -227,7 +233,7 @@ public sealed class InternalRangesTests
         {
             Assert.That(v4, Has.Count.EqualTo(11));
             Assert.That(v4, Has.Member("link-local 169.254.0.0/16 (instance metadata)"));
-            Assert.That(v6, Has.Count.EqualTo(14), "10 IPv6 ranges and 4 forms that embed IPv4");
+            Assert.That(v6, Has.Count.EqualTo(15), "11 IPv6 ranges and 4 forms that embed IPv4");
             Assert.That(v6, Has.Member("loopback ::1"));
             Assert.That(v6, Has.Member("IPv4-compatible ::/96 (every internal IPv4 range in that form)"));
             Assert.That(v6, Has.None.Contains("127.0.0.0/8"), "an IPv6 entry never matches IPv4 destinations");
