@@ -12,7 +12,10 @@
 #   5. egress-enclave exiting at start (a tunnel endpoint only the proxy reads) fails at once with its exit code;
 #   6. an invalid configuration fails at the rules step, before egress-enclave starts;
 #   7. EGRESS_NETFILTER=legacy puts the rules into the iptables-legacy tables (as on the Nitro enclave kernel);
-#   8. EGRESS_PROXY_PORT (no longer read) and a bad EGRESS_NETFILTER are refused before anything changes.
+#   8. EGRESS_PROXY_PORT (no longer read) and a bad EGRESS_NETFILTER are refused before anything changes;
+#   9. egress-enclave killed while the application runs (just after relaying a connection) is restarted and listens
+#      again; with EGRESS_RESTART=off it is not, and says so; without an application, TERM to the bootstrap stops
+#      egress-enclave and its supervisor.
 # Namespaces are named eg-boot-*; each case removes its namespace and the processes in it, also on failure.
 # Usage: deploy/test-bootstrap.sh   (builds src/Egress.Enclave in Release unless EGRESS_ENCLAVE_BIN is set)
 set -uo pipefail
@@ -190,6 +193,41 @@ check "EGRESS_NETFILTER=nftables: exit code 1" test "$rc" -eq 1
 check "EGRESS_NETFILTER=nftables: names the accepted values" has "bootstrap: error: EGRESS_NETFILTER='nftables' is not one of auto, nft, legacy (or empty)"
 check "application did not run" lacks "APP RAN"
 check "nothing changed (lo still down)" test -z "$(ip netns exec "$ns" ip link show dev lo up)"
+show_output_if_failed "$before"
+
+echo "9. egress-enclave exits while the application runs"
+# The application: makes a connection through the proxy (which fails it: nobody serves the tunnel), kills
+# egress-enclave, then waits up to 10 s for a new egress-enclave to listen, and exits 7.
+listener_pid='ss -Hltnp "sport = :4455" | sed -n "s/.*pid=\([0-9]*\).*/\1/p" | head -n 1'
+app_kill="first=\$($listener_pid); echo \"FIRST \$first\"; nc -w 2 198.18.0.1 80 </dev/null; kill -KILL \"\$first\";
+  second=; i=0; while [ \$i -lt 100 ]; do second=\$($listener_pid); [ -n \"\$second\" ] && [ \"\$second\" != \"\$first\" ] && break; second=; sleep 0.1; i=\$((i + 1)); done
+  echo \"SECOND \${second:-none}\"; exit 7"
+new_ns restart; before=$failed
+run_bootstrap EGRESS_DNS=off -- sh -c "$app_kill"; rc=$?
+check "exit code is the application's (7)" test "$rc" -eq 7
+check "the application found egress-enclave listening" grep -qE '^FIRST [0-9]+$' "$out"
+check "a new egress-enclave listens after the first was killed" grep -qE '^SECOND [0-9]+$' "$out"
+check "the supervisor said what happened and when it restarts" grep -qE '^bootstrap: egress-enclave \(pid [0-9]+\) exited \(code 137\) after [0-9]+s; outbound connections and DNS are refused until it is back; restarting it in 1s$' "$out"
+show_output_if_failed "$before"
+new_ns norestart; before=$failed
+run_bootstrap EGRESS_DNS=off EGRESS_RESTART=off -- sh -c "${app_kill//100/20}"; rc=$?
+check "EGRESS_RESTART=off: exit code is the application's (7)" test "$rc" -eq 7
+check "EGRESS_RESTART=off: no new egress-enclave within 2 s" has "SECOND none"
+check "EGRESS_RESTART=off: says it was not restarted" has "EGRESS_RESTART=off: not restarted; outbound connections and DNS are refused from now on"
+check "EGRESS_RESTART=off: nothing left running" test -z "$(ip netns pids "$ns")"
+show_output_if_failed "$before"
+new_ns noapp; before=$failed
+ip netns exec "$ns" env EGRESS_ENCLAVE_BIN="$EGRESS_ENCLAVE_BIN" EGRESS_CONFIG="$work/enclave.toml" \
+  EGRESS_RESOLV_CONF="$work/resolv.conf" EGRESS_DNS=off sh "$bootstrap" >"$out" 2>&1 &
+boot=$!
+for _ in $(seq 100); do grep -qF "no application given" "$out" && break; sleep 0.1; done
+kill -TERM "$boot"
+stopped=no
+for _ in $(seq 100); do kill -0 "$boot" 2>/dev/null || { stopped=yes; break; }; sleep 0.1; done
+wait "$boot" 2>/dev/null
+check "no application: ran egress-enclave only" has "no application given; running egress-enclave only"
+check "no application: TERM stops the bootstrap within 10 s" test "$stopped" = yes
+check "no application: and egress-enclave with its supervisor" test -z "$(ip netns pids "$ns")"
 show_output_if_failed "$before"
 
 cleanup_ns

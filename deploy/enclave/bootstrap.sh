@@ -9,13 +9,15 @@
 #    via iptables-nft, else iptables-legacy, as on the Nitro enclave kernel, which has no nf_tables; see
 #    EGRESS_NETFILTER). Its "proxy: ADDRESS:PORT ..." lines name the endpoints the proxy must listen on: the port
 #    is read from the configuration alone, never given twice;
-# 3. starts egress-enclave --config $EGRESS_CONFIG in the background;
+# 3. starts egress-enclave --config $EGRESS_CONFIG in the background, under a small supervisor that restarts it if
+#    it exits once the application runs (after 1 s, doubling to 30 s while it keeps failing; EGRESS_RESTART);
 # 4. waits (bounded) until the proxy listens on each of those endpoints;
 # 5. DNS: once the forwarder listens on every endpoint of [enclave] dns_listen (the rules' "dns: ADDRESS:PORT"
 #    lines: port-53 DNS to any address goes there), writes "nameserver 127.0.0.1" (::1 with IPv6 endpoints only) to
 #    $EGRESS_RESOLV_CONF;
-# 6. exec "$@" (the application replaces this shell; egress-enclave keeps running beside it).
-#    Without arguments it waits for egress-enclave instead.
+# 6. exec "$@" (the application replaces this shell; egress-enclave and its supervisor keep running beside it).
+#    Without arguments it waits for egress-enclave instead (and passes INT and TERM on to it).
+# While egress-enclave is down, outbound connections and DNS are refused (the rules stay; nothing leaves unchecked).
 # Any failed step prints "bootstrap: error: ..." and exits non-zero before the application starts.
 #
 # Environment (defaults in brackets):
@@ -31,6 +33,7 @@
 #   EGRESS_DNS_WAIT        seconds auto mode waits for each DNS endpoint after the proxy is up                  [2]
 #   EGRESS_START_TIMEOUT   seconds to wait for each proxy endpoint (and, with EGRESS_DNS=on, each DNS one)       [15]
 #   EGRESS_ENCLAVE_ARGS    extra arguments for egress-enclave, split on spaces (e.g. "--log-level Debug")         []
+#   EGRESS_RESTART         on: restart egress-enclave whenever it exits after start-up; off: leave it stopped   [on]
 #   EGRESS_APP_DIR         directory to change to before the application starts (a Nitro enclave's init ignores the
 #                          image's WORKDIR; the image sets /app); empty: stay where started                      []
 # EGRESS_PROXY_PORT is no longer read (the port is [enclave] proxy_listen's); setting it is an error, so that a
@@ -46,6 +49,7 @@ EGRESS_DNS_WAIT=${EGRESS_DNS_WAIT:-2}
 EGRESS_START_TIMEOUT=${EGRESS_START_TIMEOUT:-15}
 EGRESS_ENCLAVE_ARGS=${EGRESS_ENCLAVE_ARGS:-}
 EGRESS_APP_DIR=${EGRESS_APP_DIR:-}
+EGRESS_RESTART=${EGRESS_RESTART:-on}
 
 enclave_pid=
 
@@ -91,6 +95,46 @@ wait_for() {
   return 1
 }
 
+# uptime_seconds: whole seconds since boot (monotonic, and needs no date(1)).
+uptime_seconds() { read -r up _ < /proc/uptime && printf '%s\n' "${up%%.*}"; }
+
+# supervise: runs egress-enclave in the background and waits for it. Until it is told start-up is done (SIGUSR1 from
+# the bootstrap), an exit of egress-enclave ends the supervisor with its exit code, for the bootstrap to report.
+# After that, an exit is logged and egress-enclave is started again (EGRESS_RESTART=on) after a delay that doubles
+# from 1 s to 30 s while it runs less than a minute each time. TERM or INT stops egress-enclave and the supervisor,
+# which exits with egress-enclave's code.
+supervise() {
+  started_up=no stopping=no child= delay=1
+  trap 'started_up=yes' USR1
+  trap 'stopping=yes; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null' TERM INT
+  while :; do
+    since=$(uptime_seconds)
+    # shellcheck disable=SC2086 # EGRESS_ENCLAVE_ARGS is split on purpose
+    "$EGRESS_ENCLAVE_BIN" --config "$EGRESS_CONFIG" $EGRESS_ENCLAVE_ARGS &
+    child=$!
+    code=0
+    # A wait that a trapped signal interrupts returns early; wait again until the process is gone.
+    while kill -0 "$child" 2>/dev/null; do
+      wait "$child"
+      code=$?
+    done
+    [ "$stopping" = no ] && [ "$started_up" = yes ] || exit "$code"
+    ran=$(( $(uptime_seconds) - since ))
+    if [ "$EGRESS_RESTART" != on ]; then
+      say "egress-enclave (pid $child) exited (code $code) after ${ran}s; EGRESS_RESTART=$EGRESS_RESTART: not restarted; outbound connections and DNS are refused from now on"
+      exit "$code"
+    fi
+    [ "$ran" -lt 60 ] || delay=1
+    say "egress-enclave (pid $child) exited (code $code) after ${ran}s; outbound connections and DNS are refused until it is back; restarting it in ${delay}s"
+    child=
+    sleep "$delay" &
+    sleeper=$!
+    wait "$sleeper" 2>/dev/null
+    [ "$stopping" = no ] || { kill "$sleeper" 2>/dev/null; exit "$code"; }
+    delay=$(( delay * 2 > 30 ? 30 : delay * 2 ))
+  done
+}
+
 # --- checks -------------------------------------------------------------------------------------------------------
 [ -z "${EGRESS_PROXY_PORT+set}" ] ||
   fail "EGRESS_PROXY_PORT is no longer used: the proxy port comes from [enclave] proxy_listen in '$EGRESS_CONFIG'; unset it"
@@ -98,6 +142,7 @@ is_number "$EGRESS_START_TIMEOUT" && [ "$EGRESS_START_TIMEOUT" -ge 1 ] ||
   fail "EGRESS_START_TIMEOUT='$EGRESS_START_TIMEOUT' is not a whole number of seconds >= 1"
 is_number "$EGRESS_DNS_WAIT" || fail "EGRESS_DNS_WAIT='$EGRESS_DNS_WAIT' is not a whole number of seconds"
 case $EGRESS_DNS in auto|on|off) ;; *) fail "EGRESS_DNS='$EGRESS_DNS' is not one of auto, on, off" ;; esac
+case $EGRESS_RESTART in on|off) ;; *) fail "EGRESS_RESTART='$EGRESS_RESTART' is not one of on, off" ;; esac
 case $EGRESS_NETFILTER in ''|auto|nft|legacy) ;; *) fail "EGRESS_NETFILTER='$EGRESS_NETFILTER' is not one of auto, nft, legacy (or empty)" ;; esac
 [ -x "$EGRESS_ENCLAVE_BIN" ] || fail "egress-enclave not found or not executable at '$EGRESS_ENCLAVE_BIN' (set EGRESS_ENCLAVE_BIN)"
 [ -r "$EGRESS_CONFIG" ] || fail "configuration '$EGRESS_CONFIG' not found or not readable (set EGRESS_CONFIG)"
@@ -126,8 +171,8 @@ proxy_endpoints=$(printf '%s\n' "$rules_out" | awk '$1 == "proxy:" { printf "%s%
 dns_endpoints=$(printf '%s\n' "$rules_out" | awk '$1 == "dns:" { printf "%s%s", sep, $2; sep = " " }')
 
 # --- 3. the proxy -------------------------------------------------------------------------------------------------
-# shellcheck disable=SC2086 # EGRESS_ENCLAVE_ARGS is split on purpose
-"$EGRESS_ENCLAVE_BIN" --config "$EGRESS_CONFIG" $EGRESS_ENCLAVE_ARGS &
+# enclave_pid is the supervisor's: signals to it reach egress-enclave, and its exit code is egress-enclave's.
+supervise &
 enclave_pid=$!
 trap 'fail "interrupted"' INT TERM
 
@@ -138,7 +183,7 @@ for endpoint in $proxy_endpoints; do
     fail "egress-enclave did not listen on $endpoint within ${EGRESS_START_TIMEOUT}s (the rules redirect there, from [enclave] proxy_listen in '$EGRESS_CONFIG')"
 done
 set +f
-say "egress-enclave (pid $enclave_pid) is listening on $proxy_endpoints"
+say "egress-enclave is listening on $proxy_endpoints (its supervisor: pid $enclave_pid)"
 
 # --- 5. DNS -------------------------------------------------------------------------------------------------------
 # The forwarder's endpoints are the rules' "dns:" lines ([enclave] dns_listen): port-53 DNS to any address of a family
@@ -177,6 +222,11 @@ elif [ "$EGRESS_DNS" = auto ]; then
 fi
 
 # --- 6. the application -------------------------------------------------------------------------------------------
+# From here on the supervisor restarts egress-enclave when it exits (and no longer reports a first exit to us).
+# (A supervisor that has exited stays a zombie until waited for, and a zombie takes signals without error.)
+kill -USR1 "$enclave_pid" 2>/dev/null &&
+  awk '$1 == "State:" { exit $2 == "Z" }' "/proc/$enclave_pid/status" 2>/dev/null ||
+  fail "egress-enclave exited during start-up; see its messages above"
 trap - INT TERM
 if [ "$#" -eq 0 ]; then
   say "no application given; running egress-enclave only"
