@@ -84,7 +84,9 @@ public static class ConfiguredComponents
     /// (<c>vsock://host:PORT</c>, the hypervisor's CID; a Nitro enclave's parent is CID 3).</item>
     /// <item>A file copied from an Evervault enclave (<c>uuid</c>, <c>app_uuid</c> or <c>team_uuid</c>) without
     /// <c>egress.ports</c>: Evervault would allow port 443 only, Egress allows every port of an entry that names none.</item>
-    /// <item>A wildcard over a whole top-level domain (<c>*.com</c>); a bare IPv6 address whose last group reads as a port
+    /// <item>A wildcard over a whole top-level domain (<c>*.com</c>), over another public suffix (<c>*.co.uk</c>,
+    /// <c>*.s3.amazonaws.com</c>) or over a domain that holds some (<c>*.amazonaws.com</c>), by the Public Suffix List
+    /// of 2023-02-09 shipped in the package; a bare IPv6 address whose last group reads as a port
     /// (<c>2001:db8::1:443</c>: decimal digits without a leading zero after an IPv6 address that has <c>::</c>).</item>
     /// <item>An address or network entry inside loopback or link-local (<c>[::1]</c>, <c>169.254.169.254</c>), which opens
     /// the parent's own services or the instance metadata service to the enclave (a loopback network: nothing at all);
@@ -133,6 +135,12 @@ public static class ConfiguredComponents
                 continue;
             }
 
+            if (PublicSuffixCaution(entry) is { } publicSuffix)
+            {
+                warnings.Add(publicSuffix);
+                continue;
+            }
+
             if (PortLikeLastGroup(entry) is var (head, port))
             {
                 // "2001:db8::1:443" is a valid address: an operator who meant port 443 of 2001:db8::1 gets another one.
@@ -164,6 +172,40 @@ public static class ConfiguredComponents
 
         warnings.AddRange(RedundantEntryCautions(configuration.Egress));
         return warnings;
+    }
+
+    /// <summary>
+    /// A wildcard over a public suffix of more than one label (<c>*.co.uk</c>, <c>*.s3.amazonaws.com</c>,
+    /// <c>*.github.io</c>), or over a domain that holds such suffixes (<c>*.amazonaws.com</c>): by the Public Suffix List,
+    /// anyone can register or create names there, so a dependency can reach a name of its own (an attacker's bucket).
+    /// </summary>
+    private static string? PublicSuffixCaution(DestinationEntry entry)
+    {
+        if (entry.Rule is not { Kind: DestinationRuleKind.WildcardSubdomain, HostName: { } domain } || !domain.Contains('.', StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var (isPublicSuffix, below) = PublicSuffixList.FindShipped(domain);
+        if (isPublicSuffix)
+        {
+            return $"{entry.Location}: warning: destination \"{entry.Text}\" allows every name under \"{domain}\", a public suffix "
+                + $"(Public Suffix List, {PublicSuffixList.ShippedVersion}): anyone can register or create names there; "
+                + $"list the names or domains meant (\"name.{domain}\", \"*.name.{domain}\") (key 'egress.destinations')";
+        }
+
+        if (below.Count == 0)
+        {
+            return null;
+        }
+
+        const int Shown = 3;
+        string examples = string.Join(", ", below.Take(Shown)) + (below.Count > Shown
+            ? string.Create(CultureInfo.InvariantCulture, $" and {below.Count - Shown} more")
+            : string.Empty);
+        return $"{entry.Location}: warning: destination \"{entry.Text}\" allows every name under \"{domain}\", which holds public suffixes "
+            + $"where anyone can create names ({examples}; Public Suffix List, {PublicSuffixList.ShippedVersion}); "
+            + "list the names meant (key 'egress.destinations')";
     }
 
     /// <summary>

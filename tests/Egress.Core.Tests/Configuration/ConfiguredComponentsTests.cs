@@ -242,8 +242,42 @@ public sealed class ConfiguredComponentsTests
         Assert.That(configuration.GetWarnings(), Is.EqualTo(new[]
         {
             $"{Source}:5:3: warning: destination \"*.com:443\" allows every name under the top-level domain \"com\", which anyone can register a name in; list the domains meant (\"*.example.com\") (key 'egress.destinations')",
+            $"{Source}:6:3: warning: destination \"*.co.uk\" allows every name under \"co.uk\", a public suffix (Public Suffix List, 2023-02-09): anyone can register or create names there; list the names or domains meant (\"name.co.uk\", \"*.name.co.uk\") (key 'egress.destinations')",
         }));
     }
+
+    // Before, only a top-level domain was warned about: "*.s3.amazonaws.com" (any bucket, an attacker's too), "*.co.uk"
+    // and "*.github.io" were taken without a word, and so was "*.amazonaws.com", which holds such suffixes.
+    [TestCase("*.s3.amazonaws.com", "\"s3.amazonaws.com\", a public suffix")]
+    [TestCase("*.github.io:443", "\"github.io\", a public suffix")]
+    [TestCase("*.CO.UK.", "\"co.uk\", a public suffix")]
+    [TestCase("*.ward.kobe.jp", "\"ward.kobe.jp\", a public suffix")] // by the rule *.kobe.jp
+    [TestCase("*.xn--55qx5d.cn", "\"xn--55qx5d.cn\", a public suffix")] // the list writes it as 公司.cn
+    [TestCase("*.nagoya.jp", "\"nagoya.jp\", which holds public suffixes")] // the rule *.nagoya.jp
+    public void AWildcardOverAPublicSuffixIsWarnedAbout(string entry, string expected) =>
+        Assert.That(
+            EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"{entry}\"]\n", Source).GetWarnings(),
+            Has.Exactly(1).Contains($"allows every name under {expected}"));
+
+    [Test]
+    public void AWildcardOverADomainThatHoldsPublicSuffixesNamesTheShortestAndCountsTheRest()
+    {
+        var warnings = EgressConfiguration.Parse("[egress]\nenabled = true\ndestinations = [\"*.amazonaws.com:443\"]\n", Source).GetWarnings();
+
+        Assert.That(warnings, Has.Count.EqualTo(1));
+        Assert.That(warnings[0], Does.Match(
+            $"^{System.Text.RegularExpressions.Regex.Escape(Source)}:3:17: warning: destination \"\\*\\.amazonaws\\.com:443\" allows every name under \"amazonaws\\.com\", which holds public suffixes where anyone can create names \\(s3\\.amazonaws\\.com, [^,]+, [^,]+ and [0-9]+ more; Public Suffix List, 2023-02-09\\); list the names meant \\(key 'egress\\.destinations'\\)$"));
+    }
+
+    [TestCase("*.example.co.uk")]
+    [TestCase("*.my-bucket.s3.amazonaws.com")]
+    [TestCase("*.example.github.io")]
+    [TestCase("*.www.ck")] // the exception !www.ck: a registered name, not a suffix
+    [TestCase("*.city.kobe.jp")] // the exception !city.kobe.jp beside *.kobe.jp
+    [TestCase("my-bucket.s3.amazonaws.com")]
+    [TestCase("co.uk")] // the name itself, not the names under it
+    public void AWildcardBelowAPublicSuffixOrAnExactNameGetsNoPublicSuffixWarning(string entry) =>
+        Assert.That(EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"{entry}\"]\n", Source).GetWarnings(), Is.Empty);
 
     // A trial: "*.test" and "*.internal" were said to open a top-level domain "anyone can register a name in".
     [TestCase("test")]

@@ -182,10 +182,32 @@ public sealed class EgressServiceCollectionExtensionsTests
             return ((IPEndPoint)free.LocalEndPoint!).Port;
         }
 
+        // The forwarder binds UDP and TCP on the one port, so the free one must be free for both; a port of the ephemeral
+        // range (what binding port 0 gives) could be taken for TCP meanwhile by another test's outgoing connection (a
+        // run failed so, naming the free port), so it is taken below that range (32768 on Linux by default).
+        int FreeForUdpAndTcp()
+        {
+            for (int attempt = 0; ; attempt++)
+            {
+                int port = Random.Shared.Next(20000, 32000);
+                using var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+                using var tcp = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                try
+                {
+                    udp.Bind(new IPEndPoint(IPAddress.Loopback, port));
+                    tcp.Bind(new IPEndPoint(IPAddress.Loopback, port));
+                    return port;
+                }
+                catch (SocketException) when (attempt < 50)
+                {
+                }
+            }
+        }
+
         using var taken = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
         taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         int takenPort = ((IPEndPoint)taken.LocalEndPoint!).Port;
-        int freePort = FreePort(SocketType.Dgram, ProtocolType.Udp);
+        int freePort = FreeForUdpAndTcp();
         IOException? failure = await EnclaveStartFailureAsync($"127.0.0.1:{FreePort(SocketType.Stream, ProtocolType.Tcp)}", $"\"127.0.0.1:{freePort}\", \"127.0.0.1:{takenPort}\"");
 
         Assert.That(failure!.Message, Does.StartWith($"cannot listen for DNS on 127.0.0.1:{takenPort} (UDP and TCP): "));
