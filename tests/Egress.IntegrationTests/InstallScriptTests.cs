@@ -3,8 +3,9 @@ using Egress.IntegrationTests.Infrastructure;
 namespace Egress.IntegrationTests;
 
 /// <summary>
-/// deploy/host/install.sh staged under DESTDIR (no root needed, no systemctl), with a stand-in for a published
-/// egress-host that runs the built one: what a new user's trial of it found.
+/// deploy/host/install.sh staged under DESTDIR (no root needed, no systemctl), and once for real in a private mount
+/// namespace with a stand-in systemctl, with a stand-in for a published egress-host that runs the built one: what a
+/// new user's trial and reviews of it found.
 /// </summary>
 [TestFixture]
 [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
@@ -115,6 +116,84 @@ public sealed class InstallScriptTests
             Assert.That(again.StandardOutput, Does.Contain("kept ").And.Contain("egress-host (the same program)"), again.ToString);
             Assert.That(again.StandardOutput, Does.Contain("nothing changed: a running egress-host would be restarted only if it started before the files were installed"), again.ToString);
             Assert.That(newPolicy.StandardOutput, Does.Contain("a running egress-host would be restarted (changed: configuration)"), newPolicy.ToString);
+        });
+    }
+
+    // The systemctl branch, which the DESTDIR runs above never reach (CI has no systemd): install.sh as root for real,
+    // in a private mount namespace whose /etc and /run are overlays on the machine's (writes land in this test's
+    // directory; the machine's files are untouched), with /run/systemd/system present and a stand-in systemctl on PATH
+    // that logs its calls and answers is-active and ActiveEnterTimestamp from files the driver sets.
+    [Test]
+    public async Task ARunningServiceIsRestartedOnlyWhenWhatItRunsIsNotWhatIsInstalled()
+    {
+        string from = PublishedStandIn(_directory);
+        string config = Path.Combine(_directory, "enclave.toml");
+        await File.WriteAllTextAsync(config, "[egress]\nenabled = true\ndestinations = [\"api.example.com\"]\n");
+        string bin = Directory.CreateDirectory(Path.Combine(_directory, "bin")).FullName;
+        string state = Directory.CreateDirectory(Path.Combine(_directory, "state")).FullName;
+        string systemctl = Path.Combine(bin, "systemctl");
+        await File.WriteAllTextAsync(systemctl, $$"""
+            #!/bin/sh
+            echo "systemctl $*" >> '{{state}}/calls'
+            case $1 in
+              is-active) [ -e '{{state}}/active' ] ;;
+              show) cat '{{state}}/started' ;;
+              start|restart) touch '{{state}}/active'; date -d '+1 hour' > '{{state}}/started' ;;
+              *) exit 0 ;;
+            esac
+            """);
+        File.SetUnixFileMode(systemctl, (UnixFileMode)0b111_101_101);
+        string install = Path.Combine(Repository.Root, "deploy", "host", "install.sh");
+        string prefix = Path.Combine(_directory, "opt", "egress");
+        string driver = Path.Combine(_directory, "driver.sh");
+        // Each step: a marker line, then install.sh's output and the systemctl calls it made.
+        await File.WriteAllTextAsync(driver, $$"""
+            set -u
+            d='{{_directory}}'
+            for top in etc run; do
+              mkdir -p "$d/overlay/$top/upper" "$d/overlay/$top/work"
+              mount -t overlay overlay -o "lowerdir=/$top,upperdir=$d/overlay/$top/upper,workdir=$d/overlay/$top/work" "/$top" || exit 90
+            done
+            mkdir -p /run/systemd/system
+            export PATH='{{bin}}':$PATH
+            step() { # step NAME ARGS...: run install.sh, print its output and the calls it made
+              name=$1; shift
+              rm -f '{{state}}/calls'
+              echo "== $name"
+              sh '{{install}}' --from '{{from}}' --prefix '{{prefix}}' "$@" 2>&1; echo "exit $?"
+              cat '{{state}}/calls' 2>/dev/null
+            }
+            step fresh --config '{{config}}'
+            step enable --config '{{config}}' --enable
+            step unchanged --config '{{config}}'
+            date -d '-1 hour' > '{{state}}/started'
+            step started-before-the-files --config '{{config}}'
+            printf '[egress]\nenabled = true\ndestinations = ["api.example.org"]\n' > '{{config}}'
+            step new-policy --config '{{config}}' --force-config
+            test -e /etc/egress/enclave.toml && echo "installed into the overlay"
+            """);
+
+        var result = await Command.RunAsync(["unshare", "--mount", "--propagation", "private", "sh", driver], Timeout * 3);
+        string output = result.StandardOutput;
+        string Step(string name) =>
+            output[(output.IndexOf($"== {name}\n", StringComparison.Ordinal) is var at and >= 0 ? at : throw new AssertionException($"no step {name}:\n{result}"))..] is var rest
+                && rest.IndexOf("\n== ", 3, StringComparison.Ordinal) is var next and >= 0 ? rest[..next] : rest;
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.ExitCode, Is.EqualTo(0), result.ToString);
+            Assert.That(output, Does.Contain("installed into the overlay"));
+            Assert.That(File.Exists("/etc/egress/enclave.toml") && File.ReadAllText("/etc/egress/enclave.toml").Contains("api.example.org", StringComparison.Ordinal), Is.False, "the machine's /etc untouched");
+
+            Assert.That(Step("fresh"), Does.Contain("exit 0").And.Contain("systemctl daemon-reload").And.Contain("systemctl is-active --quiet egress-host.service")
+                .And.Contain("install: next: systemctl enable --now egress-host").And.Not.Contain("systemctl start").And.Not.Contain("systemctl enable egress-host.service"));
+            Assert.That(Step("enable"), Does.Contain("systemctl enable egress-host.service").And.Contain("systemctl start egress-host.service")
+                .And.Contain("install: egress-host is running"));
+            Assert.That(Step("unchanged"), Does.Contain("egress-host is running what is installed; not restarted").And.Not.Contain("systemctl restart"));
+            Assert.That(Step("started-before-the-files"), Does.Contain("systemctl restart egress-host.service")
+                .And.Contain("restarted egress-host (it now runs what is installed)"));
+            Assert.That(Step("new-policy"), Does.Contain("systemctl restart egress-host.service")
+                .And.Contain("restarted egress-host (changed: configuration; it now runs what is installed)"));
         });
     }
 
