@@ -174,6 +174,11 @@ public sealed class InstallScriptTests
             """);
 
         var result = await Command.RunAsync(["unshare", "--mount", "--propagation", "private", "sh", driver], Timeout * 3);
+        if (result.ExitCode == 90)
+        {
+            Assert.Ignore($"overlayfs cannot be mounted here, so install.sh cannot run as root without touching the machine's /etc: {result}");
+        }
+
         string output = result.StandardOutput;
         string Step(string name) =>
             output[(output.IndexOf($"== {name}\n", StringComparison.Ordinal) is var at and >= 0 ? at : throw new AssertionException($"no step {name}:\n{result}"))..] is var rest
@@ -182,6 +187,7 @@ public sealed class InstallScriptTests
         Assert.Multiple(() =>
         {
             Assert.That(result.ExitCode, Is.EqualTo(0), result.ToString);
+            Assert.That(output.Split('\n').Count(line => line == "exit 0"), Is.EqualTo(5), "every install.sh run succeeded");
             Assert.That(output, Does.Contain("installed into the overlay"));
             Assert.That(File.Exists("/etc/egress/enclave.toml") && File.ReadAllText("/etc/egress/enclave.toml").Contains("api.example.org", StringComparison.Ordinal), Is.False, "the machine's /etc untouched");
 
