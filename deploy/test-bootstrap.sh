@@ -14,8 +14,9 @@
 #   7. EGRESS_NETFILTER=legacy puts the rules into the iptables-legacy tables (as on the Nitro enclave kernel);
 #   8. EGRESS_PROXY_PORT (no longer read) and a bad EGRESS_NETFILTER are refused before anything changes;
 #   9. egress-enclave killed while the application runs (just after relaying a connection) is restarted and listens
-#      again; with EGRESS_RESTART=off it is not, and says so; without an application, TERM to the bootstrap stops
-#      egress-enclave and its supervisor.
+#      again; with EGRESS_RESTART=off it is not, and says so; TERM to the supervisor stops it for good, and says so,
+#      whether egress-enclave runs or is down; without an application, TERM to the bootstrap stops egress-enclave and
+#      its supervisor.
 # Namespaces are named eg-boot-*; each case removes its namespace and the processes in it, also on failure.
 # Usage: deploy/test-bootstrap.sh   (builds src/Egress.Enclave in Release unless EGRESS_ENCLAVE_BIN is set)
 set -uo pipefail
@@ -215,6 +216,22 @@ check "EGRESS_RESTART=off: exit code is the application's (7)" test "$rc" -eq 7
 check "EGRESS_RESTART=off: no new egress-enclave within 2 s" has "SECOND none"
 check "EGRESS_RESTART=off: says it was not restarted" has "EGRESS_RESTART=off: not restarted; outbound connections and DNS are refused from now on"
 check "EGRESS_RESTART=off: nothing left running" test -z "$(ip netns pids "$ns")"
+show_output_if_failed "$before"
+# TERM to the supervisor (its pid is in the bootstrap's "its supervisor: pid N" line), once while egress-enclave runs
+# and once while it is down: each time egress-enclave is not started again, and the supervisor says why.
+app_term='sup=$(sed -n "s/.*its supervisor: pid \([0-9]*\)).*/\1/p" "$BOOT_OUT"); echo "SUPERVISOR $sup"
+  kill -TERM "$sup"; sleep 2; echo "LEFT $(ss -Hltnp "sport = :4455" | grep -c egress-enclave)"; exit 7'
+new_ns termrun; before=$failed
+run_bootstrap EGRESS_DNS=off BOOT_OUT="$out" -- sh -c "$app_term"; rc=$?
+check "TERM while running: exit code is the application's (7)" test "$rc" -eq 7
+check "TERM while running: egress-enclave stopped, not restarted" has "LEFT 0"
+check "TERM while running: says so" grep -qE '^bootstrap: egress-enclave \(pid [0-9]+\) stopped by TERM to its supervisor \(code [0-9]+\); not restarted' "$out"
+show_output_if_failed "$before"
+new_ns termdown; before=$failed
+run_bootstrap EGRESS_DNS=off BOOT_OUT="$out" -- sh -c "first=\$($listener_pid); kill -KILL \"\$first\"; sleep 0.3; $app_term"; rc=$?
+check "TERM while down: exit code is the application's (7)" test "$rc" -eq 7
+check "TERM while down: egress-enclave not started again" has "LEFT 0"
+check "TERM while down: says so" has "supervisor stopped by TERM while egress-enclave was down; not restarted"
 show_output_if_failed "$before"
 new_ns noapp; before=$failed
 ip netns exec "$ns" env EGRESS_ENCLAVE_BIN="$EGRESS_ENCLAVE_BIN" EGRESS_CONFIG="$work/enclave.toml" \

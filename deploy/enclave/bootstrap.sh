@@ -16,7 +16,7 @@
 #    lines: port-53 DNS to any address goes there), writes "nameserver 127.0.0.1" (::1 with IPv6 endpoints only) to
 #    $EGRESS_RESOLV_CONF;
 # 6. exec "$@" (the application replaces this shell; egress-enclave and its supervisor keep running beside it).
-#    Without arguments it waits for egress-enclave instead (and passes INT and TERM on to it).
+#    Without arguments it waits for egress-enclave instead (INT and TERM to this script stop it).
 # While egress-enclave is down, outbound connections and DNS are refused (the rules stay; nothing leaves unchecked).
 # Any failed step prints "bootstrap: error: ..." and exits non-zero before the application starts.
 #
@@ -52,11 +52,13 @@ EGRESS_APP_DIR=${EGRESS_APP_DIR:-}
 EGRESS_RESTART=${EGRESS_RESTART:-on}
 
 enclave_pid=
+handoff_dir=
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
 fail() {
   say "error: $*"
+  [ -z "$handoff_dir" ] || rm -rf "$handoff_dir"
   if [ -n "$enclave_pid" ] && kill -0 "$enclave_pid" 2>/dev/null; then
     kill "$enclave_pid" 2>/dev/null
     wait "$enclave_pid" 2>/dev/null
@@ -98,26 +100,34 @@ wait_for() {
 # uptime_seconds: whole seconds since boot (monotonic, and needs no date(1)).
 uptime_seconds() { read -r up _ < /proc/uptime && printf '%s\n' "${up%%.*}"; }
 
-# supervise: runs egress-enclave in the background and waits for it. Until it is told start-up is done (SIGUSR1 from
-# the bootstrap), an exit of egress-enclave ends the supervisor with its exit code, for the bootstrap to report.
-# After that, an exit is logged and egress-enclave is started again (EGRESS_RESTART=on) after a delay that doubles
-# from 1 s to 30 s while it runs less than a minute each time. TERM or INT stops egress-enclave and the supervisor,
-# which exits with egress-enclave's code.
+# supervise ACK: runs egress-enclave in the background and waits for it. Until it is told start-up is done (SIGUSR1
+# from the bootstrap, acknowledged by creating the file ACK), an exit of egress-enclave ends the supervisor with its
+# exit code, for the bootstrap to report. After that, an exit is logged and egress-enclave is started again
+# (EGRESS_RESTART=on) after a delay that doubles from 1 s to 30 s while it runs less than a minute each time. TERM
+# stops egress-enclave and the supervisor, which says so and exits with egress-enclave's code. (INT cannot reach it:
+# sh starts a background job with INT ignored, for good.) HUP is ignored: a closed console must not stop egress.
 supervise() {
-  started_up=no stopping=no child= delay=1
-  trap 'started_up=yes' USR1
-  trap 'stopping=yes; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null' TERM INT
+  ack=$1 started_up=no stopping=no child= delay=1
+  trap 'started_up=yes; : > "$ack"' USR1
+  trap 'stopping=yes; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null' TERM
+  trap '' HUP
   while :; do
     since=$(uptime_seconds)
     # shellcheck disable=SC2086 # EGRESS_ENCLAVE_ARGS is split on purpose
     "$EGRESS_ENCLAVE_BIN" --config "$EGRESS_CONFIG" $EGRESS_ENCLAVE_ARGS &
     child=$!
+    # A TERM that came while it was being started found no child to pass itself on to (sh runs a trap only between
+    # commands): pass it on now.
+    [ "$stopping" = no ] || kill -TERM "$child" 2>/dev/null
     code=0
     # A wait that a trapped signal interrupts returns early; wait again until the process is gone.
     while kill -0 "$child" 2>/dev/null; do
       wait "$child"
       code=$?
     done
+    if [ "$stopping" = yes ] && [ "$started_up" = yes ]; then
+      say "egress-enclave (pid $child) stopped by TERM to its supervisor (code $code); not restarted; outbound connections and DNS are refused from now on"
+    fi
     [ "$stopping" = no ] && [ "$started_up" = yes ] || exit "$code"
     ran=$(( $(uptime_seconds) - since ))
     if [ "$EGRESS_RESTART" != on ]; then
@@ -130,7 +140,11 @@ supervise() {
     sleep "$delay" &
     sleeper=$!
     wait "$sleeper" 2>/dev/null
-    [ "$stopping" = no ] || { kill "$sleeper" 2>/dev/null; exit "$code"; }
+    if [ "$stopping" = yes ]; then
+      kill "$sleeper" 2>/dev/null
+      say "supervisor stopped by TERM while egress-enclave was down; not restarted; outbound connections and DNS are refused from now on"
+      exit "$code"
+    fi
     delay=$(( delay * 2 > 30 ? 30 : delay * 2 ))
   done
 }
@@ -171,8 +185,12 @@ proxy_endpoints=$(printf '%s\n' "$rules_out" | awk '$1 == "proxy:" { printf "%s%
 dns_endpoints=$(printf '%s\n' "$rules_out" | awk '$1 == "dns:" { printf "%s%s", sep, $2; sep = " " }')
 
 # --- 3. the proxy -------------------------------------------------------------------------------------------------
-# enclave_pid is the supervisor's: signals to it reach egress-enclave, and its exit code is egress-enclave's.
-supervise &
+# enclave_pid is the supervisor's: TERM to it reaches egress-enclave, and its exit code is egress-enclave's. It says
+# it took over (step 6) by creating $supervisor_ack.
+handoff_dir=$(mktemp -d "${TMPDIR:-/tmp}/egress-bootstrap.XXXXXX") ||
+  fail "cannot create a temporary directory in ${TMPDIR:-/tmp} (set TMPDIR)"
+supervisor_ack=$handoff_dir/supervising
+supervise "$supervisor_ack" &
 enclave_pid=$!
 trap 'fail "interrupted"' INT TERM
 
@@ -222,12 +240,20 @@ elif [ "$EGRESS_DNS" = auto ]; then
 fi
 
 # --- 6. the application -------------------------------------------------------------------------------------------
-# From here on the supervisor restarts egress-enclave when it exits (and no longer reports a first exit to us).
-# (A supervisor that has exited stays a zombie until waited for, and a zombie takes signals without error.)
-kill -USR1 "$enclave_pid" 2>/dev/null &&
+# From here on the supervisor restarts egress-enclave when it exits. It acknowledges by creating $supervisor_ack; if
+# egress-enclave exited just before, the supervisor exits instead (it has reported nothing), and so does this.
+kill -USR1 "$enclave_pid" 2>/dev/null || fail "egress-enclave exited during start-up; see its messages above"
+tries=50
+while [ ! -e "$supervisor_ack" ]; do
+  # A supervisor that has exited stays a zombie until waited for, and a zombie takes signals without error.
   awk '$1 == "State:" { exit $2 == "Z" }' "/proc/$enclave_pid/status" 2>/dev/null ||
-  fail "egress-enclave exited during start-up; see its messages above"
-trap - INT TERM
+    fail "egress-enclave exited during start-up; see its messages above"
+  [ "$tries" -gt 0 ] || fail "egress-enclave's supervisor (pid $enclave_pid) did not take over within 5s"
+  sleep 0.1
+  tries=$((tries - 1))
+done
+rm -rf "$handoff_dir"
+handoff_dir=
 if [ "$#" -eq 0 ]; then
   say "no application given; running egress-enclave only"
   trap 'kill -TERM "$enclave_pid" 2>/dev/null' INT TERM
@@ -238,6 +264,7 @@ if [ "$#" -eq 0 ]; then
   done
   exit "$code"
 fi
+trap - INT TERM
 if [ -n "$EGRESS_APP_DIR" ]; then
   cd "$EGRESS_APP_DIR" || fail "cannot change to EGRESS_APP_DIR='$EGRESS_APP_DIR'"
 fi
