@@ -12,11 +12,13 @@
 #   5. egress-enclave exiting at start (a tunnel endpoint only the proxy reads) fails at once with its exit code;
 #   6. an invalid configuration fails at the rules step, before egress-enclave starts;
 #   7. EGRESS_NETFILTER=legacy puts the rules into the iptables-legacy tables (as on the Nitro enclave kernel);
-#   8. EGRESS_PROXY_PORT (no longer read) and a bad EGRESS_NETFILTER are refused before anything changes;
+#   8. EGRESS_PROXY_PORT (no longer read), a bad EGRESS_NETFILTER and a missing application are refused before
+#      anything changes;
 #   9. egress-enclave killed while the application runs (just after relaying a connection) is restarted and listens
 #      again; with EGRESS_RESTART=off it is not, and says so; TERM to the supervisor stops it for good, and says so,
 #      whether egress-enclave runs or is down; without an application, TERM to the bootstrap stops egress-enclave and
-#      its supervisor.
+#      its supervisor;
+#  10. with IPv6 disabled in the namespace, the IPv6 endpoints are skipped with a warning and the application runs.
 # Namespaces are named eg-boot-*; each case removes its namespace and the processes in it, also on failure.
 # Usage: deploy/test-bootstrap.sh   (builds src/Egress.Enclave in Release unless EGRESS_ENCLAVE_BIN is set)
 set -uo pipefail
@@ -68,6 +70,7 @@ printf '[egress]\nenabled = maybe\n' > "$work/bad.toml"
 # Valid for the rules (which read [enclave]), refused by egress-enclave when it starts (the tunnel endpoint).
 sed 's|^enclave_endpoint = .*|enclave_endpoint = "bogus://x"|' "$work/enclave.toml" > "$work/badtunnel.toml"
 sed 's|^dns_listen = .*|dns_listen = ["[::1]:5353"]|' "$work/enclave.toml" > "$work/dns6.toml"
+sed 's|^dns_listen = .*|dns_listen = ["127.0.0.1:5353", "[::1]:5353"]|' "$work/enclave.toml" > "$work/dualdns.toml"
 
 passed=0 failed=0
 out="$work/out.txt"
@@ -116,6 +119,16 @@ check "exit code is the application's (7)" test "$rc" -eq 7
 check "resolv.conf points at 127.0.0.1" has "resolv: nameserver 127.0.0.1"
 check "resolv.conf file content exact" test "$(cat "$work/resolv.conf")" = "nameserver 127.0.0.1"
 show_output_if_failed "$before"
+# A new user's trial: a resolv.conf that is a dangling link (as in a systemd-resolved image) stopped the boot in auto.
+new_ns dnslink; before=$failed
+ln -s "$work/no-such-dir/stub-resolv.conf" "$work/link-resolv.conf"
+run_bootstrap EGRESS_RESOLV_CONF="$work/link-resolv.conf" EGRESS_DNS_WAIT=10 -- sh -c 'echo APP RAN; exit 7'; rc=$?
+check "dangling resolv.conf, auto: exit code is the application's (7)" test "$rc" -eq 7
+check "dangling resolv.conf, auto: says it is a link and goes on" has "DNS: cannot write '$work/link-resolv.conf' (a symbolic link to '$work/no-such-dir/stub-resolv.conf'; a systemd-resolved image's is dangling here); left unchanged"
+run_bootstrap EGRESS_RESOLV_CONF="$work/link-resolv.conf" EGRESS_DNS=on -- sh -c 'echo APP RAN; exit 7'; rc=$?
+check "dangling resolv.conf, on: exit code 1" test "$rc" -eq 1
+check "dangling resolv.conf, on: application did not run" lacks "APP RAN"
+show_output_if_failed "$before"
 new_ns dns6; before=$failed
 run_bootstrap EGRESS_CONFIG="$work/dns6.toml" EGRESS_DNS=on -- sh -c "$app"; rc=$?
 check "IPv6 DNS only: exit code is the application's (7)" test "$rc" -eq 7
@@ -157,7 +170,7 @@ echo "5. egress-enclave fails at start"
 new_ns badtunnel; before=$failed
 run_bootstrap EGRESS_CONFIG="$work/badtunnel.toml" -- sh -c "$app"; rc=$?
 check "exit code 1" test "$rc" -eq 1
-check "reports egress-enclave's exit code (2)" has "egress-enclave exited (code 2) before listening on 127.0.0.1:4455/tcp"
+check "reports egress-enclave's exit code (2)" has "egress-enclave exited (code 2) during start-up (while waiting for 127.0.0.1:4455/tcp)"
 check "egress-enclave's own message is shown" has "badtunnel.toml:5:20: error: Invalid tunnel endpoint 'bogus://x'"
 check "application did not run" lacks "APP RAN"
 show_output_if_failed "$before"
@@ -168,7 +181,7 @@ run_bootstrap EGRESS_CONFIG="$work/bad.toml" -- sh -c "$app"; rc=$?
 check "exit code 1" test "$rc" -eq 1
 check "names the rules step and its exit code" has "bootstrap: error: '$EGRESS_ENCLAVE_BIN rules --apply' failed (exit 2)"
 check "egress-enclave's own message is shown" has "bad.toml:2:"
-check "egress-enclave was never started" lacks "before listening"
+check "egress-enclave was never started" lacks "during start-up"
 check "application did not run" lacks "APP RAN"
 check "no rules applied" test -z "$( (ip netns exec "$ns" iptables-nft -w -t nat -S OUTPUT; ip netns exec "$ns" iptables-legacy -w -t nat -S OUTPUT) 2>/dev/null | grep DNAT)"
 show_output_if_failed "$before"
@@ -194,6 +207,16 @@ check "EGRESS_NETFILTER=nftables: exit code 1" test "$rc" -eq 1
 check "EGRESS_NETFILTER=nftables: names the accepted values" has "bootstrap: error: EGRESS_NETFILTER='nftables' is not one of auto, nft, legacy (or empty)"
 check "application did not run" lacks "APP RAN"
 check "nothing changed (lo still down)" test -z "$(ip netns exec "$ns" ip link show dev lo up)"
+show_output_if_failed "$before"
+# A new user's trial: a missing application failed only at the exec, after egress-enclave had started.
+new_ns noapp-bin; before=$failed
+run_bootstrap -- /nonexistent/app; rc=$?
+check "missing application: exit code 1" test "$rc" -eq 1
+check "missing application: named before anything starts" has "bootstrap: error: application '/nonexistent/app' not found or not executable"
+check "missing application: nothing changed (lo still down)" test -z "$(ip netns exec "$ns" ip link show dev lo up)"
+run_bootstrap -- no-such-program-egress; rc=$?
+check "missing program on PATH: exit code 1" test "$rc" -eq 1
+check "missing program on PATH: says so" has "bootstrap: error: application 'no-such-program-egress' not found on PATH"
 show_output_if_failed "$before"
 
 echo "9. egress-enclave exits while the application runs"
@@ -245,6 +268,17 @@ wait "$boot" 2>/dev/null
 check "no application: ran egress-enclave only" has "no application given; running egress-enclave only"
 check "no application: TERM stops the bootstrap within 10 s" test "$stopped" = yes
 check "no application: and egress-enclave with its supervisor" test -z "$(ip netns pids "$ns")"
+show_output_if_failed "$before"
+
+echo "10. IPv6 disabled in the enclave (both families configured)"
+# A new user's trial: the proxy skipped [::1] with a warning, the DNS forwarder failed the whole start on it.
+new_ns noipv6; before=$failed
+ip netns exec "$ns" sh -c 'for c in all default lo; do echo 1 > /proc/sys/net/ipv6/conf/$c/disable_ipv6; done'
+run_bootstrap EGRESS_CONFIG="$work/dualdns.toml" EGRESS_DNS=on -- sh -c "$app"; rc=$?
+check "exit code is the application's (7)" test "$rc" -eq 7
+check "the proxy skipped [::1] and said so" has "proxy not listening on [::1]:4455: IPv6 is unavailable here"
+check "the DNS forwarder skipped [::1] and said so" has "dns forwarder not listening on [::1]:5353: IPv6 is unavailable here"
+check "DNS on IPv4 all the same" has "resolv: nameserver 127.0.0.1"
 show_output_if_failed "$before"
 
 cleanup_ns

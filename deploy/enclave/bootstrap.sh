@@ -89,7 +89,7 @@ wait_for() {
       wait "$enclave_pid"
       code=$?
       enclave_pid=
-      fail "egress-enclave exited (code $code) before listening on $2/$1; see its messages above"
+      fail "egress-enclave exited (code $code) during start-up (while waiting for $2/$1); see its messages above"
     fi
     sleep 0.1
     tries=$((tries - 1))
@@ -161,6 +161,15 @@ case $EGRESS_NETFILTER in ''|auto|nft|legacy) ;; *) fail "EGRESS_NETFILTER='$EGR
 [ -x "$EGRESS_ENCLAVE_BIN" ] || fail "egress-enclave not found or not executable at '$EGRESS_ENCLAVE_BIN' (set EGRESS_ENCLAVE_BIN)"
 [ -r "$EGRESS_CONFIG" ] || fail "configuration '$EGRESS_CONFIG' not found or not readable (set EGRESS_CONFIG)"
 [ -z "$EGRESS_APP_DIR" ] || [ -d "$EGRESS_APP_DIR" ] || fail "EGRESS_APP_DIR='$EGRESS_APP_DIR' is not a directory"
+# The application must be there before anything starts (a relative path is looked up from EGRESS_APP_DIR, where it
+# will run): otherwise exec fails after egress-enclave is up, with only the shell's "not found".
+if [ "$#" -gt 0 ]; then
+  case $1 in
+    */*) app_path=$1; case $app_path in /*) ;; *) app_path=${EGRESS_APP_DIR:-.}/$app_path ;; esac
+         [ -f "$app_path" ] && [ -x "$app_path" ] || fail "application '$1' not found or not executable${EGRESS_APP_DIR:+ (from EGRESS_APP_DIR=$EGRESS_APP_DIR)}" ;;
+    *) command -v "$1" >/dev/null 2>&1 || fail "application '$1' not found on PATH ($PATH)" ;;
+  esac
+fi
 for tool in ip ss awk; do
   command -v "$tool" >/dev/null 2>&1 || fail "'$tool' not found on PATH (install iproute2 and awk)"
 done
@@ -229,8 +238,14 @@ if [ "$dns" = yes ]; then
   nameserver=127.0.0.1
   case " $dns_endpoints" in *" "[0-9]*) ;; *) nameserver=::1 ;; esac # IPv6 endpoints only
   # Rewritten in place (not replaced): Docker bind-mounts /etc/resolv.conf.
-  printf 'nameserver %s\n' "$nameserver" > "$EGRESS_RESOLV_CONF" || fail "cannot write '$EGRESS_RESOLV_CONF'"
-  say "DNS: $EGRESS_RESOLV_CONF now says nameserver $nameserver (redirected to the forwarder on $dns_endpoints)"
+  if printf 'nameserver %s\n' "$nameserver" 2>/dev/null > "$EGRESS_RESOLV_CONF"; then
+    say "DNS: $EGRESS_RESOLV_CONF now says nameserver $nameserver (redirected to the forwarder on $dns_endpoints)"
+  else
+    why="cannot write '$EGRESS_RESOLV_CONF'"
+    [ ! -L "$EGRESS_RESOLV_CONF" ] || why="$why (a symbolic link to '$(readlink "$EGRESS_RESOLV_CONF")'; a systemd-resolved image's is dangling here)"
+    [ "$EGRESS_DNS" = auto ] || fail "$why; set EGRESS_RESOLV_CONF to a writable file, or EGRESS_DNS=auto to go on without it"
+    say "DNS: $why; left unchanged (DNS to port 53 of any address still reaches the forwarder on $dns_endpoints)"
+  fi
 elif [ "$EGRESS_DNS" = auto ]; then
   if [ -z "$dns_endpoints" ]; then
     say "DNS: the rules redirect no DNS; $EGRESS_RESOLV_CONF left unchanged"

@@ -42,6 +42,9 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 326, Level = LogLevel.Warning, Message = "learned-address cache full ({MaxEntries} addresses): {Evicted} learned addresses evicted while still allowed since the last such line (at most one a minute); an app that kept one is denied it (egress-enclave: until the name is resolved again; egress-host re-learns it from the request's host hint). Raise [dns] cache_max_entries")]
     public static partial void CacheEvicted(ILogger logger, long evicted, int maxEntries);
 
+    [LoggerMessage(EventId = 327, Level = LogLevel.Warning, Message = "dns forwarder not listening on {EndPoint}: IPv6 is unavailable here")]
+    public static partial void IPv6Unavailable(ILogger logger, IPEndPoint endPoint);
+
     [LoggerMessage(EventId = 309, Level = LogLevel.Debug, Message = "DNS answer for {Name} not learned ({Error})")]
     public static partial void Unlearnable(ILogger logger, string name, DnsParseError error);
 

@@ -84,7 +84,9 @@ public sealed class DnsForwarder : IAsyncDisposable
     /// <summary>Gets the addresses actually served (UDP and TCP share each one), with ephemeral ports resolved.</summary>
     public IReadOnlyList<IPEndPoint> LocalEndPoints { get; private set; } = [];
 
-    /// <summary>Binds every listen address for UDP and TCP and starts serving; once per instance.</summary>
+    /// <summary>Binds every listen address for UDP and TCP and starts serving; once per instance. An IPv6 address where
+    /// IPv6 is unavailable (compiled out, or disabled so that lo has no <c>::1</c>) is skipped with a warning (event
+    /// 327), as the proxy skips its own; <see cref="LocalEndPoints"/> lists what was bound.</summary>
     /// <exception cref="SocketException">An address cannot be bound (in use, or port 53 without the privilege);
     /// nothing stays bound then, and the start may be tried again.</exception>
     /// <exception cref="InvalidOperationException">This forwarder was started before (and bound).</exception>
@@ -105,7 +107,20 @@ public sealed class DnsForwarder : IAsyncDisposable
             foreach (IPEndPoint address in _options.Listen)
             {
                 FailedListen = address; // until it is bound: the start error names the one that failed
-                (Socket udp, Socket tcp) = BindPair(address);
+                Socket udp, tcp;
+                try
+                {
+                    (udp, tcp) = BindPair(address);
+                }
+                catch (SocketException ex) when (IsIPv6Unavailable(address, ex))
+                {
+                    // As the proxy does: [::1] in the default dns_listen, in an enclave whose IPv6 is disabled (the rules
+                    // redirect no IPv6 there either). A trial: the forwarder failed the whole start of egress-enclave.
+                    DnsLog.IPv6Unavailable(_logger, address);
+                    FailedListen = null;
+                    continue;
+                }
+
                 FailedListen = null;
                 sockets.Add(udp);
                 sockets.Add(tcp);
@@ -167,6 +182,14 @@ public sealed class DnsForwarder : IAsyncDisposable
         _pool.Dispose();
         _stopping.Dispose();
     }
+
+    /// <summary>Whether binding <paramref name="address"/> failed because IPv6 is unavailable here: compiled out
+    /// (EAFNOSUPPORT), or disabled, which leaves no <c>::1</c> on lo (EADDRNOTAVAIL for IPv6 loopback; for another IPv6
+    /// address that error means an address of no interface, a configuration error).</summary>
+    private static bool IsIPv6Unavailable(IPEndPoint address, SocketException ex) =>
+        address.AddressFamily == AddressFamily.InterNetworkV6
+        && (ex.SocketErrorCode == SocketError.AddressFamilyNotSupported
+            || (ex.SocketErrorCode == SocketError.AddressNotAvailable && IPAddress.IsLoopback(address.Address)));
 
     /// <summary>
     /// Binds UDP and TCP on the same address and port. With port 0 the kernel picks the UDP port, and that number
