@@ -186,11 +186,19 @@ public static class ConfiguredComponents
             return null;
         }
 
-        var (isPublicSuffix, below) = PublicSuffixList.FindShipped(domain);
+        var (isPublicSuffix, below, fromList, fromAdditions) = PublicSuffixList.FindShipped(domain);
+        const string Additions = "Egress's list of shared storage and API endpoints";
+        string list = $"Public Suffix List, {PublicSuffixList.ShippedVersion}";
+        string source = (fromList, fromAdditions) switch
+        {
+            (true, true) => $"{list}, and {Additions}",
+            (false, true) => Additions,
+            _ => list,
+        };
         if (isPublicSuffix)
         {
             return $"{entry.Location}: warning: destination \"{entry.Text}\" allows every name under \"{domain}\", a public suffix "
-                + $"(Public Suffix List, {PublicSuffixList.ShippedVersion}): anyone can register or create names there; "
+                + $"({source}): anyone can register or create names there; "
                 + $"list the names or domains meant (\"name.{domain}\", \"*.name.{domain}\") (key 'egress.destinations')";
         }
 
@@ -204,7 +212,7 @@ public static class ConfiguredComponents
             ? string.Create(CultureInfo.InvariantCulture, $" and {below.Count - Shown} more")
             : string.Empty);
         return $"{entry.Location}: warning: destination \"{entry.Text}\" allows every name under \"{domain}\", which holds public suffixes "
-            + $"where anyone can create names ({examples}; Public Suffix List, {PublicSuffixList.ShippedVersion}); "
+            + $"where anyone can create names ({examples}; {source}); "
             + "list the names meant (key 'egress.destinations')";
     }
 

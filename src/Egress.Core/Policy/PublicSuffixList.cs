@@ -27,6 +27,29 @@ internal static class PublicSuffixList
 
     private const string ResourceName = "Egress.Policy.public_suffix_list.dat";
 
+    /// <summary>
+    /// Egress's own additions, checked with the shipped list: endpoints of shared storage and API services where anyone
+    /// can create a name, which the list of 2023-02-09 names for a few regions only or not at all (a review found
+    /// <c>*.s3.us-east-1.amazonaws.com</c> unwarned). A <c>*</c> label matches any one label: AWS adds regions.
+    /// </summary>
+    internal static readonly string[] Additions =
+    [
+        "s3.*.amazonaws.com", // BUCKET.s3.REGION.amazonaws.com
+        "s3.dualstack.*.amazonaws.com",
+        "s3-website.*.amazonaws.com",
+        "s3-accesspoint.*.amazonaws.com",
+        "s3-accesspoint.dualstack.*.amazonaws.com",
+        "execute-api.*.amazonaws.com", // API Gateway: ID.execute-api.REGION.amazonaws.com
+        "lambda-url.*.on.aws", // Lambda function URLs
+        "blob.core.windows.net", // Azure Storage: ACCOUNT.blob.core.windows.net
+        "dfs.core.windows.net",
+        "file.core.windows.net",
+        "queue.core.windows.net",
+        "table.core.windows.net",
+        "web.core.windows.net",
+        "storage.googleapis.com", // Cloud Storage: BUCKET.storage.googleapis.com
+    ];
+
     private static readonly SearchValues<byte> HostNameBytes = SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-."u8);
 
     /// <summary>What the list says about one domain.</summary>
@@ -35,7 +58,10 @@ internal static class PublicSuffixList
     /// <param name="SuffixesBelow">The rules that make public suffixes strictly below it, in lower case: normal rules
     /// that end in <c>.domain</c>, and wildcard rules at or below it written <c>*.x.domain</c>; shortest first, then in
     /// ordinal order.</param>
-    internal readonly record struct Finding(bool IsPublicSuffix, List<string> SuffixesBelow);
+    /// <param name="FromList">Whether the list itself says so (the domain is a suffix by it, or some of the suffixes
+    /// below it are its rules).</param>
+    /// <param name="FromAdditions">Whether <see cref="Additions"/> say so where the list does not.</param>
+    internal readonly record struct Finding(bool IsPublicSuffix, List<string> SuffixesBelow, bool FromList = true, bool FromAdditions = false);
 
     /// <summary>Looks <paramref name="domain"/> up in the shipped list.</summary>
     /// <param name="domain">An ASCII domain name without a trailing dot, e.g. <c>amazonaws.com</c> (case is ignored).</param>
@@ -44,7 +70,71 @@ internal static class PublicSuffixList
     {
         using var stream = typeof(PublicSuffixList).Assembly.GetManifestResourceStream(ResourceName) as UnmanagedMemoryStream
             ?? throw new InvalidOperationException($"the assembly lacks its Public Suffix List resource {ResourceName}");
-        return Find(new ReadOnlySpan<byte>(stream.PositionPointer, checked((int)stream.Length)), domain);
+        Finding listed = Find(new ReadOnlySpan<byte>(stream.PositionPointer, checked((int)stream.Length)), domain);
+        Finding added = FindInAdditions(domain);
+        if (!added.IsPublicSuffix && added.SuffixesBelow.Count == 0)
+        {
+            return listed;
+        }
+
+        if (listed.IsPublicSuffix)
+        {
+            return listed; // the list's word is enough
+        }
+
+        if (added.IsPublicSuffix)
+        {
+            return added with { SuffixesBelow = [] };
+        }
+
+        var below = listed.SuffixesBelow.Union(added.SuffixesBelow, StringComparer.Ordinal).ToList();
+        below.Sort(ShortestFirst);
+        return new Finding(false, below, FromList: listed.SuffixesBelow.Count > 0, FromAdditions: true);
+    }
+
+    /// <summary>Looks <paramref name="domain"/> up in <see cref="Additions"/> alone: a public suffix when its labels match
+    /// one's (a <c>*</c> label matching any), holding one when its labels match the end of a longer one's.</summary>
+    /// <param name="domain">An ASCII domain name without a trailing dot (case is ignored).</param>
+    internal static Finding FindInAdditions(string domain)
+    {
+        ArgumentNullException.ThrowIfNull(domain);
+        string[] labels = domain.Split('.');
+        bool listed = false;
+        var below = new List<string>();
+        foreach (string addition in Additions)
+        {
+            string[] pattern = addition.Split('.');
+            if (pattern.Length < labels.Length || !EndsWithLabels(pattern, labels))
+            {
+                continue;
+            }
+
+            if (pattern.Length == labels.Length)
+            {
+                listed = true;
+            }
+            else
+            {
+                below.Add(addition);
+            }
+        }
+
+        below.Sort(ShortestFirst);
+        return new Finding(listed, below, FromList: false, FromAdditions: listed || below.Count > 0);
+
+        static bool EndsWithLabels(string[] pattern, string[] labels)
+        {
+            int offset = pattern.Length - labels.Length;
+            for (int i = 0; i < labels.Length; i++)
+            {
+                if (pattern[offset + i] != "*" && !string.Equals(pattern[offset + i], labels[i], StringComparison.OrdinalIgnoreCase))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
     }
 
     /// <summary>The shipped list's text, for tests.</summary>
@@ -95,9 +185,11 @@ internal static class PublicSuffixList
             }
         }
 
-        below.Sort((a, b) => a.Length != b.Length ? a.Length.CompareTo(b.Length) : string.CompareOrdinal(a, b));
+        below.Sort(ShortestFirst);
         return new Finding(listed && !excepted, below);
     }
+
+    private static int ShortestFirst(string a, string b) => a.Length != b.Length ? a.Length.CompareTo(b.Length) : string.CompareOrdinal(a, b);
 
     /// <summary>The number of rules in a list given as UTF-8 text.</summary>
     internal static int CountRules(ReadOnlySpan<byte> list)

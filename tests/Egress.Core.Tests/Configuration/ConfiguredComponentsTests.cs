@@ -254,6 +254,14 @@ public sealed class ConfiguredComponentsTests
     [TestCase("*.ward.kobe.jp", "\"ward.kobe.jp\", a public suffix")] // by the rule *.kobe.jp
     [TestCase("*.xn--55qx5d.cn", "\"xn--55qx5d.cn\", a public suffix")] // the list writes it as 公司.cn
     [TestCase("*.nagoya.jp", "\"nagoya.jp\", which holds public suffixes")] // the rule *.nagoya.jp
+    // From a review: the list of 2023-02-09 names s3.REGION.amazonaws.com for seven regions only, so the most common
+    // bucket wildcards went unwarned; Egress's own additions cover every region, and other shared storage.
+    [TestCase("*.s3.us-east-1.amazonaws.com", "\"s3.us-east-1.amazonaws.com\", a public suffix (Egress's list of shared storage and API endpoints)")]
+    [TestCase("*.execute-api.eu-west-1.amazonaws.com", "\"execute-api.eu-west-1.amazonaws.com\", a public suffix (Egress's list")]
+    [TestCase("*.lambda-url.eu-west-1.on.aws", "\"lambda-url.eu-west-1.on.aws\", a public suffix (Egress's list")]
+    [TestCase("*.storage.googleapis.com", "\"storage.googleapis.com\", a public suffix (Egress's list")]
+    [TestCase("*.windows.net", "\"windows.net\", which holds public suffixes where anyone can create names (dfs.core.windows.net, web.core.windows.net, blob.core.windows.net and 3 more; Egress's list of shared storage and API endpoints)")]
+    [TestCase("*.s3.eu-central-1.amazonaws.com", "\"s3.eu-central-1.amazonaws.com\", a public suffix (Public Suffix List, 2023-02-09)")] // the list's word is enough
     public void AWildcardOverAPublicSuffixIsWarnedAbout(string entry, string expected) =>
         Assert.That(
             EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"{entry}\"]\n", Source).GetWarnings(),
@@ -266,9 +274,10 @@ public sealed class ConfiguredComponentsTests
 
         Assert.That(warnings, Has.Count.EqualTo(1));
         Assert.That(warnings[0], Does.Match(
-            $"^{System.Text.RegularExpressions.Regex.Escape(Source)}:3:17: warning: destination \"\\*\\.amazonaws\\.com:443\" allows every name under \"amazonaws\\.com\", which holds public suffixes where anyone can create names \\(s3\\.amazonaws\\.com, [^,]+, [^,]+ and [0-9]+ more; Public Suffix List, 2023-02-09\\); list the names meant \\(key 'egress\\.destinations'\\)$"));
+            $"^{System.Text.RegularExpressions.Regex.Escape(Source)}:3:17: warning: destination \"\\*\\.amazonaws\\.com:443\" allows every name under \"amazonaws\\.com\", which holds public suffixes where anyone can create names \\(s3\\.amazonaws\\.com, [^,]+, [^,]+ and [0-9]+ more; Public Suffix List, 2023-02-09, and Egress's list of shared storage and API endpoints\\); list the names meant \\(key 'egress\\.destinations'\\)$"));
     }
 
+    [TestCase("*.my-bucket.s3.us-east-1.amazonaws.com")]
     [TestCase("*.example.co.uk")]
     [TestCase("*.my-bucket.s3.amazonaws.com")]
     [TestCase("*.example.github.io")]

@@ -89,6 +89,27 @@ public sealed class PublicSuffixListTests
         });
     }
 
+    [TestCase("s3.us-east-1.amazonaws.com", true)]
+    [TestCase("S3.New-Region-9.AmazonAWS.com", true)] // a * label matches any one label, in any case
+    [TestCase("s3.a.b.amazonaws.com", false)] // one label only
+    [TestCase("my-bucket.s3.us-east-1.amazonaws.com", false)] // a name under it, not the suffix
+    [TestCase("blob.core.windows.net", true)]
+    public void AdditionsMatchLabelByLabel(string domain, bool expected)
+    {
+        var finding = PublicSuffixList.FindInAdditions(domain);
+
+        Assert.That((finding.IsPublicSuffix, finding.FromAdditions), Is.EqualTo((expected, expected)));
+    }
+
+    [Test]
+    public void AdditionsBelowADomainAreNamedWithTheirWildcardLabels()
+    {
+        Assert.That(PublicSuffixList.FindInAdditions("on.aws").SuffixesBelow, Is.EqualTo(new[] { "lambda-url.*.on.aws" }));
+        Assert.That(PublicSuffixList.FindInAdditions("us-east-1.amazonaws.com").SuffixesBelow, Is.EqualTo(new[] { "s3.*.amazonaws.com", "s3-website.*.amazonaws.com", "execute-api.*.amazonaws.com", "s3.dualstack.*.amazonaws.com", "s3-accesspoint.*.amazonaws.com", "s3-accesspoint.dualstack.*.amazonaws.com" }), "shortest first");
+        var none = PublicSuffixList.FindInAdditions("example.com");
+        Assert.That((none.IsPublicSuffix, none.SuffixesBelow.Count, none.FromAdditions), Is.EqualTo((false, 0, false)));
+    }
+
     [Test]
     public void TheShippedListIsTheWholeListOfItsDay()
     {
