@@ -11,7 +11,7 @@
 #
 # Each tarball, egress-host-VERSION-RID.tar.gz, holds one directory with: egress-host (self-contained, single file:
 # no .NET needed on the instance), egress-host.service, install.sh, enclave.toml (the sample), README.md
-# (deploy/README.md) and INSTALL (the one-line install). On the instance:
+# (deploy/README.md), INSTALL (the one-line install), LICENSE and THIRD-PARTY-NOTICES.md. On the instance:
 #
 #   tar xzf egress-host-VERSION-RID.tar.gz && sudo egress-host-VERSION-RID/install.sh --config enclave.toml --enable
 #
@@ -61,6 +61,9 @@ for rid in $rids; do
   install -m 0755 "$here/install.sh" "$dir/install.sh"
   install -m 0644 "$here/egress-host.service" "$dir/egress-host.service"
   install -m 0644 "$root/samples/enclave.toml" "$dir/enclave.toml"
+  # egress-host carries the Public Suffix List (MPL 2.0) compiled in: the notices travel with it.
+  install -m 0644 "$root/LICENSE" "$dir/LICENSE"
+  install -m 0644 "$root/THIRD-PARTY-NOTICES.md" "$dir/THIRD-PARTY-NOTICES.md"
   # deploy/README.md links into the source tree (../docs/, ../samples/, ../tests/), which the package does not hold.
   { printf '%s\n\n' "> In this package, links that start with \`../\` point into the Egress source tree (docs/, samples/, tests/), which is not part of it."
     cat "$root/deploy/README.md"; } >"$dir/README.md"
