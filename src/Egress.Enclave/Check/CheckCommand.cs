@@ -94,6 +94,11 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
                 // Nothing is learned without a name to learn it from: "allowed once learned" would never come true.
                 output.WriteLine("         no entry names a host (or a wildcard), so no DNS answer is learned: it stays denied at run time");
             }
+            else if (decision.Reason == DecisionReason.NeverLearned && targetPort is int checkedPort && !NamesAHostOnPort(policy, checkedPort))
+            {
+                // A new user's trial: "api.stripe.com:443" alone, and 198.51.100.1:22 was said to be allowed once learned.
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"         no entry for a host (or a wildcard) allows port {checkedPort}, so no learned address is allowed on it: it stays denied at run time"));
+            }
             else if (decision.Reason == DecisionReason.NeverLearned)
             {
                 output.WriteLine("         at run time it is allowed while the DNS forwarder has learned it from an answer for an allowed name");
@@ -170,6 +175,10 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
     }
 
     private static string Seconds(TimeSpan value) => string.Create(CultureInfo.InvariantCulture, $"{value.TotalSeconds:0.###} s");
+
+    private static bool NamesAHostOnPort(EgressPolicy policy, int port) =>
+        policy.Destinations.Any(rule => rule.Kind is DestinationRuleKind.ExactHost or DestinationRuleKind.WildcardSubdomain
+            && (rule.Ports is null || rule.Ports.Contains(port)));
 
     private static bool NamesAHost(EgressConfiguration configuration) =>
         configuration.Egress.Entries.Any(entry => entry.Rule?.Kind is DestinationRuleKind.ExactHost or DestinationRuleKind.WildcardSubdomain);

@@ -30,6 +30,19 @@ public sealed class CheckCommandTests
         Assert.That(output, Does.Contain("at run time it is allowed while the DNS forwarder has learned it from an answer for an allowed name"));
     }
 
+    // A new user's trial: with "api.stripe.com:443" only, port 22 of an unlisted address was said to be allowed once
+    // learned, which no learning can make true; so with egress.ports = ["443"] for port 25.
+    [TestCase("[egress]\nenabled = true\ndestinations = [\"api.stripe.com:443\", \"198.51.100.0/24:22\"]\n", "192.0.2.9:22")]
+    [TestCase("uuid = \"x\"\n[egress]\nenabled = true\nports = [\"443\"]\ndestinations = [\"api.stripe.com\"]\n", "192.0.2.9:25")]
+    public void APortNoNameEntryAllowsStaysDeniedWhateverIsLearned(string file, string target)
+    {
+        (int code, string output) = Check(file, target);
+
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(output, Does.Contain($"no entry for a host (or a wildcard) allows port {target.Split(':')[1]}, so no learned address is allowed on it: it stays denied at run time"));
+        Assert.That(output, Does.Not.Contain("at run time it is allowed").And.Not.Contain("tls:"));
+    }
+
     // A new user's trial: check answered "allowed" from this file's [egress] with no word that egress-host decides an
     // enclave's streams by its [[host.enclaves]] entry's file.
     [Test]
