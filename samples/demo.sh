@@ -36,6 +36,9 @@ for tool in ip:iproute2 iptables:iptables curl:curl nginx:nginx-light dnsmasq:dn
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+    # A new user's trial: elsewhere (Amazon Linux: dnf) this ended in "apt-get: command not found".
+    command -v apt-get >/dev/null ||
+        die "missing tools; install these (Debian/Ubuntu package names) with your package manager and run again: ${missing[*]}"
     say "installing ${missing[*]}"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
