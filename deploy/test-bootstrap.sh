@@ -124,7 +124,7 @@ new_ns dnslink; before=$failed
 ln -s "$work/no-such-dir/stub-resolv.conf" "$work/link-resolv.conf"
 run_bootstrap EGRESS_RESOLV_CONF="$work/link-resolv.conf" EGRESS_DNS_WAIT=10 -- sh -c 'echo APP RAN; exit 7'; rc=$?
 check "dangling resolv.conf, auto: exit code is the application's (7)" test "$rc" -eq 7
-check "dangling resolv.conf, auto: says it is a link and goes on" has "DNS: cannot write '$work/link-resolv.conf' (a symbolic link to '$work/no-such-dir/stub-resolv.conf'; a systemd-resolved image's is dangling here); left unchanged"
+check "dangling resolv.conf, auto: says it is a link and goes on" has "DNS: cannot write '$work/link-resolv.conf' (a symbolic link to '$work/no-such-dir/stub-resolv.conf', which does not exist: a systemd-resolved image's); left unchanged"
 run_bootstrap EGRESS_RESOLV_CONF="$work/link-resolv.conf" EGRESS_DNS=on -- sh -c 'echo APP RAN; exit 7'; rc=$?
 check "dangling resolv.conf, on: exit code 1" test "$rc" -eq 1
 check "dangling resolv.conf, on: application did not run" lacks "APP RAN"
@@ -217,6 +217,12 @@ check "missing application: nothing changed (lo still down)" test -z "$(ip netns
 run_bootstrap -- no-such-program-egress; rc=$?
 check "missing program on PATH: exit code 1" test "$rc" -eq 1
 check "missing program on PATH: says so" has "bootstrap: error: application 'no-such-program-egress' not found on PATH"
+# From a review: "command -v" passed a builtin and the script's own functions, which exec cannot run.
+run_bootstrap -- cd /; rc=$?
+check "a builtin is not an application: exit code 1" test "$rc" -eq 1
+check "a builtin is not an application: says so" has "bootstrap: error: application 'cd' not found on PATH"
+run_bootstrap -- supervise; rc=$?
+check "the script's own function is not an application" has "bootstrap: error: application 'supervise' not found on PATH"
 show_output_if_failed "$before"
 
 echo "9. egress-enclave exits while the application runs"
@@ -255,6 +261,14 @@ run_bootstrap EGRESS_DNS=off BOOT_OUT="$out" -- sh -c "first=\$($listener_pid); 
 check "TERM while down: exit code is the application's (7)" test "$rc" -eq 7
 check "TERM while down: egress-enclave not started again" has "LEFT 0"
 check "TERM while down: says so" has "supervisor stopped by TERM while egress-enclave was down; not restarted"
+show_output_if_failed "$before"
+# From a review: a second USR1 (after the hand-off) ended the supervisor silently in dash, leaving egress-enclave
+# unsupervised. Now it is ignored: the supervisor still restarts a killed egress-enclave.
+new_ns usr1; before=$failed
+app_usr1="sup=\$(sed -n 's/.*its supervisor: pid \\([0-9]*\\)).*/\\1/p' \"\$BOOT_OUT\"); kill -USR1 \"\$sup\"; sleep 0.5; $app_kill"
+run_bootstrap EGRESS_DNS=off BOOT_OUT="$out" -- sh -c "$app_usr1"; rc=$?
+check "second USR1: exit code is the application's (7)" test "$rc" -eq 7
+check "second USR1: and restarts a killed egress-enclave" grep -qE '^SECOND [0-9]+$' "$out"
 show_output_if_failed "$before"
 new_ns noapp; before=$failed
 ip netns exec "$ns" env EGRESS_ENCLAVE_BIN="$EGRESS_ENCLAVE_BIN" EGRESS_CONFIG="$work/enclave.toml" \

@@ -97,6 +97,19 @@ wait_for() {
   return 1
 }
 
+# on_path NAME: whether exec finds NAME as an executable file in a PATH directory (a relative or empty entry is taken
+# from EGRESS_APP_DIR, where the application will run). Not "command -v": a builtin or one of this script's functions
+# would pass, and exec cannot run them.
+on_path() {
+  rest=$PATH:
+  while [ -n "$rest" ]; do
+    dir=${rest%%:*} rest=${rest#*:}
+    case $dir in /*) ;; *) dir=${EGRESS_APP_DIR:-.}/${dir:-.} ;; esac
+    [ -f "$dir/$1" ] && [ -x "$dir/$1" ] && return 0
+  done
+  return 1
+}
+
 # uptime_seconds: whole seconds since boot (monotonic, and needs no date(1)).
 uptime_seconds() { read -r up _ < /proc/uptime && printf '%s\n' "${up%%.*}"; }
 
@@ -108,7 +121,9 @@ uptime_seconds() { read -r up _ < /proc/uptime && printf '%s\n' "${up%%.*}"; }
 # sh starts a background job with INT ignored, for good.) HUP is ignored: a closed console must not stop egress.
 supervise() {
   ack=$1 started_up=no stopping=no child= delay=1
-  trap 'started_up=yes; : > "$ack"' USR1
+  # Acknowledged once: a later USR1 (the bootstrap's directory is gone by then) must not end this shell, which a
+  # failed redirection on the special builtin ":" does in dash; "command :" keeps it a regular one.
+  trap 'started_up=yes; [ -z "$ack" ] || command : 2>/dev/null > "$ack"; ack=' USR1
   trap 'stopping=yes; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null' TERM
   trap '' HUP
   while :; do
@@ -125,10 +140,17 @@ supervise() {
       wait "$child"
       code=$?
     done
-    if [ "$stopping" = yes ] && [ "$started_up" = yes ]; then
-      say "egress-enclave (pid $child) stopped by TERM to its supervisor (code $code); not restarted; outbound connections and DNS are refused from now on"
+    if [ "$stopping" = no ] && [ "$started_up" = no ]; then
+      # An exit during start-up is the bootstrap's to report. No hand-off from here on (an ignored USR1 is never
+      # acknowledged, and the bootstrap then sees this shell gone); one that came just before still counts.
+      trap '' USR1
+      [ "$started_up" = yes ] || exit "$code"
     fi
-    [ "$stopping" = no ] && [ "$started_up" = yes ] || exit "$code"
+    if [ "$stopping" = yes ]; then
+      [ "$started_up" = no ] ||
+        say "egress-enclave (pid $child) stopped by TERM to its supervisor (code $code); not restarted; outbound connections and DNS are refused from now on"
+      exit "$code"
+    fi
     ran=$(( $(uptime_seconds) - since ))
     if [ "$EGRESS_RESTART" != on ]; then
       say "egress-enclave (pid $child) exited (code $code) after ${ran}s; EGRESS_RESTART=$EGRESS_RESTART: not restarted; outbound connections and DNS are refused from now on"
@@ -137,6 +159,7 @@ supervise() {
     [ "$ran" -lt 60 ] || delay=1
     say "egress-enclave (pid $child) exited (code $code) after ${ran}s; outbound connections and DNS are refused until it is back; restarting it in ${delay}s"
     child=
+    [ "$stopping" = no ] || { say "supervisor stopped by TERM while egress-enclave was down; not restarted; outbound connections and DNS are refused from now on"; exit "$code"; }
     sleep "$delay" &
     sleeper=$!
     wait "$sleeper" 2>/dev/null
@@ -167,9 +190,13 @@ if [ "$#" -gt 0 ]; then
   case $1 in
     */*) app_path=$1; case $app_path in /*) ;; *) app_path=${EGRESS_APP_DIR:-.}/$app_path ;; esac
          [ -f "$app_path" ] && [ -x "$app_path" ] || fail "application '$1' not found or not executable${EGRESS_APP_DIR:+ (from EGRESS_APP_DIR=$EGRESS_APP_DIR)}" ;;
-    *) command -v "$1" >/dev/null 2>&1 || fail "application '$1' not found on PATH ($PATH)" ;;
+    *) on_path "$1" || fail "application '$1' not found on PATH ($PATH)" ;;
   esac
 fi
+# The supervisor's hand-off (step 6) needs a writable directory: known before anything changes.
+handoff_dir=$(mktemp -d "${TMPDIR:-/tmp}/egress-bootstrap.XXXXXX") ||
+  fail "cannot create a temporary directory in ${TMPDIR:-/tmp} (set TMPDIR to a writable one)"
+trap 'fail "interrupted"' INT TERM
 for tool in ip ss awk; do
   command -v "$tool" >/dev/null 2>&1 || fail "'$tool' not found on PATH (install iproute2 and awk)"
 done
@@ -196,12 +223,9 @@ dns_endpoints=$(printf '%s\n' "$rules_out" | awk '$1 == "dns:" { printf "%s%s", 
 # --- 3. the proxy -------------------------------------------------------------------------------------------------
 # enclave_pid is the supervisor's: TERM to it reaches egress-enclave, and its exit code is egress-enclave's. It says
 # it took over (step 6) by creating $supervisor_ack.
-handoff_dir=$(mktemp -d "${TMPDIR:-/tmp}/egress-bootstrap.XXXXXX") ||
-  fail "cannot create a temporary directory in ${TMPDIR:-/tmp} (set TMPDIR)"
 supervisor_ack=$handoff_dir/supervising
 supervise "$supervisor_ack" &
 enclave_pid=$!
-trap 'fail "interrupted"' INT TERM
 
 # --- 4. wait for it -----------------------------------------------------------------------------------------------
 set -f # "[::1]:4444" is not a file pattern
@@ -242,7 +266,9 @@ if [ "$dns" = yes ]; then
     say "DNS: $EGRESS_RESOLV_CONF now says nameserver $nameserver (redirected to the forwarder on $dns_endpoints)"
   else
     why="cannot write '$EGRESS_RESOLV_CONF'"
-    [ ! -L "$EGRESS_RESOLV_CONF" ] || why="$why (a symbolic link to '$(readlink "$EGRESS_RESOLV_CONF")'; a systemd-resolved image's is dangling here)"
+    if [ -L "$EGRESS_RESOLV_CONF" ] && [ ! -e "$EGRESS_RESOLV_CONF" ]; then
+      why="$why (a symbolic link to '$(readlink "$EGRESS_RESOLV_CONF")', which does not exist: a systemd-resolved image's)"
+    fi
     [ "$EGRESS_DNS" = auto ] || fail "$why; set EGRESS_RESOLV_CONF to a writable file, or EGRESS_DNS=auto to go on without it"
     say "DNS: $why; left unchanged (DNS to port 53 of any address still reaches the forwarder on $dns_endpoints)"
   fi

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using System.Text;
+using System.Text.RegularExpressions;
 
 namespace Egress.Policy;
 
@@ -30,25 +31,36 @@ internal static class PublicSuffixList
     /// <summary>
     /// Egress's own additions, checked with the shipped list: endpoints of shared storage and API services where anyone
     /// can create a name, which the list of 2023-02-09 names for a few regions only or not at all (a review found
-    /// <c>*.s3.us-east-1.amazonaws.com</c> unwarned). A <c>*</c> label matches any one label: AWS adds regions.
+    /// <c>*.s3.us-east-1.amazonaws.com</c> unwarned). A <c>{region}</c> label matches an AWS region's name
+    /// (<see cref="RegionLabel"/>: AWS adds regions), a <c>*</c> label any one label.
     /// </summary>
     internal static readonly string[] Additions =
     [
-        "s3.*.amazonaws.com", // BUCKET.s3.REGION.amazonaws.com
-        "s3.dualstack.*.amazonaws.com",
-        "s3-website.*.amazonaws.com",
-        "s3-accesspoint.*.amazonaws.com",
-        "s3-accesspoint.dualstack.*.amazonaws.com",
-        "execute-api.*.amazonaws.com", // API Gateway: ID.execute-api.REGION.amazonaws.com
-        "lambda-url.*.on.aws", // Lambda function URLs
+        .. new[] { "amazonaws.com", "amazonaws.com.cn" }.SelectMany(aws => new[]
+        {
+            $"s3.{{region}}.{aws}", // BUCKET.s3.REGION.amazonaws.com
+            $"s3.dualstack.{{region}}.{aws}",
+            $"s3-fips.{{region}}.{aws}",
+            $"s3-fips.dualstack.{{region}}.{aws}",
+            $"s3-website.{{region}}.{aws}",
+            $"s3-accesspoint.{{region}}.{aws}",
+            $"s3-accesspoint.dualstack.{{region}}.{aws}",
+            $"s3-object-lambda.{{region}}.{aws}",
+            $"execute-api.{{region}}.{aws}", // API Gateway: ID.execute-api.REGION.amazonaws.com
+        }),
+        "lambda-url.{region}.on.aws", // Lambda function URLs
         "blob.core.windows.net", // Azure Storage: ACCOUNT.blob.core.windows.net
         "dfs.core.windows.net",
         "file.core.windows.net",
         "queue.core.windows.net",
         "table.core.windows.net",
-        "web.core.windows.net",
+        "*.web.core.windows.net", // static websites: ACCOUNT.zNN.web.core.windows.net
         "storage.googleapis.com", // Cloud Storage: BUCKET.storage.googleapis.com
     ];
+
+    /// <summary>An AWS region's name: <c>us-east-1</c>, <c>eu-central-2</c>, <c>us-gov-west-1</c>, <c>cn-north-1</c>,
+    /// <c>us-isob-east-1</c>.</summary>
+    private static readonly Regex RegionLabel = new("^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+$", RegexOptions.CultureInvariant | RegexOptions.IgnoreCase);
 
     private static readonly SearchValues<byte> HostNameBytes = SearchValues.Create("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-."u8);
 
@@ -93,7 +105,8 @@ internal static class PublicSuffixList
     }
 
     /// <summary>Looks <paramref name="domain"/> up in <see cref="Additions"/> alone: a public suffix when its labels match
-    /// one's (a <c>*</c> label matching any), holding one when its labels match the end of a longer one's.</summary>
+    /// one's (a <c>*</c> label matching any, <c>{region}</c> a region's name), holding one when its labels match the end
+    /// of a longer one's (<c>*.sts.amazonaws.com</c> holds none: <c>sts</c> is no region).</summary>
     /// <param name="domain">An ASCII domain name without a trailing dot (case is ignored).</param>
     internal static Finding FindInAdditions(string domain)
     {
@@ -127,7 +140,13 @@ internal static class PublicSuffixList
             int offset = pattern.Length - labels.Length;
             for (int i = 0; i < labels.Length; i++)
             {
-                if (pattern[offset + i] != "*" && !string.Equals(pattern[offset + i], labels[i], StringComparison.OrdinalIgnoreCase))
+                bool matches = pattern[offset + i] switch
+                {
+                    "*" => true,
+                    "{region}" => RegionLabel.IsMatch(labels[i]),
+                    string label => string.Equals(label, labels[i], StringComparison.OrdinalIgnoreCase),
+                };
+                if (!matches)
                 {
                     return false;
                 }

@@ -89,15 +89,17 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
                 output.WriteLine($"         only on the ports of {string.Join(", ", limited.Select(text => $"\"{text}\""))} (and those of a name it is learned from at run time); give ADDRESS:PORT ([IPv6]:PORT) to check one");
             }
 
+            // In report mode such an address is allowed all the same, as a would-deny (a review: "stays denied" was said).
+            string staysDenied = decision.WouldDeny ? "enforce mode denies it at run time whatever is learned (report mode allows it, logged as a would-deny)" : "it stays denied at run time";
             if (decision.Reason == DecisionReason.NeverLearned && !NamesAHost(configuration))
             {
                 // Nothing is learned without a name to learn it from: "allowed once learned" would never come true.
-                output.WriteLine("         no entry names a host (or a wildcard), so no DNS answer is learned: it stays denied at run time");
+                output.WriteLine($"         no entry names a host (or a wildcard), so no DNS answer is learned: {staysDenied}");
             }
             else if (decision.Reason == DecisionReason.NeverLearned && targetPort is int checkedPort && !NamesAHostOnPort(policy, checkedPort))
             {
                 // A new user's trial: "api.stripe.com:443" alone, and 198.51.100.1:22 was said to be allowed once learned.
-                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"         no entry for a host (or a wildcard) allows port {checkedPort}, so no learned address is allowed on it: it stays denied at run time"));
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"         no entry for a host (or a wildcard) allows port {checkedPort}, so no learned address is allowed on it: {staysDenied}"));
             }
             else if (decision.Reason == DecisionReason.NeverLearned)
             {

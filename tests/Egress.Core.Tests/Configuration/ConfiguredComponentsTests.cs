@@ -260,7 +260,10 @@ public sealed class ConfiguredComponentsTests
     [TestCase("*.execute-api.eu-west-1.amazonaws.com", "\"execute-api.eu-west-1.amazonaws.com\", a public suffix (Egress's list")]
     [TestCase("*.lambda-url.eu-west-1.on.aws", "\"lambda-url.eu-west-1.on.aws\", a public suffix (Egress's list")]
     [TestCase("*.storage.googleapis.com", "\"storage.googleapis.com\", a public suffix (Egress's list")]
-    [TestCase("*.windows.net", "\"windows.net\", which holds public suffixes where anyone can create names (dfs.core.windows.net, web.core.windows.net, blob.core.windows.net and 3 more; Egress's list of shared storage and API endpoints)")]
+    [TestCase("*.windows.net", "\"windows.net\", which holds public suffixes where anyone can create names (dfs.core.windows.net, blob.core.windows.net, file.core.windows.net and 3 more; Egress's list of shared storage and API endpoints)")]
+    [TestCase("*.z13.web.core.windows.net", "\"z13.web.core.windows.net\", a public suffix (Egress's list")]
+    [TestCase("*.s3.cn-northwest-1.amazonaws.com.cn", "\"s3.cn-northwest-1.amazonaws.com.cn\", a public suffix (Egress's list")]
+    [TestCase("*.s3-object-lambda.us-east-1.amazonaws.com", "\"s3-object-lambda.us-east-1.amazonaws.com\", a public suffix (Egress's list")]
     [TestCase("*.s3.eu-central-1.amazonaws.com", "\"s3.eu-central-1.amazonaws.com\", a public suffix (Public Suffix List, 2023-02-09)")] // the list's word is enough
     public void AWildcardOverAPublicSuffixIsWarnedAbout(string entry, string expected) =>
         Assert.That(
@@ -278,6 +281,8 @@ public sealed class ConfiguredComponentsTests
     }
 
     [TestCase("*.my-bucket.s3.us-east-1.amazonaws.com")]
+    [TestCase("*.sts.amazonaws.com")] // a review: was said to hold S3's suffixes
+    [TestCase("*.rds.amazonaws.com")]
     [TestCase("*.example.co.uk")]
     [TestCase("*.my-bucket.s3.amazonaws.com")]
     [TestCase("*.example.github.io")]

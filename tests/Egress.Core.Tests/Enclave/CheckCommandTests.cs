@@ -43,6 +43,17 @@ public sealed class CheckCommandTests
         Assert.That(output, Does.Not.Contain("at run time it is allowed").And.Not.Contain("tls:"));
     }
 
+    // A review: in report mode the address is allowed at run time (a would-deny), not "denied".
+    [Test]
+    public void InReportModeAPortNoNameEntryAllowsIsAWouldDeny()
+    {
+        (int code, string output) = Check("[egress]\nenabled = true\nmode = \"report\"\ndestinations = [\"api.stripe.com:443\"]\n", "192.0.2.9:22");
+
+        Assert.That(code, Is.Zero);
+        Assert.That(output, Does.Contain("no entry for a host (or a wildcard) allows port 22, so no learned address is allowed on it: enforce mode denies it at run time whatever is learned (report mode allows it, logged as a would-deny)"));
+        Assert.That(output, Does.Not.Contain("it stays denied"));
+    }
+
     // A new user's trial: check answered "allowed" from this file's [egress] with no word that egress-host decides an
     // enclave's streams by its [[host.enclaves]] entry's file.
     [Test]

@@ -440,6 +440,9 @@ public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
         using Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
         await CleanConnectionAsync(stream, echo.EndPoint, 1, "a"u8.ToArray());
         await _probe.WaitForEventAsync(210);
+        // The idle limit's timer is armed when the handler waits for the next request, which may come after the log line:
+        // advancing the clock before that (a loaded CI run did) moved the limit out of reach and the test hung.
+        await WaitUntilAsync(() => WaitingForTheNextRequest() == 1);
 
         _time.Advance(TunnelStreamHandler.DefaultIdleBetweenRequests - TimeSpan.FromSeconds(1));
         await Task.Delay(100);

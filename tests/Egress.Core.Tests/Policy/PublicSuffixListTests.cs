@@ -90,8 +90,12 @@ public sealed class PublicSuffixListTests
     }
 
     [TestCase("s3.us-east-1.amazonaws.com", true)]
-    [TestCase("S3.New-Region-9.AmazonAWS.com", true)] // a * label matches any one label, in any case
+    [TestCase("S3.EU-South-9.AmazonAWS.com", true)] // a {region} label matches any region's name, in any case
+    [TestCase("s3.us-gov-west-1.amazonaws.com", true)]
+    [TestCase("s3.cn-northwest-1.amazonaws.com.cn", true)]
     [TestCase("s3.a.b.amazonaws.com", false)] // one label only
+    [TestCase("s3.sts.amazonaws.com", false)] // a review: "sts" is no region
+    [TestCase("z13.web.core.windows.net", true)] // a * label matches any one label
     [TestCase("my-bucket.s3.us-east-1.amazonaws.com", false)] // a name under it, not the suffix
     [TestCase("blob.core.windows.net", true)]
     public void AdditionsMatchLabelByLabel(string domain, bool expected)
@@ -104,8 +108,12 @@ public sealed class PublicSuffixListTests
     [Test]
     public void AdditionsBelowADomainAreNamedWithTheirWildcardLabels()
     {
-        Assert.That(PublicSuffixList.FindInAdditions("on.aws").SuffixesBelow, Is.EqualTo(new[] { "lambda-url.*.on.aws" }));
-        Assert.That(PublicSuffixList.FindInAdditions("us-east-1.amazonaws.com").SuffixesBelow, Is.EqualTo(new[] { "s3.*.amazonaws.com", "s3-website.*.amazonaws.com", "execute-api.*.amazonaws.com", "s3.dualstack.*.amazonaws.com", "s3-accesspoint.*.amazonaws.com", "s3-accesspoint.dualstack.*.amazonaws.com" }), "shortest first");
+        Assert.That(PublicSuffixList.FindInAdditions("on.aws").SuffixesBelow, Is.EqualTo(new[] { "lambda-url.{region}.on.aws" }));
+        Assert.That(PublicSuffixList.FindInAdditions("us-east-1.amazonaws.com").SuffixesBelow, Has.Count.EqualTo(9).And.Contains("s3.{region}.amazonaws.com"));
+        Assert.That(PublicSuffixList.FindInAdditions("amazonaws.com").SuffixesBelow[0], Is.EqualTo("s3.{region}.amazonaws.com"), "shortest first");
+        // A review: a {region} or * label inside the domain's own labels matched any label, so these were said to hold
+        // S3's suffixes.
+        Assert.That(new[] { "sts.amazonaws.com", "rds.amazonaws.com", "execute-api.amazonaws.com" }.Select(d => PublicSuffixList.FindInAdditions(d).SuffixesBelow.Count), Is.All.Zero);
         var none = PublicSuffixList.FindInAdditions("example.com");
         Assert.That((none.IsPublicSuffix, none.SuffixesBelow.Count, none.FromAdditions), Is.EqualTo((false, 0, false)));
     }
