@@ -158,13 +158,14 @@ supervise() {
     fi
     [ "$ran" -lt 60 ] || delay=1
     say "egress-enclave (pid $child) exited (code $code) after ${ran}s; outbound connections and DNS are refused until it is back; restarting it in ${delay}s"
-    child=
-    [ "$stopping" = no ] || { say "supervisor stopped by TERM while egress-enclave was down; not restarted; outbound connections and DNS are refused from now on"; exit "$code"; }
-    sleep "$delay" &
-    sleeper=$!
-    wait "$sleeper" 2>/dev/null
+    child= sleeper=
+    if [ "$stopping" = no ]; then # a TERM just now is acted on at once, not after the delay
+      sleep "$delay" &
+      sleeper=$!
+      wait "$sleeper" 2>/dev/null
+    fi
     if [ "$stopping" = yes ]; then
-      kill "$sleeper" 2>/dev/null
+      [ -z "$sleeper" ] || kill "$sleeper" 2>/dev/null
       say "supervisor stopped by TERM while egress-enclave was down; not restarted; outbound connections and DNS are refused from now on"
       exit "$code"
     fi
