@@ -15,7 +15,8 @@
 #   8. EGRESS_PROXY_PORT (no longer read), a bad EGRESS_NETFILTER and a missing application are refused before
 #      anything changes;
 #   9. egress-enclave killed while the application runs (just after relaying a connection) is restarted and listens
-#      again; with EGRESS_RESTART=off it is not, and says so; TERM to the supervisor stops it for good, and says so,
+#      again, both keeping their learned addresses in one file of a private directory; with EGRESS_RESTART=off it is
+#      not restarted, and says so; TERM to the supervisor stops it for good, and says so,
 #      whether egress-enclave runs or is down; without an application, TERM to the bootstrap stops egress-enclave and
 #      its supervisor;
 #  10. with IPv6 disabled in the namespace, the IPv6 endpoints are skipped with a warning and the application runs.
@@ -87,7 +88,7 @@ run_bootstrap() { # run_bootstrap ENV-ASSIGNMENTS... -- APP...
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done
   shift
   timeout 60 ip netns exec "$ns" env EGRESS_ENCLAVE_BIN="$EGRESS_ENCLAVE_BIN" EGRESS_CONFIG="$work/enclave.toml" \
-    EGRESS_RESOLV_CONF="$work/resolv.conf" EGRESS_START_TIMEOUT=20 "${envs[@]}" sh "$bootstrap" "$@" >"$out" 2>&1
+    EGRESS_RESOLV_CONF="$work/resolv.conf" EGRESS_START_TIMEOUT=20 TMPDIR="$work" "${envs[@]}" sh "$bootstrap" "$@" >"$out" 2>&1
 }
 
 # The application: prints what it sees inside the "enclave", then exits 7 (to check its exit code is kept).
@@ -238,6 +239,10 @@ check "exit code is the application's (7)" test "$rc" -eq 7
 check "the application found egress-enclave listening" grep -qE '^FIRST [0-9]+$' "$out"
 check "a new egress-enclave listens after the first was killed" grep -qE '^SECOND [0-9]+$' "$out"
 check "the supervisor said what happened and when it restarts" grep -qE '^bootstrap: egress-enclave \(pid [0-9]+\) exited \(code 137\) after [0-9]+s; outbound connections and DNS are refused until it is back; restarting it in 1s$' "$out"
+# Each egress-enclave keeps its learned addresses in the same file, in a private directory made for this boot.
+state_file=$(sed -n 's/.*learned addresses: \(restored [0-9]* name-address pairs from \|\)\([^ ]*learned-addresses\).*/\2/p' "$out" | sort -u)
+check "both egress-enclaves kept their learned addresses in one file" test "$(grep -c 'learned addresses: ' "$out")" -eq 2 -a "$(printf '%s\n' "$state_file" | wc -l)" -eq 1
+check "in a directory of this boot's, mode 700" test "$(stat -c %a "$(dirname "$state_file")" 2>/dev/null)" = 700 -a "${state_file#"$work"/egress-state.}" != "$state_file"
 show_output_if_failed "$before"
 new_ns norestart; before=$failed
 run_bootstrap EGRESS_DNS=off EGRESS_RESTART=off -- sh -c "${app_kill//100/20}"; rc=$?
@@ -245,6 +250,7 @@ check "EGRESS_RESTART=off: exit code is the application's (7)" test "$rc" -eq 7
 check "EGRESS_RESTART=off: no new egress-enclave within 2 s" has "SECOND none"
 check "EGRESS_RESTART=off: says it was not restarted" has "EGRESS_RESTART=off: not restarted; outbound connections and DNS are refused from now on"
 check "EGRESS_RESTART=off: nothing left running" test -z "$(ip netns pids "$ns")"
+check "EGRESS_RESTART=off: no learned-addresses file (nothing restarts)" lacks "learned addresses: "
 show_output_if_failed "$before"
 # TERM to the supervisor (its pid is in the bootstrap's "its supervisor: pid N" line), once while egress-enclave runs
 # and once while it is down: each time egress-enclave is not started again, and the supervisor says why.
@@ -271,7 +277,7 @@ check "second USR1: exit code is the application's (7)" test "$rc" -eq 7
 check "second USR1: and restarts a killed egress-enclave" grep -qE '^SECOND [0-9]+$' "$out"
 show_output_if_failed "$before"
 new_ns noapp; before=$failed
-ip netns exec "$ns" env EGRESS_ENCLAVE_BIN="$EGRESS_ENCLAVE_BIN" EGRESS_CONFIG="$work/enclave.toml" \
+ip netns exec "$ns" env TMPDIR="$work" EGRESS_ENCLAVE_BIN="$EGRESS_ENCLAVE_BIN" EGRESS_CONFIG="$work/enclave.toml" \
   EGRESS_RESOLV_CONF="$work/resolv.conf" EGRESS_DNS=off sh "$bootstrap" >"$out" 2>&1 &
 boot=$!
 for _ in $(seq 100); do grep -qF "no application given" "$out" && break; sleep 0.1; done

@@ -238,3 +238,19 @@ if tls_seed.exists():
     write("tls-client-hello", "alert-between-records", tls_records(hello[:50]) + b"\x15\x03\x03\x00\x02\x02\x28" + tls_records(hello[50:]))
 write("tls-client-hello", "not-tls-http", b"GET / HTTP/1.1\r\nHost: www.allowed.test\r\n\r\n")
 write("tls-client-hello", "not-tls-ssh", b"SSH-2.0-OpenSSH_9.6\r\n")
+
+
+# --- learned-addresses: egress-enclave's learned-addresses file (src/Egress.Core/Policy/LearnedAddressesFile.cs) -----
+# The target's clock is 2026-12-05T00:00Z (1796428800000 ms); its policy allows api.example.com:443, *.allowed.test
+# and 198.18.0.0/15:80.
+head = "egress-learned-addresses 1\n"
+write("learned-addresses", "golden", head + "1796429100000 198.18.0.10 api.example.com\n1796429100000 2001:db8::10 api.example.com\n")
+write("learned-addresses", "every-skip", head + "1796429100000 198.51.100.7 www.allowed.test\n1796400000000 198.51.100.8 api.example.com\n"
+      "1796429100000 198.51.100.9 evil.example\n1796429100000 10.0.0.1 api.example.com\n0123 1.2.3.4 api.example.com\n"
+      "1796429100000 127.1 api.example.com\n1796429100000 fe80::1%2 api.example.com\n")
+write("learned-addresses", "in-grace", head + "1796428770000 198.51.100.7 api.example.com\n")
+write("learned-addresses", "no-final-newline", head + "1796429100000 198.51.100.7 api.example.com")
+write("learned-addresses", "overlong-line", head + "1796429100000 198.51.100.7 " + "a" * 400 + "\n1796429100000 198.51.100.8 x.allowed.test\n")
+write("learned-addresses", "other-version", "egress-learned-addresses 2\n1796429100000 198.51.100.7 api.example.com\n")
+write("learned-addresses", "empty", b"")
+

@@ -3,7 +3,8 @@
 #
 #   fuzz/run.sh <target> [--minutes N] [--execs N] [--resume] [--save-queue]
 #
-# Targets: tunnel, tunnel-frames, denial-report, dns-query, dns-response, dns-framing, config, tls-client-hello (tests/Egress.Core.Tests/Fuzzing/Targets).
+# Targets: tunnel, tunnel-frames, denial-report, dns-query, dns-response, dns-framing, config, tls-client-hello,
+# learned-addresses (tests/Egress.Core.Tests/Fuzzing/Targets).
 # Installs afl++ (apt, as root) and the sharpfuzz tool (fuzz/dotnet-tools.json) when missing, builds fuzz/Egress.Fuzz
 # into fuzz/out/<target>, instruments Egress.Core.dll (and Tomlyn.dll for config) and runs afl-fuzz on
 # fuzz/corpus/<target> (seeds and regressions/) until N minutes (default 10) or N executions have passed, whichever

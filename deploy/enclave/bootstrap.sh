@@ -10,7 +10,9 @@
 #    EGRESS_NETFILTER). Its "proxy: ADDRESS:PORT ..." lines name the endpoints the proxy must listen on: the port
 #    is read from the configuration alone, never given twice;
 # 3. starts egress-enclave --config $EGRESS_CONFIG in the background, under a small supervisor that restarts it if
-#    it exits once the application runs (after 1 s, doubling to 30 s while it keeps failing; EGRESS_RESTART);
+#    it exits once the application runs (after 1 s, doubling to 30 s while it keeps failing; EGRESS_RESTART). With
+#    restarts on, egress-enclave keeps what it learns from DNS answers in a private directory made for this boot
+#    (--learned-addresses), so that a restarted one still allows the addresses the application resolved before;
 # 4. waits (bounded) until the proxy listens on each of those endpoints;
 # 5. DNS: once the forwarder listens on every endpoint of [enclave] dns_listen (the rules' "dns: ADDRESS:PORT"
 #    lines: port-53 DNS to any address goes there), writes "nameserver 127.0.0.1" (::1 with IPv6 endpoints only) to
@@ -33,7 +35,8 @@
 #   EGRESS_DNS_WAIT        seconds auto mode waits for each DNS endpoint after the proxy is up                  [2]
 #   EGRESS_START_TIMEOUT   seconds to wait for each proxy endpoint (and, with EGRESS_DNS=on, each DNS one)       [15]
 #   EGRESS_ENCLAVE_ARGS    extra arguments for egress-enclave, split on spaces (e.g. "--log-level Debug")         []
-#   EGRESS_RESTART         on: restart egress-enclave whenever it exits after start-up; off: leave it stopped   [on]
+#   EGRESS_RESTART         on: restart egress-enclave whenever it exits after start-up, keeping its learned
+#                          addresses in $TMPDIR/egress-state.XXXXXX; off: leave it stopped                       [on]
 #   EGRESS_APP_DIR         directory to change to before the application starts (a Nitro enclave's init ignores the
 #                          image's WORKDIR; the image sets /app); empty: stay where started                      []
 # EGRESS_PROXY_PORT is no longer read (the port is [enclave] proxy_listen's); setting it is an error, so that a
@@ -53,6 +56,7 @@ EGRESS_RESTART=${EGRESS_RESTART:-on}
 
 enclave_pid=
 handoff_dir=
+state_dir=
 
 say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
@@ -63,6 +67,7 @@ fail() {
     kill "$enclave_pid" 2>/dev/null
     wait "$enclave_pid" 2>/dev/null
   fi
+  [ -z "$state_dir" ] || rm -rf "$state_dir" # after egress-enclave, which writes it as it stops
   exit 1
 }
 
@@ -129,7 +134,11 @@ supervise() {
   while :; do
     since=$(uptime_seconds)
     # shellcheck disable=SC2086 # EGRESS_ENCLAVE_ARGS is split on purpose
-    "$EGRESS_ENCLAVE_BIN" --config "$EGRESS_CONFIG" $EGRESS_ENCLAVE_ARGS &
+    if [ -n "$state_dir" ]; then
+      "$EGRESS_ENCLAVE_BIN" --config "$EGRESS_CONFIG" --learned-addresses "$state_dir/learned-addresses" $EGRESS_ENCLAVE_ARGS &
+    else
+      "$EGRESS_ENCLAVE_BIN" --config "$EGRESS_CONFIG" $EGRESS_ENCLAVE_ARGS &
+    fi
     child=$!
     # A TERM that came while it was being started found no child to pass itself on to (sh runs a trap only between
     # commands): pass it on now.
@@ -197,6 +206,15 @@ fi
 # The supervisor's hand-off (step 6) needs a writable directory: known before anything changes.
 handoff_dir=$(mktemp -d "${TMPDIR:-/tmp}/egress-bootstrap.XXXXXX") ||
   fail "cannot create a temporary directory in ${TMPDIR:-/tmp} (set TMPDIR to a writable one)"
+# Where a restarted egress-enclave finds what the one before it learned from DNS answers (mode 0700, this boot's
+# only; kept while the enclave runs). Not when EGRESS_ENCLAVE_ARGS already names a file.
+case " $EGRESS_ENCLAVE_ARGS" in
+  *" --learned-addresses"*) ;;
+  *) if [ "$EGRESS_RESTART" = on ]; then
+       state_dir=$(mktemp -d "${TMPDIR:-/tmp}/egress-state.XXXXXX") ||
+         fail "cannot create a temporary directory in ${TMPDIR:-/tmp} (set TMPDIR to a writable one)"
+     fi ;;
+esac
 trap 'fail "interrupted"' INT TERM
 for tool in ip ss awk; do
   command -v "$tool" >/dev/null 2>&1 || fail "'$tool' not found on PATH (install iproute2 and awk)"

@@ -70,6 +70,10 @@ const string CheckConfigDescription = "check everything a start and rules --appl
     + "endpoint, the listen addresses and the redirect targets; not the rules already in the kernel, which rules --apply compares), "
     + "print what would run, and exit: 0 valid, 2 not. Starts nothing";
 var checkConfigOption = HostCommandLine.Flag("--check-config", CheckConfigDescription);
+const string LearnedAddressesDescription = "keep the addresses learned from DNS answers in this file (an absolute path in a directory "
+    + "only this user can write; bootstrap.sh uses a private temporary one) and restore them at start, re-checked against the policy: "
+    + "a restarted egress-enclave then allows what the run before it had learned, as an application that kept an address expects. Off by default";
+var learnedAddressesOption = new Option<string?>("--learned-addresses") { Description = LearnedAddressesDescription, HelpName = "PATH" };
 
 var root = new RootCommand("""
     Run the egress proxy and the DNS forwarder until SIGTERM or SIGINT. Every outbound TCP connection redirected by the
@@ -81,23 +85,26 @@ var root = new RootCommand("""
     shutdown_drain_seconds (default 10), then aborts the rest and exits 0.
     """)
 {
-    configOption, proxyPortOption, tunnelOption, logLevelOption, logFormatOption, checkConfigOption,
+    configOption, proxyPortOption, tunnelOption, logLevelOption, logFormatOption, checkConfigOption, learnedAddressesOption,
 };
 root.SetAction((parse, _) => RunAsync(
-    parse.GetValue(configOption), parse.GetValue(tunnelOption), parse.GetValue(logLevelOption), HostCommandLine.IsJson(parse.GetValue(logFormatOption)), parse.GetValue(checkConfigOption)));
+    parse.GetValue(configOption), parse.GetValue(tunnelOption), parse.GetValue(logLevelOption), HostCommandLine.IsJson(parse.GetValue(logFormatOption)),
+    parse.GetValue(checkConfigOption), parse.GetValue(learnedAddressesOption)));
 
 // "run" spelled out, as the hand-written command line accepted it: the same as no verb, with options of its own.
 var runTunnelOption = HostCommandLine.Tunnel(tunnelOption.Description!);
 var runLogLevelOption = HostCommandLine.LogLevel();
 var runLogFormatOption = HostCommandLine.LogFormat();
 var runCheckConfigOption = HostCommandLine.Flag("--check-config", CheckConfigDescription);
+var runLearnedAddressesOption = new Option<string?>("--learned-addresses") { Description = LearnedAddressesDescription, HelpName = "PATH" };
 var run = new Command("run", "The same as no command: run the egress proxy and the DNS forwarder.")
 {
-    configOption, runTunnelOption, runLogLevelOption, runLogFormatOption, runCheckConfigOption,
+    configOption, runTunnelOption, runLogLevelOption, runLogFormatOption, runCheckConfigOption, runLearnedAddressesOption,
 };
 run.SetAction((parse, _) => RunAsync(
-    parse.GetValue(configOption), parse.GetValue(runTunnelOption), parse.GetValue(runLogLevelOption), HostCommandLine.IsJson(parse.GetValue(runLogFormatOption)), parse.GetValue(runCheckConfigOption)));
-HostCommandLine.RefuseParentOptions(run, tunnelOption, logLevelOption, logFormatOption, checkConfigOption);
+    parse.GetValue(configOption), parse.GetValue(runTunnelOption), parse.GetValue(runLogLevelOption), HostCommandLine.IsJson(parse.GetValue(runLogFormatOption)),
+    parse.GetValue(runCheckConfigOption), parse.GetValue(runLearnedAddressesOption)));
+HostCommandLine.RefuseParentOptions(run, tunnelOption, logLevelOption, logFormatOption, checkConfigOption, learnedAddressesOption);
 root.Subcommands.Add(run);
 
 var targetArgument = new Argument<CheckTarget>("TARGET")
@@ -280,8 +287,13 @@ static string DenialReportsText(Egress.Denials.DenialDetail detail) => detail sw
     _ => "counts by kind, reason and destination every 10 s (enclave.report_denials = \"destinations\": denied addresses and names reach the parent's log)",
 };
 
-static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel logLevel, bool jsonLogs, bool checkOnly)
+static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel logLevel, bool jsonLogs, bool checkOnly, string? learnedAddresses)
 {
+    if (learnedAddresses is not null && LearnedAddressesProblem(learnedAddresses) is { } problem)
+    {
+        return Fail($"--learned-addresses: {problem}");
+    }
+
     var configuration = HostRuntime.LoadConfiguration(configPath, Console.Error);
     if (configuration is null)
     {
@@ -313,6 +325,7 @@ static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel
             output.WriteLine($"  tunnel: {tunnel ?? configuration.GetTunnelEndpoint(TunnelSide.Enclave)}");
             output.WriteLine($"  audit log: {audit}");
             output.WriteLine($"  denial reports to the parent: {DenialReportsText(configuration.Enclave.ReportDenials)}");
+            output.WriteLine($"  learned addresses kept for a restart: {learnedAddresses ?? "off (--learned-addresses)"}");
             return 0;
         }
     }
@@ -340,7 +353,28 @@ static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel
         // /sys/class/net unreadable (a sandbox): the warning is advice, never a reason not to start.
     }
 
+    // Restored before the listeners start, so that the first connection after a restart finds what the run before
+    // learned; written until the host has stopped, and once more then.
+    using var learned = learnedAddresses is null ? null : new LearnedAddressesFile(
+        learnedAddresses, host.Services.GetRequiredService<EgressPolicy>(), TimeProvider.System,
+        host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Egress.Policy"), LearnedAddressesFile.DefaultInterval);
+    learned?.Restore();
+    learned?.Start();
     return await HostRuntime.RunAsync(host);
+}
+
+// Why --learned-addresses cannot be used (checked before anything starts, as a bad --tunnel is); null when it can.
+static string? LearnedAddressesProblem(string path)
+{
+    if (!Path.IsPathFullyQualified(path))
+    {
+        return $"'{path}' is not an absolute path";
+    }
+
+    string? directory = Path.GetDirectoryName(path);
+    return string.IsNullOrEmpty(Path.GetFileName(path)) ? $"'{path}' names a directory, not a file"
+        : directory is null || !Directory.Exists(directory) ? $"the directory of '{path}' does not exist"
+        : null;
 }
 
 static int RunRules(string? configPath, bool apply, bool remove, bool force, NetfilterBackend? netfilterOption)

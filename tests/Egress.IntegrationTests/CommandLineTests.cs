@@ -654,9 +654,45 @@ public sealed class CommandLineTests
                     + "  DNS forwarder: 127\\.0\\.0\\.1:53, \\[::1\\]:53, UDP and TCP \\(redirect rules send DNS to 127\\.0\\.0\\.1:53, \\[::1\\]:53\\)\n"
                     + $"  tunnel: {Regex.Escape($"unix:{directory}/t.sock")}\n"
                     + $"  audit log: {Regex.Escape(audit)} \\(opened at start, in the enclave; not looked at here\\)\n"
-                    + "  denial reports to the parent: counts by kind, reason and destination every 10 s \\(enclave\\.report_denials = \"destinations\": denied addresses and names reach the parent's log\\)\n$"), result.ToString);
+                    + "  denial reports to the parent: counts by kind, reason and destination every 10 s \\(enclave\\.report_denials = \"destinations\": denied addresses and names reach the parent's log\\)\n"
+                    + "  learned addresses kept for a restart: off \\(--learned-addresses\\)\n$"), result.ToString);
                 Assert.That(Directory.GetFileSystemEntries(directory).Select(Path.GetFileName), Is.EquivalentTo(new[] { "enclave.toml" }), "nothing bound, nothing created");
             });
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    /// <summary>--learned-addresses is checked before anything starts: a file the run could never write is refused, exit 2.</summary>
+    [TestCase("state/learned", "error: --learned-addresses: 'state/learned' is not an absolute path")]
+    [TestCase("DIR/missing/learned", "error: --learned-addresses: the directory of 'DIR/missing/learned' does not exist")]
+    [TestCase("DIR/", "error: --learned-addresses: 'DIR/' names a directory, not a file")]
+    [TestCase("DIR/learned", null)]
+    public async Task EnclaveLearnedAddressesFileIsCheckedBeforeTheStart(string file, string? error)
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-check-").FullName;
+        try
+        {
+            string path = Path.Combine(directory, "enclave.toml");
+            await File.WriteAllTextAsync(path, $"[egress]\nenabled = true\ndestinations = [\"api.example.com:443\"]\n[tunnel]\nenclave_endpoint = \"unix:{directory}/t.sock\"\n");
+            string learned = file.Replace("DIR", directory, StringComparison.Ordinal);
+
+            var result = await Command.RunAsync(HostBinaries.Enclave("--config", path, "--learned-addresses", learned, "--check-config"), Timeout);
+
+            if (error is null)
+            {
+                Assert.That(result.StandardOutput, Does.Contain($"  learned addresses kept for a restart: {learned}\n"), result.ToString);
+            }
+            else
+            {
+                Assert.Multiple(() =>
+                {
+                    Assert.That(result.ExitCode, Is.EqualTo(2), result.ToString);
+                    Assert.That(result.StandardError, Is.EqualTo(error.Replace("DIR", directory, StringComparison.Ordinal) + "\n"), result.ToString);
+                });
+            }
         }
         finally
         {

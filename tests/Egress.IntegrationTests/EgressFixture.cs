@@ -25,8 +25,12 @@ public abstract class EgressFixture
         topology = await Topology.CreateAsync();
         world = await topology.StartWorldServicesAsync();
         await PrepareAsync(topology);
-        deployment = await EgressDeployment.StartAsync(topology, ConfigToml, hostOpenFiles: null, enclaveOpenFiles: null, dnsPort: DnsListenPort);
+        deployment = await EgressDeployment.StartAsync(
+            topology, ConfigToml, hostOpenFiles: null, enclaveOpenFiles: null, dnsPort: DnsListenPort, enclaveArguments: EnclaveArguments(topology));
     }
+
+    /// <summary>More arguments for egress-enclave, given the topology (its work directory).</summary>
+    internal virtual string[] EnclaveArguments(Topology topology) => [];
 
     /// <summary>The enclave.toml both hosts run with.</summary>
     internal virtual string ConfigToml => EnclaveConfig.Render(EnclaveConfig.DefaultDestinations);

@@ -50,6 +50,7 @@ public sealed class AllowlistCache
     private int _count;
     private int _inUseCount;
     private long _evictions;
+    private long _version;
 
     /// <summary>The addresses the size bound evicted while they were still allowed, with the name each was learned from,
     /// when, and until when it would have been allowed, so a denial can say so: evicted until then, expired for the
@@ -128,7 +129,8 @@ public sealed class AllowlistCache
         return evicted > 0;
     }
 
-    private long Now => _timeProvider.GetUtcNow().UtcTicks;
+    /// <summary>The cache's clock: UTC ticks now.</summary>
+    internal long Now => _timeProvider.GetUtcNow().UtcTicks;
 
     /// <summary>
     /// Records that <paramref name="name"/> resolved to <paramref name="address"/>. Learning again extends the expiry
@@ -144,6 +146,60 @@ public sealed class AllowlistCache
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentNullException.ThrowIfNull(address);
+        LearnCore(name, address, ttl, restoredExpiry: null);
+    }
+
+    /// <summary>
+    /// As <see cref="Learn"/>, with the expiry an earlier run of this process learned (<see cref="Learned"/>, kept in a
+    /// learned-addresses file across a restart) instead of a TTL: neither cut nor raised to the floor, and possibly past
+    /// (a name in its grace stays in it). Extends, never shortens, what is known.
+    /// </summary>
+    /// <param name="name">As for <see cref="Learn"/>.</param>
+    /// <param name="address">As for <see cref="Learn"/>.</param>
+    /// <param name="expiresAt">When the name's allowance ends, before its grace (UTC ticks).</param>
+    internal void Restore(string name, IPAddress address, long expiresAt) => LearnCore(name, address, TimeSpan.Zero, expiresAt);
+
+    /// <summary>How long a name stays allowed after its expiry (<see cref="AllowlistCacheOptions.Grace"/>), in ticks.</summary>
+    internal long GraceTicks => _graceTicks;
+
+    /// <summary>How many addresses an open connection holds now.</summary>
+    internal int InUseCount => Volatile.Read(ref _inUseCount);
+
+    /// <summary>A number that moves whenever an address is learned or restored (not when one expires): a writer of the
+    /// learned addresses rewrites them only when it moved.</summary>
+    internal long Version => Interlocked.Read(ref _version);
+
+    /// <summary>
+    /// Every name that counts now by its own learning (its TTL or its grace) or is held by an open connection, with its
+    /// address and expiry (UTC ticks): what a restarted process needs to allow what this one allows through DNS. A name
+    /// held past its TTL gets the expiry now, where its grace would start when the connection closed (a restart closes
+    /// it). Walks the cache without the write lock: a learning that races the walk may be missed by it (its
+    /// <see cref="Version"/> has moved: the next walk has it).
+    /// </summary>
+    internal List<(IPAddress Address, string Name, long ExpiresAt)> Learned()
+    {
+        long now = Now;
+        var learned = new List<(IPAddress, string, long)>();
+        foreach (var (key, known) in _entries)
+        {
+            AddressUse? use = UseOf(key);
+            IPAddress? address = null;
+            foreach (LearnedName name in known.Names)
+            {
+                bool held = use is not null && use.Holds(name.Name);
+                if (now < name.ExpiresAt + _graceTicks || held)
+                {
+                    address ??= AddressValue.ToAddress(key);
+                    learned.Add((address, name.Name, held ? Math.Max(name.ExpiresAt, now) : name.ExpiresAt));
+                }
+            }
+        }
+
+        return learned;
+    }
+
+    private void LearnCore(string name, IPAddress address, TimeSpan ttl, long? restoredExpiry)
+    {
         string normalized = (name.EndsWith('.') ? name[..^1] : name).ToLowerInvariant();
         UInt128 key = AddressValue.Of(address);
 
@@ -174,7 +230,8 @@ public sealed class AllowlistCache
                 pruneDue = true;
             }
 
-            long expiresAt = now + Kept(ttl, TimeSpan.FromTicks(_floorTicks)).Ticks;
+            long expiresAt = restoredExpiry ?? now + Kept(ttl, TimeSpan.FromTicks(_floorTicks)).Ticks;
+            Interlocked.Increment(ref _version);
             if (_entries.TryGetValue(key, out LearnedAddress? known))
             {
                 _entries[key] = known.With(normalized, expiresAt, ForgetThrough(now), MaxNamesPerAddress, UseOf(key));

@@ -678,19 +678,44 @@ public sealed class EgressPolicy
     {
         ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(address);
+        if (RefusesToLearn(name, address) is { } refused)
+        {
+            return refused;
+        }
+
+        _cache.Learn(name, address, ttl);
+        return new LearnResult(LearnOutcome.Learned);
+    }
+
+    /// <summary>
+    /// As <see cref="Learn"/> for what an earlier run of this process learned (a learned-addresses file kept across a
+    /// restart), with its expiry (<see cref="AllowlistCache.Restore"/>): checked against this policy as a DNS answer
+    /// is, so a name the policy no longer allows, or an internal address, is not restored.
+    /// </summary>
+    /// <param name="name">The name the address was learned from.</param>
+    /// <param name="address">The address.</param>
+    /// <param name="expiresAt">When its allowance ends, before the grace (UTC ticks).</param>
+    internal LearnResult Restore(string name, IPAddress address, long expiresAt)
+    {
+        if (RefusesToLearn(name, address) is { } refused)
+        {
+            return refused;
+        }
+
+        _cache.Restore(name, address, expiresAt);
+        return new LearnResult(LearnOutcome.Learned);
+    }
+
+    /// <summary>Why <paramref name="address"/> is not learned from <paramref name="name"/> (<see cref="Learn"/>); null when it is.</summary>
+    private LearnResult? RefusesToLearn(string name, IPAddress address)
+    {
         PolicyDecision nameDecision = CheckName(name);
         if (!nameDecision.IsAllowed)
         {
             return new LearnResult(IsEnabled ? LearnOutcome.NameNotAllowed : LearnOutcome.EgressDisabled);
         }
 
-        if (RefusesAsInternal(AddressValue.Of(address), out string? rangeName))
-        {
-            return new LearnResult(LearnOutcome.InternalRange, rangeName);
-        }
-
-        _cache.Learn(name, address, ttl);
-        return new LearnResult(LearnOutcome.Learned);
+        return RefusesAsInternal(AddressValue.Of(address), out string? rangeName) ? new LearnResult(LearnOutcome.InternalRange, rangeName) : null;
     }
 
     /// <summary>Whether a DNS answer's address is refused as internal (DNS rebinding protection): it lies in an internal

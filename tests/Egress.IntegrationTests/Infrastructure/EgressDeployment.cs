@@ -18,9 +18,13 @@ internal sealed class EgressDeployment
 
     private readonly Topology topology;
 
-    private EgressDeployment(Topology topology, string configPath, string tunnelSocketPath, BackgroundProcess host, BackgroundProcess enclave)
+    private readonly int dnsPort;
+
+    private EgressDeployment(Topology topology, string configPath, string tunnelSocketPath, BackgroundProcess host, BackgroundProcess enclave, string[] enclaveArguments, int dnsPort)
     {
         this.topology = topology;
+        this.dnsPort = dnsPort;
+        EnclaveArguments = enclaveArguments;
         ConfigPath = configPath;
         TunnelSocketPath = tunnelSocketPath;
         Host = host;
@@ -35,8 +39,12 @@ internal sealed class EgressDeployment
     /// after <see cref="RestartHostAsync"/>.</summary>
     public BackgroundProcess Host { get; private set; }
 
-    /// <summary>egress-enclave (enclave namespace); one log line per connection decision.</summary>
-    public BackgroundProcess Enclave { get; }
+    /// <summary>egress-enclave (enclave namespace); one log line per connection decision. A new process after
+    /// <see cref="RestartEnclaveAsync"/>.</summary>
+    public BackgroundProcess Enclave { get; private set; }
+
+    /// <summary>What egress-enclave runs with besides its configuration and tunnel.</summary>
+    public string[] EnclaveArguments { get; private set; }
 
     /// <summary>Deploys both hosts; the topology owns (and kills) the processes.</summary>
     public static Task<EgressDeployment> StartAsync(Topology topology, string configToml) =>
@@ -50,8 +58,10 @@ internal sealed class EgressDeployment
     /// "listening on" line and then not again until this file exists (a stalled log shipper that recovers); stderr is
     /// read all along.</param>
     /// <param name="dnsPort">The port of the configuration's <c>dns_listen</c> on 127.0.0.1, waited for.</param>
+    /// <param name="enclaveArguments">More arguments for egress-enclave (e.g. <c>--learned-addresses PATH</c>).</param>
     public static async Task<EgressDeployment> StartAsync(
-        Topology topology, string configToml, int? hostOpenFiles, int? enclaveOpenFiles, string? stdoutPausedUntil = null, int dnsPort = DnsPort)
+        Topology topology, string configToml, int? hostOpenFiles, int? enclaveOpenFiles, string? stdoutPausedUntil = null, int dnsPort = DnsPort,
+        string[]? enclaveArguments = null)
     {
         var configPath = Path.Combine(topology.WorkDirectory, "enclave.toml");
         await File.WriteAllTextAsync(configPath, configToml).ConfigureAwait(false);
@@ -63,8 +73,34 @@ internal sealed class EgressDeployment
         var rules = await Command.RunInNamespaceAsync(topology.Enclave, ReadyTimeout, HostBinaries.Enclave("rules", "--apply", "--config", configPath)).ConfigureAwait(false);
         Assert.That(rules.ExitCode, Is.Zero, () => $"egress-enclave rules --apply failed: {rules}");
 
-        var enclave = topology.StartProcess("egress-enclave", topology.Enclave,
-            StdoutPaused(stdoutPausedUntil, LimitOpenFiles(enclaveOpenFiles, HostBinaries.Enclave("--config", configPath, "--tunnel", tunnel))));
+        enclaveArguments ??= [];
+        var enclave = await StartEnclaveAsync(
+            topology, StdoutPaused(stdoutPausedUntil, LimitOpenFiles(enclaveOpenFiles, HostBinaries.Enclave(["--config", configPath, "--tunnel", tunnel, .. enclaveArguments]))), dnsPort)
+            .ConfigureAwait(false);
+        return new EgressDeployment(topology, configPath, tunnelSocket, host, enclave, enclaveArguments, dnsPort);
+    }
+
+    /// <summary>
+    /// Stops egress-enclave with <paramref name="signal"/> (KILL: as a crash; TERM: as a stop), waits for its exit and
+    /// starts it again with <paramref name="arguments"/> (null: the same as before) after its configuration and tunnel,
+    /// as bootstrap.sh's supervisor does; the rules stay.
+    /// </summary>
+    /// <returns>The previous process, exited (its log).</returns>
+    public async Task<BackgroundProcess> RestartEnclaveAsync(string signal, string[]? arguments = null)
+    {
+        var previous = Enclave;
+        var kill = await Command.RunAsync(["kill", $"-{signal}", previous.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)], ReadyTimeout).ConfigureAwait(false);
+        Assert.That(kill.ExitCode, Is.Zero, kill.ToString);
+        await Wait.UntilAsync(() => Task.FromResult(previous.HasExited), ReadyTimeout, previous.ToString).ConfigureAwait(false);
+        EnclaveArguments = arguments ?? EnclaveArguments;
+        Enclave = await StartEnclaveAsync(
+            topology, HostBinaries.Enclave(["--config", ConfigPath, "--tunnel", $"unix:{TunnelSocketPath}", .. EnclaveArguments]), dnsPort).ConfigureAwait(false);
+        return previous;
+    }
+
+    private static async Task<BackgroundProcess> StartEnclaveAsync(Topology topology, string[] command, int dnsPort)
+    {
+        var enclave = topology.StartProcess("egress-enclave", topology.Enclave, command);
         await Wait.UntilAsync(
             async () => enclave.HasExited || (await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.Loopback, ProxyPort).ConfigureAwait(false)
                 && await IsListeningAsync(topology.Enclave, "-Hltn", IPAddress.IPv6Loopback, ProxyPort).ConfigureAwait(false)
@@ -73,8 +109,7 @@ internal sealed class EgressDeployment
             ReadyTimeout,
             () => $"egress-enclave is not listening on 127.0.0.1:{ProxyPort}, [::1]:{ProxyPort} and 127.0.0.1:{dnsPort} (UDP and TCP): {enclave}").ConfigureAwait(false);
         Assert.That(enclave.HasExited, Is.False, () => $"egress-enclave exited during startup: {enclave}");
-
-        return new EgressDeployment(topology, configPath, tunnelSocket, host, enclave);
+        return enclave;
     }
 
     /// <summary>

@@ -31,6 +31,7 @@ internal sealed record FuzzTarget(string Name, string Parser, Func<byte[], FuzzV
         new("dns-framing", "DnsTcpFraming.TryReadMessage, DnsFrameReader.ReadAsync", DnsFramingTarget.Run),
         new("config", "EgressConfiguration.Parse (ConfigurationReader over Tomlyn)", ConfigurationTarget.Run),
         new("tls-client-hello", "ClientHelloParser.Parse, ServerNameGate.InspectAsync", TlsClientHelloTarget.Run),
+        new("learned-addresses", "LearnedAddressesFile.Read, restoring through EgressPolicy.Restore", LearnedAddressesTarget.Run),
     ];
 
     /// <summary>Finds a target by name.</summary>

@@ -1,0 +1,483 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using Egress.Configuration;
+using Microsoft.Extensions.Logging;
+
+namespace Egress.Policy;
+
+/// <summary>
+/// Keeps the addresses a policy learned from DNS answers in a file, and gives them to the next run of the process: an
+/// egress-enclave restarted after it crashed (bootstrap.sh's supervisor) would otherwise deny an address an application
+/// resolved before the restart and kept (<c>never learned</c>) until it resolved the name again.
+/// </summary>
+/// <remarks>
+/// <para>Written every <see cref="DefaultInterval"/> when something was learned since the last write, every
+/// <see cref="InUseRefresh"/> while connections hold addresses (a name kept live by a connection past its TTL is written
+/// with the time of the write; the grace, 60 s by default, covers the rest), and at a stop. What was learned in the
+/// last interval before a crash is lost. Written to <c>PATH.tmp</c> (mode 0600, created anew) and renamed over the
+/// file, so a reader sees a whole file or the previous one.</para>
+/// <para>Restored at start through the policy, as a DNS answer is learned (<see cref="EgressPolicy.Restore"/>): a
+/// name the policy no longer allows, or an internal address, is dropped, and so is a name past its expiry and grace.
+/// The file is trusted no more than that: it is read only when it is a regular file (not a link), owned by this
+/// process's user and neither readable nor writable by anyone else.</para>
+/// <para>Format, version 1 (ASCII, lines end with LF): the line <c>egress-learned-addresses 1</c>, then one line per
+/// name of an address: <c>EXPIRES ADDRESS NAME</c>, where EXPIRES is when the name's allowance ends before its grace
+/// (Unix time in milliseconds, UTC), ADDRESS an IPv4 or IPv6 address as .NET writes it, NAME the name asked in the
+/// question (lower case, no trailing dot). <c>1765000000000 198.18.0.10 api.example.com</c>.</para>
+/// </remarks>
+internal sealed partial class LearnedAddressesFile : IDisposable
+{
+    /// <summary>The first line of a version 1 file.</summary>
+    internal const string Header = "egress-learned-addresses 1";
+
+    /// <summary>The longest line: 19 digits, an IPv6 address (45), a name (253) and two spaces.</summary>
+    internal const int MaxLineLength = 19 + 1 + 45 + 1 + 253;
+
+    /// <summary>How often the file is rewritten when something was learned since the last write: 1 s.</summary>
+    internal static readonly TimeSpan DefaultInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>How often it is rewritten while connections hold addresses, learned or not: 30 s.</summary>
+    internal static readonly TimeSpan InUseRefresh = TimeSpan.FromSeconds(30);
+
+    private static readonly long UnixEpochTicks = DateTime.UnixEpoch.Ticks;
+    private static readonly long MaxMilliseconds = (DateTime.MaxValue.Ticks - UnixEpochTicks) / TimeSpan.TicksPerMillisecond;
+
+    private readonly string _path;
+    private readonly EgressPolicy _policy;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly TimeSpan _interval;
+    private readonly Lock _saveLock = new();
+    private ITimer? _timer;
+    private long _writtenVersion = -1;
+    private long _writtenAt;
+    private bool _failing;
+    private bool _disposed;
+
+    /// <summary>Creates the file's keeper; nothing is read or written before <see cref="Restore"/> and <see cref="Start"/>.</summary>
+    /// <param name="path">The file: an absolute path in a directory only this process's user can write.</param>
+    /// <param name="policy">The policy whose learned addresses are kept, and which checks what is restored.</param>
+    /// <param name="time">The clock of the writes (the cache has its own for the expiries).</param>
+    /// <param name="logger">Where what was restored and a failed write are told.</param>
+    /// <param name="interval">How often the file is rewritten when something was learned (<see cref="DefaultInterval"/>).</param>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is not absolute.</exception>
+    public LearnedAddressesFile(string path, EgressPolicy policy, TimeProvider time, ILogger logger, TimeSpan interval)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!Path.IsPathFullyQualified(path))
+        {
+            throw new ArgumentException($"the learned-addresses file must be an absolute path, not '{path}'", nameof(path));
+        }
+
+        _path = path;
+        _policy = policy;
+        _time = time;
+        _logger = logger;
+        _interval = interval;
+    }
+
+    /// <summary>Restores what the file holds into the policy, and says what it did in one line; never throws for
+    /// the file (a file that is missing, refused or unreadable restores nothing, and is replaced by the first write).</summary>
+    /// <returns>What was restored, skipped and refused.</returns>
+    public RestoreCounts Restore()
+    {
+        string? refusal;
+        try
+        {
+            refusal = Refusal(_path);
+        }
+        catch (IOException ex)
+        {
+            refusal = ex.Message;
+        }
+
+        if (refusal == NothingThere)
+        {
+            Log.NoneYet(_logger, _path);
+            return default;
+        }
+
+        if (refusal is not null)
+        {
+            Log.NotRestored(_logger, _path, refusal);
+            return default;
+        }
+
+        RestoreCounts counts;
+        try
+        {
+            using var stream = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+            counts = Read(stream, _policy, _policy.Cache.Now, _policy.Cache.GraceTicks);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            Log.NotRestored(_logger, _path, ex.Message);
+            return default;
+        }
+
+        if (!counts.HeaderValid)
+        {
+            Log.NotRestored(_logger, _path, $"its first line is not '{Header}'");
+        }
+        else
+        {
+            Log.Restored(_logger, counts.Restored, _path, counts.Expired, counts.Refused, counts.Malformed);
+        }
+
+        return counts;
+    }
+
+    /// <summary>Starts the periodic writes (the first within <see cref="DefaultInterval"/>).</summary>
+    public void Start()
+    {
+        lock (_saveLock)
+        {
+            if (!_disposed)
+            {
+                _writtenAt = _time.GetTimestamp();
+                _timer ??= _time.CreateTimer(static state => ((LearnedAddressesFile)state!).SaveIfDue(), this, _interval, _interval);
+            }
+        }
+    }
+
+    /// <summary>Stops the writes, after a last one of what changed since the one before.</summary>
+    public void Dispose()
+    {
+        lock (_saveLock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _timer?.Dispose();
+            Save(force: false);
+            _disposed = true;
+        }
+    }
+
+    /// <summary>Writes the file when something was learned since the last write, or the in-use refresh is due.</summary>
+    internal void SaveIfDue()
+    {
+        lock (_saveLock)
+        {
+            if (!_disposed)
+            {
+                Save(force: _policy.Cache.InUseCount > 0 && _time.GetElapsedTime(_writtenAt) >= InUseRefresh);
+            }
+        }
+    }
+
+    private void Save(bool force)
+    {
+        long version = _policy.Cache.Version;
+        if (version == _writtenVersion && !force)
+        {
+            return;
+        }
+
+        string temporary = _path + ".tmp";
+        try
+        {
+            List<(IPAddress Address, string Name, long ExpiresAt)> learned = _policy.Cache.Learned();
+            File.Delete(temporary); // a link or a file left by a crash: the new one is created, never opened
+            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
+            if (!OperatingSystem.IsWindows())
+            {
+                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            }
+
+            using (var stream = new FileStream(temporary, options))
+            {
+                Write(stream, learned);
+            }
+
+            File.Move(temporary, _path, overwrite: true);
+            _writtenVersion = version;
+            _writtenAt = _time.GetTimestamp();
+            if (_failing)
+            {
+                _failing = false;
+                Log.WritingAgain(_logger, _path);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            if (!_failing)
+            {
+                _failing = true;
+                Log.WriteFailed(_logger, _path, ex.Message);
+            }
+        }
+    }
+
+    private const string NothingThere = "";
+
+    /// <summary>Why the file at <paramref name="path"/> is not read: <see cref="NothingThere"/> when there is none,
+    /// null when it may be.</summary>
+    /// <exception cref="IOException">statx(2) failed.</exception>
+    private static string? Refusal(string path)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return File.Exists(path) ? null : NothingThere;
+        }
+
+        if (PathFileType.Describe(path) is not { } described)
+        {
+            return NothingThere;
+        }
+
+        uint user = PathFileType.EffectiveUserId();
+        return described.Type != PathFileType.Regular ? "it is not a regular file (a link, a directory, a FIFO)"
+            : described.Owner != user ? $"it is owned by user {described.Owner.ToString(CultureInfo.InvariantCulture)}, not by this process's ({user.ToString(CultureInfo.InvariantCulture)})"
+            : (described.Permissions & 0x3F) != 0 ? $"others may read or write it (mode {Convert.ToString(described.Permissions, 8)}; it must be 600)"
+            : null;
+    }
+
+    /// <summary>Writes <paramref name="learned"/> in version 1's format; a name that format cannot carry (a byte outside
+    /// printable ASCII, a space, longer than 253) is left out.</summary>
+    /// <returns>The lines written after the header.</returns>
+    internal static int Write(Stream stream, List<(IPAddress Address, string Name, long ExpiresAt)> learned)
+    {
+        using var writer = new StreamWriter(stream, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), bufferSize: 16384, leaveOpen: true) { NewLine = "\n" };
+        writer.WriteLine(Header);
+        int lines = 0;
+        foreach (var (address, name, expiresAt) in learned)
+        {
+            if (!IsWritableName(name))
+            {
+                continue;
+            }
+
+            long milliseconds = Math.Clamp((expiresAt - UnixEpochTicks) / TimeSpan.TicksPerMillisecond, 0, MaxMilliseconds);
+            writer.Write(milliseconds.ToString(CultureInfo.InvariantCulture));
+            writer.Write(' ');
+            writer.Write(address.ToString());
+            writer.Write(' ');
+            writer.WriteLine(name);
+            lines++;
+        }
+
+        return lines;
+    }
+
+    private static bool IsWritableName(ReadOnlySpan<char> name)
+    {
+        if (name.IsEmpty || name.Length > 253)
+        {
+            return false;
+        }
+
+        foreach (char c in name)
+        {
+            if (c is <= ' ' or > '~')
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Reads a file in version 1's format from <paramref name="stream"/> (any fragmentation) and restores each
+    /// line through <paramref name="policy"/>: a name past its expiry and grace at <paramref name="now"/> is skipped, a
+    /// line that is not three fields as written (<see cref="Write"/>) counted as malformed. Nothing is restored when the
+    /// first line is not <see cref="Header"/>.</summary>
+    /// <param name="stream">The file's bytes.</param>
+    /// <param name="policy">Checks and learns each name and address (<see cref="EgressPolicy.Restore"/>).</param>
+    /// <param name="now">The cache's clock (UTC ticks).</param>
+    /// <param name="graceTicks">The cache's grace.</param>
+    /// <exception cref="IOException">Reading failed.</exception>
+    internal static RestoreCounts Read(Stream stream, EgressPolicy policy, long now, long graceTicks)
+    {
+        var counts = new RestoreCounts();
+        byte[] buffer = new byte[4096];
+        int start = 0, end = 0;
+        bool discarding = false, first = true, eof = false;
+        while (!eof)
+        {
+            int read = stream.Read(buffer, end, buffer.Length - end);
+            eof = read == 0;
+            end += read;
+            while (true)
+            {
+                int newline = buffer.AsSpan(start, end - start).IndexOf((byte)'\n');
+                if (newline < 0)
+                {
+                    break;
+                }
+
+                if (discarding)
+                {
+                    discarding = false; // the rest of an overlong line, counted when it was found
+                }
+                else if (!Line(buffer.AsSpan(start, newline), ref first, ref counts, policy, now, graceTicks))
+                {
+                    return counts; // not this format: nothing more is read
+                }
+
+                start += newline + 1;
+            }
+
+            if (end - start > MaxLineLength)
+            {
+                if (!discarding)
+                {
+                    if (first)
+                    {
+                        return counts;
+                    }
+
+                    counts.Malformed++;
+                    discarding = true;
+                }
+
+                start = end;
+            }
+
+            if (eof && end > start && !discarding)
+            {
+                // A last line without its LF: a write cut short (never one of ours: the file is renamed into place whole).
+                if (first)
+                {
+                    return counts;
+                }
+
+                counts.Malformed++;
+            }
+
+            buffer.AsSpan(start, end - start).CopyTo(buffer);
+            end -= start;
+            start = 0;
+        }
+
+        return counts;
+    }
+
+    /// <summary>One line: the header when <paramref name="first"/>, else a name; false when the header is not this
+    /// format's.</summary>
+    private static bool Line(ReadOnlySpan<byte> line, ref bool first, ref RestoreCounts counts, EgressPolicy policy, long now, long graceTicks)
+    {
+        if (first)
+        {
+            first = false;
+            counts.HeaderValid = line.SequenceEqual(Encoding.ASCII.GetBytes(Header));
+            return counts.HeaderValid;
+        }
+
+        if (!TryParse(line, out long expiresAt, out IPAddress? address, out string? name))
+        {
+            counts.Malformed++;
+        }
+        else if (expiresAt + graceTicks <= now)
+        {
+            counts.Expired++;
+        }
+        else if (policy.Restore(name, address, expiresAt).IsLearned)
+        {
+            counts.Restored++;
+        }
+        else
+        {
+            counts.Refused++;
+        }
+
+        return true;
+    }
+
+    /// <summary>Parses <c>EXPIRES ADDRESS NAME</c> exactly as <see cref="Write"/> writes it (canonical address text,
+    /// decimal milliseconds without sign or leading zeros, a printable name).</summary>
+    internal static bool TryParse(ReadOnlySpan<byte> line, out long expiresAt, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out IPAddress? address, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out string? name)
+    {
+        expiresAt = 0;
+        address = null;
+        name = null;
+        int first = line.IndexOf((byte)' ');
+        if (first <= 0 || first > 19 || (line[0] == (byte)'0' && first > 1))
+        {
+            return false;
+        }
+
+        ReadOnlySpan<byte> rest = line[(first + 1)..];
+        int second = rest.IndexOf((byte)' ');
+        if (second <= 0 || second > 45)
+        {
+            return false;
+        }
+
+        ReadOnlySpan<byte> number = line[..first], addressText = rest[..second], nameText = rest[(second + 1)..];
+        if (!long.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out long milliseconds) || milliseconds > MaxMilliseconds)
+        {
+            return false;
+        }
+
+        Span<char> chars = stackalloc char[45];
+        for (int i = 0; i < addressText.Length; i++)
+        {
+            chars[i] = (char)addressText[i];
+        }
+
+        ReadOnlySpan<char> text = chars[..addressText.Length];
+        if (text.Contains('%') || !IPAddress.TryParse(text, out IPAddress? parsed) || !text.SequenceEqual(parsed.ToString()))
+        {
+            return false; // only the canonical form: no "127.1", leading zeros or scope id (a DNS answer has none)
+        }
+
+        if (nameText.IsEmpty || nameText.Length > 253)
+        {
+            return false;
+        }
+
+        foreach (byte b in nameText)
+        {
+            if (b is <= (byte)' ' or > (byte)'~')
+            {
+                return false;
+            }
+        }
+
+        expiresAt = UnixEpochTicks + (milliseconds * TimeSpan.TicksPerMillisecond);
+        address = parsed;
+        name = Encoding.ASCII.GetString(nameText);
+        return true;
+    }
+
+    /// <summary>What <see cref="Restore"/> did.</summary>
+    internal struct RestoreCounts
+    {
+        /// <summary>Whether the first line was <see cref="Header"/> (false: nothing was read past it).</summary>
+        public bool HeaderValid;
+
+        /// <summary>Names learned again.</summary>
+        public int Restored;
+
+        /// <summary>Names past their expiry and grace.</summary>
+        public int Expired;
+
+        /// <summary>Names the policy no longer allows, or internal addresses.</summary>
+        public int Refused;
+
+        /// <summary>Lines not in the format.</summary>
+        public int Malformed;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 610, Level = LogLevel.Information, Message = "learned addresses: {Path} holds none yet (a first start); what DNS answers teach is kept there from now on, for a restart")]
+        public static partial void NoneYet(ILogger logger, string path);
+
+        [LoggerMessage(EventId = 611, Level = LogLevel.Information, Message = "learned addresses: restored {Restored} name-address pairs from {Path} (skipped: {Expired} expired, {Refused} no longer allowed by the policy, {Malformed} malformed lines); kept there from now on, for a restart")]
+        public static partial void Restored(ILogger logger, int restored, string path, int expired, int refused, int malformed);
+
+        [LoggerMessage(EventId = 612, Level = LogLevel.Warning, Message = "learned addresses: nothing restored from {Path}: {Reason}; it is replaced by what this run learns")]
+        public static partial void NotRestored(ILogger logger, string path, string reason);
+
+        [LoggerMessage(EventId = 613, Level = LogLevel.Warning, Message = "learned addresses: writing {Path} failed ({Error}); a restart would not find what was learned since. Retried every second; said again when it works")]
+        public static partial void WriteFailed(ILogger logger, string path, string error);
+
+        [LoggerMessage(EventId = 614, Level = LogLevel.Information, Message = "learned addresses: writing {Path} works again")]
+        public static partial void WritingAgain(ILogger logger, string path);
+    }
+}

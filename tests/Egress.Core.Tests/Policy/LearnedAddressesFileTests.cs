@@ -1,0 +1,415 @@
+using System.Net;
+using System.Text;
+using Egress.Fuzzing;
+using Egress.Policy;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging.Testing;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Policy;
+
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
+public sealed class LearnedAddressesFileTests
+{
+    private static readonly IPAddress Address = IPAddress.Parse("198.18.0.10");
+    private static readonly string[] Destinations = ["api.example.com:443", "*.allowed.test:443"];
+
+    private FakeTimeProvider _time = null!;
+    private string _directory = null!;
+    private string _path = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _time = new FakeTimeProvider(new DateTimeOffset(2026, 12, 5, 9, 0, 0, TimeSpan.Zero));
+        _directory = Directory.CreateTempSubdirectory("egress-learned-").FullName;
+        _path = Path.Combine(_directory, "learned-addresses");
+    }
+
+    [TearDown]
+    public void TearDown() => Directory.Delete(_directory, recursive: true);
+
+    /// <summary>The reason for the file: egress-enclave restarted by bootstrap.sh's supervisor denied an address the
+    /// application had resolved before the restart (<c>never learned</c>) until it resolved the name again.</summary>
+    [Test]
+    public void WhatOneRunLearnedTheNextRunAllowsWithTheSameExpiry()
+    {
+        var (before, _) = NewPolicy();
+        before.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
+        using (var file = NewFile(before))
+        {
+            file.Start();
+            _time.Advance(LearnedAddressesFile.DefaultInterval);
+        }
+
+        _time.Advance(TimeSpan.FromSeconds(10)); // the restart
+        var (after, cache) = NewPolicy();
+        Assert.That(after.CheckConnection(Address, 443, out _).IsAllowed, Is.False, "a new run knows nothing by itself");
+
+        var counts = NewFile(after).Restore();
+
+        PolicyDecision decision = after.CheckConnection(Address, 443, out AddressHold? hold);
+        hold?.Dispose();
+        Assert.Multiple(() =>
+        {
+            Assert.That(counts.Restored, Is.EqualTo(1));
+            Assert.That(decision.IsAllowed, Is.True);
+            Assert.That(decision.Reason, Is.EqualTo(DecisionReason.Learned));
+            Assert.That(decision.Subject, Is.EqualTo("api.example.com"));
+            // 300 s learned, 11 s later (the write's interval, the restart): 289 s left, not the floor or a fresh TTL.
+            Assert.That(cache.Lookup(Address).Time, Is.EqualTo(TimeSpan.FromSeconds(289)));
+        });
+    }
+
+    [Test]
+    public void ANameInItsGraceIsRestoredInItsGraceAndOnePastItIsSkipped()
+    {
+        var other = IPAddress.Parse("198.18.0.11");
+        var (before, _) = NewPolicy();
+        before.Learn("api.example.com", Address, TimeSpan.FromSeconds(30));
+        before.Learn("www.allowed.test", other, TimeSpan.FromSeconds(100));
+        Save(before);
+
+        _time.Advance(TimeSpan.FromSeconds(119)); // with the write's 1 s: api 90 s past its expiry (grace 60 s), www 20 s into its grace
+        var (after, cache) = NewPolicy();
+        var counts = NewFile(after).Restore();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(counts.Restored, Is.EqualTo(1));
+            Assert.That(counts.Expired, Is.EqualTo(1));
+            Assert.That(cache.Lookup(Address).State, Is.EqualTo(CacheState.NeverLearned));
+            Assert.That(cache.Lookup(other).InGrace, Is.True);
+            Assert.That(cache.Lookup(other).Time, Is.EqualTo(TimeSpan.FromSeconds(40)));
+        });
+    }
+
+    /// <summary>The file is checked against the policy of the run that reads it, as a DNS answer is.</summary>
+    [Test]
+    public void ANameThePolicyNoLongerAllowsAndAnInternalAddressAreNotRestored()
+    {
+        long expires = _time.GetUtcNow().AddMinutes(5).ToUnixTimeMilliseconds();
+        File.WriteAllText(_path, $"{LearnedAddressesFile.Header}\n{expires} 198.18.0.10 api.example.com\n{expires} 198.18.0.11 gone.example.com\n{expires} 10.0.0.1 api.example.com\n{expires} 169.254.169.254 x.allowed.test\n");
+        File.SetUnixFileMode(_path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var (policy, cache) = NewPolicy();
+
+        var counts = NewFile(policy).Restore();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(counts.Restored, Is.EqualTo(1));
+            Assert.That(counts.Refused, Is.EqualTo(3));
+            Assert.That(cache.Lookup(IPAddress.Parse("198.18.0.11")).State, Is.EqualTo(CacheState.NeverLearned));
+            Assert.That(cache.Lookup(IPAddress.Parse("10.0.0.1")).State, Is.EqualTo(CacheState.NeverLearned));
+            Assert.That(cache.Lookup(IPAddress.Parse("169.254.169.254")).State, Is.EqualTo(CacheState.NeverLearned));
+        });
+    }
+
+    [Test]
+    public void TheFileIsWrittenWithMode600AndNoTemporaryFileIsLeft()
+    {
+        var (policy, _) = NewPolicy();
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
+        long expires = _time.GetUtcNow().AddSeconds(300).ToUnixTimeMilliseconds();
+
+        Save(policy);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(File.GetUnixFileMode(_path), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite));
+            Assert.That(Directory.GetFiles(_directory).Select(Path.GetFileName), Is.EqualTo(new[] { "learned-addresses" }));
+            Assert.That(File.ReadAllText(_path), Is.EqualTo($"egress-learned-addresses 1\n{expires} 198.18.0.10 api.example.com\n"));
+        });
+    }
+
+    /// <summary>A temporary file left by a crash, or a link an attacker put in its place, is replaced, never written through.</summary>
+    [Test]
+    public void ALinkWhereTheTemporaryFileGoesIsNotWrittenThrough()
+    {
+        string target = Path.Combine(_directory, "target");
+        File.WriteAllText(target, "untouched");
+        File.CreateSymbolicLink(_path + ".tmp", target);
+        var (policy, _) = NewPolicy();
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
+
+        Save(policy);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(File.ReadAllText(target), Is.EqualTo("untouched"));
+            Assert.That(File.ReadAllText(_path), Does.Contain("198.18.0.10 api.example.com"));
+        });
+    }
+
+    [Test]
+    public void TheFileIsRewrittenOnlyWhenSomethingWasLearned()
+    {
+        var (policy, _) = NewPolicy();
+        using var file = NewFile(policy);
+        file.Start();
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
+        _time.Advance(LearnedAddressesFile.DefaultInterval);
+        Assert.That(File.Exists(_path), Is.True, "written within the interval");
+
+        File.Delete(_path);
+        _time.Advance(LearnedAddressesFile.DefaultInterval * 5);
+        Assert.That(File.Exists(_path), Is.False, "nothing learned: not rewritten");
+
+        policy.Learn("www.allowed.test", IPAddress.Parse("198.18.0.11"), TimeSpan.FromSeconds(300));
+        _time.Advance(LearnedAddressesFile.DefaultInterval);
+        Assert.That(File.ReadAllText(_path), Does.Contain("198.18.0.11 www.allowed.test").And.Contain("198.18.0.10 api.example.com"));
+    }
+
+    /// <summary>A stop (egress-enclave's SIGTERM) writes what was learned since the last write, without waiting for the timer.</summary>
+    [Test]
+    public void AStopWritesWhatWasLearnedSinceTheLastWrite()
+    {
+        var (policy, _) = NewPolicy();
+        var file = NewFile(policy);
+        file.Start();
+        _time.Advance(LearnedAddressesFile.DefaultInterval);
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
+
+        file.Dispose();
+        policy.Learn("www.allowed.test", IPAddress.Parse("198.18.0.11"), TimeSpan.FromSeconds(300));
+        _time.Advance(LearnedAddressesFile.DefaultInterval * 3);
+
+        Assert.That(File.ReadAllText(_path), Does.Contain("198.18.0.10 api.example.com").And.Not.Contain("www.allowed.test"));
+    }
+
+    /// <summary>A name kept live only by an open connection, past its TTL, is written with a recent expiry, so that the
+    /// grace after a restart (which closed the connection) covers an application's reconnect.</summary>
+    [Test]
+    public void WhileAConnectionHoldsAnAddressPastItsTtlTheFileIsRefreshed()
+    {
+        var (policy, _) = NewPolicy();
+        using var file = NewFile(policy);
+        file.Start();
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(30));
+        _time.Advance(LearnedAddressesFile.DefaultInterval);
+        Assert.That(policy.CheckConnection(Address, 443, out AddressHold? hold).IsAllowed, Is.True);
+
+        _time.Advance(TimeSpan.FromMinutes(10));
+
+        long written = long.Parse(File.ReadAllText(_path).Split('\n')[1].Split(' ')[0]);
+        Assert.That(_time.GetUtcNow().ToUnixTimeMilliseconds() - written, Is.LessThanOrEqualTo((long)LearnedAddressesFile.InUseRefresh.TotalMilliseconds));
+        hold!.Dispose();
+    }
+
+    [TestCase("0644", "others may read or write it (mode 644")]
+    [TestCase("0620", "others may read or write it (mode 620")]
+    public void AFileOthersCanReadOrWriteIsNotRestored(string mode, string reason)
+    {
+        WriteValidFile();
+        File.SetUnixFileMode(_path, (UnixFileMode)Convert.ToInt32(mode, 8));
+        var logger = new FakeLogger();
+        var (policy, cache) = NewPolicy();
+
+        var counts = new LearnedAddressesFile(_path, policy, _time, logger, LearnedAddressesFile.DefaultInterval).Restore();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(counts.Restored, Is.EqualTo(0));
+            Assert.That(cache.Count, Is.EqualTo(0));
+            Assert.That(Lines(logger), Has.One.Contains("nothing restored from " + _path + ": " + reason));
+        });
+    }
+
+    [Test]
+    public void ALinkToAFileIsNotFollowed()
+    {
+        WriteValidFile();
+        File.Move(_path, _path + ".real");
+        File.CreateSymbolicLink(_path, _path + ".real");
+        var logger = new FakeLogger();
+        var (policy, cache) = NewPolicy();
+
+        new LearnedAddressesFile(_path, policy, _time, logger, LearnedAddressesFile.DefaultInterval).Restore();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Count, Is.EqualTo(0));
+            Assert.That(Lines(logger), Has.One.Contains("it is not a regular file"));
+        });
+    }
+
+    [Test]
+    public void AMissingFileIsAFirstStartAndAnotherFormatRestoresNothing()
+    {
+        var logger = new FakeLogger();
+        var (policy, cache) = NewPolicy();
+        new LearnedAddressesFile(_path, policy, _time, logger, LearnedAddressesFile.DefaultInterval).Restore();
+        File.WriteAllText(_path, "egress-learned-addresses 2\n" + ValidLine() + "\n");
+        File.SetUnixFileMode(_path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+
+        var counts = new LearnedAddressesFile(_path, policy, _time, logger, LearnedAddressesFile.DefaultInterval).Restore();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(counts.HeaderValid, Is.False);
+            Assert.That(cache.Count, Is.EqualTo(0));
+            Assert.That(Lines(logger)[0], Does.Contain("holds none yet (a first start)"));
+            Assert.That(Lines(logger)[1], Does.Contain("its first line is not 'egress-learned-addresses 1'"));
+        });
+    }
+
+    [Test]
+    public void AWriteThatFailsIsToldOnceAndItsRecoveryOnce()
+    {
+        var logger = new FakeLogger();
+        var (policy, _) = NewPolicy();
+        using var file = new LearnedAddressesFile(_path, policy, _time, logger, LearnedAddressesFile.DefaultInterval);
+        file.Start();
+        Directory.CreateDirectory(_path); // rename(2) cannot replace a directory with a file
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
+        _time.Advance(LearnedAddressesFile.DefaultInterval * 3);
+        Directory.Delete(_path);
+        _time.Advance(LearnedAddressesFile.DefaultInterval);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(Lines(logger).Count(line => line.Contains("writing " + _path + " failed")), Is.EqualTo(1));
+            Assert.That(Lines(logger).Count(line => line.Contains("writing " + _path + " works again")), Is.EqualTo(1));
+            Assert.That(File.ReadAllText(_path), Does.Contain("api.example.com"));
+        });
+    }
+
+    [TestCase("1796429100000 198.18.0.10 api.example.com", true)]
+    [TestCase("1796429100000 2001:db8::10 api.example.com", true)]
+    [TestCase("0 198.18.0.10 a", true)]
+    [TestCase("01796429100000 198.18.0.10 api.example.com", false)]
+    [TestCase("-1 198.18.0.10 api.example.com", false)]
+    [TestCase("+1 198.18.0.10 api.example.com", false)]
+    [TestCase("99999999999999999999 198.18.0.10 api.example.com", false)]
+    [TestCase("1796429100000 127.1 api.example.com", false)]
+    [TestCase("1796429100000 198.018.0.10 api.example.com", false)]
+    [TestCase("1796429100000 fe80::1%2 api.example.com", false)]
+    [TestCase("1796429100000 2001:DB8::10 api.example.com", false)]
+    [TestCase("1796429100000 198.18.0.10", false)]
+    [TestCase("1796429100000 198.18.0.10 ", false)]
+    [TestCase("1796429100000  198.18.0.10 api.example.com", false)]
+    [TestCase("1796429100000 198.18.0.10 api example.com", false)]
+    [TestCase("1796429100000 198.18.0.10 api.example.com\r", false)]
+    [TestCase("", false)]
+    public void ALineIsReadOnlyAsItIsWritten(string line, bool valid)
+    {
+        bool parsed = LearnedAddressesFile.TryParse(Encoding.ASCII.GetBytes(line), out long expiresAt, out IPAddress? address, out string? name);
+
+        Assert.That(parsed, Is.EqualTo(valid));
+        if (valid)
+        {
+            string[] fields = line.Split(' ');
+            Assert.Multiple(() =>
+            {
+                Assert.That(DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(fields[0])).UtcTicks, Is.EqualTo(expiresAt));
+                Assert.That(address!.ToString(), Is.EqualTo(fields[1]));
+                Assert.That(name, Is.EqualTo(fields[2]));
+            });
+        }
+    }
+
+    [Test]
+    public void ANameLongerThan253OrNotPrintableAsciiIsRefused()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(LearnedAddressesFile.TryParse(Encoding.ASCII.GetBytes("1 198.18.0.10 " + new string('a', 253)), out _, out _, out _), Is.True);
+            Assert.That(LearnedAddressesFile.TryParse(Encoding.ASCII.GetBytes("1 198.18.0.10 " + new string('a', 254)), out _, out _, out _), Is.False);
+            Assert.That(LearnedAddressesFile.TryParse([.. Encoding.ASCII.GetBytes("1 198.18.0.10 a"), 0xC3, 0xA9], out _, out _, out _), Is.False);
+            Assert.That(LearnedAddressesFile.TryParse(Encoding.ASCII.GetBytes("1 198.18.0.10 a\tb"), out _, out _, out _), Is.False);
+        });
+    }
+
+    [Test]
+    public void ANameTheFormatCannotCarryIsLeftOutOfTheFile()
+    {
+        using var stream = new MemoryStream();
+        int lines = LearnedAddressesFile.Write(stream, [(Address, "a b", 0), (Address, new string('a', 254), 0), (Address, "ok.example", 0)]);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(lines, Is.EqualTo(1));
+            Assert.That(Encoding.ASCII.GetString(stream.ToArray()), Is.EqualTo("egress-learned-addresses 1\n0 198.18.0.10 ok.example\n"));
+        });
+    }
+
+    /// <summary>However the file's bytes arrive, and with an overlong line or a last line without its LF among them, the
+    /// reader counts the same and restores the same.</summary>
+    [Test]
+    public void TheReaderGivesTheSameCountsForEveryFragmentation()
+    {
+        long expires = _time.GetUtcNow().AddMinutes(5).ToUnixTimeMilliseconds();
+        string text = $"{LearnedAddressesFile.Header}\n{expires} 198.18.0.10 api.example.com\n{expires} 198.18.0.11 {new string('b', 5000)}\n"
+            + $"{expires} 198.18.0.12 x.allowed.test\n{expires} 198.18.0.13 evil.example\nnot a line\n{expires} 198.18.0.14 y.allowed.test";
+        byte[] bytes = Encoding.ASCII.GetBytes(text);
+
+        foreach (int receive in new[] { bytes.Length, 1, 2, 3, 7, 320, 321, 4096 })
+        {
+            var (policy, cache) = NewPolicy();
+            var counts = LearnedAddressesFile.Read(new TrickleStream(bytes, receive), policy, cache.Now, cache.GraceTicks);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(counts.HeaderValid, Is.True, $"receive {receive}");
+                Assert.That(counts.Restored, Is.EqualTo(2), $"receive {receive}");
+                Assert.That(counts.Refused, Is.EqualTo(1), $"receive {receive}");
+                Assert.That(counts.Malformed, Is.EqualTo(3), $"receive {receive}: the overlong line, 'not a line', the last line without its LF");
+                Assert.That(cache.Lookup(IPAddress.Parse("198.18.0.12")).State, Is.EqualTo(CacheState.Live), $"receive {receive}");
+            });
+        }
+    }
+
+    /// <summary>Random bytes and random mutations of a valid file keep the reader's contract (the fuzz target's, which
+    /// afl-fuzz runs for longer: fuzz/run.sh learned-addresses).</summary>
+    [Test]
+    public void RandomAndMutatedFilesKeepTheReadersContract()
+    {
+        var random = new Random(20261205);
+        byte[] valid = Encoding.ASCII.GetBytes($"{LearnedAddressesFile.Header}\n{ValidLine()}\n1796429100000 2001:db8::10 www.allowed.test\n");
+        for (int i = 0; i < 2000; i++)
+        {
+            byte[] input;
+            if (i % 2 == 0)
+            {
+                input = new byte[random.Next(0, 600)];
+                random.NextBytes(input);
+            }
+            else
+            {
+                input = [.. valid];
+                for (int flips = random.Next(1, 4); flips > 0; flips--)
+                {
+                    input[random.Next(input.Length)] = (byte)random.Next(256);
+                }
+            }
+
+            Assert.DoesNotThrow(() => FuzzTarget.Find("learned-addresses")!.Run(input), Convert.ToHexString(input));
+        }
+    }
+
+    private static List<string> Lines(FakeLogger logger) => [.. logger.Collector.GetSnapshot().Select(record => record.Message)];
+
+    private (EgressPolicy Policy, AllowlistCache Cache) NewPolicy()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+        return (EgressPolicy.Create(enabled: true, Destinations, cache), cache);
+    }
+
+    private LearnedAddressesFile NewFile(EgressPolicy policy) =>
+        new(_path, policy, _time, NullLogger.Instance, LearnedAddressesFile.DefaultInterval);
+
+    private void Save(EgressPolicy policy)
+    {
+        using var file = NewFile(policy);
+        file.Start();
+        _time.Advance(LearnedAddressesFile.DefaultInterval);
+    }
+
+    private string ValidLine() => $"{_time.GetUtcNow().AddMinutes(5).ToUnixTimeMilliseconds()} 198.18.0.10 api.example.com";
+
+    private void WriteValidFile()
+    {
+        File.WriteAllText(_path, $"{LearnedAddressesFile.Header}\n{ValidLine()}\n");
+        File.SetUnixFileMode(_path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+    }
+}
