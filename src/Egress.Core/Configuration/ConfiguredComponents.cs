@@ -195,6 +195,16 @@ public static class ConfiguredComponents
             (false, true) => Additions,
             _ => list,
         };
+        if (isPublicSuffix && IsReverseDnsTree(domain))
+        {
+            // Nobody registers names under in-addr.arpa or ip6.arpa: each address block's holder is delegated its part,
+            // and can put any record there (an A record to an address of theirs, a server that logs the queries).
+            return $"{entry.Location}: warning: destination \"{entry.Text}\" allows every name under \"{domain}\", the reverse-DNS tree "
+                + $"({source}): whoever holds an address block (a cloud customer setting PTR records, an attacker's own network) "
+                + "answers for the names of its part, with any record; "
+                + "list the reverse zones meant (\"*.2.0.192.in-addr.arpa\" for 192.0.2.0/24) (key 'egress.destinations')";
+        }
+
         if (isPublicSuffix)
         {
             return $"{entry.Location}: warning: destination \"{entry.Text}\" allows every name under \"{domain}\", a public suffix "
@@ -215,6 +225,10 @@ public static class ConfiguredComponents
             + $"where anyone can create names ({examples}; {source}); "
             + "list the names meant (key 'egress.destinations')";
     }
+
+    /// <summary>in-addr.arpa and ip6.arpa (RFC 1035 §3.5, RFC 3596 §2.5), whose names are delegated by address, not registered.</summary>
+    private static bool IsReverseDnsTree(string domain) =>
+        domain.Equals("in-addr.arpa", StringComparison.OrdinalIgnoreCase) || domain.Equals("ip6.arpa", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>
     /// An entry that allows nothing another entry for the same name, wildcard, address or network (the same one, not one

@@ -306,6 +306,19 @@ public sealed class ConfiguredComponentsTests
     public void AWildcardOverArpaIsStillWarnedAbout() =>
         Assert.That(EgressConfiguration.Parse("[egress]\nenabled = true\ndestinations = [\"*.arpa\"]\n", Source).GetWarnings(), Has.One.Contains("top-level domain \"arpa\""));
 
+    // A new user's trial: "*.in-addr.arpa" was said to be where "anyone can register or create names", which is not how
+    // reverse zones are delegated; the warning stays (an address block's holder answers for its part) with their words.
+    [TestCase("in-addr.arpa", "*.2.0.192.in-addr.arpa")]
+    [TestCase("ip6.arpa", "*.2.0.192.in-addr.arpa")]
+    public void AWildcardOverTheReverseDnsTreeIsWarnedAboutInItsOwnWords(string domain, string example)
+    {
+        var warnings = EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"*.{domain}\"]\n", Source).GetWarnings();
+
+        Assert.That(warnings, Has.One.Contains($"allows every name under \"{domain}\", the reverse-DNS tree (Public Suffix List, 2023-02-09): whoever holds an address block")
+            .And.Contains($"list the reverse zones meant (\"{example}\" for 192.0.2.0/24)")
+            .And.Not.Contains("anyone can register"));
+    }
+
     // A new user's trial: "vsock://host:4433" was taken without a word and resolves to CID 2, the hypervisor's, where the
     // parent a Nitro enclave reaches is CID 3.
     [TestCase("vsock://host:4433", "4433")]
