@@ -169,10 +169,12 @@ show_output_if_failed "$before"
 
 echo "5. egress-enclave fails at start"
 new_ns badtunnel; before=$failed
-run_bootstrap EGRESS_CONFIG="$work/badtunnel.toml" -- sh -c "$app"; rc=$?
+mkdir -p "$work/tmp5"
+run_bootstrap EGRESS_CONFIG="$work/badtunnel.toml" TMPDIR="$work/tmp5" -- sh -c "$app"; rc=$?
 check "exit code 1" test "$rc" -eq 1
 check "reports egress-enclave's exit code (2)" has "egress-enclave exited (code 2) during start-up (while waiting for 127.0.0.1:4455/tcp)"
 check "egress-enclave's own message is shown" has "badtunnel.toml:5:20: error: Invalid tunnel endpoint 'bogus://x'"
+check "its directories are removed (hand-off, learned addresses)" test -z "$(ls -A "$work/tmp5")"
 check "application did not run" lacks "APP RAN"
 show_output_if_failed "$before"
 
@@ -243,6 +245,14 @@ check "the supervisor said what happened and when it restarts" grep -qE '^bootst
 state_file=$(sed -n 's/.*learned addresses: \(restored [0-9]* name-address pairs from \|\)\([^ ]*learned-addresses\).*/\2/p' "$out" | sort -u)
 check "both egress-enclaves kept their learned addresses in one file" test "$(grep -c 'learned addresses: ' "$out")" -eq 2 -a "$(printf '%s\n' "$state_file" | wc -l)" -eq 1
 check "in a directory of this boot's, mode 700" test "$(stat -c %a "$(dirname "$state_file")" 2>/dev/null)" = 700 -a "${state_file#"$work"/egress-state.}" != "$state_file"
+show_output_if_failed "$before"
+# From a review: the learned-addresses option went before EGRESS_ENCLAVE_ARGS, so "run --log-level Debug" (a verb)
+# failed to start; and a relative TMPDIR gave a relative path, which egress-enclave refuses.
+new_ns verbargs; before=$failed
+mkdir -p "$work/reltmp"
+(cd "$work" && run_bootstrap EGRESS_DNS=off EGRESS_ENCLAVE_ARGS="run --log-level Debug" TMPDIR=reltmp -- sh -c "$app_kill"); rc=$?
+check "a verb in EGRESS_ENCLAVE_ARGS, relative TMPDIR: exit code is the application's (7)" test "$rc" -eq 7
+check "a verb in EGRESS_ENCLAVE_ARGS, relative TMPDIR: restarted, keeping its file" grep -qE "learned addresses: .*$work/reltmp/egress-state\.[A-Za-z0-9]+/learned-addresses" "$out"
 show_output_if_failed "$before"
 new_ns norestart; before=$failed
 run_bootstrap EGRESS_DNS=off EGRESS_RESTART=off -- sh -c "${app_kill//100/20}"; rc=$?

@@ -134,8 +134,8 @@ supervise() {
   while :; do
     since=$(uptime_seconds)
     # shellcheck disable=SC2086 # EGRESS_ENCLAVE_ARGS is split on purpose
-    if [ -n "$state_dir" ]; then
-      "$EGRESS_ENCLAVE_BIN" --config "$EGRESS_CONFIG" --learned-addresses "$state_dir/learned-addresses" $EGRESS_ENCLAVE_ARGS &
+    if [ -n "$state_dir" ]; then # after the extra arguments: they may name the verb ("run --log-level Debug")
+      "$EGRESS_ENCLAVE_BIN" --config "$EGRESS_CONFIG" $EGRESS_ENCLAVE_ARGS --learned-addresses "$state_dir/learned-addresses" &
     else
       "$EGRESS_ENCLAVE_BIN" --config "$EGRESS_CONFIG" $EGRESS_ENCLAVE_ARGS &
     fi
@@ -204,18 +204,22 @@ if [ "$#" -gt 0 ]; then
   esac
 fi
 # The supervisor's hand-off (step 6) needs a writable directory: known before anything changes.
+trap 'fail "interrupted"' INT TERM
 handoff_dir=$(mktemp -d "${TMPDIR:-/tmp}/egress-bootstrap.XXXXXX") ||
   fail "cannot create a temporary directory in ${TMPDIR:-/tmp} (set TMPDIR to a writable one)"
 # Where a restarted egress-enclave finds what the one before it learned from DNS answers (mode 0700, this boot's
-# only; kept while the enclave runs). Not when EGRESS_ENCLAVE_ARGS already names a file.
-case " $EGRESS_ENCLAVE_ARGS" in
-  *" --learned-addresses"*) ;;
-  *) if [ "$EGRESS_RESTART" = on ]; then
-       state_dir=$(mktemp -d "${TMPDIR:-/tmp}/egress-state.XXXXXX") ||
-         fail "cannot create a temporary directory in ${TMPDIR:-/tmp} (set TMPDIR to a writable one)"
-     fi ;;
-esac
-trap 'fail "interrupted"' INT TERM
+# only; kept while the enclave runs; an absolute path, as egress-enclave wants it). Not when EGRESS_ENCLAVE_ARGS
+# already names a file.
+learned_given=no
+set -f
+for arg in $EGRESS_ENCLAVE_ARGS; do
+  case $arg in --learned-addresses|--learned-addresses=*) learned_given=yes ;; esac
+done
+set +f
+if [ "$EGRESS_RESTART" = on ] && [ "$learned_given" = no ]; then
+  state_dir=$(mktemp -d "${TMPDIR:-/tmp}/egress-state.XXXXXX") && state_dir=$(cd "$state_dir" && pwd) ||
+    fail "cannot create a temporary directory in ${TMPDIR:-/tmp} (set TMPDIR to a writable one)"
+fi
 for tool in ip ss awk; do
   command -v "$tool" >/dev/null 2>&1 || fail "'$tool' not found on PATH (install iproute2 and awk)"
 done

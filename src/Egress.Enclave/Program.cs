@@ -71,8 +71,8 @@ const string CheckConfigDescription = "check everything a start and rules --appl
     + "print what would run, and exit: 0 valid, 2 not. Starts nothing";
 var checkConfigOption = HostCommandLine.Flag("--check-config", CheckConfigDescription);
 const string LearnedAddressesDescription = "keep the addresses learned from DNS answers in this file (an absolute path in a directory "
-    + "only this user can write; bootstrap.sh uses a private temporary one) and restore them at start, re-checked against the policy: "
-    + "a restarted egress-enclave then allows what the run before it had learned, as an application that kept an address expects. Off by default";
+    + "only this user can write, else nothing is kept; bootstrap.sh makes a private one) and restore them at start, re-checked against the "
+    + "policy: a restarted egress-enclave then allows what the run before it had learned, as an application that kept an address expects. Off by default";
 var learnedAddressesOption = new Option<string?>("--learned-addresses") { Description = LearnedAddressesDescription, HelpName = "PATH" };
 
 var root = new RootCommand("""
@@ -325,7 +325,7 @@ static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel
             output.WriteLine($"  tunnel: {tunnel ?? configuration.GetTunnelEndpoint(TunnelSide.Enclave)}");
             output.WriteLine($"  audit log: {audit}");
             output.WriteLine($"  denial reports to the parent: {DenialReportsText(configuration.Enclave.ReportDenials)}");
-            output.WriteLine($"  learned addresses kept for a restart: {learnedAddresses ?? "off (--learned-addresses)"}");
+            output.WriteLine($"  learned addresses kept for a restart: {(learnedAddresses is null ? "off (--learned-addresses)" : $"{learnedAddresses} (its directory is checked at start, in the enclave; not looked at here)")}");
             return 0;
         }
     }
@@ -363,19 +363,13 @@ static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel
     return await HostRuntime.RunAsync(host);
 }
 
-// Why --learned-addresses cannot be used (checked before anything starts, as a bad --tunnel is); null when it can.
-static string? LearnedAddressesProblem(string path)
-{
-    if (!Path.IsPathFullyQualified(path))
-    {
-        return $"'{path}' is not an absolute path";
-    }
-
-    string? directory = Path.GetDirectoryName(path);
-    return string.IsNullOrEmpty(Path.GetFileName(path)) ? $"'{path}' names a directory, not a file"
-        : directory is null || !Directory.Exists(directory) ? $"the directory of '{path}' does not exist"
-        : null;
-}
+// Why --learned-addresses cannot name a file (checked before anything starts, as a bad --tunnel is); null when it can.
+// Its directory is looked at by the run (LearnedAddressesFile.Restore: one that is missing or that others can write keeps
+// nothing, with a warning, and egress runs on), not here: --check-config runs where the image is built.
+static string? LearnedAddressesProblem(string path) =>
+    !Path.IsPathFullyQualified(path) ? $"'{path}' is not an absolute path"
+    : string.IsNullOrEmpty(Path.GetFileName(path)) ? $"'{path}' names a directory, not a file"
+    : null;
 
 static int RunRules(string? configPath, bool apply, bool remove, bool force, NetfilterBackend? netfilterOption)
 {

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
 
 namespace Egress.Configuration;
 
@@ -23,7 +24,17 @@ internal static partial class PathFileType
     private const uint StatxType = 0x1;
     private const uint StatxMode = 0x2;
     private const uint StatxUid = 0x8;
+    private const uint StatxSizeMask = 0x200;
     private const int StatxUidOffset = 20;
+    private const int StatxSizeOffset = 40;
+    private const int AtEmptyPath = 0x1000;
+    private const int ReadOnly = 0;
+    private const int NonBlocking = 0x800;
+    // O_NOFOLLOW differs by architecture (asm-generic/fcntl.h: 0400000 on x86-64; arch/arm64: 0100000); the others do not.
+    private static readonly int NoFollow = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x8000 : 0x20000;
+    private const int CloseOnExec = 0x80000;
+    /// <summary>S_IFDIR.</summary>
+    public const int Directory = 0x4000;
     private const int StatxSize = 256;
     private const int StatxModeOffset = 28;
     private const int FileTypeMask = 0xF000;
@@ -48,13 +59,13 @@ internal static partial class PathFileType
         return *(ushort*)(buffer + StatxModeOffset) & FileTypeMask;
     }
 
-    /// <summary>The file type, permission bits and owner of <paramref name="path"/> itself (a symbolic link is not followed).</summary>
-    /// <returns>The S_IFMT bits, the permission bits (07777) and the owner's user id; null when nothing exists there.</returns>
+    /// <summary>The file type, permission bits, owner and size of <paramref name="path"/> (a symbolic link followed).</summary>
+    /// <returns>Null when nothing exists there.</returns>
     /// <exception cref="IOException">statx(2) failed other than with ENOENT.</exception>
-    public static unsafe (int Type, int Permissions, uint Owner)? Describe(string path)
+    public static unsafe FileStatus? Describe(string path)
     {
         byte* buffer = stackalloc byte[StatxSize];
-        if (Statx(AtFdCwd, path, AtSymlinkNoFollow, StatxType | StatxMode | StatxUid, buffer) != 0)
+        if (Statx(AtFdCwd, path, 0, StatxType | StatxMode | StatxUid | StatxSizeMask, buffer) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             return errno == NoSuchFile
@@ -62,9 +73,73 @@ internal static partial class PathFileType
                 : throw new IOException($"statx({path}) failed with errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)}).");
         }
 
-        int mode = *(ushort*)(buffer + StatxModeOffset);
-        return (mode & FileTypeMask, mode & 0xFFF, *(uint*)(buffer + StatxUidOffset));
+        return Status(buffer);
     }
+
+    /// <summary>The file type, permission bits, owner and size of the file <paramref name="handle"/> is open on.</summary>
+    /// <exception cref="IOException">statx(2) failed.</exception>
+    public static unsafe FileStatus Describe(SafeFileHandle handle)
+    {
+        byte* buffer = stackalloc byte[StatxSize];
+        bool added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            if (Statx((int)handle.DangerousGetHandle(), string.Empty, AtEmptyPath, StatxType | StatxMode | StatxUid | StatxSizeMask, buffer) != 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                throw new IOException($"statx failed with errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)}).");
+            }
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+
+        return Status(buffer);
+    }
+
+    /// <summary>Opens <paramref name="path"/> for reading without following a symbolic link in its last component and
+    /// without waiting for a FIFO's writer (open(2) with O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC): check what was opened
+    /// with <see cref="Describe(SafeFileHandle)"/>, not the path, which may have changed since.</summary>
+    /// <returns>The handle, or null and the errno (ENOENT: nothing there; ELOOP: a symbolic link).</returns>
+    public static SafeFileHandle? OpenForReading(string path, out int errno)
+    {
+        int fd = Open(path, ReadOnly | NoFollow | NonBlocking | CloseOnExec);
+        if (fd < 0)
+        {
+            errno = Marshal.GetLastPInvokeError();
+            return null;
+        }
+
+        errno = 0;
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>ENOENT.</summary>
+    public const int NoSuchFileError = NoSuchFile;
+
+    /// <summary>ELOOP: O_NOFOLLOW met a symbolic link.</summary>
+    public const int SymbolicLinkError = 40;
+
+    private static unsafe FileStatus Status(byte* buffer)
+    {
+        int mode = *(ushort*)(buffer + StatxModeOffset);
+        return new FileStatus(mode & FileTypeMask, mode & 0xFFF, *(uint*)(buffer + StatxUidOffset), *(long*)(buffer + StatxSizeOffset));
+    }
+
+    /// <summary>What statx(2) says of a file.</summary>
+    /// <param name="Type">The S_IFMT bits (<see cref="Regular"/>, <see cref="Fifo"/>, ...).</param>
+    /// <param name="Permissions">The permission bits (07777).</param>
+    /// <param name="Owner">The owner's user id.</param>
+    /// <param name="Size">The size in bytes.</param>
+    internal readonly record struct FileStatus(int Type, int Permissions, uint Owner, long Size);
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Open(string path, int flags);
 
     /// <summary>The effective user id of this process (geteuid(2)).</summary>
     public static uint EffectiveUserId() => GetEffectiveUserId();

@@ -51,6 +51,7 @@ public sealed class AllowlistCache
     private int _inUseCount;
     private long _evictions;
     private long _version;
+    private long _extensions;
 
     /// <summary>The addresses the size bound evicted while they were still allowed, with the name each was learned from,
     /// when, and until when it would have been allowed, so a denial can say so: evicted until then, expired for the
@@ -151,8 +152,9 @@ public sealed class AllowlistCache
 
     /// <summary>
     /// As <see cref="Learn"/>, with the expiry an earlier run of this process learned (<see cref="Learned"/>, kept in a
-    /// learned-addresses file across a restart) instead of a TTL: neither cut nor raised to the floor, and possibly past
-    /// (a name in its grace stays in it). Extends, never shortens, what is known.
+    /// learned-addresses file across a restart) instead of a TTL: not raised to the floor, and possibly past (a name in
+    /// its grace stays in it), but cut as a TTL is (at most a day from now, or the floor when that is longer). Extends,
+    /// never shortens, what is known.
     /// </summary>
     /// <param name="name">As for <see cref="Learn"/>.</param>
     /// <param name="address">As for <see cref="Learn"/>.</param>
@@ -165,21 +167,25 @@ public sealed class AllowlistCache
     /// <summary>How many addresses an open connection holds now.</summary>
     internal int InUseCount => Volatile.Read(ref _inUseCount);
 
-    /// <summary>A number that moves whenever an address is learned or restored (not when one expires): a writer of the
-    /// learned addresses rewrites them only when it moved.</summary>
+    /// <summary>A number that moves whenever an address or a name of one is learned, restored or replaced (not when one
+    /// expires, nor when a known name's expiry moves: <see cref="Extensions"/>): a writer of the learned addresses
+    /// rewrites them soon when it moved.</summary>
     internal long Version => Interlocked.Read(ref _version);
+
+    /// <summary>A number that moves whenever a known name's expiry moves (learned again, or its grace started when the
+    /// last connection through it closed): a writer rewrites for it less often than for <see cref="Version"/>.</summary>
+    internal long Extensions => Interlocked.Read(ref _extensions);
 
     /// <summary>
     /// Every name that counts now by its own learning (its TTL or its grace) or is held by an open connection, with its
     /// address and expiry (UTC ticks): what a restarted process needs to allow what this one allows through DNS. A name
     /// held past its TTL gets the expiry now, where its grace would start when the connection closed (a restart closes
-    /// it). Walks the cache without the write lock: a learning that races the walk may be missed by it (its
-    /// <see cref="Version"/> has moved: the next walk has it).
+    /// it). Walks the cache lazily, without the write lock: a learning that races the walk may be missed by it (its
+    /// <see cref="Version"/> or <see cref="Extensions"/> moves once it is stored: read them before the walk).
     /// </summary>
-    internal List<(IPAddress Address, string Name, long ExpiresAt)> Learned()
+    internal IEnumerable<(IPAddress Address, string Name, long ExpiresAt)> Learned()
     {
         long now = Now;
-        var learned = new List<(IPAddress, string, long)>();
         foreach (var (key, known) in _entries)
         {
             AddressUse? use = UseOf(key);
@@ -190,12 +196,10 @@ public sealed class AllowlistCache
                 if (now < name.ExpiresAt + _graceTicks || held)
                 {
                     address ??= AddressValue.ToAddress(key);
-                    learned.Add((address, name.Name, held ? Math.Max(name.ExpiresAt, now) : name.ExpiresAt));
+                    yield return (address, name.Name, held ? Math.Max(name.ExpiresAt, now) : name.ExpiresAt);
                 }
             }
         }
-
-        return learned;
     }
 
     private void LearnCore(string name, IPAddress address, TimeSpan ttl, long? restoredExpiry)
@@ -230,11 +234,20 @@ public sealed class AllowlistCache
                 pruneDue = true;
             }
 
-            long expiresAt = restoredExpiry ?? now + Kept(ttl, TimeSpan.FromTicks(_floorTicks)).Ticks;
-            Interlocked.Increment(ref _version);
+            // A restored expiry is capped as a TTL is: a file (or the clock it was written by) must not keep an address
+            // allowed for longer than an answer could.
+            long expiresAt = restoredExpiry is { } restored
+                ? Math.Min(restored, now + Math.Max(MaxTtl.Ticks, _floorTicks))
+                : now + Kept(ttl, TimeSpan.FromTicks(_floorTicks)).Ticks;
             if (_entries.TryGetValue(key, out LearnedAddress? known))
             {
-                _entries[key] = known.With(normalized, expiresAt, ForgetThrough(now), MaxNamesPerAddress, UseOf(key));
+                LearnedAddress changed = known.With(normalized, expiresAt, ForgetThrough(now), MaxNamesPerAddress, UseOf(key));
+                _entries[key] = changed;
+                if (!ReferenceEquals(changed, known))
+                {
+                    // Counted once stored: a writer reads the count, then the cache.
+                    Interlocked.Increment(ref known.Has(normalized) && changed.Has(normalized) ? ref _extensions : ref _version);
+                }
             }
             else
             {
@@ -247,6 +260,7 @@ public sealed class AllowlistCache
                 _entries[key] = LearnedAddress.Create(normalized, expiresAt);
                 Interlocked.Increment(ref _count);
                 _evicted.TryRemove(key, out _);
+                Interlocked.Increment(ref _version);
             }
         }
 
@@ -489,7 +503,12 @@ public sealed class AllowlistCache
     {
         if (use.IsLast(name) && _entries.TryGetValue(key, out LearnedAddress? known))
         {
-            _entries[key] = known.Touch(name, Now);
+            LearnedAddress touched = known.Touch(name, Now);
+            _entries[key] = touched;
+            if (!ReferenceEquals(touched, known))
+            {
+                Interlocked.Increment(ref _extensions); // its grace starts now: a restart should find it so
+            }
         }
     }
 

@@ -28,6 +28,20 @@ internal sealed class LearnedAddress
 
     public IReadOnlyList<LearnedName> Names => _names;
 
+    /// <summary>Whether <paramref name="name"/> (any case) is one of the names.</summary>
+    public bool Has(string name)
+    {
+        foreach (LearnedName known in _names)
+        {
+            if (string.Equals(known.Name, name, StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     public static LearnedAddress Create(string name, long expiresAt) => new([new LearnedName(name, expiresAt)]);
 
     /// <summary><paramref name="name"/> with its expiry moved to <paramref name="now"/> at the earliest (never shortened):

@@ -12,15 +12,19 @@ namespace Egress.Policy;
 /// resolved before the restart and kept (<c>never learned</c>) until it resolved the name again.
 /// </summary>
 /// <remarks>
-/// <para>Written every <see cref="DefaultInterval"/> when something was learned since the last write, every
-/// <see cref="InUseRefresh"/> while connections hold addresses (a name kept live by a connection past its TTL is written
-/// with the time of the write; the grace, 60 s by default, covers the rest), and at a stop. What was learned in the
-/// last interval before a crash is lost. Written to <c>PATH.tmp</c> (mode 0600, created anew) and renamed over the
+/// <para>Written within <see cref="DefaultInterval"/> when an address or a name was learned since the last write; when
+/// only expiries moved (a name learned again, a grace started), or while connections hold addresses (a name kept live
+/// by a connection past its TTL is written with the time of the write), every <see cref="Refresh"/>: 30 s, or half the
+/// grace when that is shorter, so the grace still covers a restart; and at a stop. A write that took long spaces the
+/// next ones out (ten times its duration), so a large cache costs at most a tenth of a processor. What was learned in
+/// the last interval before a crash is lost. Written to <c>PATH.tmp</c> (mode 0600, created anew) and renamed over the
 /// file, so a reader sees a whole file or the previous one.</para>
 /// <para>Restored at start through the policy, as a DNS answer is learned (<see cref="EgressPolicy.Restore"/>): a
-/// name the policy no longer allows, or an internal address, is dropped, and so is a name past its expiry and grace.
-/// The file is trusted no more than that: it is read only when it is a regular file (not a link), owned by this
-/// process's user and neither readable nor writable by anyone else.</para>
+/// name the policy no longer allows, or an internal address, is dropped, and so is a name past its expiry and grace;
+/// an expiry more than a day away is cut as a TTL is. The file is trusted no more than that: its directory must belong
+/// to this process's user and be writable by no one else (or nothing is kept, with a warning), and the file is read
+/// only when what was opened (without following a link) is a regular file owned by that user, neither readable nor
+/// writable by anyone else, and no larger than the cache could have written.</para>
 /// <para>Format, version 1 (ASCII, lines end with LF): the line <c>egress-learned-addresses 1</c>, then one line per
 /// name of an address: <c>EXPIRES ADDRESS NAME</c>, where EXPIRES is when the name's allowance ends before its grace
 /// (Unix time in milliseconds, UTC), ADDRESS an IPv4 or IPv6 address as .NET writes it, NAME the name asked in the
@@ -37,8 +41,11 @@ internal sealed partial class LearnedAddressesFile : IDisposable
     /// <summary>How often the file is rewritten when something was learned since the last write: 1 s.</summary>
     internal static readonly TimeSpan DefaultInterval = TimeSpan.FromSeconds(1);
 
-    /// <summary>How often it is rewritten while connections hold addresses, learned or not: 30 s.</summary>
-    internal static readonly TimeSpan InUseRefresh = TimeSpan.FromSeconds(30);
+    /// <summary>The longest time between writes while only expiries moved or connections hold addresses: 30 s.</summary>
+    internal static readonly TimeSpan LongestRefresh = TimeSpan.FromSeconds(30);
+
+    /// <summary>How much longer than a write took the next one waits, at least.</summary>
+    internal const int WriteSpacing = 10;
 
     private static readonly long UnixEpochTicks = DateTime.UnixEpoch.Ticks;
     private static readonly long MaxMilliseconds = (DateTime.MaxValue.Ticks - UnixEpochTicks) / TimeSpan.TicksPerMillisecond;
@@ -51,8 +58,11 @@ internal sealed partial class LearnedAddressesFile : IDisposable
     private readonly Lock _saveLock = new();
     private ITimer? _timer;
     private long _writtenVersion = -1;
+    private long _writtenExtensions;
     private long _writtenAt;
+    private TimeSpan _nextDelay;
     private bool _failing;
+    private bool _disabled;
     private bool _disposed;
 
     /// <summary>Creates the file's keeper; nothing is read or written before <see cref="Restore"/> and <see cref="Start"/>.</summary>
@@ -75,39 +85,53 @@ internal sealed partial class LearnedAddressesFile : IDisposable
         _time = time;
         _logger = logger;
         _interval = interval;
+        _nextDelay = interval;
     }
+
+    /// <summary>The longest time between writes while only expiries moved or connections hold addresses:
+    /// <see cref="LongestRefresh"/>, or half the cache's grace when that is shorter (a name held past its TTL is written
+    /// with the time of the write), never less than the interval.</summary>
+    internal TimeSpan Refresh => TimeSpan.FromTicks(Math.Max(_interval.Ticks, Math.Min(LongestRefresh.Ticks, _policy.Cache.GraceTicks / 2)));
 
     /// <summary>Restores what the file holds into the policy, and says what it did in one line; never throws for
     /// the file (a file that is missing, refused or unreadable restores nothing, and is replaced by the first write).</summary>
     /// <returns>What was restored, skipped and refused.</returns>
     public RestoreCounts Restore()
     {
-        string? refusal;
-        try
+        if (DirectoryProblem(System.IO.Path.GetDirectoryName(_path)!) is { } problem)
         {
-            refusal = Refusal(_path);
-        }
-        catch (IOException ex)
-        {
-            refusal = ex.Message;
-        }
-
-        if (refusal == NothingThere)
-        {
-            Log.NoneYet(_logger, _path);
-            return default;
-        }
-
-        if (refusal is not null)
-        {
-            Log.NotRestored(_logger, _path, refusal);
+            // Anyone who can write in the directory can put a file of their own in place of this one: nothing is kept.
+            _disabled = true;
+            Log.NotKept(_logger, _path, problem);
             return default;
         }
 
         RestoreCounts counts;
         try
         {
-            using var stream = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+            if (PathFileType.OpenForReading(_path, out int errno) is not { } handle)
+            {
+                if (errno == PathFileType.NoSuchFileError)
+                {
+                    Log.NoneYet(_logger, _path);
+                }
+                else
+                {
+                    Log.NotRestored(_logger, _path, errno == PathFileType.SymbolicLinkError
+                        ? "it is a symbolic link"
+                        : $"it cannot be opened ({System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(errno)})");
+                }
+
+                return default;
+            }
+
+            using var stream = new FileStream(handle, FileAccess.Read, bufferSize: 1);
+            if (Refusal(PathFileType.Describe(handle), MaxFileLength) is { } refusal)
+            {
+                Log.NotRestored(_logger, _path, refusal);
+                return default;
+            }
+
             counts = Read(stream, _policy, _policy.Cache.Now, _policy.Cache.GraceTicks);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -118,7 +142,7 @@ internal sealed partial class LearnedAddressesFile : IDisposable
 
         if (!counts.HeaderValid)
         {
-            Log.NotRestored(_logger, _path, $"its first line is not '{Header}'");
+            Log.NotRestored(_logger, _path, counts.Empty ? "it is empty" : $"its first line is not '{Header}'");
         }
         else
         {
@@ -128,20 +152,21 @@ internal sealed partial class LearnedAddressesFile : IDisposable
         return counts;
     }
 
-    /// <summary>Starts the periodic writes (the first within <see cref="DefaultInterval"/>).</summary>
+    /// <summary>Starts the writes (the first within <see cref="DefaultInterval"/>); nothing when <see cref="Restore"/>
+    /// found the directory unsafe.</summary>
     public void Start()
     {
         lock (_saveLock)
         {
-            if (!_disposed)
+            if (!_disposed && !_disabled)
             {
                 _writtenAt = _time.GetTimestamp();
-                _timer ??= _time.CreateTimer(static state => ((LearnedAddressesFile)state!).SaveIfDue(), this, _interval, _interval);
+                _timer ??= _time.CreateTimer(static state => ((LearnedAddressesFile)state!).SaveIfDue(), this, _interval, Timeout.InfiniteTimeSpan);
             }
         }
     }
 
-    /// <summary>Stops the writes, after a last one of what changed since the one before.</summary>
+    /// <summary>Stops the writes, after a last one of what the cache holds now (its expiries included).</summary>
     public void Dispose()
     {
         lock (_saveLock)
@@ -151,36 +176,46 @@ internal sealed partial class LearnedAddressesFile : IDisposable
                 return;
             }
 
-            _timer?.Dispose();
-            Save(force: false);
             _disposed = true;
-        }
-    }
-
-    /// <summary>Writes the file when something was learned since the last write, or the in-use refresh is due.</summary>
-    internal void SaveIfDue()
-    {
-        lock (_saveLock)
-        {
-            if (!_disposed)
+            _timer?.Dispose();
+            if (_timer is not null)
             {
-                Save(force: _policy.Cache.InUseCount > 0 && _time.GetElapsedTime(_writtenAt) >= InUseRefresh);
+                Save();
             }
         }
     }
 
-    private void Save(bool force)
+    /// <summary>Writes the file when an address or name was learned since the last write, or the refresh is due (only
+    /// expiries moved, or connections hold addresses); then arms the next check. One check at a time: the timer is
+    /// armed again only once this one is done.</summary>
+    internal void SaveIfDue()
     {
-        long version = _policy.Cache.Version;
-        if (version == _writtenVersion && !force)
+        lock (_saveLock)
         {
-            return;
-        }
+            if (_disposed)
+            {
+                return;
+            }
 
+            AllowlistCache cache = _policy.Cache;
+            bool refreshDue = (cache.Extensions != _writtenExtensions || cache.InUseCount > 0) && _time.GetElapsedTime(_writtenAt) >= Refresh;
+            if (cache.Version != _writtenVersion || refreshDue)
+            {
+                Save();
+            }
+
+            _timer!.Change(_nextDelay, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private void Save()
+    {
+        AllowlistCache cache = _policy.Cache;
+        long version = cache.Version, extensions = cache.Extensions; // read before the walk: what it misses moved them
+        long started = _time.GetTimestamp();
         string temporary = _path + ".tmp";
         try
         {
-            List<(IPAddress Address, string Name, long ExpiresAt)> learned = _policy.Cache.Learned();
             File.Delete(temporary); // a link or a file left by a crash: the new one is created, never opened
             var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None };
             if (!OperatingSystem.IsWindows())
@@ -190,12 +225,14 @@ internal sealed partial class LearnedAddressesFile : IDisposable
 
             using (var stream = new FileStream(temporary, options))
             {
-                Write(stream, learned);
+                Write(stream, cache.Learned());
             }
 
             File.Move(temporary, _path, overwrite: true);
             _writtenVersion = version;
+            _writtenExtensions = extensions;
             _writtenAt = _time.GetTimestamp();
+            _nextDelay = TimeSpan.FromTicks(Math.Max(_interval.Ticks, _time.GetElapsedTime(started, _writtenAt).Ticks * WriteSpacing));
             if (_failing)
             {
                 _failing = false;
@@ -212,37 +249,51 @@ internal sealed partial class LearnedAddressesFile : IDisposable
         }
     }
 
-    private const string NothingThere = "";
+    /// <summary>The largest file the cache could have written: every address it may hold with all its names, each line
+    /// at its longest. A larger one is not read.</summary>
+    private long MaxFileLength => Header.Length + 1 + ((long)_policy.Cache.MaxEntries * AllowlistCache.MaxNamesPerAddress * (MaxLineLength + 1));
 
-    /// <summary>Why the file at <paramref name="path"/> is not read: <see cref="NothingThere"/> when there is none,
-    /// null when it may be.</summary>
-    /// <exception cref="IOException">statx(2) failed.</exception>
-    private static string? Refusal(string path)
+    /// <summary>Why nothing is kept in <paramref name="directory"/>: missing, not a directory, another user's, or
+    /// writable by others; null when it is safe.</summary>
+    private static string? DirectoryProblem(string directory)
     {
-        if (!OperatingSystem.IsLinux())
+        PathFileType.FileStatus? status;
+        try
         {
-            return File.Exists(path) ? null : NothingThere;
+            status = PathFileType.Describe(directory);
         }
-
-        if (PathFileType.Describe(path) is not { } described)
+        catch (IOException ex)
         {
-            return NothingThere;
+            return ex.Message;
         }
 
         uint user = PathFileType.EffectiveUserId();
-        return described.Type != PathFileType.Regular ? "it is not a regular file (a link, a directory, a FIFO)"
-            : described.Owner != user ? $"it is owned by user {described.Owner.ToString(CultureInfo.InvariantCulture)}, not by this process's ({user.ToString(CultureInfo.InvariantCulture)})"
-            : (described.Permissions & 0x3F) != 0 ? $"others may read or write it (mode {Convert.ToString(described.Permissions, 8)}; it must be 600)"
+        return status is not { } found ? $"its directory {directory} does not exist"
+            : found.Type != PathFileType.Directory ? $"{directory} is not a directory"
+            : found.Owner != user ? $"its directory {directory} is owned by user {found.Owner.ToString(CultureInfo.InvariantCulture)}, not by this process's ({user.ToString(CultureInfo.InvariantCulture)})"
+            : (found.Permissions & 0x12) != 0 ? $"others may write in its directory {directory} (mode {Convert.ToString(found.Permissions, 8)}; make one only this user can write, e.g. with mktemp -d)"
+            : null;
+    }
+
+    /// <summary>Why the file opened is not read (its type, owner, mode or size); null when it may be.</summary>
+    private static string? Refusal(PathFileType.FileStatus file, long maxLength)
+    {
+        uint user = PathFileType.EffectiveUserId();
+        return file.Type != PathFileType.Regular ? "it is not a regular file (a directory, a FIFO, a device)"
+            : file.Owner != user ? $"it is owned by user {file.Owner.ToString(CultureInfo.InvariantCulture)}, not by this process's ({user.ToString(CultureInfo.InvariantCulture)})"
+            : (file.Permissions & 0x3F) != 0 ? $"others may read or write it (mode {Convert.ToString(file.Permissions, 8)}; it must be 600)"
+            : file.Size > maxLength ? $"it is larger ({file.Size.ToString(CultureInfo.InvariantCulture)} bytes) than the cache could have written ({maxLength.ToString(CultureInfo.InvariantCulture)})"
             : null;
     }
 
     /// <summary>Writes <paramref name="learned"/> in version 1's format; a name that format cannot carry (a byte outside
     /// printable ASCII, a space, longer than 253) is left out.</summary>
     /// <returns>The lines written after the header.</returns>
-    internal static int Write(Stream stream, List<(IPAddress Address, string Name, long ExpiresAt)> learned)
+    internal static int Write(Stream stream, IEnumerable<(IPAddress Address, string Name, long ExpiresAt)> learned)
     {
-        using var writer = new StreamWriter(stream, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), bufferSize: 16384, leaveOpen: true) { NewLine = "\n" };
+        using var writer = new StreamWriter(stream, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false), bufferSize: 65536, leaveOpen: true) { NewLine = "\n" };
         writer.WriteLine(Header);
+        Span<char> line = stackalloc char[MaxLineLength + 1];
         int lines = 0;
         foreach (var (address, name, expiresAt) in learned)
         {
@@ -251,12 +302,17 @@ internal sealed partial class LearnedAddressesFile : IDisposable
                 continue;
             }
 
+            // Formatted in place: a rewrite of a full cache (hundreds of thousands of lines) allocates no string per line.
             long milliseconds = Math.Clamp((expiresAt - UnixEpochTicks) / TimeSpan.TicksPerMillisecond, 0, MaxMilliseconds);
-            writer.Write(milliseconds.ToString(CultureInfo.InvariantCulture));
-            writer.Write(' ');
-            writer.Write(address.ToString());
-            writer.Write(' ');
-            writer.WriteLine(name);
+            milliseconds.TryFormat(line, out int length, default, CultureInfo.InvariantCulture);
+            line[length++] = ' ';
+            address.TryFormat(line[length..], out int written);
+            length += written;
+            line[length++] = ' ';
+            name.CopyTo(line[length..]);
+            length += name.Length;
+            line[length++] = '\n';
+            writer.Write(line[..length]);
             lines++;
         }
 
@@ -292,7 +348,7 @@ internal sealed partial class LearnedAddressesFile : IDisposable
     /// <exception cref="IOException">Reading failed.</exception>
     internal static RestoreCounts Read(Stream stream, EgressPolicy policy, long now, long graceTicks)
     {
-        var counts = new RestoreCounts();
+        var counts = new RestoreCounts { Empty = true };
         byte[] buffer = new byte[4096];
         int start = 0, end = 0;
         bool discarding = false, first = true, eof = false;
@@ -301,6 +357,7 @@ internal sealed partial class LearnedAddressesFile : IDisposable
             int read = stream.Read(buffer, end, buffer.Length - end);
             eof = read == 0;
             end += read;
+            counts.Empty &= read == 0;
             while (true)
             {
                 int newline = buffer.AsSpan(start, end - start).IndexOf((byte)'\n');
@@ -450,6 +507,9 @@ internal sealed partial class LearnedAddressesFile : IDisposable
         /// <summary>Whether the first line was <see cref="Header"/> (false: nothing was read past it).</summary>
         public bool HeaderValid;
 
+        /// <summary>Whether the file had no bytes at all.</summary>
+        public bool Empty;
+
         /// <summary>Names learned again.</summary>
         public int Restored;
 
@@ -468,16 +528,19 @@ internal sealed partial class LearnedAddressesFile : IDisposable
         [LoggerMessage(EventId = 610, Level = LogLevel.Information, Message = "learned addresses: {Path} holds none yet (a first start); what DNS answers teach is kept there from now on, for a restart")]
         public static partial void NoneYet(ILogger logger, string path);
 
-        [LoggerMessage(EventId = 611, Level = LogLevel.Information, Message = "learned addresses: restored {Restored} name-address pairs from {Path} (skipped: {Expired} expired, {Refused} no longer allowed by the policy, {Malformed} malformed lines); kept there from now on, for a restart")]
+        [LoggerMessage(EventId = 611, Level = LogLevel.Information, Message = "learned addresses: restored {Restored} name-address pairs from {Path} (skipped: {Expired} expired, {Refused} refused by the policy as a DNS answer would be, {Malformed} malformed lines); kept there from now on, for a restart")]
         public static partial void Restored(ILogger logger, int restored, string path, int expired, int refused, int malformed);
 
         [LoggerMessage(EventId = 612, Level = LogLevel.Warning, Message = "learned addresses: nothing restored from {Path}: {Reason}; it is replaced by what this run learns")]
         public static partial void NotRestored(ILogger logger, string path, string reason);
 
-        [LoggerMessage(EventId = 613, Level = LogLevel.Warning, Message = "learned addresses: writing {Path} failed ({Error}); a restart would not find what was learned since. Retried every second; said again when it works")]
+        [LoggerMessage(EventId = 613, Level = LogLevel.Warning, Message = "learned addresses: writing {Path} failed ({Error}); a restart would not find what was learned since. Retried as the cache changes; said again when it works")]
         public static partial void WriteFailed(ILogger logger, string path, string error);
 
         [LoggerMessage(EventId = 614, Level = LogLevel.Information, Message = "learned addresses: writing {Path} works again")]
         public static partial void WritingAgain(ILogger logger, string path);
+
+        [LoggerMessage(EventId = 615, Level = LogLevel.Warning, Message = "learned addresses: not kept in {Path}: {Reason}; a restarted egress-enclave will not allow what this one learns until the application resolves it again")]
+        public static partial void NotKept(ILogger logger, string path, string reason);
     }
 }

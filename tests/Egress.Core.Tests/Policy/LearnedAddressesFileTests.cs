@@ -152,7 +152,7 @@ public sealed class LearnedAddressesFileTests
         Assert.That(File.Exists(_path), Is.True, "written within the interval");
 
         File.Delete(_path);
-        _time.Advance(LearnedAddressesFile.DefaultInterval * 5);
+        Step(LearnedAddressesFile.DefaultInterval * 5);
         Assert.That(File.Exists(_path), Is.False, "nothing learned: not rewritten");
 
         policy.Learn("www.allowed.test", IPAddress.Parse("198.18.0.11"), TimeSpan.FromSeconds(300));
@@ -172,28 +172,144 @@ public sealed class LearnedAddressesFileTests
 
         file.Dispose();
         policy.Learn("www.allowed.test", IPAddress.Parse("198.18.0.11"), TimeSpan.FromSeconds(300));
-        _time.Advance(LearnedAddressesFile.DefaultInterval * 3);
+        Step(LearnedAddressesFile.DefaultInterval * 3);
 
         Assert.That(File.ReadAllText(_path), Does.Contain("198.18.0.10 api.example.com").And.Not.Contain("www.allowed.test"));
     }
 
-    /// <summary>A name kept live only by an open connection, past its TTL, is written with a recent expiry, so that the
-    /// grace after a restart (which closed the connection) covers an application's reconnect.</summary>
+    /// <summary>A name kept live only by an open connection, past its TTL, is written with a recent expiry every 30 s
+    /// (half the 60 s grace), so that the grace after a restart (which closed the connection) covers a reconnect.</summary>
     [Test]
-    public void WhileAConnectionHoldsAnAddressPastItsTtlTheFileIsRefreshed()
+    public void WhileAConnectionHoldsAnAddressPastItsTtlTheFileIsRefreshedEvery30Seconds()
     {
         var (policy, _) = NewPolicy();
         using var file = NewFile(policy);
         file.Start();
         policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(30));
-        _time.Advance(LearnedAddressesFile.DefaultInterval);
+        Step(LearnedAddressesFile.DefaultInterval);
         Assert.That(policy.CheckConnection(Address, 443, out AddressHold? hold).IsAllowed, Is.True);
+        var writes = new List<long>();
+        for (int second = 0; second < 600; second++)
+        {
+            long before = WrittenExpiry();
+            Step(TimeSpan.FromSeconds(1));
+            if (WrittenExpiry() != before)
+            {
+                writes.Add(_time.GetUtcNow().ToUnixTimeMilliseconds());
+            }
+        }
 
-        _time.Advance(TimeSpan.FromMinutes(10));
-
-        long written = long.Parse(File.ReadAllText(_path).Split('\n')[1].Split(' ')[0]);
-        Assert.That(_time.GetUtcNow().ToUnixTimeMilliseconds() - written, Is.LessThanOrEqualTo((long)LearnedAddressesFile.InUseRefresh.TotalMilliseconds));
         hold!.Dispose();
+        Assert.Multiple(() =>
+        {
+            Assert.That(file.Refresh, Is.EqualTo(TimeSpan.FromSeconds(30)));
+            Assert.That(writes, Has.Count.InRange(19, 20), "every 30 s over 10 minutes (the first once the TTL ran out)");
+            Assert.That(writes.Zip(writes.Skip(1), (a, b) => b - a), Is.All.EqualTo(30_000));
+            Assert.That(_time.GetUtcNow().ToUnixTimeMilliseconds() - WrittenExpiry(), Is.LessThanOrEqualTo(30_000));
+        });
+    }
+
+    /// <summary>From a review: the last connection's close starts the name's grace, which a stop did not write (it
+    /// wrote only what was learned), so a restart ended the grace early.</summary>
+    [Test]
+    public void TheGraceThatStartsWhenTheLastConnectionClosesIsWrittenAtTheStop()
+    {
+        var (policy, _) = NewPolicy();
+        var file = NewFile(policy);
+        file.Start();
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(30));
+        Assert.That(policy.CheckConnection(Address, 443, out AddressHold? hold).IsAllowed, Is.True);
+        Step(TimeSpan.FromSeconds(61)); // refreshed at 31 s and 61 s
+        Step(TimeSpan.FromSeconds(20));
+        hold!.Dispose(); // the grace starts now, at 81 s
+
+        file.Dispose();
+
+        Assert.That(WrittenExpiry(), Is.EqualTo(_time.GetUtcNow().ToUnixTimeMilliseconds()));
+    }
+
+    /// <summary>From a review: an expiry read from the file was not cut as a TTL is, so one line could keep an address
+    /// allowed for thousands of years.</summary>
+    [Test]
+    public void ARestoredExpiryIsCutToADayAsATtlIs()
+    {
+        File.WriteAllText(_path, $"{LearnedAddressesFile.Header}\n253402300799000 198.18.0.10 api.example.com\n");
+        File.SetUnixFileMode(_path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var (policy, cache) = NewPolicy();
+
+        NewFile(policy).Restore();
+
+        Assert.That(cache.Lookup(Address).Time, Is.EqualTo(TimeSpan.FromDays(1)));
+    }
+
+    /// <summary>A name learned again only moves its expiry: written within the refresh, not every second, so a busy
+    /// name does not rewrite a large file each second; a new name is written within the interval.</summary>
+    [Test]
+    public void ANameLearnedAgainIsWrittenWithinTheRefreshAndANewOneWithinTheInterval()
+    {
+        var (policy, _) = NewPolicy();
+        using var file = NewFile(policy);
+        file.Start();
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
+        Step(LearnedAddressesFile.DefaultInterval);
+        long first = WrittenExpiry();
+
+        Step(TimeSpan.FromSeconds(5));
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
+        Step(TimeSpan.FromSeconds(5));
+        Assert.That(WrittenExpiry(), Is.EqualTo(first), "an extension alone waits for the refresh");
+
+        Step(file.Refresh);
+        Assert.That(WrittenExpiry(), Is.EqualTo(first + 6_000), "written within the refresh (learned again 6 s after the first)");
+
+        policy.Learn("www.allowed.test", IPAddress.Parse("198.18.0.11"), TimeSpan.FromSeconds(300));
+        Step(LearnedAddressesFile.DefaultInterval);
+        Assert.That(File.ReadAllText(_path), Does.Contain("www.allowed.test"));
+    }
+
+    /// <summary>From a review: the directory was not checked, so in one others can write a file could be swapped in.</summary>
+    [Test]
+    public void NothingIsKeptInADirectoryOthersCanWrite()
+    {
+        WriteValidFile();
+        File.SetUnixFileMode(_directory, (UnixFileMode)Convert.ToInt32("1777", 8));
+        var logger = new FakeLogger();
+        var (policy, cache) = NewPolicy();
+        using var file = new LearnedAddressesFile(_path, policy, _time, logger, LearnedAddressesFile.DefaultInterval);
+
+        file.Restore();
+        file.Start();
+        File.Delete(_path);
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
+        Step(TimeSpan.FromSeconds(3));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Count, Is.EqualTo(1), "only what this run learned");
+            Assert.That(File.Exists(_path), Is.False, "nothing written");
+            Assert.That(Lines(logger), Has.One.Contains($"not kept in {_path}: others may write in its directory {_directory} (mode 1777"));
+        });
+    }
+
+    [Test]
+    public void AFifoIsNotWaitedForAndAFileLargerThanTheCacheCouldWriteIsNotRead()
+    {
+        Assert.That(Mkfifo(_path, Convert.ToInt32("600", 8)), Is.Zero);
+        var logger = new FakeLogger();
+        var (policy, cache) = NewPolicy(maxEntries: 1);
+        new LearnedAddressesFile(_path, policy, _time, logger, LearnedAddressesFile.DefaultInterval).Restore();
+        File.Delete(_path);
+        File.WriteAllText(_path, LearnedAddressesFile.Header + "\n" + string.Concat(Enumerable.Repeat(ValidLine() + "\n", 100)));
+        File.SetUnixFileMode(_path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+
+        new LearnedAddressesFile(_path, policy, _time, logger, LearnedAddressesFile.DefaultInterval).Restore();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Count, Is.EqualTo(0));
+            Assert.That(Lines(logger)[0], Does.Contain("it is not a regular file"));
+            Assert.That(Lines(logger)[1], Does.Contain("than the cache could have written"));
+        });
     }
 
     [TestCase("0644", "others may read or write it (mode 644")]
@@ -229,7 +345,7 @@ public sealed class LearnedAddressesFileTests
         Assert.Multiple(() =>
         {
             Assert.That(cache.Count, Is.EqualTo(0));
-            Assert.That(Lines(logger), Has.One.Contains("it is not a regular file"));
+            Assert.That(Lines(logger), Has.One.Contains("nothing restored from " + _path + ": it is a symbolic link"));
         });
     }
 
@@ -262,7 +378,7 @@ public sealed class LearnedAddressesFileTests
         file.Start();
         Directory.CreateDirectory(_path); // rename(2) cannot replace a directory with a file
         policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
-        _time.Advance(LearnedAddressesFile.DefaultInterval * 3);
+        Step(LearnedAddressesFile.DefaultInterval * 3);
         Directory.Delete(_path);
         _time.Advance(LearnedAddressesFile.DefaultInterval);
 
@@ -389,9 +505,25 @@ public sealed class LearnedAddressesFileTests
 
     private static List<string> Lines(FakeLogger logger) => [.. logger.Collector.GetSnapshot().Select(record => record.Message)];
 
-    private (EgressPolicy Policy, AllowlistCache Cache) NewPolicy()
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mkfifo", SetLastError = true)]
+    private static extern int Mkfifo(string path, int mode);
+
+    /// <summary>Advances the clock a second at a time, as a real one passes (the fake fires a re-armed timer once per
+    /// advance).</summary>
+    private void Step(TimeSpan total)
     {
-        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+        for (TimeSpan done = TimeSpan.Zero; done < total; done += TimeSpan.FromSeconds(1))
+        {
+            _time.Advance(TimeSpan.FromSeconds(1));
+        }
+    }
+
+    /// <summary>The expiry on the file's first line (Unix milliseconds).</summary>
+    private long WrittenExpiry() => long.Parse(File.ReadAllText(_path).Split('\n')[1].Split(' ')[0]);
+
+    private (EgressPolicy Policy, AllowlistCache Cache) NewPolicy(int maxEntries = 65536)
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time, MaxEntries = maxEntries });
         return (EgressPolicy.Create(enabled: true, Destinations, cache), cache);
     }
 

@@ -24,9 +24,11 @@ internal static class LearnedAddressesTarget
         int lines = input.Count(b => b == (byte)'\n') + 1;
         Require(counts.Restored + counts.Expired + counts.Refused + counts.Malformed <= lines, "more names counted than lines");
         Require(counts.HeaderValid || counts.Restored + counts.Expired + counts.Refused + counts.Malformed == 0, "names read without the header");
-        foreach (var (address, name, _) in learned)
+        var policy = EgressPolicy.Create(enabled: true, Destinations, new AllowlistCache(new AllowlistCacheOptions { TimeProvider = FixedClock.Instance }));
+        foreach (var (address, name, expiresAt) in learned)
         {
-            Require(address.ToString() != "10.0.0.1" && name.Length is > 0 and <= 253, $"restored {name} {address}");
+            Require(policy.CheckName(name).IsAllowed && !policy.RefusesAsInternal(AddressValue.Of(address), out _), $"restored {name} {address}, which the policy refuses");
+            Require(expiresAt <= FixedClock.Instance.GetUtcNow().UtcTicks + AllowlistCache.MaxTtl.Ticks, $"restored {name} {address} beyond the longest TTL");
         }
 
         // What was restored survives a write and a read unchanged.
@@ -42,7 +44,7 @@ internal static class LearnedAddressesTarget
         var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = FixedClock.Instance });
         var policy = EgressPolicy.Create(enabled: true, Destinations, cache);
         var counts = LearnedAddressesFile.Read(new TrickleStream(input, receive), policy, cache.Now, cache.GraceTicks);
-        var learned = cache.Learned();
+        var learned = cache.Learned().ToList();
         learned.Sort((a, b) => (a.Address.ToString() + " " + a.Name).CompareTo(b.Address.ToString() + " " + b.Name));
         return (counts, learned);
     }
