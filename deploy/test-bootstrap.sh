@@ -254,6 +254,14 @@ mkdir -p "$work/reltmp"
 check "a verb in EGRESS_ENCLAVE_ARGS, relative TMPDIR: exit code is the application's (7)" test "$rc" -eq 7
 check "a verb in EGRESS_ENCLAVE_ARGS, relative TMPDIR: restarted, keeping its file" grep -qE "learned addresses: .*$work/reltmp/egress-state\.[A-Za-z0-9]+/learned-addresses" "$out"
 show_output_if_failed "$before"
+# A second review: "--learned-addresses:PATH" (System.CommandLine's other delimiter) was not seen, so the option was
+# given twice and egress-enclave refused to start.
+new_ns ownfile; before=$failed
+mkdir -p -m 700 "$work/own" "$work/tmpown"
+run_bootstrap EGRESS_DNS=off EGRESS_ENCLAVE_ARGS="--learned-addresses:$work/own/learned" TMPDIR="$work/tmpown" -- sh -c "$app_kill"; rc=$?
+check "its own --learned-addresses:PATH: exit code is the application's (7)" test "$rc" -eq 7
+check "its own --learned-addresses:PATH: used, no directory of bootstrap's" test -z "$(ls -d "$work"/tmpown/egress-state.* 2>/dev/null)" -a -n "$(grep -F "learned addresses: " "$out" | grep -F "$work/own/learned")"
+show_output_if_failed "$before"
 new_ns norestart; before=$failed
 run_bootstrap EGRESS_DNS=off EGRESS_RESTART=off -- sh -c "${app_kill//100/20}"; rc=$?
 check "EGRESS_RESTART=off: exit code is the application's (7)" test "$rc" -eq 7

@@ -213,11 +213,11 @@ handoff_dir=$(mktemp -d "${TMPDIR:-/tmp}/egress-bootstrap.XXXXXX") ||
 learned_given=no
 set -f
 for arg in $EGRESS_ENCLAVE_ARGS; do
-  case $arg in --learned-addresses|--learned-addresses=*) learned_given=yes ;; esac
+  case $arg in --learned-addresses|--learned-addresses[=:]*) learned_given=yes ;; esac
 done
 set +f
 if [ "$EGRESS_RESTART" = on ] && [ "$learned_given" = no ]; then
-  state_dir=$(mktemp -d "${TMPDIR:-/tmp}/egress-state.XXXXXX") && state_dir=$(cd "$state_dir" && pwd) ||
+  state_dir=$(mktemp -d "${TMPDIR:-/tmp}/egress-state.XXXXXX") && state_dir=$(cd -P -- "$state_dir" >/dev/null && pwd -P) ||
     fail "cannot create a temporary directory in ${TMPDIR:-/tmp} (set TMPDIR to a writable one)"
 fi
 for tool in ip ss awk; do

@@ -10,6 +10,7 @@ namespace Egress.IntegrationTests;
 /// is (<c>never learned</c>), until the application resolves the name again.
 /// </summary>
 [TestFixture]
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class EnclaveRestartTests : EgressFixture
 {
     private const string Kept = "kept.allowed.test";
@@ -20,7 +21,7 @@ public sealed class EnclaveRestartTests : EgressFixture
     internal override string[] EnclaveArguments(Topology topology)
     {
         string state = Path.Combine(topology.WorkDirectory, "state");
-        Directory.CreateDirectory(state);
+        Directory.CreateDirectory(state, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute); // whatever the umask
         return ["--learned-addresses", Path.Combine(state, "learned-addresses")];
     }
 
@@ -44,7 +45,8 @@ public sealed class EnclaveRestartTests : EgressFixture
         var previous = await Deployment.RestartEnclaveAsync("KILL");
         await TestContext.Out.WriteLineAsync($"egress-enclave before the crash:\n{previous.Output}");
         var echo = await Clients.NcAsync(Topology.Enclave, "after restart\n"u8.ToArray(), "-N", "-w", "5", WorldAddresses.Unlisted.ToString(), $"{WorldPorts.Echo}");
-        var restored = await LogLineAsync(Deployment.Enclave, "learned addresses: restored ", " name-address pairs from");
+        var restored = await Deployment.Enclave.WaitForLineAsync(
+            line => System.Text.RegularExpressions.Regex.IsMatch(line, "learned addresses: restored [1-9][0-9]* name-address pairs from"), TimeSpan.FromSeconds(3));
         var allowed = await LogLineAsync(Deployment.Enclave, $"{WorldAddresses.Unlisted}:{WorldPorts.Echo}", $"learned from {Kept}");
 
         Assert.Multiple(() =>

@@ -30,8 +30,9 @@ internal static partial class PathFileType
     private const int AtEmptyPath = 0x1000;
     private const int ReadOnly = 0;
     private const int NonBlocking = 0x800;
-    // O_NOFOLLOW differs by architecture (asm-generic/fcntl.h: 0400000 on x86-64; arch/arm64: 0100000); the others do not.
-    private static readonly int NoFollow = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x8000 : 0x20000;
+    // O_NOFOLLOW differs by architecture (include/uapi/asm-generic/fcntl.h: 0400000, as on x86-64; arch/arm64, arch/arm
+    // and arch/powerpc: 0100000); O_NONBLOCK and O_CLOEXEC do not, on these.
+    private static readonly int NoFollow = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm or Architecture.Ppc64le ? 0x8000 : 0x20000;
     private const int CloseOnExec = 0x80000;
     /// <summary>S_IFDIR.</summary>
     public const int Directory = 0x4000;

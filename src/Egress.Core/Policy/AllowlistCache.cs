@@ -179,13 +179,15 @@ public sealed class AllowlistCache
     /// <summary>
     /// Every name that counts now by its own learning (its TTL or its grace) or is held by an open connection, with its
     /// address and expiry (UTC ticks): what a restarted process needs to allow what this one allows through DNS. A name
-    /// held past its TTL gets the expiry now, where its grace would start when the connection closed (a restart closes
-    /// it). Walks the cache lazily, without the write lock: a learning that races the walk may be missed by it (its
+    /// held past its TTL gets the expiry <paramref name="heldFor"/> from now (a restart closes the connection, and its
+    /// grace would start then; the writer's next refresh comes within that time and moves it on). Walks the cache lazily, without the write lock: a learning that races the walk may be missed by it (its
     /// <see cref="Version"/> or <see cref="Extensions"/> moves once it is stored: read them before the walk).
     /// </summary>
-    internal IEnumerable<(IPAddress Address, string Name, long ExpiresAt)> Learned()
+    /// <param name="heldFor">How long a held name is written as allowed beyond now: the writer's refresh period.</param>
+    internal IEnumerable<(IPAddress Address, string Name, long ExpiresAt)> Learned(TimeSpan heldFor)
     {
         long now = Now;
+        long heldUntil = now + heldFor.Ticks;
         foreach (var (key, known) in _entries)
         {
             AddressUse? use = UseOf(key);
@@ -196,7 +198,7 @@ public sealed class AllowlistCache
                 if (now < name.ExpiresAt + _graceTicks || held)
                 {
                     address ??= AddressValue.ToAddress(key);
-                    yield return (address, name.Name, held ? Math.Max(name.ExpiresAt, now) : name.ExpiresAt);
+                    yield return (address, name.Name, held ? Math.Max(name.ExpiresAt, heldUntil) : name.ExpiresAt);
                 }
             }
         }
@@ -246,7 +248,10 @@ public sealed class AllowlistCache
                 if (!ReferenceEquals(changed, known))
                 {
                     // Counted once stored: a writer reads the count, then the cache.
-                    Interlocked.Increment(ref known.Has(normalized) && changed.Has(normalized) ? ref _extensions : ref _version);
+                    // A name that still counted only moved its expiry; one past its grace (remembered for the retention,
+                    // never written) is learned anew, as a new name is.
+                    bool counted = known.TryGet(normalized, out LearnedName before) && CountsAt(before, UseOf(key), now);
+                    Interlocked.Increment(ref counted && changed.Has(normalized) ? ref _extensions : ref _version);
                 }
             }
             else

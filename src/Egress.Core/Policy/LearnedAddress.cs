@@ -29,16 +29,21 @@ internal sealed class LearnedAddress
     public IReadOnlyList<LearnedName> Names => _names;
 
     /// <summary>Whether <paramref name="name"/> (any case) is one of the names.</summary>
-    public bool Has(string name)
+    public bool Has(string name) => TryGet(name, out _);
+
+    /// <summary>The entry of <paramref name="name"/> (any case), when it is one of the names.</summary>
+    public bool TryGet(string name, out LearnedName learned)
     {
         foreach (LearnedName known in _names)
         {
             if (string.Equals(known.Name, name, StringComparison.OrdinalIgnoreCase))
             {
+                learned = known;
                 return true;
             }
         }
 
+        learned = default;
         return false;
     }
 

@@ -3,6 +3,7 @@ using System.Net;
 using System.Text;
 using Egress.Configuration;
 using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 
 namespace Egress.Policy;
 
@@ -98,7 +99,7 @@ internal sealed partial class LearnedAddressesFile : IDisposable
     /// <returns>What was restored, skipped and refused.</returns>
     public RestoreCounts Restore()
     {
-        if (DirectoryProblem(System.IO.Path.GetDirectoryName(_path)!) is { } problem)
+        if ((OperatingSystem.IsLinux() ? DirectoryProblem(System.IO.Path.GetDirectoryName(_path)!) : "it is kept on Linux only") is { } problem)
         {
             // Anyone who can write in the directory can put a file of their own in place of this one: nothing is kept.
             _disabled = true;
@@ -125,7 +126,8 @@ internal sealed partial class LearnedAddressesFile : IDisposable
                 return default;
             }
 
-            using var stream = new FileStream(handle, FileAccess.Read, bufferSize: 1);
+            using SafeFileHandle opened = handle;
+            using var stream = new FileStream(opened, FileAccess.Read, bufferSize: 1);
             if (Refusal(PathFileType.Describe(handle), MaxFileLength) is { } refusal)
             {
                 Log.NotRestored(_logger, _path, refusal);
@@ -225,7 +227,7 @@ internal sealed partial class LearnedAddressesFile : IDisposable
 
             using (var stream = new FileStream(temporary, options))
             {
-                Write(stream, cache.Learned());
+                Write(stream, cache.Learned(Refresh));
             }
 
             File.Move(temporary, _path, overwrite: true);
@@ -241,10 +243,21 @@ internal sealed partial class LearnedAddressesFile : IDisposable
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
+            // Nothing left behind (a full tmpfs is the enclave's memory), and the next try no sooner than a refresh: a
+            // failing write must not walk a full cache every second.
+            try
+            {
+                File.Delete(temporary);
+            }
+            catch (Exception again) when (again is IOException or UnauthorizedAccessException)
+            {
+            }
+
+            _nextDelay = TimeSpan.FromTicks(Math.Max(Refresh.Ticks, _time.GetElapsedTime(started).Ticks * WriteSpacing));
             if (!_failing)
             {
                 _failing = true;
-                Log.WriteFailed(_logger, _path, ex.Message);
+                Log.WriteFailed(_logger, _path, ex.Message, _nextDelay.TotalSeconds);
             }
         }
     }
@@ -319,16 +332,20 @@ internal sealed partial class LearnedAddressesFile : IDisposable
         return lines;
     }
 
+    /// <summary>Whether <paramref name="name"/> is a name as the cache keeps it, which the format carries: 1 to 253
+    /// printable ASCII characters other than a space, no upper case, no empty label (no leading, trailing or double
+    /// dot). The reader takes only these too (fuzzing: "www.allowed.test.." was restored as "www.allowed.test.", which
+    /// read back as another name), so what is written reads back as it was.</summary>
     private static bool IsWritableName(ReadOnlySpan<char> name)
     {
-        if (name.IsEmpty || name.Length > 253)
+        if (name.IsEmpty || name.Length > 253 || name[0] == '.' || name[^1] == '.' || name.Contains("..", StringComparison.Ordinal))
         {
             return false;
         }
 
         foreach (char c in name)
         {
-            if (c is <= ' ' or > '~')
+            if (c is <= ' ' or > '~' or (>= 'A' and <= 'Z'))
             {
                 return false;
             }
@@ -482,22 +499,20 @@ internal sealed partial class LearnedAddressesFile : IDisposable
             return false; // only the canonical form: no "127.1", leading zeros or scope id (a DNS answer has none)
         }
 
-        if (nameText.IsEmpty || nameText.Length > 253)
+        if (nameText.IsEmpty || nameText.Length > 253 || nameText.ContainsAnyExceptInRange((byte)'!', (byte)'~'))
         {
             return false;
         }
 
-        foreach (byte b in nameText)
+        string text2 = Encoding.ASCII.GetString(nameText);
+        if (!IsWritableName(text2))
         {
-            if (b is <= (byte)' ' or > (byte)'~')
-            {
-                return false;
-            }
+            return false;
         }
 
         expiresAt = UnixEpochTicks + (milliseconds * TimeSpan.TicksPerMillisecond);
         address = parsed;
-        name = Encoding.ASCII.GetString(nameText);
+        name = text2;
         return true;
     }
 
@@ -531,11 +546,11 @@ internal sealed partial class LearnedAddressesFile : IDisposable
         [LoggerMessage(EventId = 611, Level = LogLevel.Information, Message = "learned addresses: restored {Restored} name-address pairs from {Path} (skipped: {Expired} expired, {Refused} refused by the policy as a DNS answer would be, {Malformed} malformed lines); kept there from now on, for a restart")]
         public static partial void Restored(ILogger logger, int restored, string path, int expired, int refused, int malformed);
 
-        [LoggerMessage(EventId = 612, Level = LogLevel.Warning, Message = "learned addresses: nothing restored from {Path}: {Reason}; it is replaced by what this run learns")]
+        [LoggerMessage(EventId = 612, Level = LogLevel.Warning, Message = "learned addresses: nothing restored from {Path}: {Reason}; this run starts with nothing learned")]
         public static partial void NotRestored(ILogger logger, string path, string reason);
 
-        [LoggerMessage(EventId = 613, Level = LogLevel.Warning, Message = "learned addresses: writing {Path} failed ({Error}); a restart would not find what was learned since. Retried as the cache changes; said again when it works")]
-        public static partial void WriteFailed(ILogger logger, string path, string error);
+        [LoggerMessage(EventId = 613, Level = LogLevel.Warning, Message = "learned addresses: writing {Path} failed ({Error}); a restart would not find what was learned since. Retried every {RetrySeconds} s; said again when it works")]
+        public static partial void WriteFailed(ILogger logger, string path, string error, double retrySeconds);
 
         [LoggerMessage(EventId = 614, Level = LogLevel.Information, Message = "learned addresses: writing {Path} works again")]
         public static partial void WritingAgain(ILogger logger, string path);

@@ -228,6 +228,72 @@ public sealed class LearnedAddressesFileTests
         Assert.That(WrittenExpiry(), Is.EqualTo(_time.GetUtcNow().ToUnixTimeMilliseconds()));
     }
 
+    /// <summary>A second review: the grace a connection's close starts was written only at a stop, so a crash after
+    /// the close restored the older expiry. It is written within the refresh.</summary>
+    [Test]
+    public void TheGraceThatStartsWhenTheLastConnectionClosesIsWrittenWithinTheRefresh()
+    {
+        var (policy, _) = NewPolicy();
+        using var file = NewFile(policy);
+        file.Start();
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(30));
+        Assert.That(policy.CheckConnection(Address, 443, out AddressHold? hold).IsAllowed, Is.True);
+        Step(TimeSpan.FromSeconds(81));
+        hold!.Dispose(); // the grace starts now
+        long closed = _time.GetUtcNow().ToUnixTimeMilliseconds();
+
+        Step(file.Refresh + TimeSpan.FromSeconds(1));
+
+        Assert.That(WrittenExpiry(), Is.EqualTo(closed));
+    }
+
+    /// <summary>A second review: a name answered again after its grace (remembered, never written) was counted as an
+    /// expiry that moved, so it waited for the refresh; it is a name learned anew, written within the interval.</summary>
+    [Test]
+    public void ANameAnsweredAgainAfterItsGraceIsWrittenWithinTheInterval()
+    {
+        var (policy, _) = NewPolicy();
+        using var file = NewFile(policy);
+        file.Start();
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(30));
+        Step(TimeSpan.FromSeconds(120)); // past its TTL and grace: no longer written
+        policy.Learn("www.allowed.test", IPAddress.Parse("198.18.0.11"), TimeSpan.FromSeconds(300));
+        Step(LearnedAddressesFile.DefaultInterval);
+        Assert.That(File.ReadAllText(_path), Does.Not.Contain("api.example.com"));
+
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(30));
+        Step(LearnedAddressesFile.DefaultInterval);
+
+        Assert.That(File.ReadAllText(_path), Does.Contain("198.18.0.10 api.example.com"));
+    }
+
+    /// <summary>A second review: a write that failed was tried again every second (a full cache walked each time) and
+    /// left its temporary file behind; it leaves nothing and waits for the refresh.</summary>
+    [Test]
+    public void AFailedWriteLeavesNoTemporaryFileAndIsTriedAgainOnlyAfterTheRefresh()
+    {
+        var logger = new FakeLogger();
+        var (policy, _) = NewPolicy();
+        using var file = new LearnedAddressesFile(_path, policy, _time, logger, LearnedAddressesFile.DefaultInterval);
+        file.Start();
+        Directory.CreateDirectory(_path);
+        policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
+        Step(LearnedAddressesFile.DefaultInterval);
+        Directory.Delete(_path);
+
+        Step(file.Refresh - TimeSpan.FromSeconds(1));
+        bool writtenBeforeTheRefresh = File.Exists(_path);
+        Step(TimeSpan.FromSeconds(1));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(File.Exists(_path + ".tmp"), Is.False);
+            Assert.That(writtenBeforeTheRefresh, Is.False);
+            Assert.That(File.Exists(_path), Is.True);
+            Assert.That(Lines(logger), Has.One.Contains("; a restart would not find what was learned since. Retried every 30 s"));
+        });
+    }
+
     /// <summary>From a review: an expiry read from the file was not cut as a TTL is, so one line could keep an address
     /// allowed for thousands of years.</summary>
     [Test]
@@ -380,7 +446,7 @@ public sealed class LearnedAddressesFileTests
         policy.Learn("api.example.com", Address, TimeSpan.FromSeconds(300));
         Step(LearnedAddressesFile.DefaultInterval * 3);
         Directory.Delete(_path);
-        _time.Advance(LearnedAddressesFile.DefaultInterval);
+        Step(file.Refresh); // a failed write is tried again after a refresh
 
         Assert.Multiple(() =>
         {
@@ -407,6 +473,12 @@ public sealed class LearnedAddressesFileTests
     [TestCase("1796429100000 198.18.0.10 api example.com", false)]
     [TestCase("1796429100000 198.18.0.10 api.example.com\r", false)]
     [TestCase("", false)]
+    // afl-fuzz: "www.allowed.test.." was restored as "www.allowed.test.", which read back as another name.
+    [TestCase("1796429100000 198.18.0.10 www.allowed.test.", false)]
+    [TestCase("1796429100000 198.18.0.10 www.allowed.test..", false)]
+    [TestCase("1796429100000 198.18.0.10 .www.allowed.test", false)]
+    [TestCase("1796429100000 198.18.0.10 www..allowed.test", false)]
+    [TestCase("1796429100000 198.18.0.10 WWW.allowed.test", false)]
     public void ALineIsReadOnlyAsItIsWritten(string line, bool valid)
     {
         bool parsed = LearnedAddressesFile.TryParse(Encoding.ASCII.GetBytes(line), out long expiresAt, out IPAddress? address, out string? name);

@@ -24,6 +24,7 @@ internal static class LearnedAddressesTarget
         int lines = input.Count(b => b == (byte)'\n') + 1;
         Require(counts.Restored + counts.Expired + counts.Refused + counts.Malformed <= lines, "more names counted than lines");
         Require(counts.HeaderValid || counts.Restored + counts.Expired + counts.Refused + counts.Malformed == 0, "names read without the header");
+        Require(learned.Count <= counts.Restored, $"{learned.Count} names learned from {counts.Restored} restored");
         var policy = EgressPolicy.Create(enabled: true, Destinations, new AllowlistCache(new AllowlistCacheOptions { TimeProvider = FixedClock.Instance }));
         foreach (var (address, name, expiresAt) in learned)
         {
@@ -44,7 +45,7 @@ internal static class LearnedAddressesTarget
         var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = FixedClock.Instance });
         var policy = EgressPolicy.Create(enabled: true, Destinations, cache);
         var counts = LearnedAddressesFile.Read(new TrickleStream(input, receive), policy, cache.Now, cache.GraceTicks);
-        var learned = cache.Learned().ToList();
+        var learned = cache.Learned(TimeSpan.Zero).ToList();
         learned.Sort((a, b) => (a.Address.ToString() + " " + a.Name).CompareTo(b.Address.ToString() + " " + b.Name));
         return (counts, learned);
     }
