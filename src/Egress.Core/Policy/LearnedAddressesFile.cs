@@ -15,8 +15,9 @@ namespace Egress.Policy;
 /// <remarks>
 /// <para>Written within <see cref="DefaultInterval"/> when an address or a name was learned since the last write; when
 /// only expiries moved (a name learned again, a grace started), or while connections hold addresses (a name kept live
-/// by a connection past its TTL is written with the time of the write), every <see cref="Refresh"/>: 30 s, or half the
-/// grace when that is shorter, so the grace still covers a restart; and at a stop. A write that took long spaces the
+/// by a connection past its TTL is written as allowed until the next refresh is due), every <see cref="Refresh"/>: 30 s,
+/// or half the grace when that is shorter, so a restart within the grace of a crash finds it; and at a stop. A write
+/// that fails leaves no temporary file and is tried again after a refresh. A write that took long spaces the
 /// next ones out (ten times its duration), so a large cache costs at most a tenth of a processor. What was learned in
 /// the last interval before a crash is lost. Written to <c>PATH.tmp</c> (mode 0600, created anew) and renamed over the
 /// file, so a reader sees a whole file or the previous one.</para>
@@ -90,12 +91,14 @@ internal sealed partial class LearnedAddressesFile : IDisposable
     }
 
     /// <summary>The longest time between writes while only expiries moved or connections hold addresses:
-    /// <see cref="LongestRefresh"/>, or half the cache's grace when that is shorter (a name held past its TTL is written
-    /// with the time of the write), never less than the interval.</summary>
+    /// <see cref="LongestRefresh"/>, or half the cache's grace when that is shorter, never less than the interval. A name
+    /// held past its TTL is written as allowed for this long from the write.</summary>
     internal TimeSpan Refresh => TimeSpan.FromTicks(Math.Max(_interval.Ticks, Math.Min(LongestRefresh.Ticks, _policy.Cache.GraceTicks / 2)));
 
     /// <summary>Restores what the file holds into the policy, and says what it did in one line; never throws for
-    /// the file (a file that is missing, refused or unreadable restores nothing, and is replaced by the first write).</summary>
+    /// the file (a file that is missing, refused or unreadable restores nothing, and is replaced by the first write).
+    /// Checks the directory first: one that is missing, another user's or writable by others keeps nothing (a warning,
+    /// and <see cref="Start"/> then writes nothing). Call it before <see cref="Start"/>.</summary>
     /// <returns>What was restored, skipped and refused.</returns>
     public RestoreCounts Restore()
     {
@@ -127,13 +130,13 @@ internal sealed partial class LearnedAddressesFile : IDisposable
             }
 
             using SafeFileHandle opened = handle;
-            using var stream = new FileStream(opened, FileAccess.Read, bufferSize: 1);
-            if (Refusal(PathFileType.Describe(handle), MaxFileLength) is { } refusal)
+            if (Refusal(PathFileType.Describe(opened), MaxFileLength) is { } refusal)
             {
                 Log.NotRestored(_logger, _path, refusal);
                 return default;
             }
 
+            using var stream = new FileStream(opened, FileAccess.Read, bufferSize: 1);
             counts = Read(stream, _policy, _policy.Cache.Now, _policy.Cache.GraceTicks);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
