@@ -180,8 +180,9 @@ public sealed class AllowlistCache
     /// Every name that counts now by its own learning (its TTL or its grace) or is held by an open connection, with its
     /// address and expiry (UTC ticks): what a restarted process needs to allow what this one allows through DNS. A name
     /// held past its TTL gets the expiry <paramref name="heldFor"/> from now (a restart closes the connection, and its
-    /// grace would start then; the writer's next refresh comes within that time and moves it on). Walks the cache lazily, without the write lock: a learning that races the walk may be missed by it (its
-    /// <see cref="Version"/> or <see cref="Extensions"/> moves once it is stored: read them before the walk).
+    /// grace would start then; the writer's next refresh comes within that time and moves it on). Walks the cache
+    /// lazily, without the write lock: a learning that races the walk may be missed by it (its <see cref="Version"/> or
+    /// <see cref="Extensions"/> moves once it is stored: read them before the walk).
     /// </summary>
     /// <param name="heldFor">How long a held name is written as allowed beyond now: the writer's refresh period.</param>
     internal IEnumerable<(IPAddress Address, string Name, long ExpiresAt)> Learned(TimeSpan heldFor)
@@ -247,9 +248,9 @@ public sealed class AllowlistCache
                 _entries[key] = changed;
                 if (!ReferenceEquals(changed, known))
                 {
-                    // Counted once stored: a writer reads the count, then the cache.
-                    // A name that still counted only moved its expiry; one past its grace (remembered for the retention,
-                    // never written) is learned anew, as a new name is.
+                    // Counted once stored (a writer reads the count, then the cache). A name that still counted only
+                    // moved its expiry; one past its grace (remembered for the retention, never written) is learned
+                    // anew, as a new name is.
                     bool counted = known.TryGet(normalized, out LearnedName before) && CountsAt(before, UseOf(key), now);
                     Interlocked.Increment(ref counted && changed.Has(normalized) ? ref _extensions : ref _version);
                 }
