@@ -46,27 +46,17 @@ internal static partial class PathFileType
     /// <param name="followLinks">Whether a symbolic link is followed (as open(2) does) or looked at itself.</param>
     /// <returns>The S_IFMT bits (<see cref="Socket"/>, <see cref="Fifo"/>, ...); null when nothing exists there.</returns>
     /// <exception cref="IOException">statx(2) failed other than with ENOENT.</exception>
-    public static unsafe int? Of(string path, bool followLinks)
-    {
-        byte* buffer = stackalloc byte[StatxSize];
-        if (Statx(AtFdCwd, path, followLinks ? 0 : AtSymlinkNoFollow, StatxType, buffer) != 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            return errno == NoSuchFile
-                ? null
-                : throw new IOException($"statx({path}) failed with errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)}).");
-        }
+    public static int? Of(string path, bool followLinks) => Describe(path, followLinks)?.Type;
 
-        return *(ushort*)(buffer + StatxModeOffset) & FileTypeMask;
-    }
-
-    /// <summary>The file type, permission bits, owner and size of <paramref name="path"/> (a symbolic link followed).</summary>
+    /// <summary>The file type, permission bits, owner and size of <paramref name="path"/>.</summary>
+    /// <param name="path">The path.</param>
+    /// <param name="followLinks">Whether a symbolic link is followed (as open(2) does) or looked at itself.</param>
     /// <returns>Null when nothing exists there.</returns>
     /// <exception cref="IOException">statx(2) failed other than with ENOENT.</exception>
-    public static unsafe FileStatus? Describe(string path)
+    public static unsafe FileStatus? Describe(string path, bool followLinks = true)
     {
         byte* buffer = stackalloc byte[StatxSize];
-        if (Statx(AtFdCwd, path, 0, StatxType | StatxMode | StatxUid | StatxSizeMask, buffer) != 0)
+        if (Statx(AtFdCwd, path, followLinks ? 0 : AtSymlinkNoFollow, StatxType | StatxMode | StatxUid | StatxSizeMask, buffer) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             return errno == NoSuchFile
