@@ -147,7 +147,7 @@ public sealed class AllowlistCache
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
         ArgumentNullException.ThrowIfNull(address);
-        LearnCore(name, address, ttl, restoredExpiry: null);
+        _ = LearnCore(name, address, ttl, restoredExpiry: null);
     }
 
     /// <summary>
@@ -159,7 +159,10 @@ public sealed class AllowlistCache
     /// <param name="name">As for <see cref="Learn"/>.</param>
     /// <param name="address">As for <see cref="Learn"/>.</param>
     /// <param name="expiresAt">When the name's allowance ends, before its grace (UTC ticks).</param>
-    internal void Restore(string name, IPAddress address, long expiresAt) => LearnCore(name, address, TimeSpan.Zero, expiresAt);
+    /// <returns>False when the address is new and the cache already holds <see cref="AllowlistCacheOptions.MaxEntries"/>
+    /// addresses not in use: a restore makes no room (the file lists what matters most first, <see cref="Learned"/>),
+    /// so the address is not restored.</returns>
+    internal bool Restore(string name, IPAddress address, long expiresAt) => LearnCore(name, address, TimeSpan.Zero, expiresAt);
 
     /// <summary>How long a name stays allowed after its expiry (<see cref="AllowlistCacheOptions.Grace"/>), in ticks.</summary>
     internal long GraceTicks => _graceTicks;
@@ -180,8 +183,10 @@ public sealed class AllowlistCache
     /// Every name that counts now by its own learning (its TTL or its grace) or is held by an open connection, with its
     /// address and expiry (UTC ticks): what a restarted process needs to allow what this one allows through DNS. A name
     /// held past its TTL gets the expiry <paramref name="heldFor"/> from now (a restart closes the connection, and its
-    /// grace would start then; the writer's next refresh comes within that time and moves it on). Walks the cache
-    /// lazily, without the write lock: a learning that races the walk may be missed by it (its <see cref="Version"/> or
+    /// grace would start then; the writer's next refresh comes within that time and moves it on). The addresses open
+    /// connections use come first: a restore into a full cache keeps what comes first (<see cref="Restore"/>), and these
+    /// are what an application uses now, though their expiries are the nearest. Walks the cache lazily, without the
+    /// write lock: a learning that races the walk may be missed by it (its <see cref="Version"/> or
     /// <see cref="Extensions"/> moves once it is stored: read them before the walk).
     /// </summary>
     /// <param name="heldFor">How long a held name is written as allowed beyond now: the writer's refresh period.</param>
@@ -189,9 +194,31 @@ public sealed class AllowlistCache
     {
         long now = Now;
         long heldUntil = now + heldFor.Ticks;
+        var first = new HashSet<UInt128>();
+        foreach (var (key, use) in _inUse)
+        {
+            if (_entries.TryGetValue(key, out LearnedAddress? known) && first.Add(key))
+            {
+                foreach (var learned in Counting(key, known, use))
+                {
+                    yield return learned;
+                }
+            }
+        }
+
         foreach (var (key, known) in _entries)
         {
-            AddressUse? use = UseOf(key);
+            if (!first.Contains(key))
+            {
+                foreach (var learned in Counting(key, known, UseOf(key)))
+                {
+                    yield return learned;
+                }
+            }
+        }
+
+        IEnumerable<(IPAddress Address, string Name, long ExpiresAt)> Counting(UInt128 key, LearnedAddress known, AddressUse? use)
+        {
             IPAddress? address = null;
             foreach (LearnedName name in known.Names)
             {
@@ -205,7 +232,8 @@ public sealed class AllowlistCache
         }
     }
 
-    private void LearnCore(string name, IPAddress address, TimeSpan ttl, long? restoredExpiry)
+    /// <returns>False only for a restore that found no room (<see cref="Restore"/>).</returns>
+    private bool LearnCore(string name, IPAddress address, TimeSpan ttl, long? restoredExpiry)
     {
         string normalized = (name.EndsWith('.') ? name[..^1] : name).ToLowerInvariant();
         UInt128 key = AddressValue.Of(address);
@@ -213,7 +241,9 @@ public sealed class AllowlistCache
         // Room first, found outside the write lock: the walk reads the whole cache (milliseconds at 65,536 entries),
         // and connections take the lock to hold and release addresses (Hold, Release), on threads that must not wait
         // that long (an epoll thread, the accepting thread). Only the removals it chose take the lock, each re-checked.
-        if (IsFull && !_entries.ContainsKey(key) && Interlocked.CompareExchange(ref _walking, 1, 0) == 0)
+        // A restore makes none (Restore).
+        bool restoring = restoredExpiry is not null;
+        if (!restoring && IsFull && !_entries.ContainsKey(key) && Interlocked.CompareExchange(ref _walking, 1, 0) == 0)
         {
             try
             {
@@ -225,7 +255,7 @@ public sealed class AllowlistCache
             }
         }
 
-        bool pruneDue = false;
+        bool pruneDue = false, noRoom = false;
         long now;
         lock (_writeLock)
         {
@@ -255,6 +285,10 @@ public sealed class AllowlistCache
                     Interlocked.Increment(ref counted && changed.Has(normalized) ? ref _extensions : ref _version);
                 }
             }
+            else if (restoring && _count - _inUseCount >= _maxEntries)
+            {
+                noRoom = true; // a restore makes no room (above)
+            }
             else
             {
                 if (_count - _inUseCount >= _maxEntries)
@@ -274,6 +308,8 @@ public sealed class AllowlistCache
         {
             _ = PruneOutsideLock(now);
         }
+
+        return !noRoom;
     }
 
     private bool IsFull => Volatile.Read(ref _count) - Volatile.Read(ref _inUseCount) >= _maxEntries;

@@ -695,16 +695,12 @@ public sealed class EgressPolicy
     /// <param name="name">The name the address was learned from.</param>
     /// <param name="address">The address.</param>
     /// <param name="expiresAt">When its allowance ends, before the grace (UTC ticks).</param>
-    internal LearnResult Restore(string name, IPAddress address, long expiresAt)
-    {
-        if (RefusesToLearn(name, address) is { } refused)
-        {
-            return refused;
-        }
-
-        _cache.Restore(name, address, expiresAt);
-        return new LearnResult(LearnOutcome.Learned);
-    }
+    /// <returns>Restored; refused (the name or the address, as <see cref="Learn"/> would refuse them); or no room (a new
+    /// address while the cache holds as many as it may: <see cref="AllowlistCache.Restore"/>).</returns>
+    internal RestoreOutcome Restore(string name, IPAddress address, long expiresAt) =>
+        RefusesToLearn(name, address) is not null ? RestoreOutcome.Refused
+        : _cache.Restore(name, address, expiresAt) ? RestoreOutcome.Restored
+        : RestoreOutcome.NoRoom;
 
     /// <summary>Why <paramref name="address"/> is not learned from <paramref name="name"/> (<see cref="Learn"/>); null when it is.</summary>
     private LearnResult? RefusesToLearn(string name, IPAddress address)

@@ -26,9 +26,13 @@ namespace Egress.Policy;
 /// an expiry more than a day away is cut as a TTL is. The file is trusted no more than that: its directory must belong
 /// to this process's user and be writable by no one else (or nothing is kept, with a warning), and the file is read
 /// only when what was opened (without following a link) is a regular file owned by that user, neither readable nor
-/// writable by anyone else, and no larger than the cache could have written.</para>
+/// writable by anyone else, and no larger than the cache could have written. A restore makes no room in a full cache:
+/// once it holds <see cref="AllowlistCacheOptions.MaxEntries"/> addresses, a line for another is skipped and counted
+/// (a warning says how many), so what comes first in the file is kept, and the writer puts the addresses open
+/// connections use first (the old run kept those beyond the bound, and their expiries, the nearest, would have made
+/// them the first to be evicted).</para>
 /// <para>Format, version 1 (ASCII, lines end with LF): the line <c>egress-learned-addresses 1</c>, then one line per
-/// name of an address: <c>EXPIRES ADDRESS NAME</c>, where EXPIRES is when the name's allowance ends before its grace
+/// name of an address, the addresses open connections used first: <c>EXPIRES ADDRESS NAME</c>, where EXPIRES is when the name's allowance ends before its grace
 /// (Unix time in milliseconds, UTC), ADDRESS an IPv4 or IPv6 address as .NET writes it, NAME the name asked in the
 /// question (lower case, no trailing dot). <c>1765000000000 198.18.0.10 api.example.com</c>.</para>
 /// </remarks>
@@ -152,6 +156,10 @@ internal sealed partial class LearnedAddressesFile : IDisposable
         else
         {
             Log.Restored(_logger, counts.Restored, _path, counts.Expired, counts.Refused, counts.Malformed);
+            if (counts.NoRoom > 0)
+            {
+                Log.NoRoom(_logger, counts.NoRoom, _path, _policy.Cache.MaxEntries);
+            }
         }
 
         return counts;
@@ -452,13 +460,20 @@ internal sealed partial class LearnedAddressesFile : IDisposable
         {
             counts.Expired++;
         }
-        else if (policy.Restore(name, address, expiresAt).IsLearned)
-        {
-            counts.Restored++;
-        }
         else
         {
-            counts.Refused++;
+            switch (policy.Restore(name, address, expiresAt))
+            {
+                case RestoreOutcome.Restored:
+                    counts.Restored++;
+                    break;
+                case RestoreOutcome.Refused:
+                    counts.Refused++;
+                    break;
+                default:
+                    counts.NoRoom++;
+                    break;
+            }
         }
 
         return true;
@@ -539,6 +554,9 @@ internal sealed partial class LearnedAddressesFile : IDisposable
 
         /// <summary>Lines not in the format.</summary>
         public int Malformed;
+
+        /// <summary>Names of new addresses that found the cache at its size bound (<see cref="RestoreOutcome.NoRoom"/>).</summary>
+        public int NoRoom;
     }
 
     private static partial class Log
@@ -560,5 +578,8 @@ internal sealed partial class LearnedAddressesFile : IDisposable
 
         [LoggerMessage(EventId = 615, Level = LogLevel.Warning, Message = "learned addresses: not kept in {Path}: {Reason}; a restarted egress-enclave will not allow what this one learns until the application resolves it again")]
         public static partial void NotKept(ILogger logger, string path, string reason);
+
+        [LoggerMessage(EventId = 616, Level = LogLevel.Warning, Message = "learned addresses: {NoRoom} name-address pairs from {Path} not restored: the cache already held its {MaxEntries} addresses (cache_max_entries); those open connections used were restored first. Raise cache_max_entries if this run needs more")]
+        public static partial void NoRoom(ILogger logger, int noRoom, string path, int maxEntries);
     }
 }

@@ -84,6 +84,53 @@ public sealed class LearnedAddressesFileTests
         });
     }
 
+    /// <summary>From a review: a full cache keeps the addresses open connections hold beyond its bound, written with
+    /// the nearest expiries (held past their TTL); restored into the same bound, each one evicted the previous one (the
+    /// earliest expiry), so after a restart the addresses the application was using were the ones denied. They are now
+    /// written first, and a restore makes no room: what does not fit is skipped and said.</summary>
+    [Test]
+    public void AFullCacheRestoresTheAddressesOpenConnectionsUsedAndSkipsWhatDoesNotFit()
+    {
+        var logger = new FakeLogger();
+        var (before, _) = NewPolicy(maxEntries: 64);
+        var used = Enumerable.Range(1, 4).Select(i => IPAddress.Parse($"198.18.1.{i}")).ToList();
+        var holds = new List<AddressHold>();
+        foreach (IPAddress address in used)
+        {
+            before.Learn($"held{address.GetAddressBytes()[3]}.allowed.test", address, TimeSpan.FromSeconds(30));
+            Assert.That(before.CheckConnection(address, 443, out AddressHold? hold).IsAllowed, Is.True);
+            holds.Add(hold!);
+        }
+
+        for (int i = 0; i < 64; i++)
+        {
+            before.Learn($"idle{i}.allowed.test", IPAddress.Parse($"198.18.2.{i}"), TimeSpan.FromSeconds(300));
+        }
+
+        _time.Advance(TimeSpan.FromSeconds(40)); // the used names are past their TTL, kept by their connections
+        Save(before);
+        holds.ForEach(hold => hold.Dispose());
+
+        _time.Advance(TimeSpan.FromSeconds(5)); // the restart (the connections closed with it)
+        var (after, cache) = NewPolicy(maxEntries: 64);
+        var counts = new LearnedAddressesFile(_path, after, _time, logger, LearnedAddressesFile.DefaultInterval).Restore();
+
+        Assert.Multiple(() =>
+        {
+            foreach (IPAddress address in used)
+            {
+                PolicyDecision decision = after.CheckConnection(address, 443, out AddressHold? hold);
+                hold?.Dispose();
+                Assert.That(decision.IsAllowed, Is.True, $"{address}, used by a connection before the restart: {decision}");
+            }
+
+            Assert.That(counts.Restored, Is.EqualTo(64));
+            Assert.That(counts.NoRoom, Is.EqualTo(4));
+            Assert.That(cache.Evictions, Is.Zero, "a restore makes no room");
+            Assert.That(Lines(logger), Has.One.Contains($"learned addresses: 4 name-address pairs from {_path} not restored: the cache already held its 64 addresses (cache_max_entries)"));
+        });
+    }
+
     /// <summary>The file is checked against the policy of the run that reads it, as a DNS answer is.</summary>
     [Test]
     public void ANameThePolicyNoLongerAllowsAndAnInternalAddressAreNotRestored()

@@ -22,8 +22,8 @@ internal static class LearnedAddressesTarget
         Require(counts.Equals(trickledCounts) && learned.SequenceEqual(trickled), "the outcome depends on how the bytes arrive");
 
         int lines = input.Count(b => b == (byte)'\n') + 1;
-        Require(counts.Restored + counts.Expired + counts.Refused + counts.Malformed <= lines, "more names counted than lines");
-        Require(counts.HeaderValid || counts.Restored + counts.Expired + counts.Refused + counts.Malformed == 0, "names read without the header");
+        Require(counts.Restored + counts.Expired + counts.Refused + counts.Malformed + counts.NoRoom <= lines, "more names counted than lines");
+        Require(counts.HeaderValid || counts.Restored + counts.Expired + counts.Refused + counts.Malformed + counts.NoRoom == 0, "names read without the header");
         Require(learned.Count <= counts.Restored, $"{learned.Count} names learned from {counts.Restored} restored");
         var policy = EgressPolicy.Create(enabled: true, Destinations, new AllowlistCache(new AllowlistCacheOptions { TimeProvider = FixedClock.Instance }));
         foreach (var (address, name, expiresAt) in learned)
