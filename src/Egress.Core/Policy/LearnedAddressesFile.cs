@@ -522,15 +522,15 @@ internal sealed partial class LearnedAddressesFile : IDisposable
             return false;
         }
 
-        string text2 = Encoding.ASCII.GetString(nameText);
-        if (!IsWritableName(text2))
+        string parsedName = Encoding.ASCII.GetString(nameText);
+        if (!IsWritableName(parsedName))
         {
             return false;
         }
 
         expiresAt = UnixEpochTicks + (milliseconds * TimeSpan.TicksPerMillisecond);
         address = parsed;
-        name = text2;
+        name = parsedName;
         return true;
     }
 
