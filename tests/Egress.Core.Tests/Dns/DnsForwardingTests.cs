@@ -21,7 +21,7 @@ public sealed class DnsForwardingTests
     /// <summary>
     /// A query for an allowed name carried whatever its sender put after the question to the resolvers: records in any
     /// section, EDNS options of any code and size, bytes after the last record (a red-team trial sent 65,400 bytes in
-    /// one option). What goes on is its ID, RD/AD/CD, its question and an OPT record without options.
+    /// one option). What goes on is its ID, RD/AD, its question and an OPT record without options.
     /// </summary>
     [Test]
     public void AForwardedQueryIsItsQuestionAndAnOptRecordWithoutOptions()
@@ -36,8 +36,23 @@ public sealed class DnsForwardingTests
 
         int length = DnsForwarding.Minimize(query, questionEnd);
 
-        byte[] expected = new DnsMessageBuilder().Header(0x1234, 0x0130, 1, 0, 0, 1).Question("API.y.test", 28).Opt(4096, 0x8000).ToArray();
+        byte[] expected = new DnsMessageBuilder().Header(0x1234, 0x0120, 1, 0, 0, 1).Question("API.y.test", 28).Opt(4096, 0x8000).ToArray();
         Assert.That(query[..length], Is.EqualTo(expected));
+    }
+
+    /// <summary>From a security review: CD (checking disabled) went on to the resolvers, so code in the enclave could
+    /// have a validating resolver answer the spoofed record it held as bogus (RFC 4035 §3.2.2, SERVFAIL without CD) and
+    /// both hosts learned the spoofer's address for an allowed name. The forwarded query never has CD; RD and AD stay.</summary>
+    [Test]
+    public void AForwardedQueryNeverAsksTheResolverToSkipDnssecValidation()
+    {
+        byte[] query = new DnsMessageBuilder().Header(0x4242, 0x0130, 1, 0, 0, 1).Question("api.example.com", 1).Opt(1232, 0x8000).ToArray();
+        Assert.That(DnsScreening.Screen(query, new byte[DnsMessage.MaxErrorResponseLength], out _, out int questionEnd), Is.Null);
+
+        int length = DnsForwarding.Minimize(query, questionEnd);
+
+        Assert.That(DnsHeader.TryRead(query.AsSpan(0, length), out DnsHeader header), Is.True);
+        Assert.That(header.Flags, Is.EqualTo(0x0120), "RD and AD, not CD (0x0010)");
     }
 
     [Test]

@@ -137,8 +137,11 @@ internal static class DnsForwarding
     /// Rewrites a screened query (<see cref="DnsScreening.Screen"/> found one question, and at most one well-formed OPT
     /// record) in place to what is forwarded, the same for the enclave's forwarder and the parent's:
     /// <list type="bullet">
-    /// <item>the header: the ID; of the flags only RD, AD and CD (RFC 1035 §4.1.1, RFC 4035 §3.2; AA, TC, RA, Z and RCODE
-    /// mean nothing in a query); QDCOUNT 1, ANCOUNT and NSCOUNT 0, ARCOUNT 1 with EDNS, else 0;</item>
+    /// <item>the header: the ID; of the flags only RD and AD (RFC 1035 §4.1.1, RFC 6840 §5.7; AA, TC, RA, Z and RCODE
+    /// mean nothing in a query). CD is cleared: with it, a validating resolver answers what failed DNSSEC validation
+    /// (RFC 4035 §3.2.2), and both hosts learn addresses from the answer (a security review: code in the enclave set CD
+    /// to have a spoofed address that the resolver held as bogus allowed); QDCOUNT 1, ANCOUNT and NSCOUNT 0, ARCOUNT 1
+    /// with EDNS, else 0;</item>
     /// <item>the question as asked (its name cannot hold a compression pointer: nothing precedes it);</item>
     /// <item>with EDNS, an OPT record of its own (RFC 6891 §6.1.2): the client's UDP payload size (512 at least),
     /// VERSION 0, the DO bit (RFC 3225), no options.</item>
@@ -158,7 +161,7 @@ internal static class DnsForwarding
         bool edns = opt.State == DnsEdnsState.Present;
         int payloadSize = ClientUdpLimit(query, questionEnd); // read before the rewrite: the OPT record may sit anywhere after the question
         query[2] &= 0x01; // RD (QR and OPCODE are 0 in a screened query)
-        query[3] &= 0x30; // AD, CD
+        query[3] &= 0x20; // AD; not CD (above)
         BinaryPrimitives.WriteUInt16BigEndian(query[4..], 1);
         BinaryPrimitives.WriteUInt16BigEndian(query[6..], 0);
         BinaryPrimitives.WriteUInt16BigEndian(query[8..], 0);
