@@ -274,6 +274,11 @@ static int CheckConfiguration(
         output.WriteLine($"  enclave {(enclave.Cid is null ? "any CID" : $"CID {enclave.Label}")}: {enclave.Description}");
     }
 
+    if (configuration.Host.InternalNetworks.Count > 0)
+    {
+        output.WriteLine($"  internal networks besides the built-in ranges: {string.Join(", ", configuration.Host.InternalNetworks)} ([host] internal_networks)");
+    }
+
     output.WriteLine($"  tunnel: {listen}{TunnelDirectoryNote(listen)}");
     (IReadOnlyList<IPEndPoint> dns, string source) = upstreams.Length > 0 ? (upstreams, "--dns-upstream")
         : configuration.Host.DnsUpstreams.Count > 0 ? (configuration.Host.DnsUpstreams, "[host] dns_upstreams")

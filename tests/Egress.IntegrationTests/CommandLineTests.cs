@@ -538,7 +538,7 @@ public sealed class CommandLineTests
             string mapped = Path.Combine(directory, "a.toml");
             await File.WriteAllTextAsync(mapped, "[egress]\nenabled = true\ndestinations = [\"api.example.com:443\"]\n");
             string path = Path.Combine(directory, "enclave.toml");
-            await File.WriteAllTextAsync(path, $"[tunnel]\nhost_endpoint = \"unix:{socket}\"\n[host]\naudit_log = \"{audit}\"\nmetrics_listen = \"127.0.0.1:9464\"\ndns_upstreams = [\"198.18.0.53\"]\n[[host.enclaves]]\ncid = \"any\"\nconfig = \"a.toml\"\n");
+            await File.WriteAllTextAsync(path, $"[tunnel]\nhost_endpoint = \"unix:{socket}\"\n[host]\naudit_log = \"{audit}\"\nmetrics_listen = \"127.0.0.1:9464\"\ndns_upstreams = [\"198.18.0.53\"]\ninternal_networks = [\"2600:1f18:abcd:1200::/56\", \"10.0.0.0/16\"]\n[[host.enclaves]]\ncid = \"any\"\nconfig = \"a.toml\"\n");
 
             var result = await Command.RunAsync(HostBinaries.Host("--config", path, "--check-config"), Timeout);
 
@@ -549,6 +549,7 @@ public sealed class CommandLineTests
                 Assert.That(result.StandardOutput, Does.Match(
                     $"^{Regex.Escape(path)}: valid for egress-host \\(checked without binding or starting anything\\)\n"
                     + $"  enclave any CID: policy sha256:[0-9a-f]{{12}} \\(egress enabled, 1 destination\\) from {Regex.Escape(mapped)}\n"
+                    + "  internal networks besides the built-in ranges: 2600:1f18:abcd:1200::/56, 10\\.0\\.0\\.0/16 \\(\\[host\\] internal_networks\\)\n"
                     + $"  tunnel: {Regex.Escape($"unix:{socket}")}\n"
                     + "  DNS upstreams: 198\\.18\\.0\\.53:53 \\(\\[host\\] dns_upstreams\\)\n"
                     + "  metrics: http://127\\.0\\.0\\.1:9464/metrics\n"

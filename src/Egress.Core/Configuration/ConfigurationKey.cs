@@ -42,7 +42,7 @@ internal sealed record ConfigurationKey(string Path, ConfigurationValueKind Kind
     {
         ConfigurationValueKind.Boolean => "boolean",
         ConfigurationValueKind.Integer => "integer",
-        ConfigurationValueKind.Destinations or ConfigurationValueKind.ListenAddresses or ConfigurationValueKind.DnsUpstreams => "array of strings",
+        ConfigurationValueKind.Destinations or ConfigurationValueKind.ListenAddresses or ConfigurationValueKind.DnsUpstreams or ConfigurationValueKind.Networks => "array of strings",
         ConfigurationValueKind.Ports => "array of integers",
         ConfigurationValueKind.Enclaves => "array of tables",
         _ => "string",

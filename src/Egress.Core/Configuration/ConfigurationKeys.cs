@@ -69,6 +69,7 @@ internal static class ConfigurationKeys
 
     /// <summary><c>host.audit_log</c>: one JSON line per tunnel stream that reached a decision, to <c>"stdout"</c> or an absolute path; none by default.</summary>
     public static readonly ConfigurationKey HostAuditLog = new("host.audit_log", ConfigurationValueKind.AuditLog, null);
+    public static readonly ConfigurationKey HostInternalNetworks = new("host.internal_networks", ConfigurationValueKind.Networks, Array.Empty<string>());
 
     public static readonly ConfigurationKey DnsTtlFloor = Seconds("dns.ttl_floor_seconds", 30, 0, MaxSeconds);
     public static readonly ConfigurationKey DnsGrace = Seconds("dns.grace_seconds", 60, 0, MaxSeconds);
@@ -89,7 +90,7 @@ internal static class ConfigurationKeys
         TunnelEnclaveEndpoint, TunnelHostEndpoint, TunnelStatusTimeout,
         EnclaveProxyListen, EnclaveDnsListen, EnclaveDnsQueryTimeout, EnclaveNetfilter, EnclaveMaxConnections, EnclaveMaxPendingConnections, EnclaveFailoverAttempts, EnclaveAuditLog, EnclaveReportDenials,
         HostConnectTimeout, HostHeaderTimeout, HostDnsUpstreams, HostDnsTimeout, HostMetricsListen, HostMaxStreams,
-        HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes, HostEnclaves, HostAuditLog,
+        HostKeepAliveIdle, HostKeepAliveInterval, HostKeepAliveProbes, HostEnclaves, HostAuditLog, HostInternalNetworks,
         DnsTtlFloor, DnsGrace, DnsCacheMaxEntries,
         RelayIdleTimeout, RelayHalfClosedTimeout, RelayShutdownDrain, RelaySplice,
     ];

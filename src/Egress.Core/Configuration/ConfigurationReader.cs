@@ -150,6 +150,7 @@ internal sealed class ConfigurationReader
         ConfigurationValueKind.Integer => ReadInteger(key.Path, keyLocation, key.Min, key.Max),
         ConfigurationValueKind.String => ReadString(key.Path, keyLocation),
         ConfigurationValueKind.Destinations => ReadDestinations(key.Path, keyLocation),
+        ConfigurationValueKind.Networks => ReadNetworks(key.Path, keyLocation),
         ConfigurationValueKind.ListenAddresses => ReadEndPoints(key.Path, keyLocation, listen: true),
         ConfigurationValueKind.DnsUpstreams => ReadEndPoints(key.Path, keyLocation, listen: false),
         ConfigurationValueKind.ListenAddress => ReadEndPoint(key.Path, keyLocation),
@@ -185,6 +186,47 @@ internal sealed class ConfigurationReader
     // Each entry is parsed here, once; the policy, the digest and the warnings use the result.
     private DestinationEntry[] ReadDestinations(string path, SourceLocation keyLocation) =>
         [.. ReadStringArray(path, keyLocation).Select(entry => DestinationEntry.Parse(entry.Value, entry.Location))];
+
+    // host.internal_networks: addresses and networks written as a destination entry names them (the same parser, so
+    // the same strictness: dotted decimal, no host bits), without ports.
+    private IPNetwork[] ReadNetworks(string path, SourceLocation keyLocation)
+    {
+        var networks = new List<IPNetwork>();
+        foreach (var (value, location) in ReadStringArray(path, keyLocation))
+        {
+            networks.Add(TryParseNetwork(value, out string? problem) ?? throw new ConfigurationException(location, path, problem!));
+        }
+
+        return [.. networks.Distinct()];
+    }
+
+    private static IPNetwork? TryParseNetwork(string value, out string? problem)
+    {
+        string shown = PrintableText.Shorten(value);
+        problem = null;
+        if (value.EndsWith("/0", StringComparison.Ordinal))
+        {
+            problem = $"\"{shown}\": a /0 network would make every destination internal";
+        }
+        else if (DestinationRuleParser.TryParse(value, out DestinationRule? rule) is { } reason)
+        {
+            problem = $"invalid network \"{shown}\": {PrintableText.Escape(reason)}";
+        }
+        else if (rule!.Ports is null && rule.Network is { } network)
+        {
+            return network;
+        }
+        else if (rule.Ports is null && rule.Address is { } address)
+        {
+            return new IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+        }
+        else
+        {
+            problem = $"\"{shown}\" is not an IP address or network without a port (e.g. \"2600:1f18:abcd:1200::/56\", \"10.0.0.0/16\")";
+        }
+
+        return null;
+    }
 
     // Evervault's EGRESS_PORTS: egress only on these ports; integers or strings of digits ("443"), as its files have both.
     private PortSet ReadPorts(string path, SourceLocation keyLocation)
@@ -560,7 +602,8 @@ internal sealed class ConfigurationReader
                 Duration(ConfigurationKeys.HostKeepAliveInterval),
                 Count(ConfigurationKeys.HostKeepAliveProbes),
                 Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.HostEnclaves, out object? enclaves) ? (EnclaveMapping[])enclaves! : []),
-                Get<string?>(ConfigurationKeys.HostAuditLog)),
+                Get<string?>(ConfigurationKeys.HostAuditLog),
+                Array.AsReadOnly(values.TryGetValue(ConfigurationKeys.HostInternalNetworks, out object? internalNetworks) ? (IPNetwork[])internalNetworks! : [])),
             new DnsSection(Duration(ConfigurationKeys.DnsTtlFloor), Duration(ConfigurationKeys.DnsGrace), Count(ConfigurationKeys.DnsCacheMaxEntries)),
             new RelaySection(
                 idleTimeoutSeconds == 0 ? Timeout.InfiniteTimeSpan : ConfigurationKeys.RelayIdleTimeout.ToDuration(idleTimeoutSeconds),

@@ -6,6 +6,9 @@ internal enum ConfigurationValueKind
     /// <summary>A TOML boolean.</summary>
     Boolean,
 
+    /// <summary>An array of IP addresses and networks (<c>ADDRESS</c>, <c>ADDRESS/LENGTH</c>) without ports.</summary>
+    Networks,
+
     /// <summary>A TOML integer within the key's range.</summary>
     Integer,
 

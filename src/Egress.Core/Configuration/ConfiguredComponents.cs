@@ -38,7 +38,8 @@ public static class ConfiguredComponents
         });
     }
 
-    /// <summary>Creates the policy from <c>[egress]</c> (<c>enabled</c>, <c>mode</c>, <c>destinations</c>, <c>ports</c>).</summary>
+    /// <summary>Creates the policy from <c>[egress]</c> (<c>enabled</c>, <c>mode</c>, <c>destinations</c>, <c>ports</c>),
+    /// with <c>host.internal_networks</c> internal as the built-in ranges are.</summary>
     /// <param name="configuration">The configuration.</param>
     /// <param name="cache">The cache of DNS-learned addresses the policy consults.</param>
     /// <returns>The policy.</returns>
@@ -46,8 +47,16 @@ public static class ConfiguredComponents
     public static EgressPolicy CreatePolicy(this EgressConfiguration configuration, AllowlistCache cache)
     {
         ArgumentNullException.ThrowIfNull(configuration);
+        return configuration.CreatePolicyWith(cache, configuration.Host.InternalNetworks);
+    }
+
+    /// <summary>As <see cref="CreatePolicy(EgressConfiguration, AllowlistCache)"/>, with the internal networks of
+    /// another file (a <c>[[host.enclaves]]</c> file's policy takes egress-host's own file's).</summary>
+    internal static EgressPolicy CreatePolicyWith(this EgressConfiguration configuration, AllowlistCache cache, IReadOnlyList<System.Net.IPNetwork> internalNetworks)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
         ArgumentNullException.ThrowIfNull(cache);
-        return EgressPolicy.FromRules(configuration.Egress.Enabled, [.. configuration.Egress.Rules()], cache, configuration.Egress.Mode, configuration.Egress.TlsServerName);
+        return EgressPolicy.FromRules(configuration.Egress.Enabled, [.. configuration.Egress.Rules()], cache, configuration.Egress.Mode, configuration.Egress.TlsServerName, internalNetworks);
     }
 
     /// <summary>

@@ -6,9 +6,11 @@ namespace Egress.Configuration;
 public sealed class HostSection
 {
     internal HostSection(TimeSpan connectTimeout, TimeSpan headerTimeout, IReadOnlyList<IPEndPoint> dnsUpstreams, TimeSpan dnsTimeout, IPEndPoint? metricsListen, int maxStreams,
-        TimeSpan keepAliveIdle, TimeSpan keepAliveInterval, int keepAliveProbes, IReadOnlyList<EnclaveMapping>? enclaves = null, string? auditLog = null)
+        TimeSpan keepAliveIdle, TimeSpan keepAliveInterval, int keepAliveProbes, IReadOnlyList<EnclaveMapping>? enclaves = null, string? auditLog = null,
+        IReadOnlyList<IPNetwork>? internalNetworks = null)
     {
         AuditLog = auditLog;
+        InternalNetworks = internalNetworks ?? [];
         Enclaves = enclaves ?? [];
         MaxStreams = maxStreams;
         KeepAliveIdle = keepAliveIdle;
@@ -64,4 +66,12 @@ public sealed class HostSection
     /// <c>"stdout"</c> or an absolute file path, created with mode 0600 and appended to); null (the default) writes none.
     /// </summary>
     public string? AuditLog { get; }
+
+    /// <summary>
+    /// Gets the networks egress-host treats as internal besides the built-in ranges (<c>host.internal_networks</c>; empty
+    /// by default): a learned name or <c>*</c> never reaches them, a DNS answer inside one is refused as rebinding, and
+    /// only an address or network entry that covers them opens them, as for the private ranges. For what the built-in
+    /// ranges cannot know, such as a VPC's IPv6 blocks, which are global unicast addresses (docs/threat-model.md).
+    /// </summary>
+    public IReadOnlyList<IPNetwork> InternalNetworks { get; }
 }

@@ -203,10 +203,12 @@ public static class EgressServiceCollectionExtensions
                 $"the tunnel endpoint {listen} gives no peer CID (only vsock: does), so no stream could match an entry by CID and every one would be refused; add an entry with cid = \"any\" or listen on vsock:");
         }
 
-        return LoadEnclaves(mappings, warning);
+        return LoadEnclaves(mappings, configuration.Host.InternalNetworks, warning);
     }
 
-    private static GatewayEnclave[] LoadEnclaves(IReadOnlyList<EnclaveMapping> mappings, Action<string>? warning)
+    // Each mapped file's [egress] and [dns], with the internal networks of egress-host's own file (a mapped file's other
+    // sections are not used).
+    private static GatewayEnclave[] LoadEnclaves(IReadOnlyList<EnclaveMapping> mappings, IReadOnlyList<System.Net.IPNetwork> internalNetworks, Action<string>? warning)
     {
         var warned = new HashSet<string>(StringComparer.Ordinal);
         return [.. mappings.Select(mapping =>
@@ -233,7 +235,7 @@ public static class EgressServiceCollectionExtensions
             string egress = !digest.EgressEnabled ? "disabled" : digest.Mode == EgressMode.Report ? "enabled, report mode" : "enabled";
             return new GatewayEnclave(
                 mapping.Cid,
-                file.CreatePolicy(file.CreateCache()),
+                file.CreatePolicyWith(file.CreateCache(), internalNetworks),
                 $"policy {digest} (egress {egress}, {digest.DestinationCount} destination{(digest.DestinationCount == 1 ? string.Empty : "s")}) from {mapping.ConfigPath}",
                 digest,
                 mapping.ConfigPath);

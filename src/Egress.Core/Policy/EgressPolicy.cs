@@ -28,8 +28,10 @@ public sealed class EgressPolicy
     private readonly bool _consultCache;
     private readonly bool _hasPorts;
     private readonly AllowlistCache _cache;
+    private readonly (AddressBlock Block, string Name)[] _internalNetworks;
 
-    private EgressPolicy(bool enabled, DestinationRule[] destinations, AllowlistCache cache, EgressMode mode, TlsServerNameMode tlsServerName = TlsServerNameMode.Require)
+    private EgressPolicy(bool enabled, DestinationRule[] destinations, AllowlistCache cache, EgressMode mode, TlsServerNameMode tlsServerName = TlsServerNameMode.Require,
+        IReadOnlyList<IPNetwork>? internalNetworks = null)
     {
         if (!Enum.IsDefined(mode))
         {
@@ -46,6 +48,7 @@ public sealed class EgressPolicy
         TlsServerName = tlsServerName;
         Destinations = destinations;
         _cache = cache;
+        _internalNetworks = [.. (internalNetworks ?? []).Select(network => (AddressBlock.From(network), $"internal network {network} ([host] internal_networks)"))];
         var hosts = new Dictionary<string, List<DestinationRule>>(StringComparer.OrdinalIgnoreCase);
         var wildcardDomains = new Dictionary<string, List<DestinationRule>>(StringComparer.OrdinalIgnoreCase);
         var addresses = new Dictionary<UInt128, List<DestinationRule>>();
@@ -175,9 +178,11 @@ public sealed class EgressPolicy
         return new EgressPolicy(enabled, [.. policy.Destinations], cache, mode, tlsServerName);
     }
 
-    /// <summary>Builds a policy from destination entries already parsed (with their locations) by the configuration reader.</summary>
-    internal static EgressPolicy FromRules(bool enabled, DestinationRule[] rules, AllowlistCache cache, EgressMode mode = EgressMode.Enforce, TlsServerNameMode tlsServerName = TlsServerNameMode.Require) =>
-        new(enabled, rules, cache, mode, tlsServerName);
+    /// <summary>Builds a policy from destination entries already parsed (with their locations) by the configuration reader,
+    /// with networks internal as the built-in ranges are (<c>host.internal_networks</c>).</summary>
+    internal static EgressPolicy FromRules(bool enabled, DestinationRule[] rules, AllowlistCache cache, EgressMode mode = EgressMode.Enforce, TlsServerNameMode tlsServerName = TlsServerNameMode.Require,
+        IReadOnlyList<IPNetwork>? internalNetworks = null) =>
+        new(enabled, rules, cache, mode, tlsServerName, internalNetworks);
 
     /// <summary>The names <paramref name="address"/> was learned from that count now (live by their own learning, or held
     /// by an open connection through them: <see cref="AllowlistCache.Counts"/>), and <paramref name="decided"/> (the name
@@ -422,7 +427,7 @@ public sealed class EgressPolicy
         // An entry that covers the address on other ports does not end the check: "*:443" or a name learned for the
         // address may still allow this port (the same address under several entries allows the union of their ports;
         // a review found "203.0.113.0/24:8000-8100" denying 203.0.113.9:443 that "*:443" allowed).
-        if (InternalRanges.TryClassify(value, out string? rangeName))
+        if (IsInternal(value, out string? rangeName))
         {
             return portDenial is not null
                 ? new PolicyDecision(false, DecisionReason.PortNotAllowed, portDenial) // the entry that names it is the one to fix
@@ -489,7 +494,7 @@ public sealed class EgressPolicy
         }
 
         covering.AddRange(_networks.Where(network => network.Block.Contains(value)).Select(network => network.Rule));
-        if (!InternalRanges.TryClassify(value, out _))
+        if (!IsInternal(value, out _))
         {
             covering.AddRange(_allowAll);
         }
@@ -725,7 +730,30 @@ public sealed class EgressPolicy
             return false;
         }
 
-        return InternalRanges.TryClassify(value, out rangeName);
+        return IsInternal(value, out rangeName);
+    }
+
+    /// <summary>Whether <paramref name="value"/> lies in a built-in internal range (<see cref="InternalRanges"/>) or in a
+    /// network of <c>host.internal_networks</c>, also as an IPv6 form that carries an IPv4 address of one (NAT64, 6to4,
+    /// IPv4-compatible, IPv4-translated), as the built-in IPv4 ranges are; <paramref name="rangeName"/> names which.</summary>
+    private bool IsInternal(UInt128 value, [NotNullWhen(true)] out string? rangeName)
+    {
+        if (InternalRanges.TryClassify(value, out rangeName))
+        {
+            return true;
+        }
+
+        bool embeds = InternalRanges.GetEmbeddedIPv4(value, out UInt128 embedded) != InternalRanges.EmbeddedIPv4Form.None;
+        foreach (var (block, name) in _internalNetworks)
+        {
+            if (block.Contains(value) || (embeds && block.Contains(embedded)))
+            {
+                rangeName = name;
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private static int NextDot(ReadOnlySpan<char> name, int dot)

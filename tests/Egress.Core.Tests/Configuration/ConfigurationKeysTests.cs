@@ -47,6 +47,7 @@ public sealed class ConfigurationKeysTests
         ["host.dns_timeout_ms"] = () => new TunnelGatewayOptions { Listen = AnyTunnel }.DnsTimeout,
         ["host.metrics_listen"] = null,
         ["host.audit_log"] = null,
+        ["host.internal_networks"] = null,
         ["enclave.audit_log"] = null,
         ["enclave.report_denials"] = null,
         ["host.max_streams"] = () => new TunnelGatewayOptions { Listen = AnyTunnel }.MaxStreams,
