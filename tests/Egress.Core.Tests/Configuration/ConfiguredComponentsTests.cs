@@ -144,6 +144,29 @@ public sealed class ConfiguredComponentsTests
         }));
     }
 
+    /// <summary>From a new user's trial: every entry was compared with every other one, so loading 40,000 destinations
+    /// took 22–33 s (past bootstrap.sh's 15 s start timeout) and 100,000 about 4.5 minutes; an entry is now compared with
+    /// those of its own destination (`egress-enclave --config FILE --check-config` on 100,000 names: 2.1 s). What is
+    /// warned about among many entries is unchanged.</summary>
+    [Test]
+    public void AHundredThousandDestinationsAreCheckedForRepeatsAmongThemselvesOnly()
+    {
+        var text = new System.Text.StringBuilder("[egress]\nenabled = true\ndestinations = [\n");
+        for (int i = 0; i < 100_000; i++)
+        {
+            text.Append("  \"h").Append(i).Append(".example.com:443\",\n");
+        }
+
+        text.Append("  \"h7.example.com:443\",\n  \"h99999.example.com\",\n]\n");
+        var configuration = EgressConfiguration.Parse(text.ToString(), Source);
+
+        Assert.That(configuration.GetWarnings(), Is.EqualTo(new[]
+        {
+            $"{Source}:100003:3: warning: destination \"h99999.example.com:443\" adds nothing: \"h99999.example.com\" ({Source}:100005:3) allows the same destination on every port (the entries of one destination allow the union of their ports); remove one, or give that one only the ports meant (key 'egress.destinations')",
+            $"{Source}:100004:3: warning: destination \"h7.example.com:443\" repeats \"h7.example.com:443\" ({Source}:11:3), which allows the same on ports 443; remove one (key 'egress.destinations')",
+        }));
+    }
+
     [Test]
     public void AnIPv4MappedAddressIsTheSameDestinationAsItsIPv4Address()
     {
