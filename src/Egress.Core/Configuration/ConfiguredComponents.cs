@@ -103,6 +103,7 @@ public static class ConfiguredComponents
     /// entries are trusted.</item>
     /// <item>An entry another one makes moot: a repeat, or a narrower one beside a wider one for the same destination,
     /// whose ports the two unite.</item>
+    /// <item>A <c>proxy_listen</c> or <c>dns_listen</c> address on every interface (<c>0.0.0.0</c>, <c>[::]</c>).</item>
     /// </list>
     /// </summary>
     /// <param name="configuration">The configuration.</param>
@@ -122,6 +123,7 @@ public static class ConfiguredComponents
             warnings.Add(dnsTimeouts);
         }
 
+        warnings.AddRange(WildcardListenCautions(configuration));
         if (EnclaveEndpointCaution(configuration) is { } enclaveEndpoint)
         {
             warnings.Add(enclaveEndpoint);
@@ -446,6 +448,30 @@ public static class ConfiguredComponents
 
     // vsock://host:PORT is CID 2 (VMADDR_CID_HOST, the hypervisor's), which the kernel's name makes look like the parent
     // instance; a Nitro enclave reaches its parent at CID 3 ("parent"). A warning: elsewhere than Nitro CID 2 may be meant.
+    // A listen address on every interface (0.0.0.0, [::]) takes the redirected connections and queries on lo as a
+    // loopback one does, so it is valid; but where the namespace has other interfaces (a container, a trial on a host),
+    // whoever reaches them can use the proxy or the forwarder as this enclave's (a new user's trial: accepted silently).
+    private static IEnumerable<string> WildcardListenCautions(EgressConfiguration configuration)
+    {
+        foreach (var (key, listen, what, example) in new[]
+        {
+            ("enclave.proxy_listen", configuration.Enclave.ProxyListen, "the proxy", "127.0.0.1:4444"),
+            ("enclave.dns_listen", configuration.Enclave.DnsListen, "the DNS forwarder", "127.0.0.1:53"),
+        })
+        {
+            foreach (IPEndPoint endPoint in listen)
+            {
+                if (endPoint.Address.Equals(IPAddress.Any) || endPoint.Address.Equals(IPAddress.IPv6Any))
+                {
+                    string at = configuration.GetLocation(key)?.ToString() ?? configuration.SourceName;
+                    yield return $"{at}: warning: {endPoint} listens on every interface, not on loopback alone: a Nitro enclave has lo only, "
+                        + $"but where this runs beside other interfaces (a container, a trial on a host) whoever reaches them can use {what} as this enclave's; "
+                        + $"list loopback addresses (\"{example}\") (key '{key}')";
+                }
+            }
+        }
+    }
+
     private static string? EnclaveEndpointCaution(EgressConfiguration configuration)
     {
         string text = configuration.Tunnel.EnclaveEndpoint;

@@ -167,6 +167,20 @@ public sealed class ConfiguredComponentsTests
         }));
     }
 
+    /// <summary>From a new user's trial: a listen address on every interface was accepted without a word.</summary>
+    [Test]
+    public void AListenAddressOnEveryInterfaceIsWarnedAbout()
+    {
+        var configuration = EgressConfiguration.Parse("[enclave]\nproxy_listen = [\"0.0.0.0:4444\"]\ndns_listen = [\"127.0.0.1:53\", \"[::]:53\"]\n", Source);
+
+        Assert.That(configuration.GetWarnings(), Is.EqualTo(new[]
+        {
+            $"{Source}:2:16: warning: 0.0.0.0:4444 listens on every interface, not on loopback alone: a Nitro enclave has lo only, but where this runs beside other interfaces (a container, a trial on a host) whoever reaches them can use the proxy as this enclave's; list loopback addresses (\"127.0.0.1:4444\") (key 'enclave.proxy_listen')",
+            $"{Source}:3:14: warning: [::]:53 listens on every interface, not on loopback alone: a Nitro enclave has lo only, but where this runs beside other interfaces (a container, a trial on a host) whoever reaches them can use the DNS forwarder as this enclave's; list loopback addresses (\"127.0.0.1:53\") (key 'enclave.dns_listen')",
+        }));
+        Assert.That(EgressConfiguration.Default.GetWarnings(), Has.None.Contains("every interface"));
+    }
+
     [Test]
     public void AnIPv4MappedAddressIsTheSameDestinationAsItsIPv4Address()
     {
