@@ -203,26 +203,32 @@ internal sealed class ConfigurationReader
     private static IPNetwork? TryParseNetwork(string value, out string? problem)
     {
         string shown = PrintableText.Shorten(value);
+        string everything = $"\"{shown}\": that network would make every destination internal";
         problem = null;
-        if (value.EndsWith("/0", StringComparison.Ordinal))
+        int slash = value.LastIndexOf('/');
+        if (slash >= 0 && value.Length > slash + 1 && value.AsSpan(slash + 1).TrimStart('0').IsEmpty)
         {
-            problem = $"\"{shown}\": a /0 network would make every destination internal";
+            problem = everything; // a /0 (the destination parser's own words for it are about opening ranges)
         }
         else if (DestinationRuleParser.TryParse(value, out DestinationRule? rule) is { } reason)
         {
             problem = $"invalid network \"{shown}\": {PrintableText.Escape(reason)}";
         }
-        else if (rule!.Ports is null && rule.Network is { } network)
+        else if (rule!.Ports is not null || (rule.Network is null && rule.Address is null))
         {
-            return network;
-        }
-        else if (rule.Ports is null && rule.Address is { } address)
-        {
-            return new IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+            problem = $"\"{shown}\" is not an IP address or network without a port (e.g. \"2600:1f18:abcd:1200::/56\", \"10.0.0.0/16\")";
         }
         else
         {
-            problem = $"\"{shown}\" is not an IP address or network without a port (e.g. \"2600:1f18:abcd:1200::/56\", \"10.0.0.0/16\")";
+            IPNetwork network = rule.Network ?? new IPNetwork(rule.Address!, rule.Address!.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+            AddressBlock block = AddressBlock.From(network);
+            if (block.PrefixLength == 96 && AddressValue.IsIPv4(block.First))
+            {
+                problem = $"\"{shown}\": that network (every IPv4 address, IPv4-mapped) would make every IPv4 destination internal";
+                return null;
+            }
+
+            return network;
         }
 
         return null;
@@ -555,7 +561,7 @@ internal sealed class ConfigurationReader
             for (int p = 0; p < proxy.Count; p++)
             {
                 if (proxy[p].Port != dns[d].Port || proxy[p].AddressFamily != dns[d].AddressFamily
-                    || !(proxy[p].Address.Equals(dns[d].Address) || IsAny(proxy[p].Address) || IsAny(dns[d].Address)))
+                    || !(proxy[p].Address.Equals(dns[d].Address) || EndPointText.IsUnspecified(proxy[p].Address) || EndPointText.IsUnspecified(dns[d].Address)))
                 {
                     continue;
                 }
@@ -569,8 +575,6 @@ internal sealed class ConfigurationReader
                     $"enclave.proxy_listen {proxy[p]} and enclave.dns_listen {dns[d]} overlap: the proxy and the DNS forwarder (which also listens on TCP) each need addresses of their own");
             }
         }
-
-        static bool IsAny(IPAddress address) => address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
     }
 
     private T Get<T>(ConfigurationKey key) => (T)(values.TryGetValue(key, out object? value) ? value : key.Default)!;

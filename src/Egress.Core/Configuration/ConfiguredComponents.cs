@@ -103,7 +103,8 @@ public static class ConfiguredComponents
     /// entries are trusted.</item>
     /// <item>An entry another one makes moot: a repeat, or a narrower one beside a wider one for the same destination,
     /// whose ports the two unite.</item>
-    /// <item>A <c>proxy_listen</c> or <c>dns_listen</c> address on every interface (<c>0.0.0.0</c>, <c>[::]</c>).</item>
+    /// <item>A <c>proxy_listen</c> or <c>dns_listen</c> address other than loopback (<c>0.0.0.0</c>, <c>[::]</c>, or an
+    /// interface's beside a loopback one).</item>
     /// </list>
     /// </summary>
     /// <param name="configuration">The configuration.</param>
@@ -112,6 +113,13 @@ public static class ConfiguredComponents
     public static IReadOnlyList<string> GetWarnings(this EgressConfiguration configuration)
     {
         ArgumentNullException.ThrowIfNull(configuration);
+        return configuration.GetWarningsWith(configuration.Host.InternalNetworks);
+    }
+
+    /// <summary>As <see cref="GetWarnings"/>, with the internal networks of another file (a <c>[[host.enclaves]]</c>
+    /// file's policy takes egress-host's own file's, <see cref="CreatePolicyWith"/>).</summary>
+    internal static IReadOnlyList<string> GetWarningsWith(this EgressConfiguration configuration, IReadOnlyList<IPNetwork> internalNetworks)
+    {
         var warnings = new List<string>();
         if (PolicyCaution(configuration) is { } caution)
         {
@@ -123,7 +131,7 @@ public static class ConfiguredComponents
             warnings.Add(dnsTimeouts);
         }
 
-        warnings.AddRange(WildcardListenCautions(configuration));
+        warnings.AddRange(OffLoopbackListenCautions(configuration));
         if (EnclaveEndpointCaution(configuration) is { } enclaveEndpoint)
         {
             warnings.Add(enclaveEndpoint);
@@ -173,6 +181,18 @@ public static class ConfiguredComponents
             }
 
             var opened = InternalRanges.OpenedWithoutNaming(network);
+            AddressBlock block = AddressBlock.From(network);
+            foreach (IPNetwork internalNetwork in internalNetworks)
+            {
+                // As for a built-in range: an entry broader than the network opens it (an entry that is the network, or
+                // inside it, names what it opens).
+                AddressBlock inside = AddressBlock.From(internalNetwork);
+                if (block.PrefixLength < inside.PrefixLength && block.Contains(inside.First))
+                {
+                    opened.Add($"internal network {internalNetwork} ([host] internal_networks)");
+                }
+            }
+
             if (opened.Count > 0)
             {
                 warnings.Add(
@@ -446,12 +466,10 @@ public static class ConfiguredComponents
 
     private static readonly string[] EvervaultIdentityKeys = ["uuid", "app_uuid", "team_uuid"];
 
-    // vsock://host:PORT is CID 2 (VMADDR_CID_HOST, the hypervisor's), which the kernel's name makes look like the parent
-    // instance; a Nitro enclave reaches its parent at CID 3 ("parent"). A warning: elsewhere than Nitro CID 2 may be meant.
-    // A listen address on every interface (0.0.0.0, [::]) takes the redirected connections and queries on lo as a
-    // loopback one does, so it is valid; but where the namespace has other interfaces (a container, a trial on a host),
-    // whoever reaches them can use the proxy or the forwarder as this enclave's (a new user's trial: accepted silently).
-    private static IEnumerable<string> WildcardListenCautions(EgressConfiguration configuration)
+    // A listen address other than loopback (0.0.0.0 and [::] take what lo carries, so they are valid; a concrete one only
+    // beside a loopback one): where the namespace has other interfaces (a container, a trial on a host), whoever reaches
+    // them can use the proxy or the forwarder as this enclave's (a new user's trial: accepted silently).
+    private static IEnumerable<string> OffLoopbackListenCautions(EgressConfiguration configuration)
     {
         foreach (var (key, listen, what, example) in new[]
         {
@@ -459,19 +477,27 @@ public static class ConfiguredComponents
             ("enclave.dns_listen", configuration.Enclave.DnsListen, "the DNS forwarder", "127.0.0.1:53"),
         })
         {
-            foreach (IPEndPoint endPoint in listen)
+            for (int i = 0; i < listen.Count; i++)
             {
-                if (endPoint.Address.Equals(IPAddress.Any) || endPoint.Address.Equals(IPAddress.IPv6Any))
+                IPAddress address = listen[i].Address;
+                bool unspecified = EndPointText.IsUnspecified(address);
+                if (IPAddress.IsLoopback(address)
+                    || (!unspecified && !listen.Any(other => other.AddressFamily == address.AddressFamily && IPAddress.IsLoopback(other.Address))))
                 {
-                    string at = configuration.GetLocation(key)?.ToString() ?? configuration.SourceName;
-                    yield return $"{at}: warning: {endPoint} listens on every interface, not on loopback alone: a Nitro enclave has lo only, "
-                        + $"but where this runs beside other interfaces (a container, a trial on a host) whoever reaches them can use {what} as this enclave's; "
-                        + $"list loopback addresses (\"{example}\") (key '{key}')";
+                    continue; // a concrete one with no loopback one of its family is refused where it is used (rules, the proxy)
                 }
+
+                string at = (configuration.GetLocation(key, i) ?? configuration.GetLocation(key))?.ToString() ?? configuration.SourceName;
+                string where = unspecified ? "on every interface" : "on an address other than loopback";
+                yield return $"{at}: warning: {listen[i]} listens {where}: a Nitro enclave has lo only, "
+                    + $"but where this runs beside other interfaces (a container, a trial on a host) whoever reaches them can use {what} as this enclave's; "
+                    + $"list loopback addresses (\"{example}\") (key '{key}')";
             }
         }
     }
 
+    // vsock://host:PORT is CID 2 (VMADDR_CID_HOST, the hypervisor's), which the kernel's name makes look like the parent
+    // instance; a Nitro enclave reaches its parent at CID 3 ("parent"). A warning: elsewhere than Nitro CID 2 may be meant.
     private static string? EnclaveEndpointCaution(EgressConfiguration configuration)
     {
         string text = configuration.Tunnel.EnclaveEndpoint;

@@ -45,9 +45,13 @@ internal static class EndPointText
         return true;
     }
 
+    /// <summary>Whether <paramref name="address"/> is the unspecified address of its family (0.0.0.0, <c>::</c>): a
+    /// listener there takes every interface's traffic.</summary>
+    internal static bool IsUnspecified(IPAddress address) => address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
+
     private static string? NotAResolver(IPAddress address)
     {
-        if (address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any))
+        if (IsUnspecified(address))
         {
             return "the unspecified address (\"any\") is no resolver: write the resolver's own address";
         }

@@ -14,7 +14,9 @@ namespace Egress.Configuration;
 /// stays allowed, and <c>egress.mode</c> when it is <c>report</c> (an enforcing file has no such line;
 /// an enclave that reports and a parent that enforces, or the reverse, differ). Comments, whitespace, the order of keys and entries, and every per-side setting (tunnel endpoints,
 /// listen addresses, timeouts, upstreams, the relay) do not count. The built-in internal ranges belong to the program
-/// rather than the file: the version line names that.
+/// rather than the file: the version line names that. <c>host.internal_networks</c> does not count either: it is the
+/// parent's, as its own addresses are (a VPC's blocks, set on the parent's copy of the file without rebuilding an
+/// attested enclave image), and it only ever denies more.
 /// </summary>
 public sealed class PolicyDigest
 {

@@ -226,7 +226,7 @@ public static class EgressServiceCollectionExtensions
             PolicyDigest digest = file.GetPolicyDigest();
             if (warning is not null && warned.Add(Path.GetFullPath(mapping.ConfigPath)))
             {
-                foreach (string line in file.GetWarnings())
+                foreach (string line in file.GetWarningsWith(internalNetworks))
                 {
                     warning(line);
                 }

@@ -185,7 +185,8 @@ public sealed class AllowlistCache
     /// held past its TTL gets the expiry <paramref name="heldFor"/> from now (a restart closes the connection, and its
     /// grace would start then; the writer's next refresh comes within that time and moves it on). The addresses open
     /// connections use come first: a restore into a full cache keeps what comes first (<see cref="Restore"/>), and these
-    /// are what an application uses now, though their expiries are the nearest. Walks the cache lazily, without the
+    /// are what an application uses now, though their expiries are the nearest; when the cache holds more addresses
+    /// than its bound, the others follow latest expiry first (those a restore skips are then those eviction would take). Walks the cache lazily, without the
     /// write lock: a learning that races the walk may be missed by it (its <see cref="Version"/> or
     /// <see cref="Extensions"/> moves once it is stored: read them before the walk).
     /// </summary>
@@ -206,14 +207,19 @@ public sealed class AllowlistCache
             }
         }
 
-        foreach (var (key, known) in _entries)
+        // Then the rest; when the cache holds more than its bound (addresses in use do not count against it), so that a
+        // restore cannot take them all, those whose allowance ends last first, as eviction would keep them.
+        var rest = _entries.Where(pair => !first.Contains(pair.Key));
+        if (Volatile.Read(ref _count) > _maxEntries)
         {
-            if (!first.Contains(key))
+            rest = rest.ToList().OrderByDescending(pair => pair.Value.Latest.ExpiresAt);
+        }
+
+        foreach (var (key, known) in rest)
+        {
+            foreach (var learned in Counting(key, known, UseOf(key)))
             {
-                foreach (var learned in Counting(key, known, UseOf(key)))
-                {
-                    yield return learned;
-                }
+                yield return learned;
             }
         }
 

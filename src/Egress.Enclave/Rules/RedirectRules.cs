@@ -115,13 +115,13 @@ internal static class RedirectRules
                 continue;
             }
 
-            var usable = inFamily.FirstOrDefault(e => IPAddress.IsLoopback(e.Address) || IsUnspecified(e.Address))
+            var usable = inFamily.FirstOrDefault(e => IPAddress.IsLoopback(e.Address) || Egress.Configuration.EndPointText.IsUnspecified(e.Address))
                 ?? throw new UnreachableListenerException(
                     $"The {what}'s {name} listen address{(inFamily.Count > 1 ? "es" : string.Empty)} ({string.Join(", ", inFamily)}) "
                     + $"cannot take redirected connections: they travel over lo, so the {what} must also listen on a loopback address, "
                     + $"such as {new IPEndPoint(loopback, inFamily[0].Port)}.",
                     IndexOf(listen, inFamily[0]));
-            targets.Add(IsUnspecified(usable.Address) ? new IPEndPoint(loopback, usable.Port) : usable);
+            targets.Add(Egress.Configuration.EndPointText.IsUnspecified(usable.Address) ? new IPEndPoint(loopback, usable.Port) : usable);
         }
 
         return targets;
@@ -130,9 +130,6 @@ internal static class RedirectRules
     private static (IPEndPoint? IPv4, IPEndPoint? IPv6) PerFamily(IReadOnlyList<IPEndPoint> targets) =>
         (targets.FirstOrDefault(t => t.AddressFamily == AddressFamily.InterNetwork),
          targets.FirstOrDefault(t => t.AddressFamily == AddressFamily.InterNetworkV6));
-
-    private static bool IsUnspecified(IPAddress address) =>
-        address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
 
     private static int IndexOf(IReadOnlyList<IPEndPoint> list, IPEndPoint endPoint)
     {

@@ -35,7 +35,9 @@ public sealed class InternalNetworksConfigurationTests
     [TestCase("\"2600:1f18:abcd:1200::/56:443\"", "enclave.toml:2:22: error: \"2600:1f18:abcd:1200::/56:443\" is not an IP address or network without a port (e.g. \"2600:1f18:abcd:1200::/56\", \"10.0.0.0/16\") (key 'host.internal_networks')", TestName = "A port")]
     [TestCase("\"10.0.1.0/16\"", "enclave.toml:2:22: error: invalid network \"10.0.1.0/16\": has host bits set after /16 (did you mean \"10.0.0.0/16\"?) (key 'host.internal_networks')", TestName = "Host bits")]
     [TestCase("\"*.internal.example\"", "enclave.toml:2:22: error: \"*.internal.example\" is not an IP address or network without a port (e.g. \"2600:1f18:abcd:1200::/56\", \"10.0.0.0/16\") (key 'host.internal_networks')", TestName = "A name")]
-    [TestCase("\"::/0\"", "enclave.toml:2:22: error: \"::/0\": a /0 network would make every destination internal (key 'host.internal_networks')", TestName = "Everything")]
+    [TestCase("\"::/0\"", "enclave.toml:2:22: error: \"::/0\": that network would make every destination internal (key 'host.internal_networks')", TestName = "Everything")]
+    [TestCase("\"0.0.0.0/00\"", "enclave.toml:2:22: error: \"0.0.0.0/00\": that network would make every destination internal (key 'host.internal_networks')", TestName = "Everything, written /00")]
+    [TestCase("\"::ffff:0:0/96\"", "enclave.toml:2:22: error: \"::ffff:0:0/96\": that network (every IPv4 address, IPv4-mapped) would make every IPv4 destination internal (key 'host.internal_networks')", TestName = "Every IPv4 address, mapped")]
     [TestCase("\"10.0.0.0/33\"", "enclave.toml:2:22: error: invalid network \"10.0.0.0/33\": prefix length \"/33\" is not a number from 0 to 32 (key 'host.internal_networks')", TestName = "A prefix too long")]
     [TestCase("16", "enclave.toml:2:22: error: expected a string, found an integer (key 'host.internal_networks')", TestName = "Not a string")]
     public void MistakesAreLocated(string element, string expected)
@@ -85,6 +87,25 @@ public sealed class InternalNetworksConfigurationTests
         PolicyDecision decision = policy.CheckDestination(new IPEndPoint(VpcNeighbour, 5432));
 
         Assert.That((decision.IsAllowed, decision.Reason), Is.EqualTo((true, DecisionReason.StaticEntry)));
+    }
+
+    /// <summary>From a review: an entry broader than an internal network opens it, as one broader than a private range
+    /// does, and was not warned about as that one is.</summary>
+    [Test]
+    public void AnEntryBroaderThanAnInternalNetworkOpensItAndIsWarnedAbout()
+    {
+        var configuration = EgressConfiguration.Parse(
+            "[egress]\nenabled = true\ndestinations = [\"2600::/12:5432\", \"2600:1f18:abcd:1200::/56:22\"]\n[host]\ninternal_networks = [\"2600:1f18:abcd:1200::/56\"]\n", "enclave.toml");
+        var policy = configuration.CreatePolicy(configuration.CreateCache());
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.CheckDestination(new IPEndPoint(VpcNeighbour, 5432)).Reason, Is.EqualTo(DecisionReason.StaticEntry), "an explicit entry is trusted");
+            Assert.That(configuration.GetWarnings(), Is.EqualTo(new[]
+            {
+                "enclave.toml:3:17: warning: destination \"2600::/12:5432\" also allows internal ranges it does not name: internal network 2600:1f18:abcd:1200::/56 ([host] internal_networks); if that is meant, list them as entries of their own (key 'egress.destinations')",
+            }), "the entry that is the network names it");
+        });
     }
 
     /// <summary>An IPv4 internal network in an IPv6 form that carries it (NAT64, 6to4) is internal too, as the built-in

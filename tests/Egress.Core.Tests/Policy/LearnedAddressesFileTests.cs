@@ -107,9 +107,16 @@ public sealed class LearnedAddressesFileTests
             before.Learn($"idle{i}.allowed.test", IPAddress.Parse($"198.18.2.{i}"), TimeSpan.FromSeconds(300));
         }
 
+        before.Learn("soon.allowed.test", IPAddress.Parse("198.18.3.1"), TimeSpan.FromSeconds(60)); // evicts an idle one (the bound)
         _time.Advance(TimeSpan.FromSeconds(40)); // the used names are past their TTL, kept by their connections
         Save(before);
         holds.ForEach(hold => hold.Dispose());
+        string[] lines = File.ReadAllLines(_path);
+        Assert.Multiple(() =>
+        {
+            Assert.That(lines[1..5].Select(line => line.Split(' ')[1]), Is.EquivalentTo(used.Select(address => address.ToString())), "the addresses in use first");
+            Assert.That(lines[^1], Does.EndWith(" soon.allowed.test"), "then latest expiry first: the one a restore skips is the one eviction would take");
+        });
 
         _time.Advance(TimeSpan.FromSeconds(5)); // the restart (the connections closed with it)
         var (after, cache) = NewPolicy(maxEntries: 64);
@@ -126,6 +133,7 @@ public sealed class LearnedAddressesFileTests
 
             Assert.That(counts.Restored, Is.EqualTo(64));
             Assert.That(counts.NoRoom, Is.EqualTo(4));
+            Assert.That(cache.Lookup(IPAddress.Parse("198.18.3.1")).State, Is.EqualTo(CacheState.NeverLearned), "the earliest expiry of the rest was skipped");
             Assert.That(cache.Evictions, Is.Zero, "a restore makes no room");
             Assert.That(Lines(logger), Has.One.Contains($"learned addresses: 4 name-address pairs from {_path} not restored: the cache already held its 64 addresses (cache_max_entries)"));
         });
