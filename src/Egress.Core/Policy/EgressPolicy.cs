@@ -738,9 +738,9 @@ public sealed class EgressPolicy
     /// IPv4-compatible, IPv4-translated), as the built-in IPv4 ranges are; <paramref name="rangeName"/> names which.</summary>
     private bool IsInternal(UInt128 value, [NotNullWhen(true)] out string? rangeName)
     {
-        if (InternalRanges.TryClassify(value, out rangeName))
+        if (InternalRanges.TryClassify(value, out rangeName) || _internalNetworks.Length == 0)
         {
-            return true;
+            return rangeName is not null;
         }
 
         bool embeds = InternalRanges.GetEmbeddedIPv4(value, out UInt128 embedded) != InternalRanges.EmbeddedIPv4Form.None;
