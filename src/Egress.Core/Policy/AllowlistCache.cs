@@ -186,9 +186,9 @@ public sealed class AllowlistCache
     /// grace would start then; the writer's next refresh comes within that time and moves it on). The addresses open
     /// connections use come first: a restore into a full cache keeps what comes first (<see cref="Restore"/>), and these
     /// are what an application uses now, though their expiries are the nearest; when the cache holds more addresses
-    /// than its bound, the others follow latest expiry first (those a restore skips are then those eviction would take). Walks the cache lazily, without the
-    /// write lock: a learning that races the walk may be missed by it (its <see cref="Version"/> or
-    /// <see cref="Extensions"/> moves once it is stored: read them before the walk).
+    /// than its bound, the others follow latest expiry first (those a restore skips are then those eviction would
+    /// take). Walks the cache lazily, without the write lock: a learning that races the walk may be missed by it (its
+    /// <see cref="Version"/> or <see cref="Extensions"/> moves once it is stored: read them before the walk).
     /// </summary>
     /// <param name="heldFor">How long a held name is written as allowed beyond now: the writer's refresh period.</param>
     internal IEnumerable<(IPAddress Address, string Name, long ExpiresAt)> Learned(TimeSpan heldFor)
