@@ -8,8 +8,9 @@ namespace Egress.Configuration;
 /// format characters that the problem quotes from the file (a destination with a newline or an escape sequence in it)
 /// are escaped (<c>\n</c>, <c>\u001B</c>) in the message and in <see cref="Problem"/>, so that printing either never
 /// splits a line or reaches the terminal; the key is escaped too in the message, and shortened past
-/// 300 characters (a key of a megabyte, <see cref="Key"/> keeps it whole). When several destination entries are invalid,
-/// the message has one such line for each, in the file's order, and the properties describe the first.
+/// 300 characters (a key of a megabyte, <see cref="Key"/> keeps it whole). When several entries of a list are invalid
+/// (destinations, listen addresses, DNS upstreams, internal networks), the message has one such line for each, in the
+/// file's order, and the properties describe the first.
 /// </summary>
 public sealed class ConfigurationException : Exception
 {

@@ -192,12 +192,20 @@ internal sealed class ConfigurationReader
     private IPNetwork[] ReadNetworks(string path, SourceLocation keyLocation)
     {
         var networks = new List<IPNetwork>();
+        var errors = new List<ConfigurationException>();
         foreach (var (value, location) in ReadStringArray(path, keyLocation))
         {
-            networks.Add(TryParseNetwork(value, out string? problem) ?? throw new ConfigurationException(location, path, problem!));
+            if (TryParseNetwork(value, out string? problem) is { } network)
+            {
+                networks.Add(network);
+            }
+            else
+            {
+                errors.Add(new ConfigurationException(location, path, problem!));
+            }
         }
 
-        return [.. networks.Distinct()];
+        return errors.Count > 0 ? throw ConfigurationException.Combine(errors) : [.. networks.Distinct()];
     }
 
     private static IPNetwork? TryParseNetwork(string value, out string? problem)
@@ -452,7 +460,9 @@ internal sealed class ConfigurationReader
             throw new ConfigurationException(locations[path], path, "must list at least one address");
         }
 
+        // Every invalid element is said, a line each, as for destinations (a new user's trial: only the first was).
         var endPoints = new IPEndPoint[entries.Count];
+        var errors = new List<ConfigurationException>();
         for (int i = 0; i < entries.Count; i++)
         {
             (string entry, SourceLocation location) = entries[i];
@@ -464,18 +474,19 @@ internal sealed class ConfigurationReader
             if (!parsed)
             {
                 string what = listen ? "listen address" : "DNS upstream";
-                throw new ConfigurationException(location, path, $"invalid {what} \"{PrintableText.Shorten(entry)}\": {problem}");
+                errors.Add(new ConfigurationException(location, path, $"invalid {what} \"{PrintableText.Shorten(entry)}\": {problem}"));
             }
-
-            if (EndPointText.IsListedBefore(endPoints, i, endPoint!))
+            else if (EndPointText.IsListedBefore(endPoints, i, endPoint!))
             {
-                throw new ConfigurationException(location, path, EndPointText.ListedTwice(PrintableText.Shorten(entry)));
+                errors.Add(new ConfigurationException(location, path, EndPointText.ListedTwice(PrintableText.Shorten(entry))));
             }
-
-            endPoints[i] = endPoint!;
+            else
+            {
+                endPoints[i] = endPoint!;
+            }
         }
 
-        return endPoints;
+        return errors.Count > 0 ? throw ConfigurationException.Combine(errors) : endPoints;
     }
 
     /// <summary>

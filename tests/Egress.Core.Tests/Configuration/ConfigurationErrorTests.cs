@@ -332,4 +332,24 @@ public sealed class ConfigurationErrorTests
 
     private static ConfigurationException Fail(string text) =>
         Assert.Throws<ConfigurationException>(() => EgressConfiguration.Parse(text, Source))!;
+    /// <summary>From a new user's trial: a list of addresses said only its first invalid element, where destinations
+    /// say every one.</summary>
+    [Test]
+    public void EveryInvalidElementOfAnAddressListIsSaidALineEach()
+    {
+        var upstreams = Assert.Throws<ConfigurationException>(() => EgressConfiguration.Parse("[host]\ndns_upstreams = [\"8.8.8.8:99999\", \"dns.google\", \"198.18.0.53\", \"198.18.0.53:53\"]\n", Source));
+        var networks = Assert.Throws<ConfigurationException>(() => EgressConfiguration.Parse("[host]\ninternal_networks = [\"10.0.1.0/16\", \"10.0.0.0/16\", \"::/0\"]\n", Source));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(upstreams!.Message.Split('\n'), Is.EqualTo(new[]
+            {
+                $"{Source}:2:18: error: invalid DNS upstream \"8.8.8.8:99999\": port must be a number between 1 and 65535 (key 'host.dns_upstreams')",
+                $"{Source}:2:35: error: invalid DNS upstream \"dns.google\": not an IP address (key 'host.dns_upstreams')",
+                $"{Source}:2:64: error: \"198.18.0.53:53\" is listed twice (key 'host.dns_upstreams')",
+            }));
+            Assert.That((upstreams.Line, upstreams.Column), Is.EqualTo((2, 18)), "the properties are the first error's");
+            Assert.That(networks!.Message.Split('\n'), Has.Length.EqualTo(2));
+        });
+    }
 }
