@@ -80,6 +80,9 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 220, Level = LogLevel.Information, Message = "this machine's own addresses are denied unless an entry names the address: {Addresses}")]
     public static partial void ParentAddresses(ILogger logger, string addresses);
 
+    [LoggerMessage(EventId = 228, Level = LogLevel.Information, Message = "internal networks besides the built-in ranges ([host] internal_networks), denied unless an address or network entry covers them: {Networks}")]
+    public static partial void InternalNetworks(ILogger logger, string networks);
+
     [LoggerMessage(EventId = 221, Level = LogLevel.Information, Message = "this machine's own addresses changed (denied unless an entry names the address): added {Added}; removed {Removed}")]
     public static partial void ParentAddressesChanged(ILogger logger, string added, string removed);
 

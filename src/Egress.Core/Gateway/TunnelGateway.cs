@@ -28,6 +28,7 @@ public sealed class TunnelGateway : IAsyncDisposable
     private readonly StartOnce _lifecycle = new(nameof(TunnelGateway));
     private readonly DnsUpstreamClient _dns;
     private readonly ParentAddresses _parentAddresses;
+    private readonly IReadOnlyList<System.Net.IPNetwork> _internalNetworks;
     private ConnectionListener? _listener;
 
     /// <summary>Creates a gateway; call <see cref="Start"/> to listen.</summary>
@@ -70,6 +71,7 @@ public sealed class TunnelGateway : IAsyncDisposable
         _dns = new DnsUpstreamClient(upstreams, options.DnsTimeout, options.Relay.TimeProvider, _logger);
         _parentAddresses = new ParentAddresses(parentAddresses, options.Relay.TimeProvider, logger: _logger);
         _handler = new TunnelStreamHandler(options, policy, _dns, _logger, connect, _parentAddresses);
+        _internalNetworks = policy.InternalNetworks; // a [[host.enclaves]] file's policy has the same (the host file's)
         _enclaves = options.Enclaves.Count == 0
             ? EnclaveMap<TunnelStreamHandler>.Single(_handler)
             : new EnclaveMap<TunnelStreamHandler>(options.Enclaves.Select(enclave => (enclave.Cid, new TunnelStreamHandler(
@@ -145,6 +147,10 @@ public sealed class TunnelGateway : IAsyncDisposable
         _listener.Start();
         GatewayLog.Listening(_logger, _options.Listen.ToString());
         GatewayLog.ParentAddresses(_logger, _parentAddresses.ToString());
+        if (_internalNetworks.Count > 0)
+        {
+            GatewayLog.InternalNetworks(_logger, string.Join(", ", _internalNetworks));
+        }
         foreach (GatewayEnclave enclave in _options.Enclaves)
         {
             GatewayLog.EnclavePolicy(_logger, enclave.Cid is null ? "any CID" : $"CID {enclave.Label}", enclave.Description);

@@ -48,7 +48,8 @@ public sealed class EgressPolicy
         TlsServerName = tlsServerName;
         Destinations = destinations;
         _cache = cache;
-        _internalNetworks = [.. (internalNetworks ?? []).Select(network => (AddressBlock.From(network), $"internal network {network} ([host] internal_networks)"))];
+        InternalNetworks = internalNetworks ?? [];
+        _internalNetworks = [.. InternalNetworks.Select(network => (AddressBlock.From(network), $"internal network {network} ([host] internal_networks)"))];
         var hosts = new Dictionary<string, List<DestinationRule>>(StringComparer.OrdinalIgnoreCase);
         var wildcardDomains = new Dictionary<string, List<DestinationRule>>(StringComparer.OrdinalIgnoreCase);
         var addresses = new Dictionary<UInt128, List<DestinationRule>>();
@@ -103,6 +104,9 @@ public sealed class EgressPolicy
     /// <summary>Whether a TLS connection to a DNS-learned address must name one of the names the address was learned from
     /// (<c>egress.tls_server_name</c>, default <see cref="TlsServerNameMode.Require"/>); see <see cref="TlsServerNameMode"/>.</summary>
     public TlsServerNameMode TlsServerName { get; }
+
+    /// <summary>The networks internal besides the built-in ranges (<c>host.internal_networks</c>); empty by default.</summary>
+    internal IReadOnlyList<IPNetwork> InternalNetworks { get; }
 
     /// <summary>The cache of addresses learned from DNS answers this policy consults (its metrics observe it).</summary>
     internal AllowlistCache Cache => _cache;
