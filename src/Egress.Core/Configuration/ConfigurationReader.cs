@@ -211,12 +211,12 @@ internal sealed class ConfigurationReader
     private static IPNetwork? TryParseNetwork(string value, out string? problem)
     {
         string shown = PrintableText.Shorten(value);
-        string everything = $"\"{shown}\": that network would make every destination internal";
-        problem = null;
         int slash = value.LastIndexOf('/');
+        IPNetwork? network = null;
         if (slash >= 0 && value.Length > slash + 1 && value.AsSpan(slash + 1).TrimStart('0').IsEmpty)
         {
-            problem = everything; // a /0 (the destination parser's own words for it are about opening ranges)
+            // A /0 (the destination parser's own words for it are about opening ranges).
+            problem = $"\"{shown}\": that network would make every destination internal";
         }
         else if (DestinationRuleParser.TryParse(value, out DestinationRule? rule) is { } reason)
         {
@@ -228,18 +228,14 @@ internal sealed class ConfigurationReader
         }
         else
         {
-            IPNetwork network = rule.Network ?? new IPNetwork(rule.Address!, rule.Address!.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
-            AddressBlock block = AddressBlock.From(network);
-            if (block.PrefixLength == 96 && AddressValue.IsIPv4(block.First))
-            {
-                problem = $"\"{shown}\": that network (every IPv4 address, IPv4-mapped) would make every IPv4 destination internal";
-                return null;
-            }
-
-            return network;
+            network = rule.Network ?? new IPNetwork(rule.Address!, rule.Address!.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+            AddressBlock block = AddressBlock.From(network.Value);
+            problem = block.PrefixLength == 96 && AddressValue.IsIPv4(block.First)
+                ? $"\"{shown}\": that network (every IPv4 address, IPv4-mapped) would make every IPv4 destination internal"
+                : null;
         }
 
-        return null;
+        return problem is null ? network : null;
     }
 
     // Evervault's EGRESS_PORTS: egress only on these ports; integers or strings of digits ("443"), as its files have both.

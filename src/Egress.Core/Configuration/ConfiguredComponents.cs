@@ -180,19 +180,7 @@ public static class ConfiguredComponents
                 continue;
             }
 
-            var opened = InternalRanges.OpenedWithoutNaming(network);
-            AddressBlock block = AddressBlock.From(network);
-            foreach (IPNetwork internalNetwork in internalNetworks)
-            {
-                // As for a built-in range: an entry broader than the network opens it (an entry that is the network, or
-                // inside it, names what it opens).
-                AddressBlock inside = AddressBlock.From(internalNetwork);
-                if (block.PrefixLength < inside.PrefixLength && block.Contains(inside.First))
-                {
-                    opened.Add($"internal network {internalNetwork} ([host] internal_networks)");
-                }
-            }
-
+            var opened = InternalRanges.OpenedWithoutNaming(network, internalNetworks);
             if (opened.Count > 0)
             {
                 warnings.Add(

@@ -49,7 +49,7 @@ public sealed class EgressPolicy
         Destinations = destinations;
         _cache = cache;
         InternalNetworks = internalNetworks ?? [];
-        _internalNetworks = [.. InternalNetworks.Select(network => (AddressBlock.From(network), $"internal network {network} ([host] internal_networks)"))];
+        _internalNetworks = [.. InternalNetworks.Select(network => (AddressBlock.From(network), InternalRanges.ConfiguredName(network)))];
         var hosts = new Dictionary<string, List<DestinationRule>>(StringComparer.OrdinalIgnoreCase);
         var wildcardDomains = new Dictionary<string, List<DestinationRule>>(StringComparer.OrdinalIgnoreCase);
         var addresses = new Dictionary<UInt128, List<DestinationRule>>();

@@ -83,8 +83,9 @@ internal static class InternalRanges
     /// <c>10.0.0.0/8</c> itself names its range and opens nothing unnamed).
     /// </summary>
     /// <param name="network">An allowlist entry's network.</param>
+    /// <param name="configured">The networks of <c>host.internal_networks</c>, named after the built-in ranges.</param>
     /// <returns>The ranges, most specific first within each family; empty when there are none.</returns>
-    internal static List<string> OpenedWithoutNaming(IPNetwork network)
+    internal static List<string> OpenedWithoutNaming(IPNetwork network, IReadOnlyList<IPNetwork>? configured = null)
     {
         AddressBlock entry = AddressBlock.From(network);
         var names = new List<string>();
@@ -116,8 +117,16 @@ internal static class InternalRanges
             }
         }
 
+        foreach (IPNetwork internalNetwork in configured ?? [])
+        {
+            AddIfOpened(entry, AddressBlock.From(internalNetwork), ConfiguredName(internalNetwork), names);
+        }
+
         return names;
     }
+
+    /// <summary>What a network of <c>host.internal_networks</c> is called in denials and warnings.</summary>
+    internal static string ConfiguredName(IPNetwork network) => $"internal network {network} ([host] internal_networks)";
 
     /// <summary>An IPv4 range (an IPv4-mapped block) written in a form that embeds IPv4 at bit <paramref name="shift"/>
     /// after <paramref name="prefix"/> (96 bits of prefix for a shift of 0, 16 for 6to4's 80).</summary>

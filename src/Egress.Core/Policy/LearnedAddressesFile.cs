@@ -32,7 +32,8 @@ namespace Egress.Policy;
 /// connections use first (the old run kept those beyond the bound, and their expiries, the nearest, would have made
 /// them the first to be evicted).</para>
 /// <para>Format, version 1 (ASCII, lines end with LF): the line <c>egress-learned-addresses 1</c>, then one line per
-/// name of an address, the addresses open connections used first: <c>EXPIRES ADDRESS NAME</c>, where EXPIRES is when the name's allowance ends before its grace
+/// name of an address, the addresses open connections used first (<see cref="AllowlistCache.Learned"/>):
+/// <c>EXPIRES ADDRESS NAME</c>, where EXPIRES is when the name's allowance ends before its grace
 /// (Unix time in milliseconds, UTC), ADDRESS an IPv4 or IPv6 address as .NET writes it, NAME the name asked in the
 /// question (lower case, no trailing dot). <c>1765000000000 198.18.0.10 api.example.com</c>.</para>
 /// </remarks>
