@@ -154,8 +154,7 @@ public sealed class EgressProxy : IAsyncDisposable
             socket.Bind(address);
             socket.Listen(1024);
         }
-        catch (SocketException ex) when (address.AddressFamily == AddressFamily.InterNetworkV6
-            && ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.AddressFamilyNotSupported)
+        catch (SocketException ex) when (IPv6Unavailable.Explains(address, ex))
         {
             socket?.Dispose();
             ProxyLog.IPv6Unavailable(logger, address);

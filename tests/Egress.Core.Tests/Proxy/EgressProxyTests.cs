@@ -104,4 +104,18 @@ public sealed class EgressProxyTests
             Assert.That((int)accepted.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.OutOfBandInline)!, Is.Not.Zero, "SO_OOBINLINE");
         });
     }
+
+    [Test]
+    [Platform("Linux")]
+    public void AnIPv6ListenAddressNoInterfaceHasIsAnErrorNotSkippedAsIPv6Unavailable()
+    {
+        // The proxy skipped any IPv6 address that failed with EADDRNOTAVAIL, so a mistyped proxy_listen was dropped with
+        // "IPv6 is unavailable here" while the DNS forwarder refused the same address. Only ::1 missing means that.
+        Assume.That(Socket.OSSupportsIPv6, "IPv6 is compiled in");
+        var address = new IPEndPoint(IPAddress.Parse("2001:db8::7"), 0);
+
+        var error = Assert.Throws<SocketException>(() => EgressProxy.Bind(address, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance));
+
+        Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.AddressNotAvailable));
+    }
 }

@@ -112,7 +112,7 @@ public sealed class DnsForwarder : IAsyncDisposable
                 {
                     (udp, tcp) = BindPair(address);
                 }
-                catch (SocketException ex) when (IsIPv6Unavailable(address, ex))
+                catch (SocketException ex) when (IPv6Unavailable.Explains(address, ex))
                 {
                     // As the proxy does: [::1] in the default dns_listen, in an enclave whose IPv6 is disabled (the rules
                     // redirect no IPv6 there either). A trial: the forwarder failed the whole start of egress-enclave.
@@ -182,14 +182,6 @@ public sealed class DnsForwarder : IAsyncDisposable
         _pool.Dispose();
         _stopping.Dispose();
     }
-
-    /// <summary>Whether binding <paramref name="address"/> failed because IPv6 is unavailable here: compiled out
-    /// (EAFNOSUPPORT), or disabled, which leaves no <c>::1</c> on lo (EADDRNOTAVAIL for IPv6 loopback; for another IPv6
-    /// address that error means an address of no interface, a configuration error).</summary>
-    private static bool IsIPv6Unavailable(IPEndPoint address, SocketException ex) =>
-        address.AddressFamily == AddressFamily.InterNetworkV6
-        && (ex.SocketErrorCode == SocketError.AddressFamilyNotSupported
-            || (ex.SocketErrorCode == SocketError.AddressNotAvailable && IPAddress.IsLoopback(address.Address)));
 
     /// <summary>
     /// Binds UDP and TCP on the same address and port. With port 0 the kernel picks the UDP port, and that number
