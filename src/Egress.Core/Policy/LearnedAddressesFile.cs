@@ -24,7 +24,9 @@ namespace Egress.Policy;
 /// <para>Restored at start through the policy, as a DNS answer is learned (<see cref="EgressPolicy.Restore"/>): a
 /// name the policy no longer allows, or an internal address, is dropped, and so is a name past its expiry and grace;
 /// an expiry more than a day away is cut as a TTL is. The file is trusted no more than that: its directory must belong
-/// to this process's user and be writable by no one else (or nothing is kept, with a warning), and the file is read
+/// to this process's user and be writable by no one else, and every directory above it must belong to root or that
+/// user and be writable by no one else unless it has the sticky bit, as /tmp has (or nothing is kept, with a
+/// warning), and the file is read
 /// only when what was opened (without following a link) is a regular file owned by that user, neither readable nor
 /// writable by anyone else, and no larger than the cache could have written. A restore makes no room in a full cache:
 /// once it holds <see cref="AllowlistCacheOptions.MaxEntries"/> addresses, a line for another is skipped and counted
@@ -279,25 +281,53 @@ internal sealed partial class LearnedAddressesFile : IDisposable
     private long MaxFileLength => Header.Length + 1 + ((long)_policy.Cache.MaxEntries * AllowlistCache.MaxNamesPerAddress * (MaxLineLength + 1));
 
     /// <summary>Why nothing is kept in <paramref name="directory"/>: missing, not a directory, another user's, or
-    /// writable by others; null when it is safe.</summary>
+    /// writable by others; or a directory above it that another user could rename it out of (one owned by neither root
+    /// nor this process's user, or writable by group or others without the sticky bit, which keeps others from renaming
+    /// what is not theirs: /tmp passes); null when it is safe. The same rule as OpenSSH's StrictModes for the path to
+    /// authorized_keys.</summary>
     private static string? DirectoryProblem(string directory)
     {
-        PathFileType.FileStatus? status;
+        const int GroupOrOthersWrite = 0x12; // 0022
+        const int Sticky = 0x200; // 01000
         try
         {
-            status = PathFileType.Describe(directory);
+            uint user = PathFileType.EffectiveUserId();
+            if (PathFileType.Describe(directory) is not { } found)
+            {
+                return $"its directory {directory} does not exist";
+            }
+
+            if (found.Type != PathFileType.Directory || found.Owner != user || (found.Permissions & GroupOrOthersWrite) != 0)
+            {
+                return found.Type != PathFileType.Directory ? $"{directory} is not a directory"
+                    : found.Owner != user ? $"its directory {directory} is owned by user {found.Owner.ToString(CultureInfo.InvariantCulture)}, not by this process's ({user.ToString(CultureInfo.InvariantCulture)})"
+                    : $"others may write in its directory {directory} (mode {Convert.ToString(found.Permissions, 8)}; make one only this user can write, e.g. with mktemp -d)";
+            }
+
+            for (string? above = System.IO.Path.GetDirectoryName(directory); above is not null; above = System.IO.Path.GetDirectoryName(above))
+            {
+                if (PathFileType.Describe(above) is not { } ancestor)
+                {
+                    continue; // removed since: the directory's own check above still holds
+                }
+
+                if (ancestor.Owner != 0 && ancestor.Owner != user)
+                {
+                    return $"{above}, above its directory, is owned by user {ancestor.Owner.ToString(CultureInfo.InvariantCulture)}, neither root nor this process's ({user.ToString(CultureInfo.InvariantCulture)}): that user could put a directory of their own in place of {directory}";
+                }
+
+                if ((ancestor.Permissions & GroupOrOthersWrite) != 0 && (ancestor.Permissions & Sticky) == 0)
+                {
+                    return $"others may write in {above}, above its directory (mode {Convert.ToString(ancestor.Permissions, 8)}, no sticky bit): they could put a directory of their own in place of {directory}";
+                }
+            }
+
+            return null;
         }
         catch (IOException ex)
         {
             return ex.Message;
         }
-
-        uint user = PathFileType.EffectiveUserId();
-        return status is not { } found ? $"its directory {directory} does not exist"
-            : found.Type != PathFileType.Directory ? $"{directory} is not a directory"
-            : found.Owner != user ? $"its directory {directory} is owned by user {found.Owner.ToString(CultureInfo.InvariantCulture)}, not by this process's ({user.ToString(CultureInfo.InvariantCulture)})"
-            : (found.Permissions & 0x12) != 0 ? $"others may write in its directory {directory} (mode {Convert.ToString(found.Permissions, 8)}; make one only this user can write, e.g. with mktemp -d)"
-            : null;
     }
 
     /// <summary>Why the file opened is not read (its type, owner, mode or size); null when it may be.</summary>

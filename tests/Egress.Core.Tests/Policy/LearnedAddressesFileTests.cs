@@ -412,6 +412,37 @@ public sealed class LearnedAddressesFileTests
         });
     }
 
+    /// <summary>Whoever can rename a directory above the file's own can put a directory of their own, with a file of
+    /// their own, in its place: such a path keeps nothing, unless the one above has the sticky bit (as /tmp has), which
+    /// keeps others from renaming what is not theirs.</summary>
+    [TestCase("777", false)]
+    [TestCase("1777", true)]
+    [TestCase("755", true)]
+    [Platform("Linux")]
+    public void ADirectoryAboveTheFilesOwnThatOthersCouldRenameItOutOfKeepsNothing(string aboveMode, bool kept)
+    {
+        string own = Path.Combine(_directory, "state");
+        Directory.CreateDirectory(own);
+        File.SetUnixFileMode(own, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        string path = Path.Combine(own, "learned-addresses");
+        File.WriteAllText(path, $"{LearnedAddressesFile.Header}\n{ValidLine()}\n");
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.SetUnixFileMode(_directory, (UnixFileMode)Convert.ToInt32(aboveMode, 8));
+        var logger = new FakeLogger();
+        var (policy, cache) = NewPolicy();
+        using var file = new LearnedAddressesFile(path, policy, _time, logger, LearnedAddressesFile.DefaultInterval);
+
+        file.Restore();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Count, Is.EqualTo(kept ? 1 : 0));
+            Assert.That(Lines(logger), kept
+                ? Has.None.Contains("not kept")
+                : Has.One.Contains($"not kept in {path}: others may write in {_directory}, above its directory (mode 777, no sticky bit): they could put a directory of their own in place of {own}"));
+        });
+    }
+
     [Test]
     public void AFifoIsNotWaitedForAndAFileLargerThanTheCacheCouldWriteIsNotRead()
     {
