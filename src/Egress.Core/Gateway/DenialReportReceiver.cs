@@ -15,7 +15,8 @@ namespace Egress.Gateway;
 /// through, event 234, or the held-back summary), counts each in <c>egress.enclave.denials</c>, writes each to the
 /// audit log when there is one (not rate-limited), compares the enclave's policy digest (the report's first record,
 /// <see cref="DenialKind.PolicyDigest"/>) with this gateway's, and answers the receipt byte. The bytes are the enclave's, so untrusted: a reason the parent does not know
-/// is counted as <c>other</c> (a peer cannot add series), and a report that is malformed, too long or cut short is
+/// is counted as <c>other</c> (a peer cannot add series), a subject in no shape egress-enclave writes
+/// (<see cref="DenialReportCodec.IsSubjectShape"/>) is shown as <see cref="NotShown"/>, and a report that is malformed, too long or cut short is
 /// logged once (event 209, "stream failed") after the records read before the fault.
 /// </summary>
 /// <param name="options">The gateway's settings: the header timeout, the clock, the metrics, the peer's CID.</param>
@@ -136,8 +137,11 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
 
         DateTimeOffset now = options.Relay.TimeProvider.GetUtcNow();
         bool first = true;
-        foreach (var record in records.Take(DenialReportCodec.MaxRecords))
+        foreach (var received in records.Take(DenialReportCodec.MaxRecords))
         {
+            // The subject is the peer's text: one in no shape egress-enclave writes is not shown (nor audited, nor
+            // compared), so that it cannot pass for another line of this log.
+            var record = DenialReportCodec.IsSubjectShape(received.Kind, received.Subject) ? received : received with { Subject = NotShown(received.Subject) };
             if (record.Kind == DenialKind.PolicyDigest)
             {
                 // The report's first record only, and under the rate limit of the report's lines: a peer's own reports
@@ -225,6 +229,11 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
             _ => $"denials of kind {(byte)record.Kind}:",
         };
     }
+
+    /// <summary>What is shown in place of a subject in no shape egress-enclave writes
+    /// (<see cref="DenialReportCodec.IsSubjectShape"/>).</summary>
+    internal static string NotShown(string subject) =>
+        $"(a subject in no shape egress-enclave writes, {subject.Length} characters, not shown)";
 
     /// <summary>The subject of a record that names none: the enclave withholds them (<c>"counts"</c>), or the record
     /// counts what one report could not name.</summary>

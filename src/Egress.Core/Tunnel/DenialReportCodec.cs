@@ -195,6 +195,66 @@ internal static class DenialReportCodec
         return builder.ToString();
     }
 
+    /// <summary>
+    /// Whether <paramref name="subject"/> has a shape egress-enclave writes for <paramref name="kind"/>: empty (not
+    /// named); a connection's destination (<c>198.51.100.7:443</c>, <c>[2001:db8::1]:443</c>, optionally followed by
+    /// <c> (NAME)</c>); a DNS question (<c>NAME TYPE</c>, <c>. A</c> for the root); a server-name refusal
+    /// (<c>ENDPOINT server name NAME</c>, or <c>(none)</c> for a ClientHello without one); a policy digest (<c>sha256:</c>
+    /// and 64 lower-case hexadecimal digits). A NAME is letters, digits, <c>-</c>, <c>_</c> and <c>.</c> (what the
+    /// enclave's DNS and ClientHello parsers accept), and may end in <c>...</c> where <see cref="Subject"/> cut it to
+    /// <see cref="MaxSubjectLength"/>. The parent shows no other subject: a record's subject is the peer's text, and one
+    /// shaped like another log line would be read as that line by whatever reads the parent's log
+    /// (<c>report-to-allowlist</c> among them). A kind this version does not know has only the empty subject.
+    /// </summary>
+    /// <param name="kind">The record's kind.</param>
+    /// <param name="subject">The record's subject.</param>
+    /// <returns>True when the subject has the kind's shape.</returns>
+    public static bool IsSubjectShape(DenialKind kind, string subject)
+    {
+        if (subject.Length == 0)
+        {
+            return true;
+        }
+
+        // A subject Subject cut ends in "..." in place of the rest of its last name (the longest endpoint and the words
+        // before a name take far less than MaxSubjectLength): what is before it must be a whole shape's start.
+        bool cut = subject.Length == MaxSubjectLength && subject.EndsWith("...", StringComparison.Ordinal);
+        string text = cut ? subject[..^3] : subject;
+        switch (kind)
+        {
+            case DenialKind.Connection:
+                int named = text.IndexOf(" (", StringComparison.Ordinal);
+                return named < 0 ? !cut && IsEndPointText(text)
+                    : IsEndPointText(text[..named]) && (cut ? IsNameText(text[(named + 2)..]) : text.EndsWith(')') && IsNameText(text[(named + 2)..^1]));
+            case DenialKind.DnsQuestion:
+                int space = text.IndexOf(' ');
+                string name = space < 0 ? text : text[..space];
+                string type = space < 0 ? string.Empty : text[(space + 1)..];
+                return (name == "." || IsNameText(name))
+                    && (cut ? type.Length == 0 || IsTypeText(type) : space > 0 && IsTypeText(type));
+            case DenialKind.ServerName:
+                const string Separator = " server name ";
+                int at = text.IndexOf(Separator, StringComparison.Ordinal);
+                string serverName = at < 0 ? string.Empty : text[(at + Separator.Length)..];
+                return at > 0 && IsEndPointText(text[..at]) && ((!cut && serverName == "(none)") || IsNameText(serverName));
+            case DenialKind.PolicyDigest:
+                return subject.Length == 7 + 64 && subject.StartsWith("sha256:", StringComparison.Ordinal)
+                    && !subject.AsSpan(7).ContainsAnyExcept("0123456789abcdef");
+            default:
+                return false;
+        }
+
+        static bool IsNameText(string name) =>
+            name.Length > 0 && !name.AsSpan().ContainsAnyExcept("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.");
+
+        static bool IsTypeText(string type) =>
+            type.Length is > 0 and <= 16 && !type.AsSpan().ContainsAnyExcept("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+
+        // As IPEndPoint writes one, and nothing else (IPEndPoint.TryParse also takes a bare address, and other spellings).
+        static bool IsEndPointText(string text) =>
+            System.Net.IPEndPoint.TryParse(text, out var endPoint) && endPoint.Port > 0 && endPoint.ToString() == text;
+    }
+
     /// <summary>Whether <paramref name="reason"/> is a valid reason token.</summary>
     public static bool IsReason(string? reason) =>
         reason is { Length: > 0 and <= MaxReasonLength } && reason.All(c => c < 0x80 && IsReasonByte((byte)c));

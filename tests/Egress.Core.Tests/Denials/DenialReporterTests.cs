@@ -299,9 +299,33 @@ public sealed class DenialReporterTests
 
         Assert.Multiple(() =>
         {
-            Assert.That(line.Message, Is.EqualTo("enclave denied 1 denials of kind 9: x (made_up_0001) in the last 10 s (its denial report)"));
+            Assert.That(line.Message, Is.EqualTo("enclave denied 1 denials of kind 9: (a subject in no shape egress-enclave writes, 1 characters, not shown) (made_up_0001) in the last 10 s (its denial report)"));
             Assert.That(answered, Is.EqualTo(new[] { DenialReportCodec.Receipt }), "read whole and logged: the receipt");
             Assert.That(counted.GetMeasurementSnapshot().Select(m => (m.Tags["egress.kind"], m.Tags["egress.reason"])), Is.EqualTo(new (object?, object?)[] { ("other", "other") }));
+        });
+    }
+
+    /// <summary>Any process in the enclave can send a report of its own: a subject shaped like a report-mode line
+    /// became, in the parent's line, an entry <c>report-to-allowlist</c> proposed (or a name it left out).</summary>
+    [TestCase("report mode: would deny connection to 203.0.113.66:443 (name exfil.attacker.example): x")]
+    [TestCase("connection to 198.51.100.20:443 (for api.example.com) denied: internal range x; report mode does not relax internal addresses")]
+    public async Task ASubjectInNoShapeTheEnclaveWritesIsNotShownAuditedOrReadAsALine(string injected)
+    {
+        var output = new MemoryStream();
+        var audit = new Egress.Audit.AuditLog(output, "memory", _parent.Logger, _time);
+        StartGateway(audit: audit);
+        await SendOneRecordReportAsync(injected);
+        var line = await _parent.Logs.WaitForEventAsync(232, HangGuard);
+        await audit.DisposeAsync();
+        var reported = new ReportedDestinations();
+        reported.Add(line.Message);
+        reported.Add("report mode: would deny connection to 198.51.100.20:443 (name api.example.com): name api.example.com not in allowlist; allowed");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(line.Message, Is.EqualTo($"enclave denied 1 connection to (a subject in no shape egress-enclave writes, {injected.Length} characters, not shown) (never_learned) in the last 10 s (its denial report)"));
+            Assert.That(reported.Entries(), Is.EqualTo(new[] { "api.example.com:443" }), "nothing proposed from the injected text, and the genuine entry kept");
+            Assert.That(System.Text.Encoding.UTF8.GetString(output.ToArray()), Does.Contain("not shown").And.Not.Contain("example"), "the audit record");
         });
     }
 

@@ -193,4 +193,82 @@ public sealed class DenialReportCodecTests
             records.Add(record);
         }
     }
+
+    /// <summary>Every subject the enclave's tally writes has its kind's shape, also where <see cref="DenialReportCodec.Subject"/>
+    /// cut a long name at each length around the limit.</summary>
+    [Test]
+    public void EverySubjectTheEnclavesTallyWritesHasItsKindsShape()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var tally = new Egress.Denials.DenialTally(time, Egress.Denials.DenialDetail.Destinations);
+        tally.Connection(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("198.51.100.7"), 443), Egress.Policy.DecisionReason.NeverLearned);
+        tally.Connection(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("2001:db8::1"), 65535), Egress.Policy.DecisionReason.InternalRange);
+        tally.DnsQuestion(".", "NS", Egress.Policy.DecisionReason.NameNotAllowed);
+        tally.ServerName(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("198.51.100.7"), 443), null, Egress.Tls.ServerNameRefusal.NoServerName);
+        var records = new List<DenialRecord>(tally.Take().Records);
+        for (int length = 180; length <= 253; length++)
+        {
+            // A report names so many subjects: one tally per length.
+            string name = LongName(length);
+            tally.DnsQuestion(name, "A", Egress.Policy.DecisionReason.NameNotAllowed);
+            tally.DnsQuestion(name, "TYPE65534", Egress.Policy.DecisionReason.NameNotAllowed);
+            tally.ServerName(new System.Net.IPEndPoint(System.Net.IPAddress.Parse("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"), 65535), name, Egress.Tls.ServerNameRefusal.NotAllowed);
+            records.AddRange(tally.Take().Records);
+        }
+
+        records.Add(DenialReportCodec.PolicyRecord(Egress.Configuration.ConfiguredComponents.GetPolicyDigest(Egress.Configuration.EgressConfiguration.Parse("[egress]\n", "enclave.toml"))));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(records.Count(r => r.Subject.EndsWith("...", StringComparison.Ordinal)), Is.GreaterThan(100), "cut subjects are among them");
+            Assert.That(records.Count(r => r.Subject.Length == 0), Is.Zero, "every subject named");
+            foreach (var record in records)
+            {
+                Assert.That(DenialReportCodec.IsSubjectShape(record.Kind, record.Subject), Is.True, $"{record.Kind}: {record.Subject}");
+            }
+        });
+    }
+
+    /// <summary>A report's subject is the peer's text, which the parent writes into its log: text shaped like another
+    /// line of that log (which <c>report-to-allowlist</c> reads) is in no kind's shape.</summary>
+    [TestCase((int)DenialKind.Connection, "report mode: would deny connection to 203.0.113.66:443 (name exfil.attacker.example): x")]
+    [TestCase((int)DenialKind.Connection, "198.51.100.20:443 (for api.example.com) denied: internal range x; report mode does not relax internal addresses")]
+    [TestCase((int)DenialKind.Connection, "198.51.100.7")]
+    [TestCase((int)DenialKind.Connection, "198.51.100.7:0")]
+    [TestCase((int)DenialKind.Connection, "198.051.100.7:443")]
+    [TestCase((int)DenialKind.Connection, "[2001:DB8::1]:443")]
+    [TestCase((int)DenialKind.Connection, "198.51.100.7:443 (a b)")]
+    [TestCase((int)DenialKind.Connection, "198.51.100.7:443 ")]
+    [TestCase((int)DenialKind.DnsQuestion, "evil.example a")]
+    [TestCase((int)DenialKind.DnsQuestion, "evil.example A extra")]
+    [TestCase((int)DenialKind.DnsQuestion, "evil.example")]
+    [TestCase((int)DenialKind.DnsQuestion, "DNS rebinding refused: api.example.com answered 10.0.0.1: x A")]
+    [TestCase((int)DenialKind.ServerName, "198.51.100.7:443 server name a b")]
+    [TestCase((int)DenialKind.ServerName, "198.51.100.7:443 server name other.example is not allowed by any entry")]
+    [TestCase((int)DenialKind.ServerName, "server name other.example")]
+    [TestCase((int)DenialKind.PolicyDigest, "sha256:0123")]
+    [TestCase((int)DenialKind.PolicyDigest, "sha256:ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789")]
+    [TestCase(9, "x")]
+    public void TextInNoShapeTheEnclaveWritesIsRefused(int kind, string subject) =>
+        Assert.That(DenialReportCodec.IsSubjectShape((DenialKind)kind, subject), Is.False);
+
+    [TestCase((int)DenialKind.Connection, "198.51.100.7:443 (api.example.com)")]
+    [TestCase((int)DenialKind.DnsQuestion, "_dmarc.example.com TXT")]
+    [TestCase(9, "")]
+    public void ShapesTheTallyDoesNotWriteHereButTheFormatAllows(int kind, string subject) =>
+        Assert.That(DenialReportCodec.IsSubjectShape((DenialKind)kind, subject), Is.True);
+
+    /// <summary>A name of <paramref name="length"/> characters in labels of up to 63.</summary>
+    private static string LongName(int length)
+    {
+        var name = new StringBuilder();
+        while (name.Length < length)
+        {
+            int left = length - name.Length;
+            name.Append(name.Length > 0 ? "." : string.Empty);
+            name.Append('a', Math.Min(63, left - (name.Length > 1 ? 1 : 0)));
+        }
+
+        return name.ToString()[..length].TrimEnd('.').PadRight(length, 'b');
+    }
 }
