@@ -30,14 +30,20 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
         Denials.DenialTally.VariousReason,
     ];
 
-    /// <summary>The most report streams served at once per gateway (per <c>[[host.enclaves]]</c> entry): an enclave sends
-    /// one at a time, and each holds a stream slot and a report's buffer (<see cref="DenialReportCodec.MaxReportLength"/>)
-    /// while open. One beyond is refused like a stream beyond <c>host.max_streams</c>; the enclave counts its report
-    /// into the next.</summary>
+    /// <summary>The most report streams read at once per gateway (per <c>[[host.enclaves]]</c> entry): an enclave sends
+    /// one at a time, and each holds a report's buffer (<see cref="DenialReportCodec.MaxReportLength"/>) while open. A
+    /// report stream beyond them ends the oldest one still being read (<see cref="EvictedFault"/>), not itself: any
+    /// process in the enclave can open report streams and hold them for the header timeout, and refusing the newest
+    /// would let it keep egress-enclave's own reports (its denials, its policy digest) out for as long as it holds
+    /// them, where egress-enclave's report, sent whole at once after the Ok, is read in far less time than a peer
+    /// needs to open <see cref="MaxOpen"/> more.</summary>
     public const int MaxOpen = 4;
 
-    /// <summary>The refusal's detail for a report stream beyond <see cref="MaxOpen"/>.</summary>
-    public static readonly string LimitReason = $"denial report limit reached ({MaxOpen} open at once)";
+    /// <summary>The fault of a report stream ended for a newer one (<see cref="MaxOpen"/>).</summary>
+    public static readonly string EvictedFault = $"ended for a newer report stream ({MaxOpen} were being read: a peer holding report streams open)";
+
+    // The report streams being read, oldest first, each with what ends it for a newer one.
+    private readonly LinkedList<CancellationTokenSource> _reading = new();
 
     /// <summary>How many peers (VSOCK CIDs) get a line limit of their own; past them, the rest share one.</summary>
     private const int MaxLimitedPeers = 256;
@@ -61,6 +67,41 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
     /// <exception cref="SocketException">Sending the status failed.</exception>
     public async Task<GatewayStreamResult> ServeAsync(Socket tunnel, TunnelRequest request, CancellationToken aborted)
     {
+        // Not disposed: a newer stream may cancel it after this one has ended (it has no timer and no wait handle, so
+        // there is nothing to release), and a dispose could race that cancel.
+        var evicted = new CancellationTokenSource();
+        LinkedListNode<CancellationTokenSource> reading;
+        CancellationTokenSource? oldest = null;
+        lock (_reading)
+        {
+            if (_reading.Count >= MaxOpen)
+            {
+                oldest = _reading.First!.Value;
+                _reading.RemoveFirst();
+            }
+
+            reading = _reading.AddLast(evicted);
+        }
+
+        try
+        {
+            oldest?.Cancel();
+            return await ReadAsync(tunnel, request, evicted.Token, aborted).ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (_reading)
+            {
+                if (reading.List is not null)
+                {
+                    _reading.Remove(reading);
+                }
+            }
+        }
+    }
+
+    private async Task<GatewayStreamResult> ReadAsync(Socket tunnel, TunnelRequest request, CancellationToken evicted, CancellationToken aborted)
+    {
         await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
         uint? cid = options.PeerCid(tunnel);
         string enclave = cid is { } peer ? $"enclave CID {peer}" : "enclave";
@@ -71,6 +112,7 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
         {
             using var deadline = new CancellationTokenSource(options.HeaderTimeout, options.Relay.TimeProvider);
             using var onAbort = aborted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), deadline);
+            using var onEvicted = evicted.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), deadline);
             int filled = 0, parsed = 0;
             while (fault is null)
             {
@@ -107,7 +149,7 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
                 }
                 catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
                 {
-                    fault = $"no end byte within {options.HeaderTimeout.TotalMilliseconds:0} ms";
+                    fault = evicted.IsCancellationRequested ? EvictedFault : $"no end byte within {options.HeaderTimeout.TotalMilliseconds:0} ms";
                     break;
                 }
 
@@ -128,7 +170,10 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
             ArrayPool<byte>.Shared.Return(buffer);
         }
 
-        bool log = LinesOf(cid).TryEnter(out long heldBack);
+        // A report with no record (empty, or ended before its first) has no line to write and takes no turn of the
+        // limit: a peer's empty reports would otherwise hold back egress-enclave's lines.
+        long heldBack = 0;
+        bool log = records.Count > 0 && LinesOf(cid).TryEnter(out heldBack);
         if (log && heldBack > 0)
         {
             // The count the rate limit hands to the line let through; its summary (event 16) reports only a flood that ended.

@@ -48,7 +48,6 @@ internal sealed class TunnelStreamHandler(
     private readonly LogRateLimit _reportLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 211);
 
     private int _dnsStreamsOpen;
-    private int _denialReportsOpen;
 
     private readonly HintRelearner _relearner = new(policy, dnsUpstreams, logger);
 
@@ -300,23 +299,7 @@ internal sealed class TunnelStreamHandler(
         if (request.Kind == TunnelRequestKind.DenialReport)
         {
             await SocketReadiness.LeaveEpollThread(); // its lines: not on an epoll thread
-
-            // An enclave sends one report at a time: more open at once are a peer holding streams (each with a report's
-            // buffer) that relayed connections need.
-            if (Interlocked.Increment(ref _denialReportsOpen) > DenialReportReceiver.MaxOpen)
-            {
-                Interlocked.Decrement(ref _denialReportsOpen);
-                return GatewayStreamResult.StreamLimitOf(request, DenialReportReceiver.LimitReason);
-            }
-
-            try
-            {
-                return await _denialReports.ServeAsync(tunnel, request, aborted).ConfigureAwait(false);
-            }
-            finally
-            {
-                Interlocked.Decrement(ref _denialReportsOpen);
-            }
+            return await _denialReports.ServeAsync(tunnel, request, aborted).ConfigureAwait(false);
         }
 
         if (request.Kind != TunnelRequestKind.TcpConnect)

@@ -329,37 +329,54 @@ public sealed class DenialReporterTests
         });
     }
 
+    /// <summary>The security review: any process in the enclave could hold every report slot (Ok, then the end byte
+    /// just before the header timeout, again and again), and egress-enclave's own reports, its denials and its policy
+    /// digest, were refused for as long as it did. A report stream beyond the limit now ends the oldest one instead.</summary>
     [Test]
-    public async Task ReportStreamsBeyondTheLimitAreRefusedAsAtTheStreamLimit()
+    public async Task APeerHoldingEveryReportStreamDoesNotKeepTheEnclavesReportOut()
     {
-        // A legitimate enclave sends one report at a time; a peer that opens report streams and sends nothing must not
-        // hold every stream slot (each with a report's buffer) for the header timeout.
-        StartGateway();
-        var open = new List<Socket>();
+        var parentDigest = Digest("[egress]\ndestinations = [\"a.example\"]\n");
+        var enclaveDigest = Digest("[egress]\ndestinations = [\"*\"]\n");
+        StartGateway(parentPolicy: parentDigest);
+        var tally = new DenialTally(_time, DenialDetail.Destinations);
+        for (int i = 0; i < 50; i++)
+        {
+            tally.Connection(Denied, DecisionReason.NeverLearned);
+        }
+
+        _time.Advance(TimeSpan.FromSeconds(10));
+        var held = new List<Socket>();
         try
         {
             for (int i = 0; i < DenialReportReceiver.MaxOpen; i++)
             {
-                Socket held = await _endpoint.ConnectAsync(CancellationToken.None);
-                open.Add(held);
-                await TunnelWire.SendAsync(held, TunnelRequest.ForDenialReport());
-                Assert.That((await TunnelWire.ReadResponseAsync(held).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
+                Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+                held.Add(stream);
+                await TunnelWire.SendAsync(stream, TunnelRequest.ForDenialReport());
+                Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
             }
 
-            using Socket beyond = await _endpoint.ConnectAsync(CancellationToken.None);
-            await TunnelWire.SendAsync(beyond, TunnelRequest.ForDenialReport());
-            var refused = await TunnelWire.ReadResponseAsync(beyond).WaitAsync(HangGuard);
+            await Reporter(tally, enclaveDigest).ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+            var denied = await _parent.Logs.WaitForEventAsync(232, HangGuard);
+            var differs = await _parent.Logs.WaitForEventAsync(236, HangGuard);
+            var oldest = await TunnelWire.ReadToEndAsync(held[0]).WaitAsync(HangGuard);
+            await WaitUntilAsync(() => _parent.Logs.Records.Any(r => r.Id.Id == 209));
 
             Assert.Multiple(() =>
             {
-                Assert.That(refused.Status, Is.EqualTo(TunnelStatus.Failure));
-                Assert.That(refused.Detail, Does.Contain("denial report limit reached"));
-                Assert.That(_parent.TunnelErrors, Is.EqualTo(new[] { "stream_limit" }));
+                Assert.That(denied.Message, Is.EqualTo("enclave denied 50 connections to 198.51.100.7:443 (never_learned) in the last 10 s (its denial report)"));
+                Assert.That(differs.Message, Does.StartWith($"the enclave reads policy {enclaveDigest}, but this parent's for it is {parentDigest}"));
+                Assert.That(tally.Take().Records, Is.Empty, "delivered, not put back for the next report");
+                Assert.That(oldest, Is.Empty, "the oldest held stream was ended without a receipt");
+                Assert.That(_parent.Logs.Records.Where(r => r.Id.Id == 209).Select(r => r.Message), Is.EqualTo(new[]
+                {
+                    $"stream failed: denial report from the enclave not whole: {DenialReportReceiver.EvictedFault} (the 0 records before it were logged)",
+                }));
             });
         }
         finally
         {
-            open.ForEach(s => s.Dispose());
+            held.ForEach(s => s.Dispose());
         }
     }
 

@@ -8,10 +8,16 @@ namespace Egress.Fuzzing;
 /// reports") on untrusted bytes, read as the parent reads the payload of a report stream: records until the end byte.
 /// The contract: a defined result and no exception; the same records and the same end however the bytes arrive (whole,
 /// or a few at a time); a record re-encodes to exactly its bytes and every shorter prefix of it is Incomplete; an
-/// error consumes nothing; a record's fields are within their documented bounds.
+/// error consumes nothing; a record's fields are within their documented bounds; a subject the parent shows
+/// (<see cref="DenialReportCodec.IsSubjectShape"/>) holds only the characters of a name or an endpoint and none of a log
+/// line's separators.
 /// </summary>
 internal static class DenialReportTarget
 {
+    // Every character a subject in its kind's shape can hold (DenialReportCodec.IsSubjectShape): names, endpoints,
+    // "server name", "(none)", the cut's "...".
+    private const string ShapeCharacters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:[]()% ";
+
     public static FuzzVerdict Run(byte[] input)
     {
         var (records, end) = Read(input, receive: input.Length);
@@ -50,6 +56,9 @@ internal static class DenialReportTarget
                     Require(record.Count >= 1 && record.Kind != 0, "a record with a count of 0 or kind 0");
                     Require(DenialReportCodec.IsReason(record.Reason), "a reason outside its bytes or length");
                     Require(record.Subject.Length <= DenialReportCodec.MaxSubjectLength && DenialReportCodec.Subject(record.Subject) == record.Subject, "a subject outside printable ASCII or too long");
+                    bool shaped = DenialReportCodec.IsSubjectShape(record.Kind, record.Subject);
+                    Require(!shaped || !record.Subject.AsSpan().ContainsAnyExcept(ShapeCharacters), "a subject in shape with a character no shape has");
+                    Require(!shaped || !(record.Subject.Contains(": ", StringComparison.Ordinal) || record.Subject.Contains(';', StringComparison.Ordinal)), "a subject in shape with a log line's separator");
                     int length = DenialReportCodec.WriteRecord(record, encoded);
                     Require(length == consumed && encoded.AsSpan(0, length).SequenceEqual(seen[..consumed]), "a record does not re-encode to its bytes");
                     for (int prefix = 0; prefix < consumed; prefix++)
