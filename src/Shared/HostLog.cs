@@ -28,6 +28,9 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 6, Level = LogLevel.Information, Message = "stopping: a stop was asked for (SIGTERM, SIGINT or SIGQUIT); accepting no more")]
     public static partial void Stopping(ILogger logger);
 
+    [LoggerMessage(EventId = 9, Level = LogLevel.Warning, Message = "SIGHUP ignored: this host does not reload its configuration; restart it to apply a change (SIGTERM stops it after the drain)")]
+    public static partial void HangupIgnored(ILogger logger);
+
     [LoggerMessage(EventId = 7, Level = LogLevel.Information, Message = "stopped")]
     public static partial void Stopped(ILogger logger);
 

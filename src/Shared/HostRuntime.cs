@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Egress.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -172,6 +173,16 @@ internal static class HostRuntime
         var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
         lifetime.ApplicationStopping.Register(() => HostLog.Stopping(logger));
         lifetime.ApplicationStopped.Register(() => HostLog.Stopped(logger));
+
+        // SIGHUP's default action ends the process at once: no drain, no line, live connections cut (a destination saw
+        // a cut-short upload end with a FIN), and systemd's Restart=on-failure does not restart a process SIGHUP ended.
+        // Operators and tools (logrotate) send it expecting a reload, which neither host does: ignore it, and say so.
+        var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
+        {
+            context.Cancel = true;
+            HostLog.HangupIgnored(logger);
+        });
+        lifetime.ApplicationStopped.Register(hangup.Dispose);
         if (policyPerEnclave)
         {
             HostLog.PolicyPerEnclave(logger);

@@ -26,6 +26,49 @@ public sealed class HostStopLinesTests
     [TestCase("egress-enclave")]
     public async Task AnIdleHostSaysItStopsAndThatItStopped(string program)
     {
+        var (host, category) = await StartAsync(program);
+        await using (host)
+        {
+            await StopAsync(host);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(host.ExitCode, Is.Zero, host.ToString);
+                Assert.That(host.Lines, Has.Some.Contains($"{category}[6] stopping: a stop was asked for (SIGTERM, SIGINT or SIGQUIT); accepting no more"), host.ToString);
+                Assert.That(host.Lines[^1], Does.EndWith($"{category}[7] stopped"), host.ToString);
+            });
+        }
+    }
+
+    /// <summary>A robustness trial: SIGHUP's default action ended either host at once, without the drain or a line
+    /// (a cut-short upload reached its destination as a clean end), and systemd's Restart=on-failure does not restart
+    /// a process SIGHUP ended. Neither host reloads: SIGHUP is ignored with a warning.</summary>
+    [TestCase("egress-host")]
+    [TestCase("egress-enclave")]
+    public async Task SighupIsIgnoredWithAWarningAndTheHostRunsOn(string program)
+    {
+        var (host, category) = await StartAsync(program);
+        await using (host)
+        {
+            var hangup = await Command.RunAsync(["kill", "-HUP", host.Id.ToString(CultureInfo.InvariantCulture)], Timeout);
+            Assert.That(hangup.ExitCode, Is.Zero, hangup.ToString);
+            string? ignored = await host.WaitForLineAsync(line => line.Contains($"{category}[9] ", StringComparison.Ordinal), Timeout);
+            await Task.Delay(TimeSpan.FromMilliseconds(500));
+            bool ranOn = !host.HasExited;
+            await StopAsync(host);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(ignored, Does.EndWith("SIGHUP ignored: this host does not reload its configuration; restart it to apply a change (SIGTERM stops it after the drain)"), host.ToString);
+                Assert.That(ranOn, Is.True, host.ToString);
+                Assert.That(host.ExitCode, Is.Zero, "then stopped by SIGTERM as usual: " + host);
+                Assert.That(host.Lines[^1], Does.EndWith($"{category}[7] stopped"), host.ToString);
+            });
+        }
+    }
+
+    private async Task<(BackgroundProcess Host, string Category)> StartAsync(string program)
+    {
         string config = Path.Combine(_directory, "enclave.toml");
         await File.WriteAllTextAsync(config, $"""
             [tunnel]
@@ -39,20 +82,17 @@ public sealed class HostStopLinesTests
             """);
         string category = program == "egress-host" ? "Egress.Host" : "Egress.Enclave";
         string[] command = program == "egress-host" ? HostBinaries.Host("--config", config) : HostBinaries.Enclave("--config", config);
-        await using var host = BackgroundProcess.Start(program, command);
+        var host = BackgroundProcess.Start(program, command);
         string? listening = await host.WaitForLineAsync(line => line.Contains(" listening on ", StringComparison.Ordinal), Timeout);
         Assert.That(listening, Is.Not.Null, host.ToString);
+        return (host, category);
+    }
 
+    private static async Task StopAsync(BackgroundProcess host)
+    {
         var kill = await Command.RunAsync(["kill", "-TERM", host.Id.ToString(CultureInfo.InvariantCulture)], Timeout);
         Assert.That(kill.ExitCode, Is.Zero, kill.ToString);
         await Wait.UntilAsync(() => Task.FromResult(host.HasExited), Timeout, host.ToString);
-
-        Assert.Multiple(() =>
-        {
-            Assert.That(host.ExitCode, Is.Zero, host.ToString);
-            Assert.That(host.Lines, Has.Some.Contains($"{category}[6] stopping: a stop was asked for (SIGTERM, SIGINT or SIGQUIT); accepting no more"), host.ToString);
-            Assert.That(host.Lines[^1], Does.EndWith($"{category}[7] stopped"), host.ToString);
-        });
     }
 
     private static int FreePort()
