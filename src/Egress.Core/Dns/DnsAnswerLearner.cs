@@ -71,6 +71,11 @@ internal static class DnsAnswerLearner
             DnsLog.CacheEvicted(logger, evicted, policy.Cache.MaxEntries);
         }
 
+        if (learned > 0 && policy.Cache.TryTakeDisplacementWarning(out long displaced, out var last))
+        {
+            DnsLog.NameDisplaced(logger, last!.Name, last.Address, last.By, AllowlistCache.MaxNamesPerAddress, displaced);
+        }
+
         return learned;
     }
 

@@ -39,6 +39,9 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 325, Level = LogLevel.Warning, Message = "DNS {Name} {Type}: answered SERVFAIL (EDE Blocked): the answer holds internal-range address records and could not be rewritten without them (see docs/dns.md)")]
     public static partial void InternalAddressesRefusedAnswer(ILogger logger, string name, string type);
 
+    [LoggerMessage(EventId = 329, Level = LogLevel.Warning, Message = "{Name} is no longer learned for {Address}, though still allowed: {By} took its place (at most {MaxNames} names per address; {Displaced} such since the last such line, at most one a minute). An app that kept the address for {Name} is denied it until it resolves the name again")]
+    public static partial void NameDisplaced(ILogger logger, string name, System.Net.IPAddress address, string by, int maxNames, long displaced);
+
     [LoggerMessage(EventId = 326, Level = LogLevel.Warning, Message = "learned-address cache full ({MaxEntries} addresses): {Evicted} learned addresses evicted while still allowed since the last such line (at most one a minute); an app that kept one is denied it (egress-enclave: until the name is resolved again; egress-host re-learns it from the request's host hint). Raise [dns] cache_max_entries")]
     public static partial void CacheEvicted(ILogger logger, long evicted, int maxEntries);
 

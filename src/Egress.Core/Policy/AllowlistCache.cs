@@ -67,6 +67,15 @@ public sealed class AllowlistCache
     private long _evictionsWarned;
     private long _lastEvictionWarning = long.MinValue;
 
+    private long _allowedDisplacements;
+    private long _displacementsWarned;
+    private long _lastDisplacementWarning = long.MinValue;
+    private Displacement? _lastDisplaced;
+
+    /// <summary>A name still allowed for <paramref name="Address"/> that <paramref name="By"/> took the place of
+    /// (<see cref="MaxNamesPerAddress"/>).</summary>
+    internal sealed record Displacement(string Name, IPAddress Address, string By);
+
     /// <summary>The shortest time between two <see cref="TryTakeEvictionWarning"/> claims.</summary>
     internal static readonly TimeSpan EvictionWarningInterval = TimeSpan.FromMinutes(1);
 
@@ -109,25 +118,45 @@ public sealed class AllowlistCache
     /// was evicted), so an operator needs to hear it.
     /// </summary>
     /// <param name="evicted">The evictions of allowed addresses since the last claim; 0 when false.</param>
-    internal bool TryTakeEvictionWarning(out long evicted)
-    {
-        evicted = 0;
-        long total = Interlocked.Read(ref _allowedEvictions);
-        if (total == Interlocked.Read(ref _evictionsWarned))
-        {
-            return false; // the common case, on every answer learned from: no clock read
-        }
+    internal bool TryTakeEvictionWarning(out long evicted) =>
+        TryClaimWarning(ref _allowedEvictions, ref _evictionsWarned, ref _lastEvictionWarning, out evicted);
 
-        long now = _timeProvider.GetTimestamp();
-        long last = Interlocked.Read(ref _lastEvictionWarning);
-        if ((last != long.MinValue && _timeProvider.GetElapsedTime(last, now) < EvictionWarningInterval)
-            || Interlocked.CompareExchange(ref _lastEvictionWarning, now, last) != last)
+    /// <summary>
+    /// Claims the right to log that names still allowed lost their place at an address to newer ones
+    /// (<see cref="MaxNamesPerAddress"/>), at most once per <see cref="EvictionWarningInterval"/>: how many since the last
+    /// claim, and the last one. An app that kept the address for such a name is denied it until it resolves the name
+    /// again, by the names left, so the denial alone does not explain itself.
+    /// </summary>
+    /// <param name="displaced">How many since the last claim; 0 when false.</param>
+    /// <param name="last">The last one; null when false.</param>
+    internal bool TryTakeDisplacementWarning(out long displaced, out Displacement? last)
+    {
+        bool claimed = TryClaimWarning(ref _allowedDisplacements, ref _displacementsWarned, ref _lastDisplacementWarning, out displaced);
+        last = claimed ? Volatile.Read(ref _lastDisplaced) : null;
+        return claimed && last is not null;
+    }
+
+    // One warning of a count at most once per EvictionWarningInterval, claimed by one caller; no clock read while the
+    // count has not moved (the common case, on every answer learned from).
+    private bool TryClaimWarning(ref long total, ref long warned, ref long lastWarning, out long count)
+    {
+        count = 0;
+        long seen = Interlocked.Read(ref total);
+        if (seen == Interlocked.Read(ref warned))
         {
             return false;
         }
 
-        evicted = total - Interlocked.Exchange(ref _evictionsWarned, total);
-        return evicted > 0;
+        long now = _timeProvider.GetTimestamp();
+        long last = Interlocked.Read(ref lastWarning);
+        if ((last != long.MinValue && _timeProvider.GetElapsedTime(last, now) < EvictionWarningInterval)
+            || Interlocked.CompareExchange(ref lastWarning, now, last) != last)
+        {
+            return false;
+        }
+
+        count = seen - Interlocked.Exchange(ref warned, seen);
+        return count > 0;
     }
 
     /// <summary>The cache's clock: UTC ticks now.</summary>
@@ -280,8 +309,16 @@ public sealed class AllowlistCache
                 : now + Kept(ttl, TimeSpan.FromTicks(_floorTicks)).Ticks;
             if (_entries.TryGetValue(key, out LearnedAddress? known))
             {
-                LearnedAddress changed = known.With(normalized, expiresAt, ForgetThrough(now), MaxNamesPerAddress, UseOf(key));
+                LearnedAddress changed = known.With(normalized, expiresAt, ForgetThrough(now), MaxNamesPerAddress, UseOf(key), out LearnedName? replaced);
                 _entries[key] = changed;
+                if (replaced is { } gone && CountsAt(gone, null, now))
+                {
+                    // A name still allowed lost its place to this one (MaxNamesPerAddress): an app that kept the address
+                    // for it is denied it from now on, so an operator needs to hear it (a robustness trial).
+                    Volatile.Write(ref _lastDisplaced, new Displacement(gone.Name, address, normalized));
+                    Interlocked.Increment(ref _allowedDisplacements);
+                }
+
                 if (!ReferenceEquals(changed, known))
                 {
                     // Counted once stored (a writer reads the count, then the cache). A name that still counted only

@@ -77,9 +77,11 @@ internal sealed class LearnedAddress
     /// <paramref name="forgetThrough"/>, and keeps at most <paramref name="maxNames"/> names: a new name replaces the
     /// one expiring first when it expires later, else it is not kept. A name an open connection holds
     /// (<paramref name="use"/>) is neither dropped nor replaced: it counts until that connection closes.
+    /// <paramref name="replaced"/> is the name the new one replaced, when it did; else null.
     /// </summary>
-    public LearnedAddress With(string name, long expiresAt, long forgetThrough, int maxNames, AddressUse? use = null)
+    public LearnedAddress With(string name, long expiresAt, long forgetThrough, int maxNames, AddressUse? use, out LearnedName? replaced)
     {
+        replaced = null;
         var names = new List<LearnedName>(_names.Length + 1);
         bool found = false;
         foreach (LearnedName known in _names)
@@ -114,6 +116,7 @@ internal sealed class LearnedAddress
 
                 if (first >= 0 && names[first].ExpiresAt < expiresAt)
                 {
+                    replaced = names[first];
                     names[first] = new LearnedName(name, expiresAt);
                 }
             }

@@ -158,4 +158,41 @@ public sealed class DnsAnswerLearnerTests
             Assert.That(log.Values(326, "MaxEntries"), Is.EqualTo(new[] { "1", "1" }));
         });
     }
+
+    /// <summary>A robustness trial: 8 other allowed names resolved to one address took an allowed name's place without
+    /// a word, and the app that kept the address for it was denied by the names left. Learning that displaces a name
+    /// still allowed now warns (event 329) with the name, the address, the name that took its place and the count, at
+    /// most once a minute; replacing a name past its allowance, which denies nothing, does not.</summary>
+    [Test]
+    public void LearningThatDisplacesANameStillAllowedWarnsOnceAMinute()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var policy = EgressPolicy.Create(true, ["*.x.test"], new AllowlistCache(new AllowlistCacheOptions { TimeProvider = time, Grace = TimeSpan.Zero }));
+        using var log = new LogCapture();
+        ILogger logger = log.Factory.CreateLogger("t");
+        byte[] Answer(string name, uint ttl) => DnsMessageBuilder.Response(an: 1).Question(name).A(name, "198.18.0.11", ttl).ToArray();
+
+        DnsAnswerLearner.Learn(policy, "short.x.test", Answer("short.x.test", 30), logger); // past its allowance below
+        DnsAnswerLearner.Learn(policy, "api.x.test", Answer("api.x.test", 300), logger);
+        for (int i = 1; i <= 6; i++)
+        {
+            DnsAnswerLearner.Learn(policy, $"n{i}.x.test", Answer($"n{i}.x.test", 300), logger);
+        }
+
+        time.Advance(TimeSpan.FromSeconds(31));
+        DnsAnswerLearner.Learn(policy, "n7.x.test", Answer("n7.x.test", 300), logger); // takes short's place: no line
+        bool allowedBefore = policy.Cache.Learned(TimeSpan.Zero).Any(learned => learned.Name == "api.x.test");
+        time.Advance(TimeSpan.FromSeconds(1));
+        DnsAnswerLearner.Learn(policy, "n8.x.test", Answer("n8.x.test", 300), logger); // takes api's place: the line
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(allowedBefore, Is.True, "api.x.test was still learned for the address before n8");
+            Assert.That(log.Values(329, "Name"), Is.EqualTo(new[] { "api.x.test" }));
+            Assert.That(log.Values(329, "By"), Is.EqualTo(new[] { "n8.x.test" }));
+            Assert.That(log.Values(329, "Address"), Is.EqualTo(new[] { "198.18.0.11" }));
+            Assert.That(log.Values(329, "Displaced"), Is.EqualTo(new[] { "1" }));
+            Assert.That(policy.Cache.Learned(TimeSpan.Zero).Select(learned => learned.Name), Does.Not.Contain("api.x.test").And.Contain("n8.x.test"));
+        });
+    }
 }
