@@ -50,7 +50,7 @@ internal sealed class DenialTally(TimeProvider time, DenialDetail detail)
     /// <param name="serverName">The ClientHello's server name; null when it had none.</param>
     /// <param name="reason">Why it was refused.</param>
     public void ServerName(EndPoint destination, string? serverName, ServerNameRefusal reason) =>
-        Add(DenialKind.ServerName, MetricTag.Of(reason), detail == DenialDetail.Destinations ? DenialReportCodec.Subject($"{destination} server name {serverName ?? "(none)"}") : string.Empty, 1);
+        Add(DenialKind.ServerName, MetricTag.Of(reason), detail == DenialDetail.Destinations ? DenialReportCodec.Subject(destination + DenialReportCodec.ServerNameWords + (serverName ?? DenialReportCodec.NoServerName)) : string.Empty, 1);
 
     /// <summary>Takes the counts of the period that ends now, leaving none.</summary>
     /// <returns>The records (empty when nothing was denied), and the start of their period on the tally's

@@ -32,18 +32,18 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
 
     /// <summary>The most report streams read at once per gateway (per <c>[[host.enclaves]]</c> entry): an enclave sends
     /// one at a time, and each holds a report's buffer (<see cref="DenialReportCodec.MaxReportLength"/>) while open. A
-    /// report stream beyond them ends the oldest one still being read (<see cref="EvictedFault"/>), not itself: any
-    /// process in the enclave can open report streams and hold them for the header timeout, and refusing the newest
-    /// would let it keep egress-enclave's own reports (its denials, its policy digest) out for as long as it holds
-    /// them, where egress-enclave's report, sent whole at once after the Ok, is read in far less time than a peer
-    /// needs to open <see cref="MaxOpen"/> more.</summary>
+    /// report stream beyond them ends the oldest one of its own peer (VSOCK CID) still being read, or the oldest of all
+    /// when its peer has none (<see cref="EvictedFault"/>), not itself: any process in the enclave can open report
+    /// streams and hold them for the header timeout, and refusing the newest let it keep egress-enclave's reports out
+    /// for as long as it held them. A peer that keeps opening report streams can still end egress-enclave's read when
+    /// they share a CID; an ended read logs none of its records, and the enclave, with no receipt, sends them again.</summary>
     public const int MaxOpen = 4;
 
     /// <summary>The fault of a report stream ended for a newer one (<see cref="MaxOpen"/>).</summary>
     public static readonly string EvictedFault = $"ended for a newer report stream ({MaxOpen} were being read: a peer holding report streams open)";
 
-    // The report streams being read, oldest first, each with what ends it for a newer one.
-    private readonly LinkedList<CancellationTokenSource> _reading = new();
+    // The report streams being read, oldest first, each with its peer and what ends it for a newer one.
+    private readonly LinkedList<(uint? Cid, CancellationTokenSource Evict)> _reading = new();
 
     /// <summary>How many peers (VSOCK CIDs) get a line limit of their own; past them, the rest share one.</summary>
     private const int MaxLimitedPeers = 256;
@@ -54,11 +54,20 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
     private readonly System.Collections.Concurrent.ConcurrentDictionary<uint, LogRateLimit> _peerLines = new();
     private readonly LogRateLimit _sharedLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 232);
 
-    private LogRateLimit LinesOf(uint? cid) =>
-        cid is not { } peer ? _sharedLines
-        : _peerLines.TryGetValue(peer, out var limit) ? limit
-        : _peerLines.Count >= MaxLimitedPeers ? _sharedLines
-        : _peerLines.GetOrAdd(peer, _ => new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 232));
+    private LogRateLimit LinesOf(uint? cid) => LimitOf(_peerLines, _sharedLines, cid, 232);
+
+    // The policy comparison's lines (events 235, 236): a limit of their own, so that a peer's denial lines do not hold
+    // back the comparison of egress-enclave's digest.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<uint, LogRateLimit> _peerPolicyLines = new();
+    private readonly LogRateLimit _sharedPolicyLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 236);
+
+    private LogRateLimit PolicyLinesOf(uint? cid) => LimitOf(_peerPolicyLines, _sharedPolicyLines, cid, 236);
+
+    private LogRateLimit LimitOf(System.Collections.Concurrent.ConcurrentDictionary<uint, LogRateLimit> perPeer, LogRateLimit shared, uint? cid, int eventId) =>
+        cid is not { } peer ? shared
+        : perPeer.TryGetValue(peer, out var limit) ? limit
+        : perPeer.Count >= MaxLimitedPeers ? shared
+        : perPeer.GetOrAdd(peer, _ => new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, eventId));
 
     /// <summary>Serves one report stream to its end.</summary>
     /// <returns>What the stream came to: <see cref="StreamOutcome.DenialReport"/>, or <see cref="StreamOutcome.StreamFailed"/>
@@ -67,26 +76,35 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
     /// <exception cref="SocketException">Sending the status failed.</exception>
     public async Task<GatewayStreamResult> ServeAsync(Socket tunnel, TunnelRequest request, CancellationToken aborted)
     {
+        uint? cid = options.PeerCid(tunnel);
+
         // Not disposed: a newer stream may cancel it after this one has ended (it has no timer and no wait handle, so
         // there is nothing to release), and a dispose could race that cancel.
         var evicted = new CancellationTokenSource();
-        LinkedListNode<CancellationTokenSource> reading;
+        LinkedListNode<(uint? Cid, CancellationTokenSource Evict)> reading;
         CancellationTokenSource? oldest = null;
         lock (_reading)
         {
             if (_reading.Count >= MaxOpen)
             {
-                oldest = _reading.First!.Value;
-                _reading.RemoveFirst();
+                var node = _reading.First;
+                while (node is not null && node.Value.Cid != cid)
+                {
+                    node = node.Next;
+                }
+
+                node ??= _reading.First!;
+                oldest = node.Value.Evict;
+                _reading.Remove(node);
             }
 
-            reading = _reading.AddLast(evicted);
+            reading = _reading.AddLast((cid, evicted));
         }
 
         try
         {
             oldest?.Cancel();
-            return await ReadAsync(tunnel, request, evicted.Token, aborted).ConfigureAwait(false);
+            return await ReadAsync(tunnel, request, cid, evicted.Token, aborted).ConfigureAwait(false);
         }
         finally
         {
@@ -100,10 +118,9 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
         }
     }
 
-    private async Task<GatewayStreamResult> ReadAsync(Socket tunnel, TunnelRequest request, CancellationToken evicted, CancellationToken aborted)
+    private async Task<GatewayStreamResult> ReadAsync(Socket tunnel, TunnelRequest request, uint? cid, CancellationToken evicted, CancellationToken aborted)
     {
         await TunnelHandshake.SendResponseAsync(tunnel, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
-        uint? cid = options.PeerCid(tunnel);
         string enclave = cid is { } peer ? $"enclave CID {peer}" : "enclave";
         var records = new List<DenialRecord>();
         string? fault = null;
@@ -170,6 +187,13 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
             ArrayPool<byte>.Shared.Return(buffer);
         }
 
+        if (evicted.IsCancellationRequested && fault == EvictedFault)
+        {
+            // Ended for a newer stream: without a receipt the enclave sends these again, so they are not logged, counted
+            // or audited twice (a peer could end egress-enclave's read at will).
+            records.Clear();
+        }
+
         // A report with no record (empty, or ended before its first) has no line to write and takes no turn of the
         // limit: a peer's empty reports would otherwise hold back egress-enclave's lines.
         long heldBack = 0;
@@ -186,12 +210,13 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
         {
             // The subject is the peer's text: one in no shape egress-enclave writes is not shown (nor audited, nor
             // compared), so that it cannot pass for another line of this log.
-            var record = DenialReportCodec.IsSubjectShape(received.Kind, received.Subject) ? received : received with { Subject = NotShown(received.Subject) };
+            bool shaped = DenialReportCodec.IsSubjectShape(received.Kind, received.Subject);
+            var record = shaped ? received : received with { Subject = NotShown(received.Subject) };
             if (record.Kind == DenialKind.PolicyDigest)
             {
-                // The report's first record only, and under the rate limit of the report's lines: a peer's own reports
-                // (64 policy records alternating two digests, as fast as streams open) would otherwise each be a warning.
-                if (first && log)
+                // The report's first record only, whether or not the report's lines were let through (a peer's report
+                // in the same second must not keep the comparison out), under a limit of its own (ComparePolicy).
+                if (first && shaped)
                 {
                     ComparePolicy(cid, enclave, record.Subject);
                 }
@@ -220,7 +245,10 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
             return GatewayStreamResult.DenialReportRead(request);
         }
 
-        return GatewayStreamResult.Failed($"denial report from the {enclave} not whole: {fault} (the {Math.Min(records.Count, DenialReportCodec.MaxRecords)} records before it were logged)");
+        string logged = fault == EvictedFault
+            ? "none of its records were logged: with no receipt the enclave sends them again"
+            : $"the {Math.Min(records.Count, DenialReportCodec.MaxRecords)} records before it were logged";
+        return GatewayStreamResult.Failed($"denial report from the {enclave} not whole: {fault} ({logged})");
     }
 
     // The last policy digest each peer reported (a CID's, or one slot for streams without a CID), so that a match is
@@ -230,7 +258,9 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
 
     /// <summary>Compares the enclave's policy digest with this gateway's (the parent's file, or the enclave's
     /// <c>[[host.enclaves]]</c> file): a Warning when they differ (event 236), Information when they match (event 235),
-    /// each once per digest a peer reports.</summary>
+    /// each once per digest a peer reports, and at most one such line a second per peer: a peer's own reports (policy
+    /// records alternating two digests, as fast as streams open) would otherwise each be a line. A line held back is
+    /// not remembered as said, so the next report with that digest says it.</summary>
     private void ComparePolicy(uint? cid, string enclave, string theirs)
     {
         if (options.PolicyDigest is not { } ours)
@@ -244,7 +274,7 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
             peer = NoCid; // past the first 256 CIDs, the rest share one slot (said more often, never held in more memory)
         }
 
-        if (_peerPolicies.TryGetValue(peer, out last) && last == theirs)
+        if ((_peerPolicies.TryGetValue(peer, out last) && last == theirs) || !PolicyLinesOf(cid).TryEnter(out _))
         {
             return;
         }

@@ -10,8 +10,8 @@ namespace Egress.Tunnel;
 /// <c>not_learned</c>).</param>
 /// <param name="Count">How many, at least 1.</param>
 /// <param name="Seconds">The period the count covers, in seconds (0 … 65,535; longer periods are sent as 65,535).</param>
-/// <param name="Subject">What was denied, as the enclave logs it (<c>198.51.100.7:443</c>, <c>[2001:db8::1]:443
-/// (api.example.com)</c>, <c>evil.example A</c>, <c>198.51.100.7:443 server name other.example</c>): printable ASCII
+/// <param name="Subject">What was denied, as the enclave logs it (<c>198.51.100.7:443</c>, <c>[2001:db8::1]:443</c>,
+/// <c>evil.example A</c>, <c>198.51.100.7:443 server name other.example</c>): printable ASCII
 /// (0x20–0x7E), at most <see cref="DenialReportCodec.MaxSubjectLength"/> characters; empty when the enclave withholds
 /// it (<c>enclave.report_denials = "counts"</c>) or for the denials beyond the subjects one report names.</param>
 internal readonly record struct DenialRecord(DenialKind Kind, string Reason, uint Count, ushort Seconds, string Subject);

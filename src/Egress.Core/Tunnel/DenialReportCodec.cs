@@ -40,6 +40,13 @@ internal static class DenialReportCodec
     /// <param name="digest">A policy digest.</param>
     public static string PolicySubject(Configuration.PolicyDigest digest) => "sha256:" + digest.Hash;
 
+    /// <summary>A server-name refusal's subject: the destination, these words, and the server name (or
+    /// <see cref="NoServerName"/>): <c>198.51.100.7:443 server name other.example</c>.</summary>
+    public const string ServerNameWords = " server name ";
+
+    /// <summary>The server name of a server-name refusal's subject when the ClientHello had none.</summary>
+    public const string NoServerName = "(none)";
+
     /// <summary>The byte that ends a report.</summary>
     public const byte End = 0;
 
@@ -197,8 +204,7 @@ internal static class DenialReportCodec
 
     /// <summary>
     /// Whether <paramref name="subject"/> has a shape egress-enclave writes for <paramref name="kind"/>: empty (not
-    /// named); a connection's destination (<c>198.51.100.7:443</c>, <c>[2001:db8::1]:443</c>, optionally followed by
-    /// <c> (NAME)</c>); a DNS question (<c>NAME TYPE</c>, <c>. A</c> for the root); a server-name refusal
+    /// named); a connection's destination (<c>198.51.100.7:443</c>, <c>[2001:db8::1]:443</c>); a DNS question (<c>NAME TYPE</c>, <c>. A</c> for the root); a server-name refusal
     /// (<c>ENDPOINT server name NAME</c>, or <c>(none)</c> for a ClientHello without one); a policy digest (<c>sha256:</c>
     /// and 64 lower-case hexadecimal digits). A NAME is letters, digits, <c>-</c>, <c>_</c> and <c>.</c> (what the
     /// enclave's DNS and ClientHello parsers accept), and may end in <c>...</c> where <see cref="Subject"/> cut it to
@@ -223,9 +229,7 @@ internal static class DenialReportCodec
         switch (kind)
         {
             case DenialKind.Connection:
-                int named = text.IndexOf(" (", StringComparison.Ordinal);
-                return named < 0 ? !cut && IsEndPointText(text)
-                    : IsEndPointText(text[..named]) && (cut ? IsNameText(text[(named + 2)..]) : text.EndsWith(')') && IsNameText(text[(named + 2)..^1]));
+                return !cut && IsEndPointText(text);
             case DenialKind.DnsQuestion:
                 int space = text.IndexOf(' ');
                 string name = space < 0 ? text : text[..space];
@@ -233,10 +237,9 @@ internal static class DenialReportCodec
                 return (name == "." || IsNameText(name))
                     && (cut ? type.Length == 0 || IsTypeText(type) : space > 0 && IsTypeText(type));
             case DenialKind.ServerName:
-                const string Separator = " server name ";
-                int at = text.IndexOf(Separator, StringComparison.Ordinal);
-                string serverName = at < 0 ? string.Empty : text[(at + Separator.Length)..];
-                return at > 0 && IsEndPointText(text[..at]) && ((!cut && serverName == "(none)") || IsNameText(serverName));
+                int at = text.IndexOf(ServerNameWords, StringComparison.Ordinal);
+                string serverName = at < 0 ? string.Empty : text[(at + ServerNameWords.Length)..];
+                return at > 0 && IsEndPointText(text[..at]) && ((!cut && serverName == NoServerName) || IsNameText(serverName));
             case DenialKind.PolicyDigest:
                 return subject.Length == 7 + 64 && subject.StartsWith("sha256:", StringComparison.Ordinal)
                     && !subject.AsSpan(7).ContainsAnyExcept("0123456789abcdef");

@@ -370,7 +370,7 @@ public sealed class DenialReporterTests
                 Assert.That(oldest, Is.Empty, "the oldest held stream was ended without a receipt");
                 Assert.That(_parent.Logs.Records.Where(r => r.Id.Id == 209).Select(r => r.Message), Is.EqualTo(new[]
                 {
-                    $"stream failed: denial report from the enclave not whole: {DenialReportReceiver.EvictedFault} (the 0 records before it were logged)",
+                    $"stream failed: denial report from the enclave not whole: {DenialReportReceiver.EvictedFault} (none of its records were logged: with no receipt the enclave sends them again)",
                 }));
             });
         }
@@ -378,6 +378,76 @@ public sealed class DenialReporterTests
         {
             held.ForEach(s => s.Dispose());
         }
+    }
+
+    /// <summary>A report stream beyond the limit ends the oldest of its own peer's, so one enclave's streams cannot end
+    /// another's reads on a gateway that serves several CIDs; the globally oldest only when its peer has none. An ended
+    /// read's records are not logged: the enclave, with no receipt, sends them again.</summary>
+    [Test]
+    public async Task AReportStreamBeyondTheLimitEndsTheOldestOfItsOwnPeer()
+    {
+        var cids = new System.Collections.Concurrent.ConcurrentQueue<uint>([16, 16, 16, 17, 17]);
+        StartGateway(peerCid: _ => cids.TryDequeue(out uint cid) ? cid : 99);
+        var held = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < DenialReportReceiver.MaxOpen; i++)
+            {
+                Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+                held.Add(stream);
+                await TunnelWire.SendAsync(stream, TunnelRequest.ForDenialReport());
+                Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
+            }
+
+            // CID 17's second stream ends CID 17's first (the fourth held), not CID 16's first, the oldest of all.
+            byte[] answered = await SendReportAsync(new DenialRecord(DenialKind.Connection, "never_learned", 1, 10, "198.51.100.7:443"));
+            var ended = await TunnelWire.ReadToEndAsync(held[3]).WaitAsync(HangGuard);
+            await WaitUntilAsync(() => _parent.Logs.Records.Any(r => r.Id.Id == 209));
+            bool oldestStillOpen = !held[0].Poll(200_000, SelectMode.SelectRead);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(answered, Is.EqualTo(new[] { DenialReportCodec.Receipt }));
+                Assert.That(ended, Is.Empty, "CID 17's held stream was ended");
+                Assert.That(oldestStillOpen, Is.True, "CID 16's streams are still being read");
+                Assert.That(_parent.Logs.Records.Single(r => r.Id.Id == 209).Message, Does.Contain("from the enclave CID 17 not whole"));
+            });
+        }
+        finally
+        {
+            held.ForEach(s => s.Dispose());
+        }
+    }
+
+    /// <summary>The code review: the digest was compared only when the report's lines were let through, so a peer's
+    /// one-record report in the same second kept egress-enclave's policy mismatch out of the log, and the enclave,
+    /// which got its receipt, never sent it again.</summary>
+    [Test]
+    public async Task APeersReportInTheSameSecondDoesNotKeepThePolicyComparisonOut()
+    {
+        var parentDigest = Digest("[egress]\ndestinations = [\"a.example\"]\n");
+        var enclaveDigest = Digest("[egress]\ndestinations = [\"*\"]\n");
+        StartGateway(parentPolicy: parentDigest);
+        await SendOneRecordReportAsync("198.51.100.1:443"); // the peer's: takes this second's line
+        await _parent.Logs.WaitForEventAsync(232, HangGuard);
+
+        await Reporter(new DenialTally(_time, DenialDetail.Destinations), enclaveDigest).ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
+        var differs = await _parent.Logs.WaitForEventAsync(236, HangGuard);
+
+        Assert.That(differs.Message, Does.StartWith($"the enclave reads policy {enclaveDigest}, but this parent's for it is {parentDigest}"));
+    }
+
+    /// <summary>A report with no record takes no turn of the line limit: a peer's empty reports, each second, would
+    /// otherwise hold back egress-enclave's lines.</summary>
+    [Test]
+    public async Task AnEmptyReportDoesNotHoldBackTheNextReportsLines()
+    {
+        StartGateway();
+        await SendReportAsync(Array.Empty<DenialRecord>());
+        await SendOneRecordReportAsync("198.51.100.1:443");
+        var line = await _parent.Logs.WaitForEventAsync(232, HangGuard);
+
+        Assert.That(line.Message, Is.EqualTo("enclave denied 1 connection to 198.51.100.1:443 (never_learned) in the last 10 s (its denial report)"));
     }
 
     [Test]

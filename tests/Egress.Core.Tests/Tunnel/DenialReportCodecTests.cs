@@ -239,6 +239,7 @@ public sealed class DenialReportCodecTests
     [TestCase((int)DenialKind.Connection, "[2001:DB8::1]:443")]
     [TestCase((int)DenialKind.Connection, "198.51.100.7:443 (a b)")]
     [TestCase((int)DenialKind.Connection, "198.51.100.7:443 ")]
+    [TestCase((int)DenialKind.Connection, "198.51.100.7:443 (api.example.com)")]
     [TestCase((int)DenialKind.DnsQuestion, "evil.example a")]
     [TestCase((int)DenialKind.DnsQuestion, "evil.example A extra")]
     [TestCase((int)DenialKind.DnsQuestion, "evil.example")]
@@ -252,10 +253,11 @@ public sealed class DenialReportCodecTests
     public void TextInNoShapeTheEnclaveWritesIsRefused(int kind, string subject) =>
         Assert.That(DenialReportCodec.IsSubjectShape((DenialKind)kind, subject), Is.False);
 
-    [TestCase((int)DenialKind.Connection, "198.51.100.7:443 (api.example.com)")]
     [TestCase((int)DenialKind.DnsQuestion, "_dmarc.example.com TXT")]
+    [TestCase((int)DenialKind.Connection, "[fe80::1%2]:443")]
+    [TestCase((int)DenialKind.Connection, "[::ffff:198.51.100.7]:443")]
     [TestCase(9, "")]
-    public void ShapesTheTallyDoesNotWriteHereButTheFormatAllows(int kind, string subject) =>
+    public void ShapesTheTallyWritesForOtherInputs(int kind, string subject) =>
         Assert.That(DenialReportCodec.IsSubjectShape((DenialKind)kind, subject), Is.True);
 
     /// <summary>A name of <paramref name="length"/> characters in labels of up to 63.</summary>
