@@ -161,7 +161,8 @@ internal static class HostRuntime
     /// when a stop begins and when it has ended, a <c>stopping</c> and a <c>stopped</c> line. With
     /// <paramref name="policyPerEnclave"/> (egress-host with <c>[[host.enclaves]]</c>) the file's own <c>[egress]</c>
     /// decides no stream, so its digest is not logged: the second line says that each entry's policy line, which the
-    /// gateway logs when it starts, is the one to compare instead.
+    /// gateway logs when it starts, is the one to compare instead. Also makes SIGHUP a warning line instead of its
+    /// default action (the end of the process), for as long as the host runs.
     /// </summary>
     public static void LogStart(IHost host, string category, PolicyDigest policy, bool policyPerEnclave = false)
     {

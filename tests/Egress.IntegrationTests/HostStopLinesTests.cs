@@ -84,7 +84,13 @@ public sealed class HostStopLinesTests
         string[] command = program == "egress-host" ? HostBinaries.Host("--config", config) : HostBinaries.Enclave("--config", config);
         var host = BackgroundProcess.Start(program, command);
         string? listening = await host.WaitForLineAsync(line => line.Contains(" listening on ", StringComparison.Ordinal), Timeout);
-        Assert.That(listening, Is.Not.Null, host.ToString);
+        if (listening is null)
+        {
+            string output = host.ToString();
+            await host.DisposeAsync(); // the caller's await using never gets it
+            Assert.Fail($"{program} did not start listening: {output}");
+        }
+
         return (host, category);
     }
 

@@ -33,8 +33,8 @@ internal static class DnsAnswerLearner
     /// <param name="name">The question name.</param>
     /// <param name="response">The answer.</param>
     /// <param name="logger">Where learned addresses (Debug), rebinding refusals (Warning, the first
-    /// <see cref="LoggedRefusalsPerAnswer"/>) and the cache's evictions (Warning, event 326, at most once a minute) are
-    /// logged.</param>
+    /// <see cref="LoggedRefusalsPerAnswer"/>) the cache's evictions (Warning, event 326) and names still allowed that lost
+    /// their place at an address (Warning, event 329; each at most once a minute) are logged.</param>
     /// <param name="refused">Receives each internal-range address refused (DNS rebinding protection), as an
     /// <see cref="AddressValue"/>, when given.</param>
     public static int Learn(EgressPolicy policy, string name, ReadOnlySpan<byte> response, ILogger logger, HashSet<UInt128>? refused = null)

@@ -76,7 +76,8 @@ public sealed class AllowlistCache
     /// (<see cref="MaxNamesPerAddress"/>).</summary>
     internal sealed record Displacement(string Name, IPAddress Address, string By);
 
-    /// <summary>The shortest time between two <see cref="TryTakeEvictionWarning"/> claims.</summary>
+    /// <summary>The shortest time between two <see cref="TryTakeEvictionWarning"/> claims, and between two
+    /// <see cref="TryTakeDisplacementWarning"/> claims.</summary>
     internal static readonly TimeSpan EvictionWarningInterval = TimeSpan.FromMinutes(1);
 
     /// <summary>Creates a cache with default options.</summary>

@@ -283,8 +283,9 @@ internal sealed partial class LearnedAddressesFile : IDisposable
     /// <summary>Why nothing is kept in <paramref name="directory"/>: missing, not a directory, another user's, or
     /// writable by others; or a directory above it that another user could rename it out of (one owned by neither root
     /// nor this process's user, or writable by group or others without the sticky bit, which keeps others from renaming
-    /// what is not theirs: /tmp passes); null when it is safe. The same rule as OpenSSH's StrictModes for the path to
-    /// authorized_keys.</summary>
+    /// what is not theirs: /tmp passes); null when it is safe. The path is checked as given, each directory above it
+    /// through the links it holds; the directories above a link's target are not (a stricter rule, OpenSSH's
+    /// StrictModes, resolves the real path first and makes no sticky exception).</summary>
     private static string? DirectoryProblem(string directory)
     {
         const int GroupOrOthersWrite = 0x12; // 0022

@@ -184,14 +184,18 @@ public sealed class DnsAnswerLearnerTests
         bool allowedBefore = policy.Cache.Learned(TimeSpan.Zero).Any(learned => learned.Name == "api.x.test");
         time.Advance(TimeSpan.FromSeconds(1));
         DnsAnswerLearner.Learn(policy, "n8.x.test", Answer("n8.x.test", 300), logger); // takes api's place: the line
+        time.Advance(TimeSpan.FromSeconds(1));
+        DnsAnswerLearner.Learn(policy, "n9.x.test", Answer("n9.x.test", 300), logger); // takes n1's: counted, not said yet
+        time.Advance(AllowlistCache.EvictionWarningInterval);
+        DnsAnswerLearner.Learn(policy, "n10.x.test", Answer("n10.x.test", 400), logger); // takes n2's: said, with n9's
 
         Assert.Multiple(() =>
         {
             Assert.That(allowedBefore, Is.True, "api.x.test was still learned for the address before n8");
-            Assert.That(log.Values(329, "Name"), Is.EqualTo(new[] { "api.x.test" }));
-            Assert.That(log.Values(329, "By"), Is.EqualTo(new[] { "n8.x.test" }));
-            Assert.That(log.Values(329, "Address"), Is.EqualTo(new[] { "198.18.0.11" }));
-            Assert.That(log.Values(329, "Displaced"), Is.EqualTo(new[] { "1" }));
+            Assert.That(log.Values(329, "Name"), Is.EqualTo(new[] { "api.x.test", "n2.x.test" }), "once a minute: the first, then the last one");
+            Assert.That(log.Values(329, "By"), Is.EqualTo(new[] { "n8.x.test", "n10.x.test" }));
+            Assert.That(log.Values(329, "Address"), Is.EqualTo(new[] { "198.18.0.11", "198.18.0.11" }));
+            Assert.That(log.Values(329, "Displaced"), Is.EqualTo(new[] { "1", "2" }));
             Assert.That(policy.Cache.Learned(TimeSpan.Zero).Select(learned => learned.Name), Does.Not.Contain("api.x.test").And.Contain("n8.x.test"));
         });
     }
