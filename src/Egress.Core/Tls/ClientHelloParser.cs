@@ -371,8 +371,7 @@ internal static class ClientHelloParser
                 continue;
             }
 
-            bool valid = b is >= (byte)'a' and <= (byte)'z' or >= (byte)'A' and <= (byte)'Z' or >= (byte)'0' and <= (byte)'9' or (byte)'-' or (byte)'_';
-            if (!valid || ++label > MaxLabelLength)
+            if (!Dns.Wire.DnsName.IsHostnameByte(b) || ++label > MaxLabelLength)
             {
                 return false;
             }

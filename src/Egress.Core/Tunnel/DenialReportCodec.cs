@@ -248,7 +248,7 @@ internal static class DenialReportCodec
         }
 
         static bool IsNameText(string name) =>
-            name.Length > 0 && !name.AsSpan().ContainsAnyExcept("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.");
+            name.Length > 0 && name.All(c => c == '.' || (c < 0x80 && Dns.Wire.DnsName.IsHostnameByte((byte)c)));
 
         static bool IsTypeText(string type) =>
             type.Length is > 0 and <= 16 && !type.AsSpan().ContainsAnyExcept("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");

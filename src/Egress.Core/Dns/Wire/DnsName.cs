@@ -168,6 +168,8 @@ internal static class DnsName
 
     private static byte ToLowerAscii(byte b) => b is >= (byte)'A' and <= (byte)'Z' ? (byte)(b | 0x20) : b;
 
-    private static bool IsHostnameByte(byte b) =>
+    /// <summary>Whether <paramref name="b"/> may be in a label: a letter, a digit, <c>-</c> or <c>_</c> (what the
+    /// enclave's DNS and ClientHello parsers accept in a name).</summary>
+    internal static bool IsHostnameByte(byte b) =>
         b is (>= (byte)'a' and <= (byte)'z') or (>= (byte)'A' and <= (byte)'Z') or (>= (byte)'0' and <= (byte)'9') or (byte)'-' or (byte)'_';
 }
