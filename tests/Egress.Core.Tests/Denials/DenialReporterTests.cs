@@ -348,13 +348,7 @@ public sealed class DenialReporterTests
         var held = new List<Socket>();
         try
         {
-            for (int i = 0; i < DenialReportReceiver.MaxOpen; i++)
-            {
-                Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
-                held.Add(stream);
-                await TunnelWire.SendAsync(stream, TunnelRequest.ForDenialReport());
-                Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
-            }
+            await HoldEveryReportStreamAsync(held);
 
             await Reporter(tally, enclaveDigest).ReportAsync(CancellationToken.None).WaitAsync(HangGuard);
             var denied = await _parent.Logs.WaitForEventAsync(232, HangGuard);
@@ -391,13 +385,7 @@ public sealed class DenialReporterTests
         var held = new List<Socket>();
         try
         {
-            for (int i = 0; i < DenialReportReceiver.MaxOpen; i++)
-            {
-                Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
-                held.Add(stream);
-                await TunnelWire.SendAsync(stream, TunnelRequest.ForDenialReport());
-                Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
-            }
+            await HoldEveryReportStreamAsync(held);
 
             // CID 17's second stream ends CID 17's first (the fourth held), not CID 16's first, the oldest of all.
             byte[] answered = await SendReportAsync(new DenialRecord(DenialKind.Connection, "never_learned", 1, 10, "198.51.100.7:443"));
@@ -590,6 +578,19 @@ public sealed class DenialReporterTests
             Assert.That(_enclave.EventIds, Is.EqualTo(new[] { 135 }), "delivered");
         });
         await serving.ContinueWith(_ => { }, TaskScheduler.Default);
+    }
+
+    /// <summary>Opens <see cref="DenialReportReceiver.MaxOpen"/> report streams, each answered Ok, and sends nothing on
+    /// them, as a peer that holds every report slot does; adds each to <paramref name="held"/> as it opens.</summary>
+    private async Task HoldEveryReportStreamAsync(List<Socket> held)
+    {
+        for (int i = 0; i < DenialReportReceiver.MaxOpen; i++)
+        {
+            Socket stream = await _endpoint.ConnectAsync(CancellationToken.None);
+            held.Add(stream);
+            await TunnelWire.SendAsync(stream, TunnelRequest.ForDenialReport());
+            Assert.That((await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok));
+        }
     }
 
     private Task SendOneRecordReportAsync(string subject) => SendReportAsync(new DenialRecord(DenialKind.Connection, "never_learned", 1, 10, subject));
