@@ -132,6 +132,29 @@ internal static partial class PathFileType
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Open(string path, int flags);
 
+    /// <summary>The canonical absolute path of <paramref name="path"/>, every link in it resolved (realpath(3)); null when
+    /// it cannot be resolved (a component missing or not searchable, a loop of links).</summary>
+    public static unsafe string? RealPath(string path)
+    {
+        nint resolved = ResolvePath(path, 0);
+        if (resolved == 0)
+        {
+            return null;
+        }
+
+        try
+        {
+            return Marshal.PtrToStringUTF8(resolved);
+        }
+        finally
+        {
+            NativeMemory.Free((void*)resolved); // realpath(3) allocated it with malloc
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "realpath", StringMarshalling = StringMarshalling.Utf8)]
+    private static partial nint ResolvePath(string path, nint resolved);
+
     /// <summary>The effective user id of this process (geteuid(2)).</summary>
     public static uint EffectiveUserId() => GetEffectiveUserId();
 

@@ -283,9 +283,9 @@ internal sealed partial class LearnedAddressesFile : IDisposable
     /// <summary>Why nothing is kept in <paramref name="directory"/>: missing, not a directory, another user's, or
     /// writable by others; or a directory above it that another user could rename it out of (one owned by neither root
     /// nor this process's user, or writable by group or others without the sticky bit, which keeps others from renaming
-    /// what is not theirs: /tmp passes); null when it is safe. The path is checked as given, each directory above it
-    /// through the links it holds; the directories above a link's target are not (a stricter rule, OpenSSH's
-    /// StrictModes, resolves the real path first and makes no sticky exception).</summary>
+    /// what is not theirs: /tmp passes); null when it is safe. The directories above it are those of the path as given
+    /// and those of its real path (realpath(3)), where links in it lead (OpenSSH's StrictModes, a stricter rule, checks
+    /// the real path only and makes no sticky exception).</summary>
     private static string? DirectoryProblem(string directory)
     {
         const int GroupOrOthersWrite = 0x12; // 0022
@@ -305,7 +305,10 @@ internal sealed partial class LearnedAddressesFile : IDisposable
                     : $"others may write in its directory {directory} (mode {Convert.ToString(found.Permissions, 8)}; make one only this user can write, e.g. with mktemp -d)";
             }
 
-            for (string? above = System.IO.Path.GetDirectoryName(directory); above is not null; above = System.IO.Path.GetDirectoryName(above))
+            // The directories above the path as given (whoever can rename one can replace a link in it), and above the
+            // directory it leads to through its links.
+            string real = PathFileType.RealPath(directory) ?? directory;
+            foreach (string above in Above(directory).Concat(real == directory ? [] : Above(real)))
             {
                 if (PathFileType.Describe(above) is not { } ancestor)
                 {
@@ -328,6 +331,14 @@ internal sealed partial class LearnedAddressesFile : IDisposable
         catch (IOException ex)
         {
             return ex.Message;
+        }
+    }
+
+    private static IEnumerable<string> Above(string directory)
+    {
+        for (string? above = System.IO.Path.GetDirectoryName(directory); above is not null; above = System.IO.Path.GetDirectoryName(above))
+        {
+            yield return above;
         }
     }
 

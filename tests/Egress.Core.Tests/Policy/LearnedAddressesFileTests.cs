@@ -443,6 +443,38 @@ public sealed class LearnedAddressesFileTests
         });
     }
 
+    /// <summary>The code review: a link in the path hid the directories above its target. The directories above the
+    /// real path (realpath(3)) are checked too.</summary>
+    [Test]
+    [Platform("Linux")]
+    public void ADirectoryAboveALinksTargetThatOthersCouldRenameItOutOfKeepsNothing()
+    {
+        string shared = Path.Combine(_directory, "shared");
+        string own = Path.Combine(shared, "state");
+        Directory.CreateDirectory(own);
+        File.SetUnixFileMode(own, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        File.SetUnixFileMode(shared, (UnixFileMode)Convert.ToInt32("777", 8));
+        string linked = Path.Combine(_directory, "linked");
+        Directory.CreateDirectory(linked);
+        File.SetUnixFileMode(linked, (UnixFileMode)Convert.ToInt32("755", 8));
+        string link = Path.Combine(linked, "state");
+        Directory.CreateSymbolicLink(link, own);
+        string path = Path.Combine(link, "learned-addresses");
+        File.WriteAllText(path, $"{LearnedAddressesFile.Header}\n{ValidLine()}\n");
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        var logger = new FakeLogger();
+        var (policy, cache) = NewPolicy();
+        using var file = new LearnedAddressesFile(path, policy, _time, logger, LearnedAddressesFile.DefaultInterval);
+
+        file.Restore();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Count, Is.Zero);
+            Assert.That(Lines(logger), Has.One.Contains($"not kept in {path}: others may write in {shared}, above its directory (mode 777, no sticky bit)"));
+        });
+    }
+
     [Test]
     public void AFifoIsNotWaitedForAndAFileLargerThanTheCacheCouldWriteIsNotRead()
     {
