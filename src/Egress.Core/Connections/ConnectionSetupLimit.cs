@@ -1,4 +1,9 @@
+using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
+using System.Net;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace Egress.Connections;
 
@@ -10,6 +15,13 @@ namespace Egress.Connections;
 /// up concurrently (every setup's socket events then queue on the runtime's socket engine thread and the thread pool,
 /// in front of everything else the process does). The connection gives its place back once set up
 /// (<see cref="ConnectionSetup.Complete"/>), or when refused or ended.
+/// <para>No destination holds more than its share of the places (<see cref="DestinationShare"/>, three quarters): a
+/// connection whose destination already has that many being set up gives its place back and waits aside for the
+/// destination's turn (<see cref="ConnectionSetup.TakeTurnAsync"/>), so that a destination slow to connect (one that
+/// never answers holds each setup for the parent's whole connect timeout) cannot hold every place while connections to
+/// other destinations wait in the backlog behind it. Waiting aside, a connection has been accepted: it counts toward
+/// the connection limit, so at most <see cref="MaxWaitingAside"/> wait aside. Beyond that one waits for its turn holding
+/// its place, and is served before those waiting aside, so that it holds it for one setup of its destination at most.</para>
 /// </summary>
 internal sealed class ConnectionSetupLimit
 {
@@ -19,24 +31,64 @@ internal sealed class ConnectionSetupLimit
     /// <summary>The smallest derived limit.</summary>
     public const int MinDerived = 16;
 
+    /// <summary>Connections that may wait aside for their destination's turn, without a place, per place (1,024 for 64
+    /// places), and at most a quarter of the connection limit (<see cref="ConnectionSetupLimit(int, string, int)"/>).</summary>
+    public const int WaitingAsidePerPlace = 16;
+
     private readonly SemaphoreSlim _places;
     private readonly string _setting;
     private readonly bool _derived;
+
+    /// <summary>Guards <see cref="_inProgress"/>, <see cref="_turns"/>, <see cref="_waitingAside"/> and <see cref="_stopped"/>.</summary>
+    private readonly Lock _gate = new();
+
+    /// <summary>Per destination, its connections being set up (at most <see cref="DestinationShare"/>); an entry is
+    /// removed at 0.</summary>
+    private readonly Dictionary<SetupDestination, int> _inProgress = [];
+
+    /// <summary>Per destination at its share, the connections waiting for its turn.</summary>
+    private readonly Dictionary<SetupDestination, DestinationWaits> _turns = [];
+    private int _waitingAside;
+    private bool _stopped;
     private long _waits;
 
     /// <summary>Creates the limit of one service.</summary>
     /// <param name="configured">The configured limit; 0 derives it (<see cref="DerivedLimit"/>).</param>
     /// <param name="setting">The configuration key that sets it, for logs (e.g. <c>enclave.max_pending_connections</c>).</param>
-    public ConnectionSetupLimit(int configured, string setting)
+    /// <param name="connectionLimit">The most connections the service serves at once (<c>enclave.max_connections</c>):
+    /// connections waiting aside count toward it, so at most a quarter of it wait aside.</param>
+    public ConnectionSetupLimit(int configured, string setting, int connectionLimit = int.MaxValue)
     {
         _setting = setting;
         _derived = configured <= 0;
         Limit = _derived ? DerivedLimit(Environment.ProcessorCount) : configured;
         _places = new SemaphoreSlim(Limit, Limit);
+        DestinationShare = Math.Max(1, Limit - Math.Max(1, Limit / 4));
+        MaxWaitingAside = (int)Math.Min(Math.Max(0, connectionLimit) / 4, (long)Limit * WaitingAsidePerPlace);
     }
 
     /// <summary>Gets the most connections being set up at once.</summary>
     public int Limit { get; }
+
+    /// <summary>Gets the most connections to one destination (<see cref="SetupDestination"/>) being set up at once:
+    /// three quarters of the places (a quarter, at least one, is always left to the others; 48 of 64), at least 1.</summary>
+    public int DestinationShare { get; }
+
+    /// <summary>Gets the most connections waiting aside for their destination's turn without a place
+    /// (<see cref="WaitingAsidePerPlace"/> per place, at most a quarter of the connection limit).</summary>
+    public int MaxWaitingAside { get; }
+
+    /// <summary>Gets the connections waiting aside for their destination's turn now, without a place.</summary>
+    public int WaitingAside
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _waitingAside;
+            }
+        }
+    }
 
     /// <summary>Gets the connections that hold a place: accepted and not yet set up.</summary>
     public int Pending => Limit - _places.CurrentCount;
@@ -47,6 +99,11 @@ internal sealed class ConnectionSetupLimit
     /// <summary>Gets what is called (on the accepting thread) each time an accept has to wait for a place, e.g. to log
     /// it rate-limited; null: nothing.</summary>
     public Action<ConnectionSetupLimit>? Waiting { get; init; }
+
+    /// <summary>Gets what is called each time a connection waits for its destination's turn (the destination, and
+    /// whether the connection gave its place back to wait aside), e.g. to log it rate-limited; null: nothing. It must not
+    /// throw.</summary>
+    public Action<ConnectionSetupLimit, SetupDestination, bool>? WaitingForTurn { get; init; }
 
     /// <summary>The default limit for <paramref name="processors"/> processors: <see cref="DerivedPerProcessor"/> each,
     /// at least <see cref="MinDerived"/>. Setting a connection up is a few system calls and one round trip to the
@@ -78,6 +135,168 @@ internal sealed class ConnectionSetupLimit
     /// <summary>Gives back a place taken with <see cref="TakeAsync"/> (<see cref="ConnectionSetup.Complete"/> does, once).</summary>
     internal void Return() => _places.Release();
 
+    /// <summary>Gets how many destinations have connections being set up or waiting for a turn (tests: none is left
+    /// behind).</summary>
+    internal int DestinationsTracked
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _inProgress.Count + _turns.Count;
+            }
+        }
+    }
+
+    /// <summary>Takes <paramref name="setup"/>'s turn for <paramref name="destination"/>: at once while the destination
+    /// has fewer than <see cref="DestinationShare"/> connections being set up; otherwise the setup waits for a turn,
+    /// aside (its place given back) while fewer than <see cref="MaxWaitingAside"/> do, else holding its place.</summary>
+    /// <returns>True when the turn was taken (the setup then holds a place too; give both back with
+    /// <see cref="LeaveTurn"/>); false when <paramref name="cancellationToken"/> was cancelled first (the setup then
+    /// holds no turn, and no place when it waited aside).</returns>
+    internal ValueTask<bool> TakeTurnAsync(ConnectionSetup setup, SetupDestination destination, CancellationToken cancellationToken)
+    {
+        Turn turn;
+        lock (_gate)
+        {
+            ref int inProgress = ref CollectionsMarshal.GetValueRefOrAddDefault(_inProgress, destination, out _);
+            if (inProgress < DestinationShare)
+            {
+                inProgress++;
+                return new ValueTask<bool>(true);
+            }
+
+            if (_stopped)
+            {
+                return new ValueTask<bool>(false); // the service is stopping: it sets up no more connections that would wait
+            }
+
+            turn = new Turn(aside: _waitingAside < MaxWaitingAside);
+            ref DestinationWaits? waits = ref CollectionsMarshal.GetValueRefOrAddDefault(_turns, destination, out _);
+            (waits ??= new DestinationWaits()).Enqueue(turn);
+            if (turn.Aside)
+            {
+                _waitingAside++;
+            }
+        }
+
+        if (turn.Aside)
+        {
+            setup.GiveBackPlace(); // the accept loop may take it for a connection to another destination
+        }
+
+        var waiting = WaitForTurnAsync(setup, turn, cancellationToken); // queued and waited for before anything else runs
+        WaitingForTurn?.Invoke(this, destination, turn.Aside);
+        return waiting;
+    }
+
+    /// <summary>Gives a destination's turn back, with the place every holder of a turn has: the turn alone to the first
+    /// connection waiting with its own place (the place is then given back, for the accept loop); else both to the first
+    /// waiting aside; else the turn to nobody.</summary>
+    /// <returns>True when the place went with the turn (the caller must not give it back).</returns>
+    internal bool LeaveTurn(SetupDestination destination)
+    {
+        lock (_gate)
+        {
+            if (_turns.TryGetValue(destination, out var waits))
+            {
+                while (waits.TryDequeue(out var next))
+                {
+                    if (next.TrySetResult(true))
+                    {
+                        if (waits.IsEmpty)
+                        {
+                            _turns.Remove(destination);
+                        }
+
+                        return next.Aside; // handed over: as many in progress as before
+                    }
+                }
+
+                _turns.Remove(destination);
+            }
+
+            ref int inProgress = ref CollectionsMarshal.GetValueRefOrNullRef(_inProgress, destination);
+            if (!Unsafe.IsNullRef(ref inProgress) && --inProgress <= 0)
+            {
+                _inProgress.Remove(destination);
+            }
+
+            return false;
+        }
+    }
+
+    /// <summary>The service is stopping: every connection waiting for its destination's turn stops waiting
+    /// (<see cref="TakeTurnAsync"/> returns false), and none waits from now on. Connections still in the listen
+    /// backlog are reset at a stop; those accepted and waiting aside end as they would, rather than be set up during the
+    /// drain.</summary>
+    internal void StopWaits()
+    {
+        lock (_gate)
+        {
+            _stopped = true;
+            foreach (var waits in _turns.Values)
+            {
+                while (waits.TryDequeue(out var turn))
+                {
+                    turn.TrySetResult(false);
+                }
+            }
+
+            _turns.Clear();
+        }
+    }
+
+    private async ValueTask<bool> WaitForTurnAsync(ConnectionSetup setup, Turn turn, CancellationToken cancellationToken)
+    {
+        bool taken;
+        try
+        {
+            using (cancellationToken.UnsafeRegister(static state => ((Turn)state!).TrySetResult(false), turn))
+            {
+                taken = await turn.Task.ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (turn.Aside)
+            {
+                lock (_gate)
+                {
+                    _waitingAside--;
+                }
+            }
+        }
+
+        if (taken && turn.Aside)
+        {
+            setup.TookPlaceAgain(); // the place of the connection that gave the turn
+        }
+
+        return taken; // not taken: cancelled before any turn was handed to it, so it holds none
+    }
+
+    /// <summary>One connection's wait for its destination's turn; a cancelled wait stays queued and is skipped.</summary>
+    private sealed class Turn(bool aside) : TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously)
+    {
+        /// <summary>Gets whether the connection gave its place back to wait (the turn brings it a place).</summary>
+        public bool Aside { get; } = aside;
+    }
+
+    /// <summary>The connections waiting for one destination's turn: those holding a place first (each holds it for at
+    /// most one of the destination's setups), then those waiting aside, each in order of arrival.</summary>
+    private sealed class DestinationWaits
+    {
+        private readonly Queue<Turn> _holding = new();
+        private readonly Queue<Turn> _aside = new();
+
+        public bool IsEmpty => _holding.Count == 0 && _aside.Count == 0;
+
+        public void Enqueue(Turn turn) => (turn.Aside ? _aside : _holding).Enqueue(turn);
+
+        public bool TryDequeue([NotNullWhen(true)] out Turn? turn) => _holding.TryDequeue(out turn) || _aside.TryDequeue(out turn);
+    }
+
     /// <summary>The limit as logs name it: "(enclave.max_pending_connections = 64)" or "(… = 64, derived from 2 processors)".</summary>
     public string LimitText() => _derived
         ? string.Create(CultureInfo.InvariantCulture, $"({_setting} = {Limit}, derived from {Environment.ProcessorCount} processors)")
@@ -94,13 +313,102 @@ internal sealed class ConnectionSetup
     /// <summary>A setup that holds no place (a listener without a limit; tests).</summary>
     public static readonly ConnectionSetup None = new(null);
 
-    private ConnectionSetupLimit? _limit;
+    private readonly ConnectionSetupLimit? _limit;
+    private int _holdsPlace;
+    private int _complete;
+    private SetupDestination _turn;
+    private int _holdsTurn;
 
-    internal ConnectionSetup(ConnectionSetupLimit? limit) => _limit = limit;
+    internal ConnectionSetup(ConnectionSetupLimit? limit)
+    {
+        _limit = limit;
+        _holdsPlace = limit is null ? 0 : 1;
+        _complete = limit is null ? 1 : 0;
+    }
 
-    /// <summary>Gets whether the place has been given back (or there was none).</summary>
-    public bool IsComplete => Volatile.Read(ref _limit) is null;
+    /// <summary>Gets whether the setup is complete: its place and its destination's turn given back (or it had none).</summary>
+    public bool IsComplete => Volatile.Read(ref _complete) == 1;
 
-    /// <summary>Gives the place back; later calls do nothing.</summary>
-    public void Complete() => Interlocked.Exchange(ref _limit, null)?.Return();
+    /// <summary>Takes the connection's turn among those to <paramref name="destination"/> being set up
+    /// (<see cref="ConnectionSetupLimit.DestinationShare"/>), waiting for it while the destination has its share;
+    /// <see cref="Complete"/> gives it back. At once for <see cref="None"/>.</summary>
+    /// <param name="destination">The connection's destination: the name it was learned from and the port, else its
+    /// original destination.</param>
+    /// <param name="cancellationToken">Stops waiting (the proxy is stopping).</param>
+    /// <returns>False when <paramref name="cancellationToken"/> was cancelled while waiting: the connection is not set up.</returns>
+    public ValueTask<bool> TakeTurnAsync(SetupDestination destination, CancellationToken cancellationToken)
+    {
+        if (_limit is null || IsComplete)
+        {
+            return new ValueTask<bool>(true);
+        }
+
+        var taking = _limit.TakeTurnAsync(this, destination, cancellationToken);
+        if (taking.IsCompletedSuccessfully)
+        {
+            if (taking.Result)
+            {
+                Held(destination);
+            }
+
+            return taking;
+        }
+
+        return HeldWhenTakenAsync(taking, destination);
+    }
+
+    /// <summary>Gives the place and the destination's turn back (both to the next connection waiting aside for the
+    /// turn, when there is one); later calls do nothing.</summary>
+    public void Complete()
+    {
+        if (Interlocked.Exchange(ref _complete, 1) == 1)
+        {
+            return;
+        }
+
+        bool holdsPlace = Interlocked.Exchange(ref _holdsPlace, 0) == 1;
+        if (Interlocked.Exchange(ref _holdsTurn, 0) == 1)
+        {
+            Debug.Assert(holdsPlace, "every holder of a destination's turn holds a place");
+            if (_limit!.LeaveTurn(_turn))
+            {
+                return; // the place went with the turn
+            }
+        }
+
+        if (holdsPlace)
+        {
+            _limit!.Return();
+        }
+    }
+
+    private async ValueTask<bool> HeldWhenTakenAsync(ValueTask<bool> taking, SetupDestination destination)
+    {
+        bool taken = await taking.ConfigureAwait(false);
+        if (taken)
+        {
+            Held(destination);
+        }
+
+        return taken;
+    }
+
+    private void Held(SetupDestination destination)
+    {
+        Debug.Assert(Volatile.Read(ref _holdsTurn) == 0, "one turn per connection");
+        _turn = destination;
+        Volatile.Write(ref _holdsTurn, 1);
+    }
+
+    /// <summary>Gives the place back while the connection waits aside for its destination's turn.</summary>
+    internal void GiveBackPlace()
+    {
+        if (Interlocked.Exchange(ref _holdsPlace, 0) == 1)
+        {
+            _limit!.Return();
+        }
+    }
+
+    /// <summary>The connection holds a place again: the one handed to it with its destination's turn after it waited aside.</summary>
+    internal void TookPlaceAgain() => Volatile.Write(ref _holdsPlace, 1);
 }

@@ -27,6 +27,8 @@ public sealed class EgressProxy : IAsyncDisposable
     private readonly ConnectionAdmission _admission;
     private readonly ConnectionSetupLimit _setupLimit;
     private readonly LogRateLimit _setupLimitLines;
+    private readonly LogRateLimit _asideLines;
+    private readonly LogRateLimit _holdingLines;
 
     /// <summary>Creates a proxy; call <see cref="Start"/> to listen.</summary>
     /// <param name="options">Listen addresses, tunnel endpoint and timeouts.</param>
@@ -69,13 +71,26 @@ public sealed class EgressProxy : IAsyncDisposable
         _handler = new ProxyConnectionHandler(options, policy, _logger, originalDestination ?? OriginalDestination.Read);
         _admission = new ConnectionAdmission(options.MaxConnections, ConfigurationKeys.EnclaveMaxConnections.Path, "connection", DescriptorBudget.Process);
         _setupLimitLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval);
-        _setupLimit = new ConnectionSetupLimit(options.MaxPendingConnections, ConfigurationKeys.EnclaveMaxPendingConnections.Path)
+        _asideLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval);
+        _holdingLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval);
+        _setupLimit = new ConnectionSetupLimit(options.MaxPendingConnections, ConfigurationKeys.EnclaveMaxPendingConnections.Path, _admission.Limit)
         {
             Waiting = limit =>
             {
                 if (_setupLimitLines.TryEnter(out long suppressed))
                 {
                     ProxyLog.SetupLimitReached(_logger, limit.Pending, limit.LimitText(), suppressed + 1);
+                }
+            },
+            WaitingForTurn = (limit, destination, aside) =>
+            {
+                if (aside && _asideLines.TryEnter(out long asides))
+                {
+                    ProxyLog.WaitingAside(_logger, destination.ToString(), limit.DestinationShare, limit.LimitText(), asides + 1);
+                }
+                else if (!aside && _holdingLines.TryEnter(out long holding))
+                {
+                    ProxyLog.WaitingHoldingPlaces(_logger, destination.ToString(), limit.DestinationShare, limit.LimitText(), limit.MaxWaitingAside, holding + 1);
                 }
             },
         };
@@ -169,11 +184,12 @@ public sealed class EgressProxy : IAsyncDisposable
         return socket;
     }
 
-    /// <summary>Stops accepting, closes the idle pooled tunnel streams, lets live connections finish up to the drain
-    /// deadline, then aborts them.</summary>
+    /// <summary>Stops accepting, ends the connections waiting for their destination's turn (they are not set up now),
+    /// closes the idle pooled tunnel streams, lets live connections finish up to the drain deadline, then aborts them.</summary>
     /// <returns>A task that completes when every connection has ended.</returns>
     public Task StopAsync()
     {
+        _setupLimit.StopWaits();
         Task stopped = Task.WhenAll(_listeners.Select(l => l.StopAsync(_options.ShutdownDrain)));
         _handler.Dispose();
         return stopped;
@@ -183,6 +199,7 @@ public sealed class EgressProxy : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _lifecycle.Dispose();
+        _setupLimit.StopWaits();
         foreach (var listener in _listeners)
         {
             await listener.DisposeAsync().ConfigureAwait(false);

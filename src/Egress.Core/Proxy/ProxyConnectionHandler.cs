@@ -139,6 +139,18 @@ internal sealed class ProxyConnectionHandler(
         AddressHold? failoverHold = null;
         try
         {
+            // No destination (the name learned, else the address) holds more than its share of the setup places: one
+            // slow to connect (a blackholed address holds each setup for the parent's whole connect timeout) must not
+            // keep other destinations' connections waiting in the listen backlog. Beyond its share, this connection
+            // waits for the destination's turn.
+            string? hint = HostHintFor(decision);
+            if (!await setup.TakeTurnAsync(SetupDestination.Of(destination, hint), aborted).ConfigureAwait(false))
+            {
+                result = ProxyConnectionResult.Failed(ConnectionOutcome.Stopping, destination).WithAllowingDecision(decision);
+                Complete(client, result);
+                return result;
+            }
+
             if (!OperatingSystem.IsLinux())
             {
                 // On Linux the accepted socket has it from the proxy's listener (EgressProxy.Bind): no system call here.
@@ -180,7 +192,6 @@ internal sealed class ProxyConnectionHandler(
                 ArrayPool<byte>.Shared.Return(buffer);
             }
 
-            string? hint = HostHintFor(decision);
             var (tunnel, failure) = await OpenTunnelAsync(destination, hint, early, aborted).ConfigureAwait(false);
             failure = failure?.WithAllowingDecision(decision);
             if (tunnel is null && failure is not null && hint is not null && CanFailOver(failure))

@@ -19,6 +19,12 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 119, Level = LogLevel.Information, Message = "proxy: {Pending} connections are being set up, the most at once {Limit}; further connections wait in the listen backlog until one is relaying or ends ({Waits} such waits since the last such line)")]
     public static partial void SetupLimitReached(ILogger logger, int pending, string limit, long waits);
 
+    [LoggerMessage(EventId = 120, Level = LogLevel.Information, Message = "proxy: {Destination} has {Share} connections being set up, its share of the places {Limit}; its further connections wait aside for a turn, without a place, while connections to other destinations go on ({Waits} such waits since the last such line)")]
+    public static partial void WaitingAside(ILogger logger, string destination, int share, string limit, long waits);
+
+    [LoggerMessage(EventId = 121, Level = LogLevel.Warning, Message = "proxy: {Destination} has {Share} connections being set up, its share of the places {Limit}, and {Aside} connections already wait aside for a turn, the most that may; its further connections wait for a turn holding their places, and connections to other destinations may wait in the listen backlog behind them ({Waits} such waits since the last such line)")]
+    public static partial void WaitingHoldingPlaces(ILogger logger, string destination, int share, string limit, int aside, long waits);
+
     [LoggerMessage(EventId = 131, Level = LogLevel.Debug, Message = "connection to {Destination}: the pooled tunnel stream was closed by the parent while idle; request sent again on a new stream to {Tunnel}")]
     public static partial void StalePooledStream(ILogger logger, IPEndPoint destination, string tunnel);
 

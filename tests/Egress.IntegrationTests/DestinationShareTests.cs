@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using Egress.IntegrationTests.Infrastructure;
+
+namespace Egress.IntegrationTests;
+
+/// <summary>
+/// A destination that never answers (the world drops every SYN to 198.18.1.20:9) must not hold every one of the
+/// proxy's setup places (<c>enclave.max_pending_connections</c>): an app opening connections to it in a loop kept
+/// another app's connect to a healthy destination waiting in the listen backlog for the parent's whole connect
+/// timeout (a robustness trial: 28–30 s). Now no destination holds more than three quarters of the places, and its further
+/// connections wait aside for its turn.
+/// </summary>
+[TestFixture]
+public sealed class DestinationShareTests
+{
+    private const int Places = 4;
+    private const int BlackholePort = 9;
+    private const int SlowConnections = 12;
+
+    /// <summary>The parent's connect timeout: how long each setup to the blackholed destination holds its place.</summary>
+    private const int ConnectTimeoutMs = 8_000;
+
+    /// <summary>Opens argv[1] connections to the blackholed destination (each one's connect succeeds: the proxy accepts
+    /// it), holds them until the parent gives up on them, and closes them.</summary>
+    private const string SlowScript = """
+        import socket, sys, time
+        socks = []
+        for _ in range(int(sys.argv[1])):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect_ex(("198.18.1.20", 9))
+            socks.append(s)
+        time.sleep(float(sys.argv[2]))
+        for s in socks:
+            s.close()
+        print("done", flush=True)
+        """;
+
+    private Topology? topology;
+    private EgressDeployment? deployment;
+
+    [OneTimeSetUp]
+    public async Task Deploy()
+    {
+        Root.RequireOrIgnore();
+        topology = await Topology.CreateAsync();
+        await topology.StartWorldServicesAsync();
+        await Command.RunCheckedAsync("ip", "netns", "exec", topology.World,
+            "iptables", "-w", "-I", "INPUT", "-d", "198.18.1.20", "-p", "tcp", "--dport", $"{BlackholePort}", "-j", "DROP");
+        string toml = EnclaveConfig.Render(EnclaveConfig.DefaultDestinations, connectTimeoutMs: ConnectTimeoutMs)
+            + $"\n[enclave]\nmax_pending_connections = {Places}\n";
+        deployment = await EgressDeployment.StartAsync(topology, toml);
+    }
+
+    [OneTimeTearDown]
+    public async Task TearDown()
+    {
+        if (topology is not null)
+        {
+            await topology.DisposeAsync();
+        }
+    }
+
+    [Test]
+    public async Task ConnectionsToADestinationThatNeverAnswersLeaveOtherDestinationsPlaces()
+    {
+        var slow = Command.RunInNamespaceAsync(
+            topology!.Enclave, TimeSpan.FromSeconds(40), "/usr/bin/python3", "-c", SlowScript, $"{SlowConnections}", $"{(ConnectTimeoutMs / 1000) + 2}");
+        string? share = await EgressFixture.LogLineAsync(deployment!.Enclave, "198.18.1.20:9 has 3 connections being set up, its share of the places");
+
+        var elapsed = Stopwatch.StartNew();
+        var curl = await Clients.CurlAsync(topology.Enclave, "http://198.18.0.10/", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "4");
+        elapsed.Stop();
+        var slowDone = await slow;
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(share, Is.Not.Null, () => $"no line for the destination at its share:\n{deployment.Enclave.Output}");
+            Assert.That((curl.ExitCode, curl.StandardOutput), Is.EqualTo((0, "200")),
+                () => $"the healthy destination waited behind the blackholed one ({elapsed.Elapsed.TotalSeconds:F1} s): {curl}\n{deployment.Enclave.Output}");
+            Assert.That(elapsed.Elapsed, Is.LessThan(TimeSpan.FromMilliseconds(ConnectTimeoutMs / 2)), "not after the parent's connect timeout");
+            Assert.That(slowDone.StandardOutput, Does.Contain("done"), slowDone.ToString);
+        });
+    }
+}
