@@ -7,15 +7,19 @@ namespace Egress.IntegrationTests;
 /// A destination that never answers (the world drops every SYN to 198.18.1.20:9) must not hold every one of the
 /// proxy's setup places (<c>enclave.max_pending_connections</c>): an app opening connections to it in a loop kept
 /// another app's connect to a healthy destination waiting in the listen backlog for the parent's whole connect
-/// timeout (a robustness trial: 28–30 s). Now no destination holds more than three quarters of the places, and its further
-/// connections wait aside for its turn.
+/// timeout (a robustness trial: 28–30 s). Now no destination holds more than three quarters of the places, its further
+/// connections wait aside for its turn, and beyond the most that may wait aside (half of <c>enclave.max_connections</c>)
+/// they are reset rather than hold a place.
 /// </summary>
 [TestFixture]
 public sealed class DestinationShareTests
 {
     private const int Places = 4;
     private const int BlackholePort = 9;
-    private const int SlowConnections = 12;
+    private const int SlowConnections = 20;
+
+    /// <summary>enclave.max_connections: 10 may wait aside (half of it), so 3 are set up, 10 wait, 7 are reset.</summary>
+    private const int MaxConnections = 20;
 
     /// <summary>The parent's connect timeout: how long each setup to the blackholed destination holds its place.</summary>
     private const int ConnectTimeoutMs = 8_000;
@@ -48,7 +52,7 @@ public sealed class DestinationShareTests
         await Command.RunCheckedAsync("ip", "netns", "exec", topology.World,
             "iptables", "-w", "-I", "INPUT", "-d", "198.18.1.20", "-p", "tcp", "--dport", $"{BlackholePort}", "-j", "DROP");
         string toml = EnclaveConfig.Render(EnclaveConfig.DefaultDestinations, connectTimeoutMs: ConnectTimeoutMs)
-            + $"\n[enclave]\nmax_pending_connections = {Places}\n";
+            + $"\n[enclave]\nmax_pending_connections = {Places}\nmax_connections = {MaxConnections}\n";
         deployment = await EgressDeployment.StartAsync(topology, toml);
     }
 
@@ -62,11 +66,13 @@ public sealed class DestinationShareTests
     }
 
     [Test]
-    public async Task ConnectionsToADestinationThatNeverAnswersLeaveOtherDestinationsPlaces()
+    public async Task ConnectionsToADestinationThatNeverAnswersLeaveOtherDestinationsAPlace()
     {
         var slow = Command.RunInNamespaceAsync(
             topology!.Enclave, TimeSpan.FromSeconds(40), "/usr/bin/python3", "-c", SlowScript, $"{SlowConnections}", $"{(ConnectTimeoutMs / 1000) + 2}");
         string? share = await EgressFixture.LogLineAsync(deployment!.Enclave, "198.18.1.20:9 has 3 connections being set up, its share of the places");
+        string? refused = await EgressFixture.LogLineAsync(
+            deployment.Enclave, "connection to 198.18.1.20:9 refused: 3 connections to it are being set up", "and 10 wait aside for a turn, the most that may");
 
         var elapsed = Stopwatch.StartNew();
         var curl = await Clients.CurlAsync(topology.Enclave, "http://198.18.0.10/", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "4");
@@ -76,6 +82,7 @@ public sealed class DestinationShareTests
         Assert.Multiple(() =>
         {
             Assert.That(share, Is.Not.Null, () => $"no line for the destination at its share:\n{deployment.Enclave.Output}");
+            Assert.That(refused, Is.Not.Null, () => $"no refusal beyond the most waiting aside:\n{deployment.Enclave.Output}");
             Assert.That((curl.ExitCode, curl.StandardOutput), Is.EqualTo((0, "200")),
                 () => $"the healthy destination waited behind the blackholed one ({elapsed.Elapsed.TotalSeconds:F1} s): {curl}\n{deployment.Enclave.Output}");
             Assert.That(elapsed.Elapsed, Is.LessThan(TimeSpan.FromMilliseconds(ConnectTimeoutMs / 2)), "not after the parent's connect timeout");

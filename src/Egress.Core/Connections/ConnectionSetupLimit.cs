@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Net;
 using System.Runtime.CompilerServices;
@@ -15,13 +14,13 @@ namespace Egress.Connections;
 /// up concurrently (every setup's socket events then queue on the runtime's socket engine thread and the thread pool,
 /// in front of everything else the process does). The connection gives its place back once set up
 /// (<see cref="ConnectionSetup.Complete"/>), or when refused or ended.
-/// <para>No destination holds more than its share of the places (<see cref="DestinationShare"/>, three quarters): a
-/// connection whose destination already has that many being set up gives its place back and waits aside for the
-/// destination's turn (<see cref="ConnectionSetup.TakeTurnAsync"/>), so that a destination slow to connect (one that
-/// never answers holds each setup for the parent's whole connect timeout) cannot hold every place while connections to
-/// other destinations wait in the backlog behind it. Waiting aside, a connection has been accepted: it counts toward
-/// the connection limit, so at most <see cref="MaxWaitingAside"/> wait aside. Beyond that one waits for its turn holding
-/// its place, and is served before those waiting aside, so that it holds it for one setup of its destination at most.</para>
+/// <para>No destination (address and port) holds more than its share of the places (<see cref="DestinationShare"/>,
+/// three quarters): a connection whose destination already has that many being set up gives its place back and waits
+/// aside for the destination's turn (<see cref="ConnectionSetup.TakeTurnAsync"/>), so that a destination slow to
+/// connect (one that never answers holds each setup for the parent's whole connect timeout) cannot hold every place
+/// while connections to other destinations wait in the backlog behind it. A connection waiting aside has been
+/// accepted and counts toward the connection limit, so at most <see cref="MaxWaitingAside"/> wait; one more is refused
+/// (<see cref="SetupTurn.Full"/>: reset at once, as at the connection limit) rather than let it hold a place.</para>
 /// </summary>
 internal sealed class ConnectionSetupLimit
 {
@@ -32,7 +31,7 @@ internal sealed class ConnectionSetupLimit
     public const int MinDerived = 16;
 
     /// <summary>Connections that may wait aside for their destination's turn, without a place, per place (1,024 for 64
-    /// places), and at most a quarter of the connection limit (<see cref="ConnectionSetupLimit(int, string, int)"/>).</summary>
+    /// places), and at most half the connection limit (<see cref="ConnectionSetupLimit(int, string, int)"/>).</summary>
     public const int WaitingAsidePerPlace = 16;
 
     private readonly SemaphoreSlim _places;
@@ -44,10 +43,11 @@ internal sealed class ConnectionSetupLimit
 
     /// <summary>Per destination, its connections being set up (at most <see cref="DestinationShare"/>); an entry is
     /// removed at 0.</summary>
-    private readonly Dictionary<SetupDestination, int> _inProgress = [];
+    private readonly Dictionary<IPEndPoint, int> _inProgress = [];
 
-    /// <summary>Per destination at its share, the connections waiting for its turn.</summary>
-    private readonly Dictionary<SetupDestination, DestinationWaits> _turns = [];
+    /// <summary>Per destination at its share, the connections waiting aside for its turn, first come first served (a
+    /// cancelled wait stays queued and is skipped).</summary>
+    private readonly Dictionary<IPEndPoint, Queue<Turn>> _turns = [];
     private int _waitingAside;
     private bool _stopped;
     private long _waits;
@@ -56,7 +56,7 @@ internal sealed class ConnectionSetupLimit
     /// <param name="configured">The configured limit; 0 derives it (<see cref="DerivedLimit"/>).</param>
     /// <param name="setting">The configuration key that sets it, for logs (e.g. <c>enclave.max_pending_connections</c>).</param>
     /// <param name="connectionLimit">The most connections the service serves at once (<c>enclave.max_connections</c>):
-    /// connections waiting aside count toward it, so at most a quarter of it wait aside.</param>
+    /// connections waiting aside count toward it, so at most half of it wait aside.</param>
     public ConnectionSetupLimit(int configured, string setting, int connectionLimit = int.MaxValue)
     {
         _setting = setting;
@@ -64,18 +64,18 @@ internal sealed class ConnectionSetupLimit
         Limit = _derived ? DerivedLimit(Environment.ProcessorCount) : configured;
         _places = new SemaphoreSlim(Limit, Limit);
         DestinationShare = Math.Max(1, Limit - Math.Max(1, Limit / 4));
-        MaxWaitingAside = (int)Math.Min(Math.Max(0, connectionLimit) / 4, (long)Limit * WaitingAsidePerPlace);
+        MaxWaitingAside = (int)Math.Min(Math.Max(0, connectionLimit) / 2, (long)Limit * WaitingAsidePerPlace);
     }
 
     /// <summary>Gets the most connections being set up at once.</summary>
     public int Limit { get; }
 
-    /// <summary>Gets the most connections to one destination (<see cref="SetupDestination"/>) being set up at once:
-    /// three quarters of the places (a quarter, at least one, is always left to the others; 48 of 64), at least 1.</summary>
+    /// <summary>Gets the most connections to one destination (address and port) being set up at once: three quarters
+    /// of the places (a quarter is left to the others: 48 of 64), at least 1 (with a single place, none is left).</summary>
     public int DestinationShare { get; }
 
     /// <summary>Gets the most connections waiting aside for their destination's turn without a place
-    /// (<see cref="WaitingAsidePerPlace"/> per place, at most a quarter of the connection limit).</summary>
+    /// (<see cref="WaitingAsidePerPlace"/> per place, at most half the connection limit).</summary>
     public int MaxWaitingAside { get; }
 
     /// <summary>Gets the connections waiting aside for their destination's turn now, without a place.</summary>
@@ -100,10 +100,10 @@ internal sealed class ConnectionSetupLimit
     /// it rate-limited; null: nothing.</summary>
     public Action<ConnectionSetupLimit>? Waiting { get; init; }
 
-    /// <summary>Gets what is called each time a connection waits for its destination's turn (the destination, and
-    /// whether the connection gave its place back to wait aside), e.g. to log it rate-limited; null: nothing. It must not
-    /// throw.</summary>
-    public Action<ConnectionSetupLimit, SetupDestination, bool>? WaitingForTurn { get; init; }
+    /// <summary>Gets what is called each time a connection waits aside for its destination's turn, e.g. to log it
+    /// rate-limited; null: nothing. An exception it throws is not passed on: a line that cannot be written costs no turn
+    /// or place.</summary>
+    public Action<ConnectionSetupLimit, IPEndPoint>? WaitingForTurn { get; init; }
 
     /// <summary>The default limit for <paramref name="processors"/> processors: <see cref="DerivedPerProcessor"/> each,
     /// at least <see cref="MinDerived"/>. Setting a connection up is a few system calls and one round trip to the
@@ -149,12 +149,14 @@ internal sealed class ConnectionSetupLimit
     }
 
     /// <summary>Takes <paramref name="setup"/>'s turn for <paramref name="destination"/>: at once while the destination
-    /// has fewer than <see cref="DestinationShare"/> connections being set up; otherwise the setup waits for a turn,
-    /// aside (its place given back) while fewer than <see cref="MaxWaitingAside"/> do, else holding its place.</summary>
-    /// <returns>True when the turn was taken (the setup then holds a place too; give both back with
-    /// <see cref="LeaveTurn"/>); false when <paramref name="cancellationToken"/> was cancelled first (the setup then
-    /// holds no turn, and no place when it waited aside).</returns>
-    internal ValueTask<bool> TakeTurnAsync(ConnectionSetup setup, SetupDestination destination, CancellationToken cancellationToken)
+    /// has fewer than <see cref="DestinationShare"/> connections being set up; otherwise the setup gives its place back
+    /// and waits aside for a turn, which brings it the place of the connection that gives it, while fewer than
+    /// <see cref="MaxWaitingAside"/> wait; otherwise it is refused.</summary>
+    /// <returns><see cref="SetupTurn.Taken"/> (the setup holds the turn and a place; <see cref="LeaveTurn"/> gives both
+    /// back); <see cref="SetupTurn.Stopped"/> when <paramref name="cancellationToken"/> was cancelled or the service
+    /// stopped (<see cref="StopWaits"/>) first, or <see cref="SetupTurn.Full"/>: the setup then holds no turn, and no
+    /// place once it waited.</returns>
+    internal ValueTask<SetupTurn> TakeTurnAsync(ConnectionSetup setup, IPEndPoint destination, CancellationToken cancellationToken)
     {
         Turn turn;
         lock (_gate)
@@ -163,53 +165,57 @@ internal sealed class ConnectionSetupLimit
             if (inProgress < DestinationShare)
             {
                 inProgress++;
-                return new ValueTask<bool>(true);
+                return new ValueTask<SetupTurn>(SetupTurn.Taken);
             }
 
             if (_stopped)
             {
-                return new ValueTask<bool>(false); // the service is stopping: it sets up no more connections that would wait
+                return new ValueTask<SetupTurn>(SetupTurn.Stopped); // it sets up no more connections that would wait
             }
 
-            turn = new Turn(aside: _waitingAside < MaxWaitingAside);
-            ref DestinationWaits? waits = ref CollectionsMarshal.GetValueRefOrAddDefault(_turns, destination, out _);
-            (waits ??= new DestinationWaits()).Enqueue(turn);
-            if (turn.Aside)
+            if (_waitingAside >= MaxWaitingAside)
             {
+                turn = null!;
+            }
+            else
+            {
+                turn = new Turn();
+                ref Queue<Turn>? queue = ref CollectionsMarshal.GetValueRefOrAddDefault(_turns, destination, out _);
+                (queue ??= new Queue<Turn>()).Enqueue(turn);
                 _waitingAside++;
             }
         }
 
-        if (turn.Aside)
+        if (turn is null)
         {
-            setup.GiveBackPlace(); // the accept loop may take it for a connection to another destination
+            return new ValueTask<SetupTurn>(SetupTurn.Full);
         }
 
-        var waiting = WaitForTurnAsync(setup, turn, cancellationToken); // queued and waited for before anything else runs
-        WaitingForTurn?.Invoke(this, destination, turn.Aside);
+        setup.GiveBackPlace(); // the accept loop may take it for a connection to another destination
+        var waiting = WaitForTurnAsync(setup, turn, cancellationToken);
+        Report(destination);
         return waiting;
     }
 
-    /// <summary>Gives a destination's turn back, with the place every holder of a turn has: the turn alone to the first
-    /// connection waiting with its own place (the place is then given back, for the accept loop); else both to the first
-    /// waiting aside; else the turn to nobody.</summary>
+    /// <summary>Gives a destination's turn back, with the place every holder of a turn has: both to the first connection
+    /// waiting aside for the turn, or the turn to nobody.</summary>
     /// <returns>True when the place went with the turn (the caller must not give it back).</returns>
-    internal bool LeaveTurn(SetupDestination destination)
+    internal bool LeaveTurn(IPEndPoint destination)
     {
         lock (_gate)
         {
-            if (_turns.TryGetValue(destination, out var waits))
+            if (_turns.TryGetValue(destination, out var waiting))
             {
-                while (waits.TryDequeue(out var next))
+                while (waiting.TryDequeue(out var next))
                 {
-                    if (next.TrySetResult(true))
+                    if (next.TrySetResult(SetupTurn.Taken))
                     {
-                        if (waits.IsEmpty)
+                        if (waiting.Count == 0)
                         {
                             _turns.Remove(destination);
                         }
 
-                        return next.Aside; // handed over: as many in progress as before
+                        return true; // handed over: as many in progress as before
                     }
                 }
 
@@ -227,7 +233,7 @@ internal sealed class ConnectionSetupLimit
     }
 
     /// <summary>The service is stopping: every connection waiting for its destination's turn stops waiting
-    /// (<see cref="TakeTurnAsync"/> returns false), and none waits from now on. Connections still in the listen
+    /// (<see cref="TakeTurnAsync"/> gives <see cref="SetupTurn.Stopped"/>), and none waits from now on. Connections still in the listen
     /// backlog are reset at a stop; those accepted and waiting aside end as they would, rather than be set up during the
     /// drain.</summary>
     internal void StopWaits()
@@ -235,11 +241,11 @@ internal sealed class ConnectionSetupLimit
         lock (_gate)
         {
             _stopped = true;
-            foreach (var waits in _turns.Values)
+            foreach (var waiting in _turns.Values)
             {
-                while (waits.TryDequeue(out var turn))
+                while (waiting.TryDequeue(out var turn))
                 {
-                    turn.TrySetResult(false);
+                    turn.TrySetResult(SetupTurn.Stopped);
                 }
             }
 
@@ -247,55 +253,54 @@ internal sealed class ConnectionSetupLimit
         }
     }
 
-    private async ValueTask<bool> WaitForTurnAsync(ConnectionSetup setup, Turn turn, CancellationToken cancellationToken)
+    private async ValueTask<SetupTurn> WaitForTurnAsync(ConnectionSetup setup, Turn turn, CancellationToken cancellationToken)
     {
-        bool taken;
+        SetupTurn taken;
         try
         {
-            using (cancellationToken.UnsafeRegister(static state => ((Turn)state!).TrySetResult(false), turn))
+            using (cancellationToken.UnsafeRegister(static state => ((Turn)state!).TrySetResult(SetupTurn.Stopped), turn))
             {
                 taken = await turn.Task.ConfigureAwait(false);
             }
         }
         finally
         {
-            if (turn.Aside)
+            lock (_gate)
             {
-                lock (_gate)
-                {
-                    _waitingAside--;
-                }
+                _waitingAside--;
             }
         }
 
-        if (taken && turn.Aside)
+        if (taken == SetupTurn.Taken)
         {
             setup.TookPlaceAgain(); // the place of the connection that gave the turn
         }
 
-        return taken; // not taken: cancelled before any turn was handed to it, so it holds none
+        return taken; // stopped: before any turn was handed to it, so it holds none
     }
 
-    /// <summary>One connection's wait for its destination's turn; a cancelled wait stays queued and is skipped.</summary>
-    private sealed class Turn(bool aside) : TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously)
+    private void Report(IPEndPoint destination)
     {
-        /// <summary>Gets whether the connection gave its place back to wait (the turn brings it a place).</summary>
-        public bool Aside { get; } = aside;
+        try
+        {
+            WaitingForTurn?.Invoke(this, destination);
+        }
+        catch (Exception)
+        {
+            // A log line that cannot be written must not cost the connection its turn, nor the service a place.
+        }
     }
 
-    /// <summary>The connections waiting for one destination's turn: those holding a place first (each holds it for at
-    /// most one of the destination's setups), then those waiting aside, each in order of arrival.</summary>
-    private sealed class DestinationWaits
-    {
-        private readonly Queue<Turn> _holding = new();
-        private readonly Queue<Turn> _aside = new();
+    /// <summary>One connection's wait aside for its destination's turn; a cancelled wait stays queued and is skipped.</summary>
+    private sealed class Turn() : TaskCompletionSource<SetupTurn>(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public bool IsEmpty => _holding.Count == 0 && _aside.Count == 0;
-
-        public void Enqueue(Turn turn) => (turn.Aside ? _aside : _holding).Enqueue(turn);
-
-        public bool TryDequeue([NotNullWhen(true)] out Turn? turn) => _holding.TryDequeue(out turn) || _aside.TryDequeue(out turn);
-    }
+    /// <summary>Why a connection was refused with <see cref="SetupTurn.Full"/>, for its log line and audit record:
+    /// "48 connections to it are being set up, its share of the places (enclave.max_pending_connections = 64, derived
+    /// from 2 processors), and 194 wait aside for a turn, the most that may (16 per place, at most half of the
+    /// connection limit)".</summary>
+    public string FullText() => string.Create(
+        CultureInfo.InvariantCulture,
+        $"{DestinationShare} connections to it are being set up, its share of the places {LimitText()}, and {MaxWaitingAside} wait aside for a turn, the most that may ({WaitingAsidePerPlace} per place, at most half of the connection limit)");
 
     /// <summary>The limit as logs name it: "(enclave.max_pending_connections = 64)" or "(… = 64, derived from 2 processors)".</summary>
     public string LimitText() => _derived
@@ -316,7 +321,7 @@ internal sealed class ConnectionSetup
     private readonly ConnectionSetupLimit? _limit;
     private int _holdsPlace;
     private int _complete;
-    private SetupDestination _turn;
+    private IPEndPoint? _turn;
     private int _holdsTurn;
 
     internal ConnectionSetup(ConnectionSetupLimit? limit)
@@ -330,32 +335,35 @@ internal sealed class ConnectionSetup
     public bool IsComplete => Volatile.Read(ref _complete) == 1;
 
     /// <summary>Takes the connection's turn among those to <paramref name="destination"/> being set up
-    /// (<see cref="ConnectionSetupLimit.DestinationShare"/>), waiting for it while the destination has its share;
+    /// (<see cref="ConnectionSetupLimit.DestinationShare"/>), waiting aside for it while the destination has its share;
     /// <see cref="Complete"/> gives it back. At once for <see cref="None"/>.</summary>
-    /// <param name="destination">The connection's destination: the name it was learned from and the port, else its
-    /// original destination.</param>
+    /// <param name="destination">The connection's original destination.</param>
     /// <param name="cancellationToken">Stops waiting (the proxy is stopping).</param>
-    /// <returns>False when <paramref name="cancellationToken"/> was cancelled while waiting: the connection is not set up.</returns>
-    public ValueTask<bool> TakeTurnAsync(SetupDestination destination, CancellationToken cancellationToken)
+    /// <returns>Whether the turn was taken; otherwise the connection is not set up (<see cref="SetupTurn"/>).</returns>
+    public ValueTask<SetupTurn> TakeTurnAsync(IPEndPoint destination, CancellationToken cancellationToken)
     {
         if (_limit is null || IsComplete)
         {
-            return new ValueTask<bool>(true);
+            return new ValueTask<SetupTurn>(SetupTurn.Taken);
         }
 
         var taking = _limit.TakeTurnAsync(this, destination, cancellationToken);
         if (taking.IsCompletedSuccessfully)
         {
-            if (taking.Result)
+            SetupTurn turn = taking.Result;
+            if (turn == SetupTurn.Taken)
             {
                 Held(destination);
             }
 
-            return taking;
+            return new ValueTask<SetupTurn>(turn);
         }
 
         return HeldWhenTakenAsync(taking, destination);
     }
+
+    /// <summary>Why <see cref="TakeTurnAsync"/> gave <see cref="SetupTurn.Full"/> (<see cref="ConnectionSetupLimit.FullText"/>).</summary>
+    public string? FullText() => _limit?.FullText();
 
     /// <summary>Gives the place and the destination's turn back (both to the next connection waiting aside for the
     /// turn, when there is one); later calls do nothing.</summary>
@@ -370,7 +378,9 @@ internal sealed class ConnectionSetup
         if (Interlocked.Exchange(ref _holdsTurn, 0) == 1)
         {
             Debug.Assert(holdsPlace, "every holder of a destination's turn holds a place");
-            if (_limit!.LeaveTurn(_turn))
+            IPEndPoint destination = _turn!;
+            _turn = null;
+            if (_limit!.LeaveTurn(destination))
             {
                 return; // the place went with the turn
             }
@@ -382,18 +392,18 @@ internal sealed class ConnectionSetup
         }
     }
 
-    private async ValueTask<bool> HeldWhenTakenAsync(ValueTask<bool> taking, SetupDestination destination)
+    private async ValueTask<SetupTurn> HeldWhenTakenAsync(ValueTask<SetupTurn> taking, IPEndPoint destination)
     {
-        bool taken = await taking.ConfigureAwait(false);
-        if (taken)
+        SetupTurn turn = await taking.ConfigureAwait(false);
+        if (turn == SetupTurn.Taken)
         {
             Held(destination);
         }
 
-        return taken;
+        return turn;
     }
 
-    private void Held(SetupDestination destination)
+    private void Held(IPEndPoint destination)
     {
         Debug.Assert(Volatile.Read(ref _holdsTurn) == 0, "one turn per connection");
         _turn = destination;
@@ -411,4 +421,18 @@ internal sealed class ConnectionSetup
 
     /// <summary>The connection holds a place again: the one handed to it with its destination's turn after it waited aside.</summary>
     internal void TookPlaceAgain() => Volatile.Write(ref _holdsPlace, 1);
+}
+
+/// <summary>What <see cref="ConnectionSetup.TakeTurnAsync"/> gave a connection.</summary>
+internal enum SetupTurn
+{
+    /// <summary>The destination's turn (and a place): the connection is set up now.</summary>
+    Taken,
+
+    /// <summary>The service stopped while the connection waited: it is not set up.</summary>
+    Stopped,
+
+    /// <summary>Its destination had its share of the places and the most connections wait aside already: it is
+    /// refused (reset at once, as at the connection limit).</summary>
+    Full,
 }

@@ -30,4 +30,8 @@ internal enum ConnectionOutcome
 
     /// <summary>The proxy is stopping: the connection was not carried.</summary>
     Stopping,
+
+    /// <summary>Its destination had its share of the setup places and the most connections already waited aside for a
+    /// turn (<see cref="Connections.SetupTurn.Full"/>): reset at once, nothing sent to the parent.</summary>
+    SetupShareFull,
 }

@@ -28,7 +28,6 @@ public sealed class EgressProxy : IAsyncDisposable
     private readonly ConnectionSetupLimit _setupLimit;
     private readonly LogRateLimit _setupLimitLines;
     private readonly LogRateLimit _asideLines;
-    private readonly LogRateLimit _holdingLines;
 
     /// <summary>Creates a proxy; call <see cref="Start"/> to listen.</summary>
     /// <param name="options">Listen addresses, tunnel endpoint and timeouts.</param>
@@ -72,7 +71,6 @@ public sealed class EgressProxy : IAsyncDisposable
         _admission = new ConnectionAdmission(options.MaxConnections, ConfigurationKeys.EnclaveMaxConnections.Path, "connection", DescriptorBudget.Process);
         _setupLimitLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval);
         _asideLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval);
-        _holdingLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval);
         _setupLimit = new ConnectionSetupLimit(options.MaxPendingConnections, ConfigurationKeys.EnclaveMaxPendingConnections.Path, _admission.Limit)
         {
             Waiting = limit =>
@@ -82,15 +80,11 @@ public sealed class EgressProxy : IAsyncDisposable
                     ProxyLog.SetupLimitReached(_logger, limit.Pending, limit.LimitText(), suppressed + 1);
                 }
             },
-            WaitingForTurn = (limit, destination, aside) =>
+            WaitingForTurn = (limit, destination) =>
             {
-                if (aside && _asideLines.TryEnter(out long asides))
+                if (_asideLines.TryEnter(out long asides))
                 {
-                    ProxyLog.WaitingAside(_logger, destination.ToString(), limit.DestinationShare, limit.LimitText(), asides + 1);
-                }
-                else if (!aside && _holdingLines.TryEnter(out long holding))
-                {
-                    ProxyLog.WaitingHoldingPlaces(_logger, destination.ToString(), limit.DestinationShare, limit.LimitText(), limit.MaxWaitingAside, holding + 1);
+                    ProxyLog.WaitingAside(_logger, destination, limit.DestinationShare, limit.LimitText(), asides + 1);
                 }
             },
         };

@@ -48,6 +48,7 @@ internal sealed class ProxyConnectionHandler(
     private readonly TunnelStreamPool? _pool = streamPool;
 
     private readonly LogRateLimit _parentLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 106);
+    private readonly LogRateLimit _setupShareLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 121);
 
     private readonly TunnelClient _tunnel = new(options.Tunnel, options.StatusTimeout, options.Relay.TimeProvider, connectTunnel, streamPool);
 
@@ -139,18 +140,19 @@ internal sealed class ProxyConnectionHandler(
         AddressHold? failoverHold = null;
         try
         {
-            // No destination (the name learned, else the address) holds more than its share of the setup places: one
-            // slow to connect (a blackholed address holds each setup for the parent's whole connect timeout) must not
-            // keep other destinations' connections waiting in the listen backlog. Beyond its share, this connection
-            // waits for the destination's turn.
-            string? hint = HostHintFor(decision);
-            if (!await setup.TakeTurnAsync(SetupDestination.Of(destination, hint), aborted).ConfigureAwait(false))
+            // No destination holds more than its share of the setup places: one slow to connect (a blackholed address
+            // holds each setup for the parent's whole connect timeout) must not keep other destinations' connections
+            // waiting in the listen backlog. Beyond its share, this connection waits aside for the destination's turn.
+            if (await setup.TakeTurnAsync(destination, aborted).ConfigureAwait(false) is not SetupTurn.Taken and var notTaken)
             {
-                result = ProxyConnectionResult.Failed(ConnectionOutcome.Stopping, destination).WithAllowingDecision(decision);
+                result = (notTaken == SetupTurn.Full
+                    ? ProxyConnectionResult.Failed(ConnectionOutcome.SetupShareFull, destination, setup.FullText())
+                    : ProxyConnectionResult.Failed(ConnectionOutcome.Stopping, destination)).WithAllowingDecision(decision);
                 Complete(client, result);
                 return result;
             }
 
+            string? hint = HostHintFor(decision);
             if (!OperatingSystem.IsLinux())
             {
                 // On Linux the accepted socket has it from the proxy's listener (EgressProxy.Bind): no system call here.
@@ -402,6 +404,13 @@ internal sealed class ProxyConnectionHandler(
                 break;
             case ConnectionOutcome.Stopping:
                 ProxyLog.Stopping(logger, destination);
+                break;
+            case ConnectionOutcome.SetupShareFull:
+                if (_setupShareLines.TryEnter(out long refusedBack))
+                {
+                    ProxyLog.SetupShareFull(logger, destination, result.Detail ?? string.Empty, refusedBack);
+                }
+
                 break;
         }
 

@@ -20,10 +20,10 @@ internal static partial class ProxyLog
     public static partial void SetupLimitReached(ILogger logger, int pending, string limit, long waits);
 
     [LoggerMessage(EventId = 120, Level = LogLevel.Information, Message = "proxy: {Destination} has {Share} connections being set up, its share of the places {Limit}; its further connections wait aside for a turn, without a place, while connections to other destinations go on ({Waits} such waits since the last such line)")]
-    public static partial void WaitingAside(ILogger logger, string destination, int share, string limit, long waits);
+    public static partial void WaitingAside(ILogger logger, IPEndPoint destination, int share, string limit, long waits);
 
-    [LoggerMessage(EventId = 121, Level = LogLevel.Warning, Message = "proxy: {Destination} has {Share} connections being set up, its share of the places {Limit}, and {Aside} connections already wait aside for a turn, the most that may; its further connections wait for a turn holding their places, and connections to other destinations may wait in the listen backlog behind them ({Waits} such waits since the last such line)")]
-    public static partial void WaitingHoldingPlaces(ILogger logger, string destination, int share, string limit, int aside, long waits);
+    [LoggerMessage(EventId = 121, Level = LogLevel.Warning, Message = "connection to {Destination} refused: {Reason}; reset, so that connections to other destinations keep their places ({HeldBack} more refused since the last such line)")]
+    public static partial void SetupShareFull(ILogger logger, IPEndPoint destination, string reason, long heldBack);
 
     [LoggerMessage(EventId = 131, Level = LogLevel.Debug, Message = "connection to {Destination}: the pooled tunnel stream was closed by the parent while idle; request sent again on a new stream to {Tunnel}")]
     public static partial void StalePooledStream(ILogger logger, IPEndPoint destination, string tunnel);

@@ -179,14 +179,14 @@ public sealed class ConnectionSetupLimitTests
     [Test]
     public async Task ADestinationAtItsShareWaitsAsideWithoutAPlaceAndAnotherDestinationGoesOn()
     {
-        var waits = new List<(SetupDestination Destination, bool Aside)>();
-        var limit = new ConnectionSetupLimit(4, "enclave.max_pending_connections") { WaitingForTurn = (_, d, aside) => waits.Add((d, aside)) };
+        var waits = new List<IPEndPoint>();
+        var limit = new ConnectionSetupLimit(4, "enclave.max_pending_connections") { WaitingForTurn = (_, d) => waits.Add(d) };
         Assert.That(limit.DestinationShare, Is.EqualTo(3), "three quarters: one place is always left to the others");
         var slow = new List<ConnectionSetup>();
         for (int i = 0; i < 3; i++)
         {
             slow.Add(await SetUpAsync(limit));
-            Assert.That(await slow[i].TakeTurnAsync(Slow, CancellationToken.None), Is.True);
+            Assert.That(await slow[i].TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
         }
 
         ConnectionSetup fourth = await SetUpAsync(limit);
@@ -194,14 +194,14 @@ public sealed class ConnectionSetupLimitTests
         Assert.That(fourthTurn.IsCompleted, Is.False, "the slow destination has its share: the fourth waits");
         Assert.That(limit.Pending, Is.EqualTo(3), "and waits aside: its place is back");
         Assert.That(limit.WaitingAside, Is.EqualTo(1));
-        Assert.That(waits, Is.EqualTo(new[] { (Slow, true) }));
+        Assert.That(waits, Is.EqualTo(new[] { Slow }));
 
         ConnectionSetup other = await SetUpAsync(limit);
-        Assert.That(await other.TakeTurnAsync(Other, CancellationToken.None), Is.True, "another destination is set up at once");
+        Assert.That(await other.TakeTurnAsync(Other, CancellationToken.None), Is.EqualTo(SetupTurn.Taken), "another destination is set up at once");
         Assert.That(limit.Pending, Is.EqualTo(4));
 
         slow[0].Complete(); // relaying, refused or ended: its turn and its place go to the one waiting
-        Assert.That(await fourthTurn.WaitAsync(HangGuard), Is.True);
+        Assert.That(await fourthTurn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
         Assert.That(limit.Pending, Is.EqualTo(4));
         Assert.That(limit.WaitingAside, Is.Zero);
 
@@ -215,40 +215,16 @@ public sealed class ConnectionSetupLimitTests
     }
 
     [Test]
-    public async Task TheAddressesOfOneLearnedNameShareOneShare()
-    {
-        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections");
-        ConnectionSetup first = await SetUpAsync(limit), second = await SetUpAsync(limit);
-        var one = SetupDestination.Of(new IPEndPoint(IPAddress.Parse("198.18.2.40"), 443), "api.example.test");
-        var another = SetupDestination.Of(new IPEndPoint(IPAddress.Parse("198.18.2.41"), 443), "api.example.test");
-        var otherPort = SetupDestination.Of(new IPEndPoint(IPAddress.Parse("198.18.2.41"), 80), "api.example.test");
-        Assert.That(await first.TakeTurnAsync(one, CancellationToken.None), Is.True);
-
-        var secondTurn = second.TakeTurnAsync(another, CancellationToken.None).AsTask();
-
-        Assert.That(secondTurn.IsCompleted, Is.False, "another address of the same name and port waits for the name's turn");
-        ConnectionSetup third = await SetUpAsync(limit);
-        Assert.That(await third.TakeTurnAsync(otherPort, CancellationToken.None), Is.True, "another port is another destination");
-        Assert.That((one.ToString(), SetupDestination.Of(new IPEndPoint(IPAddress.Parse("2001:db8::7"), 443), null).ToString()),
-            Is.EqualTo(("api.example.test:443", "[2001:db8::7]:443")));
-        third.Complete();
-        first.Complete();
-        Assert.That(await secondTurn.WaitAsync(HangGuard), Is.True);
-        second.Complete();
-        Assert.That(limit.DestinationsTracked, Is.Zero);
-    }
-
-    [Test]
     public async Task TurnsAreHandedOutInTheOrderTheyWereAskedFor()
     {
         var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections");
         Assert.That(limit.DestinationShare, Is.EqualTo(1));
         ConnectionSetup first = await SetUpAsync(limit);
-        Assert.That(await first.TakeTurnAsync(Slow, CancellationToken.None), Is.True);
-        var waiting = new List<(ConnectionSetup Setup, Task<bool> Turn)>();
+        Assert.That(await first.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
+        var waiting = new List<(ConnectionSetup Setup, Task<SetupTurn> Turn)>();
         for (int i = 0; i < 3; i++)
         {
-            ConnectionSetup setup = await SetUpAsync(limit);
+            ConnectionSetup setup = await SetUpAsync(limit); // the place the one before gave back
             waiting.Add((setup, setup.TakeTurnAsync(Slow, CancellationToken.None).AsTask()));
         }
 
@@ -257,7 +233,7 @@ public sealed class ConnectionSetupLimitTests
         {
             Assert.That(waiting.Count(w => w.Turn.IsCompleted), Is.EqualTo(i), "one turn at a time");
             previous.Complete();
-            Assert.That(await waiting[i].Turn.WaitAsync(HangGuard), Is.True);
+            Assert.That(await waiting[i].Turn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
             previous = waiting[i].Setup;
         }
 
@@ -268,54 +244,58 @@ public sealed class ConnectionSetupLimitTests
     }
 
     [Test]
-    public async Task BeyondTheMostWaitingAsideAConnectionWaitsHoldingItsPlaceAndIsServedFirst()
+    public async Task BeyondTheMostWaitingAsideAConnectionIsRefusedAndHoldsNoPlaceNorTurn()
     {
-        var asides = new List<bool>();
-        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections") { WaitingForTurn = (_, _, aside) => asides.Add(aside) };
-        Assert.That(limit.MaxWaitingAside, Is.EqualTo(2 * ConnectionSetupLimit.WaitingAsidePerPlace));
-        ConnectionSetup first = await SetUpAsync(limit);
-        Assert.That(await first.TakeTurnAsync(Slow, CancellationToken.None), Is.True);
-        var waiting = new List<(ConnectionSetup Setup, Task<bool> Turn)>();
-        for (int i = 0; i <= limit.MaxWaitingAside; i++)
+        var limit = new ConnectionSetupLimit(4, "enclave.max_pending_connections", connectionLimit: 4); // 2 may wait aside
+        Assert.That(limit.MaxWaitingAside, Is.EqualTo(2));
+        var taken = new List<ConnectionSetup>();
+        for (int i = 0; i < limit.DestinationShare; i++)
         {
-            ConnectionSetup setup = await SetUpAsync(limit); // the place the one before gave back
-            waiting.Add((setup, setup.TakeTurnAsync(Slow, CancellationToken.None).AsTask()));
+            taken.Add(await SetUpAsync(limit));
+            Assert.That(await taken[i].TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
         }
 
-        Assert.That(limit.WaitingAside, Is.EqualTo(limit.MaxWaitingAside));
-        Assert.That(limit.Pending, Is.EqualTo(2), "the last one waits holding its place: the accept loop waits too");
-        Assert.That(asides, Has.Count.EqualTo(limit.MaxWaitingAside + 1));
-        Assert.That(asides.Take(limit.MaxWaitingAside), Is.All.True);
-        Assert.That(asides[^1], Is.False);
-        Assert.That(waiting.Any(w => w.Turn.IsCompleted), Is.False);
-
-        first.Complete();
-
-        Assert.That(await waiting[^1].Turn.WaitAsync(HangGuard), Is.True, "the one holding a place is served first: it holds it for one setup at most");
-        Assert.That(limit.Pending, Is.EqualTo(1), "the first's place went back to the accept loop, not with the turn");
-        Assert.That(waiting.Take(limit.MaxWaitingAside).Any(w => w.Turn.IsCompleted), Is.False);
-
-        // Then those waiting aside, in order, each on the place of the one before: none waits for a place forever.
-        ConnectionSetup previous = waiting[^1].Setup;
+        var aside = new List<(ConnectionSetup Setup, Task<SetupTurn> Turn)>();
         for (int i = 0; i < limit.MaxWaitingAside; i++)
         {
-            previous.Complete();
-            Assert.That(await waiting[i].Turn.WaitAsync(HangGuard), Is.True, $"turn {i}");
-            previous = waiting[i].Setup;
+            ConnectionSetup setup = await SetUpAsync(limit);
+            aside.Add((setup, setup.TakeTurnAsync(Slow, CancellationToken.None).AsTask()));
         }
 
-        previous.Complete();
+        ConnectionSetup refused = await SetUpAsync(limit);
+        var refusedTurn = refused.TakeTurnAsync(Slow, CancellationToken.None);
+
+        Assert.That((refusedTurn.IsCompleted, refusedTurn.Result), Is.EqualTo((true, SetupTurn.Full)), "refused at once");
+        Assert.That(refused.FullText(), Is.EqualTo("3 connections to it are being set up, its share of the places (enclave.max_pending_connections = 4), and 2 wait aside for a turn, the most that may (16 per place, at most half of the connection limit)"));
+        refused.Complete(); // the handler resets it; the listener completes it
+        Assert.That(limit.Pending, Is.EqualTo(3), "its place is back: a quarter is left to the others");
+        ConnectionSetup other = await SetUpAsync(limit);
+        Assert.That(await other.TakeTurnAsync(Other, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
+        other.Complete();
+
+        // The ones waiting aside are set up in order, each on the place of the one that gave it the turn.
+        for (int i = 0; i < aside.Count; i++)
+        {
+            taken[i].Complete();
+            Assert.That(await aside[i].Turn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken), $"turn {i}");
+        }
+
+        foreach (var setup in taken.Skip(aside.Count).Concat(aside.Select(a => a.Setup)))
+        {
+            setup.Complete();
+        }
+
         Assert.That(limit.Pending, Is.Zero);
         Assert.That(limit.WaitingAside, Is.Zero);
         Assert.That(limit.DestinationsTracked, Is.Zero);
     }
 
     [Test]
-    public void AtMostAQuarterOfTheConnectionLimitWaitsAside()
+    public void AtMostHalfTheConnectionLimitWaitsAsideAndAtMost16PerPlace()
     {
-        Assert.That(new ConnectionSetupLimit(64, "enclave.max_pending_connections", connectionLimit: 388).MaxWaitingAside, Is.EqualTo(97));
+        Assert.That(new ConnectionSetupLimit(64, "enclave.max_pending_connections", connectionLimit: 388).MaxWaitingAside, Is.EqualTo(194));
         Assert.That(new ConnectionSetupLimit(64, "enclave.max_pending_connections", connectionLimit: 32_196).MaxWaitingAside, Is.EqualTo(1024));
-        Assert.That(new ConnectionSetupLimit(64, "enclave.max_pending_connections", connectionLimit: 3).MaxWaitingAside, Is.Zero);
+        Assert.That(new ConnectionSetupLimit(64, "enclave.max_pending_connections", connectionLimit: 1).MaxWaitingAside, Is.Zero);
         Assert.That(new ConnectionSetupLimit(1, "enclave.max_pending_connections").DestinationShare, Is.EqualTo(1));
         Assert.That(new ConnectionSetupLimit(64, "enclave.max_pending_connections").DestinationShare, Is.EqualTo(48));
     }
@@ -325,13 +305,13 @@ public sealed class ConnectionSetupLimitTests
     {
         var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections");
         ConnectionSetup first = await SetUpAsync(limit), second = await SetUpAsync(limit);
-        Assert.That(await first.TakeTurnAsync(Slow, CancellationToken.None), Is.True);
+        Assert.That(await first.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
         using var stopping = new CancellationTokenSource();
         var turn = second.TakeTurnAsync(Slow, stopping.Token).AsTask();
 
         await stopping.CancelAsync();
 
-        Assert.That(await turn.WaitAsync(HangGuard), Is.False, "stopped while waiting");
+        Assert.That(await turn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Stopped), "stopped while waiting");
         Assert.That(limit.WaitingAside, Is.Zero);
         Assert.That(limit.Pending, Is.EqualTo(1), "only the first holds a place");
         second.Complete();
@@ -342,49 +322,26 @@ public sealed class ConnectionSetupLimitTests
     }
 
     [Test]
-    public async Task AWaitCancelledHoldingItsPlaceGivesThePlaceBackWhenCompleted()
+    public async Task AtAStopEveryWaitEndsAndNoneBegins()
     {
-        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections", connectionLimit: 0); // none waits aside
-        ConnectionSetup first = await SetUpAsync(limit), second = await SetUpAsync(limit);
-        Assert.That(await first.TakeTurnAsync(Slow, CancellationToken.None), Is.True);
-        using var stopping = new CancellationTokenSource();
-        var turn = second.TakeTurnAsync(Slow, stopping.Token).AsTask();
-        Assert.That(limit.Pending, Is.EqualTo(2), "waiting with its place");
-
-        await stopping.CancelAsync();
-        Assert.That(await turn.WaitAsync(HangGuard), Is.False);
-        second.Complete(); // the listener, when the handler ends
-        first.Complete();
-
-        Assert.That(limit.Pending, Is.Zero);
-        Assert.That(limit.DestinationsTracked, Is.Zero);
-    }
-
-    [Test]
-    public async Task AtAStopEveryWaitEndsAndNoneBeginsWhileTheSetUpGoOn()
-    {
-        var limit = new ConnectionSetupLimit(3, "enclave.max_pending_connections", connectionLimit: 4); // one may wait aside
+        var limit = new ConnectionSetupLimit(3, "enclave.max_pending_connections");
         Assert.That(limit.DestinationShare, Is.EqualTo(2));
         ConnectionSetup a = await SetUpAsync(limit), b = await SetUpAsync(limit), aside = await SetUpAsync(limit);
-        Assert.That(await a.TakeTurnAsync(Slow, CancellationToken.None), Is.True);
-        Assert.That(await b.TakeTurnAsync(Slow, CancellationToken.None), Is.True);
+        Assert.That(await a.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
+        Assert.That(await b.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
         var asideTurn = aside.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
-        ConnectionSetup holding = await SetUpAsync(limit);
-        var holdingTurn = holding.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
         Assert.That(limit.WaitingAside, Is.EqualTo(1));
 
         limit.StopWaits();
 
-        Assert.That(await asideTurn.WaitAsync(HangGuard), Is.False, "not set up during the drain");
-        Assert.That(await holdingTurn.WaitAsync(HangGuard), Is.False);
-        aside.Complete(); // the handlers end those connections (Stopping): the listener completes them
-        holding.Complete();
+        Assert.That(await asideTurn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Stopped), "not set up during the drain");
+        aside.Complete(); // the handler ends it (Stopping): the listener completes it
         ConnectionSetup other = await SetUpAsync(limit);
-        Assert.That(other.TakeTurnAsync(Other, CancellationToken.None).IsCompletedSuccessfully, Is.True, "a free turn is still taken");
+        Assert.That(other.TakeTurnAsync(Other, CancellationToken.None).Result, Is.EqualTo(SetupTurn.Taken), "a free turn is still taken");
         other.Complete();
         ConnectionSetup late = await SetUpAsync(limit);
         var lateTurn = late.TakeTurnAsync(Slow, CancellationToken.None);
-        Assert.That((lateTurn.IsCompleted, lateTurn.Result), Is.EqualTo((true, false)), "none waits after the stop");
+        Assert.That((lateTurn.IsCompleted, lateTurn.Result), Is.EqualTo((true, SetupTurn.Stopped)), "none waits after the stop");
         foreach (var setup in new[] { late, a, b })
         {
             setup.Complete();
@@ -400,14 +357,14 @@ public sealed class ConnectionSetupLimitTests
     {
         var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections");
         ConnectionSetup holder = await SetUpAsync(limit), waiter = await SetUpAsync(limit);
-        Assert.That(await holder.TakeTurnAsync(Slow, CancellationToken.None), Is.True);
+        Assert.That(await holder.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
         var turn = waiter.TakeTurnAsync(Slow, CancellationToken.None).AsTask(); // aside: its place is back
         ConnectionSetup other = await SetUpAsync(limit); // takes that place: none is free
         var accepting = SetUpAsync(limit); // the accept loop waits for a place
 
         holder.Complete();
 
-        Assert.That(await turn.WaitAsync(HangGuard), Is.True);
+        Assert.That(await turn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
         Assert.That(limit.Pending, Is.EqualTo(2), "other and the waiter, on the holder's place");
         await Task.Delay(50);
         Assert.That(accepting.IsCompleted, Is.False, "the place went with the turn, not to the accept loop");
@@ -419,18 +376,36 @@ public sealed class ConnectionSetupLimitTests
         Assert.That(limit.DestinationsTracked, Is.Zero);
     }
 
+    [Test]
+    public async Task ACallbackThatThrowsCostsNoTurnAndNoPlace()
+    {
+        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections") { WaitingForTurn = (_, _) => throw new ObjectDisposedException("logger") };
+        ConnectionSetup first = await SetUpAsync(limit), second = await SetUpAsync(limit);
+        Assert.That(await first.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
+
+        var turn = second.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
+        first.Complete();
+
+        Assert.That(await turn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
+        second.Complete();
+        Assert.That(limit.Pending, Is.Zero);
+        Assert.That(limit.DestinationsTracked, Is.Zero);
+    }
+
     /// <summary>Property: connections to a few destinations, on many threads, each taking a place, then its turn (some
-    /// stopped while waiting), then completing at random moments: at the end every place, turn and count is back, and
-    /// no destination has ever had more than its share being set up.</summary>
+    /// stopped while waiting, some refused at the aside bound, the whole limit stopped part way), then completing at
+    /// random moments: at the end every place, turn and count is back, and no destination has ever had more than its
+    /// share being set up.</summary>
     [Test]
     public async Task UnderConcurrencyEveryPlaceAndTurnComesBackAndNoDestinationExceedsItsShare([Values(1, 2, 3)] int seed)
     {
-        var limit = new ConnectionSetupLimit(8, "enclave.max_pending_connections", connectionLimit: 40); // 10 may wait aside
-        SetupDestination[] destinations = [Slow, Other, SetupDestination.Of(new IPEndPoint(IPAddress.Loopback, 1), "name.test")];
+        var limit = new ConnectionSetupLimit(8, "enclave.max_pending_connections", connectionLimit: 20); // 10 may wait aside
+        IPEndPoint[] destinations = [Slow, Other, new IPEndPoint(IPAddress.Loopback, 1)];
         var inProgress = new int[destinations.Length];
         int worst = 0;
+        var outcomes = new ConcurrentDictionary<SetupTurn, int>();
         var random = new Random(seed);
-        var seeds = Enumerable.Range(0, 400).Select(_ => random.Next()).ToArray();
+        var seeds = Enumerable.Range(0, 600).Select(_ => random.Next()).ToArray();
         using var stopping = new CancellationTokenSource();
 
         var connections = seeds.Select(s => Task.Run(async () =>
@@ -439,7 +414,9 @@ public sealed class ConnectionSetupLimitTests
             int d = r.Next(destinations.Length);
             ConnectionSetup setup = await SetUpAsync(limit);
             CancellationToken token = r.Next(10) == 0 ? stopping.Token : CancellationToken.None;
-            if (await setup.TakeTurnAsync(destinations[d], token))
+            SetupTurn turn = await setup.TakeTurnAsync(destinations[d], token);
+            outcomes.AddOrUpdate(turn, 1, (_, n) => n + 1);
+            if (turn == SetupTurn.Taken)
             {
                 int now = Interlocked.Increment(ref inProgress[d]);
                 InterlockedMax(ref worst, now);
@@ -453,11 +430,14 @@ public sealed class ConnectionSetupLimitTests
                 setup.Complete(); // the listener's second completion does nothing
             }
         })).ToList();
-        await Task.Delay(20);
+        await Task.Delay(30);
         await stopping.CancelAsync();
+        await Task.Delay(30);
+        limit.StopWaits();
         await Task.WhenAll(connections).WaitAsync(HangGuard * 3);
 
         Assert.That(worst, Is.LessThanOrEqualTo(limit.DestinationShare));
+        Assert.That(outcomes.GetValueOrDefault(SetupTurn.Taken), Is.Positive);
         Assert.That(limit.Pending, Is.Zero);
         Assert.That(limit.WaitingAside, Is.Zero);
         Assert.That(limit.DestinationsTracked, Is.Zero);
@@ -475,8 +455,8 @@ public sealed class ConnectionSetupLimitTests
         Assert.That(new ConnectionSetupLimit(7, "enclave.max_pending_connections").LimitText(), Is.EqualTo("(enclave.max_pending_connections = 7)"));
     }
 
-    private static readonly SetupDestination Slow = SetupDestination.Of(new IPEndPoint(IPAddress.Parse("198.18.1.20"), 7), null);
-    private static readonly SetupDestination Other = SetupDestination.Of(new IPEndPoint(IPAddress.Parse("198.18.0.10"), 80), null);
+    private static readonly IPEndPoint Slow = new(IPAddress.Parse("198.18.1.20"), 7);
+    private static readonly IPEndPoint Other = new(IPAddress.Parse("198.18.0.10"), 80);
 
     private static void InterlockedMax(ref int target, int value)
     {

@@ -80,6 +80,27 @@ public sealed class ProxyConnectionHandlerTests
     }
 
     [Test]
+    public async Task AConnectionPastItsDestinationsShareAndTheMostWaitingAsideIsResetWithoutAskingTheParent()
+    {
+        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections", connectionLimit: 1); // share 1, none waits aside
+        Assert.That(await limit.TakeAsync(CancellationToken.None), Is.True);
+        ConnectionSetup first = limit.Hold();
+        Assert.That(await first.TakeTurnAsync(Listed, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
+        Assert.That(await limit.TakeAsync(CancellationToken.None), Is.True);
+        ConnectionSetup second = limit.Hold();
+        var handler = Handler(Redirected(Listed), _ => throw new AssertionException("the parent must not be asked"));
+
+        var result = await handler.HandleAsync(_accepted, second, CancellationToken.None);
+
+        await AssertOutcomeAsync(result, ConnectionOutcome.SetupShareFull, ("failed", "setup_share_full"), eventId: 121, reset: true);
+        Assert.That(result.Detail, Does.StartWith("1 connections to it are being set up, its share of the places (enclave.max_pending_connections = 2), and 0 wait aside"));
+        second.Complete(); // the listener, when the handler ends
+        first.Complete();
+        Assert.That(limit.Pending, Is.Zero);
+        Assert.That(limit.DestinationsTracked, Is.Zero);
+    }
+
+    [Test]
     public async Task TunnelThatRefusesTheConnectIsUnavailable()
     {
         var handler = Handler(Redirected(Listed), _ => throw new SocketException((int)SocketError.ConnectionRefused));
