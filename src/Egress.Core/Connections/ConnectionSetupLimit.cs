@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Net;
 using System.Runtime.CompilerServices;
@@ -15,12 +16,15 @@ namespace Egress.Connections;
 /// in front of everything else the process does). The connection gives its place back once set up
 /// (<see cref="ConnectionSetup.Complete"/>), or when refused or ended.
 /// <para>No destination (address and port) holds more than its share of the places (<see cref="DestinationShare"/>,
-/// three quarters): a connection whose destination already has that many being set up gives its place back and waits
-/// aside for the destination's turn (<see cref="ConnectionSetup.TakeTurnAsync"/>), so that a destination slow to
-/// connect (one that never answers holds each setup for the parent's whole connect timeout) cannot hold every place
-/// while connections to other destinations wait in the backlog behind it. A connection waiting aside has been
-/// accepted and counts toward the connection limit, so at most <see cref="MaxWaitingAside"/> wait; one more is refused
-/// (<see cref="SetupTurn.Full"/>: reset at once, as at the connection limit) rather than let it hold a place.</para>
+/// three quarters). A connection whose destination already has that many being set up waits for the destination's
+/// turn (<see cref="ConnectionSetup.TakeTurnAsync"/>), first come first served, holding its place: for a destination
+/// that sets up quickly a turn comes within a setup's time, and the rest of a burst waits in the backlog as before.
+/// When a turn has not come within <see cref="AsideAfter"/> (the destination is slow to connect: one that never
+/// answers holds each setup for the parent's whole connect timeout), the connection gives its place back and waits
+/// aside, and so do its destination's further connections while any waits aside, so that it cannot hold every place
+/// while connections to other destinations wait in the backlog behind it. A connection waiting aside has been accepted
+/// and counts toward the connection limit, so at most <see cref="MaxWaitingAside"/> wait aside; one more that would is
+/// refused (<see cref="SetupTurn.Full"/>: reset at once, as at the connection limit) rather than hold a place.</para>
 /// </summary>
 internal sealed class ConnectionSetupLimit
 {
@@ -34,6 +38,11 @@ internal sealed class ConnectionSetupLimit
     /// places), and at most half the connection limit (<see cref="ConnectionSetupLimit(int, string, int)"/>).</summary>
     public const int WaitingAsidePerPlace = 16;
 
+    /// <summary>How long a connection waits for its destination's turn holding its place before it gives the place back
+    /// and waits aside: longer than a setup to a destination that answers takes (a connect and a round trip to the
+    /// parent), much shorter than the parent's connect timeout (5 s).</summary>
+    public static readonly TimeSpan AsideAfter = TimeSpan.FromMilliseconds(250);
+
     private readonly SemaphoreSlim _places;
     private readonly string _setting;
     private readonly bool _derived;
@@ -45,9 +54,8 @@ internal sealed class ConnectionSetupLimit
     /// removed at 0.</summary>
     private readonly Dictionary<IPEndPoint, int> _inProgress = [];
 
-    /// <summary>Per destination at its share, the connections waiting aside for its turn, first come first served (a
-    /// cancelled wait stays queued and is skipped).</summary>
-    private readonly Dictionary<IPEndPoint, Queue<Turn>> _turns = [];
+    /// <summary>Per destination at its share, the connections waiting for its turn.</summary>
+    private readonly Dictionary<IPEndPoint, DestinationWaits> _turns = [];
     private int _waitingAside;
     private bool _stopped;
     private long _waits;
@@ -105,6 +113,9 @@ internal sealed class ConnectionSetupLimit
     /// or place.</summary>
     public Action<ConnectionSetupLimit, IPEndPoint>? WaitingForTurn { get; init; }
 
+    /// <summary>Gets the clock of <see cref="AsideAfter"/>.</summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
     /// <summary>The default limit for <paramref name="processors"/> processors: <see cref="DerivedPerProcessor"/> each,
     /// at least <see cref="MinDerived"/>. Setting a connection up is a few system calls and one round trip to the
     /// parent: more of them at once than a few dozen per processor adds no throughput, only queueing inside the
@@ -149,13 +160,13 @@ internal sealed class ConnectionSetupLimit
     }
 
     /// <summary>Takes <paramref name="setup"/>'s turn for <paramref name="destination"/>: at once while the destination
-    /// has fewer than <see cref="DestinationShare"/> connections being set up; otherwise the setup gives its place back
-    /// and waits aside for a turn, which brings it the place of the connection that gives it, while fewer than
-    /// <see cref="MaxWaitingAside"/> wait; otherwise it is refused.</summary>
+    /// has fewer than <see cref="DestinationShare"/> connections being set up; otherwise the setup waits for a turn,
+    /// holding its place until <see cref="AsideAfter"/> and aside after it (at once while others wait aside), unless
+    /// <see cref="MaxWaitingAside"/> already do: then it is refused.</summary>
     /// <returns><see cref="SetupTurn.Taken"/> (the setup holds the turn and a place; <see cref="LeaveTurn"/> gives both
     /// back); <see cref="SetupTurn.Stopped"/> when <paramref name="cancellationToken"/> was cancelled or the service
-    /// stopped (<see cref="StopWaits"/>) first, or <see cref="SetupTurn.Full"/>: the setup then holds no turn, and no
-    /// place once it waited.</returns>
+    /// stopped (<see cref="StopWaits"/>) first, or <see cref="SetupTurn.Full"/>: the setup then holds no turn (and a place
+    /// only when it had not waited aside).</returns>
     internal ValueTask<SetupTurn> TakeTurnAsync(ConnectionSetup setup, IPEndPoint destination, CancellationToken cancellationToken)
     {
         Turn turn;
@@ -173,49 +184,58 @@ internal sealed class ConnectionSetupLimit
                 return new ValueTask<SetupTurn>(SetupTurn.Stopped); // it sets up no more connections that would wait
             }
 
-            if (_waitingAside >= MaxWaitingAside)
+            ref DestinationWaits? waits = ref CollectionsMarshal.GetValueRefOrAddDefault(_turns, destination, out _);
+            waits ??= new DestinationWaits();
+            bool slow = waits.Aside > 0; // its connections already wait aside: so does this one, at once
+            if (slow && _waitingAside >= MaxWaitingAside)
             {
-                turn = null!;
+                if (waits.IsEmpty)
+                {
+                    _turns.Remove(destination);
+                }
+
+                return new ValueTask<SetupTurn>(SetupTurn.Full);
+            }
+
+            turn = new Turn(this, setup, destination);
+            waits.Enqueue(turn);
+            if (slow)
+            {
+                MoveAside(turn, waits);
             }
             else
             {
-                turn = new Turn();
-                ref Queue<Turn>? queue = ref CollectionsMarshal.GetValueRefOrAddDefault(_turns, destination, out _);
-                (queue ??= new Queue<Turn>()).Enqueue(turn);
-                _waitingAside++;
+                turn.StartTimer(TimeProvider);
             }
         }
 
-        if (turn is null)
+        if (turn.Aside)
         {
-            return new ValueTask<SetupTurn>(SetupTurn.Full);
+            Report(destination);
         }
 
-        setup.GiveBackPlace(); // the accept loop may take it for a connection to another destination
-        var waiting = WaitForTurnAsync(setup, turn, cancellationToken);
-        Report(destination);
-        return waiting;
+        return WaitForTurnAsync(setup, turn, cancellationToken);
     }
 
-    /// <summary>Gives a destination's turn back, with the place every holder of a turn has: both to the first connection
-    /// waiting aside for the turn, or the turn to nobody.</summary>
+    /// <summary>Gives a destination's turn back, with the place every holder of a turn has: to the first connection
+    /// waiting for it (with the place when that one waits aside, which has none), or to nobody.</summary>
     /// <returns>True when the place went with the turn (the caller must not give it back).</returns>
     internal bool LeaveTurn(IPEndPoint destination)
     {
         lock (_gate)
         {
-            if (_turns.TryGetValue(destination, out var waiting))
+            if (_turns.TryGetValue(destination, out var waits))
             {
-                while (waiting.TryDequeue(out var next))
+                while (waits.TryDequeue(out var next))
                 {
                     if (next.TrySetResult(SetupTurn.Taken))
                     {
-                        if (waiting.Count == 0)
+                        if (waits.IsEmpty)
                         {
                             _turns.Remove(destination);
                         }
 
-                        return true; // handed over: as many in progress as before
+                        return next.Aside; // handed over: as many in progress as before
                     }
                 }
 
@@ -241,9 +261,9 @@ internal sealed class ConnectionSetupLimit
         lock (_gate)
         {
             _stopped = true;
-            foreach (var waiting in _turns.Values)
+            foreach (var waits in _turns.Values)
             {
-                while (waiting.TryDequeue(out var turn))
+                while (waits.TryDequeue(out var turn))
                 {
                     turn.TrySetResult(SetupTurn.Stopped);
                 }
@@ -256,27 +276,66 @@ internal sealed class ConnectionSetupLimit
     private async ValueTask<SetupTurn> WaitForTurnAsync(ConnectionSetup setup, Turn turn, CancellationToken cancellationToken)
     {
         SetupTurn taken;
+        bool aside;
         try
         {
-            using (cancellationToken.UnsafeRegister(static state => ((Turn)state!).TrySetResult(SetupTurn.Stopped), turn))
+            using (cancellationToken.UnsafeRegister(static state => ((Turn)state!).Cancel(), turn))
             {
                 taken = await turn.Task.ConfigureAwait(false);
             }
         }
         finally
         {
+            turn.StopTimer();
             lock (_gate)
             {
-                _waitingAside--;
+                aside = turn.Aside; // settled: it changes only under this lock, before the turn's result
+                if (aside)
+                {
+                    _waitingAside--;
+                }
             }
         }
 
-        if (taken == SetupTurn.Taken)
+        if (taken == SetupTurn.Taken && aside)
         {
             setup.TookPlaceAgain(); // the place of the connection that gave the turn
         }
 
-        return taken; // stopped: before any turn was handed to it, so it holds none
+        return taken; // otherwise no turn was handed to it, so it holds none
+    }
+
+    /// <summary>A connection waited <see cref="AsideAfter"/> for its turn holding its place: it waits aside now (its
+    /// destination is slow to connect), or is refused when <see cref="MaxWaitingAside"/> already do.</summary>
+    private void WaitedTooLong(Turn turn)
+    {
+        lock (_gate)
+        {
+            if (turn.Task.IsCompleted || turn.Aside || !_turns.TryGetValue(turn.Destination, out var waits))
+            {
+                return;
+            }
+
+            if (_waitingAside >= MaxWaitingAside)
+            {
+                turn.TrySetResult(SetupTurn.Full); // stays queued, skipped; it still holds its place, given back when completed
+                return;
+            }
+
+            MoveAside(turn, waits);
+        }
+
+        Report(turn.Destination);
+    }
+
+    /// <summary>Under <see cref="_gate"/>: <paramref name="turn"/>'s connection gives its place back (the accept loop
+    /// may take it for a connection to another destination) and waits aside; the turn will bring it a place.</summary>
+    private void MoveAside(Turn turn, DestinationWaits waits)
+    {
+        turn.Aside = true;
+        waits.Aside++;
+        _waitingAside++;
+        turn.Setup.GiveBackPlace();
     }
 
     private void Report(IPEndPoint destination)
@@ -291,8 +350,64 @@ internal sealed class ConnectionSetupLimit
         }
     }
 
-    /// <summary>One connection's wait aside for its destination's turn; a cancelled wait stays queued and is skipped.</summary>
-    private sealed class Turn() : TaskCompletionSource<SetupTurn>(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>One connection's wait for its destination's turn; a wait that ended otherwise stays queued and is skipped.</summary>
+    private sealed class Turn(ConnectionSetupLimit limit, ConnectionSetup setup, IPEndPoint destination)
+        : TaskCompletionSource<SetupTurn>(TaskCreationOptions.RunContinuationsAsynchronously)
+    {
+        private ITimer? _timer;
+
+        public ConnectionSetup Setup { get; } = setup;
+
+        public IPEndPoint Destination { get; } = destination;
+
+        /// <summary>Gets or sets (under the limit's lock, before the result) whether the connection gave its place back
+        /// to wait: the turn then brings it a place.</summary>
+        public bool Aside { get; set; }
+
+        public void StartTimer(TimeProvider time) =>
+            _timer = time.CreateTimer(static state => ((Turn)state!).Expired(), this, AsideAfter, Timeout.InfiniteTimeSpan);
+
+        public void StopTimer() => _timer?.Dispose();
+
+        /// <summary>Stopped while waiting (under the limit's lock, as every result is set).</summary>
+        public void Cancel()
+        {
+            lock (limit._gate)
+            {
+                TrySetResult(SetupTurn.Stopped);
+            }
+        }
+
+        private void Expired() => limit.WaitedTooLong(this);
+    }
+
+    /// <summary>The connections waiting for one destination's turn, first come first served, and how many of them wait
+    /// aside (while any does, the destination's further connections wait aside at once).</summary>
+    private sealed class DestinationWaits
+    {
+        private readonly Queue<Turn> _queue = new();
+
+        public int Aside { get; set; }
+
+        public bool IsEmpty => _queue.Count == 0;
+
+        public void Enqueue(Turn turn) => _queue.Enqueue(turn);
+
+        public bool TryDequeue([NotNullWhen(true)] out Turn? turn)
+        {
+            if (!_queue.TryDequeue(out turn))
+            {
+                return false;
+            }
+
+            if (turn.Aside)
+            {
+                Aside--;
+            }
+
+            return true;
+        }
+    }
 
     /// <summary>Why a connection was refused with <see cref="SetupTurn.Full"/>, for its log line and audit record:
     /// "48 connections to it are being set up, its share of the places (enclave.max_pending_connections = 64, derived

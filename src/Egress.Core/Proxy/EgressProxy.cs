@@ -69,8 +69,8 @@ public sealed class EgressProxy : IAsyncDisposable
         _logger = loggerFactory.CreateLogger("Egress.Proxy");
         _handler = new ProxyConnectionHandler(options, policy, _logger, originalDestination ?? OriginalDestination.Read);
         _admission = new ConnectionAdmission(options.MaxConnections, ConfigurationKeys.EnclaveMaxConnections.Path, "connection", DescriptorBudget.Process);
-        _setupLimitLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval);
-        _asideLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval);
+        _setupLimitLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, _logger, 119);
+        _asideLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, _logger, 120);
         _setupLimit = new ConnectionSetupLimit(options.MaxPendingConnections, ConfigurationKeys.EnclaveMaxPendingConnections.Path, _admission.Limit)
         {
             Waiting = limit =>
@@ -80,6 +80,7 @@ public sealed class EgressProxy : IAsyncDisposable
                     ProxyLog.SetupLimitReached(_logger, limit.Pending, limit.LimitText(), suppressed + 1);
                 }
             },
+            TimeProvider = options.Relay.TimeProvider,
             WaitingForTurn = (limit, destination) =>
             {
                 if (_asideLines.TryEnter(out long asides))

@@ -49,6 +49,7 @@ internal sealed class ProxyConnectionHandler(
 
     private readonly LogRateLimit _parentLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 106);
     private readonly LogRateLimit _setupShareLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 121);
+    private readonly LogRateLimit _stoppingLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 112);
 
     private readonly TunnelClient _tunnel = new(options.Tunnel, options.StatusTimeout, options.Relay.TimeProvider, connectTunnel, streamPool);
 
@@ -403,12 +404,17 @@ internal sealed class ProxyConnectionHandler(
                 ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), result.Detail ?? string.Empty);
                 break;
             case ConnectionOutcome.Stopping:
-                ProxyLog.Stopping(logger, destination);
+                // At a stop every connection still being set up ends at once (up to a thousand waiting aside).
+                if (_stoppingLines.TryEnter(out long stoppedBack))
+                {
+                    ProxyLog.Stopping(logger, destination, stoppedBack);
+                }
+
                 break;
             case ConnectionOutcome.SetupShareFull:
                 if (_setupShareLines.TryEnter(out long refusedBack))
                 {
-                    ProxyLog.SetupShareFull(logger, destination, result.Detail ?? string.Empty, refusedBack);
+                    ProxyLog.SetupShareFull(logger, destination, client.RemoteEndPoint, result.Detail ?? string.Empty, refusedBack);
                 }
 
                 break;

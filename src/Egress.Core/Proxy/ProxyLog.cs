@@ -19,11 +19,11 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 119, Level = LogLevel.Information, Message = "proxy: {Pending} connections are being set up, the most at once {Limit}; further connections wait in the listen backlog until one is relaying or ends ({Waits} such waits since the last such line)")]
     public static partial void SetupLimitReached(ILogger logger, int pending, string limit, long waits);
 
-    [LoggerMessage(EventId = 120, Level = LogLevel.Information, Message = "proxy: {Destination} has {Share} connections being set up, its share of the places {Limit}; its further connections wait aside for a turn, without a place, while connections to other destinations go on ({Waits} such waits since the last such line)")]
+    [LoggerMessage(EventId = 120, Level = LogLevel.Information, Message = "proxy: {Destination} has {Share} connections being set up, its share of the places {Limit}; its connections that waited 250 ms for a turn wait aside, without a place, while connections to other destinations go on ({Waits} such waits since the last such line)")]
     public static partial void WaitingAside(ILogger logger, IPEndPoint destination, int share, string limit, long waits);
 
-    [LoggerMessage(EventId = 121, Level = LogLevel.Warning, Message = "connection to {Destination} refused: {Reason}; reset, so that connections to other destinations keep their places ({HeldBack} more refused since the last such line)")]
-    public static partial void SetupShareFull(ILogger logger, IPEndPoint destination, string reason, long heldBack);
+    [LoggerMessage(EventId = 121, Level = LogLevel.Warning, Message = "connection to {Destination} from {Client} refused: {Reason}; reset, so that connections to other destinations keep their places ({HeldBack} more refused since the last such line)")]
+    public static partial void SetupShareFull(ILogger logger, IPEndPoint destination, EndPoint? client, string reason, long heldBack);
 
     [LoggerMessage(EventId = 131, Level = LogLevel.Debug, Message = "connection to {Destination}: the pooled tunnel stream was closed by the parent while idle; request sent again on a new stream to {Tunnel}")]
     public static partial void StalePooledStream(ILogger logger, IPEndPoint destination, string tunnel);
@@ -86,8 +86,8 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 111, Level = LogLevel.Warning, Message = "connection to {Destination} failed: timed out connecting to the tunnel {Tunnel} after {TimeoutMs} ms")]
     public static partial void TunnelConnectTimedOut(ILogger logger, IPEndPoint destination, string tunnel, double timeoutMs);
 
-    [LoggerMessage(EventId = 112, Level = LogLevel.Information, Message = "connection to {Destination} not carried: stopping")]
-    public static partial void Stopping(ILogger logger, IPEndPoint destination);
+    [LoggerMessage(EventId = 112, Level = LogLevel.Information, Message = "connection to {Destination} not carried: stopping ({HeldBack} more since the last such line)")]
+    public static partial void Stopping(ILogger logger, IPEndPoint destination, long heldBack);
 
     [LoggerMessage(EventId = 110, Level = LogLevel.Information, Message = "connection to {Destination} closed: {BytesOut} bytes out, {BytesIn} bytes in, {Cause}{Ends:line}, {DurationMs:F0} ms{ConnectionId:line}")]
     public static partial void Closed(ILogger logger, IPEndPoint destination, long bytesOut, long bytesIn, RelayShutdownCause cause, RelayEnds ends, double durationMs, ConnectionIdText connectionId);

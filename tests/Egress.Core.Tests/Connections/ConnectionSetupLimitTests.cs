@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Egress.Connections;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Egress.Tests.Connections;
 
@@ -177,11 +178,50 @@ public sealed class ConnectionSetupLimitTests
     }
 
     [Test]
-    public async Task ADestinationAtItsShareWaitsAsideWithoutAPlaceAndAnotherDestinationGoesOn()
+    public async Task ADestinationThatSetsUpQuicklyHandsItsTurnsOnWhileTheRestOfABurstWaitsInTheBacklog()
     {
-        var waits = new List<IPEndPoint>();
-        var limit = new ConnectionSetupLimit(4, "enclave.max_pending_connections") { WaitingForTurn = (_, d) => waits.Add(d) };
+        var time = new FakeTimeProvider();
+        var asides = new List<IPEndPoint>();
+        var limit = new ConnectionSetupLimit(4, "enclave.max_pending_connections", connectionLimit: 0) { TimeProvider = time, WaitingForTurn = (_, d) => asides.Add(d) };
         Assert.That(limit.DestinationShare, Is.EqualTo(3), "three quarters: one place is always left to the others");
+        var setUp = new Queue<ConnectionSetup>();
+        for (int i = 0; i < 3; i++)
+        {
+            ConnectionSetup setup = await SetUpAsync(limit);
+            Assert.That(await setup.TakeTurnAsync(Fast, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
+            setUp.Enqueue(setup);
+        }
+
+        // A burst of ten more, none allowed to wait aside (connectionLimit 0): each waits holding the fourth place, and
+        // the turn of a setup that ends comes before AsideAfter, so none is refused.
+        for (int i = 0; i < 10; i++)
+        {
+            ConnectionSetup next = await SetUpAsync(limit);
+            var turn = next.TakeTurnAsync(Fast, CancellationToken.None).AsTask();
+            Assert.That(turn.IsCompleted, Is.False);
+            Assert.That(limit.Pending, Is.EqualTo(4), "it waits holding its place: the accept loop waits too");
+            time.Advance(ConnectionSetupLimit.AsideAfter / 2);
+            setUp.Dequeue().Complete(); // set up in half of AsideAfter
+            Assert.That(await turn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
+            setUp.Enqueue(next);
+        }
+
+        Assert.That(asides, Is.Empty, "none waited aside");
+        while (setUp.TryDequeue(out var setup))
+        {
+            setup.Complete();
+        }
+
+        Assert.That(limit.Pending, Is.Zero);
+        Assert.That(limit.DestinationsTracked, Is.Zero);
+    }
+
+    [Test]
+    public async Task ADestinationSlowToSetUpWaitsAsideWithoutAPlaceAndAnotherDestinationGoesOn()
+    {
+        var time = new FakeTimeProvider();
+        var asides = new List<IPEndPoint>();
+        var limit = new ConnectionSetupLimit(4, "enclave.max_pending_connections") { TimeProvider = time, WaitingForTurn = (_, d) => asides.Add(d) };
         var slow = new List<ConnectionSetup>();
         for (int i = 0; i < 3; i++)
         {
@@ -191,62 +231,44 @@ public sealed class ConnectionSetupLimitTests
 
         ConnectionSetup fourth = await SetUpAsync(limit);
         var fourthTurn = fourth.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
+        Assert.That(limit.Pending, Is.EqualTo(4), "holding its place until AsideAfter");
+        time.Advance(ConnectionSetupLimit.AsideAfter);
+
         Assert.That(fourthTurn.IsCompleted, Is.False, "the slow destination has its share: the fourth waits");
         Assert.That(limit.Pending, Is.EqualTo(3), "and waits aside: its place is back");
         Assert.That(limit.WaitingAside, Is.EqualTo(1));
-        Assert.That(waits, Is.EqualTo(new[] { Slow }));
+        Assert.That(asides, Is.EqualTo(new[] { Slow }));
+
+        ConnectionSetup fifth = await SetUpAsync(limit);
+        var fifthTurn = fifth.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
+        Assert.That((limit.Pending, limit.WaitingAside), Is.EqualTo((3, 2)), "while one waits aside, the next waits aside at once");
 
         ConnectionSetup other = await SetUpAsync(limit);
         Assert.That(await other.TakeTurnAsync(Other, CancellationToken.None), Is.EqualTo(SetupTurn.Taken), "another destination is set up at once");
         Assert.That(limit.Pending, Is.EqualTo(4));
 
-        slow[0].Complete(); // relaying, refused or ended: its turn and its place go to the one waiting
+        slow[0].Complete(); // relaying, refused or ended: its turn and its place go to the first waiting
         Assert.That(await fourthTurn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
-        Assert.That(limit.Pending, Is.EqualTo(4));
-        Assert.That(limit.WaitingAside, Is.Zero);
+        Assert.That(fifthTurn.IsCompleted, Is.False, "first come first served");
+        Assert.That((limit.Pending, limit.WaitingAside), Is.EqualTo((4, 1)));
+        slow[1].Complete();
+        Assert.That(await fifthTurn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
 
-        foreach (var setup in new[] { slow[1], slow[2], fourth, other })
+        foreach (var setup in new[] { slow[2], fourth, fifth, other })
         {
             setup.Complete();
         }
 
         Assert.That(limit.Pending, Is.Zero);
+        Assert.That(limit.WaitingAside, Is.Zero);
         Assert.That(limit.DestinationsTracked, Is.Zero, "every turn was given back");
     }
 
     [Test]
-    public async Task TurnsAreHandedOutInTheOrderTheyWereAskedFor()
+    public async Task BeyondTheMostWaitingAsideAConnectionIsRefusedAndHoldsNoTurn()
     {
-        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections");
-        Assert.That(limit.DestinationShare, Is.EqualTo(1));
-        ConnectionSetup first = await SetUpAsync(limit);
-        Assert.That(await first.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
-        var waiting = new List<(ConnectionSetup Setup, Task<SetupTurn> Turn)>();
-        for (int i = 0; i < 3; i++)
-        {
-            ConnectionSetup setup = await SetUpAsync(limit); // the place the one before gave back
-            waiting.Add((setup, setup.TakeTurnAsync(Slow, CancellationToken.None).AsTask()));
-        }
-
-        ConnectionSetup previous = first;
-        for (int i = 0; i < waiting.Count; i++)
-        {
-            Assert.That(waiting.Count(w => w.Turn.IsCompleted), Is.EqualTo(i), "one turn at a time");
-            previous.Complete();
-            Assert.That(await waiting[i].Turn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
-            previous = waiting[i].Setup;
-        }
-
-        previous.Complete();
-        Assert.That(limit.Pending, Is.Zero);
-        Assert.That(limit.WaitingAside, Is.Zero);
-        Assert.That(limit.DestinationsTracked, Is.Zero);
-    }
-
-    [Test]
-    public async Task BeyondTheMostWaitingAsideAConnectionIsRefusedAndHoldsNoPlaceNorTurn()
-    {
-        var limit = new ConnectionSetupLimit(4, "enclave.max_pending_connections", connectionLimit: 4); // 2 may wait aside
+        var time = new FakeTimeProvider();
+        var limit = new ConnectionSetupLimit(4, "enclave.max_pending_connections", connectionLimit: 4) { TimeProvider = time }; // 2 may wait aside
         Assert.That(limit.MaxWaitingAside, Is.EqualTo(2));
         var taken = new List<ConnectionSetup>();
         for (int i = 0; i < limit.DestinationShare; i++)
@@ -260,8 +282,10 @@ public sealed class ConnectionSetupLimitTests
         {
             ConnectionSetup setup = await SetUpAsync(limit);
             aside.Add((setup, setup.TakeTurnAsync(Slow, CancellationToken.None).AsTask()));
+            time.Advance(ConnectionSetupLimit.AsideAfter);
         }
 
+        Assert.That(limit.WaitingAside, Is.EqualTo(2));
         ConnectionSetup refused = await SetUpAsync(limit);
         var refusedTurn = refused.TakeTurnAsync(Slow, CancellationToken.None);
 
@@ -291,6 +315,25 @@ public sealed class ConnectionSetupLimitTests
     }
 
     [Test]
+    public async Task AConnectionThatWaitedTooLongWithNoRoomAsideIsRefusedAndGivesItsPlaceBackWhenCompleted()
+    {
+        var time = new FakeTimeProvider();
+        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections", connectionLimit: 1) { TimeProvider = time }; // none waits aside
+        ConnectionSetup first = await SetUpAsync(limit), second = await SetUpAsync(limit);
+        Assert.That(await first.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
+        var turn = second.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
+
+        time.Advance(ConnectionSetupLimit.AsideAfter);
+
+        Assert.That(await turn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Full));
+        Assert.That(limit.Pending, Is.EqualTo(2), "until the listener completes it");
+        second.Complete();
+        first.Complete();
+        Assert.That(limit.Pending, Is.Zero);
+        Assert.That(limit.DestinationsTracked, Is.Zero);
+    }
+
+    [Test]
     public void AtMostHalfTheConnectionLimitWaitsAsideAndAtMost16PerPlace()
     {
         Assert.That(new ConnectionSetupLimit(64, "enclave.max_pending_connections", connectionLimit: 388).MaxWaitingAside, Is.EqualTo(194));
@@ -301,21 +344,27 @@ public sealed class ConnectionSetupLimitTests
     }
 
     [Test]
-    public async Task AWaitCancelledAsideHoldsNoTurnAndNoPlace()
+    public async Task AWaitCancelledHoldsNoTurnAndItsPlaceIsGivenBackOnce([Values] bool aside)
     {
-        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections");
+        var time = new FakeTimeProvider();
+        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections") { TimeProvider = time };
         ConnectionSetup first = await SetUpAsync(limit), second = await SetUpAsync(limit);
         Assert.That(await first.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
         using var stopping = new CancellationTokenSource();
         var turn = second.TakeTurnAsync(Slow, stopping.Token).AsTask();
+        if (aside)
+        {
+            time.Advance(ConnectionSetupLimit.AsideAfter);
+        }
 
         await stopping.CancelAsync();
 
         Assert.That(await turn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Stopped), "stopped while waiting");
         Assert.That(limit.WaitingAside, Is.Zero);
-        Assert.That(limit.Pending, Is.EqualTo(1), "only the first holds a place");
+        Assert.That(limit.Pending, Is.EqualTo(aside ? 1 : 2));
         second.Complete();
-        Assert.That(limit.Pending, Is.EqualTo(1), "the cancelled setup gives nothing back twice");
+        second.Complete();
+        Assert.That(limit.Pending, Is.EqualTo(1), "only the first holds a place");
         first.Complete(); // the cancelled wait is skipped: nobody holds the destination's turn now
         Assert.That(limit.Pending, Is.Zero);
         Assert.That(limit.DestinationsTracked, Is.Zero);
@@ -324,12 +373,14 @@ public sealed class ConnectionSetupLimitTests
     [Test]
     public async Task AtAStopEveryWaitEndsAndNoneBegins()
     {
-        var limit = new ConnectionSetupLimit(3, "enclave.max_pending_connections");
+        var time = new FakeTimeProvider();
+        var limit = new ConnectionSetupLimit(3, "enclave.max_pending_connections") { TimeProvider = time };
         Assert.That(limit.DestinationShare, Is.EqualTo(2));
         ConnectionSetup a = await SetUpAsync(limit), b = await SetUpAsync(limit), aside = await SetUpAsync(limit);
         Assert.That(await a.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
         Assert.That(await b.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
         var asideTurn = aside.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
+        time.Advance(ConnectionSetupLimit.AsideAfter);
         Assert.That(limit.WaitingAside, Is.EqualTo(1));
 
         limit.StopWaits();
@@ -355,10 +406,12 @@ public sealed class ConnectionSetupLimitTests
     [Test]
     public async Task ATurnGoesToTheNextWaitingAsideWithThePlaceOfTheConnectionThatGaveIt()
     {
-        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections");
+        var time = new FakeTimeProvider();
+        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections") { TimeProvider = time };
         ConnectionSetup holder = await SetUpAsync(limit), waiter = await SetUpAsync(limit);
         Assert.That(await holder.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
-        var turn = waiter.TakeTurnAsync(Slow, CancellationToken.None).AsTask(); // aside: its place is back
+        var turn = waiter.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
+        time.Advance(ConnectionSetupLimit.AsideAfter); // aside: its place is back
         ConnectionSetup other = await SetUpAsync(limit); // takes that place: none is free
         var accepting = SetUpAsync(limit); // the accept loop waits for a place
 
@@ -379,11 +432,18 @@ public sealed class ConnectionSetupLimitTests
     [Test]
     public async Task ACallbackThatThrowsCostsNoTurnAndNoPlace()
     {
-        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections") { WaitingForTurn = (_, _) => throw new ObjectDisposedException("logger") };
+        var time = new FakeTimeProvider();
+        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections")
+        {
+            TimeProvider = time,
+            WaitingForTurn = (_, _) => throw new ObjectDisposedException("logger"),
+        };
         ConnectionSetup first = await SetUpAsync(limit), second = await SetUpAsync(limit);
         Assert.That(await first.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
 
         var turn = second.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
+        time.Advance(ConnectionSetupLimit.AsideAfter);
+        Assert.That(limit.WaitingAside, Is.EqualTo(1));
         first.Complete();
 
         Assert.That(await turn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
@@ -393,13 +453,14 @@ public sealed class ConnectionSetupLimitTests
     }
 
     /// <summary>Property: connections to a few destinations, on many threads, each taking a place, then its turn (some
-    /// stopped while waiting, some refused at the aside bound, the whole limit stopped part way), then completing at
-    /// random moments: at the end every place, turn and count is back, and no destination has ever had more than its
-    /// share being set up.</summary>
+    /// stopped while waiting, some moved aside as the clock runs, some refused at the aside bound, the whole limit stopped
+    /// part way), then completing at random moments: at the end every place, turn and count is back, and no destination
+    /// has ever had more than its share being set up.</summary>
     [Test]
     public async Task UnderConcurrencyEveryPlaceAndTurnComesBackAndNoDestinationExceedsItsShare([Values(1, 2, 3)] int seed)
     {
-        var limit = new ConnectionSetupLimit(8, "enclave.max_pending_connections", connectionLimit: 20); // 10 may wait aside
+        var time = new FakeTimeProvider();
+        var limit = new ConnectionSetupLimit(8, "enclave.max_pending_connections", connectionLimit: 20) { TimeProvider = time }; // 10 may wait aside
         IPEndPoint[] destinations = [Slow, Other, new IPEndPoint(IPAddress.Loopback, 1)];
         var inProgress = new int[destinations.Length];
         int worst = 0;
@@ -407,6 +468,15 @@ public sealed class ConnectionSetupLimitTests
         var random = new Random(seed);
         var seeds = Enumerable.Range(0, 600).Select(_ => random.Next()).ToArray();
         using var stopping = new CancellationTokenSource();
+        using var done = new CancellationTokenSource();
+        var clock = Task.Run(async () =>
+        {
+            while (!done.IsCancellationRequested)
+            {
+                time.Advance(ConnectionSetupLimit.AsideAfter / 3);
+                await Task.Delay(1);
+            }
+        });
 
         var connections = seeds.Select(s => Task.Run(async () =>
         {
@@ -435,6 +505,8 @@ public sealed class ConnectionSetupLimitTests
         await Task.Delay(30);
         limit.StopWaits();
         await Task.WhenAll(connections).WaitAsync(HangGuard * 3);
+        await done.CancelAsync();
+        await clock;
 
         Assert.That(worst, Is.LessThanOrEqualTo(limit.DestinationShare));
         Assert.That(outcomes.GetValueOrDefault(SetupTurn.Taken), Is.Positive);
@@ -457,6 +529,7 @@ public sealed class ConnectionSetupLimitTests
 
     private static readonly IPEndPoint Slow = new(IPAddress.Parse("198.18.1.20"), 7);
     private static readonly IPEndPoint Other = new(IPAddress.Parse("198.18.0.10"), 80);
+    private static readonly IPEndPoint Fast = new(IPAddress.Parse("198.18.0.10"), 443);
 
     private static void InterlockedMax(ref int target, int value)
     {
