@@ -106,7 +106,7 @@ public sealed class DestinationShareTests
             topology!.Enclave, TimeSpan.FromSeconds(40), "/usr/bin/python3", "-c", SlowScript, $"{SlowConnections}", $"{(ConnectTimeoutMs / 1000) + 2}");
         string? share = await EgressFixture.LogLineAsync(deployment!.Enclave, "198.18.1.20:9 has 3 connections being set up, its share of the places");
         string? refused = await EgressFixture.LogLineAsync(
-            deployment.Enclave, "connection to 198.18.1.20:9 from 127.0.0.1:", "refused: 3 connections to it are being set up", "and 20 wait aside for a turn, the most that may");
+            deployment.Enclave, "connection to 198.18.1.20:9 from 127.0.0.1:", "refused: 3 connections to it are being set up", "and 20 connections (to any destination) wait aside for a turn, the most that may");
 
         var elapsed = Stopwatch.StartNew();
         var curl = await Clients.CurlAsync(topology.Enclave, "http://198.18.0.10/", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "4");

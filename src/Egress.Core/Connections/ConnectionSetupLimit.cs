@@ -58,6 +58,7 @@ internal sealed class ConnectionSetupLimit
     private readonly Dictionary<IPEndPoint, DestinationWaits> _turns = [];
     private int _waitingAside;
     private bool _stopped;
+    private string? _fullText;
     private long _waits;
 
     /// <summary>Creates the limit of one service.</summary>
@@ -170,6 +171,7 @@ internal sealed class ConnectionSetupLimit
     internal ValueTask<SetupTurn> TakeTurnAsync(ConnectionSetup setup, IPEndPoint destination, CancellationToken cancellationToken)
     {
         Turn turn;
+        bool slow;
         lock (_gate)
         {
             ref int inProgress = ref CollectionsMarshal.GetValueRefOrAddDefault(_inProgress, destination, out _);
@@ -186,30 +188,27 @@ internal sealed class ConnectionSetupLimit
 
             ref DestinationWaits? waits = ref CollectionsMarshal.GetValueRefOrAddDefault(_turns, destination, out _);
             waits ??= new DestinationWaits();
-            bool slow = waits.Aside > 0; // its connections already wait aside: so does this one, at once
+            slow = waits.Aside > 0; // its connections already wait aside: so does this one, at once
             if (slow && _waitingAside >= MaxWaitingAside)
             {
-                if (waits.IsEmpty)
-                {
-                    _turns.Remove(destination);
-                }
-
+                Debug.Assert(!waits.IsEmpty, "a destination with connections waiting aside has them queued");
                 return new ValueTask<SetupTurn>(SetupTurn.Full);
             }
 
             turn = new Turn(this, setup, destination);
+            if (!slow)
+            {
+                turn.StartTimer(TimeProvider); // before it is queued: a clock that throws leaves nothing behind
+            }
+
             waits.Enqueue(turn);
             if (slow)
             {
                 MoveAside(turn, waits);
             }
-            else
-            {
-                turn.StartTimer(TimeProvider);
-            }
         }
 
-        if (turn.Aside)
+        if (slow)
         {
             Report(destination);
         }
@@ -411,11 +410,11 @@ internal sealed class ConnectionSetupLimit
 
     /// <summary>Why a connection was refused with <see cref="SetupTurn.Full"/>, for its log line and audit record:
     /// "48 connections to it are being set up, its share of the places (enclave.max_pending_connections = 64, derived
-    /// from 2 processors), and 194 wait aside for a turn, the most that may (16 per place, at most half of the
-    /// connection limit)".</summary>
-    public string FullText() => string.Create(
+    /// from 2 processors), and 194 connections (to any destination) wait aside for a turn, the most that may (16 per
+    /// place, at most half of the connection limit)"; the same for every refusal, so made once.</summary>
+    public string FullText() => _fullText ??= string.Create(
         CultureInfo.InvariantCulture,
-        $"{DestinationShare} connections to it are being set up, its share of the places {LimitText()}, and {MaxWaitingAside} wait aside for a turn, the most that may ({WaitingAsidePerPlace} per place, at most half of the connection limit)");
+        $"{DestinationShare} connections to it are being set up, its share of the places {LimitText()}, and {MaxWaitingAside} connections (to any destination) wait aside for a turn, the most that may ({WaitingAsidePerPlace} per place, at most half of the connection limit)");
 
     /// <summary>The limit as logs name it: "(enclave.max_pending_connections = 64)" or "(… = 64, derived from 2 processors)".</summary>
     public string LimitText() => _derived

@@ -19,7 +19,7 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 119, Level = LogLevel.Information, Message = "proxy: {Pending} connections are being set up, the most at once {Limit}; further connections wait in the listen backlog until one is relaying or ends ({Waits} such waits since the last such line)")]
     public static partial void SetupLimitReached(ILogger logger, int pending, string limit, long waits);
 
-    [LoggerMessage(EventId = 120, Level = LogLevel.Information, Message = "proxy: {Destination} has {Share} connections being set up, its share of the places {Limit}; its connections that waited 250 ms for a turn wait aside, without a place, while connections to other destinations go on ({Waits} such waits since the last such line)")]
+    [LoggerMessage(EventId = 120, Level = LogLevel.Information, Message = "proxy: {Destination} has {Share} connections being set up, its share of the places {Limit}; its further connections wait aside for a turn (after 250 ms, or at once while others do), without a place, while connections to other destinations go on ({Waits} such waits since the last such line)")]
     public static partial void WaitingAside(ILogger logger, IPEndPoint destination, int share, string limit, long waits);
 
     [LoggerMessage(EventId = 121, Level = LogLevel.Warning, Message = "connection to {Destination} from {Client} refused: {Reason}; reset, so that connections to other destinations keep their places ({HeldBack} more refused since the last such line)")]

@@ -290,7 +290,7 @@ public sealed class ConnectionSetupLimitTests
         var refusedTurn = refused.TakeTurnAsync(Slow, CancellationToken.None);
 
         Assert.That((refusedTurn.IsCompleted, refusedTurn.Result), Is.EqualTo((true, SetupTurn.Full)), "refused at once");
-        Assert.That(refused.FullText(), Is.EqualTo("3 connections to it are being set up, its share of the places (enclave.max_pending_connections = 4), and 2 wait aside for a turn, the most that may (16 per place, at most half of the connection limit)"));
+        Assert.That(refused.FullText(), Is.EqualTo("3 connections to it are being set up, its share of the places (enclave.max_pending_connections = 4), and 2 connections (to any destination) wait aside for a turn, the most that may (16 per place, at most half of the connection limit)"));
         refused.Complete(); // the handler resets it; the listener completes it
         Assert.That(limit.Pending, Is.EqualTo(3), "its place is back: a quarter is left to the others");
         ConnectionSetup other = await SetUpAsync(limit);

@@ -82,7 +82,8 @@ public sealed class ProxyConnectionHandlerTests
     [Test]
     public async Task AConnectionPastItsDestinationsShareAndTheMostWaitingAsideIsResetWithoutAskingTheParent()
     {
-        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections", connectionLimit: 1); // share 1, none waits aside
+        var clock = new FakeTimeProvider();
+        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections", connectionLimit: 1) { TimeProvider = clock }; // share 1, none waits aside
         Assert.That(await limit.TakeAsync(CancellationToken.None), Is.True);
         ConnectionSetup first = limit.Hold();
         Assert.That(await first.TakeTurnAsync(Listed, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
@@ -90,10 +91,13 @@ public sealed class ProxyConnectionHandlerTests
         ConnectionSetup second = limit.Hold();
         var handler = Handler(Redirected(Listed), _ => throw new AssertionException("the parent must not be asked"));
 
-        var result = await handler.HandleAsync(_accepted, second, CancellationToken.None);
+        var handling = handler.HandleAsync(_accepted, second, CancellationToken.None);
+        Assert.That(handling.IsCompleted, Is.False, "it waits for a turn holding its place");
+        clock.Advance(ConnectionSetupLimit.AsideAfter); // its destination is slow: it would wait aside, and none may
+        var result = await handling.WaitAsync(HangGuard);
 
         await AssertOutcomeAsync(result, ConnectionOutcome.SetupShareFull, ("failed", "setup_share_full"), eventId: 121, reset: true);
-        Assert.That(result.Detail, Does.StartWith("1 connections to it are being set up, its share of the places (enclave.max_pending_connections = 2), and 0 wait aside"));
+        Assert.That(result.Detail, Does.StartWith("1 connections to it are being set up, its share of the places (enclave.max_pending_connections = 2), and 0 connections (to any destination) wait aside"));
         second.Complete(); // the listener, when the handler ends
         first.Complete();
         Assert.That(limit.Pending, Is.Zero);
