@@ -143,7 +143,8 @@ internal sealed class ProxyConnectionHandler(
         {
             // No destination holds more than its share of the setup places: one slow to connect (a blackholed address
             // holds each setup for the parent's whole connect timeout) must not keep other destinations' connections
-            // waiting in the listen backlog. Beyond its share, this connection waits aside for the destination's turn.
+            // waiting in the listen backlog. Beyond its share, this connection waits for the destination's turn (aside,
+            // without its place, once the destination proves slow: ConnectionSetupLimit).
             if (await setup.TakeTurnAsync(destination, aborted).ConfigureAwait(false) is not SetupTurn.Taken and var notTaken)
             {
                 result = (notTaken == SetupTurn.Full
@@ -153,7 +154,6 @@ internal sealed class ProxyConnectionHandler(
                 return result;
             }
 
-            string? hint = HostHintFor(decision);
             if (!OperatingSystem.IsLinux())
             {
                 // On Linux the accepted socket has it from the proxy's listener (EgressProxy.Bind): no system call here.
@@ -195,6 +195,7 @@ internal sealed class ProxyConnectionHandler(
                 ArrayPool<byte>.Shared.Return(buffer);
             }
 
+            string? hint = HostHintFor(decision);
             var (tunnel, failure) = await OpenTunnelAsync(destination, hint, early, aborted).ConfigureAwait(false);
             failure = failure?.WithAllowingDecision(decision);
             if (tunnel is null && failure is not null && hint is not null && CanFailOver(failure))
