@@ -12,7 +12,7 @@ namespace Egress.IntegrationTests;
 /// they are reset rather than hold a place.
 /// </summary>
 [TestFixture]
-public sealed class DestinationShareTests
+public sealed class DestinationShareTests : EgressFixture
 {
     private const int Places = 4;
     private const int BlackholePort = 9;
@@ -62,30 +62,12 @@ public sealed class DestinationShareTests
         print("done", flush=True)
         """;
 
-    private Topology? topology;
-    private EgressDeployment? deployment;
+    internal override string ConfigToml => EnclaveConfig.Render(EnclaveConfig.DefaultDestinations, connectTimeoutMs: ConnectTimeoutMs)
+        + $"\n[enclave]\nmax_pending_connections = {Places}\nmax_connections = {MaxConnections}\n";
 
-    [OneTimeSetUp]
-    public async Task Deploy()
-    {
-        Root.RequireOrIgnore();
-        topology = await Topology.CreateAsync();
-        await topology.StartWorldServicesAsync();
-        await Command.RunCheckedAsync("ip", "netns", "exec", topology.World,
+    internal override Task PrepareAsync(Topology topology) =>
+        Command.RunCheckedAsync("ip", "netns", "exec", topology.World,
             "iptables", "-w", "-I", "INPUT", "-d", "198.18.1.20", "-p", "tcp", "--dport", $"{BlackholePort}", "-j", "DROP");
-        string toml = EnclaveConfig.Render(EnclaveConfig.DefaultDestinations, connectTimeoutMs: ConnectTimeoutMs)
-            + $"\n[enclave]\nmax_pending_connections = {Places}\nmax_connections = {MaxConnections}\n";
-        deployment = await EgressDeployment.StartAsync(topology, toml);
-    }
-
-    [OneTimeTearDown]
-    public async Task TearDown()
-    {
-        if (topology is not null)
-        {
-            await topology.DisposeAsync();
-        }
-    }
 
     /// <summary>A burst to a destination that sets up quickly waits in the listen backlog as before the share: its
     /// connections beyond the share wait for a turn holding their places (one comes within a setup's time), and none
@@ -93,32 +75,32 @@ public sealed class DestinationShareTests
     [Test]
     public async Task ABurstToAHealthyDestinationIsServedWhole()
     {
-        var burst = await Command.RunInNamespaceAsync(topology!.Enclave, TimeSpan.FromSeconds(60), "/usr/bin/python3", "-c", BurstScript, $"{BurstConnections}");
+        var burst = await Command.RunInNamespaceAsync(Topology.Enclave, TimeSpan.FromSeconds(60), "/usr/bin/python3", "-c", BurstScript, $"{BurstConnections}");
 
-        Assert.That(burst.StandardOutput, Does.Contain($"ok={BurstConnections} failed=0"), () => $"{burst}\n{deployment!.Enclave.Output}");
-        Assert.That(deployment!.Enclave.Output, Does.Not.Contain("connection to 198.18.0.10:80 from"), "none refused at the aside bound");
+        Assert.That(burst.StandardOutput, Does.Contain($"ok={BurstConnections} failed=0"), () => $"{burst}\n{Deployment.Enclave.Output}");
+        Assert.That(Deployment.Enclave.Output, Does.Not.Contain("connection to 198.18.0.10:80 from"), "none refused at the aside bound");
     }
 
     [Test]
     public async Task ConnectionsToADestinationThatNeverAnswersLeaveOtherDestinationsAPlace()
     {
         var slow = Command.RunInNamespaceAsync(
-            topology!.Enclave, TimeSpan.FromSeconds(40), "/usr/bin/python3", "-c", SlowScript, $"{SlowConnections}", $"{(ConnectTimeoutMs / 1000) + 2}");
-        string? share = await EgressFixture.LogLineAsync(deployment!.Enclave, "198.18.1.20:9 has 3 connections being set up, its share of the places");
-        string? refused = await EgressFixture.LogLineAsync(
-            deployment.Enclave, "connection to 198.18.1.20:9 from 127.0.0.1:", "refused: 3 connections to it are being set up", "and 20 connections (to any destination) wait aside for a turn, the most that may");
+            Topology.Enclave, TimeSpan.FromSeconds(40), "/usr/bin/python3", "-c", SlowScript, $"{SlowConnections}", $"{(ConnectTimeoutMs / 1000) + 2}");
+        string? share = await LogLineAsync(Deployment.Enclave, "198.18.1.20:9 has 3 connections being set up, its share of the places");
+        string? refused = await LogLineAsync(
+            Deployment.Enclave, "connection to 198.18.1.20:9 from 127.0.0.1:", "refused: 3 connections to it are being set up", "and 20 connections (to any destination) wait aside for a turn, the most that may");
 
         var elapsed = Stopwatch.StartNew();
-        var curl = await Clients.CurlAsync(topology.Enclave, "http://198.18.0.10/", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "4");
+        var curl = await Clients.CurlAsync(Topology.Enclave, "http://198.18.0.10/", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "4");
         elapsed.Stop();
         var slowDone = await slow;
 
         Assert.Multiple(() =>
         {
-            Assert.That(share, Is.Not.Null, () => $"no line for the destination at its share:\n{deployment.Enclave.Output}");
-            Assert.That(refused, Is.Not.Null, () => $"no refusal beyond the most waiting aside:\n{deployment.Enclave.Output}");
+            Assert.That(share, Is.Not.Null, () => $"no line for the destination at its share:\n{Deployment.Enclave.Output}");
+            Assert.That(refused, Is.Not.Null, () => $"no refusal beyond the most waiting aside:\n{Deployment.Enclave.Output}");
             Assert.That((curl.ExitCode, curl.StandardOutput), Is.EqualTo((0, "200")),
-                () => $"the healthy destination waited behind the blackholed one ({elapsed.Elapsed.TotalSeconds:F1} s): {curl}\n{deployment.Enclave.Output}");
+                () => $"the healthy destination waited behind the blackholed one ({elapsed.Elapsed.TotalSeconds:F1} s): {curl}\n{Deployment.Enclave.Output}");
             Assert.That(elapsed.Elapsed, Is.LessThan(TimeSpan.FromMilliseconds(ConnectTimeoutMs / 2)), "not after the parent's connect timeout");
             Assert.That(slowDone.StandardOutput, Does.Contain("done"), slowDone.ToString);
         });

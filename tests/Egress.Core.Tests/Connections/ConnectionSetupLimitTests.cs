@@ -212,8 +212,7 @@ public sealed class ConnectionSetupLimitTests
             setup.Complete();
         }
 
-        Assert.That(limit.Pending, Is.Zero);
-        Assert.That(limit.DestinationsTracked, Is.Zero);
+        AssertEverythingBack(limit);
     }
 
     [Test]
@@ -309,9 +308,7 @@ public sealed class ConnectionSetupLimitTests
             setup.Complete();
         }
 
-        Assert.That(limit.Pending, Is.Zero);
-        Assert.That(limit.WaitingAside, Is.Zero);
-        Assert.That(limit.DestinationsTracked, Is.Zero);
+        AssertEverythingBack(limit);
     }
 
     [Test]
@@ -329,8 +326,7 @@ public sealed class ConnectionSetupLimitTests
         Assert.That(limit.Pending, Is.EqualTo(2), "until the listener completes it");
         second.Complete();
         first.Complete();
-        Assert.That(limit.Pending, Is.Zero);
-        Assert.That(limit.DestinationsTracked, Is.Zero);
+        AssertEverythingBack(limit);
     }
 
     [Test]
@@ -366,8 +362,7 @@ public sealed class ConnectionSetupLimitTests
         second.Complete();
         Assert.That(limit.Pending, Is.EqualTo(1), "only the first holds a place");
         first.Complete(); // the cancelled wait is skipped: nobody holds the destination's turn now
-        Assert.That(limit.Pending, Is.Zero);
-        Assert.That(limit.DestinationsTracked, Is.Zero);
+        AssertEverythingBack(limit);
     }
 
     [Test]
@@ -398,9 +393,7 @@ public sealed class ConnectionSetupLimitTests
             setup.Complete();
         }
 
-        Assert.That(limit.Pending, Is.Zero);
-        Assert.That(limit.WaitingAside, Is.Zero);
-        Assert.That(limit.DestinationsTracked, Is.Zero);
+        AssertEverythingBack(limit);
     }
 
     [Test]
@@ -425,8 +418,7 @@ public sealed class ConnectionSetupLimitTests
         ConnectionSetup accepted = await accepting.WaitAsync(HangGuard);
         other.Complete();
         accepted.Complete();
-        Assert.That(limit.Pending, Is.Zero);
-        Assert.That(limit.DestinationsTracked, Is.Zero);
+        AssertEverythingBack(limit);
     }
 
     [Test]
@@ -448,8 +440,7 @@ public sealed class ConnectionSetupLimitTests
 
         Assert.That(await turn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
         second.Complete();
-        Assert.That(limit.Pending, Is.Zero);
-        Assert.That(limit.DestinationsTracked, Is.Zero);
+        AssertEverythingBack(limit);
     }
 
     /// <summary>Property: connections to a few destinations, on many threads, each taking a place, then its turn (some
@@ -510,9 +501,7 @@ public sealed class ConnectionSetupLimitTests
 
         Assert.That(worst, Is.LessThanOrEqualTo(limit.DestinationShare));
         Assert.That(outcomes.GetValueOrDefault(SetupTurn.Taken), Is.Positive);
-        Assert.That(limit.Pending, Is.Zero);
-        Assert.That(limit.WaitingAside, Is.Zero);
-        Assert.That(limit.DestinationsTracked, Is.Zero);
+        AssertEverythingBack(limit);
     }
 
     [Test]
@@ -530,6 +519,14 @@ public sealed class ConnectionSetupLimitTests
     private static readonly IPEndPoint Slow = new(IPAddress.Parse("198.18.1.20"), 7);
     private static readonly IPEndPoint Other = new(IPAddress.Parse("198.18.0.10"), 80);
     private static readonly IPEndPoint Fast = new(IPAddress.Parse("198.18.0.10"), 443);
+
+    /// <summary>Every place, wait and destination entry is back: nothing is left behind.</summary>
+    private static void AssertEverythingBack(ConnectionSetupLimit limit) => Assert.Multiple(() =>
+    {
+        Assert.That(limit.Pending, Is.Zero, "places held");
+        Assert.That(limit.WaitingAside, Is.Zero, "connections waiting aside");
+        Assert.That(limit.DestinationsTracked, Is.Zero, "destinations tracked");
+    });
 
     private static void InterlockedMax(ref int target, int value)
     {
