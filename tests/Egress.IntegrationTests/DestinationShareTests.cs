@@ -9,7 +9,7 @@ namespace Egress.IntegrationTests;
 /// another app's connect to a healthy destination waiting in the listen backlog for the parent's whole connect
 /// timeout (a robustness trial: 28–30 s). Now no destination holds more than three quarters of the places, its further
 /// connections wait aside for its turn, and beyond the most that may wait aside (half of <c>enclave.max_connections</c>)
-/// they are reset rather than hold a place.
+/// they are reset rather than hold a place; none waits for its turn longer than the status timeout.
 /// </summary>
 [TestFixture]
 public sealed class DestinationShareTests : EgressFixture
@@ -93,6 +93,12 @@ public sealed class DestinationShareTests : EgressFixture
         var elapsed = Stopwatch.StartNew();
         var curl = await Clients.CurlAsync(Topology.Enclave, "http://198.18.0.10/", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "4");
         elapsed.Stop();
+
+        // Those still waiting aside when the status timeout (10 s) has passed are reset, not dialled minutes later.
+        string? timedOut = await Deployment.Enclave.WaitForLineAsync(
+            line => line.Contains("connection to 198.18.1.20:9 from 127.0.0.1:", StringComparison.Ordinal)
+                && line.Contains("its turn did not come within 10,000 ms, the longest a connection waits for one (tunnel.status_timeout_ms)", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(15));
         var slowDone = await slow;
 
         Assert.Multiple(() =>
@@ -102,6 +108,7 @@ public sealed class DestinationShareTests : EgressFixture
             Assert.That((curl.ExitCode, curl.StandardOutput), Is.EqualTo((0, "200")),
                 () => $"the healthy destination waited behind the blackholed one ({elapsed.Elapsed.TotalSeconds:F1} s): {curl}\n{Deployment.Enclave.Output}");
             Assert.That(elapsed.Elapsed, Is.LessThan(TimeSpan.FromMilliseconds(ConnectTimeoutMs / 2)), "not after the parent's connect timeout");
+            Assert.That(timedOut, Is.Not.Null, () => $"no connection waiting aside was reset at the status timeout:\n{Deployment.Enclave.Output}");
             Assert.That(slowDone.StandardOutput, Does.Contain("done"), slowDone.ToString);
         });
     }

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Net;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Egress.Configuration;
 
 namespace Egress.Connections;
 
@@ -24,7 +25,10 @@ namespace Egress.Connections;
 /// aside, and so do its destination's further connections while any waits aside, so that it cannot hold every place
 /// while connections to other destinations wait in the backlog behind it. A connection waiting aside has been accepted
 /// and counts toward the connection limit, so at most <see cref="MaxWaitingAside"/> wait aside; one more that would is
-/// refused (<see cref="SetupTurn.Full"/>: reset at once, as at the connection limit) rather than hold a place.</para>
+/// refused (<see cref="SetupTurn.Full"/>: reset at once, as at the connection limit) rather than hold a place. No
+/// connection waits for its turn longer than <see cref="MaxTurnWait"/> in all: behind a destination that never answers
+/// (48 turns per connect timeout) the last of a thousand would otherwise wait minutes, holding its connection slot, and
+/// then be dialled long after its application gave up; past it, it is refused (<see cref="SetupTurn.TimedOut"/>).</para>
 /// </summary>
 internal sealed class ConnectionSetupLimit
 {
@@ -59,6 +63,7 @@ internal sealed class ConnectionSetupLimit
     private int _waitingAside;
     private bool _stopped;
     private string? _fullText;
+    private string? _timedOutText;
     private long _waits;
 
     /// <summary>Creates the limit of one service.</summary>
@@ -114,7 +119,12 @@ internal sealed class ConnectionSetupLimit
     /// or place.</summary>
     public Action<ConnectionSetupLimit, IPEndPoint>? WaitingForTurn { get; init; }
 
-    /// <summary>Gets the clock of <see cref="AsideAfter"/>.</summary>
+    /// <summary>Gets the longest a connection waits for its destination's turn in all, holding its place and then aside
+    /// (<see cref="SetupTurn.TimedOut"/> after it); the proxy sets <c>tunnel.status_timeout_ms</c>: a connection waits
+    /// no longer for its turn than for the parent's status once it has it. Default 10 s.</summary>
+    public TimeSpan MaxTurnWait { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Gets the clock of <see cref="AsideAfter"/> and <see cref="MaxTurnWait"/>.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
     /// <summary>The default limit for <paramref name="processors"/> processors: <see cref="DerivedPerProcessor"/> each,
@@ -163,11 +173,11 @@ internal sealed class ConnectionSetupLimit
     /// <summary>Takes <paramref name="setup"/>'s turn for <paramref name="destination"/>: at once while the destination
     /// has fewer than <see cref="DestinationShare"/> connections being set up; otherwise the setup waits for a turn,
     /// holding its place until <see cref="AsideAfter"/> and aside after it (at once while others wait aside), unless
-    /// <see cref="MaxWaitingAside"/> already do: then it is refused.</summary>
+    /// <see cref="MaxWaitingAside"/> already do: then it is refused; and at most <see cref="MaxTurnWait"/>.</summary>
     /// <returns><see cref="SetupTurn.Taken"/> (the setup holds the turn and a place; <see cref="LeaveTurn"/> gives both
     /// back); <see cref="SetupTurn.Stopped"/> when <paramref name="cancellationToken"/> was cancelled or the service
-    /// stopped (<see cref="StopWaits"/>) first, or <see cref="SetupTurn.Full"/>: the setup then holds no turn (and a place
-    /// only when it had not waited aside).</returns>
+    /// stopped (<see cref="StopWaits"/>) first, <see cref="SetupTurn.Full"/> or <see cref="SetupTurn.TimedOut"/>: the
+    /// setup then holds no turn (and a place only when it had not waited aside).</returns>
     internal ValueTask<SetupTurn> TakeTurnAsync(ConnectionSetup setup, IPEndPoint destination, CancellationToken cancellationToken)
     {
         Turn turn;
@@ -196,10 +206,7 @@ internal sealed class ConnectionSetupLimit
             }
 
             turn = new Turn(this, setup, destination);
-            if (!slow)
-            {
-                turn.StartTimer(TimeProvider); // before it is queued: a clock that throws leaves nothing behind
-            }
+            turn.StartTimer(TimeProvider, slow ? MaxTurnWait : AsideAfter); // before it is queued: a clock that throws leaves nothing behind
 
             waits.Enqueue(turn);
             if (slow)
@@ -305,13 +312,20 @@ internal sealed class ConnectionSetupLimit
     }
 
     /// <summary>A connection waited <see cref="AsideAfter"/> for its turn holding its place: it waits aside now (its
-    /// destination is slow to connect), or is refused when <see cref="MaxWaitingAside"/> already do.</summary>
+    /// destination is slow to connect) until <see cref="MaxTurnWait"/>, or is refused when <see cref="MaxWaitingAside"/>
+    /// already do. One that waited aside until <see cref="MaxTurnWait"/> is refused.</summary>
     private void WaitedTooLong(Turn turn)
     {
         lock (_gate)
         {
-            if (turn.Task.IsCompleted || turn.Aside || !_turns.TryGetValue(turn.Destination, out var waits))
+            if (turn.Task.IsCompleted || !_turns.TryGetValue(turn.Destination, out var waits))
             {
+                return;
+            }
+
+            if (turn.Aside)
+            {
+                turn.TrySetResult(SetupTurn.TimedOut); // stays queued, skipped, as a cancelled wait
                 return;
             }
 
@@ -322,6 +336,8 @@ internal sealed class ConnectionSetupLimit
             }
 
             MoveAside(turn, waits);
+            TimeSpan rest = MaxTurnWait - AsideAfter;
+            turn.RestartTimer(rest > TimeSpan.Zero ? rest : TimeSpan.Zero); // under the lock: before any result, so before the timer is disposed
         }
 
         Report(turn.Destination);
@@ -363,8 +379,10 @@ internal sealed class ConnectionSetupLimit
         /// to wait: the turn then brings it a place.</summary>
         public bool Aside { get; set; }
 
-        public void StartTimer(TimeProvider time) =>
-            _timer = time.CreateTimer(static state => ((Turn)state!).Expired(), this, AsideAfter, Timeout.InfiniteTimeSpan);
+        public void StartTimer(TimeProvider time, TimeSpan due) =>
+            _timer = time.CreateTimer(static state => ((Turn)state!).Expired(), this, due, Timeout.InfiniteTimeSpan);
+
+        public void RestartTimer(TimeSpan due) => _timer?.Change(due, Timeout.InfiniteTimeSpan);
 
         public void StopTimer() => _timer?.Dispose();
 
@@ -408,13 +426,23 @@ internal sealed class ConnectionSetupLimit
         }
     }
 
-    /// <summary>Why a connection was refused with <see cref="SetupTurn.Full"/>, for its log line and audit record:
-    /// "48 connections to it are being set up, its share of the places (enclave.max_pending_connections = 64, derived
-    /// from 2 processors), and 194 connections (to any destination) wait aside for a turn, the most that may (16 per
-    /// place, at most half of the connection limit)"; the same for every refusal, so made once.</summary>
-    public string FullText() => _fullText ??= string.Create(
-        CultureInfo.InvariantCulture,
-        $"{DestinationShare} connections to it are being set up, its share of the places {LimitText()}, and {MaxWaitingAside} connections (to any destination) wait aside for a turn, the most that may ({WaitingAsidePerPlace} per place, at most half of the connection limit)");
+    /// <summary>Why a connection was refused with <paramref name="turn"/>, for its log line and audit record; the same
+    /// for every refusal of a kind, so made once. <see cref="SetupTurn.Full"/>: "48 connections to it are being set up,
+    /// its share of the places (enclave.max_pending_connections = 64, derived from 2 processors), and 194 connections
+    /// (to any destination) wait aside for a turn, the most that may (16 per place, at most half of the connection
+    /// limit)". <see cref="SetupTurn.TimedOut"/>: "48 connections to it are being set up, its share of the places (...),
+    /// and its turn did not come within 10,000 ms, the longest a connection waits for one (tunnel.status_timeout_ms)".
+    /// Null for the others.</summary>
+    public string? RefusalText(SetupTurn turn) => turn switch
+    {
+        SetupTurn.Full => _fullText ??= string.Create(
+            CultureInfo.InvariantCulture,
+            $"{DestinationShare} connections to it are being set up, its share of the places {LimitText()}, and {MaxWaitingAside} connections (to any destination) wait aside for a turn, the most that may ({WaitingAsidePerPlace} per place, at most half of the connection limit)"),
+        SetupTurn.TimedOut => _timedOutText ??= string.Create(
+            CultureInfo.InvariantCulture,
+            $"{DestinationShare} connections to it are being set up, its share of the places {LimitText()}, and its turn did not come within {MaxTurnWait.TotalMilliseconds:N0} ms, the longest a connection waits for one ({ConfigurationKeys.TunnelStatusTimeout.Path})"),
+        _ => null,
+    };
 
     /// <summary>The limit as logs name it: "(enclave.max_pending_connections = 64)" or "(… = 64, derived from 2 processors)".</summary>
     public string LimitText() => _derived
@@ -476,8 +504,8 @@ internal sealed class ConnectionSetup
         return HeldWhenTakenAsync(taking, destination);
     }
 
-    /// <summary>Why <see cref="TakeTurnAsync"/> gave <see cref="SetupTurn.Full"/> (<see cref="ConnectionSetupLimit.FullText"/>).</summary>
-    public string? FullText() => _limit?.FullText();
+    /// <summary>Why <see cref="TakeTurnAsync"/> gave <paramref name="turn"/> (<see cref="ConnectionSetupLimit.RefusalText"/>).</summary>
+    public string? RefusalText(SetupTurn turn) => _limit?.RefusalText(turn);
 
     /// <summary>Gives the place and the destination's turn back (both to the next connection waiting aside for the
     /// turn, when there is one); later calls do nothing.</summary>
@@ -549,4 +577,7 @@ internal enum SetupTurn
     /// <summary>Its destination had its share of the places and the most connections wait aside already: it is
     /// refused (reset at once, as at the connection limit).</summary>
     Full,
+
+    /// <summary>Its turn did not come within <see cref="ConnectionSetupLimit.MaxTurnWait"/>: it is refused (reset).</summary>
+    TimedOut,
 }

@@ -34,4 +34,8 @@ internal enum ConnectionOutcome
     /// <summary>Its destination had its share of the setup places and the most connections already waited aside for a
     /// turn (<see cref="Connections.SetupTurn.Full"/>): reset at once, nothing sent to the parent.</summary>
     SetupShareFull,
+
+    /// <summary>Its destination had its share of the setup places and its turn did not come within the status timeout
+    /// (<see cref="Connections.SetupTurn.TimedOut"/>): reset, nothing sent to the parent.</summary>
+    SetupWaitTimeout,
 }

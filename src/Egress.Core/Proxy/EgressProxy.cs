@@ -81,6 +81,7 @@ public sealed class EgressProxy : IAsyncDisposable
                 }
             },
             TimeProvider = options.Relay.TimeProvider,
+            MaxTurnWait = options.StatusTimeout,
             WaitingForTurn = (limit, destination) =>
             {
                 if (_asideLines.TryEnter(out long asides))

@@ -49,6 +49,7 @@ internal sealed class ProxyConnectionHandler(
 
     private readonly LogRateLimit _parentLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 106);
     private readonly LogRateLimit _setupShareLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 121);
+    private readonly LogRateLimit _setupWaitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 122);
     private readonly LogRateLimit _stoppingLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 112);
 
     private readonly TunnelClient _tunnel = new(options.Tunnel, options.StatusTimeout, options.Relay.TimeProvider, connectTunnel, streamPool);
@@ -147,9 +148,12 @@ internal sealed class ProxyConnectionHandler(
             // without its place, once the destination proves slow: ConnectionSetupLimit).
             if (await setup.TakeTurnAsync(destination, aborted).ConfigureAwait(false) is not SetupTurn.Taken and var notTaken)
             {
-                result = (notTaken == SetupTurn.Full
-                    ? ProxyConnectionResult.Failed(ConnectionOutcome.SetupShareFull, destination, setup.FullText())
-                    : ProxyConnectionResult.Failed(ConnectionOutcome.Stopping, destination)).WithAllowingDecision(decision);
+                result = (notTaken switch
+                {
+                    SetupTurn.Full => ProxyConnectionResult.Failed(ConnectionOutcome.SetupShareFull, destination, setup.RefusalText(notTaken)),
+                    SetupTurn.TimedOut => ProxyConnectionResult.Failed(ConnectionOutcome.SetupWaitTimeout, destination, setup.RefusalText(notTaken)),
+                    _ => ProxyConnectionResult.Failed(ConnectionOutcome.Stopping, destination),
+                }).WithAllowingDecision(decision);
                 Complete(client, result);
                 return result;
             }
@@ -416,6 +420,13 @@ internal sealed class ProxyConnectionHandler(
                 if (_setupShareLines.TryEnter(out long refusedBack))
                 {
                     ProxyLog.SetupShareFull(logger, destination, client.RemoteEndPoint, result.Detail ?? string.Empty, refusedBack);
+                }
+
+                break;
+            case ConnectionOutcome.SetupWaitTimeout:
+                if (_setupWaitLines.TryEnter(out long timedOutBack))
+                {
+                    ProxyLog.SetupWaitTimedOut(logger, destination, client.RemoteEndPoint, result.Detail ?? string.Empty, timedOutBack);
                 }
 
                 break;

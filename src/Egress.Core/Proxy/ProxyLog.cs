@@ -25,6 +25,9 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 121, Level = LogLevel.Warning, Message = "connection to {Destination} from {Client} refused: {Reason}; reset, so that connections to other destinations keep their places ({HeldBack} more refused since the last such line)")]
     public static partial void SetupShareFull(ILogger logger, IPEndPoint destination, EndPoint? client, string reason, long heldBack);
 
+    [LoggerMessage(EventId = 122, Level = LogLevel.Warning, Message = "connection to {Destination} from {Client} refused: {Reason}; reset rather than dialled after its application may have given up ({HeldBack} more refused since the last such line)")]
+    public static partial void SetupWaitTimedOut(ILogger logger, IPEndPoint destination, EndPoint? client, string reason, long heldBack);
+
     [LoggerMessage(EventId = 131, Level = LogLevel.Debug, Message = "connection to {Destination}: the pooled tunnel stream was closed by the parent while idle; request sent again on a new stream to {Tunnel}")]
     public static partial void StalePooledStream(ILogger logger, IPEndPoint destination, string tunnel);
 

@@ -289,7 +289,7 @@ public sealed class ConnectionSetupLimitTests
         var refusedTurn = refused.TakeTurnAsync(Slow, CancellationToken.None);
 
         Assert.That((refusedTurn.IsCompleted, refusedTurn.Result), Is.EqualTo((true, SetupTurn.Full)), "refused at once");
-        Assert.That(refused.FullText(), Is.EqualTo("3 connections to it are being set up, its share of the places (enclave.max_pending_connections = 4), and 2 connections (to any destination) wait aside for a turn, the most that may (16 per place, at most half of the connection limit)"));
+        Assert.That(refused.RefusalText(SetupTurn.Full), Is.EqualTo("3 connections to it are being set up, its share of the places (enclave.max_pending_connections = 4), and 2 connections (to any destination) wait aside for a turn, the most that may (16 per place, at most half of the connection limit)"));
         refused.Complete(); // the handler resets it; the listener completes it
         Assert.That(limit.Pending, Is.EqualTo(3), "its place is back: a quarter is left to the others");
         ConnectionSetup other = await SetUpAsync(limit);
@@ -326,6 +326,61 @@ public sealed class ConnectionSetupLimitTests
         Assert.That(limit.Pending, Is.EqualTo(2), "until the listener completes it");
         second.Complete();
         first.Complete();
+        AssertEverythingBack(limit);
+    }
+
+    /// <summary>Behind a destination that never answers, the connections waiting aside would wait one connect timeout
+    /// per 48 of them (minutes for the last of a thousand), holding their connection slots, and then be dialled long
+    /// after their applications gave up: none waits for its turn longer than <see cref="ConnectionSetupLimit.MaxTurnWait"/>
+    /// in all, counted from when it began to wait (holding its place, then aside), nor from when it went aside at once.</summary>
+    [Test]
+    public async Task NoConnectionWaitsForItsTurnLongerThanMaxTurnWaitAndATimedOutOneHoldsNothing()
+    {
+        var time = new FakeTimeProvider();
+        var limit = new ConnectionSetupLimit(4, "enclave.max_pending_connections") { TimeProvider = time, MaxTurnWait = TimeSpan.FromSeconds(2) };
+        var taken = new List<ConnectionSetup>();
+        for (int i = 0; i < limit.DestinationShare; i++)
+        {
+            taken.Add(await SetUpAsync(limit));
+            Assert.That(await taken[i].TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
+        }
+
+        ConnectionSetup first = await SetUpAsync(limit);
+        var firstTurn = first.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
+        time.Advance(ConnectionSetupLimit.AsideAfter); // aside, 250 ms into its wait
+        ConnectionSetup second = await SetUpAsync(limit);
+        var secondTurn = second.TakeTurnAsync(Slow, CancellationToken.None).AsTask(); // aside at once, at 250 ms
+        ConnectionSetup third = await SetUpAsync(limit);
+        var thirdTurn = third.TakeTurnAsync(Slow, CancellationToken.None).AsTask(); // likewise
+        Assert.That(limit.WaitingAside, Is.EqualTo(3));
+
+        time.Advance(TimeSpan.FromSeconds(2) - ConnectionSetupLimit.AsideAfter - TimeSpan.FromMilliseconds(1));
+        Assert.That(firstTurn.IsCompleted, Is.False, "1 ms before its 2 s");
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.That(await firstTurn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.TimedOut), "2 s after it began to wait, 1.75 s of them aside");
+        Assert.That((secondTurn.IsCompleted, thirdTurn.IsCompleted), Is.EqualTo((false, false)), "they began 250 ms later");
+        Assert.That(first.RefusalText(SetupTurn.TimedOut), Is.EqualTo("3 connections to it are being set up, its share of the places (enclave.max_pending_connections = 4), and its turn did not come within 2,000 ms, the longest a connection waits for one (tunnel.status_timeout_ms)"));
+        first.Complete(); // the handler resets it; the listener completes it
+        Assert.That((limit.Pending, limit.WaitingAside), Is.EqualTo((3, 2)), "it held no place and no turn");
+
+        // A turn given back now skips the timed-out wait and goes to the second, with the giver's place.
+        taken[0].Complete();
+        Assert.That(await secondTurn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
+        Assert.That((limit.Pending, limit.WaitingAside), Is.EqualTo((3, 1)));
+
+        // The third went aside at once: its 2 s count from then.
+        time.Advance(ConnectionSetupLimit.AsideAfter);
+        Assert.That(await thirdTurn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.TimedOut));
+        third.Complete();
+        time.Advance(TimeSpan.FromSeconds(5));
+        Assert.That(secondTurn.Result, Is.EqualTo(SetupTurn.Taken), "a turn taken is not timed out later");
+        Assert.That((limit.Pending, limit.WaitingAside), Is.EqualTo((3, 0)));
+
+        foreach (var setup in taken.Skip(1).Append(second))
+        {
+            setup.Complete();
+        }
+
         AssertEverythingBack(limit);
     }
 
@@ -444,14 +499,18 @@ public sealed class ConnectionSetupLimitTests
     }
 
     /// <summary>Property: connections to a few destinations, on many threads, each taking a place, then its turn (some
-    /// stopped while waiting, some moved aside as the clock runs, some refused at the aside bound, the whole limit stopped
-    /// part way), then completing at random moments: at the end every place, turn and count is back, and no destination
+    /// stopped while waiting, some moved aside as the clock runs, some refused at the aside bound or past the longest
+    /// wait, the whole limit stopped part way), then completing at random moments: at the end every place, turn and count is back, and no destination
     /// has ever had more than its share being set up.</summary>
     [Test]
     public async Task UnderConcurrencyEveryPlaceAndTurnComesBackAndNoDestinationExceedsItsShare([Values(1, 2, 3)] int seed)
     {
         var time = new FakeTimeProvider();
-        var limit = new ConnectionSetupLimit(8, "enclave.max_pending_connections", connectionLimit: 20) { TimeProvider = time }; // 10 may wait aside
+        var limit = new ConnectionSetupLimit(8, "enclave.max_pending_connections", connectionLimit: 20)
+        {
+            TimeProvider = time, // 10 may wait aside, and for at most 3 ticks of the clock below (some time out)
+            MaxTurnWait = ConnectionSetupLimit.AsideAfter * 2,
+        };
         IPEndPoint[] destinations = [Slow, Other, new IPEndPoint(IPAddress.Loopback, 1)];
         var inProgress = new int[destinations.Length];
         int worst = 0;

@@ -84,14 +84,7 @@ public sealed class ProxyConnectionHandlerTests
     {
         var clock = new FakeTimeProvider();
         var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections", connectionLimit: 1) { TimeProvider = clock }; // share 1, none waits aside
-        Assert.That(await limit.TakeAsync(CancellationToken.None), Is.True);
-        ConnectionSetup first = limit.Hold();
-        Assert.That(await first.TakeTurnAsync(Listed, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
-        Assert.That(await limit.TakeAsync(CancellationToken.None), Is.True);
-        ConnectionSetup second = limit.Hold();
-        var handler = Handler(Redirected(Listed), _ => throw new AssertionException("the parent must not be asked"));
-
-        var handling = handler.HandleAsync(_accepted, second, CancellationToken.None);
+        var (first, second, handling) = await SecondConnectionPastTheShareAsync(limit);
         Assert.That(handling.IsCompleted, Is.False, "it waits for a turn holding its place");
         clock.Advance(ConnectionSetupLimit.AsideAfter); // its destination is slow: it would wait aside, and none may
         var result = await handling.WaitAsync(HangGuard);
@@ -102,6 +95,38 @@ public sealed class ProxyConnectionHandlerTests
         first.Complete();
         Assert.That(limit.Pending, Is.Zero);
         Assert.That(limit.DestinationsTracked, Is.Zero);
+    }
+
+    [Test]
+    public async Task AConnectionWhoseTurnDoesNotComeWithinTheStatusTimeoutIsResetWithoutAskingTheParent()
+    {
+        var clock = new FakeTimeProvider();
+        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections") { TimeProvider = clock, MaxTurnWait = TimeSpan.FromSeconds(3) }; // share 1
+        var (first, second, handling) = await SecondConnectionPastTheShareAsync(limit);
+        clock.Advance(ConnectionSetupLimit.AsideAfter); // its destination is slow: it waits aside
+        Assert.That((handling.IsCompleted, limit.WaitingAside), Is.EqualTo((false, 1)));
+        clock.Advance(TimeSpan.FromSeconds(3) - ConnectionSetupLimit.AsideAfter);
+        var result = await handling.WaitAsync(HangGuard);
+
+        await AssertOutcomeAsync(result, ConnectionOutcome.SetupWaitTimeout, ("failed", "setup_wait_timeout"), eventId: 122, reset: true);
+        Assert.That(result.Detail, Does.EndWith("its turn did not come within 3,000 ms, the longest a connection waits for one (tunnel.status_timeout_ms)"));
+        second.Complete();
+        first.Complete();
+        Assert.That(limit.Pending, Is.Zero);
+        Assert.That(limit.DestinationsTracked, Is.Zero);
+    }
+
+    /// <summary>With a share of 1: a first connection to <see cref="Listed"/> holds the destination's turn, and a second
+    /// one's handling (which must not ask the parent) waits for it.</summary>
+    private async Task<(ConnectionSetup First, ConnectionSetup Second, Task<ProxyConnectionResult> Handling)> SecondConnectionPastTheShareAsync(ConnectionSetupLimit limit)
+    {
+        Assert.That(await limit.TakeAsync(CancellationToken.None), Is.True);
+        ConnectionSetup first = limit.Hold();
+        Assert.That(await first.TakeTurnAsync(Listed, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
+        Assert.That(await limit.TakeAsync(CancellationToken.None), Is.True);
+        ConnectionSetup second = limit.Hold();
+        var handler = Handler(Redirected(Listed), _ => throw new AssertionException("the parent must not be asked"));
+        return (first, second, handler.HandleAsync(_accepted, second, CancellationToken.None));
     }
 
     [Test]
