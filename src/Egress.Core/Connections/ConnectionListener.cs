@@ -42,16 +42,21 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     private LogRateLimit? _refusedLines;
 
     public ConnectionListener(Socket listener, string name, Func<Socket, CancellationToken, Task> handler, ILogger logger)
-        : this(listener, listener.AcceptAsync, name, handler, logger)
+        : this(listener, AcceptFor(listener), name, handler, logger)
     {
     }
 
     /// <summary>Creates a listener whose handler completes each connection's <see cref="ConnectionSetup"/> once the
     /// connection is set up (see <see cref="SetupLimit"/>).</summary>
     public ConnectionListener(Socket listener, string name, Func<Socket, ConnectionSetup, CancellationToken, Task> handler, ILogger logger)
-        : this(listener, listener.AcceptAsync, name, handler, logger)
+        : this(listener, AcceptFor(listener), name, handler, logger)
     {
     }
+
+    /// <summary>The runtime's accept, except on a Unix-domain listener on Linux (<see cref="UnixListenerAccept"/>: a peer
+    /// bound to a longer path than the listener's would end the process in the runtime's).</summary>
+    private static Func<CancellationToken, ValueTask<Socket>> AcceptFor(Socket listener) =>
+        OperatingSystem.IsLinux() && listener.AddressFamily == AddressFamily.Unix ? UnixListenerAccept.For(listener) : listener.AcceptAsync;
 
     /// <summary>Creates a listener whose accepts are <paramref name="accept"/> (tests: an accept that fails).</summary>
     internal ConnectionListener(

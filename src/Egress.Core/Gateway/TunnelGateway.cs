@@ -17,7 +17,7 @@ namespace Egress.Gateway;
 /// relays; serves DNS streams by forwarding each query to the upstream resolvers after its own name check. With
 /// <c>[[host.enclaves]]</c> (configured through <c>AddEgressHost</c>), each stream is decided by the policy of the
 /// entry its VSOCK peer's CID maps to (an exact CID before <c>"any"</c>); a stream from an unmapped CID is refused with
-/// the reason.
+/// the reason; with two or more entries, no enclave CID holds more than three quarters of <c>host.max_streams</c>.
 /// </summary>
 public sealed class TunnelGateway : IAsyncDisposable
 {
@@ -30,6 +30,7 @@ public sealed class TunnelGateway : IAsyncDisposable
     private readonly ParentAddresses _parentAddresses;
     private readonly IReadOnlyList<System.Net.IPNetwork> _internalNetworks;
     private ConnectionListener? _listener;
+    private EnclaveStreamShare? _share;
 
     /// <summary>Creates a gateway; call <see cref="Start"/> to listen.</summary>
     /// <param name="options">Tunnel endpoint and timeouts.</param>
@@ -134,11 +135,13 @@ public sealed class TunnelGateway : IAsyncDisposable
         }
 
         LocalEndPoint = socket.LocalEndPoint;
+        var admission = new ConnectionAdmission(_options.MaxStreams, ConfigurationKeys.HostMaxStreams.Path, "stream", DescriptorBudget.Process);
+        _share = _options.Enclaves.Count >= 2 ? new EnclaveStreamShare(admission.Limit, admission.LimitText()) : null;
         ConnectionListener? listener = null;
         listener = new ConnectionListener(
             socket, $"gateway {_options.Listen}", (stream, aborted) => HandleAsync(stream, listener!, aborted), _logger)
         {
-            Admission = new ConnectionAdmission(_options.MaxStreams, ConfigurationKeys.HostMaxStreams.Path, "stream", DescriptorBudget.Process),
+            Admission = admission,
             Refused = _handler.HandleRefusedAsync,
             TimeProvider = _options.Relay.TimeProvider,
             HandlersOnAcceptThread = _options.HandlersOnAcceptThread,
@@ -168,11 +171,40 @@ public sealed class TunnelGateway : IAsyncDisposable
         }
     }
 
-    /// <summary>Serves a stream with the handler of its peer's entry, or refuses it with the reason.</summary>
-    private Task HandleAsync(Socket stream, ConnectionListener listener, CancellationToken aborted) =>
-        _enclaves.TryResolve(_enclaves.IsMapped ? _options.PeerCid(stream) : null, out TunnelStreamHandler? handler, out string? refusal)
-            ? handler.HandleAsync(stream, listener, aborted)
-            : _handler.HandlePeerRefusedAsync(stream, refusal, aborted);
+    /// <summary>Serves a stream with the handler of its peer's entry, or refuses it with the reason: its CID is not
+    /// mapped, or already holds its share of the streams.</summary>
+    private Task HandleAsync(Socket stream, ConnectionListener listener, CancellationToken aborted)
+    {
+        uint? cid = _enclaves.IsMapped ? _options.PeerCid(stream) : null;
+        if (!_enclaves.TryResolve(cid, out TunnelStreamHandler? handler, out string? refusal))
+        {
+            return _handler.HandlePeerRefusedAsync(stream, refusal, aborted);
+        }
+
+        if (_share is null || cid is not { } peer)
+        {
+            return handler.HandleAsync(stream, listener, aborted);
+        }
+
+        return _share.TryTake(peer, out string? beyondShare)
+            ? HandleWithinShareAsync(handler, stream, listener, peer, aborted)
+            : handler.HandleRefusedAsync(stream, beyondShare, aborted);
+    }
+
+    private async Task HandleWithinShareAsync(TunnelStreamHandler handler, Socket stream, ConnectionListener listener, uint cid, CancellationToken aborted)
+    {
+        try
+        {
+            await handler.HandleAsync(stream, listener, aborted).ConfigureAwait(false);
+        }
+        finally
+        {
+            _share!.Return(cid);
+        }
+    }
+
+    /// <summary>Gets the streams per enclave CID when several are served (tests); null otherwise.</summary>
+    internal EnclaveStreamShare? StreamShare => _share;
 
     /// <summary>Stops accepting, lets live streams finish up to the drain deadline, then aborts them.</summary>
     /// <returns>A task that completes when every stream has ended.</returns>

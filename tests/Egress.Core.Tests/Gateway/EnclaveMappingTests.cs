@@ -24,6 +24,7 @@ public sealed partial class EnclaveMappingTests
     private TunnelEndpoint _endpoint = null!;
     private TelemetryProbe _probe = null!;
     private TunnelGateway? _gateway;
+    private int _maxStreams;
 
     [SetUp]
     public void CreateDirectory()
@@ -166,6 +167,88 @@ public sealed partial class EnclaveMappingTests
         });
     }
 
+    /// <summary>Code in one enclave that holds streams open up to <c>host.max_streams</c> must not get another enclave's
+    /// streams refused at the limit: with several entries each CID holds at most three quarters of it.</summary>
+    [Test]
+    public async Task NoEnclaveHoldsMoreThanThreeQuartersOfTheStreamsWhileSeveralAreServed()
+    {
+        // A destination that closes every connection at once: a stream then lives until its enclave closes it.
+        using var closing = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        closing.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        closing.Listen(16);
+        var destination = (IPEndPoint)closing.LocalEndPoint!;
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    (await closing.AcceptAsync()).Dispose();
+                }
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
+            {
+                // the test ended
+            }
+        });
+        using var errors = new MetricCollector<long>(_probe.Meters, EgressMetrics.MeterName, "egress.tunnel.errors");
+        _maxStreams = 4;
+        StartGateway((16, ["127.0.0.1"]), (17, ["127.0.0.1"]));
+        Assert.That(_gateway!.StreamShare!.Share, Is.EqualTo(3));
+        var held = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < 3; i++)
+            {
+                var (stream, ok) = await OpenAsync(16, destination, $"held{i}-");
+                held.Add(stream);
+                Assert.That(ok.Status, Is.EqualTo(TunnelStatus.Ok), ok.Detail);
+            }
+
+            TunnelResponse beyond = await RequestAsync(16, destination);
+            TunnelResponse other = await RequestAsync(17, destination);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(beyond, Is.EqualTo(new TunnelResponse(TunnelStatus.Failure,
+                    "parent: stream limit reached for enclave CID 16: it holds 3 streams, its share of (host.max_streams = 4) (three quarters, while [[host.enclaves]] serves several enclaves)")));
+                Assert.That(other.Status, Is.EqualTo(TunnelStatus.Ok), "the other enclave has its quarter: " + other.Detail);
+                Assert.That(errors.GetMeasurementSnapshot().Select(m => ((string?)m.Tags["egress.error"], (string?)m.Tags["egress.enclave"])),
+                    Is.EqualTo(new[] { ((string?)"stream_limit", (string?)"16") }));
+            });
+            await _probe.WaitForEventAsync(211);
+        }
+        finally
+        {
+            held.ForEach(stream => stream.Dispose());
+        }
+
+        // Closed, the held streams give their share back: the enclave is served again, and no CID is left counted.
+        var deadline = DateTime.UtcNow + HangGuard;
+        while (_gateway.StreamShare.Tracked > 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(5);
+        }
+
+        Assert.That(_gateway.StreamShare.Tracked, Is.Zero);
+        Assert.That((await RequestAsync(16, destination)).Status, Is.EqualTo(TunnelStatus.Ok));
+    }
+
+    [Test]
+    public async Task WithOneEntryOrNoneAnEnclaveMayHoldEveryStream()
+    {
+        using var echo = new EchoServer(IPAddress.Loopback);
+        _maxStreams = 2;
+        StartGateway((16, ["127.0.0.1"]));
+        Assert.That(_gateway!.StreamShare, Is.Null);
+        var (first, ok) = await OpenAsync(16, echo.EndPoint, "held-");
+        using (first)
+        {
+            TunnelResponse second = await RequestAsync(16, echo.EndPoint);
+            Assert.That((ok.Status, second.Status), Is.EqualTo((TunnelStatus.Ok, TunnelStatus.Ok)), second.Detail);
+        }
+    }
+
     [GeneratedRegex(@"cid-(?<cid>[0-9]+)\.sock$")]
     private static partial Regex CidPath();
 
@@ -184,6 +267,7 @@ public sealed partial class EnclaveMappingTests
             HeaderTimeout = TimeSpan.FromSeconds(5),
             Metrics = _probe.Metrics,
             PeerCid = PeerCidOfPath,
+            MaxStreams = _maxStreams,
             Enclaves = [.. enclaves.Select(enclave => new GatewayEnclave(
                 enclave.Cid,
                 EgressPolicy.Create(true, enclave.Destinations, new AllowlistCache(new AllowlistCacheOptions())),
@@ -195,20 +279,36 @@ public sealed partial class EnclaveMappingTests
 
     private async Task<TunnelResponse> RequestAsync(uint? cid, IPEndPoint destination)
     {
-        using var stream = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        if (cid is { } number)
-        {
-            stream.Bind(new UnixDomainSocketEndPoint(Path.Combine(_directory, $"cid-{number}.sock")));
-        }
-
-        await stream.ConnectAsync(_endpoint.EndPoint);
-        await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(destination));
-        TunnelResponse response = await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard);
+        var (stream, response) = await OpenAsync(cid, destination, "");
+        stream.Dispose();
         if (cid is { } bound)
         {
             File.Delete(Path.Combine(_directory, $"cid-{bound}.sock"));
         }
 
         return response;
+    }
+
+    /// <summary>A stream of enclave <paramref name="cid"/> (bound to <c>{prefix}cid-N.sock</c>: a different prefix
+    /// per open stream of one CID), its request sent and the parent's answer read; the caller closes it.</summary>
+    private async Task<(Socket Stream, TunnelResponse Response)> OpenAsync(uint? cid, IPEndPoint destination, string prefix)
+    {
+        var stream = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            if (cid is { } number)
+            {
+                stream.Bind(new UnixDomainSocketEndPoint(Path.Combine(_directory, $"{prefix}cid-{number}.sock")));
+            }
+
+            await stream.ConnectAsync(_endpoint.EndPoint);
+            await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(destination));
+            return (stream, await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard));
+        }
+        catch
+        {
+            stream.Dispose();
+            throw;
+        }
     }
 }
