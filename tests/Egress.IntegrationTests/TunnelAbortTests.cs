@@ -248,3 +248,41 @@ public sealed class TunnelParentKilledTests : EgressFixture
         Assert.That(enclaveLine, Does.Contain("received no END"), () => Deployment.Enclave.Output);
     }
 }
+
+/// <summary>egress-enclave killed (SIGKILL) in the middle of a download: the application sees ECONNRESET, never a clean
+/// end (a trial, 5 December 2026: the app read a clean end of stream after 310,000 of 4,000,000 bytes). Its proxy's
+/// listener gives every accepted connection SO_LINGER 0, so the kernel resets what the process leaves open.</summary>
+[TestFixture]
+public sealed class TunnelEnclaveKilledTests : EgressFixture
+{
+    [Test]
+    public async Task ADownloadCutByTheEnclaveProxyDyingFailsInsteadOfEndingClean()
+    {
+        var source = new IPEndPoint(IPAddress.Parse("198.18.1.20"), WorldPorts.Source);
+        const long length = 64L * 1024 * 1024 * 1024; // far more than can pass before the kill
+        var download = TransferClient.DownloadAsync(Topology.Enclave, source, 0x5EED_0000_0000_0017UL, length, CancellationToken.None);
+        var connected = await Deployment.Host.WaitForLineAsync(line => line.Contains($"{source}", StringComparison.Ordinal) && line.Contains("connected", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+        Assert.That(connected, Is.Not.Null, () => Deployment.Host.Output);
+        await Task.Delay(300);
+
+        var kill = await Command.RunAsync(["kill", "-KILL", Deployment.Enclave.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(10));
+        Assert.That(kill.ExitCode, Is.Zero, kill.ToString);
+
+        Exception? failure = null;
+        long received = -1;
+        try
+        {
+            (received, _) = await download.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        catch (Exception ex) when (ex is IOException or SocketException)
+        {
+            failure = ex;
+        }
+
+        Assert.That(failure, Is.Not.Null, $"the download ended clean after {received} of {length} bytes");
+        Assert.That(failure is SocketException { SocketErrorCode: SocketError.ConnectionReset } or IOException { InnerException: SocketException { SocketErrorCode: SocketError.ConnectionReset } },
+            Is.True, () => $"not a reset: {failure}");
+        var hostLine = await LogLineAsync(Deployment.Host, "closed", $"{source}");
+        Assert.That(hostLine, Does.Contain("END sent no END"), () => Deployment.Host.Output); // the tunnel went with the process
+    }
+}

@@ -40,6 +40,7 @@ internal static class DestinationDialer
             // Created inside the try: without IPv6, socket() fails and the enclave must still get an answer.
             socket = new Socket(destination.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             SocketUrgentData.KeepInLine(socket);
+            SocketReset.ResetIfProcessEnds(socket); // closed with FIN when its relay ends (RelayedStream.Dispose)
             if (sameThreadAs is not null)
             {
                 SocketReadiness.ShareEngine(socket, sameThreadAs);

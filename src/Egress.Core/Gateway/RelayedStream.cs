@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Egress.Policy;
 using Egress.Relay;
+using Egress.Sockets;
 using Egress.Tls;
 using Egress.Tunnel;
 
@@ -48,7 +49,7 @@ internal sealed class RelayedStream(
     public void Dispose()
     {
         keepAlive.Remove(keepAliveTicket);
-        upstream.Dispose();
+        SocketReset.CloseGracefully(upstream); // as its relay ended; SO_LINGER 0 is for a process that ends (DestinationDialer)
         Interlocked.Exchange(ref _hold, null)?.Dispose();
     }
 }

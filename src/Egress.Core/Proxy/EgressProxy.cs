@@ -162,6 +162,12 @@ public sealed class EgressProxy : IAsyncDisposable
             // relay forwards what it got at once.
             SocketUrgentData.KeepInLine(socket);
             socket.NoDelay = true;
+
+            // SO_LINGER 0, inherited likewise: if this process ends without closing a connection itself (killed,
+            // crashed), the kernel resets the application's connection instead of sending a FIN that would make a
+            // download cut short look complete. A connection that ends is closed as it ended: the handler closes a
+            // relayed one with FIN (SocketReset.CloseGracefully) and resets the others.
+            socket.LingerState = new LingerOption(enable: true, seconds: 0);
             socket.Bind(address);
             socket.Listen(1024);
         }

@@ -453,7 +453,7 @@ internal sealed class ProxyConnectionHandler(
         }
         else
         {
-            client.Dispose();
+            SocketReset.CloseGracefully(client); // its listener's SO_LINGER 0 is for a process that ends (EgressProxy.Bind)
         }
     }
 

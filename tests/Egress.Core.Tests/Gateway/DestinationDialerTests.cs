@@ -41,6 +41,42 @@ public sealed class DestinationDialerTests
         });
     }
 
+    /// <summary>egress-host killed while relaying: the kernel closes what the process held, and a destination that
+    /// reads until the end of stream (an upload without a length) must see a reset, not a complete upload. A relay that
+    /// ended closes it with FIN (<see cref="Egress.Sockets.SocketReset.CloseGracefully"/>, as RelayedStream does).</summary>
+    [Test]
+    public async Task AnOutboundSocketClosedWithoutItsRelayResetsTheDestinationAndOneClosedGracefullySendsFin([Values] bool graceful)
+    {
+        var (socket, status, detail) = await DestinationDialer.ConnectAsync(
+            (IPEndPoint)_listener.LocalEndPoint!, TimeSpan.FromSeconds(5), TimeProvider.System, CancellationToken.None);
+        Assert.That(status, Is.EqualTo(TunnelStatus.Ok), detail);
+        using Socket accepted = await _listener.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        var linger = (LingerOption)socket!.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Linger)!;
+        Assert.That((linger.Enabled, linger.LingerTime), Is.EqualTo((true, 0)), "SO_LINGER 0 while relaying");
+
+        if (graceful)
+        {
+            Egress.Sockets.SocketReset.CloseGracefully(socket);
+        }
+        else
+        {
+            socket.Dispose(); // what the kernel does with the process's descriptors when it dies
+        }
+
+        SocketError error = SocketError.Success;
+        int read = -1;
+        try
+        {
+            read = await accepted.ReceiveAsync(new byte[16], SocketFlags.None).WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        catch (SocketException ex)
+        {
+            error = ex.SocketErrorCode;
+        }
+
+        Assert.That((read, error), Is.EqualTo(graceful ? (0, SocketError.Success) : (-1, SocketError.ConnectionReset)));
+    }
+
     [Test]
     public async Task AnIPv4MappedDestinationIsDialledOverIPv4()
     {
