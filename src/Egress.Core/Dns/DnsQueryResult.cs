@@ -50,14 +50,16 @@ internal readonly record struct DnsQueryResult(DnsQueryOutcome Outcome, int Leng
     /// <param name="reason">Why, for the log.</param>
     /// <param name="infoCode">For <see cref="DnsQueryOutcome.UpstreamFailed"/>, the Extended DNS Error its SERVFAIL
     /// carries when the query has EDNS (<see cref="DnsEdns.InfoCodeNoReachableAuthority"/> or
-    /// <see cref="DnsEdns.InfoCodeNetworkError"/>); null for none.</param>
+    /// <see cref="DnsEdns.InfoCodeNetworkError"/>, <see cref="DnsEdns.InfoCodeBlocked"/>); null for none.</param>
+    /// <param name="extraText">Its EXTRA-TEXT; empty: the info code's (<see cref="DnsEdns.ExtraTextOf"/>).</param>
     /// <returns>The result.</returns>
-    public static DnsQueryResult Answer(DnsQueryOutcome outcome, ReadOnlySpan<byte> query, Span<byte> response, DnsQuestion question, string reason, ushort? infoCode = null)
+    public static DnsQueryResult Answer(
+        DnsQueryOutcome outcome, ReadOnlySpan<byte> query, Span<byte> response, DnsQuestion question, string reason, ushort? infoCode = null, ReadOnlySpan<byte> extraText = default)
     {
         int length = outcome switch
         {
-            DnsQueryOutcome.DeniedName => DnsMessage.WriteDenied(query, response),
-            DnsQueryOutcome.UpstreamFailed => DnsMessage.WriteServFail(query, response, infoCode),
+            DnsQueryOutcome.DeniedName => DnsMessage.WriteDenied(query, response, extraText),
+            DnsQueryOutcome.UpstreamFailed => DnsMessage.WriteServFail(query, response, infoCode, extraText),
             DnsQueryOutcome.Overloaded => DnsMessage.WriteOverloaded(query, response),
             DnsQueryOutcome.FormErr => DnsMessage.WriteFormErr(query, response),
             DnsQueryOutcome.NotImp => DnsMessage.WriteNotImp(query, response),
@@ -66,6 +68,12 @@ internal readonly record struct DnsQueryResult(DnsQueryOutcome Outcome, int Leng
         };
         return new DnsQueryResult(length < 0 ? DnsQueryOutcome.Dropped : outcome, length, question, reason);
     }
+
+    /// <summary>The answer to a name the policy denies (<see cref="DnsQueryOutcome.DeniedName"/>: NXDOMAIN, EDE Blocked
+    /// whose EXTRA-TEXT says why: "egress policy: name not in allowlist", or "egress policy: egress disabled").</summary>
+    public static DnsQueryResult Denied(ReadOnlySpan<byte> query, Span<byte> response, DnsQuestion question, PolicyDecision decision) =>
+        Answer(DnsQueryOutcome.DeniedName, query, response, question, string.Empty,
+            extraText: decision.Reason == DecisionReason.EgressDisabled ? DnsEdns.DisabledExtraText : default) with { Decision = decision };
 
     private static string RcodeName(DnsQueryOutcome outcome) => outcome switch
     {

@@ -48,6 +48,29 @@ public sealed class DnsDenialTests
             Is.EqualTo("beef81830001000000000001" + EvilQuestion + "00002904d000000000002a" + BlockedEde));
     }
 
+    /// <summary>A trial (5 December 2026): with egress disabled, dig showed "name not in allowlist" while the log said
+    /// "egress disabled". The EXTRA-TEXT now says why the name was denied.</summary>
+    [Test]
+    public void ADenialBecauseEgressIsDisabledSaysSoInItsExtendedError()
+    {
+        byte[] query = DnsMessageBuilder.Query(ar: 1).Question("evil.example").Opt(4096, 0).ToArray();
+        Assert.That(DnsMessage.TryParseQuestion(query, out DnsQuestion question, out _), Is.EqualTo(DnsParseError.None));
+        byte[] response = new byte[DnsMessage.MaxErrorResponseLength];
+        var disabled = Egress.Policy.EgressPolicy.Create(false, ["evil.example"], new Egress.Policy.AllowlistCache(new Egress.Policy.AllowlistCacheOptions())).CheckName("evil.example");
+        var notListed = Egress.Policy.EgressPolicy.Create(true, ["good.example"], new Egress.Policy.AllowlistCache(new Egress.Policy.AllowlistCacheOptions())).CheckName("evil.example");
+
+        DnsQueryResult result = DnsQueryResult.Denied(query, response, question, disabled);
+        string disabledHex = Convert.ToHexStringLower(response, 0, result.Length);
+        result = DnsQueryResult.Denied(query, response, question, notListed);
+        string notListedHex = Convert.ToHexStringLower(response, 0, result.Length);
+
+        // EDE option: OPTION-CODE 15, OPTION-LENGTH 32, INFO-CODE 15 (Blocked), EXTRA-TEXT "egress policy: egress disabled".
+        Assert.That(disabledHex, Is.EqualTo("beef81830001000000000001" + EvilQuestion + "00" + "0029" + "04d0" + "00000000" + "0024"
+            + "000f0020000f" + Convert.ToHexStringLower("egress policy: egress disabled"u8)));
+        Assert.That(notListedHex, Does.EndWith(BlockedEde));
+        Assert.That(result.Decision.IsAllowed, Is.False);
+    }
+
     [Test]
     public void DeniedAnswerReadsBackAsNxDomainWithoutAddresses()
     {

@@ -116,7 +116,7 @@ internal sealed class DnsQueryHandler(
         WouldDenyLog.Question(logger, metrics, question.Name, DnsTypeName.Of(question.Type), decision);
         return decision.IsAllowed
             ? null
-            : DnsQueryResult.Answer(DnsQueryOutcome.DeniedName, query, response, question, string.Empty) with { Decision = decision };
+            : DnsQueryResult.Denied(query, response, question, decision);
     }
 
     private DnsQueryResult Deliver(ReadOnlySpan<byte> query, ReadOnlySpan<byte> answer, Span<byte> response, DnsQuestion question, int questionEnd, bool udp)
@@ -129,7 +129,7 @@ internal sealed class DnsQueryHandler(
             // could not, and find 127.0.0.1 there), and nothing is learned from it. The reason is logged with the
             // SERVFAIL (event 305).
             refused.Clear();
-            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query, response, question, refusal, DnsEdns.InfoCodeBlocked);
+            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query, response, question, refusal, DnsEdns.InfoCodeBlocked, DnsEdns.InternalAddressesExtraText);
         }
 
         DnsAnswerLearner.Learn(policy, question.Name, answer, logger, refused);
@@ -154,7 +154,7 @@ internal sealed class DnsQueryHandler(
                 DnsLog.InternalAddressesRefusedAnswer(logger, question.LogName, DnsTypeName.Of(question.Type));
                 return DnsQueryResult.Answer(
                     DnsQueryOutcome.UpstreamFailed, query, response, question, "the answer holds internal-range addresses and could not be rewritten without them",
-                    DnsEdns.InfoCodeBlocked);
+                    DnsEdns.InfoCodeBlocked, DnsEdns.InternalAddressesExtraText);
             }
 
             DnsLog.InternalAddressesRemoved(logger, question.LogName, DnsTypeName.Of(question.Type), removed);

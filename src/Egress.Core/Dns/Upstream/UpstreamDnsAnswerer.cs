@@ -54,7 +54,7 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
         WouldDenyLog.Question(logger, metrics, question.Name, DnsTypeName.Of(question.Type), decision);
         if (!decision.IsAllowed)
         {
-            return DnsQueryResult.Answer(DnsQueryOutcome.DeniedName, query.Span, response.Span, question, string.Empty) with { Decision = decision };
+            return DnsQueryResult.Denied(query.Span, response.Span, question, decision);
         }
 
         query = query[..DnsForwarding.Minimize(query.Span, questionEnd)];

@@ -75,6 +75,12 @@ internal readonly record struct DnsEdns(DnsEdnsState State, byte Version, bool D
     /// <summary>The EDE EXTRA-TEXT of a denial.</summary>
     public static ReadOnlySpan<byte> DeniedExtraText => "egress policy: name not in allowlist"u8;
 
+    /// <summary>The EDE EXTRA-TEXT of a denial because egress is disabled (<c>[egress] enabled</c> is not true).</summary>
+    public static ReadOnlySpan<byte> DisabledExtraText => "egress policy: egress disabled"u8;
+
+    /// <summary>The EDE EXTRA-TEXT of a SERVFAIL (Blocked) for an answer that holds internal-range addresses.</summary>
+    public static ReadOnlySpan<byte> InternalAddressesExtraText => "egress policy: internal addresses"u8;
+
     /// <summary>The EDE EXTRA-TEXT of a query refused for load (<see cref="InfoCodeOther"/>).</summary>
     public static ReadOnlySpan<byte> OverloadedExtraText => "egress: too many queries in flight"u8;
 

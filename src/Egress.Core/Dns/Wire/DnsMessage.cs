@@ -109,7 +109,13 @@ internal static class DnsMessage
     /// <returns>The number of bytes written, or -1 as for <see cref="WriteRefused"/>.</returns>
     /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than <see cref="MaxErrorResponseLength"/>.</exception>
     public static int WriteServFail(ReadOnlySpan<byte> query, Span<byte> destination, ushort? infoCode) =>
-        WriteErrorResponse(query, destination, RcodeServFail, questionRequired: true, infoCode: infoCode);
+        WriteServFail(query, destination, infoCode, extraText: default);
+
+    /// <summary>As <see cref="WriteServFail(ReadOnlySpan{byte}, Span{byte}, ushort?)"/> with the EXTRA-TEXT
+    /// <paramref name="extraText"/> (empty: <see cref="DnsEdns.ExtraTextOf"/>; at most 36 bytes).</summary>
+    /// <exception cref="ArgumentException"><paramref name="destination"/> is shorter than <see cref="MaxErrorResponseLength"/>.</exception>
+    internal static int WriteServFail(ReadOnlySpan<byte> query, Span<byte> destination, ushort? infoCode, ReadOnlySpan<byte> extraText) =>
+        WriteErrorResponse(query, destination, RcodeServFail, questionRequired: true, infoCode: infoCode, extraText);
 
     /// <summary>Writes a SERVFAIL answer without an Extended DNS Error (<see cref="WriteServFail(ReadOnlySpan{byte}, Span{byte}, ushort?)"/>
     /// with none).</summary>
@@ -140,8 +146,12 @@ internal static class DnsMessage
     /// <param name="query">The query to answer.</param>
     /// <param name="destination">Receives the answer; must hold at least <see cref="MaxErrorResponseLength"/> bytes.</param>
     /// <returns>The number of bytes written, or -1 as for <see cref="WriteRefused"/>.</returns>
-    internal static int WriteDenied(ReadOnlySpan<byte> query, Span<byte> destination) =>
-        WriteErrorResponse(query, destination, RcodeNxDomain, questionRequired: true, infoCode: DnsEdns.InfoCodeBlocked);
+    internal static int WriteDenied(ReadOnlySpan<byte> query, Span<byte> destination) => WriteDenied(query, destination, default);
+
+    /// <summary>As <see cref="WriteDenied(ReadOnlySpan{byte}, Span{byte})"/> with the EXTRA-TEXT
+    /// <paramref name="extraText"/> (empty: <see cref="DnsEdns.DeniedExtraText"/>; at most 36 bytes).</summary>
+    internal static int WriteDenied(ReadOnlySpan<byte> query, Span<byte> destination, ReadOnlySpan<byte> extraText) =>
+        WriteErrorResponse(query, destination, RcodeNxDomain, questionRequired: true, infoCode: DnsEdns.InfoCodeBlocked, extraText);
 
     /// <summary>
     /// Writes the answer to a query refused for load (its client, or all clients together, has too many queries in
@@ -254,7 +264,8 @@ internal static class DnsMessage
     /// well-formed one (RFC 6891 §7; with <paramref name="infoCode"/> as an Extended DNS Error option).
     /// <see cref="DnsForwarding.WriteTruncated"/> uses <see cref="AppendOpt"/> for the same OPT record.
     /// </summary>
-    private static int WriteErrorResponse(ReadOnlySpan<byte> query, Span<byte> destination, int rcode, bool questionRequired, ushort? infoCode)
+    private static int WriteErrorResponse(
+        ReadOnlySpan<byte> query, Span<byte> destination, int rcode, bool questionRequired, ushort? infoCode, ReadOnlySpan<byte> extraText = default)
     {
         if (destination.Length < MaxErrorResponseLength)
         {
@@ -296,7 +307,7 @@ internal static class DnsMessage
         destination.Slice(6, 6).Clear();
         if (recordsStart >= 0)
         {
-            length += AppendOpt(query, recordsStart, destination, length, rcode, infoCode);
+            length += AppendOpt(query, recordsStart, destination, length, rcode, infoCode, extraText);
         }
 
         return length;
@@ -305,16 +316,22 @@ internal static class DnsMessage
     /// <summary>Appends the OPT record of a synthesized answer when <paramref name="query"/> has a well-formed one,
     /// and counts it in ARCOUNT.</summary>
     /// <returns>The number of bytes appended (0 without EDNS).</returns>
-    internal static int AppendOpt(ReadOnlySpan<byte> query, int recordsStart, Span<byte> answer, int answerLength, int rcode, ushort? infoCode)
+    internal static int AppendOpt(
+        ReadOnlySpan<byte> query, int recordsStart, Span<byte> answer, int answerLength, int rcode, ushort? infoCode, ReadOnlySpan<byte> extraText = default)
     {
         DnsEdns edns = DnsEdns.Read(query, recordsStart);
-        int optLength = DnsEdns.OptLength + (infoCode is { } code ? 4 + 2 + DnsEdns.ExtraTextOf(code).Length : 0);
+        if (infoCode is { } code && extraText.IsEmpty)
+        {
+            extraText = DnsEdns.ExtraTextOf(code);
+        }
+
+        int optLength = DnsEdns.OptLength + (infoCode is not null ? 4 + 2 + extraText.Length : 0);
         if (edns.State != DnsEdnsState.Present || answer.Length - answerLength < optLength)
         {
             return 0;
         }
 
-        int written = edns.WriteOpt(answer[answerLength..], rcode, infoCode, infoCode is { } info ? DnsEdns.ExtraTextOf(info) : default);
+        int written = edns.WriteOpt(answer[answerLength..], rcode, infoCode, infoCode is not null ? extraText : default);
         BinaryPrimitives.WriteUInt16BigEndian(answer[10..], (ushort)(BinaryPrimitives.ReadUInt16BigEndian(answer[10..]) + 1));
         return written;
     }
