@@ -223,7 +223,7 @@ public sealed class EgressMetrics
     }
 
     /// <summary>Counts a connection refused by the TLS server-name check, by reason (not_learned, not_allowed,
-    /// no_server_name, encrypted_client_hello, malformed, too_large, truncated).</summary>
+    /// no_server_name, encrypted_client_hello, malformed, too_large, truncated, timed_out).</summary>
     internal void ServerNameRefused(Tls.ServerNameRefusal reason)
     {
         if (_serverNameRefusals.Enabled)

@@ -397,7 +397,7 @@ internal sealed class TunnelStreamHandler(
             }
 
             options.Metrics?.RelayStarted();
-            var serverNameGate = ServerNameGate.For(policy, destination, decision);
+            var serverNameGate = ServerNameGate.For(policy, destination, decision, options.Relay.TimeProvider);
 
             // Version 1 streams keep the raw relay; version 2 frames the tunnel side (A), so the destination's RST,
             // a relay error or this host stopping reaches the enclave as an END frame with its cause.

@@ -220,7 +220,7 @@ internal sealed class ProxyConnectionHandler(
                 tunnel = null;
                 Started(destination, decision, connectionId);
                 setup.Complete(); // set up: the next connection may be accepted
-                var serverNameGate = ServerNameGate.For(policy, destination, decision);
+                var serverNameGate = ServerNameGate.For(policy, destination, decision, options.Relay.TimeProvider);
 
                 // The early bytes went with the request unless the stream fell back to version 1 or the server name of a
                 // failover's destination is checked: then the relay sends them first, as bytes already read from A.

@@ -17,14 +17,23 @@ internal sealed class ServerNameGate : IFirstBytesGate
     private readonly Func<string, bool> _isAllowed;
     private readonly int _port; // the destination's, for a refusal's text; 0 in tests
 
-    private ServerNameGate(TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, bool reportOnly = false, int port = 0)
+    private readonly TimeProvider _time;
+
+    private ServerNameGate(
+        TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, TimeProvider time, bool reportOnly = false, int port = 0)
     {
+        _time = time;
         _port = port;
         ReportOnly = reportOnly;
         Mode = mode;
         LearnedNames = learnedNames;
         _isAllowed = isAllowed;
     }
+
+    /// <summary>How long a client that has sent the start of its ClientHello has for the rest (one flight, normally one
+    /// or two segments): 10 s. The wait for its first byte is not bounded here: a client that sends nothing waits as it
+    /// would on any connection (the relay's idle timeout).</summary>
+    public static readonly TimeSpan ClientHelloTimeout = TimeSpan.FromSeconds(10);
 
     /// <summary>Whether a refusal is only reported (<c>egress.mode = "report"</c>): the bytes are relayed anyway, and
     /// <see cref="Refusal"/> says what enforce would have refused.</summary>
@@ -49,8 +58,12 @@ internal sealed class ServerNameGate : IFirstBytesGate
     /// allows the destination's port: an address that two names share, allowed on a port through one of them, is not
     /// reachable on that port under the other's name (<c>www.a.test:9000</c> does not open <c>other.a.test</c> on 9000).
     /// </summary>
-    public static ServerNameGate? For(EgressPolicy policy, IPEndPoint destination, PolicyDecision decision) =>
-        Applies(policy, decision.Reason) ? Checking(policy, destination, decision) : null;
+    /// <param name="policy">The policy that allowed the connection.</param>
+    /// <param name="destination">The connection's destination.</param>
+    /// <param name="decision">The policy's decision for it.</param>
+    /// <param name="time">The clock of <see cref="ClientHelloTimeout"/>; null: the system's.</param>
+    public static ServerNameGate? For(EgressPolicy policy, IPEndPoint destination, PolicyDecision decision, TimeProvider? time = null) =>
+        Applies(policy, decision.Reason) ? Checking(policy, destination, decision, time ?? TimeProvider.System) : null;
 
     /// <summary>
     /// Whether a connection allowed for <paramref name="reason"/> is server-name checked under <paramref name="policy"/>:
@@ -65,12 +78,13 @@ internal sealed class ServerNameGate : IFirstBytesGate
 
     /// <summary>The gate itself, apart from <see cref="For"/>: its name check's closure is allocated only for a connection
     /// that is checked (a lambda in <see cref="For"/> allocated its captures on every call, checked or not).</summary>
-    private static ServerNameGate Checking(EgressPolicy policy, IPEndPoint destination, PolicyDecision decision) =>
-        new(policy.TlsServerName, policy.LearnedNamesOf(destination.Address, decision.Subject), name => policy.CheckNamePort(name, destination.Port) is (_, true), policy.Mode == EgressMode.Report, destination.Port);
+    private static ServerNameGate Checking(EgressPolicy policy, IPEndPoint destination, PolicyDecision decision, TimeProvider time) =>
+        new(policy.TlsServerName, policy.LearnedNamesOf(destination.Address, decision.Subject), name => policy.CheckNamePort(name, destination.Port) is (_, true), time, policy.Mode == EgressMode.Report, destination.Port);
 
     /// <summary>A gate over fixed names, for tests.</summary>
-    internal static ServerNameGate Create(TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, bool reportOnly = false) =>
-        new(mode, learnedNames, isAllowed, reportOnly);
+    internal static ServerNameGate Create(
+        TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, bool reportOnly = false, TimeProvider? time = null) =>
+        new(mode, learnedNames, isAllowed, time ?? TimeProvider.System, reportOnly);
 
     /// <summary>The learned names for a log line: <c>www.example.com, example.com</c>.</summary>
     public string LearnedNamesText => string.Join(", ", LearnedNames);
@@ -87,6 +101,7 @@ internal sealed class ServerNameGate : IFirstBytesGate
         ServerNameRefusal.Malformed => "the first bytes are TLS records but not a well-formed ClientHello",
         ServerNameRefusal.TooLarge => $"the ClientHello is larger than {ClientHelloParser.MaxHandshakeLength / 1024} KiB",
         ServerNameRefusal.Truncated => "the client closed in the middle of its ClientHello",
+        ServerNameRefusal.TimedOut => $"the client sent the start of a ClientHello and not the rest within {ClientHelloTimeout.TotalSeconds:F0} s",
         _ => "not refused",
     };
 
@@ -97,6 +112,8 @@ internal sealed class ServerNameGate : IFirstBytesGate
     public async ValueTask<FirstBytes> InspectAsync(Func<Memory<byte>, CancellationToken, ValueTask<int>> receive, CancellationToken cancellationToken)
     {
         byte[] buffer = ArrayPool<byte>.Shared.Rent(ClientHelloParser.MaxBytes);
+        CancellationTokenSource? rest = null; // the ClientHello's deadline, from its first bytes
+        CancellationTokenRegistration onCancel = default;
         try
         {
             int filled = 0;
@@ -104,7 +121,18 @@ internal sealed class ServerNameGate : IFirstBytesGate
             ClientHello hello;
             while (true)
             {
-                int read = await receive(buffer.AsMemory(filled, ClientHelloParser.MaxBytes - filled), cancellationToken).ConfigureAwait(false);
+                int read;
+                try
+                {
+                    read = await receive(buffer.AsMemory(filled, ClientHelloParser.MaxBytes - filled), rest?.Token ?? cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (rest is { IsCancellationRequested: true } && !cancellationToken.IsCancellationRequested)
+                {
+                    ServerName = null;
+                    Refusal = ServerNameRefusal.TimedOut;
+                    return ReportOnly ? new FirstBytes(true, buffer.AsSpan(0, filled).ToArray()) : new FirstBytes(false, default);
+                }
+
                 if (read == 0)
                 {
                     // End of stream: nothing sent passes (the relay forwards the end); a partial ClientHello does not.
@@ -125,6 +153,12 @@ internal sealed class ServerNameGate : IFirstBytesGate
                     status = ClientHelloStatus.TooLarge;
                     break;
                 }
+
+                if (rest is null && Mode != TlsServerNameMode.Off)
+                {
+                    rest = new CancellationTokenSource(ClientHelloTimeout, _time);
+                    onCancel = cancellationToken.UnsafeRegister(static state => ((CancellationTokenSource)state!).Cancel(), rest);
+                }
             }
 
             ServerName = hello.ServerName;
@@ -133,6 +167,8 @@ internal sealed class ServerNameGate : IFirstBytesGate
         }
         finally
         {
+            onCancel.Dispose();
+            rest?.Dispose();
             ArrayPool<byte>.Shared.Return(buffer);
         }
     }

@@ -26,4 +26,9 @@ internal enum ServerNameRefusal
 
     /// <summary>The client ended its stream in the middle of a ClientHello.</summary>
     Truncated,
+
+    /// <summary>The client sent the start of a ClientHello and not the rest within
+    /// <see cref="ServerNameGate.ClientHelloTimeout"/>: a client that stalls there would hold the destination connection
+    /// the parent already opened for as long as the relay's idle timeout.</summary>
+    TimedOut,
 }

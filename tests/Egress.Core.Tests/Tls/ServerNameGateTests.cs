@@ -88,6 +88,63 @@ public sealed class ServerNameGateTests(bool splice)
         });
     }
 
+    /// <summary>A trial (5 December 2026): a client that sent only <c>16 03 01 02 00</c> held its connection, and the
+    /// destination connection the parent had opened, for 102 s until the server gave up (a single-threaded server's
+    /// other clients waited meanwhile). Once a ClientHello has begun, the rest must come within 10 s.</summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task AClientHelloThatStallsAfterItsFirstBytesIsRefusedAfterTenSeconds(bool restComes)
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var gate = ServerNameGate.Create(TlsServerNameMode.Require, ["www.allowed.test"], _ => true, time: time);
+        var rest = new TaskCompletionSource();
+        int receives = 0;
+        var inspecting = gate.InspectAsync(
+            async (buffer, token) =>
+            {
+                if (receives++ == 0)
+                {
+                    Allowed.AsSpan(0, 5).CopyTo(buffer.Span); // the record header alone
+                    return 5;
+                }
+
+                await rest.Task.WaitAsync(token);
+                Allowed.AsSpan(5).CopyTo(buffer.Span);
+                return Allowed.Length - 5;
+            },
+            CancellationToken.None).AsTask();
+
+        time.Advance(ServerNameGate.ClientHelloTimeout - TimeSpan.FromMilliseconds(1));
+        Assert.That(inspecting.IsCompleted, Is.False, "1 ms before the deadline");
+        if (restComes)
+        {
+            rest.SetResult();
+            time.Advance(TimeSpan.FromSeconds(60));
+            FirstBytes whole = await inspecting.WaitAsync(HangGuard);
+            Assert.That((whole.Allowed, whole.Received.ToArray(), gate.Refusal), Is.EqualTo((true, Allowed, ServerNameRefusal.None)));
+            return;
+        }
+
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        FirstBytes first = await inspecting.WaitAsync(HangGuard);
+        Assert.That((first.Allowed, gate.Refusal), Is.EqualTo((false, ServerNameRefusal.TimedOut)));
+        Assert.That(gate.RefusalText, Is.EqualTo("the client sent the start of a ClientHello and not the rest within 10 s"));
+    }
+
+    [Test]
+    public async Task AClientThatSendsNothingIsNotTimedOutByTheGate()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var gate = ServerNameGate.Create(TlsServerNameMode.Require, ["www.allowed.test"], _ => true, time: time);
+        using var stop = new CancellationTokenSource();
+        var inspecting = gate.InspectAsync(async (_, token) => { await Task.Delay(Timeout.Infinite, token); return 0; }, stop.Token).AsTask();
+
+        time.Advance(TimeSpan.FromMinutes(10));
+        Assert.That(inspecting.IsCompleted, Is.False, "a server-first protocol's client may wait for the server: the relay's idle timeout bounds it");
+        await stop.CancelAsync();
+        Assert.That(async () => await inspecting.WaitAsync(HangGuard), Throws.InstanceOf<OperationCanceledException>());
+    }
+
     [Test]
     public void OnlyConnectionsThroughLearnedAddressesAreChecked()
     {
