@@ -222,29 +222,10 @@ public sealed class TunnelParentKilledTests : EgressFixture
     [Test]
     public async Task ADownloadCutByTheParentDyingFailsInsteadOfEndingClean()
     {
-        var source = new IPEndPoint(IPAddress.Parse("198.18.1.20"), WorldPorts.Source);
-        const long length = 64L * 1024 * 1024 * 1024; // far more than can pass before the kill
-        var download = TransferClient.DownloadAsync(Topology.Enclave, source, 0x5EED_0000_0000_0016UL, length, CancellationToken.None);
-        var connected = await Deployment.Host.WaitForLineAsync(line => line.Contains($"{source}", StringComparison.Ordinal) && line.Contains("connected", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
-        Assert.That(connected, Is.Not.Null, () => Deployment.Host.Output);
-        await Task.Delay(300);
-
-        var kill = await Command.RunAsync(["kill", "-KILL", Deployment.Host.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(10));
-        Assert.That(kill.ExitCode, Is.Zero, kill.ToString);
-
-        Exception? failure = null;
-        long received = -1;
-        try
-        {
-            (received, _) = await download.WaitAsync(TimeSpan.FromSeconds(30));
-        }
-        catch (Exception ex) when (ex is IOException or SocketException)
-        {
-            failure = ex;
-        }
+        var (failure, received, length) = await KilledMidDownload.RunAsync(this, Deployment.Host, 0x5EED_0000_0000_0016UL);
 
         Assert.That(failure, Is.Not.Null, $"the download ended clean after {received} of {length} bytes");
-        var enclaveLine = await LogLineAsync(Deployment.Enclave, "closed", $"{source}");
+        var enclaveLine = await LogLineAsync(Deployment.Enclave, "closed", $"{KilledMidDownload.Source}");
         Assert.That(enclaveLine, Does.Contain("received no END"), () => Deployment.Enclave.Output);
     }
 }
@@ -258,31 +239,41 @@ public sealed class TunnelEnclaveKilledTests : EgressFixture
     [Test]
     public async Task ADownloadCutByTheEnclaveProxyDyingFailsInsteadOfEndingClean()
     {
-        var source = new IPEndPoint(IPAddress.Parse("198.18.1.20"), WorldPorts.Source);
-        const long length = 64L * 1024 * 1024 * 1024; // far more than can pass before the kill
-        var download = TransferClient.DownloadAsync(Topology.Enclave, source, 0x5EED_0000_0000_0017UL, length, CancellationToken.None);
-        var connected = await Deployment.Host.WaitForLineAsync(line => line.Contains($"{source}", StringComparison.Ordinal) && line.Contains("connected", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
-        Assert.That(connected, Is.Not.Null, () => Deployment.Host.Output);
-        await Task.Delay(300);
-
-        var kill = await Command.RunAsync(["kill", "-KILL", Deployment.Enclave.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(10));
-        Assert.That(kill.ExitCode, Is.Zero, kill.ToString);
-
-        Exception? failure = null;
-        long received = -1;
-        try
-        {
-            (received, _) = await download.WaitAsync(TimeSpan.FromSeconds(30));
-        }
-        catch (Exception ex) when (ex is IOException or SocketException)
-        {
-            failure = ex;
-        }
+        var (failure, received, length) = await KilledMidDownload.RunAsync(this, Deployment.Enclave, 0x5EED_0000_0000_0017UL);
 
         Assert.That(failure, Is.Not.Null, $"the download ended clean after {received} of {length} bytes");
         Assert.That(failure is SocketException { SocketErrorCode: SocketError.ConnectionReset } or IOException { InnerException: SocketException { SocketErrorCode: SocketError.ConnectionReset } },
             Is.True, () => $"not a reset: {failure}");
-        var hostLine = await LogLineAsync(Deployment.Host, "closed", $"{source}");
+        var hostLine = await LogLineAsync(Deployment.Host, "closed", $"{KilledMidDownload.Source}");
         Assert.That(hostLine, Does.Contain("END sent no END"), () => Deployment.Host.Output); // the tunnel went with the process
+    }
+}
+
+/// <summary>A download from the world's source through both hosts, with one host killed (SIGKILL) once it is flowing.</summary>
+internal static class KilledMidDownload
+{
+    public static readonly IPEndPoint Source = new(IPAddress.Parse("198.18.1.20"), WorldPorts.Source);
+
+    /// <summary>Returns how the download ended: its error (null: it ended clean), the bytes received, the bytes asked for.</summary>
+    public static async Task<(Exception? Failure, long Received, long Length)> RunAsync(EgressFixture fixture, BackgroundProcess victim, ulong seed)
+    {
+        const long length = 64L * 1024 * 1024 * 1024; // far more than can pass before the kill
+        var download = TransferClient.DownloadAsync(fixture.Topology.Enclave, Source, seed, length, CancellationToken.None);
+        var connected = await fixture.Deployment.Host.WaitForLineAsync(
+            line => line.Contains($"{Source}", StringComparison.Ordinal) && line.Contains("connected", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+        Assert.That(connected, Is.Not.Null, () => fixture.Deployment.Host.Output);
+        await Task.Delay(300);
+
+        var kill = await Command.RunAsync(["kill", "-KILL", victim.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(10));
+        Assert.That(kill.ExitCode, Is.Zero, kill.ToString);
+        try
+        {
+            var (received, _) = await download.WaitAsync(TimeSpan.FromSeconds(30));
+            return (null, received, length);
+        }
+        catch (Exception ex) when (ex is IOException or SocketException)
+        {
+            return (ex, -1, length);
+        }
     }
 }

@@ -205,8 +205,9 @@ internal sealed class ConnectionSetupLimit
                 return new ValueTask<SetupTurn>(SetupTurn.Full);
             }
 
-            turn = new Turn(this, setup, destination);
-            turn.StartTimer(TimeProvider, slow ? MaxTurnWait : AsideAfter); // before it is queued: a clock that throws leaves nothing behind
+            turn = new Turn(this, setup, destination, TimeProvider.GetTimestamp());
+            TimeSpan first = slow || MaxTurnWait < AsideAfter ? MaxTurnWait : AsideAfter;
+            turn.StartTimer(TimeProvider, first); // before it is queued: a clock that throws leaves nothing behind
 
             waits.Enqueue(turn);
             if (slow)
@@ -323,9 +324,11 @@ internal sealed class ConnectionSetupLimit
                 return;
             }
 
-            if (turn.Aside)
+            TimeSpan waited = TimeProvider.GetElapsedTime(turn.Started);
+            if (turn.Aside || waited >= MaxTurnWait)
             {
-                turn.TrySetResult(SetupTurn.TimedOut); // stays queued, skipped, as a cancelled wait
+                // Stays queued, skipped, as a cancelled wait; one that still holds its place gives it back when completed.
+                turn.TrySetResult(SetupTurn.TimedOut);
                 return;
             }
 
@@ -336,8 +339,7 @@ internal sealed class ConnectionSetupLimit
             }
 
             MoveAside(turn, waits);
-            TimeSpan rest = MaxTurnWait - AsideAfter;
-            turn.RestartTimer(rest > TimeSpan.Zero ? rest : TimeSpan.Zero); // under the lock: before any result, so before the timer is disposed
+            turn.RestartTimer(MaxTurnWait - waited); // under the lock: before any result, so before the timer is disposed
         }
 
         Report(turn.Destination);
@@ -366,10 +368,13 @@ internal sealed class ConnectionSetupLimit
     }
 
     /// <summary>One connection's wait for its destination's turn; a wait that ended otherwise stays queued and is skipped.</summary>
-    private sealed class Turn(ConnectionSetupLimit limit, ConnectionSetup setup, IPEndPoint destination)
+    private sealed class Turn(ConnectionSetupLimit limit, ConnectionSetup setup, IPEndPoint destination, long started)
         : TaskCompletionSource<SetupTurn>(TaskCreationOptions.RunContinuationsAsynchronously)
     {
         private ITimer? _timer;
+
+        /// <summary>Gets when it began to wait (<see cref="TimeProvider.GetTimestamp"/>): <see cref="MaxTurnWait"/> counts from it.</summary>
+        public long Started { get; } = started;
 
         public ConnectionSetup Setup { get; } = setup;
 

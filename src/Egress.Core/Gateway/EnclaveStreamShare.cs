@@ -30,7 +30,7 @@ internal sealed class EnclaveStreamShare
     }
 
     /// <summary>Gets the most streams one CID holds at once: three quarters of the limit (a quarter is left to the
-    /// others: 1,297 of 1,730), at least 1.</summary>
+    /// others: 1,298 of 1,730), at least 1.</summary>
     public int Share { get; }
 
     /// <summary>Gets how many CIDs hold streams (tests: none is left behind).</summary>
@@ -63,7 +63,7 @@ internal sealed class EnclaveStreamShare
 
         refusal = string.Create(
             CultureInfo.InvariantCulture,
-            $"stream limit reached for enclave CID {cid}: it holds {Share:N0} streams, its share of {_limitText} (three quarters, while [[host.enclaves]] serves several enclaves)");
+            $"stream limit reached for enclave CID {cid}: it holds {Share:N0} streams, three quarters of {_limitText}, its share while [[host.enclaves]] serves several enclaves");
         return false;
     }
 

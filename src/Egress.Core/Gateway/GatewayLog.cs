@@ -67,6 +67,11 @@ internal static partial class GatewayLog
     /// <summary>A stream refused at one of the parent's limits (streams, DNS streams, descriptors); rate-limited per
     /// request kind (<see cref="Diagnostics.LogRateLimit"/>): an enclave app opening connections in a loop at the limit
     /// would otherwise write a line per connection.</summary>
+    /// <summary>Streams beyond an enclave's share of <c>host.max_streams</c> while the most are being answered: reset
+    /// unanswered (rate-limited).</summary>
+    [LoggerMessage(EventId = 261, Level = LogLevel.Warning, Message = "stream reset unanswered: {Reason}, and {Answering} such refusals are being answered already ({HeldBack} more since the last such line)")]
+    public static partial void OverShareReset(ILogger logger, string reason, int answering, long heldBack);
+
     [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target:line}: {Reason} ({HeldBack} more rejected since the last such line)")]
     public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, StreamTargetText target, string reason, long heldBack);
 

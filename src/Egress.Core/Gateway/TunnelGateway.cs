@@ -2,10 +2,12 @@ using System.Net;
 using System.Net.Sockets;
 using Egress.Configuration;
 using Egress.Connections;
+using Egress.Diagnostics;
 using Egress.Dns.Upstream;
 using Egress.Hosting;
 using Egress.Policy;
 using Egress.Relay;
+using Egress.Sockets;
 using Egress.Tunnel;
 using Microsoft.Extensions.Logging;
 
@@ -31,6 +33,8 @@ public sealed class TunnelGateway : IAsyncDisposable
     private readonly IReadOnlyList<System.Net.IPNetwork> _internalNetworks;
     private ConnectionListener? _listener;
     private EnclaveStreamShare? _share;
+    private LogRateLimit? _overShareLines;
+    private int _answeringOverShare;
 
     /// <summary>Creates a gateway; call <see cref="Start"/> to listen.</summary>
     /// <param name="options">Tunnel endpoint and timeouts.</param>
@@ -186,9 +190,41 @@ public sealed class TunnelGateway : IAsyncDisposable
             return handler.HandleAsync(stream, listener, aborted);
         }
 
-        return _share.TryTake(peer, out string? beyondShare)
-            ? HandleWithinShareAsync(handler, stream, listener, peer, aborted)
-            : handler.HandleRefusedAsync(stream, beyondShare, aborted);
+        if (_share.TryTake(peer, out string? beyondShare))
+        {
+            return HandleWithinShareAsync(handler, stream, listener, peer, aborted);
+        }
+
+        // Answered (its request read, then Failure with the reason) while it holds a slot of host.max_streams: at most
+        // ConnectionListener.MaxAnswering at once, as the listener answers its own refusals, and the rest reset at once,
+        // so that an enclave opening bare streams beyond its share cannot fill the others' quarter with refusals
+        // waiting for requests that never come.
+        if (Interlocked.Increment(ref _answeringOverShare) <= ConnectionListener.MaxAnswering)
+        {
+            return AnswerOverShareAsync(handler, stream, beyondShare, aborted);
+        }
+
+        Interlocked.Decrement(ref _answeringOverShare);
+        _overShareLines ??= new LogRateLimit(_options.Relay.TimeProvider, LogRateLimit.DefaultInterval, _logger, 261);
+        if (_overShareLines.TryEnter(out long suppressed))
+        {
+            GatewayLog.OverShareReset(_logger, beyondShare, ConnectionListener.MaxAnswering, suppressed);
+        }
+
+        SocketReset.Reset(stream);
+        return Task.CompletedTask;
+    }
+
+    private async Task AnswerOverShareAsync(TunnelStreamHandler handler, Socket stream, string reason, CancellationToken aborted)
+    {
+        try
+        {
+            await handler.HandleRefusedAsync(stream, reason, aborted).ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _answeringOverShare);
+        }
     }
 
     private async Task HandleWithinShareAsync(TunnelStreamHandler handler, Socket stream, ConnectionListener listener, uint cid, CancellationToken aborted)

@@ -367,93 +367,101 @@ internal sealed class ProxyConnectionHandler(
     /// <summary>The one place a connection's outcome is logged, counted, and its socket reset or closed.</summary>
     private void Complete(Socket client, ProxyConnectionResult result)
     {
-        var destination = result.Destination!;
-        switch (result.Outcome)
+        try
         {
-            case ConnectionOutcome.Relayed:
-                var relay = result.Relay!;
-                options.Metrics?.RelayEnded(relay.BytesAToB, relay.BytesBToA, relay.Duration, relay.FirstCause);
-                ProxyLog.Closed(
-                    logger, destination, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, RelayEnds.LogText(relay), relay.Duration.TotalMilliseconds,
-                    new ConnectionIdText(result.ConnectionId));
-                break;
-            case ConnectionOutcome.NotRedirected:
-                ProxyLog.NotRedirected(logger, client.RemoteEndPoint, result.RedirectStatus, result.Detail);
-                break;
-            case ConnectionOutcome.Denied:
-                ProxyLog.Denied(logger, destination, result.Decision);
-                options.Denials?.Connection(destination, result.Decision.Reason);
-                break;
-            case ConnectionOutcome.ParentRefused when ProxyLog.IsParentLimit(result.ParentStatus, result.Detail):
-                // The parent at a limit (streams, DNS streams, descriptors) refuses every connection an app opens in a
-                // loop, each in a round trip: a line a second, with the count, as the enclave's own limit does.
-                if (_parentLimitLines.TryEnter(out long heldBack))
-                {
-                    ProxyLog.ParentAtLimit(logger, destination, result.Detail ?? string.Empty, heldBack);
-                }
+            var destination = result.Destination!;
+            switch (result.Outcome)
+            {
+                case ConnectionOutcome.Relayed:
+                    var relay = result.Relay!;
+                    options.Metrics?.RelayEnded(relay.BytesAToB, relay.BytesBToA, relay.Duration, relay.FirstCause);
+                    ProxyLog.Closed(
+                        logger, destination, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, RelayEnds.LogText(relay), relay.Duration.TotalMilliseconds,
+                        new ConnectionIdText(result.ConnectionId));
+                    break;
+                case ConnectionOutcome.NotRedirected:
+                    ProxyLog.NotRedirected(logger, client.RemoteEndPoint, result.RedirectStatus, result.Detail);
+                    break;
+                case ConnectionOutcome.Denied:
+                    ProxyLog.Denied(logger, destination, result.Decision);
+                    options.Denials?.Connection(destination, result.Decision.Reason);
+                    break;
+                case ConnectionOutcome.ParentRefused when ProxyLog.IsParentLimit(result.ParentStatus, result.Detail):
+                    // The parent at a limit (streams, DNS streams, descriptors) refuses every connection an app opens in a
+                    // loop, each in a round trip: a line a second, with the count, as the enclave's own limit does.
+                    if (_parentLimitLines.TryEnter(out long heldBack))
+                    {
+                        ProxyLog.ParentAtLimit(logger, destination, result.Detail ?? string.Empty, heldBack);
+                    }
 
-                break;
-            case ConnectionOutcome.ParentRefused:
-                ProxyLog.ParentRefused(logger, destination, result.ParentStatus, result.Detail ?? string.Empty, result.ConnectionId);
-                break;
-            case ConnectionOutcome.BadParentResponse:
-                ProxyLog.BadParentResponse(logger, destination, result.ReadResult);
-                break;
-            case ConnectionOutcome.StatusTimeout:
-                ProxyLog.ParentTimedOut(logger, destination, options.StatusTimeout.TotalMilliseconds);
-                break;
-            case ConnectionOutcome.TunnelConnectTimeout:
-                ProxyLog.TunnelConnectTimedOut(logger, destination, options.Tunnel.ToString(), options.StatusTimeout.TotalMilliseconds);
-                break;
-            case ConnectionOutcome.TunnelUnavailable:
-                ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), result.Detail ?? string.Empty);
-                break;
-            case ConnectionOutcome.Stopping:
-                // At a stop every connection still being set up ends at once (up to a thousand waiting aside).
-                if (_stoppingLines.TryEnter(out long stoppedBack))
-                {
-                    ProxyLog.Stopping(logger, destination, stoppedBack);
-                }
+                    break;
+                case ConnectionOutcome.ParentRefused:
+                    ProxyLog.ParentRefused(logger, destination, result.ParentStatus, result.Detail ?? string.Empty, result.ConnectionId);
+                    break;
+                case ConnectionOutcome.BadParentResponse:
+                    ProxyLog.BadParentResponse(logger, destination, result.ReadResult);
+                    break;
+                case ConnectionOutcome.StatusTimeout:
+                    ProxyLog.ParentTimedOut(logger, destination, options.StatusTimeout.TotalMilliseconds);
+                    break;
+                case ConnectionOutcome.TunnelConnectTimeout:
+                    ProxyLog.TunnelConnectTimedOut(logger, destination, options.Tunnel.ToString(), options.StatusTimeout.TotalMilliseconds);
+                    break;
+                case ConnectionOutcome.TunnelUnavailable:
+                    ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), result.Detail ?? string.Empty);
+                    break;
+                case ConnectionOutcome.Stopping:
+                    // At a stop every connection still being set up ends at once (up to a thousand waiting aside).
+                    if (_stoppingLines.TryEnter(out long stoppedBack))
+                    {
+                        ProxyLog.Stopping(logger, destination, stoppedBack);
+                    }
 
-                break;
-            case ConnectionOutcome.SetupShareFull:
-                if (_setupShareLines.TryEnter(out long refusedBack))
-                {
-                    ProxyLog.SetupShareFull(logger, destination, client.RemoteEndPoint, result.Detail ?? string.Empty, refusedBack);
-                }
+                    break;
+                case ConnectionOutcome.SetupShareFull:
+                    if (_setupShareLines.TryEnter(out long refusedBack))
+                    {
+                        ProxyLog.SetupShareFull(logger, destination, client.RemoteEndPoint, result.Detail ?? string.Empty, refusedBack);
+                    }
 
-                break;
-            case ConnectionOutcome.SetupWaitTimeout:
-                if (_setupWaitLines.TryEnter(out long timedOutBack))
-                {
-                    ProxyLog.SetupWaitTimedOut(logger, destination, client.RemoteEndPoint, result.Detail ?? string.Empty, timedOutBack);
-                }
+                    break;
+                case ConnectionOutcome.SetupWaitTimeout:
+                    if (_setupWaitLines.TryEnter(out long timedOutBack))
+                    {
+                        ProxyLog.SetupWaitTimedOut(logger, destination, client.RemoteEndPoint, result.Detail ?? string.Empty, timedOutBack);
+                    }
 
-                break;
+                    break;
+            }
+
+            if (result.Outcome != ConnectionOutcome.Relayed)
+            {
+                options.Metrics?.Connection(result.MetricOutcome, result.MetricReason);
+            }
+
+            if (result.TunnelError is { } kind)
+            {
+                options.Metrics?.TunnelError(kind);
+            }
+
+            if (options.Audit is { } audit && AuditRecords.ForEnclave(result, options.Relay.TimeProvider.GetUtcNow()) is { } record)
+            {
+                audit.Write(record);
+            }
+
         }
-
-        if (result.Outcome != ConnectionOutcome.Relayed)
+        finally
         {
-            options.Metrics?.Connection(result.MetricOutcome, result.MetricReason);
-        }
-
-        if (result.TunnelError is { } kind)
-        {
-            options.Metrics?.TunnelError(kind);
-        }
-
-        if (options.Audit is { } audit && AuditRecords.ForEnclave(result, options.Relay.TimeProvider.GetUtcNow()) is { } record)
-        {
-            audit.Write(record);
-        }
-
-        if (result.ResetsClient)
-        {
-            SocketReset.Reset(client);
-        }
-        else
-        {
-            SocketReset.CloseGracefully(client); // its listener's SO_LINGER 0 is for a process that ends (EgressProxy.Bind)
+            // Closed whatever the lines above do (a library caller's logger may throw): the listener's own close of a
+            // socket its handler left open would reset it (SO_LINGER 0, EgressProxy.Bind), cutting a clean end short.
+            if (result.ResetsClient)
+            {
+                SocketReset.Reset(client);
+            }
+            else
+            {
+                SocketReset.CloseGracefully(client); // its listener's SO_LINGER 0 is for a process that ends
+            }
         }
     }
 

@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 
 namespace Egress.Sockets;
 
@@ -28,23 +27,18 @@ internal static class SocketReset
     /// transfer cut short look complete. One setsockopt(2), no allocation.</summary>
     /// <exception cref="SocketException">The option cannot be set.</exception>
     /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
-    public static void ResetIfProcessEnds(Socket socket)
-    {
-        Span<int> on = [1, 0]; // struct linger { int l_onoff = 1; int l_linger = 0; }, in the machine's byte order
-        socket.SetRawSocketOption(SolSocket, SoLinger, MemoryMarshal.AsBytes(on));
-    }
+    public static void ResetIfProcessEnds(Socket socket) => socket.LingerState = Abortive;
 
     /// <summary>Closes the socket with FIN whatever its SO_LINGER (an abortive one inherited from its listener,
-    /// <c>EgressProxy.Bind</c>): linger off, then close; the bytes still queued are delivered, as after any close.</summary>
+    /// <c>EgressProxy.Bind</c>, or set by <see cref="ResetIfProcessEnds"/>): linger off, then close; the bytes still
+    /// queued are delivered, as after any close.</summary>
     /// <param name="socket">The socket to close; one already closed (reset by its relay) is left as it is.</param>
     public static void CloseGracefully(Socket socket)
     {
         ArgumentNullException.ThrowIfNull(socket);
         try
         {
-            Span<byte> off = stackalloc byte[8]; // struct linger { int l_onoff = 0; int l_linger = 0; }
-            off.Clear();
-            socket.SetRawSocketOption(SolSocket, SoLinger, off);
+            socket.LingerState = Off;
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
         {
@@ -54,6 +48,7 @@ internal static class SocketReset
         socket.Dispose();
     }
 
-    private const int SolSocket = 1; // SOL_SOCKET (Linux)
-    private const int SoLinger = 13; // SO_LINGER (Linux)
+    // Shared, never changed: the runtime copies them into its setsockopt call.
+    private static readonly LingerOption Abortive = new(enable: true, seconds: 0);
+    private static readonly LingerOption Off = new(enable: false, seconds: 0);
 }

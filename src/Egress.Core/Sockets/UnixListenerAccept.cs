@@ -19,13 +19,22 @@ internal static partial class UnixListenerAccept
     [LibraryImport("libc", EntryPoint = "accept4", SetLastError = true)]
     private static partial int Accept4(SafeSocketHandle fd, nint address, nint addressLength, int flags);
 
-    /// <summary>An accept function for <paramref name="listener"/> (a bound, listening Unix-domain socket), which it
-    /// makes non-blocking: each call returns the next connection, waiting through epoll while none is queued.</summary>
-    /// <exception cref="SocketException">O_NONBLOCK cannot be set.</exception>
+    /// <summary>An accept function for <paramref name="listener"/> (a bound, listening Unix-domain socket): each call
+    /// returns the next connection, waiting through epoll while none is queued. The first call makes the listener
+    /// non-blocking (a failure then is an accept failure, which the accept loop logs and retries).</summary>
     public static Func<CancellationToken, ValueTask<Socket>> For(Socket listener)
     {
-        SocketNative.SetNonBlocking(listener.SafeHandle, nonBlocking: true);
-        return cancellationToken => AcceptAsync(listener, cancellationToken);
+        bool nonBlocking = false;
+        return cancellationToken =>
+        {
+            if (!nonBlocking)
+            {
+                SocketNative.SetNonBlocking(listener.SafeHandle, nonBlocking: true);
+                nonBlocking = true; // the accept loop calls one at a time
+            }
+
+            return AcceptAsync(listener, cancellationToken);
+        };
     }
 
     /// <summary>The next connection: accept4(2) at once, else when the listener is readable.</summary>
@@ -39,7 +48,16 @@ internal static partial class UnixListenerAccept
             int fd = Accept4(listener.SafeHandle, 0, 0, SockCloexec);
             if (fd >= 0)
             {
-                return new Socket(new SafeSocketHandle(fd, ownsHandle: true));
+                var handle = new SafeSocketHandle(fd, ownsHandle: true);
+                try
+                {
+                    return new Socket(handle);
+                }
+                catch
+                {
+                    handle.Dispose(); // the descriptor is closed now, not at finalization
+                    throw;
+                }
             }
 
             int errno = Marshal.GetLastPInvokeError();

@@ -384,6 +384,26 @@ public sealed class ConnectionSetupLimitTests
         AssertEverythingBack(limit);
     }
 
+    /// <summary>With a status timeout shorter than <see cref="ConnectionSetupLimit.AsideAfter"/>, a connection holding
+    /// its place times out at <see cref="ConnectionSetupLimit.MaxTurnWait"/>, not at 250 ms (a review's finding).</summary>
+    [Test]
+    public async Task AMaxTurnWaitShorterThanAsideAfterEndsTheWaitHoldingThePlace()
+    {
+        var time = new FakeTimeProvider();
+        var limit = new ConnectionSetupLimit(2, "enclave.max_pending_connections") { TimeProvider = time, MaxTurnWait = TimeSpan.FromMilliseconds(100) };
+        ConnectionSetup first = await SetUpAsync(limit), second = await SetUpAsync(limit);
+        Assert.That(await first.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
+        var turn = second.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
+
+        time.Advance(TimeSpan.FromMilliseconds(100));
+
+        Assert.That(await turn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.TimedOut));
+        Assert.That((limit.Pending, limit.WaitingAside), Is.EqualTo((2, 0)), "it never went aside: it holds its place until completed");
+        second.Complete();
+        first.Complete();
+        AssertEverythingBack(limit);
+    }
+
     [Test]
     public void AtMostHalfTheConnectionLimitWaitsAsideAndAtMost16PerPlace()
     {

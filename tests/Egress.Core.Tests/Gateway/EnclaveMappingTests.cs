@@ -32,6 +32,7 @@ public sealed partial class EnclaveMappingTests
         _directory = Directory.CreateTempSubdirectory("egress-cid-").FullName;
         _endpoint = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
         _probe = new TelemetryProbe("parent");
+        _maxStreams = 0;
     }
 
     [TearDown]
@@ -172,25 +173,7 @@ public sealed partial class EnclaveMappingTests
     [Test]
     public async Task NoEnclaveHoldsMoreThanThreeQuartersOfTheStreamsWhileSeveralAreServed()
     {
-        // A destination that closes every connection at once: a stream then lives until its enclave closes it.
-        using var closing = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        closing.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        closing.Listen(16);
-        var destination = (IPEndPoint)closing.LocalEndPoint!;
-        _ = Task.Run(async () =>
-        {
-            try
-            {
-                while (true)
-                {
-                    (await closing.AcceptAsync()).Dispose();
-                }
-            }
-            catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
-            {
-                // the test ended
-            }
-        });
+        using var closing = ClosingServer(out IPEndPoint destination);
         using var errors = new MetricCollector<long>(_probe.Meters, EgressMetrics.MeterName, "egress.tunnel.errors");
         _maxStreams = 4;
         StartGateway((16, ["127.0.0.1"]), (17, ["127.0.0.1"]));
@@ -211,7 +194,7 @@ public sealed partial class EnclaveMappingTests
             Assert.Multiple(() =>
             {
                 Assert.That(beyond, Is.EqualTo(new TunnelResponse(TunnelStatus.Failure,
-                    "parent: stream limit reached for enclave CID 16: it holds 3 streams, its share of (host.max_streams = 4) (three quarters, while [[host.enclaves]] serves several enclaves)")));
+                    "parent: stream limit reached for enclave CID 16: it holds 3 streams, three quarters of (host.max_streams = 4), its share while [[host.enclaves]] serves several enclaves")));
                 Assert.That(other.Status, Is.EqualTo(TunnelStatus.Ok), "the other enclave has its quarter: " + other.Detail);
                 Assert.That(errors.GetMeasurementSnapshot().Select(m => ((string?)m.Tags["egress.error"], (string?)m.Tags["egress.enclave"])),
                     Is.EqualTo(new[] { ((string?)"stream_limit", (string?)"16") }));
@@ -234,6 +217,45 @@ public sealed partial class EnclaveMappingTests
         Assert.That((await RequestAsync(16, destination)).Status, Is.EqualTo(TunnelStatus.Ok));
     }
 
+    /// <summary>A review's finding: a refusal beyond the share waits for its stream's request while it holds a slot of
+    /// <c>host.max_streams</c>, so bare streams beyond the share (sending nothing) filled the others' quarter. At most 16
+    /// are answered at once; the rest are reset at once.</summary>
+    [Test]
+    public async Task BareStreamsBeyondTheShareCannotFillTheOtherEnclavesQuarter()
+    {
+        using var closing = ClosingServer(out IPEndPoint destination);
+        _maxStreams = 80; // share 60, a quarter of 20 left to the others
+        StartGateway((16, ["127.0.0.1"]), (17, ["127.0.0.1"]));
+        var sockets = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < _gateway!.StreamShare!.Share; i++)
+            {
+                var (stream, ok) = await OpenAsync(16, destination, $"held{i}-");
+                sockets.Add(stream);
+                Assert.That(ok.Status, Is.EqualTo(TunnelStatus.Ok), ok.Detail);
+            }
+
+            for (int i = 0; i < 20; i++)
+            {
+                var bare = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                sockets.Add(bare);
+                bare.Bind(new UnixDomainSocketEndPoint(Path.Combine(_directory, $"bare{i}-cid-16.sock")));
+                await bare.ConnectAsync(_endpoint.EndPoint); // and nothing sent: its refusal waits for a request
+            }
+
+            await _probe.WaitForEventAsync(261); // the 17th and later were reset unanswered
+            TunnelResponse other = await RequestAsync(17, destination);
+
+            Assert.That(other.Status, Is.EqualTo(TunnelStatus.Ok), "the other enclave still has room: " + other.Detail);
+            Assert.That(_probe.Logs.Lines, Has.Some.Contains("stream reset unanswered: stream limit reached for enclave CID 16"));
+        }
+        finally
+        {
+            sockets.ForEach(socket => socket.Dispose());
+        }
+    }
+
     [Test]
     public async Task WithOneEntryOrNoneAnEnclaveMayHoldEveryStream()
     {
@@ -247,6 +269,31 @@ public sealed partial class EnclaveMappingTests
             TunnelResponse second = await RequestAsync(16, echo.EndPoint);
             Assert.That((ok.Status, second.Status), Is.EqualTo((TunnelStatus.Ok, TunnelStatus.Ok)), second.Detail);
         }
+    }
+
+    /// <summary>A destination that closes every connection it accepts at once: a stream to it then lives until its
+    /// enclave closes it (the parent's relay waits for the enclave's end after the destination's).</summary>
+    private static Socket ClosingServer(out IPEndPoint endPoint)
+    {
+        var closing = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        closing.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        closing.Listen(128);
+        endPoint = (IPEndPoint)closing.LocalEndPoint!;
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    (await closing.AcceptAsync()).Dispose();
+                }
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
+            {
+                // the test ended
+            }
+        });
+        return closing;
     }
 
     [GeneratedRegex(@"cid-(?<cid>[0-9]+)\.sock$")]
