@@ -528,7 +528,7 @@ public sealed class ConnectionSetupLimitTests
         var time = new FakeTimeProvider();
         var limit = new ConnectionSetupLimit(8, "enclave.max_pending_connections", connectionLimit: 20)
         {
-            TimeProvider = time, // 10 may wait aside, and for at most 3 ticks of the clock below (some time out)
+            TimeProvider = time, // 10 may wait aside, and for at most 6 ticks of the clock below (some may time out)
             MaxTurnWait = ConnectionSetupLimit.AsideAfter * 2,
         };
         IPEndPoint[] destinations = [Slow, Other, new IPEndPoint(IPAddress.Loopback, 1)];
