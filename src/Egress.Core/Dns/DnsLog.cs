@@ -15,6 +15,9 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "denied DNS {Name} {Type}: {Decision}; answered NXDOMAIN")]
     public static partial void Denied(ILogger logger, string name, string type, string decision);
 
+    [LoggerMessage(EventId = 330, Level = LogLevel.Information, Message = "DNS query not forwarded ({Reason}): {Action} ({HeldBack} more since the last such line)")]
+    public static partial void MalformedQuery(ILogger logger, string reason, string action, long heldBack);
+
     [LoggerMessage(EventId = 303, Level = LogLevel.Debug, Message = "DNS query not forwarded ({Reason}): {Action}")]
     public static partial void NotForwarded(ILogger logger, string reason, string action);
 

@@ -161,6 +161,21 @@ public sealed class DnsForwarderTests
         Assert.That(_harness.EnclaveLog.Values(302, "Name"), Is.EqualTo(new[] { "evil.example" }), "one denial logged");
     }
 
+    // A new user's trial (5 December 2026): dig 'a b.egress.test' got FORMERR with nothing logged at Information, and
+    // at Debug no name. Now a line at Information (one a second) names the query as it was sent.
+    [Test]
+    public async Task AQueryRefusedWithFormErrIsLoggedWithItsNameEscaped()
+    {
+        byte[] query = new DnsMessageBuilder().Header(0x3333, 0x0100, 1, 0, 0, 0).Question("a b.x.test").ToArray();
+        byte[] answer = await _harness.UdpAsync(query);
+        await _harness.UdpAsync(new DnsMessageBuilder().Header(0x3334, 0x0100, 1, 0, 0, 0).Question("c d.x.test").ToArray());
+
+        Assert.That(DnsQueryBytes.Rcode(answer), Is.EqualTo(1));
+        Assert.That(_upstream.Queries, Is.Empty);
+        Assert.That(_harness.EnclaveLog.Values(330, "Reason"), Is.EqualTo(new[] { @"BadCharacter in the question a\032b.x.test." }),
+            "one line: the second within the second is counted in the next");
+    }
+
     // A new user's trial: "dig . NS" was logged "denied DNS  NS: ..." (the root's name is empty on the wire).
     [Test]
     public async Task TheRootIsLoggedAsADot()

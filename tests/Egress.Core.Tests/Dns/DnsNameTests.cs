@@ -175,6 +175,32 @@ public sealed class DnsNameTests
         AssertError(bytes, previous, DnsParseError.PointerLoop);
     }
 
+    /// <summary>A name that cannot be decoded is still shown in a log line, escaped as dig writes it, never raw.</summary>
+    [TestCase(new byte[] { 1, (byte)'*', 6, (byte)'e', (byte)'g', (byte)'r', (byte)'e', (byte)'s', (byte)'s', 0 }, "*.egress.")]
+    [TestCase(new byte[] { 3, (byte)'a', (byte)' ', (byte)'b', 1, (byte)'x', 0 }, "a\\032b.x.")]
+    [TestCase(new byte[] { 3, (byte)'a', (byte)'.', 10, 2, (byte)'\\', 0x1B, 0 }, "a\\046\\010.\\092\\027.")]
+    [TestCase(new byte[] { 2, (byte)'a', (byte)'b', 0xC0, 12 }, "ab.(compression pointer)")]
+    [TestCase(new byte[] { 70, (byte)'a' }, "(label length 70)")]
+    [TestCase(new byte[] { 5, (byte)'a', (byte)'b' }, "ab(cut short)")]
+    [TestCase(new byte[] { 0 }, ".")]
+    public void DescribeShowsAnyNameEscaped(byte[] name, string expected)
+    {
+        byte[] message = [.. Header, .. name];
+
+        Assert.That(DnsName.Describe(message, 12), Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void DescribeStopsAtItsLimit()
+    {
+        byte[] label = [63, .. Enumerable.Repeat((byte)0x01, 63)];
+        byte[] message = [.. Header, .. label, .. label, 0];
+
+        string described = DnsName.Describe(message, 12);
+        Assert.That(described, Has.Length.EqualTo(DnsName.MaxDescribed + 3));
+        Assert.That(described, Does.StartWith(@"\001\001").And.EndWith("..."));
+    }
+
     [TestCase((byte)'.')]
     [TestCase((byte)' ')]
     [TestCase((byte)'*')]

@@ -31,6 +31,7 @@ internal sealed class DnsQueryHandler(
     private static HashSet<UInt128>? t_refused;
 
     private readonly LogRateLimit _overloadLines = new(time, LogRateLimit.DefaultInterval, logger, 321);
+    private readonly LogRateLimit _malformedLines = new(time, LogRateLimit.DefaultInterval, logger, 330);
 
     /// <summary>Gets the admission of forwarded queries.</summary>
     public DnsQueryAdmission Admission => admission;
@@ -192,7 +193,16 @@ internal sealed class DnsQueryHandler(
             case DnsQueryOutcome.Overloaded when _overloadLines.TryEnter(out long suppressed):
                 DnsLog.QueryOverloaded(logger, result.Reason, suppressed);
                 break;
-            case DnsQueryOutcome.FormErr or DnsQueryOutcome.NotImp or DnsQueryOutcome.BadVers or DnsQueryOutcome.Dropped:
+            case DnsQueryOutcome.FormErr:
+                // Every other DNS decision is a line at Information; a client sending malformed queries in a loop gets
+                // one a second, with the count.
+                if (_malformedLines.TryEnter(out long heldBack))
+                {
+                    DnsLog.MalformedQuery(logger, result.Reason, result.Action, heldBack);
+                }
+
+                break;
+            case DnsQueryOutcome.NotImp or DnsQueryOutcome.BadVers or DnsQueryOutcome.Dropped:
                 DnsLog.NotForwarded(logger, result.Reason, result.Action);
                 break;
         }

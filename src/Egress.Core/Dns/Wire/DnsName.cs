@@ -3,6 +3,67 @@ namespace Egress.Dns.Wire;
 /// <summary>Allocation-free operations on (possibly compressed) names inside a DNS message.</summary>
 internal static class DnsName
 {
+    /// <summary>The most characters <see cref="Describe"/> writes before it cuts the rest (as "...").</summary>
+    internal const int MaxDescribed = 120;
+
+    /// <summary>
+    /// The name at <paramref name="offset"/> of <paramref name="message"/> as a log line may show it, however malformed:
+    /// labels joined by dots, printable ASCII kept (but <c>.</c> and <c>\</c> inside a label), every other byte as
+    /// <c>\DDD</c> (the zone-file escape, RFC 1035 §5.1, as dig writes it), and what stopped the walk in brackets
+    /// (<c>(compression pointer)</c>, <c>(label length 70)</c>, <c>(cut short)</c>); at most <see cref="MaxDescribed"/>
+    /// characters. For a query refused with FORMERR, whose name could not be read as a name.
+    /// </summary>
+    public static string Describe(ReadOnlySpan<byte> message, int offset)
+    {
+        var text = new System.Text.StringBuilder();
+        int position = offset;
+        while (text.Length < MaxDescribed)
+        {
+            if (position >= message.Length)
+            {
+                text.Append("(cut short)");
+                break;
+            }
+
+            int length = message[position++];
+            if (length == 0)
+            {
+                break;
+            }
+
+            if (length > 63)
+            {
+                text.Append(length >= 0xC0 ? "(compression pointer)" : $"(label length {length})");
+                break;
+            }
+
+            for (int i = 0; i < length && text.Length < MaxDescribed; i++, position++)
+            {
+                if (position >= message.Length)
+                {
+                    return Limited(text.Append("(cut short)"));
+                }
+
+                byte b = message[position];
+                if (b is > 0x20 and < 0x7F and not (byte)'.' and not (byte)'\\')
+                {
+                    text.Append((char)b);
+                }
+                else
+                {
+                    text.Append('\\').Append(b.ToString("D3", System.Globalization.CultureInfo.InvariantCulture));
+                }
+            }
+
+            text.Append('.');
+        }
+
+        return text.Length == 0 ? "." : Limited(text);
+
+        static string Limited(System.Text.StringBuilder text) =>
+            text.Length > MaxDescribed ? text.ToString(0, MaxDescribed) + "..." : text.ToString();
+    }
+
     /// <summary>The longest dotted text form of a name: 255 wire octets less the first length octet and the
     /// terminating zero.</summary>
     public const int MaxTextLength = 253;

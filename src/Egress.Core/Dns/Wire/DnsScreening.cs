@@ -30,7 +30,9 @@ internal static class DnsScreening
         DnsParseError error = DnsMessage.TryParseQuestion(query, out question, out questionEnd);
         if (error != DnsParseError.None)
         {
-            return DnsQueryResult.Answer(DnsQueryOutcome.FormErr, query, response, default, error.ToString());
+            // The name as sent, escaped: the client's text, so a log line can say which query it was.
+            string name = query.Length > DnsHeader.Length ? DnsName.Describe(query, DnsHeader.Length) : "(none)";
+            return DnsQueryResult.Answer(DnsQueryOutcome.FormErr, query, response, default, $"{error} in the question {name}");
         }
 
         DnsEdns edns = DnsMessage.ReadEdns(query, questionEnd);
