@@ -234,7 +234,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
                 catch (OperationCanceledException)
                 {
                     Admission?.Release();
-                    Reset(socket);
+                    SocketReset.Reset(socket); // RST: the client fails at once instead of waiting on a connection never served
                     return;
                 }
 
@@ -284,7 +284,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
             LogRefused(_logger, Name, RemoteOf(socket), reason, suppressed);
         }
 
-        Reset(socket);
+        SocketReset.Reset(socket); // RST: the client fails at once instead of waiting on a connection never served
     }
 
     private async Task AnswerRefusedAsync(long id, Socket socket, string reason, Func<Socket, string, CancellationToken, Task> answer)
@@ -304,21 +304,6 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
             Interlocked.Decrement(ref _answering);
             _connections.TryRemove(id, out _);
         }
-    }
-
-    /// <summary>Closes with RST (SO_LINGER 0): the client fails at once instead of waiting on a connection never served.</summary>
-    private static void Reset(Socket socket)
-    {
-        try
-        {
-            socket.LingerState = new LingerOption(true, 0);
-        }
-        catch (SocketException)
-        {
-            // Already reset by the peer: closing is all that is left.
-        }
-
-        socket.Dispose();
     }
 
     private static string RemoteOf(Socket socket)

@@ -77,7 +77,7 @@ internal sealed class ConnectionSetupLimit
         _derived = configured <= 0;
         Limit = _derived ? DerivedLimit(Environment.ProcessorCount) : configured;
         _places = new SemaphoreSlim(Limit, Limit);
-        DestinationShare = Math.Max(1, Limit - Math.Max(1, Limit / 4));
+        DestinationShare = ThreeQuarterShare.Of(Limit);
         MaxWaitingAside = (int)Math.Min(Math.Max(0, connectionLimit) / 2, (long)Limit * WaitingAsidePerPlace);
     }
 

@@ -25,7 +25,7 @@ internal sealed class EnclaveStreamShare
     /// <param name="limitText">The limit as refusals name it, e.g. <c>(host.max_streams = 1730, derived from RLIMIT_NOFILE = 4096)</c>.</param>
     public EnclaveStreamShare(int limit, string limitText)
     {
-        Share = Math.Max(1, limit - Math.Max(1, limit / 4));
+        Share = Connections.ThreeQuarterShare.Of(limit);
         _limitText = limitText;
     }
 

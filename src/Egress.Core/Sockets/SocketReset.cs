@@ -2,25 +2,12 @@ using System.Net.Sockets;
 
 namespace Egress.Sockets;
 
-/// <summary>Abortive close of a stream socket: the peer sees RST (ECONNRESET), not FIN.</summary>
+/// <summary>How a stream socket is closed: abortively (the peer sees RST, ECONNRESET) or with FIN whatever its SO_LINGER.</summary>
 internal static class SocketReset
 {
     /// <summary>Closes the socket abortively: SO_LINGER 0 makes the kernel send RST instead of FIN. Use for denials and errors.</summary>
     /// <param name="socket">The socket to reset; already closed sockets are ignored.</param>
-    public static void Reset(Socket socket)
-    {
-        ArgumentNullException.ThrowIfNull(socket);
-        try
-        {
-            socket.LingerState = new LingerOption(enable: true, seconds: 0);
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-        {
-            // Not a socket that supports linger, or already closed: closing below is all that is left.
-        }
-
-        socket.Dispose();
-    }
+    public static void Reset(Socket socket) => Close(socket, Abortive);
 
     /// <summary>Sets SO_LINGER 0 on a connection that is to be closed with <see cref="CloseGracefully"/> when it ends:
     /// if the process ends first (killed, crashed), the kernel resets it instead of sending a FIN that would make a
@@ -33,16 +20,19 @@ internal static class SocketReset
     /// <c>EgressProxy.Bind</c>, or set by <see cref="ResetIfProcessEnds"/>): linger off, then close; the bytes still
     /// queued are delivered, as after any close.</summary>
     /// <param name="socket">The socket to close; one already closed (reset by its relay) is left as it is.</param>
-    public static void CloseGracefully(Socket socket)
+    public static void CloseGracefully(Socket socket) => Close(socket, Off);
+
+    /// <summary>Sets <paramref name="linger"/>, then closes; a socket already closed, or without linger, is just closed.</summary>
+    private static void Close(Socket socket, LingerOption linger)
     {
         ArgumentNullException.ThrowIfNull(socket);
         try
         {
-            socket.LingerState = Off;
+            socket.LingerState = linger;
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
         {
-            // Already closed (reset), or not a socket with linger: closing below is all that is left.
+            // Not a socket that supports linger, or already closed (reset by its relay): closing is all that is left.
         }
 
         socket.Dispose();
