@@ -26,8 +26,8 @@ internal static partial class WouldDenyLog
     /// <param name="logger">The host's logger.</param>
     /// <param name="metrics">Where it is counted; null for nowhere.</param>
     /// <param name="destination">The original destination.</param>
-    /// <param name="name">The name the destination was asked for (a host hint), when known; else a name
-    /// <paramref name="policy"/> learned the address from, if any.</param>
+    /// <param name="name">The name the destination was asked for (a host hint), when known; else the name
+    /// <paramref name="decision"/> went by (<see cref="EgressPolicy.LearnedNameOf"/>), if any.</param>
     /// <param name="policy">The policy that decided.</param>
     /// <param name="decision">The decision.</param>
     public static void Connection(ILogger logger, EgressMetrics? metrics, IPEndPoint destination, string? name, EgressPolicy policy, PolicyDecision decision)
@@ -37,7 +37,7 @@ internal static partial class WouldDenyLog
             return;
         }
 
-        name ??= policy.LearnedNameOf(destination.Address);
+        name ??= policy.LearnedNameOf(destination.Address, decision);
         metrics?.WouldDeny("connection", decision.Reason);
         if (logger.IsEnabled(LogLevel.Warning))
         {

@@ -348,17 +348,52 @@ public sealed class EgressPolicy
     internal PolicyDecision ParentAddressDenial(string parentInterface) =>
         Decide(new PolicyDecision(false, DecisionReason.ParentAddress, parentInterface));
 
-    /// <summary>A name <paramref name="address"/> was learned from (report mode learns names the list does not allow
-    /// too), for a would-deny line; null when none or when the list holds no name entry.</summary>
-    internal string? LearnedNameOf(IPAddress address)
+    /// <summary>
+    /// The name a would-deny line about a connection to <paramref name="address"/> names, for
+    /// <see cref="Diagnostics.WouldDenyLog"/> and so for the entry report-to-allowlist proposes: the name
+    /// <paramref name="decision"/>'s reason names (<c>name tls.example.net not in allowlist</c>, <c>learned from ...</c>);
+    /// for <see cref="DecisionReason.PortNotAllowed"/> through a name's entry, the first name that counts and that entry
+    /// allows; otherwise the name the address was learned from last (report mode learns names the list does not allow
+    /// too). Null when none, or when the list holds no name entry. The proxy cannot tell which of several names sharing
+    /// an address an application resolved; this is the name its decision went by (a trial: the line named
+    /// <c>hello.egress.test</c>, learned first, while its reason named <c>tls.allowed.test</c>, and report-to-allowlist
+    /// proposed the wrong name's port).
+    /// </summary>
+    internal string? LearnedNameOf(IPAddress address, PolicyDecision decision)
     {
         if (!_consultCache)
         {
             return null;
         }
 
+        switch (decision.Reason)
+        {
+            case DecisionReason.NameNotAllowed or DecisionReason.LearnedExpired or DecisionReason.NeverLearned when decision.Subject is { } named:
+                return named;
+            case DecisionReason.PortNotAllowed when decision.Subject is { } entry && NameAllowedBy(address, entry) is { } allowed:
+                return allowed;
+            default:
+                return _cache.Lookup(address).Name;
+        }
+    }
+
+    /// <summary>The first name of <paramref name="address"/> that counts and whose entries include the one written
+    /// <paramref name="entry"/>; null when none (the entry is an address or network entry).</summary>
+    private string? NameAllowedBy(IPAddress address, string entry)
+    {
         IReadOnlyList<LearnedName> names = _cache.NamesOf(address);
-        return names.Count > 0 ? names[0].Name : null;
+        AddressUse? use = _cache.UseOf(address);
+        for (int i = 0; i < names.Count; i++)
+        {
+            LearnedName name = names[i];
+            if (_cache.Counts(address, ref name, use) && FindNameRules(name.Name) is { } rules
+                && Array.Exists(rules, rule => string.Equals(rule.Text, entry, StringComparison.Ordinal)))
+            {
+                return name.Name;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>The port of a check that has none (<see cref="CheckAddress"/>): every entry's ports allow it. Not 0,

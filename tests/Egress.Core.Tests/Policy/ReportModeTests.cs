@@ -56,7 +56,7 @@ public sealed class ReportModeTests
             Assert.That((decision.IsAllowed, decision.WouldDeny, decision.Reason, decision.Subject), Is.EqualTo((true, true, DecisionReason.NameNotAllowed, "app.unlisted.test")));
             Assert.That(decision.ToString(), Is.EqualTo("allowed by report mode; enforce would deny: name app.unlisted.test not in allowlist"));
             Assert.That(hold, Is.Null, "an address no allowed name gave is not held");
-            Assert.That(policy.LearnedNameOf(address), Is.EqualTo("app.unlisted.test"));
+            Assert.That(policy.LearnedNameOf(address, decision), Is.EqualTo("app.unlisted.test"));
         });
     }
 
@@ -250,5 +250,66 @@ public sealed class ReportModeTests
                 ("dns", "name_not_allowed"),
             }));
         });
+    }
+
+    /// <summary>
+    /// Two names share an address; the line names the name its reason names, and report-to-allowlist proposes that name
+    /// with the port. A trial: <c>hello.egress.test</c> (listed on :80, learned first, expired since) and
+    /// <c>tls.allowed.test</c> (unlisted, learned last) gave <c>(name hello.egress.test): name tls.allowed.test not in
+    /// allowlist</c>, and the proposal <c>hello.egress.test:443</c> instead of <c>tls.allowed.test:443</c>.
+    /// </summary>
+    [Test]
+    public void AConnectionToAnAddressTwoNamesShareIsReportedUnderTheNameItsReasonNames()
+    {
+        EgressPolicy policy = Policy(EgressMode.Report, "hello.egress.test:80");
+        var address = IPAddress.Parse("198.18.0.11");
+        policy.Learn("hello.egress.test", address, TimeSpan.FromSeconds(30));
+        _time.Advance(TimeSpan.FromSeconds(30) + new AllowlistCacheOptions().Grace + TimeSpan.FromSeconds(1));
+        policy.Learn("tls.allowed.test", address, Ttl);
+
+        (PolicyDecision decision, string line, IReadOnlyList<string> proposed) = ReportConnection(policy, new IPEndPoint(address, 443));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((decision.Reason, decision.Subject), Is.EqualTo((DecisionReason.NameNotAllowed, "tls.allowed.test")));
+            Assert.That(line, Is.EqualTo("Warning: report mode: would deny connection to 198.18.0.11:443 (name tls.allowed.test): name tls.allowed.test not in allowlist; allowed"));
+            Assert.That(proposed, Is.EqualTo(new[] { "tls.allowed.test:443" }));
+        });
+    }
+
+    /// <summary>A port a listed name's entry does not allow, on an address an unlisted name was learned from first: the
+    /// line names the listed name whose entry its reason quotes, not the name learned first.</summary>
+    [Test]
+    public void APortNotAllowedIsReportedUnderTheNameWhoseEntryItQuotes()
+    {
+        EgressPolicy policy = Policy(EgressMode.Report, "*.egress.test:80");
+        var address = IPAddress.Parse("198.18.0.11");
+        policy.Learn("first.unlisted.test", address, Ttl);
+        policy.Learn("hello.egress.test", address, Ttl);
+
+        (PolicyDecision decision, string line, IReadOnlyList<string> proposed) = ReportConnection(policy, new IPEndPoint(address, 8080));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((decision.Reason, decision.Subject), Is.EqualTo((DecisionReason.PortNotAllowed, "*.egress.test:80")));
+            Assert.That(line, Is.EqualTo("Warning: report mode: would deny connection to 198.18.0.11:8080 (name hello.egress.test): port not allowed by \"*.egress.test:80\"; allowed"));
+            Assert.That(proposed, Is.EqualTo(new[] { "hello.egress.test:8080" }));
+        });
+    }
+
+    /// <summary>A connection's decision, the would-deny line logged for it, and what report-to-allowlist proposes from it.</summary>
+    private static (PolicyDecision Decision, string Line, IReadOnlyList<string> Proposed) ReportConnection(EgressPolicy policy, IPEndPoint destination)
+    {
+        using var probe = new TelemetryProbe("enclave");
+        PolicyDecision decision = policy.CheckConnection(destination.Address, destination.Port, out AddressHold? hold);
+        hold?.Dispose();
+        WouldDenyLog.Connection(probe.Logger, probe.Metrics, destination, name: null, policy, decision);
+        var reported = new ReportedDestinations();
+        foreach (string line in probe.Logs.Lines)
+        {
+            reported.Add(line);
+        }
+
+        return (decision, probe.Logs.Lines.Single(), reported.Entries());
     }
 }
