@@ -23,6 +23,28 @@ public sealed class DnsForwarderFailureTests
         Assert.That(harness.ParentLog.Values(256, "Reason"), Is.EqualTo(new[] { "none of 1 upstreams answered in time" }));
     }
 
+    /// <summary>A trial: an upstream whose answer had the query's ID but another question (ignored as spoofed) was
+    /// logged as if none had answered; the reason now says one was ignored.</summary>
+    [Test]
+    public async Task AnAnswerToAnotherQuestionIsIgnoredAndTheReasonSaysSo()
+    {
+        await using var upstream = new FakeUpstreamDns(TestZone.Answer);
+        await using var harness = await DnsTunnelHarness.StartAsync([upstream.EndPoint], parentTimeout: TimeSpan.FromMilliseconds(300));
+
+        byte[] query = DnsQueryBytes.Build(0x5E50, "rewritten.x.test");
+        byte[] answer = await harness.UdpAsync(query);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(answer, Is.EqualTo(ServFail(query)));
+            Assert.That(upstream.Answers, Is.Not.Empty, "the upstream answered");
+            Assert.That(harness.ParentLog.Values(256, "Reason").Distinct(), Is.EqualTo(new[]
+            {
+                "none of 1 upstreams answered in time; a message with the query's ID that did not answer its question was ignored (spoofed, or an upstream that rewrites the question)",
+            }));
+        });
+    }
+
     [Test]
     public async Task ParentSlowerThanTheQueryTimeoutGivesServFailAndTheForwarderGoesOn()
     {

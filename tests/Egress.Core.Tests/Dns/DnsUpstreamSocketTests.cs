@@ -68,6 +68,36 @@ public sealed class DnsUpstreamSocketTests
     }
 
     [Test]
+    public async Task ADatagramWithTheQuerysIdButAnotherQuestionIsNotedAndItsQueryStillTimesOut()
+    {
+        using var socket = new DnsUpstreamSocket(_upstreamEndPoint, 0);
+        socket.Start();
+        DnsUpstreamQuery pending = DnsUpstreamQuery.Rent(DnsQueryBytes.Build(7, "a.x.test"), new byte[65536], deadline: 100);
+        Assert.That(socket.TrySend(pending), Is.True);
+        var (sent, from) = await ReceiveQueryAsync();
+        ushort wireId = DnsMessage.ReadId(sent);
+        DnsUpstreamQuery other = DnsUpstreamQuery.Rent(DnsQueryBytes.Build(8, "b.x.test"), new byte[65536], deadline: 100);
+        Assert.That(socket.TrySend(other), Is.True);
+        await ReceiveQueryAsync();
+
+        await _upstream.SendToAsync(AnswerTo(DnsQueryBytes.Build(wireId, "a.x.test", type: 28)), from);
+        await _upstream.SendToAsync(AnswerTo(sent), from); // then a matching answer is still taken...
+        int length = await pending.WaitAsync().AsTask().WaitAsync(Guard);
+        socket.Sweep(now: 100); // ...and a query that saw no such datagram is not marked
+        int otherResult = await other.WaitAsync().AsTask().WaitAsync(Guard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(length, Is.GreaterThan(0));
+            Assert.That(pending.SawMismatch, Is.True);
+            Assert.That((otherResult, other.SawMismatch), Is.EqualTo((DnsUpstreamQuery.Failed, false)));
+        });
+        pending.Return();
+        other.Return();
+        Assert.That(DnsUpstreamQuery.Rent(new byte[12], new byte[12], 0).SawMismatch, Is.False, "a pooled slot starts clean");
+    }
+
+    [Test]
     public async Task AnAnswerArrivingAfterItsQueryTimedOutIsIgnored()
     {
         using var socket = new DnsUpstreamSocket(_upstreamEndPoint, 0);

@@ -19,8 +19,9 @@ internal readonly record struct FakeRecord(string Owner, ushort Type, string Dat
     public static FakeRecord Cname(string owner, string target, uint ttl = 300) => new(owner, 5, target, ttl);
 }
 
-/// <summary>What a <see cref="FakeUpstreamDns"/> does with a question.</summary>
-internal sealed record FakeAnswer(IReadOnlyList<FakeRecord> Records, int Rcode = 0, bool Silent = false, bool SpoofFirst = false)
+/// <summary>What a <see cref="FakeUpstreamDns"/> does with a question; with <paramref name="OtherType"/> the answer's
+/// question has another type (A for AAAA, else AAAA), as from an upstream that rewrites questions.</summary>
+internal sealed record FakeAnswer(IReadOnlyList<FakeRecord> Records, int Rcode = 0, bool Silent = false, bool SpoofFirst = false, bool OtherType = false)
 {
     public static FakeAnswer Silence { get; } = new([], Silent: true);
 
@@ -106,6 +107,11 @@ internal sealed class FakeUpstreamDns : IAsyncDisposable
         }
 
         byte[] bytes = builder.ToArray();
+        if (answer.OtherType)
+        {
+            BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(questionEnd - 4), question.Type == 28 ? (ushort)1 : (ushort)28);
+        }
+
         Answers.Enqueue(bytes);
         if (!tcp && bytes.Length > DnsForwarding.ClientUdpLimit(query, questionEnd))
         {

@@ -50,6 +50,7 @@ internal static class TestZone
             ("malformed.x.test", _) => FakeAnswer.Of(FakeRecord.A("malformed.x.test", "198.18.0.33"), new FakeRecord("malformed.x.test", 1, "\u007f\u0000\u0000\u0001\u0000", Raw: true)),
             ("big.x.test", _) => new FakeAnswer([.. Enumerable.Range(1, BigRecordCount).Select(i => FakeRecord.A("big.x.test", $"198.18.1.{i}"))]),
             ("slow.x.test", _) => FakeAnswer.Silence,
+            ("rewritten.x.test", _) => new FakeAnswer([FakeRecord.A("rewritten.x.test", "198.18.0.31")], OtherType: true),
             ("spoof.x.test", _) => new FakeAnswer([FakeRecord.A("spoof.x.test", "198.18.0.30")], SpoofFirst: true),
             ("a.deep.test", _) => FakeAnswer.Of(FakeRecord.A("a.deep.test", "198.18.0.40")),
             ("b.a.deep.test", _) => FakeAnswer.Of(FakeRecord.A("b.a.deep.test", "198.18.0.41")),

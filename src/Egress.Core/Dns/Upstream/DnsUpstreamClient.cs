@@ -78,8 +78,9 @@ internal sealed class DnsUpstreamClient : IDisposable
     /// <param name="response">Receives the answer (at least 65535 bytes), with the query's ID.</param>
     /// <param name="aborted">Ends the attempt at once.</param>
     /// <returns>The answer's length; <see cref="DnsUpstreamQuery.Failed"/> when no upstream answered in time;
-    /// <see cref="DnsUpstreamQuery.SocketFailed"/> when the last upstream tried failed with a socket error (refused,
-    /// unreachable) instead.</returns>
+    /// <see cref="DnsUpstreamQuery.Mismatched"/> when none did but one sent a message with the query's ID that did not
+    /// answer its question (ignored); <see cref="DnsUpstreamQuery.SocketFailed"/> when the last upstream tried failed
+    /// with a socket error (refused, unreachable) instead.</returns>
     public async ValueTask<int> ResolveAsync(Memory<byte> query, Memory<byte> response, CancellationToken aborted)
     {
         ushort originalId = DnsMessage.ReadId(query.Span);
@@ -88,6 +89,7 @@ internal sealed class DnsUpstreamClient : IDisposable
         {
             long start = _time.GetTimestamp();
             int failure = DnsUpstreamQuery.Failed;
+            bool mismatched = false;
             bool tcpOnly = IsTooLargeForUdp(query.Length);
             ulong quiet = QuietAt(start); // the order is the query's own: an upstream going quiet during it is not asked twice
             for (int i = 0; i < _pools.Length; i++)
@@ -101,6 +103,7 @@ internal sealed class DnsUpstreamClient : IDisposable
                 int upstream = UpstreamAt(i, quiet);
                 TimeSpan share = left / (_pools.Length - i);
                 int length = tcpOnly ? TooLargeForUdp : await ExchangeUdpAsync(_pools[upstream], query, response, share, aborted).ConfigureAwait(false);
+                length = NotMismatched(length, ref mismatched);
                 if (length == DnsUpstreamQuery.Failed && _pools.Length > 1)
                 {
                     Unanswered(upstream, share, query.Span);
@@ -112,7 +115,7 @@ internal sealed class DnsUpstreamClient : IDisposable
 
                 if (length == TooLargeForUdp || (length > 0 && DnsMessage.IsTruncated(response.Span[..length])))
                 {
-                    length = await ExchangeTcpAsync(_pools[upstream].Upstream, query, response, share, aborted).ConfigureAwait(false);
+                    length = NotMismatched(await ExchangeTcpAsync(_pools[upstream].Upstream, query, response, share, aborted).ConfigureAwait(false), ref mismatched);
                     if (length > 0)
                     {
                         Answered(upstream); // over TCP (a query too large for UDP): it answers all the same
@@ -146,7 +149,7 @@ internal sealed class DnsUpstreamClient : IDisposable
                 return length;
             }
 
-            return failure;
+            return failure == DnsUpstreamQuery.Failed && mismatched ? DnsUpstreamQuery.Mismatched : failure;
         }
         finally
         {
@@ -301,12 +304,25 @@ internal sealed class DnsUpstreamClient : IDisposable
                 throw new OperationCanceledException(aborted);
             }
 
-            return result;
+            return result == DnsUpstreamQuery.Failed && pending.SawMismatch ? DnsUpstreamQuery.Mismatched : result;
         }
         finally
         {
             pending.Return();
         }
+    }
+
+    /// <summary>An exchange's result with <see cref="DnsUpstreamQuery.Mismatched"/> counted as unanswered
+    /// (<see cref="DnsUpstreamQuery.Failed"/>), noted in <paramref name="mismatched"/> for the query's result.</summary>
+    private static int NotMismatched(int length, ref bool mismatched)
+    {
+        if (length != DnsUpstreamQuery.Mismatched)
+        {
+            return length;
+        }
+
+        mismatched = true;
+        return DnsUpstreamQuery.Failed;
     }
 
     private static void Abort(DnsUpstreamQuery query) => query.Socket?.TryCancel(query, DnsUpstreamQuery.Aborted);
@@ -340,7 +356,7 @@ internal sealed class DnsUpstreamClient : IDisposable
 
             int length = (int)frames.Message.Length;
             frames.Message.CopyTo(response.Span);
-            return DnsForwarding.IsAnswerTo(query.Span, response.Span[..length]) ? length : -1;
+            return DnsForwarding.IsAnswerTo(query.Span, response.Span[..length]) ? length : DnsUpstreamQuery.Mismatched;
         }
         catch (OperationCanceledException) when (!aborted.IsCancellationRequested)
         {

@@ -23,6 +23,11 @@ internal sealed class DnsUpstreamQuery : IValueTaskSource<int>, IThreadPoolWorkI
     /// <summary>The result of a query whose socket failed or closed (e.g. the upstream refused: ICMP port unreachable).</summary>
     public const int SocketFailed = -3;
 
+    /// <summary>The result of a query that got no matching answer in time although a datagram carrying its ID with
+    /// another question (or not an answer) arrived: ignored as spoofed, or from an upstream that rewrites questions.
+    /// (-4 is taken: DnsUpstreamClient's own result for a query too large for UDP.)</summary>
+    public const int Mismatched = -5;
+
     private const int MaxPooled = 1024;
     private static readonly ConcurrentQueue<DnsUpstreamQuery> Pool = new();
 
@@ -47,6 +52,13 @@ internal sealed class DnsUpstreamQuery : IValueTaskSource<int>, IThreadPoolWorkI
 
     /// <summary>Gets the wire ID the query was sent with.</summary>
     public ushort Id { get; private set; }
+
+    /// <summary>Gets whether a datagram with the query's ID that did not answer its question arrived (set by the
+    /// socket under its lock; read once the query completed).</summary>
+    public bool SawMismatch { get; private set; }
+
+    /// <summary>Records a datagram with the query's ID that does not answer it (called by the socket, under its lock).</summary>
+    public void Mismatch() => SawMismatch = true;
 
     public static DnsUpstreamQuery Rent(Memory<byte> query, Memory<byte> response, long deadline)
     {
@@ -96,6 +108,7 @@ internal sealed class DnsUpstreamQuery : IValueTaskSource<int>, IThreadPoolWorkI
         Query = default;
         Response = default;
         Socket = null;
+        SawMismatch = false;
         _core.Reset();
         if (Pool.Count < MaxPooled)
         {

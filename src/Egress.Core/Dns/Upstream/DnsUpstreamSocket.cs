@@ -336,9 +336,15 @@ internal sealed class DnsUpstreamSocket : IDisposable
         bool drained;
         lock (_lock)
         {
-            if (!_pending.TryGetValue(DnsMessage.ReadId(datagram), out query) || !DnsForwarding.IsAnswerTo(query.Query.Span, datagram))
+            if (!_pending.TryGetValue(DnsMessage.ReadId(datagram), out query))
             {
                 return; // Spoofed, stray, or late (its query already timed out): ignored.
+            }
+
+            if (!DnsForwarding.IsAnswerTo(query.Query.Span, datagram))
+            {
+                query.Mismatch(); // spoofed, or an upstream that rewrites the question: ignored, and said when it times out
+                return;
             }
 
             _pending.Remove(query.Id);
