@@ -277,3 +277,79 @@ internal static class KilledMidDownload
         }
     }
 }
+
+/// <summary>egress-host killed (SIGKILL) in the middle of an upload: the destination reads ECONNRESET, never a clean end,
+/// so an upload cut short cannot look complete to it (egress-host gives every socket it dials SO_LINGER 0 and takes it
+/// off only to close a connection that ended; before, the kernel closed the dead process's sockets with FIN).</summary>
+[TestFixture]
+public sealed class TunnelParentKilledMidUploadTests : EgressFixture
+{
+    /// <summary>Reads until end of stream or error and says which (<see cref="_sinkEnd"/>).</summary>
+    private const int UploadSinkPort = 9014;
+
+    private readonly TaskCompletionSource<(long Received, Exception? Failure)> _sinkEnd = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _sinkReceived;
+
+    internal override Task PrepareAsync(Topology topology)
+    {
+        topology.StartWorldServer("upload-sink", UploadSinkPort, SinkAsync);
+        return Task.CompletedTask;
+    }
+
+    [Test]
+    public async Task AnUploadCutByTheParentDyingReachesTheDestinationAsAReset()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var socket = await NetworkNamespace.ConnectAsync(Topology.Enclave, new IPEndPoint(WorldAddresses.Allowed, UploadSinkPort), cts.Token);
+        Task upload = UploadUntilItFailsAsync(socket, cts.Token);
+        while (Interlocked.Read(ref _sinkReceived) < 1 << 20 && !_sinkEnd.Task.IsCompleted)
+        {
+            await Task.Delay(20, cts.Token); // flowing: at least 1 MiB has reached the destination
+        }
+
+        var kill = await Command.RunAsync(["kill", "-KILL", Deployment.Host.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(10));
+        Assert.That(kill.ExitCode, Is.Zero, kill.ToString);
+        var (received, failure) = await _sinkEnd.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await upload.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.That(failure, Is.Not.Null, $"the upload ended clean at the destination after {received:N0} bytes");
+        Assert.That(failure is IOException { InnerException: SocketException { SocketErrorCode: SocketError.ConnectionReset } } or SocketException { SocketErrorCode: SocketError.ConnectionReset },
+            Is.True, () => $"not a reset: {failure}");
+    }
+
+    /// <summary>The app's side: sends 64 KiB writes until one fails (the enclave resets it once the tunnel is gone).</summary>
+    private static async Task UploadUntilItFailsAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        byte[] chunk = new byte[64 * 1024];
+        try
+        {
+            while (true)
+            {
+                await socket.SendAsync(chunk, SocketFlags.None, cancellationToken);
+            }
+        }
+        catch (SocketException)
+        {
+            // ended by the kill: what the destination saw is the test's subject
+        }
+    }
+
+    private async Task SinkAsync(NetworkStream stream, Socket socket, CancellationToken cancellationToken)
+    {
+        byte[] buffer = new byte[64 * 1024];
+        try
+        {
+            int read;
+            while ((read = await stream.ReadAsync(buffer, cancellationToken)) > 0)
+            {
+                Interlocked.Add(ref _sinkReceived, read);
+            }
+
+            _sinkEnd.TrySetResult((Interlocked.Read(ref _sinkReceived), null));
+        }
+        catch (Exception ex) when (ex is IOException or SocketException)
+        {
+            _sinkEnd.TrySetResult((Interlocked.Read(ref _sinkReceived), ex));
+        }
+    }
+}
