@@ -29,7 +29,7 @@ public sealed class ReportModeTests : EgressFixture
     {
         var http = await Clients.CurlAsync(Topology.Enclave, $"http://{Unlisted}/", "-o", "/dev/null", "-w", "%{http_code}");
         string destination = $"{WorldAddresses.Unlisted}:{WorldPorts.Http}";
-        var enclaveDns = await LogLineAsync(Deployment.Enclave, $"report mode: would deny DNS {Unlisted} A: name not in allowlist; resolved");
+        var enclaveDns = await LogLineAsync(Deployment.Enclave, $"report mode: would deny DNS {Unlisted} A: name not in allowlist; answered NOERROR");
         var enclaveConnection = await LogLineAsync(Deployment.Enclave, $"report mode: would deny connection to {destination} (name {Unlisted}): name {Unlisted} not in allowlist; allowed");
         var parentConnection = await LogLineAsync(Deployment.Host, $"report mode: would deny connection to {destination} (name {Unlisted}): name {Unlisted} not in allowlist; allowed");
 
@@ -40,6 +40,24 @@ public sealed class ReportModeTests : EgressFixture
             Assert.That(enclaveConnection, Is.Not.Null, () => $"no would-deny connection line in the enclave:\n{Deployment.Enclave.Output}");
             Assert.That(parentConnection, Is.Not.Null, () => $"no would-deny connection line on the parent:\n{Deployment.Host.Output}");
             Assert.That(World.Nginx.WasReachedOn(WorldAddresses.Unlisted), Is.True);
+        });
+    }
+
+    /// <summary>A trial: the would-deny line said <c>resolved</c> for a name that does not exist (it was logged before
+    /// the answer). It is now logged with the answer, on both hosts.</summary>
+    [Test]
+    public async Task ANameThatDoesNotExistIsLoggedAsAnsweredNxdomainOnBothHosts()
+    {
+        const string Missing = "missing.report.test";
+        var curl = await Clients.CurlAsync(Topology.Enclave, $"http://{Missing}/");
+        var enclaveDns = await LogLineAsync(Deployment.Enclave, $"report mode: would deny DNS {Missing} A: name not in allowlist; answered NXDOMAIN");
+        var parentDns = await LogLineAsync(Deployment.Host, $"report mode: would deny DNS {Missing} A: name not in allowlist; answered NXDOMAIN");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(curl.ExitCode, Is.EqualTo(6), () => $"curl: could not resolve host expected: {curl}");
+            Assert.That(enclaveDns, Is.Not.Null, () => $"no NXDOMAIN would-deny line in the enclave:\n{Deployment.Enclave.Output}");
+            Assert.That(parentDns, Is.Not.Null, () => $"no NXDOMAIN would-deny line on the parent:\n{Deployment.Host.Output}");
         });
     }
 

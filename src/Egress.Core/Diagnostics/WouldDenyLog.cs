@@ -9,7 +9,8 @@ namespace Egress.Diagnostics;
 /// (a redirected connection, a tunnel stream, a DNS question) whose decision has <see cref="PolicyDecision.WouldDeny"/>.
 /// Their text is what <see cref="Policy.ReportedDestinations"/> reads back into <c>destinations</c> entries:
 /// <c>report mode: would deny connection to 203.0.113.7:443 (name app.example.com): never learned from an allowed name; allowed</c>
-/// and <c>report mode: would deny DNS app.example.com A: name not in allowlist; resolved</c>.
+/// and <c>report mode: would deny DNS app.example.com A: name not in allowlist; answered NOERROR</c> (logged when the
+/// query is answered, with what it was answered: <c>answered NXDOMAIN</c> for a name that does not exist).
 /// </summary>
 internal static partial class WouldDenyLog
 {
@@ -19,8 +20,8 @@ internal static partial class WouldDenyLog
     [LoggerMessage(EventId = 460, Level = LogLevel.Warning, Message = Prefix + "connection to {Destination}{Name}: {Reason}; allowed")]
     private static partial void ConnectionLine(ILogger logger, IPEndPoint destination, string name, string reason);
 
-    [LoggerMessage(EventId = 461, Level = LogLevel.Warning, Message = Prefix + "DNS {Name} {Type}: {Reason}; resolved")]
-    private static partial void QuestionLine(ILogger logger, string name, string type, string reason);
+    [LoggerMessage(EventId = 461, Level = LogLevel.Warning, Message = Prefix + "DNS {Name} {Type}: {Reason}; {Action}")]
+    private static partial void QuestionLine(ILogger logger, string name, string type, string reason, string action);
 
     /// <summary>Logs and counts a connection that report mode allowed; nothing when <paramref name="decision"/> is not a would-deny.</summary>
     /// <param name="logger">The host's logger.</param>
@@ -51,7 +52,9 @@ internal static partial class WouldDenyLog
     /// <param name="name">The question name.</param>
     /// <param name="type">The question type, e.g. <c>A</c>.</param>
     /// <param name="decision">The decision.</param>
-    public static void Question(ILogger logger, EgressMetrics? metrics, string name, string type, PolicyDecision decision)
+    /// <param name="action">What the query was answered once forwarded, e.g. <c>answered NXDOMAIN</c>
+    /// (<see cref="Dns.DnsQueryResult.Action"/>).</param>
+    public static void Question(ILogger logger, EgressMetrics? metrics, string name, string type, PolicyDecision decision, string action)
     {
         if (!decision.WouldDeny)
         {
@@ -62,7 +65,7 @@ internal static partial class WouldDenyLog
         if (logger.IsEnabled(LogLevel.Warning))
         {
             string shown = name.TrimEnd('.');
-            QuestionLine(logger, shown.Length == 0 ? "." : shown, type, decision.Denial); // the root as "." (its name is empty)
+            QuestionLine(logger, shown.Length == 0 ? "." : shown, type, decision.Denial, action); // the root as "." (its name is empty)
         }
     }
 }

@@ -14,14 +14,32 @@ namespace Egress.Dns;
 /// <param name="Reason">Why it was not forwarded or failed, for the log; empty otherwise.</param>
 internal readonly record struct DnsQueryResult(DnsQueryOutcome Outcome, int Length, DnsQuestion Question, string Reason)
 {
-    /// <summary>Gets the policy decision (<see cref="DnsQueryOutcome.DeniedName"/>).</summary>
+    /// <summary>Gets the policy decision (<see cref="DnsQueryOutcome.DeniedName"/>; for a question that was forwarded,
+    /// the decision that let it through, which in report mode may be a would-deny).</summary>
     public PolicyDecision Decision { get; init; }
+
+    /// <summary>Gets the RCODE of the answer a forwarded query got (<see cref="DnsQueryOutcome.Forwarded"/>,
+    /// <see cref="DnsQueryOutcome.Truncated"/>): NXDOMAIN from the upstream is forwarded too; null otherwise.</summary>
+    public int? ForwardedCode { get; init; }
 
     /// <summary>Gets the <c>egress.outcome</c> tag of <c>egress.dns.queries</c>.</summary>
     public string MetricTag => MetricTagOf(Outcome);
 
-    /// <summary>Gets what the log says was done: <c>dropped</c> or <c>answered FORMERR</c> and the like.</summary>
-    public string Action => Outcome == DnsQueryOutcome.Dropped ? "dropped" : "answered " + RcodeName(Outcome);
+    /// <summary>Gets what the log says was done: <c>dropped</c> or <c>answered FORMERR</c> and the like; for a forwarded
+    /// answer its own RCODE (<c>answered NXDOMAIN</c>).</summary>
+    public string Action => Outcome == DnsQueryOutcome.Dropped ? "dropped" : "answered " + (ForwardedCode is { } code ? RcodeText(code) : RcodeName(Outcome));
+
+    /// <summary>An RCODE's mnemonic (RFC 1035 §4.1.1, RFC 6895 §2.3), e.g. <c>NXDOMAIN</c>; <c>RCODE 9</c> for another.</summary>
+    internal static string RcodeText(int rcode) => rcode switch
+    {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        _ => "RCODE " + rcode.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
 
     /// <summary>The metric tag of an outcome: lower-case, as documented for <c>egress.dns.queries</c>.</summary>
     public static string MetricTagOf(DnsQueryOutcome outcome) => outcome switch

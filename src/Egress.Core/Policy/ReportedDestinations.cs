@@ -39,13 +39,16 @@ internal sealed partial class ReportedDestinations
     private readonly Dictionary<IPEndPoint, Kept> _kept = [];
     private readonly Dictionary<string, string> _rebinding = new(StringComparer.Ordinal);
 
+    // Per name seen in a would-deny DNS line: whether every such line said it was answered NXDOMAIN.
+    private readonly Dictionary<string, bool> _onlyNxdomain = new(StringComparer.Ordinal);
+
     /// <summary>A denial report mode kept: its reason (without the <c>(interface ...)</c> detail) and the hint it named.</summary>
     private sealed record Kept(string Reason, bool OfParent, SortedSet<string> Hints);
 
     [GeneratedRegex(WouldDenyLog.Prefix + "connection to " + EndPointPattern + @"(?: \(name (?<name>" + NamePattern + @")\))?: (?:name (?<reasonName>" + NamePattern + @") not in allowlist)?", RegexOptions.CultureInvariant)]
     private static partial Regex ConnectionLine();
 
-    [GeneratedRegex(WouldDenyLog.Prefix + @"DNS (?<name>" + NamePattern + @") [A-Za-z0-9]+: ", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(WouldDenyLog.Prefix + @"DNS (?<name>" + NamePattern + @") [A-Za-z0-9]+: (?:[^;""]*; (?<nxdomain>answered NXDOMAIN\b))?", RegexOptions.CultureInvariant)]
     private static partial Regex QuestionLine();
 
     // ProxyLog 126, GatewayLog 226 (a JSON line escapes the quotes).
@@ -116,6 +119,8 @@ internal sealed partial class ReportedDestinations
                 {
                     counted = true;
                     PortsOf(_names, name);
+                    bool nxdomain = match.Groups["nxdomain"].Success;
+                    _onlyNxdomain[name] = nxdomain && _onlyNxdomain.GetValueOrDefault(name, true);
                 }
             }
         }
@@ -228,7 +233,7 @@ internal sealed partial class ReportedDestinations
         var leftOut = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var (name, ports) in _names)
         {
-            if (WhyNot(name) is string why)
+            if (WhyNot(name, ports) is string why)
             {
                 leftOut.Add($"{name}: {why}");
                 continue;
@@ -263,8 +268,15 @@ internal sealed partial class ReportedDestinations
     }
 
     /// <summary>Why the name must not be proposed, or null.</summary>
-    private string? WhyNot(string name)
+    private string? WhyNot(string name, SortedSet<int> ports)
     {
+        if (ports.Count == 0 && _onlyNxdomain.GetValueOrDefault(name))
+        {
+            // A trial: a resolv.conf search list (ndots:5) proposed a.example.test.corp.example and the like, each an
+            // entry for every port should the name ever resolve.
+            return "it was only answered NXDOMAIN and nothing connected to it (a search-list name, or a name that does not exist); an entry naming it would allow every port should it ever resolve";
+        }
+
         foreach (var (destination, kept) in _kept)
         {
             if (kept.Hints.Contains(name) || (_namesAt.TryGetValue(destination, out SortedSet<string>? names) && names.Contains(name)))

@@ -230,9 +230,9 @@ public sealed class ReportModeTests
         var destination = new IPEndPoint(address, 443);
 
         WouldDenyLog.Connection(probe.Logger, probe.Metrics, destination, null, policy, policy.CheckDestination(destination));
-        WouldDenyLog.Question(probe.Logger, probe.Metrics, "app.unlisted.test.", "A", policy.CheckName("app.unlisted.test."));
-        WouldDenyLog.Question(probe.Logger, probe.Metrics, "api.example.com", "A", policy.CheckName("api.example.com"));
-        WouldDenyLog.Question(probe.Logger, probe.Metrics, string.Empty, "NS", policy.CheckName(string.Empty)); // a review: "would deny DNS  NS"
+        WouldDenyLog.Question(probe.Logger, probe.Metrics, "app.unlisted.test.", "A", policy.CheckName("app.unlisted.test."), "answered NOERROR");
+        WouldDenyLog.Question(probe.Logger, probe.Metrics, "api.example.com", "A", policy.CheckName("api.example.com"), "answered NOERROR");
+        WouldDenyLog.Question(probe.Logger, probe.Metrics, string.Empty, "NS", policy.CheckName(string.Empty), "answered NXDOMAIN"); // a review: "would deny DNS  NS"
 
         var measurements = wouldDeny.GetMeasurementSnapshot();
         Assert.Multiple(() =>
@@ -240,8 +240,8 @@ public sealed class ReportModeTests
             Assert.That(probe.Logs.Lines, Is.EqualTo(new[]
             {
                 "Warning: report mode: would deny connection to 203.0.113.7:443 (name app.unlisted.test): name app.unlisted.test not in allowlist; allowed",
-                "Warning: report mode: would deny DNS app.unlisted.test A: name not in allowlist; resolved",
-                "Warning: report mode: would deny DNS . NS: name not in allowlist; resolved",
+                "Warning: report mode: would deny DNS app.unlisted.test A: name not in allowlist; answered NOERROR",
+                "Warning: report mode: would deny DNS . NS: name not in allowlist; answered NXDOMAIN",
             }));
             Assert.That(measurements.Select(m => ((string?)m.Tags["egress.kind"], (string?)m.Tags["egress.reason"])), Is.EqualTo(new[]
             {

@@ -37,6 +37,40 @@ public sealed class ReportedDestinationsTests
         });
     }
 
+    /// <summary>A trial: a resolv.conf search list (<c>ndots:5</c>) made report-to-allowlist propose
+    /// <c>a.trial.test.corp.example</c> and the like, names that do not exist, each an entry for every port. A name
+    /// only ever answered NXDOMAIN and never connected to is left out, saying why.</summary>
+    [Test]
+    public void ANameOnlyAnsweredNxdomainAndNeverConnectedToIsLeftOut()
+    {
+        const string Json = """{"EventId":461,"LogLevel":"Warning","Category":"Egress.Dns","Message":"report mode: would deny DNS json.nx.test A: name not in allowlist; answered NXDOMAIN","State":{"Message":"report mode: would deny DNS json.nx.test A: name not in allowlist; answered NXDOMAIN","Name":"json.nx.test","Type":"A","Reason":"name not in allowlist","Action":"answered NXDOMAIN","{OriginalFormat}":"report mode: would deny DNS {Name} {Type}: {Reason}; {Action}"}}""";
+        string[] log =
+        [
+            "warn: Egress.Dns[461] report mode: would deny DNS a.trial.test.corp.example A: name not in allowlist; answered NXDOMAIN",
+            "warn: Egress.Gateway[461] report mode: would deny DNS a.trial.test.corp.example A: name not in allowlist; answered NXDOMAIN",
+            "warn: Egress.Dns[461] report mode: would deny DNS a.trial.test A: name not in allowlist; answered NOERROR",
+            "warn: Egress.Dns[461] report mode: would deny DNS mixed.test AAAA: name not in allowlist; answered NXDOMAIN",
+            "warn: Egress.Dns[461] report mode: would deny DNS mixed.test A: name not in allowlist; answered NOERROR",
+            "warn: Egress.Dns[461] report mode: would deny DNS failed.test A: name not in allowlist; answered SERVFAIL",
+            "warn: Egress.Dns[461] report mode: would deny DNS older.test A: name not in allowlist; resolved", // before the answer was logged
+            "warn: Egress.Dns[461] report mode: would deny DNS connected.nx.test A: name not in allowlist; answered NXDOMAIN",
+            "warn: Egress.Proxy[460] report mode: would deny connection to 198.18.0.12:443 (name connected.nx.test): name connected.nx.test not in allowlist; allowed",
+            Json,
+        ];
+        var reported = new ReportedDestinations();
+        foreach (string line in log)
+        {
+            reported.Add(line);
+        }
+
+        const string Why = ": it was only answered NXDOMAIN and nothing connected to it (a search-list name, or a name that does not exist); an entry naming it would allow every port should it ever resolve";
+        Assert.Multiple(() =>
+        {
+            Assert.That(reported.Entries(), Is.EqualTo(new[] { "a.trial.test", "connected.nx.test:443", "failed.test", "mixed.test", "older.test" }));
+            Assert.That(reported.LeftOut(), Is.EqualTo(new[] { "a.trial.test.corp.example" + Why, "json.nx.test" + Why }));
+        });
+    }
+
     [Test]
     public void JsonLinesAreReadByTheirMessageNotTheirTemplate()
     {

@@ -54,17 +54,20 @@ internal sealed class DnsQueryHandler(
 
     private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, DnsAnswerBuffer response, bool udp, int clientInFlight)
     {
-        if (Screen(query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), out DnsQuestion question, out int questionEnd) is { } screened)
+        if (Screen(query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), out DnsQuestion question, out int questionEnd, out PolicyDecision decision) is { } screened)
         {
             return screened;
         }
+
+        // From here every result carries the decision that let the question through: report mode's would-deny line is
+        // logged with the answer (Complete), so it can say what the name was answered.
 
         // Only the question and a few flags go on (DnsForwarding.Minimize); the answer is checked against this form,
         // which keeps the ID, the question and the client's UDP payload size.
         query = query[..DnsForwarding.Minimize(query.Span, questionEnd)];
         if (!admission.TryEnter(clientInFlight, udp, out string? refused))
         {
-            return DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, refused);
+            return DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, refused) with { Decision = decision };
         }
 
         DnsExchangeStatus status;
@@ -89,13 +92,13 @@ internal sealed class DnsQueryHandler(
                 _ => null,
             };
             return DnsQueryResult.Answer(
-                DnsQueryOutcome.UpstreamFailed, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, DnsExchangeStatusText.Of(status), infoCode);
+                DnsQueryOutcome.UpstreamFailed, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, DnsExchangeStatusText.Of(status), infoCode) with { Decision = decision };
         }
 
         if (!DnsForwarding.IsAnswerTo(query.Span, response.Written(length).Span))
         {
             return DnsQueryResult.Answer(
-                DnsQueryOutcome.UpstreamFailed, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, "the parent's answer does not match the question");
+                DnsQueryOutcome.UpstreamFailed, query.Span, response.GetSpan(DnsMessage.MaxErrorResponseLength), question, "the parent's answer does not match the question") with { Decision = decision };
         }
 
         // The buffer already holds the answer (GetSpan keeps it: no larger array is needed). A truncated answer is
@@ -103,18 +106,18 @@ internal sealed class DnsQueryHandler(
         // so does the SERVFAIL written when truncation fails.
         Span<byte> answered = response.GetSpan(length);
 
-        return Deliver(query.Span, answered[..length], answered, question, questionEnd, udp);
+        return Deliver(query.Span, answered[..length], answered, question, questionEnd, udp) with { Decision = decision };
     }
 
-    private DnsQueryResult? Screen(ReadOnlySpan<byte> query, Span<byte> response, out DnsQuestion question, out int questionEnd)
+    private DnsQueryResult? Screen(ReadOnlySpan<byte> query, Span<byte> response, out DnsQuestion question, out int questionEnd, out PolicyDecision decision)
     {
         if (DnsScreening.Screen(query, response, out question, out questionEnd) is { } screened)
         {
+            decision = default;
             return screened;
         }
 
-        PolicyDecision decision = policy.CheckName(question.Name);
-        WouldDenyLog.Question(logger, metrics, question.Name, DnsTypeName.Of(question.Type), decision);
+        decision = policy.CheckName(question.Name);
         return decision.IsAllowed
             ? null
             : DnsQueryResult.Denied(query, response, question, decision);
@@ -169,18 +172,25 @@ internal sealed class DnsQueryHandler(
         int limit = udp ? DnsForwarding.ClientUdpLimit(query, questionEnd) : DnsTcpFraming.MaxMessageLength;
         if (answer.Length <= limit)
         {
-            return new DnsQueryResult(DnsQueryOutcome.Forwarded, answer.Length, question, string.Empty);
+            return new DnsQueryResult(DnsQueryOutcome.Forwarded, answer.Length, question, string.Empty) { ForwardedCode = DnsForwarding.ResponseCode(answer) };
         }
 
         DnsLog.TruncatedForClient(logger, question.LogName, answer.Length, limit);
         int truncated = DnsForwarding.WriteTruncated(query, questionEnd, answer, limit, response);
-        return new DnsQueryResult(DnsQueryOutcome.Truncated, truncated >= 0 ? truncated : DnsMessage.WriteServFail(query, response), question, string.Empty);
+        return new DnsQueryResult(DnsQueryOutcome.Truncated, truncated >= 0 ? truncated : DnsMessage.WriteServFail(query, response), question, string.Empty)
+        {
+            ForwardedCode = truncated >= 0 ? DnsForwarding.ResponseCode(answer) : null,
+        };
     }
 
     /// <summary>The one place a query's outcome is logged and counted.</summary>
     private void Complete(DnsQueryResult result)
     {
         var question = result.Question;
+        if (result.Decision.WouldDeny)
+        {
+            WouldDenyLog.Question(logger, metrics, question.Name, DnsTypeName.Of(question.Type), result.Decision, result.Action);
+        }
         switch (result.Outcome)
         {
             case DnsQueryOutcome.DeniedName:

@@ -52,8 +52,8 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
             return screened;
         }
 
+        // Report mode's would-deny line is logged with the answer (Complete), so it can say what the name was answered.
         PolicyDecision decision = policy.CheckName(question.Name);
-        WouldDenyLog.Question(logger, metrics, question.Name, DnsTypeName.Of(question.Type), decision);
         if (!decision.IsAllowed)
         {
             return DnsQueryResult.Denied(query.Span, response.Span, question, decision);
@@ -70,17 +70,21 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
                 _ => NoneAnswered,
             };
             ushort infoCode = answer == DnsUpstreamQuery.SocketFailed ? DnsEdns.InfoCodeNetworkError : DnsEdns.InfoCodeNoReachableAuthority;
-            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, why, infoCode);
+            return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, why, infoCode) with { Decision = decision };
         }
 
         DnsAnswerLearner.Learn(policy, question.Name, response.Span[..answer], logger);
-        return new DnsQueryResult(DnsQueryOutcome.Forwarded, answer, question, string.Empty);
+        return new DnsQueryResult(DnsQueryOutcome.Forwarded, answer, question, string.Empty) { Decision = decision, ForwardedCode = DnsForwarding.ResponseCode(response.Span[..answer]) };
     }
 
     /// <summary>The one place a query's outcome is logged and counted.</summary>
     private void Complete(DnsQueryResult result)
     {
         var question = result.Question;
+        if (result.Decision.WouldDeny)
+        {
+            WouldDenyLog.Question(logger, metrics, question.Name, DnsTypeName.Of(question.Type), result.Decision, result.Action);
+        }
         switch (result.Outcome)
         {
             case DnsQueryOutcome.DeniedName:
