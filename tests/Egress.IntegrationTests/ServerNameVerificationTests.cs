@@ -33,14 +33,7 @@ public sealed class ServerNameVerificationTests : EgressFixture
         await topology.StartDnsmasqAsync(
             DnsmasqRecord.Host(Name, Address), DnsmasqRecord.Host(AllowedNotLearned, WorldAddresses.Allowed), DnsmasqRecord.Host(BannerName, WorldAddresses.Allowed));
         topology.SetEnclaveNameserver(IPAddress.Loopback);
-        string key = Path.Combine(topology.WorkDirectory, "tls.key");
-        string cert = Path.Combine(topology.WorkDirectory, "tls.crt");
-        var made = await Command.RunAsync(
-            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-subj", $"/CN={Name}", "-days", "1"],
-            Clients.Timeout);
-        Assert.That(made.ExitCode, Is.Zero, made.ToString);
-        tlsServer = topology.StartProcess("openssl-s_server", topology.World, "openssl", "s_server", "-accept", $"{TlsPort}", "-cert", cert, "-key", key, "-www", "-msg");
-        Assert.That(await tlsServer.WaitForLineAsync(line => line.Contains("ACCEPT", StringComparison.Ordinal), TimeSpan.FromSeconds(10)), Is.Not.Null, () => tlsServer.Output);
+        tlsServer = await TlsWorldServer.StartAsync(topology, Name, TlsPort);
     }
 
     private BackgroundProcess TlsServer => tlsServer ?? throw new InvalidOperationException("no TLS server");

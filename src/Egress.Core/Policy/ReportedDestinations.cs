@@ -51,8 +51,10 @@ internal sealed partial class ReportedDestinations
     [GeneratedRegex(WouldDenyLog.Prefix + @"DNS (?<name>" + NamePattern + @") [A-Za-z0-9]+: (?:[^;""]*; (?<nxdomain>answered NXDOMAIN\b))?", RegexOptions.CultureInvariant)]
     private static partial Regex QuestionLine();
 
-    // ProxyLog 126, GatewayLog 226 (a JSON line escapes the quotes).
-    [GeneratedRegex("connection to " + EndPointPattern + @"(?: \(for [^)]*\))? would be refused \(egress\.mode = \\?""report\\?"": relayed\): server name (?<name>" + NamePattern + @") is not allowed by any entry", RegexOptions.CultureInvariant)]
+    // ProxyLog 126, GatewayLog 226 (a JSON line escapes the quotes): a server name no entry allows (proposed with the
+    // port), or a ClientHello enforce would refuse through any name (none, one the address was not learned from: the app
+    // did not resolve it through the enclave; ECH): only an entry for the address lets it through.
+    [GeneratedRegex("connection to " + EndPointPattern + @"(?: \(for [^)]*\))? would be refused \(egress\.mode = \\?""report\\?"": relayed\): (?:server name (?<name>" + NamePattern + @") is not allowed by any entry|(?<byAddress>the ClientHello has no server name|server name " + NamePattern + @" is not a name the address was learned from|the ClientHello uses encrypted_client_hello))", RegexOptions.CultureInvariant)]
     private static partial Regex ServerNameLine();
 
     // ProxyLog 104, GatewayLog 202 with a decision report mode kept (PolicyDecision.ToString), and the enclave's line for
@@ -84,7 +86,17 @@ internal sealed partial class ReportedDestinations
         {
             foreach (Match match in ServerNameLine().Matches(line))
             {
-                if (TryEndPoint(match, out IPEndPoint? destination) && IsName(match.Groups["name"].Value, out string? name))
+                if (!TryEndPoint(match, out IPEndPoint? destination))
+                {
+                    continue;
+                }
+
+                if (match.Groups["byAddress"].Success)
+                {
+                    counted = true;
+                    PortsOf(_addresses, destination.Address).Add(destination.Port);
+                }
+                else if (IsName(match.Groups["name"].Value, out string? name))
                 {
                     counted = true;
                     AddConnection(name, destination);

@@ -170,7 +170,7 @@ internal sealed class ProxyConnectionHandler(
             // checked: that check reads the first bytes in the relay, before any is sent.
             ReadOnlyMemory<byte> early = default;
             bool earlyDrained = false, earlyTried = false;
-            if (tunnelVersion == TunnelCodec.Version2 && !ServerNameGate.Applies(policy, decision.Reason))
+            if (tunnelVersion == TunnelCodec.Version2 && !ServerNameGate.Applies(policy, decision))
             {
                 byte[] buffer = ArrayPool<byte>.Shared.Rent(EarlyDataLength);
                 int got;
@@ -331,7 +331,7 @@ internal sealed class ProxyConnectionHandler(
             ProxyLog.FailingOver(logger, previousDestination, previous.ParentStatus, candidate, name, attempt + 1, candidates.Count);
             options.Metrics?.Failover();
             var (tunnel, result) = await OpenTunnelAsync(
-                candidate, HostHintFor(decision) ?? name, ServerNameGate.Applies(policy, decision.Reason) ? ReadOnlyMemory<byte>.Empty : early, aborted).ConfigureAwait(false);
+                candidate, HostHintFor(decision) ?? name, ServerNameGate.Applies(policy, decision) ? ReadOnlyMemory<byte>.Empty : early, aborted).ConfigureAwait(false);
             if (tunnel is not null)
             {
                 return (tunnel, candidate, decision, hold, null);

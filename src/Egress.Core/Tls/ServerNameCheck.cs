@@ -12,9 +12,12 @@ internal static class ServerNameCheck
     /// <param name="hello">The ClientHello, when <paramref name="status"/> says there is one.</param>
     /// <param name="learnedNames">The names the destination address was learned from.</param>
     /// <param name="isAllowed">Whether an entry allows a name (the policy's <c>CheckName</c>).</param>
+    /// <param name="reportOnly">Report mode: a name the address was not learned from is
+    /// <see cref="ServerNameRefusal.NotLearned"/> even when no entry allows it either, since an entry for the name would
+    /// not let enforce relay it (the report says what would).</param>
     /// <returns><see cref="ServerNameRefusal.None"/> to relay the bytes, else why not.</returns>
     public static ServerNameRefusal Decide(
-        TlsServerNameMode mode, ClientHelloStatus status, ClientHello hello, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed)
+        TlsServerNameMode mode, ClientHelloStatus status, ClientHello hello, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, bool reportOnly = false)
     {
         if (mode == TlsServerNameMode.Off)
         {
@@ -45,20 +48,16 @@ internal static class ServerNameCheck
             return mode == TlsServerNameMode.IfPresent ? ServerNameRefusal.None : ServerNameRefusal.NoServerName;
         }
 
-        if (!isAllowed(name))
+        bool learned = false;
+        foreach (string learnedName in learnedNames)
         {
-            return ServerNameRefusal.NotAllowed;
+            learned |= SameName(learnedName, name);
         }
 
-        foreach (string learned in learnedNames)
-        {
-            if (SameName(learned, name))
-            {
-                return ServerNameRefusal.None;
-            }
-        }
-
-        return ServerNameRefusal.NotLearned;
+        return !learned && reportOnly ? ServerNameRefusal.NotLearned
+            : !isAllowed(name) ? ServerNameRefusal.NotAllowed
+            : learned ? ServerNameRefusal.None
+            : ServerNameRefusal.NotLearned;
     }
 
     /// <summary>Whether two DNS names are equal: ASCII case-insensitive, a trailing dot ignored.</summary>

@@ -63,23 +63,38 @@ internal sealed class ServerNameGate : IFirstBytesGate
     /// <param name="decision">The policy's decision for it.</param>
     /// <param name="time">The clock of <see cref="ClientHelloTimeout"/>; null: the system's.</param>
     public static ServerNameGate? For(EgressPolicy policy, IPEndPoint destination, PolicyDecision decision, TimeProvider? time = null) =>
-        Applies(policy, decision.Reason) ? Checking(policy, destination, decision, time ?? TimeProvider.System) : null;
+        Applies(policy, decision) ? Checking(policy, destination, decision, time ?? TimeProvider.System) : null;
 
     /// <summary>
     /// Whether a connection allowed for <paramref name="reason"/> is server-name checked under <paramref name="policy"/>:
     /// the rule of <see cref="For"/>, which <c>egress-enclave check</c> states from too. Only an address learned from an
     /// allowed name is checked (<see cref="DecisionReason.Learned"/>, <see cref="DecisionReason.LearnedInGrace"/>,
     /// <see cref="DecisionReason.LearnedInUse"/>), and only when the mode is not <see cref="TlsServerNameMode.Off"/>;
-    /// a connection allowed by an address, network or <c>*</c> entry, or only by report mode, is not.
+    /// a connection allowed by an address, network or <c>*</c> entry is not. In report mode a connection enforce would
+    /// deny (<paramref name="wouldDeny"/>) is read too, and only reported: what its ClientHello names decides which
+    /// entry report-to-allowlist proposes (a trial: such connections were relayed unread, and the names proposed for
+    /// them let enforce refuse their ClientHellos, without a line to say so).
     /// </summary>
-    internal static bool Applies(EgressPolicy policy, DecisionReason reason) =>
+    internal static bool Applies(EgressPolicy policy, DecisionReason reason, bool wouldDeny = false) =>
         policy.TlsServerName != TlsServerNameMode.Off
-        && reason is DecisionReason.Learned or DecisionReason.LearnedInGrace or DecisionReason.LearnedInUse;
+        && (wouldDeny || reason is DecisionReason.Learned or DecisionReason.LearnedInGrace or DecisionReason.LearnedInUse);
+
+    /// <summary>Whether the connection <paramref name="decision"/> allowed is server-name checked (or, for a would-deny,
+    /// read and reported): <see cref="Applies(EgressPolicy, DecisionReason, bool)"/>.</summary>
+    internal static bool Applies(EgressPolicy policy, PolicyDecision decision) => Applies(policy, decision.Reason, decision.WouldDeny);
 
     /// <summary>The gate itself, apart from <see cref="For"/>: its name check's closure is allocated only for a connection
     /// that is checked (a lambda in <see cref="For"/> allocated its captures on every call, checked or not).</summary>
     private static ServerNameGate Checking(EgressPolicy policy, IPEndPoint destination, PolicyDecision decision, TimeProvider time) =>
-        new(policy.TlsServerName, policy.LearnedNamesOf(destination.Address, decision.Subject), name => policy.CheckNamePort(name, destination.Port) is (_, true), time, policy.Mode == EgressMode.Report, destination.Port);
+        new(policy.TlsServerName, policy.LearnedNamesOf(destination.Address, NameOf(decision)), name => policy.CheckNamePort(name, destination.Port) is (_, true), time, policy.Mode == EgressMode.Report, destination.Port);
+
+    /// <summary>The name <paramref name="decision"/> went by, when its subject is one (not an entry, as for
+    /// <see cref="DecisionReason.PortNotAllowed"/>).</summary>
+    private static string? NameOf(PolicyDecision decision) =>
+        decision.Reason is DecisionReason.Learned or DecisionReason.LearnedInGrace or DecisionReason.LearnedInUse
+            or DecisionReason.NameNotAllowed or DecisionReason.LearnedExpired or DecisionReason.NeverLearned
+            ? decision.Subject
+            : null;
 
     /// <summary>A gate over fixed names, for tests.</summary>
     internal static ServerNameGate Create(
@@ -162,7 +177,7 @@ internal sealed class ServerNameGate : IFirstBytesGate
             }
 
             ServerName = hello.ServerName;
-            Refusal = ServerNameCheck.Decide(Mode, status, hello, LearnedNames, _isAllowed);
+            Refusal = ServerNameCheck.Decide(Mode, status, hello, LearnedNames, _isAllowed, ReportOnly);
             return Refusal == ServerNameRefusal.None || ReportOnly ? new FirstBytes(true, buffer.AsSpan(0, filled).ToArray()) : new FirstBytes(false, default);
         }
         finally

@@ -125,8 +125,8 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
     /// <summary>
     /// The server-name line for connections to the addresses answered for <paramref name="name"/> (on
     /// <paramref name="port"/>, or on any port), from the reason the hosts allow such a connection for and
-    /// <see cref="ServerNameGate.Applies"/>, the rule the relay's gate is made by: a connection allowed by <c>*</c> or
-    /// only by report mode is not checked; one through a learned address is.
+    /// <see cref="ServerNameGate.Applies(EgressPolicy, DecisionReason, bool)"/>, the rule the relay's gate is made by: a
+    /// connection allowed by <c>*</c> is not checked, one only by report mode is reported, one through a learned address is.
     /// </summary>
     private static string NameServerNameRule(EgressPolicy policy, string name, PolicyDecision decision, (string Entry, bool PortAllowed)? onPort, int? port)
     {
@@ -140,7 +140,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
                 : DecisionReason.Learned;
             return ServerNameGate.Applies(policy, reason) || policy.TlsServerName == TlsServerNameMode.Off ? ServerNameRule(policy, name)
                 : reason == DecisionReason.AllowAll ? string.Create(CultureInfo.InvariantCulture, $"not checked on port {onePort}: {ByAllowAll}")
-                : NotCheckedInReportMode;
+                : ReportedInReportMode;
         }
 
         if (policy.TlsServerName == TlsServerNameMode.Off)
@@ -154,13 +154,14 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             return $"not checked: {ByAllowAll}";
         }
 
-        string rule = decision.WouldDeny ? NotCheckedInReportMode : ServerNameRule(policy, name);
+        string rule = decision.WouldDeny ? ReportedInReportMode : ServerNameRule(policy, name);
         string[] allowAll = [.. policy.Destinations.Where(entry => entry.Kind == DestinationRuleKind.AllowAll).Select(entry => $"\"{entry.Text}\"")];
         return allowAll.Length == 0 ? rule : $"on the ports of {string.Join(", ", allowAll)}, not checked: {ByAllowAll}; on other ports: {rule}";
     }
 
-    /// <summary>The server-name line of a connection allowed only by report mode, which the hosts do not check.</summary>
-    private const string NotCheckedInReportMode = "not checked: a connection allowed only by report mode (a would-deny) is relayed whatever its ClientHello names";
+    /// <summary>The server-name line of a connection allowed only by report mode, which the hosts read and report but do
+    /// not refuse (<see cref="ServerNameGate.Applies(EgressPolicy, DecisionReason, bool)"/>).</summary>
+    private const string ReportedInReportMode = "reported, not refused: a connection allowed only by report mode (a would-deny) is relayed whatever its ClientHello names; a ClientHello without a server name, or naming a name the address was not learned from, is logged as a would-refuse line, from which report-to-allowlist proposes the address instead of a name (enforce would refuse it through a name)";
 
     /// <summary>The server-name rule (<c>egress.tls_server_name</c>) for connections through addresses learned from
     /// <paramref name="name"/> (null: from whichever allowed name), in the words the hosts' refusals use.</summary>

@@ -129,7 +129,10 @@ public sealed class CheckServerNameTests
         ServerNameGate? gate = ServerNameGate.For(policy, destination, decision);
 
         Assert.That(decision.IsAllowed, Is.True, decision.ToString());
-        Assert.That(output.ToString(), gate is null ? Does.Contain("tls:     not checked") : Does.Contain("tls:     a TLS ClientHello must name " + name));
+        Assert.That(output.ToString(), gate is null ? Does.Contain("tls:     not checked")
+            : decision.WouldDeny ? Does.Contain("tls:     reported, not refused") // read and reported only: a would-deny
+            : Does.Contain("tls:     a TLS ClientHello must name " + name));
+        Assert.That(gate is null || gate.ReportOnly == (mode == "report"), Is.True, "only report mode's gates report");
     }
 
     private static (int Code, string Output) Check(string egress, string target)

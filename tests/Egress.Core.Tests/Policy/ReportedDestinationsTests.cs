@@ -327,6 +327,33 @@ public sealed class ReportedDestinationsTests
         });
     }
 
+    /// <summary>A ClientHello enforce would refuse through any name (none, a name the address was not learned from,
+    /// ECH) is proposed as its address and port: an entry for a name would not let it through (a trial: an IP-literal
+    /// and a <c>curl --resolve</c> app were refused in enforce mode with the proposal).</summary>
+    [Test]
+    public void ClientHellosNoNameWouldLetThroughAreProposedAsTheirAddress()
+    {
+        string[] log =
+        [
+            "warn: Egress.Proxy[126] connection to 198.18.0.11:443 would be refused (egress.mode = \"report\": relayed): the ClientHello has no server name (server name , learned from c.trial.test, egress.tls_server_name = \"require\")",
+            "warn: Egress.Gateway[226] connection to 198.18.0.11:8443 (for c.trial.test) would be refused (egress.mode = \"report\": relayed): server name x.trial.test is not a name the address was learned from (server name x.trial.test, learned from c.trial.test, egress.tls_server_name = \"require\")",
+            """{"EventId":126,"Message":"connection to [2001:db8::10]:443 would be refused (egress.mode = \"report\": relayed): the ClientHello uses encrypted_client_hello, which hides the server name (server name public.test, learned from c.trial.test, egress.tls_server_name = \"require\")"}""",
+            // Not about which entry: no proposal from these.
+            "warn: Egress.Proxy[126] connection to 198.18.0.12:443 would be refused (egress.mode = \"report\": relayed): the client closed in the middle of its ClientHello (server name , learned from c.trial.test, egress.tls_server_name = \"require\")",
+        ];
+        var reported = new ReportedDestinations();
+        foreach (string line in log)
+        {
+            reported.Add(line);
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(reported.Entries(), Is.EqualTo(new[] { "198.18.0.11:443,8443", "[2001:db8::10]:443" }));
+            Assert.That(reported.Lines, Is.EqualTo(3));
+        });
+    }
+
     [Test]
     public void AConnectionLineWithoutANameTakesTheNameItsReasonGives()
     {

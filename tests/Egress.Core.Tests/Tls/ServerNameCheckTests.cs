@@ -23,6 +23,19 @@ public sealed class ServerNameCheckTests
         Assert.That(Decide(mode, ClientHelloStatus.ClientHello, name).ToString(), Is.EqualTo(expected));
     }
 
+    /// <summary>Report mode: a name the address was not learned from is reported as such even when no entry allows it,
+    /// since an entry for it would not let enforce relay it (report-to-allowlist proposes the address instead).</summary>
+    [TestCase("evil.test", "NotLearned")]
+    [TestCase("other.test", "NotLearned")]
+    [TestCase("www.allowed.test", "None")]
+    public void InReportModeANameNotLearnedIsReportedAsNotLearnedFirst(string name, string expected)
+    {
+        var reported = ServerNameCheck.Decide(
+            TlsServerNameMode.Require, ClientHelloStatus.ClientHello, new ClientHello(name, false), Learned, name => name == "other.test" || name == "www.allowed.test", reportOnly: true);
+
+        Assert.That(reported.ToString(), Is.EqualTo(expected));
+    }
+
     [TestCase(TlsServerNameMode.Require)]
     [TestCase(TlsServerNameMode.IfPresent)]
     public void EncryptedClientHelloIsRefusedEvenWithALearnedOuterName(TlsServerNameMode mode)
