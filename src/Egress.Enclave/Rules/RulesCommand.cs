@@ -313,46 +313,14 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
         var others = new List<(string Program, string Line)>();
         foreach (var family in rules.Where(r => r.Program != "ip" && (environment.IPv6Enabled || !r.IsIPv6)).GroupBy(r => r.Program))
         {
-            var targets = family.Select(r => DnatTarget(r.Add)).OfType<string>().ToHashSet(StringComparer.Ordinal);
-            var listed = runner.Run(family.Key, ["-w", "-t", "nat", "-S", "OUTPUT"]);
-            if (listed.ExitCode != 0)
+            var targets = family.Select(r => NatOutput.DnatTarget(r.Add)).OfType<string>().ToHashSet(StringComparer.Ordinal);
+            if (NatOutput.Read(runner, family.Key, out _) is { } redirects)
             {
-                continue;
-            }
-
-            foreach (var line in listed.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-            {
-                string[] words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-                if (words is ["-A", "OUTPUT", ..] && DnatTarget(words) is { } target && !targets.Contains(target))
-                {
-                    others.Add((family.Key, line));
-                }
+                others.AddRange(redirects.Where(r => !targets.Contains(r.Target)).Select(r => (family.Key, r.Line)));
             }
         }
 
         return others;
-    }
-
-    /// <summary>The value of <c>--to-destination</c> in a DNAT rule's words; null for another rule.</summary>
-    private static string? DnatTarget(IReadOnlyList<string> words)
-    {
-        for (int i = 0; i + 1 < words.Count; i++)
-        {
-            if (words[i] == "-j" && words[i + 1] == "DNAT")
-            {
-                for (int j = i + 2; j + 1 < words.Count; j++)
-                {
-                    if (words[j] == "--to-destination")
-                    {
-                        return words[j + 1];
-                    }
-                }
-
-                return string.Empty; // a DNAT without a target of its own: never one of this configuration's
-            }
-        }
-
-        return null;
     }
 
     private static string Label(RedirectRule rule) => rule.Program == "ip" ? rule.Description : $"{rule.Description} ({rule.Program})";
@@ -471,5 +439,83 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
         }
 
         return true;
+    }
+}
+
+/// <summary>One DNAT rule of a nat OUTPUT chain: its line as <c>-S OUTPUT</c> prints it, its <c>--to-destination</c>
+/// (empty for a DNAT without one), and whether it takes DNS (<c>--dport 53</c>) rather than other traffic.</summary>
+internal sealed record NatRedirect(string Line, string Target, bool IsDns);
+
+/// <summary>
+/// Reads the DNAT rules of one family's nat OUTPUT chain with <c>PROGRAM -w -t nat -S OUTPUT</c>: what <c>rules
+/// --apply</c> compares with the targets it would add, and what egress-enclave compares with its listen addresses at
+/// start.
+/// </summary>
+internal static class NatOutput
+{
+    /// <summary>The arguments that list nat OUTPUT; the same as the netfilter probe's, so one run can serve both.</summary>
+    public static readonly IReadOnlyList<string> ListArguments = ["-w", "-t", "nat", "-S", "OUTPUT"];
+
+    /// <summary>The DNAT rules of <paramref name="program"/>'s nat OUTPUT chain, in order; null (with
+    /// <paramref name="failure"/> saying why) when the chain cannot be listed.</summary>
+    public static List<NatRedirect>? Read(ICommandRunner runner, string program, out string failure)
+    {
+        var listed = runner.Run(program, ListArguments);
+        var said = (listed.StandardError + "\n" + listed.StandardOutput).Trim();
+        if (listed.ExitCode != 0 || said.Contains("Failed to initialize nft", StringComparison.Ordinal))
+        {
+            var why = said.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? string.Empty;
+            failure = $"'{program} {string.Join(' ', ListArguments)}' failed (exit {listed.ExitCode}){(why.Length > 0 ? ": " + why : string.Empty)}";
+            return null;
+        }
+
+        failure = string.Empty;
+        var redirects = new List<NatRedirect>();
+        foreach (var line in listed.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            string[] words = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (words is ["-A", "OUTPUT", ..] && DnatTarget(words) is { } target)
+            {
+                redirects.Add(new NatRedirect(line, target, IsDns(words)));
+            }
+        }
+
+        return redirects;
+    }
+
+    /// <summary>The value of <c>--to-destination</c> in a DNAT rule's words; null for another rule.</summary>
+    public static string? DnatTarget(IReadOnlyList<string> words)
+    {
+        for (int i = 0; i + 1 < words.Count; i++)
+        {
+            if (words[i] == "-j" && words[i + 1] == "DNAT")
+            {
+                for (int j = i + 2; j + 1 < words.Count; j++)
+                {
+                    if (words[j] == "--to-destination")
+                    {
+                        return words[j + 1];
+                    }
+                }
+
+                return string.Empty; // a DNAT without a target of its own: never one of this configuration's
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Whether a rule's words match destination port 53 (the DNS redirects).</summary>
+    public static bool IsDns(IReadOnlyList<string> words)
+    {
+        for (int i = 0; i + 1 < words.Count; i++)
+        {
+            if (words[i] == "--dport" && words[i + 1] == "53")
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }
