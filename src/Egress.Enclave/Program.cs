@@ -308,6 +308,7 @@ static async Task<int> RunAsync(string? configPath, string? tunnelText, LogLevel
         policyDigest = configuration.GetPolicyDigest();
         tunnel = tunnelText is null ? null : TunnelEndpoint.Parse(tunnelText);
         builder.Services.AddEgressEnclave(configuration, tunnel);
+        AddLiveRulesCheck(builder.Services, configuration, configPath ?? "enclave.toml");
         if (checkOnly)
         {
             // What registration read and checked, and what `rules --apply` (the enclave's first step) reads: listeners no
@@ -390,13 +391,43 @@ static int RunRules(string? configPath, bool apply, bool remove, bool force, Net
         return HostRuntime.UsageError;
     }
 
-    var settings = netfilterOption is { } chosen
-        ? new RulesSettings(targets, dnsTargets, chosen, "set by --netfilter")
-        : new RulesSettings(targets, dnsTargets, configuration.Enclave.Netfilter, $"set by [enclave] netfilter in {configuration.GetLocation("enclave.netfilter")?.ToString() ?? configuration.SourceName}");
+    var settings = RulesSettingsOf(configuration, targets, dnsTargets, netfilterOption);
     var rules = new RulesCommand(Console.Out, Console.Error, ProcessRunner.Instance, RulesEnvironment.Current());
     return apply ? rules.Apply(settings, force)
         : remove ? rules.Remove(settings)
         : rules.Print(settings);
+}
+
+// What `rules` works from: the redirect targets and the netfilter backend, from --netfilter (rules only) or the file.
+static RulesSettings RulesSettingsOf(
+    EgressConfiguration configuration, IReadOnlyList<System.Net.IPEndPoint> targets, IReadOnlyList<System.Net.IPEndPoint> dnsTargets, NetfilterBackend? netfilterOption) =>
+    netfilterOption is { } chosen
+        ? new RulesSettings(targets, dnsTargets, chosen, "set by --netfilter")
+        : new RulesSettings(targets, dnsTargets, configuration.Enclave.Netfilter, $"set by [enclave] netfilter in {configuration.GetLocation("enclave.netfilter")?.ToString() ?? configuration.SourceName}");
+
+// The start's check of the redirect rules in the kernel against this configuration (LiveRulesCheck), registered after
+// the listeners so that it runs once they are bound. A configuration rules --apply would refuse (no loopback listen
+// address) still starts, as before; the check then says why it could not run.
+static void AddLiveRulesCheck(IServiceCollection services, EgressConfiguration configuration, string configPath)
+{
+    RulesSettings? settings = null;
+    string? problem = null;
+    try
+    {
+        var (targets, dnsTargets) = RedirectTargets(configuration);
+        settings = RulesSettingsOf(configuration, targets, dnsTargets, netfilterOption: null);
+    }
+    catch (ConfigurationException ex)
+    {
+        problem = ex.Message;
+    }
+
+    services.AddSingleton<IHostedService>(provider =>
+    {
+        var logger = provider.GetRequiredService<ILoggerFactory>().CreateLogger("Egress.Enclave");
+        var check = new LiveRulesCheck(ProcessRunner.Instance, RulesEnvironment.Current);
+        return new LiveRulesCheckService(() => check.Run(settings, problem, configPath, logger));
+    });
 }
 
 static int Fail(string message)

@@ -449,7 +449,7 @@ internal sealed record NatRedirect(string Line, string Target, bool IsDns);
 /// <summary>
 /// Reads the DNAT rules of one family's nat OUTPUT chain with <c>PROGRAM -w -t nat -S OUTPUT</c>: what <c>rules
 /// --apply</c> compares with the targets it would add, and what egress-enclave compares with its listen addresses at
-/// start.
+/// start (<see cref="LiveRulesCheck"/>).
 /// </summary>
 internal static class NatOutput
 {
