@@ -123,7 +123,8 @@ public sealed class DnsForwarderFailureTests
         byte[] query = DnsQueryBytes.Build(4, "api.y.test");
 
         Assert.That(await harness.UdpAsync(query), Is.EqualTo(ServFail(query)));
-        Assert.That(harness.ParentLog.Values(256, "Reason"), Is.EqualTo(new[] { "the upstream refused or was unreachable (socket error)" }));
+        // Naming the upstream and the error (a trial: the line named neither).
+        Assert.That(harness.ParentLog.Values(256, "Reason"), Is.EqualTo(new[] { $"the upstream refused or was unreachable (socket error: {dead} over UDP: ConnectionRefused)" }));
     }
 
     /// <summary>From a new user's trial: with two upstreams, the first of which answers REFUSED (a resolver that does
@@ -323,7 +324,7 @@ public sealed class DnsForwarderFailureTests
         Assert.That(upstream.Queries, Is.Empty);
 
         // A new user's trial: the line ended in the bare code name ("SERVFAIL for DNS hello.egress.test A: StreamFailed").
-        Assert.That(harness.EnclaveLog.Values(305, "Status"), Is.EqualTo(new[] { "the tunnel DNS stream to the parent failed or could not be opened; the line before says why (StreamFailed)" }));
+        Assert.That(harness.EnclaveLog.Values(305, "Status"), Is.EqualTo(new[] { "the tunnel DNS stream to the parent failed or could not be opened; a \"dns stream\" line says why (StreamFailed)" }));
     }
 
     // A new user's trial: a SERVFAIL made up by either host said nothing of why, where an EDNS client (dig, a resolver

@@ -24,7 +24,7 @@ internal static class DnsExchangeStatusText
     public static string Of(DnsExchangeStatus status) => status switch
     {
         DnsExchangeStatus.TimedOut => TimedOut,
-        DnsExchangeStatus.StreamFailed => "the tunnel DNS stream to the parent failed or could not be opened; the line before says why (StreamFailed)",
+        DnsExchangeStatus.StreamFailed => "the tunnel DNS stream to the parent failed or could not be opened; a \"dns stream\" line says why (StreamFailed)",
         DnsExchangeStatus.Stopped => "the DNS forwarder is stopping (Stopped)",
         _ => status.ToString(),
     };

@@ -73,6 +73,16 @@ internal sealed class DnsUpstreamClient : IDisposable
     /// <summary>Gets the resolvers, in order of preference.</summary>
     public IReadOnlyList<IPEndPoint> Upstreams => _upstreams;
 
+    /// <summary>Gets the latest socket error an exchange ended with (<see cref="DnsUpstreamQuery.SocketFailed"/>), for the
+    /// log line of a query that failed so: the upstream, the transport and the error, e.g. <c>198.18.0.10:53 over UDP:
+    /// ConnectionRefused</c>; null before any.</summary>
+    public string? LastSocketFailure => Volatile.Read(ref _lastSocketFailure);
+
+    private string? _lastSocketFailure;
+
+    private void SocketFailed(IPEndPoint upstream, string transport, SocketError error) =>
+        Volatile.Write(ref _lastSocketFailure, $"{upstream} over {transport}: {error}");
+
     /// <summary>Resolves <paramref name="query"/>; its ID is restored before this returns.</summary>
     /// <param name="query">The query.</param>
     /// <param name="response">Receives the answer (at least 65535 bytes), with the query's ID.</param>
@@ -290,6 +300,11 @@ internal sealed class DnsUpstreamClient : IDisposable
         {
             if (!pool.TrySend(pending, out SocketError error))
             {
+                if (error != SocketError.MessageSize)
+                {
+                    SocketFailed(pool.Upstream, "UDP", error);
+                }
+
                 return error == SocketError.MessageSize ? TooLargeForUdp : DnsUpstreamQuery.SocketFailed;
             }
 
@@ -302,6 +317,11 @@ internal sealed class DnsUpstreamClient : IDisposable
             if (result == DnsUpstreamQuery.Aborted)
             {
                 throw new OperationCanceledException(aborted);
+            }
+
+            if (result == DnsUpstreamQuery.SocketFailed)
+            {
+                SocketFailed(pool.Upstream, "UDP", pending.Socket?.FailedWith ?? SocketError.SocketError);
             }
 
             return result == DnsUpstreamQuery.Failed && pending.SawMismatch ? DnsUpstreamQuery.Mismatched : result;
@@ -362,10 +382,11 @@ internal sealed class DnsUpstreamClient : IDisposable
         {
             return -1;
         }
-        catch (SocketException)
+        catch (SocketException ex)
         {
             // A socket error (mostly the connect's own: refused or unreachable): said so, not as a timeout. A firewall that lets only
             // UDP 53 through makes every truncated answer end here.
+            SocketFailed(upstream, "TCP", ex.SocketErrorCode);
             return DnsUpstreamQuery.SocketFailed;
         }
         catch (Exception ex) when (ex is IOException or ConnectionResetException or ConnectionAbortedException)

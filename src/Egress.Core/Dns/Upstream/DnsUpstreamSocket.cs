@@ -63,6 +63,10 @@ internal sealed class DnsUpstreamSocket : IDisposable
     /// <summary>Gets the local (source) address and port.</summary>
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
 
+    /// <summary>Gets the error that closed the socket (e.g. <see cref="SocketError.ConnectionRefused"/>: ICMP port
+    /// unreachable), once its receive failed with one; <see cref="SocketError.Success"/> otherwise.</summary>
+    public SocketError FailedWith { get; private set; }
+
     /// <summary>Gets whether the socket is closed (failed, disposed, or retired and drained).</summary>
     public bool IsClosed => Volatile.Read(ref _closed);
 
@@ -317,6 +321,7 @@ internal sealed class DnsUpstreamSocket : IDisposable
             catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
             {
                 // Closed, or an error such as ICMP port unreachable: the upstream is not serving this socket.
+                FailedWith = ex is SocketException socketError ? socketError.SocketErrorCode : SocketError.Success;
                 Close();
                 return;
             }

@@ -65,7 +65,7 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
         {
             string why = answer switch
             {
-                DnsUpstreamQuery.SocketFailed => "the upstream refused or was unreachable (socket error)",
+                DnsUpstreamQuery.SocketFailed => "the upstream refused or was unreachable (socket error: " + (upstreams.LastSocketFailure ?? "unknown") + ")",
                 DnsUpstreamQuery.Mismatched => NoneAnswered + "; a message with the query's ID that did not answer its question was ignored (spoofed, or an upstream that rewrites the question)",
                 _ => NoneAnswered,
             };
