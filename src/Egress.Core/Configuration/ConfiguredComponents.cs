@@ -142,6 +142,11 @@ public static class ConfiguredComponents
             warnings.Add(evervaultPorts);
         }
 
+        if (UnusedEgressCaution(configuration) is { } unusedEgress)
+        {
+            warnings.Add(unusedEgress);
+        }
+
         foreach (var entry in configuration.Egress.Entries)
         {
             if (entry.Rule is { Kind: DestinationRuleKind.WildcardSubdomain, HostName: { } domain } && !domain.Contains('.', StringComparison.Ordinal)
@@ -416,6 +421,24 @@ public static class ConfiguredComponents
         string at = (configuration.GetLocation(key) ?? configuration.GetLocation(key == "egress.enabled" ? "egress.destinations" : "egress.enabled"))?.ToString()
             ?? configuration.SourceName;
         return $"{at}: warning: {caution} (key '{key}')";
+    }
+
+    // A file with [[host.enclaves]] whose own [egress] allows something: egress-host decides every stream by the entries'
+    // files, so this [egress] decides none, and an enclave given this file would enforce a policy the parent does not (a
+    // trial: --check-config said nothing about a full destinations list that was never used). Located at the list.
+    private static string? UnusedEgressCaution(EgressConfiguration configuration)
+    {
+        int mapped = configuration.Host.Enclaves.Count;
+        int count = configuration.Egress.Entries.Count;
+        if (mapped == 0 || count == 0)
+        {
+            return null;
+        }
+
+        string at = (configuration.GetLocation("egress.destinations") ?? configuration.GetLocation("host.enclaves"))?.ToString() ?? configuration.SourceName;
+        return string.Create(
+            CultureInfo.InvariantCulture,
+            $"{at}: warning: the {count} destination{(count == 1 ? string.Empty : "s")} of this file's [egress] decide no connection: with [[host.enclaves]] ({mapped} entr{(mapped == 1 ? "y" : "ies")}) egress-host decides each enclave's streams by its entry's config file; move them there, or remove them (key 'egress.destinations')");
     }
 
     // A file copied from an Evervault enclave (it has the identity keys evervault-cli writes: uuid, app_uuid, team_uuid)

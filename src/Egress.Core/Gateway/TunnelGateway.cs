@@ -242,6 +242,9 @@ public sealed class TunnelGateway : IAsyncDisposable
     /// <summary>Gets the streams per enclave CID when several are served (tests); null otherwise.</summary>
     internal EnclaveStreamShare? StreamShare => _share;
 
+    /// <summary>Gets how many streams hold a slot of <c>host.max_streams</c> now (tests).</summary>
+    internal int StreamsAdmitted => _listener?.Admission?.Admitted ?? 0;
+
     /// <summary>Stops accepting, lets live streams finish up to the drain deadline, then aborts them.</summary>
     /// <returns>A task that completes when every stream has ended.</returns>
     public Task StopAsync() => _listener?.StopAsync(_options.ShutdownDrain) ?? Task.CompletedTask;

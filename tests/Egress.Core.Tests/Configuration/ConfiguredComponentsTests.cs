@@ -102,6 +102,28 @@ public sealed class ConfiguredComponentsTests
             EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"{entry}\"]\n", Source).GetWarnings(),
             Has.None.Contains(" is loopback").And.None.Contains(" is link-local").And.None.Contains("the parent dials it"));
 
+    /// <summary>A trial: a parent's file with <c>[[host.enclaves]]</c> and a full <c>[egress]</c> list, which decides no
+    /// stream, passed <c>--check-config</c> without a word.</summary>
+    [Test]
+    public void DestinationsOfAFileWithEnclaveEntriesAreWarnedAboutAsUnused()
+    {
+        const string Mapped = "[egress]\nenabled = true\ndestinations = [\"api.example.com\", \"*.example.org:443\"]\n\n[[host.enclaves]]\ncid = 16\nconfig = \"a.toml\"\n";
+
+        IReadOnlyList<string> warnings = EgressConfiguration.Parse(Mapped, Source).GetWarnings();
+        IReadOnlyList<string> withoutList = EgressConfiguration.Parse("[[host.enclaves]]\ncid = 16\nconfig = \"a.toml\"\n", Source).GetWarnings();
+        IReadOnlyList<string> withoutMap = EgressConfiguration.Parse("[egress]\nenabled = true\ndestinations = [\"api.example.com\"]\n", Source).GetWarnings();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(warnings, Is.EqualTo(new[]
+            {
+                $"{Source}:3:16: warning: the 2 destinations of this file's [egress] decide no connection: with [[host.enclaves]] (1 entry) egress-host decides each enclave's streams by its entry's config file; move them there, or remove them (key 'egress.destinations')",
+            }));
+            Assert.That(withoutList, Is.Empty);
+            Assert.That(withoutMap, Is.Empty);
+        });
+    }
+
     /// <summary>From a new user's trial: a copied Evervault file (no egress.ports) allowed every port of its entries,
     /// where Evervault allows 443 only, without a word.</summary>
     [Test]
