@@ -7,9 +7,11 @@ namespace Egress.IntegrationTests;
 /// <summary>
 /// The report-mode workflow with TLS apps (a trial, 5 December 2026): three apps reach one HTTPS server, by its name
 /// (resolved through the enclave), by its address (no server name), and under a name they never resolved through the
-/// enclave (<c>curl --resolve</c>). report-to-allowlist must propose entries that let all three through in enforce mode:
-/// before, it proposed only the name, and enforce refused the other two ClientHellos, with nothing in report mode to say
-/// it would. <see cref="ReportModeTlsProposalTests"/> runs the same apps in enforce mode with this proposal.
+/// enclave (<c>curl --resolve</c>). Before, report-to-allowlist proposed only the name, and enforce refused the other two
+/// ClientHellos, with nothing in report mode to say it would. Now report mode reads their ClientHellos, and
+/// report-to-allowlist proposes the name and says, on standard error, that only an entry for the address lets the other
+/// two through (and that it switches off the server-name check there, so it is left to the operator).
+/// <see cref="ReportModeTlsProposalTests"/> runs the same apps in enforce mode with the proposal and that entry.
 /// </summary>
 [TestFixture]
 public sealed class ReportModeTlsTests : EgressFixture
@@ -21,7 +23,10 @@ public sealed class ReportModeTlsTests : EgressFixture
     internal static IPAddress Address => WorldAddresses.Unlisted;
 
     /// <summary>What report-to-allowlist proposes for the three apps.</summary>
-    internal static readonly string[] Proposal = [$"{Address}:{TlsPort}", $"{Name}:{TlsPort}"];
+    internal static readonly string[] Proposal = [$"{Name}:{TlsPort}"];
+
+    /// <summary>The entry its standard error names for the two apps no name entry lets through.</summary>
+    internal static string AddressEntry => $"{Address}:{TlsPort}";
 
     internal override string ConfigToml =>
         EnclaveConfig.Render([]).Replace("enabled = true\n", "enabled = true\nmode = \"report\"\n", StringComparison.Ordinal);
@@ -62,15 +67,17 @@ public sealed class ReportModeTlsTests : EgressFixture
             Assert.That(notLearned, Is.Not.Null, () => $"no would-refuse line for {Unresolved}:\n{Deployment.Enclave.Output}");
             Assert.That(derived.ExitCode, Is.Zero, derived.ToString);
             Assert.That(derived.StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries), Is.EqualTo(Proposal), derived.ToString);
+            Assert.That(derived.StandardError, Does.Contain($"# left out {AddressEntry}: a TLS client reached it and ").And.Contain($"the entry \"{AddressEntry}\" would"), derived.ToString);
         });
     }
 }
 
-/// <summary>The apps of <see cref="ReportModeTlsTests"/> in enforce mode with its proposal: each gets through.</summary>
+/// <summary>The apps of <see cref="ReportModeTlsTests"/> in enforce mode with its proposal and the address entry its
+/// standard error names: each gets through.</summary>
 [TestFixture]
 public sealed class ReportModeTlsProposalTests : EgressFixture
 {
-    internal override string ConfigToml => EnclaveConfig.Render(ReportModeTlsTests.Proposal);
+    internal override string ConfigToml => EnclaveConfig.Render([.. ReportModeTlsTests.Proposal, ReportModeTlsTests.AddressEntry]);
 
     internal override async Task PrepareAsync(Topology topology) => await ReportModeTlsTests.PrepareWorldAsync(topology);
 

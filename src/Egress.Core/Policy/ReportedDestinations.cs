@@ -19,7 +19,12 @@ namespace Egress.Policy;
 /// denied with <c>...; report mode does not relax internal addresses</c> (internal ranges, the parent's own addresses),
 /// a name whose connection was so denied (the line's <c>(name ...)</c> or <c>(for ...)</c>, or a would-deny connection
 /// to that address and port under the name), and a name whose DNS answer was refused as rebinding (<c>DNS rebinding
-/// refused: ...</c>). <see cref="LeftOut"/> says what was left out and why. The result is sorted (ordinal) and unique.</para>
+/// refused: ...</c>). Nor is a name whose DNS questions were only ever answered NXDOMAIN (a resolv.conf search list's)
+/// or SERVFAIL and that nothing connected to (unless the parent denied it: GatewayLog 254), nor the address of a TLS
+/// connection whose ClientHello no name entry would let through in enforce mode (no server name, ECH, a name the
+/// address was not learned from: events 126 and 226): only an entry for the address would, and it switches off the
+/// server-name check there for every name on that address. <see cref="LeftOut"/> says what was left out and why. The
+/// result is sorted (ordinal) and unique.</para>
 /// </summary>
 internal sealed partial class ReportedDestinations
 {
@@ -39,8 +44,17 @@ internal sealed partial class ReportedDestinations
     private readonly Dictionary<IPEndPoint, Kept> _kept = [];
     private readonly Dictionary<string, string> _rebinding = new(StringComparer.Ordinal);
 
-    // Per name seen in a would-deny DNS line: whether every such line said it was answered NXDOMAIN.
-    private readonly Dictionary<string, bool> _onlyNxdomain = new(StringComparer.Ordinal);
+    // Per name seen in a would-deny DNS line: the one RCODE every such line said it was answered with (NXDOMAIN,
+    // SERVFAIL), or null once another was seen (or none: lines before the answer was logged said "resolved").
+    private readonly Dictionary<string, string?> _onlyAnswered = new(StringComparer.Ordinal);
+
+    // Names the parent denied (GatewayLog 254: "denied DNS NAME TYPE: parent: ..."): an enclave reporting while its
+    // parent enforces; their NXDOMAIN says nothing of whether they exist.
+    private readonly HashSet<string> _deniedByParent = new(StringComparer.Ordinal);
+
+    // Endpoints of TLS connections no name entry would let through in enforce mode (no server name, ECH, a name the
+    // address was not learned from): only an address entry would, which switches off the server-name check there.
+    private readonly Dictionary<IPEndPoint, string> _serverNameBlind = [];
 
     /// <summary>A denial report mode kept: its reason (without the <c>(interface ...)</c> detail) and the hint it named.</summary>
     private sealed record Kept(string Reason, bool OfParent, SortedSet<string> Hints);
@@ -48,7 +62,7 @@ internal sealed partial class ReportedDestinations
     [GeneratedRegex(WouldDenyLog.Prefix + "connection to " + EndPointPattern + @"(?: \(name (?<name>" + NamePattern + @")\))?: (?:name (?<reasonName>" + NamePattern + @") not in allowlist)?", RegexOptions.CultureInvariant)]
     private static partial Regex ConnectionLine();
 
-    [GeneratedRegex(WouldDenyLog.Prefix + @"DNS (?<name>" + NamePattern + @") [A-Za-z0-9]+: (?:[^;""]*; (?<nxdomain>answered NXDOMAIN\b))?", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(WouldDenyLog.Prefix + @"DNS (?<name>" + NamePattern + @") [A-Za-z0-9]+: (?:[^;""]*; answered (?<rcode>[A-Z]+)\b)?", RegexOptions.CultureInvariant)]
     private static partial Regex QuestionLine();
 
     // ProxyLog 126, GatewayLog 226 (a JSON line escapes the quotes): a server name no entry allows (proposed with the
@@ -62,6 +76,10 @@ internal sealed partial class ReportedDestinations
     // enclave's log alone already leaves out what the parent denied.
     [GeneratedRegex("connection to " + EndPointPattern + @"(?: \(for (?<name>" + NamePattern + @")\.?\))?(?: failed: parent answered DeniedByPolicy: parent:)? denied: (?<reason>[^;""]*)(?<entry>; an entry naming this one address allows it)?" + KeptSuffix, RegexOptions.CultureInvariant)]
     private static partial Regex KeptLine();
+
+    // GatewayLog 254.
+    [GeneratedRegex(@"denied DNS (?<name>" + NamePattern + @") [A-Za-z0-9]+: parent: ", RegexOptions.CultureInvariant)]
+    private static partial Regex ParentDnsDenialLine();
 
     // DnsLog 308.
     [GeneratedRegex(@"DNS rebinding refused: (?<name>" + NamePattern + @")\.? answered (?<address>[0-9A-Fa-f:.]+): ", RegexOptions.CultureInvariant)]
@@ -94,12 +112,23 @@ internal sealed partial class ReportedDestinations
                 if (match.Groups["byAddress"].Success)
                 {
                     counted = true;
-                    PortsOf(_addresses, destination.Address).Add(destination.Port);
+                    _serverNameBlind.TryAdd(destination, match.Groups["byAddress"].Value);
                 }
                 else if (IsName(match.Groups["name"].Value, out string? name))
                 {
                     counted = true;
                     AddConnection(name, destination);
+                }
+            }
+        }
+
+        if (line.Contains(": parent: ", StringComparison.Ordinal))
+        {
+            foreach (Match match in ParentDnsDenialLine().Matches(line))
+            {
+                if (IsName(match.Groups["name"].Value, out string? name))
+                {
+                    _deniedByParent.Add(name);
                 }
             }
         }
@@ -131,8 +160,8 @@ internal sealed partial class ReportedDestinations
                 {
                     counted = true;
                     PortsOf(_names, name);
-                    bool nxdomain = match.Groups["nxdomain"].Success;
-                    _onlyNxdomain[name] = nxdomain && _onlyNxdomain.GetValueOrDefault(name, true);
+                    string? rcode = match.Groups["rcode"].Success ? match.Groups["rcode"].Value : null;
+                    _onlyAnswered[name] = _onlyAnswered.TryGetValue(name, out string? before) && before != rcode ? null : rcode;
                 }
             }
         }
@@ -276,17 +305,41 @@ internal sealed partial class ReportedDestinations
             }
         }
 
+        foreach (var (destination, why) in _serverNameBlind)
+        {
+            if (_addresses.TryGetValue(destination.Address, out SortedSet<int>? ports) && ports.Contains(destination.Port))
+            {
+                continue; // proposed as an address already: no name of it was known
+            }
+
+            // A review: proposed, the address entry would switch off the server-name check for every name on that
+            // address and port (a CDN's: domain fronting), so it is the operator's decision, not the tool's.
+            string host = destination.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{destination.Address}]" : destination.Address.ToString();
+            leftOut.Add(string.Create(CultureInfo.InvariantCulture,
+                $"{host}:{destination.Port}: a TLS client reached it and {Lowered(why)}, so no name entry lets it through in enforce mode; the entry \"{host}:{destination.Port}\" would, and it switches off the server-name check there for every name on that address (add it only if that is meant)"));
+        }
+
         return ([.. entries], [.. leftOut]);
     }
+
+    /// <summary>A would-refuse reason as it reads after "and": <c>the ClientHello has no server name</c> →
+    /// <c>its ClientHello has no server name</c>.</summary>
+    private static string Lowered(string why) => why.StartsWith("the ClientHello", StringComparison.Ordinal) ? "its" + why["the".Length..] : "its ClientHello's " + why;
 
     /// <summary>Why the name must not be proposed, or null.</summary>
     private string? WhyNot(string name, SortedSet<int> ports)
     {
-        if (ports.Count == 0 && _onlyNxdomain.GetValueOrDefault(name))
+        if (ports.Count == 0 && !_deniedByParent.Contains(name))
         {
             // A trial: a resolv.conf search list (ndots:5) proposed a.example.test.corp.example and the like, each an
-            // entry for every port should the name ever resolve.
-            return "it was only answered NXDOMAIN and nothing connected to it (a search-list name, or a name that does not exist); an entry naming it would allow every port should it ever resolve";
+            // entry for every port should the name ever resolve; a second trial: the same while the upstream failed.
+            switch (_onlyAnswered.GetValueOrDefault(name))
+            {
+                case "NXDOMAIN":
+                    return "it was only answered NXDOMAIN and nothing connected to it (a search-list name, or a name that does not exist); an entry naming it would allow every port should it ever resolve";
+                case "SERVFAIL":
+                    return "it was only answered SERVFAIL (no upstream answered) and nothing connected to it, so whether it exists is unknown (a search-list name, or a name the app needs); run report mode again while DNS works";
+            }
         }
 
         foreach (var (destination, kept) in _kept)

@@ -101,8 +101,9 @@ internal sealed class ServerNameGate : IFirstBytesGate
         TlsServerNameMode mode, IReadOnlyList<string> learnedNames, Func<string, bool> isAllowed, bool reportOnly = false, TimeProvider? time = null) =>
         new(mode, learnedNames, isAllowed, time ?? TimeProvider.System, reportOnly);
 
-    /// <summary>The learned names for a log line: <c>www.example.com, example.com</c>.</summary>
-    public string LearnedNamesText => string.Join(", ", LearnedNames);
+    /// <summary>The learned names for a log line: <c>www.example.com, example.com</c>; <c>(none)</c> for a connection
+    /// report mode allowed to an address never learned (a trial read "learned from ,").</summary>
+    public string LearnedNamesText => LearnedNames.Count == 0 ? "(none)" : string.Join(", ", LearnedNames);
 
     /// <summary>The refusal for a log line, e.g. <c>server name evil.test is not a name the address was learned from</c>.</summary>
     public string RefusalText => Refusal switch

@@ -140,7 +140,7 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
                 : DecisionReason.Learned;
             return ServerNameGate.Applies(policy, reason) || policy.TlsServerName == TlsServerNameMode.Off ? ServerNameRule(policy, name)
                 : reason == DecisionReason.AllowAll ? string.Create(CultureInfo.InvariantCulture, $"not checked on port {onePort}: {ByAllowAll}")
-                : ReportedInReportMode;
+                : ReportedInReportMode(policy);
         }
 
         if (policy.TlsServerName == TlsServerNameMode.Off)
@@ -154,14 +154,18 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             return $"not checked: {ByAllowAll}";
         }
 
-        string rule = decision.WouldDeny ? ReportedInReportMode : ServerNameRule(policy, name);
+        string rule = decision.WouldDeny ? ReportedInReportMode(policy) : ServerNameRule(policy, name);
         string[] allowAll = [.. policy.Destinations.Where(entry => entry.Kind == DestinationRuleKind.AllowAll).Select(entry => $"\"{entry.Text}\"")];
         return allowAll.Length == 0 ? rule : $"on the ports of {string.Join(", ", allowAll)}, not checked: {ByAllowAll}; on other ports: {rule}";
     }
 
     /// <summary>The server-name line of a connection allowed only by report mode, which the hosts read and report but do
-    /// not refuse (<see cref="ServerNameGate.Applies(EgressPolicy, DecisionReason, bool)"/>).</summary>
-    private const string ReportedInReportMode = "reported, not refused: a connection allowed only by report mode (a would-deny) is relayed whatever its ClientHello names; a ClientHello without a server name, or naming a name the address was not learned from, is logged as a would-refuse line, from which report-to-allowlist proposes the address instead of a name (enforce would refuse it through a name)";
+    /// not refuse (<see cref="ServerNameGate.Applies(EgressPolicy, DecisionReason, bool)"/>), in the words of the mode
+    /// (a review: under "if-present" a ClientHello without a server name is no would-refuse).</summary>
+    private static string ReportedInReportMode(EgressPolicy policy) =>
+        "reported, not refused: a connection allowed only by report mode (a would-deny) is relayed whatever its ClientHello names; a ClientHello "
+        + (policy.TlsServerName == TlsServerNameMode.Require ? "without a server name, with ECH, or naming" : "with ECH, or naming")
+        + " a name the address was not learned from is logged as a would-refuse line, and report-to-allowlist says that only an entry for its address would let it through in enforce mode";
 
     /// <summary>The server-name rule (<c>egress.tls_server_name</c>) for connections through addresses learned from
     /// <paramref name="name"/> (null: from whichever allowed name), in the words the hosts' refusals use.</summary>

@@ -6,7 +6,8 @@ namespace Egress.Enclave.Report;
 /// <c>egress-enclave report-to-allowlist [LOG...]</c>: reads the logs of either host run with <c>egress.mode =
 /// "report"</c> (the files, <c>-</c> for standard input, or standard input when none is named) and prints one
 /// <c>egress.destinations</c> entry per line that would allow what was reported (see <see cref="ReportedDestinations"/>),
-/// then on standard error one <c># left out ...</c> line per destination report mode still denied (never proposed), a
+/// then on standard error one <c># left out ...</c> line per destination not proposed, with why (report mode still denied
+/// it; only an address entry would let its TLS clients through; its name was only answered NXDOMAIN or SERVFAIL), a
 /// warning when the log says lines were dropped or held lines too long for a log, and a count. Exit code 0, or 1 when
 /// no would-deny line was found (a log that cannot be read throws; the command line exits 2 for it).
 /// </summary>

@@ -20,7 +20,7 @@ public sealed class DnsForwarderFailureTests
         byte[] answer = await harness.UdpAsync(query);
 
         Assert.That(answer, Is.EqualTo(ServFail(query)));
-        Assert.That(harness.ParentLog.Values(256, "Reason"), Is.EqualTo(new[] { "none of 1 upstreams answered in time" }));
+        Assert.That(harness.ParentLog.Values(256, "Reason"), Is.EqualTo(new[] { $"none of 1 upstream ({upstream.EndPoint}) answered within 300 ms" })); // a trial: name the upstream and the timeout
     }
 
     /// <summary>A trial: an upstream whose answer had the query's ID but another question (ignored as spoofed) was
@@ -40,7 +40,7 @@ public sealed class DnsForwarderFailureTests
             Assert.That(upstream.Answers, Is.Not.Empty, "the upstream answered");
             Assert.That(harness.ParentLog.Values(256, "Reason").Distinct(), Is.EqualTo(new[]
             {
-                "none of 1 upstreams answered in time; a message with the query's ID that did not answer its question was ignored (spoofed, or an upstream that rewrites the question)",
+                $"none of 1 upstream ({upstream.EndPoint}) answered within 300 ms; a message with the query's ID that did not answer its question was ignored (spoofed, or an upstream that rewrites the question)",
             }));
         });
     }

@@ -260,6 +260,39 @@ public sealed class DnsUpstreamSocketTests
         Assert.That(async () => await silent.WaitAsync(Guard), Throws.InstanceOf<OperationCanceledException>());
     }
 
+    /// <summary>A review: a socket closed by a dispose (not by its upstream) left its pending queries' failure named
+    /// <c>Interrupted</c> or <c>Success</c>. Such a close is no upstream's error; two refusing upstreams are each named.</summary>
+    [Test]
+    public async Task ASocketErrorIsNamedPerUpstreamAndADisposeIsNone()
+    {
+        using (var socket = new DnsUpstreamSocket(_upstreamEndPoint, 0))
+        {
+            socket.Start();
+            DnsUpstreamQuery pending = DnsUpstreamQuery.Rent(DnsQueryBytes.Build(5, "a.x.test"), new byte[65536], long.MaxValue);
+            Assert.That(socket.TrySend(pending), Is.True);
+            await ReceiveQueryAsync();
+            socket.Dispose();
+            Assert.That(await pending.WaitAsync().AsTask().WaitAsync(Guard), Is.EqualTo(DnsUpstreamQuery.SocketFailed));
+            await Task.Delay(50); // the receive loop's own end, after the dispose
+            Assert.That(socket.FailedWith, Is.EqualTo(SocketError.Success));
+            pending.Return();
+        }
+
+        IPEndPoint first = DeadPort(), second = DeadPort();
+        using var client = new DnsUpstreamClient([first, second], TimeSpan.FromMinutes(10), TimeProvider.System);
+        int result = await client.ResolveAsync(DnsQueryBytes.Build(6, "a.x.test"), new byte[65536], CancellationToken.None).AsTask().WaitAsync(Guard);
+
+        Assert.That((result, client.DescribeFailure(result)), Is.EqualTo((DnsUpstreamQuery.SocketFailed,
+            $"the upstream refused or was unreachable (socket error: {first} over UDP: ConnectionRefused; {second} over UDP: ConnectionRefused)")));
+    }
+
+    private static IPEndPoint DeadPort()
+    {
+        using var gone = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        gone.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return (IPEndPoint)gone.LocalEndPoint!;
+    }
+
     [Test]
     public async Task ClientAbortEndsAQueryTheUpstreamIgnores()
     {

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Egress.Dns.Wire;
@@ -27,8 +28,6 @@ namespace Egress.Dns.Upstream;
 /// </summary>
 internal sealed class DnsUpstreamClient : IDisposable
 {
-    /// <summary>The UDP exchange's result when the kernel refused the query as too large (EMSGSIZE): TCP next.</summary>
-    private const int TooLargeForUdp = -4;
 
     private readonly IReadOnlyList<IPEndPoint> _upstreams;
     private readonly TimeSpan _timeout;
@@ -73,15 +72,28 @@ internal sealed class DnsUpstreamClient : IDisposable
     /// <summary>Gets the resolvers, in order of preference.</summary>
     public IReadOnlyList<IPEndPoint> Upstreams => _upstreams;
 
-    /// <summary>Gets the latest socket error an exchange ended with (<see cref="DnsUpstreamQuery.SocketFailed"/>), for the
-    /// log line of a query that failed so: the upstream, the transport and the error, e.g. <c>198.18.0.10:53 over UDP:
-    /// ConnectionRefused</c>; null before any.</summary>
-    public string? LastSocketFailure => Volatile.Read(ref _lastSocketFailure);
+    /// <summary>
+    /// Why a query failed with <paramref name="result"/> (<see cref="DnsUpstreamQuery.Failed"/>,
+    /// <see cref="DnsUpstreamQuery.Mismatched"/>, <see cref="DnsUpstreamQuery.SocketFailed"/>), for its SERVFAIL's log
+    /// line: the upstreams asked and the timeout, or each upstream's latest socket error (per upstream, not per query:
+    /// a query fails with the socket error its upstream's socket failed with, the one recorded last for it), e.g.
+    /// <c>the upstream refused or was unreachable (socket error: 198.18.0.10:53 over UDP: ConnectionRefused)</c>.
+    /// </summary>
+    public string DescribeFailure(int result)
+    {
+        if (result == DnsUpstreamQuery.SocketFailed)
+        {
+            string[] failures = [.. _pools.Select(pool => pool.LastSocketFailure).OfType<string>()];
+            return "the upstream refused or was unreachable (socket error: " + (failures.Length == 0 ? "unknown" : string.Join("; ", failures)) + ")";
+        }
 
-    private string? _lastSocketFailure;
-
-    private void SocketFailed(IPEndPoint upstream, string transport, SocketError error) =>
-        Volatile.Write(ref _lastSocketFailure, $"{upstream} over {transport}: {error}");
+        string none = string.Create(
+            CultureInfo.InvariantCulture,
+            $"none of {_pools.Length} upstream{(_pools.Length == 1 ? string.Empty : "s")} ({string.Join(", ", _upstreams)}) answered within {_timeout.TotalMilliseconds:0} ms");
+        return result == DnsUpstreamQuery.Mismatched
+            ? none + "; a message with the query's ID that did not answer its question was ignored (spoofed, or an upstream that rewrites the question)"
+            : none;
+    }
 
     /// <summary>Resolves <paramref name="query"/>; its ID is restored before this returns.</summary>
     /// <param name="query">The query.</param>
@@ -112,7 +124,7 @@ internal sealed class DnsUpstreamClient : IDisposable
 
                 int upstream = UpstreamAt(i, quiet);
                 TimeSpan share = left / (_pools.Length - i);
-                int length = tcpOnly ? TooLargeForUdp : await ExchangeUdpAsync(_pools[upstream], query, response, share, aborted).ConfigureAwait(false);
+                int length = tcpOnly ? DnsUpstreamQuery.TooLargeForUdp : await ExchangeUdpAsync(_pools[upstream], query, response, share, aborted).ConfigureAwait(false);
                 length = NotMismatched(length, ref mismatched);
                 if (length == DnsUpstreamQuery.Failed && _pools.Length > 1)
                 {
@@ -123,9 +135,9 @@ internal sealed class DnsUpstreamClient : IDisposable
                     Answered(upstream);
                 }
 
-                if (length == TooLargeForUdp || (length > 0 && DnsMessage.IsTruncated(response.Span[..length])))
+                if (length == DnsUpstreamQuery.TooLargeForUdp || (length > 0 && DnsMessage.IsTruncated(response.Span[..length])))
                 {
-                    length = NotMismatched(await ExchangeTcpAsync(_pools[upstream].Upstream, query, response, share, aborted).ConfigureAwait(false), ref mismatched);
+                    length = NotMismatched(await ExchangeTcpAsync(_pools[upstream], query, response, share, aborted).ConfigureAwait(false), ref mismatched);
                     if (length > 0)
                     {
                         Answered(upstream); // over TCP (a query too large for UDP): it answers all the same
@@ -302,10 +314,10 @@ internal sealed class DnsUpstreamClient : IDisposable
             {
                 if (error != SocketError.MessageSize)
                 {
-                    SocketFailed(pool.Upstream, "UDP", error);
+                    pool.SocketFailed("UDP", error);
                 }
 
-                return error == SocketError.MessageSize ? TooLargeForUdp : DnsUpstreamQuery.SocketFailed;
+                return error == SocketError.MessageSize ? DnsUpstreamQuery.TooLargeForUdp : DnsUpstreamQuery.SocketFailed;
             }
 
             int result;
@@ -321,7 +333,7 @@ internal sealed class DnsUpstreamClient : IDisposable
 
             if (result == DnsUpstreamQuery.SocketFailed)
             {
-                SocketFailed(pool.Upstream, "UDP", pending.Socket?.FailedWith ?? SocketError.SocketError);
+                pool.SocketFailed("UDP", pending.Socket?.FailedWith ?? SocketError.Success);
             }
 
             return result == DnsUpstreamQuery.Failed && pending.SawMismatch ? DnsUpstreamQuery.Mismatched : result;
@@ -356,8 +368,9 @@ internal sealed class DnsUpstreamClient : IDisposable
         }
     }
 
-    private async ValueTask<int> ExchangeTcpAsync(IPEndPoint upstream, ReadOnlyMemory<byte> query, Memory<byte> response, TimeSpan limit, CancellationToken aborted)
+    private async ValueTask<int> ExchangeTcpAsync(DnsUpstreamSocketPool pool, ReadOnlyMemory<byte> query, Memory<byte> response, TimeSpan limit, CancellationToken aborted)
     {
+        IPEndPoint upstream = pool.Upstream;
         var socket = new Socket(upstream.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         SocketConnection? connection = null;
         using var deadline = new CancellationTokenSource(limit, _time);
@@ -386,7 +399,7 @@ internal sealed class DnsUpstreamClient : IDisposable
         {
             // A socket error (mostly the connect's own: refused or unreachable): said so, not as a timeout. A firewall that lets only
             // UDP 53 through makes every truncated answer end here.
-            SocketFailed(upstream, "TCP", ex.SocketErrorCode);
+            pool.SocketFailed("TCP", ex.SocketErrorCode);
             return DnsUpstreamQuery.SocketFailed;
         }
         catch (Exception ex) when (ex is IOException or ConnectionResetException or ConnectionAbortedException)

@@ -23,9 +23,12 @@ internal sealed class DnsUpstreamQuery : IValueTaskSource<int>, IThreadPoolWorkI
     /// <summary>The result of a query whose socket failed or closed (e.g. the upstream refused: ICMP port unreachable).</summary>
     public const int SocketFailed = -3;
 
+    /// <summary>The result of a UDP exchange whose query the kernel refused as too large (EMSGSIZE): the client asks
+    /// over TCP next; never a query's result.</summary>
+    public const int TooLargeForUdp = -4;
+
     /// <summary>The result of a query that got no matching answer in time although a datagram carrying its ID with
-    /// another question (or not an answer) arrived: ignored as spoofed, or from an upstream that rewrites questions.
-    /// (-4 is taken: DnsUpstreamClient's own result for a query too large for UDP.)</summary>
+    /// another question (or not an answer) arrived: ignored as spoofed, or from an upstream that rewrites questions.</summary>
     public const int Mismatched = -5;
 
     private const int MaxPooled = 1024;

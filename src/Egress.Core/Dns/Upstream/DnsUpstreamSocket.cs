@@ -64,7 +64,8 @@ internal sealed class DnsUpstreamSocket : IDisposable
     public IPEndPoint LocalEndPoint => (IPEndPoint)_socket.LocalEndPoint!;
 
     /// <summary>Gets the error that closed the socket (e.g. <see cref="SocketError.ConnectionRefused"/>: ICMP port
-    /// unreachable), once its receive failed with one; <see cref="SocketError.Success"/> otherwise.</summary>
+    /// unreachable, reported on a receive or a send), set before its pending queries are failed;
+    /// <see cref="SocketError.Success"/> when none did (open, or closed by a dispose).</summary>
     public SocketError FailedWith { get; private set; }
 
     /// <summary>Gets whether the socket is closed (failed, disposed, or retired and drained).</summary>
@@ -148,6 +149,7 @@ internal sealed class DnsUpstreamSocket : IDisposable
         }
 
         // E.g. a refusal (ICMP port unreachable) reported on this send: the upstream is not serving this socket.
+        FailedWith = error;
         Close();
         return false;
     }
@@ -321,7 +323,13 @@ internal sealed class DnsUpstreamSocket : IDisposable
             catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
             {
                 // Closed, or an error such as ICMP port unreachable: the upstream is not serving this socket.
-                FailedWith = ex is SocketException socketError ? socketError.SocketErrorCode : SocketError.Success;
+                if (ex is SocketException socketError && !IsClosed && FailedWith == SocketError.Success)
+                {
+                    // Before Close fails the pending queries, which read it; not once closed (a dispose interrupts the
+                    // receive: a review saw Interrupted named as the upstream's error).
+                    FailedWith = socketError.SocketErrorCode;
+                }
+
                 Close();
                 return;
             }

@@ -48,6 +48,23 @@ internal sealed class DnsUpstreamSocketPool : IDisposable
     /// <summary>Gets the upstream.</summary>
     public IPEndPoint Upstream => _upstream;
 
+    /// <summary>Gets the latest socket error an exchange with this upstream ended with, for a SERVFAIL's log line, e.g.
+    /// <c>198.18.0.10:53 over UDP: ConnectionRefused</c>; null before any.</summary>
+    public string? LastSocketFailure => Volatile.Read(ref _lastSocketFailure);
+
+    private string? _lastSocketFailure;
+
+    /// <summary>Records a socket error of an exchange over <paramref name="transport"/> (<c>UDP</c>, <c>TCP</c>); none for
+    /// <see cref="SocketError.Success"/>, <see cref="SocketError.OperationAborted"/> or <see cref="SocketError.Interrupted"/>
+    /// (a socket closed by a dispose, not by the upstream).</summary>
+    public void SocketFailed(string transport, SocketError error)
+    {
+        if (error is not (SocketError.Success or SocketError.OperationAborted or SocketError.Interrupted))
+        {
+            Volatile.Write(ref _lastSocketFailure, $"{_upstream} over {transport}: {error}");
+        }
+    }
+
     /// <summary>
     /// Sends <paramref name="query"/> on one of the sockets (see <see cref="DnsUpstreamSocket.TrySend(DnsUpstreamQuery)"/>); false
     /// when no socket could take it (none could be opened, sending failed, or every wire ID of every socket is in use).

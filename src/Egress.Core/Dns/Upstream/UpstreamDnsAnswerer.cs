@@ -43,8 +43,6 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
         return result.Length;
     }
 
-    private string NoneAnswered => "none of " + upstreams.Upstreams.Count.ToString(CultureInfo.InvariantCulture) + " upstreams answered in time";
-
     private async ValueTask<DnsQueryResult> ResolveAsync(Memory<byte> query, Memory<byte> response, CancellationToken aborted)
     {
         if (DnsScreening.Screen(query.Span, response.Span, out DnsQuestion question, out int questionEnd) is { } screened)
@@ -63,12 +61,7 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
         int answer = await upstreams.ResolveAsync(query, response, aborted).ConfigureAwait(false);
         if (answer < 0)
         {
-            string why = answer switch
-            {
-                DnsUpstreamQuery.SocketFailed => "the upstream refused or was unreachable (socket error: " + (upstreams.LastSocketFailure ?? "unknown") + ")",
-                DnsUpstreamQuery.Mismatched => NoneAnswered + "; a message with the query's ID that did not answer its question was ignored (spoofed, or an upstream that rewrites the question)",
-                _ => NoneAnswered,
-            };
+            string why = upstreams.DescribeFailure(answer);
             ushort infoCode = answer == DnsUpstreamQuery.SocketFailed ? DnsEdns.InfoCodeNetworkError : DnsEdns.InfoCodeNoReachableAuthority;
             return DnsQueryResult.Answer(DnsQueryOutcome.UpstreamFailed, query.Span, response.Span, question, why, infoCode) with { Decision = decision };
         }
