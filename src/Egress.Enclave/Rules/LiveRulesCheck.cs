@@ -242,6 +242,6 @@ internal static partial class LiveRulesLog
     [LoggerMessage(EventId = 19, Level = LogLevel.Information, Message = "redirect rules not checked: {Reason}. Connections reach egress-enclave only where nat OUTPUT redirects {Expected} (egress-enclave rules --config {Config} prints the rules)")]
     public static partial void NotChecked(ILogger logger, string reason, string expected, string config);
 
-    [LoggerMessage(EventId = 20, Level = LogLevel.Debug, Message = "redirect rules match this configuration: nat OUTPUT ({Programs}) redirects {Expected}")]
+    [LoggerMessage(EventId = 20, Level = LogLevel.Debug, Message = "redirect rules match this configuration: nat OUTPUT ({Programs}) redirects {Expected}, and no redirect elsewhere comes before them (rules that end the chain without one, RETURN or ACCEPT, are not read)")]
     public static partial void InPlace(ILogger logger, string programs, string expected);
 }

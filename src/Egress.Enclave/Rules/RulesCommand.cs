@@ -316,7 +316,8 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
             var targets = family.Select(r => NatOutput.DnatTarget(r.Add)).OfType<string>().ToHashSet(StringComparer.Ordinal);
             if (NatOutput.Read(runner, family.Key, out _) is { } redirects)
             {
-                others.AddRange(redirects.Where(r => !targets.Contains(r.Target)).Select(r => (family.Key, r.Line)));
+                // DNAT only, as before the start check read REDIRECT rules too: what apply refuses is unchanged.
+                others.AddRange(redirects.Where(r => !r.IsRedirect && !targets.Contains(r.Target)).Select(r => (family.Key, r.Line)));
             }
         }
 
@@ -442,9 +443,11 @@ internal sealed class RulesCommand(TextWriter output, TextWriter error, ICommand
     }
 }
 
-/// <summary>One DNAT rule of a nat OUTPUT chain: its line as <c>-S OUTPUT</c> prints it, its <c>--to-destination</c>
-/// (empty for a DNAT without one), and whether it takes DNS (<c>--dport 53</c>) rather than other traffic.</summary>
-internal sealed record NatRedirect(string Line, string Target, bool IsDns);
+/// <summary>One DNAT (or REDIRECT) rule of a nat OUTPUT chain: its line as <c>-S OUTPUT</c> prints it, its
+/// <c>--to-destination</c> (empty for a DNAT without one; for a REDIRECT, loopback at its <c>--to-ports</c>, where the
+/// kernel sends a local packet it redirects), whether it takes DNS (<c>--dport 53</c>) rather than other traffic, and
+/// whether it is a REDIRECT (never written by <c>rules</c>; a hand-written one).</summary>
+internal sealed record NatRedirect(string Line, string Target, bool IsDns, bool IsRedirect = false);
 
 /// <summary>
 /// Reads the DNAT rules of one family's nat OUTPUT chain with <c>PROGRAM -w -t nat -S OUTPUT</c>: what <c>rules
@@ -478,6 +481,12 @@ internal static class NatOutput
             {
                 redirects.Add(new NatRedirect(line, target, IsDns(words)));
             }
+            else if (words is ["-A", "OUTPUT", ..] && RedirectPort(words) is { } port)
+            {
+                // A review: a hand-written "-j REDIRECT --to-ports 4444" was read as no redirect at all.
+                bool ipv6 = program.StartsWith("ip6tables", StringComparison.Ordinal);
+                redirects.Add(new NatRedirect(line, ipv6 ? $"[::1]:{port}" : $"127.0.0.1:{port}", IsDns(words), IsRedirect: true));
+            }
         }
 
         return redirects;
@@ -499,6 +508,29 @@ internal static class NatOutput
                 }
 
                 return string.Empty; // a DNAT without a target of its own: never one of this configuration's
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The single port of a REDIRECT rule's <c>--to-ports</c> (<c>-j REDIRECT --to-ports 4444</c>); null for
+    /// another rule, or a range.</summary>
+    public static string? RedirectPort(IReadOnlyList<string> words)
+    {
+        for (int i = 0; i + 1 < words.Count; i++)
+        {
+            if (words[i] == "-j" && words[i + 1] == "REDIRECT")
+            {
+                for (int j = i + 2; j + 1 < words.Count; j++)
+                {
+                    if (words[j] == "--to-ports" && ushort.TryParse(words[j + 1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out ushort port))
+                    {
+                        return port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    }
+                }
+
+                return null;
             }
         }
 

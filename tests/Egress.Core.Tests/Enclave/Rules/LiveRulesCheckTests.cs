@@ -15,6 +15,8 @@ public sealed class LiveRulesCheckTests
 {
     private const string Config = "/etc/egress/enclave.toml";
 
+    private const string Unread = ", and no redirect elsewhere comes before them (rules that end the chain without one, RETURN or ACCEPT, are not read)";
+
     private static readonly IPEndPoint[] Port4444 = [IPEndPoint.Parse("127.0.0.1:4444"), IPEndPoint.Parse("[::1]:4444")];
 
     private static readonly IPEndPoint[] Port5555 = [IPEndPoint.Parse("127.0.0.1:5555"), IPEndPoint.Parse("[::1]:5555")];
@@ -43,7 +45,7 @@ public sealed class LiveRulesCheckTests
         {
             Assert.That(_log.Lines, Is.EqualTo(new[]
             {
-                "Debug: redirect rules match this configuration: nat OUTPUT (iptables-nft, ip6tables-nft) redirects TCP to 127.0.0.1:4444, [::1]:4444 (proxy_listen) and DNS to 127.0.0.1:53, [::1]:53 (dns_listen)",
+                "Debug: redirect rules match this configuration: nat OUTPUT (iptables-nft, ip6tables-nft) redirects TCP to 127.0.0.1:4444, [::1]:4444 (proxy_listen) and DNS to 127.0.0.1:53, [::1]:53 (dns_listen)" + Unread,
             }));
             Assert.That(_system.Calls, Is.EqualTo(new[] { "iptables-nft -w -t nat -S OUTPUT", "ip6tables-nft -w -t nat -S OUTPUT" }), "the probe's listing is the IPv4 one");
         });
@@ -110,6 +112,30 @@ public sealed class LiveRulesCheckTests
         Assert.That(_log.Lines[0], Does.Contain("Outbound TCP connections are not reaching egress-enclave until the rules are replaced: egress-enclave rules --remove --config OLD"));
     }
 
+    /// <summary>A review: hand-written REDIRECT rules to the proxy's port (the kernel sends a local packet it redirects to
+    /// loopback) were read as no redirect at all, and warned about; a REDIRECT elsewhere is still one.</summary>
+    [Test]
+    public void HandWrittenRedirectRulesToThisPortMatchAndElsewhereDoNot()
+    {
+        string[][] rules =
+        [
+            ["iptables-nft", "-p", "tcp", "!", "-d", "127.0.0.0/8", "-j", "REDIRECT", "--to-ports", "5555"],
+            ["ip6tables-nft", "-p", "tcp", "!", "-d", "::1/128", "-j", "REDIRECT", "--to-ports", "5555"],
+            ["iptables-nft", "-p", "udp", "--dport", "53", "-j", "REDIRECT", "--to-ports", "53"],
+            ["ip6tables-nft", "-p", "udp", "--dport", "53", "-j", "REDIRECT", "--to-ports", "53"],
+        ];
+        foreach (string[] rule in rules)
+        {
+            Assert.That(_system.Run(rule[0], ["-w", "-t", "nat", "-A", "OUTPUT", .. rule[1..]]).ExitCode, Is.Zero);
+        }
+
+        Check(Port5555);
+        Check(Port4444);
+
+        Assert.That(_log.EventIds, Is.EqualTo(new[] { 20, 10 }), string.Join('\n', _log.Lines));
+        Assert.That(_log.Lines[1], Does.Contain("redirects TCP to 127.0.0.1:5555, [::1]:5555 and DNS to 127.0.0.1:53, [::1]:53;"));
+    }
+
     /// <summary>Old rules behind this configuration's never match: the traffic arrives, so no warning.</summary>
     [Test]
     public void OtherRulesBehindThisConfigurationsGiveNoWarning()
@@ -142,7 +168,7 @@ public sealed class LiveRulesCheckTests
 
         Assert.That(_log.Lines, Is.EqualTo(new[]
         {
-            "Debug: redirect rules match this configuration: nat OUTPUT (iptables-nft) redirects TCP to 127.0.0.1:4444 (proxy_listen) and DNS to 127.0.0.1:53 (dns_listen)",
+            "Debug: redirect rules match this configuration: nat OUTPUT (iptables-nft) redirects TCP to 127.0.0.1:4444 (proxy_listen) and DNS to 127.0.0.1:53 (dns_listen)" + Unread,
         }));
     }
 
