@@ -353,8 +353,8 @@ public sealed class EgressPolicy
     /// <see cref="Diagnostics.WouldDenyLog"/> and so for the entry report-to-allowlist proposes: the name
     /// <paramref name="decision"/>'s reason names (<c>name tls.example.net not in allowlist</c>, <c>learned from ...</c>);
     /// for <see cref="DecisionReason.PortNotAllowed"/> through a name's entry, the first name that counts and that entry
-    /// allows; otherwise the name whose learning of the address expires last, normally the one learned last (report mode learns names the list does not allow
-    /// too). Null when none, or when the list holds no name entry. The proxy cannot tell which of several names sharing
+    /// allows; otherwise the name whose learning of the address expires last, normally the one learned last (report mode
+    /// learns names the list does not allow too). Null when none, or when the list holds no name entry. The proxy cannot tell which of several names sharing
     /// an address an application resolved; this is the name its decision went by (a trial: the line named
     /// <c>hello.egress.test</c>, learned first, while its reason named <c>tls.allowed.test</c>, and report-to-allowlist
     /// proposed the wrong name's port).

@@ -124,7 +124,7 @@ public sealed class DnsForwarderFailureTests
 
         Assert.That(await harness.UdpAsync(query), Is.EqualTo(ServFail(query)));
         // Naming the upstream and the error (a trial: the line named neither).
-        Assert.That(harness.ParentLog.Values(256, "Reason"), Is.EqualTo(new[] { $"the upstream refused or was unreachable (socket error: {dead} over UDP: ConnectionRefused)" }));
+        Assert.That(harness.ParentLog.Values(256, "Reason"), Is.EqualTo(new[] { $"the upstream refused or was unreachable (socket error; latest per upstream: {dead} over UDP: ConnectionRefused)" }));
     }
 
     /// <summary>From a new user's trial: with two upstreams, the first of which answers REFUSED (a resolver that does

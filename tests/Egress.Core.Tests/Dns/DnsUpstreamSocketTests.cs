@@ -283,7 +283,7 @@ public sealed class DnsUpstreamSocketTests
         int result = await client.ResolveAsync(DnsQueryBytes.Build(6, "a.x.test"), new byte[65536], CancellationToken.None).AsTask().WaitAsync(Guard);
 
         Assert.That((result, client.DescribeFailure(result)), Is.EqualTo((DnsUpstreamQuery.SocketFailed,
-            $"the upstream refused or was unreachable (socket error: {first} over UDP: ConnectionRefused; {second} over UDP: ConnectionRefused)")));
+            $"the upstream refused or was unreachable (socket error; latest per upstream: {first} over UDP: ConnectionRefused; {second} over UDP: ConnectionRefused)")));
     }
 
     private static IPEndPoint DeadPort()

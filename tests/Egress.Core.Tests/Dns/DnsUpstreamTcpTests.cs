@@ -85,7 +85,7 @@ public sealed class DnsUpstreamTcpTests
         await serving.WaitAsync(Guard);
 
         Assert.That(length, Is.EqualTo(DnsUpstreamQuery.SocketFailed));
-        Assert.That(client.DescribeFailure(length), Is.EqualTo($"the upstream refused or was unreachable (socket error: {upstream} over TCP: ConnectionRefused)"), "the log line names the upstream, the transport and the error");
+        Assert.That(client.DescribeFailure(length), Is.EqualTo($"the upstream refused or was unreachable (socket error; latest per upstream: {upstream} over TCP: ConnectionRefused)"), "the log line names the upstream, the transport and the error");
     }
 
     /// <summary>Reads one framed query and answers it as <paramref name="behaviour"/> says (the answer echoes the query with QR set).</summary>

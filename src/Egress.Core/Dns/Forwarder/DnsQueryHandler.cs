@@ -191,6 +191,7 @@ internal sealed class DnsQueryHandler(
         {
             WouldDenyLog.Question(logger, metrics, question.Name, DnsTypeName.Of(question.Type), result.Decision, result.Action);
         }
+
         switch (result.Outcome)
         {
             case DnsQueryOutcome.DeniedName:

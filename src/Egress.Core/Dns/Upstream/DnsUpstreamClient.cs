@@ -28,7 +28,6 @@ namespace Egress.Dns.Upstream;
 /// </summary>
 internal sealed class DnsUpstreamClient : IDisposable
 {
-
     private readonly IReadOnlyList<IPEndPoint> _upstreams;
     private readonly TimeSpan _timeout;
     private readonly TimeProvider _time;
@@ -77,14 +76,14 @@ internal sealed class DnsUpstreamClient : IDisposable
     /// <see cref="DnsUpstreamQuery.Mismatched"/>, <see cref="DnsUpstreamQuery.SocketFailed"/>), for its SERVFAIL's log
     /// line: the upstreams asked and the timeout, or each upstream's latest socket error (per upstream, not per query:
     /// a query fails with the socket error its upstream's socket failed with, the one recorded last for it), e.g.
-    /// <c>the upstream refused or was unreachable (socket error: 198.18.0.10:53 over UDP: ConnectionRefused)</c>.
+    /// <c>the upstream refused or was unreachable (socket error; latest per upstream: 198.18.0.10:53 over UDP: ConnectionRefused)</c>.
     /// </summary>
     public string DescribeFailure(int result)
     {
         if (result == DnsUpstreamQuery.SocketFailed)
         {
             string[] failures = [.. _pools.Select(pool => pool.LastSocketFailure).OfType<string>()];
-            return "the upstream refused or was unreachable (socket error: " + (failures.Length == 0 ? "unknown" : string.Join("; ", failures)) + ")";
+            return "the upstream refused or was unreachable (socket error" + (failures.Length == 0 ? ")" : "; latest per upstream: " + string.Join("; ", failures) + ")");
         }
 
         string none = string.Create(

@@ -1,4 +1,3 @@
-using System.Globalization;
 using Egress.Diagnostics;
 using Egress.Dns.Wire;
 using Egress.Gateway;
@@ -78,6 +77,7 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
         {
             WouldDenyLog.Question(logger, metrics, question.Name, DnsTypeName.Of(question.Type), result.Decision, result.Action);
         }
+
         switch (result.Outcome)
         {
             case DnsQueryOutcome.DeniedName:
