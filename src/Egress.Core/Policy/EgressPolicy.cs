@@ -366,15 +366,9 @@ public sealed class EgressPolicy
             return null;
         }
 
-        switch (decision.Reason)
-        {
-            case DecisionReason.NameNotAllowed or DecisionReason.LearnedExpired or DecisionReason.NeverLearned when decision.Subject is { } named:
-                return named;
-            case DecisionReason.PortNotAllowed when decision.Subject is { } entry && NameAllowedBy(address, entry) is { } allowed:
-                return allowed;
-            default:
-                return _cache.Lookup(address).Name;
-        }
+        return decision.LearnedName
+            ?? (decision.Reason == DecisionReason.PortNotAllowed && decision.Subject is { } entry ? NameAllowedBy(address, entry) : null)
+            ?? _cache.Lookup(address).Name;
     }
 
     /// <summary>The first name of <paramref name="address"/> that counts and whose entries include the one written

@@ -74,6 +74,16 @@ public readonly struct PolicyDecision
     /// the internal range, or the parent's interface that holds the address; else null.</summary>
     public string? Subject { get; }
 
+    /// <summary>The name an address was learned from when <see cref="Subject"/> is one (a learned address, allowed or
+    /// not, or an unlisted name's: <see cref="DecisionReason.Learned"/>, <see cref="DecisionReason.LearnedInGrace"/>,
+    /// <see cref="DecisionReason.LearnedInUse"/>, <see cref="DecisionReason.LearnedExpired"/>,
+    /// <see cref="DecisionReason.NameNotAllowed"/>, an evicted <see cref="DecisionReason.NeverLearned"/>); null when it
+    /// is an entry, a range or an interface, or none.</summary>
+    internal string? LearnedName => Reason is DecisionReason.Learned or DecisionReason.LearnedInGrace or DecisionReason.LearnedInUse
+        or DecisionReason.LearnedExpired or DecisionReason.NameNotAllowed or DecisionReason.NeverLearned
+        ? Subject
+        : null;
+
     /// <summary>
     /// For <see cref="DecisionReason.Learned"/> the time until the TTL expires; for
     /// <see cref="DecisionReason.LearnedInGrace"/> the grace left; for <see cref="DecisionReason.LearnedExpired"/>

@@ -86,15 +86,7 @@ internal sealed class ServerNameGate : IFirstBytesGate
     /// <summary>The gate itself, apart from <see cref="For"/>: its name check's closure is allocated only for a connection
     /// that is checked (a lambda in <see cref="For"/> allocated its captures on every call, checked or not).</summary>
     private static ServerNameGate Checking(EgressPolicy policy, IPEndPoint destination, PolicyDecision decision, TimeProvider time) =>
-        new(policy.TlsServerName, policy.LearnedNamesOf(destination.Address, NameOf(decision)), name => policy.CheckNamePort(name, destination.Port) is (_, true), time, policy.Mode == EgressMode.Report, destination.Port);
-
-    /// <summary>The name <paramref name="decision"/> went by, when its subject is one (not an entry, as for
-    /// <see cref="DecisionReason.PortNotAllowed"/>).</summary>
-    private static string? NameOf(PolicyDecision decision) =>
-        decision.Reason is DecisionReason.Learned or DecisionReason.LearnedInGrace or DecisionReason.LearnedInUse
-            or DecisionReason.NameNotAllowed or DecisionReason.LearnedExpired or DecisionReason.NeverLearned
-            ? decision.Subject
-            : null;
+        new(policy.TlsServerName, policy.LearnedNamesOf(destination.Address, decision.LearnedName), name => policy.CheckNamePort(name, destination.Port) is (_, true), time, policy.Mode == EgressMode.Report, destination.Port);
 
     /// <summary>A gate over fixed names, for tests.</summary>
     internal static ServerNameGate Create(
