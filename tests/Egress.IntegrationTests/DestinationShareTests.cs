@@ -9,7 +9,9 @@ namespace Egress.IntegrationTests;
 /// another app's connect to a healthy destination waiting in the listen backlog for the parent's whole connect
 /// timeout (a robustness trial: 28–30 s). Now no destination holds more than three quarters of the places, its further
 /// connections wait aside for its turn, and beyond the most that may wait aside (half of <c>enclave.max_connections</c>)
-/// they are reset rather than hold a place; none waits for its turn longer than the status timeout.
+/// they are reset rather than hold a place; none waits for its turn longer than the status timeout. Two such
+/// destinations, each within its share, held every place together: now a setup that has waited 250 ms for the parent's
+/// status gives its place back while the accept loop waits for one.
 /// </summary>
 [TestFixture]
 public sealed class DestinationShareTests : EgressFixture
@@ -46,16 +48,22 @@ public sealed class DestinationShareTests : EgressFixture
     /// <summary>The parent's connect timeout: how long each setup to the blackholed destination holds its place.</summary>
     private const int ConnectTimeoutMs = 8_000;
 
-    /// <summary>Opens argv[1] connections to the blackholed destination (each one's connect succeeds: the proxy accepts
-    /// it), holds them until the parent gives up on them, and closes them.</summary>
+    /// <summary>A second port that never answers: two blackholed ports, or two addresses of one name.</summary>
+    private const int SecondBlackholePort = 10;
+
+    /// <summary>Opens argv[1] connections to each blackholed port in argv[3] (comma-separated; default 9), each one's
+    /// connect succeeding (the proxy accepts it), holds them argv[2] seconds, until the parent gives up on them, and
+    /// closes them.</summary>
     private const string SlowScript = """
         import socket, sys, time
         socks = []
+        ports = [int(p) for p in (sys.argv[3] if len(sys.argv) > 3 else "9").split(",")]
         for _ in range(int(sys.argv[1])):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
-            s.connect_ex(("198.18.1.20", 9))
-            socks.append(s)
+            for port in ports:
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                s.connect_ex(("198.18.1.20", port))
+                socks.append(s)
         time.sleep(float(sys.argv[2]))
         for s in socks:
             s.close()
@@ -67,7 +75,7 @@ public sealed class DestinationShareTests : EgressFixture
 
     internal override Task PrepareAsync(Topology topology) =>
         Command.RunCheckedAsync("ip", "netns", "exec", topology.World,
-            "iptables", "-w", "-I", "INPUT", "-d", "198.18.1.20", "-p", "tcp", "--dport", $"{BlackholePort}", "-j", "DROP");
+            "iptables", "-w", "-I", "INPUT", "-d", "198.18.1.20", "-p", "tcp", "-m", "multiport", "--dports", $"{BlackholePort},{SecondBlackholePort}", "-j", "DROP");
 
     /// <summary>A burst to a destination that sets up quickly waits in the listen backlog as before the share: its
     /// connections beyond the share wait for a turn holding their places (one comes within a setup's time), and none
@@ -109,6 +117,34 @@ public sealed class DestinationShareTests : EgressFixture
                 () => $"the healthy destination waited behind the blackholed one ({elapsed.Elapsed.TotalSeconds:F1} s): {curl}\n{Deployment.Enclave.Output}");
             Assert.That(elapsed.Elapsed, Is.LessThan(TimeSpan.FromMilliseconds(ConnectTimeoutMs / 2)), "not after the parent's connect timeout");
             Assert.That(timedOut, Is.Not.Null, () => $"no connection waiting aside was reset at the status timeout:\n{Deployment.Enclave.Output}");
+            Assert.That(slowDone.StandardOutput, Does.Contain("done"), slowDone.ToString);
+        });
+    }
+
+    /// <summary>Two destinations that never answer, each within its share, held every place: a trial's two blackholed
+    /// ports kept another app waiting up to 19 s, and here curl timed out. Now setups that have waited 250 ms for the
+    /// parent's status give their places back while the accept loop waits for one.</summary>
+    [Test]
+    public async Task ConnectionsToTwoDestinationsThatNeverAnswerLeaveOtherDestinationsAPlace()
+    {
+        var slow = Command.RunInNamespaceAsync(
+            Topology.Enclave, TimeSpan.FromSeconds(40), "/usr/bin/python3", "-c", SlowScript, "4", $"{(ConnectTimeoutMs / 1000) + 2}", $"{BlackholePort},{SecondBlackholePort}");
+        string? gaveBack = await Deployment.Enclave.WaitForLineAsync(
+            line => line.Contains("proxy: connections to 198.18.1.20:", StringComparison.Ordinal)
+                && line.Contains("have waited 250 ms or more for the parent's status", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(4));
+
+        var elapsed = Stopwatch.StartNew();
+        var curl = await Clients.CurlAsync(Topology.Enclave, "http://198.18.0.10/", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "4");
+        elapsed.Stop();
+        var slowDone = await slow;
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(gaveBack, Is.Not.Null, () => $"no line for setups giving their places back:\n{Deployment.Enclave.Output}");
+            Assert.That((curl.ExitCode, curl.StandardOutput), Is.EqualTo((0, "200")),
+                () => $"the healthy destination waited behind the two blackholed ones ({elapsed.Elapsed.TotalSeconds:F1} s): {curl}\n{Deployment.Enclave.Output}");
+            Assert.That(elapsed.Elapsed, Is.LessThan(TimeSpan.FromSeconds(2)), "not after the parent's connect timeout");
             Assert.That(slowDone.StandardOutput, Does.Contain("done"), slowDone.ToString);
         });
     }

@@ -47,6 +47,9 @@ internal sealed class ConnectionSetupLimit
     /// parent), much shorter than the parent's connect timeout (5 s).</summary>
     public static readonly TimeSpan AsideAfter = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>The most destinations one sweep reports to <see cref="SettingUpAside"/>.</summary>
+    private const int MaxSetUpAsideReports = 4;
+
     private readonly SemaphoreSlim _places;
     private readonly string _setting;
     private readonly bool _derived;
@@ -61,6 +64,19 @@ internal sealed class ConnectionSetupLimit
     /// <summary>Per destination at its share, the connections waiting for its turn.</summary>
     private readonly Dictionary<IPEndPoint, DestinationWaits> _turns = [];
     private int _waitingAside;
+
+    /// <summary>The setups that hold their turn and a place, oldest turn first (<see cref="ConnectionSetup.Older"/>,
+    /// <see cref="ConnectionSetup.Newer"/>): the sweep gives the places of those that have held them
+    /// <see cref="AsideAfter"/> back.</summary>
+    private ConnectionSetup? _oldestHolding;
+    private ConnectionSetup? _newestHolding;
+
+    /// <summary>Setups that hold their turn and gave their place back (<see cref="SweepSlowSetups"/>).</summary>
+    private int _setUpAside;
+
+    /// <summary>Accept loops waiting for a place: the sweep runs only while one does.</summary>
+    private int _acceptsWaiting;
+    private ITimer? _sweep;
     private bool _stopped;
     private string? _fullText;
     private string? _timedOutText;
@@ -119,6 +135,25 @@ internal sealed class ConnectionSetupLimit
     /// or place.</summary>
     public Action<ConnectionSetupLimit, IPEndPoint>? WaitingForTurn { get; init; }
 
+    /// <summary>Gets what is called, outside the limit's lock, for each destination (at most
+    /// <see cref="MaxSetUpAsideReports"/> per sweep) whose setups gave their places back, having held them
+    /// <see cref="AsideAfter"/> while the accept loop waited for one, e.g. to log it rate-limited; null: nothing. An
+    /// exception it throws is not passed on.</summary>
+    public Action<ConnectionSetupLimit, IPEndPoint>? SettingUpAside { get; init; }
+
+    /// <summary>Gets the setups now holding their destination's turn without a place: slow, they gave it back while the
+    /// accept loop waited for one.</summary>
+    public int SetUpAside
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _setUpAside;
+            }
+        }
+    }
+
     /// <summary>Gets the longest a connection waits for its destination's turn in all, holding its place and then aside
     /// (<see cref="SetupTurn.TimedOut"/> after it); the proxy sets <c>tunnel.status_timeout_ms</c>: a connection waits
     /// no longer for its turn than for the parent's status once it has it. Default 10 s.</summary>
@@ -146,7 +181,27 @@ internal sealed class ConnectionSetupLimit
 
         Interlocked.Increment(ref _waits);
         Waiting?.Invoke(this);
-        await _places.WaitAsync(cancellationToken).ConfigureAwait(false);
+        List<IPEndPoint>? slow;
+        lock (_gate)
+        {
+            _acceptsWaiting++;
+            slow = SweepSlowSetups(); // setups that are slow give their places back, now or once they have held them AsideAfter
+        }
+
+        ReportSetUpAside(slow);
+
+        try
+        {
+            await _places.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                _acceptsWaiting--;
+            }
+        }
+
         return false;
     }
 
@@ -188,6 +243,7 @@ internal sealed class ConnectionSetupLimit
             if (inProgress < DestinationShare)
             {
                 inProgress++;
+                Link(setup, destination);
                 return new ValueTask<SetupTurn>(SetupTurn.Taken);
             }
 
@@ -224,39 +280,89 @@ internal sealed class ConnectionSetupLimit
         return WaitForTurnAsync(setup, turn, cancellationToken);
     }
 
-    /// <summary>Gives a destination's turn back, with the place every holder of a turn has: to the first connection
-    /// waiting for it (with the place when that one waits aside, which has none), or to nobody.</summary>
+    /// <summary>Gives <paramref name="setup"/>'s turn for <paramref name="destination"/> back, with its place when it
+    /// holds one: to the first connection waiting for the turn (a connection waiting aside has no place: it takes the
+    /// place with the turn, or, when the giver had given its place back as slow, is set up without one too), or to
+    /// nobody. A setup set up aside that leaves makes room aside: while the accept loop waits, the sweep runs again.</summary>
+    /// <param name="setup">The connection leaving its turn.</param>
+    /// <param name="destination">The destination whose turn it holds.</param>
+    /// <param name="holdsPlace">Whether it still holds a place (false: it was set up aside).</param>
+    /// <param name="setUpAside">The destinations the sweep this made room for reported (<see cref="ReportSetUpAside"/>
+    /// outside the lock); null: none.</param>
     /// <returns>True when the place went with the turn (the caller must not give it back).</returns>
-    internal bool LeaveTurn(IPEndPoint destination)
+    internal bool LeaveTurn(ConnectionSetup setup, IPEndPoint destination, bool holdsPlace, out List<IPEndPoint>? setUpAside)
     {
         lock (_gate)
         {
-            if (_turns.TryGetValue(destination, out var waits))
+            Unlink(setup);
+            bool roomAside = setup.SetUpAside;
+            if (roomAside)
             {
-                while (waits.TryDequeue(out var next))
-                {
-                    if (next.TrySetResult(SetupTurn.Taken))
-                    {
-                        if (waits.IsEmpty)
-                        {
-                            _turns.Remove(destination);
-                        }
+                setup.SetUpAside = false;
+                _setUpAside--;
+            }
 
-                        return next.Aside; // handed over: as many in progress as before
-                    }
+            bool placeGoes = HandTurnOn(destination, holdsPlace, ref roomAside);
+            setUpAside = roomAside ? SweepSlowSetups() : null;
+            return placeGoes;
+        }
+    }
+
+    /// <summary>Under <see cref="_gate"/>: the turn of a connection leaving it goes to the first waiting for it, else
+    /// the destination has one fewer in progress.</summary>
+    /// <param name="destination">The destination whose turn is given.</param>
+    /// <param name="holdsPlace">Whether the leaver holds a place, to go with the turn to one waiting aside.</param>
+    /// <param name="roomAside">Set false when the turn goes to one waiting aside without a place: it is set up aside in
+    /// the leaver's room.</param>
+    /// <returns>True when the place went with the turn.</returns>
+    private bool HandTurnOn(IPEndPoint destination, bool holdsPlace, ref bool roomAside)
+    {
+        if (_turns.TryGetValue(destination, out var waits))
+        {
+            while (waits.TryDequeue(out var next))
+            {
+                if (next.Task.IsCompleted)
+                {
+                    continue; // a cancelled or timed-out wait, left queued
                 }
 
-                _turns.Remove(destination);
+                bool placeGoes = next.Aside && holdsPlace;
+                if (placeGoes)
+                {
+                    next.Setup.TookPlaceAgain(); // before its result: a sweep may take it back from then on
+                }
+                else if (next.Aside)
+                {
+                    // The giver was set up aside, without a place: so is this one, on its destination's slow turn.
+                    next.Setup.SetUpAside = true;
+                    _setUpAside++;
+                    roomAside = false;
+                }
+
+                if (!next.Setup.SetUpAside)
+                {
+                    Link(next.Setup, destination); // it holds a place: its own, or the one that came with the turn
+                }
+
+                next.TrySetResult(SetupTurn.Taken);
+                if (waits.IsEmpty)
+                {
+                    _turns.Remove(destination);
+                }
+
+                return placeGoes; // handed over: as many in progress as before
             }
 
-            ref int inProgress = ref CollectionsMarshal.GetValueRefOrNullRef(_inProgress, destination);
-            if (!Unsafe.IsNullRef(ref inProgress) && --inProgress <= 0)
-            {
-                _inProgress.Remove(destination);
-            }
-
-            return false;
+            _turns.Remove(destination);
         }
+
+        ref int inProgress = ref CollectionsMarshal.GetValueRefOrNullRef(_inProgress, destination);
+        if (!Unsafe.IsNullRef(ref inProgress) && --inProgress <= 0)
+        {
+            _inProgress.Remove(destination);
+        }
+
+        return false;
     }
 
     /// <summary>The service is stopping: every connection waiting for its destination's turn stops waiting
@@ -283,7 +389,6 @@ internal sealed class ConnectionSetupLimit
     private async ValueTask<SetupTurn> WaitForTurnAsync(ConnectionSetup setup, Turn turn, CancellationToken cancellationToken)
     {
         SetupTurn taken;
-        bool aside;
         try
         {
             using (cancellationToken.UnsafeRegister(static state => ((Turn)state!).Cancel(), turn))
@@ -296,20 +401,14 @@ internal sealed class ConnectionSetupLimit
             turn.StopTimer();
             lock (_gate)
             {
-                aside = turn.Aside; // settled: it changes only under this lock, before the turn's result
-                if (aside)
+                if (turn.Aside) // settled: it changes only under this lock, before the turn's result
                 {
                     _waitingAside--;
                 }
             }
         }
 
-        if (taken == SetupTurn.Taken && aside)
-        {
-            setup.TookPlaceAgain(); // the place of the connection that gave the turn
-        }
-
-        return taken; // otherwise no turn was handed to it, so it holds none
+        return taken; // a turn brought its place with it (LeaveTurn); otherwise no turn was handed to it, so it holds none
     }
 
     /// <summary>A connection waited <see cref="AsideAfter"/> for its turn holding its place: it waits aside now (its
@@ -353,6 +452,131 @@ internal sealed class ConnectionSetupLimit
         waits.Aside++;
         _waitingAside++;
         turn.Setup.GiveBackPlace();
+    }
+
+    /// <summary>Under <see cref="_gate"/>: appends <paramref name="setup"/>, which has just taken its turn holding a
+    /// place, to the setups holding places (oldest first; intrusive, so that the fast path allocates nothing).</summary>
+    private void Link(ConnectionSetup setup, IPEndPoint destination)
+    {
+        Debug.Assert(!setup.Linked, "linked once");
+        setup.TurnTaken = TimeProvider.GetTimestamp();
+        setup.Destination = destination;
+        setup.Linked = true;
+        setup.Older = _newestHolding;
+        setup.Newer = null;
+        if (_newestHolding is { } newest)
+        {
+            newest.Newer = setup;
+        }
+        else
+        {
+            _oldestHolding = setup;
+        }
+
+        _newestHolding = setup;
+    }
+
+    /// <summary>Under <see cref="_gate"/>: removes <paramref name="setup"/> from the setups holding places, if it is there.</summary>
+    private void Unlink(ConnectionSetup setup)
+    {
+        if (!setup.Linked)
+        {
+            return;
+        }
+
+        if (setup.Older is { } older)
+        {
+            older.Newer = setup.Newer;
+        }
+        else
+        {
+            _oldestHolding = setup.Newer;
+        }
+
+        if (setup.Newer is { } newer)
+        {
+            newer.Older = setup.Older;
+        }
+        else
+        {
+            _newestHolding = setup.Older;
+        }
+
+        setup.Older = setup.Newer = null;
+        setup.Linked = false;
+    }
+
+    /// <summary>Under <see cref="_gate"/>, while an accept loop waits for a place: every setup that has held its turn and
+    /// its place for <see cref="AsideAfter"/> (its destination is slow to connect: the parent's connect to one that
+    /// never answers takes its whole connect timeout) gives its place back and goes on without one, set up aside, so
+    /// that slow destinations, however many, never hold every place while connections to others wait in the listen
+    /// backlog behind them (each destination holds at most <see cref="DestinationShare"/> places; two held them all).
+    /// At most <see cref="MaxWaitingAside"/> are set up aside (they count toward the connection limit, as those waiting
+    /// aside do); beyond, the rest keep their places. The sweep comes back when the oldest left reaches <see cref="AsideAfter"/>.</summary>
+    /// <returns>The destinations of the setups that gave their places back (each once), to report outside the lock; null: none did.</returns>
+    private List<IPEndPoint>? SweepSlowSetups()
+    {
+        if (_acceptsWaiting == 0 || _stopped)
+        {
+            return null;
+        }
+
+        long now = TimeProvider.GetTimestamp();
+        List<IPEndPoint>? slow = null;
+        while (_oldestHolding is { } oldest && _setUpAside < MaxWaitingAside)
+        {
+            TimeSpan held = TimeProvider.GetElapsedTime(oldest.TurnTaken, now);
+            if (held < AsideAfter)
+            {
+                _sweep ??= TimeProvider.CreateTimer(static state => ((ConnectionSetupLimit)state!).SweepAgain(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                _sweep.Change(AsideAfter - held, Timeout.InfiniteTimeSpan);
+                break;
+            }
+
+            Unlink(oldest);
+            oldest.SetUpAside = true;
+            _setUpAside++;
+            oldest.GiveBackPlace();
+            if ((slow ??= []).Count < MaxSetUpAsideReports && !slow.Contains(oldest.Destination!))
+            {
+                slow.Add(oldest.Destination!);
+            }
+        }
+
+        return slow;
+    }
+
+    /// <summary>The sweep's timer: the oldest setup holding a place has now held it for <see cref="AsideAfter"/>.</summary>
+    private void SweepAgain()
+    {
+        List<IPEndPoint>? slow;
+        lock (_gate)
+        {
+            slow = SweepSlowSetups();
+        }
+
+        ReportSetUpAside(slow);
+    }
+
+    /// <summary>Reports the destinations a sweep gave places back for (<see cref="SettingUpAside"/>), outside the lock.</summary>
+    internal void ReportSetUpAside(List<IPEndPoint>? destinations)
+    {
+        if (destinations is null || SettingUpAside is not { } report)
+        {
+            return;
+        }
+
+        foreach (var destination in destinations)
+        {
+            try
+            {
+                report(this, destination);
+            }
+            catch (Exception)
+            {
+                // A log line that cannot be written must not cost the accept loop its place.
+            }
+        }
     }
 
     private void Report(IPEndPoint destination)
@@ -521,13 +745,14 @@ internal sealed class ConnectionSetup
             return;
         }
 
-        bool holdsPlace = Interlocked.Exchange(ref _holdsPlace, 0) == 1;
+        bool holdsPlace = Interlocked.Exchange(ref _holdsPlace, 0) == 1; // false: it was set up aside (slow)
         if (Interlocked.Exchange(ref _holdsTurn, 0) == 1)
         {
-            Debug.Assert(holdsPlace, "every holder of a destination's turn holds a place");
             IPEndPoint destination = _turn!;
             _turn = null;
-            if (_limit!.LeaveTurn(destination))
+            bool placeWent = _limit!.LeaveTurn(this, destination, holdsPlace, out var setUpAside);
+            _limit.ReportSetUpAside(setUpAside);
+            if (placeWent)
             {
                 return; // the place went with the turn
             }
@@ -557,7 +782,27 @@ internal sealed class ConnectionSetup
         Volatile.Write(ref _holdsTurn, 1);
     }
 
-    /// <summary>Gives the place back while the connection waits aside for its destination's turn.</summary>
+    /// <summary>Gets or sets (under the limit's lock) the older neighbour among the setups holding their turn and a place.</summary>
+    internal ConnectionSetup? Older { get; set; }
+
+    /// <summary>Gets or sets (under the limit's lock) the newer neighbour among the setups holding their turn and a place.</summary>
+    internal ConnectionSetup? Newer { get; set; }
+
+    /// <summary>Gets or sets (under the limit's lock) whether it is among the setups holding their turn and a place.</summary>
+    internal bool Linked { get; set; }
+
+    /// <summary>Gets or sets (under the limit's lock) when it took its turn holding a place (<see cref="TimeProvider.GetTimestamp"/>).</summary>
+    internal long TurnTaken { get; set; }
+
+    /// <summary>Gets or sets (under the limit's lock) the destination whose turn it holds, while linked.</summary>
+    internal IPEndPoint? Destination { get; set; }
+
+    /// <summary>Gets or sets (under the limit's lock) whether it holds its turn without a place: it gave the place back
+    /// as slow, or took the turn from one that had.</summary>
+    internal bool SetUpAside { get; set; }
+
+    /// <summary>Gives the place back: while the connection waits aside for its destination's turn, or when its setup
+    /// is slow (set up aside). Nothing when it holds none (<see cref="Complete"/> took it first).</summary>
     internal void GiveBackPlace()
     {
         if (Interlocked.Exchange(ref _holdsPlace, 0) == 1)

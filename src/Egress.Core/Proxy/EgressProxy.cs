@@ -27,6 +27,7 @@ public sealed class EgressProxy : IAsyncDisposable
     private readonly ConnectionAdmission _admission;
     private readonly ConnectionSetupLimit _setupLimit;
     private readonly LogRateLimit _setupLimitLines;
+    private readonly LogRateLimit _setUpAsideLines;
     private readonly LogRateLimit _asideLines;
 
     /// <summary>Creates a proxy; call <see cref="Start"/> to listen.</summary>
@@ -71,6 +72,7 @@ public sealed class EgressProxy : IAsyncDisposable
         _admission = new ConnectionAdmission(options.MaxConnections, ConfigurationKeys.EnclaveMaxConnections.Path, "connection", DescriptorBudget.Process);
         _setupLimitLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, _logger, 119);
         _asideLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, _logger, 120);
+        _setUpAsideLines = new LogRateLimit(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, _logger, 123);
         _setupLimit = new ConnectionSetupLimit(options.MaxPendingConnections, ConfigurationKeys.EnclaveMaxPendingConnections.Path, _admission.Limit)
         {
             Waiting = limit =>
@@ -87,6 +89,13 @@ public sealed class EgressProxy : IAsyncDisposable
                 if (_asideLines.TryEnter(out long asides))
                 {
                     ProxyLog.WaitingAside(_logger, destination, limit.DestinationShare, limit.LimitText(), asides + 1);
+                }
+            },
+            SettingUpAside = (_, destination) =>
+            {
+                if (_setUpAsideLines.TryEnter(out long slow))
+                {
+                    ProxyLog.SettingUpAside(_logger, destination, slow + 1);
                 }
             },
         };

@@ -480,16 +480,21 @@ public sealed class ConnectionSetupLimitTests
         Assert.That(await holder.TakeTurnAsync(Slow, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
         var turn = waiter.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
         time.Advance(ConnectionSetupLimit.AsideAfter); // aside: its place is back
+        ConnectionSetup next = await SetUpAsync(limit);
+        var nextTurn = next.TakeTurnAsync(Slow, CancellationToken.None).AsTask(); // aside at once, its place back
         ConnectionSetup other = await SetUpAsync(limit); // takes that place: none is free
-        var accepting = SetUpAsync(limit); // the accept loop waits for a place
-
-        holder.Complete();
-
+        holder.Complete(); // nothing waits for a place: its place goes with its turn
         Assert.That(await turn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
         Assert.That(limit.Pending, Is.EqualTo(2), "other and the waiter, on the holder's place");
+
+        var accepting = SetUpAsync(limit); // the accept loop waits for a place (the waiter holds its own for less than AsideAfter)
+        waiter.Complete();
+
+        Assert.That(await nextTurn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
+        Assert.That(limit.Pending, Is.EqualTo(2), "other and next, on the waiter's place");
         await Task.Delay(50);
         Assert.That(accepting.IsCompleted, Is.False, "the place went with the turn, not to the accept loop");
-        waiter.Complete();
+        next.Complete();
         ConnectionSetup accepted = await accepting.WaitAsync(HangGuard);
         other.Complete();
         accepted.Complete();
@@ -518,18 +523,119 @@ public sealed class ConnectionSetupLimitTests
         AssertEverythingBack(limit);
     }
 
+    /// <summary>Two destinations slow to connect (two blackholed ports, or two addresses of one name), each within its
+    /// share, held every place: the accept loop waited, and a connection to a healthy destination behind it, for the
+    /// parent's whole connect timeout (a trial: up to 19 s). Now setups that have held their places for AsideAfter give
+    /// them back while the accept loop waits, and go on without one; a turn one of them gives goes on without a place
+    /// too.</summary>
+    [Test]
+    public async Task TwoSlowDestinationsGiveTheirPlacesBackOnceTheyHaveHeldThemAsideAfterWhileTheAcceptLoopWaits()
+    {
+        var time = new FakeTimeProvider();
+        var reported = new List<IPEndPoint>();
+        var limit = new ConnectionSetupLimit(4, "enclave.max_pending_connections") { TimeProvider = time, SettingUpAside = (_, d) => reported.Add(d) };
+        var slow = new List<ConnectionSetup>();
+        foreach (var destination in new[] { Slow, Slow, Slow, SlowToo })
+        {
+            ConnectionSetup setup = await SetUpAsync(limit);
+            Assert.That(await setup.TakeTurnAsync(destination, CancellationToken.None), Is.EqualTo(SetupTurn.Taken), "each within its share");
+            slow.Add(setup);
+        }
+
+        time.Advance(TimeSpan.FromMilliseconds(100));
+        var accepting = SetUpAsync(limit); // no place is free: the accept loop waits
+        await Task.Delay(50);
+        Assert.That(accepting.IsCompleted, Is.False, "the setups have held their places 100 ms: they keep them");
+        Assert.That(limit.SetUpAside, Is.Zero);
+
+        time.Advance(ConnectionSetupLimit.AsideAfter - TimeSpan.FromMilliseconds(100)); // now they have held them AsideAfter
+        ConnectionSetup healthy = await accepting.WaitAsync(HangGuard);
+        Assert.That((limit.SetUpAside, limit.Pending), Is.EqualTo((4, 1)), "every slow setup goes on without a place; the accept loop took one");
+        Assert.That(reported, Is.EqualTo(new[] { Slow, SlowToo }), "each destination reported once");
+        Assert.That(await healthy.TakeTurnAsync(Other, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
+
+        // Slow still has its share in progress: a connection to it waits for a turn holding its place, and takes the
+        // turn of a setup that has none with its own place.
+        ConnectionSetup holding = await SetUpAsync(limit);
+        var holdingTurn = holding.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
+        Assert.That(holdingTurn.IsCompleted, Is.False, "Slow has its share in progress");
+        slow[0].Complete();
+        Assert.That(await holdingTurn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
+        Assert.That((limit.SetUpAside, limit.Pending), Is.EqualTo((3, 2)), "healthy and holding hold places");
+
+        // One waiting aside (no place) takes the turn of a setup without a place: it goes on without one.
+        ConnectionSetup aside = await SetUpAsync(limit);
+        var asideTurn = aside.TakeTurnAsync(Slow, CancellationToken.None).AsTask();
+        time.Advance(ConnectionSetupLimit.AsideAfter);
+        Assert.That((limit.WaitingAside, limit.Pending), Is.EqualTo((1, 2)), "it waits aside, its place back");
+        slow[1].Complete();
+        Assert.That(await asideTurn.WaitAsync(HangGuard), Is.EqualTo(SetupTurn.Taken));
+        Assert.That((limit.SetUpAside, limit.Pending, limit.WaitingAside), Is.EqualTo((3, 2, 0)), "no place came with the turn, none was taken");
+
+        foreach (var setup in new[] { slow[2], slow[3], aside, holding, healthy })
+        {
+            setup.Complete();
+        }
+
+        AssertEverythingBack(limit);
+    }
+
+    /// <summary>Setups give their places back only while the accept loop waits for one (a long setup costs nothing while
+    /// places are free), at once when they have already held them AsideAfter, and at most MaxWaitingAside of them: beyond,
+    /// the rest keep their places, as the connection limit counts them.</summary>
+    [Test]
+    public async Task SlowSetupsGiveTheirPlacesBackOnlyWhileTheAcceptLoopWaitsAndAtMostMaxWaitingAside()
+    {
+        var time = new FakeTimeProvider();
+        var limit = new ConnectionSetupLimit(4, "enclave.max_pending_connections", connectionLimit: 4) { TimeProvider = time }; // 2 may be aside
+        var slow = new List<ConnectionSetup>();
+        foreach (var destination in new[] { Slow, Slow, SlowToo })
+        {
+            ConnectionSetup setup = await SetUpAsync(limit);
+            Assert.That(await setup.TakeTurnAsync(destination, CancellationToken.None), Is.EqualTo(SetupTurn.Taken));
+            slow.Add(setup);
+        }
+
+        time.Advance(ConnectionSetupLimit.AsideAfter * 4);
+        Assert.That((limit.SetUpAside, limit.Pending), Is.EqualTo((0, 3)), "a place is free: nothing waits, nothing is given back");
+
+        ConnectionSetup fourth = await SetUpAsync(limit); // the last place
+        Assert.That(limit.SetUpAside, Is.Zero, "it did not wait");
+        ConnectionSetup fifth = await SetUpAsync(limit); // waits: the three have held theirs long enough, two give them back
+        Assert.That((limit.SetUpAside, limit.Pending), Is.EqualTo((2, 3)), "two aside (the most); fourth, fifth and the third slow setup hold places, one is free");
+
+        ConnectionSetup sixth = await SetUpAsync(limit); // the other place given back
+        var seventh = SetUpAsync(limit);
+        time.Advance(ConnectionSetupLimit.AsideAfter * 4);
+        await Task.Delay(50);
+        Assert.That(seventh.IsCompleted, Is.False, "no more may be set up aside: the third keeps its place");
+
+        slow[0].Complete(); // set up aside: no place comes back, but room aside does, and the third gives its place back
+        ConnectionSetup seventhSetup = await seventh.WaitAsync(HangGuard);
+        Assert.That((limit.SetUpAside, limit.Pending), Is.EqualTo((2, 4)), "slow[1] and slow[2] aside; fourth to seventh hold places");
+
+        foreach (var setup in new[] { slow[1], slow[2], fourth, fifth, sixth, seventhSetup })
+        {
+            setup.Complete();
+        }
+
+        AssertEverythingBack(limit);
+    }
+
     /// <summary>Property: connections to a few destinations, on many threads, each taking a place, then its turn (some
-    /// stopped while waiting, some moved aside as the clock runs, some refused at the aside bound or past the longest
+    /// stopped while waiting, some moved aside as the clock runs, some set up aside by the sweep, some refused at the aside bound or past the longest
     /// wait, the whole limit stopped part way), then completing at random moments: at the end every place, turn and count is back, and no destination
     /// has ever had more than its share being set up.</summary>
     [Test]
     public async Task UnderConcurrencyEveryPlaceAndTurnComesBackAndNoDestinationExceedsItsShare([Values(1, 2, 3)] int seed)
     {
         var time = new FakeTimeProvider();
+        int sweptAside = 0;
         var limit = new ConnectionSetupLimit(8, "enclave.max_pending_connections", connectionLimit: 20)
         {
             TimeProvider = time, // 10 may wait aside, and for at most 6 ticks of the clock below (some may time out)
             MaxTurnWait = ConnectionSetupLimit.AsideAfter * 2,
+            SettingUpAside = (_, _) => Interlocked.Increment(ref sweptAside),
         };
         IPEndPoint[] destinations = [Slow, Other, new IPEndPoint(IPAddress.Loopback, 1)];
         var inProgress = new int[destinations.Length];
@@ -560,7 +666,19 @@ public sealed class ConnectionSetupLimitTests
             {
                 int now = Interlocked.Increment(ref inProgress[d]);
                 InterlockedMax(ref worst, now);
-                await Task.Delay(r.Next(3));
+                if (r.Next(5) == 0)
+                {
+                    long started = time.GetTimestamp(); // a fifth are slow: set up over AsideAfter of the clock
+                    while (time.GetElapsedTime(started) <= ConnectionSetupLimit.AsideAfter)
+                    {
+                        await Task.Delay(1);
+                    }
+                }
+                else
+                {
+                    await Task.Delay(r.Next(3));
+                }
+
                 Interlocked.Decrement(ref inProgress[d]);
             }
 
@@ -580,6 +698,7 @@ public sealed class ConnectionSetupLimitTests
 
         Assert.That(worst, Is.LessThanOrEqualTo(limit.DestinationShare));
         Assert.That(outcomes.GetValueOrDefault(SetupTurn.Taken), Is.Positive);
+        Assert.That(sweptAside, Is.Positive, "some setups were slow enough to give their places back while the accept loop waited");
         AssertEverythingBack(limit);
     }
 
@@ -598,6 +717,7 @@ public sealed class ConnectionSetupLimitTests
     private static readonly IPEndPoint Slow = new(IPAddress.Parse("198.18.1.20"), 7);
     private static readonly IPEndPoint Other = new(IPAddress.Parse("198.18.0.10"), 80);
     private static readonly IPEndPoint Fast = new(IPAddress.Parse("198.18.0.10"), 443);
+    private static readonly IPEndPoint SlowToo = new(IPAddress.Parse("198.18.1.20"), 8);
 
     /// <summary>Every place, wait and destination entry is back: nothing is left behind.</summary>
     private static void AssertEverythingBack(ConnectionSetupLimit limit) => Assert.Multiple(() =>
@@ -605,6 +725,7 @@ public sealed class ConnectionSetupLimitTests
         Assert.That(limit.Pending, Is.Zero, "places held");
         Assert.That(limit.WaitingAside, Is.Zero, "connections waiting aside");
         Assert.That(limit.DestinationsTracked, Is.Zero, "destinations tracked");
+        Assert.That(limit.SetUpAside, Is.Zero, "setups set up aside");
     });
 
     private static void InterlockedMax(ref int target, int value)
