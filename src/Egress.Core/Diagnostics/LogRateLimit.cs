@@ -5,9 +5,12 @@ namespace Egress.Diagnostics;
 /// <summary>
 /// Lets one log line of a kind through per interval and counts the ones held back, so that a flood (of refused
 /// queries, of slow streams) cannot flood the log: the line that is let through says how many were held back since
-/// the previous one. When a flood stops, no line comes to say so: when a full interval after the first line held back
-/// no line has been let through, a summary line (event 16) reports the count, so the log never under-counts a flood
-/// that ended, and a flood that goes on still logs one line an interval.
+/// the previous one. When a flood stops, no line comes to say so: when a whole interval has passed after the end of
+/// the last line's interval with no line let through (no line of the kind was even tried then: it would have gone
+/// through), a summary line (event 16) reports the count, so the log never under-counts a flood that ended. A flood
+/// that goes on, even in bursts up to an interval apart, logs one line an interval, which carries the count: the
+/// summary used to fire one interval after the first line held back, which came a moment after the line let through,
+/// so it beat the next burst's line, which then said "0 more" (a trial's floods of refused connections).
 /// Thread-safe; allocates only the summary's one-shot timer, at most once an interval.
 /// </summary>
 /// <param name="time">The clock, also the summary's timer.</param>
@@ -32,7 +35,7 @@ internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval, ILogger
         {
             if (Interlocked.Increment(ref _suppressed) == 1 && logger is not null)
             {
-                ScheduleSummary();
+                ScheduleSummary(Volatile.Read(ref _next), TimeSpan.Zero);
             }
 
             suppressed = 0;
@@ -43,27 +46,30 @@ internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval, ILogger
         return true;
     }
 
-    /// <summary>Reports, one interval from now, the lines held back by then that no line let through has reported.</summary>
-    private void ScheduleSummary() => ScheduleSummaryIn(interval);
-
-    private void ScheduleSummaryIn(TimeSpan delay)
+    /// <summary>Reports the lines held back after the line whose interval ends at <paramref name="intervalEnd"/> (a
+    /// timestamp), a whole interval after that end, unless a line was let through meanwhile: it took the count, and
+    /// the lines held back after it have their own summary scheduled.</summary>
+    /// <param name="intervalEnd">When the last line's interval ends (a timestamp).</param>
+    /// <param name="margin">Added to the wait: a millisecond once the timer has fired early.</param>
+    private void ScheduleSummary(long intervalEnd, TimeSpan margin)
     {
+        long due = intervalEnd + _intervalTicks;
+        long wait = due - time.GetTimestamp();
         ITimer? timer = null;
         timer = time.CreateTimer(
             _ =>
             {
                 timer?.Dispose();
-                long wait = Volatile.Read(ref _next) - time.GetTimestamp();
-                if (wait > 0)
+                if (Volatile.Read(ref _next) != intervalEnd)
                 {
-                    // Either a line went through since this count began and took it (nothing pending: done), or the
-                    // timer fired a little before the interval's end on the timestamp clock (timers tick in
-                    // milliseconds): then the count is still pending and must not be lost, so wait for the end.
-                    if (Volatile.Read(ref _suppressed) > 0)
-                    {
-                        ScheduleSummaryIn(TimeSpan.FromSeconds((double)wait / time.TimestampFrequency) + TimeSpan.FromMilliseconds(1));
-                    }
+                    return; // a line went through since: it took the count
+                }
 
+                if (due - time.GetTimestamp() > 0)
+                {
+                    // The timer fired a little before its time on the timestamp clock (timers tick in milliseconds):
+                    // the count is still pending and must not be lost, so wait for the time.
+                    ScheduleSummary(intervalEnd, TimeSpan.FromMilliseconds(1));
                     return;
                 }
 
@@ -74,7 +80,7 @@ internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval, ILogger
                 }
             },
             null,
-            delay,
+            TimeSpan.FromSeconds(Math.Max(0, (double)wait / time.TimestampFrequency)) + margin,
             Timeout.InfiniteTimeSpan);
     }
 }
@@ -82,6 +88,6 @@ internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval, ILogger
 /// <summary>The summary line of <see cref="LogRateLimit"/>.</summary>
 internal static partial class HeldBackLog
 {
-    [LoggerMessage(EventId = 16, Level = LogLevel.Warning, Message = "{HeldBack} more lines of event {EventId} were held back by its rate limit in the last {Seconds} s (the flood that caused them may have ended)")]
+    [LoggerMessage(EventId = 16, Level = LogLevel.Warning, Message = "{HeldBack} more lines of event {EventId} were held back by its rate limit after its last line, and none came in the {Seconds} s after that line's interval (the flood that caused them has ended)")]
     public static partial void HeldBack(ILogger logger, long heldBack, int eventId, double seconds);
 }

@@ -107,6 +107,41 @@ public sealed class DnsQueryAdmissionTests
         });
     }
 
+    /// <summary>A flood in bursts: each burst's first line carries the count of the previous burst, however late in the
+    /// next interval it comes. The summary used to fire one interval after the first line held back (a moment after the
+    /// line let through), so it beat the next burst's line, which said "0 more" (a trial: events 15, 119, 211, 321).</summary>
+    [Test]
+    public void AFloodInBurstsReportsEachBurstsCountWithTheNextBurstsLineAndNoSummary()
+    {
+        var time = new FakeTimeProvider();
+        using var log = new LogCapture();
+        var limit = new LogRateLimit(time, TimeSpan.FromSeconds(1), log.Factory.CreateLogger("dns"), 321);
+        var counts = new List<long>();
+        for (int burst = 0; burst < 4; burst++)
+        {
+            for (int i = 0; i < 50; i++)
+            {
+                if (limit.TryEnter(out long suppressed))
+                {
+                    counts.Add(suppressed);
+                }
+            }
+
+            time.Advance(TimeSpan.FromMilliseconds(1900)); // the next burst comes late in the next interval
+        }
+
+        time.Advance(TimeSpan.FromSeconds(1)); // the flood has ended: a whole interval after the last line's
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(counts, Is.EqualTo(new long[] { 0, 49, 49, 49 }));
+            Assert.That(log.Records.Where(r => r.Id.Id == 16).Select(r => r.Message), Is.EqualTo(new[]
+            {
+                "49 more lines of event 321 were held back by its rate limit after its last line, and none came in the 1 s after that line's interval (the flood that caused them has ended)",
+            }), "only the last burst's count, once the flood has ended");
+        });
+    }
+
     /// <summary>While the flood goes on, the line let through each interval reports the count: no summaries besides.</summary>
     [Test]
     public void AFloodThatGoesOnLogsOneLineAnIntervalAndNoSummary()
