@@ -17,18 +17,32 @@ namespace Egress.Diagnostics;
 /// <param name="interval">The least time between two lines.</param>
 /// <param name="logger">Where the summary line goes; null: no summary (the count waits for the next line).</param>
 /// <param name="eventId">The event id of the rate-limited line, named in the summary.</param>
-internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval, ILogger? logger = null, int eventId = 0)
+/// <param name="linesPerInterval">How many lines an interval lets through (from the first of them on): 1 for a line
+/// that says the same each time (a limit reached), more for one whose every instance says something of its own (the
+/// name of a query that failed) and comes one at a time in normal running, a flood only in an outage.</param>
+internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval, ILogger? logger = null, int eventId = 0, int linesPerInterval = 1)
 {
     /// <summary>The interval of every rate-limited line: one a second.</summary>
     public static readonly TimeSpan DefaultInterval = TimeSpan.FromSeconds(1);
 
+    /// <summary>The lines a second let through for a line that names what failed (a query, a connection): the first
+    /// ten of an outage say what they are, the rest are counted.</summary>
+    public const int FailureLinesPerInterval = 10;
+
     private readonly long _intervalTicks = (long)(interval.TotalSeconds * time.TimestampFrequency);
+    private readonly Lock _window = new();
     private long _next = long.MinValue;
+    private int _linesInWindow;
     private long _suppressed;
 
     /// <summary>Whether to log now; when true, <paramref name="suppressed"/> is how many were held back since the last line.</summary>
     public bool TryEnter(out long suppressed)
     {
+        if (linesPerInterval > 1)
+        {
+            return TryEnterWindow(out suppressed);
+        }
+
         long now = time.GetTimestamp();
         long next = Volatile.Read(ref _next);
         if (now < next || Interlocked.CompareExchange(ref _next, now + _intervalTicks, next) != next)
@@ -44,6 +58,36 @@ internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval, ILogger
 
         suppressed = Interlocked.Exchange(ref _suppressed, 0);
         return true;
+    }
+
+    /// <summary><see cref="TryEnter"/> for more than one line an interval: the interval begins with its first line
+    /// (<see cref="_next"/> is its end, as for one line), and lets <c>linesPerInterval</c> through.</summary>
+    private bool TryEnterWindow(out long suppressed)
+    {
+        lock (_window)
+        {
+            long now = time.GetTimestamp();
+            if (now >= _next)
+            {
+                Volatile.Write(ref _next, now + _intervalTicks);
+                _linesInWindow = 0;
+            }
+
+            if (_linesInWindow < linesPerInterval)
+            {
+                _linesInWindow++;
+                suppressed = Interlocked.Exchange(ref _suppressed, 0);
+                return true;
+            }
+        }
+
+        if (Interlocked.Increment(ref _suppressed) == 1 && logger is not null)
+        {
+            ScheduleSummary(Volatile.Read(ref _next), TimeSpan.Zero);
+        }
+
+        suppressed = 0;
+        return false;
     }
 
     /// <summary>Reports the lines held back after the line whose interval ends at <paramref name="intervalEnd"/> (a

@@ -27,6 +27,9 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 305, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: {Status}")]
     public static partial void QueryFailed(ILogger logger, string name, string type, string status);
 
+    [LoggerMessage(EventId = 305, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: {Status} ({HeldBack} more such lines held back since the last one: at most 10 a second)")]
+    public static partial void QueryFailed(ILogger logger, string name, string type, string status, long heldBack);
+
     [LoggerMessage(EventId = 306, Level = LogLevel.Debug, Message = "DNS {Name}: {Length}-byte answer exceeds the client's UDP limit {Limit}; sent TC=1 so it retries over TCP")]
     public static partial void TruncatedForClient(ILogger logger, string name, int length, int limit);
 
@@ -62,6 +65,9 @@ internal static partial class DnsLog
 
     [LoggerMessage(EventId = 312, Level = LogLevel.Warning, Message = "dns stream {Index}: tunnel {Tunnel} unavailable: {Error}")]
     public static partial void StreamUnavailable(ILogger logger, int index, string tunnel, string error);
+
+    [LoggerMessage(EventId = 312, Level = LogLevel.Warning, Message = "dns stream {Index}: tunnel {Tunnel} unavailable: {Error} ({HeldBack} more such lines held back since the last one: at most 10 a second)")]
+    public static partial void StreamUnavailable(ILogger logger, int index, string tunnel, string error, long heldBack);
 
     [LoggerMessage(EventId = 313, Level = LogLevel.Warning, Message = "dns stream {Index} failed ({Reason}); {Pending} pending queries answered SERVFAIL")]
     public static partial void StreamFailed(ILogger logger, int index, string reason, int pending);

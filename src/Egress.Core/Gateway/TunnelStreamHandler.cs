@@ -40,6 +40,7 @@ internal sealed class TunnelStreamHandler(
     private readonly DnsStreamOptions _dnsStreams = DnsStreamLimits.StreamOptions(options.Relay.TimeProvider, options.Metrics);
 
     private readonly LogRateLimit _dnsOverloadLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 321);
+    private readonly LogRateLimit _dnsFailedLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 256, LogRateLimit.FailureLinesPerInterval);
 
     // The limit refusals' lines (event 211), one rate limit per request kind, so that a flood of connections at the
     // stream limit never holds back the line of a DNS stream refused at its own limit.
@@ -560,7 +561,7 @@ internal sealed class TunnelStreamHandler(
     {
         await TunnelHandshake.SendResponseAsync(streamSocket, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
         GatewayLog.DnsStreamOpened(logger, string.Join(", ", dnsUpstreams.Upstreams));
-        var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, options.Metrics, logger, _dnsOverloadLines);
+        var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, options.Metrics, logger, _dnsOverloadLines, _dnsFailedLines);
         var tunnel = DnsStreamPipe.Start(streamSocket, "dns stream");
         try
         {

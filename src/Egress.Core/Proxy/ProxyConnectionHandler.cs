@@ -51,6 +51,7 @@ internal sealed class ProxyConnectionHandler(
     private readonly LogRateLimit _setupShareLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 121);
     private readonly LogRateLimit _setupWaitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 122);
     private readonly LogRateLimit _stoppingLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 112);
+    private readonly LogRateLimit _unavailableLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 109, LogRateLimit.FailureLinesPerInterval);
 
     private readonly TunnelClient _tunnel = new(options.Tunnel, options.StatusTimeout, options.Relay.TimeProvider, connectTunnel, streamPool);
 
@@ -407,8 +408,17 @@ internal sealed class ProxyConnectionHandler(
                 case ConnectionOutcome.TunnelConnectTimeout:
                     ProxyLog.TunnelConnectTimedOut(logger, destination, options.Tunnel.ToString(), options.StatusTimeout.TotalMilliseconds);
                     break;
-                case ConnectionOutcome.TunnelUnavailable:
-                    ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), result.Detail ?? string.Empty);
+                case ConnectionOutcome.TunnelUnavailable when _unavailableLines.TryEnter(out long unavailableBack):
+                    // Every connection while the parent is down: the first ten a second, counted.
+                    if (unavailableBack == 0)
+                    {
+                        ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), result.Detail ?? string.Empty);
+                    }
+                    else
+                    {
+                        ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), result.Detail ?? string.Empty, unavailableBack);
+                    }
+
                     break;
                 case ConnectionOutcome.Stopping:
                     // At a stop every connection still being set up ends at once (up to a thousand waiting aside).

@@ -89,6 +89,9 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 109, Level = LogLevel.Warning, Message = "connection to {Destination} failed: tunnel {Tunnel} unavailable: {Error}")]
     public static partial void TunnelUnavailable(ILogger logger, IPEndPoint destination, string tunnel, string error);
 
+    [LoggerMessage(EventId = 109, Level = LogLevel.Warning, Message = "connection to {Destination} failed: tunnel {Tunnel} unavailable: {Error} ({HeldBack} more such lines held back since the last one: at most 10 a second)")]
+    public static partial void TunnelUnavailable(ILogger logger, IPEndPoint destination, string tunnel, string error, long heldBack);
+
     [LoggerMessage(EventId = 111, Level = LogLevel.Warning, Message = "connection to {Destination} failed: timed out connecting to the tunnel {Tunnel} after {TimeoutMs} ms")]
     public static partial void TunnelConnectTimedOut(ILogger logger, IPEndPoint destination, string tunnel, double timeoutMs);
 

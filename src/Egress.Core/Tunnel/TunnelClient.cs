@@ -19,6 +19,14 @@ namespace Egress.Tunnel;
 /// </remarks>
 public sealed class TunnelClient
 {
+    /// <summary>Why a new stream failed when the parent closed it before any byte of its status.</summary>
+    internal const string ClosedUnanswered =
+        "the parent closed the stream before answering (egress-host stopped, crashed or is restarting, or closed it unanswered at its stream limit: its log says which)";
+
+    /// <summary>Why a new stream failed when the parent reset it before any byte of its status (after the socket error).</summary>
+    internal const string ResetUnanswered =
+        "the parent reset the stream before answering (egress-host stopped or crashed, or reset it unanswered at its stream limit: its log says which)";
+
     private readonly TimeProvider _timeProvider;
     private readonly Func<CancellationToken, ValueTask<Socket>> _connect;
     private readonly Func<CancellationToken, ValueTask<Socket>> _connectForRelay;
@@ -227,6 +235,12 @@ public sealed class TunnelClient
                 return (TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, "the pooled stream was closed by the parent"), true);
             }
 
+            if (result == TunnelReadResult.TruncatedStream && !received)
+            {
+                // Not a bad answer: none came (a trial read "invalid answer from the parent (TruncatedStream)" when egress-host was killed).
+                return (TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, ClosedUnanswered), false);
+            }
+
             if (result == TunnelReadResult.Complete && response.Status == TunnelStatus.Ok && response.Version != request.Version)
             {
                 // Ok must echo the request's version: the payload that follows is in that version.
@@ -261,7 +275,10 @@ public sealed class TunnelClient
         catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
         {
             // On a pooled stream before any status byte: the send failed (EPIPE) or the parent's close reset it.
-            return (TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, AcceptFailure.Message(ex)), rented is not null && !anyReceived);
+            string detail = rented is null && !anyReceived && ex is SocketException { SocketErrorCode: SocketError.ConnectionReset }
+                ? $"{AcceptFailure.Message(ex)}: {ResetUnanswered}"
+                : AcceptFailure.Message(ex);
+            return (TunnelConnectResult.Failed(TunnelConnectError.TunnelUnavailable, detail), rented is not null && !anyReceived);
         }
         finally
         {

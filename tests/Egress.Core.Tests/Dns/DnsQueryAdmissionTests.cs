@@ -142,6 +142,33 @@ public sealed class DnsQueryAdmissionTests
         });
     }
 
+    /// <summary>A line that names what failed (a query, a connection) lets ten through a second, from the first, and the
+    /// first of the next interval carries the count; a summary when the flood ends.</summary>
+    [Test]
+    public void TenLinesAnIntervalAreLetThroughWhenAsked()
+    {
+        var time = new FakeTimeProvider();
+        using var log = new LogCapture();
+        var limit = new LogRateLimit(time, TimeSpan.FromSeconds(1), log.Factory.CreateLogger("dns"), 305, LogRateLimit.FailureLinesPerInterval);
+        int first = Enumerable.Range(0, 25).Count(_ => limit.TryEnter(out long _));
+        time.Advance(TimeSpan.FromMilliseconds(999));
+        Assert.That(limit.TryEnter(out _), Is.False, "the interval began with its first line");
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.That(limit.TryEnter(out long heldBack), Is.True);
+        int second = 1 + Enumerable.Range(0, 11).Count(_ => limit.TryEnter(out long _));
+        time.Advance(TimeSpan.FromSeconds(3));
+        Assert.Multiple(() =>
+        {
+            Assert.That(first, Is.EqualTo(10));
+            Assert.That(heldBack, Is.EqualTo(16), "15 in the first second and one at its end");
+            Assert.That(second, Is.EqualTo(10));
+            Assert.That(log.Records.Where(r => r.Id.Id == 16).Select(r => r.Message), Is.EqualTo(new[]
+            {
+                "2 more lines of event 305 were held back by its rate limit after its last line, and none came in the 1 s after that line's interval (the flood that caused them has ended)",
+            }));
+        });
+    }
+
     /// <summary>While the flood goes on, the line let through each interval reports the count: no summaries besides.</summary>
     [Test]
     public void AFloodThatGoesOnLogsOneLineAnIntervalAndNoSummary()

@@ -140,6 +140,38 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(_probe.TunnelErrors, Is.EqualTo(new[] { "unavailable" }));
     }
 
+    /// <summary>A trial: with egress-host down or at its limit, every connection logged its own "tunnel unavailable"
+    /// warning (456 lines). Ten a second say what failed; the first of the next second says how many were held back.</summary>
+    [Test]
+    public async Task TunnelUnavailableIsLoggedTenTimesASecondWithTheCountHeldBack()
+    {
+        using var handler = Handler(Redirected(Listed), _ => throw new SocketException((int)SocketError.ConnectionRefused));
+        for (int i = 0; i < 13; i++)
+        {
+            var (app, accepted) = await ConnectedPairAsync();
+            using (app)
+            {
+                Assert.That((await handler.HandleAsync(accepted, CancellationToken.None)).Outcome, Is.EqualTo(ConnectionOutcome.TunnelUnavailable));
+            }
+        }
+
+        _time.Advance(TimeSpan.FromSeconds(1));
+        var (lastApp, lastAccepted) = await ConnectedPairAsync();
+        using (lastApp)
+        {
+            await handler.HandleAsync(lastAccepted, CancellationToken.None);
+        }
+
+        var lines = _probe.Logs.Records.Where(r => r.Id.Id == 109).Select(r => r.Message).ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(lines, Has.Count.EqualTo(11), "ten in the first second, one in the next");
+            Assert.That(lines[0], Does.EndWith("unavailable: Connection refused"));
+            Assert.That(lines[10], Does.EndWith("unavailable: Connection refused (3 more such lines held back since the last one: at most 10 a second)"));
+            Assert.That(_probe.Connections, Has.Count.EqualTo(14), "each failure is still counted in the metrics");
+        });
+    }
+
     [Test]
     public async Task TunnelConnectBeyondTheStatusTimeoutTimesOut()
     {
@@ -221,8 +253,10 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(_probe.TunnelErrors, Is.EqualTo(new[] { "bad_response" }));
     }
 
+    /// <summary>A trial: egress-host killed while connections were being set up read "invalid answer from the parent
+    /// (TruncatedStream)", as if the parent had answered wrongly; none came: the tunnel is unavailable.</summary>
     [Test]
-    public async Task ParentThatClosesWithoutAnsweringIsABadResponse()
+    public async Task ParentThatClosesWithoutAnsweringLeavesTheTunnelUnavailableAndSaysWhy()
     {
         var handling = Handler(Redirected(Listed)).HandleAsync(_accepted, CancellationToken.None);
         using (Socket parent = await AcceptTunnelAsync())
@@ -233,9 +267,10 @@ public sealed class ProxyConnectionHandlerTests
 
         var result = await handling.WaitAsync(HangGuard);
 
-        await AssertOutcomeAsync(result, ConnectionOutcome.BadParentResponse, ("failed", "bad_parent_response"), eventId: 107, reset: true);
-        Assert.That(result.ReadResult, Is.EqualTo(TunnelReadResult.TruncatedStream));
-        Assert.That(_probe.TunnelErrors, Is.EqualTo(new[] { "bad_response" }));
+        await AssertOutcomeAsync(result, ConnectionOutcome.TunnelUnavailable, ("failed", "tunnel_unavailable"), eventId: 109, reset: true);
+        Assert.That(result.Detail, Is.EqualTo(TunnelClient.ClosedUnanswered));
+        Assert.That(_probe.Logs.Records.Single(r => r.Id.Id == 109).Message, Does.EndWith(
+            "unavailable: the parent closed the stream before answering (egress-host stopped, crashed or is restarting, or closed it unanswered at its stream limit: its log says which)"));
     }
 
     [Test]

@@ -137,13 +137,32 @@ public sealed class TunnelClientTests
     }
 
     [Test]
-    public async Task ParentClosesWithoutAnswering_IsBadResponse()
+    public async Task ParentClosesWithoutAnswering_IsTunnelUnavailable()
     {
         using var listener = _endpoint.Listen();
         var parent = Task.Run(async () =>
         {
             using var stream = await listener.AcceptAsync();
             await TunnelHandshake.ReadRequestAsync(stream, CancellationToken.None);
+        });
+
+        var result = await new TunnelClient(_endpoint).ConnectAsync(Destination, null, CancellationToken.None);
+        await parent;
+
+        Assert.That(result.Error, Is.EqualTo(TunnelConnectError.TunnelUnavailable), "no answer came: not a bad one");
+        Assert.That(result.Detail, Is.EqualTo(TunnelClient.ClosedUnanswered));
+    }
+
+    /// <summary>A parent that sent part of a status and closed did answer, badly.</summary>
+    [Test]
+    public async Task ParentClosesAfterPartOfAStatus_IsBadResponse()
+    {
+        using var listener = _endpoint.Listen();
+        var parent = Task.Run(async () =>
+        {
+            using var stream = await listener.AcceptAsync();
+            await TunnelHandshake.ReadRequestAsync(stream, CancellationToken.None);
+            await stream.SendAsync(new byte[] { TunnelCodec.Version });
         });
 
         var result = await new TunnelClient(_endpoint).ConnectAsync(Destination, null, CancellationToken.None);

@@ -32,6 +32,7 @@ internal sealed class DnsQueryHandler(
 
     private readonly LogRateLimit _overloadLines = new(time, LogRateLimit.DefaultInterval, logger, 321);
     private readonly LogRateLimit _malformedLines = new(time, LogRateLimit.DefaultInterval, logger, 330);
+    private readonly LogRateLimit _failedLines = new(time, LogRateLimit.DefaultInterval, logger, 305, LogRateLimit.FailureLinesPerInterval);
 
     /// <summary>Gets the admission of forwarded queries.</summary>
     public DnsQueryAdmission Admission => admission;
@@ -198,8 +199,17 @@ internal sealed class DnsQueryHandler(
                 DnsLog.Denied(logger, question.LogName, DnsTypeName.Of(question.Type), result.Decision.WithoutDeniedPrefix);
                 denials?.DnsQuestion(question.LogName, DnsTypeName.Of(question.Type), result.Decision.Reason);
                 break;
-            case DnsQueryOutcome.UpstreamFailed:
-                DnsLog.QueryFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason);
+            case DnsQueryOutcome.UpstreamFailed when _failedLines.TryEnter(out long failedBack):
+                // One at a time in normal running; every query while the parent is down: the first ten a second, counted.
+                if (failedBack == 0)
+                {
+                    DnsLog.QueryFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason);
+                }
+                else
+                {
+                    DnsLog.QueryFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason, failedBack);
+                }
+
                 break;
             case DnsQueryOutcome.Overloaded when _overloadLines.TryEnter(out long suppressed):
                 DnsLog.QueryOverloaded(logger, result.Reason, suppressed);

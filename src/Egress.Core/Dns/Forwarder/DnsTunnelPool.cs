@@ -1,3 +1,4 @@
+using Egress.Diagnostics;
 using Egress.Dns.Wire;
 using Microsoft.Extensions.Logging;
 
@@ -22,9 +23,10 @@ internal sealed class DnsTunnelPool : IDisposable
         _timeoutTicks = (long)(options.QueryTimeout.TotalSeconds * _time.TimestampFrequency);
         _idleTicks = (long)(DnsStreamLimits.EnclaveIdleTimeout.TotalSeconds * _time.TimestampFrequency);
         _streams = new DnsTunnelStream[options.StreamCount];
+        var unavailableLines = new LogRateLimit(_time, LogRateLimit.DefaultInterval, logger, 312, LogRateLimit.FailureLinesPerInterval); // every stream's
         for (int i = 0; i < _streams.Length; i++)
         {
-            _streams[i] = new DnsTunnelStream(i, options, logger, stopping);
+            _streams[i] = new DnsTunnelStream(i, options, logger, unavailableLines, stopping);
         }
 
         TimeSpan period = TimeSpan.FromTicks(Math.Clamp(options.QueryTimeout.Ticks / 10, TimeSpan.TicksPerMillisecond * 10, TimeSpan.TicksPerMillisecond * 250));

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using Egress.Connections;
+using Egress.Diagnostics;
 using Egress.Dns.Wire;
 using Egress.Sockets;
 using Egress.Tunnel;
@@ -15,7 +16,7 @@ namespace Egress.Dns.Forwarder;
 /// pending queries (the client's own ID is restored on the answer), answers are matched by that ID in any order.
 /// The stream opens on first use; when it fails, every pending query fails with it and the next query reopens it.
 /// </summary>
-internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, ILogger logger, CancellationToken stopping)
+internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, ILogger logger, LogRateLimit unavailableLines, CancellationToken stopping)
 {
     private readonly Lock _lock = new();
     private readonly Dictionary<ushort, DnsPendingQuery> _pending = [];
@@ -235,7 +236,18 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
         catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException
             or ConnectionResetException or ConnectionAbortedException)
         {
-            DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), AcceptFailure.Message(ex));
+            if (unavailableLines.TryEnter(out long heldBack)) // each query tries while the parent is down
+            {
+                if (heldBack == 0)
+                {
+                    DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), AcceptFailure.Message(ex));
+                }
+                else
+                {
+                    DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), AcceptFailure.Message(ex), heldBack);
+                }
+            }
+
             connection?.Dispose();
             return null;
         }

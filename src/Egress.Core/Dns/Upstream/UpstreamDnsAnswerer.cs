@@ -20,7 +20,8 @@ namespace Egress.Dns.Upstream;
 /// <param name="metrics">Where each query's outcome is counted; null for nowhere.</param>
 /// <param name="logger">Where each query's outcome is logged.</param>
 /// <param name="overloadLines">The rate limit of the "not forwarded for load" line, shared by the gateway's streams.</param>
-internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient upstreams, EgressMetrics? metrics, ILogger logger, LogRateLimit overloadLines) : IDnsAnswerer
+/// <param name="failedLines">The rate limit of the SERVFAIL line (event 256), shared by the gateway's streams.</param>
+internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient upstreams, EgressMetrics? metrics, ILogger logger, LogRateLimit overloadLines, LogRateLimit failedLines) : IDnsAnswerer
 {
     /// <inheritdoc />
     /// <remarks>A query whose stream was reset or timed out (<paramref name="cancellationToken"/>) stops at once: its
@@ -83,8 +84,17 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
             case DnsQueryOutcome.DeniedName:
                 GatewayLog.DnsDenied(logger, question.LogName, DnsTypeName.Of(question.Type), result.Decision.WithoutDeniedPrefix);
                 break;
-            case DnsQueryOutcome.UpstreamFailed:
-                GatewayLog.DnsUpstreamFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason);
+            case DnsQueryOutcome.UpstreamFailed when failedLines.TryEnter(out long failedBack):
+                // One at a time in normal running; every query while the upstreams are down: the first ten a second, counted.
+                if (failedBack == 0)
+                {
+                    GatewayLog.DnsUpstreamFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason);
+                }
+                else
+                {
+                    GatewayLog.DnsUpstreamFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason, failedBack);
+                }
+
                 break;
             case DnsQueryOutcome.Overloaded when overloadLines.TryEnter(out long suppressed):
                 DnsLog.QueryOverloaded(logger, result.Reason, suppressed);
