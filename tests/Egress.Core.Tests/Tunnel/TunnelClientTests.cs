@@ -153,6 +153,31 @@ public sealed class TunnelClientTests
         Assert.That(result.Detail, Is.EqualTo(TunnelClient.ClosedUnanswered));
     }
 
+    /// <summary>egress-host beyond its stream limit resets the streams it cannot answer (its request unread): a trial's
+    /// enclave logged 456 bare "unavailable: Connection reset by peer" lines; the detail now says what a reset before
+    /// any answer means.</summary>
+    [Test]
+    public async Task ParentResetsWithoutAnswering_IsTunnelUnavailableAndSaysWhy()
+    {
+        using var listener = _endpoint.Listen();
+        var parent = Task.Run(async () =>
+        {
+            using var stream = await listener.AcceptAsync();
+            while (stream.Available == 0)
+            {
+                await Task.Delay(5); // the request arrives and stays unread: closing then resets the stream
+            }
+
+            stream.Close();
+        });
+
+        var result = await new TunnelClient(_endpoint).ConnectAsync(Destination, null, CancellationToken.None);
+        await parent;
+
+        Assert.That(result.Error, Is.EqualTo(TunnelConnectError.TunnelUnavailable));
+        Assert.That(result.Detail, Is.EqualTo($"Connection reset by peer: {TunnelClient.ResetUnanswered}"));
+    }
+
     /// <summary>A parent that sent part of a status and closed did answer, badly.</summary>
     [Test]
     public async Task ParentClosesAfterPartOfAStatus_IsBadResponse()
