@@ -306,11 +306,16 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
         }
     }
 
-    private static string RemoteOf(Socket socket)
+    /// <summary>The peer as a log line names it: its address, or what it is when it has none (a Unix-socket peer's
+    /// address is empty: a trial read "refused connection from : stream limit reached").</summary>
+    internal static string RemoteOf(Socket socket)
     {
         try
         {
-            return socket.RemoteEndPoint?.ToString() ?? "(unnamed)";
+            string? remote = socket.RemoteEndPoint?.ToString();
+            return !string.IsNullOrEmpty(remote) ? remote
+                : socket.AddressFamily == AddressFamily.Unix ? "an unnamed Unix-socket peer"
+                : "(unnamed)";
         }
         catch (SocketException)
         {

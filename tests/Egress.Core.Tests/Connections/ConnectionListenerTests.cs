@@ -213,6 +213,45 @@ public sealed class ConnectionListenerTests
         Assert.That(Volatile.Read(ref handled), Is.EqualTo(2), "served once the place is free, without a restart");
     }
 
+    /// <summary>A trial: egress-host at its stream limit on a Unix-socket tunnel logged "refused connection from :
+    /// stream limit reached"; a peer without an address is named for what it is.</summary>
+    [Test]
+    public async Task ARefusalOfAUnixSocketPeerNamesItForWhatItIs()
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-listener-").FullName;
+        try
+        {
+            var path = Path.Combine(directory, "t.sock");
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            socket.Bind(new UnixDomainSocketEndPoint(path));
+            socket.Listen(16);
+            var admission = new ConnectionAdmission(1, "host.max_streams", "stream", DescriptorBudget.ForLimit(65536, 0));
+            var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            await using var listener = new ConnectionListener(socket, "gateway unix:" + path, async (s, _) =>
+            {
+                using (s)
+                {
+                    await release.Task;
+                }
+            }, _logger) { Admission = admission };
+            listener.Start();
+
+            using var held = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await held.ConnectAsync(new UnixDomainSocketEndPoint(path)).WaitAsync(HangGuard);
+            await WaitUntilAsync(() => admission.Admitted == 1);
+            using var refused = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await refused.ConnectAsync(new UnixDomainSocketEndPoint(path)).WaitAsync(HangGuard);
+
+            string line = await _logs.WaitForLineAsync("refused connection from");
+            Assert.That(line, Does.Contain($"gateway unix:{path}: refused connection from an unnamed Unix-socket peer: stream limit reached (host.max_streams = 1)"));
+            release.SetResult();
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     /// <summary>Stress scenario 1: 3,269 refusals in 2 s each logged a Warning line; past 2,500 queued lines the
     /// console logger makes every logging thread wait, the DNS forwarder's too (the hosts no longer use it). One line a
     /// second now, each saying how many more were refused, and the count of the last second is reported when the flood ends.</summary>
