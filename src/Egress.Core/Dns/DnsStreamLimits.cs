@@ -41,6 +41,24 @@ internal static class DnsStreamLimits
     public static int MaxStreams(int? streamLimit) =>
         streamLimit is { } limit ? Math.Clamp(limit / 8, MinStreams, MaxStreamsCap) : MaxStreamsCap;
 
+    /// <summary>The most streams kept back from relayed connections for DNS and denial-report streams.</summary>
+    public const int MaxReserved = 8;
+
+    /// <summary>The streams of the limit kept for DNS and denial-report streams: a new stream's first TCP connection is
+    /// refused while the streams open number more than the limit less these, so that relayed connections at the limit
+    /// (an app holding connections open; a trial held 1,500 against 373) leave the enclave's DNS working. An eighth of
+    /// the limit, at most <see cref="MaxReserved"/> (an enclave keeps 2 DNS streams by default, up to 16); none below
+    /// 8 streams.</summary>
+    /// <param name="streamLimit">The gateway's stream limit, or null for none.</param>
+    public static int Reserved(int? streamLimit) => streamLimit is { } limit ? Math.Min(MaxReserved, limit / 8) : 0;
+
+    /// <summary>Why a relayed connection is refused on a new stream that would take one of the streams kept for DNS.</summary>
+    /// <param name="reserved">The streams kept (<see cref="Reserved"/>).</param>
+    /// <param name="streamLimitText">The stream limit, as <see cref="Connections.ConnectionAdmission.LimitText"/> says it.</param>
+    public static string ReservedReason(int reserved, string streamLimitText) => string.Create(
+        CultureInfo.InvariantCulture,
+        $"stream {Connections.ConnectionAdmission.LimitReached} for relayed connections {streamLimitText}: the last {reserved} streams are kept for DNS and denial reports");
+
     /// <summary>Why a tunnel DNS stream beyond <see cref="MaxStreams"/> is refused.</summary>
     /// <param name="maxStreams">The limit reached.</param>
     /// <param name="streamLimitText">The stream limit it derives from, as <see cref="Connections.ConnectionAdmission.LimitText"/> says it.</param>

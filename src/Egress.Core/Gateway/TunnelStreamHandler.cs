@@ -260,7 +260,7 @@ internal sealed class TunnelStreamHandler(
     /// undialled, for <see cref="OpenAsync"/>.</summary>
     // Pooled state machine: it runs once per connection set up, and a burst of set-ups must not allocate one each.
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<StreamDecision> DecideAsync(Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, CancellationToken aborted)
+    private async ValueTask<StreamDecision> DecideAsync(Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, bool reused, CancellationToken aborted)
     {
         var (read, request, following) = await ReadRequestAsync(tunnel, received, aborted).ConfigureAwait(false);
         if (read is { } failed)
@@ -306,6 +306,14 @@ internal sealed class TunnelStreamHandler(
         if (request.Kind != TunnelRequestKind.TcpConnect)
         {
             return GatewayStreamResult.Unsupported(request);
+        }
+
+        // A new stream's first connection may not take the last streams of the limit: they are kept for DNS and denial
+        // reports (a reused stream was counted when it was new: relayed connections never hold more than the rest).
+        if (!reused && listener.Admission is { } admission
+            && DnsStreamLimits.Reserved(admission.Limit) is var reserved and > 0 && admission.Admitted > admission.Limit - reserved)
+        {
+            return GatewayStreamResult.StreamLimitOf(request, DnsStreamLimits.ReservedReason(reserved, admission.LimitText()));
         }
 
         var destination = request.Destination!;
@@ -367,7 +375,7 @@ internal sealed class TunnelStreamHandler(
     private async ValueTask<StreamOpening> OpenAsync(
         Socket tunnel, ConnectionListener listener, ReadOnlyMemory<byte> received, bool reused, CancellationToken aborted)
     {
-        var decided = await DecideAsync(tunnel, listener, received, aborted).ConfigureAwait(false);
+        var decided = await DecideAsync(tunnel, listener, received, reused, aborted).ConfigureAwait(false);
         if (decided.Done is { } done)
         {
             return done;

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using Egress.Gateway;
 using Egress.Policy;
+using Egress.Proxy;
 using Egress.Tunnel;
 
 namespace Egress.Tests.Gateway;
@@ -131,6 +132,40 @@ public sealed class TunnelGatewayTests
             Assert.That((Encoding.ASCII.GetString(echoed), cause), Is.EqualTo(("early and later", (TunnelEndCause?)TunnelEndCause.Fin)));
             Assert.That(_logs.Values(210, "BytesOut"), Is.EqualTo(new[] { "15" }));
         });
+    }
+
+    /// <summary>A trial: an app holding 1,500 connections against egress-host's 373 streams took every stream, and every
+    /// DNS query of the enclave failed (SERVFAIL) while they were held. The last streams of the limit (an eighth, at most
+    /// 8) are kept for DNS and denial reports: a new stream's first connection beyond the rest is refused.</summary>
+    [Test]
+    public async Task RelayedConnectionsLeaveTheLastStreamsOfTheLimitForDns()
+    {
+        StartGateway(["127.0.0.1"], maxStreams: 16); // 2 kept
+        using var echo = new EchoServer();
+        var held = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < 14; i++)
+            {
+                Socket stream = await TunnelWire.ConnectAsync(_endpoint);
+                held.Add(stream);
+                await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(echo.EndPoint));
+                Assert.That(await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard), Is.EqualTo(new TunnelResponse(TunnelStatus.Ok)), $"connection {i + 1} of 14");
+            }
+
+            (TunnelResponse refused, _) = await RequestAsync(TunnelRequest.ForTcp(echo.EndPoint));
+            Assert.That(refused, Is.EqualTo(new TunnelResponse(
+                TunnelStatus.Failure, "parent: stream limit reached for relayed connections (host.max_streams = 16): the last 2 streams are kept for DNS and denial reports")));
+            Assert.That(ProxyLog.IsParentLimit(refused.Status, refused.Detail), Is.True, "the enclave logs it as a parent's limit, rate-limited");
+
+            using Socket dns = await TunnelWire.ConnectAsync(_endpoint);
+            await TunnelWire.SendAsync(dns, TunnelRequest.ForDns());
+            Assert.That((await TunnelWire.ReadResponseAsync(dns).WaitAsync(HangGuard)).Status, Is.EqualTo(TunnelStatus.Ok), "a DNS stream takes a kept one");
+        }
+        finally
+        {
+            held.ForEach(s => s.Dispose());
+        }
     }
 
     [Test]
