@@ -130,8 +130,7 @@ public sealed class DestinationShareTests : EgressFixture
         var slow = Command.RunInNamespaceAsync(
             Topology.Enclave, TimeSpan.FromSeconds(40), "/usr/bin/python3", "-c", SlowScript, "4", $"{(ConnectTimeoutMs / 1000) + 2}", $"{BlackholePort},{SecondBlackholePort}");
         string? gaveBack = await Deployment.Enclave.WaitForLineAsync(
-            line => line.Contains("proxy: connections to 198.18.1.20:", StringComparison.Ordinal)
-                && line.Contains("have waited 250 ms or more for the parent's status", StringComparison.Ordinal),
+            line => line.Contains("connections being set up had waited 250 ms or more for the parent's status (to 198.18.1.20:", StringComparison.Ordinal),
             TimeSpan.FromSeconds(4));
 
         var elapsed = Stopwatch.StartNew();

@@ -47,8 +47,8 @@ internal sealed class ConnectionSetupLimit
     /// parent), much shorter than the parent's connect timeout (5 s).</summary>
     public static readonly TimeSpan AsideAfter = TimeSpan.FromMilliseconds(250);
 
-    /// <summary>The most destinations one sweep reports to <see cref="SettingUpAside"/>.</summary>
-    private const int MaxSetUpAsideReports = 4;
+    /// <summary>The most destinations one sweep names to <see cref="SettingUpAside"/>.</summary>
+    public const int MaxDestinationsNamed = 4;
 
     private readonly SemaphoreSlim _places;
     private readonly string _setting;
@@ -135,11 +135,11 @@ internal sealed class ConnectionSetupLimit
     /// or place.</summary>
     public Action<ConnectionSetupLimit, IPEndPoint>? WaitingForTurn { get; init; }
 
-    /// <summary>Gets what is called, outside the limit's lock, for each destination (at most
-    /// <see cref="MaxSetUpAsideReports"/> per sweep) whose setups gave their places back, having held them
-    /// <see cref="AsideAfter"/> while the accept loop waited for one, e.g. to log it rate-limited; null: nothing. An
-    /// exception it throws is not passed on.</summary>
-    public Action<ConnectionSetupLimit, IPEndPoint>? SettingUpAside { get; init; }
+    /// <summary>Gets what is called, outside the limit's lock, after a sweep gave places back (setups that had held
+    /// them <see cref="AsideAfter"/> while the accept loop waited for one): how many, the destinations of the first of
+    /// them (at most <see cref="MaxDestinationsNamed"/>) and how many destinations in all; e.g. to log it rate-limited;
+    /// null: nothing. An exception it throws is not passed on.</summary>
+    public Action<SetUpAsideReport>? SettingUpAside { get; init; }
 
     /// <summary>Gets the setups now holding their destination's turn without a place: slow, they gave it back while the
     /// accept loop waited for one.</summary>
@@ -181,7 +181,7 @@ internal sealed class ConnectionSetupLimit
 
         Interlocked.Increment(ref _waits);
         Waiting?.Invoke(this);
-        List<IPEndPoint>? slow;
+        SetUpAsideReport? slow;
         lock (_gate)
         {
             _acceptsWaiting++;
@@ -283,28 +283,23 @@ internal sealed class ConnectionSetupLimit
     /// <summary>Gives <paramref name="setup"/>'s turn for <paramref name="destination"/> back, with its place when it
     /// holds one: to the first connection waiting for the turn (a connection waiting aside has no place: it takes the
     /// place with the turn, or, when the giver had given its place back as slow, is set up without one too), or to
-    /// nobody. A setup set up aside that leaves makes room aside: while the accept loop waits, the sweep runs again.</summary>
+    /// nobody.</summary>
     /// <param name="setup">The connection leaving its turn.</param>
     /// <param name="destination">The destination whose turn it holds.</param>
     /// <param name="holdsPlace">Whether it still holds a place (false: it was set up aside).</param>
-    /// <param name="setUpAside">The destinations the sweep this made room for reported (<see cref="ReportSetUpAside"/>
-    /// outside the lock); null: none.</param>
     /// <returns>True when the place went with the turn (the caller must not give it back).</returns>
-    internal bool LeaveTurn(ConnectionSetup setup, IPEndPoint destination, bool holdsPlace, out List<IPEndPoint>? setUpAside)
+    internal bool LeaveTurn(ConnectionSetup setup, IPEndPoint destination, bool holdsPlace)
     {
         lock (_gate)
         {
             Unlink(setup);
-            bool roomAside = setup.SetUpAside;
-            if (roomAside)
+            if (setup.SetUpAside)
             {
                 setup.SetUpAside = false;
                 _setUpAside--;
             }
 
-            bool placeGoes = HandTurnOn(destination, holdsPlace, ref roomAside);
-            setUpAside = roomAside ? SweepSlowSetups() : null;
-            return placeGoes;
+            return HandTurnOn(destination, holdsPlace);
         }
     }
 
@@ -312,10 +307,8 @@ internal sealed class ConnectionSetupLimit
     /// the destination has one fewer in progress.</summary>
     /// <param name="destination">The destination whose turn is given.</param>
     /// <param name="holdsPlace">Whether the leaver holds a place, to go with the turn to one waiting aside.</param>
-    /// <param name="roomAside">Set false when the turn goes to one waiting aside without a place: it is set up aside in
-    /// the leaver's room.</param>
     /// <returns>True when the place went with the turn.</returns>
-    private bool HandTurnOn(IPEndPoint destination, bool holdsPlace, ref bool roomAside)
+    private bool HandTurnOn(IPEndPoint destination, bool holdsPlace)
     {
         if (_turns.TryGetValue(destination, out var waits))
         {
@@ -336,7 +329,6 @@ internal sealed class ConnectionSetupLimit
                     // The giver was set up aside, without a place: so is this one, on its destination's slow turn.
                     next.Setup.SetUpAside = true;
                     _setUpAside++;
-                    roomAside = false;
                 }
 
                 if (!next.Setup.SetUpAside)
@@ -511,10 +503,10 @@ internal sealed class ConnectionSetupLimit
     /// never answers takes its whole connect timeout) gives its place back and goes on without one, set up aside, so
     /// that slow destinations, however many, never hold every place while connections to others wait in the listen
     /// backlog behind them (each destination holds at most <see cref="DestinationShare"/> places; two held them all).
-    /// At most <see cref="MaxWaitingAside"/> are set up aside (they count toward the connection limit, as those waiting
-    /// aside do); beyond, the rest keep their places. The sweep comes back when the oldest left reaches <see cref="AsideAfter"/>.</summary>
-    /// <returns>The destinations of the setups that gave their places back (each once), to report outside the lock; null: none did.</returns>
-    private List<IPEndPoint>? SweepSlowSetups()
+    /// A setup set up aside holds no place: what bounds them is the connection limit, which counts each (and the
+    /// share, per destination). The sweep comes back when the oldest left reaches <see cref="AsideAfter"/>.</summary>
+    /// <returns>What to report outside the lock; null: no place was given back.</returns>
+    private SetUpAsideReport? SweepSlowSetups()
     {
         if (_acceptsWaiting == 0 || _stopped)
         {
@@ -522,8 +514,9 @@ internal sealed class ConnectionSetupLimit
         }
 
         long now = TimeProvider.GetTimestamp();
-        List<IPEndPoint>? slow = null;
-        while (_oldestHolding is { } oldest && _setUpAside < MaxWaitingAside)
+        int given = 0;
+        List<IPEndPoint>? destinations = null;
+        while (_oldestHolding is { } oldest)
         {
             TimeSpan held = TimeProvider.GetElapsedTime(oldest.TurnTaken, now);
             if (held < AsideAfter)
@@ -537,19 +530,21 @@ internal sealed class ConnectionSetupLimit
             oldest.SetUpAside = true;
             _setUpAside++;
             oldest.GiveBackPlace();
-            if ((slow ??= []).Count < MaxSetUpAsideReports && !slow.Contains(oldest.Destination!))
+            given++;
+            destinations ??= [];
+            if (!destinations.Contains(oldest.Destination!))
             {
-                slow.Add(oldest.Destination!);
+                destinations.Add(oldest.Destination!);
             }
         }
 
-        return slow;
+        return destinations is null ? null : new SetUpAsideReport(given, destinations, _setUpAside);
     }
 
     /// <summary>The sweep's timer: the oldest setup holding a place has now held it for <see cref="AsideAfter"/>.</summary>
     private void SweepAgain()
     {
-        List<IPEndPoint>? slow;
+        SetUpAsideReport? slow;
         lock (_gate)
         {
             slow = SweepSlowSetups();
@@ -558,24 +553,21 @@ internal sealed class ConnectionSetupLimit
         ReportSetUpAside(slow);
     }
 
-    /// <summary>Reports the destinations a sweep gave places back for (<see cref="SettingUpAside"/>), outside the lock.</summary>
-    internal void ReportSetUpAside(List<IPEndPoint>? destinations)
+    /// <summary>Reports what a sweep gave back (<see cref="SettingUpAside"/>), outside the lock.</summary>
+    private void ReportSetUpAside(SetUpAsideReport? report)
     {
-        if (destinations is null || SettingUpAside is not { } report)
+        if (report is null || SettingUpAside is not { } callback)
         {
             return;
         }
 
-        foreach (var destination in destinations)
+        try
         {
-            try
-            {
-                report(this, destination);
-            }
-            catch (Exception)
-            {
-                // A log line that cannot be written must not cost the accept loop its place.
-            }
+            callback(report);
+        }
+        catch (Exception)
+        {
+            // A log line that cannot be written must not cost the accept loop its place.
         }
     }
 
@@ -750,9 +742,7 @@ internal sealed class ConnectionSetup
         {
             IPEndPoint destination = _turn!;
             _turn = null;
-            bool placeWent = _limit!.LeaveTurn(this, destination, holdsPlace, out var setUpAside);
-            _limit.ReportSetUpAside(setUpAside);
-            if (placeWent)
+            if (_limit!.LeaveTurn(this, destination, holdsPlace))
             {
                 return; // the place went with the turn
             }
@@ -813,6 +803,21 @@ internal sealed class ConnectionSetup
 
     /// <summary>The connection holds a place again: the one handed to it with its destination's turn after it waited aside.</summary>
     internal void TookPlaceAgain() => Volatile.Write(ref _holdsPlace, 1);
+}
+
+/// <summary>What one sweep of <see cref="ConnectionSetupLimit"/> gave back, for its log line.</summary>
+/// <param name="Given">How many setups gave their places back.</param>
+/// <param name="Destinations">Their destinations, each once, in the order of their setups.</param>
+/// <param name="SetUpAside">How many setups are set up aside now, these included.</param>
+internal sealed record SetUpAsideReport(int Given, IReadOnlyList<IPEndPoint> Destinations, int SetUpAside)
+{
+    /// <summary>The destinations as a log line names them: at most <see cref="ConnectionSetupLimit.MaxDestinationsNamed"/>,
+    /// then how many more ("198.18.2.1:80, 198.18.2.2:80 and 3 more").</summary>
+    public string DestinationsText() => Destinations.Count <= ConnectionSetupLimit.MaxDestinationsNamed
+        ? string.Join(", ", Destinations)
+        : string.Create(
+            CultureInfo.InvariantCulture,
+            $"{string.Join(", ", Destinations.Take(ConnectionSetupLimit.MaxDestinationsNamed))} and {Destinations.Count - ConnectionSetupLimit.MaxDestinationsNamed} more");
 }
 
 /// <summary>What <see cref="ConnectionSetup.TakeTurnAsync"/> gave a connection.</summary>

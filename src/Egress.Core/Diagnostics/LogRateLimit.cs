@@ -132,6 +132,6 @@ internal sealed class LogRateLimit(TimeProvider time, TimeSpan interval, ILogger
 /// <summary>The summary line of <see cref="LogRateLimit"/>.</summary>
 internal static partial class HeldBackLog
 {
-    [LoggerMessage(EventId = 16, Level = LogLevel.Warning, Message = "{HeldBack} more lines of event {EventId} were held back by its rate limit after its last line, and none came in the {Seconds} s after that line's interval (the flood that caused them has ended)")]
+    [LoggerMessage(EventId = 16, Level = LogLevel.Warning, Message = "{HeldBack} more lines of event {EventId} were held back by its rate limit after its last line, and none came in the {Seconds} s after that line's interval (the flood that caused them has ended or paused)")]
     public static partial void HeldBack(ILogger logger, long heldBack, int eventId, double seconds);
 }

@@ -91,11 +91,11 @@ public sealed class EgressProxy : IAsyncDisposable
                     ProxyLog.WaitingAside(_logger, destination, limit.DestinationShare, limit.LimitText(), asides + 1);
                 }
             },
-            SettingUpAside = (_, destination) =>
+            SettingUpAside = report =>
             {
-                if (_setUpAsideLines.TryEnter(out long slow))
+                if (_setUpAsideLines.TryEnter(out long heldBack))
                 {
-                    ProxyLog.SettingUpAside(_logger, destination, slow + 1);
+                    ProxyLog.SettingUpAside(_logger, report.Given, report.DestinationsText(), report.SetUpAside, heldBack);
                 }
             },
         };

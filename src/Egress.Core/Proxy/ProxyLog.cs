@@ -22,8 +22,8 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 120, Level = LogLevel.Information, Message = "proxy: {Destination} has {Share} connections being set up, its share of the places {Limit}; its further connections wait aside for a turn (after 250 ms, or at once while others do), without a place, while connections to other destinations go on ({Waits} such waits since the last such line)")]
     public static partial void WaitingAside(ILogger logger, IPEndPoint destination, int share, string limit, long waits);
 
-    [LoggerMessage(EventId = 123, Level = LogLevel.Information, Message = "proxy: connections to {Destination} have waited 250 ms or more for the parent's status (slow to connect) while the accept loop waited for a setup place; they gave their places back and go on without one, so that connections to other destinations are not held in the listen backlog behind them ({Count} times since the last such line)")]
-    public static partial void SettingUpAside(ILogger logger, IPEndPoint destination, long count);
+    [LoggerMessage(EventId = 123, Level = LogLevel.Information, Message = "proxy: {Given} connections being set up had waited 250 ms or more for the parent's status (to {Destinations}: slow to connect, or the parent slow to answer) while the accept loop waited for a setup place; they gave their places back and go on without one ({SetUpAside} now), so that connections to other destinations are not held in the listen backlog behind them ({HeldBack} more such lines held back since the last one)")]
+    public static partial void SettingUpAside(ILogger logger, int given, string destinations, int setUpAside, long heldBack);
 
     [LoggerMessage(EventId = 121, Level = LogLevel.Warning, Message = "connection to {Destination} from {Client} refused: {Reason}; reset, so that connections to other destinations keep their places ({HeldBack} more refused since the last such line)")]
     public static partial void SetupShareFull(ILogger logger, IPEndPoint destination, EndPoint? client, string reason, long heldBack);

@@ -137,7 +137,7 @@ public sealed class DnsQueryAdmissionTests
             Assert.That(counts, Is.EqualTo(new long[] { 0, 49, 49, 49 }));
             Assert.That(log.Records.Where(r => r.Id.Id == 16).Select(r => r.Message), Is.EqualTo(new[]
             {
-                "49 more lines of event 321 were held back by its rate limit after its last line, and none came in the 1 s after that line's interval (the flood that caused them has ended)",
+                "49 more lines of event 321 were held back by its rate limit after its last line, and none came in the 1 s after that line's interval (the flood that caused them has ended or paused)",
             }), "only the last burst's count, once the flood has ended");
         });
     }
@@ -164,7 +164,7 @@ public sealed class DnsQueryAdmissionTests
             Assert.That(second, Is.EqualTo(10));
             Assert.That(log.Records.Where(r => r.Id.Id == 16).Select(r => r.Message), Is.EqualTo(new[]
             {
-                "2 more lines of event 305 were held back by its rate limit after its last line, and none came in the 1 s after that line's interval (the flood that caused them has ended)",
+                "2 more lines of event 305 were held back by its rate limit after its last line, and none came in the 1 s after that line's interval (the flood that caused them has ended or paused)",
             }));
         });
     }
