@@ -466,6 +466,17 @@ internal sealed class ConnectionSetupLimit
         }
 
         _newestHolding = setup;
+        if (setup.Older is null && _acceptsWaiting > 0 && !_stopped)
+        {
+            ArmSweep(AsideAfter); // the first holder while the accept loop waits (a sweep found none): swept once it is slow
+        }
+    }
+
+    /// <summary>Under <see cref="_gate"/>: the sweep runs again after <paramref name="due"/>.</summary>
+    private void ArmSweep(TimeSpan due)
+    {
+        _sweep ??= TimeProvider.CreateTimer(static state => ((ConnectionSetupLimit)state!).SweepAgain(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _sweep.Change(due, Timeout.InfiniteTimeSpan);
     }
 
     /// <summary>Under <see cref="_gate"/>: removes <paramref name="setup"/> from the setups holding places, if it is there.</summary>
@@ -521,15 +532,18 @@ internal sealed class ConnectionSetupLimit
             TimeSpan held = TimeProvider.GetElapsedTime(oldest.TurnTaken, now);
             if (held < AsideAfter)
             {
-                _sweep ??= TimeProvider.CreateTimer(static state => ((ConnectionSetupLimit)state!).SweepAgain(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-                _sweep.Change(AsideAfter - held, Timeout.InfiniteTimeSpan);
+                ArmSweep(AsideAfter - held);
                 break;
             }
 
             Unlink(oldest);
-            oldest.SetUpAside = true;
+            oldest.SetUpAside = true; // even when Complete took its place first: LeaveTurn, next under this lock, undoes it
             _setUpAside++;
-            oldest.GiveBackPlace();
+            if (!oldest.GiveBackPlace())
+            {
+                continue; // Complete took it: it gives it back itself, and is not reported
+            }
+
             given++;
             destinations ??= [];
             if (!destinations.Contains(oldest.Destination!))
@@ -538,7 +552,7 @@ internal sealed class ConnectionSetupLimit
             }
         }
 
-        return destinations is null ? null : new SetUpAsideReport(given, destinations, _setUpAside);
+        return given == 0 ? null : new SetUpAsideReport(given, destinations!, _setUpAside);
     }
 
     /// <summary>The sweep's timer: the oldest setup holding a place has now held it for <see cref="AsideAfter"/>.</summary>
@@ -793,12 +807,16 @@ internal sealed class ConnectionSetup
 
     /// <summary>Gives the place back: while the connection waits aside for its destination's turn, or when its setup
     /// is slow (set up aside). Nothing when it holds none (<see cref="Complete"/> took it first).</summary>
-    internal void GiveBackPlace()
+    /// <returns>Whether it held one: false when <see cref="Complete"/> took it first.</returns>
+    internal bool GiveBackPlace()
     {
         if (Interlocked.Exchange(ref _holdsPlace, 0) == 1)
         {
             _limit!.Return();
+            return true;
         }
+
+        return false;
     }
 
     /// <summary>The connection holds a place again: the one handed to it with its destination's turn after it waited aside.</summary>

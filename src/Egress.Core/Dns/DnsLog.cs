@@ -61,13 +61,42 @@ internal static partial class DnsLog
     public static partial void StreamOpened(ILogger logger, int index, string tunnel);
 
     [LoggerMessage(EventId = 311, Level = LogLevel.Warning, Message = "dns stream {Index} to {Tunnel} refused ({Result}, {Status}: {Detail})")]
-    public static partial void StreamRefused(ILogger logger, int index, string tunnel, TunnelReadResult result, TunnelStatus status, string detail);
+    private static partial void StreamRefusedLine(ILogger logger, int index, string tunnel, TunnelReadResult result, TunnelStatus status, string detail);
+
+    [LoggerMessage(EventId = 311, Level = LogLevel.Warning, Message = "dns stream {Index} to {Tunnel} refused ({Result}, {Status}: {Detail}) ({HeldBack} more such lines held back since the last one: at most 10 a second)")]
+    private static partial void StreamRefusedLine(ILogger logger, int index, string tunnel, TunnelReadResult result, TunnelStatus status, string detail, long heldBack);
+
+    /// <summary>Event 311, with the count of lines held back by its rate limit when there were any.</summary>
+    public static void StreamRefused(ILogger logger, int index, string tunnel, TunnelReadResult result, TunnelStatus status, string detail, long heldBack)
+    {
+        if (heldBack == 0)
+        {
+            StreamRefusedLine(logger, index, tunnel, result, status, detail);
+        }
+        else
+        {
+            StreamRefusedLine(logger, index, tunnel, result, status, detail, heldBack);
+        }
+    }
 
     [LoggerMessage(EventId = 312, Level = LogLevel.Warning, Message = "dns stream {Index}: tunnel {Tunnel} unavailable: {Error}")]
-    public static partial void StreamUnavailable(ILogger logger, int index, string tunnel, string error);
+    private static partial void StreamUnavailableLine(ILogger logger, int index, string tunnel, string error);
 
     [LoggerMessage(EventId = 312, Level = LogLevel.Warning, Message = "dns stream {Index}: tunnel {Tunnel} unavailable: {Error} ({HeldBack} more such lines held back since the last one: at most 10 a second)")]
-    public static partial void StreamUnavailable(ILogger logger, int index, string tunnel, string error, long heldBack);
+    private static partial void StreamUnavailableLine(ILogger logger, int index, string tunnel, string error, long heldBack);
+
+    /// <summary>Event 312, with the count of lines held back by its rate limit when there were any.</summary>
+    public static void StreamUnavailable(ILogger logger, int index, string tunnel, string error, long heldBack)
+    {
+        if (heldBack == 0)
+        {
+            StreamUnavailableLine(logger, index, tunnel, error);
+        }
+        else
+        {
+            StreamUnavailableLine(logger, index, tunnel, error, heldBack);
+        }
+    }
 
     [LoggerMessage(EventId = 313, Level = LogLevel.Warning, Message = "dns stream {Index} failed ({Reason}); {Pending} pending queries answered SERVFAIL")]
     public static partial void StreamFailed(ILogger logger, int index, string reason, int pending);

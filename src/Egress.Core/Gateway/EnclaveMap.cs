@@ -58,6 +58,9 @@ internal sealed class EnclaveMap<T>
     /// <summary>The map without entries: <paramref name="value"/> serves every stream.</summary>
     public static EnclaveMap<T> Single(T value) => new(value);
 
+    /// <summary>Gets every value mapped, each once (the any-CID entry's too).</summary>
+    public IEnumerable<T> Values => (_any is { } any ? _byCid.Values.Append(any) : _byCid.Values).Distinct();
+
     /// <summary>Finds the value for a stream from <paramref name="peerCid"/> (null: the transport has no CID).</summary>
     /// <param name="peerCid">The VSOCK peer's CID, or null.</param>
     /// <param name="value">The value; null when refused.</param>

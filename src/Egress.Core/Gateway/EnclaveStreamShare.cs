@@ -67,6 +67,15 @@ internal sealed class EnclaveStreamShare
         return false;
     }
 
+    /// <summary>How many streams <paramref name="cid"/> holds now.</summary>
+    public int Held(uint cid)
+    {
+        lock (_gate)
+        {
+            return _held.GetValueOrDefault(cid);
+        }
+    }
+
     /// <summary>Ends a stream counted by <see cref="TryTake"/>.</summary>
     public void Return(uint cid)
     {

@@ -39,6 +39,9 @@ internal sealed class TunnelStreamHandler(
 
     private readonly DnsStreamOptions _dnsStreams = DnsStreamLimits.StreamOptions(options.Relay.TimeProvider, options.Metrics);
 
+    /// <summary>Gets or sets (once, when the gateway starts) the streams kept for DNS and denial reports; null: none kept.</summary>
+    internal StreamReserve? Reserve { get; set; }
+
     private readonly LogRateLimit _dnsOverloadLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 321);
     private readonly LogRateLimit _dnsFailedLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 256, LogRateLimit.FailureLinesPerInterval);
 
@@ -308,14 +311,6 @@ internal sealed class TunnelStreamHandler(
             return GatewayStreamResult.Unsupported(request);
         }
 
-        // A new stream's first connection may not take the last streams of the limit: they are kept for DNS and denial
-        // reports (a reused stream was counted when it was new: relayed connections never hold more than the rest).
-        if (!reused && listener.Admission is { } admission
-            && DnsStreamLimits.Reserved(admission.Limit) is var reserved and > 0 && admission.Admitted > admission.Limit - reserved)
-        {
-            return GatewayStreamResult.StreamLimitOf(request, DnsStreamLimits.ReservedReason(reserved, admission.LimitText()));
-        }
-
         var destination = request.Destination!;
         var decision = policy.CheckConnection(destination.Address, destination.Port, out AddressHold? hold);
         if ((!decision.IsAllowed || decision.WouldDeny) && HintRelearner.MayRelearn(decision, request.HostHint))
@@ -352,6 +347,15 @@ internal sealed class TunnelStreamHandler(
         if (!decision.IsAllowed)
         {
             return GatewayStreamResult.Denied(request, destination, decision);
+        }
+
+        // Allowed, not dialled yet: a new stream's first connection may not take the last streams of the limit (or of
+        // its enclave's share), kept for DNS and denial reports (a reused stream was counted when it was new: relayed
+        // connections never hold more than the rest). After the policy: a denial is logged and reported as one.
+        if (!reused && Reserve?.RefusalFor(tunnel) is { } kept)
+        {
+            hold?.Dispose();
+            return GatewayStreamResult.StreamLimitOf(request, kept);
         }
 
         return new StreamDecision(null, request, destination, following, decision, hold);

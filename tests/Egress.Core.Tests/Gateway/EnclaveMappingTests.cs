@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using Egress.Diagnostics;
+using Egress.Dns;
 using Egress.Gateway;
 using Egress.Policy;
 using Egress.Tests.Diagnostics;
@@ -240,19 +241,30 @@ public sealed partial class EnclaveMappingTests
     public async Task BareStreamsBeyondTheShareCannotFillTheOtherEnclavesQuarter()
     {
         using var closing = ClosingServer(out IPEndPoint destination);
-        _maxStreams = 160; // share 120, a quarter of 40 left to the others: 16 answering refusals and 8 kept for DNS take 24 of it
+        _maxStreams = 80; // share 60, a quarter of 20 left to the others; 8 of the 80, and 7 of each share, kept for DNS
         StartGateway((16, ["127.0.0.1"]), (17, ["127.0.0.1"]));
         var sockets = new List<Socket>();
         try
         {
-            for (int i = 0; i < _gateway!.StreamShare!.Share; i++)
+            int share = _gateway!.StreamShare!.Share, kept = DnsStreamLimits.Reserved(share);
+            Assert.That((share, kept), Is.EqualTo((60, 7)));
+            for (int i = 0; i < share - kept; i++)
             {
                 var (stream, ok) = await OpenAsync(16, destination, $"held{i}-");
                 sockets.Add(stream);
                 Assert.That(ok.Status, Is.EqualTo(TunnelStatus.Ok), ok.Detail);
             }
 
-            for (int i = 0; i < 20; i++)
+            // The last of its share are kept for its DNS: a connection is refused, a DNS stream served.
+            var (refusedStream, refusedTcp) = await OpenAsync(16, destination, "kept-");
+            refusedStream.Dispose();
+            Assert.That(refusedTcp, Is.EqualTo(new TunnelResponse(TunnelStatus.Failure,
+                "parent: stream limit reached for relayed connections of enclave CID 16: it holds 54 streams of its share of 60 (host.max_streams = 80), and the last 7 of it are kept for its DNS and denial reports")));
+            var (dns, dnsOk) = await OpenAsync(16, TunnelRequest.ForDns(), "dns-");
+            sockets.Add(dns);
+            Assert.That(dnsOk.Status, Is.EqualTo(TunnelStatus.Ok), "a DNS stream of an enclave whose connections hold their part of its share: " + dnsOk.Detail);
+
+            for (int i = 0; i < kept - 1 + 20; i++) // the rest of its share, then 20 beyond
             {
                 var bare = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
                 sockets.Add(bare);
@@ -354,7 +366,10 @@ public sealed partial class EnclaveMappingTests
 
     /// <summary>A stream of enclave <paramref name="cid"/> (bound to <c>{prefix}cid-N.sock</c>: a different prefix
     /// per open stream of one CID), its request sent and the parent's answer read; the caller closes it.</summary>
-    private async Task<(Socket Stream, TunnelResponse Response)> OpenAsync(uint? cid, IPEndPoint destination, string prefix)
+    private async Task<(Socket Stream, TunnelResponse Response)> OpenAsync(uint? cid, IPEndPoint destination, string prefix) =>
+        await OpenAsync(cid, TunnelRequest.ForTcp(destination), prefix);
+
+    private async Task<(Socket Stream, TunnelResponse Response)> OpenAsync(uint? cid, TunnelRequest request, string prefix)
     {
         var stream = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
@@ -365,7 +380,7 @@ public sealed partial class EnclaveMappingTests
             }
 
             await stream.ConnectAsync(_endpoint.EndPoint);
-            await TunnelWire.SendAsync(stream, TunnelRequest.ForTcp(destination));
+            await TunnelWire.SendAsync(stream, request);
             return (stream, await TunnelWire.ReadResponseAsync(stream).WaitAsync(HangGuard));
         }
         catch

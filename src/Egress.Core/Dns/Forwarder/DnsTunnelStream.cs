@@ -213,7 +213,20 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
             var (result, response) = await TunnelCodec.ReadResponseAsync(connection.Input, linked.Token).ConfigureAwait(false);
             if (result != TunnelReadResult.Complete || response.Status != TunnelStatus.Ok)
             {
-                DnsLog.StreamRefused(logger, index, options.Tunnel.ToString(), result, response.Status, response.Detail ?? string.Empty);
+                // Every query tries while the parent refuses (at its limit, or its share): rate-limited as below. A stream
+                // closed before the status is no refusal: the parent stopped, crashed, or closed it unanswered at its limit.
+                if (unavailableLines.TryEnter(out long heldBack))
+                {
+                    if (result == TunnelReadResult.TruncatedStream)
+                    {
+                        DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), TunnelClient.ClosedUnanswered, heldBack);
+                    }
+                    else
+                    {
+                        DnsLog.StreamRefused(logger, index, options.Tunnel.ToString(), result, response.Status, response.Detail ?? string.Empty, heldBack);
+                    }
+                }
+
                 connection.Dispose();
                 return null;
             }
@@ -238,14 +251,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
         {
             if (unavailableLines.TryEnter(out long heldBack)) // each query tries while the parent is down
             {
-                if (heldBack == 0)
-                {
-                    DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), AcceptFailure.Message(ex));
-                }
-                else
-                {
-                    DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), AcceptFailure.Message(ex), heldBack);
-                }
+                DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), AcceptFailure.Message(ex), heldBack);
             }
 
             connection?.Dispose();
