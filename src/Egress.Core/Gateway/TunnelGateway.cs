@@ -141,7 +141,7 @@ public sealed class TunnelGateway : IAsyncDisposable
         LocalEndPoint = socket.LocalEndPoint;
         var admission = new ConnectionAdmission(_options.MaxStreams, ConfigurationKeys.HostMaxStreams.Path, "stream", DescriptorBudget.Process);
         _share = _options.Enclaves.Count >= 2 ? new EnclaveStreamShare(admission.Limit, admission.LimitText()) : null;
-        var reserve = new StreamReserve(admission, _share, stream => _options.PeerCid(stream), () => Volatile.Read(ref _answeringOverShare));
+        var reserve = new StreamReserve(admission, _share, _options.PeerCid, () => Volatile.Read(ref _answeringOverShare));
         foreach (TunnelStreamHandler handler in _enclaves.Values)
         {
             handler.Reserve = reserve;
