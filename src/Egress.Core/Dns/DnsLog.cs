@@ -25,10 +25,23 @@ internal static partial class DnsLog
     public static partial void Answered(ILogger logger, string name, string type, int rcode, int length);
 
     [LoggerMessage(EventId = 305, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: {Status}")]
-    public static partial void QueryFailed(ILogger logger, string name, string type, string status);
+    private static partial void QueryFailedLine(ILogger logger, string name, string type, string status);
 
     [LoggerMessage(EventId = 305, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: {Status} ({HeldBack} more such lines held back since the last one: at most 10 a second)")]
-    public static partial void QueryFailed(ILogger logger, string name, string type, string status, long heldBack);
+    private static partial void QueryFailedLine(ILogger logger, string name, string type, string status, long heldBack);
+
+    /// <summary>The line, with the count of lines held back by its rate limit when there were any.</summary>
+    public static void QueryFailed(ILogger logger, string name, string type, string status, long heldBack)
+    {
+        if (heldBack == 0)
+        {
+            QueryFailedLine(logger, name, type, status);
+        }
+        else
+        {
+            QueryFailedLine(logger, name, type, status, heldBack);
+        }
+    }
 
     [LoggerMessage(EventId = 306, Level = LogLevel.Debug, Message = "DNS {Name}: {Length}-byte answer exceeds the client's UDP limit {Limit}; sent TC=1 so it retries over TCP")]
     public static partial void TruncatedForClient(ILogger logger, string name, int length, int limit);

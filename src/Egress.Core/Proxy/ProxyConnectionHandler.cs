@@ -410,14 +410,7 @@ internal sealed class ProxyConnectionHandler(
                     break;
                 case ConnectionOutcome.TunnelUnavailable when _unavailableLines.TryEnter(out long unavailableBack):
                     // Every connection while the parent is down: the first ten a second, counted.
-                    if (unavailableBack == 0)
-                    {
-                        ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), result.Detail ?? string.Empty);
-                    }
-                    else
-                    {
-                        ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), result.Detail ?? string.Empty, unavailableBack);
-                    }
+                    ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), result.Detail ?? string.Empty, unavailableBack);
 
                     break;
                 case ConnectionOutcome.Stopping:

@@ -87,10 +87,23 @@ internal static partial class ProxyLog
     public static partial void ParentTimedOut(ILogger logger, IPEndPoint destination, double timeoutMs);
 
     [LoggerMessage(EventId = 109, Level = LogLevel.Warning, Message = "connection to {Destination} failed: tunnel {Tunnel} unavailable: {Error}")]
-    public static partial void TunnelUnavailable(ILogger logger, IPEndPoint destination, string tunnel, string error);
+    private static partial void TunnelUnavailableLine(ILogger logger, IPEndPoint destination, string tunnel, string error);
 
     [LoggerMessage(EventId = 109, Level = LogLevel.Warning, Message = "connection to {Destination} failed: tunnel {Tunnel} unavailable: {Error} ({HeldBack} more such lines held back since the last one: at most 10 a second)")]
-    public static partial void TunnelUnavailable(ILogger logger, IPEndPoint destination, string tunnel, string error, long heldBack);
+    private static partial void TunnelUnavailableLine(ILogger logger, IPEndPoint destination, string tunnel, string error, long heldBack);
+
+    /// <summary>The line, with the count of lines held back by its rate limit when there were any.</summary>
+    public static void TunnelUnavailable(ILogger logger, IPEndPoint destination, string tunnel, string error, long heldBack)
+    {
+        if (heldBack == 0)
+        {
+            TunnelUnavailableLine(logger, destination, tunnel, error);
+        }
+        else
+        {
+            TunnelUnavailableLine(logger, destination, tunnel, error, heldBack);
+        }
+    }
 
     [LoggerMessage(EventId = 111, Level = LogLevel.Warning, Message = "connection to {Destination} failed: timed out connecting to the tunnel {Tunnel} after {TimeoutMs} ms")]
     public static partial void TunnelConnectTimedOut(ILogger logger, IPEndPoint destination, string tunnel, double timeoutMs);
