@@ -16,10 +16,10 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 126, Level = LogLevel.Warning, Message = "connection to {Destination} would be refused (egress.mode = \"report\": relayed): {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\")")]
     public static partial void ServerNameWouldRefuse(ILogger logger, EndPoint destination, string reason, string serverName, string learnedNames, string mode);
 
-    [LoggerMessage(EventId = 119, Level = LogLevel.Information, Message = "proxy: {Pending} connections are being set up, the most at once {Limit}; further connections wait in the listen backlog until one is relaying or ends ({Waits} such waits since the last such line)")]
+    [LoggerMessage(EventId = 119, Level = LogLevel.Information, Message = "proxy: {Pending} connections are being set up, the most at once {Limit}; further connections wait in the listen backlog until one is relaying or ends (waits since the last such line: {Waits})")]
     public static partial void SetupLimitReached(ILogger logger, int pending, string limit, long waits);
 
-    [LoggerMessage(EventId = 120, Level = LogLevel.Information, Message = "proxy: {Destination} has {Share} connections being set up, its share of the places {Limit}; its further connections wait aside for a turn (after 250 ms, or at once while others do), without a place, while connections to other destinations go on ({Waits} such waits since the last such line)")]
+    [LoggerMessage(EventId = 120, Level = LogLevel.Information, Message = "proxy: {Destination} has {Share} connections being set up, its share of the places {Limit}; its further connections wait aside for a turn (after 250 ms, or at once while others do), without a place, while connections to other destinations go on (waits since the last such line: {Waits})")]
     public static partial void WaitingAside(ILogger logger, IPEndPoint destination, int share, string limit, long waits);
 
     [LoggerMessage(EventId = 123, Level = LogLevel.Information, Message = "proxy: {Given} connections being set up had waited 250 ms or more for the parent's status (to {Destinations}: slow to connect, or the parent slow to answer) while the accept loop waited for a setup place; they gave their places back and go on without one ({SetUpAside} now), so that connections to other destinations are not held in the listen backlog behind them ({HeldBack} more such lines held back since the last one)")]
