@@ -40,7 +40,7 @@ public sealed class TunnelGateway : IAsyncDisposable
     /// <param name="options">Tunnel endpoint and timeouts.</param>
     /// <param name="policy">The parent's own allowlist (same configuration, own DNS-learned cache).</param>
     /// <param name="loggerFactory">Where decisions are logged.</param>
-    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="ArgumentNullException">An argument is null, or a property of <paramref name="options"/> that must be set (Listen, Relay, DnsUpstreams; the parameter name says which).</exception>
     /// <exception cref="ArgumentOutOfRangeException">A setting of <paramref name="options"/> is outside its range (the
     /// parameter name says which): a value outside the range its <c>enclave.toml</c> key allows (docs/configuration.md:
     /// timeouts 1 … 2147483647 ms, <see cref="Timeout.InfiniteTimeSpan"/> also for the header and connect timeouts; the
@@ -90,6 +90,8 @@ public sealed class TunnelGateway : IAsyncDisposable
         // The ranges are the file's keys' (one description of each); Timeout.InfiniteTimeSpan, which the header and
         // connect timers accept, means no timeout.
         const string Prefix = nameof(options) + ".";
+        ArgumentNullException.ThrowIfNull(options.Listen, Prefix + nameof(options.Listen)); // null! past `required`
+        ArgumentNullException.ThrowIfNull(options.DnsUpstreams, Prefix + nameof(options.DnsUpstreams));
         ConfigurationKeys.HostHeaderTimeout.CheckOption(options.HeaderTimeout, Prefix + nameof(options.HeaderTimeout), infiniteAllowed: true);
         ConfigurationKeys.HostConnectTimeout.CheckOption(options.ConnectTimeout, Prefix + nameof(options.ConnectTimeout), infiniteAllowed: true);
         ConfigurationKeys.HostDnsTimeout.CheckOption(options.DnsTimeout, Prefix + nameof(options.DnsTimeout));

@@ -43,10 +43,12 @@ public static class EgressServiceCollectionExtensions
     /// <returns><paramref name="services"/>.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="services"/> or <paramref name="configuration"/> is null.</exception>
     /// <exception cref="ConfigurationException">A destination entry or the tunnel endpoint in the file is invalid; the message gives its <c>file:line:col</c>.</exception>
+    /// <exception cref="InvalidOperationException">The enclave side was added to <paramref name="services"/> already (one per container).</exception>
     public static IServiceCollection AddEgressEnclave(this IServiceCollection services, EgressConfiguration configuration, TunnelEndpoint? tunnel = null)
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configuration);
+        ThrowIfAddedAlready<EgressProxy>(services, nameof(AddEgressEnclave));
         tunnel ??= configuration.GetTunnelEndpoint(TunnelSide.Enclave);
         var (policy, metrics) = AddPolicy(services, configuration, "enclave");
         var relay = configuration.CreateRelayOptions();
@@ -128,6 +130,7 @@ public static class EgressServiceCollectionExtensions
     /// <returns><paramref name="services"/>.</returns>
     /// <exception cref="ArgumentNullException"><paramref name="services"/> or <paramref name="configuration"/> is null.</exception>
     /// <exception cref="ConfigurationException">A destination entry or the tunnel endpoint in the file is invalid; the message gives its <c>file:line:col</c>.</exception>
+    /// <exception cref="InvalidOperationException">The host side was added to <paramref name="services"/> already (one per container).</exception>
     public static IServiceCollection AddEgressHost(
         this IServiceCollection services, EgressConfiguration configuration, TunnelEndpoint? listen = null, IReadOnlyList<IPEndPoint>? dnsUpstreams = null) =>
         AddEgressHost(services, configuration, listen, dnsUpstreams, warning: null);
@@ -149,6 +152,7 @@ public static class EgressServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configuration);
+        ThrowIfAddedAlready<TunnelGateway>(services, nameof(AddEgressHost));
         listen ??= configuration.GetTunnelEndpoint(TunnelSide.Host);
         var (policy, metrics) = AddPolicy(services, configuration, "parent");
         var host = configuration.Host;
@@ -240,6 +244,20 @@ public static class EgressServiceCollectionExtensions
                 digest,
                 mapping.ConfigPath);
         })];
+    }
+
+    /// <summary>A side added twice would bind its listeners twice, and its second start failed with "this TunnelGateway
+    /// was started already" (a library user's trial), naming neither the call nor the cause.</summary>
+    private static void ThrowIfAddedAlready<TComponent>(IServiceCollection services, string method)
+    {
+        foreach (ServiceDescriptor descriptor in services)
+        {
+            if (descriptor.ServiceType == typeof(TComponent))
+            {
+                throw new InvalidOperationException(
+                    $"{method} was called already on these services: a container holds one {typeof(TComponent).Name} (each side once; both sides may share a container)");
+            }
+        }
     }
 
     /// <summary>

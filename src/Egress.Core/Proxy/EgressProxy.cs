@@ -34,7 +34,7 @@ public sealed class EgressProxy : IAsyncDisposable
     /// <param name="options">Listen addresses, tunnel endpoint and timeouts.</param>
     /// <param name="policy">The allowlist.</param>
     /// <param name="loggerFactory">Where decisions are logged (one line per connection).</param>
-    /// <exception cref="ArgumentNullException">An argument is null.</exception>
+    /// <exception cref="ArgumentNullException">An argument is null, or a property of <paramref name="options"/> that must be set (Listen, Tunnel, Relay; the parameter name says which).</exception>
     /// <exception cref="ArgumentException"><paramref name="options"/> lists no address to listen on.</exception>
     /// <exception cref="ArgumentOutOfRangeException">A setting of <paramref name="options"/> is outside its range (the
     /// parameter name says which): a value outside the range its <c>enclave.toml</c> key allows (the status timeout
@@ -53,6 +53,8 @@ public sealed class EgressProxy : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(policy);
         ArgumentNullException.ThrowIfNull(loggerFactory);
+        ArgumentNullException.ThrowIfNull(options.Tunnel, "options." + nameof(options.Tunnel)); // null! past `required`
+        ArgumentNullException.ThrowIfNull(options.Listen, "options." + nameof(options.Listen));
         if (options.Listen.Count == 0)
         {
             throw new ArgumentException("the proxy needs at least one address to listen on (options.Listen is empty)", nameof(options));

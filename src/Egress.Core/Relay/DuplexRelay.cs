@@ -31,13 +31,20 @@ public static class DuplexRelay
     /// <returns>Byte counts, the first cause and the duration.</returns>
     /// <exception cref="ArgumentNullException">A side or <paramref name="options"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="options"/>' idle timeout is zero, negative or above
-    /// int.MaxValue ms (null and <see cref="Timeout.InfiniteTimeSpan"/> mean none); thrown before the relay starts.</exception>
-    /// <exception cref="ArgumentException"><paramref name="options"/> has no <see cref="RelayOptions.TimeProvider"/>.</exception>
+    /// int.MaxValue ms (null and <see cref="Timeout.InfiniteTimeSpan"/> mean none), or its half-closed timeout likewise;
+    /// thrown before the relay starts.</exception>
+    /// <exception cref="ArgumentException"><paramref name="options"/> has no <see cref="RelayOptions.TimeProvider"/>, or
+    /// <paramref name="a"/> and <paramref name="b"/> are the same pipe (nothing would ever end the relay).</exception>
     public static Task<RelayResult> RunAsync(IDuplexPipe a, IDuplexPipe b, RelayOptions options, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
         ArgumentNullException.ThrowIfNull(options);
+        if (ReferenceEquals(a, b))
+        {
+            throw new ArgumentException("a relay joins two pipes: a and b are the same one", nameof(b));
+        }
+
         return new RelaySession(a, b, options).RunAsync(cancellationToken);
     }
 }

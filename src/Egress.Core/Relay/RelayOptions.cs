@@ -39,8 +39,10 @@ public sealed record RelayOptions
     /// <exception cref="ArgumentOutOfRangeException">The idle or half-closed timeout is not above zero (and not
     /// infinite) or above int.MaxValue ms.</exception>
     /// <exception cref="ArgumentException">No <see cref="TimeProvider"/>.</exception>
+    /// <exception cref="ArgumentNullException">The options are null.</exception>
     internal static void Validate(RelayOptions options, string name)
     {
+        ArgumentNullException.ThrowIfNull(options, name);
         if (options.TimeProvider is null)
         {
             throw new ArgumentException("TimeProvider is required.", name);

@@ -16,6 +16,10 @@ namespace Egress.Tunnel;
 /// <remarks>
 /// Thread-safe: one client can open any number of streams concurrently; each stream is independent. Failures are
 /// results (<see cref="TunnelConnectResult.Error"/>), never exceptions, except the caller's own cancellation.
+/// A version 1 stream carries no cause for its end: the parent closes it with FIN whether the destination closed or
+/// reset, and when the parent aborts it at its stop, so a transfer cut short can read as a clean end of stream here
+/// (docs/tunnel-protocol.md, "Payload after <c>Ok</c>"). Rely on the application protocol to detect truncation (TLS
+/// close_notify, HTTP lengths), as there.
 /// </remarks>
 public sealed class TunnelClient
 {
@@ -27,6 +31,22 @@ public sealed class TunnelClient
     internal const string ResetUnanswered =
         "the parent reset the stream before answering (egress-host stopped or crashed, or reset it unanswered at its stream limit: its log says which)";
 
+    /// <summary>A bad answer's detail: the defect's name, then what it means, so that a peer that is not an Egress
+    /// parent (an HTTP server answering <c>HTTP/1.1 400</c>) does not read as the status UnsupportedVersion.</summary>
+    internal static string BadResponseDetail(TunnelReadResult result) => result switch
+    {
+        TunnelReadResult.UnsupportedVersion =>
+            "UnsupportedVersion: the answer does not start with a tunnel protocol version this client reads (1 or 2), or an Ok came in another version than asked: the peer is not an Egress parent, or speaks another protocol on this endpoint",
+        TunnelReadResult.UnknownStatus =>
+            "UnknownStatus: the answer's status byte is not a status of the tunnel protocol: the peer is not an Egress parent, or a newer one",
+        TunnelReadResult.TruncatedStream =>
+            "TruncatedStream: the peer closed the stream in the middle of its answer",
+        _ => result.ToString(),
+    };
+
+    /// <summary>The longest status timeout a timer can wait (int.MaxValue ms).</summary>
+    private static readonly TimeSpan MaxStatusTimeout = TimeSpan.FromMilliseconds(int.MaxValue);
+
     private readonly TimeProvider _timeProvider;
     private readonly Func<CancellationToken, ValueTask<Socket>> _connect;
     private readonly Func<CancellationToken, ValueTask<Socket>> _connectForRelay;
@@ -36,12 +56,13 @@ public sealed class TunnelClient
     /// <summary>Creates a client for the parent at <paramref name="parent"/>.</summary>
     /// <param name="parent">Where the parent accepts tunnel streams, e.g. <c>vsock://3:4433</c>.</param>
     /// <param name="statusTimeout">
-    /// How long connecting the stream plus waiting for the parent's status may take in total; 10 s when null. Must be
-    /// positive.
+    /// How long connecting the stream plus waiting for the parent's status may take in total; 10 s when null. Above
+    /// zero and at most int.MaxValue ms.
     /// </param>
     /// <param name="timeProvider">The clock for <paramref name="statusTimeout"/>; the system clock when null.</param>
     /// <exception cref="ArgumentNullException"><paramref name="parent"/> is null.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="statusTimeout"/> is zero or negative.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="statusTimeout"/> is zero or negative, or above
+    /// int.MaxValue ms (<see cref="TimeSpan.MaxValue"/>, <see cref="Timeout.InfiniteTimeSpan"/>: a timer cannot wait that long).</exception>
     public TunnelClient(TunnelEndpoint parent, TimeSpan? statusTimeout = null, TimeProvider? timeProvider = null)
         : this(parent, statusTimeout, timeProvider, connect: null)
     {
@@ -56,7 +77,12 @@ public sealed class TunnelClient
         _pool = pool;
         ArgumentNullException.ThrowIfNull(parent);
         var timeout = statusTimeout ?? TimeSpan.FromSeconds(10);
-        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero, nameof(statusTimeout));
+        if (timeout <= TimeSpan.Zero || timeout > MaxStatusTimeout)
+        {
+            // Above int.MaxValue ms the timer cannot be set: every connect would throw, where failures are results.
+            throw new ArgumentOutOfRangeException(nameof(statusTimeout), timeout, "must be above zero and at most int.MaxValue ms (about 24.8 days)");
+        }
+
         Parent = parent;
         StatusTimeout = timeout;
         _timeProvider = timeProvider ?? TimeProvider.System;
@@ -82,7 +108,9 @@ public sealed class TunnelClient
     /// </summary>
     /// <param name="destination">The TCP destination (IPv4 or IPv6, port 1-65535).</param>
     /// <param name="hostName">
-    /// The DNS name the address was learned from, sent as the request's host hint (logged by the parent); null for none.
+    /// The DNS name the address was learned from, sent as the request's host hint; null for none. The parent logs it,
+    /// and when it has not learned the address itself (it restarted, say) it resolves this name through its DNS
+    /// upstreams and allows the address only if its answer contains it (docs/tunnel-protocol.md, "TCP connect body").
     /// At most 253 bytes of ASCII letters, digits, '-', '.' and '_'.
     /// </param>
     /// <param name="cancellationToken">Cancels the attempt; the stream is closed.</param>
@@ -265,7 +293,7 @@ public sealed class TunnelClient
                     ResponseVersion = response.Version,
                     ConnectionId = request.ConnectionId, // the parent logs its refusal with it: the enclave's line and audit record must too
                 }
-                : new TunnelConnectResult(TunnelConnectError.BadResponse, null, result.ToString(), null, default) { ReadResult = result }, false);
+                : new TunnelConnectResult(TunnelConnectError.BadResponse, null, BadResponseDetail(result), null, default) { ReadResult = result }, false);
         }
         catch (OperationCanceledException)
         {

@@ -189,7 +189,8 @@ public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
     /// exists but is not a socket (a regular file, a directory, a symbolic link) is never deleted, and neither is a
     /// socket that a live process still accepts on: both raise <see cref="IOException"/>. (Liveness is checked by
     /// connecting once; a live listener sees that connection close without data.) Disposing the returned socket
-    /// removes the file again. For <c>tcp:</c>, SO_REUSEADDR is set so a restart can rebind at once.
+    /// removes the file again. For <c>tcp:</c>, SO_REUSEADDR (alone, not SO_REUSEPORT) is set so a restart can rebind at once while a
+    /// second listener on the same address still fails.
     /// </remarks>
     /// <param name="backlog">The maximum length of the pending connection queue.</param>
     /// <returns>The listening socket, which the caller owns.</returns>
@@ -215,7 +216,7 @@ public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
         {
             if (Transport == TunnelTransport.Tcp)
             {
-                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                SocketAddressReuse.Set(socket); // not SO_REUSEPORT: a second listener on the port is an error
             }
 
             socket.Bind(EndPoint);

@@ -41,6 +41,25 @@ public sealed class TunnelGatewayTests
         Directory.Delete(_directory, recursive: true);
     }
 
+    /// <summary>A library user's trial: <c>Relay = null!</c> or <c>DnsUpstreams = null!</c> threw NullReferenceException,
+    /// and <c>Listen = null!</c> constructed and threw it at Start, where the constructor documents ArgumentNullException.</summary>
+    [TestCase("Listen")]
+    [TestCase("Relay")]
+    [TestCase("DnsUpstreams")]
+    public void AnOptionSetToNullIsAnArgumentNullExceptionNamingIt(string property)
+    {
+        var options = new TunnelGatewayOptions
+        {
+            Listen = property == "Listen" ? null! : _endpoint,
+            Relay = property == "Relay" ? null! : Egress.Relay.RelayOptions.Default,
+            DnsUpstreams = property == "DnsUpstreams" ? null! : [new IPEndPoint(IPAddress.Loopback, 53)],
+        };
+        var policy = EgressPolicy.Create(true, ["*"], new AllowlistCache(new AllowlistCacheOptions()));
+
+        var error = Assert.Throws<ArgumentNullException>(() => new TunnelGateway(options, policy, _logs.Factory));
+        Assert.That(error!.ParamName, Is.EqualTo("options." + property));
+    }
+
     [Test]
     public async Task StreamsRefusedAtTheLimitAreLoggedOnceASecondPerKindWithTheCountHeldBack()
     {

@@ -86,6 +86,23 @@ public sealed class EgressServiceCollectionExtensionsTests
         });
     }
 
+    /// <summary>A library user's trial: AddEgressHost twice failed only at StartAsync, with "this TunnelGateway was
+    /// started already", naming neither the call nor the cause.</summary>
+    [Test]
+    public void AddingASideTwiceIsRefusedAtTheSecondCall()
+    {
+        var tunnel = TunnelEndpoint.Parse("unix:" + Path.Combine(_directory, "t.sock"));
+        var services = new ServiceCollection().AddEgressHost(EgressConfiguration.Default, tunnel).AddEgressEnclave(EgressConfiguration.Default, tunnel);
+
+        var host = Assert.Throws<InvalidOperationException>(() => services.AddEgressHost(EgressConfiguration.Default, tunnel));
+        var enclave = Assert.Throws<InvalidOperationException>(() => services.AddEgressEnclave(EgressConfiguration.Default, tunnel));
+        Assert.Multiple(() =>
+        {
+            Assert.That(host!.Message, Does.StartWith("AddEgressHost was called already"));
+            Assert.That(enclave!.Message, Does.StartWith("AddEgressEnclave was called already"));
+        });
+    }
+
     [Test]
     public async Task StoppingTheHostStopsTheListener()
     {

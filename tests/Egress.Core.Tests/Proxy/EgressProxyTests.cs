@@ -9,6 +9,26 @@ namespace Egress.Tests.Proxy;
 /// <summary>The proxy in the root namespace, where nothing is redirected, and its choice of host hint.</summary>
 public sealed class EgressProxyTests
 {
+    /// <summary>A library user's trial: <c>Relay = null!</c> or <c>Listen = null!</c> threw NullReferenceException where
+    /// the constructor documents ArgumentNullException.</summary>
+    [TestCase("Listen")]
+    [TestCase("Tunnel")]
+    [TestCase("Relay")]
+    public void AnOptionSetToNullIsAnArgumentNullExceptionNamingIt(string property)
+    {
+        var options = new EgressProxyOptions
+        {
+            Listen = property == "Listen" ? null! : [new IPEndPoint(IPAddress.Loopback, 0)],
+            Tunnel = property == "Tunnel" ? null! : TunnelEndpoint.Parse("unix:/nonexistent/tunnel.sock"),
+            Relay = property == "Relay" ? null! : Egress.Relay.RelayOptions.Default,
+        };
+        var policy = EgressPolicy.Create(true, ["*"], new AllowlistCache(new AllowlistCacheOptions()));
+        using var logs = new LogCapture();
+
+        var error = Assert.Throws<ArgumentNullException>(() => new EgressProxy(options, policy, logs.Factory));
+        Assert.That(error!.ParamName, Is.EqualTo("options." + property));
+    }
+
     [Test]
     public async Task DirectConnectionIsResetAndLoggedAsNotRedirected()
     {

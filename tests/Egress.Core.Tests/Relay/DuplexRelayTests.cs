@@ -8,6 +8,15 @@ public sealed class DuplexRelayTests
 {
     private static readonly RelayOptions NoTimeout = new() { IdleTimeout = null };
 
+    /// <summary>A library user's trial: the same socket on both sides hung, ignoring its cancellation token.</summary>
+    [Test]
+    public void TheSamePipeOnBothSidesIsAnArgumentException()
+    {
+        var a = new PipePeer();
+        var error = Assert.Throws<ArgumentException>(() => DuplexRelay.RunAsync(a.Side, a.Side, NoTimeout, CancellationToken.None));
+        Assert.That(error!.ParamName, Is.EqualTo("b"));
+    }
+
     [Test]
     public async Task EndOfStreamFromAHalfClosesBWhileBToAKeepsFlowing()
     {

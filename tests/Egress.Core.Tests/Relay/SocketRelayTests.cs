@@ -15,6 +15,15 @@ public sealed class SocketRelayTests(bool splice)
 
     private RelayOptions Options { get; } = new() { UseSplice = splice };
 
+    /// <summary>A library user's trial: the same socket on both sides hung, ignoring its cancellation token.</summary>
+    [Test]
+    public async Task TheSameSocketOnBothSidesIsAnArgumentException()
+    {
+        using var chain = await Chain.ConnectAsync(SocketTransport.Unix);
+        var error = Assert.Throws<ArgumentException>(() => SocketRelay.RunAsync(chain.RelayA, chain.RelayA, Options, CancellationToken.None));
+        Assert.That(error!.ParamName, Is.EqualTo("b"));
+    }
+
     [TestCase(SocketTransport.Unix)]
     [TestCase(SocketTransport.Tcp)]
     public async Task BothWaysArriveWholeAndEndCleanly(SocketTransport transport)

@@ -194,7 +194,7 @@ public sealed class TunnelClientTests
         await parent;
 
         Assert.That(result.Error, Is.EqualTo(TunnelConnectError.BadResponse));
-        Assert.That(result.Detail, Is.EqualTo(nameof(TunnelReadResult.TruncatedStream)));
+        Assert.That(result.Detail, Does.StartWith(nameof(TunnelReadResult.TruncatedStream) + ": the peer closed the stream in the middle of its answer"));
     }
 
     [Test]
@@ -212,7 +212,27 @@ public sealed class TunnelClientTests
         await parent;
 
         Assert.That(result.Error, Is.EqualTo(TunnelConnectError.BadResponse));
-        Assert.That(result.Detail, Is.EqualTo(nameof(TunnelReadResult.UnknownStatus)));
+        Assert.That(result.Detail, Does.StartWith(nameof(TunnelReadResult.UnknownStatus) + ": the answer's status byte is not a status"));
+    }
+
+    /// <summary>A library user's trial: a peer answering <c>HTTP/1.1 400</c> gave the detail "UnsupportedVersion" alone,
+    /// which reads like the parent's status UnsupportedVersion.</summary>
+    [Test]
+    public async Task APeerThatIsNotAnEgressParentIsSaidToBeOne()
+    {
+        using var listener = _endpoint.Listen();
+        var parent = Task.Run(async () =>
+        {
+            using var stream = await listener.AcceptAsync();
+            await stream.ReceiveAsync(new byte[512], SocketFlags.None);
+            await stream.SendAsync("HTTP/1.1 400 Bad Request\r\n\r\n"u8.ToArray());
+        });
+
+        var result = await new TunnelClient(_endpoint).ConnectAsync(Destination, null, CancellationToken.None);
+        await parent;
+
+        Assert.That(result.Error, Is.EqualTo(TunnelConnectError.BadResponse));
+        Assert.That(result.Detail, Does.StartWith("UnsupportedVersion: the answer does not start with a tunnel protocol version").And.Contain("not an Egress parent"));
     }
 
     [Test]
@@ -281,6 +301,21 @@ public sealed class TunnelClientTests
     [Test]
     public void NonPositiveStatusTimeout_Throws() =>
         Assert.That(() => new TunnelClient(_endpoint, TimeSpan.Zero), Throws.InstanceOf<ArgumentOutOfRangeException>());
+
+    /// <summary>A library user's trial: 100 days was accepted, then every ConnectAsync threw ArgumentOutOfRangeException
+    /// from the timer ('delay'), where failures are results.</summary>
+    [TestCase(100 * 24 * 3600)]
+    [TestCase(-1)] // TimeSpan.MaxValue
+    public void AStatusTimeoutATimerCannotWaitIsRefusedAtConstruction(long seconds)
+    {
+        TimeSpan timeout = seconds < 0 ? TimeSpan.MaxValue : TimeSpan.FromSeconds(seconds);
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => new TunnelClient(_endpoint, timeout));
+        Assert.That(error!.ParamName, Is.EqualTo("statusTimeout"));
+    }
+
+    [Test]
+    public void TheLongestStatusTimeoutATimerCanWaitIsAccepted() =>
+        Assert.That(new TunnelClient(_endpoint, TimeSpan.FromMilliseconds(int.MaxValue)).StatusTimeout, Is.EqualTo(TimeSpan.FromMilliseconds(int.MaxValue)));
 
     [Test]
     public async Task TheProxysFramedConnectGoesOnOnTheEpollThreadThePublicConnectOnThePool()

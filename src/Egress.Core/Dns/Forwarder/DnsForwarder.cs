@@ -227,7 +227,7 @@ public sealed class DnsForwarder : IAsyncDisposable
 
             if (type == SocketType.Stream)
             {
-                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                SocketAddressReuse.Set(socket); // not SO_REUSEPORT: a second forwarder on the address is an error
             }
 
             socket.Bind(address);
