@@ -13,10 +13,15 @@ suffix="local.$(date -u +%Y%m%d%H%M%S).$$"
 version=$(dotnet msbuild src/Egress.Core/Egress.Core.csproj -getProperty:PackageVersion -p:VersionSuffix="$suffix")
 echo "== packing Egress.Core $version into $feed"
 
-# Forget the packages earlier runs of this script made (only those: *-local.* versions of Egress.Core).
+# Forget the packages earlier runs of this script made (only those: *-local.* versions of Egress.Core), once a day
+# old: a run going on at the same time (another checkout, CI) still needs its own.
 global=$(dotnet nuget locals global-packages --list | sed -n 's/^global-packages: *//p')
-rm -rf "${global:?}"/egress.core/*-local.* 2>/dev/null || true
-rm -f "$feed"/Egress.Core.*-local.*.nupkg "$feed"/Egress.Core.*-local.*.snupkg 2>/dev/null || true
+if [ -d "${global:?}/egress.core" ]; then
+  find "$global/egress.core" -mindepth 1 -maxdepth 1 -name '*-local.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
+fi
+if [ -d "$feed" ]; then
+  find "$feed" -maxdepth 1 -name 'Egress.Core.*-local.*.*nupkg' -mmin +1440 -delete 2>/dev/null || true
+fi
 
 dotnet pack src/Egress.Core/Egress.Core.csproj -c Release -o "$feed" -p:VersionSuffix="$suffix" -v q -nologo
 test -f "$feed/Egress.Core.$version.nupkg" || { echo "error: $feed/Egress.Core.$version.nupkg was not produced" >&2; exit 1; }
