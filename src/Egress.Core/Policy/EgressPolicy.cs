@@ -663,16 +663,19 @@ public sealed class EgressPolicy
         return _allowAll.Length > 0 ? _allowAll : null;
     }
 
-    /// <summary>Decides a DNS question for <paramref name="hostName"/> (any case, trailing dot ignored).</summary>
+    /// <summary>Decides a DNS question for <paramref name="hostName"/> (any case, one trailing dot ignored; a name with an
+    /// empty label, <c>a..example.org</c>, is denied).</summary>
     /// <param name="hostName">The question name.</param>
     /// <returns>The decision; when allowed, <see cref="PolicyDecision.Subject"/> is the entry that matched.</returns>
+    /// <exception cref="ArgumentNullException"><paramref name="hostName"/> is null.</exception>
     public PolicyDecision CheckName(string hostName)
     {
         ArgumentNullException.ThrowIfNull(hostName);
         return CheckName(hostName.AsSpan());
     }
 
-    /// <summary>Decides a DNS question for <paramref name="hostName"/> (any case, trailing dot ignored).</summary>
+    /// <summary>Decides a DNS question for <paramref name="hostName"/> (any case, one trailing dot ignored; a name with an
+    /// empty label, <c>a..example.org</c>, is denied).</summary>
     /// <param name="hostName">The question name.</param>
     /// <returns>The decision; when allowed, <see cref="PolicyDecision.Subject"/> is the entry that matched.</returns>
     public PolicyDecision CheckName(ReadOnlySpan<char> hostName) => Decide(CheckNameEnforced(hostName));
@@ -689,8 +692,10 @@ public sealed class EgressPolicy
             hostName = hostName[..^1];
         }
 
-        if (hostName.IsEmpty)
+        if (hostName.IsEmpty || hostName[0] == '.' || hostName[^1] == '.' || hostName.Contains("..", StringComparison.Ordinal))
         {
+            // An empty label is no DNS name (RFC 1035 §3.1: only the root's is empty): none is allowed, not even
+            // "a..example.org" by *.example.org (a library user's trial). A question read off the wire never has one.
             return new PolicyDecision(false, DecisionReason.NameNotAllowed);
         }
 

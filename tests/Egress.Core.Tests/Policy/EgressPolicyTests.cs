@@ -353,6 +353,21 @@ public sealed class EgressPolicyTests
         });
     }
 
+    /// <summary>A library user's trial: "a..example.org" was allowed by *.example.org, "api.example.com.." by its entry.</summary>
+    [TestCase("a..example.com")]
+    [TestCase("api.example.com..")]
+    [TestCase(".api.example.com")]
+    [TestCase("..")]
+    public void ANameWithAnEmptyLabelIsDenied(string name)
+    {
+        EgressPolicy policy = Policy("*.example.com", "api.example.com", "*");
+
+        PolicyDecision decision = policy.CheckName(name);
+
+        Assert.That((decision.IsAllowed, decision.Reason), Is.EqualTo((false, DecisionReason.NameNotAllowed)));
+        Assert.That(policy.CheckName("api.example.com.").IsAllowed, Is.True, "one trailing dot is the root's label");
+    }
+
     [Test]
     public void CheckNameReportsTheMostSpecificEntry()
     {
