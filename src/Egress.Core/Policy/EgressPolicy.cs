@@ -352,7 +352,7 @@ public sealed class EgressPolicy
     /// The name a would-deny line about a connection to <paramref name="address"/> names, for
     /// <see cref="Diagnostics.WouldDenyLog"/> and so for the entry report-to-allowlist proposes: the name
     /// <paramref name="decision"/>'s reason names (<c>name tls.example.net not in allowlist</c>, <c>learned from ...</c>);
-    /// for <see cref="DecisionReason.PortNotAllowed"/> through a name's entry, the first name that counts and that entry
+    /// for <see cref="DecisionReason.PortNotAllowed"/> through a name's entry, the name learned last (else the first) that counts and that entry
     /// allows; otherwise the name whose learning of the address expires last, normally the one learned last (report mode
     /// learns names the list does not allow too). Null when none, or when the list holds no name entry. The proxy cannot tell which of several names sharing
     /// an address an application resolved; this is the name its decision went by (a trial: the line named
@@ -371,23 +371,29 @@ public sealed class EgressPolicy
             ?? _cache.Lookup(address).Name;
     }
 
-    /// <summary>The first name of <paramref name="address"/> that counts and whose entries include the one written
-    /// <paramref name="entry"/>; null when none (the entry is an address or network entry).</summary>
+    /// <summary>The name of <paramref name="address"/> learned last, else the first, that counts and whose entries include
+    /// the one written <paramref name="entry"/>; null when none (the entry is an address or network entry).</summary>
     private string? NameAllowedBy(IPAddress address, string entry)
     {
         IReadOnlyList<LearnedName> names = _cache.NamesOf(address);
         AddressUse? use = _cache.UseOf(address);
+        string? latest = _cache.Lookup(address).Name, found = null;
         for (int i = 0; i < names.Count; i++)
         {
             LearnedName name = names[i];
             if (_cache.Counts(address, ref name, use) && FindNameRules(name.Name) is { } rules
                 && Array.Exists(rules, rule => string.Equals(rule.Text, entry, StringComparison.Ordinal)))
             {
-                return name.Name;
+                if (string.Equals(name.Name, latest, StringComparison.OrdinalIgnoreCase))
+                {
+                    return name.Name; // the name learned last, as the decision prefers it
+                }
+
+                found ??= name.Name;
             }
         }
 
-        return null;
+        return found;
     }
 
     /// <summary>The port of a check that has none (<see cref="CheckAddress"/>): every entry's ports allow it. Not 0,
@@ -559,12 +565,17 @@ public sealed class EgressPolicy
         // policy shares, another policy's learning or AllowlistCache.Learn called directly, holds such names: an
         // address another policy learned is not allowed here through that learning), and, with ports, whether the
         // entries it was allowed through allow this port. An allowed decision names the name whose entry allowed it, with
-        // that name's own expiry, not the address's latest name: the subject is the host hint a restarted parent
-        // re-learns and the name a failover tries other addresses of (a review: the hint named a name allowed on port 25
-        // for a connection to 443, which such a parent denied).
+        // that name's own expiry: the subject is the host hint a restarted parent re-learns and the name a failover tries
+        // other addresses of (a review: the hint named a name allowed on port 25 for a connection to 443, which such a
+        // parent denied). Of several such names, and for a denial, the one learned last (expiring last: lookup.Name) is
+        // preferred: the proxy cannot tell which name an application resolved, and the last one answered is the likeliest
+        // (a trial: with www learned first and secure.allowed.test just resolved, report mode blamed www's entry for a
+        // connection to secure's port 443, and report-to-allowlist proposed www.allowed.test:443).
         bool checkPort = _hasPorts && port != AnyPort;
         bool learnedFromAllowedName = false;
-        string? denial = null;
+        string? denial = null, latestDenial = null;
+        int allowedThrough = -1;
+        long listedExpiresAt = long.MinValue, unlistedLatestExpiresAt = long.MinValue;
         IReadOnlyList<LearnedName> names = _cache.NamesOf(address); // indexed: no enumerator is allocated
         AddressUse? use = _cache.UseOf(address);
         for (int i = 0; i < names.Count; i++)
@@ -575,32 +586,42 @@ public sealed class EgressPolicy
                 continue; // expired and not held: its entry's ports no longer apply, whatever keeps the address live
             }
 
+            bool latest = string.Equals(name.Name, lookup.Name, StringComparison.OrdinalIgnoreCase);
             DestinationRule[]? rules = FindNameRules(name.Name);
             if (rules is null)
             {
+                unlistedLatestExpiresAt = latest ? name.ExpiresAt : unlistedLatestExpiresAt;
                 continue;
             }
 
             learnedFromAllowedName = true;
-            if (!checkPort)
+            listedExpiresAt = Math.Max(listedExpiresAt, name.ExpiresAt);
+            if (!checkPort || AllowsAny(rules, port))
             {
-                return FromState(_cache.LookupThrough(name, use));
-            }
-
-            foreach (DestinationRule rule in rules)
-            {
-                if (Allows(rule, port))
+                if (latest || names.Count == 1)
                 {
                     return FromState(_cache.LookupThrough(name, use));
                 }
 
-                denial ??= rule.Text;
+                allowedThrough = allowedThrough < 0 ? i : allowedThrough;
+                continue;
             }
+
+            denial ??= rules[0].Text;
+            latestDenial = latest ? rules[0].Text : latestDenial;
         }
 
-        return learnedFromAllowedName
-            ? new PolicyDecision(false, DecisionReason.PortNotAllowed, denial ?? portDenial ?? lookup.Name)
-            : new PolicyDecision(false, DecisionReason.NameNotAllowed, lookup.Name);
+        if (allowedThrough >= 0)
+        {
+            LearnedName first = names[allowedThrough];
+            return FromState(_cache.LookupThrough(first, use));
+        }
+
+        // A name the list does not allow (report mode learned it) blamed only when learned strictly after every listed
+        // name of the address: on a tie the listed name's entry is the likelier fix.
+        return !learnedFromAllowedName ? new PolicyDecision(false, DecisionReason.NameNotAllowed, lookup.Name)
+            : unlistedLatestExpiresAt > listedExpiresAt ? new PolicyDecision(false, DecisionReason.NameNotAllowed, lookup.Name)
+            : new PolicyDecision(false, DecisionReason.PortNotAllowed, latestDenial ?? denial ?? portDenial ?? lookup.Name);
     }
 
     /// <summary>For <c>check NAME:PORT</c>: the entry a connection to an address learned from <paramref name="hostName"/>

@@ -172,7 +172,7 @@ public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
             // A library-consumer trial got "Unknown socket error" alone: connect(2) answered ENODEV, which the runtime
             // does not name, on a machine with no VSOCK transport.
             socket.Dispose();
-            throw new SocketException((int)SocketError.SocketError, $"{ex.Message} connecting to {this} (a machine with no VSOCK transport, neither a Nitro enclave nor a VM with a virtio-vsock device, answers ENODEV)");
+            throw new SocketException((int)SocketError.SocketError, $"{ex.Message} connecting to {this} (an error .NET does not name: connect(2) answers ENODEV when no VSOCK transport reaches that CID, on a machine that is neither a Nitro enclave nor a VM with a virtio-vsock device, or to this machine's own CID without the vsock_loopback module)");
         }
         catch
         {

@@ -297,6 +297,53 @@ public sealed class ReportModeTests
         });
     }
 
+    /// <summary>A trial: www.allowed.test (listed on :80) learned first, then secure.allowed.test (unlisted) resolved by
+    /// the app, which connects to port 443: the line blamed www's entry and report-to-allowlist proposed
+    /// www.allowed.test:443, an entry the app never used. The name learned last is the likeliest the app resolved.</summary>
+    [Test]
+    public void ADenialBlamesTheNameLearnedLastNotAListedNameLearnedBefore()
+    {
+        EgressPolicy policy = Policy(EgressMode.Report, "www.allowed.test:80");
+        var address = IPAddress.Parse("198.18.0.20");
+        policy.Learn("www.allowed.test", address, Ttl);
+        _time.Advance(TimeSpan.FromSeconds(5));
+        policy.Learn("secure.allowed.test", address, Ttl);
+
+        (PolicyDecision decision, string line, IReadOnlyList<string> proposed) = ReportConnection(policy, new IPEndPoint(address, 443));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((decision.Reason, decision.Subject), Is.EqualTo((DecisionReason.NameNotAllowed, "secure.allowed.test")));
+            Assert.That(line, Is.EqualTo("Warning: report mode: would deny connection to 198.18.0.20:443 (name secure.allowed.test): name secure.allowed.test not in allowlist; allowed"));
+            Assert.That(proposed, Is.EqualTo(new[] { "secure.allowed.test:443" }));
+        });
+    }
+
+    /// <summary>Two listed names share an address and a wildcard entry; of the names that entry allows, the line names
+    /// the one learned last (the trial's enforce-mode lines named the first: "learned from mixed.allowed.test" for an app
+    /// that had just resolved another name).</summary>
+    [Test]
+    public void OfTwoListedNamesTheOneLearnedLastIsNamed()
+    {
+        EgressPolicy policy = Policy(EgressMode.Report, "*.egress.test:80");
+        var address = IPAddress.Parse("198.18.0.11");
+        policy.Learn("first.egress.test", address, Ttl);
+        _time.Advance(TimeSpan.FromSeconds(5));
+        policy.Learn("second.egress.test", address, Ttl);
+
+        (PolicyDecision denied, string line, IReadOnlyList<string> proposed) = ReportConnection(policy, new IPEndPoint(address, 8080));
+        PolicyDecision allowed = policy.CheckConnection(address, 80, out AddressHold? hold);
+        hold?.Dispose();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(line, Does.Contain("(name second.egress.test): port not allowed by \"*.egress.test:80\""));
+            Assert.That(proposed, Is.EqualTo(new[] { "second.egress.test:8080" }));
+            Assert.That((allowed.IsAllowed, allowed.Subject), Is.EqualTo((true, "second.egress.test")));
+            Assert.That(denied.Reason, Is.EqualTo(DecisionReason.PortNotAllowed));
+        });
+    }
+
     /// <summary>A connection's decision, the would-deny line logged for it, and what report-to-allowlist proposes from it.</summary>
     private static (PolicyDecision Decision, string Line, IReadOnlyList<string> Proposed) ReportConnection(EgressPolicy policy, IPEndPoint destination)
     {

@@ -78,7 +78,7 @@ public sealed class TunnelEndpointSocketTests
         }
 
         Assume.That(error?.SocketErrorCode, Is.EqualTo(SocketError.SocketError), $"this machine has a VSOCK transport: {error?.Message ?? "connected"}");
-        Assert.That(error!.Message, Does.Contain(" connecting to vsock://3:4433 (a machine with no VSOCK transport, neither a Nitro enclave nor a VM with a virtio-vsock device, answers ENODEV)"));
+        Assert.That(error!.Message, Does.Contain(" connecting to vsock://3:4433 (an error .NET does not name: connect(2) answers ENODEV when no VSOCK transport reaches that CID"));
         if (forRelay)
         {
             Assert.That(error.Message, Does.StartWith("No such device (errno 19) connecting to vsock://3:4433"), "our own connect knows the errno");
