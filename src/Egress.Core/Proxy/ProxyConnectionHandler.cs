@@ -53,6 +53,8 @@ internal sealed class ProxyConnectionHandler(
     private readonly LogRateLimit _stoppingLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 112);
     private readonly LogRateLimit _unavailableLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 109, LogRateLimit.FailureLinesPerInterval);
 
+    private readonly RecentDestinationFailures _recentFailures = new(options.Relay.TimeProvider);
+
     private readonly TunnelClient _tunnel = new(options.Tunnel, options.StatusTimeout, options.Relay.TimeProvider, connectTunnel, streamPool);
 
     private readonly ITimer? _trim = streamPool is null ? null : options.Relay.TimeProvider.CreateTimer(
@@ -201,11 +203,33 @@ internal sealed class ProxyConnectionHandler(
             }
 
             string? hint = HostHintFor(decision);
-            var (tunnel, failure) = await OpenTunnelAsync(destination, hint, early, aborted).ConfigureAwait(false);
-            failure = failure?.WithAllowingDecision(decision);
-            if (tunnel is null && failure is not null && hint is not null && CanFailOver(failure))
+            TunnelConnectResult? tunnel;
+            ProxyConnectionResult? failure;
+            if (hint is not null && options.FailoverAttempts > 0
+                && _recentFailures.TryGet(destination, out TimeSpan ago, out TunnelStatus lastStatus)
+                && policy.OtherAddressesOf(hint, destination.Address, options.FailoverAttempts) is { Count: > 0 } others)
             {
-                (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, failure, hint, early, aborted).ConfigureAwait(false);
+                // The parent could not reach this destination a moment ago (RecentDestinationFailures): the name's other
+                // addresses first, this one last, rather than the connect timeout again for every connection.
+                ProxyLog.TryingOthersFirst(logger, destination, lastStatus, (long)ago.TotalSeconds, others.Count, hint);
+                LatelyUnreachableLast(others, destination.Port);
+                others.Add(destination.Address);
+                var remembered = ProxyConnectionResult.ParentRefused(destination, lastStatus, detail: null).WithAllowingDecision(decision);
+                (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, remembered, hint, early, aborted, others).ConfigureAwait(false);
+            }
+            else
+            {
+                (tunnel, failure) = await OpenTunnelAsync(destination, hint, early, aborted).ConfigureAwait(false);
+                failure = failure?.WithAllowingDecision(decision);
+                if (tunnel is null && failure is not null && hint is not null && CanFailOver(failure))
+                {
+                    _recentFailures.Record(destination, failure.ParentStatus);
+                    (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, failure, hint, early, aborted, tryLast: null).ConfigureAwait(false);
+                }
+                else if (tunnel is not null)
+                {
+                    _recentFailures.Forget(destination); // no lock unless some destination failed lately
+                }
             }
 
             if (tunnel?.Socket is not { } stream)
@@ -301,19 +325,36 @@ internal sealed class ProxyConnectionHandler(
     /// <summary>
     /// Tries up to <see cref="EgressProxyOptions.FailoverAttempts"/> other live addresses learned from
     /// <paramref name="name"/>, on the same port, each checked and held like the first: the application's connect()
-    /// already succeeded (the proxy accepted it), so it cannot fall over to the next address itself. Returns the first
-    /// that connects, with its decision and hold. When none does: no socket, the first destination and
-    /// <paramref name="failure"/> (the app's connection is reset for it), or the failure that ended the attempts when it
-    /// was not the destination's (the tunnel, the parent, a stop).
+    /// already succeeded (the proxy accepted it), so it cannot fall over to the next address itself. Addresses the parent
+    /// could not reach lately (<see cref="RecentDestinationFailures"/>) are tried last. Returns the first that connects,
+    /// with its decision and hold. When none does: no socket, the first destination and <paramref name="failure"/> (the
+    /// app's connection is reset for it), or the failure that ended the attempts when it was not the destination's (the
+    /// tunnel, the parent, a stop).
     /// </summary>
+    /// <param name="failed">The connection's destination.</param>
+    /// <param name="failedDecision">Its allowing decision, which a failure's result carries.</param>
+    /// <param name="failure">Its failure: as the parent answered now, or as remembered (<paramref name="tryLast"/>).</param>
+    /// <param name="name">The name its address was learned from, whose other addresses are tried.</param>
+    /// <param name="early">The application's first bytes, sent with each request (not when the server name is checked).</param>
+    /// <param name="aborted">Cancelled when the proxy stops.</param>
+    /// <param name="tryLast">Null: <paramref name="failed"/> was dialled and failed with <paramref name="failure"/>.
+    /// Otherwise it was not dialled, having failed lately (<paramref name="failure"/> is that remembered answer): these
+    /// are the addresses to try, its name's others and then its own, last; when none connects, the result is its own
+    /// attempt's.</param>
     private async Task<(TunnelConnectResult? Tunnel, IPEndPoint Destination, PolicyDecision Decision, AddressHold? Hold, ProxyConnectionResult? Failure)> FailOverAsync(
-        IPEndPoint failed, PolicyDecision failedDecision, ProxyConnectionResult failure, string name, ReadOnlyMemory<byte> early, CancellationToken aborted)
+        IPEndPoint failed, PolicyDecision failedDecision, ProxyConnectionResult failure, string name, ReadOnlyMemory<byte> early, CancellationToken aborted,
+        List<IPAddress>? tryLast)
     {
-        var candidates = policy.OtherAddressesOf(name, failed.Address, options.FailoverAttempts);
+        List<IPAddress> candidates = tryLast ?? policy.OtherAddressesOf(name, failed.Address, options.FailoverAttempts);
         if (candidates.Count == 0)
         {
             ProxyLog.NoFailover(logger, failed, failure.ParentStatus, name);
             return (null, failed, failedDecision, null, failure);
+        }
+
+        if (tryLast is null)
+        {
+            LatelyUnreachableLast(candidates, failed.Port);
         }
 
         ProxyConnectionResult previous = failure;
@@ -328,13 +369,22 @@ internal sealed class ProxyConnectionHandler(
             }
 
             WouldDenyLog.Connection(logger, options.Metrics, candidate, name, policy, decision);
+            bool itself = tryLast is not null && candidate.Equals(failed);
+            if (tryLast is null || attempt > 0)
+            {
+                ProxyLog.FailingOver(logger, previousDestination, previous.ParentStatus, candidate, name, attempt + 1, candidates.Count);
+            }
 
-            ProxyLog.FailingOver(logger, previousDestination, previous.ParentStatus, candidate, name, attempt + 1, candidates.Count);
-            options.Metrics?.Failover();
+            if (!itself)
+            {
+                options.Metrics?.Failover();
+            }
+
             var (tunnel, result) = await OpenTunnelAsync(
                 candidate, HostHintFor(decision) ?? name, ServerNameGate.Applies(policy, decision) ? ReadOnlyMemory<byte>.Empty : early, aborted).ConfigureAwait(false);
             if (tunnel is not null)
             {
+                _recentFailures.Forget(candidate);
                 return (tunnel, candidate, decision, hold, null);
             }
 
@@ -344,12 +394,32 @@ internal sealed class ProxyConnectionHandler(
                 return (null, candidate, decision, null, result!.WithAllowingDecision(failedDecision)); // not the destination's failure: said as it is
             }
 
+            _recentFailures.Record(candidate, result!.ParentStatus); // a refusal proves it reachable: forgotten
             previous = result!;
             previousDestination = candidate;
         }
 
-        ProxyLog.FailoverExhausted(logger, failed, name, candidates.Count);
-        return (null, failed, failedDecision, null, failure);
+        ProxyLog.FailoverExhausted(logger, failed, name, tryLast is null ? candidates.Count : candidates.Count - 1);
+        return tryLast is not null && previousDestination.Equals(failed)
+            ? (null, failed, failedDecision, null, previous.WithAllowingDecision(failedDecision)) // its own attempt, last: as it answered now
+            : (null, failed, failedDecision, null, failure);
+    }
+
+    /// <summary>Moves the addresses the parent could not reach lately on <paramref name="port"/> to the end of
+    /// <paramref name="candidates"/>, keeping the cache's order otherwise.</summary>
+    private void LatelyUnreachableLast(List<IPAddress> candidates, int port)
+    {
+        if (_recentFailures.IsEmpty)
+        {
+            return;
+        }
+
+        var lately = candidates.FindAll(address => _recentFailures.Contains(new IPEndPoint(address, port)));
+        if (lately.Count > 0 && lately.Count < candidates.Count)
+        {
+            candidates.RemoveAll(lately.Contains);
+            candidates.AddRange(lately);
+        }
     }
 
     /// <summary>Logs and counts an allowed connection whose relay starts now (its decision is counted at once, not
