@@ -55,8 +55,8 @@ internal sealed class DnsFramedConnection
     /// <param name="logger">Where timeouts and unexpected failures are logged.</param>
     /// <param name="stopping">Stops reading further queries; those in flight are still answered.</param>
     /// <param name="aborted">Ends serving at once.</param>
-    /// <returns>A task that completes when reading has ended and every answer was written.</returns>
-    public static async Task ServeAsync(
+    /// <returns>A task that completes when reading has ended and every answer was written: why the stream ended.</returns>
+    public static async Task<DnsStreamEnd> ServeAsync(
         IDuplexPipe pipe,
         IDnsAnswerer answerer,
         DnsStreamOptions options,
@@ -67,7 +67,7 @@ internal sealed class DnsFramedConnection
         var connection = new DnsFramedConnection(pipe, answerer, options, logger, aborted);
         try
         {
-            await connection.ReadLoopAsync(stopping, aborted).ConfigureAwait(false);
+            return await connection.ReadLoopAsync(stopping, aborted).ConfigureAwait(false);
         }
         finally
         {
@@ -78,7 +78,7 @@ internal sealed class DnsFramedConnection
         }
     }
 
-    private async Task ReadLoopAsync(CancellationToken stopping, CancellationToken aborted)
+    private async Task<DnsStreamEnd> ReadLoopAsync(CancellationToken stopping, CancellationToken aborted)
     {
         using var deadline = new CancellationTokenSource(Timeout.InfiniteTimeSpan, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token, stopping, _writes.Token);
@@ -90,15 +90,24 @@ internal sealed class DnsFramedConnection
             deadline.CancelAfter(_options.FrameTimeout);
         });
         bool cancelQueries = false;
+        DnsStreamEnd end;
         try
         {
             while (true)
             {
                 inFrame = false;
                 deadline.CancelAfter(_options.IdleTimeout);
-                if (await frames.ReadAsync(linked.Token).ConfigureAwait(false) != DnsStreamRead.Message)
+                DnsStreamRead read = await frames.ReadAsync(linked.Token).ConfigureAwait(false);
+                if (read != DnsStreamRead.Message)
                 {
-                    break; // Closed, truncated, or an empty frame: stop reading.
+                    // Closed, truncated, or an empty frame: stop reading.
+                    end = new DnsStreamEnd(read switch
+                    {
+                        DnsStreamRead.Truncated => DnsStreamEndReason.Truncated,
+                        DnsStreamRead.EmptyFrame => DnsStreamEndReason.EmptyFrame,
+                        _ => DnsStreamEndReason.PeerClosed,
+                    });
+                    break;
                 }
 
                 deadline.CancelAfter(Timeout.InfiniteTimeSpan);
@@ -138,6 +147,7 @@ internal sealed class DnsFramedConnection
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !stopping.IsCancellationRequested && !_writes.IsCancellationRequested)
         {
             cancelQueries = true;
+            end = new DnsStreamEnd(inFrame ? DnsStreamEndReason.FrameTimeout : DnsStreamEndReason.Idle);
             if (inFrame)
             {
                 if (_options.FrameTimeouts(_logger).TryEnter(out long suppressed))
@@ -157,6 +167,9 @@ internal sealed class DnsFramedConnection
         {
             // Stopping, aborted, a peer not reading, or reset: stop reading. Only a stop lets the queries finish.
             cancelQueries = ex is not OperationCanceledException || !stopping.IsCancellationRequested;
+            end = ex is not OperationCanceledException ? new DnsStreamEnd(DnsStreamEndReason.Failed, ex.Message)
+                : stopping.IsCancellationRequested || aborted.IsCancellationRequested ? new DnsStreamEnd(DnsStreamEndReason.Stopping)
+                : new DnsStreamEnd(DnsStreamEndReason.PeerNotReading);
         }
 
         if (cancelQueries)
@@ -169,6 +182,8 @@ internal sealed class DnsFramedConnection
         {
             await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false);
         }
+
+        return end;
     }
 
     /// <summary>Answers a query beyond the stream's limit at once (SERVFAIL with an Extended DNS Error), in order.</summary>

@@ -70,7 +70,8 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 309, Level = LogLevel.Debug, Message = "DNS answer for {Name} not learned ({Error})")]
     public static partial void Unlearnable(ILogger logger, string name, DnsParseError error);
 
-    [LoggerMessage(EventId = 310, Level = LogLevel.Information, Message = "dns stream {Index} opened to {Tunnel}")]
+    /// <summary>Debug: a stream closes after 30 s without a query (event 322, Debug) and reopens on the next.</summary>
+    [LoggerMessage(EventId = 310, Level = LogLevel.Debug, Message = "dns stream {Index} opened to {Tunnel}")]
     public static partial void StreamOpened(ILogger logger, int index, string tunnel);
 
     [LoggerMessage(EventId = 311, Level = LogLevel.Warning, Message = "dns stream {Index} to {Tunnel} refused ({Result}, {Status}: {Detail})")]

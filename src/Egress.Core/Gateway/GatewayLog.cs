@@ -109,11 +109,18 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 251, Level = LogLevel.Information, Message = "DNS upstreams: {Upstreams}")]
     public static partial void DnsUpstreams(ILogger logger, string upstreams);
 
-    [LoggerMessage(EventId = 252, Level = LogLevel.Information, Message = "dns stream opened; upstreams {Upstreams}")]
+    /// <summary>Debug: the enclave opens a DNS stream on its first query after 30 s without one (the upstreams are
+    /// logged at Information at start, event 251).</summary>
+    [LoggerMessage(EventId = 252, Level = LogLevel.Debug, Message = "dns stream opened; upstreams {Upstreams}")]
     public static partial void DnsStreamOpened(ILogger logger, string upstreams);
 
-    [LoggerMessage(EventId = 253, Level = LogLevel.Information, Message = "dns stream closed")]
-    public static partial void DnsStreamClosed(ILogger logger);
+    /// <summary>An ordinary end (closed by the enclave, idle, stopping): Debug, as the open.</summary>
+    [LoggerMessage(EventId = 253, Level = LogLevel.Debug, Message = "dns stream closed: {Reason}")]
+    public static partial void DnsStreamClosed(ILogger logger, string reason);
+
+    /// <summary>Any other end (reset, a frame cut short or timed out, an enclave that took no answer): Information.</summary>
+    [LoggerMessage(EventId = 253, Level = LogLevel.Information, Message = "dns stream closed: {Reason}")]
+    public static partial void DnsStreamEnded(ILogger logger, string reason);
 
     [LoggerMessage(EventId = 254, Level = LogLevel.Warning, Message = "denied DNS {Name} {Type}: parent: {Decision}; answered NXDOMAIN")]
     public static partial void DnsDenied(ILogger logger, string name, string type, string decision);

@@ -48,6 +48,9 @@ internal sealed record GatewayStreamResult
     /// e.g. "stream limit reached (host.max_streams = 1)", or the peer (<see cref="StreamOutcome.PeerRefused"/>).</summary>
     public string? LimitReason { get; private init; }
 
+    /// <summary>Gets how the DNS stream ended (<see cref="StreamOutcome.DnsServed"/>).</summary>
+    public Dns.DnsStreamEnd DnsEnd { get; private init; }
+
     /// <summary>Gets the relay's totals (<see cref="StreamOutcome.Relayed"/>).</summary>
     public RelayResult? Relay { get; private init; }
 
@@ -107,7 +110,7 @@ internal sealed record GatewayStreamResult
 
     public static GatewayStreamResult Unsupported(TunnelRequest request) => new(StreamOutcome.UnsupportedKind) { Request = request };
 
-    public static GatewayStreamResult DnsServed(TunnelRequest request) => new(StreamOutcome.DnsServed) { Request = request };
+    public static GatewayStreamResult DnsServed(TunnelRequest request, Dns.DnsStreamEnd end) => new(StreamOutcome.DnsServed) { Request = request, DnsEnd = end };
 
     public static GatewayStreamResult DenialReportRead(TunnelRequest request) => new(StreamOutcome.DenialReport) { Request = request };
 

@@ -288,16 +288,17 @@ internal sealed class TunnelStreamHandler(
                 return GatewayStreamResult.StreamLimitOf(request, DnsStreamLimits.RefusalReason(maxDnsStreams, listener.Admission?.LimitText()));
             }
 
+            DnsStreamEnd end;
             try
             {
-                await ServeDnsAsync(tunnel, listener.Stopping, aborted).ConfigureAwait(false);
+                end = await ServeDnsAsync(tunnel, listener.Stopping, aborted).ConfigureAwait(false);
             }
             finally
             {
                 Interlocked.Decrement(ref _dnsStreamsOpen);
             }
 
-            return GatewayStreamResult.DnsServed(request);
+            return GatewayStreamResult.DnsServed(request, end);
         }
 
         if (request.Kind == TunnelRequestKind.DenialReport)
@@ -504,7 +505,18 @@ internal sealed class TunnelStreamHandler(
 
                 break;
             case StreamOutcome.DnsServed:
-                GatewayLog.DnsStreamClosed(logger);
+                // The enclave closes its DNS streams after 30 s without a query and reopens them on the next: an
+                // ordinary end is logged at Debug only (as the open), any other with its reason at Information.
+                string end = result.DnsEnd.Text("the enclave", _dnsStreams);
+                if (result.DnsEnd.IsNormal)
+                {
+                    GatewayLog.DnsStreamClosed(logger, end);
+                }
+                else
+                {
+                    GatewayLog.DnsStreamEnded(logger, end);
+                }
+
                 break;
             case StreamOutcome.DenialReport:
                 break; // its records are its lines (DenialReportReceiver)
@@ -568,8 +580,8 @@ internal sealed class TunnelStreamHandler(
         }
     }
 
-    /// <summary>Answers Ok, then serves the stream's framed queries until the enclave closes it or a stop begins.</summary>
-    private async Task ServeDnsAsync(Socket streamSocket, CancellationToken stopping, CancellationToken aborted)
+    /// <summary>Answers Ok, then serves the stream's framed queries until the enclave closes it or a stop begins: why it ended.</summary>
+    private async Task<DnsStreamEnd> ServeDnsAsync(Socket streamSocket, CancellationToken stopping, CancellationToken aborted)
     {
         await TunnelHandshake.SendResponseAsync(streamSocket, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
         GatewayLog.DnsStreamOpened(logger, string.Join(", ", dnsUpstreams.Upstreams));
@@ -577,7 +589,7 @@ internal sealed class TunnelStreamHandler(
         var tunnel = DnsStreamPipe.Start(streamSocket, "dns stream");
         try
         {
-            await DnsFramedConnection.ServeAsync(
+            return await DnsFramedConnection.ServeAsync(
                 tunnel, answerer, _dnsStreams, logger, stopping, aborted).ConfigureAwait(false);
         }
         finally

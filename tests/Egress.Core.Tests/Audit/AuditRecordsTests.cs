@@ -48,7 +48,7 @@ public sealed class AuditRecordsTests
         AuditRecord? failedRecord = AuditRecords.ForParent(failed, cid: null, Now);
         Assert.Multiple(() =>
         {
-            Assert.That(AuditRecords.ForParent(GatewayStreamResult.DnsServed(TunnelRequest.ForDns()), null, Now), Is.Null);
+            Assert.That(AuditRecords.ForParent(GatewayStreamResult.DnsServed(TunnelRequest.ForDns(), default), null, Now), Is.Null);
             Assert.That(AuditRecords.ForParent(GatewayStreamResult.HeaderTimedOut, null, Now), Is.Null);
             Assert.That((deniedRecord?.Decision, deniedRecord?.Outcome, deniedRecord?.Cid, deniedRecord?.ConnectionId), Is.EqualTo(("denied", "denied", (uint?)16, (ulong?)42)));
             Assert.That((failedRecord?.Decision, failedRecord?.Outcome, failedRecord?.Detail), Is.EqualTo(("allowed", "failed", "ConnectionRefused: Connection refused")));

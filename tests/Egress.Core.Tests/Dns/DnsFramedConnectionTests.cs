@@ -90,7 +90,7 @@ public sealed class DnsFramedConnectionTests
         var fromServer = new Pipe();
         var options = new DnsStreamOptions { MaxInFlight = 4, IdleTimeout = TimeSpan.FromSeconds(10), FrameTimeout = TimeSpan.FromSeconds(5), TimeProvider = time };
         var answerer = new FixedSizeAnswerer(64);
-        Task serving = DnsFramedConnection.ServeAsync(
+        Task<DnsStreamEnd> serving = DnsFramedConnection.ServeAsync(
             new DuplexPipe(toServer.Reader, fromServer.Writer), answerer, options, logs.Factory.CreateLogger("test"), CancellationToken.None, CancellationToken.None);
 
         byte[] frame = DnsQueryBytes.Build(1, "a.x.test");
@@ -112,6 +112,7 @@ public sealed class DnsFramedConnectionTests
         {
             Assert.That(logs.Values(319, "Seconds"), Is.EqualTo(new[] { "5" }));
             Assert.That(answerer.Answered, Is.Zero);
+            Assert.That(serving.Result, Is.EqualTo(new DnsStreamEnd(DnsStreamEndReason.FrameTimeout)));
         });
     }
 
@@ -123,7 +124,7 @@ public sealed class DnsFramedConnectionTests
         var toServer = new Pipe();
         var fromServer = new Pipe();
         var options = new DnsStreamOptions { MaxInFlight = 4, IdleTimeout = TimeSpan.FromSeconds(60), TimeProvider = time };
-        Task serving = DnsFramedConnection.ServeAsync(
+        Task<DnsStreamEnd> serving = DnsFramedConnection.ServeAsync(
             new DuplexPipe(toServer.Reader, fromServer.Writer), new FixedSizeAnswerer(64), options, logs.Factory.CreateLogger("test"), CancellationToken.None, CancellationToken.None);
 
         await Task.Delay(100);
@@ -133,7 +134,54 @@ public sealed class DnsFramedConnectionTests
         time.Advance(TimeSpan.FromSeconds(1));
         await serving.WaitAsync(HangGuard);
         Assert.That(logs.Values(320, "Seconds"), Is.EqualTo(new[] { "60" }));
+        Assert.That((serving.Result, serving.Result.IsNormal, serving.Result.Text("the enclave", options)), Is.EqualTo((new DnsStreamEnd(DnsStreamEndReason.Idle), true, "idle for 60 s")));
     }
+
+    /// <summary>What the stream's end is said to be (egress-host's event 253): an ordinary end (the peer closed it
+    /// between frames, a stop) or another, with its reason.</summary>
+    [TestCase(null, nameof(DnsStreamEndReason.PeerClosed), true, "closed by the enclave")]
+    [TestCase(new byte[] { 0, 30, 1 }, nameof(DnsStreamEndReason.Truncated), false, "the enclave closed it in the middle of a frame")]
+    [TestCase(new byte[] { 0, 0 }, nameof(DnsStreamEndReason.EmptyFrame), false, "the enclave sent an empty frame")]
+    public async Task TheStreamsEndIsReturnedWithItsReason(byte[]? sent, string reason, bool normal, string text)
+    {
+        var toServer = new Pipe();
+        var fromServer = new Pipe();
+        var options = new DnsStreamOptions { MaxInFlight = 4 };
+        Task<DnsStreamEnd> serving = DnsFramedConnection.ServeAsync(
+            new DuplexPipe(toServer.Reader, fromServer.Writer), new FixedSizeAnswerer(64), options, NullLogger(), CancellationToken.None, CancellationToken.None);
+        if (sent is not null)
+        {
+            await toServer.Writer.WriteAsync(sent);
+        }
+
+        await toServer.Writer.CompleteAsync();
+        DnsStreamEnd end = await serving.WaitAsync(HangGuard);
+        Assert.That((end.Reason.ToString(), end.IsNormal, end.Text("the enclave", options)), Is.EqualTo((reason, normal, text)));
+    }
+
+    [Test]
+    public async Task AFailedReadAndAStopAreReturnedAsSuch()
+    {
+        var options = new DnsStreamOptions { MaxInFlight = 4 };
+        var toServer = new Pipe();
+        Task<DnsStreamEnd> failing = DnsFramedConnection.ServeAsync(
+            new DuplexPipe(toServer.Reader, new Pipe().Writer), new FixedSizeAnswerer(64), options, NullLogger(), CancellationToken.None, CancellationToken.None);
+        await toServer.Writer.CompleteAsync(new IOException("Connection reset by peer"));
+
+        using var stopping = new CancellationTokenSource();
+        Task<DnsStreamEnd> stopped = DnsFramedConnection.ServeAsync(
+            new DuplexPipe(new Pipe().Reader, new Pipe().Writer), new FixedSizeAnswerer(64), options, NullLogger(), stopping.Token, CancellationToken.None);
+        await stopping.CancelAsync();
+
+        DnsStreamEnd failed = await failing.WaitAsync(HangGuard);
+        Assert.Multiple(async () =>
+        {
+            Assert.That((failed.Reason, failed.IsNormal, failed.Text("the enclave", options)), Is.EqualTo((DnsStreamEndReason.Failed, false, "reset or failed (Connection reset by peer)")));
+            Assert.That((await stopped.WaitAsync(HangGuard)).Reason, Is.EqualTo(DnsStreamEndReason.Stopping));
+        });
+    }
+
+    private static ILogger NullLogger() => Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
 
     /// <summary>Issue 13 case 4, the parent's side: a stream whose queries all hang gets SERVFAIL (with an EDE) for
     /// every query beyond its limit at once, instead of those queries waiting behind the hung ones.</summary>

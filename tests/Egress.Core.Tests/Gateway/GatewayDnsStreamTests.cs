@@ -7,6 +7,7 @@ using Egress.Gateway;
 using Egress.Policy;
 using Egress.Tests.Dns;
 using Egress.Tunnel;
+using Microsoft.Extensions.Logging;
 
 namespace Egress.Tests.Gateway;
 
@@ -123,6 +124,84 @@ public sealed class GatewayDnsStreamTests
         await stream.SendAsync(new byte[] { 0, 0 }, SocketFlags.None);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         Assert.That(await stream.ReceiveAsync(new byte[16], SocketFlags.None, timeout.Token), Is.EqualTo(0));
+    }
+
+    /// <summary>A trial read egress-host's <c>info: dns stream closed</c> (no reason) each time the enclave closed an
+    /// idle DNS stream (after 30 s without a query; it reopens on the next), and egress-enclave's <c>dns stream 0
+    /// opened</c> at Information each time it reopened: 12 opens and 10 closes in a short session, read as errors. The
+    /// ordinary cycle is logged at Debug on both hosts, the close with its reason.</summary>
+    [Test]
+    public async Task AnIdleDnsStreamTheEnclaveClosesAndReopensIsLoggedAtDebugOnBothHostsWithTheReason()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        using var enclaveLog = new LogCapture();
+        var forwarder = new Egress.Dns.Forwarder.DnsForwarder(
+            new Egress.Dns.Forwarder.DnsForwarderOptions
+            {
+                Listen = [new IPEndPoint(IPAddress.Loopback, 0)],
+                Tunnel = _tunnel,
+                StreamCount = 1,
+                TimeProvider = time,
+            },
+            EgressPolicy.Create(true, DnsTunnelHarness.Destinations, new AllowlistCache()),
+            enclaveLog.Factory);
+        await using (forwarder)
+        {
+            forwarder.Start();
+            using var client = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+            client.Connect(forwarder.LocalEndPoints[0]);
+            await client.SendAsync(DnsQueryBytes.Build(0x0101, "a.x.test"), SocketFlags.None);
+            Assert.That(DnsQueryBytes.Rcode(await DnsTunnelHarness.ReceiveAsync(client)), Is.Zero);
+
+            time.Advance(DnsStreamLimits.EnclaveIdleTimeout + TimeSpan.FromSeconds(1)); // the enclave's sweep closes it
+            var closed = await _log.WaitForEventAsync(253);
+            var opened = await _log.WaitForEventAsync(252);
+            var enclaveOpened = await enclaveLog.WaitForEventAsync(310);
+            var enclaveClosed = await enclaveLog.WaitForEventAsync(322);
+            Assert.Multiple(() =>
+            {
+                Assert.That((closed.Level, closed.Message), Is.EqualTo((LogLevel.Debug, "dns stream closed: closed by the enclave")));
+                Assert.That(opened.Level, Is.EqualTo(LogLevel.Debug), "egress-host's open");
+                Assert.That(enclaveOpened.Level, Is.EqualTo(LogLevel.Debug), "egress-enclave's open");
+                Assert.That(enclaveClosed.Level, Is.EqualTo(LogLevel.Debug), "egress-enclave's idle close");
+                Assert.That(_log.Records.Concat(enclaveLog.Records).Where(r => r.Level >= LogLevel.Information).Select(r => r.Message), Has.None.Contains("dns stream"));
+            });
+        }
+    }
+
+    /// <summary>A DNS stream that ends any other way is logged at Information with its reason.</summary>
+    [Test]
+    public async Task ADnsStreamCutShortInAFrameIsLoggedAtInformationWithTheReason()
+    {
+        using (Socket stream = await OpenDnsStreamAsync())
+        {
+            await stream.SendAsync(new byte[] { 0, 30, 1, 2 }, SocketFlags.None); // 2 bytes of a 30-byte frame
+            stream.Shutdown(SocketShutdown.Send);
+            var closed = await _log.WaitForEventAsync(253);
+            Assert.That((closed.Level, closed.Message), Is.EqualTo((LogLevel.Information, "dns stream closed: the enclave closed it in the middle of a frame")));
+        }
+    }
+
+    /// <summary>A reset (on a unix socket: closed with the parent's answer unread) is logged at Information with the error.</summary>
+    [Test]
+    public async Task AResetDnsStreamIsLoggedAtInformationWithTheError()
+    {
+        using (Socket stream = await OpenDnsStreamAsync())
+        {
+            await SendFrameAsync(stream, DnsQueryBytes.Build(1, "a.x.test"));
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            while (stream.Available == 0)
+            {
+                await Task.Delay(10, timeout.Token);
+            }
+        }
+
+        var closed = await _log.WaitForEventAsync(253);
+        Assert.Multiple(() =>
+        {
+            Assert.That(closed.Level, Is.EqualTo(LogLevel.Information));
+            Assert.That(closed.Message, Does.StartWith("dns stream closed: reset or failed (").And.Contains("reset"));
+        });
     }
 
     [Test]
