@@ -792,6 +792,10 @@ public sealed class EgressPolicy
         return IsInternal(value, out rangeName);
     }
 
+    /// <summary>For <c>check ADDRESS:PORT</c>: whether <paramref name="address"/> lies in an internal range (built-in or
+    /// <c>host.internal_networks</c>), where the static rules decide alone and no learned name adds a port.</summary>
+    internal bool InInternalRange(IPAddress address) => IsInternal(AddressValue.Of(address), out _);
+
     /// <summary>Whether <paramref name="value"/> lies in a built-in internal range (<see cref="InternalRanges"/>) or in a
     /// network of <c>host.internal_networks</c>, also as an IPv6 form that carries an IPv4 address of one (NAT64, 6to4,
     /// IPv4-compatible, IPv4-translated), as the built-in IPv4 ranges are; <paramref name="rangeName"/> names which.</summary>

@@ -46,16 +46,18 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             {
                 output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"connect: allowed on port {targetPort} by \"{allowAllEntry}\" (the allow-all entry, as each connection is logged) to the addresses answered for this name; internal-range answers are never learned (DNS rebinding protection) unless an address entry covers them"));
             }
-            else if (onPort is { PortAllowed: false } relaxed && policy.Mode == EgressMode.Report)
+            else if (onPort is { PortAllowed: false } relaxed && targetPort is int relaxedPort && policy.Mode == EgressMode.Report)
             {
                 // The hosts' decision for such a connection, in their words: allowed by report mode; enforce would deny: port not allowed by "...".
                 var atRunTime = new PolicyDecision(false, DecisionReason.PortNotAllowed, relaxed.Entry).Relaxed();
                 output.WriteLine($"connect: {atRunTime} (the entry this name is allowed through); each connection is logged as a would-deny");
+                WriteSharedAddressCaveat(policy, relaxedPort);
             }
-            else if (onPort is { PortAllowed: false } denied)
+            else if (onPort is { PortAllowed: false } denied && targetPort is int deniedPort)
             {
                 allowed = false;
-                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"connect: denied on port {targetPort}: port not allowed by \"{denied.Entry}\" (the entry this name is allowed through)"));
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"connect: denied on port {deniedPort}: port not allowed by \"{denied.Entry}\" (the entry this name is allowed through)"));
+                WriteSharedAddressCaveat(policy, deniedPort);
             }
             else if (decision.WouldDeny)
             {
@@ -104,6 +106,14 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             else if (decision.Reason == DecisionReason.NeverLearned)
             {
                 output.WriteLine("         at run time it is allowed while the DNS forwarder has learned it from an answer for an allowed name");
+                output.WriteLine($"tls:     through a learned address: {ServerNameRule(policy, name: null)}");
+            }
+            else if (decision.Reason == DecisionReason.PortNotAllowed && targetPort is int sharedPort && !policy.InInternalRange(target.Address!)
+                && NameEntriesOnPort(policy, sharedPort) is { Length: > 0 } names)
+            {
+                // A trial: 198.18.0.10:8080 was said denied by "198.18.0.10:7,5432,25", but connections to it were
+                // allowed: the address was also learned from a name allowed on 8080.
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"         but at run time it is allowed on port {sharedPort}{(decision.WouldDeny ? " (without a would-deny)" : string.Empty)} while the DNS forwarder has learned it from an answer for a name allowed on that port ({Listed(names)}): an address learned from an allowed name is allowed on that name's ports, whatever other entry names the address"));
                 output.WriteLine($"tls:     through a learned address: {ServerNameRule(policy, name: null)}");
             }
             else if (allowed && policy.TlsServerName != TlsServerNameMode.Off)
@@ -180,6 +190,34 @@ internal sealed class CheckCommand(EgressConfiguration configuration, EgressPoli
             _ => "not checked: the first client bytes are relayed unread (egress.tls_server_name = \"off\"); a connection to an allowed address may name any server in its ClientHello",
         };
     }
+
+    /// <summary>
+    /// For <c>check NAME:PORT</c> denied on its port: an address learned from the name is allowed on the port at run
+    /// time when the same address is also learned from another name whose entry allows the port (an address shared by
+    /// two names is allowed on the ports of both), or when an address or network entry covers it on the port.
+    /// </summary>
+    private void WriteSharedAddressCaveat(EgressPolicy policy, int port)
+    {
+        string[] names = NameEntriesOnPort(policy, port);
+        bool byAddress = policy.Destinations.Any(rule => rule.Kind is DestinationRuleKind.Address or DestinationRuleKind.Network && PortSet.Allows(rule.Ports, port));
+        if (names.Length == 0 && !byAddress)
+        {
+            return;
+        }
+
+        string how = names.Length == 0 ? "when an address or network entry allows that address on that port"
+            : string.Create(CultureInfo.InvariantCulture, $"when the DNS forwarder has also learned that address from an answer for another name allowed on port {port} ({Listed(names)}): an address shared by two names is allowed on the ports of both{(byAddress ? "; or when an address or network entry allows that address on that port" : string.Empty)}");
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"         but a connection on port {port} to one of its addresses is allowed at run time {how}"));
+    }
+
+    /// <summary>The texts of the host and wildcard entries that allow <paramref name="port"/>.</summary>
+    private static string[] NameEntriesOnPort(EgressPolicy policy, int port) =>
+        [.. policy.Destinations.Where(rule => rule.Kind is DestinationRuleKind.ExactHost or DestinationRuleKind.WildcardSubdomain && PortSet.Allows(rule.Ports, port)).Select(rule => rule.Text)];
+
+    /// <summary>At most 4 entries, quoted, then how many more.</summary>
+    private static string Listed(string[] entries) =>
+        string.Join(", ", entries.Take(4).Select(text => $"\"{text}\""))
+        + (entries.Length > 4 ? string.Create(CultureInfo.InvariantCulture, $" and {entries.Length - 4} more") : string.Empty);
 
     private static string Seconds(TimeSpan value) => string.Create(CultureInfo.InvariantCulture, $"{value.TotalSeconds:0.###} s");
 

@@ -106,6 +106,55 @@ public sealed class CheckCommandTests
         });
     }
 
+    // A new user's trial: 198.18.0.10:8080 was said denied by "198.18.0.10:7,5432,25", and a connection to it was
+    // allowed at run time: the address was also learned from a name allowed on 8080 (docs/threat-model.md).
+    private const string SharedAddress = "[egress]\nenabled = true\ndestinations = [\"198.18.0.10:7,5432,25\", \"10.0.0.5:7\", \"www.allowed.test:8080\", \"secure.allowed.test:443\", \"*.web.test:80\"]\n";
+
+    [Test]
+    public void AnAddressDeniedOnItsPortSaysANameAllowedOnThePortMayAllowItAtRunTime()
+    {
+        (int code, string output) = Check(SharedAddress, "198.18.0.10:8080");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.EqualTo(1));
+            Assert.That(output.ReplaceLineEndings("\n"), Does.Contain("connect: denied: port not allowed by \"198.18.0.10:7,5432,25\"\n"
+                + "         but at run time it is allowed on port 8080 while the DNS forwarder has learned it from an answer for a name allowed on that port (\"www.allowed.test:8080\"): an address learned from an allowed name is allowed on that name's ports, whatever other entry names the address\n"
+                + "tls:     through a learned address: "), output);
+        });
+    }
+
+    // No name entry allows port 9; an internal address is decided by its entries alone (nothing learned adds a port).
+    [TestCase("198.18.0.10:9")]
+    [TestCase("10.0.0.5:80")]
+    public void AnAddressDeniedOnAPortNoLearnedNameCanAddHasNoSuchCaveat(string target)
+    {
+        (int code, string output) = Check(SharedAddress, target);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.EqualTo(1));
+            Assert.That(output, Does.Contain("connect: denied: port not allowed by").And.Not.Contains("at run time it is allowed"));
+        });
+    }
+
+    [Test]
+    public void ANameDeniedOnItsPortSaysAnotherNameAllowedOnThePortMayAllowItsAddressAtRunTime()
+    {
+        (int code, string output) = Check(SharedAddress, "secure.allowed.test:80");
+        (_, string noOtherName) = Check(SharedAddress, "secure.allowed.test:22");
+        (_, string reportMode) = Check(SharedAddress.Replace("enabled = true\n", "enabled = true\nmode = \"report\"\n", StringComparison.Ordinal), "secure.allowed.test:80");
+
+        const string Caveat = "         but a connection on port 80 to one of its addresses is allowed at run time when the DNS forwarder has also learned that address from an answer for another name allowed on port 80 (\"*.web.test:80\"): an address shared by two names is allowed on the ports of both\n";
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.EqualTo(1));
+            Assert.That(output.ReplaceLineEndings("\n"), Does.Contain("connect: denied on port 80: port not allowed by \"secure.allowed.test:443\" (the entry this name is allowed through)\n" + Caveat), output);
+            Assert.That(reportMode.ReplaceLineEndings("\n"), Does.Contain(Caveat), reportMode);
+            Assert.That(noOtherName, Does.Contain("connect: denied on port 22").And.Not.Contains("allowed at run time"));
+        });
+    }
+
     [Test]
     public void AnIPv6AddressThatEndsLikeAPortIsCheckedAsAnAddressWithANoteFirst()
     {
