@@ -39,7 +39,7 @@ internal static class DestinationRuleParser
             return reason;
         }
 
-        reason = ParseHost(text, out rule);
+        reason = ParseHost(text, entry[text.Length..], out rule);
         if (rule is not null && ports is not null)
         {
             rule = rule.WithPorts(ports);
@@ -93,7 +93,12 @@ internal static class DestinationRuleParser
         return portsText is null ? null : PortSet.TryParse(portsText, out ports);
     }
 
-    private static string? ParseHost(string entry, out DestinationRule? rule)
+    /// <summary>The rule for an entry's host part (<paramref name="entry"/>), or why there is none.</summary>
+    /// <param name="entry">The host part: a name, wildcard, address or network.</param>
+    /// <param name="portsText">What follows the host in the entry (<c>:443</c>), for the punycode form an error says.</param>
+    /// <param name="rule">The rule, without its ports.</param>
+    /// <returns>Null, or why the host part is not valid.</returns>
+    private static string? ParseHost(string entry, string portsText, out DestinationRule? rule)
     {
         rule = null;
         if (entry == "*.")
@@ -149,7 +154,7 @@ internal static class DestinationRuleParser
         if (text.StartsWith("*.", StringComparison.Ordinal))
         {
             string domain = text[2..];
-            string? domainReason = domain.Contains('*', StringComparison.Ordinal) ? WildcardPlacement : CheckHostName(domain);
+            string? domainReason = domain.Contains('*', StringComparison.Ordinal) ? WildcardPlacement : CheckHostName(domain, "*.", portsText);
             if (domainReason is null)
             {
                 domain = domain.ToLowerInvariant();
@@ -164,7 +169,7 @@ internal static class DestinationRuleParser
             return WildcardPlacement;
         }
 
-        string? reason = CheckHostName(text);
+        string? reason = CheckHostName(text, suffix: portsText);
         if (reason is null)
         {
             string host = text.ToLowerInvariant();
@@ -282,8 +287,12 @@ internal static class DestinationRuleParser
     }
 
     /// <summary>Why <paramref name="name"/> is not a host name as an entry may give it (labels of ASCII letters, digits,
-    /// hyphens and underscores, lengths per RFC 1035, a last label that is not all digits), or null when it is one.</summary>
-    internal static string? CheckHostName(string name)
+    /// hyphens and underscores, lengths per RFC 1035, a last label that is not all digits), or null when it is one. A
+    /// name with non-ASCII characters is told its punycode (A-label) form when it has a valid one.</summary>
+    /// <param name="name">The name.</param>
+    /// <param name="prefix">What precedes the name in the text given (<c>*.</c> of a wildcard entry), for the punycode form said.</param>
+    /// <param name="suffix">What follows it (an entry's <c>:443</c>), for the punycode form said.</param>
+    internal static string? CheckHostName(string name, string prefix = "", string suffix = "")
     {
         if (name.Length > MaxNameLength)
         {
@@ -308,7 +317,9 @@ internal static class DestinationRuleParser
             {
                 if (!char.IsAscii(c))
                 {
-                    return $"contains non-ASCII character '{c}'; use the punycode (xn--) form";
+                    return PunycodeOf(name) is { } ascii
+                        ? $"contains non-ASCII character '{c}'; use the punycode (xn--) form \"{prefix}{ascii}{suffix}\""
+                        : $"contains non-ASCII character '{c}'; use the punycode (xn--) form";
                 }
 
                 if (!char.IsAsciiLetterOrDigit(c) && c is not '-' and not '_')
@@ -328,6 +339,23 @@ internal static class DestinationRuleParser
         return IsDigits(lastLabel)
             ? $"last label \"{lastLabel}\" is numeric: neither a host name nor a dotted decimal IPv4 address"
             : null;
+    }
+
+    /// <summary>The punycode (IDNA A-label) form of <paramref name="name"/> (<see cref="IdnMapping"/>: <c>bücher.example</c>
+    /// is <c>xn--bcher-kva.example</c>), in lower case; null when it has none or it is no valid host name either.</summary>
+    private static string? PunycodeOf(string name)
+    {
+        string ascii;
+        try
+        {
+            ascii = new IdnMapping().GetAscii(name).ToLowerInvariant();
+        }
+        catch (ArgumentException)
+        {
+            return null; // e.g. an empty label, or a label over 63 characters once converted
+        }
+
+        return CheckHostName(ascii) is null ? ascii : null;
     }
 
     private static bool IsDigits(string text) => text.AsSpan().IndexOfAnyExceptInRange('0', '9') < 0;

@@ -332,6 +332,16 @@ public sealed class ConfigurationErrorTests
 
     private static ConfigurationException Fail(string text) =>
         Assert.Throws<ConfigurationException>(() => EgressConfiguration.Parse(text, Source))!;
+    /// <summary>A trial: a non-ASCII destination was told to use "the punycode (xn--) form" without being shown it.</summary>
+    [Test]
+    public void ANonAsciiDestinationIsToldItsPunycodeForm()
+    {
+        var configuration = EgressConfiguration.Parse("[egress]\nenabled = true\ndestinations = [\"bücher.allowed.test:443\"]\n", Source);
+        var error = Assert.Throws<ConfigurationException>(() => configuration.CreatePolicy(configuration.CreateCache()))!;
+
+        Assert.That(error.Message, Is.EqualTo($"{Source}:3:17: error: invalid destination \"bücher.allowed.test:443\": contains non-ASCII character 'ü'; use the punycode (xn--) form \"xn--bcher-kva.allowed.test:443\" (key 'egress.destinations')"));
+    }
+
     /// <summary>From a new user's trial: a list of addresses said only its first invalid element, where destinations
     /// say every one.</summary>
     [Test]

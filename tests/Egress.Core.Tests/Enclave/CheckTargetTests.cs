@@ -45,7 +45,7 @@ public sealed class CheckTargetTests
     [TestCase("999.1.1.1", "'999.1.1.1' is neither an IP address nor a host name: last label \"1\" is numeric: neither a host name nor a dotted decimal IPv4 address")]
     [TestCase("-x", "'-x' is neither an IP address nor a host name: label \"-x\" starts or ends with a hyphen")]
     [TestCase("a..b:443", "'a..b' is neither an IP address nor a host name: has an empty label")]
-    [TestCase("bücher.example", "'bücher.example' is neither an IP address nor a host name: contains non-ASCII character 'ü'; use the punycode (xn--) form")]
+    [TestCase("bücher.allowed.test:443", "'bücher.allowed.test' is neither an IP address nor a host name: contains non-ASCII character 'ü'; use the punycode (xn--) form \"xn--bcher-kva.allowed.test\"")]
     [TestCase("api.example.com:99999", "'99999' is not a port (1-65535)")]
     [TestCase("[2001:db8::1]x", "'[2001:db8::1]x' is not NAME, IP, NAME:PORT, IPv4:PORT or [IPv6]:PORT")]
     [TestCase("[198.51.100.7]", "'[198.51.100.7]' is not an IPv6 address")]

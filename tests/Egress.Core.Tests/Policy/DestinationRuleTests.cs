@@ -104,7 +104,9 @@ public sealed class DestinationRuleTests
     [TestCase("2001:db8::g", "is not a valid IPv6 address")]
     [TestCase("fe80::1%eth0", "scope ids (%) are not supported")]
     [TestCase("api_example!.com", "contains invalid character '!'")]
-    [TestCase("bücher.example", "contains non-ASCII character 'ü'; use the punycode (xn--) form")]
+    [TestCase("bücher.example", "contains non-ASCII character 'ü'; use the punycode (xn--) form \"xn--bcher-kva.example\"")] // a trial: the form was not said
+    [TestCase("*.Bücher.example:443,80", "contains non-ASCII character 'ü'; use the punycode (xn--) form \"*.xn--bcher-kva.example:443,80\"")]
+    [TestCase("ü..example", "contains non-ASCII character 'ü'; use the punycode (xn--) form")] // none: an empty label
     [TestCase("-api.example.com", "label \"-api\" starts or ends with a hyphen")]
     [TestCase("api-.example.com", "label \"api-\" starts or ends with a hyphen")]
     [TestCase("api..example.com", "has an empty label")]
