@@ -13,20 +13,25 @@
 #   sudo samples/demo.sh
 #   EGRESS_DEMO_CONFIG=path/to/enclave.toml sudo -E samples/demo.sh   # another allowlist (must allow 198.18.0.10 and
 #                                                                      # hello.egress.test, not 198.18.0.99 or evil.example)
+#   EGRESS_DEMO_PREFIX=mine-demo sudo -E samples/demo.sh   # namespaces mine-demo-enclave, -parent, -world (default
+#                                                           # egress-demo; as samples/netns/topology.sh's PREFIX)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
-PREFIX=egress-demo
+# shellcheck source=netns/topology.sh
+. "$HERE/netns/topology.sh"
+PREFIX=${EGRESS_DEMO_PREFIX:-egress-demo}
+egress_netns_check_prefix "$PREFIX" || { echo "demo: EGRESS_DEMO_PREFIX: see above" >&2; exit 2; }
 ENCLAVE=$PREFIX-enclave PARENT=$PREFIX-parent WORLD=$PREFIX-world
 ALLOWED=198.18.0.10 DENIED=198.18.0.99
 NAME=hello.egress.test NAME_ADDRESS=198.18.0.11 DENIED_NAME=evil.example DNS=198.18.0.53
 CONFIG=${EGRESS_DEMO_CONFIG:-$HERE/enclave.toml}
-# shellcheck source=netns/topology.sh
-. "$HERE/netns/topology.sh"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() { echo "demo: $*" >&2; exit 1; }
+# ours: this run's namespaces that exist (exactly these three: not another run's whose prefix starts with ours).
+ours() { ip netns list | awk '{print $1}' | grep -x -e "$ENCLAVE" -e "$PARENT" -e "$WORLD"; }
 
 [ "$(id -u)" -eq 0 ] || die "needs root for network namespaces and iptables: sudo $0"
 command -v dotnet >/dev/null || die "the .NET 10 SDK is required (https://dot.net); dotnet is not on PATH"
@@ -51,8 +56,8 @@ cleanup() {
     set +e
     egress_netns_down "$PREFIX"
     rm -rf "$WORK" "/etc/netns/$ENCLAVE"
-    if ip netns list | grep -q "^$PREFIX-"; then
-        echo "demo: namespaces left behind: $(ip netns list | grep "^$PREFIX-")" >&2
+    if ours >/dev/null; then
+        echo "demo: namespaces left behind: $(ours | tr '\n' ' ')" >&2
         status=1
     fi
     exit "$status"

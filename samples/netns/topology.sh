@@ -4,13 +4,26 @@
 #   samples/netns/topology.sh up   [PREFIX]   # creates PREFIX-enclave, PREFIX-parent, PREFIX-world
 #   samples/netns/topology.sh down [PREFIX]   # kills what runs inside them and deletes them
 #
+# PREFIX (default egress-demo): 1 to 32 letters, digits, '-' and '_', starting with a letter or digit (it names
+# namespaces, /etc/netns directories and interfaces, and is matched in `ip netns list`); anything else exits 2.
+#
 # enclave: only lo (like a Nitro Enclave). parent: 198.18.0.1/15 and 2001:db8::1/64 on a veth to world, default
 # routes into world. world: 198.18.0.10 (allowed in the demo), 198.18.0.99 (denied), 198.18.0.53 (DNS),
 # 169.254.169.254 (metadata look-alike) and 2001:db8::10. 198.18.0.0/15 (RFC 2544) and 2001:db8::/32 never leave
 # the machine. Source this file to get the egress_netns_up / egress_netns_down functions.
 
+# egress_netns_check_prefix PREFIX: fails, saying why, unless PREFIX is 1 to 32 of [A-Za-z0-9_-], not starting with
+# '-' or '_'.
+egress_netns_check_prefix() {
+    if ! [[ $1 =~ ^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$ ]]; then
+        echo "invalid namespace prefix '$1': use 1 to 32 letters, digits, '-' and '_', starting with a letter or digit" >&2
+        return 2
+    fi
+}
+
 egress_netns_up() {
     local prefix=${1:-egress-demo} enc par wld
+    egress_netns_check_prefix "$prefix" || return
     enc="$prefix-enclave" par="$prefix-parent" wld="$prefix-world"
     local vp="${prefix:0:9}-p" vw="${prefix:0:9}-w"   # interface names are at most 15 characters
     for ns in "$enc" "$par" "$wld"; do
@@ -33,6 +46,7 @@ egress_netns_up() {
 
 egress_netns_down() {
     local prefix=${1:-egress-demo} ns pids
+    egress_netns_check_prefix "$prefix" || return
     for ns in "$prefix-enclave" "$prefix-parent" "$prefix-world"; do
         if ip netns list | grep -qx -e "$ns" -e "$ns (id: .*)"; then
             # Only processes living inside our own namespaces.
