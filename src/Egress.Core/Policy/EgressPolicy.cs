@@ -352,7 +352,7 @@ public sealed class EgressPolicy
     /// The name a would-deny line about a connection to <paramref name="address"/> names, for
     /// <see cref="Diagnostics.WouldDenyLog"/> and so for the entry report-to-allowlist proposes: the name
     /// <paramref name="decision"/>'s reason names (<c>name tls.example.net not in allowlist</c>, <c>learned from ...</c>);
-    /// for <see cref="DecisionReason.PortNotAllowed"/> through a name's entry, the name learned last (else the first) that counts and that entry
+    /// for <see cref="DecisionReason.PortNotAllowed"/> through a name's entry, the name learned last that counts and that entry
     /// allows; otherwise the name whose learning of the address expires last, normally the one learned last (report mode
     /// learns names the list does not allow too). Null when none, or when the list holds no name entry. The proxy cannot tell which of several names sharing
     /// an address an application resolved; this is the name its decision went by (a trial: the line named
@@ -371,29 +371,23 @@ public sealed class EgressPolicy
             ?? _cache.Lookup(address).Name;
     }
 
-    /// <summary>The name of <paramref name="address"/> learned last, else the first, that counts and whose entries include
-    /// the one written <paramref name="entry"/>; null when none (the entry is an address or network entry).</summary>
+    /// <summary>The name of <paramref name="address"/> learned last that counts and whose entries include the one written
+    /// <paramref name="entry"/>; null when none (the entry is an address or network entry).</summary>
     private string? NameAllowedBy(IPAddress address, string entry)
     {
         IReadOnlyList<LearnedName> names = _cache.NamesOf(address);
         AddressUse? use = _cache.UseOf(address);
-        string? latest = _cache.Lookup(address).Name, found = null;
-        for (int i = 0; i < names.Count; i++)
+        for (int i = names.Count - 1; i >= 0; i--) // from the one learned last, as the decision reads them
         {
             LearnedName name = names[i];
             if (_cache.Counts(address, ref name, use) && FindNameRules(name.Name) is { } rules
                 && Array.Exists(rules, rule => string.Equals(rule.Text, entry, StringComparison.Ordinal)))
             {
-                if (string.Equals(name.Name, latest, StringComparison.OrdinalIgnoreCase))
-                {
-                    return name.Name; // the name learned last, as the decision prefers it
-                }
-
-                found ??= name.Name;
+                return name.Name;
             }
         }
 
-        return found;
+        return null;
     }
 
     /// <summary>The port of a check that has none (<see cref="CheckAddress"/>): every entry's ports allow it. Not 0,
@@ -567,18 +561,18 @@ public sealed class EgressPolicy
         // entries it was allowed through allow this port. An allowed decision names the name whose entry allowed it, with
         // that name's own expiry: the subject is the host hint a restarted parent re-learns and the name a failover tries
         // other addresses of (a review: the hint named a name allowed on port 25 for a connection to 443, which such a
-        // parent denied). Of several such names, and for a denial, the one learned last (expiring last: lookup.Name) is
-        // preferred: the proxy cannot tell which name an application resolved, and the last one answered is the likeliest
-        // (a trial: with www learned first and secure.allowed.test just resolved, report mode blamed www's entry for a
-        // connection to secure's port 443, and report-to-allowlist proposed www.allowed.test:443).
+        // parent denied). The names are read from the one learned last (NamesOf keeps them in the order last learned):
+        // the proxy cannot tell which name an application resolved, and the last one answered is the likeliest, so it is
+        // the one an allowed decision and a denial name (a trial: with www learned first and secure.allowed.test just
+        // resolved, report mode blamed www's entry for a connection to port 443, and report-to-allowlist proposed
+        // www.allowed.test:443; an allowed line named "learned from mixed.allowed.test" for an app that had just
+        // resolved another name of the address).
         bool checkPort = _hasPorts && port != AnyPort;
-        bool learnedFromAllowedName = false;
-        string? denial = null, latestDenial = null;
-        int allowedThrough = -1;
-        long listedExpiresAt = long.MinValue, unlistedLatestExpiresAt = long.MinValue;
+        bool learnedFromAllowedName = false, sawCounting = false;
+        string? denial = null, unlistedLast = null;
         IReadOnlyList<LearnedName> names = _cache.NamesOf(address); // indexed: no enumerator is allocated
         AddressUse? use = _cache.UseOf(address);
-        for (int i = 0; i < names.Count; i++)
+        for (int i = names.Count - 1; i >= 0; i--)
         {
             LearnedName name = names[i];
             if (!_cache.Counts(address, ref name, use))
@@ -586,42 +580,36 @@ public sealed class EgressPolicy
                 continue; // expired and not held: its entry's ports no longer apply, whatever keeps the address live
             }
 
-            bool latest = string.Equals(name.Name, lookup.Name, StringComparison.OrdinalIgnoreCase);
             DestinationRule[]? rules = FindNameRules(name.Name);
+            unlistedLast = !sawCounting && rules is null ? name.Name : unlistedLast;
+            sawCounting = true;
             if (rules is null)
             {
-                unlistedLatestExpiresAt = latest ? name.ExpiresAt : unlistedLatestExpiresAt;
                 continue;
             }
 
             learnedFromAllowedName = true;
-            listedExpiresAt = Math.Max(listedExpiresAt, name.ExpiresAt);
-            if (!checkPort || AllowsAny(rules, port))
+            if (!checkPort)
             {
-                if (latest || names.Count == 1)
+                return FromState(_cache.LookupThrough(name, use));
+            }
+
+            foreach (DestinationRule rule in rules)
+            {
+                if (Allows(rule, port))
                 {
                     return FromState(_cache.LookupThrough(name, use));
                 }
 
-                allowedThrough = allowedThrough < 0 ? i : allowedThrough;
-                continue;
+                denial ??= rule.Text;
             }
-
-            denial ??= rules[0].Text;
-            latestDenial = latest ? rules[0].Text : latestDenial;
         }
 
-        if (allowedThrough >= 0)
-        {
-            LearnedName first = names[allowedThrough];
-            return FromState(_cache.LookupThrough(first, use));
-        }
-
-        // A name the list does not allow (report mode learned it) blamed only when learned strictly after every listed
-        // name of the address: on a tie the listed name's entry is the likelier fix.
-        return !learnedFromAllowedName ? new PolicyDecision(false, DecisionReason.NameNotAllowed, lookup.Name)
-            : unlistedLatestExpiresAt > listedExpiresAt ? new PolicyDecision(false, DecisionReason.NameNotAllowed, lookup.Name)
-            : new PolicyDecision(false, DecisionReason.PortNotAllowed, latestDenial ?? denial ?? portDenial ?? lookup.Name);
+        // Denied: the name learned last is blamed: one the list does not allow (report mode learned it), else the entry
+        // of the listed name learned last.
+        return !learnedFromAllowedName || unlistedLast is not null
+            ? new PolicyDecision(false, DecisionReason.NameNotAllowed, unlistedLast ?? lookup.Name)
+            : new PolicyDecision(false, DecisionReason.PortNotAllowed, denial ?? portDenial ?? lookup.Name);
     }
 
     /// <summary>For <c>check NAME:PORT</c>: the entry a connection to an address learned from <paramref name="hostName"/>

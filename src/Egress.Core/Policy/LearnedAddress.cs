@@ -26,6 +26,7 @@ internal sealed class LearnedAddress
     /// <summary>The name expiring last.</summary>
     public LearnedName Latest { get; }
 
+    /// <summary>The names in the order they were last learned (the one learned last at the end).</summary>
     public IReadOnlyList<LearnedName> Names => _names;
 
     /// <summary>Whether <paramref name="name"/> (any case) is one of the names.</summary>
@@ -83,13 +84,12 @@ internal sealed class LearnedAddress
     {
         replaced = null;
         var names = new List<LearnedName>(_names.Length + 1);
-        bool found = false;
+        LearnedName? relearned = null;
         foreach (LearnedName known in _names)
         {
             if (string.Equals(known.Name, name, StringComparison.OrdinalIgnoreCase))
             {
-                names.Add(known with { ExpiresAt = Math.Max(known.ExpiresAt, expiresAt) });
-                found = true;
+                relearned = known with { ExpiresAt = Math.Max(known.ExpiresAt, expiresAt) };
             }
             else if (known.ExpiresAt > forgetThrough || use?.Holds(known.Name) == true)
             {
@@ -97,7 +97,13 @@ internal sealed class LearnedAddress
             }
         }
 
-        if (!found)
+        // The names are kept in the order they were last learned, the one learned last at the end: of several names
+        // sharing an address it is the likeliest an application has just resolved (EgressPolicy names it first).
+        if (relearned is { } again)
+        {
+            names.Add(again);
+        }
+        else
         {
             if (names.Count < maxNames)
             {
@@ -117,7 +123,8 @@ internal sealed class LearnedAddress
                 if (first >= 0 && names[first].ExpiresAt < expiresAt)
                 {
                     replaced = names[first];
-                    names[first] = new LearnedName(name, expiresAt);
+                    names.RemoveAt(first);
+                    names.Add(new LearnedName(name, expiresAt));
                 }
             }
         }

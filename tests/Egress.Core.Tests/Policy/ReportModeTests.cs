@@ -344,6 +344,31 @@ public sealed class ReportModeTests
         });
     }
 
+    /// <summary>The name learned last is the one resolved last, not the one expiring last: a name with a day's TTL
+    /// learned before, then the app resolves another name of the address (an integration run: the line named the
+    /// day-long name, which the app had not resolved); and a name resolved again becomes the one learned last.</summary>
+    [Test]
+    public void TheNameResolvedLastIsNamedWhateverItsTtl()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+        EgressPolicy policy = EgressPolicy.Create(true, ["www.allowed.test", "long.allowed.test"], cache);
+        var address = IPAddress.Parse("198.18.0.10");
+        policy.Learn("long.allowed.test", address, TimeSpan.FromDays(1));
+        policy.Learn("www.allowed.test", address, TimeSpan.FromMinutes(5));
+
+        PolicyDecision afterWww = policy.CheckConnection(address, 80, out AddressHold? hold);
+        hold?.Dispose();
+        policy.Learn("long.allowed.test", address, TimeSpan.FromDays(1));
+        PolicyDecision afterLong = policy.CheckConnection(address, 80, out hold);
+        hold?.Dispose();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(afterWww.ToString(), Is.EqualTo("allowed: learned from www.allowed.test, expires in 5m0s"));
+            Assert.That(afterLong.Subject, Is.EqualTo("long.allowed.test"), "resolved again: learned last");
+        });
+    }
+
     /// <summary>A connection's decision, the would-deny line logged for it, and what report-to-allowlist proposes from it.</summary>
     private static (PolicyDecision Decision, string Line, IReadOnlyList<string> Proposed) ReportConnection(EgressPolicy policy, IPEndPoint destination)
     {
