@@ -48,7 +48,7 @@ public static class EgressServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configuration);
-        ThrowIfAddedAlready<EgressProxy>(services, nameof(AddEgressEnclave));
+        ThrowIfAddedAlready<EnclaveSideAdded>(services, nameof(AddEgressEnclave));
         tunnel ??= configuration.GetTunnelEndpoint(TunnelSide.Enclave);
         var (policy, metrics) = AddPolicy(services, configuration, "enclave");
         var relay = configuration.CreateRelayOptions();
@@ -152,7 +152,7 @@ public static class EgressServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(services);
         ArgumentNullException.ThrowIfNull(configuration);
-        ThrowIfAddedAlready<TunnelGateway>(services, nameof(AddEgressHost));
+        ThrowIfAddedAlready<HostSideAdded>(services, nameof(AddEgressHost));
         listen ??= configuration.GetTunnelEndpoint(TunnelSide.Host);
         var (policy, metrics) = AddPolicy(services, configuration, "parent");
         var host = configuration.Host;
@@ -247,18 +247,28 @@ public static class EgressServiceCollectionExtensions
     }
 
     /// <summary>A side added twice would bind its listeners twice, and its second start failed with "this TunnelGateway
-    /// was started already" (a library user's trial), naming neither the call nor the cause.</summary>
-    private static void ThrowIfAddedAlready<TComponent>(IServiceCollection services, string method)
+    /// was started already" (a library user's trial), naming neither the call nor the cause. A marker registered by the
+    /// side, not its component's type: a consumer may register an EgressProxy or TunnelGateway of its own.</summary>
+    private static void ThrowIfAddedAlready<TMarker>(IServiceCollection services, string method)
+        where TMarker : class, new()
     {
         foreach (ServiceDescriptor descriptor in services)
         {
-            if (descriptor.ServiceType == typeof(TComponent))
+            if (descriptor.ServiceType == typeof(TMarker))
             {
                 throw new InvalidOperationException(
-                    $"{method} was called already on these services: a container holds one {typeof(TComponent).Name} (each side once; both sides may share a container)");
+                    $"{method} was called already on these services: each side is added to a container once (both sides may share one)");
             }
         }
+
+        services.AddSingleton(new TMarker());
     }
+
+    /// <summary>Marks a container to which <see cref="AddEgressEnclave"/> added the enclave side.</summary>
+    private sealed class EnclaveSideAdded;
+
+    /// <summary>Marks a container to which AddEgressHost added the host side.</summary>
+    private sealed class HostSideAdded;
 
     /// <summary>
     /// The side's policy (checked now, so a bad entry fails registration with its location) and its metrics, which the

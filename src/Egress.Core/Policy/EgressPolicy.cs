@@ -612,12 +612,17 @@ public sealed class EgressPolicy
             : new PolicyDecision(false, DecisionReason.PortNotAllowed, denial ?? portDenial ?? lookup.Name);
     }
 
+    /// <summary>Whether <paramref name="hostName"/> (its one trailing dot already cut) has an empty label: empty,
+    /// starting or ending with a dot, or two dots in a row (RFC 1035 §3.1: only the root's label is empty).</summary>
+    private static bool HasEmptyLabel(ReadOnlySpan<char> hostName) =>
+        hostName.IsEmpty || hostName[0] == '.' || hostName[^1] == '.' || hostName.Contains("..", StringComparison.Ordinal);
+
     /// <summary>For <c>check NAME:PORT</c>: the entry a connection to an address learned from <paramref name="hostName"/>
     /// would be allowed through on <paramref name="port"/> (true), else the name's first entry (false); null when no
     /// entry allows the name.</summary>
     internal (string Entry, bool PortAllowed)? CheckNamePort(string hostName, int port)
     {
-        DestinationRule[]? rules = IsEnabled ? FindNameRules(hostName) : null;
+        DestinationRule[]? rules = IsEnabled && !HasEmptyLabel(hostName.EndsWith('.') ? hostName.AsSpan()[..^1] : hostName) ? FindNameRules(hostName) : null;
         if (rules is null)
         {
             return null;
@@ -701,7 +706,7 @@ public sealed class EgressPolicy
             hostName = hostName[..^1];
         }
 
-        if (hostName.IsEmpty || hostName[0] == '.' || hostName[^1] == '.' || hostName.Contains("..", StringComparison.Ordinal))
+        if (HasEmptyLabel(hostName))
         {
             // An empty label is no DNS name (RFC 1035 §3.1: only the root's is empty): none is allowed, not even
             // "a..example.org" by *.example.org (a library user's trial). A question read off the wire never has one.

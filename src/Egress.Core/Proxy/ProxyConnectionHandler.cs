@@ -203,19 +203,24 @@ internal sealed class ProxyConnectionHandler(
             }
 
             string? hint = HostHintFor(decision);
+            IPEndPoint original = destination;
             TunnelConnectResult? tunnel;
             ProxyConnectionResult? failure;
             if (hint is not null && options.FailoverAttempts > 0
-                && _recentFailures.TryGet(destination, out TimeSpan ago, out TunnelStatus lastStatus)
-                && policy.OtherAddressesOf(hint, destination.Address, options.FailoverAttempts) is { Count: > 0 } others)
+                && _recentFailures.TryGet(destination, out RecentDestinationFailures.Failure lately, out TimeSpan ago) && lately.Others.Length > 0)
             {
-                // The parent could not reach this destination a moment ago (RecentDestinationFailures): the name's other
-                // addresses first, this one last, rather than the connect timeout again for every connection.
-                ProxyLog.TryingOthersFirst(logger, destination, lastStatus, (long)ago.TotalSeconds, others.Count, hint);
-                LatelyUnreachableLast(others, destination.Port);
-                others.Add(destination.Address);
-                var remembered = ProxyConnectionResult.ParentRefused(destination, lastStatus, detail: null).WithAllowingDecision(decision);
-                (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, remembered, hint, early, aborted, others).ConfigureAwait(false);
+                // The parent could not reach this destination a moment ago (RecentDestinationFailures): the other
+                // addresses its name had then first, this one last, rather than the connect timeout again for every
+                // connection. Each is checked again, as any failover's is.
+                List<IPAddress> order = [.. lately.Others];
+                LatelyUnreachableLast(order, destination.Port);
+                order.RemoveRange(Math.Min(order.Count, options.FailoverAttempts), Math.Max(0, order.Count - options.FailoverAttempts));
+                long seconds = (long)ago.TotalSeconds;
+                ProxyLog.TryingOthersFirst(logger, destination, lately.Status, seconds, order.Count, hint);
+                order.Add(destination.Address);
+                var remembered = ProxyConnectionResult.ParentRefused(
+                    destination, lately.Status, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"not dialled: the parent could not reach it {seconds} s ago, and no other address of {hint} connected")).WithAllowingDecision(decision);
+                (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, remembered, hint, early, aborted, order).ConfigureAwait(false);
             }
             else
             {
@@ -223,13 +228,19 @@ internal sealed class ProxyConnectionHandler(
                 failure = failure?.WithAllowingDecision(decision);
                 if (tunnel is null && failure is not null && hint is not null && CanFailOver(failure))
                 {
-                    _recentFailures.Record(destination, failure.ParentStatus);
                     (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, failure, hint, early, aborted, tryLast: null).ConfigureAwait(false);
                 }
                 else if (tunnel is not null)
                 {
                     _recentFailures.Forget(destination); // no lock unless some destination failed lately
                 }
+            }
+
+            if (tunnel is not null && !destination.Equals(original))
+            {
+                // Relayed to another address of the name: the one the application asked for is not in use through it.
+                hold?.Dispose();
+                hold = null;
             }
 
             if (tunnel?.Socket is not { } stream)
@@ -345,20 +356,30 @@ internal sealed class ProxyConnectionHandler(
         IPEndPoint failed, PolicyDecision failedDecision, ProxyConnectionResult failure, string name, ReadOnlyMemory<byte> early, CancellationToken aborted,
         List<IPAddress>? tryLast)
     {
-        List<IPAddress> candidates = tryLast ?? policy.OtherAddressesOf(name, failed.Address, options.FailoverAttempts);
+        List<IPAddress> candidates;
+        if (tryLast is null)
+        {
+            // All the name's other addresses (a name has few): remembered with this failure for the next connections,
+            // then the lately unreachable moved last before the attempts are cut to the configured number.
+            candidates = policy.OtherAddressesOf(name, failed.Address, MaxOtherAddresses);
+            _recentFailures.Record(failed, failure.ParentStatus, candidates);
+            LatelyUnreachableLast(candidates, failed.Port);
+            candidates.RemoveRange(Math.Min(candidates.Count, options.FailoverAttempts), Math.Max(0, candidates.Count - options.FailoverAttempts));
+        }
+        else
+        {
+            candidates = tryLast;
+        }
+
         if (candidates.Count == 0)
         {
             ProxyLog.NoFailover(logger, failed, failure.ParentStatus, name);
             return (null, failed, failedDecision, null, failure);
         }
 
-        if (tryLast is null)
-        {
-            LatelyUnreachableLast(candidates, failed.Port);
-        }
-
         ProxyConnectionResult previous = failure;
         IPEndPoint previousDestination = failed;
+        int dialled = 0;
         for (int attempt = 0; attempt < candidates.Count; attempt++)
         {
             var candidate = new IPEndPoint(candidates[attempt], failed.Port);
@@ -368,20 +389,32 @@ internal sealed class ProxyConnectionHandler(
                 continue; // expired or evicted since the scan
             }
 
-            WouldDenyLog.Connection(logger, options.Metrics, candidate, name, policy, decision);
             bool itself = tryLast is not null && candidate.Equals(failed);
-            if (tryLast is null || attempt > 0)
+            TunnelConnectResult? tunnel;
+            ProxyConnectionResult? result;
+            try
             {
-                ProxyLog.FailingOver(logger, previousDestination, previous.ParentStatus, candidate, name, attempt + 1, candidates.Count);
+                WouldDenyLog.Connection(logger, options.Metrics, candidate, name, policy, decision);
+                if (tryLast is null || dialled > 0)
+                {
+                    ProxyLog.FailingOver(logger, previousDestination, previous.ParentStatus, candidate, name, attempt + 1, candidates.Count);
+                }
+
+                if (tryLast is null || (dialled > 0 && !itself))
+                {
+                    options.Metrics?.Failover(); // not the first address of a remembered failure's order: nothing failed yet
+                }
+
+                dialled++;
+                (tunnel, result) = await OpenTunnelAsync(
+                    candidate, HostHintFor(decision) ?? name, ServerNameGate.Applies(policy, decision) ? ReadOnlyMemory<byte>.Empty : early, aborted).ConfigureAwait(false);
+            }
+            catch
+            {
+                hold?.Dispose(); // a logger that throws (a library caller's) must not leave the address held
+                throw;
             }
 
-            if (!itself)
-            {
-                options.Metrics?.Failover();
-            }
-
-            var (tunnel, result) = await OpenTunnelAsync(
-                candidate, HostHintFor(decision) ?? name, ServerNameGate.Applies(policy, decision) ? ReadOnlyMemory<byte>.Empty : early, aborted).ConfigureAwait(false);
             if (tunnel is not null)
             {
                 _recentFailures.Forget(candidate);
@@ -389,12 +422,21 @@ internal sealed class ProxyConnectionHandler(
             }
 
             hold?.Dispose();
-            if (!CanFailOver(result!)) // no stream: the result carries its failure
+            if (!CanFailOver(result!))
             {
+                if (tryLast is not null && !itself && result!.Outcome == ConnectionOutcome.ParentRefused && !ProxyLog.IsParentLimit(result.ParentStatus, result.Detail))
+                {
+                    // The parent refused this other address itself (its policy, say): the destination is still tried, last.
+                    previous = result;
+                    previousDestination = candidate;
+                    continue;
+                }
+
                 return (null, candidate, decision, null, result!.WithAllowingDecision(failedDecision)); // not the destination's failure: said as it is
             }
 
-            _recentFailures.Record(candidate, result!.ParentStatus); // a refusal proves it reachable: forgotten
+            // Remembered with the name's other addresses as this connection knows them; a refusal forgets it.
+            _recentFailures.Record(candidate, result!.ParentStatus, tryLast is null ? candidates.Append(failed.Address) : candidates);
             previous = result!;
             previousDestination = candidate;
         }
@@ -404,6 +446,10 @@ internal sealed class ProxyConnectionHandler(
             ? (null, failed, failedDecision, null, previous.WithAllowingDecision(failedDecision)) // its own attempt, last: as it answered now
             : (null, failed, failedDecision, null, failure);
     }
+
+    /// <summary>The most other addresses of a name read for a failover (its attempts are cut to
+    /// <see cref="EgressProxyOptions.FailoverAttempts"/> after the lately unreachable are moved last).</summary>
+    private const int MaxOtherAddresses = 64;
 
     /// <summary>Moves the addresses the parent could not reach lately on <paramref name="port"/> to the end of
     /// <paramref name="candidates"/>, keeping the cache's order otherwise.</summary>

@@ -5,12 +5,14 @@ namespace Egress.Proxy;
 
 /// <summary>
 /// Destinations (address and port) the parent could not reach in the last <see cref="Memory"/>: its connect timed out,
-/// or the destination was unreachable (a blackholed address, an IPv6 address whose neighbour discovery fails). A
-/// connection to one of them whose name has other live addresses tries those first and that one last, so that a dead
-/// address of a name costs the parent's connect timeout once in <see cref="Memory"/>, not on every connection (a trial:
-/// every request to a dual-stack name with a dead IPv6 address took 3–5 s through Egress where curl's Happy Eyeballs
-/// took 0.2 s directly: the application's connect to the proxy succeeds at once, so it cannot fall back itself).
-/// A refusal (RST) is not remembered: it costs no wait. Thread-safe; no lock while nothing is remembered.
+/// or the destination was unreachable (a blackholed address, an IPv6 address whose neighbour discovery fails), each
+/// with the other addresses of its name known then. A connection to one of them tries those first and it last, so that
+/// a dead address of a name costs the parent's connect timeout about once in <see cref="Memory"/>, not on every
+/// connection (a trial: every request to a dual-stack name with a dead IPv6 address took 3–5 s through Egress where
+/// curl's Happy Eyeballs took 0.2 s directly: the application's connect to the proxy succeeds at once, so it cannot
+/// fall back itself). A refusal (RST) is not remembered: it costs no wait, and proves the destination reachable.
+/// Thread-safe; no lock while nothing is remembered (everything is forgotten once the newest failure is older than
+/// <see cref="Memory"/>).
 /// </summary>
 /// <param name="time">The clock of <see cref="Memory"/>.</param>
 internal sealed class RecentDestinationFailures(TimeProvider time)
@@ -22,8 +24,12 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
     /// remembered.</summary>
     public const int Capacity = 1024;
 
-    private readonly Dictionary<IPEndPoint, (long At, TunnelStatus Status)> _failed = [];
+    private readonly Dictionary<IPEndPoint, Failure> _failed = [];
     private int _count;
+    private long _newest;
+
+    /// <summary>A remembered failure: when, the parent's answer, and the other addresses of the destination's name then.</summary>
+    internal readonly record struct Failure(long At, TunnelStatus Status, IPAddress[] Others);
 
     /// <summary>Whether a failure with <paramref name="status"/> is remembered: the parent waited for it.</summary>
     public static bool Remembers(TunnelStatus status) => status is TunnelStatus.TimedOut or TunnelStatus.Unreachable;
@@ -31,10 +37,10 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
     /// <summary>Whether nothing is remembered (no lock taken).</summary>
     public bool IsEmpty => Volatile.Read(ref _count) == 0;
 
-    /// <summary>Remembers that the parent answered <paramref name="status"/> for <paramref name="destination"/> now, if
-    /// it is a status worth remembering (<see cref="Remembers"/>); another answer (a refusal: the destination is
-    /// reachable) forgets it.</summary>
-    public void Record(IPEndPoint destination, TunnelStatus status)
+    /// <summary>Remembers that the parent answered <paramref name="status"/> for <paramref name="destination"/> now,
+    /// with <paramref name="others"/>, the other addresses of its name, if it is a status worth remembering
+    /// (<see cref="Remembers"/>); another answer (a refusal: the destination is reachable) forgets it.</summary>
+    public void Record(IPEndPoint destination, TunnelStatus status, IEnumerable<IPAddress> others)
     {
         if (!Remembers(status))
         {
@@ -43,8 +49,10 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
         }
 
         long now = time.GetTimestamp();
+        IPAddress[] alternatives = [.. others.Where(address => !address.Equals(destination.Address)).Distinct()];
         lock (_failed)
         {
+            ForgetAllIfStale(now);
             if (_failed.Count >= Capacity && !_failed.ContainsKey(destination))
             {
                 foreach (var (key, failure) in _failed)
@@ -57,23 +65,25 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
 
                 if (_failed.Count >= Capacity)
                 {
+                    Volatile.Write(ref _count, _failed.Count);
                     return;
                 }
             }
 
-            _failed[destination] = (now, status);
+            _failed[destination] = new Failure(now, status, alternatives);
+            _newest = now;
             Volatile.Write(ref _count, _failed.Count);
         }
     }
 
     /// <summary>The failure remembered for <paramref name="destination"/> within <see cref="Memory"/>, if any.</summary>
     /// <param name="destination">The destination.</param>
+    /// <param name="failure">Its failure.</param>
     /// <param name="ago">How long ago it failed.</param>
-    /// <param name="status">The parent's answer then.</param>
-    public bool TryGet(IPEndPoint destination, out TimeSpan ago, out TunnelStatus status)
+    public bool TryGet(IPEndPoint destination, out Failure failure, out TimeSpan ago)
     {
+        failure = default;
         ago = default;
-        status = default;
         if (IsEmpty)
         {
             return false;
@@ -81,25 +91,26 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
 
         lock (_failed)
         {
-            if (!_failed.TryGetValue(destination, out var failure))
+            long now = time.GetTimestamp();
+            if (ForgetAllIfStale(now) || !_failed.TryGetValue(destination, out failure))
             {
                 return false;
             }
 
-            ago = time.GetElapsedTime(failure.At);
+            ago = time.GetElapsedTime(failure.At, now);
             if (ago >= Memory)
             {
                 _failed.Remove(destination);
                 Volatile.Write(ref _count, _failed.Count);
+                failure = default;
                 return false;
             }
 
-            status = failure.Status;
             return true;
         }
     }
 
-    /// <summary>Forgets <paramref name="destination"/>'s failure: the parent has just connected it.</summary>
+    /// <summary>Forgets <paramref name="destination"/>'s failure: the parent has just connected it, or refused it.</summary>
     public void Forget(IPEndPoint destination)
     {
         if (IsEmpty)
@@ -109,7 +120,7 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
 
         lock (_failed)
         {
-            if (_failed.Remove(destination))
+            if (!ForgetAllIfStale(time.GetTimestamp()) && _failed.Remove(destination))
             {
                 Volatile.Write(ref _count, _failed.Count);
             }
@@ -118,4 +129,18 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
 
     /// <summary>Whether <paramref name="destination"/> failed within <see cref="Memory"/>.</summary>
     public bool Contains(IPEndPoint destination) => TryGet(destination, out _, out _);
+
+    /// <summary>Forgets everything when even the newest failure is older than <see cref="Memory"/> (under the lock), so
+    /// that <see cref="IsEmpty"/> holds again without a lookup of each destination.</summary>
+    private bool ForgetAllIfStale(long now)
+    {
+        if (_failed.Count == 0 || time.GetElapsedTime(_newest, now) < Memory)
+        {
+            return _failed.Count == 0;
+        }
+
+        _failed.Clear();
+        Volatile.Write(ref _count, 0);
+        return true;
+    }
 }

@@ -14,7 +14,8 @@ internal static class SocketAddressReuse
     /// Sets SO_REUSEADDR and nothing else. The runtime's <see cref="SocketOptionName.ReuseAddress"/> sets SO_REUSEPORT
     /// too on Linux, which lets a second process bind the same address and port without an error and take a share of
     /// its connections (socket(7)): a second egress-host started by mistake would then serve half the streams, silently.
-    /// With SO_REUSEADDR alone a second listener on the address fails with EADDRINUSE.
+    /// With SO_REUSEADDR alone a second listener on the address fails with EADDRINUSE (on Linux; elsewhere the runtime's
+    /// option is set, with that platform's meaning).
     /// </summary>
     /// <param name="socket">A TCP socket, before bind(2).</param>
     /// <exception cref="SocketException">The option cannot be set.</exception>

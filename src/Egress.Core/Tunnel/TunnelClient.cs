@@ -61,8 +61,9 @@ public sealed class TunnelClient
     /// </param>
     /// <param name="timeProvider">The clock for <paramref name="statusTimeout"/>; the system clock when null.</param>
     /// <exception cref="ArgumentNullException"><paramref name="parent"/> is null.</exception>
-    /// <exception cref="ArgumentOutOfRangeException"><paramref name="statusTimeout"/> is zero or negative, or above
-    /// int.MaxValue ms (<see cref="TimeSpan.MaxValue"/>, <see cref="Timeout.InfiniteTimeSpan"/>: a timer cannot wait that long).</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="statusTimeout"/> is zero or negative (as
+    /// <see cref="Timeout.InfiniteTimeSpan"/> is), or above int.MaxValue ms (<see cref="TimeSpan.MaxValue"/>: a timer
+    /// cannot wait that long).</exception>
     public TunnelClient(TunnelEndpoint parent, TimeSpan? statusTimeout = null, TimeProvider? timeProvider = null)
         : this(parent, statusTimeout, timeProvider, connect: null)
     {

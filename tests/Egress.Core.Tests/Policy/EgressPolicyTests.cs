@@ -365,6 +365,7 @@ public sealed class EgressPolicyTests
         PolicyDecision decision = policy.CheckName(name);
 
         Assert.That((decision.IsAllowed, decision.Reason), Is.EqualTo((false, DecisionReason.NameNotAllowed)));
+        Assert.That(policy.CheckNamePort(name, 443), Is.Null, "check NAME:PORT and the server-name check's allowed-name test alike (a review)");
         Assert.That(policy.CheckName("api.example.com.").IsAllowed, Is.True, "one trailing dot is the root's label");
     }
 

@@ -745,12 +745,48 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That(second.Asked, Is.EqualTo(new[] { other, dead }), "the address that timed out, last");
             Assert.That((second.Result.Destination, second.Result.ParentStatus), Is.EqualTo((dead, TunnelStatus.ConnectionRefused)), "its own attempt's answer, now");
             Assert.That(secondLines[0], Does.Contain($"connection to {dead}: the parent could not reach it 0 s ago (TimedOut); trying 1 other address(es) of api.example.com first, then it"));
+            Assert.That(secondLines, Has.None.Contains($"connection to {dead}: the destination answered"), "it was not dialled before the other address");
             Assert.That(secondLines, Has.Some.Contains($"connection to {other}: the destination answered TimedOut; failing over to {dead}, also learned from api.example.com (attempt 2 of 2)"));
             Assert.That(third.Asked, Is.EqualTo(new[] { dead, other }), "a refusal proved it reachable: dialled first again");
             Assert.That(fourth.Asked, Is.EqualTo(new[] { dead, other }), "dialled first again once the memory passed");
-            Assert.That(_probe.Failovers, Is.EqualTo(4), "one other address per connection; the address itself tried last is no failover");
+            Assert.That(_probe.Failovers, Is.EqualTo(3), "after a failure in the connection only: not a remembered failure's order");
             Assert.That((cache.ConnectionsThrough(dead.Address), cache.ConnectionsThrough(other.Address)), Is.EqualTo((0, 0)), "every hold released");
         });
+    }
+
+    /// <summary>A review: with the destination remembered, the parent refusing the other address for itself (its policy)
+    /// ended the connection without the destination ever being tried.</summary>
+    [Test]
+    public async Task ARememberedDestinationIsStillTriedWhenTheParentRefusesTheOtherAddress()
+    {
+        var (policy, _) = LearnedPolicy(out var dead, out var other);
+        var handler = Handler(Redirected(dead), policy: policy);
+        await ConnectThroughAsync(handler, TunnelStatus.TimedOut, TunnelStatus.ConnectionRefused);
+
+        var second = await ConnectThroughAsync(handler, TunnelStatus.DeniedByPolicy, TunnelStatus.ConnectionRefused);
+
+        Assert.That(second.Asked, Is.EqualTo(new[] { other, dead }));
+        Assert.That((second.Result.Destination, second.Result.ParentStatus), Is.EqualTo((dead, TunnelStatus.ConnectionRefused)));
+    }
+
+    /// <summary>A review: the name's other addresses were cut to failover_attempts before the lately unreachable were
+    /// moved last, so with two of three others remembered the live one was never asked.</summary>
+    [Test]
+    public async Task TheLatelyUnreachableAreMovedLastBeforeTheAttemptsAreCut()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+        var policy = EgressPolicy.Create(true, ["api.example.com"], cache);
+        for (int i = 41; i <= 44; i++)
+        {
+            policy.Learn("api.example.com", IPAddress.Parse($"198.51.100.{i}"), TimeSpan.FromSeconds(300));
+        }
+
+        var handler = Handler(Redirected(new IPEndPoint(IPAddress.Parse("198.51.100.41"), 443)), policy: policy, failoverAttempts: 2);
+        var first = await ConnectThroughAsync(handler, TunnelStatus.TimedOut, TunnelStatus.TimedOut, TunnelStatus.TimedOut);
+        var second = await ConnectThroughAsync(handler, TunnelStatus.ConnectionRefused, TunnelStatus.ConnectionRefused, TunnelStatus.ConnectionRefused);
+
+        var never = new[] { 41, 42, 43, 44 }.Select(i => new IPEndPoint(IPAddress.Parse($"198.51.100.{i}"), 443)).Except(first.Asked).Single();
+        Assert.That(second.Asked[0], Is.EqualTo(never), $"the one address not tried by the first connection ({string.Join(", ", first.Asked)}) first");
     }
 
     /// <summary>Handles one connection of a new application through <paramref name="handler"/>, the parent answering

@@ -1,0 +1,57 @@
+using System.Net;
+using Egress.Proxy;
+using Egress.Tunnel;
+using Microsoft.Extensions.Time.Testing;
+
+namespace Egress.Tests.Proxy;
+
+public sealed class RecentDestinationFailuresTests
+{
+    private static readonly IPEndPoint Dead = new(IPAddress.Parse("198.51.100.31"), 443);
+    private static readonly IPAddress[] Others = [IPAddress.Parse("198.51.100.32"), IPAddress.Parse("198.51.100.31")];
+
+    [Test]
+    public void ATimeoutIsRememberedWithTheOtherAddressesAndForgottenAfterTheMemory()
+    {
+        var time = new FakeTimeProvider();
+        var failures = new RecentDestinationFailures(time);
+
+        failures.Record(Dead, TunnelStatus.TimedOut, Others);
+        time.Advance(TimeSpan.FromSeconds(12));
+        bool remembered = failures.TryGet(Dead, out RecentDestinationFailures.Failure failure, out TimeSpan ago);
+        time.Advance(RecentDestinationFailures.Memory - TimeSpan.FromSeconds(12));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((remembered, failure.Status, ago), Is.EqualTo((true, TunnelStatus.TimedOut, TimeSpan.FromSeconds(12))));
+            Assert.That(failure.Others, Is.EqualTo(new[] { Others[0] }), "its own address is not one of its others");
+            Assert.That(failures.Contains(Dead), Is.False, "forgotten after the memory");
+        });
+    }
+
+    /// <summary>A review: expired failures were dropped only when their own destination was looked up again, so the
+    /// lock-free fast path (IsEmpty) never came back after the first failure.</summary>
+    [Test]
+    public void EverythingIsForgottenOnceTheNewestFailureIsOlderThanTheMemory()
+    {
+        var time = new FakeTimeProvider();
+        var failures = new RecentDestinationFailures(time);
+        failures.Record(Dead, TunnelStatus.Unreachable, Others);
+        time.Advance(RecentDestinationFailures.Memory);
+
+        failures.Forget(new IPEndPoint(IPAddress.Parse("198.51.100.99"), 443)); // another destination connected
+
+        Assert.That(failures.IsEmpty, Is.True);
+    }
+
+    [Test]
+    public void ARefusalIsNotRememberedAndForgetsAnEarlierTimeout()
+    {
+        var failures = new RecentDestinationFailures(new FakeTimeProvider());
+        failures.Record(Dead, TunnelStatus.TimedOut, Others);
+
+        failures.Record(Dead, TunnelStatus.ConnectionRefused, Others);
+
+        Assert.That((failures.Contains(Dead), failures.IsEmpty), Is.EqualTo((false, true)));
+    }
+}
