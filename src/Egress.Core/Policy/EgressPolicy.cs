@@ -282,7 +282,7 @@ public sealed class EgressPolicy
     /// <summary>
     /// The names of <paramref name="address"/> other than <paramref name="decided"/> that count and whose entries allow
     /// <paramref name="port"/>; null when none (an address learned from one name: nothing is allocated). A connection
-    /// holds every name it may be to, not only the one its decision named (the first in learning order): a review found
+    /// holds every name it may be to, not only the one its decision named (the one learned last): a review found
     /// a pooled connection to <c>api.example.com</c> keeping <c>web.example.com</c> counting instead, so that an hour
     /// later a ClientHello naming <c>api.example.com</c> was refused while that connection was open, and another port
     /// of <c>api.example.com</c> was allowed or not by which name had been learned first.
@@ -439,6 +439,24 @@ public sealed class EgressPolicy
     /// </summary>
     internal List<IPAddress> OtherAddressesOf(string name, IPAddress failed, int max) =>
         _hasNameEntries ? _cache.OtherAddressesOf(name, failed, max) : [];
+
+    /// <summary>Whether <paramref name="address"/> is still learned from <paramref name="name"/> (its learning live, or
+    /// held by a connection): an address remembered from an earlier answer is tried for the name only while it is.</summary>
+    internal bool StillLearnedFrom(IPAddress address, string name)
+    {
+        IReadOnlyList<LearnedName> names = _cache.NamesOf(address);
+        AddressUse? use = names.Count == 0 ? null : _cache.UseOf(address);
+        for (int i = 0; i < names.Count; i++)
+        {
+            LearnedName learned = names[i];
+            if (string.Equals(learned.Name, name, StringComparison.OrdinalIgnoreCase) && _cache.Counts(address, ref learned, use))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>The decision made without the cache (disabled, static entry, internal range, <c>*</c>); null when the
     /// cache decides. <paramref name="portDenial"/>: an entry that covers the address (or <c>*</c>) but not the port,

@@ -14,16 +14,16 @@ internal sealed class LearnedAddress
         LearnedName latest = names[0];
         foreach (LearnedName name in names)
         {
-            if (name.ExpiresAt > latest.ExpiresAt)
+            if (name.ExpiresAt >= latest.ExpiresAt)
             {
-                latest = name;
+                latest = name; // of names expiring together, the one learned last
             }
         }
 
         Latest = latest;
     }
 
-    /// <summary>The name expiring last.</summary>
+    /// <summary>The name expiring last (of several expiring together, the one learned last).</summary>
     public LearnedName Latest { get; }
 
     /// <summary>The names in the order they were last learned (the one learned last at the end).</summary>
@@ -77,7 +77,8 @@ internal sealed class LearnedAddress
     /// Adds <paramref name="name"/> or extends its expiry (never shortens it), drops names expiring at or before
     /// <paramref name="forgetThrough"/>, and keeps at most <paramref name="maxNames"/> names: a new name replaces the
     /// one expiring first when it expires later, else it is not kept. A name an open connection holds
-    /// (<paramref name="use"/>) is neither dropped nor replaced: it counts until that connection closes.
+    /// (<paramref name="use"/>) is neither dropped nor replaced: it counts until that connection closes. The name learned
+    /// (again, or in another's place) goes to the end: the names are kept in the order last learned.
     /// <paramref name="replaced"/> is the name the new one replaced, when it did; else null.
     /// </summary>
     public LearnedAddress With(string name, long expiresAt, long forgetThrough, int maxNames, AddressUse? use, out LearnedName? replaced)

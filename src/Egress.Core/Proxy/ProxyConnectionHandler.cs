@@ -207,11 +207,13 @@ internal sealed class ProxyConnectionHandler(
             TunnelConnectResult? tunnel;
             ProxyConnectionResult? failure;
             if (hint is not null && options.FailoverAttempts > 0
-                && _recentFailures.TryGet(destination, out RecentDestinationFailures.Failure lately, out TimeSpan ago) && lately.Others.Length > 0)
+                && _recentFailures.TryGet(destination, out RecentDestinationFailures.Failure lately, out TimeSpan ago)
+                && string.Equals(lately.Name, hint, StringComparison.OrdinalIgnoreCase) && lately.Others.Length > 0)
             {
                 // The parent could not reach this destination a moment ago (RecentDestinationFailures): the other
-                // addresses its name had then first, this one last, rather than the connect timeout again for every
-                // connection. Each is checked again, as any failover's is.
+                // addresses this name had then first (each only while still learned from it, and checked again, as any
+                // failover's is), this one last, rather than the connect timeout again for every connection. Through
+                // another name of the address, its own other addresses are read after a failure, as ever.
                 List<IPAddress> order = [.. lately.Others];
                 LatelyUnreachableLast(order, destination.Port);
                 order.RemoveRange(Math.Min(order.Count, options.FailoverAttempts), Math.Max(0, order.Count - options.FailoverAttempts));
@@ -236,9 +238,10 @@ internal sealed class ProxyConnectionHandler(
                 }
             }
 
-            if (tunnel is not null && !destination.Equals(original))
+            if (tunnel is not null && (failoverHold is not null || !destination.Equals(original)))
             {
-                // Relayed to another address of the name: the one the application asked for is not in use through it.
+                // Relayed to another address of the name (the one the application asked for is not in use through it), or
+                // to that one tried last, which the failover's own hold holds: one hold per connection.
                 hold?.Dispose();
                 hold = null;
             }
@@ -362,7 +365,7 @@ internal sealed class ProxyConnectionHandler(
             // All the name's other addresses (a name has few): remembered with this failure for the next connections,
             // then the lately unreachable moved last before the attempts are cut to the configured number.
             candidates = policy.OtherAddressesOf(name, failed.Address, MaxOtherAddresses);
-            _recentFailures.Record(failed, failure.ParentStatus, candidates);
+            _recentFailures.Record(failed, failure.ParentStatus, name, candidates);
             LatelyUnreachableLast(candidates, failed.Port);
             candidates.RemoveRange(Math.Min(candidates.Count, options.FailoverAttempts), Math.Max(0, candidates.Count - options.FailoverAttempts));
         }
@@ -383,13 +386,18 @@ internal sealed class ProxyConnectionHandler(
         for (int attempt = 0; attempt < candidates.Count; attempt++)
         {
             var candidate = new IPEndPoint(candidates[attempt], failed.Port);
+            bool itself = tryLast is not null && candidate.Equals(failed);
+            if (tryLast is not null && !itself && !policy.StillLearnedFrom(candidate.Address, name))
+            {
+                continue; // remembered with the failure, no longer an address of the name (report mode would relax it)
+            }
+
             var decision = policy.CheckConnection(candidate.Address, candidate.Port, out AddressHold? hold);
             if (!decision.IsAllowed)
             {
                 continue; // expired or evicted since the scan
             }
 
-            bool itself = tryLast is not null && candidate.Equals(failed);
             TunnelConnectResult? tunnel;
             ProxyConnectionResult? result;
             try
@@ -435,13 +443,28 @@ internal sealed class ProxyConnectionHandler(
                 return (null, candidate, decision, null, result!.WithAllowingDecision(failedDecision)); // not the destination's failure: said as it is
             }
 
-            // Remembered with the name's other addresses as this connection knows them; a refusal forgets it.
-            _recentFailures.Record(candidate, result!.ParentStatus, tryLast is null ? candidates.Append(failed.Address) : candidates);
+            if (itself)
+            {
+                // The destination failed again: its name's other addresses read afresh (the remembered ones may be stale)
+                // and remembered with it; when none of them was tried here, the ordinary failover tries them now.
+                if (dialled == 1)
+                {
+                    return await FailOverAsync(failed, failedDecision, result!.WithAllowingDecision(failedDecision), name, early, aborted, tryLast: null).ConfigureAwait(false);
+                }
+
+                _recentFailures.Record(candidate, result!.ParentStatus, name, policy.OtherAddressesOf(name, failed.Address, MaxOtherAddresses));
+            }
+            else
+            {
+                // Remembered with the name's other addresses as this connection knows them; a refusal forgets it.
+                _recentFailures.Record(candidate, result!.ParentStatus, name, tryLast is null ? candidates.Append(failed.Address) : candidates);
+            }
+
             previous = result!;
             previousDestination = candidate;
         }
 
-        ProxyLog.FailoverExhausted(logger, failed, name, tryLast is null ? candidates.Count : candidates.Count - 1);
+        ProxyLog.FailoverExhausted(logger, failed, name, tryLast is null ? dialled : Math.Max(0, dialled - 1));
         return tryLast is not null && previousDestination.Equals(failed)
             ? (null, failed, failedDecision, null, previous.WithAllowingDecision(failedDecision)) // its own attempt, last: as it answered now
             : (null, failed, failedDecision, null, failure);

@@ -28,8 +28,9 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
     private int _count;
     private long _newest;
 
-    /// <summary>A remembered failure: when, the parent's answer, and the other addresses of the destination's name then.</summary>
-    internal readonly record struct Failure(long At, TunnelStatus Status, IPAddress[] Others);
+    /// <summary>A remembered failure: when, the parent's answer, the name the connection went by, and that name's other
+    /// addresses then.</summary>
+    internal readonly record struct Failure(long At, TunnelStatus Status, string Name, IPAddress[] Others);
 
     /// <summary>Whether a failure with <paramref name="status"/> is remembered: the parent waited for it.</summary>
     public static bool Remembers(TunnelStatus status) => status is TunnelStatus.TimedOut or TunnelStatus.Unreachable;
@@ -38,9 +39,9 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
     public bool IsEmpty => Volatile.Read(ref _count) == 0;
 
     /// <summary>Remembers that the parent answered <paramref name="status"/> for <paramref name="destination"/> now,
-    /// with <paramref name="others"/>, the other addresses of its name, if it is a status worth remembering
+    /// with <paramref name="others"/>, the other addresses of <paramref name="name"/>, if it is a status worth remembering
     /// (<see cref="Remembers"/>); another answer (a refusal: the destination is reachable) forgets it.</summary>
-    public void Record(IPEndPoint destination, TunnelStatus status, IEnumerable<IPAddress> others)
+    public void Record(IPEndPoint destination, TunnelStatus status, string name, IEnumerable<IPAddress> others)
     {
         if (!Remembers(status))
         {
@@ -48,10 +49,10 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
             return;
         }
 
-        long now = time.GetTimestamp();
         IPAddress[] alternatives = [.. others.Where(address => !address.Equals(destination.Address)).Distinct()];
         lock (_failed)
         {
+            long now = time.GetTimestamp();
             ForgetAllIfStale(now);
             if (_failed.Count >= Capacity && !_failed.ContainsKey(destination))
             {
@@ -70,8 +71,8 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
                 }
             }
 
-            _failed[destination] = new Failure(now, status, alternatives);
-            _newest = now;
+            _failed[destination] = new Failure(now, status, name, alternatives);
+            _newest = Math.Max(_newest, now);
             Volatile.Write(ref _count, _failed.Count);
         }
     }

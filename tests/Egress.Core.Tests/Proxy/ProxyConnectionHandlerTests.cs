@@ -789,6 +789,45 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(second.Asked[0], Is.EqualTo(never), $"the one address not tried by the first connection ({string.Join(", ", first.Asked)}) first");
     }
 
+    /// <summary>A review: the remembered other addresses were a snapshot that never refreshed while the destination kept
+    /// failing, so an address the name gained since was never tried. When the destination fails again its name's
+    /// addresses are read afresh.</summary>
+    [Test]
+    public async Task ARememberedDestinationThatFailsAgainRemembersItsNamesAddressesAfresh()
+    {
+        var (policy, _) = LearnedPolicy(out var dead, out var other);
+        var handler = Handler(Redirected(dead), policy: policy);
+        await ConnectThroughAsync(handler, TunnelStatus.TimedOut, TunnelStatus.TimedOut);
+        var gained = new IPEndPoint(IPAddress.Parse("198.51.100.33"), 443);
+        policy.Learn("api.example.com", gained.Address, TimeSpan.FromSeconds(300));
+
+        var second = await ConnectThroughAsync(handler, TunnelStatus.TimedOut, TunnelStatus.TimedOut);
+        var third = await ConnectThroughAsync(handler, TunnelStatus.ConnectionRefused, TunnelStatus.ConnectionRefused, TunnelStatus.ConnectionRefused);
+
+        Assert.That(second.Asked, Is.EqualTo(new[] { other, dead }), "the snapshot of the first failure");
+        Assert.That(third.Asked[0], Is.EqualTo(gained), "read afresh when the destination failed again; the lately unreachable last");
+    }
+
+    /// <summary>A review: a failure remembered through one name was used for a connection through another name of the
+    /// same address, moving it to an address only the first name resolves to.</summary>
+    [Test]
+    public async Task AFailureRememberedThroughOneNameIsNotUsedForAnotherNameOfTheAddress()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+        var policy = EgressPolicy.Create(true, ["api.example.com", "www.example.com"], cache);
+        var dead = new IPEndPoint(IPAddress.Parse("198.51.100.31"), 443);
+        var other = new IPEndPoint(IPAddress.Parse("198.51.100.32"), 443);
+        policy.Learn("api.example.com", dead.Address, TimeSpan.FromSeconds(300));
+        policy.Learn("api.example.com", other.Address, TimeSpan.FromSeconds(300));
+        var handler = Handler(Redirected(dead), policy: policy);
+        await ConnectThroughAsync(handler, TunnelStatus.TimedOut, TunnelStatus.ConnectionRefused);
+        policy.Learn("www.example.com", dead.Address, TimeSpan.FromSeconds(300)); // the app now resolved www: learned last
+
+        var second = await ConnectThroughAsync(handler, TunnelStatus.TimedOut);
+
+        Assert.That(second.Asked, Is.EqualTo(new[] { dead }), "www.example.com has no other address: dialled, not moved to api's");
+    }
+
     /// <summary>Handles one connection of a new application through <paramref name="handler"/>, the parent answering
     /// each tunnel request in turn with <paramref name="answers"/>; the destinations asked for and the outcome.</summary>
     private async Task<(List<IPEndPoint> Asked, ProxyConnectionResult Result)> ConnectThroughAsync(ProxyConnectionHandler handler, params TunnelStatus[] answers)

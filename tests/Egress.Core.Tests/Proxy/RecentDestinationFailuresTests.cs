@@ -16,7 +16,7 @@ public sealed class RecentDestinationFailuresTests
         var time = new FakeTimeProvider();
         var failures = new RecentDestinationFailures(time);
 
-        failures.Record(Dead, TunnelStatus.TimedOut, Others);
+        failures.Record(Dead, TunnelStatus.TimedOut, "api.example.com", Others);
         time.Advance(TimeSpan.FromSeconds(12));
         bool remembered = failures.TryGet(Dead, out RecentDestinationFailures.Failure failure, out TimeSpan ago);
         time.Advance(RecentDestinationFailures.Memory - TimeSpan.FromSeconds(12));
@@ -36,7 +36,7 @@ public sealed class RecentDestinationFailuresTests
     {
         var time = new FakeTimeProvider();
         var failures = new RecentDestinationFailures(time);
-        failures.Record(Dead, TunnelStatus.Unreachable, Others);
+        failures.Record(Dead, TunnelStatus.Unreachable, "api.example.com", Others);
         time.Advance(RecentDestinationFailures.Memory);
 
         failures.Forget(new IPEndPoint(IPAddress.Parse("198.51.100.99"), 443)); // another destination connected
@@ -48,9 +48,9 @@ public sealed class RecentDestinationFailuresTests
     public void ARefusalIsNotRememberedAndForgetsAnEarlierTimeout()
     {
         var failures = new RecentDestinationFailures(new FakeTimeProvider());
-        failures.Record(Dead, TunnelStatus.TimedOut, Others);
+        failures.Record(Dead, TunnelStatus.TimedOut, "api.example.com", Others);
 
-        failures.Record(Dead, TunnelStatus.ConnectionRefused, Others);
+        failures.Record(Dead, TunnelStatus.ConnectionRefused, "api.example.com", Others);
 
         Assert.That((failures.Contains(Dead), failures.IsEmpty), Is.EqualTo((false, true)));
     }
