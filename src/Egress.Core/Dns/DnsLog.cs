@@ -1,4 +1,5 @@
 using System.Net;
+using Egress.Diagnostics;
 using Egress.Dns.Wire;
 using Egress.Policy;
 using Egress.Tunnel;
@@ -24,24 +25,9 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 304, Level = LogLevel.Debug, Message = "answered DNS {Name} {Type}: rcode {Rcode}, {Length} bytes")]
     public static partial void Answered(ILogger logger, string name, string type, int rcode, int length);
 
-    [LoggerMessage(EventId = 305, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: {Status}")]
-    private static partial void QueryFailedLine(ILogger logger, string name, string type, string status);
-
-    [LoggerMessage(EventId = 305, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: {Status} ({HeldBack} more such lines held back since the last one: at most 10 a second)")]
-    private static partial void QueryFailedLine(ILogger logger, string name, string type, string status, long heldBack);
-
-    /// <summary>The line, with the count of lines held back by its rate limit when there were any.</summary>
-    public static void QueryFailed(ILogger logger, string name, string type, string status, long heldBack)
-    {
-        if (heldBack == 0)
-        {
-            QueryFailedLine(logger, name, type, status);
-        }
-        else
-        {
-            QueryFailedLine(logger, name, type, status, heldBack);
-        }
-    }
+    /// <summary>The line, with the count of lines held back by its rate limit when there were any (<see cref="HeldBackLines"/>).</summary>
+    [LoggerMessage(EventId = 305, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: {Status}{HeldBack:line}")]
+    public static partial void QueryFailed(ILogger logger, string name, string type, string status, HeldBackLines heldBack);
 
     [LoggerMessage(EventId = 306, Level = LogLevel.Debug, Message = "DNS {Name}: {Length}-byte answer exceeds the client's UDP limit {Limit}; sent TC=1 so it retries over TCP")]
     public static partial void TruncatedForClient(ILogger logger, string name, int length, int limit);
@@ -74,43 +60,13 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 310, Level = LogLevel.Debug, Message = "dns stream {Index} opened to {Tunnel}")]
     public static partial void StreamOpened(ILogger logger, int index, string tunnel);
 
-    [LoggerMessage(EventId = 311, Level = LogLevel.Warning, Message = "dns stream {Index} to {Tunnel} refused ({Result}, {Status}: {Detail})")]
-    private static partial void StreamRefusedLine(ILogger logger, int index, string tunnel, TunnelReadResult result, TunnelStatus status, string detail);
+    /// <summary>Event 311, with the count of lines held back by its rate limit when there were any (<see cref="HeldBackLines"/>).</summary>
+    [LoggerMessage(EventId = 311, Level = LogLevel.Warning, Message = "dns stream {Index} to {Tunnel} refused ({Result}, {Status}: {Detail}){HeldBack:line}")]
+    public static partial void StreamRefused(ILogger logger, int index, string tunnel, TunnelReadResult result, TunnelStatus status, string detail, HeldBackLines heldBack);
 
-    [LoggerMessage(EventId = 311, Level = LogLevel.Warning, Message = "dns stream {Index} to {Tunnel} refused ({Result}, {Status}: {Detail}) ({HeldBack} more such lines held back since the last one: at most 10 a second)")]
-    private static partial void StreamRefusedLine(ILogger logger, int index, string tunnel, TunnelReadResult result, TunnelStatus status, string detail, long heldBack);
-
-    /// <summary>Event 311, with the count of lines held back by its rate limit when there were any.</summary>
-    public static void StreamRefused(ILogger logger, int index, string tunnel, TunnelReadResult result, TunnelStatus status, string detail, long heldBack)
-    {
-        if (heldBack == 0)
-        {
-            StreamRefusedLine(logger, index, tunnel, result, status, detail);
-        }
-        else
-        {
-            StreamRefusedLine(logger, index, tunnel, result, status, detail, heldBack);
-        }
-    }
-
-    [LoggerMessage(EventId = 312, Level = LogLevel.Warning, Message = "dns stream {Index}: tunnel {Tunnel} unavailable: {Error}")]
-    private static partial void StreamUnavailableLine(ILogger logger, int index, string tunnel, string error);
-
-    [LoggerMessage(EventId = 312, Level = LogLevel.Warning, Message = "dns stream {Index}: tunnel {Tunnel} unavailable: {Error} ({HeldBack} more such lines held back since the last one: at most 10 a second)")]
-    private static partial void StreamUnavailableLine(ILogger logger, int index, string tunnel, string error, long heldBack);
-
-    /// <summary>Event 312, with the count of lines held back by its rate limit when there were any.</summary>
-    public static void StreamUnavailable(ILogger logger, int index, string tunnel, string error, long heldBack)
-    {
-        if (heldBack == 0)
-        {
-            StreamUnavailableLine(logger, index, tunnel, error);
-        }
-        else
-        {
-            StreamUnavailableLine(logger, index, tunnel, error, heldBack);
-        }
-    }
+    /// <summary>Event 312, with the count of lines held back by its rate limit when there were any (<see cref="HeldBackLines"/>).</summary>
+    [LoggerMessage(EventId = 312, Level = LogLevel.Warning, Message = "dns stream {Index}: tunnel {Tunnel} unavailable: {Error}{HeldBack:line}")]
+    public static partial void StreamUnavailable(ILogger logger, int index, string tunnel, string error, HeldBackLines heldBack);
 
     [LoggerMessage(EventId = 313, Level = LogLevel.Warning, Message = "dns stream {Index} failed ({Reason}); {Pending} pending queries answered SERVFAIL")]
     public static partial void StreamFailed(ILogger logger, int index, string reason, int pending);

@@ -1,4 +1,5 @@
 using System.Net;
+using Egress.Diagnostics;
 using Egress.Dns;
 using Egress.Policy;
 using Egress.Relay;
@@ -128,24 +129,9 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 255, Level = LogLevel.Debug, Message = "DNS query on a tunnel stream not forwarded ({Reason}): {Action}")]
     public static partial void DnsNotForwarded(ILogger logger, string reason, string action);
 
-    [LoggerMessage(EventId = 256, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: {Reason}")]
-    private static partial void DnsUpstreamFailedLine(ILogger logger, string name, string type, string reason);
-
-    [LoggerMessage(EventId = 256, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: {Reason} ({HeldBack} more such lines held back since the last one: at most 10 a second)")]
-    private static partial void DnsUpstreamFailedLine(ILogger logger, string name, string type, string reason, long heldBack);
-
-    /// <summary>The line, with the count of lines held back by its rate limit when there were any.</summary>
-    public static void DnsUpstreamFailed(ILogger logger, string name, string type, string reason, long heldBack)
-    {
-        if (heldBack == 0)
-        {
-            DnsUpstreamFailedLine(logger, name, type, reason);
-        }
-        else
-        {
-            DnsUpstreamFailedLine(logger, name, type, reason, heldBack);
-        }
-    }
+    /// <summary>The line, with the count of lines held back by its rate limit when there were any (<see cref="HeldBackLines"/>).</summary>
+    [LoggerMessage(EventId = 256, Level = LogLevel.Warning, Message = "SERVFAIL for DNS {Name} {Type}: {Reason}{HeldBack:line}")]
+    public static partial void DnsUpstreamFailed(ILogger logger, string name, string type, string reason, HeldBackLines heldBack);
 
     [LoggerMessage(EventId = 259, Level = LogLevel.Warning, Message = "DNS upstream {Upstream} left {Misses} queries in a row unanswered within their share of the timeout (the last for {Name}, {ShareMs:F0} ms); the other upstreams are asked first for the next {QuietSeconds:F0} s")]
     public static partial void DnsUpstreamQuiet(ILogger logger, IPEndPoint upstream, int misses, string name, double shareMs, double quietSeconds);

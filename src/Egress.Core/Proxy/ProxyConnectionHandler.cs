@@ -549,7 +549,7 @@ internal sealed class ProxyConnectionHandler(
                     break;
                 case ConnectionOutcome.TunnelUnavailable when _unavailableLines.TryEnter(out long unavailableBack):
                     // Every connection while the parent is down: the first ten a second, counted.
-                    ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), result.Detail ?? string.Empty, unavailableBack);
+                    ProxyLog.TunnelUnavailable(logger, destination, options.Tunnel.ToString(), result.Detail ?? string.Empty, new HeldBackLines(unavailableBack));
 
                     break;
                 case ConnectionOutcome.Stopping:

@@ -1,4 +1,5 @@
 using System.Net;
+using Egress.Diagnostics;
 using Egress.Interception;
 using Egress.Policy;
 using Egress.Relay;
@@ -86,24 +87,9 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 108, Level = LogLevel.Warning, Message = "connection to {Destination} failed: no answer from the parent within {TimeoutMs} ms")]
     public static partial void ParentTimedOut(ILogger logger, IPEndPoint destination, double timeoutMs);
 
-    [LoggerMessage(EventId = 109, Level = LogLevel.Warning, Message = "connection to {Destination} failed: tunnel {Tunnel} unavailable: {Error}")]
-    private static partial void TunnelUnavailableLine(ILogger logger, IPEndPoint destination, string tunnel, string error);
-
-    [LoggerMessage(EventId = 109, Level = LogLevel.Warning, Message = "connection to {Destination} failed: tunnel {Tunnel} unavailable: {Error} ({HeldBack} more such lines held back since the last one: at most 10 a second)")]
-    private static partial void TunnelUnavailableLine(ILogger logger, IPEndPoint destination, string tunnel, string error, long heldBack);
-
-    /// <summary>The line, with the count of lines held back by its rate limit when there were any.</summary>
-    public static void TunnelUnavailable(ILogger logger, IPEndPoint destination, string tunnel, string error, long heldBack)
-    {
-        if (heldBack == 0)
-        {
-            TunnelUnavailableLine(logger, destination, tunnel, error);
-        }
-        else
-        {
-            TunnelUnavailableLine(logger, destination, tunnel, error, heldBack);
-        }
-    }
+    /// <summary>The line, with the count of lines held back by its rate limit when there were any (<see cref="HeldBackLines"/>).</summary>
+    [LoggerMessage(EventId = 109, Level = LogLevel.Warning, Message = "connection to {Destination} failed: tunnel {Tunnel} unavailable: {Error}{HeldBack:line}")]
+    public static partial void TunnelUnavailable(ILogger logger, IPEndPoint destination, string tunnel, string error, HeldBackLines heldBack);
 
     [LoggerMessage(EventId = 111, Level = LogLevel.Warning, Message = "connection to {Destination} failed: timed out connecting to the tunnel {Tunnel} after {TimeoutMs} ms")]
     public static partial void TunnelConnectTimedOut(ILogger logger, IPEndPoint destination, string tunnel, double timeoutMs);

@@ -23,6 +23,25 @@ public sealed class LogFragmentTests
     private static readonly IPEndPoint Destination = new(IPAddress.Parse("198.51.100.7"), 443);
     private static readonly PolicyDecision Allowed = new(true, DecisionReason.StaticEntry, "198.51.100.7");
 
+    /// <summary>A rate-limited failure line (one template since the held-back form became a fragment): nothing after
+    /// the first line of a burst, the count after one that follows held-back lines, and the bare count as its field.</summary>
+    [Test]
+    public void AFailureLinesHeldBackCountIsItsSuffixAndItsFieldTheCount()
+    {
+        var lines = LogJson(logger =>
+        {
+            ProxyLog.TunnelUnavailable(logger, Destination, "unix:/run/t.sock", "Connection refused", new Egress.Diagnostics.HeldBackLines(0));
+            ProxyLog.TunnelUnavailable(logger, Destination, "unix:/run/t.sock", "Connection refused", new Egress.Diagnostics.HeldBackLines(3));
+        });
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(Message(lines[0]), Is.EqualTo("connection to 198.51.100.7:443 failed: tunnel unix:/run/t.sock unavailable: Connection refused"));
+            Assert.That(Message(lines[1]), Is.EqualTo("connection to 198.51.100.7:443 failed: tunnel unix:/run/t.sock unavailable: Connection refused (3 more such lines held back since the last one: at most 10 a second)"));
+            Assert.That((State(lines[0], "HeldBack"), State(lines[1], "HeldBack")), Is.EqualTo(("0", "3")));
+        });
+    }
+
     [Test]
     public void AVersion2ConnectionsLinesReadAsBeforeAndTheirFieldsHoldTheBareValues()
     {

@@ -201,7 +201,7 @@ internal sealed class DnsQueryHandler(
                 break;
             case DnsQueryOutcome.UpstreamFailed when _failedLines.TryEnter(out long failedBack):
                 // One at a time in normal running; every query while the parent is down: the first ten a second, counted.
-                DnsLog.QueryFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason, failedBack);
+                DnsLog.QueryFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason, new HeldBackLines(failedBack));
 
                 break;
             case DnsQueryOutcome.Overloaded when _overloadLines.TryEnter(out long suppressed):

@@ -219,11 +219,11 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
                 {
                     if (result == TunnelReadResult.TruncatedStream)
                     {
-                        DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), TunnelClient.ClosedUnanswered, heldBack);
+                        DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), TunnelClient.ClosedUnanswered, new HeldBackLines(heldBack));
                     }
                     else
                     {
-                        DnsLog.StreamRefused(logger, index, options.Tunnel.ToString(), result, response.Status, response.Detail ?? string.Empty, heldBack);
+                        DnsLog.StreamRefused(logger, index, options.Tunnel.ToString(), result, response.Status, response.Detail ?? string.Empty, new HeldBackLines(heldBack));
                     }
                 }
 
@@ -251,7 +251,7 @@ internal sealed class DnsTunnelStream(int index, DnsForwarderOptions options, IL
         {
             if (unavailableLines.TryEnter(out long heldBack)) // each query tries while the parent is down
             {
-                DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), AcceptFailure.Message(ex), heldBack);
+                DnsLog.StreamUnavailable(logger, index, options.Tunnel.ToString(), AcceptFailure.Message(ex), new HeldBackLines(heldBack));
             }
 
             connection?.Dispose();

@@ -86,7 +86,7 @@ internal sealed class UpstreamDnsAnswerer(EgressPolicy policy, DnsUpstreamClient
                 break;
             case DnsQueryOutcome.UpstreamFailed when failedLines.TryEnter(out long failedBack):
                 // One at a time in normal running; every query while the upstreams are down: the first ten a second, counted.
-                GatewayLog.DnsUpstreamFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason, failedBack);
+                GatewayLog.DnsUpstreamFailed(logger, question.LogName, DnsTypeName.Of(question.Type), result.Reason, new HeldBackLines(failedBack));
 
                 break;
             case DnsQueryOutcome.Overloaded when overloadLines.TryEnter(out long suppressed):
