@@ -629,26 +629,34 @@ internal sealed class ProxyConnectionHandler(
             return (null, ProxyConnectionResult.Failed(ConnectionOutcome.Stopping, destination));
         }
 
-        if (connected.RetriedStale)
+        try
         {
-            ProxyLog.StalePooledStream(logger, destination, options.Tunnel.ToString());
-        }
-        else if (connected.Reused)
-        {
-            options.Metrics?.TunnelStreamReused();
-        }
+            if (connected.RetriedStale)
+            {
+                ProxyLog.StalePooledStream(logger, destination, options.Tunnel.ToString());
+            }
+            else if (connected.Reused)
+            {
+                options.Metrics?.TunnelStreamReused();
+            }
 
-        switch (connected.VersionNews)
+            switch (connected.VersionNews)
+            {
+                case TunnelVersionNews.Version1Only:
+                    ProxyLog.ParentSpeaksVersion1Only(logger, options.Tunnel.ToString(), TunnelVersionProbe.ReprobeInterval.TotalSeconds);
+                    break;
+                case TunnelVersionNews.StillVersion1Only:
+                    ProxyLog.ParentStillVersion1Only(logger, options.Tunnel.ToString());
+                    break;
+                case TunnelVersionNews.Version2Again:
+                    ProxyLog.ParentSpeaksVersion2(logger, options.Tunnel.ToString());
+                    break;
+            }
+        }
+        catch
         {
-            case TunnelVersionNews.Version1Only:
-                ProxyLog.ParentSpeaksVersion1Only(logger, options.Tunnel.ToString(), TunnelVersionProbe.ReprobeInterval.TotalSeconds);
-                break;
-            case TunnelVersionNews.StillVersion1Only:
-                ProxyLog.ParentStillVersion1Only(logger, options.Tunnel.ToString());
-                break;
-            case TunnelVersionNews.Version2Again:
-                ProxyLog.ParentSpeaksVersion2(logger, options.Tunnel.ToString());
-                break;
+            connected.Socket?.Dispose(); // a logger that throws must not leak the connected stream
+            throw;
         }
 
         return connected.Error switch

@@ -442,6 +442,47 @@ public sealed class ProxyConnectionHandlerTests
     }
 
     [Test]
+    public async Task ATunnelStreamIsClosedWhenALogLineAfterItsConnectThrows()
+    {
+        // The Warning that the parent speaks only v1 comes after the v1 stream connected: a logger throwing there
+        // must not leave that stream open (it leaked: the parent's side never saw an end).
+        var handling = Handler(Redirected(Listed), version: TunnelCodec.Version2, logger: new ThrowingOn(116, _probe.Logger))
+            .HandleAsync(_accepted, CancellationToken.None);
+        using (Socket old = await AcceptTunnelAsync())
+        {
+            await TunnelHandshake.ReadRequestAsync(old, CancellationToken.None);
+            await TunnelHandshake.SendResponseAsync(old, new TunnelResponse(TunnelStatus.UnsupportedVersion, "invalid request: UnsupportedVersion"), CancellationToken.None);
+        }
+
+        using Socket parent = await AcceptTunnelAsync();
+        await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+        await SendOkAsync(parent);
+
+        Assert.ThrowsAsync<InvalidOperationException>(async () => await handling.WaitAsync(HangGuard));
+        byte[] rest = await TunnelWire.ReadToEndAsync(parent).WaitAsync(HangGuard);
+        Assert.That(rest, Is.Empty, "the stream was closed, nothing sent on it");
+    }
+
+    /// <summary>A logger that throws on one event id and passes every other line to the inner logger.</summary>
+    private sealed class ThrowingOn(int eventId, Microsoft.Extensions.Logging.ILogger inner) : Microsoft.Extensions.Logging.ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => inner.BeginScope(state);
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => inner.IsEnabled(logLevel);
+
+        public void Log<TState>(
+            Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId id, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (id.Id == eventId)
+            {
+                throw new InvalidOperationException($"log line {eventId} failed");
+            }
+
+            inner.Log(logLevel, id, state, exception, formatter);
+        }
+    }
+
+    [Test]
     public async Task AVersion2ParentsResetReachesTheAppAsAReset()
     {
         var handling = Handler(Redirected(Listed), version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
@@ -1047,7 +1088,7 @@ public sealed class ProxyConnectionHandlerTests
     /// <summary>A handler; version 1 unless asked (these tests' fake parents answer and relay raw bytes, as a v1 parent does).</summary>
     private ProxyConnectionHandler Handler(
         OriginalDestinationResult original, Func<CancellationToken, ValueTask<Socket>>? connect = null, EgressPolicy? policy = null, int failoverAttempts = 2,
-        byte version = TunnelCodec.Version)
+        byte version = TunnelCodec.Version, Microsoft.Extensions.Logging.ILogger? logger = null)
     {
         var options = new EgressProxyOptions
         {
@@ -1058,7 +1099,7 @@ public sealed class ProxyConnectionHandlerTests
             Metrics = _probe.Metrics,
         };
         policy ??= EgressPolicy.Create(true, [Listed.Address.ToString()], new AllowlistCache(new AllowlistCacheOptions()));
-        return new ProxyConnectionHandler(options, policy, _probe.Logger, _ => original, cancellationToken =>
+        return new ProxyConnectionHandler(options, policy, logger ?? _probe.Logger, _ => original, cancellationToken =>
         {
             _tunnelsOpened++;
             return connect is null ? options.Tunnel.ConnectAsync(cancellationToken) : connect(cancellationToken);
