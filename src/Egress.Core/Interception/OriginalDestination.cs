@@ -92,7 +92,9 @@ public static class OriginalDestination
         {
             // A listener, or a socket bound and never connected: getsockopt would say ENOENT, as for a connection that
             // conntrack never saw, and send the caller looking at the rules instead of at what it passed.
-            return Failed($"the socket is not a connection ({local}, no peer): pass a socket that accept returned");
+            return Failed(IsListener(accepted)
+                ? $"the socket is a listener ({local}), not a connection: pass a socket that accept returned"
+                : $"the socket is not a connection ({local}, no peer): never connected, or already shut down or disconnected; read the original destination right after accept, before shutting the socket down");
         }
 
         int level = accepted.AddressFamily == AddressFamily.InterNetworkV6
@@ -131,6 +133,19 @@ public static class OriginalDestination
         }
 
         return new(OriginalDestinationStatus.Redirected, destination, null);
+    }
+
+    /// <summary>Whether the socket listens (SO_ACCEPTCONN); false when that cannot be read.</summary>
+    private static bool IsListener(Socket socket)
+    {
+        try
+        {
+            return socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.AcceptConnection) is int and not 0;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
     }
 
     private static bool IsIPv4Mapped(ReadOnlySpan<byte> address) =>

@@ -94,6 +94,27 @@ public sealed class OriginalDestinationLoopbackTests
 
         Assert.That(result.Status, Is.EqualTo(OriginalDestinationStatus.Failed), result.Detail);
         Assert.That(result.Detail, Does.Contain("not a connection"));
+        Assert.That(result.Detail, listen ? Does.Contain("is a listener") : Does.Contain("never connected"));
+    }
+
+    /// <summary>An accepted connection the caller already shut down has no peer for the runtime: the detail says to read
+    /// the destination before shutting it down (it said "pass a socket that accept returned", which this one was).</summary>
+    [Test]
+    public async Task AnAcceptedConnectionAlreadyShutDownFailsSayingToReadItFirst()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen();
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(listener.LocalEndPoint!);
+        using Socket accepted = await listener.AcceptAsync();
+        accepted.Shutdown(SocketShutdown.Both);
+
+        OriginalDestinationResult result = OriginalDestination.Read(accepted);
+
+        Assert.That(result.Status, Is.EqualTo(OriginalDestinationStatus.Failed), result.Detail);
+        Assert.That(result.Detail, Does.Contain("before shutting the socket down"));
+        Assert.That(result.Detail, Does.Not.Contain("pass a socket that accept returned"));
     }
 
     private static void AssertNotRedirected(OriginalDestinationResult result)
