@@ -217,12 +217,12 @@ internal sealed class ProxyConnectionHandler(
                 List<IPAddress> order = [.. lately.Others];
                 LatelyUnreachableLast(order, destination.Port);
                 order.RemoveRange(Math.Min(order.Count, options.FailoverAttempts), Math.Max(0, order.Count - options.FailoverAttempts));
-                long seconds = (long)ago.TotalSeconds;
-                ProxyLog.TryingOthersFirst(logger, destination, lately.Status, seconds, order.Count, hint);
+                string agoText = ago < TimeSpan.FromSeconds(1) ? "just now" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{(long)ago.TotalSeconds} s ago");
+                ProxyLog.TryingOthersFirst(logger, destination, agoText, lately.Status, order.Count, hint);
                 order.Add(destination.Address);
                 var remembered = ProxyConnectionResult.ParentRefused(
-                    destination, lately.Status, string.Create(System.Globalization.CultureInfo.InvariantCulture, $"not dialled: the parent could not reach it {seconds} s ago, and no other address of {hint} connected")).WithAllowingDecision(decision);
-                (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, remembered, hint, early, aborted, order).ConfigureAwait(false);
+                    destination, lately.Status, $"not dialled: the parent could not reach it {agoText}, and no other address of {hint} connected").WithAllowingDecision(decision);
+                (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(client, destination, decision, remembered, hint, early, aborted, order).ConfigureAwait(false);
             }
             else
             {
@@ -230,7 +230,7 @@ internal sealed class ProxyConnectionHandler(
                 failure = failure?.WithAllowingDecision(decision);
                 if (tunnel is null && failure is not null && hint is not null && CanFailOver(failure))
                 {
-                    (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(destination, decision, failure, hint, early, aborted, tryLast: null).ConfigureAwait(false);
+                    (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(client, destination, decision, failure, hint, early, aborted, tryLast: null).ConfigureAwait(false);
                 }
                 else if (tunnel is not null)
                 {
@@ -345,6 +345,8 @@ internal sealed class ProxyConnectionHandler(
     /// app's connection is reset for it), or the failure that ended the attempts when it was not the destination's (the
     /// tunnel, the parent, a stop).
     /// </summary>
+    /// <param name="client">The application's connection: once an attempt has failed, no further one is made after it has
+    /// closed its side (<see cref="ApplicationClosed"/>).</param>
     /// <param name="failed">The connection's destination.</param>
     /// <param name="failedDecision">Its allowing decision, which a failure's result carries.</param>
     /// <param name="failure">Its failure: as the parent answered now, or as remembered (<paramref name="tryLast"/>).</param>
@@ -356,7 +358,7 @@ internal sealed class ProxyConnectionHandler(
     /// are the addresses to try, its name's others and then its own, last; when none connects, the result is its own
     /// attempt's.</param>
     private async Task<(TunnelConnectResult? Tunnel, IPEndPoint Destination, PolicyDecision Decision, AddressHold? Hold, ProxyConnectionResult? Failure)> FailOverAsync(
-        IPEndPoint failed, PolicyDecision failedDecision, ProxyConnectionResult failure, string name, ReadOnlyMemory<byte> early, CancellationToken aborted,
+        Socket client, IPEndPoint failed, PolicyDecision failedDecision, ProxyConnectionResult failure, string name, ReadOnlyMemory<byte> early, CancellationToken aborted,
         List<IPAddress>? tryLast)
     {
         List<IPAddress> candidates;
@@ -383,6 +385,7 @@ internal sealed class ProxyConnectionHandler(
         ProxyConnectionResult previous = failure;
         IPEndPoint previousDestination = failed;
         int dialled = 0;
+        bool applicationClosed = false;
         for (int attempt = 0; attempt < candidates.Count; attempt++)
         {
             var candidate = new IPEndPoint(candidates[attempt], failed.Port);
@@ -390,6 +393,16 @@ internal sealed class ProxyConnectionHandler(
             if (tryLast is not null && !itself && !policy.StillLearnedFrom(candidate.Address, name))
             {
                 continue; // remembered with the failure, no longer an address of the name (report mode would relax it)
+            }
+
+            if ((tryLast is null || dialled > 0) && ApplicationClosed(client))
+            {
+                // An attempt failed, after the parent's connect timeout maybe, and the application has since closed: it may
+                // have given up (curl --max-time), and its request must not reach another address after it did (a trial
+                // saw an abandoned POST arrive 3 s after curl had exited). A half-closing client loses the failover here.
+                ProxyLog.NoFailoverApplicationClosed(logger, previousDestination, previous.ParentStatus, name);
+                applicationClosed = true;
+                break;
             }
 
             var decision = policy.CheckConnection(candidate.Address, candidate.Port, out AddressHold? hold);
@@ -449,7 +462,7 @@ internal sealed class ProxyConnectionHandler(
                 // and remembered with it; when none of them was tried here, the ordinary failover tries them now.
                 if (dialled == 1)
                 {
-                    return await FailOverAsync(failed, failedDecision, result!.WithAllowingDecision(failedDecision), name, early, aborted, tryLast: null).ConfigureAwait(false);
+                    return await FailOverAsync(client, failed, failedDecision, result!.WithAllowingDecision(failedDecision), name, early, aborted, tryLast: null).ConfigureAwait(false);
                 }
 
                 _recentFailures.Record(candidate, result!.ParentStatus, name, policy.OtherAddressesOf(name, failed.Address, MaxOtherAddresses));
@@ -464,10 +477,33 @@ internal sealed class ProxyConnectionHandler(
             previousDestination = candidate;
         }
 
-        ProxyLog.FailoverExhausted(logger, failed, name, tryLast is null ? dialled : Math.Max(0, dialled - 1));
+        if (!applicationClosed)
+        {
+            ProxyLog.FailoverExhausted(logger, failed, name, tryLast is null ? dialled : Math.Max(0, dialled - 1));
+        }
+
         return tryLast is not null && previousDestination.Equals(failed)
             ? (null, failed, failedDecision, null, previous.WithAllowingDecision(failedDecision)) // its own attempt, last: as it answered now
             : (null, failed, failedDecision, null, failure);
+    }
+
+    /// <summary>Whether the application has closed its side (or reset): a peek finds the end of its stream with none of its
+    /// bytes before it (the bytes it wrote first were read already), or the reset. False while it is open, or has more to
+    /// say.</summary>
+    private static bool ApplicationClosed(Socket client)
+    {
+        try
+        {
+            return SocketNative.PeekNow(client.SafeHandle) == 0;
+        }
+        catch (SocketException)
+        {
+            return true; // reset
+        }
+        catch (ObjectDisposedException)
+        {
+            return true;
+        }
     }
 
     /// <summary>The most other addresses of a name read for a failover (its attempts are cut to

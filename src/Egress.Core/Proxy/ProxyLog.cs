@@ -112,8 +112,11 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 113, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}; failing over to {Alternative}, also learned from {Name} (attempt {Attempt} of {Attempts})")]
     public static partial void FailingOver(ILogger logger, IPEndPoint destination, TunnelStatus status, IPEndPoint alternative, string name, int attempt, int attempts);
 
-    [LoggerMessage(EventId = 124, Level = LogLevel.Information, Message = "connection to {Destination}: the parent could not reach it {Seconds} s ago ({Status}); trying {Others} other address(es) of {Name} first, then it")]
-    public static partial void TryingOthersFirst(ILogger logger, IPEndPoint destination, TunnelStatus status, long seconds, int others, string name);
+    [LoggerMessage(EventId = 124, Level = LogLevel.Information, Message = "connection to {Destination}: the parent could not reach it {Ago} ({Status}); trying {Others} other address(es) of {Name} first, then it")]
+    public static partial void TryingOthersFirst(ILogger logger, IPEndPoint destination, string ago, TunnelStatus status, int others, string name);
+
+    [LoggerMessage(EventId = 127, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}; not failing over to another address of {Name}: the application has closed its side meanwhile (it may have given up: its bytes are not sent to another address)")]
+    public static partial void NoFailoverApplicationClosed(ILogger logger, IPEndPoint destination, TunnelStatus status, string name);
 
     [LoggerMessage(EventId = 114, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}; no other live address of {Name} to fail over to")]
     public static partial void NoFailover(ILogger logger, IPEndPoint destination, TunnelStatus status, string name);

@@ -4,33 +4,41 @@ using Egress.Tunnel;
 namespace Egress.Proxy;
 
 /// <summary>
-/// Destinations (address and port) the parent could not reach in the last <see cref="Memory"/>: its connect timed out,
-/// or the destination was unreachable (a blackholed address, an IPv6 address whose neighbour discovery fails), each
-/// with the other addresses of its name known then. A connection to one of them tries those first and it last, so that
-/// a dead address of a name costs the parent's connect timeout about once in <see cref="Memory"/>, not on every
-/// connection (a trial: every request to a dual-stack name with a dead IPv6 address took 3–5 s through Egress where
-/// curl's Happy Eyeballs took 0.2 s directly: the application's connect to the proxy succeeds at once, so it cannot
-/// fall back itself). A refusal (RST) is not remembered: it costs no wait, and proves the destination reachable.
-/// Thread-safe; no lock while nothing is remembered (everything is forgotten once the newest failure is older than
-/// <see cref="Memory"/>).
+/// Destinations (address and port) the parent could not reach lately: its connect timed out, or the destination was
+/// unreachable (a blackholed address, an IPv6 address whose neighbour discovery fails), each with the other addresses of
+/// its name known then. A connection to one of them tries those first and it last, so that a dead address of a name
+/// costs the parent's connect timeout about once in <see cref="Memory"/>, not on every connection (a trial: every
+/// request to a dual-stack name with a dead IPv6 address took 3–5 s through Egress where curl's Happy Eyeballs took
+/// 0.2 s directly: the application's connect to the proxy succeeds at once, so it cannot fall back itself). Once a
+/// failure is <see cref="Memory"/> old, one connection dials the destination first again (a probe) while the others go
+/// on trying it last, until the probe connects (forgotten) or fails (remembered anew); a probe that never reports is
+/// replaced after another <see cref="Memory"/> (a second trial: when the memory simply ran out, every connection of the
+/// next 5 s paid the timeout: 68 of 506 requests, and 200 of a burst of 200). A refusal (RST) is not remembered: it
+/// costs no wait, and proves the destination reachable. Thread-safe; no lock while nothing is remembered (everything is
+/// forgotten once the newest failure is older than <see cref="Retention"/>).
 /// </summary>
-/// <param name="time">The clock of <see cref="Memory"/>.</param>
+/// <param name="time">The clock of <see cref="Memory"/> and <see cref="Retention"/>.</param>
 internal sealed class RecentDestinationFailures(TimeProvider time)
 {
-    /// <summary>How long a failure is remembered; after it the destination is dialled first again.</summary>
+    /// <summary>How long after a failure the destination is tried last by every connection; after it, by all but one
+    /// connection at a time, which dials it first (the probe).</summary>
     public static readonly TimeSpan Memory = TimeSpan.FromSeconds(30);
 
-    /// <summary>The most destinations remembered at once; a failure beyond them (after the expired are dropped) is not
-    /// remembered.</summary>
+    /// <summary>How long a failure is kept without the destination failing again (or a probe settling it): after it, the
+    /// destination is dialled first again by every connection.</summary>
+    public static readonly TimeSpan Retention = TimeSpan.FromMinutes(5);
+
+    /// <summary>The most destinations remembered at once; a failure beyond them (after those older than
+    /// <see cref="Memory"/> are dropped) is not remembered.</summary>
     public const int Capacity = 1024;
 
     private readonly Dictionary<IPEndPoint, Failure> _failed = [];
     private int _count;
     private long _newest;
 
-    /// <summary>A remembered failure: when, the parent's answer, the name the connection went by, and that name's other
-    /// addresses then.</summary>
-    internal readonly record struct Failure(long At, TunnelStatus Status, string Name, IPAddress[] Others);
+    /// <summary>A remembered failure: when, the parent's answer, the name the connection went by, that name's other
+    /// addresses then, and when a connection last set out to dial it first (its probe; 0: none yet).</summary>
+    internal readonly record struct Failure(long At, TunnelStatus Status, string Name, IPAddress[] Others, long ProbeAt = 0);
 
     /// <summary>Whether a failure with <paramref name="status"/> is remembered: the parent waited for it.</summary>
     public static bool Remembers(TunnelStatus status) => status is TunnelStatus.TimedOut or TunnelStatus.Unreachable;
@@ -77,7 +85,11 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
         }
     }
 
-    /// <summary>The failure remembered for <paramref name="destination"/> within <see cref="Memory"/>, if any.</summary>
+    /// <summary>The failure remembered for <paramref name="destination"/>, when the caller is to try the destination
+    /// last: within <see cref="Memory"/> of the failure, or while another connection's probe is out. False when nothing
+    /// is remembered, and for the one connection that is to probe it (the failure is <see cref="Memory"/> old and no probe
+    /// is out): that caller dials it first, as if nothing were remembered, and reports how it went (a connection or a
+    /// refusal: <see cref="Forget"/>; another failure: <see cref="Record"/>).</summary>
     /// <param name="destination">The destination.</param>
     /// <param name="failure">Its failure.</param>
     /// <param name="ago">How long ago it failed.</param>
@@ -99,10 +111,17 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
             }
 
             ago = time.GetElapsedTime(failure.At, now);
-            if (ago >= Memory)
+            if (ago >= Retention)
             {
                 _failed.Remove(destination);
                 Volatile.Write(ref _count, _failed.Count);
+                failure = default;
+                return false;
+            }
+
+            if (ago >= Memory && (failure.ProbeAt == 0 || time.GetElapsedTime(failure.ProbeAt, now) >= Memory))
+            {
+                _failed[destination] = failure with { ProbeAt = now }; // this connection probes; the others still try it last
                 failure = default;
                 return false;
             }
@@ -128,14 +147,28 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
         }
     }
 
-    /// <summary>Whether <paramref name="destination"/> failed within <see cref="Memory"/>.</summary>
-    public bool Contains(IPEndPoint destination) => TryGet(destination, out _, out _);
+    /// <summary>Whether a failure of <paramref name="destination"/> is remembered (within <see cref="Retention"/>), to
+    /// order it last among a failover's candidates; claims no probe.</summary>
+    public bool Contains(IPEndPoint destination)
+    {
+        if (IsEmpty)
+        {
+            return false;
+        }
 
-    /// <summary>Forgets everything when even the newest failure is older than <see cref="Memory"/> (under the lock), so
+        lock (_failed)
+        {
+            long now = time.GetTimestamp();
+            return !ForgetAllIfStale(now) && _failed.TryGetValue(destination, out Failure failure)
+                && time.GetElapsedTime(failure.At, now) < Retention;
+        }
+    }
+
+    /// <summary>Forgets everything when even the newest failure is older than <see cref="Retention"/> (under the lock), so
     /// that <see cref="IsEmpty"/> holds again without a lookup of each destination.</summary>
     private bool ForgetAllIfStale(long now)
     {
-        if (_failed.Count == 0 || time.GetElapsedTime(_newest, now) < Memory)
+        if (_failed.Count == 0 || time.GetElapsedTime(_newest, now) < Retention)
         {
             return _failed.Count == 0;
         }

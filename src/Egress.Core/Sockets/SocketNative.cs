@@ -22,6 +22,7 @@ namespace Egress.Sockets;
 /// </remarks>
 internal static unsafe partial class SocketNative
 {
+    private const int Peek = 0x2; // MSG_PEEK
     private const int DontWait = 0x40; // MSG_DONTWAIT
     private const int NoSignal = 0x4000; // MSG_NOSIGNAL
     private const int GetFlags = 3; // F_GETFL
@@ -66,24 +67,41 @@ internal static unsafe partial class SocketNative
     {
         fixed (byte* bytes = buffer)
         {
-            while (true)
+            return ReceiveWithFlags(handle, bytes, buffer.Length, DontWait);
+        }
+    }
+
+    /// <summary>recv(2) of one byte with MSG_PEEK and MSG_DONTWAIT: what the next receive would find, taking nothing.</summary>
+    /// <returns>1 when a byte is queued; 0 at end of stream (the peer's FIN with nothing before it); -1 when nothing is
+    /// there (EAGAIN).</returns>
+    /// <exception cref="SocketException">The peek failed (e.g. <see cref="SocketError.ConnectionReset"/>).</exception>
+    /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
+    public static int PeekNow(SafeSocketHandle handle)
+    {
+        byte one;
+        return ReceiveWithFlags(handle, &one, 1, DontWait | Peek);
+    }
+
+    /// <summary>recv(2) with <paramref name="flags"/> (MSG_DONTWAIT among them), again after EINTR.</summary>
+    private static int ReceiveWithFlags(SafeSocketHandle handle, byte* bytes, nint length, int flags)
+    {
+        while (true)
+        {
+            nint received = Recv(handle, bytes, length, flags);
+            if (received >= 0)
             {
-                nint received = Recv(handle, bytes, buffer.Length, DontWait);
-                if (received >= 0)
-                {
-                    return (int)received;
-                }
+                return (int)received;
+            }
 
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == Again)
-                {
-                    return -1;
-                }
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == Again)
+            {
+                return -1;
+            }
 
-                if (errno != Interrupted)
-                {
-                    throw ExceptionFor(errno);
-                }
+            if (errno != Interrupted)
+            {
+                throw ExceptionFor(errno);
             }
         }
     }

@@ -785,13 +785,79 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That(first.Asked, Is.EqualTo(new[] { dead, other }));
             Assert.That(second.Asked, Is.EqualTo(new[] { other, dead }), "the address that timed out, last");
             Assert.That((second.Result.Destination, second.Result.ParentStatus), Is.EqualTo((dead, TunnelStatus.ConnectionRefused)), "its own attempt's answer, now");
-            Assert.That(secondLines[0], Does.Contain($"connection to {dead}: the parent could not reach it 0 s ago (TimedOut); trying 1 other address(es) of api.example.com first, then it"));
+            Assert.That(secondLines[0], Does.Contain($"connection to {dead}: the parent could not reach it just now (TimedOut); trying 1 other address(es) of api.example.com first, then it"));
             Assert.That(secondLines, Has.None.Contains($"connection to {dead}: the destination answered"), "it was not dialled before the other address");
             Assert.That(secondLines, Has.Some.Contains($"connection to {other}: the destination answered TimedOut; failing over to {dead}, also learned from api.example.com (attempt 2 of 2)"));
             Assert.That(third.Asked, Is.EqualTo(new[] { dead, other }), "a refusal proved it reachable: dialled first again");
-            Assert.That(fourth.Asked, Is.EqualTo(new[] { dead, other }), "dialled first again once the memory passed");
+            Assert.That(fourth.Asked, Is.EqualTo(new[] { dead, other }), "dialled first again once the memory passed (this connection's probe)");
             Assert.That(_probe.Failovers, Is.EqualTo(3), "after a failure in the connection only: not a remembered failure's order");
             Assert.That((cache.ConnectionsThrough(dead.Address), cache.ConnectionsThrough(other.Address)), Is.EqualTo((0, 0)), "every hold released");
+        });
+    }
+
+    /// <summary>A trial: when the memory ran out, every connection of the next connect timeout dialled the dead address
+    /// first again (68 of 506 requests, and all of a burst of 200, paid 5 s). Now one connection probes it while the others
+    /// go on trying it last.</summary>
+    [Test]
+    public async Task OnceTheMemoryHasPassedOneConnectionProbesTheDestinationWhileTheOthersTryItLast()
+    {
+        var (policy, cache) = LearnedPolicy(out var dead, out var other);
+        var handler = Handler(Redirected(dead), policy: policy);
+        await ConnectThroughAsync(handler, TunnelStatus.TimedOut, TunnelStatus.ConnectionRefused);
+        _time.Advance(RecentDestinationFailures.Memory);
+
+        var (appA, acceptedA) = await ConnectedPairAsync();
+        var (appB, acceptedB) = await ConnectedPairAsync();
+        using (appA)
+        using (appB)
+        {
+            var probing = handler.HandleAsync(acceptedA, CancellationToken.None);
+            using Socket probeStream = await AcceptTunnelAsync();
+            var (_, probe) = await TunnelHandshake.ReadRequestAsync(probeStream, CancellationToken.None);
+
+            var meanwhile = await Task.Run(() => ConnectThroughAsync(handler, acceptedB, TunnelStatus.ConnectionRefused, TunnelStatus.TimedOut));
+
+            await TunnelHandshake.SendResponseAsync(probeStream, new TunnelResponse(TunnelStatus.TimedOut, "parent: no"), CancellationToken.None);
+            using (Socket failover = await AcceptTunnelAsync())
+            {
+                await TunnelHandshake.ReadRequestAsync(failover, CancellationToken.None);
+                await TunnelHandshake.SendResponseAsync(failover, new TunnelResponse(TunnelStatus.ConnectionRefused, "parent: no"), CancellationToken.None);
+            }
+
+            await probing.WaitAsync(HangGuard);
+            Assert.Multiple(() =>
+            {
+                Assert.That(probe.Destination, Is.EqualTo(dead), "one connection dials it first");
+                Assert.That(meanwhile.Asked, Is.EqualTo(new[] { other, dead }), "while that probe is out, the others try it last");
+                Assert.That(cache.ConnectionsThrough(dead.Address), Is.Zero, "every hold released");
+            });
+        }
+    }
+
+    /// <summary>A trial: curl --max-time 2 gave up while the parent's connect to a dead address timed out, and its POST
+    /// reached the name's other address 3 s after curl had exited. An application that closed is not failed over for.</summary>
+    [Test]
+    public async Task AnApplicationThatClosedWhileTheParentTriedIsNotFailedOver()
+    {
+        var (policy, _) = LearnedPolicy(out var dead, out _);
+        var (app, accepted) = await ConnectedPairAsync();
+        var handling = Handler(Redirected(dead), policy: policy).HandleAsync(accepted, CancellationToken.None);
+        using (Socket parent = await AcceptTunnelAsync())
+        {
+            await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+            app.Dispose(); // gives up: its FIN
+            Assert.That(SpinWait.SpinUntil(() => accepted.Poll(0, SelectMode.SelectRead), HangGuard), Is.True, "the FIN arrived");
+            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.TimedOut, "parent: no"), CancellationToken.None);
+        }
+
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(_tunnelsOpened, Is.EqualTo(1), "no second attempt");
+            Assert.That((result.Outcome, result.ParentStatus), Is.EqualTo((ConnectionOutcome.ParentRefused, TunnelStatus.TimedOut)));
+            Assert.That(_probe.Logs.Lines, Has.Some.Contains($"connection to {dead}: the destination answered TimedOut; not failing over to another address of api.example.com: the application has closed its side meanwhile"));
+            Assert.That(_probe.EventIds, Does.Contain(127).And.Not.Contain(115), "not called an exhausted failover");
         });
     }
 
@@ -876,18 +942,25 @@ public sealed class ProxyConnectionHandlerTests
         var (app, accepted) = await ConnectedPairAsync();
         using (app)
         {
-            var handling = handler.HandleAsync(accepted, CancellationToken.None);
-            var asked = new List<IPEndPoint>();
-            foreach (TunnelStatus status in answers)
-            {
-                using Socket parent = await AcceptTunnelAsync();
-                var (_, request) = await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
-                asked.Add(request.Destination!);
-                await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(status, "parent: no"), CancellationToken.None);
-            }
-
-            return (asked, await handling.WaitAsync(HangGuard));
+            return await ConnectThroughAsync(handler, accepted, answers);
         }
+    }
+
+    /// <summary>Handles <paramref name="accepted"/> (its application kept open by the caller), answering the parent's
+    /// requests in turn with <paramref name="answers"/>; the destinations asked for, and the result.</summary>
+    private async Task<(List<IPEndPoint> Asked, ProxyConnectionResult Result)> ConnectThroughAsync(ProxyConnectionHandler handler, Socket accepted, params TunnelStatus[] answers)
+    {
+        var handling = handler.HandleAsync(accepted, CancellationToken.None);
+        var asked = new List<IPEndPoint>();
+        foreach (TunnelStatus status in answers)
+        {
+            using Socket parent = await AcceptTunnelAsync();
+            var (_, request) = await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+            asked.Add(request.Destination!);
+            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(status, "parent: no"), CancellationToken.None);
+        }
+
+        return (asked, await handling.WaitAsync(HangGuard));
     }
 
     [Test]
