@@ -11,6 +11,12 @@
 # routes into world. world: 198.18.0.10 (allowed in the demo), 198.18.0.99 (denied), 198.18.0.53 (DNS),
 # 169.254.169.254 (metadata look-alike) and 2001:db8::10. 198.18.0.0/15 (RFC 2544) and 2001:db8::/32 never leave
 # the machine. Source this file to get the egress_netns_up / egress_netns_down functions.
+#
+# A destination that never answers (the parent's connect times out, rather than failing at once): an unassigned
+# address of 2001:db8::/64 fails with "no route to host" after ~3 s (neighbour discovery) and one routed elsewhere
+# with "network unreachable"; for a timeout, drop it in world:
+#   ip -n PREFIX-world -6 route add blackhole 2001:db8:1::/64     # 2001:db8:1::99 now times out
+#   ip -n PREFIX-world route add blackhole 203.0.113.0/24         # 203.0.113.99 (RFC 5737) too
 
 # egress_netns_check_prefix PREFIX: fails, saying why, unless PREFIX is 1 to 32 of [A-Za-z0-9_-], not starting with
 # '-' or '_'.
