@@ -28,6 +28,10 @@ internal enum DnsStreamEndReason
 
     /// <summary>The stream was reset or a read failed (<see cref="DnsStreamEnd.Error"/> says how).</summary>
     Failed,
+
+    /// <summary>Closed by the parent at the DNS stream limit, for a new stream to take its place: it was the one idle
+    /// longest (<see cref="DnsStreamSlots"/>).</summary>
+    GivenUp,
 }
 
 /// <summary>How a stream served by <see cref="DnsFramedConnection"/> ended: the reason, and the error's message when it failed.</summary>
@@ -36,7 +40,8 @@ internal enum DnsStreamEndReason
 internal readonly record struct DnsStreamEnd(DnsStreamEndReason Reason, string? Error = null)
 {
     /// <summary>Gets whether this is an ordinary end (the peer closed it, it stayed idle, a stop), logged at Debug only.</summary>
-    public bool IsNormal => Reason is DnsStreamEndReason.PeerClosed or DnsStreamEndReason.Idle or DnsStreamEndReason.Stopping;
+    public bool IsNormal => Reason is DnsStreamEndReason.PeerClosed or DnsStreamEndReason.Idle or DnsStreamEndReason.Stopping
+        or DnsStreamEndReason.GivenUp; // said once per limit line instead (event 218)
 
     /// <summary>The reason in words, naming the peer (e.g. "the enclave").</summary>
     /// <param name="peer">Who is at the other end.</param>
@@ -50,6 +55,7 @@ internal readonly record struct DnsStreamEnd(DnsStreamEndReason Reason, string? 
         DnsStreamEndReason.EmptyFrame => $"{peer} sent an empty frame",
         DnsStreamEndReason.Truncated => $"{peer} closed it in the middle of a frame",
         DnsStreamEndReason.FrameTimeout => string.Create(CultureInfo.InvariantCulture, $"a frame was not complete {options.FrameTimeout.TotalSeconds:0.###} s after its first byte"),
+        DnsStreamEndReason.GivenUp => "closed at the DNS stream limit for a new stream: it was the one idle longest",
         DnsStreamEndReason.PeerNotReading => string.Create(CultureInfo.InvariantCulture, $"{peer} took no answer for {DnsFramedConnection.WriteTimeout.TotalSeconds:0.###} s"),
         _ => $"reset or failed ({Error})",
     };

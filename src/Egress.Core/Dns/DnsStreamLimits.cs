@@ -6,7 +6,7 @@ namespace Egress.Dns;
 /// <summary>
 /// The bounds of tunnel DNS streams on the parent, in one place: how many may be open at once (a small share of the
 /// stream limit, so that DNS streams can never take the descriptors TCP streams need: the enclave's forwarder keeps a
-/// pool of 2 to 16), how many queries each answers at once (beyond that: SERVFAIL at once, never a queue), and how
+/// pool of 2 to 16; at the limit a new stream takes the place of the one idle longest, <see cref="DnsStreamSlots"/>), how many queries each answers at once (beyond that: SERVFAIL at once, never a queue), and how
 /// long one may stay idle or take over one frame. The enclave's side of the same contract:
 /// <see cref="Forwarder.DnsTunnelPool"/> closes its own idle streams before <see cref="IdleTimeout"/>, and
 /// <see cref="Forwarder.DnsQueryAdmission"/> sends each stream far fewer queries than <see cref="MaxInFlight"/>.

@@ -49,9 +49,10 @@ internal sealed class TunnelStreamHandler(
     // stream limit never holds back the line of a DNS stream refused at its own limit.
     private readonly LogRateLimit _tcpLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 211);
     private readonly LogRateLimit _dnsLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 211);
+    private readonly LogRateLimit _dnsGiveUpLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 218);
+    private readonly DnsStreamSlots _dnsSlots = new(options.Relay.TimeProvider);
     private readonly LogRateLimit _reportLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 211);
 
-    private int _dnsStreamsOpen;
 
     private readonly HintRelearner _relearner = new(policy, dnsUpstreams, logger);
 
@@ -282,23 +283,31 @@ internal sealed class TunnelStreamHandler(
             await SocketReadiness.LeaveEpollThread(); // a DNS stream is served for its whole life: not on an epoll thread
 
             int maxDnsStreams = DnsStreamLimits.MaxStreams(listener.Admission?.Limit);
-            if (Interlocked.Increment(ref _dnsStreamsOpen) > maxDnsStreams)
+            if (_dnsSlots.TryEnter(maxDnsStreams, out DnsStreamSlot? gaveUp) is not { } slot)
             {
-                Interlocked.Decrement(ref _dnsStreamsOpen);
                 return GatewayStreamResult.StreamLimitOf(request, DnsStreamLimits.RefusalReason(maxDnsStreams, listener.Admission?.LimitText()));
+            }
+
+            if (gaveUp is not null && _dnsGiveUpLines.TryEnter(out long heldBack))
+            {
+                GatewayLog.DnsStreamGivenUp(
+                    logger, DnsStreamLimits.RefusalReason(maxDnsStreams, listener.Admission?.LimitText()), Math.Round(gaveUp.IdleWhenGivenUp.TotalSeconds, 1), heldBack);
             }
 
             DnsStreamEnd end;
             try
             {
-                end = await ServeDnsAsync(tunnel, listener.Stopping, aborted).ConfigureAwait(false);
+                end = await ServeDnsAsync(tunnel, slot, listener.Stopping, aborted).ConfigureAwait(false);
             }
             finally
             {
-                Interlocked.Decrement(ref _dnsStreamsOpen);
+                _dnsSlots.Exit(slot);
+                slot.Dispose();
             }
 
-            return GatewayStreamResult.DnsServed(request, end);
+            return GatewayStreamResult.DnsServed(request, slot.GivenUp && end.Reason == DnsStreamEndReason.Stopping && !listener.Stopping.IsCancellationRequested
+                ? new DnsStreamEnd(DnsStreamEndReason.GivenUp)
+                : end);
         }
 
         if (request.Kind == TunnelRequestKind.DenialReport)
@@ -581,16 +590,19 @@ internal sealed class TunnelStreamHandler(
     }
 
     /// <summary>Answers Ok, then serves the stream's framed queries until the enclave closes it or a stop begins: why it ended.</summary>
-    private async Task<DnsStreamEnd> ServeDnsAsync(Socket streamSocket, CancellationToken stopping, CancellationToken aborted)
+    /// <remarks>A stream whose place a new one takes at the DNS stream limit (<paramref name="slot"/>) ends as at a stop:
+    /// it reads no further query, and its answers in flight (none: only an idle stream's place is taken) are written.</remarks>
+    private async Task<DnsStreamEnd> ServeDnsAsync(Socket streamSocket, DnsStreamSlot slot, CancellationToken stopping, CancellationToken aborted)
     {
         await TunnelHandshake.SendResponseAsync(streamSocket, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
         GatewayLog.DnsStreamOpened(logger, string.Join(", ", dnsUpstreams.Upstreams));
-        var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, options.Metrics, logger, _dnsOverloadLines, _dnsFailedLines);
+        var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, options.Metrics, logger, _dnsOverloadLines, _dnsFailedLines, slot);
         var tunnel = DnsStreamPipe.Start(streamSocket, "dns stream");
+        using var stoppingOrGivenUp = CancellationTokenSource.CreateLinkedTokenSource(stopping, slot.GivenUpToken);
         try
         {
             return await DnsFramedConnection.ServeAsync(
-                tunnel, answerer, _dnsStreams, logger, stopping, aborted).ConfigureAwait(false);
+                tunnel, answerer, _dnsStreams, logger, stoppingOrGivenUp.Token, aborted).ConfigureAwait(false);
         }
         finally
         {

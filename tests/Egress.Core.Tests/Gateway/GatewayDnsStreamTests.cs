@@ -204,6 +204,64 @@ public sealed class GatewayDnsStreamTests
         });
     }
 
+    /// <summary>A red-team trial: any process in the enclave can open DNS streams; one that held every place the parent
+    /// allows took the DNS forwarder's as they closed when idle, and every application's query got SERVFAIL. At the
+    /// limit a new stream now takes the place of the one idle longest.</summary>
+    [Test]
+    public async Task AtTheDnsStreamLimitANewStreamTakesThePlaceOfTheOneIdleLongest()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        string directory = Directory.CreateTempSubdirectory("egress-gwdns-").FullName;
+        var tunnel = TunnelEndpoint.Parse("unix:" + Path.Combine(directory, "t.sock"));
+        const int MaxStreams = 200; // an eighth: 25 DNS streams
+        await using var gateway = new TunnelGateway(
+            new TunnelGatewayOptions { Listen = tunnel, DnsUpstreams = [_upstream.EndPoint], MaxStreams = MaxStreams, Relay = new Egress.Relay.RelayOptions { TimeProvider = time } },
+            _policy,
+            _log.Factory);
+        gateway.Start();
+        var held = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < DnsStreamLimits.MaxStreams(MaxStreams); i++)
+            {
+                Socket open = await tunnel.ConnectAsync(CancellationToken.None);
+                held.Add(open);
+                await RequestDnsAsync(open);
+            }
+
+            using (Socket refused = await tunnel.ConnectAsync(CancellationToken.None))
+            {
+                Assert.That((await RequestAsync(refused)).Status, Is.EqualTo(TunnelStatus.Failure), "every stream opened just now: refused");
+            }
+
+            time.Advance(TimeSpan.FromSeconds(2));
+            await SendFrameAsync(held[0], DnsQueryBytes.Build(1, "a.x.test")); // the first stream has a query now
+            await DnsTunnelHarness.ReadFrameAsync(held[0]);
+            time.Advance(TimeSpan.FromSeconds(1));
+
+            using Socket newcomer = await tunnel.ConnectAsync(CancellationToken.None);
+            Assert.That((await RequestAsync(newcomer)).Status, Is.EqualTo(TunnelStatus.Ok));
+            int read = await held[1].ReceiveAsync(new byte[16], SocketFlags.None).WaitAsync(TimeSpan.FromSeconds(10));
+            await SendFrameAsync(held[0], DnsQueryBytes.Build(2, "a.x.test"));
+            byte[] stillAnswered = await DnsTunnelHarness.ReadFrameAsync(held[0]);
+            await SendFrameAsync(newcomer, DnsQueryBytes.Build(3, "a.x.test"));
+            byte[] newcomerAnswered = await DnsTunnelHarness.ReadFrameAsync(newcomer);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(read, Is.Zero, "the stream idle longest (opened second, no query) was closed");
+                Assert.That((DnsMessage.ReadId(stillAnswered), DnsMessage.ReadId(newcomerAnswered)), Is.EqualTo(((ushort)2, (ushort)3)));
+                Assert.That(_log.Lines, Has.Some.Contains("dns stream limit reached (25 DNS streams at once").And.Contains("closed the DNS stream idle longest (for 3 s) so that a new one could open"));
+            });
+        }
+        finally
+        {
+            held.ForEach(socket => socket.Dispose());
+            await gateway.DisposeAsync();
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     [Test]
     public async Task UpstreamClientWithNoUpstreamsFailsAndRestoresTheQueryId()
     {
@@ -238,6 +296,14 @@ public sealed class GatewayDnsStreamTests
         Socket socket = await _tunnel.ConnectAsync(CancellationToken.None);
         await RequestDnsAsync(socket);
         return socket;
+    }
+
+    /// <summary>Sends a DNS stream request and reads the parent's status (any).</summary>
+    private static async Task<TunnelResponse> RequestAsync(Socket socket)
+    {
+        var (result, response, _) = await TunnelHandshake.RequestAsync(socket, TunnelRequest.ForDns(), CancellationToken.None);
+        Assert.That(result, Is.EqualTo(TunnelReadResult.Complete));
+        return response;
     }
 
     private static async Task RequestDnsAsync(Socket socket)
