@@ -46,7 +46,8 @@ public sealed class AuditTrailTests : EgressFixture
             Assert.That(parent.GetProperty("connection_id").GetString(), Is.EqualTo(enclave.GetProperty("connection_id").GetString()), "both hosts' records join");
             Assert.That((enclave.GetProperty("side").GetString(), parent.GetProperty("side").GetString()), Is.EqualTo(("enclave", "parent")));
             Assert.That(enclave.GetProperty("name").GetString(), Is.EqualTo(Name));
-            Assert.That(parent.GetProperty("name").GetString(), Is.EqualTo(Name), "the parent's is the host hint");
+            Assert.That(parent.GetProperty("name").GetString(), Is.EqualTo(Name), "the parent learned the address from the name too");
+            Assert.That(parent.GetProperty("host_hint").GetString(), Is.EqualTo(Name), "and the enclave's request named it");
             Assert.That((enclave.GetProperty("decision").GetString(), enclave.GetProperty("reason").GetString()), Is.EqualTo(("allowed", "learned")));
             Assert.That(enclave.GetProperty("outcome").GetString(), Is.EqualTo("allowed"));
             Assert.That(enclave.GetProperty("bytes_in").GetInt64(), Is.GreaterThan(0));

@@ -31,7 +31,10 @@ public sealed class ConnectFailoverTests : EgressFixture
     public async Task PythonCreateConnectionReachesTheNamesServingAddressEveryTime()
     {
         var python = await Clients.EchoConnectionsAsync(Topology.Enclave, Name, WorldPorts.Echo, Tries, TimeSpan.FromSeconds(60));
-        var failedOver = await LogLineAsync(Deployment.Enclave, $"connection to {WorldAddresses.Refusing}:{WorldPorts.Echo}: the destination answered ConnectionRefused; failing over to {WorldAddresses.Unlisted}:{WorldPorts.Echo}, also learned from {Name}");
+        var failedOver = await LogLineAsync(
+            Deployment.Enclave,
+            $"connection to {WorldAddresses.Refusing}:{WorldPorts.Echo}: the destination answered ConnectionRefused, conn ", // the refused attempt's id, as the parent logged it
+            $"; failing over to {WorldAddresses.Unlisted}:{WorldPorts.Echo}, also learned from {Name}");
 
         Assert.Multiple(() =>
         {

@@ -11,7 +11,7 @@ namespace Egress.Audit;
 /// Writes <see cref="AuditRecord"/>s as JSON lines (one object per line, UTF-8, RFC 8259) to a file, appended, or to
 /// standard output. Fields, in this order, absent when null: <c>time</c> (RFC 3339 UTC), <c>side</c>,
 /// <c>connection_id</c> (16 hex digits), <c>cid</c>, <c>destination</c> (<c>ip:port</c>, IPv6 in brackets),
-/// <c>name</c>, <c>entry</c>, <c>decision</c>, <c>reason</c>, <c>decision_text</c>, <c>server_name</c>,
+/// <c>name</c>, <c>host_hint</c> (the parent's), <c>entry</c>, <c>decision</c>, <c>reason</c>, <c>decision_text</c>, <c>server_name</c>,
 /// <c>outcome</c>, <c>detail</c>, <c>bytes_out</c>, <c>bytes_in</c>, <c>duration_ms</c>, <c>close_cause</c>; a record
 /// of an enclave's denial report has <c>denial_report</c> (<c>kind</c>, <c>subject</c> when named, <c>count</c>,
 /// <c>period_s</c>) in place of the last four.
@@ -137,6 +137,7 @@ internal sealed class AuditLog : IAsyncDisposable
             }
 
             WriteIfPresent(json, "name"u8, record.Name);
+            WriteIfPresent(json, "host_hint"u8, record.HostHint);
             WriteIfPresent(json, "entry"u8, record.Entry);
             json.WriteString("decision"u8, record.Decision);
             json.WriteString("reason"u8, record.Reason);

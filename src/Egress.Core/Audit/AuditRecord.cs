@@ -27,8 +27,13 @@ internal readonly record struct AuditRecord
     /// <summary>Gets the destination address and port.</summary>
     public IPEndPoint? Destination { get; init; }
 
-    /// <summary>Gets the name the address was learned from (the enclave's) or the request's host hint (the parent's); null when none.</summary>
+    /// <summary>Gets the name the address was learned from, by this host's own DNS answers; null when the decision did not
+    /// come from a learned name.</summary>
     public string? Name { get; init; }
+
+    /// <summary>Gets the host hint the enclave's request carried (the parent's records only): the enclave's word, not
+    /// checked; null when none.</summary>
+    public string? HostHint { get; init; }
 
     /// <summary>Gets the allowlist entry, learned name or range that decided (the decision's subject); null when none.</summary>
     public string? Entry { get; init; }

@@ -61,7 +61,8 @@ internal static class AuditRecords
             ConnectionId = result.Request.ConnectionId == 0 ? null : result.Request.ConnectionId,
             Cid = cid,
             Destination = result.Destination,
-            Name = result.Request.HostHint,
+            Name = decision.LearnedName, // from the parent's own answers: the hint is the enclave's word (a red-team trial wrote any name into it)
+            HostHint = result.Request.HostHint,
             Entry = decision.Subject,
             Decision = DecisionText(decision),
             Reason = MetricTag.Of(decision.Reason),

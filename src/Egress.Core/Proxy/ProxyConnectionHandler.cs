@@ -52,6 +52,7 @@ internal sealed class ProxyConnectionHandler(
     private readonly LogRateLimit _setupWaitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 122);
     private readonly LogRateLimit _stoppingLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 112);
     private readonly LogRateLimit _unavailableLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 109, LogRateLimit.FailureLinesPerInterval);
+    private readonly LogRateLimit _tunnelCutLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 128, LogRateLimit.FailureLinesPerInterval);
 
     private readonly RecentDestinationFailures _recentFailures = new(options.Relay.TimeProvider);
 
@@ -378,7 +379,7 @@ internal sealed class ProxyConnectionHandler(
 
         if (candidates.Count == 0)
         {
-            ProxyLog.NoFailover(logger, failed, failure.ParentStatus, name);
+            ProxyLog.NoFailover(logger, failed, failure.ParentStatus, new ConnectionIdText(failure.ConnectionId), name);
             return (null, failed, failedDecision, null, failure);
         }
 
@@ -400,7 +401,7 @@ internal sealed class ProxyConnectionHandler(
                 // An attempt failed, after the parent's connect timeout maybe, and the application has since closed: it may
                 // have given up (curl --max-time), and its request must not reach another address after it did (a trial
                 // saw an abandoned POST arrive 3 s after curl had exited). A half-closing client loses the failover here.
-                ProxyLog.NoFailoverApplicationClosed(logger, previousDestination, previous.ParentStatus, name);
+                ProxyLog.NoFailoverApplicationClosed(logger, previousDestination, previous.ParentStatus, new ConnectionIdText(previous.ConnectionId), name);
                 applicationClosed = true;
                 break;
             }
@@ -418,7 +419,7 @@ internal sealed class ProxyConnectionHandler(
                 WouldDenyLog.Connection(logger, options.Metrics, candidate, name, policy, decision);
                 if (tryLast is null || dialled > 0)
                 {
-                    ProxyLog.FailingOver(logger, previousDestination, previous.ParentStatus, candidate, name, attempt + 1, candidates.Count);
+                    ProxyLog.FailingOver(logger, previousDestination, previous.ParentStatus, new ConnectionIdText(previous.ConnectionId), candidate, name, attempt + 1, candidates.Count);
                 }
 
                 if (tryLast is null || (dialled > 0 && !itself))
@@ -554,6 +555,12 @@ internal sealed class ProxyConnectionHandler(
                     ProxyLog.Closed(
                         logger, destination, relay.BytesAToB, relay.BytesBToA, relay.FirstCause, RelayEnds.LogText(relay), relay.Duration.TotalMilliseconds,
                         new ConnectionIdText(result.ConnectionId));
+                    if (relay.Framed is { Received: null } && relay.FirstCause == RelayShutdownCause.BReadError && _tunnelCutLines.TryEnter(out long cutBack))
+                    {
+                        // The line above is Information; a parent killed under live connections must be seen (a trial).
+                        ProxyLog.TunnelCut(logger, destination, options.Tunnel.ToString(), relay.Error?.Message ?? "end of stream", new HeldBackLines(cutBack));
+                    }
+
                     break;
                 case ConnectionOutcome.NotRedirected:
                     ProxyLog.NotRedirected(logger, client.RemoteEndPoint, result.RedirectStatus, result.Detail);

@@ -88,6 +88,9 @@ internal static partial class ProxyLog
     public static partial void ParentTimedOut(ILogger logger, IPEndPoint destination, double timeoutMs);
 
     /// <summary>The line, with the count of lines held back by its rate limit when there were any (<see cref="HeldBackLines"/>).</summary>
+    [LoggerMessage(EventId = 128, Level = LogLevel.Warning, Message = "connection to {Destination}: the tunnel stream from {Tunnel} ended without the parent's END frame ({Error}): the parent stopped or was killed, or the tunnel broke; the application's connection was reset{HeldBack:line}")]
+    public static partial void TunnelCut(ILogger logger, IPEndPoint destination, string tunnel, string error, HeldBackLines heldBack);
+
     [LoggerMessage(EventId = 109, Level = LogLevel.Warning, Message = "connection to {Destination} failed: tunnel {Tunnel} unavailable: {Error}{HeldBack:line}")]
     public static partial void TunnelUnavailable(ILogger logger, IPEndPoint destination, string tunnel, string error, HeldBackLines heldBack);
 
@@ -109,17 +112,17 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 118, Level = LogLevel.Information, Message = "the parent at {Tunnel} speaks tunnel protocol v2 again")]
     public static partial void ParentSpeaksVersion2(ILogger logger, string tunnel);
 
-    [LoggerMessage(EventId = 113, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}; failing over to {Alternative}, also learned from {Name} (attempt {Attempt} of {Attempts})")]
-    public static partial void FailingOver(ILogger logger, IPEndPoint destination, TunnelStatus status, IPEndPoint alternative, string name, int attempt, int attempts);
+    [LoggerMessage(EventId = 113, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}{ConnectionId:line}; failing over to {Alternative}, also learned from {Name} (attempt {Attempt} of {Attempts})")]
+    public static partial void FailingOver(ILogger logger, IPEndPoint destination, TunnelStatus status, ConnectionIdText connectionId, IPEndPoint alternative, string name, int attempt, int attempts);
 
     [LoggerMessage(EventId = 124, Level = LogLevel.Information, Message = "connection to {Destination}: the parent could not reach it {Ago} ({Status}); trying {Others} other address(es) of {Name} first, then it")]
     public static partial void TryingOthersFirst(ILogger logger, IPEndPoint destination, string ago, TunnelStatus status, int others, string name);
 
-    [LoggerMessage(EventId = 127, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}; not failing over to another address of {Name}: the application has closed its side meanwhile (it may have given up: its bytes are not sent to another address)")]
-    public static partial void NoFailoverApplicationClosed(ILogger logger, IPEndPoint destination, TunnelStatus status, string name);
+    [LoggerMessage(EventId = 127, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}{ConnectionId:line}; not failing over to another address of {Name}: the application has closed its side meanwhile (it may have given up: its bytes are not sent to another address)")]
+    public static partial void NoFailoverApplicationClosed(ILogger logger, IPEndPoint destination, TunnelStatus status, ConnectionIdText connectionId, string name);
 
-    [LoggerMessage(EventId = 114, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}; no other live address of {Name} to fail over to")]
-    public static partial void NoFailover(ILogger logger, IPEndPoint destination, TunnelStatus status, string name);
+    [LoggerMessage(EventId = 114, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}{ConnectionId:line}; no other live address of {Name} to fail over to")]
+    public static partial void NoFailover(ILogger logger, IPEndPoint destination, TunnelStatus status, ConnectionIdText connectionId, string name);
 
     [LoggerMessage(EventId = 115, Level = LogLevel.Warning, Message = "connection to {Destination} failed: none of {Attempts} other address(es) of {Name} connected either")]
     public static partial void FailoverExhausted(ILogger logger, IPEndPoint destination, string name, int attempts);

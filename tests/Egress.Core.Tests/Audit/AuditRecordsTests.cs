@@ -36,6 +36,24 @@ public sealed class AuditRecordsTests
         });
     }
 
+    /// <summary>A red-team trial: a request to a static entry's address with the host hint api.example.com was recorded
+    /// with that name, which the parent never checked. The name is the parent's own learned name; the hint is apart.</summary>
+    [Test]
+    public void TheParentsNameIsTheOneItLearnedAndTheEnclavesHintIsRecordedApart()
+    {
+        var request = TunnelRequest.ForTcp(Destination, "api.example.com").AsVersion2(42);
+        var byStaticEntry = GatewayStreamResult.ConnectFailed(
+            request, request.Destination!, new PolicyDecision(true, DecisionReason.StaticEntry, "198.51.100.20"), TunnelStatus.ConnectionRefused, "Connection refused");
+        var byLearnedName = GatewayStreamResult.ConnectFailed(
+            request, request.Destination!, new PolicyDecision(true, DecisionReason.Learned, "www.example.com", TimeSpan.FromSeconds(5)), TunnelStatus.ConnectionRefused, "Connection refused");
+
+        AuditRecord? staticRecord = AuditRecords.ForParent(byStaticEntry, cid: null, Now);
+        AuditRecord? learnedRecord = AuditRecords.ForParent(byLearnedName, cid: null, Now);
+
+        Assert.That((staticRecord?.Name, staticRecord?.HostHint), Is.EqualTo(((string?)null, "api.example.com")));
+        Assert.That((learnedRecord?.Name, learnedRecord?.HostHint), Is.EqualTo(("www.example.com", "api.example.com")));
+    }
+
     [Test]
     public void TheParentRecordsTcpDecisionsButNotDnsStreamsOrBadRequests()
     {

@@ -504,6 +504,45 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(await EndOfStreamAsync(_app), Is.EqualTo("reset"), "the app sees ECONNRESET, as it would from the destination");
     }
 
+    /// <summary>A trial killed egress-host under live connections: each was reset, as it must be, but the enclave said so
+    /// only in its Information close lines. A stream that ends without the parent's END is a Warning.</summary>
+    [Test]
+    public async Task AVersion2StreamCutWithoutTheParentsEndIsAWarningAndAReset()
+    {
+        var handling = Handler(Redirected(Listed), version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        using (Socket parent = await AcceptTunnelAsync())
+        {
+            await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+            await parent.SendAsync(Egress.Tests.Relay.Frames.Data("partial body"u8));
+        } // the parent is gone: no END
+
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Relay!.Framed?.Received, Is.Null);
+            Assert.That(_probe.EventIds, Is.EqualTo(new[] { 105, 110, 128 }));
+            Assert.That(_probe.Logs.Lines, Has.Some.Contains($"connection to {Listed}: the tunnel stream from tcp://{_parentListener.LocalEndPoint} ended without the parent's END frame"));
+        });
+        Assert.That(await EndOfStreamAsync(_app), Is.EqualTo("reset"));
+    }
+
+    [Test]
+    public async Task ACleanVersion2EndIsNoWarning()
+    {
+        var handling = Handler(Redirected(Listed), version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        using Socket parent = await AcceptTunnelAsync();
+        await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+        await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        await parent.SendAsync(Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin));
+        _app.Shutdown(SocketShutdown.Send);
+        await Egress.Tests.Relay.Frames.ReadUntilEndAsync(parent).WaitAsync(HangGuard);
+        await handling.WaitAsync(HangGuard);
+
+        Assert.That(_probe.EventIds, Is.EqualTo(new[] { 105, 110 }));
+    }
+
     [Test]
     public async Task TheApplicationsFirstBytesAlreadyThereGoWithTheRequestBeforeTheStatus()
     {
@@ -832,6 +871,32 @@ public sealed class ProxyConnectionHandlerTests
                 Assert.That(cache.ConnectionsThrough(dead.Address), Is.Zero, "every hold released");
             });
         }
+    }
+
+    /// <summary>A trial: the failover lines carried no connection id, so the parent's line for the failed attempt
+    /// (which has its id) could not be matched to them.</summary>
+    [Test]
+    public async Task AFailoverLineNamesTheFailedAttemptsConnectionId()
+    {
+        var (policy, _) = LearnedPolicy(out var dead, out var other);
+        var handling = Handler(Redirected(dead), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        TunnelRequest failed;
+        using (Socket parent = await AcceptTunnelAsync())
+        {
+            (_, failed) = await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.TimedOut, "parent: no") { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        }
+
+        using (Socket parent = await AcceptTunnelAsync())
+        {
+            await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.ConnectionRefused, "parent: no") { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        }
+
+        await handling.WaitAsync(HangGuard);
+
+        Assert.That(failed.ConnectionId, Is.Not.Zero);
+        Assert.That(_probe.Logs.Lines, Has.Some.Contains($"connection to {dead}: the destination answered TimedOut, conn {failed.ConnectionId:x16}; failing over to {other}"));
     }
 
     /// <summary>A trial: curl --max-time 2 gave up while the parent's connect to a dead address timed out, and its POST
