@@ -49,10 +49,11 @@ internal sealed class TunnelStreamHandler(
     // stream limit never holds back the line of a DNS stream refused at its own limit.
     private readonly LogRateLimit _tcpLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 211);
     private readonly LogRateLimit _dnsLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 211);
-    private readonly LogRateLimit _dnsGiveUpLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 218);
-    private readonly DnsStreamSlots _dnsSlots = new(options.Relay.TimeProvider);
     private readonly LogRateLimit _reportLimitLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 211);
+    private readonly LogRateLimit _dnsGiveUpLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 218);
 
+    // The DNS streams open, at most DnsStreamLimits.MaxStreams: at the limit a new one takes the idlest one's place.
+    private readonly DnsStreamSlots _dnsSlots = new(options.Relay.TimeProvider);
 
     private readonly HintRelearner _relearner = new(policy, dnsUpstreams, logger);
 
