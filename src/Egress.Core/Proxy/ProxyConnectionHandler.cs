@@ -53,6 +53,7 @@ internal sealed class ProxyConnectionHandler(
     private readonly LogRateLimit _stoppingLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 112);
     private readonly LogRateLimit _unavailableLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 109, LogRateLimit.FailureLinesPerInterval);
     private readonly LogRateLimit _tunnelCutLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 128, LogRateLimit.FailureLinesPerInterval);
+    private readonly LogRateLimit _othersFirstLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 124, LogRateLimit.FailureLinesPerInterval);
 
     private readonly RecentDestinationFailures _recentFailures = new(options.Relay.TimeProvider);
 
@@ -207,8 +208,11 @@ internal sealed class ProxyConnectionHandler(
             IPEndPoint original = destination;
             TunnelConnectResult? tunnel;
             ProxyConnectionResult? failure;
+            RecentDestinationFailures.Failure lately = default;
+            TimeSpan ago = default;
+            bool probe = false;
             if (hint is not null && options.FailoverAttempts > 0
-                && _recentFailures.TryGet(destination, out RecentDestinationFailures.Failure lately, out TimeSpan ago)
+                && _recentFailures.TryGet(destination, out lately, out ago, out probe)
                 && string.Equals(lately.Name, hint, StringComparison.OrdinalIgnoreCase) && lately.Others.Length > 0)
             {
                 // The parent could not reach this destination a moment ago (RecentDestinationFailures): the other
@@ -219,7 +223,12 @@ internal sealed class ProxyConnectionHandler(
                 LatelyUnreachableLast(order, destination.Port);
                 order.RemoveRange(Math.Min(order.Count, options.FailoverAttempts), Math.Max(0, order.Count - options.FailoverAttempts));
                 string agoText = ago < TimeSpan.FromSeconds(1) ? "just now" : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{(long)ago.TotalSeconds} s ago");
-                ProxyLog.TryingOthersFirst(logger, destination, agoText, lately.Status, order.Count, hint);
+                if (_othersFirstLines.TryEnter(out long othersFirstBack))
+                {
+                    // Every connection to it for up to 30 s: the first ten a second, counted (a trial: one line per request).
+                    ProxyLog.TryingOthersFirst(logger, destination, agoText, lately.Status, order.Count, hint, new HeldBackLines(othersFirstBack));
+                }
+
                 order.Add(destination.Address);
                 var remembered = ProxyConnectionResult.ParentRefused(
                     destination, lately.Status, $"not dialled: the parent could not reach it {agoText}, and no other address of {hint} connected").WithAllowingDecision(decision);
@@ -227,6 +236,13 @@ internal sealed class ProxyConnectionHandler(
             }
             else
             {
+                if (probe)
+                {
+                    // The one connection at a time that dials a lately unreachable destination first again: said, so that
+                    // its wait (the parent's connect timeout when it is still dead) is not a mystery (a trial).
+                    ProxyLog.ProbingAgain(logger, destination, (long)ago.TotalSeconds, lately.Status, lately.Name);
+                }
+
                 (tunnel, failure) = await OpenTunnelAsync(destination, hint, early, aborted).ConfigureAwait(false);
                 failure = failure?.WithAllowingDecision(decision);
                 if (tunnel is null && failure is not null && hint is not null && CanFailOver(failure))
@@ -488,18 +504,14 @@ internal sealed class ProxyConnectionHandler(
             : (null, failed, failedDecision, null, failure);
     }
 
-    /// <summary>Whether the application has closed its side (or reset): a peek finds the end of its stream with none of its
-    /// bytes before it (the bytes it wrote first were read already), or the reset. False while it is open, or has more to
-    /// say.</summary>
+    /// <summary>Whether the application has closed its side (its FIN arrived, also behind bytes it wrote before that no
+    /// receive has taken yet: curl's request, when the proxy took the connection before curl wrote it) or reset it. A
+    /// peek would read those bytes first and say "open" (a trial: an abandoned POST still failed over).</summary>
     private static bool ApplicationClosed(Socket client)
     {
         try
         {
-            return SocketNative.PeekNow(client.SafeHandle) == 0;
-        }
-        catch (SocketException)
-        {
-            return true; // reset
+            return SocketNative.PeerShutDown(client.SafeHandle);
         }
         catch (ObjectDisposedException)
         {
@@ -558,7 +570,8 @@ internal sealed class ProxyConnectionHandler(
                     if (relay.Framed is { Received: null } && relay.FirstCause == RelayShutdownCause.BReadError && _tunnelCutLines.TryEnter(out long cutBack))
                     {
                         // The line above is Information; a parent killed under live connections must be seen (a trial).
-                        ProxyLog.TunnelCut(logger, destination, options.Tunnel.ToString(), relay.Error?.Message ?? "end of stream", new HeldBackLines(cutBack));
+                        ProxyLog.TunnelCut(
+                            logger, destination, relay.Error?.Message ?? "the tunnel stream ended before its END frame", options.Tunnel.ToString(), new ConnectionIdText(result.ConnectionId), new HeldBackLines(cutBack));
                     }
 
                     break;

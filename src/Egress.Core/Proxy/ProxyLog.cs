@@ -87,10 +87,12 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 108, Level = LogLevel.Warning, Message = "connection to {Destination} failed: no answer from the parent within {TimeoutMs} ms")]
     public static partial void ParentTimedOut(ILogger logger, IPEndPoint destination, double timeoutMs);
 
-    /// <summary>The line, with the count of lines held back by its rate limit when there were any (<see cref="HeldBackLines"/>).</summary>
-    [LoggerMessage(EventId = 128, Level = LogLevel.Warning, Message = "connection to {Destination}: the tunnel stream from {Tunnel} ended without the parent's END frame ({Error}): the parent stopped or was killed, or the tunnel broke; the application's connection was reset{HeldBack:line}")]
-    public static partial void TunnelCut(ILogger logger, IPEndPoint destination, string tunnel, string error, HeldBackLines heldBack);
+    /// <summary>A v2 stream that ended without the parent's END frame, with the count of lines held back by its rate limit
+    /// when there were any (<see cref="HeldBackLines"/>).</summary>
+    [LoggerMessage(EventId = 128, Level = LogLevel.Warning, Message = "connection to {Destination} cut: {Error}; the parent at {Tunnel} stopped or was killed, or the tunnel broke, and the application's connection was reset{ConnectionId:line}{HeldBack:line}")]
+    public static partial void TunnelCut(ILogger logger, IPEndPoint destination, string error, string tunnel, ConnectionIdText connectionId, HeldBackLines heldBack);
 
+    /// <summary>The line, with the count of lines held back by its rate limit when there were any (<see cref="HeldBackLines"/>).</summary>
     [LoggerMessage(EventId = 109, Level = LogLevel.Warning, Message = "connection to {Destination} failed: tunnel {Tunnel} unavailable: {Error}{HeldBack:line}")]
     public static partial void TunnelUnavailable(ILogger logger, IPEndPoint destination, string tunnel, string error, HeldBackLines heldBack);
 
@@ -115,8 +117,11 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 113, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}{ConnectionId:line}; failing over to {Alternative}, also learned from {Name} (attempt {Attempt} of {Attempts})")]
     public static partial void FailingOver(ILogger logger, IPEndPoint destination, TunnelStatus status, ConnectionIdText connectionId, IPEndPoint alternative, string name, int attempt, int attempts);
 
-    [LoggerMessage(EventId = 124, Level = LogLevel.Information, Message = "connection to {Destination}: the parent could not reach it {Ago} ({Status}); trying {Others} other address(es) of {Name} first, then it")]
-    public static partial void TryingOthersFirst(ILogger logger, IPEndPoint destination, string ago, TunnelStatus status, int others, string name);
+    [LoggerMessage(EventId = 124, Level = LogLevel.Information, Message = "connection to {Destination}: the parent could not reach it {Ago} ({Status}); trying {Others} other address(es) of {Name} first, then it{HeldBack:line}")]
+    public static partial void TryingOthersFirst(ILogger logger, IPEndPoint destination, string ago, TunnelStatus status, int others, string name, HeldBackLines heldBack);
+
+    [LoggerMessage(EventId = 129, Level = LogLevel.Information, Message = "connection to {Destination}: the parent could not reach it {Seconds} s ago ({Status}); this connection dials it first again, to see whether it answers now (one at a time: the others still try the other addresses of {Name} first)")]
+    public static partial void ProbingAgain(ILogger logger, IPEndPoint destination, long seconds, TunnelStatus status, string name);
 
     [LoggerMessage(EventId = 127, Level = LogLevel.Information, Message = "connection to {Destination}: the destination answered {Status}{ConnectionId:line}; not failing over to another address of {Name}: the application has closed its side meanwhile (it may have given up: its bytes are not sent to another address)")]
     public static partial void NoFailoverApplicationClosed(ILogger logger, IPEndPoint destination, TunnelStatus status, ConnectionIdText connectionId, string name);

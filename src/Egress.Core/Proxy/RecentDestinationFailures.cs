@@ -93,10 +93,20 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
     /// <param name="destination">The destination.</param>
     /// <param name="failure">Its failure.</param>
     /// <param name="ago">How long ago it failed.</param>
-    public bool TryGet(IPEndPoint destination, out Failure failure, out TimeSpan ago)
+    public bool TryGet(IPEndPoint destination, out Failure failure, out TimeSpan ago) => TryGet(destination, out failure, out ago, out _);
+
+    /// <summary>As <see cref="TryGet(IPEndPoint, out Failure, out TimeSpan)"/>; <paramref name="probe"/> says whether a
+    /// false answer made the caller the probe (then <paramref name="failure"/> and <paramref name="ago"/> are the
+    /// failure's, for its log line).</summary>
+    /// <param name="destination">The destination.</param>
+    /// <param name="failure">Its failure.</param>
+    /// <param name="ago">How long ago it failed.</param>
+    /// <param name="probe">Whether the caller is to probe it.</param>
+    public bool TryGet(IPEndPoint destination, out Failure failure, out TimeSpan ago, out bool probe)
     {
         failure = default;
         ago = default;
+        probe = false;
         if (IsEmpty)
         {
             return false;
@@ -122,7 +132,7 @@ internal sealed class RecentDestinationFailures(TimeProvider time)
             if (ago >= Memory && (failure.ProbeAt == 0 || time.GetElapsedTime(failure.ProbeAt, now) >= Memory))
             {
                 _failed[destination] = failure with { ProbeAt = now }; // this connection probes; the others still try it last
-                failure = default;
+                probe = true;
                 return false;
             }
 

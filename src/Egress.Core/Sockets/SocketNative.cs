@@ -22,7 +22,6 @@ namespace Egress.Sockets;
 /// </remarks>
 internal static unsafe partial class SocketNative
 {
-    private const int Peek = 0x2; // MSG_PEEK
     private const int DontWait = 0x40; // MSG_DONTWAIT
     private const int NoSignal = 0x4000; // MSG_NOSIGNAL
     private const int GetFlags = 3; // F_GETFL
@@ -59,6 +58,61 @@ internal static unsafe partial class SocketNative
     [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
     private static partial int Ioctl(SafeSocketHandle fd, nuint request, int* argument);
 
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    private static partial int Poll(PollEntry* entries, nuint count, int timeoutMilliseconds);
+
+    /// <summary>POLLIN: readable (bytes, or the end of stream).</summary>
+    public const short PollIn = 0x1;
+
+    /// <summary>POLLPRI: urgent data.</summary>
+    public const short PollPri = 0x2;
+
+    private const short PollErr = 0x8; // POLLERR, always reported
+    private const short PollHup = 0x10; // POLLHUP, always reported
+    private const short PollReadHangUp = 0x2000; // POLLRDHUP: the peer shut its sending side down
+
+    /// <summary>struct pollfd.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollEntry
+    {
+        public int Descriptor;
+        public short Events;
+        public short ReturnedEvents;
+    }
+
+    /// <summary>poll(2) of one socket, without waiting.</summary>
+    /// <param name="handle">The socket.</param>
+    /// <param name="events">The events asked for (<see cref="PollIn"/>, <see cref="PollPri"/>); POLLERR, POLLHUP and
+    /// POLLNVAL are always reported.</param>
+    /// <returns>The events that hold now (0: none); -1 when the poll failed.</returns>
+    /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
+    public static int PollNow(SafeSocketHandle handle, short events)
+    {
+        bool added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            var entry = new PollEntry { Descriptor = (int)handle.DangerousGetHandle(), Events = events };
+            int ready = Poll(&entry, 1, 0);
+            return ready < 0 ? -1 : ready == 0 ? 0 : entry.ReturnedEvents;
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>Whether the peer has shut its sending side down (its FIN arrived: POLLRDHUP, also while its earlier bytes
+    /// are still queued in front of it, which a peek would read first), or the connection is reset or broken.</summary>
+    /// <param name="handle">A connected stream socket.</param>
+    /// <returns>True when it has; false while it is open, or when the poll failed.</returns>
+    /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
+    public static bool PeerShutDown(SafeSocketHandle handle) =>
+        PollNow(handle, PollReadHangUp) is var events and > 0 && (events & (PollReadHangUp | PollHup | PollErr)) != 0;
+
     /// <summary>recv(2) with MSG_DONTWAIT, whatever the descriptor's mode.</summary>
     /// <returns>Bytes received; 0 at end of stream (or for an empty buffer); -1 when nothing is there (EAGAIN).</returns>
     /// <exception cref="SocketException">The receive failed (e.g. <see cref="SocketError.ConnectionReset"/>).</exception>
@@ -67,41 +121,24 @@ internal static unsafe partial class SocketNative
     {
         fixed (byte* bytes = buffer)
         {
-            return ReceiveWithFlags(handle, bytes, buffer.Length, DontWait);
-        }
-    }
-
-    /// <summary>recv(2) of one byte with MSG_PEEK and MSG_DONTWAIT: what the next receive would find, taking nothing.</summary>
-    /// <returns>1 when a byte is queued; 0 at end of stream (the peer's FIN with nothing before it); -1 when nothing is
-    /// there (EAGAIN).</returns>
-    /// <exception cref="SocketException">The peek failed (e.g. <see cref="SocketError.ConnectionReset"/>).</exception>
-    /// <exception cref="ObjectDisposedException">The socket is closed.</exception>
-    public static int PeekNow(SafeSocketHandle handle)
-    {
-        byte one;
-        return ReceiveWithFlags(handle, &one, 1, DontWait | Peek);
-    }
-
-    /// <summary>recv(2) with <paramref name="flags"/> (MSG_DONTWAIT among them), again after EINTR.</summary>
-    private static int ReceiveWithFlags(SafeSocketHandle handle, byte* bytes, nint length, int flags)
-    {
-        while (true)
-        {
-            nint received = Recv(handle, bytes, length, flags);
-            if (received >= 0)
+            while (true)
             {
-                return (int)received;
-            }
+                nint received = Recv(handle, bytes, buffer.Length, DontWait);
+                if (received >= 0)
+                {
+                    return (int)received;
+                }
 
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno == Again)
-            {
-                return -1;
-            }
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == Again)
+                {
+                    return -1;
+                }
 
-            if (errno != Interrupted)
-            {
-                throw ExceptionFor(errno);
+                if (errno != Interrupted)
+                {
+                    throw ExceptionFor(errno);
+                }
             }
         }
     }

@@ -1,5 +1,5 @@
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
+using Egress.Sockets;
 
 namespace Egress.Tunnel;
 
@@ -158,45 +158,14 @@ internal sealed partial class TunnelStreamPool : IDisposable
     /// </summary>
     private static bool IsOpenAndSilent(Socket stream)
     {
-        bool added = false;
-        SafeSocketHandle handle;
         try
         {
-            handle = stream.SafeHandle;
-            handle.DangerousAddRef(ref added);
+            // 1 or more: something happened (readable, error, hang-up); -1: the check itself failed. Only 0 is silent.
+            return SocketNative.PollNow(stream.SafeHandle, SocketNative.PollIn | SocketNative.PollPri) == 0;
         }
         catch (ObjectDisposedException)
         {
             return false;
         }
-
-        try
-        {
-            var entry = new PollEntry { Descriptor = (int)handle.DangerousGetHandle(), Events = PollIn | PollPri };
-            // 1: something happened (readable, error, hang-up); -1: the check itself failed. Only 0 is silent.
-            return Poll(ref entry, 1, 0) == 0;
-        }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
     }
-
-    private const short PollIn = 0x1;
-    private const short PollPri = 0x2;
-
-    /// <summary>struct pollfd.</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    private struct PollEntry
-    {
-        public int Descriptor;
-        public short Events;
-        public short ReturnedEvents;
-    }
-
-    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
-    private static partial int Poll(ref PollEntry entry, nuint count, int timeoutMilliseconds);
 }

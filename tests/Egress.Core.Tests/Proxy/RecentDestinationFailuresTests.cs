@@ -38,15 +38,16 @@ public sealed class RecentDestinationFailuresTests
         failures.Record(Dead, TunnelStatus.TimedOut, "api.example.com", Others);
         time.Advance(RecentDestinationFailures.Memory);
 
-        bool first = failures.TryGet(Dead, out _, out _);
-        bool second = failures.TryGet(Dead, out _, out TimeSpan ago);
+        bool first = failures.TryGet(Dead, out var probed, out _, out bool probe);
+        bool second = failures.TryGet(Dead, out _, out TimeSpan ago, out bool secondProbe);
         time.Advance(RecentDestinationFailures.Memory);
         bool afterALostProbe = failures.TryGet(Dead, out _, out _);
         bool besideTheNextProbe = failures.TryGet(Dead, out _, out _);
 
         Assert.Multiple(() =>
         {
-            Assert.That(first, Is.False, "the first caller probes: it dials the destination first");
+            Assert.That((first, probe, probed.Status), Is.EqualTo((false, true, TunnelStatus.TimedOut)), "the first caller probes: it dials the destination first");
+            Assert.That(secondProbe, Is.False);
             Assert.That((second, ago), Is.EqualTo((true, RecentDestinationFailures.Memory)), "the others try it last meanwhile");
             Assert.That(failures.Contains(Dead), Is.True, "still ordered last among a failover's candidates");
             Assert.That((afterALostProbe, besideTheNextProbe), Is.EqualTo((false, true)), "a probe that never reported is replaced after another memory");
