@@ -29,8 +29,7 @@ internal enum DnsStreamEndReason
     /// <summary>The stream was reset or a read failed (<see cref="DnsStreamEnd.Error"/> says how).</summary>
     Failed,
 
-    /// <summary>Closed by the parent at the DNS stream limit, for a new stream to take its place: it was the one idle
-    /// longest (<see cref="DnsStreamSlots"/>).</summary>
+    /// <summary>Closed by the parent at the DNS stream limit, for a new stream to take its place (<see cref="DnsStreamSlots"/>).</summary>
     GivenUp,
 }
 
@@ -55,7 +54,7 @@ internal readonly record struct DnsStreamEnd(DnsStreamEndReason Reason, string? 
         DnsStreamEndReason.EmptyFrame => $"{peer} sent an empty frame",
         DnsStreamEndReason.Truncated => $"{peer} closed it in the middle of a frame",
         DnsStreamEndReason.FrameTimeout => string.Create(CultureInfo.InvariantCulture, $"a frame was not complete {options.FrameTimeout.TotalSeconds:0.###} s after its first byte"),
-        DnsStreamEndReason.GivenUp => "closed at the DNS stream limit for a new stream: it was the one idle longest",
+        DnsStreamEndReason.GivenUp => "closed at the DNS stream limit for a new stream",
         DnsStreamEndReason.PeerNotReading => string.Create(CultureInfo.InvariantCulture, $"{peer} took no answer for {DnsFramedConnection.WriteTimeout.TotalSeconds:0.###} s"),
         _ => $"reset or failed ({Error})",
     };

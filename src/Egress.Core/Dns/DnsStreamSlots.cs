@@ -2,8 +2,11 @@ namespace Egress.Dns;
 
 /// <summary>
 /// The tunnel DNS streams open on one gateway, at most <see cref="DnsStreamLimits.MaxStreams"/>. At the limit a new
-/// stream takes the place of the open one idle longest (no query in flight, none for at least
-/// <see cref="MinIdleToGiveUp"/>), which is closed, rather than being refused. The parent cannot tell the enclave's DNS
+/// stream takes the place of an open one, which is closed, rather than being refused: first of one that has not yet
+/// had a query the parent forwarded upstream (the oldest such), else of the one idle longest (no query in flight, none
+/// forwarded for at least <see cref="MinIdleToGiveUp"/>). Only a forwarded query is activity: a second red-team round
+/// kept every place "busy" with a query for a denied name on each stream every second (answered NXDOMAIN by the
+/// parent itself, nothing upstream), or simply by opening new streams faster than one place a second. The parent cannot tell the enclave's DNS
 /// forwarder from any other process in the enclave that opens the tunnel (on a Nitro parent any enclave process can
 /// connect to the VSOCK port), and a refusal at the limit let one that held every DNS stream, with a query on each now
 /// and then, take the forwarder's places as its streams closed when idle: every query of every application in the
@@ -49,8 +52,13 @@ internal sealed class DnsStreamSlots(TimeProvider time)
             {
                 foreach (DnsStreamSlot open in _open)
                 {
-                    if (open.InFlight == 0 && time.GetElapsedTime(open.LastActivity, now) >= MinIdleToGiveUp
-                        && (gaveUp is null || open.LastActivity < gaveUp.LastActivity))
+                    if (open.InFlight == 0 && (!open.Forwarded || time.GetElapsedTime(open.LastActivity, now) >= MinIdleToGiveUp)
+                        && (gaveUp is null || (gaveUp.Forwarded, open.Forwarded) switch
+                        {
+                            (true, false) => true, // a stream with nothing forwarded yet goes before any that had
+                            (false, true) => false,
+                            _ => open.LastActivity < gaveUp.LastActivity,
+                        }))
                     {
                         gaveUp = open;
                     }
@@ -83,14 +91,15 @@ internal sealed class DnsStreamSlots(TimeProvider time)
     }
 }
 
-/// <summary>The place of one open tunnel DNS stream: when it last had a query, how many are in flight, and whether a new
-/// stream took its place (<see cref="GivenUp"/>: it is to close).</summary>
+/// <summary>The place of one open tunnel DNS stream: when it last had a query forwarded upstream, how many are in flight,
+/// and whether a new stream took its place (<see cref="GivenUp"/>: it is to close).</summary>
 internal sealed class DnsStreamSlot : IDisposable
 {
     private readonly TimeProvider _time;
     private readonly CancellationTokenSource _givenUp = new();
     private long _lastActivity;
     private int _inFlight;
+    private int _forwarded;
 
     internal DnsStreamSlot(TimeProvider time, long opened)
     {
@@ -98,8 +107,11 @@ internal sealed class DnsStreamSlot : IDisposable
         _lastActivity = opened;
     }
 
-    /// <summary>Gets when the stream was opened or last began or finished a query (a <see cref="TimeProvider"/> timestamp).</summary>
+    /// <summary>Gets when the stream was opened or last had a query forwarded upstream (a <see cref="TimeProvider"/> timestamp).</summary>
     public long LastActivity => Volatile.Read(ref _lastActivity);
+
+    /// <summary>Gets whether any of its queries was forwarded upstream.</summary>
+    public bool Forwarded => Volatile.Read(ref _forwarded) != 0;
 
     /// <summary>Gets how many of its queries are being answered.</summary>
     public int InFlight => Volatile.Read(ref _inFlight);
@@ -110,20 +122,28 @@ internal sealed class DnsStreamSlot : IDisposable
     /// <summary>Gets whether a new stream took this one's place.</summary>
     public bool GivenUp => _givenUp.IsCancellationRequested;
 
-    /// <summary>Gets how long it had been idle when its place was taken.</summary>
+    /// <summary>Gets how long it had been idle when its place was taken: since its last forwarded query, or since it
+    /// opened when it had none.</summary>
     public TimeSpan IdleWhenGivenUp { get; private set; }
 
+    /// <summary>Gets which stream was closed, in words, for the line that says so (event 218).</summary>
+    public string GivenUpText => Forwarded
+        ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"the one idle longest ({IdleWhenGivenUp.TotalSeconds:0.#} s since its last query went upstream)")
+        : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"one that had no query forwarded upstream yet (open {IdleWhenGivenUp.TotalSeconds:0.#} s)");
+
     /// <summary>A query of the stream is being answered.</summary>
-    public void QueryStarted()
-    {
-        Interlocked.Increment(ref _inFlight);
-        Volatile.Write(ref _lastActivity, _time.GetTimestamp());
-    }
+    public void QueryStarted() => Interlocked.Increment(ref _inFlight);
 
     /// <summary>A query of the stream was answered (or dropped).</summary>
-    public void QueryEnded()
+    /// <param name="forwarded">Whether it went upstream (its name allowed, the query well-formed): only that is activity.</param>
+    public void QueryEnded(bool forwarded)
     {
-        Volatile.Write(ref _lastActivity, _time.GetTimestamp());
+        if (forwarded)
+        {
+            Volatile.Write(ref _lastActivity, _time.GetTimestamp());
+            Volatile.Write(ref _forwarded, 1);
+        }
+
         Interlocked.Decrement(ref _inFlight);
     }
 

@@ -73,8 +73,8 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 261, Level = LogLevel.Warning, Message = "stream reset unanswered: {Reason}, and {Answering} such refusals are being answered already ({HeldBack} more since the last such line)")]
     public static partial void OverShareReset(ILogger logger, string reason, int answering, long heldBack);
 
-    [LoggerMessage(EventId = 218, Level = LogLevel.Warning, Message = "{Reason}: closed the DNS stream idle longest (for {IdleSeconds} s) so that a new one could open; a stream with queries keeps its place ({HeldBack} more such closes since the last such line)")]
-    public static partial void DnsStreamGivenUp(ILogger logger, string reason, double idleSeconds, long heldBack);
+    [LoggerMessage(EventId = 218, Level = LogLevel.Warning, Message = "{Reason}: closed a DNS stream so that a new one could open: {Closed}; a stream whose queries go upstream keeps its place ({HeldBack} more such closes since the last such line)")]
+    public static partial void DnsStreamGivenUp(ILogger logger, string reason, string closed, long heldBack);
 
     [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target:line}: {Reason} ({HeldBack} more rejected since the last such line)")]
     public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, StreamTargetText target, string reason, long heldBack);

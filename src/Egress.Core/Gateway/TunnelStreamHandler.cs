@@ -291,8 +291,7 @@ internal sealed class TunnelStreamHandler(
 
             if (gaveUp is not null && _dnsGiveUpLines.TryEnter(out long heldBack))
             {
-                GatewayLog.DnsStreamGivenUp(
-                    logger, DnsStreamLimits.RefusalReason(maxDnsStreams, listener.Admission?.LimitText()), Math.Round(gaveUp.IdleWhenGivenUp.TotalSeconds, 1), heldBack);
+                GatewayLog.DnsStreamGivenUp(logger, DnsStreamLimits.RefusalReason(maxDnsStreams, listener.Admission?.LimitText()), gaveUp.GivenUpText, heldBack);
             }
 
             DnsStreamEnd end;

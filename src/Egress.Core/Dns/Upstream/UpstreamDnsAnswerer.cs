@@ -21,8 +21,8 @@ namespace Egress.Dns.Upstream;
 /// <param name="logger">Where each query's outcome is logged.</param>
 /// <param name="overloadLines">The rate limit of the "not forwarded for load" line, shared by the gateway's streams.</param>
 /// <param name="failedLines">The rate limit of the SERVFAIL line (event 256), shared by the gateway's streams.</param>
-/// <param name="slot">The stream's place among the gateway's DNS streams, told of each query (a busy stream keeps its
-/// place at the limit); null for none.</param>
+/// <param name="slot">The stream's place among the gateway's DNS streams, told of each query (a stream whose queries go
+/// upstream keeps its place at the limit); null for none.</param>
 internal sealed class UpstreamDnsAnswerer(
     EgressPolicy policy, DnsUpstreamClient upstreams, EgressMetrics? metrics, ILogger logger, LogRateLimit overloadLines, LogRateLimit failedLines,
     DnsStreamSlot? slot = null) : IDnsAnswerer
@@ -34,25 +34,25 @@ internal sealed class UpstreamDnsAnswerer(
     public async ValueTask<int> AnswerAsync(Memory<byte> query, DnsAnswerBuffer response, bool udp, int clientInFlight, CancellationToken cancellationToken)
     {
         slot?.QueryStarted();
+        bool forwarded = false;
         try
         {
             // The upstream client receives into the buffer it is given, so the parent rents the largest answer up front;
             // DnsStreamLimits.MaxInFlightPerGateway bounds how many are held.
             var result = await ResolveAsync(query, response.GetMemory(DnsTcpFraming.MaxMessageLength), cancellationToken).ConfigureAwait(false);
+            forwarded = result.Outcome is DnsQueryOutcome.Forwarded or DnsQueryOutcome.UpstreamFailed;
             Complete(result);
             return result.Length;
         }
         finally
         {
-            slot?.QueryEnded();
+            slot?.QueryEnded(forwarded);
         }
     }
 
     /// <inheritdoc />
     public int AnswerOverloaded(ReadOnlySpan<byte> query, Span<byte> response, string reason)
     {
-        slot?.QueryStarted();
-        slot?.QueryEnded();
         var result = DnsQueryResult.Answer(DnsQueryOutcome.Overloaded, query, response, default, reason);
         Complete(result);
         return result.Length;
