@@ -412,11 +412,13 @@ internal sealed class ProxyConnectionHandler(
                 continue; // remembered with the failure, no longer an address of the name (report mode would relax it)
             }
 
-            if ((tryLast is null || dialled > 0) && ApplicationClosed(client))
+            if ((tryLast is null || dialled > 0) && previous.ParentStatus is TunnelStatus.TimedOut or TunnelStatus.Unreachable
+                && ApplicationClosed(client))
             {
-                // An attempt failed, after the parent's connect timeout maybe, and the application has since closed: it may
-                // have given up (curl --max-time), and its request must not reach another address after it did (a trial
-                // saw an abandoned POST arrive 3 s after curl had exited). A half-closing client loses the failover here.
+                // An attempt failed after the parent waited for it (its connect timeout, a neighbour lookup), and the
+                // application has since closed: it may have given up (curl --max-time), and its request must not reach
+                // another address after it did (a trial saw an abandoned POST arrive 3 s after curl had exited). After a
+                // refusal, which comes at once, a client that half-closed after its request (nc -N) is failed over as ever.
                 ProxyLog.NoFailoverApplicationClosed(logger, previousDestination, previous.ParentStatus, new ConnectionIdText(previous.ConnectionId), name);
                 applicationClosed = true;
                 break;

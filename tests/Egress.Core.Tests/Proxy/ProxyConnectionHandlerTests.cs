@@ -874,6 +874,26 @@ public sealed class ProxyConnectionHandlerTests
         }
     }
 
+    /// <summary>The integration suite: nc -N (it half-closes right after its request) was no longer failed over after a
+    /// refusal once a closed application stopped the failover. Only after an attempt the parent waited for does it.</summary>
+    [Test]
+    public async Task AnApplicationThatHalfClosedIsStillFailedOverAfterARefusal()
+    {
+        var (policy, _) = LearnedPolicy(out var refused, out var serving);
+        var handler = Handler(Redirected(refused), policy: policy);
+        var (app, accepted) = await ConnectedPairAsync();
+        using (app)
+        {
+            await app.SendAsync("hello\n"u8.ToArray());
+            app.Shutdown(SocketShutdown.Send);
+            Assert.That(SpinWait.SpinUntil(() => SocketNative.PeerShutDown(accepted.SafeHandle), HangGuard), Is.True, "the FIN arrived");
+
+            var (asked, _) = await ConnectThroughAsync(handler, accepted, TunnelStatus.ConnectionRefused, TunnelStatus.ConnectionRefused);
+
+            Assert.That(asked, Is.EqualTo(new[] { refused, serving }));
+        }
+    }
+
     /// <summary>A trial: the failover lines carried no connection id, so the parent's line for the failed attempt
     /// (which has its id) could not be matched to them.</summary>
     [Test]
