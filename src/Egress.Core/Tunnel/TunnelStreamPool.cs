@@ -16,7 +16,7 @@ namespace Egress.Tunnel;
 /// <see cref="TunnelClient"/> and returns streams after a clean relay; the parent keeps such a stream open for the next
 /// request for <see cref="Gateway.TunnelStreamHandler.DefaultIdleBetweenRequests"/>. docs/tunnel-protocol.md, "Stream reuse".
 /// </remarks>
-internal sealed partial class TunnelStreamPool : IDisposable
+internal sealed class TunnelStreamPool : IDisposable
 {
     /// <summary>The enclave's pool size: idle streams kept at most (a burst of more connections opens new streams, and
     /// the streams beyond this are closed when their connections end).</summary>
