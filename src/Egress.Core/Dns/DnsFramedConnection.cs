@@ -29,6 +29,7 @@ internal sealed class DnsFramedConnection
     private readonly CancellationTokenSource _queries;
     private readonly TimeProvider _time;
     private int _stalled;
+    private int _unwritten;
 
     private DnsFramedConnection(IDuplexPipe pipe, IDnsAnswerer answerer, DnsStreamOptions options, ILogger logger, CancellationToken aborted)
     {
@@ -47,6 +48,14 @@ internal sealed class DnsFramedConnection
     /// cannot make the server hold its answers (and their buffers) for ever.
     /// </summary>
     internal static TimeSpan WriteTimeout { get; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// The most bytes of answers one connection may hold while they wait for the one being written (256 KiB). An
+    /// answer leaves the shared limit (<see cref="DnsStreamOptions.SharedLimit"/>) once it is computed, so a peer that
+    /// does not read is charged here instead: beyond this it is treated as not reading and the connection ends, as at
+    /// <see cref="WriteTimeout"/>. A peer that reads never comes near: answers wait only while another one is written.
+    /// </summary>
+    internal const int MaxUnwrittenBytes = 256 * 1024;
 
     /// <summary>Serves <paramref name="pipe"/> until it ends; never throws for I/O errors.</summary>
     /// <param name="pipe">The connection, positioned at the first frame.</param>
@@ -220,6 +229,8 @@ internal sealed class DnsFramedConnection
     {
         var response = new DnsAnswerBuffer();
         byte[]? sized = null;
+        bool sharedHeld = _options.AnswerOverflow && _options.SharedLimit is not null;
+        int charged = 0;
         try
         {
             int answer;
@@ -232,19 +243,35 @@ internal sealed class DnsFramedConnection
                 return; // The stream ended: nobody is left to take the answer.
             }
 
+            // The answer is computed: its place in the limit shared by every stream goes back now, not when the peer
+            // has taken it, so that streams that never read cannot hold every place (the wait is charged to this
+            // stream below).
+            ReleaseShared(ref sharedHeld);
             if (answer > 0 && !_writes.IsCancellationRequested)
             {
                 ReadOnlyMemory<byte> bytes = response.Written(answer);
                 if (!_writeLock.Wait(0))
                 {
-                    // Another answer is being written: hold only what this one needs while it waits (the parent's
-                    // answerer writes into a 64 KiB buffer).
+                    // Another answer is being written: hold only what this one needs while it waits.
                     if (response.Capacity > 2 * answer)
                     {
                         sized = ArrayPool<byte>.Shared.Rent(answer);
                         bytes.Span.CopyTo(sized);
                         response.Dispose();
                         bytes = sized.AsMemory(0, answer);
+                    }
+
+                    charged = sized?.Length ?? response.Capacity;
+                    int unwritten = Interlocked.Add(ref _unwritten, charged);
+                    if (unwritten > MaxUnwrittenBytes)
+                    {
+                        if (Interlocked.Exchange(ref _stalled, 1) == 0)
+                        {
+                            DnsLog.TooMuchUnwritten(_logger, unwritten, MaxUnwrittenBytes);
+                        }
+
+                        await _writes.CancelAsync().ConfigureAwait(false);
+                        return;
                     }
 
                     using var waited = new CancellationTokenSource(WriteTimeout, _time);
@@ -292,12 +319,23 @@ internal sealed class DnsFramedConnection
             }
 
             ArrayPool<byte>.Shared.Return(query);
-            if (_options.AnswerOverflow)
+            ReleaseShared(ref sharedHeld);
+            if (charged > 0)
             {
-                _options.SharedLimit?.Release();
+                Interlocked.Add(ref _unwritten, -charged);
             }
 
             _slots.Release();
+        }
+    }
+
+    /// <summary>Gives back the query's place in the shared limit, once.</summary>
+    private void ReleaseShared(ref bool held)
+    {
+        if (held)
+        {
+            held = false;
+            _options.SharedLimit!.Release();
         }
     }
 

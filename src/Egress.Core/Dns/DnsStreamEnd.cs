@@ -23,7 +23,8 @@ internal enum DnsStreamEndReason
     /// <summary>A frame was not complete <see cref="DnsStreamOptions.FrameTimeout"/> after its first byte.</summary>
     FrameTimeout,
 
-    /// <summary>The peer took no answer for <see cref="DnsFramedConnection.WriteTimeout"/>.</summary>
+    /// <summary>The peer took no answer for <see cref="DnsFramedConnection.WriteTimeout"/>, or let more than
+    /// <see cref="DnsFramedConnection.MaxUnwrittenBytes"/> of answers wait.</summary>
     PeerNotReading,
 
     /// <summary>The stream was reset or a read failed (<see cref="DnsStreamEnd.Error"/> says how).</summary>
@@ -55,7 +56,7 @@ internal readonly record struct DnsStreamEnd(DnsStreamEndReason Reason, string? 
         DnsStreamEndReason.Truncated => $"{peer} closed it in the middle of a frame",
         DnsStreamEndReason.FrameTimeout => string.Create(CultureInfo.InvariantCulture, $"a frame was not complete {options.FrameTimeout.TotalSeconds:0.###} s after its first byte"),
         DnsStreamEndReason.GivenUp => "closed at the DNS stream limit for a new stream",
-        DnsStreamEndReason.PeerNotReading => string.Create(CultureInfo.InvariantCulture, $"{peer} took no answer for {DnsFramedConnection.WriteTimeout.TotalSeconds:0.###} s"),
+        DnsStreamEndReason.PeerNotReading => string.Create(CultureInfo.InvariantCulture, $"{peer} did not read its answers (none taken for {DnsFramedConnection.WriteTimeout.TotalSeconds:0.###} s, or more than {DnsFramedConnection.MaxUnwrittenBytes / 1024} KiB waiting)"),
         _ => $"reset or failed ({Error})",
     };
 }

@@ -16,9 +16,11 @@ internal static class DnsStreamLimits
     /// <summary>The most queries one tunnel DNS stream has answered at once; a further one is answered SERVFAIL.</summary>
     public const int MaxInFlight = 1024;
 
-    /// <summary>The most queries in flight over all tunnel DNS streams of one gateway: each holds a 64 KiB answer
-    /// buffer, so this bounds their memory at 128 MiB; the enclave sends at most 512 with its default 2 streams
-    /// (<see cref="Forwarder.DnsQueryAdmission.PerStream"/> each).</summary>
+    /// <summary>The most queries being answered over all tunnel DNS streams of one gateway: each holds an answer buffer
+    /// of at most 64 KiB, so this bounds their memory at 128 MiB; the enclave sends at most 512 with its default 2
+    /// streams (<see cref="Forwarder.DnsQueryAdmission.PerStream"/> each). A place goes back once the answer is
+    /// computed: an answer waiting for its stream's peer to read it is charged to that stream
+    /// (<see cref="DnsFramedConnection.MaxUnwrittenBytes"/>), so streams that never read cannot hold these places.</summary>
     public const int MaxInFlightPerGateway = 2048;
 
     /// <summary>The fewest tunnel DNS streams allowed at once, whatever the stream limit: the enclave opens up to 16.</summary>

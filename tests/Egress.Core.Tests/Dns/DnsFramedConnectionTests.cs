@@ -257,6 +257,72 @@ public sealed class DnsFramedConnectionTests
         Assert.That(options.SharedLimit.InFlight, Is.Zero, "every place given back");
     }
 
+    // Red-team trial (6 December): streams that sent queries and never read the answers held the parent's shared
+    // places while their answers waited, and about half of an application's queries were answered SERVFAIL.
+    [Test]
+    public async Task AStreamThatDoesNotReadItsAnswersHoldsNoSharedPlaceWhileTheyWait()
+    {
+        using var logs = new LogCapture();
+        var options = new DnsStreamOptions { MaxInFlight = 8, AnswerOverflow = true, SharedLimit = new DnsInFlightLimit(4) };
+        var answerer = new FixedSizeAnswerer(2048);
+        var stalled = (In: new Pipe(), Out: new Pipe(new PipeOptions(pauseWriterThreshold: 1024, resumeWriterThreshold: 512, useSynchronizationContext: false)));
+        var reading = (In: new Pipe(), Out: new Pipe());
+        using var aborted = new CancellationTokenSource();
+        Task<DnsStreamEnd> stalledServing = DnsFramedConnection.ServeAsync(new DuplexPipe(stalled.In.Reader, stalled.Out.Writer), answerer, options, logs.Factory.CreateLogger("test"), CancellationToken.None, aborted.Token);
+        Task<DnsStreamEnd> readingServing = DnsFramedConnection.ServeAsync(new DuplexPipe(reading.In.Reader, reading.Out.Writer), answerer, options, logs.Factory.CreateLogger("test"), CancellationToken.None, aborted.Token);
+
+        // Six answers for a peer that reads none: the first one's flush blocks, five wait behind it.
+        for (ushort id = 1; id <= 6; id++)
+        {
+            DnsTcpFraming.WriteMessage(stalled.In.Writer, DnsQueryBytes.Build(id, "a.x.test"));
+        }
+
+        await stalled.In.Writer.FlushAsync();
+        await WaitUntilAsync(() => answerer.Answered == 6);
+        await Task.Delay(100);
+        Assert.That(options.SharedLimit.InFlight, Is.Zero, "a computed answer holds no shared place while it waits");
+
+        DnsTcpFraming.WriteMessage(reading.In.Writer, DnsQueryBytes.Build(99, "a.x.test"));
+        await reading.In.Writer.FlushAsync();
+        var answers = new DnsFrameReader(reading.Out.Reader);
+        Assert.That(await answers.ReadAsync(CancellationToken.None).AsTask().WaitAsync(HangGuard), Is.EqualTo(DnsStreamRead.Message));
+        Assert.That(answers.Message.Length, Is.EqualTo(2048), "answered, not SERVFAIL for load");
+
+        await aborted.CancelAsync();
+        await Task.WhenAll(stalledServing, readingServing).WaitAsync(HangGuard);
+        Assert.That(options.SharedLimit.InFlight, Is.Zero);
+    }
+
+    [Test]
+    public async Task APeerThatLetsMoreThanTheUnwrittenLimitWaitIsNotReadingAndItsConnectionEnds()
+    {
+        using var logs = new LogCapture();
+        var time = new FakeTimeProvider();
+        const int size = 60_000;
+        var toServer = new Pipe();
+        var fromServer = new Pipe(new PipeOptions(pauseWriterThreshold: 1024, resumeWriterThreshold: 512, useSynchronizationContext: false));
+        Task<DnsStreamEnd> serving = DnsFramedConnection.ServeAsync(
+            new DuplexPipe(toServer.Reader, fromServer.Writer), new FixedSizeAnswerer(size),
+            new DnsStreamOptions { MaxInFlight = 16, AnswerOverflow = true, SharedLimit = new DnsInFlightLimit(16), TimeProvider = time },
+            logs.Factory.CreateLogger("test"), CancellationToken.None, CancellationToken.None);
+
+        // One answer being written and more than 256 KiB of answers behind it, with the clock standing still.
+        int queries = 2 + (DnsFramedConnection.MaxUnwrittenBytes / size);
+        for (ushort id = 1; id <= queries; id++)
+        {
+            DnsTcpFraming.WriteMessage(toServer.Writer, DnsQueryBytes.Build(id, "a.x.test"));
+        }
+
+        await toServer.Writer.FlushAsync();
+        DnsStreamEnd end = await serving.WaitAsync(HangGuard);
+        Assert.Multiple(() =>
+        {
+            Assert.That(end.Reason, Is.EqualTo(DnsStreamEndReason.PeerNotReading));
+            Assert.That(logs.Values(328, "Limit"), Is.EqualTo(new[] { "262144" }), "one line");
+            Assert.That(logs.Values(317, "Seconds"), Is.Empty, "not the write timeout");
+        });
+    }
+
     [Test]
     public async Task WithoutOverflowAnswersQueriesBeyondTheLimitWaitForAPlace()
     {
