@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Egress in five seconds, on one Linux machine, with network namespaces standing in for the enclave and its parent:
+# Egress in a minute (the first run builds), on one Linux machine, with network namespaces standing in for the enclave and its parent:
 #
 #   enclave (only lo) --unix socket, the VSOCK stand-in--> parent --veth--> world (nginx on 198.18.0.10, .11 and .99;
 #                                                                                 dnsmasq on 198.18.0.53)

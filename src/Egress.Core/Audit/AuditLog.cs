@@ -1,6 +1,7 @@
 using Egress.Diagnostics;
 using System.Buffers;
 using System.Globalization;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
@@ -112,11 +113,15 @@ internal sealed class AuditLog : IAsyncDisposable
         }
     }
 
+    /// <summary>Quotes as <c>\"</c>, not <c>\u0022</c>, so that a record reads by eye (a new user's trial); control
+    /// characters are still escaped, so a record stays one line whatever a name holds. Not for HTML.</summary>
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     /// <summary>One record as one JSON object and a line feed.</summary>
     internal static byte[] Serialize(in AuditRecord record)
     {
         var buffer = new ArrayBufferWriter<byte>(512);
-        using (var json = new Utf8JsonWriter(buffer))
+        using (var json = new Utf8JsonWriter(buffer, WriterOptions))
         {
             json.WriteStartObject();
             json.WriteString("time"u8, record.Time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture));

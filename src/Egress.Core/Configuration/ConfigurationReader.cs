@@ -260,7 +260,7 @@ internal sealed class ConfigurationReader
                 _ => throw new ConfigurationException(location, path, $"expected a port (an integer), found {Describe(element.Kind)}"),
             };
             string? reason = port.Contains(',', StringComparison.Ordinal) || port.Contains('-', StringComparison.Ordinal)
-                ? $"port \"{port}\" is not a number from 1 to 65535"
+                ? $"port \"{port}\" is not a number from 1 to 65535 (egress.ports lists single ports; a range or a list goes in a destination entry, such as \"api.example.com:{port}\")"
                 : PortSet.TryParse(port, out _);
             if (reason is not null)
             {

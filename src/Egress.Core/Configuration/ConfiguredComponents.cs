@@ -269,6 +269,12 @@ public static class ConfiguredComponents
         var byDestination = new Dictionary<(DestinationRuleKind, string?, (UInt128, int)?, (UInt128, int)?), List<int>>();
         for (int i = 0; i < entries.Count; i++)
         {
+            if (entries[i].Rule is { Ports.Repeated: { } again })
+            {
+                yield return $"{entries[i].Location}: warning: destination \"{entries[i].Text}\" names {(again.Contains('-', StringComparison.Ordinal) ? "ports" : "port")} {again} more than once; "
+                    + "remove the repeat, or write the port meant (key 'egress.destinations')";
+            }
+
             if (entries[i].Rule is { } rule)
             {
                 var key = DestinationKey(rule);
@@ -317,7 +323,7 @@ public static class ConfiguredComponents
             if ((wider >= 0 ? wider : repeated) is var by and >= 0)
             {
                 PortSet? byPorts = entries[by].Rule!.Ports ?? egress.Ports;
-                string where = byPorts is null ? "on every port" : $"on ports {byPorts.Text}";
+                string where = byPorts is null ? "on every port" : $"on {(byPorts.IsSinglePort ? "port" : "ports")} {byPorts.Text}";
                 yield return wider < 0
                     ? $"{entries[i].Location}: warning: destination \"{entries[i].Text}\" repeats \"{entries[by].Text}\" ({entries[by].Location}), which allows the same {where}; remove one (key 'egress.destinations')"
                     : $"{entries[i].Location}: warning: destination \"{entries[i].Text}\" adds nothing: \"{entries[by].Text}\" ({entries[by].Location}) allows the same destination {where} "

@@ -1,11 +1,12 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Text.RegularExpressions;
 
 namespace Egress.Policy;
 
 /// <summary>The syntax of destination entries; returns a reason instead of throwing.</summary>
-internal static class DestinationRuleParser
+internal static partial class DestinationRuleParser
 {
     private const int MaxNameLength = 253;
     private const int MaxLabelLength = 63;
@@ -24,7 +25,12 @@ internal static class DestinationRuleParser
         {
             if (char.IsWhiteSpace(c))
             {
-                return "contains whitespace";
+                // "api.example.com:443, 8443": name the spelling meant when the spaces are only around the entry, a
+                // ',' or a ':' (a new user's trial); "api example.com" may be anything.
+                string joined = SpacesAroundSeparators().Replace(entry.Trim(), "$1");
+                return joined.Length > 0 && !joined.Any(char.IsWhiteSpace) && TryParse(joined, out _) is null
+                    ? $"contains whitespace; write \"{joined}\""
+                    : "contains whitespace";
             }
         }
 
@@ -372,4 +378,8 @@ internal static class DestinationRuleParser
 
         return true;
     }
+
+    /// <summary>Whitespace around a ',' or a ':' (the separator is group 1).</summary>
+    [GeneratedRegex(@"\s*([,:])\s*", RegexOptions.CultureInvariant)]
+    private static partial Regex SpacesAroundSeparators();
 }

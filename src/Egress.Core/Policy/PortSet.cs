@@ -12,14 +12,22 @@ internal sealed class PortSet
 {
     private readonly (int First, int Last)[] _ranges;
 
-    private PortSet((int First, int Last)[] ranges, string text)
+    private PortSet((int First, int Last)[] ranges, string text, string? repeated)
     {
         _ranges = ranges;
         Text = text;
+        Repeated = repeated;
     }
 
     /// <summary>The ports as written in canonical form, e.g. <c>587,465</c> or <c>8000-8100</c>.</summary>
     public string Text { get; }
+
+    /// <summary>The first item that allows nothing the items before it did not (<c>443</c> in <c>443,443</c>,
+    /// <c>8080</c> in <c>8000-8100,8080</c>), or null: a repeat within one entry is allowed, and warned of.</summary>
+    public string? Repeated { get; }
+
+    /// <summary>Whether the set is one port (<c>443</c>), for "port" against "ports" in a line.</summary>
+    public bool IsSinglePort => _ranges.Length == 1 && _ranges[0].First == _ranges[0].Last;
 
     /// <summary>Whether <paramref name="port"/> is one of the ports.</summary>
     public bool Contains(int port)
@@ -85,6 +93,7 @@ internal sealed class PortSet
 
         var ranges = new List<(int First, int Last)>();
         var canonical = new StringBuilder();
+        string? repeated = null;
         foreach (Range part in text.AsSpan().Split(','))
         {
             string item = text[part];
@@ -101,10 +110,15 @@ internal sealed class PortSet
                 return reason;
             }
 
+            if (repeated is null && ranges.Count > 1 && IsWithin(new PortSet([ranges[^1]], item, null), new PortSet([.. ranges.SkipLast(1)], string.Empty, null)))
+            {
+                repeated = item;
+            }
+
             canonical.Append(canonical.Length > 0 ? "," : string.Empty).Append(item);
         }
 
-        ports = new PortSet([.. ranges], canonical.ToString());
+        ports = new PortSet([.. ranges], canonical.ToString(), repeated);
         return null;
     }
 

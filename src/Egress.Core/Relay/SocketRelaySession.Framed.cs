@@ -726,8 +726,11 @@ internal sealed partial class SocketRelaySession
                             await DeliverBeforeResetAsync(destination).ConfigureAwait(false);
                         }
 
+                        // END(Refused) before any byte: the far host refused the first bytes itself (the enclave's
+                        // server-name check), which is a refusal here too, not a read error.
                         _monitor.Abort(
-                            fromA ? RelayShutdownCause.AReadError : RelayShutdownCause.BReadError,
+                            frame.Cause == TunnelEndCause.Refused && moved + spliced == 0 ? RelayShutdownCause.Refused
+                                : fromA ? RelayShutdownCause.AReadError : RelayShutdownCause.BReadError,
                             new IOException($"the tunnel's far side ended the stream with END({FramedStreamEnd.Name(frame.Cause)})"));
                     }
 

@@ -56,6 +56,18 @@ public sealed class AuditLogTests
         });
     }
 
+    // A new user's trial: decision_text's quotes read \u0022 by eye.
+    [Test]
+    public void QuotesReadAsQuotesAndControlCharactersAreEscaped()
+    {
+        string line = Encoding.UTF8.GetString(AuditLog.Serialize(Sample("port not allowed by \"api.example.com:443\"\u001b[2J\r\u2028")));
+        Assert.Multiple(() =>
+        {
+            Assert.That(line, Does.Contain("\"detail\":\"port not allowed by \\\"api.example.com:443\\\"\\u001B[2J\\r\\u2028\""));
+            Assert.That(line.IndexOf('\n'), Is.EqualTo(line.Length - 1), "one line");
+        });
+    }
+
     [Test]
     public async Task AFileIsAppendedToAndCreatedReadableByItsOwnerOnly()
     {

@@ -30,7 +30,7 @@ public sealed class ConfigurationErrorTests
     [TestCase("[relay]\nturbo = true\n", 2, 1, "relay.turbo", "unknown key", TestName = "Unknown key like no other")]
     [TestCase("[egress]\nports = []\n", 2, 9, "egress.ports", "an empty list would allow no port at all; remove the key to allow every port, or list the ports", TestName = "Evervault egress.ports empty")]
     [TestCase("[egress]\nports = [0]\n", 2, 10, "egress.ports", "port \"0\" is not a number from 1 to 65535", TestName = "Evervault egress.ports zero")]
-    [TestCase("[egress]\nports = [\"8000-8100\"]\n", 2, 10, "egress.ports", "port \"8000-8100\" is not a number from 1 to 65535", TestName = "Evervault egress.ports range")]
+    [TestCase("[egress]\nports = [\"8000-8100\"]\n", 2, 10, "egress.ports", "port \"8000-8100\" is not a number from 1 to 65535 (egress.ports lists single ports; a range or a list goes in a destination entry, such as \"api.example.com:8000-8100\")", TestName = "Evervault egress.ports range")]
     [TestCase("[egress]\nports = 443\n", 2, 9, "egress.ports", "expected an array of ports, e.g. [443, 8443], found an integer", TestName = "Evervault egress.ports not an array")]
     public void UnknownKeysPointAtTheKey(string text, int line, int column, string key, string problem) =>
         AssertError(text, line, column, key, problem);

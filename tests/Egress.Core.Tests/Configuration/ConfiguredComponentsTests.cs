@@ -189,7 +189,7 @@ public sealed class ConfiguredComponentsTests
         Assert.That(warnings.Result, Is.EqualTo(new[]
         {
             $"{Source}:100003:3: warning: destination \"h99999.example.com:443\" adds nothing: \"h99999.example.com\" ({Source}:100005:3) allows the same destination on every port (the entries of one destination allow the union of their ports); remove one, or give that one only the ports meant (key 'egress.destinations')",
-            $"{Source}:100004:3: warning: destination \"h7.example.com:443\" repeats \"h7.example.com:443\" ({Source}:11:3), which allows the same on ports 443; remove one (key 'egress.destinations')",
+            $"{Source}:100004:3: warning: destination \"h7.example.com:443\" repeats \"h7.example.com:443\" ({Source}:11:3), which allows the same on port 443; remove one (key 'egress.destinations')",
         }));
     }
 
@@ -228,10 +228,30 @@ public sealed class ConfiguredComponentsTests
 
         Assert.That(configuration.GetWarnings(), Is.EqualTo(new[]
         {
-            $"{Source}:4:35: warning: destination \"api.stripe.com:443\" repeats \"api.stripe.com\" ({Source}:4:17), which allows the same on ports 443; remove one (key 'egress.destinations')",
+            $"{Source}:4:35: warning: destination \"api.stripe.com:443\" repeats \"api.stripe.com\" ({Source}:4:17), which allows the same on port 443; remove one (key 'egress.destinations')",
             $"{Source}:4:81: warning: destination \"*.example.com:443,80\" repeats \"*.example.com:80,443\" ({Source}:4:57), which allows the same on ports 80,443; remove one (key 'egress.destinations')",
         }));
     }
+
+    // New-user trial (6 December): a port repeated within one entry was accepted without a word, while a repeat across
+    // entries was warned about.
+    [TestCase("api.stripe.com:443,443", "port 443")]
+    [TestCase("api.stripe.com:8000-8100,8080", "port 8080")]
+    [TestCase("api.stripe.com:8000-8100,8050-8060", "ports 8050-8060")]
+    public void APortRepeatedWithinOneEntryIsWarnedAbout(string entry, string repeated)
+    {
+        var configuration = EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"{entry}\"]\n", Source);
+
+        Assert.That(configuration.GetWarnings(), Is.EqualTo(new[]
+        {
+            $"{Source}:3:17: warning: destination \"{entry}\" names {repeated} more than once; remove the repeat, or write the port meant (key 'egress.destinations')",
+        }));
+    }
+
+    [TestCase("api.stripe.com:443,8443")]
+    [TestCase("api.stripe.com:8443,443-445")]
+    public void PortsThatEachAddSomethingAreNotARepeat(string entry) =>
+        Assert.That(EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"{entry}\"]\n", Source).GetWarnings(), Is.Empty);
 
     [TestCase("\"api.stripe.com:443\", \"api.stripe.com:8443\"")] // each adds a port
     [TestCase("\"api.stripe.com:1-100\", \"api.stripe.com:50-200\"")]

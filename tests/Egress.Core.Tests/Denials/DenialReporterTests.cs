@@ -478,7 +478,7 @@ public sealed class DenialReporterTests
             Assert.That(lines.Select(line => System.Text.RegularExpressions.Regex.Replace(line, "\"time\":\"[^\"]+\",", string.Empty)), Is.EqualTo(new[]
             {
                 """{"side":"parent","cid":16,"decision":"denied","reason":"never_learned","decision_text":"the enclave denied 1 connection to 198.51.100.1:443 in the last 10 s (its denial report)","outcome":"denied_in_enclave","denial_report":{"kind":"connection","subject":"198.51.100.1:443","count":1,"period_s":10}}""",
-                """{"side":"parent","cid":16,"decision":"denied","reason":"name_not_allowed","decision_text":"the enclave denied 3 DNS questions for (not named: enclave.report_denials = \u0022counts\u0022, or past the destinations one report names) in the last 10 s (its denial report)","outcome":"denied_in_enclave","denial_report":{"kind":"dns_question","count":3,"period_s":10}}""",
+                """{"side":"parent","cid":16,"decision":"denied","reason":"name_not_allowed","decision_text":"the enclave denied 3 DNS questions for (not named: enclave.report_denials = \"counts\", or past the destinations one report names) in the last 10 s (its denial report)","outcome":"denied_in_enclave","denial_report":{"kind":"dns_question","count":3,"period_s":10}}""",
             }));
         });
     }

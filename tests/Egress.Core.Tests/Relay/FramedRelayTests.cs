@@ -236,6 +236,28 @@ public sealed class FramedRelayTests(bool splice)
         });
     }
 
+    // New-user trial (6 December): the parent logged "AReadError (END sent Refused, received Refused)" for a connection
+    // the enclave's server-name check had refused, as if the tunnel had failed.
+    [Test]
+    public async Task ARefusalFromTheFarSideBeforeAnyByteIsARefusalHere()
+    {
+        using var chain = await FramedChain.ConnectAsync();
+        Task<RelayResult> relay = chain.RunAsync(Options);
+        Task<(byte[] Payload, TunnelEndCause? Cause)> atPeer = Frames.ReadUntilEndAsync(chain.Peer);
+        await chain.Peer.SendAsync(Frames.End(TunnelEndCause.Refused));
+        (byte[] received, SocketError end) = await ReadWhatArrivesAsync(chain.App).WaitAsync(HangGuard);
+        var answer = await atPeer.WaitAsync(HangGuard);
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(received, Is.Empty);
+            Assert.That(end, Is.EqualTo(SocketError.ConnectionReset));
+            Assert.That(answer.Cause, Is.EqualTo(TunnelEndCause.Refused));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.Refused));
+        });
+    }
+
     [TestCase(false)]
     [TestCase(true)]
     public async Task ATunnelThatEndsWithoutItsEndFrameIsAnAbort(bool insideAFrame)
