@@ -126,8 +126,8 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 253, Level = LogLevel.Information, Message = "dns stream closed: {Reason}")]
     public static partial void DnsStreamEnded(ILogger logger, string reason);
 
-    [LoggerMessage(EventId = 254, Level = LogLevel.Warning, Message = "denied DNS {Name} {Type}: parent: {Decision}; answered NXDOMAIN")]
-    public static partial void DnsDenied(ILogger logger, string name, string type, string decision);
+    [LoggerMessage(EventId = 254, Level = LogLevel.Warning, Message = "denied DNS {Name} {Type}: parent: {Decision}; answered NXDOMAIN{HeldBack:line}")]
+    public static partial void DnsDenied(ILogger logger, string name, string type, string decision, HeldBackLines heldBack);
 
     [LoggerMessage(EventId = 255, Level = LogLevel.Debug, Message = "DNS query on a tunnel stream not forwarded ({Reason}): {Action}")]
     public static partial void DnsNotForwarded(ILogger logger, string reason, string action);

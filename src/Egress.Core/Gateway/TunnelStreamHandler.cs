@@ -44,6 +44,7 @@ internal sealed class TunnelStreamHandler(
 
     private readonly LogRateLimit _dnsOverloadLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 321);
     private readonly LogRateLimit _dnsFailedLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 256, LogRateLimit.FailureLinesPerInterval);
+    private readonly LogRateLimit _dnsDeniedLines = new(options.Relay.TimeProvider, LogRateLimit.DefaultInterval, logger, 254, LogRateLimit.FailureLinesPerInterval);
 
     // The limit refusals' lines (event 211), one rate limit per request kind, so that a flood of connections at the
     // stream limit never holds back the line of a DNS stream refused at its own limit.
@@ -596,18 +597,29 @@ internal sealed class TunnelStreamHandler(
     {
         await TunnelHandshake.SendResponseAsync(streamSocket, new TunnelResponse(TunnelStatus.Ok), aborted).ConfigureAwait(false);
         GatewayLog.DnsStreamOpened(logger, string.Join(", ", dnsUpstreams.Upstreams));
-        var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, options.Metrics, logger, _dnsOverloadLines, _dnsFailedLines, slot);
+        var answerer = new UpstreamDnsAnswerer(policy, dnsUpstreams, options.Metrics, logger, _dnsOverloadLines, _dnsFailedLines, _dnsDeniedLines, slot);
         var tunnel = DnsStreamPipe.Start(streamSocket, "dns stream");
         using var stoppingOrGivenUp = CancellationTokenSource.CreateLinkedTokenSource(stopping, slot.GivenUpToken);
+        DnsStreamEnd? end = null;
         try
         {
-            return await DnsFramedConnection.ServeAsync(
+            end = await DnsFramedConnection.ServeAsync(
                 tunnel, answerer, _dnsStreams, logger, stoppingOrGivenUp.Token, aborted).ConfigureAwait(false);
+            return end.Value;
         }
         finally
         {
-            using var closing = new CancellationTokenSource(CloseDeadline);
-            await tunnel.CloseAsync(closing.Token).ConfigureAwait(false);
+            if (end is { Reason: DnsStreamEndReason.PeerNotReading })
+            {
+                // A peer that does not read gets no tail: closed at once, not after CloseDeadline of a blocked flush (a
+                // red-team trial: such streams kept their descriptor and stream place 30 s after event 317).
+                tunnel.Dispose();
+            }
+            else
+            {
+                using var closing = new CancellationTokenSource(CloseDeadline);
+                await tunnel.CloseAsync(closing.Token).ConfigureAwait(false);
+            }
         }
     }
 

@@ -83,6 +83,49 @@ public sealed class GatewayDnsStreamTests
         Assert.That(_log.Values(254, "Name"), Is.EqualTo(new[] { "metadata.internal" }));
     }
 
+    // Red-team trial (6 December): a denied-name query on each of 25 streams a second was a parent log line each.
+    [Test]
+    public async Task AFloodOfDeniedNamesIsTenLinesASecondAndTheRestCounted()
+    {
+        using Socket stream = await OpenDnsStreamAsync();
+        for (ushort id = 1; id <= 30; id++)
+        {
+            await SendFrameAsync(stream, DnsQueryBytes.Build(id, $"n{id}.metadata.internal"));
+        }
+
+        for (int i = 0; i < 30; i++)
+        {
+            Assert.That(DnsQueryBytes.Rcode(await DnsTunnelHarness.ReadFrameAsync(stream)), Is.EqualTo(3), "every one answered NXDOMAIN");
+        }
+
+        Assert.That(_log.Values(254, "Name"), Has.Count.EqualTo(10), "the first ten in the second name theirs");
+    }
+
+    // Red-team trial (6 December): after "the peer took no answer" the parent kept such a stream, its descriptor and its
+    // stream place, for the 30 s its close waits for a tail to be taken.
+    [Test]
+    public async Task AStreamWhosePeerDoesNotReadIsClosedAtOnce()
+    {
+        using Socket stream = await OpenDnsStreamAsync();
+        byte[] frames = [.. Enumerable.Range(1, 1000).SelectMany(id => Frame(DnsQueryBytes.Build((ushort)id, "big.x.test", ednsSize: 4096)))];
+        await stream.SendAsync(frames, SocketFlags.None);
+
+        // About 700 bytes an answer: more than 256 KiB of them wait once the socket's buffers are full.
+        DateTime giveUp = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (!Egress.Sockets.SocketNative.PeerShutDown(stream.SafeHandle) && DateTime.UtcNow < giveUp)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(Egress.Sockets.SocketNative.PeerShutDown(stream.SafeHandle), Is.True, "closed within 10 s, not after 30");
+            Assert.That(_log.Values(328, "Limit"), Is.EqualTo(new[] { "262144" }));
+        });
+    }
+
+    private static byte[] Frame(byte[] message) => [(byte)(message.Length >> 8), (byte)message.Length, .. message];
+
     /// <summary>Code in the enclave that speaks the tunnel protocol itself skips the enclave's forwarder: the parent
     /// forwards the question only too.</summary>
     [Test]

@@ -21,11 +21,14 @@ namespace Egress.Dns.Upstream;
 /// <param name="logger">Where each query's outcome is logged.</param>
 /// <param name="overloadLines">The rate limit of the "not forwarded for load" line, shared by the gateway's streams.</param>
 /// <param name="failedLines">The rate limit of the SERVFAIL line (event 256), shared by the gateway's streams.</param>
+/// <param name="deniedLines">The rate limit of the denied-name line (event 254), shared by the gateway's streams: the
+/// enclave's forwarder denies such names itself, so a flood of them comes from code that speaks the tunnel protocol
+/// (a red-team trial sent one on each of 25 streams a second).</param>
 /// <param name="slot">The stream's place among the gateway's DNS streams, told of each query (a stream whose queries go
 /// upstream keeps its place at the limit); null for none.</param>
 internal sealed class UpstreamDnsAnswerer(
     EgressPolicy policy, DnsUpstreamClient upstreams, EgressMetrics? metrics, ILogger logger, LogRateLimit overloadLines, LogRateLimit failedLines,
-    DnsStreamSlot? slot = null) : IDnsAnswerer
+    LogRateLimit deniedLines, DnsStreamSlot? slot = null) : IDnsAnswerer
 {
     /// <inheritdoc />
     /// <remarks>A query whose stream was reset or timed out (<paramref name="cancellationToken"/>) stops at once: its
@@ -96,8 +99,9 @@ internal sealed class UpstreamDnsAnswerer(
 
         switch (result.Outcome)
         {
-            case DnsQueryOutcome.DeniedName:
-                GatewayLog.DnsDenied(logger, question.LogName, DnsTypeName.Of(question.Type), result.Decision.WithoutDeniedPrefix);
+            case DnsQueryOutcome.DeniedName when deniedLines.TryEnter(out long deniedBack):
+                // The first ten a second name what they are; the rest are counted (metrics count every one).
+                GatewayLog.DnsDenied(logger, question.LogName, DnsTypeName.Of(question.Type), result.Decision.WithoutDeniedPrefix, new HeldBackLines(deniedBack));
                 break;
             case DnsQueryOutcome.UpstreamFailed when failedLines.TryEnter(out long failedBack):
                 // One at a time in normal running; every query while the upstreams are down: the first ten a second, counted.
