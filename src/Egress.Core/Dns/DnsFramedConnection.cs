@@ -30,6 +30,7 @@ internal sealed class DnsFramedConnection
     private readonly TimeProvider _time;
     private int _stalled;
     private int _unwritten;
+    private int _flushBlocked;
 
     private DnsFramedConnection(IDuplexPipe pipe, IDnsAnswerer answerer, DnsStreamOptions options, ILogger logger, CancellationToken aborted)
     {
@@ -50,12 +51,15 @@ internal sealed class DnsFramedConnection
     internal static TimeSpan WriteTimeout { get; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
-    /// The most bytes of answers one connection may hold while they wait for the one being written (256 KiB). An
-    /// answer leaves the shared limit (<see cref="DnsStreamOptions.SharedLimit"/>) once it is computed, so a peer that
-    /// does not read is charged here instead: beyond this it is treated as not reading and the connection ends, as at
-    /// <see cref="WriteTimeout"/>. A peer that reads never comes near: answers wait only while another one is written.
+    /// The most bytes of answer buffers one connection may hold while they wait for the one being written (1 MiB: the
+    /// enclave's forwarder has at most 256 queries in flight on a stream, whose answers of up to 4 KiB fit),
+    /// while that one's flush waits for the peer. An answer leaves the shared limit
+    /// (<see cref="DnsStreamOptions.SharedLimit"/>) once it is computed, so a peer that does not read is charged here
+    /// instead: beyond this, with the peer not taking what was written, it is treated as not reading and the connection
+    /// ends, as at <see cref="WriteTimeout"/>. Answers that queue up behind each other while the peer reads (a burst
+    /// that completes at once, a busy thread pool handing the write on) are not cut, however many.
     /// </summary>
-    internal const int MaxUnwrittenBytes = 256 * 1024;
+    internal const int MaxUnwrittenBytes = 1024 * 1024;
 
     /// <summary>Serves <paramref name="pipe"/> until it ends; never throws for I/O errors.</summary>
     /// <param name="pipe">The connection, positioned at the first frame.</param>
@@ -225,7 +229,7 @@ internal sealed class DnsFramedConnection
         }
     }
 
-    private async Task AnswerAsync(byte[] query, int length, CancellationToken aborted)
+    private async Task AnswerAsync(byte[]? query, int length, CancellationToken aborted)
     {
         var response = new DnsAnswerBuffer();
         byte[]? sized = null;
@@ -236,7 +240,7 @@ internal sealed class DnsFramedConnection
             int answer;
             try
             {
-                answer = await _answerer.AnswerAsync(query.AsMemory(0, length), response, udp: false, _options.MaxInFlight - _slots.CurrentCount, _queries.Token).ConfigureAwait(false);
+                answer = await _answerer.AnswerAsync(query!.AsMemory(0, length), response, udp: false, _options.MaxInFlight - _slots.CurrentCount, _queries.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (_queries.IsCancellationRequested)
             {
@@ -245,8 +249,10 @@ internal sealed class DnsFramedConnection
 
             // The answer is computed: its place in the limit shared by every stream goes back now, not when the peer
             // has taken it, so that streams that never read cannot hold every place (the wait is charged to this
-            // stream below).
+            // stream below), and so does the query's buffer (up to 64 KiB), which nothing reads any more.
             ReleaseShared(ref sharedHeld);
+            ArrayPool<byte>.Shared.Return(query!);
+            query = null;
             if (answer > 0 && !_writes.IsCancellationRequested)
             {
                 ReadOnlyMemory<byte> bytes = response.Written(answer);
@@ -263,7 +269,7 @@ internal sealed class DnsFramedConnection
 
                     charged = sized?.Length ?? response.Capacity;
                     int unwritten = Interlocked.Add(ref _unwritten, charged);
-                    if (unwritten > MaxUnwrittenBytes)
+                    if (unwritten > MaxUnwrittenBytes && Volatile.Read(ref _flushBlocked) != 0)
                     {
                         if (Interlocked.Exchange(ref _stalled, 1) == 0)
                         {
@@ -318,7 +324,11 @@ internal sealed class DnsFramedConnection
                 ArrayPool<byte>.Shared.Return(sized);
             }
 
-            ArrayPool<byte>.Shared.Return(query);
+            if (query is not null)
+            {
+                ArrayPool<byte>.Shared.Return(query);
+            }
+
             ReleaseShared(ref sharedHeld);
             if (charged > 0)
             {
@@ -346,11 +356,20 @@ internal sealed class DnsFramedConnection
         ValueTask<FlushResult> flush = _pipe.Output.FlushAsync(_writes.Token);
         if (!flush.IsCompleted)
         {
-            // Only a flush that has to wait for the peer pays for a deadline.
+            // Only a flush that has to wait for the peer pays for a deadline, and only while one waits do the answers
+            // queued behind it count against MaxUnwrittenBytes.
             using var taken = new CancellationTokenSource(WriteTimeout, _time);
             using CancellationTokenRegistration stall = taken.Token.UnsafeRegister(
                 static state => ((CancellationTokenSource)state!).Cancel(), _writes);
-            await flush.ConfigureAwait(false);
+            Volatile.Write(ref _flushBlocked, 1);
+            try
+            {
+                await flush.ConfigureAwait(false);
+            }
+            finally
+            {
+                Volatile.Write(ref _flushBlocked, 0);
+            }
         }
         else
         {

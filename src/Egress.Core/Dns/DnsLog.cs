@@ -86,7 +86,7 @@ internal static partial class DnsLog
     [LoggerMessage(EventId = 317, Level = LogLevel.Warning, Message = "DNS over TCP: the peer took no answer for {Seconds} s; closing the connection")]
     public static partial void PeerNotReading(ILogger logger, double seconds);
 
-    [LoggerMessage(EventId = 328, Level = LogLevel.Warning, Message = "DNS over TCP: {Bytes} bytes of answers wait for the peer to read them (at most {Limit}); closing the connection")]
+    [LoggerMessage(EventId = 328, Level = LogLevel.Warning, Message = "DNS over TCP: answers holding {Bytes} bytes wait while the peer takes nothing (at most {Limit}); closing the connection")]
     public static partial void TooMuchUnwritten(ILogger logger, int bytes, int limit);
 
     [LoggerMessage(EventId = 319, Level = LogLevel.Warning, Message = "DNS stream: a frame was not complete {Seconds} s after its first byte; closing the stream ({Suppressed} more since the last such line)")]

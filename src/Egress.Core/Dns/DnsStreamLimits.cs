@@ -20,7 +20,10 @@ internal static class DnsStreamLimits
     /// of at most 64 KiB, so this bounds their memory at 128 MiB; the enclave sends at most 512 with its default 2
     /// streams (<see cref="Forwarder.DnsQueryAdmission.PerStream"/> each). A place goes back once the answer is
     /// computed: an answer waiting for its stream's peer to read it is charged to that stream
-    /// (<see cref="DnsFramedConnection.MaxUnwrittenBytes"/>), so streams that never read cannot hold these places.</summary>
+    /// (<see cref="DnsFramedConnection.MaxUnwrittenBytes"/>, 1 MiB while the peer takes nothing, plus the answer being
+    /// written and its copy in the stream's writer, at most 128 KiB), so streams that never read cannot hold these
+    /// places. Over <see cref="MaxStreamsCap"/> streams, the most a gateway's DNS answers hold is about 128 MiB + 256 x
+    /// 1.2 MiB, about 430 MiB, reached only by streams that each take nothing with 1 MiB of answers waiting.</summary>
     public const int MaxInFlightPerGateway = 2048;
 
     /// <summary>The fewest tunnel DNS streams allowed at once, whatever the stream limit: the enclave opens up to 16.</summary>

@@ -29,9 +29,10 @@ internal sealed class DnsStreamOptions
     public bool AnswerOverflow { get; init; }
 
     /// <summary>
-    /// Gets the bound on queries in flight over all streams of the service together (each in flight holds a 64 KiB
-    /// answer buffer), or null for none. A query beyond it is answered like one beyond <see cref="MaxInFlight"/>
-    /// (only with <see cref="AnswerOverflow"/>).
+    /// Gets the bound on queries being answered over all streams of the service together (each holds a 64 KiB answer
+    /// buffer while its answer is computed; the place goes back once it is, and an answer waiting to be written is
+    /// charged to its stream, <see cref="DnsFramedConnection.MaxUnwrittenBytes"/>), or null for none. A query beyond it
+    /// is answered like one beyond <see cref="MaxInFlight"/> (only with <see cref="AnswerOverflow"/>).
     /// </summary>
     public DnsInFlightLimit? SharedLimit { get; init; }
 

@@ -144,6 +144,11 @@ internal sealed class DnsStreamPipe : IDuplexPipe, IDisposable
 
         _stream.Dispose();
         Socket.Dispose();
+
+        // A receive thread blocked in a flush (a megabyte the reader did not take) would never wake: nothing reads the
+        // input once serving has ended (a review found such threads leaked, each holding its megabyte and a place
+        // among MaxThreads).
+        _input.Writer.CancelPendingFlush();
     }
 
     private void ReceiveOnOwnThread()

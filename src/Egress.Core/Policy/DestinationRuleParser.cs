@@ -25,9 +25,10 @@ internal static partial class DestinationRuleParser
         {
             if (char.IsWhiteSpace(c))
             {
-                // "api.example.com:443, 8443": name the spelling meant when the spaces are only around the entry, a
-                // ',' or a ':' (a new user's trial); "api example.com" may be anything.
-                string joined = SpacesAroundSeparators().Replace(entry.Trim(), "$1");
+                // "api.example.com:443, 8443": name the spelling meant when the spaces are only around the entry or a
+                // ',' (a new user's trial); "api example.com" may be anything, and around a ':' joining may make
+                // another destination ("2001:db8::1 :443" is not the address 2001:db8::1:443).
+                string joined = SpacesAroundCommas().Replace(entry.Trim(), ",");
                 return joined.Length > 0 && !joined.Any(char.IsWhiteSpace) && TryParse(joined, out _) is null
                     ? $"contains whitespace; write \"{joined}\""
                     : "contains whitespace";
@@ -379,7 +380,7 @@ internal static partial class DestinationRuleParser
         return true;
     }
 
-    /// <summary>Whitespace around a ',' or a ':' (the separator is group 1).</summary>
-    [GeneratedRegex(@"\s*([,:])\s*", RegexOptions.CultureInvariant)]
-    private static partial Regex SpacesAroundSeparators();
+    /// <summary>A ',' with the whitespace around it.</summary>
+    [GeneratedRegex(@"\s*,\s*", RegexOptions.CultureInvariant)]
+    private static partial Regex SpacesAroundCommas();
 }

@@ -110,15 +110,61 @@ internal sealed class PortSet
                 return reason;
             }
 
-            if (repeated is null && ranges.Count > 1 && IsWithin(new PortSet([ranges[^1]], item, null), new PortSet([.. ranges.SkipLast(1)], string.Empty, null)))
+            // Repeats are looked for among the first items only (a list of thousands, written by hand or not, would
+            // make this quadratic); without allocating.
+            if (repeated is null && ranges.Count is > 1 and <= MaxItemsCheckedForRepeats)
             {
-                repeated = item;
+                repeated = RepeatIn(ranges, canonical, item);
             }
 
             canonical.Append(canonical.Length > 0 ? "," : string.Empty).Append(item);
         }
 
         ports = new PortSet([.. ranges], canonical.ToString(), repeated);
+        return null;
+    }
+
+    /// <summary>The most items of one list compared with each other for <see cref="Repeated"/>.</summary>
+    private const int MaxItemsCheckedForRepeats = 64;
+
+    /// <summary>The item that the last range makes a repeat: itself when the ranges before it cover it, else the first
+    /// earlier item it covers (<c>8080</c> in <c>8080,8000-8100</c>); null when none.</summary>
+    private static string? RepeatIn(List<(int First, int Last)> ranges, StringBuilder canonical, string item)
+    {
+        (int first, int last) = ranges[^1];
+        for (int port = first; port <= last;)
+        {
+            int coveredTo = -1;
+            for (int i = 0; i < ranges.Count - 1; i++)
+            {
+                if (port >= ranges[i].First && port <= ranges[i].Last)
+                {
+                    coveredTo = Math.Max(coveredTo, ranges[i].Last);
+                }
+            }
+
+            if (coveredTo < 0)
+            {
+                break;
+            }
+
+            if (coveredTo >= last)
+            {
+                return item;
+            }
+
+            port = coveredTo + 1;
+        }
+
+        for (int i = 0; i < ranges.Count - 1; i++)
+        {
+            if (ranges[i].First >= first && ranges[i].Last <= last)
+            {
+                // The i-th item as written: canonical holds the items before this one, joined by ','.
+                return canonical.ToString().Split(',')[i];
+            }
+        }
+
         return null;
     }
 

@@ -238,6 +238,7 @@ public sealed class ConfiguredComponentsTests
     [TestCase("api.stripe.com:443,443", "port 443")]
     [TestCase("api.stripe.com:8000-8100,8080", "port 8080")]
     [TestCase("api.stripe.com:8000-8100,8050-8060", "ports 8050-8060")]
+    [TestCase("api.stripe.com:8080,8000-8100", "port 8080")] // a review: the earlier item is the one made moot
     public void APortRepeatedWithinOneEntryIsWarnedAbout(string entry, string repeated)
     {
         var configuration = EgressConfiguration.Parse($"[egress]\nenabled = true\ndestinations = [\"{entry}\"]\n", Source);

@@ -160,6 +160,28 @@ public sealed class DnsPrecedenceTests
         Assert.That(result.IsCompleted, Is.True, "the blocked receive woke and the input completed");
     }
 
+    // A review: a receive thread blocked in a flush (a megabyte nobody read) never woke on Dispose, and kept its place
+    // among DnsStreamPipe.MaxThreads.
+    [Test]
+    public async Task DisposingAStreamPipeWhoseInputNobodyReadsEndsItsReceiveThread()
+    {
+        var (connected, accepted) = ConnectedPair();
+        using var peer = connected;
+        int before = DnsStreamPipe.Threads;
+        var pipe = DnsStreamPipe.Start(accepted, "test dns stream");
+        _ = peer.SendAsync(new byte[1_250_000], SocketFlags.None).ContinueWith(static _ => { }, TaskScheduler.Default);
+        await Task.Delay(500); // the input holds its megabyte; the receive thread waits in its flush
+
+        pipe.Dispose();
+        DateTime giveUp = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+        while (DnsStreamPipe.Threads > before && DateTime.UtcNow < giveUp)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.That(DnsStreamPipe.Threads, Is.EqualTo(before), "the receive thread ended");
+    }
+
     [Test]
     public async Task CloseAsyncSendsWhatWasWrittenAndThenEndOfStream()
     {

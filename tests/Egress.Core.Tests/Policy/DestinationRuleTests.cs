@@ -84,6 +84,8 @@ public sealed class DestinationRuleTests
     [TestCase(" api.example.com", "contains whitespace; write \"api.example.com\"")]
     [TestCase("api.example.com:443, 8443", "contains whitespace; write \"api.example.com:443,8443\"")] // a new user's trial
     [TestCase("api.example.com : 4x3", "contains whitespace")]
+    [TestCase("2001:db8::1 :443", "contains whitespace")] // a review: joined, it is another address on every port
+    [TestCase("api.example.com :443", "contains whitespace")]
     [TestCase("api.example.com ", "contains whitespace; write \"api.example.com\"")]
     [TestCase("api example.com", "contains whitespace")]
     [TestCase("api.example.com\t", "contains whitespace; write \"api.example.com\"")]
