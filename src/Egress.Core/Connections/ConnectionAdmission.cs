@@ -45,14 +45,27 @@ internal sealed class ConnectionAdmission
     public static int DerivedLimit(DescriptorBudget budget) =>
         (int)Math.Min(int.MaxValue, Math.Max(1, budget.Capacity / DescriptorsPerConnection));
 
+    /// <summary>The metric reason of a refusal at the limit (<c>egress.reason</c>).</summary>
+    public const string LimitMetricReason = "connection_limit";
+
+    /// <summary>The metric reason of a refusal for want of descriptors (<c>egress.reason</c>).</summary>
+    public const string DescriptorMetricReason = "descriptor_limit";
+
     /// <summary>Admits a connection (release it with <see cref="Release"/>), or says why not.</summary>
     /// <param name="refusal">Why the connection is refused, naming the limit; null when admitted.</param>
-    public bool TryAdmit([NotNullWhen(false)] out string? refusal)
+    public bool TryAdmit([NotNullWhen(false)] out string? refusal) => TryAdmit(out refusal, out _);
+
+    /// <summary>Admits a connection (release it with <see cref="Release"/>), or says why not, in words and as a metric
+    /// reason.</summary>
+    /// <param name="refusal">Why the connection is refused, naming the limit; null when admitted.</param>
+    /// <param name="metricReason"><see cref="LimitMetricReason"/> or <see cref="DescriptorMetricReason"/>; null when admitted.</param>
+    public bool TryAdmit([NotNullWhen(false)] out string? refusal, [NotNullWhen(false)] out string? metricReason)
     {
         if (Interlocked.Increment(ref _admitted) > Limit)
         {
             Interlocked.Decrement(ref _admitted);
             refusal = LimitReason();
+            metricReason = LimitMetricReason;
             return false;
         }
 
@@ -60,10 +73,12 @@ internal sealed class ConnectionAdmission
         {
             Interlocked.Decrement(ref _admitted);
             refusal = _budget.ExhaustedReason();
+            metricReason = DescriptorMetricReason;
             return false;
         }
 
         refusal = null;
+        metricReason = null;
         return true;
     }
 

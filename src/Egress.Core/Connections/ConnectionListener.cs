@@ -93,6 +93,12 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     /// (the default) resets refused connections at once. Given the socket, the reason and the abort token.</summary>
     public Func<Socket, string, CancellationToken, Task>? Refused { get; init; }
 
+    /// <summary>Gets where a connection refused and reset unanswered is counted (<c>egress.connections</c>, outcome
+    /// <c>failed</c>, reason <see cref="ConnectionAdmission.LimitMetricReason"/> or
+    /// <see cref="ConnectionAdmission.DescriptorMetricReason"/>); null (the default): not counted here (a
+    /// <see cref="Refused"/> answer counts its own).</summary>
+    public Diagnostics.EgressMetrics? RefusedMetrics { get; init; }
+
     /// <summary>Gets the most connections accepted and not yet set up, shared by the listeners of one service; null (the
     /// default): no limit.</summary>
     public ConnectionSetupLimit? SetupLimit { get; init; }
@@ -215,10 +221,9 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
             }
 
             _backoff.Succeeded();
-            string? refusal = null;
-            if (Admission is { } admission && !admission.TryAdmit(out refusal))
+            if (Admission is { } admission && !admission.TryAdmit(out string? refusal, out string? metricReason))
             {
-                Refuse(socket, refusal);
+                Refuse(socket, refusal, metricReason);
                 continue;
             }
 
@@ -264,7 +269,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     /// <summary>The second half of tracking a run (see <see cref="Reserve"/>).</summary>
     private void Tracked(long id, Task run) => _connections.TryUpdate(id, run, Task.CompletedTask);
 
-    private void Refuse(Socket socket, string reason)
+    private void Refuse(Socket socket, string reason, string metricReason)
     {
         if (Refused is { } answer && Interlocked.Increment(ref _answering) <= MaxAnswering)
         {
@@ -284,6 +289,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
             LogRefused(_logger, Name, RemoteOf(socket), reason, suppressed);
         }
 
+        RefusedMetrics?.Connection("failed", metricReason);
         SocketReset.Reset(socket); // RST: the client fails at once instead of waiting on a connection never served
     }
 

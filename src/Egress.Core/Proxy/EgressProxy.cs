@@ -140,6 +140,7 @@ public sealed class EgressProxy : IAsyncDisposable
             var listener = new ConnectionListener(socket, $"proxy {address}", (Func<Socket, ConnectionSetup, CancellationToken, Task>)_handler.HandleAsync, _logger)
             {
                 Admission = _admission,
+                RefusedMetrics = _options.Metrics,
                 SetupLimit = _setupLimit,
                 TimeProvider = _options.Relay.TimeProvider,
                 HandlersOnAcceptThread = _options.HandlersOnAcceptThread,

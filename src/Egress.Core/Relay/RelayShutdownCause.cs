@@ -41,6 +41,7 @@ public enum RelayShutdownCause
     Cancelled = 9,
 
     /// <summary>The first bytes from side A were refused before any of them was sent to B (e.g. a TLS ClientHello whose
-    /// server name is not allowed for the destination); both sides were reset.</summary>
+    /// server name is not allowed for the destination), here or, on a tunnel v2 stream, by the far host (its END(Refused)
+    /// came before any byte); both sides were reset.</summary>
     Refused = 10,
 }

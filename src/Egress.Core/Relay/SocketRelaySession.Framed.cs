@@ -727,9 +727,11 @@ internal sealed partial class SocketRelaySession
                         }
 
                         // END(Refused) before any byte: the far host refused the first bytes itself (the enclave's
-                        // server-name check), which is a refusal here too, not a read error.
+                        // server-name check), which is a refusal here too, not a read error; END(IdleTimeout): the far
+                        // host's idle or half-closed timer ended the connection, and both hosts' lines say so.
                         _monitor.Abort(
                             frame.Cause == TunnelEndCause.Refused && moved + spliced == 0 ? RelayShutdownCause.Refused
+                                : frame.Cause == TunnelEndCause.IdleTimeout ? RelayShutdownCause.IdleTimeout
                                 : fromA ? RelayShutdownCause.AReadError : RelayShutdownCause.BReadError,
                             new IOException($"the tunnel's far side ended the stream with END({FramedStreamEnd.Name(frame.Cause)})"));
                     }

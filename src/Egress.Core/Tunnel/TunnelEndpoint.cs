@@ -165,7 +165,7 @@ public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
             && !Path.Exists(unix.ToString()))
         {
             socket.Dispose();
-            throw new SocketException((int)SocketError.AddressNotAvailable, $"no socket at {unix} (ENOENT: egress-host creates it when it listens; is it running with this tunnel endpoint?)");
+            throw new SocketException((int)SocketError.AddressNotAvailable, $"no socket at {unix} (ENOENT: egress-host creates it when it listens and removes it when a stop begins; is it running with this tunnel endpoint, or stopping?)");
         }
         catch (SocketException ex) when (ex.SocketErrorCode == SocketError.SocketError && EndPoint is VsockEndPoint)
         {

@@ -185,6 +185,7 @@ public sealed class ConnectionListenerTests
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         int handled = 0;
         var admission = new ConnectionAdmission(1, "enclave.max_connections", "connection", DescriptorBudget.ForLimit(65536, 0));
+        using var telemetry = new Egress.Tests.Diagnostics.TelemetryProbe("enclave");
         await using var listener = Start(async (socket, _) =>
         {
             using (socket)
@@ -192,7 +193,7 @@ public sealed class ConnectionListenerTests
                 Interlocked.Increment(ref handled);
                 await release.Task;
             }
-        }, out IPEndPoint endPoint, admission: admission);
+        }, out IPEndPoint endPoint, admission: admission, metrics: telemetry.Metrics);
 
         using Socket held = await ConnectAsync(endPoint);
         await WaitUntilAsync(() => Volatile.Read(ref handled) == 1);
@@ -205,6 +206,8 @@ public sealed class ConnectionListenerTests
         Assert.That(reset!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset));
         string line = await _logs.WaitForLineAsync("refused connection from");
         Assert.That(line, Does.Contain("connection limit reached (enclave.max_connections = 1)"));
+        // A field trial: the refusals were logged (one line a second) but counted nowhere.
+        Assert.That(telemetry.Connections, Is.EqualTo(new[] { ((string?)"failed", (string?)"connection_limit") }));
 
         release.SetResult();
         await WaitUntilAsync(() => admission.Admitted == 0);
@@ -411,13 +414,14 @@ public sealed class ConnectionListenerTests
         out IPEndPoint endPoint,
         TimeSpan? abortGrace = null,
         ConnectionAdmission? admission = null,
-        Func<Socket, string, CancellationToken, Task>? refused = null)
+        Func<Socket, string, CancellationToken, Task>? refused = null,
+        Egress.Diagnostics.EgressMetrics? metrics = null)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         socket.Listen(512);
         endPoint = (IPEndPoint)socket.LocalEndPoint!;
-        var listener = new ConnectionListener(socket, "test listener", handler, _logger) { AbortGrace = abortGrace ?? TimeSpan.FromSeconds(5), Admission = admission, Refused = refused };
+        var listener = new ConnectionListener(socket, "test listener", handler, _logger) { AbortGrace = abortGrace ?? TimeSpan.FromSeconds(5), Admission = admission, Refused = refused, RefusedMetrics = metrics };
         listener.Start();
         return listener;
     }

@@ -57,7 +57,7 @@ public sealed class TunnelEndpointSocketTests
         var error = Assert.ThrowsAsync<SocketException>(async () => (await endpoint.ConnectAsync(CancellationToken.None)).Dispose());
 
         Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.AddressNotAvailable));
-        Assert.That(error.Message, Is.EqualTo($"no socket at {path} (ENOENT: egress-host creates it when it listens; is it running with this tunnel endpoint?)"));
+        Assert.That(error.Message, Is.EqualTo($"no socket at {path} (ENOENT: egress-host creates it when it listens and removes it when a stop begins; is it running with this tunnel endpoint, or stopping?)"));
     }
 
     /// <summary>A library-consumer trial: on a machine with no VSOCK transport (this one, and the CI machine) connect(2)
