@@ -62,7 +62,7 @@ internal static class DnsStreamLimits
     /// <param name="streamLimitText">The stream limit, as <see cref="Connections.ConnectionAdmission.LimitText"/> says it.</param>
     public static string ReservedReason(int reserved, string streamLimitText) => string.Create(
         CultureInfo.InvariantCulture,
-        $"stream {Connections.ConnectionAdmission.LimitReached} for relayed connections {streamLimitText}: the last {reserved} streams are kept for DNS and denial reports");
+        $"stream {Connections.ConnectionAdmission.LimitReached} for relayed connections {streamLimitText}: {(reserved == 1 ? "the last stream is" : $"the last {reserved} streams are")} kept for DNS and denial reports");
 
     /// <summary>Why a tunnel DNS stream beyond <see cref="MaxStreams"/> is refused.</summary>
     /// <param name="maxStreams">The limit reached.</param>

@@ -610,7 +610,7 @@ internal sealed partial class LearnedAddressesFile : IDisposable
         [LoggerMessage(EventId = 611, Level = LogLevel.Information, Message = "learned addresses: restored {Restored} name-address pairs from {Path} (skipped: {Expired} expired, {Refused} refused by the policy as a DNS answer would be, {Malformed} malformed lines); kept there from now on, for a restart")]
         public static partial void Restored(ILogger logger, int restored, string path, int expired, int refused, int malformed);
 
-        [LoggerMessage(EventId = 612, Level = LogLevel.Warning, Message = "learned addresses: nothing restored from {Path}: {Reason}; this run starts with nothing learned")]
+        [LoggerMessage(EventId = 612, Level = LogLevel.Warning, Message = "learned addresses: nothing restored from {Path}: {Reason}; this run starts with nothing learned and replaces the file with what it learns")]
         public static partial void NotRestored(ILogger logger, string path, string reason);
 
         [LoggerMessage(EventId = 613, Level = LogLevel.Warning, Message = "learned addresses: writing {Path} failed ({Error}); a restart would not find what was learned since. Retried every {RetrySeconds} s; said again when it works")]

@@ -139,7 +139,8 @@ internal sealed class NetfilterSelector(ICommandRunner runner, Func<bool> legacy
                 return new NetfilterSelection([], string.Empty, null, $"netfilter {ConfigurationChoices.Netfilter.TextOf(setting)} ({source}) does not work here: {only.Finding}. {advice}.");
             }
 
-            return new NetfilterSelection([only.Programs!], $"netfilter: {ConfigurationChoices.Netfilter.TextOf(setting)} ({source}; {only.Finding})", null, null);
+            return new NetfilterSelection(
+                [only.Programs!], $"netfilter: {ConfigurationChoices.Netfilter.TextOf(setting)} ({source}; {only.Finding})", OtherBackendHolds(setting, purpose, holdsRules), null);
         }
 
         var nft = Probe(NetfilterBackend.Nft);
@@ -191,6 +192,33 @@ internal sealed class NetfilterSelector(ICommandRunner runner, Func<bool> legacy
             ? "warning: the Egress rules are in both the nf_tables and the iptables-legacy tables, and both apply; rules --remove removes them from both"
             : null;
         return new NetfilterSelection([nft.Programs!], $"netfilter: nft (both work; auto prefers nf_tables: {nft.Finding})", warning, null);
+    }
+
+    /// <summary>
+    /// A warning when an explicit nft finds Egress rules in the legacy tables too (a field trial: an explicit nft apply
+    /// beside rules in the legacy tables added a second set without a word, and an explicit nft remove left the legacy
+    /// set in place). Looked at only where a legacy nat table is in use (a probe would create one); an explicit legacy
+    /// never touches nft.
+    /// </summary>
+    private string? OtherBackendHolds(NetfilterBackend chosen, NetfilterPurpose purpose, Func<NetfilterPrograms, bool> holdsRules)
+    {
+        const NetfilterBackend other = NetfilterBackend.Legacy;
+        if (chosen != NetfilterBackend.Nft || !legacyNatInUse())
+        {
+            return null;
+        }
+
+        var probe = Probe(other);
+        if (!probe.Works || !holdsRules(probe.Programs!))
+        {
+            return null;
+        }
+
+        const string tables = "the iptables-legacy tables";
+        string name = ConfigurationChoices.Netfilter.TextOf(other);
+        return purpose == NetfilterPurpose.Remove
+            ? $"warning: the Egress rules are also in {tables}, and still apply there: rules --remove --netfilter {name} removes them (rules --remove with auto removes from both)"
+            : $"warning: the Egress rules are also in {tables}, and apply there too: rules --remove --netfilter {name} removes them";
     }
 
     /// <summary>

@@ -270,6 +270,29 @@ public sealed class NetfilterSelectorTests
         Assert.That(rules, Is.EqualTo(new[] { "ip", "ip", "ip", "ip", "iptables-legacy", "iptables-legacy", "iptables-legacy", "iptables-legacy", "iptables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy", "ip6tables-legacy" }));
     }
 
+    // A field trial: rules --apply --netfilter nft beside rules already in the legacy tables added a second set without
+    // a word, and rules --remove --netfilter nft left the legacy set in place (exit 0).
+    [TestCase(false, "warning: the Egress rules are also in the iptables-legacy tables, and apply there too: rules --remove --netfilter legacy removes them")]
+    [TestCase(true, "warning: the Egress rules are also in the iptables-legacy tables, and still apply there: rules --remove --netfilter legacy removes them (rules --remove with auto removes from both)")]
+    public void AnExplicitBackendWarnsOfEgressRulesInTheOther(bool remove, string warning)
+    {
+        _system.LegacyNatInUse = true;
+
+        var selection = Select(NetfilterBackend.Nft, remove ? NetfilterPurpose.Remove : NetfilterPurpose.Apply, holdsRules: p => p.Backend == NetfilterBackend.Legacy);
+
+        Assert.That(selection.Backends, Is.EqualTo(new[] { Nft }));
+        Assert.That(selection.Warning, Is.EqualTo(warning));
+    }
+
+    [Test]
+    public void AnExplicitNftBackendDoesNotProbeLegacyTablesNobodyUses()
+    {
+        var selection = Select(NetfilterBackend.Nft, holdsRules: _ => true);
+
+        Assert.That(selection.Warning, Is.Null);
+        Assert.That(_system.Calls, Has.None.Contains("iptables-legacy"), "a probe would create the legacy nat table");
+    }
+
     private NetfilterSelection Select(NetfilterBackend setting, NetfilterPurpose purpose = NetfilterPurpose.Apply, Func<NetfilterPrograms, bool>? holdsRules = null) =>
         new NetfilterSelector(_system, () => _system.LegacyNatInUse).Select(setting, "set by --netfilter", purpose, holdsRules ?? (_ => false));
 }
