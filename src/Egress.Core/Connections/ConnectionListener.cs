@@ -286,7 +286,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
         _refusedLines ??= new LogRateLimit(TimeProvider, LogRateLimit.DefaultInterval, _logger, 15);
         if (_refusedLines.TryEnter(out long suppressed))
         {
-            LogRefused(_logger, Name, RemoteOf(socket), reason, suppressed);
+            LogRefused(_logger, Name, RemoteOf(socket), reason, new MoreSinceLastLine(suppressed, "refused"));
         }
 
         RefusedMetrics?.Connection("failed", metricReason);
@@ -378,8 +378,8 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     [LoggerMessage(EventId = 11, Level = LogLevel.Warning, Message = "{Listener}: accept failed: {Cause}; retrying in {WaitMs} ms ({Failures} in a row)")]
     private static partial void LogAcceptFailed(ILogger logger, string listener, string cause, int failures, double waitMs);
 
-    [LoggerMessage(EventId = 15, Level = LogLevel.Warning, Message = "{Listener}: refused connection from {Remote}: {Reason} ({Suppressed} more refused since the last such line)")]
-    private static partial void LogRefused(ILogger logger, string listener, string remote, string reason, long suppressed);
+    [LoggerMessage(EventId = 15, Level = LogLevel.Warning, Message = "{Listener}: refused connection from {Remote}: {Reason}{Suppressed:line}")]
+    private static partial void LogRefused(ILogger logger, string listener, string remote, string reason, MoreSinceLastLine suppressed);
 
     [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "{Listener}: connection handler failed")]
     private static partial void LogHandlerFailed(ILogger logger, Exception exception, string listener);

@@ -76,8 +76,8 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 218, Level = LogLevel.Warning, Message = "{Reason}: closed a DNS stream so that a new one could open: {Closed}; a stream whose queries go upstream keeps its place ({HeldBack} more such closes since the last such line)")]
     public static partial void DnsStreamGivenUp(ILogger logger, string reason, string closed, long heldBack);
 
-    [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target:line}: {Reason} ({HeldBack} more rejected since the last such line)")]
-    public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, StreamTargetText target, string reason, long heldBack);
+    [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target:line}: {Reason}{HeldBack:line}")]
+    public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, StreamTargetText target, string reason, MoreSinceLastLine heldBack);
 
     /// <summary>A stream refused because of its peer (an enclave CID that [[host.enclaves]] does not map): a line each.</summary>
     [LoggerMessage(EventId = 217, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target:line}: {Reason}")]

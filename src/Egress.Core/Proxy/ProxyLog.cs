@@ -26,11 +26,11 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 123, Level = LogLevel.Information, Message = "proxy: {Given} connections being set up had waited 250 ms or more for the parent's status (to {Destinations}: slow to connect, or the parent slow to answer) while the accept loop waited for a setup place; they gave their places back and go on without one ({SetUpAside} now), so that connections to other destinations are not held in the listen backlog behind them ({HeldBack} more such lines held back since the last one)")]
     public static partial void SettingUpAside(ILogger logger, int given, string destinations, int setUpAside, long heldBack);
 
-    [LoggerMessage(EventId = 121, Level = LogLevel.Warning, Message = "connection to {Destination} from {Client} refused: {Reason}; reset, so that connections to other destinations keep their places ({HeldBack} more refused since the last such line)")]
-    public static partial void SetupShareFull(ILogger logger, IPEndPoint destination, EndPoint? client, string reason, long heldBack);
+    [LoggerMessage(EventId = 121, Level = LogLevel.Warning, Message = "connection to {Destination} from {Client} refused: {Reason}; reset, so that connections to other destinations keep their places {HeldBack:line}")]
+    public static partial void SetupShareFull(ILogger logger, IPEndPoint destination, EndPoint? client, string reason, MoreSinceLastLine heldBack);
 
-    [LoggerMessage(EventId = 122, Level = LogLevel.Warning, Message = "connection to {Destination} from {Client} refused: {Reason}; reset rather than dialled after its application may have given up ({HeldBack} more refused since the last such line)")]
-    public static partial void SetupWaitTimedOut(ILogger logger, IPEndPoint destination, EndPoint? client, string reason, long heldBack);
+    [LoggerMessage(EventId = 122, Level = LogLevel.Warning, Message = "connection to {Destination} from {Client} refused: {Reason}; reset rather than dialled after its application may have given up {HeldBack:line}")]
+    public static partial void SetupWaitTimedOut(ILogger logger, IPEndPoint destination, EndPoint? client, string reason, MoreSinceLastLine heldBack);
 
     [LoggerMessage(EventId = 131, Level = LogLevel.Debug, Message = "connection to {Destination}: the pooled tunnel stream was closed by the parent while idle; request sent again on a new stream to {Tunnel}")]
     public static partial void StalePooledStream(ILogger logger, IPEndPoint destination, string tunnel);
@@ -70,7 +70,7 @@ internal static partial class ProxyLog
     /// <summary>The parent refused a connection at one of its limits (<see cref="IsParentLimit"/>), in a line rate-limited
     /// by the caller: <paramref name="heldBack"/> such lines were held back since the last one.</summary>
     public static void ParentAtLimit(ILogger logger, IPEndPoint destination, string detail, long heldBack) =>
-        ParentRefused(logger, destination, TunnelStatus.Failure, detail, $" ({heldBack} more refused at a parent's limit since the last such line)", default);
+        ParentRefused(logger, destination, TunnelStatus.Failure, detail, heldBack == 0 ? string.Empty : $" ({heldBack} more refused at a parent's limit since the last such line)", default);
 
     /// <summary>What a DeniedByPolicy answer for one of the parent's own addresses means: no disagreement, the enclave
     /// cannot know them.</summary>

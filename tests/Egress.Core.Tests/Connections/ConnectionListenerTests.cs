@@ -206,6 +206,7 @@ public sealed class ConnectionListenerTests
         Assert.That(reset!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionReset));
         string line = await _logs.WaitForLineAsync("refused connection from");
         Assert.That(line, Does.Contain("connection limit reached (enclave.max_connections = 1)"));
+        Assert.That(line, Does.Not.Contain("more refused"), "a first line says nothing of lines held back (it said \"(0 more ...)\")");
         // A field trial: the refusals were logged (one line a second) but counted nowhere.
         Assert.That(telemetry.Connections, Is.EqualTo(new[] { ((string?)"failed", (string?)"connection_limit") }));
 

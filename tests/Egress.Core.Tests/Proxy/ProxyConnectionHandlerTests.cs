@@ -1160,7 +1160,7 @@ public sealed class ProxyConnectionHandlerTests
 
         Assert.That(_probe.Logs.Records.Select(r => r.Message), Is.EqualTo(new[]
         {
-            $"connection to {Listed} failed: parent answered Failure: {Limit} (0 more refused at a parent's limit since the last such line)",
+            $"connection to {Listed} failed: parent answered Failure: {Limit}",
             $"connection to {Listed} failed: parent answered ConnectionRefused: parent: ConnectionRefused",
             $"connection to {Listed} failed: parent answered Failure: {Denied}",
             $"connection to {Listed} failed: parent answered Failure: {Denied}",
