@@ -22,8 +22,10 @@ internal sealed class PortSet
     /// <summary>The ports as written in canonical form, e.g. <c>587,465</c> or <c>8000-8100</c>.</summary>
     public string Text { get; }
 
-    /// <summary>The first item that allows nothing the items before it did not (<c>443</c> in <c>443,443</c>,
-    /// <c>8080</c> in <c>8000-8100,8080</c>), or null: a repeat within one entry is allowed, and warned of.</summary>
+    /// <summary>The first item made moot by another of the list: one that allows nothing the items before it did not
+    /// (<c>443</c> in <c>443,443</c>, <c>8080</c> in <c>8000-8100,8080</c>), or an earlier one a later item covers
+    /// (<c>8080</c> in <c>8080,8000-8100</c>); among the first 64 items only. Null when none: a repeat within one entry
+    /// is allowed, and warned of.</summary>
     public string? Repeated { get; }
 
     /// <summary>Whether the set is one port (<c>443</c>), for "port" against "ports" in a line.</summary>
