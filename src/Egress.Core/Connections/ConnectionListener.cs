@@ -286,7 +286,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
         _refusedLines ??= new LogRateLimit(TimeProvider, LogRateLimit.DefaultInterval, _logger, 15);
         if (_refusedLines.TryEnter(out long suppressed))
         {
-            LogRefused(_logger, Name, RemoteOf(socket), reason, new MoreSinceLastLine(suppressed, "refused"));
+            LogRefused(_logger, Name, RemoteOf(socket), reason, new HeldBackLines(suppressed, "refused"));
         }
 
         RefusedMetrics?.Connection("failed", metricReason);
@@ -379,7 +379,7 @@ internal sealed partial class ConnectionListener : IAsyncDisposable
     private static partial void LogAcceptFailed(ILogger logger, string listener, string cause, int failures, double waitMs);
 
     [LoggerMessage(EventId = 15, Level = LogLevel.Warning, Message = "{Listener}: refused connection from {Remote}: {Reason}{Suppressed:line}")]
-    private static partial void LogRefused(ILogger logger, string listener, string remote, string reason, MoreSinceLastLine suppressed);
+    private static partial void LogRefused(ILogger logger, string listener, string remote, string reason, HeldBackLines suppressed);
 
     [LoggerMessage(EventId = 12, Level = LogLevel.Error, Message = "{Listener}: connection handler failed")]
     private static partial void LogHandlerFailed(ILogger logger, Exception exception, string listener);

@@ -6,10 +6,14 @@ namespace Egress.Diagnostics;
 /// How many lines of a failure line's kind its rate limit held back (<see cref="LogRateLimit"/> in windowed mode,
 /// <see cref="LogRateLimit.FailureLinesPerInterval"/> a second), in that line: <c>{HeldBack:line}</c> writes
 /// <c> (3 more such lines held back since the last one: at most 10 a second)</c>, or nothing for 0; the structured value
-/// is the count (<see cref="LogFragment"/>). One template per line for both forms.
+/// is the count (<see cref="LogFragment"/>). One template per line for both forms. With a verb, for a once-a-second
+/// refusal line: <c> (12 more refused since the last such line)</c>, again nothing for 0 (a first line read
+/// "(0 more refused since the last such line)", a field trial found).
 /// </summary>
 /// <param name="count">The lines held back since the last one written.</param>
-internal readonly struct HeldBackLines(long count) : ISpanFormattable
+/// <param name="verb">What was done to what the held-back lines were about ("refused", "rejected"); null for a
+/// failure line's wording.</param>
+internal readonly struct HeldBackLines(long count, string? verb = null) : ISpanFormattable
 {
     /// <summary>The count.</summary>
     /// <inheritdoc/>
@@ -33,9 +37,11 @@ internal readonly struct HeldBackLines(long count) : ISpanFormattable
             return true;
         }
 
-        return destination.TryWrite(
-            CultureInfo.InvariantCulture,
-            $" ({count} more such lines held back since the last one: at most {LogRateLimit.FailureLinesPerInterval} a second)",
-            out charsWritten);
+        return verb is not null
+            ? destination.TryWrite(CultureInfo.InvariantCulture, $" ({count} more {verb} since the last such line)", out charsWritten)
+            : destination.TryWrite(
+                CultureInfo.InvariantCulture,
+                $" ({count} more such lines held back since the last one: at most {LogRateLimit.FailureLinesPerInterval} a second)",
+                out charsWritten);
     }
 }

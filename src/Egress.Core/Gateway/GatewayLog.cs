@@ -77,7 +77,7 @@ internal static partial class GatewayLog
     public static partial void DnsStreamGivenUp(ILogger logger, string reason, string closed, long heldBack);
 
     [LoggerMessage(EventId = 211, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target:line}: {Reason}{HeldBack:line}")]
-    public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, StreamTargetText target, string reason, MoreSinceLastLine heldBack);
+    public static partial void StreamLimit(ILogger logger, TunnelRequestKind kind, StreamTargetText target, string reason, HeldBackLines heldBack);
 
     /// <summary>A stream refused because of its peer (an enclave CID that [[host.enclaves]] does not map): a line each.</summary>
     [LoggerMessage(EventId = 217, Level = LogLevel.Warning, Message = "rejected {Kind} stream{Target:line}: {Reason}")]

@@ -548,7 +548,7 @@ internal sealed class TunnelStreamHandler(
                 };
                 if (limitLines.TryEnter(out long heldBack))
                 {
-                    GatewayLog.StreamLimit(logger, request.Kind, new StreamTargetText(result.Destination), result.LimitReason!, new MoreSinceLastLine(heldBack, "rejected"));
+                    GatewayLog.StreamLimit(logger, request.Kind, new StreamTargetText(result.Destination), result.LimitReason!, new HeldBackLines(heldBack, "rejected"));
                 }
 
                 break;

@@ -621,14 +621,14 @@ internal sealed class ProxyConnectionHandler(
                 case ConnectionOutcome.SetupShareFull:
                     if (_setupShareLines.TryEnter(out long refusedBack))
                     {
-                        ProxyLog.SetupShareFull(logger, destination, client.RemoteEndPoint, result.Detail ?? string.Empty, new MoreSinceLastLine(refusedBack, "refused"));
+                        ProxyLog.SetupShareFull(logger, destination, client.RemoteEndPoint, result.Detail ?? string.Empty, new HeldBackLines(refusedBack, "refused"));
                     }
 
                     break;
                 case ConnectionOutcome.SetupWaitTimeout:
                     if (_setupWaitLines.TryEnter(out long timedOutBack))
                     {
-                        ProxyLog.SetupWaitTimedOut(logger, destination, client.RemoteEndPoint, result.Detail ?? string.Empty, new MoreSinceLastLine(timedOutBack, "refused"));
+                        ProxyLog.SetupWaitTimedOut(logger, destination, client.RemoteEndPoint, result.Detail ?? string.Empty, new HeldBackLines(timedOutBack, "refused"));
                     }
 
                     break;

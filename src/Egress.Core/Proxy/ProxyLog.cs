@@ -27,10 +27,10 @@ internal static partial class ProxyLog
     public static partial void SettingUpAside(ILogger logger, int given, string destinations, int setUpAside, long heldBack);
 
     [LoggerMessage(EventId = 121, Level = LogLevel.Warning, Message = "connection to {Destination} from {Client} refused: {Reason}; reset, so that connections to other destinations keep their places {HeldBack:line}")]
-    public static partial void SetupShareFull(ILogger logger, IPEndPoint destination, EndPoint? client, string reason, MoreSinceLastLine heldBack);
+    public static partial void SetupShareFull(ILogger logger, IPEndPoint destination, EndPoint? client, string reason, HeldBackLines heldBack);
 
     [LoggerMessage(EventId = 122, Level = LogLevel.Warning, Message = "connection to {Destination} from {Client} refused: {Reason}; reset rather than dialled after its application may have given up {HeldBack:line}")]
-    public static partial void SetupWaitTimedOut(ILogger logger, IPEndPoint destination, EndPoint? client, string reason, MoreSinceLastLine heldBack);
+    public static partial void SetupWaitTimedOut(ILogger logger, IPEndPoint destination, EndPoint? client, string reason, HeldBackLines heldBack);
 
     [LoggerMessage(EventId = 131, Level = LogLevel.Debug, Message = "connection to {Destination}: the pooled tunnel stream was closed by the parent while idle; request sent again on a new stream to {Tunnel}")]
     public static partial void StalePooledStream(ILogger logger, IPEndPoint destination, string tunnel);
