@@ -46,7 +46,7 @@ public sealed class HalfClosedTimeoutTests
     {
         var nc = await Clients.ShellAsync(topology!.Enclave, $"printf x | nc -N -w 1 198.18.0.10 {HoldPort}");
         TimeSpan reset = await resetAfterEof.Task.WaitAsync(Watch + TimeSpan.FromSeconds(10));
-        var closed = await EgressFixture.LogLineAsync(deployment!.Host, $"connection to 198.18.0.10:{HoldPort} closed", "IdleTimeout");
+        var closed = await EgressFixture.LogLineAsync(deployment!.Host, $"connection to 198.18.0.10:{HoldPort} closed", "HalfClosedTimeout");
 
         Assert.Multiple(() =>
         {

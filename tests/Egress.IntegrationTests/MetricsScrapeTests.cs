@@ -116,7 +116,7 @@ public sealed partial class MetricsScrapeTests
             Assert.That(entries.Select(e => e.GetProperty("EventId").GetInt32()).Take(3), Is.EqualTo(new[] { 1, 2, 201 }));
             Assert.That(entries[0].GetProperty("State").GetProperty("Version").GetString(), Does.StartWith("egress-host "));
             Assert.That(entries[1].GetProperty("State").GetProperty("Digest").GetString(), Does.Match("^sha256:[0-9a-f]{12}$"));
-            Assert.That(entries[2].GetProperty("Message").GetString(), Is.EqualTo($"gateway listening on unix:{socket}"));
+            Assert.That(entries[2].GetProperty("Message").GetString(), Does.StartWith($"gateway listening on unix:{socket}; limits host.max_streams = "));
             Assert.That(entries[2].GetProperty("State").GetProperty("Tunnel").GetString(), Is.EqualTo($"unix:{socket}"));
         });
     }

@@ -94,6 +94,12 @@ internal sealed class ConnectionAdmission
         ? string.Create(CultureInfo.InvariantCulture, $"({_setting} = {Limit}, derived from RLIMIT_NOFILE = {_budget.OpenFileLimit})")
         : string.Create(CultureInfo.InvariantCulture, $"({_setting} = {Limit})");
 
+    /// <summary>The limit as the start-up line names it: "enclave.max_connections = 5" or "… = 224 (derived from
+    /// RLIMIT_NOFILE = 512)".</summary>
+    public string SettingText() => _derived
+        ? string.Create(CultureInfo.InvariantCulture, $"{_setting} = {Limit} (derived from RLIMIT_NOFILE = {_budget.OpenFileLimit})")
+        : string.Create(CultureInfo.InvariantCulture, $"{_setting} = {Limit}");
+
     /// <summary>The limit refusal, built at the first refusal and then kept (the limit and its source do not change): a
     /// flood of refused connections allocates no text per connection.</summary>
     private string LimitReason() => _limitReason ??= $"{_noun} {LimitReached} {LimitText()}";

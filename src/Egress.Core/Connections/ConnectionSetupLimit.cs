@@ -683,6 +683,12 @@ internal sealed class ConnectionSetupLimit
     public string LimitText() => _derived
         ? string.Create(CultureInfo.InvariantCulture, $"({_setting} = {Limit}, derived from {Environment.ProcessorCount} processors)")
         : string.Create(CultureInfo.InvariantCulture, $"({_setting} = {Limit})");
+
+    /// <summary>The limit as the start-up line names it: "enclave.max_pending_connections = 64" or "… = 64 (derived from
+    /// 2 processors)".</summary>
+    public string SettingText() => _derived
+        ? string.Create(CultureInfo.InvariantCulture, $"{_setting} = {Limit} (derived from {Environment.ProcessorCount} processors)")
+        : string.Create(CultureInfo.InvariantCulture, $"{_setting} = {Limit}");
 }
 
 /// <summary>

@@ -20,8 +20,8 @@ internal static partial class GatewayLog
     [LoggerMessage(EventId = 226, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} would be refused (egress.mode = \"report\": relayed): {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\")")]
     public static partial void ServerNameWouldRefuse(ILogger logger, EndPoint destination, HostHintText hint, string reason, string serverName, string learnedNames, string mode);
 
-    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "gateway listening on {Tunnel}")]
-    public static partial void Listening(ILogger logger, string tunnel);
+    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "gateway listening on {Tunnel}; limits {Limits}")]
+    public static partial void Listening(ILogger logger, string tunnel, string limits);
 
     [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} {Decision}{ConnectionId:line}")]
     public static partial void Denied(ILogger logger, IPEndPoint destination, HostHintText hint, PolicyDecision decision, ConnectionIdText connectionId);

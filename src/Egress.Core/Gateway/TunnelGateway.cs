@@ -1,8 +1,10 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Egress.Configuration;
 using Egress.Connections;
 using Egress.Diagnostics;
+using Egress.Dns;
 using Egress.Dns.Upstream;
 using Egress.Hosting;
 using Egress.Policy;
@@ -160,7 +162,10 @@ public sealed class TunnelGateway : IAsyncDisposable
         };
         _listener = listener;
         _listener.Start();
-        GatewayLog.Listening(_logger, _options.Listen.ToString());
+        GatewayLog.Listening(
+            _logger,
+            _options.Listen.ToString(),
+            string.Create(CultureInfo.InvariantCulture, $"{admission.SettingText()}, at most {DnsStreamLimits.MaxStreams(admission.Limit)} of them DNS streams"));
         GatewayLog.ParentAddresses(_logger, _parentAddresses.ToString());
         if (_internalNetworks.Count > 0)
         {

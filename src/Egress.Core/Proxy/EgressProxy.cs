@@ -135,6 +135,7 @@ public sealed class EgressProxy : IAsyncDisposable
         }
 
         var endPoints = new List<EndPoint>();
+        string limits = $"{_admission.SettingText()}, {_setupLimit.SettingText()}";
         foreach ((IPEndPoint address, Socket socket) in sockets)
         {
             var listener = new ConnectionListener(socket, $"proxy {address}", (Func<Socket, ConnectionSetup, CancellationToken, Task>)_handler.HandleAsync, _logger)
@@ -148,7 +149,7 @@ public sealed class EgressProxy : IAsyncDisposable
             _listeners.Add(listener);
             endPoints.Add(socket.LocalEndPoint!);
             listener.Start();
-            ProxyLog.Listening(_logger, socket.LocalEndPoint!, _options.Tunnel.ToString());
+            ProxyLog.Listening(_logger, socket.LocalEndPoint!, _options.Tunnel.ToString(), limits);
         }
 
         LocalEndPoints = endPoints;

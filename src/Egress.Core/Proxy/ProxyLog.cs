@@ -35,8 +35,8 @@ internal static partial class ProxyLog
     [LoggerMessage(EventId = 131, Level = LogLevel.Debug, Message = "connection to {Destination}: the pooled tunnel stream was closed by the parent while idle; request sent again on a new stream to {Tunnel}")]
     public static partial void StalePooledStream(ILogger logger, IPEndPoint destination, string tunnel);
 
-    [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "proxy listening on {EndPoint}, tunnel {Tunnel}")]
-    public static partial void Listening(ILogger logger, EndPoint endPoint, string tunnel);
+    [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "proxy listening on {EndPoint}, tunnel {Tunnel}; limits {Limits}")]
+    public static partial void Listening(ILogger logger, EndPoint endPoint, string tunnel, string limits);
 
     [LoggerMessage(EventId = 102, Level = LogLevel.Warning, Message = "proxy not listening on {EndPoint}: IPv6 is unavailable here")]
     public static partial void IPv6Unavailable(ILogger logger, IPEndPoint endPoint);

@@ -181,7 +181,7 @@ internal sealed class RelayMonitor
         {
             bool byHalfClosedTimeout = halfClosed && (!_tracksIdle || idleFor < _idleTimeout);
             Abort(
-                RelayShutdownCause.IdleTimeout,
+                byHalfClosedTimeout ? RelayShutdownCause.HalfClosedTimeout : RelayShutdownCause.IdleTimeout,
                 byHalfClosedTimeout
                     ? new TimeoutException($"half-closed (one side ended) and no data for {timeout.TotalSeconds:0.###} s (relay.half_closed_timeout_seconds)")
                     : null);

@@ -28,7 +28,7 @@ public sealed record RelayOptions
     /// has delivered), from when every byte before the FIN was handed to that socket: an app that takes longer than
     /// this to read what is still in its socket buffers, without sending a byte, loses the rest. <see langword="null"/> or
     /// <see cref="Timeout.InfiniteTimeSpan"/> disables it; otherwise it must be positive. Default 120 s, the default of
-    /// <c>relay.half_closed_timeout_seconds</c>. The abort's cause is <see cref="RelayShutdownCause.IdleTimeout"/>.
+    /// <c>relay.half_closed_timeout_seconds</c>. The abort's cause is <see cref="RelayShutdownCause.HalfClosedTimeout"/>.
     /// </summary>
     public TimeSpan? HalfClosedTimeout { get; init; } = ConfigurationKeys.RelayHalfClosedTimeout.DefaultDuration;
 

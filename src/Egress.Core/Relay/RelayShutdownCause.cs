@@ -33,8 +33,9 @@ public enum RelayShutdownCause
     /// </summary>
     BOutputClosed = 7,
 
-    /// <summary>No byte moved in either direction for the configured idle timeout, or, once one direction had ended
-    /// (a half-close), for the half-closed timeout (<see cref="RelayOptions.HalfClosedTimeout"/>).</summary>
+    /// <summary>No byte moved in either direction for the configured idle timeout (<see cref="RelayOptions.IdleTimeout"/>),
+    /// here or, on a tunnel v2 stream, on the far host (its END(IdleTimeout)). A half-closed relay that times out first by
+    /// its shorter timeout reports <see cref="HalfClosedTimeout"/> instead.</summary>
     IdleTimeout = 8,
 
     /// <summary>The caller's cancellation token was cancelled.</summary>
@@ -44,4 +45,10 @@ public enum RelayShutdownCause
     /// server name is not allowed for the destination), here or, on a tunnel v2 stream, by the far host (its END(Refused)
     /// came before any byte); both sides were reset.</summary>
     Refused = 10,
+
+    /// <summary>One direction had ended at end of stream (a half-close) and no byte moved in either direction for the
+    /// half-closed timeout (<see cref="RelayOptions.HalfClosedTimeout"/>, shorter than the idle timeout); both sides were
+    /// reset. A tunnel v2 stream tells its far host END(IdleTimeout), which that host reports as
+    /// <see cref="IdleTimeout"/>: the protocol has one timeout cause.</summary>
+    HalfClosedTimeout = 11,
 }

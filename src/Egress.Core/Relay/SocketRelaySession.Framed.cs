@@ -103,7 +103,7 @@ internal sealed partial class SocketRelaySession
     /// <summary>The END cause an aborted relay sends for the first cause <paramref name="cause"/>.</summary>
     internal static TunnelEndCause EndCauseFor(RelayShutdownCause cause, Exception? error) => cause switch
     {
-        RelayShutdownCause.IdleTimeout => TunnelEndCause.IdleTimeout,
+        RelayShutdownCause.IdleTimeout or RelayShutdownCause.HalfClosedTimeout => TunnelEndCause.IdleTimeout,
         RelayShutdownCause.Cancelled => TunnelEndCause.Stopping,
         RelayShutdownCause.Refused => TunnelEndCause.Refused,
         _ when IsReset(error) => TunnelEndCause.Reset,

@@ -60,6 +60,21 @@ public sealed class TunnelGatewayTests
         Assert.That(error!.ParamName, Is.EqualTo("options." + property));
     }
 
+    // A field trial: the derived stream limit showed only in the first refusal, so nobody could see it before reaching it.
+    [TestCase(0)]
+    [TestCase(400)]
+    public void TheStartLineNamesTheStreamLimitsAndWhereTheyCameFrom(int maxStreams)
+    {
+        StartGateway(["127.0.0.1"], maxStreams: maxStreams);
+
+        string? limits = _logs.Values(201, "Limits").Single();
+        Assert.That(
+            limits,
+            maxStreams == 0
+                ? Does.Match(@"^host\.max_streams = \d+ \(derived from RLIMIT_NOFILE = \d+\), at most \d+ of them DNS streams$")
+                : Is.EqualTo("host.max_streams = 400, at most 50 of them DNS streams"));
+    }
+
     [Test]
     public async Task StreamsRefusedAtTheLimitAreLoggedOnceASecondPerKindWithTheCountHeldBack()
     {

@@ -66,6 +66,39 @@ public sealed class EgressProxyTests
         }
     }
 
+    // A field trial: the derived limits showed only in the first refusal, so nobody could see them before reaching them.
+    [TestCase(0, 0)]
+    [TestCase(5, 3)]
+    public async Task TheStartLineNamesTheConnectionLimitsAndWhereTheyCameFrom(int maxConnections, int maxPending)
+    {
+        string directory = Directory.CreateTempSubdirectory("egress-px-").FullName;
+        using var logs = new LogCapture();
+        var options = new EgressProxyOptions
+        {
+            Listen = [new IPEndPoint(IPAddress.Loopback, 0)],
+            Tunnel = TunnelEndpoint.Parse($"unix:{directory}/tunnel.sock"),
+            MaxConnections = maxConnections,
+            MaxPendingConnections = maxPending,
+        };
+        var policy = EgressPolicy.Create(true, ["*"], new AllowlistCache(new AllowlistCacheOptions()));
+        try
+        {
+            await using var proxy = new EgressProxy(options, policy, logs.Factory);
+            proxy.Start();
+
+            string? limits = logs.Values(101, "Limits").Single();
+            Assert.That(
+                limits,
+                maxConnections == 0
+                    ? Does.Match($@"^enclave\.max_connections = \d+ \(derived from RLIMIT_NOFILE = \d+\), enclave\.max_pending_connections = \d+ \(derived from {Environment.ProcessorCount} processors\)$")
+                    : Is.EqualTo("enclave.max_connections = 5, enclave.max_pending_connections = 3"));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     [Test]
     public async Task StartListensOnEveryAddress()
     {

@@ -85,7 +85,7 @@ public sealed class RelayMonitorTests
         {
             Assert.That(before, Is.Zero, "120 s from the last byte, not from the half-close");
             Assert.That(abort.Calls, Is.EqualTo(1));
-            Assert.That(abort.FirstCause, Is.EqualTo(RelayShutdownCause.IdleTimeout));
+            Assert.That(abort.FirstCause, Is.EqualTo(RelayShutdownCause.HalfClosedTimeout), "its own cause, not the idle timeout's");
             Assert.That(monitor.Finish(0, 0).Error, Is.TypeOf<TimeoutException>());
         });
     }
@@ -103,7 +103,7 @@ public sealed class RelayMonitorTests
         int before = abort.Calls;
         time.Advance(TimeSpan.FromSeconds(1));
 
-        Assert.That((before, abort.Calls, monitor.Finish(0, 0).Error), Is.EqualTo((0, 1, (Exception?)null)), "the idle timeout, as without a half-close");
+        Assert.That((before, abort.Calls, abort.FirstCause, monitor.Finish(0, 0).Error), Is.EqualTo((0, 1, RelayShutdownCause.IdleTimeout, (Exception?)null)), "the idle timeout, as without a half-close");
     }
 
     /// <summary>

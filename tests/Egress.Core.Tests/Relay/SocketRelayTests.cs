@@ -201,7 +201,7 @@ public sealed class SocketRelayTests(bool splice)
 
         Assert.Multiple(() =>
         {
-            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.IdleTimeout));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.HalfClosedTimeout));
             Assert.That(result.Error, Is.TypeOf<TimeoutException>().With.Message.Contains("half-closed"));
             Assert.That(result.Duration, Is.EqualTo(TimeSpan.FromSeconds(720)));
             Assert.That(client, Is.EqualTo(SocketError.ConnectionReset));
