@@ -54,13 +54,17 @@ internal sealed partial class SocketRelaySession
                 }
 
                 _monitor.Touch();
-                for (int sent = SendNow(destination, buffer.AsSpan(0, read)); sent < read;)
+                // Counted as the destination takes them: an abort in the middle of a send counts what went before it.
+                int sent = SendNow(destination, buffer.AsSpan(0, read));
+                moved += sent;
+                while (sent < read)
                 {
                     // Inline rather than a helper: an async helper would allocate whenever the send has to wait.
-                    sent += await destination.SendAsync(buffer.AsMemory(sent, read - sent), SocketFlags.None).ConfigureAwait(false);
+                    int more = await destination.SendAsync(buffer.AsMemory(sent, read - sent), SocketFlags.None).ConfigureAwait(false);
+                    sent += more;
+                    moved += more;
                 }
 
-                moved += read;
                 _monitor.Touch();
 
                 // A full buffer means more is probably queued: receive again straight away.

@@ -442,9 +442,18 @@ internal sealed partial class SocketRelaySession
                         total += TunnelFrames.WriteEnd(buffer.AsSpan(total), TunnelEndCause.Fin);
                     }
 
-                    for (int sent = SendNow(tunnel, buffer.AsSpan(0, total)); sent < total;)
+                    int sent = 0;
+                    try
                     {
-                        sent += await tunnel.SendAsync(buffer.AsMemory(sent, total - sent), SocketFlags.None).ConfigureAwait(false);
+                        for (sent = SendNow(tunnel, buffer.AsSpan(0, total)); sent < total;)
+                        {
+                            sent += await tunnel.SendAsync(buffer.AsMemory(sent, total - sent), SocketFlags.None).ConfigureAwait(false);
+                        }
+                    }
+                    catch
+                    {
+                        moved += Math.Clamp(sent - TunnelFrames.HeaderLength, 0, got); // the payload the tunnel took before the error
+                        throw;
                     }
 
                     atBoundary = true;
@@ -529,12 +538,13 @@ internal sealed partial class SocketRelaySession
                 }
 
                 // Exactly the frame's n bytes are in the pipe.
-                (long sentOut, bool tunnelSplices) = await DrainPipeAsync(pipe, tunnel).ConfigureAwait(false);
-                moved += read;
-                spliced += sentOut;
+                PipeDrain drain = await DrainPipeAsync(pipe, tunnel).ConfigureAwait(false);
+                moved += drain.Delivered;
+                spliced += drain.Spliced;
+                drain.Failed?.Throw();
                 atBoundary = true;
                 _monitor.Touch();
-                splice = tunnelSplices;
+                splice = drain.DestinationSplices;
                 likelyMore = read >= SpliceAgainThreshold;
                 streaming = read > SmallRead;
             }
@@ -746,9 +756,10 @@ internal sealed partial class SocketRelaySession
                     if (!discard)
                     {
                         PlainWriting(true);
+                        int sent = 0;
                         try
                         {
-                            for (int sent = SendNow(destination, buffer.AsSpan(start, inBuffer)); sent < inBuffer;)
+                            for (sent = SendNow(destination, buffer.AsSpan(start, inBuffer)); sent < inBuffer;)
                             {
                                 sent += await destination.SendAsync(buffer.AsMemory(start + sent, inBuffer - sent), SocketFlags.None).ConfigureAwait(false);
                             }
@@ -757,6 +768,7 @@ internal sealed partial class SocketRelaySession
                         }
                         catch (Exception ex)
                         {
+                            moved += sent; // what the destination took before the error
                             if (!DeferAbort(ex, fromA, PlainReader))
                             {
                                 AbortOnError(ex, receiving: false, fromA);
@@ -818,10 +830,11 @@ internal sealed partial class SocketRelaySession
                     PlainWriting(true);
                     try
                     {
-                        (long sentOut, bool destinationSplices) = await DrainPipeAsync(pipe, destination).ConfigureAwait(false);
-                        spliced += sentOut;
-                        moved += read;
-                        splice = destinationSplices;
+                        PipeDrain drain = await DrainPipeAsync(pipe, destination).ConfigureAwait(false);
+                        spliced += drain.Spliced;
+                        moved += drain.Delivered;
+                        drain.Failed?.Throw();
+                        splice = drain.DestinationSplices;
                     }
                     catch (Exception ex)
                     {
@@ -893,38 +906,54 @@ internal sealed partial class SocketRelaySession
     /// loop, which drains inline (SocketRelaySession.Splice.cs), allocates nothing.
     /// </remarks>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<(long Spliced, bool DestinationSplices)> DrainPipeAsync(SplicePipe pipe, Socket destination)
+    private async ValueTask<PipeDrain> DrainPipeAsync(SplicePipe pipe, Socket destination)
     {
         long spliced = 0;
+        long copied = 0;
         bool destinationSplices = true;
-        while (pipe.Buffered > 0)
+        try
         {
-            int sent = destinationSplices ? pipe.DrainTo(destination.SafeHandle) : SplicePipe.Unsupported;
-            if (sent > 0)
+            while (pipe.Buffered > 0)
             {
-                spliced += sent;
-                continue;
-            }
-
-            destinationSplices = sent != SplicePipe.Unsupported;
-            Interlocked.Increment(ref _drainWaits);
-            byte[] chunk = ArrayPool<byte>.Shared.Rent(destinationSplices ? WaitChunk : SplicePipe.DefaultCapacity);
-            try
-            {
-                int length = pipe.ReadInto(chunk);
-                for (int done = 0; done < length;)
+                int sent = destinationSplices ? pipe.DrainTo(destination.SafeHandle) : SplicePipe.Unsupported;
+                if (sent > 0)
                 {
-                    done += await destination.SendAsync(chunk.AsMemory(done, length - done), SocketFlags.None).ConfigureAwait(false);
+                    spliced += sent;
+                    continue;
+                }
+
+                destinationSplices = sent != SplicePipe.Unsupported;
+                Interlocked.Increment(ref _drainWaits);
+                byte[] chunk = ArrayPool<byte>.Shared.Rent(destinationSplices ? WaitChunk : SplicePipe.DefaultCapacity);
+                try
+                {
+                    int length = pipe.ReadInto(chunk);
+                    for (int done = 0; done < length;)
+                    {
+                        int more = await destination.SendAsync(chunk.AsMemory(done, length - done), SocketFlags.None).ConfigureAwait(false);
+                        done += more;
+                        copied += more;
+                    }
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(chunk);
                 }
             }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(chunk);
-            }
+        }
+        catch (Exception ex)
+        {
+            // What went before the error reached the destination and is counted: an abort (the drain deadline, a
+            // reset) in the middle of a frame of up to 256 KiB left the far host counting more than this one.
+            return new PipeDrain(spliced, spliced + copied, destinationSplices, ExceptionDispatchInfo.Capture(ex));
         }
 
-        return (spliced, destinationSplices);
+        return new PipeDrain(spliced, spliced + copied, destinationSplices, null);
     }
+
+    /// <summary>What <see cref="DrainPipeAsync"/> did: the bytes it spliced (for the splice counters) and delivered in
+    /// all (spliced or copied), whether the destination takes splices, and the error that stopped it, if any.</summary>
+    private readonly record struct PipeDrain(long Spliced, long Delivered, bool DestinationSplices, ExceptionDispatchInfo? Failed);
 
     /// <summary>The END frame for <paramref name="cause"/>: one shared, never written array per cause defined in
     /// <see cref="TunnelEndCause"/> (no allocation per connection), a new one for any other value.</summary>

@@ -78,12 +78,16 @@ internal sealed partial class SocketRelaySession
                         }
 
                         _monitor.Touch();
-                        for (int done = SendNow(destination, small.AsSpan(0, got)); done < got;)
+                        // Counted as the destination takes them (an abort in the middle counts what went before it).
+                        int done = SendNow(destination, small.AsSpan(0, got));
+                        moved += done;
+                        while (done < got)
                         {
-                            done += await destination.SendAsync(small.AsMemory(done, got - done), SocketFlags.None).ConfigureAwait(false);
+                            int more = await destination.SendAsync(small.AsMemory(done, got - done), SocketFlags.None).ConfigureAwait(false);
+                            done += more;
+                            moved += more;
                         }
 
-                        moved += got;
                         _monitor.Touch();
                         if (got < SmallRead)
                         {
@@ -160,10 +164,11 @@ internal sealed partial class SocketRelaySession
                         for (int done = 0; done < length;)
                         {
                             // Inline rather than a helper: an async helper would allocate whenever the send has to wait.
-                            done += await destination.SendAsync(chunk.AsMemory(done, length - done), SocketFlags.None).ConfigureAwait(false);
+                            int more = await destination.SendAsync(chunk.AsMemory(done, length - done), SocketFlags.None).ConfigureAwait(false);
+                            done += more;
+                            moved += more; // as the destination takes them: an abort in the middle counts what went before it
                         }
 
-                        moved += length;
                     }
                     finally
                     {

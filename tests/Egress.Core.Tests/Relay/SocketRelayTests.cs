@@ -24,6 +24,51 @@ public sealed class SocketRelayTests(bool splice)
         Assert.That(error!.ParamName, Is.EqualTo("b"));
     }
 
+    /// <summary>A send that had moved part of its bytes when the relay was aborted: they reached the far side, and
+    /// were not counted (the count went up after the whole send). Over Unix sockets, what the server can read is
+    /// exactly what the relay's sends took.</summary>
+    [Test]
+    public async Task AnAbortInTheMiddleOfASendCountsWhatWentOut()
+    {
+        using var chain = await Chain.ConnectAsync(SocketTransport.Unix);
+        using var stop = new CancellationTokenSource();
+        Task<RelayResult> relay = chain.RunAsync(Options, stop.Token);
+        Task writing = Task.Run(async () =>
+        {
+            byte[] block = new byte[100_000];
+            try
+            {
+                for (int i = 0; i < 100; i++)
+                {
+                    await chain.Client.SendAsync(block);
+                }
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // The relay reset the connection, or the test closed it.
+            }
+        });
+        int queued = 0;
+        for (int last = -1; queued == 0 || queued != last;)
+        {
+            last = queued;
+            await Task.Delay(300); // until the server's queue is full and the relay waits in a send
+            queued = chain.Server.Available;
+        }
+
+        await stop.CancelAsync();
+        RelayResult result = await relay.WaitAsync(HangGuard);
+        queued = chain.Server.Available;
+        chain.Client.Dispose();
+        await writing.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.Cancelled));
+            Assert.That(result.BytesAToB, Is.EqualTo(queued), "every byte the server's socket holds, and no more");
+        });
+    }
+
     [TestCase(SocketTransport.Unix)]
     [TestCase(SocketTransport.Tcp)]
     public async Task BothWaysArriveWholeAndEndCleanly(SocketTransport transport)
