@@ -31,6 +31,15 @@ internal sealed class DnsFramedConnection
     private int _stalled;
     private int _unwritten;
     private int _flushBlocked;
+    private int _reservedInFlight;
+
+    /// <summary>Where a query's place is: none (no shared limit), a shared one, or one of the stream's own.</summary>
+    private enum Place : byte
+    {
+        None,
+        Shared,
+        Reserved,
+    }
 
     private DnsFramedConnection(IDuplexPipe pipe, IDnsAnswerer answerer, DnsStreamOptions options, ILogger logger, CancellationToken aborted)
     {
@@ -145,16 +154,32 @@ internal sealed class DnsFramedConnection
                     }
                 }
 
-                if (_options.AnswerOverflow && _options.SharedLimit is { } shared && !shared.TryTake())
+                Place place = Place.None;
+                if (_options.AnswerOverflow && _options.SharedLimit is { } shared)
                 {
-                    _slots.Release();
-                    await AnswerOverloadedAsync(message, $"{shared.Limit} queries in flight on all DNS streams").ConfigureAwait(false);
-                    continue;
+                    // The stream's own places first: the shared ones only beyond them, so that other streams filling
+                    // the shared places leave this one its own.
+                    if (Interlocked.Increment(ref _reservedInFlight) <= _options.ReservedPerStream)
+                    {
+                        place = Place.Reserved;
+                    }
+                    else
+                    {
+                        Interlocked.Decrement(ref _reservedInFlight);
+                        if (!shared.TryTake())
+                        {
+                            _slots.Release();
+                            await AnswerOverloadedAsync(message, $"{shared.Limit} queries in flight on all DNS streams").ConfigureAwait(false);
+                            continue;
+                        }
+
+                        place = Place.Shared;
+                    }
                 }
 
                 byte[] query = ArrayPool<byte>.Shared.Rent((int)message.Length);
                 message.CopyTo(query);
-                _ = AnswerAsync(query, (int)message.Length, aborted);
+                _ = AnswerAsync(query, (int)message.Length, place, aborted);
             }
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !stopping.IsCancellationRequested && !_writes.IsCancellationRequested)
@@ -229,11 +254,10 @@ internal sealed class DnsFramedConnection
         }
     }
 
-    private async Task AnswerAsync(byte[]? query, int length, CancellationToken aborted)
+    private async Task AnswerAsync(byte[]? query, int length, Place place, CancellationToken aborted)
     {
         var response = new DnsAnswerBuffer();
         byte[]? sized = null;
-        bool sharedHeld = _options.AnswerOverflow && _options.SharedLimit is not null;
         int charged = 0;
         try
         {
@@ -250,7 +274,7 @@ internal sealed class DnsFramedConnection
             // The answer is computed: its place in the limit shared by every stream goes back now, not when the peer
             // has taken it, so that streams that never read cannot hold every place (the wait is charged to this
             // stream below), and so does the query's buffer (up to 64 KiB), which nothing reads any more.
-            ReleaseShared(ref sharedHeld);
+            ReleasePlace(ref place);
             ArrayPool<byte>.Shared.Return(query!);
             query = null;
             if (answer > 0 && !_writes.IsCancellationRequested)
@@ -329,7 +353,7 @@ internal sealed class DnsFramedConnection
                 ArrayPool<byte>.Shared.Return(query);
             }
 
-            ReleaseShared(ref sharedHeld);
+            ReleasePlace(ref place);
             if (charged > 0)
             {
                 Interlocked.Add(ref _unwritten, -charged);
@@ -339,14 +363,19 @@ internal sealed class DnsFramedConnection
         }
     }
 
-    /// <summary>Gives back the query's place in the shared limit, once.</summary>
-    private void ReleaseShared(ref bool held)
+    /// <summary>Gives back the query's place (shared or the stream's own), once.</summary>
+    private void ReleasePlace(ref Place place)
     {
-        if (held)
+        if (place == Place.Shared)
         {
-            held = false;
             _options.SharedLimit!.Release();
         }
+        else if (place == Place.Reserved)
+        {
+            Interlocked.Decrement(ref _reservedInFlight);
+        }
+
+        place = Place.None;
     }
 
     /// <summary>Writes one framed answer under the write lock; a flush that waits for the peer has <see cref="WriteTimeout"/>.</summary>

@@ -22,9 +22,17 @@ internal static class DnsStreamLimits
     /// computed: an answer waiting for its stream's peer to read it is charged to that stream
     /// (<see cref="DnsFramedConnection.MaxUnwrittenBytes"/>, 1 MiB while the peer takes nothing, plus the answer being
     /// written and its copy in the stream's writer, at most 128 KiB), so streams that never read cannot hold these
-    /// places. Over <see cref="MaxStreamsCap"/> streams, the most a gateway's DNS answers hold is about 128 MiB + 256 x
-    /// 1.2 MiB, about 430 MiB, reached only by streams that each take nothing with 1 MiB of answers waiting.</summary>
+    /// places. Each stream's first <see cref="ReservedPerStream"/> queries take none of these places. Over
+    /// <see cref="MaxStreamsCap"/> streams, the most a gateway's DNS answers hold is about 128 MiB + 256 x 8 x 64 KiB (the
+    /// reserved places, 128 MiB) + 256 x 1.2 MiB, about 560 MiB, reached only by streams that each take nothing with
+    /// 1 MiB of answers waiting.</summary>
     public const int MaxInFlightPerGateway = 2048;
+
+    /// <summary>The queries in flight on each tunnel DNS stream that take no place of <see cref="MaxInFlightPerGateway"/>:
+    /// code in the enclave that fills the shared places with slowly answered allowed names on streams of its own (a
+    /// red-team trial: 56 % of an app's queries failed) leaves the forwarder's streams 8 queries in flight each (16
+    /// with its default 2 streams).</summary>
+    public const int ReservedPerStream = 8;
 
     /// <summary>The fewest tunnel DNS streams allowed at once, whatever the stream limit: the enclave opens up to 16.</summary>
     public const int MinStreams = 16;
@@ -77,6 +85,7 @@ internal static class DnsStreamLimits
         MaxInFlight = MaxInFlight,
         AnswerOverflow = true,
         SharedLimit = new DnsInFlightLimit(MaxInFlightPerGateway),
+        ReservedPerStream = ReservedPerStream,
         IdleTimeout = IdleTimeout,
         TimeProvider = time,
         Metrics = metrics,

@@ -36,6 +36,14 @@ internal sealed class DnsStreamOptions
     /// </summary>
     public DnsInFlightLimit? SharedLimit { get; init; }
 
+    /// <summary>
+    /// Gets how many queries in flight on each stream take no place in <see cref="SharedLimit"/> (0: none): the stream's
+    /// first ones, so that streams which fill the shared places (slow answers asked for on many streams) leave every
+    /// other stream these few. Each holds an answer buffer of at most 64 KiB while its answer is computed, outside the
+    /// shared bound.
+    /// </summary>
+    public int ReservedPerStream { get; init; }
+
     /// <summary>Gets how long to wait for the first byte of a frame; <see cref="Timeout.InfiniteTimeSpan"/> for ever.</summary>
     public TimeSpan IdleTimeout { get; init; } = Timeout.InfiniteTimeSpan;
 

@@ -257,6 +257,59 @@ public sealed class DnsFramedConnectionTests
         Assert.That(options.SharedLimit.InFlight, Is.Zero, "every place given back");
     }
 
+    // Red-team trial (6 December, third round): slowly answered allowed names asked on streams of the attacker's own
+    // filled the parent's 2,048 shared places, and 56 % of an application's queries were answered SERVFAIL.
+    [Test]
+    public async Task AStreamKeepsItsOwnPlacesWhenOtherStreamsHoldEverySharedOne()
+    {
+        using var logs = new LogCapture();
+        var gate = new TaskCompletionSource();
+        var answerer = new GatedAnswerer(100, gate.Task);
+        var options = new DnsStreamOptions { MaxInFlight = 8, AnswerOverflow = true, SharedLimit = new DnsInFlightLimit(2), ReservedPerStream = 2 };
+        var attacker = (In: new Pipe(), Out: new Pipe());
+        var app = (In: new Pipe(), Out: new Pipe());
+        using var aborted = new CancellationTokenSource();
+        Task<DnsStreamEnd> attackerServing = DnsFramedConnection.ServeAsync(new DuplexPipe(attacker.In.Reader, attacker.Out.Writer), answerer, options, logs.Factory.CreateLogger("test"), CancellationToken.None, aborted.Token);
+        Task<DnsStreamEnd> appServing = DnsFramedConnection.ServeAsync(new DuplexPipe(app.In.Reader, app.Out.Writer), answerer, options, logs.Factory.CreateLogger("test"), CancellationToken.None, aborted.Token);
+
+        // The attacker's stream: its own 2 places, then both shared ones; its fifth query finds none.
+        for (ushort id = 1; id <= 5; id++)
+        {
+            DnsTcpFraming.WriteMessage(attacker.In.Writer, DnsQueryBytes.Build(id, "slow.x.test"));
+        }
+
+        await attacker.In.Writer.FlushAsync();
+        await WaitUntilAsync(() => answerer.Started == 4);
+        var attackerAnswers = new DnsFrameReader(attacker.Out.Reader);
+        Assert.That(await attackerAnswers.ReadAsync(CancellationToken.None).AsTask().WaitAsync(HangGuard), Is.EqualTo(DnsStreamRead.Message));
+        Assert.That((DnsQueryBytes.Rcode(attackerAnswers.Message.ToArray()), options.SharedLimit.InFlight), Is.EqualTo((2, 2)), "the fifth: SERVFAIL, every shared place taken");
+
+        // The app's stream still has its own 2; its third query finds no place.
+        for (ushort id = 11; id <= 13; id++)
+        {
+            DnsTcpFraming.WriteMessage(app.In.Writer, DnsQueryBytes.Build(id, "a.x.test"));
+        }
+
+        await app.In.Writer.FlushAsync();
+        var appAnswers = new DnsFrameReader(app.Out.Reader);
+        Assert.That(await appAnswers.ReadAsync(CancellationToken.None).AsTask().WaitAsync(HangGuard), Is.EqualTo(DnsStreamRead.Message));
+        Assert.That(DnsQueryBytes.Rcode(appAnswers.Message.ToArray()), Is.EqualTo(2), "the third: SERVFAIL");
+        Assert.That(answerer.Started, Is.EqualTo(6), "the app's first two are being answered");
+
+        gate.SetResult();
+        var answered = new List<long>();
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.That(await appAnswers.ReadAsync(CancellationToken.None).AsTask().WaitAsync(HangGuard), Is.EqualTo(DnsStreamRead.Message));
+            answered.Add(appAnswers.Message.Length);
+        }
+
+        Assert.That(answered, Is.EqualTo(new[] { 100L, 100L }), "both answered, not SERVFAIL");
+        await aborted.CancelAsync();
+        await Task.WhenAll(attackerServing, appServing).WaitAsync(HangGuard);
+        Assert.That(options.SharedLimit.InFlight, Is.Zero, "every shared place given back");
+    }
+
     // Red-team trial (6 December): streams that sent queries and never read the answers held the parent's shared
     // places while their answers waited, and about half of an application's queries were answered SERVFAIL.
     [Test]
