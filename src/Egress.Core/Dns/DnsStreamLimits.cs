@@ -16,22 +16,23 @@ internal static class DnsStreamLimits
     /// <summary>The most queries one tunnel DNS stream has answered at once; a further one is answered SERVFAIL.</summary>
     public const int MaxInFlight = 1024;
 
-    /// <summary>The most queries being answered over all tunnel DNS streams of one gateway: each holds an answer buffer
-    /// of at most 64 KiB, so this bounds their memory at 128 MiB; the enclave sends at most 512 with its default 2
-    /// streams (<see cref="Forwarder.DnsQueryAdmission.PerStream"/> each). A place goes back once the answer is
-    /// computed: an answer waiting for its stream's peer to read it is charged to that stream
-    /// (<see cref="DnsFramedConnection.MaxUnwrittenBytes"/>, 1 MiB while the peer takes nothing, plus the answer being
-    /// written and its copy in the stream's writer, at most 128 KiB), so streams that never read cannot hold these
-    /// places. Each stream's first <see cref="ReservedPerStream"/> queries take none of these places. Over
-    /// <see cref="MaxStreamsCap"/> streams, the most a gateway's DNS answers hold is about 128 MiB + 256 x 8 x 64 KiB (the
-    /// reserved places, 128 MiB) + 256 x 1.2 MiB, about 560 MiB, reached only by streams that each take nothing with
-    /// 1 MiB of answers waiting.</summary>
+    /// <summary>The most queries being answered over all tunnel DNS streams of one enclave (each <c>[[host.enclaves]]</c>
+    /// entry, or the one enclave, has its own), beyond each stream's first <see cref="ReservedPerStream"/>: each holds
+    /// its query (up to 64 KiB) and an answer buffer of 64 KiB while its answer is computed, so these hold at most
+    /// 256 MiB; the enclave sends at most 512 with its default 2 streams (<see cref="Forwarder.DnsQueryAdmission.PerStream"/>
+    /// each). A place goes back once the answer is computed: an answer waiting for its stream's peer to read it is
+    /// charged to that stream (<see cref="DnsFramedConnection.MaxUnwrittenBytes"/>, 1 MiB while the peer takes nothing,
+    /// plus the answer being written and its copy in the stream's writer, at most 128 KiB), so streams that never read
+    /// cannot hold these places. Over <see cref="MaxStreamsCap"/> streams, the most one enclave's DNS streams hold on the
+    /// parent is about 256 MiB + 256 x 8 x 128 KiB (the reserved places, 256 MiB) + 256 x 1.2 MiB, about 810 MiB,
+    /// reached only by code in the enclave that opens 256 streams, keeps 2,048 + 2,048 large queries for slowly answered
+    /// names in flight and reads no answer.</summary>
     public const int MaxInFlightPerGateway = 2048;
 
     /// <summary>The queries in flight on each tunnel DNS stream that take no place of <see cref="MaxInFlightPerGateway"/>:
     /// code in the enclave that fills the shared places with slowly answered allowed names on streams of its own (a
     /// red-team trial: 56 % of an app's queries failed) leaves the forwarder's streams 8 queries in flight each (16
-    /// with its default 2 streams).</summary>
+    /// with its default 2 streams). Up to 256 x 8 more queries may then be in flight upstream per enclave.</summary>
     public const int ReservedPerStream = 8;
 
     /// <summary>The fewest tunnel DNS streams allowed at once, whatever the stream limit: the enclave opens up to 16.</summary>

@@ -39,8 +39,8 @@ internal sealed class DnsStreamOptions
     /// <summary>
     /// Gets how many queries in flight on each stream take no place in <see cref="SharedLimit"/> (0: none): the stream's
     /// first ones, so that streams which fill the shared places (slow answers asked for on many streams) leave every
-    /// other stream these few. Each holds an answer buffer of at most 64 KiB while its answer is computed, outside the
-    /// shared bound.
+    /// other stream these few. Each holds its query and an answer buffer (at most 64 KiB each) while its answer is
+    /// computed, outside the shared bound.
     /// </summary>
     public int ReservedPerStream { get; init; }
 

@@ -165,7 +165,7 @@ public sealed class TunnelGateway : IAsyncDisposable
         GatewayLog.Listening(
             _logger,
             _options.Listen.ToString(),
-            string.Create(CultureInfo.InvariantCulture, $"{admission.SettingText()}, at most {DnsStreamLimits.MaxStreams(admission.Limit)} of them DNS streams"));
+            string.Create(CultureInfo.InvariantCulture, $"{admission.SettingText()}, DNS streams at most {DnsStreamLimits.MaxStreams(admission.Limit)} per enclave"));
         GatewayLog.ParentAddresses(_logger, _parentAddresses.ToString());
         if (_internalNetworks.Count > 0)
         {

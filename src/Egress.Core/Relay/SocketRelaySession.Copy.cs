@@ -54,7 +54,8 @@ internal sealed partial class SocketRelaySession
                 }
 
                 _monitor.Touch();
-                // Counted as the destination takes them: an abort in the middle of a send counts what went before it.
+                // Counted as the destination takes them: an abort while the rest waits counts what the first send took
+                // (SendAsync completes only with every byte sent, or throws: what it sent before an abort is not known).
                 int sent = SendNow(destination, buffer.AsSpan(0, read));
                 moved += sent;
                 while (sent < read)

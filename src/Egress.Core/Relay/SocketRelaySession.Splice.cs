@@ -164,10 +164,10 @@ internal sealed partial class SocketRelaySession
                         for (int done = 0; done < length;)
                         {
                             // Inline rather than a helper: an async helper would allocate whenever the send has to wait.
-                            int more = await destination.SendAsync(chunk.AsMemory(done, length - done), SocketFlags.None).ConfigureAwait(false);
-                            done += more;
-                            moved += more; // as the destination takes them: an abort in the middle counts what went before it
+                            done += await destination.SendAsync(chunk.AsMemory(done, length - done), SocketFlags.None).ConfigureAwait(false);
                         }
+
+                        moved += length; // SendAsync completes only with every byte sent, or throws (no partial count)
 
                     }
                     finally

@@ -71,8 +71,8 @@ public sealed class TunnelGatewayTests
         Assert.That(
             limits,
             maxStreams == 0
-                ? Does.Match(@"^host\.max_streams = \d+ \(derived from RLIMIT_NOFILE = \d+\), at most \d+ of them DNS streams$")
-                : Is.EqualTo("host.max_streams = 400, at most 50 of them DNS streams"));
+                ? Does.Match(@"^host\.max_streams = \d+ \(derived from RLIMIT_NOFILE = \d+\), DNS streams at most \d+ per enclave$")
+                : Is.EqualTo("host.max_streams = 400, DNS streams at most 50 per enclave"));
     }
 
     [Test]

@@ -428,6 +428,7 @@ public sealed class FramedRelayTests(bool splice)
     public async Task AnAbortWhileWritingAFrameToTheAppCountsWhatTheAppCanRead()
     {
         using var chain = await FramedChain.ConnectAsync(appOverUnix: true);
+        chain.RelayPlain.SendBufferSize = 16 * 1024; // smaller than what the relay writes at a time: full inside it
         using var stop = new CancellationTokenSource();
         Task<RelayResult> relay = chain.RunAsync(Options, stop.Token);
         byte[] frame = Frames.Data(new byte[200 * 1024]);
@@ -615,6 +616,9 @@ public sealed class FramedRelayTests(bool splice)
 
         /// <summary>The relay's end of the tunnel.</summary>
         public Socket RelayTunnel => TunnelPair.Left;
+
+        /// <summary>The relay's plain socket (to the app).</summary>
+        public Socket RelayPlain => AppPair.Right;
 
         private SocketPair AppPair { get; }
 

@@ -41,7 +41,7 @@ internal sealed class UpstreamDnsAnswerer(
         try
         {
             // The upstream client receives into the buffer it is given, so the parent rents the largest answer up front;
-            // DnsStreamLimits.MaxInFlightPerGateway bounds how many are held.
+            // DnsStreamLimits.MaxInFlightPerGateway and ReservedPerStream bound how many are held.
             var result = await ResolveAsync(query, response.GetMemory(DnsTcpFraming.MaxMessageLength), cancellationToken).ConfigureAwait(false);
             forwarded = result.Outcome is DnsQueryOutcome.Forwarded or DnsQueryOutcome.UpstreamFailed;
             Complete(result);
