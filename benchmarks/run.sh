@@ -240,8 +240,10 @@ in_ns "$ns_enc" "$enclave_bin" rules --apply --config "$run/enclave.toml" >"$run
 log_level=${BENCH_LOG_LEVEL:-Warning}
 # BENCH_HOST_ENV="NAME=value ..." sets environment variables for the two egress hosts only (for experiments, e.g.
 # DOTNET_ThreadPool_ForceMinWorkerThreads=32); word-split on purpose.
+# egress-host runs as its systemd unit starts it: with MALLOC_ARENA_MAX=2 (deploy/host/egress-host.service; measured
+# in docs/benchmarks.md, "Two malloc arenas for egress-host"). BENCH_HOST_ENV="MALLOC_ARENA_MAX=..." overrides it.
 # shellcheck disable=SC2086
-start egress-host "$ns_par" env ${BENCH_HOST_ENV:-} "$host_bin" --config "$run/enclave.toml" --log-level "$log_level"
+start egress-host "$ns_par" env MALLOC_ARENA_MAX=2 ${BENCH_HOST_ENV:-} "$host_bin" --config "$run/enclave.toml" --log-level "$log_level"
 wait_until 30 "egress-host" test -S "$run/egress.sock"
 # shellcheck disable=SC2086
 start egress-enclave "$ns_enc" env ${BENCH_HOST_ENV:-} "$enclave_bin" --config "$run/enclave.toml" --log-level "$log_level"
@@ -642,7 +644,7 @@ egress_restart() {
   local sock
   sock=$(sed -n 's/^host_endpoint = "unix:\(.*\)"$/\1/p' "$config")
   # shellcheck disable=SC2086
-  start "egress-host-$sni_round" "$ns_par" env ${BENCH_HOST_ENV:-} "$host_bin" --config "$config" --log-level "$log_level"
+  start "egress-host-$sni_round" "$ns_par" env MALLOC_ARENA_MAX=2 ${BENCH_HOST_ENV:-} "$host_bin" --config "$config" --log-level "$log_level"
   egress_host_pid=$(pid_of "egress-host-$sni_round")
   wait_until 30 "egress-host ($config)" test -S "$sock"
   # shellcheck disable=SC2086
