@@ -52,17 +52,12 @@ done
 
 log() { printf '[ab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, iptables)"
 
 need=(iperf3:iperf3 wrk:wrk nginx:nginx ip:iproute2 iptables:iptables ss:iproute2 python3:python3-minimal)
-missing=()
-for pair in "${need[@]}"; do command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}"); done
-if [ "${#missing[@]}" -gt 0 ]; then
-  [ "$install" -eq 1 ] || die "missing tools (packages: ${missing[*]}); run without --no-install"
-  log "installing ${missing[*]}"
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
-    || die "apt-get install ${missing[*]} failed"
-fi
+require_tools "$install" "${need[@]}"
 command -v dotnet >/dev/null || die "dotnet SDK not found"
 
 out="$repo/benchmarks/.build"
@@ -105,7 +100,7 @@ tcp_listening() { [ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2")" ]; }
 world=198.18.0.10
 for arm in "${arms[@]}"; do
   p=${prefix[$arm]} d="$run/$arm" ARM=${arm^^}
-  mkdir -p "$d/nginx"
+  mkdir -p "$d"
   egress_netns_up "$p" || die "topology $p"
   for ns in "$p-enclave" "$p-parent" "$p-world"; do
     # Many short connections: the whole port range and TIME_WAIT reuse, as run.sh sets them.
@@ -114,23 +109,8 @@ for arm in "${arms[@]}"; do
   mkdir -p "/etc/netns/$p-enclave" && echo "nameserver 127.0.0.1" >"/etc/netns/$p-enclave/resolv.conf"
   in_ns "$p-world" iperf3 -s -B "$world" -p 5201 >"$d/iperf3.log" 2>&1 &
   in_ns "$p-world" "$tool" echo-server --listen "$world:7000" >"$d/echo.log" 2>&1 &
-  cat >"$d/nginx.conf" <<EOF
-daemon off;
-worker_processes $(nproc);
-pid $d/nginx.pid;
-error_log $d/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $d/nginx/body;
-  proxy_temp_path $d/nginx/proxy;
-  fastcgi_temp_path $d/nginx/fastcgi;
-  uwsgi_temp_path $d/nginx/uwsgi;
-  scgi_temp_path $d/nginx/scgi;
-  server { listen $world:8080; location / { return 200 "ok\n"; } }
-}
-EOF
-  in_ns "$p-world" nginx -e "$d/nginx-error.log" -p "$d/nginx" -c "$d/nginx.conf" >"$d/nginx.log" 2>&1 &
+  write_nginx_ok_conf "$d/nginx" "$world:8080"
+  in_ns "$p-world" nginx -e "$d/nginx/error.log" -p "$d/nginx" -c "$d/nginx/nginx.conf" >"$d/nginx.log" 2>&1 &
   toml_var="AB_${ARM}_TOML"
   cat >"$d/enclave.toml" <<EOF
 [egress]

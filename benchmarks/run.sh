@@ -68,6 +68,8 @@ fi
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, iptables)"
 
@@ -76,16 +78,7 @@ need=(iperf3:iperf3 socat:socat haproxy:haproxy dnsperf:dnsperf dnsmasq:dnsmasq-
       ss:iproute2 pgrep:procps python3:python3-minimal)
 want sni && need+=(nginx:nginx openssl:openssl)
 want http && need+=(nginx:nginx wrk:wrk)
-missing=()
-for pair in "${need[@]}"; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  [ "$install" -eq 1 ] || die "missing tools (packages: ${missing[*]}); run without --no-install"
-  log "installing ${missing[*]}"
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
-    || die "apt-get install ${missing[*]} failed"
-fi
+require_tools "$install" "${need[@]}"
 command -v dotnet >/dev/null || die "dotnet SDK not found"
 
 # --- build --------------------------------------------------------------------------------------------------------
@@ -193,27 +186,8 @@ start dnsmasq-c "$ns_wld" dnsmasq --keep-in-foreground --conf-file=/dev/null --n
   --log-facility="$run/dnsmasq-c.syslog"
 # nginx for the http section: plain HTTP/1.1, a 3-byte answer, no access log; a worker per CPU.
 if want http; then
-  mkdir -p "$run/nginx-http"
-  cat >"$run/nginx-http.conf" <<EOF
-daemon off;
-worker_processes $(nproc);
-pid $run/nginx-http.pid;
-error_log $run/nginx-http-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $run/nginx-http/body;
-  proxy_temp_path $run/nginx-http/proxy;
-  fastcgi_temp_path $run/nginx-http/fastcgi;
-  uwsgi_temp_path $run/nginx-http/uwsgi;
-  scgi_temp_path $run/nginx-http/scgi;
-  server {
-    listen $world:$http_port;
-    location / { return 200 "ok\n"; }
-  }
-}
-EOF
-  start nginx-http "$ns_wld" nginx -e "$run/nginx-http-error.log" -p "$run/nginx-http" -c "$run/nginx-http.conf"
+  write_nginx_ok_conf "$run/nginx-http" "$world:$http_port"
+  start nginx-http "$ns_wld" nginx -e "$run/nginx-http/error.log" -p "$run/nginx-http" -c "$run/nginx-http/nginx.conf"
 fi
 wait_until 20 "iperf3 -s" tcp_listening "$ns_wld" "$iperf_port"
 wait_until 20 "echo server" tcp_listening "$ns_wld" "$echo_port"

@@ -57,21 +57,14 @@ fi
 
 log() { printf '[stress %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=../../benchmarks/lib.sh
+source "$repo/benchmarks/lib.sh"
 
 [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, iptables)"
 
 # --- prerequisites ----------------------------------------------------------------------------------------------
 need=(ip:iproute2 ss:iproute2 iptables:iptables dnsmasq:dnsmasq-base nginx:nginx-light prlimit:util-linux)
-missing=()
-for pair in "${need[@]}"; do
-  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  [ "$install" -eq 1 ] || die "missing tools (packages: ${missing[*]}); run without --no-install"
-  log "installing ${missing[*]}"
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
-    || die "apt-get install ${missing[*]} failed"
-fi
+require_tools "$install" "${need[@]}"
 command -v dotnet >/dev/null || die "dotnet SDK not found"
 
 # --- build --------------------------------------------------------------------------------------------------------

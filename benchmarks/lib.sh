@@ -1,0 +1,45 @@
+# Shell helpers shared by the namespace harnesses (benchmarks/run.sh, benchmarks/ab.sh, tests/stress/run.sh).
+# Source it after defining log MESSAGE and die MESSAGE.
+
+# require_tools INSTALL COMMAND:PACKAGE...: makes sure every COMMAND is on PATH. The packages of the missing ones are
+# installed with apt-get when INSTALL is 1; when it is 0, or the install fails, dies naming them.
+require_tools() {
+  local install=$1 pair
+  local missing=()
+  shift
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  [ "$install" -eq 1 ] || die "missing tools (packages: ${missing[*]}); run without --no-install"
+  log "installing ${missing[*]}"
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed"
+}
+
+# write_nginx_ok_conf DIR LISTEN: writes DIR/nginx.conf, an nginx in the foreground that answers 200 "ok\n" to every
+# request on LISTEN (address:port), one worker per CPU, no access log; its pid, error log (DIR/error.log) and
+# temporary files stay in DIR. Start it with: nginx -e DIR/error.log -p DIR -c DIR/nginx.conf
+write_nginx_ok_conf() {
+  local dir=$1 listen=$2
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<CONF
+daemon off;
+worker_processes $(nproc);
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  server {
+    listen $listen;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+}
