@@ -87,15 +87,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-wait_until() { # wait_until SECONDS DESCRIPTION CMD...
-  local deadline=$((SECONDS + $1)) what=$2; shift 2
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || die "timed out waiting for $what"
-    sleep 0.1
-  done
-}
-tcp_listening() { [ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2")" ]; }
 
 world=198.18.0.10
 for arm in "${arms[@]}"; do

@@ -1,5 +1,22 @@
-# Shell helpers shared by the namespace harnesses (benchmarks/run.sh, benchmarks/ab.sh, tests/stress/run.sh).
+# Shell helpers shared by the namespace harnesses (benchmarks/run.sh, benchmarks/ab.sh; tests/stress/run.sh uses
+# require_tools).
 # Source it after defining log MESSAGE and die MESSAGE.
+
+# in_ns NS CMD...: runs CMD in network namespace NS.
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+# wait_until SECONDS DESCRIPTION CMD...: until CMD succeeds, every 0.1 s; dies "timed out waiting for DESCRIPTION"
+# after SECONDS.
+wait_until() {
+  local deadline=$((SECONDS + $1)) what=$2; shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || die "timed out waiting for $what"
+    sleep 0.1
+  done
+}
+
+# tcp_listening NS PORT: something in NS listens on TCP PORT.
+tcp_listening() { [ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2")" ]; }
 
 # require_tools INSTALL COMMAND:PACKAGE...: makes sure every COMMAND is on PATH. The packages of the missing ones are
 # installed with apt-get when INSTALL is 1; when it is 0, or the install fails, dies naming them.

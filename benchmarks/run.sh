@@ -137,7 +137,6 @@ if [ $((hold * 2 + 300 + fd_reserve)) -gt "$fd_limit" ]; then
   log "open-files limit $fd_limit: holding $hold connections instead of 10000 (Egress keeps $fd_reserve in reserve)"
 fi
 
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 # start NAME NS CMD...: runs CMD in NS in the background (ip netns exec execs, so $! is CMD's pid), logs to run dir.
 start() {
   local name=$1 ns=$2; shift 2
@@ -146,14 +145,6 @@ start() {
   eval "pid_${name//-/_}=$!"
 }
 pid_of() { local var="pid_${1//-/_}"; printf '%s' "${!var}"; }
-wait_until() { # wait_until SECONDS DESCRIPTION CMD...
-  local deadline=$((SECONDS + $1)) what=$2; shift 2
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || die "timed out waiting for $what"
-    sleep 0.1
-  done
-}
-tcp_listening() { [ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2")" ]; }
 udp_listening() { [ -n "$(ip netns exec "$1" ss -Hlun "sport = :$2")" ]; }
 record() { echo "$*" >>"$results"; }
 fail() { failures+=("$*"); log "FAILED: $*"; }
