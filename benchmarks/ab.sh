@@ -74,8 +74,11 @@ arms=(a b)
 declare -A prefix=([a]="eg-a$$" [b]="eg-b$$")   # differ within the first 9 characters, which topology.sh names links by
 ulimit -n "$(ulimit -Hn)"
 
+bounded_pid=
 cleanup() {
   local arm
+  # A build or client still running (stopped by a signal): timeout passes SIGTERM on to it.
+  [ -z "$bounded_pid" ] || kill "$bounded_pid" 2>/dev/null
   for arm in "${arms[@]}"; do
     egress_netns_down "${prefix[$arm]}" >/dev/null 2>&1
     rm -rf "/etc/netns/${prefix[$arm]}-enclave"
@@ -92,7 +95,8 @@ bounded() {
   local limit=$1 file=$2
   shift 2
   timeout -k 5 "$limit" "$@" >"$file" 2>&1 &
-  wait $!
+  bounded_pid=$!
+  wait "$bounded_pid"
 }
 
 out="$repo/benchmarks/.build"
