@@ -108,7 +108,6 @@ for project in src/Egress.Enclave src/Egress.Host benchmarks/Egress.Benchmarks.T
 done
 tool="$out/Egress.Benchmarks.Tools/egress-bench-tool"
 
-
 # started PID SECONDS DESCRIPTION LOG CMD...: waits until CMD succeeds; dies at once, with the end of LOG, if PID has
 # exited, and after SECONDS otherwise.
 started() {
@@ -142,23 +141,8 @@ for arm in "${arms[@]}"; do
   in_ns "$p-world" nginx -e "$d/nginx/error.log" -p "$d/nginx" -c "$d/nginx/nginx.conf" >"$d/nginx.log" 2>&1 &
   nginx_pid=$!
   toml_var="AB_${ARM}_TOML"
-  cat >"$d/enclave.toml" <<EOF
-[egress]
-enabled = true
-destinations = ["198.18.0.0/15"]
-
-[tunnel]
-enclave_endpoint = "unix:$d/egress.sock"
-host_endpoint = "unix:$d/egress.sock"
-
-[enclave]
-proxy_listen = ["127.0.0.1:4444"]
-dns_listen = ["127.0.0.1:53"]
-
-[host]
-dns_upstreams = ["198.18.0.53:53"]
-${!toml_var:-}
-EOF
+  write_enclave_toml "$d/enclave.toml" "$d/egress.sock" "198.18.0.53:53" \
+    $'enabled = true\ndestinations = ["198.18.0.0/15"]' "${!toml_var:-}"
   host_var="AB_${ARM}_HOST_BIN" enclave_var="AB_${ARM}_ENCLAVE_BIN" env_var="AB_${ARM}_ENV" host_env_var="AB_${ARM}_HOST_ENV"
   host_bin=${!host_var:-$out/Egress.Host/egress-host}
   enclave_bin=${!enclave_var:-$out/Egress.Enclave/egress-enclave}

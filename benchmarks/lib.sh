@@ -60,3 +60,26 @@ http {
 }
 CONF
 }
+
+# write_enclave_toml FILE SOCKET DNS_UPSTREAM EGRESS [EXTRA]: the harnesses' enclave.toml: the [egress] table's keys
+# EGRESS (lines), a unix: tunnel at SOCKET for both hosts, the enclave's proxy on 127.0.0.1:4444 and DNS forwarder on
+# 127.0.0.1:53, the parent's DNS upstream DNS_UPSTREAM (address:port), then EXTRA (TOML appended as is).
+write_enclave_toml() {
+  local file=$1 socket=$2 upstream=$3 egress=$4 extra=${5:-}
+  cat >"$file" <<CONF
+[egress]
+$egress
+
+[tunnel]
+enclave_endpoint = "unix:$socket"
+host_endpoint = "unix:$socket"
+
+[enclave]
+proxy_listen = ["127.0.0.1:4444"]
+dns_listen = ["127.0.0.1:53"]
+
+[host]
+dns_upstreams = ["$upstream"]
+$extra
+CONF
+}

@@ -186,23 +186,8 @@ wait_until 20 "dnsmasq C" udp_listening "$ns_wld" 53
 want http && wait_until 20 "nginx (http)" tcp_listening "$ns_wld" "$http_port"
 
 # --- egress chain ---------------------------------------------------------------------------------------------------
-cat >"$run/enclave.toml" <<EOF
-[egress]
-enabled = true
-destinations = ["198.18.0.0/15", "*.bench.egress.test"]
-
-[tunnel]
-enclave_endpoint = "unix:$run/egress.sock"
-host_endpoint = "unix:$run/egress.sock"
-
-[enclave]
-proxy_listen = ["127.0.0.1:4444"]
-dns_listen = ["127.0.0.1:53"]
-
-[host]
-dns_upstreams = ["$world:53"]
-${BENCH_EXTRA_TOML:-}
-EOF
+write_enclave_toml "$run/enclave.toml" "$run/egress.sock" "$world:53" \
+  $'enabled = true\ndestinations = ["198.18.0.0/15", "*.bench.egress.test"]' "${BENCH_EXTRA_TOML:-}"
 # BENCH_EXTRA_TOML is appended to that file (for experiments, e.g. BENCH_EXTRA_TOML=$'[relay]\nsplice = false').
 # The redirect rules take the proxy endpoint (and the netfilter backend) from the same file.
 in_ns "$ns_enc" "$enclave_bin" rules --apply --config "$run/enclave.toml" >"$run/rules.log" 2>&1 || { cat "$run/rules.log" >&2; die "egress-enclave rules --apply"; }
@@ -631,24 +616,10 @@ for ((r = 1; r <= repeats; r++)); do
   [ $((r % 2)) -eq 0 ] && order=(off require)
   for sni_mode in "${order[@]}"; do
     config="$run/enclave-sni-$r-$sni_mode.toml"
-    cat >"$config" <<EOF
-[egress]
-enabled = true
-destinations = ["$sni_name:$sni_port", "$sni_name:$iperf_port"]
-tls_server_name = "$sni_mode"
-
-[tunnel]
-enclave_endpoint = "unix:$run/egress-sni-$r-$sni_mode.sock"
-host_endpoint = "unix:$run/egress-sni-$r-$sni_mode.sock"
-
-[enclave]
-proxy_listen = ["127.0.0.1:4444"]
-dns_listen = ["127.0.0.1:53"]
-
-[host]
-dns_upstreams = ["$world:53"]
-${BENCH_EXTRA_TOML:-}
-EOF
+    write_enclave_toml "$config" "$run/egress-sni-$r-$sni_mode.sock" "$world:53" \
+      "enabled = true
+destinations = [\"$sni_name:$sni_port\", \"$sni_name:$iperf_port\"]
+tls_server_name = \"$sni_mode\"" "${BENCH_EXTRA_TOML:-}"
     egress_restart "$config"
     # The check must be what it says: under "require" a ClientHello naming another server is refused on the learned
     # address; under "off" it passes. (Each restart forgets what was learned: the client resolves the name again.)
