@@ -59,8 +59,6 @@ public sealed class ServerNameVerificationTests : EgressFixture
         string destination = $"{Address}:{TlsPort}";
         var enclaveEvil = await LogLineAsync(Deployment.Enclave, destination, "refused: server name evil.test is not allowed by any entry", $"learned from {Name}", "egress.tls_server_name = \"require\"");
         var enclaveOther = await LogLineAsync(Deployment.Enclave, destination, $"refused: server name {AllowedNotLearned} is not a name the address was learned from", $"learned from {Name}");
-        var parentClosed = await LogLineAsync(Deployment.Host, $"connection to {destination} closed: 0 bytes out", "received Refused"); // tunnel v2: the enclave's END(Refused)
-        var parentWhy = await LogLineAsync(Deployment.Host, $"connection to {destination}", "refused by the enclave's TLS server-name check", "no client byte reached the destination");
 
         Assert.Multiple(() =>
         {
@@ -69,6 +67,40 @@ public sealed class ServerNameVerificationTests : EgressFixture
             Assert.That(notLearned.ExitCode, Is.AnyOf(35, 56), notLearned.ToString);
             Assert.That(enclaveEvil, Is.Not.Null, () => $"no refusal of evil.test in the enclave's log:\n{Deployment.Enclave.Output}");
             Assert.That(enclaveOther, Is.Not.Null, () => $"no refusal of {AllowedNotLearned} in the enclave's log:\n{Deployment.Enclave.Output}");
+            Assert.That(ClientHellosReceived, Is.EqualTo(before), () => $"a refused ClientHello reached the server:\n{TlsServer.Output}");
+        });
+    }
+
+    /// <summary>A ClientHello sent a while after the connect is not there when the enclave accepts the connection (one
+    /// that is is refused before any tunnel stream opens): the check reads it in the relay, after the parent dialled, and
+    /// the parent says why the connection ended with no client byte sent.</summary>
+    [Test]
+    public async Task AClientHelloSentAfterTheSetUpIsRefusedInTheRelayAndTheParentSaysWhy()
+    {
+        await LearnAsync();
+        int before = ClientHellosReceived;
+        string hello = Path.Combine(Repository.Root, "fuzz", "corpus", "tls-client-hello", "curl-evil.test");
+        const string LateHello = """
+            import socket, sys, time
+            s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+            time.sleep(0.5)
+            s.sendall(open(sys.argv[3], "rb").read())
+            try:
+                print("closed" if s.recv(4096) == b"" else "answered")
+            except ConnectionResetError:
+                print("reset")
+            """;
+
+        var late = await Command.RunInNamespaceAsync(Topology.Enclave, TimeSpan.FromSeconds(20), "/usr/bin/python3", "-c", LateHello, $"{Address}", $"{TlsPort}", hello);
+        string destination = $"{Address}:{TlsPort}";
+        var enclaveRefused = await LogLineAsync(Deployment.Enclave, destination, "refused: server name evil.test is not allowed by any entry", $"learned from {Name}");
+        var parentClosed = await LogLineAsync(Deployment.Host, $"connection to {destination} closed: 0 bytes out", "received Refused"); // tunnel v2: the enclave's END(Refused)
+        var parentWhy = await LogLineAsync(Deployment.Host, $"connection to {destination}", "refused by the enclave's TLS server-name check", "no client byte reached the destination");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((late.ExitCode, late.StandardOutput.Trim()), Is.EqualTo((0, "reset")), late.ToString);
+            Assert.That(enclaveRefused, Is.Not.Null, () => $"no refusal in the enclave's log:\n{Deployment.Enclave.Output}");
             Assert.That(parentClosed, Is.Not.Null, () => $"the parent relayed client bytes, or does not say the enclave refused:\n{Deployment.Host.Output}");
             Assert.That(parentWhy, Is.Not.Null, () => $"the parent does not say why the connection ended:\n{Deployment.Host.Output}");
             Assert.That(ClientHellosReceived, Is.EqualTo(before), () => $"a refused ClientHello reached the server:\n{TlsServer.Output}");

@@ -171,11 +171,14 @@ internal sealed class ProxyConnectionHandler(
 
             // The application's first bytes when they are already there (a client that writes its request or
             // ClientHello right after connect): they go with the version 2 request, one send and one wake-up of the
-            // parent fewer. Never waited for: a server that speaks first gets no delay. Not when the server name is
-            // checked: that check reads the first bytes in the relay, before any is sent.
+            // parent fewer. Never waited for: a server that speaks first gets no delay. When the server name is
+            // checked, they go only once the check has allowed them (a whole ClientHello was there); otherwise the
+            // check reads them, and the rest, in the relay, before any is sent.
             ReadOnlyMemory<byte> early = default;
             bool earlyDrained = false, earlyTried = false;
-            if (tunnelVersion == TunnelCodec.Version2 && !ServerNameGate.Applies(policy, decision))
+            bool nameChecked = ServerNameGate.Applies(policy, decision);
+            ServerNameGate? checkedEarly = null; // the check that allowed the early bytes (or only reported them)
+            if (tunnelVersion == TunnelCodec.Version2)
             {
                 byte[] buffer = ArrayPool<byte>.Shared.Rent(EarlyDataLength);
                 int got;
@@ -202,6 +205,21 @@ internal sealed class ProxyConnectionHandler(
                 earlyDrained = got < EarlyDataLength;
                 earlyTried = true;
                 ArrayPool<byte>.Shared.Return(buffer);
+                if (nameChecked && !early.IsEmpty)
+                {
+                    var gate = ServerNameGate.For(policy, destination, decision, options.Relay.TimeProvider)!;
+                    switch (gate.TryDecide(early.Span))
+                    {
+                        case true:
+                            checkedEarly = gate;
+                            break;
+                        case false:
+                            // Refused before any tunnel stream: the parent is not asked and no destination is dialled.
+                            result = RefusedAtAccept(client, destination, decision, gate, setup);
+                            Complete(client, result);
+                            return result;
+                    }
+                }
             }
 
             string? hint = HostHintFor(decision);
@@ -230,6 +248,7 @@ internal sealed class ProxyConnectionHandler(
                 }
 
                 order.Add(destination.Address);
+                checkedEarly = null; // each address's own check, in the relay (FailOverAsync sends no checked bytes early)
                 var remembered = ProxyConnectionResult.ParentRefused(
                     destination, lately.Status, $"not dialled: the parent could not reach it {agoText}, and no other address of {hint} connected").WithAllowingDecision(decision);
                 (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(client, destination, decision, remembered, hint, early, aborted, order).ConfigureAwait(false);
@@ -243,10 +262,11 @@ internal sealed class ProxyConnectionHandler(
                     ProxyLog.ProbingAgain(logger, destination, (long)ago.TotalSeconds, lately.Status, lately.Name);
                 }
 
-                (tunnel, failure) = await OpenTunnelAsync(destination, hint, early, aborted).ConfigureAwait(false);
+                (tunnel, failure) = await OpenTunnelAsync(destination, hint, nameChecked && checkedEarly is null ? ReadOnlyMemory<byte>.Empty : early, aborted).ConfigureAwait(false);
                 failure = failure?.WithAllowingDecision(decision);
                 if (tunnel is null && failure is not null && hint is not null && CanFailOver(failure))
                 {
+                    checkedEarly = null; // another address: its own check, in the relay
                     (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(client, destination, decision, failure, hint, early, aborted, tryLast: null).ConfigureAwait(false);
                 }
                 else if (tunnel is not null)
@@ -276,11 +296,13 @@ internal sealed class ProxyConnectionHandler(
                 tunnel = null;
                 Started(destination, decision, connectionId);
                 setup.Complete(); // set up: the next connection may be accepted
-                var serverNameGate = ServerNameGate.For(policy, destination, decision, options.Relay.TimeProvider);
+                var serverNameGate = checkedEarly ?? ServerNameGate.For(policy, destination, decision, options.Relay.TimeProvider);
+                IFirstBytesGate? relayGate = checkedEarly is null ? serverNameGate : null; // checked at accept: not again
 
-                // The early bytes went with the request unless the stream fell back to version 1 or the server name of a
-                // failover's destination is checked: then the relay sends them first, as bytes already read from A.
-                bool earlySent = framed && serverNameGate is null && !early.IsEmpty;
+                // The early bytes went with the request unless the stream fell back to version 1 or their server name
+                // was not checked yet (not a whole ClientHello at accept, or a failover's destination): then the relay
+                // sends them first, as bytes already read from A (behind the check, when there is one).
+                bool earlySent = framed && relayGate is null && !early.IsEmpty;
                 ReadOnlyMemory<byte> readFromA = earlySent ? ReadOnlyMemory<byte>.Empty : early;
                 var forwarded = earlySent ? new ForwardedEarly(early.Length, earlyDrained) : default;
                 if (earlyTried)
@@ -297,9 +319,9 @@ internal sealed class ProxyConnectionHandler(
                     // Version 2: the tunnel side (B) is framed, so an abort on the far side reaches the application as RST.
                     relay = framed
                         ? await SocketRelay.RunFramedAsync(
-                            client, stream, RelaySide.B, readFromA, afterStatus, options.Relay, serverNameGate, aborted,
+                            client, stream, RelaySide.B, readFromA, afterStatus, options.Relay, relayGate, aborted,
                             _tunnel.StreamsNonBlocking ? NonBlockingSides.B : NonBlockingSides.None, forwarded).ConfigureAwait(false)
-                        : await SocketRelay.RunAsync(client, stream, readFromA, afterStatus, options.Relay, serverNameGate, aborted).ConfigureAwait(false);
+                        : await SocketRelay.RunAsync(client, stream, readFromA, afterStatus, options.Relay, relayGate, aborted).ConfigureAwait(false);
                 }
                 finally
                 {
@@ -315,17 +337,7 @@ internal sealed class ProxyConnectionHandler(
                     }
                 }
 
-                if (serverNameGate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
-                {
-                    ProxyLog.ServerNameWouldRefuse(logger, destination, reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
-                }
-                else if (serverNameGate is { Refusal: not ServerNameRefusal.None } refused)
-                {
-                    ProxyLog.ServerNameRefused(logger, destination, refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
-                    options.Metrics?.ServerNameRefused(refused.Refusal);
-                    options.Denials?.ServerName(destination, refused.ServerName, refused.Refusal);
-                }
-
+                ServerNameChecked(destination, serverNameGate);
                 result = ProxyConnectionResult.Relayed(
                     destination, decision, relay, connectionId, serverNameGate?.ServerName,
                     serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
@@ -339,6 +351,36 @@ internal sealed class ProxyConnectionHandler(
 
         Complete(client, result);
         return result;
+    }
+
+    /// <summary>The server-name check's line, metric and denial report when it refused (or, in report mode, would have).</summary>
+    private void ServerNameChecked(IPEndPoint destination, ServerNameGate? gate)
+    {
+        if (gate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
+        {
+            ProxyLog.ServerNameWouldRefuse(logger, destination, reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
+        }
+        else if (gate is { Refusal: not ServerNameRefusal.None } refused)
+        {
+            ProxyLog.ServerNameRefused(logger, destination, refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
+            options.Metrics?.ServerNameRefused(refused.Refusal);
+            options.Denials?.ServerName(destination, refused.ServerName, refused.Refusal);
+        }
+    }
+
+    /// <summary>
+    /// A connection whose ClientHello, queued when it was accepted, the server-name check refused: reset, with no tunnel
+    /// stream opened (connection id 0) and nothing sent, logged and counted as a refusal in the relay is (the allowed
+    /// address, then the refusal, then the end with <see cref="RelayShutdownCause.Refused"/>).
+    /// </summary>
+    private ProxyConnectionResult RefusedAtAccept(Socket client, IPEndPoint destination, PolicyDecision decision, ServerNameGate gate, ConnectionSetup setup)
+    {
+        Started(destination, decision, connectionId: 0);
+        setup.Complete();
+        SocketReset.Reset(client); // as the relay resets a refused application: it sees ECONNRESET, never a clean end
+        ServerNameChecked(destination, gate);
+        var refused = new RelayResult(0, 0, RelayShutdownCause.Refused, null, TimeSpan.Zero);
+        return ProxyConnectionResult.Relayed(destination, decision, refused, connectionId: 0, gate.ServerName, gate.RefusalText);
     }
 
     /// <summary>The most of the application's first bytes read for early data (docs/tunnel-protocol.md, "Early data"):

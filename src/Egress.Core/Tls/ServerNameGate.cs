@@ -116,6 +116,30 @@ internal sealed class ServerNameGate : IFirstBytesGate
     /// <summary>The mode as the configuration writes it, for a log line.</summary>
     public string ModeText => Configuration.ConfigurationChoices.TlsServerName.TextOf(Mode);
 
+    /// <summary>
+    /// Decides on first bytes already received, without reading more: the enclave's check of a ClientHello that was
+    /// queued when it accepted the connection, before any tunnel stream is opened (an allowed one then goes to the parent
+    /// as early data; a refused one is never sent, and no destination is dialled). Sets <see cref="Refusal"/> and
+    /// <see cref="ServerName"/> as <see cref="InspectAsync"/> does for the same bytes.
+    /// </summary>
+    /// <param name="first">The connection's first bytes, as many as were there (not more than <see cref="ClientHelloParser.MaxBytes"/>).</param>
+    /// <returns>Null when they do not decide yet (the start of a ClientHello: the relay's <see cref="InspectAsync"/>
+    /// reads on from them); true to relay them (allowed, or refused only in report mode); false to refuse them.</returns>
+    public bool? TryDecide(ReadOnlySpan<byte> first)
+    {
+        ClientHelloStatus status = ClientHelloParser.Parse(first, out ClientHello hello);
+        return status == ClientHelloStatus.NeedMore ? null : Decide(status, hello);
+    }
+
+    /// <summary>Records the check's answer to a parsed first flight (<see cref="ServerNameCheck.Decide"/>): whether its
+    /// bytes are relayed (not refused, or only reported).</summary>
+    private bool Decide(ClientHelloStatus status, ClientHello hello)
+    {
+        ServerName = hello.ServerName;
+        Refusal = ServerNameCheck.Decide(Mode, status, hello, LearnedNames, _isAllowed, ReportOnly);
+        return Refusal == ServerNameRefusal.None || ReportOnly;
+    }
+
     /// <inheritdoc/>
     public async ValueTask<FirstBytes> InspectAsync(Func<Memory<byte>, CancellationToken, ValueTask<int>> receive, CancellationToken cancellationToken)
     {
@@ -169,9 +193,7 @@ internal sealed class ServerNameGate : IFirstBytesGate
                 }
             }
 
-            ServerName = hello.ServerName;
-            Refusal = ServerNameCheck.Decide(Mode, status, hello, LearnedNames, _isAllowed, ReportOnly);
-            return Refusal == ServerNameRefusal.None || ReportOnly ? new FirstBytes(true, buffer.AsSpan(0, filled).ToArray()) : new FirstBytes(false, default);
+            return Decide(status, hello) ? new FirstBytes(true, buffer.AsSpan(0, filled).ToArray()) : new FirstBytes(false, default);
         }
         finally
         {

@@ -571,21 +571,86 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(Encoding.ASCII.GetString(await TunnelWire.ReadToEndAsync(_app).WaitAsync(HangGuard)), Is.EqualTo("200"));
     }
 
-    [Test]
-    public async Task AClientHelloAlreadyThereWaitsForTheServerNameCheckNotSentEarly()
+    /// <summary>A policy that learned api.example.com at 198.51.100.30 (its TLS server name is checked).</summary>
+    private (EgressPolicy Policy, IPEndPoint Learned) LearnedApi(EgressMode mode = EgressMode.Enforce)
     {
-        // The TLS server-name check reads the first bytes before any is forwarded: early data must not go around it.
         var learned = new IPEndPoint(IPAddress.Parse("198.51.100.30"), 443);
-        var policy = EgressPolicy.Create(true, ["api.example.com"], new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time }));
+        var policy = EgressPolicy.Create(true, ["api.example.com"], new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time }), mode);
         policy.Learn("api.example.com", learned.Address, TimeSpan.FromSeconds(300));
+        return (policy, learned);
+    }
+
+    /// <summary>A ClientHello (TLS 1.2 shape, one record) whose server name is api.example.com.</summary>
+    private static byte[] ApiHello() =>
+        Egress.Tests.Tls.ClientHelloVectors.WithExtensions((0, Egress.Tests.Tls.ClientHelloVectors.ServerName("api.example.com"u8.ToArray())));
+
+    [Test]
+    public async Task ARefusedClientHelloAlreadyThereOpensNoTunnelAndResetsTheApplication()
+    {
+        // The check decides on the queued ClientHello at accept: the parent is never asked, no destination is dialled.
+        var (policy, learned) = LearnedApi();
         await _app.SendAsync(Egress.Tests.Tls.ClientHelloVectors.Read("curl-evil.test"));
         await EarlyDataWire.QueuedAsync(_accepted, 1);
+
+        var result = await Handler(Redirected(learned), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None).WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(_tunnelsOpened, Is.Zero, "no tunnel stream for a ClientHello refused at accept");
+            Assert.That((result.Outcome, result.ConnectionId, result.ServerName), Is.EqualTo((ConnectionOutcome.Relayed, 0UL, "evil.test")));
+            Assert.That((result.Relay!.FirstCause, result.Relay.BytesAToB, result.Relay.BytesBToA), Is.EqualTo((RelayShutdownCause.Refused, 0L, 0L)));
+            Assert.That(result.ServerNameRefusal, Is.EqualTo("server name evil.test is not allowed by any entry on port 443"));
+            Assert.That(_probe.EventIds, Is.EqualTo(new[] { 105, 125, 110 }), "allowed, refused, closed: the lines of a refusal in the relay");
+            Assert.That(_probe.ServerNameRefusals, Is.EqualTo(new[] { "not_allowed" }));
+            Assert.That(_probe.EarlyData, Is.Empty, "nothing was sent, early or late");
+        });
+        Assert.That(await EndOfStreamAsync(_app), Is.EqualTo("reset"), "the application sees ECONNRESET, never a clean end");
+    }
+
+    [Test]
+    public async Task AnAllowedClientHelloAlreadyThereGoesWithTheRequest()
+    {
+        var (policy, learned) = LearnedApi();
+        byte[] hello = ApiHello();
+        await _app.SendAsync(hello);
+        await EarlyDataWire.QueuedAsync(_accepted, hello.Length);
+
+        var handling = Handler(Redirected(learned), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        using Socket parent = await AcceptTunnelAsync();
+        var (request, beforeStatus) = await EarlyDataWire.RequestAndEarlyBytesAsync(parent, Egress.Tests.Relay.Frames.Data(hello).Length);
+        await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        await _app.SendAsync("finished"u8.ToArray());
+        _app.Shutdown(SocketShutdown.Send);
+        var after = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(parent).WaitAsync(HangGuard);
+        await parent.SendAsync((byte[])[.. Egress.Tests.Relay.Frames.Data("hello"u8), .. Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin)]);
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(request.HostHint, Is.EqualTo("api.example.com"));
+            Assert.That(beforeStatus, Is.EqualTo(Egress.Tests.Relay.Frames.Data(hello)), "the checked ClientHello in one DATA frame behind the request");
+            Assert.That(after, Is.EqualTo(("finished"u8.ToArray(), (TunnelEndCause?)TunnelEndCause.Fin)), "the rest after the status, nothing twice");
+            Assert.That((result.Relay!.FirstCause, result.Relay.BytesAToB, result.ServerName, result.ServerNameRefusal), Is.EqualTo((RelayShutdownCause.BothCompleted, hello.Length + 8L, "api.example.com", (string?)null)));
+            Assert.That(_probe.EarlyData, Is.EqualTo(new[] { "sent" }));
+            Assert.That(_probe.ServerNameRefusals, Is.Empty);
+        });
+    }
+
+    [Test]
+    public async Task APartOfAClientHelloAlreadyThereIsCheckedWithTheRestInTheRelayNotSentEarly()
+    {
+        // Not decidable at accept: no byte goes early; the relay's check reads the queued part and the rest, and refuses.
+        var (policy, learned) = LearnedApi();
+        byte[] evil = Egress.Tests.Tls.ClientHelloVectors.Read("curl-evil.test");
+        await _app.SendAsync(evil.AsMemory(0, 100));
+        await EarlyDataWire.QueuedAsync(_accepted, 100);
 
         var handling = Handler(Redirected(learned), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
         using Socket parent = await AcceptTunnelAsync();
         var (read, _, following) = await TunnelHandshake.ReadRequestAsync(parent, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
-        Assert.That((read, following.Length), Is.EqualTo((TunnelReadResult.Complete, 0)));
+        Assert.That((read, following.Length), Is.EqualTo((TunnelReadResult.Complete, 0)), "no early data behind the request");
         await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        await _app.SendAsync(evil.AsMemory(100));
         var (payload, cause) = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(parent).WaitAsync(HangGuard);
         await parent.SendAsync(Egress.Tests.Relay.Frames.End(TunnelEndCause.Refused)); // as egress-host answers an abort
         var result = await handling.WaitAsync(HangGuard);
@@ -593,8 +658,34 @@ public sealed class ProxyConnectionHandlerTests
         Assert.Multiple(() =>
         {
             Assert.That((payload.Length, cause), Is.EqualTo((0, (TunnelEndCause?)TunnelEndCause.Refused)), "no byte of the ClientHello crossed the tunnel");
-            Assert.That((result.Relay!.FirstCause, result.Relay.BytesAToB), Is.EqualTo((RelayShutdownCause.Refused, 0L)));
-            Assert.That(_probe.EarlyData, Is.Empty, "not looked for where the server name is checked");
+            Assert.That((result.Relay!.FirstCause, result.Relay.BytesAToB, result.ServerName), Is.EqualTo((RelayShutdownCause.Refused, 0L, "evil.test")));
+            Assert.That(_probe.EarlyData, Is.EqualTo(new[] { "after_status" }), "read at accept, held for the check");
+        });
+    }
+
+    [Test]
+    public async Task InReportModeARefusedClientHelloAlreadyThereGoesEarlyAndIsReported()
+    {
+        var (policy, learned) = LearnedApi(EgressMode.Report);
+        byte[] evil = Egress.Tests.Tls.ClientHelloVectors.Read("curl-evil.test");
+        await _app.SendAsync(evil);
+        await EarlyDataWire.QueuedAsync(_accepted, evil.Length);
+
+        var handling = Handler(Redirected(learned), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        using Socket parent = await AcceptTunnelAsync();
+        var (_, beforeStatus) = await EarlyDataWire.RequestAndEarlyBytesAsync(parent, Egress.Tests.Relay.Frames.Data(evil).Length);
+        await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        _app.Shutdown(SocketShutdown.Send);
+        await Egress.Tests.Relay.Frames.ReadUntilEndAsync(parent).WaitAsync(HangGuard);
+        await parent.SendAsync(Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin));
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(beforeStatus, Is.EqualTo(Egress.Tests.Relay.Frames.Data(evil)), "report mode relays what enforce would refuse");
+            Assert.That((result.Relay!.FirstCause, result.ServerName), Is.EqualTo((RelayShutdownCause.BothCompleted, "evil.test")));
+            Assert.That(_probe.EventIds, Does.Contain(126), "the would-refuse line");
+            Assert.That(_probe.ServerNameRefusals, Is.Empty, "not counted as a refusal");
         });
     }
 
@@ -761,6 +852,49 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That((result.Outcome, result.Destination), Is.EqualTo((ConnectionOutcome.Relayed, serving)));
             Assert.That((result.Relay!.BytesAToB, result.Relay.FirstCause), Is.EqualTo((4L, RelayShutdownCause.BothCompleted)));
             Assert.That(_probe.EarlyData, Is.EqualTo(new[] { "sent" }), "once for the connection, not per request");
+        });
+    }
+
+    /// <summary>A ClientHello checked at accept goes early only to the address it was checked for: the failover's
+    /// address is checked again, in the relay, before any byte goes to it.</summary>
+    [Test]
+    public async Task AClientHelloCheckedAtAcceptIsCheckedAgainInTheRelayForTheFailoversAddress()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+        var policy = EgressPolicy.Create(true, ["api.example.com"], cache);
+        var refused = new IPEndPoint(IPAddress.Parse("198.51.100.31"), 443);
+        var serving = new IPEndPoint(IPAddress.Parse("198.51.100.32"), 443);
+        policy.Learn("api.example.com", refused.Address, TimeSpan.FromSeconds(300));
+        policy.Learn("api.example.com", serving.Address, TimeSpan.FromSeconds(300));
+        byte[] hello = ApiHello();
+        await _app.SendAsync(hello);
+        await EarlyDataWire.QueuedAsync(_accepted, hello.Length);
+        byte[] frame = Egress.Tests.Relay.Frames.Data(hello);
+
+        var handling = Handler(Redirected(refused), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        byte[] onFirst;
+        using (Socket first = await AcceptTunnelAsync())
+        {
+            (_, onFirst) = await EarlyDataWire.RequestAndEarlyBytesAsync(first, frame.Length);
+            await TunnelHandshake.SendResponseAsync(
+                first, new TunnelResponse(TunnelStatus.ConnectionRefused, "parent: no") { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        }
+
+        using Socket second = await AcceptTunnelAsync();
+        var (read, request, following) = await TunnelHandshake.ReadRequestAsync(second, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
+        await TunnelHandshake.SendResponseAsync(second, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        _app.Shutdown(SocketShutdown.Send);
+        var afterStatus = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(second).WaitAsync(HangGuard);
+        await second.SendAsync(Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin));
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(onFirst, Is.EqualTo(frame), "early with the request of the address it was checked for");
+            Assert.That((read, request.Destination, following.Length), Is.EqualTo((TunnelReadResult.Complete, serving, 0)), "not early to the failover's address");
+            Assert.That(afterStatus, Is.EqualTo((hello, (TunnelEndCause?)TunnelEndCause.Fin)), "relayed once its own check allowed it");
+            Assert.That((result.Destination, result.Relay!.BytesAToB, result.ServerName), Is.EqualTo((serving, (long)hello.Length, "api.example.com")));
+            Assert.That(_probe.EarlyData, Is.EqualTo(new[] { "after_status" }));
         });
     }
 

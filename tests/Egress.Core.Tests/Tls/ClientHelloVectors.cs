@@ -11,6 +11,9 @@ internal static class ClientHelloVectors
     /// <summary>A file of fuzz/corpus/tls-client-hello, e.g. <c>openssl-s_client-www.allowed.test</c>.</summary>
     public static byte[] Read(string name) => File.ReadAllBytes(Path.Combine(Folder, name));
 
+    /// <summary>The names of every file of fuzz/corpus/tls-client-hello.</summary>
+    public static IEnumerable<string> Names => Directory.GetFiles(Folder).Select(path => Path.GetFileName(path)).Order(StringComparer.Ordinal);
+
     /// <summary>The handshake message carried by <paramref name="records"/> (the fragments joined).</summary>
     public static byte[] Handshake(byte[] records)
     {

@@ -73,6 +73,51 @@ public sealed class ServerNameGateTests(bool splice)
         Assert.That((first.Allowed, receives, first.Received.ToArray()), Is.EqualTo((true, 1, "E"u8.ToArray())));
     }
 
+    /// <summary>The enclave's check at accept (<see cref="ServerNameGate.TryDecide"/>) on every prefix of every corpus
+    /// file: undecided while the relay's check would read on, then the relay's answer on the whole bytes, and the same for
+    /// every longer prefix (what arrives later never changes it).</summary>
+    [Test]
+    public async Task AtAcceptEveryPrefixIsUndecidedOrDecidesAsTheRelaysCheckOnTheWhole(
+        [Values(TlsServerNameMode.Require, TlsServerNameMode.IfPresent)] TlsServerNameMode mode)
+    {
+        static ServerNameGate Checking(TlsServerNameMode mode) =>
+            ServerNameGate.Create(mode, ["www.allowed.test"], name => name.EndsWith("allowed.test", StringComparison.Ordinal));
+
+        int decidedEarly = 0;
+        foreach (string name in ClientHelloVectors.Names)
+        {
+            byte[] bytes = ClientHelloVectors.Read(name);
+            var relays = Checking(mode);
+            var (whole, _) = await InspectInChunksAsync(relays, bytes, bytes.Length);
+            int? decidedAt = null;
+            for (int length = 1; length <= bytes.Length; length++)
+            {
+                var atAccept = Checking(mode);
+                bool? decided = atAccept.TryDecide(bytes.AsSpan(0, length));
+                if (decided is null)
+                {
+                    Assert.That(decidedAt, Is.Null, $"{name}: undecided at {length} bytes after deciding on fewer");
+                    Assert.That((atAccept.Refusal, atAccept.ServerName), Is.EqualTo((ServerNameRefusal.None, (string?)null)), $"{name}: nothing recorded at {length}");
+                    continue;
+                }
+
+                decidedAt ??= length;
+                Assert.That((decided, atAccept.Refusal, atAccept.ServerName), Is.EqualTo((whole.Allowed, relays.Refusal, relays.ServerName)), $"{name} at {length} bytes");
+            }
+
+            if (decidedAt is null)
+            {
+                Assert.That(relays.Refusal, Is.EqualTo(ServerNameRefusal.Truncated), $"{name}: never decided at accept, so the relay's check saw its end mid-ClientHello");
+            }
+            else
+            {
+                decidedEarly++;
+            }
+        }
+
+        Assert.That(decidedEarly, Is.GreaterThan(10), "most of the corpus is decidable at accept");
+    }
+
     [Test]
     public async Task AClientThatClosesMidClientHelloIsRefusedAndOneThatSentNothingIsNot()
     {
