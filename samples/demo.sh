@@ -91,7 +91,7 @@ ENCLAVE_DLL=$REPO/src/Egress.Enclave/bin/Release/net10.0/egress-enclave.dll
 say "creating namespaces $ENCLAVE, $PARENT, $WORLD"
 egress_netns_down "$PREFIX"   # a previous run that was killed hard
 rm -rf "/etc/netns/$ENCLAVE"
-egress_netns_up "$PREFIX"
+egress_netns_up "$PREFIX" || die "creating the namespaces failed (the step above)"
 
 say "world: nginx on $ALLOWED, $NAME_ADDRESS and $DENIED (all three answer: only the policy tells them apart)"
 mkdir -p "$WORK/www"

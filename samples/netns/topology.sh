@@ -27,27 +27,34 @@ egress_netns_check_prefix() {
     fi
 }
 
+# egress_netns_step CMD...: runs one step of egress_netns_up; fails, naming it, if it fails.
+egress_netns_step() {
+    "$@" || { echo "egress_netns_up: '$*' failed (exit $?)" >&2; return 1; }
+}
+
+# egress_netns_up [PREFIX]: creates the three namespaces; stops at the first step that fails and returns 1, saying
+# which (what it made is left for egress_netns_down, which removes a partial topology too).
 egress_netns_up() {
     local prefix=${1:-egress-demo} enc par wld
     egress_netns_check_prefix "$prefix" || return
     enc="$prefix-enclave" par="$prefix-parent" wld="$prefix-world"
     local vp="${prefix:0:9}-p" vw="${prefix:0:9}-w"   # interface names are at most 15 characters
     for ns in "$enc" "$par" "$wld"; do
-        ip netns add "$ns"
-        ip -n "$ns" link set lo up
+        egress_netns_step ip netns add "$ns" || return
+        egress_netns_step ip -n "$ns" link set lo up || return
     done
-    ip -n "$par" link add "$vp" type veth peer name "$vw" netns "$wld"
-    ip -n "$par" addr add 198.18.0.1/15 dev "$vp"
-    ip -n "$par" -6 addr add 2001:db8::1/64 dev "$vp" nodad
-    ip -n "$par" link set "$vp" up
+    egress_netns_step ip -n "$par" link add "$vp" type veth peer name "$vw" netns "$wld" || return
+    egress_netns_step ip -n "$par" addr add 198.18.0.1/15 dev "$vp" || return
+    egress_netns_step ip -n "$par" -6 addr add 2001:db8::1/64 dev "$vp" nodad || return
+    egress_netns_step ip -n "$par" link set "$vp" up || return
     for address in 198.18.0.10/15 198.18.0.11/15 198.18.1.20/15 198.18.0.99/15 198.18.0.53/15 169.254.169.254/32; do
-        ip -n "$wld" addr add "$address" dev "$vw"
+        egress_netns_step ip -n "$wld" addr add "$address" dev "$vw" || return
     done
-    ip -n "$wld" -6 addr add 2001:db8::10/64 dev "$vw" nodad
-    ip -n "$wld" link set "$vw" up
-    ip -n "$par" route add default via 198.18.0.10 dev "$vp"
-    ip -n "$par" route add 169.254.169.254/32 via 198.18.0.10 dev "$vp"
-    ip -n "$par" -6 route add default via 2001:db8::10 dev "$vp"
+    egress_netns_step ip -n "$wld" -6 addr add 2001:db8::10/64 dev "$vw" nodad || return
+    egress_netns_step ip -n "$wld" link set "$vw" up || return
+    egress_netns_step ip -n "$par" route add default via 198.18.0.10 dev "$vp" || return
+    egress_netns_step ip -n "$par" route add 169.254.169.254/32 via 198.18.0.10 dev "$vp" || return
+    egress_netns_step ip -n "$par" -6 route add default via 2001:db8::10 dev "$vp" || return
 }
 
 egress_netns_down() {
