@@ -17,6 +17,8 @@ wait_until() {
 
 # tcp_listening NS PORT: something in NS listens on TCP PORT.
 tcp_listening() { [ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2")" ]; }
+# udp_listening NS PORT: something in NS listens on UDP PORT.
+udp_listening() { [ -n "$(ip netns exec "$1" ss -Hlun "sport = :$2")" ]; }
 
 # require_tools INSTALL COMMAND:PACKAGE...: makes sure every COMMAND is on PATH. The packages of the missing ones are
 # installed with apt-get when INSTALL is 1; when it is 0, or the install fails, dies naming them.
@@ -34,12 +36,24 @@ require_tools() {
     || die "apt-get install ${missing[*]} failed"
 }
 
-# write_nginx_ok_conf DIR LISTEN: writes DIR/nginx.conf, an nginx in the foreground that answers 200 "ok\n" to every
-# request on LISTEN (address:port), one worker per CPU, no access log; its pid, error log (DIR/error.log) and
-# temporary files stay in DIR. Start it with: nginx -e DIR/error.log -p DIR -c DIR/nginx.conf
+# write_nginx_ok_conf DIR LISTEN [TLS_NAME]: writes DIR/nginx.conf, an nginx in the foreground that answers 200 "ok\n"
+# to every request on LISTEN (address:port), one worker per CPU, no access log; its pid, error log (DIR/error.log)
+# and temporary files stay in DIR. With TLS_NAME: HTTPS on LISTEN, with a self-signed P-256 certificate for that name
+# written to DIR, no session cache or tickets (every connection a full handshake); exits if openssl cannot make it.
+# Start it with: nginx -e DIR/error.log -p DIR -c DIR/nginx.conf
 write_nginx_ok_conf() {
-  local dir=$1 listen=$2
+  local dir=$1 listen=$2 tls_name=${3:-} tls=""
   mkdir -p "$dir"
+  if [ -n "$tls_name" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/tls.key" -out "$dir/tls.crt" \
+      -subj "/CN=$tls_name" -days 1 >"$dir/tls-cert.log" 2>&1 || { echo "openssl req: $(cat "$dir/tls-cert.log")" >&2; exit 1; }
+    listen="$listen ssl"
+    tls="server_name $tls_name;
+    ssl_certificate $dir/tls.crt;
+    ssl_certificate_key $dir/tls.key;
+    ssl_session_cache off;
+    ssl_session_tickets off;"
+  fi
   cat >"$dir/nginx.conf" <<CONF
 daemon off;
 worker_processes $(nproc);
@@ -55,6 +69,7 @@ http {
   scgi_temp_path $dir/scgi;
   server {
     listen $listen;
+    $tls
     location / { return 200 "ok\n"; }
   }
 }
