@@ -441,6 +441,43 @@ public sealed class ProxyConnectionHandlerTests
         });
     }
 
+    /// <summary>A ClientHello checked at accept whose version 2 request an old parent refused: relayed once, raw, after
+    /// the version 1 Ok, not checked twice and not lost.</summary>
+    [Test]
+    public async Task AClientHelloCheckedAtAcceptIsRelayedOnceAfterAVersion1Ok()
+    {
+        var (policy, learned) = LearnedApi();
+        byte[] hello = ApiHello();
+        await _app.SendAsync(hello);
+        await EarlyDataWire.QueuedAsync(_accepted, hello.Length);
+
+        var handling = Handler(Redirected(learned), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        byte[] onFirst;
+        using (Socket old = await AcceptTunnelAsync())
+        {
+            (_, onFirst) = await EarlyDataWire.RequestAndEarlyBytesAsync(old, Egress.Tests.Relay.Frames.Data(hello).Length);
+            await TunnelHandshake.SendResponseAsync(old, new TunnelResponse(TunnelStatus.UnsupportedVersion, "invalid request: UnsupportedVersion"), CancellationToken.None);
+        }
+
+        using Socket parent = await AcceptTunnelAsync();
+        var (_, second, beforeStatus) = await TunnelHandshake.ReadRequestAsync(parent, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
+        await Task.Delay(20);
+        Assert.That((second.Version, beforeStatus.Length, parent.Available), Is.EqualTo((TunnelCodec.Version, 0, 0)), "a version 1 request carries no early bytes");
+        await SendOkAsync(parent);
+        _app.Shutdown(SocketShutdown.Send);
+        byte[] fromApp = await TunnelWire.ReadToEndAsync(parent).WaitAsync(HangGuard);
+        parent.Shutdown(SocketShutdown.Send);
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(onFirst, Is.EqualTo(Egress.Tests.Relay.Frames.Data(hello)), "early with the version 2 request");
+            Assert.That(fromApp, Is.EqualTo(hello), "once, raw, after the version 1 Ok");
+            Assert.That((result.Relay!.BytesAToB, result.ServerName, result.ServerNameRefusal), Is.EqualTo(((long)hello.Length, "api.example.com", (string?)null)));
+            Assert.That(_probe.EarlyData, Is.EqualTo(new[] { "after_status" }));
+        });
+    }
+
     [Test]
     public async Task ATunnelStreamIsClosedWhenALogLineAfterItsConnectThrows()
     {
@@ -605,6 +642,80 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That(_probe.EarlyData, Is.Empty, "nothing was sent, early or late");
         });
         Assert.That(await EndOfStreamAsync(_app), Is.EqualTo("reset"), "the application sees ECONNRESET, never a clean end");
+    }
+
+    /// <summary>What the refusal at accept leaves behind: its setup place and the address hold freed, one denial of
+    /// the server name tallied for the parent, and an audit record saying refused, with no connection id.</summary>
+    /// <summary>Report mode reads the ClientHello of a connection enforce would deny too (its name decides the proposed
+    /// entry): checked at accept, it goes early, and what enforce would refuse is reported.</summary>
+    [Test]
+    public async Task InReportModeAWouldDenyConnectionsClientHelloGoesEarlyAndIsReported()
+    {
+        var (policy, _) = LearnedApi(EgressMode.Report);
+        var unlisted = new IPEndPoint(IPAddress.Parse("203.0.113.7"), 443);
+        byte[] evil = Egress.Tests.Tls.ClientHelloVectors.Read("curl-evil.test");
+        await _app.SendAsync(evil);
+        await EarlyDataWire.QueuedAsync(_accepted, evil.Length);
+
+        var handling = Handler(Redirected(unlisted), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        using Socket parent = await AcceptTunnelAsync();
+        var (_, beforeStatus) = await EarlyDataWire.RequestAndEarlyBytesAsync(parent, Egress.Tests.Relay.Frames.Data(evil).Length);
+        await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        _app.Shutdown(SocketShutdown.Send);
+        var rest = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(parent).WaitAsync(HangGuard);
+        await parent.SendAsync(Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin));
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Decision.WouldDeny, Is.True);
+            Assert.That(beforeStatus, Is.EqualTo(Egress.Tests.Relay.Frames.Data(evil)), "relayed, early");
+            Assert.That(rest, Is.EqualTo((Array.Empty<byte>(), (TunnelEndCause?)TunnelEndCause.Fin)), "nothing twice");
+            Assert.That((result.ServerName, result.ServerNameRefusal), Is.EqualTo(("evil.test", "server name evil.test is not a name the address was learned from")), "what enforce would refuse, reported");
+            Assert.That(_probe.EventIds, Does.Contain(126), "the would-refuse line");
+            Assert.That(_probe.EarlyData, Is.EqualTo(new[] { "sent" }));
+        });
+    }
+
+    [Test]
+    public async Task ARefusalAtAcceptFreesItsSetupPlaceAndHoldAndIsTalliedAndAudited()
+    {
+        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
+        var learned = new IPEndPoint(IPAddress.Parse("198.51.100.30"), 443);
+        var policy = EgressPolicy.Create(true, ["api.example.com"], cache);
+        policy.Learn("api.example.com", learned.Address, TimeSpan.FromSeconds(300));
+        var limit = new ConnectionSetupLimit(1, "enclave.max_pending_connections");
+        Assert.That(await limit.TakeAsync(CancellationToken.None), Is.True);
+        ConnectionSetup setup = limit.Hold();
+        var tally = new Egress.Denials.DenialTally(_time, Egress.Denials.DenialDetail.Destinations);
+        await _app.SendAsync(Egress.Tests.Tls.ClientHelloVectors.Read("curl-evil.test"));
+        await EarlyDataWire.QueuedAsync(_accepted, 1);
+        var options = new EgressProxyOptions
+        {
+            Tunnel = TunnelEndpoint.Parse($"tcp://{_parentListener.LocalEndPoint}"),
+            StatusTimeout = StatusTimeout,
+            Relay = new RelayOptions { TimeProvider = _time },
+            Metrics = _probe.Metrics,
+            Denials = tally,
+        };
+        var handler = new ProxyConnectionHandler(options, policy, _probe.Logger, _ => Redirected(learned), cancellationToken =>
+        {
+            _tunnelsOpened++;
+            return options.Tunnel.ConnectAsync(cancellationToken);
+        }, TunnelCodec.Version2);
+
+        var result = await handler.HandleAsync(_accepted, setup, CancellationToken.None).WaitAsync(HangGuard);
+        var records = tally.Take().Records;
+        var audit = Egress.Audit.AuditRecords.ForEnclave(result, _time.GetUtcNow());
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(_tunnelsOpened, Is.Zero);
+            Assert.That((setup.IsComplete, limit.Pending), Is.EqualTo((true, 0)), "the setup place is freed");
+            Assert.That(cache.ConnectionsThrough(learned.Address), Is.Zero, "the hold is released");
+            Assert.That(records.Select(r => (r.Kind, r.Reason)), Is.EqualTo(new[] { (DenialKind.ServerName, "not_allowed") }));
+            Assert.That((audit!.Value.Outcome, audit.Value.ConnectionId, audit.Value.ServerName, audit.Value.BytesOut), Is.EqualTo(("refused", (ulong?)null, "evil.test", 0L)));
+        });
     }
 
     [Test]
@@ -895,6 +1006,49 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That(afterStatus, Is.EqualTo((hello, (TunnelEndCause?)TunnelEndCause.Fin)), "relayed once its own check allowed it");
             Assert.That((result.Destination, result.Relay!.BytesAToB, result.ServerName), Is.EqualTo((serving, (long)hello.Length, "api.example.com")));
             Assert.That(_probe.EarlyData, Is.EqualTo(new[] { "after_status" }));
+        });
+    }
+
+    /// <summary>The others-first order (the destination failed lately): a ClientHello checked at accept for the
+    /// destination goes to the other address only after that address's own check, in the relay; never dropped.</summary>
+    [Test]
+    public async Task OthersFirstAClientHelloCheckedAtAcceptGoesToTheOtherAddressAfterItsOwnCheck()
+    {
+        var (policy, cache) = LearnedPolicy(out var dead, out var other);
+        var handler = Handler(Redirected(dead), policy: policy, version: TunnelCodec.Version2);
+        var (app1, accepted1) = await ConnectedPairAsync();
+        using (app1)
+        {
+            // A first connection finds the destination unreachable (remembered) and the other address refusing.
+            var first = handler.HandleAsync(accepted1, CancellationToken.None);
+            foreach (var status in new[] { TunnelStatus.TimedOut, TunnelStatus.ConnectionRefused })
+            {
+                using Socket refusing = await AcceptTunnelAsync();
+                await TunnelHandshake.ReadRequestAsync(refusing, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
+                await TunnelHandshake.SendResponseAsync(refusing, new TunnelResponse(status, "parent: no") { Version = TunnelCodec.Version2 }, CancellationToken.None);
+            }
+
+            await first.WaitAsync(HangGuard);
+        }
+
+        byte[] hello = ApiHello();
+        await _app.SendAsync(hello);
+        await EarlyDataWire.QueuedAsync(_accepted, hello.Length);
+        var handling = handler.HandleAsync(_accepted, CancellationToken.None);
+        using Socket second = await AcceptTunnelAsync();
+        var (read, request, following) = await TunnelHandshake.ReadRequestAsync(second, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
+        await TunnelHandshake.SendResponseAsync(second, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        _app.Shutdown(SocketShutdown.Send);
+        var afterStatus = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(second).WaitAsync(HangGuard);
+        await second.SendAsync(Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin));
+        var result = await handling.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((read, request.Destination, following.Length), Is.EqualTo((TunnelReadResult.Complete, other, 0)), "the other address first, nothing early");
+            Assert.That(afterStatus, Is.EqualTo((hello, (TunnelEndCause?)TunnelEndCause.Fin)), "relayed once its own check allowed it");
+            Assert.That((result.Destination, result.Relay!.BytesAToB, result.ServerName), Is.EqualTo((other, (long)hello.Length, "api.example.com")));
+            Assert.That((cache.ConnectionsThrough(dead.Address), cache.ConnectionsThrough(other.Address)), Is.EqualTo((0, 0)), "every hold released");
         });
     }
 
