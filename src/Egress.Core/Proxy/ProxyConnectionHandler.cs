@@ -172,8 +172,8 @@ internal sealed class ProxyConnectionHandler(
             // The application's first bytes when they are already there (a client that writes its request or
             // ClientHello right after connect): they go with the version 2 request, one send and one wake-up of the
             // parent fewer. Never waited for: a server that speaks first gets no delay. When the server name is
-            // checked, they go only once the check has allowed them (a whole ClientHello was there); otherwise the
-            // check reads them, and the rest, in the relay, before any is sent.
+            // checked, they go only once the check has allowed them (they decided it: a whole ClientHello, or bytes
+            // that are not TLS); otherwise the check reads them, and the rest, in the relay, before any is sent.
             ReadOnlyMemory<byte> early = default;
             bool earlyDrained = false, earlyTried = false;
             bool nameChecked = ServerNameGate.Applies(policy, decision);
