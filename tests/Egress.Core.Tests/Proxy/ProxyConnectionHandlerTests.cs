@@ -446,12 +446,8 @@ public sealed class ProxyConnectionHandlerTests
     [Test]
     public async Task AClientHelloCheckedAtAcceptIsRelayedOnceAfterAVersion1Ok()
     {
-        var (policy, learned) = LearnedApi();
         byte[] hello = ApiHello();
-        await _app.SendAsync(hello);
-        await EarlyDataWire.QueuedAsync(_accepted, hello.Length);
-
-        var handling = Handler(Redirected(learned), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        var handling = await HandleWrittenToLearnedApiAsync(hello);
         byte[] onFirst;
         using (Socket old = await AcceptTunnelAsync())
         {
@@ -617,6 +613,17 @@ public sealed class ProxyConnectionHandlerTests
         return (policy, learned);
     }
 
+    /// <summary>The application's bytes written and queued, then the handler (version 2, the policy of
+    /// <see cref="LearnedApi"/>) handling the connection to <paramref name="destination"/> (the learned address by
+    /// default).</summary>
+    private async Task<Task<ProxyConnectionResult>> HandleWrittenToLearnedApiAsync(ReadOnlyMemory<byte> written, EgressMode mode = EgressMode.Enforce, IPEndPoint? destination = null)
+    {
+        var (policy, learned) = LearnedApi(mode);
+        await _app.SendAsync(written);
+        await EarlyDataWire.QueuedAsync(_accepted, written.Length);
+        return Handler(Redirected(destination ?? learned), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+    }
+
     /// <summary>A ClientHello (TLS 1.2 shape, one record) whose server name is api.example.com.</summary>
     private static byte[] ApiHello() =>
         Egress.Tests.Tls.ClientHelloVectors.WithExtensions((0, Egress.Tests.Tls.ClientHelloVectors.ServerName("api.example.com"u8.ToArray())));
@@ -625,11 +632,7 @@ public sealed class ProxyConnectionHandlerTests
     public async Task ARefusedClientHelloAlreadyThereOpensNoTunnelAndResetsTheApplication()
     {
         // The check decides on the queued ClientHello at accept: the parent is never asked, no destination is dialled.
-        var (policy, learned) = LearnedApi();
-        await _app.SendAsync(Egress.Tests.Tls.ClientHelloVectors.Read("curl-evil.test"));
-        await EarlyDataWire.QueuedAsync(_accepted, 1);
-
-        var result = await Handler(Redirected(learned), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None).WaitAsync(HangGuard);
+        var result = await (await HandleWrittenToLearnedApiAsync(Egress.Tests.Tls.ClientHelloVectors.Read("curl-evil.test"))).WaitAsync(HangGuard);
 
         Assert.Multiple(() =>
         {
@@ -651,13 +654,9 @@ public sealed class ProxyConnectionHandlerTests
     [Test]
     public async Task InReportModeAWouldDenyConnectionsClientHelloGoesEarlyAndIsReported()
     {
-        var (policy, _) = LearnedApi(EgressMode.Report);
         var unlisted = new IPEndPoint(IPAddress.Parse("203.0.113.7"), 443);
         byte[] evil = Egress.Tests.Tls.ClientHelloVectors.Read("curl-evil.test");
-        await _app.SendAsync(evil);
-        await EarlyDataWire.QueuedAsync(_accepted, evil.Length);
-
-        var handling = Handler(Redirected(unlisted), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        var handling = await HandleWrittenToLearnedApiAsync(evil, EgressMode.Report, unlisted);
         using Socket parent = await AcceptTunnelAsync();
         var (_, beforeStatus) = await EarlyDataWire.RequestAndEarlyBytesAsync(parent, Egress.Tests.Relay.Frames.Data(evil).Length);
         await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
@@ -721,12 +720,8 @@ public sealed class ProxyConnectionHandlerTests
     [Test]
     public async Task AnAllowedClientHelloAlreadyThereGoesWithTheRequest()
     {
-        var (policy, learned) = LearnedApi();
         byte[] hello = ApiHello();
-        await _app.SendAsync(hello);
-        await EarlyDataWire.QueuedAsync(_accepted, hello.Length);
-
-        var handling = Handler(Redirected(learned), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        var handling = await HandleWrittenToLearnedApiAsync(hello);
         using Socket parent = await AcceptTunnelAsync();
         var (request, beforeStatus) = await EarlyDataWire.RequestAndEarlyBytesAsync(parent, Egress.Tests.Relay.Frames.Data(hello).Length);
         await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
@@ -751,12 +746,8 @@ public sealed class ProxyConnectionHandlerTests
     public async Task APartOfAClientHelloAlreadyThereIsCheckedWithTheRestInTheRelayNotSentEarly()
     {
         // Not decidable at accept: no byte goes early; the relay's check reads the queued part and the rest, and refuses.
-        var (policy, learned) = LearnedApi();
         byte[] evil = Egress.Tests.Tls.ClientHelloVectors.Read("curl-evil.test");
-        await _app.SendAsync(evil.AsMemory(0, 100));
-        await EarlyDataWire.QueuedAsync(_accepted, 100);
-
-        var handling = Handler(Redirected(learned), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        var handling = await HandleWrittenToLearnedApiAsync(evil.AsMemory(0, 100));
         using Socket parent = await AcceptTunnelAsync();
         var (read, _, following) = await TunnelHandshake.ReadRequestAsync(parent, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
         Assert.That((read, following.Length), Is.EqualTo((TunnelReadResult.Complete, 0)), "no early data behind the request");
@@ -777,12 +768,8 @@ public sealed class ProxyConnectionHandlerTests
     [Test]
     public async Task InReportModeARefusedClientHelloAlreadyThereGoesEarlyAndIsReported()
     {
-        var (policy, learned) = LearnedApi(EgressMode.Report);
         byte[] evil = Egress.Tests.Tls.ClientHelloVectors.Read("curl-evil.test");
-        await _app.SendAsync(evil);
-        await EarlyDataWire.QueuedAsync(_accepted, evil.Length);
-
-        var handling = Handler(Redirected(learned), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
+        var handling = await HandleWrittenToLearnedApiAsync(evil, EgressMode.Report);
         using Socket parent = await AcceptTunnelAsync();
         var (_, beforeStatus) = await EarlyDataWire.RequestAndEarlyBytesAsync(parent, Egress.Tests.Relay.Frames.Data(evil).Length);
         await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
@@ -922,31 +909,56 @@ public sealed class ProxyConnectionHandlerTests
         });
     }
 
-    /// <summary>Early data on a failover (docs/tunnel-protocol.md, "Early data"): the first bytes go with the refused
-    /// request and again with the next address's, and are relayed once. (Learned addresses are server-name checked by
-    /// default, which sends no early data: this policy turns the check off.)</summary>
-    [Test]
-    public async Task EarlyDataGoesAgainWithTheFailoversRequestAndIsCountedOnce()
+    /// <summary>A policy that learned api.example.com at two addresses, the connection's destination first (which the
+    /// scripted parent then refuses), and the application's first bytes queued before the proxy handles it.</summary>
+    private async Task<(EgressPolicy Policy, IPEndPoint Refused, IPEndPoint Serving)> TwoLearnedAddressesAsync(TlsServerNameMode mode, byte[] written)
     {
-        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
-        var policy = EgressPolicy.Create(true, ["api.example.com"], cache, TlsServerNameMode.Off);
+        var policy = EgressPolicy.Create(true, ["api.example.com"], new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time }), mode);
         var refused = new IPEndPoint(IPAddress.Parse("198.51.100.31"), 443);
         var serving = new IPEndPoint(IPAddress.Parse("198.51.100.32"), 443);
         policy.Learn("api.example.com", refused.Address, TimeSpan.FromSeconds(300));
         policy.Learn("api.example.com", serving.Address, TimeSpan.FromSeconds(300));
-        await _app.SendAsync("ping"u8.ToArray());
-        await EarlyDataWire.QueuedAsync(_accepted, 4);
+        await _app.SendAsync(written);
+        await EarlyDataWire.QueuedAsync(_accepted, written.Length);
+        return (policy, refused, serving);
+    }
+
+    /// <summary>The scripted parent's first stream: the request and the <paramref name="earlyLength"/> bytes behind it,
+    /// answered ConnectionRefused (so the proxy fails over).</summary>
+    private async Task<byte[]> RefuseFirstRequestAsync(int earlyLength)
+    {
+        using Socket first = await AcceptTunnelAsync();
+        var (_, early) = await EarlyDataWire.RequestAndEarlyBytesAsync(first, earlyLength);
+        await TunnelHandshake.SendResponseAsync(
+            first, new TunnelResponse(TunnelStatus.ConnectionRefused, "parent: no") { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        return early;
+    }
+
+    /// <summary>The scripted parent's stream for the address failed over to: the request and the bytes behind it, Ok,
+    /// then what the relay sends once the application has closed its side, answered with END(Fin); and the result.</summary>
+    private async Task<(TunnelReadResult Read, TunnelRequest Request, ReadOnlyMemory<byte> Following, (byte[] Payload, TunnelEndCause? End) AfterStatus, ProxyConnectionResult Result)>
+        ServeTheFailoverAsync(Task<ProxyConnectionResult> handling)
+    {
+        using Socket stream = await AcceptTunnelAsync();
+        var (read, request, following) = await TunnelHandshake.ReadRequestAsync(stream, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
+        await TunnelHandshake.SendResponseAsync(stream, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        _app.Shutdown(SocketShutdown.Send);
+        var afterStatus = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(stream).WaitAsync(HangGuard);
+        await stream.SendAsync(Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin));
+        return (read, request, following, afterStatus, await handling.WaitAsync(HangGuard));
+    }
+
+    /// <summary>Early data on a failover (docs/tunnel-protocol.md, "Early data"): the first bytes go with the refused
+    /// request and again with the next address's, and are relayed once. (The server-name check is off here: with it,
+    /// bytes checked at accept go early to the address they were checked for only, the next test.)</summary>
+    [Test]
+    public async Task EarlyDataGoesAgainWithTheFailoversRequestAndIsCountedOnce()
+    {
+        var (policy, refused, serving) = await TwoLearnedAddressesAsync(TlsServerNameMode.Off, "ping"u8.ToArray());
         byte[] frame = Egress.Tests.Relay.Frames.Data("ping"u8);
 
         var handling = Handler(Redirected(refused), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
-        byte[] onFirst;
-        using (Socket first = await AcceptTunnelAsync())
-        {
-            (_, onFirst) = await EarlyDataWire.RequestAndEarlyBytesAsync(first, frame.Length);
-            await TunnelHandshake.SendResponseAsync(
-                first, new TunnelResponse(TunnelStatus.ConnectionRefused, "parent: no") { Version = TunnelCodec.Version2 }, CancellationToken.None);
-        }
-
+        byte[] onFirst = await RefuseFirstRequestAsync(frame.Length);
         using Socket second = await AcceptTunnelAsync();
         var (request, onSecond) = await EarlyDataWire.RequestAndEarlyBytesAsync(second, frame.Length);
         await TunnelHandshake.SendResponseAsync(second, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
@@ -971,33 +983,13 @@ public sealed class ProxyConnectionHandlerTests
     [Test]
     public async Task AClientHelloCheckedAtAcceptIsCheckedAgainInTheRelayForTheFailoversAddress()
     {
-        var cache = new AllowlistCache(new AllowlistCacheOptions { TimeProvider = _time });
-        var policy = EgressPolicy.Create(true, ["api.example.com"], cache);
-        var refused = new IPEndPoint(IPAddress.Parse("198.51.100.31"), 443);
-        var serving = new IPEndPoint(IPAddress.Parse("198.51.100.32"), 443);
-        policy.Learn("api.example.com", refused.Address, TimeSpan.FromSeconds(300));
-        policy.Learn("api.example.com", serving.Address, TimeSpan.FromSeconds(300));
         byte[] hello = ApiHello();
-        await _app.SendAsync(hello);
-        await EarlyDataWire.QueuedAsync(_accepted, hello.Length);
+        var (policy, refused, serving) = await TwoLearnedAddressesAsync(TlsServerNameMode.Require, hello);
         byte[] frame = Egress.Tests.Relay.Frames.Data(hello);
 
         var handling = Handler(Redirected(refused), policy: policy, version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
-        byte[] onFirst;
-        using (Socket first = await AcceptTunnelAsync())
-        {
-            (_, onFirst) = await EarlyDataWire.RequestAndEarlyBytesAsync(first, frame.Length);
-            await TunnelHandshake.SendResponseAsync(
-                first, new TunnelResponse(TunnelStatus.ConnectionRefused, "parent: no") { Version = TunnelCodec.Version2 }, CancellationToken.None);
-        }
-
-        using Socket second = await AcceptTunnelAsync();
-        var (read, request, following) = await TunnelHandshake.ReadRequestAsync(second, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
-        await TunnelHandshake.SendResponseAsync(second, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
-        _app.Shutdown(SocketShutdown.Send);
-        var afterStatus = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(second).WaitAsync(HangGuard);
-        await second.SendAsync(Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin));
-        var result = await handling.WaitAsync(HangGuard);
+        byte[] onFirst = await RefuseFirstRequestAsync(frame.Length);
+        var (read, request, following, afterStatus, result) = await ServeTheFailoverAsync(handling);
 
         Assert.Multiple(() =>
         {
@@ -1035,13 +1027,7 @@ public sealed class ProxyConnectionHandlerTests
         await _app.SendAsync(hello);
         await EarlyDataWire.QueuedAsync(_accepted, hello.Length);
         var handling = handler.HandleAsync(_accepted, CancellationToken.None);
-        using Socket second = await AcceptTunnelAsync();
-        var (read, request, following) = await TunnelHandshake.ReadRequestAsync(second, ReadOnlyMemory<byte>.Empty, CancellationToken.None);
-        await TunnelHandshake.SendResponseAsync(second, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
-        _app.Shutdown(SocketShutdown.Send);
-        var afterStatus = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(second).WaitAsync(HangGuard);
-        await second.SendAsync(Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin));
-        var result = await handling.WaitAsync(HangGuard);
+        var (read, request, following, afterStatus, result) = await ServeTheFailoverAsync(handling);
 
         Assert.Multiple(() =>
         {
