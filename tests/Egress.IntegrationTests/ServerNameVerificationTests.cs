@@ -105,7 +105,12 @@ public sealed class ServerNameVerificationTests : EgressFixture
             Assert.That(parentWhy, Is.Not.Null, () => $"the parent does not say why the connection ended:\n{Deployment.Host.Output}");
             Assert.That(ClientHellosReceived, Is.EqualTo(before), () => $"a refused ClientHello reached the server:\n{TlsServer.Output}");
         });
+        Assert.That(ConnectionIdOf(parentWhy!), Is.EqualTo(ConnectionIdOf(enclaveRefused!)).And.Not.Null, "the two hosts' refusal lines join by the connection id");
     }
+
+    /// <summary>The connection id at the end of a log line (", conn 0123456789abcdef"), or null.</summary>
+    private static string? ConnectionIdOf(string line) =>
+        System.Text.RegularExpressions.Regex.Match(line, ", conn (?<id>[0-9a-f]{16})$") is { Success: true } match ? match.Groups["id"].Value : null;
 
     [Test]
     public async Task TheNameTheAddressWasLearnedFromIsAllowed()

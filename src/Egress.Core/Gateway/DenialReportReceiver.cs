@@ -292,7 +292,7 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
     }
 
     /// <summary>What a record counts, between its count and its subject: <c>connections to</c>, <c>DNS question for</c>,
-    /// <c>TLS connections refused by the server-name check:</c>, <c>denials of kind 9:</c>.</summary>
+    /// <c>TLS connections at the server-name check:</c>, <c>denials of kind 9:</c>.</summary>
     internal static string What(in DenialRecord record)
     {
         bool one = record.Count == 1;
@@ -300,7 +300,7 @@ internal sealed class DenialReportReceiver(TunnelGatewayOptions options, ILogger
         {
             DenialKind.Connection => one ? "connection to" : "connections to",
             DenialKind.DnsQuestion => one ? "DNS question for" : "DNS questions for",
-            DenialKind.ServerName => (one ? "TLS connection" : "TLS connections") + " refused by the server-name check:",
+            DenialKind.ServerName => (one ? "TLS connection" : "TLS connections") + " at the server-name check:",
             _ => $"denials of kind {(byte)record.Kind}:",
         };
     }

@@ -11,14 +11,14 @@ namespace Egress.Gateway;
 /// <summary>The parent gateway's log lines: one per stream decision, naming the destination and the reason.</summary>
 internal static partial class GatewayLog
 {
-    [LoggerMessage(EventId = 225, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} refused: {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\"); reset before any client byte was sent")]
-    public static partial void ServerNameRefused(ILogger logger, EndPoint destination, HostHintText hint, string reason, string serverName, string learnedNames, string mode);
+    [LoggerMessage(EventId = 225, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} refused: {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\"); reset before any client byte was sent{ConnectionId:line}")]
+    public static partial void ServerNameRefused(ILogger logger, EndPoint destination, HostHintText hint, string reason, string serverName, string learnedNames, string mode, ConnectionIdText connectionId);
 
-    [LoggerMessage(EventId = 227, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} refused by the enclave's TLS server-name check (END Refused; its log names the server name); no client byte reached the destination")]
-    public static partial void EnclaveRefusedServerName(ILogger logger, EndPoint destination, HostHintText hint);
+    [LoggerMessage(EventId = 227, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} refused by the enclave's TLS server-name check (END Refused; its log names the server name); no client byte reached the destination{ConnectionId:line}")]
+    public static partial void EnclaveRefusedServerName(ILogger logger, EndPoint destination, HostHintText hint, ConnectionIdText connectionId);
 
-    [LoggerMessage(EventId = 226, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} would be refused (egress.mode = \"report\": relayed): {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\")")]
-    public static partial void ServerNameWouldRefuse(ILogger logger, EndPoint destination, HostHintText hint, string reason, string serverName, string learnedNames, string mode);
+    [LoggerMessage(EventId = 226, Level = LogLevel.Warning, Message = "connection to {Destination}{Hint:line} would be refused (egress.mode = \"report\": relayed): {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\"){ConnectionId:line}")]
+    public static partial void ServerNameWouldRefuse(ILogger logger, EndPoint destination, HostHintText hint, string reason, string serverName, string learnedNames, string mode, ConnectionIdText connectionId);
 
     [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "gateway listening on {Tunnel}; limits {Limits}")]
     public static partial void Listening(ILogger logger, string tunnel, string limits);

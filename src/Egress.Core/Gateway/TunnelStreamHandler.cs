@@ -457,19 +457,20 @@ internal sealed class TunnelStreamHandler(
     {
         var destination = relayed.Destination;
         var hint = new HostHintText(relayed.Request.HostHint);
+        var connectionId = new ConnectionIdText(relayed.Request.ConnectionId);
         if (relayed.ServerNameGate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
         {
-            GatewayLog.ServerNameWouldRefuse(logger, destination, hint, reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
+            GatewayLog.ServerNameWouldRefuse(logger, destination, hint, reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText, connectionId);
         }
         else if (relayed.ServerNameGate is { Refusal: not ServerNameRefusal.None } refused)
         {
-            GatewayLog.ServerNameRefused(logger, destination, hint, refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
+            GatewayLog.ServerNameRefused(logger, destination, hint, refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText, connectionId);
             options.Metrics?.ServerNameRefused(refused.Refusal);
         }
         else if (relay.Framed is { Received: TunnelEndCause.Refused } && relay.BytesAToB == 0)
         {
             // The enclave refused first (its line has the server name; it is counted there): say why this one ended.
-            GatewayLog.EnclaveRefusedServerName(logger, destination, hint);
+            GatewayLog.EnclaveRefusedServerName(logger, destination, hint, connectionId);
         }
 
         var gate = relayed.ServerNameGate;

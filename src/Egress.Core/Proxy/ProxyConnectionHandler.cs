@@ -337,7 +337,7 @@ internal sealed class ProxyConnectionHandler(
                     }
                 }
 
-                ServerNameChecked(destination, serverNameGate);
+                ServerNameChecked(destination, serverNameGate, connectionId);
                 result = ProxyConnectionResult.Relayed(
                     destination, decision, relay, connectionId, serverNameGate?.ServerName,
                     serverNameGate is { Refusal: not ServerNameRefusal.None } checkedGate ? checkedGate.RefusalText : null);
@@ -354,15 +354,15 @@ internal sealed class ProxyConnectionHandler(
     }
 
     /// <summary>The server-name check's line, metric and denial report when it refused (or, in report mode, would have).</summary>
-    private void ServerNameChecked(IPEndPoint destination, ServerNameGate? gate)
+    private void ServerNameChecked(IPEndPoint destination, ServerNameGate? gate, ulong connectionId)
     {
         if (gate is { Refusal: not ServerNameRefusal.None, ReportOnly: true } reported)
         {
-            ProxyLog.ServerNameWouldRefuse(logger, destination, reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText);
+            ProxyLog.ServerNameWouldRefuse(logger, destination, reported.RefusalText, reported.ServerName ?? "(none)", reported.LearnedNamesText, reported.ModeText, new ConnectionIdText(connectionId));
         }
         else if (gate is { Refusal: not ServerNameRefusal.None } refused)
         {
-            ProxyLog.ServerNameRefused(logger, destination, refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText);
+            ProxyLog.ServerNameRefused(logger, destination, refused.RefusalText, refused.ServerName ?? "(none)", refused.LearnedNamesText, refused.ModeText, new ConnectionIdText(connectionId));
             options.Metrics?.ServerNameRefused(refused.Refusal);
             options.Denials?.ServerName(destination, refused.ServerName, refused.Refusal);
         }
@@ -370,17 +370,19 @@ internal sealed class ProxyConnectionHandler(
 
     /// <summary>
     /// A connection whose ClientHello, queued when it was accepted, the server-name check refused: reset, with no tunnel
-    /// stream opened (connection id 0) and nothing sent, logged and counted as a refusal in the relay is (the allowed
-    /// address, then the refusal, then the end with <see cref="RelayShutdownCause.Refused"/>).
+    /// stream opened and nothing sent, logged and counted as a refusal in the relay is (the allowed address, then the
+    /// refusal, then the end with <see cref="RelayShutdownCause.Refused"/>). It gets a connection id of its own, which
+    /// the parent never sees, so that its three lines and its audit record join as any connection's do.
     /// </summary>
     private ProxyConnectionResult RefusedAtAccept(Socket client, IPEndPoint destination, PolicyDecision decision, ServerNameGate gate, ConnectionSetup setup)
     {
-        Started(destination, decision, connectionId: 0);
+        ulong connectionId = TunnelConnectionId.New();
+        Started(destination, decision, connectionId);
         setup.Complete();
         SocketReset.Reset(client); // as the relay resets a refused application: it sees ECONNRESET, never a clean end
-        ServerNameChecked(destination, gate);
+        ServerNameChecked(destination, gate, connectionId);
         var refused = new RelayResult(0, 0, RelayShutdownCause.Refused, null, TimeSpan.Zero);
-        return ProxyConnectionResult.Relayed(destination, decision, refused, connectionId: 0, gate.ServerName, gate.RefusalText);
+        return ProxyConnectionResult.Relayed(destination, decision, refused, connectionId, gate.ServerName, gate.RefusalText);
     }
 
     /// <summary>The most of the application's first bytes read for early data (docs/tunnel-protocol.md, "Early data"):

@@ -11,11 +11,11 @@ namespace Egress.Proxy;
 /// <summary>The enclave proxy's log lines: one per decision, each naming the destination and the reason.</summary>
 internal static partial class ProxyLog
 {
-    [LoggerMessage(EventId = 125, Level = LogLevel.Warning, Message = "connection to {Destination} refused: {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\"); reset before any client byte was sent")]
-    public static partial void ServerNameRefused(ILogger logger, EndPoint destination, string reason, string serverName, string learnedNames, string mode);
+    [LoggerMessage(EventId = 125, Level = LogLevel.Warning, Message = "connection to {Destination} refused: {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\"); reset before any client byte was sent{ConnectionId:line}")]
+    public static partial void ServerNameRefused(ILogger logger, EndPoint destination, string reason, string serverName, string learnedNames, string mode, ConnectionIdText connectionId);
 
-    [LoggerMessage(EventId = 126, Level = LogLevel.Warning, Message = "connection to {Destination} would be refused (egress.mode = \"report\": relayed): {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\")")]
-    public static partial void ServerNameWouldRefuse(ILogger logger, EndPoint destination, string reason, string serverName, string learnedNames, string mode);
+    [LoggerMessage(EventId = 126, Level = LogLevel.Warning, Message = "connection to {Destination} would be refused (egress.mode = \"report\": relayed): {Reason} (server name {ServerName}, learned from {LearnedNames}, egress.tls_server_name = \"{Mode}\"){ConnectionId:line}")]
+    public static partial void ServerNameWouldRefuse(ILogger logger, EndPoint destination, string reason, string serverName, string learnedNames, string mode, ConnectionIdText connectionId);
 
     [LoggerMessage(EventId = 119, Level = LogLevel.Information, Message = "proxy: {Pending} connections are being set up, the most at once {Limit}; further connections wait in the listen backlog until one is relaying or ends (waits since the last such line: {Waits})")]
     public static partial void SetupLimitReached(ILogger logger, int pending, string limit, long waits);

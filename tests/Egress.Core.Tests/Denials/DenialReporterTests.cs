@@ -75,7 +75,7 @@ public sealed class DenialReporterTests
             {
                 "enclave denied 2 connections to 198.51.100.7:443 (never_learned) in the last 10 s (its denial report)",
                 "enclave denied 1 DNS question for evil.example A (name_not_allowed) in the last 10 s (its denial report)",
-                "enclave denied 1 TLS connection refused by the server-name check: 198.51.100.7:443 server name other.example (not_allowed) in the last 10 s (its denial report)",
+                "enclave denied 1 TLS connection at the server-name check: 198.51.100.7:443 server name other.example (not_allowed) in the last 10 s (its denial report)",
             }));
             Assert.That(counted.GetMeasurementSnapshot().Select(m => (m.Value, m.Tags["egress.kind"], m.Tags["egress.reason"])), Is.EquivalentTo(new (long, object?, object?)[]
             {

@@ -637,10 +637,11 @@ public sealed class ProxyConnectionHandlerTests
         Assert.Multiple(() =>
         {
             Assert.That(_tunnelsOpened, Is.Zero, "no tunnel stream for a ClientHello refused at accept");
-            Assert.That((result.Outcome, result.ConnectionId, result.ServerName), Is.EqualTo((ConnectionOutcome.Relayed, 0UL, "evil.test")));
+            Assert.That((result.Outcome, result.ConnectionId != 0, result.ServerName), Is.EqualTo((ConnectionOutcome.Relayed, true, "evil.test")), "an id of its own, which the parent never sees");
             Assert.That((result.Relay!.FirstCause, result.Relay.BytesAToB, result.Relay.BytesBToA), Is.EqualTo((RelayShutdownCause.Refused, 0L, 0L)));
             Assert.That(result.ServerNameRefusal, Is.EqualTo("server name evil.test is not allowed by any entry on port 443"));
             Assert.That(_probe.EventIds, Is.EqualTo(new[] { 105, 125, 110 }), "allowed, refused, closed: the lines of a refusal in the relay");
+            Assert.That(_probe.Logs.Lines, Has.All.EndsWith($", conn {result.ConnectionId:x16}"), "the three lines join by the connection id (a trial: concurrent refusals could not be told apart)");
             Assert.That(_probe.ServerNameRefusals, Is.EqualTo(new[] { "not_allowed" }));
             Assert.That(_probe.EarlyData, Is.Empty, "nothing was sent, early or late");
         });
@@ -713,7 +714,7 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That((setup.IsComplete, limit.Pending), Is.EqualTo((true, 0)), "the setup place is freed");
             Assert.That(cache.ConnectionsThrough(learned.Address), Is.Zero, "the hold is released");
             Assert.That(records.Select(r => (r.Kind, r.Reason)), Is.EqualTo(new[] { (DenialKind.ServerName, "not_allowed") }));
-            Assert.That((audit!.Value.Outcome, audit.Value.ConnectionId, audit.Value.ServerName, audit.Value.BytesOut), Is.EqualTo(("refused", (ulong?)null, "evil.test", 0L)));
+            Assert.That((audit!.Value.Outcome, audit.Value.ConnectionId, audit.Value.ServerName, audit.Value.BytesOut), Is.EqualTo(("refused", (ulong?)result.ConnectionId, "evil.test", 0L)));
         });
     }
 
