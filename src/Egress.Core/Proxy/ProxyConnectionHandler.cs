@@ -190,11 +190,13 @@ internal sealed class ProxyConnectionHandler(
                 {
                     // The application reset its connection before anything was relayed: no destination is dialled. The
                     // kernel reports a reset once, so it ends the connection here rather than look like an end of stream later.
+                    // An id of its own, which no request carries, joins its two lines (as RefusedAtAccept's).
                     ArrayPool<byte>.Shared.Return(buffer);
-                    Started(destination, decision, connectionId: 0);
+                    ulong resetId = TunnelConnectionId.New();
+                    Started(destination, decision, resetId);
                     setup.Complete();
                     var reset = new RelayResult(0, 0, RelayShutdownCause.AReadError, ex, TimeSpan.Zero);
-                    result = ProxyConnectionResult.Relayed(destination, decision, reset, connectionId: 0, serverName: null, serverNameRefusal: null);
+                    result = ProxyConnectionResult.Relayed(destination, decision, reset, resetId, serverName: null, serverNameRefusal: null);
                     Complete(client, result);
                     return result;
                 }

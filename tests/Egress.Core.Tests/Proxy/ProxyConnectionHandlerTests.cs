@@ -806,6 +806,7 @@ public sealed class ProxyConnectionHandlerTests
             Assert.That((result.Relay!.FirstCause, result.Relay.BytesAToB, result.Relay.BytesBToA), Is.EqualTo((RelayShutdownCause.AReadError, 0L, 0L)));
             Assert.That(_tunnelsOpened, Is.Zero, "no destination is dialled for an application that is gone");
             Assert.That(_probe.EventIds, Is.EqualTo(new[] { 105, 110 }), "allowed, then closed with the read error");
+            Assert.That((result.ConnectionId != 0, _probe.Logs.Lines.All(line => line.EndsWith($", conn {result.ConnectionId:x16}", StringComparison.Ordinal))), Is.EqualTo((true, true)), "its two lines join by an id of its own");
             Assert.That(_probe.Connections, Is.EqualTo(new[] { ("allowed", "static_entry") }));
             Assert.That(_probe.EarlyData, Is.Empty, "not counted for an application that reset first");
         });
