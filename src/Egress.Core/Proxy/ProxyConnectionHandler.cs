@@ -177,7 +177,8 @@ internal sealed class ProxyConnectionHandler(
             ReadOnlyMemory<byte> early = default;
             bool earlyDrained = false, earlyTried = false;
             bool nameChecked = ServerNameGate.Applies(policy, decision);
-            ServerNameGate? checkedEarly = null; // the check that allowed the early bytes (or only reported them)
+            ServerNameGate? acceptGate = null; // the destination's check, built at accept to read the early bytes; the relay's too
+            bool earlyChecked = false; // acceptGate allowed the early bytes (or only reported them): they go early, unchecked again
             if (tunnelVersion == TunnelCodec.Version2)
             {
                 byte[] buffer = ArrayPool<byte>.Shared.Rent(EarlyDataLength);
@@ -209,17 +210,18 @@ internal sealed class ProxyConnectionHandler(
                 ArrayPool<byte>.Shared.Return(buffer);
                 if (nameChecked && !early.IsEmpty)
                 {
-                    var gate = ServerNameGate.For(policy, destination, decision, options.Relay.TimeProvider)!;
-                    switch (gate.TryDecide(early.Span))
+                    acceptGate = ServerNameGate.For(policy, destination, decision, options.Relay.TimeProvider)!;
+                    switch (acceptGate.TryDecide(early.Span))
                     {
                         case true:
-                            checkedEarly = gate;
+                            earlyChecked = true;
                             break;
                         case false:
                             // Refused before any tunnel stream: the parent is not asked and no destination is dialled.
-                            result = RefusedAtAccept(client, destination, decision, gate, setup);
+                            result = RefusedAtAccept(client, destination, decision, acceptGate, setup);
                             Complete(client, result);
                             return result;
+                        // null: not decided yet (the start of a ClientHello); the relay's check reads on with this gate.
                     }
                 }
             }
@@ -250,7 +252,7 @@ internal sealed class ProxyConnectionHandler(
                 }
 
                 order.Add(destination.Address);
-                checkedEarly = null; // each address's own check, in the relay (FailOverAsync sends no checked bytes early)
+                (acceptGate, earlyChecked) = (null, false); // each address's own check, in the relay (FailOverAsync sends no checked bytes early)
                 var remembered = ProxyConnectionResult.ParentRefused(
                     destination, lately.Status, $"not dialled: the parent could not reach it {agoText}, and no other address of {hint} connected").WithAllowingDecision(decision);
                 (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(client, destination, decision, remembered, hint, early, aborted, order).ConfigureAwait(false);
@@ -264,11 +266,11 @@ internal sealed class ProxyConnectionHandler(
                     ProxyLog.ProbingAgain(logger, destination, (long)ago.TotalSeconds, lately.Status, lately.Name);
                 }
 
-                (tunnel, failure) = await OpenTunnelAsync(destination, hint, nameChecked && checkedEarly is null ? ReadOnlyMemory<byte>.Empty : early, aborted).ConfigureAwait(false);
+                (tunnel, failure) = await OpenTunnelAsync(destination, hint, nameChecked && !earlyChecked ? ReadOnlyMemory<byte>.Empty : early, aborted).ConfigureAwait(false);
                 failure = failure?.WithAllowingDecision(decision);
                 if (tunnel is null && failure is not null && hint is not null && CanFailOver(failure))
                 {
-                    checkedEarly = null; // another address: its own check, in the relay
+                    (acceptGate, earlyChecked) = (null, false); // another address: its own check, in the relay
                     (tunnel, destination, decision, failoverHold, failure) = await FailOverAsync(client, destination, decision, failure, hint, early, aborted, tryLast: null).ConfigureAwait(false);
                 }
                 else if (tunnel is not null)
@@ -298,8 +300,8 @@ internal sealed class ProxyConnectionHandler(
                 tunnel = null;
                 Started(destination, decision, connectionId);
                 setup.Complete(); // set up: the next connection may be accepted
-                var serverNameGate = checkedEarly ?? ServerNameGate.For(policy, destination, decision, options.Relay.TimeProvider);
-                IFirstBytesGate? relayGate = checkedEarly is null ? serverNameGate : null; // checked at accept: not again
+                var serverNameGate = acceptGate ?? ServerNameGate.For(policy, destination, decision, options.Relay.TimeProvider);
+                IFirstBytesGate? relayGate = earlyChecked ? null : serverNameGate; // checked at accept: not again
 
                 // The early bytes went with the request unless the stream fell back to version 1 or their server name
                 // was not checked yet (not a whole ClientHello at accept, or a failover's destination): then the relay

@@ -576,6 +576,22 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(_probe.EventIds, Is.EqualTo(new[] { 105, 110 }));
     }
 
+    /// <summary>The scripted parent's side of a connection with early data: the request and the
+    /// <paramref name="earlyLength"/> bytes behind it, Ok; then the application writes <paramref name="later"/> and
+    /// closes its side, and the parent reads to the END frame and answers DATA(<paramref name="answer"/>), END(Fin).</summary>
+    private async Task<(TunnelRequest Request, byte[] BeforeStatus, (byte[] Payload, TunnelEndCause? End) After, ProxyConnectionResult Result)> ServeEarlyDataAsync(
+        Task<ProxyConnectionResult> handling, int earlyLength, byte[] later, byte[] answer)
+    {
+        using Socket parent = await AcceptTunnelAsync();
+        var (request, beforeStatus) = await EarlyDataWire.RequestAndEarlyBytesAsync(parent, earlyLength);
+        await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
+        await _app.SendAsync(later);
+        _app.Shutdown(SocketShutdown.Send);
+        var after = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(parent).WaitAsync(HangGuard);
+        await parent.SendAsync((byte[])[.. Egress.Tests.Relay.Frames.Data(answer), .. Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin)]);
+        return (request, beforeStatus, after, await handling.WaitAsync(HangGuard));
+    }
+
     [Test]
     public async Task TheApplicationsFirstBytesAlreadyThereGoWithTheRequestBeforeTheStatus()
     {
@@ -584,14 +600,7 @@ public sealed class ProxyConnectionHandlerTests
         await _app.SendAsync("GET /"u8.ToArray());
         await EarlyDataWire.QueuedAsync(_accepted, 5);
         var handling = Handler(Redirected(Listed), version: TunnelCodec.Version2).HandleAsync(_accepted, CancellationToken.None);
-        using Socket parent = await AcceptTunnelAsync();
-        var (request, beforeStatus) = await EarlyDataWire.RequestAndEarlyBytesAsync(parent, Egress.Tests.Relay.Frames.Data("GET /"u8).Length);
-        await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
-        await _app.SendAsync(" HTTP/1.1"u8.ToArray());
-        _app.Shutdown(SocketShutdown.Send);
-        var after = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(parent).WaitAsync(HangGuard);
-        await parent.SendAsync((byte[])[.. Egress.Tests.Relay.Frames.Data("200"u8), .. Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin)]);
-        var result = await handling.WaitAsync(HangGuard);
+        var (request, beforeStatus, after, result) = await ServeEarlyDataAsync(handling, Egress.Tests.Relay.Frames.Data("GET /"u8).Length, " HTTP/1.1"u8.ToArray(), "200"u8.ToArray());
 
         Assert.Multiple(() =>
         {
@@ -690,19 +699,7 @@ public sealed class ProxyConnectionHandlerTests
         var tally = new Egress.Denials.DenialTally(_time, Egress.Denials.DenialDetail.Destinations);
         await _app.SendAsync(Egress.Tests.Tls.ClientHelloVectors.Read("curl-evil.test"));
         await EarlyDataWire.QueuedAsync(_accepted, 1);
-        var options = new EgressProxyOptions
-        {
-            Tunnel = TunnelEndpoint.Parse($"tcp://{_parentListener.LocalEndPoint}"),
-            StatusTimeout = StatusTimeout,
-            Relay = new RelayOptions { TimeProvider = _time },
-            Metrics = _probe.Metrics,
-            Denials = tally,
-        };
-        var handler = new ProxyConnectionHandler(options, policy, _probe.Logger, _ => Redirected(learned), cancellationToken =>
-        {
-            _tunnelsOpened++;
-            return options.Tunnel.ConnectAsync(cancellationToken);
-        }, TunnelCodec.Version2);
+        var handler = Handler(Redirected(learned), policy: policy, version: TunnelCodec.Version2, denials: tally);
 
         var result = await handler.HandleAsync(_accepted, setup, CancellationToken.None).WaitAsync(HangGuard);
         var records = tally.Take().Records;
@@ -723,14 +720,7 @@ public sealed class ProxyConnectionHandlerTests
     {
         byte[] hello = ApiHello();
         var handling = await HandleWrittenToLearnedApiAsync(hello);
-        using Socket parent = await AcceptTunnelAsync();
-        var (request, beforeStatus) = await EarlyDataWire.RequestAndEarlyBytesAsync(parent, Egress.Tests.Relay.Frames.Data(hello).Length);
-        await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.Ok) { Version = TunnelCodec.Version2 }, CancellationToken.None);
-        await _app.SendAsync("finished"u8.ToArray());
-        _app.Shutdown(SocketShutdown.Send);
-        var after = await Egress.Tests.Relay.Frames.ReadUntilEndAsync(parent).WaitAsync(HangGuard);
-        await parent.SendAsync((byte[])[.. Egress.Tests.Relay.Frames.Data("hello"u8), .. Egress.Tests.Relay.Frames.End(TunnelEndCause.Fin)]);
-        var result = await handling.WaitAsync(HangGuard);
+        var (request, beforeStatus, after, result) = await ServeEarlyDataAsync(handling, Egress.Tests.Relay.Frames.Data(hello).Length, "finished"u8.ToArray(), "hello"u8.ToArray());
 
         Assert.Multiple(() =>
         {
@@ -1531,7 +1521,7 @@ public sealed class ProxyConnectionHandlerTests
     /// <summary>A handler; version 1 unless asked (these tests' fake parents answer and relay raw bytes, as a v1 parent does).</summary>
     private ProxyConnectionHandler Handler(
         OriginalDestinationResult original, Func<CancellationToken, ValueTask<Socket>>? connect = null, EgressPolicy? policy = null, int failoverAttempts = 2,
-        byte version = TunnelCodec.Version, Microsoft.Extensions.Logging.ILogger? logger = null)
+        byte version = TunnelCodec.Version, Microsoft.Extensions.Logging.ILogger? logger = null, Egress.Denials.DenialTally? denials = null)
     {
         var options = new EgressProxyOptions
         {
@@ -1540,6 +1530,7 @@ public sealed class ProxyConnectionHandlerTests
             StatusTimeout = StatusTimeout,
             Relay = new RelayOptions { TimeProvider = _time },
             Metrics = _probe.Metrics,
+            Denials = denials,
         };
         policy ??= EgressPolicy.Create(true, [Listed.Address.ToString()], new AllowlistCache(new AllowlistCacheOptions()));
         return new ProxyConnectionHandler(options, policy, logger ?? _probe.Logger, _ => original, cancellationToken =>
