@@ -260,6 +260,45 @@ body=$(in_enc curl -sS --max-time 20 http://api.allowed.test:8080/ 2>&1)
 [ "$body" = "hello from the world" ] && pass learned-address "curl http://api.allowed.test:8080/ (198.18.0.20, learned from DNS) got the page" \
   || fail learned-address "curl: $body; enclave: $(tail_of "$W/enclave.log" 3); host: $(tail_of "$W/host.log" 3)"
 
+# --- case: the deploy kit's entrypoint (deploy/enclave/bootstrap.sh) on this kernel, as an enclave image runs it -----
+# A namespace of its own with lo down, as a Nitro enclave starts; the netfilter backend left to the configuration
+# (auto: it must find iptables-legacy, nf_tables being absent); egress-enclave over VSOCK to the same egress-host; the
+# application checks what a real one needs: TCP to a listed address, DNS through the forwarder, the learned address,
+# a refused address, and its exit code passed through.
+printf '#!/bin/sh\nexec %q %q "$@"\n' "$DOTNET" "$EGRESS_BIN/egress-enclave.dll" > "$W/egress-enclave"
+cat > "$W/boot-app.sh" <<'EOF'
+#!/bin/sh
+echo "lo: $(ip -o link show lo | grep -c 'LOOPBACK,UP')"
+echo "page: $(curl -sS --max-time 30 http://198.18.0.10:8080/ 2>&1)"
+echo "dns: $(dig +short +time=30 +tries=1 @127.0.0.1 api.allowed.test 2>&1 | tr '\n' ' ')"
+echo "learned: $(curl -sS --max-time 30 http://198.18.0.20:8080/ 2>&1)"
+curl -sS --max-time 20 http://198.18.0.30:7001/ >/dev/null 2>&1; echo "refused: curl exit $?"
+echo "legacy-dnat: $(iptables-legacy -w -t nat -S OUTPUT | grep -c DNAT)"
+echo "resolv: $(cat "$EGRESS_RESOLV_CONF")"
+exit 7
+EOF
+chmod +x "$W/egress-enclave" "$W/boot-app.sh"
+ip netns add boot
+ip netns exec boot env EGRESS_ENCLAVE_BIN="$W/egress-enclave" EGRESS_CONFIG="$W/enclave.toml" \
+  EGRESS_RESOLV_CONF="$W/boot-resolv.conf" EGRESS_DNS=on EGRESS_START_TIMEOUT=120 TMPDIR="$W" \
+  timeout 400 sh /vm-out/bootstrap.sh "$W/boot-app.sh" > "$W/boot.log" 2>&1
+rc=$?
+ip netns pids boot 2>/dev/null | xargs -r kill 2>/dev/null; sleep 1; ip netns pids boot 2>/dev/null | xargs -r kill -9 2>/dev/null
+ip netns del boot
+boot_has() { grep -qxF -- "$1" "$W/boot.log"; }
+missing=
+for want in "lo: 1" "page: hello from the world" "dns: 198.18.0.20 " "learned: hello from the world" \
+  "legacy-dnat: 3" "resolv: nameserver 127.0.0.1"; do
+  boot_has "$want" || missing="$missing [$want]"
+done
+grep -qE '^refused: curl exit (7|52|56)$' "$W/boot.log" || missing="$missing [refused: curl exit 7, 52 or 56]"
+[ $rc -eq 7 ] || missing="$missing [exit 7, got $rc]"
+if [ -z "$missing" ]; then
+  pass deploy-bootstrap "bootstrap.sh: lo up, the rules in the legacy tables by themselves, egress-enclave over VSOCK, resolv.conf pointed at it; the app's TCP, DNS and learned address worked, the unlisted address was refused, its exit code 7 came back: $(grep -i -m1 'netfilter\|legacy' "$W/boot.log" | cut -c1-200)"
+else
+  fail deploy-bootstrap "missing:$missing; log: $(tail_of "$W/boot.log" 14)"
+fi
+
 # --- case: bulk both ways, sha256 ----------------------------------------------------------------------------------
 got=$(in_enc socat -t 60 -T 60 - TCP:198.18.0.10:7004 < "$W/blob64" 2>&1)
 [ "$got" = "$SHA64" ] && pass bulk-upload "64 MiB to the world, sha256 equal" || fail bulk-upload "world saw sha256 '$got', sent $SHA64"

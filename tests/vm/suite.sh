@@ -35,7 +35,9 @@ dotnet=$(readlink -f "$(command -v dotnet)")
 printf 'EGRESS_BIN=%q\nDOTNET=%q\n' "$bin" "$dotnet" > "$out/guest.env"
 
 # The guest reads its script while it runs (bash reads as it goes): run a copy, so editing guest.sh meanwhile is safe.
+# The deploy kit's enclave entrypoint too (the bootstrap case runs it as an enclave image would).
 cp "$here/guest.sh" "$out/guest.sh"
+cp "$repo/deploy/enclave/bootstrap.sh" "$out/bootstrap.sh"
 set +e
 "$here/run-vm.sh" "$out/guest.sh" "$out"
 rc=$?
