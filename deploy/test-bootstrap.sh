@@ -173,7 +173,7 @@ mkdir -p "$work/tmp5"
 run_bootstrap EGRESS_CONFIG="$work/badtunnel.toml" TMPDIR="$work/tmp5" -- sh -c "$app"; rc=$?
 check "exit code 1" test "$rc" -eq 1
 check "reports egress-enclave's exit code (2)" has "egress-enclave exited (code 2) during start-up (while waiting for 127.0.0.1:4455/tcp)"
-check "egress-enclave's own message is shown" has "badtunnel.toml:5:20: error: Invalid tunnel endpoint 'bogus://x'"
+check "egress-enclave's own message is shown" has "badtunnel.toml:5:20: error: invalid tunnel endpoint 'bogus://x'"
 check "its directories are removed (hand-off, learned addresses)" test -z "$(ls -A "$work/tmp5")"
 check "application did not run" lacks "APP RAN"
 show_output_if_failed "$before"

@@ -124,7 +124,7 @@ public sealed class CommandLineTests
     // An operator's trial: check passed a file that egress-host (a malformed host_endpoint) or rules (a proxy_listen no
     // redirected connection can reach) then refused, though the file is shared by both sides and check is what
     // operators validate it with. (An enclave_endpoint of "any" was already refused.)
-    [TestCase("[tunnel]\nhost_endpoint = \"bogus\"\n", "2:17: error: Invalid tunnel endpoint 'bogus'")]
+    [TestCase("[tunnel]\nhost_endpoint = \"bogus\"\n", "2:17: error: invalid tunnel endpoint 'bogus'")]
     [TestCase("[tunnel]\nenclave_endpoint = \"vsock://any:4433\"\n", "2:20: error: the enclave dials this endpoint")]
     [TestCase("[enclave]\nproxy_listen = [\"10.0.0.5:4444\"]\n", "2:17: error: The proxy's IPv4 listen address (10.0.0.5:4444) cannot take redirected connections")]
     [TestCase("[enclave]\ndns_listen = [\"10.0.0.5:53\"]\n", "2:15: error: The DNS forwarder's IPv4 listen address (10.0.0.5:53) cannot take redirected connections")]
@@ -712,7 +712,7 @@ public sealed class CommandLineTests
     [TestCase("egress-enclave", "[egress]\nenabled = true\ndestinations = [\"a..example\"]\n", ":3:17: error: invalid destination \"a..example\": has an empty label (key 'egress.destinations')")]
     // A new user's trial: "valid" to --check-config, refused by rules --apply (the enclave's first step) and check.
     [TestCase("egress-enclave", "[enclave]\nproxy_listen = [\"192.0.2.2:14444\"]\n", ":2:17: error: The proxy's IPv4 listen address (192.0.2.2:14444) cannot take redirected connections")]
-    [TestCase("egress-enclave", "[tunnel]\nenclave_endpoint = \"tcp://127.1:4433\"\n", ":2:20: error: Invalid tunnel endpoint 'tcp://127.1:4433'")]
+    [TestCase("egress-enclave", "[tunnel]\nenclave_endpoint = \"tcp://127.1:4433\"\n", ":2:20: error: invalid tunnel endpoint 'tcp://127.1:4433'")]
     public async Task CheckConfigRefusesWhatAStartWouldRefuse(string program, string text, string error)
     {
         string directory = Directory.CreateTempSubdirectory("egress-check-").FullName;
@@ -749,7 +749,7 @@ public sealed class CommandLineTests
             Assert.Multiple(() =>
             {
                 Assert.That(implicitRun.ExitCode, Is.EqualTo(2), implicitRun.ToString);
-                Assert.That(implicitRun.StandardError, Does.StartWith($"{path}:2:20: error: Invalid tunnel endpoint 'tcp://127.1:4433': not a dotted-quad IPv4 address."), implicitRun.ToString);
+                Assert.That(implicitRun.StandardError, Does.StartWith($"{path}:2:20: error: invalid tunnel endpoint 'tcp://127.1:4433': not a dotted-quad IPv4 address."), implicitRun.ToString);
                 Assert.That((explicitRun.ExitCode, explicitRun.StandardError), Is.EqualTo((implicitRun.ExitCode, implicitRun.StandardError)), explicitRun.ToString);
             });
         }

@@ -34,7 +34,7 @@ public sealed class ConfigurationWarningTests
     }
 
     [TestCase("vsock://any:4433", 2, "the enclave dials this endpoint, and \"any\" is only for listening")]
-    [TestCase("unix:relative.sock", 2, "Invalid tunnel endpoint 'unix:relative.sock'")]
+    [TestCase("unix:relative.sock", 2, "invalid tunnel endpoint 'unix:relative.sock'")]
     [TestCase("vsock://3:4433", 0, "tunnel:  vsock://3:4433 (tunnel.enclave_endpoint")]
     public async Task CheckRejectsAnEnclaveEndpointThatRunWouldReject(string endpoint, int exitCode, string said)
     {

@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Egress.Configuration;
+using Egress.Diagnostics;
 using Egress.Sockets;
 using Egress.Vsock;
 
@@ -102,11 +103,11 @@ public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
             reason = scheme is null ? "it has no scheme"
                 // "vsock:3:4433", "tcp:127.0.0.1:4433": a known scheme without its "//" (a trial was told 'vsock' is not supported).
                 : (scheme.Equals("vsock", StringComparison.OrdinalIgnoreCase) || scheme.Equals("tcp", StringComparison.OrdinalIgnoreCase))
-                    ? $"'{scheme}' needs '//' after its colon: write '{scheme}://{text[(colon + 1)..].TrimStart('/')}'"
-                : $"the scheme '{scheme}' is not supported";
+                    ? $"'{scheme}' needs '//' after its colon: write '{scheme}://{PrintableText.Shorten(text[(colon + 1)..].TrimStart('/'))}'"
+                : $"the scheme '{PrintableText.Shorten(scheme)}' is not supported";
         }
 
-        error = endpoint is null ? $"Invalid tunnel endpoint '{text}': {reason}. Accepted forms: {AcceptedForms}." : null;
+        error = endpoint is null ? $"invalid tunnel endpoint '{PrintableText.Shorten(text ?? string.Empty)}': {reason}. Accepted forms: {AcceptedForms}." : null;
         return endpoint is not null;
     }
 
@@ -166,6 +167,14 @@ public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
         {
             socket.Dispose();
             throw new SocketException((int)SocketError.AddressNotAvailable, $"no socket at {unix} (ENOENT: egress-host creates it when it listens and removes it when a stop begins; is it running with this tunnel endpoint, or stopping?)");
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionRefused)
+        {
+            // A library trial read "Connection refused" alone after egress-host was killed (its socket file left behind).
+            socket.Dispose();
+            throw new SocketException((int)SocketError.ConnectionRefused, EndPoint is UnixDomainSocketEndPoint
+                ? $"nothing accepts connections on {this} (ECONNREFUSED: the socket file is there but no process listens on it; an egress-host that was killed leaves it behind, and removes it when it starts again)"
+                : $"nothing accepts connections on {this} (ECONNREFUSED: is egress-host running with this tunnel endpoint?)");
         }
         catch (SocketException ex) when (ex.SocketErrorCode == SocketError.SocketError && EndPoint is VsockEndPoint)
         {

@@ -2,6 +2,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using Egress.Diagnostics;
 
 namespace Egress.Vsock;
 
@@ -119,7 +120,7 @@ public sealed class VsockEndPoint : EndPoint, IEquatable<VsockEndPoint>
         ArgumentNullException.ThrowIfNull(text);
         return TryParse(text, out VsockEndPoint? endPoint, out string? error)
             ? endPoint
-            : throw new FormatException($"Invalid VSOCK endpoint '{text}': {error}. Expected {AcceptedForm}.");
+            : throw new FormatException($"invalid VSOCK endpoint '{PrintableText.Shorten(text)}': {error}. Expected {AcceptedForm}.");
     }
 
     /// <summary>Parses <c>vsock://CID:PORT</c> without throwing; see <see cref="Parse(string)"/>.</summary>
@@ -158,13 +159,19 @@ public sealed class VsockEndPoint : EndPoint, IEquatable<VsockEndPoint>
 
         if (!TryParseCid(rest[..colon], out uint cid))
         {
-            error = $"the CID '{rest[..colon]}' is not a decimal number, any, parent, host or local";
+            string shown = PrintableText.Shorten(rest[..colon].ToString());
+            error = IsDigits(rest[..colon])
+                ? $"the CID {shown} is out of range (0-4294967295)"
+                : $"the CID '{shown}' is not a decimal number, any, parent, host or local";
             return false;
         }
 
         if (!TryParsePort(rest[(colon + 1)..], out uint port))
         {
-            error = $"the port '{rest[(colon + 1)..]}' is not a decimal number 1-4294967294 or any";
+            string shown = PrintableText.Shorten(rest[(colon + 1)..].ToString());
+            error = IsDigits(rest[(colon + 1)..])
+                ? $"the port {shown} is out of range (1-4294967294, or any)"
+                : $"the port '{shown}' is not a decimal number 1-4294967294 or any";
             return false;
         }
 
@@ -222,6 +229,9 @@ public sealed class VsockEndPoint : EndPoint, IEquatable<VsockEndPoint>
 
         return uint.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out cid);
     }
+
+    /// <summary>Whether <paramref name="text"/> is one or more ASCII digits (a number, valid or out of range).</summary>
+    private static bool IsDigits(ReadOnlySpan<char> text) => !text.IsEmpty && !text.ContainsAnyExceptInRange('0', '9');
 
     private static bool TryParsePort(ReadOnlySpan<char> text, out uint port)
     {

@@ -527,7 +527,7 @@ public sealed class ConfiguredComponentsTests
         var error = Assert.Throws<ConfigurationException>(() => configuration.GetTunnelEndpoint(side));
 
         Assert.That((error!.Line, error.Column, error.Key, error.Problem), Is.EqualTo((3, key.Length + 4, $"tunnel.{key}", problem)));
-        Assert.That(error.Message, Does.StartWith($"{Source}:3:{key.Length + 4}: error: Invalid tunnel endpoint '{value}'"));
+        Assert.That(error.Message, Does.StartWith($"{Source}:3:{key.Length + 4}: error: invalid tunnel endpoint '{value}'"));
     }
 
     [TestCase("vsock://any:4433")]

@@ -60,6 +60,44 @@ public sealed class TunnelEndpointSocketTests
         Assert.That(error.Message, Is.EqualTo($"no socket at {path} (ENOENT: egress-host creates it when it listens and removes it when a stop begins; is it running with this tunnel endpoint, or stopping?)"));
     }
 
+    /// <summary>A library trial: after egress-host was killed, its socket file stayed and a connect read "Connection
+    /// refused" alone, naming neither the path nor what it means.</summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void UnixConnectToASocketFileNobodyListensOnSaysSo(bool forRelay)
+    {
+        string path = SocketPath();
+        // Bound and not listening: connect(2) answers ECONNREFUSED, as for the file a killed egress-host left behind (a
+        // closed Socket would remove its file here).
+        using var stale = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        stale.Bind(new UnixDomainSocketEndPoint(path));
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse("unix:" + path);
+
+        var error = Assert.ThrowsAsync<SocketException>(async () =>
+            (await (forRelay ? endpoint.ConnectForRelayAsync(CancellationToken.None) : endpoint.ConnectAsync(CancellationToken.None))).Dispose());
+
+        Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionRefused));
+        Assert.That(error.Message, Does.StartWith($"nothing accepts connections on unix:{path} (ECONNREFUSED: the socket file is there but no process listens on it"));
+    }
+
+    [Test]
+    public void TcpConnectThatIsRefusedNamesTheEndpoint()
+    {
+        int port;
+        using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            probe.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            port = ((IPEndPoint)probe.LocalEndPoint!).Port; // free once closed: nothing listens there
+        }
+
+        TunnelEndpoint endpoint = TunnelEndpoint.Parse($"tcp://127.0.0.1:{port}");
+
+        var error = Assert.ThrowsAsync<SocketException>(async () => (await endpoint.ConnectAsync(CancellationToken.None)).Dispose());
+
+        Assert.That(error!.SocketErrorCode, Is.EqualTo(SocketError.ConnectionRefused));
+        Assert.That(error.Message, Does.StartWith($"nothing accepts connections on tcp://127.0.0.1:{port} (ECONNREFUSED"));
+    }
+
     /// <summary>A library-consumer trial: on a machine with no VSOCK transport (this one, and the CI machine) connect(2)
     /// answers ENODEV, which the runtime does not name, and the error read "Unknown socket error" alone.</summary>
     [TestCase(false)]

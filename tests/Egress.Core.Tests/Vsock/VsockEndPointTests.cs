@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Egress.Vsock;
@@ -131,6 +132,42 @@ public sealed class VsockEndPointTests
                 .And.Message.Contains("vsock://CID:PORT"));
         Assert.That(VsockEndPoint.TryParse(text, out VsockEndPoint? endPoint), Is.False);
         Assert.That(endPoint, Is.Null);
+    }
+
+    [TestCase("vsock://4294967296:1", "the CID 4294967296 is out of range (0-4294967295)")]
+    [TestCase("vsock://99999999999999999999:1", "the CID 99999999999999999999 is out of range")]
+    [TestCase("vsock://3:4294967295", "the port 4294967295 is out of range (1-4294967294, or any)")]
+    [TestCase("vsock://3:0", "the port 0 is out of range")]
+    [TestCase("vsock://x:1", "the CID 'x' is not a decimal number")]
+    public void ParseSaysWhetherANumberIsOutOfRangeOrNotANumber(string text, string reason) =>
+        Assert.That(() => VsockEndPoint.Parse(text), Throws.InstanceOf<FormatException>().With.Message.Contains(reason));
+
+    // A message names its input on one line: control characters escaped (a newline would split a log line, an ESC
+    // sequence reach a terminal), a long input cut short with its length (a trial saw 5,000 characters echoed whole).
+    // The control character is put in by the test: a case whose arguments hold an ESC is never run (the test adapter
+    // drops it from discovery without a word).
+    [TestCase("vsock://3:1{0}[31m", 0x1B, @"'vsock://3:1\u001B[31m'")]
+    [TestCase("vsock://3:4433{0}", 0x0A, @"'vsock://3:4433\n'")]
+    [TestCase("vsock://{0}:1", 0x1B, @"the CID '\u001B'")]
+    public void ParseEscapesControlCharactersItQuotes(string format, int control, string shown)
+    {
+        string text = string.Format(CultureInfo.InvariantCulture, format, (char)control);
+
+        var error = Assert.Throws<FormatException>(() => VsockEndPoint.Parse(text))!;
+
+        Assert.That(error.Message, Does.Contain(shown));
+        Assert.That(error.Message.Any(char.IsControl), Is.False, error.Message);
+    }
+
+    [Test]
+    public void ParseShortensALongInput()
+    {
+        string text = "vsock://3:" + new string('9', 5000);
+
+        var error = Assert.Throws<FormatException>(() => VsockEndPoint.Parse(text))!;
+
+        Assert.That(error.Message, Has.Length.LessThan(1000));
+        Assert.That(error.Message, Does.Contain("(5010 characters)"));
     }
 
     [Test]
