@@ -9,8 +9,8 @@ public sealed class PrintableTextTests
     [TestCase("api.example.com", "api.example.com")]
     [TestCase("a\nb", "a\\nb")]
     [TestCase("a\r\tb", "a\\r\\tb")]
-    [TestCase("a\u001b[31mb", "a\\u001B[31mb")]
-    [TestCase("\u007f\u0085\u009b", "\\u007F\\u0085\\u009B")]
+    [TestCase("a\u001b[31mb", "a\\u001B[31mb", TestName = "ESC sequence")] // named: a case whose name holds an ESC is never run
+    [TestCase("\u007f\u0085\u009b", "\\u007F\\u0085\\u009B", TestName = "DEL and C1 controls")]
     [TestCase("abc\u202edef", "abc\\u202Edef")] // RIGHT-TO-LEFT OVERRIDE (Trojan Source)
     [TestCase("x\u200by", "x\\u200By")] // ZERO WIDTH SPACE
     [TestCase("bücher.example", "bücher.example")]
