@@ -41,7 +41,7 @@ internal sealed record GatewayStreamResult
     /// <summary>Gets how the request failed to decode (<see cref="StreamOutcome.BadRequest"/>).</summary>
     public TunnelReadResult ReadResult { get; private init; }
 
-    /// <summary>Gets the detail: the dial error, the socket error, the stream limit.</summary>
+    /// <summary>Gets the detail: the dial error, the socket error, or why a denied destination was not re-learned from its hint.</summary>
     public string? Detail { get; private init; }
 
     /// <summary>Gets why the stream was refused (<see cref="StreamOutcome.StreamLimit"/>), naming the limit reached,
@@ -68,7 +68,7 @@ internal sealed record GatewayStreamResult
         StreamOutcome.BadRequest => new TunnelResponse(Status, $"invalid request: {ReadResult}"),
         StreamOutcome.StreamLimit or StreamOutcome.PeerRefused => new TunnelResponse(TunnelStatus.Failure, $"parent: {LimitReason}"),
         StreamOutcome.UnsupportedKind => new TunnelResponse(TunnelStatus.UnsupportedKind, $"{Request.Kind} streams are not served by this gateway"),
-        StreamOutcome.Denied => new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: " + Decision.ToString()),
+        StreamOutcome.Denied => new TunnelResponse(TunnelStatus.DeniedByPolicy, Detail is null ? "parent: " + Decision : $"parent: {Decision} ({Detail})"),
         StreamOutcome.ConnectFailed => new TunnelResponse(Status, Detail),
         _ => null,
     };
@@ -114,8 +114,10 @@ internal sealed record GatewayStreamResult
 
     public static GatewayStreamResult DenialReportRead(TunnelRequest request) => new(StreamOutcome.DenialReport) { Request = request };
 
-    public static GatewayStreamResult Denied(TunnelRequest request, IPEndPoint destination, PolicyDecision decision) =>
-        new(StreamOutcome.Denied) { Request = request, Destination = destination, Decision = decision };
+    /// <summary>A denied TCP request; <paramref name="relearnFailure"/>: why its hint did not re-learn the address here,
+    /// for the enclave (in the response's detail), null when that was not tried.</summary>
+    public static GatewayStreamResult Denied(TunnelRequest request, IPEndPoint destination, PolicyDecision decision, string? relearnFailure = null) =>
+        new(StreamOutcome.Denied) { Request = request, Destination = destination, Decision = decision, Detail = relearnFailure };
 
     public static GatewayStreamResult ConnectFailed(TunnelRequest request, IPEndPoint destination, PolicyDecision decision, TunnelStatus status, string? detail) =>
         new(StreamOutcome.ConnectFailed) { Request = request, Destination = destination, Decision = decision, Status = status, Detail = detail };

@@ -34,14 +34,16 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
     /// <summary>
     /// Resolves <paramref name="hint"/> and decides the connection to <paramref name="address"/>:<paramref name="port"/> again.
     /// </summary>
-    /// <returns>The new decision with its hold (see <see cref="EgressPolicy"/>); when still denied, why.</returns>
-    public async ValueTask<(PolicyDecision Decision, AddressHold? Hold, string? Why)> RelearnAsync(
+    /// <returns>The new decision with its hold (see <see cref="EgressPolicy"/>); when not re-learned, why: for this
+    /// host's log (<c>Why</c>, naming its upstreams) and for the enclave (<c>Told</c>, the denial's detail: a library trial
+    /// read only "never learned from an allowed name" for an allowed name whose re-resolution had failed).</returns>
+    public async ValueTask<(PolicyDecision Decision, AddressHold? Hold, string? Why, string? Told)> RelearnAsync(
         IPAddress address, int port, string hint, CancellationToken aborted)
     {
         PolicyDecision name = policy.CheckName(hint);
         if (!name.IsAllowed || name.WouldDeny)
         {
-            return Again($"hint {hint} is not an allowed name ({name})");
+            return Again($"hint {hint} is not an allowed name ({name})", "the hint is not an allowed name here");
         }
 
         bool v6 = address.AddressFamily == AddressFamily.InterNetworkV6 && !address.IsIPv4MappedToIPv6;
@@ -53,22 +55,28 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
             int queryLength = DnsQueryWriter.Write((ushort)RandomNumberGenerator.GetInt32(ushort.MaxValue + 1), hint, type, query);
             if (queryLength < 0)
             {
-                return Again($"hint {hint} is not a valid DNS name");
+                return Again($"hint {hint} is not a valid DNS name", "the hint is not a valid DNS name");
             }
 
             int answer = await upstreams.ResolveAsync(query.AsMemory(0, queryLength), response, aborted).ConfigureAwait(false);
             if (answer < 0)
             {
-                return Again($"no upstream answered {hint} {DnsTypeName.Of(type)} in time");
+                // Not "in time" whatever happened: a trial read that after 149 ms, the upstream having refused at once.
+                return answer == DnsUpstreamQuery.Aborted
+                    ? Again($"resolving {hint} {DnsTypeName.Of(type)} was abandoned (the stream ended or the host is stopping)", "resolving it was abandoned")
+                    : Again(
+                        $"resolving {hint} {DnsTypeName.Of(type)} failed: {upstreams.DescribeFailure(answer)}",
+                        answer == DnsUpstreamQuery.SocketFailed ? "the parent's DNS upstreams refused or were unreachable" : "the parent's DNS upstreams did not answer in time");
             }
 
             int learned = DnsAnswerLearner.Learn(policy, hint, response.AsSpan(0, answer), logger);
             PolicyDecision decision = policy.CheckConnection(address, port, out AddressHold? hold);
+            string resolved = $"{hint} {DnsTypeName.Of(type)} resolved to {learned} learnable address{(learned == 1 ? string.Empty : "es")}, not including {address}";
             return decision.IsAllowed && !decision.WouldDeny
-                ? (decision, hold, null)
+                ? (decision, hold, null, null)
                 : decision.Reason == DecisionReason.NeverLearned
-                    ? (decision, hold, $"{hint} {DnsTypeName.Of(type)} resolved to {learned} learnable address{(learned == 1 ? string.Empty : "es")}, not including {address}")
-                    : (decision, hold, $"{hint} {DnsTypeName.Of(type)} resolved to {address}, but the connection is {decision}");
+                    ? (decision, hold, resolved, $"not re-learned here from {hint}: {DnsTypeName.Of(type)} resolved to {learned} learnable address{(learned == 1 ? string.Empty : "es")}, not this one")
+                    : (decision, hold, $"{hint} {DnsTypeName.Of(type)} resolved to {address}, but the connection is {decision}", null);
         }
         finally
         {
@@ -79,6 +87,7 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
         // Not re-learned: decided again as it stands now. A red-team trial: while the hint's resolution waited for a
         // silent upstream (2 s), the app resolved a name allowed on port 443 only to the same address, and the
         // address-only check made here then allowed the connection on port 25.
-        (PolicyDecision, AddressHold?, string?) Again(string why) => (policy.CheckConnection(address, port, out AddressHold? hold), hold, why);
+        (PolicyDecision, AddressHold?, string?, string?) Again(string why, string told) =>
+            (policy.CheckConnection(address, port, out AddressHold? hold), hold, why, $"not re-learned here from {hint}: {told}");
     }
 }

@@ -324,12 +324,13 @@ internal sealed class TunnelStreamHandler(
 
         var destination = request.Destination!;
         var decision = policy.CheckConnection(destination.Address, destination.Port, out AddressHold? hold);
+        string? relearnTold = null;
         if ((!decision.IsAllowed || decision.WouldDeny) && HintRelearner.MayRelearn(decision, request.HostHint))
         {
             // Not (or no longer) known here, e.g. after a restart of egress-host: resolve the hint ourselves.
             await SocketReadiness.LeaveEpollThread(); // the resolution and its log lines: not on an epoll thread
 
-            (decision, hold, string? why) = await _relearner.RelearnAsync(destination.Address, destination.Port, request.HostHint!, aborted).ConfigureAwait(false);
+            (decision, hold, string? why, relearnTold) = await _relearner.RelearnAsync(destination.Address, destination.Port, request.HostHint!, aborted).ConfigureAwait(false);
             if (why is null)
             {
                 GatewayLog.Relearned(logger, destination.Address, request.HostHint!);
@@ -357,7 +358,7 @@ internal sealed class TunnelStreamHandler(
 
         if (!decision.IsAllowed)
         {
-            return GatewayStreamResult.Denied(request, destination, decision);
+            return GatewayStreamResult.Denied(request, destination, decision, relearnTold);
         }
 
         // Allowed, not dialled yet: a new stream's first connection may not take the last streams of the limit (or of

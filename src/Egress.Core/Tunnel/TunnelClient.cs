@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
@@ -33,6 +34,13 @@ public sealed class TunnelClient
 
     /// <summary>A bad answer's detail: the defect's name, then what it means, so that a peer that is not an Egress
     /// parent (an HTTP server answering <c>HTTP/1.1 400</c>) does not read as the status UnsupportedVersion.</summary>
+    // A library trial read "StatusTimedOut" with no detail: which parent, and how long was waited.
+    private string TunnelTimedOutDetail => string.Create(
+        CultureInfo.InvariantCulture, $"opening a tunnel stream to {Parent} did not finish within {StatusTimeout.TotalMilliseconds:0} ms");
+
+    private string StatusTimedOutDetail => string.Create(
+        CultureInfo.InvariantCulture, $"the tunnel stream to {Parent} was open, but no status came within {StatusTimeout.TotalMilliseconds:0} ms");
+
     internal static string BadResponseDetail(TunnelReadResult result) => result switch
     {
         TunnelReadResult.UnsupportedVersion =>
@@ -246,7 +254,7 @@ public sealed class TunnelClient
             catch (OperationCanceledException)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                return (TunnelConnectResult.Failed(TunnelConnectError.TunnelTimedOut, null), false);
+                return (TunnelConnectResult.Failed(TunnelConnectError.TunnelTimedOut, TunnelTimedOutDetail), false);
             }
             catch (Exception ex) when (ex is SocketException or IOException)
             {
@@ -299,7 +307,7 @@ public sealed class TunnelClient
         catch (OperationCanceledException)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            return (TunnelConnectResult.Failed(TunnelConnectError.StatusTimedOut, null), false);
+            return (TunnelConnectResult.Failed(TunnelConnectError.StatusTimedOut, StatusTimedOutDetail), false);
         }
         catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
         {

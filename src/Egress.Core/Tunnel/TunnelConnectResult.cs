@@ -22,8 +22,10 @@ public sealed class TunnelConnectResult
     public TunnelStatus? Status { get; }
 
     /// <summary>
-    /// Gets the detail: the parent's text with its status (e.g. why it denied), the socket error's message, or the
-    /// header defect for <see cref="TunnelConnectError.BadResponse"/>; null when there is none.
+    /// Gets the detail: the parent's text with its status (e.g. why it denied), the socket error's message, the
+    /// header defect for <see cref="TunnelConnectError.BadResponse"/>, or, for <see cref="TunnelConnectError.TunnelTimedOut"/>
+    /// and <see cref="TunnelConnectError.StatusTimedOut"/>, the parent's endpoint and how long was waited (milliseconds);
+    /// null when there is none (the parent's Ok or refusal without a text).
     /// </summary>
     public string? Detail { get; }
 

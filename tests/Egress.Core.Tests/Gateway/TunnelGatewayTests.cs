@@ -240,7 +240,8 @@ public sealed class TunnelGatewayTests
 
         (TunnelResponse response, byte[] rest) = await RequestAsync(TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Parse("198.51.100.7"), 443), "api.example.com"));
 
-        Assert.That(response, Is.EqualTo(new TunnelResponse(TunnelStatus.DeniedByPolicy, "parent: denied: never learned from an allowed name")));
+        Assert.That(response, Is.EqualTo(new TunnelResponse(
+            TunnelStatus.DeniedByPolicy, "parent: denied: never learned from an allowed name (not re-learned here from api.example.com: the parent's DNS upstreams refused or were unreachable)")));
         Assert.That(rest, Is.Empty, "the stream ends after the status");
         Assert.That((await _logs.WaitForEventAsync(202)).GetStructuredStateValue("Hint"), Is.EqualTo("api.example.com"));
     }
@@ -440,6 +441,8 @@ public sealed class TunnelGatewayTests
             ShutdownDrain = drain ?? TimeSpan.FromSeconds(5),
             MaxStreams = maxStreams,
             Relay = new Egress.Relay.RelayOptions { TimeProvider = time ?? TimeProvider.System },
+            // Never this machine's resolvers: a hint's re-learning asked them (off the machine) for api.example.com.
+            DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 9)],
         };
         _gateway = new TunnelGateway(options, policy, _logs.Factory);
         _gateway.Start();

@@ -253,6 +253,27 @@ public sealed class TunnelClientTests
 
         Assert.That(result.Error, Is.EqualTo(TunnelConnectError.StatusTimedOut));
         Assert.That(result.Socket, Is.Null);
+        // A library trial read "StatusTimedOut" with no detail.
+        Assert.That(result.Detail, Is.EqualTo($"the tunnel stream to {_endpoint} was open, but no status came within 10000 ms"));
+    }
+
+    [Test]
+    public async Task TunnelConnectThatHangs_IsTunnelTimedOut_NamingTheParentAndTheWait()
+    {
+        var clock = new FakeTimeProvider();
+        var client = new TunnelClient(_endpoint, TimeSpan.FromSeconds(3), clock, async cancellationToken =>
+        {
+            await Task.Delay(Timeout.Infinite, cancellationToken); // a VSOCK connect the parent never accepts
+            throw new InvalidOperationException("not reached");
+        });
+
+        var connecting = client.ConnectAsync(Destination, null, CancellationToken.None);
+        clock.Advance(TimeSpan.FromSeconds(3));
+        var result = await connecting.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.That(result.Error, Is.EqualTo(TunnelConnectError.TunnelTimedOut));
+        Assert.That(result.Detail, Is.EqualTo($"opening a tunnel stream to {_endpoint} did not finish within 3000 ms"));
+        Assert.That(result.ToString(), Does.StartWith("TunnelTimedOut: opening a tunnel stream to "));
     }
 
     [Test]
