@@ -119,6 +119,11 @@ internal sealed class ConfigurationReader
                 locations.TryAdd(name, keyLocation); // not read, but it says the file is Evervault's (ConfiguredComponents.GetWarnings)
                 SkipEvervaultValue(name);
             }
+            else if (Next().Kind == TomlParseEventKind.StartTable)
+            {
+                // A trial read "unknown key (key 'foo')" for a [foo] table.
+                throw UnknownTable(name, keyLocation);
+            }
             else
             {
                 throw UnknownKey(name, name, keyLocation, TopLevelKeys);
@@ -622,6 +627,14 @@ internal sealed class ConfigurationReader
                 Duration(ConfigurationKeys.RelayShutdownDrain),
                 Get<bool>(ConfigurationKeys.RelaySplice)),
             locations);
+    }
+
+    private static ConfigurationException UnknownTable(string name, SourceLocation location)
+    {
+        string? suggestion = ConfigurationKeys.Sections.FirstOrDefault(section => EditDistance(name.ToLowerInvariant(), section) <= 2);
+        return new ConfigurationException(location, name, suggestion is not null
+            ? $"unknown table; did you mean [{suggestion}]?"
+            : $"unknown table; Egress reads {string.Join(", ", ConfigurationKeys.Sections.Select(section => $"[{section}]"))}");
     }
 
     private ConfigurationException UnknownKey(string key, string path, SourceLocation keyLocation, string[] known)

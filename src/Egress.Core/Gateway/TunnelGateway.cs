@@ -112,10 +112,9 @@ public sealed class TunnelGateway : IAsyncDisposable
     public EndPoint? LocalEndPoint { get; private set; }
 
     /// <summary>Binds the tunnel endpoint and starts accepting streams; once per instance.</summary>
-    /// <exception cref="IOException">The endpoint cannot be bound: the message names it and why (a TCP port in use or
-    /// an address not of this machine, with the <see cref="SocketException"/> as the inner exception; another process
-    /// accepting on the <c>unix:</c> path; a missing directory; no VSOCK device).</exception>
-    /// <exception cref="SocketException">The endpoint cannot be bound for another reason (e.g. permission).</exception>
+    /// <exception cref="IOException">The endpoint cannot be bound: the message names it and why (a socket error, e.g. a
+    /// TCP port in use, an address not of this machine, a permission, with the <see cref="SocketException"/> as the
+    /// inner exception; another process accepting on the <c>unix:</c> path; a missing directory; no VSOCK device).</exception>
     /// <exception cref="InvalidOperationException">This gateway was started before (and bound).</exception>
     /// <exception cref="ObjectDisposedException">This gateway was disposed.</exception>
     /// <remarks>A start that failed to bind leaves nothing bound and may be tried again.</remarks>
@@ -129,7 +128,7 @@ public sealed class TunnelGateway : IAsyncDisposable
         {
             socket = _options.Listen.Listen();
         }
-        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.AddressAlreadyInUse or SocketError.AddressNotAvailable)
+        catch (SocketException ex)
         {
             // As documented and as the hosted path says it: which endpoint, and what to do (a library-consumer trial
             // got "Address already in use" alone from a TCP port in use).

@@ -15,6 +15,15 @@ internal static class BindFailure
     public static string Describe(string what, SocketException exception) =>
         $"cannot listen on {what}: {exception.Message}{Hint(exception.SocketErrorCode)}";
 
+    /// <summary>A DNS listener's bind failure, e.g. <c>cannot listen for DNS on 127.0.0.1:53 (UDP and TCP): Address
+    /// already in use; is another resolver (systemd-resolved, dnsmasq) bound there? ...</c>: only EADDRINUSE means another
+    /// resolver (every error got that question before, an address on no interface too).</summary>
+    public static string DescribeDns(System.Net.IPEndPoint address, SocketException exception) =>
+        $"cannot listen for DNS on {address} (UDP and TCP): {exception.Message}"
+        + (exception.SocketErrorCode == SocketError.AddressAlreadyInUse
+            ? "; is another resolver (systemd-resolved, dnsmasq) bound there? Change [enclave] dns_listen or stop it."
+            : Hint(exception.SocketErrorCode));
+
     /// <summary>What <paramref name="error"/> means for a listener, in brackets after a space; empty for other errors.</summary>
     public static string Hint(SocketError error) => error switch
     {

@@ -63,7 +63,7 @@ public static class EgressServiceCollectionExtensions
                     denials, tunnel, configuration.Tunnel.StatusTimeout, relay.TimeProvider,
                     (provider.GetService<ILoggerFactory>() ?? NullLoggerFactory.Instance).CreateLogger("Egress.Denials"),
                     configuration.GetPolicyDigest());
-                return new ListenerHostedService(reporter.Start, reporter.StopAsync, ex => ex.Message);
+                return new ListenerHostedService(reporter.Start, reporter.StopAsync);
             });
         }
 
@@ -99,16 +99,12 @@ public static class EgressServiceCollectionExtensions
         services.AddSingleton<IHostedService>(provider =>
         {
             var proxy = provider.GetRequiredService<EgressProxy>();
-            return new ListenerHostedService(
-                proxy.Start,
-                proxy.StopAsync,
-                ex => BindFailure.Describe(string.Join(", ", configuration.Enclave.ProxyListen), ex));
+            return new ListenerHostedService(proxy.Start, proxy.StopAsync);
         });
         services.AddSingleton<IHostedService>(provider =>
         {
             var dns = provider.GetRequiredService<DnsForwarder>();
-            return new ListenerHostedService(
-                dns.Start, dns.StopAsync, ex => DescribeDnsBindFailure(dns.FailedListen is { } failed ? [failed] : configuration.Enclave.DnsListen, ex));
+            return new ListenerHostedService(dns.Start, dns.StopAsync);
         });
         return services;
     }
@@ -183,7 +179,7 @@ public static class EgressServiceCollectionExtensions
         services.AddSingleton<IHostedService>(provider =>
         {
             var gateway = provider.GetRequiredService<TunnelGateway>();
-            return new ListenerHostedService(gateway.Start, gateway.StopAsync, ex => BindFailure.Describe(listen.ToString(), ex));
+            return new ListenerHostedService(gateway.Start, gateway.StopAsync);
         });
         return services;
     }
@@ -283,14 +279,6 @@ public static class EgressServiceCollectionExtensions
         services.TryAddSingleton(policy);
         return (policy, new SideMetrics(side, cache));
     }
-
-    // Only EADDRINUSE means another resolver: before, every error got that question (an address on no interface,
-    // EADDRNOTAVAIL, too), and the other errors' meaning was left out.
-    private static string DescribeDnsBindFailure(IReadOnlyList<IPEndPoint> dnsListen, SocketException ex) =>
-        $"cannot listen for DNS on {string.Join(", ", dnsListen)} (UDP and TCP): {ex.Message}"
-        + (ex.SocketErrorCode == SocketError.AddressAlreadyInUse
-            ? "; is another resolver (systemd-resolved, dnsmasq) bound there? Change [enclave] dns_listen or stop it."
-            : BindFailure.Hint(ex.SocketErrorCode));
 
     /// <summary>The side's one metrics instance, created on first use; none without an <see cref="IMeterFactory"/>.</summary>
     /// <summary>

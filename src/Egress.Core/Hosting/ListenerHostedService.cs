@@ -1,29 +1,18 @@
-using System.Net.Sockets;
 using Microsoft.Extensions.Hosting;
 
 namespace Egress.Hosting;
 
 /// <summary>
-/// Runs one listening component (the proxy, the DNS forwarder, the tunnel gateway) as a hosted service: binds at
-/// start, where a bind failure becomes an <see cref="IOException"/> whose message names the address and the cause (the
-/// host prints it as one line, as Kestrel does), and at stop lets the component drain and abort on its own deadline;
-/// the host's shutdown token only ends the wait.
+/// Runs one listening component (the proxy, the DNS forwarder, the tunnel gateway, the denial reporter) as a hosted
+/// service: starts it at start, where a bind failure is the component's own <see cref="IOException"/> naming the
+/// address and the cause (the host prints it as one line, as Kestrel does), and at stop lets the component drain and
+/// abort on its own deadline; the host's shutdown token only ends the wait.
 /// </summary>
-internal sealed class ListenerHostedService(Action start, Func<Task> stop, Func<SocketException, string> describeBindFailure) : IHostedService
+internal sealed class ListenerHostedService(Action start, Func<Task> stop) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        try
-        {
-            start();
-        }
-        catch (SocketException ex)
-        {
-            throw new IOException(describeBindFailure(ex), ex);
-        }
-
-        // Any other IOException (e.g. a unix: socket path that cannot be created) already names its path and cause.
-
+        start();
         return Task.CompletedTask;
     }
 

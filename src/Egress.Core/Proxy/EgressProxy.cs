@@ -107,8 +107,9 @@ public sealed class EgressProxy : IAsyncDisposable
     public IReadOnlyList<EndPoint> LocalEndPoints { get; private set; } = [];
 
     /// <summary>Binds every listen address and starts accepting; once per instance.</summary>
-    /// <exception cref="SocketException">An address cannot be bound (e.g. already in use); nothing stays bound then,
-    /// and the start may be tried again.</exception>
+    /// <exception cref="IOException">An address cannot be bound: the message names it and what the error means
+    /// (e.g. <c>cannot listen on 127.0.0.1:4444: Address already in use (EADDRINUSE: ...)</c>), the
+    /// <see cref="SocketException"/> is the inner exception; nothing stays bound then, and the start may be tried again.</exception>
     /// <exception cref="InvalidOperationException">This proxy was started before (and bound).</exception>
     /// <exception cref="ObjectDisposedException">This proxy was disposed.</exception>
     public void Start() => _lifecycle.Run(StartListening);
@@ -121,7 +122,18 @@ public sealed class EgressProxy : IAsyncDisposable
         {
             foreach (var address in _options.Listen)
             {
-                if (Bind(address, _logger) is { } socket)
+                Socket? socket;
+                try
+                {
+                    socket = Bind(address, _logger);
+                }
+                catch (SocketException ex)
+                {
+                    // As the gateway and the hosted path say it (a library trial read "Address already in use" alone).
+                    throw new IOException(Hosting.BindFailure.Describe(address.ToString(), ex), ex);
+                }
+
+                if (socket is not null)
                 {
                     sockets.Add((address, socket));
                 }

@@ -7,7 +7,8 @@ public sealed class ConfigurationErrorTests
     private const string Source = "enclave.toml";
 
     [TestCase("[egress]\nenabeld = true\n", 2, 1, "egress.enabeld", "unknown key; did you mean 'enabled'?", TestName = "Typo in a key of [egress]")]
-    [TestCase("[egres]\nenabled = true\n", 1, 2, "egres", "unknown key; did you mean 'egress'?", TestName = "Typo in a section name")]
+    [TestCase("[egres]\nenabled = true\n", 1, 2, "egres", "unknown table; did you mean [egress]?", TestName = "Typo in a section name")]
+    [TestCase("[foo]\nx = 1\n", 1, 2, "foo", "unknown table; Egress reads [egress], [tunnel], [enclave], [host], [dns], [relay]", TestName = "Unknown table")] // a trial: "unknown key"
     [TestCase("colour = \"red\"\n", 1, 1, "colour", "unknown key", TestName = "Unknown top-level key")]
     [TestCase("version = 1\nnmae = \"x\"\n", 2, 1, "nmae", "unknown key; did you mean 'name'?", TestName = "Typo in an Evervault top-level key")]
     [TestCase("[egress.extra]\nx = 1\n", 1, 9, "egress.extra", "unknown key", TestName = "Unknown sub-table of an Egress section")]
@@ -21,7 +22,7 @@ public sealed class ConfigurationErrorTests
     [TestCase("[host]\nproxy_listen = [\"127.0.0.1:4444\"]\n", 2, 1, "host.proxy_listen", "unknown key here; 'proxy_listen' is a key of [enclave]", TestName = "A key of [enclave] in [host]")]
     [TestCase("[tunnel]\nconnect_timeout_ms = 5000\n", 2, 1, "tunnel.connect_timeout_ms", "unknown key here; 'connect_timeout_ms' is a key of [host]", TestName = "A key of [host] in [tunnel]")]
     [TestCase("[dns]\naudit_log = \"stdout\"\n", 2, 1, "dns.audit_log", "unknown key here; 'audit_log' is a key of [enclave] and [host]", TestName = "A key of two sections elsewhere")]
-    [TestCase("[EGRESS]\nenabled = true\n", 1, 2, "EGRESS", "unknown key; did you mean 'egress'?", TestName = "A section name in capitals")]
+    [TestCase("[EGRESS]\nenabled = true\n", 1, 2, "EGRESS", "unknown table; did you mean [egress]?", TestName = "A section name in capitals")]
     [TestCase("[egress]\nENABLED = true\n", 2, 1, "egress.ENABLED", "unknown key; did you mean 'enabled'?", TestName = "A key in capitals")]
     [TestCase("[host]\n\n  dns_upstream = []\n", 3, 3, "host.dns_upstream", "unknown key; did you mean 'dns_upstreams'?", TestName = "Unknown key in [host], indented")]
     [TestCase("[dns]\nttl_floor = 1\n", 2, 1, "dns.ttl_floor", "unknown key; did you mean 'ttl_floor_seconds'?", TestName = "Unknown key in [dns]")]

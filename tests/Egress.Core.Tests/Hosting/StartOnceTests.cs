@@ -83,12 +83,34 @@ public sealed class StartOnceTests
         var proxy = new EgressProxy(
             new EgressProxyOptions { Tunnel = _tunnel, Listen = [new IPEndPoint(IPAddress.Loopback, free), busy] }, Policy(), NullLoggerFactory.Instance);
 
-        Assert.That(proxy.Start, Throws.TypeOf<SocketException>().With.Property("SocketErrorCode").EqualTo(SocketError.AddressAlreadyInUse));
+        var error = Assert.Throws<IOException>(proxy.Start)!;
+        Assert.That(error.Message, Does.StartWith($"cannot listen on {busy}: "));
+        Assert.That(error.InnerException, Is.TypeOf<SocketException>().With.Property("SocketErrorCode").EqualTo(SocketError.AddressAlreadyInUse));
         Assert.That(() => Connect(new IPEndPoint(IPAddress.Loopback, free)), Throws.TypeOf<SocketException>(), "the first address is not left bound");
         taken.Close();
         proxy.Start();
         Assert.That(proxy.LocalEndPoints, Has.Count.EqualTo(2), "the second try binds both");
         await proxy.DisposeAsync();
+    }
+
+    /// <summary>A library trial: the forwarder started by hand threw "Address already in use" alone; it names the
+    /// address whose bind failed and what the error means, as the hosted path did, and binds on a second try.</summary>
+    [Test]
+    public async Task AForwarderStartWhoseBindFailedNamesTheAddressAndMayBeTriedAgain()
+    {
+        using var taken = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        taken.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var busy = (IPEndPoint)taken.LocalEndPoint!;
+        var forwarder = new DnsForwarder(
+            new DnsForwarderOptions { Tunnel = _tunnel, Listen = [new IPEndPoint(IPAddress.Loopback, FreePort()), busy] }, Policy(), NullLoggerFactory.Instance);
+
+        var error = Assert.Throws<IOException>(forwarder.Start)!;
+        Assert.That(error.Message, Does.StartWith($"cannot listen for DNS on {busy} (UDP and TCP): ").And.Contain("is another resolver (systemd-resolved, dnsmasq) bound there?"));
+        Assert.That(error.InnerException, Is.TypeOf<SocketException>().With.Property("SocketErrorCode").EqualTo(SocketError.AddressAlreadyInUse));
+        taken.Close();
+        forwarder.Start();
+        Assert.That(forwarder.LocalEndPoints, Has.Count.EqualTo(2), "the second try binds both");
+        await forwarder.DisposeAsync();
     }
 
     /// <summary>A start racing the dispose (a second trial: 26 of 200 gateways and 49 of 200 proxies kept listening

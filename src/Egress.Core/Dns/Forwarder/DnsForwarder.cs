@@ -87,15 +87,12 @@ public sealed class DnsForwarder : IAsyncDisposable
     /// <summary>Binds every listen address for UDP and TCP and starts serving; once per instance. An IPv6 address where
     /// IPv6 is unavailable (compiled out, or disabled so that lo has no <c>::1</c>) is skipped with a warning (event
     /// 327), as the proxy skips its own; <see cref="LocalEndPoints"/> lists what was bound.</summary>
-    /// <exception cref="SocketException">An address cannot be bound (in use, or port 53 without the privilege);
-    /// nothing stays bound then, and the start may be tried again.</exception>
+    /// <exception cref="IOException">An address cannot be bound (in use, e.g. by another resolver, or port 53 without
+    /// the privilege): the message names that address and what the error means, the <see cref="SocketException"/> is
+    /// the inner exception; nothing stays bound then, and the start may be tried again.</exception>
     /// <exception cref="InvalidOperationException">This forwarder was started before (and bound).</exception>
     /// <exception cref="ObjectDisposedException">This forwarder was disposed.</exception>
     public void Start() => _lifecycle.Run(StartListening);
-
-    /// <summary>The listen address whose UDP or TCP bind failed the start (a trial: the error named every address of
-    /// <c>dns_listen</c>); null before a start and after one that bound them all.</summary>
-    internal IPEndPoint? FailedListen { get; private set; }
 
     /// <summary>The start itself, under <see cref="StartOnce.Run"/>.</summary>
     private void StartListening()
@@ -106,7 +103,6 @@ public sealed class DnsForwarder : IAsyncDisposable
         {
             foreach (IPEndPoint address in _options.Listen)
             {
-                FailedListen = address; // until it is bound: the start error names the one that failed
                 Socket udp, tcp;
                 try
                 {
@@ -117,11 +113,14 @@ public sealed class DnsForwarder : IAsyncDisposable
                     // As the proxy does: [::1] in the default dns_listen, in an enclave whose IPv6 is disabled (the rules
                     // redirect no IPv6 there either). A trial: the forwarder failed the whole start of egress-enclave.
                     DnsLog.IPv6Unavailable(_logger, address);
-                    FailedListen = null;
                     continue;
                 }
+                catch (SocketException ex)
+                {
+                    // The address that failed, not every one of dns_listen (a trial), and what the error means.
+                    throw new IOException(Hosting.BindFailure.DescribeDns(address, ex), ex);
+                }
 
-                FailedListen = null;
                 sockets.Add(udp);
                 sockets.Add(tcp);
                 bound.Add((IPEndPoint)udp.LocalEndPoint!);
