@@ -62,6 +62,8 @@ public sealed class EgressConfiguration
     /// <exception cref="IOException">The file cannot be read, <paramref name="path"/> is a directory, or the file is
     /// larger than 64 MiB.</exception>
     /// <exception cref="UnauthorizedAccessException">The file's permissions do not let this process read it.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="path"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="path"/> is empty.</exception>
     public static EgressConfiguration Load(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
@@ -101,6 +103,8 @@ public sealed class EgressConfiguration
     /// or out of its range. The destination entries and the tunnel endpoints are checked when they are used
     /// (<see cref="ConfiguredComponents.CreatePolicy"/>, <see cref="ConfiguredComponents.GetTunnelEndpoint"/>), with the
     /// same <c>file:line:col</c> errors.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="text"/> or <paramref name="sourceName"/> is null.</exception>
+    /// <exception cref="ArgumentException"><paramref name="sourceName"/> is empty.</exception>
     public static EgressConfiguration Parse(string text, string sourceName)
     {
         ArgumentNullException.ThrowIfNull(text);

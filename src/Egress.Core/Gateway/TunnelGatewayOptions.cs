@@ -12,10 +12,12 @@ public sealed class TunnelGatewayOptions
     /// <summary>Gets where tunnel streams are accepted (<c>vsock://any:PORT</c> in production). Required.</summary>
     public required TunnelEndpoint Listen { get; init; }
 
-    /// <summary>Gets how long a new stream may take to send its request header.</summary>
+    /// <summary>Gets how long a new stream may take to send its request header: 1 ms to <see cref="int.MaxValue"/> ms (<c>host.header_timeout_ms</c>),
+    /// default 5 s.</summary>
     public TimeSpan HeaderTimeout { get; init; } = ConfigurationKeys.HostHeaderTimeout.DefaultDuration;
 
-    /// <summary>Gets how long a connection to a destination may take.</summary>
+    /// <summary>Gets how long a connection to a destination may take: 1 ms to <see cref="int.MaxValue"/> ms (<c>host.connect_timeout_ms</c>), default
+    /// 5 s.</summary>
     public TimeSpan ConnectTimeout { get; init; } = ConfigurationKeys.HostConnectTimeout.DefaultDuration;
 
     /// <summary>Gets the relay settings (idle timeout, clock).</summary>
@@ -70,7 +72,8 @@ public sealed class TunnelGatewayOptions
         return copy;
     }
 
-    /// <summary>Gets how long a stop lets live streams finish before aborting them.</summary>
+    /// <summary>Gets how long a stop lets live streams finish before aborting them: 0 to 3,600 s
+    /// (<c>relay.shutdown_drain_seconds</c>), default 10 s.</summary>
     public TimeSpan ShutdownDrain { get; init; } = ConfigurationKeys.RelayShutdownDrain.DefaultDuration;
 
     /// <summary>Gets the resolvers DNS queries are forwarded to, in order of preference; empty (the default) means
@@ -84,7 +87,8 @@ public sealed class TunnelGatewayOptions
     /// stream is also refused while the process's descriptors are spent.</summary>
     public int MaxStreams { get; init; } = ConfigurationKeys.HostMaxStreams.DefaultInt32;
 
-    /// <summary>Gets how long a DNS query may take across all upstreams before the enclave gets SERVFAIL.</summary>
+    /// <summary>Gets how long a DNS query may take across all upstreams before the enclave gets SERVFAIL: 1 ms to <see cref="int.MaxValue"/> ms
+    /// (<c>host.dns_timeout_ms</c>), default 2 s.</summary>
     public TimeSpan DnsTimeout { get; init; } = ConfigurationKeys.HostDnsTimeout.DefaultDuration;
 
     /// <summary>Gets how long a destination connection may be idle before the first TCP keepalive probe (default

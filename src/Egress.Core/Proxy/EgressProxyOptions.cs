@@ -15,7 +15,8 @@ public sealed class EgressProxyOptions
     /// <summary>Gets where tunnel streams to the parent are opened. Required.</summary>
     public required TunnelEndpoint Tunnel { get; init; }
 
-    /// <summary>Gets how long to wait for the tunnel to connect and the parent to answer a request.</summary>
+    /// <summary>Gets how long to wait for the tunnel to connect and the parent to answer a request: 1 ms to <see cref="int.MaxValue"/> ms
+    /// (<c>tunnel.status_timeout_ms</c>), default 10 s.</summary>
     public TimeSpan StatusTimeout { get; init; } = ConfigurationKeys.TunnelStatusTimeout.DefaultDuration;
 
     /// <summary>Gets the relay settings (idle timeout, clock).</summary>
@@ -50,7 +51,8 @@ public sealed class EgressProxyOptions
     /// </summary>
     public int FailoverAttempts { get; init; } = ConfigurationKeys.EnclaveFailoverAttempts.DefaultInt32;
 
-    /// <summary>Gets how long a stop lets live connections finish before aborting them.</summary>
+    /// <summary>Gets how long a stop lets live connections finish before aborting them: 0 to 3,600 s
+    /// (<c>relay.shutdown_drain_seconds</c>), default 10 s.</summary>
     public TimeSpan ShutdownDrain { get; init; } = ConfigurationKeys.RelayShutdownDrain.DefaultDuration;
 
     /// <summary>Gets where one JSON line per decided connection is written (<c>enclave.audit_log</c>); null: none.</summary>

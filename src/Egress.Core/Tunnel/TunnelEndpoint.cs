@@ -58,7 +58,9 @@ public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
     /// <summary>Parses one of the accepted forms listed on <see cref="TunnelEndpoint"/>.</summary>
     /// <param name="text">The text, e.g. <c>vsock://3:4433</c>, <c>unix:/run/egress.sock</c> or <c>tcp://127.0.0.1:4433</c>.</param>
     /// <returns>The endpoint.</returns>
-    /// <exception cref="FormatException">The text is malformed; the message names it and lists the accepted forms.</exception>
+    /// <exception cref="FormatException">The text is malformed; the message names it (control characters escaped, a long
+    /// input shortened), what is wrong, and the accepted forms.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="text"/> is null.</exception>
     public static TunnelEndpoint Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);

@@ -114,7 +114,9 @@ public sealed class VsockEndPoint : EndPoint, IEquatable<VsockEndPoint>
     /// PORT is a decimal number from 1 to 4294967294 or <c>any</c>. Scheme and names are case-insensitive.
     /// </param>
     /// <returns>The endpoint.</returns>
-    /// <exception cref="FormatException">The text is not of that form; the message names the input.</exception>
+    /// <exception cref="FormatException">The text is not of that form; the message names the input (control characters
+    /// escaped, a long input shortened) and what is wrong.</exception>
+    /// <exception cref="ArgumentNullException"><paramref name="text"/> is null.</exception>
     public static VsockEndPoint Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);

@@ -220,22 +220,37 @@ public sealed class StartOnceTests
     [TestCase("StatusTimeout", 2)]
     [TestCase("StreamCount", 0)]
     [TestCase("StreamCount", 17)]
+    [TestCase("TcpIdleTimeout", 0)] // a library trial's read of the options: this one was not checked at all
+    [TestCase("TcpIdleTimeout", 1)]
+    [TestCase("TcpIdleTimeout", 2)]
+    [TestCase("TcpIdleTimeout", 3)]
     public void AForwarderSettingOutsideItsRangeIsRefusedAtConstructionNamingIt(string setting, int value)
     {
         // A query timeout below the file's 1 ms or beyond its int.MaxValue ms was taken as long as it was above zero,
         // and a status timeout was not checked at all: a zero one failed every tunnel DNS stream's open, a
         // negative or too long one threw from the timer at the first query instead of here.
         var listen = new[] { new IPEndPoint(IPAddress.Loopback, 0) };
-        TimeSpan duration = value switch { 0 => TimeSpan.Zero, 1 => TimeSpan.FromTicks(1), _ => TimeSpan.MaxValue };
+        TimeSpan duration = value switch { 0 => TimeSpan.Zero, 1 => TimeSpan.FromTicks(1), 3 => TimeSpan.FromSeconds(-5), _ => TimeSpan.MaxValue };
         DnsForwarderOptions options = setting switch
         {
             "StreamCount" => new DnsForwarderOptions { Tunnel = _tunnel, Listen = listen, StreamCount = value },
             "StatusTimeout" => new DnsForwarderOptions { Tunnel = _tunnel, Listen = listen, StatusTimeout = duration },
+            "TcpIdleTimeout" => new DnsForwarderOptions { Tunnel = _tunnel, Listen = listen, TcpIdleTimeout = duration },
             _ => new DnsForwarderOptions { Tunnel = _tunnel, Listen = listen, QueryTimeout = duration },
         };
 
         Assert.That(() => new DnsForwarder(options, Policy(), NullLoggerFactory.Instance),
             Throws.TypeOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("options." + setting));
+    }
+
+    [Test]
+    public async Task AForwarderTakesNoTcpIdleLimit()
+    {
+        var forwarder = new DnsForwarder(
+            new DnsForwarderOptions { Tunnel = _tunnel, Listen = [new IPEndPoint(IPAddress.Loopback, 0)], TcpIdleTimeout = Timeout.InfiniteTimeSpan }, Policy(), NullLoggerFactory.Instance);
+        forwarder.Start();
+        Assert.That(forwarder.LocalEndPoints, Has.Count.EqualTo(1));
+        await forwarder.DisposeAsync();
     }
 
     private static int FreePort()

@@ -50,7 +50,8 @@ public sealed class DnsForwarder : IAsyncDisposable
     /// <exception cref="ArgumentException"><paramref name="options"/> lists no address to listen on.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="DnsForwarderOptions.StreamCount"/> is not 1 … 16, or
     /// <see cref="DnsForwarderOptions.QueryTimeout"/> or <see cref="DnsForwarderOptions.StatusTimeout"/> is not 1 ms …
-    /// <see cref="int.MaxValue"/> ms (the range of <c>enclave.dns_query_timeout_ms</c> and <c>tunnel.status_timeout_ms</c>).</exception>
+    /// <see cref="int.MaxValue"/> ms (the range of <c>enclave.dns_query_timeout_ms</c> and <c>tunnel.status_timeout_ms</c>),
+    /// or <see cref="DnsForwarderOptions.TcpIdleTimeout"/> is neither that nor <see cref="Timeout.InfiniteTimeSpan"/>.</exception>
     public DnsForwarder(DnsForwarderOptions options, EgressPolicy policy, ILoggerFactory loggerFactory)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -66,6 +67,14 @@ public sealed class DnsForwarder : IAsyncDisposable
         ArgumentOutOfRangeException.ThrowIfGreaterThan(options.StreamCount, 16, nameof(options) + "." + nameof(options.StreamCount));
         ConfigurationKeys.EnclaveDnsQueryTimeout.CheckOption(options.QueryTimeout, nameof(options) + "." + nameof(options.QueryTimeout));
         ConfigurationKeys.TunnelStatusTimeout.CheckOption(options.StatusTimeout, nameof(options) + "." + nameof(options.StatusTimeout));
+        if (options.TcpIdleTimeout != Timeout.InfiniteTimeSpan
+            && (options.TcpIdleTimeout < TimeSpan.FromMilliseconds(1) || options.TcpIdleTimeout > TimeSpan.FromMilliseconds(int.MaxValue)))
+        {
+            // Unchecked before: zero closed every DNS-over-TCP connection at once, a negative one threw inside each.
+            throw new ArgumentOutOfRangeException(
+                nameof(options) + "." + nameof(options.TcpIdleTimeout), options.TcpIdleTimeout, "must be 1 ms to 2147483647 ms, or Timeout.InfiniteTimeSpan for no limit");
+        }
+
         _options = options;
         _logger = loggerFactory.CreateLogger("Egress.Dns");
         _pool = new DnsTunnelPool(options, _logger, _stopping.Token);

@@ -26,7 +26,8 @@ public sealed class DnsForwarderOptions
     /// <summary>Gets how many long-lived tunnel DNS streams queries are spread over (1 to 16; default 2).</summary>
     public int StreamCount { get; init; } = 2;
 
-    /// <summary>Gets how long a client's DNS-over-TCP connection may stay idle before it is closed.</summary>
+    /// <summary>Gets how long a client's DNS-over-TCP connection may stay idle before it is closed: 1 ms to <see cref="int.MaxValue"/> ms, or
+    /// <see cref="Timeout.InfiniteTimeSpan"/> for no limit; default 10 s.</summary>
     public TimeSpan TcpIdleTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Gets where connections, relays, DNS queries and tunnel errors are counted; null (the default) records nothing.</summary>
