@@ -19,7 +19,7 @@ public sealed class ConfigurationException : Exception
     /// <param name="key">The dotted key path the error is about (<c>egress.destinations</c>), or null for a TOML syntax error that concerns no key.</param>
     /// <param name="problem">What is wrong, without location or key (<c>expected a boolean, found a string</c>).</param>
     /// <exception cref="ArgumentNullException"><paramref name="problem"/> or the location's source name is null.</exception>
-    public ConfigurationException(SourceLocation location, string? key, string problem)
+    internal ConfigurationException(SourceLocation location, string? key, string problem)
         : base(Format(location, key, PrintableText.Escape(problem ?? throw new ArgumentNullException(nameof(problem)))))
     {
         ArgumentNullException.ThrowIfNull(location.SourceName);

@@ -116,7 +116,7 @@ public sealed class EgressConfiguration
     /// <param name="keyPath">The dotted key path, e.g. <c>egress.destinations</c> or <c>tunnel.enclave_endpoint</c>.</param>
     /// <param name="arrayIndex">The index of an array element, or -1 for the value itself.</param>
     /// <returns>The location of the value (of the element when <paramref name="arrayIndex"/> is given), or null when the source does not set it.</returns>
-    public SourceLocation? GetLocation(string keyPath, int arrayIndex = -1)
+    internal SourceLocation? GetLocation(string keyPath, int arrayIndex = -1)
     {
         ArgumentNullException.ThrowIfNull(keyPath);
         string key = arrayIndex < 0 ? keyPath : $"{keyPath}[{arrayIndex}]";
@@ -131,7 +131,7 @@ public sealed class EgressConfiguration
     /// <param name="problem">What is wrong with it.</param>
     /// <param name="arrayIndex">The index of the offending array element, or -1 for the value itself.</param>
     /// <returns>The error, located at the element, else at the value, else (a default value) at the source without a line.</returns>
-    public ConfigurationException CreateException(string keyPath, string problem, int arrayIndex = -1)
+    internal ConfigurationException CreateException(string keyPath, string problem, int arrayIndex = -1)
     {
         SourceLocation location = GetLocation(keyPath, arrayIndex)
             ?? GetLocation(keyPath)

@@ -30,8 +30,8 @@ public sealed class EgressSection
     /// without its own) is not in these strings, so a policy built from them with
     /// <see cref="EgressPolicy.Create(bool, IEnumerable{string}, AllowlistCache)"/> allows every port where the file
     /// allows a few. Build the file's policy with <see cref="ConfiguredComponents.CreatePolicy"/>, which applies it
-    /// (and <see cref="Mode"/> and <see cref="TlsServerName"/>); report a bad entry with
-    /// <see cref="EgressConfiguration.CreateException"/> and its index.
+    /// (and <see cref="Mode"/> and <see cref="TlsServerName"/>), and whose <see cref="ConfigurationException"/> names a bad
+    /// entry's <c>file:line:col</c>.
     /// </summary>
     public IReadOnlyList<string> Destinations { get; }
 

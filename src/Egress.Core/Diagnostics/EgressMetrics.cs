@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Egress.Policy;
 using Egress.Relay;
+using Egress.Configuration;
 
 namespace Egress.Diagnostics;
 
@@ -43,20 +44,22 @@ public sealed class EgressMetrics
 
     /// <summary>Creates the instruments on a meter from <paramref name="meterFactory"/>.</summary>
     /// <param name="meterFactory">The factory (from dependency injection, or <c>new ServiceCollection().AddMetrics()</c>).</param>
-    /// <param name="side">Which host records: <c>enclave</c> or <c>parent</c>.</param>
+    /// <param name="side">Which host records: <see cref="TunnelSide.Enclave"/> (the <c>egress.side</c> tag
+    /// <c>enclave</c>) or <see cref="TunnelSide.Host"/> (<c>parent</c>).</param>
     /// <param name="cache">The allowlist cache whose size and evictions are observed; null for none.</param>
-    /// <exception cref="ArgumentNullException"><paramref name="meterFactory"/> or <paramref name="side"/> is null.</exception>
-    /// <exception cref="ArgumentException"><paramref name="side"/> is neither <c>enclave</c> nor <c>parent</c>.</exception>
-    public EgressMetrics(IMeterFactory meterFactory, string side, AllowlistCache? cache = null)
+    /// <exception cref="ArgumentNullException"><paramref name="meterFactory"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="side"/> is not a <see cref="TunnelSide"/>.</exception>
+    public EgressMetrics(IMeterFactory meterFactory, TunnelSide side, AllowlistCache? cache = null)
     {
         ArgumentNullException.ThrowIfNull(meterFactory);
-        ArgumentException.ThrowIfNullOrEmpty(side);
-        if (side is not ("enclave" or "parent"))
-        {
-            throw new ArgumentException($"the side is 'enclave' or 'parent', not '{side}' (the egress.side tag of every measurement)", nameof(side));
-        }
 
-        _side = new("egress.side", side);
+        // A TunnelSide, not the tag's text (a library trial: a string "enclave" or "parent" beside TunnelSide's Enclave and Host).
+        _side = new("egress.side", side switch
+        {
+            TunnelSide.Enclave => "enclave",
+            TunnelSide.Host => "parent",
+            _ => throw new ArgumentOutOfRangeException(nameof(side), side, "not a TunnelSide: Enclave or Host"),
+        });
         var meter = meterFactory.Create(MeterName);
         _connections = meter.CreateCounter<long>(
             "egress.connections", "{connection}", "Connections handled, by outcome and reason.");

@@ -50,7 +50,7 @@ public static class EgressServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(configuration);
         ThrowIfAddedAlready<EnclaveSideAdded>(services, nameof(AddEgressEnclave));
         tunnel ??= configuration.GetTunnelEndpoint(TunnelSide.Enclave);
-        var (policy, metrics) = AddPolicy(services, configuration, "enclave");
+        var (policy, metrics) = AddPolicy(services, configuration, TunnelSide.Enclave);
         var relay = configuration.CreateRelayOptions();
         var audit = AddAudit(services, configuration, ConfigurationKeys.EnclaveAuditLog.Path, configuration.Enclave.AuditLog);
         var denials = configuration.Enclave.ReportDenials == DenialDetail.Off ? null : new DenialTally(relay.TimeProvider, configuration.Enclave.ReportDenials);
@@ -150,7 +150,7 @@ public static class EgressServiceCollectionExtensions
         ArgumentNullException.ThrowIfNull(configuration);
         ThrowIfAddedAlready<HostSideAdded>(services, nameof(AddEgressHost));
         listen ??= configuration.GetTunnelEndpoint(TunnelSide.Host);
-        var (policy, metrics) = AddPolicy(services, configuration, "parent");
+        var (policy, metrics) = AddPolicy(services, configuration, TunnelSide.Host);
         var host = configuration.Host;
         var relay = configuration.CreateRelayOptions();
         GatewayEnclave[] enclaves = LoadHostEnclaves(configuration, listen, warning);
@@ -271,7 +271,7 @@ public static class EgressServiceCollectionExtensions
     /// side's components take directly: both sides can be added to one container without sharing either. The first
     /// side added also registers its policy and cache as singletons, for consumers.
     /// </summary>
-    private static (EgressPolicy Policy, SideMetrics Metrics) AddPolicy(IServiceCollection services, EgressConfiguration configuration, string side)
+    private static (EgressPolicy Policy, SideMetrics Metrics) AddPolicy(IServiceCollection services, EgressConfiguration configuration, TunnelSide side)
     {
         var cache = configuration.CreateCache();
         var policy = configuration.CreatePolicy(cache);
@@ -346,7 +346,7 @@ public static class EgressServiceCollectionExtensions
         }
     }
 
-    private sealed class SideMetrics(string side, AllowlistCache cache)
+    private sealed class SideMetrics(TunnelSide side, AllowlistCache cache)
     {
         private readonly Lock _lock = new();
         private bool _created;

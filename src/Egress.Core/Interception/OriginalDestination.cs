@@ -29,7 +29,7 @@ public static class OriginalDestination
     /// <param name="sockaddr">The raw bytes, at least the full structure for its family (16 or 28 bytes).</param>
     /// <param name="endPoint">The address, when the bytes are a complete <c>sockaddr_in</c> or <c>sockaddr_in6</c>.</param>
     /// <returns>Whether the bytes could be parsed; <see langword="false"/> for short buffers and other families.</returns>
-    public static bool TryParseSockaddr(ReadOnlySpan<byte> sockaddr, [NotNullWhen(true)] out IPEndPoint? endPoint)
+    internal static bool TryParseSockaddr(ReadOnlySpan<byte> sockaddr, [NotNullWhen(true)] out IPEndPoint? endPoint)
     {
         endPoint = null;
         if (sockaddr.Length < sizeof(ushort))

@@ -19,7 +19,7 @@ namespace Egress.Policy;
 public sealed class AllowlistCache
 {
     /// <summary>The most names kept per address.</summary>
-    public const int MaxNamesPerAddress = 8;
+    internal const int MaxNamesPerAddress = 8;
 
     private static readonly long MaxTtlTicks = TimeSpan.FromSeconds(int.MaxValue).Ticks;
 

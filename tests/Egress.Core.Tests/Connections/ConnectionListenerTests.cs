@@ -185,7 +185,7 @@ public sealed class ConnectionListenerTests
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         int handled = 0;
         var admission = new ConnectionAdmission(1, "enclave.max_connections", "connection", DescriptorBudget.ForLimit(65536, 0));
-        using var telemetry = new Egress.Tests.Diagnostics.TelemetryProbe("enclave");
+        using var telemetry = new Egress.Tests.Diagnostics.TelemetryProbe(Egress.Configuration.TunnelSide.Enclave);
         await using var listener = Start(async (socket, _) =>
         {
             using (socket)

@@ -1,3 +1,4 @@
+using Egress.Configuration;
 using System.Net;
 using System.Net.Sockets;
 using Egress.Denials;
@@ -35,8 +36,8 @@ public sealed class DenialReporterTests
     {
         _directory = Directory.CreateTempSubdirectory("egress-denials-").FullName;
         _endpoint = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
-        _parent = new TelemetryProbe("parent");
-        _enclave = new TelemetryProbe("enclave");
+        _parent = new TelemetryProbe(TunnelSide.Host);
+        _enclave = new TelemetryProbe(TunnelSide.Enclave);
         _time = new FakeTimeProvider();
     }
 

@@ -1,3 +1,4 @@
+using Egress.Configuration;
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
@@ -50,11 +51,16 @@ public sealed class EgressMetricsTests
         Directory.Delete(_directory, recursive: true);
     }
 
-    /// <summary>From a library-consumer trial: any side was taken, though every dashboard filters on the two.</summary>
-    [TestCase("bogus")]
-    [TestCase("Parent")]
-    public void ASideOtherThanEnclaveOrParentIsRefused(string side) =>
-        Assert.That(() => new EgressMetrics(_meters, side), Throws.ArgumentException.With.Property("ParamName").EqualTo("side"));
+    /// <summary>From a library-consumer trial: any side was taken, though every dashboard filters on the two (the side
+    /// is a <see cref="TunnelSide"/> now; a value outside it is refused).</summary>
+    [Test]
+    public void ASideOtherThanEnclaveOrHostIsRefused() =>
+        Assert.That(() => new EgressMetrics(_meters, (TunnelSide)2), Throws.TypeOf<ArgumentOutOfRangeException>().With.Property("ParamName").EqualTo("side"));
+
+    [TestCase(TunnelSide.Enclave, "enclave")]
+    [TestCase(TunnelSide.Host, "parent")]
+    public void TheSideTagIsEnclaveOrParent(TunnelSide side, string tag) =>
+        Assert.That(new EgressMetrics(_meters, side).Side, Is.EqualTo(tag));
 
     /// <summary>The README's metrics list is what an operator builds a dashboard from: an instrument missing there
     /// (egress.tunnel.early_data was nearly added without it) is one nobody knows to read.</summary>
@@ -72,7 +78,7 @@ public sealed class EgressMetricsTests
                 }
             },
         };
-        _ = new EgressMetrics(_meters, "parent", new AllowlistCache(new AllowlistCacheOptions()));
+        _ = new EgressMetrics(_meters, TunnelSide.Host, new AllowlistCache(new AllowlistCacheOptions()));
         listener.Start(); // publishes the instruments that already exist
         string readme = RepositoryFiles.Read("README.md");
 
@@ -175,7 +181,7 @@ public sealed class EgressMetricsTests
         {
             Listen = [new IPEndPoint(IPAddress.Loopback, 0)],
             Tunnel = _endpoint,
-            Metrics = new EgressMetrics(_meters, "enclave"),
+            Metrics = new EgressMetrics(_meters, TunnelSide.Enclave),
         };
         await using (var proxy = new EgressProxy(options, EgressPolicy.Create(true, [], new AllowlistCache(new AllowlistCacheOptions())), _logs.Factory))
         {
@@ -200,7 +206,7 @@ public sealed class EgressMetricsTests
     public void CacheGaugesObserveTheCache()
     {
         var cache = new AllowlistCache(new AllowlistCacheOptions());
-        _ = new EgressMetrics(_meters, "parent", cache);
+        _ = new EgressMetrics(_meters, TunnelSide.Host, cache);
         using var entries = Collector<int>("egress.cache.entries");
         var policy = EgressPolicy.Create(true, ["*.example"], cache);
         policy.Learn("a.example", IPAddress.Parse("198.51.100.1"), TimeSpan.FromMinutes(5));
@@ -233,7 +239,7 @@ public sealed class EgressMetricsTests
             Listen = _endpoint,
             ShutdownDrain = drain ?? TimeSpan.FromSeconds(5),
             DnsUpstreams = [new IPEndPoint(IPAddress.Loopback, 9)],
-            Metrics = new EgressMetrics(_meters, "parent"),
+            Metrics = new EgressMetrics(_meters, TunnelSide.Host),
         };
         _gateway = new TunnelGateway(options, policy, _logs.Factory);
         _gateway.Start();

@@ -1,3 +1,4 @@
+using Egress.Configuration;
 using Egress.Diagnostics;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging;
@@ -18,7 +19,7 @@ internal sealed class TelemetryProbe : IDisposable
     private readonly MetricCollector<long> _serverNameRefusals;
     private readonly MetricCollector<long> _earlyData;
 
-    public TelemetryProbe(string side)
+    public TelemetryProbe(TunnelSide side)
     {
         Logger = new FakeLogger(Logs.Collector);
         Metrics = new EgressMetrics(_meters, side);

@@ -1,3 +1,4 @@
+using Egress.Configuration;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
@@ -32,7 +33,7 @@ public sealed partial class EnclaveMappingTests
     {
         _directory = Directory.CreateTempSubdirectory("egress-cid-").FullName;
         _endpoint = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
-        _probe = new TelemetryProbe("parent");
+        _probe = new TelemetryProbe(TunnelSide.Host);
         _maxStreams = 0;
     }
 

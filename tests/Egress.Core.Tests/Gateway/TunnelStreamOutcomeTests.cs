@@ -1,3 +1,4 @@
+using Egress.Configuration;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -32,7 +33,7 @@ public sealed class TunnelStreamOutcomeTests
     {
         _directory = Directory.CreateTempSubdirectory("egress-gwo-").FullName;
         _endpoint = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
-        _probe = new TelemetryProbe("parent");
+        _probe = new TelemetryProbe(TunnelSide.Host);
         _time = new FakeTimeProvider();
     }
 

@@ -1,3 +1,4 @@
+using Egress.Configuration;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
@@ -44,7 +45,7 @@ public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
     {
         _directory = Directory.CreateTempSubdirectory("egress-reuse-").FullName;
         _endpoint = TunnelEndpoint.Parse($"unix:{_directory}/tunnel.sock");
-        _probe = new TelemetryProbe("parent");
+        _probe = new TelemetryProbe(TunnelSide.Host);
         _reuses = new MetricCollector<long>(_probe.Meters, EgressMetrics.MeterName, "egress.tunnel.reuses");
         _time = new FakeTimeProvider();
     }
@@ -128,7 +129,7 @@ public sealed class TunnelStreamReuseTests(bool endOnEpollThread)
         const int Streams = 200;
         // Lines and measurements go nowhere: the probe's would keep a record of each connection.
         using var meters = new TestMeterFactory();
-        StartGateway(loggerFactory: NullLoggerFactory.Instance, metrics: new EgressMetrics(meters, "parent"));
+        StartGateway(loggerFactory: NullLoggerFactory.Instance, metrics: new EgressMetrics(meters, TunnelSide.Host));
         using var echo = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         echo.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         echo.Listen();

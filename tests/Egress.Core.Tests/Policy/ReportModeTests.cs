@@ -1,3 +1,4 @@
+using Egress.Configuration;
 using System.Net;
 using Egress.Diagnostics;
 using Egress.Policy;
@@ -222,7 +223,7 @@ public sealed class ReportModeTests
     [Test]
     public void AWouldDenyIsLoggedAndCountedWithItsReason()
     {
-        using var probe = new TelemetryProbe("enclave");
+        using var probe = new TelemetryProbe(TunnelSide.Enclave);
         using var wouldDeny = new MetricCollector<long>(probe.Meters, EgressMetrics.MeterName, "egress.policy.would_deny");
         EgressPolicy policy = Policy(EgressMode.Report, "api.example.com");
         var address = IPAddress.Parse("203.0.113.7");
@@ -372,7 +373,7 @@ public sealed class ReportModeTests
     /// <summary>A connection's decision, the would-deny line logged for it, and what report-to-allowlist proposes from it.</summary>
     private static (PolicyDecision Decision, string Line, IReadOnlyList<string> Proposed) ReportConnection(EgressPolicy policy, IPEndPoint destination)
     {
-        using var probe = new TelemetryProbe("enclave");
+        using var probe = new TelemetryProbe(TunnelSide.Enclave);
         PolicyDecision decision = policy.CheckConnection(destination.Address, destination.Port, out AddressHold? hold);
         hold?.Dispose();
         WouldDenyLog.Connection(probe.Logger, probe.Metrics, destination, name: null, policy, decision);

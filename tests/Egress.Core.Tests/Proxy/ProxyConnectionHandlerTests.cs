@@ -1,3 +1,4 @@
+using Egress.Configuration;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -38,7 +39,7 @@ public sealed class ProxyConnectionHandlerTests
     [SetUp]
     public async Task SetUp()
     {
-        _probe = new TelemetryProbe("enclave");
+        _probe = new TelemetryProbe(TunnelSide.Enclave);
         _time = new FakeTimeProvider();
         _parentListener = Listen();
         using Socket appListener = Listen();

@@ -1,3 +1,4 @@
+using Egress.Configuration;
 using System.Net;
 using System.Net.Sockets;
 using System.Reflection;
@@ -37,7 +38,7 @@ public sealed class ProxyStreamReuseTests
     [SetUp]
     public void SetUp()
     {
-        _probe = new TelemetryProbe("enclave");
+        _probe = new TelemetryProbe(TunnelSide.Enclave);
         _reuses = new MetricCollector<long>(_probe.Meters, EgressMetrics.MeterName, "egress.tunnel.reuses");
         _time = new FakeTimeProvider();
         _parentListener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);

@@ -1,3 +1,4 @@
+using Egress.Configuration;
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Net;
@@ -66,8 +67,8 @@ public sealed class StreamReusePropertyTests(bool asTheHostsRun)
         TestContext.Out.WriteLine(context);
 
         string directory = Directory.CreateTempSubdirectory("egress-reuse-prop-").FullName;
-        using var parentProbe = new TelemetryProbe("parent");
-        using var enclaveProbe = new TelemetryProbe("enclave");
+        using var parentProbe = new TelemetryProbe(TunnelSide.Host);
+        using var enclaveProbe = new TelemetryProbe(TunnelSide.Enclave);
         using var reuses = new MetricCollector<long>(enclaveProbe.Meters, EgressMetrics.MeterName, "egress.tunnel.reuses");
         using var server = new ScriptServer(plans);
         var tunnel = TunnelEndpoint.Parse($"unix:{directory}/tunnel.sock");
