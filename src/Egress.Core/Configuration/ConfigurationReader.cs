@@ -119,9 +119,9 @@ internal sealed class ConfigurationReader
                 locations.TryAdd(name, keyLocation); // not read, but it says the file is Evervault's (ConfiguredComponents.GetWarnings)
                 SkipEvervaultValue(name);
             }
-            else if (Next().Kind == TomlParseEventKind.StartTable)
+            else if (Next().Kind == TomlParseEventKind.StartTable && IsTableHeader(keyLocation))
             {
-                // A trial read "unknown key (key 'foo')" for a [foo] table.
+                // A trial read "unknown key (key 'foo')" for a [foo] table (a dotted key, foo.bar = 1, starts a table too).
                 throw UnknownTable(name, keyLocation);
             }
             else
@@ -629,12 +629,33 @@ internal sealed class ConfigurationReader
             locations);
     }
 
+    /// <summary>Whether the key at <paramref name="location"/> is the first of a <c>[table]</c> header's: only
+    /// whitespace and <c>[</c> (and a quote) before it on its line.</summary>
+    private bool IsTableHeader(SourceLocation location)
+    {
+        int start = 0;
+        for (int line = 1; line < location.Line && start >= 0; line++)
+        {
+            start = text.IndexOf('\n', start) is var end and >= 0 ? end + 1 : -1;
+        }
+
+        if (start < 0 || location.Column < 1 || start + location.Column - 1 > text.Length)
+        {
+            return false;
+        }
+
+        ReadOnlySpan<char> before = text.AsSpan(start, location.Column - 1).Trim().TrimEnd("\"'");
+        return before.Length > 0 && before[^1] == '[' && before.TrimEnd('[').Trim().IsEmpty;
+    }
+
     private static ConfigurationException UnknownTable(string name, SourceLocation location)
     {
-        string? suggestion = ConfigurationKeys.Sections.FirstOrDefault(section => EditDistance(name.ToLowerInvariant(), section) <= 2);
+        // Egress's sections and Evervault's top-level names ([signing], [scaling]: a review found their typos lost the
+        // suggestion the key path gave).
+        string? suggestion = TopLevelKeys.FirstOrDefault(candidate => EditDistance(name.ToLowerInvariant(), candidate) <= 2);
         return new ConfigurationException(location, name, suggestion is not null
             ? $"unknown table; did you mean [{suggestion}]?"
-            : $"unknown table; Egress reads {string.Join(", ", ConfigurationKeys.Sections.Select(section => $"[{section}]"))}");
+            : $"unknown table; Egress reads {string.Join(", ", ConfigurationKeys.Sections.Select(section => $"[{section}]"))} (and ignores Evervault's)");
     }
 
     private ConfigurationException UnknownKey(string key, string path, SourceLocation keyLocation, string[] known)

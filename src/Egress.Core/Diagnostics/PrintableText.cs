@@ -57,8 +57,15 @@ internal static class PrintableText
             return escaped;
         }
 
-        // Never cut between the two halves of a surrogate pair.
+        // Never cut between the two halves of a surrogate pair, nor inside an escape this wrote (a review saw
+        // "…aaaa\u… (355 characters)"): back to its backslash. A backslash of the text itself may be taken for one; the
+        // cut then comes a few characters early.
         int keep = char.IsHighSurrogate(escaped[255]) ? 255 : 256;
+        int backslash = escaped.LastIndexOf('\\', keep - 1, Math.Min(keep, 6));
+        if (backslash >= 0 && backslash + (escaped[backslash + 1] == 'u' ? 6 : 2) > keep)
+        {
+            keep = backslash;
+        }
         return string.Create(CultureInfo.InvariantCulture, $"{escaped.AsSpan(0, keep)}… ({text.Length} characters)");
     }
 

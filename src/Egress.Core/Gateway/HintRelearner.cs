@@ -25,6 +25,11 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
     private const ushort TypeAaaa = 28;
     private const int ResponseBufferLength = 65535;
 
+    /// <summary>How the parent's denial detail says the hint did not re-learn the address, before why (without the hint,
+    /// which the enclave sent: a review found a 128-character one pushed the reason past the detail's 255 bytes);
+    /// egress-enclave reads it to give the right advice (<see cref="Proxy.ProxyLog"/>).</summary>
+    internal const string NotRelearned = "the parent could not re-learn the address from its hint";
+
     /// <summary>Whether a denial is one that resolving the hint may turn into an allowance: the parent does not know
     /// the address at all (an address it knows as expired stays denied, as the enclave's would). In report mode the
     /// caller asks for a would-deny too, so that a parent that lost its cache does not report what enforce allows.</summary>
@@ -66,7 +71,7 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
                     ? Again($"resolving {hint} {DnsTypeName.Of(type)} was abandoned (the stream ended or the host is stopping)", "resolving it was abandoned")
                     : Again(
                         $"resolving {hint} {DnsTypeName.Of(type)} failed: {upstreams.DescribeFailure(answer)}",
-                        answer == DnsUpstreamQuery.SocketFailed ? "the parent's DNS upstreams refused or were unreachable" : "the parent's DNS upstreams did not answer in time");
+                        answer == DnsUpstreamQuery.SocketFailed ? "its DNS upstreams refused or were unreachable" : "its DNS upstreams did not answer in time");
             }
 
             int learned = DnsAnswerLearner.Learn(policy, hint, response.AsSpan(0, answer), logger);
@@ -75,7 +80,7 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
             return decision.IsAllowed && !decision.WouldDeny
                 ? (decision, hold, null, null)
                 : decision.Reason == DecisionReason.NeverLearned
-                    ? (decision, hold, resolved, $"not re-learned here from {hint}: {DnsTypeName.Of(type)} resolved to {learned} learnable address{(learned == 1 ? string.Empty : "es")}, not this one")
+                    ? (decision, hold, resolved, $"{NotRelearned}: {DnsTypeName.Of(type)} resolved to {learned} learnable address{(learned == 1 ? string.Empty : "es")}, not this one")
                     : (decision, hold, $"{hint} {DnsTypeName.Of(type)} resolved to {address}, but the connection is {decision}", null);
         }
         finally
@@ -88,6 +93,6 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
         // silent upstream (2 s), the app resolved a name allowed on port 443 only to the same address, and the
         // address-only check made here then allowed the connection on port 25.
         (PolicyDecision, AddressHold?, string?, string?) Again(string why, string told) =>
-            (policy.CheckConnection(address, port, out AddressHold? hold), hold, why, $"not re-learned here from {hint}: {told}");
+            (policy.CheckConnection(address, port, out AddressHold? hold), hold, why, $"{NotRelearned}: {told}");
     }
 }

@@ -58,6 +58,7 @@ internal static partial class ProxyLog
     public static void ParentRefused(ILogger logger, IPEndPoint destination, TunnelStatus status, string detail, ulong connectionId) =>
         ParentRefused(logger, destination, status, detail, status != TunnelStatus.DeniedByPolicy ? string.Empty
             : detail.Contains(PolicyDecision.ParentAddressText, StringComparison.Ordinal) ? ParentAddressHint
+            : detail.Contains(Gateway.HintRelearner.NotRelearned, StringComparison.Ordinal) ? NotRelearnedHint
             : PoliciesDisagree, new ConnectionIdText(connectionId));
 
     /// <summary>Whether the parent's answer says it is at one of its limits: <see cref="TunnelStatus.Failure"/> with a
@@ -76,6 +77,11 @@ internal static partial class ProxyLog
     /// cannot know them.</summary>
     internal const string ParentAddressHint =
         " (egress-host denies its own addresses unless an entry names the one address, whatever else allows it; this enclave cannot know them, so the policies need not differ)";
+
+    /// <summary>What a DeniedByPolicy answer means when the parent did not know the address and could not re-learn it
+    /// from its name (a review: "the two policies disagree" sent the operator to the digests when the parent's DNS had failed).</summary>
+    internal const string NotRelearnedHint =
+        " (the parent did not know the address, e.g. restarted since the DNS answer, and could not resolve the name again for the reason it gives; this enclave's own answer does not count there)";
 
     /// <summary>What a DeniedByPolicy answer means when this enclave allowed the destination.</summary>
     internal const string PoliciesDisagree =

@@ -8,7 +8,10 @@ public sealed class ConfigurationErrorTests
 
     [TestCase("[egress]\nenabeld = true\n", 2, 1, "egress.enabeld", "unknown key; did you mean 'enabled'?", TestName = "Typo in a key of [egress]")]
     [TestCase("[egres]\nenabled = true\n", 1, 2, "egres", "unknown table; did you mean [egress]?", TestName = "Typo in a section name")]
-    [TestCase("[foo]\nx = 1\n", 1, 2, "foo", "unknown table; Egress reads [egress], [tunnel], [enclave], [host], [dns], [relay]", TestName = "Unknown table")] // a trial: "unknown key"
+    [TestCase("[foo]\nx = 1\n", 1, 2, "foo", "unknown table; Egress reads [egress], [tunnel], [enclave], [host], [dns], [relay] (and ignores Evervault's)", TestName = "Unknown table")] // a trial: "unknown key"
+    [TestCase("[sigining]\nx = 1\n", 1, 2, "sigining", "unknown table; did you mean [signing]?", TestName = "Typo in an Evervault table")] // a review: the suggestion was lost
+    [TestCase("[Signing]\nx = 1\n", 1, 2, "Signing", "unknown table; did you mean [signing]?", TestName = "An Evervault table in capitals")]
+    [TestCase("foo.bar = 1\n", 1, 1, "foo", "unknown key", TestName = "Unknown dotted top-level key")] // no table header: not "unknown table"
     [TestCase("colour = \"red\"\n", 1, 1, "colour", "unknown key", TestName = "Unknown top-level key")]
     [TestCase("version = 1\nnmae = \"x\"\n", 2, 1, "nmae", "unknown key; did you mean 'name'?", TestName = "Typo in an Evervault top-level key")]
     [TestCase("[egress.extra]\nx = 1\n", 1, 9, "egress.extra", "unknown key", TestName = "Unknown sub-table of an Egress section")]

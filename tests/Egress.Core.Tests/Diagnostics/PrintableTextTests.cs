@@ -71,6 +71,20 @@ public sealed class PrintableTextTests
         Assert.That(shortened, Is.EqualTo(new string('a', 255) + "… (357 characters)"));
     }
 
+    /// <summary>A review: "…aaaa\u… (355 characters)", an escape cut in half.</summary>
+    [TestCase(250, "\\u001B")] // the escape ends at the cut: kept whole
+    [TestCase(251, "")]
+    [TestCase(254, "")]
+    [TestCase(255, "")]
+    public void AnEscapeIsNeverCut(int before, string kept)
+    {
+        string text = new string('a', before) + "\u001b" + new string('b', 100);
+
+        string shortened = PrintableText.Shorten(text);
+
+        Assert.That(shortened, Is.EqualTo(new string('a', before) + kept + (kept.Length == 0 ? "" : new string('b', 256 - before - kept.Length)) + $"… ({text.Length} characters)"));
+    }
+
     /// <summary>A new user's trial: an unknown key of a megabyte was echoed whole in the one-line error, and a quoted
     /// key's control characters reached the terminal raw.</summary>
     [Test]

@@ -126,7 +126,7 @@ public sealed class GatewayLearnedAddressTests
 
         // The enclave hears why too: a library trial read only "never learned from an allowed name" for an allowed hint.
         Assert.That(response, Is.EqualTo(new TunnelResponse(
-            TunnelStatus.DeniedByPolicy, "parent: denied: never learned from an allowed name (not re-learned here from a.x.test: A resolved to 1 learnable address, not this one)")));
+            TunnelStatus.DeniedByPolicy, "parent: denied: never learned from an allowed name (the parent could not re-learn the address from its hint: A resolved to 1 learnable address, not this one)")));
         Assert.That(_log.Values(214, "Why"), Is.EqualTo(new[] { "a.x.test A resolved to 1 learnable address, not including 198.18.0.99" }));
         Assert.That(_cache.Lookup(IPAddress.Parse("198.18.0.99")).State, Is.EqualTo(CacheState.NeverLearned));
         Assert.That(_cache.Lookup(A).State, Is.EqualTo(CacheState.Live), "what the answer did contain is learned");
@@ -138,7 +138,7 @@ public sealed class GatewayLearnedAddressTests
         var response = await RequestAnsweredAsync(new IPEndPoint(A, 443), "evil.example");
 
         Assert.That(response.Status, Is.EqualTo(TunnelStatus.DeniedByPolicy));
-        Assert.That(response.Detail, Does.EndWith("(not re-learned here from evil.example: the hint is not an allowed name here)"));
+        Assert.That(response.Detail, Does.EndWith("(the parent could not re-learn the address from its hint: the hint is not an allowed name here)"));
         Assert.That(_log.Values(214, "Why")[0], Does.StartWith("hint evil.example is not an allowed name"));
         Assert.That(_upstream.Queries, Is.Empty);
     }
@@ -174,7 +174,20 @@ public sealed class GatewayLearnedAddressTests
         Assert.That(response.Status, Is.EqualTo(TunnelStatus.DeniedByPolicy));
         // Not "in time" (a trial read that 149 ms after a refusal): what happened, and the enclave hears it.
         Assert.That(_log.Values(214, "Why").Single(), Does.StartWith("resolving a.x.test A failed: the upstream refused or was unreachable (socket error"));
-        Assert.That(response.Detail, Is.EqualTo("parent: denied: never learned from an allowed name (not re-learned here from a.x.test: the parent's DNS upstreams refused or were unreachable)"));
+        Assert.That(response.Detail, Is.EqualTo("parent: denied: never learned from an allowed name (the parent could not re-learn the address from its hint: its DNS upstreams refused or were unreachable)"));
+    }
+
+    /// <summary>A review: the reason came after the hint, and a 128-character hint pushed it past the detail's 255 bytes.</summary>
+    [Test]
+    public async Task TheReasonTheEnclaveHearsFitsWhateverTheHintsLength()
+    {
+        _upstreamStopped = true;
+        await _upstream.DisposeAsync();
+        string hint = string.Join('.', Enumerable.Repeat(new string('a', 63), 3)) + ".x.test"; // 199 characters, allowed by *.x.test
+
+        var response = await RequestAnsweredAsync(new IPEndPoint(A, 443), hint);
+
+        Assert.That(response.Detail, Does.EndWith("(the parent could not re-learn the address from its hint: its DNS upstreams refused or were unreachable)"));
     }
 
     /// <summary>From a red-team trial: the re-learn's failures decided again by address only, any port. While the hint's

@@ -241,7 +241,7 @@ public sealed class TunnelGatewayTests
         (TunnelResponse response, byte[] rest) = await RequestAsync(TunnelRequest.ForTcp(new IPEndPoint(IPAddress.Parse("198.51.100.7"), 443), "api.example.com"));
 
         Assert.That(response, Is.EqualTo(new TunnelResponse(
-            TunnelStatus.DeniedByPolicy, "parent: denied: never learned from an allowed name (not re-learned here from api.example.com: the parent's DNS upstreams refused or were unreachable)")));
+            TunnelStatus.DeniedByPolicy, "parent: denied: never learned from an allowed name (the parent could not re-learn the address from its hint: its DNS upstreams refused or were unreachable)")));
         Assert.That(rest, Is.Empty, "the stream ends after the status");
         Assert.That((await _logs.WaitForEventAsync(202)).GetStructuredStateValue("Hint"), Is.EqualTo("api.example.com"));
     }

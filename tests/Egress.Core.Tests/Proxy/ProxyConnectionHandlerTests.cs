@@ -1353,6 +1353,23 @@ public sealed class ProxyConnectionHandlerTests
     }
 
     [Test]
+    public async Task AParentThatCouldNotReLearnTheAddressIsNotCalledAPolicyMismatch()
+    {
+        // A review: "the two policies disagree" sent the operator to the digests when the parent's DNS had failed.
+        const string Detail = "parent: denied: never learned from an allowed name (the parent could not re-learn the address from its hint: its DNS upstreams did not answer in time)";
+        var handling = Handler(Redirected(Listed)).HandleAsync(_accepted, CancellationToken.None);
+        using (Socket parent = await AcceptTunnelAsync())
+        {
+            await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
+            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.DeniedByPolicy, Detail), CancellationToken.None);
+        }
+
+        Assert.That((await handling.WaitAsync(HangGuard)).ParentStatus, Is.EqualTo(TunnelStatus.DeniedByPolicy));
+        Assert.That(_probe.Logs.Records.Single().Message, Does.StartWith($"connection to {Listed} failed: parent answered DeniedByPolicy: {Detail}{ProxyLog.NotRelearnedHint}"));
+        Assert.That(_probe.Logs.Records.Single().Message, Does.Not.Contain("disagree"));
+    }
+
+    [Test]
     public async Task TheParentDenyingItsOwnAddressIsNotCalledAPolicyMismatch()
     {
         // The enclave cannot know the parent's addresses, so a denial of one is no sign the two enclave.toml differ.

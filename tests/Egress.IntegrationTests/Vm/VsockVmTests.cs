@@ -29,6 +29,7 @@ public sealed class VsockVmTests
         "dns-other-resolver",
         "udp-refused",
         "learned-address",
+        "deploy-bootstrap",
         "bulk-upload",
         "bulk-download",
         "half-close",
