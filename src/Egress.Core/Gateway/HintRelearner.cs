@@ -76,11 +76,11 @@ internal sealed class HintRelearner(EgressPolicy policy, DnsUpstreamClient upstr
 
             int learned = DnsAnswerLearner.Learn(policy, hint, response.AsSpan(0, answer), logger);
             PolicyDecision decision = policy.CheckConnection(address, port, out AddressHold? hold);
-            string resolved = $"{hint} {DnsTypeName.Of(type)} resolved to {learned} learnable address{(learned == 1 ? string.Empty : "es")}, not including {address}";
+            string resolved = $"{DnsTypeName.Of(type)} resolved to {learned} learnable address{(learned == 1 ? string.Empty : "es")}";
             return decision.IsAllowed && !decision.WouldDeny
                 ? (decision, hold, null, null)
                 : decision.Reason == DecisionReason.NeverLearned
-                    ? (decision, hold, resolved, $"{NotRelearned}: {DnsTypeName.Of(type)} resolved to {learned} learnable address{(learned == 1 ? string.Empty : "es")}, not this one")
+                    ? (decision, hold, $"{hint} {resolved}, not including {address}", $"{NotRelearned}: {resolved}, not this one")
                     : (decision, hold, $"{hint} {DnsTypeName.Of(type)} resolved to {address}, but the connection is {decision}", null);
         }
         finally

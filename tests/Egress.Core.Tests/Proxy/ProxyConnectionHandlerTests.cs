@@ -1352,37 +1352,23 @@ public sealed class ProxyConnectionHandlerTests
         Assert.That(_probe.EventIds, Is.EqualTo(new[] { 106, 106 }));
     }
 
-    [Test]
-    public async Task AParentThatCouldNotReLearnTheAddressIsNotCalledAPolicyMismatch()
+    // The enclave cannot know the parent's addresses, so a denial of one is no sign the two enclave.toml differ; nor is a
+    // parent that could not re-learn the address (a review: "the two policies disagree" sent the operator to the digests
+    // when the parent's DNS had failed).
+    [TestCase("parent: denied: an address of the parent itself (interface eth0); an entry naming this one address allows it", nameof(ProxyLog.ParentAddressHint))]
+    [TestCase("parent: denied: never learned from an allowed name (the parent could not re-learn the address from its hint: its DNS upstreams did not answer in time)", nameof(ProxyLog.NotRelearnedHint))]
+    public async Task ADenialThatIsNoPolicyMismatchIsNotCalledOne(string detail, string hint)
     {
-        // A review: "the two policies disagree" sent the operator to the digests when the parent's DNS had failed.
-        const string Detail = "parent: denied: never learned from an allowed name (the parent could not re-learn the address from its hint: its DNS upstreams did not answer in time)";
         var handling = Handler(Redirected(Listed)).HandleAsync(_accepted, CancellationToken.None);
         using (Socket parent = await AcceptTunnelAsync())
         {
             await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
-            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.DeniedByPolicy, Detail), CancellationToken.None);
+            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.DeniedByPolicy, detail), CancellationToken.None);
         }
 
+        string advice = hint == nameof(ProxyLog.ParentAddressHint) ? ProxyLog.ParentAddressHint : ProxyLog.NotRelearnedHint;
         Assert.That((await handling.WaitAsync(HangGuard)).ParentStatus, Is.EqualTo(TunnelStatus.DeniedByPolicy));
-        Assert.That(_probe.Logs.Records.Single().Message, Does.StartWith($"connection to {Listed} failed: parent answered DeniedByPolicy: {Detail}{ProxyLog.NotRelearnedHint}"));
-        Assert.That(_probe.Logs.Records.Single().Message, Does.Not.Contain("disagree"));
-    }
-
-    [Test]
-    public async Task TheParentDenyingItsOwnAddressIsNotCalledAPolicyMismatch()
-    {
-        // The enclave cannot know the parent's addresses, so a denial of one is no sign the two enclave.toml differ.
-        const string Detail = "parent: denied: an address of the parent itself (interface eth0); an entry naming this one address allows it";
-        var handling = Handler(Redirected(Listed)).HandleAsync(_accepted, CancellationToken.None);
-        using (Socket parent = await AcceptTunnelAsync())
-        {
-            await TunnelHandshake.ReadRequestAsync(parent, CancellationToken.None);
-            await TunnelHandshake.SendResponseAsync(parent, new TunnelResponse(TunnelStatus.DeniedByPolicy, Detail), CancellationToken.None);
-        }
-
-        Assert.That((await handling.WaitAsync(HangGuard)).ParentStatus, Is.EqualTo(TunnelStatus.DeniedByPolicy));
-        Assert.That(_probe.Logs.Records.Single().Message, Is.EqualTo($"connection to {Listed} failed: parent answered DeniedByPolicy: {Detail}{ProxyLog.ParentAddressHint}"));
+        Assert.That(_probe.Logs.Records.Single().Message, Does.StartWith($"connection to {Listed} failed: parent answered DeniedByPolicy: {detail}{advice}"));
         Assert.That(_probe.Logs.Records.Single().Message, Does.Not.Contain("disagree"));
     }
 
