@@ -85,7 +85,7 @@ public sealed class TunnelEndpoint : IEquatable<TunnelEndpoint>
         }
         else if (text.StartsWith(VsockScheme, StringComparison.OrdinalIgnoreCase))
         {
-            endpoint = VsockEndPoint.TryParse(text, out VsockEndPoint? vsock, out reason)
+            endpoint = VsockEndPoint.TryParseReason(text, out VsockEndPoint? vsock, out reason)
                 ? new TunnelEndpoint(TunnelTransport.Vsock, vsock, vsock.ToString())
                 : null;
         }

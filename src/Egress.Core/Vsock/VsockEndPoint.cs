@@ -120,9 +120,7 @@ public sealed class VsockEndPoint : EndPoint, IEquatable<VsockEndPoint>
     public static VsockEndPoint Parse(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        return TryParse(text, out VsockEndPoint? endPoint, out string? error)
-            ? endPoint
-            : throw new FormatException($"invalid VSOCK endpoint '{PrintableText.Shorten(text)}': {error}. Expected {AcceptedForm}.");
+        return TryParse(text, out VsockEndPoint? endPoint, out string? error) ? endPoint : throw new FormatException(error);
     }
 
     /// <summary>Parses <c>vsock://CID:PORT</c> without throwing; see <see cref="Parse(string)"/>.</summary>
@@ -130,24 +128,47 @@ public sealed class VsockEndPoint : EndPoint, IEquatable<VsockEndPoint>
     /// <param name="endPoint">The endpoint, when the text is valid.</param>
     /// <returns>Whether the text is valid.</returns>
     public static bool TryParse([NotNullWhen(true)] string? text, [NotNullWhen(true)] out VsockEndPoint? endPoint) =>
-        TryParse(text, out endPoint, out _);
+        TryParseReason(text, out endPoint, out _);
 
-    /// <summary>Parses <c>vsock://CID:PORT</c>, explaining a failure in <paramref name="error"/>.</summary>
-    internal static bool TryParse(
+    /// <summary>Parses <c>vsock://CID:PORT</c> without throwing, saying why a text is not one; see <see cref="Parse(string)"/>.</summary>
+    /// <param name="text">The text to parse.</param>
+    /// <param name="endPoint">The endpoint, when the text is valid.</param>
+    /// <param name="error">Otherwise, the message <see cref="Parse(string)"/> would throw: the text (control characters
+    /// escaped, a long input shortened), what is wrong, and the accepted form, e.g. <c>invalid VSOCK endpoint
+    /// 'vsock://3': the port is missing. Expected vsock://CID:PORT ...</c>.</param>
+    /// <returns>Whether the text is valid.</returns>
+    public static bool TryParse(
         [NotNullWhen(true)] string? text,
         [NotNullWhen(true)] out VsockEndPoint? endPoint,
         [NotNullWhen(false)] out string? error)
     {
+        if (TryParseReason(text, out endPoint, out string? reason))
+        {
+            error = null;
+            return true;
+        }
+
+        error = $"invalid VSOCK endpoint '{PrintableText.Shorten(text ?? string.Empty)}': {reason}. Expected {AcceptedForm}.";
+        return false;
+    }
+
+    /// <summary>Parses <c>vsock://CID:PORT</c>, saying in <paramref name="reason"/> what is wrong (without the text),
+    /// for a caller that builds its own message.</summary>
+    internal static bool TryParseReason(
+        [NotNullWhen(true)] string? text,
+        [NotNullWhen(true)] out VsockEndPoint? endPoint,
+        [NotNullWhen(false)] out string? reason)
+    {
         endPoint = null;
         if (string.IsNullOrEmpty(text))
         {
-            error = "it is empty";
+            reason = "it is empty";
             return false;
         }
 
         if (!text.StartsWith(Scheme, StringComparison.OrdinalIgnoreCase))
         {
-            error = "it does not start with vsock://";
+            reason = "it does not start with vsock://";
             return false;
         }
 
@@ -155,14 +176,14 @@ public sealed class VsockEndPoint : EndPoint, IEquatable<VsockEndPoint>
         int colon = rest.IndexOf(':');
         if (colon < 0)
         {
-            error = "the port is missing";
+            reason = "the port is missing";
             return false;
         }
 
         if (!TryParseCid(rest[..colon], out uint cid))
         {
             string shown = PrintableText.Shorten(rest[..colon].ToString());
-            error = IsDigits(rest[..colon])
+            reason = IsDigits(rest[..colon])
                 ? $"the CID {shown} is out of range (0-4294967295)"
                 : $"the CID '{shown}' is not a decimal number, any, parent, host or local";
             return false;
@@ -171,14 +192,14 @@ public sealed class VsockEndPoint : EndPoint, IEquatable<VsockEndPoint>
         if (!TryParsePort(rest[(colon + 1)..], out uint port))
         {
             string shown = PrintableText.Shorten(rest[(colon + 1)..].ToString());
-            error = IsDigits(rest[(colon + 1)..])
+            reason = IsDigits(rest[(colon + 1)..])
                 ? $"the port {shown} is out of range (1-4294967294, or any)"
                 : $"the port '{shown}' is not a decimal number 1-4294967294 or any";
             return false;
         }
 
         endPoint = new VsockEndPoint(cid, port);
-        error = null;
+        reason = null;
         return true;
     }
 

@@ -173,6 +173,44 @@ public sealed class VsockEndPointTests
     [Test]
     public void TryParseOfNullIsFalse() => Assert.That(VsockEndPoint.TryParse(null, out _), Is.False);
 
+    // A library trial: TunnelEndpoint.TryParse said why a text was refused, VsockEndPoint.TryParse only that it was.
+    [TestCase("vsock://3")]
+    [TestCase("vsock://x:1")]
+    [TestCase("vsock://3:0")]
+    [TestCase("tcp://3:4433")]
+    [TestCase("")]
+    public void TryParseWithAnErrorSaysWhatParseThrows(string text)
+    {
+        var thrown = Assert.Throws<FormatException>(() => VsockEndPoint.Parse(text))!;
+
+        bool parsed = VsockEndPoint.TryParse(text, out VsockEndPoint? endPoint, out string? error);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(parsed, Is.False);
+            Assert.That(endPoint, Is.Null);
+            Assert.That(error, Is.EqualTo(thrown.Message));
+        });
+    }
+
+    [Test]
+    public void TryParseWithAnErrorOfNullSaysItIsEmpty()
+    {
+        Assert.That(VsockEndPoint.TryParse(null, out _, out string? error), Is.False);
+        Assert.That(error, Does.Contain("it is empty"));
+    }
+
+    [Test]
+    public void TryParseWithAnErrorOfAValidTextHasNoError()
+    {
+        Assert.That(VsockEndPoint.TryParse("vsock://parent:4433", out VsockEndPoint? endPoint, out string? error), Is.True);
+        Assert.Multiple(() =>
+        {
+            Assert.That(endPoint, Is.EqualTo(new VsockEndPoint(VsockEndPoint.ParentCid, 4433)));
+            Assert.That(error, Is.Null);
+        });
+    }
+
     [Test]
     public void EqualityIsByCidAndPort()
     {
