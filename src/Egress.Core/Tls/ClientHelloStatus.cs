@@ -1,6 +1,6 @@
 namespace Egress.Tls;
 
-/// <summary>What <see cref="ClientHelloParser.Parse"/> found in a connection's first client bytes.</summary>
+/// <summary>What <see cref="ClientHelloParser.Parse(ReadOnlySpan{byte}, out ClientHello)"/> found in a connection's first client bytes.</summary>
 internal enum ClientHelloStatus
 {
     /// <summary>The bytes so far are a valid prefix of a TLS ClientHello: read more.</summary>

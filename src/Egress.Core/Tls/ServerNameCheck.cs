@@ -7,7 +7,7 @@ internal static class ServerNameCheck
 {
     /// <summary>Decides a parsed first flight.</summary>
     /// <param name="mode">The configured mode; <see cref="TlsServerNameMode.Off"/> refuses nothing.</param>
-    /// <param name="status">What <see cref="ClientHelloParser.Parse"/> found (<see cref="ClientHelloStatus.NeedMore"/>:
+    /// <param name="status">What <see cref="ClientHelloParser.Parse(ReadOnlySpan{byte}, out ClientHello)"/> found (<see cref="ClientHelloStatus.NeedMore"/>:
     /// the client ended its stream first).</param>
     /// <param name="hello">The ClientHello, when <paramref name="status"/> says there is one.</param>
     /// <param name="learnedNames">The names the destination address was learned from.</param>

@@ -149,6 +149,7 @@ internal sealed class ServerNameGate : IFirstBytesGate
         try
         {
             int filled = 0;
+            ClientHelloScan scan = default; // the parse goes on from the last whole record, not from the first byte
             ClientHelloStatus status;
             ClientHello hello;
             while (true)
@@ -174,7 +175,7 @@ internal sealed class ServerNameGate : IFirstBytesGate
                 }
 
                 filled += read;
-                status = ClientHelloParser.Parse(buffer.AsSpan(0, filled), out hello);
+                status = ClientHelloParser.Parse(buffer.AsSpan(0, filled), ref scan, out hello);
                 if (status != ClientHelloStatus.NeedMore)
                 {
                     break;

@@ -263,4 +263,94 @@ public sealed class ClientHelloParserTests
     {
         Assert.That(Parse([]).Status, Is.EqualTo(ClientHelloStatus.NeedMore));
     }
+
+    /// <summary>Inputs for the resumed parse: captured ClientHellos, the same in records of 1, 7 and 300 bytes, and
+    /// mutations of them (a wrong record type or version later on, a record over 2^14, a handshake that is no ClientHello,
+    /// one too large, a zero-length record), each fed a prefix at a time.</summary>
+    private static IEnumerable<(string Name, byte[] Bytes)> ResumedInputs()
+    {
+        foreach (string file in ClientHelloVectors.Names)
+        {
+            yield return (file, ClientHelloVectors.Read(file));
+        }
+
+        foreach (string file in new[] { "openssl-s_client-www.allowed.test", "curl-evil.test", "pq-x25519mlkem768-www.allowed.test" })
+        {
+            byte[] handshake = ClientHelloVectors.Handshake(ClientHelloVectors.Read(file));
+            foreach (int size in new[] { 1, 7, 300 })
+            {
+                byte[] records = ClientHelloVectors.Records(handshake, size);
+                yield return ($"{file} in records of {size}", records);
+                foreach (int at in new[] { 5 * (size + 5), 40 * (size + 5) })
+                {
+                    if (at + 5 < records.Length)
+                    {
+                        yield return ($"{file}, {size}: type 23 at {at}", With(records, at, 23));
+                        yield return ($"{file}, {size}: version 2 at {at}", With(records, at + 1, 2));
+                        yield return ($"{file}, {size}: zero length at {at}", With(With(records, at + 3, 0), at + 4, 0));
+                        yield return ($"{file}, {size}: length over 2^14 at {at}", With(records, at + 3, 0x41));
+                    }
+                }
+            }
+        }
+
+        byte[] other = ClientHelloVectors.Records(ClientHelloVectors.Handshake(OpenSsl), 1);
+        yield return ("server hello in 1-byte records", With(other, 5, 2));
+        yield return ("a 16 MiB handshake in 1-byte records", With(other, 6 + 5, 0xFF));
+        byte[] random = new byte[4000];
+        new Random(11).NextBytes(random);
+        random[0] = 22;
+        random[1] = 3;
+        yield return ("random after a handshake record header", random);
+    }
+
+    private static byte[] With(byte[] bytes, int at, byte value)
+    {
+        byte[] changed = (byte[])bytes.Clone();
+        changed[at] = value;
+        return changed;
+    }
+
+    // A red-team trial: each receive parsed from the first record again, so a ClientHello in 1-byte records sent a byte at
+    // a time cost the parent work in the square of its length. The parse now goes on from the last whole record; it must
+    // decide every prefix as a parse from the start does.
+    [Test]
+    public void AParseThatGoesOnFromTheLastWholeRecordDecidesEveryPrefixAsAParseFromTheStart()
+    {
+        int inputs = 0;
+        foreach (var (name, bytes) in ResumedInputs())
+        {
+            inputs++;
+            ClientHelloScan scan = default;
+            for (int length = 1; length <= bytes.Length; length++)
+            {
+                ClientHelloStatus fromStart = ClientHelloParser.Parse(bytes.AsSpan(0, length), out ClientHello helloFromStart);
+                ClientHelloStatus resumed = ClientHelloParser.Parse(bytes.AsSpan(0, length), ref scan, out ClientHello helloResumed);
+                if ((resumed, helloResumed) != (fromStart, helloFromStart))
+                {
+                    Assert.Fail($"{name}, first {length} bytes: resumed {resumed} {helloResumed}, from the start {fromStart} {helloFromStart}");
+                }
+
+                if (fromStart != ClientHelloStatus.NeedMore)
+                {
+                    break; // a caller stops at the first decision
+                }
+            }
+        }
+
+        Assert.That(inputs, Is.GreaterThan(50));
+    }
+
+    [Test]
+    public void AResumedParseStandsAtTheFirstRecordNotYetWhole()
+    {
+        byte[] records = ClientHelloVectors.Records(ClientHelloVectors.Handshake(OpenSsl), 1); // 6 bytes a record
+        ClientHelloScan scan = default;
+
+        Assert.That(ClientHelloParser.Parse(records.AsSpan(0, 6 * 100 + 3), ref scan, out _), Is.EqualTo(ClientHelloStatus.NeedMore));
+        Assert.That((scan.Offset, scan.Records, scan.Collected), Is.EqualTo((600, 100, 100)), "100 records walked, the 101st not whole");
+
+        Assert.That(ClientHelloParser.Parse(records.AsSpan(0, 6 * 101), ref scan, out _), Is.EqualTo(ClientHelloStatus.NeedMore));
+        Assert.That(scan.Offset, Is.EqualTo(606));
+    }
 }

@@ -44,6 +44,52 @@ public sealed class ServerNameGateMeasurement
         Assert.That(rates[true], Has.All.GreaterThan(0));
     }
 
+    /// <summary>A red-team trial's stream, on the parent's side: a ClientHello that never completes, in 1-byte TLS
+    /// records, until the gate refuses it as too large; each record byte in a 1-byte DATA frame of its own (164 KB of
+    /// tunnel bytes), and, in the same run, all of them in one frame. Prints the process's CPU time per stream (the
+    /// trial measured 0.08-0.33 CPU-s each on egress-host when each frame was handed over, and parsed from the first
+    /// record, alone).</summary>
+    [Test]
+    [Explicit("measurement; prints CPU ms per stream of 1-byte records, in 1-byte DATA frames and in one")]
+    public async Task AClientHelloInOneByteRecordsOnTheParentsSide()
+    {
+        byte[] handshake = [1, 0, 0x3E, 0x80, 3, 3, .. Enumerable.Repeat((byte)'A', 20_000)];
+        byte[] records = [.. Enumerable.Range(0, 5462).SelectMany(i => new byte[] { 22, 3, 1, 0, 1, handshake[i] })];
+        var ways = new Dictionary<string, byte[]>
+        {
+            ["a DATA frame per byte"] = [.. records.SelectMany(b => Frames.Data([b]))],
+            ["one DATA frame"] = Frames.Data(records),
+        };
+        const int Streams = 16;
+        var cpu = ways.Keys.ToDictionary(k => k, _ => new List<double>());
+        for (int i = 0; i < Streams + 2; i++)
+        {
+            foreach (var (way, frames) in ways)
+            {
+                using var tunnel = await SocketPair.ConnectAsync(SocketTransport.Unix);
+                using var plain = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+                var gate = ServerNameGate.Create(TlsServerNameMode.Require, ["www.allowed.test"], static _ => true);
+                TimeSpan before = Process.GetCurrentProcess().TotalProcessorTime;
+                Task<RelayResult> relay = SocketRelay.RunFramedAsync(tunnel.Right, plain.Left, RelaySide.A, default, default, RelayOptions.Default, gate, CancellationToken.None);
+                Task sending = tunnel.Left.SendAsync(frames).ContinueWith(static _ => { }, TaskScheduler.Default);
+                RelayResult result = await relay;
+                if (i >= 2)
+                {
+                    cpu[way].Add((Process.GetCurrentProcess().TotalProcessorTime - before).TotalMilliseconds);
+                }
+
+                await sending;
+                Assert.That((result.FirstCause, gate.Refusal), Is.EqualTo((RelayShutdownCause.Refused, ServerNameRefusal.TooLarge)));
+            }
+        }
+
+        foreach (var (way, frames) in ways)
+        {
+            await TestContext.Out.WriteLineAsync(
+                $"{way} ({frames.Length} tunnel bytes): CPU {Median(cpu[way]):F1} ms a stream (median of {Streams}; {string.Join(", ", cpu[way].Select(c => c.ToString("F1")))})");
+        }
+    }
+
     private static double Median(List<double> values) => values.Order().ElementAt(values.Count / 2);
 
     private static ServerNameGate? Gate(bool gated) =>

@@ -6,7 +6,7 @@ namespace Egress.Fuzzing;
 
 /// <summary>
 /// A connection's first client bytes, as both hosts read them before a connection to a learned address may send on:
-/// <see cref="ClientHelloParser.Parse"/> and the <see cref="ServerNameGate"/> around it. The contract: no exception;
+/// <see cref="ClientHelloParser.Parse(ReadOnlySpan{byte}, out ClientHello)"/> and the <see cref="ServerNameGate"/> around it. The contract: no exception;
 /// not TLS exactly when the first byte is not 22 (or, with its high bit set, when the third is not 1: an SSL 2.0-format ClientHello); a server name read is a valid lower-case DNS name; every prefix of
 /// the input either needs more or decides the same (so however TCP splits the bytes, the decision is one); and the
 /// gate, fed the input a few bytes at a time, decides what <see cref="ServerNameCheck"/> decides for the whole and
