@@ -224,7 +224,9 @@ def build_sni(samples):
     """The sni section's table: the server-name check on ("require") and off through a learned address, same run;
     empty when the section did not run."""
     rows = [("TLS connections/s (full handshake with SNI, GET, close; 4 loops)", "sni_tls_conn_per_s"),
-            ("Bulk throughput, iperf3 to the name (Gbit/s)", "sni_throughput_gbps")]
+            ("Bulk throughput, iperf3 to the name (Gbit/s)", "sni_throughput_gbps"),
+            ("Idle connection, no client byte yet: egress-enclave RSS (bytes)", "sni_mem_bytes_per_conn_hop1"),
+            ("Idle connection, no client byte yet: egress-host RSS (bytes)", "sni_mem_bytes_per_conn_hop2")]
     if not any(f"{key}.require" in samples or f"{key}.off" in samples for _, key in rows):
         return ""
     lines = ["| Metric (Egress, learned address) | require | off | require / off |", "|---|---:|---:|---:|"]

@@ -48,8 +48,10 @@ want() { [ -z "$only" ] || [[ "$only" == *",$1,"* ]]; }
 
 if [ "$mode" = smoke ]; then
   repeats=1 tp_seconds=1 lat_seconds=1 cr_seconds=1 cr_concurrency=8 http_seconds=1 hold=100 socat_hold=100 dns_seconds=1
+  sni_hold=100
 else
   repeats=3 tp_seconds=5 lat_seconds=3 cr_seconds=5 cr_concurrency=16 http_seconds=5 hold=10000 socat_hold=1000 dns_seconds=5
+  sni_hold=3000 # nginx takes 2 x 4096 (write_nginx_ok_conf)
   # More repeats narrow a ratio whose single repeats spread widely (for experiments; the docs' tables use 3).
   if [ -n "${BENCH_REPEATS:-}" ]; then
     [[ $BENCH_REPEATS =~ ^[1-9][0-9]?$ ]] || { echo "BENCH_REPEATS=$BENCH_REPEATS: 1 to 99" >&2; exit 2; }
@@ -146,6 +148,36 @@ start() {
 }
 pid_of() { local var="pid_${1//-/_}"; printf '%s' "${!var}"; }
 record() { echo "$*" >>"$results"; }
+rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+# hold_idle LABEL NS TARGET COUNT METRIC KEY PID1 PID2 [hold|hold-silent]: holds COUNT idle connections from NS to
+# TARGET (hold: each proven by a 1-byte echo first; hold-silent: never a byte), and records the growth of METRIC of the
+# two hops per connection, in bytes, as KEY with HOP replaced by hop1 and hop2.
+hold_idle() {
+  local label=$1 ns=$2 target=$3 count=$4 metric=$5 key=$6 pids_of_hops=("$7" "$8") how=${9:-hold} before=() after=() i
+  for i in 0 1; do before[$i]=$($metric "${pids_of_hops[$i]}"); done
+  start "hold-$label" "$ns" "$tool" "$how" --target "$target" --count "$count" --parallel 32
+  local hold_pid deadline=$((SECONDS + 300)) held=1
+  hold_pid=$(pid_of "hold-$label")
+  until grep -q '^ready' "$run/hold-$label.log" 2>/dev/null; do
+    if ! kill -0 "$hold_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then break; fi
+    sleep 0.5
+  done
+  if ! grep -q "^ready held=$count failed=0" "$run/hold-$label.log" 2>/dev/null; then
+    fail "memory via $label: could not hold $count connections: $(tail -3 "$run/hold-$label.log" | tr '\n' ' ')"
+    held=0
+  else
+    sleep 2
+    for i in 0 1; do after[$i]=$($metric "${pids_of_hops[$i]}"); done
+    for i in 0 1; do
+      record "${key/HOP/hop$((i + 1))} $(((after[i] - before[i]) * 1024 / count))"
+    done
+    log "  $label: $count connections: hop 1 ${before[0]} -> ${after[0]} KiB, hop 2 ${before[1]} -> ${after[1]} KiB"
+  fi
+  kill "$hold_pid" 2>/dev/null
+  wait "$hold_pid" 2>/dev/null
+  sleep 3
+  [ "$held" -eq 1 ]
+}
 fail() { failures+=("$*"); log "FAILED: $*"; }
 
 log "namespaces $ns_enc, $ns_par, $ns_wld (run directory $run)"
@@ -403,7 +435,6 @@ fi
 # --- memory per idle relayed connection -------------------------------------------------------------------------------
 if want memory; then
 hop_pids[socat]="$(pid_of socat1-echo) $(pid_of socat2-echo)"
-rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 # Proportional set size of a process and its children (socat forks one process per connection; Pss splits the pages
 # they share instead of counting them once per process).
 pss_tree_kib() {
@@ -415,29 +446,7 @@ pss_tree_kib() {
 }
 # measure_memory PATH COUNT METRIC: holds COUNT idle connections through PATH, records bytes per connection per hop.
 measure_memory() {
-  local path=$1 count=$2 metric=$3 pids_of_hops=(${hop_pids[$1]}) before=() after=() i
-  for i in 0 1; do before[$i]=$($metric "${pids_of_hops[$i]}"); done
-  start "hold-$path" "${client_ns[$path]}" "$tool" hold --target "${echo_target[$path]}" --count "$count" --parallel 32
-  local hold_pid deadline=$((SECONDS + 300))
-  hold_pid=$(pid_of "hold-$path")
-  until grep -q '^ready' "$run/hold-$path.log" 2>/dev/null; do
-    if ! kill -0 "$hold_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then break; fi
-    sleep 0.5
-  done
-  if ! grep -q "^ready held=$count failed=0" "$run/hold-$path.log" 2>/dev/null; then
-    fail "memory via $path: could not hold $count connections: $(tail -3 "$run/hold-$path.log" | tr '\n' ' ')"
-  else
-    sleep 2
-    for i in 0 1; do after[$i]=$($metric "${pids_of_hops[$i]}"); done
-    for i in 0 1; do
-      record "mem_bytes_per_conn.$path.hop$((i + 1)) $(((after[i] - before[i]) * 1024 / count))"
-    done
-    record "mem_conns.$path $count"
-    log "  $path: $count connections: hop 1 ${before[0]} -> ${after[0]} KiB, hop 2 ${before[1]} -> ${after[1]} KiB"
-  fi
-  kill "$hold_pid" 2>/dev/null
-  wait "$hold_pid" 2>/dev/null
-  sleep 3
+  hold_idle "$1" "${client_ns[$1]}" "${echo_target[$1]}" "$2" "$3" "mem_bytes_per_conn.$1.HOP" ${hop_pids[$1]} && record "mem_conns.$1 $2"
 }
 log "memory: idle relayed connections ($hold for egress and HAProxy, $socat_hold for socat)"
 measure_memory egress "$hold" rss_kib
@@ -580,6 +589,10 @@ except Exception: print("0")' <<<"$json")
       record "sni_throughput_gbps.$sni_mode $gbps"
       log "  $sni_mode: iperf3 to $sni_name: $gbps Gbit/s"
     fi
+    # Idle connections to the learned address, the client's first byte not yet sent: what each holds under the check
+    # (a red-team trial: 25 KB a connection under "require" against 10 KB "off", before the gate waited for the first byte).
+    hold_idle "sni-$r-$sni_mode" "$ns_enc" "$world:$sni_port" "$sni_hold" rss_kib "sni_mem_bytes_per_conn_HOP.$sni_mode" \
+      "$egress_enclave_pid" "$egress_host_pid" hold-silent || true
   done
 done
 python3 - "$results" <<'EOF' >&2
@@ -589,8 +602,10 @@ for line in open(sys.argv[1], encoding="utf-8"):
     key, _, value = line.partition(" ")
     if key.startswith("sni_"):
         samples.setdefault(key, []).append(float(value))
-for metric, unit in (("sni_tls_conn_per_s", "TLS connections/s"), ("sni_throughput_gbps", "Gbit/s")):
-    on, off = samples.get(metric + ".require"), samples.get(metric + ".off")
+for metric, unit in (("sni_tls_conn_per_s.{}", "TLS connections/s"), ("sni_throughput_gbps.{}", "Gbit/s"),
+                     ("sni_mem_bytes_per_conn_hop1.{}", "egress-enclave bytes per idle connection"),
+                     ("sni_mem_bytes_per_conn_hop2.{}", "egress-host bytes per idle connection")):
+    on, off = samples.get(metric.format("require")), samples.get(metric.format("off"))
     if on and off:
         a, b = statistics.median(on), statistics.median(off)
         print(f"[bench] sni: {unit}: require {a:g}, off {b:g} (medians of {len(on)}/{len(off)}), require/off {a / b:.3f}x")

@@ -10,6 +10,9 @@ const string Usage = """
                                                    connect, 32-byte request/response, close, in C loops: per_second
       hold        --target IP:PORT --count N --parallel P
                                                    open N connections (one 1-byte echo each), print 'ready', hold until killed
+      hold-silent --target IP:PORT --count N --parallel P
+                                                   as hold, sending nothing (a server that waits for the client, such as
+                                                   a TLS server); 'ready' once each is still open 2 s after the last connect
       dns-probe   --server IP:PORT --name NAME --timeout-ms MS
                                                    one A query over UDP; exit 0 when a NOERROR answer arrives
     """;
@@ -30,6 +33,7 @@ try
         "latency" => LatencyClient.Run(options.EndPoint("--target"), options.Int("--seconds")),
         "connrate" => await ConnectionRateClient.RunAsync(options.EndPoint("--target"), options.Int("--seconds"), options.Int("--concurrency")),
         "hold" => await HoldClient.RunAsync(options.EndPoint("--target"), options.Int("--count"), options.Int("--parallel")),
+        "hold-silent" => await HoldClient.RunAsync(options.EndPoint("--target"), options.Int("--count"), options.Int("--parallel"), silent: true),
         "dns-probe" => await DnsProbe.RunAsync(options.EndPoint("--server"), options.Text("--name"), options.Int("--timeout-ms")),
         _ => throw new ArgumentException($"unknown command '{args[0]}'"),
     };
