@@ -225,8 +225,8 @@ def build_sni(samples):
     empty when the section did not run."""
     rows = [("TLS connections/s (full handshake with SNI, GET, close; 4 loops)", "sni_tls_conn_per_s"),
             ("Bulk throughput, iperf3 to the name (Gbit/s)", "sni_throughput_gbps"),
-            ("Idle connection, no client byte yet: egress-enclave RSS (bytes)", "sni_mem_bytes_per_conn_hop1"),
-            ("Idle connection, no client byte yet: egress-host RSS (bytes)", "sni_mem_bytes_per_conn_hop2")]
+            ("Idle connection, no client byte yet: egress-enclave RSS per connection (bytes)", "sni_mem_bytes_per_conn_hop1"),
+            ("Idle connection, no client byte yet: egress-host RSS per connection (bytes)", "sni_mem_bytes_per_conn_hop2")]
     if not any(f"{key}.require" in samples or f"{key}.off" in samples for _, key in rows):
         return ""
     lines = ["| Metric (Egress, learned address) | require | off | require / off |", "|---|---:|---:|---:|"]

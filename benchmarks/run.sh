@@ -51,7 +51,7 @@ if [ "$mode" = smoke ]; then
   sni_hold=100
 else
   repeats=3 tp_seconds=5 lat_seconds=3 cr_seconds=5 cr_concurrency=16 http_seconds=5 hold=10000 socat_hold=1000 dns_seconds=5
-  sni_hold=3000 # nginx takes 2 x 4096 (write_nginx_ok_conf)
+  sni_hold=3000 # nginx takes 4096 per worker, one worker per CPU (write_nginx_ok_conf)
   # More repeats narrow a ratio whose single repeats spread widely (for experiments; the docs' tables use 3).
   if [ -n "${BENCH_REPEATS:-}" ]; then
     [[ $BENCH_REPEATS =~ ^[1-9][0-9]?$ ]] || { echo "BENCH_REPEATS=$BENCH_REPEATS: 1 to 99" >&2; exit 2; }
@@ -138,6 +138,7 @@ if [ $((hold * 2 + 300 + fd_reserve)) -gt "$fd_limit" ]; then
   hold=$(((fd_limit - 300 - fd_reserve) / 2))
   log "open-files limit $fd_limit: holding $hold connections instead of 10000 (Egress keeps $fd_reserve in reserve)"
 fi
+[ "$sni_hold" -gt "$hold" ] && sni_hold=$hold
 
 # start NAME NS CMD...: runs CMD in NS in the background (ip netns exec execs, so $! is CMD's pid), logs to run dir.
 start() {

@@ -64,8 +64,8 @@ internal static class ClientHelloParser
     /// call with a shorter prefix of the same bytes stopped.</summary>
     /// <param name="received">The client's first bytes: every byte so far, from the first; a call's bytes begin with the
     /// bytes of the call before it with the same <paramref name="scan"/>.</param>
-    /// <param name="scan">Where the record walk stands: default before the first call; updated while the result is
-    /// <see cref="ClientHelloStatus.NeedMore"/>.</param>
+    /// <param name="scan">Where the record walk stands: default before the first call; updated by each call (only a
+    /// result of <see cref="ClientHelloStatus.NeedMore"/> is followed by another).</param>
     /// <param name="hello">The ClientHello's server name and ECH flag when the result is <see cref="ClientHelloStatus.ClientHello"/>.</param>
     /// <returns>Whether to read more, or what the bytes are: the same as <see cref="Parse(ReadOnlySpan{byte}, out ClientHello)"/> of them.</returns>
     public static ClientHelloStatus Parse(ReadOnlySpan<byte> received, ref ClientHelloScan scan, out ClientHello hello)
@@ -128,7 +128,13 @@ internal static class ClientHelloParser
                 : BinaryPrimitives.ReadUInt16BigEndian(received[3..]) == AlertLength ? ClientHelloStatus.Malformed : ClientHelloStatus.NotTls;
         }
 
-        // Every whole record before scan.Offset has been walked and checked by an earlier call: go on from there.
+        // Every whole record before scan.Offset has been walked and checked by an earlier call: go on from there (from the
+        // start if the bytes are fewer than that, which no caller passes: the parse never throws).
+        if ((uint)scan.Offset > (uint)received.Length)
+        {
+            scan = default;
+        }
+
         Span<byte> header = stackalloc byte[HandshakeHeaderLength];
         BinaryPrimitives.WriteUInt32BigEndian(header, scan.Header);
         int collected = scan.Collected;

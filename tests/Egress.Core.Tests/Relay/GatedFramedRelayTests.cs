@@ -224,6 +224,54 @@ public sealed class GatedFramedRelayTests(bool splice)
         });
     }
 
+    // The framed reader hands over the payload of every frame already taken, and then the end behind them: the start of
+    // a ClientHello, END(FIN), all in one send, is a ClientHello cut short (refused), never a clean end that lets the
+    // payload through.
+    [Test]
+    public async Task ParentSideTheStartOfAClientHelloInFramesThenEndInOneSendIsRefusedAsTruncated()
+    {
+        using var tunnel = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        using var plain = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        var gate = Gate();
+        await tunnel.Left.SendAsync((byte[])[.. Frames.Data(Allowed.AsSpan(0, 7)), .. Frames.Data(Allowed.AsSpan(7, 50)), .. Frames.End(TunnelEndCause.Fin)]);
+        Task<RelayResult> relay = SocketRelay.RunFramedAsync(tunnel.Right, plain.Left, RelaySide.A, default, default, Options, gate, CancellationToken.None);
+        Task<(byte[] Received, SocketError End)> atDestination = ReadAsync(plain.Right);
+
+        var destination = await atDestination.WaitAsync(HangGuard);
+        plain.Right.Dispose();
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(destination.Received, Is.Empty, "no byte of the partial ClientHello reached the destination");
+            Assert.That(gate.Refusal, Is.EqualTo(ServerNameRefusal.Truncated));
+            Assert.That(result.FirstCause, Is.EqualTo(RelayShutdownCause.Refused));
+        });
+    }
+
+    // As above, with a frame the decoder rejects behind the payload (type 9): the relay ends, and nothing reaches the
+    // destination.
+    [Test]
+    public async Task ParentSideTheStartOfAClientHelloThenAnUnknownFrameReachesNothing()
+    {
+        using var tunnel = await SocketPair.ConnectAsync(SocketTransport.Unix);
+        using var plain = await SocketPair.ConnectAsync(SocketTransport.Tcp);
+        await tunnel.Left.SendAsync((byte[])[.. Frames.Data(Allowed.AsSpan(0, 7)), .. Frames.Data(Allowed.AsSpan(7, 50)), 9, 0, 0, 1, 0]);
+        Task<RelayResult> relay = SocketRelay.RunFramedAsync(tunnel.Right, plain.Left, RelaySide.A, default, default, Options, Gate(), CancellationToken.None);
+        Task<(byte[] Received, SocketError End)> atDestination = ReadAsync(plain.Right);
+
+        var destination = await atDestination.WaitAsync(HangGuard);
+        plain.Right.Dispose();
+        tunnel.Left.Dispose();
+        RelayResult result = await relay.WaitAsync(HangGuard);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(destination.Received, Is.Empty);
+            Assert.That(result.FirstCause, Is.Not.EqualTo(RelayShutdownCause.BothCompleted), "not a clean end");
+        });
+    }
+
     // A red-team trial: the gate took its 32 KiB buffer before the client's first byte, so 3,000 connections that never
     // wrote cost each host about 25 KB apiece under the check (10 KB without). The relay now waits for the first bytes
     // before it runs the gate.

@@ -341,6 +341,21 @@ public sealed class ClientHelloParserTests
         Assert.That(inputs, Is.GreaterThan(50));
     }
 
+    // A review: a scan past the end of the bytes given (a caller breaking the precondition) must not throw: the parse
+    // starts again from the first byte.
+    [Test]
+    public void AScanPastTheBytesGivenStartsFromTheFirstByteInsteadOfThrowing()
+    {
+        byte[] records = ClientHelloVectors.Records(ClientHelloVectors.Handshake(OpenSsl), 1);
+        ClientHelloScan scan = default;
+        ClientHelloParser.Parse(records.AsSpan(0, 600), ref scan, out _);
+
+        ClientHelloStatus status = ClientHelloParser.Parse(records.AsSpan(0, 100), ref scan, out _);
+
+        Assert.That(status, Is.EqualTo(ClientHelloStatus.NeedMore));
+        Assert.That(scan.Offset, Is.EqualTo(96), "16 whole records of 6 bytes walked from the start");
+    }
+
     [Test]
     public void AResumedParseStandsAtTheFirstRecordNotYetWhole()
     {
