@@ -173,7 +173,8 @@ public sealed class VsockEndPointTests
     [Test]
     public void TryParseOfNullIsFalse() => Assert.That(VsockEndPoint.TryParse(null, out _), Is.False);
 
-    // A library trial: TunnelEndpoint.TryParse said why a text was refused, VsockEndPoint.TryParse only that it was.
+    // A library trial: TunnelEndpoint.TryParse said why a text was refused, VsockEndPoint.TryParse only that it was. The
+    // error is Parse's message (equal by construction: Parse throws it), and says the input, the reason and the form.
     [TestCase("vsock://3")]
     [TestCase("vsock://x:1")]
     [TestCase("vsock://3:0")]
@@ -190,6 +191,7 @@ public sealed class VsockEndPointTests
             Assert.That(parsed, Is.False);
             Assert.That(endPoint, Is.Null);
             Assert.That(error, Is.EqualTo(thrown.Message));
+            Assert.That(error, Does.StartWith($"invalid VSOCK endpoint '{text}': ").And.EndWith(". Expected " + VsockEndPoint.AcceptedForm + "."));
         });
     }
 
